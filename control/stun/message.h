@@ -1,0 +1,207 @@
+// STUN message codec (RFC 8489) with the RFC 5780 NAT-behaviour attributes.
+//
+// Message::parse() validates strictly and returns a read-only view over the caller's bytes;
+// MessageBuilder writes a message attribute by attribute and appends the integrity and
+// fingerprint attributes last, as RFC 8489 section 14 requires.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "base/sockaddr.h"
+
+namespace tgw::stun {
+
+inline constexpr uint32_t kMagicCookie = 0x2112A442;  // RFC 8489 section 5
+inline constexpr size_t kHeaderSize = 20;
+inline constexpr uint32_t kFingerprintXor = 0x5354554E;  // RFC 8489 section 14.7
+
+using TransactionId = std::array<uint8_t, 12>;
+
+enum class Method : uint16_t {
+  Binding = 0x001,
+  Allocate = 0x003,          // RFC 8656
+  Refresh = 0x004,
+  Send = 0x006,
+  Data = 0x007,
+  CreatePermission = 0x008,
+  ChannelBind = 0x009,
+};
+
+enum class Class : uint8_t { Request = 0, Indication = 1, SuccessResponse = 2, ErrorResponse = 3 };
+
+// Attribute types (RFC 8489 section 18.3, RFC 5780 section 7, RFC 8656 section 18).
+namespace attr {
+inline constexpr uint16_t kMappedAddress = 0x0001;
+inline constexpr uint16_t kChangeRequest = 0x0003;        // RFC 5780
+inline constexpr uint16_t kUsername = 0x0006;
+inline constexpr uint16_t kMessageIntegrity = 0x0008;
+inline constexpr uint16_t kErrorCode = 0x0009;
+inline constexpr uint16_t kUnknownAttributes = 0x000A;
+inline constexpr uint16_t kChannelNumber = 0x000C;        // RFC 8656
+inline constexpr uint16_t kLifetime = 0x000D;
+inline constexpr uint16_t kXorPeerAddress = 0x0012;
+inline constexpr uint16_t kData = 0x0013;
+inline constexpr uint16_t kRealm = 0x0014;
+inline constexpr uint16_t kNonce = 0x0015;
+inline constexpr uint16_t kXorRelayedAddress = 0x0016;
+inline constexpr uint16_t kRequestedAddressFamily = 0x0017;
+inline constexpr uint16_t kEvenPort = 0x0018;
+inline constexpr uint16_t kRequestedTransport = 0x0019;
+inline constexpr uint16_t kDontFragment = 0x001A;
+inline constexpr uint16_t kMessageIntegritySha256 = 0x001C;
+inline constexpr uint16_t kPasswordAlgorithm = 0x001D;
+inline constexpr uint16_t kUserhash = 0x001E;
+inline constexpr uint16_t kXorMappedAddress = 0x0020;
+inline constexpr uint16_t kReservationToken = 0x0022;
+inline constexpr uint16_t kPadding = 0x0026;              // RFC 5780
+inline constexpr uint16_t kResponsePort = 0x0027;         // RFC 5780
+// Comprehension-optional range (0x8000-0xFFFF).
+inline constexpr uint16_t kAdditionalAddressFamily = 0x8000;
+inline constexpr uint16_t kPasswordAlgorithms = 0x8002;
+inline constexpr uint16_t kAlternateDomain = 0x8003;
+inline constexpr uint16_t kSoftware = 0x8022;
+inline constexpr uint16_t kAlternateServer = 0x8023;
+inline constexpr uint16_t kFingerprint = 0x8028;
+inline constexpr uint16_t kResponseOrigin = 0x802B;       // RFC 5780
+inline constexpr uint16_t kOtherAddress = 0x802C;         // RFC 5780
+
+inline constexpr bool isComprehensionRequired(uint16_t type) { return type < 0x8000; }
+}  // namespace attr
+
+// Why parse() refused the bytes. Each value is a distinct, countable drop reason.
+enum class ParseError : uint8_t {
+  TooShort,              // fewer than 20 bytes
+  NotStun,               // top two bits set, or magic cookie wrong
+  BadLength,             // header length not a multiple of 4 or not matching the datagram
+  TruncatedAttribute,    // an attribute runs past the end
+  BadPadding,            // (unused when padding bytes are ignored; kept for strict callers)
+  IntegrityNotLast,      // anything but MESSAGE-INTEGRITY-SHA256 / FINGERPRINT after MESSAGE-INTEGRITY
+  FingerprintNotLast,    // an attribute after FINGERPRINT
+  BadFingerprint,        // FINGERPRINT present and the CRC does not match
+  BadAttributeValue,     // a known attribute with an impossible length or value
+};
+std::string_view toString(ParseError e);
+
+struct Attribute {
+  uint16_t type = 0;
+  std::span<const uint8_t> value;  // without padding
+  size_t offset = 0;               // offset of the attribute header from the message start
+};
+
+// RFC 5780 section 7.2.
+struct ChangeRequest {
+  bool changeIp = false;
+  bool changePort = false;
+};
+
+struct ErrorCode {
+  int code = 0;           // 300..699
+  std::string reason;
+};
+
+// A parsed message: a view over bytes that the caller keeps alive.
+class Message {
+ public:
+  // Validates header, attribute framing, the position rules of MESSAGE-INTEGRITY,
+  // MESSAGE-INTEGRITY-SHA256 and FINGERPRINT, and the FINGERPRINT CRC when present.
+  // Attributes after MESSAGE-INTEGRITY other than MESSAGE-INTEGRITY-SHA256 and FINGERPRINT
+  // are an error (RFC 8489 section 14.5 says they are ignored by receivers; tgw rejects them
+  // as a strict server). Does not check integrity (that needs a key): see verifyIntegrity.
+  static Result<Message, ParseError> parse(std::span<const uint8_t> bytes);
+
+  // Quick test used by demultiplexers (RFC 7983): first byte 0..3 and magic cookie.
+  static bool looksLikeStun(std::span<const uint8_t> bytes);
+
+  Method method() const { return method_; }
+  uint16_t rawMethod() const { return rawMethod_; }
+  Class cls() const { return cls_; }
+  const TransactionId& transactionId() const { return tid_; }
+  std::span<const uint8_t> bytes() const { return bytes_; }
+  const std::vector<Attribute>& attributes() const { return attrs_; }
+  bool hasFingerprint() const;
+
+  // The first attribute of this type, if any.
+  std::optional<Attribute> find(uint16_t type) const;
+  bool has(uint16_t type) const { return find(type).has_value(); }
+
+  // Comprehension-required attribute types present that the given list does not know,
+  // for the 420 (Unknown Attribute) response.
+  std::vector<uint16_t> unknownComprehensionRequired(std::span<const uint16_t> known) const;
+
+  // Typed readers; empty when the attribute is absent or malformed.
+  std::optional<SockAddr> xorAddress(uint16_t type) const;  // XOR-MAPPED/-PEER/-RELAYED-ADDRESS
+  std::optional<SockAddr> xorMappedAddress() const { return xorAddress(attr::kXorMappedAddress); }
+  std::optional<SockAddr> plainAddress(uint16_t type) const;  // MAPPED-ADDRESS, OTHER-ADDRESS, ...
+  std::optional<SockAddr> mappedAddress() const { return plainAddress(attr::kMappedAddress); }
+  std::optional<SockAddr> otherAddress() const { return plainAddress(attr::kOtherAddress); }
+  std::optional<SockAddr> responseOrigin() const { return plainAddress(attr::kResponseOrigin); }
+  std::optional<SockAddr> alternateServer() const { return plainAddress(attr::kAlternateServer); }
+  std::optional<std::string> stringAttr(uint16_t type) const;  // USERNAME, REALM, NONCE, SOFTWARE
+  std::optional<ErrorCode> errorCode() const;
+  std::optional<ChangeRequest> changeRequest() const;
+  std::optional<std::vector<uint16_t>> unknownAttributes() const;
+  std::optional<uint32_t> u32Attr(uint16_t type) const;  // LIFETIME, ...
+
+  // MESSAGE-INTEGRITY (HMAC-SHA1) and MESSAGE-INTEGRITY-SHA256 over the message as
+  // RFC 8489 section 14.5/14.6 define (length field adjusted). False when absent.
+  bool verifyIntegrity(std::span<const uint8_t> key) const;
+  bool verifyIntegritySha256(std::span<const uint8_t> key) const;
+
+ private:
+  std::span<const uint8_t> bytes_;
+  uint16_t rawMethod_ = 0;
+  Method method_ = Method::Binding;
+  Class cls_ = Class::Request;
+  TransactionId tid_{};
+  std::vector<Attribute> attrs_;
+};
+
+// Writes a message. Integrity and fingerprint, if wanted, are added by finish() in the
+// order RFC 8489 requires: MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256, FINGERPRINT.
+class MessageBuilder {
+ public:
+  MessageBuilder(Method method, Class cls, const TransactionId& tid);
+  // For methods outside the enum (tests, error responses echoing an unknown method).
+  MessageBuilder(uint16_t rawMethod, Class cls, const TransactionId& tid);
+
+  MessageBuilder& addRaw(uint16_t type, std::span<const uint8_t> value);
+  MessageBuilder& addString(uint16_t type, std::string_view value);
+  MessageBuilder& addU32(uint16_t type, uint32_t value);
+  MessageBuilder& addXorAddress(uint16_t type, const SockAddr& addr);
+  MessageBuilder& addXorMappedAddress(const SockAddr& a) { return addXorAddress(attr::kXorMappedAddress, a); }
+  MessageBuilder& addPlainAddress(uint16_t type, const SockAddr& addr);
+  MessageBuilder& addMappedAddress(const SockAddr& a) { return addPlainAddress(attr::kMappedAddress, a); }
+  MessageBuilder& addErrorCode(int code, std::string_view reason);
+  MessageBuilder& addUnknownAttributes(std::span<const uint16_t> types);
+  MessageBuilder& addChangeRequest(ChangeRequest cr);
+  MessageBuilder& addSoftware(std::string_view s) { return addString(attr::kSoftware, s); }
+
+  MessageBuilder& withIntegrity(std::span<const uint8_t> key);        // MESSAGE-INTEGRITY
+  MessageBuilder& withIntegritySha256(std::span<const uint8_t> key);  // MESSAGE-INTEGRITY-SHA256
+  MessageBuilder& withFingerprint();
+
+  std::vector<uint8_t> finish() const;
+
+ private:
+  std::vector<uint8_t> buf_;
+  std::vector<uint8_t> integrityKey_;
+  std::vector<uint8_t> integrityKeySha256_;
+  bool integrity_ = false;
+  bool integritySha256_ = false;
+  bool fingerprint_ = false;
+};
+
+// A fresh random transaction id (libsodium randombytes).
+TransactionId newTransactionId();
+
+// Reason phrases for the error codes tgw sends (RFC 8489 section 14.8, RFC 8656 section 18).
+std::string_view reasonPhrase(int code);
+
+}  // namespace tgw::stun

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything tgw needs to build, test and run its lab, from Debian's packages.
+# Idempotent: a second run installs nothing and exits quickly.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  meson ninja-build pkg-config g++ clang llvm lld
+  libbpf-dev libxdp-dev xdp-tools bpftool linux-libc-dev
+  libsodium-dev libssl-dev libevent-dev libtomlplusplus-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+  dpdk-dev libdpdk-dev
+  # lab
+  iproute2 nftables conntrack coturn tcpdump socat procps
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: must run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep service packages (coturn) from being started by their install scripts.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1
+  fi
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  [ "$created_policy" -eq 1 ] && rm -f "$policy"
+else
+  echo "setup.sh: all packages present"
+fi
+
+# The lab's NATs and the XDP programs need these; harmless when already set.
+modprobe nf_conntrack 2>/dev/null || true
