@@ -15,11 +15,12 @@
 
 #include "base/result.h"
 #include "base/sockaddr.h"
+#include "tgw/stun.h"
 
 namespace tgw::stun {
 
-inline constexpr uint32_t kMagicCookie = 0x2112A442;  // RFC 8489 section 5
-inline constexpr size_t kHeaderSize = 20;
+inline constexpr uint32_t kMagicCookie = TGW_STUN_MAGIC_COOKIE;  // RFC 8489 section 5
+inline constexpr size_t kHeaderSize = TGW_STUN_HEADER_LEN;
 inline constexpr uint32_t kFingerprintXor = 0x5354554E;  // RFC 8489 section 14.7
 
 using TransactionId = std::array<uint8_t, 12>;
