@@ -1,0 +1,294 @@
+#include "api/control_api.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "base/log.h"
+
+namespace tgw::api {
+
+void Dispatcher::add(std::string cmd, std::string help, Handler handler) {
+  handlers_[std::move(cmd)] = Entry{std::move(help), std::move(handler)};
+}
+
+Json Dispatcher::commands() const {
+  Json out = Json::object();
+  for (const auto& [name, e] : handlers_) out[name] = e.help;
+  return out;
+}
+
+std::string Dispatcher::handleLine(std::string_view line) const {
+  auto reply = [](bool ok, Json body) {
+    Json r = {{"ok", ok}};
+    r[ok ? "result" : "error"] = std::move(body);
+    return r.dump() + "\n";
+  };
+  Json req = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded() || !req.is_object()) return reply(false, "request is not a JSON object");
+  auto cmd = req.find("cmd");
+  if (cmd == req.end() || !cmd->is_string()) return reply(false, "request has no \"cmd\" string");
+  Json args = Json::object();
+  if (auto a = req.find("args"); a != req.end()) {
+    if (!a->is_object()) return reply(false, "\"args\" must be an object");
+    args = *a;
+  }
+  const auto& name = cmd->get_ref<const std::string&>();
+  if (name == "help") return reply(true, commands());
+  auto it = handlers_.find(name);
+  if (it == handlers_.end()) return reply(false, "unknown command \"" + name + "\" (try \"help\")");
+  try {
+    auto r = it->second.handler(args);
+    if (!r) return reply(false, r.error().message);
+    return reply(true, std::move(*r));
+  } catch (const std::exception& e) {
+    // A handler bug must not take the daemon down; report it and go on.
+    log::error("control_handler_failed", {{"cmd", name}, {"what", e.what()}});
+    return reply(false, std::string("internal error: ") + e.what());
+  }
+}
+
+bool AccessPolicy::allows(const PeerCred& peer) const {
+  if (peer.uid == 0 || peer.uid == daemonUid_) return true;
+  if (!group_) return false;
+  if (peer.gid == *group_) return true;
+  // Supplementary groups of the peer's user.
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(peer.uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return false;
+  int n = 64;
+  std::vector<gid_t> groups(static_cast<size_t>(n));
+  if (getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) < 0) {
+    groups.resize(static_cast<size_t>(n));
+    if (getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) < 0) return false;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (groups[static_cast<size_t>(i)] == *group_) return true;
+  }
+  return false;
+}
+
+Result<gid_t> lookupGroup(const std::string& name) {
+  group gr{};
+  group* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return fail("no such group: '" + name + "'");
+  }
+  return gr.gr_gid;
+}
+
+namespace {
+
+Result<sockaddr_un> unixAddress(const std::string& path) {
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sun.sun_path) return fail("socket path too long: " + path);
+  std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+  return sun;
+}
+
+std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+}  // namespace
+
+struct ControlServer::Connection {
+  ControlServer* server = nullptr;
+  bufferevent* bev = nullptr;
+  ~Connection() {
+    if (bev != nullptr) bufferevent_free(bev);
+  }
+};
+
+Result<std::unique_ptr<ControlServer>> ControlServer::open(event_base* base, const std::string& path,
+                                                           std::optional<std::string> group,
+                                                           const Dispatcher& dispatcher) {
+  auto sun = unixAddress(path);
+  if (!sun) return fail(sun.error().message);
+  std::optional<gid_t> gid;
+  if (group) {
+    auto g = lookupGroup(*group);
+    if (!g) return fail("daemon.control_group: " + g.error().message);
+    gid = *g;
+  }
+  auto slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    std::string dir = path.substr(0, slash);
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return fail(errnoText("cannot create " + dir));
+  }
+  // A socket file that still answers belongs to a running daemon: do not steal it.
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0) {
+    bool alive = connect(probe, reinterpret_cast<const sockaddr*>(&*sun), sizeof(sockaddr_un)) == 0;
+    ::close(probe);
+    if (alive) return fail("another daemon is listening on " + path);
+  }
+  unlink(path.c_str());
+
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(errnoText("socket"));
+  // Create the file without world access from the start (no window with a looser mode).
+  mode_t old = umask(0117);
+  int rc = bind(fd, reinterpret_cast<const sockaddr*>(&*sun), sizeof(sockaddr_un));
+  umask(old);
+  if (rc != 0) {
+    auto err = errnoText("cannot bind " + path);
+    ::close(fd);
+    return fail(err);
+  }
+  if (chmod(path.c_str(), 0660) != 0 || (gid && chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0)) {
+    auto err = errnoText("cannot set permissions on " + path);
+    ::close(fd);
+    unlink(path.c_str());
+    return fail(err);
+  }
+  if (listen(fd, 16) != 0) {
+    auto err = errnoText("listen on " + path);
+    ::close(fd);
+    unlink(path.c_str());
+    return fail(err);
+  }
+  std::unique_ptr<ControlServer> s(new ControlServer(base, path, fd, AccessPolicy(geteuid(), gid), dispatcher));
+  s->acceptEvent_ = event_new(base, fd, EV_READ | EV_PERSIST, &ControlServer::onAccept, s.get());
+  event_add(s->acceptEvent_, nullptr);
+  return s;
+}
+
+ControlServer::ControlServer(event_base* base, std::string path, int fd, AccessPolicy policy,
+                             const Dispatcher& dispatcher)
+    : base_(base), path_(std::move(path)), fd_(fd), policy_(policy), dispatcher_(dispatcher) {}
+
+ControlServer::~ControlServer() {
+  connections_.clear();
+  if (acceptEvent_ != nullptr) event_free(acceptEvent_);
+  ::close(fd_);
+  unlink(path_.c_str());
+}
+
+void ControlServer::onAccept(int, short, void* self) { static_cast<ControlServer*>(self)->accept(); }
+
+void ControlServer::accept() {
+  for (;;) {
+    int cfd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) return;  // EAGAIN: drained
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        !policy_.allows(PeerCred{cred.pid, cred.uid, cred.gid})) {
+      ++refused_;
+      log::warn("control_refused", {{"uid", std::to_string(cred.uid)}, {"pid", std::to_string(cred.pid)}});
+      const char msg[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
+      (void)!write(cfd, msg, sizeof msg - 1);
+      ::close(cfd);
+      continue;
+    }
+    if (connections_.size() >= kMaxConnections) {
+      ++refused_;
+      log::warn("control_too_many_connections", {{"limit", std::to_string(kMaxConnections)}});
+      ::close(cfd);
+      continue;
+    }
+    auto c = std::make_unique<Connection>();
+    c->server = this;
+    c->bev = bufferevent_socket_new(base_, cfd, BEV_OPT_CLOSE_ON_FREE);
+    timeval idle{std::chrono::duration_cast<std::chrono::seconds>(kClientIdleTimeout).count(), 0};
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    bufferevent_setcb(
+        c->bev,
+        [](bufferevent* bev, void* arg) {
+          auto* conn = static_cast<Connection*>(arg);
+          evbuffer* in = bufferevent_get_input(bev);
+          size_t n = 0;
+          char* line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+          if (line == nullptr) {
+            if (evbuffer_get_length(in) > kMaxRequestBytes) {
+              const char msg[] = "{\"ok\":false,\"error\":\"request too long\"}\n";
+              (void)!write(bufferevent_getfd(bev), msg, sizeof msg - 1);
+              conn->server->close(conn);
+            }
+            return;
+          }
+          std::string reply = conn->server->dispatcher_.handleLine(std::string_view(line, n));
+          std::free(line);
+          ++conn->server->served_;
+          bufferevent_write(bev, reply.data(), reply.size());
+          // Close once the reply has been flushed.
+          bufferevent_setcb(
+              bev, nullptr,
+              [](bufferevent* b, void* a) {
+                if (evbuffer_get_length(bufferevent_get_output(b)) == 0) {
+                  auto* cc = static_cast<Connection*>(a);
+                  cc->server->close(cc);
+                }
+              },
+              [](bufferevent*, short, void* a) {
+                auto* cc = static_cast<Connection*>(a);
+                cc->server->close(cc);
+              },
+              arg);
+        },
+        nullptr,
+        [](bufferevent*, short, void* arg) {
+          auto* conn = static_cast<Connection*>(arg);
+          conn->server->close(conn);
+        },
+        c.get());
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    connections_[c.get()] = std::move(c);
+  }
+}
+
+void ControlServer::close(Connection* c) { connections_.erase(c); }
+
+Result<Json> call(const std::string& socketPath, const std::string& cmd, const Json& args, Duration timeout) {
+  auto sun = unixAddress(socketPath);
+  if (!sun) return fail(sun.error().message);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(errnoText("socket"));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&*sun), sizeof(sockaddr_un)) != 0) {
+    return fail(errnoText("cannot connect to tgwd at " + socketPath) + " (is tgwd running? see --socket)");
+  }
+  std::string req = Json{{"cmd", cmd}, {"args", args}}.dump() + "\n";
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    return fail(errnoText("send to " + socketPath));
+  }
+  std::string buf;
+  auto deadline = Clock::now() + timeout;
+  while (buf.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return fail("no reply from tgwd within " + std::to_string(toMs(timeout) / 1000) + " s");
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break;
+    }
+    buf.append(chunk, static_cast<size_t>(n));
+    if (buf.size() > (16u << 20)) return fail("reply from tgwd too large");
+  }
+  Json reply = Json::parse(buf, nullptr, false);
+  if (reply.is_discarded() || !reply.is_object()) return fail("tgwd sent a reply that is not JSON");
+  if (!reply.value("ok", false)) return fail(reply.value("error", std::string("tgwd reported an error")));
+  return reply.value("result", Json());
+}
+
+}  // namespace tgw::api

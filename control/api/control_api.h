@@ -1,0 +1,111 @@
+// The control API: tgwd's Unix socket, spoken by tgwctl.
+//
+// Protocol: the client connects, writes one line of JSON
+//   {"cmd": "stats", "args": {...}}
+// and reads one line back, then the connection closes:
+//   {"ok": true, "result": ...}   or   {"ok": false, "error": "what went wrong"}
+// Access: the socket file is created 0660 (owner root, group control_group when configured);
+// each connection's SO_PEERCRED is checked as well, so root, the daemon's own user and members
+// of control_group get in and everyone else is refused with a logged warning.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/clock.h"
+#include "base/result.h"
+
+struct event_base;
+struct event;
+
+namespace tgw::api {
+
+using Json = nlohmann::json;
+using Handler = std::function<Result<Json>(const Json& args)>;
+
+inline constexpr size_t kMaxRequestBytes = 64 * 1024;  // a request is a command and a few arguments
+inline constexpr Duration kClientIdleTimeout = 5s;     // a connection that says nothing is closed
+inline constexpr size_t kMaxConnections = 64;           // beyond this, new connections are refused
+
+// Maps command names to handlers. handleLine() never throws: malformed input gets an error reply.
+class Dispatcher {
+ public:
+  void add(std::string cmd, std::string help, Handler handler);
+  std::string handleLine(std::string_view line) const;
+  // {"cmd": help, ...} for the built-in "help" command.
+  Json commands() const;
+
+ private:
+  struct Entry {
+    std::string help;
+    Handler handler;
+  };
+  std::map<std::string, Entry, std::less<>> handlers_;
+};
+
+struct PeerCred {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Who may use the socket: root, the daemon's effective user, and members of the group.
+class AccessPolicy {
+ public:
+  AccessPolicy(uid_t daemonUid, std::optional<gid_t> group) : daemonUid_(daemonUid), group_(group) {}
+  bool allows(const PeerCred& peer) const;
+
+ private:
+  uid_t daemonUid_;
+  std::optional<gid_t> group_;
+};
+
+// Resolves a group name to its gid.
+Result<gid_t> lookupGroup(const std::string& name);
+
+// The listening socket, driven by a libevent event_base the daemon owns.
+class ControlServer {
+ public:
+  // Creates the parent directory (0755) if needed, refuses to start when another daemon answers
+  // on the path, removes a stale socket file, binds, and sets mode 0660 and the group.
+  static Result<std::unique_ptr<ControlServer>> open(event_base* base, const std::string& path,
+                                                     std::optional<std::string> group, const Dispatcher& dispatcher);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t refused() const { return refused_; }
+  uint64_t served() const { return served_; }
+
+ private:
+  struct Connection;
+  ControlServer(event_base* base, std::string path, int fd, AccessPolicy policy, const Dispatcher& dispatcher);
+  static void onAccept(int fd, short what, void* self);
+  void accept();
+  void close(Connection* c);
+
+  event_base* base_;
+  std::string path_;
+  int fd_;
+  AccessPolicy policy_;
+  const Dispatcher& dispatcher_;
+  ::event* acceptEvent_ = nullptr;
+  std::map<Connection*, std::unique_ptr<Connection>> connections_;
+  uint64_t refused_ = 0;
+  uint64_t served_ = 0;
+};
+
+// One request from a client (tgwctl): connects, sends, waits at most `timeout` for the reply.
+// Returns the "result" member, or an error carrying the daemon's "error" text.
+Result<Json> call(const std::string& socketPath, const std::string& cmd, const Json& args = Json::object(),
+                  Duration timeout = 5s);
+
+}  // namespace tgw::api

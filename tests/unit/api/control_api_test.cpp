@@ -1,0 +1,129 @@
+#include "api/control_api.h"
+
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+namespace tgw::api {
+namespace {
+
+Dispatcher makeDispatcher() {
+  Dispatcher d;
+  d.add("echo", "returns its arguments", [](const Json& args) -> Result<Json> { return args; });
+  d.add("broken", "always fails", [](const Json&) -> Result<Json> { return fail("it broke"); });
+  d.add("throws", "a handler bug", [](const Json&) -> Result<Json> { throw std::runtime_error("boom"); });
+  return d;
+}
+
+Json reply(const Dispatcher& d, std::string_view line) {
+  std::string out = d.handleLine(line);
+  EXPECT_EQ(out.back(), '\n');
+  return Json::parse(out);
+}
+
+TEST(Dispatcher, RoutesAndReports) {
+  auto d = makeDispatcher();
+  auto r = reply(d, R"({"cmd":"echo","args":{"x":1}})");
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["result"]["x"], 1);
+  r = reply(d, R"({"cmd":"broken"})");
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_EQ(r["error"], "it broke");
+  r = reply(d, R"({"cmd":"throws"})");
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_EQ(r["error"], "internal error: boom");
+  r = reply(d, R"({"cmd":"help"})");
+  EXPECT_EQ(r["result"]["echo"], "returns its arguments");
+}
+
+TEST(Dispatcher, BadRequestsGetErrors) {
+  auto d = makeDispatcher();
+  EXPECT_EQ(reply(d, "not json")["error"], "request is not a JSON object");
+  EXPECT_EQ(reply(d, "[1,2]")["error"], "request is not a JSON object");
+  EXPECT_EQ(reply(d, R"({"cmd":7})")["error"], "request has no \"cmd\" string");
+  EXPECT_EQ(reply(d, R"({"cmd":"echo","args":[1]})")["error"], "\"args\" must be an object");
+  EXPECT_EQ(reply(d, R"({"cmd":"nope"})")["error"], "unknown command \"nope\" (try \"help\")");
+  EXPECT_EQ(reply(d, std::string("\xff\xfe{", 3))["ok"], false);
+}
+
+TEST(AccessPolicy, RootOwnerAndGroup) {
+  AccessPolicy noGroup(1000, std::nullopt);
+  EXPECT_TRUE(noGroup.allows({1, 0, 0}));
+  EXPECT_TRUE(noGroup.allows({1, 1000, 1000}));
+  EXPECT_FALSE(noGroup.allows({1, 1001, 1001}));
+  AccessPolicy withGroup(0, gid_t{4242});
+  EXPECT_TRUE(withGroup.allows({1, 1001, 4242}));
+  EXPECT_FALSE(withGroup.allows({1, 1001, 1001}));
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/tgw-api-test-" + std::to_string(getpid());
+    path_ = dir_ + "/ctl.sock";
+    base_ = event_base_new();
+  }
+  void TearDown() override {
+    event_base_free(base_);
+    rmdir(dir_.c_str());
+  }
+  // Runs the loop on a thread until `stop` is set.
+  std::thread runLoop(std::atomic<bool>& stop) {
+    return std::thread([this, &stop] {
+      while (!stop) event_base_loop(base_, EVLOOP_NONBLOCK), usleep(1000);
+    });
+  }
+  std::string dir_, path_;
+  event_base* base_ = nullptr;
+};
+
+TEST_F(ServerTest, ServesRequestsWithSafePermissions) {
+  auto d = makeDispatcher();
+  auto s = ControlServer::open(base_, path_, std::nullopt, d);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  struct stat st {};
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0660u) << "socket must not be world-accessible";
+
+  // A second daemon must not steal a live socket.
+  auto second = ControlServer::open(base_, path_, std::nullopt, d);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("another daemon"), std::string::npos);
+
+  std::atomic<bool> stop{false};
+  auto t = runLoop(stop);
+  auto r = call(path_, "echo", Json{{"k", "v"}});
+  auto e = call(path_, "broken");
+  auto u = call(path_, "nope");
+  stop = true;
+  t.join();
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ((*r)["k"], "v");
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().message, "it broke");
+  ASSERT_FALSE(u.ok());
+  EXPECT_EQ((*s)->served(), 3u);
+  s->reset();
+  EXPECT_NE(access(path_.c_str(), F_OK), 0) << "socket file removed on shutdown";
+}
+
+TEST_F(ServerTest, UnknownGroupIsAClearError) {
+  auto d = makeDispatcher();
+  auto s = ControlServer::open(base_, path_, std::string("no-such-group-tgw"), d);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().message, "daemon.control_group: no such group: 'no-such-group-tgw'");
+}
+
+TEST(Client, NoDaemonIsAClearError) {
+  auto r = call("/tmp/tgw-no-such-dir/x.sock", "status", Json::object(), 1s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("is tgwd running?"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tgw::api
