@@ -1,0 +1,152 @@
+#include "stun/server.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace tgw::stun {
+namespace {
+
+// Attributes a Binding request may carry that the server understands (or knowingly
+// ignores: credentials are not used for Binding here). CHANGE-REQUEST is added with RFC 5780.
+constexpr uint16_t kBindingKnown[] = {
+    attr::kMappedAddress, attr::kXorMappedAddress, attr::kUsername, attr::kMessageIntegrity,
+    attr::kMessageIntegritySha256, attr::kRealm, attr::kNonce, attr::kErrorCode,
+    attr::kUnknownAttributes, attr::kUserhash, attr::kPasswordAlgorithm,
+};
+
+uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+}  // namespace
+
+Server::Server(ServerConfig config) : config_(std::move(config)) {}
+
+bool Server::rfc5780() const { return config_.secondaryIp.has_value() && config_.alternatePort.has_value(); }
+
+std::vector<SockAddr> Server::endpoints() const {
+  std::vector<SockAddr> out{SockAddr(config_.primaryIp, config_.primaryPort)};
+  if (config_.alternatePort) out.emplace_back(config_.primaryIp, *config_.alternatePort);
+  if (config_.secondaryIp) out.emplace_back(*config_.secondaryIp, config_.primaryPort);
+  if (config_.secondaryIp && config_.alternatePort) out.emplace_back(*config_.secondaryIp, *config_.alternatePort);
+  return out;
+}
+
+void Server::setMethodHandler(Method method, std::vector<uint16_t> known, MethodHandler handler) {
+  handlers_[static_cast<uint16_t>(method)] = Handler{std::move(known), std::move(handler)};
+}
+
+SockAddr Server::otherEndpoint(const SockAddr& local, bool changeIp, bool changePort) const {
+  IpAddr ip = local.ip();
+  uint16_t port = local.port();
+  if (changeIp && config_.secondaryIp) ip = (ip == config_.primaryIp) ? *config_.secondaryIp : config_.primaryIp;
+  if (changePort && config_.alternatePort) {
+    port = (port == config_.primaryPort) ? *config_.alternatePort : config_.primaryPort;
+  }
+  return SockAddr(ip, port);
+}
+
+std::vector<uint8_t> Server::errorResponse(uint16_t rawMethod, const TransactionId& tid, int code,
+                                           bool fingerprint, std::span<const uint16_t> unknown) const {
+  MessageBuilder b(rawMethod, Class::ErrorResponse, tid);
+  b.addErrorCode(code, reasonPhrase(code));
+  if (!unknown.empty()) b.addUnknownAttributes(unknown);
+  if (!config_.software.empty()) b.addSoftware(config_.software);
+  if (fingerprint) b.withFingerprint();
+  return b.finish();
+}
+
+std::optional<Server::Reply> Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
+                                                const SockAddr& local, TimePoint now) {
+  auto parsed = Message::parse(bytes);
+  if (!parsed) {
+    switch (parsed.error()) {
+      case ParseError::TooShort:
+        // Fewer than 20 bytes: no transaction id. STUN-looking or not, nothing to answer.
+        if (bytes.size() >= 8 && (bytes[0] & 0xC0) == 0 &&
+            std::memcmp(bytes.data() + 4, "\x21\x12\xA4\x42", 4) == 0) {
+          ++counters_.droppedMalformed;
+        } else {
+          ++counters_.droppedNotStun;
+        }
+        return std::nullopt;
+      case ParseError::NotStun:
+        ++counters_.droppedNotStun;
+        return std::nullopt;
+      case ParseError::BadFingerprint:
+        ++counters_.droppedBadFingerprint;
+        return std::nullopt;
+      default:
+        break;
+    }
+    // Framing error in something that is STUN: the header (type, cookie, transaction id)
+    // is readable. Answer requests with 400; never answer anything else.
+    const uint16_t type = rd16(bytes.data());
+    const bool isRequest = (type & 0x0110) == 0;
+    if (!isRequest) {
+      ++counters_.droppedMalformed;
+      return std::nullopt;
+    }
+    ++counters_.requests;
+    ++counters_.errors400;
+    const uint16_t rawMethod = static_cast<uint16_t>((type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2));
+    TransactionId tid;
+    std::memcpy(tid.data(), bytes.data() + 8, tid.size());
+    return Reply{errorResponse(rawMethod, tid, 400, false), local, from};
+  }
+
+  const Message& req = *parsed;
+  if (req.cls() != Class::Request) {
+    ++counters_.droppedNotRequest;
+    return std::nullopt;
+  }
+  ++counters_.requests;
+
+  const bool fp = req.hasFingerprint();
+  std::vector<uint16_t> known;
+  const Handler* handler = nullptr;
+  if (req.method() == Method::Binding) {
+    known.assign(std::begin(kBindingKnown), std::end(kBindingKnown));
+    if (rfc5780()) known.push_back(attr::kChangeRequest);
+  } else if (auto it = handlers_.find(req.rawMethod()); it != handlers_.end()) {
+    handler = &it->second;
+    known = handler->known;
+  } else {
+    ++counters_.errors400;
+    return Reply{errorResponse(req.rawMethod(), req.transactionId(), 400, fp), local, from};
+  }
+
+  auto unknown = req.unknownComprehensionRequired(known);
+  if (!unknown.empty()) {
+    ++counters_.errors420;
+    return Reply{errorResponse(req.rawMethod(), req.transactionId(), 420, fp, unknown), local, from};
+  }
+
+  if (handler) {
+    ++counters_.otherMethod;
+    return handler->fn(req, from, local, now);
+  }
+  return onBinding(req, from, local);
+}
+
+std::optional<Server::Reply> Server::onBinding(const Message& req, const SockAddr& from, const SockAddr& local) {
+  SockAddr source = local;
+  if (auto cr = req.changeRequest(); cr && (cr->changeIp || cr->changePort)) {
+    // Only reached with RFC 5780 support: otherwise CHANGE-REQUEST was answered with 420.
+    source = otherEndpoint(local, cr->changeIp, cr->changePort);
+    ++counters_.changeRequests;
+  }
+  MessageBuilder b(Method::Binding, Class::SuccessResponse, req.transactionId());
+  b.addXorMappedAddress(from);
+  if (rfc5780()) {
+    // RFC 5780 section 6.1: MAPPED-ADDRESS too, RESPONSE-ORIGIN (where the reply leaves
+    // from) and OTHER-ADDRESS (the endpoint differing in both ip and port).
+    b.addMappedAddress(from);
+    b.addPlainAddress(attr::kResponseOrigin, source);
+    b.addPlainAddress(attr::kOtherAddress, otherEndpoint(local, true, true));
+  }
+  if (!config_.software.empty()) b.addSoftware(config_.software);
+  if (req.hasFingerprint()) b.withFingerprint();
+  ++counters_.bindingSuccess;
+  return Reply{b.finish(), source, from};
+}
+
+}  // namespace tgw::stun

@@ -1,0 +1,128 @@
+// The relay role's userspace STUN server (RFC 8489 section 6.3, RFC 5780 sections 6 and 7),
+// sans-I/O: it answers what the XDP responder passes up (FINGERPRINT, unknown attributes,
+// CHANGE-REQUEST, malformed requests) and never touches a socket or a clock.
+//
+// Behaviour, in the order the checks run on each datagram:
+//   - not STUN (first two bits set, cookie wrong, shorter than a header): counted drop;
+//   - bad framing on something that is STUN: 400 when it is a request whose transaction id
+//     can be read, else a counted drop; a FINGERPRINT that does not match is a silent drop
+//     (RFC 8489 section 7.3: the message is not STUN for this port);
+//   - responses and indications: counted drop, never answered (no reply to a reply);
+//   - unknown comprehension-required attributes: 420 with UNKNOWN-ATTRIBUTES (section 6.3.1);
+//   - Binding request: success with XOR-MAPPED-ADDRESS, SOFTWARE (if configured) and, when
+//     the server has a second address and a second port (RFC 5780), MAPPED-ADDRESS,
+//     RESPONSE-ORIGIN and OTHER-ADDRESS; CHANGE-REQUEST is honoured by choosing the endpoint
+//     the reply leaves from (RFC 5780 section 6.1, table 1); without RFC 5780 support
+//     CHANGE-REQUEST is answered with 420 as that section prescribes;
+//   - requests of other methods: a handler registered with setMethodHandler() (TURN plugs
+//     in there), otherwise 400.
+// Responses carry FINGERPRINT when the request did.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/sockaddr.h"
+#include "stun/message.h"
+
+namespace tgw::stun {
+
+struct ServerConfig {
+  IpAddr primaryIp;
+  std::optional<IpAddr> secondaryIp;      // RFC 5780: the "alternate address"
+  uint16_t primaryPort = TGW_STUN_DEFAULT_PORT;
+  std::optional<uint16_t> alternatePort;  // RFC 5780: the "alternate port"
+  std::string software = "tgw";           // SOFTWARE attribute; empty leaves it out
+};
+
+// Why each datagram ended the way it did; every datagram moves exactly one of the
+// outcome counters (bindingSuccess, errors400, errors420, otherMethod, dropped*).
+struct ServerCounters {
+  uint64_t requests = 0;             // datagrams handled as requests (answered or not)
+  uint64_t bindingSuccess = 0;       // Binding success responses sent
+  uint64_t errors400 = 0;            // 400 Bad Request sent
+  uint64_t errors420 = 0;            // 420 Unknown Attribute sent
+  uint64_t changeRequests = 0;       // successes answered from a changed ip and/or port
+  uint64_t otherMethod = 0;          // requests passed to a registered method handler
+  uint64_t droppedNotStun = 0;       // not STUN at all
+  uint64_t droppedMalformed = 0;     // STUN but unreadable, or a malformed non-request
+  uint64_t droppedBadFingerprint = 0;
+  uint64_t droppedNotRequest = 0;    // responses and indications
+
+  template <typename F>
+  void forEach(F f) const {
+    f(std::string_view("requests"), requests);
+    f(std::string_view("binding_success"), bindingSuccess);
+    f(std::string_view("errors_400"), errors400);
+    f(std::string_view("errors_420"), errors420);
+    f(std::string_view("change_requests"), changeRequests);
+    f(std::string_view("other_method"), otherMethod);
+    f(std::string_view("dropped_not_stun"), droppedNotStun);
+    f(std::string_view("dropped_malformed"), droppedMalformed);
+    f(std::string_view("dropped_bad_fingerprint"), droppedBadFingerprint);
+    f(std::string_view("dropped_not_request"), droppedNotRequest);
+  }
+};
+
+class Server {
+ public:
+  struct Reply {
+    std::vector<uint8_t> bytes;
+    SockAddr from;  // the local endpoint to send from (one of endpoints())
+    SockAddr to;
+  };
+
+  // Handles a parsed request of a method other than Binding, after the framing and
+  // unknown-attribute checks. Returning nullopt sends nothing.
+  using MethodHandler = std::function<std::optional<Reply>(
+      const Message& request, const SockAddr& from, const SockAddr& local, TimePoint now)>;
+
+  explicit Server(ServerConfig config);
+
+  // `local` is the local address:port the datagram arrived on (one of endpoints()).
+  std::optional<Reply> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
+                                  const SockAddr& local, TimePoint now);
+
+  // Every ip:port the shell must bind: primary, then primary ip with the alternate port,
+  // then the secondary ip with the primary port, then secondary ip and alternate port.
+  std::vector<SockAddr> endpoints() const;
+
+  // True when both a secondary ip and an alternate port are configured: the server then
+  // offers RFC 5780 (OTHER-ADDRESS, RESPONSE-ORIGIN, CHANGE-REQUEST).
+  bool rfc5780() const;
+
+  // Registers the handler for another method (TURN's Allocate, Refresh, ...). The
+  // attributes in `known` are understood by it (they do not trigger 420).
+  void setMethodHandler(Method method, std::vector<uint16_t> known, MethodHandler handler);
+
+  const ServerCounters& counters() const { return counters_; }
+  const ServerConfig& config() const { return config_; }
+
+  // An error response echoing the request's method and transaction id, with FINGERPRINT
+  // when `fingerprint`; for method handlers too.
+  std::vector<uint8_t> errorResponse(uint16_t rawMethod, const TransactionId& tid, int code,
+                                     bool fingerprint,
+                                     std::span<const uint16_t> unknown = {}) const;
+
+ private:
+  struct Handler {
+    std::vector<uint16_t> known;
+    MethodHandler fn;
+  };
+
+  std::optional<Reply> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
+  SockAddr otherEndpoint(const SockAddr& local, bool changeIp, bool changePort) const;
+
+  ServerConfig config_;
+  ServerCounters counters_;
+  std::map<uint16_t, Handler> handlers_;
+};
+
+}  // namespace tgw::stun
