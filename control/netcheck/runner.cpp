@@ -1,0 +1,196 @@
+#include "netcheck/runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+#include <string>
+
+#include "base/log.h"
+
+namespace tgw::netcheck {
+
+namespace {
+
+// Largest datagram read; STUN answers are far smaller, anything larger is not ours.
+constexpr size_t kMaxDatagram = 2048;
+// Extra time the loop allows past the state machine's own deadline before it stops
+// regardless (guards against a state machine that fails to finish).
+constexpr Duration kShellGrace = 1s;
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+Result<Fd> openUdp(Family family, const std::optional<IpAddr>& bindIp) {
+  const int domain = family == Family::V4 ? AF_INET : AF_INET6;
+  Fd s(::socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (s.fd < 0) return fail(errnoText(family == Family::V4 ? "socket(AF_INET)" : "socket(AF_INET6)"));
+  if (family == Family::V6) {
+    int one = 1;
+    ::setsockopt(s.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  IpAddr ip = bindIp ? *bindIp
+                     : (family == Family::V4 ? IpAddr::v4(0u) : IpAddr::v6(std::array<uint8_t, 16>{}));
+  if (ip.family() != family) return fail("bind address " + ip.toString() + " is of the wrong family");
+  sockaddr_storage ss{};
+  socklen_t len = SockAddr(ip, 0).toSockaddr(&ss);
+  if (::bind(s.fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+    return fail(errnoText("bind " + SockAddr(ip, 0).toString()));
+  }
+  return s;
+}
+
+std::optional<SockAddr> localName(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return std::nullopt;
+  return SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+// The source IP the kernel would pick towards `to`: connect() a throwaway UDP socket (no
+// packet is sent) and read its name.
+std::optional<IpAddr> routeSource(const SockAddr& to) {
+  Fd s(::socket(to.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (s.fd < 0) return std::nullopt;
+  sockaddr_storage ss{};
+  socklen_t len = to.toSockaddr(&ss);
+  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return std::nullopt;
+  auto name = localName(s.fd);
+  if (!name || name->ip().isUnspecified()) return std::nullopt;
+  return name->ip();
+}
+
+}  // namespace
+
+Result<Report> runNetcheck(const Options& options) {
+  if (options.servers.empty()) return fail("netcheck needs at least one STUN server (--server ADDR:PORT)");
+  for (const auto& s : options.servers) {
+    if (s.port() == 0 || s.ip().isUnspecified()) return fail("bad STUN server address " + s.toString());
+  }
+
+  Config config;
+  config.servers = options.servers;
+  config.deadline = options.deadline;
+  std::vector<Fd> fds;  // index == socket id
+  std::vector<std::string> openErrors;
+
+  for (Family family : {Family::V4, Family::V6}) {
+    const SockAddr* firstServer = nullptr;
+    for (const auto& s : options.servers) {
+      if (s.family() == family) {
+        firstServer = &s;
+        break;
+      }
+    }
+    if (!firstServer) continue;
+    const auto& bindIp = family == Family::V4 ? options.bindV4 : options.bindV6;
+    const int count = options.hairpinning ? 2 : 1;
+    for (int i = 0; i < count; ++i) {
+      auto fd = openUdp(family, bindIp);
+      if (!fd) {
+        log::warn("netcheck_socket_failed", {{"family", family == Family::V4 ? "ipv4" : "ipv6"},
+                                             {"error", fd.error().message}});
+        openErrors.push_back(fd.error().message);
+        break;
+      }
+      LocalSocket ls;
+      ls.id = static_cast<int>(fds.size());
+      ls.family = family;
+      if (auto name = localName(fd->fd)) {
+        std::optional<IpAddr> ip = bindIp;
+        if (!ip) ip = routeSource(*firstServer);
+        if (ip) ls.localAddress = SockAddr(*ip, name->port());
+      }
+      config.sockets.push_back(ls);
+      fds.push_back(std::move(*fd));
+    }
+  }
+  if (fds.empty()) {
+    std::string why;
+    for (const auto& e : openErrors) why += (why.empty() ? "" : "; ") + e;
+    return fail("netcheck could not open any UDP socket: " + why);
+  }
+
+  Netcheck nc(std::move(config));
+  const TimePoint begin = Clock::now();
+  const TimePoint hardStop = begin + options.deadline + kShellGrace;
+  nc.start(begin);
+
+  std::vector<pollfd> pfds;
+  for (const auto& f : fds) pfds.push_back(pollfd{f.fd, POLLIN, 0});
+  std::array<uint8_t, kMaxDatagram> buf{};
+
+  auto flush = [&] {
+    for (auto& s : nc.takeSends()) {
+      sockaddr_storage ss{};
+      socklen_t len = s.to.toSockaddr(&ss);
+      const int fd = fds.at(static_cast<size_t>(s.socketId)).fd;
+      if (::sendto(fd, s.bytes.data(), s.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+        log::debug("netcheck_send_failed", {{"to", s.to.toString()}, {"error", std::strerror(errno)}});
+        nc.onSendError(s.socketId, s.to);
+      }
+    }
+  };
+  flush();
+
+  while (!nc.done()) {
+    TimePoint now = Clock::now();
+    if (now >= hardStop) break;
+    TimePoint next = std::min(nc.nextDeadline(), hardStop);
+    int timeoutMs = 0;
+    if (next > now) {
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(next - now).count();
+      timeoutMs = static_cast<int>(std::min<int64_t>(ms, 60'000));
+    }
+    int n = ::poll(pfds.data(), pfds.size(), timeoutMs);
+    if (n < 0 && errno != EINTR) return fail(errnoText("poll"));
+    now = Clock::now();
+    if (n > 0) {
+      for (size_t i = 0; i < pfds.size(); ++i) {
+        if (!(pfds[i].revents & (POLLIN | POLLERR))) continue;
+        for (;;) {  // drain
+          sockaddr_storage ss{};
+          socklen_t len = sizeof ss;
+          ssize_t got = ::recvfrom(pfds[i].fd, buf.data(), buf.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss), &len);
+          if (got < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (errno == EINTR) continue;
+            // ICMP errors (port unreachable) surface here on some kernels; ignore them.
+            if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) continue;
+            break;
+          }
+          auto from = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+          if (!from) continue;
+          size_t size = std::min(static_cast<size_t>(got), buf.size());
+          nc.onDatagram(static_cast<int>(i), std::span<const uint8_t>(buf.data(), size), *from, now);
+        }
+      }
+    }
+    if (now >= nc.nextDeadline()) nc.onTimer(now);
+    flush();
+  }
+  if (!nc.done()) {
+    // Should not happen: the state machine has its own deadline. Report what it has.
+    log::warn("netcheck_shell_deadline", {});
+    nc.onTimer(std::max(Clock::now(), begin + options.deadline));
+  }
+  return nc.report();
+}
+
+}  // namespace tgw::netcheck
