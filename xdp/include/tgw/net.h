@@ -1,0 +1,126 @@
+/* Ethernet, IPv4, IPv6 and UDP wire layouts, byte order and the Internet checksum, written
+ * once for the XDP programs, the DPDK backend and the C++ tests (STYLE.md rule 2).
+ *
+ * Our own minimal structs instead of <linux/ip.h> & co: those pull in <linux/in6.h>, which
+ * clashes with glibc's <netinet/in.h> in userspace, and use endian-dependent bitfields.
+ * All multi-byte fields are in network byte order. Valid as BPF C, C11 and C++20. */
+#ifndef TGW_NET_H
+#define TGW_NET_H
+
+#include "tgw/compat.h"
+
+#define TGW_ETH_ALEN 6
+#define TGW_ETH_HLEN 14
+#define TGW_VLAN_HLEN 4
+#define TGW_ETH_P_IPV4 0x0800
+#define TGW_ETH_P_IPV6 0x86DD
+#define TGW_ETH_P_8021Q 0x8100  /* IEEE 802.1Q VLAN tag */
+#define TGW_ETH_P_8021AD 0x88A8 /* IEEE 802.1ad service tag */
+
+#define TGW_IPV4_HLEN_MIN 20
+#define TGW_IPV4_HLEN_MAX 60
+#define TGW_IPV6_HLEN 40
+#define TGW_UDP_HLEN 8
+
+#define TGW_IPPROTO_UDP 17
+#define TGW_IPPROTO_FRAGMENT 44     /* IPv6 fragment extension header (RFC 8200 section 4.5) */
+#define TGW_IPV4_FRAG_MASK 0x3FFF   /* MF flag and fragment offset (RFC 791) */
+
+/* TTL / hop limit of packets the fast path originates (RFC 1700's default of 64). */
+#define TGW_DEFAULT_TTL 64
+
+struct tgw_eth_hdr {
+  __u8 dst[TGW_ETH_ALEN];
+  __u8 src[TGW_ETH_ALEN];
+  __be16 proto;
+};
+
+struct tgw_vlan_tag {
+  __be16 tci;
+  __be16 proto; /* EtherType of what follows */
+};
+
+struct tgw_ipv4_hdr {
+  __u8 ver_ihl; /* version (high nibble) and header length in 32-bit words (low nibble) */
+  __u8 tos;
+  __be16 tot_len;
+  __be16 id;
+  __be16 frag_off; /* flags (3 bits) and fragment offset */
+  __u8 ttl;
+  __u8 protocol;
+  __sum16 check;
+  __be32 saddr;
+  __be32 daddr;
+};
+
+struct tgw_ipv6_hdr {
+  __be32 ver_tc_flow; /* version (4 bits), traffic class (8), flow label (20) */
+  __be16 payload_len;
+  __u8 nexthdr;
+  __u8 hop_limit;
+  __u8 saddr[16];
+  __u8 daddr[16];
+};
+
+struct tgw_udp_hdr {
+  __be16 source;
+  __be16 dest;
+  __be16 len; /* header and payload */
+  __sum16 check;
+};
+
+TGW_STATIC_ASSERT(sizeof(struct tgw_eth_hdr) == TGW_ETH_HLEN, "Ethernet header is 14 bytes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_vlan_tag) == TGW_VLAN_HLEN, "VLAN tag is 4 bytes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_ipv4_hdr) == TGW_IPV4_HLEN_MIN, "IPv4 header is 20 bytes");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr) == 12, "IPv4 saddr at 12");
+TGW_STATIC_ASSERT(sizeof(struct tgw_ipv6_hdr) == TGW_IPV6_HLEN, "IPv6 header is 40 bytes");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) == 8, "IPv6 saddr at 8");
+TGW_STATIC_ASSERT(sizeof(struct tgw_udp_hdr) == TGW_UDP_HLEN, "UDP header is 8 bytes");
+
+/* Byte order, usable in constant expressions on every side. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define TGW_BSWAP16(x) ((__u16)((((__u16)(x) & 0x00FFu) << 8) | (((__u16)(x) & 0xFF00u) >> 8)))
+#define TGW_BSWAP32(x)                                                              \
+  ((__u32)((((__u32)(x) & 0x000000FFu) << 24) | (((__u32)(x) & 0x0000FF00u) << 8) | \
+           (((__u32)(x) & 0x00FF0000u) >> 8) | (((__u32)(x) & 0xFF000000u) >> 24)))
+#define TGW_HTONS(x) TGW_BSWAP16(x)
+#define TGW_HTONL(x) TGW_BSWAP32(x)
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define TGW_HTONS(x) ((__u16)(x))
+#define TGW_HTONL(x) ((__u32)(x))
+#else
+#error "tgw/net.h: unknown byte order"
+#endif
+#define TGW_NTOHS(x) TGW_HTONS(x)
+#define TGW_NTOHL(x) TGW_HTONL(x)
+
+/* Forces inlining: in BPF, a non-inlined static function taking packet pointers would be a
+ * BPF-to-BPF call, which is fine for the verifier but costs a call per packet. */
+#define TGW_INLINE static inline __attribute__((always_inline))
+
+/* Internet checksum (RFC 1071). The sum of 16-bit words is taken exactly as they lie in
+ * memory; the folded complement stored back the same way is right in either byte order
+ * (RFC 1071 section 2(B)). Constants added to a sum must be converted with TGW_HTONS first. */
+TGW_INLINE __u32 tgw_csum_add16(__u32 sum, __u16 word_as_in_memory) {
+  return sum + word_as_in_memory;
+}
+
+/* Adds `words` 16-bit words read from p. `words` should be a compile-time constant in BPF
+ * code so the loop unrolls with one bounds check done by the caller. */
+TGW_INLINE __u32 tgw_csum_add_words(__u32 sum, const __u8 *p, __u32 words) {
+  for (__u32 i = 0; i < words; i++) {
+    __u16 w;
+    __builtin_memcpy(&w, p + 2 * i, sizeof(w));
+    sum += w;
+  }
+  return sum;
+}
+
+/* Folds a 32-bit sum to 16 bits and complements it. */
+TGW_INLINE __u16 tgw_csum_fold(__u32 sum) {
+  sum = (sum & 0xFFFFu) + (sum >> 16);
+  sum = (sum & 0xFFFFu) + (sum >> 16);
+  return (__u16)~sum;
+}
+
+#endif /* TGW_NET_H */

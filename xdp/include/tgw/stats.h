@@ -1,0 +1,123 @@
+/* Fast-path statistics shared by the XDP programs, the DPDK backend and the control plane.
+ *
+ * Every packet the STUN responder sees ends with exactly one (family, verdict, reason) triple
+ * (STYLE.md rule 4). The BPF side adds the packet and its bytes to one slot of a per-CPU array
+ * (tgw_stats, indexed by tgw_stats_index()); userspace sums the slots over CPUs and names them
+ * with tgw_family_name() / tgw_verdict_name() / tgw_reason_name().
+ *
+ * Valid as BPF C, C11 and C++20 (STYLE.md rule 2). */
+#ifndef TGW_STATS_H
+#define TGW_STATS_H
+
+#include "tgw/compat.h"
+
+/* Address family of the packet, as far as the classifier got. */
+enum tgw_family {
+  TGW_FAMILY_OTHER = 0, /* not IPv4/IPv6 (ARP, LLDP, truncated Ethernet, ...) */
+  TGW_FAMILY_IPV4 = 1,
+  TGW_FAMILY_IPV6 = 2,
+  TGW_FAMILY_COUNT = 3
+};
+
+/* What the program told the kernel (or the DPDK backend). */
+enum tgw_verdict {
+  TGW_VERDICT_PASS = 0, /* XDP_PASS: to the kernel stack / userspace */
+  TGW_VERDICT_TX = 1,   /* XDP_TX: answered in place, back out of the same interface */
+  TGW_VERDICT_DROP = 2, /* XDP_DROP */
+  TGW_VERDICT_ABORTED = 3, /* XDP_ABORTED: a program error (e.g. adjust_tail failed) */
+  TGW_VERDICT_COUNT = 4
+};
+
+/* Why. One reason per exit path; keep in sync with tgw_reason_name() below. */
+enum tgw_reason {
+  TGW_REASON_UNKNOWN = 0,             /* never set on purpose: a missing reason shows up here */
+  TGW_REASON_L2_TRUNCATED = 1,        /* shorter than an Ethernet (+VLAN) header */
+  TGW_REASON_NOT_IP = 2,              /* EtherType not IPv4/IPv6 (after at most one VLAN tag) */
+  TGW_REASON_L3_TRUNCATED = 3,        /* IP header cut short */
+  TGW_REASON_L3_MALFORMED = 4,        /* bad version, IHL < 5, total/payload length inconsistent */
+  TGW_REASON_IP_FRAGMENT = 5,         /* IPv4 MF/offset set, or an IPv6 fragment header */
+  TGW_REASON_NOT_UDP = 6,             /* another protocol, or IPv6 extension headers */
+  TGW_REASON_L4_TRUNCATED = 7,        /* UDP header cut short */
+  TGW_REASON_UDP_BAD_LENGTH = 8,      /* UDP length disagrees with the IP length */
+  TGW_REASON_PORT_MISMATCH = 9,       /* UDP, but not to one of our STUN ports */
+  TGW_REASON_NOT_STUN = 10,           /* to our port, empty or first byte not 0..3 (RFC 7983):
+                                       * ChannelData / tgw frames, for userspace */
+  TGW_REASON_STUN_TRUNCATED = 11,     /* first byte says STUN, fewer than 20 bytes: malformed */
+  TGW_REASON_STUN_BAD_COOKIE = 12,    /* magic cookie missing (RFC 8489 section 6): malformed
+                                       * (or RFC 3489 classic STUN: userspace decides) */
+  TGW_REASON_STUN_BAD_LENGTH = 13,    /* length field not a multiple of 4, or not the UDP
+                                       * payload minus 20 (RFC 8489 section 6): malformed */
+  TGW_REASON_STUN_NOT_BINDING_REQUEST = 14, /* responses, indications, other methods (TURN) */
+  TGW_REASON_STUN_HAS_ATTRIBUTES = 15, /* a Binding request with attributes: userspace answers */
+  TGW_REASON_STUN_BINDING_ANSWERED = 16, /* answered in place with XOR-MAPPED-ADDRESS */
+  TGW_REASON_ADJUST_TAIL_FAILED = 17, /* bpf_xdp_adjust_tail refused to grow the frame */
+  TGW_REASON_RESPOND_FAILED = 18,     /* the grown frame failed a bounds check: a bug */
+  TGW_REASON_COUNT = 19
+};
+
+/* Per-CPU counter slot. */
+struct tgw_stats_value {
+  __u64 packets;
+  __u64 bytes; /* frame bytes as received, before any rewrite */
+};
+
+/* Key of tgw_stats, a BPF_MAP_TYPE_PERCPU_ARRAY of TGW_STATS_ENTRIES slots. */
+typedef __u32 tgw_stats_key;
+
+#define TGW_STATS_ENTRIES \
+  ((__u32)TGW_FAMILY_COUNT * (__u32)TGW_VERDICT_COUNT * (__u32)TGW_REASON_COUNT)
+
+TGW_STATIC_ASSERT(sizeof(struct tgw_stats_value) == 16, "stats value is two u64");
+TGW_STATIC_ASSERT(sizeof(tgw_stats_key) == 4, "array map keys are u32");
+TGW_STATIC_ASSERT(TGW_STATS_ENTRIES <= 1024, "the stats array stays small");
+
+/* The slot of (family, verdict, reason). Arguments are taken modulo their range so the
+ * result is always < TGW_STATS_ENTRIES (the verifier sees the bound too). */
+static inline __u32 tgw_stats_index(__u32 family, __u32 verdict, __u32 reason) {
+  return ((family % TGW_FAMILY_COUNT) * TGW_VERDICT_COUNT + (verdict % TGW_VERDICT_COUNT)) *
+             TGW_REASON_COUNT +
+         (reason % TGW_REASON_COUNT);
+}
+
+static inline const char *tgw_family_name(__u32 family) {
+  switch (family) {
+    case TGW_FAMILY_IPV4: return "ipv4";
+    case TGW_FAMILY_IPV6: return "ipv6";
+    default: return "other";
+  }
+}
+
+static inline const char *tgw_verdict_name(__u32 verdict) {
+  switch (verdict) {
+    case TGW_VERDICT_PASS: return "pass";
+    case TGW_VERDICT_TX: return "tx";
+    case TGW_VERDICT_DROP: return "drop";
+    default: return "aborted";
+  }
+}
+
+static inline const char *tgw_reason_name(__u32 reason) {
+  switch (reason) {
+    case TGW_REASON_L2_TRUNCATED: return "l2_truncated";
+    case TGW_REASON_NOT_IP: return "not_ip";
+    case TGW_REASON_L3_TRUNCATED: return "l3_truncated";
+    case TGW_REASON_L3_MALFORMED: return "l3_malformed";
+    case TGW_REASON_IP_FRAGMENT: return "ip_fragment";
+    case TGW_REASON_NOT_UDP: return "not_udp";
+    case TGW_REASON_L4_TRUNCATED: return "l4_truncated";
+    case TGW_REASON_UDP_BAD_LENGTH: return "udp_bad_length";
+    case TGW_REASON_PORT_MISMATCH: return "port_mismatch";
+    case TGW_REASON_NOT_STUN: return "not_stun";
+    case TGW_REASON_STUN_TRUNCATED: return "stun_truncated";
+    case TGW_REASON_STUN_BAD_COOKIE: return "stun_bad_cookie";
+    case TGW_REASON_STUN_BAD_LENGTH: return "stun_bad_length";
+    case TGW_REASON_STUN_NOT_BINDING_REQUEST: return "stun_not_binding_request";
+    case TGW_REASON_STUN_HAS_ATTRIBUTES: return "stun_has_attributes";
+    case TGW_REASON_STUN_BINDING_ANSWERED: return "stun_binding_answered";
+    case TGW_REASON_ADJUST_TAIL_FAILED: return "adjust_tail_failed";
+    case TGW_REASON_RESPOND_FAILED: return "respond_failed";
+    default: return "unknown";
+  }
+}
+
+#endif /* TGW_STATS_H */

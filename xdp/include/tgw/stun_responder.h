@@ -1,0 +1,308 @@
+/* The fast-path STUN Binding responder (RFC 8489), shared by the XDP program and the DPDK
+ * backend (STYLE.md rule 3): each side supplies the (data, data_end) pointers of a frame and
+ * does its own actions (grow the frame, transmit, count).
+ *
+ * Two steps, because growing a frame invalidates every pointer into it:
+ *   1. tgw_stun_classify() reads the frame and returns a reason (tgw/stats.h). Only
+ *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it"; it then fills a plan.
+ *   2. The caller resizes the frame to plan.out_len bytes (XDP: bpf_xdp_adjust_tail), then
+ *      tgw_stun_respond() rewrites it in place into the Binding success response.
+ *
+ * What is answered here: Ethernet (at most one 802.1Q/802.1ad tag) -> IPv4 (options allowed,
+ * not fragmented) or IPv6 (no extension headers) -> UDP to one of the configured ports ->
+ * a STUN Binding request (RFC 8489 section 6: first two bits zero, magic cookie, length a
+ * multiple of 4 matching the UDP payload) with no attributes. Everything else is left for
+ * userspace with a reason: requests with attributes (FINGERPRINT, RFC 5780 CHANGE-REQUEST,
+ * ...), other methods, malformed STUN (userspace counts it and answers 400 where it can), and
+ * other traffic sharing the port (RFC 7983 first-byte demultiplexing, tgw/demux.h).
+ *
+ * The response: MACs, addresses and ports swapped, TTL / hop limit 64, type 0x0101, the same
+ * transaction id, one XOR-MAPPED-ADDRESS attribute (RFC 8489 section 14.2) carrying the
+ * request's source address and port, IP and UDP lengths and checksums recomputed from scratch
+ * (the request's UDP checksum may be only partial on veth / with offloads, so it is never
+ * updated incrementally). IPv4 options are kept as they were.
+ *
+ * Valid as BPF C, C11 and C++20 (STYLE.md rule 2). */
+#ifndef TGW_STUN_RESPONDER_H
+#define TGW_STUN_RESPONDER_H
+
+#include "tgw/compat.h"
+#include "tgw/demux.h"
+#include "tgw/net.h"
+#include "tgw/stats.h"
+#include "tgw/stun.h"
+
+#define TGW_STUN_MAX_PORTS 4
+
+/* The responder's configuration. In XDP it lives in .rodata, set before the program loads. */
+struct tgw_stun_config {
+  __be16 ports[TGW_STUN_MAX_PORTS]; /* UDP ports answered, network byte order; 0 = unused */
+};
+
+/* What tgw_stun_classify() found, for tgw_stun_respond(). */
+struct tgw_stun_plan {
+  __u32 family;  /* enum tgw_family: set as soon as known, on every path */
+  __u32 l3_off;  /* offset of the IP header: 14, or 18 behind a VLAN tag */
+  __u32 l4_off;  /* offset of the UDP header */
+  __u32 out_len; /* frame length of the response */
+};
+
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 8, "four ports");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 16, "plan is four u32");
+
+/* Bytes the response has after the IP header: UDP, STUN header, XOR-MAPPED-ADDRESS. */
+#define TGW_STUN_RESP_L4_LEN_V4 \
+  (TGW_UDP_HLEN + TGW_STUN_HEADER_LEN + (__u32)sizeof(struct tgw_stun_xor_addr4)) /* 40 */
+#define TGW_STUN_RESP_L4_LEN_V6 \
+  (TGW_UDP_HLEN + TGW_STUN_HEADER_LEN + (__u32)sizeof(struct tgw_stun_xor_addr6)) /* 52 */
+#define TGW_STUN_L3_OFF_MAX (TGW_ETH_HLEN + TGW_VLAN_HLEN)
+
+TGW_INLINE __u16 tgw_load16(const __u8 *p) {
+  __u16 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+TGW_INLINE __u32 tgw_load32(const __u8 *p) {
+  __u32 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+TGW_INLINE void tgw_store16(__u8 *p, __u16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+TGW_INLINE void tgw_store32(__u8 *p, __u32 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+
+/* UDP and STUN checks, common to both families. udp points at a UDP header whose 8 bytes
+ * are known to be inside the frame; l4_len is the IP payload length. */
+TGW_INLINE __u32 tgw_stun_classify_udp(const __u8 *udp, const __u8 *data_end, __u32 l4_len,
+                                        const __be16 *ports) {
+  __be16 dport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest));
+  int ours = 0;
+  for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) {
+    if (ports[i] != 0 && ports[i] == dport) ours = 1;
+  }
+  if (!ours) return TGW_REASON_PORT_MISMATCH;
+
+  __u32 udp_len = TGW_NTOHS(tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len)));
+  if (udp_len != l4_len || udp_len < TGW_UDP_HLEN) return TGW_REASON_UDP_BAD_LENGTH;
+  __u32 payload_len = udp_len - TGW_UDP_HLEN;
+
+  const __u8 *stun = udp + TGW_UDP_HLEN;
+  if (payload_len == 0) return TGW_REASON_NOT_STUN;
+  /* The IP length check already put the payload inside the frame; the verifier needs its
+   * own explicit comparison against data_end before each access. */
+  if (stun + 1 > data_end) return TGW_REASON_L4_TRUNCATED;
+  if (stun[0] > TGW_DEMUX_STUN_MAX) return TGW_REASON_NOT_STUN;
+  if (payload_len < TGW_STUN_HEADER_LEN) return TGW_REASON_STUN_TRUNCATED;
+  if (stun + TGW_STUN_HEADER_LEN > data_end) return TGW_REASON_STUN_TRUNCATED;
+
+  if (tgw_load32(stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie)) !=
+      TGW_HTONL(TGW_STUN_MAGIC_COOKIE))
+    return TGW_REASON_STUN_BAD_COOKIE;
+  __u32 stun_len = TGW_NTOHS(tgw_load16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length)));
+  if ((stun_len & 3u) != 0 || stun_len + TGW_STUN_HEADER_LEN != payload_len)
+    return TGW_REASON_STUN_BAD_LENGTH;
+  if (tgw_load16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type)) !=
+      TGW_HTONS(TGW_STUN_BINDING_REQUEST))
+    return TGW_REASON_STUN_NOT_BINDING_REQUEST;
+  if (stun_len != 0) return TGW_REASON_STUN_HAS_ATTRIBUTES;
+  return TGW_REASON_STUN_BINDING_ANSWERED;
+}
+
+/* Classifies the frame [data, data_end). Returns a reason (enum tgw_reason) and, when it is
+ * TGW_REASON_STUN_BINDING_ANSWERED, a complete plan. plan->family is set on every path.
+ * ports: TGW_STUN_MAX_PORTS entries in network byte order, 0 = unused. */
+TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const __be16 *ports,
+                                    struct tgw_stun_plan *plan) {
+  plan->family = TGW_FAMILY_OTHER;
+  plan->l3_off = 0;
+  plan->l4_off = 0;
+  plan->out_len = 0;
+
+  if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
+  __u16 proto = tgw_load16(data + TGW_OFFSETOF(struct tgw_eth_hdr, proto));
+  __u32 l3_off = TGW_ETH_HLEN;
+  if (proto == TGW_HTONS(TGW_ETH_P_8021Q) || proto == TGW_HTONS(TGW_ETH_P_8021AD)) {
+    if (data + TGW_ETH_HLEN + TGW_VLAN_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
+    proto = tgw_load16(data + TGW_ETH_HLEN + TGW_OFFSETOF(struct tgw_vlan_tag, proto));
+    l3_off = TGW_ETH_HLEN + TGW_VLAN_HLEN;
+  }
+  plan->l3_off = l3_off;
+  const __u8 *ip = data + l3_off;
+  const __u8 *udp;
+  __u32 l4_len;
+
+  if (proto == TGW_HTONS(TGW_ETH_P_IPV4)) {
+    plan->family = TGW_FAMILY_IPV4;
+    if (ip + TGW_IPV4_HLEN_MIN > data_end) return TGW_REASON_L3_TRUNCATED;
+    __u8 ver_ihl = ip[0];
+    /* The mask bounds hlen to 60 for the verifier as well. */
+    __u32 hlen = ((__u32)ver_ihl & 0x0Fu) * 4u;
+    if ((ver_ihl >> 4) != 4 || hlen < TGW_IPV4_HLEN_MIN) return TGW_REASON_L3_MALFORMED;
+    __u32 tot_len = TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len)));
+    if (tot_len < hlen) return TGW_REASON_L3_MALFORMED;
+    if (ip + tot_len > data_end) return TGW_REASON_L3_TRUNCATED;
+    if (tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, frag_off)) &
+        TGW_HTONS(TGW_IPV4_FRAG_MASK))
+      return TGW_REASON_IP_FRAGMENT;
+    if (ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, protocol)] != TGW_IPPROTO_UDP)
+      return TGW_REASON_NOT_UDP;
+    udp = ip + hlen;
+    l4_len = tot_len - hlen;
+    plan->l4_off = l3_off + hlen;
+    plan->out_len = l3_off + hlen + TGW_STUN_RESP_L4_LEN_V4;
+  } else if (proto == TGW_HTONS(TGW_ETH_P_IPV6)) {
+    plan->family = TGW_FAMILY_IPV6;
+    if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_L3_TRUNCATED;
+    if ((ip[0] >> 4) != 6) return TGW_REASON_L3_MALFORMED;
+    __u32 payload_len =
+        TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len)));
+    if (ip + TGW_IPV6_HLEN + payload_len > data_end) return TGW_REASON_L3_TRUNCATED;
+    __u8 nexthdr = ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, nexthdr)];
+    if (nexthdr == TGW_IPPROTO_FRAGMENT) return TGW_REASON_IP_FRAGMENT;
+    if (nexthdr != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
+    udp = ip + TGW_IPV6_HLEN;
+    l4_len = payload_len;
+    plan->l4_off = l3_off + TGW_IPV6_HLEN;
+    plan->out_len = l3_off + TGW_IPV6_HLEN + TGW_STUN_RESP_L4_LEN_V6;
+  } else {
+    return TGW_REASON_NOT_IP;
+  }
+
+  if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
+  return tgw_stun_classify_udp(udp, data_end, l4_len, ports);
+}
+
+/* Turns the request's STUN header into a Binding success header with one attribute of
+ * attr_value_len bytes and writes that attribute's header; cookie and transaction id stay. */
+TGW_INLINE void tgw_stun_write_success(__u8 *stun, __u16 attr_value_len) {
+  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type),
+              TGW_HTONS(TGW_STUN_BINDING_SUCCESS));
+  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length),
+              TGW_HTONS((__u16)(attr_value_len + 4)));
+  /* cookie and transaction id stay as they were */
+  __u8 *attr = stun + TGW_STUN_HEADER_LEN;
+  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, type),
+              TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
+  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, length), TGW_HTONS(attr_value_len));
+}
+
+/* Rewrites the frame, already resized to plan->out_len bytes, into the Binding success
+ * response. Returns TGW_REASON_STUN_BINDING_ANSWERED, or TGW_REASON_RESPOND_FAILED if the
+ * frame is not as the plan says (a bug in the caller: nothing was written then). */
+TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
+                                   const struct tgw_stun_plan *plan) {
+  /* The plan's offsets came through the stack: bound them again so the verifier can prove
+   * every access below (it does not remember the classifier's checks across the resize). */
+  __u32 l3_off = plan->l3_off;
+  __u32 l4_off = plan->l4_off;
+  if (l3_off > TGW_STUN_L3_OFF_MAX || l4_off > TGW_STUN_L3_OFF_MAX + TGW_IPV4_HLEN_MAX)
+    return TGW_REASON_RESPOND_FAILED;
+  if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+  __u8 *ip = data + l3_off;
+  __u8 *udp = data + l4_off;
+  __u8 *stun = udp + TGW_UDP_HLEN;
+  __u32 sum = 0;
+
+  if (plan->family == TGW_FAMILY_IPV4) {
+    /* A v4 response has at least 20 + 40 bytes from the IP header on: one check covers the
+     * whole (unrolled) header checksum loop below, whatever the IHL. */
+    if (ip + TGW_IPV4_HLEN_MAX > data_end) return TGW_REASON_RESPOND_FAILED;
+    if (udp + TGW_STUN_RESP_L4_LEN_V4 > data_end) return TGW_REASON_RESPOND_FAILED;
+    __u32 hlen = ((__u32)ip[0] & 0x0Fu) * 4u;
+    if (l4_off != l3_off + hlen) return TGW_REASON_RESPOND_FAILED;
+
+    __u8 *saddr = ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr);
+    __u8 *daddr = ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr);
+    __u32 client_addr = tgw_load32(saddr);
+    tgw_store32(saddr, tgw_load32(daddr));
+    tgw_store32(daddr, client_addr);
+    ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)] = TGW_DEFAULT_TTL;
+    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len),
+                TGW_HTONS((__u16)(hlen + TGW_STUN_RESP_L4_LEN_V4)));
+    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), 0);
+    __u32 ip_sum = 0;
+    for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 2; i++) {
+      if (i < hlen / 2) ip_sum += tgw_load16(ip + 2 * i);
+    }
+    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), tgw_csum_fold(ip_sum));
+
+    __u16 client_port = tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
+    tgw_stun_write_success(stun, 8);
+    __u8 *attr = stun + TGW_STUN_HEADER_LEN;
+    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, reserved)] = 0;
+    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, family)] = TGW_STUN_FAMILY_IPV4;
+    tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport),
+                (__u16)(client_port ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
+    tgw_store32(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xaddr),
+                client_addr ^ TGW_HTONL(TGW_STUN_MAGIC_COOKIE));
+
+    /* Pseudo-header (RFC 768): both addresses, protocol, UDP length. */
+    sum = tgw_csum_add_words(sum, saddr, 4);
+    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_IPPROTO_UDP));
+    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_STUN_RESP_L4_LEN_V4));
+  } else if (plan->family == TGW_FAMILY_IPV6) {
+    if (udp + TGW_STUN_RESP_L4_LEN_V6 > data_end) return TGW_REASON_RESPOND_FAILED;
+    if (l4_off != l3_off + TGW_IPV6_HLEN) return TGW_REASON_RESPOND_FAILED;
+    if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+
+    __u8 *saddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
+    __u8 *daddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr);
+    __u8 client_addr[16];
+    __builtin_memcpy(client_addr, saddr, 16);
+    __builtin_memcpy(saddr, daddr, 16);
+    __builtin_memcpy(daddr, client_addr, 16);
+    ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, hop_limit)] = TGW_DEFAULT_TTL;
+    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len),
+                TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
+
+    __u16 client_port = tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
+    tgw_stun_write_success(stun, 20);
+    __u8 *attr = stun + TGW_STUN_HEADER_LEN;
+    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr6, reserved)] = 0;
+    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr6, family)] = TGW_STUN_FAMILY_IPV6;
+    tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr6, xport),
+                (__u16)(client_port ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
+    /* X-Address: the address XORed with the cookie then the transaction id, which sit
+     * contiguously in the STUN header (RFC 8489 section 14.2). */
+    __u8 *xaddr = attr + TGW_OFFSETOF(struct tgw_stun_xor_addr6, xaddr);
+    const __u8 *key = stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie);
+    for (int i = 0; i < 16; i += 4)
+      tgw_store32(xaddr + i, tgw_load32(client_addr + i) ^ tgw_load32(key + i));
+
+    /* Pseudo-header (RFC 8200 section 8.1): addresses, 32-bit length, next header. */
+    sum = tgw_csum_add_words(sum, saddr, 16);
+    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
+    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_IPPROTO_UDP));
+  } else {
+    return TGW_REASON_RESPOND_FAILED;
+  }
+
+  /* MACs: back to whoever sent it. */
+  __u8 mac[TGW_ETH_ALEN];
+  __builtin_memcpy(mac, data, TGW_ETH_ALEN);
+  __builtin_memcpy(data, data + TGW_ETH_ALEN, TGW_ETH_ALEN);
+  __builtin_memcpy(data + TGW_ETH_ALEN, mac, TGW_ETH_ALEN);
+
+  /* Ports, lengths, then the UDP checksum over header and payload (RFC 768). */
+  __u16 sport = tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
+  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source),
+              tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest)));
+  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest), sport);
+  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), 0);
+  __u16 check;
+  if (plan->family == TGW_FAMILY_IPV4) {
+    tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS(TGW_STUN_RESP_L4_LEN_V4));
+    check = tgw_csum_fold(tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V4 / 2));
+  } else {
+    tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
+    check = tgw_csum_fold(tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V6 / 2));
+  }
+  /* A computed zero is sent as all ones: zero means "no checksum" (RFC 768; forbidden for
+   * UDP over IPv6, RFC 8200 section 8.1). */
+  if (check == 0) check = 0xFFFF;
+  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), check);
+  return TGW_REASON_STUN_BINDING_ANSWERED;
+}
+
+#endif /* TGW_STUN_RESPONDER_H */

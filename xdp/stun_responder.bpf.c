@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* XDP adapter of the STUN Binding responder: the logic is in tgw/stun_responder.h (shared with
+ * the DPDK backend); this file supplies the frame pointers, grows the frame, and counts. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "tgw/stats.h"
+#include "tgw/stun_responder.h"
+
+/* Set by the loader before the program is loaded (skeleton .rodata); the verifier then sees
+ * the ports as constants. */
+const volatile struct tgw_stun_config tgw_stun_cfg = {};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, TGW_STATS_ENTRIES);
+  __type(key, tgw_stats_key);
+  __type(value, struct tgw_stats_value);
+} tgw_stats SEC(".maps");
+
+/* Classifies and, for a plain Binding request, answers in place. Sets *family and returns the
+ * reason; *verdict is set on every path. */
+static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __u32 *verdict) {
+  /* Copy the ports out of .rodata through volatile reads: passing a pointer to the const
+   * object would let clang fold the loads to the zero initializer. */
+  __be16 ports[TGW_STUN_MAX_PORTS];
+  for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
+
+  struct tgw_stun_plan plan;
+  const __u8 *data = (const __u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  __u32 reason = tgw_stun_classify(data, data_end, ports, &plan);
+  *family = plan.family;
+  *verdict = TGW_VERDICT_PASS;
+  if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason;
+
+  int delta = (int)plan.out_len - (int)bpf_xdp_get_buff_len(ctx);
+  if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta) != 0) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_ADJUST_TAIL_FAILED;
+  }
+  /* The resize invalidated every packet pointer: reload them. */
+  reason = tgw_stun_respond((__u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end, &plan);
+  /* RESPOND_FAILED leaves the frame untouched but resized: drop it rather than pass garbage. */
+  *verdict = reason == TGW_REASON_STUN_BINDING_ANSWERED ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
+  return reason;
+}
+
+SEC("xdp")
+int tgw_stun_xdp(struct xdp_md *ctx) {
+  __u64 bytes = bpf_xdp_get_buff_len(ctx);
+  __u32 family = TGW_FAMILY_OTHER;
+  __u32 verdict = TGW_VERDICT_PASS;
+  __u32 reason = handle_packet(ctx, &family, &verdict);
+
+  /* The one exit: count by (family, verdict, reason). */
+  __u32 key = tgw_stats_index(family, verdict, reason);
+  struct tgw_stats_value *slot = bpf_map_lookup_elem(&tgw_stats, &key);
+  if (slot) {
+    slot->packets += 1; /* per-CPU slot: no atomics needed */
+    slot->bytes += bytes;
+  }
+  switch (verdict) {
+    case TGW_VERDICT_TX: return XDP_TX;
+    case TGW_VERDICT_DROP: return XDP_DROP;
+    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
+    default: return XDP_PASS;
+  }
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
