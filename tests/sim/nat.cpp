@@ -1,0 +1,156 @@
+#include "sim/nat.h"
+
+namespace tgw::sim {
+
+std::optional<IpAddr> Nat::externalIp(Family family) const {
+  for (const auto& ip : externalIps_) {
+    if (ip.family() == family) return ip;
+  }
+  return std::nullopt;
+}
+
+bool Nat::isExternal(const IpAddr& ip) const {
+  for (const auto& e : externalIps_) {
+    if (e == ip) return true;
+  }
+  return false;
+}
+
+Nat::Key Nat::keyFor(const SockAddr& internal, const SockAddr& remote) const {
+  switch (config_.mapping) {
+    case NatMapping::EndpointIndependent: return Key{internal, SockAddr()};
+    case NatMapping::AddressDependent: return Key{internal, SockAddr(remote.ip(), 0)};
+    case NatMapping::AddressAndPortDependent: return Key{internal, remote};
+  }
+  return Key{internal, remote};
+}
+
+Nat::Mapping* Nat::liveByExternal(const SockAddr& external, TimePoint now) {
+  auto it = byExternal_.find(external);
+  if (it == byExternal_.end()) return nullptr;
+  if (expired(it->second, now)) {
+    ++counters_.mappingsExpired;
+    byKey_.erase(it->second.key);
+    byExternal_.erase(it);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+Nat::Mapping& Nat::outboundMapping(const SockAddr& internal, const SockAddr& remote, TimePoint now) {
+  const Key key = keyFor(internal, remote);
+  if (auto it = byKey_.find(key); it != byKey_.end()) {
+    if (Mapping* m = liveByExternal(it->second, now)) return *m;
+  }
+  const IpAddr ext = *externalIp(internal.family());
+  SockAddr external;
+  if (config_.preservePort && !byExternal_.count(SockAddr(ext, internal.port()))) {
+    external = SockAddr(ext, internal.port());
+  } else {
+    for (int tries = 0; tries < 65536; ++tries) {
+      uint16_t p = nextPort_++;
+      if (nextPort_ == 0) nextPort_ = 1024;
+      if (p < 1024) continue;
+      if (!liveByExternal(SockAddr(ext, p), now)) {
+        external = SockAddr(ext, p);
+        break;
+      }
+    }
+  }
+  ++counters_.mappingsCreated;
+  byKey_[key] = external;
+  Mapping& m = byExternal_[external];
+  m = Mapping{key, internal, external, now, {}};
+  return m;
+}
+
+std::optional<SockAddr> Nat::mappingFor(const SockAddr& internal, const SockAddr& remote, TimePoint now) const {
+  auto it = byKey_.find(keyFor(internal, remote));
+  if (it == byKey_.end()) return std::nullopt;
+  auto m = byExternal_.find(it->second);
+  if (m == byExternal_.end() || expired(m->second, now)) return std::nullopt;
+  return m->second.external;
+}
+
+size_t Nat::liveMappings(TimePoint now) const {
+  size_t n = 0;
+  for (const auto& [ext, m] : byExternal_) n += expired(m, now) ? 0 : 1;
+  return n;
+}
+
+void Nat::flush() {
+  byExternal_.clear();
+  byKey_.clear();
+}
+
+void Nat::fromInside(Datagram d) {
+  const TimePoint now = net_.now();
+  if (d.to.isV6() && config_.routeIpv6 && !isExternal(d.to.ip())) {
+    ++counters_.routed;
+    net_.transmit(*outside_, outsideLink_, std::move(d));
+    return;
+  }
+  if (!externalIp(d.from.family())) {
+    ++counters_.droppedNoAddress;
+    return;
+  }
+  Mapping& m = outboundMapping(d.from, d.to, now);
+  m.lastOutbound = now;
+  m.contacted.insert(d.to);
+  const SockAddr translated = m.external;
+  if (isExternal(d.to.ip())) {
+    // Hairpin: addressed to ourselves from inside.
+    if (!config_.hairpinning) {
+      ++counters_.droppedHairpin;
+      return;
+    }
+    Mapping* target = liveByExternal(d.to, now);
+    if (!target) {
+      ++counters_.droppedNoMapping;
+      return;
+    }
+    ++counters_.hairpinned;
+    d.from = translated;
+    d.to = target->internal;
+    net_.route(*inside_, std::move(d));
+    return;
+  }
+  ++counters_.outbound;
+  d.from = translated;
+  net_.transmit(*outside_, outsideLink_, std::move(d));
+}
+
+void Nat::fromOutside(Datagram d) {
+  const TimePoint now = net_.now();
+  if (!isExternal(d.to.ip())) {
+    ++counters_.routed;  // a routed IPv6 address inside
+    net_.route(*inside_, std::move(d));
+    return;
+  }
+  Mapping* m = liveByExternal(d.to, now);
+  if (!m) {
+    ++counters_.droppedNoMapping;
+    return;
+  }
+  bool allowed = false;
+  switch (config_.filtering) {
+    case NatFiltering::EndpointIndependent:
+      allowed = true;
+      break;
+    case NatFiltering::AddressDependent:
+      for (const auto& c : m->contacted) allowed |= c.ip() == d.from.ip();
+      break;
+    case NatFiltering::AddressAndPortDependent:
+      allowed = m->contacted.count(d.from) > 0;
+      break;
+  }
+  if (!allowed) {
+    ++counters_.droppedFiltered;
+    return;
+  }
+  ++counters_.inbound;
+  d.to = m->internal;
+  net_.route(*inside_, std::move(d));
+}
+
+}  // namespace tgw::sim
