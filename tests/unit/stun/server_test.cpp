@@ -1,0 +1,361 @@
+// The userspace STUN server: Binding, RFC 5780, errors and counted drops, at a fixed `now`.
+#include "stun/server.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "tests/unit/stun/test_util.h"
+
+namespace tgw::stun {
+namespace {
+
+using test::bytesOf;
+using test::hex;
+using test::kTid;
+using test::RawMessage;
+
+const TimePoint kNow = TimePoint{} + std::chrono::hours(1);
+const IpAddr kPrimary = IpAddr::parse("198.18.0.1").value();
+const IpAddr kSecondary = IpAddr::parse("198.18.0.2").value();
+const SockAddr kClient = SockAddr::parse("198.19.7.7:40001").value();
+const SockAddr kLocal = SockAddr(kPrimary, 3478);
+
+ServerConfig plainConfig() { return ServerConfig{kPrimary, std::nullopt, 3478, std::nullopt, "tgw"}; }
+ServerConfig rfc5780Config() { return ServerConfig{kPrimary, kSecondary, 3478, 3479, "tgw"}; }
+
+std::map<std::string, uint64_t> countersOf(const Server& s) {
+  std::map<std::string, uint64_t> m;
+  s.counters().forEach([&m](std::string_view n, uint64_t v) { m[std::string(n)] = v; });
+  return m;
+}
+
+// Asserts that exactly the named counters moved, by the given amounts (Tailscale-style: no
+// other counter may move).
+void expectCounters(const Server& s, std::map<std::string, uint64_t> expected) {
+  for (const auto& [name, value] : countersOf(s)) {
+    uint64_t want = expected.count(name) ? expected[name] : 0;
+    EXPECT_EQ(value, want) << "counter " << name;
+    expected.erase(name);
+  }
+  EXPECT_TRUE(expected.empty()) << "unknown counter " << expected.begin()->first;
+}
+
+std::vector<uint8_t> bindingRequest(bool fingerprint = false) {
+  MessageBuilder b(Method::Binding, Class::Request, kTid);
+  if (fingerprint) b.withFingerprint();
+  return b.finish();
+}
+
+std::vector<uint8_t> changeRequest(bool ip, bool port) {
+  return MessageBuilder(Method::Binding, Class::Request, kTid).addChangeRequest({ip, port}).finish();
+}
+
+// A parsed copy of a reply (keeps the bytes alive alongside the view).
+struct Parsed {
+  std::vector<uint8_t> bytes;
+  Message msg;
+};
+Parsed parseReply(const Server::Reply& r) {
+  Parsed p{r.bytes, {}};
+  auto m = Message::parse(p.bytes);
+  EXPECT_TRUE(m.ok()) << "reply does not parse: " << (m.ok() ? "" : toString(m.error()));
+  if (m.ok()) p.msg = *m;
+  return p;
+}
+
+TEST(StunServer, BindingSuccessIpv4) {
+  Server s(plainConfig());
+  auto r = s.onDatagram(bindingRequest(), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->from, kLocal);
+  EXPECT_EQ(r->to, kClient);
+  auto p = parseReply(*r);
+  const Message& m = p.msg;
+  EXPECT_EQ(m.method(), Method::Binding);
+  EXPECT_EQ(m.cls(), Class::SuccessResponse);
+  EXPECT_EQ(m.transactionId(), kTid);
+  EXPECT_EQ(m.xorMappedAddress(), kClient);
+  EXPECT_EQ(m.stringAttr(attr::kSoftware), "tgw");
+  EXPECT_FALSE(m.hasFingerprint());
+  EXPECT_FALSE(m.has(attr::kOtherAddress));
+  EXPECT_FALSE(m.has(attr::kResponseOrigin));
+  EXPECT_FALSE(m.has(attr::kMappedAddress));
+  expectCounters(s, {{"requests", 1}, {"binding_success", 1}});
+}
+
+TEST(StunServer, BindingSuccessIpv6AndNoSoftwareWhenEmpty) {
+  ServerConfig cfg{IpAddr::parse("2001:db8::1").value(), std::nullopt, 3478, std::nullopt, ""};
+  Server s(cfg);
+  const auto client = SockAddr::parse("[2001:db8:ffff::9]:5555").value();
+  const auto local = SockAddr::parse("[2001:db8::1]:3478").value();
+  auto r = s.onDatagram(bindingRequest(), client, local, kNow);
+  ASSERT_TRUE(r);
+  auto p = parseReply(*r);
+  EXPECT_EQ(p.msg.xorMappedAddress(), client);
+  EXPECT_FALSE(p.msg.has(attr::kSoftware));
+  EXPECT_EQ(r->from, local);
+}
+
+TEST(StunServer, FingerprintInResponseOnlyWhenTheRequestHadOne) {
+  Server s(plainConfig());
+  auto with = s.onDatagram(bindingRequest(true), kClient, kLocal, kNow);
+  ASSERT_TRUE(with);
+  EXPECT_TRUE(parseReply(*with).msg.hasFingerprint());  // parse also checks the CRC
+  auto without = s.onDatagram(bindingRequest(false), kClient, kLocal, kNow);
+  ASSERT_TRUE(without);
+  EXPECT_FALSE(parseReply(*without).msg.hasFingerprint());
+}
+
+TEST(StunServer, EndpointsAndRfc5780Support) {
+  EXPECT_EQ(Server(plainConfig()).endpoints(), std::vector<SockAddr>{kLocal});
+  EXPECT_FALSE(Server(plainConfig()).rfc5780());
+  ServerConfig portOnly = plainConfig();
+  portOnly.alternatePort = 3479;
+  EXPECT_EQ(Server(portOnly).endpoints(), (std::vector<SockAddr>{kLocal, SockAddr(kPrimary, 3479)}));
+  EXPECT_FALSE(Server(portOnly).rfc5780());
+  ServerConfig ipOnly = plainConfig();
+  ipOnly.secondaryIp = kSecondary;
+  EXPECT_EQ(Server(ipOnly).endpoints(), (std::vector<SockAddr>{kLocal, SockAddr(kSecondary, 3478)}));
+  EXPECT_FALSE(Server(ipOnly).rfc5780());
+  Server full(rfc5780Config());
+  EXPECT_TRUE(full.rfc5780());
+  EXPECT_EQ(full.endpoints(), (std::vector<SockAddr>{kLocal, SockAddr(kPrimary, 3479), SockAddr(kSecondary, 3478),
+                                                     SockAddr(kSecondary, 3479)}));
+}
+
+TEST(StunServer, Rfc5780ResponseCarriesOriginAndOtherAddress) {
+  Server s(rfc5780Config());
+  for (const SockAddr& local : s.endpoints()) {
+    auto r = s.onDatagram(bindingRequest(), kClient, local, kNow);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->from, local);
+    auto p = parseReply(*r);
+    EXPECT_EQ(p.msg.xorMappedAddress(), kClient);
+    EXPECT_EQ(p.msg.mappedAddress(), kClient);
+    EXPECT_EQ(p.msg.responseOrigin(), local);
+    // OTHER-ADDRESS differs from the receiving endpoint in both ip and port.
+    const SockAddr other(local.ip() == kPrimary ? kSecondary : kPrimary, local.port() == 3478 ? 3479 : 3478);
+    EXPECT_EQ(p.msg.otherAddress(), other) << local.toString();
+  }
+  expectCounters(s, {{"requests", 4}, {"binding_success", 4}});
+}
+
+TEST(StunServer, ChangeRequestPicksTheSourceEndpoint) {
+  // RFC 5780 section 6.1, table 1.
+  struct Case { SockAddr local; bool ip, port; SockAddr from; };
+  const SockAddr a1p1(kPrimary, 3478), a1p2(kPrimary, 3479), a2p1(kSecondary, 3478), a2p2(kSecondary, 3479);
+  const Case cases[] = {
+      {a1p1, false, false, a1p1}, {a1p1, true, false, a2p1}, {a1p1, false, true, a1p2}, {a1p1, true, true, a2p2},
+      {a2p2, true, false, a1p2},  {a2p2, false, true, a2p1}, {a2p2, true, true, a1p1},  {a1p2, true, true, a2p1},
+  };
+  Server s(rfc5780Config());
+  uint64_t changed = 0;
+  for (const auto& c : cases) {
+    auto r = s.onDatagram(changeRequest(c.ip, c.port), kClient, c.local, kNow);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->from, c.from) << c.local.toString() << " ip=" << c.ip << " port=" << c.port;
+    EXPECT_EQ(r->to, kClient);
+    auto p = parseReply(*r);
+    EXPECT_EQ(p.msg.cls(), Class::SuccessResponse);
+    EXPECT_EQ(p.msg.responseOrigin(), c.from);
+    if (c.ip || c.port) ++changed;
+  }
+  expectCounters(s, {{"requests", 8}, {"binding_success", 8}, {"change_requests", changed}});
+}
+
+TEST(StunServer, ChangeRequestWithoutRfc5780Is420) {
+  ServerConfig portOnly = plainConfig();
+  portOnly.alternatePort = 3479;
+  for (const ServerConfig& cfg : {plainConfig(), portOnly}) {
+    Server s(cfg);
+    auto r = s.onDatagram(changeRequest(true, false), kClient, kLocal, kNow);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->from, kLocal);
+    auto p = parseReply(*r);
+    EXPECT_EQ(p.msg.cls(), Class::ErrorResponse);
+    EXPECT_EQ(p.msg.transactionId(), kTid);
+    ASSERT_TRUE(p.msg.errorCode());
+    EXPECT_EQ(p.msg.errorCode()->code, 420);
+    EXPECT_EQ(p.msg.unknownAttributes(), std::vector<uint16_t>{attr::kChangeRequest});
+    expectCounters(s, {{"requests", 1}, {"errors_420", 1}});
+  }
+}
+
+TEST(StunServer, UnknownComprehensionRequiredIs420) {
+  Server s(plainConfig());
+  auto req = RawMessage()
+                 .attr(0x0024, {0, 0, 0, 1})   // PRIORITY (ICE), unknown here
+                 .attr(0x8029, std::vector<uint8_t>(8))  // ICE-CONTROLLED: optional, ignored
+                 .attr(0x7FFF, {1})
+                 .attr(0x0024, {0, 0, 0, 2})   // repeated: listed once
+                 .fingerprint()
+                 .bytes();
+  auto r = s.onDatagram(req, kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  auto p = parseReply(*r);
+  EXPECT_EQ(p.msg.cls(), Class::ErrorResponse);
+  EXPECT_EQ(p.msg.method(), Method::Binding);
+  EXPECT_EQ(p.msg.errorCode()->code, 420);
+  EXPECT_EQ(p.msg.errorCode()->reason, "Unknown Attribute");
+  EXPECT_EQ(p.msg.unknownAttributes(), (std::vector<uint16_t>{0x0024, 0x7FFF}));
+  EXPECT_TRUE(p.msg.hasFingerprint());
+  expectCounters(s, {{"requests", 1}, {"errors_420", 1}});
+}
+
+TEST(StunServer, UnknownOptionalAttributesAreIgnored) {
+  Server s(plainConfig());
+  auto req = RawMessage().attr(0x8029, std::vector<uint8_t>(8)).attr(attr::kUsername, bytesOf("u")).bytes();
+  auto r = s.onDatagram(req, kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(parseReply(*r).msg.cls(), Class::SuccessResponse);
+}
+
+TEST(StunServer, Rfc5769SampleRequestGets420ForPriority) {
+  const auto req = hex(
+      "00 01 00 58 21 12 a4 42 b7 e7 a7 01 bc 34 d6 86 fa 87 df ae"
+      "80 22 00 10 53 54 55 4e 20 74 65 73 74 20 63 6c 69 65 6e 74"
+      "00 24 00 04 6e 00 01 ff 80 29 00 08 93 2f f9 b1 51 26 3b 36"
+      "00 06 00 09 65 76 74 6a 3a 68 36 76 59 20 20 20"
+      "00 08 00 14 9a ea a7 0c bf d8 cb 56 78 1e f2 b5 b2 d3 f2 49 c1 b5 71 a2"
+      "80 28 00 04 e5 7a 3b cf");
+  Server s(plainConfig());
+  auto r = s.onDatagram(req, kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  auto p = parseReply(*r);
+  EXPECT_EQ(p.msg.errorCode()->code, 420);
+  EXPECT_EQ(p.msg.unknownAttributes(), std::vector<uint16_t>{0x0024});
+  EXPECT_TRUE(p.msg.hasFingerprint());
+}
+
+TEST(StunServer, FramingErrorInARequestIs400) {
+  auto good = RawMessage().attr(attr::kSoftware, bytesOf("abcd")).bytes();
+  std::vector<std::vector<uint8_t>> bad;
+  auto b = good;
+  b.insert(b.end(), {0, 0, 0, 0});  // datagram longer than the header says
+  bad.push_back(b);
+  b = good;
+  test::put16(b, 22, 40);  // attribute runs past the end
+  bad.push_back(b);
+  b = good;
+  test::put16(b, 2, 2);  // length not a multiple of 4
+  bad.push_back(b);
+  bad.push_back(RawMessage().attr(attr::kMessageIntegrity, std::vector<uint8_t>(20)).attr(attr::kUsername, bytesOf("u")).bytes());
+  bad.push_back(RawMessage().attr(attr::kXorMappedAddress, hex("00 07 00 00 00 00 00 00")).bytes());
+  Server s(plainConfig());
+  for (const auto& req : bad) {
+    auto r = s.onDatagram(req, kClient, kLocal, kNow);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->to, kClient);
+    auto p = parseReply(*r);
+    EXPECT_EQ(p.msg.cls(), Class::ErrorResponse);
+    EXPECT_EQ(p.msg.method(), Method::Binding);
+    EXPECT_EQ(p.msg.transactionId(), kTid);
+    ASSERT_TRUE(p.msg.errorCode());
+    EXPECT_EQ(p.msg.errorCode()->code, 400);
+  }
+  expectCounters(s, {{"requests", bad.size()}, {"errors_400", bad.size()}});
+}
+
+TEST(StunServer, FramingErrorInANonRequestIsDropped) {
+  Server s(plainConfig());
+  for (uint16_t type : {0x0101, 0x0111, 0x0011}) {
+    auto b = RawMessage(type).attr(attr::kSoftware, bytesOf("abcd")).bytes();
+    b.push_back(0);  // length mismatch
+    EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+  }
+  expectCounters(s, {{"dropped_malformed", 3}});
+}
+
+TEST(StunServer, NotStunIsDropped) {
+  Server s(plainConfig());
+  auto badCookie = bindingRequest();
+  badCookie[5] ^= 0xFF;
+  auto topBits = bindingRequest();
+  topBits[0] = 0x80;
+  const std::vector<uint8_t> channelData = {0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4};
+  const std::vector<uint8_t> tiny = {0x00};
+  for (const auto& d : {badCookie, topBits, channelData, tiny, std::vector<uint8_t>{}}) {
+    EXPECT_FALSE(s.onDatagram(d, kClient, kLocal, kNow));
+  }
+  expectCounters(s, {{"dropped_not_stun", 5}});
+}
+
+TEST(StunServer, ShortStunWithoutTransactionIdIsDroppedAsMalformed) {
+  Server s(plainConfig());
+  auto b = bindingRequest();
+  b.resize(12);  // cookie readable, transaction id cut
+  EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+  expectCounters(s, {{"dropped_malformed", 1}});
+}
+
+TEST(StunServer, BadFingerprintIsDroppedSilently) {
+  Server s(plainConfig());
+  auto b = bindingRequest(true);
+  b.back() ^= 1;
+  EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+  expectCounters(s, {{"dropped_bad_fingerprint", 1}});
+}
+
+TEST(StunServer, NeverRepliesToResponsesOrIndications) {
+  Server s(plainConfig());
+  for (Class c : {Class::SuccessResponse, Class::ErrorResponse, Class::Indication}) {
+    auto b = MessageBuilder(Method::Binding, c, kTid).addXorMappedAddress(kClient).finish();
+    EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+  }
+  // Its own replies, fed back (a reflection loop), are dropped too.
+  auto ok = s.onDatagram(bindingRequest(), kClient, kLocal, kNow);
+  auto err = s.onDatagram(changeRequest(true, true), kClient, kLocal, kNow);
+  ASSERT_TRUE(ok && err);
+  EXPECT_FALSE(s.onDatagram(ok->bytes, kLocal, kLocal, kNow));
+  EXPECT_FALSE(s.onDatagram(err->bytes, kLocal, kLocal, kNow));
+  expectCounters(s, {{"dropped_not_request", 5}, {"requests", 2}, {"binding_success", 1}, {"errors_420", 1}});
+}
+
+TEST(StunServer, OtherMethodsAre400UntilAHandlerIsRegistered) {
+  Server s(plainConfig());
+  auto allocate = MessageBuilder(Method::Allocate, Class::Request, kTid)
+                      .addU32(attr::kRequestedTransport, 17u << 24)
+                      .withFingerprint()
+                      .finish();
+  auto r = s.onDatagram(allocate, kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  auto p = parseReply(*r);
+  EXPECT_EQ(p.msg.method(), Method::Allocate);
+  EXPECT_EQ(p.msg.cls(), Class::ErrorResponse);
+  EXPECT_EQ(p.msg.errorCode()->code, 400);
+  EXPECT_TRUE(p.msg.hasFingerprint());
+  expectCounters(s, {{"requests", 1}, {"errors_400", 1}});
+
+  int calls = 0;
+  TimePoint seenNow{};
+  s.setMethodHandler(Method::Allocate, {attr::kRequestedTransport},
+                     [&](const Message& req, const SockAddr& from, const SockAddr& local, TimePoint now) {
+                       ++calls;
+                       seenNow = now;
+                       EXPECT_EQ(req.u32Attr(attr::kRequestedTransport), 17u << 24);
+                       return std::optional<Server::Reply>(Server::Reply{
+                           s.errorResponse(req.rawMethod(), req.transactionId(), 401, false), local, from});
+                     });
+  r = s.onDatagram(allocate, kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(seenNow, kNow);
+  EXPECT_EQ(parseReply(*r).msg.errorCode()->code, 401);
+  // Attributes the handler does not know still get 420 before it is called.
+  auto withUnknown = MessageBuilder(Method::Allocate, Class::Request, kTid).addU32(attr::kLifetime, 1).finish();
+  r = s.onDatagram(withUnknown, kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(parseReply(*r).msg.errorCode()->code, 420);
+  EXPECT_EQ(calls, 1);
+  expectCounters(s, {{"requests", 3}, {"errors_400", 1}, {"errors_420", 1}, {"other_method", 1}});
+}
+
+TEST(StunServer, CountersHaveDistinctNames) {
+  Server s(plainConfig());
+  EXPECT_EQ(countersOf(s).size(), 10u);
+}
+
+}  // namespace
+}  // namespace tgw::stun
