@@ -5,7 +5,10 @@
 #include <xdp/libxdp.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <mutex>
 
 #include "base/log.h"
 
@@ -20,6 +23,43 @@ std::string libxdpError(long err) {
   char buf[256] = {};
   libxdp_strerror(static_cast<int>(err), buf, sizeof(buf));
   return buf;
+}
+
+// libbpf and libxdp print to stderr by default; route them through tgw::log instead.
+// Their warnings include the verifier log when a load fails, so those stay warnings; libxdp's
+// fallbacks (no bpffs, no dispatcher) and libbpf's notes about libxdp's metadata section are
+// expected and only informative.
+void routeLibraryLog(const char* source, int level, const char* format, va_list ap) {
+  char buf[1024];
+  std::vsnprintf(buf, sizeof(buf), format, ap);
+  std::string msg(buf);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (msg.empty()) return;
+  const bool noise = msg.find("skipping unrecognized data section") != std::string::npos;
+  if (level == LIBBPF_WARN && !noise && std::strcmp(source, "libbpf") == 0)
+    log::warn(source, {{"msg", msg}});
+  else if (level == LIBBPF_WARN && !noise)
+    log::info(source, {{"msg", msg}});
+  else
+    log::debug(source, {{"msg", msg}});
+}
+
+int libbpfPrint(enum libbpf_print_level level, const char* format, va_list ap) {
+  routeLibraryLog("libbpf", level, format, ap);
+  return 0;
+}
+
+int libxdpPrint(enum libxdp_print_level level, const char* format, va_list ap) {
+  routeLibraryLog("libxdp", level, format, ap);
+  return 0;
+}
+
+void installLibraryLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    libbpf_set_print(libbpfPrint);
+    libxdp_set_print(libxdpPrint);
+  });
 }
 
 enum xdp_attach_mode toLibxdp(AttachMode mode) {
@@ -44,6 +84,7 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
   for (uint16_t port : options.ports)
     if (port == 0) return fail("stun responder: port 0 is not a port");
 
+  installLibraryLogging();
   std::unique_ptr<StunResponder> self(new StunResponder());
   self->skel_ = tgw_stun_responder__open();
   if (self->skel_ == nullptr)
@@ -104,7 +145,16 @@ Result<AttachMode> StunResponder::attach(const std::string& ifname, AttachMode w
   ifindex_ = static_cast<int>(ifindex);
   ifname_ = ifname;
   attachedMode_ = got;
-  log::info("xdp.stun.attached", {{"ifname", ifname}, {"mode", attachModeName(got)}});
+  // libxdp falls back to attaching the program alone (no dispatcher, so no coexistence)
+  // when bpffs is not mounted or the kernel refuses its dispatcher: say which one we got.
+  bool dispatcher = false;
+  if (xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_); libxdp_get_error(mp) == 0) {
+    dispatcher = !xdp_multiprog__is_legacy(mp);
+    xdp_multiprog__close(mp);
+  }
+  log::info("xdp.stun.attached", {{"ifname", ifname},
+                                  {"mode", attachModeName(got)},
+                                  {"dispatcher", dispatcher ? "yes" : "no"}});
   return got;
 }
 

@@ -1,0 +1,141 @@
+// StunResponder::attach / detach / counters on a veth pair, inside a network namespace this
+// test process makes for itself (unshare), so nothing outside it is touched and everything
+// goes away with the process. Needs root; skips otherwise.
+#include <gtest/gtest.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "dataplane/stun_responder.h"
+#include "tests/bpf/packet_builder.h"
+
+namespace tgw::dataplane {
+namespace {
+
+constexpr const char* kIf = "tgwxdp0";
+constexpr const char* kPeer = "tgwxdp1";
+
+// The XDP program id on `ifname` in the given attach mode's slot (0: none).
+uint32_t attachedProgId(const char* ifname, uint32_t xdpFlags) {
+  bpf_xdp_query_opts opts{};
+  opts.sz = sizeof(opts);
+  if (bpf_xdp_query(static_cast<int>(if_nametoindex(ifname)), static_cast<int>(xdpFlags), &opts) != 0)
+    return 0;
+  return xdpFlags == XDP_FLAGS_SKB_MODE ? opts.skb_prog_id : opts.drv_prog_id;
+}
+
+class AttachTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    // A private network namespace for this process: the veth pair lives and dies with it.
+    if (unshare(CLONE_NEWNET) != 0) {
+      setupError_ = "unshare(CLONE_NEWNET) failed";
+      return;
+    }
+    const std::string cmd = std::string("ip link add ") + kIf + " type veth peer name " + kPeer +
+                            " && ip link set " + kIf + " up && ip link set " + kPeer + " up";
+    if (std::system(cmd.c_str()) != 0) setupError_ = "could not create the veth pair";
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to create a namespace and load XDP";
+    if (!setupError_.empty()) GTEST_SKIP() << setupError_;
+    auto loaded = StunResponder::load({{3478}});
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    responder_ = std::move(*loaded);
+  }
+
+  static std::string setupError_;
+  std::unique_ptr<StunResponder> responder_;
+};
+
+std::string AttachTest::setupError_;
+
+TEST_F(AttachTest, NativeAttachAndDetach) {
+  auto mode = responder_->attach(kIf, AttachMode::Native);
+  ASSERT_TRUE(mode.ok()) << mode.error().message;
+  EXPECT_EQ(*mode, AttachMode::Native);
+  EXPECT_NE(attachedProgId(kIf, XDP_FLAGS_DRV_MODE), 0u);
+  responder_->detach();
+  EXPECT_EQ(attachedProgId(kIf, XDP_FLAGS_DRV_MODE), 0u);
+}
+
+TEST_F(AttachTest, GenericAttach) {
+  auto mode = responder_->attach(kIf, AttachMode::Generic);
+  ASSERT_TRUE(mode.ok()) << mode.error().message;
+  EXPECT_EQ(*mode, AttachMode::Generic);
+  EXPECT_NE(attachedProgId(kIf, XDP_FLAGS_SKB_MODE), 0u);
+  responder_->detach();
+  EXPECT_EQ(attachedProgId(kIf, XDP_FLAGS_SKB_MODE), 0u);
+}
+
+TEST_F(AttachTest, AutoPrefersNativeOnVeth) {
+  auto mode = responder_->attach(kIf, AttachMode::Auto);
+  ASSERT_TRUE(mode.ok()) << mode.error().message;
+  EXPECT_EQ(*mode, AttachMode::Native);
+}
+
+TEST_F(AttachTest, DestructorDetaches) {
+  ASSERT_TRUE(responder_->attach(kIf, AttachMode::Native).ok());
+  EXPECT_NE(attachedProgId(kIf, XDP_FLAGS_DRV_MODE), 0u);
+  responder_.reset();
+  EXPECT_EQ(attachedProgId(kIf, XDP_FLAGS_DRV_MODE), 0u);
+}
+
+TEST_F(AttachTest, UnknownInterfaceIsAnError) {
+  auto mode = responder_->attach("tgwxdp-none", AttachMode::Auto);
+  ASSERT_FALSE(mode.ok());
+  EXPECT_NE(mode.error().message.find("tgwxdp-none"), std::string::npos);
+}
+
+TEST(StunResponderLoad, RejectsBadPortLists) {
+  // Checked before anything touches the kernel: runs without root too.
+  EXPECT_FALSE(StunResponder::load({{}}).ok());
+  EXPECT_FALSE(StunResponder::load({{1, 2, 3, 4, 5}}).ok());
+  EXPECT_FALSE(StunResponder::load({{0}}).ok());
+}
+
+// counters() names rows from tgw/stats.h and sums over CPUs.
+TEST(StunResponderCounters, NamesAndSums) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF)";
+  auto loaded = StunResponder::load({{3478}});
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  auto& responder = **loaded;
+  EXPECT_TRUE(responder.counters().empty());
+
+  using namespace tgw::testing;
+  const Bytes request = udpFrame6(Ethernet{}, Ipv6{}, Udp{}, stun(Stun{}));
+  Bytes out(512);
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.data_in = request.data();
+  opts.data_size_in = static_cast<uint32_t>(request.size());
+  opts.data_out = out.data();
+  opts.data_size_out = static_cast<uint32_t>(out.size());
+  // Three calls, not repeat = 3: the kernel reruns the program on the same buffer, so a
+  // repetition would see the response the first one wrote.
+  for (int i = 0; i < 3; i++) {
+    opts.data_size_out = static_cast<uint32_t>(out.size());
+    ASSERT_EQ(bpf_prog_test_run_opts(responder.programFd(), &opts), 0);
+    ASSERT_EQ(opts.retval, XDP_TX);
+  }
+
+  const auto rows = responder.counters();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].family, "ipv6");
+  EXPECT_EQ(rows[0].verdict, "tx");
+  EXPECT_EQ(rows[0].reason, "stun_binding_answered");
+  EXPECT_EQ(rows[0].packets, 3u);
+  EXPECT_EQ(rows[0].bytes, 3u * request.size());
+}
+
+}  // namespace
+}  // namespace tgw::dataplane
