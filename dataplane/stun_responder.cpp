@@ -1,14 +1,9 @@
 #include "dataplane/stun_responder.h"
 
 #include <arpa/inet.h>
-#include <net/if.h>
-#include <xdp/libxdp.h>
 
 #include <cerrno>
-#include <cstdarg>
-#include <cstdio>
 #include <cstring>
-#include <mutex>
 
 #include "base/log.h"
 
@@ -17,65 +12,6 @@
 #include "stun_responder.skel.h"
 
 namespace tgw::dataplane {
-namespace {
-
-std::string libxdpError(long err) {
-  char buf[256] = {};
-  libxdp_strerror(static_cast<int>(err), buf, sizeof(buf));
-  return buf;
-}
-
-// libbpf and libxdp print to stderr by default; route them through tgw::log instead.
-// Their warnings include the verifier log when a load fails, so those stay warnings; libxdp's
-// fallbacks (no bpffs, no dispatcher) and libbpf's notes about libxdp's metadata section are
-// expected and only informative.
-void routeLibraryLog(const char* source, int level, const char* format, va_list ap) {
-  char buf[1024];
-  std::vsnprintf(buf, sizeof(buf), format, ap);
-  std::string msg(buf);
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  if (msg.empty()) return;
-  const bool noise = msg.find("skipping unrecognized data section") != std::string::npos;
-  if (level == LIBBPF_WARN && !noise && std::strcmp(source, "libbpf") == 0)
-    log::warn(source, {{"msg", msg}});
-  else if (level == LIBBPF_WARN && !noise)
-    log::info(source, {{"msg", msg}});
-  else
-    log::debug(source, {{"msg", msg}});
-}
-
-int libbpfPrint(enum libbpf_print_level level, const char* format, va_list ap) {
-  routeLibraryLog("libbpf", level, format, ap);
-  return 0;
-}
-
-int libxdpPrint(enum libxdp_print_level level, const char* format, va_list ap) {
-  routeLibraryLog("libxdp", level, format, ap);
-  return 0;
-}
-
-void installLibraryLogging() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    libbpf_set_print(libbpfPrint);
-    libxdp_set_print(libxdpPrint);
-  });
-}
-
-enum xdp_attach_mode toLibxdp(AttachMode mode) {
-  return mode == AttachMode::Generic ? XDP_MODE_SKB : XDP_MODE_NATIVE;
-}
-
-}  // namespace
-
-const char* attachModeName(AttachMode mode) {
-  switch (mode) {
-    case AttachMode::Native: return "native";
-    case AttachMode::Generic: return "generic";
-    case AttachMode::Auto: return "auto";
-  }
-  return "?";
-}
 
 Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& options) {
   if (options.ports.empty() || options.ports.size() > TGW_STUN_MAX_PORTS)
@@ -112,7 +48,7 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
 }
 
 StunResponder::~StunResponder() {
-  detach();
+  detach();  // before the skeleton: the attachment borrows its bpf_object
   if (skel_ != nullptr) tgw_stun_responder__destroy(skel_);
 }
 
@@ -120,56 +56,13 @@ int StunResponder::programFd() const { return bpf_program__fd(skel_->progs.tgw_s
 
 Result<AttachMode> StunResponder::attach(const std::string& ifname, AttachMode want) {
   detach();
-  const unsigned ifindex = if_nametoindex(ifname.c_str());
-  if (ifindex == 0)
-    return fail("xdp attach: no interface " + ifname + ": " + std::strerror(errno), errno);
-
-  xdp_program* prog = xdp_program__from_bpf_obj(skel_->obj, "xdp");
-  if (long err = libxdp_get_error(prog); err != 0)
-    return fail("xdp attach " + ifname + ": " + libxdpError(err), static_cast<int>(err));
-
-  AttachMode got = want == AttachMode::Auto ? AttachMode::Native : want;
-  int err = xdp_program__attach(prog, static_cast<int>(ifindex), toLibxdp(got), 0);
-  if (err != 0 && want == AttachMode::Auto) {
-    log::warn("xdp.attach.native_failed",
-              {{"ifname", ifname}, {"error", libxdpError(err)}, {"fallback", "generic"}});
-    got = AttachMode::Generic;
-    err = xdp_program__attach(prog, static_cast<int>(ifindex), toLibxdp(got), 0);
-  }
-  if (err != 0) {
-    xdp_program__close(prog);
-    return fail("xdp attach " + ifname + " (" + attachModeName(got) + "): " + libxdpError(err),
-                err);
-  }
-  xdpProg_ = prog;
-  ifindex_ = static_cast<int>(ifindex);
-  ifname_ = ifname;
-  attachedMode_ = got;
-  // libxdp falls back to attaching the program alone (no dispatcher, so no coexistence)
-  // when bpffs is not mounted or the kernel refuses its dispatcher: say which one we got.
-  bool dispatcher = false;
-  if (xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_); libxdp_get_error(mp) == 0) {
-    dispatcher = !xdp_multiprog__is_legacy(mp);
-    xdp_multiprog__close(mp);
-  }
-  log::info("xdp.stun.attached", {{"ifname", ifname},
-                                  {"mode", attachModeName(got)},
-                                  {"dispatcher", dispatcher ? "yes" : "no"}});
-  return got;
+  auto attached = XdpAttachment::attach(skel_->obj, "tgw_stun_xdp", ifname, want);
+  if (!attached) return Unexpected<Error>{attached.error()};
+  attachment_ = std::move(*attached);
+  return attachment_->mode();
 }
 
-void StunResponder::detach() {
-  if (xdpProg_ == nullptr) return;
-  if (int err = xdp_program__detach(xdpProg_, ifindex_, toLibxdp(attachedMode_), 0); err != 0)
-    log::warn("xdp.detach.failed", {{"ifname", ifname_}, {"error", libxdpError(err)}});
-  else
-    log::info("xdp.stun.detached", {{"ifname", ifname_}});
-  // The xdp_program borrows the skeleton's bpf_object; closing it leaves the object alone.
-  xdp_program__close(xdpProg_);
-  xdpProg_ = nullptr;
-  ifindex_ = 0;
-  ifname_.clear();
-}
+void StunResponder::detach() { attachment_.reset(); }
 
 std::vector<CounterRow> StunResponder::counters() const {
   std::vector<CounterRow> rows;

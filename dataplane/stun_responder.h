@@ -14,18 +14,12 @@
 
 #include "base/result.h"
 #include "dataplane/typed_map.h"
+#include "dataplane/xdp_attachment.h"
 #include "tgw/stats.h"
 
 struct tgw_stun_responder;  // the bpftool skeleton (xdp/stun_responder.skel.h)
-struct xdp_program;         // libxdp
 
 namespace tgw::dataplane {
-
-// How an XDP program is attached. Auto tries the driver (native) hook first and falls back
-// to the generic (skb) hook with a warning.
-enum class AttachMode { Native, Generic, Auto };
-
-const char* attachModeName(AttachMode mode);
 
 // One counter of the fast path, summed over CPUs. Names from tgw_*_name() (tgw/stats.h).
 struct CounterRow {
@@ -48,8 +42,8 @@ class StunResponder {
   StunResponder(const StunResponder&) = delete;
   StunResponder& operator=(const StunResponder&) = delete;
 
-  // Attaches to `ifname` through libxdp; returns the mode actually obtained (never Auto).
-  // A second attach detaches the first.
+  // Attaches to `ifname` through libxdp (see XdpAttachment); returns the mode actually
+  // obtained (never Auto). A second attach detaches the first.
   Result<AttachMode> attach(const std::string& ifname, AttachMode want);
 
   // Detaches from the interface, if attached. Also done by the destructor.
@@ -69,10 +63,7 @@ class StunResponder {
 
   tgw_stun_responder* skel_ = nullptr;
   TypedMap<tgw_stats_key, tgw_stats_value> stats_;
-  xdp_program* xdpProg_ = nullptr;  // set while attached
-  int ifindex_ = 0;
-  std::string ifname_;
-  AttachMode attachedMode_ = AttachMode::Auto;
+  std::unique_ptr<XdpAttachment> attachment_;  // declared last: detached before skel_ goes
 };
 
 }  // namespace tgw::dataplane

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "dataplane/nop_programs.h"
 #include "dataplane/stun_responder.h"
 #include "tests/bpf/packet_builder.h"
 
@@ -29,6 +30,18 @@ uint32_t attachedProgId(const char* ifname, uint32_t xdpFlags) {
   if (bpf_xdp_query(static_cast<int>(if_nametoindex(ifname)), static_cast<int>(xdpFlags), &opts) != 0)
     return 0;
   return xdpFlags == XDP_FLAGS_SKB_MODE ? opts.skb_prog_id : opts.drv_prog_id;
+}
+
+// The name of the program with kernel id `id` ("" if none).
+std::string progName(uint32_t id) {
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return "";
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  std::string name;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) name = info.name;
+  close(fd);
+  return name;
 }
 
 class AttachTest : public ::testing::Test {
@@ -88,6 +101,21 @@ TEST_F(AttachTest, DestructorDetaches) {
   EXPECT_NE(attachedProgId(kIf, XDP_FLAGS_DRV_MODE), 0u);
   responder_.reset();
   EXPECT_EQ(attachedProgId(kIf, XDP_FLAGS_DRV_MODE), 0u);
+}
+
+TEST_F(AttachTest, NopPassOnThePeerByName) {
+  auto nop = NopPrograms::load();
+  ASSERT_TRUE(nop.ok()) << nop.error().message;
+  {
+    auto pass = (*nop)->attachPass(kPeer, AttachMode::Native);
+    ASSERT_TRUE(pass.ok()) << pass.error().message;
+    auto stun = responder_->attach(kIf, AttachMode::Native);
+    ASSERT_TRUE(stun.ok()) << stun.error().message;
+    EXPECT_EQ(progName(attachedProgId(kPeer, XDP_FLAGS_DRV_MODE)), "tgw_nop_pass");
+    EXPECT_EQ(progName(attachedProgId(kIf, XDP_FLAGS_DRV_MODE)), "tgw_stun_xdp");
+  }
+  EXPECT_EQ(attachedProgId(kPeer, XDP_FLAGS_DRV_MODE), 0u);
+  responder_->detach();
 }
 
 TEST_F(AttachTest, UnknownInterfaceIsAnError) {

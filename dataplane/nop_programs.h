@@ -1,0 +1,38 @@
+// NopPrograms: the baseline XDP programs of xdp/nop_tx.bpf.c, for benchmarks and labs.
+//  - tx:   swaps the Ethernet addresses and returns XDP_TX, the cheapest reflector: the
+//          ceiling a responder is measured against.
+//  - pass: returns XDP_PASS. Attach it to the far end of a veth pair: frames sent into a
+//          veth with XDP_TX / redirect are dropped unless the receiving peer has an XDP
+//          program (or GRO) — see LAB.md.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "dataplane/xdp_attachment.h"
+
+struct tgw_nop_tx;  // the bpftool skeleton (xdp/nop_tx.skel.h)
+
+namespace tgw::dataplane {
+
+class NopPrograms {
+ public:
+  static Result<std::unique_ptr<NopPrograms>> load();  // needs root / CAP_BPF
+  ~NopPrograms();
+  NopPrograms(const NopPrograms&) = delete;
+  NopPrograms& operator=(const NopPrograms&) = delete;
+
+  int txFd() const;
+  int passFd() const;
+
+  // Attachments borrow this object: destroy them before it.
+  Result<std::unique_ptr<XdpAttachment>> attachTx(const std::string& ifname, AttachMode want);
+  Result<std::unique_ptr<XdpAttachment>> attachPass(const std::string& ifname, AttachMode want);
+
+ private:
+  NopPrograms() = default;
+  tgw_nop_tx* skel_ = nullptr;
+};
+
+}  // namespace tgw::dataplane

@@ -1,0 +1,137 @@
+#include "dataplane/xdp_attachment.h"
+
+#include <bpf/libbpf.h>
+#include <net/if.h>
+#include <xdp/libxdp.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "base/log.h"
+
+namespace tgw::dataplane {
+namespace {
+
+std::string libxdpError(long err) {
+  char buf[256] = {};
+  libxdp_strerror(static_cast<int>(err), buf, sizeof(buf));
+  return buf;
+}
+
+enum xdp_attach_mode toLibxdp(AttachMode mode) {
+  return mode == AttachMode::Generic ? XDP_MODE_SKB : XDP_MODE_NATIVE;
+}
+
+// libbpf's warnings include the verifier log when a load fails, so they stay warnings;
+// libxdp's fallbacks (no bpffs, no dispatcher) and libbpf's note about libxdp's metadata
+// section are expected and only informative.
+void routeLibraryLog(const char* source, int level, const char* format, va_list ap) {
+  char buf[1024];
+  std::vsnprintf(buf, sizeof(buf), format, ap);
+  std::string msg(buf);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (msg.empty()) return;
+  const bool noise = msg.find("skipping unrecognized data section") != std::string::npos;
+  if (level == LIBBPF_WARN && !noise && std::strcmp(source, "libbpf") == 0)
+    log::warn(source, {{"msg", msg}});
+  else if (level == LIBBPF_WARN && !noise)
+    log::info(source, {{"msg", msg}});
+  else
+    log::debug(source, {{"msg", msg}});
+}
+
+int libbpfPrint(enum libbpf_print_level level, const char* format, va_list ap) {
+  routeLibraryLog("libbpf", level, format, ap);
+  return 0;
+}
+
+int libxdpPrint(enum libxdp_print_level level, const char* format, va_list ap) {
+  routeLibraryLog("libxdp", level, format, ap);
+  return 0;
+}
+
+}  // namespace
+
+void installLibraryLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    libbpf_set_print(libbpfPrint);
+    libxdp_set_print(libxdpPrint);
+  });
+}
+
+const char* attachModeName(AttachMode mode) {
+  switch (mode) {
+    case AttachMode::Native: return "native";
+    case AttachMode::Generic: return "generic";
+    case AttachMode::Auto: return "auto";
+  }
+  return "?";
+}
+
+Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attach(bpf_object* obj,
+                                                             const std::string& progName,
+                                                             const std::string& ifname,
+                                                             AttachMode want) {
+  installLibraryLogging();
+  const unsigned ifindex = if_nametoindex(ifname.c_str());
+  if (ifindex == 0)
+    return fail("xdp attach: no interface " + ifname + ": " + std::strerror(errno), errno);
+
+  xdp_program_opts opts{};  // DECLARE_LIBXDP_OPTS is a GNU C statement expression
+  opts.sz = sizeof(opts);
+  opts.obj = obj;
+  opts.prog_name = progName.c_str();
+  xdp_program* prog = xdp_program__create(&opts);
+  if (long err = libxdp_get_error(prog); err != 0)
+    return fail("xdp attach " + progName + " to " + ifname + ": " + libxdpError(err),
+                static_cast<int>(err));
+
+  AttachMode got = want == AttachMode::Auto ? AttachMode::Native : want;
+  int err = xdp_program__attach(prog, static_cast<int>(ifindex), toLibxdp(got), 0);
+  if (err != 0 && want == AttachMode::Auto) {
+    log::warn("xdp.attach.native_failed", {{"ifname", ifname},
+                                           {"prog", progName},
+                                           {"error", libxdpError(err)},
+                                           {"fallback", "generic"}});
+    got = AttachMode::Generic;
+    err = xdp_program__attach(prog, static_cast<int>(ifindex), toLibxdp(got), 0);
+  }
+  if (err != 0) {
+    xdp_program__close(prog);
+    return fail("xdp attach " + progName + " to " + ifname + " (" + attachModeName(got) +
+                    "): " + libxdpError(err),
+                err);
+  }
+
+  std::unique_ptr<XdpAttachment> self(new XdpAttachment());
+  self->prog_ = prog;
+  self->ifindex_ = static_cast<int>(ifindex);
+  self->ifname_ = ifname;
+  self->mode_ = got;
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(self->ifindex_);
+  if (libxdp_get_error(mp) == 0 && mp != nullptr) {
+    self->dispatcher_ = !xdp_multiprog__is_legacy(mp);
+    xdp_multiprog__close(mp);
+  }
+  log::info("xdp.attached", {{"ifname", ifname},
+                             {"prog", progName},
+                             {"mode", attachModeName(got)},
+                             {"dispatcher", self->dispatcher_ ? "yes" : "no"}});
+  return self;
+}
+
+XdpAttachment::~XdpAttachment() {
+  if (prog_ == nullptr) return;
+  if (int err = xdp_program__detach(prog_, ifindex_, toLibxdp(mode_), 0); err != 0)
+    log::warn("xdp.detach.failed", {{"ifname", ifname_}, {"error", libxdpError(err)}});
+  else
+    log::info("xdp.detached", {{"ifname", ifname_}});
+  // The xdp_program borrows the bpf_object; closing it leaves the object loaded.
+  xdp_program__close(prog_);
+}
+
+}  // namespace tgw::dataplane
