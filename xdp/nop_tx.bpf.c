@@ -15,10 +15,7 @@ int tgw_nop_tx(struct xdp_md *ctx) {
   __u8 *data = (__u8 *)(long)ctx->data;
   const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
   if (data + TGW_ETH_HLEN > data_end) return XDP_PASS;
-  __u8 mac[TGW_ETH_ALEN];
-  __builtin_memcpy(mac, data, TGW_ETH_ALEN);
-  __builtin_memcpy(data, data + TGW_ETH_ALEN, TGW_ETH_ALEN);
-  __builtin_memcpy(data + TGW_ETH_ALEN, mac, TGW_ETH_ALEN);
+  tgw_swap_macs(data);
   return XDP_TX;
 }
 

@@ -98,6 +98,43 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_udp_hdr) == TGW_UDP_HLEN, "UDP header is 8 b
  * BPF-to-BPF call, which is fine for the verifier but costs a call per packet. */
 #define TGW_INLINE static inline __attribute__((always_inline))
 
+/* Unaligned loads and stores of packet fields, as they lie in memory (no byte swapping).
+ * C and C++ go through memcpy, which compilers turn into single moves. In BPF, memcpy from a
+ * pointer of unknown alignment becomes byte-by-byte loads (several times the instructions),
+ * so BPF reads the field directly: the kernel does not enforce alignment of packet accesses
+ * on architectures with efficient unaligned access (x86-64, arm64), and every 16-bit field
+ * we touch is at an even offset anyway. */
+#if defined(__bpf__)
+typedef __u16 __attribute__((may_alias)) tgw_alias_u16;
+typedef __u32 __attribute__((may_alias)) tgw_alias_u32;
+TGW_INLINE __u16 tgw_load16(const __u8 *p) { return *(const tgw_alias_u16 *)p; }
+TGW_INLINE __u32 tgw_load32(const __u8 *p) { return *(const tgw_alias_u32 *)p; }
+TGW_INLINE void tgw_store16(__u8 *p, __u16 v) { *(tgw_alias_u16 *)p = v; }
+TGW_INLINE void tgw_store32(__u8 *p, __u32 v) { *(tgw_alias_u32 *)p = v; }
+#else
+TGW_INLINE __u16 tgw_load16(const __u8 *p) {
+  __u16 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+TGW_INLINE __u32 tgw_load32(const __u8 *p) {
+  __u32 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+TGW_INLINE void tgw_store16(__u8 *p, __u16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+TGW_INLINE void tgw_store32(__u8 *p, __u32 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+#endif
+
+/* Swaps two 6-byte Ethernet addresses (three 16-bit words each). */
+TGW_INLINE void tgw_swap_macs(__u8 *frame) {
+  for (int i = 0; i < TGW_ETH_ALEN; i += 2) {
+    __u16 dst = tgw_load16(frame + i);
+    tgw_store16(frame + i, tgw_load16(frame + TGW_ETH_ALEN + i));
+    tgw_store16(frame + TGW_ETH_ALEN + i, dst);
+  }
+}
+
 /* Internet checksum (RFC 1071). The sum of 16-bit words is taken exactly as they lie in
  * memory; the folded complement stored back the same way is right in either byte order
  * (RFC 1071 section 2(B)). Constants added to a sum must be converted with TGW_HTONS first. */
@@ -108,11 +145,7 @@ TGW_INLINE __u32 tgw_csum_add16(__u32 sum, __u16 word_as_in_memory) {
 /* Adds `words` 16-bit words read from p. `words` should be a compile-time constant in BPF
  * code so the loop unrolls with one bounds check done by the caller. */
 TGW_INLINE __u32 tgw_csum_add_words(__u32 sum, const __u8 *p, __u32 words) {
-  for (__u32 i = 0; i < words; i++) {
-    __u16 w;
-    __builtin_memcpy(&w, p + 2 * i, sizeof(w));
-    sum += w;
-  }
+  for (__u32 i = 0; i < words; i++) sum += tgw_load16(p + 2 * i);
   return sum;
 }
 

@@ -57,21 +57,6 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 16, "plan is four u32");
   (TGW_UDP_HLEN + TGW_STUN_HEADER_LEN + (__u32)sizeof(struct tgw_stun_xor_addr6)) /* 52 */
 #define TGW_STUN_L3_OFF_MAX (TGW_ETH_HLEN + TGW_VLAN_HLEN)
 
-TGW_INLINE __u16 tgw_load16(const __u8 *p) {
-  __u16 v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-TGW_INLINE __u32 tgw_load32(const __u8 *p) {
-  __u32 v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-TGW_INLINE void tgw_store16(__u8 *p, __u16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
-TGW_INLINE void tgw_store32(__u8 *p, __u32 v) { __builtin_memcpy(p, &v, sizeof(v)); }
-
 /* UDP and STUN checks, common to both families. udp points at a UDP header whose 8 bytes
  * are known to be inside the frame; l4_len is the IP payload length. */
 TGW_INLINE __u32 tgw_stun_classify_udp(const __u8 *udp, const __u8 *data_end, __u32 l4_len,
@@ -248,10 +233,12 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
 
     __u8 *saddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
     __u8 *daddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr);
-    __u8 client_addr[16];
-    __builtin_memcpy(client_addr, saddr, 16);
-    __builtin_memcpy(saddr, daddr, 16);
-    __builtin_memcpy(daddr, client_addr, 16);
+    __u32 client_addr[4];
+    for (int i = 0; i < 4; i++) {
+      client_addr[i] = tgw_load32(saddr + 4 * i);
+      tgw_store32(saddr + 4 * i, tgw_load32(daddr + 4 * i));
+      tgw_store32(daddr + 4 * i, client_addr[i]);
+    }
     ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, hop_limit)] = TGW_DEFAULT_TTL;
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len),
                 TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
@@ -267,8 +254,8 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
      * contiguously in the STUN header (RFC 8489 section 14.2). */
     __u8 *xaddr = attr + TGW_OFFSETOF(struct tgw_stun_xor_addr6, xaddr);
     const __u8 *key = stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie);
-    for (int i = 0; i < 16; i += 4)
-      tgw_store32(xaddr + i, tgw_load32(client_addr + i) ^ tgw_load32(key + i));
+    for (int i = 0; i < 4; i++)
+      tgw_store32(xaddr + 4 * i, client_addr[i] ^ tgw_load32(key + 4 * i));
 
     /* Pseudo-header (RFC 8200 section 8.1): addresses, 32-bit length, next header. */
     sum = tgw_csum_add_words(sum, saddr, 16);
@@ -279,10 +266,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   }
 
   /* MACs: back to whoever sent it. */
-  __u8 mac[TGW_ETH_ALEN];
-  __builtin_memcpy(mac, data, TGW_ETH_ALEN);
-  __builtin_memcpy(data, data + TGW_ETH_ALEN, TGW_ETH_ALEN);
-  __builtin_memcpy(data + TGW_ETH_ALEN, mac, TGW_ETH_ALEN);
+  tgw_swap_macs(data);
 
   /* Ports, lengths, then the UDP checksum over header and payload (RFC 768). */
   __u16 sport = tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
