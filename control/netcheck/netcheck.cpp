@@ -177,7 +177,7 @@ void Netcheck::onDatagram(int socketId, std::span<const uint8_t> bytes, const So
       return;
     }
     p.mapped = mapped;
-    if (p.server) {
+    if (p.server && p.kind == ProbeKind::Basic) {
       auto& sr = report_.servers[*p.server];
       sr.otherAddress = msg.otherAddress();
       sr.responseOrigin = msg.responseOrigin();

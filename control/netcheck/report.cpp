@@ -20,6 +20,9 @@ void line(std::ostringstream& out, const std::string& label, const std::string& 
   std::string l = "  " + label;
   if (l.size() < kLabelWidth) l.resize(kLabelWidth, ' ');
   else l += ' ';
+  if (value.empty()) {
+    while (!l.empty() && l.back() == ' ') l.pop_back();
+  }
   out << l << value << "\n";
 }
 
