@@ -7,11 +7,9 @@
 #include <linux/bpf.h>
 #include <unistd.h>
 
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "dataplane/stun_responder.h"
@@ -304,33 +302,35 @@ std::vector<Fixture> fixtures() {
 // Counters summed over CPUs, one entry per slot.
 using Snapshot = std::vector<std::pair<uint64_t, uint64_t>>;
 
-class StunResponderTest : public ::testing::TestWithParam<Fixture> {
- protected:
-  static void SetUpTestSuite() {
-    if (geteuid() != 0) return;
+// One responder for the whole binary (loading takes a few milliseconds).
+StunResponder* sharedResponder(std::string& error) {
+  static std::unique_ptr<StunResponder> responder;
+  static std::string loadError;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
     auto loaded = StunResponder::load({{kPort, kSecondPort}});
-    if (!loaded) {
-      loadError_ = new std::string(loaded.error().message);
-      return;
-    }
-    responder_ = loaded->release();
+    if (loaded) responder = std::move(*loaded);
+    else loadError = loaded.error().message;
   }
-  static void TearDownTestSuite() {
-    delete responder_;
-    responder_ = nullptr;
-    delete loadError_;
-    loadError_ = nullptr;
-  }
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF) for BPF_PROG_TEST_RUN";
-    ASSERT_EQ(loadError_, nullptr) << *loadError_;
-    ASSERT_NE(responder_, nullptr);
+  error = loadError;
+  return responder.get();
+}
+
+class ResponderTestBase {
+ protected:
+  // Returns false (and skips or fails the test) when there is no responder.
+  static StunResponder* responderOrSkip() {
+    std::string error;
+    StunResponder* r = sharedResponder(error);
+    EXPECT_TRUE(error.empty()) << error;
+    return r;
   }
 
-  static Snapshot snapshot() {
+  static Snapshot snapshot(StunResponder& responder) {
     Snapshot s(TGW_STATS_ENTRIES);
     for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
-      auto perCpu = responder_->statsMap().lookupPerCpu(i);
+      auto perCpu = responder.statsMap().lookupPerCpu(i);
       EXPECT_TRUE(perCpu.ok()) << perCpu.error().message;
       if (!perCpu) continue;
       for (const auto& v : *perCpu) {
@@ -341,12 +341,38 @@ class StunResponderTest : public ::testing::TestWithParam<Fixture> {
     return s;
   }
 
-  static StunResponder* responder_;
-  static std::string* loadError_;
+  struct RunResult {
+    uint32_t retval = 0;
+    Bytes out;
+  };
+
+  static RunResult runOnce(StunResponder& responder, const Bytes& in) {
+    RunResult r;
+    r.out.resize(4096);
+    bpf_test_run_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.data_in = in.data();
+    opts.data_size_in = static_cast<uint32_t>(in.size());
+    opts.data_out = r.out.data();
+    opts.data_size_out = static_cast<uint32_t>(r.out.size());
+    opts.repeat = 1;
+    EXPECT_EQ(bpf_prog_test_run_opts(responder.programFd(), &opts), 0)
+        << "BPF_PROG_TEST_RUN: " << strerror(errno);
+    r.retval = opts.retval;
+    r.out.resize(opts.data_size_out);
+    return r;
+  }
 };
 
-StunResponder* StunResponderTest::responder_ = nullptr;
-std::string* StunResponderTest::loadError_ = nullptr;
+class StunResponderTest : public ::testing::TestWithParam<Fixture>, protected ResponderTestBase {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF) for BPF_PROG_TEST_RUN";
+    responder_ = responderOrSkip();
+    ASSERT_NE(responder_, nullptr);
+  }
+  StunResponder* responder_ = nullptr;
+};
 
 std::string slotName(uint32_t i) {
   const uint32_t reason = i % TGW_REASON_COUNT;
@@ -358,27 +384,17 @@ std::string slotName(uint32_t i) {
 
 TEST_P(StunResponderTest, Fixture) {
   const Fixture& fx = GetParam();
-  const Snapshot before = snapshot();
+  const Snapshot before = snapshot(*responder_);
+  const RunResult r = runOnce(*responder_, fx.input);
+  const Bytes& out = r.out;
 
-  Bytes out(4096);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = fx.input.data();
-  opts.data_size_in = static_cast<uint32_t>(fx.input.size());
-  opts.data_out = out.data();
-  opts.data_size_out = static_cast<uint32_t>(out.size());
-  opts.repeat = 1;
-  ASSERT_EQ(bpf_prog_test_run_opts(responder_->programFd(), &opts), 0)
-      << "BPF_PROG_TEST_RUN: " << strerror(errno);
-  out.resize(opts.data_size_out);
-
-  EXPECT_EQ(opts.retval, fx.verdict);
+  EXPECT_EQ(r.retval, fx.verdict);
   EXPECT_EQ(out, fx.output) << "got:\n" << hex(out) << "\nexpected:\n" << hex(fx.output);
   if (fx.verdict == XDP_TX) {
     EXPECT_EQ(checkUdpFrameChecksums(out), "") << hex(out);
   }
 
-  const Snapshot after = snapshot();
+  const Snapshot after = snapshot(*responder_);
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> expected;
   for (const CounterDelta& d : fx.deltas)
     expected[tgw_stats_index(d.family, d.verdict, d.reason)] = {d.packets, d.bytes};
@@ -394,6 +410,87 @@ TEST_P(StunResponderTest, Fixture) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, StunResponderTest, ::testing::ValuesIn(fixtures()),
                          [](const ::testing::TestParamInfo<Fixture>& info) { return info.param.name; });
+
+// Golden requests with every truncation and single-byte mutation: whatever the bytes, the
+// program passes the frame up untouched or answers it with a well-formed response, and
+// exactly one counter moves by one packet.
+class StunResponderMutationTest : public ::testing::TestWithParam<std::string>,
+                                  protected ResponderTestBase {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF) for BPF_PROG_TEST_RUN";
+    responder_ = responderOrSkip();
+    ASSERT_NE(responder_, nullptr);
+  }
+
+  Bytes golden() const {
+    if (GetParam() == "v6") return udpFrame6(Ethernet{}, Ipv6{}, Udp{}, stun(Stun{}));
+    if (GetParam() == "v4_vlan_options") {
+      Ethernet eth;
+      eth.vlanTci = 7;
+      Ipv4 ip;
+      ip.options = {0x94, 0x04, 0x00, 0x00};
+      return udpFrame4(eth, ip, Udp{}, stun(Stun{}));
+    }
+    return udpFrame4(Ethernet{}, Ipv4{}, Udp{}, stun(Stun{}));
+  }
+
+  // Runs one frame; returns its verdict after checking the invariants.
+  uint32_t check(const Bytes& in, const std::string& what) {
+    const Snapshot before = snapshot(*responder_);
+    const RunResult r = runOnce(*responder_, in);
+    const Snapshot after = snapshot(*responder_);
+    uint64_t packets = 0, bytes = 0, slots = 0;
+    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
+      if (after[i] == before[i]) continue;
+      slots++;
+      packets += after[i].first - before[i].first;
+      bytes += after[i].second - before[i].second;
+    }
+    EXPECT_EQ(slots, 1u) << what;
+    EXPECT_EQ(packets, 1u) << what;
+    EXPECT_EQ(bytes, in.size()) << what;
+    if (r.retval == XDP_PASS) {
+      EXPECT_EQ(r.out, in) << what << ": XDP_PASS must leave the frame alone";
+    } else if (r.retval == XDP_TX) {
+      EXPECT_EQ(checkUdpFrameChecksums(r.out), "") << what << "\n" << hex(r.out);
+    } else {
+      ADD_FAILURE() << what << ": verdict " << r.retval;
+    }
+    return r.retval;
+  }
+
+  StunResponder* responder_ = nullptr;
+};
+
+TEST_P(StunResponderMutationTest, EveryTruncationIsPassedUp) {
+  const Bytes g = golden();
+  ASSERT_EQ(check(g, "golden"), XDP_TX);
+  for (size_t len = 14; len < g.size(); len++) {
+    EXPECT_EQ(check(Bytes(g.begin(), g.begin() + static_cast<long>(len)), "truncated to " + std::to_string(len)),
+              XDP_PASS);
+  }
+}
+
+TEST_P(StunResponderMutationTest, EverySingleByteMutationIsHandled) {
+  const Bytes g = golden();
+  size_t answered = 0;
+  for (size_t i = 0; i < g.size(); i++) {
+    for (uint8_t mask : {0x01, 0x80, 0xff}) {
+      Bytes m = g;
+      m[i] ^= mask;
+      if (check(m, "byte " + std::to_string(i) + " ^ " + std::to_string(mask)) == XDP_TX) answered++;
+    }
+  }
+  // Mutations of MACs, addresses, the source port, TTL, checksums and the transaction id
+  // are still answerable requests; most others are not. Both kinds must occur.
+  EXPECT_GT(answered, 0u);
+  EXPECT_LT(answered, g.size() * 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, StunResponderMutationTest,
+                         ::testing::Values("v4", "v6", "v4_vlan_options"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 // The builder itself must agree with known-good bytes, or the fixtures prove nothing: the
 // RFC 5769 section 2.2 IPv4 response's XOR-MAPPED-ADDRESS (192.0.2.1:32853).
