@@ -15,6 +15,9 @@ constexpr uint16_t kBindingKnown[] = {
 };
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+uint32_t rd32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
 
 }  // namespace
 
@@ -61,8 +64,7 @@ std::optional<Server::Reply> Server::onDatagram(std::span<const uint8_t> bytes, 
     switch (parsed.error()) {
       case ParseError::TooShort:
         // Fewer than 20 bytes: no transaction id. STUN-looking or not, nothing to answer.
-        if (bytes.size() >= 8 && (bytes[0] & 0xC0) == 0 &&
-            std::memcmp(bytes.data() + 4, "\x21\x12\xA4\x42", 4) == 0) {
+        if (bytes.size() >= 8 && (bytes[0] & 0xC0) == 0 && rd32(bytes.data() + 4) == kMagicCookie) {
           ++counters_.droppedMalformed;
         } else {
           ++counters_.droppedNotStun;
