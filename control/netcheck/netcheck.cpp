@@ -263,11 +263,27 @@ void Netcheck::advance(size_t f, TimePoint now) {
       }
     }
     if (fs.rfcServer) {
-      const SockAddr to = report_.servers[*fs.rfcServer].address;
-      fs.filterBoth = startProbe(ProbeKind::FilterChangeIpPort, f, fs.primary->id, to, fs.rfcServer, kSilencePolicy,
-                                 stun::ChangeRequest{true, true}, now);
-      fs.filterPort = startProbe(ProbeKind::FilterChangePort, f, fs.primary->id, to, fs.rfcServer, kSilencePolicy,
-                                 stun::ChangeRequest{false, true}, now);
+      if (fs.second) {
+        // Filtering runs on the second socket, whose NAT filter has seen nothing but the
+        // server's primary address (the first socket may have talked to a server at the
+        // alternate IP); so the mapping tests need not wait for it.
+        fs.filterSocket = fs.second->id;
+        fs.filterBase = startProbe(ProbeKind::FilterBase, f, fs.second->id, report_.servers[*fs.rfcServer].address,
+                                   fs.rfcServer, kAnswerPolicy, std::nullopt, now);
+        startMappingTests(f, now);
+      } else {
+        fs.filterSocket = fs.primary->id;
+        startFilterTests(f, now);
+      }
+    }
+  }
+
+  if (const Probe* base = probe(fs.filterBase); base && base->txn.finished() && !fs.filterBoth && !fs.filteringDecided) {
+    if (base->mapped) {
+      startFilterTests(f, now);
+    } else {
+      fs.filteringDecided = true;
+      fr.filteringHow = "the filtering socket got no answer from " + base->to.toString();
     }
   }
 
@@ -276,19 +292,9 @@ void Netcheck::advance(size_t f, TimePoint now) {
     const Probe* port = probe(fs.filterPort);
     if (both && port && both->txn.finished() && port->txn.finished()) {
       decideFiltering(f);
-      // Mapping tests II and III only now: they open the NAT's filter towards the
-      // alternate address, which would spoil the filtering tests.
-      const SockAddr primary = report_.servers[*fs.rfcServer].address;
-      if (fr.behindNat == Tristate::No) {
-        fs.mappingDecided = true;
-        fr.mapping = MappingBehavior::EndpointIndependent;
-        fr.mappingHow = "no NAT: the mapped address is the socket's own";
-      } else {
-        fs.mapAltIp = startProbe(ProbeKind::MappingAltIp, f, fs.primary->id, SockAddr(fs.rfcOther.ip(), primary.port()),
-                                 fs.rfcServer, kAnswerPolicy, std::nullopt, now);
-        fs.mapAltBoth = startProbe(ProbeKind::MappingAltIpPort, f, fs.primary->id, fs.rfcOther, fs.rfcServer,
-                                   kAnswerPolicy, std::nullopt, now);
-      }
+      // On the first socket, mapping tests II and III only now: they open the NAT's filter
+      // towards the alternate address, which would spoil the filtering tests.
+      if (!fs.mappingStarted) startMappingTests(f, now);
     }
   }
   if (fs.mapAltIp && !fs.mappingDecided) {
@@ -320,6 +326,32 @@ void Netcheck::advance(size_t f, TimePoint now) {
   fs.finished = pending == 0 && fs.filteringDecided && fs.mappingDecided && fs.hairpinDecided;
 }
 
+void Netcheck::startFilterTests(size_t f, TimePoint now) {
+  auto& fs = families_[f];
+  const SockAddr to = report_.servers[*fs.rfcServer].address;
+  fs.filterBoth = startProbe(ProbeKind::FilterChangeIpPort, f, fs.filterSocket, to, fs.rfcServer, kSilencePolicy,
+                             stun::ChangeRequest{true, true}, now);
+  fs.filterPort = startProbe(ProbeKind::FilterChangePort, f, fs.filterSocket, to, fs.rfcServer, kSilencePolicy,
+                             stun::ChangeRequest{false, true}, now);
+}
+
+void Netcheck::startMappingTests(size_t f, TimePoint now) {
+  auto& fs = families_[f];
+  auto& fr = familyReport(f);
+  fs.mappingStarted = true;
+  if (fr.behindNat == Tristate::No) {
+    fs.mappingDecided = true;
+    fr.mapping = MappingBehavior::EndpointIndependent;
+    fr.mappingHow = "no NAT: the mapped address is the socket's own";
+    return;
+  }
+  const SockAddr primary = report_.servers[*fs.rfcServer].address;
+  fs.mapAltIp = startProbe(ProbeKind::MappingAltIp, f, fs.primary->id, SockAddr(fs.rfcOther.ip(), primary.port()),
+                           fs.rfcServer, kAnswerPolicy, std::nullopt, now);
+  fs.mapAltBoth = startProbe(ProbeKind::MappingAltIpPort, f, fs.primary->id, fs.rfcOther, fs.rfcServer, kAnswerPolicy,
+                             std::nullopt, now);
+}
+
 void Netcheck::decideFiltering(size_t f) {
   auto& fs = families_[f];
   auto& fr = familyReport(f);
@@ -340,6 +372,12 @@ void Netcheck::decideFiltering(size_t f) {
     }
     fr.filtering = FilteringBehavior::EndpointIndependent;
     fr.filteringHow = "an answer from the server's other IP and port arrived (RFC 5780 test II)";
+    for (const auto& [id, p] : probes_) {
+      if (p.family == f && p.socketId == fs.filterSocket && p.kind == ProbeKind::Basic && p.to.ip() == both->from->ip()) {
+        fr.filteringHow += "; but a server at that IP was contacted before: may be address-dependent";
+        break;
+      }
+    }
     return;
   }
   if (both->txn.state() == S::Abandoned || port->txn.state() == S::Abandoned) {

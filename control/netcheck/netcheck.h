@@ -17,13 +17,15 @@
 // - Filtering behaviour (RFC 5780 section 4.4, RFC 4787 section 5): CHANGE-REQUEST asking
 //   the RFC 5780 server to answer from its other IP and port (test II), and from its other
 //   port only (test III). Silence is the result here, so these probes give up sooner.
-//   Filtering runs before the mapping tests II and III, which would otherwise open the
-//   NAT's filter towards the alternate address. "unknown" without such a server.
+//   The tests need a socket whose NAT filter has seen only the server's primary address:
+//   the second socket (after its own test I), which has talked to no other server; with
+//   one socket, filtering runs before the mapping tests II and III, which would otherwise
+//   open the filter towards the alternate address. "unknown" without an RFC 5780 server.
 // - Hairpinning (RFC 4787 section 6): from a second local socket, a Binding request is
 //   sent to the first socket's mapped address; it is hairpinned if it arrives on the first.
 //
 // The first local socket of a family does the discovery; a second socket of the same
-// family, if given, is used for the hairpinning test. An overall deadline ends the run
+// family, if given, is used for the filtering and hairpinning tests. An overall deadline ends the run
 // whatever is still outstanding; what was not found is reported as unknown.
 #pragma once
 
@@ -177,7 +179,7 @@ class Netcheck {
   const Report& report() const { return report_; }
 
  private:
-  enum class ProbeKind : uint8_t { Basic, FilterChangeIpPort, FilterChangePort, MappingAltIp, MappingAltIpPort, Hairpin };
+  enum class ProbeKind : uint8_t { Basic, FilterBase, FilterChangeIpPort, FilterChangePort, MappingAltIp, MappingAltIpPort, Hairpin };
   struct Probe {
     ProbeKind kind;
     size_t family;  // index into families_
@@ -197,7 +199,9 @@ class Netcheck {
     bool finished = false;
     std::optional<size_t> rfcServer;
     SockAddr rfcOther;
-    std::optional<stun::TransactionId> filterBoth, filterPort, mapAltIp, mapAltBoth, hairpin;
+    int filterSocket = 0;  // the socket the filtering tests run on
+    std::optional<stun::TransactionId> filterBase, filterBoth, filterPort, mapAltIp, mapAltBoth, hairpin;
+    bool mappingStarted = false;
     bool filteringDecided = false;
     bool mappingDecided = false;
     bool hairpinDecided = false;
@@ -209,6 +213,8 @@ class Netcheck {
                                  std::optional<stun::ChangeRequest> change, TimePoint now);
   void probeFinished(Probe& p, TimePoint now);
   void advance(size_t f, TimePoint now);
+  void startFilterTests(size_t f, TimePoint now);
+  void startMappingTests(size_t f, TimePoint now);
   void decideFiltering(size_t f);
   void decideMapping(size_t f);
   void compareServers(size_t f, const std::string& prefix);

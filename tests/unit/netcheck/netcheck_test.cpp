@@ -210,6 +210,28 @@ INSTANTIATE_TEST_SUITE_P(
                 MappingBehavior::AddressAndPortDependent, FilteringBehavior::AddressAndPortDependent}),
     [](const ::testing::TestParamInfo<NatCase>& i) { return std::string(i.param.name); });
 
+// The operator lists the RFC 5780 server's alternate address as a server of its own: the
+// discovery socket talks to that IP first, which opens an address-dependent filter for it.
+// The filtering tests run on the second socket, whose filter has seen only the primary.
+TEST_F(NetcheckSim, FilteringIsNotSpoiledByAServerAtTheAlternateIp) {
+  Nat& nat = addNat(NatConfig{NatMapping::EndpointIndependent, NatFiltering::AddressDependent});
+  Host& c = net.addHost(nat.inside(), "client", {ip("192.168.1.2")}, Link{kClientLinkLatency, 0});
+  const SockAddr alternate = sa("198.18.0.2:3478");
+  Report r = run(c, {kRfc5780V4, alternate});
+  EXPECT_TRUE(server(r, alternate).answered);
+  EXPECT_EQ(r.ipv4.filtering, FilteringBehavior::AddressDependent) << r.ipv4.filteringHow;
+  EXPECT_EQ(r.ipv4.mapping, MappingBehavior::EndpointIndependent) << r.ipv4.mappingHow;
+}
+
+// With one socket it cannot tell, and says so.
+TEST_F(NetcheckSim, OneSocketFilteringCaveatWhenTheAlternateIpWasContacted) {
+  Nat& nat = addNat(NatConfig{NatMapping::EndpointIndependent, NatFiltering::AddressDependent});
+  Host& c = net.addHost(nat.inside(), "client", {ip("192.168.1.2")}, Link{kClientLinkLatency, 0});
+  Report r = run(c, {kRfc5780V4, sa("198.18.0.2:3478")}, 1);
+  EXPECT_EQ(r.ipv4.filtering, FilteringBehavior::EndpointIndependent);
+  EXPECT_NE(r.ipv4.filteringHow.find("may be address-dependent"), std::string::npos) << r.ipv4.filteringHow;
+}
+
 TEST_F(NetcheckSim, WithoutRfc5780ComparesTwoServersAndFilteringIsUnknown) {
   // A second plain server, at another IP.
   addStunServer("plain2-v4", {ip("198.18.0.20")}, stun::ServerConfig{ip("198.18.0.20"), std::nullopt, 3478, std::nullopt, ""});
