@@ -1,0 +1,104 @@
+#include "daemon/daemon.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "base/log.h"
+#include "relay/relay_role.h"
+
+namespace tgw {
+
+Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)), started_(Clock::now()) {}
+
+Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
+  std::unique_ptr<Daemon> d(new Daemon(cfg));
+  d->base_ = event_base_new();
+  if (d->base_ == nullptr) return fail("cannot create the event loop");
+  std::signal(SIGPIPE, SIG_IGN);
+  auto stop = [](evutil_socket_t sig, short, void* arg) {
+    log::info("signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    event_base_loopbreak(static_cast<event_base*>(arg));
+  };
+  d->sigint_ = evsignal_new(d->base_, SIGINT, stop, d->base_);
+  d->sigterm_ = evsignal_new(d->base_, SIGTERM, stop, d->base_);
+  event_add(d->sigint_, nullptr);
+  event_add(d->sigterm_, nullptr);
+  if (pipe2(d->stopPipe_, O_NONBLOCK | O_CLOEXEC) != 0) return fail("cannot create the stop pipe");
+  d->stopEvent_ = event_new(
+      d->base_, d->stopPipe_[0], EV_READ | EV_PERSIST,
+      [](evutil_socket_t, short, void* arg) { event_base_loopbreak(static_cast<event_base*>(arg)); }, d->base_);
+  event_add(d->stopEvent_, nullptr);
+
+  if (cfg.relay) {
+    auto relay = RelayRole::create(d->base_, *cfg.relay);
+    if (!relay) return fail("relay: " + relay.error().message);
+    d->relay_ = std::move(*relay);
+  }
+  if (cfg.edge && !cfg.relay) {
+    return fail(cfg.path + ": the edge role's daemon is not implemented yet (today [edge] only serves "
+                "`tgwctl netcheck --config`); see README, Status");
+  }
+  d->registerCommands();
+  auto control = api::ControlServer::open(d->base_, cfg.daemon.controlSocket, cfg.daemon.controlGroup, d->dispatcher_);
+  if (!control) return fail("control socket: " + control.error().message);
+  d->control_ = std::move(*control);
+  return d;
+}
+
+Daemon::~Daemon() {
+  control_.reset();
+  relay_.reset();  // detaches XDP, closes sockets
+  if (sigint_ != nullptr) event_free(sigint_);
+  if (sigterm_ != nullptr) event_free(sigterm_);
+  if (stopEvent_ != nullptr) event_free(stopEvent_);
+  for (int fd : stopPipe_) {
+    if (fd >= 0) close(fd);
+  }
+  if (base_ != nullptr) event_base_free(base_);
+}
+
+void Daemon::registerCommands() {
+  dispatcher_.add("status", "daemon version, roles, uptime, fast-path attachment",
+                  [this](const api::Json&) -> Result<api::Json> { return status(); });
+  dispatcher_.add("stats", "counters: XDP per (family, verdict, reason), userspace STUN, sockets",
+                  [this](const api::Json&) -> Result<api::Json> { return stats(); });
+}
+
+nlohmann::json Daemon::status() const {
+  nlohmann::json s = {
+      {"version", TGW_VERSION},
+      {"pid", static_cast<int>(getpid())},
+      {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()},
+      {"config", cfg_.path},
+      {"roles", nlohmann::json::array()},
+  };
+  if (relay_) {
+    s["roles"].push_back("relay");
+    s["relay"] = relay_->status();
+  }
+  if (control_) s["control"] = {{"socket", control_->path()}, {"served", control_->served()}, {"refused", control_->refused()}};
+  return s;
+}
+
+nlohmann::json Daemon::stats() const {
+  nlohmann::json s = nlohmann::json::object();
+  if (relay_) s["relay"] = relay_->stats();
+  return s;
+}
+
+void Daemon::requestStop() {
+  const char b = 's';
+  (void)!write(stopPipe_[1], &b, 1);
+}
+
+int Daemon::run() {
+  log::info("started", {{"config", cfg_.path}, {"control_socket", cfg_.daemon.controlSocket}});
+  int rc = event_base_dispatch(base_);
+  log::info("stopping");
+  return rc < 0 ? 1 : 0;
+}
+
+}  // namespace tgw

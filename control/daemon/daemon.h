@@ -1,0 +1,52 @@
+// The daemon's shell: the event loop, signals, the control socket, and the roles it runs.
+// Protocol logic lives in the roles' state machines; this file only does I/O.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "api/control_api.h"
+#include "base/clock.h"
+#include "base/result.h"
+#include "config/config.h"
+
+struct event_base;
+struct event;
+
+namespace tgw {
+
+class RelayRole;
+
+class Daemon {
+ public:
+  // Everything that can fail at start-up fails here, with a message naming what and why.
+  static Result<std::unique_ptr<Daemon>> create(const config::Config& cfg);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs until SIGINT, SIGTERM or requestStop(). Returns the process exit code.
+  int run();
+  // Safe from any thread or a signal handler.
+  void requestStop();
+
+  nlohmann::json status() const;
+  nlohmann::json stats() const;
+
+ private:
+  explicit Daemon(config::Config cfg);
+  void registerCommands();
+
+  config::Config cfg_;
+  event_base* base_ = nullptr;
+  ::event* sigint_ = nullptr;
+  ::event* sigterm_ = nullptr;
+  ::event* stopEvent_ = nullptr;
+  int stopPipe_[2] = {-1, -1};
+  api::Dispatcher dispatcher_;
+  std::unique_ptr<api::ControlServer> control_;
+  std::unique_ptr<RelayRole> relay_;
+  TimePoint started_;
+};
+
+}  // namespace tgw
