@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "base/log.h"
 
@@ -29,18 +30,43 @@ enum xdp_attach_mode toLibxdp(AttachMode mode) {
 // libxdp's fallbacks (no bpffs, no dispatcher) and libbpf's note about libxdp's metadata
 // section are expected and only informative.
 void routeLibraryLog(const char* source, int level, const char* format, va_list ap) {
-  char buf[1024];
-  std::vsnprintf(buf, sizeof(buf), format, ap);
-  std::string msg(buf);
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  if (msg.empty()) return;
-  const bool noise = msg.find("skipping unrecognized data section") != std::string::npos;
-  if (level == LIBBPF_WARN && !noise && std::strcmp(source, "libbpf") == 0)
-    log::warn(source, {{"msg", msg}});
-  else if (level == LIBBPF_WARN && !noise)
-    log::info(source, {{"msg", msg}});
-  else
-    log::debug(source, {{"msg", msg}});
+  va_list copy;
+  va_copy(copy, ap);
+  const int n = std::vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  if (n <= 0) return;
+  std::string text(static_cast<size_t>(n) + 1, '\0');
+  std::vsnprintf(text.data(), text.size(), format, ap);
+  text.resize(static_cast<size_t>(n));
+
+  // A verifier log arrives as one message of many lines: log it line by line, keeping its
+  // head and its tail (where the verifier says what it refused).
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+    if (!line.empty()) lines.push_back(std::move(line));
+    start = end + 1;
+  }
+  constexpr size_t kHeadLines = 5, kTailLines = 40;
+  for (size_t i = 0; i < lines.size(); i++) {
+    if (lines.size() > kHeadLines + kTailLines && i == kHeadLines) {
+      log::warn(source, {{"msg", "... " + std::to_string(lines.size() - kHeadLines - kTailLines) +
+                                     " lines skipped ..."}});
+      i = lines.size() - kTailLines;
+    }
+    const std::string& msg = lines[i];
+    const bool noise = msg.find("skipping unrecognized data section") != std::string::npos;
+    if (level == LIBBPF_WARN && !noise && std::strcmp(source, "libbpf") == 0)
+      log::warn(source, {{"msg", msg}});
+    else if (level == LIBBPF_WARN && !noise)
+      log::info(source, {{"msg", msg}});
+    else
+      log::debug(source, {{"msg", msg}});
+  }
 }
 
 int libbpfPrint(enum libbpf_print_level level, const char* format, va_list ap) {

@@ -27,21 +27,30 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
 
   struct tgw_stun_plan plan;
+  struct tgw_stun_request req;
   const __u8 *data = (const __u8 *)(long)ctx->data;
   const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  __u32 reason = tgw_stun_classify(data, data_end, ports, &plan);
+  __u32 reason = tgw_stun_classify(data, data_end, ports, &plan, &req);
   *family = plan.family;
   *verdict = TGW_VERDICT_PASS;
   if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason;
 
-  int delta = (int)plan.out_len - (int)bpf_xdp_get_buff_len(ctx);
-  if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta) != 0) {
-    *verdict = TGW_VERDICT_ABORTED;
-    return TGW_REASON_ADJUST_TAIL_FAILED;
+  /* Resize to the response's length. Grow at the head first: XDP guarantees
+   * XDP_PACKET_HEADROOM there, while tailroom depends on the driver (veth running XDP on a
+   * locally sent skb was seen to have none). Trailing Ethernet padding is cut at the tail. */
+  int grow = (int)plan.out_len - (int)bpf_xdp_get_buff_len(ctx);
+  if (grow > 0) {
+    if (bpf_xdp_adjust_head(ctx, -grow) != 0 && bpf_xdp_adjust_tail(ctx, grow) != 0)
+      return TGW_REASON_RESIZE_FAILED; /* the request is intact: userspace answers it */
+  } else if (grow < 0) {
+    if (bpf_xdp_adjust_tail(ctx, grow) != 0) return TGW_REASON_RESIZE_FAILED;
   }
-  /* The resize invalidated every packet pointer: reload them. */
-  reason = tgw_stun_respond((__u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end, &plan);
-  /* RESPOND_FAILED leaves the frame untouched but resized: drop it rather than pass garbage. */
+  /* The resize invalidated every packet pointer: reload them. The response is written from
+   * the saved request only, so it does not matter which end moved. */
+  reason = tgw_stun_respond((__u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end, &plan,
+                            &req);
+  /* RESPOND_FAILED (a bug) writes nothing, but the frame may have grown at the head: it is
+   * no longer the request, so it is dropped, loudly (XDP_ABORTED fires a tracepoint). */
   *verdict = reason == TGW_REASON_STUN_BINDING_ANSWERED ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
   return reason;
 }

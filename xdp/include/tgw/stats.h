@@ -50,8 +50,10 @@ enum tgw_reason {
   TGW_REASON_STUN_NOT_BINDING_REQUEST = 14, /* responses, indications, other methods (TURN) */
   TGW_REASON_STUN_HAS_ATTRIBUTES = 15, /* a Binding request with attributes: userspace answers */
   TGW_REASON_STUN_BINDING_ANSWERED = 16, /* answered in place with XOR-MAPPED-ADDRESS */
-  TGW_REASON_ADJUST_TAIL_FAILED = 17, /* bpf_xdp_adjust_tail refused to grow the frame */
-  TGW_REASON_RESPOND_FAILED = 18,     /* the grown frame failed a bounds check: a bug */
+  TGW_REASON_RESIZE_FAILED = 17,      /* no room to grow the frame at either end: passed up
+                                       * intact, userspace answers */
+  TGW_REASON_RESPOND_FAILED = 18,     /* the resized frame failed a bounds check: a bug;
+                                       * aborted */
   TGW_REASON_COUNT = 19
 };
 
@@ -114,7 +116,7 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_STUN_NOT_BINDING_REQUEST: return "stun_not_binding_request";
     case TGW_REASON_STUN_HAS_ATTRIBUTES: return "stun_has_attributes";
     case TGW_REASON_STUN_BINDING_ANSWERED: return "stun_binding_answered";
-    case TGW_REASON_ADJUST_TAIL_FAILED: return "adjust_tail_failed";
+    case TGW_REASON_RESIZE_FAILED: return "resize_failed";
     case TGW_REASON_RESPOND_FAILED: return "respond_failed";
     default: return "unknown";
   }

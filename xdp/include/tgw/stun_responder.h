@@ -4,9 +4,12 @@
  *
  * Two steps, because growing a frame invalidates every pointer into it:
  *   1. tgw_stun_classify() reads the frame and returns a reason (tgw/stats.h). Only
- *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it"; it then fills a plan.
- *   2. The caller resizes the frame to plan.out_len bytes (XDP: bpf_xdp_adjust_tail), then
- *      tgw_stun_respond() rewrites it in place into the Binding success response.
+ *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it"; it then fills a plan and saves
+ *      what the response needs from the request (struct tgw_stun_request).
+ *   2. The caller resizes the frame to plan.out_len bytes — at the head or at the tail,
+ *      whichever has room (XDP: bpf_xdp_adjust_head / bpf_xdp_adjust_tail) — then
+ *      tgw_stun_respond() writes the whole Binding success response from the saved request.
+ *      Nothing of the old frame is read after the resize, so the resize may move it.
  *
  * What is answered here: Ethernet (at most one 802.1Q/802.1ad tag) -> IPv4 (options allowed,
  * not fragmented) or IPv6 (no extension headers) -> UDP to one of the configured ports ->
@@ -47,7 +50,27 @@ struct tgw_stun_plan {
   __u32 out_len; /* frame length of the response */
 };
 
+/* What the response needs from the request, saved before the frame is resized. Fields read
+ * in 32-bit words come first and the struct is 8-aligned: the BPF verifier refuses
+ * misaligned stack accesses. */
+struct tgw_stun_request {
+  __u8 ip[TGW_IPV4_HLEN_MAX];             /* IPv4 header with options, or the IPv6 header */
+  __u8 cookie_tid[4 + TGW_STUN_TID_LEN];  /* magic cookie and transaction id */
+  __u8 eth[TGW_ETH_HLEN + TGW_VLAN_HLEN]; /* Ethernet header (and VLAN tag) as received */
+  __be16 sport;
+  __be16 dport;
+} __attribute__((aligned(8)));
+
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 8, "four ports");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_request) == 104, "saved request: 98 bytes, 8-aligned");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, cookie_tid) % 4 == 0, "word access");
+TGW_STATIC_ASSERT(TGW_IPV4_HLEN_MAX >= TGW_IPV6_HLEN, "ip[] holds an IPv6 header too");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport) ==
+                      TGW_OFFSETOF(struct tgw_stun_xor_addr6, xport),
+                  "X-Port at the same offset in both forms");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, family) ==
+                      TGW_OFFSETOF(struct tgw_stun_xor_addr6, family),
+                  "family at the same offset in both forms");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 16, "plan is four u32");
 
 /* Bytes the response has after the IP header: UDP, STUN header, XOR-MAPPED-ADDRESS. */
@@ -94,11 +117,25 @@ TGW_INLINE __u32 tgw_stun_classify_udp(const __u8 *udp, const __u8 *data_end, __
   return TGW_REASON_STUN_BINDING_ANSWERED;
 }
 
-/* Classifies the frame [data, data_end). Returns a reason (enum tgw_reason) and, when it is
- * TGW_REASON_STUN_BINDING_ANSWERED, a complete plan. plan->family is set on every path.
- * ports: TGW_STUN_MAX_PORTS entries in network byte order, 0 = unused. */
+/* Copies `words` 32-bit words (a bounded, unrollable count up to max_words) from src to dst;
+ * src is checked against data_end word by word for the verifier. Returns 0, or -1 if src
+ * runs past data_end. */
+TGW_INLINE int tgw_copy_words(__u8 *dst, const __u8 *src, const __u8 *data_end, __u32 words,
+                              __u32 max_words) {
+  for (__u32 i = 0; i < max_words; i++) {
+    if (i >= words) break;
+    if (src + 4 * i + 4 > data_end) return -1;
+    tgw_store32(dst + 4 * i, tgw_load32(src + 4 * i));
+  }
+  return 0;
+}
+
+/* Classifies the frame [data, data_end). Returns a reason (enum tgw_reason); when it is
+ * TGW_REASON_STUN_BINDING_ANSWERED, plan is complete and req holds what the response needs.
+ * plan->family is set on every path. ports: TGW_STUN_MAX_PORTS entries in network byte
+ * order, 0 = unused. */
 TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const __be16 *ports,
-                                    struct tgw_stun_plan *plan) {
+                                    struct tgw_stun_plan *plan, struct tgw_stun_request *req) {
   plan->family = TGW_FAMILY_OTHER;
   plan->l3_off = 0;
   plan->l4_off = 0;
@@ -155,133 +192,153 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   }
 
   if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
-  return tgw_stun_classify_udp(udp, data_end, l4_len, ports);
+  __u32 reason = tgw_stun_classify_udp(udp, data_end, l4_len, ports);
+  if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason;
+
+  /* Save the request. Every range below was checked above; the verifier needs its own
+   * checks again, hence the explicit comparisons. */
+  if (data + TGW_ETH_HLEN + TGW_VLAN_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+  for (__u32 i = 0; i < TGW_ETH_HLEN + TGW_VLAN_HLEN; i += 2) {
+    if (i >= l3_off) break;
+    tgw_store16(req->eth + i, tgw_load16(data + i));
+  }
+  if (tgw_copy_words(req->ip, ip, data_end, (plan->l4_off - l3_off) / 4, TGW_IPV4_HLEN_MAX / 4) != 0)
+    return TGW_REASON_RESPOND_FAILED;
+  req->sport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
+  req->dport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest));
+  if (udp + TGW_UDP_HLEN + TGW_STUN_HEADER_LEN > data_end) return TGW_REASON_RESPOND_FAILED;
+  if (tgw_copy_words(req->cookie_tid, udp + TGW_UDP_HLEN + 4, data_end, 4, 4) != 0)
+    return TGW_REASON_RESPOND_FAILED;
+  return reason;
 }
 
-/* Turns the request's STUN header into a Binding success header with one attribute of
- * attr_value_len bytes and writes that attribute's header; cookie and transaction id stay. */
-TGW_INLINE void tgw_stun_write_success(__u8 *stun, __u16 attr_value_len) {
-  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type),
-              TGW_HTONS(TGW_STUN_BINDING_SUCCESS));
-  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length),
-              TGW_HTONS((__u16)(attr_value_len + 4)));
-  /* cookie and transaction id stay as they were */
-  __u8 *attr = stun + TGW_STUN_HEADER_LEN;
-  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, type),
-              TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
-  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, length), TGW_HTONS(attr_value_len));
-}
-
-/* Rewrites the frame, already resized to plan->out_len bytes, into the Binding success
- * response. Returns TGW_REASON_STUN_BINDING_ANSWERED, or TGW_REASON_RESPOND_FAILED if the
- * frame is not as the plan says (a bug in the caller: nothing was written then). */
+/* Writes the Binding success response into the frame [data, data_end), which the caller
+ * has resized to plan->out_len bytes, from the saved request alone. Returns
+ * TGW_REASON_STUN_BINDING_ANSWERED, or TGW_REASON_RESPOND_FAILED if the frame is not as the
+ * plan says (a bug in the caller). */
 TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
-                                   const struct tgw_stun_plan *plan) {
+                                   const struct tgw_stun_plan *plan,
+                                   const struct tgw_stun_request *req) {
   /* The plan's offsets came through the stack: bound them again so the verifier can prove
-   * every access below (it does not remember the classifier's checks across the resize). */
+   * every access below (it does not carry the classifier's checks across the resize). */
   __u32 l3_off = plan->l3_off;
   __u32 l4_off = plan->l4_off;
-  if (l3_off > TGW_STUN_L3_OFF_MAX || l4_off > TGW_STUN_L3_OFF_MAX + TGW_IPV4_HLEN_MAX)
+  if (l3_off > TGW_STUN_L3_OFF_MAX || l4_off > TGW_STUN_L3_OFF_MAX + TGW_IPV4_HLEN_MAX ||
+      l4_off < l3_off)
     return TGW_REASON_RESPOND_FAILED;
-  if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+  __u32 ip_hlen = l4_off - l3_off;
   __u8 *ip = data + l3_off;
   __u8 *udp = data + l4_off;
   __u8 *stun = udp + TGW_UDP_HLEN;
+  __u8 *attr = stun + TGW_STUN_HEADER_LEN;
+  __u32 l4_len;
   __u32 sum = 0;
 
   if (plan->family == TGW_FAMILY_IPV4) {
+    l4_len = TGW_STUN_RESP_L4_LEN_V4;
     /* A v4 response has at least 20 + 40 bytes from the IP header on: one check covers the
-     * whole (unrolled) header checksum loop below, whatever the IHL. */
+     * whole (unrolled) header copy and checksum loops, whatever the IHL. */
     if (ip + TGW_IPV4_HLEN_MAX > data_end) return TGW_REASON_RESPOND_FAILED;
     if (udp + TGW_STUN_RESP_L4_LEN_V4 > data_end) return TGW_REASON_RESPOND_FAILED;
-    __u32 hlen = ((__u32)ip[0] & 0x0Fu) * 4u;
-    if (l4_off != l3_off + hlen) return TGW_REASON_RESPOND_FAILED;
+    if (ip_hlen < TGW_IPV4_HLEN_MIN || (ip_hlen & 3u) != 0) return TGW_REASON_RESPOND_FAILED;
+  } else if (plan->family == TGW_FAMILY_IPV6) {
+    l4_len = TGW_STUN_RESP_L4_LEN_V6;
+    if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+    if (udp + TGW_STUN_RESP_L4_LEN_V6 > data_end) return TGW_REASON_RESPOND_FAILED;
+    if (ip_hlen != TGW_IPV6_HLEN) return TGW_REASON_RESPOND_FAILED;
+  } else {
+    return TGW_REASON_RESPOND_FAILED;
+  }
 
-    __u8 *saddr = ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr);
-    __u8 *daddr = ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr);
-    __u32 client_addr = tgw_load32(saddr);
-    tgw_store32(saddr, tgw_load32(daddr));
-    tgw_store32(daddr, client_addr);
+  /* Ethernet: back to whoever sent it; EtherType and VLAN tag as they were. */
+  if (data + TGW_ETH_HLEN + TGW_VLAN_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+  for (int i = 0; i < TGW_ETH_ALEN; i += 2) {
+    tgw_store16(data + i, tgw_load16(req->eth + TGW_ETH_ALEN + i));
+    tgw_store16(data + TGW_ETH_ALEN + i, tgw_load16(req->eth + i));
+  }
+  tgw_store16(data + 12, tgw_load16(req->eth + 12));
+  if (l3_off == TGW_ETH_HLEN + TGW_VLAN_HLEN) {
+    tgw_store16(data + 14, tgw_load16(req->eth + 14));
+    tgw_store16(data + 16, tgw_load16(req->eth + 16));
+  }
+
+  /* IP header: the request's, addresses swapped, TTL / hop limit reset, length set. */
+  for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 4; i++) {
+    if (i >= ip_hlen / 4) break;
+    tgw_store32(ip + 4 * i, tgw_load32(req->ip + 4 * i));
+  }
+  if (plan->family == TGW_FAMILY_IPV4) {
+    __u32 client_addr = tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
+    tgw_store32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr),
+                tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)));
+    tgw_store32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr), client_addr);
     ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)] = TGW_DEFAULT_TTL;
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len),
-                TGW_HTONS((__u16)(hlen + TGW_STUN_RESP_L4_LEN_V4)));
+                TGW_HTONS((__u16)(ip_hlen + TGW_STUN_RESP_L4_LEN_V4)));
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), 0);
     __u32 ip_sum = 0;
     for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 2; i++) {
-      if (i < hlen / 2) ip_sum += tgw_load16(ip + 2 * i);
+      if (i < ip_hlen / 2) ip_sum += tgw_load16(ip + 2 * i);
     }
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), tgw_csum_fold(ip_sum));
 
-    __u16 client_port = tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
-    tgw_stun_write_success(stun, 8);
-    __u8 *attr = stun + TGW_STUN_HEADER_LEN;
-    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, reserved)] = 0;
-    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, family)] = TGW_STUN_FAMILY_IPV4;
-    tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport),
-                (__u16)(client_port ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
+    /* XOR-MAPPED-ADDRESS, IPv4 (RFC 8489 section 14.2). */
     tgw_store32(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xaddr),
                 client_addr ^ TGW_HTONL(TGW_STUN_MAGIC_COOKIE));
+    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, family)] = TGW_STUN_FAMILY_IPV4;
 
     /* Pseudo-header (RFC 768): both addresses, protocol, UDP length. */
-    sum = tgw_csum_add_words(sum, saddr, 4);
-    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_IPPROTO_UDP));
-    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_STUN_RESP_L4_LEN_V4));
-  } else if (plan->family == TGW_FAMILY_IPV6) {
-    if (udp + TGW_STUN_RESP_L4_LEN_V6 > data_end) return TGW_REASON_RESPOND_FAILED;
-    if (l4_off != l3_off + TGW_IPV6_HLEN) return TGW_REASON_RESPOND_FAILED;
-    if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
-
+    sum = tgw_csum_add_words(sum, ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr), 4);
+  } else {
+    const __u8 *client_addr = req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
     __u8 *saddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
     __u8 *daddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr);
-    __u32 client_addr[4];
-    for (int i = 0; i < 4; i++) {
-      client_addr[i] = tgw_load32(saddr + 4 * i);
-      tgw_store32(saddr + 4 * i, tgw_load32(daddr + 4 * i));
-      tgw_store32(daddr + 4 * i, client_addr[i]);
+    __u8 *xaddr = attr + TGW_OFFSETOF(struct tgw_stun_xor_addr6, xaddr);
+    for (int i = 0; i < 16; i += 4) {
+      tgw_store32(saddr + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
+      tgw_store32(daddr + i, tgw_load32(client_addr + i));
+      /* X-Address: XORed with the cookie then the transaction id (RFC 8489 section 14.2). */
+      tgw_store32(xaddr + i, tgw_load32(client_addr + i) ^ tgw_load32(req->cookie_tid + i));
     }
     ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, hop_limit)] = TGW_DEFAULT_TTL;
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len),
                 TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
-
-    __u16 client_port = tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
-    tgw_stun_write_success(stun, 20);
-    __u8 *attr = stun + TGW_STUN_HEADER_LEN;
-    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr6, reserved)] = 0;
     attr[TGW_OFFSETOF(struct tgw_stun_xor_addr6, family)] = TGW_STUN_FAMILY_IPV6;
-    tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr6, xport),
-                (__u16)(client_port ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
-    /* X-Address: the address XORed with the cookie then the transaction id, which sit
-     * contiguously in the STUN header (RFC 8489 section 14.2). */
-    __u8 *xaddr = attr + TGW_OFFSETOF(struct tgw_stun_xor_addr6, xaddr);
-    const __u8 *key = stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie);
-    for (int i = 0; i < 4; i++)
-      tgw_store32(xaddr + 4 * i, client_addr[i] ^ tgw_load32(key + 4 * i));
 
     /* Pseudo-header (RFC 8200 section 8.1): addresses, 32-bit length, next header. */
     sum = tgw_csum_add_words(sum, saddr, 16);
-    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
-    sum = tgw_csum_add16(sum, TGW_HTONS(TGW_IPPROTO_UDP));
-  } else {
-    return TGW_REASON_RESPOND_FAILED;
   }
+  sum = tgw_csum_add16(sum, TGW_HTONS((__u16)l4_len));
+  sum = tgw_csum_add16(sum, TGW_HTONS(TGW_IPPROTO_UDP));
 
-  /* MACs: back to whoever sent it. */
-  tgw_swap_macs(data);
-
-  /* Ports, lengths, then the UDP checksum over header and payload (RFC 768). */
-  __u16 sport = tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source),
-              tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest)));
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest), sport);
+  /* UDP header: ports swapped. */
+  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source), req->dport);
+  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest), req->sport);
+  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS((__u16)l4_len));
   tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), 0);
+
+  /* STUN header: Binding success, same cookie and transaction id, one attribute. */
+  __u16 attr_len = (__u16)(l4_len - TGW_UDP_HLEN - TGW_STUN_HEADER_LEN);
+  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type), TGW_HTONS(TGW_STUN_BINDING_SUCCESS));
+  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length), TGW_HTONS(attr_len));
+  for (int i = 0; i < 16; i += 4)
+    tgw_store32(stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie) + i,
+                tgw_load32(req->cookie_tid + i));
+  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, type),
+              TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
+  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, length),
+              TGW_HTONS((__u16)(attr_len - 4)));
+  attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, reserved)] = 0;
+  /* X-Port: the client's port XORed with the cookie's top half; same offset in both forms. */
+  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport),
+              (__u16)(req->sport ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
+
+  /* The UDP checksum over header and payload (RFC 768), all written above. */
   __u16 check;
-  if (plan->family == TGW_FAMILY_IPV4) {
-    tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS(TGW_STUN_RESP_L4_LEN_V4));
+  if (plan->family == TGW_FAMILY_IPV4)
     check = tgw_csum_fold(tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V4 / 2));
-  } else {
-    tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
+  else
     check = tgw_csum_fold(tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V6 / 2));
-  }
   /* A computed zero is sent as all ones: zero means "no checksum" (RFC 768; forbidden for
    * UDP over IPv6, RFC 8200 section 8.1). */
   if (check == 0) check = 0xFFFF;
