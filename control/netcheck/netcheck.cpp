@@ -117,7 +117,7 @@ stun::TransactionId Netcheck::startProbe(ProbeKind kind, size_t family, int sock
 
 void Netcheck::onDatagram(int socketId, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
   ++report_.counters.received;
-  if (done_ || !startedFlag_) {
+  if (!startedFlag_) {
     ++report_.counters.unexpected;
     return;
   }

@@ -137,7 +137,7 @@ struct Counters {
   uint64_t received = 0;       // datagrams fed in
   uint64_t bad = 0;            // not STUN, malformed, or a response without a usable address
   uint64_t unexpected = 0;     // unknown socket or transaction id, wrong class or socket
-  uint64_t duplicates = 0;     // answers to a transaction already finished
+  uint64_t duplicates = 0;     // answers to a transaction already finished (copies, late ones)
   uint64_t sendErrors = 0;     // the shell could not send
 };
 

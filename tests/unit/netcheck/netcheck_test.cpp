@@ -423,3 +423,126 @@ TEST_F(NetcheckSim, TextAndJsonReports) {
 
 }  // namespace
 }  // namespace tgw::netcheck
+
+namespace tgw::netcheck {
+namespace {
+
+// Netcheck driven by hand, no network: crafted answers to the requests it sends.
+class NetcheckDirect : public ::testing::Test {
+ protected:
+  const TimePoint t0 = sim::kSimStart;
+  const SockAddr local = sa("192.168.1.2:5000");
+  const SockAddr server = sa("198.18.0.1:3478");
+  std::unique_ptr<Netcheck> nc;
+  std::vector<Netcheck::Send> sent;
+
+  void SetUp() override {
+    Config cfg;
+    cfg.servers = {server};
+    cfg.sockets = {LocalSocket{7, Family::V4, local}};
+    nc = std::make_unique<Netcheck>(cfg);
+    nc->start(t0);
+    sent = nc->takeSends();
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0].socketId, 7);
+    EXPECT_EQ(sent[0].to, server);
+  }
+
+  stun::TransactionId tid() const {
+    auto m = stun::Message::parse(sent[0].bytes);
+    EXPECT_TRUE(m.ok());
+    return m->transactionId();
+  }
+};
+
+TEST_F(NetcheckDirect, RequestIsABindingRequestWithFingerprint) {
+  auto m = stun::Message::parse(sent[0].bytes);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->method(), stun::Method::Binding);
+  EXPECT_EQ(m->cls(), stun::Class::Request);
+  EXPECT_TRUE(m->hasFingerprint());
+  EXPECT_FALSE(m->has(stun::attr::kChangeRequest));
+}
+
+TEST_F(NetcheckDirect, UnusableAnswersAreCountedAndTheProbeKeepsWaiting) {
+  const auto id = tid();
+  // Success without any mapped address.
+  auto noAddr = stun::MessageBuilder(stun::Method::Binding, stun::Class::SuccessResponse, id).finish();
+  nc->onDatagram(7, noAddr, server, t0 + 10ms);
+  // Success with an IPv6 mapping for an IPv4 probe.
+  auto wrongFamily = stun::MessageBuilder(stun::Method::Binding, stun::Class::SuccessResponse, id)
+                         .addXorMappedAddress(sa("[2001:db8::5]:1"))
+                         .finish();
+  nc->onDatagram(7, wrongFamily, server, t0 + 11ms);
+  // Garbage, and every truncation of a good answer.
+  auto good = stun::MessageBuilder(stun::Method::Binding, stun::Class::SuccessResponse, id)
+                  .addXorMappedAddress(sa("198.18.1.1:20000"))
+                  .withFingerprint()
+                  .finish();
+  sim::Rng rng(9);
+  for (int i = 0; i < 200; ++i) {
+    std::vector<uint8_t> junk(rng.next() % 64);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng.next());
+    nc->onDatagram(7, junk, server, t0 + 12ms);
+  }
+  for (size_t n = 0; n < good.size(); ++n) {
+    nc->onDatagram(7, std::span<const uint8_t>(good.data(), n), server, t0 + 13ms);
+  }
+  EXPECT_EQ(nc->report().counters.bad, 2u + 200u + good.size());
+  EXPECT_FALSE(nc->report().udp);
+  EXPECT_FALSE(nc->done());
+  // Wrong socket, a request, an indication, an unknown id: unexpected.
+  nc->onDatagram(8, good, server, t0 + 14ms);
+  auto req = stun::MessageBuilder(stun::Method::Binding, stun::Class::Request, id).finish();
+  nc->onDatagram(7, req, server, t0 + 14ms);
+  auto ind = stun::MessageBuilder(stun::Method::Binding, stun::Class::Indication, id).finish();
+  nc->onDatagram(7, ind, server, t0 + 14ms);
+  auto other = stun::MessageBuilder(stun::Method::Binding, stun::Class::SuccessResponse, stun::newTransactionId())
+                   .addXorMappedAddress(sa("198.18.1.1:20000"))
+                   .finish();
+  nc->onDatagram(7, other, server, t0 + 14ms);
+  EXPECT_EQ(nc->report().counters.unexpected, 4u);
+  // Then the good answer still counts, and a copy of it is a duplicate.
+  nc->onDatagram(7, good, server, t0 + 20ms);
+  nc->onDatagram(7, good, server, t0 + 21ms);
+  EXPECT_EQ(nc->report().counters.duplicates, 1u);
+  EXPECT_TRUE(nc->report().udp);
+  EXPECT_EQ(nc->report().ipv4.mapped, sa("198.18.1.1:20000"));
+  EXPECT_EQ(nc->report().servers[0].rtt, 20ms);
+  // One server without RFC 5780, one socket: nothing more to learn.
+  EXPECT_TRUE(nc->done());
+  EXPECT_EQ(nc->report().ipv4.behindNat, Tristate::Yes);
+  EXPECT_EQ(nc->report().ipv4.mapping, MappingBehavior::Unknown);
+  EXPECT_EQ(nc->report().elapsed, 20ms);
+}
+
+TEST_F(NetcheckDirect, ErrorAnswerMeansTheServerAnsweredButGaveNoMapping) {
+  auto err = stun::MessageBuilder(stun::Method::Binding, stun::Class::ErrorResponse, tid())
+                 .addErrorCode(400, "Bad Request")
+                 .finish();
+  nc->onDatagram(7, err, server, t0 + 5ms);
+  EXPECT_TRUE(nc->done());
+  EXPECT_TRUE(nc->report().servers[0].answered);
+  EXPECT_EQ(nc->report().servers[0].errorCode, 400);
+  EXPECT_FALSE(nc->report().udp);  // no mapping learned
+  EXPECT_NE(nc->report().toText().find("error 400"), std::string::npos);
+}
+
+TEST_F(NetcheckDirect, RetransmitsTheSameBytesOnTheRfcScheduleThenGivesUp) {
+  std::vector<Duration> at{0ms};
+  while (!nc->done()) {
+    const TimePoint next = nc->nextDeadline();
+    ASSERT_NE(next, kNever);
+    nc->onTimer(next);
+    for (auto& s : nc->takeSends()) {
+      EXPECT_EQ(s.bytes, sent[0].bytes);
+      at.push_back(next - t0);
+    }
+  }
+  EXPECT_EQ(at, (std::vector<Duration>{0ms, 500ms, 1500ms, 3500ms}));
+  EXPECT_EQ(nc->report().elapsed, kAnswerPolicy.giveUpAfter());
+  EXPECT_EQ(nc->nextDeadline(), kNever);
+}
+
+}  // namespace
+}  // namespace tgw::netcheck
