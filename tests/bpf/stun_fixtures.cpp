@@ -1,0 +1,273 @@
+#include "tests/bpf/stun_fixtures.h"
+
+#include <linux/bpf.h>
+
+#include <utility>
+
+#include "tgw/stats.h"
+
+namespace tgw::testing {
+namespace {
+
+// One packet on the (family, verdict, reason) counter, counting the input's bytes.
+std::vector<CounterDelta> one(uint32_t family, uint32_t verdict, uint32_t reason,
+                              const Bytes& input) {
+  return {{family, verdict, reason, 1, input.size()}};
+}
+
+Fixture passes(std::string name, Bytes input, uint32_t family, uint32_t reason) {
+  auto deltas = one(family, TGW_VERDICT_PASS, reason, input);
+  Bytes output = input;
+  return {std::move(name), std::move(input), XDP_PASS, std::move(output), std::move(deltas)};
+}
+
+Fixture answers(std::string name, Bytes input, Bytes output, uint32_t family) {
+  auto deltas = one(family, TGW_VERDICT_TX, TGW_REASON_STUN_BINDING_ANSWERED, input);
+  return {std::move(name), std::move(input), XDP_TX, std::move(output), std::move(deltas)};
+}
+
+Bytes bindingRequest() { return stun(Stun{}); }
+
+}  // namespace
+
+std::vector<Fixture> stunResponderFixtures() {
+  std::vector<Fixture> f;
+  const Ethernet eth;
+  const Ipv4 ip4;
+  const Ipv6 ip6;
+  const Udp udp;
+  const Stun req;
+  const Tid tid = req.tid;
+
+  // --- answered ---
+  f.push_back(answers("v4_binding", udpFrame4(eth, ip4, udp, bindingRequest()),
+                      expectedBindingResponse4(eth, ip4, udp, tid), TGW_FAMILY_IPV4));
+  f.push_back(answers("v6_binding", udpFrame6(eth, ip6, udp, bindingRequest()),
+                      expectedBindingResponse6(eth, ip6, udp, tid), TGW_FAMILY_IPV6));
+  {
+    Udp second = udp;
+    second.dst = kSecondPort;
+    f.push_back(answers("v4_second_port", udpFrame4(eth, ip4, second, bindingRequest()),
+                        expectedBindingResponse4(eth, ip4, second, tid), TGW_FAMILY_IPV4));
+  }
+  {
+    Ipv4 opts = ip4;
+    opts.options = {0x94, 0x04, 0x00, 0x00, 0x01, 0x01, 0x01, 0x00};  // Router Alert, NOPs, EOL
+    f.push_back(answers("v4_ip_options", udpFrame4(eth, opts, udp, bindingRequest()),
+                        expectedBindingResponse4(eth, opts, udp, tid), TGW_FAMILY_IPV4));
+    Ipv4 maxOpts = ip4;
+    maxOpts.options = Bytes(40, 0x01);  // IHL 15: the largest header
+    f.push_back(answers("v4_ihl_15", udpFrame4(eth, maxOpts, udp, bindingRequest()),
+                        expectedBindingResponse4(eth, maxOpts, udp, tid), TGW_FAMILY_IPV4));
+  }
+  {
+    Ethernet vlan = eth;
+    vlan.vlanTci = 0x0064;
+    f.push_back(answers("v4_vlan", udpFrame4(vlan, ip4, udp, bindingRequest()),
+                        expectedBindingResponse4(vlan, ip4, udp, tid), TGW_FAMILY_IPV4));
+    f.push_back(answers("v6_vlan", udpFrame6(vlan, ip6, udp, bindingRequest()),
+                        expectedBindingResponse6(vlan, ip6, udp, tid), TGW_FAMILY_IPV6));
+  }
+  {
+    // Trailing Ethernet padding after the IP packet is trimmed from the response.
+    Bytes padded = udpFrame4(eth, ip4, udp, bindingRequest());
+    padded.resize(padded.size() + 10, 0x00);
+    f.push_back(answers("v4_ethernet_padding", padded,
+                        expectedBindingResponse4(eth, ip4, udp, tid), TGW_FAMILY_IPV4));
+  }
+  {
+    // Other addresses, ports, TOS, ID and a transaction id: nothing is hard-wired.
+    Ipv4 other = ip4;
+    other.src = {100, 64, 7, 9};
+    other.dst = {198, 19, 255, 254};
+    other.tos = 0xb8;
+    other.id = 0xfffe;
+    other.flagsFragOff = 0;
+    Udp ou{65535, kPort, std::nullopt};
+    Stun s;
+    s.tid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    f.push_back(answers("v4_other_fields", udpFrame4(eth, other, ou, stun(s)),
+                        expectedBindingResponse4(eth, other, ou, s.tid), TGW_FAMILY_IPV4));
+    Ipv6 other6 = ip6;
+    other6.src = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55};
+    other6.trafficClass = 0x2e;
+    Udp ou6{1, kSecondPort, std::nullopt};
+    f.push_back(answers("v6_other_fields", udpFrame6(eth, other6, ou6, stun(s)),
+                        expectedBindingResponse6(eth, other6, ou6, s.tid), TGW_FAMILY_IPV6));
+  }
+
+  // --- not ours, or not IP/UDP ---
+  {
+    Udp wrong = udp;
+    wrong.dst = 3480;
+    f.push_back(passes("v4_wrong_port", udpFrame4(eth, ip4, wrong, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_PORT_MISMATCH));
+    f.push_back(passes("v6_wrong_port", udpFrame6(eth, ip6, wrong, bindingRequest()),
+                       TGW_FAMILY_IPV6, TGW_REASON_PORT_MISMATCH));
+    Udp swapped{kPort, 40000, std::nullopt};  // from our port, to another: not a request to us
+    f.push_back(passes("v4_from_our_port", udpFrame4(eth, ip4, swapped, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_PORT_MISMATCH));
+  }
+  {
+    // TCP with the same bytes behind the IP header.
+    f.push_back(passes("v4_tcp",
+                       ethernet(eth, kEtherIpv4, ipv4(ip4, kProtoTcp, udp4(ip4, udp, bindingRequest()))),
+                       TGW_FAMILY_IPV4, TGW_REASON_NOT_UDP));
+    f.push_back(passes("v6_tcp",
+                       ethernet(eth, kEtherIpv6, ipv6(ip6, kProtoTcp, udp6(ip6, udp, bindingRequest()))),
+                       TGW_FAMILY_IPV6, TGW_REASON_NOT_UDP));
+    // IPv6 with a hop-by-hop header in front of UDP: extension headers go to the stack.
+    Bytes hbh{kProtoUdp, 0, 1, 4, 0, 0, 0, 0};  // next UDP, len 0, PadN(4)
+    Bytes seg = udp6(ip6, udp, bindingRequest());
+    hbh.insert(hbh.end(), seg.begin(), seg.end());
+    f.push_back(passes("v6_hop_by_hop", ethernet(eth, kEtherIpv6, ipv6(ip6, kIpv6HopByHop, hbh)),
+                       TGW_FAMILY_IPV6, TGW_REASON_NOT_UDP));
+  }
+  {
+    Bytes arp = ethernet(eth, kEtherArp, Bytes(28, 0x00));
+    f.push_back(passes("arp", arp, TGW_FAMILY_OTHER, TGW_REASON_NOT_IP));
+    Ethernet qinq = eth;
+    qinq.vlanTci = 0x0064;
+    // Two VLAN tags: the second tag's EtherType (0x8100) is not IP.
+    Bytes l3 = ipv4(ip4, kProtoUdp, udp4(ip4, udp, bindingRequest()));
+    Bytes tagged;
+    put16(tagged, 0x0065);
+    put16(tagged, kEtherIpv4);
+    tagged.insert(tagged.end(), l3.begin(), l3.end());
+    f.push_back(passes("double_vlan", ethernet(qinq, kEtherVlan, tagged), TGW_FAMILY_OTHER,
+                       TGW_REASON_NOT_IP));
+    // BPF_PROG_TEST_RUN refuses frames under 14 bytes, so the shortest case is a bare header.
+    f.push_back(passes("v4_ethernet_header_only", ethernet(eth, kEtherIpv4, Bytes{}),
+                       TGW_FAMILY_IPV4, TGW_REASON_L3_TRUNCATED));
+    Bytes cutTag = ethernet(eth, kEtherVlan, Bytes{0x00});  // tag cut after one byte
+    f.push_back(passes("vlan_tag_truncated", cutTag, TGW_FAMILY_OTHER, TGW_REASON_L2_TRUNCATED));
+  }
+
+  // --- fragments ---
+  {
+    Ipv4 mf = ip4;
+    mf.flagsFragOff = 0x2000;  // MF, offset 0: the first fragment
+    f.push_back(passes("v4_first_fragment", udpFrame4(eth, mf, udp, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_IP_FRAGMENT));
+    Ipv4 later = ip4;
+    later.flagsFragOff = 0x0003;  // offset 24 bytes, last fragment
+    f.push_back(passes("v4_later_fragment", udpFrame4(eth, later, udp, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_IP_FRAGMENT));
+    Bytes frag{kProtoUdp, 0, 0x00, 0x01, 0x12, 0x34, 0x56, 0x78};  // offset 0, M=1
+    Bytes seg = udp6(ip6, udp, bindingRequest());
+    frag.insert(frag.end(), seg.begin(), seg.end());
+    f.push_back(passes("v6_fragment", ethernet(eth, kEtherIpv6, ipv6(ip6, kIpv6Fragment, frag)),
+                       TGW_FAMILY_IPV6, TGW_REASON_IP_FRAGMENT));
+  }
+
+  // --- broken IP / UDP ---
+  {
+    Bytes full = udpFrame4(eth, ip4, udp, bindingRequest());
+    f.push_back(passes("v4_header_cut", Bytes(full.begin(), full.begin() + 14 + 12),
+                       TGW_FAMILY_IPV4, TGW_REASON_L3_TRUNCATED));
+    Ipv4 longer = ip4;
+    longer.totalLengthOverride = 20 + 8 + 20 + 4;  // claims 4 bytes more than the frame has
+    f.push_back(passes("v4_total_length_beyond_frame", udpFrame4(eth, longer, udp, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_L3_TRUNCATED));
+    Ipv4 shortIhl = ip4;
+    shortIhl.verIhlOverride = 0x44;
+    f.push_back(passes("v4_ihl_4", udpFrame4(eth, shortIhl, udp, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_L3_MALFORMED));
+    Ipv4 v6InV4 = ip4;
+    v6InV4.verIhlOverride = 0x65;
+    f.push_back(passes("v4_ethertype_version_6", udpFrame4(eth, v6InV4, udp, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_L3_MALFORMED));
+    Ipv4 tiny = ip4;
+    tiny.totalLengthOverride = 19;
+    f.push_back(passes("v4_total_length_below_header", udpFrame4(eth, tiny, udp, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_L3_MALFORMED));
+    // UDP header cut: the IP packet ends 4 bytes into it.
+    Bytes cutUdp = ethernet(eth, kEtherIpv4, ipv4(ip4, kProtoUdp, Bytes{0x9c, 0x40, 0x0d, 0x96}));
+    f.push_back(passes("v4_udp_header_cut", cutUdp, TGW_FAMILY_IPV4, TGW_REASON_L4_TRUNCATED));
+    Udp badLen = udp;
+    badLen.lengthOverride = 8 + 20 - 4;
+    f.push_back(passes("v4_udp_length_short", udpFrame4(eth, ip4, badLen, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_UDP_BAD_LENGTH));
+    f.push_back(passes("v6_udp_length_short", udpFrame6(eth, ip6, badLen, bindingRequest()),
+                       TGW_FAMILY_IPV6, TGW_REASON_UDP_BAD_LENGTH));
+    Bytes full6 = udpFrame6(eth, ip6, udp, bindingRequest());
+    f.push_back(passes("v6_header_cut", Bytes(full6.begin(), full6.begin() + 14 + 30),
+                       TGW_FAMILY_IPV6, TGW_REASON_L3_TRUNCATED));
+    // The IPv6 payload length claims more than the frame holds.
+    Bytes cut6 = full6;
+    cut6.resize(cut6.size() - 4);
+    f.push_back(passes("v6_payload_beyond_frame", cut6, TGW_FAMILY_IPV6, TGW_REASON_L3_TRUNCATED));
+    Bytes v4In6 = full6;
+    v4In6[14] = 0x45;
+    f.push_back(passes("v6_ethertype_version_4", v4In6, TGW_FAMILY_IPV6, TGW_REASON_L3_MALFORMED));
+  }
+
+  // --- to our port, but not for the fast path ---
+  {
+    Stun withAttrs;
+    withAttrs.attributes = stunAttribute(0x8022, {'t', 'g', 'w'});  // SOFTWARE
+    f.push_back(passes("v4_binding_with_attributes", udpFrame4(eth, ip4, udp, stun(withAttrs)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_HAS_ATTRIBUTES));
+    f.push_back(passes("v6_binding_with_attributes", udpFrame6(eth, ip6, udp, stun(withAttrs)),
+                       TGW_FAMILY_IPV6, TGW_REASON_STUN_HAS_ATTRIBUTES));
+    Stun fingerprint;
+    fingerprint.attributes = stunAttribute(0x8028, {0xde, 0xad, 0xbe, 0xef});
+    f.push_back(passes("v4_binding_fingerprint", udpFrame4(eth, ip4, udp, stun(fingerprint)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_HAS_ATTRIBUTES));
+    Stun change;  // RFC 5780 CHANGE-REQUEST
+    change.attributes = stunAttribute(0x0003, {0, 0, 0, 6});
+    f.push_back(passes("v4_change_request", udpFrame4(eth, ip4, udp, stun(change)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_HAS_ATTRIBUTES));
+
+    for (auto [name, type] : std::vector<std::pair<std::string, uint16_t>>{
+             {"v4_binding_response", 0x0101},
+             {"v4_binding_error_response", 0x0111},
+             {"v4_binding_indication", 0x0011},
+             {"v4_allocate_request", 0x0003}}) {
+      Stun s;
+      s.type = type;
+      f.push_back(passes(name, udpFrame4(eth, ip4, udp, stun(s)), TGW_FAMILY_IPV4,
+                         TGW_REASON_STUN_NOT_BINDING_REQUEST));
+    }
+
+    f.push_back(passes("v4_channel_data", udpFrame4(eth, ip4, udp, Bytes{0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4}),
+                       TGW_FAMILY_IPV4, TGW_REASON_NOT_STUN));
+    Bytes nonStun = bindingRequest();
+    nonStun[0] = 0x04;  // the first value past the STUN range (RFC 7983)
+    f.push_back(passes("v4_first_byte_4", udpFrame4(eth, ip4, udp, nonStun), TGW_FAMILY_IPV4,
+                       TGW_REASON_NOT_STUN));
+    f.push_back(passes("v4_empty_udp", udpFrame4(eth, ip4, udp, Bytes{}), TGW_FAMILY_IPV4,
+                       TGW_REASON_NOT_STUN));
+  }
+
+  // --- malformed STUN: passed up with their own reasons (userspace counts and answers 400) ---
+  {
+    Bytes req20 = bindingRequest();
+    f.push_back(passes("v4_stun_truncated", udpFrame4(eth, ip4, udp, Bytes(req20.begin(), req20.begin() + 12)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_TRUNCATED));
+    f.push_back(passes("v6_stun_truncated", udpFrame6(eth, ip6, udp, Bytes(req20.begin(), req20.begin() + 19)),
+                       TGW_FAMILY_IPV6, TGW_REASON_STUN_TRUNCATED));
+    Stun badCookie;
+    badCookie.cookie = 0x2112A443;
+    f.push_back(passes("v4_bad_cookie", udpFrame4(eth, ip4, udp, stun(badCookie)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_BAD_COOKIE));
+    f.push_back(passes("v6_bad_cookie", udpFrame6(eth, ip6, udp, stun(badCookie)),
+                       TGW_FAMILY_IPV6, TGW_REASON_STUN_BAD_COOKIE));
+    Stun longer;
+    longer.lengthOverride = 4;  // claims an attribute that is not there
+    f.push_back(passes("v4_stun_length_beyond_payload", udpFrame4(eth, ip4, udp, stun(longer)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_BAD_LENGTH));
+    Stun unaligned;
+    unaligned.attributes = {0x80, 0x22, 0x00, 0x02, 'h', 'i'};  // no padding: 6 bytes
+    f.push_back(passes("v4_stun_length_not_multiple_of_4", udpFrame4(eth, ip4, udp, stun(unaligned)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_BAD_LENGTH));
+    Stun trailing;  // length 0 but 4 more bytes in the datagram
+    trailing.attributes = {0, 0, 0, 0};
+    trailing.lengthOverride = 0;
+    f.push_back(passes("v6_stun_trailing_bytes", udpFrame6(eth, ip6, udp, stun(trailing)),
+                       TGW_FAMILY_IPV6, TGW_REASON_STUN_BAD_LENGTH));
+  }
+  return f;
+}
+
+}  // namespace tgw::testing
