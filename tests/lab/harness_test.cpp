@@ -188,8 +188,9 @@ TEST(LabNat, SiteBehindCgnatIsTranslatedTwice) {
   }
 }
 
-// LAB.md: a frame sent with XDP_TX into a veth is dropped unless the peer runs XDP (or
-// GRO). The lab attaches XDP_PASS to the router side; without it the frames vanish.
+// LAB.md: a frame sent with XDP_TX into a veth is dropped unless the peer runs XDP. The
+// lab attaches XDP_PASS to the Internet side of the relay's link; without it the frames
+// vanish.
 TEST(LabXdp, XdpTxReachesThePeerOnlyWhenThePeerRunsXdp) {
   for (bool pass : {true, false}) {
     SCOPED_TRACE(pass ? "with XDP_PASS on the peer" : "without a program on the peer");

@@ -405,7 +405,7 @@ Result<void> Lab::attachXdpVerdict(const std::string& netns, const std::string& 
 }
 
 Result<int> Lab::attachToInternet(const std::string& name, const std::string& netns,
-                                  std::optional<int> fixedIndex) {
+                                  bool xdpPass, std::optional<int> fixedIndex) {
   int k = fixedIndex ? *fixedIndex : nextLink_++;
   if (k > 255) return fail("too many Internet attachments");
   const std::string inet = internetNetns();
@@ -415,7 +415,7 @@ Result<int> Lab::attachToInternet(const std::string& name, const std::string& ne
     return fail(r.error().message);
   if (auto r = ipIn(inet, "-6 addr add " + v6 + "1/64 dev " + name + " nodad"); !r)
     return fail(r.error().message);
-  if (options_.xdpPassOnPeers) {
+  if (xdpPass && options_.xdpPassOnPeers) {
     if (auto r = attachXdpVerdict(inet, name, XDP_PASS); !r) return fail(r.error().message);
   }
   internetSide_[name] = name;
@@ -446,7 +446,7 @@ Result<const Host*> Lab::addRelay(const std::string& name) {
   h.name = name;
   h.netns = prefix_ + "-" + name;
   if (auto r = addNamespace(h.netns, false); !r) return fail(r.error().message);
-  auto k = attachToInternet(name, h.netns, 0);
+  auto k = attachToInternet(name, h.netns, true, 0);
   if (!k) return fail(k.error().message);
   for (std::string a : {"198.18.0.10", "198.18.0.11"}) {
     if (auto r = ipIn(h.netns, "addr add " + a + "/24 dev wan0"); !r) return fail(r.error().message);
@@ -472,7 +472,7 @@ Result<const Host*> Lab::addHost(const std::string& name) {
   h.name = name;
   h.netns = prefix_ + "-" + name;
   if (auto r = addNamespace(h.netns, false); !r) return fail(r.error().message);
-  auto k = attachToInternet(name, h.netns);
+  auto k = attachToInternet(name, h.netns, true);
   if (!k) return fail(k.error().message);
   std::string v4 = ipv4Text(198, 18, *k, 2);
   std::string v6 = "2001:db8:0:" + std::to_string(*k + 1) + "::";
@@ -513,7 +513,7 @@ Result<const Site*> Lab::addSite(const std::string& name, NatKind nat,
   if (cgnat) {
     s.cgnatNetns = s.host.netns + "-cgn";
     if (auto r = addNamespace(s.cgnatNetns, true); !r) return fail(r.error().message);
-    auto k = attachToInternet(name, s.cgnatNetns);
+    auto k = attachToInternet(name, s.cgnatNetns, false);
     if (!k) return fail(k.error().message);
     std::string cgnLan = ipv4Text(100, 64, n, 1);
     std::string homeWan = ipv4Text(100, 64, n, 2);
@@ -526,16 +526,11 @@ Result<const Site*> Lab::addSite(const std::string& name, NatKind nat,
     if (nat == NatKind::kNone) {
       if (auto e = in(s.cgnatNetns, "route add " + lanNet + "/24 via " + homeWan)) return fail(*e);
     }
-    if (options_.xdpPassOnPeers) {
-      for (auto [ns, ifname] : {std::pair{s.cgnatNetns, "lan0"}, {s.cgnatNetns, "wan0"}}) {
-        if (auto r = attachXdpVerdict(ns, ifname, XDP_PASS); !r) return fail(r.error().message);
-      }
-    }
     if (auto r = addNat(s.cgnatNetns, *cgnat); !r) return fail(r.error().message);
     s.natWan = mustParse(homeWan);
     s.publicAddress = mustParse(ipv4Text(198, 18, *k, 2));
   } else {
-    auto k = attachToInternet(name, s.natNetns);
+    auto k = attachToInternet(name, s.natNetns, false);
     if (!k) return fail(k.error().message);
     std::string wan = ipv4Text(198, 18, *k, 2);
     if (auto e = in(s.natNetns, "addr add " + wan + "/24 dev wan0")) return fail(*e);
@@ -552,11 +547,6 @@ Result<const Site*> Lab::addSite(const std::string& name, NatKind nat,
   if (auto e = in(s.natNetns, "addr add " + lanGw + "/24 dev lan0")) return fail(*e);
   if (auto e = in(s.host.netns, "addr add " + lanHost + "/24 dev wan0")) return fail(*e);
   if (auto e = in(s.host.netns, "route add default via " + lanGw)) return fail(*e);
-  if (options_.xdpPassOnPeers) {
-    for (auto ifname : {"lan0", "wan0"}) {
-      if (auto r = attachXdpVerdict(s.natNetns, ifname, XDP_PASS); !r) return fail(r.error().message);
-    }
-  }
   if (auto r = addNat(s.natNetns, nat); !r) return fail(r.error().message);
   s.host.ipv4.push_back(mustParse(lanHost));
   s.host.gateway4 = mustParse(lanGw);

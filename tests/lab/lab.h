@@ -30,9 +30,13 @@
 //   hard  `masquerade fully-random`: a new port per destination (endpoint-dependent)
 //
 // XDP_TX on veth: a frame sent back with XDP_TX (or redirected) into a veth is dropped
-// unless the receiving peer runs XDP or GRO. The lab attaches a two-instruction XDP_PASS
-// program to the router side of every link (never to a host's wan0, which is left free
-// for the program under test), so a host running an XDP responder on wan0 works.
+// unless the receiving peer runs an XDP program (GRO turned on with the ethtool ioctl was
+// not enough on the 6.18 kernel here: checked). The lab attaches a two-instruction XDP_PASS
+// program to the Internet router's side of each host's link (relay, `host`), never to a
+// host's wan0, which stays free for the program under test. Only there: a veth running XDP
+// copies every packet it receives into a buffer sized to the packet, so packets that had
+// crossed such a hop would reach the host without the tailroom an XDP responder needs to
+// grow a request into a response. Sites' routers run no XDP.
 #pragma once
 
 #include <sys/types.h>
@@ -124,7 +128,7 @@ struct Site {
 };
 
 struct LabOptions {
-  // Attach XDP_PASS to the router side of every link (see the header comment).
+  // Attach XDP_PASS on the Internet side of each host's link (see the header comment).
   bool xdpPassOnPeers = true;
   // Keep the temporary directory (logs, configs) after teardown, for debugging.
   bool keepTempDir = false;
@@ -196,8 +200,9 @@ class Lab {
   // Links netns:ifA <-> netns2:ifB, both up.
   Result<void> link(const std::string& nsA, const std::string& ifA, const std::string& nsB,
                     const std::string& ifB);
-  // A new link k from the Internet router to netns:wan0; returns k.
-  Result<int> attachToInternet(const std::string& name, const std::string& netns,
+  // A new link k from the Internet router to netns:wan0; returns k. xdpPass: attach
+  // XDP_PASS on the router's side (when options_.xdpPassOnPeers).
+  Result<int> attachToInternet(const std::string& name, const std::string& netns, bool xdpPass,
                                std::optional<int> fixedIndex = std::nullopt);
   Result<void> addNat(const std::string& netns, NatKind kind);
   static void removeLeftovers(const std::string& prefix);

@@ -1,0 +1,127 @@
+#include "tgw_procs.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <toml++/toml.h>
+
+namespace tgw::lab {
+
+namespace {
+
+std::string fromEnv(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+}  // namespace
+
+std::string tgwdPath() { return fromEnv("TGW_TGWD", TGW_TGWD_PATH); }
+std::string tgwctlPath() { return fromEnv("TGW_TGWCTL", TGW_TGWCTL_PATH); }
+std::string exampleRelayConfigPath() {
+  return std::string(TGW_SOURCE_ROOT) + "/config/examples/relay.toml";
+}
+
+bool haveProgram(const std::string& program) {
+  return run({"sh", "-c", "command -v " + program}, 5s).ok();
+}
+
+Result<void> writeRelayConfig(const std::string& example, const std::filesystem::path& out,
+                              const std::filesystem::path& controlSocket,
+                              const std::string& xdpMode, bool rfc5780) {
+  toml::table config;
+  try {
+    config = toml::parse_file(example);
+  } catch (const toml::parse_error& e) {
+    return fail(example + ": " + std::string(e.description()));
+  }
+  auto* daemon = config["daemon"].as_table();
+  auto* relay = config["relay"].as_table();
+  if (!daemon || !relay) return fail(example + ": expected [daemon] and [relay] sections");
+  daemon->insert_or_assign("control_socket", controlSocket.string());
+  daemon->insert_or_assign("log_level", "info");
+  if (!xdpMode.empty()) relay->insert_or_assign("xdp_mode", xdpMode);
+  if (!rfc5780) {
+    relay->erase("secondary_address");
+    relay->erase("stun_alternate_port");
+  }
+  std::ofstream file(out);
+  file << "# written by the tgw lab from " << example << "\n" << config << "\n";
+  if (!file) return fail("cannot write " + out.string());
+  return {};
+}
+
+Result<RelayDaemon> RelayDaemon::start(Lab& lab, const Host& relay, const std::string& xdpMode,
+                                       const std::string& example, bool rfc5780) {
+  RelayDaemon d;
+  std::string tag = xdpMode.empty() ? "example" : xdpMode;
+  d.socket_ = lab.tempDir() / ("tgwd-" + tag + ".sock");
+  auto config = lab.tempDir() / ("relay-" + tag + ".toml");
+  if (auto r = writeRelayConfig(example, config, d.socket_, xdpMode, rfc5780); !r) return fail(r.error().message);
+  auto p = lab.spawn(relay.netns, {tgwdPath(), "--config", config.string()}, "tgwd-" + tag + ".log");
+  if (!p) return fail(p.error().message);
+  d.process_ = *p;
+  bool up = waitFor(
+      [&] { return !d.process_->running() || d.query("status").ok(); }, 10s, 50ms);
+  if (!d.process_->running()) return fail("tgwd exited at start-up:\n" + d.process_->log());
+  if (!up) return fail("tgwd's control socket did not answer within 10 s:\n" + d.process_->log());
+  if (!lab.waitUdpBound(relay.netns, 3478, 5s))
+    return fail("tgwd did not bind UDP port 3478:\n" + d.process_->log());
+  return d;
+}
+
+Result<nlohmann::json> RelayDaemon::query(const std::string& command) const {
+  auto r = run({tgwctlPath(), "--socket", socket_.string(), command, "--json"}, 5s);
+  if (!r.ok()) return fail("tgwctl " + command + ": " + r.output);
+  auto j = nlohmann::json::parse(r.output, nullptr, false);
+  if (j.is_discarded()) return fail("tgwctl " + command + ": not JSON: " + r.output);
+  return j;
+}
+
+ExecResult RelayDaemon::show(const std::string& command) const {
+  return run({tgwctlPath(), "--socket", socket_.string(), command}, 5s);
+}
+
+uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict) {
+  uint64_t sum = 0;
+  if (!stats.contains("relay") || !stats["relay"].contains("xdp")) return 0;
+  for (const auto& row : stats["relay"]["xdp"]) {
+    if (row.value("verdict", "") == verdict) sum += row.value("packets", uint64_t{0});
+  }
+  return sum;
+}
+
+uint64_t stunCounter(const nlohmann::json& stats, const std::string& name) {
+  if (!stats.contains("relay") || !stats["relay"].contains("stun")) return 0;
+  return stats["relay"]["stun"].value(name, uint64_t{0});
+}
+
+ExecResult runNetcheck(const Lab& lab, const std::string& netns,
+                       const std::vector<std::string>& servers, bool json,
+                       std::chrono::milliseconds timeout) {
+  std::string cmd = tgwctlPath() + " netcheck";
+  for (const auto& s : servers) cmd += " --server " + s;
+  if (json) cmd += " --json";
+  return lab.exec(netns, cmd, timeout);
+}
+
+Result<Process*> startTurnserver(Lab& lab, const Host& host) {
+  if (!haveProgram("turnserver")) return fail("coturn's turnserver is not installed");
+  auto dir = lab.tempDir() / "turnserver";
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> argv = {"turnserver", "-n", "--stun-only", "--no-tls", "--no-dtls",
+                                   "--no-cli", "--simple-log", "--log-file", "stdout",
+                                   "--pidfile", (dir / "turnserver.pid").string(),
+                                   "--userdb", (dir / "turndb").string(),
+                                   "--listening-port", "3478", "--alt-listening-port", "3479"};
+  for (const auto& a : host.ipv4) {
+    argv.push_back("--listening-ip");
+    argv.push_back(a.toString());
+  }
+  auto p = lab.spawn(host.netns, argv, "turnserver.log");
+  if (!p) return p;
+  if (!lab.waitUdpBound(host.netns, 3478, 10s) || !(*p)->running())
+    return fail("turnserver did not bind UDP port 3478:\n" + (*p)->log());
+  return p;
+}
+
+}  // namespace tgw::lab

@@ -1,0 +1,71 @@
+// tgw's programs and coturn's, started inside a Lab: a relay-role tgwd configured from
+// config/examples/relay.toml, tgwctl's stats and netcheck, coturn's turnserver as a
+// STUN-only server. Shared by the lab tests and tgw-demo.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+#include "lab.h"
+
+namespace tgw::lab {
+
+// Where the programs under test are: the build's paths (compile-time defines from meson),
+// overridden by the environment variables TGW_TGWD and TGW_TGWCTL.
+std::string tgwdPath();
+std::string tgwctlPath();
+// The example relay config the demo and the tests start from.
+std::string exampleRelayConfigPath();
+
+// Writes `out`: the example relay config with the lab's control socket, log level and
+// xdp_mode ("native", "generic", "auto" or "off"; "" keeps the example's); interface and addresses stay as the
+// example has them (they are the lab relay's: wan0, 198.18.0.10/.11, 2001:db8:0:1::10/11).
+// rfc5780 = false drops secondary_address and stun_alternate_port: no OTHER-ADDRESS.
+Result<void> writeRelayConfig(const std::string& example, const std::filesystem::path& out,
+                              const std::filesystem::path& controlSocket,
+                              const std::string& xdpMode, bool rfc5780 = true);
+
+// A relay-role tgwd running in a lab namespace.
+class RelayDaemon {
+ public:
+  // Starts tgwd in the relay's namespace and waits (bounded) until its control socket
+  // answers `status` and its STUN port is bound.
+  static Result<RelayDaemon> start(Lab& lab, const Host& relay, const std::string& xdpMode,
+                                   const std::string& example = exampleRelayConfigPath(),
+                                   bool rfc5780 = true);
+  // `tgwctl --socket S COMMAND --json`, parsed.
+  Result<nlohmann::json> query(const std::string& command) const;
+  // `tgwctl --socket S COMMAND` as an operator sees it.
+  ExecResult show(const std::string& command) const;
+  Process* process() const { return process_; }
+  const std::filesystem::path& socket() const { return socket_; }
+
+ private:
+  Process* process_ = nullptr;
+  std::filesystem::path socket_;
+};
+
+// Packets the XDP program counted with this verdict ("tx", "pass", "drop"), all families
+// and reasons, in a `stats` reply.
+uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict);
+// A userspace STUN counter ("binding_success", "requests", ...) in a `stats` reply.
+uint64_t stunCounter(const nlohmann::json& stats, const std::string& name);
+
+// `tgwctl netcheck --server S ... [--json]` run inside netns.
+ExecResult runNetcheck(const Lab& lab, const std::string& netns,
+                       const std::vector<std::string>& servers, bool json,
+                       std::chrono::milliseconds timeout = 30s);
+
+// coturn's turnserver, STUN only, no config file, no database, no TLS, no CLI, logging to
+// its log file in the lab's temp dir: listening on every IPv4 address of `host` on port
+// 3478, with 3479 as the RFC 5780 alternate port. Waits until port 3478 is bound.
+Result<Process*> startTurnserver(Lab& lab, const Host& host);
+
+// True when `program` is on PATH.
+bool haveProgram(const std::string& program);
+
+}  // namespace tgw::lab
