@@ -84,8 +84,14 @@ nlohmann::json familyJson(const FamilyReport& f) {
 
 std::string Report::toText() const {
   std::ostringstream out;
-  char head[64];
-  std::snprintf(head, sizeof head, "netcheck report (%.2f s%s)\n", toMs(elapsed) / 1000.0,
+  char took[32];
+  if (elapsed < 1s) {
+    std::snprintf(took, sizeof took, "%.1f ms", toMs(elapsed));
+  } else {
+    std::snprintf(took, sizeof took, "%.2f s", toMs(elapsed) / 1000.0);
+  }
+  char head[96];
+  std::snprintf(head, sizeof head, "netcheck report (took %s%s)\n", took,
                 deadlineReached ? ", overall deadline reached" : "");
   out << head;
   line(out, "UDP:", udp ? "yes" : "no (no STUN server answered)");
