@@ -105,7 +105,7 @@ stun::TransactionId Netcheck::startProbe(ProbeKind kind, size_t family, int sock
   if (change) b.addChangeRequest(*change);
   if (!config_.software.empty()) b.addSoftware(config_.software);
   b.withFingerprint();
-  Probe p{kind, family, socketId, to, server, StunTransaction(b.finish(), policy), {}, {}, {}};
+  Probe p{kind, family, socketId, to, server, StunTransaction(b.finish(), policy), {}, {}, {}, {}};
   auto [it, inserted] = probes_.emplace(tid, std::move(p));
   (void)inserted;
   it->second.txn.start(now);
@@ -247,6 +247,8 @@ void Netcheck::advance(size_t f, TimePoint now) {
     } else if (hp->txn.state() == StunTransaction::State::TimedOut) {
       fr.hairpinning = Tristate::No;
       fr.hairpinningHow = "a request from a second socket to " + fr.mapped->toString() + " did not arrive";
+    } else if (!hp->sendError.empty()) {
+      fr.hairpinningHow = "could not send to " + fr.mapped->toString() + ": " + hp->sendError;
     }
   }
 
@@ -378,6 +380,10 @@ void Netcheck::decideFiltering(size_t f) {
         break;
       }
     }
+    return;
+  }
+  if (!both->sendError.empty() || !port->sendError.empty()) {
+    fr.filteringHow = "could not send to " + server.toString() + ": " + (both->sendError.empty() ? port->sendError : both->sendError);
     return;
   }
   if (both->txn.state() == S::Abandoned || port->txn.state() == S::Abandoned) {
@@ -532,7 +538,21 @@ void Netcheck::checkDone(TimePoint now) {
   report_.elapsed = now - started_;
 }
 
-void Netcheck::onSendError(int, const SockAddr&) { ++report_.counters.sendErrors; }
+void Netcheck::onSendError(int socketId, const SockAddr& to, bool permanent, const std::string& reason,
+                           TimePoint now) {
+  ++report_.counters.sendErrors;
+  if (!permanent || !startedFlag_ || done_) return;
+  std::vector<stun::TransactionId> ended;
+  for (auto& [id, p] : probes_) {
+    if (p.socketId != socketId || p.to != to || !p.txn.waiting()) continue;
+    p.txn.abandon();
+    p.sendError = reason.empty() ? "send failed" : reason;
+    if (p.kind == ProbeKind::Basic && p.server) report_.servers[*p.server].sendError = p.sendError;
+    ended.push_back(id);
+  }
+  for (const auto& id : ended) probeFinished(probes_.at(id), now);
+  checkDone(now);
+}
 
 TimePoint Netcheck::nextDeadline() const {
   if (!startedFlag_ || done_) return kNever;

@@ -110,6 +110,7 @@ struct ServerReport {
   std::optional<SockAddr> responseOrigin;  // RFC 5780 RESPONSE-ORIGIN
   std::optional<int> errorCode;
   std::string software;
+  std::string sendError;  // why requests to it could not be sent, if they could not
 };
 
 struct FamilyReport {
@@ -168,8 +169,12 @@ class Netcheck {
   void start(TimePoint now);
   void onDatagram(int socketId, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
   void onTimer(TimePoint now);
-  // The shell failed to send one of our datagrams (counted; the probe retries as usual).
-  void onSendError(int socketId, const SockAddr& to);
+  // The shell could not send a datagram to `to` from `socketId`. Always counted. A
+  // transient failure (socket buffer full) changes nothing else: the probe retransmits as
+  // usual. A permanent one (no route, family unsupported, refused by a local firewall) ends
+  // every waiting probe to that destination from that socket now, so that a host without,
+  // say, IPv6 connectivity does not wait for timeouts; `reason` goes into the report.
+  void onSendError(int socketId, const SockAddr& to, bool permanent, const std::string& reason, TimePoint now);
   TimePoint nextDeadline() const;
   // Datagrams to send, in order; the queue is emptied.
   std::vector<Send> takeSends();
@@ -181,7 +186,7 @@ class Netcheck {
  private:
   enum class ProbeKind : uint8_t { Basic, FilterBase, FilterChangeIpPort, FilterChangePort, MappingAltIp, MappingAltIpPort, Hairpin };
   struct Probe {
-    ProbeKind kind;
+    ProbeKind kind = ProbeKind::Basic;
     size_t family;  // index into families_
     int socketId;
     SockAddr to;
@@ -190,6 +195,7 @@ class Netcheck {
     std::optional<SockAddr> mapped;
     std::optional<SockAddr> from;
     std::optional<int> errorCode;
+    std::string sendError;
   };
   struct FamilyState {
     Family family = Family::V4;

@@ -30,14 +30,22 @@ std::string withHow(const char* value, const std::string& how) {
   return how.empty() ? std::string(value) : std::string(value) + "  (" + how + ")";
 }
 
-void familyText(std::ostringstream& out, const FamilyReport& f) {
+void familyText(std::ostringstream& out, const FamilyReport& f, const std::vector<ServerReport>& servers) {
   const std::string name = f.family == Family::V4 ? "IPv4" : "IPv6";
   if (!f.tested) {
     line(out, name + ":", "not tested (" + f.note + ")");
     return;
   }
   if (!f.udp) {
-    line(out, name + ":", "no (no STUN server answered)");
+    std::string sendError;
+    bool allUnsent = true;
+    for (const auto& s : servers) {
+      if (s.address.family() != f.family) continue;
+      allUnsent &= !s.sendError.empty();
+      if (sendError.empty()) sendError = s.sendError;
+    }
+    line(out, name + ":", allUnsent && !sendError.empty() ? "no (could not send: " + sendError + ")"
+                                                          : "no (no STUN server answered)");
     return;
   }
   std::string v = "yes, mapped " + (f.mapped ? f.mapped->toString() : std::string("?"));
@@ -95,8 +103,8 @@ std::string Report::toText() const {
                 deadlineReached ? ", overall deadline reached" : "");
   out << head;
   line(out, "UDP:", udp ? "yes" : "no (no STUN server answered)");
-  familyText(out, ipv4);
-  familyText(out, ipv6);
+  familyText(out, ipv4, servers);
+  familyText(out, ipv6, servers);
   line(out, "STUN servers:", servers.empty() ? "none" : "");
   size_t width = 0;
   for (const auto& s : servers) width = std::max(width, s.address.toString().size());
@@ -107,7 +115,7 @@ std::string Report::toText() const {
     if (!s.tested) {
       v = "not tested (no local socket of its family)";
     } else if (!s.answered) {
-      v = "no answer";
+      v = s.sendError.empty() ? "no answer" : "not sent: " + s.sendError;
     } else {
       std::string rtt = s.rtt ? fmtMs(*s.rtt) : "?";
       if (rtt.size() < 9) rtt.insert(0, 9 - rtt.size(), ' ');
@@ -147,6 +155,7 @@ nlohmann::json Report::toJson() const {
     sj["response_origin"] = optAddr(s.responseOrigin);
     sj["error_code"] = s.errorCode ? nlohmann::json(*s.errorCode) : nlohmann::json(nullptr);
     sj["software"] = s.software;
+    sj["send_error"] = s.sendError.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.sendError);
     j["servers"].push_back(sj);
   }
   j["counters"] = {{"sent", counters.sent},

@@ -136,15 +136,22 @@ Result<Report> runNetcheck(const Options& options) {
   for (const auto& f : fds) pfds.push_back(pollfd{f.fd, POLLIN, 0});
   std::array<uint8_t, kMaxDatagram> buf{};
 
+  auto sendOne = [&](const Netcheck::Send& s) {
+    sockaddr_storage ss{};
+    socklen_t len = s.to.toSockaddr(&ss);
+    const int fd = fds.at(static_cast<size_t>(s.socketId)).fd;
+    if (::sendto(fd, s.bytes.data(), s.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) >= 0) return;
+    const int err = errno;
+    log::debug("netcheck_send_failed", {{"to", s.to.toString()}, {"error", std::strerror(err)}});
+    // No route, no such family, or refused by a local firewall: retrying will not help.
+    const bool permanent = err == ENETUNREACH || err == EHOSTUNREACH || err == EAFNOSUPPORT ||
+                           err == EADDRNOTAVAIL || err == EINVAL || err == EPERM || err == EACCES;
+    nc.onSendError(s.socketId, s.to, permanent, std::strerror(err), Clock::now());
+  };
+  // A send error may end probes and so start others: loop until nothing is queued.
   auto flush = [&] {
-    for (auto& s : nc.takeSends()) {
-      sockaddr_storage ss{};
-      socklen_t len = s.to.toSockaddr(&ss);
-      const int fd = fds.at(static_cast<size_t>(s.socketId)).fd;
-      if (::sendto(fd, s.bytes.data(), s.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
-        log::debug("netcheck_send_failed", {{"to", s.to.toString()}, {"error", std::strerror(errno)}});
-        nc.onSendError(s.socketId, s.to);
-      }
+    for (auto sends = nc.takeSends(); !sends.empty(); sends = nc.takeSends()) {
+      for (const auto& s : sends) sendOne(s);
     }
   };
   flush();

@@ -546,3 +546,29 @@ TEST_F(NetcheckDirect, RetransmitsTheSameBytesOnTheRfcScheduleThenGivesUp) {
 
 }  // namespace
 }  // namespace tgw::netcheck
+
+namespace tgw::netcheck {
+namespace {
+
+TEST_F(NetcheckDirect, TransientSendErrorIsOnlyCounted) {
+  nc->onSendError(7, server, false, "No buffer space available", t0 + 1ms);
+  EXPECT_EQ(nc->report().counters.sendErrors, 1u);
+  EXPECT_FALSE(nc->done());
+  EXPECT_EQ(nc->nextDeadline(), t0 + 500ms);
+}
+
+TEST_F(NetcheckDirect, PermanentSendErrorEndsTheProbesToThatDestinationAtOnce) {
+  nc->onSendError(7, sa("198.18.0.99:3478"), true, "Network is unreachable", t0 + 1ms);  // not ours
+  EXPECT_FALSE(nc->done());
+  nc->onSendError(7, server, true, "Network is unreachable", t0 + 1ms);
+  EXPECT_TRUE(nc->done());
+  EXPECT_EQ(nc->report().counters.sendErrors, 2u);
+  EXPECT_EQ(nc->report().servers[0].sendError, "Network is unreachable");
+  EXPECT_FALSE(nc->report().servers[0].answered);
+  EXPECT_FALSE(nc->report().udp);
+  EXPECT_EQ(nc->report().elapsed, 1ms);
+  EXPECT_NE(nc->report().toText().find("not sent: Network is unreachable"), std::string::npos) << nc->report().toText();
+}
+
+}  // namespace
+}  // namespace tgw::netcheck
