@@ -1,5 +1,8 @@
 #include "sim/network.h"
 
+#include <algorithm>
+#include <array>
+
 #include "sim/nat.h"
 
 namespace tgw::sim {
@@ -41,7 +44,7 @@ Result<IpAddr> Host::address(Family family) const {
 }
 
 Result<SockAddr> Host::bind(const SockAddr& local, Handler handler) {
-  bool ours = false;
+  bool ours = local.ip().isUnspecified();
   for (const auto& a : addresses_) ours |= a == local.ip();
   if (!ours) return fail("host " + name_ + " does not own " + local.ip().toString());
   SockAddr addr = local;
@@ -76,6 +79,10 @@ void Host::send(const SockAddr& from, const SockAddr& to, std::span<const uint8_
 
 void Host::deliver(const Datagram& d) {
   auto it = sockets_.find(d.to);
+  if (it == sockets_.end()) {
+    const IpAddr any = d.to.isV4() ? IpAddr::v4(0u) : IpAddr::v6(std::array<uint8_t, 16>{});
+    it = sockets_.find(SockAddr(any, d.to.port()));
+  }
   if (it == sockets_.end()) {
     ++counters_.droppedNoSocket;
     return;
@@ -120,6 +127,19 @@ Nat& Network::addNat(Realm& outside, std::string name, std::vector<IpAddr> exter
   nat.nextPort_ = config.firstPort;
   for (const auto& ip : nat.externalIps()) registerAddress(outside, ip, Realm::Node{Realm::Kind::NatExternal, nullptr, &nat});
   return nat;
+}
+
+bool Network::drive(const Machine& m, TimePoint until) {
+  while (!(m.done && m.done())) {
+    const TimePoint deadline = m.nextDeadline();
+    const TimePoint next = std::min({deadline, events_.nextTime(), until});
+    if (next == kNever) return false;
+    events_.runUntil(next);
+    if (m.done && m.done()) break;
+    if (now() >= m.nextDeadline()) m.onTimer(now());
+    if (now() >= until) return m.done && m.done();
+  }
+  return true;
 }
 
 void Network::transmit(Realm& realm, const Link& link, Datagram d) {

@@ -137,11 +137,14 @@ class Host {
   Result<IpAddr> address(Family family = Family::V4) const;
   Link& link() { return link_; }
 
-  // Binds a UDP endpoint on one of this host's addresses. Port 0 picks a free port.
+  // Binds a UDP endpoint on one of this host's addresses, or on the unspecified address
+  // of a family (0.0.0.0 / ::: every address of that family, for datagrams no exact
+  // binding takes). Port 0 picks a free port.
   Result<SockAddr> bind(const SockAddr& local, Handler handler);
   Result<SockAddr> bind(Family family, Handler handler);  // first address of the family, any port
   void unbind(const SockAddr& local);
-  // Sends from `from` (one of this host's addresses; need not be bound) to `to`.
+  // Sends from `from` (one of this host's addresses, not the unspecified one; need not be
+  // bound) to `to`.
   void send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes);
 
   const Counters& counters() const { return counters_; }
@@ -192,6 +195,17 @@ class Network {
               Link outsideLink = {});
 
   const Counters& counters() const { return counters_; }
+
+  // A sans-I/O state machine's timer side, as the driver below needs it.
+  struct Machine {
+    std::function<TimePoint()> nextDeadline;  // kNever: nothing scheduled
+    std::function<void(TimePoint)> onTimer;
+    std::function<bool()> done;               // optional: stop when it says so
+  };
+  // Runs network events and the machine's timer in time order until done() or `until`:
+  // wakes at the earlier of the next event and the machine's deadline, and calls onTimer
+  // when the deadline is reached. Returns true when done() (if given) became true.
+  bool drive(const Machine& m, TimePoint until);
 
  private:
   friend class Host;

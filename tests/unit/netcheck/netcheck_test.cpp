@@ -94,16 +94,14 @@ class NetcheckSim : public ::testing::Test {
     start_ = net.now();
     nc_->start(net.now());
     flush();
-    while (!nc_->done()) {
-      const TimePoint t = std::min(nc_->nextDeadline(), net.events().nextTime());
-      if (t == kNever || t > start_ + 1h) {
-        ADD_FAILURE() << "netcheck never finished";
-        break;
-      }
-      net.runUntil(t);
-      if (net.now() >= nc_->nextDeadline()) nc_->onTimer(net.now());
-      flush();
-    }
+    const bool finished = net.drive(Network::Machine{[this] { return nc_->nextDeadline(); },
+                                                     [this, &flush](TimePoint now) {
+                                                       nc_->onTimer(now);
+                                                       flush();
+                                                     },
+                                                     [this] { return nc_->done(); }},
+                                    start_ + 1h);
+    EXPECT_TRUE(finished) << "netcheck never finished";
     for (const auto& l : locals) client.unbind(l);
     return nc_->report();
   }

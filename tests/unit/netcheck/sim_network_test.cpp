@@ -314,3 +314,49 @@ TEST(SimNat, Ipv6IsRoutedUntranslatedThroughANat) {
 
 }  // namespace
 }  // namespace tgw::sim
+
+namespace tgw::sim {
+namespace {
+
+TEST(SimNetwork, WildcardBindTakesWhatNoExactBindingTakes) {
+  Network net;
+  Host& a = net.addHost(net.internet(), "a", {ip("198.18.0.1")});
+  Host& b = net.addHost(net.internet(), "b", {ip("198.18.0.2"), ip("198.18.0.3")});
+  Sink any, exact;
+  ASSERT_TRUE(b.bind(sa("0.0.0.0:9"), any.handler()).ok());
+  ASSERT_TRUE(b.bind(sa("198.18.0.3:9"), exact.handler()).ok());
+  a.send(sa("198.18.0.1:7"), sa("198.18.0.2:9"), kPayload);
+  a.send(sa("198.18.0.1:7"), sa("198.18.0.3:9"), kPayload);
+  net.runFor(1s);
+  ASSERT_EQ(any.got.size(), 1u);
+  EXPECT_EQ(any.got[0].to, sa("198.18.0.2:9"));
+  ASSERT_EQ(exact.got.size(), 1u);
+}
+
+// drive(): a machine with a periodic timer (every 100 ms, 5 times) runs interleaved with
+// network events in time order.
+TEST(SimNetwork, DriveRunsTimerAndEventsInTimeOrder) {
+  Network net;
+  const TimePoint t0 = net.now();
+  std::vector<std::pair<char, Duration>> log;
+  TimePoint deadline = t0 + 100ms;
+  int ticks = 0;
+  net.events().at(t0 + 150ms, [&] { log.push_back({'e', net.now() - t0}); });
+  net.events().at(t0 + 300ms, [&] { log.push_back({'e', net.now() - t0}); });
+  const bool done = net.drive(Network::Machine{[&] { return deadline; },
+                                               [&](TimePoint now) {
+                                                 log.push_back({'t', now - t0});
+                                                 deadline = ++ticks < 5 ? now + 100ms : kNever;
+                                               },
+                                               [&] { return ticks == 5; }},
+                              t0 + 10s);
+  EXPECT_TRUE(done);
+  const std::vector<std::pair<char, Duration>> want{{'t', 100ms}, {'e', 150ms}, {'t', 200ms}, {'e', 300ms},
+                                                    {'t', 300ms}, {'t', 400ms}, {'t', 500ms}};
+  EXPECT_EQ(log, want);
+  // With no machine deadline and no events, drive() stops at `until`.
+  EXPECT_FALSE(net.drive(Network::Machine{[] { return kNever; }, [](TimePoint) {}, [] { return false; }}, t0 + 10s));
+}
+
+}  // namespace
+}  // namespace tgw::sim
