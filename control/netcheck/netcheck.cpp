@@ -100,7 +100,8 @@ stun::TransactionId Netcheck::startProbe(ProbeKind kind, size_t family, int sock
                                          std::optional<size_t> server, RetransmitPolicy policy,
                                          std::optional<stun::ChangeRequest> change, TimePoint now) {
   auto tid = config_.newTransactionId();
-  while (probes_.count(tid)) tid = config_.newTransactionId();
+  // Ids must be distinct; a poor injected generator gets its repeats perturbed.
+  for (uint8_t bump = 1; probes_.count(tid); ++bump) tid[tid.size() - 1] = static_cast<uint8_t>(tid.back() + bump);
   stun::MessageBuilder b(stun::Method::Binding, stun::Class::Request, tid);
   if (change) b.addChangeRequest(*change);
   if (!config_.software.empty()) b.addSoftware(config_.software);

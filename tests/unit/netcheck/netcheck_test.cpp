@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "sim/nat.h"
@@ -566,6 +567,34 @@ TEST_F(NetcheckDirect, PermanentSendErrorEndsTheProbesToThatDestinationAtOnce) {
   EXPECT_FALSE(nc->report().udp);
   EXPECT_EQ(nc->report().elapsed, 1ms);
   EXPECT_NE(nc->report().toText().find("not sent: Network is unreachable"), std::string::npos) << nc->report().toText();
+}
+
+}  // namespace
+}  // namespace tgw::netcheck
+
+namespace tgw::netcheck {
+namespace {
+
+TEST(NetcheckConfig, RepeatedInjectedIdsAreMadeDistinct) {
+  Config cfg;
+  cfg.servers = {sa("198.18.0.1:3478"), sa("198.18.0.2:3478"), sa("198.18.0.3:3478")};
+  cfg.sockets = {LocalSocket{1, Family::V4, std::nullopt}};
+  cfg.newTransactionId = [] { return stun::TransactionId{}; };
+  Netcheck nc(cfg);
+  nc.start(sim::kSimStart);
+  auto sends = nc.takeSends();
+  ASSERT_EQ(sends.size(), 3u);
+  std::set<stun::TransactionId> ids;
+  for (const auto& s : sends) ids.insert(stun::Message::parse(s.bytes)->transactionId());
+  EXPECT_EQ(ids.size(), 3u);
+  // Without a local address, whether there is a NAT is unknown.
+  auto answer = stun::MessageBuilder(stun::Method::Binding, stun::Class::SuccessResponse,
+                                     stun::Message::parse(sends[0].bytes)->transactionId())
+                    .addXorMappedAddress(sa("198.18.1.1:1"))
+                    .finish();
+  nc.onDatagram(1, answer, sends[0].to, sim::kSimStart + 1ms);
+  EXPECT_TRUE(nc.report().udp);
+  EXPECT_EQ(nc.report().ipv4.behindNat, Tristate::Unknown);
 }
 
 }  // namespace
