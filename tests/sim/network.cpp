@@ -168,7 +168,7 @@ void Network::route(Realm& realm, Datagram d) {
     ++counters_.lost;
     return;
   }
-  events_.after(link.latency, [this, node, d = std::move(d)]() mutable {
+  events_.after(link.latency, [node, d = std::move(d)]() mutable {
     if (node.kind == Realm::Kind::Host) {
       node.host->deliver(d);
     } else {
