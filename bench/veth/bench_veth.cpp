@@ -1,0 +1,426 @@
+// bench_veth: STUN Binding requests answered per second through a veth pair, for three
+// systems on the same path in one run, alternated (A B C A B C ...), medians and ratios:
+//   tgw        tgwd's XDP STUN responder (relay role, xdp_mode = native)
+//   coturn     `turnserver --stun-only` (userspace sockets; XDP_PASS on its veth)
+//   reflector  xdp/nop_tx.bpf.c: swap MACs, XDP_TX (the ceiling: no STUN work at all)
+//
+// The path (a Lab "relay": the Internet namespace and the relay namespace, one veth):
+//   generator: bench_gen.bpf.c run by bpf_prog_test_run_opts with
+//              BPF_F_TEST_XDP_LIVE_FRAMES on the Internet side, XDP_TX into the veth; the
+//              calling thread pinned to CPU 0.
+//   sink:      bench_sink.bpf.c on the same interface counts what comes back and drops it.
+//   system under test on the relay's wan0, with threaded NAPI: its napi thread (and
+//              turnserver's threads) pinned to CPU 1, so it has a core of its own (LAB.md).
+// A rate is responses counted by the sink per second of generator time. Targets (issue 2):
+// tgw >= 20 x coturn, tgw >= 0.8 x reflector. Needs root; exits 77 without it.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_gen.skel.h"
+#include "bench_sink.skel.h"
+#include "lab.h"
+#include "nop_tx.skel.h"
+#include "tgw_procs.h"
+
+namespace {
+
+using namespace tgw::lab;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kFrameLen = 62;  // Ethernet + IPv4 + UDP + a STUN header, no attributes
+constexpr int kGeneratorCpu = 0;
+constexpr int kSystemCpu = 1;
+
+struct Options {
+  int rounds = 5;
+  double seconds = 2.0;
+  int batch = 1 << 18;  // frames per test_run call: each call costs milliseconds to set up
+};
+
+std::array<uint8_t, 6> parseMac(const std::string& text) {
+  std::array<uint8_t, 6> mac{};
+  unsigned v[6] = {};
+  std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
+  for (int i = 0; i < 6; ++i) mac[i] = static_cast<uint8_t>(v[i]);
+  return mac;
+}
+
+// A bare Binding request from 198.18.0.1:40000 to 198.18.0.10:3478 (UDP checksum 0: none).
+std::array<uint8_t, kFrameLen> requestFrame(const std::array<uint8_t, 6>& src, const std::array<uint8_t, 6>& dst) {
+  std::array<uint8_t, kFrameLen> f{};
+  std::memcpy(&f[0], dst.data(), 6);
+  std::memcpy(&f[6], src.data(), 6);
+  f[12] = 0x08;
+  f[13] = 0x00;
+  const uint8_t ip[20] = {0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 10};
+  std::memcpy(&f[14], ip, sizeof ip);
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += static_cast<uint32_t>(f[14 + i] << 8 | f[14 + i + 1]);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  f[24] = static_cast<uint8_t>(~sum >> 8);
+  f[25] = static_cast<uint8_t>(~sum & 0xff);
+  const uint8_t udp[8] = {0x9c, 0x40, 0x0d, 0x96, 0, 28, 0, 0};  // 40000 -> 3478, length 28
+  std::memcpy(&f[34], udp, sizeof udp);
+  const uint8_t stun[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42,  // Binding request
+                            't', 'g', 'w', '-', 'b', 'e', 'n', 'c', 'h', '-', '0', '1'};
+  std::memcpy(&f[42], stun, sizeof stun);
+  return f;
+}
+
+std::map<pid_t, std::string> kernelThreads(const std::string& prefix) {
+  std::map<pid_t, std::string> out;
+  DIR* proc = opendir("/proc");
+  if (!proc) return out;
+  while (dirent* e = readdir(proc)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/comm");
+    std::string comm;
+    std::getline(in, comm);
+    if (comm.rfind(prefix, 0) == 0) out[pid] = comm;
+  }
+  closedir(proc);
+  return out;
+}
+
+// CPU time (user + system) of every task of `pids`, in seconds.
+double cpuSeconds(const std::vector<pid_t>& pids) {
+  static const double kTick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  uint64_t ticks = 0;
+  for (pid_t pid : pids) {
+    std::string base = "/proc/" + std::to_string(pid) + "/task";
+    DIR* dir = opendir(base.c_str());
+    if (!dir) continue;
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream in(base + "/" + e->d_name + "/stat");
+      std::string line;
+      std::getline(in, line);
+      auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream fields(line.substr(close + 2));
+      std::vector<std::string> f;
+      for (std::string w; fields >> w;) f.push_back(w);
+      if (f.size() > 12) ticks += std::stoull(f[11]) + std::stoull(f[12]);  // utime, stime
+    }
+    closedir(dir);
+  }
+  return static_cast<double>(ticks) / kTick;
+}
+
+// One measurement: responses per second, the generator's offered rate, and the CPU time the
+// system under test spent (its napi thread and, for coturn, turnserver's threads).
+struct Sample {
+  double rate = 0;
+  double offered = 0;
+  double systemBusy = 0;   // fraction of one core
+  double nsPerResponse = 0;
+};
+
+class Bench {
+ public:
+  Bench(Lab& lab, Options options) : lab_(lab), options_(options) {}
+  ~Bench() {
+    detach(lab_.host("relay").netns, "wan0");
+    if (sink_) {
+      detach(lab_.internetNetns(), genIf_);
+      tgw_bench_sink__destroy(sink_);
+    }
+    if (gen_) tgw_bench_gen__destroy(gen_);
+    if (nop_) tgw_nop_tx__destroy(nop_);
+  }
+
+  tgw::Result<void> setUp() {
+    const Host& relay = lab_.host("relay");
+    genIf_ = lab_.internetSideOf("relay");
+    // napi threads that were not ours before the runs: others' interfaces may share names.
+    for (auto& [pid, name] : kernelThreads("napi/")) foreign_.insert(pid);
+    auto genMac = lab_.exec(lab_.internetNetns(), "cat /sys/class/net/" + genIf_ + "/address");
+    auto sutMac = lab_.exec(relay.netns, "cat /sys/class/net/wan0/address");
+    if (!genMac.ok() || !sutMac.ok()) return tgw::fail("cannot read MAC addresses");
+    frame_ = requestFrame(parseMac(genMac.output), parseMac(sutMac.output));
+    // Static neighbour entries: nothing waits on ARP during a run (the sink passes ARP anyway).
+    lab_.exec(lab_.internetNetns(), "ip neigh replace 198.18.0.10 lladdr " + sutMac.output.substr(0, 17) +
+                                        " dev " + genIf_);
+    lab_.exec(relay.netns, "ip neigh replace 198.18.0.1 lladdr " + genMac.output.substr(0, 17) + " dev wan0");
+
+    gen_ = tgw_bench_gen__open_and_load();
+    sink_ = tgw_bench_sink__open_and_load();
+    nop_ = tgw_nop_tx__open_and_load();
+    if (!gen_ || !sink_ || !nop_) return tgw::fail("cannot load the benchmark's BPF programs");
+    std::memcpy(gen_->bss->tgw_bench_template, frame_.data(), kFrameLen);
+    if (auto r = attach(lab_.internetNetns(), genIf_, bpf_program__fd(sink_->progs.tgw_bench_sink)); !r) return r;
+    return threaded(lab_.internetNetns(), genIf_);
+  }
+
+  // Runs the generator for `seconds`.
+  tgw::Result<Sample> measure(double seconds) {
+    int genIndex = 0;
+    int error = 0;
+    uint64_t before = 0, after = 0, sent = 0;
+    double elapsed = 0, cpuBefore = 0, cpuAfter = 0;
+    auto r = lab_.runIn(lab_.internetNetns(), [&] {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(kGeneratorCpu, &set);
+      sched_setaffinity(0, sizeof set, &set);
+      genIndex = static_cast<int>(if_nametoindex(genIf_.c_str()));
+      xdp_md ctx{};
+      ctx.data_end = kFrameLen;
+      ctx.ingress_ifindex = static_cast<uint32_t>(genIndex);
+      LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame_.data(), .data_size_in = kFrameLen,
+                  .ctx_in = &ctx, .ctx_size_in = sizeof ctx, .repeat = options_.batch,
+                  .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = 64);
+      before = __atomic_load_n(&sink_->bss->tgw_bench_counted, __ATOMIC_RELAXED);
+      cpuBefore = cpuSeconds(systemPids_);
+      auto start = Clock::now();
+      auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+      for (int calls = 0; Clock::now() < end && calls < 100000; ++calls) {
+        if (int e = bpf_prog_test_run_opts(bpf_program__fd(gen_->progs.tgw_bench_gen), &opts); e != 0) {
+          error = e;
+          break;
+        }
+        sent += static_cast<uint64_t>(options_.batch);
+      }
+      elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      after = __atomic_load_n(&sink_->bss->tgw_bench_counted, __ATOMIC_RELAXED);
+      cpuAfter = cpuSeconds(systemPids_);
+    });
+    if (!r) return tgw::fail(r.error().message);
+    if (error) return tgw::fail("bpf_prog_test_run_opts (live frames): " + std::string(std::strerror(-error)));
+    Sample out;
+    double responses = static_cast<double>(after - before);
+    out.rate = responses / elapsed;
+    out.offered = static_cast<double>(sent) / elapsed;
+    out.systemBusy = (cpuAfter - cpuBefore) / elapsed;
+    out.nsPerResponse = responses > 0 ? (cpuAfter - cpuBefore) * 1e9 / responses : 0;
+    return out;
+  }
+
+  // System under test: start / stop.
+  tgw::Result<void> startTgw() {
+    auto d = RelayDaemon::start(lab_, lab_.host("relay"), "native");
+    if (!d) return tgw::fail(d.error().message);
+    daemon_ = *d;
+    return pinSystem({});
+  }
+  tgw::Result<void> startCoturn() {
+    const Host& relay = lab_.host("relay");
+    if (auto r = lab_.attachXdpVerdict(relay.netns, "wan0", XDP_PASS); !r) return r;
+    auto p = startTurnserver(lab_, relay);
+    if (!p) return tgw::fail(p.error().message);
+    turn_ = *p;
+    return pinSystem({turn_->pid()});
+  }
+  tgw::Result<void> startReflector() {
+    if (auto r = attach(lab_.host("relay").netns, "wan0", bpf_program__fd(nop_->progs.tgw_nop_tx)); !r) return r;
+    return pinSystem({});
+  }
+  void stop() {
+    if (daemon_) daemon_->process()->stop();
+    daemon_.reset();
+    if (turn_) turn_->stop();
+    turn_ = nullptr;
+    detach(lab_.host("relay").netns, "wan0");
+  }
+  const std::optional<RelayDaemon>& daemon() const { return daemon_; }
+
+ private:
+  tgw::Result<void> attach(const std::string& netns, const std::string& ifname, int fd) {
+    std::string error;
+    auto r = lab_.runIn(netns, [&] {
+      int index = static_cast<int>(if_nametoindex(ifname.c_str()));
+      if (int e = bpf_xdp_attach(index, fd, XDP_FLAGS_DRV_MODE, nullptr); e < 0)
+        error = "bpf_xdp_attach " + ifname + ": " + std::strerror(-e);
+    });
+    if (!r) return r;
+    if (!error.empty()) return tgw::fail(error);
+    return {};
+  }
+  void detach(const std::string& netns, const std::string& ifname) {
+    (void)lab_.runIn(netns, [&] {
+      int index = static_cast<int>(if_nametoindex(ifname.c_str()));
+      if (index > 0) bpf_xdp_detach(index, XDP_FLAGS_DRV_MODE, nullptr);
+    });
+  }
+  tgw::Result<void> threaded(const std::string& netns, const std::string& ifname) {
+    auto r = lab_.exec(netns, "echo 1 > /sys/class/net/" + ifname + "/threaded");
+    if (!r.ok()) return tgw::fail("threaded NAPI on " + ifname + ": " + r.output);
+    return {};
+  }
+  // Threaded NAPI on wan0, and every napi thread this lab made pinned: the generator side's
+  // to the generator's CPU, the system's (and `pids`, with all their threads) to the other.
+  tgw::Result<void> pinSystem(const std::vector<pid_t>& pids) {
+    if (auto r = threaded(lab_.host("relay").netns, "wan0"); !r) return r;
+    systemPids_ = pids;
+    for (auto& [pid, name] : kernelThreads("napi/")) {
+      if (foreign_.count(pid)) continue;
+      bool generatorSide = name.rfind("napi/" + genIf_ + "-", 0) == 0;
+      run({"taskset", "-pc", std::to_string(generatorSide ? kGeneratorCpu : kSystemCpu), std::to_string(pid)});
+      // The sink shares the generator's core: real-time priority lets it preempt the
+      // generator whenever answers arrive, so none is lost to a full ring on that side.
+      if (generatorSide) run({"chrt", "-f", "-p", "50", std::to_string(pid)});
+      if (!generatorSide) systemPids_.push_back(pid);
+    }
+    for (pid_t p : pids) run({"taskset", "-apc", std::to_string(kSystemCpu), std::to_string(p)});
+    return {};
+  }
+
+  Lab& lab_;
+  Options options_;
+  std::string genIf_;
+  std::array<uint8_t, kFrameLen> frame_{};
+  std::set<pid_t> foreign_;
+  std::vector<pid_t> systemPids_;
+  tgw_bench_gen* gen_ = nullptr;
+  tgw_bench_sink* sink_ = nullptr;
+  tgw_nop_tx* nop_ = nullptr;
+  std::optional<RelayDaemon> daemon_;
+  Process* turn_ = nullptr;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string rate(double r) {
+  char b[32];
+  if (r >= 1e6) std::snprintf(b, sizeof b, "%.2f M/s", r / 1e6);
+  else if (r >= 1e3) std::snprintf(b, sizeof b, "%.1f k/s", r / 1e3);
+  else std::snprintf(b, sizeof b, "%.0f /s", r);
+  return b;
+}
+
+int usage(FILE* out, int code) {
+  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES]\n"
+             "STUN requests/s through veth: tgwd's XDP responder vs turnserver --stun-only vs a\n"
+             "MAC-swap XDP_TX reflector, alternated, medians and ratios. Needs root.\n",
+             out);
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  const option longopts[] = {{"rounds", required_argument, nullptr, 'r'},
+                             {"seconds", required_argument, nullptr, 's'},
+                             {"batch", required_argument, nullptr, 'b'},
+                             {"help", no_argument, nullptr, 'h'},
+                             {nullptr, 0, nullptr, 0}};
+  int opt = 0;
+  while ((opt = getopt_long(argc, argv, "r:s:b:h", longopts, nullptr)) != -1) {
+    switch (opt) {
+      case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
+      case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
+      case 'b': options.batch = std::clamp(std::atoi(optarg), 64, 1 << 24); break;
+      case 'h': return usage(stdout, 0);
+      default: return usage(stderr, 2);
+    }
+  }
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (auto r = available(); !r) {
+    std::fprintf(stderr, "SKIP: bench_veth: %s\n", r.error().message.c_str());
+    return 77;
+  }
+  bool coturn = haveProgram("turnserver");
+  if (access(tgwdPath().c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "SKIP: bench_veth: tgwd not built at %s\n", tgwdPath().c_str());
+    return 77;
+  }
+  if (std::thread::hardware_concurrency() < 2)
+    std::fprintf(stderr, "bench_veth: warning: one CPU only; generator and system share it\n");
+  if (!coturn) std::fprintf(stderr, "bench_veth: coturn (turnserver) not installed: measuring without it\n");
+
+  LabOptions labOptions;
+  labOptions.xdpPassOnPeers = false;  // the sink takes the generator side
+  auto lab = Lab::fromDescription("relay", defaultPrefix(), labOptions);
+  if (!lab) {
+    std::fprintf(stderr, "bench_veth: %s\n", lab.error().message.c_str());
+    return 1;
+  }
+  Bench bench(**lab, options);
+  if (auto r = bench.setUp(); !r) {
+    std::fprintf(stderr, "bench_veth: %s\n", r.error().message.c_str());
+    return 1;
+  }
+
+  struct System {
+    std::string name;
+    std::string label;
+    tgw::Result<void> (Bench::*start)();
+  };
+  std::vector<System> systems = {{"tgw", "tgw (tgwd, XDP STUN responder)", &Bench::startTgw}};
+  if (coturn) systems.push_back({"coturn", "coturn (turnserver --stun-only)", &Bench::startCoturn});
+  systems.push_back({"reflector", "reflector (nop_tx: MAC swap, XDP_TX)", &Bench::startReflector});
+
+  std::printf("bench_veth: STUN Binding requests answered per second through one veth pair\n");
+  std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n",
+              kGeneratorCpu, options.batch, kSystemCpu);
+  std::printf("  %d rounds of %.1f s per system, alternated\n", options.rounds, options.seconds);
+  std::map<std::string, std::vector<double>> rates, costs;
+  for (int round = 1; round <= options.rounds; ++round) {
+    std::printf("round %d:\n", round);
+    for (const auto& s : systems) {
+      if (auto r = (bench.*s.start)(); !r) {
+        std::fprintf(stderr, "\nbench_veth: starting %s: %s\n", s.name.c_str(), r.error().message.c_str());
+        bench.stop();
+        return 1;
+      }
+      (void)bench.measure(0.3);  // warm-up: caches, neighbour entries, socket buffers
+      auto r = bench.measure(options.seconds);
+      if (s.name == "tgw" && bench.daemon()) {
+        auto stats = bench.daemon()->query("stats");
+        if (stats && xdpPackets(*stats, "tx") == 0)
+          std::fprintf(stderr, "\nbench_veth: warning: tgwd's XDP counted no XDP_TX answers\n");
+      }
+      bench.stop();
+      if (!r) {
+        std::fprintf(stderr, "\nbench_veth: %s: %s\n", s.name.c_str(), r.error().message.c_str());
+        return 1;
+      }
+      rates[s.name].push_back(r->rate);
+      costs[s.name].push_back(r->nsPerResponse);
+      std::printf("  %-9s %10s answered of %10s offered; system core %3.0f%% busy, %6.0f ns/answer\n",
+                  s.name.c_str(), rate(r->rate).c_str(), rate(r->offered).c_str(), r->systemBusy * 100,
+                  r->nsPerResponse);
+    }
+  }
+
+  std::printf("\nMedians over %d rounds (answers/s; CPU of the system's core per answer):\n", options.rounds);
+  for (const auto& s : systems)
+    std::printf("  %-40s %12.0f /s  %6.0f ns\n", s.label.c_str(), median(rates[s.name]), median(costs[s.name]));
+  double tgw = median(rates["tgw"]);
+  double reflector = median(rates["reflector"]);
+  if (coturn) {
+    double c = median(rates["coturn"]);
+    double ratio = c > 0 ? tgw / c : 0;
+    std::printf("  tgw / coturn     %7.1f x   (target >= 20 x: %s)\n", ratio, ratio >= 20 ? "met" : "NOT met");
+  }
+  double ratio = reflector > 0 ? tgw / reflector : 0;
+  std::printf("  tgw / reflector  %7.2f     (target >= 0.8: %s)\n", ratio, ratio >= 0.8 ? "met" : "NOT met");
+  return 0;
+}
