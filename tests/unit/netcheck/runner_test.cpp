@@ -20,7 +20,7 @@ namespace {
 IpAddr ip(const char* s) { return *IpAddr::parse(s); }
 
 int bindUdp(const SockAddr& a) {
-  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = ::socket(a.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   sockaddr_storage ss{};
   socklen_t len = a.toSockaddr(&ss);
@@ -149,6 +149,25 @@ TEST(RunNetcheck, LoopbackServersSeeNoNatAndEverythingOpen) {
   EXPECT_TRUE(rep.servers[1].answered);
   EXPECT_TRUE(rep.servers[0].rtt.has_value());
   EXPECT_LT(rep.elapsed, 3s);
+}
+
+TEST(RunNetcheck, Ipv6LoopbackAndOneSocket) {
+  LoopbackStunServer v6;
+  if (!v6.start(ip("::1"), std::nullopt)) GTEST_SKIP() << "cannot bind a UDP socket on [::1] (no IPv6 loopback)";
+  Options o;
+  o.servers = {v6.address()};
+  o.hairpinning = false;
+  auto r = runNetcheck(o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->ipv4.tested);
+  EXPECT_TRUE(r->ipv6.tested);
+  EXPECT_TRUE(r->ipv6.udp) << r->toText();
+  ASSERT_TRUE(r->ipv6.mapped);
+  EXPECT_EQ(r->ipv6.mapped->ip(), ip("::1"));
+  EXPECT_EQ(r->ipv6.behindNat, Tristate::No);
+  EXPECT_EQ(r->ipv6.mapping, MappingBehavior::EndpointIndependent);  // no NAT
+  EXPECT_EQ(r->ipv6.filtering, FilteringBehavior::Unknown);          // no RFC 5780 server
+  EXPECT_EQ(r->ipv6.hairpinning, Tristate::Unknown);                 // one socket
 }
 
 TEST(RunNetcheck, SilentServerEndsAtTheDeadline) {
