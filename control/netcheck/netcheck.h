@@ -25,8 +25,10 @@
 //   sent to the first socket's mapped address; it is hairpinned if it arrives on the first.
 //
 // The first local socket of a family does the discovery; a second socket of the same
-// family, if given, is used for the filtering and hairpinning tests. An overall deadline ends the run
-// whatever is still outstanding; what was not found is reported as unknown.
+// family, if given, is used for the filtering and hairpinning tests. An overall deadline
+// ends the run whatever is still outstanding; what was not found is reported as unknown,
+// with the reason in the *How fields. Datagrams that are not STUN, malformed, or not an
+// answer to an outstanding request are counted (Report::counters) and otherwise ignored.
 #pragma once
 
 #include <array>
@@ -47,9 +49,9 @@
 
 namespace tgw::netcheck {
 
-// The whole run ends by then: long enough for an answered probe's retransmissions (5 s),
-// the filtering tests (2.5 s) and the mapping tests after them on a slow path; short
-// enough for an operator waiting at a prompt.
+// The whole run ends by then: long enough for an answered probe's retransmissions (5 s)
+// followed by the filtering tests (2.5 s) on a slow or lossy path; short enough for an
+// operator waiting at a prompt. A typical run takes one RTT plus 2.5 s of silence.
 inline constexpr Duration kDefaultOverallDeadline = 10s;
 
 // Probes that expect an answer (Binding to a server, mapping tests): RFC 8489 timing, but
