@@ -79,6 +79,32 @@ TEST_P(StunclientAgainstTgwd, ReportsTheNatsExternalAddressAndPort) {
 INSTANTIATE_TEST_SUITE_P(XdpModes, StunclientAgainstTgwd, testing::Values("native", "generic", "off"),
                          [](const auto& info) { return "Xdp_" + info.param; });
 
+// IPv6 has no NAT in the lab: the reflexive address is the host's own, answered by XDP.
+TEST(StunclientAgainstTgwdIpv6, IsAnsweredInXdpWithTheHostsAddress) {
+  if (!haveProgram("turnutils_stunclient")) GTEST_SKIP() << "coturn (turnutils_stunclient) is not installed";
+  if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+  auto lab = Lab::fromDescription("relay; host h");
+  ASSERT_TRUE(lab.ok()) << lab.error().message;
+  Lab& l = **lab;
+  const Host& h = l.host("h");
+  auto daemon = RelayDaemon::start(l, l.host("relay"), "native", exampleRelayConfigPath(), false);
+  ASSERT_TRUE(daemon.ok()) << daemon.error().message;
+  auto out = l.exec(h.netns, "turnutils_stunclient -p 3478 2001:db8:0:1::10", 10s);
+  ASSERT_TRUE(out.ok()) << out.output << "\ntgwd log:\n" << daemon->process()->log();
+  std::smatch m;
+  std::regex reflexive("IPv6\\. UDP reflexive addr: (\\S+):(\\d+)");
+  ASSERT_TRUE(std::regex_search(out.output, m, reflexive)) << out.output;
+  EXPECT_EQ(m[1].str(), h.ipv6.at(0).toString()) << out.output;
+  auto stats = daemon->query("stats");
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  uint64_t v6tx = 0;
+  for (const auto& row : (*stats)["relay"]["xdp"]) {
+    if (row.value("family", "") == "ipv6" && row.value("verdict", "") == "tx") v6tx += row.value("packets", uint64_t{0});
+  }
+  EXPECT_GE(v6tx, 1u) << stats->dump(2);
+  EXPECT_EQ(stunCounter(*stats, "binding_success"), 0u) << stats->dump(2);
+}
+
 TEST(NetcheckAgainstCoturn, TellsEndpointIndependentFromDependentMapping) {
   if (!haveProgram("turnserver")) GTEST_SKIP() << "coturn (turnserver) is not installed";
   if (access(tgwctlPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwctl not built at " << tgwctlPath();
