@@ -355,6 +355,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_veth: warning: one CPU only; generator and system share it\n");
   if (!coturn) std::fprintf(stderr, "bench_veth: coturn (turnserver) not installed: measuring without it\n");
 
+  cleanUpOnSignal();  // Ctrl-C removes the lab too
   LabOptions labOptions;
   labOptions.xdpPassOnPeers = false;  // the sink takes the generator side
   auto lab = Lab::fromDescription("relay", defaultPrefix(), labOptions);

@@ -18,8 +18,6 @@ namespace {
 
 using namespace tgw::lab;
 
-volatile sig_atomic_t gInterrupted = 0;
-
 void heading(const std::string& text) { std::printf("\n== %s ==\n", text.c_str()); }
 
 void indent(const std::string& text) {
@@ -86,7 +84,6 @@ int runDemo(const std::string& example, bool keepLogs) {
     return 1;
   }
   indent(daemon->show("status").output);
-  if (gInterrupted) return 130;
 
   const std::vector<std::string> servers = {"198.18.0.10:3478", "198.18.0.11:3479"};
   Checks checks;
@@ -97,8 +94,7 @@ int runDemo(const std::string& example, bool keepLogs) {
   };
   for (const Run& r : {Run{&a, "netcheck from site a (easy NAT)", "endpoint-independent"},
                        Run{&b, "netcheck from site b (home NAT behind a CGNAT)", "endpoint-dependent"}}) {
-    if (gInterrupted) return 130;
-    heading(r.title);
+      heading(r.title);
     auto text = runNetcheck(lab, r.site->host.netns, servers, false);
     indent(text.output);
     auto json = runNetcheck(lab, r.site->host.netns, servers, true);
@@ -183,10 +179,7 @@ int main(int argc, char** argv) {
       default: usage(stderr); return 2;
     }
   }
-  struct sigaction sa{};
-  sa.sa_handler = [](int) { gInterrupted = 1; };
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  cleanUpOnSignal();  // Ctrl-C removes the lab too
   setvbuf(stdout, nullptr, _IOLBF, 0);
   return runDemo(example, keepLogs);
 }

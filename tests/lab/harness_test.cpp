@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -259,6 +260,49 @@ TEST(LabTeardown, ANewLabRemovesLeftoversOfItsPrefix) {
   ASSERT_TRUE(lab.ok()) << lab.error().message;
   auto left = namespacesWithPrefix(prefix);
   EXPECT_EQ(left, std::vector<std::string>{prefix + "-inet"});
+}
+
+TEST(LabTeardown, ANewLabRemovesLabsOfDeadRunsOnly) {
+  pid_t dead = 0;
+  for (pid_t p = 3999999; p > 3000000; --p) {
+    if (kill(p, 0) != 0 && errno == ESRCH) {
+      dead = p;
+      break;
+    }
+  }
+  ASSERT_NE(dead, 0);
+  std::string stale = "tl" + std::to_string(dead) + "-stale";
+  std::string live = "tl" + std::to_string(getppid()) + "-live";  // the parent is alive
+  ASSERT_TRUE(run({"ip", "netns", "add", stale}).ok());
+  ASSERT_TRUE(run({"ip", "netns", "add", live}).ok());
+  auto lab = Lab::create();
+  ASSERT_TRUE(lab.ok()) << lab.error().message;
+  EXPECT_TRUE(namespacesWithPrefix("tl" + std::to_string(dead)).empty());
+  EXPECT_EQ(namespacesWithPrefix("tl" + std::to_string(getppid())), std::vector<std::string>{live});
+  run({"ip", "netns", "del", live});
+}
+
+TEST(LabTeardown, ASignalRemovesTheLab) {
+  // A child process builds a lab and is killed with SIGTERM, as a runner's timeout would.
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    cleanUpOnSignal();
+    auto lab = Lab::fromDescription("relay; site a easy");
+    if (!lab) _exit(3);
+    std::printf("ready\n");
+    std::fflush(stdout);
+    pause();
+    _exit(4);
+  }
+  std::string prefix = "tl" + std::to_string(child);
+  bool built = waitFor([&] { return namespacesWithPrefix(prefix).size() == 4; }, 10s, 20ms);
+  EXPECT_TRUE(built);
+  kill(child, SIGTERM);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM) << status;
+  EXPECT_TRUE(namespacesWithPrefix(prefix).empty());
 }
 
 }  // namespace

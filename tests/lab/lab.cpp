@@ -142,7 +142,7 @@ ExecResult run(const std::vector<std::string>& argv, Ms timeout) {
 
 Result<void> available() {
   if (geteuid() != 0) return fail("the lab needs root (network namespaces, nftables, XDP)");
-  std::string probe = "tlprobe" + std::to_string(getpid() % 100000);
+  std::string probe = "tlprobe" + std::to_string(getpid());
   run({"ip", "netns", "del", probe}, 5s);
   auto added = run({"ip", "netns", "add", probe}, 5s);
   if (!added.ok()) return fail("`ip netns add` failed: " + added.output);
@@ -151,7 +151,7 @@ Result<void> available() {
   return {};
 }
 
-std::string defaultPrefix() { return "tl" + std::to_string(getpid() % 100000); }
+std::string defaultPrefix() { return "tl" + std::to_string(getpid()); }
 
 bool waitFor(const std::function<bool()>& ready, Ms timeout, Ms interval) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -277,24 +277,77 @@ Result<std::unique_ptr<Lab>> Lab::fromDescription(std::string_view description,
   return lab;
 }
 
-void Lab::removeLeftovers(const std::string& prefix) {
-  DIR* dir = opendir("/run/netns");
-  if (!dir) return;
-  std::vector<std::string> stale;
-  while (dirent* e = readdir(dir)) {
-    std::string name = e->d_name;
-    if (name.rfind(prefix + "-", 0) == 0) stale.push_back(name);
+namespace {
+
+std::vector<std::string> namespaceNames() {
+  std::vector<std::string> out;
+  if (DIR* dir = opendir("/run/netns")) {
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] != '.') out.push_back(e->d_name);
+    }
+    closedir(dir);
   }
-  closedir(dir);
-  for (const auto& ns : stale) {
-    auto pids = run({"ip", "netns", "pids", ns}, 5s);
-    for (const auto& p : words(pids.output)) kill(std::stoi(p), SIGKILL);
-    run({"ip", "netns", "del", ns}, 5s);
+  return out;
+}
+
+void deleteNamespace(const std::string& ns) {
+  auto pids = run({"ip", "netns", "pids", ns}, 5s);
+  for (const auto& p : words(pids.output)) kill(std::stoi(p), SIGKILL);
+  run({"ip", "netns", "del", ns}, 5s);
+}
+
+}  // namespace
+
+void removeNamespaces(const std::string& prefix) {
+  for (const auto& ns : namespaceNames()) {
+    if (ns.rfind(prefix + "-", 0) == 0) deleteNamespace(ns);
   }
 }
 
+void removeStaleLabs() {
+  for (const auto& ns : namespaceNames()) {
+    if (ns.size() < 4 || ns.rfind("tl", 0) != 0) continue;
+    size_t dash = ns.find('-');
+    if (dash == std::string::npos || dash == 2) continue;
+    std::string digits = ns.substr(2, dash - 2);
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (kill(pid, 0) != 0 && errno == ESRCH) deleteNamespace(ns);
+  }
+}
+
+namespace {
+char gCleanupCommand[1024];
+
+void cleanupHandler(int sig) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", gCleanupCommand, static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  if (pid > 0) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+  }
+  _exit(128 + sig);
+}
+}  // namespace
+
+void cleanUpOnSignal(const std::string& prefix) {
+  std::snprintf(gCleanupCommand, sizeof gCleanupCommand,
+                "for ns in $(ls /run/netns 2>/dev/null | grep '^%s-'); do "
+                "for p in $(ip netns pids $ns); do kill -9 $p; done; ip netns del $ns; done; "
+                "rm -rf /tmp/tgw-lab-%s-*",
+                prefix.c_str(), prefix.c_str());
+  struct sigaction sa {};
+  sa.sa_handler = cleanupHandler;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
 Result<void> Lab::setUp() {
-  removeLeftovers(prefix_);
+  removeNamespaces(prefix_);
+  removeStaleLabs();
   std::string tmpl = "/tmp/tgw-lab-" + prefix_ + "-XXXXXX";
   if (!mkdtemp(tmpl.data())) return fail(errnoText("mkdtemp"));
   tempDir_ = tmpl;
@@ -304,11 +357,7 @@ Result<void> Lab::setUp() {
 void Lab::teardown() {
   for (auto it = processes_.rbegin(); it != processes_.rend(); ++it) (*it)->stop(2s);
   processes_.clear();
-  for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) {
-    auto pids = run({"ip", "netns", "pids", *it}, 5s);
-    for (const auto& p : words(pids.output)) kill(std::stoi(p), SIGKILL);
-    run({"ip", "netns", "del", *it}, 5s);
-  }
+  for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) deleteNamespace(*it);
   namespaces_.clear();
   if (!tempDir_.empty() && !options_.keepTempDir) {
     std::error_code ec;

@@ -75,8 +75,19 @@ ExecResult run(const std::vector<std::string>& argv, std::chrono::milliseconds t
 // Why the lab cannot run here (not root, `ip netns add` fails), or success.
 Result<void> available();
 
-// "tl<pid % 100000>": short, so "<prefix>-NAME-nat" stays readable.
+// "tl<pid>": namespaces "tl<pid>-NAME". The pid lets a later run tell a crashed run's
+// leftovers (its process is gone) from a lab still in use.
 std::string defaultPrefix();
+
+// Kills the processes in, and deletes, every namespace named "<prefix>-*".
+void removeNamespaces(const std::string& prefix);
+// Removes the namespaces of lab runs whose process is gone ("tl<pid>-*" with no such pid):
+// what a run killed before its teardown left behind. Labs of live processes are kept.
+void removeStaleLabs();
+// On SIGINT, SIGTERM or SIGHUP (a test runner's timeout, Ctrl-C), removes the namespaces and
+// temp directories of `prefix` from the handler (through /bin/sh: fork and exec are
+// async-signal-safe) and exits 128 + signal. Destructors do not run then; this does.
+void cleanUpOnSignal(const std::string& prefix = defaultPrefix());
 
 // A process started with Lab::spawn. Stopped (SIGTERM, then SIGKILL) by stop() or by the
 // Lab's teardown.
@@ -136,7 +147,8 @@ struct LabOptions {
 
 class Lab {
  public:
-  // Removes leftovers of `prefix`, creates the Internet namespace and a temp directory.
+  // Removes leftovers of `prefix` and of dead runs (removeStaleLabs), creates the Internet
+  // namespace and a temp directory.
   static Result<std::unique_ptr<Lab>> create(std::string prefix = defaultPrefix(),
                                              LabOptions options = {});
   // Items separated by ';' or newlines:
@@ -205,7 +217,6 @@ class Lab {
   Result<int> attachToInternet(const std::string& name, const std::string& netns, bool xdpPass,
                                std::optional<int> fixedIndex = std::nullopt);
   Result<void> addNat(const std::string& netns, NatKind kind);
-  static void removeLeftovers(const std::string& prefix);
 
   std::string prefix_;
   LabOptions options_;

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "SKIP: lab tests cannot run here: %s\n", r.error().message.c_str());
     return 77;
   }
+  tgw::lab::cleanUpOnSignal();  // a runner's timeout must not leave namespaces behind
   int rc = RUN_ALL_TESTS();
   const auto* unit = testing::UnitTest::GetInstance();
   if (rc == 0 && unit->test_to_run_count() > 0 &&
