@@ -55,6 +55,7 @@ struct Options {
   int rounds = 5;
   double seconds = 2.0;
   int batch = 1 << 18;  // frames per test_run call: each call costs milliseconds to set up
+  bool verbose = false;  // print the veths' drop counters per measurement
 };
 
 std::array<uint8_t, 6> parseMac(const std::string& text) {
@@ -173,6 +174,22 @@ class Bench {
     return threaded(lab_.internetNetns(), genIf_);
   }
 
+  // "rx_dropped/tx_dropped" of both veth ends, for --verbose.
+  std::string drops() const {
+    std::string out;
+    for (auto [ns, ifname] : {std::pair{lab_.internetNetns(), genIf_}, {lab_.host("relay").netns, std::string("wan0")}}) {
+      auto r = run({"ip", "-n", ns, "-s", "-j", "link", "show", "dev", ifname});
+      auto j = nlohmann::json::parse(r.output, nullptr, false);
+      if (j.is_discarded() || j.empty()) continue;
+      const auto& st = j[0]["stats64"];
+      out += " " + ifname + " rx " + std::to_string(st["rx"].value("packets", uint64_t{0})) + " rx_drop " +
+             std::to_string(st["rx"].value("dropped", uint64_t{0})) + " tx " +
+             std::to_string(st["tx"].value("packets", uint64_t{0})) + " tx_drop " +
+             std::to_string(st["tx"].value("dropped", uint64_t{0})) + ";";
+    }
+    return out;
+  }
+
   // Runs the generator for `seconds`.
   tgw::Result<Sample> measure(double seconds) {
     int genIndex = 0;
@@ -270,6 +287,7 @@ class Bench {
   }
   // Threaded NAPI on wan0, and every napi thread this lab made pinned: the generator side's
   // to the generator's CPU, the system's (and `pids`, with all their threads) to the other.
+  // `pids` empty: the system is an XDP program, run entirely by the napi thread.
   tgw::Result<void> pinSystem(const std::vector<pid_t>& pids) {
     if (auto r = threaded(lab_.host("relay").netns, "wan0"); !r) return r;
     systemPids_ = pids;
@@ -279,7 +297,11 @@ class Bench {
       run({"taskset", "-pc", std::to_string(generatorSide ? kGeneratorCpu : kSystemCpu), std::to_string(pid)});
       // The sink shares the generator's core: real-time priority lets it preempt the
       // generator whenever answers arrive, so none is lost to a full ring on that side.
-      if (generatorSide) run({"chrt", "-f", "-p", "50", std::to_string(pid)});
+      // An XDP system's napi thread gets real-time priority too: on a shared machine other
+      // work on its core would otherwise delay it while the veth's 256-frame ring overflows.
+      // Not for coturn: its napi thread would then starve turnserver's threads (measured:
+      // half the rate of the default scheduling, which is what it keeps).
+      if (generatorSide || pids.empty()) run({"chrt", "-f", "-p", "50", std::to_string(pid)});
       if (!generatorSide) systemPids_.push_back(pid);
     }
     for (pid_t p : pids) run({"taskset", "-apc", std::to_string(kSystemCpu), std::to_string(p)});
@@ -315,7 +337,7 @@ std::string rate(double r) {
 }
 
 int usage(FILE* out, int code) {
-  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES]\n"
+  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose]\n"
              "STUN requests/s through veth: tgwd's XDP responder vs turnserver --stun-only vs a\n"
              "MAC-swap XDP_TX reflector, alternated, medians and ratios. Needs root.\n",
              out);
@@ -329,14 +351,16 @@ int main(int argc, char** argv) {
   const option longopts[] = {{"rounds", required_argument, nullptr, 'r'},
                              {"seconds", required_argument, nullptr, 's'},
                              {"batch", required_argument, nullptr, 'b'},
+                             {"verbose", no_argument, nullptr, 'v'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:h", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:vh", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
       case 'b': options.batch = std::clamp(std::atoi(optarg), 64, 1 << 24); break;
+      case 'v': options.verbose = true; break;
       case 'h': return usage(stdout, 0);
       default: return usage(stderr, 2);
     }
@@ -392,7 +416,9 @@ int main(int argc, char** argv) {
         return 1;
       }
       (void)bench.measure(0.3);  // warm-up: caches, neighbour entries, socket buffers
+      if (options.verbose) std::printf("    before:%s\n", bench.drops().c_str());
       auto r = bench.measure(options.seconds);
+      if (options.verbose) std::printf("    after: %s\n", bench.drops().c_str());
       if (s.name == "tgw" && bench.daemon()) {
         auto stats = bench.daemon()->query("stats");
         if (stats && xdpPackets(*stats, "tx") == 0)
