@@ -1,8 +1,9 @@
 // The network lab: network namespaces joined by veth pairs, with nftables NATs between
 // them, built from a short description, plus helpers to run processes inside them.
 //
-// Rules it keeps (shared/LAB.md): every namespace carries a per-run prefix; a Lab first
-// removes leftovers of its own prefix; its destructor kills every process it started (and
+// Rules it keeps (shared/LAB.md): every namespace carries a per-run prefix ("tl<pid>"); a
+// Lab first removes leftovers of its own prefix and of runs whose process is gone; its
+// destructor (or, on a signal, cleanUpOnSignal's handler) kills every process it started (and
 // anything else still running in its namespaces) and deletes its namespaces, which deletes
 // their veths. Traffic only ever flows between the namespaces it made.
 //
@@ -28,6 +29,10 @@
 //   easy  `masquerade`: endpoint-independent mapping (RFC 4787 section 4.1), the source
 //         port kept when free
 //   hard  `masquerade fully-random`: a new port per destination (endpoint-dependent)
+// Both filter by the exact remote endpoint (address-and-port-dependent filtering, RFC 4787
+// section 5) and do not hairpin. An unsolicited packet that the NAT rejected leaves a
+// conntrack entry for its tuple: a later outgoing flow to that same remote endpoint then
+// gets a new external port, even behind the easy NAT.
 //
 // XDP_TX on veth: a frame sent back with XDP_TX (or redirected) into a veth is dropped
 // unless the receiving peer runs an XDP program (GRO turned on with the ethtool ioctl was
