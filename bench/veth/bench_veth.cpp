@@ -205,9 +205,17 @@ class Bench {
       xdp_md ctx{};
       ctx.data_end = kFrameLen;
       ctx.ingress_ifindex = static_cast<uint32_t>(genIndex);
-      LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame_.data(), .data_size_in = kFrameLen,
-                  .ctx_in = &ctx, .ctx_size_in = sizeof ctx, .repeat = options_.batch,
-                  .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = 64);
+      // Filled by hand rather than with LIBBPF_OPTS, whose statement expression clang rejects
+      // under -Wpedantic.
+      bpf_test_run_opts opts{};
+      opts.sz = sizeof opts;
+      opts.data_in = frame_.data();
+      opts.data_size_in = kFrameLen;
+      opts.ctx_in = &ctx;
+      opts.ctx_size_in = sizeof ctx;
+      opts.repeat = static_cast<uint32_t>(options_.batch);
+      opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
+      opts.batch_size = 64;
       before = __atomic_load_n(&sink_->bss->tgw_bench_counted, __ATOMIC_RELAXED);
       cpuBefore = cpuSeconds(systemPids_);
       auto start = Clock::now();
