@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "base/log.h"
 
@@ -12,6 +13,40 @@
 #include "stun_responder.skel.h"
 
 namespace tgw::dataplane {
+static_assert(StunResponder::kMaxSoftware == TGW_STUN_SOFTWARE_MAX, "one limit");
+
+namespace {
+
+__u32 familyOf(const SockAddr& a) { return a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6; }
+
+tgw_stun_endpoint_key keyOf(const SockAddr& a) {
+  tgw_stun_endpoint_key key{};
+  std::memcpy(key.addr, a.ip().bytes(), a.ip().size());
+  key.port = htons(a.port());
+  key.family = static_cast<__u8>(familyOf(a));
+  return key;
+}
+
+Result<tgw_stun_endpoint> valueOf(const StunResponder::Endpoint& e) {
+  const std::string where = "stun responder: endpoint " + e.local.toString() + ": ";
+  if (e.other && e.other->family() != e.local.family())
+    return fail(where + "OTHER-ADDRESS " + e.other->toString() + " is of another family");
+  if (e.software.size() > TGW_STUN_SOFTWARE_MAX)
+    return fail(where + "SOFTWARE is " + std::to_string(e.software.size()) +
+                " bytes, the fast path answers with at most " +
+                std::to_string(TGW_STUN_SOFTWARE_MAX));
+  tgw_stun_endpoint value{};
+  const SockAddr& other = e.other ? *e.other : e.local;
+  if (tgw_stun_endpoint_init(&value, familyOf(e.local), e.local.ip().bytes(),
+                             htons(e.local.port()), other.ip().bytes(), htons(other.port()),
+                             e.other ? 1 : 0,
+                             reinterpret_cast<const __u8*>(e.software.data()),
+                             static_cast<__u32>(e.software.size())) != 0)
+    return fail(where + "cannot encode");
+  return value;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& options) {
   if (options.ports.empty() || options.ports.size() > TGW_STUN_MAX_PORTS)
@@ -19,6 +54,19 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
                 " ports, got " + std::to_string(options.ports.size()));
   for (uint16_t port : options.ports)
     if (port == 0) return fail("stun responder: port 0 is not a port");
+  if (options.endpoints.size() > TGW_STUN_MAX_ENDPOINTS)
+    return fail("stun responder: at most " + std::to_string(TGW_STUN_MAX_ENDPOINTS) +
+                " endpoints, got " + std::to_string(options.endpoints.size()));
+  std::vector<std::pair<tgw_stun_endpoint_key, tgw_stun_endpoint>> table;
+  for (const Endpoint& e : options.endpoints) {
+    auto value = valueOf(e);
+    if (!value) return Unexpected<Error>{value.error()};
+    tgw_stun_endpoint_key key = keyOf(e.local);
+    for (const auto& [k, v] : table)
+      if (std::memcmp(&k, &key, sizeof key) == 0)
+        return fail("stun responder: endpoint " + e.local.toString() + " listed twice");
+    table.emplace_back(key, *value);
+  }
 
   installLibraryLogging();
   std::unique_ptr<StunResponder> self(new StunResponder());
@@ -39,11 +87,25 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
     return fail("stun responder: tgw_stats has " + std::to_string(stats->maxEntries()) +
                 " entries, expected " + std::to_string(TGW_STATS_ENTRIES));
   self->stats_ = std::move(*stats);
+
+  auto endpoints = TypedMap<tgw_stun_endpoint_key, tgw_stun_endpoint>::bind(
+      self->skel_->maps.tgw_stun_endpoints);
+  if (!endpoints) return fail("stun responder: " + endpoints.error().message);
+  for (const auto& [key, value] : table) {
+    if (auto ok = endpoints->update(key, value, BPF_NOEXIST); !ok)
+      return fail("stun responder: endpoint table: " + ok.error().message);
+  }
+  std::string endpointList;
+  for (const Endpoint& e : options.endpoints)
+    endpointList += (endpointList.empty() ? "" : ",") + e.local.toString() +
+                    (e.other ? "(rfc5780)" : "");
   std::string portList;
   for (uint16_t port : options.ports)
     portList += (portList.empty() ? "" : ",") + std::to_string(port);
   log::info("xdp.stun.loaded",
-            {{"ports", portList}, {"prog_fd", std::to_string(self->programFd())}});
+            {{"ports", portList},
+             {"endpoints", endpointList},
+             {"prog_fd", std::to_string(self->programFd())}});
   return self;
 }
 

@@ -4,15 +4,21 @@
 //
 // The program answers plain Binding requests (RFC 8489, no attributes) to the configured
 // UDP ports in place with XDP_TX and passes everything else up with a reason
-// (xdp/include/tgw/stats.h): userspace answers what the fast path does not.
+// (xdp/include/tgw/stats.h): userspace answers what the fast path does not. Its answer is
+// the userspace server's (control/stun/server.cpp) byte for byte: the endpoints table gives
+// it, per local address:port, SOFTWARE and, in RFC 5780 mode, RESPONSE-ORIGIN and
+// OTHER-ADDRESS (the tgw_stun_endpoints map, tgw/stun_responder.h). A request to an endpoint
+// not in the table is passed up (reason stun_unknown_endpoint).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "base/sockaddr.h"
 #include "dataplane/typed_map.h"
 #include "dataplane/xdp_attachment.h"
 #include "tgw/stats.h"
@@ -30,12 +36,28 @@ struct CounterRow {
 
 class StunResponder {
  public:
-  struct Options {
-    std::vector<uint16_t> ports;  // UDP ports answered (host order), 1..4 of them
+  // Longest SOFTWARE value the fast path carries (TGW_STUN_SOFTWARE_MAX).
+  static constexpr size_t kMaxSoftware = 64;
+  // One local endpoint the relay answers on, and what its Binding responses carry besides
+  // the mapped address (as stun::Server::onBinding does for a request arriving there).
+  struct Endpoint {
+    SockAddr local;                 // address:port requests arrive on; RESPONSE-ORIGIN
+    std::optional<SockAddr> other;  // set in RFC 5780 mode: OTHER-ADDRESS (the other ip and
+                                    // the other port, same family); adds MAPPED-ADDRESS and
+                                    // RESPONSE-ORIGIN too
+    std::string software;           // SOFTWARE value; empty leaves it out; at most
+                                    // TGW_STUN_SOFTWARE_MAX (64) bytes
   };
 
-  // Opens the skeleton, writes the ports into .rodata and loads the program into the kernel
-  // (needs CAP_BPF / root). Binds the stats map with TypedMap's size checks.
+  struct Options {
+    std::vector<uint16_t> ports;      // UDP ports answered (host order), 1..4 of them
+    std::vector<Endpoint> endpoints;  // at most TGW_STUN_MAX_ENDPOINTS (16); requests to
+                                      // any other address:port are passed up
+  };
+
+  // Opens the skeleton, writes the ports into .rodata, loads the program into the kernel
+  // (needs CAP_BPF / root) and fills the endpoint table. Binds the stats map with TypedMap's
+  // size checks. Fails on a bad endpoint (family mismatch, SOFTWARE too long, duplicate).
   static Result<std::unique_ptr<StunResponder>> load(const Options& options);
 
   ~StunResponder();

@@ -11,6 +11,17 @@
  * the ports as constants. */
 const volatile struct tgw_stun_config tgw_stun_cfg = {};
 
+/* The relay's STUN endpoints, keyed by (family, local address, port): what the response
+ * from each carries besides the mapped address (tgw/stun_responder.h). Filled by the loader
+ * before attaching; read-only to the program. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, TGW_STUN_MAX_ENDPOINTS);
+  __uint(map_flags, BPF_F_RDONLY_PROG);
+  __type(key, struct tgw_stun_endpoint_key);
+  __type(value, struct tgw_stun_endpoint);
+} tgw_stun_endpoints SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, TGW_STATS_ENTRIES);
@@ -35,6 +46,15 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   *verdict = TGW_VERDICT_PASS;
   if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason;
 
+  /* The one map lookup per answered packet: the endpoint the request arrived on. Without
+   * it userspace answers, so the answer is the same whichever side makes it. */
+  struct tgw_stun_endpoint_key key;
+  tgw_stun_endpoint_key_of(&plan, &req, &key);
+  const struct tgw_stun_endpoint *ep = bpf_map_lookup_elem(&tgw_stun_endpoints, &key);
+  if (!ep) return TGW_REASON_STUN_UNKNOWN_ENDPOINT;
+  reason = tgw_stun_plan_endpoint(&plan, ep);
+  if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason; /* frame untouched: pass */
+
   /* Resize to the response's length. Grow at the head first: XDP guarantees
    * XDP_PACKET_HEADROOM there, while tailroom depends on the driver (veth running XDP on a
    * locally sent skb was seen to have none). Trailing Ethernet padding is cut at the tail. */
@@ -48,7 +68,7 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   /* The resize invalidated every packet pointer: reload them. The response is written from
    * the saved request only, so it does not matter which end moved. */
   reason = tgw_stun_respond((__u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end, &plan,
-                            &req);
+                            &req, ep);
   /* RESPOND_FAILED (a bug) writes nothing, but the frame may have grown at the head: it is
    * no longer the request, so it is dropped, loudly (XDP_ABORTED fires a tracepoint). */
   *verdict = reason == TGW_REASON_STUN_BINDING_ANSWERED ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;

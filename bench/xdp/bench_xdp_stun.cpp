@@ -12,6 +12,8 @@
 //    that leave the frame as they found it (or as the next run needs it): nop_tx, nop_pass and
 //    the responder's pass-up paths. After one answer the frame is a response, so the answer
 //    path cannot be timed this way.
+// The responder's table has bare endpoints on port 3478 (XOR-MAPPED-ADDRESS only) and RFC 5780
+// endpoints with SOFTWARE on 3479 (the full answer), so both sizes of answer are timed.
 // Programs are alternated round by round (A B A B ...) and medians reported (LAB.md: these VMs
 // are noisy).
 #include <bpf/bpf.h>
@@ -25,6 +27,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -136,7 +139,17 @@ int main(int argc, char** argv) {
     return kSkipExitCode;
   }
 
-  auto responder = tgw::dataplane::StunResponder::load({{3478}});
+  // Port 3478: bare endpoints (XOR-MAPPED-ADDRESS only, the smallest answer); port 3479:
+  // RFC 5780 endpoints with SOFTWARE "tgw", the full answer of a relay with two addresses.
+  using Endpoint = tgw::dataplane::StunResponder::Endpoint;
+  auto ip = [](const char* text) { return *tgw::IpAddr::parse(text); };
+  const std::vector<Endpoint> endpoints = {
+      {tgw::SockAddr(ip("198.18.0.1"), 3478), std::nullopt, ""},
+      {tgw::SockAddr(ip("2001:db8::1"), 3478), std::nullopt, ""},
+      {tgw::SockAddr(ip("198.18.0.1"), 3479), tgw::SockAddr(ip("198.18.0.3"), 3478), "tgw"},
+      {tgw::SockAddr(ip("2001:db8::1"), 3479), tgw::SockAddr(ip("2001:db8::3"), 3478), "tgw"},
+  };
+  auto responder = tgw::dataplane::StunResponder::load({{3478, 3479}, endpoints});
   if (!responder) {
     std::fprintf(stderr, "load STUN responder: %s\n", responder.error().message.c_str());
     return 1;
@@ -157,6 +170,13 @@ int main(int argc, char** argv) {
   // bpf_xdp_adjust_tail, which isolates the resize's cost.
   Bytes padded4 = req4;
   padded4.resize(padded4.size() + 12, 0);
+  Udp full;
+  full.dst = 3479;
+  const Bytes full4 = udpFrame4(Ethernet{}, Ipv4{}, full, stun(Stun{}));
+  const Bytes full6 = udpFrame6(Ethernet{}, Ipv6{}, full, stun(Stun{}));
+  Ipv4 elsewhere;
+  elsewhere.dst = {198, 18, 0, 9};
+  const Bytes unknown4 = udpFrame4(Ethernet{}, elsewhere, Udp{}, stun(Stun{}));
   Udp other;
   other.dst = 53;
   const Bytes dns4 = udpFrame4(Ethernet{}, Ipv4{}, other, Bytes(32, 0x00));
@@ -169,6 +189,9 @@ int main(int argc, char** argv) {
       {"stun v4 answer", stunFd, req4, XDP_TX, false},
       {"stun v6 answer", stunFd, req6, XDP_TX, false},
       {"stun v4 answer, no resize", stunFd, padded4, XDP_TX, false},
+      {"stun v4 answer rfc5780+sw", stunFd, full4, XDP_TX, false},
+      {"stun v6 answer rfc5780+sw", stunFd, full6, XDP_TX, false},
+      {"stun v4 pass: unknown endpt", stunFd, unknown4, XDP_PASS, true},
       {"stun v4 pass: attributes", stunFd, attrs4, XDP_PASS, true},
       {"stun v4 pass: other port", stunFd, dns4, XDP_PASS, true},
   };
@@ -204,6 +227,8 @@ int main(int argc, char** argv) {
   std::printf("\nratios (single-shot):\n");
   ratio("stun v4 answer", "nop_tx v4 (ceiling)");
   ratio("stun v6 answer", "nop_tx v6 (ceiling)");
+  ratio("stun v4 answer rfc5780+sw", "nop_tx v4 (ceiling)");
+  ratio("stun v6 answer rfc5780+sw", "nop_tx v6 (ceiling)");
   std::printf("\nratio (repeat): stun v4 pass: attributes / nop_tx v4 = %.2fx\n",
               p["stun v4 pass: attributes"] / std::max(1.0, p["nop_tx v4 (ceiling)"]));
   return 0;

@@ -84,10 +84,36 @@ Result<void> RelayRole::openSockets(event_base* base) {
   return {};
 }
 
+std::vector<dataplane::StunResponder::Endpoint> xdpEndpoints(const stun::Server& server) {
+  const stun::ServerConfig& c = server.config();
+  std::vector<dataplane::StunResponder::Endpoint> out;
+  for (const SockAddr& local : server.endpoints()) {
+    dataplane::StunResponder::Endpoint e{local, std::nullopt, c.software};
+    if (server.rfc5780()) {
+      // As Server::otherEndpoint(local, true, true): the other ip and the other port.
+      IpAddr ip = local.ip() == c.primaryIp ? *c.secondaryIp : c.primaryIp;
+      uint16_t port = local.port() == c.primaryPort ? *c.alternatePort : c.primaryPort;
+      e.other = SockAddr(ip, port);
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 Result<void> RelayRole::attachXdp() {
   dataplane::StunResponder::Options opts;
   opts.ports.push_back(cfg_.stunPort);
   if (cfg_.stunAlternatePort) opts.ports.push_back(*cfg_.stunAlternatePort);
+  for (const auto& server : servers_) {
+    if (server->config().software.size() > dataplane::StunResponder::kMaxSoftware) {
+      // Left out of the table: XDP passes these requests up and userspace answers them.
+      log::warn("xdp_stun_endpoints_skipped",
+                {{"reason", "relay.software is longer than the fast path carries"},
+                 {"max_bytes", std::to_string(dataplane::StunResponder::kMaxSoftware)}});
+      continue;
+    }
+    for (auto& e : xdpEndpoints(*server)) opts.endpoints.push_back(std::move(e));
+  }
   auto prog = dataplane::StunResponder::load(opts);
   if (!prog) return fail("cannot load the XDP STUN responder: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");

@@ -28,6 +28,12 @@ struct RelaySocketCounters {
   uint64_t txNoSocket = 0;    // a reply from an endpoint we have no socket for (a bug if it moves)
 };
 
+// The XDP responder's endpoint table for one STUN server: each of server.endpoints() with
+// what server.onBinding answers a bare Binding request arriving there with — SOFTWARE and, in
+// RFC 5780 mode, OTHER-ADDRESS (the other ip with the other port). Keeps the XDP answer and
+// the userspace answer identical (dataplane/stun_responder.h).
+std::vector<dataplane::StunResponder::Endpoint> xdpEndpoints(const stun::Server& server);
+
 class RelayRole {
  public:
   static constexpr size_t kMaxDatagram = 2048;       // STUN messages are far smaller; larger ones are dropped

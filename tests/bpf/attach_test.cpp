@@ -15,6 +15,8 @@
 
 #include "dataplane/nop_programs.h"
 #include "dataplane/stun_responder.h"
+#include "tests/bpf/responder_options.h"
+#include "tgw/stun_responder.h"
 #include "tests/bpf/packet_builder.h"
 
 namespace tgw::dataplane {
@@ -61,7 +63,7 @@ class AttachTest : public ::testing::Test {
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root to create a namespace and load XDP";
     if (!setupError_.empty()) GTEST_SKIP() << setupError_;
-    auto loaded = StunResponder::load({{3478}});
+    auto loaded = StunResponder::load({{3478}, {testing::bareEndpoint("2001:db8::1", 3478)}});
     ASSERT_TRUE(loaded.ok()) << loaded.error().message;
     responder_ = std::move(*loaded);
   }
@@ -126,15 +128,40 @@ TEST_F(AttachTest, UnknownInterfaceIsAnError) {
 
 TEST(StunResponderLoad, RejectsBadPortLists) {
   // Checked before anything touches the kernel: runs without root too.
-  EXPECT_FALSE(StunResponder::load({{}}).ok());
-  EXPECT_FALSE(StunResponder::load({{1, 2, 3, 4, 5}}).ok());
-  EXPECT_FALSE(StunResponder::load({{0}}).ok());
+  EXPECT_FALSE(StunResponder::load({{}, {}}).ok());
+  EXPECT_FALSE(StunResponder::load({{1, 2, 3, 4, 5}, {}}).ok());
+  EXPECT_FALSE(StunResponder::load({{0}, {}}).ok());
+}
+
+TEST(StunResponderLoad, RejectsBadEndpoints) {
+  // Checked before anything touches the kernel: runs without root too.
+  using testing::bareEndpoint;
+  auto withEndpoints = [](std::vector<StunResponder::Endpoint> eps) {
+    return StunResponder::load({{3478}, std::move(eps)});
+  };
+  auto longSoftware = bareEndpoint("198.18.0.1", 3478);
+  longSoftware.software = std::string(StunResponder::kMaxSoftware + 1, 'x');
+  auto loaded = withEndpoints({longSoftware});
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.error().message.find("SOFTWARE"), std::string::npos) << loaded.error().message;
+
+  auto otherFamily = bareEndpoint("198.18.0.1", 3478);
+  otherFamily.other = SockAddr(*IpAddr::parse("2001:db8::3"), 3479);
+  EXPECT_FALSE(withEndpoints({otherFamily}).ok());
+
+  EXPECT_FALSE(withEndpoints({bareEndpoint("198.18.0.1", 3478), bareEndpoint("198.18.0.1", 3478)})
+                   .ok());
+  std::vector<StunResponder::Endpoint> many;
+  for (int i = 0; i < TGW_STUN_MAX_ENDPOINTS + 1; i++)
+    many.push_back(bareEndpoint("198.18.0." + std::to_string(i + 1), 3478));
+  EXPECT_FALSE(withEndpoints(many).ok());
 }
 
 // counters() names rows from tgw/stats.h and sums over CPUs.
 TEST(StunResponderCounters, NamesAndSums) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF)";
-  auto loaded = StunResponder::load({{3478}});
+  // Ipv6{} sends to 2001:db8::1 port 3478.
+  auto loaded = StunResponder::load({{3478}, {testing::bareEndpoint("2001:db8::1", 3478)}});
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
   auto& responder = **loaded;
   EXPECT_TRUE(responder.counters().empty());

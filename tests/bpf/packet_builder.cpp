@@ -153,7 +153,32 @@ Bytes udpFrame6(const Ethernet& eth, const Ipv6& ip, const Udp& u, const Bytes& 
   return ethernet(eth, kEtherIpv6, ipv6(ip, kProtoUdp, udp6(ip, u, payload)));
 }
 
-Bytes expectedBindingResponse4(const Ethernet& eth, const Ipv4& ip, const Udp& u, const Tid& tid) {
+Bytes plainAddress(uint16_t type, const Bytes& addr, uint16_t port) {
+  Bytes v{0x00, static_cast<uint8_t>(addr.size() == 4 ? 0x01 : 0x02)};
+  put16(v, port);
+  v.insert(v.end(), addr.begin(), addr.end());
+  return stunAttribute(type, v);
+}
+
+namespace {
+
+// MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS, SOFTWARE as `answer` says, after XOR-MAPPED.
+void appendAnswer(Bytes& attrs, const Bytes& client, uint16_t clientPort, const Bytes& local,
+                  uint16_t localPort, const AnswerConfig& answer) {
+  auto append = [&attrs](const Bytes& a) { attrs.insert(attrs.end(), a.begin(), a.end()); };
+  if (answer.rfc5780) {
+    append(plainAddress(0x0001, client, clientPort));
+    append(plainAddress(0x802B, local, localPort));
+    append(plainAddress(0x802C, answer.otherIp, answer.otherPort));
+  }
+  if (!answer.software.empty())
+    append(stunAttribute(0x8022, Bytes(answer.software.begin(), answer.software.end())));
+}
+
+}  // namespace
+
+Bytes expectedBindingResponse4(const Ethernet& eth, const Ipv4& ip, const Udp& u, const Tid& tid,
+                               const AnswerConfig& answer) {
   Ethernet reth = eth;
   std::swap(reth.src, reth.dst);
   Ipv4 rip = ip;
@@ -165,10 +190,13 @@ Bytes expectedBindingResponse4(const Ethernet& eth, const Ipv4& ip, const Udp& u
   resp.type = 0x0101;
   resp.tid = tid;
   resp.attributes = xorMappedAddress4(ip.src, u.src);
+  appendAnswer(resp.attributes, Bytes(ip.src.begin(), ip.src.end()), u.src,
+               Bytes(ip.dst.begin(), ip.dst.end()), u.dst, answer);
   return udpFrame4(reth, rip, ru, stun(resp));
 }
 
-Bytes expectedBindingResponse6(const Ethernet& eth, const Ipv6& ip, const Udp& u, const Tid& tid) {
+Bytes expectedBindingResponse6(const Ethernet& eth, const Ipv6& ip, const Udp& u, const Tid& tid,
+                               const AnswerConfig& answer) {
   Ethernet reth = eth;
   std::swap(reth.src, reth.dst);
   Ipv6 rip = ip;
@@ -179,6 +207,8 @@ Bytes expectedBindingResponse6(const Ethernet& eth, const Ipv6& ip, const Udp& u
   resp.type = 0x0101;
   resp.tid = tid;
   resp.attributes = xorMappedAddress6(ip.src, u.src, tid);
+  appendAnswer(resp.attributes, Bytes(ip.src.begin(), ip.src.end()), u.src,
+               Bytes(ip.dst.begin(), ip.dst.end()), u.dst, answer);
   return udpFrame6(reth, rip, ru, stun(resp));
 }
 

@@ -93,10 +93,27 @@ Bytes xorMappedAddress6(const Ip6& addr, uint16_t port, const Tid& tid);
 Bytes udpFrame4(const Ethernet& eth, const Ipv4& ip, const Udp& u, const Bytes& payload);
 Bytes udpFrame6(const Ethernet& eth, const Ipv6& ip, const Udp& u, const Bytes& payload);
 
+// A plain address attribute (MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS; RFC 8489
+// section 14.1): `addr` is 4 or 16 bytes.
+Bytes plainAddress(uint16_t type, const Bytes& addr, uint16_t port);
+
+// What the answering endpoint adds to a Binding success response (as the userspace server
+// does): in RFC 5780 mode MAPPED-ADDRESS, RESPONSE-ORIGIN (the request's destination) and
+// OTHER-ADDRESS; SOFTWARE when not empty.
+struct AnswerConfig {
+  bool rfc5780 = false;
+  Bytes otherIp;  // 4 or 16 bytes, RFC 5780 mode only
+  uint16_t otherPort = 0;
+  std::string software;
+};
+
 // The Binding success response a correct responder sends back for a plain Binding request
-// built from (eth, ip, u, tid): everything swapped, TTL/hop limit 64, XOR-MAPPED-ADDRESS.
-Bytes expectedBindingResponse4(const Ethernet& eth, const Ipv4& ip, const Udp& u, const Tid& tid);
-Bytes expectedBindingResponse6(const Ethernet& eth, const Ipv6& ip, const Udp& u, const Tid& tid);
+// built from (eth, ip, u, tid): everything swapped, TTL/hop limit 64, XOR-MAPPED-ADDRESS,
+// then the attributes of `answer` in the userspace server's order.
+Bytes expectedBindingResponse4(const Ethernet& eth, const Ipv4& ip, const Udp& u, const Tid& tid,
+                               const AnswerConfig& answer = {});
+Bytes expectedBindingResponse6(const Ethernet& eth, const Ipv6& ip, const Udp& u, const Tid& tid,
+                               const AnswerConfig& answer = {});
 
 // Validates an IPv4 or IPv6 UDP frame (optional VLAN): IP header checksum (v4) and UDP
 // checksum recomputed from the frame. Empty string if fine, else what is wrong.

@@ -1,7 +1,12 @@
 #include "tests/bpf/stun_fixtures.h"
 
+#include <arpa/inet.h>
 #include <linux/bpf.h>
 
+#include <algorithm>
+
+#include <array>
+#include <string>
 #include <utility>
 
 #include "tgw/stats.h"
@@ -28,7 +33,57 @@ Fixture answers(std::string name, Bytes input, Bytes output, uint32_t family) {
 
 Bytes bindingRequest() { return stun(Stun{}); }
 
+const Bytes kRelay4{198, 18, 0, 1};       // Ipv4{}.dst
+const Bytes kRelay4Second{198, 18, 0, 3};
+const Bytes kRelay4Other{198, 19, 255, 254};
+const Bytes kRelay6{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};  // Ipv6{}.dst
+const Bytes kRelay6Second{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3};
+const Bytes kRelay6Other{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5};
+const std::string kSoftwareMax(64, 'S');
+
+// The answer the table gives (ip, port); the fixtures below only use listed endpoints.
+AnswerConfig answerFor(const Bytes& ip, uint16_t port) {
+  for (const FixtureEndpoint& e : stunFixtureEndpoints())
+    if (e.ip == ip && e.port == port) return e.answer;
+  return {};
+}
+
+template <size_t N>
+Bytes bytesOf(const std::array<uint8_t, N>& a) {
+  return Bytes(a.begin(), a.end());
+}
+
 }  // namespace
+
+std::vector<FixtureEndpoint> stunFixtureEndpoints() {
+  return {
+      // RFC 5780 with the default SOFTWARE, as a relay with two addresses runs.
+      {kRelay4, kPort, {true, kRelay4Second, kSecondPort, "tgw"}},
+      // Neither: XOR-MAPPED-ADDRESS alone.
+      {kRelay4, kSecondPort, {false, {}, 0, ""}},
+      // SOFTWARE only, of a length that needs padding.
+      {kRelay4Other, kPort, {false, {}, 0, "tgw test 1.2.3"}},
+      // RFC 5780 without SOFTWARE; and with the longest SOFTWARE carried.
+      {kRelay6, kPort, {true, kRelay6Second, kSecondPort, ""}},
+      {kRelay6, kSecondPort, {true, kRelay6Second, kPort, kSoftwareMax}},
+      {kRelay6Other, kPort, {false, {}, 0, "tgw"}},
+  };
+}
+
+bool endpointEntry(const FixtureEndpoint& e, tgw_stun_endpoint_key* key,
+                   tgw_stun_endpoint* value) {
+  *key = tgw_stun_endpoint_key{};
+  if (e.ip.size() != 4 && e.ip.size() != 16) return false;
+  std::copy(e.ip.begin(), e.ip.end(), key->addr);
+  key->port = htons(e.port);
+  key->family = e.ip.size() == 4 ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6;
+  const Bytes& other = e.answer.rfc5780 ? e.answer.otherIp : e.ip;
+  if (other.size() != e.ip.size()) return false;
+  return tgw_stun_endpoint_init(value, key->family, e.ip.data(), htons(e.port), other.data(),
+                                htons(e.answer.otherPort), e.answer.rfc5780 ? 1 : 0,
+                                reinterpret_cast<const __u8*>(e.answer.software.data()),
+                                static_cast<__u32>(e.answer.software.size())) == 0;
+}
 
 std::vector<Fixture> stunResponderFixtures() {
   std::vector<Fixture> f;
@@ -40,40 +95,82 @@ std::vector<Fixture> stunResponderFixtures() {
   const Tid tid = req.tid;
 
   // --- answered ---
-  f.push_back(answers("v4_binding", udpFrame4(eth, ip4, udp, bindingRequest()),
-                      expectedBindingResponse4(eth, ip4, udp, tid), TGW_FAMILY_IPV4));
-  f.push_back(answers("v6_binding", udpFrame6(eth, ip6, udp, bindingRequest()),
-                      expectedBindingResponse6(eth, ip6, udp, tid), TGW_FAMILY_IPV6));
+  // The answer of the endpoint a request goes to (its destination address and port).
+  auto expect4 = [](const Ethernet& e, const Ipv4& ip, const Udp& u, const Tid& t) {
+    return expectedBindingResponse4(e, ip, u, t, answerFor(bytesOf(ip.dst), u.dst));
+  };
+  auto expect6 = [](const Ethernet& e, const Ipv6& ip, const Udp& u, const Tid& t) {
+    return expectedBindingResponse6(e, ip, u, t, answerFor(bytesOf(ip.dst), u.dst));
+  };
+  // v4 RFC 5780 + SOFTWARE "tgw"; v6 RFC 5780 without SOFTWARE.
+  f.push_back(answers("v4_binding_rfc5780_software", udpFrame4(eth, ip4, udp, bindingRequest()),
+                      expect4(eth, ip4, udp, tid), TGW_FAMILY_IPV4));
+  f.push_back(answers("v6_binding_rfc5780", udpFrame6(eth, ip6, udp, bindingRequest()),
+                      expect6(eth, ip6, udp, tid), TGW_FAMILY_IPV6));
   {
     Udp second = udp;
     second.dst = kSecondPort;
-    f.push_back(answers("v4_second_port", udpFrame4(eth, ip4, second, bindingRequest()),
-                        expectedBindingResponse4(eth, ip4, second, tid), TGW_FAMILY_IPV4));
+    // v4 without RFC 5780 or SOFTWARE: XOR-MAPPED-ADDRESS alone.
+    f.push_back(answers("v4_second_port_bare", udpFrame4(eth, ip4, second, bindingRequest()),
+                        expect4(eth, ip4, second, tid), TGW_FAMILY_IPV4));
+    // v6 RFC 5780 with the longest SOFTWARE.
+    f.push_back(answers("v6_second_port_rfc5780_software_max",
+                        udpFrame6(eth, ip6, second, bindingRequest()),
+                        expect6(eth, ip6, second, tid), TGW_FAMILY_IPV6));
+    Ipv6 to = ip6;
+    to.dst = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5};
+    // v6 SOFTWARE without RFC 5780.
+    f.push_back(answers("v6_software_only", udpFrame6(eth, to, udp, bindingRequest()),
+                        expect6(eth, to, udp, tid), TGW_FAMILY_IPV6));
   }
   {
     Ipv4 opts = ip4;
     opts.options = {0x94, 0x04, 0x00, 0x00, 0x01, 0x01, 0x01, 0x00};  // Router Alert, NOPs, EOL
     f.push_back(answers("v4_ip_options", udpFrame4(eth, opts, udp, bindingRequest()),
-                        expectedBindingResponse4(eth, opts, udp, tid), TGW_FAMILY_IPV4));
+                        expect4(eth, opts, udp, tid), TGW_FAMILY_IPV4));
     Ipv4 maxOpts = ip4;
     maxOpts.options = Bytes(40, 0x01);  // IHL 15: the largest header
     f.push_back(answers("v4_ihl_15", udpFrame4(eth, maxOpts, udp, bindingRequest()),
-                        expectedBindingResponse4(eth, maxOpts, udp, tid), TGW_FAMILY_IPV4));
+                        expect4(eth, maxOpts, udp, tid), TGW_FAMILY_IPV4));
+    Udp second = udp;
+    second.dst = kSecondPort;
+    f.push_back(answers("v4_ihl_15_bare", udpFrame4(eth, maxOpts, second, bindingRequest()),
+                        expect4(eth, maxOpts, second, tid), TGW_FAMILY_IPV4));
   }
   {
     Ethernet vlan = eth;
     vlan.vlanTci = 0x0064;
     f.push_back(answers("v4_vlan", udpFrame4(vlan, ip4, udp, bindingRequest()),
-                        expectedBindingResponse4(vlan, ip4, udp, tid), TGW_FAMILY_IPV4));
+                        expect4(vlan, ip4, udp, tid), TGW_FAMILY_IPV4));
     f.push_back(answers("v6_vlan", udpFrame6(vlan, ip6, udp, bindingRequest()),
-                        expectedBindingResponse6(vlan, ip6, udp, tid), TGW_FAMILY_IPV6));
+                        expect6(vlan, ip6, udp, tid), TGW_FAMILY_IPV6));
   }
   {
     // Trailing Ethernet padding after the IP packet is trimmed from the response.
     Bytes padded = udpFrame4(eth, ip4, udp, bindingRequest());
     padded.resize(padded.size() + 10, 0x00);
-    f.push_back(answers("v4_ethernet_padding", padded,
-                        expectedBindingResponse4(eth, ip4, udp, tid), TGW_FAMILY_IPV4));
+    f.push_back(answers("v4_ethernet_padding", padded, expect4(eth, ip4, udp, tid),
+                        TGW_FAMILY_IPV4));
+  }
+  {
+    // A request to an address:port the table does not list: passed up intact, userspace
+    // knows the endpoint and answers it.
+    Ipv4 to = ip4;
+    to.dst = {198, 18, 0, 9};
+    f.push_back(passes("v4_unknown_endpoint", udpFrame4(eth, to, udp, bindingRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_UNKNOWN_ENDPOINT));
+    Ipv6 to6 = ip6;
+    to6.dst = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9};
+    Udp second = udp;
+    second.dst = kSecondPort;
+    f.push_back(passes("v6_unknown_endpoint", udpFrame6(eth, to6, second, bindingRequest()),
+                       TGW_FAMILY_IPV6, TGW_REASON_STUN_UNKNOWN_ENDPOINT));
+    // The right address on a port the table does not list for it.
+    Ipv4 other = ip4;
+    other.dst = {198, 19, 255, 254};
+    f.push_back(passes("v4_known_address_unknown_port",
+                       udpFrame4(eth, other, second, bindingRequest()), TGW_FAMILY_IPV4,
+                       TGW_REASON_STUN_UNKNOWN_ENDPOINT));
   }
   {
     // Other addresses, ports, TOS, ID and a transaction id: nothing is hard-wired.
@@ -86,14 +183,14 @@ std::vector<Fixture> stunResponderFixtures() {
     Udp ou{65535, kPort, std::nullopt};
     Stun s;
     s.tid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-    f.push_back(answers("v4_other_fields", udpFrame4(eth, other, ou, stun(s)),
-                        expectedBindingResponse4(eth, other, ou, s.tid), TGW_FAMILY_IPV4));
+    f.push_back(answers("v4_other_fields_software", udpFrame4(eth, other, ou, stun(s)),
+                        expect4(eth, other, ou, s.tid), TGW_FAMILY_IPV4));
     Ipv6 other6 = ip6;
     other6.src = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55};
     other6.trafficClass = 0x2e;
     Udp ou6{1, kSecondPort, std::nullopt};
     f.push_back(answers("v6_other_fields", udpFrame6(eth, other6, ou6, stun(s)),
-                        expectedBindingResponse6(eth, other6, ou6, s.tid), TGW_FAMILY_IPV6));
+                        expect6(eth, other6, ou6, s.tid), TGW_FAMILY_IPV6));
   }
 
   // --- not ours, or not IP/UDP ---

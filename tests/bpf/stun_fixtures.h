@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/bpf/packet_builder.h"
+#include "tgw/stun_responder.h"
 
 namespace tgw::testing {
 
@@ -33,7 +34,25 @@ struct Fixture {
 // gtest prints parameters on failure: the name says it all.
 inline void PrintTo(const Fixture& fx, std::ostream* os) { *os << fx.name; }
 
-// All fixtures; the responder under test answers kPort and kSecondPort.
+// One entry of the endpoint table the responder under test is loaded with: the local
+// address:port and what answers from it carry (RFC 5780 mode on/off, SOFTWARE).
+struct FixtureEndpoint {
+  Bytes ip;  // 4 or 16 bytes
+  uint16_t port;
+  AnswerConfig answer;
+};
+
+// The table: v4 and v6, RFC 5780 on and off, SOFTWARE empty, short, unaligned and of the
+// largest length the fast path carries. Requests to any other address:port are passed up.
+std::vector<FixtureEndpoint> stunFixtureEndpoints();
+
+// The table entry of `e` with the shared encoder (tgw_stun_endpoint_init), for runners that
+// use the C header directly (as a DPDK backend would). False if it cannot be encoded.
+bool endpointEntry(const FixtureEndpoint& e, tgw_stun_endpoint_key* key,
+                   tgw_stun_endpoint* value);
+
+// All fixtures; the responder under test answers kPort and kSecondPort, with the endpoint
+// table stunFixtureEndpoints().
 std::vector<Fixture> stunResponderFixtures();
 
 }  // namespace tgw::testing

@@ -8,7 +8,9 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/bpf/packet_builder.h"
@@ -28,6 +30,23 @@ struct Outcome {
 
 constexpr size_t kRoom = 256;  // head- and tailroom, like XDP_PACKET_HEADROOM
 
+// The endpoint table as a DPDK backend would hold it: a lookup by key bytes.
+const tgw_stun_endpoint* lookupEndpoint(const tgw_stun_endpoint_key& key) {
+  static const std::vector<std::pair<tgw_stun_endpoint_key, tgw_stun_endpoint>> table = [] {
+    std::vector<std::pair<tgw_stun_endpoint_key, tgw_stun_endpoint>> t;
+    for (const FixtureEndpoint& e : stunFixtureEndpoints()) {
+      tgw_stun_endpoint_key k;
+      tgw_stun_endpoint v;
+      if (!endpointEntry(e, &k, &v)) ADD_FAILURE() << "fixture endpoint not encodable";
+      t.emplace_back(k, v);
+    }
+    return t;
+  }();
+  for (const auto& [k, v] : table)
+    if (std::memcmp(&k, &key, sizeof key) == 0) return &v;
+  return nullptr;
+}
+
 // What the XDP adapter (xdp/stun_responder.bpf.c) does, with a plain buffer.
 Outcome respond(const Bytes& in, Grow grow) {
   tgw_stun_config cfg{};
@@ -46,11 +65,19 @@ Outcome respond(const Bytes& in, Grow grow) {
   o.family = plan.family;
   o.verdict = TGW_VERDICT_PASS;
   o.xdpVerdict = XDP_PASS;
+  const tgw_stun_endpoint* ep = nullptr;
+  if (o.reason == TGW_REASON_STUN_BINDING_ANSWERED) {
+    tgw_stun_endpoint_key key;
+    tgw_stun_endpoint_key_of(&plan, &req, &key);
+    ep = lookupEndpoint(key);
+    if (ep == nullptr) o.reason = TGW_REASON_STUN_UNKNOWN_ENDPOINT;
+    else o.reason = tgw_stun_plan_endpoint(&plan, ep);
+  }
   if (o.reason == TGW_REASON_STUN_BINDING_ANSWERED) {
     const long delta = static_cast<long>(plan.out_len) - (end - data);
     if (delta > 0 && grow == Grow::Head) data -= delta;
     else end += delta;
-    o.reason = tgw_stun_respond(data, end, &plan, &req);
+    o.reason = tgw_stun_respond(data, end, &plan, &req, ep);
     const bool ok = o.reason == TGW_REASON_STUN_BINDING_ANSWERED;
     o.verdict = ok ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
     o.xdpVerdict = ok ? XDP_TX : XDP_ABORTED;

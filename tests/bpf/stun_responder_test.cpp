@@ -13,6 +13,7 @@
 
 #include "dataplane/stun_responder.h"
 #include "tests/bpf/packet_builder.h"
+#include "tests/bpf/responder_options.h"
 #include "tests/bpf/stun_fixtures.h"
 #include "tgw/stats.h"
 
@@ -31,7 +32,7 @@ StunResponder* sharedResponder(std::string& error) {
   static bool tried = false;
   if (!tried) {
     tried = true;
-    auto loaded = StunResponder::load({{kPort, kSecondPort}});
+    auto loaded = StunResponder::load(fixtureResponderOptions());
     if (loaded) responder = std::move(*loaded);
     else loadError = loaded.error().message;
   }

@@ -26,6 +26,7 @@
 #include "dataplane/nop_programs.h"
 #include "dataplane/stun_responder.h"
 #include "tests/bpf/packet_builder.h"
+#include "tests/bpf/responder_options.h"
 
 namespace tgw::dataplane {
 namespace {
@@ -68,7 +69,9 @@ class VethAnswerTest : public ::testing::Test {
                    "-6 addr add 2001:db8::2/64 dev tgwxe1 nodad && " + in +
                    "link set tgwxe1 up && " + in + "link set lo up"));
 
-    auto responder = StunResponder::load({{3478}});
+    auto responder = StunResponder::load(
+        {{3478},
+         {testing::bareEndpoint("198.18.0.1", 3478), testing::bareEndpoint("2001:db8::1", 3478)}});
     ASSERT_TRUE(responder.ok()) << responder.error().message;
     responder_ = std::move(*responder);
     auto mode = responder_->attach("tgwxe0", AttachMode::Native);

@@ -49,12 +49,15 @@ enum tgw_reason {
                                        * payload minus 20 (RFC 8489 section 6): malformed */
   TGW_REASON_STUN_NOT_BINDING_REQUEST = 14, /* responses, indications, other methods (TURN) */
   TGW_REASON_STUN_HAS_ATTRIBUTES = 15, /* a Binding request with attributes: userspace answers */
-  TGW_REASON_STUN_BINDING_ANSWERED = 16, /* answered in place with XOR-MAPPED-ADDRESS */
+  TGW_REASON_STUN_BINDING_ANSWERED = 16, /* answered in place, as userspace would */
   TGW_REASON_RESIZE_FAILED = 17,      /* no room to grow the frame at either end: passed up
                                        * intact, userspace answers */
   TGW_REASON_RESPOND_FAILED = 18,     /* the resized frame failed a bounds check: a bug;
                                        * aborted */
-  TGW_REASON_COUNT = 19
+  TGW_REASON_STUN_UNKNOWN_ENDPOINT = 19, /* a plain Binding request to an address:port not in
+                                       * the endpoint table: userspace knows the endpoint
+                                       * (RESPONSE-ORIGIN, OTHER-ADDRESS) and answers */
+  TGW_REASON_COUNT = 20
 };
 
 /* Per-CPU counter slot. */
@@ -118,6 +121,7 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_STUN_BINDING_ANSWERED: return "stun_binding_answered";
     case TGW_REASON_RESIZE_FAILED: return "resize_failed";
     case TGW_REASON_RESPOND_FAILED: return "respond_failed";
+    case TGW_REASON_STUN_UNKNOWN_ENDPOINT: return "stun_unknown_endpoint";
     default: return "unknown";
   }
 }

@@ -2,14 +2,20 @@
  * backend (STYLE.md rule 3): each side supplies the (data, data_end) pointers of a frame and
  * does its own actions (grow the frame, transmit, count).
  *
- * Two steps, because growing a frame invalidates every pointer into it:
+ * Steps, because growing a frame invalidates every pointer into it:
  *   1. tgw_stun_classify() reads the frame and returns a reason (tgw/stats.h). Only
  *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it"; it then fills a plan and saves
  *      what the response needs from the request (struct tgw_stun_request).
- *   2. The caller resizes the frame to plan.out_len bytes — at the head or at the tail,
+ *   2. The caller looks up the endpoint the request arrived on (tgw_stun_endpoint_key_of():
+ *      family, local address, local port; XDP: the tgw_stun_endpoints hash map, one lookup).
+ *      No entry: the request goes up with TGW_REASON_STUN_UNKNOWN_ENDPOINT and userspace,
+ *      which knows every endpoint, answers it — so the answer never depends on where it was
+ *      made. With the entry, tgw_stun_plan_endpoint() completes the plan's lengths.
+ *   3. The caller resizes the frame to plan.out_len bytes — at the head or at the tail,
  *      whichever has room (XDP: bpf_xdp_adjust_head / bpf_xdp_adjust_tail) — then
- *      tgw_stun_respond() writes the whole Binding success response from the saved request.
- *      Nothing of the old frame is read after the resize, so the resize may move it.
+ *      tgw_stun_respond() writes the whole Binding success response from the saved request
+ *      and the endpoint. Nothing of the old frame is read after the resize, so the resize
+ *      may move it.
  *
  * What is answered here: Ethernet (at most one 802.1Q/802.1ad tag) -> IPv4 (options allowed,
  * not fragmented) or IPv6 (no extension headers) -> UDP to one of the configured ports ->
@@ -20,8 +26,14 @@
  * other traffic sharing the port (RFC 7983 first-byte demultiplexing, tgw/demux.h).
  *
  * The response: MACs, addresses and ports swapped, TTL / hop limit 64, type 0x0101, the same
- * transaction id, one XOR-MAPPED-ADDRESS attribute (RFC 8489 section 14.2) carrying the
- * request's source address and port, IP and UDP lengths and checksums recomputed from scratch
+ * transaction id, and the attributes of the userspace server (control/stun/server.cpp,
+ * Server::onBinding), in its order: XOR-MAPPED-ADDRESS (RFC 8489 section 14.2) carrying the
+ * request's source address and port; in RFC 5780 mode (section 6.1) MAPPED-ADDRESS (the same
+ * address, plain), RESPONSE-ORIGIN (the endpoint the request arrived on) and OTHER-ADDRESS
+ * (the other ip with the other port); SOFTWARE (RFC 8489 section 14.14) when configured.
+ * Everything after MAPPED-ADDRESS does not depend on the request: the loader encodes it once
+ * per endpoint (tgw_stun_endpoint_init(), the "tail") with its checksum sum, and the fast
+ * path copies it. IP and UDP lengths and checksums recomputed from scratch
  * (the request's UDP checksum may be only partial on veth / with offloads, so it is never
  * updated incrementally). IPv4 options are kept as they were.
  *
@@ -36,18 +48,50 @@
 #include "tgw/stun.h"
 
 #define TGW_STUN_MAX_PORTS 4
+#define TGW_STUN_MAX_ENDPOINTS 16 /* entries of tgw_stun_endpoints: 4 per family and server */
+#define TGW_STUN_SOFTWARE_MAX 64  /* bytes of SOFTWARE answered in the fast path */
+/* Bytes of an address attribute (header + value, RFC 8489 sections 14.1 / 14.2). */
+#define TGW_STUN_ADDR_ATTR_LEN_V4 12
+#define TGW_STUN_ADDR_ATTR_LEN_V6 24
+/* RESPONSE-ORIGIN + OTHER-ADDRESS (IPv6) + SOFTWARE header and value. */
+#define TGW_STUN_TAIL_MAX (2 * TGW_STUN_ADDR_ATTR_LEN_V6 + 4 + TGW_STUN_SOFTWARE_MAX) /* 116 */
+#define TGW_STUN_ENDPOINT_RFC5780 0x01 /* tgw_stun_endpoint.flags: add MAPPED-ADDRESS */
 
 /* The responder's configuration. In XDP it lives in .rodata, set before the program loads. */
 struct tgw_stun_config {
   __be16 ports[TGW_STUN_MAX_PORTS]; /* UDP ports answered, network byte order; 0 = unused */
 };
 
-/* What tgw_stun_classify() found, for tgw_stun_respond(). */
+/* Key of tgw_stun_endpoints: the local endpoint a request arrived on. Zeroed before it is
+ * filled (the padding is hashed too). */
+struct tgw_stun_endpoint_key {
+  __u8 addr[16]; /* destination address of the request: IPv6, or IPv4 in addr[0..3], rest 0 */
+  __be16 port;   /* destination UDP port, network byte order */
+  __u8 family;   /* enum tgw_family */
+  __u8 pad;      /* 0 */
+};
+
+/* Value of tgw_stun_endpoints: what the response from this endpoint carries besides the
+ * request-dependent XOR-MAPPED-ADDRESS (and MAPPED-ADDRESS). Written by userspace only
+ * (the map is BPF_F_RDONLY_PROG), with tgw_stun_endpoint_init(). */
+struct tgw_stun_endpoint {
+  __u32 tail_sum;     /* tgw_csum_add_words() over tail[0 .. tail_len): the UDP checksum's
+                       * share of the tail (it starts 4-aligned in the UDP payload) */
+  __u16 tail_len;     /* bytes of tail[] used: a multiple of 4, at most TGW_STUN_TAIL_MAX */
+  __u8 flags;         /* TGW_STUN_ENDPOINT_RFC5780 */
+  __u8 software_len;  /* length of the SOFTWARE value, 0 = none (for tools; tail has it) */
+  __u8 tail[TGW_STUN_TAIL_MAX]; /* encoded attributes: [RESPONSE-ORIGIN, OTHER-ADDRESS]
+                                 * in RFC 5780 mode, then [SOFTWARE] if configured */
+};
+
+/* What tgw_stun_classify() found, completed by tgw_stun_plan_endpoint(), for
+ * tgw_stun_respond(). */
 struct tgw_stun_plan {
   __u32 family;  /* enum tgw_family: set as soon as known, on every path */
   __u32 l3_off;  /* offset of the IP header: 14, or 18 behind a VLAN tag */
   __u32 l4_off;  /* offset of the UDP header */
   __u32 out_len; /* frame length of the response */
+  __u32 l4_len;  /* UDP length of the response */
 };
 
 /* What the response needs from the request, saved before the frame is resized. Fields read
@@ -71,9 +115,18 @@ TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport) ==
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, family) ==
                       TGW_OFFSETOF(struct tgw_stun_xor_addr6, family),
                   "family at the same offset in both forms");
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 16, "plan is four u32");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 20, "plan is five u32");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_key) == 20, "key: address, port, family");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) == 16, "port after address");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint) == 8 + TGW_STUN_TAIL_MAX, "no padding");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint, tail) == 8, "tail word-aligned");
+TGW_STATIC_ASSERT(TGW_STUN_TAIL_MAX % 4 == 0, "tail copied in words");
+TGW_STATIC_ASSERT(TGW_STUN_SOFTWARE_MAX < 256, "software_len is a byte");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_xor_addr4) == TGW_STUN_ADDR_ATTR_LEN_V4, "v4 attr");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_xor_addr6) == TGW_STUN_ADDR_ATTR_LEN_V6, "v6 attr");
 
-/* Bytes the response has after the IP header: UDP, STUN header, XOR-MAPPED-ADDRESS. */
+/* Bytes the response has after the IP header at least: UDP, STUN header,
+ * XOR-MAPPED-ADDRESS. MAPPED-ADDRESS and the endpoint's tail come on top. */
 #define TGW_STUN_RESP_L4_LEN_V4 \
   (TGW_UDP_HLEN + TGW_STUN_HEADER_LEN + (__u32)sizeof(struct tgw_stun_xor_addr4)) /* 40 */
 #define TGW_STUN_RESP_L4_LEN_V6 \
@@ -131,7 +184,8 @@ TGW_INLINE int tgw_copy_words(__u8 *dst, const __u8 *src, const __u8 *data_end, 
 }
 
 /* Classifies the frame [data, data_end). Returns a reason (enum tgw_reason); when it is
- * TGW_REASON_STUN_BINDING_ANSWERED, plan is complete and req holds what the response needs.
+ * TGW_REASON_STUN_BINDING_ANSWERED, req holds what the response needs and plan has the
+ * offsets and the lengths of the smallest answer (tgw_stun_plan_endpoint() completes them).
  * plan->family is set on every path. ports: TGW_STUN_MAX_PORTS entries in network byte
  * order, 0 = unused. */
 TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const __be16 *ports,
@@ -140,6 +194,7 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   plan->l3_off = 0;
   plan->l4_off = 0;
   plan->out_len = 0;
+  plan->l4_len = 0;
 
   if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
   __u16 proto = tgw_load16(data + TGW_OFFSETOF(struct tgw_eth_hdr, proto));
@@ -172,6 +227,7 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
     udp = ip + hlen;
     l4_len = tot_len - hlen;
     plan->l4_off = l3_off + hlen;
+    plan->l4_len = TGW_STUN_RESP_L4_LEN_V4;
     plan->out_len = l3_off + hlen + TGW_STUN_RESP_L4_LEN_V4;
   } else if (proto == TGW_HTONS(TGW_ETH_P_IPV6)) {
     plan->family = TGW_FAMILY_IPV6;
@@ -186,6 +242,7 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
     udp = ip + TGW_IPV6_HLEN;
     l4_len = payload_len;
     plan->l4_off = l3_off + TGW_IPV6_HLEN;
+    plan->l4_len = TGW_STUN_RESP_L4_LEN_V6;
     plan->out_len = l3_off + TGW_IPV6_HLEN + TGW_STUN_RESP_L4_LEN_V6;
   } else {
     return TGW_REASON_NOT_IP;
@@ -212,13 +269,105 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   return reason;
 }
 
+/* The key of the endpoint a classified request arrived on (its destination). */
+TGW_INLINE void tgw_stun_endpoint_key_of(const struct tgw_stun_plan *plan,
+                                         const struct tgw_stun_request *req,
+                                         struct tgw_stun_endpoint_key *key) {
+  for (int i = 0; i < 16; i += 4) tgw_store32(key->addr + i, 0);
+  key->port = req->dport;
+  key->family = (__u8)plan->family;
+  key->pad = 0;
+  if (plan->family == TGW_FAMILY_IPV4) {
+    tgw_store32(key->addr, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)));
+  } else {
+    for (int i = 0; i < 16; i += 4)
+      tgw_store32(key->addr + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
+  }
+}
+
+/* Bytes of one address attribute of `family`. */
+TGW_INLINE __u32 tgw_stun_addr_attr_len(__u32 family) {
+  return family == TGW_FAMILY_IPV4 ? TGW_STUN_ADDR_ATTR_LEN_V4 : TGW_STUN_ADDR_ATTR_LEN_V6;
+}
+
+/* Writes a plain (not XORed) address attribute — MAPPED-ADDRESS, RESPONSE-ORIGIN,
+ * OTHER-ADDRESS (RFC 8489 section 14.1) — of `family` at p: type, length, a zero byte, the
+ * family, port and address as in network order. p has tgw_stun_addr_attr_len() bytes. */
+TGW_INLINE void tgw_stun_put_plain_addr(__u8 *p, __u16 type, __u32 family, const __u8 *addr,
+                                        __be16 port) {
+  __u32 alen = tgw_stun_addr_attr_len(family);
+  tgw_store16(p, TGW_HTONS(type));
+  tgw_store16(p + 2, TGW_HTONS((__u16)(alen - 4)));
+  p[4] = 0;
+  p[5] = family == TGW_FAMILY_IPV4 ? TGW_STUN_FAMILY_IPV4 : TGW_STUN_FAMILY_IPV6;
+  tgw_store16(p + 6, port);
+  for (__u32 i = 0; i < 16; i += 4) {
+    if (i >= alen - 8) break;
+    tgw_store32(p + 8 + i, tgw_load32(addr + i));
+  }
+}
+
+/* Fills an endpoint for the table (userspace, once per endpoint). family: enum tgw_family;
+ * addresses as in network order (4 or 16 bytes), ports in network byte order. rfc5780:
+ * RESPONSE-ORIGIN = (local_addr, local_port) and OTHER-ADDRESS = (other_addr, other_port),
+ * plus MAPPED-ADDRESS per packet; otherwise the other_* arguments are ignored (may be 0).
+ * software: software_len bytes, none if 0. Returns 0, or -1 if software_len exceeds
+ * TGW_STUN_SOFTWARE_MAX or the family is not IPv4/IPv6. */
+TGW_INLINE int tgw_stun_endpoint_init(struct tgw_stun_endpoint *ep, __u32 family,
+                                      const __u8 *local_addr, __be16 local_port,
+                                      const __u8 *other_addr, __be16 other_port, int rfc5780,
+                                      const __u8 *software, __u32 software_len) {
+  if (family != TGW_FAMILY_IPV4 && family != TGW_FAMILY_IPV6) return -1;
+  if (software_len > TGW_STUN_SOFTWARE_MAX) return -1;
+  for (__u32 i = 0; i < TGW_STUN_TAIL_MAX; i++) ep->tail[i] = 0;
+  __u32 len = 0;
+  ep->flags = 0;
+  if (rfc5780) {
+    ep->flags = TGW_STUN_ENDPOINT_RFC5780;
+    tgw_stun_put_plain_addr(ep->tail, TGW_STUN_ATTR_RESPONSE_ORIGIN, family, local_addr,
+                            local_port);
+    len += tgw_stun_addr_attr_len(family);
+    tgw_stun_put_plain_addr(ep->tail + len, TGW_STUN_ATTR_OTHER_ADDRESS, family, other_addr,
+                            other_port);
+    len += tgw_stun_addr_attr_len(family);
+  }
+  if (software_len > 0) {
+    /* The value padded with zeros to 4 bytes (RFC 8489 section 14), as MessageBuilder does. */
+    tgw_store16(ep->tail + len, TGW_HTONS(TGW_STUN_ATTR_SOFTWARE));
+    tgw_store16(ep->tail + len + 2, TGW_HTONS((__u16)software_len));
+    for (__u32 i = 0; i < software_len; i++) ep->tail[len + 4 + i] = software[i];
+    len += 4 + ((software_len + 3u) & ~3u);
+  }
+  ep->tail_len = (__u16)len;
+  ep->software_len = (__u8)software_len;
+  ep->tail_sum = tgw_csum_add_words(0, ep->tail, len / 2);
+  return 0;
+}
+
+/* Completes a plan from classify with the endpoint's lengths. Returns
+ * TGW_REASON_STUN_BINDING_ANSWERED, or TGW_REASON_RESPOND_FAILED for an endpoint entry
+ * that is not as tgw_stun_endpoint_init() writes it (nothing was changed in the frame). */
+TGW_INLINE __u32 tgw_stun_plan_endpoint(struct tgw_stun_plan *plan,
+                                        const struct tgw_stun_endpoint *ep) {
+  __u32 tail_len = ep->tail_len;
+  if (tail_len > TGW_STUN_TAIL_MAX || (tail_len & 3u) != 0) return TGW_REASON_RESPOND_FAILED;
+  __u32 l4_len = plan->family == TGW_FAMILY_IPV4 ? TGW_STUN_RESP_L4_LEN_V4 : TGW_STUN_RESP_L4_LEN_V6;
+  if (ep->flags & TGW_STUN_ENDPOINT_RFC5780) l4_len += tgw_stun_addr_attr_len(plan->family);
+  l4_len += tail_len;
+  plan->l4_len = l4_len;
+  plan->out_len = plan->l4_off + l4_len;
+  return TGW_REASON_STUN_BINDING_ANSWERED;
+}
+
 /* Writes the Binding success response into the frame [data, data_end), which the caller
- * has resized to plan->out_len bytes, from the saved request alone. Returns
+ * has resized to plan->out_len bytes (a plan completed by tgw_stun_plan_endpoint() with the
+ * same ep), from the saved request and the endpoint alone. Returns
  * TGW_REASON_STUN_BINDING_ANSWERED, or TGW_REASON_RESPOND_FAILED if the frame is not as the
  * plan says (a bug in the caller). */
 TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
                                    const struct tgw_stun_plan *plan,
-                                   const struct tgw_stun_request *req) {
+                                   const struct tgw_stun_request *req,
+                                   const struct tgw_stun_endpoint *ep) {
   /* The plan's offsets came through the stack: bound them again so the verifier can prove
    * every access below (it does not carry the classifier's checks across the resize). */
   __u32 l3_off = plan->l3_off;
@@ -226,29 +375,35 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   if (l3_off > TGW_STUN_L3_OFF_MAX || l4_off > TGW_STUN_L3_OFF_MAX + TGW_IPV4_HLEN_MAX ||
       l4_off < l3_off)
     return TGW_REASON_RESPOND_FAILED;
+  /* The endpoint is re-read, not trusted from the plan: its tail length bounds the copy. */
+  __u32 tail_len = ep->tail_len;
+  if (tail_len > TGW_STUN_TAIL_MAX || (tail_len & 3u) != 0) return TGW_REASON_RESPOND_FAILED;
+  const int rfc5780 = (ep->flags & TGW_STUN_ENDPOINT_RFC5780) != 0;
   __u32 ip_hlen = l4_off - l3_off;
   __u8 *ip = data + l3_off;
   __u8 *udp = data + l4_off;
   __u8 *stun = udp + TGW_UDP_HLEN;
   __u8 *attr = stun + TGW_STUN_HEADER_LEN;
-  __u32 l4_len;
+  __u32 fixed_len; /* UDP length before the tail: header, STUN header, the address attrs */
   __u32 sum = 0;
 
   if (plan->family == TGW_FAMILY_IPV4) {
-    l4_len = TGW_STUN_RESP_L4_LEN_V4;
+    fixed_len = TGW_STUN_RESP_L4_LEN_V4 + (rfc5780 ? TGW_STUN_ADDR_ATTR_LEN_V4 : 0);
     /* A v4 response has at least 20 + 40 bytes from the IP header on: one check covers the
      * whole (unrolled) header copy and checksum loops, whatever the IHL. */
     if (ip + TGW_IPV4_HLEN_MAX > data_end) return TGW_REASON_RESPOND_FAILED;
     if (udp + TGW_STUN_RESP_L4_LEN_V4 > data_end) return TGW_REASON_RESPOND_FAILED;
     if (ip_hlen < TGW_IPV4_HLEN_MIN || (ip_hlen & 3u) != 0) return TGW_REASON_RESPOND_FAILED;
   } else if (plan->family == TGW_FAMILY_IPV6) {
-    l4_len = TGW_STUN_RESP_L4_LEN_V6;
+    fixed_len = TGW_STUN_RESP_L4_LEN_V6 + (rfc5780 ? TGW_STUN_ADDR_ATTR_LEN_V6 : 0);
     if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
     if (udp + TGW_STUN_RESP_L4_LEN_V6 > data_end) return TGW_REASON_RESPOND_FAILED;
     if (ip_hlen != TGW_IPV6_HLEN) return TGW_REASON_RESPOND_FAILED;
   } else {
     return TGW_REASON_RESPOND_FAILED;
   }
+  __u32 l4_len = fixed_len + tail_len;
+  if (l4_len != plan->l4_len) return TGW_REASON_RESPOND_FAILED;
 
   /* Ethernet: back to whoever sent it; EtherType and VLAN tag as they were. */
   if (data + TGW_ETH_HLEN + TGW_VLAN_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
@@ -274,7 +429,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     tgw_store32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr), client_addr);
     ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)] = TGW_DEFAULT_TTL;
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len),
-                TGW_HTONS((__u16)(ip_hlen + TGW_STUN_RESP_L4_LEN_V4)));
+                TGW_HTONS((__u16)(ip_hlen + l4_len)));
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), 0);
     __u32 ip_sum = 0;
     for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 2; i++) {
@@ -301,8 +456,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
       tgw_store32(xaddr + i, tgw_load32(client_addr + i) ^ tgw_load32(req->cookie_tid + i));
     }
     ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, hop_limit)] = TGW_DEFAULT_TTL;
-    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len),
-                TGW_HTONS(TGW_STUN_RESP_L4_LEN_V6));
+    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len), TGW_HTONS((__u16)l4_len));
     attr[TGW_OFFSETOF(struct tgw_stun_xor_addr6, family)] = TGW_STUN_FAMILY_IPV6;
 
     /* Pseudo-header (RFC 8200 section 8.1): addresses, 32-bit length, next header. */
@@ -317,28 +471,68 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS((__u16)l4_len));
   tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), 0);
 
-  /* STUN header: Binding success, same cookie and transaction id, one attribute. */
-  __u16 attr_len = (__u16)(l4_len - TGW_UDP_HLEN - TGW_STUN_HEADER_LEN);
+  /* STUN header: Binding success, same cookie and transaction id. */
+  __u16 attrs_len = (__u16)(l4_len - TGW_UDP_HLEN - TGW_STUN_HEADER_LEN);
   tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type), TGW_HTONS(TGW_STUN_BINDING_SUCCESS));
-  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length), TGW_HTONS(attr_len));
+  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length), TGW_HTONS(attrs_len));
   for (int i = 0; i < 16; i += 4)
     tgw_store32(stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie) + i,
                 tgw_load32(req->cookie_tid + i));
+  __u32 xma_len = tgw_stun_addr_attr_len(plan->family);
   tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, type),
               TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
-  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, length),
-              TGW_HTONS((__u16)(attr_len - 4)));
+  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, length), TGW_HTONS((__u16)(xma_len - 4)));
   attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, reserved)] = 0;
   /* X-Port: the client's port XORed with the cookie's top half; same offset in both forms. */
   tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport),
               (__u16)(req->sport ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
 
-  /* The UDP checksum over header and payload (RFC 768), all written above. */
-  __u16 check;
+  /* UDP checksum over header, STUN header and XOR-MAPPED-ADDRESS, all written above. The
+   * lengths are constants per branch so each loop unrolls behind one bounds check. */
   if (plan->family == TGW_FAMILY_IPV4)
-    check = tgw_csum_fold(tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V4 / 2));
+    sum = tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V4 / 2);
   else
-    check = tgw_csum_fold(tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V6 / 2));
+    sum = tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V6 / 2);
+
+  /* MAPPED-ADDRESS (RFC 5780 section 6.1 keeps it for RFC 3489 clients): the client's
+   * address and port, plain. Each branch re-checks data_end for its constant length. */
+  if (rfc5780) {
+    if (plan->family == TGW_FAMILY_IPV4) {
+      __u8 *ma = udp + TGW_STUN_RESP_L4_LEN_V4;
+      if (ma + TGW_STUN_ADDR_ATTR_LEN_V4 > data_end) return TGW_REASON_RESPOND_FAILED;
+      tgw_store16(ma, TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS));
+      tgw_store16(ma + 2, TGW_HTONS(TGW_STUN_ADDR_ATTR_LEN_V4 - 4));
+      ma[4] = 0;
+      ma[5] = TGW_STUN_FAMILY_IPV4;
+      tgw_store16(ma + 6, req->sport);
+      tgw_store32(ma + 8, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)));
+      sum = tgw_csum_add_words(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V4 / 2);
+    } else {
+      __u8 *ma = udp + TGW_STUN_RESP_L4_LEN_V6;
+      if (ma + TGW_STUN_ADDR_ATTR_LEN_V6 > data_end) return TGW_REASON_RESPOND_FAILED;
+      tgw_store16(ma, TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS));
+      tgw_store16(ma + 2, TGW_HTONS(TGW_STUN_ADDR_ATTR_LEN_V6 - 4));
+      ma[4] = 0;
+      ma[5] = TGW_STUN_FAMILY_IPV6;
+      tgw_store16(ma + 6, req->sport);
+      for (int i = 0; i < 16; i += 4)
+        tgw_store32(ma + 8 + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
+      sum = tgw_csum_add_words(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V6 / 2);
+    }
+  }
+
+  /* The endpoint's tail (RESPONSE-ORIGIN, OTHER-ADDRESS, SOFTWARE), word by word: a bounded
+   * loop with a data_end check per word, since the verifier cannot relate tail_len to the
+   * frame's length. Its checksum share was summed once by the loader. */
+  __u8 *tail = udp + fixed_len;
+  for (__u32 i = 0; i < TGW_STUN_TAIL_MAX / 4; i++) {
+    if (4 * i >= tail_len) break;
+    if (tail + 4 * i + 4 > data_end) return TGW_REASON_RESPOND_FAILED;
+    tgw_store32(tail + 4 * i, tgw_load32(ep->tail + 4 * i));
+  }
+  sum += ep->tail_sum;
+
+  __u16 check = tgw_csum_fold(sum);
   /* A computed zero is sent as all ones: zero means "no checksum" (RFC 768; forbidden for
    * UDP over IPv6, RFC 8200 section 8.1). */
   if (check == 0) check = 0xFFFF;
