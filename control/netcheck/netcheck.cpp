@@ -103,9 +103,14 @@ stun::TransactionId Netcheck::startProbe(ProbeKind kind, size_t family, int sock
   // Ids must be distinct; a poor injected generator gets its repeats perturbed.
   for (uint8_t bump = 1; probes_.count(tid); ++bump) tid[tid.size() - 1] = static_cast<uint8_t>(tid.back() + bump);
   stun::MessageBuilder b(stun::Method::Binding, stun::Class::Request, tid);
-  if (change) b.addChangeRequest(*change);
-  if (!config_.software.empty()) b.addSoftware(config_.software);
-  b.withFingerprint();
+  // Probes without CHANGE-REQUEST go out bare: that is the form relays answer in their fast
+  // path (tgw's XDP responder does), and netcheck's sockets carry nothing else, so FINGERPRINT
+  // would buy no demultiplexing. CHANGE-REQUEST probes are answered in userspace anyway.
+  if (change) {
+    b.addChangeRequest(*change);
+    if (!config_.software.empty()) b.addSoftware(config_.software);
+    b.withFingerprint();
+  }
   Probe p{kind, family, socketId, to, server, StunTransaction(b.finish(), policy), {}, {}, {}, {}};
   auto [it, inserted] = probes_.emplace(tid, std::move(p));
   (void)inserted;

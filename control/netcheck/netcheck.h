@@ -97,7 +97,7 @@ struct Config {
   std::vector<SockAddr> servers;     // STUN servers, IPv4 and/or IPv6, in preference order
   std::vector<LocalSocket> sockets;  // first per family: discovery; second: hairpinning
   Duration deadline = kDefaultOverallDeadline;
-  std::string software = "tgw netcheck";  // SOFTWARE attribute; empty: none
+  std::string software = "tgw netcheck";  // SOFTWARE on CHANGE-REQUEST probes; empty: none
   // Transaction ids; defaults to stun::newTransactionId (random). Tests may inject.
   std::function<stun::TransactionId()> newTransactionId;
 };
