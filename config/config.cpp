@@ -218,6 +218,10 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
       r.failAt(t.get("stun_servers"), Reader::lineOf(t), p + "stun_servers", "ADDRESS[:PORT] entries",
                "\"" + s + "\" (" + a.error().message + ")");
     }
+    if (a->port() == 0 || a->ip().isUnspecified()) {
+      r.failAt(t.get("stun_servers"), Reader::lineOf(t), p + "stun_servers",
+               "a specific address and a port from 1 to 65535", "\"" + s + "\"");
+    }
     c.stunServers.push_back(*a);
   }
   return c;

@@ -29,13 +29,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # Keep service packages (coturn) from being started by their install scripts.
   policy=/usr/sbin/policy-rc.d
-  created_policy=0
   if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
+    # Removed however apt ends, so no service start on this machine stays blocked.
+    trap 'rm -f "$policy"' EXIT
   fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
-  [ "$created_policy" -eq 1 ] && rm -f "$policy"
 else
   echo "setup.sh: all packages present"
 fi

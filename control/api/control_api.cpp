@@ -136,7 +136,12 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open(event_base* base, con
     ::close(probe);
     if (alive) return fail("another daemon is listening on " + path);
   }
-  unlink(path.c_str());
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0) {
+    // Only ever remove a stale socket: a typo in control_socket must not delete a file.
+    if (!S_ISSOCK(st.st_mode)) return fail(path + " exists and is not a socket; refusing to replace it");
+    unlink(path.c_str());
+  }
 
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(errnoText("socket"));

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 
 #include "base/log.h"
 #include "relay/relay_role.h"
@@ -18,41 +19,45 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
   d->base_ = event_base_new();
   if (d->base_ == nullptr) return fail("cannot create the event loop");
   std::signal(SIGPIPE, SIG_IGN);
+  // Every signal that would otherwise end the process stops it cleanly instead, so the XDP
+  // program is detached (an attachment outlives its process).
   auto stop = [](evutil_socket_t sig, short, void* arg) {
-    log::info("signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    log::info("signal", {{"signal", strsignal(sig)}});
     event_base_loopbreak(static_cast<event_base*>(arg));
   };
-  d->sigint_ = evsignal_new(d->base_, SIGINT, stop, d->base_);
-  d->sigterm_ = evsignal_new(d->base_, SIGTERM, stop, d->base_);
-  event_add(d->sigint_, nullptr);
-  event_add(d->sigterm_, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+    ::event* ev = evsignal_new(d->base_, sig, stop, d->base_);
+    event_add(ev, nullptr);
+    d->signals_.push_back(ev);
+  }
   if (pipe2(d->stopPipe_, O_NONBLOCK | O_CLOEXEC) != 0) return fail("cannot create the stop pipe");
   d->stopEvent_ = event_new(
       d->base_, d->stopPipe_[0], EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void* arg) { event_base_loopbreak(static_cast<event_base*>(arg)); }, d->base_);
   event_add(d->stopEvent_, nullptr);
 
+  if (cfg.edge && !cfg.relay) {
+    return fail(cfg.path + ": the edge role's daemon is not implemented yet (today [edge] only serves "
+                "`tgwctl netcheck --config`); see README, Status");
+  }
+  // The control socket first: it refuses to start a second daemon on the same path before
+  // that one could touch sockets or the interface's XDP program.
+  d->registerCommands();
+  auto control = api::ControlServer::open(d->base_, cfg.daemon.controlSocket, cfg.daemon.controlGroup, d->dispatcher_);
+  if (!control) return fail("control socket: " + control.error().message);
+  d->control_ = std::move(*control);
   if (cfg.relay) {
     auto relay = RelayRole::create(d->base_, *cfg.relay);
     if (!relay) return fail("relay: " + relay.error().message);
     d->relay_ = std::move(*relay);
   }
-  if (cfg.edge && !cfg.relay) {
-    return fail(cfg.path + ": the edge role's daemon is not implemented yet (today [edge] only serves "
-                "`tgwctl netcheck --config`); see README, Status");
-  }
-  d->registerCommands();
-  auto control = api::ControlServer::open(d->base_, cfg.daemon.controlSocket, cfg.daemon.controlGroup, d->dispatcher_);
-  if (!control) return fail("control socket: " + control.error().message);
-  d->control_ = std::move(*control);
   return d;
 }
 
 Daemon::~Daemon() {
   control_.reset();
   relay_.reset();  // detaches XDP, closes sockets
-  if (sigint_ != nullptr) event_free(sigint_);
-  if (sigterm_ != nullptr) event_free(sigterm_);
+  for (::event* ev : signals_) event_free(ev);
   if (stopEvent_ != nullptr) event_free(stopEvent_);
   for (int fd : stopPipe_) {
     if (fd >= 0) close(fd);

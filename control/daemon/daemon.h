@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "api/control_api.h"
@@ -25,7 +26,7 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Runs until SIGINT, SIGTERM or requestStop(). Returns the process exit code.
+  // Runs until SIGINT, SIGTERM, SIGHUP, SIGQUIT or requestStop(). Returns the process exit code.
   int run();
   // Safe from any thread or a signal handler.
   void requestStop();
@@ -39,8 +40,7 @@ class Daemon {
 
   config::Config cfg_;
   event_base* base_ = nullptr;
-  ::event* sigint_ = nullptr;
-  ::event* sigterm_ = nullptr;
+  std::vector<::event*> signals_;
   ::event* stopEvent_ = nullptr;
   int stopPipe_[2] = {-1, -1};
   api::Dispatcher dispatcher_;

@@ -10,6 +10,14 @@ namespace tgw::netcheck {
 namespace {
 
 size_t familyIndex(Family f) { return f == Family::V4 ? 0 : 1; }
+
+// A server's SOFTWARE text goes to terminals and JSON: keep printable ASCII, bounded.
+constexpr size_t kMaxSoftwareShown = 128;
+std::string printable(std::string_view in) {
+  std::string out;
+  for (char c : in.substr(0, kMaxSoftwareShown)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return out;
+}
 const char* familyName(Family f) { return f == Family::V4 ? "IPv4" : "IPv6"; }
 
 
@@ -187,7 +195,7 @@ void Netcheck::onDatagram(int socketId, std::span<const uint8_t> bytes, const So
       auto& sr = report_.servers[*p.server];
       sr.otherAddress = msg.otherAddress();
       sr.responseOrigin = msg.responseOrigin();
-      if (auto sw = msg.stringAttr(stun::attr::kSoftware)) sr.software = *sw;
+      if (auto sw = msg.stringAttr(stun::attr::kSoftware)) sr.software = printable(*sw);
     }
   } else {
     auto ec = msg.errorCode();

@@ -58,8 +58,9 @@ Result<void> RelayRole::openSockets(event_base* base) {
       s->server = server.get();
       s->local = ep;
       s->fd = fd;
+      // No SO_REUSEADDR: UDP has no TIME_WAIT, and without it a second daemon (or another STUN
+      // server) on the same endpoint fails here instead of silently sharing the traffic.
       int one = 1;
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       if (ep.isV6()) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
       sockaddr_storage ss{};
       socklen_t len = ep.toSockaddr(&ss);

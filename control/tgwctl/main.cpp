@@ -113,7 +113,7 @@ int runNetcheck(int argc, char** argv, bool json) {
         } catch (...) {
           timeoutS = -1;
         }
-        if (timeoutS <= 0 || timeoutS > 600) {
+        if (!(timeoutS > 0 && timeoutS <= 600)) {  // also refuses NaN
           std::fprintf(stderr, "tgwctl netcheck: --timeout expects seconds between 0 and 600, got '%s'\n", optarg);
           return 2;
         }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <thread>
 
 namespace tgw::api {
@@ -110,6 +111,22 @@ TEST_F(ServerTest, ServesRequestsWithSafePermissions) {
   EXPECT_EQ((*s)->served(), 3u);
   s->reset();
   EXPECT_NE(access(path_.c_str(), F_OK), 0) << "socket file removed on shutdown";
+}
+
+TEST_F(ServerTest, NeverReplacesAFileThatIsNotASocket) {
+  auto d = makeDispatcher();
+  mkdir(dir_.c_str(), 0755);
+  FILE* f = std::fopen(path_.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("precious", f);
+  std::fclose(f);
+  auto s = ControlServer::open(base_, path_, std::nullopt, d);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("is not a socket"), std::string::npos);
+  struct stat st {};
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  unlink(path_.c_str());
 }
 
 TEST_F(ServerTest, UnknownGroupIsAClearError) {

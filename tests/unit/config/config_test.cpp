@@ -81,6 +81,10 @@ TEST(Config, SemanticChecks) {
   EXPECT_NE(errorOf("[daemon]\n").find("a [relay] or an [edge] section"), std::string::npos);
   EXPECT_NE(errorOf("[edge]\nstun_servers = [\"198.18.0.10:99999\"]\n").find("edge.stun_servers"),
             std::string::npos);
+  EXPECT_EQ(errorOf("[edge]\nstun_servers = [\"198.18.0.10:0\"]\n"),
+            "t.toml:2: edge.stun_servers: expected a specific address and a port from 1 to 65535, got "
+            "\"198.18.0.10:0\"");
+  EXPECT_NE(errorOf("[edge]\nstun_servers = [\"0.0.0.0:3478\"]\n").find("a specific address"), std::string::npos);
 }
 
 TEST(Config, SyntaxErrorsNameTheLine) {

@@ -464,6 +464,21 @@ TEST_F(NetcheckDirect, BasicRequestIsABareBindingRequest) {
   EXPECT_EQ(sent[0].bytes.size(), stun::kHeaderSize);
 }
 
+// A server's SOFTWARE is shown to operators and put in JSON: bytes that are not printable
+// ASCII (invalid UTF-8, terminal escapes) are replaced, and the JSON dump cannot throw.
+TEST_F(NetcheckDirect, HostileSoftwareTextIsMadePrintable) {
+  auto answer = stun::MessageBuilder(stun::Method::Binding, stun::Class::SuccessResponse, tid())
+                    .addXorMappedAddress(sa("198.18.1.1:20000"))
+                    .addSoftware(std::string("ok\xff\x1b[31mred", 11))
+                    .finish();
+  nc->onDatagram(7, answer, server, t0 + 10ms);
+  const auto r = nc->report();
+  ASSERT_EQ(r.servers.size(), 1u);
+  EXPECT_EQ(r.servers[0].software, "ok??[31mred");
+  EXPECT_NO_THROW((void)r.toJson().dump());
+  EXPECT_EQ(r.toText().find('\x1b'), std::string::npos);
+}
+
 TEST_F(NetcheckDirect, UnusableAnswersAreCountedAndTheProbeKeepsWaiting) {
   const auto id = tid();
   // Success without any mapped address.
