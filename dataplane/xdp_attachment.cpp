@@ -1,6 +1,9 @@
 #include "dataplane/xdp_attachment.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <unistd.h>
 #include <net/if.h>
 #include <xdp/libxdp.h>
 
@@ -79,6 +82,45 @@ int libxdpPrint(enum libxdp_print_level level, const char* format, va_list ap) {
   return 0;
 }
 
+// A program of our own name left on the interface by a daemon that died without detaching
+// (SIGKILL, a crash) is replaced: otherwise the restart fails with EBUSY and the stale program
+// keeps answering from a table nobody maintains. libxdp's dispatcher is left to libxdp. Any
+// other program is someone else's: refuse, naming it, rather than take its interface.
+Result<void> clearStaleProgram(unsigned ifindex, const std::string& ifname, const std::string& progName) {
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof(q);
+  if (bpf_xdp_query(static_cast<int>(ifindex), 0, &q) != 0) return {};  // nothing to learn: let attach decide
+  struct Slot {
+    __u32 id;
+    __u32 flags;
+    const char* mode;
+  };
+  for (const Slot& slot : {Slot{q.drv_prog_id, XDP_FLAGS_DRV_MODE, "native"},
+                           Slot{q.skb_prog_id, XDP_FLAGS_SKB_MODE, "generic"}}) {
+    if (slot.id == 0) continue;
+    int fd = bpf_prog_get_fd_by_id(slot.id);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    if (rc != 0) continue;
+    const std::string name = info.name;
+    if (name.rfind("xdp_dispatcher", 0) == 0) continue;
+    if (name != progName.substr(0, sizeof(info.name) - 1)) {
+      return fail("interface " + ifname + " already has XDP program '" + name + "' (id " +
+                  std::to_string(slot.id) + ", " + slot.mode + ") attached; detach it first");
+    }
+    if (int err = bpf_xdp_detach(static_cast<int>(ifindex), slot.flags, nullptr); err != 0) {
+      return fail("cannot detach the stale " + name + " (id " + std::to_string(slot.id) + ") from " + ifname +
+                  ": " + std::strerror(-err));
+    }
+    log::warn("xdp.stale_replaced", {{"ifname", ifname}, {"prog", name}, {"id", std::to_string(slot.id)},
+                                     {"mode", slot.mode}, {"why", "left by a daemon that did not detach"}});
+  }
+  return {};
+}
+
 }  // namespace
 
 void installLibraryLogging() {
@@ -106,6 +148,9 @@ Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attach(bpf_object* obj,
   const unsigned ifindex = if_nametoindex(ifname.c_str());
   if (ifindex == 0)
     return fail("xdp attach: no interface " + ifname + ": " + std::strerror(errno), errno);
+
+  if (auto cleared = clearStaleProgram(ifindex, ifname, progName); !cleared)
+    return fail("xdp attach " + progName + " to " + ifname + ": " + cleared.error().message, EBUSY);
 
   xdp_program_opts opts{};  // DECLARE_LIBXDP_OPTS is a GNU C statement expression
   opts.sz = sizeof(opts);

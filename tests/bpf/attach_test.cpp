@@ -120,6 +120,39 @@ TEST_F(AttachTest, NopPassOnThePeerByName) {
   responder_->detach();
 }
 
+// A daemon killed without detaching leaves its program on the interface; the next one
+// replaces it instead of failing with EBUSY.
+TEST_F(AttachTest, StaleOwnProgramIsReplaced) {
+  auto stale = StunResponder::load({{3478}, {testing::bareEndpoint("2001:db8::1", 3478)}});
+  ASSERT_TRUE(stale.ok()) << stale.error().message;
+  // Attached behind libxdp's back, as a dead process's attachment looks: nobody will detach it.
+  ASSERT_EQ(bpf_xdp_attach(static_cast<int>(if_nametoindex(kIf)), (*stale)->programFd(), XDP_FLAGS_DRV_MODE,
+                           nullptr),
+            0);
+  const uint32_t staleId = attachedProgId(kIf, XDP_FLAGS_DRV_MODE);
+  ASSERT_NE(staleId, 0u);
+  auto mode = responder_->attach(kIf, AttachMode::Native);
+  ASSERT_TRUE(mode.ok()) << mode.error().message;
+  const uint32_t nowId = attachedProgId(kIf, XDP_FLAGS_DRV_MODE);
+  EXPECT_NE(nowId, 0u);
+  EXPECT_NE(nowId, staleId);
+  EXPECT_EQ(progName(nowId), "tgw_stun_xdp");
+  responder_->detach();
+  EXPECT_EQ(attachedProgId(kIf, XDP_FLAGS_DRV_MODE), 0u);
+}
+
+// Someone else's program is never taken over: the error names it.
+TEST_F(AttachTest, ForeignProgramIsRefused) {
+  auto nop = NopPrograms::load();
+  ASSERT_TRUE(nop.ok()) << nop.error().message;
+  auto pass = (*nop)->attachPass(kIf, AttachMode::Native);
+  ASSERT_TRUE(pass.ok()) << pass.error().message;
+  auto mode = responder_->attach(kIf, AttachMode::Auto);
+  ASSERT_FALSE(mode.ok());
+  EXPECT_NE(mode.error().message.find("tgw_nop_pass"), std::string::npos) << mode.error().message;
+  EXPECT_EQ(progName(attachedProgId(kIf, XDP_FLAGS_DRV_MODE)), "tgw_nop_pass");
+}
+
 TEST_F(AttachTest, UnknownInterfaceIsAnError) {
   auto mode = responder_->attach("tgwxdp-none", AttachMode::Auto);
   ASSERT_FALSE(mode.ok());
