@@ -292,7 +292,13 @@ std::vector<std::string> namespaceNames() {
 
 void deleteNamespace(const std::string& ns) {
   auto pids = run({"ip", "netns", "pids", ns}, 5s);
-  for (const auto& p : words(pids.output)) kill(std::stoi(p), SIGKILL);
+  for (const auto& p : words(pids.output)) {
+    // Only numbers: `ip` may print an error instead (a namespace removed meanwhile), and
+    // teardown runs in destructors, where a throw would end the process.
+    char* end = nullptr;
+    long pid = std::strtol(p.c_str(), &end, 10);
+    if (end != p.c_str() && *end == '\0' && pid > 1) kill(static_cast<pid_t>(pid), SIGKILL);
+  }
   run({"ip", "netns", "del", ns}, 5s);
 }
 

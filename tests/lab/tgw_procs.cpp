@@ -21,6 +21,10 @@ std::string exampleRelayConfigPath() {
   return std::string(TGW_SOURCE_ROOT) + "/config/examples/relay.toml";
 }
 
+std::string exampleEdgeConfigPath() {
+  return std::string(TGW_SOURCE_ROOT) + "/config/examples/edge.toml";
+}
+
 bool haveProgram(const std::string& program) {
   return run({"sh", "-c", "command -v " + program}, 5s).ok();
 }
@@ -100,6 +104,7 @@ ExecResult runNetcheck(const Lab& lab, const std::string& netns,
                        std::chrono::milliseconds timeout) {
   std::string cmd = tgwctlPath() + " netcheck";
   for (const auto& s : servers) cmd += " --server " + s;
+  if (servers.empty()) cmd += " --config " + exampleEdgeConfigPath();
   if (json) cmd += " --json";
   return lab.exec(netns, cmd, timeout);
 }

@@ -20,6 +20,8 @@ std::string tgwdPath();
 std::string tgwctlPath();
 // The example relay config the demo and the tests start from.
 std::string exampleRelayConfigPath();
+// The example edge config: its edge.stun_servers are the lab relay's two addresses.
+std::string exampleEdgeConfigPath();
 
 // Writes `out`: the example relay config with the lab's control socket, log level and
 // xdp_mode ("native", "generic", "auto" or "off"; "" keeps the example's); interface and addresses stay as the
@@ -55,7 +57,8 @@ uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict);
 // A userspace STUN counter ("binding_success", "requests", ...) in a `stats` reply.
 uint64_t stunCounter(const nlohmann::json& stats, const std::string& name);
 
-// `tgwctl netcheck --server S ... [--json]` run inside netns.
+// `tgwctl netcheck --server S ... [--json]` run inside netns; with no servers,
+// `tgwctl netcheck --config config/examples/edge.toml` (the example's STUN servers).
 ExecResult runNetcheck(const Lab& lab, const std::string& netns,
                        const std::vector<std::string>& servers, bool json,
                        std::chrono::milliseconds timeout = 30s);
