@@ -90,12 +90,7 @@ std::vector<dataplane::StunResponder::Endpoint> xdpEndpoints(const stun::Server&
   std::vector<dataplane::StunResponder::Endpoint> out;
   for (const SockAddr& local : server.endpoints()) {
     dataplane::StunResponder::Endpoint e{local, std::nullopt, c.software};
-    if (server.rfc5780()) {
-      // As Server::otherEndpoint(local, true, true): the other ip and the other port.
-      IpAddr ip = local.ip() == c.primaryIp ? *c.secondaryIp : c.primaryIp;
-      uint16_t port = local.port() == c.primaryPort ? *c.alternatePort : c.primaryPort;
-      e.other = SockAddr(ip, port);
-    }
+    if (server.rfc5780()) e.other = server.otherEndpoint(local, true, true);
     out.push_back(std::move(e));
   }
   return out;

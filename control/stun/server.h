@@ -102,6 +102,10 @@ class Server {
   // attributes in `known` are understood by it (they do not trigger 420).
   void setMethodHandler(Method method, std::vector<uint16_t> known, MethodHandler handler);
 
+  // The endpoint with the other ip and/or port than `local` (RFC 5780 section 6.1): where a
+  // CHANGE-REQUEST is answered from, and with both changed, OTHER-ADDRESS.
+  SockAddr otherEndpoint(const SockAddr& local, bool changeIp, bool changePort) const;
+
   const ServerCounters& counters() const { return counters_; }
   const ServerConfig& config() const { return config_; }
 
@@ -118,7 +122,6 @@ class Server {
   };
 
   std::optional<Reply> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
-  SockAddr otherEndpoint(const SockAddr& local, bool changeIp, bool changePort) const;
 
   ServerConfig config_;
   ServerCounters counters_;
