@@ -169,6 +169,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open(event_base* base, con
   std::unique_ptr<ControlServer> s(new ControlServer(base, path, fd, AccessPolicy(geteuid(), gid), dispatcher));
   s->acceptEvent_ = event_new(base, fd, EV_READ | EV_PERSIST, &ControlServer::onAccept, s.get());
   event_add(s->acceptEvent_, nullptr);
+  s->resumeEvent_ = evtimer_new(
+      base, [](evutil_socket_t, short, void* arg) { event_add(static_cast<ControlServer*>(arg)->acceptEvent_, nullptr); },
+      s.get());
   return s;
 }
 
@@ -179,6 +182,7 @@ ControlServer::ControlServer(event_base* base, std::string path, int fd, AccessP
 ControlServer::~ControlServer() {
   connections_.clear();
   if (acceptEvent_ != nullptr) event_free(acceptEvent_);
+  if (resumeEvent_ != nullptr) event_free(resumeEvent_);
   ::close(fd_);
   unlink(path_.c_str());
 }
@@ -188,7 +192,17 @@ void ControlServer::onAccept(int, short, void* self) { static_cast<ControlServer
 void ControlServer::accept() {
   for (;;) {
     int cfd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (cfd < 0) return;  // EAGAIN: drained
+    if (cfd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
+      // Out of descriptors (EMFILE, ENFILE) or memory: the pending connection stays queued and
+      // the level-triggered listen event would fire again at once. Pause accepting instead.
+      log::warn("control_accept_failed", {{"error", std::strerror(errno)}, {"pause_ms", std::to_string(
+                                                                              toMs(kAcceptPause))}});
+      event_del(acceptEvent_);
+      timeval tv{0, static_cast<suseconds_t>(std::chrono::duration_cast<std::chrono::microseconds>(kAcceptPause).count())};
+      event_add(resumeEvent_, &tv);
+      return;
+    }
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||

@@ -33,6 +33,7 @@ using Handler = std::function<Result<Json>(const Json& args)>;
 inline constexpr size_t kMaxRequestBytes = 64 * 1024;  // a request is a command and a few arguments
 inline constexpr Duration kClientIdleTimeout = 5s;     // a connection that says nothing is closed
 inline constexpr size_t kMaxConnections = 64;           // beyond this, new connections are refused
+inline constexpr Duration kAcceptPause = 100ms;        // after accept() fails for want of descriptors
 
 // Maps command names to handlers. handleLine() never throws: malformed input gets an error reply.
 class Dispatcher {
@@ -98,6 +99,7 @@ class ControlServer {
   AccessPolicy policy_;
   const Dispatcher& dispatcher_;
   ::event* acceptEvent_ = nullptr;
+  ::event* resumeEvent_ = nullptr;  // re-enables accepting after a pause
   std::map<Connection*, std::unique_ptr<Connection>> connections_;
   uint64_t refused_ = 0;
   uint64_t served_ = 0;
