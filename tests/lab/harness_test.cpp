@@ -273,13 +273,19 @@ TEST(LabTeardown, ANewLabRemovesLabsOfDeadRunsOnly) {
   ASSERT_NE(dead, 0);
   std::string stale = "tl" + std::to_string(dead) + "-stale";
   std::string live = "tl" + std::to_string(getppid()) + "-live";  // the parent is alive
+  // Removed however the test ends: they are not under this run's prefix.
+  struct Guard {
+    std::vector<std::string> names;
+    ~Guard() {
+      for (const auto& n : names) run({"ip", "netns", "del", n});
+    }
+  } guard{{stale, live}};
   ASSERT_TRUE(run({"ip", "netns", "add", stale}).ok());
   ASSERT_TRUE(run({"ip", "netns", "add", live}).ok());
   auto lab = Lab::create();
   ASSERT_TRUE(lab.ok()) << lab.error().message;
   EXPECT_TRUE(namespacesWithPrefix("tl" + std::to_string(dead)).empty());
   EXPECT_EQ(namespacesWithPrefix("tl" + std::to_string(getppid())), std::vector<std::string>{live});
-  run({"ip", "netns", "del", live});
 }
 
 TEST(LabTeardown, ASignalRemovesTheLab) {

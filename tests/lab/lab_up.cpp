@@ -19,7 +19,17 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   long seconds = 3600;  // bounded even when forgotten
-  if (argc == 4 && std::string(argv[2]) == "--seconds") seconds = std::strtol(argv[3], nullptr, 10);
+  if (argc == 4 && std::string(argv[2]) == "--seconds") {
+    char* end = nullptr;
+    seconds = std::strtol(argv[3], &end, 10);
+    if (end == argv[3] || *end != '\0' || seconds < 1 || seconds > 86400) {
+      std::fprintf(stderr, "tgw-lab-up: --seconds expects 1 to 86400, got '%s'\n", argv[3]);
+      return 2;
+    }
+  } else if (argc != 2) {
+    std::fprintf(stderr, "tgw-lab-up: expected DESCRIPTION [--seconds N]\n");
+    return 2;
+  }
   if (auto r = tgw::lab::available(); !r) {
     std::fprintf(stderr, "tgw-lab-up: %s\n", r.error().message.c_str());
     return 2;
@@ -28,6 +38,8 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);  // the terminal closing is the usual way this ends
+  sigaddset(&set, SIGQUIT);
   sigprocmask(SIG_BLOCK, &set, nullptr);
   auto lab = tgw::lab::Lab::fromDescription(argv[1]);
   if (!lab) {
