@@ -115,7 +115,6 @@ std::string_view toString(ParseError e) {
     case ParseError::NotStun: return "not-stun";
     case ParseError::BadLength: return "bad-length";
     case ParseError::TruncatedAttribute: return "truncated-attribute";
-    case ParseError::BadPadding: return "bad-padding";
     case ParseError::IntegrityNotLast: return "integrity-not-last";
     case ParseError::FingerprintNotLast: return "fingerprint-not-last";
     case ParseError::BadFingerprint: return "bad-fingerprint";

@@ -81,8 +81,8 @@ enum class ParseError : uint8_t {
   TooShort,              // fewer than 20 bytes
   NotStun,               // top two bits set, or magic cookie wrong
   BadLength,             // header length not a multiple of 4 or not matching the datagram
-  TruncatedAttribute,    // an attribute runs past the end
-  BadPadding,            // (unused when padding bytes are ignored; kept for strict callers)
+  TruncatedAttribute,    // an attribute runs past the end (padding bytes themselves are ignored,
+                         // as RFC 8489 section 14 requires of receivers)
   IntegrityNotLast,      // anything but MESSAGE-INTEGRITY-SHA256 / FINGERPRINT after MESSAGE-INTEGRITY
   FingerprintNotLast,    // an attribute after FINGERPRINT
   BadFingerprint,        // FINGERPRINT present and the CRC does not match

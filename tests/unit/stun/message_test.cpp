@@ -60,7 +60,7 @@ const std::string kLongTermPassword = "TheMatrIX";
 ParseError parseError(std::span<const uint8_t> b) {
   auto r = Message::parse(b);
   EXPECT_FALSE(r.ok()) << "expected a parse error";
-  return r.ok() ? ParseError::BadPadding : r.error();
+  return r.ok() ? static_cast<ParseError>(0xFF) : r.error();  // no such error: never matches
 }
 
 Message mustParse(std::span<const uint8_t> b) {
@@ -421,7 +421,7 @@ TEST(ParseErrors, BadAttributeValue) {
 
 TEST(ParseErrors, EveryErrorHasAName) {
   const ParseError all[] = {ParseError::TooShort, ParseError::NotStun, ParseError::BadLength,
-                            ParseError::TruncatedAttribute, ParseError::BadPadding,
+                            ParseError::TruncatedAttribute,
                             ParseError::IntegrityNotLast, ParseError::FingerprintNotLast,
                             ParseError::BadFingerprint, ParseError::BadAttributeValue};
   std::vector<std::string_view> names;
