@@ -8,30 +8,10 @@
 
 #include "dataplane/nop_programs.h"
 #include "tests/bpf/packet_builder.h"
+#include "tests/bpf/test_run.h"
 
 namespace tgw::testing {
 namespace {
-
-struct RunResult {
-  uint32_t retval = 0;
-  Bytes out;
-};
-
-RunResult run(int fd, const Bytes& in) {
-  RunResult r;
-  r.out.resize(512);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = in.data();
-  opts.data_size_in = static_cast<uint32_t>(in.size());
-  opts.data_out = r.out.data();
-  opts.data_size_out = static_cast<uint32_t>(r.out.size());
-  opts.repeat = 1;
-  EXPECT_EQ(bpf_prog_test_run_opts(fd, &opts), 0) << strerror(errno);
-  r.retval = opts.retval;
-  r.out.resize(opts.data_size_out);
-  return r;
-}
 
 class NopTest : public ::testing::Test {
  protected:
@@ -48,14 +28,14 @@ TEST_F(NopTest, TxSwapsMacsOnly) {
   const Bytes in = udpFrame4(Ethernet{}, Ipv4{}, Udp{}, stun(Stun{}));
   Bytes want = in;
   std::swap_ranges(want.begin(), want.begin() + 6, want.begin() + 6);
-  const RunResult r = run(nop_->txFd(), in);
+  const XdpRun r = runXdp(nop_->txFd(), in);
   EXPECT_EQ(r.retval, XDP_TX);
   EXPECT_EQ(r.out, want);
 }
 
 TEST_F(NopTest, PassLeavesFrameAlone) {
   const Bytes in = udpFrame6(Ethernet{}, Ipv6{}, Udp{}, stun(Stun{}));
-  const RunResult r = run(nop_->passFd(), in);
+  const XdpRun r = runXdp(nop_->passFd(), in);
   EXPECT_EQ(r.retval, XDP_PASS);
   EXPECT_EQ(r.out, in);
 }

@@ -13,6 +13,7 @@
 
 #include "dataplane/stun_responder.h"
 #include "tests/bpf/packet_builder.h"
+#include "tests/bpf/test_run.h"
 #include "tests/bpf/responder_options.h"
 #include "tests/bpf/stun_fixtures.h"
 #include "tgw/stats.h"
@@ -63,28 +64,6 @@ class ResponderTestBase {
     }
     return s;
   }
-
-  struct RunResult {
-    uint32_t retval = 0;
-    Bytes out;
-  };
-
-  static RunResult runOnce(StunResponder& responder, const Bytes& in) {
-    RunResult r;
-    r.out.resize(4096);
-    bpf_test_run_opts opts{};
-    opts.sz = sizeof(opts);
-    opts.data_in = in.data();
-    opts.data_size_in = static_cast<uint32_t>(in.size());
-    opts.data_out = r.out.data();
-    opts.data_size_out = static_cast<uint32_t>(r.out.size());
-    opts.repeat = 1;
-    EXPECT_EQ(bpf_prog_test_run_opts(responder.programFd(), &opts), 0)
-        << "BPF_PROG_TEST_RUN: " << strerror(errno);
-    r.retval = opts.retval;
-    r.out.resize(opts.data_size_out);
-    return r;
-  }
 };
 
 class StunResponderTest : public ::testing::TestWithParam<Fixture>, protected ResponderTestBase {
@@ -108,7 +87,7 @@ std::string slotName(uint32_t i) {
 TEST_P(StunResponderTest, Fixture) {
   const Fixture& fx = GetParam();
   const Snapshot before = snapshot(*responder_);
-  const RunResult r = runOnce(*responder_, fx.input);
+  const XdpRun r = runXdp(responder_->programFd(), fx.input);
   const Bytes& out = r.out;
 
   EXPECT_EQ(r.retval, fx.verdict);
@@ -161,7 +140,7 @@ class StunResponderMutationTest : public ::testing::TestWithParam<std::string>,
   // Runs one frame; returns its verdict after checking the invariants.
   uint32_t check(const Bytes& in, const std::string& what) {
     const Snapshot before = snapshot(*responder_);
-    const RunResult r = runOnce(*responder_, in);
+    const XdpRun r = runXdp(responder_->programFd(), in);
     const Snapshot after = snapshot(*responder_);
     uint64_t packets = 0, bytes = 0, slots = 0;
     for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {

@@ -20,6 +20,7 @@
 #include "stun/message.h"
 #include "stun/server.h"
 #include "tests/bpf/packet_builder.h"
+#include "tests/bpf/test_run.h"
 
 namespace tgw::testing {
 namespace {
@@ -110,16 +111,9 @@ TEST_P(XdpVsServerTest, SameStunPayloadOnEveryEndpoint) {
       h.dst = arrayOf<16>(local.ip());
       frame = udpFrame6(Ethernet{}, h, u, payload);
     }
-    Bytes out(512);
-    bpf_test_run_opts run{};
-    run.sz = sizeof(run);
-    run.data_in = frame.data();
-    run.data_size_in = static_cast<uint32_t>(frame.size());
-    run.data_out = out.data();
-    run.data_size_out = static_cast<uint32_t>(out.size());
-    ASSERT_EQ(bpf_prog_test_run_opts((*loaded)->programFd(), &run), 0);
+    const XdpRun run = runXdp((*loaded)->programFd(), frame);
     ASSERT_EQ(run.retval, XDP_TX);
-    out.resize(run.data_size_out);
+    const Bytes& out = run.out;
     EXPECT_EQ(checkUdpFrameChecksums(out), "");
 
     auto reply = server.onDatagram(payload, client, local, TimePoint{});
@@ -154,15 +148,7 @@ TEST(XdpVsServer, UnlistedEndpointIsPassedUp) {
   auto loaded = StunResponder::load({{3478}, {}});
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
   Bytes frame = udpFrame4(Ethernet{}, Ipv4{}, Udp{}, stun(Stun{}));
-  Bytes out(512);
-  bpf_test_run_opts run{};
-  run.sz = sizeof(run);
-  run.data_in = frame.data();
-  run.data_size_in = static_cast<uint32_t>(frame.size());
-  run.data_out = out.data();
-  run.data_size_out = static_cast<uint32_t>(out.size());
-  ASSERT_EQ(bpf_prog_test_run_opts((*loaded)->programFd(), &run), 0);
-  EXPECT_EQ(run.retval, XDP_PASS);
+  EXPECT_EQ(runXdp((*loaded)->programFd(), frame).retval, XDP_PASS);
   const auto rows = (*loaded)->counters();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].reason, "stun_unknown_endpoint");
