@@ -3,6 +3,7 @@
 #include <event2/event.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -111,6 +112,37 @@ TEST_F(ServerTest, ServesRequestsWithSafePermissions) {
   EXPECT_EQ((*s)->served(), 3u);
   s->reset();
   EXPECT_NE(access(path_.c_str(), F_OK), 0) << "socket file removed on shutdown";
+}
+
+// The file mode is the first gate; the peer-credential check is the second, for when the mode
+// is loosened by hand. A client running as nobody gets "permission denied" and is counted.
+TEST_F(ServerTest, RefusesPeersWithoutPermission) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+  auto d = makeDispatcher();
+  auto s = ControlServer::open(base_, path_, std::nullopt, d);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  ASSERT_EQ(chmod(path_.c_str(), 0666), 0);
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  std::atomic<bool> stop{false};
+  auto t = runLoop(stop);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // nobody (65534): not root, not the daemon's user, no group configured.
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    auto r = call(path_, "echo", Json{{"k", "v"}}, 2s);
+    _exit(!r.ok() && r.error().message == "permission denied" ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  auto asRoot = call(path_, "echo", Json{{"k", "v"}});
+  stop = true;
+  t.join();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "nobody was not refused (3: could not drop privileges)";
+  EXPECT_EQ((*s)->refused(), 1u);
+  EXPECT_TRUE(asRoot.ok());
+  EXPECT_EQ((*s)->served(), 1u);
 }
 
 TEST_F(ServerTest, NeverReplacesAFileThatIsNotASocket) {
