@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/log.h"
 
 namespace tgw::api {
@@ -100,8 +101,6 @@ Result<sockaddr_un> unixAddress(const std::string& path) {
   std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
   return sun;
 }
-
-std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 }  // namespace
 
@@ -275,12 +274,9 @@ void ControlServer::close(Connection* c) { connections_.erase(c); }
 Result<Json> call(const std::string& socketPath, const std::string& cmd, const Json& args, Duration timeout) {
   auto sun = unixAddress(socketPath);
   if (!sun) return fail(sun.error().message);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail(errnoText("socket"));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return fail(errnoText("socket"));
+  const int fd = sock.get();
   if (connect(fd, reinterpret_cast<const sockaddr*>(&*sun), sizeof(sockaddr_un)) != 0) {
     return fail(errnoText("cannot connect to tgwd at " + socketPath) + " (is tgwd running? see --socket)");
   }

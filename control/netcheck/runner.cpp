@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/fd.h"
 #include "base/log.h"
 
 namespace tgw::netcheck {
@@ -23,37 +24,12 @@ constexpr size_t kMaxDatagram = 2048;
 // regardless (guards against a state machine that fails to finish).
 constexpr Duration kShellGrace = 1s;
 
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-Result<Fd> openUdp(Family family, const std::optional<IpAddr>& bindIp) {
-  const int domain = family == Family::V4 ? AF_INET : AF_INET6;
-  Fd s(::socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (s.fd < 0) return fail(errnoText(family == Family::V4 ? "socket(AF_INET)" : "socket(AF_INET6)"));
-  if (family == Family::V6) {
-    int one = 1;
-    ::setsockopt(s.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  }
+// The socket netcheck binds for a family: `bindIp`, or the wildcard address, port 0.
+Result<UniqueFd> openUdp(Family family, const std::optional<IpAddr>& bindIp) {
   IpAddr ip = bindIp ? *bindIp
                      : (family == Family::V4 ? IpAddr::v4(0u) : IpAddr::v6(std::array<uint8_t, 16>{}));
   if (ip.family() != family) return fail("bind address " + ip.toString() + " is of the wrong family");
-  sockaddr_storage ss{};
-  socklen_t len = SockAddr(ip, 0).toSockaddr(&ss);
-  if (::bind(s.fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
-    return fail(errnoText("bind " + SockAddr(ip, 0).toString()));
-  }
-  return s;
+  return openUdpSocket(SockAddr(ip, 0));
 }
 
 std::optional<SockAddr> localName(int fd) {
@@ -66,12 +42,12 @@ std::optional<SockAddr> localName(int fd) {
 // The source IP the kernel would pick towards `to`: connect() a throwaway UDP socket (no
 // packet is sent) and read its name.
 std::optional<IpAddr> routeSource(const SockAddr& to) {
-  Fd s(::socket(to.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (s.fd < 0) return std::nullopt;
+  UniqueFd s(::socket(to.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return std::nullopt;
   sockaddr_storage ss{};
   socklen_t len = to.toSockaddr(&ss);
-  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return std::nullopt;
-  auto name = localName(s.fd);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) < 0) return std::nullopt;
+  auto name = localName(s.get());
   if (!name || name->ip().isUnspecified()) return std::nullopt;
   return name->ip();
 }
@@ -87,7 +63,7 @@ Result<Report> runNetcheck(const Options& options) {
   Config config;
   config.servers = options.servers;
   config.deadline = options.deadline;
-  std::vector<Fd> fds;  // index == socket id
+  std::vector<UniqueFd> fds;  // index == socket id
   std::vector<std::string> openErrors;
 
   for (Family family : {Family::V4, Family::V6}) {
@@ -112,7 +88,7 @@ Result<Report> runNetcheck(const Options& options) {
       LocalSocket ls;
       ls.id = static_cast<int>(fds.size());
       ls.family = family;
-      if (auto name = localName(fd->fd)) {
+      if (auto name = localName(fd->get())) {
         std::optional<IpAddr> ip = bindIp;
         if (!ip) ip = routeSource(*firstServer);
         if (ip) ls.localAddress = SockAddr(*ip, name->port());
@@ -133,13 +109,13 @@ Result<Report> runNetcheck(const Options& options) {
   nc.start(begin);
 
   std::vector<pollfd> pfds;
-  for (const auto& f : fds) pfds.push_back(pollfd{f.fd, POLLIN, 0});
+  for (const auto& f : fds) pfds.push_back(pollfd{f.get(), POLLIN, 0});
   std::array<uint8_t, kMaxDatagram> buf{};
 
   auto sendOne = [&](const Netcheck::Send& s) {
     sockaddr_storage ss{};
     socklen_t len = s.to.toSockaddr(&ss);
-    const int fd = fds.at(static_cast<size_t>(s.socketId)).fd;
+    const int fd = fds.at(static_cast<size_t>(s.socketId)).get();
     if (::sendto(fd, s.bytes.data(), s.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) >= 0) return;
     const int err = errno;
     log::debug("netcheck_send_failed", {{"to", s.to.toString()}, {"error", std::strerror(err)}});

@@ -8,13 +8,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/fd.h"
 #include "base/log.h"
 
 namespace tgw {
 
 namespace {
-
-std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 dataplane::AttachMode toAttachMode(config::XdpMode m) {
   switch (m) {
@@ -51,27 +50,18 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
 Result<void> RelayRole::openSockets(event_base* base) {
   for (auto& server : servers_) {
     for (const auto& ep : server->endpoints()) {
-      int fd = socket(ep.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (fd < 0) return fail(errnoText("socket"));
+      auto fd = openUdpSocket(ep);
+      if (!fd) {
+        return fail("cannot open STUN endpoint " + ep.toString() + ": " + fd.error().message +
+                    " (is the address configured on this host, and the port free?)");
+      }
       auto s = std::make_unique<Socket>();
       s->role = this;
       s->server = server.get();
       s->local = ep;
-      s->fd = fd;
-      // No SO_REUSEADDR: UDP has no TIME_WAIT, and without it a second daemon (or another STUN
-      // server) on the same endpoint fails here instead of silently sharing the traffic.
-      int one = 1;
-      if (ep.isV6()) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-      sockaddr_storage ss{};
-      socklen_t len = ep.toSockaddr(&ss);
-      if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-        auto err = errnoText("cannot bind STUN endpoint " + ep.toString() +
-                             " (is the address configured on this host, and the port free?)");
-        ::close(fd);
-        return fail(err);
-      }
+      s->fd = std::move(*fd);
       s->ev = event_new(
-          base, fd, EV_READ | EV_PERSIST,
+          base, s->fd.get(), EV_READ | EV_PERSIST,
           [](evutil_socket_t, short, void* arg) {
             auto* sock = static_cast<Socket*>(arg);
             sock->role->onReadable(*sock);
@@ -129,7 +119,6 @@ RelayRole::~RelayRole() {
   }
   for (auto& s : sockets_) {
     if (s->ev != nullptr) event_free(s->ev);
-    ::close(s->fd);
   }
 }
 
@@ -138,7 +127,7 @@ void RelayRole::onReadable(Socket& s) {
   for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
     sockaddr_storage from{};
     socklen_t fromLen = sizeof from;
-    ssize_t n = recvfrom(s.fd, buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
+    ssize_t n = recvfrom(s.fd.get(), buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
     if (n < 0) return;  // EAGAIN: drained
     ++counters_.rxDatagrams;
     if (static_cast<size_t>(n) > sizeof buf) {
@@ -158,7 +147,7 @@ void RelayRole::send(const stun::Server::Reply& reply) {
     if (s->local != reply.from) continue;
     sockaddr_storage to{};
     socklen_t len = reply.to.toSockaddr(&to);
-    if (sendto(s->fd, reply.bytes.data(), reply.bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0) {
+    if (sendto(s->fd.get(), reply.bytes.data(), reply.bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0) {
       ++counters_.txErrors;
       log::debug("stun_send_failed", {{"to", reply.to.toString()}, {"error", std::strerror(errno)}});
     } else {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "config/config.h"
@@ -52,7 +53,7 @@ class RelayRole {
     RelayRole* role = nullptr;
     stun::Server* server = nullptr;
     SockAddr local;
-    int fd = -1;
+    UniqueFd fd;
     ::event* ev = nullptr;
   };
 

@@ -22,13 +22,13 @@
 #include <stdexcept>
 #include <thread>
 
+#include "base/fd.h"
+
 namespace tgw::lab {
 
 namespace {
 
 using Ms = std::chrono::milliseconds;
-
-std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 [[noreturn]] void execOrDie(const std::vector<std::string>& argv) {
   std::vector<char*> args;
