@@ -55,33 +55,9 @@ struct Case {
   bool idempotent;    // may be timed with repeat > 1
 };
 
-// Mean kernel-timed ns per run over `calls` single-shot calls.
-double singleShot(const Case& c, int calls) {
-  Bytes out(4096);
-  uint64_t total = 0;
-  for (int i = 0; i < calls; i++) {
-    bpf_test_run_opts opts{};
-    opts.sz = sizeof(opts);
-    opts.data_in = c.packet.data();
-    opts.data_size_in = static_cast<uint32_t>(c.packet.size());
-    opts.data_out = out.data();
-    opts.data_size_out = static_cast<uint32_t>(out.size());
-    opts.repeat = 1;
-    if (bpf_prog_test_run_opts(c.fd, &opts) != 0) {
-      std::fprintf(stderr, "%s: BPF_PROG_TEST_RUN: %s\n", c.name.c_str(), std::strerror(errno));
-      std::exit(1);
-    }
-    if (opts.retval != c.verdict) {
-      std::fprintf(stderr, "%s: verdict %u, expected %u\n", c.name.c_str(), opts.retval, c.verdict);
-      std::exit(1);
-    }
-    total += opts.duration;
-  }
-  return static_cast<double>(total) / calls;
-}
-
-// Kernel-timed ns per run of one call with `repeat` runs.
-double repeated(const Case& c, int repeat) {
+// One BPF_PROG_TEST_RUN call with `repeat` runs: the kernel-timed ns per run. Exits on an
+// error or an unexpected verdict (a benchmark of the wrong path measures nothing).
+double timedRun(const Case& c, int repeat) {
   Bytes out(4096);
   bpf_test_run_opts opts{};
   opts.sz = sizeof(opts);
@@ -100,6 +76,16 @@ double repeated(const Case& c, int repeat) {
   }
   return static_cast<double>(opts.duration);
 }
+
+// Mean kernel-timed ns per run over `calls` single-shot calls.
+double singleShot(const Case& c, int calls) {
+  double total = 0;
+  for (int i = 0; i < calls; i++) total += timedRun(c, 1);
+  return total / calls;
+}
+
+// Kernel-timed ns per run of one call with `repeat` runs.
+double repeated(const Case& c, int repeat) { return timedRun(c, repeat); }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
