@@ -1,0 +1,144 @@
+// TurnTable: the forwarding-table interface between the TURN server (control/turn, which
+// decides) and the relay's fast path (which forwards). Two implementations: the BPF maps of
+// the relay's XDP program (dataplane/relay_fastpath.h) and MemoryTurnTable below, for unit
+// tests of the server.
+//
+// The fast path handles only ChannelData (RFC 8656 section 12): a route exists exactly while
+// a channel is bound AND the permission for its peer's IP is live (sections 9 and 12). The
+// server adds it when both hold and removes it the moment either expires or is deleted, so
+// the table never holds a stale entry. Everything else (Send / Data indications, peers
+// without a channel, routes the fast path refuses) goes through the relay's sockets, where
+// the server handles it: the same bytes come out either way.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <tuple>
+
+#include "base/result.h"
+#include "base/sockaddr.h"
+
+namespace tgw::dataplane {
+
+// One bound channel of one allocation, as the fast path needs it in both directions:
+//   client -> relay:  ChannelData(channel) from `client` to `server`
+//                     => UDP from `relayed` to `peer` with the application data;
+//   peer -> relay:    UDP from `peer` to `relayed`
+//                     => ChannelData(channel) from `server` to `client`.
+// When `peer` is itself a relayed address of this relay, the two chain (client to client).
+struct TurnChannelRoute {
+  uint32_t allocation = 0;  // the allocation's slot, < TurnTable::capacity()
+  SockAddr client;          // the client's transport address (the 5-tuple's remote side)
+  SockAddr server;          // the relay's listening endpoint the client talks to
+  SockAddr relayed;         // the allocation's relayed transport address
+  SockAddr peer;            // the peer bound to the channel
+  uint16_t channel = 0;     // 0x4000..0x4FFF
+
+  friend bool operator==(const TurnChannelRoute&, const TurnChannelRoute&) = default;
+};
+
+// Per-allocation limits the fast path enforces (the server enforces the same on its path).
+struct TurnAllocationLimits {
+  uint64_t bytesPerSecond = 0;  // relayed bytes per second, both directions together; 0: none
+  uint64_t burstBytes = 0;      // bucket depth; 0: one second's worth
+};
+
+// What the fast path forwarded for one allocation (summed over CPUs).
+struct TurnAllocationCounters {
+  uint64_t toPeerPackets = 0;
+  uint64_t toPeerBytes = 0;     // application data bytes
+  uint64_t toClientPackets = 0;
+  uint64_t toClientBytes = 0;
+  uint64_t droppedQuotaPackets = 0;  // over the allocation's bandwidth cap
+  uint64_t droppedQuotaBytes = 0;
+
+  TurnAllocationCounters& operator+=(const TurnAllocationCounters& o) {
+    toPeerPackets += o.toPeerPackets; toPeerBytes += o.toPeerBytes;
+    toClientPackets += o.toClientPackets; toClientBytes += o.toClientBytes;
+    droppedQuotaPackets += o.droppedQuotaPackets; droppedQuotaBytes += o.droppedQuotaBytes;
+    return *this;
+  }
+};
+
+class TurnTable {
+ public:
+  virtual ~TurnTable() = default;
+
+  // How many allocation slots the table has: slots are 0 .. capacity()-1.
+  virtual uint32_t capacity() const = 0;
+  // Starts using a slot: its counters restart from zero and `limits` apply to its routes.
+  virtual Result<void> addAllocation(uint32_t allocation, const TurnAllocationLimits& limits) = 0;
+  // Stops using a slot and removes every route of it.
+  virtual void removeAllocation(uint32_t allocation) = 0;
+  // Adds a route, or replaces the one with the same (client, server, channel) / (relayed,
+  // peer) keys. Fails when the slot is not in use, the table is full, or the fast path cannot
+  // carry this route (the server then relies on the socket path for it).
+  virtual Result<void> addChannel(const TurnChannelRoute& route) = 0;
+  virtual void removeChannel(const TurnChannelRoute& route) = 0;
+  virtual TurnAllocationCounters counters(uint32_t allocation) const = 0;
+};
+
+// An in-memory TurnTable for unit tests: records what the server installed, so tests can
+// assert the table is exact at every simulated instant.
+class MemoryTurnTable final : public TurnTable {
+ public:
+  explicit MemoryTurnTable(uint32_t capacity = 1024) : capacity_(capacity) {}
+
+  uint32_t capacity() const override { return capacity_; }
+  Result<void> addAllocation(uint32_t allocation, const TurnAllocationLimits& limits) override {
+    if (allocation >= capacity_) return fail("allocation slot out of range");
+    allocations_[allocation] = Slot{limits, {}};
+    return {};
+  }
+  void removeAllocation(uint32_t allocation) override {
+    allocations_.erase(allocation);
+    for (auto it = routes_.begin(); it != routes_.end();)
+      it = it->second.allocation == allocation ? routes_.erase(it) : std::next(it);
+  }
+  Result<void> addChannel(const TurnChannelRoute& route) override {
+    if (!allocations_.count(route.allocation)) return fail("allocation slot not in use");
+    for (auto it = routes_.begin(); it != routes_.end();) {
+      const auto& r = it->second;
+      const bool sameIn = r.relayed == route.relayed && r.peer == route.peer;
+      it = sameIn ? routes_.erase(it) : std::next(it);
+    }
+    routes_[keyOf(route)] = route;
+    return {};
+  }
+  void removeChannel(const TurnChannelRoute& route) override { routes_.erase(keyOf(route)); }
+  TurnAllocationCounters counters(uint32_t allocation) const override {
+    auto it = allocations_.find(allocation);
+    return it == allocations_.end() ? TurnAllocationCounters{} : it->second.counters;
+  }
+
+  // Test hooks.
+  const std::map<std::tuple<SockAddr, SockAddr, uint16_t>, TurnChannelRoute>& routes() const {
+    return routes_;
+  }
+  std::optional<TurnAllocationLimits> limits(uint32_t allocation) const {
+    auto it = allocations_.find(allocation);
+    if (it == allocations_.end()) return std::nullopt;
+    return it->second.limits;
+  }
+  size_t allocationCount() const { return allocations_.size(); }
+  // Pretends the fast path forwarded traffic for `allocation`.
+  void addTraffic(uint32_t allocation, const TurnAllocationCounters& c) {
+    auto it = allocations_.find(allocation);
+    if (it != allocations_.end()) it->second.counters += c;
+  }
+
+ private:
+  struct Slot {
+    TurnAllocationLimits limits;
+    TurnAllocationCounters counters;
+  };
+  static std::tuple<SockAddr, SockAddr, uint16_t> keyOf(const TurnChannelRoute& r) {
+    return {r.client, r.server, r.channel};
+  }
+  uint32_t capacity_;
+  std::map<uint32_t, Slot> allocations_;
+  std::map<std::tuple<SockAddr, SockAddr, uint16_t>, TurnChannelRoute> routes_;
+};
+
+}  // namespace tgw::dataplane
