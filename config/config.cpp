@@ -1,6 +1,8 @@
 #include "config/config.h"
 
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -16,6 +18,35 @@ std::string_view toString(XdpMode m) {
   }
   return "?";
 }
+
+Result<Cidr> Cidr::parse(std::string_view text) {
+  std::string_view addr = text;
+  std::optional<int> prefix;
+  if (auto slash = text.find('/'); slash != std::string_view::npos) {
+    addr = text.substr(0, slash);
+    std::string_view len = text.substr(slash + 1);
+    if (len.empty() || len.size() > 3) return fail("a prefix length after '/'");
+    int v = 0;
+    for (char ch : len) {
+      if (ch < '0' || ch > '9') return fail("a decimal prefix length after '/'");
+      v = v * 10 + (ch - '0');
+    }
+    prefix = v;
+  }
+  auto ip = IpAddr::parse(addr);
+  if (!ip) return fail("an IPv4 or IPv6 address before the prefix length");
+  const int maxLen = ip->isV4() ? 32 : 128;
+  const int len = prefix.value_or(maxLen);
+  if (len > maxLen) return fail("a prefix length of at most " + std::to_string(maxLen));
+  for (int bit = len; bit < maxLen; ++bit) {
+    if ((ip->bytes()[bit / 8] >> (7 - bit % 8)) & 1) {
+      return fail("no address bits set after the prefix length (a network address)");
+    }
+  }
+  return Cidr{*ip, static_cast<uint8_t>(len)};
+}
+
+std::string Cidr::toString() const { return network.toString() + "/" + std::to_string(prefixLength); }
 
 namespace {
 
@@ -113,6 +144,37 @@ class Reader {
     return out;
   }
 
+  uint64_t integer(const toml::table& t, const std::string& prefix, const char* key, uint64_t def, uint64_t min,
+                   uint64_t max, const char* what = "an integer") const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return def;
+    auto v = n->value<int64_t>();
+    if (!n->is_integer() || !v || *v < 0 || static_cast<uint64_t>(*v) < min || static_cast<uint64_t>(*v) > max) {
+      failAt(n, lineOf(t), prefix + key,
+             std::string(what) + " from " + std::to_string(min) + " to " + std::to_string(max), describe(*n));
+    }
+    return static_cast<uint64_t>(*v);
+  }
+
+  bool boolean(const toml::table& t, const std::string& prefix, const char* key, bool def) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return def;
+    if (!n->is_boolean()) failAt(n, lineOf(t), prefix + key, "true or false", describe(*n));
+    return *n->value<bool>();
+  }
+
+  // A file named by the config: relative paths are taken from the config file's folder.
+  std::string readFile(const toml::table& t, const std::string& prefix, const char* key,
+                       const std::string& name) const {
+    std::filesystem::path file(name);
+    if (file.is_relative()) file = std::filesystem::path(path_).parent_path() / file;
+    std::ifstream in(file);
+    if (!in) failAt(t.get(key), lineOf(t), prefix + key, "a readable file", "\"" + file.string() + "\"");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
   const std::string& path() const { return path_; }
 
  private:
@@ -149,10 +211,157 @@ DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   return d;
 }
 
+std::vector<Cidr> cidrs(const Reader& r, const toml::table& t, const std::string& p, const char* key) {
+  std::vector<Cidr> out;
+  for (const auto& s : r.strings(t, p, key)) {
+    auto c = Cidr::parse(s);
+    if (!c) {
+      r.failAt(t.get(key), Reader::lineOf(t), p + key, "ADDRESS[/PREFIX] entries (" + c.error().message + ")",
+               "\"" + s + "\"");
+    }
+    out.push_back(*c);
+  }
+  return out;
+}
+
+void addUser(const Reader& r, const toml::node* where, int line, const std::string& key, TurnConfig& c,
+             const std::string& name, const std::string& password) {
+  if (name.empty() || name.size() > 513) {  // RFC 8489 section 14.3: USERNAME < 513 bytes
+    r.failAt(where, line, key, "a user name of 1 to 512 bytes", "\"" + name + "\"");
+  }
+  if (password.empty()) r.failAt(where, line, key, "a non-empty password for user \"" + name + "\"");
+  if (!c.users.emplace(name, password).second) {
+    r.failAt(where, line, key, "each user name once", "\"" + name + "\" again");
+  }
+}
+
+// Strips one trailing newline (and a \r before it) and surrounding blanks of a secret file.
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  size_t start = s.find_first_not_of(" \t");
+  return start == std::string::npos ? std::string() : s.substr(start);
+}
+
+TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& relay) {
+  const std::string p = "relay.turn.";
+  r.onlyKeys(t, p, {"enabled", "realm", "user", "users_file", "rest_secret", "rest_secret_file", "min_port",
+                    "max_port", "relay_address", "allocation_lifetime_seconds", "max_allocation_lifetime_seconds",
+                    "permission_lifetime_seconds", "channel_lifetime_seconds", "max_allocations_per_user",
+                    "max_allocations", "max_permissions_per_allocation", "max_channels_per_allocation",
+                    "allocation_bytes_per_second", "allocation_burst_bytes", "peer_allow", "peer_deny"});
+  TurnConfig c;
+  const int line = Reader::lineOf(t);
+  c.enabled = r.boolean(t, p, "enabled", true);
+  c.realm = r.str(t, p, "realm", c.realm);
+  if (c.realm.empty() || c.realm.size() > 763) {  // RFC 8489 section 14.9
+    r.failAt(t.get("realm"), line, p + "realm", "a realm of 1 to 763 bytes", "\"" + c.realm + "\"");
+  }
+
+  if (const toml::node* users = t.get("user")) {
+    if (!users->is_array_of_tables()) {
+      r.failAt(users, line, p + "user", "[[relay.turn.user]] tables with name and password", Reader::describe(*users));
+    }
+    size_t i = 0;
+    for (const auto& e : *users->as_array()) {
+      const toml::table& u = *e.as_table();
+      const std::string up = p + "user[" + std::to_string(i++) + "].";
+      r.onlyKeys(u, up, {"name", "password"});
+      if (u.get("name") == nullptr) r.failAt(&e, Reader::lineOf(u), up + "name", "a user name", "nothing");
+      if (u.get("password") == nullptr) r.failAt(&e, Reader::lineOf(u), up + "password", "a password", "nothing");
+      addUser(r, u.get("name"), Reader::lineOf(u), up + "name", c, r.str(u, up, "name", ""),
+              r.str(u, up, "password", ""));
+    }
+  }
+  if (auto file = r.str(t, p, "users_file", ""); !file.empty()) {
+    std::istringstream lines(r.readFile(t, p, "users_file", file));
+    std::string text;
+    int n = 0;
+    while (std::getline(lines, text)) {
+      ++n;
+      std::string l = trimmed(text);
+      if (l.empty() || l.front() == '#') continue;
+      auto colon = l.find(':');
+      const std::string where = "line " + std::to_string(n) + " of " + file;
+      if (colon == std::string::npos) {
+        r.failAt(t.get("users_file"), line, p + "users_file", "NAME:PASSWORD lines", where + " has no ':'");
+      }
+      addUser(r, t.get("users_file"), line, p + "users_file (" + where + ")", c, l.substr(0, colon),
+              l.substr(colon + 1));
+    }
+  }
+  const bool hasSecret = t.get("rest_secret") != nullptr;
+  const bool hasSecretFile = t.get("rest_secret_file") != nullptr;
+  if (hasSecret && hasSecretFile) {
+    r.failAt(t.get("rest_secret_file"), line, p + "rest_secret_file", "either rest_secret or rest_secret_file",
+             "both");
+  }
+  if (hasSecret) c.restSecret = r.str(t, p, "rest_secret", "");
+  if (hasSecretFile) {
+    c.restSecret = trimmed(r.readFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
+  }
+  if (c.restSecret && c.restSecret->empty()) {
+    r.failAt(t.get(hasSecret ? "rest_secret" : "rest_secret_file"), line,
+             p + (hasSecret ? "rest_secret" : "rest_secret_file"), "a non-empty shared secret");
+  }
+  if (c.enabled && c.users.empty() && !c.restSecret) {
+    r.failAt(nullptr, line, p + "user",
+             "credentials: [[relay.turn.user]], users_file, rest_secret or rest_secret_file (or enabled = false)",
+             "none");
+  }
+
+  c.minPort = static_cast<uint16_t>(r.integer(t, p, "min_port", c.minPort, 1, 65535));
+  c.maxPort = static_cast<uint16_t>(r.integer(t, p, "max_port", c.maxPort, 1, 65535));
+  if (c.maxPort < c.minPort) {
+    r.failAt(t.get("max_port"), line, p + "max_port", "a port not below min_port " + std::to_string(c.minPort),
+             std::to_string(c.maxPort));
+  }
+  for (uint16_t stun : {relay.stunPort, relay.stunAlternatePort.value_or(0)}) {
+    if (stun != 0 && stun >= c.minPort && stun <= c.maxPort) {
+      r.failAt(t.get("min_port") != nullptr ? t.get("min_port") : t.get("max_port"), line, p + "min_port",
+               "a relayed port range that leaves out the STUN port " + std::to_string(stun),
+               std::to_string(c.minPort) + "-" + std::to_string(c.maxPort));
+    }
+  }
+  c.relayAddresses = r.addresses(t, p, "relay_address");
+  if (c.relayAddresses.empty()) c.relayAddresses = relay.addresses;
+
+  constexpr uint64_t kDay = 86400;
+  auto secs = [&](const char* key, std::chrono::seconds def) {
+    return std::chrono::seconds(r.integer(t, p, key, static_cast<uint64_t>(def.count()), 1, kDay, "seconds"));
+  };
+  c.allocationLifetime = secs("allocation_lifetime_seconds", c.allocationLifetime);
+  c.maxAllocationLifetime = secs("max_allocation_lifetime_seconds", c.maxAllocationLifetime);
+  c.permissionLifetime = secs("permission_lifetime_seconds", c.permissionLifetime);
+  c.channelLifetime = secs("channel_lifetime_seconds", c.channelLifetime);
+  if (c.maxAllocationLifetime < c.allocationLifetime) {
+    r.failAt(t.get("max_allocation_lifetime_seconds"), line, p + "max_allocation_lifetime_seconds",
+             "at least allocation_lifetime_seconds (" + std::to_string(c.allocationLifetime.count()) + ")",
+             std::to_string(c.maxAllocationLifetime.count()));
+  }
+  constexpr uint64_t kU32 = std::numeric_limits<uint32_t>::max();
+  c.maxAllocationsPerUser = static_cast<uint32_t>(r.integer(t, p, "max_allocations_per_user", c.maxAllocationsPerUser, 1, kU32));
+  c.maxAllocations = static_cast<uint32_t>(r.integer(t, p, "max_allocations", c.maxAllocations, 1, kU32));
+  c.maxPermissionsPerAllocation =
+      static_cast<uint32_t>(r.integer(t, p, "max_permissions_per_allocation", c.maxPermissionsPerAllocation, 1, kU32));
+  // Channel numbers 0x4000..0x4FFF (RFC 8656 section 12): at most 4096 per allocation.
+  c.maxChannelsPerAllocation =
+      static_cast<uint32_t>(r.integer(t, p, "max_channels_per_allocation", c.maxChannelsPerAllocation, 1, 4096));
+  constexpr uint64_t kI63 = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  c.bytesPerSecond = r.integer(t, p, "allocation_bytes_per_second", 0, 0, kI63, "bytes per second");
+  c.burstBytes = r.integer(t, p, "allocation_burst_bytes", 0, 0, kI63, "bytes");
+  if (c.burstBytes != 0 && c.bytesPerSecond == 0) {
+    r.failAt(t.get("allocation_burst_bytes"), line, p + "allocation_burst_bytes",
+             "allocation_bytes_per_second as well (a burst without a rate caps nothing)", std::to_string(c.burstBytes));
+  }
+  c.peerAllow = cidrs(r, t, p, "peer_allow");
+  c.peerDeny = cidrs(r, t, p, "peer_deny");
+  return c;
+}
+
 RelayConfig readRelay(const Reader& r, const toml::table& t) {
   const std::string p = "relay.";
   r.onlyKeys(t, p, {"interface", "xdp_mode", "stun_port", "stun_alternate_port", "address", "secondary_address",
-                    "software"});
+                    "software", "turn"});
   RelayConfig c;
   c.interface = r.str(t, p, "interface", "");
   auto mode = r.str(t, p, "xdp_mode", "auto");
@@ -204,6 +413,10 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
   c.software = r.str(t, p, "software", c.software);
   if (c.software.size() > 763) {  // RFC 8489 section 14.14: fewer than 128 characters / 763 bytes
     r.failAt(t.get("software"), Reader::lineOf(t), p + "software", "at most 763 bytes");
+  }
+  if (const toml::node* turn = t.get("turn")) {
+    if (!turn->is_table()) r.failAt(turn, Reader::lineOf(t), p + "turn", "a table ([relay.turn])", Reader::describe(*turn));
+    c.turn = readTurn(r, *turn->as_table(), c);
   }
   return c;
 }

@@ -6,7 +6,9 @@
 // Unknown keys are errors too, so a misspelt key never silently does nothing.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +30,44 @@ struct DaemonConfig {
   log::Level logLevel = log::Level::Warn;
 };
 
+// An IP prefix from the config, "198.51.100.0/24" or "2001:db8::/32" (a bare address is a
+// /32 or /128). Host bits must be zero, so what is written is what is matched.
+struct Cidr {
+  IpAddr network;
+  uint8_t prefixLength = 0;
+
+  static Result<Cidr> parse(std::string_view text);
+  std::string toString() const;
+  friend bool operator==(const Cidr&, const Cidr&) = default;
+};
+
+// [relay.turn]: the TURN server (RFC 8656, UDP transport) on the relay's STUN endpoints.
+// Defaults are the RFC's; every lifetime and quota can be changed.
+struct TurnConfig {
+  bool enabled = true;                    // the section exists: on unless enabled = false
+  std::string realm = "tgw";              // REALM of long-term credentials (RFC 8489 9.2)
+  // Long-term credentials, name -> password: [[relay.turn.user]] entries and users_file
+  // ("name:password" lines) together; a name may appear once.
+  std::map<std::string, std::string> users;
+  // TURN REST shared secret (coturn's use-auth-secret): rest_secret or rest_secret_file.
+  std::optional<std::string> restSecret;
+  uint16_t minPort = 49152;               // relayed port range (RFC 8656 section 7.2)
+  uint16_t maxPort = 65535;
+  std::vector<IpAddr> relayAddresses;     // default: relay.address; at most one per family
+  std::chrono::seconds allocationLifetime{600};     // RFC 8656 section 3.2 default
+  std::chrono::seconds maxAllocationLifetime{3600}; // RFC 8656 section 3.2 recommended cap
+  std::chrono::seconds permissionLifetime{300};     // RFC 8656 section 9
+  std::chrono::seconds channelLifetime{600};        // RFC 8656 section 12
+  uint32_t maxAllocationsPerUser = 16;    // 486 above (RFC 8656 section 7.2)
+  uint32_t maxAllocations = 10000;        // 486 above
+  uint32_t maxPermissionsPerAllocation = 64;  // 508 above
+  uint32_t maxChannelsPerAllocation = 64;     // 508 above
+  uint64_t bytesPerSecond = 0;            // per allocation, both directions; 0: no cap
+  uint64_t burstBytes = 0;                // bucket depth; 0: one second's worth
+  std::vector<Cidr> peerAllow;            // override the default deny of special ranges
+  std::vector<Cidr> peerDeny;             // win over everything
+};
+
 struct RelayConfig {
   std::string interface;                  // where the XDP program attaches
   XdpMode xdpMode = XdpMode::Auto;
@@ -36,6 +76,7 @@ struct RelayConfig {
   std::vector<IpAddr> addresses;          // at most one per family
   std::vector<IpAddr> secondaryAddresses; // RFC 5780 OTHER-ADDRESS, at most one per family
   std::string software = "tgw";           // SOFTWARE attribute; empty to leave it out
+  std::optional<TurnConfig> turn;         // [relay.turn]; absent or disabled: STUN only
 };
 
 struct EdgeConfig {
