@@ -1,0 +1,126 @@
+// RelayFastPath: the relay's one XDP program (xdp/relay.bpf.c) and its maps. It answers
+// plain STUN Binding requests exactly as StunResponder does, and forwards TURN ChannelData
+// (RFC 8656 section 12) in both directions without userspace; it is the BPF-map TurnTable
+// the TURN server (control/turn) writes to. Only one XDP program can hold an interface on
+// these machines (no libxdp dispatcher), so the relay role attaches this one instead of
+// StunResponder.
+//
+// Per packet (tgw/turn.h has the wire rules):
+//   - STUN Binding request to a STUN port: answered in place (XDP_TX), tgw/stun_responder.h.
+//   - ChannelData from a client 5-tuple with a route, to a STUN port: the 4-byte header (and
+//     up to 3 padding bytes) stripped, sent as UDP from route.relayed to route.peer.
+//   - UDP from route.peer to route.relayed (a port in the relayed range): ChannelData header
+//     prepended, sent from route.server to route.client.
+//   - route.peer is itself a relayed address of this relay with a route back (both clients
+//     allocated here): the two lookups chain in one pass, client to client.
+//   - The next hop comes from bpf_fib_lookup: same interface -> XDP_TX, another -> redirect.
+//     No neighbour entry, no route, forwarding disabled on the ingress interface, MTU
+//     exceeded -> passed up intact with a reason; tgwd's sockets on every relayed port do
+//     the job (slower, same bytes). Note bpf_fib_lookup refuses unless forwarding is enabled
+//     on the ingress interface (net.ipv4.conf.IF.forwarding=1, net.ipv6.conf.IF.forwarding=1).
+//   - Anything unknown is passed up with a reason; malformed ChannelData is dropped, counted.
+//
+// Checksums are updated incrementally (RFC 1624), as Katran and Cilium do: the input's UDP
+// checksum must be complete. Frames sent by a local socket through veth carry only the
+// pseudo-header sum (CHECKSUM_PARTIAL); senders on veth must turn tx checksum offload off
+// (`ethtool -K <their veth> tx off`). Frames from a real NIC are complete. A zero IPv4 UDP
+// checksum ("none", RFC 768) stays zero.
+//
+// Routes are refused (addChannel fails; the server keeps such a channel on its socket path):
+// cross-family (client and peer in different families: no translation here), a relayed
+// address not among Options::relayAddresses or outside the relayed port range, a full table.
+//
+// The bandwidth cap (TurnAllocationLimits) is a token bucket per allocation shared by all
+// CPUs under a bpf_spin_lock: exact across CPUs to within one byte per refill; it counts
+// application data bytes, both directions together. Counters are per-CPU, summed on read.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "base/result.h"
+#include "base/sockaddr.h"
+#include "dataplane/stun_responder.h"
+#include "dataplane/turn_table.h"
+#include "dataplane/typed_map.h"
+#include "dataplane/xdp_attachment.h"
+#include "tgw/stats.h"
+
+struct tgw_relay;  // the bpftool skeleton (xdp/relay.skel.h)
+
+namespace tgw::dataplane {
+
+class RelayFastPath final : public TurnTable {
+ public:
+  // Allocation slots by default: 100,000 allocations fit.
+  static constexpr uint32_t kDefaultCapacity = 131072;
+  // Bandwidth caps above this (bytes per second, and bucket depth in bytes) are refused:
+  // the bucket's arithmetic stays within 64 bits (about 144 Gbit/s).
+  static constexpr uint64_t kMaxBytesPerSecond = 18'000'000'000ULL;
+
+  struct Options {
+    // The STUN side, exactly as StunResponder::Options: ports (1..4) and endpoints (<= 16).
+    std::vector<uint16_t> stunPorts;
+    std::vector<StunResponder::Endpoint> stunEndpoints;
+    // Relayed transport addresses: ports relayPortMin..relayPortMax on relayAddresses.
+    uint16_t relayPortMin = 49152;
+    uint16_t relayPortMax = 65535;
+    std::vector<IpAddr> relayAddresses;
+    // Allocation slots (TurnTable::capacity()).
+    uint32_t capacity = kDefaultCapacity;
+    // Channel routes the table holds (each direction one hash entry); 0: as many as slots.
+    uint32_t maxRoutes = 0;
+  };
+
+  // Opens the skeleton, sizes the maps, loads the program (needs root / CAP_BPF) and fills
+  // the STUN endpoint table. Fails on bad options (as StunResponder::load does, plus an
+  // empty or inverted relayed port range, no relay address, capacity 0).
+  static Result<std::unique_ptr<RelayFastPath>> load(const Options& options);
+
+  ~RelayFastPath() override;
+  RelayFastPath(const RelayFastPath&) = delete;
+  RelayFastPath& operator=(const RelayFastPath&) = delete;
+
+  // Attaches to `ifname` (see XdpAttachment); returns the mode obtained (never Auto). A
+  // second attach detaches the first.
+  Result<AttachMode> attach(const std::string& ifname, AttachMode want);
+  void detach();
+
+  // Every non-zero (family, verdict, reason) counter, summed over CPUs (as StunResponder).
+  std::vector<CounterRow> counters() const;
+  // The loaded XDP program, for BPF_PROG_TEST_RUN (tests, benchmarks).
+  int programFd() const;
+  const TypedMap<tgw_stats_key, tgw_stats_value>& statsMap() const { return stats_; }
+
+  // TurnTable (dataplane/turn_table.h): same semantics as MemoryTurnTable.
+  uint32_t capacity() const override { return capacity_; }
+  Result<void> addAllocation(uint32_t allocation, const TurnAllocationLimits& limits) override;
+  void removeAllocation(uint32_t allocation) override;
+  Result<void> addChannel(const TurnChannelRoute& route) override;
+  void removeChannel(const TurnChannelRoute& route) override;
+  // Allocation counters overload TurnTable::counters(slot).
+  TurnAllocationCounters counters(uint32_t allocation) const override;
+
+  // Routes installed now (what the maps hold), for tests and `tgwctl`.
+  size_t routeCount() const { return routes_.size(); }
+
+ private:
+  RelayFastPath() = default;
+  using RouteKey = std::tuple<SockAddr, SockAddr, uint16_t>;  // (client, server, channel)
+  void eraseRoute(const TurnChannelRoute& route);
+
+  tgw_relay* skel_ = nullptr;
+  Options options_;
+  uint32_t capacity_ = 0;
+  uint32_t maxRoutes_ = 0;
+  TypedMap<tgw_stats_key, tgw_stats_value> stats_;
+  std::map<uint32_t, TurnAllocationLimits> allocations_;
+  std::map<RouteKey, TurnChannelRoute> routes_;  // the userspace shadow of the two maps
+  std::unique_ptr<XdpAttachment> attachment_;    // declared last: detached before skel_ goes
+};
+
+}  // namespace tgw::dataplane
