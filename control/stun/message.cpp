@@ -194,8 +194,21 @@ std::vector<uint16_t> Message::unknownComprehensionRequired(std::span<const uint
 
 std::optional<SockAddr> Message::xorAddress(uint16_t type) const {
   auto a = find(type);
-  if (!a || !isAddressAttr(type) || !valueIsValid(type, a->value)) return std::nullopt;
-  const auto& v = a->value;
+  if (!a) return std::nullopt;
+  return xorAddressAt(*a);
+}
+
+std::vector<Attribute> Message::findAll(uint16_t type) const {
+  std::vector<Attribute> out;
+  for (const Attribute& a : attrs_) {
+    if (a.type == type) out.push_back(a);
+  }
+  return out;
+}
+
+std::optional<SockAddr> Message::xorAddressAt(const Attribute& a) const {
+  if (!isAddressAttr(a.type) || !valueIsValid(a.type, a.value)) return std::nullopt;
+  const auto& v = a.value;
   const uint16_t port = static_cast<uint16_t>(rd16(v.data() + 2) ^ (kMagicCookie >> 16));
   if (v[1] == TGW_STUN_FAMILY_IPV4) {
     return SockAddr(IpAddr::v4(rd32(v.data() + 4) ^ kMagicCookie), port);

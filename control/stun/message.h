@@ -138,6 +138,10 @@ class Message {
 
   // Typed readers; empty when the attribute is absent or malformed.
   std::optional<SockAddr> xorAddress(uint16_t type) const;  // XOR-MAPPED/-PEER/-RELAYED-ADDRESS
+  // One XOR-...-ADDRESS attribute of this message (TURN's CreatePermission carries several
+  // XOR-PEER-ADDRESS, RFC 8656 section 10.1), and all attributes of a type in order.
+  std::optional<SockAddr> xorAddressAt(const Attribute& a) const;
+  std::vector<Attribute> findAll(uint16_t type) const;
   std::optional<SockAddr> xorMappedAddress() const { return xorAddress(attr::kXorMappedAddress); }
   std::optional<SockAddr> plainAddress(uint16_t type) const;  // MAPPED-ADDRESS, OTHER-ADDRESS, ...
   std::optional<SockAddr> mappedAddress() const { return plainAddress(attr::kMappedAddress); }

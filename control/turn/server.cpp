@@ -1,0 +1,1000 @@
+#include "turn/server.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <set>
+
+#include "base/log.h"
+#include "crypto/hashes.h"
+#include "stun/message.h"
+#include "tgw/channel_data.h"
+
+namespace tgw::turn {
+namespace {
+
+using stun::Attribute;
+using stun::Class;
+using stun::Message;
+using stun::MessageBuilder;
+using stun::Method;
+namespace attr = stun::attr;
+
+constexpr uint8_t kProtoUdp = 17;                 // REQUESTED-TRANSPORT (RFC 8656 section 18.6)
+constexpr uint8_t kFamilyV4 = 0x01;               // REQUESTED-ADDRESS-FAMILY (section 18.8)
+constexpr uint8_t kFamilyV6 = 0x02;
+constexpr uint16_t kAddressErrorCode = 0x8001;    // ADDRESS-ERROR-CODE (section 18.13)
+constexpr uint16_t kAlgorithmMd5 = 0x0001;        // RFC 8489 section 18.5
+constexpr uint16_t kAlgorithmSha256 = 0x0002;
+// RFC 8489 section 9.2: a nonce starting with this cookie announces security features; the
+// four characters after it are base64 of 24 feature bits, bit 0 (leftmost) = "Password
+// algorithms" (section 18.1). "gAAA" is 0x800000.
+constexpr std::string_view kNonceCookieSha256 = "obMatJos2gAAA";
+constexpr size_t kNonceMacHex = 32;               // 16 bytes of HMAC-SHA256, in hex
+
+constexpr uint16_t kAuthAttrs[] = {attr::kUsername, attr::kRealm, attr::kNonce, attr::kMessageIntegrity,
+                                   attr::kMessageIntegritySha256, attr::kPasswordAlgorithm,
+                                   attr::kFingerprint, attr::kSoftware};
+constexpr uint16_t kAllocateAttrs[] = {attr::kRequestedTransport, attr::kLifetime, attr::kEvenPort,
+                                       attr::kReservationToken, attr::kRequestedAddressFamily};
+constexpr uint16_t kRefreshAttrs[] = {attr::kLifetime, attr::kRequestedAddressFamily};
+constexpr uint16_t kPermissionAttrs[] = {attr::kXorPeerAddress};
+constexpr uint16_t kChannelBindAttrs[] = {attr::kChannelNumber, attr::kXorPeerAddress};
+constexpr uint16_t kAllKnown[] = {
+    attr::kUsername, attr::kRealm, attr::kNonce, attr::kMessageIntegrity, attr::kMessageIntegritySha256,
+    attr::kPasswordAlgorithm, attr::kFingerprint, attr::kSoftware, attr::kRequestedTransport,
+    attr::kLifetime, attr::kEvenPort, attr::kReservationToken, attr::kRequestedAddressFamily,
+    attr::kXorPeerAddress, attr::kChannelNumber, attr::kData, attr::kAdditionalAddressFamily,
+    attr::kPasswordAlgorithms};
+
+uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+void wr16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+std::string hex(std::span<const uint8_t> b) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string s;
+  for (uint8_t x : b) {
+    s += kDigits[x >> 4];
+    s += kDigits[x & 0xF];
+  }
+  return s;
+}
+
+std::span<const uint8_t> asBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+std::string base64(std::span<const uint8_t> b) {
+  std::string out(sodium_base64_ENCODED_LEN(b.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), b.data(), b.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+std::vector<uint8_t> sha256Key(std::string_view user, std::string_view realm, std::string_view password) {
+  std::string in;
+  in.append(user).append(":").append(realm).append(":").append(password);
+  std::vector<uint8_t> out(crypto_hash_sha256_BYTES);
+  crypto_hash_sha256(out.data(), reinterpret_cast<const unsigned char*>(in.data()), in.size());
+  return out;
+}
+
+// PASSWORD-ALGORITHMS as offered: SHA-256 first (preferred), then MD5 (RFC 8489 section 14.11).
+std::vector<uint8_t> passwordAlgorithmsValue() {
+  return {0x00, static_cast<uint8_t>(kAlgorithmSha256), 0, 0, 0x00, static_cast<uint8_t>(kAlgorithmMd5), 0, 0};
+}
+
+int64_t millis(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+struct TokenBucket {
+  double tokens = 0;
+  TimePoint last{};
+  bool started = false;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  struct Channel {
+    uint16_t number = 0;
+    SockAddr peer;
+    TimePoint expires{};
+    bool inFastPath = false;
+    std::optional<dataplane::TurnChannelRoute> route;
+  };
+  struct Allocation {
+    std::string user;
+    SockAddr client;
+    SockAddr server;
+    std::optional<SockAddr> relayed4;
+    std::optional<SockAddr> relayed6;
+    TimePoint expires{};
+    std::map<IpAddr, TimePoint> permissions;
+    std::map<uint16_t, Channel> channels;
+    std::map<SockAddr, uint16_t> channelByPeer;
+    std::optional<uint32_t> slot;
+    stun::TransactionId allocateTid{};
+    std::vector<uint8_t> allocateResponse;  // for retransmissions of the same Allocate
+    TrafficCounters traffic;
+    TokenBucket bucket;
+    TimePoint scheduled = kNever;           // its entry in deadlines_
+
+    const std::optional<SockAddr>& relayedFor(Family f) const { return f == Family::V4 ? relayed4 : relayed6; }
+    bool permitted(const IpAddr& ip, TimePoint now) const {
+      auto it = permissions.find(ip);
+      return it != permissions.end() && now < it->second;
+    }
+  };
+  using FiveTuple = std::pair<SockAddr, SockAddr>;  // (client, server listening endpoint)
+
+  struct Auth {
+    std::string user;
+    std::vector<uint8_t> key;
+    bool sha256Integrity = false;
+  };
+  // Where a response goes and how it is protected.
+  struct Ctx {
+    const Message& req;
+    SockAddr from;
+    SockAddr local;
+    std::vector<Send>& out;
+    const Auth* auth = nullptr;
+  };
+
+  ServerConfig config;
+  PortReserver& ports;
+  dataplane::TurnTable* fastPath;
+  PeerPolicy policy;
+  ServerCounters counters;
+  std::optional<IpAddr> relayIp4;
+  std::optional<IpAddr> relayIp6;
+  std::map<FiveTuple, std::unique_ptr<Allocation>> allocations;
+  std::map<SockAddr, Allocation*> byRelayed;
+  std::map<std::string, uint32_t> perUser;
+  std::set<std::pair<TimePoint, Allocation*>> deadlines;
+  std::vector<uint32_t> freeSlots;
+
+  Impl(ServerConfig c, PortReserver& p, dataplane::TurnTable* fp)
+      : config(std::move(c)), ports(p), fastPath(fp), policy(policyConfig(config)) {
+    for (const IpAddr& ip : config.relayIps) {
+      if (ip.isV4() && !relayIp4) relayIp4 = ip;
+      if (ip.isV6() && !relayIp6) relayIp6 = ip;
+    }
+    if (std::all_of(config.nonceSecret.begin(), config.nonceSecret.end(), [](uint8_t b) { return b == 0; })) {
+      crypto::randomBytes(config.nonceSecret);
+    }
+    if (fastPath) {
+      for (uint32_t s = fastPath->capacity(); s > 0; --s) freeSlots.push_back(s - 1);
+    }
+  }
+
+  static PeerPolicyConfig policyConfig(const ServerConfig& c) {
+    PeerPolicyConfig p;
+    p.allow = c.peerAllow;
+    p.deny = c.peerDeny;
+    p.ownAddresses = c.ownAddresses;
+    p.relayIps = c.relayIps;
+    p.minPort = c.minPort;
+    p.maxPort = c.maxPort;
+    return p;
+  }
+
+  // ---- responses -------------------------------------------------------------------------
+
+  void countError(int code) {
+    switch (code) {
+      case 400: ++counters.errors400; break;
+      case 401: ++counters.errors401; break;
+      case 403: ++counters.errors403; break;
+      case 420: ++counters.errors420; break;
+      case 437: ++counters.errors437; break;
+      case 438: ++counters.errors438; break;
+      case 440: ++counters.errors440; break;
+      case 441: ++counters.errors441; break;
+      case 442: ++counters.errors442; break;
+      case 443: ++counters.errors443; break;
+      case 486: ++counters.errors486; break;
+      case 508: ++counters.errors508; break;
+      default: break;
+    }
+  }
+
+  std::vector<uint8_t> finish(MessageBuilder& b, const Ctx& ctx) const {
+    if (!config.software.empty()) b.addSoftware(config.software);
+    if (ctx.auth) {
+      if (ctx.auth->sha256Integrity) {
+        b.withIntegritySha256(ctx.auth->key);
+      } else {
+        b.withIntegrity(ctx.auth->key);
+      }
+    }
+    if (ctx.req.hasFingerprint()) b.withFingerprint();
+    return b.finish();
+  }
+
+  void reply(const Ctx& ctx, std::vector<uint8_t> bytes) {
+    ctx.out.push_back(Send{ctx.local, ctx.from, std::move(bytes)});
+  }
+
+  void sendError(const Ctx& ctx, int code, std::span<const uint16_t> unknown = {}) {
+    countError(code);
+    MessageBuilder b(ctx.req.rawMethod(), Class::ErrorResponse, ctx.req.transactionId());
+    b.addErrorCode(code, stun::reasonPhrase(code));
+    if (!unknown.empty()) b.addUnknownAttributes(unknown);
+    if (code == 401 || code == 438) {
+      // A fresh challenge (RFC 8489 section 9.2.4); never protected with integrity.
+      b.addString(attr::kRealm, config.realm);
+      b.addString(attr::kNonce, makeNonce(ctx.from, now_));
+      if (config.offerSha256) b.addRaw(attr::kPasswordAlgorithms, passwordAlgorithmsValue());
+      Ctx plain{ctx.req, ctx.from, ctx.local, ctx.out, nullptr};
+      reply(ctx, finish(b, plain));
+      return;
+    }
+    reply(ctx, finish(b, ctx));
+  }
+
+  void sendSuccess(const Ctx& ctx, MessageBuilder& b) {
+    ++counters.successResponses;
+    reply(ctx, finish(b, ctx));
+  }
+
+  // ---- nonces and credentials ------------------------------------------------------------
+
+  TimePoint now_{};  // the time of the event being handled (for nonces in error paths)
+
+  std::string nonceMac(std::string_view body, const SockAddr& client) const {
+    std::string in(body);
+    in += '|';
+    in += client.toString();
+    auto mac = crypto::hmacSha256(config.nonceSecret, asBytes(in));
+    return hex(std::span(mac).first(kNonceMacHex / 2));
+  }
+
+  // NONCE = [cookie] expiry-in-ms (16 hex digits) MAC (32 hex digits). Stateless: the MAC
+  // binds the expiry and the client's transport address to the server's secret.
+  std::string makeNonce(const SockAddr& client, TimePoint now) const {
+    const int64_t expiry = millis(now + config.nonceLifetime);
+    std::array<uint8_t, 8> e{};
+    for (size_t i = 0; i < 8; ++i) e[i] = static_cast<uint8_t>(static_cast<uint64_t>(expiry) >> (56 - 8 * i));
+    std::string body = config.offerSha256 ? std::string(kNonceCookieSha256) : std::string();
+    body += hex(e);
+    return body + nonceMac(body, client);
+  }
+
+  enum class NonceState { Valid, Stale };
+  NonceState checkNonce(std::string_view nonce, const SockAddr& client, TimePoint now) const {
+    if (nonce.size() < 16 + kNonceMacHex) return NonceState::Stale;
+    const std::string_view body = nonce.substr(0, nonce.size() - kNonceMacHex);
+    const std::string_view mac = nonce.substr(nonce.size() - kNonceMacHex);
+    const std::string want = nonceMac(body, client);
+    if (!crypto::equalConstantTime(asBytes(want), asBytes(mac))) return NonceState::Stale;
+    const std::string_view e = body.substr(body.size() - 16);
+    uint64_t expiry = 0;
+    auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), expiry, 16);
+    if (ec != std::errc() || end != e.data() + e.size()) return NonceState::Stale;
+    return millis(now) < static_cast<int64_t>(expiry) ? NonceState::Valid : NonceState::Stale;
+  }
+
+  int64_t unixSeconds(TimePoint now) const {
+    return std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch() + config.wallClockOffset).count();
+  }
+
+  // The password for `user`: static users first, then TURN-REST ("expiry[:name]").
+  std::optional<std::string> passwordFor(const std::string& user, TimePoint now) const {
+    if (auto it = config.users.find(user); it != config.users.end()) return it->second;
+    if (!config.restSecret) return std::nullopt;
+    const std::string_view ts = std::string_view(user).substr(0, user.find(':'));
+    int64_t expiry = 0;
+    auto [end, ec] = std::from_chars(ts.data(), ts.data() + ts.size(), expiry);
+    if (ts.empty() || ec != std::errc() || end != ts.data() + ts.size()) return std::nullopt;
+    if (expiry < unixSeconds(now)) return std::nullopt;  // expired ephemeral credential
+    auto mac = crypto::hmacSha1(asBytes(*config.restSecret), asBytes(user));
+    return base64(mac);
+  }
+
+  // RFC 8489 section 9.2.4. Sends the error itself and returns nullopt on failure.
+  std::optional<Auth> authenticate(const Ctx& ctx, TimePoint now) {
+    const Message& m = ctx.req;
+    const bool mi = m.has(attr::kMessageIntegrity);
+    const bool mi256 = m.has(attr::kMessageIntegritySha256);
+    if (!mi && !mi256) {
+      sendError(ctx, 401);
+      return std::nullopt;
+    }
+    auto user = m.stringAttr(attr::kUsername);
+    auto realm = m.stringAttr(attr::kRealm);
+    auto nonce = m.stringAttr(attr::kNonce);
+    if (!user || !realm || !nonce) {
+      sendError(ctx, 400);
+      return std::nullopt;
+    }
+    uint16_t algorithm = kAlgorithmMd5;
+    const bool cookie = nonce->starts_with(kNonceCookieSha256);
+    auto algs = m.find(attr::kPasswordAlgorithms);
+    auto alg = m.find(attr::kPasswordAlgorithm);
+    if (cookie && (algs || alg)) {
+      const auto offered = passwordAlgorithmsValue();
+      if (!algs || !alg || !std::equal(algs->value.begin(), algs->value.end(), offered.begin(), offered.end()) ||
+          alg->value.size() < 4) {
+        sendError(ctx, 400);
+        return std::nullopt;
+      }
+      algorithm = rd16(alg->value.data());
+      if (algorithm != kAlgorithmMd5 && algorithm != kAlgorithmSha256) {
+        sendError(ctx, 400);
+        return std::nullopt;
+      }
+    } else if (alg || algs) {
+      // Algorithms only make sense with a nonce that offered them.
+      sendError(ctx, 400);
+      return std::nullopt;
+    }
+    if (checkNonce(*nonce, ctx.from, now) != NonceState::Valid) {
+      sendError(ctx, 438);
+      return std::nullopt;
+    }
+    auto password = *realm == config.realm ? passwordFor(*user, now) : std::nullopt;
+    if (!password) {
+      sendError(ctx, 401);
+      return std::nullopt;
+    }
+    Auth a;
+    a.user = *user;
+    if (algorithm == kAlgorithmSha256) {
+      a.key = sha256Key(*user, config.realm, *password);
+    } else {
+      auto k = crypto::longTermKey(*user, config.realm, *password);
+      a.key.assign(k.begin(), k.end());
+    }
+    a.sha256Integrity = mi256;
+    const bool ok = mi256 ? m.verifyIntegritySha256(a.key) : m.verifyIntegrity(a.key);
+    if (!ok) {
+      sendError(ctx, 401);
+      return std::nullopt;
+    }
+    return a;
+  }
+
+  // ---- deadlines, fast path ----------------------------------------------------------------
+
+  void reschedule(Allocation& a) {
+    if (a.scheduled != kNever) deadlines.erase({a.scheduled, &a});
+    TimePoint t = a.expires;
+    for (const auto& [ip, exp] : a.permissions) t = std::min(t, exp);
+    for (const auto& [n, ch] : a.channels) t = std::min(t, ch.expires);
+    a.scheduled = t;
+    deadlines.insert({t, &a});
+  }
+
+  dataplane::TurnChannelRoute routeOf(const Allocation& a, const Channel& ch) const {
+    dataplane::TurnChannelRoute r;
+    r.allocation = *a.slot;
+    r.client = a.client;
+    r.server = a.server;
+    r.relayed = *a.relayedFor(ch.peer.family());
+    r.peer = ch.peer;
+    r.channel = ch.number;
+    return r;
+  }
+
+  // Makes the fast path's table match the allocation's state at `now`: a route exactly for
+  // each bound channel whose peer has a live permission.
+  void syncRoutes(Allocation& a, TimePoint now) {
+    if (!fastPath || !a.slot) return;
+    for (auto& [n, ch] : a.channels) {
+      const bool want = now < ch.expires && a.permitted(ch.peer.ip(), now);
+      if (want && !ch.inFastPath) {
+        auto r = routeOf(a, ch);
+        if (fastPath->addChannel(r)) {
+          ch.inFastPath = true;
+          ch.route = r;
+          ++counters.fastPathRoutesAdded;
+        } else {
+          ++counters.fastPathRoutesRefused;
+        }
+      } else if (!want && ch.inFastPath) {
+        fastPath->removeChannel(*ch.route);
+        ch.inFastPath = false;
+        ch.route.reset();
+      }
+    }
+  }
+
+  void removeAllocation(Allocation& a) {
+    if (a.scheduled != kNever) deadlines.erase({a.scheduled, &a});
+    if (fastPath && a.slot) {
+      for (auto& [n, ch] : a.channels) {
+        if (ch.inFastPath) fastPath->removeChannel(*ch.route);
+      }
+      fastPath->removeAllocation(*a.slot);
+      freeSlots.push_back(*a.slot);
+    }
+    for (const auto& r : {a.relayed4, a.relayed6}) {
+      if (r) {
+        byRelayed.erase(*r);
+        ports.release(*r);
+      }
+    }
+    if (auto it = perUser.find(a.user); it != perUser.end() && --it->second == 0) perUser.erase(it);
+    allocations.erase({a.client, a.server});
+  }
+
+  // Expires what is due in one allocation; false when the allocation itself expired.
+  bool expire(Allocation& a, TimePoint now) {
+    if (now >= a.expires) {
+      ++counters.allocationsExpired;
+      log::info("turn.allocation_expired", {{"client", a.client.toString()}, {"user", a.user}});
+      removeAllocation(a);
+      return false;
+    }
+    for (auto it = a.channels.begin(); it != a.channels.end();) {
+      if (now >= it->second.expires) {
+        if (it->second.inFastPath) fastPath->removeChannel(*it->second.route);
+        a.channelByPeer.erase(it->second.peer);
+        it = a.channels.erase(it);
+        ++counters.channelsExpired;
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = a.permissions.begin(); it != a.permissions.end();) {
+      if (now >= it->second) {
+        it = a.permissions.erase(it);
+        ++counters.permissionsExpired;
+      } else {
+        ++it;
+      }
+    }
+    syncRoutes(a, now);
+    reschedule(a);
+    return true;
+  }
+
+  void runTimers(TimePoint now) {
+    while (!deadlines.empty() && deadlines.begin()->first <= now) {
+      Allocation* a = deadlines.begin()->second;
+      expire(*a, now);
+    }
+  }
+
+  // ---- bandwidth -----------------------------------------------------------------------
+
+  bool admit(Allocation& a, size_t bytes, TimePoint now) {
+    if (config.bytesPerSecond == 0) return true;
+    const double depth = static_cast<double>(config.burstBytes ? config.burstBytes : config.bytesPerSecond);
+    auto& b = a.bucket;
+    if (!b.started) {
+      b.started = true;
+      b.tokens = depth;
+    } else if (now > b.last) {
+      const double secs = std::chrono::duration<double>(now - b.last).count();
+      b.tokens = std::min(depth, b.tokens + secs * static_cast<double>(config.bytesPerSecond));
+    }
+    b.last = std::max(b.last, now);
+    if (b.tokens < static_cast<double>(bytes)) {
+      ++counters.droppedQuota;
+      ++a.traffic.droppedQuotaPackets;
+      a.traffic.droppedQuotaBytes += bytes;
+      return false;
+    }
+    b.tokens -= static_cast<double>(bytes);
+    return true;
+  }
+
+  // ---- helpers for requests ------------------------------------------------------------
+
+  Allocation* findAllocation(const SockAddr& client, const SockAddr& server) {
+    auto it = allocations.find({client, server});
+    return it == allocations.end() ? nullptr : it->second.get();
+  }
+
+  Duration lifetimeFrom(const Message& m) const {
+    auto req = m.u32Attr(attr::kLifetime);
+    if (!req) return config.defaultLifetime;
+    const Duration asked = std::chrono::seconds(*req);
+    const Duration clamped = std::min(asked, config.maxLifetime);
+    return clamped > config.defaultLifetime ? clamped : config.defaultLifetime;
+  }
+
+  static uint32_t seconds(Duration d) {
+    return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+  }
+
+  // Common prologue of Refresh, CreatePermission and ChannelBind (RFC 8656 section 5):
+  // the allocation of this 5-tuple, with the same user.
+  Allocation* existing(const Ctx& ctx) {
+    Allocation* a = findAllocation(ctx.from, ctx.local);
+    if (!a) {
+      sendError(ctx, 437);
+      return nullptr;
+    }
+    if (a->user != ctx.auth->user) {
+      sendError(ctx, 441);
+      return nullptr;
+    }
+    return a;
+  }
+
+  bool unknownAttributes(const Ctx& ctx, std::span<const uint16_t> methodKnown) {
+    std::vector<uint16_t> known(std::begin(kAuthAttrs), std::end(kAuthAttrs));
+    known.insert(known.end(), methodKnown.begin(), methodKnown.end());
+    auto unknown = ctx.req.unknownComprehensionRequired(known);
+    if (unknown.empty()) return false;
+    sendError(ctx, 420, unknown);
+    return true;
+  }
+
+  // ---- Allocate (RFC 8656 section 7.2) -------------------------------------------------
+
+  void onAllocate(const Ctx& ctx, TimePoint now) {
+    const Message& m = ctx.req;
+    if (Allocation* a = findAllocation(ctx.from, ctx.local)) {
+      if (a->allocateTid == m.transactionId() && a->user == ctx.auth->user) {
+        ++counters.retransmittedResponses;
+        reply(ctx, a->allocateResponse);
+      } else {
+        sendError(ctx, 437);
+      }
+      return;
+    }
+    auto transport = m.find(attr::kRequestedTransport);
+    if (!transport) return sendError(ctx, 400);
+    if (transport->value[0] != kProtoUdp) return sendError(ctx, 442);
+    // DONT-FRAGMENT is not supported (the shell cannot set DF per datagram): section 7.2
+    // step 4 makes it an unknown comprehension-required attribute.
+    if (unknownAttributes(ctx, kAllocateAttrs)) return;
+
+    auto raf = m.find(attr::kRequestedAddressFamily);
+    auto aaf = m.find(attr::kAdditionalAddressFamily);
+    auto even = m.find(attr::kEvenPort);
+    if (m.has(attr::kReservationToken)) {
+      // No reservations are ever made (EVEN-PORT with R is refused), so no token is valid.
+      return sendError(ctx, (even || raf || aaf) ? 400 : 508);
+    }
+    if (raf && aaf) return sendError(ctx, 400);
+    Family family = Family::V4;
+    if (raf) {
+      const uint8_t f = raf->value[0];
+      if (f == kFamilyV6) {
+        family = Family::V6;
+      } else if (f != kFamilyV4) {
+        return sendError(ctx, 440);
+      }
+    }
+    if ((family == Family::V4 && !relayIp4) || (family == Family::V6 && !relayIp6)) return sendError(ctx, 440);
+    const bool reserveNext = even && (even->value[0] & 0x80);
+    if (reserveNext) return sendError(ctx, aaf ? 400 : 508);  // R bit: reservations unsupported
+    bool dual = false;
+    bool partial = false;
+    if (aaf) {
+      if (aaf->value.size() != 4 || aaf->value[0] != kFamilyV6) return sendError(ctx, 400);
+      dual = relayIp6.has_value();
+      partial = !dual;
+    }
+    const auto userIt = perUser.find(ctx.auth->user);
+    const uint32_t userCount = userIt == perUser.end() ? 0 : userIt->second;
+    if (allocations.size() >= config.maxAllocations || userCount >= config.maxAllocationsPerUser) {
+      return sendError(ctx, 486);
+    }
+
+    auto a = std::make_unique<Allocation>();
+    const IpAddr& ip1 = family == Family::V4 ? *relayIp4 : *relayIp6;
+    auto r1 = ports.reserve(ip1, config.minPort, config.maxPort, even.has_value());
+    if (!r1) return sendError(ctx, 508);
+    (family == Family::V4 ? a->relayed4 : a->relayed6) = *r1;
+    if (dual) {
+      auto r2 = ports.reserve(*relayIp6, config.minPort, config.maxPort, even.has_value());
+      if (!r2) {
+        ports.release(*r1);
+        return sendError(ctx, 508);
+      }
+      a->relayed6 = *r2;
+    }
+    a->user = ctx.auth->user;
+    a->client = ctx.from;
+    a->server = ctx.local;
+    const Duration lifetime = lifetimeFrom(m);
+    a->expires = now + lifetime;
+    a->allocateTid = m.transactionId();
+    if (fastPath && !freeSlots.empty()) {
+      const uint32_t slot = freeSlots.back();
+      dataplane::TurnAllocationLimits limits{config.bytesPerSecond, config.burstBytes};
+      if (fastPath->addAllocation(slot, limits)) {
+        freeSlots.pop_back();
+        a->slot = slot;
+      }
+    }
+
+    MessageBuilder b(Method::Allocate, Class::SuccessResponse, m.transactionId());
+    if (a->relayed4) b.addXorAddress(attr::kXorRelayedAddress, *a->relayed4);
+    if (a->relayed6) b.addXorAddress(attr::kXorRelayedAddress, *a->relayed6);
+    if (partial) {
+      // ADDRESS-ERROR-CODE (RFC 8656 section 18.13): family, reserved, class, number, reason.
+      const std::string_view reason = stun::reasonPhrase(440);
+      std::vector<uint8_t> v = {kFamilyV6, 0, 4, 40};
+      v.insert(v.end(), reason.begin(), reason.end());
+      b.addRaw(kAddressErrorCode, v);
+    }
+    b.addU32(attr::kLifetime, seconds(lifetime));
+    b.addXorMappedAddress(ctx.from);
+    ++counters.successResponses;
+    a->allocateResponse = finish(b, ctx);
+    reply(ctx, a->allocateResponse);
+
+    ++counters.allocationsCreated;
+    ++perUser[a->user];
+    Allocation* raw = a.get();
+    for (const auto& r : {raw->relayed4, raw->relayed6}) {
+      if (r) byRelayed[*r] = raw;
+    }
+    allocations[{raw->client, raw->server}] = std::move(a);
+    reschedule(*raw);
+    log::info("turn.allocation_created",
+              {{"client", raw->client.toString()}, {"user", raw->user},
+               {"relayed", (raw->relayed4 ? *raw->relayed4 : *raw->relayed6).toString()}});
+  }
+
+  // ---- Refresh (section 8.2) -----------------------------------------------------------
+
+  void onRefresh(const Ctx& ctx, TimePoint now) {
+    if (unknownAttributes(ctx, kRefreshAttrs)) return;
+    Allocation* a = existing(ctx);
+    if (!a) return;
+    if (auto raf = ctx.req.find(attr::kRequestedAddressFamily)) {
+      const uint8_t f = raf->value[0];
+      const bool have = (f == kFamilyV4 && a->relayed4) || (f == kFamilyV6 && a->relayed6);
+      if (!have) return sendError(ctx, 443);
+    }
+    auto req = ctx.req.u32Attr(attr::kLifetime);
+    MessageBuilder b(Method::Refresh, Class::SuccessResponse, ctx.req.transactionId());
+    if (req && *req == 0) {
+      b.addU32(attr::kLifetime, 0);
+      sendSuccess(ctx, b);
+      ++counters.allocationsDeleted;
+      removeAllocation(*a);
+      return;
+    }
+    const Duration lifetime = lifetimeFrom(ctx.req);
+    a->expires = now + lifetime;
+    reschedule(*a);
+    b.addU32(attr::kLifetime, seconds(lifetime));
+    sendSuccess(ctx, b);
+  }
+
+  // ---- CreatePermission (section 10.2) -------------------------------------------------
+
+  void onCreatePermission(const Ctx& ctx, TimePoint now) {
+    if (unknownAttributes(ctx, kPermissionAttrs)) return;
+    Allocation* a = existing(ctx);
+    if (!a) return;
+    auto attrs = ctx.req.findAll(attr::kXorPeerAddress);
+    if (attrs.empty()) return sendError(ctx, 400);
+    std::vector<SockAddr> peers;
+    for (const Attribute& at : attrs) {
+      auto p = ctx.req.xorAddressAt(at);
+      if (!p) return sendError(ctx, 400);
+      peers.push_back(*p);
+    }
+    for (const SockAddr& p : peers) {
+      if (!a->relayedFor(p.family())) return sendError(ctx, 443);
+    }
+    for (const SockAddr& p : peers) {
+      if (!policy.allowed(p)) return sendError(ctx, 403);
+    }
+    std::set<IpAddr> fresh;
+    for (const SockAddr& p : peers) {
+      if (!a->permissions.count(p.ip())) fresh.insert(p.ip());
+    }
+    if (a->permissions.size() + fresh.size() > config.maxPermissionsPerAllocation) return sendError(ctx, 508);
+    for (const SockAddr& p : peers) a->permissions[p.ip()] = now + config.permissionLifetime;
+    syncRoutes(*a, now);
+    reschedule(*a);
+    MessageBuilder b(Method::CreatePermission, Class::SuccessResponse, ctx.req.transactionId());
+    sendSuccess(ctx, b);
+  }
+
+  // ---- ChannelBind (section 12.2) ------------------------------------------------------
+
+  void onChannelBind(const Ctx& ctx, TimePoint now) {
+    if (unknownAttributes(ctx, kChannelBindAttrs)) return;
+    Allocation* a = existing(ctx);
+    if (!a) return;
+    auto num = ctx.req.find(attr::kChannelNumber);
+    auto peer = ctx.req.xorAddress(attr::kXorPeerAddress);
+    if (!num || !peer) return sendError(ctx, 400);
+    const uint16_t channel = rd16(num->value.data());
+    if (!tgw_channel_valid(channel)) return sendError(ctx, 400);
+    if (!a->relayedFor(peer->family())) return sendError(ctx, 443);
+    if (!policy.allowed(*peer)) return sendError(ctx, 403);
+    auto byNumber = a->channels.find(channel);
+    if (byNumber != a->channels.end() && byNumber->second.peer != *peer) return sendError(ctx, 400);
+    auto byPeer = a->channelByPeer.find(*peer);
+    if (byPeer != a->channelByPeer.end() && byPeer->second != channel) return sendError(ctx, 400);
+    if (byNumber == a->channels.end() && a->channels.size() >= config.maxChannelsPerAllocation) {
+      return sendError(ctx, 508);
+    }
+    if (!a->permissions.count(peer->ip()) && a->permissions.size() >= config.maxPermissionsPerAllocation) {
+      return sendError(ctx, 508);
+    }
+    Channel& ch = a->channels[channel];
+    ch.number = channel;
+    ch.peer = *peer;
+    ch.expires = now + config.channelLifetime;
+    a->channelByPeer[*peer] = channel;
+    a->permissions[peer->ip()] = now + config.permissionLifetime;
+    syncRoutes(*a, now);
+    reschedule(*a);
+    MessageBuilder b(Method::ChannelBind, Class::SuccessResponse, ctx.req.transactionId());
+    sendSuccess(ctx, b);
+  }
+
+  // ---- data ------------------------------------------------------------------------------
+
+  // Sends application data from allocation `a` to `peer`. A peer that is a relayed address
+  // of this relay is delivered directly (client to client, no trip through the kernel).
+  void toPeer(Allocation& a, const SockAddr& peer, std::span<const uint8_t> data, TimePoint now,
+              std::vector<Send>& out) {
+    const SockAddr& from = *a.relayedFor(peer.family());
+    a.traffic.toPeerPackets++;
+    a.traffic.toPeerBytes += data.size();
+    counters.bytesToPeer += data.size();
+    if (byRelayed.count(peer)) {
+      deliverFromPeer(data, from, peer, now, out);
+      return;
+    }
+    out.push_back(Send{from, peer, std::vector<uint8_t>(data.begin(), data.end())});
+  }
+
+  void onSend(const Message& m, const SockAddr& from, const SockAddr& local, TimePoint now,
+              std::vector<Send>& out) {
+    Allocation* a = findAllocation(from, local);
+    if (!a) {
+      ++counters.droppedNoAllocation;
+      return;
+    }
+    auto peer = m.xorAddress(attr::kXorPeerAddress);
+    auto data = m.find(attr::kData);
+    // DONT-FRAGMENT is unsupported, so like any unknown comprehension-required attribute it
+    // makes an indication be discarded (RFC 8656 section 11.2, RFC 8489 section 6.3.2).
+    static constexpr uint16_t kSendKnown[] = {attr::kXorPeerAddress, attr::kData, attr::kFingerprint,
+                                              attr::kSoftware};
+    if (!peer || !data || !m.unknownComprehensionRequired(kSendKnown).empty()) {
+      ++counters.droppedMalformed;
+      return;
+    }
+    if (!a->relayedFor(peer->family())) {
+      ++counters.droppedFamilyMismatch;
+      return;
+    }
+    if (!a->permitted(peer->ip(), now)) {
+      ++counters.droppedNoPermission;
+      return;
+    }
+    if (!policy.allowed(*peer)) {
+      ++counters.droppedDeniedPeer;
+      return;
+    }
+    if (!admit(*a, data->value.size(), now)) return;
+    ++counters.sendIndications;
+    toPeer(*a, *peer, data->value, now, out);
+  }
+
+  void onChannelData(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
+                     std::vector<Send>& out) {
+    if (bytes.size() < TGW_CHANNELDATA_HLEN) {
+      ++counters.droppedBadChannelData;
+      return;
+    }
+    const uint16_t channel = rd16(bytes.data());
+    const size_t len = rd16(bytes.data() + 2);
+    const size_t avail = bytes.size() - TGW_CHANNELDATA_HLEN;
+    // Section 12.5: shorter than 4 + Length is discarded; at most 3 bytes of padding follow.
+    if (!tgw_channel_valid(channel) || len > avail || avail - len > TGW_CHANNELDATA_MAX_PAD) {
+      ++counters.droppedBadChannelData;
+      return;
+    }
+    Allocation* a = findAllocation(from, local);
+    if (!a) {
+      ++counters.droppedNoAllocation;
+      return;
+    }
+    auto it = a->channels.find(channel);
+    if (it == a->channels.end() || now >= it->second.expires) {
+      ++counters.droppedNoChannel;
+      return;
+    }
+    const SockAddr peer = it->second.peer;
+    if (!a->permitted(peer.ip(), now)) {
+      ++counters.droppedNoPermission;
+      return;
+    }
+    auto data = bytes.subspan(TGW_CHANNELDATA_HLEN, len);
+    if (!admit(*a, len, now)) return;
+    ++counters.channelDataToPeer;
+    toPeer(*a, peer, data, now, out);
+  }
+
+  void deliverFromPeer(std::span<const uint8_t> data, const SockAddr& peer, const SockAddr& relayed,
+                       TimePoint now, std::vector<Send>& out) {
+    auto it = byRelayed.find(relayed);
+    if (it == byRelayed.end()) {
+      ++counters.droppedUnknownRelayed;
+      return;
+    }
+    Allocation& a = *it->second;
+    if (!a.permitted(peer.ip(), now)) {
+      ++counters.droppedNoPermission;
+      return;
+    }
+    if (!admit(a, data.size(), now)) return;
+    std::vector<uint8_t> bytes;
+    auto ch = a.channelByPeer.find(peer);
+    if (ch != a.channelByPeer.end() && now < a.channels.at(ch->second).expires) {
+      if (data.size() > 0xFFFF) {
+        ++counters.droppedMalformed;
+        return;
+      }
+      bytes.resize(TGW_CHANNELDATA_HLEN + data.size());
+      wr16(bytes.data(), ch->second);
+      wr16(bytes.data() + 2, static_cast<uint16_t>(data.size()));
+      std::copy(data.begin(), data.end(), bytes.begin() + TGW_CHANNELDATA_HLEN);
+      ++counters.channelDataToClient;
+    } else {
+      MessageBuilder b(Method::Data, Class::Indication, stun::newTransactionId());
+      b.addXorAddress(attr::kXorPeerAddress, peer);
+      b.addRaw(attr::kData, data);
+      bytes = b.finish();
+      ++counters.dataIndications;
+    }
+    a.traffic.toClientPackets++;
+    a.traffic.toClientBytes += data.size();
+    counters.bytesToClient += data.size();
+    out.push_back(Send{a.server, a.client, std::move(bytes)});
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------
+
+  static bool isTurnMethod(uint16_t m) {
+    return m == static_cast<uint16_t>(Method::Allocate) || m == static_cast<uint16_t>(Method::Refresh) ||
+           m == static_cast<uint16_t>(Method::CreatePermission) ||
+           m == static_cast<uint16_t>(Method::ChannelBind) || m == static_cast<uint16_t>(Method::Send) ||
+           m == static_cast<uint16_t>(Method::Data);
+  }
+
+  bool onClient(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
+                std::vector<Send>& out) {
+    now_ = now;
+    runTimers(now);
+    if (!bytes.empty() && bytes[0] >= 64 && bytes[0] <= 79) {
+      onChannelData(bytes, from, local, now, out);
+      return true;
+    }
+    auto parsed = Message::parse(bytes);
+    if (!parsed) {
+      // Unreadable STUN of a TURN method: a request gets 400 when its header is intact;
+      // everything else is the STUN server's to count.
+      if (bytes.size() < stun::kHeaderSize || !Message::looksLikeStun(bytes) ||
+          parsed.error() == stun::ParseError::BadFingerprint) {
+        return false;
+      }
+      const uint16_t type = rd16(bytes.data());
+      const uint16_t method = static_cast<uint16_t>((type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2));
+      const auto cls = static_cast<Class>(((type >> 4) & 0x1) | ((type >> 7) & 0x2));
+      if (!isTurnMethod(method)) return false;
+      if (cls != Class::Request) {
+        ++counters.droppedMalformed;
+        return true;
+      }
+      stun::TransactionId tid{};
+      std::memcpy(tid.data(), bytes.data() + 8, tid.size());
+      countError(400);
+      MessageBuilder b(method, Class::ErrorResponse, tid);
+      b.addErrorCode(400, stun::reasonPhrase(400));
+      if (!config.software.empty()) b.addSoftware(config.software);
+      out.push_back(Send{local, from, b.finish()});
+      return true;
+    }
+    const Message& m = *parsed;
+    if (!isTurnMethod(m.rawMethod())) return false;
+    if (m.cls() == Class::Indication) {
+      if (m.method() == Method::Send) {
+        onSend(m, from, local, now, out);
+      } else {
+        ++counters.droppedMalformed;  // a Data indication from a client
+      }
+      return true;
+    }
+    if (m.cls() != Class::Request || m.method() == Method::Send || m.method() == Method::Data) {
+      ++counters.droppedResponse;
+      return true;
+    }
+    switch (m.method()) {
+      case Method::Allocate: ++counters.allocateRequests; break;
+      case Method::Refresh: ++counters.refreshRequests; break;
+      case Method::CreatePermission: ++counters.createPermissionRequests; break;
+      default: ++counters.channelBindRequests; break;
+    }
+    Ctx ctx{m, from, local, out, nullptr};
+    auto auth = authenticate(ctx, now);
+    if (!auth) return true;
+    ctx.auth = &*auth;
+    switch (m.method()) {
+      case Method::Allocate: onAllocate(ctx, now); break;
+      case Method::Refresh: onRefresh(ctx, now); break;
+      case Method::CreatePermission: onCreatePermission(ctx, now); break;
+      default: onChannelBind(ctx, now); break;
+    }
+    return true;
+  }
+
+  std::vector<AllocationInfo> info(TimePoint now) const {
+    std::vector<AllocationInfo> out;
+    for (const auto& [key, a] : allocations) {
+      AllocationInfo i;
+      i.user = a->user;
+      i.client = a->client;
+      i.server = a->server;
+      if (a->relayed4) i.relayed.push_back(*a->relayed4);
+      if (a->relayed6) i.relayed.push_back(*a->relayed6);
+      i.timeLeft = a->expires - now;
+      i.slot = a->slot;
+      for (const auto& [ip, exp] : a->permissions) {
+        if (now < exp) i.permissions.push_back({ip, exp - now});
+      }
+      for (const auto& [n, ch] : a->channels) {
+        if (now < ch.expires) i.channels.push_back({n, ch.peer, ch.expires - now, ch.inFastPath});
+      }
+      i.traffic = a->traffic;
+      if (fastPath && a->slot) {
+        auto c = fastPath->counters(*a->slot);
+        i.traffic.toPeerPackets += c.toPeerPackets;
+        i.traffic.toPeerBytes += c.toPeerBytes;
+        i.traffic.toClientPackets += c.toClientPackets;
+        i.traffic.toClientBytes += c.toClientBytes;
+        i.traffic.droppedQuotaPackets += c.droppedQuotaPackets;
+        i.traffic.droppedQuotaBytes += c.droppedQuotaBytes;
+      }
+      out.push_back(std::move(i));
+    }
+    return out;
+  }
+};
+
+Server::Server(ServerConfig config, PortReserver& ports, dataplane::TurnTable* fastPath)
+    : impl_(std::make_unique<Impl>(std::move(config), ports, fastPath)) {}
+
+Server::~Server() {
+  while (!impl_->allocations.empty()) impl_->removeAllocation(*impl_->allocations.begin()->second);
+}
+
+bool Server::onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                              TimePoint now, std::vector<Send>& out) {
+  return impl_->onClient(bytes, from, local, now, out);
+}
+
+void Server::onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer, const SockAddr& relayed,
+                            TimePoint now, std::vector<Send>& out) {
+  impl_->runTimers(now);
+  impl_->deliverFromPeer(bytes, peer, relayed, now, out);
+}
+
+void Server::onTimer(TimePoint now, std::vector<Send>& /*out*/) { impl_->runTimers(now); }
+
+TimePoint Server::nextDeadline() const {
+  return impl_->deadlines.empty() ? kNever : impl_->deadlines.begin()->first;
+}
+
+std::vector<AllocationInfo> Server::allocations(TimePoint now) const { return impl_->info(now); }
+const ServerCounters& Server::counters() const { return impl_->counters; }
+const ServerConfig& Server::config() const { return impl_->config; }
+void Server::setWallClockOffset(Duration offset) { impl_->config.wallClockOffset = offset; }
+std::span<const uint16_t> Server::knownAttributes() { return kAllKnown; }
+
+}  // namespace tgw::turn
