@@ -1,0 +1,136 @@
+// The rendezvous server (runs in the relay), sans-I/O: nodes register with their public
+// key, proving they hold the private key, and send sealed blobs to other nodes' keys; the
+// server delivers them to the destination's registered address. It cannot read the blobs:
+// they are sealed between the two node keys (disco frames), and the server never has the
+// shared key.
+//
+// Rules, in the order they apply to each datagram (each outcome moves one counter):
+//   - not a rendezvous frame, or malformed: counted drop, no answer;
+//   - HELLO: answered with CHALLENGE (relay key, cookie). No state is kept: the cookie is
+//     an 8-byte timestamp (the server's `now`) and the first 16 bytes of
+//     HMAC-SHA256(secret, timestamp || node key || source address), the secret being
+//     random per server instance (a restarted server refuses old cookies);
+//   - REGISTER: the cookie must be the server's for this node key and source address and
+//     at most challengeLifetime old, and the box must open with the node's key to exactly
+//     TGW_RDV_REGISTER || cookie. Otherwise: counted drop (badCookie, badProof), no answer.
+//     Then the node is (re-)registered at the source address for registrationLifetime and
+//     REGISTERED is sent. A node registering from a new address moves there (its old
+//     address is forgotten); a node registered at that address before is removed (the
+//     address now belongs to the new node). When the table is full (maxNodes) after
+//     expired entries are removed: ERROR TableFull, counted;
+//   - SEND: the source address must be a registered node's (else ERROR NotRegistered:
+//     the client re-registers, which is how it recovers from a server restart or a NAT
+//     rebinding); the sender's token bucket must have a token (else a counted drop, and
+//     ERROR RateLimited at most once per second per node); the destination must be
+//     registered (else ERROR UnknownDestination, counted); then DELIVER(sender key, blob)
+//     goes to the destination's address;
+//   - CHALLENGE, REGISTERED, DELIVER, ERROR (server-to-node kinds): counted drop.
+// Registrations expire after registrationLifetime without a new REGISTER; onTimer removes
+// them.
+//
+// Source addresses are not authenticated (UDP): a spoofer can make SENDs in a registered
+// node's name, but the blob is sealed by the true sender's key, so the receiving node drops
+// them as forged; the rate limit bounds what that costs the server and the victim.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/sockaddr.h"
+#include "crypto/node_key.h"
+#include "crypto/seal.h"
+#include "rendezvous/message.h"
+
+namespace tgw::rendezvous {
+
+// A registration outlives three missed refreshes of the client (kRefreshInterval, client.h).
+inline constexpr Duration kRegistrationLifetime = 90s;
+// A cookie must come back within this time: a few round trips with room for retransmits.
+inline constexpr Duration kChallengeLifetime = 10s;
+// Per node: sustained SENDs per second and burst (call-me-maybe is a few messages per peer
+// per path change; this leaves room for hundreds of peers).
+inline constexpr double kDefaultRatePerSecond = 20.0;
+inline constexpr double kDefaultBurst = 40.0;
+// At most one RateLimited error per node per this interval (no error storm back).
+inline constexpr Duration kRateLimitErrorInterval = 1s;
+
+struct ServerConfig {
+  Duration registrationLifetime = kRegistrationLifetime;
+  Duration challengeLifetime = kChallengeLifetime;
+  size_t maxNodes = 100000;
+  double ratePerSecond = kDefaultRatePerSecond;
+  double burst = kDefaultBurst;
+};
+
+struct ServerCounters {
+  uint64_t hellos = 0;                // answered with CHALLENGE
+  uint64_t registrations = 0;         // REGISTER accepted (new or refresh)
+  uint64_t addressChanges = 0;        // a registered node re-registered from a new address
+  uint64_t delivered = 0;             // DELIVER sent
+  uint64_t droppedMalformed = 0;      // not decodable
+  uint64_t droppedUnexpected = 0;     // a server-to-node kind
+  uint64_t droppedBadCookie = 0;      // wrong MAC, other node/address, or expired
+  uint64_t droppedBadProof = 0;       // box did not open, or wrong content, or weak key
+  uint64_t droppedRateLimited = 0;
+  uint64_t errorsNotRegistered = 0;
+  uint64_t errorsUnknownDestination = 0;
+  uint64_t errorsTableFull = 0;
+  uint64_t errorsRateLimited = 0;     // RateLimited errors sent (<= droppedRateLimited)
+  uint64_t expired = 0;               // registrations removed by expiry
+  uint64_t evicted = 0;               // registrations removed because another node took the address
+};
+
+class Server {
+ public:
+  Server(crypto::NodeKey key, ServerConfig config = {});
+
+  const crypto::PublicKey& publicKey() const { return key_.publicKey(); }
+
+  // One datagram from `from`; returns what to send (replies and deliveries).
+  std::vector<Datagram> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
+  // Removes expired registrations.
+  void onTimer(TimePoint now);
+  // The earliest registration expiry; kNever when nobody is registered.
+  TimePoint nextDeadline() const;
+
+  size_t registeredNodes() const { return nodes_.size(); }
+  // Where a registered node is (nullptr when not registered or expired at `now`).
+  const SockAddr* addressOf(const crypto::PublicKey& node, TimePoint now) const;
+  const ServerCounters& counters() const { return counters_; }
+
+ private:
+  struct Node {
+    SockAddr addr;
+    TimePoint expires;
+    double tokens = 0;
+    TimePoint lastRefill;
+    TimePoint lastRateError;
+    bool rateErrorSent = false;
+  };
+
+  Cookie makeCookie(const crypto::PublicKey& node, const SockAddr& from, uint64_t stamp) const;
+  bool cookieValid(const Cookie& c, const crypto::PublicKey& node, const SockAddr& from, TimePoint now) const;
+  void onHello(const Hello& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out);
+  void onRegister(const Register& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out);
+  void onSend(Send&& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out);
+  void removeNode(const crypto::PublicKey& key);
+  void error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& to, std::vector<Datagram>& out);
+
+  crypto::NodeKey key_;
+  ServerConfig config_;
+  std::array<uint8_t, 32> cookieSecret_{};
+  // Proof boxes are opened with a Sealer without replay state worth keeping: the cookie is
+  // what makes a REGISTER fresh. Its peer table is bounded (crypto::kDefaultMaxPeers).
+  crypto::Sealer sealer_;
+  std::unordered_map<crypto::PublicKey, Node> nodes_;
+  std::unordered_map<SockAddr, crypto::PublicKey> byAddr_;
+  std::multimap<TimePoint, crypto::PublicKey> expiries_;  // lazily pruned
+  ServerCounters counters_;
+};
+
+}  // namespace tgw::rendezvous
