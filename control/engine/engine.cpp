@@ -1,0 +1,93 @@
+#include "engine/engine.h"
+
+namespace tgw::engine {
+
+Engine::Engine(EngineConfig config, dataplane::ForwardingTable& table)
+    : config_(std::move(config)), table_(table) {}
+
+EngineSinks Engine::sinks() {
+  return EngineSinks{&table_, &sends_, &changes_, &learnedLocal_, &rediscover_, &counters_, &txCounter_,
+                     config_.txSalt};
+}
+
+PeerId Engine::addPeer() {
+  const auto id = static_cast<PeerId>(peers_.size());
+  peers_.push_back(std::make_unique<PeerPaths>(id, config_.localSockets, sinks()));
+  deadlines_.push_back(kNever);
+  ++live_;
+  return id;
+}
+
+void Engine::removePeer(PeerId peer) {
+  PeerPaths* p = mutablePeer(peer);
+  if (!p) return;
+  for (const auto& f : std::vector<Flow>(p->flows())) p->removeFlow(f.id);
+  timers_.erase({deadlines_[peer], peer});
+  deadlines_[peer] = kNever;
+  peers_[peer].reset();
+  --live_;
+}
+
+const PeerPaths* Engine::peer(PeerId peer) const {
+  return peer < peers_.size() ? peers_[peer].get() : nullptr;
+}
+
+PeerPaths* Engine::mutablePeer(PeerId peer) { return peer < peers_.size() ? peers_[peer].get() : nullptr; }
+
+void Engine::reschedule(PeerId peer) {
+  PeerPaths* p = mutablePeer(peer);
+  if (!p) return;
+  const TimePoint t = p->nextDeadline();
+  if (t == deadlines_[peer]) return;
+  if (deadlines_[peer] != kNever) timers_.erase({deadlines_[peer], peer});
+  deadlines_[peer] = t;
+  if (t != kNever) timers_.insert({t, peer});
+}
+
+void Engine::addFlow(PeerId peer, const Flow& flow) {
+  if (PeerPaths* p = mutablePeer(peer)) p->addFlow(flow);
+}
+
+void Engine::setRemoteCandidates(PeerId peer, std::span<const Candidate> candidates, TimePoint now) {
+  if (PeerPaths* p = mutablePeer(peer)) {
+    p->setRemoteCandidates(candidates, now);
+    reschedule(peer);
+  }
+}
+
+void Engine::setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoint now) {
+  if (PeerPaths* p = mutablePeer(peer)) {
+    p->setRelayPath(relay, now);
+    reschedule(peer);
+  }
+}
+
+void Engine::onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from, const SockAddr& local,
+                     bool viaRelay, TimePoint now) {
+  PeerPaths* p = mutablePeer(peer);
+  if (!p) return;
+  if (msg.type == DiscoMessage::Type::Ping) {
+    p->onPing(msg.txid, from, local, viaRelay, now);
+  } else {
+    p->onPong(msg.txid, from, local, viaRelay, msg.observed, now);
+  }
+  reschedule(peer);
+}
+
+void Engine::onTimer(TimePoint now) {
+  // Each due peer runs once per call, so a peer cannot keep this loop going.
+  std::vector<PeerId> due;
+  for (auto it = timers_.begin(); it != timers_.end() && it->first <= now; ++it) due.push_back(it->second);
+  for (PeerId id : due) {
+    timers_.erase({deadlines_[id], id});
+    deadlines_[id] = kNever;
+    if (PeerPaths* p = mutablePeer(id)) {
+      p->onTimer(now);
+      reschedule(id);
+    }
+  }
+}
+
+TimePoint Engine::nextDeadline() const { return timers_.empty() ? kNever : timers_.begin()->first; }
+
+}  // namespace tgw::engine

@@ -1,0 +1,78 @@
+// The path engine: the per-peer path state (peer_paths.h) of every peer of one edge node,
+// one timer for all of them, and the outputs the edge acts on. Sans-I/O: the edge feeds
+// it disco messages it has already opened (unsealed, authenticated as from that peer) and
+// the peers' candidate lists, calls onTimer(now) at nextDeadline(), seals and sends what
+// takeSends() returns, and the engine writes flow -> path decisions straight into the
+// ForwardingTable (dataplane/forwarding_table.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "base/clock.h"
+#include "engine/peer_paths.h"
+#include "engine/types.h"
+
+namespace tgw::engine {
+
+struct EngineConfig {
+  // Our sockets, one per address family (DESIGN.md: one UDP socket per role and family).
+  // Direct paths start at them.
+  std::vector<SockAddr> localSockets;
+  // Mixed into every disco transaction id (the edge draws it at random).
+  uint64_t txSalt = 0;
+};
+
+class Engine {
+ public:
+  Engine(EngineConfig config, dataplane::ForwardingTable& table);
+
+  PeerId addPeer();
+  void removePeer(PeerId peer);
+  size_t peerCount() const { return live_; }
+  const PeerPaths* peer(PeerId peer) const;
+
+  void addFlow(PeerId peer, const Flow& flow);
+  void setRemoteCandidates(PeerId peer, std::span<const Candidate> candidates, TimePoint now);
+  void setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoint now);
+  // A disco message from `peer`, arrived from `from` on our socket `local`, or via the relay.
+  void onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from, const SockAddr& local, bool viaRelay,
+               TimePoint now);
+
+  void onTimer(TimePoint now);
+  TimePoint nextDeadline() const;
+
+  // Outputs since the last take.
+  std::vector<DiscoSend> takeSends() { return std::exchange(sends_, {}); }
+  std::vector<PathChange> takePathChanges() { return std::exchange(changes_, {}); }
+  std::vector<Candidate> takeLearnedLocal() { return std::exchange(learnedLocal_, {}); }
+  // Peers whose direct path died: the edge gathers fresh candidates and tells them.
+  std::vector<PeerId> takeRediscover() { return std::exchange(rediscover_, {}); }
+
+  const EngineCounters& counters() const { return counters_; }
+
+ private:
+  PeerPaths* mutablePeer(PeerId peer);
+  void reschedule(PeerId peer);
+  EngineSinks sinks();
+
+  EngineConfig config_;
+  dataplane::ForwardingTable& table_;
+  std::vector<std::unique_ptr<PeerPaths>> peers_;  // index: PeerId
+  std::vector<TimePoint> deadlines_;               // per peer, as in timers_
+  std::set<std::pair<TimePoint, PeerId>> timers_;  // peers by next deadline
+  size_t live_ = 0;
+  std::vector<DiscoSend> sends_;
+  std::vector<PathChange> changes_;
+  std::vector<Candidate> learnedLocal_;
+  std::vector<PeerId> rediscover_;
+  EngineCounters counters_;
+  uint64_t txCounter_ = 0;
+};
+
+}  // namespace tgw::engine

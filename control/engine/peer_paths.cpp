@@ -1,0 +1,273 @@
+#include "engine/peer_paths.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/better_path.h"
+
+namespace tgw::engine {
+
+std::string_view toString(CandidateKind k) {
+  switch (k) {
+    case CandidateKind::Host: return "host";
+    case CandidateKind::ServerReflexive: return "srflx";
+    case CandidateKind::PeerReflexive: return "prflx";
+    case CandidateKind::Relayed: return "relay";
+    case CandidateKind::Static: return "static";
+    case CandidateKind::PortMapped: return "portmap";
+    case CandidateKind::Nat64: return "nat64";
+  }
+  return "?";
+}
+
+std::string_view toString(ChangeReason r) {
+  switch (r) {
+    case ChangeReason::RelayReady: return "relay_ready";
+    case ChangeReason::Better: return "better";
+    case ChangeReason::TrustExpired: return "trust_expired";
+    case ChangeReason::RelayLost: return "relay_lost";
+  }
+  return "?";
+}
+
+PeerPaths::PeerPaths(PeerId id, std::span<const SockAddr> localSockets, EngineSinks sinks)
+    : id_(id), localSockets_(localSockets.begin(), localSockets.end()), sinks_(sinks) {}
+
+void PeerPaths::addFlow(const Flow& flow) {
+  removeFlow(flow.id);
+  flows_.push_back(flow);
+  if (active_ && !sinks_.table->setPath(flow, *active_)) ++sinks_.counters->tableErrors;
+}
+
+void PeerPaths::removeFlow(uint32_t flowId) {
+  auto it = std::find_if(flows_.begin(), flows_.end(), [&](const Flow& f) { return f.id == flowId; });
+  if (it == flows_.end()) return;
+  flows_.erase(it);
+  sinks_.table->removeFlow(flowId);
+}
+
+const PeerPaths::PathState* PeerPaths::find(const Path& p) const {
+  for (const auto& ps : paths_) {
+    if (ps.path == p) return &ps;
+  }
+  return nullptr;
+}
+
+PeerPaths::PathState* PeerPaths::findMutable(const Path& p) {
+  return const_cast<PathState*>(std::as_const(*this).find(p));
+}
+
+PeerPaths::PathState* PeerPaths::addPath(const Path& p, CandidateKind kind) {
+  if (PathState* existing = findMutable(p)) return existing;
+  if (paths_.size() >= kMaxPaths) {
+    ++sinks_.counters->candidatesRefused;
+    return nullptr;
+  }
+  paths_.push_back(PathState{p, kind, {}, {}, std::nullopt, true});
+  return &paths_.back();
+}
+
+std::optional<Path> PeerPaths::relayPath() const {
+  for (const auto& ps : paths_) {
+    if (ps.path.isRelay()) return ps.path;
+  }
+  return std::nullopt;
+}
+
+void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimePoint now) {
+  for (auto& ps : paths_) {
+    if (ps.path.isDirect() && ps.kind != CandidateKind::PeerReflexive) ps.listed = false;
+  }
+  for (const auto& c : candidates) {
+    if (c.kind == CandidateKind::Relayed) continue;  // reached through the relay path
+    for (const auto& local : localSockets_) {
+      if (local.family() != c.addr.family()) continue;
+      const Path p{PathKind::Direct, local, c.addr, {}, 0};
+      if (PathState* ps = addPath(p, c.kind)) ps->listed = true;
+    }
+  }
+  std::erase_if(paths_, [&](const PathState& ps) {
+    const bool keep = ps.listed || ps.kind == CandidateKind::PeerReflexive || ps.path.isRelay() ||
+                      (active_ && *active_ == ps.path);
+    return !keep;
+  });
+  startSearch(now);
+}
+
+void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
+  const std::optional<Path> old = relayPath();
+  if (old == relay) return;
+  if (old) std::erase_if(paths_, [&](const PathState& ps) { return ps.path == *old; });
+  if (relay) {
+    // The relay path is always kept: it goes in even when the direct list is full.
+    paths_.push_back(PathState{*relay, CandidateKind::Relayed, {}, {}, std::nullopt, true});
+  }
+  if (!active_ || active_->isRelay()) {
+    setActive(relay, relay ? ChangeReason::RelayReady : ChangeReason::RelayLost, now);
+  }
+  if (relay) startSearch(now);
+}
+
+void PeerPaths::startSearch(TimePoint now) {
+  searchUntil_ = std::max(searchUntil_, now + kSearchDuration);
+  nextRoundAt_ = now;
+}
+
+void PeerPaths::ping(PathState& ps, TimePoint now) {
+  DiscoMessage m;
+  m.type = DiscoMessage::Type::Ping;
+  const uint64_t n = ++*sinks_.txCounter;
+  std::memcpy(m.txid.data(), &n, sizeof n);
+  const uint32_t salt = static_cast<uint32_t>(sinks_.txSalt ^ (sinks_.txSalt >> 32));
+  std::memcpy(m.txid.data() + sizeof n, &salt, sizeof salt);
+  if (pending_.size() >= kMaxPendingPings) pending_.erase(pending_.begin());
+  pending_.push_back(PendingPing{m.txid, ps.path, now});
+  ps.lastPing = now;
+  ++sinks_.counters->pingsSent;
+  sinks_.sends->push_back(DiscoSend{id_, ps.path, m});
+}
+
+void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& local, bool viaRelay, TimePoint now) {
+  ++sinks_.counters->pingsReceived;
+  DiscoMessage pong;
+  pong.type = DiscoMessage::Type::Pong;
+  pong.txid = txid;
+  Path back;
+  if (viaRelay) {
+    auto relay = relayPath();
+    if (!relay) {
+      ++sinks_.counters->pingsNoRelayToAnswer;
+      return;
+    }
+    back = *relay;
+  } else {
+    back = Path{PathKind::Direct, local, from, {}, 0};
+    pong.observed = from;
+    if (!find(back)) {
+      // Peer-reflexive: the peer reached us from an endpoint it never listed (its NAT's
+      // mapping towards us). Keep it and ping it back at once, ahead of the round.
+      if (PathState* ps = addPath(back, CandidateKind::PeerReflexive)) {
+        ++sinks_.counters->peerReflexiveLearned;
+        ps->listed = false;
+        probeQueue_.insert(probeQueue_.begin(), back);
+        nextProbeAt_ = std::min(nextProbeAt_, now);
+      }
+    }
+  }
+  ++sinks_.counters->pongsSent;
+  sinks_.sends->push_back(DiscoSend{id_, back, pong});
+}
+
+void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& local, bool viaRelay,
+                       const SockAddr& observed, TimePoint now) {
+  auto it = std::find_if(pending_.begin(), pending_.end(), [&](const PendingPing& p) { return p.txid == txid; });
+  if (it == pending_.end()) {
+    ++sinks_.counters->pongsUnknown;
+    return;
+  }
+  const PendingPing pp = *it;
+  const bool samePath = viaRelay ? pp.path.isRelay()
+                                 : pp.path.isDirect() && pp.path.remote == from && pp.path.local == local;
+  if (!samePath) {
+    ++sinks_.counters->pongsWrongPath;
+    return;
+  }
+  pending_.erase(it);
+  PathState* ps = findMutable(pp.path);
+  if (!ps) return;  // the path was dropped since (new candidate list)
+  ++sinks_.counters->pongsReceived;
+  ps->lastPong = now;
+  ps->rtt = now - pp.sent;
+  if (!viaRelay && observed.port() != 0) {
+    sinks_.learnedLocal->push_back(Candidate{observed, CandidateKind::PeerReflexive});
+  }
+  if (active_ && *active_ == ps->path) return;  // trust refreshed by lastPong
+  PathQuality cand{ps->path.kind, ps->rtt, ps->path.remote.isV6()};
+  PathQuality inc;
+  if (active_) {
+    const PathState* a = find(*active_);
+    inc = PathQuality{active_->kind, a ? a->rtt : std::nullopt, active_->remote.isV6()};
+    // The relay path is usable before its first pong: rank it as working.
+    if (active_->isRelay() && !inc.rtt) inc.rtt = Duration::max() / 2;
+  }
+  if (!active_ || betterPath(cand, inc)) setActive(ps->path, ChangeReason::Better, now);
+}
+
+TimePoint PeerPaths::trustDeadline() const {
+  if (!onDirectPath()) return kNever;
+  const PathState* a = find(*active_);
+  return a ? a->lastPong + kTrustWindow : TimePoint{};
+}
+
+TimePoint PeerPaths::heartbeatDue() const {
+  if (!onDirectPath()) return kNever;
+  const PathState* a = find(*active_);
+  return a ? a->lastPing + kHeartbeat : kNever;
+}
+
+void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, TimePoint now) {
+  if (active_ == to) return;
+  sinks_.changes->push_back(PathChange{id_, active_, to, reason, now});
+  ++sinks_.counters->pathChanges;
+  active_ = to;
+  for (const auto& f : flows_) {
+    if (to) {
+      if (!sinks_.table->setPath(f, *to)) ++sinks_.counters->tableErrors;
+    } else {
+      sinks_.table->removeFlow(f.id);
+    }
+  }
+}
+
+void PeerPaths::scheduleRound(TimePoint now) {
+  if (paths_.empty()) {
+    nextRoundAt_ = kNever;
+    return;
+  }
+  Duration interval = kIdleProbeInterval;
+  if (searching(now)) {
+    interval = kSearchRoundInterval;
+  } else if (onDirectPath()) {
+    interval = kReprobeInterval;
+  }
+  nextRoundAt_ = now + interval;
+}
+
+void PeerPaths::onTimer(TimePoint now) {
+  std::erase_if(pending_, [&](const PendingPing& p) { return now - p.sent >= kPingTimeout; });
+
+  if (onDirectPath() && now >= trustDeadline()) {
+    ++sinks_.counters->fallbacks;
+    setActive(relayPath(), ChangeReason::TrustExpired, now);
+    sinks_.rediscover->push_back(id_);
+    startSearch(now);
+  }
+  if (onDirectPath() && now >= heartbeatDue()) {
+    if (PathState* a = findMutable(*active_)) ping(*a, now);
+  }
+  if (now >= nextRoundAt_) {
+    probeQueue_.clear();
+    for (const auto& ps : paths_) {
+      // The active path's heartbeat already measures it.
+      if (active_ && ps.path == *active_ && active_->isDirect()) continue;
+      probeQueue_.push_back(ps.path);
+    }
+    scheduleRound(now);
+  }
+  while (!probeQueue_.empty() && now >= nextProbeAt_) {
+    const Path p = probeQueue_.front();
+    probeQueue_.erase(probeQueue_.begin());
+    if (PathState* ps = findMutable(p)) {
+      ping(*ps, now);
+      nextProbeAt_ = now + kProbeSpacing;
+    }
+  }
+}
+
+TimePoint PeerPaths::nextDeadline() const {
+  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue()});
+  if (!probeQueue_.empty()) t = std::min(t, nextProbeAt_);
+  return t;
+}
+
+}  // namespace tgw::engine

@@ -1,0 +1,174 @@
+// The path state of one peer (the idea of Tailscale's magicsock endpoint): every candidate
+// pair, what probing measured about each, and which path the peer's flows take now.
+// Sans-I/O: the Engine (engine.h) owns many of these and feeds them events with `now`.
+//
+// What it does (the seed, "Integrating it all with ICE"):
+//   - starts on the relay path as soon as the relay path is known, so data flows at once;
+//   - probes every pair (our socket x the peer's candidate, same family, plus the relay path)
+//     with pings, paced kProbeSpacing apart, in rounds: every kSearchRoundInterval while
+//     searching (kSearchDuration after new candidates or a fallback), then every
+//     kIdleProbeInterval without a direct path or kReprobeInterval with one (to find a
+//     better one);
+//   - learns peer-reflexive candidates: the source of a ping from an unknown endpoint
+//     becomes a path of its own (and is pinged back), and a pong's observed source is
+//     reported as a local candidate the edge may advertise;
+//   - switches when a pong proves a path better by betterPath() (better_path.h): direct over
+//     relay, then RTT with hysteresis;
+//   - keeps the active direct path warm (a ping every kHeartbeat), trusts it for
+//     kTrustWindow after its last pong, and when that runs out falls back to the relay and
+//     searches again (the edge also gathers fresh candidates: NAT state may be gone).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "base/clock.h"
+#include "engine/types.h"
+
+namespace tgw::engine {
+
+// A round's pings go kProbeSpacing apart: 15 candidates do not arrive as one burst at NATs
+// and firewalls that rate-limit new mappings (100 pings per second per peer at most).
+inline constexpr Duration kProbeSpacing = 10ms;
+// While searching, a round every second: the first pings die in the peer's NAT until the
+// peer's own pings open it, so the next round gets through about one second later.
+inline constexpr Duration kSearchRoundInterval = 1s;
+// Searching lasts this long after each trigger (candidates received, fallback); that is
+// ten rounds, enough for both sides' pings to have crossed.
+inline constexpr Duration kSearchDuration = 10s;
+// No direct path after searching (hard NAT on both sides, or UDP blocked): one round every
+// 30 s in case a NAT or network changed, cheap enough for thousands of peers.
+inline constexpr Duration kIdleProbeInterval = 30s;
+// On a direct path, a full round every 30 s looks for a better one (Tailscale: 1 min).
+inline constexpr Duration kReprobeInterval = 30s;
+// The active direct path is pinged every 3 s: below the 30 s UDP timeouts of common NATs,
+// and often enough that two lost heartbeats fit in the trust window.
+inline constexpr Duration kHeartbeat = 3s;
+// The active direct path is trusted for 6.5 s after its last pong: two heartbeats plus
+// slack for their RTT (Tailscale: trustUDPAddrDuration 6.5 s). This bounds how long data
+// is lost when a path dies.
+inline constexpr Duration kTrustWindow = 6500ms;
+// A ping unanswered for 5 s is forgotten; a later pong for it is counted and ignored.
+inline constexpr Duration kPingTimeout = 5s;
+// Bounds on what a peer can make us keep (it controls its candidate list).
+inline constexpr size_t kMaxPaths = 32;
+inline constexpr size_t kMaxPendingPings = 64;
+
+// Why the active path changed (logs, tgwctl, tests).
+enum class ChangeReason : uint8_t {
+  RelayReady = 1,    // the relay path became known: data flows at once
+  Better = 2,        // a pong proved a better path
+  TrustExpired = 3,  // the active direct path went kTrustWindow without a pong
+  RelayLost = 4,     // the relay path went away while active
+};
+std::string_view toString(ChangeReason r);
+
+struct PathChange {
+  PeerId peer = 0;
+  std::optional<Path> from;
+  std::optional<Path> to;
+  ChangeReason reason = ChangeReason::Better;
+  TimePoint at;
+};
+
+// Everything the engine counts; every drop has its own counter.
+struct EngineCounters {
+  uint64_t pingsSent = 0;
+  uint64_t pongsSent = 0;
+  uint64_t pingsReceived = 0;
+  uint64_t pongsReceived = 0;          // matched a pending ping on the right path
+  uint64_t pongsUnknown = 0;           // no pending ping with that txid (late, or forged)
+  uint64_t pongsWrongPath = 0;         // txid known, but it came back another way
+  uint64_t pingsNoRelayToAnswer = 0;   // a ping via the relay while we have no relay path
+  uint64_t peerReflexiveLearned = 0;
+  uint64_t candidatesRefused = 0;      // beyond kMaxPaths
+  uint64_t pathChanges = 0;
+  uint64_t fallbacks = 0;              // TrustExpired
+  uint64_t tableErrors = 0;            // ForwardingTable::setPath failed
+};
+
+// What a PeerPaths writes to; owned by the Engine.
+struct EngineSinks {
+  dataplane::ForwardingTable* table = nullptr;
+  std::vector<DiscoSend>* sends = nullptr;
+  std::vector<PathChange>* changes = nullptr;
+  std::vector<Candidate>* learnedLocal = nullptr;  // our endpoints as peers saw them
+  std::vector<PeerId>* rediscover = nullptr;       // peers whose direct path died
+  EngineCounters* counters = nullptr;
+  uint64_t* txCounter = nullptr;
+  uint64_t txSalt = 0;
+};
+
+class PeerPaths {
+ public:
+  // One candidate pair (or the relay path) and what probing measured about it.
+  struct PathState {
+    Path path;
+    CandidateKind kind = CandidateKind::Host;  // of the remote candidate; Relayed: the relay
+    TimePoint lastPing{};                      // {}: never pinged
+    TimePoint lastPong{};                      // {}: never answered
+    std::optional<Duration> rtt;               // latest measured
+    bool listed = true;                        // in the peer's latest candidate list
+  };
+
+  PeerPaths(PeerId id, std::span<const SockAddr> localSockets, EngineSinks sinks);
+
+  PeerId id() const { return id_; }
+  void addFlow(const Flow& flow);
+  void removeFlow(uint32_t flowId);
+  const std::vector<Flow>& flows() const { return flows_; }
+
+  // The peer's candidates (call-me-maybe). Replaces the previous list; learned
+  // peer-reflexive paths and the active path stay. Starts a search.
+  void setRemoteCandidates(std::span<const Candidate> candidates, TimePoint now);
+  // The relay path (both relayed addresses known, our allocation ready), or none (lost).
+  void setRelayPath(const std::optional<Path>& relay, TimePoint now);
+  // Starts (or extends) a search now: rounds every kSearchRoundInterval.
+  void startSearch(TimePoint now);
+
+  // A ping from this peer arrived: on a direct path from `from` to our socket `local`, or
+  // through the relay (viaRelay; from and local are then ignored). Answers with a pong.
+  void onPing(const TxId& txid, const SockAddr& from, const SockAddr& local, bool viaRelay, TimePoint now);
+  void onPong(const TxId& txid, const SockAddr& from, const SockAddr& local, bool viaRelay,
+              const SockAddr& observed, TimePoint now);
+
+  void onTimer(TimePoint now);
+  TimePoint nextDeadline() const;
+
+  const std::optional<Path>& activePath() const { return active_; }
+  bool onDirectPath() const { return active_ && active_->isDirect(); }
+  const std::vector<PathState>& paths() const { return paths_; }
+  const PathState* find(const Path& p) const;
+  bool searching(TimePoint now) const { return now < searchUntil_; }
+
+ private:
+  struct PendingPing {
+    TxId txid;
+    Path path;
+    TimePoint sent;
+  };
+  PathState* findMutable(const Path& p);
+  PathState* addPath(const Path& p, CandidateKind kind);
+  void ping(PathState& ps, TimePoint now);
+  void setActive(const std::optional<Path>& to, ChangeReason reason, TimePoint now);
+  void scheduleRound(TimePoint now);
+  TimePoint trustDeadline() const;
+  TimePoint heartbeatDue() const;
+  std::optional<Path> relayPath() const;
+
+  PeerId id_;
+  std::vector<SockAddr> localSockets_;
+  EngineSinks sinks_;
+  std::vector<Flow> flows_;
+  std::vector<PathState> paths_;
+  std::vector<PendingPing> pending_;
+  std::vector<Path> probeQueue_;  // this round's pings not yet sent
+  std::optional<Path> active_;
+  TimePoint nextRoundAt_ = kNever;
+  TimePoint nextProbeAt_{};
+  TimePoint searchUntil_{};
+};
+
+}  // namespace tgw::engine

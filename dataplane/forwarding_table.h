@@ -1,0 +1,106 @@
+// ForwardingTable: the interface between the edge's path engine (control/engine, which
+// decides) and the edge's fast path (which forwards application datagrams). The engine
+// writes one entry per flow: which path the flow's datagrams take right now. A path change
+// is one setPath() call: the next datagram takes the new path (DESIGN.md, "The fast path").
+//
+// Two implementations: MemoryForwardingTable below (unit tests and the simulated scenarios:
+// the test's application sends through whatever path the table holds at that instant) and,
+// in issue 5, the BPF maps of the edge's XDP program.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+
+#include "base/result.h"
+#include "base/sockaddr.h"
+
+namespace tgw::dataplane {
+
+// A flow: a local UDP endpoint on the gateway that local applications send to, and the
+// application endpoint at the peer's site that it reaches (DESIGN.md, "edge"). `id` travels
+// in tgw's data header so the receiving edge knows which flow a datagram belongs to.
+struct Flow {
+  uint32_t id = 0;
+  SockAddr localEndpoint;  // where local applications send
+  SockAddr peerApp;        // the application at the peer's site
+
+  friend bool operator==(const Flow&, const Flow&) = default;
+};
+
+enum class PathKind : uint8_t {
+  Direct = 1,  // our socket -> the peer's endpoint, through whatever NATs lie between
+  Relay = 2,   // our socket -> our TURN server, our allocation -> the peer's relayed address
+};
+
+// Where a flow's datagrams go.
+//   Direct: UDP from `local` (our socket) to `remote` (the peer's endpoint), as is.
+//   Relay:  TURN ChannelData on `channel` from `local` to `remote` (the TURN server); the
+//           allocation relays it from its relayed address to `peerRelayed`, the peer's own
+//           relayed address, whose allocation hands it to the peer. channel 0: no channel
+//           bound yet, the datagram goes in a Send indication (RFC 8656 section 10).
+struct Path {
+  PathKind kind = PathKind::Direct;
+  SockAddr local;
+  SockAddr remote;
+  SockAddr peerRelayed;  // Relay only
+  uint16_t channel = 0;  // Relay only: 0x4000..0x4FFF, or 0
+
+  bool isDirect() const { return kind == PathKind::Direct; }
+  bool isRelay() const { return kind == PathKind::Relay; }
+  friend bool operator==(const Path&, const Path&) = default;
+  friend auto operator<=>(const Path&, const Path&) = default;
+};
+
+struct ForwardingEntry {
+  Flow flow;
+  Path path;
+  friend bool operator==(const ForwardingEntry&, const ForwardingEntry&) = default;
+};
+
+class ForwardingTable {
+ public:
+  virtual ~ForwardingTable() = default;
+  // Installs or replaces the flow's path. Fails when the table is full or the fast path
+  // cannot carry this path.
+  virtual Result<void> setPath(const Flow& flow, const Path& path) = 0;
+  // The flow has no usable path: its datagrams are dropped (and counted) until one is set.
+  virtual void removeFlow(uint32_t flowId) = 0;
+  virtual std::optional<ForwardingEntry> lookup(uint32_t flowId) const = 0;
+};
+
+// An in-memory ForwardingTable: the entries plus how often each flow's path was written,
+// so tests can assert the engine writes only when the path changes.
+class MemoryForwardingTable final : public ForwardingTable {
+ public:
+  explicit MemoryForwardingTable(size_t capacity = 65536) : capacity_(capacity) {}
+
+  Result<void> setPath(const Flow& flow, const Path& path) override {
+    if (!entries_.count(flow.id) && entries_.size() >= capacity_) return fail("forwarding table full");
+    entries_[flow.id] = ForwardingEntry{flow, path};
+    ++writes_[flow.id];
+    return {};
+  }
+  void removeFlow(uint32_t flowId) override {
+    if (entries_.erase(flowId)) ++writes_[flowId];
+  }
+  std::optional<ForwardingEntry> lookup(uint32_t flowId) const override {
+    auto it = entries_.find(flowId);
+    if (it == entries_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  size_t size() const { return entries_.size(); }
+  // setPath / effective removeFlow calls for this flow so far.
+  uint64_t writes(uint32_t flowId) const {
+    auto it = writes_.find(flowId);
+    return it == writes_.end() ? 0 : it->second;
+  }
+
+ private:
+  size_t capacity_;
+  std::map<uint32_t, ForwardingEntry> entries_;
+  std::map<uint32_t, uint64_t> writes_;
+};
+
+}  // namespace tgw::dataplane

@@ -1,0 +1,276 @@
+// The path engine driven by hand: every event fed with an explicit `now`, every output
+// checked (pings and their pacing, pongs, path switches in the forwarding table, trust
+// expiry and fallback, peer-reflexive learning, counted drops).
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace tgw::engine {
+namespace {
+
+SockAddr sa(const char* s) { return *SockAddr::parse(s); }
+
+const SockAddr kLocal4 = sa("10.0.0.1:4000");
+const SockAddr kLocal6 = sa("[2001:db8:a::1]:4000");
+const SockAddr kRelayServer = sa("198.18.0.1:3478");
+const SockAddr kPeerRelayed = sa("198.18.0.1:50002");
+const Path kRelay{PathKind::Relay, kLocal4, kRelayServer, kPeerRelayed, 0x4000};
+const Flow kFlow{7, sa("10.0.0.1:5000"), sa("10.1.0.2:6000")};
+constexpr TimePoint kT0 = TimePoint{} + std::chrono::hours(1000);
+
+Path direct(const SockAddr& local, const char* remote) { return Path{PathKind::Direct, local, sa(remote), {}, 0}; }
+
+class EngineTest : public ::testing::Test {
+ protected:
+  dataplane::MemoryForwardingTable table;
+  Engine engine{EngineConfig{{kLocal4, kLocal6}, 42}, table};
+  PeerId peer = engine.addPeer();
+
+  void SetUp() override { engine.addFlow(peer, kFlow); }
+
+  std::optional<Path> tablePath() const {
+    auto e = table.lookup(kFlow.id);
+    return e ? std::optional<Path>(e->path) : std::nullopt;
+  }
+  // Runs the engine's timer until `t`, collecting what it sends.
+  std::vector<std::pair<TimePoint, DiscoSend>> runUntil(TimePoint t) {
+    std::vector<std::pair<TimePoint, DiscoSend>> out;
+    for (TimePoint d = engine.nextDeadline(); d <= t; d = engine.nextDeadline()) {
+      engine.onTimer(d);
+      for (auto& s : engine.takeSends()) out.emplace_back(d, s);
+    }
+    return out;
+  }
+  void pong(const DiscoSend& ping, TimePoint at, const SockAddr& observed = sa("198.18.5.5:1234")) {
+    DiscoMessage m{DiscoMessage::Type::Pong, ping.msg.txid, observed};
+    engine.onDisco(peer, m, ping.path.remote, ping.path.local, ping.path.isRelay(), at);
+  }
+};
+
+TEST_F(EngineTest, StartsOnTheRelayAtOnceAndProbesIt) {
+  EXPECT_FALSE(tablePath());
+  engine.setRelayPath(peer, kRelay, kT0);
+  EXPECT_EQ(tablePath(), kRelay);
+  auto changes = engine.takePathChanges();
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].reason, ChangeReason::RelayReady);
+  auto sent = runUntil(kT0);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].second.path, kRelay);
+  EXPECT_EQ(sent[0].second.msg.type, DiscoMessage::Type::Ping);
+}
+
+TEST_F(EngineTest, ProbesEveryPairPacedAndInRounds) {
+  const Candidate cands[] = {{sa("10.1.0.2:4000"), CandidateKind::Host},
+                             {sa("198.18.9.9:20000"), CandidateKind::ServerReflexive},
+                             {sa("[2001:db8:b::2]:4000"), CandidateKind::Host},
+                             {sa("198.18.0.1:50002"), CandidateKind::Relayed}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  // Relayed candidates go through the relay path, not as direct pairs: 3 pairs (v4 x 2, v6 x 1).
+  EXPECT_EQ(engine.peer(peer)->paths().size(), 3u);
+  auto sent = runUntil(kT0 + 100ms);
+  ASSERT_EQ(sent.size(), 3u);
+  for (size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(sent[i].first, kT0 + kProbeSpacing * static_cast<int>(i));
+  EXPECT_EQ(sent[2].second.path, direct(kLocal6, "[2001:db8:b::2]:4000"));
+  // No answer: the next round one search interval later, then again.
+  sent = runUntil(kT0 + kSearchRoundInterval + 100ms);
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[0].first, kT0 + kSearchRoundInterval);
+  // After the search, rounds slow down to the idle interval.
+  sent = runUntil(kT0 + kSearchDuration + 100ms);
+  EXPECT_EQ(sent.size(), 9u * 3);
+  // The round at the search's end (kT0 + 10 s) is the last fast one; then the idle interval.
+  sent = runUntil(kT0 + kSearchDuration + kIdleProbeInterval - 1ms);
+  EXPECT_TRUE(sent.empty());
+  sent = runUntil(kT0 + kSearchDuration + kIdleProbeInterval + 100ms);
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[0].first, kT0 + kSearchDuration + kIdleProbeInterval);
+  EXPECT_EQ(engine.counters().pingsSent, 3u * 12);
+}
+
+TEST_F(EngineTest, UpgradesToDirectOnItsFirstPongThenHeartbeats) {
+  engine.setRelayPath(peer, kRelay, kT0);
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0 + 50ms);
+  ASSERT_EQ(sent.size(), 2u);
+  const auto relayPing = std::find_if(sent.begin(), sent.end(), [](auto& s) { return s.second.path.isRelay(); });
+  const auto directPing = std::find_if(sent.begin(), sent.end(), [](auto& s) { return s.second.path.isDirect(); });
+  pong(relayPing->second, kT0 + 60ms);
+  EXPECT_EQ(tablePath(), kRelay);
+  engine.takePathChanges();
+  const TimePoint pongAt = directPing->first + 150ms;  // the direct path is slower than the relay
+  pong(directPing->second, pongAt, sa("198.18.1.1:20000"));
+  EXPECT_EQ(tablePath(), directPing->second.path) << "direct beats relay";
+  auto changes = engine.takePathChanges();
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].reason, ChangeReason::Better);
+  EXPECT_EQ(changes[0].from, kRelay);
+  auto learned = engine.takeLearnedLocal();
+  ASSERT_EQ(learned.size(), 1u);
+  EXPECT_EQ(learned[0].addr, sa("198.18.1.1:20000"));
+  EXPECT_EQ(table.writes(kFlow.id), 2u);
+  const Path directPath = directPing->second.path;  // `sent` is reused below
+  // Heartbeat kHeartbeat after the last ping on the active path; answered each time, the
+  // path stays for good.
+  TimePoint t = pongAt;
+  for (int i = 0; i < 20; ++i) {
+    sent = runUntil(t + kHeartbeat);
+    auto hb = std::find_if(sent.begin(), sent.end(), [&](auto& s) { return s.second.path == directPath; });
+    ASSERT_NE(hb, sent.end()) << "heartbeat " << i;
+    EXPECT_LE(hb->first - t, kHeartbeat);
+    t = hb->first + 20ms;
+    pong(hb->second, t);
+  }
+  EXPECT_EQ(tablePath(), directPath);
+  for (auto& c : engine.takePathChanges()) ADD_FAILURE() << toString(c.reason) << " at " << toMs(c.at - kT0);
+  EXPECT_EQ(engine.counters().fallbacks, 0u);
+}
+
+TEST_F(EngineTest, FallsBackToTheRelayWhenTrustRunsOutThenAsksForRediscovery) {
+  engine.setRelayPath(peer, kRelay, kT0);
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0 + 50ms);
+  const auto directPing = std::find_if(sent.begin(), sent.end(), [](auto& s) { return s.second.path.isDirect(); });
+  const TimePoint lastPong = kT0 + 40ms;
+  pong(directPing->second, lastPong);
+  ASSERT_TRUE(tablePath()->isDirect());
+  engine.takePathChanges();
+  // Nothing answers from now on.
+  runUntil(lastPong + kTrustWindow - 1ms);
+  EXPECT_TRUE(tablePath()->isDirect()) << "trusted until the window ends";
+  sent = runUntil(lastPong + kTrustWindow);
+  EXPECT_EQ(tablePath(), kRelay);
+  auto changes = engine.takePathChanges();
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].reason, ChangeReason::TrustExpired);
+  EXPECT_EQ(changes[0].at, lastPong + kTrustWindow);
+  EXPECT_EQ(engine.takeRediscover(), std::vector<PeerId>{peer});
+  EXPECT_EQ(engine.counters().fallbacks, 1u);
+  EXPECT_TRUE(engine.peer(peer)->searching(lastPong + kTrustWindow)) << "rediscovers";
+  // A late pong of an old heartbeat (expired ping) does not bring the path back.
+  EXPECT_EQ(engine.counters().pongsReceived, 1u);
+}
+
+TEST_F(EngineTest, WithoutRelayAFallbackLeavesNoPath) {
+  const Candidate cands[] = {{sa("10.1.0.2:4000"), CandidateKind::Host}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0);
+  ASSERT_EQ(sent.size(), 1u);
+  pong(sent[0].second, kT0 + 1ms);
+  ASSERT_TRUE(tablePath());
+  runUntil(kT0 + 1ms + kTrustWindow);
+  EXPECT_FALSE(tablePath()) << "no path: the flow's datagrams are dropped and counted by the fast path";
+}
+
+TEST_F(EngineTest, HysteresisKeepsTheIncumbentUnlessClearlyBetter) {
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive},
+                             {sa("198.18.9.9:20001"), CandidateKind::Static},
+                             {sa("10.1.0.2:4000"), CandidateKind::Host}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0 + 30ms);
+  ASSERT_EQ(sent.size(), 3u);
+  pong(sent[0].second, sent[0].first + 50ms);
+  EXPECT_EQ(tablePath(), sent[0].second.path);
+  pong(sent[1].second, sent[1].first + 47ms);  // 6% faster: stays
+  EXPECT_EQ(tablePath(), sent[0].second.path);
+  pong(sent[2].second, sent[2].first + 2ms);  // the LAN: switches
+  EXPECT_EQ(tablePath(), sent[2].second.path);
+  EXPECT_EQ(engine.counters().pathChanges, 2u);
+}
+
+TEST_F(EngineTest, PingFromUnknownEndpointIsAnsweredLearnedAndPingedBack) {
+  const SockAddr from = sa("198.18.7.7:31000");
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{1, 2, 3}, {}}, from, kLocal4, false, kT0);
+  auto sends = engine.takeSends();
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Pong);
+  EXPECT_EQ(sends[0].msg.txid, (TxId{1, 2, 3}));
+  EXPECT_EQ(sends[0].msg.observed, from);
+  EXPECT_EQ(sends[0].path, direct(kLocal4, "198.18.7.7:31000"));
+  EXPECT_EQ(engine.counters().peerReflexiveLearned, 1u);
+  ASSERT_EQ(engine.peer(peer)->paths().size(), 1u);
+  EXPECT_EQ(engine.peer(peer)->paths()[0].kind, CandidateKind::PeerReflexive);
+  auto sent = runUntil(kT0);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].second.msg.type, DiscoMessage::Type::Ping);
+  EXPECT_EQ(sent[0].second.path.remote, from);
+  // A second ping from the same endpoint learns nothing new.
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{4}, {}}, from, kLocal4, false, kT0 + 1s);
+  EXPECT_EQ(engine.counters().peerReflexiveLearned, 1u);
+  // A new candidate list keeps the learned path.
+  const Candidate cands[] = {{sa("10.1.0.2:4000"), CandidateKind::Host}};
+  engine.setRemoteCandidates(peer, cands, kT0 + 2s);
+  EXPECT_EQ(engine.peer(peer)->paths().size(), 2u);
+}
+
+TEST_F(EngineTest, PongsThatDoNotMatchAreCountedAndIgnored) {
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0);
+  ASSERT_EQ(sent.size(), 1u);
+  // Unknown txid.
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Pong, TxId{9, 9}, {}}, sa("198.18.9.9:20000"), kLocal4, false,
+                 kT0 + 10ms);
+  EXPECT_EQ(engine.counters().pongsUnknown, 1u);
+  // Right txid, wrong source.
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Pong, sent[0].second.msg.txid, {}}, sa("198.18.6.6:1"),
+                 kLocal4, false, kT0 + 10ms);
+  EXPECT_EQ(engine.counters().pongsWrongPath, 1u);
+  // Right txid via the relay instead.
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Pong, sent[0].second.msg.txid, {}}, {}, {}, true, kT0 + 10ms);
+  EXPECT_EQ(engine.counters().pongsWrongPath, 2u);
+  EXPECT_FALSE(tablePath());
+  // Too late: the ping was forgotten after kPingTimeout.
+  runUntil(kT0 + kPingTimeout + 1ms);
+  pong(sent[0].second, kT0 + kPingTimeout + 1ms);
+  EXPECT_EQ(engine.counters().pongsUnknown, 2u);
+  EXPECT_FALSE(tablePath());
+  // A ping via the relay with no relay path cannot be answered: counted.
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{5}, {}}, {}, {}, true, kT0 + 6s);
+  EXPECT_EQ(engine.counters().pingsNoRelayToAnswer, 1u);
+}
+
+TEST_F(EngineTest, CandidateListIsBounded) {
+  std::vector<Candidate> many;
+  for (int i = 0; i < 100; ++i) {
+    many.push_back(Candidate{SockAddr(IpAddr::v4(0xC6120000u + static_cast<uint32_t>(i)), 4000),
+                             CandidateKind::ServerReflexive});
+  }
+  engine.setRemoteCandidates(peer, many, kT0);
+  EXPECT_EQ(engine.peer(peer)->paths().size(), kMaxPaths);
+  EXPECT_EQ(engine.counters().candidatesRefused, 100u - kMaxPaths);
+  // The relay path always fits.
+  engine.setRelayPath(peer, kRelay, kT0);
+  EXPECT_EQ(tablePath(), kRelay);
+}
+
+TEST_F(EngineTest, RelayLostWhileActiveRemovesThePath) {
+  engine.setRelayPath(peer, kRelay, kT0);
+  engine.setRelayPath(peer, std::nullopt, kT0 + 1s);
+  EXPECT_FALSE(tablePath());
+  auto changes = engine.takePathChanges();
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1].reason, ChangeReason::RelayLost);
+}
+
+TEST_F(EngineTest, ManyPeersShareOneTimer) {
+  std::vector<PeerId> ids;
+  for (int i = 0; i < 50; ++i) ids.push_back(engine.addPeer());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const Candidate c{SockAddr(IpAddr::v4(0xC6120000u + static_cast<uint32_t>(i)), 4000), CandidateKind::Host};
+    engine.setRemoteCandidates(ids[i], std::span(&c, 1), kT0 + std::chrono::milliseconds(i));
+  }
+  auto sent = runUntil(kT0 + 100ms);
+  EXPECT_EQ(sent.size(), ids.size());
+  engine.removePeer(ids[3]);
+  EXPECT_EQ(engine.peerCount(), 50u);  // 50 added + the fixture's one - 1 removed
+  sent = runUntil(kT0 + 1100ms);
+  EXPECT_EQ(sent.size(), ids.size() - 1);
+}
+
+}  // namespace
+}  // namespace tgw::engine
