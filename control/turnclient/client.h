@@ -55,10 +55,10 @@ namespace tgw::turnclient {
 
 // RFC 8656 section 3.2: the server's default (and usual) allocation lifetime.
 inline constexpr Duration kDefaultAllocationLifetime = 600s;
-// Refresh an allocation this long before it expires, or at half its lifetime if that is
-// earlier: a refresh that is lost gets a full RFC 8489 retransmission cycle (39.5 s) and
-// a second attempt before the allocation goes.
-inline constexpr Duration kRefreshBeforeExpiry = 60s;
+// Refresh an allocation at half its granted lifetime: with the 600 s default that leaves
+// 300 s, room for several whole RFC 8489 retransmission cycles (39.5 s each, retried
+// kRetryAfterTimeout apart) before the allocation would go.
+inline constexpr int kRefreshLifetimeDivisor = 2;
 // RFC 8656 section 9: a permission lives 300 s unless refreshed.
 inline constexpr Duration kPermissionLifetime = 300s;
 // Refresh permissions one minute before they expire (room for a whole retransmission

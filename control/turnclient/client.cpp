@@ -1,0 +1,921 @@
+#include "turnclient/client.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "crypto/hashes.h"
+#include "tgw/channel_data.h"
+
+namespace tgw::turnclient {
+namespace {
+
+using stun::Class;
+using stun::Message;
+using stun::MessageBuilder;
+using stun::Method;
+using stun::TransactionId;
+namespace attr = stun::attr;
+
+constexpr uint8_t kTransportUdp = 17;       // RFC 8656 section 18.7: REQUESTED-TRANSPORT
+constexpr uint8_t kFamilyIpv4 = 0x01;       // RFC 8656 section 18.8 / 18.9
+constexpr uint8_t kFamilyIpv6 = 0x02;
+
+uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+
+// One XOR-...-ADDRESS value (RFC 8489 section 14.2); Message reads only the first of a type,
+// a dual allocation answer has two XOR-RELAYED-ADDRESS.
+std::optional<SockAddr> decodeXorAddress(std::span<const uint8_t> v, const TransactionId& tid) {
+  if (v.size() < 4) return std::nullopt;
+  const uint16_t port = static_cast<uint16_t>(rd16(v.data() + 2) ^ (stun::kMagicCookie >> 16));
+  uint8_t pad[16];
+  pad[0] = static_cast<uint8_t>(stun::kMagicCookie >> 24);
+  pad[1] = static_cast<uint8_t>(stun::kMagicCookie >> 16);
+  pad[2] = static_cast<uint8_t>(stun::kMagicCookie >> 8);
+  pad[3] = static_cast<uint8_t>(stun::kMagicCookie);
+  std::memcpy(pad + 4, tid.data(), tid.size());
+  if (v[1] == kFamilyIpv4 && v.size() == 8) {
+    std::array<uint8_t, 4> b{};
+    for (size_t i = 0; i < 4; ++i) b[i] = static_cast<uint8_t>(v[4 + i] ^ pad[i]);
+    return SockAddr(IpAddr::v4(b), port);
+  }
+  if (v[1] == kFamilyIpv6 && v.size() == 20) {
+    std::array<uint8_t, 16> b{};
+    for (size_t i = 0; i < 16; ++i) b[i] = static_cast<uint8_t>(v[4 + i] ^ pad[i]);
+    return SockAddr(IpAddr::v6(b), port);
+  }
+  return std::nullopt;
+}
+
+// PASSWORD-ALGORITHMS (RFC 8489 section 14.11): {algorithm, parameters length, parameters
+// padded to 4}... Empty when malformed.
+std::optional<std::vector<uint16_t>> parseAlgorithms(std::span<const uint8_t> v) {
+  std::vector<uint16_t> out;
+  size_t at = 0;
+  while (at + 4 <= v.size()) {
+    const uint16_t alg = rd16(v.data() + at);
+    const size_t len = rd16(v.data() + at + 2);
+    const size_t padded = (len + 3) & ~size_t{3};
+    if (at + 4 + padded > v.size()) return std::nullopt;
+    out.push_back(alg);
+    at += 4 + padded;
+  }
+  if (at != v.size() || out.empty()) return std::nullopt;
+  return out;
+}
+
+std::vector<uint8_t> sha256Key(std::string_view user, std::string_view realm, std::string_view password) {
+  std::string s;
+  s.reserve(user.size() + realm.size() + password.size() + 2);
+  s.append(user).append(":").append(realm).append(":").append(password);
+  std::vector<uint8_t> out(crypto_hash_sha256_BYTES);
+  crypto_hash_sha256(out.data(), reinterpret_cast<const unsigned char*>(s.data()), s.size());
+  return out;
+}
+
+}  // namespace
+
+Credentials restCredentials(std::string_view secret, std::string_view user, int64_t expiryUnixSeconds) {
+  Credentials c;
+  c.username = std::to_string(expiryUnixSeconds);
+  if (!user.empty()) c.username.append(":").append(user);
+  const auto mac = crypto::hmacSha1(
+      std::span(reinterpret_cast<const uint8_t*>(secret.data()), secret.size()),
+      std::span(reinterpret_cast<const uint8_t*>(c.username.data()), c.username.size()));
+  char b64[sodium_base64_ENCODED_LEN(20, sodium_base64_VARIANT_ORIGINAL)];
+  sodium_bin2base64(b64, sizeof b64, mac.data(), mac.size(), sodium_base64_VARIANT_ORIGINAL);
+  c.password = b64;
+  return c;
+}
+
+struct Client::Impl {
+  enum class Kind : uint8_t { Allocate, Refresh, Close, Permission, ChannelBind };
+
+  struct Pending {
+    Kind kind;
+    IpAddr ip;             // Permission
+    SockAddr peer;         // ChannelBind
+    uint16_t channel = 0;  // ChannelBind
+    bool authenticated = false;
+    int staleRetries = 0;
+    netcheck::StunTransaction tx;
+  };
+  struct Permission {
+    TimePoint expires = TimePoint::min();  // as granted; min: never granted
+    TimePoint due = kNever;                // when the next CreatePermission goes out
+    std::optional<TransactionId> inFlight;
+    bool granted = false;
+  };
+  struct Channel {
+    uint16_t number = 0;
+    TimePoint expires = TimePoint::min();
+    TimePoint due = kNever;
+    std::optional<TransactionId> inFlight;
+    bool confirmed = false;
+    TimePoint firstRequested = TimePoint::min();
+  };
+  // A channel no longer used: the server may keep it (and send ChannelData on it) until
+  // receiveUntil; its number is free again at reusableAt.
+  struct Released {
+    SockAddr peer;
+    TimePoint receiveUntil;
+    TimePoint reusableAt;
+  };
+
+  Config cfg;
+  State state = State::Idle;
+  std::string realm;
+  std::string nonce;
+  std::vector<uint8_t> key;
+  uint16_t algorithm = kPasswordAlgorithmMd5;
+  std::vector<uint8_t> offeredAlgorithms;  // PASSWORD-ALGORITHMS as received, echoed back
+  bool negotiated = false;                 // the server offered PASSWORD-ALGORITHMS
+
+  std::vector<SockAddr> relayed;
+  std::optional<SockAddr> mapped;
+  TimePoint expires = kNever;
+  TimePoint refreshDue = kNever;
+  std::optional<TransactionId> refreshInFlight;
+
+  std::map<IpAddr, Permission> permissions;
+  std::map<SockAddr, Channel> channels;
+  std::map<uint16_t, Released> released;
+  std::map<TransactionId, Pending> pending;
+
+  std::vector<Transmit> out;
+  std::vector<Event> events;
+  Counters c;
+
+  explicit Impl(Config config) : cfg(std::move(config)) {
+    cfg.maxChannels = std::min<size_t>(cfg.maxChannels, TGW_CHANNEL_MAX - TGW_CHANNEL_MIN + 1);
+  }
+
+  bool haveCredentials() const { return !cfg.credentials.username.empty(); }
+  bool live() const { return state == State::Allocated; }
+
+  // ---- requests ----
+  std::vector<uint8_t> encode(const Pending& p, const TransactionId& tid) const {
+    Method method = Method::Allocate;
+    switch (p.kind) {
+      case Kind::Allocate: method = Method::Allocate; break;
+      case Kind::Refresh:
+      case Kind::Close: method = Method::Refresh; break;
+      case Kind::Permission: method = Method::CreatePermission; break;
+      case Kind::ChannelBind: method = Method::ChannelBind; break;
+    }
+    MessageBuilder b(method, Class::Request, tid);
+    const auto lifetimeSeconds = [](Duration d) {
+      return static_cast<uint32_t>(std::chrono::duration_cast<seconds>(d).count());
+    };
+    switch (p.kind) {
+      case Kind::Allocate: {
+        const uint8_t transport[4] = {kTransportUdp, 0, 0, 0};
+        b.addRaw(attr::kRequestedTransport, transport);
+        if (cfg.family == Family::V6) {
+          const uint8_t fam[4] = {kFamilyIpv6, 0, 0, 0};
+          b.addRaw(attr::kRequestedAddressFamily, fam);
+        } else if (cfg.additionalIpv6) {
+          const uint8_t fam[4] = {kFamilyIpv6, 0, 0, 0};
+          b.addRaw(attr::kAdditionalAddressFamily, fam);
+        }
+        if (cfg.requestedLifetime) b.addU32(attr::kLifetime, lifetimeSeconds(*cfg.requestedLifetime));
+        break;
+      }
+      case Kind::Refresh:
+        if (cfg.requestedLifetime) b.addU32(attr::kLifetime, lifetimeSeconds(*cfg.requestedLifetime));
+        break;
+      case Kind::Close:
+        b.addU32(attr::kLifetime, 0);
+        break;
+      case Kind::Permission:
+        b.addXorAddress(attr::kXorPeerAddress, SockAddr(p.ip, 0));
+        break;
+      case Kind::ChannelBind: {
+        const uint8_t number[4] = {static_cast<uint8_t>(p.channel >> 8), static_cast<uint8_t>(p.channel), 0, 0};
+        b.addRaw(attr::kChannelNumber, number);
+        b.addXorAddress(attr::kXorPeerAddress, p.peer);
+        break;
+      }
+    }
+    if (!cfg.software.empty()) b.addSoftware(cfg.software);
+    if (p.authenticated) {
+      b.addString(attr::kUsername, cfg.credentials.username);
+      b.addString(attr::kRealm, realm);
+      b.addString(attr::kNonce, nonce);
+      if (negotiated) {
+        b.addRaw(attr::kPasswordAlgorithms, offeredAlgorithms);
+        const uint8_t chosen[4] = {static_cast<uint8_t>(algorithm >> 8), static_cast<uint8_t>(algorithm), 0, 0};
+        b.addRaw(attr::kPasswordAlgorithm, chosen);
+      }
+      b.withIntegrity(key);
+      if (algorithm == kPasswordAlgorithmSha256) b.withIntegritySha256(key);
+    }
+    if (cfg.fingerprint) b.withFingerprint();
+    return b.finish();
+  }
+
+  // Sends a new request (a new transaction: RFC 8489 section 6.2 wants a fresh id for every
+  // request that is not a retransmission). Returns its id.
+  TransactionId issue(Kind kind, TimePoint now, IpAddr ip = {}, SockAddr peer = {}, uint16_t channel = 0,
+                      int staleRetries = 0) {
+    const TransactionId tid = stun::newTransactionId();
+    Pending p{kind, ip, peer, channel, !realm.empty() && haveCredentials(), staleRetries,
+              netcheck::StunTransaction({}, cfg.retransmit)};
+    p.tx = netcheck::StunTransaction(encode(p, tid), cfg.retransmit);
+    p.tx.start(now);
+    out.push_back({cfg.server, std::vector<uint8_t>(p.tx.request().begin(), p.tx.request().end())});
+    ++c.requestsSent;
+    pending.emplace(tid, std::move(p));
+    return tid;
+  }
+
+  // The same request again as a new transaction (after 401 / 438), keeping the link from the
+  // permission / channel / allocation to it.
+  void reissue(const Pending& p, TimePoint now, int staleRetries) {
+    const TransactionId tid = issue(p.kind, now, p.ip, p.peer, p.channel, staleRetries);
+    relink(p, tid);
+  }
+  void relink(const Pending& p, const std::optional<TransactionId>& tid) {
+    switch (p.kind) {
+      case Kind::Allocate:
+      case Kind::Close: break;
+      case Kind::Refresh: refreshInFlight = tid; break;
+      case Kind::Permission:
+        if (auto it = permissions.find(p.ip); it != permissions.end()) it->second.inFlight = tid;
+        break;
+      case Kind::ChannelBind:
+        if (auto it = channels.find(p.peer); it != channels.end()) it->second.inFlight = tid;
+        break;
+    }
+  }
+
+  void abandon(std::optional<TransactionId>& tid) {
+    if (tid) pending.erase(*tid);
+    tid.reset();
+  }
+
+  // ---- scheduling ----
+  // Sends every request that is due: refresh, permissions, channels.
+  void pump(TimePoint now) {
+    if (!live()) return;
+    if (!refreshInFlight && refreshDue <= now) refreshInFlight = issue(Kind::Refresh, now);
+    for (auto& [ip, perm] : permissions) {
+      if (!perm.inFlight && perm.due <= now) perm.inFlight = issue(Kind::Permission, now, ip);
+    }
+    for (auto& [peer, ch] : channels) {
+      if (!ch.inFlight && ch.due <= now) {
+        if (ch.firstRequested == TimePoint::min()) ch.firstRequested = now;
+        ch.inFlight = issue(Kind::ChannelBind, now, {}, peer, ch.number);
+      }
+    }
+  }
+
+  // Lapses what the server has dropped by now without a successful refresh.
+  void expire(TimePoint now) {
+    if (live() && expires <= now) {
+      lose(0, "allocation expired: no successful Refresh in time");
+      return;
+    }
+    for (auto it = permissions.begin(); it != permissions.end();) {
+      if (it->second.granted && it->second.expires <= now) {
+        abandon(it->second.inFlight);
+        ++c.permissionFailures;
+        events.push_back(PermissionFailed{it->first, 0, "permission lapsed: no successful refresh in time"});
+        it = permissions.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = channels.begin(); it != channels.end();) {
+      if (it->second.confirmed && it->second.expires <= now) {
+        ++c.channelFailures;
+        events.push_back(ChannelFailed{it->first, it->second.number, 0, "channel lapsed: no successful rebind in time"});
+        it = releaseChannel(it, now);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = released.begin(); it != released.end();)
+      it = it->second.reusableAt <= now ? released.erase(it) : std::next(it);
+  }
+
+  std::map<SockAddr, Channel>::iterator releaseChannel(std::map<SockAddr, Channel>::iterator it, TimePoint now) {
+    Channel& ch = it->second;
+    abandon(ch.inFlight);
+    // The server may hold the binding until the last request's lifetime ends.
+    TimePoint until = now;
+    if (ch.confirmed) until = std::max(until, ch.expires);
+    if (ch.firstRequested != TimePoint::min()) until = std::max(until, now + kChannelLifetime);
+    released[ch.number] = Released{it->first, until, until + kChannelReuseDelay};
+    return channels.erase(it);
+  }
+
+  Result<uint16_t> freeChannelNumber(const SockAddr& peer, TimePoint now) {
+    // The number this peer had is fine to take again (same peer, RFC 8656 section 12).
+    for (auto it = released.begin(); it != released.end(); ++it) {
+      if (it->second.peer == peer) {
+        const uint16_t n = it->first;
+        released.erase(it);
+        return n;
+      }
+    }
+    std::vector<bool> used(TGW_CHANNEL_MAX - TGW_CHANNEL_MIN + 1, false);
+    for (const auto& [p, ch] : channels) used[ch.number - TGW_CHANNEL_MIN] = true;
+    for (const auto& [n, r] : released)
+      if (r.reusableAt > now) used[n - TGW_CHANNEL_MIN] = true;
+    for (size_t i = 0; i < used.size(); ++i) {
+      if (!used[i]) {
+        const auto n = static_cast<uint16_t>(TGW_CHANNEL_MIN + i);
+        released.erase(n);
+        return n;
+      }
+    }
+    return fail("no free channel number");
+  }
+
+  void clearAll() {
+    pending.clear();
+    permissions.clear();
+    channels.clear();
+    released.clear();
+    refreshInFlight.reset();
+    refreshDue = kNever;
+    expires = kNever;
+  }
+
+  void failAllocation(int code, std::string reason, std::optional<SockAddr> alternate = {}) {
+    state = State::Failed;
+    ++c.allocationFailures;
+    clearAll();
+    events.push_back(AllocationFailed{code, std::move(reason), alternate});
+  }
+
+  void lose(int code, std::string reason) {
+    state = State::Lost;
+    ++c.allocationsLost;
+    clearAll();
+    events.push_back(AllocationLost{code, std::move(reason)});
+  }
+
+  void finishClose() {
+    state = State::Closed;
+    clearAll();
+    events.push_back(Closed{});
+  }
+
+  // ---- responses ----
+  void onResponse(const Message& msg, TimePoint now) {
+    auto it = pending.find(msg.transactionId());
+    if (it == pending.end()) {
+      ++c.droppedUnknownTransaction;
+      return;
+    }
+    Pending& p = it->second;
+    const Method expected = p.kind == Kind::Allocate     ? Method::Allocate
+                            : p.kind == Kind::Permission ? Method::CreatePermission
+                            : p.kind == Kind::ChannelBind ? Method::ChannelBind
+                                                          : Method::Refresh;
+    if (msg.method() != expected) {
+      ++c.droppedUnexpected;
+      return;
+    }
+    std::optional<stun::ErrorCode> err;
+    if (msg.cls() == Class::ErrorResponse) {
+      err = msg.errorCode();
+      if (!err) {
+        ++c.droppedMalformed;
+        return;
+      }
+    }
+    const bool challenge = err && (err->code == 401 || err->code == 438);
+    if (!challenge) {
+      if (p.authenticated) {
+        const bool ok = msg.has(attr::kMessageIntegritySha256) ? msg.verifyIntegritySha256(key)
+                                                                : msg.verifyIntegrity(key);
+        if (!ok) {
+          ++c.droppedUnverified;
+          return;
+        }
+      } else if (!err && haveCredentials()) {
+        // A success we cannot verify, to a request sent before the challenge: a server that
+        // wants no authentication, or a forgery. With credentials configured, refuse it.
+        ++c.droppedUnverified;
+        return;
+      }
+    }
+    p.tx.onResponse(msg, now);
+    Pending done = std::move(p);
+    pending.erase(it);
+    relink(done, std::nullopt);
+    if (err) {
+      onError(done, msg, *err, now);
+    } else {
+      ++c.successResponses;
+      onSuccess(done, msg, now);
+    }
+  }
+
+  void onError(const Pending& p, const Message& msg, const stun::ErrorCode& err, TimePoint now) {
+    if (err.code == 401 && !p.authenticated && haveCredentials()) {
+      auto r = msg.stringAttr(attr::kRealm);
+      auto n = msg.stringAttr(attr::kNonce);
+      if (!r || !n) return requestFailed(p, 401, "401 without REALM or NONCE", now);
+      uint16_t alg = kPasswordAlgorithmMd5;
+      bool neg = false;
+      std::vector<uint8_t> offered;
+      if (auto a = msg.find(attr::kPasswordAlgorithms)) {
+        auto algs = parseAlgorithms(a->value);
+        if (!algs) return requestFailed(p, 401, "malformed PASSWORD-ALGORITHMS", now);
+        const bool sha = std::find(algs->begin(), algs->end(), kPasswordAlgorithmSha256) != algs->end();
+        const bool md5 = std::find(algs->begin(), algs->end(), kPasswordAlgorithmMd5) != algs->end();
+        if (!sha && !md5) return requestFailed(p, 401, "no supported password algorithm offered", now);
+        alg = sha ? kPasswordAlgorithmSha256 : kPasswordAlgorithmMd5;
+        neg = true;
+        offered.assign(a->value.begin(), a->value.end());
+      }
+      realm = *r;
+      nonce = *n;
+      algorithm = alg;
+      negotiated = neg;
+      offeredAlgorithms = std::move(offered);
+      if (alg == kPasswordAlgorithmSha256) {
+        key = sha256Key(cfg.credentials.username, realm, cfg.credentials.password);
+      } else {
+        const auto k = crypto::longTermKey(cfg.credentials.username, realm, cfg.credentials.password);
+        key.assign(k.begin(), k.end());
+      }
+      ++c.authChallenges;
+      return reissue(p, now, 0);
+    }
+    if (err.code == 438 && haveCredentials() && p.staleRetries < kMaxStaleNonceRetries && !realm.empty()) {
+      auto n = msg.stringAttr(attr::kNonce);
+      if (!n) return requestFailed(p, 438, "438 without NONCE", now);
+      nonce = *n;
+      if (auto r = msg.stringAttr(attr::kRealm)) realm = *r;
+      ++c.staleNonces;
+      return reissue(p, now, p.staleRetries + 1);
+    }
+    ++c.errorResponses;
+    std::string reason = std::to_string(err.code) + " " + err.reason;
+    if (err.code == 401) reason += p.authenticated ? " (credentials refused)" : " (no credentials configured)";
+    if (p.kind == Kind::Allocate && err.code == 300) {
+      return failAllocation(err.code, std::move(reason), msg.alternateServer());
+    }
+    requestFailed(p, err.code, std::move(reason), now);
+  }
+
+  // A request ended without success: an error response (code) or a timeout (code 0).
+  void requestFailed(const Pending& p, int code, std::string reason, TimePoint now) {
+    switch (p.kind) {
+      case Kind::Allocate:
+        if (state == State::Allocating) failAllocation(code, std::move(reason));
+        return;
+      case Kind::Close:
+        if (state == State::Closing) finishClose();
+        return;
+      case Kind::Refresh:
+        if (!live()) return;
+        if (code == 0 && now < expires) {  // expire() ends it at the expiry if no retry works
+          refreshDue = now + kRetryAfterTimeout;
+          return;
+        }
+        return lose(code, std::move(reason));
+      case Kind::Permission: {
+        auto it = permissions.find(p.ip);
+        if (it == permissions.end()) return;
+        if (code == 0 && it->second.granted && now < it->second.expires) {
+          it->second.due = now + kRetryAfterTimeout;
+          return;
+        }
+        ++c.permissionFailures;
+        permissions.erase(it);
+        events.push_back(PermissionFailed{p.ip, code, std::move(reason)});
+        return;
+      }
+      case Kind::ChannelBind: {
+        auto it = channels.find(p.peer);
+        if (it == channels.end()) return;
+        if (code == 0 && it->second.confirmed && now < it->second.expires) {
+          it->second.due = now + kRetryAfterTimeout;
+          return;
+        }
+        ++c.channelFailures;
+        const uint16_t number = it->second.number;
+        if (code != 0 && !it->second.confirmed) it->second.firstRequested = TimePoint::min();  // refused: not bound
+        releaseChannel(it, now);
+        events.push_back(ChannelFailed{p.peer, number, code, std::move(reason)});
+        return;
+      }
+    }
+  }
+
+  void onSuccess(const Pending& p, const Message& msg, TimePoint now) {
+    const TimePoint sent = p.tx.firstSent();
+    switch (p.kind) {
+      case Kind::Allocate: onAllocated(msg, now); return;
+      case Kind::Close:
+        if (state == State::Closing) finishClose();
+        return;
+      case Kind::Refresh: {
+        if (!live()) return;
+        const Duration lifetime = lifetimeOf(msg);
+        if (lifetime <= Duration::zero()) return lose(0, "Refresh granted lifetime 0");
+        expires = sent + lifetime;
+        refreshDue = sent + lifetime / kRefreshLifetimeDivisor;
+        ++c.refreshes;
+        events.push_back(AllocationRefreshed{lifetime});
+        return;
+      }
+      case Kind::Permission: {
+        auto it = permissions.find(p.ip);
+        if (it == permissions.end()) return;
+        grantPermission(it->second, sent);
+        if (!std::exchange(it->second.granted, true)) events.push_back(PermissionInstalled{p.ip});
+        return;
+      }
+      case Kind::ChannelBind: {
+        auto it = channels.find(p.peer);
+        if (it == channels.end()) return;
+        Channel& ch = it->second;
+        ch.expires = sent + kChannelLifetime;
+        ch.due = sent + kChannelRefreshInterval;
+        ++c.channelsBound;
+        // ChannelBind installs or refreshes the peer's permission too (RFC 8656 section 11.2).
+        if (auto pit = permissions.find(p.peer.ip()); pit != permissions.end() && pit->second.granted) {
+          pit->second.expires = std::max(pit->second.expires, sent + kPermissionLifetime);
+        }
+        if (!std::exchange(ch.confirmed, true)) events.push_back(ChannelBound{p.peer, ch.number});
+        return;
+      }
+    }
+  }
+
+  void grantPermission(Permission& perm, TimePoint sent) {
+    perm.expires = sent + kPermissionLifetime;
+    perm.due = sent + kPermissionRefreshInterval;
+    ++c.permissionsInstalled;
+  }
+
+  static Duration lifetimeOf(const Message& msg) {
+    if (auto l = msg.u32Attr(attr::kLifetime)) return seconds(*l);
+    return kDefaultAllocationLifetime;
+  }
+
+  void onAllocated(const Message& msg, TimePoint now) {
+    if (state != State::Allocating) return;
+    std::vector<SockAddr> addrs;
+    for (const auto& a : msg.attributes()) {
+      if (a.type != attr::kXorRelayedAddress) continue;
+      if (auto s = decodeXorAddress(a.value, msg.transactionId())) addrs.push_back(*s);
+    }
+    if (addrs.empty()) return failAllocation(0, "Allocate success without XOR-RELAYED-ADDRESS");
+    const Duration lifetime = lifetimeOf(msg);
+    if (lifetime <= Duration::zero()) return failAllocation(0, "Allocate success with lifetime 0");
+    std::optional<int> addressError;
+    if (auto a = msg.find(kAttrAddressErrorCode); a && a->value.size() >= 4) {
+      addressError = (a->value[2] & 0x7) * 100 + a->value[3];
+    }
+    relayed = std::move(addrs);
+    mapped = msg.xorMappedAddress();
+    state = State::Allocated;
+    expires = now + lifetime;
+    refreshDue = now + lifetime / kRefreshLifetimeDivisor;
+    ++c.allocationsMade;
+    events.push_back(Allocated{relayed, mapped.value_or(SockAddr{}), lifetime, addressError});
+    // Peers and channels asked for before the allocation existed.
+    for (auto it = permissions.begin(); it != permissions.end();) {
+      if (!hasRelayedFamily(it->first.family())) {
+        ++c.permissionFailures;
+        events.push_back(PermissionFailed{it->first, 0, "no relayed address of the peer's family"});
+        it = permissions.erase(it);
+      } else {
+        it->second.due = now;
+        ++it;
+      }
+    }
+    for (auto it = channels.begin(); it != channels.end();) {
+      if (!hasRelayedFamily(it->first.family())) {
+        ++c.channelFailures;
+        events.push_back(ChannelFailed{it->first, it->second.number, 0, "no relayed address of the peer's family"});
+        it = channels.erase(it);
+      } else {
+        it->second.due = now;
+        ++it;
+      }
+    }
+  }
+
+  bool hasRelayedFamily(Family f) const {
+    return std::any_of(relayed.begin(), relayed.end(), [f](const SockAddr& a) { return a.family() == f; });
+  }
+  // Before the answer to Allocate, only the requested families can be relayed.
+  bool familyPossible(Family f) const {
+    if (!relayed.empty()) return hasRelayedFamily(f);
+    return f == cfg.family || (f == Family::V6 && cfg.additionalIpv6);
+  }
+
+  // ---- data ----
+  bool peerPermitted(const IpAddr& ip) const {
+    if (permissions.count(ip)) return true;
+    return std::any_of(channels.begin(), channels.end(), [&](const auto& kv) { return kv.first.ip() == ip; });
+  }
+
+  void onDataIndication(const Message& msg) {
+    auto peerAttr = msg.find(attr::kXorPeerAddress);
+    auto data = msg.find(attr::kData);
+    std::optional<SockAddr> peer;
+    if (peerAttr) peer = decodeXorAddress(peerAttr->value, msg.transactionId());
+    if (!peer || !data) {
+      ++c.droppedMalformed;
+      return;
+    }
+    if (!peerPermitted(peer->ip())) {
+      ++c.droppedNoPermission;
+      return;
+    }
+    ++c.dataIndications;
+    events.push_back(PeerData{*peer, std::vector<uint8_t>(data->value.begin(), data->value.end()), false});
+  }
+
+  void onChannelData(std::span<const uint8_t> bytes, TimePoint now) {
+    if (bytes.size() < TGW_CHANNELDATA_HLEN) {
+      ++c.droppedMalformed;
+      return;
+    }
+    const uint16_t number = rd16(bytes.data());
+    const size_t len = rd16(bytes.data() + 2);
+    if (!tgw_channel_valid(number) || bytes.size() < TGW_CHANNELDATA_HLEN + len) {
+      ++c.droppedMalformed;  // RFC 8656 section 12.5: shorter than its length says
+      return;
+    }
+    const SockAddr* peer = nullptr;
+    for (const auto& [p, ch] : channels) {
+      if (ch.number == number && (ch.confirmed || ch.inFlight)) {
+        peer = &p;
+        break;
+      }
+    }
+    if (!peer) {
+      if (auto it = released.find(number); it != released.end() && it->second.receiveUntil > now)
+        peer = &it->second.peer;
+    }
+    if (!peer) {
+      ++c.droppedUnknownChannel;
+      return;
+    }
+    ++c.channelDataReceived;
+    const auto* d = bytes.data() + TGW_CHANNELDATA_HLEN;
+    events.push_back(PeerData{*peer, std::vector<uint8_t>(d, d + len), true});
+  }
+};
+
+Client::Client(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Client::~Client() = default;
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+
+void Client::start(TimePoint now) {
+  Impl& m = *impl_;
+  if (m.state != State::Idle) return;
+  m.state = State::Allocating;
+  m.issue(Impl::Kind::Allocate, now);
+}
+
+void Client::close(TimePoint now) {
+  Impl& m = *impl_;
+  switch (m.state) {
+    case State::Idle:
+    case State::Allocating:
+      m.finishClose();
+      return;
+    case State::Allocated:
+      m.clearAll();
+      m.state = State::Closing;
+      m.issue(Impl::Kind::Close, now);
+      return;
+    case State::Closing:
+    case State::Closed:
+    case State::Failed:
+    case State::Lost:
+      return;
+  }
+}
+
+void Client::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
+  Impl& m = *impl_;
+  if (from != m.cfg.server) {
+    ++m.c.droppedNotFromServer;
+    return;
+  }
+  if (bytes.empty()) {
+    ++m.c.droppedNotStunOrChannel;
+    return;
+  }
+  const uint8_t first = bytes[0];
+  if (first >= 64 && first <= 79) {
+    if (m.state == State::Allocated || m.state == State::Closing) {
+      m.onChannelData(bytes, now);
+    } else {
+      ++m.c.droppedUnexpected;
+    }
+    return;
+  }
+  if (first > 3) {
+    ++m.c.droppedNotStunOrChannel;
+    return;
+  }
+  auto parsed = Message::parse(bytes);
+  if (!parsed) {
+    ++m.c.droppedMalformed;
+    return;
+  }
+  const Message& msg = *parsed;
+  switch (msg.cls()) {
+    case Class::SuccessResponse:
+    case Class::ErrorResponse:
+      m.onResponse(msg, now);
+      break;
+    case Class::Indication:
+      if (msg.method() == Method::Data && (m.state == State::Allocated || m.state == State::Closing)) {
+        m.onDataIndication(msg);
+      } else {
+        ++m.c.droppedUnexpected;
+      }
+      break;
+    case Class::Request:
+      ++m.c.droppedUnexpected;
+      break;
+  }
+  m.pump(now);
+}
+
+void Client::onTimer(TimePoint now) {
+  Impl& m = *impl_;
+  std::vector<TransactionId> gaveUp;
+  for (auto& [tid, p] : m.pending) {
+    switch (p.tx.onTimer(now)) {
+      case netcheck::StunTransaction::TimerResult::Retransmit:
+        m.out.push_back({m.cfg.server, std::vector<uint8_t>(p.tx.request().begin(), p.tx.request().end())});
+        ++m.c.retransmissions;
+        break;
+      case netcheck::StunTransaction::TimerResult::GaveUp:
+        gaveUp.push_back(tid);
+        break;
+      case netcheck::StunTransaction::TimerResult::Nothing:
+        break;
+    }
+  }
+  for (const auto& tid : gaveUp) {
+    auto it = m.pending.find(tid);
+    if (it == m.pending.end()) continue;  // cleared by an earlier failure in this loop
+    Impl::Pending p = std::move(it->second);
+    m.pending.erase(it);
+    m.relink(p, std::nullopt);
+    ++m.c.transactionsTimedOut;
+    m.requestFailed(p, 0, "no answer from the TURN server (timed out)", now);
+  }
+  m.expire(now);
+  m.pump(now);
+}
+
+TimePoint Client::nextDeadline() const {
+  const Impl& m = *impl_;
+  TimePoint t = kNever;
+  for (const auto& [tid, p] : m.pending) t = std::min(t, p.tx.nextDeadline());
+  if (m.live()) {
+    t = std::min(t, m.expires);
+    if (!m.refreshInFlight) t = std::min(t, m.refreshDue);
+    for (const auto& [ip, perm] : m.permissions) {
+      if (!perm.inFlight) t = std::min(t, perm.due);
+      if (perm.granted) t = std::min(t, perm.expires);
+    }
+    for (const auto& [peer, ch] : m.channels) {
+      if (!ch.inFlight) t = std::min(t, ch.due);
+      if (ch.confirmed) t = std::min(t, ch.expires);
+    }
+  }
+  return t;
+}
+
+Result<void> Client::addPeer(const IpAddr& peer, TimePoint now) {
+  Impl& m = *impl_;
+  if (m.state != State::Idle && m.state != State::Allocating && m.state != State::Allocated)
+    return fail("TURN client is not allocating or allocated");
+  if (m.permissions.count(peer)) return {};
+  if (!m.familyPossible(peer.family())) return fail("no relayed address of the peer's family");
+  if (m.permissions.size() >= m.cfg.maxPermissions) return fail("too many TURN permissions");
+  Impl::Permission perm;
+  perm.due = m.live() ? now : kNever;
+  m.permissions.emplace(peer, perm);
+  m.pump(now);
+  return {};
+}
+
+void Client::removePeer(const IpAddr& peer, TimePoint now) {
+  Impl& m = *impl_;
+  if (auto it = m.permissions.find(peer); it != m.permissions.end()) {
+    m.abandon(it->second.inFlight);
+    m.permissions.erase(it);
+  }
+  for (auto it = m.channels.begin(); it != m.channels.end();)
+    it = it->first.ip() == peer ? m.releaseChannel(it, now) : std::next(it);
+}
+
+Result<uint16_t> Client::bindChannel(const SockAddr& peer, TimePoint now) {
+  Impl& m = *impl_;
+  if (m.state != State::Idle && m.state != State::Allocating && m.state != State::Allocated)
+    return fail("TURN client is not allocating or allocated");
+  if (auto it = m.channels.find(peer); it != m.channels.end()) return it->second.number;
+  if (!m.familyPossible(peer.family())) return fail("no relayed address of the peer's family");
+  if (m.channels.size() >= m.cfg.maxChannels) return fail("too many TURN channels");
+  if (!m.permissions.count(peer.ip())) {
+    if (auto r = addPeer(peer.ip(), now); !r) return fail(r.error().message);
+  }
+  auto number = m.freeChannelNumber(peer, now);
+  if (!number) return fail(number.error().message);
+  Impl::Channel ch;
+  ch.number = *number;
+  ch.due = m.live() ? now : kNever;
+  m.channels.emplace(peer, ch);
+  m.pump(now);
+  return *number;
+}
+
+void Client::unbindChannel(const SockAddr& peer, TimePoint now) {
+  Impl& m = *impl_;
+  if (auto it = m.channels.find(peer); it != m.channels.end()) m.releaseChannel(it, now);
+}
+
+Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, TimePoint now) {
+  Impl& m = *impl_;
+  (void)now;
+  if (!m.live()) {
+    ++m.c.sendRefusedNotAllocated;
+    return fail("no TURN allocation");
+  }
+  auto ch = m.channels.find(peer);
+  if (ch != m.channels.end() && ch->second.confirmed) {
+    if (data.size() > 0xFFFF) return fail("data too long for ChannelData");
+    std::vector<uint8_t> b(TGW_CHANNELDATA_HLEN + data.size());
+    b[0] = static_cast<uint8_t>(ch->second.number >> 8);
+    b[1] = static_cast<uint8_t>(ch->second.number);
+    b[2] = static_cast<uint8_t>(data.size() >> 8);
+    b[3] = static_cast<uint8_t>(data.size());
+    std::copy(data.begin(), data.end(), b.begin() + TGW_CHANNELDATA_HLEN);
+    m.out.push_back({m.cfg.server, std::move(b)});
+    ++m.c.channelDataSent;
+    return {};
+  }
+  if (!m.peerPermitted(peer.ip())) {
+    ++m.c.sendRefusedNoPermission;
+    return fail("no TURN permission for the peer " + peer.ip().toString());
+  }
+  MessageBuilder b(Method::Send, Class::Indication, stun::newTransactionId());
+  b.addXorAddress(attr::kXorPeerAddress, peer);
+  b.addRaw(attr::kData, data);
+  if (m.cfg.fingerprint) b.withFingerprint();
+  m.out.push_back({m.cfg.server, b.finish()});
+  ++m.c.sendIndications;
+  return {};
+}
+
+std::vector<Transmit> Client::takeTransmits() { return std::exchange(impl_->out, {}); }
+std::vector<Event> Client::takeEvents() { return std::exchange(impl_->events, {}); }
+
+Client::State Client::state() const { return impl_->state; }
+const Config& Client::config() const { return impl_->cfg; }
+const std::vector<SockAddr>& Client::relayedAddresses() const { return impl_->relayed; }
+std::optional<SockAddr> Client::mappedAddress() const { return impl_->mapped; }
+TimePoint Client::expiresAt() const { return impl_->live() ? impl_->expires : kNever; }
+TimePoint Client::refreshAt() const {
+  return impl_->live() && !impl_->refreshInFlight ? impl_->refreshDue : kNever;
+}
+std::optional<uint16_t> Client::channelFor(const SockAddr& peer) const {
+  auto it = impl_->channels.find(peer);
+  if (it == impl_->channels.end() || !it->second.confirmed) return std::nullopt;
+  return it->second.number;
+}
+bool Client::hasPermission(const IpAddr& peer, TimePoint now) const {
+  auto it = impl_->permissions.find(peer);
+  return it != impl_->permissions.end() && it->second.granted && it->second.expires > now;
+}
+const std::string& Client::realm() const { return impl_->realm; }
+const std::string& Client::nonce() const { return impl_->nonce; }
+uint16_t Client::passwordAlgorithm() const { return impl_->algorithm; }
+const Counters& Client::counters() const { return impl_->c; }
+
+const char* toString(Client::State s) {
+  switch (s) {
+    case Client::State::Idle: return "idle";
+    case Client::State::Allocating: return "allocating";
+    case Client::State::Allocated: return "allocated";
+    case Client::State::Closing: return "closing";
+    case Client::State::Closed: return "closed";
+    case Client::State::Failed: return "failed";
+    case Client::State::Lost: return "lost";
+  }
+  return "?";
+}
+
+}  // namespace tgw::turnclient
