@@ -91,8 +91,11 @@ class Client {
   // Destinations the relay did not know (ERROR UnknownDestination) since the last call.
   std::vector<crypto::PublicKey> takeUnknownDestinations();
 
+  // The handshake's state (a refresh runs the handshake again while still registered).
   State state() const { return state_; }
-  bool registered() const { return state_ == State::Registered; }
+  // True while a registration confirmed by the relay is believed valid: from REGISTERED
+  // until its lifetime ends or the relay says NotRegistered. SENDs go out at once only then.
+  bool registered() const { return live_; }
   // When the current registration was confirmed; nullopt before the first.
   std::optional<TimePoint> registeredAt() const { return registeredAt_; }
   const crypto::PublicKey& publicKey() const { return sealer_.publicKey(); }
@@ -107,6 +110,8 @@ class Client {
   ClientConfig config_;
   crypto::Sealer sealer_;
   State state_ = State::Idle;
+  bool live_ = false;
+  TimePoint liveUntil_ = kNever;
   Cookie cookie_{};
   TimePoint deadline_ = kNever;  // retransmit or refresh
   Duration retry_ = kRetryInterval;

@@ -111,6 +111,7 @@ class Server {
     TimePoint lastRefill;
     TimePoint lastRateError;
     bool rateErrorSent = false;
+    uint64_t generation = 0;  // matches its one entry in expiries_
   };
 
   Cookie makeCookie(const crypto::PublicKey& node, const SockAddr& from, uint64_t stamp) const;
@@ -129,7 +130,10 @@ class Server {
   crypto::Sealer sealer_;
   std::unordered_map<crypto::PublicKey, Node> nodes_;
   std::unordered_map<SockAddr, crypto::PublicKey> byAddr_;
-  std::multimap<TimePoint, crypto::PublicKey> expiries_;  // lazily pruned
+  // One entry per node (tagged with its generation), at or before its expiry: a refresh
+  // does not add entries; onTimer moves an entry whose node was refreshed.
+  std::multimap<TimePoint, std::pair<crypto::PublicKey, uint64_t>> expiries_;
+  uint64_t nextGeneration_ = 1;
   ServerCounters counters_;
 };
 

@@ -1,0 +1,203 @@
+#include "rendezvous/server.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "crypto/hashes.h"
+
+namespace tgw::rendezvous {
+namespace {
+
+uint64_t stampOf(TimePoint t) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
+void send(std::vector<Datagram>& out, const SockAddr& to, const Message& m) {
+  auto bytes = encode(m);
+  if (bytes) out.push_back(Datagram{to, std::move(*bytes)});
+}
+
+}  // namespace
+
+Server::Server(crypto::NodeKey key, ServerConfig config)
+    : key_(key), config_(config), sealer_(std::move(key), 0) {
+  crypto::randomBytes(cookieSecret_);
+}
+
+Cookie Server::makeCookie(const crypto::PublicKey& node, const SockAddr& from, uint64_t stamp) const {
+  std::vector<uint8_t> in;
+  in.reserve(8 + crypto::kKeySize + 1 + 16 + 2);
+  for (int shift = 56; shift >= 0; shift -= 8) in.push_back(static_cast<uint8_t>(stamp >> shift));
+  in.insert(in.end(), node.bytes().begin(), node.bytes().end());
+  in.push_back(from.isV4() ? 4 : 6);
+  in.insert(in.end(), from.ip().bytes(), from.ip().bytes() + from.ip().size());
+  in.push_back(static_cast<uint8_t>(from.port() >> 8));
+  in.push_back(static_cast<uint8_t>(from.port()));
+  auto mac = crypto::hmacSha256(cookieSecret_, in);
+  Cookie c{};
+  std::memcpy(c.data(), in.data(), 8);
+  std::memcpy(c.data() + 8, mac.data(), kCookieSize - 8);
+  return c;
+}
+
+bool Server::cookieValid(const Cookie& c, const crypto::PublicKey& node, const SockAddr& from, TimePoint now) const {
+  uint64_t stamp = 0;
+  for (size_t i = 0; i < 8; ++i) stamp = stamp << 8 | c[i];
+  Cookie expected = makeCookie(node, from, stamp);
+  if (!crypto::equalConstantTime(c, expected)) return false;
+  uint64_t nowStamp = stampOf(now);
+  auto lifetime = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(config_.challengeLifetime).count());
+  return stamp <= nowStamp && nowStamp - stamp <= lifetime;
+}
+
+std::vector<Datagram> Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
+  std::vector<Datagram> out;
+  auto m = decode(bytes);
+  if (!m) {
+    ++counters_.droppedMalformed;
+    return out;
+  }
+  if (auto* h = std::get_if<Hello>(&*m)) {
+    onHello(*h, from, now, out);
+  } else if (auto* r = std::get_if<Register>(&*m)) {
+    onRegister(*r, from, now, out);
+  } else if (auto* s = std::get_if<Send>(&*m)) {
+    onSend(std::move(*s), from, now, out);
+  } else {
+    ++counters_.droppedUnexpected;
+  }
+  return out;
+}
+
+void Server::onHello(const Hello& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out) {
+  ++counters_.hellos;
+  send(out, from, Challenge{publicKey(), makeCookie(m.node, from, stampOf(now))});
+}
+
+void Server::onRegister(const Register& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out) {
+  if (!cookieValid(m.cookie, m.node, from, now)) {
+    ++counters_.droppedBadCookie;
+    return;
+  }
+  auto plain = sealer_.open(m.node, m.proof);
+  auto expected = proofPlaintext(m.cookie);
+  if (!plain || plain->size() != expected.size() ||
+      !crypto::equalConstantTime(*plain, expected)) {
+    ++counters_.droppedBadProof;
+    return;
+  }
+  auto it = nodes_.find(m.node);
+  if (it != nodes_.end() && it->second.expires <= now) {
+    removeNode(m.node);
+    ++counters_.expired;
+    it = nodes_.end();
+  }
+  if (it == nodes_.end() && nodes_.size() >= config_.maxNodes) {
+    onTimer(now);
+    if (nodes_.size() >= config_.maxNodes) {
+      ++counters_.errorsTableFull;
+      error(ErrorCode::TableFull, m.node, from, out);
+      return;
+    }
+  }
+  // The address now belongs to this node: whoever was registered there is gone.
+  if (auto a = byAddr_.find(from); a != byAddr_.end() && a->second != m.node) {
+    removeNode(a->second);
+    ++counters_.evicted;
+  }
+  const TimePoint expires = now + config_.registrationLifetime;
+  if (it == nodes_.end()) {
+    Node n;
+    n.addr = from;
+    n.expires = expires;
+    n.tokens = config_.burst;
+    n.lastRefill = now;
+    n.generation = nextGeneration_++;
+    nodes_.emplace(m.node, n);
+    expiries_.emplace(expires, std::make_pair(m.node, n.generation));
+  } else {
+    if (it->second.addr != from) {
+      byAddr_.erase(it->second.addr);
+      it->second.addr = from;
+      ++counters_.addressChanges;
+    }
+    it->second.expires = expires;
+  }
+  byAddr_[from] = m.node;
+  ++counters_.registrations;
+  auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(config_.registrationLifetime).count();
+  send(out, from, Registered{static_cast<uint32_t>(std::max<int64_t>(lifetime, 0)), m.cookie});
+}
+
+void Server::onSend(Send&& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out) {
+  auto a = byAddr_.find(from);
+  auto sender = a == byAddr_.end() ? nodes_.end() : nodes_.find(a->second);
+  if (sender == nodes_.end() || sender->second.expires <= now) {
+    ++counters_.errorsNotRegistered;
+    error(ErrorCode::NotRegistered, m.to, from, out);
+    return;
+  }
+  Node& s = sender->second;
+  // Token bucket: refill for the time since the last SEND, capped at the burst.
+  double elapsed = std::chrono::duration<double>(now - s.lastRefill).count();
+  if (elapsed > 0) {
+    s.tokens = std::min(config_.burst, s.tokens + elapsed * config_.ratePerSecond);
+    s.lastRefill = now;
+  }
+  if (s.tokens < 1.0) {
+    ++counters_.droppedRateLimited;
+    if (!s.rateErrorSent || now - s.lastRateError >= kRateLimitErrorInterval) {
+      s.rateErrorSent = true;
+      s.lastRateError = now;
+      ++counters_.errorsRateLimited;
+      error(ErrorCode::RateLimited, m.to, from, out);
+    }
+    return;
+  }
+  s.tokens -= 1.0;
+  auto dest = nodes_.find(m.to);
+  if (dest == nodes_.end() || dest->second.expires <= now) {
+    ++counters_.errorsUnknownDestination;
+    error(ErrorCode::UnknownDestination, m.to, from, out);
+    return;
+  }
+  ++counters_.delivered;
+  send(out, dest->second.addr, Deliver{sender->first, std::move(m.blob)});
+}
+
+void Server::error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& to, std::vector<Datagram>& out) {
+  send(out, to, ErrorMsg{code, key});
+}
+
+void Server::removeNode(const crypto::PublicKey& key) {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return;
+  if (auto a = byAddr_.find(it->second.addr); a != byAddr_.end() && a->second == key) byAddr_.erase(a);
+  nodes_.erase(it);
+}
+
+void Server::onTimer(TimePoint now) {
+  while (!expiries_.empty() && expiries_.begin()->first <= now) {
+    auto [key, generation] = expiries_.begin()->second;
+    expiries_.erase(expiries_.begin());
+    auto it = nodes_.find(key);
+    if (it == nodes_.end() || it->second.generation != generation) continue;  // removed since
+    if (it->second.expires <= now) {
+      removeNode(key);
+      ++counters_.expired;
+    } else {
+      expiries_.emplace(it->second.expires, std::make_pair(key, generation));  // refreshed
+    }
+  }
+}
+
+TimePoint Server::nextDeadline() const { return expiries_.empty() ? kNever : expiries_.begin()->first; }
+
+const SockAddr* Server::addressOf(const crypto::PublicKey& node, TimePoint now) const {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || it->second.expires <= now) return nullptr;
+  return &it->second.addr;
+}
+
+}  // namespace tgw::rendezvous
