@@ -48,17 +48,16 @@ Result<tgw_stun_endpoint> valueOf(const StunResponder::Endpoint& e) {
 
 }  // namespace
 
-Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& options) {
-  if (options.ports.empty() || options.ports.size() > TGW_STUN_MAX_PORTS)
-    return fail("stun responder: between 1 and " + std::to_string(TGW_STUN_MAX_PORTS) +
-                " ports, got " + std::to_string(options.ports.size()));
-  for (uint16_t port : options.ports)
-    if (port == 0) return fail("stun responder: port 0 is not a port");
-  if (options.endpoints.size() > TGW_STUN_MAX_ENDPOINTS)
+namespace {
+
+using EndpointTable = std::vector<std::pair<tgw_stun_endpoint_key, tgw_stun_endpoint>>;
+
+Result<EndpointTable> endpointTable(const std::vector<StunResponder::Endpoint>& endpoints) {
+  if (endpoints.size() > TGW_STUN_MAX_ENDPOINTS)
     return fail("stun responder: at most " + std::to_string(TGW_STUN_MAX_ENDPOINTS) +
-                " endpoints, got " + std::to_string(options.endpoints.size()));
-  std::vector<std::pair<tgw_stun_endpoint_key, tgw_stun_endpoint>> table;
-  for (const Endpoint& e : options.endpoints) {
+                " endpoints, got " + std::to_string(endpoints.size()));
+  EndpointTable table;
+  for (const StunResponder::Endpoint& e : endpoints) {
     auto value = valueOf(e);
     if (!value) return Unexpected<Error>{value.error()};
     tgw_stun_endpoint_key key = keyOf(e.local);
@@ -67,6 +66,46 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
         return fail("stun responder: endpoint " + e.local.toString() + " listed twice");
     table.emplace_back(key, *value);
   }
+  return table;
+}
+
+}  // namespace
+
+Result<void> StunResponder::checkOptions(const Options& options) {
+  if (options.ports.empty() || options.ports.size() > TGW_STUN_MAX_PORTS)
+    return fail("stun responder: between 1 and " + std::to_string(TGW_STUN_MAX_PORTS) +
+                " ports, got " + std::to_string(options.ports.size()));
+  for (uint16_t port : options.ports)
+    if (port == 0) return fail("stun responder: port 0 is not a port");
+  auto table = endpointTable(options.endpoints);
+  if (!table) return Unexpected<Error>{table.error()};
+  return {};
+}
+
+Result<void> StunResponder::fillEndpoints(const bpf_map* map,
+                                          const std::vector<Endpoint>& endpoints) {
+  auto table = endpointTable(endpoints);
+  if (!table) return Unexpected<Error>{table.error()};
+  auto typed = TypedMap<tgw_stun_endpoint_key, tgw_stun_endpoint>::bind(map);
+  if (!typed) return fail("stun responder: " + typed.error().message);
+  for (const auto& [key, value] : *table) {
+    if (auto ok = typed->update(key, value, BPF_NOEXIST); !ok)
+      return fail("stun responder: endpoint table: " + ok.error().message);
+  }
+  return {};
+}
+
+Result<TypedMap<tgw_stats_key, tgw_stats_value>> StunResponder::bindStats(const bpf_map* map) {
+  auto stats = TypedMap<tgw_stats_key, tgw_stats_value>::bind(map);
+  if (!stats) return fail("stats: " + stats.error().message);
+  if (stats->maxEntries() != TGW_STATS_ENTRIES)
+    return fail("stats: tgw_stats has " + std::to_string(stats->maxEntries()) +
+                " entries, expected " + std::to_string(TGW_STATS_ENTRIES));
+  return stats;
+}
+
+Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& options) {
+  if (auto ok = checkOptions(options); !ok) return Unexpected<Error>{ok.error()};
 
   installLibraryLogging();
   std::unique_ptr<StunResponder> self(new StunResponder());
@@ -81,20 +120,11 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
                     std::strerror(-err),
                 -err);
 
-  auto stats = TypedMap<tgw_stats_key, tgw_stats_value>::bind(self->skel_->maps.tgw_stats);
+  auto stats = bindStats(self->skel_->maps.tgw_stats);
   if (!stats) return fail("stun responder: " + stats.error().message);
-  if (stats->maxEntries() != TGW_STATS_ENTRIES)
-    return fail("stun responder: tgw_stats has " + std::to_string(stats->maxEntries()) +
-                " entries, expected " + std::to_string(TGW_STATS_ENTRIES));
   self->stats_ = std::move(*stats);
-
-  auto endpoints = TypedMap<tgw_stun_endpoint_key, tgw_stun_endpoint>::bind(
-      self->skel_->maps.tgw_stun_endpoints);
-  if (!endpoints) return fail("stun responder: " + endpoints.error().message);
-  for (const auto& [key, value] : table) {
-    if (auto ok = endpoints->update(key, value, BPF_NOEXIST); !ok)
-      return fail("stun responder: endpoint table: " + ok.error().message);
-  }
+  if (auto ok = fillEndpoints(self->skel_->maps.tgw_stun_endpoints, options.endpoints); !ok)
+    return Unexpected<Error>{ok.error()};
   std::string endpointList;
   for (const Endpoint& e : options.endpoints)
     endpointList += (endpointList.empty() ? "" : ",") + e.local.toString() +
@@ -126,12 +156,15 @@ Result<AttachMode> StunResponder::attach(const std::string& ifname, AttachMode w
 
 void StunResponder::detach() { attachment_.reset(); }
 
-std::vector<CounterRow> StunResponder::counters() const {
+std::vector<CounterRow> StunResponder::counters() const { return readCounters(stats_); }
+
+std::vector<CounterRow> StunResponder::readCounters(
+    const TypedMap<tgw_stats_key, tgw_stats_value>& stats) {
   std::vector<CounterRow> rows;
   for (__u32 family = 0; family < TGW_FAMILY_COUNT; family++) {
     for (__u32 verdict = 0; verdict < TGW_VERDICT_COUNT; verdict++) {
       for (__u32 reason = 0; reason < TGW_REASON_COUNT; reason++) {
-        auto perCpu = stats_.lookupPerCpu(tgw_stats_index(family, verdict, reason));
+        auto perCpu = stats.lookupPerCpu(tgw_stats_index(family, verdict, reason));
         if (!perCpu) {
           log::warn("xdp.stats.lookup_failed", {{"error", perCpu.error().message}});
           return rows;

@@ -80,6 +80,15 @@ class StunResponder {
   // The per-CPU stats map (tgw_stats), for tests and tools.
   const TypedMap<tgw_stats_key, tgw_stats_value>& statsMap() const { return stats_; }
 
+  // Shared with RelayFastPath, whose program answers STUN the same way from the same maps:
+  // checks ports and endpoints (what load() refuses), fills a loaded tgw_stun_endpoints
+  // map, binds a loaded tgw_stats map, reads the counter rows.
+  static Result<void> checkOptions(const Options& options);
+  static Result<void> fillEndpoints(const bpf_map* map, const std::vector<Endpoint>& endpoints);
+  static Result<TypedMap<tgw_stats_key, tgw_stats_value>> bindStats(const bpf_map* map);
+  static std::vector<CounterRow> readCounters(
+      const TypedMap<tgw_stats_key, tgw_stats_value>& stats);
+
  private:
   StunResponder() = default;
 

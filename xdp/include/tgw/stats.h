@@ -1,6 +1,6 @@
 /* Fast-path statistics shared by the XDP programs, the DPDK backend and the control plane.
  *
- * Every packet the STUN responder sees ends with exactly one (family, verdict, reason) triple
+ * Every packet the STUN responder (and the relay program) sees ends with exactly one (family, verdict, reason) triple
  * (STYLE.md rule 4). The BPF side adds the packet and its bytes to one slot of a per-CPU array
  * (tgw_stats, indexed by tgw_stats_index()); userspace sums the slots over CPUs and names them
  * with tgw_family_name() / tgw_verdict_name() / tgw_reason_name().
@@ -25,7 +25,8 @@ enum tgw_verdict {
   TGW_VERDICT_TX = 1,   /* XDP_TX: answered in place, back out of the same interface */
   TGW_VERDICT_DROP = 2, /* XDP_DROP */
   TGW_VERDICT_ABORTED = 3, /* XDP_ABORTED: a program error (e.g. adjust_tail failed) */
-  TGW_VERDICT_COUNT = 4
+  TGW_VERDICT_REDIRECT = 4, /* XDP_REDIRECT: forwarded out of another interface */
+  TGW_VERDICT_COUNT = 5
 };
 
 /* Why. One reason per exit path; keep in sync with tgw_reason_name() below. */
@@ -57,7 +58,25 @@ enum tgw_reason {
   TGW_REASON_STUN_UNKNOWN_ENDPOINT = 19, /* a plain Binding request to an address:port not in
                                        * the endpoint table: userspace knows the endpoint
                                        * (RESPONSE-ORIGIN, OTHER-ADDRESS) and answers */
-  TGW_REASON_COUNT = 20
+  /* The relay's TURN fast path (tgw/turn.h, xdp/relay.bpf.c). */
+  TGW_REASON_TURN_TO_PEER = 20,       /* ChannelData from a client: sent on as UDP to the peer */
+  TGW_REASON_TURN_TO_CLIENT = 21,     /* UDP from a permitted peer: sent on as ChannelData */
+  TGW_REASON_TURN_CLIENT_TO_CLIENT = 22, /* ChannelData to a peer that is another allocation
+                                       * here: sent as ChannelData to that client */
+  TGW_REASON_TURN_CD_TRUNCATED = 23,  /* UDP payload shorter than 4 + Length (RFC 8656
+                                       * section 12.5): dropped */
+  TGW_REASON_TURN_CD_BAD_PADDING = 24, /* more than 3 bytes after the data: passed up */
+  TGW_REASON_TURN_UNKNOWN_CHANNEL = 25, /* no route for (client, server, channel): passed up */
+  TGW_REASON_TURN_UNKNOWN_PEER = 26,  /* to a relayed port, no route for (peer, relayed):
+                                       * passed up (no permission or no channel) */
+  TGW_REASON_TURN_CHAIN_MISS = 27,    /* peer is a relayed address here without a route back
+                                       * to its client: passed up */
+  TGW_REASON_TURN_QUOTA = 28,         /* over the allocation's bandwidth cap: dropped */
+  TGW_REASON_TURN_NO_NEIGH = 29,      /* next hop has no neighbour entry: passed up */
+  TGW_REASON_TURN_FIB_FAILED = 30,    /* no route, forwarding disabled, MTU, ...: passed up */
+  TGW_REASON_TURN_UNSUPPORTED = 31,   /* VLAN tag, IPv4 options, IPv6 zero checksum: passed up */
+  TGW_REASON_TURN_RESIZE_FAILED = 32, /* the frame could not be resized: passed up intact */
+  TGW_REASON_COUNT = 33
 };
 
 /* Per-CPU counter slot. */
@@ -97,6 +116,7 @@ static inline const char *tgw_verdict_name(__u32 verdict) {
     case TGW_VERDICT_PASS: return "pass";
     case TGW_VERDICT_TX: return "tx";
     case TGW_VERDICT_DROP: return "drop";
+    case TGW_VERDICT_REDIRECT: return "redirect";
     default: return "aborted";
   }
 }
@@ -122,6 +142,19 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_RESIZE_FAILED: return "resize_failed";
     case TGW_REASON_RESPOND_FAILED: return "respond_failed";
     case TGW_REASON_STUN_UNKNOWN_ENDPOINT: return "stun_unknown_endpoint";
+    case TGW_REASON_TURN_TO_PEER: return "turn_to_peer";
+    case TGW_REASON_TURN_TO_CLIENT: return "turn_to_client";
+    case TGW_REASON_TURN_CLIENT_TO_CLIENT: return "turn_client_to_client";
+    case TGW_REASON_TURN_CD_TRUNCATED: return "turn_cd_truncated";
+    case TGW_REASON_TURN_CD_BAD_PADDING: return "turn_cd_bad_padding";
+    case TGW_REASON_TURN_UNKNOWN_CHANNEL: return "turn_unknown_channel";
+    case TGW_REASON_TURN_UNKNOWN_PEER: return "turn_unknown_peer";
+    case TGW_REASON_TURN_CHAIN_MISS: return "turn_chain_miss";
+    case TGW_REASON_TURN_QUOTA: return "turn_quota";
+    case TGW_REASON_TURN_NO_NEIGH: return "turn_no_neigh";
+    case TGW_REASON_TURN_FIB_FAILED: return "turn_fib_failed";
+    case TGW_REASON_TURN_UNSUPPORTED: return "turn_unsupported";
+    case TGW_REASON_TURN_RESIZE_FAILED: return "turn_resize_failed";
     default: return "unknown";
   }
 }

@@ -1,0 +1,280 @@
+#include "dataplane/relay_fastpath.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "base/log.h"
+
+// The skeleton names the structs of its .rodata: they must be declared first.
+#include "tgw/stun_responder.h"
+#include "tgw/turn.h"
+#include "relay.skel.h"
+
+namespace tgw::dataplane {
+static_assert(RelayFastPath::kMaxBytesPerSecond == TGW_TURN_RATE_MAX, "one limit");
+
+namespace {
+
+__u32 familyOf(const SockAddr& a) { return a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6; }
+
+void copyAddr(__u8* out, const SockAddr& a) {
+  std::memset(out, 0, 16);
+  std::memcpy(out, a.ip().bytes(), a.ip().size());
+}
+
+tgw_turn_client_key clientKeyOf(const TurnChannelRoute& r) {
+  tgw_turn_client_key k{};
+  copyAddr(k.client, r.client);
+  copyAddr(k.server, r.server);
+  k.client_port = htons(r.client.port());
+  k.server_port = htons(r.server.port());
+  k.channel = htons(r.channel);
+  k.family = static_cast<__u8>(familyOf(r.client));
+  return k;
+}
+
+tgw_turn_peer_key peerKeyOf(const TurnChannelRoute& r) {
+  tgw_turn_peer_key k{};
+  copyAddr(k.peer, r.peer);
+  copyAddr(k.relayed, r.relayed);
+  k.peer_port = htons(r.peer.port());
+  k.relayed_port = htons(r.relayed.port());
+  k.family = static_cast<__u8>(familyOf(r.peer));
+  return k;
+}
+
+// The map value: rewrite to (src, dst) for packets carrying (keyA, keyB).
+tgw_turn_rewrite rewriteOf(const SockAddr& keyA, const SockAddr& keyB, const SockAddr& src,
+                           const SockAddr& dst, const TurnChannelRoute& r, __u8 flags) {
+  __u8 a[16], b[16], s[16], d[16];
+  copyAddr(a, keyA);
+  copyAddr(b, keyB);
+  copyAddr(s, src);
+  copyAddr(d, dst);
+  tgw_turn_rewrite rw{};
+  tgw_turn_rewrite_init(&rw, familyOf(src), a, b, htons(keyA.port()), htons(keyB.port()), s, d,
+                        htons(src.port()), htons(dst.port()), htons(r.channel), r.allocation,
+                        flags);
+  return rw;
+}
+
+Result<TypedMap<__u32, tgw_turn_alloc_stats>> bindAllocStats(const bpf_map* map) {
+  return TypedMap<__u32, tgw_turn_alloc_stats>::bind(map);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& options) {
+  if (auto ok = StunResponder::checkOptions({options.stunPorts, options.stunEndpoints}); !ok)
+    return fail("relay fast path: " + ok.error().message);
+  if (options.relayPortMin == 0 || options.relayPortMin > options.relayPortMax)
+    return fail("relay fast path: relayed port range " + std::to_string(options.relayPortMin) +
+                ".." + std::to_string(options.relayPortMax) + " is empty");
+  if (options.relayAddresses.empty()) return fail("relay fast path: no relay address");
+  if (options.capacity == 0) return fail("relay fast path: capacity 0");
+
+  installLibraryLogging();
+  std::unique_ptr<RelayFastPath> self(new RelayFastPath());
+  self->options_ = options;
+  self->capacity_ = options.capacity;
+  self->maxRoutes_ = options.maxRoutes != 0 ? options.maxRoutes : options.capacity;
+  self->skel_ = tgw_relay__open();
+  if (self->skel_ == nullptr)
+    return fail(std::string("relay fast path: open skeleton: ") + std::strerror(errno), errno);
+  for (size_t i = 0; i < TGW_STUN_MAX_PORTS; i++)
+    self->skel_->rodata->tgw_stun_cfg.ports[i] =
+        i < options.stunPorts.size() ? htons(options.stunPorts[i]) : 0;
+  self->skel_->rodata->tgw_turn_cfg.relay_port_min = options.relayPortMin;
+  self->skel_->rodata->tgw_turn_cfg.relay_port_max = options.relayPortMax;
+  auto& maps = self->skel_->maps;
+  for (bpf_map* m : {maps.tgw_turn_clients, maps.tgw_turn_peers})
+    bpf_map__set_max_entries(m, self->maxRoutes_);
+  for (bpf_map* m : {maps.tgw_turn_allocs, maps.tgw_turn_alloc_stats})
+    bpf_map__set_max_entries(m, self->capacity_);
+  if (int err = tgw_relay__load(self->skel_); err != 0)
+    return fail(std::string("relay fast path: load (needs root / CAP_BPF): ") +
+                    std::strerror(-err),
+                -err);
+
+  auto stats = StunResponder::bindStats(maps.tgw_stats);
+  if (!stats) return fail("relay fast path: " + stats.error().message);
+  self->stats_ = std::move(*stats);
+  if (auto ok = StunResponder::fillEndpoints(maps.tgw_stun_endpoints, options.stunEndpoints); !ok)
+    return fail("relay fast path: " + ok.error().message);
+  // Check the route and allocation maps against the C structs once (TypedMap::bind).
+  if (auto m = TypedMap<tgw_turn_client_key, tgw_turn_rewrite>::bind(maps.tgw_turn_clients); !m)
+    return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<tgw_turn_peer_key, tgw_turn_rewrite>::bind(maps.tgw_turn_peers); !m)
+    return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<__u32, tgw_turn_bucket>::bind(maps.tgw_turn_allocs); !m)
+    return fail("relay fast path: " + m.error().message);
+  if (auto m = bindAllocStats(maps.tgw_turn_alloc_stats); !m)
+    return fail("relay fast path: " + m.error().message);
+
+  std::string addresses;
+  for (const IpAddr& a : options.relayAddresses)
+    addresses += (addresses.empty() ? "" : ",") + a.toString();
+  log::info("xdp.relay.loaded",
+            {{"relay_addresses", addresses},
+             {"relay_ports", std::to_string(options.relayPortMin) + "-" +
+                                 std::to_string(options.relayPortMax)},
+             {"capacity", std::to_string(self->capacity_)},
+             {"max_routes", std::to_string(self->maxRoutes_)},
+             {"prog_fd", std::to_string(self->programFd())}});
+  return self;
+}
+
+RelayFastPath::~RelayFastPath() {
+  detach();  // before the skeleton: the attachment borrows its bpf_object
+  if (skel_ != nullptr) tgw_relay__destroy(skel_);
+}
+
+int RelayFastPath::programFd() const { return bpf_program__fd(skel_->progs.tgw_relay_xdp); }
+
+Result<AttachMode> RelayFastPath::attach(const std::string& ifname, AttachMode want) {
+  detach();
+  auto attached = XdpAttachment::attach(skel_->obj, "tgw_relay_xdp", ifname, want);
+  if (!attached) return Unexpected<Error>{attached.error()};
+  attachment_ = std::move(*attached);
+  return attachment_->mode();
+}
+
+void RelayFastPath::detach() { attachment_.reset(); }
+
+std::vector<CounterRow> RelayFastPath::counters() const {
+  return StunResponder::readCounters(stats_);
+}
+
+Result<void> RelayFastPath::addAllocation(uint32_t allocation,
+                                          const TurnAllocationLimits& limits) {
+  if (allocation >= capacity_) return fail("relay fast path: allocation slot out of range");
+  if (limits.bytesPerSecond > kMaxBytesPerSecond || limits.burstBytes > kMaxBytesPerSecond)
+    return fail("relay fast path: bandwidth cap above " + std::to_string(kMaxBytesPerSecond) +
+                " bytes per second");
+  tgw_turn_bucket bucket{};
+  bucket.rate = limits.bytesPerSecond;
+  bucket.burst = limits.burstBytes != 0 ? limits.burstBytes : limits.bytesPerSecond;
+  bucket.tokens = bucket.burst;
+  bucket.last_ns = 0;  // the first packet finds the bucket idle, hence full
+  const __u32 key = allocation;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_allocs), &key, &bucket, BPF_ANY) != 0)
+    return fail(std::string("relay fast path: allocation table: ") + std::strerror(errno), errno);
+  // Counters restart from zero, on every CPU.
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<tgw_turn_alloc_stats> zeros(static_cast<size_t>(std::max(cpus, 1)));
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_alloc_stats), &key, zeros.data(),
+                          BPF_ANY) != 0)
+    return fail(std::string("relay fast path: allocation counters: ") + std::strerror(errno),
+                errno);
+  allocations_[allocation] = limits;
+  return {};
+}
+
+void RelayFastPath::removeAllocation(uint32_t allocation) {
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    if (it->second.allocation == allocation) {
+      eraseRoute(it->second);
+      it = routes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (allocations_.erase(allocation) != 0) {
+    tgw_turn_bucket bucket{};  // no cap: a slot without routes sees no packets anyway
+    const __u32 key = allocation;
+    bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_allocs), &key, &bucket, BPF_ANY);
+  }
+}
+
+void RelayFastPath::eraseRoute(const TurnChannelRoute& route) {
+  const tgw_turn_client_key ck = clientKeyOf(route);
+  const tgw_turn_peer_key pk = peerKeyOf(route);
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck);
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_peers), &pk);
+}
+
+Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
+  const std::string where = "relay fast path: channel " + std::to_string(route.channel) +
+                            " of " + route.client.toString() + ": ";
+  if (!allocations_.count(route.allocation)) return fail(where + "allocation slot not in use");
+  if (route.channel < TGW_CHANNEL_MIN || route.channel > TGW_CHANNEL_MAX)
+    return fail(where + "not a channel number (RFC 8656 section 12)");
+  if (route.client.family() != route.server.family() ||
+      route.relayed.family() != route.peer.family())
+    return fail(where + "addresses of one side differ in family");
+  if (route.client.family() != route.peer.family())
+    return fail(where + "cross-family route (no translation in the fast path)");
+  auto isRelayAddress = [&](const SockAddr& a) {
+    return std::find(options_.relayAddresses.begin(), options_.relayAddresses.end(), a.ip()) !=
+               options_.relayAddresses.end() &&
+           a.port() >= options_.relayPortMin && a.port() <= options_.relayPortMax;
+  };
+  if (!isRelayAddress(route.relayed))
+    return fail(where + "relayed address " + route.relayed.toString() +
+                " is not one of the fast path's");
+
+  // Replace what has the same keys (as MemoryTurnTable does).
+  const RouteKey key{route.client, route.server, route.channel};
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    const TurnChannelRoute& r = it->second;
+    const bool sameIn = r.relayed == route.relayed && r.peer == route.peer;
+    if (sameIn || it->first == key) {
+      eraseRoute(r);
+      it = routes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (routes_.size() >= maxRoutes_) return fail(where + "route table full");
+
+  const __u8 flags = isRelayAddress(route.peer) ? TGW_TURN_F_LOCAL_PEER : 0;
+  const tgw_turn_client_key ck = clientKeyOf(route);
+  const tgw_turn_rewrite toPeer =
+      rewriteOf(route.client, route.server, route.relayed, route.peer, route, flags);
+  const tgw_turn_peer_key pk = peerKeyOf(route);
+  const tgw_turn_rewrite toClient =
+      rewriteOf(route.peer, route.relayed, route.server, route.client, route, 0);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck, &toPeer, BPF_ANY) != 0)
+    return fail(where + "client route: " + std::strerror(errno), errno);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_peers), &pk, &toClient, BPF_ANY) != 0) {
+    const int err = errno;
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck);
+    return fail(where + "peer route: " + std::strerror(err), err);
+  }
+  routes_[key] = route;
+  return {};
+}
+
+void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
+  auto it = routes_.find(RouteKey{route.client, route.server, route.channel});
+  if (it == routes_.end()) return;
+  eraseRoute(it->second);
+  routes_.erase(it);
+}
+
+TurnAllocationCounters RelayFastPath::counters(uint32_t allocation) const {
+  TurnAllocationCounters c;
+  if (!allocations_.count(allocation)) return c;
+  auto stats = bindAllocStats(skel_->maps.tgw_turn_alloc_stats);
+  if (!stats) return c;
+  auto perCpu = stats->lookupPerCpu(allocation);
+  if (!perCpu) {
+    log::warn("xdp.relay.counters_failed", {{"error", perCpu.error().message}});
+    return c;
+  }
+  for (const tgw_turn_alloc_stats& v : *perCpu) {
+    c.toPeerPackets += v.to_peer_packets;
+    c.toPeerBytes += v.to_peer_bytes;
+    c.toClientPackets += v.to_client_packets;
+    c.toClientBytes += v.to_client_bytes;
+    c.droppedQuotaPackets += v.quota_packets;
+    c.droppedQuotaBytes += v.quota_bytes;
+  }
+  return c;
+}
+
+}  // namespace tgw::dataplane

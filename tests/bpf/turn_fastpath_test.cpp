@@ -1,0 +1,581 @@
+// The relay's XDP program (RelayFastPath, xdp/relay.bpf.c) on crafted frames through
+// BPF_PROG_TEST_RUN (STYLE.md rule 5): each case gives the input, the verdict, the output
+// bytes (built independently by packet_builder, so its full checksums check the program's
+// incremental ones), the (family, verdict, reason) counter that moves, every other counter
+// still, and the allocation counters. Needs root; skips otherwise.
+//
+// bpf_fib_lookup needs routes and neighbours: the test runs in its own network namespace
+// (unshare, gone with the process) with two veth pairs:
+//   tgwfp0 02:00:00:00:00:01  198.18.0.1/24 2001:db8::1/64   the relay's interface, where
+//          the program is attached and frames "arrive" (ctx ingress_ifindex); the client
+//          198.18.0.2 / 2001:db8::2 and the peer 198.18.0.3 / 2001:db8::3 are static
+//          neighbours there (next hop on the ingress interface: XDP_TX)
+//   tgwfp2 02:00:00:00:00:11  198.18.1.1/24 2001:db8:1::1/64 another interface: client B
+//          198.18.1.2 / 2001:db8:1::2 is a neighbour there (XDP_REDIRECT)
+// 198.18.0.9 / 2001:db8::9 are on-link without a neighbour entry.
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <net/if.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/relay_fastpath.h"
+#include "tests/bpf/packet_builder.h"
+#include "tests/bpf/responder_options.h"
+#include "tgw/stats.h"
+
+namespace tgw::testing {
+namespace {
+
+using dataplane::RelayFastPath;
+using dataplane::TurnAllocationCounters;
+using dataplane::TurnAllocationLimits;
+using dataplane::TurnChannelRoute;
+
+constexpr uint16_t kStunPort = 3478;
+constexpr uint16_t kRelayPortMin = 50000;
+constexpr uint16_t kRelayPortMax = 50999;
+constexpr Mac kRelayMac{0x02, 0, 0, 0, 0, 0x01};
+constexpr Mac kRelayMac2{0x02, 0, 0, 0, 0, 0x11};
+constexpr Mac kClientMac{0x02, 0, 0, 0, 0, 0x02};
+constexpr Mac kPeerMac{0x02, 0, 0, 0, 0, 0x03};
+constexpr Mac kClientBMac{0x02, 0, 0, 0, 0, 0x12};
+
+bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+
+SockAddr sa(const std::string& text) {
+  auto parsed = SockAddr::parse(text);
+  EXPECT_TRUE(parsed.ok()) << text;
+  return parsed ? *parsed : SockAddr{};
+}
+
+Ip4 ip4(const SockAddr& a) {
+  Ip4 out{};
+  std::copy(a.ip().bytes(), a.ip().bytes() + 4, out.begin());
+  return out;
+}
+Ip6 ip6(const SockAddr& a) {
+  Ip6 out{};
+  std::copy(a.ip().bytes(), a.ip().bytes() + 16, out.begin());
+  return out;
+}
+
+// A UDP frame from `from` to `to` (either family), as a sender's stack would build it.
+Bytes frame(const Mac& dstMac, const Mac& srcMac, const SockAddr& from, const SockAddr& to,
+            const Bytes& payload, uint8_t ttl = 61) {
+  Ethernet eth{dstMac, srcMac, std::nullopt};
+  Udp u{from.port(), to.port(), std::nullopt};
+  if (from.isV4()) {
+    Ipv4 ip;
+    ip.src = ip4(from);
+    ip.dst = ip4(to);
+    ip.ttl = ttl;
+    return udpFrame4(eth, ip, u, payload);
+  }
+  Ipv6 ip;
+  ip.src = ip6(from);
+  ip.dst = ip6(to);
+  ip.hopLimit = ttl;
+  return udpFrame6(eth, ip, u, payload);
+}
+
+Bytes channelData(uint16_t channel, const Bytes& data, const Bytes& padding = {}) {
+  Bytes b;
+  put16(b, channel);
+  put16(b, static_cast<uint16_t>(data.size()));
+  b.insert(b.end(), data.begin(), data.end());
+  b.insert(b.end(), padding.begin(), padding.end());
+  return b;
+}
+
+Bytes appData(size_t n) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; i++) b[i] = static_cast<uint8_t>(0x30 + i * 7);
+  return b;
+}
+
+struct Delta {
+  uint32_t family, verdict, reason;
+};
+
+// One relay for the binary, in the binary's own network namespace.
+class TurnFastPathTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    if (unshare(CLONE_NEWNET) != 0) {
+      setupError_ = "cannot unshare a network namespace";
+      return;
+    }
+    const bool ok =
+        sh("sysctl -w net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1 "
+           "net.ipv4.conf.default.forwarding=1 net.ipv6.conf.default.forwarding=1") &&
+        sh("ip link add tgwfp0 type veth peer name tgwfp1") &&
+        sh("ip link add tgwfp2 type veth peer name tgwfp3") &&
+        sh("ip link set tgwfp0 address 02:00:00:00:00:01 && "
+           "ip link set tgwfp2 address 02:00:00:00:00:11") &&
+        sh("ip addr add 198.18.0.1/24 dev tgwfp0 && ip -6 addr add 2001:db8::1/64 dev tgwfp0 nodad") &&
+        sh("ip addr add 198.18.1.1/24 dev tgwfp2 && ip -6 addr add 2001:db8:1::1/64 dev tgwfp2 nodad") &&
+        sh("for l in lo tgwfp0 tgwfp1 tgwfp2 tgwfp3; do ip link set $l up || exit 1; done") &&
+        sh("ip neigh add 198.18.0.2 lladdr 02:00:00:00:00:02 dev tgwfp0 nud permanent && "
+           "ip neigh add 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent && "
+           "ip neigh add 2001:db8::2 lladdr 02:00:00:00:00:02 dev tgwfp0 nud permanent && "
+           "ip neigh add 2001:db8::3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent && "
+           "ip neigh add 198.18.1.2 lladdr 02:00:00:00:00:12 dev tgwfp2 nud permanent && "
+           "ip neigh add 2001:db8:1::2 lladdr 02:00:00:00:00:12 dev tgwfp2 nud permanent");
+    if (!ok) {
+      setupError_ = "could not build the namespace's links, addresses and neighbours";
+      return;
+    }
+    RelayFastPath::Options o;
+    o.stunPorts = {kStunPort};
+    o.stunEndpoints = {bareEndpoint("198.18.0.1", kStunPort),
+                       bareEndpoint("2001:db8::1", kStunPort)};
+    o.relayPortMin = kRelayPortMin;
+    o.relayPortMax = kRelayPortMax;
+    o.relayAddresses = {sa("198.18.0.1:0").ip(), sa("[2001:db8::1]:0").ip()};
+    o.capacity = 64;
+    o.maxRoutes = 64;
+    auto loaded = RelayFastPath::load(o);
+    if (!loaded) {
+      setupError_ = loaded.error().message;
+      return;
+    }
+    relay_ = loaded->release();
+    // Attached so that tgwfp0 has a registered XDP receive queue, which BPF_PROG_TEST_RUN
+    // needs to run a frame "arriving" on it.
+    auto mode = relay_->attach("tgwfp0", dataplane::AttachMode::Native);
+    if (!mode) setupError_ = "attach: " + mode.error().message;
+    ifindex0_ = if_nametoindex("tgwfp0");
+  }
+
+  static void TearDownTestSuite() {
+    delete relay_;
+    relay_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF, namespaces) for BPF_PROG_TEST_RUN";
+    ASSERT_EQ(setupError_, "");
+    ASSERT_NE(relay_, nullptr);
+    // Every case starts from an empty table.
+    for (uint32_t slot = 0; slot < relay_->capacity(); slot++) relay_->removeAllocation(slot);
+    ASSERT_EQ(relay_->routeCount(), 0u);
+  }
+
+  struct Run {
+    uint32_t retval = 0;
+    Bytes out;
+  };
+  // Runs one frame as if it arrived on tgwfp0.
+  static Run run(const Bytes& in) {
+    Run r;
+    r.out.resize(4096);
+    xdp_md ctx{};
+    ctx.data_end = static_cast<uint32_t>(in.size());
+    ctx.ingress_ifindex = ifindex0_;
+    bpf_test_run_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.data_in = in.data();
+    opts.data_size_in = static_cast<uint32_t>(in.size());
+    opts.data_out = r.out.data();
+    opts.data_size_out = static_cast<uint32_t>(r.out.size());
+    opts.ctx_in = &ctx;
+    opts.ctx_size_in = sizeof(ctx);
+    opts.repeat = 1;
+    EXPECT_EQ(bpf_prog_test_run_opts(relay_->programFd(), &opts), 0)
+        << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
+    r.retval = opts.retval;
+    r.out.resize(opts.data_size_out);
+    return r;
+  }
+
+  static std::vector<std::pair<uint64_t, uint64_t>> snapshot() {
+    std::vector<std::pair<uint64_t, uint64_t>> s(TGW_STATS_ENTRIES);
+    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
+      auto perCpu = relay_->statsMap().lookupPerCpu(i);
+      EXPECT_TRUE(perCpu.ok());
+      if (!perCpu) continue;
+      for (const auto& v : *perCpu) {
+        s[i].first += v.packets;
+        s[i].second += v.bytes;
+      }
+    }
+    return s;
+  }
+
+  // Runs `in`; expects `verdict`, `expected` bytes out, and exactly one counter moved.
+  static void expectRun(const Bytes& in, uint32_t verdict, const Bytes& expected,
+                        const Delta& delta) {
+    const auto before = snapshot();
+    const Run r = run(in);
+    EXPECT_EQ(r.retval, verdict);
+    EXPECT_EQ(hex(r.out), hex(expected));
+    if (r.out != in) {
+      EXPECT_EQ(checkUdpFrameChecksums(r.out), "");
+    }
+    const auto after = snapshot();
+    const uint32_t want = tgw_stats_index(delta.family, delta.verdict, delta.reason);
+    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
+      const uint64_t packets = after[i].first - before[i].first;
+      const uint64_t bytes = after[i].second - before[i].second;
+      const uint32_t reason = i % TGW_REASON_COUNT;
+      const uint32_t v = (i / TGW_REASON_COUNT) % TGW_VERDICT_COUNT;
+      const uint32_t f = i / TGW_REASON_COUNT / TGW_VERDICT_COUNT;
+      const std::string name = std::string(tgw_family_name(f)) + "/" + tgw_verdict_name(v) +
+                               "/" + tgw_reason_name(reason);
+      if (i == want) {
+        EXPECT_EQ(packets, 1u) << name;
+        EXPECT_EQ(bytes, in.size()) << name;
+      } else {
+        EXPECT_EQ(packets, 0u) << name << " moved";
+      }
+    }
+  }
+
+  static void addAllocation(uint32_t slot, TurnAllocationLimits limits = {}) {
+    auto ok = relay_->addAllocation(slot, limits);
+    ASSERT_TRUE(ok.ok()) << ok.error().message;
+  }
+  static void addChannel(const TurnChannelRoute& r) {
+    auto ok = relay_->addChannel(r);
+    ASSERT_TRUE(ok.ok()) << ok.error().message;
+  }
+
+  static TurnChannelRoute route4() {
+    return {1, sa("198.18.0.2:40000"), sa("198.18.0.1:3478"), sa("198.18.0.1:50000"),
+            sa("198.18.0.3:7000"), 0x4000};
+  }
+  static TurnChannelRoute route6() {
+    return {2, sa("[2001:db8::2]:40000"), sa("[2001:db8::1]:3478"), sa("[2001:db8::1]:50000"),
+            sa("[2001:db8::3]:7000"), 0x4001};
+  }
+
+  static inline RelayFastPath* relay_ = nullptr;
+  static inline std::string setupError_;
+  static inline uint32_t ifindex0_ = 0;
+};
+
+void expectCounters(const TurnAllocationCounters& got, const TurnAllocationCounters& want) {
+  EXPECT_EQ(got.toPeerPackets, want.toPeerPackets);
+  EXPECT_EQ(got.toPeerBytes, want.toPeerBytes);
+  EXPECT_EQ(got.toClientPackets, want.toClientPackets);
+  EXPECT_EQ(got.toClientBytes, want.toClientBytes);
+  EXPECT_EQ(got.droppedQuotaPackets, want.droppedQuotaPackets);
+  EXPECT_EQ(got.droppedQuotaBytes, want.droppedQuotaBytes);
+}
+
+TEST_F(TurnFastPathTest, ChannelDataToPeerV4) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(48);
+  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+            XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  expectCounters(relay_->counters(r.allocation), {1, 48, 0, 0, 0, 0});
+}
+
+TEST_F(TurnFastPathTest, ChannelDataToPeerV6) {
+  const TurnChannelRoute r = route6();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(33);
+  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+            XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  expectCounters(relay_->counters(r.allocation), {1, 33, 0, 0, 0, 0});
+}
+
+// Up to 3 bytes after the data round the message to 4 (RFC 8656 section 12.5): removed, and
+// taken out of the checksum (odd and even data lengths, non-zero padding bytes).
+TEST_F(TurnFastPathTest, ChannelDataWithPadding) {
+  const TurnChannelRoute r4 = route4();
+  const TurnChannelRoute r6 = route6();
+  addAllocation(r4.allocation);
+  addAllocation(r6.allocation);
+  addChannel(r4);
+  addChannel(r6);
+  for (size_t n : {5u, 6u, 7u}) {
+    const Bytes data = appData(n);
+    const Bytes pad(4 - n % 4, 0xA5);
+    expectRun(frame(kRelayMac, kClientMac, r4.client, r4.server, channelData(r4.channel, data, pad)),
+              XDP_TX, frame(kPeerMac, kRelayMac, r4.relayed, r4.peer, data, 64),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+    expectRun(frame(kRelayMac, kClientMac, r6.client, r6.server, channelData(r6.channel, data, pad)),
+              XDP_TX, frame(kPeerMac, kRelayMac, r6.relayed, r6.peer, data, 64),
+              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  }
+  expectCounters(relay_->counters(r4.allocation), {3, 18, 0, 0, 0, 0});
+}
+
+TEST_F(TurnFastPathTest, TruncatedChannelDataIsDropped) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  Bytes cd = channelData(r.channel, appData(20));
+  cd.resize(cd.size() - 1);  // Length says 20, 19 bytes follow
+  const Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, cd);
+  expectRun(in, XDP_DROP, in, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_TURN_CD_TRUNCATED});
+  const Bytes header = frame(kRelayMac, kClientMac, r.client, r.server, Bytes{0x40, 0x00, 0x00});
+  expectRun(header, XDP_DROP, header,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_TURN_CD_TRUNCATED});
+  expectCounters(relay_->counters(r.allocation), {});
+}
+
+TEST_F(TurnFastPathTest, MoreThanThreeExtraBytesGoUp) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes in = frame(kRelayMac, kClientMac, r.client, r.server,
+                         channelData(r.channel, appData(8), Bytes(4, 0)));
+  expectRun(in, XDP_PASS, in,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_CD_BAD_PADDING});
+}
+
+TEST_F(TurnFastPathTest, UnknownChannelAndUnknownClientGoUp) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes otherChannel =
+      frame(kRelayMac, kClientMac, r.client, r.server, channelData(0x4005, appData(8)));
+  expectRun(otherChannel, XDP_PASS, otherChannel,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_CHANNEL});
+  const Bytes otherClient = frame(kRelayMac, kClientMac, sa("198.18.0.2:40001"), r.server,
+                                  channelData(r.channel, appData(8)));
+  expectRun(otherClient, XDP_PASS, otherClient,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_CHANNEL});
+  expectCounters(relay_->counters(r.allocation), {});
+}
+
+TEST_F(TurnFastPathTest, PeerToClientV4) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(41);
+  expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
+            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+  expectCounters(relay_->counters(r.allocation), {0, 0, 1, 41, 0, 0});
+}
+
+TEST_F(TurnFastPathTest, PeerToClientV6) {
+  const TurnChannelRoute r = route6();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(64);
+  expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
+            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+  expectCounters(relay_->counters(r.allocation), {0, 0, 1, 64, 0, 0});
+}
+
+TEST_F(TurnFastPathTest, UnpermittedPeerGoesUp) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes otherPeer = frame(kRelayMac, kPeerMac, sa("198.18.0.4:7000"), r.relayed, appData(8));
+  expectRun(otherPeer, XDP_PASS, otherPeer,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_PEER});
+  const Bytes otherPort = frame(kRelayMac, kPeerMac, sa("198.18.0.3:7001"), r.relayed, appData(8));
+  expectRun(otherPort, XDP_PASS, otherPort,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_PEER});
+  // Outside the relayed range: not TURN's at all.
+  const Bytes elsewhere = frame(kRelayMac, kPeerMac, r.peer, sa("198.18.0.1:51000"), appData(8));
+  expectRun(elsewhere, XDP_PASS, elsewhere,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_PORT_MISMATCH});
+}
+
+// Both clients allocated here: A's ChannelData to B's relayed address comes out as
+// ChannelData to B on B's channel, in one pass, out of the other interface.
+TEST_F(TurnFastPathTest, ClientToClient) {
+  for (const bool v6 : {false, true}) {
+    SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+    for (uint32_t slot = 0; slot < relay_->capacity(); slot++) relay_->removeAllocation(slot);
+    const SockAddr server = v6 ? sa("[2001:db8::1]:3478") : sa("198.18.0.1:3478");
+    const SockAddr relayedA = v6 ? sa("[2001:db8::1]:50010") : sa("198.18.0.1:50010");
+    const SockAddr relayedB = v6 ? sa("[2001:db8::1]:50011") : sa("198.18.0.1:50011");
+    const SockAddr clientA = v6 ? sa("[2001:db8::2]:40000") : sa("198.18.0.2:40000");
+    const SockAddr clientB = v6 ? sa("[2001:db8:1::2]:41000") : sa("198.18.1.2:41000");
+    const TurnChannelRoute a{5, clientA, server, relayedA, relayedB, 0x4000};
+    const TurnChannelRoute b{6, clientB, server, relayedB, relayedA, 0x4ABC};
+    addAllocation(5);
+    addAllocation(6);
+    addChannel(a);
+    addChannel(b);
+    const Bytes data = appData(29);
+    expectRun(frame(kRelayMac, kClientMac, clientA, server, channelData(0x4000, data, {0, 0, 0})),
+              XDP_REDIRECT,
+              frame(kClientBMac, kRelayMac2, server, clientB, channelData(0x4ABC, data), 64),
+              {v6 ? TGW_FAMILY_IPV6 : TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT,
+               TGW_REASON_TURN_CLIENT_TO_CLIENT});
+    expectCounters(relay_->counters(5), {1, 29, 0, 0, 0, 0});
+    expectCounters(relay_->counters(6), {0, 0, 1, 29, 0, 0});
+
+    // B without a channel back to A: the socket path relays it.
+    relay_->removeChannel(b);
+    const Bytes in = frame(kRelayMac, kClientMac, clientA, server, channelData(0x4000, data));
+    expectRun(in, XDP_PASS, in,
+              {v6 ? TGW_FAMILY_IPV6 : TGW_FAMILY_IPV4, TGW_VERDICT_PASS,
+               TGW_REASON_TURN_CHAIN_MISS});
+  }
+}
+
+TEST_F(TurnFastPathTest, QuotaDrop) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation, {1, 100});  // 1 byte/s: the bucket does not refill in a test
+  addChannel(r);
+  const Bytes data = appData(60);
+  const Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data));
+  expectRun(in, XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  expectRun(in, XDP_DROP, in, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_TURN_QUOTA});
+  // Both directions draw from the same bucket: 40 bytes left.
+  const Bytes back = frame(kRelayMac, kPeerMac, r.peer, r.relayed, appData(40));
+  expectRun(back, XDP_TX,
+            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, appData(40)), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+  const Bytes one = frame(kRelayMac, kPeerMac, r.peer, r.relayed, appData(1));
+  expectRun(one, XDP_DROP, one, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_TURN_QUOTA});
+  expectCounters(relay_->counters(r.allocation), {1, 60, 1, 40, 2, 61});
+  // A new allocation in the slot starts with fresh counters and no cap.
+  addAllocation(r.allocation);
+  expectCounters(relay_->counters(r.allocation), {});
+}
+
+TEST_F(TurnFastPathTest, RemovedRouteGoesUp) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  relay_->removeChannel(r);
+  EXPECT_EQ(relay_->routeCount(), 0u);
+  const Bytes toPeer = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, appData(8)));
+  expectRun(toPeer, XDP_PASS, toPeer,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_CHANNEL});
+  const Bytes toClient = frame(kRelayMac, kPeerMac, r.peer, r.relayed, appData(8));
+  expectRun(toClient, XDP_PASS, toClient,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_PEER});
+}
+
+// The table is exact: removing an allocation removes every route of it and no other;
+// rebinding a (relayed, peer) pair to a new channel replaces the old route in both maps.
+TEST_F(TurnFastPathTest, TableExactness) {
+  const TurnChannelRoute r = route4();
+  TurnChannelRoute second = r;
+  second.peer = sa("198.18.0.3:7001");
+  second.channel = 0x4002;
+  TurnChannelRoute other = route6();
+  addAllocation(r.allocation);
+  addAllocation(other.allocation);
+  addChannel(r);
+  addChannel(second);
+  addChannel(other);
+  EXPECT_EQ(relay_->routeCount(), 3u);
+
+  TurnChannelRoute rebound = r;
+  rebound.channel = 0x4003;  // same (relayed, peer): replaces r
+  addChannel(rebound);
+  EXPECT_EQ(relay_->routeCount(), 3u);
+  const Bytes oldChannel = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, appData(8)));
+  expectRun(oldChannel, XDP_PASS, oldChannel,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_CHANNEL});
+  expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, appData(8)), XDP_TX,
+            frame(kClientMac, kRelayMac, r.server, r.client, channelData(0x4003, appData(8)), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+
+  relay_->removeAllocation(r.allocation);
+  EXPECT_EQ(relay_->routeCount(), 1u);
+  for (const TurnChannelRoute& gone : {rebound, second}) {
+    const Bytes in = frame(kRelayMac, kPeerMac, gone.peer, gone.relayed, appData(8));
+    expectRun(in, XDP_PASS, in, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_PEER});
+  }
+  const Bytes data = appData(8);
+  expectRun(frame(kRelayMac, kClientMac, other.client, other.server, channelData(other.channel, data)),
+            XDP_TX, frame(kPeerMac, kRelayMac, other.relayed, other.peer, data, 64),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  EXPECT_FALSE(relay_->addChannel(r).ok()) << "slot no longer in use";
+}
+
+TEST_F(TurnFastPathTest, RefusedRoutes) {
+  addAllocation(1);
+  TurnChannelRoute cross = route4();
+  cross.relayed = sa("[2001:db8::1]:50000");
+  cross.peer = sa("[2001:db8::3]:7000");
+  EXPECT_FALSE(relay_->addChannel(cross).ok()) << "cross-family";
+  TurnChannelRoute notOurs = route4();
+  notOurs.relayed = sa("198.18.0.7:50000");
+  EXPECT_FALSE(relay_->addChannel(notOurs).ok()) << "relayed address not the relay's";
+  TurnChannelRoute outOfRange = route4();
+  outOfRange.relayed = sa("198.18.0.1:51000");
+  EXPECT_FALSE(relay_->addChannel(outOfRange).ok()) << "relayed port outside the range";
+  TurnChannelRoute badChannel = route4();
+  badChannel.channel = 0x3FFF;
+  EXPECT_FALSE(relay_->addChannel(badChannel).ok()) << "not a channel number";
+  EXPECT_FALSE(relay_->addAllocation(relay_->capacity(), {}).ok()) << "slot out of range";
+  EXPECT_EQ(relay_->routeCount(), 0u);
+}
+
+TEST_F(TurnFastPathTest, NoNeighbourGoesUp) {
+  TurnChannelRoute r = route4();
+  r.peer = sa("198.18.0.9:7000");
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, appData(8)));
+  expectRun(in, XDP_PASS, in, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_NO_NEIGH});
+  expectCounters(relay_->counters(r.allocation), {});
+}
+
+TEST_F(TurnFastPathTest, RedirectToAnotherInterface) {
+  TurnChannelRoute r = route4();
+  r.peer = sa("198.18.1.2:7000");
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(16);
+  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+            XDP_REDIRECT, frame(kClientBMac, kRelayMac2, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_TURN_TO_PEER});
+}
+
+// An IPv4 datagram without a UDP checksum (0, RFC 768) is sent on without one.
+TEST_F(TurnFastPathTest, ZeroChecksumStaysZero) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(12);
+  Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data));
+  in[14 + 20 + 6] = 0;
+  in[14 + 20 + 7] = 0;
+  Bytes want = frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64);
+  want[14 + 20 + 6] = 0;
+  want[14 + 20 + 7] = 0;
+  const Run out = run(in);
+  EXPECT_EQ(out.retval, static_cast<uint32_t>(XDP_TX));
+  EXPECT_EQ(hex(out.out), hex(want));
+}
+
+TEST_F(TurnFastPathTest, StunBindingStillAnswered) {
+  Ethernet eth{kRelayMac, kClientMac, std::nullopt};
+  Ipv4 ip;
+  ip.src = {198, 18, 0, 2};
+  ip.dst = {198, 18, 0, 1};
+  Udp u{40000, kStunPort, std::nullopt};
+  Stun s;
+  const Bytes in = udpFrame4(eth, ip, u, stun(s));
+  expectRun(in, XDP_TX, expectedBindingResponse4(eth, ip, u, s.tid),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_STUN_BINDING_ANSWERED});
+  Ethernet eth6{kRelayMac, kClientMac, std::nullopt};
+  Ipv6 ip6h;
+  const Bytes in6 = udpFrame6(eth6, ip6h, u, stun(s));
+  expectRun(in6, XDP_TX, expectedBindingResponse6(eth6, ip6h, u, s.tid),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_STUN_BINDING_ANSWERED});
+}
+
+}  // namespace
+}  // namespace tgw::testing
