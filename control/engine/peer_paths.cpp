@@ -75,6 +75,8 @@ std::optional<Path> PeerPaths::relayPath() const {
 }
 
 void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimePoint now) {
+  const size_t before = paths_.size();
+  size_t added = 0;
   for (auto& ps : paths_) {
     if (ps.path.isDirect() && ps.kind != CandidateKind::PeerReflexive) ps.listed = false;
   }
@@ -83,7 +85,11 @@ void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimeP
     for (const auto& local : localSockets_) {
       if (local.family() != c.addr.family()) continue;
       const Path p{PathKind::Direct, local, c.addr, {}, 0};
-      if (PathState* ps = addPath(p, c.kind)) ps->listed = true;
+      const bool known = find(p) != nullptr;
+      if (PathState* ps = addPath(p, c.kind)) {
+        ps->listed = true;
+        added += known ? 0 : 1;
+      }
     }
   }
   std::erase_if(paths_, [&](const PathState& ps) {
@@ -91,7 +97,8 @@ void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimeP
                       (active_ && *active_ == ps.path);
     return !keep;
   });
-  startSearch(now);
+  // The same list again (a periodic call-me-maybe) changes nothing: no new search.
+  if (added > 0 || paths_.size() != before) startSearch(now);
 }
 
 void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {

@@ -121,7 +121,7 @@ class PeerPaths {
   const std::vector<Flow>& flows() const { return flows_; }
 
   // The peer's candidates (call-me-maybe). Replaces the previous list; learned
-  // peer-reflexive paths and the active path stay. Starts a search.
+  // peer-reflexive paths and the active path stay. Starts a search when it brings a new pair.
   void setRemoteCandidates(std::span<const Candidate> candidates, TimePoint now);
   // The relay path (both relayed addresses known, our allocation ready), or none (lost).
   void setRelayPath(const std::optional<Path>& relay, TimePoint now);

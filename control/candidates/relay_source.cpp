@@ -1,0 +1,64 @@
+#include "candidates/relay_source.h"
+
+namespace tgw::candidates {
+
+RelaySource::RelaySource(turnclient::Config config, SockAddr socket)
+    : config_(std::move(config)), socket_(socket) {}
+
+void RelaySource::gather(TimePoint now) {
+  using State = turnclient::Client::State;
+  if (client_ && (client_->state() == State::Allocating || client_->state() == State::Allocated)) return;
+  client_.emplace(config_);
+  client_->start(now);
+  retryAt_ = kNever;
+  pump(now);
+}
+
+void RelaySource::pump(TimePoint now) {
+  if (!client_) return;
+  for (auto& t : client_->takeTransmits()) sends_.push_back(SourceSend{socket_, t.to, std::move(t.bytes)});
+  for (auto& e : client_->takeEvents()) {
+    if (auto* a = std::get_if<turnclient::Allocated>(&e)) {
+      ++generation_;
+      std::vector<Candidate> list;
+      for (const auto& r : a->relayed) list.push_back(Candidate{r, CandidateKind::Relayed});
+      publish(std::move(list));
+    } else if (std::holds_alternative<turnclient::AllocationLost>(e) ||
+               std::holds_alternative<turnclient::AllocationFailed>(e)) {
+      publish({});
+      retryAt_ = now + kRelayRetry;
+    }
+    events_.push_back(std::move(e));
+  }
+}
+
+bool RelaySource::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                             TimePoint now) {
+  if (!client_ || from != config_.server || local != socket_) return false;
+  client_->onDatagram(bytes, from, now);
+  pump(now);
+  return true;
+}
+
+void RelaySource::onTimer(TimePoint now) {
+  if (client_ && client_->nextDeadline() <= now) {
+    client_->onTimer(now);
+    pump(now);
+  }
+  if (now >= retryAt_) gather(now);
+}
+
+TimePoint RelaySource::nextDeadline() const {
+  TimePoint t = retryAt_;
+  if (client_) t = std::min(t, client_->nextDeadline());
+  return t;
+}
+
+std::vector<SourceSend> RelaySource::takeSends() {
+  if (client_) {
+    for (auto& t : client_->takeTransmits()) sends_.push_back(SourceSend{socket_, t.to, std::move(t.bytes)});
+  }
+  return std::exchange(sends_, {});
+}
+
+}  // namespace tgw::candidates

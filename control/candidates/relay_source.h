@@ -1,0 +1,57 @@
+// The relayed candidate: our TURN allocation's relayed address (RFC 8656), through the
+// sans-I/O TURN client (control/turnclient). The same allocation carries the relay path of
+// every peer, so the edge also reaches the client through client() to bind channels and
+// send, and takes its events (peer data, channel bindings) with takeEvents().
+//
+// When the allocation fails or is lost (the relay went away, or forgot us), the candidate is
+// withdrawn and a new allocation is tried kRelayRetry later, for as long as it takes.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "candidates/source.h"
+#include "turnclient/client.h"
+
+namespace tgw::candidates {
+
+// Between two allocation attempts after a failure: a relay that restarts is back within
+// seconds, and one attempt every 5 s costs a relay nothing.
+inline constexpr Duration kRelayRetry = 5s;
+
+class RelaySource final : public CandidateSource {
+ public:
+  // `socket`: our socket of the TURN server's family (every transmit leaves from it).
+  RelaySource(turnclient::Config config, SockAddr socket);
+  std::string_view name() const override { return "relay"; }
+  // Starts an allocation unless one exists or is being made.
+  void gather(TimePoint now) override;
+  bool onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                  TimePoint now) override;
+  void onTimer(TimePoint now) override;
+  TimePoint nextDeadline() const override;
+  std::vector<SourceSend> takeSends() override;
+  const std::vector<Candidate>& candidates() const override { return list_; }
+
+  turnclient::Client& client() { return *client_; }
+  bool allocated() const { return client_ && client_->state() == turnclient::Client::State::Allocated; }
+  const SockAddr& socket() const { return socket_; }
+  const SockAddr& server() const { return config_.server; }
+  // Goes up with every new allocation (channels and permissions must be made again).
+  uint64_t generation() const { return generation_; }
+  // The client's events since the last call (Allocated and AllocationLost included).
+  std::vector<turnclient::Event> takeEvents() { return std::exchange(events_, {}); }
+
+ private:
+  void pump(TimePoint now);
+
+  turnclient::Config config_;
+  SockAddr socket_;
+  std::optional<turnclient::Client> client_;
+  std::vector<turnclient::Event> events_;
+  std::vector<SourceSend> sends_;
+  TimePoint retryAt_ = kNever;
+  uint64_t generation_ = 0;
+};
+
+}  // namespace tgw::candidates

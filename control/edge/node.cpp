@@ -1,0 +1,394 @@
+#include "edge/node.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "crypto/hashes.h"
+#include "stun/message.h"
+#include "tgw/demux.h"
+#include "tgw/frames.h"
+
+namespace tgw::edge {
+
+namespace {
+
+using engine::CandidateKind;
+
+disco::CandidateKind toDisco(CandidateKind k) {
+  switch (k) {
+    case CandidateKind::Host: return disco::CandidateKind::Host;
+    case CandidateKind::ServerReflexive: return disco::CandidateKind::Reflexive;
+    case CandidateKind::PeerReflexive: return disco::CandidateKind::PeerReflexive;
+    case CandidateKind::Relayed: return disco::CandidateKind::Relayed;
+    case CandidateKind::Static: return disco::CandidateKind::Static;
+    case CandidateKind::PortMapped: return disco::CandidateKind::PortMapped;
+    case CandidateKind::Nat64: return disco::CandidateKind::Nat64;
+  }
+  return disco::CandidateKind::Host;
+}
+
+CandidateKind fromDisco(disco::CandidateKind k) {
+  switch (k) {
+    case disco::CandidateKind::Host: return CandidateKind::Host;
+    case disco::CandidateKind::Reflexive: return CandidateKind::ServerReflexive;
+    case disco::CandidateKind::PeerReflexive: return CandidateKind::PeerReflexive;
+    case disco::CandidateKind::Relayed: return CandidateKind::Relayed;
+    case disco::CandidateKind::Static: return CandidateKind::Static;
+    case disco::CandidateKind::PortMapped: return CandidateKind::PortMapped;
+    case disco::CandidateKind::Nat64: return CandidateKind::Nat64;
+  }
+  return CandidateKind::Host;
+}
+
+std::vector<uint8_t> dataFrame(uint32_t flowId, std::span<const uint8_t> payload) {
+  std::vector<uint8_t> f(TGW_DATA_HLEN + payload.size());
+  f[0] = TGW_FRAME_DATA;
+  f[4] = static_cast<uint8_t>(flowId >> 24);
+  f[5] = static_cast<uint8_t>(flowId >> 16);
+  f[6] = static_cast<uint8_t>(flowId >> 8);
+  f[7] = static_cast<uint8_t>(flowId);
+  std::copy(payload.begin(), payload.end(), f.begin() + TGW_DATA_HLEN);
+  return f;
+}
+
+}  // namespace
+
+Node::Node(crypto::NodeKey key, NodeConfig config, dataplane::ForwardingTable& table)
+    : config_(std::move(config)),
+      table_(table),
+      codec_(key, config_.firstCounter),
+      engine_(engine::EngineConfig{config_.sockets, config_.firstCounter}, table) {
+  sources_.push_back(std::make_unique<candidates::HostSource>(config_.interfaces, config_.sockets));
+  if (!config_.staticEndpoints.empty()) {
+    sources_.push_back(std::make_unique<candidates::StaticSource>(config_.staticEndpoints));
+  }
+  if (!config_.stunServers.empty()) {
+    auto s = std::make_unique<candidates::StunSource>(config_.stunServers, config_.sockets);
+    stun_ = s.get();
+    sources_.push_back(std::move(s));
+  }
+  if (config_.turn) {
+    for (const auto& sock : config_.sockets) {
+      if (sock.family() != config_.turn->server.family()) continue;
+      auto r = std::make_unique<candidates::RelaySource>(*config_.turn, sock);
+      relay_ = r.get();
+      sources_.push_back(std::move(r));
+      break;
+    }
+  }
+  if (config_.rendezvous) rdv_.emplace(key, *config_.rendezvous, config_.firstCounter);
+  for (const auto& pc : config_.peers) {
+    Peer p;
+    p.key = pc.key;
+    p.id = engine_.addPeer();
+    byKey_[pc.key] = peers_.size();
+    for (const auto& f : pc.flows) {
+      engine_.addFlow(p.id, f);
+      flowToPeer_[f.id] = peers_.size();
+    }
+    peers_.push_back(std::move(p));
+  }
+}
+
+std::optional<engine::PeerId> Node::peerId(const crypto::PublicKey& key) const {
+  auto it = byKey_.find(key);
+  if (it == byKey_.end()) return std::nullopt;
+  return peers_[it->second].id;
+}
+
+void Node::start(TimePoint now) {
+  started_ = true;
+  for (auto& s : sources_) s->gather(now);
+  if (rdv_) pumpRendezvous(rdv_->start(now));
+  pumpSources(now);
+}
+
+std::vector<engine::Candidate> Node::localCandidates() const {
+  std::vector<engine::Candidate> all;
+  auto add = [&all](const engine::Candidate& c) {
+    const bool dup = std::any_of(all.begin(), all.end(), [&](const engine::Candidate& o) { return o.addr == c.addr; });
+    if (!dup && all.size() < disco::kMaxCandidates) all.push_back(c);
+  };
+  for (const auto& s : sources_) {
+    for (const auto& c : s->candidates()) add(c);
+  }
+  for (const auto& c : learnedLocal_) add(c);
+  return all;
+}
+
+uint64_t Node::localVersion() const {
+  uint64_t v = learnedVersion_;
+  for (const auto& s : sources_) v += s->version();
+  return v;
+}
+
+Node::Peer* Node::peerByRelayed(const SockAddr& relayed) {
+  for (auto& p : peers_) {
+    if (p.remoteRelayed == relayed) return &p;
+  }
+  return nullptr;
+}
+
+void Node::pumpRendezvous(std::vector<rendezvous::Datagram> out) {
+  if (!rdv_) return;
+  for (auto& d : out) {
+    auto sock = std::find_if(config_.sockets.begin(), config_.sockets.end(),
+                             [&](const SockAddr& s) { return s.family() == d.to.family(); });
+    if (sock != config_.sockets.end()) sends_.push_back(Send{*sock, d.to, std::move(d.bytes)});
+  }
+}
+
+void Node::pumpSources(TimePoint now) {
+  for (auto& s : sources_) {
+    for (auto& d : s->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+  }
+  handleTurnEvents(now);
+  sendCallMeMaybes(now);
+}
+
+void Node::bindRelay(Peer& peer, TimePoint now) {
+  if (!relay_ || !relay_->allocated() || !peer.remoteRelayed) return;
+  if (peer.channelGeneration == relay_->generation()) return;
+  if (relay_->client().bindChannel(*peer.remoteRelayed, now)) peer.channelGeneration = relay_->generation();
+  for (auto& d : relay_->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+}
+
+void Node::handleTurnEvents(TimePoint now) {
+  if (!relay_) return;
+  for (auto& e : relay_->takeEvents()) {
+    if (std::holds_alternative<turnclient::Allocated>(e)) {
+      for (auto& p : peers_) bindRelay(p, now);
+    } else if (std::holds_alternative<turnclient::AllocationLost>(e) ||
+               std::holds_alternative<turnclient::AllocationFailed>(e)) {
+      for (auto& p : peers_) {
+        p.channelGeneration = 0;
+        engine_.setRelayPath(p.id, std::nullopt, now);
+      }
+    } else if (auto* b = std::get_if<turnclient::ChannelBound>(&e)) {
+      if (Peer* p = peerByRelayed(b->peer)) {
+        engine_.setRelayPath(
+            p->id, dataplane::Path{dataplane::PathKind::Relay, relay_->socket(), relay_->server(), b->peer, b->channel},
+            now);
+      }
+    } else if (auto* f = std::get_if<turnclient::ChannelFailed>(&e)) {
+      if (Peer* p = peerByRelayed(f->peer)) {
+        p->channelGeneration = 0;
+        engine_.setRelayPath(p->id, std::nullopt, now);
+      }
+    } else if (auto* d = std::get_if<turnclient::PeerData>(&e)) {
+      const std::span<const uint8_t> bytes = d->data;
+      if (!bytes.empty() && bytes[0] == TGW_FRAME_DISCO) {
+        handleDisco(bytes, d->peer, relay_->socket(), true, false, now);
+      } else if (!bytes.empty() && bytes[0] == TGW_FRAME_DATA) {
+        handleData(bytes, true);
+      } else {
+        ++counters_.droppedUnclassified;
+      }
+    }
+  }
+  for (auto& d : relay_->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+}
+
+TimePoint Node::callMeMaybeDue(const Peer& peer) const {
+  if (!rdv_) return kNever;
+  if (peer.cmmForce || peer.cmmSentVersion != localVersion()) return peer.cmmSentAt + kCallMeMaybeMinInterval;
+  return peer.cmmSentAt + kCallMeMaybeRefresh;
+}
+
+void Node::sendCallMeMaybes(TimePoint now) {
+  if (!rdv_ || !started_) return;
+  const auto local = localCandidates();
+  if (local.empty()) return;
+  disco::CallMeMaybe cmm;
+  for (const auto& c : local) cmm.candidates.push_back(disco::Candidate{c.addr, toDisco(c.kind)});
+  for (auto& p : peers_) {
+    if (now < callMeMaybeDue(p)) continue;
+    auto frame = codec_.seal(p.key, cmm);
+    if (!frame) continue;
+    auto out = rdv_->sendTo(p.key, *frame, now);
+    if (!out) continue;
+    pumpRendezvous(std::move(*out));
+    ++counters_.callMeMaybeSent;
+    p.cmmSentAt = now;
+    p.cmmSentVersion = localVersion();
+    p.cmmForce = false;
+  }
+}
+
+void Node::onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint now) {
+  ++counters_.callMeMaybeReceived;
+  std::vector<engine::Candidate> list;
+  std::optional<SockAddr> relayed;
+  for (const auto& c : cmm.candidates) {
+    list.push_back(engine::Candidate{c.addr, fromDisco(c.kind)});
+    if (c.kind == disco::CandidateKind::Relayed && relay_ && c.addr.family() == relay_->server().family()) {
+      relayed = c.addr;
+    }
+  }
+  if (list != peer.remote) peer.cmmForce = true;  // it changed (or restarted): tell it ours
+  peer.remote = list;
+  engine_.setRemoteCandidates(peer.id, list, now);
+  if (relayed != peer.remoteRelayed) {
+    if (peer.remoteRelayed && relay_ && relay_->allocated()) relay_->client().unbindChannel(*peer.remoteRelayed, now);
+    peer.remoteRelayed = relayed;
+    peer.channelGeneration = 0;
+    if (!relayed) engine_.setRelayPath(peer.id, std::nullopt, now);
+  }
+  bindRelay(peer, now);
+}
+
+void Node::handleDisco(std::span<const uint8_t> frame, const SockAddr& from, const SockAddr& local, bool viaRelay,
+                       bool viaRendezvous, TimePoint now) {
+  auto sender = disco::peekSender(frame);
+  if (!sender) {
+    ++counters_.discoDropped;
+    return;
+  }
+  auto it = byKey_.find(*sender);
+  if (it == byKey_.end()) {
+    ++counters_.discoUnknownPeer;  // not even opened: no shared key is derived for strangers
+    return;
+  }
+  auto opened = codec_.open(frame);
+  if (!opened) {
+    ++counters_.discoDropped;
+    return;
+  }
+  Peer& peer = peers_[it->second];
+  if (auto* cmm = std::get_if<disco::CallMeMaybe>(&opened->message)) {
+    onCallMeMaybe(peer, *cmm, now);
+    return;
+  }
+  if (viaRendezvous) {
+    ++counters_.discoUnexpected;  // pings probe paths; the rendezvous is not one
+    return;
+  }
+  engine::DiscoMessage m;
+  if (auto* ping = std::get_if<disco::Ping>(&opened->message)) {
+    m.type = engine::DiscoMessage::Type::Ping;
+    m.txid = ping->txId;
+  } else if (auto* pong = std::get_if<disco::Pong>(&opened->message)) {
+    m.type = engine::DiscoMessage::Type::Pong;
+    m.txid = pong->txId;
+    m.observed = pong->observed;
+  }
+  engine_.onDisco(peer.id, m, from, local, viaRelay, now);
+}
+
+void Node::handleData(std::span<const uint8_t> frame, bool viaRelay) {
+  if (frame.size() < TGW_DATA_HLEN || frame[0] != TGW_FRAME_DATA || frame[1] != 0 || frame[2] != 0 || frame[3] != 0) {
+    ++counters_.dataDroppedMalformed;
+    return;
+  }
+  const uint32_t flowId = (uint32_t{frame[4]} << 24) | (uint32_t{frame[5]} << 16) | (uint32_t{frame[6]} << 8) | frame[7];
+  if (!flowToPeer_.count(flowId)) {
+    ++counters_.dataDroppedUnknownFlow;
+    return;
+  }
+  ++counters_.appDelivered;
+  deliveries_.push_back(AppDelivery{flowId, std::vector<uint8_t>(frame.begin() + TGW_DATA_HLEN, frame.end()), viaRelay});
+}
+
+void Node::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
+  if (bytes.empty()) {
+    ++counters_.droppedUnclassified;
+    return;
+  }
+  const uint8_t first = bytes[0];
+  if (first == TGW_FRAME_RENDEZVOUS && rdv_) {
+    pumpRendezvous(rdv_->onDatagram(bytes, from, now));
+    for (auto& d : rdv_->takeDeliveries()) handleDisco(d.blob, from, local, false, true, now);
+  } else if (first <= TGW_DEMUX_STUN_MAX && stun_ && stun_->onDatagram(bytes, from, local, now)) {
+    // a reflexive answer (the relay may also be one of the STUN servers)
+  } else if (relay_ && relay_->onDatagram(bytes, from, local, now)) {
+    handleTurnEvents(now);
+  } else if (first == TGW_FRAME_DATA) {
+    handleData(bytes, false);
+  } else if (first == TGW_FRAME_DISCO) {
+    handleDisco(bytes, from, local, false, false, now);
+  } else {
+    ++counters_.droppedUnclassified;
+  }
+  pumpEngine(now);
+  pumpSources(now);
+}
+
+void Node::sendOnPath(const dataplane::Path& path, std::vector<uint8_t> frame, TimePoint now) {
+  if (path.isDirect()) {
+    sends_.push_back(Send{path.local, path.remote, std::move(frame)});
+    return;
+  }
+  if (!relay_ || !relay_->allocated() || !relay_->client().send(path.peerRelayed, frame, now)) {
+    ++counters_.relaySendRefused;
+    return;
+  }
+  for (auto& d : relay_->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+}
+
+void Node::pumpEngine(TimePoint now) {
+  for (auto& s : engine_.takeSends()) {
+    if (s.peer >= peers_.size()) continue;
+    disco::Message m;
+    if (s.msg.type == engine::DiscoMessage::Type::Ping) {
+      m = disco::Ping{s.msg.txid};
+    } else {
+      m = disco::Pong{s.msg.txid, s.msg.observed};
+    }
+    auto frame = codec_.seal(peers_[s.peer].key, m);
+    if (frame) sendOnPath(s.path, std::move(*frame), now);
+  }
+  for (const auto& c : engine_.takeLearnedLocal()) {
+    const bool known = std::any_of(learnedLocal_.begin(), learnedLocal_.end(),
+                                   [&](const engine::Candidate& o) { return o.addr == c.addr; });
+    if (known) continue;
+    if (learnedLocal_.size() >= kMaxLearnedLocal) learnedLocal_.erase(learnedLocal_.begin());
+    learnedLocal_.push_back(c);
+    ++learnedVersion_;
+  }
+  const auto rediscover = engine_.takeRediscover();
+  if (!rediscover.empty()) {
+    // The direct path died: our NAT may have new mappings. Look again and tell the peer.
+    if (stun_) stun_->gather(now);
+    for (auto id : rediscover) {
+      if (id < peers_.size()) peers_[id].cmmForce = true;
+    }
+  }
+}
+
+void Node::onTimer(TimePoint now) {
+  if (engine_.nextDeadline() <= now) engine_.onTimer(now);
+  for (auto& s : sources_) {
+    if (s->nextDeadline() <= now) s->onTimer(now);
+  }
+  if (rdv_ && rdv_->nextDeadline() <= now) pumpRendezvous(rdv_->onTimer(now));
+  pumpEngine(now);
+  pumpSources(now);
+}
+
+TimePoint Node::nextDeadline() const {
+  TimePoint t = engine_.nextDeadline();
+  for (const auto& s : sources_) t = std::min(t, s->nextDeadline());
+  if (rdv_) t = std::min(t, rdv_->nextDeadline());
+  if (started_ && !localCandidates().empty()) {
+    for (const auto& p : peers_) t = std::min(t, callMeMaybeDue(p));
+  }
+  return t;
+}
+
+std::vector<Send> Node::takeSends() { return std::exchange(sends_, {}); }
+
+void Node::sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now) {
+  auto e = table_.lookup(flowId);
+  if (!e) {
+    ++counters_.appDroppedNoPath;
+    return;
+  }
+  if (e->path.isDirect()) {
+    ++counters_.appSentDirect;
+  } else {
+    ++counters_.appSentRelay;
+  }
+  sendOnPath(e->path, dataFrame(flowId, payload), now);
+}
+
+}  // namespace tgw::edge

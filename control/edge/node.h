@@ -1,0 +1,167 @@
+// The edge node, sans-I/O: one agent per site that composes everything the edge's brain
+// needs (DESIGN.md, "edge"):
+//   - candidate sources (candidates/): host, static, STUN reflexive, TURN relayed;
+//   - the TURN client (through RelaySource): the relay path of every peer rides our one
+//     allocation, a channel bound to each peer's relayed address;
+//   - the rendezvous client: call-me-maybe (our candidates) to each peer's node key;
+//   - disco sealing (disco::Codec): every ping, pong and call-me-maybe sealed between the
+//     two node keys; forged, replayed or malformed frames dropped and counted;
+//   - the path engine (engine/): it decides, and writes flow -> path into the
+//     ForwardingTable.
+//
+// The shell (or a test's simulated network) delivers every datagram that arrives on one of
+// the node's sockets to onDatagram(), calls onTimer(now) at nextDeadline(), and sends what
+// takeSends() returns. Demultiplexing is by first byte (xdp/include/tgw/demux.h, frames.h):
+// STUN/TURN (0..3) and ChannelData (64..79) from the TURN server to the TURN client, STUN
+// from a STUN server to the STUN source, data (0x0C), disco (0x0D), rendezvous (0x0E).
+//
+// Application data is the fast path's job in production. sendApp() / takeDeliveries() do
+// the same here, through whatever path the ForwardingTable holds at that instant, so the
+// scenarios check that the table's path really carries data end to end.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "candidates/relay_source.h"
+#include "candidates/source.h"
+#include "candidates/stun_source.h"
+#include "crypto/node_key.h"
+#include "dataplane/forwarding_table.h"
+#include "disco/message.h"
+#include "engine/engine.h"
+#include "rendezvous/client.h"
+#include "turnclient/client.h"
+
+namespace tgw::edge {
+
+// A call-me-maybe goes to a peer at most this often: the local list changes several times
+// within a few hundred ms at start (host, then each STUN answer, then the allocation).
+inline constexpr Duration kCallMeMaybeMinInterval = 100ms;
+// ... and again at least this often, in case one was lost (the rendezvous client does not
+// retransmit) or the peer restarted. The engine ignores a list it already has.
+inline constexpr Duration kCallMeMaybeRefresh = 30s;
+// Peer-reflexive addresses of our own, learned from pongs, kept for advertising.
+inline constexpr size_t kMaxLearnedLocal = 8;
+
+struct PeerConfig {
+  crypto::PublicKey key;
+  std::vector<dataplane::Flow> flows;
+};
+
+struct NodeConfig {
+  std::vector<SockAddr> sockets;  // one per address family
+  std::vector<candidates::Interface> interfaces;
+  std::vector<SockAddr> stunServers;  // two or more
+  std::vector<SockAddr> staticEndpoints;
+  std::optional<turnclient::Config> turn;            // server's family must match a socket
+  std::optional<rendezvous::ClientConfig> rendezvous;
+  std::vector<PeerConfig> peers;
+  uint64_t firstCounter = 1;  // nonce counters' start (the daemon: Unix time in us)
+};
+
+struct Send {
+  SockAddr from;  // our socket
+  SockAddr to;
+  std::vector<uint8_t> bytes;
+};
+
+struct AppDelivery {
+  uint32_t flowId = 0;
+  std::vector<uint8_t> payload;
+  bool viaRelay = false;
+};
+
+struct NodeCounters {
+  uint64_t appSentDirect = 0;
+  uint64_t appSentRelay = 0;
+  uint64_t appDroppedNoPath = 0;       // the flow had no path in the table
+  uint64_t relaySendRefused = 0;       // data or disco the TURN client refused (no allocation)
+  uint64_t appDelivered = 0;
+  uint64_t dataDroppedMalformed = 0;   // bad data header
+  uint64_t dataDroppedUnknownFlow = 0;
+  uint64_t discoDropped = 0;           // the codec refused it (see codec().counters())
+  uint64_t discoUnknownPeer = 0;       // sealed by a key that is not one of our peers
+  uint64_t discoUnexpected = 0;        // ping/pong through the rendezvous, cmm on a path...
+  uint64_t callMeMaybeSent = 0;
+  uint64_t callMeMaybeReceived = 0;
+  uint64_t droppedUnclassified = 0;    // a datagram nobody here takes
+};
+
+class Node {
+ public:
+  Node(crypto::NodeKey key, NodeConfig config, dataplane::ForwardingTable& table);
+
+  void start(TimePoint now);
+  void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
+  void onTimer(TimePoint now);
+  TimePoint nextDeadline() const;
+  std::vector<Send> takeSends();
+
+  void sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now);
+  std::vector<AppDelivery> takeDeliveries() { return std::exchange(deliveries_, {}); }
+
+  const crypto::PublicKey& publicKey() const { return codec_.publicKey(); }
+  engine::Engine& engine() { return engine_; }
+  const engine::Engine& engine() const { return engine_; }
+  std::optional<engine::PeerId> peerId(const crypto::PublicKey& key) const;
+  std::vector<engine::Candidate> localCandidates() const;
+  const NodeCounters& counters() const { return counters_; }
+  const disco::Codec& codec() const { return codec_; }
+  candidates::RelaySource* relay() { return relay_; }
+  candidates::StunSource* stun() { return stun_; }
+  const rendezvous::Client* rendezvousClient() const { return rdv_ ? &*rdv_ : nullptr; }
+
+ private:
+  struct Peer {
+    crypto::PublicKey key;
+    engine::PeerId id = 0;
+    std::vector<engine::Candidate> remote;   // its latest call-me-maybe
+    std::optional<SockAddr> remoteRelayed;   // its relayed address (our allocation's family)
+    uint64_t channelGeneration = 0;          // the allocation our channel to it is on
+    uint64_t cmmSentVersion = ~0ull;         // localVersion() last advertised to it
+    TimePoint cmmSentAt{};
+    bool cmmForce = true;
+  };
+
+  void pumpSources(TimePoint now);
+  void pumpEngine(TimePoint now);
+  void pumpRendezvous(std::vector<rendezvous::Datagram> out);
+  void handleTurnEvents(TimePoint now);
+  void handleDisco(std::span<const uint8_t> frame, const SockAddr& from, const SockAddr& local, bool viaRelay,
+                   bool viaRendezvous, TimePoint now);
+  void handleData(std::span<const uint8_t> frame, bool viaRelay);
+  void onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint now);
+  void bindRelay(Peer& peer, TimePoint now);
+  void sendCallMeMaybes(TimePoint now);
+  TimePoint callMeMaybeDue(const Peer& peer) const;
+  void sendOnPath(const dataplane::Path& path, std::vector<uint8_t> frame, TimePoint now);
+  uint64_t localVersion() const;
+  Peer* peerByRelayed(const SockAddr& relayed);
+
+  NodeConfig config_;
+  dataplane::ForwardingTable& table_;
+  disco::Codec codec_;
+  engine::Engine engine_;
+  std::vector<std::unique_ptr<candidates::CandidateSource>> sources_;
+  candidates::StunSource* stun_ = nullptr;
+  candidates::RelaySource* relay_ = nullptr;
+  std::optional<rendezvous::Client> rdv_;
+  std::vector<Peer> peers_;
+  std::unordered_map<crypto::PublicKey, size_t> byKey_;
+  std::unordered_map<uint32_t, size_t> flowToPeer_;
+  std::vector<engine::Candidate> learnedLocal_;
+  uint64_t learnedVersion_ = 0;
+  std::vector<Send> sends_;
+  std::vector<AppDelivery> deliveries_;
+  NodeCounters counters_;
+  bool started_ = false;
+};
+
+}  // namespace tgw::edge
