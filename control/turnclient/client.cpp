@@ -154,6 +154,18 @@ struct Client::Impl {
   bool haveCredentials() const { return !cfg.credentials.username.empty(); }
   bool live() const { return state == State::Allocated; }
 
+  TimePoint lastSent = TimePoint::min();
+
+  void emit(std::vector<uint8_t> bytes, TimePoint now) {
+    out.push_back({cfg.server, std::move(bytes)});
+    lastSent = now;
+  }
+
+  TimePoint keepaliveDue() const {
+    if (!live() || cfg.keepalive <= Duration::zero() || lastSent == TimePoint::min()) return kNever;
+    return lastSent + cfg.keepalive;
+  }
+
   // ---- requests ----
   std::vector<uint8_t> encode(const Pending& p, const TransactionId& tid) const {
     Method method = Method::Allocate;
@@ -224,7 +236,7 @@ struct Client::Impl {
               netcheck::StunTransaction({}, cfg.retransmit)};
     p.tx = netcheck::StunTransaction(encode(p, tid), cfg.retransmit);
     p.tx.start(now);
-    out.push_back({cfg.server, std::vector<uint8_t>(p.tx.request().begin(), p.tx.request().end())});
+    emit(std::vector<uint8_t>(p.tx.request().begin(), p.tx.request().end()), now);
     ++c.requestsSent;
     pending.emplace(tid, std::move(p));
     return tid;
@@ -268,6 +280,11 @@ struct Client::Impl {
         if (ch.firstRequested == TimePoint::min()) ch.firstRequested = now;
         ch.inFlight = issue(Kind::ChannelBind, now, {}, peer, ch.number);
       }
+    }
+    // Last: any request above already kept the mapping warm.
+    if (keepaliveDue() <= now) {
+      emit(MessageBuilder(Method::Binding, Class::Indication, stun::newTransactionId()).finish(), now);
+      ++c.keepalives;
     }
   }
 
@@ -756,7 +773,7 @@ void Client::onTimer(TimePoint now) {
   for (auto& [tid, p] : m.pending) {
     switch (p.tx.onTimer(now)) {
       case netcheck::StunTransaction::TimerResult::Retransmit:
-        m.out.push_back({m.cfg.server, std::vector<uint8_t>(p.tx.request().begin(), p.tx.request().end())});
+        m.emit(std::vector<uint8_t>(p.tx.request().begin(), p.tx.request().end()), now);
         ++m.c.retransmissions;
         break;
       case netcheck::StunTransaction::TimerResult::GaveUp:
@@ -785,6 +802,7 @@ TimePoint Client::nextDeadline() const {
   for (const auto& [tid, p] : m.pending) t = std::min(t, p.tx.nextDeadline());
   if (m.live()) {
     t = std::min(t, m.expires);
+    t = std::min(t, m.keepaliveDue());
     if (!m.refreshInFlight) t = std::min(t, m.refreshDue);
     for (const auto& [ip, perm] : m.permissions) {
       if (!perm.inFlight) t = std::min(t, perm.due);
@@ -849,7 +867,6 @@ void Client::unbindChannel(const SockAddr& peer, TimePoint now) {
 
 Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, TimePoint now) {
   Impl& m = *impl_;
-  (void)now;
   if (!m.live()) {
     ++m.c.sendRefusedNotAllocated;
     return fail("no TURN allocation");
@@ -863,7 +880,7 @@ Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, T
     b[2] = static_cast<uint8_t>(data.size() >> 8);
     b[3] = static_cast<uint8_t>(data.size());
     std::copy(data.begin(), data.end(), b.begin() + TGW_CHANNELDATA_HLEN);
-    m.out.push_back({m.cfg.server, std::move(b)});
+    m.emit(std::move(b), now);
     ++m.c.channelDataSent;
     return {};
   }
@@ -875,7 +892,7 @@ Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, T
   b.addXorAddress(attr::kXorPeerAddress, peer);
   b.addRaw(attr::kData, data);
   if (m.cfg.fingerprint) b.withFingerprint();
-  m.out.push_back({m.cfg.server, b.finish()});
+  m.emit(b.finish(), now);
   ++m.c.sendIndications;
   return {};
 }

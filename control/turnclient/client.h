@@ -78,6 +78,12 @@ inline constexpr int kMaxStaleNonceRetries = 3;
 // long (the allocation, permission or channel is still alive until its expiry).
 inline constexpr Duration kRetryAfterTimeout = 5s;
 
+// While allocated, a STUN Binding indication goes to the server when nothing else has been
+// sent for this long, so the client's NAT keeps the mapping the allocation's 5-tuple depends
+// on (RFC 8445 section 11 uses 15 s; NATs may forget an idle UDP
+// mapping after 30 s, far sooner than the 240 s / 300 s refresh cadence).
+inline constexpr Duration kKeepaliveInterval = 15s;
+
 // RFC 8489 section 18.5 password algorithms.
 inline constexpr uint16_t kPasswordAlgorithmMd5 = 0x0001;
 inline constexpr uint16_t kPasswordAlgorithmSha256 = 0x0002;
@@ -110,6 +116,7 @@ struct Config {
   netcheck::RetransmitPolicy retransmit;  // RFC 8489 section 6.2.1 defaults
   size_t maxPermissions = 256;     // addPeer() beyond this fails
   size_t maxChannels = 256;        // bindChannel() beyond this fails (hard limit 4096)
+  Duration keepalive = kKeepaliveInterval;  // zero: no keepalives
 };
 
 // A datagram for the owner to send to Config::server.
@@ -191,6 +198,7 @@ struct Counters {
   uint64_t channelDataSent = 0;       // data sent as ChannelData
   uint64_t dataIndications = 0;       // data received as Data indications
   uint64_t channelDataReceived = 0;
+  uint64_t keepalives = 0;            // Binding indications sent to keep the NAT mapping
   uint64_t sendRefusedNotAllocated = 0;  // send() before Allocated / after the end
   uint64_t sendRefusedNoPermission = 0;  // send() to a peer without addPeer / bindChannel
   uint64_t droppedNotFromServer = 0;     // datagram from another address than the server
@@ -224,6 +232,7 @@ struct Counters {
     TGW_TURNCLIENT_COUNTER("channel_data_sent", channelDataSent);
     TGW_TURNCLIENT_COUNTER("data_indications", dataIndications);
     TGW_TURNCLIENT_COUNTER("channel_data_received", channelDataReceived);
+    TGW_TURNCLIENT_COUNTER("keepalives", keepalives);
     TGW_TURNCLIENT_COUNTER("send_refused_not_allocated", sendRefusedNotAllocated);
     TGW_TURNCLIENT_COUNTER("send_refused_no_permission", sendRefusedNoPermission);
     TGW_TURNCLIENT_COUNTER("dropped_not_from_server", droppedNotFromServer);

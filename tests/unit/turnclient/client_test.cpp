@@ -78,6 +78,7 @@ Config baseConfig() {
   Config c;
   c.server = kServer;
   c.credentials = {kUser, kPass};
+  c.keepalive = Duration::zero();  // counted exactly below; KeepaliveWhenIdle covers it
   return c;
 }
 
@@ -765,6 +766,47 @@ TEST_F(ClientTest, DualAllocationAndOptions) {
   ASSERT_TRUE(rf);
   EXPECT_EQ(rf->value[0], 0x02);
   EXPECT_FALSE(client_->addPeer(kPeer.ip(), kT0).ok()) << "an IPv4 peer on an IPv6-only allocation";
+}
+
+TEST_F(ClientTest, KeepaliveWhenIdle) {
+  Config cfg = baseConfig();
+  cfg.keepalive = kKeepaliveInterval;
+  make(cfg);
+  allocate();
+  EXPECT_EQ(client_->nextDeadline(), kT0 + kKeepaliveInterval);
+  client_->onTimer(kT0 + kKeepaliveInterval);
+  auto ka = one();
+  EXPECT_EQ(ka.msg.method(), Method::Binding);
+  EXPECT_EQ(ka.msg.cls(), Class::Indication);
+  EXPECT_TRUE(ka.msg.attributes().empty());
+  // Data sent in between postpones the next one.
+  ASSERT_TRUE(client_->addPeer(kPeer.ip(), kT0 + 20s).ok());
+  answerOne(Method::CreatePermission, kT0 + 20s);
+  ASSERT_TRUE(client_->send(kPeer, bytesOf("x"), kT0 + 25s).ok());
+  all();
+  EXPECT_EQ(client_->nextDeadline(), kT0 + 25s + kKeepaliveInterval);
+  // Until the refresh (the permission refresh at 260 s goes unanswered and retransmits):
+  // something reaches the server at least every 15 s, keepalives only when nothing else did.
+  TimePoint now = kT0 + 25s, last = now;
+  uint64_t bindingIndications = 0;
+  while (now < kT0 + 299s) {
+    now = client_->nextDeadline();
+    client_->onTimer(now);
+    auto tx = all();
+    ASSERT_LE(tx.size(), 1u);
+    if (tx.empty()) continue;
+    EXPECT_LE(now - last, kKeepaliveInterval);
+    auto m = Message::parse(tx[0].bytes);
+    ASSERT_TRUE(m.ok());
+    if (m->method() == Method::Binding) {
+      EXPECT_EQ(now - last, kKeepaliveInterval) << "a keepalive only after 15 s of silence";
+      ++bindingIndications;
+    }
+    last = now;
+  }
+  // 40, 55, ..., 250 s, then 290.5 s (15 s after the retransmission at 275.5 s).
+  EXPECT_EQ(bindingIndications, 16u);
+  EXPECT_EQ(client_->counters().keepalives, 1u + bindingIndications);
 }
 
 TEST_F(ClientTest, RestCredentialsMatchCoturnsScheme) {
