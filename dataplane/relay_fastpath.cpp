@@ -175,13 +175,9 @@ Result<void> RelayFastPath::addAllocation(uint32_t allocation,
 }
 
 void RelayFastPath::removeAllocation(uint32_t allocation) {
-  for (auto it = routes_.begin(); it != routes_.end();) {
-    if (it->second.allocation == allocation) {
-      eraseRoute(it->second);
-      it = routes_.erase(it);
-    } else {
-      ++it;
-    }
+  if (auto it = byAllocation_.find(allocation); it != byAllocation_.end()) {
+    const std::set<RouteKey> keys = it->second;
+    for (const RouteKey& key : keys) eraseRoute(key);
   }
   if (allocations_.erase(allocation) != 0) {
     tgw_turn_bucket bucket{};  // no cap: a slot without routes sees no packets anyway
@@ -190,11 +186,20 @@ void RelayFastPath::removeAllocation(uint32_t allocation) {
   }
 }
 
-void RelayFastPath::eraseRoute(const TurnChannelRoute& route) {
+void RelayFastPath::eraseRoute(const RouteKey& key) {
+  auto it = routes_.find(key);
+  if (it == routes_.end()) return;
+  const TurnChannelRoute& route = it->second;
   const tgw_turn_client_key ck = clientKeyOf(route);
   const tgw_turn_peer_key pk = peerKeyOf(route);
   bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck);
   bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_peers), &pk);
+  byPeer_.erase(PeerKey{route.relayed, route.peer});
+  if (auto a = byAllocation_.find(route.allocation); a != byAllocation_.end()) {
+    a->second.erase(key);
+    if (a->second.empty()) byAllocation_.erase(a);
+  }
+  routes_.erase(it);
 }
 
 Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
@@ -219,16 +224,9 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
 
   // Replace what has the same keys (as MemoryTurnTable does).
   const RouteKey key{route.client, route.server, route.channel};
-  for (auto it = routes_.begin(); it != routes_.end();) {
-    const TurnChannelRoute& r = it->second;
-    const bool sameIn = r.relayed == route.relayed && r.peer == route.peer;
-    if (sameIn || it->first == key) {
-      eraseRoute(r);
-      it = routes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  const PeerKey peerKey{route.relayed, route.peer};
+  if (auto it = byPeer_.find(peerKey); it != byPeer_.end()) eraseRoute(RouteKey{it->second});
+  eraseRoute(key);
   if (routes_.size() >= maxRoutes_) return fail(where + "route table full");
 
   const __u8 flags = isRelayAddress(route.peer) ? TGW_TURN_F_LOCAL_PEER : 0;
@@ -246,14 +244,13 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
     return fail(where + "peer route: " + std::strerror(err), err);
   }
   routes_[key] = route;
+  byPeer_[peerKey] = key;
+  byAllocation_[route.allocation].insert(key);
   return {};
 }
 
 void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
-  auto it = routes_.find(RouteKey{route.client, route.server, route.channel});
-  if (it == routes_.end()) return;
-  eraseRoute(it->second);
-  routes_.erase(it);
+  eraseRoute(RouteKey{route.client, route.server, route.channel});
 }
 
 TurnAllocationCounters RelayFastPath::counters(uint32_t allocation) const {

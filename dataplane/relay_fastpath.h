@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -111,7 +112,9 @@ class RelayFastPath final : public TurnTable {
  private:
   RelayFastPath() = default;
   using RouteKey = std::tuple<SockAddr, SockAddr, uint16_t>;  // (client, server, channel)
-  void eraseRoute(const TurnChannelRoute& route);
+  using PeerKey = std::pair<SockAddr, SockAddr>;               // (relayed, peer)
+  // Removes one route from both maps and every index.
+  void eraseRoute(const RouteKey& key);
 
   tgw_relay* skel_ = nullptr;
   Options options_;
@@ -119,7 +122,11 @@ class RelayFastPath final : public TurnTable {
   uint32_t maxRoutes_ = 0;
   TypedMap<tgw_stats_key, tgw_stats_value> stats_;
   std::map<uint32_t, TurnAllocationLimits> allocations_;
-  std::map<RouteKey, TurnChannelRoute> routes_;  // the userspace shadow of the two maps
+  // The userspace shadow of the two maps, indexed three ways so that every operation costs
+  // O(log n) whatever the table's size.
+  std::map<RouteKey, TurnChannelRoute> routes_;
+  std::map<PeerKey, RouteKey> byPeer_;
+  std::map<uint32_t, std::set<RouteKey>> byAllocation_;
   std::unique_ptr<XdpAttachment> attachment_;    // declared last: detached before skel_ goes
 };
 

@@ -5,14 +5,8 @@
 // still, and the allocation counters. Needs root; skips otherwise.
 //
 // bpf_fib_lookup needs routes and neighbours: the test runs in its own network namespace
-// (unshare, gone with the process) with two veth pairs:
-//   tgwfp0 02:00:00:00:00:01  198.18.0.1/24 2001:db8::1/64   the relay's interface, where
-//          the program is attached and frames "arrive" (ctx ingress_ifindex); the client
-//          198.18.0.2 / 2001:db8::2 and the peer 198.18.0.3 / 2001:db8::3 are static
-//          neighbours there (next hop on the ingress interface: XDP_TX)
-//   tgwfp2 02:00:00:00:00:11  198.18.1.1/24 2001:db8:1::1/64 another interface: client B
-//          198.18.1.2 / 2001:db8:1::2 is a neighbour there (XDP_REDIRECT)
-// 198.18.0.9 / 2001:db8::9 are on-link without a neighbour entry.
+// (tests/bpf/turn_netns.h: unshare, gone with the process): the relay on tgwfp0 with the
+// client and the peer as neighbours (XDP_TX), client B behind tgwfp2 (XDP_REDIRECT).
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
@@ -29,6 +23,7 @@
 #include "dataplane/relay_fastpath.h"
 #include "tests/bpf/packet_builder.h"
 #include "tests/bpf/responder_options.h"
+#include "tests/bpf/turn_netns.h"
 #include "tgw/stats.h"
 
 namespace tgw::testing {
@@ -47,8 +42,6 @@ constexpr Mac kRelayMac2{0x02, 0, 0, 0, 0, 0x11};
 constexpr Mac kClientMac{0x02, 0, 0, 0, 0, 0x02};
 constexpr Mac kPeerMac{0x02, 0, 0, 0, 0, 0x03};
 constexpr Mac kClientBMac{0x02, 0, 0, 0, 0, 0x12};
-
-bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
 
 SockAddr sa(const std::string& text) {
   auto parsed = SockAddr::parse(text);
@@ -110,30 +103,8 @@ class TurnFastPathTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
-    if (unshare(CLONE_NEWNET) != 0) {
-      setupError_ = "cannot unshare a network namespace";
-      return;
-    }
-    const bool ok =
-        sh("sysctl -w net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1 "
-           "net.ipv4.conf.default.forwarding=1 net.ipv6.conf.default.forwarding=1") &&
-        sh("ip link add tgwfp0 type veth peer name tgwfp1") &&
-        sh("ip link add tgwfp2 type veth peer name tgwfp3") &&
-        sh("ip link set tgwfp0 address 02:00:00:00:00:01 && "
-           "ip link set tgwfp2 address 02:00:00:00:00:11") &&
-        sh("ip addr add 198.18.0.1/24 dev tgwfp0 && ip -6 addr add 2001:db8::1/64 dev tgwfp0 nodad") &&
-        sh("ip addr add 198.18.1.1/24 dev tgwfp2 && ip -6 addr add 2001:db8:1::1/64 dev tgwfp2 nodad") &&
-        sh("for l in lo tgwfp0 tgwfp1 tgwfp2 tgwfp3; do ip link set $l up || exit 1; done") &&
-        sh("ip neigh add 198.18.0.2 lladdr 02:00:00:00:00:02 dev tgwfp0 nud permanent && "
-           "ip neigh add 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent && "
-           "ip neigh add 2001:db8::2 lladdr 02:00:00:00:00:02 dev tgwfp0 nud permanent && "
-           "ip neigh add 2001:db8::3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent && "
-           "ip neigh add 198.18.1.2 lladdr 02:00:00:00:00:12 dev tgwfp2 nud permanent && "
-           "ip neigh add 2001:db8:1::2 lladdr 02:00:00:00:00:12 dev tgwfp2 nud permanent");
-    if (!ok) {
-      setupError_ = "could not build the namespace's links, addresses and neighbours";
-      return;
-    }
+    setupError_ = enterTurnNamespace();
+    if (!setupError_.empty()) return;
     RelayFastPath::Options o;
     o.stunPorts = {kStunPort};
     o.stunEndpoints = {bareEndpoint("198.18.0.1", kStunPort),
