@@ -1,0 +1,468 @@
+// The rendezvous server and client, wired directly (no network): the codec, the register
+// proof, delivery, the relay's blindness, errors, the rate limit, expiry, refresh, server
+// restart, address changes, bounded tables. Time is simulated.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+
+#include "crypto/seal.h"
+#include "disco/message.h"
+#include "rendezvous/client.h"
+#include "rendezvous/message.h"
+#include "rendezvous/server.h"
+
+namespace tgw::rendezvous {
+namespace {
+
+using crypto::NodeKey;
+using crypto::PublicKey;
+
+constexpr uint64_t kCounterStart = 1'790'000'000'000'000ull;
+const TimePoint kT0 = TimePoint{} + std::chrono::hours(1000);
+
+SockAddr addr(const char* s) { return SockAddr::parse(s).value(); }
+const SockAddr kServerAddr = addr("198.18.0.1:3478");
+
+// One server and any number of clients exchanging datagrams instantly.
+struct Lab {
+  NodeKey serverKey = NodeKey::generate();
+  std::unique_ptr<Server> server;
+  TimePoint now = kT0;
+  struct Node {
+    NodeKey key;
+    SockAddr addr;
+    std::unique_ptr<Client> client;
+  };
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<Datagram> toServerLog;   // every datagram clients sent (what the relay sees)
+  std::vector<Datagram> fromServerLog;
+
+  explicit Lab(ServerConfig cfg = {}) : server(std::make_unique<Server>(serverKey, cfg)) {}
+
+  Node& add(const char* where) {
+    auto n = std::make_unique<Node>(Node{NodeKey::generate(), addr(where), nullptr});
+    n->client = std::make_unique<Client>(n->key, ClientConfig{kServerAddr, serverKey.publicKey()}, kCounterStart);
+    nodes.push_back(std::move(n));
+    return *nodes.back();
+  }
+
+  // Delivers datagrams from `from` (a client) to the server and the answers back, until quiet.
+  void pump(const SockAddr& from, std::vector<Datagram> out) {
+    std::vector<std::pair<SockAddr, Datagram>> toServer;
+    for (auto& d : out) toServer.push_back({from, std::move(d)});
+    while (!toServer.empty()) {
+      auto [src, d] = std::move(toServer.front());
+      toServer.erase(toServer.begin());
+      if (d.to != kServerAddr) continue;
+      toServerLog.push_back(d);
+      for (auto& reply : server->onDatagram(d.bytes, src, now)) {
+        fromServerLog.push_back(reply);
+        for (auto& n : nodes) {
+          if (n->addr != reply.to) continue;
+          for (auto& next : n->client->onDatagram(reply.bytes, kServerAddr, now)) toServer.push_back({n->addr, next});
+        }
+      }
+    }
+  }
+  void start(Node& n) { pump(n.addr, n.client->start(now)); }
+  // Advances time in steps, running every timer.
+  void advance(Duration d, Duration step = 1s) {
+    TimePoint end = now + d;
+    while (now < end) {
+      now = std::min(end, now + step);
+      server->onTimer(now);
+      for (auto& n : nodes) {
+        if (n->client->nextDeadline() <= now) pump(n->addr, n->client->onTimer(now));
+      }
+    }
+  }
+};
+
+std::vector<uint8_t> blobOf(std::string_view s) {
+  std::vector<uint8_t> b(s.begin(), s.end());
+  b.resize(std::max(b.size(), kMinBlob), '.');
+  return b;
+}
+
+TEST(RendezvousCodec, RoundTripsAndRefusesMalformed) {
+  PublicKey k = NodeKey::generate().publicKey();
+  Cookie c{};
+  c.fill(7);
+  std::vector<Message> all = {
+      Hello{k},
+      Challenge{k, c},
+      Register{k, c, std::vector<uint8_t>(crypto::kSealOverhead + TGW_RDV_PROOF_PLAIN_LEN, 9)},
+      Registered{90, c},
+      Send{k, blobOf("x")},
+      Deliver{k, std::vector<uint8_t>(kMaxBlob, 1)},
+      ErrorMsg{ErrorCode::RateLimited, k},
+  };
+  const size_t fixedLens[] = {TGW_RDV_HELLO_LEN, TGW_RDV_CHALLENGE_LEN, TGW_RDV_REGISTER_LEN,
+                              TGW_RDV_REGISTERED_LEN, TGW_RDV_SEND_MIN_LEN, TGW_RDV_HLEN + 32 + kMaxBlob,
+                              TGW_RDV_ERROR_LEN};
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto bytes = encode(all[i]);
+    ASSERT_TRUE(bytes.ok()) << i;
+    EXPECT_EQ(bytes->size(), fixedLens[i]) << i;
+    EXPECT_TRUE(looksLikeRendezvous(*bytes));
+    auto back = decode(*bytes);
+    ASSERT_TRUE(back.ok()) << i << ": " << toString(back.error());
+    EXPECT_EQ(back->index(), all[i].index());
+    EXPECT_EQ(encode(*back).value(), *bytes) << i;
+    // Every truncation and one extra byte are refused.
+    for (size_t n = 0; n < bytes->size(); ++n) {
+      if (i >= 4 && i <= 5 && n >= TGW_RDV_SEND_MIN_LEN) continue;  // shorter blobs are fine
+      EXPECT_FALSE(decode(std::span<const uint8_t>(*bytes).first(n)).ok()) << i << " len " << n;
+    }
+    auto longer = *bytes;
+    longer.push_back(0);
+    if (i != 4) {
+      EXPECT_EQ(decode(longer).error(), DecodeError::BadLength) << i;  // a SEND may grow
+    }
+    auto badVersion = *bytes;
+    badVersion[1] = 2;
+    EXPECT_EQ(decode(badVersion).error(), DecodeError::BadVersion);
+    auto badReserved = *bytes;
+    badReserved[3] = 1;
+    EXPECT_EQ(decode(badReserved).error(), DecodeError::BadReserved);
+  }
+  auto hello = encode(Hello{k}).value();
+  hello.back() = 1;  // padding must be zero
+  EXPECT_EQ(decode(hello).error(), DecodeError::BadReserved);
+  auto err = encode(ErrorMsg{ErrorCode::TableFull, k}).value();
+  err[4] = 9;
+  EXPECT_EQ(decode(err).error(), DecodeError::BadErrorCode);
+  auto unknown = encode(Hello{k}).value();
+  unknown[2] = 8;
+  EXPECT_EQ(decode(unknown).error(), DecodeError::UnknownKind);
+  EXPECT_EQ(decode(std::vector<uint8_t>{TGW_FRAME_DISCO, 1, 1, 0}).error(), DecodeError::NotRendezvous);
+  EXPECT_FALSE(encode(Send{k, std::vector<uint8_t>(kMinBlob - 1, 0)}).ok());
+  EXPECT_FALSE(encode(Send{k, std::vector<uint8_t>(kMaxBlob + 1, 0)}).ok());
+  EXPECT_FALSE(encode(Register{k, c, {1, 2, 3}}).ok());
+}
+
+TEST(Rendezvous, RegistersProvingTheKey) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  lab.start(a);
+  EXPECT_TRUE(a.client->registered());
+  EXPECT_EQ(a.client->state(), Client::State::Registered);
+  ASSERT_NE(lab.server->addressOf(a.key.publicKey(), lab.now), nullptr);
+  EXPECT_EQ(*lab.server->addressOf(a.key.publicKey(), lab.now), a.addr);
+  EXPECT_EQ(lab.server->counters().hellos, 1u);
+  EXPECT_EQ(lab.server->counters().registrations, 1u);
+  EXPECT_EQ(a.client->counters().registrations, 1u);
+  // The HELLO is never smaller than the CHALLENGE (no amplification).
+  EXPECT_GE(lab.toServerLog[0].bytes.size(), lab.fromServerLog[0].bytes.size());
+}
+
+TEST(Rendezvous, ANodeWithoutThePrivateKeyCannotRegister) {
+  Lab lab;
+  NodeKey victim = NodeKey::generate();
+  NodeKey impostor = NodeKey::generate();
+  const SockAddr from = addr("198.18.66.6:5000");
+  // The impostor asks for a challenge in the victim's name and answers it with a box made
+  // with its own private key (it does not have the victim's).
+  auto ch = lab.server->onDatagram(encode(Hello{victim.publicKey()}).value(), from, lab.now);
+  ASSERT_EQ(ch.size(), 1u);
+  auto challenge = std::get<Challenge>(decode(ch[0].bytes).value());
+  EXPECT_EQ(challenge.relay, lab.serverKey.publicKey());
+  crypto::Sealer wrong(impostor, kCounterStart);
+  Register r{victim.publicKey(), challenge.cookie, {}};
+  ASSERT_TRUE(wrong.seal(lab.serverKey.publicKey(), proofPlaintext(challenge.cookie), r.proof).ok());
+  EXPECT_TRUE(lab.server->onDatagram(encode(r).value(), from, lab.now).empty());
+  EXPECT_EQ(lab.server->counters().droppedBadProof, 1u);
+  EXPECT_EQ(lab.server->addressOf(victim.publicKey(), lab.now), nullptr);
+
+  // The true key, but a box over the wrong content, is refused too.
+  crypto::Sealer right(victim, kCounterStart);
+  Register wrongContent{victim.publicKey(), challenge.cookie, {}};
+  Cookie other = challenge.cookie;
+  other[0] ^= 1;
+  ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(other), wrongContent.proof).ok());
+  EXPECT_TRUE(lab.server->onDatagram(encode(wrongContent).value(), from, lab.now).empty());
+  EXPECT_EQ(lab.server->counters().droppedBadProof, 2u);
+
+  // A genuine REGISTER replayed from another address: the cookie is bound to the address.
+  Register genuine{victim.publicKey(), challenge.cookie, {}};
+  ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(challenge.cookie), genuine.proof).ok());
+  EXPECT_TRUE(lab.server->onDatagram(encode(genuine).value(), addr("198.18.66.7:5000"), lab.now).empty());
+  EXPECT_EQ(lab.server->counters().droppedBadCookie, 1u);
+  // ... and too late: the cookie has expired.
+  EXPECT_TRUE(lab.server->onDatagram(encode(genuine).value(), from, lab.now + kChallengeLifetime + 1s).empty());
+  EXPECT_EQ(lab.server->counters().droppedBadCookie, 2u);
+  // In time from the right address it registers.
+  auto ok = lab.server->onDatagram(encode(genuine).value(), from, lab.now + 1s);
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<Registered>(decode(ok[0].bytes).value()));
+  EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  // A HELLO created no state.
+  EXPECT_EQ(lab.server->counters().hellos, 1u);
+}
+
+TEST(Rendezvous, DeliversSealedBlobsTheRelayCannotRead) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  auto& b = lab.add("198.18.2.3:41000");
+  lab.start(a);
+  lab.start(b);
+  // a seals a call-me-maybe to b's key and sends it through the relay.
+  disco::Codec aDisco(a.key, kCounterStart), bDisco(b.key, kCounterStart);
+  disco::CallMeMaybe cmm{{{addr("192.168.77.66:41641"), disco::CandidateKind::Host},
+                          {addr("203.0.113.99:55555"), disco::CandidateKind::Reflexive}}};
+  auto frame = aDisco.seal(b.key.publicKey(), cmm).value();
+  auto sent = a.client->sendTo(b.key.publicKey(), frame, lab.now);
+  ASSERT_TRUE(sent.ok());
+  lab.toServerLog.clear();
+  lab.fromServerLog.clear();
+  lab.pump(a.addr, *sent);
+  auto got = b.client->takeDeliveries();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].from, a.key.publicKey());
+  EXPECT_EQ(got[0].blob, frame);
+  auto opened = bDisco.open(got[0].blob);
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ(opened->sender, got[0].from);  // the relay's word and the box agree
+  EXPECT_EQ(opened->message, disco::Message{cmm});
+  EXPECT_EQ(lab.server->counters().delivered, 1u);
+
+  // Everything the relay saw or sent: the candidates' addresses and ports are not in it.
+  const std::vector<std::vector<uint8_t>> secrets = {{192, 168, 77, 66}, {203, 0, 113, 99}, {0xD9, 0x03}};
+  ASSERT_FALSE(lab.toServerLog.empty());
+  for (const auto* log : {&lab.toServerLog, &lab.fromServerLog}) {
+    for (const auto& d : *log) {
+      for (const auto& s : secrets) {
+        EXPECT_EQ(std::search(d.bytes.begin(), d.bytes.end(), s.begin(), s.end()), d.bytes.end());
+      }
+    }
+  }
+  // And the relay, holding its own key, cannot open the frame either.
+  disco::Codec relayDisco(lab.serverKey, kCounterStart);
+  EXPECT_EQ(relayDisco.open(frame).error(), disco::DropReason::Forged);
+}
+
+TEST(Rendezvous, UnknownDestinationAndUnregisteredSenderGetErrors) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  lab.start(a);
+  PublicKey nobody = NodeKey::generate().publicKey();
+  lab.pump(a.addr, a.client->sendTo(nobody, blobOf("hello?"), lab.now).value());
+  EXPECT_EQ(lab.server->counters().errorsUnknownDestination, 1u);
+  EXPECT_EQ(a.client->counters().errorsUnknownDestination, 1u);
+  auto unknown = a.client->takeUnknownDestinations();
+  ASSERT_EQ(unknown.size(), 1u);
+  EXPECT_EQ(unknown[0], nobody);
+  EXPECT_TRUE(a.client->takeUnknownDestinations().empty());
+
+  // A SEND from an address nobody registered from.
+  auto out = lab.server->onDatagram(encode(Send{a.key.publicKey(), blobOf("spoof")}).value(),
+                                    addr("198.18.9.9:9"), lab.now);
+  ASSERT_EQ(out.size(), 1u);
+  auto e = std::get<ErrorMsg>(decode(out[0].bytes).value());
+  EXPECT_EQ(e.code, ErrorCode::NotRegistered);
+  EXPECT_EQ(out[0].to, addr("198.18.9.9:9"));
+  EXPECT_EQ(lab.server->counters().errorsNotRegistered, 1u);
+  EXPECT_EQ(lab.server->counters().delivered, 0u);
+
+  // Garbage and server-to-node kinds are dropped without an answer.
+  EXPECT_TRUE(lab.server->onDatagram(std::vector<uint8_t>{TGW_FRAME_RENDEZVOUS, 1, 99, 0}, a.addr, lab.now).empty());
+  EXPECT_TRUE(lab.server->onDatagram(encode(Registered{1, {}}).value(), a.addr, lab.now).empty());
+  EXPECT_EQ(lab.server->counters().droppedMalformed, 1u);
+  EXPECT_EQ(lab.server->counters().droppedUnexpected, 1u);
+}
+
+TEST(Rendezvous, PerNodeRateLimit) {
+  ServerConfig cfg;
+  cfg.ratePerSecond = 10;
+  cfg.burst = 20;
+  Lab lab(cfg);
+  auto& a = lab.add("198.18.1.2:40000");
+  auto& b = lab.add("198.18.2.3:41000");
+  auto& c = lab.add("198.18.3.4:42000");
+  lab.start(a);
+  lab.start(b);
+  lab.start(c);
+  for (int i = 0; i < 50; ++i) lab.pump(a.addr, a.client->sendTo(b.key.publicKey(), blobOf("flood"), lab.now).value());
+  EXPECT_EQ(b.client->takeDeliveries().size(), 20u);
+  EXPECT_EQ(lab.server->counters().droppedRateLimited, 30u);
+  EXPECT_EQ(lab.server->counters().errorsRateLimited, 1u);  // one error, not thirty
+  EXPECT_EQ(a.client->counters().errorsRateLimited, 1u);
+  // Another node is not limited by a's flood.
+  lab.pump(c.addr, c.client->sendTo(b.key.publicKey(), blobOf("hi"), lab.now).value());
+  EXPECT_EQ(b.client->takeDeliveries().size(), 1u);
+  // Half a second later five tokens are back.
+  lab.now += 500ms;
+  for (int i = 0; i < 10; ++i) lab.pump(a.addr, a.client->sendTo(b.key.publicKey(), blobOf("more"), lab.now).value());
+  EXPECT_EQ(b.client->takeDeliveries().size(), 5u);
+  EXPECT_EQ(lab.server->counters().droppedRateLimited, 35u);
+  EXPECT_EQ(lab.server->counters().errorsRateLimited, 1u);  // still within the error interval
+}
+
+TEST(Rendezvous, RegistrationsExpireWithoutRefresh) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  lab.start(a);
+  EXPECT_EQ(lab.server->nextDeadline(), lab.now + kRegistrationLifetime);
+  // The client is silent (its timers are not run): the registration lapses.
+  lab.server->onTimer(lab.now + kRegistrationLifetime - 1s);
+  EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  lab.server->onTimer(lab.now + kRegistrationLifetime);
+  EXPECT_EQ(lab.server->registeredNodes(), 0u);
+  EXPECT_EQ(lab.server->counters().expired, 1u);
+  EXPECT_EQ(lab.server->nextDeadline(), kNever);
+  // The client, too, stops believing in it after the lifetime it was given.
+  auto out = a.client->onTimer(lab.now + kRegistrationLifetime);
+  EXPECT_FALSE(a.client->registered());
+}
+
+TEST(Rendezvous, RefreshKeepsTheRegistrationForHours) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  lab.start(a);
+  lab.advance(std::chrono::hours(2));
+  EXPECT_TRUE(a.client->registered());
+  EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  EXPECT_EQ(lab.server->counters().expired, 0u);
+  // One handshake per refresh interval (plus the first).
+  const auto refreshes = std::chrono::hours(2) / kRefreshInterval;
+  EXPECT_GE(lab.server->counters().registrations, static_cast<uint64_t>(refreshes));
+  EXPECT_LE(lab.server->counters().registrations, static_cast<uint64_t>(refreshes) + 1);
+  EXPECT_LE(lab.server->nextDeadline(), lab.now + kRegistrationLifetime);
+}
+
+TEST(Rendezvous, ClientRetransmitsWhenTheRelayIsSilent) {
+  NodeKey me = NodeKey::generate();
+  NodeKey relay = NodeKey::generate();
+  Client c(me, ClientConfig{kServerAddr, relay.publicKey()}, kCounterStart);
+  TimePoint now = kT0;
+  auto out = c.start(now);
+  ASSERT_EQ(out.size(), 1u);
+  std::vector<Duration> gaps;
+  TimePoint last = now;
+  for (int i = 0; i < 8; ++i) {
+    now = c.nextDeadline();
+    out = c.onTimer(now);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_TRUE(std::holds_alternative<Hello>(decode(out[0].bytes).value()));
+    gaps.push_back(now - last);
+    last = now;
+  }
+  EXPECT_EQ(gaps, (std::vector<Duration>{1s, 2s, 4s, 8s, 16s, 16s, 16s, 16s}));
+  EXPECT_FALSE(c.registered());
+}
+
+TEST(Rendezvous, ClientIgnoresAnswersItDidNotAskFor) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  NodeKey stranger = NodeKey::generate();
+  a.client->start(lab.now);
+  // A CHALLENGE from the right address but with another relay key, and one from elsewhere.
+  Cookie c{};
+  EXPECT_TRUE(a.client->onDatagram(encode(Challenge{stranger.publicKey(), c}).value(), kServerAddr, lab.now).empty());
+  EXPECT_TRUE(a.client->onDatagram(encode(Challenge{lab.serverKey.publicKey(), c}).value(),
+                                   addr("198.18.0.2:3478"), lab.now).empty());
+  // A REGISTERED for a cookie it never sent.
+  EXPECT_TRUE(a.client->onDatagram(encode(Registered{90, c}).value(), kServerAddr, lab.now).empty());
+  EXPECT_FALSE(a.client->registered());
+  EXPECT_EQ(a.client->counters().droppedUnexpected, 3u);
+  EXPECT_TRUE(a.client->onDatagram(std::vector<uint8_t>{1, 2, 3}, kServerAddr, lab.now).empty());
+  EXPECT_EQ(a.client->counters().droppedMalformed, 1u);
+}
+
+TEST(Rendezvous, QueuedWhileUnregisteredThenFlushed) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  auto& b = lab.add("198.18.2.3:41000");
+  lab.start(b);
+  auto early = a.client->sendTo(b.key.publicKey(), blobOf("early"), lab.now);
+  ASSERT_TRUE(early.ok());
+  EXPECT_TRUE(early->empty());  // queued
+  EXPECT_FALSE(a.client->sendTo(b.key.publicKey(), std::vector<uint8_t>(kMinBlob - 1, 0), lab.now).ok());
+  lab.start(a);
+  auto got = b.client->takeDeliveries();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].blob, blobOf("early"));
+}
+
+TEST(Rendezvous, ReRegistersAfterServerRestart) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  auto& b = lab.add("198.18.2.3:41000");
+  lab.start(a);
+  lab.start(b);
+  // The relay restarts: same key, empty table, new cookie secret.
+  lab.server = std::make_unique<Server>(lab.serverKey);
+  lab.now += 1s;
+  // a's next message is refused (NotRegistered); a re-registers at once.
+  lab.pump(a.addr, a.client->sendTo(b.key.publicKey(), blobOf("lost"), lab.now).value());
+  EXPECT_EQ(a.client->counters().errorsNotRegistered, 1u);
+  EXPECT_TRUE(a.client->registered());
+  EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  // b re-registers at its next refresh; then a's message goes through.
+  lab.advance(kRefreshInterval);
+  EXPECT_EQ(lab.server->registeredNodes(), 2u);
+  lab.pump(a.addr, a.client->sendTo(b.key.publicKey(), blobOf("again"), lab.now).value());
+  auto got = b.client->takeDeliveries();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].blob, blobOf("again"));
+}
+
+TEST(Rendezvous, SourceAddressChangeMovesTheRegistration) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");
+  auto& b = lab.add("198.18.2.3:41000");
+  lab.start(a);
+  lab.start(b);
+  // a's NAT rebinds: its datagrams now come from another port.
+  const SockAddr old = a.addr;
+  a.addr = addr("198.18.1.2:40777");
+  lab.pump(a.addr, a.client->sendTo(b.key.publicKey(), blobOf("moved"), lab.now).value());
+  EXPECT_EQ(a.client->counters().errorsNotRegistered, 1u);
+  EXPECT_EQ(*lab.server->addressOf(a.key.publicKey(), lab.now), a.addr);
+  EXPECT_EQ(lab.server->counters().addressChanges, 1u);
+  // Deliveries for a now go to the new address, none to the old one.
+  lab.fromServerLog.clear();
+  lab.pump(b.addr, b.client->sendTo(a.key.publicKey(), blobOf("to a"), lab.now).value());
+  ASSERT_EQ(lab.fromServerLog.size(), 1u);
+  EXPECT_EQ(lab.fromServerLog[0].to, a.addr);
+  EXPECT_NE(lab.fromServerLog[0].to, old);
+  EXPECT_EQ(a.client->takeDeliveries().size(), 1u);
+  // Another node registering from a's old address takes it over; a keeps its new one.
+  auto& c = lab.add("198.18.1.2:40000");
+  lab.start(c);
+  EXPECT_EQ(*lab.server->addressOf(c.key.publicKey(), lab.now), old);
+  EXPECT_EQ(*lab.server->addressOf(a.key.publicKey(), lab.now), a.addr);
+  EXPECT_EQ(lab.server->counters().evicted, 0u);
+}
+
+TEST(Rendezvous, TableIsBounded) {
+  ServerConfig cfg;
+  cfg.maxNodes = 2;
+  Lab lab(cfg);
+  auto& a = lab.add("198.18.1.2:40000");
+  auto& b = lab.add("198.18.2.3:41000");
+  auto& c = lab.add("198.18.3.4:42000");
+  lab.start(a);
+  lab.start(b);
+  lab.start(c);
+  EXPECT_TRUE(a.client->registered());
+  EXPECT_TRUE(b.client->registered());
+  EXPECT_FALSE(c.client->registered());
+  EXPECT_EQ(lab.server->registeredNodes(), 2u);
+  EXPECT_EQ(lab.server->counters().errorsTableFull, 1u);
+  EXPECT_EQ(c.client->counters().errorsTableFull, 1u);
+  // Refreshing a registered node is not refused by a full table.
+  lab.pump(a.addr, a.client->start(lab.now));
+  EXPECT_EQ(lab.server->counters().errorsTableFull, 1u);
+  EXPECT_TRUE(a.client->registered());
+  // Once a lapses (its timers stopped) c gets in on its retry.
+  lab.nodes.erase(lab.nodes.begin());  // a goes silent
+  lab.advance(kRegistrationLifetime + 20s);
+  EXPECT_TRUE(c.client->registered());
+  EXPECT_EQ(lab.server->registeredNodes(), 2u);
+}
+
+}  // namespace
+}  // namespace tgw::rendezvous
