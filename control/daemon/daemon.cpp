@@ -68,8 +68,13 @@ Daemon::~Daemon() {
 void Daemon::registerCommands() {
   dispatcher_.add("status", "daemon version, roles, uptime, fast-path attachment",
                   [this](const api::Json&) -> Result<api::Json> { return status(); });
-  dispatcher_.add("stats", "counters: XDP per (family, verdict, reason), userspace STUN, sockets",
+  dispatcher_.add("stats", "counters: XDP per (family, verdict, reason), userspace STUN, TURN, sockets",
                   [this](const api::Json&) -> Result<api::Json> { return stats(); });
+  dispatcher_.add("allocations", "TURN allocations: user, addresses, permissions, channels, time left, traffic",
+                  [this](const api::Json&) -> Result<api::Json> {
+                    if (!relay_) return fail("no relay role in this daemon: no TURN allocations");
+                    return relay_->allocations();
+                  });
 }
 
 nlohmann::json Daemon::status() const {

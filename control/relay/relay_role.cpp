@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "base/fd.h"
@@ -23,10 +24,77 @@ dataplane::AttachMode toAttachMode(config::XdpMode m) {
   }
 }
 
+bool turnEnabled(const config::RelayConfig& cfg) { return cfg.turn && cfg.turn->enabled; }
+
+double secondsOf(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+nlohmann::json trafficJson(const turn::TrafficCounters& t) {
+  return {{"to_peer_packets", t.toPeerPackets},     {"to_peer_bytes", t.toPeerBytes},
+          {"to_client_packets", t.toClientPackets}, {"to_client_bytes", t.toClientBytes},
+          {"dropped_quota_packets", t.droppedQuotaPackets}, {"dropped_quota_bytes", t.droppedQuotaBytes}};
+}
+
 }  // namespace
+
+turn::ServerConfig turnServerConfig(const config::RelayConfig& relay) {
+  turn::ServerConfig sc;
+  const config::TurnConfig& t = *relay.turn;
+  sc.realm = t.realm;
+  sc.software = relay.software;
+  sc.users = t.users;
+  sc.restSecret = t.restSecret;
+  sc.relayIps = t.relayAddresses;
+  sc.minPort = t.minPort;
+  sc.maxPort = t.maxPort;
+  for (const auto& a : relay.addresses) sc.ownAddresses.push_back(a);
+  for (const auto& a : relay.secondaryAddresses) sc.ownAddresses.push_back(a);
+  sc.defaultLifetime = t.allocationLifetime;
+  sc.maxLifetime = t.maxAllocationLifetime;
+  sc.permissionLifetime = t.permissionLifetime;
+  sc.channelLifetime = t.channelLifetime;
+  sc.maxAllocationsPerUser = t.maxAllocationsPerUser;
+  sc.maxAllocations = t.maxAllocations;
+  sc.maxPermissionsPerAllocation = t.maxPermissionsPerAllocation;
+  sc.maxChannelsPerAllocation = t.maxChannelsPerAllocation;
+  sc.bytesPerSecond = t.bytesPerSecond;
+  sc.burstBytes = t.burstBytes;
+  for (const auto& c : t.peerAllow) sc.peerAllow.push_back(turn::Cidr{c.network, c.prefixLength});
+  for (const auto& c : t.peerDeny) sc.peerDeny.push_back(turn::Cidr{c.network, c.prefixLength});
+  // TURN REST expiry is a unix time: the server reads steady time plus this offset.
+  sc.wallClockOffset = std::chrono::duration_cast<Duration>(std::chrono::system_clock::now().time_since_epoch()) -
+                       Clock::now().time_since_epoch();
+  return sc;
+}
+
+nlohmann::json allocationJson(const turn::AllocationInfo& a) {
+  nlohmann::json relayed = nlohmann::json::array();
+  for (const auto& r : a.relayed) relayed.push_back(r.toString());
+  nlohmann::json perms = nlohmann::json::array();
+  for (const auto& p : a.permissions) perms.push_back({{"peer", p.peer.toString()}, {"time_left_s", secondsOf(p.timeLeft)}});
+  nlohmann::json chans = nlohmann::json::array();
+  for (const auto& c : a.channels) {
+    chans.push_back({{"channel", c.number}, {"peer", c.peer.toString()}, {"time_left_s", secondsOf(c.timeLeft)},
+                     {"fast_path", c.fastPath}});
+  }
+  nlohmann::json j = {{"user", a.user},
+                      {"client", a.client.toString()},
+                      {"server", a.server.toString()},
+                      {"relayed", relayed},
+                      {"time_left_s", secondsOf(a.timeLeft)},
+                      {"permissions", perms},
+                      {"channels", chans},
+                      {"traffic", trafficJson(a.traffic)}};
+  j["fast_path_slot"] = a.slot ? nlohmann::json(*a.slot) : nlohmann::json(nullptr);
+  return j;
+}
+
+RelayRole::Socket::~Socket() {
+  if (ev != nullptr) event_free(ev);
+}
 
 Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const config::RelayConfig& cfg) {
   std::unique_ptr<RelayRole> r(new RelayRole(cfg));
+  r->base_ = base;
   for (const auto& primary : cfg.addresses) {
     stun::ServerConfig sc;
     sc.primaryIp = primary;
@@ -38,41 +106,105 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
     sc.software = cfg.software;
     r->servers_.push_back(std::make_unique<stun::Server>(sc));
   }
-  if (auto ok = r->openSockets(base); !ok) return fail(ok.error().message);
-  if (cfg.xdpMode != config::XdpMode::Off) {
-    if (auto ok = r->attachXdp(); !ok) return fail(ok.error().message);
+  if (auto ok = r->openSockets(); !ok) return fail(ok.error().message);
+  if (cfg.xdpMode == config::XdpMode::Off) {
+    log::info("xdp_off", {{"reason", "relay.xdp_mode = off: STUN and TURN in userspace only"}});
+  } else if (turnEnabled(cfg)) {
+    if (auto ok = r->attachFastPath(); !ok) return fail(ok.error().message);
   } else {
-    log::info("xdp_off", {{"reason", "relay.xdp_mode = off: STUN answered in userspace only"}});
+    if (auto ok = r->attachXdp(); !ok) return fail(ok.error().message);
+  }
+  if (turnEnabled(cfg)) {
+    r->turn_ = std::make_unique<turn::Server>(turnServerConfig(cfg), r->ports_, r->fastPath_.get());
+    r->turnTimer_ = evtimer_new(
+        base, [](evutil_socket_t, short, void* arg) { static_cast<RelayRole*>(arg)->onTurnTimer(); }, r.get());
+    log::info("turn_enabled", {{"realm", cfg.turn->realm},
+                               {"users", std::to_string(cfg.turn->users.size())},
+                               {"rest", cfg.turn->restSecret ? "yes" : "no"},
+                               {"ports", std::to_string(cfg.turn->minPort) + "-" + std::to_string(cfg.turn->maxPort)},
+                               {"fast_path", r->fastPath_ ? "yes" : "no"}});
   }
   return r;
 }
 
-Result<void> RelayRole::openSockets(event_base* base) {
+Result<std::unique_ptr<RelayRole::Socket>> RelayRole::openSocket(const SockAddr& local, stun::Server* server,
+                                                                 bool relayed) {
+  auto fd = openUdpSocket(local);
+  if (!fd) return fail(fd.error().message);
+  auto s = std::make_unique<Socket>();
+  s->role = this;
+  s->server = server;
+  s->relayed = relayed;
+  s->local = local;
+  s->fd = std::move(*fd);
+  s->ev = event_new(
+      base_, s->fd.get(), EV_READ | EV_PERSIST,
+      [](evutil_socket_t, short, void* arg) {
+        auto* sock = static_cast<Socket*>(arg);
+        sock->role->onReadable(*sock);
+      },
+      s.get());
+  if (s->ev == nullptr || event_add(s->ev, nullptr) != 0) return fail("cannot add " + local.toString() + " to the event loop");
+  return s;
+}
+
+Result<void> RelayRole::openSockets() {
   for (auto& server : servers_) {
     for (const auto& ep : server->endpoints()) {
-      auto fd = openUdpSocket(ep);
-      if (!fd) {
-        return fail("cannot open STUN endpoint " + ep.toString() + ": " + fd.error().message +
+      auto s = openSocket(ep, server.get(), false);
+      if (!s) {
+        return fail("cannot open STUN endpoint " + ep.toString() + ": " + s.error().message +
                     " (is the address configured on this host, and the port free?)");
       }
-      auto s = std::make_unique<Socket>();
-      s->role = this;
-      s->server = server.get();
-      s->local = ep;
-      s->fd = std::move(*fd);
-      s->ev = event_new(
-          base, s->fd.get(), EV_READ | EV_PERSIST,
-          [](evutil_socket_t, short, void* arg) {
-            auto* sock = static_cast<Socket*>(arg);
-            sock->role->onReadable(*sock);
-          },
-          s.get());
-      event_add(s->ev, nullptr);
       log::info("stun_listening", {{"endpoint", ep.toString()}});
-      sockets_.push_back(std::move(s));
+      sockets_.push_back(std::move(*s));
     }
   }
   return {};
+}
+
+Result<SockAddr> RelayRole::Ports::reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort, bool evenPort) {
+  role_.collectClosed();
+  if (minPort == 0 || maxPort < minPort) return fail("empty relayed port range");
+  const uint32_t span = static_cast<uint32_t>(maxPort - minPort) + 1;
+  for (uint32_t i = 0; i < span; ++i) {
+    const uint16_t port = static_cast<uint16_t>(minPort + (next_ + i) % span);
+    if (evenPort && port % 2 != 0) continue;
+    SockAddr local(relayIp, port);
+    if (role_.relayed_.count(local) != 0) continue;
+    auto s = role_.openSocket(local, nullptr, true);
+    if (!s) continue;  // in use by another program, most likely: try the next one
+    next_ = (next_ + i + 1) % span;
+    role_.relayed_[local] = std::move(*s);
+    ++role_.counters_.relayedPortsOpen;
+    log::debug("turn_port_reserved", {{"relayed", local.toString()}});
+    return local;
+  }
+  ++role_.counters_.relayedPortsFailed;
+  log::warn("turn_no_free_port", {{"relay_ip", relayIp.toString()},
+                                  {"range", std::to_string(minPort) + "-" + std::to_string(maxPort)}});
+  return fail("no free UDP port in " + std::to_string(minPort) + "-" + std::to_string(maxPort) + " on " +
+              relayIp.toString());
+}
+
+void RelayRole::Ports::release(const SockAddr& relayed) {
+  auto it = role_.relayed_.find(relayed);
+  if (it == role_.relayed_.end()) return;
+  // The socket's own callback may be on the stack: stop its events now, free it later.
+  // The port is free again at once (the fd closes); the struct lives until collectClosed().
+  Socket& s = *it->second;
+  s.closed = true;
+  if (s.ev != nullptr) event_del(s.ev);
+  s.fd.reset();
+  role_.closed_.push_back(std::move(it->second));
+  role_.relayed_.erase(it);
+  --role_.counters_.relayedPortsOpen;
+  log::debug("turn_port_released", {{"relayed", relayed.toString()}});
+}
+
+void RelayRole::collectClosed() {
+  // Only called where no relayed socket's callback is running.
+  closed_.clear();
 }
 
 std::vector<dataplane::StunResponder::Endpoint> xdpEndpoints(const stun::Server& server) {
@@ -108,54 +240,140 @@ Result<void> RelayRole::attachXdp() {
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
   xdp_ = std::move(*prog);
   xdpAttached_ = *mode;
-  log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)}});
+  log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)},
+                             {"program", "stun_responder"}});
+  return {};
+}
+
+Result<void> RelayRole::attachFastPath() {
+  dataplane::RelayFastPath::Options opts;
+  opts.stunPorts.push_back(cfg_.stunPort);
+  if (cfg_.stunAlternatePort) opts.stunPorts.push_back(*cfg_.stunAlternatePort);
+  for (const auto& server : servers_) {
+    if (server->config().software.size() > dataplane::StunResponder::kMaxSoftware) {
+      log::warn("xdp_stun_endpoints_skipped",
+                {{"reason", "relay.software is longer than the fast path carries"},
+                 {"max_bytes", std::to_string(dataplane::StunResponder::kMaxSoftware)}});
+      continue;
+    }
+    for (auto& e : xdpEndpoints(*server)) opts.stunEndpoints.push_back(std::move(e));
+  }
+  opts.relayPortMin = cfg_.turn->minPort;
+  opts.relayPortMax = cfg_.turn->maxPort;
+  opts.relayAddresses = cfg_.turn->relayAddresses;
+  // Enough slots for the configured allocation quota (one slot per allocation).
+  opts.capacity = std::min<uint32_t>(cfg_.turn->maxAllocations, dataplane::RelayFastPath::kDefaultCapacity);
+  auto prog = dataplane::RelayFastPath::load(opts);
+  if (!prog) return fail("cannot load the relay's XDP program: " + prog.error().message +
+                         " (set relay.xdp_mode = \"off\" to run without XDP)");
+  auto mode = (*prog)->attach(cfg_.interface, toAttachMode(cfg_.xdpMode));
+  if (!mode) return fail("cannot attach XDP to " + cfg_.interface + ": " + mode.error().message +
+                         " (set relay.xdp_mode = \"off\" to run without XDP)");
+  fastPath_ = std::move(*prog);
+  xdpAttached_ = *mode;
+  log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)},
+                             {"program", "relay_fastpath"}});
   return {};
 }
 
 RelayRole::~RelayRole() {
+  // The TURN server releases nothing on destruction; the sockets go with their maps.
+  turn_.reset();
+  if (turnTimer_ != nullptr) event_free(turnTimer_);
   if (xdp_) {
     xdp_->detach();
     log::info("xdp_detached", {{"interface", cfg_.interface}});
   }
-  for (auto& s : sockets_) {
-    if (s->ev != nullptr) event_free(s->ev);
+  if (fastPath_) {
+    fastPath_->detach();
+    log::info("xdp_detached", {{"interface", cfg_.interface}});
   }
 }
 
 void RelayRole::onReadable(Socket& s) {
-  uint8_t buf[kMaxDatagram];
-  for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
+  if (!s.relayed) collectClosed();  // no relayed socket's callback is running now
+  std::vector<turn::Send> out;
+  for (int i = 0; i < kMaxDatagramsPerWakeup && !s.closed; ++i) {
     sockaddr_storage from{};
     socklen_t fromLen = sizeof from;
-    ssize_t n = recvfrom(s.fd.get(), buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
-    if (n < 0) return;  // EAGAIN: drained
-    ++counters_.rxDatagrams;
-    if (static_cast<size_t>(n) > sizeof buf) {
+    ssize_t n = recvfrom(s.fd.get(), buf_.data(), buf_.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
+    if (n < 0) break;  // EAGAIN: drained
+    if (s.relayed) {
+      ++counters_.rxPeerDatagrams;
+    } else {
+      ++counters_.rxDatagrams;
+    }
+    if (static_cast<size_t>(n) > buf_.size()) {
       ++counters_.rxTruncated;
       continue;
     }
     auto peer = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), fromLen);
     if (!peer) continue;
-    auto reply = s.server->onDatagram(std::span<const uint8_t>(buf, static_cast<size_t>(n)), *peer, s.local,
-                                      Clock::now());
-    if (reply) send(*reply);
+    std::span<const uint8_t> bytes(buf_.data(), static_cast<size_t>(n));
+    const TimePoint now = Clock::now();
+    if (s.relayed) {
+      if (turn_) turn_->onPeerDatagram(bytes, *peer, s.local, now, out);
+    } else if (!turn_ || !turn_->onClientDatagram(bytes, *peer, s.local, now, out)) {
+      auto reply = s.server->onDatagram(bytes, *peer, s.local, now);
+      if (reply) send(reply->from, reply->to, reply->bytes);
+    }
+    sendAll(out);
   }
+  armTurnTimer();
 }
 
-void RelayRole::send(const stun::Server::Reply& reply) {
-  for (const auto& s : sockets_) {
-    if (s->local != reply.from) continue;
-    sockaddr_storage to{};
-    socklen_t len = reply.to.toSockaddr(&to);
-    if (sendto(s->fd.get(), reply.bytes.data(), reply.bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0) {
-      ++counters_.txErrors;
-      log::debug("stun_send_failed", {{"to", reply.to.toString()}, {"error", std::strerror(errno)}});
-    } else {
-      ++counters_.txDatagrams;
-    }
+void RelayRole::onTurnTimer() {
+  collectClosed();
+  turnTimerAt_ = kNever;
+  std::vector<turn::Send> out;
+  turn_->onTimer(Clock::now(), out);
+  sendAll(out);
+  armTurnTimer();
+}
+
+void RelayRole::armTurnTimer() {
+  if (!turn_) return;
+  const TimePoint at = turn_->nextDeadline();
+  if (at == turnTimerAt_) return;
+  turnTimerAt_ = at;
+  if (at == kNever) {
+    evtimer_del(turnTimer_);
     return;
   }
-  ++counters_.txNoSocket;
+  auto wait = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
+  if (wait.count() < 0) wait = std::chrono::microseconds(0);
+  // Rounded up by a millisecond so the timer never fires just before the deadline.
+  wait += std::chrono::milliseconds(1);
+  timeval tv{static_cast<time_t>(wait.count() / 1000000), static_cast<suseconds_t>(wait.count() % 1000000)};
+  evtimer_add(turnTimer_, &tv);
+}
+
+void RelayRole::sendAll(std::vector<turn::Send>& out) {
+  for (const auto& s : out) send(s.from, s.to, s.bytes);
+  out.clear();
+}
+
+void RelayRole::send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes) {
+  int fd = -1;
+  if (auto it = relayed_.find(from); it != relayed_.end()) {
+    fd = it->second->fd.get();
+  } else {
+    for (const auto& s : sockets_) {
+      if (s->local == from) fd = s->fd.get();
+    }
+  }
+  if (fd < 0) {
+    ++counters_.txNoSocket;
+    return;
+  }
+  sockaddr_storage ss{};
+  socklen_t len = to.toSockaddr(&ss);
+  if (sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+    ++counters_.txErrors;
+    log::debug("relay_send_failed", {{"from", from.toString()}, {"to", to.toString()}, {"error", std::strerror(errno)}});
+  } else {
+    ++counters_.txDatagrams;
+  }
 }
 
 nlohmann::json RelayRole::status() const {
@@ -163,22 +381,40 @@ nlohmann::json RelayRole::status() const {
   for (const auto& s : sockets_) eps.push_back(s->local.toString());
   bool rfc5780 = false;
   for (const auto& srv : servers_) rfc5780 = rfc5780 || srv->rfc5780();
-  return {
+  std::string program = fastPath_ ? "relay_fastpath" : xdp_ ? "stun_responder" : "none";
+  nlohmann::json s = {
       {"interface", cfg_.interface},
       {"xdp", {{"requested", std::string(config::toString(cfg_.xdpMode))},
-               {"attached", xdpAttached_ ? std::string(dataplane::attachModeName(*xdpAttached_)) : std::string("off")}}},
+               {"attached", xdpAttached_ ? std::string(dataplane::attachModeName(*xdpAttached_)) : std::string("off")},
+               {"program", program}}},
       {"stun", {{"endpoints", eps}, {"rfc5780", rfc5780}}},
   };
+  if (turn_) {
+    const auto& c = turn_->config();
+    nlohmann::json ips = nlohmann::json::array();
+    for (const auto& ip : c.relayIps) ips.push_back(ip.toString());
+    s["turn"] = {{"realm", c.realm},
+                 {"relay_addresses", ips},
+                 {"ports", std::to_string(c.minPort) + "-" + std::to_string(c.maxPort)},
+                 {"users", c.users.size()},
+                 {"rest", c.restSecret.has_value()},
+                 {"allocations", turn_->allocations(Clock::now()).size()},
+                 {"fast_path", fastPath_ != nullptr}};
+  } else {
+    s["turn"] = nullptr;
+  }
+  return s;
 }
 
 nlohmann::json RelayRole::stats() const {
   nlohmann::json out;
   nlohmann::json xdp = nlohmann::json::array();
-  if (xdp_) {
-    for (const auto& row : xdp_->counters()) {
-      xdp.push_back({{"family", row.family}, {"verdict", row.verdict}, {"reason", row.reason},
-                     {"packets", row.packets}, {"bytes", row.bytes}});
-    }
+  std::vector<dataplane::CounterRow> rows;
+  if (xdp_) rows = xdp_->counters();
+  if (fastPath_) rows = fastPath_->counters();
+  for (const auto& row : rows) {
+    xdp.push_back({{"family", row.family}, {"verdict", row.verdict}, {"reason", row.reason},
+                   {"packets", row.packets}, {"bytes", row.bytes}});
   }
   out["xdp"] = xdp;
   nlohmann::json stun = nlohmann::json::object();
@@ -189,10 +425,34 @@ nlohmann::json RelayRole::stats() const {
     });
   }
   out["stun"] = stun;
-  out["sockets"] = {{"rx_datagrams", counters_.rxDatagrams}, {"rx_truncated", counters_.rxTruncated},
-                    {"tx_datagrams", counters_.txDatagrams}, {"tx_errors", counters_.txErrors},
-                    {"tx_no_socket", counters_.txNoSocket}};
+  if (turn_) {
+    nlohmann::json turn = nlohmann::json::object();
+    turn_->counters().forEach([&turn](std::string_view name, uint64_t v) { turn[std::string(name)] = v; });
+    out["turn"] = turn;
+  }
+  out["sockets"] = {{"rx_datagrams", counters_.rxDatagrams},       {"rx_truncated", counters_.rxTruncated},
+                    {"rx_peer_datagrams", counters_.rxPeerDatagrams}, {"tx_datagrams", counters_.txDatagrams},
+                    {"tx_errors", counters_.txErrors},             {"tx_no_socket", counters_.txNoSocket},
+                    {"relayed_ports_open", counters_.relayedPortsOpen},
+                    {"relayed_ports_failed", counters_.relayedPortsFailed}};
   return out;
+}
+
+nlohmann::json RelayRole::allocations() const {
+  nlohmann::json list = nlohmann::json::array();
+  if (turn_) {
+    for (const auto& a : turn_->allocations(Clock::now())) {
+      nlohmann::json j = allocationJson(a);
+      // What XDP forwarded alone (`traffic` is both paths together).
+      if (fastPath_ && a.slot) {
+        auto c = fastPath_->counters(*a.slot);
+        j["fast_path_traffic"] = trafficJson({c.toPeerPackets, c.toPeerBytes, c.toClientPackets, c.toClientBytes,
+                                              c.droppedQuotaPackets, c.droppedQuotaBytes});
+      }
+      list.push_back(std::move(j));
+    }
+  }
+  return {{"turn", turn_ != nullptr}, {"allocations", list}};
 }
 
 }  // namespace tgw

@@ -1,32 +1,50 @@
 // The relay role's shell: UDP sockets for the STUN endpoints, the userspace STUN server for
-// what the fast path passes up, and the XDP STUN responder on the relay's interface.
+// what the fast path passes up, the TURN server (RFC 8656) with a real UDP socket on every
+// relayed transport address, and the relay's XDP program on the Internet interface.
+//
+// Datagrams on a STUN endpoint go to turn::Server::onClientDatagram first and to
+// stun::Server when TURN says they are not its own; datagrams on a relayed socket go to
+// turn::Server::onPeerDatagram. One libevent timer follows turn::Server::nextDeadline().
+// Whatever the servers emit is sent from the socket bound at the emitted `from`.
+//
+// XDP: with TURN enabled and relay.xdp_mode not "off", the relay attaches RelayFastPath (STUN
+// answers and ChannelData forwarding in one program) and hands it to the TURN server as its
+// TurnTable; without TURN it attaches StunResponder; with xdp_mode "off" neither, and the
+// TURN server gets no table (every datagram on the socket path).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/fd.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "config/config.h"
+#include "dataplane/relay_fastpath.h"
 #include "dataplane/stun_responder.h"
 #include "stun/server.h"
+#include "turn/server.h"
 
 struct event_base;
 struct event;
 
 namespace tgw {
 
-// Counters of the socket shell itself (the STUN server counts protocol outcomes).
+// Counters of the socket shell itself (the STUN and TURN servers count protocol outcomes).
 struct RelaySocketCounters {
-  uint64_t rxDatagrams = 0;
-  uint64_t rxTruncated = 0;   // larger than kMaxDatagram: dropped
+  uint64_t rxDatagrams = 0;       // on STUN endpoints
+  uint64_t rxTruncated = 0;       // larger than kMaxDatagram: dropped
+  uint64_t rxPeerDatagrams = 0;   // on relayed ports
   uint64_t txDatagrams = 0;
   uint64_t txErrors = 0;
-  uint64_t txNoSocket = 0;    // a reply from an endpoint we have no socket for (a bug if it moves)
+  uint64_t txNoSocket = 0;        // a reply from an endpoint we have no socket for (a bug if it moves)
+  uint64_t relayedPortsOpen = 0;  // relayed sockets bound now
+  uint64_t relayedPortsFailed = 0;  // reserve() found no free port
 };
 
 // The XDP responder's endpoint table for one STUN server: each of server.endpoints() with
@@ -35,9 +53,16 @@ struct RelaySocketCounters {
 // the userspace answer identical (dataplane/stun_responder.h).
 std::vector<dataplane::StunResponder::Endpoint> xdpEndpoints(const stun::Server& server);
 
+// The TURN server's configuration from [relay.turn] and the rest of [relay].
+turn::ServerConfig turnServerConfig(const config::RelayConfig& relay);
+
+// One allocation as `tgwctl allocations --json` prints it.
+nlohmann::json allocationJson(const turn::AllocationInfo& a);
+
 class RelayRole {
  public:
-  static constexpr size_t kMaxDatagram = 2048;       // STUN messages are far smaller; larger ones are dropped
+  // Relayed datagrams can be as large as UDP allows; STUN messages are far smaller.
+  static constexpr size_t kMaxDatagram = 65536;
   static constexpr int kMaxDatagramsPerWakeup = 64;  // fairness between sockets
 
   static Result<std::unique_ptr<RelayRole>> create(event_base* base, const config::RelayConfig& cfg);
@@ -47,28 +72,60 @@ class RelayRole {
 
   nlohmann::json status() const;
   nlohmann::json stats() const;
+  // `tgwctl allocations`: every TURN allocation now (an empty list without TURN).
+  nlohmann::json allocations() const;
 
  private:
   struct Socket {
     RelayRole* role = nullptr;
-    stun::Server* server = nullptr;
+    stun::Server* server = nullptr;  // null on relayed ports
+    bool relayed = false;
+    bool closed = false;             // released while its callback may still run
     SockAddr local;
     UniqueFd fd;
     ::event* ev = nullptr;
+    ~Socket();
   };
 
-  explicit RelayRole(config::RelayConfig cfg) : cfg_(std::move(cfg)) {}
-  Result<void> openSockets(event_base* base);
+  // turn::PortReserver with real sockets in the event loop.
+  class Ports final : public turn::PortReserver {
+   public:
+    explicit Ports(RelayRole& role) : role_(role) {}
+    Result<SockAddr> reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort, bool evenPort) override;
+    void release(const SockAddr& relayed) override;
+
+   private:
+    RelayRole& role_;
+    uint32_t next_ = 0;  // where the next search starts, spreads ports over the range
+  };
+
+  explicit RelayRole(config::RelayConfig cfg) : cfg_(std::move(cfg)), ports_(*this) {}
+  Result<void> openSockets();
+  Result<std::unique_ptr<Socket>> openSocket(const SockAddr& local, stun::Server* server, bool relayed);
   Result<void> attachXdp();
+  Result<void> attachFastPath();
   void onReadable(Socket& s);
-  void send(const stun::Server::Reply& reply);
+  void onTurnTimer();
+  void armTurnTimer();
+  void send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes);
+  void sendAll(std::vector<turn::Send>& out);
+  void collectClosed();
 
   config::RelayConfig cfg_;
+  event_base* base_ = nullptr;
   std::vector<std::unique_ptr<stun::Server>> servers_;  // one per address family
-  std::vector<std::unique_ptr<Socket>> sockets_;
+  std::vector<std::unique_ptr<Socket>> sockets_;        // STUN endpoints
+  std::map<SockAddr, std::unique_ptr<Socket>> relayed_; // relayed transport addresses
+  std::vector<std::unique_ptr<Socket>> closed_;         // released, freed outside callbacks
+  Ports ports_;
+  std::unique_ptr<turn::Server> turn_;
+  ::event* turnTimer_ = nullptr;
+  TimePoint turnTimerAt_ = kNever;
   std::unique_ptr<dataplane::StunResponder> xdp_;
+  std::unique_ptr<dataplane::RelayFastPath> fastPath_;
   std::optional<dataplane::AttachMode> xdpAttached_;
   RelaySocketCounters counters_;
+  std::vector<uint8_t> buf_ = std::vector<uint8_t>(kMaxDatagram);
 };
 
 }  // namespace tgw

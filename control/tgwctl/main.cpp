@@ -22,7 +22,9 @@ void usage(FILE* out) {
       "\n"
       "Commands (ask the running tgwd):\n"
       "  status              version, roles, uptime, where the fast path is attached\n"
-      "  stats               counters: XDP by (family, verdict, reason), userspace STUN, sockets\n"
+      "  stats               counters: XDP by (family, verdict, reason), userspace STUN, TURN, sockets\n"
+      "  allocations         TURN allocations: user, client, relayed addresses, permissions,\n"
+      "                      channels (and whether XDP carries them), time left, traffic\n"
       "\n"
       "Commands (run here, no daemon needed):\n"
       "  netcheck [--server ADDR[:PORT]]... [--config FILE] [--timeout SECONDS]\n"
@@ -62,6 +64,16 @@ void printStatus(const Json& s) {
                 r["stun"]["rfc5780"].get<bool>() ? "yes" : "no");
     for (const auto& e : r["stun"]["endpoints"]) std::printf(" %s", num(e).c_str());
     std::printf("\n");
+    if (r.contains("turn") && r["turn"].is_object()) {
+      const auto& t = r["turn"];
+      std::printf("  turn        realm %s, relayed ports %s on", num(t["realm"]).c_str(), num(t["ports"]).c_str());
+      for (const auto& a : t["relay_addresses"]) std::printf(" %s", num(a).c_str());
+      std::printf(", %s users%s, %s allocations, fast path %s\n", num(t["users"]).c_str(),
+                  t["rest"].get<bool>() ? " + REST secret" : "", num(t["allocations"]).c_str(),
+                  t["fast_path"].get<bool>() ? "yes" : "no");
+    } else {
+      std::printf("  turn        off\n");
+    }
   }
   if (s.contains("control")) {
     std::printf("control:\n  socket      %s (served %s, refused %s)\n", num(s["control"]["socket"]).c_str(),
@@ -87,8 +99,47 @@ void printStats(const Json& s) {
   }
   std::printf("Userspace STUN:\n");
   for (const auto& [k, v] : r["stun"].items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+  if (r.contains("turn")) {
+    std::printf("TURN (socket path; XDP's share is in the table above):\n");
+    for (const auto& [k, v] : r["turn"].items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+  }
   std::printf("Sockets:\n");
   for (const auto& [k, v] : r["sockets"].items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+}
+
+std::string traffic(const Json& t) {
+  return "to peer " + num(t["to_peer_packets"]) + " pkts / " + num(t["to_peer_bytes"]) + " B, to client " +
+         num(t["to_client_packets"]) + " pkts / " + num(t["to_client_bytes"]) + " B, quota drops " +
+         num(t["dropped_quota_packets"]);
+}
+
+void printAllocations(const Json& r) {
+  if (!r["turn"].get<bool>()) {
+    std::printf("TURN is off ([relay.turn] absent or enabled = false)\n");
+    return;
+  }
+  const auto& list = r["allocations"];
+  std::printf("%zu allocation%s\n", list.size(), list.size() == 1 ? "" : "s");
+  for (const auto& a : list) {
+    std::printf("\n%s  user %s  via %s  %s s left\n  relayed    ", num(a["client"]).c_str(), num(a["user"]).c_str(),
+                num(a["server"]).c_str(), num(a["time_left_s"]).c_str());
+    for (const auto& x : a["relayed"]) std::printf(" %s", num(x).c_str());
+    std::printf("\n  permissions");
+    if (a["permissions"].empty()) std::printf(" none");
+    for (const auto& p : a["permissions"]) std::printf(" %s (%s s)", num(p["peer"]).c_str(), num(p["time_left_s"]).c_str());
+    std::printf("\n  channels   ");
+    if (a["channels"].empty()) std::printf(" none");
+    for (const auto& c : a["channels"]) {
+      char number[8];
+      std::snprintf(number, sizeof number, "0x%04x", c["channel"].get<unsigned>());
+      std::printf(" %s -> %s (%s s%s)", number, num(c["peer"]).c_str(), num(c["time_left_s"]).c_str(),
+                  c["fast_path"].get<bool>() ? ", XDP" : "");
+    }
+    std::printf("\n  traffic     %s\n", traffic(a["traffic"]).c_str());
+    if (a.contains("fast_path_traffic")) {
+      std::printf("  of it XDP   %s\n", traffic(a["fast_path_traffic"]).c_str());
+    }
+  }
 }
 
 int runNetcheck(int argc, char** argv, bool json) {
@@ -207,7 +258,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (cmd != "status" && cmd != "stats") {
+  if (cmd != "status" && cmd != "stats" && cmd != "allocations") {
     std::fprintf(stderr, "tgwctl: unknown command '%s' (see tgwctl --help)\n", cmd.c_str());
     return 2;
   }
@@ -220,6 +271,8 @@ int main(int argc, char** argv) {
     std::cout << r->dump(2) << "\n";
   } else if (cmd == "status") {
     printStatus(*r);
+  } else if (cmd == "allocations") {
+    printAllocations(*r);
   } else {
     printStats(*r);
   }

@@ -1,0 +1,308 @@
+// The relay role's TURN shell on loopback, XDP off: the real daemon with [relay.turn], real
+// relayed sockets, the real control socket. A client on 127.0.0.1 allocates with long-term
+// credentials; a peer on 127.0.0.3 (allowed by peer_allow) exchanges data through Send/Data
+// indications and through a channel; `allocations` and `stats` show it; Refresh with
+// LIFETIME 0 closes the relayed port. (The TURN logic itself is tested in tests/unit/turn.)
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "api/control_api.h"
+#include "config/config.h"
+#include "crypto/hashes.h"
+#include "daemon/daemon.h"
+#include "stun/message.h"
+
+namespace tgw {
+namespace {
+
+constexpr const char* kUser = "alice";
+constexpr const char* kPassword = "wonderland";
+constexpr const char* kRealm = "tgw.test";
+constexpr uint16_t kChannel = 0x4001;
+
+uint16_t freeUdpPort(const char* ip) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+int boundSocket(const SockAddr& at) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_storage ss{};
+  socklen_t len = at.toSockaddr(&ss);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool portFree(const SockAddr& at) {
+  int fd = boundSocket(at);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
+void sendBytes(int fd, const SockAddr& to, std::span<const uint8_t> bytes) {
+  sockaddr_storage ss{};
+  socklen_t len = to.toSockaddr(&ss);
+  ASSERT_EQ(sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len),
+            static_cast<ssize_t>(bytes.size()));
+}
+
+// One datagram (empty after the 2 s receive timeout) and its source.
+std::pair<std::vector<uint8_t>, SockAddr> receive(int fd) {
+  std::vector<uint8_t> buf(4096);
+  sockaddr_storage from{};
+  socklen_t len = sizeof from;
+  ssize_t n = recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+  if (n < 0) return {{}, {}};
+  buf.resize(static_cast<size_t>(n));
+  return {buf, *SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), len)};
+}
+
+class RelayTurn : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = freeUdpPort("127.0.0.1");
+    minPort_ = 41000 + static_cast<uint16_t>(getpid() % 2000) * 4;
+    sock_ = "/tmp/tgw-relay-turn-test-" + std::to_string(getpid()) + ".sock";
+    std::string text = "[daemon]\ncontrol_socket = \"" + sock_ + "\"\n[relay]\nxdp_mode = \"off\"\n" +
+                       "address = \"127.0.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +
+                       "[relay.turn]\nrealm = \"" + kRealm + "\"\nmin_port = " + std::to_string(minPort_) +
+                       "\nmax_port = " + std::to_string(minPort_ + 3) + "\npeer_allow = [\"127.0.0.0/8\"]\n" +
+                       "[[relay.turn.user]]\nname = \"" + kUser + "\"\npassword = \"" + kPassword + "\"\n";
+    auto cfg = config::parse(text, "test.toml");
+    ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+    auto d = Daemon::create(*cfg);
+    ASSERT_TRUE(d.ok()) << d.error().message;
+    daemon_ = std::move(*d);
+    loop_ = std::thread([this] { daemon_->run(); });
+    server_ = SockAddr(*IpAddr::parse("127.0.0.1"), port_);
+    client_ = boundSocket(SockAddr(*IpAddr::parse("127.0.0.1"), 0));
+    peerAddr_ = SockAddr(*IpAddr::parse("127.0.0.3"), freeUdpPort("127.0.0.3"));
+    peer_ = boundSocket(peerAddr_);
+    ASSERT_GE(client_, 0);
+    ASSERT_GE(peer_, 0);
+    key_ = crypto::longTermKey(kUser, kRealm, kPassword);
+  }
+  void TearDown() override {
+    if (daemon_) {
+      daemon_->requestStop();
+      loop_.join();
+      daemon_.reset();
+    }
+    if (client_ >= 0) close(client_);
+    if (peer_ >= 0) close(peer_);
+  }
+
+  // Sends a request (authenticated once a nonce is known) and returns the parsed answer.
+  stun::Message request(stun::Method method, const std::function<void(stun::MessageBuilder&)>& attrs) {
+    stun::MessageBuilder b(method, stun::Class::Request, stun::newTransactionId());
+    attrs(b);
+    if (!nonce_.empty()) {
+      b.addString(stun::attr::kUsername, kUser).addString(stun::attr::kRealm, kRealm)
+          .addString(stun::attr::kNonce, nonce_).withIntegrity(key_);
+    }
+    sendBytes(client_, server_, b.finish());
+    auto [bytes, from] = receive(client_);
+    EXPECT_EQ(from, server_);
+    kept_.push_back(std::move(bytes));  // a Message is a view over its bytes
+    auto m = stun::Message::parse(kept_.back());
+    EXPECT_TRUE(m.ok()) << "no or bad answer to method " << static_cast<int>(method);
+    return m.ok() ? *m : stun::Message();
+  }
+
+  uint16_t port_ = 0, minPort_ = 0;
+  std::string sock_;
+  std::unique_ptr<Daemon> daemon_;
+  std::thread loop_;
+  SockAddr server_, peerAddr_;
+  int client_ = -1, peer_ = -1;
+  std::array<uint8_t, 16> key_{};
+  std::string nonce_;
+  std::deque<std::vector<uint8_t>> kept_;
+};
+
+TEST_F(RelayTurn, AllocateRelayThroughIndicationsAndChannelThenDelete) {
+  auto requestedUdp = [](stun::MessageBuilder& b) { b.addU32(stun::attr::kRequestedTransport, 17u << 24); };
+  // Unauthenticated: 401 with REALM and NONCE, and no state.
+  stun::Message challenge = request(stun::Method::Allocate, requestedUdp);
+  ASSERT_EQ(challenge.cls(), stun::Class::ErrorResponse);
+  ASSERT_TRUE(challenge.errorCode());
+  EXPECT_EQ(challenge.errorCode()->code, 401);
+  EXPECT_EQ(challenge.stringAttr(stun::attr::kRealm), kRealm);
+  ASSERT_TRUE(challenge.stringAttr(stun::attr::kNonce));
+  nonce_ = *challenge.stringAttr(stun::attr::kNonce);
+
+  stun::Message allocated = request(stun::Method::Allocate, requestedUdp);
+  ASSERT_EQ(allocated.cls(), stun::Class::SuccessResponse)
+      << (allocated.errorCode() ? allocated.errorCode()->reason : std::string("?"));
+  auto relayed = allocated.xorAddress(stun::attr::kXorRelayedAddress);
+  ASSERT_TRUE(relayed);
+  EXPECT_EQ(relayed->ip().toString(), "127.0.0.1");
+  EXPECT_GE(relayed->port(), minPort_);
+  EXPECT_LE(relayed->port(), minPort_ + 3);
+  EXPECT_FALSE(portFree(*relayed)) << "the relayed port has no real socket behind it";
+
+  stun::Message perm = request(stun::Method::CreatePermission,
+                               [&](stun::MessageBuilder& b) { b.addXorAddress(stun::attr::kXorPeerAddress, peerAddr_); });
+  ASSERT_EQ(perm.cls(), stun::Class::SuccessResponse);
+
+  // Send indication -> plain UDP from the relayed address to the peer.
+  const std::vector<uint8_t> hello = {'h', 'e', 'l', 'l', 'o'};
+  sendBytes(client_, server_,
+            stun::MessageBuilder(stun::Method::Send, stun::Class::Indication, stun::newTransactionId())
+                .addXorAddress(stun::attr::kXorPeerAddress, peerAddr_)
+                .addRaw(stun::attr::kData, hello)
+                .finish());
+  auto [atPeer, fromRelay] = receive(peer_);
+  EXPECT_EQ(atPeer, hello);
+  EXPECT_EQ(fromRelay, *relayed);
+
+  // Peer -> relayed address -> Data indication to the client.
+  const std::vector<uint8_t> back = {'b', 'a', 'c', 'k', '!', '!'};
+  sendBytes(peer_, *relayed, back);
+  auto [dataInd, fromServer] = receive(client_);
+  EXPECT_EQ(fromServer, server_);
+  auto data = stun::Message::parse(dataInd);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->method(), stun::Method::Data);
+  EXPECT_EQ(data->cls(), stun::Class::Indication);
+  EXPECT_EQ(data->xorAddress(stun::attr::kXorPeerAddress), peerAddr_);
+  ASSERT_TRUE(data->find(stun::attr::kData));
+  auto value = data->find(stun::attr::kData)->value;
+  EXPECT_EQ(std::vector<uint8_t>(value.begin(), value.end()), back);
+
+  // A channel, then ChannelData both ways.
+  stun::Message bound = request(stun::Method::ChannelBind, [&](stun::MessageBuilder& b) {
+    b.addU32(stun::attr::kChannelNumber, uint32_t{kChannel} << 16).addXorAddress(stun::attr::kXorPeerAddress, peerAddr_);
+  });
+  ASSERT_EQ(bound.cls(), stun::Class::SuccessResponse);
+  const std::vector<uint8_t> viaChannel = {0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c', 0x00};  // padded to 4
+  sendBytes(client_, server_, viaChannel);
+  auto [chanAtPeer, chanFrom] = receive(peer_);
+  EXPECT_EQ(chanAtPeer, (std::vector<uint8_t>{'a', 'b', 'c'}));
+  EXPECT_EQ(chanFrom, *relayed);
+  sendBytes(peer_, *relayed, std::vector<uint8_t>{'x', 'y'});
+  auto [chanAtClient, chanFrom2] = receive(client_);
+  EXPECT_EQ(chanFrom2, server_);
+  ASSERT_GE(chanAtClient.size(), 6u);
+  EXPECT_EQ(std::vector<uint8_t>(chanAtClient.begin(), chanAtClient.begin() + 6),
+            (std::vector<uint8_t>{0x40, 0x01, 0x00, 0x02, 'x', 'y'}));
+
+  // The operator's view.
+  auto allocs = api::call(sock_, "allocations");
+  ASSERT_TRUE(allocs.ok()) << allocs.error().message;
+  EXPECT_EQ((*allocs)["turn"], true);
+  ASSERT_EQ((*allocs)["allocations"].size(), 1u) << allocs->dump(2);
+  const auto& a = (*allocs)["allocations"][0];
+  EXPECT_EQ(a["user"], kUser);
+  EXPECT_EQ(a["server"], server_.toString());
+  ASSERT_EQ(a["relayed"].size(), 1u);
+  EXPECT_EQ(a["relayed"][0], relayed->toString());
+  ASSERT_EQ(a["permissions"].size(), 1u);
+  EXPECT_EQ(a["permissions"][0]["peer"], "127.0.0.3");
+  ASSERT_EQ(a["channels"].size(), 1u);
+  EXPECT_EQ(a["channels"][0]["channel"], kChannel);
+  EXPECT_EQ(a["channels"][0]["peer"], peerAddr_.toString());
+  EXPECT_EQ(a["channels"][0]["fast_path"], false);
+  EXPECT_GT(a["time_left_s"].get<double>(), 500.0);
+  EXPECT_EQ(a["traffic"]["to_peer_packets"], 2);
+  EXPECT_EQ(a["traffic"]["to_peer_bytes"], hello.size() + 3);
+  EXPECT_EQ(a["traffic"]["to_client_packets"], 2);
+  EXPECT_EQ(a["traffic"]["to_client_bytes"], back.size() + 2);
+  EXPECT_FALSE(a.contains("fast_path_traffic"));
+
+  auto stats = api::call(sock_, "stats");
+  ASSERT_TRUE(stats.ok());
+  const auto& turn = (*stats)["relay"]["turn"];
+  EXPECT_EQ(turn["allocations_created"], 1);
+  EXPECT_EQ(turn["errors_401"], 1);
+  EXPECT_EQ(turn["send_indications"], 1);
+  EXPECT_EQ(turn["data_indications"], 1);
+  EXPECT_EQ(turn["channel_data_to_peer"], 1);
+  EXPECT_EQ(turn["channel_data_to_client"], 1);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_open"], 1);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["rx_peer_datagrams"], 2);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["tx_no_socket"], 0);
+
+  auto status = api::call(sock_, "status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ((*status)["relay"]["turn"]["realm"], kRealm);
+  EXPECT_EQ((*status)["relay"]["turn"]["allocations"], 1);
+  EXPECT_EQ((*status)["relay"]["turn"]["fast_path"], false);
+
+  // Refresh with LIFETIME 0 deletes the allocation and closes its relayed socket.
+  stun::Message deleted =
+      request(stun::Method::Refresh, [](stun::MessageBuilder& b) { b.addU32(stun::attr::kLifetime, 0); });
+  ASSERT_EQ(deleted.cls(), stun::Class::SuccessResponse);
+  auto after = api::call(sock_, "allocations");
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE((*after)["allocations"].empty());
+  EXPECT_TRUE(portFree(*relayed)) << "the relayed socket stayed open after the allocation was deleted";
+  auto stats2 = api::call(sock_, "stats");
+  ASSERT_TRUE(stats2.ok());
+  EXPECT_EQ((*stats2)["relay"]["sockets"]["relayed_ports_open"], 0);
+}
+
+TEST_F(RelayTurn, BindingStillGoesToTheStunServer) {
+  // A Binding request on the same port is not TURN's: the STUN server answers it.
+  sendBytes(client_, server_,
+            stun::MessageBuilder(stun::Method::Binding, stun::Class::Request, stun::newTransactionId()).finish());
+  auto [reply, from] = receive(client_);
+  auto m = stun::Message::parse(reply);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->cls(), stun::Class::SuccessResponse);
+  EXPECT_EQ(m->method(), stun::Method::Binding);
+  auto stats = api::call(sock_, "stats");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["relay"]["stun"]["binding_success"], 1);
+  EXPECT_EQ((*stats)["relay"]["turn"]["allocate_requests"], 0);
+}
+
+TEST_F(RelayTurn, PortRangeExhaustionIs508AndCounted) {
+  // Four ports in the range: four allocations from four client sockets, the fifth gets 508.
+  auto requestedUdp = [](stun::MessageBuilder& b) { b.addU32(stun::attr::kRequestedTransport, 17u << 24); };
+  nonce_ = *request(stun::Method::Allocate, requestedUdp).stringAttr(stun::attr::kNonce);
+  std::vector<int> extra;
+  int answered508 = 0;
+  for (int i = 0; i < 5; ++i) {
+    if (i > 0) {
+      extra.push_back(client_);
+      client_ = boundSocket(SockAddr(*IpAddr::parse("127.0.0.1"), 0));
+    }
+    stun::Message m = request(stun::Method::Allocate, requestedUdp);
+    if (m.cls() == stun::Class::ErrorResponse && m.errorCode() && m.errorCode()->code == 438) {
+      nonce_ = *m.stringAttr(stun::attr::kNonce);  // nonces are per client address: retry once
+      m = request(stun::Method::Allocate, requestedUdp);
+    }
+    if (m.cls() == stun::Class::ErrorResponse && m.errorCode() && m.errorCode()->code == 508) ++answered508;
+    EXPECT_EQ(m.cls() == stun::Class::SuccessResponse, i < 4)
+        << "allocation " << i << ": " << (m.errorCode() ? std::to_string(m.errorCode()->code) : std::string("success"));
+  }
+  EXPECT_EQ(answered508, 1);
+  for (int fd : extra) close(fd);
+  auto stats = api::call(sock_, "stats");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["relay"]["turn"]["errors_508"], 1);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_open"], 4);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_failed"], 1);
+}
+
+}  // namespace
+}  // namespace tgw
