@@ -1,0 +1,422 @@
+// The TURN client against tgw's own turn::Server in the simulated network: the real server
+// state machine on a relay host in the simulated Internet, its relayed ports bound as real
+// simulated sockets, a peer host, and the client behind an RFC 4787 NAT. Hours of
+// simulated time run in milliseconds.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "dataplane/turn_table.h"
+#include "sim/nat.h"
+#include "sim/network.h"
+#include "turn/server.h"
+#include "turnclient/client.h"
+
+namespace tgw::turnclient {
+namespace {
+
+using namespace std::chrono_literals;
+
+IpAddr ip(const char* s) { return IpAddr::parse(s).value(); }
+SockAddr sa(const char* s) { return SockAddr::parse(s).value(); }
+std::vector<uint8_t> bytesOf(std::string_view s) { return {s.begin(), s.end()}; }
+
+const IpAddr kRelayIp = ip("198.18.0.10");
+const SockAddr kListen = sa("198.18.0.10:3478");
+const IpAddr kNatIp = ip("198.18.5.1");
+const SockAddr kClientLocal = sa("192.168.1.2:5000");
+const SockAddr kPeer1 = sa("198.18.7.7:4000");
+const SockAddr kPeer2 = sa("198.18.8.8:5000");
+
+// Relayed ports as simulated sockets on the relay host: what a peer sends there reaches
+// turn::Server::onPeerDatagram, as the relay shell's real sockets do.
+class SimPorts final : public turn::PortReserver {
+ public:
+  sim::Host* host = nullptr;
+  sim::Handler onPeer;
+  Result<SockAddr> reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort, bool evenPort) override {
+    for (uint32_t p = minPort; p <= maxPort; ++p) {
+      if (evenPort && p % 2) continue;
+      SockAddr a(relayIp, static_cast<uint16_t>(p));
+      if (used.count(a)) continue;
+      auto bound = host->bind(a, onPeer);
+      if (!bound) continue;
+      used.insert(a);
+      return a;
+    }
+    return fail("no free port");
+  }
+  void release(const SockAddr& relayed) override {
+    host->unbind(relayed);
+    used.erase(relayed);
+  }
+  std::set<SockAddr> used;
+};
+
+struct PeerReceived {
+  SockAddr from;
+  std::vector<uint8_t> bytes;
+};
+
+class TurnSim : public ::testing::Test {
+ protected:
+  TurnSim() {
+    serverCfg.realm = "tgw.test";
+    serverCfg.users = {{"edge", "edge-pass"}};
+    serverCfg.relayIps = {kRelayIp};
+    serverCfg.minPort = 50000;
+    serverCfg.maxPort = 50099;
+    serverCfg.nonceSecret.fill(3);
+    clientCfg.server = kListen;
+    clientCfg.credentials = {"edge", "edge-pass"};
+    natCfg.mapping = sim::NatMapping::EndpointIndependent;
+    natCfg.filtering = sim::NatFiltering::AddressAndPortDependent;
+    natCfg.mappingTimeout = 30s;  // an impatient NAT: only keepalives keep the 5-tuple
+  }
+
+  void build() {
+    auto& inet = net.internet();
+    relay = &net.addHost(inet, "relay", {kRelayIp});
+    peer1 = &net.addHost(inet, "peer1", {kPeer1.ip()});
+    peer2 = &net.addHost(inet, "peer2", {kPeer2.ip()});
+    nat = &net.addNat(inet, "home", {kNatIp}, natCfg);
+    clientHost = &net.addHost(nat->inside(), "client", {kClientLocal.ip()}, clientLink);
+
+    ports.host = relay;
+    ports.onPeer = [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to, TimePoint now) {
+      std::vector<turn::Send> out;
+      server->onPeerDatagram(b, from, to, now, out);
+      flushServer(out);
+    };
+    server = std::make_unique<turn::Server>(serverCfg, ports, &table);
+    ASSERT_TRUE(relay->bind(kListen, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
+                                            TimePoint now) {
+                       std::vector<turn::Send> out;
+                       if (!server->onClientDatagram(b, from, to, now, out)) ++notTurnAtServer;
+                       flushServer(out);
+                     }).ok());
+    auto recorder = [](std::vector<PeerReceived>* log) {
+      return [log](std::span<const uint8_t> b, const SockAddr& from, const SockAddr&, TimePoint) {
+        log->push_back({from, {b.begin(), b.end()}});
+      };
+    };
+    ASSERT_TRUE(peer1->bind(kPeer1, recorder(&peer1Got)).ok());
+    ASSERT_TRUE(peer2->bind(kPeer2, recorder(&peer2Got)).ok());
+    client = std::make_unique<Client>(clientCfg);
+    ASSERT_TRUE(clientHost->bind(kClientLocal, [this](std::span<const uint8_t> b, const SockAddr& from,
+                                                      const SockAddr&, TimePoint now) {
+                         client->onDatagram(b, from, now);
+                         flushClient();
+                       }).ok());
+  }
+
+  void flushServer(std::vector<turn::Send>& out) {
+    for (auto& s : out) relay->send(s.from, s.to, s.bytes);
+    out.clear();
+  }
+  void flushClient() {
+    for (auto& t : client->takeTransmits()) clientHost->send(kClientLocal, t.to, t.bytes);
+    for (auto& e : client->takeEvents()) events.push_back(std::move(e));
+  }
+
+  // Runs the network, the client's timers (unless frozen) and the server's timers.
+  void runFor(Duration d) {
+    sim::Network::Machine m;
+    m.nextDeadline = [this] {
+      return std::min(frozen ? kNever : client->nextDeadline(), server->nextDeadline());
+    };
+    m.onTimer = [this](TimePoint now) {
+      if (!frozen && client->nextDeadline() <= now) {
+        client->onTimer(now);
+        flushClient();
+      }
+      if (server->nextDeadline() <= now) {
+        std::vector<turn::Send> out;
+        server->onTimer(now, out);
+        flushServer(out);
+      }
+    };
+    net.drive(m, net.now() + d);
+  }
+
+  void start() {
+    client->start(net.now());
+    flushClient();
+  }
+
+  template <typename T>
+  std::vector<T> eventsOf() const {
+    std::vector<T> out;
+    for (const auto& e : events)
+      if (auto* p = std::get_if<T>(&e)) out.push_back(*p);
+    return out;
+  }
+
+  void allocateOk() {
+    start();
+    runFor(1s);
+    ASSERT_EQ(client->state(), Client::State::Allocated);
+  }
+
+  // Binds a channel to peer 1 and a plain permission to peer 2; all confirmed.
+  void permissionsAndChannel(Duration wait = 1s) {
+    ASSERT_TRUE(client->addPeer(kPeer2.ip(), net.now()).ok());
+    ASSERT_TRUE(client->bindChannel(kPeer1, net.now()).ok());
+    flushClient();
+    runFor(wait);
+    ASSERT_EQ(client->channelFor(kPeer1), 0x4000);
+    ASSERT_TRUE(client->hasPermission(kPeer2.ip(), net.now()));
+  }
+
+  // Data both ways: via the channel to peer 1, via Send / Data indications to peer 2.
+  void dataBothWays() {
+    peer1Got.clear();
+    peer2Got.clear();
+    events.clear();
+    const SockAddr relayed = client->relayedAddresses().at(0);
+    ASSERT_TRUE(client->send(kPeer1, bytesOf("to-peer-1"), net.now()).ok());
+    ASSERT_TRUE(client->send(kPeer2, bytesOf("to-peer-2"), net.now()).ok());
+    flushClient();
+    runFor(100ms);
+    ASSERT_EQ(peer1Got.size(), 1u);
+    EXPECT_EQ(peer1Got[0].from, relayed);
+    EXPECT_EQ(peer1Got[0].bytes, bytesOf("to-peer-1"));
+    ASSERT_EQ(peer2Got.size(), 1u);
+    EXPECT_EQ(peer2Got[0].from, relayed);
+    EXPECT_EQ(peer2Got[0].bytes, bytesOf("to-peer-2"));
+    peer1->send(kPeer1, relayed, bytesOf("from-peer-1"));
+    runFor(100ms);
+    peer2->send(kPeer2, relayed, bytesOf("from-peer-2"));
+    runFor(100ms);
+  }
+
+  sim::Network net{7};
+  sim::NatConfig natCfg;
+  sim::Link clientLink;
+  turn::ServerConfig serverCfg;
+  Config clientCfg;
+  SimPorts ports;
+  dataplane::MemoryTurnTable table{64};
+  std::unique_ptr<turn::Server> server;
+  std::unique_ptr<Client> client;
+  sim::Host* relay = nullptr;
+  sim::Host* peer1 = nullptr;
+  sim::Host* peer2 = nullptr;
+  sim::Host* clientHost = nullptr;
+  sim::Nat* nat = nullptr;
+  std::vector<Event> events;
+  std::vector<PeerReceived> peer1Got, peer2Got;
+  uint64_t notTurnAtServer = 0;
+  bool frozen = false;
+};
+
+TEST_F(TurnSim, AllocatesThroughNatWithSha256) {
+  build();
+  start();
+  runFor(1s);
+  ASSERT_EQ(client->state(), Client::State::Allocated);
+  auto allocated = eventsOf<Allocated>();
+  ASSERT_EQ(allocated.size(), 1u);
+  const auto external = nat->mappingFor(kClientLocal, kListen, net.now());
+  ASSERT_TRUE(external);
+  EXPECT_EQ(allocated[0].mapped, *external) << "XOR-MAPPED-ADDRESS is the NAT's mapping";
+  ASSERT_EQ(allocated[0].relayed.size(), 1u);
+  EXPECT_EQ(allocated[0].relayed[0].ip(), kRelayIp);
+  EXPECT_TRUE(ports.used.count(allocated[0].relayed[0]));
+  EXPECT_EQ(allocated[0].lifetime, 600s);
+  EXPECT_EQ(client->passwordAlgorithm(), kPasswordAlgorithmSha256) << "tgw's server offers SHA-256";
+  auto infos = server->allocations(net.now());
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_EQ(infos[0].client, *external);
+  EXPECT_EQ(infos[0].user, "edge");
+  EXPECT_EQ(server->counters().errors401, 1u);
+  EXPECT_EQ(client->counters().authChallenges, 1u);
+}
+
+TEST_F(TurnSim, Md5WhenTheServerOffersNoAlgorithms) {
+  serverCfg.offerSha256 = false;
+  build();
+  allocateOk();
+  EXPECT_EQ(client->passwordAlgorithm(), kPasswordAlgorithmMd5);
+}
+
+TEST_F(TurnSim, StaysAllocatedForHoursBehindAnImpatientNat) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  runFor(std::chrono::hours(6));
+  EXPECT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_TRUE(eventsOf<AllocationLost>().empty());
+  EXPECT_TRUE(eventsOf<PermissionFailed>().empty());
+  EXPECT_TRUE(eventsOf<ChannelFailed>().empty());
+  EXPECT_GE(client->counters().refreshes, 71u);  // every 300 s
+  EXPECT_GE(client->counters().permissionsInstalled, 2u + 89u);  // every 240 s
+  EXPECT_GE(client->counters().channelsBound, 1u + 71u);  // every 300 s
+  EXPECT_GT(client->counters().keepalives, 1000u);
+  EXPECT_EQ(nat->counters().mappingsCreated, 1u) << "one NAT mapping for six hours: keepalives held it";
+  ASSERT_EQ(server->allocations(net.now()).size(), 1u);
+  const auto info = server->allocations(net.now())[0];
+  EXPECT_EQ(info.permissions.size(), 2u);
+  ASSERT_EQ(info.channels.size(), 1u);
+  EXPECT_EQ(info.channels[0].number, 0x4000);
+  EXPECT_EQ(info.channels[0].peer, kPeer1);
+  EXPECT_TRUE(info.channels[0].fastPath);
+  EXPECT_EQ(server->counters().allocationsExpired, 0u);
+  EXPECT_EQ(server->counters().permissionsExpired, 0u);
+  EXPECT_EQ(server->counters().channelsExpired, 0u);
+  EXPECT_EQ(table.routes().size(), 1u);
+  dataBothWays();
+}
+
+TEST_F(TurnSim, WithoutKeepalivesTheNatForgetsAndTheAllocationIsLost) {
+  clientCfg.keepalive = Duration::zero();
+  build();
+  allocateOk();
+  runFor(400s);
+  EXPECT_EQ(client->state(), Client::State::Lost);
+  auto lost = eventsOf<AllocationLost>();
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].code, 437) << "the refresh came from a new NAT mapping: a new 5-tuple";
+  EXPECT_EQ(nat->counters().mappingsCreated, 2u);
+}
+
+TEST_F(TurnSim, DataBothWaysViaChannelAndIndications) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  dataBothWays();
+  auto data = eventsOf<PeerData>();
+  ASSERT_EQ(data.size(), 2u);
+  EXPECT_EQ(data[0].peer, kPeer1);
+  EXPECT_EQ(data[0].data, bytesOf("from-peer-1"));
+  EXPECT_TRUE(data[0].viaChannel);
+  EXPECT_EQ(data[1].peer, kPeer2);
+  EXPECT_EQ(data[1].data, bytesOf("from-peer-2"));
+  EXPECT_FALSE(data[1].viaChannel);
+  const auto& sc = server->counters();
+  EXPECT_EQ(sc.channelDataToPeer, 1u);
+  EXPECT_EQ(sc.sendIndications, 1u);
+  EXPECT_EQ(sc.channelDataToClient, 1u);
+  EXPECT_EQ(sc.dataIndications, 1u);
+  EXPECT_EQ(client->counters().channelDataSent, 1u);
+  EXPECT_EQ(client->counters().sendIndications, 1u);
+  EXPECT_EQ(client->counters().channelDataReceived, 1u);
+  EXPECT_EQ(client->counters().dataIndications, 1u);
+}
+
+TEST_F(TurnSim, StaleNoncesAreRenewed) {
+  serverCfg.nonceLifetime = 100s;
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  runFor(3600s);
+  EXPECT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_GT(client->counters().staleNonces, 10u);
+  EXPECT_EQ(client->counters().staleNonces, server->counters().errors438);
+  EXPECT_TRUE(eventsOf<PermissionFailed>().empty());
+  EXPECT_TRUE(eventsOf<ChannelFailed>().empty());
+  dataBothWays();
+  EXPECT_EQ(eventsOf<PeerData>().size(), 2u);
+}
+
+TEST_F(TurnSim, ServerExpiresAnAllocationTheClientStoppedRefreshing) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  const SockAddr relayed = client->relayedAddresses().at(0);
+  frozen = true;  // the edge hangs: no timers, no refreshes
+  runFor(299s);
+  EXPECT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_EQ(table.routes().size(), 1u);
+  runFor(301s);  // 600 s after the Allocate
+  EXPECT_TRUE(server->allocations(net.now()).empty());
+  EXPECT_EQ(server->counters().allocationsExpired, 1u);
+  EXPECT_FALSE(ports.used.count(relayed)) << "the relayed port is released";
+  EXPECT_TRUE(table.routes().empty()) << "and the fast path's route removed";
+  frozen = false;
+  runFor(1s);
+  EXPECT_EQ(client->state(), Client::State::Lost);
+  ASSERT_EQ(eventsOf<AllocationLost>().size(), 1u);
+}
+
+TEST_F(TurnSim, NatRebootLosesTheAllocationWith437) {
+  build();
+  allocateOk();
+  nat->flush();  // the 5-tuple changes under the client
+  runFor(400s);
+  auto lost = eventsOf<AllocationLost>();
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].code, 437);
+  EXPECT_EQ(client->nextDeadline(), kNever);
+}
+
+TEST_F(TurnSim, WrongPasswordFailsWith401) {
+  clientCfg.credentials.password = "not-it";
+  build();
+  start();
+  runFor(1s);
+  EXPECT_EQ(client->state(), Client::State::Failed);
+  auto failed = eventsOf<AllocationFailed>();
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].code, 401);
+  EXPECT_EQ(server->counters().errors401, 2u);
+  EXPECT_TRUE(server->allocations(net.now()).empty());
+  runFor(120s);
+  EXPECT_EQ(client->counters().requestsSent, 2u) << "no retry loop with a refused password";
+}
+
+TEST_F(TurnSim, RestCredentials) {
+  serverCfg.restSecret = "north-secret";
+  const int64_t unixNow = 1700000000;
+  serverCfg.wallClockOffset = seconds(unixNow) - sim::kSimStart.time_since_epoch();
+  clientCfg.credentials = restCredentials("north-secret", "edge-1", unixNow + 3600);
+  build();
+  allocateOk();
+  EXPECT_EQ(server->allocations(net.now())[0].user, "1700003600:edge-1");
+
+  // Expired ephemeral credentials are refused.
+  clientCfg.credentials = restCredentials("north-secret", "edge-1", unixNow - 1);
+  client = std::make_unique<Client>(clientCfg);
+  start();
+  runFor(1s);
+  ASSERT_EQ(eventsOf<AllocationFailed>().size(), 1u);
+  EXPECT_EQ(eventsOf<AllocationFailed>()[0].code, 401);
+}
+
+TEST_F(TurnSim, CloseDeletesTheAllocation) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  const SockAddr relayed = client->relayedAddresses().at(0);
+  client->close(net.now());
+  flushClient();
+  runFor(1s);
+  EXPECT_EQ(client->state(), Client::State::Closed);
+  EXPECT_EQ(eventsOf<Closed>().size(), 1u);
+  EXPECT_TRUE(server->allocations(net.now()).empty());
+  EXPECT_EQ(server->counters().allocationsDeleted, 1u);
+  EXPECT_FALSE(ports.used.count(relayed));
+  EXPECT_TRUE(table.routes().empty());
+}
+
+TEST_F(TurnSim, LossyLinkStillAllocatesAndHolds) {
+  clientLink.loss = 0.2;  // each way, on the client's link
+  // RFC 4787 REQ-5's 2 minutes: a 30 s NAT with 20 % loss loses its mapping whenever two
+  // keepalives in a row are lost (about once an hour); 8 in a row is unlikely.
+  natCfg.mappingTimeout = 120s;
+  build();
+  start();
+  runFor(60s);
+  ASSERT_EQ(client->state(), Client::State::Allocated);
+  permissionsAndChannel(60s);
+  runFor(3600s);
+  EXPECT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_GT(client->counters().retransmissions, 0u);
+  for (const auto& l : eventsOf<AllocationLost>()) ADD_FAILURE() << "lost: " << l.code << " " << l.reason;
+  EXPECT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_GT(net.counters().lost, 50u) << "the link really was lossy";
+}
+
+}  // namespace
+}  // namespace tgw::turnclient
