@@ -11,7 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   dpdk-dev libdpdk-dev
   # lab
-  iproute2 nftables conntrack coturn tcpdump socat procps
+  iproute2 nftables conntrack coturn tcpdump socat procps ethtool
 )
 
 if [ "$(id -u)" -ne 0 ]; then
