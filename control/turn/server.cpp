@@ -93,11 +93,16 @@ int64_t millis(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+__extension__ using U128 = unsigned __int128;  // bytes/s times nanoseconds overflows 64 bits
+
+// Integer token bucket: whole bytes plus the fraction of a byte earned, in byte-nanoseconds.
 struct TokenBucket {
-  double tokens = 0;
+  uint64_t tokens = 0;
+  uint64_t fraction = 0;  // < 1e9
   TimePoint last{};
   bool started = false;
 };
+constexpr uint64_t kNanosPerSecond = 1000000000;
 
 }  // namespace
 
@@ -468,23 +473,32 @@ struct Server::Impl {
 
   bool admit(Allocation& a, size_t bytes, TimePoint now) {
     if (config.bytesPerSecond == 0) return true;
-    const double depth = static_cast<double>(config.burstBytes ? config.burstBytes : config.bytesPerSecond);
+    const uint64_t depth = config.burstBytes ? config.burstBytes : config.bytesPerSecond;
     auto& b = a.bucket;
     if (!b.started) {
       b.started = true;
       b.tokens = depth;
+      b.last = now;
     } else if (now > b.last) {
-      const double secs = std::chrono::duration<double>(now - b.last).count();
-      b.tokens = std::min(depth, b.tokens + secs * static_cast<double>(config.bytesPerSecond));
+      const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - b.last).count());
+      const U128 earned = U128{ns} * config.bytesPerSecond + b.fraction;
+      const U128 total = U128{b.tokens} + earned / kNanosPerSecond;
+      b.fraction = static_cast<uint64_t>(earned % kNanosPerSecond);
+      if (total >= depth) {
+        b.tokens = depth;
+        b.fraction = 0;
+      } else {
+        b.tokens = static_cast<uint64_t>(total);
+      }
+      b.last = now;
     }
-    b.last = std::max(b.last, now);
-    if (b.tokens < static_cast<double>(bytes)) {
+    if (b.tokens < bytes) {
       ++counters.droppedQuota;
       ++a.traffic.droppedQuotaPackets;
       a.traffic.droppedQuotaBytes += bytes;
       return false;
     }
-    b.tokens -= static_cast<double>(bytes);
+    b.tokens -= bytes;
     return true;
   }
 

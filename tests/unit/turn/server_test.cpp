@@ -1,0 +1,915 @@
+// The TURN server (RFC 8656) against a fake port reserver, the in-memory fast-path table
+// and simulated time.
+#include <gtest/gtest.h>
+
+#include <sodium.h>
+
+#include "turn_harness.h"
+
+namespace tgw::turn::test {
+namespace {
+
+class TurnServer : public TurnHarness {
+ protected:
+  Client alice{sa("198.19.1.2:40000"), "alice", "alice-pass"};
+  Client bob{sa("198.19.2.2:41000"), "bob", "bob-pass"};
+
+  // Gets a nonce the way a client does: an unauthenticated request, then the 401.
+  void login(Client& c, TimePoint t = kT0, const SockAddr& local = kListen) {
+    auto r = fromClient(c.bare(Method::Allocate, udp), c.addr, t, local);
+    ASSERT_EQ(r.size(), 1u);
+    ASSERT_EQ(r[0].errorCode(), 401);
+    c.nonce = *r[0].msg().stringAttr(attr::kNonce);
+    auto algs = r[0].msg().find(attr::kPasswordAlgorithms);
+    if (algs) c.offeredAlgorithms.assign(algs->value.begin(), algs->value.end());
+  }
+  Out one(std::vector<Out> r) {
+    EXPECT_EQ(r.size(), 1u);
+    return r.empty() ? Out{} : r[0];
+  }
+  Out allocate(Client& c, TimePoint t = kT0, std::function<void(MessageBuilder&)> more = nullptr) {
+    return one(fromClient(c.request(Method::Allocate,
+                                    [&](MessageBuilder& b) {
+                                      udp(b);
+                                      if (more) more(b);
+                                    }),
+                          c.addr, t));
+  }
+  SockAddr relayedOf(const Out& o) { return *o.msg().xorAddress(attr::kXorRelayedAddress); }
+  Out permit(Client& c, std::vector<SockAddr> peers, TimePoint t) {
+    return one(fromClient(c.request(Method::CreatePermission,
+                                    [&](MessageBuilder& b) {
+                                      for (const auto& p : peers) b.addXorAddress(attr::kXorPeerAddress, p);
+                                    }),
+                          c.addr, t));
+  }
+  Out bind(Client& c, uint16_t channel, const SockAddr& peer, TimePoint t) {
+    return one(fromClient(c.request(Method::ChannelBind,
+                                    [&](MessageBuilder& b) {
+                                      const uint8_t v[4] = {static_cast<uint8_t>(channel >> 8),
+                                                            static_cast<uint8_t>(channel), 0, 0};
+                                      b.addRaw(attr::kChannelNumber, v);
+                                      b.addXorAddress(attr::kXorPeerAddress, peer);
+                                    }),
+                          c.addr, t));
+  }
+  Out refresh(Client& c, std::optional<uint32_t> lifetime, TimePoint t) {
+    return one(fromClient(c.request(Method::Refresh,
+                                    [&](MessageBuilder& b) {
+                                      if (lifetime) b.addU32(attr::kLifetime, *lifetime);
+                                    }),
+                          c.addr, t));
+  }
+  std::vector<uint8_t> sendIndication(const SockAddr& peer, const std::vector<uint8_t>& data) {
+    MessageBuilder b(Method::Send, Class::Indication, stun::newTransactionId());
+    b.addXorAddress(attr::kXorPeerAddress, peer);
+    b.addRaw(attr::kData, data);
+    return b.finish();
+  }
+  bool verifies(const Out& o, const Client& c) { return o.msg().verifyIntegrity(c.key()); }
+};
+
+const SockAddr kPeer = sa("198.18.5.5:5000");
+const std::vector<uint8_t> kPayload = {'h', 'e', 'l', 'l', 'o', 0, 1, 2, 3};
+
+// ---- authentication --------------------------------------------------------------------
+
+TEST_F(TurnServer, UnauthenticatedRequestGets401WithRealmNonceAndAlgorithmsAndCreatesNoState) {
+  for (int i = 0; i < 500; ++i) {
+    SockAddr from(IpAddr::v4(0xC6130000u + static_cast<uint32_t>(i)), static_cast<uint16_t>(1000 + i));
+    auto r = fromClient(alice.bare(Method::Allocate, udp), from, kT0 + std::chrono::milliseconds(i));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].errorCode(), 401);
+    auto m = r[0].msg();
+    EXPECT_EQ(*m.stringAttr(attr::kRealm), "example.org");
+    EXPECT_TRUE(m.has(attr::kNonce));
+    EXPECT_TRUE(m.has(attr::kPasswordAlgorithms));
+    EXPECT_FALSE(m.has(attr::kMessageIntegrity));
+    EXPECT_EQ(r[0].send.to, from);
+    EXPECT_EQ(r[0].send.from, kListen);
+  }
+  EXPECT_TRUE(server().allocations(kT0).empty());
+  EXPECT_EQ(server().nextDeadline(), kNever);
+  EXPECT_EQ(ports.reserveCalls, 0);
+  EXPECT_EQ(server().counters().errors401, 500u);
+}
+
+TEST_F(TurnServer, NonceIsBoundToTheClientAddress) {
+  login(alice);
+  Client thief = alice;
+  thief.addr = sa("198.19.9.9:40000");
+  EXPECT_EQ(one(fromClient(thief.request(Method::Allocate, udp), thief.addr, kT0)).errorCode(), 438);
+  EXPECT_EQ(allocate(alice).msg().cls(), Class::SuccessResponse);
+}
+
+TEST_F(TurnServer, WrongPasswordUnknownUserAndWrongRealmGet401) {
+  login(alice);
+  Client wrong = alice;
+  wrong.password = "nope";
+  EXPECT_EQ(allocate(wrong).errorCode(), 401);
+  Client nobody = alice;
+  nobody.user = "mallory";
+  EXPECT_EQ(allocate(nobody).errorCode(), 401);
+  Client realm = alice;
+  realm.realm = "other.org";
+  EXPECT_EQ(allocate(realm).errorCode(), 401);
+  EXPECT_EQ(server().counters().errors401, 4u);  // + the login's
+  EXPECT_TRUE(server().allocations(kT0).empty());
+}
+
+TEST_F(TurnServer, IntegrityWithoutUsernameRealmOrNonceIs400) {
+  login(alice);
+  auto k = alice.key();
+  MessageBuilder b(Method::Allocate, Class::Request, alice.nextTid());
+  udp(b);
+  b.addString(attr::kUsername, "alice");
+  b.addString(attr::kRealm, "example.org");
+  auto r = one(fromClient(b.withIntegrity(k).finish(), alice.addr, kT0));
+  EXPECT_EQ(r.errorCode(), 400);
+}
+
+TEST_F(TurnServer, NonceExpiresWith438AndTheFreshNonceWorks) {
+  cfg.nonceLifetime = 60s;
+  login(alice, kT0);
+  EXPECT_EQ(allocate(alice, kT0 + 60s - 1ms).msg().cls(), Class::SuccessResponse);
+  auto stale = refresh(alice, 600, kT0 + 60s);
+  ASSERT_EQ(stale.errorCode(), 438);
+  EXPECT_EQ(*stale.msg().stringAttr(attr::kRealm), "example.org");
+  alice.nonce = *stale.msg().stringAttr(attr::kNonce);
+  auto ok = refresh(alice, 600, kT0 + 60s);
+  EXPECT_EQ(ok.msg().cls(), Class::SuccessResponse);
+  EXPECT_TRUE(verifies(ok, alice));
+  EXPECT_EQ(server().counters().errors438, 1u);
+}
+
+TEST_F(TurnServer, MessageIntegritySha256IsAcceptedAndAnsweredInKind) {
+  login(alice);
+  alice.sha256 = true;
+  auto r = allocate(alice);
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
+  EXPECT_TRUE(r.msg().has(attr::kMessageIntegritySha256));
+  EXPECT_FALSE(r.msg().has(attr::kMessageIntegrity));
+  EXPECT_TRUE(r.msg().verifyIntegritySha256(alice.key()));
+}
+
+TEST_F(TurnServer, PasswordAlgorithmSha256DerivesTheSha256Key) {
+  login(alice);
+  ASSERT_EQ(alice.offeredAlgorithms.size(), 8u);
+  alice.passwordAlgorithm = 0x0002;
+  alice.sha256 = true;
+  auto r = allocate(alice);
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(alice.key().size(), 32u);
+  EXPECT_TRUE(r.msg().verifyIntegritySha256(alice.key()));
+  // The MD5 key does not verify it: the server really used the SHA-256 key.
+  auto md5 = crypto::longTermKey("alice", "example.org", "alice-pass");
+  EXPECT_FALSE(r.msg().verifyIntegritySha256(md5));
+}
+
+TEST_F(TurnServer, PasswordAlgorithmsNotMatchingTheOfferIs400) {
+  login(alice);
+  alice.passwordAlgorithm = 0x0001;
+  alice.offeredAlgorithms = {0, 1, 0, 0};  // a downgrade: not what the server offered
+  EXPECT_EQ(allocate(alice).errorCode(), 400);
+}
+
+TEST_F(TurnServer, ResponsesCarryFingerprintWhenTheRequestDid) {
+  login(alice);
+  alice.fingerprint = true;
+  auto r = allocate(alice);
+  EXPECT_TRUE(r.msg().hasFingerprint());
+  EXPECT_TRUE(verifies(r, alice));
+  EXPECT_EQ(*r.msg().stringAttr(attr::kSoftware), "tgw-test");
+}
+
+// ---- TURN REST credentials ----------------------------------------------------------------
+
+class TurnRest : public TurnServer {
+ protected:
+  TurnRest() {
+    cfg.restSecret = "north";
+    cfg.wallClockOffset = std::chrono::seconds(1700000000) - kT0.time_since_epoch();
+  }
+  static std::string restPassword(const std::string& user, const std::string& secret) {
+    auto mac = crypto::hmacSha1({reinterpret_cast<const uint8_t*>(secret.data()), secret.size()},
+                                {reinterpret_cast<const uint8_t*>(user.data()), user.size()});
+    char out[64];
+    sodium_bin2base64(out, sizeof out, mac.data(), mac.size(), sodium_base64_VARIANT_ORIGINAL);
+    return out;
+  }
+};
+
+TEST_F(TurnRest, ValidEphemeralCredentialsBothForms) {
+  Client c1{sa("198.19.1.2:40000"), "1700000600:carol", restPassword("1700000600:carol", "north")};
+  login(c1);
+  EXPECT_EQ(allocate(c1).msg().cls(), Class::SuccessResponse);
+  Client c2{sa("198.19.1.3:40000"), "1700000600", restPassword("1700000600", "north")};
+  login(c2);
+  auto r = allocate(c2);
+  EXPECT_EQ(r.msg().cls(), Class::SuccessResponse);
+  EXPECT_TRUE(verifies(r, c2));
+  EXPECT_EQ(server().allocations(kT0).size(), 2u);
+}
+
+TEST_F(TurnRest, ExpiredOrBadEphemeralCredentialsAre401) {
+  Client expired{sa("198.19.1.2:40000"), "1699999999:carol", restPassword("1699999999:carol", "north")};
+  login(expired);
+  EXPECT_EQ(allocate(expired).errorCode(), 401);
+  Client badSecret{sa("198.19.1.2:40000"), "1700000600:carol", restPassword("1700000600:carol", "south")};
+  badSecret.nonce = expired.nonce;
+  EXPECT_EQ(allocate(badSecret).errorCode(), 401);
+  Client notANumber{sa("198.19.1.2:40000"), "x1700000600:carol", restPassword("x1700000600:carol", "north")};
+  notANumber.nonce = expired.nonce;
+  EXPECT_EQ(allocate(notANumber).errorCode(), 401);
+}
+
+TEST_F(TurnRest, CredentialStopsWorkingWhenTheWallClockPassesItsExpiry) {
+  cfg.nonceLifetime = 3600s;
+  Client c{sa("198.19.1.2:40000"), "1700000600:carol", restPassword("1700000600:carol", "north")};
+  login(c);
+  EXPECT_EQ(allocate(c).msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(refresh(c, 600, kT0 + 599s).errorCode(), 0);
+  EXPECT_EQ(refresh(c, 600, kT0 + 601s).errorCode(), 401);
+}
+
+TEST_F(TurnRest, CredentialExpiryFollowsTheWallClockOffset) {
+  Client c{sa("198.19.1.2:40000"), "1700000600:carol", restPassword("1700000600:carol", "north")};
+  login(c);
+  server().setWallClockOffset(std::chrono::seconds(1700000601) - kT0.time_since_epoch());
+  EXPECT_EQ(allocate(c).errorCode(), 401);
+}
+
+// ---- Allocate ------------------------------------------------------------------------------
+
+TEST_F(TurnServer, AllocateSuccessCarriesRelayedMappedAndLifetime) {
+  login(alice);
+  auto r = allocate(alice);
+  auto m = r.msg();
+  ASSERT_EQ(m.cls(), Class::SuccessResponse);
+  EXPECT_TRUE(verifies(r, alice));
+  EXPECT_EQ(*m.xorAddress(attr::kXorRelayedAddress), SockAddr(kRelay4, 50000));
+  EXPECT_EQ(*m.xorMappedAddress(), alice.addr);
+  EXPECT_EQ(*m.u32Attr(attr::kLifetime), 600u);
+  EXPECT_EQ(r.send.to, alice.addr);
+  EXPECT_EQ(r.send.from, kListen);
+  auto list = server().allocations(kT0);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].user, "alice");
+  EXPECT_EQ(list[0].client, alice.addr);
+  EXPECT_EQ(list[0].server, kListen);
+  EXPECT_EQ(list[0].timeLeft, 600s);
+  ASSERT_TRUE(list[0].slot.has_value());
+  EXPECT_EQ(table.allocationCount(), 1u);
+  EXPECT_EQ(server().counters().allocationsCreated, 1u);
+}
+
+TEST_F(TurnServer, LifetimeIsClampedBetweenDefaultAndMaximum) {
+  struct Case {
+    uint32_t asked;
+    uint32_t granted;
+  };
+  const Case cases[] = {{0, 600}, {10, 600}, {1200, 1200}, {3600, 3600}, {5000, 3600}, {0xFFFFFFFF, 3600}};
+  int i = 0;
+  for (const Case& c : cases) {
+    Client cl{SockAddr(ip("198.19.3.3"), static_cast<uint16_t>(2000 + i++)), "alice", "alice-pass"};
+    login(cl);
+    auto r = allocate(cl, kT0, [&](MessageBuilder& b) { b.addU32(attr::kLifetime, c.asked); });
+    EXPECT_EQ(*r.msg().u32Attr(attr::kLifetime), c.granted) << "asked " << c.asked;
+  }
+}
+
+TEST_F(TurnServer, RetransmittedAllocateGetsTheSameAnswerAnotherTransactionGets437) {
+  login(alice);
+  const auto tid = alice.nextTid();
+  auto req = alice.request(Method::Allocate, udp, tid);
+  auto first = one(fromClient(req, alice.addr, kT0));
+  auto again = one(fromClient(req, alice.addr, kT0 + 500ms));
+  EXPECT_EQ(first.send.bytes, again.send.bytes);
+  EXPECT_EQ(server().counters().retransmittedResponses, 1u);
+  EXPECT_EQ(ports.used.size(), 1u);
+  EXPECT_EQ(allocate(alice, kT0 + 1s).errorCode(), 437);
+}
+
+TEST_F(TurnServer, AllocateErrors) {
+  login(alice);
+  struct Case {
+    const char* name;
+    std::function<void(MessageBuilder&)> fill;
+    int code;
+  };
+  auto rt = [](uint8_t proto) {
+    return [proto](MessageBuilder& b) {
+      const uint8_t v[4] = {proto, 0, 0, 0};
+      b.addRaw(attr::kRequestedTransport, v);
+    };
+  };
+  auto fam = [](uint16_t type, uint8_t f) {
+    return [type, f](MessageBuilder& b) {
+      const uint8_t v[4] = {f, 0, 0, 0};
+      b.addRaw(type, v);
+    };
+  };
+  const uint8_t token[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const uint8_t evenR[1] = {0x80};
+  const Case cases[] = {
+      {"no REQUESTED-TRANSPORT", nullptr, 400},
+      {"TCP", rt(6), 442},
+      {"DONT-FRAGMENT unsupported", [&](MessageBuilder& b) { udp(b); b.addRaw(attr::kDontFragment, {}); }, 420},
+      {"RESERVATION-TOKEN unknown", [&](MessageBuilder& b) { udp(b); b.addRaw(attr::kReservationToken, token); }, 508},
+      {"RESERVATION-TOKEN with EVEN-PORT",
+       [&](MessageBuilder& b) {
+         udp(b);
+         b.addRaw(attr::kReservationToken, token);
+         const uint8_t e[1] = {0};
+         b.addRaw(attr::kEvenPort, e);
+       },
+       400},
+      {"EVEN-PORT with R", [&](MessageBuilder& b) { udp(b); b.addRaw(attr::kEvenPort, evenR); }, 508},
+      {"EVEN-PORT R with ADDITIONAL-ADDRESS-FAMILY",
+       [&](MessageBuilder& b) {
+         udp(b);
+         b.addRaw(attr::kEvenPort, evenR);
+         fam(attr::kAdditionalAddressFamily, 2)(b);
+       },
+       400},
+      {"unknown family", [&](MessageBuilder& b) { udp(b); fam(attr::kRequestedAddressFamily, 3)(b); }, 440},
+      {"both families",
+       [&](MessageBuilder& b) {
+         udp(b);
+         fam(attr::kRequestedAddressFamily, 1)(b);
+         fam(attr::kAdditionalAddressFamily, 2)(b);
+       },
+       400},
+      {"additional family IPv4", [&](MessageBuilder& b) { udp(b); fam(attr::kAdditionalAddressFamily, 1)(b); }, 400},
+      {"unknown comprehension-required", [&](MessageBuilder& b) { udp(b); b.addU32(0x7777, 1); }, 420},
+  };
+  for (const Case& c : cases) {
+    auto r = one(fromClient(alice.request(Method::Allocate, c.fill), alice.addr, kT0));
+    EXPECT_EQ(r.errorCode(), c.code) << c.name;
+    EXPECT_TRUE(verifies(r, alice)) << c.name << ": errors after authentication carry integrity";
+  }
+  auto df = one(fromClient(alice.request(Method::Allocate, [&](MessageBuilder& b) {
+                             udp(b);
+                             b.addRaw(attr::kDontFragment, {});
+                           }),
+                           alice.addr, kT0));
+  EXPECT_EQ(*df.msg().unknownAttributes(), std::vector<uint16_t>{attr::kDontFragment});
+  EXPECT_TRUE(server().allocations(kT0).empty());
+  EXPECT_TRUE(ports.used.empty());
+  const auto& k = server().counters();
+  EXPECT_EQ(k.errors400, 5u);
+  EXPECT_EQ(k.errors420, 3u);
+  EXPECT_EQ(k.errors440, 1u);
+  EXPECT_EQ(k.errors442, 1u);
+  EXPECT_EQ(k.errors508, 2u);
+}
+
+TEST_F(TurnServer, AddressFamilyNotSupportedIs440) {
+  cfg.relayIps = {kRelay4};
+  login(alice);
+  auto r = allocate(alice, kT0, [](MessageBuilder& b) {
+    const uint8_t v[4] = {2, 0, 0, 0};
+    b.addRaw(attr::kRequestedAddressFamily, v);
+  });
+  EXPECT_EQ(r.errorCode(), 440);
+  cfg.relayIps = {kRelay6};
+  server_.reset();
+  login(alice);
+  EXPECT_EQ(allocate(alice).errorCode(), 440);  // no family asked: IPv4, which is not offered
+}
+
+TEST_F(TurnServer, RequestedIpv6Allocation) {
+  login(alice);
+  auto r = allocate(alice, kT0, [](MessageBuilder& b) {
+    const uint8_t v[4] = {2, 0, 0, 0};
+    b.addRaw(attr::kRequestedAddressFamily, v);
+  });
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(*r.msg().xorAddress(attr::kXorRelayedAddress), SockAddr(kRelay6, 50000));
+}
+
+TEST_F(TurnServer, DualAllocationGivesBothRelayedAddresses) {
+  login(alice);
+  auto r = allocate(alice, kT0, [](MessageBuilder& b) {
+    const uint8_t v[4] = {2, 0, 0, 0};
+    b.addRaw(attr::kAdditionalAddressFamily, v);
+  });
+  auto m = r.msg();
+  ASSERT_EQ(m.cls(), Class::SuccessResponse);
+  auto relayed = m.findAll(attr::kXorRelayedAddress);
+  ASSERT_EQ(relayed.size(), 2u);
+  EXPECT_EQ(*m.xorAddressAt(relayed[0]), SockAddr(kRelay4, 50000));
+  EXPECT_EQ(*m.xorAddressAt(relayed[1]), SockAddr(kRelay6, 50000));
+  EXPECT_FALSE(m.has(0x8001));
+  // Permissions of both families are accepted.
+  EXPECT_EQ(permit(alice, {kPeer, sa("[2001:db8:5::5]:1")}, kT0).msg().cls(), Class::SuccessResponse);
+}
+
+TEST_F(TurnServer, DualAllocationWithoutIpv6IsPartialWithAddressErrorCode) {
+  cfg.relayIps = {kRelay4};
+  login(alice);
+  auto r = allocate(alice, kT0, [](MessageBuilder& b) {
+    const uint8_t v[4] = {2, 0, 0, 0};
+    b.addRaw(attr::kAdditionalAddressFamily, v);
+  });
+  auto m = r.msg();
+  ASSERT_EQ(m.cls(), Class::SuccessResponse);
+  EXPECT_EQ(m.findAll(attr::kXorRelayedAddress).size(), 1u);
+  auto aec = m.find(0x8001);
+  ASSERT_TRUE(aec);
+  ASSERT_GE(aec->value.size(), 4u);
+  EXPECT_EQ(aec->value[0], 2);                          // IPv6
+  EXPECT_EQ(aec->value[2] * 100 + aec->value[3], 440);  // class 4, number 40
+}
+
+TEST_F(TurnServer, EvenPortWithoutReservationGetsAnEvenPort) {
+  ports.blocked = {50000};
+  login(alice);
+  auto r = allocate(alice, kT0, [](MessageBuilder& b) {
+    const uint8_t v[1] = {0};
+    b.addRaw(attr::kEvenPort, v);
+  });
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(relayedOf(r).port(), 50002);
+}
+
+TEST_F(TurnServer, QuotaPerUserAndTotalAre486) {
+  cfg.maxAllocationsPerUser = 2;
+  cfg.maxAllocations = 3;
+  for (int i = 0; i < 3; ++i) {
+    Client c{SockAddr(ip("198.19.3.3"), static_cast<uint16_t>(2000 + i)), "alice", "alice-pass"};
+    login(c);
+    EXPECT_EQ(allocate(c).errorCode(), i < 2 ? 0 : 486) << i;
+  }
+  login(bob);
+  EXPECT_EQ(allocate(bob).errorCode(), 0);
+  Client bob2{sa("198.19.2.3:41000"), "bob", "bob-pass"};
+  login(bob2);
+  EXPECT_EQ(allocate(bob2).errorCode(), 486);  // total
+  EXPECT_EQ(server().counters().errors486, 2u);
+}
+
+TEST_F(TurnServer, NoFreePortIs508AndDualReleasesTheFirstPort) {
+  cfg.minPort = 50000;
+  cfg.maxPort = 50000;
+  login(alice);
+  EXPECT_EQ(allocate(alice).errorCode(), 0);
+  login(bob);
+  EXPECT_EQ(allocate(bob).errorCode(), 508);
+  // Dual: IPv4 free, IPv6 blocked.
+  Client c{sa("198.19.4.4:1"), "bob", "bob-pass"};
+  ports.used.insert(SockAddr(kRelay6, 50000));
+  ASSERT_EQ(refresh(alice, 0, kT0).errorCode(), 0);
+  login(c);
+  auto r = allocate(c, kT0, [](MessageBuilder& b) {
+    const uint8_t v[4] = {2, 0, 0, 0};
+    b.addRaw(attr::kAdditionalAddressFamily, v);
+  });
+  EXPECT_EQ(r.errorCode(), 508);
+  EXPECT_EQ(ports.used.size(), 1u);  // only the blocked IPv6 port: IPv4 given back
+}
+
+// ---- Refresh -----------------------------------------------------------------------------------
+
+TEST_F(TurnServer, RefreshWithoutAllocationIs437AndOtherUserIs441) {
+  login(alice);
+  EXPECT_EQ(refresh(alice, 600, kT0).errorCode(), 437);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  Client eve = bob;
+  eve.addr = alice.addr;  // bob's credentials on alice's 5-tuple
+  login(eve);
+  EXPECT_EQ(refresh(eve, 600, kT0).errorCode(), 441);
+  EXPECT_EQ(permit(eve, {kPeer}, kT0).errorCode(), 441);
+  EXPECT_EQ(bind(eve, 0x4000, kPeer, kT0).errorCode(), 441);
+  EXPECT_EQ(server().counters().errors441, 3u);
+}
+
+TEST_F(TurnServer, RefreshExtendsAndZeroDeletesReleasingPortAndSlot) {
+  login(alice);
+  auto relayed = relayedOf(allocate(alice));
+  auto r = refresh(alice, 1800, kT0 + 100s);
+  EXPECT_EQ(*r.msg().u32Attr(attr::kLifetime), 1800u);
+  EXPECT_TRUE(verifies(r, alice));
+  EXPECT_EQ(server().nextDeadline(), kT0 + 1900s);
+  ASSERT_EQ(bind(alice, 0x4001, kPeer, kT0 + 100s).errorCode(), 0);
+  EXPECT_EQ(table.routes().size(), 1u);
+  auto del = refresh(alice, 0, kT0 + 200s);
+  EXPECT_EQ(*del.msg().u32Attr(attr::kLifetime), 0u);
+  EXPECT_TRUE(server().allocations(kT0 + 200s).empty());
+  EXPECT_EQ(ports.released, std::vector<SockAddr>{relayed});
+  EXPECT_TRUE(table.routes().empty());
+  EXPECT_EQ(table.allocationCount(), 0u);
+  EXPECT_EQ(server().nextDeadline(), kNever);
+  EXPECT_EQ(refresh(alice, 0, kT0 + 201s).errorCode(), 437);
+}
+
+TEST_F(TurnServer, RefreshWithAFamilyTheAllocationLacksIs443) {
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  auto r = one(fromClient(alice.request(Method::Refresh,
+                                        [](MessageBuilder& b) {
+                                          const uint8_t v[4] = {2, 0, 0, 0};
+                                          b.addRaw(attr::kRequestedAddressFamily, v);
+                                        }),
+                          alice.addr, kT0));
+  EXPECT_EQ(r.errorCode(), 443);
+}
+
+// ---- CreatePermission and ChannelBind ---------------------------------------------------------
+
+TEST_F(TurnServer, CreatePermissionErrors) {
+  login(alice);
+  EXPECT_EQ(permit(alice, {kPeer}, kT0).errorCode(), 437);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  EXPECT_EQ(permit(alice, {}, kT0).errorCode(), 400);
+  EXPECT_EQ(permit(alice, {sa("[2001:db8:5::5]:1")}, kT0).errorCode(), 443);  // IPv4-only allocation
+  EXPECT_EQ(permit(alice, {kPeer, sa("10.1.2.3:1")}, kT0).errorCode(), 403);
+  // Nothing from a refused request was installed.
+  EXPECT_TRUE(server().allocations(kT0)[0].permissions.empty());
+  auto ok = permit(alice, {kPeer, sa("198.18.6.6:1"), sa("198.18.5.5:9")}, kT0);
+  EXPECT_EQ(ok.msg().cls(), Class::SuccessResponse);
+  EXPECT_TRUE(verifies(ok, alice));
+  EXPECT_EQ(server().allocations(kT0)[0].permissions.size(), 2u);
+}
+
+TEST_F(TurnServer, PermissionQuotaIs508) {
+  cfg.maxPermissionsPerAllocation = 2;
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  EXPECT_EQ(permit(alice, {sa("198.18.7.1:1"), sa("198.18.7.2:1")}, kT0).errorCode(), 0);
+  EXPECT_EQ(permit(alice, {sa("198.18.7.1:1")}, kT0).errorCode(), 0);  // a refresh needs no room
+  EXPECT_EQ(permit(alice, {sa("198.18.7.3:1")}, kT0).errorCode(), 508);
+  EXPECT_EQ(bind(alice, 0x4000, sa("198.18.7.4:1"), kT0).errorCode(), 508);
+  EXPECT_EQ(bind(alice, 0x4000, sa("198.18.7.2:1"), kT0).errorCode(), 0);
+}
+
+TEST_F(TurnServer, ChannelBindRangeAndRebindingRules) {
+  login(alice);
+  EXPECT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 437);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  EXPECT_EQ(bind(alice, 0x3FFF, kPeer, kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0x5000, kPeer, kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0x4000, sa("[2001:db8:5::5]:1"), kT0).errorCode(), 443);
+  EXPECT_EQ(bind(alice, 0x4000, sa("127.0.0.1:5000"), kT0).errorCode(), 403);
+  EXPECT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  EXPECT_EQ(bind(alice, 0x4FFF, sa("198.18.5.6:5000"), kT0).errorCode(), 0);
+  // RFC 8656 section 12.2: the channel bound to another peer, the peer bound to another channel.
+  EXPECT_EQ(bind(alice, 0x4000, sa("198.18.5.5:5001"), kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0x4001, kPeer, kT0).errorCode(), 400);
+  // The same binding again is a refresh.
+  EXPECT_EQ(bind(alice, 0x4000, kPeer, kT0 + 10s).errorCode(), 0);
+  auto info = server().allocations(kT0 + 10s)[0];
+  ASSERT_EQ(info.channels.size(), 2u);
+  EXPECT_EQ(info.channels[0].number, 0x4000);
+  EXPECT_EQ(info.channels[0].timeLeft, 600s);
+  EXPECT_EQ(info.channels[1].timeLeft, 590s);
+  EXPECT_TRUE(info.channels[0].fastPath);
+}
+
+TEST_F(TurnServer, ChannelQuotaIs508) {
+  cfg.maxChannelsPerAllocation = 1;
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  EXPECT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  EXPECT_EQ(bind(alice, 0x4001, sa("198.18.5.6:1"), kT0).errorCode(), 508);
+}
+
+// ---- lifetimes and the fast-path table ---------------------------------------------------------
+
+// The table holds exactly one route per bound channel with a live permission, at every instant.
+TEST_F(TurnServer, ExpiryAtExactDeadlinesKeepsTheTableExact) {
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice, kT0));  // allocation until T0 + 600 s
+  const SockAddr p1 = kPeer, p2 = sa("198.18.5.6:6000");
+  ASSERT_EQ(bind(alice, 0x4000, p1, kT0).errorCode(), 0);         // channel to T0+600, perm to T0+300
+  ASSERT_EQ(bind(alice, 0x4001, p2, kT0 + 100s).errorCode(), 0);  // channel T0+700, perm T0+400
+  ASSERT_EQ(refresh(alice, 3600, kT0 + 200s).errorCode(), 0);     // allocation to T0+3800
+  const uint32_t slot = *server().allocations(kT0 + 200s)[0].slot;
+
+  auto routeFor = [&](uint16_t ch, const SockAddr& peer) {
+    return dataplane::TurnChannelRoute{slot, alice.addr, kListen, relayed, peer, ch};
+  };
+  auto expectRoutes = [&](TimePoint t, std::vector<dataplane::TurnChannelRoute> want) {
+    advance(t);
+    std::vector<dataplane::TurnChannelRoute> have;
+    for (const auto& [k, r] : table.routes()) have.push_back(r);
+    std::sort(want.begin(), want.end(), [](auto& a, auto& b) { return a.channel < b.channel; });
+    EXPECT_EQ(have, want) << "at T0 + " << std::chrono::duration_cast<std::chrono::milliseconds>(t - kT0).count()
+                          << " ms";
+  };
+  const auto r1 = routeFor(0x4000, p1), r2 = routeFor(0x4001, p2);
+  expectRoutes(kT0 + 200s, {r1, r2});
+  expectRoutes(kT0 + 300s - 1ns, {r1, r2});
+  expectRoutes(kT0 + 300s, {r2});  // p1's permission expired; its channel is still bound
+  EXPECT_EQ(server().counters().permissionsExpired, 1u);
+  EXPECT_EQ(server().allocations(kT0 + 300s)[0].channels.size(), 2u);
+  // Data on the bound channel without a permission is dropped on the socket path too.
+  EXPECT_TRUE(fromClient(channelData(0x4000, kPayload), alice.addr, kT0 + 301s).empty());
+  EXPECT_EQ(server().counters().droppedNoPermission, 1u);
+  // A new permission brings the route back.
+  ASSERT_EQ(permit(alice, {p1}, kT0 + 350s).errorCode(), 0);  // perm to T0+650
+  expectRoutes(kT0 + 350s, {r1, r2});
+  expectRoutes(kT0 + 400s - 1ns, {r1, r2});
+  expectRoutes(kT0 + 400s, {r1});                 // p2's permission
+  expectRoutes(kT0 + 600s - 1ns, {r1});
+  expectRoutes(kT0 + 600s, {});                    // channel 0x4000 expired
+  EXPECT_EQ(server().counters().channelsExpired, 1u);
+  EXPECT_EQ(server().allocations(kT0 + 600s)[0].channels.size(), 1u);
+  expectRoutes(kT0 + 700s, {});                    // channel 0x4001 expired
+  EXPECT_TRUE(server().allocations(kT0 + 700s)[0].channels.empty());
+  EXPECT_TRUE(server().allocations(kT0 + 700s)[0].permissions.empty());
+  EXPECT_EQ(server().nextDeadline(), kT0 + 3800s);
+  advance(kT0 + 3800s - 1ns);
+  EXPECT_EQ(server().allocations(kT0 + 3800s - 1ns).size(), 1u);
+  EXPECT_TRUE(ports.released.empty());
+  advance(kT0 + 3800s);
+  EXPECT_TRUE(server().allocations(kT0 + 3800s).empty());
+  EXPECT_EQ(ports.released, std::vector<SockAddr>{relayed});
+  EXPECT_EQ(table.allocationCount(), 0u);
+  EXPECT_EQ(server().counters().allocationsExpired, 1u);
+  EXPECT_EQ(server().nextDeadline(), kNever);
+}
+
+// Random operations at random instants; after each, the table equals the model's routes.
+TEST_F(TurnServer, TableMatchesStateAtManyInstants) {
+  cfg.nonceLifetime = 4000s;
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice, kT0));
+  ASSERT_EQ(refresh(alice, 3600, kT0).errorCode(), 0);
+  const SockAddr peers[] = {sa("198.18.9.1:1"), sa("198.18.9.2:2"), sa("198.18.9.3:3")};
+  std::map<IpAddr, TimePoint> perm;
+  std::map<uint16_t, std::pair<SockAddr, TimePoint>> chans;
+  uint32_t rng = 12345;
+  auto next = [&] { return rng = rng * 1103515245u + 12345u; };
+  TimePoint t = kT0;
+  const uint32_t slot = *server().allocations(kT0)[0].slot;
+  for (int step = 0; step < 400; ++step) {
+    t += std::chrono::seconds(next() % 40) + std::chrono::milliseconds(next() % 1000);
+    if (t >= kT0 + 3500s) break;
+    advance(t);
+    const int i = static_cast<int>(next() % 3);
+    const SockAddr& p = peers[i];
+    if (next() % 2) {
+      ASSERT_EQ(permit(alice, {p}, t).errorCode(), 0);
+      perm[p.ip()] = t + 300s;
+    } else {
+      ASSERT_EQ(bind(alice, static_cast<uint16_t>(0x4000 + i), p, t).errorCode(), 0);
+      chans[static_cast<uint16_t>(0x4000 + i)] = {p, t + 600s};
+      perm[p.ip()] = t + 300s;
+    }
+    // Check at this instant and just before and at the next deadline.
+    for (TimePoint at : {t, server().nextDeadline() - 1ns, server().nextDeadline()}) {
+      if (at < t || at >= kT0 + 3600s) continue;
+      advance(at);
+      std::set<std::pair<uint16_t, SockAddr>> want, have;
+      for (const auto& [n, c] : chans) {
+        auto pi = perm.find(c.first.ip());
+        if (at < c.second && pi != perm.end() && at < pi->second) want.insert({n, c.first});
+      }
+      for (const auto& [k, r] : table.routes()) {
+        EXPECT_EQ(r.allocation, slot);
+        EXPECT_EQ(r.relayed, relayed);
+        have.insert({r.channel, r.peer});
+      }
+      ASSERT_EQ(have, want) << "step " << step;
+      t = at;
+    }
+  }
+}
+
+TEST_F(TurnServer, FastPathRefusalLeavesTrafficOnTheSocketPath) {
+  dataplane::MemoryTurnTable tiny{0};  // no slots at all
+  server_ = std::make_unique<Server>(cfg, ports, &tiny);
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  EXPECT_FALSE(server().allocations(kT0)[0].slot.has_value());
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  auto r = fromClient(channelData(0x4000, kPayload), alice.addr, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].send.bytes, kPayload);
+}
+
+TEST_F(TurnServer, WorksWithoutAFastPath) {
+  useTable = false;
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  EXPECT_EQ(fromClient(channelData(0x4000, kPayload), alice.addr, kT0).size(), 1u);
+  advance(kT0 + 600s);
+  EXPECT_TRUE(server().allocations(kT0 + 600s).empty());
+}
+
+// ---- data ------------------------------------------------------------------------------------
+
+TEST_F(TurnServer, SendIndicationNeedsAPermissionAndIsRelayedExactly) {
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice));
+  EXPECT_TRUE(fromClient(sendIndication(kPeer, kPayload), alice.addr, kT0).empty());
+  EXPECT_EQ(server().counters().droppedNoPermission, 1u);
+  ASSERT_EQ(permit(alice, {sa("198.18.5.5:1")}, kT0).errorCode(), 0);  // the port does not matter
+  auto r = fromClient(sendIndication(kPeer, kPayload), alice.addr, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].send.from, relayed);
+  EXPECT_EQ(r[0].send.to, kPeer);
+  EXPECT_EQ(r[0].send.bytes, kPayload);
+  EXPECT_EQ(server().counters().sendIndications, 1u);
+  // From a 5-tuple without an allocation, and with a DONT-FRAGMENT the server cannot honour.
+  EXPECT_TRUE(fromClient(sendIndication(kPeer, kPayload), bob.addr, kT0).empty());
+  EXPECT_EQ(server().counters().droppedNoAllocation, 1u);
+  MessageBuilder df(Method::Send, Class::Indication, stun::newTransactionId());
+  df.addXorAddress(attr::kXorPeerAddress, kPeer).addRaw(attr::kData, kPayload).addRaw(attr::kDontFragment, {});
+  EXPECT_TRUE(fromClient(df.finish(), alice.addr, kT0).empty());
+  EXPECT_EQ(server().counters().droppedMalformed, 1u);
+}
+
+TEST_F(TurnServer, PeerDataBecomesADataIndicationWithoutAChannel) {
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice));
+  EXPECT_TRUE(fromPeer(kPayload, kPeer, relayed, kT0).empty());
+  EXPECT_EQ(server().counters().droppedNoPermission, 1u);
+  ASSERT_EQ(permit(alice, {kPeer}, kT0).errorCode(), 0);
+  auto r = fromPeer(kPayload, kPeer, relayed, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].send.from, kListen);
+  EXPECT_EQ(r[0].send.to, alice.addr);
+  auto m = r[0].msg();
+  EXPECT_EQ(m.method(), Method::Data);
+  EXPECT_EQ(m.cls(), Class::Indication);
+  // Byte for byte what a Data indication with these two attributes is.
+  MessageBuilder want(Method::Data, Class::Indication, m.transactionId());
+  want.addXorAddress(attr::kXorPeerAddress, kPeer).addRaw(attr::kData, kPayload);
+  EXPECT_EQ(r[0].send.bytes, want.finish());
+  EXPECT_EQ(server().counters().dataIndications, 1u);
+  // To a relayed address nobody holds.
+  EXPECT_TRUE(fromPeer(kPayload, kPeer, SockAddr(kRelay4, 50099), kT0).empty());
+  EXPECT_EQ(server().counters().droppedUnknownRelayed, 1u);
+}
+
+TEST_F(TurnServer, ChannelDataBothWaysExactly) {
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice));
+  ASSERT_EQ(bind(alice, 0x4123, kPeer, kT0).errorCode(), 0);
+  auto up = fromClient(channelData(0x4123, kPayload), alice.addr, kT0);
+  ASSERT_EQ(up.size(), 1u);
+  EXPECT_EQ(up[0].send.from, relayed);
+  EXPECT_EQ(up[0].send.to, kPeer);
+  EXPECT_EQ(up[0].send.bytes, kPayload);
+  // Padding up to 3 bytes is ignored (section 12.5).
+  auto padded = fromClient(channelData(0x4123, kPayload, 3), alice.addr, kT0);
+  ASSERT_EQ(padded.size(), 1u);
+  EXPECT_EQ(padded[0].send.bytes, kPayload);
+  auto down = fromPeer(kPayload, kPeer, relayed, kT0);
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_EQ(down[0].send.from, kListen);
+  EXPECT_EQ(down[0].send.to, alice.addr);
+  EXPECT_EQ(down[0].send.bytes, channelData(0x4123, kPayload));
+  // Another port of the same peer IP has the permission but no channel: Data indication.
+  auto other = fromPeer(kPayload, sa("198.18.5.5:5001"), relayed, kT0);
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_EQ(other[0].msg().method(), Method::Data);
+  const auto& k = server().counters();
+  EXPECT_EQ(k.channelDataToPeer, 2u);
+  EXPECT_EQ(k.channelDataToClient, 1u);
+  EXPECT_EQ(k.bytesToPeer, 2 * kPayload.size());
+  EXPECT_EQ(k.bytesToClient, 2 * kPayload.size());
+  auto info = server().allocations(kT0)[0];
+  EXPECT_EQ(info.traffic.toPeerPackets, 2u);
+  EXPECT_EQ(info.traffic.toClientPackets, 2u);
+}
+
+TEST_F(TurnServer, BadChannelDataIsCountedAndDropped) {
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  auto shortLen = channelData(0x4000, kPayload);
+  shortLen.pop_back();  // claims one byte more than it has
+  auto tooLong = channelData(0x4000, kPayload, 4);  // 4 trailing bytes: not padding
+  const std::vector<uint8_t> header3 = {0x40, 0x00, 0x00};
+  bool handled = false;
+  for (const auto& bad : {shortLen, tooLong, header3}) {
+    EXPECT_TRUE(fromClient(bad, alice.addr, kT0, kListen, &handled).empty());
+    EXPECT_TRUE(handled);
+  }
+  EXPECT_EQ(server().counters().droppedBadChannelData, 3u);
+  EXPECT_TRUE(fromClient(channelData(0x4001, kPayload), alice.addr, kT0).empty());
+  EXPECT_EQ(server().counters().droppedNoChannel, 1u);
+  EXPECT_TRUE(fromClient(channelData(0x4000, kPayload), bob.addr, kT0).empty());
+  EXPECT_EQ(server().counters().droppedNoAllocation, 1u);
+}
+
+TEST_F(TurnServer, ClientToClientThroughTheSameRelay) {
+  login(alice);
+  login(bob);
+  const SockAddr ra = relayedOf(allocate(alice));
+  const SockAddr rb = relayedOf(allocate(bob));
+  ASSERT_EQ(bind(alice, 0x4000, rb, kT0).errorCode(), 0);  // a relayed address of this relay
+  ASSERT_EQ(permit(bob, {ra}, kT0).errorCode(), 0);
+  auto r = fromClient(channelData(0x4000, kPayload), alice.addr, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].send.to, bob.addr);
+  EXPECT_EQ(r[0].send.from, kListen);
+  MessageBuilder want(Method::Data, Class::Indication, r[0].msg().transactionId());
+  want.addXorAddress(attr::kXorPeerAddress, ra).addRaw(attr::kData, kPayload);
+  EXPECT_EQ(r[0].send.bytes, want.finish());
+  // Bob answers on a channel of his own.
+  ASSERT_EQ(bind(bob, 0x4ABC, ra, kT0).errorCode(), 0);
+  auto back = fromClient(channelData(0x4ABC, kPayload), bob.addr, kT0);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].send.to, alice.addr);
+  EXPECT_EQ(back[0].send.bytes, channelData(0x4000, kPayload));
+  // The fast path has both halves.
+  EXPECT_EQ(table.routes().size(), 2u);
+  // The relay's listening port is not a relayed address: denied.
+  EXPECT_EQ(permit(alice, {kListen}, kT0).errorCode(), 403);
+}
+
+TEST_F(TurnServer, BandwidthQuotaOnTheSocketPathAndLimitsForTheFastPath) {
+  cfg.bytesPerSecond = 1000;
+  cfg.burstBytes = 2000;
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice));
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  auto lim = table.limits(*server().allocations(kT0)[0].slot);
+  ASSERT_TRUE(lim);
+  EXPECT_EQ(lim->bytesPerSecond, 1000u);
+  EXPECT_EQ(lim->burstBytes, 2000u);
+  const std::vector<uint8_t> big(800, 0xAB);
+  int passed = 0;
+  for (int i = 0; i < 5; ++i) passed += static_cast<int>(fromClient(channelData(0x4000, big), alice.addr, kT0).size());
+  EXPECT_EQ(passed, 2);  // 2000-byte bucket
+  EXPECT_EQ(server().counters().droppedQuota, 3u);
+  // Both directions share the bucket: 400 bytes are left, 0.4 s later there are 800.
+  EXPECT_TRUE(fromPeer(big, kPeer, relayed, kT0 + 399ms).empty());
+  EXPECT_EQ(fromPeer(big, kPeer, relayed, kT0 + 400ms).size(), 1u);
+  // The bucket never holds more than its depth, however long it rests.
+  passed = 0;
+  for (int i = 0; i < 5; ++i) passed += static_cast<int>(fromPeer(big, kPeer, relayed, kT0 + 100s).size());
+  EXPECT_EQ(passed, 2);
+  auto info = server().allocations(kT0 + 100s)[0];
+  EXPECT_EQ(info.traffic.droppedQuotaPackets, 7u);
+  EXPECT_EQ(info.traffic.droppedQuotaBytes, 5600u);
+}
+
+TEST_F(TurnServer, AllocationsMergeFastPathCounters) {
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  ASSERT_EQ(fromClient(channelData(0x4000, kPayload), alice.addr, kT0).size(), 1u);
+  const uint32_t slot = *server().allocations(kT0)[0].slot;
+  dataplane::TurnAllocationCounters fp;
+  fp.toPeerPackets = 10;
+  fp.toPeerBytes = 1000;
+  fp.toClientPackets = 7;
+  fp.toClientBytes = 700;
+  table.addTraffic(slot, fp);
+  auto t = server().allocations(kT0)[0].traffic;
+  EXPECT_EQ(t.toPeerPackets, 11u);
+  EXPECT_EQ(t.toPeerBytes, 1000u + kPayload.size());
+  EXPECT_EQ(t.toClientPackets, 7u);
+  EXPECT_EQ(t.toClientBytes, 700u);
+}
+
+// ---- demultiplexing ------------------------------------------------------------------------------
+
+TEST_F(TurnServer, NonTurnDatagramsAreLeftToTheStunServer) {
+  bool handled = true;
+  MessageBuilder binding(Method::Binding, Class::Request, stun::newTransactionId());
+  EXPECT_TRUE(fromClient(binding.finish(), alice.addr, kT0, kListen, &handled).empty());
+  EXPECT_FALSE(handled);
+  EXPECT_TRUE(fromClient({0x80, 1, 2, 3}, alice.addr, kT0, kListen, &handled).empty());
+  EXPECT_FALSE(handled);
+  MessageBuilder unknown(0x0ABC, Class::Request, stun::newTransactionId());
+  EXPECT_TRUE(fromClient(unknown.finish(), alice.addr, kT0, kListen, &handled).empty());
+  EXPECT_FALSE(handled);
+  // A TURN response sent to the server is TURN's, dropped and counted.
+  MessageBuilder resp(Method::Allocate, Class::SuccessResponse, stun::newTransactionId());
+  EXPECT_TRUE(fromClient(resp.finish(), alice.addr, kT0, kListen, &handled).empty());
+  EXPECT_TRUE(handled);
+  EXPECT_EQ(server().counters().droppedResponse, 1u);
+}
+
+TEST_F(TurnServer, MalformedTurnRequestGets400) {
+  MessageBuilder b(Method::Allocate, Class::Request, stun::newTransactionId());
+  const uint8_t bad[3] = {17, 0, 0};  // REQUESTED-TRANSPORT must be 4 bytes
+  b.addRaw(attr::kRequestedTransport, bad);
+  bool handled = false;
+  auto r = fromClient(b.finish(), alice.addr, kT0, kListen, &handled);
+  EXPECT_TRUE(handled);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].errorCode(), 400);
+  EXPECT_EQ(server().counters().errors400, 1u);
+}
+
+TEST_F(TurnServer, CountersNameEveryField) {
+  std::set<std::string> names;
+  size_t n = 0;
+  server().counters().forEach([&](std::string_view name, uint64_t) {
+    names.insert(std::string(name));
+    ++n;
+  });
+  EXPECT_EQ(names.size(), n);
+  EXPECT_EQ(n * sizeof(uint64_t), sizeof(ServerCounters));
+}
+
+}  // namespace
+}  // namespace tgw::turn::test
