@@ -81,12 +81,14 @@ size_t Nat::liveMappings(TimePoint now) const {
 void Nat::flush() {
   byExternal_.clear();
   byKey_.clear();
+  v6Flows_.clear();
 }
 
 void Nat::fromInside(Datagram d) {
   const TimePoint now = net_.now();
   if (d.to.isV6() && config_.routeIpv6 && !isExternal(d.to.ip())) {
     ++counters_.routed;
+    if (config_.ipv6Firewall) v6Flows_[{d.from, d.to}] = now;
     net_.transmit(*outside_, outsideLink_, std::move(d));
     return;
   }
@@ -123,6 +125,13 @@ void Nat::fromInside(Datagram d) {
 void Nat::fromOutside(Datagram d) {
   const TimePoint now = net_.now();
   if (!isExternal(d.to.ip())) {
+    if (config_.ipv6Firewall) {
+      auto it = v6Flows_.find({d.to, d.from});
+      if (it == v6Flows_.end() || now - it->second > config_.mappingTimeout) {
+        ++counters_.droppedFirewall;
+        return;
+      }
+    }
     ++counters_.routed;  // a routed IPv6 address inside
     net_.route(*inside_, std::move(d));
     return;

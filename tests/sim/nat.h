@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sim/network.h"
@@ -37,9 +38,12 @@ struct NatConfig {
   bool preservePort = false;
   // First external port handed out when not preserving (then counting up, skipping used).
   uint16_t firstPort = 20000;
-  // IPv6 is routed, untranslated and unfiltered, as a home router with a delegated
-  // prefix does (no NAT66).
+  // IPv6 is routed, untranslated, as a home router with a delegated prefix does (no NAT66).
   bool routeIpv6 = true;
+  // ... through a stateful firewall (RFC 6092 section 3.2 recommends it for home routers):
+  // inbound IPv6 only from a remote endpoint an inside endpoint has sent to, for
+  // mappingTimeout after its last outbound datagram. Off: unfiltered.
+  bool ipv6Firewall = false;
 };
 
 class Nat {
@@ -55,6 +59,7 @@ class Nat {
     uint64_t droppedNoAddress = 0;  // outbound in a family the NAT has no external address for
     uint64_t mappingsCreated = 0;
     uint64_t mappingsExpired = 0;
+    uint64_t droppedFirewall = 0;   // inbound IPv6 refused by the stateful firewall
   };
 
   const std::string& name() const { return name_; }
@@ -68,7 +73,7 @@ class Nat {
   // if that mapping exists (and has not expired).
   std::optional<SockAddr> mappingFor(const SockAddr& internal, const SockAddr& remote, TimePoint now) const;
   size_t liveMappings(TimePoint now) const;
-  // Forgets every mapping, as a NAT reboot does.
+  // Forgets every mapping (and firewall state), as a NAT reboot does.
   void flush();
 
   const Counters& counters() const { return counters_; }
@@ -113,6 +118,8 @@ class Nat {
   NatConfig config_;
   Link outsideLink_;
   std::map<SockAddr, Mapping> byExternal_;
+  // Stateful IPv6 firewall: (inside endpoint, remote endpoint) -> last outbound.
+  std::map<std::pair<SockAddr, SockAddr>, TimePoint> v6Flows_;
   std::map<Key, SockAddr> byKey_;
   uint16_t nextPort_ = 0;
   Counters counters_;

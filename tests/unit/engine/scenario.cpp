@@ -1,0 +1,250 @@
+#include "scenario.h"
+
+#include <algorithm>
+
+#include "tgw/frames.h"
+
+namespace tgw::scenario {
+
+using sim::Host;
+
+// Relayed ports: real bindings on the relay host, so peers' datagrams reach the server.
+class SimRelay::Ports final : public turn::PortReserver {
+ public:
+  explicit Ports(SimRelay& r) : r_(r) {}
+  Result<SockAddr> reserve(const IpAddr& ip, uint16_t minPort, uint16_t maxPort, bool evenPort) override {
+    for (uint32_t p = std::max<uint32_t>(minPort, next_); p <= maxPort; ++p) {
+      if (evenPort && p % 2) continue;
+      auto bound = r_.host_->bind(SockAddr(ip, static_cast<uint16_t>(p)),
+                                  [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
+                                         TimePoint now) {
+                                    if (r_.dead_) return;
+                                    std::vector<turn::Send> out;
+                                    r_.turn_->onPeerDatagram(b, from, to, now, out);
+                                    r_.flush(out);
+                                  });
+      if (bound) {
+        next_ = p + 1;
+        return *bound;
+      }
+    }
+    return fail("no relayed port free");
+  }
+  void release(const SockAddr& relayed) override { r_.host_->unbind(relayed); }
+
+ private:
+  SimRelay& r_;
+  uint32_t next_ = 50000;
+};
+
+SimRelay::SimRelay(Scenario& sc) : sc_(sc) {
+  host_ = &sc.net.addHost(sc.net.internet(), "relay", {kRelayIp4, kRelayIp6}, sim::Link{10ms, 0});
+  ports_ = std::make_unique<Ports>(*this);
+  turn::ServerConfig tc;
+  tc.users["edge"] = "secret";
+  tc.relayIps = {kRelayIp4, kRelayIp6};
+  tc.minPort = 50000;
+  tc.maxPort = 59999;
+  turn_ = std::make_unique<turn::Server>(tc, *ports_, nullptr);
+  rdv_ = std::make_unique<rendezvous::Server>(crypto::NodeKey::generate());
+  stun4_ = std::make_unique<stun::Server>(stun::ServerConfig{kRelayIp4, std::nullopt, kStunPort, std::nullopt, "relay"});
+  stun6_ = std::make_unique<stun::Server>(stun::ServerConfig{kRelayIp6, std::nullopt, kStunPort, std::nullopt, "relay"});
+  for (const SockAddr& ep : {listen4(), listen6()}) {
+    auto ok = host_->bind(ep, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
+                                     TimePoint now) { onListen(b, from, to, now); });
+    (void)ok;
+  }
+}
+
+SimRelay::~SimRelay() = default;
+
+void SimRelay::flush(std::vector<turn::Send>& out) {
+  for (auto& s : out) host_->send(s.from, s.to, s.bytes);
+  out.clear();
+}
+
+void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now) {
+  if (dead_ || bytes.empty()) return;
+  if (bytes[0] == TGW_FRAME_RENDEZVOUS) {
+    for (auto& d : rdv_->onDatagram(bytes, from, now)) host_->send(to, d.to, d.bytes);
+    return;
+  }
+  std::vector<turn::Send> out;
+  if (!turn_->onClientDatagram(bytes, from, to, now, out)) {
+    auto& stun = to.isV4() ? *stun4_ : *stun6_;
+    if (auto reply = stun.onDatagram(bytes, from, to, now)) host_->send(reply->from, reply->to, reply->bytes);
+  }
+  flush(out);
+}
+
+TimePoint SimRelay::nextDeadline() const {
+  if (dead_) return kNever;
+  return std::min(turn_->nextDeadline(), rdv_->nextDeadline());
+}
+
+void SimRelay::onTimer(TimePoint now) {
+  if (dead_) return;
+  std::vector<turn::Send> out;
+  if (turn_->nextDeadline() <= now) turn_->onTimer(now, out);
+  if (rdv_->nextDeadline() <= now) rdv_->onTimer(now);
+  flush(out);
+}
+
+void SimRelay::kill() { dead_ = true; }
+
+std::optional<TimePoint> SimEdge::directSince(TimePoint since) const {
+  if (!onDirect()) return std::nullopt;
+  for (auto it = changes.rbegin(); it != changes.rend(); ++it) {
+    if (it->to && it->to->isDirect() && !(it->from && it->from->isDirect())) return std::max(it->at, since);
+  }
+  return std::nullopt;
+}
+
+std::optional<TimePoint> SimEdge::firstDirect(TimePoint since) const {
+  for (const auto& c : changes) {
+    if (c.at >= since && c.to && c.to->isDirect()) return c.at;
+  }
+  return std::nullopt;
+}
+
+std::optional<TimePoint> SimEdge::firstRelay(TimePoint since) const {
+  for (const auto& c : changes) {
+    if (c.at >= since && c.to && c.to->isRelay()) return c.at;
+  }
+  return std::nullopt;
+}
+
+Duration SimEdge::longestGap(TimePoint from, TimePoint to) const {
+  Duration gap{};
+  TimePoint last = from;
+  for (TimePoint t : receivedAt) {
+    if (t < from || t > to) continue;
+    gap = std::max(gap, t - last);
+    last = t;
+  }
+  return std::max(gap, to - last);
+}
+
+Scenario::Scenario(uint64_t seed) : net(seed) {
+  relay = std::make_unique<SimRelay>(*this);
+  stun2_ = &net.addHost(net.internet(), "stun2", {kStun2Ip4, kStun2Ip6}, sim::Link{15ms, 0});
+  for (const IpAddr& ip : {kStun2Ip4, kStun2Ip6}) {
+    auto server = std::make_unique<stun::Server>(stun::ServerConfig{ip, std::nullopt, kStunPort, std::nullopt, "stun2"});
+    stun::Server* s = server.get();
+    Host* h = stun2_;
+    auto ok = h->bind(SockAddr(ip, kStunPort), [h, s](std::span<const uint8_t> b, const SockAddr& from,
+                                                      const SockAddr& to, TimePoint now) {
+      if (auto r = s->onDatagram(b, from, to, now)) h->send(r->from, r->to, r->bytes);
+    });
+    (void)ok;
+    stun2Servers_.push_back(std::move(server));
+  }
+}
+
+Scenario::~Scenario() = default;
+
+SimEdge& Scenario::addEdge(const std::string& name, sim::Realm& realm, std::vector<IpAddr> addrs, sim::Link link) {
+  auto e = std::make_unique<SimEdge>();
+  e->name = name;
+  e->host = &net.addHost(realm, name, addrs, link);
+  e->key = crypto::NodeKey::generate();
+  SimEdge* ep = e.get();
+  for (Family f : {Family::V4, Family::V6}) {
+    auto ip = e->host->address(f);
+    if (!ip) continue;
+    auto bound = e->host->bind(SockAddr(*ip, kEdgePort), [this, ep](std::span<const uint8_t> b, const SockAddr& from,
+                                                                     const SockAddr& to, TimePoint now) {
+      if (!ep->node) return;
+      ep->node->onDatagram(b, from, to, now);
+      flush(*ep);
+    });
+    if (bound) e->sockets.push_back(*bound);
+  }
+  edges.push_back(std::move(e));
+  return *edges.back();
+}
+
+void Scenario::connect(SimEdge& a, SimEdge& b, TimePoint start) {
+  runUntil(start);
+  for (SimEdge* self : {&a, &b}) {
+    SimEdge* other = self == &a ? &b : &a;
+    edge::NodeConfig cfg;
+    cfg.sockets = self->sockets;
+    cfg.interfaces = {candidates::Interface{"eth0", self->host->addresses()}};
+    const bool v6 = std::any_of(self->sockets.begin(), self->sockets.end(), [](const SockAddr& s) { return s.isV6(); });
+    const bool v4 = std::any_of(self->sockets.begin(), self->sockets.end(), [](const SockAddr& s) { return s.isV4(); });
+    if (v4) cfg.stunServers = {relay->listen4(), SockAddr(kStun2Ip4, kStunPort)};
+    if (v6) {
+      cfg.stunServers.push_back(relay->listen6());
+      cfg.stunServers.push_back(SockAddr(kStun2Ip6, kStunPort));
+    }
+    turnclient::Config tc;
+    tc.server = v4 ? relay->listen4() : relay->listen6();
+    tc.family = v4 ? Family::V4 : Family::V6;
+    tc.credentials = {"edge", "secret"};
+    cfg.turn = tc;
+    rendezvous::ClientConfig rc;
+    rc.server = tc.server;
+    rc.serverKey = relay->rendezvousKey();
+    cfg.rendezvous = rc;
+    const SockAddr appA = SockAddr(*IpAddr::parse("127.0.0.1"), 5000);
+    const SockAddr appB = SockAddr(*IpAddr::parse("127.0.0.1"), 6000);
+    cfg.peers = {edge::PeerConfig{other->key->publicKey(), {dataplane::Flow{kFlowId, self == &a ? appA : appB,
+                                                                             self == &a ? appB : appA}}}};
+    cfg.firstCounter = 1'000'000 + edges.size() * 7 + (self == &a ? 0 : 1);
+    self->node = std::make_unique<edge::Node>(*self->key, std::move(cfg), self->table);
+  }
+  a.node->start(now());
+  b.node->start(now());
+  flush(a);
+  flush(b);
+  if (nextApp_ == kNever) nextApp_ = now();
+}
+
+void Scenario::collect(SimEdge& e) {
+  for (auto& c : e.node->engine().takePathChanges()) e.changes.push_back(c);
+  for (auto& d : e.node->takeDeliveries()) {
+    if (d.flowId != kFlowId) continue;
+    ++e.appReceived;
+    e.appReceivedViaRelay += d.viaRelay ? 1 : 0;
+    e.receivedAt.push_back(now());
+  }
+}
+
+void Scenario::flush(SimEdge& e) {
+  if (!e.node) return;
+  for (auto& s : e.node->takeSends()) e.host->send(s.from, s.to, s.bytes);
+  collect(e);
+}
+
+void Scenario::runUntil(TimePoint t) {
+  while (true) {
+    TimePoint next = std::min({net.events().nextTime(), relay->nextDeadline(), t});
+    for (auto& e : edges) {
+      if (e->node) next = std::min(next, e->node->nextDeadline());
+    }
+    if (appTraffic) next = std::min(next, nextApp_);
+    net.runUntil(next);
+    const TimePoint n = now();
+    if (relay->nextDeadline() <= n) relay->onTimer(n);
+    for (auto& e : edges) {
+      if (e->node && e->node->nextDeadline() <= n) {
+        e->node->onTimer(n);
+        flush(*e);
+      }
+    }
+    if (appTraffic && n >= nextApp_) {
+      static const uint8_t kPayload[32] = {'t', 'g', 'w'};
+      for (auto& e : edges) {
+        if (!e->node) continue;
+        e->node->sendApp(kFlowId, kPayload, n);
+        ++e->appSent;
+        flush(*e);
+      }
+      nextApp_ = n + kAppInterval;
+    }
+    if (n >= t) break;
+  }
+}
+
+}  // namespace tgw::scenario

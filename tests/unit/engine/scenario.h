@@ -1,0 +1,123 @@
+// A scenario harness for the edge: the simulated network (tests/sim) with a relay host
+// (tgw's turn::Server, rendezvous::Server and stun::Server on one port, demultiplexed by
+// first byte), a second STUN server, and edge nodes (edge::Node) behind whatever NATs a
+// test builds. Application datagrams flow both ways on one flow through each node's
+// forwarding table at a fixed rate, so a test can assert which path wins, when, and how
+// many datagrams a failover cost.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dataplane/forwarding_table.h"
+#include "edge/node.h"
+#include "rendezvous/server.h"
+#include "sim/nat.h"
+#include "sim/network.h"
+#include "stun/server.h"
+#include "turn/server.h"
+
+namespace tgw::scenario {
+
+// The relay's and the second STUN server's addresses in the simulated Internet.
+inline const IpAddr kRelayIp4 = *IpAddr::parse("198.18.0.1");
+inline const IpAddr kRelayIp6 = *IpAddr::parse("2001:db8::1");
+inline const IpAddr kStun2Ip4 = *IpAddr::parse("198.18.0.2");
+inline const IpAddr kStun2Ip6 = *IpAddr::parse("2001:db8::2");
+inline constexpr uint16_t kStunPort = 3478;
+inline constexpr uint16_t kEdgePort = 41641;
+// Application traffic: one datagram per direction every 20 ms (50 per second).
+inline constexpr Duration kAppInterval = 20ms;
+inline constexpr uint32_t kFlowId = 1;
+
+class Scenario;
+
+// The relay host. kill() makes it vanish (every datagram to it is lost from then on).
+class SimRelay {
+ public:
+  explicit SimRelay(Scenario& sc);
+  ~SimRelay();
+  SockAddr listen4() const { return SockAddr(kRelayIp4, kStunPort); }
+  SockAddr listen6() const { return SockAddr(kRelayIp6, kStunPort); }
+  const crypto::PublicKey& rendezvousKey() const { return rdv_->publicKey(); }
+  TimePoint nextDeadline() const;
+  void onTimer(TimePoint now);
+  void kill();
+  bool dead() const { return dead_; }
+  turn::Server& turn() { return *turn_; }
+  rendezvous::Server& rendezvous() { return *rdv_; }
+
+ private:
+  class Ports;
+  void onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now);
+  void flush(std::vector<turn::Send>& out);
+
+  Scenario& sc_;
+  sim::Host* host_;
+  std::unique_ptr<Ports> ports_;
+  std::unique_ptr<turn::Server> turn_;
+  std::unique_ptr<rendezvous::Server> rdv_;
+  std::unique_ptr<stun::Server> stun4_, stun6_;
+  bool dead_ = false;
+};
+
+struct SimEdge {
+  std::string name;
+  sim::Host* host = nullptr;
+  std::vector<SockAddr> sockets;
+  dataplane::MemoryForwardingTable table;
+  std::unique_ptr<edge::Node> node;
+  std::optional<crypto::NodeKey> key;
+  std::vector<engine::PathChange> changes;  // every path change, in order
+  uint64_t appSent = 0;
+  uint64_t appReceived = 0;
+  uint64_t appReceivedViaRelay = 0;
+  std::vector<TimePoint> receivedAt;  // when each application datagram arrived
+
+  std::optional<dataplane::Path> path() const {
+    auto e = table.lookup(kFlowId);
+    return e ? std::optional<dataplane::Path>(e->path) : std::nullopt;
+  }
+  bool onDirect() const { return path() && path()->isDirect(); }
+  // When the flow's path last became direct at or after `since` (nullopt: not direct now).
+  std::optional<TimePoint> directSince(TimePoint since) const;
+  // The first change to a direct path at or after `since`.
+  std::optional<TimePoint> firstDirect(TimePoint since) const;
+  std::optional<TimePoint> firstRelay(TimePoint since) const;
+  // Longest gap between consecutive received datagrams in [from, to].
+  Duration longestGap(TimePoint from, TimePoint to) const;
+};
+
+class Scenario {
+ public:
+  explicit Scenario(uint64_t seed = 7);
+  ~Scenario();
+
+  sim::Network net;
+  std::unique_ptr<SimRelay> relay;
+
+  // An edge host in `realm` with these addresses (one socket per family, port kEdgePort).
+  SimEdge& addEdge(const std::string& name, sim::Realm& realm, std::vector<IpAddr> addrs, sim::Link link = {});
+  // Makes a and b peers with one flow (kFlowId), builds their nodes and starts them.
+  void connect(SimEdge& a, SimEdge& b, TimePoint start);
+  // Runs the network, the relay and every node; application datagrams flow both ways
+  // every kAppInterval from `appFrom` on.
+  void runUntil(TimePoint t);
+  void runFor(Duration d) { runUntil(net.now() + d); }
+  TimePoint now() const { return net.now(); }
+  // Stops / restarts the application traffic.
+  bool appTraffic = true;
+
+  std::vector<std::unique_ptr<SimEdge>> edges;
+
+ private:
+  void flush(SimEdge& e);
+  void collect(SimEdge& e);
+  TimePoint nextApp_ = kNever;
+  sim::Host* stun2_ = nullptr;
+  std::vector<std::unique_ptr<stun::Server>> stun2Servers_;
+};
+
+}  // namespace tgw::scenario

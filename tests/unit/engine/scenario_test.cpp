@@ -1,0 +1,301 @@
+// The seed's NAT scenarios, end to end in simulated time: two edge nodes (edge::Node), a
+// relay host running tgw's TURN, rendezvous and STUN servers, a second STUN server, and
+// RFC 4787 NATs between them. Application datagrams flow both ways every 20 ms through
+// each node's forwarding table; each test asserts which path wins, when, and what a
+// failure cost. The table of times is printed at the end (README, "Path engine").
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "scenario.h"
+
+namespace tgw::scenario {
+namespace {
+
+using sim::Link;
+using sim::Nat;
+using sim::NatConfig;
+using sim::NatFiltering;
+using sim::NatMapping;
+
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+double secs(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Every scenario starts the nodes here (after the relay is up) and runs this long.
+constexpr Duration kStartAt = 1s;
+constexpr Duration kRunFor = 60s;
+
+// Home routers: endpoint-independent mapping. "Easy" ones filter by address (a restricted
+// cone: what most home routers do), "port-restricted" ones by address and port.
+NatConfig easyNat() { return NatConfig{NatMapping::EndpointIndependent, NatFiltering::AddressDependent}; }
+NatConfig portRestrictedNat() {
+  return NatConfig{NatMapping::EndpointIndependent, NatFiltering::AddressAndPortDependent};
+}
+NatConfig hardNat() { return NatConfig{NatMapping::AddressAndPortDependent, NatFiltering::AddressAndPortDependent}; }
+
+struct Row {
+  std::string toRelay = "-";
+  std::string toDirect = "-";
+  std::string failover = "-";
+  std::string winner;
+};
+std::map<std::string, Row>& table() {
+  static std::map<std::string, Row> t;
+  return t;
+}
+
+class PrintTable : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (table().empty()) return;
+    std::printf("\n| scenario | winner | time to relay path (s) | time to direct (s) | failover (s) |\n"
+                "|---|---|---|---|---|\n");
+    for (const auto& [name, r] : table()) {
+      std::printf("| %s | %s | %s | %s | %s |\n", name.c_str(), r.winner.c_str(), r.toRelay.c_str(),
+                  r.toDirect.c_str(), r.failover.c_str());
+    }
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kTableEnv = ::testing::AddGlobalTestEnvironment(new PrintTable);
+
+std::string fmt(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f", v);
+  return b;
+}
+
+class Scenarios : public ::testing::Test {
+ protected:
+  Scenario sc;
+  TimePoint t0 = sc.now() + kStartAt;
+
+  // Two edges, each behind its own NAT (nullopt config: directly on the Internet).
+  std::pair<SimEdge*, SimEdge*> twoSites(NatConfig na, NatConfig nb) {
+    Nat& a = sc.net.addNat(sc.net.internet(), "nat-a", {ip("198.18.1.1")}, na, Link{2ms, 0});
+    Nat& b = sc.net.addNat(sc.net.internet(), "nat-b", {ip("198.18.2.1")}, nb, Link{2ms, 0});
+    natA = &a;
+    natB = &b;
+    SimEdge& ea = sc.addEdge("a", a.inside(), {ip("192.168.1.10")});
+    SimEdge& eb = sc.addEdge("b", b.inside(), {ip("192.168.2.10")});
+    return {&ea, &eb};
+  }
+  // Both ends on a direct path (and which one) and data flowing both ways.
+  void expectDataFlowsDirect(SimEdge& a, SimEdge& b) {
+    EXPECT_TRUE(a.onDirect()) << a.name;
+    EXPECT_TRUE(b.onDirect()) << b.name;
+    const uint64_t ra = a.appReceived, rb = b.appReceived;
+    sc.runFor(1s);
+    EXPECT_GE(a.appReceived - ra, 49u);
+    EXPECT_GE(b.appReceived - rb, 49u);
+  }
+  void record(const std::string& name, SimEdge& a, SimEdge& b, std::optional<double> failover = std::nullopt) {
+    Row r;
+    auto da = a.firstDirect(t0), db = b.firstDirect(t0);
+    if (da && db) r.toDirect = fmt(secs(std::max(*da, *db) - t0));
+    auto ra = a.firstRelay(t0), rb = b.firstRelay(t0);
+    if (ra && rb) r.toRelay = fmt(secs(std::max(*ra, *rb) - t0));
+    if (failover) r.failover = fmt(*failover);
+    const auto p = a.path();
+    r.winner = !p ? "none" : p->isRelay() ? "relay" : p->remote.isV6() ? "direct IPv6" : "direct IPv4";
+    table()[name] = r;
+  }
+  Nat* natA = nullptr;
+  Nat* natB = nullptr;
+};
+
+TEST_F(Scenarios, SameLan) {
+  Nat& home = sc.net.addNat(sc.net.internet(), "home", {ip("198.18.1.1")}, portRestrictedNat(), Link{2ms, 0});
+  SimEdge& a = sc.addEdge("a", home.inside(), {ip("192.168.1.10")});
+  SimEdge& b = sc.addEdge("b", home.inside(), {ip("192.168.1.11")});
+  sc.connect(a, b, t0);
+  sc.runUntil(t0 + kRunFor);
+  ASSERT_TRUE(a.onDirect());
+  EXPECT_EQ(a.path()->remote, SockAddr(ip("192.168.1.11"), kEdgePort)) << "the LAN address wins";
+  EXPECT_EQ(b.path()->remote, SockAddr(ip("192.168.1.10"), kEdgePort));
+  EXPECT_LT(*a.firstDirect(t0) - t0, 1s);
+  expectDataFlowsDirect(a, b);
+  record("same LAN", a, b);
+}
+
+TEST_F(Scenarios, TwoEasyNats) {
+  auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
+  sc.connect(*a, *b, t0);
+  // Relay first: the relay path is installed the moment both relayed addresses are known
+  // (so data could flow at once), then the direct path proves itself and takes over.
+  sc.runUntil(t0 + 1s);
+  ASSERT_GE(a->changes.size(), 2u);
+  EXPECT_EQ(a->changes[0].reason, engine::ChangeReason::RelayReady);
+  EXPECT_TRUE(a->changes[0].to->isRelay());
+  EXPECT_EQ(a->changes[1].reason, engine::ChangeReason::Better);
+  EXPECT_TRUE(a->changes[1].to->isDirect());
+  sc.runUntil(t0 + kRunFor);
+  ASSERT_TRUE(a->onDirect());
+  EXPECT_EQ(a->path()->remote.ip(), ip("198.18.2.1")) << "B's NAT's public address";
+  EXPECT_LT(*a->firstDirect(t0) - t0, 3s);
+  EXPECT_LT(*b->firstDirect(t0) - t0, 3s);
+  EXPECT_EQ(a->node->engine().counters().fallbacks, 0u);
+  // Upgraded once and then stayed: relay, then direct, nothing else.
+  EXPECT_EQ(a->changes.size(), 2u);
+  expectDataFlowsDirect(*a, *b);
+  record("two easy NATs", *a, *b);
+}
+
+TEST_F(Scenarios, EasyAgainstHard) {
+  auto [a, b] = twoSites(easyNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + kRunFor);
+  ASSERT_TRUE(a->onDirect());
+  ASSERT_TRUE(b->onDirect());
+  // A can only reach B through the mapping B's NAT made towards A: learned from B's pings.
+  EXPECT_GT(a->node->engine().counters().peerReflexiveLearned, 0u);
+  const auto* st = a->node->engine().peer(0)->find(*a->path());
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(st->kind, engine::CandidateKind::PeerReflexive);
+  EXPECT_LT(*a->firstDirect(t0) - t0, 3s);
+  expectDataFlowsDirect(*a, *b);
+  record("easy vs hard NAT", *a, *b);
+}
+
+TEST_F(Scenarios, HardAgainstHardStaysOnTheRelay) {
+  auto [a, b] = twoSites(hardNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + kRunFor);
+  ASSERT_TRUE(a->path());
+  EXPECT_TRUE(a->path()->isRelay());
+  EXPECT_TRUE(b->path()->isRelay());
+  EXPECT_FALSE(a->firstDirect(t0));
+  // The relay carried everything from its first fraction of a second on.
+  EXPECT_GE(b->appReceived, a->appSent - 20);
+  EXPECT_EQ(b->appReceived, b->appReceivedViaRelay);
+  record("hard vs hard NAT (no birthday search yet)", *a, *b);
+}
+
+class CgnatScenario : public Scenarios, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(CgnatScenario, TwoSitesBehindOneCgnat) {
+  const bool hairpin = GetParam();
+  NatConfig cg = easyNat();
+  cg.hairpinning = hairpin;
+  Nat& cgnat = sc.net.addNat(sc.net.internet(), "cgnat", {ip("198.18.3.1")}, cg, Link{2ms, 0});
+  Nat& ha = sc.net.addNat(cgnat.inside(), "home-a", {ip("100.64.0.10")}, portRestrictedNat(), Link{2ms, 0});
+  Nat& hb = sc.net.addNat(cgnat.inside(), "home-b", {ip("100.64.0.20")}, portRestrictedNat(), Link{2ms, 0});
+  SimEdge& a = sc.addEdge("a", ha.inside(), {ip("192.168.1.10")});
+  SimEdge& b = sc.addEdge("b", hb.inside(), {ip("192.168.2.10")});
+  sc.connect(a, b, t0);
+  sc.runUntil(t0 + kRunFor);
+  ASSERT_TRUE(a.path());
+  if (hairpin) {
+    ASSERT_TRUE(a.onDirect());
+    EXPECT_EQ(a.path()->remote.ip(), ip("198.18.3.1")) << "through the CGNAT's hairpin";
+    EXPECT_GT(cgnat.counters().hairpinned, 0u);
+    EXPECT_LT(*a.firstDirect(t0) - t0, 3s);
+    expectDataFlowsDirect(a, b);
+    record("same CGNAT, hairpinning", a, b);
+  } else {
+    EXPECT_TRUE(a.path()->isRelay());
+    EXPECT_TRUE(b.path()->isRelay());
+    EXPECT_GT(cgnat.counters().droppedHairpin, 0u);
+    EXPECT_EQ(b.appReceived, b.appReceivedViaRelay);
+    record("same CGNAT, no hairpinning", a, b);
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Hairpin, CgnatScenario, ::testing::Bool());
+
+TEST_F(Scenarios, Ipv6WithStatefulFirewallsOnBothSides) {
+  // IPv4 hard on both sides (no direct IPv4 path); IPv6 routed through stateful firewalls.
+  NatConfig na = hardNat(), nb = hardNat();
+  na.ipv6Firewall = nb.ipv6Firewall = true;
+  Nat& a = sc.net.addNat(sc.net.internet(), "fw-a", {ip("198.18.1.1")}, na, Link{2ms, 0});
+  Nat& b = sc.net.addNat(sc.net.internet(), "fw-b", {ip("198.18.2.1")}, nb, Link{2ms, 0});
+  SimEdge& ea = sc.addEdge("a", a.inside(), {ip("192.168.1.10"), ip("2001:db8:a::10")});
+  SimEdge& eb = sc.addEdge("b", b.inside(), {ip("192.168.2.10"), ip("2001:db8:b::10")});
+  sc.connect(ea, eb, t0);
+  sc.runUntil(t0 + kRunFor);
+  ASSERT_TRUE(ea.onDirect());
+  EXPECT_EQ(ea.path()->remote, SockAddr(ip("2001:db8:b::10"), kEdgePort));
+  EXPECT_EQ(eb.path()->remote, SockAddr(ip("2001:db8:a::10"), kEdgePort));
+  EXPECT_EQ(a.counters().droppedFirewall, 0u);
+  // An Internet host that A never sent to is refused by A's firewall.
+  sim::Host& stranger = sc.net.addHost(sc.net.internet(), "stranger", {ip("2001:db8:99::1")});
+  const uint8_t hello[] = {1, 2, 3};
+  stranger.send(SockAddr(ip("2001:db8:99::1"), 999), SockAddr(ip("2001:db8:a::10"), kEdgePort), hello);
+  sc.runFor(100ms);
+  EXPECT_EQ(a.counters().droppedFirewall, 1u);
+  EXPECT_LT(*ea.firstDirect(t0) - t0, 3s);
+  expectDataFlowsDirect(ea, eb);
+  record("IPv6, stateful firewalls", ea, eb);
+}
+
+// A's NAT reboots mid-flow: every mapping gone, new ones get new ports. Both direct paths
+// die (B's pongs go to A's old port), so both ends fall back within the trust window of
+// their last pong, gather again (A's STUN shows the new mapping), exchange candidates and
+// find the new direct path.
+TEST_F(Scenarios, NatStateLostMidFlow) {
+  auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->onDirect());
+  const SockAddr oldRemoteOfB = b->path()->remote;
+  const TimePoint lost = sc.now();
+  natA->flush();
+  sc.runUntil(lost + 40s);
+  const auto fa = a->firstRelay(lost), fb = b->firstRelay(lost);
+  ASSERT_TRUE(fa && fb) << "both fell back to the relay";
+  EXPECT_LE(*fa - lost, engine::kTrustWindow);
+  EXPECT_LE(*fb - lost, engine::kTrustWindow);
+  EXPECT_EQ(a->changes.back().to, a->path());
+  ASSERT_TRUE(a->onDirect()) << "back to direct once the NAT allows";
+  ASSERT_TRUE(b->onDirect());
+  EXPECT_NE(b->path()->remote, oldRemoteOfB) << "through A's new mapping";
+  const TimePoint backA = *a->firstDirect(lost), backB = *b->firstDirect(lost);
+  const Duration outage = b->longestGap(lost, sc.now());
+  // Loss is bounded by the failover window: the trust window plus the rediscovery.
+  EXPECT_LE(outage, engine::kTrustWindow + 3s);
+  const uint64_t lostDatagrams = a->appSent - b->appReceived;
+  EXPECT_LE(lostDatagrams, static_cast<uint64_t>((engine::kTrustWindow + 3s) / kAppInterval) + 5);
+  std::printf("nat lost: fallback a %.2f s b %.2f s, direct again a %.2f s b %.2f s, longest gap at b %.2f s, "
+              "%llu datagrams lost a->b\n",
+              secs(*fa - lost), secs(*fb - lost), secs(backA - lost), secs(backB - lost), secs(outage),
+              static_cast<unsigned long long>(lostDatagrams));
+  record("NAT state lost mid-flow (reboot, new ports)", *a, *b, secs(std::max(*fa, *fb) - lost));
+  table()["NAT state lost mid-flow (reboot, new ports)"].toDirect = fmt(secs(std::max(backA, backB) - lost)) + " after loss";
+}
+
+// The same with a port-preserving NAT (Linux masquerade): A's next datagram recreates the
+// same mapping, so the path never dies and nothing falls back.
+TEST_F(Scenarios, NatStateLostPortPreservingHealsAtOnce) {
+  NatConfig na = portRestrictedNat();
+  na.preservePort = true;
+  auto [a, b] = twoSites(na, portRestrictedNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->onDirect());
+  const TimePoint lost = sc.now();
+  const uint64_t sentA = a->appSent, recvB = b->appReceived;
+  natA->flush();
+  sc.runUntil(lost + 20s);
+  EXPECT_TRUE(a->onDirect());
+  EXPECT_FALSE(a->firstRelay(lost));
+  EXPECT_FALSE(b->firstRelay(lost));
+  EXPECT_LE(b->longestGap(lost, sc.now()), 3 * kAppInterval);
+  EXPECT_GE(b->appReceived - recvB, a->appSent - sentA - 2);
+}
+
+TEST_F(Scenarios, RelayLostWhileDirectKeepsTheDirectPath) {
+  auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->onDirect());
+  const uint64_t sent = a->appSent, received = b->appReceived;
+  sc.relay->kill();
+  sc.runUntil(t0 + kRunFor);
+  EXPECT_TRUE(a->onDirect());
+  EXPECT_TRUE(b->onDirect());
+  EXPECT_GE(b->appReceived - received, a->appSent - sent - 1) << "no datagram lost";
+  record("relay lost (on direct)", *a, *b);
+}
+
+}  // namespace
+}  // namespace tgw::scenario
