@@ -1,4 +1,5 @@
 #include "turn/server.h"
+#include "turn/channel_data.h"
 
 #include <sodium.h>
 
@@ -50,10 +51,6 @@ constexpr uint16_t kAllKnown[] = {
     attr::kPasswordAlgorithms};
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-void wr16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
 
 std::string hex(std::span<const uint8_t> b) {
   static const char kDigits[] = "0123456789abcdef";
@@ -802,18 +799,13 @@ struct Server::Impl {
 
   void onChannelData(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
                      std::vector<Send>& out) {
-    if (bytes.size() < TGW_CHANNELDATA_HLEN) {
+    auto cd = parseChannelData(bytes);
+    if (!cd) {
       ++counters.droppedBadChannelData;
       return;
     }
-    const uint16_t channel = rd16(bytes.data());
-    const size_t len = rd16(bytes.data() + 2);
-    const size_t avail = bytes.size() - TGW_CHANNELDATA_HLEN;
-    // Section 12.5: shorter than 4 + Length is discarded; at most 3 bytes of padding follow.
-    if (!tgw_channel_valid(channel) || len > avail || avail - len > TGW_CHANNELDATA_MAX_PAD) {
-      ++counters.droppedBadChannelData;
-      return;
-    }
+    const uint16_t channel = cd->channel;
+    const auto data = cd->data;
     Allocation* a = findAllocation(from, local);
     if (!a) {
       ++counters.droppedNoAllocation;
@@ -829,8 +821,7 @@ struct Server::Impl {
       ++counters.droppedNoPermission;
       return;
     }
-    auto data = bytes.subspan(TGW_CHANNELDATA_HLEN, len);
-    if (!admit(*a, len, now)) return;
+    if (!admit(*a, data.size(), now)) return;
     ++counters.channelDataToPeer;
     toPeer(*a, peer, data, now, out);
   }
@@ -855,10 +846,7 @@ struct Server::Impl {
         ++counters.droppedMalformed;
         return;
       }
-      bytes.resize(TGW_CHANNELDATA_HLEN + data.size());
-      wr16(bytes.data(), ch->second);
-      wr16(bytes.data() + 2, static_cast<uint16_t>(data.size()));
-      std::copy(data.begin(), data.end(), bytes.begin() + TGW_CHANNELDATA_HLEN);
+      bytes = buildChannelData(ch->second, data);
       ++counters.channelDataToClient;
     } else {
       MessageBuilder b(Method::Data, Class::Indication, stun::newTransactionId());
