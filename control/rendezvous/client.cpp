@@ -117,6 +117,10 @@ void Client::handle(Message&& m, TimePoint now, std::vector<Datagram>& out) {
     flushQueue(out);
   } else if (auto* d = std::get_if<Deliver>(&m)) {
     ++counters_.delivered;
+    if (deliveries_.size() >= std::max<size_t>(config_.maxDeliveries, 1)) {
+      deliveries_.erase(deliveries_.begin());
+      ++counters_.deliveriesDropped;
+    }
     deliveries_.push_back(Delivery{d->from, std::move(d->blob)});
   } else if (auto* e = std::get_if<ErrorMsg>(&m)) {
     switch (e->code) {

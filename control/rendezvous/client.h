@@ -42,7 +42,8 @@ struct ClientConfig {
   SockAddr server;
   crypto::PublicKey serverKey;  // the relay's rendezvous key, from the config
   Duration refreshInterval = kRefreshInterval;
-  size_t maxQueued = 64;
+  size_t maxQueued = 64;        // blobs waiting for a registration
+  size_t maxDeliveries = 256;   // deliveries not yet taken (oldest dropped and counted)
 };
 
 // A blob another node sent us through the relay. `from` is the relay's word for the sender;
@@ -59,6 +60,7 @@ struct ClientCounters {
   uint64_t sent = 0;                 // SENDs sent
   uint64_t delivered = 0;            // DELIVERs received
   uint64_t queueDropped = 0;         // blobs dropped from a full queue
+  uint64_t deliveriesDropped = 0;    // deliveries dropped because nobody took them
   uint64_t droppedMalformed = 0;     // undecodable datagrams
   uint64_t droppedUnexpected = 0;    // from another address, wrong key / cookie, wrong state
   uint64_t errorsNotRegistered = 0;
@@ -86,7 +88,7 @@ class Client {
   Result<std::vector<Datagram>> sendTo(const crypto::PublicKey& to, std::span<const uint8_t> blob,
                                        TimePoint now);
 
-  // What arrived since the last call.
+  // What arrived since the last call (take them after every onDatagram()).
   std::vector<Delivery> takeDeliveries();
   // Destinations the relay did not know (ERROR UnknownDestination) since the last call.
   std::vector<crypto::PublicKey> takeUnknownDestinations();

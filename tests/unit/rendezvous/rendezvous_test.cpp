@@ -353,6 +353,25 @@ TEST(Rendezvous, ClientRetransmitsWhenTheRelayIsSilent) {
   EXPECT_FALSE(c.registered());
 }
 
+TEST(Rendezvous, UntakenDeliveriesAreBounded) {
+  NodeKey me = NodeKey::generate();
+  NodeKey relay = NodeKey::generate();
+  ClientConfig cfg{kServerAddr, relay.publicKey()};
+  cfg.maxDeliveries = 2;
+  Client c(me, cfg, kCounterStart);
+  PublicKey from = NodeKey::generate().publicKey();
+  for (char tag : {'1', '2', '3'}) {
+    auto d = encode(Deliver{from, blobOf(std::string("blob") + tag)}).value();
+    EXPECT_TRUE(c.onDatagram(d, kServerAddr, kT0).empty());
+  }
+  auto got = c.takeDeliveries();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].blob, blobOf("blob2"));
+  EXPECT_EQ(got[1].blob, blobOf("blob3"));
+  EXPECT_EQ(c.counters().deliveriesDropped, 1u);
+  EXPECT_EQ(c.counters().delivered, 3u);
+}
+
 TEST(Rendezvous, ClientIgnoresAnswersItDidNotAskFor) {
   Lab lab;
   auto& a = lab.add("198.18.1.2:40000");
