@@ -18,9 +18,10 @@
 // the window moves only after the MAC has been verified, so forgeries cannot move it.
 //
 // Peers are kept in a table of at most maxPeers entries (least recently used evicted): the
-// shared key (crypto_box_beforenm, computed once per peer) and the replay window. Evicting
-// a peer forgets its window: a message of that peer older than its eviction could be
-// replayed once. The cap bounds memory against senders that invent keys.
+// shared key (crypto_box_beforenm, computed once per peer) and the replay window. A sender
+// enters the table only when its first message authenticates, so forgeries under invented
+// keys cost an X25519 operation each but never evict a real peer. Evicting a peer forgets
+// its window: a message of that peer older than its eviction could then be replayed once.
 #pragma once
 
 #include <array>
