@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-/* The counting sink of bench_veth, attached to the generator's veth: every IPv4 UDP frame
- * to or from the STUN port that comes back (a response, or a reflected request) is counted
- * and dropped; anything else (ARP, IPv6 neighbour discovery) goes up to the stack. */
+/* The counting sink of bench_veth and bench_veth_relay, attached to the generator's veth:
+ * every IPv4 UDP frame that matches is counted and dropped; anything else (ARP, IPv6
+ * neighbour discovery, a TURN client's control messages) goes up to the stack.
+ *   bench_veth (defaults): from or to the STUN port (a response, or a reflected request).
+ *   bench_veth_relay: tgw_bench_dest_only = 1 and tgw_bench_dport_b = the peer's port: to
+ *   the STUN port (a reflected ChannelData frame) or to the peer (relayed data). */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -14,6 +17,8 @@
 
 __u64 tgw_bench_counted;   /* frames counted and dropped */
 __u64 tgw_bench_passed;    /* anything else */
+__u16 tgw_bench_dport_b;   /* host order; 0: none */
+__u8 tgw_bench_dest_only;  /* 1: the STUN port matches as destination only */
 
 SEC("xdp")
 int tgw_bench_sink(struct xdp_md *ctx) {
@@ -25,8 +30,11 @@ int tgw_bench_sink(struct xdp_md *ctx) {
   if ((const __u8 *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP) goto pass;
   const struct udphdr *udp = (const struct udphdr *)(ip + 1);
   if ((const __u8 *)(udp + 1) > data_end) goto pass;
-  if (udp->source != bpf_htons(TGW_BENCH_STUN_PORT) && udp->dest != bpf_htons(TGW_BENCH_STUN_PORT))
-    goto pass;
+  __u16 port_b = tgw_bench_dport_b;
+  int match = udp->dest == bpf_htons(TGW_BENCH_STUN_PORT) ||
+              (!tgw_bench_dest_only && udp->source == bpf_htons(TGW_BENCH_STUN_PORT)) ||
+              (port_b != 0 && udp->dest == bpf_htons(port_b));
+  if (!match) goto pass;
   __sync_fetch_and_add(&tgw_bench_counted, 1);
   return XDP_DROP;
 pass:
