@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
+#include <sstream>
 #include <toml++/toml.h>
 
 namespace tgw::lab {
@@ -127,6 +129,73 @@ Result<Process*> startTurnserver(Lab& lab, const Host& host) {
   if (!lab.waitUdpBound(host.netns, 3478, 10s) || !(*p)->running())
     return fail("turnserver did not bind UDP port 3478:\n" + (*p)->log());
   return p;
+}
+
+Result<void> writeTurnRelayExample(const std::filesystem::path& out,
+                                   const std::vector<std::pair<std::string, int64_t>>& turnOverrides) {
+  toml::table config;
+  try {
+    config = toml::parse_file(exampleRelayConfigPath());
+  } catch (const toml::parse_error& e) {
+    return fail(exampleRelayConfigPath() + ": " + std::string(e.description()));
+  }
+  auto* turn = config["relay"]["turn"].as_table();
+  if (!turn) return fail(exampleRelayConfigPath() + ": expected a [relay.turn] section");
+  for (const auto& [key, value] : turnOverrides) turn->insert_or_assign(key, value);
+  std::ofstream file(out);
+  file << "# written by the tgw lab from " << exampleRelayConfigPath() << "\n" << config << "\n";
+  if (!file) return fail("cannot write " + out.string());
+  return {};
+}
+
+Result<void> enableRelayForwarding(const Lab& lab, const Host& relay) {
+  auto r = lab.exec(relay.netns, "sysctl -qw net.ipv4.conf." + relay.uplink + ".forwarding=1 net.ipv6.conf." +
+                                     relay.uplink + ".forwarding=1");
+  if (!r.ok()) return fail("cannot enable forwarding on the relay: " + r.output);
+  return {};
+}
+
+Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host) {
+  if (!haveProgram("ethtool")) return fail("ethtool is not installed");
+  auto r = lab.exec(host.netns, "ethtool -K " + host.uplink + " tx off");
+  if (!r.ok()) return fail("ethtool -K " + host.uplink + " tx off in " + host.netns + ": " + r.output);
+  return {};
+}
+
+Result<Process*> startTurnPeer(Lab& lab, const Host& host) {
+  if (!haveProgram("turnutils_peer")) return fail("coturn's turnutils_peer is not installed");
+  if (host.ipv4.empty()) return fail("host " + host.name + " has no IPv4 address");
+  auto p = lab.spawn(host.netns, {"turnutils_peer", "-L", host.ipv4[0].toString(), "-p", "3480"},
+                     "turnutils_peer-" + host.name + ".log");
+  if (!p) return p;
+  if (!lab.waitUdpBound(host.netns, 3480, 5s) || !(*p)->running())
+    return fail("turnutils_peer did not bind UDP port 3480:\n" + (*p)->log());
+  return p;
+}
+
+UclientReport parseUclientReport(const std::string& output) {
+  UclientReport r;
+  std::smatch m;
+  static const std::regex kMsgs("start_mclient: tot_send_msgs=(\\d+), tot_recv_msgs=(\\d+)");
+  static const std::regex kBytes("start_mclient: tot_send_bytes ~ (\\d+), tot_recv_bytes ~ (\\d+)");
+  static const std::regex kLost("Total lost packets (\\d+)");
+  static const std::regex kError("(ERROR:.*|.*error [0-9]{3} .*)");
+  if (std::regex_search(output, m, kMsgs)) {
+    r.finished = true;
+    r.sentMessages = std::stoull(m[1]);
+    r.receivedMessages = std::stoull(m[2]);
+  }
+  if (std::regex_search(output, m, kBytes)) {
+    r.sentBytes = std::stoull(m[1]);
+    r.receivedBytes = std::stoull(m[2]);
+  }
+  if (std::regex_search(output, m, kLost)) r.lost = std::stoull(m[1]);
+  std::istringstream lines(output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (std::regex_search(line, m, kError)) r.errors.push_back(line);
+  }
+  return r;
 }
 
 }  // namespace tgw::lab

@@ -3,8 +3,10 @@
 // STUN-only server. Shared by the lab tests and tgw-demo.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -70,5 +72,40 @@ Result<Process*> startTurnserver(Lab& lab, const Host& host);
 
 // True when `program` is on PATH.
 bool haveProgram(const std::string& program);
+
+// --- TURN interop (coturn's client tools) ---
+
+// Writes `out`: the example relay config (TURN on, config/examples/relay.toml's [relay.turn])
+// with [relay.turn] keys replaced by `turnOverrides` (integers), for RelayDaemon::start's
+// `example` argument.
+Result<void> writeTurnRelayExample(const std::filesystem::path& out,
+                                   const std::vector<std::pair<std::string, int64_t>>& turnOverrides);
+
+// What a relay needs for its XDP fast path to forward in the lab (dataplane/relay_fastpath.h):
+// IP forwarding on the relay's uplink (bpf_fib_lookup refuses without it) and, on every
+// sending host's uplink, tx checksum offload off (frames a local socket sends through veth
+// carry only a partial UDP checksum, which XDP's incremental update cannot complete).
+Result<void> enableRelayForwarding(const Lab& lab, const Host& relay);
+Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host);
+
+// coturn's turnutils_peer (a UDP echo) on `host`'s first IPv4 address, port 3480. Waits
+// until the port is bound.
+Result<Process*> startTurnPeer(Lab& lab, const Host& host);
+
+// What turnutils_uclient printed at its end: messages and application bytes sent and
+// received, lost messages, and error lines ("ERROR: ...", "... error NNN (...)").
+struct UclientReport {
+  bool finished = false;  // the final "tot_send_msgs=..., tot_recv_msgs=..." line was seen
+  uint64_t sentMessages = 0, receivedMessages = 0;
+  uint64_t sentBytes = 0, receivedBytes = 0;
+  uint64_t lost = 0;
+  std::vector<std::string> errors;
+  // Every message came back, with its length (uclient checks lengths and sequence numbers).
+  bool intact(uint64_t expectedMessages) const {
+    return finished && errors.empty() && lost == 0 && sentMessages == expectedMessages &&
+           receivedMessages == expectedMessages && sentBytes == receivedBytes;
+  }
+};
+UclientReport parseUclientReport(const std::string& output);
 
 }  // namespace tgw::lab

@@ -1,0 +1,308 @@
+// TURN interop in the lab (issue 3, "Shown by"): coturn's turnutils_uclient against tgwd's
+// relay role, with coturn's turnutils_peer (a UDP echo) as the peer, once with the XDP fast
+// path attached (native) and once with xdp_mode = "off":
+//   - channels (ChannelData) and Send/Data indications (-s), long-term credentials;
+//   - TURN REST credentials (-W, username "expiry:user"), and a wrong secret refused;
+//   - client to client through two allocations on the relay (-y), channels and indications.
+// Each case asserts uclient's own report (every message and byte came back, none lost, no
+// error line) and tgwd's counters: with XDP, ChannelData went through the fast path
+// (turn_to_peer / turn_to_client / turn_client_to_client) and never through the sockets;
+// Send indications went through the sockets and never through XDP; with XDP off, all of it
+// went through the sockets. One case keeps uclient running to read `tgwctl allocations`.
+//
+// coturn's uclient picks each channel number at random in RFC 5766's 0x4000-0x7FFF; tgwd
+// follows RFC 8656 (0x4000-0x4FFF, section 11.2; 0x5000-0x7FFF would collide with QUIC in
+// RFC 9443 demultiplexing) and answers 400 to the others. So a channel case reruns uclient
+// (each refused run ends within milliseconds) until its random channels are valid ones,
+// asserting that every refused run failed on exactly that 400 and nothing else.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <regex>
+
+#include "lab.h"
+#include "tgw_procs.h"
+
+namespace tgw::lab {
+namespace {
+
+constexpr int kMessages = 200;          // per client; -z 5: one second of sending
+constexpr int kMaxChannelAttempts = 250;  // P(no valid channel pair in 250 runs) < 1e-6
+constexpr auto kRunTimeout = 60s;
+constexpr const char* kRelayIp = "198.18.0.10";
+constexpr const char* kLongTerm = "-u lab -w lab-password";     // config/examples/relay.toml
+constexpr const char* kRest = "-u rest-user -W lab-shared-secret";
+
+uint64_t xdpCount(const nlohmann::json& stats, const std::string& verdict, const std::string& reason) {
+  uint64_t n = 0;
+  for (const auto& row : stats["relay"]["xdp"]) {
+    if (row.value("verdict", "") == verdict && row.value("reason", "") == reason) n += row.value("packets", uint64_t{0});
+  }
+  return n;
+}
+
+uint64_t turnCount(const nlohmann::json& stats, const std::string& name) {
+  return stats["relay"]["turn"].value(name, uint64_t{0});
+}
+
+bool onlyRefusedChannel(const ExecResult& r) {
+  if (r.exitCode == 0) return false;
+  auto report = parseUclientReport(r.output);
+  if (report.errors.empty()) return false;
+  for (const auto& e : report.errors) {
+    if (e.find("channel bind: error 400") == std::string::npos) return false;
+  }
+  return true;
+}
+
+class TurnInterop : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    for (const char* tool : {"turnutils_uclient", "turnutils_peer"}) {
+      if (!haveProgram(tool)) GTEST_SKIP() << "coturn (" << tool << ") is not installed";
+    }
+    if (!haveProgram("ethtool")) GTEST_SKIP() << "ethtool is not installed (scripts/setup.sh installs it)";
+    if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+    auto lab = Lab::fromDescription("relay; host c; host p");
+    ASSERT_TRUE(lab.ok()) << lab.error().message;
+    lab_ = std::move(*lab);
+    ASSERT_TRUE(enableRelayForwarding(*lab_, lab_->host("relay")).ok());
+    for (const char* h : {"c", "p"}) {
+      auto r = disableTxChecksumOffload(*lab_, lab_->host(h));
+      ASSERT_TRUE(r.ok()) << r.error().message;
+    }
+    // uclient never deletes its first ("probe") allocation, and a run refused at
+    // ChannelBind leaves its allocations to expire: room for them under one user.
+    auto example = lab_->tempDir() / "relay-turn-example.toml";
+    auto w = writeTurnRelayExample(example, {{"max_allocations_per_user", 100000}});
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    auto d = RelayDaemon::start(*lab_, lab_->host("relay"), GetParam(), example.string(), false);
+    ASSERT_TRUE(d.ok()) << d.error().message;
+    daemon_ = std::move(*d);
+    auto status = daemon_->query("status");
+    ASSERT_TRUE(status.ok()) << status.error().message;
+    ASSERT_TRUE((*status)["relay"]["turn"].is_object()) << status->dump(2);
+    EXPECT_EQ((*status)["relay"]["turn"]["fast_path"], xdp()) << status->dump(2);
+    EXPECT_EQ((*status)["relay"]["xdp"]["attached"], GetParam()) << status->dump(2);
+    auto peer = startTurnPeer(*lab_, lab_->host("p"));
+    ASSERT_TRUE(peer.ok()) << peer.error().message;
+  }
+
+  bool xdp() const { return GetParam() != "off"; }
+  std::string peerArgs() const { return "-e " + lab_->host("p").ipv4[0].toString() + " -r 3480"; }
+
+  nlohmann::json stats() {
+    auto s = daemon_->query("stats");
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return s.ok() ? *s : nlohmann::json::object();
+  }
+
+  // turnutils_uclient ARGS RELAY from host c (-c: no RTCP sessions, -z 5: a message every
+  // 5 ms, -l 120: 120-byte messages). With channels, reruns while the channel is refused.
+  ExecResult uclient(const std::string& args, bool channels) {
+    const std::string cmd = "turnutils_uclient -c -z 5 -l 120 " + args + " " + kRelayIp;
+    ExecResult r;
+    for (int attempt = 1; attempt <= kMaxChannelAttempts; ++attempt) {
+      r = lab_->exec(lab_->host("c").netns, cmd, kRunTimeout);
+      if (!channels || !onlyRefusedChannel(r)) break;
+      ++refusedRuns_;
+    }
+    return r;
+  }
+
+  std::unique_ptr<Lab> lab_;
+  std::optional<RelayDaemon> daemon_;
+  int refusedRuns_ = 0;
+};
+
+TEST_P(TurnInterop, ChannelsWithLongTermCredentials) {
+  auto before = stats();
+  auto r = uclient("-n " + std::to_string(kMessages) + " " + kLongTerm + " " + peerArgs(), true);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(kMessages)) << "exit " << r.exitCode << " after " << refusedRuns_
+                                        << " runs refused at ChannelBind:\n" << r.output;
+  auto after = stats();
+  EXPECT_EQ(turnCount(after, "errors_400") - turnCount(before, "errors_400"), static_cast<uint64_t>(refusedRuns_))
+      << "each refused run gets exactly one 400 (its first ChannelBind) and stops";
+  const uint64_t socketToPeer = turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer");
+  const uint64_t socketToClient =
+      turnCount(after, "channel_data_to_client") - turnCount(before, "channel_data_to_client");
+  const uint64_t xdpToPeer = xdpCount(after, "tx", "turn_to_peer") - xdpCount(before, "tx", "turn_to_peer");
+  const uint64_t xdpToClient = xdpCount(after, "tx", "turn_to_client") - xdpCount(before, "tx", "turn_to_client");
+  if (xdp()) {
+    EXPECT_EQ(xdpToPeer, static_cast<uint64_t>(kMessages)) << after.dump(2);
+    EXPECT_EQ(xdpToClient, static_cast<uint64_t>(kMessages)) << after.dump(2);
+    EXPECT_EQ(socketToPeer, 0u);
+    EXPECT_EQ(socketToClient, 0u);
+  } else {
+    EXPECT_EQ(socketToPeer, static_cast<uint64_t>(kMessages));
+    EXPECT_EQ(socketToClient, static_cast<uint64_t>(kMessages));
+    EXPECT_TRUE(after["relay"]["xdp"].empty());
+  }
+}
+
+TEST_P(TurnInterop, SendIndicationsWithLongTermCredentials) {
+  auto before = stats();
+  auto r = uclient("-s -n " + std::to_string(kMessages) + " " + kLongTerm + " " + peerArgs(), false);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(kMessages)) << "exit " << r.exitCode << ":\n" << r.output;
+  auto after = stats();
+  EXPECT_EQ(turnCount(after, "send_indications") - turnCount(before, "send_indications"),
+            static_cast<uint64_t>(kMessages));
+  EXPECT_EQ(turnCount(after, "data_indications") - turnCount(before, "data_indications"),
+            static_cast<uint64_t>(kMessages));
+  // Indications are never the fast path's.
+  EXPECT_EQ(xdpCount(after, "tx", "turn_to_peer"), xdpCount(before, "tx", "turn_to_peer"));
+  EXPECT_EQ(xdpCount(after, "tx", "turn_to_client"), xdpCount(before, "tx", "turn_to_client"));
+}
+
+TEST_P(TurnInterop, ChannelsWithRestCredentials) {
+  auto before = stats();
+  auto r = uclient("-n " + std::to_string(kMessages) + " " + kRest + " " + peerArgs(), true);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(kMessages)) << "exit " << r.exitCode << " after " << refusedRuns_
+                                        << " runs refused at ChannelBind:\n" << r.output;
+  auto after = stats();
+  const std::string path = xdp() ? "XDP" : "sockets";
+  const uint64_t toPeer = xdp() ? xdpCount(after, "tx", "turn_to_peer") - xdpCount(before, "tx", "turn_to_peer")
+                                : turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer");
+  EXPECT_EQ(toPeer, static_cast<uint64_t>(kMessages)) << "ChannelData to the peer through " << path;
+}
+
+TEST_P(TurnInterop, WrongRestSecretIsRefused) {
+  auto before = stats();
+  auto r = lab_->exec(lab_->host("c").netns,
+                      std::string("turnutils_uclient -c -n 5 -u rest-user -W not-the-secret ") + peerArgs() + " " +
+                          kRelayIp,
+                      kRunTimeout);
+  EXPECT_NE(r.exitCode, 0) << r.output;
+  EXPECT_NE(r.output.find("Cannot complete Allocation"), std::string::npos) << r.output;
+  auto after = stats();
+  EXPECT_GE(turnCount(after, "errors_401") - turnCount(before, "errors_401"), 2u);
+  EXPECT_EQ(turnCount(after, "allocations_created"), turnCount(before, "allocations_created"));
+}
+
+TEST_P(TurnInterop, ClientToClientThroughChannels) {
+  constexpr int kPerClient = kMessages / 2;
+  auto before = stats();
+  auto r = uclient("-y -n " + std::to_string(kPerClient) + " " + kLongTerm, true);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(2 * kPerClient)) << "exit " << r.exitCode << " after " << refusedRuns_
+                                             << " runs refused at ChannelBind:\n" << r.output;
+  auto after = stats();
+  const uint64_t c2c =
+      xdpCount(after, "tx", "turn_client_to_client") - xdpCount(before, "tx", "turn_client_to_client");
+  if (xdp()) {
+    // One XDP pass from one client to the other: ChannelData in, ChannelData out.
+    EXPECT_EQ(c2c, static_cast<uint64_t>(2 * kPerClient)) << after.dump(2);
+    EXPECT_EQ(turnCount(after, "channel_data_to_peer"), turnCount(before, "channel_data_to_peer"));
+  } else {
+    EXPECT_EQ(c2c, 0u);
+    EXPECT_EQ(turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer"),
+              static_cast<uint64_t>(2 * kPerClient));
+  }
+}
+
+TEST_P(TurnInterop, ClientToClientThroughIndications) {
+  constexpr int kPerClient = kMessages / 2;
+  auto before = stats();
+  auto r = uclient("-y -s -n " + std::to_string(kPerClient) + " " + kLongTerm, false);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(2 * kPerClient)) << "exit " << r.exitCode << ":\n" << r.output;
+  auto after = stats();
+  EXPECT_EQ(turnCount(after, "send_indications") - turnCount(before, "send_indications"),
+            static_cast<uint64_t>(2 * kPerClient));
+  EXPECT_EQ(xdpCount(after, "tx", "turn_client_to_client"), xdpCount(before, "tx", "turn_client_to_client"));
+}
+
+// uclient kept running after its last message (-h) so that `tgwctl allocations` shows its
+// allocation: user, addresses, permission, channel (in XDP or not), and the traffic.
+TEST_P(TurnInterop, AllocationsShowTheChannelAndWhoCarriedIt) {
+  constexpr int kCount = 100;
+  const std::string peerIp = lab_->host("p").ipv4[0].toString();
+  static const std::regex kProgress(
+      "msz=\\d+, tot_send_msgs=(\\d+), tot_recv_msgs=(\\d+), tot_send_bytes ~ (\\d+), tot_recv_bytes ~ (\\d+)");
+  Process* running = nullptr;
+  bool done = false;
+  std::string lastLog;
+  for (int attempt = 1; attempt <= kMaxChannelAttempts && !done; ++attempt) {
+    auto p = lab_->spawn(lab_->host("c").netns,
+                         {"sh", "-c",
+                          "exec turnutils_uclient -h -c -z 5 -l 120 -n " + std::to_string(kCount) + " " + kLongTerm +
+                              " " + peerArgs() + " " + kRelayIp},
+                         "uclient-hang-" + std::to_string(attempt) + ".log");
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    running = *p;
+    waitFor(
+        [&] {
+          lastLog = running->log();
+          if (!running->running()) return true;
+          std::smatch m;
+          std::string last;
+          for (auto it = std::sregex_iterator(lastLog.begin(), lastLog.end(), kProgress); it != std::sregex_iterator();
+               ++it) {
+            last = (*it)[0];
+          }
+          if (last.empty() || !std::regex_search(last, m, kProgress)) return false;
+          done = std::stoi(m[1]) == kCount && std::stoi(m[2]) == kCount && m[3] == m[4];
+          return done;
+        },
+        kRunTimeout, 100ms);
+    if (done) break;
+    ASSERT_FALSE(running->running()) << "uclient neither finished nor failed in time:\n" << lastLog;
+    ASSERT_NE(lastLog.find("channel bind: error 400"), std::string::npos) << "uclient failed:\n" << lastLog;
+  }
+  ASSERT_TRUE(done) << lastLog;
+
+  auto allocs = daemon_->query("allocations");
+  ASSERT_TRUE(allocs.ok()) << allocs.error().message;
+  // uclient binds a channel to the peer's port 3480 (its data) and one to 3481 (its RTCP
+  // port, idle with -c); runs refused at ChannelBind left allocations behind too.
+  const nlohmann::json* found = nullptr;
+  const nlohmann::json* dataChannel = nullptr;
+  for (const auto& a : (*allocs)["allocations"]) {
+    for (const auto& c : a["channels"]) {
+      if (c["peer"] == peerIp + ":3480") {
+        found = &a;
+        dataChannel = &c;
+      }
+    }
+  }
+  ASSERT_NE(found, nullptr) << "no allocation with a channel to the peer:\n" << allocs->dump(2);
+  const auto& a = *found;
+  EXPECT_EQ(a["user"], "lab");
+  EXPECT_EQ(a["client"].get<std::string>().rfind(lab_->host("c").ipv4[0].toString() + ":", 0), 0u) << a.dump(2);
+  EXPECT_EQ(a["server"], std::string(kRelayIp) + ":3478");
+  ASSERT_EQ(a["relayed"].size(), 1u);
+  EXPECT_EQ(a["relayed"][0].get<std::string>().rfind(std::string(kRelayIp) + ":", 0), 0u);
+  bool permitted = false;
+  for (const auto& p : a["permissions"]) permitted = permitted || p["peer"] == peerIp;
+  EXPECT_TRUE(permitted) << a.dump(2);
+  ASSERT_EQ(a["channels"].size(), 2u) << a.dump(2);
+  EXPECT_EQ((*dataChannel)["fast_path"], xdp());
+  const uint16_t channel = (*dataChannel)["channel"].get<uint16_t>();
+  EXPECT_TRUE(channel >= 0x4000 && channel <= 0x4FFF) << channel;
+  EXPECT_GT(a["time_left_s"].get<double>(), 0.0);
+  EXPECT_EQ(a["traffic"]["to_peer_packets"], kCount);
+  EXPECT_EQ(a["traffic"]["to_client_packets"], kCount);
+  EXPECT_EQ(a["traffic"]["to_peer_bytes"], 120 * kCount);
+  if (xdp()) {
+    ASSERT_TRUE(a.contains("fast_path_traffic")) << a.dump(2);
+    EXPECT_EQ(a["fast_path_traffic"]["to_peer_packets"], kCount);
+    EXPECT_EQ(a["fast_path_traffic"]["to_client_packets"], kCount);
+  } else {
+    EXPECT_FALSE(a.contains("fast_path_traffic"));
+  }
+  auto text = daemon_->show("allocations");
+  ASSERT_TRUE(text.ok()) << text.output;
+  EXPECT_NE(text.output.find("user lab"), std::string::npos) << text.output;
+  EXPECT_EQ(text.output.find(", XDP)") != std::string::npos, xdp()) << text.output;
+  running->stop();
+}
+
+INSTANTIATE_TEST_SUITE_P(Xdp, TurnInterop, testing::Values("native", "off"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace tgw::lab
