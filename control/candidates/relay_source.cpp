@@ -14,6 +14,12 @@ void RelaySource::gather(TimePoint now) {
   pump(now);
 }
 
+void RelaySource::reallocate(TimePoint now) {
+  client_.reset();
+  publish({});
+  gather(now);
+}
+
 void RelaySource::pump(TimePoint now) {
   if (!client_) return;
   for (auto& t : client_->takeTransmits()) sends_.push_back(SourceSend{socket_, t.to, std::move(t.bytes)});

@@ -26,6 +26,11 @@ class RelaySource final : public CandidateSource {
   std::string_view name() const override { return "relay"; }
   // Starts an allocation unless one exists or is being made.
   void gather(TimePoint now) override;
+  // Starts a new allocation now, abandoning the current one: our NAT gave us a new mapping
+  // towards the server (a STUN answer from it shows another address than the allocation's
+  // XOR-MAPPED-ADDRESS), so the server no longer knows the 5-tuple the allocation is bound
+  // to (RFC 8656 section 2.2). The old allocation expires at the server by itself.
+  void reallocate(TimePoint now);
   bool onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                   TimePoint now) override;
   void onTimer(TimePoint now) override;

@@ -14,6 +14,13 @@ bool StunSource::isServer(const SockAddr& a) const {
   return std::find(servers_.begin(), servers_.end(), a) != servers_.end();
 }
 
+std::optional<SockAddr> StunSource::mappedBy(const SockAddr& socket, const SockAddr& server) const {
+  for (const auto& p : probes_) {
+    if (p.socket == socket && p.server == server) return p.mapped;
+  }
+  return std::nullopt;
+}
+
 void StunSource::gather(TimePoint now) {
   probes_.clear();
   for (const auto& sock : sockets_) {

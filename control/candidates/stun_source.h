@@ -45,6 +45,8 @@ class StunSource final : public CandidateSource {
   const std::vector<Candidate>& candidates() const override { return list_; }
   const Counters& counters() const { return counters_; }
   bool isServer(const SockAddr& a) const;
+  // What `server` answered to `socket` in the latest round (nullopt: no answer yet).
+  std::optional<SockAddr> mappedBy(const SockAddr& socket, const SockAddr& server) const;
 
  private:
   struct Probe {

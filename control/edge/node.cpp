@@ -138,7 +138,19 @@ void Node::pumpRendezvous(std::vector<rendezvous::Datagram> out) {
   }
 }
 
+void Node::checkRebinding(TimePoint now) {
+  if (!relay_ || !relay_->allocated() || !stun_) return;
+  const auto seen = stun_->mappedBy(relay_->socket(), relay_->server());
+  const auto bound = relay_->client().mappedAddress();
+  if (!seen || !bound || *seen == *bound) return;
+  // The relay sees us from another address: the allocation's 5-tuple is dead.
+  ++counters_.relayRebinds;
+  for (auto& p : peers_) p.channelGeneration = 0;
+  relay_->reallocate(now);
+}
+
 void Node::pumpSources(TimePoint now) {
+  checkRebinding(now);
   for (auto& s : sources_) {
     for (auto& d : s->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
   }

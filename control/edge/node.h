@@ -92,6 +92,7 @@ struct NodeCounters {
   uint64_t callMeMaybeSent = 0;
   uint64_t callMeMaybeReceived = 0;
   uint64_t droppedUnclassified = 0;    // a datagram nobody here takes
+  uint64_t relayRebinds = 0;           // new allocations after our NAT changed our mapping
 };
 
 class Node {
@@ -131,6 +132,7 @@ class Node {
   };
 
   void pumpSources(TimePoint now);
+  void checkRebinding(TimePoint now);
   void pumpEngine(TimePoint now);
   void pumpRendezvous(std::vector<rendezvous::Datagram> out);
   void handleTurnEvents(TimePoint now);

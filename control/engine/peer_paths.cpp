@@ -207,9 +207,11 @@ TimePoint PeerPaths::trustDeadline() const {
 }
 
 TimePoint PeerPaths::heartbeatDue() const {
-  if (!onDirectPath()) return kNever;
+  if (!active_) return kNever;
   const PathState* a = find(*active_);
-  return a ? a->lastPing + kHeartbeat : kNever;
+  if (!a) return kNever;
+  // Never pinged (a relay path that just became active): at once.
+  return std::max(a->lastPing + (active_->isDirect() ? kHeartbeat : kRelayHeartbeat), activeSince_);
 }
 
 void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, TimePoint now) {
@@ -217,6 +219,12 @@ void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, Ti
   sinks_.changes->push_back(PathChange{id_, active_, to, reason, now});
   ++sinks_.counters->pathChanges;
   active_ = to;
+  activeSince_ = now;
+  if (to && to->isRelay()) {
+    relaySuspectAt_ = now + kRelayTrustWindow;
+  } else {
+    relaySuspectAt_ = kNever;
+  }
   for (const auto& f : flows_) {
     if (to) {
       if (!sinks_.table->setPath(f, *to)) ++sinks_.counters->tableErrors;
@@ -249,14 +257,25 @@ void PeerPaths::onTimer(TimePoint now) {
     sinks_.rediscover->push_back(id_);
     startSearch(now);
   }
-  if (onDirectPath() && now >= heartbeatDue()) {
+  if (active_ && active_->isRelay() && now >= relaySuspectAt_) {
+    const PathState* r = find(*active_);
+    const TimePoint lastGood = std::max(r ? r->lastPong : TimePoint{}, activeSince_);
+    if (now - lastGood >= kRelayTrustWindow) {
+      ++sinks_.counters->relaySuspect;
+      sinks_.rediscover->push_back(id_);
+      relaySuspectAt_ = now + kRelayTrustWindow;
+    } else {
+      relaySuspectAt_ = lastGood + kRelayTrustWindow;
+    }
+  }
+  if (active_ && now >= heartbeatDue()) {
     if (PathState* a = findMutable(*active_)) ping(*a, now);
   }
   if (now >= nextRoundAt_) {
     probeQueue_.clear();
     for (const auto& ps : paths_) {
       // The active path's heartbeat already measures it.
-      if (active_ && ps.path == *active_ && active_->isDirect()) continue;
+      if (active_ && ps.path == *active_) continue;
       probeQueue_.push_back(ps.path);
     }
     scheduleRound(now);
@@ -272,7 +291,7 @@ void PeerPaths::onTimer(TimePoint now) {
 }
 
 TimePoint PeerPaths::nextDeadline() const {
-  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue()});
+  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_});
   if (!probeQueue_.empty()) t = std::min(t, nextProbeAt_);
   return t;
 }

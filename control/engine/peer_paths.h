@@ -50,6 +50,13 @@ inline constexpr Duration kHeartbeat = 3s;
 // slack for their RTT (Tailscale: trustUDPAddrDuration 6.5 s). This bounds how long data
 // is lost when a path dies.
 inline constexpr Duration kTrustWindow = 6500ms;
+// On the relay path, a ping every 5 s: it proves the relay path end to end (our allocation,
+// the peer's, both NAT mappings towards the relay), at a cost the relay barely notices.
+inline constexpr Duration kRelayHeartbeat = 5s;
+// The relay path is suspect after 12 s without a pong (two relay heartbeats lost plus
+// slack): the edge then gathers again, which finds a NAT that changed our mapping towards
+// the relay (a reboot) and makes a new allocation. There is nothing to fall back to.
+inline constexpr Duration kRelayTrustWindow = 12s;
 // A ping unanswered for 5 s is forgotten; a later pong for it is counted and ignored.
 inline constexpr Duration kPingTimeout = 5s;
 // Bounds on what a peer can make us keep (it controls its candidate list).
@@ -86,6 +93,7 @@ struct EngineCounters {
   uint64_t candidatesRefused = 0;      // beyond kMaxPaths
   uint64_t pathChanges = 0;
   uint64_t fallbacks = 0;              // TrustExpired
+  uint64_t relaySuspect = 0;           // the active relay path went kRelayTrustWindow without a pong
   uint64_t tableErrors = 0;            // ForwardingTable::setPath failed
 };
 
@@ -95,7 +103,7 @@ struct EngineSinks {
   std::vector<DiscoSend>* sends = nullptr;
   std::vector<PathChange>* changes = nullptr;
   std::vector<Candidate>* learnedLocal = nullptr;  // our endpoints as peers saw them
-  std::vector<PeerId>* rediscover = nullptr;       // peers whose direct path died
+  std::vector<PeerId>* rediscover = nullptr;       // peers whose active path died
   EngineCounters* counters = nullptr;
   uint64_t* txCounter = nullptr;
   uint64_t txSalt = 0;
@@ -169,6 +177,8 @@ class PeerPaths {
   TimePoint nextRoundAt_ = kNever;
   TimePoint nextProbeAt_{};
   TimePoint searchUntil_{};
+  TimePoint activeSince_{};        // when the active path last changed
+  TimePoint relaySuspectAt_ = kNever;  // when the active relay path is next suspect
 };
 
 }  // namespace tgw::engine

@@ -155,6 +155,34 @@ TEST_F(EngineTest, FallsBackToTheRelayWhenTrustRunsOutThenAsksForRediscovery) {
   EXPECT_EQ(engine.counters().pongsReceived, 1u);
 }
 
+TEST_F(EngineTest, ActiveRelayIsHeartbeatAndASilentRelayAsksForRediscovery) {
+  engine.setRelayPath(peer, kRelay, kT0);
+  auto sent = runUntil(kT0);
+  ASSERT_EQ(sent.size(), 1u);
+  pong(sent[0].second, kT0 + 60ms);
+  // Answered heartbeats every kRelayHeartbeat: nothing suspect.
+  TimePoint t = kT0;
+  for (int i = 0; i < 5; ++i) {
+    sent = runUntil(t + kRelayHeartbeat);
+    ASSERT_EQ(sent.size(), 1u) << i;
+    EXPECT_EQ(sent[0].first, t + kRelayHeartbeat);
+    EXPECT_TRUE(sent[0].second.path.isRelay());
+    t = sent[0].first;
+    pong(sent[0].second, t + 60ms);
+  }
+  EXPECT_TRUE(engine.takeRediscover().empty());
+  // Silence: suspect kRelayTrustWindow after the last pong, then again every window.
+  const TimePoint lastPong = t + 60ms;
+  runUntil(lastPong + kRelayTrustWindow - 1ms);
+  EXPECT_TRUE(engine.takeRediscover().empty());
+  runUntil(lastPong + kRelayTrustWindow);
+  EXPECT_EQ(engine.takeRediscover(), std::vector<PeerId>{peer});
+  runUntil(lastPong + 2 * kRelayTrustWindow);
+  EXPECT_EQ(engine.takeRediscover(), std::vector<PeerId>{peer});
+  EXPECT_EQ(engine.counters().relaySuspect, 2u);
+  EXPECT_EQ(tablePath(), kRelay) << "nothing better to go to";
+}
+
 TEST_F(EngineTest, WithoutRelayAFallbackLeavesNoPath) {
   const Candidate cands[] = {{sa("10.1.0.2:4000"), CandidateKind::Host}};
   engine.setRemoteCandidates(peer, cands, kT0);

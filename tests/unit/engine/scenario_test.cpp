@@ -254,6 +254,7 @@ TEST_F(Scenarios, NatStateLostMidFlow) {
   // Loss is bounded by the failover window: the trust window plus the rediscovery.
   EXPECT_LE(outage, engine::kTrustWindow + 3s);
   const uint64_t lostDatagrams = a->appSent - b->appReceived;
+  EXPECT_EQ(a->node->counters().relayRebinds, 1u) << "A's STUN showed the new mapping: new allocation";
   EXPECT_LE(lostDatagrams, static_cast<uint64_t>((engine::kTrustWindow + 3s) / kAppInterval) + 5);
   std::printf("nat lost: fallback a %.2f s b %.2f s, direct again a %.2f s b %.2f s, longest gap at b %.2f s, "
               "%llu datagrams lost a->b\n",
@@ -261,6 +262,27 @@ TEST_F(Scenarios, NatStateLostMidFlow) {
               static_cast<unsigned long long>(lostDatagrams));
   record("NAT state lost mid-flow (reboot, new ports)", *a, *b, secs(std::max(*fa, *fb) - lost));
   table()["NAT state lost mid-flow (reboot, new ports)"].toDirect = fmt(secs(std::max(backA, backB) - lost)) + " after loss";
+}
+
+// Relay only (hard NATs on both sides) and A's NAT reboots: the relay path goes silent, A
+// gathers again, sees a new mapping from the relay's STUN answer, makes a new allocation and
+// tells B its new relayed address; the relay path carries data again.
+TEST_F(Scenarios, NatStateLostOnTheRelayPath) {
+  auto [a, b] = twoSites(hardNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const TimePoint lost = sc.now();
+  natA->flush();
+  sc.runUntil(lost + 60s);
+  EXPECT_EQ(a->node->counters().relayRebinds, 1u);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const Duration gap = b->longestGap(lost, sc.now());
+  EXPECT_LE(gap, engine::kRelayTrustWindow + engine::kRelayHeartbeat + 2s);
+  sc.runFor(2s);
+  EXPECT_TRUE(b->receivedAt.back() > sc.now() - 100ms) << "data flows again";
+  std::printf("relay path after NAT reboot: longest gap at b %.2f s\n", secs(gap));
+  record("NAT state lost on the relay path (hard vs hard)", *a, *b, secs(gap));
 }
 
 // The same with a port-preserving NAT (Linux masquerade): A's next datagram recreates the
