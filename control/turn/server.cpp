@@ -750,17 +750,24 @@ struct Server::Impl {
 
   // Sends application data from allocation `a` to `peer`. A peer that is a relayed address
   // of this relay is delivered directly (client to client, no trip through the kernel).
-  void toPeer(Allocation& a, const SockAddr& peer, std::span<const uint8_t> data, TimePoint now,
+  bool toPeer(Allocation& a, const SockAddr& peer, std::span<const uint8_t> data, TimePoint now,
               std::vector<Send>& out) {
     const SockAddr& from = *a.relayedFor(peer.family());
+    const bool local = byRelayed.count(peer) > 0;
+    if (!local && (peer.ip() == relayIp4 || peer.ip() == relayIp6)) {
+      // A relayed port of this relay that no allocation holds: nobody to deliver to.
+      ++counters.droppedUnknownRelayed;
+      return false;
+    }
     a.traffic.toPeerPackets++;
     a.traffic.toPeerBytes += data.size();
     counters.bytesToPeer += data.size();
-    if (byRelayed.count(peer)) {
+    if (local) {
       deliverFromPeer(data, from, peer, now, out);
-      return;
+    } else {
+      out.push_back(Send{from, peer, std::vector<uint8_t>(data.begin(), data.end())});
     }
-    out.push_back(Send{from, peer, std::vector<uint8_t>(data.begin(), data.end())});
+    return true;
   }
 
   void onSend(const Message& m, const SockAddr& from, const SockAddr& local, TimePoint now,
@@ -793,8 +800,7 @@ struct Server::Impl {
       return;
     }
     if (!admit(*a, data->value.size(), now)) return;
-    ++counters.sendIndications;
-    toPeer(*a, *peer, data->value, now, out);
+    if (toPeer(*a, *peer, data->value, now, out)) ++counters.sendIndications;
   }
 
   void onChannelData(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
@@ -822,8 +828,7 @@ struct Server::Impl {
       return;
     }
     if (!admit(*a, data.size(), now)) return;
-    ++counters.channelDataToPeer;
-    toPeer(*a, peer, data, now, out);
+    if (toPeer(*a, peer, data, now, out)) ++counters.channelDataToPeer;
   }
 
   void deliverFromPeer(std::span<const uint8_t> data, const SockAddr& peer, const SockAddr& relayed,

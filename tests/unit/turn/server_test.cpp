@@ -821,6 +821,10 @@ TEST_F(TurnServer, ClientToClientThroughTheSameRelay) {
   EXPECT_EQ(table.routes().size(), 2u);
   // The relay's listening port is not a relayed address: denied.
   EXPECT_EQ(permit(alice, {kListen}, kT0).errorCode(), 403);
+  // When bob's allocation is gone, alice's data to its old address goes nowhere (counted).
+  ASSERT_EQ(refresh(bob, 0, kT0 + 1s).errorCode(), 0);
+  EXPECT_TRUE(fromClient(channelData(0x4000, kPayload), alice.addr, kT0 + 1s).empty());
+  EXPECT_EQ(server().counters().droppedUnknownRelayed, 1u);
 }
 
 TEST_F(TurnServer, BandwidthQuotaOnTheSocketPathAndLimitsForTheFastPath) {
