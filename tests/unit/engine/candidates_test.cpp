@@ -1,0 +1,139 @@
+// Candidate sources: host addresses filtered, static endpoints, and STUN reflexive
+// candidates from two servers in the simulated network (easy NAT: one mapping; hard NAT:
+// two; a server down: the other still answers).
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "candidates/source.h"
+#include "candidates/stun_source.h"
+#include "sim/nat.h"
+#include "sim/network.h"
+#include "stun/server.h"
+
+namespace tgw::candidates {
+namespace {
+
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+SockAddr sa(const char* s) { return *SockAddr::parse(s); }
+
+TEST(HostSource, EveryUsableInterfaceAddressWithTheSocketPortOfItsFamily) {
+  HostSource src({Interface{"lo", {ip("127.0.0.1"), ip("::1")}},
+                  Interface{"eth0", {ip("192.168.1.10"), ip("fe80::1"), ip("2001:db8:a::10")}},
+                  Interface{"wlan0", {ip("10.0.0.7"), ip("169.254.3.3"), ip("0.0.0.0")}}},
+                 {sa("0.0.0.0:41641"), sa("[::]:41642")});
+  EXPECT_EQ(src.version(), 0u);
+  src.gather(TimePoint{});
+  const std::vector<Candidate> want = {{sa("192.168.1.10:41641"), CandidateKind::Host},
+                                       {sa("[2001:db8:a::10]:41642"), CandidateKind::Host},
+                                       {sa("10.0.0.7:41641"), CandidateKind::Host}};
+  EXPECT_EQ(src.candidates(), want);
+  EXPECT_EQ(src.version(), 1u);
+  src.gather(TimePoint{});
+  EXPECT_EQ(src.version(), 1u) << "the same list is not a change";
+  src.setInterfaces({Interface{"eth0", {ip("192.168.1.11")}}});
+  src.gather(TimePoint{});
+  EXPECT_EQ(src.version(), 2u);
+  ASSERT_EQ(src.candidates().size(), 1u);
+  EXPECT_EQ(src.candidates()[0].addr, sa("192.168.1.11:41641"));
+}
+
+TEST(StaticSource, OperatorEndpointsAsTheyAre) {
+  StaticSource src({sa("203.0.113.5:51820"), sa("[2001:db8::5]:51820")});
+  src.gather(TimePoint{});
+  ASSERT_EQ(src.candidates().size(), 2u);
+  EXPECT_EQ(src.candidates()[0], (Candidate{sa("203.0.113.5:51820"), CandidateKind::Static}));
+  EXPECT_EQ(src.candidates()[1].kind, CandidateKind::Static);
+}
+
+class StunSourceSim : public ::testing::Test {
+ protected:
+  sim::Network net{99};
+  std::vector<std::shared_ptr<stun::Server>> servers;
+  const SockAddr s1 = sa("198.18.0.1:3478");
+  const SockAddr s2 = sa("198.18.0.2:3478");
+
+  void SetUp() override {
+    for (const SockAddr& s : {s1, s2}) {
+      sim::Host& h = net.addHost(net.internet(), s.toString(), {s.ip()}, sim::Link{10ms, 0});
+      auto server = std::make_shared<stun::Server>(stun::ServerConfig{s.ip(), std::nullopt, 3478, std::nullopt, "t"});
+      auto ok = h.bind(s, [&h, server](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to, TimePoint now) {
+        if (auto r = server->onDatagram(b, from, to, now)) h.send(r->from, r->to, r->bytes);
+      });
+      ASSERT_TRUE(ok.ok());
+      servers.push_back(server);
+    }
+  }
+  // Gathers from a host behind `nat` until the source has no deadline before `until`.
+  StunSource& gather(sim::NatConfig cfg, Duration until = 5s) {
+    sim::Nat& nat = net.addNat(net.internet(), "nat", {ip("198.18.1.1")}, cfg, sim::Link{2ms, 0});
+    sim::Host& h = net.addHost(nat.inside(), "edge", {ip("192.168.1.10")});
+    const SockAddr sock = sa("192.168.1.10:41641");
+    src = std::make_unique<StunSource>(std::vector<SockAddr>{s1, s2}, std::vector<SockAddr>{sock});
+    auto ok = h.bind(sock, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to, TimePoint now) {
+      EXPECT_TRUE(src->onDatagram(b, from, to, now));
+    });
+    EXPECT_TRUE(ok.ok());
+    auto flush = [&] {
+      for (auto& s : src->takeSends()) h.send(s.from, s.to, s.bytes);
+    };
+    src->gather(net.now());
+    flush();
+    const TimePoint end = net.now() + until;
+    net.drive(sim::Network::Machine{[this] { return src->nextDeadline(); },
+                                    [&](TimePoint now) {
+                                      src->onTimer(now);
+                                      flush();
+                                    },
+                                    {}},
+              end);
+    return *src;
+  }
+  std::unique_ptr<StunSource> src;
+};
+
+TEST_F(StunSourceSim, EasyNatOneMappingSeenByBothServers) {
+  auto& s = gather(sim::NatConfig{sim::NatMapping::EndpointIndependent});
+  ASSERT_EQ(s.candidates().size(), 1u);
+  EXPECT_EQ(s.candidates()[0].kind, CandidateKind::ServerReflexive);
+  EXPECT_EQ(s.candidates()[0].addr.ip(), ip("198.18.1.1"));
+  EXPECT_EQ(s.counters().answers, 2u);
+  EXPECT_EQ(s.mappedBy(sa("192.168.1.10:41641"), s1), s.candidates()[0].addr);
+}
+
+TEST_F(StunSourceSim, HardNatTwoMappings) {
+  auto& s = gather(sim::NatConfig{sim::NatMapping::AddressAndPortDependent});
+  ASSERT_EQ(s.candidates().size(), 2u);
+  EXPECT_NE(s.candidates()[0].addr, s.candidates()[1].addr);
+}
+
+TEST_F(StunSourceSim, OneServerDownTheOtherStillAnswers) {
+  // The second server is an address nobody serves.
+  sim::Nat& nat = net.addNat(net.internet(), "nat", {ip("198.18.1.1")}, sim::NatConfig{}, sim::Link{2ms, 0});
+  sim::Host& h = net.addHost(nat.inside(), "edge", {ip("192.168.1.10")});
+  const SockAddr sock = sa("192.168.1.10:41641");
+  StunSource s({s1, sa("198.18.0.99:3478")}, {sock});
+  auto ok = h.bind(sock, [&s](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to, TimePoint now) {
+    s.onDatagram(b, from, to, now);
+  });
+  ASSERT_TRUE(ok.ok());
+  auto flush = [&] {
+    for (auto& d : s.takeSends()) h.send(d.from, d.to, d.bytes);
+  };
+  s.gather(net.now());
+  flush();
+  net.drive(sim::Network::Machine{[&s] { return s.nextDeadline(); },
+                                  [&](TimePoint now) {
+                                    s.onTimer(now);
+                                    flush();
+                                  },
+                                  {}},
+            net.now() + 5s);
+  ASSERT_EQ(s.candidates().size(), 1u);
+  EXPECT_EQ(s.counters().answers, 1u);
+  EXPECT_EQ(s.counters().timeouts, 1u);
+  EXPECT_EQ(s.counters().requests, 2u);
+}
+
+}  // namespace
+}  // namespace tgw::candidates
