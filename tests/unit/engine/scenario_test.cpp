@@ -10,6 +10,7 @@
 #include <string>
 
 #include "scenario.h"
+#include "tgw/frames.h"
 
 namespace tgw::scenario {
 namespace {
@@ -303,6 +304,46 @@ TEST_F(Scenarios, NatStateLostPortPreservingHealsAtOnce) {
   EXPECT_FALSE(b->firstRelay(lost));
   EXPECT_LE(b->longestGap(lost, sc.now()), 3 * kAppInterval);
   EXPECT_GE(b->appReceived - recvB, a->appSent - sentA - 2);
+}
+
+// Bad input from the network: counted drops, never a crash, and the path stays.
+TEST_F(Scenarios, HostileDatagramsAreCountedAndChangeNothing) {
+  auto [a, b] = twoSites(easyNat(), easyNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 5s);
+  ASSERT_TRUE(a->onDirect());
+  const auto path = a->path();
+  const auto changes = a->changes.size();
+  // A stranger behind B's NAT (so A's NAT lets it in: it filters by address only).
+  sim::Host& evil = sc.net.addHost(natB->inside(), "evil", {ip("192.168.2.66")});
+  const SockAddr from(ip("192.168.2.66"), 41641);
+  const SockAddr to = a->path() ? b->path()->remote : SockAddr();
+  auto send = [&](std::vector<uint8_t> bytes) { evil.send(from, to, bytes); };
+  // A disco frame sealed by a key A does not know.
+  disco::Codec stranger(crypto::NodeKey::generate(), 1);
+  send(*stranger.seal(a->key->publicKey(), disco::Ping{disco::TxId{1}}));
+  // A disco frame claiming to be B, with garbage in the box (forged).
+  auto forged = *stranger.seal(a->key->publicKey(), disco::Ping{disco::TxId{2}});
+  const auto& bk = b->key->publicKey().bytes();
+  std::copy(bk.begin(), bk.end(), forged.begin() + 4);
+  send(forged);
+  // Truncated disco, data frames too short / with reserved bits / of an unknown flow.
+  send({TGW_FRAME_DISCO, 1, 0});
+  send({TGW_FRAME_DATA, 0, 0});
+  send({TGW_FRAME_DATA, 1, 0, 0, 0, 0, 0, kFlowId});
+  send({TGW_FRAME_DATA, 0, 0, 0, 0, 0, 0, 99, 'x'});
+  send({0x7f, 1, 2, 3});
+  send({});
+  sc.runFor(1s);
+  const auto& c = a->node->counters();
+  EXPECT_EQ(c.discoUnknownPeer, 1u);
+  EXPECT_EQ(c.discoDropped, 2u);  // forged, truncated
+  EXPECT_EQ(c.dataDroppedMalformed, 2u);
+  EXPECT_EQ(c.dataDroppedUnknownFlow, 1u);
+  EXPECT_EQ(c.droppedUnclassified, 2u);
+  EXPECT_EQ(a->path(), path);
+  EXPECT_EQ(a->changes.size(), changes);
+  EXPECT_EQ(a->node->engine().counters().peerReflexiveLearned, 0u) << "nothing learned from strangers";
 }
 
 TEST_F(Scenarios, RelayLostWhileDirectKeepsTheDirectPath) {
