@@ -195,9 +195,12 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
   }
 
   __u16 check = tgw_turn_udp_check(plan, in, out, to_client, new_udp_len);
-  /* Resize: padding off the tail, then the ChannelData header off (to peer) or onto (to
-   * client) the head; the headers are then written anew in front of the data. */
-  if (plan->pad_len > 0 && bpf_xdp_adjust_tail(ctx, -(int)plan->pad_len) != 0)
+  /* Resize: padding (ChannelData's and Ethernet's) off the tail, then the ChannelData
+   * header off (to peer) or onto (to client) the head; the headers are then written anew in
+   * front of the data. The tail cut is bounded for the verifier (at most 3 + a short
+   * frame's Ethernet padding; anything else was refused by the classifier). */
+  int cut = (int)(plan->pad_len + plan->trailer_len);
+  if (cut > 0 && (cut > 256 || bpf_xdp_adjust_tail(ctx, -cut) != 0))
     return TGW_REASON_TURN_RESIZE_FAILED;
   int head = 0;
   if (plan->cd_channel != 0 && !to_client) head = TGW_CHANNELDATA_HLEN;
@@ -205,7 +208,7 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
   if (head != 0 && bpf_xdp_adjust_head(ctx, head) != 0) {
     /* Only the padding may have gone: put it back unchanged is impossible, so such a frame
      * (head room exhausted, never seen with XDP_PACKET_HEADROOM) is dropped, counted. */
-    *verdict = plan->pad_len > 0 ? TGW_VERDICT_ABORTED : TGW_VERDICT_PASS;
+    *verdict = cut > 0 ? TGW_VERDICT_ABORTED : TGW_VERDICT_PASS;
     return TGW_REASON_TURN_RESIZE_FAILED;
   }
   __u8 *data = (__u8 *)(long)ctx->data;

@@ -287,6 +287,23 @@ TEST_F(TurnFastPathTest, ChannelDataWithPadding) {
   expectCounters(relay_->counters(r4.allocation), {3, 18, 0, 0, 0, 0});
 }
 
+// Short frames arrive with Ethernet padding after the IP packet: it goes with the rewrite.
+TEST_F(TurnFastPathTest, EthernetPaddingIsCut) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(2);
+  Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data, {0, 0}));
+  in.resize(60, 0xEE);
+  expectRun(in, XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  Bytes back = frame(kRelayMac, kPeerMac, r.peer, r.relayed, data);
+  back.resize(60, 0xEE);
+  expectRun(back, XDP_TX,
+            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+}
+
 TEST_F(TurnFastPathTest, TruncatedChannelDataIsDropped) {
   const TurnChannelRoute r = route4();
   addAllocation(r.allocation);

@@ -52,6 +52,8 @@
 #define TGW_TURN_BUCKET_IDLE_FULL_S 64ull
 /* Largest rate and bucket depth, bytes: rem_ns * rate and tokens * 1e9 fit in 64 bits. */
 #define TGW_TURN_RATE_MAX 18000000000ull
+/* Most bytes after the IP packet a forwarded frame may carry (Ethernet pads to 60). */
+#define TGW_TURN_TRAILER_MAX 64
 /* Frame header the fast path writes: Ethernet + IPv6 (the longer) + UDP. */
 #define TGW_TURN_HDR_MAX (TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN)
 
@@ -181,6 +183,7 @@ struct tgw_turn_plan {
   __u32 udp_len;   /* UDP length of the input */
   __u32 data_len;  /* application data bytes */
   __u32 pad_len;   /* ChannelData padding bytes after the data (from client), 0..3 */
+  __u32 trailer_len; /* bytes after the IP packet (Ethernet padding of short frames) */
   __u16 old_check; /* the input's UDP checksum, as in memory */
   __be16 cd_channel; /* the input's ChannelData channel, network order (from client) */
   __be32 ip_word0; /* IPv4: ver/ihl, tos, tot_len; IPv6: ver, traffic class, flow label */
@@ -244,6 +247,9 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
   if (plan->old_check == 0 && sp->family == TGW_FAMILY_IPV6) return TGW_REASON_TURN_UNSUPPORTED;
   plan->pad_len = 0;
   tgw_store32(plan->pad_bytes, 0);
+  /* Frames shorter than 60 bytes arrive padded: the padding is cut with the rest. */
+  plan->trailer_len = (__u32)(data_end - (udp + udp_len));
+  if (plan->trailer_len > TGW_TURN_TRAILER_MAX) return TGW_REASON_TURN_UNSUPPORTED;
   __be16 sport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
   __be16 dport_be = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest));
   __u32 payload_len = udp_len - TGW_UDP_HLEN;
@@ -361,6 +367,10 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
                               const struct tgw_turn_rewrite *out, int to_client,
                               const __u8 *dmac, const __u8 *smac, __u16 udp_check) {
   __u32 udp_len = TGW_UDP_HLEN + (to_client ? TGW_CHANNELDATA_HLEN : 0) + plan->data_len;
+  /* Nothing is written unless the whole header fits (the frame is then left as it was). */
+  __u32 hdr = TGW_ETH_HLEN + (plan->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : TGW_IPV6_HLEN) +
+              TGW_UDP_HLEN + (to_client ? TGW_CHANNELDATA_HLEN : 0);
+  if ((__u64)(data_end - data) < hdr) return -1;
   if (data + TGW_ETH_HLEN > data_end) return -1;
   for (int i = 0; i < TGW_ETH_ALEN; i += 2) {
     tgw_store16(data + i, tgw_load16(dmac + i));
@@ -369,7 +379,7 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
   __u8 *ip = data + TGW_ETH_HLEN;
   __u8 *udp;
   if (plan->family == TGW_FAMILY_IPV4) {
-    if (ip + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN + TGW_CHANNELDATA_HLEN > data_end) return -1;
+    if (ip + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
     tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV4));
     /* Version 4, IHL 5, TOS as received; ID and flags as received. */
     ip[0] = 0x45;
@@ -385,7 +395,7 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
     tgw_store16(ip + 10, tgw_csum_fold(ip_sum));
     udp = ip + TGW_IPV4_HLEN_MIN;
   } else {
-    if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN + TGW_CHANNELDATA_HLEN > data_end) return -1;
+    if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
     tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV6));
     tgw_store32(ip, plan->ip_word0);
     tgw_store16(ip + 4, TGW_HTONS((__u16)udp_len));
@@ -403,6 +413,7 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
   tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), udp_check);
   if (to_client) {
     __u8 *cd = udp + TGW_UDP_HLEN;
+    if (cd + TGW_CHANNELDATA_HLEN > data_end) return -1;
     tgw_store16(cd + TGW_OFFSETOF(struct tgw_channeldata_hdr, channel), out->channel);
     tgw_store16(cd + TGW_OFFSETOF(struct tgw_channeldata_hdr, length),
                 TGW_HTONS((__u16)plan->data_len));
