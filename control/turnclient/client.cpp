@@ -434,19 +434,24 @@ struct Client::Impl {
   }
 
   void onError(const Pending& p, const Message& msg, const stun::ErrorCode& err, TimePoint now) {
+    // Every error response moves exactly one of authChallenges, staleNonces, errorResponses.
+    const auto refuse = [&](int code, std::string reason) {
+      ++c.errorResponses;
+      requestFailed(p, code, std::move(reason), now);
+    };
     if (err.code == 401 && !p.authenticated && haveCredentials()) {
       auto r = msg.stringAttr(attr::kRealm);
       auto n = msg.stringAttr(attr::kNonce);
-      if (!r || !n) return requestFailed(p, 401, "401 without REALM or NONCE", now);
+      if (!r || !n) return refuse(401, "401 without REALM or NONCE");
       uint16_t alg = kPasswordAlgorithmMd5;
       bool neg = false;
       std::vector<uint8_t> offered;
       if (auto a = msg.find(attr::kPasswordAlgorithms)) {
         auto algs = parseAlgorithms(a->value);
-        if (!algs) return requestFailed(p, 401, "malformed PASSWORD-ALGORITHMS", now);
+        if (!algs) return refuse(401, "malformed PASSWORD-ALGORITHMS");
         const bool sha = std::find(algs->begin(), algs->end(), kPasswordAlgorithmSha256) != algs->end();
         const bool md5 = std::find(algs->begin(), algs->end(), kPasswordAlgorithmMd5) != algs->end();
-        if (!sha && !md5) return requestFailed(p, 401, "no supported password algorithm offered", now);
+        if (!sha && !md5) return refuse(401, "no supported password algorithm offered");
         alg = sha ? kPasswordAlgorithmSha256 : kPasswordAlgorithmMd5;
         neg = true;
         offered.assign(a->value.begin(), a->value.end());
@@ -467,19 +472,18 @@ struct Client::Impl {
     }
     if (err.code == 438 && haveCredentials() && p.staleRetries < kMaxStaleNonceRetries && !realm.empty()) {
       auto n = msg.stringAttr(attr::kNonce);
-      if (!n) return requestFailed(p, 438, "438 without NONCE", now);
-      nonce = *n;
-      if (auto r = msg.stringAttr(attr::kRealm)) realm = *r;
+      if (!n) return refuse(438, "438 without NONCE");
+      nonce = *n;  // the realm (and so the key) stays: a 438 is not authenticated
       ++c.staleNonces;
       return reissue(p, now, p.staleRetries + 1);
     }
-    ++c.errorResponses;
     std::string reason = std::to_string(err.code) + " " + err.reason;
     if (err.code == 401) reason += p.authenticated ? " (credentials refused)" : " (no credentials configured)";
     if (p.kind == Kind::Allocate && err.code == 300) {
+      ++c.errorResponses;
       return failAllocation(err.code, std::move(reason), msg.alternateServer());
     }
-    requestFailed(p, err.code, std::move(reason), now);
+    refuse(err.code, std::move(reason));
   }
 
   // A request ended without success: an error response (code) or a timeout (code 0).

@@ -829,5 +829,59 @@ TEST_F(ClientTest, CountersNameEveryField) {
   EXPECT_EQ(n * sizeof(uint64_t), sizeof(Counters));
 }
 
+
+// The inbound counters: every datagram handed to onDatagram moves exactly one of them.
+uint64_t inboundTotal(const Counters& c) {
+  return c.authChallenges + c.staleNonces + c.successResponses + c.errorResponses + c.dataIndications +
+         c.channelDataReceived + c.droppedNotFromServer + c.droppedMalformed + c.droppedNotStunOrChannel +
+         c.droppedUnknownTransaction + c.droppedUnverified + c.droppedUnexpected + c.droppedUnknownChannel +
+         c.droppedNoPermission;
+}
+
+TEST_F(ClientTest, MutatedAndTruncatedInputNeverCrashesAndIsAlwaysCounted) {
+  make();
+  allocate();
+  ASSERT_TRUE(client_->bindChannel(kPeer, kT0).ok());
+  auto tx = all();
+  ASSERT_EQ(tx.size(), 2u);
+  std::vector<std::vector<uint8_t>> golden;
+  for (auto& t : tx) {
+    auto m = Message::parse(t.bytes);
+    ASSERT_TRUE(m.ok());
+    golden.push_back(success(m->method(), m->transactionId(), md5Key()));
+    golden.push_back(error(m->method(), m->transactionId(), 438, {}, "n2"));
+    golden.push_back(error(m->method(), m->transactionId(), 403, md5Key()));
+  }
+  golden.push_back(MessageBuilder(Method::Data, Class::Indication, stun::newTransactionId())
+                       .addXorAddress(attr::kXorPeerAddress, kPeer)
+                       .addRaw(attr::kData, bytesOf("payload"))
+                       .finish());
+  golden.push_back({0x40, 0x00, 0x00, 0x04, 'a', 'b', 'c', 'd'});
+  golden.push_back(challenge(stun::newTransactionId()));
+  uint64_t fed = 0;
+  auto feed = [&](const std::vector<uint8_t>& b) {
+    const uint64_t before = inboundTotal(client_->counters());
+    deliver(b, kT0 + 1s);
+    ++fed;
+    ASSERT_EQ(inboundTotal(client_->counters()), before + 1) << "datagram " << fed << " moved no counter or two";
+    all();
+    client_->takeEvents();
+  };
+  for (const auto& g : golden) {
+    for (size_t cut = 0; cut <= g.size(); ++cut) feed(std::vector<uint8_t>(g.begin(), g.begin() + cut));
+    for (size_t i = 0; i < g.size(); ++i) {
+      for (uint8_t x : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xFF}}) {
+        auto m = g;
+        m[i] ^= x;
+        feed(m);
+      }
+    }
+  }
+  EXPECT_GT(fed, 1000u);
+  // Whatever happened, the client's schedule is still a real deadline or none.
+  const auto d = client_->nextDeadline();
+  EXPECT_TRUE(d == kNever || d >= kT0);
+}
+
 }  // namespace
 }  // namespace tgw::turnclient
