@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 
 #include "base/fd.h"
 #include "base/log.h"
@@ -273,6 +274,18 @@ Result<void> RelayRole::attachFastPath() {
   xdpAttached_ = *mode;
   log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)},
                              {"program", "relay_fastpath"}});
+  // bpf_fib_lookup refuses to route without forwarding on the ingress interface: ChannelData
+  // then goes up to the sockets (counted by reason), correct but slow (relay_fastpath.h).
+  for (const char* family : {"ipv4", "ipv6"}) {
+    std::ifstream f(std::string("/proc/sys/net/") + family + "/conf/" + cfg_.interface + "/forwarding");
+    std::string v;
+    if (f >> v && v == "0") {
+      log::warn("xdp_forwarding_off",
+                {{"interface", cfg_.interface}, {"family", family},
+                 {"effect", "ChannelData is relayed by the sockets, not XDP"},
+                 {"fix", std::string("sysctl -w net.") + family + ".conf." + cfg_.interface + ".forwarding=1"}});
+    }
+  }
   return {};
 }
 
