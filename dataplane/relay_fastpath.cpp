@@ -114,6 +114,8 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
     return fail("relay fast path: " + m.error().message);
   if (auto m = bindAllocStats(maps.tgw_turn_alloc_stats); !m)
     return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<tgw_turn_nexthop_key, tgw_turn_nexthop>::bind(maps.tgw_turn_nexthops); !m)
+    return fail("relay fast path: " + m.error().message);
 
   std::string addresses;
   for (const IpAddr& a : options.relayAddresses)
@@ -251,6 +253,15 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
 
 void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
   eraseRoute(RouteKey{route.client, route.server, route.channel});
+}
+
+void RelayFastPath::flushNextHops() {
+  const int fd = bpf_map__fd(skel_->maps.tgw_turn_nexthops);
+  tgw_turn_nexthop_key key{};
+  // Deleting while walking restarts the walk: take the first key until there is none.
+  while (bpf_map_get_next_key(fd, nullptr, &key) == 0) {
+    if (bpf_map_delete_elem(fd, &key) != 0) break;
+  }
 }
 
 TurnAllocationCounters RelayFastPath::counters(uint32_t allocation) const {

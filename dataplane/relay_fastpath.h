@@ -13,7 +13,8 @@
 //     prepended, sent from route.server to route.client.
 //   - route.peer is itself a relayed address of this relay with a route back (both clients
 //     allocated here): the two lookups chain in one pass, client to client.
-//   - The next hop comes from bpf_fib_lookup: same interface -> XDP_TX, another -> redirect.
+//   - The next hop comes from bpf_fib_lookup (its answer cached per CPU for 1 s, see
+//     flushNextHops()): same interface -> XDP_TX, another -> redirect.
 //     No neighbour entry, no route, forwarding disabled on the ingress interface, MTU
 //     exceeded -> passed up intact with a reason; tgwd's sockets on every relayed port do
 //     the job (slower, same bytes). Note bpf_fib_lookup refuses unless forwarding is enabled
@@ -108,6 +109,11 @@ class RelayFastPath final : public TurnTable {
 
   // Routes installed now (what the maps hold), for tests and `tgwctl`.
   size_t routeCount() const { return routes_.size(); }
+
+  // Forgets the next hops the program cached (bpf_fib_lookup's answers, kept per CPU for 1 s,
+  // tgw/turn.h): a route or neighbour change then applies to the very next packet. Without
+  // it, changes reach the fast path within a second.
+  void flushNextHops();
 
  private:
   RelayFastPath() = default;

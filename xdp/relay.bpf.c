@@ -57,6 +57,14 @@ struct {
   __type(value, struct tgw_turn_alloc_stats);
 } tgw_turn_alloc_stats SEC(".maps");
 
+/* bpf_fib_lookup's answers, per CPU, for TGW_TURN_NEXTHOP_TTL_NS (tgw/turn.h). */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+  __uint(max_entries, TGW_TURN_NEXTHOP_ENTRIES);
+  __type(key, struct tgw_turn_nexthop_key);
+  __type(value, struct tgw_turn_nexthop);
+} tgw_turn_nexthops SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, TGW_STATS_ENTRIES);
@@ -101,33 +109,59 @@ static __always_inline struct tgw_turn_alloc_stats *alloc_stats(__u32 allocation
   return bpf_map_lookup_elem(&tgw_turn_alloc_stats, &allocation);
 }
 
-/* Next hop of a packet from out->src to out->dst: fills the MACs and the egress ifindex.
- * Returns 0, or the reason to pass it up. */
+/* Next hop of a packet from out->src to out->dst: the MACs and the egress ifindex, from the
+ * per-CPU cache or bpf_fib_lookup. Returns 0, or the reason to pass it up. */
 static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_turn_plan *plan,
                                       const struct tgw_turn_rewrite *out, __u32 l3_len,
-                                      struct bpf_fib_lookup *fib) {
-  __builtin_memset(fib, 0, sizeof(*fib));
-  fib->l4_protocol = TGW_IPPROTO_UDP;
-  fib->sport = out->src_port;
-  fib->dport = out->dst_port;
-  fib->tot_len = (__u16)l3_len;
-  fib->ifindex = ctx->ingress_ifindex;
+                                      __u64 now, struct tgw_turn_nexthop *nh) {
+  struct tgw_turn_nexthop_key key;
+  __builtin_memset(&key, 0, sizeof(key));
+  for (int i = 0; i < 16; i += 4) {
+    tgw_store32(key.src + i, tgw_load32(out->src + i));
+    tgw_store32(key.dst + i, tgw_load32(out->dst + i));
+  }
+  key.ifindex = ctx->ingress_ifindex;
+  key.family = (__u8)plan->family;
+  struct tgw_turn_nexthop *cached = bpf_map_lookup_elem(&tgw_turn_nexthops, &key);
+  __u32 ok_len = l3_len;
+  if (cached && now < cached->expires_ns) {
+    if (l3_len <= cached->ok_len) {
+      *nh = *cached;
+      return 0;
+    }
+    ok_len = cached->ok_len; /* a longer packet: ask again, keep what was accepted */
+  }
+
+  struct bpf_fib_lookup fib;
+  __builtin_memset(&fib, 0, sizeof(fib));
+  fib.l4_protocol = TGW_IPPROTO_UDP;
+  fib.sport = out->src_port;
+  fib.dport = out->dst_port;
+  fib.tot_len = (__u16)l3_len;
+  fib.ifindex = ctx->ingress_ifindex;
   if (plan->family == TGW_FAMILY_IPV4) {
-    fib->family = AF_INET;
-    fib->tos = ((const __u8 *)&plan->ip_word0)[1];
-    fib->ipv4_src = tgw_load32(out->src);
-    fib->ipv4_dst = tgw_load32(out->dst);
+    fib.family = AF_INET;
+    fib.tos = ((const __u8 *)&plan->ip_word0)[1];
+    fib.ipv4_src = tgw_load32(out->src);
+    fib.ipv4_dst = tgw_load32(out->dst);
   } else {
-    fib->family = AF_INET6;
+    fib.family = AF_INET6;
     for (int i = 0; i < 4; i++) {
-      fib->ipv6_src[i] = tgw_load32(out->src + 4 * i);
-      fib->ipv6_dst[i] = tgw_load32(out->dst + 4 * i);
+      fib.ipv6_src[i] = tgw_load32(out->src + 4 * i);
+      fib.ipv6_dst[i] = tgw_load32(out->dst + 4 * i);
     }
   }
-  long rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
-  if (rc == BPF_FIB_LKUP_RET_SUCCESS) return 0;
+  long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
   if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return TGW_REASON_TURN_NO_NEIGH;
-  return TGW_REASON_TURN_FIB_FAILED;
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS) return TGW_REASON_TURN_FIB_FAILED;
+  __builtin_memcpy(nh->dmac, fib.dmac, TGW_ETH_ALEN);
+  __builtin_memcpy(nh->smac, fib.smac, TGW_ETH_ALEN);
+  nh->ifindex = fib.ifindex;
+  nh->ok_len = ok_len > l3_len ? ok_len : l3_len;
+  nh->pad = 0;
+  nh->expires_ns = now + TGW_TURN_NEXTHOP_TTL_NS;
+  bpf_map_update_elem(&tgw_turn_nexthops, &key, nh, BPF_ANY);
+  return 0;
 }
 
 /* Forwards a classified TURN packet. Sets *verdict; returns the reason. */
@@ -168,12 +202,12 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
   __u32 hdr_len = plan->l4_off; /* Ethernet + IP: the same family in and out */
   __u32 new_udp_len = TGW_UDP_HLEN + (to_client ? TGW_CHANNELDATA_HLEN : 0) + plan->data_len;
   __u32 l3_len = hdr_len - TGW_ETH_HLEN + new_udp_len;
-  struct bpf_fib_lookup fib;
-  __u32 miss = next_hop(ctx, plan, out, l3_len, &fib);
+  __u64 now = bpf_ktime_get_ns();
+  struct tgw_turn_nexthop fib;
+  __u32 miss = next_hop(ctx, plan, out, l3_len, now, &fib);
   if (miss != 0) return miss;
 
   /* The cap, after the next hop is known (what goes up is the server's to count). */
-  __u64 now = bpf_ktime_get_ns();
   __u64 bytes = plan->data_len;
   if (!charge(in->allocation, bytes, now)) {
     struct tgw_turn_alloc_stats *s = alloc_stats(in->allocation);

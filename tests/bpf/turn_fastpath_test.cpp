@@ -139,6 +139,7 @@ class TurnFastPathTest : public ::testing::Test {
     // Every case starts from an empty table.
     for (uint32_t slot = 0; slot < relay_->capacity(); slot++) relay_->removeAllocation(slot);
     ASSERT_EQ(relay_->routeCount(), 0u);
+    relay_->flushNextHops();
   }
 
   struct Run {
@@ -518,6 +519,29 @@ TEST_F(TurnFastPathTest, NoNeighbourGoesUp) {
   const Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, appData(8)));
   expectRun(in, XDP_PASS, in, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_NO_NEIGH});
   expectCounters(relay_->counters(r.allocation), {});
+}
+
+// The next hop is cached per CPU; flushNextHops() makes a neighbour change apply at once.
+TEST_F(TurnFastPathTest, NextHopFollowsNeighbourChangeAfterFlush) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(10);
+  const Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data));
+  expectRun(in, XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  const Mac moved{0x02, 0, 0, 0, 0, 0x33};
+  ASSERT_TRUE(turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent"));
+  relay_->flushNextHops();
+  expectRun(in, XDP_TX, frame(moved, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  ASSERT_TRUE(turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent"));
+  relay_->flushNextHops();
+  // A neighbour removed: the next packet goes up for the kernel to resolve it.
+  ASSERT_TRUE(turnSh("ip neigh del 198.18.0.3 dev tgwfp0"));
+  relay_->flushNextHops();
+  expectRun(in, XDP_PASS, in, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_NO_NEIGH});
+  ASSERT_TRUE(turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent"));
 }
 
 TEST_F(TurnFastPathTest, RedirectToAnotherInterface) {

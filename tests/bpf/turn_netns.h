@@ -9,7 +9,8 @@
 //   tgwfp2 02:00:00:00:00:11  198.18.1.1/24 2001:db8:1::1/64 another interface: client B
 //          198.18.1.2 / 2001:db8:1::2 (02:..:12) is a neighbour there (XDP_REDIRECT)
 // 198.18.0.9 / 2001:db8::9 are on-link without a neighbour entry. Forwarding is on (the
-// helper refuses without it). The far ends tgwfp1 / tgwfp3 stay in the namespace, up.
+// helper refuses without it). The far ends tgwfp1 / tgwfp3 stay in the namespace, up, with
+// IPv6 off and no address: silent.
 #pragma once
 
 #include <sched.h>
@@ -31,6 +32,9 @@ inline std::string enterTurnNamespace() {
              "net.ipv4.conf.default.forwarding=1 net.ipv6.conf.default.forwarding=1") &&
       turnSh("ip link add tgwfp0 type veth peer name tgwfp1") &&
       turnSh("ip link add tgwfp2 type veth peer name tgwfp3") &&
+      // The far ends send nothing (no IPv6 there: no router or neighbour solicitations,
+      // no MLD), so that only the frames a test runs move the program's counters.
+      turnSh("sysctl -w net.ipv6.conf.tgwfp1.disable_ipv6=1 net.ipv6.conf.tgwfp3.disable_ipv6=1") &&
       turnSh("ip link set tgwfp0 address 02:00:00:00:00:01 && "
              "ip link set tgwfp2 address 02:00:00:00:00:11") &&
       turnSh("ip addr add 198.18.0.1/24 dev tgwfp0 && "
