@@ -28,6 +28,8 @@ const IpAddr kNatIp = ip("198.18.5.1");
 const SockAddr kClientLocal = sa("192.168.1.2:5000");
 const SockAddr kPeer1 = sa("198.18.7.7:4000");
 const SockAddr kPeer2 = sa("198.18.8.8:5000");
+const IpAddr kRelayIp6 = ip("2001:db8:0:1::10");
+const SockAddr kPeer6 = sa("[2001:db8:7::7]:6000");
 
 // Relayed ports as simulated sockets on the relay host: what a peer sends there reaches
 // turn::Server::onPeerDatagram, as the relay shell's real sockets do.
@@ -77,7 +79,8 @@ class TurnSim : public ::testing::Test {
 
   void build() {
     auto& inet = net.internet();
-    relay = &net.addHost(inet, "relay", {kRelayIp});
+    relay = &net.addHost(inet, "relay", {kRelayIp, kRelayIp6});
+    peer6 = &net.addHost(inet, "peer6", {kPeer6.ip()});
     peer1 = &net.addHost(inet, "peer1", {kPeer1.ip()});
     peer2 = &net.addHost(inet, "peer2", {kPeer2.ip()});
     nat = &net.addNat(inet, "home", {kNatIp}, natCfg);
@@ -103,6 +106,7 @@ class TurnSim : public ::testing::Test {
     };
     ASSERT_TRUE(peer1->bind(kPeer1, recorder(&peer1Got)).ok());
     ASSERT_TRUE(peer2->bind(kPeer2, recorder(&peer2Got)).ok());
+    ASSERT_TRUE(peer6->bind(kPeer6, recorder(&peer6Got)).ok());
     client = std::make_unique<Client>(clientCfg);
     ASSERT_TRUE(clientHost->bind(kClientLocal, [this](std::span<const uint8_t> b, const SockAddr& from,
                                                       const SockAddr&, TimePoint now) {
@@ -203,10 +207,11 @@ class TurnSim : public ::testing::Test {
   sim::Host* relay = nullptr;
   sim::Host* peer1 = nullptr;
   sim::Host* peer2 = nullptr;
+  sim::Host* peer6 = nullptr;
   sim::Host* clientHost = nullptr;
   sim::Nat* nat = nullptr;
   std::vector<Event> events;
-  std::vector<PeerReceived> peer1Got, peer2Got;
+  std::vector<PeerReceived> peer1Got, peer2Got, peer6Got;
   uint64_t notTurnAtServer = 0;
   bool frozen = false;
 };
@@ -416,6 +421,44 @@ TEST_F(TurnSim, LossyLinkStillAllocatesAndHolds) {
   for (const auto& l : eventsOf<AllocationLost>()) ADD_FAILURE() << "lost: " << l.code << " " << l.reason;
   EXPECT_EQ(server->allocations(net.now()).size(), 1u);
   EXPECT_GT(net.counters().lost, 50u) << "the link really was lossy";
+}
+
+
+TEST_F(TurnSim, DualAllocationRelaysToAnIpv6PeerOverIpv4) {
+  serverCfg.relayIps = {kRelayIp, kRelayIp6};
+  clientCfg.additionalIpv6 = true;
+  build();
+  allocateOk();
+  const auto& relayed = client->relayedAddresses();
+  ASSERT_EQ(relayed.size(), 2u);
+  EXPECT_EQ(relayed[0].ip(), kRelayIp);
+  EXPECT_EQ(relayed[1].ip(), kRelayIp6);
+  ASSERT_TRUE(client->bindChannel(kPeer6, net.now()).ok());
+  flushClient();
+  runFor(1s);
+  ASSERT_TRUE(client->channelFor(kPeer6));
+  ASSERT_TRUE(client->send(kPeer6, bytesOf("v6"), net.now()).ok());
+  flushClient();
+  runFor(100ms);
+  ASSERT_EQ(peer6Got.size(), 1u);
+  EXPECT_EQ(peer6Got[0].from, relayed[1]) << "an IPv6 peer is reached from the IPv6 relayed address";
+  EXPECT_EQ(peer6Got[0].bytes, bytesOf("v6"));
+  peer6->send(kPeer6, relayed[1], bytesOf("v6-back"));
+  runFor(100ms);
+  auto data = eventsOf<PeerData>();
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].peer, kPeer6);
+  EXPECT_TRUE(data[0].viaChannel);
+}
+
+TEST_F(TurnSim, Ipv4OnlyServerAnswersDualWithOneAddress) {
+  clientCfg.additionalIpv6 = true;  // the server has no IPv6 relay address
+  build();
+  allocateOk();
+  auto allocated = eventsOf<Allocated>();
+  ASSERT_EQ(allocated.size(), 1u);
+  EXPECT_EQ(allocated[0].relayed.size(), 1u);
+  EXPECT_FALSE(client->addPeer(kPeer6.ip(), net.now()).ok());
 }
 
 }  // namespace
