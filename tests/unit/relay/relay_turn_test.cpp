@@ -85,6 +85,7 @@ class RelayTurn : public ::testing::Test {
                        "address = \"127.0.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +
                        "[relay.turn]\nrealm = \"" + kRealm + "\"\nmin_port = " + std::to_string(minPort_) +
                        "\nmax_port = " + std::to_string(minPort_ + 3) + "\npeer_allow = [\"127.0.0.0/8\"]\n" +
+                       turnExtra() +
                        "[[relay.turn.user]]\nname = \"" + kUser + "\"\npassword = \"" + kPassword + "\"\n";
     auto cfg = config::parse(text, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.error().message;
@@ -100,6 +101,9 @@ class RelayTurn : public ::testing::Test {
     ASSERT_GE(peer_, 0);
     key_ = crypto::longTermKey(kUser, kRealm, kPassword);
   }
+  // More [relay.turn] keys for a fixture that needs them.
+  virtual std::string turnExtra() const { return ""; }
+
   void TearDown() override {
     if (daemon_) {
       daemon_->requestStop();
@@ -302,6 +306,43 @@ TEST_F(RelayTurn, PortRangeExhaustionIs508AndCounted) {
   EXPECT_EQ((*stats)["relay"]["turn"]["errors_508"], 1);
   EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_open"], 4);
   EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_failed"], 1);
+}
+
+// The shell's timer follows turn::Server::nextDeadline(): an allocation whose lifetime ends
+// is removed and its relayed socket closed without any traffic. The shell runs on the real
+// clock by design (the server's expiry logic is tested in simulated time in tests/unit/turn),
+// so this uses the shortest lifetime the config takes, 1 s, and polls with a 3 s bound.
+class RelayTurnShortLifetime : public RelayTurn {
+ protected:
+  std::string turnExtra() const override {
+    return "allocation_lifetime_seconds = 1\nmax_allocation_lifetime_seconds = 1\n";
+  }
+};
+
+TEST_F(RelayTurnShortLifetime, ExpiredAllocationClosesItsPortOnTheTimer) {
+  auto requestedUdp = [](stun::MessageBuilder& b) { b.addU32(stun::attr::kRequestedTransport, 17u << 24); };
+  nonce_ = *request(stun::Method::Allocate, requestedUdp).stringAttr(stun::attr::kNonce);
+  stun::Message allocated = request(stun::Method::Allocate, requestedUdp);
+  ASSERT_EQ(allocated.cls(), stun::Class::SuccessResponse);
+  EXPECT_EQ(allocated.u32Attr(stun::attr::kLifetime), 1u);
+  auto relayed = allocated.xorAddress(stun::attr::kXorRelayedAddress);
+  ASSERT_TRUE(relayed);
+  EXPECT_FALSE(portFree(*relayed));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  nlohmann::json stats;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = api::call(sock_, "stats");
+    ASSERT_TRUE(s.ok());
+    stats = *s;
+    if (stats["relay"]["turn"]["allocations_expired"] == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(stats["relay"]["turn"]["allocations_expired"], 1) << stats.dump(2);
+  EXPECT_EQ(stats["relay"]["sockets"]["relayed_ports_open"], 0);
+  EXPECT_TRUE(portFree(*relayed)) << "the expired allocation's relayed socket is still open";
+  auto allocs = api::call(sock_, "allocations");
+  ASSERT_TRUE(allocs.ok());
+  EXPECT_TRUE((*allocs)["allocations"].empty());
 }
 
 }  // namespace
