@@ -65,6 +65,18 @@ std::optional<std::vector<uint16_t>> parseAlgorithms(std::span<const uint8_t> v)
   return out;
 }
 
+// RFC 8489 section 9.2: a nonce starting with the "nonce cookie" carries the server's STUN
+// security features in the next 4 base64 characters (24 bits, bit 0 first); bit 0 is
+// "Password algorithms".
+constexpr std::string_view kNonceCookie = "obMatJos2";
+bool nonceClaimsPasswordAlgorithms(std::string_view nonce) {
+  if (!nonce.starts_with(kNonceCookie) || nonce.size() < kNonceCookie.size() + 4) return false;
+  const char ch = nonce[kNonceCookie.size()];
+  constexpr std::string_view kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const auto v = kB64.find(ch);
+  return v != std::string_view::npos && (v & 0x20) != 0;
+}
+
 std::vector<uint8_t> sha256Key(std::string_view user, std::string_view realm, std::string_view password) {
   std::string s;
   s.reserve(user.size() + realm.size() + password.size() + 2);
@@ -455,6 +467,10 @@ struct Client::Impl {
         alg = sha ? kPasswordAlgorithmSha256 : kPasswordAlgorithmMd5;
         neg = true;
         offered.assign(a->value.begin(), a->value.end());
+      } else if (nonceClaimsPasswordAlgorithms(*n)) {
+        // RFC 8489 section 9.2.5: the feature is claimed but the list is gone: a bid-down
+        // attack; the client must not retry.
+        return refuse(401, "nonce claims password algorithms but PASSWORD-ALGORITHMS is missing (bid-down)");
       }
       realm = *r;
       nonce = *n;

@@ -12,7 +12,9 @@
 //     SHA-256 was offered: RFC 8489 sections 9.2.3.2, 14.6, 18.5). Every later request is
 //     authenticated the same way. 438 Stale Nonce: the request is repeated with the new
 //     nonce (at most kMaxStaleNonceRetries times in a row). Any other error (including a
-//     401 to an authenticated Allocate: wrong password) ends in AllocationFailed.
+//     401 to an authenticated Allocate: wrong password, and a 401 whose nonce cookie claims
+//     password algorithms without the PASSWORD-ALGORITHMS list: a bid-down, section 9.2.5)
+//     ends in AllocationFailed.
 //   - Allocated: the relayed address(es) and the mapped (server-reflexive) address. A
 //     Refresh runs at the refresh point (see refreshAt()), lifetime 0 on close().
 //     437 or a refresh that cannot succeed before the allocation expires: AllocationLost.

@@ -883,5 +883,38 @@ TEST_F(ClientTest, MutatedAndTruncatedInputNeverCrashesAndIsAlwaysCounted) {
   EXPECT_TRUE(d == kNever || d >= kT0);
 }
 
+
+TEST_F(ClientTest, BidDownIsRefused) {
+  // RFC 8489 section 9.2.5: the nonce cookie says "password algorithms" ("gAAA": bit 0 set)
+  // but PASSWORD-ALGORITHMS was stripped: no retry.
+  make();
+  client_->start(kT0);
+  auto first = one();
+  auto stripped = MessageBuilder(Method::Allocate, Class::ErrorResponse, first.msg.transactionId())
+                      .addErrorCode(401, "Unauthorized")
+                      .addString(attr::kRealm, kRealm)
+                      .addString(attr::kNonce, "obMatJos2gAAAxyz")
+                      .finish();
+  deliver(stripped, kT0);
+  EXPECT_TRUE(all().empty());
+  auto ev = client_->takeEvents();
+  ASSERT_EQ(ev.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<AllocationFailed>(ev[0]));
+  EXPECT_NE(std::get<AllocationFailed>(ev[0]).reason.find("bid-down"), std::string::npos);
+
+  // The cookie without the bit ("AAAA") is a plain nonce: MD5, retried.
+  make();
+  client_->start(kT0);
+  auto again = one();
+  auto plain = MessageBuilder(Method::Allocate, Class::ErrorResponse, again.msg.transactionId())
+                   .addErrorCode(401, "Unauthorized")
+                   .addString(attr::kRealm, kRealm)
+                   .addString(attr::kNonce, "obMatJos2AAAAxyz")
+                   .finish();
+  deliver(plain, kT0);
+  auto retry = one();
+  EXPECT_TRUE(retry.msg.verifyIntegrity(md5Key()));
+}
+
 }  // namespace
 }  // namespace tgw::turnclient
