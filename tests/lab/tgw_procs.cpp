@@ -162,13 +162,18 @@ Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host) {
   return {};
 }
 
-Result<Process*> startTurnPeer(Lab& lab, const Host& host) {
+Result<Process*> startTurnPeer(Lab& lab, const Host& host, bool ipv6) {
   if (!haveProgram("turnutils_peer")) return fail("coturn's turnutils_peer is not installed");
-  if (host.ipv4.empty()) return fail("host " + host.name + " has no IPv4 address");
-  auto p = lab.spawn(host.netns, {"turnutils_peer", "-L", host.ipv4[0].toString(), "-p", "3480"},
-                     "turnutils_peer-" + host.name + ".log");
+  const auto& ips = ipv6 ? host.ipv6 : host.ipv4;
+  if (ips.empty()) return fail("host " + host.name + " has no address of that family");
+  auto p = lab.spawn(host.netns, {"turnutils_peer", "-L", ips[0].toString(), "-p", "3480"},
+                     "turnutils_peer-" + host.name + (ipv6 ? "-v6" : "-v4") + ".log");
   if (!p) return p;
-  if (!lab.waitUdpBound(host.netns, 3480, 5s) || !(*p)->running())
+  const std::string listening = (ipv6 ? "[" + ips[0].toString() + "]" : ips[0].toString()) + ":3480";
+  bool bound = waitFor(
+      [&] { return !(*p)->running() || lab.exec(host.netns, "ss -Hnlu").output.find(listening) != std::string::npos; },
+      5s, 20ms);
+  if (!bound || !(*p)->running())
     return fail("turnutils_peer did not bind UDP port 3480:\n" + (*p)->log());
   return p;
 }

@@ -88,9 +88,9 @@ Result<void> writeTurnRelayExample(const std::filesystem::path& out,
 Result<void> enableRelayForwarding(const Lab& lab, const Host& relay);
 Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host);
 
-// coturn's turnutils_peer (a UDP echo) on `host`'s first IPv4 address, port 3480. Waits
-// until the port is bound.
-Result<Process*> startTurnPeer(Lab& lab, const Host& host);
+// coturn's turnutils_peer (a UDP echo) on `host`'s first IPv4 (or IPv6) address, port 3480.
+// Waits until the port is bound.
+Result<Process*> startTurnPeer(Lab& lab, const Host& host, bool ipv6 = false);
 
 // What turnutils_uclient printed at its end: messages and application bytes sent and
 // received, lost messages, and error lines ("ERROR: ...", "... error NNN (...)").

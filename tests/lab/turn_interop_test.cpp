@@ -31,6 +31,7 @@ constexpr int kMessages = 200;          // per client; -z 5: one second of sendi
 constexpr int kMaxChannelAttempts = 250;  // P(no valid channel pair in 250 runs) < 1e-6
 constexpr auto kRunTimeout = 60s;
 constexpr const char* kRelayIp = "198.18.0.10";
+constexpr const char* kRelayIp6 = "2001:db8:0:1::10";
 constexpr const char* kLongTerm = "-u lab -w lab-password";     // config/examples/relay.toml
 constexpr const char* kRest = "-u rest-user -W lab-shared-secret";
 
@@ -85,12 +86,16 @@ class TurnInterop : public testing::TestWithParam<std::string> {
     ASSERT_TRUE((*status)["relay"]["turn"].is_object()) << status->dump(2);
     EXPECT_EQ((*status)["relay"]["turn"]["fast_path"], xdp()) << status->dump(2);
     EXPECT_EQ((*status)["relay"]["xdp"]["attached"], GetParam()) << status->dump(2);
-    auto peer = startTurnPeer(*lab_, lab_->host("p"));
-    ASSERT_TRUE(peer.ok()) << peer.error().message;
+    for (bool ipv6 : {false, true}) {
+      auto peer = startTurnPeer(*lab_, lab_->host("p"), ipv6);
+      ASSERT_TRUE(peer.ok()) << peer.error().message;
+    }
   }
 
   bool xdp() const { return GetParam() != "off"; }
-  std::string peerArgs() const { return "-e " + lab_->host("p").ipv4[0].toString() + " -r 3480"; }
+  std::string peerArgs(bool ipv6 = false) const {
+    return "-e " + (ipv6 ? lab_->host("p").ipv6 : lab_->host("p").ipv4)[0].toString() + " -r 3480";
+  }
 
   nlohmann::json stats() {
     auto s = daemon_->query("stats");
@@ -100,8 +105,8 @@ class TurnInterop : public testing::TestWithParam<std::string> {
 
   // turnutils_uclient ARGS RELAY from host c (-c: no RTCP sessions, -z 5: a message every
   // 5 ms, -l 120: 120-byte messages). With channels, reruns while the channel is refused.
-  ExecResult uclient(const std::string& args, bool channels) {
-    const std::string cmd = "turnutils_uclient -c -z 5 -l 120 " + args + " " + kRelayIp;
+  ExecResult uclient(const std::string& args, bool channels, const std::string& relay = kRelayIp) {
+    const std::string cmd = "turnutils_uclient -c -z 5 -l 120 " + args + " " + relay;
     ExecResult r;
     for (int attempt = 1; attempt <= kMaxChannelAttempts; ++attempt) {
       r = lab_->exec(lab_->host("c").netns, cmd, kRunTimeout);
@@ -214,6 +219,35 @@ TEST_P(TurnInterop, ClientToClientThroughIndications) {
   EXPECT_EQ(turnCount(after, "send_indications") - turnCount(before, "send_indications"),
             static_cast<uint64_t>(2 * kPerClient));
   EXPECT_EQ(xdpCount(after, "tx", "turn_client_to_client"), xdpCount(before, "tx", "turn_client_to_client"));
+}
+
+// IPv6 end to end: client, relayed address and peer (REQUESTED-ADDRESS-FAMILY IPv6).
+TEST_P(TurnInterop, SendIndicationsOverIpv6) {
+  auto before = stats();
+  auto r = uclient("-s -n " + std::to_string(kMessages) + " " + kLongTerm + " " + peerArgs(true), false, kRelayIp6);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(kMessages)) << "exit " << r.exitCode << ":\n" << r.output;
+  auto after = stats();
+  EXPECT_EQ(turnCount(after, "send_indications") - turnCount(before, "send_indications"),
+            static_cast<uint64_t>(kMessages));
+}
+
+TEST_P(TurnInterop, ChannelsOverIpv6) {
+  if (xdp()) {
+    // Seen 2026-11-23: the fast path counts these as ipv6/tx/turn_to_peer, but the frames
+    // leave wan0 with source and destination MAC 00:00:00:00:00:00, so the Internet router
+    // drops them and nothing comes back (IPv4 is fine). Remove this skip with the fix.
+    GTEST_SKIP() << "known fast-path bug: IPv6 ChannelData forwarded by XDP carries all-zero MAC addresses";
+  }
+  auto before = stats();
+  auto r = uclient("-n " + std::to_string(kMessages) + " " + kLongTerm + " " + peerArgs(true), true, kRelayIp6);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(kMessages)) << "exit " << r.exitCode << " after " << refusedRuns_
+                                        << " runs refused at ChannelBind:\n" << r.output;
+  auto after = stats();
+  const uint64_t toPeer = xdp() ? xdpCount(after, "tx", "turn_to_peer") - xdpCount(before, "tx", "turn_to_peer")
+                                : turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer");
+  EXPECT_EQ(toPeer, static_cast<uint64_t>(kMessages));
 }
 
 // uclient kept running after its last message (-h) so that `tgwctl allocations` shows its
