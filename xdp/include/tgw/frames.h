@@ -10,8 +10,10 @@
  *   0x0D  disco       tgw_disco_hdr, then a crypto_box (16-byte MAC + ciphertext)
  *   0x0E  rendezvous  tgw_rendezvous_hdr, then a body chosen by `kind` (below)
  *
- * (A STUN parser that only looks at the two top bits would take 4..15 for STUN; the magic
- * cookie at bytes 4..7 tells them apart, as RFC 8489 section 5 requires of receivers.)
+ * Demultiplex on the first byte before anything else. A STUN test that looks only at the two
+ * top bits and the magic cookie (stun::Message::looksLikeStun) would take a tgw frame for
+ * STUN in the rare case that its bytes 4..7 equal 0x2112A442 (a flow id of that value, a
+ * key starting with those bytes); the first-byte ranges above never do.
  *
  * All multi-byte integers are big-endian. Valid as BPF C, C11 and C++20. */
 #ifndef TGW_FRAMES_H
