@@ -916,5 +916,20 @@ TEST_F(ClientTest, BidDownIsRefused) {
   EXPECT_TRUE(retry.msg.verifyIntegrity(md5Key()));
 }
 
+
+TEST_F(ClientTest, ChannelDataBeforeTheBindAnswerIsDelivered) {
+  // The server binds on receipt and may relay the peer's data before its answer arrives.
+  make();
+  allocate();
+  ASSERT_EQ(*client_->bindChannel(kPeer, kT0), 0x4000);
+  all();
+  deliver({0x40, 0x00, 0x00, 0x02, 'h', 'i'}, kT0 + 5ms);
+  auto ev = client_->takeEvents();
+  ASSERT_EQ(ev.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<PeerData>(ev[0]));
+  EXPECT_EQ(std::get<PeerData>(ev[0]).peer, kPeer);
+  EXPECT_FALSE(client_->channelFor(kPeer)) << "sending waits for the confirmation";
+}
+
 }  // namespace
 }  // namespace tgw::turnclient
