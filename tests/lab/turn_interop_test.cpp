@@ -233,12 +233,6 @@ TEST_P(TurnInterop, SendIndicationsOverIpv6) {
 }
 
 TEST_P(TurnInterop, ChannelsOverIpv6) {
-  if (xdp()) {
-    // Seen 2026-11-23: the fast path counts these as ipv6/tx/turn_to_peer, but the frames
-    // leave wan0 with source and destination MAC 00:00:00:00:00:00, so the Internet router
-    // drops them and nothing comes back (IPv4 is fine). Remove this skip with the fix.
-    GTEST_SKIP() << "known fast-path bug: IPv6 ChannelData forwarded by XDP carries all-zero MAC addresses";
-  }
   auto before = stats();
   auto r = uclient("-n " + std::to_string(kMessages) + " " + kLongTerm + " " + peerArgs(true), true, kRelayIp6);
   auto report = parseUclientReport(r.output);
@@ -247,7 +241,11 @@ TEST_P(TurnInterop, ChannelsOverIpv6) {
   auto after = stats();
   const uint64_t toPeer = xdp() ? xdpCount(after, "tx", "turn_to_peer") - xdpCount(before, "tx", "turn_to_peer")
                                 : turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer");
-  EXPECT_EQ(toPeer, static_cast<uint64_t>(kMessages));
+  const uint64_t toClient = xdp()
+                                ? xdpCount(after, "tx", "turn_to_client") - xdpCount(before, "tx", "turn_to_client")
+                                : turnCount(after, "channel_data_to_client") - turnCount(before, "channel_data_to_client");
+  EXPECT_EQ(toPeer, static_cast<uint64_t>(kMessages)) << after.dump(2);
+  EXPECT_EQ(toClient, static_cast<uint64_t>(kMessages)) << after.dump(2);
 }
 
 // uclient kept running after its last message (-h) so that `tgwctl allocations` shows its
