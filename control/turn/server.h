@@ -86,10 +86,12 @@ IpAddr normalizePeer(const IpAddr& ip);
 // Denied by default (after normalizePeer): unspecified, loopback, link-local, multicast,
 // broadcast, "this network" 0/8, reserved 240/4, private (10/8, 172.16/12, 192.168/16,
 // fc00::/7), shared (100.64/10), and the relay's own addresses. Public and documentation /
-// benchmarking ranges are allowed (the lab's Internet is 198.18/15 and 2001:db8::/32). Config allow entries override the default deny; config
-// deny entries win over everything. Exception: a relayed transport address of this relay
-// (a relay IP with a port inside the relay port range) is allowed, so two clients of one
-// relay can talk to each other; the relay's other ports stay denied.
+// benchmarking ranges are allowed (the lab's Internet is 198.18/15 and 2001:db8::/32).
+// Config allow entries override the default deny of special ranges (not of the relay's own
+// addresses); config deny entries win over everything. Exception: a relayed transport
+// address of this relay (a relay IP with a port inside the relay port range) is allowed, so
+// two clients of one relay can talk to each other; the relay's other ports stay denied.
+// Both the address as given and its normalised IPv4 form are matched against every list.
 struct PeerPolicyConfig {
   std::vector<Cidr> allow;
   std::vector<Cidr> deny;
@@ -180,19 +182,19 @@ struct TrafficCounters {
 struct AllocationInfo {
   struct Permission {
     IpAddr peer;
-    Duration timeLeft;
+    Duration timeLeft{};
   };
   struct Channel {
     uint16_t number = 0;
     SockAddr peer;
-    Duration timeLeft;
+    Duration timeLeft{};
     bool fastPath = false;       // the route is in the fast path's table
   };
   std::string user;
   SockAddr client;
   SockAddr server;                     // the listening endpoint (5-tuple's local side)
   std::vector<SockAddr> relayed;       // one per family
-  Duration timeLeft;
+  Duration timeLeft{};
   std::optional<uint32_t> slot;        // fast path slot, if any
   std::vector<Permission> permissions;
   std::vector<Channel> channels;
