@@ -314,6 +314,14 @@ struct Server::Impl {
     return base64(mac);
   }
 
+  // Whose allocation quota a username counts against: a TURN-REST name "expiry:user" counts
+  // as "user", so minting fresh credentials does not buy more allocations.
+  std::string quotaKey(const std::string& user) const {
+    if (!config.restSecret || config.users.count(user)) return user;
+    const auto colon = user.find(':');
+    return colon == std::string::npos ? user : user.substr(colon + 1);
+  }
+
   // RFC 8489 section 9.2.4. Sends the error itself and returns nullopt on failure.
   std::optional<Auth> authenticate(const Ctx& ctx, TimePoint now) {
     const Message& m = ctx.req;
@@ -437,7 +445,7 @@ struct Server::Impl {
         ports.release(*r);
       }
     }
-    if (auto it = perUser.find(a.user); it != perUser.end() && --it->second == 0) perUser.erase(it);
+    if (auto it = perUser.find(quotaKey(a.user)); it != perUser.end() && --it->second == 0) perUser.erase(it);
     allocations.erase({a.client, a.server});
   }
 
@@ -602,7 +610,7 @@ struct Server::Impl {
       dual = relayIp6.has_value();
       partial = !dual;
     }
-    const auto userIt = perUser.find(ctx.auth->user);
+    const auto userIt = perUser.find(quotaKey(ctx.auth->user));
     const uint32_t userCount = userIt == perUser.end() ? 0 : userIt->second;
     if (allocations.size() >= config.maxAllocations || userCount >= config.maxAllocationsPerUser) {
       return sendError(ctx, 486);
@@ -653,7 +661,7 @@ struct Server::Impl {
     reply(ctx, a->allocateResponse);
 
     ++counters.allocationsCreated;
-    ++perUser[a->user];
+    ++perUser[quotaKey(a->user)];
     Allocation* raw = a.get();
     for (const auto& r : {raw->relayed4, raw->relayed6}) {
       if (r) byRelayed[*r] = raw;

@@ -232,6 +232,21 @@ TEST_F(TurnRest, CredentialStopsWorkingWhenTheWallClockPassesItsExpiry) {
   EXPECT_EQ(refresh(c, 600, kT0 + 601s).errorCode(), 401);
 }
 
+TEST_F(TurnRest, QuotaCountsTheUserBehindEphemeralNames) {
+  cfg.maxAllocationsPerUser = 1;
+  Client c1{sa("198.19.1.2:40000"), "1700000600:carol", restPassword("1700000600:carol", "north")};
+  Client c2{sa("198.19.1.3:40000"), "1700000700:carol", restPassword("1700000700:carol", "north")};
+  Client d{sa("198.19.1.4:40000"), "1700000700:dave", restPassword("1700000700:dave", "north")};
+  login(c1);
+  login(c2);
+  login(d);
+  EXPECT_EQ(allocate(c1).errorCode(), 0);
+  EXPECT_EQ(allocate(c2).errorCode(), 486);  // carol again, with a freshly minted name
+  EXPECT_EQ(allocate(d).errorCode(), 0);
+  ASSERT_EQ(refresh(c1, 0, kT0).errorCode(), 0);
+  EXPECT_EQ(allocate(c2).errorCode(), 0);
+}
+
 TEST_F(TurnRest, CredentialExpiryFollowsTheWallClockOffset) {
   Client c{sa("198.19.1.2:40000"), "1700000600:carol", restPassword("1700000600:carol", "north")};
   login(c);
