@@ -173,6 +173,11 @@ Result<NodeKey> NodeKey::load(const std::string& path) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return fail(errnoText("key file " + path + ": stat"));
   if (!S_ISREG(st.st_mode)) return fail("key file " + path + ": not a regular file");
+  // Owned by us or by root: another user owning it could replace the key (as ssh checks).
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    return fail("key file " + path + ": owned by uid " + std::to_string(st.st_uid) + ", not by uid " +
+                std::to_string(::geteuid()) + " or root");
+  }
   if ((st.st_mode & 077) != 0) {
     return fail("key file " + path + ": mode " + modeText(st.st_mode) +
                 " lets group or others access it; run chmod 600 " + path);

@@ -11,7 +11,8 @@
 // under a temporary name with O_CREAT|O_EXCL and mode 0600 (so it is never readable by
 // others, not even briefly), written, fsynced, then renamed into place. A key file whose
 // mode lets group or others read or write it is refused on load, with an error naming the
-// file and its mode (as ssh does for identity files).
+// file and its mode (as ssh does for identity files); so is one owned by a user other than
+// the process's effective user or root.
 //
 // Weak public keys are refused: the all-zero key and every point of small order on
 // Curve25519 (a shared secret computed with one is all-zero, i.e. known to everybody).
@@ -71,8 +72,9 @@ class NodeKey {
 
   // Writes the key file (see above). Refuses to replace an existing file unless `replace`.
   Result<void> save(const std::string& path, bool replace = false) const;
-  // Reads a key file; refuses it when group/others may read or write it, when it is not a
-  // regular file, or when its content is not one "tgw-private:<hex>" line.
+  // Reads a key file; refuses it when group/others may read or write it, when another user
+  // owns it, when it is not a regular file (or is a symbolic link), or when its content is
+  // not one "tgw-private:<hex>" line.
   static Result<NodeKey> load(const std::string& path);
   // load() when the file exists, else generate() and save(): the daemon's start-up.
   static Result<NodeKey> loadOrCreate(const std::string& path);

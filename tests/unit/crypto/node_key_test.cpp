@@ -146,6 +146,19 @@ TEST(KeyFile, GroupOrWorldReadableIsRefusedNamingFileAndMode) {
   EXPECT_TRUE(NodeKey::load(path).ok());
 }
 
+TEST(KeyFile, OwnedByAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the file to another user";
+  TempDir dir;
+  const std::string path = dir.file("node.key");
+  ASSERT_TRUE(NodeKey::generate().save(path).ok());
+  ASSERT_EQ(::chown(path.c_str(), 65534, 65534), 0);
+  auto loaded = NodeKey::load(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.error().message.find("owned by uid 65534"), std::string::npos) << loaded.error().message;
+  ASSERT_EQ(::chown(path.c_str(), 0, 0), 0);
+  EXPECT_TRUE(NodeKey::load(path).ok());
+}
+
 TEST(KeyFile, SaveDoesNotOverwriteUnlessAsked) {
   TempDir dir;
   const std::string path = dir.file("node.key");
