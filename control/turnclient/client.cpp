@@ -891,9 +891,9 @@ Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, T
     ++m.c.sendRefusedNotAllocated;
     return fail("no TURN allocation");
   }
+  if (data.size() > kMaxPeerData) return fail("data too long for one TURN datagram");
   auto ch = m.channels.find(peer);
   if (ch != m.channels.end() && ch->second.confirmed) {
-    if (data.size() > 0xFFFF) return fail("data too long for ChannelData");
     std::vector<uint8_t> b(TGW_CHANNELDATA_HLEN + data.size());
     b[0] = static_cast<uint8_t>(ch->second.number >> 8);
     b[1] = static_cast<uint8_t>(ch->second.number);

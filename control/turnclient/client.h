@@ -86,6 +86,11 @@ inline constexpr Duration kRetryAfterTimeout = 5s;
 // mapping after 30 s, far sooner than the 240 s / 300 s refresh cadence).
 inline constexpr Duration kKeepaliveInterval = 15s;
 
+// The most application data send() takes: one UDP datagram over IPv4 carries 65507 bytes,
+// and the largest Send indication adds 56 (header, IPv6 XOR-PEER-ADDRESS, DATA header,
+// FINGERPRINT).
+inline constexpr size_t kMaxPeerData = 65507 - 56;
+
 // RFC 8489 section 18.5 password algorithms.
 inline constexpr uint16_t kPasswordAlgorithmMd5 = 0x0001;
 inline constexpr uint16_t kPasswordAlgorithmSha256 = 0x0002;
@@ -131,6 +136,7 @@ struct Transmit {
 struct Allocated {
   std::vector<SockAddr> relayed;   // one per family granted (IPv4 first for dual)
   SockAddr mapped;                 // XOR-MAPPED-ADDRESS: this client as the server sees it
+                                   // (0.0.0.0:0 when the server sent none)
   Duration lifetime{};
   // Dual allocation: the family the server refused and its ADDRESS-ERROR-CODE.
   std::optional<int> additionalFamilyError;
@@ -269,7 +275,8 @@ class Client {
   // Sends the first Allocate. No-op unless Idle.
   void start(TimePoint now);
   // Deletes the allocation (Refresh with LIFETIME 0, RFC 8656 section 8); Closed follows.
-  // Before an allocation exists it just stops (Closed at once).
+  // Before an allocation exists it just stops (Closed at once; an Allocate the server had
+  // already granted then lives on there until its lifetime ends).
   void close(TimePoint now);
 
   // A datagram that arrived from `from` on the socket the client's transmits leave from.
@@ -293,7 +300,8 @@ class Client {
 
   // Sends application data to `peer` through the relay: ChannelData when a channel to it
   // is confirmed, otherwise a Send indication. Fails (counted) when not allocated or the
-  // peer's IP has no permission requested (the server would drop it silently).
+  // peer's IP has no permission requested (the server would drop it silently); fails when
+  // data is longer than kMaxPeerData.
   Result<void> send(const SockAddr& peer, std::span<const uint8_t> data, TimePoint now);
 
   // Outputs, in order; each call empties its queue.

@@ -702,6 +702,14 @@ TEST_F(ClientTest, DataIndicationsAndSendChecks) {
   const SockAddr otherPort(kPeer.ip(), 9);
   EXPECT_TRUE(client_->send(otherPort, bytesOf("y"), kT0).ok());
   EXPECT_FALSE(client_->send(kPeer2, bytesOf("y"), kT0).ok());
+  all();
+  // The largest datagram fits one UDP datagram; one byte more is refused.
+  EXPECT_TRUE(client_->send(kPeer, std::vector<uint8_t>(kMaxPeerData, 7), kT0).ok());
+  auto big = all();
+  ASSERT_EQ(big.size(), 1u);
+  EXPECT_LE(big[0].bytes.size(), 65507u);
+  EXPECT_FALSE(client_->send(kPeer, std::vector<uint8_t>(kMaxPeerData + 1, 7), kT0).ok());
+  EXPECT_TRUE(all().empty());
 }
 
 TEST_F(ClientTest, CloseSendsLifetimeZero) {
