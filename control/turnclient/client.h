@@ -22,12 +22,15 @@
 //     refreshes it every kPermissionRefreshInterval; removePeer stops refreshing (TURN has
 //     no way to delete one: it expires at the server).
 //   - Channels (RFC 8656 section 12): bindChannel(peer) picks a free number and sends
-//     ChannelBind (which also installs the peer's permission), rebinding every
-//     kChannelRefreshInterval. Data to a peer goes as ChannelData once the server has
+//     ChannelBind, rebinding every kChannelRefreshInterval; it also adds the peer's IP as
+//     addPeer does (ChannelBind installs the permission too, but the separate refresh keeps
+//     Send indications working when the channel fails). Data to a peer goes as ChannelData once the server has
 //     confirmed the binding, as a Send indication before that and for peers without one.
 //     A removed channel's number is not reused for kChannelReuseDelay after its server-side
 //     expiry (section 12: no rebinding to another peer until then).
 //   - Incoming: Data indications and ChannelData become PeerData events.
+//   - Keepalive: while allocated, a Binding indication after kKeepaliveInterval of silence
+//     keeps the client's NAT mapping (the allocation's 5-tuple) between refreshes.
 //
 // Trust: every datagram must come from the server's address. Responses must match a
 // pending transaction id and, when the request was authenticated, carry a
@@ -82,8 +85,8 @@ inline constexpr Duration kRetryAfterTimeout = 5s;
 
 // While allocated, a STUN Binding indication goes to the server when nothing else has been
 // sent for this long, so the client's NAT keeps the mapping the allocation's 5-tuple depends
-// on (RFC 8445 section 11 uses 15 s; NATs may forget an idle UDP
-// mapping after 30 s, far sooner than the 240 s / 300 s refresh cadence).
+// on (RFC 8445 section 11 uses 15 s; NATs may forget an idle UDP mapping after 30 s, far
+// sooner than the 240 s / 300 s refresh cadence).
 inline constexpr Duration kKeepaliveInterval = 15s;
 
 // The most application data send() takes: one UDP datagram over IPv4 carries 65507 bytes,
