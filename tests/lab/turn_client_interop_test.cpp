@@ -3,7 +3,8 @@
 // the lab relay, from a site behind an easy (nftables masquerade) NAT, to a peer on the
 // lab Internet: long-term credentials, TURN-REST credentials, permissions with Send / Data
 // indications, a channel with ChannelData both ways, and deletion. A wrong password ends
-// in AllocationFailed 401.
+// in AllocationFailed 401. The same exchange runs against tgw's own relay (tgwd), with its
+// XDP fast path carrying the ChannelData and without.
 #include <gtest/gtest.h>
 
 #include <poll.h>
@@ -109,27 +110,20 @@ class Driver {
   int fd_;
 };
 
-class TurnClientAgainstCoturn : public testing::TestWithParam<bool> {};
-
-TEST_P(TurnClientAgainstCoturn, AllocatesRelaysBothWaysAndDeletes) {
-  const bool rest = GetParam();
-  if (!haveProgram("turnserver")) GTEST_SKIP() << "coturn (turnserver) is not installed";
-  auto lab = Lab::fromDescription("relay; site a easy; host p");
-  ASSERT_TRUE(lab.ok()) << lab.error().message;
-  Lab& l = **lab;
-  const Site& a = l.site("a");
-  const Host& p = l.host("p");
-  auto coturn = startCoturnTurn(l, l.host("relay"), rest);
-  ASSERT_TRUE(coturn.ok()) << coturn.error().message;
-
+// The whole exchange against a running TURN server at kTurnServer, from site a's host to
+// peer host p: allocate, Send / Data indications, a channel both ways, close. Returns the
+// channel number used; `serverLog` feeds failure messages.
+struct Exchange {
+  SockAddr relayed;
+  uint16_t channel = 0;
+};
+void exercise(Lab& l, const Site& a, const Host& p, const turnclient::Credentials& credentials,
+              const std::function<std::string()>& serverLog, Exchange* result,
+              const std::function<void(const SockAddr& peer)>& beforeClose = {}) {
   turnclient::Config cfg;
   cfg.server = kTurnServer;
   cfg.software = "tgw-lab";
-  if (rest) {
-    cfg.credentials = turnclient::restCredentials("north-secret", "edge-a", std::time(nullptr) + 3600);
-  } else {
-    cfg.credentials = {"edge", "edge-pass"};
-  }
+  cfg.credentials = credentials;
   Client client(cfg);
   auto fd = l.udpSocket(a.host.netns, SockAddr(a.host.ipv4.at(0), 0));
   ASSERT_TRUE(fd.ok()) << fd.error().message;
@@ -143,31 +137,29 @@ TEST_P(TurnClientAgainstCoturn, AllocatesRelaysBothWaysAndDeletes) {
   } peerCloser{*peerFd};
 
   client.start(Clock::now());
-  ASSERT_TRUE(d.runUntil([&] { return client.state() != Client::State::Allocating; }, 10s))
-      << (*coturn)->log();
+  ASSERT_TRUE(d.runUntil([&] { return client.state() != Client::State::Allocating; }, 10s)) << serverLog();
   ASSERT_EQ(client.state(), Client::State::Allocated)
       << (d.last<turnclient::AllocationFailed>() ? d.last<turnclient::AllocationFailed>()->reason : "")
-      << "\n" << (*coturn)->log();
+      << "\n" << serverLog();
   const auto* allocated = d.last<turnclient::Allocated>();
   ASSERT_NE(allocated, nullptr);
   ASSERT_FALSE(allocated->relayed.empty());
   const SockAddr relayed = allocated->relayed[0];
+  result->relayed = relayed;
   EXPECT_EQ(relayed.ip(), kTurnServer.ip());
-  EXPECT_GE(relayed.port(), 50000);
-  EXPECT_LE(relayed.port(), 50100);
   EXPECT_EQ(allocated->mapped.ip(), a.publicAddress) << "XOR-MAPPED-ADDRESS is the NAT's address";
   EXPECT_EQ(client.counters().authChallenges, 1u);
-  std::printf("coturn: password algorithm %s, relayed %s, mapped %s\n",
+  std::printf("password algorithm %s, relayed %s, mapped %s\n",
               client.passwordAlgorithm() == turnclient::kPasswordAlgorithmSha256 ? "SHA-256" : "MD5",
               relayed.toString().c_str(), allocated->mapped.toString().c_str());
 
   // Permission, then Send indication out and Data indication back.
   ASSERT_TRUE(client.addPeer(peer.ip(), Clock::now()).ok());
-  ASSERT_TRUE(d.runUntil(d.has<turnclient::PermissionInstalled>(), 5s)) << (*coturn)->log();
+  ASSERT_TRUE(d.runUntil(d.has<turnclient::PermissionInstalled>(), 5s)) << serverLog();
   ASSERT_TRUE(client.send(peer, std::vector<uint8_t>{'v', 'i', 'a', '-', 's', 'e', 'n', 'd'}, Clock::now()).ok());
   d.flush();
   auto got = receiveFrom(*peerFd, 3s);
-  ASSERT_TRUE(got.ok()) << got.error().message << "\n" << (*coturn)->log();
+  ASSERT_TRUE(got.ok()) << got.error().message << "\n" << serverLog();
   EXPECT_EQ(got->payload, "via-send");
   EXPECT_EQ(got->from, relayed);
   ASSERT_TRUE(sendTo(*peerFd, relayed, "data-back").ok());
@@ -180,25 +172,28 @@ TEST_P(TurnClientAgainstCoturn, AllocatesRelaysBothWaysAndDeletes) {
   // A channel: ChannelData both ways.
   auto channel = client.bindChannel(peer, Clock::now());
   ASSERT_TRUE(channel.ok()) << channel.error().message;
-  ASSERT_TRUE(d.runUntil(d.has<turnclient::ChannelBound>(), 5s)) << (*coturn)->log();
+  result->channel = *channel;
+  ASSERT_TRUE(d.runUntil(d.has<turnclient::ChannelBound>(), 5s)) << serverLog();
   EXPECT_EQ(client.channelFor(peer), *channel);
   ASSERT_TRUE(client.send(peer, std::vector<uint8_t>{'c', 'h'}, Clock::now()).ok());
   d.flush();
   got = receiveFrom(*peerFd, 3s);
   ASSERT_TRUE(got.ok()) << got.error().message;
   EXPECT_EQ(got->payload, "ch");
+  EXPECT_EQ(got->from, relayed);
   EXPECT_EQ(client.counters().channelDataSent, 1u);
   d.events.clear();
   ASSERT_TRUE(sendTo(*peerFd, relayed, "channel-back").ok());
   ASSERT_TRUE(d.runUntil(d.has<turnclient::PeerData>(), 3s));
-  EXPECT_TRUE(d.last<turnclient::PeerData>()->viaChannel) << "coturn sends ChannelData once bound";
+  EXPECT_TRUE(d.last<turnclient::PeerData>()->viaChannel) << "the server sends ChannelData once bound";
   EXPECT_EQ(std::string(d.last<turnclient::PeerData>()->data.begin(), d.last<turnclient::PeerData>()->data.end()),
             "channel-back");
+  if (beforeClose) beforeClose(peer);
 
-  // A Refresh now (not in 300 s): close() is a Refresh with lifetime 0, answered.
+  // close() is a Refresh with lifetime 0, answered.
   client.close(Clock::now());
   ASSERT_TRUE(d.runUntil(d.has<turnclient::Closed>(), 5s));
-  EXPECT_EQ(client.counters().droppedUnverified, 0u) << "every coturn response verified";
+  EXPECT_EQ(client.counters().droppedUnverified, 0u) << "every response verified";
   EXPECT_EQ(client.counters().transactionsTimedOut, 0u);
   // The allocation is gone: data to the relayed port goes nowhere.
   ASSERT_TRUE(sendTo(*peerFd, relayed, "after-close").ok());
@@ -206,8 +201,76 @@ TEST_P(TurnClientAgainstCoturn, AllocatesRelaysBothWaysAndDeletes) {
   EXPECT_FALSE(d.runUntil(d.has<turnclient::PeerData>(), 500ms));
 }
 
+class TurnClientAgainstCoturn : public testing::TestWithParam<bool> {};
+
+TEST_P(TurnClientAgainstCoturn, AllocatesRelaysBothWaysAndDeletes) {
+  const bool rest = GetParam();
+  if (!haveProgram("turnserver")) GTEST_SKIP() << "coturn (turnserver) is not installed";
+  auto lab = Lab::fromDescription("relay; site a easy; host p");
+  ASSERT_TRUE(lab.ok()) << lab.error().message;
+  Lab& l = **lab;
+  auto coturn = startCoturnTurn(l, l.host("relay"), rest);
+  ASSERT_TRUE(coturn.ok()) << coturn.error().message;
+  const auto credentials = rest ? turnclient::restCredentials("north-secret", "edge-a", std::time(nullptr) + 3600)
+                                : turnclient::Credentials{"edge", "edge-pass"};
+  Exchange x;
+  exercise(l, l.site("a"), l.host("p"), credentials, [&] { return (*coturn)->log(); }, &x);
+  EXPECT_GE(x.relayed.port(), 50000);
+  EXPECT_LE(x.relayed.port(), 50100);
+}
+
 INSTANTIATE_TEST_SUITE_P(Credentials, TurnClientAgainstCoturn, testing::Values(false, true),
                          [](const testing::TestParamInfo<bool>& i) { return i.param ? "Rest" : "LongTerm"; });
+
+
+// tgw's own relay (tgwd, relay role, config/examples/relay.toml's TURN users) with XDP
+// forwarding ChannelData ("native") and without ("off").
+class TurnClientAgainstTgwd : public testing::TestWithParam<std::string> {};
+
+TEST_P(TurnClientAgainstTgwd, AllocatesRelaysBothWaysAndDeletes) {
+  const bool xdp = GetParam() != "off";
+  if (!haveProgram("ethtool")) GTEST_SKIP() << "ethtool is not installed (scripts/setup.sh installs it)";
+  if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+  auto lab = Lab::fromDescription("relay; site a easy; host p");
+  ASSERT_TRUE(lab.ok()) << lab.error().message;
+  Lab& l = **lab;
+  ASSERT_TRUE(enableRelayForwarding(l, l.host("relay")).ok());
+  for (const Host* h : {&l.site("a").host, &l.host("p")}) {
+    auto r = disableTxChecksumOffload(l, *h);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
+  auto daemon = RelayDaemon::start(l, l.host("relay"), GetParam(), exampleRelayConfigPath(), false);
+  ASSERT_TRUE(daemon.ok()) << daemon.error().message;
+  Exchange x;
+  bool checked = false;
+  exercise(l, l.site("a"), l.host("p"), {"lab", "lab-password"}, [&] { return daemon->process()->log(); }, &x,
+           [&](const SockAddr& peer) {
+             // While the channel is up: tgwd lists it, in the fast path when XDP runs.
+             auto allocs = daemon->query("allocations");
+             ASSERT_TRUE(allocs.ok()) << allocs.error().message;
+             ASSERT_EQ((*allocs)["allocations"].size(), 1u) << allocs->dump(2);
+             const auto& a = (*allocs)["allocations"][0];
+             EXPECT_EQ(a["user"], "lab");
+             EXPECT_EQ(a["relayed"][0], x.relayed.toString());
+             ASSERT_EQ(a["channels"].size(), 1u) << a.dump(2);
+             EXPECT_EQ(a["channels"][0]["peer"], peer.toString());
+             EXPECT_EQ(a["channels"][0]["channel"], x.channel);
+             EXPECT_EQ(a["channels"][0]["fast_path"], xdp) << a.dump(2);
+             if (xdp) {
+               ASSERT_TRUE(a.contains("fast_path_traffic")) << a.dump(2);
+               EXPECT_EQ(a["fast_path_traffic"]["to_peer_packets"], 1u) << a.dump(2);
+               EXPECT_EQ(a["fast_path_traffic"]["to_client_packets"], 1u) << a.dump(2);
+             }
+             checked = true;
+           });
+  EXPECT_TRUE(checked);
+  auto after = daemon->query("allocations");
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  EXPECT_TRUE((*after)["allocations"].empty()) << "close() deleted it:\n" << after->dump(2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Xdp, TurnClientAgainstTgwd, testing::Values("native", "off"),
+                         [](const auto& info) { return info.param; });
 
 TEST(TurnClientAgainstCoturnAuth, WrongPasswordIsAllocationFailed401) {
   if (!haveProgram("turnserver")) GTEST_SKIP() << "coturn (turnserver) is not installed";
