@@ -332,6 +332,8 @@ struct Client::Impl {
   std::map<SockAddr, Channel>::iterator releaseChannel(std::map<SockAddr, Channel>::iterator it, TimePoint now) {
     Channel& ch = it->second;
     abandon(ch.inFlight);
+    // Never sent, or refused: the server never bound it, the number is free at once.
+    if (!ch.confirmed && ch.firstRequested == TimePoint::min()) return channels.erase(it);
     // The server may hold the binding until the last request's lifetime ends.
     TimePoint until = now;
     if (ch.confirmed) until = std::max(until, ch.expires);

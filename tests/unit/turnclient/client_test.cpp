@@ -939,5 +939,89 @@ TEST_F(ClientTest, ChannelDataBeforeTheBindAnswerIsDelivered) {
   EXPECT_FALSE(client_->channelFor(kPeer)) << "sending waits for the confirmation";
 }
 
+
+TEST_F(ClientTest, DualAllocationWithAddressErrorCode) {
+  Config cfg = baseConfig();
+  cfg.additionalIpv6 = true;
+  make(cfg);
+  client_->start(kT0);
+  auto first = one();
+  deliver(challenge(first.msg.transactionId()), kT0);
+  auto second = one();
+  // RFC 8656 section 18.11: family, reserved, class, number, reason.
+  std::vector<uint8_t> addressError = {0x02, 0x00, 0x04, 40};
+  for (char ch : std::string("Address Family not Supported")) addressError.push_back(static_cast<uint8_t>(ch));
+  auto ok = MessageBuilder(Method::Allocate, Class::SuccessResponse, second.msg.transactionId())
+                .addXorAddress(attr::kXorRelayedAddress, kRelayed)
+                .addRaw(kAttrAddressErrorCode, addressError)
+                .addU32(attr::kLifetime, 600)
+                .withIntegrity(md5Key())
+                .finish();
+  deliver(ok, kT0);
+  auto ev = client_->takeEvents();
+  ASSERT_EQ(ev.size(), 1u);
+  const auto* a = std::get_if<Allocated>(&ev[0]);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->relayed, std::vector<SockAddr>{kRelayed});
+  EXPECT_EQ(a->additionalFamilyError, 440);
+  EXPECT_EQ(a->mapped, SockAddr{}) << "no XOR-MAPPED-ADDRESS sent";
+}
+
+TEST_F(ClientTest, RefusedChannelFallsBackToSendIndications) {
+  make();
+  allocate();
+  ASSERT_TRUE(client_->bindChannel(kPeer, kT0).ok());
+  for (auto& t : all()) {
+    auto m = Message::parse(t.bytes);
+    ASSERT_TRUE(m.ok());
+    if (m->method() == Method::CreatePermission) {
+      deliver(success(Method::CreatePermission, m->transactionId(), md5Key()), kT0);
+    } else {
+      deliver(error(Method::ChannelBind, m->transactionId(), 400, md5Key()), kT0);
+    }
+  }
+  auto ev = client_->takeEvents();
+  ASSERT_EQ(ev.size(), 2u);
+  const auto* f = std::get_if<ChannelFailed>(&ev[1]);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->code, 400);
+  EXPECT_EQ(f->channel, 0x4000);
+  EXPECT_FALSE(client_->channelFor(kPeer));
+  ASSERT_TRUE(client_->send(kPeer, bytesOf("still"), kT0).ok());
+  auto ind = one();
+  EXPECT_EQ(ind.msg.method(), Method::Send);
+  // A refused number was never bound: it is free again at once.
+  EXPECT_EQ(*client_->bindChannel(kPeer2, kT0), 0x4000);
+}
+
+TEST_F(ClientTest, PermissionLapsesWhenEveryRefreshIsLost) {
+  make();
+  allocate();
+  ASSERT_TRUE(client_->addPeer(kPeer.ip(), kT0).ok());
+  answerOne(Method::CreatePermission, kT0);
+  client_->takeEvents();
+  TimePoint now = kT0;
+  // From 240 s on nothing is answered but the allocation's refresh.
+  while (client_->hasPermission(kPeer.ip(), now) || now < kT0 + 240s) {
+    now = client_->nextDeadline();
+    client_->onTimer(now);
+    for (auto& t : all()) {
+      auto m = Message::parse(t.bytes);
+      ASSERT_TRUE(m.ok());
+      if (m->method() == Method::Refresh) deliver(success(Method::Refresh, m->transactionId(), md5Key(), 600), now);
+    }
+    ASSERT_LT(now, kT0 + 400s);
+  }
+  EXPECT_EQ(now, kT0 + 300s) << "lapses exactly when the server forgets it";
+  std::vector<PermissionFailed> failed;
+  for (auto& e : client_->takeEvents())
+    if (auto* f = std::get_if<PermissionFailed>(&e)) failed.push_back(*f);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].peer, kPeer.ip());
+  EXPECT_EQ(failed[0].code, 0);
+  EXPECT_FALSE(client_->send(kPeer, bytesOf("x"), now).ok());
+  EXPECT_EQ(client_->state(), Client::State::Allocated);
+}
+
 }  // namespace
 }  // namespace tgw::turnclient
