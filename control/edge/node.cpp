@@ -204,7 +204,7 @@ void Node::handleTurnEvents(TimePoint now) {
 TimePoint Node::callMeMaybeDue(const Peer& peer) const {
   if (!rdv_) return kNever;
   if (peer.cmmForce || peer.cmmSentVersion != localVersion()) return peer.cmmSentAt + kCallMeMaybeMinInterval;
-  return peer.cmmSentAt + kCallMeMaybeRefresh;
+  return peer.cmmSentAt + peer.cmmBackoff;
 }
 
 void Node::sendCallMeMaybes(TimePoint now) {
@@ -221,6 +221,8 @@ void Node::sendCallMeMaybes(TimePoint now) {
     if (!out) continue;
     pumpRendezvous(std::move(*out));
     ++counters_.callMeMaybeSent;
+    const bool changed = p.cmmForce || p.cmmSentVersion != localVersion();
+    p.cmmBackoff = changed ? kCallMeMaybeRetry : std::min(p.cmmBackoff * 2, kCallMeMaybeRefresh);
     p.cmmSentAt = now;
     p.cmmSentVersion = localVersion();
     p.cmmForce = false;

@@ -44,8 +44,10 @@ namespace tgw::edge {
 // A call-me-maybe goes to a peer at most this often: the local list changes several times
 // within a few hundred ms at start (host, then each STUN answer, then the allocation).
 inline constexpr Duration kCallMeMaybeMinInterval = 100ms;
-// ... and again at least this often, in case one was lost (the rendezvous client does not
-// retransmit) or the peer restarted. The engine ignores a list it already has.
+// The rendezvous does not retransmit and call-me-maybe has no acknowledgement, so after
+// every change it is repeated 1 s, 2 s, 4 s ... later (in case it was lost), then every
+// 30 s for good (in case the peer restarted). The engine ignores a list it already has.
+inline constexpr Duration kCallMeMaybeRetry = 1s;
 inline constexpr Duration kCallMeMaybeRefresh = 30s;
 // Peer-reflexive addresses of our own, learned from pongs, kept for advertising.
 inline constexpr size_t kMaxLearnedLocal = 8;
@@ -128,6 +130,7 @@ class Node {
     uint64_t channelGeneration = 0;          // the allocation our channel to it is on
     uint64_t cmmSentVersion = ~0ull;         // localVersion() last advertised to it
     TimePoint cmmSentAt{};
+    Duration cmmBackoff = kCallMeMaybeRetry;  // until the next repeat
     bool cmmForce = true;
   };
 

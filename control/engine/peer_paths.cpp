@@ -212,8 +212,10 @@ TimePoint PeerPaths::heartbeatDue() const {
   if (!active_) return kNever;
   const PathState* a = find(*active_);
   if (!a) return kNever;
+  Duration interval = active_->isDirect() ? kHeartbeat : kRelayHeartbeat;
+  if (active_->isDirect() && a->lastPing > a->lastPong) interval = kHeartbeatRetry;  // unanswered so far
   // Never pinged (a relay path that just became active): at once.
-  return std::max(a->lastPing + (active_->isDirect() ? kHeartbeat : kRelayHeartbeat), activeSince_);
+  return std::max(a->lastPing + interval, activeSince_);
 }
 
 void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, TimePoint now) {

@@ -46,6 +46,10 @@ inline constexpr Duration kReprobeInterval = 30s;
 // The active direct path is pinged every 3 s: below the 30 s UDP timeouts of common NATs,
 // and often enough that two lost heartbeats fit in the trust window.
 inline constexpr Duration kHeartbeat = 3s;
+// A heartbeat unanswered after 1 s is repeated every second until the trust window ends:
+// on a lossy path one lost ping (or pong) must not cost the path. 1 s is far above the RTT
+// of any path worth keeping.
+inline constexpr Duration kHeartbeatRetry = 1s;
 // The active direct path is trusted for 6.5 s after its last pong: two heartbeats plus
 // slack for their RTT (Tailscale: trustUDPAddrDuration 6.5 s). This bounds how long data
 // is lost when a path dies.

@@ -139,8 +139,18 @@ TEST_F(EngineTest, FallsBackToTheRelayWhenTrustRunsOutThenAsksForRediscovery) {
   pong(directPing->second, lastPong);
   ASSERT_TRUE(tablePath()->isDirect());
   engine.takePathChanges();
-  // Nothing answers from now on.
-  runUntil(lastPong + kTrustWindow - 1ms);
+  // Nothing answers from now on: the heartbeat is repeated every kHeartbeatRetry once it
+  // went unanswered (pings at 3, 4, 5 and 6 s after the last one), then trust runs out.
+  const TimePoint lastPing = directPing->first;
+  const Path directPath = directPing->second.path;
+  sent = runUntil(lastPong + kTrustWindow - 1ms);
+  std::vector<TimePoint> heartbeats;
+  for (auto& s : sent) {
+    if (s.second.path == directPath) heartbeats.push_back(s.first);
+  }
+  EXPECT_EQ(heartbeats, (std::vector<TimePoint>{lastPing + kHeartbeat, lastPing + kHeartbeat + kHeartbeatRetry,
+                                                lastPing + kHeartbeat + 2 * kHeartbeatRetry,
+                                                lastPing + kHeartbeat + 3 * kHeartbeatRetry}));
   EXPECT_TRUE(tablePath()->isDirect()) << "trusted until the window ends";
   sent = runUntil(lastPong + kTrustWindow);
   EXPECT_EQ(tablePath(), kRelay);

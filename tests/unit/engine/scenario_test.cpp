@@ -143,6 +143,23 @@ TEST_F(Scenarios, TwoEasyNats) {
   record("two easy NATs", *a, *b);
 }
 
+// 10 % loss each way on both sites' links: retried rounds still find the direct path
+// within a few seconds, and the heartbeats keep it (one lost heartbeat is not a failure).
+TEST_F(Scenarios, TwoEasyNatsWithLoss) {
+  auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
+  natA->outsideLink().loss = 0.10;
+  natB->outsideLink().loss = 0.10;
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + kRunFor);
+  ASSERT_TRUE(a->onDirect());
+  ASSERT_TRUE(b->onDirect());
+  EXPECT_LT(*a->firstDirect(t0) - t0, 5s);
+  EXPECT_LT(*b->firstDirect(t0) - t0, 5s);
+  EXPECT_EQ(a->node->engine().counters().fallbacks, 0u);
+  EXPECT_EQ(b->node->engine().counters().fallbacks, 0u);
+  record("two easy NATs, 10% loss per link", *a, *b);
+}
+
 TEST_F(Scenarios, EasyAgainstHard) {
   auto [a, b] = twoSites(easyNat(), hardNat());
   sc.connect(*a, *b, t0);
