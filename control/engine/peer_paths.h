@@ -14,9 +14,13 @@
 //     reported as a local candidate the edge may advertise;
 //   - switches when a pong proves a path better by betterPath() (better_path.h): direct over
 //     relay, then RTT with hysteresis;
-//   - keeps the active direct path warm (a ping every kHeartbeat), trusts it for
-//     kTrustWindow after its last pong, and when that runs out falls back to the relay and
-//     searches again (the edge also gathers fresh candidates: NAT state may be gone).
+//   - keeps the active direct path warm (a ping every kHeartbeat, repeated every
+//     kHeartbeatRetry while unanswered), trusts it for kTrustWindow after its last pong, and
+//     when that runs out falls back to the relay and searches again (the edge also gathers
+//     fresh candidates: NAT state may be gone);
+//   - pings the active relay path every kRelayHeartbeat and, after kRelayTrustWindow without
+//     a pong, asks the edge to gather again (which finds a NAT that rebound our mapping
+//     towards the relay, and makes a new allocation).
 #pragma once
 
 #include <cstdint>
