@@ -363,8 +363,30 @@ void Node::pumpEngine(TimePoint now) {
   if (!rediscover.empty()) {
     // The direct path died: our NAT may have new mappings. Look again and tell the peer.
     if (stun_) stun_->gather(now);
+    bool reallocate = false;
     for (auto id : rediscover) {
-      if (id < peers_.size()) peers_[id].cmmForce = true;
+      if (id >= peers_.size()) continue;
+      Peer& p = peers_[id];
+      p.cmmForce = true;
+      const engine::PeerPaths* pp = engine_.peer(id);
+      if (!pp || !pp->activePath() || !pp->activePath()->isRelay()) continue;
+      // The relay path is silent a second window in a row although we gathered again (so
+      // not our NAT rebinding): the relay may have restarted and forgotten our allocation,
+      // which the TURN client would learn only at its next refresh. Make a new one.
+      const auto* st = pp->find(*pp->activePath());
+      const bool silentSinceLast = st && st->lastPong < p.relaySuspectAt;
+      if (p.relaySuspectAt != TimePoint{} && silentSinceLast &&
+          now - p.relaySuspectAt <= engine::kRelayTrustWindow + engine::kRelayHeartbeat) {
+        reallocate = true;
+        p.relaySuspectAt = TimePoint{};
+      } else {
+        p.relaySuspectAt = now;
+      }
+    }
+    if (reallocate && relay_) {
+      ++counters_.relayReallocations;
+      for (auto& p : peers_) p.channelGeneration = 0;
+      relay_->reallocate(now);
     }
   }
 }

@@ -95,6 +95,7 @@ struct NodeCounters {
   uint64_t callMeMaybeReceived = 0;
   uint64_t droppedUnclassified = 0;    // a datagram nobody here takes
   uint64_t relayRebinds = 0;           // new allocations after our NAT changed our mapping
+  uint64_t relayReallocations = 0;     // new allocations after the relay path stayed silent
 };
 
 class Node {
@@ -132,6 +133,7 @@ class Node {
     TimePoint cmmSentAt{};
     Duration cmmBackoff = kCallMeMaybeRetry;  // until the next repeat
     bool cmmForce = true;
+    TimePoint relaySuspectAt{};  // when the engine last said its active relay path went silent
   };
 
   void pumpSources(TimePoint now);

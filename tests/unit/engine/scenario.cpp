@@ -45,8 +45,10 @@ SimRelay::SimRelay(Scenario& sc) : sc_(sc) {
   tc.relayIps = {kRelayIp4, kRelayIp6};
   tc.minPort = 50000;
   tc.maxPort = 59999;
+  turnConfig_ = tc;
   turn_ = std::make_unique<turn::Server>(tc, *ports_, nullptr);
-  rdv_ = std::make_unique<rendezvous::Server>(crypto::NodeKey::generate());
+  rdvKey_ = crypto::NodeKey::generate();
+  rdv_ = std::make_unique<rendezvous::Server>(*rdvKey_);
   stun4_ = std::make_unique<stun::Server>(stun::ServerConfig{kRelayIp4, std::nullopt, kStunPort, std::nullopt, "relay"});
   stun6_ = std::make_unique<stun::Server>(stun::ServerConfig{kRelayIp6, std::nullopt, kStunPort, std::nullopt, "relay"});
   for (const SockAddr& ep : {listen4(), listen6()}) {
@@ -91,6 +93,13 @@ void SimRelay::onTimer(TimePoint now) {
 }
 
 void SimRelay::kill() { dead_ = true; }
+
+void SimRelay::restart() {
+  // The old server's relayed ports stay bound in the host (their handlers now reach the new
+  // server, which knows no such allocation); the new one takes fresh ports.
+  turn_ = std::make_unique<turn::Server>(turnConfig_, *ports_, nullptr);
+  rdv_ = std::make_unique<rendezvous::Server>(*rdvKey_);
+}
 
 std::optional<TimePoint> SimEdge::directSince(TimePoint since) const {
   if (!onDirect()) return std::nullopt;

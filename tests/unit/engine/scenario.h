@@ -45,6 +45,9 @@ class SimRelay {
   TimePoint nextDeadline() const;
   void onTimer(TimePoint now);
   void kill();
+  // Restarts the relay's servers with no state (allocations and registrations gone), on
+  // the same addresses and with the same rendezvous key.
+  void restart();
   bool dead() const { return dead_; }
   turn::Server& turn() { return *turn_; }
   rendezvous::Server& rendezvous() { return *rdv_; }
@@ -59,6 +62,8 @@ class SimRelay {
   std::unique_ptr<Ports> ports_;
   std::unique_ptr<turn::Server> turn_;
   std::unique_ptr<rendezvous::Server> rdv_;
+  std::optional<crypto::NodeKey> rdvKey_;
+  turn::ServerConfig turnConfig_;
   std::unique_ptr<stun::Server> stun4_, stun6_;
   bool dead_ = false;
 };

@@ -348,6 +348,29 @@ TEST_F(Scenarios, NatStateLostPortPreservingHealsAtOnce) {
   EXPECT_GE(b->appReceived - recvB, a->appSent - sentA - 2);
 }
 
+// Relay only (hard NATs on both sides) and the relay restarts with no state: the relay path
+// goes silent, the engines suspect it (kRelayTrustWindow), gather again (no rebinding), and
+// after a second silent window make new allocations; the relay path carries data again.
+TEST_F(Scenarios, RelayRestartsWhileOnTheRelayPath) {
+  auto [a, b] = twoSites(hardNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const TimePoint restart = sc.now();
+  sc.relay->restart();
+  sc.runUntil(restart + 90s);
+  EXPECT_GE(a->node->counters().relayReallocations + b->node->counters().relayReallocations, 1u);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const Duration gap = b->longestGap(restart, sc.now());
+  const Duration gapA = a->longestGap(restart, sc.now());
+  sc.runFor(2s);
+  EXPECT_GT(b->receivedAt.back(), sc.now() - 100ms) << "data flows again";
+  EXPECT_GT(a->receivedAt.back(), sc.now() - 100ms);
+  EXPECT_LE(std::max(gap, gapA), 2 * engine::kRelayTrustWindow + 10s);
+  std::printf("relay restart on the relay path: longest gap %.2f s (b) %.2f s (a)\n", secs(gap), secs(gapA));
+  record("relay restarts (on the relay path, hard vs hard)", *a, *b, secs(std::max(gap, gapA)));
+}
+
 // Bad input from the network: counted drops, never a crash, and the path stays.
 TEST_F(Scenarios, HostileDatagramsAreCountedAndChangeNothing) {
   auto [a, b] = twoSites(easyNat(), easyNat());
