@@ -544,6 +544,20 @@ TEST_F(TurnFastPathTest, NextHopFollowsNeighbourChangeAfterFlush) {
   ASSERT_TRUE(turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent"));
 }
 
+// bpf_fib_lookup answers only where forwarding is on (the ingress interface's setting):
+// without it everything goes up to the sockets, counted.
+TEST_F(TurnFastPathTest, ForwardingOffGoesUp) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  ASSERT_TRUE(turnSh("sysctl -w net.ipv4.conf.tgwfp0.forwarding=0"));
+  const Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, appData(8)));
+  expectRun(in, XDP_PASS, in, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_FIB_FAILED});
+  ASSERT_TRUE(turnSh("sysctl -w net.ipv4.conf.tgwfp0.forwarding=1"));
+  expectRun(in, XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, appData(8), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+}
+
 TEST_F(TurnFastPathTest, RedirectToAnotherInterface) {
   TurnChannelRoute r = route4();
   r.peer = sa("198.18.1.2:7000");
