@@ -220,6 +220,42 @@ TEST_F(EngineTest, HysteresisKeepsTheIncumbentUnlessClearlyBetter) {
   EXPECT_EQ(engine.counters().pathChanges, 2u);
 }
 
+TEST_F(EngineTest, ReprobesOnADirectPathAndUpgradesWhenABetterOneProvesItself) {
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive},
+                             {sa("10.1.0.2:4000"), CandidateKind::Host}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  const Path wan = direct(kLocal4, "198.18.9.9:20000"), lan = direct(kLocal4, "10.1.0.2:4000");
+  // Only the WAN path answers (50 ms) during the search: it wins.
+  auto answerWan = [&](TimePoint until) {
+    for (TimePoint d = engine.nextDeadline(); d <= until; d = engine.nextDeadline()) {
+      engine.onTimer(d);
+      for (auto& s : engine.takeSends()) {
+        if (s.path == wan) pong(s, d + 50ms);
+      }
+    }
+  };
+  answerWan(kT0 + kSearchDuration + 1s);
+  ASSERT_EQ(tablePath(), wan);
+  // The LAN path comes to life; the next re-probe round (kReprobeInterval after the last
+  // round of the search) pings it, and its 2 ms pong moves the flow.
+  const TimePoint lastSearchRound = kT0 + kSearchDuration;
+  bool lanPinged = false;
+  for (TimePoint d = engine.nextDeadline(); d <= lastSearchRound + kReprobeInterval + 1s; d = engine.nextDeadline()) {
+    engine.onTimer(d);
+    for (auto& s : engine.takeSends()) {
+      if (s.path == wan) pong(s, d + 50ms);
+      if (s.path == lan) {
+        EXPECT_GE(d, lastSearchRound + kReprobeInterval);
+        lanPinged = true;
+        pong(s, d + 2ms);
+      }
+    }
+  }
+  EXPECT_TRUE(lanPinged);
+  EXPECT_EQ(tablePath(), lan);
+  EXPECT_EQ(engine.counters().fallbacks, 0u);
+}
+
 TEST_F(EngineTest, PingFromUnknownEndpointIsAnsweredLearnedAndPingedBack) {
   const SockAddr from = sa("198.18.7.7:31000");
   engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{1, 2, 3}, {}}, from, kLocal4, false, kT0);
