@@ -114,7 +114,7 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
     return fail("relay fast path: " + m.error().message);
   if (auto m = bindAllocStats(maps.tgw_turn_alloc_stats); !m)
     return fail("relay fast path: " + m.error().message);
-  if (auto m = TypedMap<tgw_turn_nexthop_key, tgw_turn_nexthop>::bind(maps.tgw_turn_nexthops); !m)
+  if (auto m = TypedMap<__u32, tgw_turn_nexthop_slot>::bind(maps.tgw_turn_nexthops); !m)
     return fail("relay fast path: " + m.error().message);
 
   std::string addresses;
@@ -257,11 +257,10 @@ void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
 
 void RelayFastPath::flushNextHops() {
   const int fd = bpf_map__fd(skel_->maps.tgw_turn_nexthops);
-  tgw_turn_nexthop_key key{};
-  // Deleting while walking restarts the walk: take the first key until there is none.
-  while (bpf_map_get_next_key(fd, nullptr, &key) == 0) {
-    if (bpf_map_delete_elem(fd, &key) != 0) break;
-  }
+  const int cpus = std::max(libbpf_num_possible_cpus(), 1);
+  const std::vector<tgw_turn_nexthop_slot> empty(static_cast<size_t>(cpus));  // family 0
+  for (__u32 i = 0; i < TGW_TURN_NEXTHOP_ENTRIES; i++)
+    bpf_map_update_elem(fd, &i, empty.data(), BPF_ANY);
 }
 
 TurnAllocationCounters RelayFastPath::counters(uint32_t allocation) const {

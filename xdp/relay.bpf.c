@@ -59,10 +59,10 @@ struct {
 
 /* bpf_fib_lookup's answers, per CPU, for TGW_TURN_NEXTHOP_TTL_NS (tgw/turn.h). */
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, TGW_TURN_NEXTHOP_ENTRIES);
-  __type(key, struct tgw_turn_nexthop_key);
-  __type(value, struct tgw_turn_nexthop);
+  __type(key, __u32);
+  __type(value, struct tgw_turn_nexthop_slot);
 } tgw_turn_nexthops SEC(".maps");
 
 struct {
@@ -122,14 +122,16 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_turn_
   }
   key.ifindex = ctx->ingress_ifindex;
   key.family = (__u8)plan->family;
-  struct tgw_turn_nexthop *cached = bpf_map_lookup_elem(&tgw_turn_nexthops, &key);
+  __u32 index = tgw_turn_nexthop_index(&key);
+  struct tgw_turn_nexthop_slot *slot = bpf_map_lookup_elem(&tgw_turn_nexthops, &index);
+  if (!slot) return TGW_REASON_TURN_FIB_FAILED; /* index < entries: unreachable */
   __u32 ok_len = l3_len;
-  if (cached && now < cached->expires_ns) {
-    if (l3_len <= cached->ok_len) {
-      *nh = *cached;
+  if (tgw_turn_nexthop_key_eq(&slot->key, &key) && now < slot->nh.expires_ns) {
+    if (l3_len <= slot->nh.ok_len) {
+      *nh = slot->nh;
       return 0;
     }
-    ok_len = cached->ok_len; /* a longer packet: ask again, keep what was accepted */
+    ok_len = slot->nh.ok_len; /* a longer packet: ask again, keep what was accepted */
   }
 
   struct bpf_fib_lookup fib;
@@ -160,7 +162,8 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_turn_
   nh->ok_len = ok_len > l3_len ? ok_len : l3_len;
   nh->pad = 0;
   nh->expires_ns = now + TGW_TURN_NEXTHOP_TTL_NS;
-  bpf_map_update_elem(&tgw_turn_nexthops, &key, nh, BPF_ANY);
+  slot->key = key; /* this CPU's slot: nobody else writes it */
+  slot->nh = *nh;
   return 0;
 }
 

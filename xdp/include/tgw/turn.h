@@ -121,8 +121,8 @@ struct tgw_turn_alloc_stats {
   __u64 quota_bytes;
 };
 
-/* Key of tgw_turn_nexthops (per-CPU LRU hash): the next hop of packets from src to dst
- * arriving on ifindex, as bpf_fib_lookup found it. Zeroed before it is filled. */
+/* What a slot of tgw_turn_nexthops caches: the next hop of packets from src to dst arriving
+ * on ifindex, as bpf_fib_lookup found it. Zeroed before it is filled. */
 struct tgw_turn_nexthop_key {
   __u8 src[16];
   __u8 dst[16];
@@ -144,11 +144,39 @@ struct tgw_turn_nexthop {
   __u64 expires_ns; /* bpf_ktime_get_ns() after which the entry is looked up again */
 };
 #define TGW_TURN_NEXTHOP_TTL_NS 1000000000ull /* 1 s */
-#define TGW_TURN_NEXTHOP_ENTRIES 4096
+#define TGW_TURN_NEXTHOP_ENTRIES 1024 /* a power of two */
+
+/* Value of tgw_turn_nexthops, a per-CPU array used as a direct-mapped cache (cheaper than a
+ * hash map: one array index, one key comparison): slot tgw_turn_nexthop_index(key) holds the
+ * last next hop looked up for a key hashing there. family 0: empty. */
+struct tgw_turn_nexthop_slot {
+  struct tgw_turn_nexthop_key key;
+  struct tgw_turn_nexthop nh;
+};
+
+TGW_INLINE __u32 tgw_turn_nexthop_index(const struct tgw_turn_nexthop_key *k) {
+  __u32 h = k->ifindex;
+  for (int i = 0; i < 16; i += 4) h ^= tgw_load32(k->src + i) ^ tgw_load32(k->dst + i) * 2654435761u;
+  h ^= h >> 16;
+  h ^= h >> 8;
+  return h & (TGW_TURN_NEXTHOP_ENTRIES - 1);
+}
+
+TGW_INLINE int tgw_turn_nexthop_key_eq(const struct tgw_turn_nexthop_key *a,
+                                       const struct tgw_turn_nexthop_key *b) {
+  __u32 diff = 0;
+  for (int i = 0; i < 16; i += 4)
+    diff |= (tgw_load32(a->src + i) ^ tgw_load32(b->src + i)) |
+            (tgw_load32(a->dst + i) ^ tgw_load32(b->dst + i));
+  diff |= (a->ifindex ^ b->ifindex) | (__u32)(a->family ^ b->family);
+  return diff == 0;
+}
 
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_config) == 4, "two ports");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_nexthop_key) == 40, "next-hop key without holes");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_nexthop) == 32, "next-hop value without holes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_turn_nexthop_slot) == 72, "next-hop slot: key, value");
+TGW_STATIC_ASSERT((TGW_TURN_NEXTHOP_ENTRIES & (TGW_TURN_NEXTHOP_ENTRIES - 1)) == 0, "power of 2");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_client_key) == 40, "client key without holes");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_client_key, channel) == 36, "channel at 36");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_peer_key) == 40, "peer key without holes");
