@@ -37,7 +37,7 @@ class SimRelay::Ports final : public turn::PortReserver {
   uint32_t next_ = 50000;
 };
 
-SimRelay::SimRelay(Scenario& sc) : sc_(sc) {
+SimRelay::SimRelay(Scenario& sc) {
   host_ = &sc.net.addHost(sc.net.internet(), "relay", {kRelayIp4, kRelayIp6}, sim::Link{10ms, 0});
   ports_ = std::make_unique<Ports>(*this);
   turn::ServerConfig tc;

@@ -57,7 +57,6 @@ class SimRelay {
   void onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now);
   void flush(std::vector<turn::Send>& out);
 
-  Scenario& sc_;
   sim::Host* host_;
   std::unique_ptr<Ports> ports_;
   std::unique_ptr<turn::Server> turn_;
