@@ -1,6 +1,8 @@
 // bench_veth: STUN Binding requests answered per second through a veth pair, for three
 // systems on the same path in one run, alternated (A B C A B C ...), medians and ratios:
-//   tgw        tgwd's XDP STUN responder (relay role, xdp_mode = native)
+//   tgw        tgwd's XDP STUN answer (relay role, xdp_mode = native: the relay program,
+//              xdp/relay.bpf.c, when TURN is enabled as in the example config; otherwise
+//              xdp/stun_responder.bpf.c)
 //   coturn     `turnserver --stun-only` (userspace sockets; XDP_PASS on its veth)
 //   reflector  xdp/nop_tx.bpf.c: swap MACs, XDP_TX (the ceiling: no STUN work at all)
 //
@@ -615,7 +617,7 @@ int main(int argc, char** argv) {
     tgw::Result<void> (Bench::*start)();
   };
   const bool turn = options.turn;
-  std::vector<System> systems = {{"tgw", turn ? "tgw (relay XDP program, TURN fast path)" : "tgw (tgwd, XDP STUN responder)",
+  std::vector<System> systems = {{"tgw", turn ? "tgw (relay XDP program, TURN fast path)" : "tgw (tgwd, its XDP STUN answer)",
                                   &Bench::startTgw}};
   if (coturn)
     systems.push_back({"coturn", turn ? "coturn (turnserver relaying)" : "coturn (turnserver --stun-only)",
