@@ -19,6 +19,8 @@
 //     exceeded -> passed up intact with a reason; tgwd's sockets on every relayed port do
 //     the job (slower, same bytes). Note bpf_fib_lookup refuses unless forwarding is enabled
 //     on the ingress interface (net.ipv4.conf.IF.forwarding=1, net.ipv6.conf.IF.forwarding=1).
+//     On veth, an XDP_TX'd or redirected frame is dropped unless the receiving end runs an
+//     XDP program (LAB.md); real NICs need nothing.
 //   - Anything unknown is passed up with a reason; malformed ChannelData is dropped, counted.
 //
 // Checksums are updated incrementally (RFC 1624), as Katran and Cilium do: the input's UDP
@@ -74,7 +76,10 @@ class RelayFastPath final : public TurnTable {
     std::vector<IpAddr> relayAddresses;
     // Allocation slots (TurnTable::capacity()).
     uint32_t capacity = kDefaultCapacity;
-    // Channel routes the table holds (each direction one hash entry); 0: as many as slots.
+    // Channel routes the table holds (each route one entry in each direction's hash map,
+    // about 150 bytes per entry with the kernel's overhead); 0: as many as slots. With
+    // several channels per allocation, raise it: a full table refuses addChannel (the
+    // socket path then carries those channels).
     uint32_t maxRoutes = 0;
   };
 
