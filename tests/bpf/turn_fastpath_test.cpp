@@ -305,6 +305,36 @@ TEST_F(TurnFastPathTest, EthernetPaddingIsCut) {
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
 }
 
+// What the fast path does not rewrite goes up whole, counted: a VLAN tag, IPv4 options, an
+// IPv6 UDP datagram without a checksum (invalid, RFC 8200 section 8.1: the stack drops it).
+TEST_F(TurnFastPathTest, UnsupportedFramesGoUp) {
+  const TurnChannelRoute r4 = route4();
+  const TurnChannelRoute r6 = route6();
+  addAllocation(r4.allocation);
+  addAllocation(r6.allocation);
+  addChannel(r4);
+  addChannel(r6);
+  const Bytes cd = channelData(r4.channel, appData(8));
+  Ipv4 ip;
+  ip.src = ip4(r4.client);
+  ip.dst = ip4(r4.server);
+  const Udp u{r4.client.port(), r4.server.port(), std::nullopt};
+  const Bytes vlan = udpFrame4(Ethernet{kRelayMac, kClientMac, 100}, ip, u, cd);
+  expectRun(vlan, XDP_PASS, vlan, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
+  Ipv4 withOptions = ip;
+  withOptions.options = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL
+  const Bytes options = udpFrame4(Ethernet{kRelayMac, kClientMac, std::nullopt}, withOptions, u, cd);
+  expectRun(options, XDP_PASS, options,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
+  Bytes noChecksum = frame(kRelayMac, kPeerMac, r6.peer, r6.relayed, appData(8));
+  noChecksum[14 + 40 + 6] = 0;
+  noChecksum[14 + 40 + 7] = 0;
+  expectRun(noChecksum, XDP_PASS, noChecksum,
+            {TGW_FAMILY_IPV6, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
+  expectCounters(relay_->counters(r4.allocation), {});
+  expectCounters(relay_->counters(r6.allocation), {});
+}
+
 TEST_F(TurnFastPathTest, TruncatedChannelDataIsDropped) {
   const TurnChannelRoute r = route4();
   addAllocation(r.allocation);
