@@ -152,6 +152,7 @@ struct Client::Impl {
 
   std::map<IpAddr, Permission> permissions;
   std::map<SockAddr, Channel> channels;
+  std::map<uint16_t, SockAddr> channelPeers;  // number -> peer of every entry in channels
   std::map<uint16_t, Released> released;
   std::map<TransactionId, Pending> pending;
 
@@ -333,6 +334,7 @@ struct Client::Impl {
     Channel& ch = it->second;
     abandon(ch.inFlight);
     // Never sent, or refused: the server never bound it, the number is free at once.
+    channelPeers.erase(ch.number);
     if (!ch.confirmed && ch.firstRequested == TimePoint::min()) return channels.erase(it);
     // The server may hold the binding until the last request's lifetime ends.
     TimePoint until = now;
@@ -369,6 +371,7 @@ struct Client::Impl {
     pending.clear();
     permissions.clear();
     channels.clear();
+    channelPeers.clear();
     released.clear();
     refreshInFlight.reset();
     refreshDue = kNever;
@@ -637,6 +640,7 @@ struct Client::Impl {
       if (!hasRelayedFamily(it->first.family())) {
         ++c.channelFailures;
         events.push_back(ChannelFailed{it->first, it->second.number, 0, "no relayed address of the peer's family"});
+        channelPeers.erase(it->second.number);
         it = channels.erase(it);
       } else {
         it->second.due = now;
@@ -689,11 +693,9 @@ struct Client::Impl {
       return;
     }
     const SockAddr* peer = nullptr;
-    for (const auto& [p, ch] : channels) {
-      if (ch.number == number && (ch.confirmed || ch.inFlight)) {
-        peer = &p;
-        break;
-      }
+    if (auto n = channelPeers.find(number); n != channelPeers.end()) {
+      const Channel& ch = channels.at(n->second);
+      if (ch.confirmed || ch.inFlight) peer = &n->second;
     }
     if (!peer) {
       if (auto it = released.find(number); it != released.end() && it->second.receiveUntil > now)
@@ -774,6 +776,7 @@ void Client::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, Ti
     case Class::SuccessResponse:
     case Class::ErrorResponse:
       m.onResponse(msg, now);
+      m.pump(now);  // only answers change what is due; data never does
       break;
     case Class::Indication:
       if (msg.method() == Method::Data && (m.state == State::Allocated || m.state == State::Closing)) {
@@ -786,7 +789,6 @@ void Client::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, Ti
       ++m.c.droppedUnexpected;
       break;
   }
-  m.pump(now);
 }
 
 void Client::onTimer(TimePoint now) {
@@ -878,6 +880,7 @@ Result<uint16_t> Client::bindChannel(const SockAddr& peer, TimePoint now) {
   ch.number = *number;
   ch.due = m.live() ? now : kNever;
   m.channels.emplace(peer, ch);
+  m.channelPeers[ch.number] = peer;
   m.pump(now);
   return *number;
 }
