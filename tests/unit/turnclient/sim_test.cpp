@@ -380,7 +380,11 @@ TEST_F(TurnSim, RestCredentials) {
   allocateOk();
   EXPECT_EQ(server->allocations(net.now())[0].user, "1700003600:edge-1");
 
-  // Expired ephemeral credentials are refused.
+  // Expired ephemeral credentials are refused (from the same 5-tuple, once it is free).
+  client->close(net.now());
+  flushClient();
+  runFor(1s);
+  ASSERT_EQ(client->state(), Client::State::Closed);
   clientCfg.credentials = restCredentials("north-secret", "edge-1", unixNow - 1);
   client = std::make_unique<Client>(clientCfg);
   start();
@@ -459,6 +463,26 @@ TEST_F(TurnSim, Ipv4OnlyServerAnswersDualWithOneAddress) {
   ASSERT_EQ(allocated.size(), 1u);
   EXPECT_EQ(allocated[0].relayed.size(), 1u);
   EXPECT_FALSE(client->addPeer(kPeer6.ip(), net.now()).ok());
+}
+
+
+TEST_F(TurnSim, RequestedAddressFamilyIpv6) {
+  serverCfg.relayIps = {kRelayIp, kRelayIp6};
+  clientCfg.family = Family::V6;
+  build();
+  allocateOk();
+  const auto& relayed = client->relayedAddresses();
+  ASSERT_EQ(relayed.size(), 1u);
+  EXPECT_EQ(relayed[0].ip(), kRelayIp6) << "REQUESTED-ADDRESS-FAMILY IPv6 over an IPv4 5-tuple";
+  EXPECT_FALSE(client->addPeer(kPeer1.ip(), net.now()).ok()) << "no IPv4 relayed address";
+  ASSERT_TRUE(client->addPeer(kPeer6.ip(), net.now()).ok());
+  flushClient();
+  runFor(1s);
+  ASSERT_TRUE(client->send(kPeer6, bytesOf("six"), net.now()).ok());
+  flushClient();
+  runFor(100ms);
+  ASSERT_EQ(peer6Got.size(), 1u);
+  EXPECT_EQ(peer6Got[0].from, relayed[0]);
 }
 
 }  // namespace
