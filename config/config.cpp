@@ -19,6 +19,14 @@ std::string_view toString(XdpMode m) {
   return "?";
 }
 
+std::string_view toString(ChannelNumbers n) {
+  switch (n) {
+    case ChannelNumbers::Rfc8656: return "rfc8656";
+    case ChannelNumbers::Rfc5766: return "rfc5766";
+  }
+  return "?";
+}
+
 Result<Cidr> Cidr::parse(std::string_view text) {
   std::string_view addr = text;
   std::optional<int> prefix;
@@ -248,7 +256,8 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
                     "max_port", "relay_address", "allocation_lifetime_seconds", "max_allocation_lifetime_seconds",
                     "permission_lifetime_seconds", "channel_lifetime_seconds", "max_allocations_per_user",
                     "max_allocations", "max_permissions_per_allocation", "max_channels_per_allocation",
-                    "allocation_bytes_per_second", "allocation_burst_bytes", "peer_allow", "peer_deny"});
+                    "allocation_bytes_per_second", "allocation_burst_bytes", "peer_allow", "peer_deny",
+                    "channel_numbers"});
   TurnConfig c;
   const int line = Reader::lineOf(t);
   c.enabled = r.boolean(t, p, "enabled", true);
@@ -343,7 +352,17 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
   c.maxAllocations = static_cast<uint32_t>(r.integer(t, p, "max_allocations", c.maxAllocations, 1, kU32));
   c.maxPermissionsPerAllocation =
       static_cast<uint32_t>(r.integer(t, p, "max_permissions_per_allocation", c.maxPermissionsPerAllocation, 1, kU32));
-  // Channel numbers 0x4000..0x4FFF (RFC 8656 section 12): at most 4096 per allocation.
+  const std::string numbers = r.str(t, p, "channel_numbers", std::string(toString(c.channelNumbers)));
+  if (numbers == "rfc8656") {
+    c.channelNumbers = ChannelNumbers::Rfc8656;
+  } else if (numbers == "rfc5766") {
+    c.channelNumbers = ChannelNumbers::Rfc5766;
+  } else {
+    r.failAt(t.get("channel_numbers"), line, p + "channel_numbers",
+             "\"rfc8656\" (0x4000-0x4FFF) or \"rfc5766\" (0x4000-0x7FFF)", "\"" + numbers + "\"");
+  }
+  // Channel numbers 0x4000..0x4FFF (RFC 8656 section 12): at most 4096 per allocation (also
+  // with the RFC 5766 range: more than 4096 channels on one allocation is no client's need).
   c.maxChannelsPerAllocation =
       static_cast<uint32_t>(r.integer(t, p, "max_channels_per_allocation", c.maxChannelsPerAllocation, 1, 4096));
   constexpr uint64_t kI63 = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());

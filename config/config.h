@@ -41,6 +41,16 @@ struct Cidr {
   friend bool operator==(const Cidr&, const Cidr&) = default;
 };
 
+// relay.turn.channel_numbers: which ChannelBind numbers the relay accepts.
+enum class ChannelNumbers : uint8_t {
+  Rfc8656,  // "rfc8656": 0x4000..0x4FFF (RFC 8656 section 12), the default; browsers and
+            // libnice pick numbers from 0x4000 up, so they work either way
+  Rfc5766,  // "rfc5766": 0x4000..0x7FFF (RFC 5766 section 11), for clients of that time such
+            // as coturn's turnutils_uclient, which pick numbers at random in that range. The
+            // listening ports then take every datagram starting with 64..127 as ChannelData.
+};
+std::string_view toString(ChannelNumbers n);
+
 // [relay.turn]: the TURN server (RFC 8656, UDP transport) on the relay's STUN endpoints.
 // Defaults are the RFC's; every lifetime and quota can be changed.
 struct TurnConfig {
@@ -62,6 +72,7 @@ struct TurnConfig {
   uint32_t maxAllocations = 10000;        // 486 above
   uint32_t maxPermissionsPerAllocation = 64;  // 508 above
   uint32_t maxChannelsPerAllocation = 64;     // 508 above
+  ChannelNumbers channelNumbers = ChannelNumbers::Rfc8656;  // 400 outside the range
   uint64_t bytesPerSecond = 0;            // per allocation, both directions; 0: no cap
   uint64_t burstBytes = 0;                // bucket depth; 0: one second's worth
   std::vector<Cidr> peerAllow;            // override the default deny of special ranges

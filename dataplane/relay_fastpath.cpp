@@ -76,6 +76,9 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
                 ".." + std::to_string(options.relayPortMax) + " is empty");
   if (options.relayAddresses.empty()) return fail("relay fast path: no relay address");
   if (options.capacity == 0) return fail("relay fast path: capacity 0");
+  if (options.maxChannel != TGW_CHANNEL_MAX && options.maxChannel != TGW_CHANNEL_MAX_RFC5766)
+    return fail("relay fast path: largest channel number " + std::to_string(options.maxChannel) +
+                " is neither 0x4FFF (RFC 8656) nor 0x7FFF (RFC 5766)");
 
   installLibraryLogging();
   std::unique_ptr<RelayFastPath> self(new RelayFastPath());
@@ -90,6 +93,8 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
         i < options.stunPorts.size() ? htons(options.stunPorts[i]) : 0;
   self->skel_->rodata->tgw_turn_cfg.relay_port_min = options.relayPortMin;
   self->skel_->rodata->tgw_turn_cfg.relay_port_max = options.relayPortMax;
+  self->skel_->rodata->tgw_turn_cfg.flags =
+      options.maxChannel == TGW_CHANNEL_MAX_RFC5766 ? TGW_TURN_CFG_RFC5766_CHANNELS : 0;
   auto& maps = self->skel_->maps;
   for (bpf_map* m : {maps.tgw_turn_clients, maps.tgw_turn_peers})
     bpf_map__set_max_entries(m, self->maxRoutes_);
@@ -208,8 +213,10 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
   const std::string where = "relay fast path: channel " + std::to_string(route.channel) +
                             " of " + route.client.toString() + ": ";
   if (!allocations_.count(route.allocation)) return fail(where + "allocation slot not in use");
-  if (route.channel < TGW_CHANNEL_MIN || route.channel > TGW_CHANNEL_MAX)
-    return fail(where + "not a channel number (RFC 8656 section 12)");
+  if (!tgw_channel_valid_upto(route.channel, options_.maxChannel))
+    return fail(where + "not a channel number of the configured range (" +
+                (options_.maxChannel == TGW_CHANNEL_MAX ? "RFC 8656 section 12" : "RFC 5766 section 11") +
+                ")");
   if (route.client.family() != route.server.family() ||
       route.relayed.family() != route.peer.family())
     return fail(where + "addresses of one side differ in family");

@@ -30,7 +30,7 @@
 // checksum ("none", RFC 768) stays zero.
 //
 // Routes are refused (addChannel fails; the server keeps such a channel on its socket path):
-// cross-family (client and peer in different families: no translation here), a relayed
+// a channel above Options::maxChannel, cross-family (client and peer in different families: no translation here), a relayed
 // address not among Options::relayAddresses or outside the relayed port range, a full table.
 //
 // The bandwidth cap (TurnAllocationLimits) is a token bucket per allocation shared by all
@@ -52,6 +52,7 @@
 #include "dataplane/turn_table.h"
 #include "dataplane/typed_map.h"
 #include "dataplane/xdp_attachment.h"
+#include "tgw/channel_data.h"
 #include "tgw/stats.h"
 
 struct tgw_relay;  // the bpftool skeleton (xdp/relay.skel.h)
@@ -81,6 +82,10 @@ class RelayFastPath final : public TurnTable {
     // several channels per allocation, raise it: a full table refuses addChannel (the
     // socket path then carries those channels).
     uint32_t maxRoutes = 0;
+    // Largest channel number: TGW_CHANNEL_MAX (0x4FFF, RFC 8656 section 12) or
+    // TGW_CHANNEL_MAX_RFC5766 (0x7FFF, RFC 5766 section 11: the program then takes first
+    // bytes 64..127 to a STUN port as ChannelData). Anything else is refused by load().
+    uint16_t maxChannel = TGW_CHANNEL_MAX;
   };
 
   // Opens the skeleton, sizes the maps, loads the program (needs root / CAP_BPF) and fills

@@ -287,6 +287,9 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
   __u16 relay_min = tgw_turn_cfg.relay_port_min;
   __u16 relay_max = tgw_turn_cfg.relay_port_max;
+  __u32 cd_first_max = (tgw_turn_cfg.flags & TGW_TURN_CFG_RFC5766_CHANNELS)
+                           ? tgw_channeldata_first_max(TGW_CHANNEL_MAX_RFC5766)
+                           : tgw_channeldata_first_max(TGW_CHANNEL_MAX);
 
   struct tgw_stun_plan plan;
   struct tgw_stun_request req;
@@ -298,7 +301,8 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   if (reason == TGW_REASON_STUN_BINDING_ANSWERED) return answer_stun(ctx, &plan, &req, verdict);
 
   struct tgw_turn_plan tp;
-  reason = tgw_turn_classify(data, data_end, &plan, reason, relay_min, relay_max, &tp);
+  reason = tgw_turn_classify(data, data_end, &plan, reason, relay_min, relay_max, cd_first_max,
+                             &tp);
   if (reason == TGW_REASON_TURN_CD_TRUNCATED) *verdict = TGW_VERDICT_DROP;
   if (reason != TGW_REASON_TURN_TO_PEER && reason != TGW_REASON_TURN_TO_CLIENT) return reason;
   return forward_turn(ctx, &tp, reason, verdict);

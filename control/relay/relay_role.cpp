@@ -17,6 +17,11 @@ namespace tgw {
 
 namespace {
 
+// Fast-path channel routes per allocation slot: most clients bind one or a few channels.
+constexpr uint32_t kFastPathRoutesPerAllocation = 4;
+// At most this many routes (two preallocated hash entries each, about 300 bytes: 80 MB).
+constexpr uint64_t kMaxFastPathRoutes = 262144;
+
 dataplane::AttachMode toAttachMode(config::XdpMode m) {
   switch (m) {
     case config::XdpMode::Native: return dataplane::AttachMode::Native;
@@ -57,6 +62,7 @@ turn::ServerConfig turnServerConfig(const config::RelayConfig& relay) {
   sc.maxAllocations = t.maxAllocations;
   sc.maxPermissionsPerAllocation = t.maxPermissionsPerAllocation;
   sc.maxChannelsPerAllocation = t.maxChannelsPerAllocation;
+  sc.maxChannel = t.channelNumbers == config::ChannelNumbers::Rfc5766 ? TGW_CHANNEL_MAX_RFC5766 : TGW_CHANNEL_MAX;
   sc.bytesPerSecond = t.bytesPerSecond;
   sc.burstBytes = t.burstBytes;
   for (const auto& c : t.peerAllow) sc.peerAllow.push_back(turn::Cidr{c.network, c.prefixLength});
@@ -264,6 +270,16 @@ Result<void> RelayRole::attachFastPath() {
   opts.relayAddresses = cfg_.turn->relayAddresses;
   // Enough slots for the configured allocation quota (one slot per allocation).
   opts.capacity = std::min<uint32_t>(cfg_.turn->maxAllocations, dataplane::RelayFastPath::kDefaultCapacity);
+  // Channel routes: each allocation may bind up to max_channels_per_allocation channels, but
+  // most bind a few; 4 per slot, capped at kMaxFastPathRoutes (two hash entries of about
+  // 150 bytes each per route: 262144 routes are about 80 MB of kernel memory). Channels
+  // beyond it are refused by addChannel and relayed by the sockets.
+  opts.maxRoutes = static_cast<uint32_t>(
+      std::min<uint64_t>(uint64_t{opts.capacity} *
+                             std::min<uint32_t>(cfg_.turn->maxChannelsPerAllocation, kFastPathRoutesPerAllocation),
+                         kMaxFastPathRoutes));
+  opts.maxChannel = cfg_.turn->channelNumbers == config::ChannelNumbers::Rfc5766 ? TGW_CHANNEL_MAX_RFC5766
+                                                                                 : TGW_CHANNEL_MAX;
   auto prog = dataplane::RelayFastPath::load(opts);
   if (!prog) return fail("cannot load the relay's XDP program: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");

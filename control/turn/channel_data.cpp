@@ -16,12 +16,12 @@ std::string_view toString(ChannelDataError e) {
   return "unknown";
 }
 
-Result<ChannelDataView, ChannelDataError> parseChannelData(std::span<const uint8_t> bytes) {
+Result<ChannelDataView, ChannelDataError> parseChannelData(std::span<const uint8_t> bytes, uint16_t maxChannel) {
   using E = Unexpected<ChannelDataError>;
   if (bytes.size() < TGW_CHANNELDATA_HLEN) return E{ChannelDataError::TooShort};
   const auto channel = static_cast<uint16_t>((bytes[0] << 8) | bytes[1]);
   const size_t len = static_cast<size_t>((bytes[2] << 8) | bytes[3]);
-  if (!tgw_channel_valid(channel)) return E{ChannelDataError::BadChannel};
+  if (!tgw_channel_valid_upto(channel, maxChannel)) return E{ChannelDataError::BadChannel};
   const size_t avail = bytes.size() - TGW_CHANNELDATA_HLEN;
   if (len > avail) return E{ChannelDataError::Truncated};
   if (avail - len > TGW_CHANNELDATA_MAX_PAD) return E{ChannelDataError::TrailingBytes};

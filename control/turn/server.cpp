@@ -172,6 +172,7 @@ struct Server::Impl {
 
   Impl(ServerConfig c, PortReserver& p, dataplane::TurnTable* fp)
       : config(std::move(c)), ports(p), fastPath(fp), policy(policyConfig(config)) {
+    if (config.maxChannel != TGW_CHANNEL_MAX_RFC5766) config.maxChannel = TGW_CHANNEL_MAX;
     for (const IpAddr& ip : config.relayIps) {
       if (ip.isV4() && !relayIp4) relayIp4 = ip;
       if (ip.isV6() && !relayIp6) relayIp6 = ip;
@@ -742,7 +743,7 @@ struct Server::Impl {
     auto peer = ctx.req.xorAddress(attr::kXorPeerAddress);
     if (!num || !peer) return sendError(ctx, 400);
     const uint16_t channel = rd16(num->value.data());
-    if (!tgw_channel_valid(channel)) return sendError(ctx, 400);
+    if (!tgw_channel_valid_upto(channel, config.maxChannel)) return sendError(ctx, 400);
     if (!a->relayedFor(peer->family())) return sendError(ctx, 443);
     if (!policy.allowed(*peer)) return sendError(ctx, 403);
     auto byNumber = a->channels.find(channel);
@@ -826,7 +827,7 @@ struct Server::Impl {
 
   void onChannelData(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
                      std::vector<Send>& out) {
-    auto cd = parseChannelData(bytes);
+    auto cd = parseChannelData(bytes, config.maxChannel);
     if (!cd) {
       ++counters.droppedBadChannelData;
       return;
@@ -900,7 +901,7 @@ struct Server::Impl {
                 std::vector<Send>& out) {
     now_ = now;
     runTimers(now);
-    if (!bytes.empty() && bytes[0] >= 64 && bytes[0] <= 79) {
+    if (!bytes.empty() && isChannelDataByte(bytes[0], config.maxChannel)) {
       onChannelData(bytes, from, local, now, out);
       return true;
     }

@@ -41,6 +41,7 @@
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/turn_table.h"
+#include "tgw/channel_data.h"
 
 namespace tgw::turn {
 
@@ -152,6 +153,12 @@ struct ServerConfig {
   uint32_t maxAllocations = 10000;              // 486 above
   uint32_t maxPermissionsPerAllocation = 64;    // 508 above (RFC 8656 section 10.2)
   uint32_t maxChannelsPerAllocation = 64;       // 508 above (RFC 8656 section 11.2)
+  // Largest ChannelBind number accepted (400 above it) and ChannelData channel parsed:
+  // TGW_CHANNEL_MAX (0x4FFF, RFC 8656 section 12, the default) or TGW_CHANNEL_MAX_RFC5766
+  // (0x7FFF, RFC 5766 section 11, for clients of that time such as coturn's
+  // turnutils_uclient). With 0x7FFF, datagrams starting with 64..127 on a listening port are
+  // ChannelData; any other value is taken as 0x4FFF.
+  uint16_t maxChannel = TGW_CHANNEL_MAX;
   uint64_t bytesPerSecond = 0;                  // per allocation, both directions; 0: none
   uint64_t burstBytes = 0;                      // bucket depth; 0: one second's worth
 
@@ -295,7 +302,8 @@ class Server {
 
   // A datagram that arrived on listening endpoint `local` from `from`. Returns false when
   // it is not TURN's (Binding and other non-TURN STUN, non-STUN bytes): the shell then
-  // gives it to stun::Server. ChannelData (first byte 64..79) is always TURN's.
+  // gives it to stun::Server. ChannelData (first byte 64..79, or 64..127 with
+  // ServerConfig::maxChannel = 0x7FFF) is always TURN's.
   bool onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
                         const SockAddr& local, TimePoint now, std::vector<Send>& out);
 

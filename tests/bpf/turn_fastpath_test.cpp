@@ -101,7 +101,11 @@ struct Delta {
 // One relay for the binary, in the binary's own network namespace.
 class TurnFastPathTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  static void SetUpTestSuite() { setUpRelay(TGW_CHANNEL_MAX); }
+
+  // Loads the relay with channel numbers up to maxChannel (RelayFastPath::Options) in a new
+  // namespace; each suite has its own, one after the other (gtest runs suites in turn).
+  static void setUpRelay(uint16_t maxChannel) {
     if (geteuid() != 0) return;
     setupError_ = enterTurnNamespace();
     if (!setupError_.empty()) return;
@@ -114,6 +118,7 @@ class TurnFastPathTest : public ::testing::Test {
     o.relayAddresses = {sa("198.18.0.1:0").ip(), sa("[2001:db8::1]:0").ip()};
     o.capacity = 64;
     o.maxRoutes = 64;
+    o.maxChannel = maxChannel;
     auto loaded = RelayFastPath::load(o);
     if (!loaded) {
       setupError_ = loaded.error().message;
@@ -631,6 +636,104 @@ TEST_F(TurnFastPathTest, StunBindingStillAnswered) {
   const Bytes in6 = udpFrame6(eth6, ip6h, u, stun(s));
   expectRun(in6, XDP_TX, expectedBindingResponse6(eth6, ip6h, u, s.tid),
             {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_STUN_BINDING_ANSWERED});
+}
+
+}  // namespace
+}  // namespace tgw::testing
+
+namespace tgw::testing {
+namespace {
+
+// RFC 5766 section 11 channel numbers (0x4000..0x7FFF), as coturn's turnutils_uclient picks
+// them. With the relay's default range (RFC 8656 section 12) such a channel is refused by
+// addChannel and its ChannelData is not the fast path's: passed up whole as any non-STUN
+// datagram (userspace hands it to the STUN server, which counts it).
+constexpr uint16_t kRfc5766Channel = 0x7DCB;
+
+TEST_F(TurnFastPathTest, Rfc5766ChannelRefusedAndPassedUpByDefault) {
+  TurnChannelRoute r = route4();
+  r.channel = kRfc5766Channel;
+  addAllocation(r.allocation);
+  EXPECT_FALSE(relay_->addChannel(r).ok());
+  EXPECT_EQ(relay_->routeCount(), 0u);
+  const Bytes cd = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, appData(16)));
+  expectRun(cd, XDP_PASS, cd, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_NOT_STUN});
+  // Truncated: still not ChannelData here, so not dropped either.
+  const Bytes cut = frame(kRelayMac, kClientMac, r.client, r.server, Bytes{0x7D, 0xCB, 0x00});
+  expectRun(cut, XDP_PASS, cut, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_NOT_STUN});
+  expectCounters(relay_->counters(r.allocation), {});
+}
+
+// The same relay loaded with Options::maxChannel = 0x7FFF (the RFC 5766 range).
+class TurnFastPathRfc5766Test : public TurnFastPathTest {
+ protected:
+  static void SetUpTestSuite() { setUpRelay(TGW_CHANNEL_MAX_RFC5766); }
+};
+
+TEST_F(TurnFastPathRfc5766Test, Rfc5766ChannelBothWaysV4) {
+  TurnChannelRoute r = route4();
+  r.channel = kRfc5766Channel;
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(48);
+  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+            XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  const Bytes back = appData(41);
+  expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, back), XDP_TX,
+            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, back), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+  expectCounters(relay_->counters(r.allocation), {1, 48, 1, 41, 0, 0});
+}
+
+TEST_F(TurnFastPathRfc5766Test, Rfc5766ChannelBothWaysV6WithPadding) {
+  TurnChannelRoute r = route6();
+  r.channel = 0x7FFF;
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(33);
+  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data, Bytes(3, 0xA5))),
+            XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
+            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+  expectCounters(relay_->counters(r.allocation), {1, 33, 1, 33, 0, 0});
+}
+
+// RFC 8656 numbers still work with the wider range; first bytes 80..127 are ChannelData
+// (unknown channel: up; truncated: dropped), 128 and up are not.
+TEST_F(TurnFastPathRfc5766Test, WideRangeClassification) {
+  const TurnChannelRoute r = route4();  // channel 0x4000
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(12);
+  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+            XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+  const Bytes unknown = frame(kRelayMac, kClientMac, r.client, r.server, channelData(kRfc5766Channel, data));
+  expectRun(unknown, XDP_PASS, unknown,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNKNOWN_CHANNEL});
+  const Bytes cut = frame(kRelayMac, kClientMac, r.client, r.server, Bytes{0x7D, 0xCB, 0x00});
+  expectRun(cut, XDP_DROP, cut, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_TURN_CD_TRUNCATED});
+  const Bytes high = frame(kRelayMac, kClientMac, r.client, r.server, channelData(0x8000, data));
+  expectRun(high, XDP_PASS, high, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_NOT_STUN});
+  TurnChannelRoute tooHigh = r;
+  tooHigh.channel = 0x8000;
+  tooHigh.peer = sa("198.18.0.3:7001");
+  EXPECT_FALSE(relay_->addChannel(tooHigh).ok());
+  EXPECT_EQ(relay_->routeCount(), 1u);
+  expectCounters(relay_->counters(r.allocation), {1, 12, 0, 0, 0, 0});
+}
+
+TEST(RelayFastPathOptions, MaxChannelMustBeOneOfTheTwoRanges) {
+  RelayFastPath::Options o;
+  o.stunPorts = {kStunPort};
+  o.relayAddresses = {sa("198.18.0.1:0").ip()};
+  o.maxChannel = 0x5FFF;
+  auto loaded = RelayFastPath::load(o);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.error().message.find("neither 0x4FFF"), std::string::npos) << loaded.error().message;
 }
 
 }  // namespace

@@ -150,6 +150,7 @@ TEST(ConfigTurn, DefaultsAreTheRfcs) {
   EXPECT_EQ(t.maxChannelsPerAllocation, 64u);
   EXPECT_EQ(t.bytesPerSecond, 0u);
   EXPECT_TRUE(t.peerAllow.empty());
+  EXPECT_EQ(t.channelNumbers, ChannelNumbers::Rfc8656);
   EXPECT_TRUE(t.peerDeny.empty());
 }
 
@@ -189,6 +190,26 @@ TEST(ConfigTurn, EveryKeyIsRead) {
   EXPECT_EQ(t.peerDeny[0].prefixLength, 15);
   ASSERT_EQ(t.users.size(), 2u);
   EXPECT_EQ(t.users.at("b"), "pb");
+}
+
+TEST(ConfigTurn, ChannelNumbers) {
+  auto wide = parse(withTurn("rest_secret = \"s\"\nchannel_numbers = \"rfc5766\"\n"), "t.toml");
+  ASSERT_TRUE(wide.ok()) << wide.error().message;
+  EXPECT_EQ(wide->relay->turn->channelNumbers, ChannelNumbers::Rfc5766);
+  auto narrow = parse(withTurn("rest_secret = \"s\"\nchannel_numbers = \"rfc8656\"\n"), "t.toml");
+  ASSERT_TRUE(narrow.ok()) << narrow.error().message;
+  EXPECT_EQ(narrow->relay->turn->channelNumbers, ChannelNumbers::Rfc8656);
+  EXPECT_EQ(toString(ChannelNumbers::Rfc5766), "rfc5766");
+  EXPECT_EQ(toString(ChannelNumbers::Rfc8656), "rfc8656");
+  auto example = load(std::string(TGW_SOURCE_ROOT) + "/config/examples/relay.toml");
+  ASSERT_TRUE(example.ok()) << example.error().message;
+  EXPECT_EQ(example->relay->turn->channelNumbers, ChannelNumbers::Rfc8656);
+
+  EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nchannel_numbers = \"wide\"\n")),
+            "t.toml:6: relay.turn.channel_numbers: expected \"rfc8656\" (0x4000-0x4FFF) or \"rfc5766\" "
+            "(0x4000-0x7FFF), got \"wide\"");
+  EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nchannel_numbers = 5766\n")),
+            "t.toml:6: relay.turn.channel_numbers: expected a string, got 5766");
 }
 
 TEST(ConfigTurn, DisabledNeedsNoCredentials) {

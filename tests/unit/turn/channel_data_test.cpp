@@ -38,6 +38,31 @@ TEST(TurnChannelData, RefusesEachMalformedForm) {
   EXPECT_EQ(toString(ChannelDataError::Truncated), "truncated");
 }
 
+// RFC 5766 section 11's range 0x4000..0x7FFF, when the relay asks for it.
+TEST(TurnChannelData, Rfc5766RangeOnlyWhenAsked) {
+  const std::vector<uint8_t> data = {1, 2, 3};
+  auto b = buildChannelData(0x7DCB, data);
+  EXPECT_EQ(parseChannelData(b).error(), ChannelDataError::BadChannel);
+  auto v = parseChannelData(b, TGW_CHANNEL_MAX_RFC5766);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->channel, 0x7DCB);
+  EXPECT_EQ(std::vector<uint8_t>(v->data.begin(), v->data.end()), data);
+  EXPECT_TRUE(parseChannelData(buildChannelData(0x7FFF, data), TGW_CHANNEL_MAX_RFC5766).ok());
+  EXPECT_TRUE(parseChannelData(buildChannelData(0x4000, data), TGW_CHANNEL_MAX_RFC5766).ok());
+  EXPECT_EQ(parseChannelData(buildChannelData(0x8000, data), TGW_CHANNEL_MAX_RFC5766).error(),
+            ChannelDataError::BadChannel);
+  EXPECT_EQ(parseChannelData(buildChannelData(0x3FFF, data), TGW_CHANNEL_MAX_RFC5766).error(),
+            ChannelDataError::BadChannel);
+}
+
+TEST(TurnChannelData, FirstByteDemux) {
+  for (int first = 0; first < 256; ++first) {
+    const auto f = static_cast<uint8_t>(first);
+    EXPECT_EQ(isChannelDataByte(f), first >= 64 && first <= 79) << first;
+    EXPECT_EQ(isChannelDataByte(f, TGW_CHANNEL_MAX_RFC5766), first >= 64 && first <= 127) << first;
+  }
+}
+
 TEST(TurnChannelData, EveryTruncationOfAValidMessageIsRefusedOrShorter) {
   auto b = buildChannelData(0x4001, std::vector<uint8_t>(20, 7));
   for (size_t n = 0; n < b.size(); ++n) {

@@ -792,6 +792,81 @@ TEST_F(TurnServer, ChannelDataBothWaysExactly) {
   EXPECT_EQ(info.traffic.toClientPackets, 2u);
 }
 
+// RFC 8656 section 12 (the default): channels 0x4000..0x4FFF. A channel of RFC 5766's wider
+// range is refused with 400, and a datagram starting with 0x7D is not TURN's at all.
+TEST_F(TurnServer, Rfc8656RangeRefusesRfc5766Channels) {
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice));
+  EXPECT_EQ(server().config().maxChannel, TGW_CHANNEL_MAX);
+  EXPECT_EQ(bind(alice, 0x7DCB, kPeer, kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0x5000, kPeer, kT0).errorCode(), 400);
+  EXPECT_TRUE(server().allocations(kT0)[0].channels.empty());
+  EXPECT_TRUE(table.routes().empty());
+  bool handled = true;
+  EXPECT_TRUE(fromClient(channelData(0x7DCB, kPayload), alice.addr, kT0, kListen, &handled).empty());
+  EXPECT_FALSE(handled);  // the shell gives it to stun::Server, which counts it
+  EXPECT_EQ(server().counters().droppedBadChannelData, 0u);
+  // Peer data on the relayed port finds no channel: a Data indication, as ever.
+  ASSERT_EQ(permit(alice, {kPeer}, kT0).errorCode(), 0);
+  auto down = fromPeer(kPayload, kPeer, relayed, kT0);
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_EQ(down[0].msg().method(), Method::Data);
+}
+
+// RFC 5766 section 11 (ServerConfig::maxChannel = 0x7FFF): channels 0x4000..0x7FFF bind, and
+// ChannelData on them goes both ways byte for byte, through the fast-path table too.
+TEST_F(TurnServer, Rfc5766RangeAcceptsChannelsUpTo0x7FFF) {
+  cfg.maxChannel = TGW_CHANNEL_MAX_RFC5766;
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice));
+  EXPECT_EQ(server().config().maxChannel, TGW_CHANNEL_MAX_RFC5766);
+  EXPECT_EQ(bind(alice, 0x3FFF, kPeer, kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0x8000, kPeer, kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0xFFFF, kPeer, kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0x7DCB, kPeer, kT0).errorCode(), 0);
+  EXPECT_EQ(bind(alice, 0x7FFF, sa("198.18.5.6:5000"), kT0).errorCode(), 0);
+  EXPECT_EQ(bind(alice, 0x4000, sa("198.18.5.7:5000"), kT0).errorCode(), 0);
+  auto info = server().allocations(kT0)[0];
+  ASSERT_EQ(info.channels.size(), 3u);
+  for (const auto& c : info.channels) EXPECT_TRUE(c.fastPath) << c.number;
+  EXPECT_EQ(table.routes().size(), 3u);
+  EXPECT_EQ(table.routes().count({alice.addr, kListen, uint16_t{0x7DCB}}), 1u);
+
+  bool handled = false;
+  auto up = fromClient(channelData(0x7DCB, kPayload, 3), alice.addr, kT0, kListen, &handled);
+  EXPECT_TRUE(handled);
+  ASSERT_EQ(up.size(), 1u);
+  EXPECT_EQ(up[0].send.from, relayed);
+  EXPECT_EQ(up[0].send.to, kPeer);
+  EXPECT_EQ(up[0].send.bytes, kPayload);
+  auto down = fromPeer(kPayload, kPeer, relayed, kT0);
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_EQ(down[0].send.from, kListen);
+  EXPECT_EQ(down[0].send.to, alice.addr);
+  EXPECT_EQ(down[0].send.bytes, channelData(0x7DCB, kPayload));
+  EXPECT_EQ(server().counters().channelDataToPeer, 1u);
+  EXPECT_EQ(server().counters().channelDataToClient, 1u);
+
+  // First byte 0x7E (channel 0x7E00, not bound) is ChannelData now: TURN's, counted.
+  EXPECT_TRUE(fromClient(channelData(0x7E00, kPayload), alice.addr, kT0, kListen, &handled).empty());
+  EXPECT_TRUE(handled);
+  EXPECT_EQ(server().counters().droppedNoChannel, 1u);
+  // First byte 128 and up is never ChannelData.
+  EXPECT_TRUE(fromClient(channelData(0x8000, kPayload), alice.addr, kT0, kListen, &handled).empty());
+  EXPECT_FALSE(handled);
+  EXPECT_EQ(server().counters().droppedBadChannelData, 0u);
+}
+
+// Any other maxChannel is taken as RFC 8656's.
+TEST_F(TurnServer, OtherMaxChannelIsTakenAsRfc8656) {
+  cfg.maxChannel = 0x5FFF;
+  login(alice);
+  ASSERT_EQ(allocate(alice).errorCode(), 0);
+  EXPECT_EQ(server().config().maxChannel, TGW_CHANNEL_MAX);
+  EXPECT_EQ(bind(alice, 0x5000, kPeer, kT0).errorCode(), 400);
+  EXPECT_EQ(bind(alice, 0x4FFF, kPeer, kT0).errorCode(), 0);
+}
+
 TEST_F(TurnServer, BadChannelDataIsCountedAndDropped) {
   login(alice);
   ASSERT_EQ(allocate(alice).errorCode(), 0);

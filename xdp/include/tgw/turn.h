@@ -57,10 +57,16 @@
 /* Frame header the fast path writes: Ethernet + IPv6 (the longer) + UDP. */
 #define TGW_TURN_HDR_MAX (TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN)
 
+/* tgw_turn_config.flags */
+#define TGW_TURN_CFG_RFC5766_CHANNELS 0x01 /* ChannelData channels up to 0x7FFF (first byte
+                                            * 64..127, RFC 5766 section 11); off: 0x4FFF */
+
 /* .rodata of the relay program, set by the loader. */
 struct tgw_turn_config {
   __u16 relay_port_min; /* relayed port range, host order, inclusive */
   __u16 relay_port_max;
+  __u16 flags;          /* TGW_TURN_CFG_* */
+  __u16 pad;
 };
 
 /* Key of tgw_turn_clients (hash): a ChannelData message's 5-tuple and channel. Zeroed before
@@ -70,7 +76,7 @@ struct tgw_turn_client_key {
   __u8 server[16];
   __be16 client_port;
   __be16 server_port;
-  __be16 channel; /* network byte order, 0x4000..0x4FFF */
+  __be16 channel; /* network byte order, 0x4000..0x4FFF (0x7FFF: RFC 5766 range) */
   __u8 family;    /* enum tgw_family */
   __u8 pad;
 };
@@ -172,7 +178,7 @@ TGW_INLINE int tgw_turn_nexthop_key_eq(const struct tgw_turn_nexthop_key *a,
   return diff == 0;
 }
 
-TGW_STATIC_ASSERT(sizeof(struct tgw_turn_config) == 4, "two ports");
+TGW_STATIC_ASSERT(sizeof(struct tgw_turn_config) == 8, "two ports, flags, pad");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_nexthop_key) == 40, "next-hop key without holes");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_nexthop) == 32, "next-hop value without holes");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_nexthop_slot) == 72, "next-hop slot: key, value");
@@ -251,13 +257,15 @@ struct tgw_turn_plan {
 };
 
 /* Classifies a frame the STUN classifier (tgw_stun_classify) returned `stun_reason` for,
- * with its plan `sp`. Returns TGW_REASON_TURN_TO_PEER (ChannelData to a STUN port: look up
+ * with its plan `sp`. A payload to a STUN port is ChannelData when its first byte is
+ * 64..cd_first_max (79, or 127 with the RFC 5766 channel range: tgw_channeldata_first_max).
+ * Returns TGW_REASON_TURN_TO_PEER (ChannelData to a STUN port: look up
  * plan->key.client), TGW_REASON_TURN_TO_CLIENT (UDP to a relayed port: look up
  * plan->key.peer), or another reason to end with (stun_reason itself when it is not ours). */
 TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
                                    const struct tgw_stun_plan *sp, __u32 stun_reason,
                                    __u16 relay_port_min, __u16 relay_port_max,
-                                   struct tgw_turn_plan *plan) {
+                                   __u32 cd_first_max, struct tgw_turn_plan *plan) {
   if (stun_reason != TGW_REASON_NOT_STUN && stun_reason != TGW_REASON_PORT_MISMATCH)
     return stun_reason;
   __u32 l4_off = sp->l4_off;
@@ -272,8 +280,7 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
     /* NOT_STUN: to a STUN port, the UDP length checked, payload not empty. */
     if (udp + TGW_UDP_HLEN + 1 > data_end) return stun_reason;
     __u8 first = udp[TGW_UDP_HLEN];
-    if (first < TGW_DEMUX_CHANNELDATA_MIN || first > TGW_DEMUX_CHANNELDATA_MAX)
-      return stun_reason;
+    if (first < TGW_DEMUX_CHANNELDATA_MIN || first > cd_first_max) return stun_reason;
   }
 
   plan->family = sp->family;
