@@ -604,7 +604,7 @@ TEST_F(ClientTest, ChannelBindThenChannelDataBothWays) {
   EXPECT_TRUE(client_->takeEvents().empty());
 }
 
-TEST_F(ClientTest, ChannelIsRebountBeforeItExpires) {
+TEST_F(ClientTest, ChannelIsReboundBeforeItExpires) {
   make();
   allocate();
   ASSERT_TRUE(client_->bindChannel(kPeer, kT0).ok());
