@@ -141,6 +141,8 @@ Result<void> writeTurnRelayExample(const std::filesystem::path& out,
   }
   auto* turn = config["relay"]["turn"].as_table();
   if (!turn) return fail(exampleRelayConfigPath() + ": expected a [relay.turn] section");
+  // coturn's turnutils_uclient picks channel numbers anywhere in RFC 5766's 0x4000-0x7FFF.
+  turn->insert_or_assign("channel_numbers", "rfc5766");
   for (const auto& [key, value] : turnOverrides) turn->insert_or_assign(key, value);
   std::ofstream file(out);
   file << "# written by the tgw lab from " << exampleRelayConfigPath() << "\n" << config << "\n";

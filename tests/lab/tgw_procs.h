@@ -76,7 +76,8 @@ bool haveProgram(const std::string& program);
 // --- TURN interop (coturn's client tools) ---
 
 // Writes `out`: the example relay config (TURN on, config/examples/relay.toml's [relay.turn])
-// with [relay.turn] keys replaced by `turnOverrides` (integers), for RelayDaemon::start's
+// with channel_numbers = "rfc5766" (coturn's clients pick channels up to 0x7FFF) and
+// [relay.turn] keys replaced by `turnOverrides` (integers), for RelayDaemon::start's
 // `example` argument.
 Result<void> writeTurnRelayExample(const std::filesystem::path& out,
                                    const std::vector<std::pair<std::string, int64_t>>& turnOverrides);
