@@ -354,6 +354,18 @@ TEST_F(TurnFastPathTest, TruncatedChannelDataIsDropped) {
   expectCounters(relay_->counters(r.allocation), {});
 }
 
+// An empty UDP datagram to the STUN port is not ChannelData, whatever the Ethernet padding
+// after it holds: it goes up as the sockets would see it (no first byte), not dropped.
+TEST_F(TurnFastPathTest, EmptyDatagramIsNotReadIntoEthernetPadding) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  Bytes in = frame(kRelayMac, kClientMac, r.client, r.server, Bytes{});
+  in.resize(60, 0x40);  // padding that looks like a ChannelData first byte
+  expectRun(in, XDP_PASS, in, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_NOT_STUN});
+  expectCounters(relay_->counters(r.allocation), {});
+}
+
 TEST_F(TurnFastPathTest, MoreThanThreeExtraBytesGoUp) {
   const TurnChannelRoute r = route4();
   addAllocation(r.allocation);

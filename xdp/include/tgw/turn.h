@@ -277,7 +277,10 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
   int from_client = stun_reason == TGW_REASON_NOT_STUN;
   if (!from_client && (dport < relay_port_min || dport > relay_port_max)) return stun_reason;
   if (from_client) {
-    /* NOT_STUN: to a STUN port, the UDP length checked, payload not empty. */
+    /* NOT_STUN: to a STUN port, the UDP length checked. An empty payload has no first
+     * byte: what follows the UDP header is then Ethernet padding, not ours to read. */
+    if (TGW_NTOHS(tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len))) <= TGW_UDP_HLEN)
+      return stun_reason;
     if (udp + TGW_UDP_HLEN + 1 > data_end) return stun_reason;
     __u8 first = udp[TGW_UDP_HLEN];
     if (first < TGW_DEMUX_CHANNELDATA_MIN || first > cd_first_max) return stun_reason;
