@@ -354,6 +354,25 @@ TEST_F(TurnFastPathTest, TruncatedChannelDataIsDropped) {
   expectCounters(relay_->counters(r.allocation), {});
 }
 
+// An IPv4 header whose checksum does not add up is dropped by the kernel (ip_rcv), so the
+// socket path never relays it; the fast path must not either (it would write a fresh,
+// valid header checksum over the corruption). Both directions go up intact.
+TEST_F(TurnFastPathTest, BadIpv4HeaderChecksumGoesUp) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  Bytes toPeer = frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, appData(8)));
+  toPeer[TGW_ETH_HLEN + 1] ^= 0x04;  // TOS changed in flight, header checksum left as it was
+  ASSERT_EQ(checkUdpFrameChecksums(toPeer), "bad IPv4 header checksum");
+  expectRun(toPeer, XDP_PASS, toPeer, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_MALFORMED});
+  Bytes toClient = frame(kRelayMac, kPeerMac, r.peer, r.relayed, appData(8));
+  toClient[TGW_ETH_HLEN + 5] ^= 0x01;  // IP ID
+  ASSERT_EQ(checkUdpFrameChecksums(toClient), "bad IPv4 header checksum");
+  expectRun(toClient, XDP_PASS, toClient,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_MALFORMED});
+  expectCounters(relay_->counters(r.allocation), {});
+}
+
 // An empty UDP datagram to the STUN port is not ChannelData, whatever the Ethernet padding
 // after it holds: it goes up as the sockets would see it (no first byte), not dropped.
 TEST_F(TurnFastPathTest, EmptyDatagramIsNotReadIntoEthernetPadding) {

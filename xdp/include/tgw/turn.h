@@ -30,7 +30,8 @@
  * IPv6 (traffic class and flow label kept, hop limit 64).
  *
  * What is left to the kernel (the relay's sockets do the same, slower): frames with a VLAN
- * tag, IPv4 options, IPv6 UDP with a zero checksum (invalid: the stack drops it), cross-family
+ * tag, IPv4 options, IPv6 UDP with a zero checksum (invalid: the stack drops it), an IPv4
+ * header with a wrong checksum (TGW_REASON_L3_MALFORMED: the stack drops it), cross-family
  * routes (userspace refuses them), anything without a route.
  *
  * Valid as BPF C, C11 and C++20 (STYLE.md rule 2). */
@@ -293,6 +294,10 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
   if (sp->family == TGW_FAMILY_IPV4) {
     if (l4_off != TGW_ETH_HLEN + TGW_IPV4_HLEN_MIN) return TGW_REASON_TURN_UNSUPPORTED;
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return stun_reason;
+    /* The kernel drops a header whose checksum is wrong (ip_rcv), so the sockets never
+     * relay it; neither does the fast path, which would write a valid checksum over it. */
+    if (tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)) != 0)
+      return TGW_REASON_L3_MALFORMED;
     l4_len = TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len))) -
              TGW_IPV4_HLEN_MIN;
     plan->ip_word0 = tgw_load32(ip);
