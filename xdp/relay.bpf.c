@@ -231,6 +231,7 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
     return TGW_REASON_TURN_QUOTA;
   }
 
+  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
   __u16 check = tgw_turn_udp_check(plan, in, out, to_client, new_udp_len);
   /* Resize: padding (ChannelData's and Ethernet's) off the tail, then the ChannelData
    * header off (to peer) or onto (to client) the head; the headers are then written anew in

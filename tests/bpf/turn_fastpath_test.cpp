@@ -373,6 +373,47 @@ TEST_F(TurnFastPathTest, BadIpv4HeaderChecksumGoesUp) {
   expectCounters(relay_->counters(r.allocation), {});
 }
 
+// The relay is the source of what it relays: a datagram that may be fragmented (DF clear)
+// must not reuse the client's IPv4 ID (RFC 6864 section 4.1: no repeat per source,
+// destination, protocol; two clients' IDs would collide towards one peer). With DF set the
+// ID is kept (atomic datagrams, the other tests).
+TEST_F(TurnFastPathTest, FragmentableIpv4GetsItsOwnId) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(24);
+  Ipv4 ip;
+  ip.src = ip4(r.client);
+  ip.dst = ip4(r.server);
+  ip.flagsFragOff = 0;  // DF clear
+  const Bytes in = udpFrame4(Ethernet{kRelayMac, kClientMac, std::nullopt}, ip,
+                             Udp{r.client.port(), r.server.port(), std::nullopt},
+                             channelData(r.channel, data));
+  Ipv4 want;
+  want.src = ip4(r.relayed);
+  want.dst = ip4(r.peer);
+  want.ttl = 64;
+  want.flagsFragOff = 0;
+  const Bytes expected = udpFrame4(Ethernet{kPeerMac, kRelayMac, std::nullopt}, want,
+                                   Udp{r.relayed.port(), r.peer.port(), std::nullopt}, data);
+  constexpr size_t kId = TGW_ETH_HLEN + 4;
+  constexpr size_t kIpCheck = TGW_ETH_HLEN + 10;
+  auto withoutIdAndCheck = [&](Bytes b) {
+    b[kId] = b[kId + 1] = b[kIpCheck] = b[kIpCheck + 1] = 0;
+    return b;
+  };
+  int kept = 0;
+  for (int i = 0; i < 8; i++) {
+    const Run out = run(in);
+    ASSERT_EQ(out.retval, XDP_TX);
+    ASSERT_EQ(out.out.size(), expected.size());
+    EXPECT_EQ(checkUdpFrameChecksums(out.out), "");
+    EXPECT_EQ(hex(withoutIdAndCheck(out.out)), hex(withoutIdAndCheck(expected)));
+    if (out.out[kId] == in[kId] && out.out[kId + 1] == in[kId + 1]) kept++;
+  }
+  EXPECT_LE(kept, 1) << "the client's IPv4 ID was copied";
+}
+
 // An empty UDP datagram to the STUN port is not ChannelData, whatever the Ethernet padding
 // after it holds: it goes up as the sockets would see it (no first byte), not dropped.
 TEST_F(TurnFastPathTest, EmptyDatagramIsNotReadIntoEthernetPadding) {

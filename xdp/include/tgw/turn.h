@@ -26,7 +26,8 @@
  * socket's frames through veth with tx checksum offload on are not (CHECKSUM_PARTIAL: only
  * the pseudo-header sum); such senders must run `ethtool -K <veth> tx off`. An IPv4 UDP
  * checksum of zero (none, RFC 768) stays zero; a computed zero is sent as 0xFFFF. The IP
- * header is written anew: IPv4 (no options, TOS, ID and DF kept, TTL 64, checksum computed),
+ * header is written anew: IPv4 (no options, TOS and DF kept, the ID kept when DF is set and
+ * drawn anew when not: tgw_turn_plan_set_id(); TTL 64, checksum computed),
  * IPv6 (traffic class and flow label kept, hop limit 64).
  *
  * What is left to the kernel (the relay's sockets do the same, slower): frames with a VLAN
@@ -249,7 +250,7 @@ struct tgw_turn_plan {
   __u16 old_check; /* the input's UDP checksum, as in memory */
   __be16 cd_channel; /* the input's ChannelData channel, network order (from client) */
   __be32 ip_word0; /* IPv4: ver/ihl, tos, tot_len; IPv6: ver, traffic class, flow label */
-  __be32 ip_word1; /* IPv4: id and frag_off (kept); IPv6: unused */
+  __be32 ip_word1; /* IPv4: id and frag_off (DF kept; id see tgw_turn_plan_set_id); IPv6: unused */
   __u8 pad_bytes[4]; /* the padding bytes, for the checksum */
   union {
     struct tgw_turn_client_key client; /* TGW_REASON_TURN_TO_PEER: look this up */
@@ -395,6 +396,17 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
   return TGW_REASON_TURN_TO_PEER;
 }
 
+/* The relay is the source of the datagram it sends: when it may be fragmented (IPv4, DF
+ * clear) its ID must not repeat per (source, destination, protocol) (RFC 6864 section 4.1),
+ * so the client's or peer's ID is not reused; `random` (the caller's random source) gives
+ * a new one. With DF set (atomic, RFC 6864 section 4.1) the ID is kept. */
+TGW_INLINE void tgw_turn_plan_set_id(struct tgw_turn_plan *plan, __u32 random) {
+  __u8 *w = (__u8 *)&plan->ip_word1;
+  if (plan->family != TGW_FAMILY_IPV4 || (w[2] & 0x40u) != 0) return; /* DF: 0x4000 */
+  w[0] = (__u8)(random >> 8);
+  w[1] = (__u8)random;
+}
+
 /* The new UDP checksum, as in memory, for rewriting a classified packet with `in` (the route
  * its key matched) and `out` (the rewrite applied: `in` itself, or the chained route).
  * to_client: the output carries a ChannelData header with out->channel. */
@@ -451,7 +463,7 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
   if (plan->family == TGW_FAMILY_IPV4) {
     if (ip + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
     tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV4));
-    /* Version 4, IHL 5, TOS as received; ID and flags as received. */
+    /* Version 4, IHL 5, TOS as received; ID and flags from the plan. */
     ip[0] = 0x45;
     ip[1] = ((const __u8 *)&plan->ip_word0)[1];
     tgw_store16(ip + 2, TGW_HTONS((__u16)(TGW_IPV4_HLEN_MIN + udp_len)));
