@@ -222,7 +222,13 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
     return TGW_REASON_TURN_QUOTA;
   }
   if (out != in && !charge(out->allocation, bytes, now)) {
-    struct tgw_turn_alloc_stats *s = alloc_stats(out->allocation);
+    /* As on the socket path: the first allocation sent it (and paid), the second drops it. */
+    struct tgw_turn_alloc_stats *s = alloc_stats(in->allocation);
+    if (s) {
+      s->to_peer_packets += 1;
+      s->to_peer_bytes += bytes;
+    }
+    s = alloc_stats(out->allocation);
     if (s) {
       s->quota_packets += 1;
       s->quota_bytes += bytes;

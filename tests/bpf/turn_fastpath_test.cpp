@@ -524,6 +524,25 @@ TEST_F(TurnFastPathTest, ClientToClient) {
   }
 }
 
+// Client to client, B over its cap: A's allocation did relay the data (and paid for it, as
+// on the socket path, where A sends to B's relayed address and B's allocation drops it), so
+// A counts it sent; B counts the quota drop.
+TEST_F(TurnFastPathTest, ClientToClientOverTheOtherCap) {
+  const SockAddr server = sa("198.18.0.1:3478");
+  const SockAddr relayedA = sa("198.18.0.1:50010");
+  const SockAddr relayedB = sa("198.18.0.1:50011");
+  const TurnChannelRoute a{5, sa("198.18.0.2:40000"), server, relayedA, relayedB, 0x4000};
+  const TurnChannelRoute b{6, sa("198.18.1.2:41000"), server, relayedB, relayedA, 0x4ABC};
+  addAllocation(5);
+  addAllocation(6, {1, 10});  // 1 byte/s, 10 bytes deep
+  addChannel(a);
+  addChannel(b);
+  const Bytes in = frame(kRelayMac, kClientMac, a.client, server, channelData(0x4000, appData(29)));
+  expectRun(in, XDP_DROP, in, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_TURN_QUOTA});
+  expectCounters(relay_->counters(5), {1, 29, 0, 0, 0, 0});
+  expectCounters(relay_->counters(6), {0, 0, 0, 0, 1, 29});
+}
+
 TEST_F(TurnFastPathTest, QuotaDrop) {
   const TurnChannelRoute r = route4();
   addAllocation(r.allocation, {1, 100});  // 1 byte/s: the bucket does not refill in a test
