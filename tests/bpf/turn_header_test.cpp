@@ -53,6 +53,23 @@ TEST(TurnBucket, NoOverflowAtTheLargestRate) {
   EXPECT_TRUE(b.take(1 + 63 * kS, TGW_TURN_RATE_MAX)) << "63 s idle: full";
 }
 
+// A deep bucket (burst worth many seconds) refills at its rate after a long idle time too,
+// as the server's bucket on the socket path does: 100 s idle at 10 B/s earns 1000 bytes,
+// not the whole 10000-byte burst.
+TEST(TurnBucket, LongIdleEarnsOnlyItsRate) {
+  Bucket b{10, 10000, 10000, 0};
+  const uint64_t t0 = 5 * kS;
+  b.last = t0;
+  EXPECT_TRUE(b.take(t0, 10000));
+  EXPECT_FALSE(b.take(t0 + 100 * kS, 1001));
+  EXPECT_TRUE(b.take(t0 + 100 * kS, 1000));
+  EXPECT_FALSE(b.take(t0 + 100 * kS, 1));
+  EXPECT_TRUE(b.take(t0 + 100000 * kS, 10000)) << "idle long enough: full";
+  EXPECT_FALSE(b.take(t0 + 100000 * kS, 1));
+  Bucket huge{TGW_TURN_RATE_MAX, TGW_TURN_RATE_MAX, 0, 1};
+  EXPECT_TRUE(huge.take(UINT64_MAX, TGW_TURN_RATE_MAX)) << "no overflow at any elapsed time";
+}
+
 // CPUs read the clock at slightly different moments: an earlier `now` than the last refill
 // neither refills nor wraps around.
 TEST(TurnBucket, EarlierClockIsHarmless) {

@@ -50,8 +50,6 @@
 
 #define TGW_TURN_F_LOCAL_PEER 0x01 /* tgw_turn_rewrite.flags: dst is a relayed address here */
 #define TGW_TURN_NS_PER_SEC 1000000000ull
-/* Idle this long, a bucket is full again whatever its rate (keeps the refill in 64 bits). */
-#define TGW_TURN_BUCKET_IDLE_FULL_S 64ull
 /* Largest rate and bucket depth, bytes: rem_ns * rate and tokens * 1e9 fit in 64 bits. */
 #define TGW_TURN_RATE_MAX 18000000000ull
 /* Most bytes after the IP packet a forwarded frame may carry (Ethernet pads to 60). */
@@ -219,7 +217,9 @@ TGW_INLINE int tgw_turn_bucket_take(__u64 *tokens, __u64 *last_ns, __u64 rate, _
                                     __u64 now, __u64 bytes) {
   if (now > *last_ns) {
     __u64 elapsed = now - *last_ns;
-    if (elapsed >= TGW_TURN_BUCKET_IDLE_FULL_S * TGW_TURN_NS_PER_SEC) {
+    /* Whole seconds enough to fill the bucket: full (keeps the refill below in 64 bits,
+     * secs * rate <= burst; a deep bucket still refills only at its rate). */
+    if (rate != 0 && elapsed / TGW_TURN_NS_PER_SEC > burst / rate) {
       *tokens = burst;
       *last_ns = now;
     } else {
