@@ -876,6 +876,13 @@ struct Server::Impl {
       bytes = buildChannelData(ch->second, data);
       ++counters.channelDataToClient;
     } else {
+      // STUN's length is 16 bits: XOR-PEER-ADDRESS and DATA (padded) must fit in 65535 bytes.
+      // The largest IPv6 UDP payload does not; MessageBuilder would wrap the length field.
+      const size_t peerAttr = peer.isV4() ? 12 : 24;
+      if (peerAttr + 4 + ((data.size() + 3) & ~size_t{3}) > 0xFFFF) {
+        ++counters.droppedMalformed;
+        return;
+      }
       MessageBuilder b(Method::Data, Class::Indication, stun::newTransactionId());
       b.addXorAddress(attr::kXorPeerAddress, peer);
       b.addRaw(attr::kData, data);

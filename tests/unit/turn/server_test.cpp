@@ -760,6 +760,38 @@ TEST_F(TurnServer, PeerDataBecomesADataIndicationWithoutAChannel) {
   EXPECT_EQ(server().counters().droppedUnknownRelayed, 1u);
 }
 
+// The largest UDP payload an IPv6 peer can send (65527 bytes) does not fit in a Data
+// indication (STUN length is 16 bits: 24 + 4 + 65528 > 65535). It is a counted drop, not a
+// message whose length field wrapped around.
+TEST_F(TurnServer, PeerDataTooLargeForADataIndicationIsCountedNotMangled) {
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice, kT0, [](MessageBuilder& b) {
+    const uint8_t v[4] = {2, 0, 0, 0};
+    b.addRaw(attr::kRequestedAddressFamily, v);
+  }));
+  const SockAddr peer6 = sa("[2001:db8:5::5]:5000");
+  ASSERT_EQ(permit(alice, {peer6}, kT0).errorCode(), 0);
+  const std::vector<uint8_t> huge(65527, 0x5A);
+  EXPECT_TRUE(fromPeer(huge, peer6, relayed, kT0).empty());
+  EXPECT_EQ(server().counters().droppedMalformed, 1u);
+  EXPECT_EQ(server().counters().dataIndications, 0u);
+  EXPECT_EQ(server().allocations(kT0)[0].traffic.toClientPackets, 0u);
+  // One byte more than fits (its padding makes 65508 value bytes) is dropped too; the largest
+  // that fits goes and parses: 24 (XOR-PEER-ADDRESS) + 4 + 65504 = 65532 <= 65535.
+  EXPECT_TRUE(fromPeer(std::vector<uint8_t>(65505, 0x5A), peer6, relayed, kT0).empty());
+  EXPECT_EQ(server().counters().droppedMalformed, 2u);
+  const std::vector<uint8_t> fits(65504, 0x5A);
+  auto r = fromPeer(fits, peer6, relayed, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  ASSERT_TRUE(r[0].isStun());
+  EXPECT_EQ(r[0].msg().find(attr::kData)->value.size(), fits.size());
+  // On a channel the same datagram fits (4-byte header, length up to 65535).
+  ASSERT_EQ(bind(alice, 0x4000, peer6, kT0).errorCode(), 0);
+  auto c = fromPeer(huge, peer6, relayed, kT0);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].send.bytes, channelData(0x4000, huge));
+}
+
 TEST_F(TurnServer, ChannelDataBothWaysExactly) {
   login(alice);
   const SockAddr relayed = relayedOf(allocate(alice));
