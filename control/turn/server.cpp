@@ -450,6 +450,27 @@ struct Server::Impl {
     allocations.erase({a.client, a.server});
   }
 
+  // Deletes one family of a dual allocation (RFC 8656 section 8.1): its relayed address and
+  // the channels and permissions of peers of that family, fast-path routes included.
+  void removeFamily(Allocation& a, Family f, TimePoint now) {
+    std::optional<SockAddr>& relayed = f == Family::V4 ? a.relayed4 : a.relayed6;
+    for (auto it = a.channels.begin(); it != a.channels.end();) {
+      if (it->second.peer.family() != f) {
+        ++it;
+        continue;
+      }
+      if (it->second.inFastPath) fastPath->removeChannel(*it->second.route);
+      a.channelByPeer.erase(it->second.peer);
+      it = a.channels.erase(it);
+    }
+    std::erase_if(a.permissions, [f](const auto& p) { return p.first.isV4() == (f == Family::V4); });
+    byRelayed.erase(*relayed);
+    ports.release(*relayed);
+    relayed.reset();
+    syncRoutes(a, now);
+    reschedule(a);
+  }
+
   // Expires what is due in one allocation; false when the allocation itself expired.
   bool expire(Allocation& a, TimePoint now) {
     if (now >= a.expires) {
@@ -680,7 +701,8 @@ struct Server::Impl {
     if (unknownAttributes(ctx, kRefreshAttrs)) return;
     Allocation* a = existing(ctx);
     if (!a) return;
-    if (auto raf = ctx.req.find(attr::kRequestedAddressFamily)) {
+    const auto raf = ctx.req.find(attr::kRequestedAddressFamily);
+    if (raf) {
       const uint8_t f = raf->value[0];
       const bool have = (f == kFamilyV4 && a->relayed4) || (f == kFamilyV6 && a->relayed6);
       if (!have) return sendError(ctx, 443);
@@ -690,6 +712,12 @@ struct Server::Impl {
     if (req && *req == 0) {
       b.addU32(attr::kLifetime, 0);
       sendSuccess(ctx, b);
+      if (raf && a->relayed4 && a->relayed6) {
+        // RFC 8656 section 8.1: with REQUESTED-ADDRESS-FAMILY only that family of a dual
+        // allocation is deleted; the other family's permissions and channels stay.
+        removeFamily(*a, raf->value[0] == kFamilyV4 ? Family::V4 : Family::V6, now);
+        return;
+      }
       ++counters.allocationsDeleted;
       removeAllocation(*a);
       return;

@@ -530,6 +530,58 @@ TEST_F(TurnServer, RefreshWithAFamilyTheAllocationLacksIs443) {
   EXPECT_EQ(r.errorCode(), 443);
 }
 
+// RFC 8656 section 8.1: a Refresh with REQUESTED-ADDRESS-FAMILY and LIFETIME 0 deletes only
+// that family of a dual allocation, with its permissions and channels; the other family's
+// relayed address, permissions, channels and fast-path routes stay.
+TEST_F(TurnServer, RefreshZeroWithAFamilyDeletesOnlyThatFamilyOfADualAllocation) {
+  login(alice);
+  auto m = allocate(alice, kT0, [](MessageBuilder& b) {
+             const uint8_t v[4] = {2, 0, 0, 0};
+             b.addRaw(attr::kAdditionalAddressFamily, v);
+           }).msg();
+  ASSERT_EQ(m.cls(), Class::SuccessResponse);
+  const SockAddr r4(kRelay4, 50000), r6(kRelay6, 50000);
+  const SockAddr peer6 = sa("[2001:db8:5::5]:5000");
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  ASSERT_EQ(bind(alice, 0x4001, peer6, kT0).errorCode(), 0);
+  ASSERT_EQ(table.routes().size(), 2u);
+  auto refreshFamily = [&](uint8_t family, uint32_t lifetime, TimePoint t) {
+    return one(fromClient(alice.request(Method::Refresh,
+                                        [&](MessageBuilder& b) {
+                                          const uint8_t v[4] = {family, 0, 0, 0};
+                                          b.addRaw(attr::kRequestedAddressFamily, v);
+                                          b.addU32(attr::kLifetime, lifetime);
+                                        }),
+                          alice.addr, t));
+  };
+  auto r = refreshFamily(2, 0, kT0 + 1s);
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(*r.msg().u32Attr(attr::kLifetime), 0u);
+  EXPECT_EQ(ports.released, std::vector<SockAddr>{r6});
+  auto info = server().allocations(kT0 + 1s);
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_EQ(info[0].relayed, std::vector<SockAddr>{r4});
+  ASSERT_EQ(info[0].channels.size(), 1u);
+  EXPECT_EQ(info[0].channels[0].peer, kPeer);
+  ASSERT_EQ(info[0].permissions.size(), 1u);
+  EXPECT_EQ(info[0].permissions[0].peer, kPeer.ip());
+  ASSERT_EQ(table.routes().size(), 1u);
+  EXPECT_EQ(table.routes().begin()->second.peer, kPeer);
+  // IPv4 still relays; the IPv6 relayed address is no one's.
+  EXPECT_EQ(fromClient(channelData(0x4000, kPayload), alice.addr, kT0 + 1s).size(), 1u);
+  EXPECT_TRUE(fromPeer(kPayload, peer6, r6, kT0 + 1s).empty());
+  EXPECT_EQ(server().counters().droppedUnknownRelayed, 1u);
+  EXPECT_EQ(permit(alice, {peer6}, kT0 + 1s).errorCode(), 443);
+  EXPECT_EQ(refreshFamily(2, 600, kT0 + 1s).errorCode(), 443);
+  EXPECT_EQ(server().counters().allocationsDeleted, 0u);
+  // The last family goes with the allocation.
+  ASSERT_EQ(refreshFamily(1, 0, kT0 + 2s).errorCode(), 0);
+  EXPECT_TRUE(server().allocations(kT0 + 2s).empty());
+  EXPECT_EQ(ports.released, (std::vector<SockAddr>{r6, r4}));
+  EXPECT_TRUE(table.routes().empty());
+  EXPECT_EQ(server().counters().allocationsDeleted, 1u);
+}
+
 // ---- CreatePermission and ChannelBind ---------------------------------------------------------
 
 TEST_F(TurnServer, CreatePermissionErrors) {
