@@ -225,10 +225,14 @@ std::vector<dataplane::StunResponder::Endpoint> xdpEndpoints(const stun::Server&
   return out;
 }
 
-Result<void> RelayRole::attachXdp() {
-  dataplane::StunResponder::Options opts;
-  opts.ports.push_back(cfg_.stunPort);
-  if (cfg_.stunAlternatePort) opts.ports.push_back(*cfg_.stunAlternatePort);
+std::vector<uint16_t> RelayRole::xdpStunPorts() const {
+  std::vector<uint16_t> ports{cfg_.stunPort};
+  if (cfg_.stunAlternatePort) ports.push_back(*cfg_.stunAlternatePort);
+  return ports;
+}
+
+std::vector<dataplane::StunResponder::Endpoint> RelayRole::xdpStunEndpoints() const {
+  std::vector<dataplane::StunResponder::Endpoint> out;
   for (const auto& server : servers_) {
     if (server->config().software.size() > dataplane::StunResponder::kMaxSoftware) {
       // Left out of the table: XDP passes these requests up and userspace answers them.
@@ -237,8 +241,15 @@ Result<void> RelayRole::attachXdp() {
                  {"max_bytes", std::to_string(dataplane::StunResponder::kMaxSoftware)}});
       continue;
     }
-    for (auto& e : xdpEndpoints(*server)) opts.endpoints.push_back(std::move(e));
+    for (auto& e : xdpEndpoints(*server)) out.push_back(std::move(e));
   }
+  return out;
+}
+
+Result<void> RelayRole::attachXdp() {
+  dataplane::StunResponder::Options opts;
+  opts.ports = xdpStunPorts();
+  opts.endpoints = xdpStunEndpoints();
   auto prog = dataplane::StunResponder::load(opts);
   if (!prog) return fail("cannot load the XDP STUN responder: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
@@ -254,17 +265,8 @@ Result<void> RelayRole::attachXdp() {
 
 Result<void> RelayRole::attachFastPath() {
   dataplane::RelayFastPath::Options opts;
-  opts.stunPorts.push_back(cfg_.stunPort);
-  if (cfg_.stunAlternatePort) opts.stunPorts.push_back(*cfg_.stunAlternatePort);
-  for (const auto& server : servers_) {
-    if (server->config().software.size() > dataplane::StunResponder::kMaxSoftware) {
-      log::warn("xdp_stun_endpoints_skipped",
-                {{"reason", "relay.software is longer than the fast path carries"},
-                 {"max_bytes", std::to_string(dataplane::StunResponder::kMaxSoftware)}});
-      continue;
-    }
-    for (auto& e : xdpEndpoints(*server)) opts.stunEndpoints.push_back(std::move(e));
-  }
+  opts.stunPorts = xdpStunPorts();
+  opts.stunEndpoints = xdpStunEndpoints();
   opts.relayPortMin = cfg_.turn->minPort;
   opts.relayPortMax = cfg_.turn->maxPort;
   opts.relayAddresses = cfg_.turn->relayAddresses;

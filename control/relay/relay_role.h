@@ -102,6 +102,10 @@ class RelayRole {
   explicit RelayRole(config::RelayConfig cfg) : cfg_(std::move(cfg)), ports_(*this) {}
   Result<void> openSockets();
   Result<std::unique_ptr<Socket>> openSocket(const SockAddr& local, stun::Server* server, bool relayed);
+  // What both XDP programs answer STUN on: the ports, and every endpoint of the STUN servers
+  // (those whose SOFTWARE is too long for the fast path are left out, with a warning).
+  std::vector<uint16_t> xdpStunPorts() const;
+  std::vector<dataplane::StunResponder::Endpoint> xdpStunEndpoints() const;
   Result<void> attachXdp();
   Result<void> attachFastPath();
   void onReadable(Socket& s);
