@@ -246,6 +246,16 @@ std::vector<dataplane::StunResponder::Endpoint> RelayRole::xdpStunEndpoints() co
   return out;
 }
 
+template <typename Program>
+Result<dataplane::AttachMode> RelayRole::attachProgram(Program& prog, const char* name) const {
+  auto mode = prog.attach(cfg_.interface, toAttachMode(cfg_.xdpMode));
+  if (!mode) return fail("cannot attach XDP to " + cfg_.interface + ": " + mode.error().message +
+                         " (set relay.xdp_mode = \"off\" to run without XDP)");
+  log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)},
+                             {"program", name}});
+  return *mode;
+}
+
 Result<void> RelayRole::attachXdp() {
   dataplane::StunResponder::Options opts;
   opts.ports = xdpStunPorts();
@@ -253,13 +263,10 @@ Result<void> RelayRole::attachXdp() {
   auto prog = dataplane::StunResponder::load(opts);
   if (!prog) return fail("cannot load the XDP STUN responder: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
-  auto mode = (*prog)->attach(cfg_.interface, toAttachMode(cfg_.xdpMode));
-  if (!mode) return fail("cannot attach XDP to " + cfg_.interface + ": " + mode.error().message +
-                         " (set relay.xdp_mode = \"off\" to run without XDP)");
+  auto mode = attachProgram(**prog, "stun_responder");
+  if (!mode) return fail(mode.error().message);
   xdp_ = std::move(*prog);
   xdpAttached_ = *mode;
-  log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)},
-                             {"program", "stun_responder"}});
   return {};
 }
 
@@ -285,13 +292,10 @@ Result<void> RelayRole::attachFastPath() {
   auto prog = dataplane::RelayFastPath::load(opts);
   if (!prog) return fail("cannot load the relay's XDP program: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
-  auto mode = (*prog)->attach(cfg_.interface, toAttachMode(cfg_.xdpMode));
-  if (!mode) return fail("cannot attach XDP to " + cfg_.interface + ": " + mode.error().message +
-                         " (set relay.xdp_mode = \"off\" to run without XDP)");
+  auto mode = attachProgram(**prog, "relay_fastpath");
+  if (!mode) return fail(mode.error().message);
   fastPath_ = std::move(*prog);
   xdpAttached_ = *mode;
-  log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)},
-                             {"program", "relay_fastpath"}});
   // bpf_fib_lookup refuses to route without forwarding on the ingress interface: ChannelData
   // then goes up to the sockets (counted by reason), correct but slow (relay_fastpath.h).
   for (const char* family : {"ipv4", "ipv6"}) {

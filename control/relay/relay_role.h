@@ -106,6 +106,10 @@ class RelayRole {
   // (those whose SOFTWARE is too long for the fast path are left out, with a warning).
   std::vector<uint16_t> xdpStunPorts() const;
   std::vector<dataplane::StunResponder::Endpoint> xdpStunEndpoints() const;
+  // Attaches a loaded program (StunResponder or RelayFastPath) to relay.interface in the
+  // configured mode and logs it; the error says how to run without XDP.
+  template <typename Program>
+  Result<dataplane::AttachMode> attachProgram(Program& prog, const char* name) const;
   Result<void> attachXdp();
   Result<void> attachFastPath();
   void onReadable(Socket& s);
