@@ -2,28 +2,17 @@
 /* The relay's one XDP program: the STUN Binding answer (tgw/stun_responder.h) and TURN
  * ChannelData forwarding (tgw/turn.h) on the same interface, since only one XDP program can
  * hold it here. This file supplies the frame pointers, the map lookups, the next hop
- * (bpf_fib_lookup), the resize, and counts; the logic is in the shared headers. */
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
+ * (bpf_fib_lookup), the resize, and counts; the logic is in the shared headers, and what it
+ * shares with xdp/stun_responder.bpf.c (maps, STUN answer, exit) in xdp_program.bpf.h. */
+#include "xdp_program.bpf.h"
 
-#include "tgw/stats.h"
-#include "tgw/stun_responder.h"
 #include "tgw/turn.h"
 
 #define AF_INET 2
 #define AF_INET6 10
 
 /* Set by the loader before the program is loaded (skeleton .rodata). */
-const volatile struct tgw_stun_config tgw_stun_cfg = {};
 const volatile struct tgw_turn_config tgw_turn_cfg = {};
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, TGW_STUN_MAX_ENDPOINTS);
-  __uint(map_flags, BPF_F_RDONLY_PROG);
-  __type(key, struct tgw_stun_endpoint_key);
-  __type(value, struct tgw_stun_endpoint);
-} tgw_stun_endpoints SEC(".maps");
 
 /* Routes, both directions; sized by the loader (RelayFastPath::Options::maxRoutes). */
 struct {
@@ -64,35 +53,6 @@ struct {
   __type(key, __u32);
   __type(value, struct tgw_turn_nexthop_slot);
 } tgw_turn_nexthops SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, TGW_STATS_ENTRIES);
-  __type(key, tgw_stats_key);
-  __type(value, struct tgw_stats_value);
-} tgw_stats SEC(".maps");
-
-/* The STUN answer, as xdp/stun_responder.bpf.c does it (see there). */
-static __always_inline __u32 answer_stun(struct xdp_md *ctx, struct tgw_stun_plan *plan,
-                                         const struct tgw_stun_request *req, __u32 *verdict) {
-  struct tgw_stun_endpoint_key key;
-  tgw_stun_endpoint_key_of(plan, req, &key);
-  const struct tgw_stun_endpoint *ep = bpf_map_lookup_elem(&tgw_stun_endpoints, &key);
-  if (!ep) return TGW_REASON_STUN_UNKNOWN_ENDPOINT;
-  __u32 reason = tgw_stun_plan_endpoint(plan, ep);
-  if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason;
-  int grow = (int)plan->out_len - (int)bpf_xdp_get_buff_len(ctx);
-  if (grow > 0) {
-    if (bpf_xdp_adjust_head(ctx, -grow) != 0 && bpf_xdp_adjust_tail(ctx, grow) != 0)
-      return TGW_REASON_RESIZE_FAILED;
-  } else if (grow < 0) {
-    if (bpf_xdp_adjust_tail(ctx, grow) != 0) return TGW_REASON_RESIZE_FAILED;
-  }
-  reason = tgw_stun_respond((__u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end, plan,
-                            req, ep);
-  *verdict = reason == TGW_REASON_STUN_BINDING_ANSWERED ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
-  return reason;
-}
 
 /* Takes `bytes` from the allocation's bucket. Returns 1 if within the cap. */
 static __always_inline int charge(__u32 allocation, __u64 bytes, __u64 now) {
@@ -289,9 +249,8 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
 }
 
 static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __u32 *verdict) {
-  /* Volatile reads out of .rodata (see xdp/stun_responder.bpf.c). */
   __be16 ports[TGW_STUN_MAX_PORTS];
-  for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
+  tgw_xdp_stun_ports(ports);
   __u16 relay_min = tgw_turn_cfg.relay_port_min;
   __u16 relay_max = tgw_turn_cfg.relay_port_max;
   __u32 cd_first_max = (tgw_turn_cfg.flags & TGW_TURN_CFG_RFC5766_CHANNELS)
@@ -305,7 +264,8 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   __u32 reason = tgw_stun_classify(data, data_end, ports, &plan, &req);
   *family = plan.family;
   *verdict = TGW_VERDICT_PASS;
-  if (reason == TGW_REASON_STUN_BINDING_ANSWERED) return answer_stun(ctx, &plan, &req, verdict);
+  if (reason == TGW_REASON_STUN_BINDING_ANSWERED)
+    return tgw_xdp_answer_stun(ctx, &plan, &req, verdict);
 
   struct tgw_turn_plan tp;
   reason = tgw_turn_classify(data, data_end, &plan, reason, relay_min, relay_max, cd_first_max,
@@ -321,21 +281,7 @@ int tgw_relay_xdp(struct xdp_md *ctx) {
   __u32 family = TGW_FAMILY_OTHER;
   __u32 verdict = TGW_VERDICT_PASS;
   __u32 reason = handle_packet(ctx, &family, &verdict);
-
-  /* The one exit: count by (family, verdict, reason). */
-  __u32 key = tgw_stats_index(family, verdict, reason);
-  struct tgw_stats_value *slot = bpf_map_lookup_elem(&tgw_stats, &key);
-  if (slot) {
-    slot->packets += 1;
-    slot->bytes += bytes;
-  }
-  switch (verdict) {
-    case TGW_VERDICT_TX: return XDP_TX;
-    case TGW_VERDICT_DROP: return XDP_DROP;
-    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
-    case TGW_VERDICT_REDIRECT: return XDP_REDIRECT;
-    default: return XDP_PASS;
-  }
+  return tgw_xdp_exit(bytes, family, verdict, reason);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* What both XDP programs (stun_responder.bpf.c, relay.bpf.c) have in common: the STUN
+ * responder's maps and .rodata config, the STUN Binding answer (lookup, resize, write), and
+ * the one exit that counts by (family, verdict, reason). BPF C only: it declares maps, so it
+ * is included once per program and lives outside the shared include/tgw headers. */
+#ifndef TGW_XDP_PROGRAM_BPF_H
+#define TGW_XDP_PROGRAM_BPF_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "tgw/stats.h"
+#include "tgw/stun_responder.h"
+
+/* Set by the loader before the program is loaded (skeleton .rodata); the verifier then sees
+ * the ports as constants. */
+const volatile struct tgw_stun_config tgw_stun_cfg = {};
+
+/* The relay's STUN endpoints, keyed by (family, local address, port): what the response
+ * from each carries besides the mapped address (tgw/stun_responder.h). Filled by the loader
+ * before attaching; read-only to the program. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, TGW_STUN_MAX_ENDPOINTS);
+  __uint(map_flags, BPF_F_RDONLY_PROG);
+  __type(key, struct tgw_stun_endpoint_key);
+  __type(value, struct tgw_stun_endpoint);
+} tgw_stun_endpoints SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, TGW_STATS_ENTRIES);
+  __type(key, tgw_stats_key);
+  __type(value, struct tgw_stats_value);
+} tgw_stats SEC(".maps");
+
+/* Copies the ports out of .rodata through volatile reads: passing a pointer to the const
+ * object would let clang fold the loads to the zero initializer. */
+static __always_inline void tgw_xdp_stun_ports(__be16 ports[TGW_STUN_MAX_PORTS]) {
+  for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
+}
+
+/* Answers a request tgw_stun_classify() accepted, in place. Sets *verdict (only when the
+ * frame was touched) and returns the reason. */
+static __always_inline __u32 tgw_xdp_answer_stun(struct xdp_md *ctx, struct tgw_stun_plan *plan,
+                                                 const struct tgw_stun_request *req,
+                                                 __u32 *verdict) {
+  /* The one map lookup per answered packet: the endpoint the request arrived on. Without
+   * it userspace answers, so the answer is the same whichever side makes it. */
+  struct tgw_stun_endpoint_key key;
+  tgw_stun_endpoint_key_of(plan, req, &key);
+  const struct tgw_stun_endpoint *ep = bpf_map_lookup_elem(&tgw_stun_endpoints, &key);
+  if (!ep) return TGW_REASON_STUN_UNKNOWN_ENDPOINT;
+  __u32 reason = tgw_stun_plan_endpoint(plan, ep);
+  if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason; /* frame untouched: pass */
+
+  /* Resize to the response's length. Grow at the head first: XDP guarantees
+   * XDP_PACKET_HEADROOM there, while tailroom depends on the driver (veth running XDP on a
+   * locally sent skb was seen to have none). Trailing Ethernet padding is cut at the tail. */
+  int grow = (int)plan->out_len - (int)bpf_xdp_get_buff_len(ctx);
+  if (grow > 0) {
+    if (bpf_xdp_adjust_head(ctx, -grow) != 0 && bpf_xdp_adjust_tail(ctx, grow) != 0)
+      return TGW_REASON_RESIZE_FAILED; /* the request is intact: userspace answers it */
+  } else if (grow < 0) {
+    if (bpf_xdp_adjust_tail(ctx, grow) != 0) return TGW_REASON_RESIZE_FAILED;
+  }
+  /* The resize invalidated every packet pointer: reload them. The response is written from
+   * the saved request only, so it does not matter which end moved. */
+  reason = tgw_stun_respond((__u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end, plan,
+                            req, ep);
+  /* RESPOND_FAILED (a bug) writes nothing, but the frame may have grown at the head: it is
+   * no longer the request, so it is dropped, loudly (XDP_ABORTED fires a tracepoint). */
+  *verdict = reason == TGW_REASON_STUN_BINDING_ANSWERED ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
+  return reason;
+}
+
+/* The one exit of both programs: counts the packet (`bytes` as it arrived) by (family,
+ * verdict, reason) and turns the verdict into the XDP action. */
+static __always_inline int tgw_xdp_exit(__u64 bytes, __u32 family, __u32 verdict,
+                                        __u32 reason) {
+  __u32 key = tgw_stats_index(family, verdict, reason);
+  struct tgw_stats_value *slot = bpf_map_lookup_elem(&tgw_stats, &key);
+  if (slot) {
+    slot->packets += 1; /* per-CPU slot: no atomics needed */
+    slot->bytes += bytes;
+  }
+  switch (verdict) {
+    case TGW_VERDICT_TX: return XDP_TX;
+    case TGW_VERDICT_DROP: return XDP_DROP;
+    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
+    case TGW_VERDICT_REDIRECT: return XDP_REDIRECT;
+    default: return XDP_PASS;
+  }
+}
+
+#endif /* TGW_XDP_PROGRAM_BPF_H */
