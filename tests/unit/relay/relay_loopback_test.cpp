@@ -11,21 +11,14 @@
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "stun/message.h"
+#include "relay_test_util.h"
 
 namespace tgw {
 namespace {
 
-uint16_t freeUdpPort(const char* ip) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, ip, &a.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using relay_test::freeUdpPort;
+using relay_test::receive;
+using relay_test::sendBytes;
 
 class RelayLoopback : public ::testing::Test {
  protected:
@@ -59,19 +52,10 @@ class RelayLoopback : public ::testing::Test {
 
   // Sends `req` to 127.0.0.1:port_, returns the reply and where it came from.
   std::pair<std::vector<uint8_t>, SockAddr> exchange(const std::vector<uint8_t>& req) {
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(port_);
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    sendto(client_, req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-    std::vector<uint8_t> buf(2048);
-    sockaddr_storage from{};
-    socklen_t len = sizeof from;
-    ssize_t n = recvfrom(client_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0) return {{}, {}};
-    buf.resize(static_cast<size_t>(n));
-    return {buf, *SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), len)};
+    sendBytes(client_, server(), req);
+    return receive(client_);
   }
+  SockAddr server() const { return SockAddr(*IpAddr::parse("127.0.0.1"), port_); }
 
   SockAddr clientAddr() const {
     sockaddr_storage a{};
@@ -128,11 +112,7 @@ TEST_F(RelayLoopback, AnswersBindingAndChangeRequestAndCountsIt) {
 
 TEST_F(RelayLoopback, GarbageIsDroppedAndCounted) {
   std::vector<uint8_t> junk = {0xff, 0x00, 0x01};
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port_);
-  inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-  sendto(client_, junk.data(), junk.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  sendBytes(client_, server(), junk);
   // A good request after it still gets its answer: the garbage cost nothing but a counter.
   auto [reply, from] = exchange(
       stun::MessageBuilder(stun::Method::Binding, stun::Class::Request, stun::newTransactionId()).finish());

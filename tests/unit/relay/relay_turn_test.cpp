@@ -16,63 +16,26 @@
 #include "crypto/hashes.h"
 #include "daemon/daemon.h"
 #include "stun/message.h"
+#include "relay_test_util.h"
 
 namespace tgw {
 namespace {
+
+using relay_test::boundSocket;
+using relay_test::freeUdpPort;
+using relay_test::receive;
+using relay_test::sendBytes;
 
 constexpr const char* kUser = "alice";
 constexpr const char* kPassword = "wonderland";
 constexpr const char* kRealm = "tgw.test";
 constexpr uint16_t kChannel = 0x4001;
 
-uint16_t freeUdpPort(const char* ip) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, ip, &a.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-int boundSocket(const SockAddr& at) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_storage ss{};
-  socklen_t len = at.toSockaddr(&ss);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
 bool portFree(const SockAddr& at) {
   int fd = boundSocket(at);
   if (fd < 0) return false;
   close(fd);
   return true;
-}
-
-void sendBytes(int fd, const SockAddr& to, std::span<const uint8_t> bytes) {
-  sockaddr_storage ss{};
-  socklen_t len = to.toSockaddr(&ss);
-  ASSERT_EQ(sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len),
-            static_cast<ssize_t>(bytes.size()));
-}
-
-// One datagram (empty after the 2 s receive timeout) and its source.
-std::pair<std::vector<uint8_t>, SockAddr> receive(int fd) {
-  std::vector<uint8_t> buf(4096);
-  sockaddr_storage from{};
-  socklen_t len = sizeof from;
-  ssize_t n = recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
-  if (n < 0) return {{}, {}};
-  buf.resize(static_cast<size_t>(n));
-  return {buf, *SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), len)};
 }
 
 class RelayTurn : public ::testing::Test {
