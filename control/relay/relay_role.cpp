@@ -32,6 +32,12 @@ dataplane::AttachMode toAttachMode(config::XdpMode m) {
 
 bool turnEnabled(const config::RelayConfig& cfg) { return cfg.turn && cfg.turn->enabled; }
 
+// The highest channel number the configured numbering allows; the TURN server and the XDP
+// fast path must agree on it.
+uint16_t maxChannelOf(const config::TurnConfig& t) {
+  return t.channelNumbers == config::ChannelNumbers::Rfc5766 ? TGW_CHANNEL_MAX_RFC5766 : TGW_CHANNEL_MAX;
+}
+
 double secondsOf(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 nlohmann::json trafficJson(const turn::TrafficCounters& t) {
@@ -62,7 +68,7 @@ turn::ServerConfig turnServerConfig(const config::RelayConfig& relay) {
   sc.maxAllocations = t.maxAllocations;
   sc.maxPermissionsPerAllocation = t.maxPermissionsPerAllocation;
   sc.maxChannelsPerAllocation = t.maxChannelsPerAllocation;
-  sc.maxChannel = t.channelNumbers == config::ChannelNumbers::Rfc5766 ? TGW_CHANNEL_MAX_RFC5766 : TGW_CHANNEL_MAX;
+  sc.maxChannel = maxChannelOf(t);
   sc.bytesPerSecond = t.bytesPerSecond;
   sc.burstBytes = t.burstBytes;
   for (const auto& c : t.peerAllow) sc.peerAllow.push_back(turn::Cidr{c.network, c.prefixLength});
@@ -287,8 +293,7 @@ Result<void> RelayRole::attachFastPath() {
       std::min<uint64_t>(uint64_t{opts.capacity} *
                              std::min<uint32_t>(cfg_.turn->maxChannelsPerAllocation, kFastPathRoutesPerAllocation),
                          kMaxFastPathRoutes));
-  opts.maxChannel = cfg_.turn->channelNumbers == config::ChannelNumbers::Rfc5766 ? TGW_CHANNEL_MAX_RFC5766
-                                                                                 : TGW_CHANNEL_MAX;
+  opts.maxChannel = maxChannelOf(*cfg_.turn);
   auto prog = dataplane::RelayFastPath::load(opts);
   if (!prog) return fail("cannot load the relay's XDP program: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
