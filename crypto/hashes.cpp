@@ -70,8 +70,10 @@ uint32_t crc32(std::span<const uint8_t> data) {
   return c ^ 0xFFFFFFFFu;
 }
 
-std::array<uint8_t, 16> longTermKey(std::string_view user, std::string_view realm,
-                                    std::string_view password) {
+namespace {
+// username ":" realm ":" password, the input of both long-term key hashes.
+std::vector<uint8_t> joinCredentials(std::string_view user, std::string_view realm,
+                                     std::string_view password) {
   std::vector<uint8_t> s;
   s.reserve(user.size() + realm.size() + password.size() + 2);
   s.insert(s.end(), user.begin(), user.end());
@@ -79,7 +81,22 @@ std::array<uint8_t, 16> longTermKey(std::string_view user, std::string_view real
   s.insert(s.end(), realm.begin(), realm.end());
   s.push_back(':');
   s.insert(s.end(), password.begin(), password.end());
-  return md5(s);
+  return s;
+}
+}  // namespace
+
+std::array<uint8_t, 16> longTermKey(std::string_view user, std::string_view realm,
+                                    std::string_view password) {
+  return md5(joinCredentials(user, realm, password));
+}
+
+std::array<uint8_t, 32> longTermKeySha256(std::string_view user, std::string_view realm,
+                                          std::string_view password) {
+  const auto s = joinCredentials(user, realm, password);
+  std::array<uint8_t, 32> out{};
+  static_assert(crypto_hash_sha256_BYTES == 32);
+  crypto_hash_sha256(out.data(), s.data(), s.size());
+  return out;
 }
 
 void randomBytes(std::span<uint8_t> out) {

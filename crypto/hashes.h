@@ -25,6 +25,11 @@ uint32_t crc32(std::span<const uint8_t> data);
 std::array<uint8_t, 16> longTermKey(std::string_view user, std::string_view realm,
                                     std::string_view password);
 
+// The SHA-256 long-term key, SHA-256(username ":" realm ":" password), used when the
+// PASSWORD-ALGORITHM is SHA-256 (RFC 8489 sections 9.2.2 and 18.5.1.1).
+std::array<uint8_t, 32> longTermKeySha256(std::string_view user, std::string_view realm,
+                                          std::string_view password);
+
 // Cryptographically secure random bytes (libsodium randombytes_buf).
 void randomBytes(std::span<uint8_t> out);
 

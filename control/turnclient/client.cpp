@@ -77,15 +77,6 @@ bool nonceClaimsPasswordAlgorithms(std::string_view nonce) {
   return v != std::string_view::npos && (v & 0x20) != 0;
 }
 
-std::vector<uint8_t> sha256Key(std::string_view user, std::string_view realm, std::string_view password) {
-  std::string s;
-  s.reserve(user.size() + realm.size() + password.size() + 2);
-  s.append(user).append(":").append(realm).append(":").append(password);
-  std::vector<uint8_t> out(crypto_hash_sha256_BYTES);
-  crypto_hash_sha256(out.data(), reinterpret_cast<const unsigned char*>(s.data()), s.size());
-  return out;
-}
-
 }  // namespace
 
 Credentials restCredentials(std::string_view secret, std::string_view user, int64_t expiryUnixSeconds) {
@@ -483,7 +474,8 @@ struct Client::Impl {
       negotiated = neg;
       offeredAlgorithms = std::move(offered);
       if (alg == kPasswordAlgorithmSha256) {
-        key = sha256Key(cfg.credentials.username, realm, cfg.credentials.password);
+        const auto k = crypto::longTermKeySha256(cfg.credentials.username, realm, cfg.credentials.password);
+        key.assign(k.begin(), k.end());
       } else {
         const auto k = crypto::longTermKey(cfg.credentials.username, realm, cfg.credentials.password);
         key.assign(k.begin(), k.end());

@@ -62,6 +62,15 @@ TEST(LongTermKey, IsMd5OfUserRealmPassword) {
   EXPECT_NE(longTermKey("a:b", "c", "d"), longTermKey("a", "b:c", "e"));
 }
 
+TEST(LongTermKeySha256, IsSha256OfUserRealmPassword) {
+  // printf 'user:realm:pass' | sha256sum
+  const std::array<uint8_t, 32> expected = {
+      0x07, 0xe9, 0x34, 0x11, 0x7a, 0xbd, 0x40, 0x83, 0x6e, 0x7c, 0x63, 0x29, 0xb5, 0x47, 0x31, 0xb2,
+      0xb2, 0xd2, 0xa5, 0xf9, 0xa7, 0x1f, 0x54, 0x49, 0x22, 0xd7, 0x5e, 0x07, 0x30, 0xd8, 0x25, 0x1b};
+  EXPECT_EQ(longTermKeySha256("user", "realm", "pass"), expected);
+  EXPECT_NE(longTermKeySha256("a:b", "c", "d"), longTermKeySha256("a", "b:c", "e"));
+}
+
 TEST(RandomBytes, FillsAndDiffers) {
   std::array<uint8_t, 32> a{}, b{};
   randomBytes(a);

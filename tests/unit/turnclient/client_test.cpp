@@ -5,7 +5,6 @@
 #include "turnclient/client.h"
 
 #include <gtest/gtest.h>
-#include <sodium.h>
 
 #include <algorithm>
 
@@ -44,10 +43,8 @@ std::vector<uint8_t> md5Key() {
 }
 
 std::vector<uint8_t> sha256Key() {
-  std::string s = kUser + ":" + kRealm + ":" + kPass;
-  std::vector<uint8_t> out(crypto_hash_sha256_BYTES);
-  crypto_hash_sha256(out.data(), reinterpret_cast<const unsigned char*>(s.data()), s.size());
-  return out;
+  auto k = crypto::longTermKeySha256(kUser, kRealm, kPass);
+  return {k.begin(), k.end()};
 }
 
 // Appends MESSAGE-INTEGRITY to a hand-made message (RFC 8489 section 14.5), independently of

@@ -22,8 +22,6 @@
 #include <span>
 #include <vector>
 
-#include <sodium.h>
-
 #include "crypto/hashes.h"
 #include "stun/message.h"
 #include "turnclient/client.h"
@@ -73,10 +71,8 @@ struct Harness {
   std::vector<uint8_t> key() const {
     const auto& realm = client.realm();
     if (client.passwordAlgorithm() == kPasswordAlgorithmSha256) {
-      std::string in = "edge:" + realm + ":edge-pass";
-      std::vector<uint8_t> out(crypto_hash_sha256_BYTES);
-      crypto_hash_sha256(out.data(), reinterpret_cast<const unsigned char*>(in.data()), in.size());
-      return out;
+      auto k = crypto::longTermKeySha256("edge", realm, "edge-pass");
+      return {k.begin(), k.end()};
     }
     auto k = crypto::longTermKey("edge", realm, "edge-pass");
     return {k.begin(), k.end()};
