@@ -75,14 +75,6 @@ std::string base64(std::span<const uint8_t> b) {
   return out;
 }
 
-std::vector<uint8_t> sha256Key(std::string_view user, std::string_view realm, std::string_view password) {
-  std::string in;
-  in.append(user).append(":").append(realm).append(":").append(password);
-  std::vector<uint8_t> out(crypto_hash_sha256_BYTES);
-  crypto_hash_sha256(out.data(), reinterpret_cast<const unsigned char*>(in.data()), in.size());
-  return out;
-}
-
 // PASSWORD-ALGORITHMS as offered: SHA-256 first (preferred), then MD5 (RFC 8489 section 14.11).
 std::vector<uint8_t> passwordAlgorithmsValue() {
   return {0x00, static_cast<uint8_t>(kAlgorithmSha256), 0, 0, 0x00, static_cast<uint8_t>(kAlgorithmMd5), 0, 0};
@@ -372,7 +364,8 @@ struct Server::Impl {
     Auth a;
     a.user = *user;
     if (algorithm == kAlgorithmSha256) {
-      a.key = sha256Key(*user, config.realm, *password);
+      auto k = crypto::longTermKeySha256(*user, config.realm, *password);
+      a.key.assign(k.begin(), k.end());
     } else {
       auto k = crypto::longTermKey(*user, config.realm, *password);
       a.key.assign(k.begin(), k.end());
