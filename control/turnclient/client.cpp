@@ -19,34 +19,9 @@ using stun::TransactionId;
 namespace attr = stun::attr;
 
 constexpr uint8_t kTransportUdp = 17;       // RFC 8656 section 18.7: REQUESTED-TRANSPORT
-constexpr uint8_t kFamilyIpv4 = 0x01;       // RFC 8656 section 18.8 / 18.9
-constexpr uint8_t kFamilyIpv6 = 0x02;
+constexpr uint8_t kFamilyIpv6 = 0x02;       // RFC 8656 section 18.8 / 18.9 (IPv4 would be 0x01)
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-
-// One XOR-...-ADDRESS value (RFC 8489 section 14.2); Message reads only the first of a type,
-// a dual allocation answer has two XOR-RELAYED-ADDRESS.
-std::optional<SockAddr> decodeXorAddress(std::span<const uint8_t> v, const TransactionId& tid) {
-  if (v.size() < 4) return std::nullopt;
-  const uint16_t port = static_cast<uint16_t>(rd16(v.data() + 2) ^ (stun::kMagicCookie >> 16));
-  uint8_t pad[16];
-  pad[0] = static_cast<uint8_t>(stun::kMagicCookie >> 24);
-  pad[1] = static_cast<uint8_t>(stun::kMagicCookie >> 16);
-  pad[2] = static_cast<uint8_t>(stun::kMagicCookie >> 8);
-  pad[3] = static_cast<uint8_t>(stun::kMagicCookie);
-  std::memcpy(pad + 4, tid.data(), tid.size());
-  if (v[1] == kFamilyIpv4 && v.size() == 8) {
-    std::array<uint8_t, 4> b{};
-    for (size_t i = 0; i < 4; ++i) b[i] = static_cast<uint8_t>(v[4 + i] ^ pad[i]);
-    return SockAddr(IpAddr::v4(b), port);
-  }
-  if (v[1] == kFamilyIpv6 && v.size() == 20) {
-    std::array<uint8_t, 16> b{};
-    for (size_t i = 0; i < 16; ++i) b[i] = static_cast<uint8_t>(v[4 + i] ^ pad[i]);
-    return SockAddr(IpAddr::v6(b), port);
-  }
-  return std::nullopt;
-}
 
 // PASSWORD-ALGORITHMS (RFC 8489 section 14.11): {algorithm, parameters length, parameters
 // padded to 4}... Empty when malformed.
@@ -599,9 +574,9 @@ struct Client::Impl {
   void onAllocated(const Message& msg, TimePoint now) {
     if (state != State::Allocating) return;
     std::vector<SockAddr> addrs;
-    for (const auto& a : msg.attributes()) {
-      if (a.type != attr::kXorRelayedAddress) continue;
-      if (auto s = decodeXorAddress(a.value, msg.transactionId())) addrs.push_back(*s);
+    // A dual allocation answer carries two XOR-RELAYED-ADDRESS (RFC 8656 section 7.1).
+    for (const auto& a : msg.findAll(attr::kXorRelayedAddress)) {
+      if (auto s = msg.xorAddressAt(a)) addrs.push_back(*s);
     }
     if (addrs.empty()) return failAllocation(0, "Allocate success without XOR-RELAYED-ADDRESS");
     const Duration lifetime = lifetimeOf(msg);
@@ -657,10 +632,8 @@ struct Client::Impl {
   }
 
   void onDataIndication(const Message& msg) {
-    auto peerAttr = msg.find(attr::kXorPeerAddress);
+    const auto peer = msg.xorAddress(attr::kXorPeerAddress);
     auto data = msg.find(attr::kData);
-    std::optional<SockAddr> peer;
-    if (peerAttr) peer = decodeXorAddress(peerAttr->value, msg.transactionId());
     if (!peer || !data) {
       ++c.droppedMalformed;
       return;
