@@ -41,7 +41,7 @@ class Sim {
       const uint32_t base = 0xC6120000u + static_cast<uint32_t>(i) * 4;  // 198.18.x.y
       engine_.addFlow(id, Flow{static_cast<uint32_t>(i), SockAddr(IpAddr::v4(0x7F000001u), 5000),
                                SockAddr(IpAddr::v4(base), 6000)});
-      const Candidate c[] = {{SockAddr(IpAddr::v4(base), 41641), CandidateKind::ServerReflexive},
+      const Candidate c[] = {{SockAddr(IpAddr::v4(base), 41641), CandidateKind::Reflexive},
                              {SockAddr(IpAddr::v4(base + 1), 41641), CandidateKind::Host},
                              {SockAddr(IpAddr::v4(base + 2), 41641), CandidateKind::Static}};
       engine_.setRemoteCandidates(id, c, now_);

@@ -65,7 +65,7 @@ void StunSource::finishRoundIfDone() {
   std::vector<Candidate> list;
   for (const auto& p : probes_) {
     if (!p.mapped) continue;
-    const Candidate c{*p.mapped, CandidateKind::ServerReflexive};
+    const Candidate c{*p.mapped, CandidateKind::Reflexive};
     if (std::find(list.begin(), list.end(), c) == list.end()) list.push_back(c);
   }
   const bool done = std::all_of(probes_.begin(), probes_.end(), [](const Probe& p) { return p.tx->finished(); });

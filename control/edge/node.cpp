@@ -12,34 +12,6 @@ namespace tgw::edge {
 
 namespace {
 
-using engine::CandidateKind;
-
-disco::CandidateKind toDisco(CandidateKind k) {
-  switch (k) {
-    case CandidateKind::Host: return disco::CandidateKind::Host;
-    case CandidateKind::ServerReflexive: return disco::CandidateKind::Reflexive;
-    case CandidateKind::PeerReflexive: return disco::CandidateKind::PeerReflexive;
-    case CandidateKind::Relayed: return disco::CandidateKind::Relayed;
-    case CandidateKind::Static: return disco::CandidateKind::Static;
-    case CandidateKind::PortMapped: return disco::CandidateKind::PortMapped;
-    case CandidateKind::Nat64: return disco::CandidateKind::Nat64;
-  }
-  return disco::CandidateKind::Host;
-}
-
-CandidateKind fromDisco(disco::CandidateKind k) {
-  switch (k) {
-    case disco::CandidateKind::Host: return CandidateKind::Host;
-    case disco::CandidateKind::Reflexive: return CandidateKind::ServerReflexive;
-    case disco::CandidateKind::PeerReflexive: return CandidateKind::PeerReflexive;
-    case disco::CandidateKind::Relayed: return CandidateKind::Relayed;
-    case disco::CandidateKind::Static: return CandidateKind::Static;
-    case disco::CandidateKind::PortMapped: return CandidateKind::PortMapped;
-    case disco::CandidateKind::Nat64: return CandidateKind::Nat64;
-  }
-  return CandidateKind::Host;
-}
-
 std::vector<uint8_t> dataFrame(uint32_t flowId, std::span<const uint8_t> payload) {
   std::vector<uint8_t> f(TGW_DATA_HLEN + payload.size());
   f[0] = TGW_FRAME_DATA;
@@ -212,7 +184,7 @@ void Node::sendCallMeMaybes(TimePoint now) {
   const auto local = localCandidates();
   if (local.empty()) return;
   disco::CallMeMaybe cmm;
-  for (const auto& c : local) cmm.candidates.push_back(disco::Candidate{c.addr, toDisco(c.kind)});
+  cmm.candidates = local;
   for (auto& p : peers_) {
     if (now < callMeMaybeDue(p)) continue;
     auto frame = codec_.seal(p.key, cmm);
@@ -231,17 +203,15 @@ void Node::sendCallMeMaybes(TimePoint now) {
 
 void Node::onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint now) {
   ++counters_.callMeMaybeReceived;
-  std::vector<engine::Candidate> list;
   std::optional<SockAddr> relayed;
   for (const auto& c : cmm.candidates) {
-    list.push_back(engine::Candidate{c.addr, fromDisco(c.kind)});
     if (c.kind == disco::CandidateKind::Relayed && relay_ && c.addr.family() == relay_->server().family()) {
       relayed = c.addr;
     }
   }
-  if (list != peer.remote) peer.cmmForce = true;  // it changed (or restarted): tell it ours
-  peer.remote = list;
-  engine_.setRemoteCandidates(peer.id, list, now);
+  if (cmm.candidates != peer.remote) peer.cmmForce = true;  // it changed (or restarted): tell it ours
+  peer.remote = cmm.candidates;
+  engine_.setRemoteCandidates(peer.id, peer.remote, now);
   if (relayed != peer.remoteRelayed) {
     if (peer.remoteRelayed && relay_ && relay_->allocated()) relay_->client().unbindChannel(*peer.remoteRelayed, now);
     peer.remoteRelayed = relayed;

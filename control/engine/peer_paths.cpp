@@ -9,19 +9,6 @@
 
 namespace tgw::engine {
 
-std::string_view toString(CandidateKind k) {
-  switch (k) {
-    case CandidateKind::Host: return "host";
-    case CandidateKind::ServerReflexive: return "srflx";
-    case CandidateKind::PeerReflexive: return "prflx";
-    case CandidateKind::Relayed: return "relay";
-    case CandidateKind::Static: return "static";
-    case CandidateKind::PortMapped: return "portmap";
-    case CandidateKind::Nat64: return "nat64";
-  }
-  return "?";
-}
-
 std::string_view toString(ChangeReason r) {
   switch (r) {
     case ChangeReason::RelayReady: return "relay_ready";

@@ -5,10 +5,10 @@
 
 #include <array>
 #include <cstdint>
-#include <string_view>
 
 #include "base/sockaddr.h"
 #include "dataplane/forwarding_table.h"
+#include "disco/message.h"
 
 namespace tgw::engine {
 
@@ -22,23 +22,10 @@ using PeerId = uint32_t;
 // A disco transaction id (ping -> pong), random per ping.
 using TxId = std::array<uint8_t, 12>;
 
-// Where a candidate endpoint came from (the seed's list, plus what probing learns).
-enum class CandidateKind : uint8_t {
-  Host = 1,             // an interface address of the node's socket (IPv4 LAN, IPv6)
-  ServerReflexive = 2,  // seen by a STUN server
-  PeerReflexive = 3,    // seen by the peer (pong's observed source) or learned from its pings
-  Relayed = 4,          // a TURN allocation's relayed address
-  Static = 5,           // configured by the operator (a static port forward)
-  PortMapped = 6,       // NAT-PMP / PCP / UPnP-IGD (a later source)
-  Nat64 = 7,            // synthesised through a NAT64 prefix (a later source)
-};
-std::string_view toString(CandidateKind k);
-
-struct Candidate {
-  SockAddr addr;
-  CandidateKind kind = CandidateKind::Host;
-  friend bool operator==(const Candidate&, const Candidate&) = default;
-};
+// Candidates are the ones CallMeMaybe carries (control/disco/message.h): one kind enum and
+// one struct for the engine, the candidate sources and the wire, so the edge maps nothing.
+using disco::Candidate;
+using disco::CandidateKind;
 
 // A disco message as the engine sees it (the edge maps it to control/disco's codec).
 struct DiscoMessage {

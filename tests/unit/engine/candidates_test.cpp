@@ -95,7 +95,7 @@ class StunSourceSim : public ::testing::Test {
 TEST_F(StunSourceSim, EasyNatOneMappingSeenByBothServers) {
   auto& s = gather(sim::NatConfig{sim::NatMapping::EndpointIndependent});
   ASSERT_EQ(s.candidates().size(), 1u);
-  EXPECT_EQ(s.candidates()[0].kind, CandidateKind::ServerReflexive);
+  EXPECT_EQ(s.candidates()[0].kind, CandidateKind::Reflexive);
   EXPECT_EQ(s.candidates()[0].addr.ip(), ip("198.18.1.1"));
   EXPECT_EQ(s.counters().answers, 2u);
   EXPECT_EQ(s.mappedBy(sa("192.168.1.10:41641"), s1), s.candidates()[0].addr);

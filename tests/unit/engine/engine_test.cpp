@@ -64,7 +64,7 @@ TEST_F(EngineTest, StartsOnTheRelayAtOnceAndProbesIt) {
 
 TEST_F(EngineTest, ProbesEveryPairPacedAndInRounds) {
   const Candidate cands[] = {{sa("10.1.0.2:4000"), CandidateKind::Host},
-                             {sa("198.18.9.9:20000"), CandidateKind::ServerReflexive},
+                             {sa("198.18.9.9:20000"), CandidateKind::Reflexive},
                              {sa("[2001:db8:b::2]:4000"), CandidateKind::Host},
                              {sa("198.18.0.1:50002"), CandidateKind::Relayed}};
   engine.setRemoteCandidates(peer, cands, kT0);
@@ -92,7 +92,7 @@ TEST_F(EngineTest, ProbesEveryPairPacedAndInRounds) {
 
 TEST_F(EngineTest, UpgradesToDirectOnItsFirstPongThenHeartbeats) {
   engine.setRelayPath(peer, kRelay, kT0);
-  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive}};
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive}};
   engine.setRemoteCandidates(peer, cands, kT0);
   auto sent = runUntil(kT0 + 50ms);
   ASSERT_EQ(sent.size(), 2u);
@@ -131,7 +131,7 @@ TEST_F(EngineTest, UpgradesToDirectOnItsFirstPongThenHeartbeats) {
 
 TEST_F(EngineTest, FallsBackToTheRelayWhenTrustRunsOutThenAsksForRediscovery) {
   engine.setRelayPath(peer, kRelay, kT0);
-  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive}};
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive}};
   engine.setRemoteCandidates(peer, cands, kT0);
   auto sent = runUntil(kT0 + 50ms);
   const auto directPing = std::find_if(sent.begin(), sent.end(), [](auto& s) { return s.second.path.isDirect(); });
@@ -205,7 +205,7 @@ TEST_F(EngineTest, WithoutRelayAFallbackLeavesNoPath) {
 }
 
 TEST_F(EngineTest, HysteresisKeepsTheIncumbentUnlessClearlyBetter) {
-  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive},
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive},
                              {sa("198.18.9.9:20001"), CandidateKind::Static},
                              {sa("10.1.0.2:4000"), CandidateKind::Host}};
   engine.setRemoteCandidates(peer, cands, kT0);
@@ -221,7 +221,7 @@ TEST_F(EngineTest, HysteresisKeepsTheIncumbentUnlessClearlyBetter) {
 }
 
 TEST_F(EngineTest, ReprobesOnADirectPathAndUpgradesWhenABetterOneProvesItself) {
-  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive},
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive},
                              {sa("10.1.0.2:4000"), CandidateKind::Host}};
   engine.setRemoteCandidates(peer, cands, kT0);
   const Path wan = direct(kLocal4, "198.18.9.9:20000"), lan = direct(kLocal4, "10.1.0.2:4000");
@@ -282,7 +282,7 @@ TEST_F(EngineTest, PingFromUnknownEndpointIsAnsweredLearnedAndPingedBack) {
 }
 
 TEST_F(EngineTest, PongsThatDoNotMatchAreCountedAndIgnored) {
-  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::ServerReflexive}};
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive}};
   engine.setRemoteCandidates(peer, cands, kT0);
   auto sent = runUntil(kT0);
   ASSERT_EQ(sent.size(), 1u);
@@ -312,7 +312,7 @@ TEST_F(EngineTest, CandidateListIsBounded) {
   std::vector<Candidate> many;
   for (int i = 0; i < 100; ++i) {
     many.push_back(Candidate{SockAddr(IpAddr::v4(0xC6120000u + static_cast<uint32_t>(i)), 4000),
-                             CandidateKind::ServerReflexive});
+                             CandidateKind::Reflexive});
   }
   engine.setRemoteCandidates(peer, many, kT0);
   EXPECT_EQ(engine.peer(peer)->paths().size(), kMaxPaths);
