@@ -59,6 +59,7 @@
 
 #include "bench_gen.skel.h"
 #include "bench_sink.skel.h"
+#include "bench/xdp/bench_util.h"
 #include "crypto/hashes.h"
 #include "dataplane/relay_fastpath.h"
 #include "lab.h"
@@ -533,12 +534,7 @@ class Bench {
   Process* turn_ = nullptr;
 };
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+using tgw::bench::median;
 
 std::string rate(double r) {
   char b[32];

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/xdp/bench_util.h"
 #include "dataplane/nop_programs.h"
 #include "dataplane/relay_fastpath.h"
 #include "tests/bpf/packet_builder.h"
@@ -33,9 +34,10 @@ namespace {
 using tgw::SockAddr;
 using tgw::dataplane::RelayFastPath;
 using tgw::dataplane::TurnChannelRoute;
+using tgw::bench::kSkipExitCode;
+using tgw::bench::median;
+using tgw::bench::parseInt;
 using tgw::testing::Bytes;
-
-constexpr int kSkipExitCode = 77;
 
 struct Case {
   std::string name;
@@ -48,52 +50,17 @@ struct Case {
 unsigned gIfindex = 0;
 
 double timedRun(const Case& c) {
-  Bytes out(4096);
   xdp_md ctx{};
   ctx.data_end = static_cast<uint32_t>(c.packet.size());
   ctx.ingress_ifindex = gIfindex;
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = c.packet.data();
-  opts.data_size_in = static_cast<uint32_t>(c.packet.size());
-  opts.data_out = out.data();
-  opts.data_size_out = static_cast<uint32_t>(out.size());
-  if (c.onRelayInterface) {
-    opts.ctx_in = &ctx;
-    opts.ctx_size_in = sizeof(ctx);
-  }
-  opts.repeat = 1;
-  if (bpf_prog_test_run_opts(c.fd, &opts) != 0) {
-    std::fprintf(stderr, "%s: BPF_PROG_TEST_RUN: %s\n", c.name.c_str(), std::strerror(errno));
-    std::exit(1);
-  }
-  if (opts.retval != c.verdict) {
-    std::fprintf(stderr, "%s: verdict %u, expected %u\n", c.name.c_str(), opts.retval, c.verdict);
-    std::exit(1);
-  }
-  return static_cast<double>(opts.duration);
+  return tgw::bench::timedTestRun(c.name, c.fd, c.packet, c.verdict, 1,
+                                  c.onRelayInterface ? &ctx : nullptr);
 }
 
 double singleShot(const Case& c, int calls) {
   double total = 0;
   for (int i = 0; i < calls; i++) total += timedRun(c);
   return total / calls;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-int parseInt(const char* s, const char* what) {
-  char* end = nullptr;
-  const long v = std::strtol(s, &end, 10);
-  if (end == s || *end != '\0' || v <= 0 || v > 100000000) {
-    std::fprintf(stderr, "bad %s: %s\n", what, s);
-    std::exit(2);
-  }
-  return static_cast<int>(v);
 }
 
 SockAddr sa(const std::string& text) { return *SockAddr::parse(text); }

@@ -31,15 +31,17 @@
 #include <string>
 #include <vector>
 
+#include "bench/xdp/bench_util.h"
 #include "dataplane/nop_programs.h"
 #include "dataplane/stun_responder.h"
 #include "tests/bpf/packet_builder.h"
 
 namespace {
 
+using tgw::bench::kSkipExitCode;
+using tgw::bench::median;
+using tgw::bench::parseInt;
 using tgw::testing::Bytes;
-
-constexpr int kSkipExitCode = 77;  // meson / automake "skipped"
 
 struct Options {
   int calls = 20000;       // single-shot: calls per round
@@ -55,26 +57,9 @@ struct Case {
   bool idempotent;    // may be timed with repeat > 1
 };
 
-// One BPF_PROG_TEST_RUN call with `repeat` runs: the kernel-timed ns per run. Exits on an
-// error or an unexpected verdict (a benchmark of the wrong path measures nothing).
+// One BPF_PROG_TEST_RUN call with `repeat` runs: the kernel-timed ns per run.
 double timedRun(const Case& c, int repeat) {
-  Bytes out(4096);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = c.packet.data();
-  opts.data_size_in = static_cast<uint32_t>(c.packet.size());
-  opts.data_out = out.data();
-  opts.data_size_out = static_cast<uint32_t>(out.size());
-  opts.repeat = repeat;
-  if (bpf_prog_test_run_opts(c.fd, &opts) != 0) {
-    std::fprintf(stderr, "%s: BPF_PROG_TEST_RUN: %s\n", c.name.c_str(), std::strerror(errno));
-    std::exit(1);
-  }
-  if (opts.retval != c.verdict) {
-    std::fprintf(stderr, "%s: verdict %u, expected %u\n", c.name.c_str(), opts.retval, c.verdict);
-    std::exit(1);
-  }
-  return static_cast<double>(opts.duration);
+  return tgw::bench::timedTestRun(c.name, c.fd, c.packet, c.verdict, repeat);
 }
 
 // Mean kernel-timed ns per run over `calls` single-shot calls.
@@ -86,22 +71,6 @@ double singleShot(const Case& c, int calls) {
 
 // Kernel-timed ns per run of one call with `repeat` runs.
 double repeated(const Case& c, int repeat) { return timedRun(c, repeat); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-int parseInt(const char* s, const char* what) {
-  char* end = nullptr;
-  const long v = std::strtol(s, &end, 10);
-  if (end == s || *end != '\0' || v <= 0 || v > 100000000) {
-    std::fprintf(stderr, "bad %s: %s\n", what, s);
-    std::exit(2);
-  }
-  return static_cast<int>(v);
-}
 
 }  // namespace
 
