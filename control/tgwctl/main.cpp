@@ -81,6 +81,12 @@ void printStatus(const Json& s) {
   }
 }
 
+// A titled block of "name value" counter lines.
+void printCounters(const char* title, const Json& counters) {
+  std::printf("%s:\n", title);
+  for (const auto& [k, v] : counters.items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+}
+
 void printStats(const Json& s) {
   if (!s.contains("relay")) {
     std::printf("no roles with counters\n");
@@ -97,14 +103,9 @@ void printStats(const Json& s) {
                   num(row["reason"]).c_str(), num(row["packets"]).c_str(), num(row["bytes"]).c_str());
     }
   }
-  std::printf("Userspace STUN:\n");
-  for (const auto& [k, v] : r["stun"].items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
-  if (r.contains("turn")) {
-    std::printf("TURN (socket path; XDP's share is in the table above):\n");
-    for (const auto& [k, v] : r["turn"].items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
-  }
-  std::printf("Sockets:\n");
-  for (const auto& [k, v] : r["sockets"].items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+  printCounters("Userspace STUN", r["stun"]);
+  if (r.contains("turn")) printCounters("TURN (socket path; XDP's share is in the table above)", r["turn"]);
+  printCounters("Sockets", r["sockets"]);
 }
 
 std::string traffic(const Json& t) {
