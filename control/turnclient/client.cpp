@@ -7,6 +7,7 @@
 
 #include "crypto/hashes.h"
 #include "tgw/channel_data.h"
+#include "turn/channel_data.h"
 
 namespace tgw::turnclient {
 namespace {
@@ -864,13 +865,7 @@ Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, T
   if (data.size() > kMaxPeerData) return fail("data too long for one TURN datagram");
   auto ch = m.channels.find(peer);
   if (ch != m.channels.end() && ch->second.confirmed) {
-    std::vector<uint8_t> b(TGW_CHANNELDATA_HLEN + data.size());
-    b[0] = static_cast<uint8_t>(ch->second.number >> 8);
-    b[1] = static_cast<uint8_t>(ch->second.number);
-    b[2] = static_cast<uint8_t>(data.size() >> 8);
-    b[3] = static_cast<uint8_t>(data.size());
-    std::copy(data.begin(), data.end(), b.begin() + TGW_CHANNELDATA_HLEN);
-    m.emit(std::move(b), now);
+    m.emit(turn::buildChannelData(ch->second.number, data), now);
     ++m.c.channelDataSent;
     return {};
   }
