@@ -60,7 +60,7 @@ std::vector<uint8_t> withHandIntegrity(std::vector<uint8_t> b, std::span<const u
   return b;
 }
 
-std::vector<uint8_t> xorV4(const SockAddr& a, uint16_t /*unused*/ = 0) {
+std::vector<uint8_t> xorV4(const SockAddr& a) {
   std::vector<uint8_t> v(8);
   v[1] = 0x01;
   const uint16_t port = a.port() ^ 0x2112;
@@ -106,9 +106,10 @@ class ClientTest : public ::testing::Test {
   }
 
   std::vector<uint8_t> challenge(const TransactionId& tid, Method m = Method::Allocate,
-                                 std::optional<std::vector<uint8_t>> algorithms = {}) {
+                                 std::optional<std::vector<uint8_t>> algorithms = {},
+                                 const std::string& nonce = kNonce) {
     MessageBuilder b(m, Class::ErrorResponse, tid);
-    b.addErrorCode(401, "Unauthorized").addString(attr::kRealm, kRealm).addString(attr::kNonce, kNonce);
+    b.addErrorCode(401, "Unauthorized").addString(attr::kRealm, kRealm).addString(attr::kNonce, nonce);
     if (algorithms) b.addRaw(attr::kPasswordAlgorithms, *algorithms);
     return b.finish();
   }
@@ -895,12 +896,7 @@ TEST_F(ClientTest, BidDownIsRefused) {
   make();
   client_->start(kT0);
   auto first = one();
-  auto stripped = MessageBuilder(Method::Allocate, Class::ErrorResponse, first.msg.transactionId())
-                      .addErrorCode(401, "Unauthorized")
-                      .addString(attr::kRealm, kRealm)
-                      .addString(attr::kNonce, "obMatJos2gAAAxyz")
-                      .finish();
-  deliver(stripped, kT0);
+  deliver(challenge(first.msg.transactionId(), Method::Allocate, {}, "obMatJos2gAAAxyz"), kT0);
   EXPECT_TRUE(all().empty());
   auto ev = client_->takeEvents();
   ASSERT_EQ(ev.size(), 1u);
@@ -911,12 +907,7 @@ TEST_F(ClientTest, BidDownIsRefused) {
   make();
   client_->start(kT0);
   auto again = one();
-  auto plain = MessageBuilder(Method::Allocate, Class::ErrorResponse, again.msg.transactionId())
-                   .addErrorCode(401, "Unauthorized")
-                   .addString(attr::kRealm, kRealm)
-                   .addString(attr::kNonce, "obMatJos2AAAAxyz")
-                   .finish();
-  deliver(plain, kT0);
+  deliver(challenge(again.msg.transactionId(), Method::Allocate, {}, "obMatJos2AAAAxyz"), kT0);
   auto retry = one();
   EXPECT_TRUE(retry.msg.verifyIntegrity(md5Key()));
 }
