@@ -443,19 +443,28 @@ struct Server::Impl {
     allocations.erase({a.client, a.server});
   }
 
-  // Deletes one family of a dual allocation (RFC 8656 section 8.1): its relayed address and
-  // the channels and permissions of peers of that family, fast-path routes included.
-  void removeFamily(Allocation& a, Family f, TimePoint now) {
-    std::optional<SockAddr>& relayed = f == Family::V4 ? a.relayed4 : a.relayed6;
+  // Unbinds the channels `drop` picks, their fast-path routes included; returns how many.
+  template <typename Pred>
+  uint64_t eraseChannels(Allocation& a, Pred drop) {
+    uint64_t n = 0;
     for (auto it = a.channels.begin(); it != a.channels.end();) {
-      if (it->second.peer.family() != f) {
+      if (!drop(it->second)) {
         ++it;
         continue;
       }
       if (it->second.inFastPath) fastPath->removeChannel(*it->second.route);
       a.channelByPeer.erase(it->second.peer);
       it = a.channels.erase(it);
+      ++n;
     }
+    return n;
+  }
+
+  // Deletes one family of a dual allocation (RFC 8656 section 8.1): its relayed address and
+  // the channels and permissions of peers of that family, fast-path routes included.
+  void removeFamily(Allocation& a, Family f, TimePoint now) {
+    std::optional<SockAddr>& relayed = f == Family::V4 ? a.relayed4 : a.relayed6;
+    eraseChannels(a, [f](const Channel& ch) { return ch.peer.family() == f; });
     std::erase_if(a.permissions, [f](const auto& p) { return p.first.isV4() == (f == Family::V4); });
     byRelayed.erase(*relayed);
     ports.release(*relayed);
@@ -472,16 +481,7 @@ struct Server::Impl {
       removeAllocation(a);
       return false;
     }
-    for (auto it = a.channels.begin(); it != a.channels.end();) {
-      if (now >= it->second.expires) {
-        if (it->second.inFastPath) fastPath->removeChannel(*it->second.route);
-        a.channelByPeer.erase(it->second.peer);
-        it = a.channels.erase(it);
-        ++counters.channelsExpired;
-      } else {
-        ++it;
-      }
-    }
+    counters.channelsExpired += eraseChannels(a, [now](const Channel& ch) { return now >= ch.expires; });
     for (auto it = a.permissions.begin(); it != a.permissions.end();) {
       if (now >= it->second) {
         it = a.permissions.erase(it);
