@@ -3,6 +3,7 @@
 
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <linux/bpf.h>
 
 #include <cerrno>
 #include <cstring>
@@ -16,7 +17,9 @@ struct XdpRun {
   Bytes out;            // the frame as the program left it
 };
 
-inline XdpRun runXdp(int progFd, const Bytes& in, size_t outCapacity = 4096) {
+// `ctx`, if given, is the xdp_md the program sees (e.g. ingress_ifindex for bpf_fib_lookup).
+inline XdpRun runXdp(int progFd, const Bytes& in, size_t outCapacity = 4096,
+                     const xdp_md* ctx = nullptr) {
   XdpRun r;
   r.out.resize(outCapacity);
   bpf_test_run_opts opts{};
@@ -25,6 +28,10 @@ inline XdpRun runXdp(int progFd, const Bytes& in, size_t outCapacity = 4096) {
   opts.data_size_in = static_cast<uint32_t>(in.size());
   opts.data_out = r.out.data();
   opts.data_size_out = static_cast<uint32_t>(r.out.size());
+  if (ctx) {
+    opts.ctx_in = ctx;
+    opts.ctx_size_in = sizeof(*ctx);
+  }
   opts.repeat = 1;
   EXPECT_EQ(bpf_prog_test_run_opts(progFd, &opts), 0) << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
   r.retval = opts.retval;

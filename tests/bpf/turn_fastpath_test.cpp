@@ -23,6 +23,7 @@
 #include "dataplane/relay_fastpath.h"
 #include "tests/bpf/packet_builder.h"
 #include "tests/bpf/responder_options.h"
+#include "tests/bpf/test_run.h"
 #include "tests/bpf/turn_netns.h"
 #include "tgw/stats.h"
 
@@ -147,31 +148,13 @@ class TurnFastPathTest : public ::testing::Test {
     relay_->flushNextHops();
   }
 
-  struct Run {
-    uint32_t retval = 0;
-    Bytes out;
-  };
+  using Run = XdpRun;
   // Runs one frame as if it arrived on tgwfp0.
   static Run run(const Bytes& in) {
-    Run r;
-    r.out.resize(4096);
     xdp_md ctx{};
     ctx.data_end = static_cast<uint32_t>(in.size());
     ctx.ingress_ifindex = ifindex0_;
-    bpf_test_run_opts opts{};
-    opts.sz = sizeof(opts);
-    opts.data_in = in.data();
-    opts.data_size_in = static_cast<uint32_t>(in.size());
-    opts.data_out = r.out.data();
-    opts.data_size_out = static_cast<uint32_t>(r.out.size());
-    opts.ctx_in = &ctx;
-    opts.ctx_size_in = sizeof(ctx);
-    opts.repeat = 1;
-    EXPECT_EQ(bpf_prog_test_run_opts(relay_->programFd(), &opts), 0)
-        << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-    r.retval = opts.retval;
-    r.out.resize(opts.data_size_out);
-    return r;
+    return runXdp(relay_->programFd(), in, 4096, &ctx);
   }
 
   static std::vector<std::pair<uint64_t, uint64_t>> snapshot() {
