@@ -68,20 +68,30 @@ std::string fmt(double v) {
   return b;
 }
 
+// Two edges, each behind its own NAT on the Internet; `loss` on each NAT's uplink.
+struct Sites {
+  Nat* natA;
+  Nat* natB;
+  SimEdge* a;
+  SimEdge* b;
+};
+Sites addTwoSites(Scenario& sc, NatConfig na, NatConfig nb, double loss = 0) {
+  Nat& a = sc.net.addNat(sc.net.internet(), "nat-a", {ip("198.18.1.1")}, na, Link{2ms, loss});
+  Nat& b = sc.net.addNat(sc.net.internet(), "nat-b", {ip("198.18.2.1")}, nb, Link{2ms, loss});
+  return {&a, &b, &sc.addEdge("a", a.inside(), {ip("192.168.1.10")}), &sc.addEdge("b", b.inside(), {ip("192.168.2.10")})};
+}
+
 class Scenarios : public ::testing::Test {
  protected:
   Scenario sc;
   TimePoint t0 = sc.now() + kStartAt;
 
-  // Two edges, each behind its own NAT (nullopt config: directly on the Internet).
+  // Two edges, each behind its own NAT.
   std::pair<SimEdge*, SimEdge*> twoSites(NatConfig na, NatConfig nb) {
-    Nat& a = sc.net.addNat(sc.net.internet(), "nat-a", {ip("198.18.1.1")}, na, Link{2ms, 0});
-    Nat& b = sc.net.addNat(sc.net.internet(), "nat-b", {ip("198.18.2.1")}, nb, Link{2ms, 0});
-    natA = &a;
-    natB = &b;
-    SimEdge& ea = sc.addEdge("a", a.inside(), {ip("192.168.1.10")});
-    SimEdge& eb = sc.addEdge("b", b.inside(), {ip("192.168.2.10")});
-    return {&ea, &eb};
+    const Sites s = addTwoSites(sc, na, nb);
+    natA = s.natA;
+    natB = s.natB;
+    return {s.a, s.b};
   }
   // Both ends on a direct path (and which one) and data flowing both ways.
   void expectDataFlowsDirect(SimEdge& a, SimEdge& b) {
@@ -171,10 +181,9 @@ TEST(ScenariosLossSeeds, DirectWithinSecondsAndRareFalseFallbacks) {
   uint64_t fallbacks = 0;
   for (uint64_t seed = 1; seed <= 8; ++seed) {
     Scenario sc(seed);
-    Nat& na = sc.net.addNat(sc.net.internet(), "nat-a", {ip("198.18.1.1")}, portRestrictedNat(), Link{2ms, 0.10});
-    Nat& nb = sc.net.addNat(sc.net.internet(), "nat-b", {ip("198.18.2.1")}, portRestrictedNat(), Link{2ms, 0.10});
-    SimEdge& a = sc.addEdge("a", na.inside(), {ip("192.168.1.10")});
-    SimEdge& b = sc.addEdge("b", nb.inside(), {ip("192.168.2.10")});
+    const Sites s = addTwoSites(sc, portRestrictedNat(), portRestrictedNat(), 0.10);
+    SimEdge& a = *s.a;
+    SimEdge& b = *s.b;
     const TimePoint t0 = sc.now() + kStartAt;
     sc.connect(a, b, t0);
     sc.runUntil(t0 + kRunFor);
@@ -385,7 +394,8 @@ TEST_F(Scenarios, HostileDatagramsAreCountedAndChangeNothing) {
   // A stranger behind B's NAT (so A's NAT lets it in: it filters by address only).
   sim::Host& evil = sc.net.addHost(natB->inside(), "evil", {ip("192.168.2.66")});
   const SockAddr from(ip("192.168.2.66"), 41641);
-  const SockAddr to = a->path() ? b->path()->remote : SockAddr();
+  ASSERT_TRUE(b->path());
+  const SockAddr to = b->path()->remote;  // A's endpoint as B sees it
   auto send = [&](std::vector<uint8_t> bytes) { evil.send(from, to, bytes); };
   // A disco frame sealed by a key A does not know.
   disco::Codec stranger(crypto::NodeKey::generate(), 1);
