@@ -39,12 +39,12 @@ struct Crc32Table {
 };
 constexpr Crc32Table kCrcTable;
 
+}  // namespace
+
 void ensureSodium() {
   static const bool kReady = sodium_init() >= 0;
   if (!kReady) std::abort();
 }
-
-}  // namespace
 
 std::array<uint8_t, 20> hmacSha1(std::span<const uint8_t> key, std::span<const uint8_t> data) {
   return hmac<20>(EVP_sha1(), key, data);

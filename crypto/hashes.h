@@ -30,6 +30,10 @@ std::array<uint8_t, 16> longTermKey(std::string_view user, std::string_view real
 std::array<uint8_t, 32> longTermKeySha256(std::string_view user, std::string_view realm,
                                           std::string_view password);
 
+// Initialises libsodium once per process (sodium_init); aborts if it cannot start. Every
+// caller of libsodium's keyed primitives runs it first.
+void ensureSodium();
+
 // Cryptographically secure random bytes (libsodium randombytes_buf).
 void randomBytes(std::span<uint8_t> out);
 

@@ -16,11 +16,6 @@
 namespace tgw::crypto {
 namespace {
 
-void ensureSodium() {
-  static const bool kReady = sodium_init() >= 0;
-  if (!kReady) std::abort();
-}
-
 constexpr char kHex[] = "0123456789abcdef";
 
 std::string toHex(std::span<const uint8_t> b) {
