@@ -99,6 +99,15 @@ struct Delta {
   uint32_t family, verdict, reason;
 };
 
+void expectCounters(const TurnAllocationCounters& got, const TurnAllocationCounters& want) {
+  EXPECT_EQ(got.toPeerPackets, want.toPeerPackets);
+  EXPECT_EQ(got.toPeerBytes, want.toPeerBytes);
+  EXPECT_EQ(got.toClientPackets, want.toClientPackets);
+  EXPECT_EQ(got.toClientBytes, want.toClientBytes);
+  EXPECT_EQ(got.droppedQuotaPackets, want.droppedQuotaPackets);
+  EXPECT_EQ(got.droppedQuotaBytes, want.droppedQuotaBytes);
+}
+
 // One relay for the binary, in the binary's own network namespace.
 class TurnFastPathTest : public ::testing::Test {
  protected:
@@ -209,6 +218,32 @@ class TurnFastPathTest : public ::testing::Test {
     ASSERT_TRUE(ok.ok()) << ok.error().message;
   }
 
+  // Route `r` installed, one ChannelData message of `size` data bytes from the client: the
+  // bare data goes back out to the peer (XDP_TX) and is counted on the allocation.
+  static void expectChannelDataToPeer(const TurnChannelRoute& r, size_t size, uint32_t family) {
+    addAllocation(r.allocation);
+    addChannel(r);
+    const Bytes data = appData(size);
+    expectRun(
+        frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)), XDP_TX,
+        frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+        {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
+    expectCounters(relay_->counters(r.allocation), {1, size, 0, 0, 0, 0});
+  }
+
+  // Route `r` installed, one datagram of `size` bytes from the permitted peer: it goes back out
+  // to the client as ChannelData on r.channel (XDP_TX) and is counted on the allocation.
+  static void expectPeerToClient(const TurnChannelRoute& r, size_t size, uint32_t family) {
+    addAllocation(r.allocation);
+    addChannel(r);
+    const Bytes data = appData(size);
+    expectRun(
+        frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
+        frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
+        {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
+    expectCounters(relay_->counters(r.allocation), {0, 0, 1, size, 0, 0});
+  }
+
   static TurnChannelRoute route4() {
     return {1, sa("198.18.0.2:40000"), sa("198.18.0.1:3478"), sa("198.18.0.1:50000"),
             sa("198.18.0.3:7000"), 0x4000};
@@ -223,35 +258,12 @@ class TurnFastPathTest : public ::testing::Test {
   static inline uint32_t ifindex0_ = 0;
 };
 
-void expectCounters(const TurnAllocationCounters& got, const TurnAllocationCounters& want) {
-  EXPECT_EQ(got.toPeerPackets, want.toPeerPackets);
-  EXPECT_EQ(got.toPeerBytes, want.toPeerBytes);
-  EXPECT_EQ(got.toClientPackets, want.toClientPackets);
-  EXPECT_EQ(got.toClientBytes, want.toClientBytes);
-  EXPECT_EQ(got.droppedQuotaPackets, want.droppedQuotaPackets);
-  EXPECT_EQ(got.droppedQuotaBytes, want.droppedQuotaBytes);
-}
-
 TEST_F(TurnFastPathTest, ChannelDataToPeerV4) {
-  const TurnChannelRoute r = route4();
-  addAllocation(r.allocation);
-  addChannel(r);
-  const Bytes data = appData(48);
-  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
-            XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
-  expectCounters(relay_->counters(r.allocation), {1, 48, 0, 0, 0, 0});
+  expectChannelDataToPeer(route4(), 48, TGW_FAMILY_IPV4);
 }
 
 TEST_F(TurnFastPathTest, ChannelDataToPeerV6) {
-  const TurnChannelRoute r = route6();
-  addAllocation(r.allocation);
-  addChannel(r);
-  const Bytes data = appData(33);
-  expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
-            XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER});
-  expectCounters(relay_->counters(r.allocation), {1, 33, 0, 0, 0, 0});
+  expectChannelDataToPeer(route6(), 33, TGW_FAMILY_IPV6);
 }
 
 // Up to 3 bytes after the data round the message to 4 (RFC 8656 section 12.5): removed, and
@@ -435,25 +447,11 @@ TEST_F(TurnFastPathTest, UnknownChannelAndUnknownClientGoUp) {
 }
 
 TEST_F(TurnFastPathTest, PeerToClientV4) {
-  const TurnChannelRoute r = route4();
-  addAllocation(r.allocation);
-  addChannel(r);
-  const Bytes data = appData(41);
-  expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
-            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
-  expectCounters(relay_->counters(r.allocation), {0, 0, 1, 41, 0, 0});
+  expectPeerToClient(route4(), 41, TGW_FAMILY_IPV4);
 }
 
 TEST_F(TurnFastPathTest, PeerToClientV6) {
-  const TurnChannelRoute r = route6();
-  addAllocation(r.allocation);
-  addChannel(r);
-  const Bytes data = appData(64);
-  expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
-            frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT});
-  expectCounters(relay_->counters(r.allocation), {0, 0, 1, 64, 0, 0});
+  expectPeerToClient(route6(), 64, TGW_FAMILY_IPV6);
 }
 
 TEST_F(TurnFastPathTest, UnpermittedPeerGoesUp) {
