@@ -132,7 +132,8 @@ Result<Process*> startTurnserver(Lab& lab, const Host& host) {
 }
 
 Result<void> writeTurnRelayExample(const std::filesystem::path& out,
-                                   const std::vector<std::pair<std::string, int64_t>>& turnOverrides) {
+                                   const std::vector<std::pair<std::string, int64_t>>& turnOverrides,
+                                   const std::string& channelNumbers) {
   toml::table config;
   try {
     config = toml::parse_file(exampleRelayConfigPath());
@@ -141,8 +142,7 @@ Result<void> writeTurnRelayExample(const std::filesystem::path& out,
   }
   auto* turn = config["relay"]["turn"].as_table();
   if (!turn) return fail(exampleRelayConfigPath() + ": expected a [relay.turn] section");
-  // coturn's turnutils_uclient picks channel numbers anywhere in RFC 5766's 0x4000-0x7FFF.
-  turn->insert_or_assign("channel_numbers", "rfc5766");
+  turn->insert_or_assign("channel_numbers", channelNumbers);
   for (const auto& [key, value] : turnOverrides) turn->insert_or_assign(key, value);
   std::ofstream file(out);
   file << "# written by the tgw lab from " << exampleRelayConfigPath() << "\n" << config << "\n";

@@ -76,11 +76,12 @@ bool haveProgram(const std::string& program);
 // --- TURN interop (coturn's client tools) ---
 
 // Writes `out`: the example relay config (TURN on, config/examples/relay.toml's [relay.turn])
-// with channel_numbers = "rfc5766" (coturn's clients pick channels up to 0x7FFF) and
-// [relay.turn] keys replaced by `turnOverrides` (integers), for RelayDaemon::start's
-// `example` argument.
+// with channel_numbers = `channelNumbers` ("rfc5766" by default: coturn's clients pick
+// channels up to 0x7FFF) and [relay.turn] keys replaced by `turnOverrides` (integers), for
+// RelayDaemon::start's `example` argument.
 Result<void> writeTurnRelayExample(const std::filesystem::path& out,
-                                   const std::vector<std::pair<std::string, int64_t>>& turnOverrides);
+                                   const std::vector<std::pair<std::string, int64_t>>& turnOverrides,
+                                   const std::string& channelNumbers = "rfc5766");
 
 // What a relay needs for its XDP fast path to forward in the lab (dataplane/relay_fastpath.h):
 // IP forwarding on the relay's uplink (bpf_fib_lookup refuses without it) and, on every

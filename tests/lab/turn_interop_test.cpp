@@ -20,9 +20,7 @@
 
 #include <unistd.h>
 
-#include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "lab.h"
 #include "tgw_procs.h"
@@ -71,14 +69,21 @@ std::vector<uint16_t> boundChannels(const nlohmann::json& allocs) {
   return out;
 }
 
+// Why this machine cannot run these tests (coturn's clients, ethtool, a built tgwd), or
+// empty when it can.
+std::string missingPrerequisite() {
+  for (const char* tool : {"turnutils_uclient", "turnutils_peer"}) {
+    if (!haveProgram(tool)) return std::string("coturn (") + tool + ") is not installed";
+  }
+  if (!haveProgram("ethtool")) return "ethtool is not installed (scripts/setup.sh installs it)";
+  if (access(tgwdPath().c_str(), X_OK) != 0) return "tgwd not built at " + tgwdPath();
+  return "";
+}
+
 class TurnInterop : public testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    for (const char* tool : {"turnutils_uclient", "turnutils_peer"}) {
-      if (!haveProgram(tool)) GTEST_SKIP() << "coturn (" << tool << ") is not installed";
-    }
-    if (!haveProgram("ethtool")) GTEST_SKIP() << "ethtool is not installed (scripts/setup.sh installs it)";
-    if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+    if (const std::string why = missingPrerequisite(); !why.empty()) GTEST_SKIP() << why;
     auto lab = Lab::fromDescription("relay; host c; host p");
     ASSERT_TRUE(lab.ok()) << lab.error().message;
     lab_ = std::move(*lab);
@@ -334,26 +339,12 @@ INSTANTIATE_TEST_SUITE_P(Xdp, TurnInterop, testing::Values("native", "off"),
 // first ChannelBind above 0x4FFF gets 400 and the run stops there; no allocation holds a
 // channel outside 0x4000-0x4FFF. uclient reruns until it picks such a channel.
 TEST(TurnInteropRfc8656, RelayRefusesChannelsAbove0x4FFF) {
-  for (const char* tool : {"turnutils_uclient", "turnutils_peer"}) {
-    if (!haveProgram(tool)) GTEST_SKIP() << "coturn (" << tool << ") is not installed";
-  }
-  if (!haveProgram("ethtool")) GTEST_SKIP() << "ethtool is not installed (scripts/setup.sh installs it)";
-  if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+  if (const std::string why = missingPrerequisite(); !why.empty()) GTEST_SKIP() << why;
   auto lab = Lab::fromDescription("relay; host c; host p");
   ASSERT_TRUE(lab.ok()) << lab.error().message;
   ASSERT_TRUE(enableRelayForwarding(**lab, (*lab)->host("relay")).ok());
   auto example = (*lab)->tempDir() / "relay-turn-rfc8656.toml";
-  ASSERT_TRUE(writeTurnRelayExample(example, {{"max_allocations_per_user", 100000}}).ok());
-  {
-    std::ifstream in(example);
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string s = text.str();
-    const auto at = s.find("rfc5766");
-    ASSERT_NE(at, std::string::npos) << s;
-    s.replace(at, 7, "rfc8656");
-    std::ofstream(example) << s;
-  }
+  ASSERT_TRUE(writeTurnRelayExample(example, {{"max_allocations_per_user", 100000}}, "rfc8656").ok());
   auto d = RelayDaemon::start(**lab, (*lab)->host("relay"), "native", example.string(), false);
   ASSERT_TRUE(d.ok()) << d.error().message;
   ASSERT_TRUE(startTurnPeer(**lab, (*lab)->host("p"), false).ok());
