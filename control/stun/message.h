@@ -65,6 +65,7 @@ inline constexpr uint16_t kPadding = 0x0026;              // RFC 5780
 inline constexpr uint16_t kResponsePort = 0x0027;         // RFC 5780
 // Comprehension-optional range (0x8000-0xFFFF).
 inline constexpr uint16_t kAdditionalAddressFamily = 0x8000;
+inline constexpr uint16_t kAddressErrorCode = 0x8001;     // RFC 8656: the family a dual allocation could not get
 inline constexpr uint16_t kPasswordAlgorithms = 0x8002;
 inline constexpr uint16_t kAlternateDomain = 0x8003;
 inline constexpr uint16_t kSoftware = 0x8022;

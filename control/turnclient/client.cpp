@@ -583,7 +583,7 @@ struct Client::Impl {
     const Duration lifetime = lifetimeOf(msg);
     if (lifetime <= Duration::zero()) return failAllocation(0, "Allocate success with lifetime 0");
     std::optional<int> addressError;
-    if (auto a = msg.find(kAttrAddressErrorCode); a && a->value.size() >= 4) {
+    if (auto a = msg.find(attr::kAddressErrorCode); a && a->value.size() >= 4) {
       addressError = (a->value[2] & 0x7) * 100 + a->value[3];
     }
     relayed = std::move(addrs);

@@ -97,9 +97,6 @@ inline constexpr size_t kMaxPeerData = 65507 - 56;
 // RFC 8489 section 18.5 password algorithms.
 inline constexpr uint16_t kPasswordAlgorithmMd5 = 0x0001;
 inline constexpr uint16_t kPasswordAlgorithmSha256 = 0x0002;
-// RFC 8656 section 18.11 (ADDRESS-ERROR-CODE, comprehension-optional), used in dual
-// allocation answers for the family that could not be allocated.
-inline constexpr uint16_t kAttrAddressErrorCode = 0x8001;
 
 struct Credentials {
   std::string username;

@@ -941,7 +941,7 @@ TEST_F(ClientTest, DualAllocationWithAddressErrorCode) {
   for (char ch : std::string("Address Family not Supported")) addressError.push_back(static_cast<uint8_t>(ch));
   auto ok = MessageBuilder(Method::Allocate, Class::SuccessResponse, second.msg.transactionId())
                 .addXorAddress(attr::kXorRelayedAddress, kRelayed)
-                .addRaw(kAttrAddressErrorCode, addressError)
+                .addRaw(attr::kAddressErrorCode, addressError)
                 .addU32(attr::kLifetime, 600)
                 .withIntegrity(md5Key())
                 .finish();
