@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "../stun/test_util.h"
+#include "inbound_total.h"
 #include "crypto/hashes.h"
 
 namespace tgw::turnclient {
@@ -22,6 +23,7 @@ using stun::TransactionId;
 using stun::test::bytesOf;
 using stun::test::put16;
 using stun::test::RawMessage;
+using test::inboundTotal;
 namespace attr = stun::attr;
 
 constexpr TimePoint kT0 = TimePoint{} + std::chrono::hours(1000);
@@ -835,14 +837,6 @@ TEST_F(ClientTest, CountersNameEveryField) {
   EXPECT_EQ(n * sizeof(uint64_t), sizeof(Counters));
 }
 
-
-// The inbound counters: every datagram handed to onDatagram moves exactly one of them.
-uint64_t inboundTotal(const Counters& c) {
-  return c.authChallenges + c.staleNonces + c.successResponses + c.errorResponses + c.dataIndications +
-         c.channelDataReceived + c.droppedNotFromServer + c.droppedMalformed + c.droppedNotStunOrChannel +
-         c.droppedUnknownTransaction + c.droppedUnverified + c.droppedUnexpected + c.droppedUnknownChannel +
-         c.droppedNoPermission;
-}
 
 TEST_F(ClientTest, MutatedAndTruncatedInputNeverCrashesAndIsAlwaysCounted) {
   make();

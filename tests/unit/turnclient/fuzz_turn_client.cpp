@@ -25,9 +25,11 @@
 #include "crypto/hashes.h"
 #include "stun/message.h"
 #include "turnclient/client.h"
+#include "inbound_total.h"
 
 using namespace tgw;
 using namespace tgw::turnclient;
+using tgw::turnclient::test::inboundTotal;
 using stun::Class;
 using stun::Message;
 using stun::MessageBuilder;
@@ -41,13 +43,6 @@ void check(bool ok) {
 }
 
 SockAddr sa(const char* s) { return SockAddr::parse(s).value(); }
-
-uint64_t inboundTotal(const Counters& c) {
-  return c.authChallenges + c.staleNonces + c.successResponses + c.errorResponses + c.dataIndications +
-         c.channelDataReceived + c.droppedNotFromServer + c.droppedMalformed + c.droppedNotStunOrChannel +
-         c.droppedUnknownTransaction + c.droppedUnverified + c.droppedUnexpected + c.droppedUnknownChannel +
-         c.droppedNoPermission;
-}
 
 struct Harness {
   const SockAddr server = sa("198.18.0.10:3478");
