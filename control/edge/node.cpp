@@ -110,6 +110,10 @@ void Node::pumpRendezvous(std::vector<rendezvous::Datagram> out) {
   }
 }
 
+void Node::queueSends(candidates::CandidateSource& source) {
+  for (auto& d : source.takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+}
+
 void Node::checkRebinding(TimePoint now) {
   if (!relay_ || !relay_->allocated() || !stun_) return;
   const auto seen = stun_->mappedBy(relay_->socket(), relay_->server());
@@ -124,7 +128,7 @@ void Node::checkRebinding(TimePoint now) {
 void Node::pumpSources(TimePoint now) {
   checkRebinding(now);
   for (auto& s : sources_) {
-    for (auto& d : s->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+    queueSends(*s);
   }
   handleTurnEvents(now);
   sendCallMeMaybes(now);
@@ -134,7 +138,7 @@ void Node::bindRelay(Peer& peer, TimePoint now) {
   if (!relay_ || !relay_->allocated() || !peer.remoteRelayed) return;
   if (peer.channelGeneration == relay_->generation()) return;
   if (relay_->client().bindChannel(*peer.remoteRelayed, now)) peer.channelGeneration = relay_->generation();
-  for (auto& d : relay_->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+  queueSends(*relay_);
 }
 
 void Node::handleTurnEvents(TimePoint now) {
@@ -170,7 +174,7 @@ void Node::handleTurnEvents(TimePoint now) {
       }
     }
   }
-  for (auto& d : relay_->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+  queueSends(*relay_);
 }
 
 TimePoint Node::callMeMaybeDue(const Peer& peer) const {
@@ -306,7 +310,7 @@ void Node::sendOnPath(const dataplane::Path& path, std::vector<uint8_t> frame, T
     ++counters_.relaySendRefused;
     return;
   }
-  for (auto& d : relay_->takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+  queueSends(*relay_);
 }
 
 void Node::pumpEngine(TimePoint now) {

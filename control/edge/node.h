@@ -140,6 +140,7 @@ class Node {
   void checkRebinding(TimePoint now);
   void pumpEngine(TimePoint now);
   void pumpRendezvous(std::vector<rendezvous::Datagram> out);
+  void queueSends(candidates::CandidateSource& source);  // its datagrams go to sends_
   void handleTurnEvents(TimePoint now);
   void handleDisco(std::span<const uint8_t> frame, const SockAddr& from, const SockAddr& local, bool viaRelay,
                    bool viaRendezvous, TimePoint now);
