@@ -1,5 +1,7 @@
 #include "edge/node.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -12,13 +14,11 @@ namespace tgw::edge {
 
 namespace {
 
+// The data frame (xdp/include/tgw/frames.h's tgw_data_hdr, then the payload).
 std::vector<uint8_t> dataFrame(uint32_t flowId, std::span<const uint8_t> payload) {
+  const tgw_data_hdr h{TGW_FRAME_DATA, 0, 0, htonl(flowId)};
   std::vector<uint8_t> f(TGW_DATA_HLEN + payload.size());
-  f[0] = TGW_FRAME_DATA;
-  f[4] = static_cast<uint8_t>(flowId >> 24);
-  f[5] = static_cast<uint8_t>(flowId >> 16);
-  f[6] = static_cast<uint8_t>(flowId >> 8);
-  f[7] = static_cast<uint8_t>(flowId);
+  std::memcpy(f.data(), &h, sizeof h);
   std::copy(payload.begin(), payload.end(), f.begin() + TGW_DATA_HLEN);
   return f;
 }
@@ -264,11 +264,13 @@ void Node::handleDisco(std::span<const uint8_t> frame, const SockAddr& from, con
 }
 
 void Node::handleData(std::span<const uint8_t> frame, bool viaRelay) {
-  if (frame.size() < TGW_DATA_HLEN || frame[0] != TGW_FRAME_DATA || frame[1] != 0 || frame[2] != 0 || frame[3] != 0) {
+  tgw_data_hdr h{};
+  if (frame.size() >= sizeof h) std::memcpy(&h, frame.data(), sizeof h);
+  if (frame.size() < sizeof h || h.type != TGW_FRAME_DATA || h.flags != 0 || h.reserved != 0) {
     ++counters_.dataDroppedMalformed;
     return;
   }
-  const uint32_t flowId = (uint32_t{frame[4]} << 24) | (uint32_t{frame[5]} << 16) | (uint32_t{frame[6]} << 8) | frame[7];
+  const uint32_t flowId = ntohl(h.flow_id);
   if (!flowToPeer_.count(flowId)) {
     ++counters_.dataDroppedUnknownFlow;
     return;
