@@ -3,7 +3,6 @@
 // (control/edge) seals it with the node keys and puts it on the wire.
 #pragma once
 
-#include <array>
 #include <cstdint>
 
 #include "base/sockaddr.h"
@@ -20,7 +19,7 @@ using dataplane::PathKind;
 using PeerId = uint32_t;
 
 // A disco transaction id (ping -> pong), random per ping.
-using TxId = std::array<uint8_t, 12>;
+using disco::TxId;
 
 // Candidates are the ones CallMeMaybe carries (control/disco/message.h): one kind enum and
 // one struct for the engine, the candidate sources and the wire, so the edge maps nothing.
