@@ -28,7 +28,6 @@ namespace attr = stun::attr;
 constexpr uint8_t kProtoUdp = 17;                 // REQUESTED-TRANSPORT (RFC 8656 section 18.6)
 constexpr uint8_t kFamilyV4 = 0x01;               // REQUESTED-ADDRESS-FAMILY (section 18.8)
 constexpr uint8_t kFamilyV6 = 0x02;
-constexpr uint16_t kAddressErrorCode = 0x8001;    // ADDRESS-ERROR-CODE (section 18.13)
 constexpr uint16_t kAlgorithmMd5 = 0x0001;        // RFC 8489 section 18.5
 constexpr uint16_t kAlgorithmSha256 = 0x0002;
 // RFC 8489 section 9.2: a nonce starting with this cookie announces security features; the
@@ -667,7 +666,7 @@ struct Server::Impl {
       const std::string_view reason = stun::reasonPhrase(440);
       std::vector<uint8_t> v = {kFamilyV6, 0, 4, 40};
       v.insert(v.end(), reason.begin(), reason.end());
-      b.addRaw(kAddressErrorCode, v);
+      b.addRaw(attr::kAddressErrorCode, v);
     }
     b.addU32(attr::kLifetime, seconds(lifetime));
     b.addXorMappedAddress(ctx.from);
