@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -289,21 +290,30 @@ TEST(LabTeardown, ANewLabRemovesLabsOfDeadRunsOnly) {
 }
 
 TEST(LabTeardown, ASignalRemovesTheLab) {
-  // A child process builds a lab and is killed with SIGTERM, as a runner's timeout would.
+  // A child process builds a lab and is killed with SIGTERM, as a runner's timeout would. The
+  // child says on a pipe when the lab is complete, so the signal hits a built lab, not one
+  // still being made (whose `ip` commands could add a namespace after the cleanup ran).
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    close(ready[0]);
     cleanUpOnSignal();
     auto lab = Lab::fromDescription("relay; site a easy");
     if (!lab) _exit(3);
-    std::printf("ready\n");
-    std::fflush(stdout);
+    if (write(ready[1], "r", 1) != 1) _exit(5);
     pause();
     _exit(4);
   }
+  close(ready[1]);
   std::string prefix = "tl" + std::to_string(child);
-  bool built = waitFor([&] { return namespacesWithPrefix(prefix).size() == 4; }, 10s, 20ms);
-  EXPECT_TRUE(built);
+  pollfd pfd{ready[0], POLLIN, 0};
+  const bool built = poll(&pfd, 1, 30000) == 1;
+  char byte = 0;
+  EXPECT_TRUE(built && read(ready[0], &byte, 1) == 1) << "the child did not build its lab within 30 s";
+  close(ready[0]);
+  EXPECT_EQ(namespacesWithPrefix(prefix).size(), 4u);
   kill(child, SIGTERM);
   int status = 0;
   waitpid(child, &status, 0);

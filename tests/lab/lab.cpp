@@ -326,7 +326,10 @@ namespace {
 char gCleanupCommand[1024];
 
 void cleanupHandler(int sig) {
-  pid_t pid = fork();
+  // _Fork, not fork: fork() runs glibc's atfork handlers, which take locks the interrupted code
+  // may hold (a SIGTERM while the lab is still being built deadlocked here); _Fork is
+  // async-signal-safe (glibc 2.34).
+  pid_t pid = _Fork();
   if (pid == 0) {
     execl("/bin/sh", "sh", "-c", gCleanupCommand, static_cast<char*>(nullptr));
     _exit(127);
