@@ -17,13 +17,16 @@
 
 namespace tgw::dataplane {
 
-// A flow: a local UDP endpoint on the gateway that local applications send to, and the
-// application endpoint at the peer's site that it reaches (DESIGN.md, "edge"). `id` travels
-// in tgw's data header so the receiving edge knows which flow a datagram belongs to.
+// A flow: a local UDP endpoint on the gateway that local applications send to, joined to
+// the same flow at a peer's site (DESIGN.md, "edge"). `id` travels in tgw's data header so
+// the receiving edge knows which flow a datagram belongs to; both gateways' configs give
+// the flow the same id. Each gateway delivers the flow's datagrams from the peer to its own
+// `app`, as its own config says: a peer never chooses where on our network we send. The
+// application a flow reaches at the peer's site is therefore the peer's `app`.
 struct Flow {
   uint32_t id = 0;
-  SockAddr localEndpoint;  // where local applications send
-  SockAddr peerApp;        // the application at the peer's site
+  SockAddr localEndpoint;  // where local applications send; delivered datagrams come from here
+  SockAddr app;            // the local application the peer's datagrams are delivered to
 
   friend bool operator==(const Flow&, const Flow&) = default;
 };

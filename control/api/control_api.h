@@ -29,6 +29,11 @@ namespace tgw::api {
 
 using Json = nlohmann::json;
 using Handler = std::function<Result<Json>(const Json& args)>;
+// A command that answers later (e.g. `ping`, which waits for pongs): the handler starts the
+// work and calls `reply` exactly once, from the event loop, when the answer is known. The
+// connection stays open until then (or until the client goes away: reply is then a no-op).
+using Reply = std::function<void(Result<Json>)>;
+using AsyncHandler = std::function<void(const Json& args, Reply reply)>;
 
 inline constexpr size_t kMaxRequestBytes = 64 * 1024;  // a request is a command and a few arguments
 inline constexpr Duration kClientIdleTimeout = 5s;     // a connection that says nothing is closed
@@ -39,6 +44,7 @@ inline constexpr Duration kAcceptPause = 100ms;        // after accept() fails f
 class Dispatcher {
  public:
   void add(std::string cmd, std::string help, Handler handler);
+  void addAsync(std::string cmd, std::string help, AsyncHandler handler);  // (issue 5, api owner)
   std::string handleLine(std::string_view line) const;
   // {"cmd": help, ...} for the built-in "help" command.
   Json commands() const;

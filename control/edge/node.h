@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -53,6 +54,7 @@ inline constexpr Duration kCallMeMaybeRefresh = 30s;
 inline constexpr size_t kMaxLearnedLocal = 8;
 
 struct PeerConfig {
+  std::string name;  // as the config names it (logs, tgwctl)
   crypto::PublicKey key;
   std::vector<dataplane::Flow> flows;
 };

@@ -1,0 +1,67 @@
+// The edge role's shell (DESIGN.md "edge"): real UDP sockets (one per address family, on
+// the WAN interface's addresses) feeding the sans-I/O edge::Node (node.h), one libevent
+// timer following Node::nextDeadline(), and the edge's XDP fast path
+// (dataplane/edge_fastpath.h) as the Node's ForwardingTable. Discovery, keepalive, TURN
+// control and rendezvous go through the sockets; application data never does.
+//
+// Restart: with a pin directory the fast path's maps and program outlive tgwd; a starting
+// EdgeRole keeps the paths it finds for configured flows until the engine has chosen its
+// own, and removes entries of flows no longer configured.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "config/config.h"
+#include "dataplane/edge_fastpath.h"
+#include "edge/node.h"
+
+struct event_base;
+
+namespace tgw {
+
+// `tgwctl ping PEER`: every path of the peer pinged at once, and what came back.
+struct PingResult {
+  struct PathRtt {
+    dataplane::Path path;
+    std::optional<Duration> rtt;  // none: no pong within the timeout
+    bool active = false;          // the path the peer's flows take now
+  };
+  std::string peer;
+  std::vector<PathRtt> paths;
+};
+
+class EdgeRole {
+ public:
+  static Result<std::unique_ptr<EdgeRole>> create(event_base* base, const config::EdgeConfig& cfg);
+  ~EdgeRole();
+  EdgeRole(const EdgeRole&) = delete;
+  EdgeRole& operator=(const EdgeRole&) = delete;
+
+  const config::EdgeConfig& config() const;
+  const edge::Node& node() const;
+  // nullptr when the fast path is off (edge.xdp_mode = "off": tests only; data is dropped).
+  const dataplane::EdgeFastPath* fastPath() const;
+  // The config's name for a peer's key ("" if unknown) and back.
+  std::string peerName(const crypto::PublicKey& key) const;
+  std::optional<crypto::PublicKey> peerKey(std::string_view name) const;
+  // Pings every path of `peer` now; `done` runs once, from the event loop, when all paths
+  // answered or `timeout` passed.
+  Result<void> ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(PingResult)> done);
+  // Socket-level counters (datagrams in/out, errors), for `tgwctl stats`.
+  nlohmann::json socketStats() const;
+
+ private:
+  EdgeRole() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tgw

@@ -1,0 +1,96 @@
+// EdgeFastPath: the edge's XDP program (xdp/edge.bpf.c) and its maps, the BPF
+// implementation of the ForwardingTable the path engine writes to (forwarding_table.h).
+// Wire and map layouts: xdp/include/tgw/edge.h.
+//
+// Per packet, with no userspace involvement:
+//   - UDP to a flow's local endpoint (on the LAN interface, or the only interface): data
+//     header (and ChannelData on a relay path) pushed, IP/UDP rewritten for the flow's path,
+//     next hop by bpf_fib_lookup, out by XDP_TX or redirect.
+//   - A data frame (plain or inside ChannelData) to one of our WAN sockets: stripped and
+//     delivered to the flow's local application from the flow's local endpoint.
+//   - Everything else passes up to tgwd's sockets (STUN, TURN control, disco, rendezvous).
+//
+// Pinning: with Options::pinDir set, the maps are pinned there (bpffs is mounted at
+// /sys/fs/bpf if it is not) and the program stays attached when this object is destroyed
+// with keepAttached(): forwarding goes on while tgwd restarts. A later open() with the same
+// pinDir reuses the pinned maps (the entries survive) and replaces the attached program
+// atomically; pinnedEntries() then says what was found, for the daemon to reconcile.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/sockaddr.h"
+#include "dataplane/forwarding_table.h"
+#include "dataplane/stun_responder.h"  // CounterRow
+#include "dataplane/xdp_attachment.h"
+
+namespace tgw::dataplane {
+
+// Per-flow counters, summed over CPUs (struct tgw_edge_flow_stats).
+struct EdgeFlowCounters {
+  uint64_t outDirectPackets = 0, outDirectBytes = 0;
+  uint64_t outRelayPackets = 0, outRelayBytes = 0;
+  uint64_t inDirectPackets = 0, inDirectBytes = 0;
+  uint64_t inRelayPackets = 0, inRelayBytes = 0;
+  uint64_t dropNoPath = 0, dropTooBig = 0, dropOther = 0;
+};
+
+class EdgeFastPath final : public ForwardingTable {
+ public:
+  static constexpr uint32_t kDefaultMaxFlows = 4096;
+
+  struct Options {
+    std::string wanInterface;        // where our sockets' traffic arrives
+    std::string lanInterface;        // where local applications send; empty: wanInterface
+    AttachMode mode = AttachMode::Auto;
+    std::string pinDir;              // e.g. /sys/fs/bpf/tgw/edge; empty: no pinning
+    std::vector<SockAddr> sockets;   // our WAN sockets (concrete addresses, not wildcards)
+    uint32_t maxFlows = kDefaultMaxFlows;
+  };
+
+  // Loads (reusing pinned maps when present), attaches to the interface(s), fills the
+  // socket table. Fails with a message naming what and why.
+  static Result<std::unique_ptr<EdgeFastPath>> open(const Options& options);
+  ~EdgeFastPath() override;  // detaches unless keepAttached() was called
+  EdgeFastPath(const EdgeFastPath&) = delete;
+  EdgeFastPath& operator=(const EdgeFastPath&) = delete;
+
+  // Registers a flow (its local endpoint and application) with no path yet: its datagrams
+  // are dropped and counted (drop_no_path) until setPath(). Fails when full, when another
+  // flow has the same local endpoint, or on mixed families within local/app.
+  Result<void> addFlow(const Flow& flow);
+
+  // ForwardingTable. setPath adds the flow when it is not registered yet. One map update.
+  Result<void> setPath(const Flow& flow, const Path& path) override;
+  void removeFlow(uint32_t flowId) override;  // path NONE: the flow stays registered
+  std::optional<ForwardingEntry> lookup(uint32_t flowId) const override;
+
+  // Forgets a flow entirely (local endpoint, entry, counters slot).
+  void eraseFlow(uint32_t flowId);
+
+  // What the pinned maps held when open() found them (empty on a fresh start).
+  const std::vector<ForwardingEntry>& pinnedEntries() const { return pinned_; }
+
+  // The program stays attached and the maps pinned after destruction.
+  void keepAttached() { keep_ = true; }
+
+  std::optional<EdgeFlowCounters> flowCounters(uint32_t flowId) const;
+  std::vector<CounterRow> counters() const;  // per (family, verdict, reason)
+  int programFd() const;                     // BPF_PROG_TEST_RUN (tests, benchmarks)
+  std::vector<std::pair<std::string, AttachMode>> attachments() const;
+
+ private:
+  EdgeFastPath() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::vector<ForwardingEntry> pinned_;
+  bool keep_ = false;
+};
+
+}  // namespace tgw::dataplane
