@@ -39,6 +39,8 @@ class RelaySource final : public CandidateSource {
   const std::vector<Candidate>& candidates() const override { return list_; }
 
   turnclient::Client& client() { return *client_; }
+  // The client of the current allocation attempt; null before the first gather().
+  const turnclient::Client* clientIfStarted() const { return client_ ? &*client_ : nullptr; }
   bool allocated() const { return client_ && client_->state() == turnclient::Client::State::Allocated; }
   const SockAddr& socket() const { return socket_; }
   const SockAddr& server() const { return config_.server; }

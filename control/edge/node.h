@@ -122,6 +122,11 @@ class Node {
   const disco::Codec& codec() const { return codec_; }
   candidates::RelaySource* relay() { return relay_; }
   candidates::StunSource* stun() { return stun_; }
+  const candidates::RelaySource* relay() const { return relay_; }
+  const candidates::StunSource* stun() const { return stun_; }
+  // The configured peers (names, keys, flows), as given to the constructor (tgwctl).
+  const std::vector<PeerConfig>& peers() const { return config_.peers; }
+  const NodeConfig& config() const { return config_; }
   const rendezvous::Client* rendezvousClient() const { return rdv_ ? &*rdv_ : nullptr; }
 
  private:

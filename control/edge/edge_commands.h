@@ -1,0 +1,61 @@
+// The edge's control socket commands (issue 5; JSON contract in the edge config brief):
+//   peers  - each configured peer: name, key, active path, its RTT, relay and rendezvous state
+//   paths  - every candidate pair of every peer: kind, local, remote, candidate kind, state,
+//            last RTT, last pong age, and whether it carries the peer's flows now
+//   flows  - each flow: id, peer, local endpoint, app, current path, the fast path's counters
+//   ping   - pings every path of one peer now and answers when all answered or timed out
+// plus what `status` and `stats` add for the edge role.
+//
+// The JSON is built by the free functions below from plain inputs (a Node with the
+// config's peer names, an optional fast path, `now`), so unit tests build it over a Node in the simulated
+// network without a real EdgeRole; registerEdgeCommands() only feeds them from an EdgeRole.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/control_api.h"
+#include "base/clock.h"
+#include "dataplane/edge_fastpath.h"
+#include "edge/edge_role.h"
+#include "edge/node.h"
+#include "engine/peer_paths.h"
+
+namespace tgw {
+
+namespace edge {
+
+// A path is "active" (it carries the peer's flows), else "validated" (a pong within the
+// trust window), "failed" (pinged, no pong for kPingTimeout since the last ping, or its
+// last pong is older than the trust window), "probing" (a ping in flight), or "new".
+std::string_view pathState(const engine::PeerPaths::PathState& ps, bool active, TimePoint now);
+
+// {"kind": "direct"|"relay", "local": "ip:port", "remote": "ip:port"} (relay: plus
+// "peer_relayed" and "channel").
+nlohmann::json pathJson(const dataplane::Path& path);
+// The fast path's per-flow counters as the `flows` contract names them.
+nlohmann::json flowCountersJson(const dataplane::EdgeFlowCounters& c);
+
+// The three listings, over the peers (names, keys, flows) the Node was configured with;
+// `fastPath` may be null (xdp_mode off, tests): the counters are then null.
+nlohmann::json peersJson(const Node& node, TimePoint now);
+nlohmann::json pathsJson(const Node& node, TimePoint now);
+nlohmann::json flowsJson(const Node& node, const dataplane::EdgeFastPath* fastPath, TimePoint now);
+// The node's and its parts' counters (node, engine, disco codec, STUN source, TURN client,
+// rendezvous client), and its status (key, sockets, relay / rendezvous state, counts).
+nlohmann::json nodeStatsJson(const Node& node);
+nlohmann::json nodeStatusJson(const Node& node, TimePoint now);
+// `ping`'s answer: {"peer": name, "paths": [{path..., "rtt_ms": x | null, "active": bool}]}.
+nlohmann::json pingJson(const PingResult& r);
+
+}  // namespace edge
+
+// Adds peers, paths, flows and ping (async) to the dispatcher; `role` must outlive it.
+void registerEdgeCommands(api::Dispatcher& dispatcher, EdgeRole& role);
+// The edge's part of `status` and `stats` (the daemon merges them under "edge").
+nlohmann::json edgeStatus(const EdgeRole& role);
+nlohmann::json edgeStats(const EdgeRole& role);
+
+}  // namespace tgw
