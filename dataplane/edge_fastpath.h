@@ -15,6 +15,12 @@
 // with keepAttached(): forwarding goes on while tgwd restarts. A later open() with the same
 // pinDir reuses the pinned maps (the entries survive) and replaces the attached program
 // atomically; pinnedEntries() then says what was found, for the daemon to reconcile.
+// The program itself is not pinned: it is found on the interface (bpf_xdp_query, by its
+// name tgw_edge) and replaced there with XDP_FLAGS_REPLACE. A pinned map whose type or
+// sizes differ from this build's (another maxFlows, a newer layout) is refused with a
+// message saying to remove the pin directory (forwarding state is then lost).
+// Without keepAttached() the destructor detaches and removes the pins: a clean stop
+// leaves nothing behind.
 #pragma once
 
 #include <cstdint>
@@ -66,7 +72,13 @@ class EdgeFastPath final : public ForwardingTable {
   // flow has the same local endpoint, or on mixed families within local/app.
   Result<void> addFlow(const Flow& flow);
 
-  // ForwardingTable. setPath adds the flow when it is not registered yet. One map update.
+  // ForwardingTable. setPath adds the flow when it is not registered yet; for a registered
+  // flow it is one map update (the whole tgw_edge_flow: path, local side, stats slot,
+  // generation + 1). A changed local endpoint or app in `flow` is applied with it. A relay
+  // path with channel 0 (no channel bound yet) is written as RELAY channel 0: the program
+  // drops its datagrams, counted as drop_no_path (XDP builds no Send indications). Refused:
+  // flow id 0, port 0, mixed families within the path or within local/app (the two may
+  // differ from each other), a channel outside 0x4000..0x4FFF.
   Result<void> setPath(const Flow& flow, const Path& path) override;
   void removeFlow(uint32_t flowId) override;  // path NONE: the flow stays registered
   std::optional<ForwardingEntry> lookup(uint32_t flowId) const override;
@@ -74,8 +86,14 @@ class EdgeFastPath final : public ForwardingTable {
   // Forgets a flow entirely (local endpoint, entry, counters slot).
   void eraseFlow(uint32_t flowId);
 
-  // What the pinned maps held when open() found them (empty on a fresh start).
+  // What the pinned maps held when open() found them (empty on a fresh start): the flows
+  // that had a path. Registered flows without one are in flows() (lookup() says nullopt).
+  // A relay path's peerRelayed is kept in a pinned side map of our own
+  // (pinDir/tgw_edge_peer_relayed: the program never reads it).
   const std::vector<ForwardingEntry>& pinnedEntries() const { return pinned_; }
+
+  // Every registered flow (with or without a path), by id.
+  std::vector<Flow> flows() const;
 
   // The program stays attached and the maps pinned after destruction.
   void keepAttached() { keep_ = true; }

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <net/if.h>
 #include <xdp/libxdp.h>
@@ -195,7 +196,135 @@ Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attach(bpf_object* obj,
   return self;
 }
 
+namespace {
+
+__u32 modeFlag(AttachMode mode) {
+  return mode == AttachMode::Generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+}
+
+// The program attached to `ifindex` (either slot; the kernel allows only one mode at a time).
+struct Attached {
+  uint32_t id = 0;
+  AttachMode mode = AttachMode::Native;
+  std::string name;
+};
+
+Attached attachedProgram(int ifindex) {
+  Attached a;
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof(q);
+  if (bpf_xdp_query(ifindex, 0, &q) != 0) return a;
+  if (q.drv_prog_id != 0) {
+    a.id = q.drv_prog_id;
+  } else if (q.skb_prog_id != 0) {
+    a.id = q.skb_prog_id;
+    a.mode = AttachMode::Generic;
+  }
+  if (a.id == 0) return a;
+  const int fd = bpf_prog_get_fd_by_id(a.id);
+  if (fd < 0) return a;
+  bpf_prog_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) a.name = info.name;
+  close(fd);
+  return a;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attachReplacing(int progFd,
+                                                                      const std::string& progName,
+                                                                      const std::string& ifname,
+                                                                      AttachMode want) {
+  installLibraryLogging();
+  const std::string what = "xdp attach " + progName + " to " + ifname;
+  const unsigned ifindex = if_nametoindex(ifname.c_str());
+  if (ifindex == 0) return fail(what + ": no such interface: " + std::strerror(errno), errno);
+  const int index = static_cast<int>(ifindex);
+
+  std::unique_ptr<XdpAttachment> self(new XdpAttachment());
+  self->ifindex_ = index;
+  self->ifname_ = ifname;
+  self->progFd_ = fcntl(progFd, F_DUPFD_CLOEXEC, 0);
+  if (self->progFd_ < 0) return fail(what + ": dup: " + std::strerror(errno), errno);
+
+  const Attached old = attachedProgram(index);
+  if (old.id != 0 && old.name != progName.substr(0, BPF_OBJ_NAME_LEN - 1))
+    return fail(what + ": interface already has XDP program '" + old.name + "' (id " +
+                    std::to_string(old.id) + ", " + attachModeName(old.mode) +
+                    ") attached; detach it first",
+                EBUSY);
+
+  int err = 0;
+  AttachMode got = want == AttachMode::Auto ? AttachMode::Native : want;
+  if (old.id != 0) {
+    const int oldFd = bpf_prog_get_fd_by_id(old.id);
+    if (oldFd < 0) return fail(what + ": cannot open the attached program", errno);
+    if (want == AttachMode::Auto || want == old.mode) {
+      got = old.mode;
+      bpf_xdp_attach_opts opts{};
+      opts.sz = sizeof(opts);
+      opts.old_prog_fd = oldFd;
+      err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_REPLACE, &opts);
+    } else {
+      log::warn("xdp.replace.mode_change", {{"ifname", ifname}, {"prog", progName},
+                                            {"from", attachModeName(old.mode)},
+                                            {"to", attachModeName(got)},
+                                            {"gap", "detached first: not atomic"}});
+      bpf_xdp_attach_opts opts{};
+      opts.sz = sizeof(opts);
+      opts.old_prog_fd = oldFd;
+      err = bpf_xdp_detach(index, modeFlag(old.mode) | XDP_FLAGS_REPLACE, &opts);
+      if (err == 0)
+        err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                             nullptr);
+    }
+    close(oldFd);
+    if (err != 0)
+      return fail(what + " (" + attachModeName(got) + ", replacing id " +
+                      std::to_string(old.id) + "): " + std::strerror(-err),
+                  -err);
+    self->replacedId_ = old.id;
+  } else {
+    err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                         nullptr);
+    if (err != 0 && want == AttachMode::Auto) {
+      log::warn("xdp.attach.native_failed", {{"ifname", ifname}, {"prog", progName},
+                                             {"error", std::strerror(-err)},
+                                             {"fallback", "generic"}});
+      got = AttachMode::Generic;
+      err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                           nullptr);
+    }
+    if (err != 0)
+      return fail(what + " (" + attachModeName(got) + "): " + std::strerror(-err), -err);
+  }
+  self->mode_ = got;
+  log::info("xdp.attached", {{"ifname", ifname},
+                             {"prog", progName},
+                             {"mode", attachModeName(got)},
+                             {"replaced_id", std::to_string(self->replacedId_)}});
+  return self;
+}
+
 XdpAttachment::~XdpAttachment() {
+  if (progFd_ >= 0) {
+    if (!released_) {
+      // Only if it is still ours: XDP_FLAGS_REPLACE fails (EEXIST) when another program
+      // replaced it meanwhile (a newer tgwd).
+      bpf_xdp_attach_opts opts{};
+      opts.sz = sizeof(opts);
+      opts.old_prog_fd = progFd_;
+      if (int err = bpf_xdp_detach(ifindex_, modeFlag(mode_) | XDP_FLAGS_REPLACE, &opts); err != 0)
+        log::warn("xdp.detach.failed", {{"ifname", ifname_}, {"error", std::strerror(-err)}});
+      else
+        log::info("xdp.detached", {{"ifname", ifname_}});
+    } else {
+      log::info("xdp.kept_attached", {{"ifname", ifname_}});
+    }
+    close(progFd_);
+    return;
+  }
   if (prog_ == nullptr) return;
   if (int err = xdp_program__detach(prog_, ifindex_, toLibxdp(mode_), 0); err != 0)
     log::warn("xdp.detach.failed", {{"ifname", ifname_}, {"error", libxdpError(err)}});

@@ -7,6 +7,7 @@
 // already there. dispatcher() says which happened. The bpf_object must outlive the attachment.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,19 @@ class XdpAttachment {
   // Attaches program `progName` of the loaded `obj` to `ifname`.
   static Result<std::unique_ptr<XdpAttachment>> attach(bpf_object* obj, const std::string& progName,
                                                        const std::string& ifname, AttachMode want);
+  // Attaches the loaded program `progFd` (named `progName`) to `ifname` directly through
+  // netlink, without libxdp's dispatcher, so that it can outlive this process (release()).
+  // A program of the same name already there (left attached by a previous tgwd that kept
+  // it, or one that died) is replaced atomically: XDP_FLAGS_REPLACE with the old program's
+  // fd, so the interface never runs without a program; replacedId() names it. The old
+  // program's mode wins under Auto; an explicit other mode detaches it first (a short gap,
+  // logged). Any other program there: refused, naming it. A fresh attach uses
+  // XDP_FLAGS_UPDATE_IF_NOEXIST so a program that appears meanwhile is never clobbered.
+  // On destruction the program is detached only if it is still the one attached.
+  static Result<std::unique_ptr<XdpAttachment>> attachReplacing(int progFd,
+                                                                const std::string& progName,
+                                                                const std::string& ifname,
+                                                                AttachMode want);
   ~XdpAttachment();
   XdpAttachment(const XdpAttachment&) = delete;
   XdpAttachment& operator=(const XdpAttachment&) = delete;
@@ -36,6 +50,11 @@ class XdpAttachment {
   const std::string& ifname() const { return ifname_; }
   int ifindex() const { return ifindex_; }
   bool dispatcher() const { return dispatcher_; }
+  // The kernel id of the program this attach replaced (attachReplacing), 0 if none.
+  uint32_t replacedId() const { return replacedId_; }
+  // The program stays attached when this object is destroyed (attachReplacing only: a
+  // libxdp attachment is always detached).
+  void release() { released_ = true; }
 
  private:
   XdpAttachment() = default;
@@ -45,6 +64,9 @@ class XdpAttachment {
   std::string ifname_;
   AttachMode mode_ = AttachMode::Native;
   bool dispatcher_ = false;
+  int progFd_ = -1;  // attachReplacing: our dup of the program's fd
+  uint32_t replacedId_ = 0;
+  bool released_ = false;
 };
 
 // Routes libbpf's and libxdp's messages through tgw::log (once per process).

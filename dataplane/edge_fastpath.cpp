@@ -1,0 +1,611 @@
+#include "dataplane/edge_fastpath.h"
+
+#include <arpa/inet.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include "base/log.h"
+#include "dataplane/typed_map.h"
+#include "tgw/channel_data.h"
+#include "tgw/edge.h"
+#include "edge.skel.h"
+
+namespace tgw::dataplane {
+namespace {
+
+constexpr const char* kProgName = "tgw_edge";
+constexpr const char* kBpffsRoot = "/sys/fs/bpf";
+// Our own side map (never read by the program): a relay path's peerRelayed per flow, so
+// that pinnedEntries() gives back the whole Path after a restart.
+constexpr const char* kPeerRelayedMap = "tgw_edge_peer_relayed";
+// WAN sockets the table holds: one per role and family, and a few spare addresses.
+constexpr uint32_t kMaxSockets = 64;
+
+__u8 familyOf(const SockAddr& a) {
+  return static_cast<__u8>(a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6);
+}
+
+void copyAddr(__u8* out, const SockAddr& a) {
+  std::memset(out, 0, 16);
+  std::memcpy(out, a.ip().bytes(), a.ip().size());
+}
+
+tgw_edge_endpoint endpointOf(const SockAddr& a) {
+  tgw_edge_endpoint e{};
+  copyAddr(e.addr, a);
+  e.port = htons(a.port());
+  e.family = familyOf(a);
+  return e;
+}
+
+std::optional<SockAddr> sockAddrOf(__u8 family, const __u8* addr, __be16 port) {
+  if (family == TGW_FAMILY_IPV4) {
+    std::array<uint8_t, 4> b{};
+    std::memcpy(b.data(), addr, 4);
+    return SockAddr(IpAddr::v4(b), ntohs(port));
+  }
+  if (family == TGW_FAMILY_IPV6) {
+    std::array<uint8_t, 16> b{};
+    std::memcpy(b.data(), addr, 16);
+    return SockAddr(IpAddr::v6(b), ntohs(port));
+  }
+  return std::nullopt;
+}
+
+std::optional<SockAddr> sockAddrOf(const tgw_edge_endpoint& e) {
+  return sockAddrOf(e.family, e.addr, e.port);
+}
+
+// The map value for a flow and its path (nullopt: path NONE).
+tgw_edge_flow flowValueOf(const Flow& flow, const std::optional<Path>& path, uint32_t slot,
+                          uint32_t generation) {
+  tgw_edge_flow v{};
+  v.path_kind = TGW_EDGE_PATH_NONE;
+  if (path) {
+    v.path_kind = path->isRelay() ? TGW_EDGE_PATH_RELAY : TGW_EDGE_PATH_DIRECT;
+    v.path_family = familyOf(path->local);
+    v.channel = path->isRelay() ? htons(path->channel) : 0;
+    copyAddr(v.src, path->local);
+    copyAddr(v.dst, path->remote);
+    v.src_port = htons(path->local.port());
+    v.dst_port = htons(path->remote.port());
+  }
+  v.path_mtu = 0;
+  v.local_family = familyOf(flow.localEndpoint);
+  copyAddr(v.local, flow.localEndpoint);
+  copyAddr(v.app, flow.app);
+  v.local_port = htons(flow.localEndpoint.port());
+  v.app_port = htons(flow.app.port());
+  v.stats_slot = slot;
+  v.generation = generation;
+  return v;
+}
+
+Result<void> checkFlow(const Flow& flow) {
+  const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
+  if (flow.id == 0) return fail(where + "flow id 0 is reserved");
+  if (flow.localEndpoint.family() != flow.app.family())
+    return fail(where + "local endpoint " + flow.localEndpoint.toString() + " and app " +
+                flow.app.toString() + " are of different families");
+  if (flow.localEndpoint.port() == 0 || flow.app.port() == 0)
+    return fail(where + "port 0 in local endpoint or app");
+  return {};
+}
+
+Result<void> checkPath(uint32_t flowId, const Path& path) {
+  const std::string where = "edge fast path: flow " + std::to_string(flowId) + ": path ";
+  if (path.kind != PathKind::Direct && path.kind != PathKind::Relay)
+    return fail(where + "of unknown kind");
+  if (path.local.family() != path.remote.family())
+    return fail(where + path.local.toString() + " -> " + path.remote.toString() +
+                " mixes families");
+  if (path.local.port() == 0 || path.remote.port() == 0) return fail(where + "has port 0");
+  if (path.isRelay() && path.channel != 0 &&
+      (path.channel < TGW_CHANNEL_MIN || path.channel > TGW_CHANNEL_MAX))
+    return fail(where + "channel " + std::to_string(path.channel) +
+                " outside 0x4000..0x4FFF (RFC 8656 section 12)");
+  return {};
+}
+
+// Is `path` on a bpffs? Looks at the nearest existing ancestor.
+bool onBpffs(std::filesystem::path p) {
+  std::error_code ec;
+  while (!p.empty() && !std::filesystem::exists(p, ec)) p = p.parent_path();
+  struct statfs st {};
+  if (p.empty() || statfs(p.c_str(), &st) != 0) return false;
+  return static_cast<unsigned long>(st.f_type) == static_cast<unsigned long>(BPF_FS_MAGIC);
+}
+
+// Makes `dir` exist on a bpffs, mounting bpffs at /sys/fs/bpf when `dir` is below it and
+// nothing is mounted there (`ip netns exec` gives a fresh mount namespace without one).
+Result<void> preparePinDir(const std::string& dir) {
+  const std::filesystem::path p(dir);
+  const std::string root = kBpffsRoot;
+  const bool underRoot = dir == root || dir.rfind(root + "/", 0) == 0;
+  if (!onBpffs(p)) {
+    if (!underRoot)
+      return fail("edge fast path: pin dir " + dir +
+                  " is not on a bpffs (mount one there: mount -t bpf bpf DIR)");
+    if (!onBpffs(root)) {
+      if (mount("bpf", kBpffsRoot, "bpf", 0, "mode=0700") != 0)
+        return fail(std::string("edge fast path: mount bpffs at ") + kBpffsRoot + ": " +
+                        std::strerror(errno),
+                    errno);
+      log::info("xdp.edge.bpffs_mounted", {{"at", kBpffsRoot}});
+    }
+    if (!onBpffs(p)) return fail("edge fast path: pin dir " + dir + " is not on a bpffs");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(p, ec);
+  if (ec) return fail("edge fast path: create pin dir " + dir + ": " + ec.message());
+  return {};
+}
+
+const char* mapTypeName(__u32 type) {
+  switch (type) {
+    case BPF_MAP_TYPE_HASH: return "hash";
+    case BPF_MAP_TYPE_PERCPU_ARRAY: return "percpu_array";
+    case BPF_MAP_TYPE_ARRAY: return "array";
+    default: return "other";
+  }
+}
+
+// Refuses a pinned map that libbpf could not reuse, saying what differs and what to do.
+Result<bool> checkPinned(const bpf_map* map, const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return false;
+  const int fd = bpf_obj_get(path.c_str());
+  if (fd < 0)
+    return fail("edge fast path: pinned " + path + " cannot be opened: " + std::strerror(errno),
+                errno);
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  const int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
+  close(fd);
+  if (rc != 0) return fail("edge fast path: pinned " + path + " is not a map");
+  auto describe = [](__u32 type, __u32 key, __u32 value, __u32 entries, __u32 flags) {
+    return std::string(mapTypeName(type)) + " key " + std::to_string(key) + " value " +
+           std::to_string(value) + " max_entries " + std::to_string(entries) + " flags " +
+           std::to_string(flags);
+  };
+  if (info.type != static_cast<__u32>(bpf_map__type(map)) ||
+      info.key_size != bpf_map__key_size(map) || info.value_size != bpf_map__value_size(map) ||
+      info.max_entries != bpf_map__max_entries(map) ||
+      info.map_flags != static_cast<__u32>(bpf_map__map_flags(map)))
+    return fail("edge fast path: pinned map " + path + " is " +
+                describe(info.type, info.key_size, info.value_size, info.max_entries,
+                         info.map_flags) +
+                ", this build wants " +
+                describe(bpf_map__type(map), bpf_map__key_size(map), bpf_map__value_size(map),
+                         bpf_map__max_entries(map), bpf_map__map_flags(map)) +
+                " (another max_flows or layout): remove the pin directory (rm -r " +
+                std::filesystem::path(path).parent_path().string() +
+                ") to start afresh; forwarding state is lost");
+  return true;
+}
+
+template <typename K>
+std::vector<K> allKeys(int fd) {
+  std::vector<K> keys;
+  K key{}, next{};
+  const K* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  return keys;
+}
+
+}  // namespace
+
+struct EdgeFastPath::Impl {
+  struct Entry {
+    Flow flow;
+    std::optional<Path> path;
+    uint32_t slot = 0;
+    uint32_t generation = 0;
+  };
+
+  tgw_edge* skel = nullptr;
+  Options options;
+  std::vector<std::string> pins;  // pinned paths we own (removed on a clean stop)
+  TypedMap<tgw_edge_endpoint, tgw_edge_local> locals;
+  TypedMap<tgw_edge_endpoint, tgw_edge_socket> sockets;
+  TypedMap<__u32, tgw_edge_flow> flows;
+  TypedMap<__u32, tgw_edge_flow_stats> flowStats;
+  TypedMap<tgw_stats_key, tgw_stats_value> stats;
+  int peerRelayedFd = -1;  // pinned side map, or -1 without pinning
+  std::map<uint32_t, Entry> entries;
+  std::map<SockAddr, uint32_t> byLocal;
+  std::vector<uint32_t> freeSlots;  // popped from the back
+  std::vector<std::unique_ptr<XdpAttachment>> attachments;
+  bool opened = false;  // open() finished: only then may the destructor remove the pins
+
+  ~Impl() {
+    attachments.clear();  // before the skeleton's program goes
+    if (peerRelayedFd >= 0) close(peerRelayedFd);
+    if (skel != nullptr) tgw_edge__destroy(skel);
+  }
+
+  Result<void> zeroSlot(uint32_t slot) {
+    std::vector<tgw_edge_flow_stats> zeros(flowStats.possibleCpus());
+    if (bpf_map_update_elem(flowStats.fd(), &slot, zeros.data(), BPF_ANY) != 0)
+      return fail(std::string("edge fast path: zero stats slot: ") + std::strerror(errno), errno);
+    return {};
+  }
+
+  Result<void> writeFlow(const Entry& e) {
+    return flows.update(e.flow.id, flowValueOf(e.flow, e.path, e.slot, e.generation));
+  }
+
+  void writePeerRelayed(const Entry& e) {
+    if (peerRelayedFd < 0) return;
+    const __u32 id = e.flow.id;
+    if (e.path && e.path->isRelay()) {
+      const tgw_edge_endpoint v = endpointOf(e.path->peerRelayed);
+      if (bpf_map_update_elem(peerRelayedFd, &id, &v, BPF_ANY) != 0)
+        log::warn("xdp.edge.peer_relayed_write", {{"flow", std::to_string(id)},
+                                                  {"error", std::strerror(errno)}});
+    } else {
+      bpf_map_delete_elem(peerRelayedFd, &id);
+    }
+  }
+
+  // Registers or updates a flow with `path` (nullopt: none). New flows: the entry first,
+  // then the local endpoint key, so a packet that finds the key always finds the entry.
+  Result<void> put(const Flow& flow, const std::optional<Path>& path) {
+    if (auto ok = checkFlow(flow); !ok) return ok;
+    if (path)
+      if (auto ok = checkPath(flow.id, *path); !ok) return ok;
+    const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
+    auto owner = byLocal.find(flow.localEndpoint);
+    if (owner != byLocal.end() && owner->second != flow.id)
+      return fail(where + "local endpoint " + flow.localEndpoint.toString() +
+                  " already belongs to flow " + std::to_string(owner->second));
+    auto it = entries.find(flow.id);
+    if (it == entries.end()) {
+      if (freeSlots.empty())
+        return fail(where + "table full (" + std::to_string(options.maxFlows) + " flows)");
+      Entry e{flow, path, freeSlots.back(), 1};
+      if (auto ok = zeroSlot(e.slot); !ok) return ok;
+      if (auto ok = writeFlow(e); !ok) return fail(where + ok.error().message);
+      const tgw_edge_local local{flow.id};
+      if (auto ok = locals.update(endpointOf(flow.localEndpoint), local); !ok) {
+        (void)flows.erase(flow.id);
+        return fail(where + ok.error().message);
+      }
+      freeSlots.pop_back();
+      writePeerRelayed(e);
+      byLocal[flow.localEndpoint] = flow.id;
+      entries.emplace(flow.id, e);
+      return {};
+    }
+    Entry e = it->second;
+    const SockAddr oldLocal = e.flow.localEndpoint;
+    e.flow = flow;
+    e.path = path;
+    e.generation++;
+    const bool moved = oldLocal != flow.localEndpoint;
+    if (moved) {
+      const tgw_edge_local local{flow.id};
+      if (auto ok = locals.update(endpointOf(flow.localEndpoint), local); !ok)
+        return fail(where + ok.error().message);
+    }
+    if (auto ok = writeFlow(e); !ok) {
+      if (moved) (void)locals.erase(endpointOf(flow.localEndpoint));
+      return fail(where + ok.error().message);
+    }
+    if (moved) {
+      (void)locals.erase(endpointOf(oldLocal));
+      byLocal.erase(oldLocal);
+      byLocal[flow.localEndpoint] = flow.id;
+    }
+    writePeerRelayed(e);
+    it->second = e;
+    return {};
+  }
+
+  Result<void> fillSockets() {
+    for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(sockets.fd()))
+      (void)sockets.erase(k);
+    std::set<SockAddr> seen;
+    for (const SockAddr& s : options.sockets) {
+      if (s.ip().isUnspecified() || s.port() == 0)
+        return fail("edge fast path: socket " + s.toString() +
+                    " is not a concrete address and port");
+      if (!seen.insert(s).second)
+        return fail("edge fast path: socket " + s.toString() + " listed twice");
+      if (auto ok = sockets.update(endpointOf(s), tgw_edge_socket{0}); !ok)
+        return fail("edge fast path: sockets: " + ok.error().message);
+    }
+    return {};
+  }
+
+  // Reads what pinned maps held back into the shadow, making the maps agree with each other
+  // (a local endpoint key without its flow, or pointing elsewhere, is removed; a missing one
+  // is restored; a bad or shared stats slot is replaced by a fresh one).
+  std::vector<ForwardingEntry> readBack() {
+    std::vector<ForwardingEntry> found;
+    std::set<uint32_t> usedSlots;
+    std::vector<uint32_t> needSlot;
+    for (const __u32 id : allKeys<__u32>(flows.fd())) {
+      auto v = flows.lookup(id);
+      if (!v) continue;
+      auto local = sockAddrOf(v->local_family, v->local, v->local_port);
+      auto app = sockAddrOf(v->local_family, v->app, v->app_port);
+      Entry e;
+      if (id == 0 || !local || !app || byLocal.count(*local)) {
+        log::warn("xdp.edge.pinned_flow_dropped", {{"flow", std::to_string(id)},
+                                                   {"why", "unreadable or duplicate local"}});
+        (void)flows.erase(id);
+        continue;
+      }
+      e.flow = Flow{id, *local, *app};
+      e.generation = v->generation;
+      e.slot = v->stats_slot;
+      if (v->path_kind == TGW_EDGE_PATH_DIRECT || v->path_kind == TGW_EDGE_PATH_RELAY) {
+        auto src = sockAddrOf(v->path_family, v->src, v->src_port);
+        auto dst = sockAddrOf(v->path_family, v->dst, v->dst_port);
+        if (src && dst) {
+          Path p;
+          p.kind = v->path_kind == TGW_EDGE_PATH_RELAY ? PathKind::Relay : PathKind::Direct;
+          p.local = *src;
+          p.remote = *dst;
+          if (p.isRelay()) {
+            p.channel = ntohs(v->channel);
+            tgw_edge_endpoint pr{};
+            if (peerRelayedFd >= 0 && bpf_map_lookup_elem(peerRelayedFd, &id, &pr) == 0)
+              if (auto a = sockAddrOf(pr)) p.peerRelayed = *a;
+          }
+          e.path = p;
+        }
+      }
+      if (e.slot >= options.maxFlows || !usedSlots.insert(e.slot).second) needSlot.push_back(id);
+      byLocal[e.flow.localEndpoint] = id;
+      entries.emplace(id, e);
+    }
+    freeSlots.clear();
+    for (uint32_t s = options.maxFlows; s-- > 0;)
+      if (!usedSlots.count(s)) freeSlots.push_back(s);
+    for (uint32_t id : needSlot) {
+      Entry& e = entries[id];
+      e.slot = freeSlots.back();
+      freeSlots.pop_back();
+      (void)zeroSlot(e.slot);
+      (void)writeFlow(e);
+    }
+    for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(locals.fd())) {
+      auto v = locals.lookup(k);
+      auto a = sockAddrOf(k);
+      if (!v || !a || byLocal.count(*a) == 0 || byLocal[*a] != v->flow_id) (void)locals.erase(k);
+    }
+    for (const auto& [local, id] : byLocal)
+      (void)locals.update(endpointOf(local), tgw_edge_local{id});
+    if (peerRelayedFd >= 0)
+      for (const __u32 id : allKeys<__u32>(peerRelayedFd))
+        if (!entries.count(id) || !entries[id].path || !entries[id].path->isRelay())
+          bpf_map_delete_elem(peerRelayedFd, &id);
+    for (const auto& [id, e] : entries)
+      if (e.path) found.push_back(ForwardingEntry{e.flow, *e.path});
+    return found;
+  }
+
+  Result<void> openPeerRelayed(const std::string& dir) {
+    const std::string path = dir + "/" + kPeerRelayedMap;
+    int fd = bpf_obj_get(path.c_str());
+    if (fd >= 0) {
+      bpf_map_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.type != BPF_MAP_TYPE_HASH ||
+          info.key_size != sizeof(__u32) || info.value_size != sizeof(tgw_edge_endpoint) ||
+          info.max_entries != options.maxFlows) {
+        close(fd);
+        return fail("edge fast path: pinned map " + path +
+                    " differs from this build's: remove the pin directory (rm -r " + dir +
+                    ") to start afresh; forwarding state is lost");
+      }
+    } else {
+      fd = bpf_map_create(BPF_MAP_TYPE_HASH, kPeerRelayedMap, sizeof(__u32),
+                          sizeof(tgw_edge_endpoint), options.maxFlows, nullptr);
+      if (fd < 0)
+        return fail(std::string("edge fast path: create ") + kPeerRelayedMap + ": " +
+                        std::strerror(errno),
+                    errno);
+      if (bpf_obj_pin(fd, path.c_str()) != 0) {
+        const int err = errno;
+        close(fd);
+        return fail("edge fast path: pin " + path + ": " + std::strerror(err), err);
+      }
+    }
+    peerRelayedFd = fd;
+    pins.push_back(path);
+    return {};
+  }
+};
+
+Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options) {
+  if (options.wanInterface.empty()) return fail("edge fast path: no WAN interface");
+  if (options.maxFlows == 0) return fail("edge fast path: max flows 0");
+  if (options.sockets.size() > kMaxSockets)
+    return fail("edge fast path: at most " + std::to_string(kMaxSockets) + " sockets");
+
+  installLibraryLogging();
+  std::unique_ptr<EdgeFastPath> self(new EdgeFastPath());
+  self->impl_ = std::make_unique<Impl>();
+  Impl& impl = *self->impl_;
+  impl.options = options;
+  impl.skel = tgw_edge__open();
+  if (impl.skel == nullptr)
+    return fail(std::string("edge fast path: open skeleton: ") + std::strerror(errno), errno);
+  auto& maps = impl.skel->maps;
+  for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_flows, maps.tgw_edge_flow_stats})
+    bpf_map__set_max_entries(m, options.maxFlows);
+  bpf_map__set_max_entries(maps.tgw_edge_sockets, kMaxSockets);
+
+  bool reused = false;
+  if (!options.pinDir.empty()) {
+    if (auto ok = preparePinDir(options.pinDir); !ok) return Unexpected<Error>{ok.error()};
+    for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_sockets, maps.tgw_edge_flows,
+                       maps.tgw_edge_flow_stats, maps.tgw_stats}) {
+      const std::string path = options.pinDir + "/" + bpf_map__name(m);
+      auto found = checkPinned(m, path);
+      if (!found) return Unexpected<Error>{found.error()};
+      if (*found && m == maps.tgw_edge_flows) reused = true;
+      // libbpf reuses a compatible pinned map and pins the others after load.
+      if (int err = bpf_map__set_pin_path(m, path.c_str()); err != 0)
+        return fail("edge fast path: pin path " + path + ": " + std::strerror(-err), -err);
+      impl.pins.push_back(path);
+    }
+  }
+  if (int err = tgw_edge__load(impl.skel); err != 0)
+    return fail(std::string("edge fast path: load (needs root / CAP_BPF): ") +
+                    std::strerror(-err),
+                -err);
+
+  auto bindAll = [&]() -> Result<void> {
+    auto l = TypedMap<tgw_edge_endpoint, tgw_edge_local>::bind(maps.tgw_edge_locals);
+    if (!l) return Unexpected<Error>{l.error()};
+    impl.locals = *l;
+    auto s = TypedMap<tgw_edge_endpoint, tgw_edge_socket>::bind(maps.tgw_edge_sockets);
+    if (!s) return Unexpected<Error>{s.error()};
+    impl.sockets = *s;
+    auto f = TypedMap<__u32, tgw_edge_flow>::bind(maps.tgw_edge_flows);
+    if (!f) return Unexpected<Error>{f.error()};
+    impl.flows = *f;
+    auto fs = TypedMap<__u32, tgw_edge_flow_stats>::bind(maps.tgw_edge_flow_stats);
+    if (!fs) return Unexpected<Error>{fs.error()};
+    impl.flowStats = *fs;
+    auto st = StunResponder::bindStats(maps.tgw_stats);
+    if (!st) return Unexpected<Error>{st.error()};
+    impl.stats = *st;
+    return {};
+  };
+  if (auto ok = bindAll(); !ok) return fail("edge fast path: " + ok.error().message);
+  if (!options.pinDir.empty())
+    if (auto ok = impl.openPeerRelayed(options.pinDir); !ok) return Unexpected<Error>{ok.error()};
+
+  if (reused) {
+    self->pinned_ = impl.readBack();
+  } else {
+    for (uint32_t s = options.maxFlows; s-- > 0;) impl.freeSlots.push_back(s);
+  }
+  if (auto ok = impl.fillSockets(); !ok) return Unexpected<Error>{ok.error()};
+
+  std::vector<std::string> ifaces{options.wanInterface};
+  if (!options.lanInterface.empty() && options.lanInterface != options.wanInterface)
+    ifaces.push_back(options.lanInterface);
+  for (const std::string& ifname : ifaces) {
+    auto attached = XdpAttachment::attachReplacing(self->programFd(), kProgName, ifname,
+                                                   options.mode);
+    if (!attached) return fail("edge fast path: " + attached.error().message);
+    impl.attachments.push_back(std::move(*attached));
+  }
+  impl.opened = true;
+  log::info("xdp.edge.loaded", {{"wan", options.wanInterface},
+                                {"lan", ifaces.back()},
+                                {"pin_dir", options.pinDir},
+                                {"max_flows", std::to_string(options.maxFlows)},
+                                {"pinned_flows", std::to_string(impl.entries.size())},
+                                {"prog_fd", std::to_string(self->programFd())}});
+  return self;
+}
+
+EdgeFastPath::~EdgeFastPath() {
+  if (!impl_) return;
+  if (keep_) {
+    for (auto& a : impl_->attachments) a->release();
+  } else if (impl_->opened) {
+    impl_->attachments.clear();  // detached first: nothing uses the maps when unpinned
+    for (const std::string& pin : impl_->pins) unlink(pin.c_str());
+    if (!impl_->options.pinDir.empty()) rmdir(impl_->options.pinDir.c_str());
+  }
+  impl_.reset();
+}
+
+Result<void> EdgeFastPath::addFlow(const Flow& flow) {
+  auto it = impl_->entries.find(flow.id);
+  return impl_->put(flow, it == impl_->entries.end() ? std::nullopt : it->second.path);
+}
+
+Result<void> EdgeFastPath::setPath(const Flow& flow, const Path& path) {
+  return impl_->put(flow, path);
+}
+
+void EdgeFastPath::removeFlow(uint32_t flowId) {
+  auto it = impl_->entries.find(flowId);
+  if (it == impl_->entries.end() || !it->second.path) return;
+  if (auto ok = impl_->put(it->second.flow, std::nullopt); !ok)
+    log::warn("xdp.edge.remove_failed", {{"flow", std::to_string(flowId)},
+                                         {"error", ok.error().message}});
+}
+
+std::optional<ForwardingEntry> EdgeFastPath::lookup(uint32_t flowId) const {
+  auto it = impl_->entries.find(flowId);
+  if (it == impl_->entries.end() || !it->second.path) return std::nullopt;
+  return ForwardingEntry{it->second.flow, *it->second.path};
+}
+
+void EdgeFastPath::eraseFlow(uint32_t flowId) {
+  auto it = impl_->entries.find(flowId);
+  if (it == impl_->entries.end()) return;
+  const Impl::Entry e = it->second;
+  // The local endpoint first: no new packet is then classified to the flow.
+  (void)impl_->locals.erase(endpointOf(e.flow.localEndpoint));
+  (void)impl_->flows.erase(flowId);
+  if (impl_->peerRelayedFd >= 0) bpf_map_delete_elem(impl_->peerRelayedFd, &flowId);
+  impl_->byLocal.erase(e.flow.localEndpoint);
+  impl_->freeSlots.push_back(e.slot);
+  impl_->entries.erase(it);
+}
+
+std::vector<Flow> EdgeFastPath::flows() const {
+  std::vector<Flow> out;
+  for (const auto& [id, e] : impl_->entries) out.push_back(e.flow);
+  return out;
+}
+
+std::optional<EdgeFlowCounters> EdgeFastPath::flowCounters(uint32_t flowId) const {
+  auto it = impl_->entries.find(flowId);
+  if (it == impl_->entries.end()) return std::nullopt;
+  auto perCpu = impl_->flowStats.lookupPerCpu(it->second.slot);
+  if (!perCpu) return std::nullopt;
+  EdgeFlowCounters c;
+  for (const tgw_edge_flow_stats& v : *perCpu) {
+    c.outDirectPackets += v.out_direct_packets;
+    c.outDirectBytes += v.out_direct_bytes;
+    c.outRelayPackets += v.out_relay_packets;
+    c.outRelayBytes += v.out_relay_bytes;
+    c.inDirectPackets += v.in_direct_packets;
+    c.inDirectBytes += v.in_direct_bytes;
+    c.inRelayPackets += v.in_relay_packets;
+    c.inRelayBytes += v.in_relay_bytes;
+    c.dropNoPath += v.drop_no_path;
+    c.dropTooBig += v.drop_too_big;
+    c.dropOther += v.drop_other;
+  }
+  return c;
+}
+
+std::vector<CounterRow> EdgeFastPath::counters() const {
+  return StunResponder::readCounters(impl_->stats);
+}
+
+int EdgeFastPath::programFd() const { return bpf_program__fd(impl_->skel->progs.tgw_edge); }
+
+std::vector<std::pair<std::string, AttachMode>> EdgeFastPath::attachments() const {
+  std::vector<std::pair<std::string, AttachMode>> out;
+  for (const auto& a : impl_->attachments) out.emplace_back(a->ifname(), a->mode());
+  return out;
+}
+
+}  // namespace tgw::dataplane
