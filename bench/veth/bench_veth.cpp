@@ -67,11 +67,15 @@
 #include "stun/message.h"
 #include "tests/bpf/packet_builder.h"
 #include "tgw_procs.h"
+#include "veth_util.h"
 
 namespace {
 
 using namespace tgw::lab;
 using Clock = std::chrono::steady_clock;
+using tgw::bench::cpuSeconds;
+using tgw::bench::kernelThreads;
+using tgw::bench::parseMac;
 
 constexpr size_t kFrameLen = 62;  // Ethernet + IPv4 + UDP + a STUN header, no attributes
 constexpr int kGeneratorCpu = 0;
@@ -97,14 +101,6 @@ const char* const kTurnRealm = "tgw.bench";
 tgw::SockAddr turnClient() { return *tgw::SockAddr::parse("198.18.0.1:40000"); }
 tgw::SockAddr turnServer() { return *tgw::SockAddr::parse("198.18.0.10:3478"); }
 tgw::SockAddr turnPeer() { return *tgw::SockAddr::parse("198.18.0.1:7000"); }
-
-std::array<uint8_t, 6> parseMac(const std::string& text) {
-  std::array<uint8_t, 6> mac{};
-  unsigned v[6] = {};
-  std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
-  for (int i = 0; i < 6; ++i) mac[i] = static_cast<uint8_t>(v[i]);
-  return mac;
-}
 
 // A bare Binding request from 198.18.0.1:40000 to 198.18.0.10:3478 (UDP checksum 0: none).
 std::vector<uint8_t> requestFrame(const std::array<uint8_t, 6>& src, const std::array<uint8_t, 6>& dst) {
@@ -219,47 +215,6 @@ tgw::Result<Process*> startTurnRelay(Lab& lab, const Host& host) {
   if (!lab.waitUdpBound(host.netns, 3478, 10s) || !(*p)->running())
     return tgw::fail("turnserver did not bind UDP port 3478:\n" + (*p)->log());
   return p;
-}
-
-std::map<pid_t, std::string> kernelThreads(const std::string& prefix) {
-  std::map<pid_t, std::string> out;
-  DIR* proc = opendir("/proc");
-  if (!proc) return out;
-  while (dirent* e = readdir(proc)) {
-    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (pid <= 0) continue;
-    std::ifstream in(std::string("/proc/") + e->d_name + "/comm");
-    std::string comm;
-    std::getline(in, comm);
-    if (comm.rfind(prefix, 0) == 0) out[pid] = comm;
-  }
-  closedir(proc);
-  return out;
-}
-
-// CPU time (user + system) of every task of `pids`, in seconds.
-double cpuSeconds(const std::vector<pid_t>& pids) {
-  static const double kTick = static_cast<double>(sysconf(_SC_CLK_TCK));
-  uint64_t ticks = 0;
-  for (pid_t pid : pids) {
-    std::string base = "/proc/" + std::to_string(pid) + "/task";
-    DIR* dir = opendir(base.c_str());
-    if (!dir) continue;
-    while (dirent* e = readdir(dir)) {
-      if (e->d_name[0] == '.') continue;
-      std::ifstream in(base + "/" + e->d_name + "/stat");
-      std::string line;
-      std::getline(in, line);
-      auto close = line.rfind(')');
-      if (close == std::string::npos) continue;
-      std::istringstream fields(line.substr(close + 2));
-      std::vector<std::string> f;
-      for (std::string w; fields >> w;) f.push_back(w);
-      if (f.size() > 12) ticks += std::stoull(f[11]) + std::stoull(f[12]);  // utime, stime
-    }
-    closedir(dir);
-  }
-  return static_cast<double>(ticks) / kTick;
 }
 
 // One measurement: responses per second, the generator's offered rate, and the CPU time the
