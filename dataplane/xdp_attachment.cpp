@@ -15,6 +15,7 @@
 #include <mutex>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/log.h"
 
 namespace tgw::dataplane {
@@ -242,11 +243,8 @@ Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attachReplacing(int progFd
   if (ifindex == 0) return fail(what + ": no such interface: " + std::strerror(errno), errno);
   const int index = static_cast<int>(ifindex);
 
-  std::unique_ptr<XdpAttachment> self(new XdpAttachment());
-  self->ifindex_ = index;
-  self->ifname_ = ifname;
-  self->progFd_ = fcntl(progFd, F_DUPFD_CLOEXEC, 0);
-  if (self->progFd_ < 0) return fail(what + ": dup: " + std::strerror(errno), errno);
+  UniqueFd fd(fcntl(progFd, F_DUPFD_CLOEXEC, 0));
+  if (!fd.valid()) return fail(what + ": dup: " + std::strerror(errno), errno);
 
   const Attached old = attachedProgram(index);
   if (old.id != 0 && old.name != progName.substr(0, BPF_OBJ_NAME_LEN - 1))
@@ -265,7 +263,7 @@ Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attachReplacing(int progFd
       bpf_xdp_attach_opts opts{};
       opts.sz = sizeof(opts);
       opts.old_prog_fd = oldFd;
-      err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_REPLACE, &opts);
+      err = bpf_xdp_attach(index, fd.get(), modeFlag(got) | XDP_FLAGS_REPLACE, &opts);
     } else {
       log::warn("xdp.replace.mode_change", {{"ifname", ifname}, {"prog", progName},
                                             {"from", attachModeName(old.mode)},
@@ -276,7 +274,7 @@ Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attachReplacing(int progFd
       opts.old_prog_fd = oldFd;
       err = bpf_xdp_detach(index, modeFlag(old.mode) | XDP_FLAGS_REPLACE, &opts);
       if (err == 0)
-        err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
+        err = bpf_xdp_attach(index, fd.get(), modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
                              nullptr);
     }
     close(oldFd);
@@ -284,21 +282,26 @@ Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attachReplacing(int progFd
       return fail(what + " (" + attachModeName(got) + ", replacing id " +
                       std::to_string(old.id) + "): " + std::strerror(-err),
                   -err);
-    self->replacedId_ = old.id;
   } else {
-    err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
+    err = bpf_xdp_attach(index, fd.get(), modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
                          nullptr);
     if (err != 0 && want == AttachMode::Auto) {
       log::warn("xdp.attach.native_failed", {{"ifname", ifname}, {"prog", progName},
                                              {"error", std::strerror(-err)},
                                              {"fallback", "generic"}});
       got = AttachMode::Generic;
-      err = bpf_xdp_attach(index, self->progFd_, modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
+      err = bpf_xdp_attach(index, fd.get(), modeFlag(got) | XDP_FLAGS_UPDATE_IF_NOEXIST,
                            nullptr);
     }
     if (err != 0)
       return fail(what + " (" + attachModeName(got) + "): " + std::strerror(-err), -err);
   }
+  // Only now does an object exist whose destructor detaches.
+  std::unique_ptr<XdpAttachment> self(new XdpAttachment());
+  self->ifindex_ = index;
+  self->ifname_ = ifname;
+  self->progFd_ = fd.release();
+  self->replacedId_ = old.id;
   self->mode_ = got;
   log::info("xdp.attached", {{"ifname", ifname},
                              {"prog", progName},

@@ -1,0 +1,522 @@
+// EdgeFastPath (dataplane/edge_fastpath.h): the BPF ForwardingTable's map contents, its
+// refusals, pinning across a restart with the program kept attached and then replaced, and
+// the clean stop. The process moves into its own network and mount namespaces (unshare):
+// the veth pairs and every bpffs it mounts vanish with it, nothing outside is touched. The
+// maps are read back directly from their pins (bpf_obj_get), not through the class.
+// Needs root; skips otherwise.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "dataplane/edge_fastpath.h"
+#include "dataplane/nop_programs.h"
+#include "tests/bpf/packet_builder.h"
+#include "tests/bpf/test_run.h"
+#include "tgw/edge.h"
+
+namespace tgw::dataplane {
+namespace {
+
+constexpr const char* kWan = "tgwew0";     // WAN side (its peer tgwew1)
+constexpr const char* kLan = "tgwel0";     // LAN side (its peer tgwel1)
+constexpr const char* kBpffs = "/tmp/tgw-edgeplane-bpffs";  // our own bpffs mount
+
+bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+
+SockAddr addr(const char* text) {
+  auto a = SockAddr::parse(text);
+  EXPECT_TRUE(a.ok()) << text;
+  return a.ok() ? *a : SockAddr{};
+}
+
+// The id of the XDP program on `ifname` (either mode), 0 if none.
+uint32_t attachedId(const char* ifname) {
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof(q);
+  if (bpf_xdp_query(static_cast<int>(if_nametoindex(ifname)), 0, &q) != 0) return 0;
+  return q.drv_prog_id != 0 ? q.drv_prog_id : q.skb_prog_id;
+}
+
+uint32_t progId(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+bool isBpffs(const std::string& path) {
+  struct statfs st {};
+  return statfs(path.c_str(), &st) == 0 &&
+         static_cast<unsigned long>(st.f_type) == static_cast<unsigned long>(BPF_FS_MAGIC);
+}
+
+// A pinned map opened for reading by the test.
+struct Pinned {
+  explicit Pinned(const std::string& path) : fd(bpf_obj_get(path.c_str())) {}
+  ~Pinned() {
+    if (fd >= 0) close(fd);
+  }
+  Pinned(const Pinned&) = delete;
+  Pinned& operator=(const Pinned&) = delete;
+  int fd;
+};
+
+// tgw_edge_flow as the program must see it, written out field by field.
+tgw_edge_flow expectedFlow(const Flow& f, const std::optional<Path>& p, uint32_t slot,
+                           uint32_t generation) {
+  tgw_edge_flow v;
+  std::memset(&v, 0, sizeof v);
+  auto put = [](__u8* out, const SockAddr& a) {
+    std::memcpy(out, a.ip().bytes(), a.isV4() ? 4 : 16);
+  };
+  if (p) {
+    v.path_kind = p->isDirect() ? TGW_EDGE_PATH_DIRECT : TGW_EDGE_PATH_RELAY;
+    v.path_family = p->local.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6;
+    v.channel = p->isRelay() ? htons(p->channel) : 0;
+    put(v.src, p->local);
+    put(v.dst, p->remote);
+    v.src_port = htons(p->local.port());
+    v.dst_port = htons(p->remote.port());
+  }
+  v.local_family = f.localEndpoint.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6;
+  put(v.local, f.localEndpoint);
+  put(v.app, f.app);
+  v.local_port = htons(f.localEndpoint.port());
+  v.app_port = htons(f.app.port());
+  v.stats_slot = slot;
+  v.generation = generation;
+  return v;
+}
+
+tgw_edge_endpoint endpointKey(const SockAddr& a) {
+  tgw_edge_endpoint k;
+  std::memset(&k, 0, sizeof k);
+  std::memcpy(k.addr, a.ip().bytes(), a.isV4() ? 4 : 16);
+  k.port = htons(a.port());
+  k.family = a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6;
+  return k;
+}
+
+std::string describe(const tgw_edge_flow& v) {
+  return testing::hex(testing::Bytes(reinterpret_cast<const uint8_t*>(&v),
+                                     reinterpret_cast<const uint8_t*>(&v) + sizeof v));
+}
+
+class EdgeFastPathTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
+      setupError_ = "cannot unshare network and mount namespaces";
+      return;
+    }
+    // Our mounts stay ours.
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      setupError_ = "cannot make / private in the new mount namespace";
+      return;
+    }
+    std::filesystem::create_directories(kBpffs);
+    if (mount("bpf", kBpffs, "bpf", 0, "mode=0700") != 0) {
+      setupError_ = "cannot mount a bpffs";
+      return;
+    }
+    if (!sh(std::string("ip link add ") + kWan + " type veth peer name tgwew1") ||
+        !sh(std::string("ip link add ") + kLan + " type veth peer name tgwel1") ||
+        !sh("for l in lo tgwew0 tgwew1 tgwel0 tgwel1; do ip link set $l up || exit 1; done"))
+      setupError_ = "cannot create the veth pairs";
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, bpffs, XDP)";
+    if (!setupError_.empty()) GTEST_SKIP() << setupError_;
+    pinDir_ = std::string(kBpffs) + "/" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + "/edge";
+  }
+
+  void TearDown() override {
+    // Whatever a test left (kept attached, pinned): gone before the next one.
+    sh(std::string("ip link set dev ") + kWan + " xdp off; ip link set dev " + kLan +
+       " xdp off; ip link set dev " + kWan + " xdpgeneric off");
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(pinDir_).parent_path(), ec);
+  }
+
+  EdgeFastPath::Options options(uint32_t maxFlows = 16) const {
+    EdgeFastPath::Options o;
+    o.wanInterface = kWan;
+    o.lanInterface = kLan;
+    o.mode = AttachMode::Native;
+    o.pinDir = pinDir_;
+    o.sockets = {addr("198.18.0.5:41641"), addr("[2001:db8::5]:41641")};
+    o.maxFlows = maxFlows;
+    return o;
+  }
+
+  std::unique_ptr<EdgeFastPath> openOk(const EdgeFastPath::Options& o) {
+    auto e = EdgeFastPath::open(o);
+    EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().message);
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  // The flow entry in the pinned tgw_edge_flows (nullopt: no entry).
+  std::optional<tgw_edge_flow> flowEntry(uint32_t id) const {
+    Pinned m(pinDir_ + "/tgw_edge_flows");
+    EXPECT_GE(m.fd, 0);
+    tgw_edge_flow v{};
+    if (bpf_map_lookup_elem(m.fd, &id, &v) != 0) return std::nullopt;
+    return v;
+  }
+
+  std::optional<uint32_t> localOwner(const SockAddr& a) const {
+    Pinned m(pinDir_ + "/tgw_edge_locals");
+    EXPECT_GE(m.fd, 0);
+    const tgw_edge_endpoint k = endpointKey(a);
+    tgw_edge_local v{};
+    if (bpf_map_lookup_elem(m.fd, &k, &v) != 0) return std::nullopt;
+    return v.flow_id;
+  }
+
+  size_t entries(const char* map) const {
+    Pinned m(pinDir_ + "/" + map);
+    EXPECT_GE(m.fd, 0);
+    size_t n = 0;
+    std::vector<uint8_t> key(64), next(64);
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(m.fd, prev, next.data()) == 0) {
+      n++;
+      key = next;
+      prev = key.data();
+    }
+    return n;
+  }
+
+  // Writes per-CPU counters into a stats slot, as the program would have counted.
+  void writeSlot(uint32_t slot, uint64_t outDirect) const {
+    Pinned m(pinDir_ + "/tgw_edge_flow_stats");
+    ASSERT_GE(m.fd, 0);
+    std::vector<tgw_edge_flow_stats> v(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (size_t cpu = 0; cpu < v.size(); cpu++) {
+      v[cpu].out_direct_packets = outDirect;
+      v[cpu].in_relay_bytes = 100 * (cpu + 1);
+    }
+    ASSERT_EQ(bpf_map_update_elem(m.fd, &slot, v.data(), BPF_ANY), 0);
+  }
+
+  static std::string setupError_;
+  std::string pinDir_;
+};
+
+std::string EdgeFastPathTest::setupError_;
+
+const Flow kFlow7{7, addr("192.168.1.1:5000"), addr("192.168.1.10:7000")};
+const Path kDirect{PathKind::Direct, addr("198.18.0.5:41641"), addr("198.18.0.77:41641"), {}, 0};
+const Path kRelay6{PathKind::Relay, addr("[2001:db8::5]:41641"), addr("[2001:db8::1]:3478"),
+                   addr("[2001:db8::99]:50000"), 0x4001};
+
+TEST_F(EdgeFastPathTest, MapsFollowAddSetRemoveErase) {
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  EXPECT_TRUE(edge->pinnedEntries().empty());
+  ASSERT_EQ(edge->attachments().size(), 2u);
+  EXPECT_EQ(attachedId(kWan), progId(edge->programFd()));
+  EXPECT_EQ(attachedId(kLan), progId(edge->programFd()));
+
+  ASSERT_TRUE(edge->addFlow(kFlow7).ok());
+  auto v = flowEntry(7);
+  ASSERT_TRUE(v);
+  const uint32_t slot = v->stats_slot;
+  EXPECT_LT(slot, 16u);
+  tgw_edge_flow want = expectedFlow(kFlow7, std::nullopt, slot, 1);
+  EXPECT_EQ(std::memcmp(&*v, &want, sizeof want), 0) << describe(*v) << "\n" << describe(want);
+  EXPECT_EQ(localOwner(kFlow7.localEndpoint), 7u);
+  EXPECT_FALSE(edge->lookup(7));  // registered, no path
+
+  // Direct, then a relay path of the other family (the local side stays IPv4): each one
+  // write of the whole entry, the generation bumped.
+  ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+  v = flowEntry(7);
+  ASSERT_TRUE(v);
+  want = expectedFlow(kFlow7, kDirect, slot, 2);
+  EXPECT_EQ(std::memcmp(&*v, &want, sizeof want), 0) << describe(*v) << "\n" << describe(want);
+  ASSERT_TRUE(edge->lookup(7));
+  EXPECT_EQ(*edge->lookup(7), (ForwardingEntry{kFlow7, kDirect}));
+
+  ASSERT_TRUE(edge->setPath(kFlow7, kRelay6).ok());
+  v = flowEntry(7);
+  ASSERT_TRUE(v);
+  want = expectedFlow(kFlow7, kRelay6, slot, 3);
+  EXPECT_EQ(std::memcmp(&*v, &want, sizeof want), 0) << describe(*v) << "\n" << describe(want);
+  EXPECT_EQ(v->channel, htons(0x4001));
+
+  // Relay without a channel yet: RELAY channel 0 (the program drops it, counted).
+  Path unbound = kRelay6;
+  unbound.channel = 0;
+  ASSERT_TRUE(edge->setPath(kFlow7, unbound).ok());
+  v = flowEntry(7);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->path_kind, TGW_EDGE_PATH_RELAY);
+  EXPECT_EQ(v->channel, 0);
+
+  // removeFlow: path NONE, still registered, local endpoint kept.
+  edge->removeFlow(7);
+  v = flowEntry(7);
+  ASSERT_TRUE(v);
+  want = expectedFlow(kFlow7, std::nullopt, slot, 5);
+  EXPECT_EQ(std::memcmp(&*v, &want, sizeof want), 0) << describe(*v) << "\n" << describe(want);
+  EXPECT_EQ(localOwner(kFlow7.localEndpoint), 7u);
+  EXPECT_FALSE(edge->lookup(7));
+  ASSERT_EQ(edge->flows().size(), 1u);
+
+  // A new local endpoint for the flow: the old key goes, the new one points at it.
+  Flow moved = kFlow7;
+  moved.localEndpoint = addr("192.168.1.1:5001");
+  ASSERT_TRUE(edge->setPath(moved, kDirect).ok());
+  EXPECT_FALSE(localOwner(kFlow7.localEndpoint));
+  EXPECT_EQ(localOwner(moved.localEndpoint), 7u);
+  v = flowEntry(7);
+  ASSERT_TRUE(v);
+  want = expectedFlow(moved, kDirect, slot, 6);
+  EXPECT_EQ(std::memcmp(&*v, &want, sizeof want), 0);
+
+  edge->eraseFlow(7);
+  EXPECT_FALSE(flowEntry(7));
+  EXPECT_FALSE(localOwner(moved.localEndpoint));
+  EXPECT_TRUE(edge->flows().empty());
+  EXPECT_EQ(entries("tgw_edge_flows"), 0u);
+  EXPECT_EQ(entries("tgw_edge_locals"), 0u);
+
+  // setPath on an unknown flow registers it.
+  ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+  EXPECT_EQ(localOwner(kFlow7.localEndpoint), 7u);
+  EXPECT_EQ(flowEntry(7)->generation, 1u);
+
+  // Our sockets, exactly.
+  EXPECT_EQ(entries("tgw_edge_sockets"), 2u);
+}
+
+TEST_F(EdgeFastPathTest, RefusesWhatTheFastPathCannotCarry) {
+  auto edge = openOk(options(2));
+  ASSERT_TRUE(edge);
+  ASSERT_TRUE(edge->addFlow(kFlow7).ok());
+
+  // Another flow on the same local endpoint.
+  auto dup = edge->addFlow(Flow{8, kFlow7.localEndpoint, addr("192.168.1.11:7000")});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.error().message.find("already belongs to flow 7"), std::string::npos)
+      << dup.error().message;
+  // Local and app of different families.
+  auto mixed = edge->addFlow(Flow{8, addr("192.168.1.1:5002"), addr("[2001:db8:1::10]:7000")});
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_NE(mixed.error().message.find("different families"), std::string::npos);
+  // A path mixing families.
+  Path bad = kDirect;
+  bad.remote = addr("[2001:db8::77]:41641");
+  auto badPath = edge->setPath(kFlow7, bad);
+  ASSERT_FALSE(badPath.ok());
+  EXPECT_NE(badPath.error().message.find("mixes families"), std::string::npos);
+  // A channel outside RFC 8656's range.
+  Path badChannel = kRelay6;
+  badChannel.channel = 0x5000;
+  EXPECT_FALSE(edge->setPath(kFlow7, badChannel).ok());
+  EXPECT_FALSE(edge->addFlow(Flow{0, addr("192.168.1.1:5003"), addr("192.168.1.10:7000")}).ok());
+  // Refusals changed nothing.
+  auto v = flowEntry(7);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->generation, 1u);
+  EXPECT_EQ(v->path_kind, TGW_EDGE_PATH_NONE);
+  EXPECT_EQ(entries("tgw_edge_flows"), 1u);
+  EXPECT_EQ(entries("tgw_edge_locals"), 1u);
+
+  // Capacity: two flows fit, the third is refused, erasing one makes room.
+  ASSERT_TRUE(edge->addFlow(Flow{8, addr("[2001:db8:1::1]:5000"), addr("[2001:db8:1::10]:7000")}).ok());
+  auto full = edge->addFlow(Flow{9, addr("192.168.1.1:5009"), addr("192.168.1.10:7000")});
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.error().message.find("table full"), std::string::npos) << full.error().message;
+  edge->eraseFlow(8);
+  EXPECT_TRUE(edge->addFlow(Flow{9, addr("192.168.1.1:5009"), addr("192.168.1.10:7000")}).ok());
+}
+
+TEST_F(EdgeFastPathTest, CountersSumOverCpusAndSlotsStartAtZero) {
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+  const uint32_t slot = flowEntry(7)->stats_slot;
+  writeSlot(slot, 3);
+  const auto cpus = static_cast<uint64_t>(libbpf_num_possible_cpus());
+  auto c = edge->flowCounters(7);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->outDirectPackets, 3 * cpus);
+  EXPECT_EQ(c->inRelayBytes, 100 * cpus * (cpus + 1) / 2);
+  EXPECT_EQ(c->outRelayPackets, 0u);
+  EXPECT_FALSE(edge->flowCounters(8));
+
+  // The slot is reused by the next flow, zeroed.
+  edge->eraseFlow(7);
+  const Flow f8{8, addr("192.168.1.1:5008"), addr("192.168.1.10:7008")};
+  ASSERT_TRUE(edge->addFlow(f8).ok());
+  EXPECT_EQ(flowEntry(8)->stats_slot, slot);
+  c = edge->flowCounters(8);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->outDirectPackets, 0u);
+  EXPECT_EQ(c->inRelayBytes, 0u);
+}
+
+TEST_F(EdgeFastPathTest, RestartKeepsForwardingStateAndReplacesTheProgram) {
+  const Flow f8{8, addr("[2001:db8:1::1]:6000"), addr("[2001:db8:1::10]:6000")};
+  const Flow f9{9, addr("192.168.1.1:5009"), addr("192.168.1.10:7009")};
+  uint32_t firstId = 0, slot7 = 0;
+  std::vector<CounterRow> rowsBefore;
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+    ASSERT_TRUE(edge->setPath(f8, kRelay6).ok());
+    ASSERT_TRUE(edge->addFlow(f9).ok());  // registered, no path
+    slot7 = flowEntry(7)->stats_slot;
+    writeSlot(slot7, 5);
+    // Move the program's own counters: one frame through it.
+    const auto frame = testing::udpFrame4({}, {}, {}, testing::Bytes(32, 0x11));
+    testing::runXdp(edge->programFd(), frame);
+    rowsBefore = edge->counters();
+    ASSERT_FALSE(rowsBefore.empty());
+    firstId = progId(edge->programFd());
+    edge->keepAttached();
+  }
+  // Still attached on both interfaces, maps still pinned.
+  EXPECT_EQ(attachedId(kWan), firstId);
+  EXPECT_EQ(attachedId(kLan), firstId);
+  EXPECT_TRUE(flowEntry(7));
+
+  auto opts = options();
+  opts.sockets = {addr("198.18.0.6:41641")};  // the old sockets are stale
+  auto edge = openOk(opts);
+  ASSERT_TRUE(edge);
+  std::vector<ForwardingEntry> want{{kFlow7, kDirect}, {f8, kRelay6}};
+  EXPECT_EQ(edge->pinnedEntries(), want);
+  ASSERT_EQ(edge->flows().size(), 3u);
+  EXPECT_EQ(edge->flows()[2], f9);
+  EXPECT_FALSE(edge->lookup(9));
+  EXPECT_EQ(*edge->lookup(8), (ForwardingEntry{f8, kRelay6}));
+  // The program was replaced in place, on both interfaces.
+  const uint32_t secondId = progId(edge->programFd());
+  EXPECT_NE(secondId, firstId);
+  EXPECT_EQ(attachedId(kWan), secondId);
+  EXPECT_EQ(attachedId(kLan), secondId);
+  // Counters kept: per flow and per (family, verdict, reason).
+  auto c = edge->flowCounters(7);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->outDirectPackets, 5u * static_cast<uint64_t>(libbpf_num_possible_cpus()));
+  const auto rowsAfter = edge->counters();
+  ASSERT_EQ(rowsAfter.size(), rowsBefore.size());
+  for (size_t i = 0; i < rowsAfter.size(); i++) {
+    EXPECT_EQ(rowsAfter[i].reason, rowsBefore[i].reason);
+    EXPECT_EQ(rowsAfter[i].packets, rowsBefore[i].packets);
+  }
+  // The stats slots are still taken: a new flow gets another one, and the next path change
+  // continues the generation.
+  const Flow f10{10, addr("192.168.1.1:5010"), addr("192.168.1.10:7010")};
+  ASSERT_TRUE(edge->addFlow(f10).ok());
+  std::set<uint32_t> slots;
+  for (uint32_t id : {7u, 8u, 9u, 10u}) slots.insert(flowEntry(id)->stats_slot);
+  EXPECT_EQ(slots.size(), 4u);
+  const uint32_t gen = flowEntry(7)->generation;
+  ASSERT_TRUE(edge->setPath(kFlow7, kRelay6).ok());
+  EXPECT_EQ(flowEntry(7)->generation, gen + 1);
+  // Only the new socket.
+  EXPECT_EQ(entries("tgw_edge_sockets"), 1u);
+
+  // A clean stop leaves nothing: detached, pins and the pin dir gone.
+  edge.reset();
+  EXPECT_EQ(attachedId(kWan), 0u);
+  EXPECT_EQ(attachedId(kLan), 0u);
+  EXPECT_FALSE(std::filesystem::exists(pinDir_));
+}
+
+TEST_F(EdgeFastPathTest, RefusesIncompatiblePinsAndLeavesThem) {
+  {
+    auto edge = openOk(options(8));
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+    edge->keepAttached();
+  }
+  auto other = EdgeFastPath::open(options(16));
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.error().message.find("remove the pin directory"), std::string::npos)
+      << other.error().message;
+  // The failed open destroyed nothing: the state is still there for a matching build.
+  EXPECT_TRUE(flowEntry(7));
+  auto again = openOk(options(8));
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->pinnedEntries().size(), 1u);
+}
+
+TEST_F(EdgeFastPathTest, MountsBpffsUnderSysFsBpf) {
+  umount2("/sys/fs/bpf", MNT_DETACH);  // only in this process's mount namespace
+  ASSERT_FALSE(isBpffs("/sys/fs/bpf"));
+  pinDir_ = "/sys/fs/bpf/tgw-edgeplane-test/edge";
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  EXPECT_TRUE(isBpffs("/sys/fs/bpf"));
+  EXPECT_TRUE(std::filesystem::exists(pinDir_ + "/tgw_edge_flows"));
+  edge.reset();
+  EXPECT_FALSE(std::filesystem::exists(pinDir_));
+  umount2("/sys/fs/bpf", MNT_DETACH);
+}
+
+TEST_F(EdgeFastPathTest, RefusesAPinDirOffBpffs) {
+  auto o = options();
+  o.pinDir = "/tmp/tgw-edgeplane-not-bpffs/edge";
+  auto edge = EdgeFastPath::open(o);
+  ASSERT_FALSE(edge.ok());
+  EXPECT_NE(edge.error().message.find("not on a bpffs"), std::string::npos) << edge.error().message;
+  EXPECT_EQ(attachedId(kWan), 0u);
+}
+
+TEST_F(EdgeFastPathTest, RefusesAnotherProgramOnTheInterface) {
+  auto nop = NopPrograms::load();
+  ASSERT_TRUE(nop.ok()) << nop.error().message;
+  {
+    auto pass = (*nop)->attachPass(kLan, AttachMode::Native);
+    ASSERT_TRUE(pass.ok()) << pass.error().message;
+    auto edge = EdgeFastPath::open(options());
+    ASSERT_FALSE(edge.ok());
+    EXPECT_NE(edge.error().message.find("already has XDP program"), std::string::npos)
+        << edge.error().message;
+    // The WAN attach made before the LAN refusal was undone; the other program untouched.
+    EXPECT_EQ(attachedId(kWan), 0u);
+    EXPECT_EQ(attachedId(kLan), progId((*nop)->passFd()));
+  }
+  auto edge = openOk(options());
+  EXPECT_TRUE(edge);
+}
+
+TEST_F(EdgeFastPathTest, NoPinDirMeansNoPins) {
+  auto o = options();
+  o.pinDir.clear();
+  o.lanInterface.clear();  // one-interface appliance
+  auto edge = openOk(o);
+  ASSERT_TRUE(edge);
+  ASSERT_EQ(edge->attachments().size(), 1u);
+  EXPECT_EQ(edge->attachments()[0].first, kWan);
+  EXPECT_EQ(attachedId(kLan), 0u);
+  ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+  EXPECT_EQ(*edge->lookup(7), (ForwardingEntry{kFlow7, kDirect}));
+  edge.reset();
+  EXPECT_EQ(attachedId(kWan), 0u);
+}
+
+}  // namespace
+}  // namespace tgw::dataplane
