@@ -174,13 +174,67 @@ class Reader {
   // A file named by the config: relative paths are taken from the config file's folder.
   std::string readFile(const toml::table& t, const std::string& prefix, const char* key,
                        const std::string& name) const {
-    std::filesystem::path file(name);
-    if (file.is_relative()) file = std::filesystem::path(path_).parent_path() / file;
+    const std::string file = pathFromConfig(name);
     std::ifstream in(file);
-    if (!in) failAt(t.get(key), lineOf(t), prefix + key, "a readable file", "\"" + file.string() + "\"");
+    if (!in) failAt(t.get(key), lineOf(t), prefix + key, "a readable file", "\"" + file + "\"");
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
+  }
+
+  XdpMode xdpMode(const toml::table& t, const std::string& prefix) const {
+    auto mode = str(t, prefix, "xdp_mode", "auto");
+    if (mode == "native") return XdpMode::Native;
+    if (mode == "generic") return XdpMode::Generic;
+    if (mode == "auto") return XdpMode::Auto;
+    if (mode == "off") return XdpMode::Off;
+    failAt(t.get("xdp_mode"), lineOf(t), prefix + "xdp_mode", "one of native, generic, auto, off",
+           "\"" + mode + "\"");
+  }
+
+  // One "ADDRESS[:PORT]" with a specific address and a port (defaultPort when not written;
+  // without a default the port must be written). IPv6 with a port: "[2001:db8::1]:3478".
+  SockAddr endpoint(const toml::node* where, int line, const std::string& key, const std::string& s,
+                    std::optional<uint16_t> defaultPort) const {
+    const char* form = defaultPort ? "ADDRESS[:PORT]" : "ADDRESS:PORT";
+    auto a = SockAddr::parse(s, defaultPort);
+    if (!a) failAt(where, line, key, std::string(form) + " entries", "\"" + s + "\" (" + a.error().message + ")");
+    if (a->port() == 0 || a->ip().isUnspecified()) {
+      failAt(where, line, key, "a specific address and a port from 1 to 65535", "\"" + s + "\"");
+    }
+    return *a;
+  }
+
+  std::vector<SockAddr> endpoints(const toml::table& t, const std::string& prefix, const char* key,
+                                  std::optional<uint16_t> defaultPort) const {
+    std::vector<SockAddr> out;
+    for (const auto& s : strings(t, prefix, key)) out.push_back(endpoint(t.get(key), lineOf(t), prefix + key, s, defaultPort));
+    return out;
+  }
+
+  // A required string key: fails naming `what` when it is missing or empty.
+  std::string required(const toml::table& t, const std::string& prefix, const char* key, const std::string& what) const {
+    auto v = str(t, prefix, key, "");
+    if (v.empty()) failAt(t.get(key), lineOf(t), prefix + key, what, t.get(key) == nullptr ? "nothing" : "\"\"");
+    return v;
+  }
+
+  // A path named by the config, relative ones taken from the config file's folder.
+  std::string pathFromConfig(const std::string& name) const {
+    std::filesystem::path file(name);
+    if (file.is_relative()) file = std::filesystem::path(path_).parent_path() / file;
+    return file.string();
+  }
+
+  // [[prefix]] tables under `key` (none when absent).
+  std::vector<const toml::table*> tables(const toml::table& t, const std::string& prefix, const char* key,
+                                         const std::string& what) const {
+    std::vector<const toml::table*> out;
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return out;
+    if (!n->is_array_of_tables()) failAt(n, lineOf(t), prefix + key, what, describe(*n));
+    for (const auto& e : *n->as_array()) out.push_back(e.as_table());
+    return out;
   }
 
   const std::string& path() const { return path_; }
@@ -380,22 +434,10 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
 RelayConfig readRelay(const Reader& r, const toml::table& t) {
   const std::string p = "relay.";
   r.onlyKeys(t, p, {"interface", "xdp_mode", "stun_port", "stun_alternate_port", "address", "secondary_address",
-                    "software", "turn"});
+                    "software", "turn", "rendezvous"});
   RelayConfig c;
   c.interface = r.str(t, p, "interface", "");
-  auto mode = r.str(t, p, "xdp_mode", "auto");
-  if (mode == "native") {
-    c.xdpMode = XdpMode::Native;
-  } else if (mode == "generic") {
-    c.xdpMode = XdpMode::Generic;
-  } else if (mode == "auto") {
-    c.xdpMode = XdpMode::Auto;
-  } else if (mode == "off") {
-    c.xdpMode = XdpMode::Off;
-  } else {
-    r.failAt(t.get("xdp_mode"), Reader::lineOf(t), p + "xdp_mode", "one of native, generic, auto, off",
-             "\"" + mode + "\"");
-  }
+  c.xdpMode = r.xdpMode(t, p);
   if (c.xdpMode != XdpMode::Off && c.interface.empty()) {
     r.failAt(nullptr, Reader::lineOf(t), p + "interface",
              "the network interface to attach XDP to (or xdp_mode = \"off\")", "nothing");
@@ -437,24 +479,180 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
     if (!turn->is_table()) r.failAt(turn, Reader::lineOf(t), p + "turn", "a table ([relay.turn])", Reader::describe(*turn));
     c.turn = readTurn(r, *turn->as_table(), c);
   }
+  if (const toml::node* rdv = t.get("rendezvous")) {
+    if (!rdv->is_table()) {
+      r.failAt(rdv, Reader::lineOf(t), p + "rendezvous", "a table ([relay.rendezvous])", Reader::describe(*rdv));
+    }
+    const toml::table& rt = *rdv->as_table();
+    const std::string rp = p + "rendezvous.";
+    r.onlyKeys(rt, rp, {"enabled", "key_file"});
+    RendezvousConfig rc;
+    rc.enabled = r.boolean(rt, rp, "enabled", true);
+    rc.keyFile = r.pathFromConfig(r.required(rt, rp, "key_file", "the relay's node key file (created when missing)"));
+    c.rendezvous = rc;
+  }
   return c;
+}
+
+crypto::PublicKey publicKey(const Reader& r, const toml::table& t, const std::string& p, const char* key) {
+  const std::string text = r.required(t, p, key, "a node's public key \"tgw:<64 hex digits>\"");
+  auto k = crypto::PublicKey::parse(text);
+  if (!k) {
+    r.failAt(t.get(key), Reader::lineOf(t), p + key, "a node's public key \"tgw:<64 hex digits>\" (" +
+             k.error().message + ")", "\"" + text + "\"");
+  }
+  return *k;
+}
+
+EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
+  const std::string p = "edge.relay.";
+  const int line = Reader::lineOf(t);
+  r.onlyKeys(t, p, {"address", "key", "username", "password", "rest_secret", "rest_secret_file"});
+  EdgeRelayConfig c;
+  c.address = r.endpoint(t.get("address"), line, p + "address",
+                         r.required(t, p, "address", "the relay's STUN/TURN endpoint ADDRESS[:PORT]"), uint16_t{3478});
+  c.key = publicKey(r, t, p, "key");
+  c.username = r.str(t, p, "username", "");
+  c.password = r.str(t, p, "password", "");
+  const bool hasSecret = t.get("rest_secret") != nullptr;
+  const bool hasSecretFile = t.get("rest_secret_file") != nullptr;
+  if (hasSecret && hasSecretFile) {
+    r.failAt(t.get("rest_secret_file"), line, p + "rest_secret_file", "either rest_secret or rest_secret_file",
+             "both");
+  }
+  if (hasSecret) c.restSecret = r.str(t, p, "rest_secret", "");
+  if (hasSecretFile) {
+    c.restSecret = trimmed(r.readFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
+  }
+  const char* secretKey = hasSecret ? "rest_secret" : "rest_secret_file";
+  if (c.restSecret && c.restSecret->empty()) {
+    r.failAt(t.get(secretKey), line, p + secretKey, "a non-empty shared secret");
+  }
+  if (c.restSecret && t.get("password") != nullptr) {
+    r.failAt(t.get("password"), line, p + "password",
+             "no password with a TURN REST secret (the password is derived from the secret)", "a password");
+  }
+  if (!c.restSecret && c.username.empty() != c.password.empty()) {
+    const char* missing = c.username.empty() ? "username" : "password";
+    r.failAt(t.get(c.username.empty() ? "password" : "username"), line, p + missing,
+             std::string("a ") + missing + " with the " + (c.username.empty() ? "password" : "username") +
+                 " (long-term credentials), or neither",
+             "nothing");
+  }
+  if (c.username.size() > 512) {  // RFC 8489 section 14.3: USERNAME < 513 bytes
+    r.failAt(t.get("username"), line, p + "username", "a user name of at most 512 bytes");
+  }
+  return c;
+}
+
+// Peer names appear in tgwctl's commands and output: no blanks, no control characters.
+bool validPeerName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (unsigned char ch : name) {
+    if (ch <= ' ' || ch == 0x7f) return false;
+  }
+  return true;
 }
 
 EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   const std::string p = "edge.";
-  r.onlyKeys(t, p, {"stun_servers"});
+  const int line = Reader::lineOf(t);
+  r.onlyKeys(t, p, {"key_file", "interface", "lan_interface", "addresses", "port", "xdp_mode", "pin_dir",
+                    "stun_servers", "static_endpoints", "relay", "peer", "flow"});
   EdgeConfig c;
-  for (const auto& s : r.strings(t, p, "stun_servers")) {
-    auto a = SockAddr::parse(s, uint16_t{3478});
-    if (!a) {
-      r.failAt(t.get("stun_servers"), Reader::lineOf(t), p + "stun_servers", "ADDRESS[:PORT] entries",
-               "\"" + s + "\" (" + a.error().message + ")");
+  c.stunServers = r.endpoints(t, p, "stun_servers", uint16_t{3478});
+  c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the node key file (created when missing)"));
+  c.interface = r.required(t, p, "interface", "the WAN network interface");
+  c.lanInterface = r.str(t, p, "lan_interface", c.interface);
+  if (c.lanInterface.empty()) {
+    r.failAt(t.get("lan_interface"), line, p + "lan_interface", "a network interface (or no key: the WAN one)", "\"\"");
+  }
+  c.addresses = r.addresses(t, p, "addresses");
+  if (auto port = r.port(t, p, "port")) c.port = *port;
+  c.xdpMode = r.xdpMode(t, p);
+  c.pinDir = r.str(t, p, "pin_dir", c.pinDir);
+  if (!c.pinDir.empty() && c.pinDir.front() != '/') {
+    r.failAt(t.get("pin_dir"), line, p + "pin_dir", "an absolute path on bpffs, or \"\" for no pinning",
+             "\"" + c.pinDir + "\"");
+  }
+  c.staticEndpoints = r.endpoints(t, p, "static_endpoints", std::nullopt);
+
+  if (const toml::node* relay = t.get("relay")) {
+    if (!relay->is_table()) r.failAt(relay, line, p + "relay", "a table ([edge.relay])", Reader::describe(*relay));
+    c.relay = readEdgeRelay(r, *relay->as_table());
+  }
+
+  size_t i = 0;
+  for (const toml::table* pt : r.tables(t, p, "peer", "[[edge.peer]] tables with name and key")) {
+    const std::string pp = p + "peer[" + std::to_string(i++) + "].";
+    r.onlyKeys(*pt, pp, {"name", "key"});
+    EdgePeerConfig peer;
+    peer.name = r.required(*pt, pp, "name", "a peer name");
+    if (!validPeerName(peer.name)) {
+      r.failAt(pt->get("name"), Reader::lineOf(*pt), pp + "name", "a name of 1 to 64 characters without blanks",
+               "\"" + peer.name + "\"");
     }
-    if (a->port() == 0 || a->ip().isUnspecified()) {
-      r.failAt(t.get("stun_servers"), Reader::lineOf(t), p + "stun_servers",
-               "a specific address and a port from 1 to 65535", "\"" + s + "\"");
+    peer.key = publicKey(r, *pt, pp, "key");
+    for (const auto& other : c.peers) {
+      if (other.name == peer.name) {
+        r.failAt(pt->get("name"), Reader::lineOf(*pt), pp + "name", "each peer name once", "\"" + peer.name + "\" again");
+      }
+      if (other.key == peer.key) {
+        r.failAt(pt->get("key"), Reader::lineOf(*pt), pp + "key", "each peer key once",
+                 "the key of peer \"" + other.name + "\" again");
+      }
     }
-    c.stunServers.push_back(*a);
+    if (c.relay && c.relay->key == peer.key) {
+      r.failAt(pt->get("key"), Reader::lineOf(*pt), pp + "key", "a key other than the relay's (edge.relay.key)",
+               "the relay's key");
+    }
+    c.peers.push_back(std::move(peer));
+  }
+
+  i = 0;
+  for (const toml::table* ft : r.tables(t, p, "flow", "[[edge.flow]] tables with id, peer, local and app")) {
+    const std::string fp = p + "flow[" + std::to_string(i++) + "].";
+    const int fline = Reader::lineOf(*ft);
+    r.onlyKeys(*ft, fp, {"id", "peer", "local", "app"});
+    EdgeFlowConfig flow;
+    if (ft->get("id") == nullptr) r.failAt(nullptr, fline, fp + "id", "a flow id from 1 to 4294967295", "nothing");
+    flow.id = static_cast<uint32_t>(r.integer(*ft, fp, "id", 0, 1, std::numeric_limits<uint32_t>::max(), "a flow id"));
+    flow.peer = r.required(*ft, fp, "peer", "the name of an [[edge.peer]]");
+    if (c.peerByName(flow.peer) == nullptr) {
+      std::string names;
+      for (const auto& peer : c.peers) names += (names.empty() ? "" : ", ") + peer.name;
+      r.failAt(ft->get("peer"), fline, fp + "peer",
+               "the name of an [[edge.peer]] (" + (names.empty() ? std::string("none configured") : names) + ")",
+               "\"" + flow.peer + "\"");
+    }
+    flow.local = r.endpoint(ft->get("local"), fline, fp + "local",
+                            r.required(*ft, fp, "local", "the flow's local endpoint ADDRESS:PORT"), std::nullopt);
+    flow.app = r.endpoint(ft->get("app"), fline, fp + "app",
+                          r.required(*ft, fp, "app", "the local application's endpoint ADDRESS:PORT"), std::nullopt);
+    if (flow.local.family() != flow.app.family()) {
+      r.failAt(ft->get("app"), fline, fp + "app", "the same address family as local (" + flow.local.toString() + ")",
+               "\"" + flow.app.toString() + "\"");
+    }
+    if (flow.local == flow.app) {
+      r.failAt(ft->get("app"), fline, fp + "app", "an endpoint other than the flow's local one",
+               "\"" + flow.app.toString() + "\"");
+    }
+    for (const auto& a : c.addresses) {
+      if (flow.local.port() == c.port && flow.local.ip() == a) {
+        r.failAt(ft->get("local"), fline, fp + "local", "an endpoint other than the edge's own socket",
+                 "\"" + flow.local.toString() + "\"");
+      }
+    }
+    for (const auto& other : c.flows) {
+      if (other.id == flow.id) {
+        r.failAt(ft->get("id"), fline, fp + "id", "each flow id once", std::to_string(flow.id) + " again");
+      }
+      if (other.local == flow.local) {
+        r.failAt(ft->get("local"), fline, fp + "local", "each local endpoint once (flow " + std::to_string(other.id) +
+                 " has it)", "\"" + flow.local.toString() + "\"");
+      }
+    }
+    c.flows.push_back(std::move(flow));
   }
   return c;
 }
@@ -479,6 +677,13 @@ Config build(const toml::table& root, const Reader& r) {
 }
 
 }  // namespace
+
+const EdgePeerConfig* EdgeConfig::peerByName(std::string_view name) const {
+  for (const auto& p : peers) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
 
 Result<Config> parse(std::string_view text, const std::string& path) {
   Reader r(path);

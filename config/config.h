@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
+#include "crypto/node_key.h"
 
 namespace tgw::config {
 
@@ -79,6 +80,13 @@ struct TurnConfig {
   std::vector<Cidr> peerDeny;             // win over everything
 };
 
+// [relay.rendezvous]: the rendezvous server (DESIGN.md "Rendezvous") on the relay's STUN port.
+// Its key is the relay's node key: edges name its public key in edge.relay.key.
+struct RendezvousConfig {
+  bool enabled = true;     // the section exists: on unless enabled = false
+  std::string keyFile;     // required; created (0600) when missing. Relative: from the config's folder
+};
+
 struct RelayConfig {
   std::string interface;                  // where the XDP program attaches
   XdpMode xdpMode = XdpMode::Auto;
@@ -88,10 +96,59 @@ struct RelayConfig {
   std::vector<IpAddr> secondaryAddresses; // RFC 5780 OTHER-ADDRESS, at most one per family
   std::string software = "tgw";           // SOFTWARE attribute; empty to leave it out
   std::optional<TurnConfig> turn;         // [relay.turn]; absent or disabled: STUN only
+  std::optional<RendezvousConfig> rendezvous;  // [relay.rendezvous]; absent: no rendezvous
+};
+
+// The edge's default UDP port (edge.port): one socket per address family carries STUN,
+// TURN, disco, rendezvous and data (DESIGN.md "Packets on the wire").
+inline constexpr uint16_t kDefaultEdgePort = 41641;
+inline constexpr std::string_view kDefaultEdgePinDir = "/sys/fs/bpf/tgw/edge";
+
+// [edge.relay]: the TURN relay (relay path of last resort) and the rendezvous server (the
+// side channel for candidate exchange) on the same STUN/TURN port.
+struct EdgeRelayConfig {
+  SockAddr address;                       // ADDRESS[:PORT], port 3478 by default
+  crypto::PublicKey key;                  // the relay's rendezvous key (`tgwd --public-key`)
+  // TURN long-term credentials (RFC 8489 section 9.2): username and password together. With
+  // a REST secret, username (optional) is the user part of "expiry:user" and no password.
+  // Neither: the TURN client offers no credentials.
+  std::string username;
+  std::string password;
+  std::optional<std::string> restSecret;  // rest_secret or rest_secret_file (trimmed)
+};
+
+// [[edge.peer]]: another gateway, named for logs and tgwctl, known by its node key.
+struct EdgePeerConfig {
+  std::string name;
+  crypto::PublicKey key;
+};
+
+// [[edge.flow]]: a local UDP endpoint joined to the same flow id at a peer's gateway
+// (dataplane::Flow). local and app are one address family.
+struct EdgeFlowConfig {
+  uint32_t id = 0;           // 1..2^32-1, the same in both gateways' configs
+  std::string peer;          // an [[edge.peer]] name
+  SockAddr local;            // on this gateway: local applications send here
+  SockAddr app;              // the local application the peer's datagrams are delivered to
 };
 
 struct EdgeConfig {
-  std::vector<SockAddr> stunServers;      // used by netcheck and (later) candidate gathering
+  std::string keyFile;                    // required; created (0600) when missing. Relative:
+                                          // from the config's folder
+  std::string interface;                  // required: the WAN interface
+  std::string lanInterface;               // where local applications send; default: interface
+  std::vector<IpAddr> addresses;          // explicit socket addresses, at most one per family;
+                                          // empty: the interface's (first IPv4, first global IPv6)
+  uint16_t port = kDefaultEdgePort;
+  XdpMode xdpMode = XdpMode::Auto;        // Off: tests only (no fast path, data dropped)
+  std::string pinDir{kDefaultEdgePinDir}; // "": no pinning (program detached on exit)
+  std::vector<SockAddr> stunServers;      // candidate gathering and netcheck; two or more
+  std::vector<SockAddr> staticEndpoints;  // operator port forwards (static candidates)
+  std::optional<EdgeRelayConfig> relay;   // [edge.relay]
+  std::vector<EdgePeerConfig> peers;      // names and keys unique
+  std::vector<EdgeFlowConfig> flows;      // ids and local endpoints unique
+
+  const EdgePeerConfig* peerByName(std::string_view name) const;
 };
 
 struct Config {

@@ -32,6 +32,15 @@ TEST(Config, ExamplesParse) {
   ASSERT_TRUE(edge->edge);
   ASSERT_EQ(edge->edge->stunServers.size(), 2u);
   EXPECT_EQ(edge->edge->stunServers[1].toString(), "198.18.0.11:3479");
+  EXPECT_EQ(edge->edge->keyFile, "/var/lib/tgw/node.key");
+  EXPECT_EQ(edge->edge->interface, "wan0");
+  ASSERT_TRUE(edge->edge->relay);
+  EXPECT_EQ(edge->edge->relay->address.toString(), "198.18.0.10:3478");
+  EXPECT_EQ(edge->edge->relay->username, "lab");  // config/examples/relay.toml's TURN user
+  EXPECT_EQ(edge->edge->relay->password, relay->relay->turn->users.at("lab"));
+  ASSERT_EQ(edge->edge->peers.size(), 1u);
+  ASSERT_EQ(edge->edge->flows.size(), 1u);
+  EXPECT_EQ(edge->edge->flows[0].peer, edge->edge->peers[0].name);
 }
 
 TEST(Config, Defaults) {
@@ -82,6 +91,7 @@ TEST(Config, SemanticChecks) {
             std::string::npos);
   EXPECT_NE(errorOf("[daemon]\ncontrol_socket = \"relative.sock\"\n[edge]\n").find("daemon.control_socket"),
             std::string::npos);
+  // stun_servers is checked before the edge's required keys (netcheck configs name only it).
   EXPECT_NE(errorOf("[daemon]\n").find("a [relay] or an [edge] section"), std::string::npos);
   EXPECT_NE(errorOf("[edge]\nstun_servers = [\"198.18.0.10:99999\"]\n").find("edge.stun_servers"),
             std::string::npos);
@@ -287,6 +297,256 @@ TEST(ConfigTurn, ErrorsNameFileLineKeyAndExpectation) {
             std::string::npos) << e;
   EXPECT_EQ(errorOf(std::string(kRelayOff) + "turn = 1\n"),
             "t.toml:4: relay.turn: expected a table ([relay.turn]), got 1");
+}
+
+// [relay.rendezvous]
+TEST(ConfigRendezvous, KeyFileRequiredAndRelativeToTheConfig) {
+  auto c = parse(std::string(kRelayOff) + "[relay.rendezvous]\nkey_file = \"relay.key\"\n", "/etc/tgw/relay.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_TRUE(c->relay->rendezvous);
+  EXPECT_TRUE(c->relay->rendezvous->enabled);
+  EXPECT_EQ(c->relay->rendezvous->keyFile, "/etc/tgw/relay.key");
+  auto off = parse(std::string(kRelayOff) + "[relay.rendezvous]\nkey_file = \"/k\"\nenabled = false\n", "t.toml");
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_FALSE(off->relay->rendezvous->enabled);
+  EXPECT_EQ(off->relay->rendezvous->keyFile, "/k");
+  EXPECT_FALSE(parse(kRelayOff, "t.toml")->relay->rendezvous);
+
+  EXPECT_EQ(errorOf(std::string(kRelayOff) + "[relay.rendezvous]\nenabled = true\n"),
+            "t.toml:4: relay.rendezvous.key_file: expected the relay's node key file (created when missing), got "
+            "nothing");
+  EXPECT_EQ(errorOf(std::string(kRelayOff) + "[relay.rendezvous]\nkey_file = \"/k\"\nkeyfile = \"/k\"\n")
+                .rfind("t.toml:6: relay.rendezvous.keyfile: expected one of the known keys (enabled, key_file)", 0),
+            0u);
+  EXPECT_EQ(errorOf(std::string(kRelayOff) + "rendezvous = \"yes\"\n"),
+            "t.toml:4: relay.rendezvous: expected a table ([relay.rendezvous]), got \"yes\"");
+}
+
+// [edge]
+constexpr const char* kKeyA = "tgw:cbe2767c9782c9df32172d8d223d819241d694dc5baf71fc3ffc61f6eed46ddd";
+constexpr const char* kKeyB = "tgw:c042a66fe608e1f70d074af19a2f1b555ee68c57143ac7a872dfa3eb07d1bf69";
+constexpr const char* kKeyC = "tgw:5a4c3f1d0b2e6f7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d";
+
+// Line 1 [edge], 2 key_file, 3 interface; `more` starts at line 4.
+std::string edge(std::string_view more = "") {
+  return "[edge]\nkey_file = \"/var/lib/tgw/node.key\"\ninterface = \"wan0\"\n" + std::string(more);
+}
+std::string peerB() { return std::string("[[edge.peer]]\nname = \"site-b\"\nkey = \"") + kKeyB + "\"\n"; }
+
+TEST(ConfigEdge, Defaults) {
+  auto c = parse(edge(), "t.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const EdgeConfig& e = *c->edge;
+  EXPECT_EQ(e.keyFile, "/var/lib/tgw/node.key");
+  EXPECT_EQ(e.interface, "wan0");
+  EXPECT_EQ(e.lanInterface, "wan0");  // one-interface appliance
+  EXPECT_TRUE(e.addresses.empty());
+  EXPECT_EQ(e.port, 41641);
+  EXPECT_EQ(e.xdpMode, XdpMode::Auto);
+  EXPECT_EQ(e.pinDir, "/sys/fs/bpf/tgw/edge");
+  EXPECT_TRUE(e.stunServers.empty());
+  EXPECT_TRUE(e.staticEndpoints.empty());
+  EXPECT_FALSE(e.relay);
+  EXPECT_TRUE(e.peers.empty());
+  EXPECT_TRUE(e.flows.empty());
+  EXPECT_FALSE(c->relay);
+}
+
+TEST(ConfigEdge, EveryKeyIsRead) {
+  auto c = parse("[edge]\nkey_file = \"keys/node.key\"\ninterface = \"wan1\"\nlan_interface = \"lan1\"\n"
+                 "addresses = [\"198.18.0.5\", \"2001:db8::5\"]\nport = 5555\nxdp_mode = \"generic\"\n"
+                 "pin_dir = \"\"\nstun_servers = [\"198.18.0.1\", \"[2001:db8::1]:3479\"]\n"
+                 "static_endpoints = [\"203.0.113.7:41641\", \"[2001:db8::7]:1\"]\n"
+                 "[edge.relay]\naddress = \"198.18.0.1\"\nkey = \"" + std::string(kKeyA) + "\"\n"
+                 "username = \"alice\"\npassword = \"secret\"\n" + peerB() +
+                 "[[edge.peer]]\nname = \"site-c\"\nkey = \"" + kKeyC + "\"\n"
+                 "[[edge.flow]]\nid = 7\npeer = \"site-b\"\nlocal = \"192.168.1.1:5000\"\napp = \"192.168.1.10:7000\"\n"
+                 "[[edge.flow]]\nid = 4294967295\npeer = \"site-c\"\nlocal = \"[fd00::1]:5000\"\n"
+                 "app = \"[fd00::10]:7000\"\n",
+                 "/etc/tgw/edge.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const EdgeConfig& e = *c->edge;
+  EXPECT_EQ(e.keyFile, "/etc/tgw/keys/node.key");  // relative: from the config's folder
+  EXPECT_EQ(e.interface, "wan1");
+  EXPECT_EQ(e.lanInterface, "lan1");
+  ASSERT_EQ(e.addresses.size(), 2u);
+  EXPECT_EQ(e.addresses[1].toString(), "2001:db8::5");
+  EXPECT_EQ(e.port, 5555);
+  EXPECT_EQ(e.xdpMode, XdpMode::Generic);
+  EXPECT_EQ(e.pinDir, "");
+  ASSERT_EQ(e.stunServers.size(), 2u);
+  EXPECT_EQ(e.stunServers[0].toString(), "198.18.0.1:3478");
+  EXPECT_EQ(e.stunServers[1].toString(), "[2001:db8::1]:3479");
+  ASSERT_EQ(e.staticEndpoints.size(), 2u);
+  EXPECT_EQ(e.staticEndpoints[0].toString(), "203.0.113.7:41641");
+  EXPECT_EQ(e.staticEndpoints[1].toString(), "[2001:db8::7]:1");
+  ASSERT_TRUE(e.relay);
+  EXPECT_EQ(e.relay->address.toString(), "198.18.0.1:3478");
+  EXPECT_EQ(e.relay->key.toString(), kKeyA);
+  EXPECT_EQ(e.relay->username, "alice");
+  EXPECT_EQ(e.relay->password, "secret");
+  EXPECT_FALSE(e.relay->restSecret);
+  ASSERT_EQ(e.peers.size(), 2u);
+  EXPECT_EQ(e.peers[0].name, "site-b");
+  EXPECT_EQ(e.peers[0].key.toString(), kKeyB);
+  EXPECT_EQ(e.peerByName("site-c"), &e.peers[1]);
+  EXPECT_EQ(e.peerByName("site-d"), nullptr);
+  ASSERT_EQ(e.flows.size(), 2u);
+  EXPECT_EQ(e.flows[0].id, 7u);
+  EXPECT_EQ(e.flows[0].peer, "site-b");
+  EXPECT_EQ(e.flows[0].local.toString(), "192.168.1.1:5000");
+  EXPECT_EQ(e.flows[0].app.toString(), "192.168.1.10:7000");
+  EXPECT_EQ(e.flows[1].id, 4294967295u);
+  EXPECT_EQ(e.flows[1].app.toString(), "[fd00::10]:7000");
+
+  for (const char* mode : {"native", "auto", "off"}) {
+    auto m = parse(edge(std::string("xdp_mode = \"") + mode + "\"\n"), "t.toml");
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    EXPECT_EQ(toString(m->edge->xdpMode), mode);
+  }
+}
+
+TEST(ConfigEdge, RelayCredentials) {
+  const std::string relay = std::string("[edge.relay]\naddress = \"198.18.0.1:3478\"\nkey = \"") + kKeyA + "\"\n";
+  auto none = parse(edge(relay), "t.toml");  // no TURN authentication offered
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->edge->relay->username.empty());
+  EXPECT_FALSE(none->edge->relay->restSecret);
+
+  auto rest = parse(edge(relay + "rest_secret = \"shh\"\nusername = \"alice\"\n"), "t.toml");
+  ASSERT_TRUE(rest.ok()) << rest.error().message;
+  EXPECT_EQ(rest->edge->relay->restSecret, "shh");
+  EXPECT_EQ(rest->edge->relay->username, "alice");
+
+  auto dir = std::filesystem::temp_directory_path() / ("tgw-edge-config-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "rest.secret") << "file-secret\n";
+  auto file = parse(edge(relay + "rest_secret_file = \"rest.secret\"\n"), (dir / "edge.toml").string());
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(file.ok()) << file.error().message;
+  EXPECT_EQ(file->edge->relay->restSecret, "file-secret");
+
+  // Lines: 4 [edge.relay], 5 address, 6 key, 7...
+  EXPECT_EQ(errorOf(edge(relay + "username = \"alice\"\n")),
+            "t.toml:7: edge.relay.password: expected a password with the username (long-term credentials), or "
+            "neither, got nothing");
+  EXPECT_EQ(errorOf(edge(relay + "password = \"pw\"\n")),
+            "t.toml:7: edge.relay.username: expected a username with the password (long-term credentials), or "
+            "neither, got nothing");
+  EXPECT_EQ(errorOf(edge(relay + "rest_secret = \"s\"\npassword = \"pw\"\n")),
+            "t.toml:8: edge.relay.password: expected no password with a TURN REST secret (the password is derived "
+            "from the secret), got a password");
+  EXPECT_EQ(errorOf(edge(relay + "rest_secret = \"s\"\nrest_secret_file = \"f\"\n")),
+            "t.toml:8: edge.relay.rest_secret_file: expected either rest_secret or rest_secret_file, got both");
+  EXPECT_EQ(errorOf(edge(relay + "rest_secret = \"\"\n")),
+            "t.toml:7: edge.relay.rest_secret: expected a non-empty shared secret");
+  EXPECT_EQ(errorOf(edge(relay + "rest_secret_file = \"/nonexistent/s\"\n")),
+            "t.toml:7: edge.relay.rest_secret_file: expected a readable file, got \"/nonexistent/s\"");
+  EXPECT_EQ(errorOf(edge("[edge.relay]\nkey = \"" + std::string(kKeyA) + "\"\n")),
+            "t.toml:4: edge.relay.address: expected the relay's STUN/TURN endpoint ADDRESS[:PORT], got nothing");
+  EXPECT_EQ(errorOf(edge("[edge.relay]\naddress = \"198.18.0.1\"\n")),
+            "t.toml:4: edge.relay.key: expected a node's public key \"tgw:<64 hex digits>\", got nothing");
+  auto bad = errorOf(edge("[edge.relay]\naddress = \"198.18.0.1\"\nkey = \"tgw:1234\"\n"));
+  EXPECT_EQ(bad.rfind("t.toml:6: edge.relay.key: expected a node's public key \"tgw:<64 hex digits>\" (", 0), 0u) << bad;
+  EXPECT_NE(bad.find("got \"tgw:1234\""), std::string::npos) << bad;
+  auto zero = errorOf(edge("[edge.relay]\naddress = \"198.18.0.1\"\nkey = \"tgw:" + std::string(64, '0') + "\"\n"));
+  EXPECT_NE(zero.find("edge.relay.key: expected a node's public key"), std::string::npos) << zero;
+  EXPECT_EQ(errorOf(edge("[edge.relay]\naddress = \"0.0.0.0\"\nkey = \"" + std::string(kKeyA) + "\"\n")),
+            "t.toml:5: edge.relay.address: expected a specific address and a port from 1 to 65535, got \"0.0.0.0\"");
+  EXPECT_EQ(errorOf(edge("relay = 1\n")), "t.toml:4: edge.relay: expected a table ([edge.relay]), got 1");
+  EXPECT_EQ(errorOf(edge(relay + "user = \"a\"\n"))
+                .rfind("t.toml:7: edge.relay.user: expected one of the known keys", 0),
+            0u);
+}
+
+TEST(ConfigEdge, RequiredKeysAndValues) {
+  EXPECT_EQ(errorOf("[edge]\ninterface = \"wan0\"\n"),
+            "t.toml:1: edge.key_file: expected the node key file (created when missing), got nothing");
+  EXPECT_EQ(errorOf("[edge]\nkey_file = \"/k\"\n"), "t.toml:1: edge.interface: expected the WAN network interface, got nothing");
+  EXPECT_EQ(errorOf("[edge]\nkey_file = \"/k\"\ninterface = \"\"\n"),
+            "t.toml:3: edge.interface: expected the WAN network interface, got \"\"");
+  EXPECT_EQ(errorOf(edge("lan_interface = \"\"\n")),
+            "t.toml:4: edge.lan_interface: expected a network interface (or no key: the WAN one), got \"\"");
+  EXPECT_EQ(errorOf(edge("xdp_mode = \"fast\"\n")),
+            "t.toml:4: edge.xdp_mode: expected one of native, generic, auto, off, got \"fast\"");
+  EXPECT_EQ(errorOf(edge("port = 0\n")), "t.toml:4: edge.port: expected an integer from 1 to 65535, got 0");
+  EXPECT_EQ(errorOf(edge("pin_dir = \"tgw\"\n")),
+            "t.toml:4: edge.pin_dir: expected an absolute path on bpffs, or \"\" for no pinning, got \"tgw\"");
+  EXPECT_EQ(errorOf(edge("addresses = [\"198.18.0.5\", \"198.18.0.6\"]\n")),
+            "t.toml:4: edge.addresses: expected at most one address per family, got \"198.18.0.6\"");
+  EXPECT_EQ(errorOf(edge("addresses = [\"::\"]\n")),
+            "t.toml:4: edge.addresses: expected a specific address (not 0.0.0.0 or ::), got \"::\"");
+  EXPECT_EQ(errorOf(edge("static_endpoints = [\"203.0.113.7\"]\n")).rfind(
+                "t.toml:4: edge.static_endpoints: expected ADDRESS:PORT entries, got \"203.0.113.7\"", 0),
+            0u);
+  EXPECT_EQ(errorOf(edge("stun_servers = 3478\n")),
+            "t.toml:4: edge.stun_servers: expected a string or an array of strings, got 3478");
+  auto unknown = errorOf(edge("peers = []\n"));
+  EXPECT_EQ(unknown.rfind("t.toml:4: edge.peers: expected one of the known keys", 0), 0u) << unknown;
+}
+
+TEST(ConfigEdge, Peers) {
+  // Lines: 4 [[edge.peer]], 5 name, 6 key, 7 [[edge.peer]], 8 name, 9 key.
+  auto second = [](std::string_view name, std::string_view key) {
+    return peerB() + "[[edge.peer]]\nname = \"" + std::string(name) + "\"\nkey = \"" + std::string(key) + "\"\n";
+  };
+  EXPECT_EQ(errorOf(edge(second("site-b", kKeyC))), "t.toml:8: edge.peer[1].name: expected each peer name once, got \"site-b\" again");
+  EXPECT_EQ(errorOf(edge(second("site-c", kKeyB))),
+            "t.toml:9: edge.peer[1].key: expected each peer key once, got the key of peer \"site-b\" again");
+  EXPECT_EQ(errorOf(edge(second("site c", kKeyC))),
+            "t.toml:8: edge.peer[1].name: expected a name of 1 to 64 characters without blanks, got \"site c\"");
+  EXPECT_EQ(errorOf(edge("[[edge.peer]]\nkey = \"" + std::string(kKeyB) + "\"\n")),
+            "t.toml:4: edge.peer[0].name: expected a peer name, got nothing");
+  EXPECT_EQ(errorOf(edge("[[edge.peer]]\nname = \"b\"\n")),
+            "t.toml:4: edge.peer[0].key: expected a node's public key \"tgw:<64 hex digits>\", got nothing");
+  EXPECT_EQ(errorOf(edge("peer = \"b\"\n")), "t.toml:4: edge.peer: expected [[edge.peer]] tables with name and key, got \"b\"");
+  EXPECT_EQ(errorOf(edge(std::string("[edge.relay]\naddress = \"198.18.0.1\"\nkey = \"") + kKeyB + "\"\n" + peerB())),
+            "t.toml:9: edge.peer[0].key: expected a key other than the relay's (edge.relay.key), got the relay's key");
+}
+
+TEST(ConfigEdge, Flows) {
+  // Lines: 4-6 the peer, 7 [[edge.flow]], 8 id, 9 peer, 10 local, 11 app, 12 [[edge.flow]], 13 id ...
+  auto flow = [](std::string_view id, std::string_view peer, std::string_view local, std::string_view app) {
+    return "[[edge.flow]]\nid = " + std::string(id) + "\npeer = \"" + std::string(peer) + "\"\nlocal = \"" +
+           std::string(local) + "\"\napp = \"" + std::string(app) + "\"\n";
+  };
+  const std::string first = peerB() + flow("7", "site-b", "192.168.1.1:5000", "192.168.1.10:7000");
+  ASSERT_TRUE(parse(edge(first), "t.toml").ok());
+  EXPECT_EQ(errorOf(edge(first + flow("7", "site-b", "192.168.1.1:5001", "192.168.1.10:7000"))),
+            "t.toml:13: edge.flow[1].id: expected each flow id once, got 7 again");
+  EXPECT_EQ(errorOf(edge(first + flow("8", "site-b", "192.168.1.1:5000", "192.168.1.10:7001"))),
+            "t.toml:15: edge.flow[1].local: expected each local endpoint once (flow 7 has it), got "
+            "\"192.168.1.1:5000\"");
+  EXPECT_EQ(errorOf(edge(first + flow("0", "site-b", "192.168.1.1:5001", "192.168.1.10:7000"))),
+            "t.toml:13: edge.flow[1].id: expected a flow id from 1 to 4294967295, got 0");
+  EXPECT_EQ(errorOf(edge(first + flow("4294967296", "site-b", "192.168.1.1:5001", "192.168.1.10:7000"))),
+            "t.toml:13: edge.flow[1].id: expected a flow id from 1 to 4294967295, got 4294967296");
+  EXPECT_EQ(errorOf(edge(first + flow("8", "site-x", "192.168.1.1:5001", "192.168.1.10:7000"))),
+            "t.toml:14: edge.flow[1].peer: expected the name of an [[edge.peer]] (site-b), got \"site-x\"");
+  EXPECT_EQ(errorOf(edge(flow("8", "site-x", "192.168.1.1:5001", "192.168.1.10:7000"))),
+            "t.toml:6: edge.flow[0].peer: expected the name of an [[edge.peer]] (none configured), got \"site-x\"");
+  EXPECT_EQ(errorOf(edge(first + flow("8", "site-b", "192.168.1.1:5001", "[fd00::10]:7000"))),
+            "t.toml:16: edge.flow[1].app: expected the same address family as local (192.168.1.1:5001), got "
+            "\"[fd00::10]:7000\"");
+  EXPECT_EQ(errorOf(edge(first + flow("8", "site-b", "192.168.1.1:5001", "192.168.1.1:5001"))),
+            "t.toml:16: edge.flow[1].app: expected an endpoint other than the flow's local one, got "
+            "\"192.168.1.1:5001\"");
+  EXPECT_EQ(errorOf(edge(first + flow("8", "site-b", "192.168.1.1", "192.168.1.10:7000"))).rfind(
+                "t.toml:15: edge.flow[1].local: expected ADDRESS:PORT entries, got \"192.168.1.1\"", 0),
+            0u);
+  EXPECT_EQ(errorOf(edge(first + flow("8", "site-b", "0.0.0.0:5001", "192.168.1.10:7000"))),
+            "t.toml:15: edge.flow[1].local: expected a specific address and a port from 1 to 65535, got "
+            "\"0.0.0.0:5001\"");
+  EXPECT_EQ(errorOf(edge("addresses = \"198.18.0.5\"\n" + peerB() +
+                         flow("8", "site-b", "198.18.0.5:41641", "192.168.1.10:7000"))),
+            "t.toml:11: edge.flow[0].local: expected an endpoint other than the edge's own socket, got "
+            "\"198.18.0.5:41641\"");
+  EXPECT_EQ(errorOf(edge(peerB() + "[[edge.flow]]\npeer = \"site-b\"\n")),
+            "t.toml:7: edge.flow[0].id: expected a flow id from 1 to 4294967295, got nothing");
+  EXPECT_EQ(errorOf(edge(peerB() + "[[edge.flow]]\nid = 1\npeer = \"site-b\"\nlocal = \"192.168.1.1:1\"\n")),
+            "t.toml:7: edge.flow[0].app: expected the local application's endpoint ADDRESS:PORT, got nothing");
+  auto unknown = errorOf(edge(first + "remote = \"x\"\n"));
+  EXPECT_EQ(unknown.rfind("t.toml:12: edge.flow[0].remote: expected one of the known keys", 0), 0u) << unknown;
 }
 
 TEST(ConfigTurn, CidrParse) {
