@@ -22,7 +22,11 @@
 namespace tgw::api {
 
 void Dispatcher::add(std::string cmd, std::string help, Handler handler) {
-  handlers_[std::move(cmd)] = Entry{std::move(help), std::move(handler)};
+  handlers_[std::move(cmd)] = Entry{std::move(help), std::move(handler), nullptr};
+}
+
+void Dispatcher::addAsync(std::string cmd, std::string help, AsyncHandler handler) {
+  handlers_[std::move(cmd)] = Entry{std::move(help), nullptr, std::move(handler)};
 }
 
 Json Dispatcher::commands() const {
@@ -31,34 +35,92 @@ Json Dispatcher::commands() const {
   return out;
 }
 
-std::string Dispatcher::handleLine(std::string_view line) const {
-  auto reply = [](bool ok, Json body) {
-    Json r = {{"ok", ok}};
-    r[ok ? "result" : "error"] = std::move(body);
-    return r.dump() + "\n";
-  };
+namespace {
+
+std::string replyLine(bool ok, Json body) {
+  Json r = {{"ok", ok}};
+  r[ok ? "result" : "error"] = std::move(body);
+  // Invalid UTF-8 in a handler's strings must not throw here: replaced, not fatal.
+  return r.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+std::string replyLine(Result<Json> r) {
+  if (!r) return replyLine(false, r.error().message);
+  return replyLine(true, std::move(*r));
+}
+
+}  // namespace
+
+// A parsed request, or the error line to reply with.
+struct Dispatcher::Request {
+  const Entry* entry = nullptr;  // null: `error` is the reply
+  std::string name;
+  Json args;
+  std::string error;
+};
+
+Dispatcher::Request Dispatcher::parse(std::string_view line) const {
+  Request out;
   Json req = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (req.is_discarded() || !req.is_object()) return reply(false, "request is not a JSON object");
+  if (req.is_discarded() || !req.is_object()) return out.error = replyLine(false, "request is not a JSON object"), out;
   auto cmd = req.find("cmd");
-  if (cmd == req.end() || !cmd->is_string()) return reply(false, "request has no \"cmd\" string");
-  Json args = Json::object();
+  if (cmd == req.end() || !cmd->is_string()) return out.error = replyLine(false, "request has no \"cmd\" string"), out;
+  out.args = Json::object();
   if (auto a = req.find("args"); a != req.end()) {
-    if (!a->is_object()) return reply(false, "\"args\" must be an object");
-    args = *a;
+    if (!a->is_object()) return out.error = replyLine(false, "\"args\" must be an object"), out;
+    out.args = *a;
   }
-  const auto& name = cmd->get_ref<const std::string&>();
-  if (name == "help") return reply(true, commands());
-  auto it = handlers_.find(name);
-  if (it == handlers_.end()) return reply(false, "unknown command \"" + name + "\" (try \"help\")");
+  out.name = cmd->get<std::string>();
+  if (out.name == "help") return out.error = replyLine(true, commands()), out;
+  auto it = handlers_.find(out.name);
+  if (it == handlers_.end()) return out.error = replyLine(false, "unknown command \"" + out.name + "\" (try \"help\")"), out;
+  out.entry = &it->second;
+  return out;
+}
+
+namespace {
+
+// A handler bug must not take the daemon down; report it and go on.
+std::string internalError(const std::string& cmd, const std::exception& e) {
+  log::error("control_handler_failed", {{"cmd", cmd}, {"what", e.what()}});
+  return replyLine(false, std::string("internal error: ") + e.what());
+}
+
+}  // namespace
+
+void Dispatcher::dispatch(std::string_view line, std::function<void(std::string)> done) const {
+  Request req = parse(line);
+  if (req.entry == nullptr) return done(std::move(req.error));
+  if (req.entry->handler) return done(runSync(req));
+  // `done` runs once whatever the handler does (replies twice, throws before or after replying).
+  auto once = std::make_shared<std::function<void(std::string)>>(std::move(done));
+  Reply reply = [once, name = req.name](Result<Json> r) {
+    if (!*once) {
+      log::warn("control_reply_twice", {{"cmd", name}});
+      return;
+    }
+    std::exchange(*once, nullptr)(replyLine(std::move(r)));
+  };
   try {
-    auto r = it->second.handler(args);
-    if (!r) return reply(false, r.error().message);
-    return reply(true, std::move(*r));
+    req.entry->async(req.args, reply);
   } catch (const std::exception& e) {
-    // A handler bug must not take the daemon down; report it and go on.
-    log::error("control_handler_failed", {{"cmd", name}, {"what", e.what()}});
-    return reply(false, std::string("internal error: ") + e.what());
+    if (*once) std::exchange(*once, nullptr)(internalError(req.name, e));
   }
+}
+
+std::string Dispatcher::runSync(const Request& req) const {
+  try {
+    return replyLine(req.entry->handler(req.args));
+  } catch (const std::exception& e) {
+    return internalError(req.name, e);
+  }
+}
+
+std::string Dispatcher::handleLine(std::string_view line) const {
+  Request req = parse(line);
+  if (req.entry == nullptr) return std::move(req.error);
+  if (!req.entry->handler) return replyLine(false, "\"" + req.name + "\" answers later: use the control socket");
+  return runSync(req);
 }
 
 bool AccessPolicy::allows(const PeerCred& peer) const {
@@ -106,11 +168,24 @@ Result<sockaddr_un> unixAddress(const std::string& path) {
 
 struct ControlServer::Connection {
   ControlServer* server = nullptr;
+  uint64_t id = 0;
   bufferevent* bev = nullptr;
+  ::event* replyDeadline = nullptr;  // armed while an async reply is awaited
+  bool replied = false;
   ~Connection() {
+    if (replyDeadline != nullptr) event_free(replyDeadline);
     if (bev != nullptr) bufferevent_free(bev);
   }
 };
+
+namespace {
+
+timeval toTimeval(Duration d) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+}
+
+}  // namespace
 
 Result<std::unique_ptr<ControlServer>> ControlServer::open(event_base* base, const std::string& path,
                                                            std::optional<std::string> group,
@@ -221,43 +296,12 @@ void ControlServer::accept() {
     }
     auto c = std::make_unique<Connection>();
     c->server = this;
+    c->id = nextId_++;
     c->bev = bufferevent_socket_new(base_, cfd, BEV_OPT_CLOSE_ON_FREE);
-    timeval idle{std::chrono::duration_cast<std::chrono::seconds>(kClientIdleTimeout).count(), 0};
+    timeval idle = toTimeval(kClientIdleTimeout);
     bufferevent_set_timeouts(c->bev, &idle, &idle);
     bufferevent_setcb(
-        c->bev,
-        [](bufferevent* bev, void* arg) {
-          auto* conn = static_cast<Connection*>(arg);
-          evbuffer* in = bufferevent_get_input(bev);
-          size_t n = 0;
-          char* line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
-          if (line == nullptr) {
-            if (evbuffer_get_length(in) > kMaxRequestBytes) {
-              const char msg[] = "{\"ok\":false,\"error\":\"request too long\"}\n";
-              (void)!write(bufferevent_getfd(bev), msg, sizeof msg - 1);
-              conn->server->close(conn);
-            }
-            return;
-          }
-          std::string reply = conn->server->dispatcher_.handleLine(std::string_view(line, n));
-          std::free(line);
-          ++conn->server->served_;
-          bufferevent_write(bev, reply.data(), reply.size());
-          // Close once the reply has been flushed.
-          bufferevent_setcb(
-              bev, nullptr,
-              [](bufferevent* b, void* a) {
-                if (evbuffer_get_length(bufferevent_get_output(b)) == 0) {
-                  auto* cc = static_cast<Connection*>(a);
-                  cc->server->close(cc);
-                }
-              },
-              [](bufferevent*, short, void* a) {
-                auto* cc = static_cast<Connection*>(a);
-                cc->server->close(cc);
-              },
-              arg);
-        },
+        c->bev, [](bufferevent*, void* arg) { static_cast<Connection*>(arg)->server->onRequest(static_cast<Connection*>(arg)); },
         nullptr,
         [](bufferevent*, short, void* arg) {
           auto* conn = static_cast<Connection*>(arg);
@@ -265,11 +309,93 @@ void ControlServer::accept() {
         },
         c.get());
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    connections_[c.get()] = std::move(c);
+    connections_[c->id] = std::move(c);
   }
 }
 
-void ControlServer::close(Connection* c) { connections_.erase(c); }
+void ControlServer::onRequest(Connection* c) {
+  evbuffer* in = bufferevent_get_input(c->bev);
+  size_t n = 0;
+  char* line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+  if (line == nullptr) {
+    if (evbuffer_get_length(in) > kMaxRequestBytes) {
+      const char msg[] = "{\"ok\":false,\"error\":\"request too long\"}\n";
+      (void)!write(bufferevent_getfd(c->bev), msg, sizeof msg - 1);
+      close(c);
+    }
+    return;
+  }
+  std::string request(line, n);
+  std::free(line);
+  // One request per connection: what the client sends after it is read and discarded (so
+  // its EOF is seen and an abandoned async request is dropped at once). While the reply is
+  // awaited no idle timeout applies; kAsyncReplyTimeout bounds the wait instead.
+  bufferevent_setcb(
+      c->bev, [](bufferevent* bev, void*) { evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev))); },
+      nullptr,
+      [](bufferevent*, short, void* arg) {
+        auto* conn = static_cast<Connection*>(arg);
+        conn->server->close(conn);
+      },
+      c);
+  bufferevent_set_timeouts(c->bev, nullptr, nullptr);
+  evbuffer_drain(in, evbuffer_get_length(in));
+  const uint64_t id = c->id;
+  std::weak_ptr<ControlServer*> server = self_;
+  dispatcher_.dispatch(request, [server, id](std::string reply) {
+    auto s = server.lock();
+    if (!s) return;  // the server is gone (daemon shutting down)
+    ControlServer& self = **s;
+    auto it = self.connections_.find(id);
+    if (it == self.connections_.end()) {
+      ++self.dropped_;  // the client went away (or timed out) while the reply was prepared
+      return;
+    }
+    self.sendReply(it->second.get(), reply);
+  });
+  if (c->replied) return;
+  // Still waiting (an async command): bound the wait.
+  c->replyDeadline = evtimer_new(
+      base_,
+      [](evutil_socket_t, short, void* arg) {
+        auto* conn = static_cast<Connection*>(arg);
+        log::warn("control_async_reply_timeout", {{"timeout_s", std::to_string(std::chrono::duration_cast<seconds>(kAsyncReplyTimeout).count())}});
+        conn->server->sendReply(conn, "{\"ok\":false,\"error\":\"no answer within the daemon's limit\"}\n");
+      },
+      c);
+  timeval tv = toTimeval(kAsyncReplyTimeout);
+  evtimer_add(c->replyDeadline, &tv);
+}
+
+void ControlServer::sendReply(Connection* c, const std::string& reply) {
+  if (c->replyDeadline != nullptr) {
+    event_free(c->replyDeadline);
+    c->replyDeadline = nullptr;
+  }
+  c->replied = true;
+  ++served_;
+  bufferevent_disable(c->bev, EV_READ);
+  // A client that does not read its reply is closed after the idle timeout.
+  timeval idle = toTimeval(kClientIdleTimeout);
+  bufferevent_set_timeouts(c->bev, nullptr, &idle);
+  bufferevent_write(c->bev, reply.data(), reply.size());
+  // Close once the reply has been flushed.
+  bufferevent_setcb(
+      c->bev, nullptr,
+      [](bufferevent* b, void* a) {
+        if (evbuffer_get_length(bufferevent_get_output(b)) == 0) {
+          auto* cc = static_cast<Connection*>(a);
+          cc->server->close(cc);
+        }
+      },
+      [](bufferevent*, short, void* a) {
+        auto* cc = static_cast<Connection*>(a);
+        cc->server->close(cc);
+      },
+      c);
+}
+
+void ControlServer::close(Connection* c) { connections_.erase(c->id); }
 
 Result<Json> call(const std::string& socketPath, const std::string& cmd, const Json& args, Duration timeout) {
   auto sun = unixAddress(socketPath);

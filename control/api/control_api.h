@@ -39,12 +39,22 @@ inline constexpr size_t kMaxRequestBytes = 64 * 1024;  // a request is a command
 inline constexpr Duration kClientIdleTimeout = 5s;     // a connection that says nothing is closed
 inline constexpr size_t kMaxConnections = 64;           // beyond this, new connections are refused
 inline constexpr Duration kAcceptPause = 100ms;        // after accept() fails for want of descriptors
+// An async command that has not replied by then gets an error reply and its connection is
+// closed: a handler bug must not hold a connection (and a client) forever. Far above any
+// command's own timeout (`ping` waits at most kMaxPingTimeout in tgwctl).
+inline constexpr Duration kAsyncReplyTimeout = 120s;
 
-// Maps command names to handlers. handleLine() never throws: malformed input gets an error reply.
+// Maps command names to handlers. Never throws: malformed input, unknown commands and handler
+// exceptions get an error reply.
 class Dispatcher {
  public:
   void add(std::string cmd, std::string help, Handler handler);
-  void addAsync(std::string cmd, std::string help, AsyncHandler handler);  // (issue 5, api owner)
+  void addAsync(std::string cmd, std::string help, AsyncHandler handler);
+  // One request line to its reply line (with the trailing newline). `done` runs exactly once:
+  // before dispatch() returns for plain commands and errors, later for async commands (or
+  // before, if the handler replies at once). An async handler's second reply is ignored.
+  void dispatch(std::string_view line, std::function<void(std::string)> done) const;
+  // dispatch() for callers that cannot wait: an async command gets an error reply.
   std::string handleLine(std::string_view line) const;
   // {"cmd": help, ...} for the built-in "help" command.
   Json commands() const;
@@ -52,8 +62,12 @@ class Dispatcher {
  private:
   struct Entry {
     std::string help;
-    Handler handler;
+    Handler handler;        // exactly one of the two is set
+    AsyncHandler async;
   };
+  struct Request;
+  Request parse(std::string_view line) const;
+  std::string runSync(const Request& req) const;
   std::map<std::string, Entry, std::less<>> handlers_;
 };
 
@@ -90,13 +104,17 @@ class ControlServer {
 
   const std::string& path() const { return path_; }
   uint64_t refused() const { return refused_; }
-  uint64_t served() const { return served_; }
+  uint64_t served() const { return served_; }           // replies written
+  uint64_t repliesDropped() const { return dropped_; }   // async replies for a client that left
+  size_t connections() const { return connections_.size(); }
 
  private:
   struct Connection;
   ControlServer(event_base* base, std::string path, int fd, AccessPolicy policy, const Dispatcher& dispatcher);
   static void onAccept(int fd, short what, void* self);
   void accept();
+  void onRequest(Connection* c);
+  void sendReply(Connection* c, const std::string& reply);
   void close(Connection* c);
 
   event_base* base_;
@@ -106,9 +124,13 @@ class ControlServer {
   const Dispatcher& dispatcher_;
   ::event* acceptEvent_ = nullptr;
   ::event* resumeEvent_ = nullptr;  // re-enables accepting after a pause
-  std::map<Connection*, std::unique_ptr<Connection>> connections_;
+  std::map<uint64_t, std::unique_ptr<Connection>> connections_;  // by id
+  uint64_t nextId_ = 1;
+  // Async replies hold a weak reference: one that arrives after the server is gone is dropped.
+  std::shared_ptr<ControlServer*> self_ = std::make_shared<ControlServer*>(this);
   uint64_t refused_ = 0;
   uint64_t served_ = 0;
+  uint64_t dropped_ = 0;
 };
 
 // One request from a client (tgwctl): connects, sends, waits at most `timeout` for the reply.

@@ -1,14 +1,19 @@
 #include "api/control_api.h"
 
 #include <event2/event.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <thread>
+#include <vector>
 
 namespace tgw::api {
 namespace {
@@ -50,6 +55,60 @@ TEST(Dispatcher, BadRequestsGetErrors) {
   EXPECT_EQ(reply(d, R"({"cmd":"echo","args":[1]})")["error"], "\"args\" must be an object");
   EXPECT_EQ(reply(d, R"({"cmd":"nope"})")["error"], "unknown command \"nope\" (try \"help\")");
   EXPECT_EQ(reply(d, std::string("\xff\xfe{", 3))["ok"], false);
+}
+
+// An async handler keeps `reply` and answers later; the dispatcher passes that on once.
+TEST(Dispatcher, AsyncRepliesOnceLater) {
+  Dispatcher d;
+  std::vector<Reply> kept;
+  d.addAsync("later", "answers when told", [&kept](const Json&, Reply r) { kept.push_back(std::move(r)); });
+  d.addAsync("now", "answers at once", [](const Json& args, Reply r) { r(Json{{"n", args.value("n", 0)}}); });
+  d.addAsync("throws", "a handler bug", [](const Json&, Reply) { throw std::runtime_error("kaput"); });
+  d.addAsync("replies-then-throws", "a worse bug", [](const Json&, Reply r) {
+    r(Json("first"));
+    throw std::runtime_error("late");
+  });
+  std::vector<std::string> out;
+  auto collect = [&out](std::string line) { out.push_back(std::move(line)); };
+
+  d.dispatch(R"({"cmd":"later"})", collect);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_TRUE(out.empty()) << "no reply before the handler answers";
+  kept[0](Json{{"rtt_ms", 1.5}});
+  kept[0](fail("second answer"));  // ignored
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(Json::parse(out[0])["result"]["rtt_ms"], 1.5);
+
+  d.dispatch(R"({"cmd":"now","args":{"n":3}})", collect);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(Json::parse(out[1])["result"]["n"], 3);
+
+  d.dispatch(R"({"cmd":"throws"})", collect);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(Json::parse(out[2])["error"], "internal error: kaput");
+
+  d.dispatch(R"({"cmd":"replies-then-throws"})", collect);
+  ASSERT_EQ(out.size(), 4u) << "one reply only";
+  EXPECT_EQ(Json::parse(out[3])["result"], "first");
+
+  // Errors before the handler are replied at once, as for plain commands.
+  d.dispatch(R"({"cmd":"later","args":[]})", collect);
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(Json::parse(out[4])["error"], "\"args\" must be an object");
+  EXPECT_EQ(kept.size(), 1u);
+
+  // handleLine cannot wait: it says so and does not start the work.
+  EXPECT_EQ(reply(d, R"({"cmd":"later"})")["error"], "\"later\" answers later: use the control socket");
+  EXPECT_EQ(kept.size(), 1u);
+  EXPECT_EQ(reply(d, R"({"cmd":"help"})")["result"]["later"], "answers when told");
+}
+
+TEST(Dispatcher, InvalidUtf8InAResultIsNotFatal) {
+  Dispatcher d;
+  d.add("bad", "returns bytes that are not UTF-8", [](const Json&) -> Result<Json> { return Json("a\xff"); });
+  auto r = reply(d, R"({"cmd":"bad"})");
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["result"], "a\xEF\xBF\xBD") << "replaced by U+FFFD";
 }
 
 TEST(AccessPolicy, RootOwnerAndGroup) {
@@ -142,6 +201,117 @@ TEST_F(ServerTest, RefusesPeersWithoutPermission) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << "nobody was not refused (3: could not drop privileges)";
   EXPECT_EQ((*s)->refused(), 1u);
   EXPECT_TRUE(asRoot.ok());
+  EXPECT_EQ((*s)->served(), 1u);
+}
+
+// An async command answers from the event loop, later, on the same connection.
+TEST_F(ServerTest, AsyncCommandAnswersLaterOnTheSameConnection) {
+  Dispatcher d;
+  struct Pending {
+    Reply reply;
+    Json args;
+  };
+  ::event* timer = nullptr;
+  Pending pending;
+  timer = evtimer_new(
+      base_, [](evutil_socket_t, short, void* arg) {
+        auto* p = static_cast<Pending*>(arg);
+        std::exchange(p->reply, nullptr)(Json{{"pong", p->args.value("peer", "")}});
+      },
+      &pending);
+  d.addAsync("ping", "answers 50 ms later", [&](const Json& args, Reply r) {
+    pending = Pending{std::move(r), args};
+    timeval tv{0, 50000};
+    evtimer_add(timer, &tv);
+  });
+  d.add("echo", "returns its arguments", [](const Json& args) -> Result<Json> { return args; });
+  auto s = ControlServer::open(base_, path_, std::nullopt, d);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  std::atomic<bool> stop{false};
+  auto t = runLoop(stop);
+  auto r = call(path_, "ping", Json{{"peer", "site-b"}});
+  auto e = call(path_, "echo", Json{{"k", 1}});
+  stop = true;
+  t.join();
+  event_free(timer);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ((*r)["pong"], "site-b");
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ((*s)->served(), 2u);
+  EXPECT_EQ((*s)->repliesDropped(), 0u);
+  EXPECT_EQ((*s)->connections(), 0u);
+}
+
+// The client goes away before the async reply: the connection is freed when its EOF is seen
+// (not held until the reply), and the late reply is dropped and counted, not written anywhere.
+// A reply that comes after the server itself is gone is a no-op too.
+TEST_F(ServerTest, AsyncReplyAfterTheClientLeftIsDropped) {
+  Dispatcher d;
+  std::vector<Reply> kept;
+  d.addAsync("ping", "never answers by itself", [&kept](const Json&, Reply r) { kept.push_back(std::move(r)); });
+  auto s = ControlServer::open(base_, path_, std::nullopt, d);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+
+  auto sendAndLeave = [this] {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path_.c_str());
+    EXPECT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&sun), sizeof sun), 0);
+    const char req[] = "{\"cmd\":\"ping\"}\n";
+    EXPECT_EQ(write(fd, req, sizeof req - 1), static_cast<ssize_t>(sizeof req - 1));
+    ::close(fd);
+  };
+  // Runs the loop here (the handlers and replies belong to the loop's thread) until `done`.
+  auto loopUntil = [this](const std::function<bool()>& done) {
+    for (int i = 0; i < 2000 && !done(); ++i) event_base_loop(base_, EVLOOP_NONBLOCK), usleep(1000);
+    return done();
+  };
+
+  sendAndLeave();
+  ASSERT_TRUE(loopUntil([&] { return kept.size() == 1 && (*s)->connections() == 0; }))
+      << "handler ran: " << kept.size() << ", connections open: " << (*s)->connections();
+  kept[0](Json{{"late", true}});
+  EXPECT_EQ((*s)->repliesDropped(), 1u);
+  EXPECT_EQ((*s)->served(), 0u);
+
+  sendAndLeave();
+  ASSERT_TRUE(loopUntil([&] { return kept.size() == 2; }));
+  s->reset();  // the daemon shuts down with a reply outstanding
+  kept[1](Json{{"late", true}});
+}
+
+// daemon.control_group lets its members in: the socket file gets the group (mode 0660, so
+// the file mode admits them too), and SO_PEERCRED's gid passes the policy.
+TEST_F(ServerTest, ControlGroupMembersGetIn) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+  auto gid = lookupGroup("nogroup");
+  if (!gid) GTEST_SKIP() << "no group 'nogroup' on this system";
+  auto d = makeDispatcher();
+  auto s = ControlServer::open(base_, path_, std::string("nogroup"), d);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  struct stat st {};
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, *gid);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  std::atomic<bool> stop{false};
+  auto t = runLoop(stop);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // uid 65534 is neither root nor the daemon's user; only the group lets it in.
+    if (setgroups(0, nullptr) != 0 || setgid(*gid) != 0 || setuid(65534) != 0) _exit(3);
+    auto r = call(path_, "echo", Json{{"k", "v"}}, 2s);
+    _exit(r.ok() && (*r)["k"] == "v" ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  stop = true;
+  t.join();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the group member was refused (3: could not drop privileges)";
+  EXPECT_EQ((*s)->refused(), 0u);
   EXPECT_EQ((*s)->served(), 1u);
 }
 
