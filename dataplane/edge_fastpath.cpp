@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -159,7 +160,27 @@ const char* mapTypeName(__u32 type) {
   }
 }
 
+// Empty when a map found in the kernel (pinned, or used by the attached program) can stand
+// for `map` of this build; otherwise what differs.
+std::string mismatch(const bpf_map* map, const bpf_map_info& info) {
+  auto describe = [](__u32 type, __u32 key, __u32 value, __u32 entries, __u32 flags) {
+    return std::string(mapTypeName(type)) + " key " + std::to_string(key) + " value " +
+           std::to_string(value) + " max_entries " + std::to_string(entries) + " flags " +
+           std::to_string(flags);
+  };
+  if (info.type == static_cast<__u32>(bpf_map__type(map)) &&
+      info.key_size == bpf_map__key_size(map) && info.value_size == bpf_map__value_size(map) &&
+      info.max_entries == bpf_map__max_entries(map) &&
+      info.map_flags == static_cast<__u32>(bpf_map__map_flags(map)))
+    return "";
+  return describe(info.type, info.key_size, info.value_size, info.max_entries, info.map_flags) +
+         ", this build wants " +
+         describe(bpf_map__type(map), bpf_map__key_size(map), bpf_map__value_size(map),
+                  bpf_map__max_entries(map), bpf_map__map_flags(map));
+}
+
 // Refuses a pinned map that libbpf could not reuse, saying what differs and what to do.
+// Returns whether the pin exists.
 Result<bool> checkPinned(const bpf_map* map, const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return false;
@@ -172,25 +193,47 @@ Result<bool> checkPinned(const bpf_map* map, const std::string& path) {
   const int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
   close(fd);
   if (rc != 0) return fail("edge fast path: pinned " + path + " is not a map");
-  auto describe = [](__u32 type, __u32 key, __u32 value, __u32 entries, __u32 flags) {
-    return std::string(mapTypeName(type)) + " key " + std::to_string(key) + " value " +
-           std::to_string(value) + " max_entries " + std::to_string(entries) + " flags " +
-           std::to_string(flags);
-  };
-  if (info.type != static_cast<__u32>(bpf_map__type(map)) ||
-      info.key_size != bpf_map__key_size(map) || info.value_size != bpf_map__value_size(map) ||
-      info.max_entries != bpf_map__max_entries(map) ||
-      info.map_flags != static_cast<__u32>(bpf_map__map_flags(map)))
-    return fail("edge fast path: pinned map " + path + " is " +
-                describe(info.type, info.key_size, info.value_size, info.max_entries,
-                         info.map_flags) +
-                ", this build wants " +
-                describe(bpf_map__type(map), bpf_map__key_size(map), bpf_map__value_size(map),
-                         bpf_map__max_entries(map), bpf_map__map_flags(map)) +
+  if (const std::string why = mismatch(map, info); !why.empty())
+    return fail("edge fast path: pinned map " + path + " is " + why +
                 " (another max_flows or layout): remove the pin directory (rm -r " +
                 std::filesystem::path(path).parent_path().string() +
                 ") to start afresh; forwarding state is lost");
   return true;
+}
+
+// The maps of the tgw_edge program left attached on `ifname` by a previous tgwd, by their
+// kernel names (cut to 15 characters). Each fd is the caller's to close.
+std::map<std::string, int> attachedProgramMaps(const std::string& ifname) {
+  std::map<std::string, int> out;
+  const uint32_t id = XdpAttachment::attachedId(ifname, kProgName);
+  if (id == 0) return out;
+  const int prog = bpf_prog_get_fd_by_id(id);
+  if (prog < 0) return out;
+  bpf_prog_info info{};
+  __u32 len = sizeof(info);
+  std::vector<__u32> ids;
+  if (bpf_obj_get_info_by_fd(prog, &info, &len) == 0 && info.nr_map_ids > 0) {
+    ids.resize(info.nr_map_ids);
+    info = bpf_prog_info{};
+    info.nr_map_ids = static_cast<__u32>(ids.size());
+    info.map_ids = reinterpret_cast<__u64>(ids.data());
+    len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(prog, &info, &len) != 0) ids.clear();
+    ids.resize(std::min<size_t>(ids.size(), info.nr_map_ids));
+  }
+  close(prog);
+  for (__u32 mapId : ids) {
+    const int fd = bpf_map_get_fd_by_id(mapId);
+    if (fd < 0) continue;
+    bpf_map_info mi{};
+    __u32 miLen = sizeof(mi);
+    if (bpf_obj_get_info_by_fd(fd, &mi, &miLen) != 0 || out.count(mi.name)) {
+      close(fd);
+      continue;
+    }
+    out[mi.name] = fd;
+  }
+  return out;
 }
 
 template <typename K>
@@ -453,20 +496,47 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   bpf_map__set_max_entries(maps.tgw_edge_sockets, kMaxSockets);
 
   bool reused = false;
+  const std::vector<bpf_map*> stateMaps{maps.tgw_edge_locals, maps.tgw_edge_sockets,
+                                        maps.tgw_edge_flows, maps.tgw_edge_flow_stats,
+                                        maps.tgw_stats};
+  std::set<const bpf_map*> pinnedFound;
   if (!options.pinDir.empty()) {
     if (auto ok = preparePinDir(options.pinDir); !ok) return Unexpected<Error>{ok.error()};
-    for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_sockets, maps.tgw_edge_flows,
-                       maps.tgw_edge_flow_stats, maps.tgw_stats}) {
+    for (bpf_map* m : stateMaps) {
       const std::string path = options.pinDir + "/" + bpf_map__name(m);
       auto found = checkPinned(m, path);
       if (!found) return Unexpected<Error>{found.error()};
-      if (*found && m == maps.tgw_edge_flows) reused = true;
+      if (*found) pinnedFound.insert(m);
       // libbpf reuses a compatible pinned map and pins the others after load.
       if (int err = bpf_map__set_pin_path(m, path.c_str()); err != 0)
         return fail("edge fast path: pin path " + path + ": " + std::strerror(-err), -err);
       impl.pins.push_back(path);
     }
   }
+  // Maps not found pinned are taken from our program if it is still attached: `ip netns
+  // exec` gives each tgwd a fresh mount namespace, so the bpffs the previous one pinned in
+  // is gone, but its program (kept attached) still holds the maps. Incompatible ones are
+  // left (the program is replaced anyway): a fresh start, logged.
+  std::map<std::string, int> adoptable = attachedProgramMaps(options.wanInterface);
+  for (bpf_map* m : stateMaps) {
+    if (pinnedFound.count(m)) continue;
+    auto it = adoptable.find(std::string(bpf_map__name(m)).substr(0, BPF_OBJ_NAME_LEN - 1));
+    if (it == adoptable.end()) continue;
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    std::string why = bpf_obj_get_info_by_fd(it->second, &info, &len) == 0
+                          ? mismatch(m, info)
+                          : std::string("unreadable");
+    if (why.empty() && bpf_map__reuse_fd(m, it->second) != 0) why = "reuse failed";
+    if (!why.empty()) {
+      log::warn("xdp.edge.adopt_refused", {{"map", bpf_map__name(m)}, {"why", why}});
+      continue;
+    }
+    if (m == maps.tgw_edge_flows) reused = true;
+    log::info("xdp.edge.adopted", {{"map", bpf_map__name(m)}, {"from", options.wanInterface}});
+  }
+  for (auto& [name, fd] : adoptable) close(fd);
+  if (pinnedFound.count(maps.tgw_edge_flows)) reused = true;
   if (int err = tgw_edge__load(impl.skel); err != 0)
     return fail(std::string("edge fast path: load (needs root / CAP_BPF): ") +
                     std::strerror(-err),

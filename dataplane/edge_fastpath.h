@@ -16,7 +16,11 @@
 // pinDir reuses the pinned maps (the entries survive) and replaces the attached program
 // atomically; pinnedEntries() then says what was found, for the daemon to reconcile.
 // The program itself is not pinned: it is found on the interface (bpf_xdp_query, by its
-// name tgw_edge) and replaced there with XDP_FLAGS_REPLACE. A pinned map whose type or
+// name tgw_edge) and replaced there with XDP_FLAGS_REPLACE. Maps not found pinned are taken
+// from that still-attached program when it has them (bpf_prog_info map ids): `ip netns
+// exec` gives each tgwd a fresh mount namespace whose bpffs is new and empty, yet the state
+// survives the restart (only a relay path's peerRelayed, kept in our own side map, is then
+// lost: pinnedEntries() gives it unset). A pinned map whose type or
 // sizes differ from this build's (another maxFlows, a newer layout) is refused with a
 // message saying to remove the pin directory (forwarding state is then lost).
 // Without keepAttached() the destructor detaches and removes the pins: a clean stop

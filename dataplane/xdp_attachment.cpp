@@ -233,6 +233,13 @@ Attached attachedProgram(int ifindex) {
 
 }  // namespace
 
+uint32_t XdpAttachment::attachedId(const std::string& ifname, const std::string& progName) {
+  const unsigned ifindex = if_nametoindex(ifname.c_str());
+  if (ifindex == 0) return 0;
+  const Attached a = attachedProgram(static_cast<int>(ifindex));
+  return a.id != 0 && a.name == progName.substr(0, BPF_OBJ_NAME_LEN - 1) ? a.id : 0;
+}
+
 Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attachReplacing(int progFd,
                                                                       const std::string& progName,
                                                                       const std::string& ifname,

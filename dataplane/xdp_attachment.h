@@ -42,6 +42,10 @@ class XdpAttachment {
                                                                 const std::string& progName,
                                                                 const std::string& ifname,
                                                                 AttachMode want);
+  // The kernel id of the XDP program named `progName` attached to `ifname` (either mode),
+  // 0 if none or another: how a restarting daemon finds the program it left attached.
+  static uint32_t attachedId(const std::string& ifname, const std::string& progName);
+
   ~XdpAttachment();
   XdpAttachment(const XdpAttachment&) = delete;
   XdpAttachment& operator=(const XdpAttachment&) = delete;

@@ -445,6 +445,37 @@ TEST_F(EdgeFastPathTest, RestartKeepsForwardingStateAndReplacesTheProgram) {
   EXPECT_FALSE(std::filesystem::exists(pinDir_));
 }
 
+// `ip netns exec` gives each tgwd a fresh mount namespace: the bpffs the previous one
+// pinned in is gone, but the program it kept attached still holds the maps.
+TEST_F(EdgeFastPathTest, AdoptsTheAttachedProgramsMapsWhenThePinsAreGone) {
+  const Flow f8{8, addr("[2001:db8:1::1]:6000"), addr("[2001:db8:1::10]:6000")};
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+    ASSERT_TRUE(edge->setPath(f8, kRelay6).ok());
+    writeSlot(flowEntry(7)->stats_slot, 2);
+    edge->keepAttached();
+  }
+  std::filesystem::remove_all(pinDir_);
+  ASSERT_FALSE(std::filesystem::exists(pinDir_));
+
+  pinDir_ += "-fresh";
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  // The relay path's peerRelayed lived only in the (lost) side map.
+  Path relayWithoutPeer = kRelay6;
+  relayWithoutPeer.peerRelayed = SockAddr{};
+  std::vector<ForwardingEntry> want{{kFlow7, kDirect}, {f8, relayWithoutPeer}};
+  EXPECT_EQ(edge->pinnedEntries(), want);
+  auto c = edge->flowCounters(7);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->outDirectPackets, 2u * static_cast<uint64_t>(libbpf_num_possible_cpus()));
+  // The adopted maps are pinned again in the new directory.
+  EXPECT_TRUE(flowEntry(7));
+  EXPECT_EQ(localOwner(f8.localEndpoint), 8u);
+}
+
 TEST_F(EdgeFastPathTest, RefusesIncompatiblePinsAndLeavesThem) {
   {
     auto edge = openOk(options(8));
