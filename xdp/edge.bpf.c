@@ -1,12 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /* The edge's XDP program (tgw/edge.h): application datagrams to a flow's local endpoint go
- * out on the flow's path with the tgw data header; data frames arriving on our sockets go
- * to the flow's local application. Everything else is passed up to tgwd. */
+ * out on the flow's path with the tgw data header (inside ChannelData on a relay path);
+ * data frames arriving on our sockets go to the flow's local application. Everything else
+ * is passed up to tgwd untouched. This file supplies the frame pointers, the map lookups,
+ * the next hop (bpf_fib_lookup), the resizes and the counts; the parsing, checksums and
+ * header layouts are tgw/edge.h's.
+ *
+ * Too big (the rewritten packet exceeds the flow's path_mtu, or bpf_fib_lookup's MTU check
+ * fails): the application is answered as a router would answer it (ICMP Fragmentation
+ * Needed for IPv4 with DF, ICMPv6 Packet Too Big), from the flow's local endpoint, with the
+ * MTU that leaves room for tgw's headers, back out of the ingress interface (XDP_TX). IPv4
+ * without DF, and data that would not fit the LAN on delivery, are dropped. Both counted. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 #include "tgw/edge.h"
 #include "tgw/stats.h"
+
+#define AF_INET 2
+#define AF_INET6 10
 
 /* The maps of tgw/edge.h; max_entries are placeholders the loader resizes. */
 struct {
@@ -40,6 +52,7 @@ struct {
   __type(value, struct tgw_edge_flow_stats);
 } tgw_edge_flow_stats SEC(".maps");
 
+/* Per (family, verdict, reason), as the other programs (tgw/stats.h). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, TGW_STATS_ENTRIES);
@@ -47,16 +60,270 @@ struct {
   __type(value, struct tgw_stats_value);
 } tgw_stats SEC(".maps");
 
+/* A counter slot that takes the counts of a flow whose stats_slot is out of range. */
+static struct tgw_edge_flow_stats no_stats;
+
+static __always_inline struct tgw_edge_flow_stats *flow_stats(const struct tgw_edge_flow *f) {
+  __u32 slot = f->stats_slot;
+  struct tgw_edge_flow_stats *s = bpf_map_lookup_elem(&tgw_edge_flow_stats, &slot);
+  return s ? s : &no_stats;
+}
+
+struct next_hop {
+  __u8 dmac[TGW_ETH_ALEN];
+  __u8 smac[TGW_ETH_ALEN];
+  __u32 ifindex;
+  __u32 mtu; /* TOO_BIG: the MTU the lookup found */
+};
+
+/* The next hop of the rewritten packet (plan's family, src -> dst, ip_len bytes), looked up
+ * from the ingress interface (forwarding must be on there, as for any router). Returns 0,
+ * TGW_REASON_EDGE_TOO_BIG_DROP with nh->mtu set, or the reason to drop. */
+static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_plan *plan,
+                                      struct next_hop *nh) {
+  struct bpf_fib_lookup fib;
+  __builtin_memset(&fib, 0, sizeof(fib));
+  fib.l4_protocol = TGW_IPPROTO_UDP;
+  fib.sport = plan->sport;
+  fib.dport = plan->dport;
+  fib.tot_len = (__u16)plan->ip_len;
+  fib.ifindex = ctx->ingress_ifindex;
+  if (plan->out_family == TGW_FAMILY_IPV4) {
+    fib.family = AF_INET;
+    fib.tos = plan->tos;
+    fib.ipv4_src = tgw_load32(plan->src);
+    fib.ipv4_dst = tgw_load32(plan->dst);
+  } else {
+    fib.family = AF_INET6;
+    for (int i = 0; i < 4; i++) {
+      fib.ipv6_src[i] = tgw_load32(plan->src + 4 * i);
+      fib.ipv6_dst[i] = tgw_load32(plan->dst + 4 * i);
+    }
+  }
+  long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+  if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+    nh->mtu = fib.mtu_result;
+    return TGW_REASON_EDGE_TOO_BIG_DROP;
+  }
+  if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return TGW_REASON_EDGE_NO_NEIGH;
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS) return TGW_REASON_EDGE_FIB_FAILED;
+  __builtin_memcpy(nh->dmac, fib.dmac, TGW_ETH_ALEN);
+  __builtin_memcpy(nh->smac, fib.smac, TGW_ETH_ALEN);
+  nh->ifindex = fib.ifindex;
+  nh->mtu = 0;
+  return 0;
+}
+
+/* Resizes the frame for the plan (Ethernet padding cut, head grown or shrunk), writes the
+ * new headers and sends it to the next hop. Returns the reason (`ok` on success). */
+static __always_inline __u32 rewrite(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
+                                     const struct tgw_edge_plan *plan, const struct next_hop *nh,
+                                     __u32 ok, __u32 *verdict) {
+  *verdict = TGW_VERDICT_DROP;
+  /* Bounded by the parser (TGW_EDGE_TRAILER_MAX), checked again for the verifier. */
+  int cut = (int)pkt->trailer_len;
+  if (cut > 0 && (cut > TGW_EDGE_TRAILER_MAX || bpf_xdp_adjust_tail(ctx, -cut) != 0))
+    return TGW_REASON_EDGE_RESIZE_FAILED;
+  if (plan->head_delta != 0 && bpf_xdp_adjust_head(ctx, -plan->head_delta) != 0)
+    return TGW_REASON_EDGE_RESIZE_FAILED;
+  __u8 *data = (__u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  if (data + TGW_ETH_HLEN > data_end) {
+    *verdict = TGW_VERDICT_ABORTED; /* a bug: the frame was resized */
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  __builtin_memcpy(data, nh->dmac, TGW_ETH_ALEN);
+  __builtin_memcpy(data + TGW_ETH_ALEN, nh->smac, TGW_ETH_ALEN);
+  if (tgw_edge_write(data, data_end, plan) != 0) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  if (nh->ifindex == ctx->ingress_ifindex) {
+    *verdict = TGW_VERDICT_TX;
+  } else {
+    bpf_redirect(nh->ifindex, 0);
+    *verdict = TGW_VERDICT_REDIRECT;
+  }
+  return ok;
+}
+
+/* Answers a packet too big for the path with ICMP / ICMPv6 (see the top of this file). */
+static __always_inline __u32 too_big(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
+                                     const struct tgw_edge_plan *plan, __u32 path_mtu,
+                                     __u32 *verdict) {
+  *verdict = TGW_VERDICT_DROP;
+  __u32 mtu = tgw_edge_icmp_mtu(path_mtu, pkt, plan);
+  int grow;
+  __u32 out_len;
+  if (pkt->family == TGW_FAMILY_IPV4) {
+    if (!pkt->df) return TGW_REASON_EDGE_TOO_BIG_DROP; /* the app allowed fragments */
+    grow = TGW_IPV4_HLEN_MIN + 8;
+    out_len = TGW_EDGE_ICMP4_LEN;
+  } else {
+    if (pkt->ip_hlen + pkt->udp_len < TGW_EDGE_ICMP6_QUOTE) return TGW_REASON_EDGE_TOO_BIG_DROP;
+    grow = TGW_IPV6_HLEN + 8;
+    out_len = TGW_EDGE_ICMP6_LEN;
+  }
+  /* The new IP and ICMP headers go in front of the original frame, whose IP header and
+   * first bytes are then the quoted part; the rest is cut. */
+  if (bpf_xdp_adjust_head(ctx, -grow) != 0) return TGW_REASON_EDGE_RESIZE_FAILED;
+  int cut = (int)bpf_xdp_get_buff_len(ctx) - (int)out_len;
+  if (cut > 0 && bpf_xdp_adjust_tail(ctx, -cut) != 0) {
+    *verdict = TGW_VERDICT_ABORTED; /* the head grew: no longer the original */
+    return TGW_REASON_EDGE_RESIZE_FAILED;
+  }
+  __u8 *data = (__u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  int rc = pkt->family == TGW_FAMILY_IPV4 ? tgw_edge_write_icmp4(data, data_end, mtu)
+                                          : tgw_edge_write_icmp6(data, data_end, mtu);
+  if (rc != 0) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  *verdict = TGW_VERDICT_TX;
+  return TGW_REASON_EDGE_TOO_BIG_ICMP;
+}
+
+/* Out: an application datagram to a flow's local endpoint. */
+static __always_inline __u32 handle_out(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
+                                        __u32 flow_id, __u32 *verdict) {
+  *verdict = TGW_VERDICT_DROP;
+  const struct tgw_edge_flow *f = bpf_map_lookup_elem(&tgw_edge_flows, &flow_id);
+  if (!f) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  struct tgw_edge_flow_stats *st = flow_stats(f);
+  if (pkt->unsupported || pkt->first_fragment) {
+    st->drop_other += 1;
+    return pkt->unsupported ? TGW_REASON_EDGE_UNSUPPORTED : TGW_REASON_IP_FRAGMENT;
+  }
+  struct tgw_edge_plan plan;
+  __u32 reason = tgw_edge_plan_out(pkt, f, flow_id, &plan);
+  if (reason == TGW_REASON_EDGE_NO_PATH) st->drop_no_path += 1;
+  if (reason != 0) {
+    if (reason != TGW_REASON_EDGE_NO_PATH) st->drop_other += 1;
+    return reason;
+  }
+  struct next_hop nh;
+  __u32 path_mtu = f->path_mtu;
+  if (path_mtu != 0 && plan.ip_len > path_mtu) {
+    reason = TGW_REASON_EDGE_TOO_BIG_DROP;
+  } else {
+    reason = next_hop(ctx, &plan, &nh);
+    path_mtu = nh.mtu;
+  }
+  if (reason == TGW_REASON_EDGE_TOO_BIG_DROP) {
+    st->drop_too_big += 1;
+    return too_big(ctx, pkt, &plan, path_mtu, verdict);
+  }
+  if (reason != 0) {
+    st->drop_other += 1;
+    return reason;
+  }
+  int relay = plan.channel != 0;
+  reason = rewrite(ctx, pkt, &plan, &nh,
+                   relay ? TGW_REASON_EDGE_OUT_RELAY : TGW_REASON_EDGE_OUT_DIRECT, verdict);
+  if (*verdict == TGW_VERDICT_DROP || *verdict == TGW_VERDICT_ABORTED) {
+    st->drop_other += 1;
+  } else if (relay) {
+    st->out_relay_packets += 1;
+    st->out_relay_bytes += plan.payload_len;
+  } else {
+    st->out_direct_packets += 1;
+    st->out_direct_bytes += plan.payload_len;
+  }
+  return reason;
+}
+
+/* In: a datagram to one of our sockets. */
+static __always_inline __u32 handle_in(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
+                                       __u32 *verdict) {
+  *verdict = TGW_VERDICT_PASS;
+  /* The payload is read at fixed offsets: with IPv4 options tgwd's socket decides. */
+  if (pkt->unsupported) return TGW_REASON_EDGE_UNSUPPORTED;
+  const __u8 *data = (const __u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  __u32 kind, flow_id = 0, hdr_len = 0;
+  __u32 reason = tgw_edge_classify_in(data, data_end, pkt, &kind, &flow_id, &hdr_len);
+  if (reason == 0 && kind == TGW_EDGE_IN_CONTROL) return TGW_REASON_EDGE_CONTROL;
+  *verdict = TGW_VERDICT_DROP;
+  /* The first fragment of a data frame: the rest would reach tgwd's socket. */
+  if (pkt->first_fragment) return TGW_REASON_IP_FRAGMENT;
+  if (reason != 0) return reason;
+  const struct tgw_edge_flow *f = bpf_map_lookup_elem(&tgw_edge_flows, &flow_id);
+  if (!f) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  struct tgw_edge_flow_stats *st = flow_stats(f);
+
+  /* What goes out of the checksum with the headers: the data header, and ChannelData's. */
+  const __u8 *p = data + TGW_ETH_HLEN + pkt->ip_hlen + TGW_UDP_HLEN;
+  __u32 removed = 0;
+  if (pkt->ip_hlen > TGW_IPV6_HLEN) return TGW_REASON_EDGE_UNSUPPORTED; /* for the verifier */
+  if (kind == TGW_EDGE_IN_RELAYED) {
+    if (p + TGW_CHANNELDATA_HLEN + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
+    removed = tgw_csum_add_words(0, p, (TGW_CHANNELDATA_HLEN + TGW_DATA_HLEN) / 2);
+  } else {
+    if (p + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
+    removed = tgw_csum_add_words(0, p, TGW_DATA_HLEN / 2);
+  }
+  struct tgw_edge_plan plan;
+  reason = tgw_edge_plan_in(pkt, f, hdr_len, tgw_edge_fold16(removed), &plan);
+  if (reason != 0) {
+    st->drop_other += 1;
+    return reason;
+  }
+  struct next_hop nh;
+  reason = next_hop(ctx, &plan, &nh);
+  if (reason != 0) {
+    st->drop_other += 1; /* TOO_BIG_DROP: larger than the LAN's MTU */
+    return reason;
+  }
+  int relayed = kind == TGW_EDGE_IN_RELAYED;
+  reason = rewrite(ctx, pkt, &plan, &nh,
+                   relayed ? TGW_REASON_EDGE_IN_RELAY : TGW_REASON_EDGE_IN_DIRECT, verdict);
+  if (*verdict == TGW_VERDICT_DROP || *verdict == TGW_VERDICT_ABORTED) {
+    st->drop_other += 1;
+  } else if (relayed) {
+    st->in_relay_packets += 1;
+    st->in_relay_bytes += plan.payload_len;
+  } else {
+    st->in_direct_packets += 1;
+    st->in_direct_bytes += plan.payload_len;
+  }
+  return reason;
+}
+
+static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __u32 *verdict) {
+  const __u8 *data = (const __u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  struct tgw_edge_pkt pkt;
+  *verdict = TGW_VERDICT_PASS;
+  __u32 reason = tgw_edge_parse(data, data_end, &pkt);
+  *family = pkt.family;
+  if (reason != 0) return reason;
+  if (pkt.trailer_len > TGW_EDGE_TRAILER_MAX) return TGW_REASON_EDGE_UNSUPPORTED;
+  const struct tgw_edge_local *local = bpf_map_lookup_elem(&tgw_edge_locals, &pkt.dst);
+  if (local) return handle_out(ctx, &pkt, local->flow_id, verdict);
+  if (bpf_map_lookup_elem(&tgw_edge_sockets, &pkt.dst)) return handle_in(ctx, &pkt, verdict);
+  return TGW_REASON_EDGE_NOT_OURS;
+}
+
 SEC("xdp")
 int tgw_edge(struct xdp_md *ctx) {
   __u64 bytes = bpf_xdp_get_buff_len(ctx);
-  __u32 key = tgw_stats_index(TGW_FAMILY_OTHER, TGW_VERDICT_PASS, TGW_REASON_UNKNOWN);
+  __u32 family = TGW_FAMILY_OTHER;
+  __u32 verdict = TGW_VERDICT_PASS;
+  __u32 reason = handle_packet(ctx, &family, &verdict);
+  __u32 key = tgw_stats_index(family, verdict, reason);
   struct tgw_stats_value *slot = bpf_map_lookup_elem(&tgw_stats, &key);
   if (slot) {
-    slot->packets += 1;
+    slot->packets += 1; /* per-CPU slot: no atomics needed */
     slot->bytes += bytes;
   }
-  return XDP_PASS;
+  switch (verdict) {
+    case TGW_VERDICT_TX: return XDP_TX;
+    case TGW_VERDICT_DROP: return XDP_DROP;
+    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
+    case TGW_VERDICT_REDIRECT: return XDP_REDIRECT;
+    default: return XDP_PASS;
+  }
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -28,8 +28,11 @@
 #ifndef TGW_EDGE_H
 #define TGW_EDGE_H
 
+#include "tgw/channel_data.h"
 #include "tgw/compat.h"
+#include "tgw/demux.h"
 #include "tgw/frames.h"
+#include "tgw/net.h"
 #include "tgw/stats.h"
 
 /* tgw_edge_flow.path_kind (values as dataplane::PathKind). */
@@ -106,5 +109,436 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
 /* Map names (pinned under the pin directory by these names; the loader and tests use
  * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_flow_stats, and
  * tgw_stats (per (family, verdict, reason), tgw/stats.h). */
+
+/* ---- Forwarding logic (pure: no maps, no helpers) -------------------------------------------
+ *
+ * The XDP program (and a DPDK backend) runs, per frame:
+ *   tgw_edge_parse()            Ethernet / IPv4 (or IPv6) / UDP; the destination endpoint
+ *   lookup of pkt.dst           in tgw_edge_locals (out) or tgw_edge_sockets (in)
+ *   tgw_edge_classify_in()      for our sockets: data frame, ChannelData(data), or control
+ *   tgw_edge_plan_out/_in()     sizes, the new UDP checksum (RFC 1624, incremental)
+ *   next hop, resize            (the program's: bpf_fib_lookup, bpf_xdp_adjust_head/_tail)
+ *   tgw_edge_write_out/_in()    the new headers in front of the unchanged payload
+ *   too big: tgw_edge_icmp_mtu(), tgw_edge_write_icmp4/6()
+ *
+ * The output IP header is fresh: IPv4 (IHL 5, the input's TOS / traffic class, ID 0 with DF
+ * set (RFC 6864 section 4.1: an atomic datagram), TTL 64), IPv6 (the input's traffic
+ * class, flow label 0, hop limit 64). The UDP checksum is the input's, updated for what
+ * changed; it is exact only if the input's was complete (a veth sender with tx checksum
+ * offload on leaves only the pseudo-header sum: `ethtool -K <veth> tx off`). An IPv4 input
+ * without checksum (0, RFC 768) gives an IPv4 output without one; an IPv6 output must carry
+ * one (RFC 8200 section 8.1) and the fast path does not sum the payload: dropped. */
+
+#define TGW_EDGE_TRAILER_MAX 64 /* Ethernet padding after a short frame's IP packet */
+/* ICMPv6 Packet Too Big quotes this many bytes of the packet (RFC 4443 section 3.2 allows
+ * up to the minimum MTU): a fixed size keeps the checksum a fixed computation. Packets
+ * shorter than this are dropped instead (only with a path MTU below any real one). */
+#define TGW_EDGE_ICMP6_QUOTE 128
+#define TGW_EDGE_ICMP4_QUOTE 28 /* the IP header (no options) and 8 bytes (RFC 792) */
+#define TGW_EDGE_ICMP4_LEN (TGW_ETH_HLEN + TGW_IPV4_HLEN_MIN + 8 + TGW_EDGE_ICMP4_QUOTE)
+#define TGW_EDGE_ICMP6_LEN (TGW_ETH_HLEN + TGW_IPV6_HLEN + 8 + TGW_EDGE_ICMP6_QUOTE)
+#define TGW_EDGE_IPV6_MIN_MTU 1280 /* RFC 8200 section 5; RFC 8201 section 4 */
+#define TGW_EDGE_IPV4_MIN_MTU 68   /* RFC 791 */
+#define TGW_IPPROTO_ICMP 1
+#define TGW_IPPROTO_ICMPV6 58
+
+/* What tgw_edge_parse() found. */
+struct tgw_edge_pkt {
+  __u32 family;      /* enum tgw_family of the input */
+  __u32 ip_hlen;     /* 20 (IPv4 without options) or 40 */
+  __u32 udp_len;     /* UDP header and payload */
+  __u32 trailer_len; /* bytes after the IP packet (Ethernet padding) */
+  __u16 old_check;   /* the input's UDP checksum, as in memory */
+  __u16 in_sum;      /* folded sum of what the rewrite takes out of the checksum: addresses,
+                      * ports, UDP length twice (pseudo-header and header), as in memory */
+  __u8 tos;          /* IPv4 TOS or IPv6 traffic class */
+  __u8 df;           /* IPv4 DF set; 1 for IPv6 (never fragmented on the way) */
+  __u8 unsupported;  /* IPv4 options: ours is dropped, not rewritten */
+  __u8 first_fragment; /* IPv4 MF set at offset 0: ours is dropped */
+  struct tgw_edge_endpoint dst; /* (destination address, port, family): the lookup key */
+};
+
+/* Adds an address (4 or 16 bytes by family) as in memory. */
+TGW_INLINE __u32 tgw_edge_sum_addr(__u32 sum, const __u8 *addr, __u32 family) {
+  if (family == TGW_FAMILY_IPV4) return tgw_csum_add_words(sum, addr, 2);
+  return tgw_csum_add_words(sum, addr, 8);
+}
+
+TGW_INLINE __u16 tgw_edge_fold16(__u32 sum) {
+  sum = (sum & 0xFFFFu) + (sum >> 16);
+  sum = (sum & 0xFFFFu) + (sum >> 16);
+  return (__u16)sum;
+}
+
+/* Parses the frame up to the UDP header. Returns 0 (UDP, pkt filled) or the reason to pass
+ * the frame up untouched: it is not IP/UDP the fast path can read (the kernel decides). */
+TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct tgw_edge_pkt *pkt) {
+  pkt->family = TGW_FAMILY_OTHER;
+  if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
+  __u16 proto = TGW_NTOHS(tgw_load16(data + 12));
+  if (proto == TGW_ETH_P_8021Q || proto == TGW_ETH_P_8021AD) return TGW_REASON_EDGE_UNSUPPORTED;
+  const __u8 *ip = data + TGW_ETH_HLEN;
+  const __u8 *udp;
+  __u32 ip_len;
+  __u32 l4_len;
+  const __u8 *daddr;
+  for (int i = 0; i < 16; i += 4) tgw_store32(pkt->dst.addr + i, 0);
+  pkt->unsupported = 0;
+  pkt->first_fragment = 0;
+  if (proto == TGW_ETH_P_IPV4) {
+    pkt->family = TGW_FAMILY_IPV4;
+    if (ip + TGW_IPV4_HLEN_MIN > data_end) return TGW_REASON_L3_TRUNCATED;
+    __u32 ihl = (__u32)(ip[0] & 0x0Fu) * 4u;
+    if ((ip[0] >> 4) != 4 || ihl < TGW_IPV4_HLEN_MIN) return TGW_REASON_L3_MALFORMED;
+    if (ip[9] != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
+    __u16 frag = TGW_NTOHS(tgw_load16(ip + 6));
+    if ((frag & 0x1FFFu) != 0) return TGW_REASON_IP_FRAGMENT; /* no UDP header here */
+    pkt->first_fragment = (frag & 0x2000u) != 0;
+    pkt->df = (frag & 0x4000u) != 0;
+    pkt->tos = ip[1];
+    ip_len = TGW_NTOHS(tgw_load16(ip + 2));
+    if (ip_len < ihl + TGW_UDP_HLEN) return TGW_REASON_L3_MALFORMED;
+    if (ihl != TGW_IPV4_HLEN_MIN) {
+      pkt->unsupported = 1;
+      /* Bounded for the verifier: at most 60 bytes of header. */
+      ihl &= 0x3Cu;
+    } else if (tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)) != 0) {
+      /* The kernel drops it (ip_rcv); the fast path would write a valid header over it. */
+      return TGW_REASON_L3_MALFORMED;
+    }
+    pkt->ip_hlen = ihl;
+    udp = ip + ihl;
+    l4_len = ip_len - ihl;
+    daddr = ip + 16;
+    if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
+    tgw_store32(pkt->dst.addr, tgw_load32(daddr));
+  } else if (proto == TGW_ETH_P_IPV6) {
+    pkt->family = TGW_FAMILY_IPV6;
+    if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_L3_TRUNCATED;
+    if ((ip[0] >> 4) != 6) return TGW_REASON_L3_MALFORMED;
+    if (ip[6] == TGW_IPPROTO_FRAGMENT) return TGW_REASON_IP_FRAGMENT;
+    if (ip[6] != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
+    pkt->df = 1;
+    pkt->tos = (__u8)(((ip[0] & 0x0Fu) << 4) | (ip[1] >> 4));
+    l4_len = TGW_NTOHS(tgw_load16(ip + 4));
+    ip_len = TGW_IPV6_HLEN + l4_len;
+    pkt->ip_hlen = TGW_IPV6_HLEN;
+    udp = ip + TGW_IPV6_HLEN;
+    daddr = ip + 24;
+    if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
+    for (int i = 0; i < 16; i += 4) tgw_store32(pkt->dst.addr + i, tgw_load32(daddr + i));
+  } else {
+    return TGW_REASON_NOT_IP;
+  }
+  if ((__u64)(data_end - ip) < ip_len) return TGW_REASON_L3_TRUNCATED;
+  pkt->trailer_len = (__u32)((__u64)(data_end - ip) - ip_len);
+  __u32 udp_len = TGW_NTOHS(tgw_load16(udp + 4));
+  /* A first fragment carries only part of the datagram its UDP length counts. */
+  if (!pkt->first_fragment && (udp_len != l4_len || udp_len < TGW_UDP_HLEN))
+    return TGW_REASON_UDP_BAD_LENGTH;
+  pkt->udp_len = udp_len;
+  pkt->old_check = tgw_load16(udp + 6);
+  pkt->dst.port = (__be16)tgw_load16(udp + 2);
+  pkt->dst.family = (__u8)pkt->family;
+  pkt->dst.pad = 0;
+  /* Both addresses, both ports, the length twice. */
+  __u32 sum = tgw_edge_sum_addr(0, daddr - (pkt->family == TGW_FAMILY_IPV4 ? 4 : 16), pkt->family);
+  sum = tgw_edge_sum_addr(sum, daddr, pkt->family);
+  sum += tgw_load16(udp) + tgw_load16(udp + 2) + 2u * tgw_load16(udp + 4);
+  pkt->in_sum = tgw_edge_fold16(sum);
+  return 0;
+}
+
+/* What a UDP datagram to one of our sockets is (RFC 7983 first-byte demultiplexing,
+ * tgw/frames.h). */
+#define TGW_EDGE_IN_CONTROL 0 /* not data: for tgwd */
+#define TGW_EDGE_IN_DATA 1    /* a data frame as the UDP payload */
+#define TGW_EDGE_IN_RELAYED 2 /* a data frame inside ChannelData */
+
+/* Classifies the payload of a parsed datagram to our socket. Returns 0 and sets *kind, the
+ * flow id (host order) and *hdr_len (bytes in front of the application payload: 8, or 12
+ * inside ChannelData), or a drop reason for a malformed data frame. */
+TGW_INLINE __u32 tgw_edge_classify_in(const __u8 *data, const __u8 *data_end,
+                                      const struct tgw_edge_pkt *pkt, __u32 *kind,
+                                      __u32 *flow_id, __u32 *hdr_len) {
+  *kind = TGW_EDGE_IN_CONTROL;
+  __u32 payload_len = pkt->udp_len - TGW_UDP_HLEN;
+  if (payload_len == 0) return 0;
+  /* Only reached for IHL 5 (ip_hlen is 20 or 40 here): constant offsets per family. */
+  const __u8 *p = data + TGW_ETH_HLEN + (pkt->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN
+                                                                         : TGW_IPV6_HLEN) +
+                  TGW_UDP_HLEN;
+  if (p + 1 > data_end) return 0;
+  __u32 off = 0;
+  if (p[0] >= TGW_DEMUX_CHANNELDATA_MIN && p[0] <= tgw_channeldata_first_max(TGW_CHANNEL_MAX)) {
+    if (payload_len < TGW_CHANNELDATA_HLEN + 1) return 0;
+    if (p + TGW_CHANNELDATA_HLEN + 1 > data_end) return 0;
+    if (p[TGW_CHANNELDATA_HLEN] != TGW_FRAME_DATA) return 0; /* disco via the relay: tgwd */
+    /* Ours. Over UDP tgw never pads ChannelData (RFC 8656 section 12.5 allows it): a length
+     * other than the payload's is a frame we did not send. */
+    if (TGW_NTOHS(tgw_load16(p + 2)) != payload_len - TGW_CHANNELDATA_HLEN)
+      return TGW_REASON_EDGE_BAD_FRAME;
+    off = TGW_CHANNELDATA_HLEN;
+    *kind = TGW_EDGE_IN_RELAYED;
+  } else if (p[0] == TGW_FRAME_DATA) {
+    *kind = TGW_EDGE_IN_DATA;
+  } else {
+    return 0;
+  }
+  if (payload_len < off + TGW_DATA_HLEN) return TGW_REASON_EDGE_BAD_FRAME;
+  const __u8 *d = p + off;
+  if (d + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
+  if (d[1] != 0 || tgw_load16(d + 2) != 0) return TGW_REASON_EDGE_BAD_FRAME;
+  *flow_id = TGW_NTOHL(tgw_load32(d + 4));
+  *hdr_len = off + TGW_DATA_HLEN;
+  return 0;
+}
+
+/* A rewrite: the new frame's IP/UDP header, what goes in front of the payload, the sizes. */
+struct tgw_edge_plan {
+  __u32 out_family;  /* enum tgw_family of the output */
+  __u32 push_len;    /* bytes written after the UDP header: 0 (in), 8 (direct), 12 (relay) */
+  __u32 payload_len; /* application payload bytes (unchanged, in place) */
+  __u32 ip_len;      /* the output's IP packet length */
+  __s32 head_delta;  /* bytes to add at the head (negative: remove) */
+  __u16 check;       /* the output's UDP checksum, as in memory */
+  __u8 tos;
+  __u8 pad;
+  const __u8 *src;   /* 16 bytes each, IPv4 in the first 4 */
+  const __u8 *dst;
+  __be16 sport;
+  __be16 dport;
+  __be16 channel;    /* relay: the ChannelData channel */
+  __u16 pad2;
+  __u32 flow_id;     /* host order, for the data header */
+};
+
+TGW_INLINE __u32 tgw_edge_ip_hlen(__u32 family) {
+  return family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : TGW_IPV6_HLEN;
+}
+
+/* The new checksum from sum = ~old + ~taken_out + put_in (unfolded); 0 is sent as 0xFFFF
+ * (RFC 768). */
+TGW_INLINE __u16 tgw_edge_finish_check(__u32 sum) {
+  __u16 c = tgw_csum_fold(sum);
+  return c == 0 ? 0xFFFF : c;
+}
+
+/* Out: an application datagram to the flow's local endpoint, onto the flow's path. Returns
+ * 0, or the reason to drop: no path, no checksum that the output can carry. */
+TGW_INLINE __u32 tgw_edge_plan_out(const struct tgw_edge_pkt *pkt, const struct tgw_edge_flow *f,
+                                   __u32 flow_id, struct tgw_edge_plan *plan) {
+  if (f->path_kind == TGW_EDGE_PATH_NONE) return TGW_REASON_EDGE_NO_PATH;
+  if (f->path_kind == TGW_EDGE_PATH_RELAY && f->channel == 0) return TGW_REASON_EDGE_NO_PATH;
+  if (f->path_kind != TGW_EDGE_PATH_DIRECT && f->path_kind != TGW_EDGE_PATH_RELAY)
+    return TGW_REASON_EDGE_NO_PATH;
+  if (f->path_family != TGW_FAMILY_IPV4 && f->path_family != TGW_FAMILY_IPV6)
+    return TGW_REASON_EDGE_NO_PATH;
+  int relay = f->path_kind == TGW_EDGE_PATH_RELAY;
+  plan->out_family = f->path_family;
+  plan->push_len = TGW_DATA_HLEN + (relay ? TGW_CHANNELDATA_HLEN : 0);
+  plan->payload_len = pkt->udp_len - TGW_UDP_HLEN;
+  __u32 udp_len = TGW_UDP_HLEN + plan->push_len + plan->payload_len;
+  __u32 out_hlen = tgw_edge_ip_hlen(plan->out_family);
+  plan->ip_len = out_hlen + udp_len;
+  plan->head_delta = (__s32)(out_hlen + plan->push_len) - (__s32)pkt->ip_hlen;
+  plan->tos = pkt->tos;
+  plan->src = f->src;
+  plan->dst = f->dst;
+  plan->sport = f->src_port;
+  plan->dport = f->dst_port;
+  plan->channel = relay ? f->channel : 0;
+  plan->flow_id = flow_id;
+  if (pkt->old_check == 0) {
+    if (pkt->family != TGW_FAMILY_IPV4 || plan->out_family != TGW_FAMILY_IPV4)
+      return TGW_REASON_EDGE_NO_CHECKSUM;
+    plan->check = 0;
+    return 0;
+  }
+  __u32 sum = (__u16)~pkt->old_check;
+  sum += (__u16)~pkt->in_sum;
+  sum = tgw_edge_sum_addr(sum, f->src, plan->out_family);
+  sum = tgw_edge_sum_addr(sum, f->dst, plan->out_family);
+  sum += (__u32)f->src_port + (__u32)f->dst_port + 2u * TGW_HTONS((__u16)udp_len);
+  if (relay) sum += (__u32)f->channel + TGW_HTONS((__u16)(TGW_DATA_HLEN + plan->payload_len));
+  /* The data header: type and flags, reserved (0), flow id. */
+  sum += TGW_HTONS((__u16)(TGW_FRAME_DATA << 8));
+  sum += TGW_HTONS((__u16)(flow_id >> 16)) + TGW_HTONS((__u16)flow_id);
+  plan->check = tgw_edge_finish_check(sum);
+  return 0;
+}
+
+/* In: a data frame (hdr_len bytes of tgw and ChannelData header, removed_sum their folded
+ * sum as in memory) to the flow's local application. Returns 0 or a drop reason. */
+TGW_INLINE __u32 tgw_edge_plan_in(const struct tgw_edge_pkt *pkt, const struct tgw_edge_flow *f,
+                                  __u32 hdr_len, __u16 removed_sum, struct tgw_edge_plan *plan) {
+  if (f->local_family != TGW_FAMILY_IPV4 && f->local_family != TGW_FAMILY_IPV6)
+    return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  plan->out_family = f->local_family;
+  plan->push_len = 0;
+  plan->payload_len = pkt->udp_len - TGW_UDP_HLEN - hdr_len;
+  __u32 udp_len = TGW_UDP_HLEN + plan->payload_len;
+  __u32 out_hlen = tgw_edge_ip_hlen(plan->out_family);
+  plan->ip_len = out_hlen + udp_len;
+  plan->head_delta = (__s32)out_hlen - (__s32)(pkt->ip_hlen + hdr_len);
+  plan->tos = pkt->tos;
+  plan->src = f->local;
+  plan->dst = f->app;
+  plan->sport = f->local_port;
+  plan->dport = f->app_port;
+  plan->channel = 0;
+  plan->flow_id = 0;
+  if (pkt->old_check == 0) {
+    if (pkt->family != TGW_FAMILY_IPV4 || plan->out_family != TGW_FAMILY_IPV4)
+      return TGW_REASON_EDGE_NO_CHECKSUM;
+    plan->check = 0;
+    return 0;
+  }
+  __u32 sum = (__u16)~pkt->old_check;
+  sum += (__u16)~pkt->in_sum;
+  sum += (__u16)~removed_sum;
+  sum = tgw_edge_sum_addr(sum, f->local, plan->out_family);
+  sum = tgw_edge_sum_addr(sum, f->app, plan->out_family);
+  sum += (__u32)f->local_port + (__u32)f->app_port + 2u * TGW_HTONS((__u16)udp_len);
+  plan->check = tgw_edge_finish_check(sum);
+  return 0;
+}
+
+/* Writes the output's IP and UDP headers (and the pushed tgw / ChannelData headers) at
+ * data + TGW_ETH_HLEN, and the EtherType; the MACs are the caller's. The frame must have
+ * its output size. Returns 0, or -1 (nothing written) if it is too short. */
+TGW_INLINE int tgw_edge_write(__u8 *data, const __u8 *data_end, const struct tgw_edge_plan *plan) {
+  __u8 *ip = data + TGW_ETH_HLEN;
+  __u8 *udp;
+  if (plan->out_family == TGW_FAMILY_IPV4) {
+    if (ip + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
+    tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV4));
+    ip[0] = 0x45;
+    ip[1] = plan->tos;
+    tgw_store16(ip + 2, TGW_HTONS((__u16)plan->ip_len));
+    tgw_store16(ip + 4, 0);
+    tgw_store16(ip + 6, TGW_HTONS(0x4000)); /* DF */
+    ip[8] = TGW_DEFAULT_TTL;
+    ip[9] = TGW_IPPROTO_UDP;
+    tgw_store16(ip + 10, 0);
+    tgw_store32(ip + 12, tgw_load32(plan->src));
+    tgw_store32(ip + 16, tgw_load32(plan->dst));
+    tgw_store16(ip + 10, tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)));
+    udp = ip + TGW_IPV4_HLEN_MIN;
+  } else {
+    if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
+    tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV6));
+    tgw_store32(ip, TGW_HTONL(0x60000000u | ((__u32)plan->tos << 20)));
+    tgw_store16(ip + 4, TGW_HTONS((__u16)(plan->ip_len - TGW_IPV6_HLEN)));
+    ip[6] = TGW_IPPROTO_UDP;
+    ip[7] = TGW_DEFAULT_TTL;
+    for (int i = 0; i < 16; i += 4) {
+      tgw_store32(ip + 8 + i, tgw_load32(plan->src + i));
+      tgw_store32(ip + 24 + i, tgw_load32(plan->dst + i));
+    }
+    udp = ip + TGW_IPV6_HLEN;
+  }
+  tgw_store16(udp, plan->sport);
+  tgw_store16(udp + 2, plan->dport);
+  tgw_store16(udp + 4, TGW_HTONS((__u16)(plan->ip_len - tgw_edge_ip_hlen(plan->out_family))));
+  tgw_store16(udp + 6, plan->check);
+  __u8 *p = udp + TGW_UDP_HLEN;
+  if (plan->push_len == 0) return 0;
+  if (plan->channel != 0) {
+    if (p + TGW_CHANNELDATA_HLEN > data_end) return -1;
+    tgw_store16(p, plan->channel);
+    tgw_store16(p + 2, TGW_HTONS((__u16)(TGW_DATA_HLEN + plan->payload_len)));
+    p += TGW_CHANNELDATA_HLEN;
+  }
+  if (p + TGW_DATA_HLEN > data_end) return -1;
+  p[0] = TGW_FRAME_DATA;
+  p[1] = 0;
+  tgw_store16(p + 2, 0);
+  tgw_store32(p + 4, TGW_HTONL(plan->flow_id));
+  return 0;
+}
+
+/* The MTU to announce to the application for a packet that did not fit a path whose IP MTU
+ * is path_mtu: minus what the rewrite adds (tgw header, ChannelData, the header size
+ * difference between the families). IPv6 never announces less than 1280 (RFC 8201 section
+ * 4), IPv4 less than 68 (RFC 791). */
+TGW_INLINE __u32 tgw_edge_icmp_mtu(__u32 path_mtu, const struct tgw_edge_pkt *pkt,
+                                   const struct tgw_edge_plan *plan) {
+  __s32 mtu = (__s32)path_mtu - plan->head_delta;
+  __s32 floor = pkt->family == TGW_FAMILY_IPV4 ? TGW_EDGE_IPV4_MIN_MTU : TGW_EDGE_IPV6_MIN_MTU;
+  return (__u32)(mtu < floor ? floor : mtu);
+}
+
+/* ICMP Destination Unreachable, Fragmentation Needed (RFC 792, RFC 1191 section 4) back to
+ * the sender of an IPv4 packet. The frame must already be TGW_EDGE_ICMP4_LEN bytes with the
+ * original Ethernet header at offset 28 and the original IP header (20 bytes) and 8 bytes
+ * after it at offset 42 (the program grows the head by 28 and cuts the tail). The answer
+ * comes from the original's destination (the flow's local endpoint). Returns 0 or -1. */
+TGW_INLINE int tgw_edge_write_icmp4(__u8 *data, const __u8 *data_end, __u32 mtu) {
+  if (data + TGW_EDGE_ICMP4_LEN > data_end) return -1;
+  const __u8 *orig_eth = data + 28;
+  const __u8 *orig_ip = data + 42;
+  for (int i = 0; i < TGW_ETH_ALEN; i += 2) {
+    tgw_store16(data + i, tgw_load16(orig_eth + TGW_ETH_ALEN + i));
+    tgw_store16(data + TGW_ETH_ALEN + i, tgw_load16(orig_eth + i));
+  }
+  tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV4));
+  __u8 *ip = data + TGW_ETH_HLEN;
+  ip[0] = 0x45;
+  ip[1] = 0;
+  tgw_store16(ip + 2, TGW_HTONS((__u16)(TGW_EDGE_ICMP4_LEN - TGW_ETH_HLEN)));
+  tgw_store16(ip + 4, 0);
+  tgw_store16(ip + 6, TGW_HTONS(0x4000));
+  ip[8] = TGW_DEFAULT_TTL;
+  ip[9] = TGW_IPPROTO_ICMP;
+  tgw_store16(ip + 10, 0);
+  tgw_store32(ip + 12, tgw_load32(orig_ip + 16));
+  tgw_store32(ip + 16, tgw_load32(orig_ip + 12));
+  tgw_store16(ip + 10, tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)));
+  __u8 *icmp = ip + TGW_IPV4_HLEN_MIN;
+  icmp[0] = 3; /* Destination Unreachable */
+  icmp[1] = 4; /* Fragmentation Needed and DF set */
+  tgw_store16(icmp + 2, 0);
+  tgw_store16(icmp + 4, 0);
+  tgw_store16(icmp + 6, TGW_HTONS((__u16)mtu));
+  tgw_store16(icmp + 2, tgw_csum_fold(tgw_csum_add_words(0, icmp, (8 + TGW_EDGE_ICMP4_QUOTE) / 2)));
+  return 0;
+}
+
+/* ICMPv6 Packet Too Big (RFC 4443 section 3.2) back to the sender of an IPv6 packet. The
+ * frame must already be TGW_EDGE_ICMP6_LEN bytes with the original Ethernet header at
+ * offset 48 and the first TGW_EDGE_ICMP6_QUOTE bytes of the original IP packet at 62.
+ * Returns 0 or -1. */
+TGW_INLINE int tgw_edge_write_icmp6(__u8 *data, const __u8 *data_end, __u32 mtu) {
+  if (data + TGW_EDGE_ICMP6_LEN > data_end) return -1;
+  const __u8 *orig_eth = data + 48;
+  const __u8 *orig_ip = data + 62;
+  for (int i = 0; i < TGW_ETH_ALEN; i += 2) {
+    tgw_store16(data + i, tgw_load16(orig_eth + TGW_ETH_ALEN + i));
+    tgw_store16(data + TGW_ETH_ALEN + i, tgw_load16(orig_eth + i));
+  }
+  tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV6));
+  __u8 *ip = data + TGW_ETH_HLEN;
+  __u16 icmp_len = 8 + TGW_EDGE_ICMP6_QUOTE;
+  tgw_store32(ip, TGW_HTONL(0x60000000u));
+  tgw_store16(ip + 4, TGW_HTONS(icmp_len));
+  ip[6] = TGW_IPPROTO_ICMPV6;
+  ip[7] = TGW_DEFAULT_TTL;
+  for (int i = 0; i < 16; i += 4) {
+    tgw_store32(ip + 8 + i, tgw_load32(orig_ip + 24 + i));
+    tgw_store32(ip + 24 + i, tgw_load32(orig_ip + 8 + i));
+  }
+  __u8 *icmp = ip + TGW_IPV6_HLEN;
+  icmp[0] = 2; /* Packet Too Big */
+  icmp[1] = 0;
+  tgw_store16(icmp + 2, 0);
+  tgw_store32(icmp + 4, TGW_HTONL(mtu));
+  /* Pseudo-header (RFC 8200 section 8.1): addresses, length, next header. */
+  __u32 sum = tgw_csum_add_words(0, ip + 8, 16);
+  sum += TGW_HTONS(icmp_len) + TGW_HTONS((__u16)TGW_IPPROTO_ICMPV6);
+  sum = tgw_csum_add_words(sum, icmp, (8 + TGW_EDGE_ICMP6_QUOTE) / 2);
+  tgw_store16(icmp + 2, tgw_csum_fold(sum));
+  return 0;
+}
 
 #endif /* TGW_EDGE_H */

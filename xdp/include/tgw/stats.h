@@ -1,6 +1,6 @@
 /* Fast-path statistics shared by the XDP programs, the DPDK backend and the control plane.
  *
- * Every packet the STUN responder (and the relay program) sees ends with exactly one (family, verdict, reason) triple
+ * Every packet the STUN responder (and the relay and edge programs) sees ends with exactly one (family, verdict, reason) triple
  * (STYLE.md rule 4). The BPF side adds the packet and its bytes to one slot of a per-CPU array
  * (tgw_stats, indexed by tgw_stats_index()); userspace sums the slots over CPUs and names them
  * with tgw_family_name() / tgw_verdict_name() / tgw_reason_name().
@@ -76,7 +76,36 @@ enum tgw_reason {
   TGW_REASON_TURN_FIB_FAILED = 30,    /* no route, forwarding disabled, MTU, ...: passed up */
   TGW_REASON_TURN_UNSUPPORTED = 31,   /* VLAN tag, IPv4 options, IPv6 zero checksum: passed up */
   TGW_REASON_TURN_RESIZE_FAILED = 32, /* the frame could not be resized: passed up intact */
-  TGW_REASON_COUNT = 33
+  /* The edge's fast path (tgw/edge.h, xdp/edge.bpf.c). Data frames never go up: what the
+   * fast path cannot forward for a flow is dropped with one of these reasons. */
+  TGW_REASON_EDGE_OUT_DIRECT = 33,    /* application datagram sent on the flow's direct path */
+  TGW_REASON_EDGE_OUT_RELAY = 34,     /* ... sent inside ChannelData to our TURN server */
+  TGW_REASON_EDGE_IN_DIRECT = 35,     /* data frame delivered to the flow's application */
+  TGW_REASON_EDGE_IN_RELAY = 36,      /* ... that arrived inside ChannelData */
+  TGW_REASON_EDGE_CONTROL = 37,       /* to one of our sockets, not data (STUN, TURN control,
+                                       * disco, rendezvous, ChannelData carrying disco):
+                                       * passed up to tgwd */
+  TGW_REASON_EDGE_NOT_OURS = 38,      /* UDP to neither a local endpoint nor our sockets */
+  TGW_REASON_EDGE_NO_PATH = 39,       /* the flow has no path (NONE, RELAY with channel 0):
+                                       * dropped */
+  TGW_REASON_EDGE_UNKNOWN_FLOW = 40,  /* a data frame (or a local endpoint) whose flow is not
+                                       * in tgw_edge_flows: dropped */
+  TGW_REASON_EDGE_BAD_FRAME = 41,     /* data frame shorter than its header, flags/reserved not
+                                       * 0, ChannelData length not the payload's: dropped */
+  TGW_REASON_EDGE_NO_CHECKSUM = 42,   /* UDP checksum 0 that the output cannot carry (IPv6
+                                       * out, RFC 8200 section 8.1) or an IPv6 input: dropped */
+  TGW_REASON_EDGE_TOO_BIG_ICMP = 43,  /* larger than the path allows: ICMP Fragmentation
+                                       * Needed / ICMPv6 Packet Too Big sent back (XDP_TX) */
+  TGW_REASON_EDGE_TOO_BIG_DROP = 44,  /* larger than the path allows, no ICMP possible (IPv4
+                                       * without DF, delivery to the LAN): dropped */
+  TGW_REASON_EDGE_FIB_FAILED = 45,    /* bpf_fib_lookup found no route (or forwarding is off
+                                       * on the ingress interface): dropped */
+  TGW_REASON_EDGE_NO_NEIGH = 46,      /* next hop without a neighbour entry: dropped (tgwd's
+                                       * own traffic on the path resolves it) */
+  TGW_REASON_EDGE_UNSUPPORTED = 47,   /* VLAN tag (passed), IPv4 options to our endpoints
+                                       * (dropped) */
+  TGW_REASON_EDGE_RESIZE_FAILED = 48, /* the frame could not be resized: dropped */
+  TGW_REASON_COUNT = 49
 };
 
 /* Per-CPU counter slot. */
@@ -155,6 +184,22 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_TURN_FIB_FAILED: return "turn_fib_failed";
     case TGW_REASON_TURN_UNSUPPORTED: return "turn_unsupported";
     case TGW_REASON_TURN_RESIZE_FAILED: return "turn_resize_failed";
+    case TGW_REASON_EDGE_OUT_DIRECT: return "edge_out_direct";
+    case TGW_REASON_EDGE_OUT_RELAY: return "edge_out_relay";
+    case TGW_REASON_EDGE_IN_DIRECT: return "edge_in_direct";
+    case TGW_REASON_EDGE_IN_RELAY: return "edge_in_relay";
+    case TGW_REASON_EDGE_CONTROL: return "edge_control";
+    case TGW_REASON_EDGE_NOT_OURS: return "edge_not_ours";
+    case TGW_REASON_EDGE_NO_PATH: return "edge_no_path";
+    case TGW_REASON_EDGE_UNKNOWN_FLOW: return "edge_unknown_flow";
+    case TGW_REASON_EDGE_BAD_FRAME: return "edge_bad_frame";
+    case TGW_REASON_EDGE_NO_CHECKSUM: return "edge_no_checksum";
+    case TGW_REASON_EDGE_TOO_BIG_ICMP: return "edge_too_big_icmp";
+    case TGW_REASON_EDGE_TOO_BIG_DROP: return "edge_too_big_drop";
+    case TGW_REASON_EDGE_FIB_FAILED: return "edge_fib_failed";
+    case TGW_REASON_EDGE_NO_NEIGH: return "edge_no_neigh";
+    case TGW_REASON_EDGE_UNSUPPORTED: return "edge_unsupported";
+    case TGW_REASON_EDGE_RESIZE_FAILED: return "edge_resize_failed";
     default: return "unknown";
   }
 }

@@ -1,0 +1,871 @@
+// The edge's XDP program (xdp/edge.bpf.c, tgw/edge.h) on crafted frames through
+// BPF_PROG_TEST_RUN (STYLE.md rule 5): each case gives the input, the verdict, the output
+// bytes (built independently by packet_builder, whose full checksums check the program's
+// incremental ones), the one (family, verdict, reason) counter that moves (every other
+// counter still), and the flow's counters. Needs root; skips otherwise.
+//
+// The program is loaded from its skeleton directly (not through EdgeFastPath) and its maps
+// filled by hand, so these cases pin the map layout of tgw/edge.h and nothing else.
+// bpf_fib_lookup needs routes and neighbours: the test runs in its own network namespace
+// (tests/bpf/turn_netns.h). The gateway is tgwfp0 (198.18.0.1 / 2001:db8::1): our WAN socket
+// and the flows' local endpoints are there; the application (.2 / ::2) and the peer or TURN
+// server (.3 / ::3) are neighbours on it (XDP_TX); 198.18.1.2 / 2001:db8:1::2 sit behind
+// tgwfp2 (XDP_REDIRECT), whose MTU is lowered to 1400 for the delivery-too-big case.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/sockaddr.h"
+#include "tests/bpf/packet_builder.h"
+#include "tests/bpf/test_run.h"
+#include "tests/bpf/turn_netns.h"
+#include "tgw/edge.h"
+#include "tgw/stats.h"
+
+// The skeleton names the structs of its maps' values: declared first (tgw/edge.h).
+#include "edge.skel.h"
+
+namespace tgw::testing {
+namespace {
+
+constexpr Mac kGwMac{0x02, 0, 0, 0, 0, 0x01};
+constexpr Mac kGwMac2{0x02, 0, 0, 0, 0, 0x11};
+constexpr Mac kAppMac{0x02, 0, 0, 0, 0, 0x02};
+constexpr Mac kPeerMac{0x02, 0, 0, 0, 0, 0x03};
+constexpr Mac kFarMac{0x02, 0, 0, 0, 0, 0x12};
+constexpr uint16_t kChannel = 0x4001;
+constexpr uint32_t kFlow = 7;
+constexpr uint32_t kFlow6 = 0x01020304;  // every byte of the id differs: catches swaps
+constexpr uint32_t kSlot = 3;
+constexpr uint32_t kSlot6 = 4;
+
+SockAddr sa(const std::string& text) {
+  auto parsed = SockAddr::parse(text);
+  EXPECT_TRUE(parsed.ok()) << text;
+  return parsed ? *parsed : SockAddr{};
+}
+
+Ip4 ip4(const SockAddr& a) {
+  Ip4 out{};
+  std::copy(a.ip().bytes(), a.ip().bytes() + 4, out.begin());
+  return out;
+}
+Ip6 ip6(const SockAddr& a) {
+  Ip6 out{};
+  std::copy(a.ip().bytes(), a.ip().bytes() + 16, out.begin());
+  return out;
+}
+
+// A UDP frame from `from` to `to`, as a sender's stack builds it (TTL 61, IPv4 ID 0x1234,
+// IPv6 flow label 0x12345), or as the program must write it (ttl 64: ID 0, flow label 0).
+Bytes frame(const Mac& dstMac, const Mac& srcMac, const SockAddr& from, const SockAddr& to,
+            const Bytes& payload, uint8_t ttl = 61, uint8_t tos = 0) {
+  Ethernet eth{dstMac, srcMac, std::nullopt};
+  Udp u{from.port(), to.port(), std::nullopt};
+  const bool fresh = ttl == 64;
+  if (from.isV4()) {
+    Ipv4 ip;
+    ip.src = ip4(from);
+    ip.dst = ip4(to);
+    ip.ttl = ttl;
+    ip.tos = tos;
+    if (fresh) ip.id = 0;
+    return udpFrame4(eth, ip, u, payload);
+  }
+  Ipv6 ip;
+  ip.src = ip6(from);
+  ip.dst = ip6(to);
+  ip.hopLimit = ttl;
+  ip.trafficClass = tos;
+  if (fresh) ip.flowLabel = 0;
+  return udpFrame6(eth, ip, u, payload);
+}
+
+Bytes appData(size_t n) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; i++) b[i] = static_cast<uint8_t>(0x31 + i * 7);
+  return b;
+}
+
+Bytes dataFrame(uint32_t flow, const Bytes& payload, uint8_t flags = 0, uint16_t reserved = 0) {
+  Bytes b{0x0C, flags};
+  put16(b, reserved);
+  put32(b, flow);
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
+Bytes channelData(uint16_t channel, const Bytes& data, const Bytes& padding = {}) {
+  Bytes b;
+  put16(b, channel);
+  put16(b, static_cast<uint16_t>(data.size()));
+  b.insert(b.end(), data.begin(), data.end());
+  b.insert(b.end(), padding.begin(), padding.end());
+  return b;
+}
+
+// ICMP Destination Unreachable / Fragmentation Needed from `from` to `to`, quoting the
+// first 28 bytes of `original` (an IP packet): RFC 792, RFC 1191 section 4.
+Bytes icmpFragNeeded(const Mac& dstMac, const Mac& srcMac, const Ip4& from, const Ip4& to,
+                     uint16_t mtu, const Bytes& original) {
+  Bytes icmp{3, 4, 0, 0, 0, 0};
+  put16(icmp, mtu);
+  icmp.insert(icmp.end(), original.begin(), original.begin() + 28);
+  const uint16_t check = internetChecksum(icmp);
+  icmp[2] = static_cast<uint8_t>(check >> 8);
+  icmp[3] = static_cast<uint8_t>(check);
+  Ipv4 ip;
+  ip.src = from;
+  ip.dst = to;
+  ip.ttl = 64;
+  ip.id = 0;
+  return ethernet(Ethernet{dstMac, srcMac, std::nullopt}, kEtherIpv4, ipv4(ip, 1, icmp));
+}
+
+// ICMPv6 Packet Too Big quoting the first 128 bytes of `original` (RFC 4443 section 3.2).
+Bytes icmp6PacketTooBig(const Mac& dstMac, const Mac& srcMac, const Ip6& from, const Ip6& to,
+                        uint32_t mtu, const Bytes& original) {
+  Bytes icmp{2, 0, 0, 0};
+  put32(icmp, mtu);
+  icmp.insert(icmp.end(), original.begin(), original.begin() + 128);
+  Bytes pseudo(from.begin(), from.end());
+  pseudo.insert(pseudo.end(), to.begin(), to.end());
+  put32(pseudo, static_cast<uint32_t>(icmp.size()));
+  put32(pseudo, 58);
+  pseudo.insert(pseudo.end(), icmp.begin(), icmp.end());
+  const uint16_t check = internetChecksum(pseudo);
+  icmp[2] = static_cast<uint8_t>(check >> 8);
+  icmp[3] = static_cast<uint8_t>(check);
+  Ipv6 ip;
+  ip.src = from;
+  ip.dst = to;
+  ip.hopLimit = 64;
+  ip.flowLabel = 0;
+  return ethernet(Ethernet{dstMac, srcMac, std::nullopt}, kEtherIpv6, ipv6(ip, 58, icmp));
+}
+
+tgw_edge_endpoint endpoint(const SockAddr& a) {
+  tgw_edge_endpoint e{};
+  std::copy(a.ip().bytes(), a.ip().bytes() + a.ip().size(), e.addr);
+  e.port = htons(a.port());
+  e.family = a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6;
+  return e;
+}
+
+void copyAddr(uint8_t (&to)[16], const SockAddr& a) {
+  std::memset(to, 0, 16);
+  std::copy(a.ip().bytes(), a.ip().bytes() + a.ip().size(), to);
+}
+
+// A flow entry: local endpoint -> app on the LAN side, path src -> dst (kind, channel).
+tgw_edge_flow flowEntry(uint8_t kind, const SockAddr& src, const SockAddr& dst,
+                        const SockAddr& local, const SockAddr& app, uint32_t slot,
+                        uint16_t channel = 0, uint16_t pathMtu = 0) {
+  tgw_edge_flow f{};
+  f.path_kind = kind;
+  f.path_family = src.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6;
+  f.channel = htons(channel);
+  copyAddr(f.src, src);
+  copyAddr(f.dst, dst);
+  f.src_port = htons(src.port());
+  f.dst_port = htons(dst.port());
+  f.path_mtu = pathMtu;
+  f.local_family = local.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6;
+  copyAddr(f.local, local);
+  copyAddr(f.app, app);
+  f.local_port = htons(local.port());
+  f.app_port = htons(app.port());
+  f.stats_slot = slot;
+  return f;
+}
+
+struct Delta {
+  uint32_t family, verdict, reason;
+};
+
+// Per-flow counters summed over CPUs, in tgw_edge_flow_stats order.
+struct FlowCounts {
+  uint64_t outDirectPackets = 0, outDirectBytes = 0, outRelayPackets = 0, outRelayBytes = 0;
+  uint64_t inDirectPackets = 0, inDirectBytes = 0, inRelayPackets = 0, inRelayBytes = 0;
+  uint64_t dropNoPath = 0, dropTooBig = 0, dropOther = 0;
+  bool operator==(const FlowCounts&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const FlowCounts& c) {
+  return os << "out_direct " << c.outDirectPackets << "/" << c.outDirectBytes << " out_relay "
+            << c.outRelayPackets << "/" << c.outRelayBytes << " in_direct " << c.inDirectPackets
+            << "/" << c.inDirectBytes << " in_relay " << c.inRelayPackets << "/"
+            << c.inRelayBytes << " no_path " << c.dropNoPath << " too_big " << c.dropTooBig
+            << " other " << c.dropOther;
+}
+
+class EdgeXdpTest : public ::testing::Test {
+ protected:
+  // Addresses of the cases (see the top of the file).
+  inline static const SockAddr kSock4 = sa("198.18.0.1:41641");
+  inline static const SockAddr kSock6 = sa("[2001:db8::1]:41641");
+  inline static const SockAddr kLocal4 = sa("198.18.0.1:5000");
+  inline static const SockAddr kLocal6 = sa("[2001:db8::1]:5000");
+  inline static const SockAddr kApp4 = sa("198.18.0.2:6000");
+  inline static const SockAddr kApp6 = sa("[2001:db8::2]:6000");
+  inline static const SockAddr kPeer4 = sa("198.18.0.3:7000");
+  inline static const SockAddr kPeer6 = sa("[2001:db8::3]:7000");
+  inline static const SockAddr kTurn4 = sa("198.18.0.3:3478");
+  inline static const SockAddr kTurn6 = sa("[2001:db8::3]:3478");
+
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    setupError_ = enterTurnNamespace();
+    if (!setupError_.empty()) return;
+    if (!turnSh("ip link set tgwfp2 mtu 1400")) {
+      setupError_ = "cannot set tgwfp2's MTU";
+      return;
+    }
+    skel_ = tgw_edge__open();
+    if (skel_ == nullptr) {
+      setupError_ = std::string("open skeleton: ") + std::strerror(errno);
+      return;
+    }
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_locals, 16);
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_sockets, 16);
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_flows, 16);
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_flow_stats, 16);
+    if (int err = tgw_edge__load(skel_); err != 0) {
+      setupError_ = std::string("load: ") + std::strerror(-err);
+      return;
+    }
+    ifindex0_ = if_nametoindex("tgwfp0");
+    // Attached so that tgwfp0 has a registered XDP receive queue, which BPF_PROG_TEST_RUN
+    // needs to run a frame "arriving" on it.
+    if (bpf_xdp_attach(static_cast<int>(ifindex0_), progFd(), XDP_FLAGS_DRV_MODE, nullptr) != 0)
+      setupError_ = std::string("attach: ") + std::strerror(errno);
+  }
+
+  static void TearDownTestSuite() {
+    if (ifindex0_ != 0) bpf_xdp_detach(static_cast<int>(ifindex0_), XDP_FLAGS_DRV_MODE, nullptr);
+    if (skel_ != nullptr) tgw_edge__destroy(skel_);
+    skel_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF, namespaces) for BPF_PROG_TEST_RUN";
+    ASSERT_EQ(setupError_, "");
+    ASSERT_NE(skel_, nullptr);
+    // Every case starts from empty tables and zero flow counters.
+    clearHash(skel_->maps.tgw_edge_locals, sizeof(tgw_edge_endpoint));
+    clearHash(skel_->maps.tgw_edge_sockets, sizeof(tgw_edge_endpoint));
+    clearHash(skel_->maps.tgw_edge_flows, sizeof(uint32_t));
+    const std::vector<tgw_edge_flow_stats> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (uint32_t slot = 0; slot < 16; slot++)
+      ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot,
+                                    zeros.data(), BPF_ANY), 0);
+    addSocket(kSock4);
+    addSocket(kSock6);
+  }
+
+  static int progFd() { return bpf_program__fd(skel_->progs.tgw_edge); }
+
+  static void clearHash(bpf_map* map, size_t keySize) {
+    const int fd = bpf_map__fd(map);
+    std::vector<uint8_t> key(keySize);
+    while (bpf_map_get_next_key(fd, nullptr, key.data()) == 0) bpf_map_delete_elem(fd, key.data());
+  }
+
+  static void addSocket(const SockAddr& a) {
+    const tgw_edge_endpoint key = endpoint(a);
+    const tgw_edge_socket value{};
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_sockets), &key, &value,
+                                  BPF_ANY), 0);
+  }
+  static void addLocal(const SockAddr& a, uint32_t flow) {
+    const tgw_edge_endpoint key = endpoint(a);
+    const tgw_edge_local value{flow};
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_locals), &key, &value,
+                                  BPF_ANY), 0);
+  }
+  // One map update: what a path change is.
+  static void setFlow(uint32_t flow, const tgw_edge_flow& f) {
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flows), &flow, &f, BPF_ANY), 0);
+  }
+
+  static FlowCounts flowCounts(uint32_t slot) {
+    std::vector<tgw_edge_flow_stats> perCpu(static_cast<size_t>(libbpf_num_possible_cpus()));
+    FlowCounts c;
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot,
+                                  perCpu.data()), 0);
+    for (const auto& s : perCpu) {
+      c.outDirectPackets += s.out_direct_packets;
+      c.outDirectBytes += s.out_direct_bytes;
+      c.outRelayPackets += s.out_relay_packets;
+      c.outRelayBytes += s.out_relay_bytes;
+      c.inDirectPackets += s.in_direct_packets;
+      c.inDirectBytes += s.in_direct_bytes;
+      c.inRelayPackets += s.in_relay_packets;
+      c.inRelayBytes += s.in_relay_bytes;
+      c.dropNoPath += s.drop_no_path;
+      c.dropTooBig += s.drop_too_big;
+      c.dropOther += s.drop_other;
+    }
+    return c;
+  }
+
+  static std::vector<std::pair<uint64_t, uint64_t>> snapshot() {
+    const size_t cpus = static_cast<size_t>(libbpf_num_possible_cpus());
+    std::vector<std::pair<uint64_t, uint64_t>> s(TGW_STATS_ENTRIES);
+    std::vector<tgw_stats_value> perCpu(cpus);
+    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
+      EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_stats), &i, perCpu.data()), 0);
+      for (const auto& v : perCpu) {
+        s[i].first += v.packets;
+        s[i].second += v.bytes;
+      }
+    }
+    return s;
+  }
+
+  // Runs one frame as if it arrived on tgwfp0.
+  static XdpRun run(const Bytes& in) {
+    xdp_md ctx{};
+    ctx.data_end = static_cast<uint32_t>(in.size());
+    ctx.ingress_ifindex = ifindex0_;
+    return runXdp(progFd(), in, 4096, &ctx);
+  }
+
+  // Runs `in`; expects `verdict`, `expected` bytes out, and exactly one counter moved.
+  static void expectRun(const Bytes& in, uint32_t verdict, const Bytes& expected,
+                        const Delta& delta) {
+    const auto before = snapshot();
+    const XdpRun r = run(in);
+    EXPECT_EQ(r.retval, verdict);
+    EXPECT_EQ(hex(r.out), hex(expected));
+    const auto after = snapshot();
+    const uint32_t want = tgw_stats_index(delta.family, delta.verdict, delta.reason);
+    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
+      const uint64_t packets = after[i].first - before[i].first;
+      const uint64_t bytes = after[i].second - before[i].second;
+      const uint32_t reason = i % TGW_REASON_COUNT;
+      const uint32_t v = (i / TGW_REASON_COUNT) % TGW_VERDICT_COUNT;
+      const uint32_t f = i / TGW_REASON_COUNT / TGW_VERDICT_COUNT;
+      const std::string name = std::string(tgw_family_name(f)) + "/" + tgw_verdict_name(v) +
+                               "/" + tgw_reason_name(reason);
+      if (i == want) {
+        EXPECT_EQ(packets, 1u) << name;
+        EXPECT_EQ(bytes, in.size()) << name;
+      } else {
+        EXPECT_EQ(packets, 0u) << name << " moved";
+      }
+    }
+  }
+
+  // The frame is left as it was (passed or dropped without a rewrite).
+  static void expectUntouched(const Bytes& in, uint32_t verdict, const Delta& delta) {
+    expectRun(in, verdict, in, delta);
+  }
+
+  // A direct flow kFlow: local kLocal4 -> app kApp4, path kSock4 -> kPeer4 (slot kSlot).
+  static tgw_edge_flow direct4() {
+    return flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal4, kApp4, kSlot);
+  }
+  static tgw_edge_flow direct6() {
+    return flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, kLocal6, kApp6, kSlot6);
+  }
+  static tgw_edge_flow relay4() {
+    return flowEntry(TGW_EDGE_PATH_RELAY, kSock4, kTurn4, kLocal4, kApp4, kSlot, kChannel);
+  }
+  static tgw_edge_flow relay6() {
+    return flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, kChannel);
+  }
+
+  static inline tgw_edge* skel_ = nullptr;
+  static inline std::string setupError_;
+  static inline uint32_t ifindex0_ = 0;
+};
+
+// ---- out: application datagram -> path ---------------------------------------------------
+
+TEST_F(EdgeXdpTest, OutDirectV4) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  const Bytes data = appData(45);
+  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data, 61, 0xB8), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64, 0xB8),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  FlowCounts want;
+  want.outDirectPackets = 1;
+  want.outDirectBytes = 45;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+TEST_F(EdgeXdpTest, OutDirectV6) {
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow6, direct6());
+  const Bytes data = appData(100);
+  expectRun(frame(kGwMac, kAppMac, kApp6, kLocal6, data, 61, 0x28), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock6, kPeer6, dataFrame(kFlow6, data), 64, 0x28),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  FlowCounts want;
+  want.outDirectPackets = 1;
+  want.outDirectBytes = 100;
+  EXPECT_EQ(flowCounts(kSlot6), want);
+}
+
+TEST_F(EdgeXdpTest, OutRelayV4AndV6) {
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow, relay4());
+  setFlow(kFlow6, relay6());
+  for (size_t n : {0u, 1u, 33u}) {
+    const Bytes data = appData(n);
+    expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX,
+              frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+    expectRun(frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
+              frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
+              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+  }
+  FlowCounts want;
+  want.outRelayPackets = 3;
+  want.outRelayBytes = 34;
+  EXPECT_EQ(flowCounts(kSlot), want);
+  EXPECT_EQ(flowCounts(kSlot6), want);
+}
+
+// The LAN application's family need not be the path's: an IPv4 application over an IPv6
+// path and the other way round; the header size difference moves the head both ways.
+TEST_F(EdgeXdpTest, OutCrossFamily) {
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, kLocal4, kApp4, kSlot));
+  setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_RELAY, kSock4, kTurn4, kLocal6, kApp6, kSlot6, kChannel));
+  const Bytes data = appData(77);
+  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data, 61, 0x10), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock6, kPeer6, dataFrame(kFlow, data), 64, 0x10),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  expectRun(frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow6, data)), 64),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+  FlowCounts a;
+  a.outDirectPackets = 1;
+  a.outDirectBytes = 77;
+  EXPECT_EQ(flowCounts(kSlot), a);
+  FlowCounts b;
+  b.outRelayPackets = 1;
+  b.outRelayBytes = 77;
+  EXPECT_EQ(flowCounts(kSlot6), b);
+}
+
+// A next hop on another interface: XDP_REDIRECT with that interface's MAC as the source.
+TEST_F(EdgeXdpTest, OutRedirectedToAnotherInterface) {
+  addLocal(kLocal4, kFlow);
+  const SockAddr far = sa("198.18.1.2:7000");
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, far, kLocal4, kApp4, kSlot));
+  const Bytes data = appData(20);
+  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_REDIRECT,
+            frame(kFarMac, kGwMac2, kSock4, far, dataFrame(kFlow, data), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_OUT_DIRECT});
+}
+
+// A path change is one map update: the next packet takes the new path.
+TEST_F(EdgeXdpTest, PathChangeAppliesToTheNextPacket) {
+  addLocal(kLocal4, kFlow);
+  const Bytes data = appData(30);
+  const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
+  setFlow(kFlow, relay4());
+  expectRun(in, XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+  setFlow(kFlow, direct4());
+  expectRun(in, XDP_TX, frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_NONE, kSock4, kPeer4, kLocal4, kApp4, kSlot));
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH});
+  FlowCounts want;
+  want.outRelayPackets = 1;
+  want.outRelayBytes = 30;
+  want.outDirectPackets = 1;
+  want.outDirectBytes = 30;
+  want.dropNoPath = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+TEST_F(EdgeXdpTest, NoPathIsDroppedAndCounted) {
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_NONE, kSock4, kPeer4, kLocal4, kApp4, kSlot));
+  // A relay path without a channel is no path either.
+  setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, 0));
+  expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_DROP,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH});
+  expectUntouched(frame(kGwMac, kAppMac, kApp6, kLocal6, appData(10)), XDP_DROP,
+                  {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH});
+  FlowCounts want;
+  want.dropNoPath = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+  EXPECT_EQ(flowCounts(kSlot6), want);
+}
+
+// A local endpoint whose flow entry is missing (a half-written table): dropped, counted.
+TEST_F(EdgeXdpTest, LocalEndpointWithoutFlowIsDropped) {
+  addLocal(kLocal4, kFlow);
+  expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_DROP,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
+}
+
+// Short frames arrive with Ethernet padding after the IP packet: it goes with the rewrite.
+TEST_F(EdgeXdpTest, EthernetPaddingIsCut) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  const Bytes data = appData(3);
+  Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
+  in.resize(60, 0xEE);
+  expectRun(in, XDP_TX, frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  Bytes back = frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data));
+  back.resize(60, 0xEE);
+  expectRun(back, XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+}
+
+// An IPv4 datagram without checksum (0, RFC 768) stays without one over IPv4; over IPv6 the
+// output needs one (RFC 8200 section 8.1), which the fast path does not compute: dropped.
+TEST_F(EdgeXdpTest, ZeroChecksum) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  const Bytes data = appData(12);
+  Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
+  in[TGW_ETH_HLEN + 20 + 6] = in[TGW_ETH_HLEN + 20 + 7] = 0;
+  Bytes want = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
+  want[TGW_ETH_HLEN + 20 + 6] = want[TGW_ETH_HLEN + 20 + 7] = 0;
+  expectRun(in, XDP_TX, want, {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, kLocal4, kApp4, kSlot));
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_CHECKSUM});
+  // And on the way in: a data frame without checksum to an IPv6 application.
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal6, kApp6, kSlot));
+  Bytes back = frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data));
+  back[TGW_ETH_HLEN + 20 + 6] = back[TGW_ETH_HLEN + 20 + 7] = 0;
+  expectUntouched(back, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_CHECKSUM});
+  FlowCounts c;
+  c.outDirectPackets = 1;
+  c.outDirectBytes = 12;
+  c.dropOther = 2;
+  EXPECT_EQ(flowCounts(kSlot), c);
+}
+
+// ---- too big ------------------------------------------------------------------------------
+
+// IPv4 with DF over a path whose MTU is set: ICMP Fragmentation Needed back to the
+// application from the flow's local endpoint, announcing the path MTU minus tgw's 8 bytes
+// (and 4 more on a relay path), quoting the IP header and 8 bytes.
+TEST_F(EdgeXdpTest, TooBigV4AnswersFragmentationNeeded) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal4, kApp4, kSlot, 0, 600));
+  const Bytes fits = appData(600 - 20 - 8 - 8);
+  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, fits), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, fits), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  const Bytes big = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(fits.size() + 1));
+  const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
+  expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 592, original),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_RELAY, kSock4, kTurn4, kLocal4, kApp4, kSlot, kChannel, 600));
+  expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 588, original),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+  FlowCounts want;
+  want.outDirectPackets = 1;
+  want.outDirectBytes = fits.size();
+  want.dropTooBig = 2;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+// Without a path_mtu the egress interface's MTU (1500, bpf_fib_lookup's check) applies.
+TEST_F(EdgeXdpTest, TooBigForTheEgressMtu) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  const Bytes big = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(1500 - 20 - 8 - 8 + 1));
+  const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
+  expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 1492, original),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+  FlowCounts want;
+  want.dropTooBig = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+// IPv6: ICMPv6 Packet Too Big quoting 128 bytes; an IPv6 application over an IPv4 path
+// is told the path MTU plus the 20 bytes IPv4 saves, minus tgw's 8; never below 1280.
+TEST_F(EdgeXdpTest, TooBigV6AnswersPacketTooBig) {
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, kLocal6, kApp6, kSlot6, 0, 1400));
+  const Bytes big = frame(kGwMac, kAppMac, kApp6, kLocal6, appData(1400 - 40 - 8 - 8 + 1));
+  const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
+  expectRun(big, XDP_TX, icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1392, original),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+  setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal6, kApp6, kSlot6, 0, 1300));
+  expectRun(big, XDP_TX, icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1312, original),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+  setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, kChannel, 1200));
+  expectRun(big, XDP_TX, icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1280, original),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+  FlowCounts want;
+  want.dropTooBig = 3;
+  EXPECT_EQ(flowCounts(kSlot6), want);
+}
+
+// IPv4 without DF: the application allowed fragmentation, which the fast path does not do.
+TEST_F(EdgeXdpTest, TooBigWithoutDfIsDropped) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal4, kApp4, kSlot, 0, 600));
+  Ipv4 ip;
+  ip.src = ip4(kApp4);
+  ip.dst = ip4(kLocal4);
+  ip.flagsFragOff = 0;
+  const Bytes in = udpFrame4(Ethernet{kGwMac, kAppMac, std::nullopt}, ip,
+                             Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(600));
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_TOO_BIG_DROP});
+  FlowCounts want;
+  want.dropTooBig = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+// ---- in: data frame -> application ---------------------------------------------------------
+
+TEST_F(EdgeXdpTest, InDirectV4AndV6) {
+  setFlow(kFlow, direct4());
+  setFlow(kFlow6, direct6());
+  for (size_t n : {0u, 1u, 64u}) {
+    const Bytes data = appData(n);
+    expectRun(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data), 61, 0x04), XDP_TX,
+              frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64, 0x04),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+    expectRun(frame(kGwMac, kPeerMac, kPeer6, kSock6, dataFrame(kFlow6, data)), XDP_TX,
+              frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
+              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+  }
+  FlowCounts want;
+  want.inDirectPackets = 3;
+  want.inDirectBytes = 65;
+  EXPECT_EQ(flowCounts(kSlot), want);
+  EXPECT_EQ(flowCounts(kSlot6), want);
+}
+
+TEST_F(EdgeXdpTest, InRelayV4AndV6) {
+  setFlow(kFlow, relay4());
+  setFlow(kFlow6, relay6());
+  for (size_t n : {0u, 5u, 200u}) {
+    const Bytes data = appData(n);
+    expectRun(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, dataFrame(kFlow, data))),
+              XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+    expectRun(frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
+              XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
+              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+  }
+  FlowCounts want;
+  want.inRelayPackets = 3;
+  want.inRelayBytes = 205;
+  EXPECT_EQ(flowCounts(kSlot), want);
+  EXPECT_EQ(flowCounts(kSlot6), want);
+}
+
+TEST_F(EdgeXdpTest, InCrossFamilyAndRedirect) {
+  const SockAddr far4 = sa("198.18.1.2:6000");
+  const SockAddr far6 = sa("[2001:db8:1::2]:6000");
+  const SockAddr local4 = sa("198.18.1.1:5000");
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal6, far6, kSlot));
+  setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, local4, far4, kSlot6));
+  const Bytes data = appData(99);
+  expectRun(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data)), XDP_REDIRECT,
+            frame(kFarMac, kGwMac2, kLocal6, far6, data, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_DIRECT});
+  expectRun(frame(kGwMac, kPeerMac, kPeer6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
+            XDP_REDIRECT, frame(kFarMac, kGwMac2, local4, far4, data, 64),
+            {TGW_FAMILY_IPV6, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_RELAY});
+}
+
+// What does not fit the LAN on delivery is dropped (tgwfp2's MTU is 1400), counted.
+TEST_F(EdgeXdpTest, InTooBigForTheLanIsDropped) {
+  const SockAddr far4 = sa("198.18.1.2:6000");
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal4, far4, kSlot));
+  const Bytes fits = appData(1400 - 28);
+  expectRun(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, fits)), XDP_REDIRECT,
+            frame(kFarMac, kGwMac2, kLocal4, far4, fits, 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_DIRECT});
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, appData(1400 - 27))),
+                  XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_TOO_BIG_DROP});
+  FlowCounts want;
+  want.inDirectPackets = 1;
+  want.inDirectBytes = fits.size();
+  want.dropOther = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+TEST_F(EdgeXdpTest, UnknownFlowIsDropped) {
+  setFlow(kFlow, direct4());
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow + 1, appData(9))),
+                  XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
+  expectUntouched(
+      frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, dataFrame(kFlow + 1, appData(9)))),
+      XDP_DROP, {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
+  EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
+}
+
+// Data frames that are not what tgw sends: non-zero flags or reserved bits, shorter than
+// the header, ChannelData whose length is not the payload's (padding, truncation).
+TEST_F(EdgeXdpTest, BadDataFramesAreDropped) {
+  setFlow(kFlow, direct4());
+  const Delta bad{TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_BAD_FRAME};
+  const Bytes data = appData(10);
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data, 0x01)), XDP_DROP, bad);
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data, 0, 0x0100)),
+                  XDP_DROP, bad);
+  Bytes shortFrame = dataFrame(kFlow, {});
+  shortFrame.resize(7);
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, shortFrame), XDP_DROP, bad);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4,
+                        channelData(kChannel, dataFrame(kFlow, appData(9)), {0, 0, 0})),
+                  XDP_DROP, bad);
+  Bytes truncated = channelData(kChannel, dataFrame(kFlow, data));
+  truncated.pop_back();
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, truncated), XDP_DROP, bad);
+  Bytes shortInner = channelData(kChannel, dataFrame(kFlow, {}));
+  shortInner.resize(4 + 6);
+  shortInner[3] = 6;
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, shortInner), XDP_DROP, bad);
+  EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
+}
+
+// ---- what is not data goes up untouched ---------------------------------------------------
+
+TEST_F(EdgeXdpTest, ControlTrafficGoesUp) {
+  setFlow(kFlow, direct4());
+  const Delta up4{TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_CONTROL};
+  const Delta up6{TGW_FAMILY_IPV6, TGW_VERDICT_PASS, TGW_REASON_EDGE_CONTROL};
+  const Bytes stunRequest = stun(Stun{});
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, stunRequest), XDP_PASS, up4);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn6, kSock6, stunRequest), XDP_PASS, up6);
+  Bytes disco(TGW_DISCO_MIN_LEN, 0x55);
+  disco[0] = TGW_FRAME_DISCO;
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, disco), XDP_PASS, up4);
+  Bytes rendezvous{TGW_FRAME_RENDEZVOUS, 1, TGW_RDV_DELIVER, 0};
+  rendezvous.resize(64, 0x66);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, rendezvous), XDP_PASS, up4);
+  // Disco relayed through our TURN server: ChannelData whose data is not a data frame.
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, disco)), XDP_PASS, up4);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, disco)), XDP_PASS, up6);
+  // Empty payload, and a ChannelData header with nothing after it.
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, {}), XDP_PASS, up4);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, {})), XDP_PASS, up4);
+  EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
+}
+
+TEST_F(EdgeXdpTest, NotOursGoesUpUntouched) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  // Another port on the gateway, another address, a data frame to neither.
+  expectUntouched(frame(kGwMac, kAppMac, kApp4, sa("198.18.0.1:5001"), appData(10)), XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_NOT_OURS});
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer6, sa("[2001:db8::1]:41642"), dataFrame(kFlow, {})),
+                  XDP_PASS, {TGW_FAMILY_IPV6, TGW_VERDICT_PASS, TGW_REASON_EDGE_NOT_OURS});
+  // ARP, TCP to the local endpoint's address.
+  const Bytes arp = ethernet(Ethernet{kGwMac, kAppMac, std::nullopt}, kEtherArp, Bytes(28, 0));
+  expectUntouched(arp, XDP_PASS, {TGW_FAMILY_OTHER, TGW_VERDICT_PASS, TGW_REASON_NOT_IP});
+  Ipv4 ip;
+  ip.src = ip4(kApp4);
+  ip.dst = ip4(kLocal4);
+  const Bytes tcp = ethernet(Ethernet{kGwMac, kAppMac, std::nullopt}, kEtherIpv4,
+                             ipv4(ip, kProtoTcp, Bytes(20, 0)));
+  expectUntouched(tcp, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_NOT_UDP});
+  // A VLAN-tagged datagram to the local endpoint: not rewritten.
+  const Bytes vlan = udpFrame4(Ethernet{kGwMac, kAppMac, 100}, ip,
+                               Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(10));
+  expectUntouched(vlan, XDP_PASS, {TGW_FAMILY_OTHER, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
+  EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
+}
+
+TEST_F(EdgeXdpTest, ShortAndMalformedFramesGoUp) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  const Bytes full = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10));
+  // (Shorter than an Ethernet header: BPF_PROG_TEST_RUN refuses it, as drivers do.)
+  expectUntouched(Bytes(full.begin(), full.begin() + 30), XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_TRUNCATED});
+  expectUntouched(Bytes(full.begin(), full.begin() + 38), XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L4_TRUNCATED});
+  // The IP length says more than the frame has.
+  expectUntouched(Bytes(full.begin(), full.end() - 1), XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_TRUNCATED});
+  Bytes badLen = full;
+  badLen[TGW_ETH_HLEN + 20 + 5] += 1;
+  expectUntouched(badLen, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_UDP_BAD_LENGTH});
+  Bytes badHeader = full;
+  badHeader[TGW_ETH_HLEN + 1] ^= 0x04;  // TOS changed, header checksum not
+  expectUntouched(badHeader, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_MALFORMED});
+  EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
+}
+
+// Fragments: the first fragment of a data frame is dropped (the rest would reach tgwd),
+// later fragments carry no UDP header and go up; IPv4 options to a local endpoint: dropped.
+TEST_F(EdgeXdpTest, FragmentsAndOptions) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  Ipv4 ip;
+  ip.src = ip4(kPeer4);
+  ip.dst = ip4(kSock4);
+  ip.flagsFragOff = 0x2000;  // MF, offset 0
+  const Bytes payload = dataFrame(kFlow, appData(40));
+  Bytes udp = udp4(ip, Udp{kPeer4.port(), kSock4.port(), std::nullopt}, payload);
+  udp.resize(8 + 16);  // the first 16 bytes of the payload in this fragment
+  const Bytes first = ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4, ipv4(ip, kProtoUdp, udp));
+  expectUntouched(first, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_IP_FRAGMENT});
+  ip.flagsFragOff = 3;  // offset 24, last
+  const Bytes later = ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4,
+                               ipv4(ip, kProtoUdp, Bytes(payload.begin() + 16, payload.end())));
+  expectUntouched(later, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_IP_FRAGMENT});
+  // The first fragment of a STUN message goes up (the kernel reassembles it for tgwd).
+  ip.flagsFragOff = 0x2000;
+  Bytes stunUdp = udp4(ip, Udp{kPeer4.port(), kSock4.port(), std::nullopt}, stun(Stun{}));
+  stunUdp.resize(8 + 16);
+  const Bytes stunFirst = ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4,
+                                   ipv4(ip, kProtoUdp, stunUdp));
+  expectUntouched(stunFirst, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_CONTROL});
+  Ipv4 withOptions;
+  withOptions.src = ip4(kApp4);
+  withOptions.dst = ip4(kLocal4);
+  withOptions.options = {0x01, 0x01, 0x01, 0x00};
+  const Bytes options = udpFrame4(Ethernet{kGwMac, kAppMac, std::nullopt}, withOptions,
+                                  Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(10));
+  expectUntouched(options, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNSUPPORTED});
+  FlowCounts want;
+  want.dropOther = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+// Next-hop failures drop the data (it must not go up) with their reason.
+TEST_F(EdgeXdpTest, NoRouteAndNoNeighbourAreDropped) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("198.18.0.9:7000"), kLocal4, kApp4, kSlot));
+  const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10));
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_NEIGH});
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("203.0.113.1:7000"), kLocal4, kApp4, kSlot));
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FIB_FAILED});
+  FlowCounts want;
+  want.dropOther = 2;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+// Every reason has a name (tgwctl prints them).
+TEST(EdgeReasons, AllNamed) {
+  for (uint32_t r = TGW_REASON_EDGE_OUT_DIRECT; r < TGW_REASON_COUNT; r++)
+    EXPECT_STRNE(tgw_reason_name(r), "unknown") << r;
+}
+
+}  // namespace
+}  // namespace tgw::testing
