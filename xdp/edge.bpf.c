@@ -77,7 +77,10 @@ struct next_hop {
 };
 
 /* The next hop of the rewritten packet (plan's family, src -> dst, ip_len bytes), looked up
- * from the ingress interface (forwarding must be on there, as for any router). Returns 0,
+ * from the ingress interface, so IP forwarding must be on there (net.ipv4.conf.IF.forwarding,
+ * net.ipv6.conf.IF.forwarding), as for any router. BPF_FIB_LOOKUP_OUTPUT does not lift that
+ * on kernel 6.18 (the check comes first) and would restrict the egress to the ingress
+ * interface (flowi oif), which breaks the two-interface appliance: not used. Returns 0,
  * TGW_REASON_EDGE_TOO_BIG_DROP with nh->mtu set, or the reason to drop. */
 static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_plan *plan,
                                       struct next_hop *nh) {
@@ -106,6 +109,7 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
     return TGW_REASON_EDGE_TOO_BIG_DROP;
   }
   if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return TGW_REASON_EDGE_NO_NEIGH;
+  if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED) return TGW_REASON_EDGE_FORWARDING_OFF;
   if (rc != BPF_FIB_LKUP_RET_SUCCESS) return TGW_REASON_EDGE_FIB_FAILED;
   __builtin_memcpy(nh->dmac, fib.dmac, TGW_ETH_ALEN);
   __builtin_memcpy(nh->smac, fib.smac, TGW_ETH_ALEN);

@@ -861,6 +861,33 @@ TEST_F(EdgeXdpTest, NoRouteAndNoNeighbourAreDropped) {
   EXPECT_EQ(flowCounts(kSlot), want);
 }
 
+// bpf_fib_lookup looks up from the ingress interface: with IP forwarding off there it refuses
+// (BPF_FIB_LOOKUP_OUTPUT would not help on 6.18). The data is dropped with its own reason.
+TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
+  const std::string on = "sysctl -w net.ipv4.conf.tgwfp0.forwarding=1 net.ipv6.conf.tgwfp0.forwarding=1";
+  struct Restore {
+    std::string cmd;
+    ~Restore() { turnSh(cmd); }
+  } restore{on};
+  ASSERT_TRUE(turnSh("sysctl -w net.ipv4.conf.tgwfp0.forwarding=0 net.ipv6.conf.tgwfp0.forwarding=0"));
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow, direct4());
+  setFlow(kFlow6, direct6());
+  expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_DROP,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FORWARDING_OFF});
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer6, kSock6, dataFrame(kFlow6, appData(10))), XDP_DROP,
+                  {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_FORWARDING_OFF});
+  FlowCounts want;
+  want.dropOther = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+  EXPECT_EQ(flowCounts(kSlot6), want);
+  ASSERT_TRUE(turnSh(on));
+  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, appData(10)), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+}
+
 // Every reason has a name (tgwctl prints them).
 TEST(EdgeReasons, AllNamed) {
   for (uint32_t r = TGW_REASON_EDGE_OUT_DIRECT; r < TGW_REASON_COUNT; r++)

@@ -98,14 +98,16 @@ enum tgw_reason {
                                        * Needed / ICMPv6 Packet Too Big sent back (XDP_TX) */
   TGW_REASON_EDGE_TOO_BIG_DROP = 44,  /* larger than the path allows, no ICMP possible (IPv4
                                        * without DF, delivery to the LAN): dropped */
-  TGW_REASON_EDGE_FIB_FAILED = 45,    /* bpf_fib_lookup found no route (or forwarding is off
-                                       * on the ingress interface): dropped */
+  TGW_REASON_EDGE_FIB_FAILED = 45,    /* bpf_fib_lookup found no route: dropped */
   TGW_REASON_EDGE_NO_NEIGH = 46,      /* next hop without a neighbour entry: dropped (tgwd's
                                        * own traffic on the path resolves it) */
   TGW_REASON_EDGE_UNSUPPORTED = 47,   /* VLAN tag (passed), IPv4 options to our endpoints
                                        * (dropped) */
   TGW_REASON_EDGE_RESIZE_FAILED = 48, /* the frame could not be resized: dropped */
-  TGW_REASON_COUNT = 49
+  TGW_REASON_EDGE_FORWARDING_OFF = 49, /* IP forwarding is off on the ingress interface
+                                       * (bpf_fib_lookup refuses, even with
+                                       * BPF_FIB_LOOKUP_OUTPUT on kernel 6.18): dropped */
+  TGW_REASON_COUNT = 50
 };
 
 /* Per-CPU counter slot. */
@@ -200,6 +202,7 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_EDGE_NO_NEIGH: return "edge_no_neigh";
     case TGW_REASON_EDGE_UNSUPPORTED: return "edge_unsupported";
     case TGW_REASON_EDGE_RESIZE_FAILED: return "edge_resize_failed";
+    case TGW_REASON_EDGE_FORWARDING_OFF: return "edge_forwarding_off";
     default: return "unknown";
   }
 }
