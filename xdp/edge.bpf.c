@@ -16,6 +16,7 @@
 
 #include "tgw/edge.h"
 #include "tgw/stats.h"
+#include "tgw/turn.h" /* the relay's next-hop cache structs, reused */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -60,6 +61,17 @@ struct {
   __type(value, struct tgw_stats_value);
 } tgw_stats SEC(".maps");
 
+/* bpf_fib_lookup's answers, per CPU, for TGW_TURN_NEXTHOP_TTL_NS (1 s; tgw/turn.h): the
+ * lookup costs more than the rest of the forwarding work. A route, neighbour or MTU change
+ * reaches the fast path within that time; zeroing the map makes it immediate. Keyed by
+ * (src, dst, ingress interface, family): TOS or port-based routing rules are not seen. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, TGW_TURN_NEXTHOP_ENTRIES);
+  __type(key, __u32);
+  __type(value, struct tgw_turn_nexthop_slot);
+} tgw_edge_nexthops SEC(".maps");
+
 /* A counter slot that takes the counts of a flow whose stats_slot is out of range. */
 static struct tgw_edge_flow_stats no_stats;
 
@@ -69,21 +81,36 @@ static __always_inline struct tgw_edge_flow_stats *flow_stats(const struct tgw_e
   return s ? s : &no_stats;
 }
 
-struct next_hop {
-  __u8 dmac[TGW_ETH_ALEN];
-  __u8 smac[TGW_ETH_ALEN];
-  __u32 ifindex;
-  __u32 mtu; /* TOO_BIG: the MTU the lookup found */
-};
-
-/* The next hop of the rewritten packet (plan's family, src -> dst, ip_len bytes), looked up
- * from the ingress interface, so IP forwarding must be on there (net.ipv4.conf.IF.forwarding,
- * net.ipv6.conf.IF.forwarding), as for any router. BPF_FIB_LOOKUP_OUTPUT does not lift that
- * on kernel 6.18 (the check comes first) and would restrict the egress to the ingress
- * interface (flowi oif), which breaks the two-interface appliance: not used. Returns 0,
- * TGW_REASON_EDGE_TOO_BIG_DROP with nh->mtu set, or the reason to drop. */
+/* The next hop of the rewritten packet (plan's family, src -> dst, ip_len bytes), from the
+ * per-CPU cache or bpf_fib_lookup, looked up from the ingress interface: IP forwarding must
+ * be on there (net.ipv4.conf.IF.forwarding, net.ipv6.conf.IF.forwarding), as for any
+ * router. BPF_FIB_LOOKUP_OUTPUT does not lift that on kernel 6.18 (the check comes first)
+ * and would restrict the egress to the ingress interface (flowi oif), which breaks the
+ * two-interface appliance: not used. Returns 0, TGW_REASON_EDGE_TOO_BIG_DROP with *mtu set,
+ * or the reason to drop. */
 static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_plan *plan,
-                                      struct next_hop *nh) {
+                                      struct tgw_turn_nexthop *nh, __u32 *mtu) {
+  struct tgw_turn_nexthop_key key;
+  __builtin_memset(&key, 0, sizeof(key));
+  for (int i = 0; i < 16; i += 4) {
+    tgw_store32(key.src + i, tgw_load32(plan->src + i));
+    tgw_store32(key.dst + i, tgw_load32(plan->dst + i));
+  }
+  key.ifindex = ctx->ingress_ifindex;
+  key.family = (__u8)plan->out_family;
+  __u32 index = tgw_turn_nexthop_index(&key);
+  struct tgw_turn_nexthop_slot *slot = bpf_map_lookup_elem(&tgw_edge_nexthops, &index);
+  if (!slot) return TGW_REASON_EDGE_FIB_FAILED; /* index < entries: unreachable */
+  __u64 now = bpf_ktime_get_ns();
+  __u32 ok_len = plan->ip_len;
+  if (tgw_turn_nexthop_key_eq(&slot->key, &key) && now < slot->nh.expires_ns) {
+    if (plan->ip_len <= slot->nh.ok_len) {
+      *nh = slot->nh;
+      return 0;
+    }
+    ok_len = slot->nh.ok_len; /* a longer packet: ask again, keep what was accepted */
+  }
+
   struct bpf_fib_lookup fib;
   __builtin_memset(&fib, 0, sizeof(fib));
   fib.l4_protocol = TGW_IPPROTO_UDP;
@@ -105,7 +132,7 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
   }
   long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
   if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-    nh->mtu = fib.mtu_result;
+    *mtu = fib.mtu_result;
     return TGW_REASON_EDGE_TOO_BIG_DROP;
   }
   if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return TGW_REASON_EDGE_NO_NEIGH;
@@ -114,14 +141,19 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
   __builtin_memcpy(nh->dmac, fib.dmac, TGW_ETH_ALEN);
   __builtin_memcpy(nh->smac, fib.smac, TGW_ETH_ALEN);
   nh->ifindex = fib.ifindex;
-  nh->mtu = 0;
+  nh->ok_len = ok_len > plan->ip_len ? ok_len : plan->ip_len;
+  nh->pad = 0;
+  nh->expires_ns = now + TGW_TURN_NEXTHOP_TTL_NS;
+  slot->key = key; /* this CPU's slot: nobody else writes it */
+  slot->nh = *nh;
   return 0;
 }
 
 /* Resizes the frame for the plan (Ethernet padding cut, head grown or shrunk), writes the
  * new headers and sends it to the next hop. Returns the reason (`ok` on success). */
 static __always_inline __u32 rewrite(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
-                                     const struct tgw_edge_plan *plan, const struct next_hop *nh,
+                                     const struct tgw_edge_plan *plan,
+                                     const struct tgw_turn_nexthop *nh,
                                      __u32 ok, __u32 *verdict) {
   *verdict = TGW_VERDICT_DROP;
   /* Bounded by the parser (TGW_EDGE_TRAILER_MAX), checked again for the verifier. */
@@ -206,14 +238,12 @@ static __always_inline __u32 handle_out(struct xdp_md *ctx, const struct tgw_edg
     if (reason != TGW_REASON_EDGE_NO_PATH) st->drop_other += 1;
     return reason;
   }
-  struct next_hop nh;
+  struct tgw_turn_nexthop nh;
   __u32 path_mtu = f->path_mtu;
-  if (path_mtu != 0 && plan.ip_len > path_mtu) {
+  if (path_mtu != 0 && plan.ip_len > path_mtu)
     reason = TGW_REASON_EDGE_TOO_BIG_DROP;
-  } else {
-    reason = next_hop(ctx, &plan, &nh);
-    path_mtu = nh.mtu;
-  }
+  else
+    reason = next_hop(ctx, &plan, &nh, &path_mtu);
   if (reason == TGW_REASON_EDGE_TOO_BIG_DROP) {
     st->drop_too_big += 1;
     return too_big(ctx, pkt, &plan, path_mtu, verdict);
@@ -273,8 +303,9 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, const struct tgw_edge
     st->drop_other += 1;
     return reason;
   }
-  struct next_hop nh;
-  reason = next_hop(ctx, &plan, &nh);
+  struct tgw_turn_nexthop nh;
+  __u32 lan_mtu = 0;
+  reason = next_hop(ctx, &plan, &nh, &lan_mtu);
   if (reason != 0) {
     st->drop_other += 1; /* TOO_BIG_DROP: larger than the LAN's MTU */
     return reason;

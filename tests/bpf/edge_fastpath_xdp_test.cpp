@@ -17,6 +17,7 @@
 #include <linux/bpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include "tests/bpf/turn_netns.h"
 #include "tgw/edge.h"
 #include "tgw/stats.h"
+#include "tgw/turn.h"
 
 // The skeleton names the structs of its maps' values: declared first (tgw/edge.h).
 #include "edge.skel.h"
@@ -268,8 +270,17 @@ class EdgeXdpTest : public ::testing::Test {
     for (uint32_t slot = 0; slot < 16; slot++)
       ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot,
                                     zeros.data(), BPF_ANY), 0);
+    flushNextHops();
     addSocket(kSock4);
     addSocket(kSock6);
+  }
+
+  // Empties the per-CPU next-hop cache (what a route change needs to apply at once).
+  static void flushNextHops() {
+    const std::vector<tgw_turn_nexthop_slot> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (uint32_t i = 0; i < TGW_TURN_NEXTHOP_ENTRIES; i++)
+      ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_nexthops), &i, zeros.data(),
+                                    BPF_ANY), 0);
   }
 
   static int progFd() { return bpf_program__fd(skel_->progs.tgw_edge); }
@@ -886,6 +897,36 @@ TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, appData(10)), 64),
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+}
+
+// The next hop is kept per CPU (for up to a second): a neighbour change is seen once the cache
+// is flushed (or the entry expires), not before. Pinned to one CPU: the cache is per CPU.
+TEST_F(EdgeXdpTest, NextHopIsCachedUntilFlushed) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  struct Restore {
+    ~Restore() {
+      turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent");
+      cpu_set_t all;
+      CPU_ZERO(&all);
+      for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &all);
+      sched_setaffinity(0, sizeof(all), &all);
+    }
+  } restore;
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, direct4());
+  const Bytes data = appData(16);
+  const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
+  const Bytes viaOld = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
+  const Delta sent{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
+  expectRun(in, XDP_TX, viaOld, sent);
+  ASSERT_TRUE(turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent"));
+  expectRun(in, XDP_TX, viaOld, sent);
+  flushNextHops();
+  const Mac newMac{0x02, 0, 0, 0, 0, 0x33};
+  expectRun(in, XDP_TX, frame(newMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64), sent);
 }
 
 // Every reason has a name (tgwctl prints them).
