@@ -17,10 +17,17 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <poll.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "dataplane/edge_fastpath.h"
 #include "dataplane/nop_programs.h"
@@ -35,7 +42,7 @@ constexpr const char* kWan = "tgwew0";     // WAN side (its peer tgwew1)
 constexpr const char* kLan = "tgwel0";     // LAN side (its peer tgwel1)
 constexpr const char* kBpffs = "/tmp/tgw-edgeplane-bpffs";  // our own bpffs mount
 
-bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+bool sh(const std::string& cmd) { return std::system(("(" + cmd + ") >/dev/null 2>&1").c_str()) == 0; }
 
 SockAddr addr(const char* text) {
   auto a = SockAddr::parse(text);
@@ -115,17 +122,23 @@ std::string describe(const tgw_edge_flow& v) {
                                      reinterpret_cast<const uint8_t*>(&v) + sizeof v));
 }
 
+// Once per process: a network namespace and a mount namespace of our own (our mounts stay
+// ours), for every test of this file.
+bool enterPrivateNamespaces() {
+  static const bool ok = [] {
+    return unshare(CLONE_NEWNET | CLONE_NEWNS) == 0 &&
+           mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+           sh("ip link set lo up");
+  }();
+  return ok;
+}
+
 class EdgeFastPathTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
-    if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
+    if (!enterPrivateNamespaces()) {
       setupError_ = "cannot unshare network and mount namespaces";
-      return;
-    }
-    // Our mounts stay ours.
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-      setupError_ = "cannot make / private in the new mount namespace";
       return;
     }
     std::filesystem::create_directories(kBpffs);
@@ -547,6 +560,324 @@ TEST_F(EdgeFastPathTest, NoPinDirMeansNoPins) {
   EXPECT_EQ(*edge->lookup(7), (ForwardingEntry{kFlow7, kDirect}));
   edge.reset();
   EXPECT_EQ(attachedId(kWan), 0u);
+}
+
+// ---- Real packets through namespaces ------------------------------------------------------
+//
+//   app ns  tgwpl1 192.168.1.10 ──veth── tgwpl0 192.168.1.1  [gateway: this process's
+//                                         tgwpw0 198.18.0.5   namespace, tgw_edge on both]
+//   far ns  tgwpw1 198.18.0.77  ──veth── (also 2001:db8::77 / 2001:db8::5)
+//
+// The app sends UDP to the flow's local endpoint 192.168.1.1:5000; the far namespace plays
+// the peer (direct path, port 41641) and our TURN server (relay path, port 3478). The
+// receiving veth ends have GRO on (a redirected frame is dropped otherwise, LAB.md) and the
+// senders tx checksum offload off; the kernel checks every checksum the program wrote.
+
+std::string nsName(const char* role) { return "tgwep" + std::to_string(getpid()) + role; }
+
+// Runs the calling thread in a named network namespace while alive (sockets opened then
+// stay in it).
+class InNetns {
+ public:
+  explicit InNetns(const std::string& name) {
+    self_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    const int target = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+    ok_ = self_ >= 0 && target >= 0 && setns(target, CLONE_NEWNET) == 0;
+    if (target >= 0) close(target);
+  }
+  ~InNetns() {
+    if (self_ >= 0) {
+      if (setns(self_, CLONE_NEWNET) != 0) std::abort();  // would leave the test elsewhere
+      close(self_);
+    }
+  }
+  InNetns(const InNetns&) = delete;
+  InNetns& operator=(const InNetns&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int self_ = -1;
+  bool ok_ = false;
+};
+
+// A UDP socket bound to `local` in namespace `ns`, with a large receive buffer.
+int udpSocketIn(const std::string& ns, const SockAddr& local) {
+  InNetns in(ns);
+  if (!in.ok()) return -1;
+  const int fd = socket(local.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const int buf = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
+  sockaddr_storage ss{};
+  const socklen_t len = local.toSockaddr(&ss);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool sendTo(int fd, const SockAddr& to, const testing::Bytes& payload) {
+  sockaddr_storage ss{};
+  const socklen_t len = to.toSockaddr(&ss);
+  return sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) ==
+         static_cast<ssize_t>(payload.size());
+}
+
+struct Received {
+  testing::Bytes bytes;
+  SockAddr from;
+};
+
+// One datagram within `timeoutMs`, or nullopt.
+std::optional<Received> receive(int fd, int timeoutMs = 2000) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, timeoutMs) != 1) return std::nullopt;
+  Received r;
+  r.bytes.resize(65536);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const ssize_t n = recvfrom(fd, r.bytes.data(), r.bytes.size(), 0,
+                             reinterpret_cast<sockaddr*>(&ss), &len);
+  if (n < 0) return std::nullopt;
+  r.bytes.resize(static_cast<size_t>(n));
+  if (auto a = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len)) r.from = *a;
+  return r;
+}
+
+testing::Bytes dataFrame(uint32_t flowId, const testing::Bytes& payload) {
+  testing::Bytes b{TGW_FRAME_DATA, 0, 0, 0};
+  testing::put32(b, flowId);
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
+testing::Bytes channelData(uint16_t channel, const testing::Bytes& data) {
+  testing::Bytes b;
+  testing::put16(b, channel);
+  testing::put16(b, static_cast<uint16_t>(data.size()));
+  b.insert(b.end(), data.begin(), data.end());
+  return b;
+}
+
+class EdgeForwardingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, XDP)";
+    if (!enterPrivateNamespaces()) GTEST_SKIP() << "cannot unshare network and mount namespaces";
+    app_ = nsName("app");
+    far_ = nsName("far");
+    cleanup();
+    const std::string mk =
+        "ip netns add " + app_ + " && ip netns add " + far_ +
+        " && ip link add tgwpl0 address 02:00:00:00:01:01 type veth peer name tgwpl1"
+        " address 02:00:00:00:01:10 netns " + app_ +
+        " && ip link add tgwpw0 address 02:00:00:00:02:05 type veth peer name tgwpw1"
+        " address 02:00:00:00:02:77 netns " + far_ +
+        " && sysctl -w net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1"
+        " && ip addr add 192.168.1.1/24 dev tgwpl0 && ip addr add 198.18.0.5/24 dev tgwpw0"
+        " && ip -6 addr add 2001:db8::5/64 dev tgwpw0 nodad"
+        " && ip link set tgwpl0 up && ip link set tgwpw0 up"
+        " && ip neigh add 192.168.1.10 lladdr 02:00:00:00:01:10 dev tgwpl0 nud permanent"
+        " && ip neigh add 198.18.0.77 lladdr 02:00:00:00:02:77 dev tgwpw0 nud permanent"
+        " && ip neigh add 2001:db8::77 lladdr 02:00:00:00:02:77 dev tgwpw0 nud permanent"
+        " && ethtool -K tgwpl0 gro on && ethtool -K tgwpw0 gro on"
+        " && ip -n " + app_ + " addr add 192.168.1.10/24 dev tgwpl1"
+        " && ip -n " + app_ + " link set lo up && ip -n " + app_ + " link set tgwpl1 up"
+        " && ip -n " + app_ + " neigh add 192.168.1.1 lladdr 02:00:00:00:01:01 dev tgwpl1 nud permanent"
+        " && ip netns exec " + app_ + " ethtool -K tgwpl1 tx off gro on"
+        " && ip -n " + far_ + " addr add 198.18.0.77/24 dev tgwpw1"
+        " && ip -n " + far_ + " -6 addr add 2001:db8::77/64 dev tgwpw1 nodad"
+        " && ip -n " + far_ + " link set lo up && ip -n " + far_ + " link set tgwpw1 up"
+        " && ip -n " + far_ + " neigh add 198.18.0.5 lladdr 02:00:00:00:02:05 dev tgwpw1 nud permanent"
+        " && ip -n " + far_ + " neigh add 2001:db8::5 lladdr 02:00:00:00:02:05 dev tgwpw1 nud permanent"
+        " && ip netns exec " + far_ + " ethtool -K tgwpw1 tx off gro on";
+    ASSERT_TRUE(sh(mk)) << "could not build the namespaces: " << mk;
+
+    EdgeFastPath::Options o;
+    o.wanInterface = "tgwpw0";
+    o.lanInterface = "tgwpl0";
+    o.mode = AttachMode::Native;
+    o.sockets = {kWanSocket, kWanSocket6};
+    auto edge = EdgeFastPath::open(o);
+    ASSERT_TRUE(edge.ok()) << edge.error().message;
+    edge_ = std::move(*edge);
+
+    appFd_ = udpSocketIn(app_, kFlow.app);
+    peerFd_ = udpSocketIn(far_, kPeer);
+    peer6Fd_ = udpSocketIn(far_, kPeer6);
+    turnFd_ = udpSocketIn(far_, kTurn);
+    ASSERT_GE(appFd_, 0);
+    ASSERT_GE(peerFd_, 0);
+    ASSERT_GE(peer6Fd_, 0);
+    ASSERT_GE(turnFd_, 0);
+  }
+
+  void TearDown() override {
+    for (int fd : {appFd_, peerFd_, peer6Fd_, turnFd_})
+      if (fd >= 0) close(fd);
+    edge_.reset();
+    cleanup();
+  }
+
+  void cleanup() {
+    sh("ip netns del " + app_ + "; ip netns del " + far_ + "; ip link del tgwpl0; ip link del tgwpw0");
+  }
+
+  std::string describeCounters() const {
+    std::string out;
+    for (const CounterRow& r : edge_->counters())
+      out += r.family + "/" + r.verdict + "/" + r.reason + "=" + std::to_string(r.packets) + " ";
+    return out;
+  }
+
+  const SockAddr kWanSocket = addr("198.18.0.5:41641");
+  const SockAddr kWanSocket6 = addr("[2001:db8::5]:41641");
+  const SockAddr kPeer = addr("198.18.0.77:41641");
+  const SockAddr kPeer6 = addr("[2001:db8::77]:41641");
+  const SockAddr kTurn = addr("198.18.0.77:3478");
+  const Flow kFlow{7, addr("192.168.1.1:5000"), addr("192.168.1.10:7000")};
+  const Path kDirectPath{PathKind::Direct, kWanSocket, kPeer, {}, 0};
+  const Path kDirectPath6{PathKind::Direct, kWanSocket6, kPeer6, {}, 0};
+  const Path kRelayPath{PathKind::Relay, kWanSocket, kTurn, addr("198.18.0.99:50000"), 0x4001};
+
+  std::string app_, far_;
+  std::unique_ptr<EdgeFastPath> edge_;
+  int appFd_ = -1, peerFd_ = -1, peer6Fd_ = -1, turnFd_ = -1;
+};
+
+TEST_F(EdgeForwardingTest, DatagramsGoOutAndComeInOnEveryPathKind) {
+  const testing::Bytes payload{'h', 'e', 'l', 'l', 'o', ' ', 'e', 'd', 'g', 'e', 0, 1, 2, 3};
+  ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath).ok());
+
+  // Out, direct: the data frame from our socket to the peer.
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  auto got = receive(peerFd_);
+  ASSERT_TRUE(got) << "nothing arrived at the peer; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, dataFrame(7, payload));
+  EXPECT_EQ(got->from, kWanSocket);
+
+  // In, direct: a data frame to our socket reaches the app from the local endpoint.
+  ASSERT_TRUE(sendTo(peerFd_, kWanSocket, dataFrame(7, payload)));
+  got = receive(appFd_);
+  ASSERT_TRUE(got) << "nothing arrived at the app; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, payload);
+  EXPECT_EQ(got->from, kFlow.localEndpoint);
+
+  // Out, relay: ChannelData to our TURN server.
+  ASSERT_TRUE(edge_->setPath(kFlow, kRelayPath).ok());
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  got = receive(turnFd_);
+  ASSERT_TRUE(got) << "nothing arrived at the TURN server; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, channelData(0x4001, dataFrame(7, payload)));
+  EXPECT_EQ(got->from, kWanSocket);
+
+  // In, relay: ChannelData from the TURN server carrying a data frame.
+  ASSERT_TRUE(sendTo(turnFd_, kWanSocket, channelData(0x4001, dataFrame(7, payload))));
+  got = receive(appFd_);
+  ASSERT_TRUE(got) << "nothing arrived at the app; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, payload);
+  EXPECT_EQ(got->from, kFlow.localEndpoint);
+
+  // Out over IPv6 from an IPv4 application, and back.
+  ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath6).ok());
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  got = receive(peer6Fd_);
+  ASSERT_TRUE(got) << "nothing arrived at the IPv6 peer; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, dataFrame(7, payload));
+  EXPECT_EQ(got->from, kWanSocket6);
+  ASSERT_TRUE(sendTo(peer6Fd_, kWanSocket6, dataFrame(7, payload)));
+  got = receive(appFd_);
+  ASSERT_TRUE(got) << "nothing arrived at the app; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, payload);
+  EXPECT_EQ(got->from, kFlow.localEndpoint);
+
+  // No path: dropped and counted, nothing arrives.
+  edge_->removeFlow(7);
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  EXPECT_FALSE(receive(peerFd_, 200));
+  EXPECT_FALSE(receive(turnFd_, 200));
+
+  auto c = edge_->flowCounters(7);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->outDirectPackets, 2u);
+  EXPECT_EQ(c->outRelayPackets, 1u);
+  EXPECT_EQ(c->inDirectPackets, 2u);
+  EXPECT_EQ(c->inRelayPackets, 1u);
+  EXPECT_EQ(c->outDirectBytes, 2 * payload.size());
+  EXPECT_EQ(c->inRelayBytes, payload.size());
+  EXPECT_EQ(c->dropNoPath, 1u);
+  EXPECT_EQ(c->dropOther, 0u);
+}
+
+// A path change under a running sender: every datagram counted by the program arrives once,
+// on the path that was in the map when it passed, and nothing is duplicated.
+TEST_F(EdgeForwardingTest, PathSwitchUnderLoadLosesAndDuplicatesNothing) {
+  constexpr uint32_t kDatagrams = 4000;
+  constexpr uint32_t kPaceEvery = 40;  // a pause every 40 datagrams: no ring overflow
+  ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath).ok());
+
+  std::atomic<bool> done{false};
+  std::thread sender([&] {
+    for (uint32_t seq = 0; seq < kDatagrams; seq++) {
+      testing::Bytes b;
+      testing::put32(b, seq);
+      b.resize(64, 0xab);
+      if (!sendTo(appFd_, kFlow.localEndpoint, b)) break;
+      if (seq % kPaceEvery == kPaceEvery - 1) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    done = true;
+  });
+  uint32_t switches = 0;
+  while (!done) {
+    ASSERT_TRUE(edge_->setPath(kFlow, switches % 2 == 0 ? kRelayPath : kDirectPath).ok());
+    switches++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  sender.join();
+
+  std::vector<uint32_t> seen(kDatagrams, 0);
+  uint64_t direct = 0, relay = 0, bad = 0;
+  for (int fd : {peerFd_, turnFd_}) {
+    while (auto got = receive(fd, 300)) {
+      testing::Bytes frame = got->bytes;
+      if (fd == turnFd_) {
+        if (frame.size() < 4 || testing::get16(frame, 0) != 0x4001) {
+          bad++;
+          continue;
+        }
+        frame.erase(frame.begin(), frame.begin() + 4);
+        relay++;
+      } else {
+        direct++;
+      }
+      if (frame.size() != 8 + 64 || frame[0] != TGW_FRAME_DATA) {
+        bad++;
+        continue;
+      }
+      const uint32_t seq = (uint32_t{frame[8]} << 24) | (uint32_t{frame[9]} << 16) |
+                           (uint32_t{frame[10]} << 8) | frame[11];
+      if (seq < kDatagrams) seen[seq]++;
+    }
+  }
+  uint64_t once = 0, duplicated = 0;
+  for (uint32_t n : seen) {
+    once += n == 1;
+    duplicated += n > 1;
+  }
+  auto c = edge_->flowCounters(7);
+  ASSERT_TRUE(c);
+  EXPECT_GT(switches, 4u);
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(duplicated, 0u);
+  EXPECT_GT(direct, 0u);
+  EXPECT_GT(relay, 0u);
+  // What the program sent on each path is what arrived there.
+  EXPECT_EQ(c->outDirectPackets, direct);
+  EXPECT_EQ(c->outRelayPackets, relay);
+  EXPECT_EQ(c->dropNoPath + c->dropOther + c->dropTooBig, 0u);
+  // And that is everything the app sent.
+  EXPECT_EQ(once, kDatagrams) << "switches " << switches << ", counters: " << describeCounters();
 }
 
 }  // namespace
