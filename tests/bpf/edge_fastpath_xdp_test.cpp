@@ -929,6 +929,107 @@ TEST_F(EdgeXdpTest, NextHopIsCachedUntilFlushed) {
   expectRun(in, XDP_TX, frame(newMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64), sent);
 }
 
+// ---- the same logic in userspace (tgw/edge.h without BPF: what a DPDK backend runs) -------
+//
+// The program's steps on a std::vector: parse, plan, resize (a new buffer with the payload
+// copied where the resized frame has it), write. The next hop is given. No root needed.
+
+constexpr Mac kNextMac{0x02, 0, 0, 0, 0, 0x44};
+
+Bytes userspaceOut(const Bytes& in, const tgw_edge_flow& f, uint32_t flowId) {
+  tgw_edge_pkt pkt{};
+  EXPECT_EQ(tgw_edge_parse(in.data(), in.data() + in.size(), &pkt), 0u);
+  tgw_edge_plan plan{};
+  EXPECT_EQ(tgw_edge_plan_out(&pkt, &f, flowId, &plan), 0u);
+  const size_t inPayload = TGW_ETH_HLEN + pkt.ip_hlen + TGW_UDP_HLEN;
+  const size_t outPayload = TGW_ETH_HLEN + tgw_edge_ip_hlen(plan.out_family) + TGW_UDP_HLEN + plan.push_len;
+  EXPECT_EQ(static_cast<int64_t>(outPayload) - static_cast<int64_t>(inPayload), plan.head_delta);
+  Bytes out(outPayload + plan.payload_len);
+  std::copy(in.begin() + static_cast<long>(inPayload),
+            in.begin() + static_cast<long>(inPayload + plan.payload_len),
+            out.begin() + static_cast<long>(outPayload));
+  std::copy(kNextMac.begin(), kNextMac.end(), out.begin());
+  std::copy(kGwMac.begin(), kGwMac.end(), out.begin() + 6);
+  EXPECT_EQ(tgw_edge_write(out.data(), out.data() + out.size(), &plan), 0);
+  return out;
+}
+
+Bytes userspaceIn(const Bytes& in, const tgw_edge_flow& f, uint32_t wantFlow) {
+  tgw_edge_pkt pkt{};
+  EXPECT_EQ(tgw_edge_parse(in.data(), in.data() + in.size(), &pkt), 0u);
+  uint32_t kind = 0, flowId = 0, hdrLen = 0;
+  EXPECT_EQ(tgw_edge_classify_in(in.data(), in.data() + in.size(), &pkt, &kind, &flowId, &hdrLen), 0u);
+  EXPECT_NE(kind, uint32_t{TGW_EDGE_IN_CONTROL});
+  EXPECT_EQ(flowId, wantFlow);
+  const size_t inPayload = TGW_ETH_HLEN + pkt.ip_hlen + TGW_UDP_HLEN;
+  const uint16_t removed =
+      tgw_edge_fold16(tgw_csum_add_words(0, in.data() + inPayload, hdrLen / 2));
+  tgw_edge_plan plan{};
+  EXPECT_EQ(tgw_edge_plan_in(&pkt, &f, hdrLen, removed, &plan), 0u);
+  const size_t outPayload = TGW_ETH_HLEN + tgw_edge_ip_hlen(plan.out_family) + TGW_UDP_HLEN;
+  Bytes out(outPayload + plan.payload_len);
+  std::copy(in.begin() + static_cast<long>(inPayload + hdrLen),
+            in.begin() + static_cast<long>(inPayload + hdrLen + plan.payload_len),
+            out.begin() + static_cast<long>(outPayload));
+  std::copy(kNextMac.begin(), kNextMac.end(), out.begin());
+  std::copy(kGwMac.begin(), kGwMac.end(), out.begin() + 6);
+  EXPECT_EQ(tgw_edge_write(out.data(), out.data() + out.size(), &plan), 0);
+  return out;
+}
+
+TEST(EdgeHeader, OutAndInWithoutBpf) {
+  const SockAddr sock4 = sa("198.18.0.1:41641"), sock6 = sa("[2001:db8::1]:41641");
+  const SockAddr local4 = sa("198.18.0.1:5000"), app4 = sa("198.18.0.2:6000");
+  const SockAddr local6 = sa("[2001:db8::1]:5000"), app6 = sa("[2001:db8::2]:6000");
+  const SockAddr peer4 = sa("198.18.0.3:7000"), peer6 = sa("[2001:db8::3]:7000");
+  for (size_t n : {0u, 1u, 2u, 57u, 1000u}) {
+    const Bytes data = appData(n);
+    // Out: direct v4, relay v6, IPv4 app over an IPv6 path and the other way.
+    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app4, local4, data, 61, 0x20),
+                               flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local4, app4, 0), kFlow)),
+              hex(frame(kNextMac, kGwMac, sock4, peer4, dataFrame(kFlow, data), 64, 0x20)));
+    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app6, local6, data),
+                               flowEntry(TGW_EDGE_PATH_RELAY, sock6, peer6, local6, app6, 0, kChannel), kFlow6)),
+              hex(frame(kNextMac, kGwMac, sock6, peer6, channelData(kChannel, dataFrame(kFlow6, data)), 64)));
+    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app4, local4, data),
+                               flowEntry(TGW_EDGE_PATH_RELAY, sock6, peer6, local4, app4, 0, kChannel), kFlow)),
+              hex(frame(kNextMac, kGwMac, sock6, peer6, channelData(kChannel, dataFrame(kFlow, data)), 64)));
+    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app6, local6, data),
+                               flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow6)),
+              hex(frame(kNextMac, kGwMac, sock4, peer4, dataFrame(kFlow6, data), 64)));
+    // In: direct v6, relayed v4, delivered across families.
+    EXPECT_EQ(hex(userspaceIn(frame(kGwMac, kPeerMac, peer6, sock6, dataFrame(kFlow6, data)),
+                              flowEntry(TGW_EDGE_PATH_DIRECT, sock6, peer6, local6, app6, 0), kFlow6)),
+              hex(frame(kNextMac, kGwMac, local6, app6, data, 64)));
+    EXPECT_EQ(hex(userspaceIn(frame(kGwMac, kPeerMac, peer4, sock4, channelData(kChannel, dataFrame(kFlow, data))),
+                              flowEntry(TGW_EDGE_PATH_RELAY, sock4, peer4, local4, app4, 0, kChannel), kFlow)),
+              hex(frame(kNextMac, kGwMac, local4, app4, data, 64)));
+    EXPECT_EQ(hex(userspaceIn(frame(kGwMac, kPeerMac, peer4, sock4, dataFrame(kFlow, data)),
+                              flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow)),
+              hex(frame(kNextMac, kGwMac, local6, app6, data, 64)));
+  }
+}
+
+// The announced MTU: minus what the rewrite adds, never below the family's minimum.
+TEST(EdgeHeader, IcmpMtu) {
+  tgw_edge_pkt v4{};
+  v4.family = TGW_FAMILY_IPV4;
+  tgw_edge_pkt v6{};
+  v6.family = TGW_FAMILY_IPV6;
+  tgw_edge_plan plan{};
+  plan.head_delta = 8;  // direct, same family
+  EXPECT_EQ(tgw_edge_icmp_mtu(1500, &v4, &plan), 1492u);
+  plan.head_delta = 12;  // relay
+  EXPECT_EQ(tgw_edge_icmp_mtu(1500, &v4, &plan), 1488u);
+  EXPECT_EQ(tgw_edge_icmp_mtu(60, &v4, &plan), 68u);
+  plan.head_delta = 12 + 20;  // relay, IPv4 app over IPv6
+  EXPECT_EQ(tgw_edge_icmp_mtu(1500, &v4, &plan), 1468u);
+  plan.head_delta = 8 - 20;  // direct, IPv6 app over IPv4
+  EXPECT_EQ(tgw_edge_icmp_mtu(1500, &v6, &plan), 1512u);
+  plan.head_delta = 12;
+  EXPECT_EQ(tgw_edge_icmp_mtu(1280, &v6, &plan), 1280u);
+}
+
 // Every reason has a name (tgwctl prints them).
 TEST(EdgeReasons, AllNamed) {
   for (uint32_t r = TGW_REASON_EDGE_OUT_DIRECT; r < TGW_REASON_COUNT; r++)
