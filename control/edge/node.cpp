@@ -387,6 +387,17 @@ TimePoint Node::nextDeadline() const {
   return t;
 }
 
+void Node::rememberPath(engine::PeerId peer, const dataplane::Path& path, TimePoint now) {
+  engine_.rememberPath(peer, path, now);
+  pumpEngine(now);
+}
+
+std::vector<dataplane::Path> Node::pingAll(engine::PeerId peer, TimePoint now) {
+  auto pinged = engine_.pingAll(peer, now);
+  pumpEngine(now);
+  return pinged;
+}
+
 std::vector<Send> Node::takeSends() { return std::exchange(sends_, {}); }
 
 void Node::sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now) {

@@ -110,6 +110,14 @@ class Node {
   TimePoint nextDeadline() const;
   std::vector<Send> takeSends();
 
+  // After a restart, before start(): a direct path the pinned fast path still forwards the
+  // peer's flows on (engine::Engine::rememberPath); its ping goes out at once.
+  void rememberPath(engine::PeerId peer, const dataplane::Path& path, TimePoint now);
+  // `tgwctl ping`: pings every path of the peer now; the pongs come out of
+  // takePongReports() as they arrive. Returns the paths pinged.
+  std::vector<dataplane::Path> pingAll(engine::PeerId peer, TimePoint now);
+  std::vector<engine::PongReport> takePongReports() { return engine_.takePongReports(); }
+
   void sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now);
   std::vector<AppDelivery> takeDeliveries() { return std::exchange(deliveries_, {}); }
 

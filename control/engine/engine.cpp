@@ -6,8 +6,17 @@ Engine::Engine(EngineConfig config, dataplane::ForwardingTable& table)
     : config_(std::move(config)), table_(table) {}
 
 EngineSinks Engine::sinks() {
-  return EngineSinks{&table_, &sends_, &changes_, &learnedLocal_, &rediscover_, &counters_, &txCounter_,
-                     config_.txSalt};
+  EngineSinks s;
+  s.table = &table_;
+  s.sends = &sends_;
+  s.changes = &changes_;
+  s.learnedLocal = &learnedLocal_;
+  s.rediscover = &rediscover_;
+  s.pongReports = &pongReports_;
+  s.counters = &counters_;
+  s.txCounter = &txCounter_;
+  s.txSalt = config_.txSalt;
+  return s;
 }
 
 PeerId Engine::addPeer() {
@@ -60,6 +69,21 @@ void Engine::setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoi
     p->setRelayPath(relay, now);
     reschedule(peer);
   }
+}
+
+void Engine::rememberPath(PeerId peer, const Path& path, TimePoint now) {
+  if (PeerPaths* p = mutablePeer(peer)) {
+    p->rememberPath(path, now);
+    reschedule(peer);
+  }
+}
+
+std::vector<Path> Engine::pingAll(PeerId peer, TimePoint now) {
+  PeerPaths* p = mutablePeer(peer);
+  if (!p) return {};
+  auto pinged = p->pingAll(now);
+  reschedule(peer);
+  return pinged;
 }
 
 void Engine::onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from, const SockAddr& local,

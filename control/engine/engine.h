@@ -40,6 +40,13 @@ class Engine {
   void addFlow(PeerId peer, const Flow& flow);
   void setRemoteCandidates(PeerId peer, std::span<const Candidate> candidates, TimePoint now);
   void setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoint now);
+  // After a restart: a direct path the pinned fast path still forwards the peer's flows on
+  // (PeerPaths::rememberPath: active at once, pinged now, kept if it answers within
+  // kTrustWindow, else the relay).
+  void rememberPath(PeerId peer, const Path& path, TimePoint now);
+  // Pings every path of the peer now; their pongs come out of takePongReports(). Returns
+  // the paths pinged (none for an unknown peer).
+  std::vector<Path> pingAll(PeerId peer, TimePoint now);
   // A disco message from `peer`, arrived from `from` on our socket `local`, or via the relay.
   void onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from, const SockAddr& local, bool viaRelay,
                TimePoint now);
@@ -53,6 +60,8 @@ class Engine {
   std::vector<Candidate> takeLearnedLocal() { return std::exchange(learnedLocal_, {}); }
   // Peers whose direct path died: the edge gathers fresh candidates and tells them.
   std::vector<PeerId> takeRediscover() { return std::exchange(rediscover_, {}); }
+  // Pongs to pingAll()'s pings (the caller of pingAll takes them).
+  std::vector<PongReport> takePongReports() { return std::exchange(pongReports_, {}); }
 
   const EngineCounters& counters() const { return counters_; }
 
@@ -71,6 +80,7 @@ class Engine {
   std::vector<PathChange> changes_;
   std::vector<Candidate> learnedLocal_;
   std::vector<PeerId> rediscover_;
+  std::vector<PongReport> pongReports_;
   EngineCounters counters_;
   uint64_t txCounter_ = 0;
 };

@@ -15,6 +15,7 @@ std::string_view toString(ChangeReason r) {
     case ChangeReason::Better: return "better";
     case ChangeReason::TrustExpired: return "trust_expired";
     case ChangeReason::RelayLost: return "relay_lost";
+    case ChangeReason::Remembered: return "remembered";
   }
   return "?";
 }
@@ -109,7 +110,28 @@ void PeerPaths::startSearch(TimePoint now) {
   nextRoundAt_ = now;
 }
 
-void PeerPaths::ping(PathState& ps, TimePoint now) {
+void PeerPaths::rememberPath(const Path& path, TimePoint now) {
+  if (!path.isDirect()) return;
+  PathState* ps = addPath(path, CandidateKind::PeerReflexive);
+  if (!ps) return;
+  ps->listed = false;
+  if (!active_) {
+    setActive(path, ChangeReason::Remembered, now);
+    activeRemembered_ = true;
+  }
+  ping(*ps, now);
+}
+
+std::vector<Path> PeerPaths::pingAll(TimePoint now) {
+  std::vector<Path> pinged;
+  for (auto& ps : paths_) {
+    ping(ps, now, true);
+    pinged.push_back(ps.path);
+  }
+  return pinged;
+}
+
+void PeerPaths::ping(PathState& ps, TimePoint now, bool report) {
   DiscoMessage m;
   m.type = DiscoMessage::Type::Ping;
   const uint64_t n = ++*sinks_.txCounter;
@@ -117,7 +139,7 @@ void PeerPaths::ping(PathState& ps, TimePoint now) {
   const uint32_t salt = static_cast<uint32_t>(sinks_.txSalt ^ (sinks_.txSalt >> 32));
   std::memcpy(m.txid.data() + sizeof n, &salt, sizeof salt);
   if (pending_.size() >= kMaxPendingPings) pending_.erase(pending_.begin());
-  pending_.push_back(PendingPing{m.txid, ps.path, now});
+  pending_.push_back(PendingPing{m.txid, ps.path, now, report});
   ps.lastPing = now;
   ++sinks_.counters->pingsSent;
   sinks_.sends->push_back(DiscoSend{id_, ps.path, m});
@@ -174,6 +196,7 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
   ++sinks_.counters->pongsReceived;
   ps->lastPong = now;
   ps->rtt = now - pp.sent;
+  if (pp.report && sinks_.pongReports) sinks_.pongReports->push_back(PongReport{id_, ps->path, *ps->rtt});
   if (!viaRelay && observed.port() != 0) {
     sinks_.learnedLocal->push_back(Candidate{observed, CandidateKind::PeerReflexive});
   }
@@ -192,7 +215,9 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
 TimePoint PeerPaths::trustDeadline() const {
   if (!onDirectPath()) return kNever;
   const PathState* a = find(*active_);
-  return a ? a->lastPong + kTrustWindow : TimePoint{};
+  if (!a) return TimePoint{};
+  // A remembered path is trusted from when it was remembered, as if it had just answered.
+  return (activeRemembered_ ? std::max(a->lastPong, activeSince_) : a->lastPong) + kTrustWindow;
 }
 
 TimePoint PeerPaths::heartbeatDue() const {
@@ -221,6 +246,7 @@ void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, Ti
   ++sinks_.counters->pathChanges;
   active_ = to;
   activeSince_ = now;
+  activeRemembered_ = false;
   if (to && to->isRelay()) {
     relaySuspectAt_ = now + kRelayTrustWindow;
   } else {

@@ -77,6 +77,7 @@ enum class ChangeReason : uint8_t {
   Better = 2,        // a pong proved a better path
   TrustExpired = 3,  // the active direct path went kTrustWindow without a pong
   RelayLost = 4,     // the relay path went away while active
+  Remembered = 5,    // a restart found this direct path in the fast path (rememberPath)
 };
 std::string_view toString(ChangeReason r);
 
@@ -105,6 +106,13 @@ struct EngineCounters {
   uint64_t tableErrors = 0;            // ForwardingTable::setPath failed
 };
 
+// A pong to a ping of pingAll(): the path and its round-trip time.
+struct PongReport {
+  PeerId peer = 0;
+  Path path;
+  Duration rtt{};
+};
+
 // What a PeerPaths writes to; owned by the Engine.
 struct EngineSinks {
   dataplane::ForwardingTable* table = nullptr;
@@ -112,6 +120,7 @@ struct EngineSinks {
   std::vector<PathChange>* changes = nullptr;
   std::vector<Candidate>* learnedLocal = nullptr;  // our endpoints as peers saw them
   std::vector<PeerId>* rediscover = nullptr;       // peers whose active path died
+  std::vector<PongReport>* pongReports = nullptr;  // pongs to pingAll()'s pings
   EngineCounters* counters = nullptr;
   uint64_t* txCounter = nullptr;
   uint64_t txSalt = 0;
@@ -143,6 +152,15 @@ class PeerPaths {
   void setRelayPath(const std::optional<Path>& relay, TimePoint now);
   // Starts (or extends) a search now: rounds every kSearchRoundInterval.
   void startSearch(TimePoint now);
+  // A direct path the fast path still forwards on after a restart. With no active path yet
+  // it becomes the active one at once (flows written to it, which the table already holds)
+  // and is pinged now; it is trusted for kTrustWindow from now as if it had just answered,
+  // so a relay path that becomes ready meanwhile does not replace it, and without a pong by
+  // then it falls back to the relay (TrustExpired) like any dead direct path.
+  void rememberPath(const Path& path, TimePoint now);
+  // Pings every path now (`tgwctl ping`); each pong is reported to the engine's
+  // pongReports. Returns the paths pinged.
+  std::vector<Path> pingAll(TimePoint now);
 
   // A ping from this peer arrived: on a direct path from `from` to our socket `local`, or
   // through the relay (viaRelay; from and local are then ignored). Answers with a pong.
@@ -164,10 +182,11 @@ class PeerPaths {
     TxId txid;
     Path path;
     TimePoint sent;
+    bool report = false;  // pingAll(): its pong goes to pongReports
   };
   PathState* findMutable(const Path& p);
   PathState* addPath(const Path& p, CandidateKind kind);
-  void ping(PathState& ps, TimePoint now);
+  void ping(PathState& ps, TimePoint now, bool report = false);
   void setActive(const std::optional<Path>& to, ChangeReason reason, TimePoint now);
   void scheduleRound(TimePoint now);
   TimePoint trustDeadline() const;
@@ -187,6 +206,7 @@ class PeerPaths {
   TimePoint searchUntil_{};
   TimePoint activeSince_{};        // when the active path last changed
   TimePoint relaySuspectAt_ = kNever;  // when the active relay path is next suspect
+  bool activeRemembered_ = false;  // the active path came from rememberPath (trusted from activeSince_)
 };
 
 }  // namespace tgw::engine

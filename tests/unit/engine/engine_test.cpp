@@ -346,5 +346,176 @@ TEST_F(EngineTest, ManyPeersShareOneTimer) {
   EXPECT_EQ(sent.size(), ids.size() - 1);
 }
 
+// A ForwardingTable that keeps every path ever written (the restart tests assert the relay
+// path is never among them).
+class RecordingTable final : public dataplane::ForwardingTable {
+ public:
+  Result<void> setPath(const Flow& flow, const Path& path) override {
+    written.push_back(path);
+    return inner.setPath(flow, path);
+  }
+  void removeFlow(uint32_t flowId) override {
+    ++removals;
+    inner.removeFlow(flowId);
+  }
+  std::optional<dataplane::ForwardingEntry> lookup(uint32_t flowId) const override { return inner.lookup(flowId); }
+
+  dataplane::MemoryForwardingTable inner;
+  std::vector<Path> written;
+  int removals = 0;
+};
+
+// After a tgwd restart the pinned fast path still holds the flow's direct path: the engine
+// is told (rememberPath) before anything else, as EdgeRole does.
+class RememberTest : public ::testing::Test {
+ protected:
+  RecordingTable table;
+  Engine engine{EngineConfig{{kLocal4, kLocal6}, 42}, table};
+  PeerId peer = engine.addPeer();
+  const Path remembered = direct(kLocal4, "198.18.9.9:20000");
+
+  void SetUp() override {
+    ASSERT_TRUE(table.setPath(kFlow, remembered).ok());  // what the pinned maps hold
+    table.written.clear();
+    engine.addFlow(peer, kFlow);
+  }
+  std::vector<std::pair<TimePoint, DiscoSend>> runUntil(TimePoint t) {
+    std::vector<std::pair<TimePoint, DiscoSend>> out;
+    for (TimePoint d = engine.nextDeadline(); d <= t; d = engine.nextDeadline()) {
+      engine.onTimer(d);
+      for (auto& s : engine.takeSends()) out.emplace_back(d, s);
+    }
+    return out;
+  }
+  void pong(const DiscoSend& ping, TimePoint at) {
+    DiscoMessage m{DiscoMessage::Type::Pong, ping.msg.txid, sa("198.18.5.5:1234")};
+    engine.onDisco(peer, m, ping.path.remote, ping.path.local, ping.path.isRelay(), at);
+  }
+  std::optional<Path> tablePath() const {
+    auto e = table.lookup(kFlow.id);
+    return e ? std::optional<Path>(e->path) : std::nullopt;
+  }
+  bool relayEverWritten() const {
+    return std::any_of(table.written.begin(), table.written.end(), [](const Path& p) { return p.isRelay(); });
+  }
+};
+
+TEST_F(RememberTest, RestartWithARememberedDirectPathStaysDirectAndNeverWritesTheRelayPath) {
+  engine.rememberPath(peer, remembered, kT0);
+  EXPECT_EQ(engine.peer(peer)->activePath(), remembered);
+  auto changes = engine.takePathChanges();
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].reason, ChangeReason::Remembered);
+  EXPECT_FALSE(changes[0].from);
+  // Pinged at once.
+  auto sends = engine.takeSends();
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].path, remembered);
+  EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Ping);
+  const DiscoSend firstPing = sends[0];
+
+  // The new allocation's relay path is ready before the pong: it does not take over.
+  engine.setRelayPath(peer, kRelay, kT0 + 300ms);
+  EXPECT_EQ(tablePath(), remembered);
+  auto sent = runUntil(kT0 + 400ms);
+  pong(firstPing, kT0 + 450ms);
+  EXPECT_EQ(engine.counters().pongsReceived, 1u);
+
+  // Every later ping on the remembered path answered for a minute: it stays, untouched.
+  TimePoint t = kT0 + 450ms;
+  while (t < kT0 + 60s) {
+    sent = runUntil(t + 1s);
+    for (auto& [at, s] : sent) {
+      if (s.msg.type == DiscoMessage::Type::Ping) pong(s, at + 20ms);
+    }
+    t += 1s;
+  }
+  EXPECT_EQ(tablePath(), remembered);
+  EXPECT_FALSE(relayEverWritten());
+  EXPECT_EQ(table.removals, 0);
+  EXPECT_EQ(engine.counters().fallbacks, 0u);
+  EXPECT_TRUE(engine.takePathChanges().empty());
+  // The relay path is known (probed, ready to fall back to), just not written.
+  EXPECT_NE(engine.peer(peer)->find(kRelay), nullptr);
+}
+
+TEST_F(RememberTest, ADeadRememberedPathFallsBackToTheRelayWithinTheTrustWindow) {
+  engine.rememberPath(peer, remembered, kT0);
+  engine.takePathChanges();
+  engine.takeSends();
+  engine.setRelayPath(peer, kRelay, kT0 + 300ms);
+  EXPECT_EQ(tablePath(), remembered) << "trusted while it is being verified";
+  // No pong ever comes on the remembered path (the NAT forgot it while tgwd restarted).
+  auto sent = runUntil(kT0 + kTrustWindow - 1ms);
+  EXPECT_EQ(tablePath(), remembered);
+  const auto retries = std::count_if(sent.begin(), sent.end(), [&](auto& s) { return s.second.path == remembered; });
+  EXPECT_GE(retries, 5) << "retried every kHeartbeatRetry meanwhile";
+  runUntil(kT0 + kTrustWindow);
+  EXPECT_EQ(tablePath(), kRelay);
+  auto changes = engine.takePathChanges();
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].reason, ChangeReason::TrustExpired);
+  EXPECT_EQ(changes[0].at, kT0 + kTrustWindow);
+  EXPECT_EQ(engine.counters().fallbacks, 1u);
+  EXPECT_EQ(engine.takeRediscover(), std::vector<PeerId>{peer});
+}
+
+TEST_F(RememberTest, ADeadRememberedPathWithoutARelayYetLeavesNoPathUntilTheRelayIsReady) {
+  engine.rememberPath(peer, remembered, kT0);
+  runUntil(kT0 + kTrustWindow);
+  EXPECT_FALSE(tablePath()) << "dropped and counted by the fast path meanwhile";
+  engine.setRelayPath(peer, kRelay, kT0 + kTrustWindow + 2s);
+  EXPECT_EQ(tablePath(), kRelay);
+}
+
+TEST_F(RememberTest, ARememberedPathDoesNotReplaceAnActiveOneAndRelayPathsAreNotRemembered) {
+  engine.setRelayPath(peer, kRelay, kT0);
+  engine.takePathChanges();
+  engine.rememberPath(peer, kRelay, kT0 + 1ms);  // not direct: ignored
+  engine.rememberPath(peer, remembered, kT0 + 1ms);
+  EXPECT_EQ(tablePath(), kRelay);
+  EXPECT_TRUE(engine.takePathChanges().empty());
+  EXPECT_NE(engine.peer(peer)->find(remembered), nullptr) << "a path to probe, pinged at once";
+  auto sends = engine.takeSends();
+  EXPECT_TRUE(std::any_of(sends.begin(), sends.end(), [&](const DiscoSend& s) { return s.path == remembered; }));
+}
+
+TEST_F(EngineTest, PingAllPingsEveryPathNowAndReportsEachPong) {
+  engine.setRelayPath(peer, kRelay, kT0);
+  const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive},
+                             {sa("[2001:db8:b::2]:4000"), CandidateKind::Host}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto background = runUntil(kT0 + 5s);  // probing rounds go on; their pongs are not reports
+  ASSERT_FALSE(background.empty());
+  pong(background.front().second, kT0 + 5s);
+  EXPECT_TRUE(engine.takePongReports().empty());
+
+  const TimePoint t = kT0 + 5s + 1ms;
+  auto pinged = engine.pingAll(peer, t);
+  ASSERT_EQ(pinged.size(), 3u);
+  auto sends = engine.takeSends();
+  ASSERT_EQ(sends.size(), 3u) << "all at once, not paced";
+  for (const auto& p : pinged) {
+    EXPECT_TRUE(std::any_of(sends.begin(), sends.end(), [&](const DiscoSend& s) { return s.path == p; }));
+  }
+  const auto& v6 = *std::find_if(sends.begin(), sends.end(), [](const DiscoSend& s) { return s.path.remote.isV6(); });
+  const auto& relay = *std::find_if(sends.begin(), sends.end(), [](const DiscoSend& s) { return s.path.isRelay(); });
+  pong(v6, t + 12ms);
+  pong(relay, t + 40ms);
+  auto reports = engine.takePongReports();
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0].peer, peer);
+  EXPECT_EQ(reports[0].path, v6.path);
+  EXPECT_EQ(reports[0].rtt, 12ms);
+  EXPECT_EQ(reports[1].path, kRelay);
+  EXPECT_EQ(reports[1].rtt, 40ms);
+  // The same pong again is unknown (the ping is answered): no second report.
+  pong(v6, t + 50ms);
+  EXPECT_TRUE(engine.takePongReports().empty());
+  EXPECT_EQ(engine.peer(peer)->find(v6.path)->rtt, 12ms) << "the path's RTT is measured as for any pong";
+  EXPECT_TRUE(engine.pingAll(engine.addPeer(), t).empty()) << "a peer without paths";
+  EXPECT_TRUE(engine.pingAll(999, t).empty()) << "an unknown peer";
+}
+
 }  // namespace
 }  // namespace tgw::engine
