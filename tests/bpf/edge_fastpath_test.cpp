@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -694,12 +695,7 @@ class EdgeForwardingTest : public ::testing::Test {
         " && ip netns exec " + far_ + " ethtool -K tgwpw1 tx off gro on";
     ASSERT_TRUE(sh(mk)) << "could not build the namespaces: " << mk;
 
-    EdgeFastPath::Options o;
-    o.wanInterface = "tgwpw0";
-    o.lanInterface = "tgwpl0";
-    o.mode = AttachMode::Native;
-    o.sockets = {kWanSocket, kWanSocket6};
-    auto edge = EdgeFastPath::open(o);
+    auto edge = EdgeFastPath::open(options());
     ASSERT_TRUE(edge.ok()) << edge.error().message;
     edge_ = std::move(*edge);
 
@@ -718,6 +714,18 @@ class EdgeForwardingTest : public ::testing::Test {
       if (fd >= 0) close(fd);
     edge_.reset();
     cleanup();
+  }
+
+  // As tgwd's defaults: pinned under /sys/fs/bpf (mounted by open() in our private mount
+  // namespace).
+  EdgeFastPath::Options options() const {
+    EdgeFastPath::Options o;
+    o.wanInterface = "tgwpw0";
+    o.lanInterface = "tgwpl0";
+    o.mode = AttachMode::Native;
+    o.pinDir = "/sys/fs/bpf/" + nsName("pins") + "/edge";
+    o.sockets = {kWanSocket, kWanSocket6};
+    return o;
   }
 
   void cleanup() {
@@ -878,6 +886,70 @@ TEST_F(EdgeForwardingTest, PathSwitchUnderLoadLosesAndDuplicatesNothing) {
   EXPECT_EQ(c->dropNoPath + c->dropOther + c->dropTooBig, 0u);
   // And that is everything the app sent.
   EXPECT_EQ(once, kDatagrams) << "switches " << switches << ", counters: " << describeCounters();
+}
+
+// tgwd restarting with pinned maps while the application sends: the program stays attached
+// and keeps forwarding, the new process takes the same maps and replaces the program in
+// place. Nothing is lost or duplicated, and the flow's counters carry on.
+TEST_F(EdgeForwardingTest, RestartWhileSendingLosesNothing) {
+  constexpr uint32_t kDatagrams = 3000;
+  constexpr uint32_t kPaceEvery = 5;  // about 0.3 s of sending: the restarts fall inside
+  ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath).ok());
+  const uint32_t firstProg = attachedId("tgwpw0");
+
+  std::atomic<bool> done{false};
+  std::atomic<uint32_t> sent{0};
+  std::thread sender([&] {
+    for (uint32_t seq = 0; seq < kDatagrams; seq++) {
+      testing::Bytes b;
+      testing::put32(b, seq);
+      b.resize(48, 0x5a);
+      if (!sendTo(appFd_, kFlow.localEndpoint, b)) break;
+      sent = seq + 1;
+      if (seq % kPaceEvery == kPaceEvery - 1)
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    done = true;
+  });
+  // Stop (keeping the program), stay down a while, start again: twice.
+  std::vector<uint32_t> sentAtRestart;
+  for (uint32_t restart = 0; restart < 2; restart++) {
+    while (!done && sent < (restart + 1) * kDatagrams / 3) std::this_thread::yield();
+    sentAtRestart.push_back(sent);
+    edge_->keepAttached();
+    edge_.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    auto again = EdgeFastPath::open(options());
+    ASSERT_TRUE(again.ok()) << again.error().message;
+    edge_ = std::move(*again);
+    ASSERT_EQ(edge_->pinnedEntries().size(), 1u);
+    EXPECT_EQ(edge_->pinnedEntries()[0], (ForwardingEntry{kFlow, kDirectPath}));
+    sentAtRestart.push_back(sent);
+  }
+  sender.join();
+  // Both restarts happened while the application was sending.
+  ASSERT_EQ(sentAtRestart.size(), 4u);
+  EXPECT_LT(sentAtRestart[3], kDatagrams) << "the sender finished before the second restart";
+  EXPECT_LT(sentAtRestart[0], sentAtRestart[1]);
+  EXPECT_NE(attachedId("tgwpw0"), firstProg);
+  EXPECT_EQ(attachedId("tgwpw0"), attachedId("tgwpl0"));
+
+  std::vector<uint32_t> seen(kDatagrams, 0);
+  uint64_t received = 0;
+  while (auto got = receive(peerFd_, 300)) {
+    received++;
+    const testing::Bytes& f = got->bytes;
+    if (f.size() != 8 + 48 || f[0] != TGW_FRAME_DATA) continue;
+    const uint32_t seq = (uint32_t{f[8]} << 24) | (uint32_t{f[9]} << 16) |
+                         (uint32_t{f[10]} << 8) | f[11];
+    if (seq < kDatagrams) seen[seq]++;
+  }
+  EXPECT_EQ(sent.load(), kDatagrams);
+  EXPECT_EQ(received, kDatagrams);
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1u), static_cast<long>(kDatagrams));
+  auto c = edge_->flowCounters(7);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->outDirectPackets, kDatagrams) << describeCounters();
 }
 
 }  // namespace
