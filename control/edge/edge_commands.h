@@ -27,9 +27,11 @@ namespace tgw {
 
 namespace edge {
 
-// A path is "active" (it carries the peer's flows), else "validated" (a pong within the
-// trust window), "failed" (pinged, no pong for kPingTimeout since the last ping, or its
-// last pong is older than the trust window), "probing" (a ping in flight), or "new".
+// A path is "active" (it carries the peer's flows); else, by its latest probe, "validated"
+// (the latest ping was answered, or is in flight after an answered one), "probing" (a ping
+// in flight, never answered), "failed" (the latest ping went kPingTimeout unanswered), or
+// "new" (never pinged). Inactive paths are pinged only in search and reprobe rounds, so a
+// validated path's last pong may be up to kReprobeInterval old.
 std::string_view pathState(const engine::PeerPaths::PathState& ps, bool active, TimePoint now);
 
 // {"kind": "direct"|"relay", "local": "ip:port", "remote": "ip:port"} (relay: plus
@@ -38,11 +40,15 @@ nlohmann::json pathJson(const dataplane::Path& path);
 // The fast path's per-flow counters as the `flows` contract names them.
 nlohmann::json flowCountersJson(const dataplane::EdgeFlowCounters& c);
 
-// The three listings, over the peers (names, keys, flows) the Node was configured with;
-// `fastPath` may be null (xdp_mode off, tests): the counters are then null.
+// The three listings, over the peers (names, keys, flows) the Node was configured with.
+// flowsJson: each flow's "path" is what `table` holds (the packets' path; null table: the
+// engine's active path), "engine_path" the engine's choice; `fastPath` gives the per-flow
+// counters (null: xdp_mode off, tests; counters are then null). In the daemon both are the
+// EdgeFastPath.
 nlohmann::json peersJson(const Node& node, TimePoint now);
 nlohmann::json pathsJson(const Node& node, TimePoint now);
-nlohmann::json flowsJson(const Node& node, const dataplane::EdgeFastPath* fastPath, TimePoint now);
+nlohmann::json flowsJson(const Node& node, const dataplane::ForwardingTable* table,
+                         const dataplane::EdgeFastPath* fastPath);
 // The node's and its parts' counters (node, engine, disco codec, STUN source, TURN client,
 // rendezvous client), and its status (key, sockets, relay / rendezvous state, counts).
 nlohmann::json nodeStatsJson(const Node& node);

@@ -198,7 +198,7 @@ void Scenario::connect(SimEdge& a, SimEdge& b, TimePoint start) {
     cfg.rendezvous = rc;
     const SockAddr appA = SockAddr(*IpAddr::parse("127.0.0.1"), 5000);
     const SockAddr appB = SockAddr(*IpAddr::parse("127.0.0.1"), 6000);
-    cfg.peers = {edge::PeerConfig{other->key->publicKey(), {dataplane::Flow{kFlowId, self == &a ? appA : appB,
+    cfg.peers = {edge::PeerConfig{other->name, other->key->publicKey(), {dataplane::Flow{kFlowId, self == &a ? appA : appB,
                                                                              self == &a ? appB : appA}}}};
     cfg.firstCounter = 1'000'000 + edges.size() * 7 + (self == &a ? 0 : 1);
     self->node = std::make_unique<edge::Node>(*self->key, std::move(cfg), self->table);

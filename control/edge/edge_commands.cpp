@@ -1,0 +1,77 @@
+#include "edge/edge_commands.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace tgw {
+
+namespace {
+
+// `tgwctl ping` waits at most this long; the client's own timeout adds a margin to it.
+constexpr Duration kDefaultPingTimeout = 2s;
+constexpr Duration kMaxPingTimeout = 30s;
+
+}  // namespace
+
+void registerEdgeCommands(api::Dispatcher& dispatcher, EdgeRole& role) {
+  dispatcher.add("peers", "the edge's peers: key, active path and its RTT, relay path state",
+                 [&role](const api::Json&) -> Result<api::Json> { return edge::peersJson(role.node(), Clock::now()); });
+  dispatcher.add("paths", "every candidate pair of every peer: state, last RTT, which one carries the flows",
+                 [&role](const api::Json&) -> Result<api::Json> { return edge::pathsJson(role.node(), Clock::now()); });
+  dispatcher.add("flows", "the edge's flows: local endpoint, application, current path, fast-path counters",
+                 [&role](const api::Json&) -> Result<api::Json> {
+                   return edge::flowsJson(role.node(), role.fastPath(), role.fastPath());
+                 });
+  dispatcher.addAsync(
+      "ping", "pings every path of a peer now (args: peer = name or key, timeout_s)",
+      [&role](const api::Json& args, api::Reply reply) {
+        auto it = args.find("peer");
+        if (it == args.end() || !it->is_string()) return reply(fail("ping needs \"peer\": a peer's name or key"));
+        const auto& name = it->get_ref<const std::string&>();
+        auto key = role.peerKey(name);
+        if (!key) {
+          if (auto parsed = crypto::PublicKey::parse(name); parsed && !role.peerName(*parsed).empty()) key = *parsed;
+        }
+        if (!key) return reply(fail("unknown peer \"" + name + "\" (tgwctl peers lists them)"));
+        Duration timeout = kDefaultPingTimeout;
+        if (auto t = args.find("timeout_s"); t != args.end()) {
+          if (!t->is_number() || t->get<double>() <= 0) return reply(fail("\"timeout_s\" must be a positive number"));
+          timeout = std::min<Duration>(std::chrono::duration_cast<Duration>(std::chrono::duration<double>(t->get<double>())),
+                                       kMaxPingTimeout);
+        }
+        std::string peerName = role.peerName(*key);
+        auto started = role.ping(*key, timeout, [reply, peerName](PingResult r) {
+          if (r.peer.empty()) r.peer = peerName;
+          reply(edge::pingJson(r));
+        });
+        if (!started) reply(fail(started.error().message));
+      });
+}
+
+nlohmann::json edgeStatus(const EdgeRole& role) {
+  auto s = edge::nodeStatusJson(role.node(), Clock::now());
+  nlohmann::json xdp = nlohmann::json::array();
+  if (const auto* fp = role.fastPath()) {
+    for (const auto& [ifname, mode] : fp->attachments()) {
+      xdp.push_back({{"interface", ifname}, {"mode", dataplane::attachModeName(mode)}});
+    }
+  }
+  s["fast_path"] = role.fastPath() != nullptr ? nlohmann::json{{"attached", xdp}} : nlohmann::json(nullptr);
+  return s;
+}
+
+nlohmann::json edgeStats(const EdgeRole& role) {
+  auto out = edge::nodeStatsJson(role.node());
+  nlohmann::json xdp = nlohmann::json::array();
+  if (const auto* fp = role.fastPath()) {
+    for (const auto& row : fp->counters()) {
+      xdp.push_back({{"family", row.family}, {"verdict", row.verdict}, {"reason", row.reason},
+                     {"packets", row.packets}, {"bytes", row.bytes}});
+    }
+  }
+  out["xdp"] = xdp;
+  out["sockets"] = role.socketStats();
+  return out;
+}
+
+}  // namespace tgw

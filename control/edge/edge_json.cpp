@@ -1,0 +1,319 @@
+#include "edge/edge_commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+
+namespace tgw {
+namespace edge {
+
+using nlohmann::json;
+
+namespace {
+
+json msOrNull(const std::optional<Duration>& d) {
+  if (!d) return nullptr;
+  return std::round(toMs(*d) * 1000.0) / 1000.0;  // microsecond resolution is plenty
+}
+
+// ICE's names (RFC 8445 section 5.1.1) where there is one.
+const char* candidateName(engine::CandidateKind k) {
+  switch (k) {
+    case engine::CandidateKind::Host: return "host";
+    case engine::CandidateKind::Reflexive: return "srflx";
+    case engine::CandidateKind::Relayed: return "relay";
+    case engine::CandidateKind::Static: return "static";
+    case engine::CandidateKind::PeerReflexive: return "prflx";
+    case engine::CandidateKind::PortMapped: return "portmapped";
+    case engine::CandidateKind::Nat64: return "nat64";
+  }
+  return "unknown";
+}
+
+const engine::PeerPaths* peerPaths(const Node& node, const PeerConfig& p) {
+  auto id = node.peerId(p.key);
+  return id ? node.engine().peer(*id) : nullptr;
+}
+
+json pathStateJson(const engine::PeerPaths::PathState& ps, bool active, TimePoint now) {
+  json j = pathJson(ps.path);
+  j["candidate"] = candidateName(ps.kind);
+  j["state"] = pathState(ps, active, now);
+  j["rtt_ms"] = msOrNull(ps.rtt);
+  j["last_pong_ago_s"] = ps.lastPong == TimePoint{} ? json(nullptr) : json(std::chrono::duration<double>(now - ps.lastPong).count());
+  j["listed"] = ps.listed;
+  return j;
+}
+
+}  // namespace
+
+std::string_view pathState(const engine::PeerPaths::PathState& ps, bool active, TimePoint now) {
+  if (active) return "active";
+  if (ps.lastPing == TimePoint{}) return "new";
+  // The latest ping is answered, or still in flight: judge by the latest completed probe.
+  const bool answered = ps.lastPong != TimePoint{} && ps.lastPong >= ps.lastPing;
+  const bool inFlight = ps.lastPing > ps.lastPong && now - ps.lastPing < engine::kPingTimeout;
+  if (answered || (inFlight && ps.lastPong != TimePoint{})) return "validated";
+  return inFlight ? "probing" : "failed";
+}
+
+json pathJson(const dataplane::Path& path) {
+  json j = {{"kind", path.isDirect() ? "direct" : "relay"},
+            {"local", path.local.toString()},
+            {"remote", path.remote.toString()}};
+  if (path.isRelay()) {
+    j["peer_relayed"] = path.peerRelayed.toString();
+    j["channel"] = path.channel;
+  }
+  return j;
+}
+
+json flowCountersJson(const dataplane::EdgeFlowCounters& c) {
+  return {{"out_direct_packets", c.outDirectPackets}, {"out_direct_bytes", c.outDirectBytes},
+          {"out_relay_packets", c.outRelayPackets},   {"out_relay_bytes", c.outRelayBytes},
+          {"in_direct_packets", c.inDirectPackets},   {"in_direct_bytes", c.inDirectBytes},
+          {"in_relay_packets", c.inRelayPackets},     {"in_relay_bytes", c.inRelayBytes},
+          {"drop_no_path", c.dropNoPath},             {"drop_too_big", c.dropTooBig},
+          {"drop_other", c.dropOther}};
+}
+
+json peersJson(const Node& node, TimePoint now) {
+  json list = json::array();
+  for (const auto& p : node.peers()) {
+    json j = {{"name", p.name}, {"key", p.key.toString()}};
+    json flows = json::array();
+    for (const auto& f : p.flows) flows.push_back(f.id);
+    j["flows"] = flows;
+    const auto* pp = peerPaths(node, p);
+    j["active"] = nullptr;
+    j["rtt_ms"] = nullptr;
+    j["relay"] = nullptr;
+    size_t validated = 0;
+    if (pp != nullptr) {
+      for (const auto& ps : pp->paths()) {
+        bool active = pp->activePath() == ps.path;
+        auto state = pathState(ps, active, now);
+        if (state == "active" || state == "validated") ++validated;
+        if (active) {
+          j["active"] = pathJson(ps.path);
+          j["rtt_ms"] = msOrNull(ps.rtt);
+        }
+        if (ps.path.isRelay()) j["relay"] = {{"state", state}, {"rtt_ms", msOrNull(ps.rtt)}};
+      }
+      j["searching"] = pp->searching(now);
+      j["paths"] = pp->paths().size();
+    } else {
+      j["searching"] = false;
+      j["paths"] = 0;
+    }
+    j["validated_paths"] = validated;
+    list.push_back(std::move(j));
+  }
+  return {{"peers", list}};
+}
+
+json pathsJson(const Node& node, TimePoint now) {
+  json list = json::array();
+  for (const auto& p : node.peers()) {
+    json j = {{"name", p.name}, {"key", p.key.toString()}, {"active", nullptr}};
+    json paths = json::array();
+    if (const auto* pp = peerPaths(node, p)) {
+      if (pp->activePath()) j["active"] = pathJson(*pp->activePath());
+      for (const auto& ps : pp->paths()) {
+        bool active = pp->activePath() == ps.path;
+        json e = pathStateJson(ps, active, now);
+        e["carries_flows"] = active && !pp->flows().empty();
+        paths.push_back(std::move(e));
+      }
+    }
+    j["paths"] = std::move(paths);
+    list.push_back(std::move(j));
+  }
+  return {{"peers", list}};
+}
+
+json flowsJson(const Node& node, const dataplane::ForwardingTable* table, const dataplane::EdgeFastPath* fastPath) {
+  json list = json::array();
+  for (const auto& p : node.peers()) {
+    const auto* pp = peerPaths(node, p);
+    for (const auto& f : p.flows) {
+      json j = {{"id", f.id}, {"peer", p.name}, {"local", f.localEndpoint.toString()}, {"app", f.app.toString()}};
+      // What the forwarding table holds is what the packets take (after a restart it may
+      // still be a pinned path the engine has not replaced yet).
+      std::optional<dataplane::Path> path;
+      if (table != nullptr) {
+        if (auto e = table->lookup(f.id)) path = e->path;
+      } else if (pp != nullptr) {
+        path = pp->activePath();
+      }
+      j["path"] = path ? pathJson(*path) : json(nullptr);
+      j["engine_path"] = pp != nullptr && pp->activePath() ? pathJson(*pp->activePath()) : json(nullptr);
+      std::optional<dataplane::EdgeFlowCounters> c;
+      if (fastPath != nullptr) c = fastPath->flowCounters(f.id);
+      j["counters"] = c ? flowCountersJson(*c) : json(nullptr);
+      list.push_back(std::move(j));
+    }
+  }
+  return {{"flows", list}};
+}
+
+json nodeStatsJson(const Node& node) {
+  json out;
+  const auto& n = node.counters();
+  out["node"] = {{"app_sent_direct", n.appSentDirect},
+                 {"app_sent_relay", n.appSentRelay},
+                 {"app_dropped_no_path", n.appDroppedNoPath},
+                 {"relay_send_refused", n.relaySendRefused},
+                 {"app_delivered", n.appDelivered},
+                 {"data_dropped_malformed", n.dataDroppedMalformed},
+                 {"data_dropped_unknown_flow", n.dataDroppedUnknownFlow},
+                 {"disco_dropped", n.discoDropped},
+                 {"disco_unknown_peer", n.discoUnknownPeer},
+                 {"disco_unexpected", n.discoUnexpected},
+                 {"call_me_maybe_sent", n.callMeMaybeSent},
+                 {"call_me_maybe_received", n.callMeMaybeReceived},
+                 {"dropped_unclassified", n.droppedUnclassified},
+                 {"relay_rebinds", n.relayRebinds},
+                 {"relay_reallocations", n.relayReallocations}};
+  const auto& e = node.engine().counters();
+  out["engine"] = {{"pings_sent", e.pingsSent},
+                   {"pongs_sent", e.pongsSent},
+                   {"pings_received", e.pingsReceived},
+                   {"pongs_received", e.pongsReceived},
+                   {"pongs_unknown", e.pongsUnknown},
+                   {"pongs_wrong_path", e.pongsWrongPath},
+                   {"pings_no_relay_to_answer", e.pingsNoRelayToAnswer},
+                   {"peer_reflexive_learned", e.peerReflexiveLearned},
+                   {"candidates_refused", e.candidatesRefused},
+                   {"path_changes", e.pathChanges},
+                   {"fallbacks", e.fallbacks},
+                   {"relay_suspect", e.relaySuspect},
+                   {"table_errors", e.tableErrors}};
+  const auto& d = node.codec().counters();
+  json disco = {{"sealed", d.sealed}, {"opened", d.opened}, {"dropped", d.droppedTotal()}};
+  for (size_t i = 0; i < disco::kDropReasons; ++i) {
+    if (d.dropped[i] != 0) {
+      disco[std::string("dropped_") + disco::toString(static_cast<disco::DropReason>(i))] = d.dropped[i];
+    }
+  }
+  out["disco"] = disco;
+  if (const auto* s = node.stun()) {
+    const auto& c = s->counters();
+    out["stun_client"] = {{"requests", c.requests},
+                          {"answers", c.answers},
+                          {"timeouts", c.timeouts},
+                          {"dropped_malformed", c.droppedMalformed}};
+  }
+  const turnclient::Client* turn = node.relay() != nullptr ? node.relay()->clientIfStarted() : nullptr;
+  if (turn != nullptr) {
+    const auto& c = turn->counters();
+    out["turn_client"] = {{"requests_sent", c.requestsSent},
+                          {"retransmissions", c.retransmissions},
+                          {"transactions_timed_out", c.transactionsTimedOut},
+                          {"auth_challenges", c.authChallenges},
+                          {"stale_nonces", c.staleNonces},
+                          {"success_responses", c.successResponses},
+                          {"error_responses", c.errorResponses},
+                          {"allocations_made", c.allocationsMade},
+                          {"allocation_failures", c.allocationFailures},
+                          {"allocations_lost", c.allocationsLost},
+                          {"refreshes", c.refreshes},
+                          {"permissions_installed", c.permissionsInstalled},
+                          {"permission_failures", c.permissionFailures},
+                          {"channels_bound", c.channelsBound},
+                          {"channel_failures", c.channelFailures},
+                          {"send_indications", c.sendIndications},
+                          {"channel_data_sent", c.channelDataSent},
+                          {"data_indications", c.dataIndications},
+                          {"channel_data_received", c.channelDataReceived},
+                          {"keepalives", c.keepalives},
+                          {"send_refused_not_allocated", c.sendRefusedNotAllocated},
+                          {"send_refused_no_permission", c.sendRefusedNoPermission},
+                          {"dropped_not_from_server", c.droppedNotFromServer},
+                          {"dropped_malformed", c.droppedMalformed},
+                          {"dropped_not_stun_or_channel", c.droppedNotStunOrChannel},
+                          {"dropped_unknown_transaction", c.droppedUnknownTransaction},
+                          {"dropped_unverified", c.droppedUnverified},
+                          {"dropped_unexpected", c.droppedUnexpected},
+                          {"dropped_unknown_channel", c.droppedUnknownChannel},
+                          {"dropped_no_permission", c.droppedNoPermission}};
+  }
+  if (const auto* r = node.rendezvousClient()) {
+    const auto& c = r->counters();
+    out["rendezvous_client"] = {{"hellos_sent", c.hellosSent},
+                                {"registers_sent", c.registersSent},
+                                {"registrations", c.registrations},
+                                {"sent", c.sent},
+                                {"delivered", c.delivered},
+                                {"queue_dropped", c.queueDropped},
+                                {"deliveries_dropped", c.deliveriesDropped},
+                                {"dropped_malformed", c.droppedMalformed},
+                                {"dropped_unexpected", c.droppedUnexpected},
+                                {"errors_not_registered", c.errorsNotRegistered},
+                                {"errors_unknown_destination", c.errorsUnknownDestination},
+                                {"errors_rate_limited", c.errorsRateLimited},
+                                {"errors_table_full", c.errorsTableFull}};
+  }
+  return out;
+}
+
+json nodeStatusJson(const Node& node, TimePoint now) {
+  json s;
+  s["key"] = node.publicKey().toString();
+  json sockets = json::array();
+  for (const auto& a : node.config().sockets) sockets.push_back(a.toString());
+  s["sockets"] = sockets;
+  json cands = json::array();
+  for (const auto& c : node.localCandidates()) {
+    cands.push_back({{"kind", candidateName(c.kind)}, {"address", c.addr.toString()}});
+  }
+  s["candidates"] = cands;
+  if (const auto* relay = node.relay()) {
+    json r = {{"server", relay->server().toString()}, {"allocated", relay->allocated()}};
+    const auto* c = relay->clientIfStarted();
+    r["state"] = c != nullptr ? turnclient::toString(c->state()) : "idle";
+    json relayed = json::array();
+    if (c != nullptr) {
+      for (const auto& a : c->relayedAddresses()) relayed.push_back(a.toString());
+    }
+    r["relayed"] = relayed;
+    s["relay"] = r;
+  } else {
+    s["relay"] = nullptr;
+  }
+  if (const auto* rdv = node.rendezvousClient()) {
+    json r = {{"state", rendezvous::toString(rdv->state())}, {"registered", rdv->registered()}};
+    r["server"] = node.config().rendezvous ? json(node.config().rendezvous->server.toString()) : json(nullptr);
+    r["registered_ago_s"] = rdv->registeredAt() ? json(std::chrono::duration<double>(now - *rdv->registeredAt()).count())
+                                                : json(nullptr);
+    s["rendezvous"] = r;
+  } else {
+    s["rendezvous"] = nullptr;
+  }
+  size_t flows = 0, direct = 0, relayed = 0;
+  for (const auto& p : node.peers()) {
+    flows += p.flows.size();
+    const auto* pp = peerPaths(node, p);
+    if (pp == nullptr || !pp->activePath()) continue;
+    (pp->activePath()->isDirect() ? direct : relayed) += 1;
+  }
+  s["peers"] = {{"configured", node.peers().size()}, {"direct", direct}, {"relay", relayed}};
+  s["flows"] = flows;
+  return s;
+}
+
+json pingJson(const PingResult& r) {
+  json paths = json::array();
+  for (const auto& p : r.paths) {
+    json j = pathJson(p.path);
+    j["rtt_ms"] = msOrNull(p.rtt);
+    j["active"] = p.active;
+    paths.push_back(std::move(j));
+  }
+  return {{"peer", r.peer}, {"paths", paths}};
+}
+
+}  // namespace edge
+
+}  // namespace tgw
