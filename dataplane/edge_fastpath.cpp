@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -234,6 +235,28 @@ std::map<std::string, int> attachedProgramMaps(const std::string& ifname) {
     out[mi.name] = fd;
   }
   return out;
+}
+
+// bpf_fib_lookup refuses (the program drops, reason edge_forwarding_off) unless IP
+// forwarding is on for the packet's ingress interface: say so at start, once per interface
+// and family. Not switched on here: on IPv6 it also stops the interface from taking router
+// advertisements, which is the operator's call.
+void warnForwardingOff(const std::string& ifname) {
+  for (const char* family : {"ipv4", "ipv6"}) {
+    const std::string key = std::string("net.") + family + ".conf." + ifname + ".forwarding";
+    const std::string path = std::string("/proc/sys/net/") + family + "/conf/" + ifname +
+                             "/forwarding";
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (f == nullptr) continue;
+    int value = -1;
+    const int got = std::fscanf(f, "%d", &value);
+    std::fclose(f);
+    if (got == 1 && value == 0)
+      log::warn("xdp.edge.forwarding_off",
+                {{"ifname", ifname}, {"family", family},
+                 {"effect", "flows of this family arriving here are dropped (edge_forwarding_off)"},
+                 {"fix", "sysctl -w " + key + "=1"}});
+  }
 }
 
 template <typename K>
@@ -575,6 +598,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   if (!options.lanInterface.empty() && options.lanInterface != options.wanInterface)
     ifaces.push_back(options.lanInterface);
   for (const std::string& ifname : ifaces) {
+    warnForwardingOff(ifname);
     auto attached = XdpAttachment::attachReplacing(self->programFd(), kProgName, ifname,
                                                    options.mode);
     if (!attached) return fail("edge fast path: " + attached.error().message);

@@ -10,6 +10,10 @@
 //     delivered to the flow's local application from the flow's local endpoint.
 //   - Everything else passes up to tgwd's sockets (STUN, TURN control, disco, rendezvous).
 //
+// The program's next-hop lookup (bpf_fib_lookup) needs IP forwarding on the interfaces
+// packets arrive on (net.ipv4.conf.IF.forwarding, net.ipv6.conf.IF.forwarding): open()
+// warns when it is off (xdp.edge.forwarding_off) but does not switch it on.
+//
 // Pinning: with Options::pinDir set, the maps are pinned there (bpffs is mounted at
 // /sys/fs/bpf if it is not) and the program stays attached when this object is destroyed
 // with keepAttached(): forwarding goes on while tgwd restarts. A later open() with the same
