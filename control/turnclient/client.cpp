@@ -69,7 +69,8 @@ Credentials restCredentials(std::string_view secret, std::string_view user, int6
 }
 
 struct Client::Impl {
-  enum class Kind : uint8_t { Allocate, Refresh, Close, Permission, ChannelBind };
+  // Reclaim: Refresh LIFETIME 0 of a stale allocation of our 5-tuple (437 at Allocate).
+  enum class Kind : uint8_t { Allocate, Refresh, Close, Permission, ChannelBind, Reclaim };
 
   struct Pending {
     Kind kind;
@@ -116,6 +117,7 @@ struct Client::Impl {
   TimePoint expires = kNever;
   TimePoint refreshDue = kNever;
   std::optional<TransactionId> refreshInFlight;
+  bool reclaimed = false;  // a stale allocation of our 5-tuple was deleted (once per client)
 
   std::map<IpAddr, Permission> permissions;
   std::map<SockAddr, Channel> channels;
@@ -152,7 +154,8 @@ struct Client::Impl {
     switch (p.kind) {
       case Kind::Allocate: method = Method::Allocate; break;
       case Kind::Refresh:
-      case Kind::Close: method = Method::Refresh; break;
+      case Kind::Close:
+      case Kind::Reclaim: method = Method::Refresh; break;
       case Kind::Permission: method = Method::CreatePermission; break;
       case Kind::ChannelBind: method = Method::ChannelBind; break;
     }
@@ -178,6 +181,7 @@ struct Client::Impl {
         if (cfg.requestedLifetime) b.addU32(attr::kLifetime, lifetimeSeconds(*cfg.requestedLifetime));
         break;
       case Kind::Close:
+      case Kind::Reclaim:
         b.addU32(attr::kLifetime, 0);
         break;
       case Kind::Permission:
@@ -231,7 +235,8 @@ struct Client::Impl {
   void relink(const Pending& p, const std::optional<TransactionId>& tid) {
     switch (p.kind) {
       case Kind::Allocate:
-      case Kind::Close: break;
+      case Kind::Close:
+      case Kind::Reclaim: break;
       case Kind::Refresh: refreshInFlight = tid; break;
       case Kind::Permission:
         if (auto it = permissions.find(p.ip); it != permissions.end()) it->second.inFlight = tid;
@@ -468,6 +473,14 @@ struct Client::Impl {
     }
     std::string reason = std::to_string(err.code) + " " + err.reason;
     if (err.code == 401) reason += p.authenticated ? " (credentials refused)" : " (no credentials configured)";
+    if (p.kind == Kind::Allocate && err.code == 437 && p.authenticated && !reclaimed && state == State::Allocating) {
+      // Our 5-tuple still has an allocation (ours, from before a restart): delete it, then
+      // allocate again. Once only.
+      ++c.errorResponses;
+      reclaimed = true;
+      issue(Kind::Reclaim, now);
+      return;
+    }
     if (p.kind == Kind::Allocate && err.code == 300) {
       ++c.errorResponses;
       return failAllocation(err.code, std::move(reason), msg.alternateServer());
@@ -483,6 +496,11 @@ struct Client::Impl {
         return;
       case Kind::Close:
         if (state == State::Closing) finishClose();
+        return;
+      case Kind::Reclaim:
+        if (state == State::Allocating) {
+          failAllocation(437, "437 Allocation Mismatch; deleting the stale allocation failed: " + reason);
+        }
         return;
       case Kind::Refresh:
         if (!live()) return;
@@ -526,6 +544,12 @@ struct Client::Impl {
       case Kind::Allocate: onAllocated(msg, now); return;
       case Kind::Close:
         if (state == State::Closing) finishClose();
+        return;
+      case Kind::Reclaim:
+        if (state == State::Allocating) {
+          ++c.staleAllocationsDeleted;
+          issue(Kind::Allocate, now);
+        }
         return;
       case Kind::Refresh: {
         if (!live()) return;

@@ -18,6 +18,11 @@
 //   - Allocated: the relayed address(es) and the mapped (server-reflexive) address. A
 //     Refresh runs at the refresh point (see refreshAt()), lifetime 0 on close().
 //     437 or a refresh that cannot succeed before the allocation expires: AllocationLost.
+//   - 437 to the authenticated Allocate: this 5-tuple still has an allocation at the server,
+//     most likely our own from before a restart or crash (the edge keeps its port). The
+//     client deletes it once (Refresh LIFETIME 0 with the same credentials: RFC 8656
+//     section 8; the server accepts it when the username matches the old allocation's) and
+//     allocates again; if that is refused too, AllocationFailed 437.
 //   - Permissions (RFC 8656 section 9): addPeer(ip) installs one with CreatePermission and
 //     refreshes it every kPermissionRefreshInterval; removePeer stops refreshing (TURN has
 //     no way to delete one: it expires at the server).
@@ -197,6 +202,7 @@ struct Counters {
   uint64_t allocationsMade = 0;
   uint64_t allocationFailures = 0;
   uint64_t allocationsLost = 0;
+  uint64_t staleAllocationsDeleted = 0;  // 437 at Allocate: our old allocation deleted, allocated again
   uint64_t refreshes = 0;             // successful Refresh transactions (not the close)
   uint64_t permissionsInstalled = 0;  // successful CreatePermission (first and refreshes)
   uint64_t permissionFailures = 0;
@@ -231,6 +237,7 @@ struct Counters {
     TGW_TURNCLIENT_COUNTER("allocations_made", allocationsMade);
     TGW_TURNCLIENT_COUNTER("allocation_failures", allocationFailures);
     TGW_TURNCLIENT_COUNTER("allocations_lost", allocationsLost);
+    TGW_TURNCLIENT_COUNTER("stale_allocations_deleted", staleAllocationsDeleted);
     TGW_TURNCLIENT_COUNTER("refreshes", refreshes);
     TGW_TURNCLIENT_COUNTER("permissions_installed", permissionsInstalled);
     TGW_TURNCLIENT_COUNTER("permission_failures", permissionFailures);

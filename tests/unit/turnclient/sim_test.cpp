@@ -409,6 +409,54 @@ TEST_F(TurnSim, CloseDeletesTheAllocation) {
   EXPECT_TRUE(table.routes().empty());
 }
 
+// tgwd restarted (or crashed) without deleting its allocation: the new client, on the same
+// socket and so the same 5-tuple, gets 437, deletes the old allocation with its own
+// credentials and allocates again at once (instead of waiting out the old one's lifetime).
+TEST_F(TurnSim, RestartOnTheSame5TupleDeletesTheStaleAllocationAndAllocatesAgain) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  const SockAddr oldRelayed = client->relayedAddresses().at(0);
+  client = std::make_unique<Client>(clientCfg);  // no close(): the old allocation stays
+  events.clear();
+  start();
+  runFor(1s);
+  ASSERT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_EQ(client->counters().staleAllocationsDeleted, 1u);
+  EXPECT_EQ(server->counters().errors437, 1u);
+  EXPECT_EQ(server->counters().allocationsDeleted, 1u);
+  ASSERT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_EQ(ports.used, (std::set<SockAddr>{client->relayedAddresses().at(0)}))
+      << "only the new allocation holds a relayed port (the old one was " << oldRelayed.toString() << ")";
+  EXPECT_TRUE(eventsOf<AllocationFailed>().empty());
+  ASSERT_EQ(eventsOf<Allocated>().size(), 1u);
+  // The new allocation works end to end.
+  permissionsAndChannel();
+  dataBothWays();
+}
+
+TEST_F(TurnSim, AStaleAllocationOfAnotherUserIsNotDeleted) {
+  serverCfg.users["other"] = "other-pass";
+  build();
+  allocateOk();
+  clientCfg.credentials = {"other", "other-pass"};
+  client = std::make_unique<Client>(clientCfg);
+  events.clear();
+  start();
+  runFor(1s);
+  EXPECT_EQ(client->state(), Client::State::Failed);
+  auto failed = eventsOf<AllocationFailed>();
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].code, 437);
+  EXPECT_NE(failed[0].reason.find("441"), std::string::npos) << failed[0].reason;
+  EXPECT_EQ(server->allocations(net.now()).size(), 1u) << "the other user's allocation stays";
+  EXPECT_EQ(client->counters().staleAllocationsDeleted, 0u);
+  const uint64_t sent = client->counters().requestsSent;
+  EXPECT_EQ(sent, 3u) << "Allocate, authenticated Allocate, Refresh 0";
+  runFor(120s);
+  EXPECT_EQ(client->counters().requestsSent, sent) << "deleted once at most: no loop";
+}
+
 TEST_F(TurnSim, LossyLinkStillAllocatesAndHolds) {
   clientLink.loss = 0.2;  // each way, on the client's link
   // RFC 4787 REQ-5's 2 minutes: a 30 s NAT with 20 % loss loses its mapping whenever two
