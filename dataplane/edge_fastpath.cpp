@@ -19,6 +19,7 @@
 #include "dataplane/typed_map.h"
 #include "tgw/channel_data.h"
 #include "tgw/edge.h"
+#include "tgw/turn.h"
 #include "edge.skel.h"
 
 namespace tgw::dataplane {
@@ -381,18 +382,23 @@ struct EdgeFastPath::Impl {
     return {};
   }
 
+  // Our sockets, exactly: the new ones added before stale ones (a previous tgwd's) go, so
+  // that a socket kept across a restart is never missing from the table.
   Result<void> fillSockets() {
-    for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(sockets.fd()))
-      (void)sockets.erase(k);
-    std::set<SockAddr> seen;
+    std::set<SockAddr> wanted;
     for (const SockAddr& s : options.sockets) {
       if (s.ip().isUnspecified() || s.port() == 0)
         return fail("edge fast path: socket " + s.toString() +
                     " is not a concrete address and port");
-      if (!seen.insert(s).second)
+      if (!wanted.insert(s).second)
         return fail("edge fast path: socket " + s.toString() + " listed twice");
+    }
+    for (const SockAddr& s : wanted)
       if (auto ok = sockets.update(endpointOf(s), tgw_edge_socket{0}); !ok)
         return fail("edge fast path: sockets: " + ok.error().message);
+    for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(sockets.fd())) {
+      auto a = sockAddrOf(k);
+      if (!a || !wanted.count(*a)) (void)sockets.erase(k);
     }
     return {};
   }
@@ -688,6 +694,14 @@ std::optional<EdgeFlowCounters> EdgeFastPath::flowCounters(uint32_t flowId) cons
     c.dropOther += v.drop_other;
   }
   return c;
+}
+
+void EdgeFastPath::flushNextHops() {
+  const int fd = bpf_map__fd(impl_->skel->maps.tgw_edge_nexthops);
+  const std::vector<tgw_turn_nexthop_slot> empty(
+      static_cast<size_t>(std::max(libbpf_num_possible_cpus(), 1)));  // family 0: no entry
+  for (__u32 i = 0; i < TGW_TURN_NEXTHOP_ENTRIES; i++)
+    bpf_map_update_elem(fd, &i, empty.data(), BPF_ANY);
 }
 
 std::vector<CounterRow> EdgeFastPath::counters() const {

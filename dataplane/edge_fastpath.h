@@ -106,6 +106,11 @@ class EdgeFastPath final : public ForwardingTable {
   // The program stays attached and the maps pinned after destruction.
   void keepAttached() { keep_ = true; }
 
+  // Forgets the next hops the program cached (bpf_fib_lookup's answers, kept per CPU for
+  // 1 s): a route, neighbour or MTU change then applies to the very next packet. Without
+  // it, such changes reach the fast path within a second. Path changes need no flush.
+  void flushNextHops();
+
   std::optional<EdgeFlowCounters> flowCounters(uint32_t flowId) const;
   std::vector<CounterRow> counters() const;  // per (family, verdict, reason)
   int programFd() const;                     // BPF_PROG_TEST_RUN (tests, benchmarks)

@@ -853,6 +853,28 @@ TEST_F(EdgeForwardingTest, DatagramsGoOutAndComeInOnEveryPathKind) {
   EXPECT_EQ(c->dropOther, 0u);
 }
 
+// The program caches next hops for a second; flushNextHops() makes a neighbour change apply
+// to the very next packet.
+TEST_F(EdgeForwardingTest, FlushedNextHopsFollowANeighbourChange) {
+  const testing::Bytes payload{'n', 'h'};
+  ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath).ok());
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  ASSERT_TRUE(receive(peerFd_)) << describeCounters();  // the next hop is cached now
+
+  // The peer's MAC moves elsewhere: frames to the old cached MAC would still arrive, frames
+  // to the new one are not for the far end (dropped there as another host's).
+  ASSERT_TRUE(sh("ip neigh replace 198.18.0.77 lladdr 02:00:00:00:0e:ee dev tgwpw0 nud permanent"));
+  edge_->flushNextHops();
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  EXPECT_FALSE(receive(peerFd_, 300)) << "the stale next hop was used";
+
+  ASSERT_TRUE(sh("ip neigh replace 198.18.0.77 lladdr 02:00:00:00:02:77 dev tgwpw0 nud permanent"));
+  edge_->flushNextHops();
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  EXPECT_TRUE(receive(peerFd_)) << describeCounters();
+  EXPECT_EQ(edge_->flowCounters(7)->outDirectPackets, 3u);
+}
+
 // A path change under a running sender: every datagram counted by the program arrives once,
 // on the path that was in the map when it passed, and nothing is duplicated.
 TEST_F(EdgeForwardingTest, PathSwitchUnderLoadLosesAndDuplicatesNothing) {
