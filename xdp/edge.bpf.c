@@ -220,8 +220,31 @@ static __always_inline __u32 too_big(struct xdp_md *ctx, const struct tgw_edge_p
   return TGW_REASON_EDGE_TOO_BIG_ICMP;
 }
 
+/* The sum of len payload bytes at off (tgw_edge_sum_payload), or ~0 if they cannot be
+ * summed. A global function: the verifier checks it once, not once per path reaching it
+ * (its 750-step loop would otherwise be walked on each of them). */
+__attribute__((noinline)) __u64 tgw_edge_payload_sum(struct xdp_md *ctx, __u32 off, __u32 len) {
+  const __u8 *data = (const __u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  __u32 sum = 0;
+  if (tgw_edge_sum_payload(data, data_end, off, len, &sum) != 0) return ~0ull;
+  return sum;
+}
+
+/* A partial checksum (tgw/edge.h): sums the application payload, after hdr_len bytes of
+ * tgw headers, into pkt (payload_summed stays 0 if it is too long). */
+static __always_inline void sum_payload(struct xdp_md *ctx, struct tgw_edge_pkt *pkt,
+                                        __u32 hdr_len) {
+  __u64 sum = tgw_edge_payload_sum(ctx, TGW_ETH_HLEN + pkt->ip_hlen + TGW_UDP_HLEN + hdr_len,
+                                   pkt->udp_len - TGW_UDP_HLEN - hdr_len);
+  if (sum != ~0ull) {
+    pkt->payload_sum = (__u32)sum;
+    pkt->payload_summed = 1;
+  }
+}
+
 /* Out: an application datagram to a flow's local endpoint. */
-static __always_inline __u32 handle_out(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
+static __always_inline __u32 handle_out(struct xdp_md *ctx, struct tgw_edge_pkt *pkt,
                                         __u32 flow_id, __u32 *verdict) {
   *verdict = TGW_VERDICT_DROP;
   const struct tgw_edge_flow *f = bpf_map_lookup_elem(&tgw_edge_flows, &flow_id);
@@ -231,6 +254,7 @@ static __always_inline __u32 handle_out(struct xdp_md *ctx, const struct tgw_edg
     st->drop_other += 1;
     return pkt->unsupported ? TGW_REASON_EDGE_UNSUPPORTED : TGW_REASON_IP_FRAGMENT;
   }
+  if (pkt->partial_check) sum_payload(ctx, pkt, 0);
   struct tgw_edge_plan plan;
   __u32 reason = tgw_edge_plan_out(pkt, f, flow_id, &plan);
   if (reason == TGW_REASON_EDGE_NO_PATH) st->drop_no_path += 1;
@@ -268,7 +292,7 @@ static __always_inline __u32 handle_out(struct xdp_md *ctx, const struct tgw_edg
 }
 
 /* In: a datagram to one of our sockets. */
-static __always_inline __u32 handle_in(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
+static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *pkt,
                                        __u32 *verdict) {
   *verdict = TGW_VERDICT_PASS;
   /* The payload is read at fixed offsets: with IPv4 options tgwd's socket decides. */
@@ -297,6 +321,7 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, const struct tgw_edge
     if (p + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
     removed = tgw_csum_add_words(0, p, TGW_DATA_HLEN / 2);
   }
+  if (pkt->partial_check) sum_payload(ctx, pkt, hdr_len);
   struct tgw_edge_plan plan;
   reason = tgw_edge_plan_in(pkt, f, hdr_len, tgw_edge_fold16(removed), &plan);
   if (reason != 0) {

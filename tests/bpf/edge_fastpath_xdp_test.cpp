@@ -155,6 +155,26 @@ Bytes icmp6PacketTooBig(const Mac& dstMac, const Mac& srcMac, const Ip6& from, c
   return ethernet(Ethernet{dstMac, srcMac, std::nullopt}, kEtherIpv6, ipv6(ip, 58, icmp));
 }
 
+// The frame as a local sender with checksum offload hands it over (CHECKSUM_PARTIAL, e.g.
+// through veth): the UDP checksum field holds the folded pseudo-header sum, uncomplemented.
+Bytes withPartialChecksum(Bytes f) {
+  const bool v4 = get16(f, 12) == kEtherIpv4;
+  const size_t ip = 14;
+  const size_t udp = ip + (v4 ? 20 : 40);
+  Bytes pseudo;
+  if (v4) {
+    pseudo.insert(pseudo.end(), f.begin() + ip + 12, f.begin() + ip + 20);
+  } else {
+    pseudo.insert(pseudo.end(), f.begin() + ip + 8, f.begin() + ip + 40);
+  }
+  put32(pseudo, get16(f, udp + 4));
+  put32(pseudo, kProtoUdp);
+  const uint16_t partial = static_cast<uint16_t>(~internetChecksum(pseudo));
+  f[udp + 6] = static_cast<uint8_t>(partial >> 8);
+  f[udp + 7] = static_cast<uint8_t>(partial);
+  return f;
+}
+
 tgw_edge_endpoint endpoint(const SockAddr& a) {
   tgw_edge_endpoint e{};
   std::copy(a.ip().bytes(), a.ip().bytes() + a.ip().size(), e.addr);
@@ -205,9 +225,9 @@ struct FlowCounts {
 std::ostream& operator<<(std::ostream& os, const FlowCounts& c) {
   return os << "out_direct " << c.outDirectPackets << "/" << c.outDirectBytes << " out_relay "
             << c.outRelayPackets << "/" << c.outRelayBytes << " in_direct " << c.inDirectPackets
-            << "/" << c.inDirectBytes << " in_relay " << c.inRelayPackets << "/"
-            << c.inRelayBytes << " no_path " << c.dropNoPath << " too_big " << c.dropTooBig
-            << " other " << c.dropOther;
+            << "/" << c.inDirectBytes << " in_relay " << c.inRelayPackets << "/" << c.inRelayBytes
+            << " no_path " << c.dropNoPath << " too_big " << c.dropTooBig << " other "
+            << c.dropOther;
 }
 
 class EdgeXdpTest : public ::testing::Test {
@@ -269,7 +289,8 @@ class EdgeXdpTest : public ::testing::Test {
     const std::vector<tgw_edge_flow_stats> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
     for (uint32_t slot = 0; slot < 16; slot++)
       ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot,
-                                    zeros.data(), BPF_ANY), 0);
+                                    zeros.data(), BPF_ANY),
+                0);
     flushNextHops();
     addSocket(kSock4);
     addSocket(kSock6);
@@ -280,7 +301,8 @@ class EdgeXdpTest : public ::testing::Test {
     const std::vector<tgw_turn_nexthop_slot> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
     for (uint32_t i = 0; i < TGW_TURN_NEXTHOP_ENTRIES; i++)
       ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_nexthops), &i, zeros.data(),
-                                    BPF_ANY), 0);
+                                    BPF_ANY),
+                0);
   }
 
   static int progFd() { return bpf_program__fd(skel_->progs.tgw_edge); }
@@ -294,14 +316,14 @@ class EdgeXdpTest : public ::testing::Test {
   static void addSocket(const SockAddr& a) {
     const tgw_edge_endpoint key = endpoint(a);
     const tgw_edge_socket value{};
-    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_sockets), &key, &value,
-                                  BPF_ANY), 0);
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_sockets), &key, &value, BPF_ANY),
+              0);
   }
   static void addLocal(const SockAddr& a, uint32_t flow) {
     const tgw_edge_endpoint key = endpoint(a);
     const tgw_edge_local value{flow};
-    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_locals), &key, &value,
-                                  BPF_ANY), 0);
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_locals), &key, &value, BPF_ANY),
+              0);
   }
   // One map update: what a path change is.
   static void setFlow(uint32_t flow, const tgw_edge_flow& f) {
@@ -311,8 +333,8 @@ class EdgeXdpTest : public ::testing::Test {
   static FlowCounts flowCounts(uint32_t slot) {
     std::vector<tgw_edge_flow_stats> perCpu(static_cast<size_t>(libbpf_num_possible_cpus()));
     FlowCounts c;
-    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot,
-                                  perCpu.data()), 0);
+    EXPECT_EQ(
+        bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot, perCpu.data()), 0);
     for (const auto& s : perCpu) {
       c.outDirectPackets += s.out_direct_packets;
       c.outDirectBytes += s.out_direct_bytes;
@@ -366,8 +388,8 @@ class EdgeXdpTest : public ::testing::Test {
       const uint32_t reason = i % TGW_REASON_COUNT;
       const uint32_t v = (i / TGW_REASON_COUNT) % TGW_VERDICT_COUNT;
       const uint32_t f = i / TGW_REASON_COUNT / TGW_VERDICT_COUNT;
-      const std::string name = std::string(tgw_family_name(f)) + "/" + tgw_verdict_name(v) +
-                               "/" + tgw_reason_name(reason);
+      const std::string name = std::string(tgw_family_name(f)) + "/" + tgw_verdict_name(v) + "/" +
+                               tgw_reason_name(reason);
       if (i == want) {
         EXPECT_EQ(packets, 1u) << name;
         EXPECT_EQ(bytes, in.size()) << name;
@@ -436,12 +458,14 @@ TEST_F(EdgeXdpTest, OutRelayV4AndV6) {
   setFlow(kFlow6, relay6());
   for (size_t n : {0u, 1u, 33u}) {
     const Bytes data = appData(n);
-    expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX,
-              frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
-              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
-    expectRun(frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
-              frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
-              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+    expectRun(
+        frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX,
+        frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
+        {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+    expectRun(
+        frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
+        frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
+        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
   }
   FlowCounts want;
   want.outRelayPackets = 3;
@@ -461,9 +485,10 @@ TEST_F(EdgeXdpTest, OutCrossFamily) {
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data, 61, 0x10), XDP_TX,
             frame(kPeerMac, kGwMac, kSock6, kPeer6, dataFrame(kFlow, data), 64, 0x10),
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
-  expectRun(frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
-            frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow6, data)), 64),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+  expectRun(
+      frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
+      frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow6, data)), 64),
+      {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
   FlowCounts a;
   a.outDirectPackets = 1;
   a.outDirectBytes = 77;
@@ -491,9 +516,10 @@ TEST_F(EdgeXdpTest, PathChangeAppliesToTheNextPacket) {
   const Bytes data = appData(30);
   const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
   setFlow(kFlow, relay4());
-  expectRun(in, XDP_TX,
-            frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+  expectRun(
+      in, XDP_TX,
+      frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
+      {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
   setFlow(kFlow, direct4());
   expectRun(in, XDP_TX, frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
@@ -571,6 +597,43 @@ TEST_F(EdgeXdpTest, ZeroChecksum) {
   EXPECT_EQ(flowCounts(kSlot), c);
 }
 
+// A sender behind veth with checksum offload leaves the checksum to the NIC (only the
+// pseudo-header sum in the field); nobody finishes it after XDP, so the fast path sums the
+// payload itself: the output carries the full checksum, both ways, odd and even lengths.
+TEST_F(EdgeXdpTest, PartialChecksumIsCompleted) {
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow, direct4());
+  setFlow(kFlow6, relay6());
+  for (size_t n : {1u, 45u, 100u, 1440u}) {  // 1440: the largest an IPv6 relay path carries
+    const Bytes data = appData(n);
+    expectRun(withPartialChecksum(frame(kGwMac, kAppMac, kApp4, kLocal4, data)), XDP_TX,
+              frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+    expectRun(
+        withPartialChecksum(frame(kGwMac, kAppMac, kApp6, kLocal6, data)), XDP_TX,
+        frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
+        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+    expectRun(withPartialChecksum(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data))),
+              XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+    expectRun(withPartialChecksum(frame(kGwMac, kPeerMac, kTurn6, kSock6,
+                                        channelData(kChannel, dataFrame(kFlow6, data)))),
+              XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
+              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+  }
+  // Longer than the fast path sums (TGW_EDGE_SUM_MAX): dropped with its reason.
+  expectUntouched(withPartialChecksum(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(1501))),
+                  XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_PARTIAL_CHECKSUM});
+  FlowCounts want;
+  want.outDirectPackets = 4;
+  want.outDirectBytes = 1 + 45 + 100 + 1440;
+  want.inDirectPackets = 4;
+  want.inDirectBytes = want.outDirectBytes;
+  want.dropOther = 1;
+  EXPECT_EQ(flowCounts(kSlot), want);
+}
+
 // ---- too big ------------------------------------------------------------------------------
 
 // IPv4 with DF over a path whose MTU is set: ICMP Fragmentation Needed back to the
@@ -587,7 +650,8 @@ TEST_F(EdgeXdpTest, TooBigV4AnswersFragmentationNeeded) {
   const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
   expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 592, original),
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
-  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_RELAY, kSock4, kTurn4, kLocal4, kApp4, kSlot, kChannel, 600));
+  setFlow(kFlow,
+          flowEntry(TGW_EDGE_PATH_RELAY, kSock4, kTurn4, kLocal4, kApp4, kSlot, kChannel, 600));
   expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 588, original),
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
   FlowCounts want;
@@ -617,13 +681,17 @@ TEST_F(EdgeXdpTest, TooBigV6AnswersPacketTooBig) {
   setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, kLocal6, kApp6, kSlot6, 0, 1400));
   const Bytes big = frame(kGwMac, kAppMac, kApp6, kLocal6, appData(1400 - 40 - 8 - 8 + 1));
   const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
-  expectRun(big, XDP_TX, icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1392, original),
+  expectRun(big, XDP_TX,
+            icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1392, original),
             {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
   setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal6, kApp6, kSlot6, 0, 1300));
-  expectRun(big, XDP_TX, icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1312, original),
+  expectRun(big, XDP_TX,
+            icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1312, original),
             {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
-  setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, kChannel, 1200));
-  expectRun(big, XDP_TX, icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1280, original),
+  setFlow(kFlow6,
+          flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, kChannel, 1200));
+  expectRun(big, XDP_TX,
+            icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1280, original),
             {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
   FlowCounts want;
   want.dropTooBig = 3;
@@ -672,12 +740,14 @@ TEST_F(EdgeXdpTest, InRelayV4AndV6) {
   setFlow(kFlow6, relay6());
   for (size_t n : {0u, 5u, 200u}) {
     const Bytes data = appData(n);
-    expectRun(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, dataFrame(kFlow, data))),
-              XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
-              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
-    expectRun(frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
-              XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
-              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+    expectRun(
+        frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, dataFrame(kFlow, data))),
+        XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
+        {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+    expectRun(
+        frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
+        XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
+        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
   }
   FlowCounts want;
   want.inRelayPackets = 3;
@@ -722,9 +792,9 @@ TEST_F(EdgeXdpTest, UnknownFlowIsDropped) {
   setFlow(kFlow, direct4());
   expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow + 1, appData(9))),
                   XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
-  expectUntouched(
-      frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, dataFrame(kFlow + 1, appData(9)))),
-      XDP_DROP, {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn6, kSock6,
+                        channelData(kChannel, dataFrame(kFlow + 1, appData(9)))),
+                  XDP_DROP, {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
   EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
 }
 
@@ -734,7 +804,8 @@ TEST_F(EdgeXdpTest, BadDataFramesAreDropped) {
   setFlow(kFlow, direct4());
   const Delta bad{TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_BAD_FRAME};
   const Bytes data = appData(10);
-  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data, 0x01)), XDP_DROP, bad);
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data, 0x01)), XDP_DROP,
+                  bad);
   expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data, 0, 0x0100)),
                   XDP_DROP, bad);
   Bytes shortFrame = dataFrame(kFlow, {});
@@ -769,11 +840,14 @@ TEST_F(EdgeXdpTest, ControlTrafficGoesUp) {
   rendezvous.resize(64, 0x66);
   expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, rendezvous), XDP_PASS, up4);
   // Disco relayed through our TURN server: ChannelData whose data is not a data frame.
-  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, disco)), XDP_PASS, up4);
-  expectUntouched(frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, disco)), XDP_PASS, up6);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, disco)), XDP_PASS,
+                  up4);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, disco)), XDP_PASS,
+                  up6);
   // Empty payload, and a ChannelData header with nothing after it.
   expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, {}), XDP_PASS, up4);
-  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, {})), XDP_PASS, up4);
+  expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, {})), XDP_PASS,
+                  up4);
   EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
 }
 
@@ -797,7 +871,8 @@ TEST_F(EdgeXdpTest, NotOursGoesUpUntouched) {
   // A VLAN-tagged datagram to the local endpoint: not rewritten.
   const Bytes vlan = udpFrame4(Ethernet{kGwMac, kAppMac, 100}, ip,
                                Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(10));
-  expectUntouched(vlan, XDP_PASS, {TGW_FAMILY_OTHER, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
+  expectUntouched(vlan, XDP_PASS,
+                  {TGW_FAMILY_OTHER, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
   EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
 }
 
@@ -818,7 +893,8 @@ TEST_F(EdgeXdpTest, ShortAndMalformedFramesGoUp) {
   expectUntouched(badLen, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_UDP_BAD_LENGTH});
   Bytes badHeader = full;
   badHeader[TGW_ETH_HLEN + 1] ^= 0x04;  // TOS changed, header checksum not
-  expectUntouched(badHeader, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_MALFORMED});
+  expectUntouched(badHeader, XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_MALFORMED});
   EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
 }
 
@@ -834,7 +910,8 @@ TEST_F(EdgeXdpTest, FragmentsAndOptions) {
   const Bytes payload = dataFrame(kFlow, appData(40));
   Bytes udp = udp4(ip, Udp{kPeer4.port(), kSock4.port(), std::nullopt}, payload);
   udp.resize(8 + 16);  // the first 16 bytes of the payload in this fragment
-  const Bytes first = ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4, ipv4(ip, kProtoUdp, udp));
+  const Bytes first =
+      ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4, ipv4(ip, kProtoUdp, udp));
   expectUntouched(first, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_IP_FRAGMENT});
   ip.flagsFragOff = 3;  // offset 24, last
   const Bytes later = ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4,
@@ -844,16 +921,18 @@ TEST_F(EdgeXdpTest, FragmentsAndOptions) {
   ip.flagsFragOff = 0x2000;
   Bytes stunUdp = udp4(ip, Udp{kPeer4.port(), kSock4.port(), std::nullopt}, stun(Stun{}));
   stunUdp.resize(8 + 16);
-  const Bytes stunFirst = ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4,
-                                   ipv4(ip, kProtoUdp, stunUdp));
-  expectUntouched(stunFirst, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_CONTROL});
+  const Bytes stunFirst =
+      ethernet(Ethernet{kGwMac, kPeerMac, std::nullopt}, kEtherIpv4, ipv4(ip, kProtoUdp, stunUdp));
+  expectUntouched(stunFirst, XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_CONTROL});
   Ipv4 withOptions;
   withOptions.src = ip4(kApp4);
   withOptions.dst = ip4(kLocal4);
   withOptions.options = {0x01, 0x01, 0x01, 0x00};
   const Bytes options = udpFrame4(Ethernet{kGwMac, kAppMac, std::nullopt}, withOptions,
                                   Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(10));
-  expectUntouched(options, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNSUPPORTED});
+  expectUntouched(options, XDP_DROP,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNSUPPORTED});
   FlowCounts want;
   want.dropOther = 1;
   EXPECT_EQ(flowCounts(kSlot), want);
@@ -862,10 +941,12 @@ TEST_F(EdgeXdpTest, FragmentsAndOptions) {
 // Next-hop failures drop the data (it must not go up) with their reason.
 TEST_F(EdgeXdpTest, NoRouteAndNoNeighbourAreDropped) {
   addLocal(kLocal4, kFlow);
-  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("198.18.0.9:7000"), kLocal4, kApp4, kSlot));
+  setFlow(kFlow,
+          flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("198.18.0.9:7000"), kLocal4, kApp4, kSlot));
   const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10));
   expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_NEIGH});
-  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("203.0.113.1:7000"), kLocal4, kApp4, kSlot));
+  setFlow(kFlow,
+          flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("203.0.113.1:7000"), kLocal4, kApp4, kSlot));
   expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FIB_FAILED});
   FlowCounts want;
   want.dropOther = 2;
@@ -875,12 +956,14 @@ TEST_F(EdgeXdpTest, NoRouteAndNoNeighbourAreDropped) {
 // bpf_fib_lookup looks up from the ingress interface: with IP forwarding off there it refuses
 // (BPF_FIB_LOOKUP_OUTPUT would not help on 6.18). The data is dropped with its own reason.
 TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
-  const std::string on = "sysctl -w net.ipv4.conf.tgwfp0.forwarding=1 net.ipv6.conf.tgwfp0.forwarding=1";
+  const std::string on =
+      "sysctl -w net.ipv4.conf.tgwfp0.forwarding=1 net.ipv6.conf.tgwfp0.forwarding=1";
   struct Restore {
     std::string cmd;
     ~Restore() { turnSh(cmd); }
   } restore{on};
-  ASSERT_TRUE(turnSh("sysctl -w net.ipv4.conf.tgwfp0.forwarding=0 net.ipv6.conf.tgwfp0.forwarding=0"));
+  ASSERT_TRUE(
+      turnSh("sysctl -w net.ipv4.conf.tgwfp0.forwarding=0 net.ipv6.conf.tgwfp0.forwarding=0"));
   addLocal(kLocal4, kFlow);
   addLocal(kLocal6, kFlow6);
   setFlow(kFlow, direct4());
@@ -922,7 +1005,8 @@ TEST_F(EdgeXdpTest, NextHopIsCachedUntilFlushed) {
   const Bytes viaOld = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
   const Delta sent{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
   expectRun(in, XDP_TX, viaOld, sent);
-  ASSERT_TRUE(turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent"));
+  ASSERT_TRUE(
+      turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent"));
   expectRun(in, XDP_TX, viaOld, sent);
   flushNextHops();
   const Mac newMac{0x02, 0, 0, 0, 0, 0x33};
@@ -939,10 +1023,18 @@ constexpr Mac kNextMac{0x02, 0, 0, 0, 0, 0x44};
 Bytes userspaceOut(const Bytes& in, const tgw_edge_flow& f, uint32_t flowId) {
   tgw_edge_pkt pkt{};
   EXPECT_EQ(tgw_edge_parse(in.data(), in.data() + in.size(), &pkt), 0u);
+  const size_t inPayload = TGW_ETH_HLEN + pkt.ip_hlen + TGW_UDP_HLEN;
+  if (pkt.partial_check) {
+    EXPECT_EQ(
+        tgw_edge_sum_payload(in.data(), in.data() + in.size(), static_cast<uint32_t>(inPayload),
+                             pkt.udp_len - TGW_UDP_HLEN, &pkt.payload_sum),
+        0);
+    pkt.payload_summed = 1;
+  }
   tgw_edge_plan plan{};
   EXPECT_EQ(tgw_edge_plan_out(&pkt, &f, flowId, &plan), 0u);
-  const size_t inPayload = TGW_ETH_HLEN + pkt.ip_hlen + TGW_UDP_HLEN;
-  const size_t outPayload = TGW_ETH_HLEN + tgw_edge_ip_hlen(plan.out_family) + TGW_UDP_HLEN + plan.push_len;
+  const size_t outPayload =
+      TGW_ETH_HLEN + tgw_edge_ip_hlen(plan.out_family) + TGW_UDP_HLEN + plan.push_len;
   EXPECT_EQ(static_cast<int64_t>(outPayload) - static_cast<int64_t>(inPayload), plan.head_delta);
   Bytes out(outPayload + plan.payload_len);
   std::copy(in.begin() + static_cast<long>(inPayload),
@@ -958,10 +1050,18 @@ Bytes userspaceIn(const Bytes& in, const tgw_edge_flow& f, uint32_t wantFlow) {
   tgw_edge_pkt pkt{};
   EXPECT_EQ(tgw_edge_parse(in.data(), in.data() + in.size(), &pkt), 0u);
   uint32_t kind = 0, flowId = 0, hdrLen = 0;
-  EXPECT_EQ(tgw_edge_classify_in(in.data(), in.data() + in.size(), &pkt, &kind, &flowId, &hdrLen), 0u);
+  EXPECT_EQ(tgw_edge_classify_in(in.data(), in.data() + in.size(), &pkt, &kind, &flowId, &hdrLen),
+            0u);
   EXPECT_NE(kind, uint32_t{TGW_EDGE_IN_CONTROL});
   EXPECT_EQ(flowId, wantFlow);
   const size_t inPayload = TGW_ETH_HLEN + pkt.ip_hlen + TGW_UDP_HLEN;
+  if (pkt.partial_check) {
+    EXPECT_EQ(tgw_edge_sum_payload(in.data(), in.data() + in.size(),
+                                   static_cast<uint32_t>(inPayload + hdrLen),
+                                   pkt.udp_len - TGW_UDP_HLEN - hdrLen, &pkt.payload_sum),
+              0);
+    pkt.payload_summed = 1;
+  }
   const uint16_t removed =
       tgw_edge_fold16(tgw_csum_add_words(0, in.data() + inPayload, hdrLen / 2));
   tgw_edge_plan plan{};
@@ -985,28 +1085,48 @@ TEST(EdgeHeader, OutAndInWithoutBpf) {
   for (size_t n : {0u, 1u, 2u, 57u, 1000u}) {
     const Bytes data = appData(n);
     // Out: direct v4, relay v6, IPv4 app over an IPv6 path and the other way.
-    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app4, local4, data, 61, 0x20),
-                               flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local4, app4, 0), kFlow)),
-              hex(frame(kNextMac, kGwMac, sock4, peer4, dataFrame(kFlow, data), 64, 0x20)));
-    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app6, local6, data),
-                               flowEntry(TGW_EDGE_PATH_RELAY, sock6, peer6, local6, app6, 0, kChannel), kFlow6)),
-              hex(frame(kNextMac, kGwMac, sock6, peer6, channelData(kChannel, dataFrame(kFlow6, data)), 64)));
-    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app4, local4, data),
-                               flowEntry(TGW_EDGE_PATH_RELAY, sock6, peer6, local4, app4, 0, kChannel), kFlow)),
-              hex(frame(kNextMac, kGwMac, sock6, peer6, channelData(kChannel, dataFrame(kFlow, data)), 64)));
-    EXPECT_EQ(hex(userspaceOut(frame(kGwMac, kAppMac, app6, local6, data),
-                               flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow6)),
-              hex(frame(kNextMac, kGwMac, sock4, peer4, dataFrame(kFlow6, data), 64)));
-    // In: direct v6, relayed v4, delivered across families.
-    EXPECT_EQ(hex(userspaceIn(frame(kGwMac, kPeerMac, peer6, sock6, dataFrame(kFlow6, data)),
-                              flowEntry(TGW_EDGE_PATH_DIRECT, sock6, peer6, local6, app6, 0), kFlow6)),
-              hex(frame(kNextMac, kGwMac, local6, app6, data, 64)));
-    EXPECT_EQ(hex(userspaceIn(frame(kGwMac, kPeerMac, peer4, sock4, channelData(kChannel, dataFrame(kFlow, data))),
-                              flowEntry(TGW_EDGE_PATH_RELAY, sock4, peer4, local4, app4, 0, kChannel), kFlow)),
+    EXPECT_EQ(
+        hex(userspaceOut(frame(kGwMac, kAppMac, app4, local4, data, 61, 0x20),
+                         flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local4, app4, 0), kFlow)),
+        hex(frame(kNextMac, kGwMac, sock4, peer4, dataFrame(kFlow, data), 64, 0x20)));
+    EXPECT_EQ(hex(userspaceOut(
+                  frame(kGwMac, kAppMac, app6, local6, data),
+                  flowEntry(TGW_EDGE_PATH_RELAY, sock6, peer6, local6, app6, 0, kChannel), kFlow6)),
+              hex(frame(kNextMac, kGwMac, sock6, peer6,
+                        channelData(kChannel, dataFrame(kFlow6, data)), 64)));
+    EXPECT_EQ(hex(userspaceOut(
+                  frame(kGwMac, kAppMac, app4, local4, data),
+                  flowEntry(TGW_EDGE_PATH_RELAY, sock6, peer6, local4, app4, 0, kChannel), kFlow)),
+              hex(frame(kNextMac, kGwMac, sock6, peer6,
+                        channelData(kChannel, dataFrame(kFlow, data)), 64)));
+    EXPECT_EQ(
+        hex(userspaceOut(frame(kGwMac, kAppMac, app6, local6, data),
+                         flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow6)),
+        hex(frame(kNextMac, kGwMac, sock4, peer4, dataFrame(kFlow6, data), 64)));
+    // A partial checksum (local sender's offload) completed, both ways.
+    EXPECT_EQ(
+        hex(userspaceOut(withPartialChecksum(frame(kGwMac, kAppMac, app6, local6, data)),
+                         flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow6)),
+        hex(frame(kNextMac, kGwMac, sock4, peer4, dataFrame(kFlow6, data), 64)));
+    EXPECT_EQ(hex(userspaceIn(
+                  withPartialChecksum(frame(kGwMac, kPeerMac, peer4, sock4,
+                                            channelData(kChannel, dataFrame(kFlow, data)))),
+                  flowEntry(TGW_EDGE_PATH_RELAY, sock4, peer4, local4, app4, 0, kChannel), kFlow)),
               hex(frame(kNextMac, kGwMac, local4, app4, data, 64)));
-    EXPECT_EQ(hex(userspaceIn(frame(kGwMac, kPeerMac, peer4, sock4, dataFrame(kFlow, data)),
-                              flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow)),
-              hex(frame(kNextMac, kGwMac, local6, app6, data, 64)));
+    // In: direct v6, relayed v4, delivered across families.
+    EXPECT_EQ(
+        hex(userspaceIn(frame(kGwMac, kPeerMac, peer6, sock6, dataFrame(kFlow6, data)),
+                        flowEntry(TGW_EDGE_PATH_DIRECT, sock6, peer6, local6, app6, 0), kFlow6)),
+        hex(frame(kNextMac, kGwMac, local6, app6, data, 64)));
+    EXPECT_EQ(
+        hex(userspaceIn(
+            frame(kGwMac, kPeerMac, peer4, sock4, channelData(kChannel, dataFrame(kFlow, data))),
+            flowEntry(TGW_EDGE_PATH_RELAY, sock4, peer4, local4, app4, 0, kChannel), kFlow)),
+        hex(frame(kNextMac, kGwMac, local4, app4, data, 64)));
+    EXPECT_EQ(
+        hex(userspaceIn(frame(kGwMac, kPeerMac, peer4, sock4, dataFrame(kFlow, data)),
+                        flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow)),
+        hex(frame(kNextMac, kGwMac, local6, app6, data, 64)));
   }
 }
 

@@ -124,8 +124,9 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
  * The output IP header is fresh: IPv4 (IHL 5, the input's TOS / traffic class, ID 0 with DF
  * set (RFC 6864 section 4.1: an atomic datagram), TTL 64), IPv6 (the input's traffic
  * class, flow label 0, hop limit 64). The UDP checksum is the input's, updated for what
- * changed; it is exact only if the input's was complete (a veth sender with tx checksum
- * offload on leaves only the pseudo-header sum: `ethtool -K <veth> tx off`). An IPv4 input
+ * changed (exact when the input's was complete); an input whose field holds only the
+ * pseudo-header sum (a local sender's checksum offload, through veth or tap) has its payload
+ * summed instead (tgw_edge_sum_payload, up to TGW_EDGE_SUM_MAX bytes). An IPv4 input
  * without checksum (0, RFC 768) gives an IPv4 output without one; an IPv6 output must carry
  * one (RFC 8200 section 8.1) and the fast path does not sum the payload: dropped. */
 
@@ -156,6 +157,10 @@ struct tgw_edge_pkt {
   __u8 unsupported;  /* IPv4 options: ours is dropped, not rewritten */
   __u8 first_fragment; /* IPv4 MF set at offset 0: ours is dropped */
   struct tgw_edge_endpoint dst; /* (destination address, port, family): the lookup key */
+  __u8 partial_check;  /* the checksum field holds only the pseudo-header sum (below) */
+  __u8 payload_summed; /* payload_sum is set (the caller summed the payload) */
+  __u16 pseudo_sum;    /* folded pseudo-header sum (addresses, protocol, length), as in memory */
+  __u32 payload_sum;   /* unfolded sum of the application payload, as in memory */
 };
 
 /* Adds an address (4 or 16 bytes by family) as in memory. */
@@ -246,6 +251,59 @@ TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct t
   sum = tgw_edge_sum_addr(sum, daddr, pkt->family);
   sum += tgw_load16(udp) + tgw_load16(udp + 2) + 2u * tgw_load16(udp + 4);
   pkt->in_sum = tgw_edge_fold16(sum);
+  /* A local sender's checksum offload (CHECKSUM_PARTIAL: a container or VM behind veth or
+   * tap) leaves the folded pseudo-header sum in the field for the NIC to finish; through XDP
+   * nobody finishes it. Such a datagram gets a checksum computed over its payload instead
+   * (tgw_edge_sum_payload). A complete checksum equal to that value (1 in 65536) is summed
+   * the same way: the result is right either way. */
+  sum = tgw_edge_sum_addr(0, daddr - (pkt->family == TGW_FAMILY_IPV4 ? 4 : 16), pkt->family);
+  sum = tgw_edge_sum_addr(sum, daddr, pkt->family);
+  sum += TGW_HTONS((__u16)TGW_IPPROTO_UDP) + tgw_load16(udp + 4);
+  pkt->pseudo_sum = tgw_edge_fold16(sum);
+  pkt->partial_check = pkt->old_check != 0 && pkt->old_check == pkt->pseudo_sum;
+  pkt->payload_summed = 0;
+  pkt->payload_sum = 0;
+  return 0;
+}
+
+/* Hides what the compiler knows of a value's range (BPF only), so that a mask it could
+ * prove useless is kept for the verifier. */
+#if defined(__bpf__)
+#define TGW_EDGE_OPAQUE(x) __asm__ volatile("" : "+r"(x))
+#else
+#define TGW_EDGE_OPAQUE(x) ((void)0)
+#endif
+
+/* Most payload bytes summed for a partial checksum (an Ethernet MTU's worth); longer such
+ * datagrams are dropped (TGW_REASON_EDGE_PARTIAL_CHECKSUM). */
+#define TGW_EDGE_SUM_MAX 1500
+
+/* Sums len payload bytes at data + off (off < 128) into *sum (as in memory, unfolded; an odd
+ * last byte padded with zero, RFC 768). Returns 0, or -1 if too long or past data_end. */
+TGW_INLINE int tgw_edge_sum_payload(const __u8 *data, const __u8 *data_end, __u32 off, __u32 len,
+                                    __u32 *sum) {
+  if (len > TGW_EDGE_SUM_MAX || off >= 128) return -1;
+  /* The masks change nothing (the bounds were just checked) but reach the verifier, which
+   * may not see the checks: the compiler keeps them on copies of the values. */
+  TGW_EDGE_OPAQUE(off);
+  TGW_EDGE_OPAQUE(len);
+  off &= 127u;
+  len &= 2047u;
+  const __u8 *p = data + off;
+  __u32 s = 0;
+  for (__u32 i = 0; i < TGW_EDGE_SUM_MAX / 2; i++) {
+    if (2 * i + 2 > len) break;
+    const __u8 *q = p + 2 * i;
+    if (q + 2 > data_end) return -1;
+    s += tgw_load16(q);
+  }
+  if (len & 1u) {
+    const __u8 *q = p + (len & 0x7FEu); /* len - 1 for an odd len */
+    if (q + 1 > data_end) return -1;
+    __u8 last[2] = {q[0], 0};
+    s += tgw_load16(last);
+  }
+  *sum = s;
   return 0;
 }
 
@@ -355,8 +413,15 @@ TGW_INLINE __u32 tgw_edge_plan_out(const struct tgw_edge_pkt *pkt, const struct 
     plan->check = 0;
     return 0;
   }
-  __u32 sum = (__u16)~pkt->old_check;
-  sum += (__u16)~pkt->in_sum;
+  __u32 sum;
+  if (pkt->partial_check) {
+    if (!pkt->payload_summed) return TGW_REASON_EDGE_PARTIAL_CHECKSUM;
+    /* From scratch: the protocol (which the incremental update leaves in) added here. */
+    sum = pkt->payload_sum + TGW_HTONS((__u16)TGW_IPPROTO_UDP);
+  } else {
+    sum = (__u16)~pkt->old_check;
+    sum += (__u16)~pkt->in_sum;
+  }
   sum = tgw_edge_sum_addr(sum, f->src, plan->out_family);
   sum = tgw_edge_sum_addr(sum, f->dst, plan->out_family);
   sum += (__u32)f->src_port + (__u32)f->dst_port + 2u * TGW_HTONS((__u16)udp_len);
@@ -394,9 +459,16 @@ TGW_INLINE __u32 tgw_edge_plan_in(const struct tgw_edge_pkt *pkt, const struct t
     plan->check = 0;
     return 0;
   }
-  __u32 sum = (__u16)~pkt->old_check;
-  sum += (__u16)~pkt->in_sum;
-  sum += (__u16)~removed_sum;
+  __u32 sum;
+  if (pkt->partial_check) {
+    if (!pkt->payload_summed) return TGW_REASON_EDGE_PARTIAL_CHECKSUM;
+    /* From scratch: the protocol (which the incremental update leaves in) added here. */
+    sum = pkt->payload_sum + TGW_HTONS((__u16)TGW_IPPROTO_UDP);
+  } else {
+    sum = (__u16)~pkt->old_check;
+    sum += (__u16)~pkt->in_sum;
+    sum += (__u16)~removed_sum;
+  }
   sum = tgw_edge_sum_addr(sum, f->local, plan->out_family);
   sum = tgw_edge_sum_addr(sum, f->app, plan->out_family);
   sum += (__u32)f->local_port + (__u32)f->app_port + 2u * TGW_HTONS((__u16)udp_len);

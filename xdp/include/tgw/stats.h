@@ -1,9 +1,10 @@
 /* Fast-path statistics shared by the XDP programs, the DPDK backend and the control plane.
  *
- * Every packet the STUN responder (and the relay and edge programs) sees ends with exactly one (family, verdict, reason) triple
- * (STYLE.md rule 4). The BPF side adds the packet and its bytes to one slot of a per-CPU array
- * (tgw_stats, indexed by tgw_stats_index()); userspace sums the slots over CPUs and names them
- * with tgw_family_name() / tgw_verdict_name() / tgw_reason_name().
+ * Every packet the STUN responder (and the relay and edge programs) sees ends with exactly one
+ * (family, verdict, reason) triple (STYLE.md rule 4). The BPF side adds the packet and its
+ * bytes to one slot of a per-CPU array (tgw_stats, indexed by tgw_stats_index()); userspace
+ * sums the slots over CPUs and names them with tgw_family_name() / tgw_verdict_name() /
+ * tgw_reason_name().
  *
  * Valid as BPF C, C11 and C++20 (STYLE.md rule 2). */
 #ifndef TGW_STATS_H
@@ -107,7 +108,9 @@ enum tgw_reason {
   TGW_REASON_EDGE_FORWARDING_OFF = 49, /* IP forwarding is off on the ingress interface
                                        * (bpf_fib_lookup refuses, even with
                                        * BPF_FIB_LOOKUP_OUTPUT on kernel 6.18): dropped */
-  TGW_REASON_COUNT = 50
+  TGW_REASON_EDGE_PARTIAL_CHECKSUM = 50, /* checksum left to offload (pseudo-header only) on
+                                       * a payload longer than TGW_EDGE_SUM_MAX: dropped */
+  TGW_REASON_COUNT = 51
 };
 
 /* Per-CPU counter slot. */
@@ -203,6 +206,7 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_EDGE_UNSUPPORTED: return "edge_unsupported";
     case TGW_REASON_EDGE_RESIZE_FAILED: return "edge_resize_failed";
     case TGW_REASON_EDGE_FORWARDING_OFF: return "edge_forwarding_off";
+    case TGW_REASON_EDGE_PARTIAL_CHECKSUM: return "edge_partial_checksum";
     default: return "unknown";
   }
 }
