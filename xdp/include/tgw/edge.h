@@ -108,7 +108,10 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
 
 /* Map names (pinned under the pin directory by these names; the loader and tests use
  * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_flow_stats, and
- * tgw_stats (per (family, verdict, reason), tgw/stats.h). */
+ * tgw_stats (per (family, verdict, reason), tgw/stats.h). The program also keeps
+ * tgw_edge_nexthops, a per-CPU cache of bpf_fib_lookup's answers (tgw/turn.h's
+ * tgw_turn_nexthop_slot, 1 s): no state worth pinning; zeroing it applies a route or
+ * neighbour change at once. */
 
 /* ---- Forwarding logic (pure: no maps, no helpers) -------------------------------------------
  *
@@ -116,9 +119,10 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
  *   tgw_edge_parse()            Ethernet / IPv4 (or IPv6) / UDP; the destination endpoint
  *   lookup of pkt.dst           in tgw_edge_locals (out) or tgw_edge_sockets (in)
  *   tgw_edge_classify_in()      for our sockets: data frame, ChannelData(data), or control
+ *   tgw_edge_sum_payload()      only for a partial checksum (below)
  *   tgw_edge_plan_out/_in()     sizes, the new UDP checksum (RFC 1624, incremental)
  *   next hop, resize            (the program's: bpf_fib_lookup, bpf_xdp_adjust_head/_tail)
- *   tgw_edge_write_out/_in()    the new headers in front of the unchanged payload
+ *   tgw_edge_write()            the new headers in front of the unchanged payload
  *   too big: tgw_edge_icmp_mtu(), tgw_edge_write_icmp4/6()
  *
  * The output IP header is fresh: IPv4 (IHL 5, the input's TOS / traffic class, ID 0 with DF
@@ -128,7 +132,7 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
  * pseudo-header sum (a local sender's checksum offload, through veth or tap) has its payload
  * summed instead (tgw_edge_sum_payload, up to TGW_EDGE_SUM_MAX bytes). An IPv4 input
  * without checksum (0, RFC 768) gives an IPv4 output without one; an IPv6 output must carry
- * one (RFC 8200 section 8.1) and the fast path does not sum the payload: dropped. */
+ * one (RFC 8200 section 8.1): dropped (TGW_REASON_EDGE_NO_CHECKSUM). */
 
 #define TGW_EDGE_TRAILER_MAX 64 /* Ethernet padding after a short frame's IP packet */
 /* ICMPv6 Packet Too Big quotes this many bytes of the packet (RFC 4443 section 3.2 allows
