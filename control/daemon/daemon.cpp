@@ -4,13 +4,30 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 
+#include "base/fd.h"
 #include "base/log.h"
+#include "edge/edge_commands.h"
+#include "edge/edge_role.h"
 #include "relay/relay_role.h"
 
 namespace tgw {
+
+Result<crypto::NodeKey> loadOrCreateNodeKey(const std::string& path) {
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return fail(path + ": " + errnoText("cannot create the key file's folder " + dir.string()));
+  }
+  auto key = crypto::NodeKey::loadOrCreate(path);
+  if (!key) return fail(key.error().message);
+  return key;
+}
 
 Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)), started_(Clock::now()) {}
 
@@ -36,10 +53,6 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
       [](evutil_socket_t, short, void* arg) { event_base_loopbreak(static_cast<event_base*>(arg)); }, d->base_);
   event_add(d->stopEvent_, nullptr);
 
-  if (cfg.edge && !cfg.relay) {
-    return fail(cfg.path + ": the edge role's daemon is not implemented yet (today [edge] only serves "
-                "`tgwctl netcheck --config`); see README, Status");
-  }
   // The control socket first: it refuses to start a second daemon on the same path before
   // that one could touch sockets or the interface's XDP program.
   d->registerCommands();
@@ -51,11 +64,18 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
     if (!relay) return fail("relay: " + relay.error().message);
     d->relay_ = std::move(*relay);
   }
+  if (cfg.edge) {
+    auto edge = EdgeRole::create(d->base_, *cfg.edge);
+    if (!edge) return fail("edge: " + edge.error().message);
+    d->edge_ = std::move(*edge);
+    registerEdgeCommands(d->dispatcher_, *d->edge_);
+  }
   return d;
 }
 
 Daemon::~Daemon() {
   control_.reset();
+  edge_.reset();   // detaches XDP unless its maps are pinned (forwarding goes on), closes sockets
   relay_.reset();  // detaches XDP, closes sockets
   for (::event* ev : signals_) event_free(ev);
   if (stopEvent_ != nullptr) event_free(stopEvent_);
@@ -75,6 +95,8 @@ void Daemon::registerCommands() {
                     if (!relay_) return fail("no relay role in this daemon: no TURN allocations");
                     return relay_->allocations();
                   });
+  // The edge's peers / paths / flows / ping are added by registerEdgeCommands() once the
+  // edge role exists (create()).
 }
 
 nlohmann::json Daemon::status() const {
@@ -89,6 +111,10 @@ nlohmann::json Daemon::status() const {
     s["roles"].push_back("relay");
     s["relay"] = relay_->status();
   }
+  if (edge_) {
+    s["roles"].push_back("edge");
+    s["edge"] = edgeStatus(*edge_);
+  }
   if (control_) s["control"] = {{"socket", control_->path()}, {"served", control_->served()}, {"refused", control_->refused()}};
   return s;
 }
@@ -96,6 +122,7 @@ nlohmann::json Daemon::status() const {
 nlohmann::json Daemon::stats() const {
   nlohmann::json s = nlohmann::json::object();
   if (relay_) s["relay"] = relay_->stats();
+  if (edge_) s["edge"] = edgeStats(*edge_);
   return s;
 }
 

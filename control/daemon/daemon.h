@@ -10,6 +10,7 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "config/config.h"
+#include "crypto/node_key.h"
 
 struct event_base;
 struct event;
@@ -17,6 +18,11 @@ struct event;
 namespace tgw {
 
 class RelayRole;
+class EdgeRole;
+
+// A role's node key file: loaded, or created (0600) when missing, its folder too (0700) when
+// that is missing (crypto::NodeKey::loadOrCreate; `tgwd --public-key` and the roles' start).
+Result<crypto::NodeKey> loadOrCreateNodeKey(const std::string& path);
 
 class Daemon {
  public:
@@ -46,6 +52,7 @@ class Daemon {
   api::Dispatcher dispatcher_;
   std::unique_ptr<api::ControlServer> control_;
   std::unique_ptr<RelayRole> relay_;
+  std::unique_ptr<EdgeRole> edge_;
   TimePoint started_;
 };
 

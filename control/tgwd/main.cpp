@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/log.h"
 #include "config/config.h"
@@ -13,7 +15,7 @@ namespace {
 
 void usage(FILE* out) {
   std::fputs(
-      "Usage: tgwd --config FILE [-v|-vv] [--check]\n"
+      "Usage: tgwd --config FILE [-v|-vv] [--check | --public-key]\n"
       "\n"
       "Runs the tgw traversal gateway with the roles its config file names ([relay], [edge]).\n"
       "Control it with tgwctl over the Unix socket named by daemon.control_socket.\n"
@@ -21,6 +23,10 @@ void usage(FILE* out) {
       "Options:\n"
       "  -c, --config FILE   the TOML config file (examples: config/examples/*.toml)\n"
       "      --check         validate the config file, print a summary, and exit\n"
+      "      --public-key    print each role's public node key, one line per key file in the\n"
+      "                      config (\"edge tgw:...\", \"relay tgw:...\"), creating missing key\n"
+      "                      files (0600), and exit; put the edge's key in its peers' configs\n"
+      "                      ([[edge.peer]] key) and the relay's in edge.relay.key\n"
       "  -v, --verbose       more logs (-v info, -vv debug); overrides daemon.log_level\n"
       "  -h, --help          this help\n"
       "      --version       print the version\n"
@@ -35,9 +41,11 @@ void usage(FILE* out) {
 int main(int argc, char** argv) {
   std::string configPath;
   bool check = false;
+  bool publicKey = false;
   int verbose = 0;
-  enum { kCheck = 1000, kVersion };
+  enum { kCheck = 1000, kVersion, kPublicKey };
   const option longopts[] = {{"config", required_argument, nullptr, 'c'}, {"check", no_argument, nullptr, kCheck},
+                             {"public-key", no_argument, nullptr, kPublicKey},
                              {"verbose", no_argument, nullptr, 'v'},      {"help", no_argument, nullptr, 'h'},
                              {"version", no_argument, nullptr, kVersion}, {nullptr, 0, nullptr, 0}};
   int opt = 0;
@@ -45,6 +53,7 @@ int main(int argc, char** argv) {
     switch (opt) {
       case 'c': configPath = optarg; break;
       case kCheck: check = true; break;
+      case kPublicKey: publicKey = true; break;
       case 'v': ++verbose; break;
       case 'h': usage(stdout); return 0;
       case kVersion: std::printf("tgwd %s\n", TGW_VERSION); return 0;
@@ -65,6 +74,25 @@ int main(int argc, char** argv) {
   if (!cfg) {
     std::fprintf(stderr, "tgwd: %s\n", cfg.error().message.c_str());
     return 2;
+  }
+  if (publicKey) {
+    std::vector<std::pair<const char*, std::string>> files;
+    if (cfg->edge) files.emplace_back("edge", cfg->edge->keyFile);
+    if (cfg->relay && cfg->relay->rendezvous) files.emplace_back("relay", cfg->relay->rendezvous->keyFile);
+    if (files.empty()) {
+      std::fprintf(stderr, "tgwd: %s names no key file ([edge] key_file or [relay.rendezvous] key_file)\n",
+                   configPath.c_str());
+      return 2;
+    }
+    for (const auto& [role, file] : files) {
+      auto key = tgw::loadOrCreateNodeKey(file);
+      if (!key) {
+        std::fprintf(stderr, "tgwd: %s\n", key.error().message.c_str());
+        return 1;
+      }
+      std::printf("%s %s\n", role, key->publicKey().toString().c_str());
+    }
+    return 0;
   }
   if (check) {
     std::printf("%s: OK (roles:%s%s; control socket %s)\n", configPath.c_str(), cfg->relay ? " relay" : "",

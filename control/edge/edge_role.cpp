@@ -1,0 +1,469 @@
+#include "edge/edge_role.h"
+
+#include <event2/event.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <list>
+#include <map>
+
+#include "base/fd.h"
+#include "base/log.h"
+#include "daemon/daemon.h"
+#include "turnclient/client.h"
+
+namespace tgw {
+
+namespace {
+
+// Datagrams read per socket wakeup before the loop serves others.
+constexpr int kMaxDatagramsPerWakeup = 64;
+// TURN REST credentials expire at the end of the day after today (UTC): 24 to 48 hours
+// ahead, and the same username for every start on one day, so a restarted tgwd can delete
+// its previous allocation (the server wants the same username; turnclient, 437).
+constexpr int64_t kRestDay = 24 * 3600;
+
+dataplane::AttachMode toAttachMode(config::XdpMode m) {
+  switch (m) {
+    case config::XdpMode::Native: return dataplane::AttachMode::Native;
+    case config::XdpMode::Generic: return dataplane::AttachMode::Generic;
+    default: return dataplane::AttachMode::Auto;
+  }
+}
+
+bool isLinkLocal(const IpAddr& a) {
+  return a.isV6() ? (a.bytes()[0] == 0xfe && (a.bytes()[1] & 0xc0) == 0x80) : (a.bytes()[0] == 169 && a.bytes()[1] == 254);
+}
+
+// The interface's addresses (IPv4 and IPv6, link-local left out), in the kernel's order.
+Result<std::vector<IpAddr>> interfaceAddresses(const std::string& name) {
+  if (if_nametoindex(name.c_str()) == 0) return fail("interface " + name + " does not exist");
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return fail(errnoText("getifaddrs"));
+  std::vector<IpAddr> out;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || name != i->ifa_name) continue;
+    const int family = i->ifa_addr->sa_family;
+    if (family != AF_INET && family != AF_INET6) continue;
+    auto a = SockAddr::fromSockaddr(i->ifa_addr, family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+    if (a && !a->ip().isUnspecified() && !isLinkLocal(a->ip())) out.push_back(a->ip());
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+}  // namespace
+
+struct EdgeRole::Impl {
+  struct Socket {
+    Impl* impl = nullptr;
+    SockAddr local;
+    UniqueFd fd;
+    ::event* ev = nullptr;
+    ~Socket() {
+      if (ev != nullptr) event_free(ev);
+    }
+  };
+
+  struct PendingPing {
+    Impl* impl = nullptr;
+    engine::PeerId peer = 0;
+    PingResult result;
+    size_t answered = 0;
+    TimePoint sent;
+    std::function<void(PingResult)> done;
+    ::event* timer = nullptr;
+    ~PendingPing() {
+      if (timer != nullptr) event_free(timer);
+    }
+  };
+
+  // Socket layer counters (`tgwctl stats`).
+  struct Counters {
+    uint64_t rxDatagrams = 0;
+    uint64_t rxTruncated = 0;
+    uint64_t txDatagrams = 0;
+    uint64_t txErrors = 0;
+    uint64_t txNoSocket = 0;
+    uint64_t dataInUserspace = 0;  // data frames the fast path passed up (dropped here)
+    uint64_t timerWakeups = 0;
+  };
+
+  config::EdgeConfig cfg;
+  event_base* base = nullptr;
+  std::vector<std::unique_ptr<Socket>> sockets;
+  std::unique_ptr<dataplane::EdgeFastPath> fastPath;
+  dataplane::MemoryForwardingTable offTable;  // xdp_mode = "off": no fast path
+  std::unique_ptr<edge::Node> node;
+  ::event* timer = nullptr;
+  TimePoint timerAt = kNever;
+  std::list<PendingPing> pings;
+  Counters counters;
+  std::array<uint8_t, 65536> buf{};
+
+  ~Impl() {
+    pings.clear();
+    sockets.clear();
+    if (timer != nullptr) event_free(timer);
+  }
+
+  dataplane::ForwardingTable& table() {
+    return fastPath ? static_cast<dataplane::ForwardingTable&>(*fastPath) : offTable;
+  }
+
+  void onReadable(Socket& s) {
+    for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
+      sockaddr_storage from{};
+      socklen_t fromLen = sizeof from;
+      ssize_t n = recvfrom(s.fd.get(), buf.data(), buf.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
+      if (n < 0) break;  // EAGAIN: drained
+      ++counters.rxDatagrams;
+      if (static_cast<size_t>(n) > buf.size()) {
+        ++counters.rxTruncated;
+        continue;
+      }
+      auto peer = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), fromLen);
+      if (!peer) continue;
+      node->onDatagram(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), *peer, s.local, Clock::now());
+    }
+    afterNode();
+  }
+
+  void onTimer() {
+    ++counters.timerWakeups;
+    timerAt = kNever;
+    node->onTimer(Clock::now());
+    afterNode();
+  }
+
+  // After every call into the Node: send, drop data that reached userspace, answer pings,
+  // re-arm the timer.
+  void afterNode() {
+    for (const auto& s : node->takeSends()) send(s.from, s.to, s.bytes);
+    // In the daemon, data frames belong to the fast path; one that got here (no fast path,
+    // or XDP passed it up) is counted and dropped.
+    counters.dataInUserspace += node->takeDeliveries().size();
+    for (const auto& r : node->takePongReports()) onPong(r);
+    armTimer();
+  }
+
+  void send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes) {
+    int fd = -1;
+    for (const auto& s : sockets) {
+      if (s->local == from) fd = s->fd.get();
+    }
+    if (fd < 0) {
+      ++counters.txNoSocket;
+      return;
+    }
+    sockaddr_storage ss{};
+    socklen_t len = to.toSockaddr(&ss);
+    if (sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+      ++counters.txErrors;
+      log::debug("edge_send_failed", {{"from", from.toString()}, {"to", to.toString()}, {"error", std::strerror(errno)}});
+    } else {
+      ++counters.txDatagrams;
+    }
+  }
+
+  void armTimer() {
+    const TimePoint at = node->nextDeadline();
+    if (at == timerAt) return;
+    timerAt = at;
+    if (at == kNever) {
+      evtimer_del(timer);
+      return;
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
+    if (wait.count() < 0) wait = std::chrono::microseconds(0);
+    // Rounded up by a millisecond so the timer never fires just before the deadline.
+    wait += std::chrono::milliseconds(1);
+    timeval tv{static_cast<time_t>(wait.count() / 1000000), static_cast<suseconds_t>(wait.count() % 1000000)};
+    evtimer_add(timer, &tv);
+  }
+
+  void onPong(const engine::PongReport& r) {
+    for (auto it = pings.begin(); it != pings.end(); ++it) {
+      if (it->peer != r.peer) continue;
+      for (auto& p : it->result.paths) {
+        if (p.path == r.path && !p.rtt) {
+          p.rtt = r.rtt;
+          ++it->answered;
+        }
+      }
+      if (it->answered == it->result.paths.size()) {
+        finishPing(it);
+        return;
+      }
+    }
+  }
+
+  void finishPing(std::list<PendingPing>::iterator it) {
+    auto done = std::move(it->done);
+    PingResult result = std::move(it->result);
+    pings.erase(it);
+    if (done) done(std::move(result));
+  }
+};
+
+EdgeRole::~EdgeRole() {
+  if (!impl_ || !impl_->node) return;
+  Impl& impl = *impl_;
+  if (impl.fastPath && !impl.cfg.pinDir.empty()) {
+    // Forwarding goes on while tgwd restarts; the next start reconciles the pinned maps.
+    // The TURN allocation is left too, so a pinned relay path keeps working meanwhile; the
+    // next start deletes it (437 at Allocate, turnclient) and makes a new one.
+    impl.fastPath->keepAttached();
+    log::info("xdp.edge.kept_attached", {{"pin_dir", impl.cfg.pinDir}});
+    return;
+  }
+  // A clean stop: the allocation is deleted (Refresh LIFETIME 0, one datagram, no wait).
+  if (auto* relay = impl.node->relay(); relay != nullptr && relay->allocated()) {
+    relay->client().close(Clock::now());
+    for (const auto& s : relay->takeSends()) impl.send(s.from, s.to, s.bytes);
+  }
+}
+
+Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const config::EdgeConfig& cfg) {
+  std::unique_ptr<EdgeRole> role(new EdgeRole());
+  role->impl_ = std::make_unique<Impl>();
+  Impl& impl = *role->impl_;
+  impl.cfg = cfg;
+  impl.base = base;
+
+  auto key = loadOrCreateNodeKey(cfg.keyFile);
+  if (!key) return fail(key.error().message);
+
+  // The sockets' addresses: the configured ones (which must be on the interface), else the
+  // interface's first IPv4 and first global IPv6 address.
+  auto onInterface = interfaceAddresses(cfg.interface);
+  if (!onInterface) return fail(onInterface.error().message);
+  std::vector<IpAddr> addresses;
+  if (!cfg.addresses.empty()) {
+    for (const auto& a : cfg.addresses) {
+      if (std::find(onInterface->begin(), onInterface->end(), a) == onInterface->end()) {
+        return fail("edge.addresses: " + a.toString() + " is not an address of interface " + cfg.interface);
+      }
+      addresses.push_back(a);
+    }
+  } else {
+    for (Family f : {Family::V4, Family::V6}) {
+      auto it = std::find_if(onInterface->begin(), onInterface->end(), [f](const IpAddr& a) { return a.family() == f; });
+      if (it != onInterface->end()) addresses.push_back(*it);
+    }
+  }
+  if (addresses.empty()) {
+    return fail("interface " + cfg.interface + " has no IPv4 or global IPv6 address for the edge's sockets");
+  }
+
+  edge::NodeConfig nc;
+  for (const auto& a : addresses) {
+    const SockAddr local(a, cfg.port);
+    auto fd = openUdpSocket(local);
+    if (!fd) {
+      return fail("cannot open the edge socket " + local.toString() + ": " + fd.error().message +
+                  " (is the port free?)");
+    }
+    auto s = std::make_unique<Impl::Socket>();
+    s->impl = &impl;
+    s->local = local;
+    s->fd = std::move(*fd);
+    impl.sockets.push_back(std::move(s));
+    nc.sockets.push_back(local);
+    log::info("edge_listening", {{"endpoint", local.toString()}, {"interface", cfg.interface}});
+  }
+  nc.interfaces.push_back(candidates::Interface{cfg.interface, addresses});
+  nc.stunServers = cfg.stunServers;
+  nc.staticEndpoints = cfg.staticEndpoints;
+
+  if (cfg.relay) {
+    const bool familyServed = std::any_of(nc.sockets.begin(), nc.sockets.end(),
+                                          [&](const SockAddr& s) { return s.family() == cfg.relay->address.family(); });
+    if (!familyServed) {
+      return fail("edge.relay.address " + cfg.relay->address.toString() + ": no edge socket of its address family");
+    }
+    turnclient::Config tc;
+    tc.server = cfg.relay->address;
+    if (cfg.relay->restSecret) {
+      const int64_t unixNow =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      const int64_t expiry = (unixNow / kRestDay + 2) * kRestDay;
+      tc.credentials = turnclient::restCredentials(*cfg.relay->restSecret, cfg.relay->username, expiry);
+    } else {
+      tc.credentials = turnclient::Credentials{cfg.relay->username, cfg.relay->password};
+    }
+    tc.family = cfg.relay->address.isV4() ? Family::V4 : Family::V6;
+    tc.software = "tgw";
+    nc.turn = tc;
+    rendezvous::ClientConfig rc;
+    rc.server = cfg.relay->address;
+    rc.serverKey = cfg.relay->key;
+    nc.rendezvous = rc;
+  }
+  for (const auto& p : cfg.peers) {
+    edge::PeerConfig pc;
+    pc.name = p.name;
+    pc.key = p.key;
+    for (const auto& f : cfg.flows) {
+      if (f.peer == p.name) pc.flows.push_back(dataplane::Flow{f.id, f.local, f.app});
+    }
+    nc.peers.push_back(std::move(pc));
+  }
+  // Nonce counters start at the Unix time in microseconds: above anything a previous run
+  // of this node sent, so peers' replay windows accept us after a restart.
+  nc.firstCounter = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+
+  // The fast path, and what a previous tgwd left in its pinned maps.
+  std::map<uint32_t, dataplane::Path> remembered;
+  if (cfg.xdpMode == config::XdpMode::Off) {
+    log::warn("xdp_off", {{"reason", "edge.xdp_mode = off: no fast path, application data is dropped"}});
+  } else {
+    dataplane::EdgeFastPath::Options fo;
+    fo.wanInterface = cfg.interface;
+    fo.lanInterface = cfg.lanInterface;
+    fo.mode = toAttachMode(cfg.xdpMode);
+    fo.pinDir = cfg.pinDir;
+    fo.sockets = nc.sockets;
+    auto fp = dataplane::EdgeFastPath::open(fo);
+    if (!fp) return fail(fp.error().message);
+    impl.fastPath = std::move(*fp);
+    std::map<uint32_t, dataplane::Flow> configured;
+    for (const auto& f : cfg.flows) configured[f.id] = dataplane::Flow{f.id, f.local, f.app};
+    for (const auto& f : impl.fastPath->flows()) {
+      auto it = configured.find(f.id);
+      if (it == configured.end() || !(it->second == f)) {
+        log::info("xdp.edge.reconcile_erase", {{"flow", std::to_string(f.id)},
+                                               {"why", it == configured.end() ? "not configured" : "changed"}});
+        impl.fastPath->eraseFlow(f.id);
+      }
+    }
+    for (const auto& e : impl.fastPath->pinnedEntries()) {
+      auto it = configured.find(e.flow.id);
+      if (it == configured.end() || !(it->second == e.flow)) continue;
+      // A relay path rode the previous run's allocation and channel: they are not ours any
+      // more. It stays in the map until the engine writes the new relay path.
+      if (!e.path.isDirect()) continue;
+      const bool ours = std::find(nc.sockets.begin(), nc.sockets.end(), e.path.local) != nc.sockets.end();
+      if (ours) remembered[e.flow.id] = e.path;
+    }
+    for (const auto& f : cfg.flows) {
+      if (auto ok = impl.fastPath->addFlow(dataplane::Flow{f.id, f.local, f.app}); !ok) {
+        return fail("flow " + std::to_string(f.id) + ": " + ok.error().message);
+      }
+    }
+  }
+
+  impl.node = std::make_unique<edge::Node>(*key, nc, impl.table());
+  const TimePoint now = Clock::now();
+  for (const auto& pc : nc.peers) {
+    auto id = impl.node->peerId(pc.key);
+    if (!id) continue;
+    for (const auto& f : pc.flows) {
+      auto it = remembered.find(f.id);
+      if (it == remembered.end()) continue;
+      log::info("edge_remembered_path", {{"peer", pc.name}, {"flow", std::to_string(f.id)},
+                                         {"remote", it->second.remote.toString()}});
+      impl.node->rememberPath(*id, it->second, now);
+      break;  // one per peer: all its flows share the active path
+    }
+  }
+
+  for (auto& s : impl.sockets) {
+    s->ev = event_new(
+        base, s->fd.get(), EV_READ | EV_PERSIST,
+        [](evutil_socket_t, short, void* arg) {
+          auto* sock = static_cast<Impl::Socket*>(arg);
+          sock->impl->onReadable(*sock);
+        },
+        s.get());
+    if (s->ev == nullptr || event_add(s->ev, nullptr) != 0) return fail("cannot add " + s->local.toString() + " to the event loop");
+  }
+  impl.timer = evtimer_new(
+      base, [](evutil_socket_t, short, void* arg) { static_cast<Impl*>(arg)->onTimer(); }, &impl);
+  if (impl.timer == nullptr) return fail("cannot create the edge's timer");
+  impl.node->start(now);
+  impl.afterNode();
+  log::info("edge_started", {{"key", impl.node->publicKey().toString()},
+                             {"peers", std::to_string(cfg.peers.size())},
+                             {"flows", std::to_string(cfg.flows.size())},
+                             {"fast_path", impl.fastPath ? "yes" : "no"},
+                             {"remembered_paths", std::to_string(remembered.size())}});
+  return role;
+}
+
+const config::EdgeConfig& EdgeRole::config() const { return impl_->cfg; }
+const edge::Node& EdgeRole::node() const { return *impl_->node; }
+const dataplane::EdgeFastPath* EdgeRole::fastPath() const { return impl_->fastPath.get(); }
+
+std::string EdgeRole::peerName(const crypto::PublicKey& key) const {
+  for (const auto& p : impl_->cfg.peers) {
+    if (p.key == key) return p.name;
+  }
+  return "";
+}
+
+std::optional<crypto::PublicKey> EdgeRole::peerKey(std::string_view name) const {
+  if (const auto* p = impl_->cfg.peerByName(name)) return p->key;
+  return std::nullopt;
+}
+
+Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(PingResult)> done) {
+  Impl& impl = *impl_;
+  auto id = impl.node->peerId(peer);
+  if (!id) return fail("not a configured peer: " + peer.toString());
+  const TimePoint now = Clock::now();
+  const auto* state = impl.node->engine().peer(*id);
+  const std::optional<dataplane::Path> active = state ? state->activePath() : std::nullopt;
+  auto pinged = impl.node->pingAll(*id, now);
+  impl.pings.emplace_back();
+  auto it = std::prev(impl.pings.end());
+  it->impl = &impl;
+  it->peer = *id;
+  it->sent = now;
+  it->done = std::move(done);
+  it->result.peer = peerName(peer);
+  for (const auto& p : pinged) it->result.paths.push_back(PingResult::PathRtt{p, std::nullopt, active && *active == p});
+  // The timeout (or at once, from the loop, when there is nothing to ping).
+  it->timer = evtimer_new(
+      impl.base,
+      [](evutil_socket_t, short, void* arg) {
+        auto* p = static_cast<Impl::PendingPing*>(arg);
+        Impl* im = p->impl;
+        for (auto i = im->pings.begin(); i != im->pings.end(); ++i) {
+          if (&*i == p) {
+            im->finishPing(i);
+            return;
+          }
+        }
+      },
+      &*it);
+  const Duration wait = pinged.empty() ? Duration::zero() : timeout;
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(wait).count();
+  timeval tv{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  evtimer_add(it->timer, &tv);
+  impl.afterNode();
+  return {};
+}
+
+nlohmann::json EdgeRole::socketStats() const {
+  const auto& c = impl_->counters;
+  nlohmann::json sockets = nlohmann::json::array();
+  for (const auto& s : impl_->sockets) sockets.push_back(s->local.toString());
+  return {{"sockets", sockets},
+          {"rx_datagrams", c.rxDatagrams},
+          {"rx_truncated", c.rxTruncated},
+          {"tx_datagrams", c.txDatagrams},
+          {"tx_errors", c.txErrors},
+          {"tx_no_socket", c.txNoSocket},
+          {"data_in_userspace", c.dataInUserspace},
+          {"timer_wakeups", c.timerWakeups}};
+}
+
+}  // namespace tgw
