@@ -50,6 +50,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -98,6 +99,7 @@ struct Options {
   bool two = true;      // the two-interface gateway
   bool one = true;      // the one-interface gateway
   bool costs = true;    // BPF_PROG_TEST_RUN per-packet costs
+  std::string systems = "edge,ceiling,socat";
   bool verbose = false;
 };
 
@@ -447,6 +449,20 @@ class Bench {
     return out;
   }
 
+  // CPU seconds so far of each task of the system under test, for --verbose.
+  std::string systemCpu() const {
+    std::string out;
+    for (pid_t pid : systemPids_) {
+      std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+      std::string comm;
+      std::getline(in, comm);
+      char b[64];
+      std::snprintf(b, sizeof b, " %s=%.2fs", comm.c_str(), cpuSeconds({pid}));
+      out += b;
+    }
+    return out;
+  }
+
   // "rx/rx_dropped/tx/tx_dropped" of the gateway's and the sink's veths, for --verbose.
   std::string drops(const Topology& t) const {
     std::string out;
@@ -505,9 +521,12 @@ class Bench {
   }
 
   // Threaded NAPI on the gateway's veth(s); the napi threads that appeared since `before`
-  // (the ones the system's attachment made) and `pids` go to the system's core. An XDP
-  // system's napi thread gets real-time priority (others' work on its core would delay it
-  // while the veth's ring overflows); socat's does not (it would starve socat).
+  // (the ones the system's attachment made) and `pids` go to the system's core, at real-time
+  // priority: on a shared machine others' work on that core would otherwise take most of it
+  // (measured: socat got under a tenth of the core with ten runnable tasks). `pids` (socat)
+  // one level above the napi thread, which never yields while frames keep coming: socat
+  // preempts it whenever datagrams are queued, and the napi thread fills its socket again
+  // while it waits.
   tgw::Result<void> pinSystem(const Topology& t, const std::map<pid_t, std::string>& before,
                               const std::vector<pid_t>& pids) {
     if (auto r = threaded(t.gwNetns, t.lanIf); !r) return r;
@@ -516,10 +535,13 @@ class Bench {
       if (before.count(pid)) continue;
       if (name.rfind("napi/" + t.lanIf + "-", 0) != 0 && name.rfind("napi/" + t.wanIf + "-", 0) != 0) continue;
       run({"taskset", "-pc", std::to_string(kSystemCpu), std::to_string(pid)});
-      if (pids.empty()) run({"chrt", "-f", "-p", "50", std::to_string(pid)});
+      run({"chrt", "-f", "-p", "50", std::to_string(pid)});
       systemPids_.push_back(pid);
     }
-    for (pid_t p : pids) run({"taskset", "-apc", std::to_string(kSystemCpu), std::to_string(p)});
+    for (pid_t p : pids) {
+      run({"taskset", "-apc", std::to_string(kSystemCpu), std::to_string(p)});
+      run({"chrt", "-a", "-f", "-p", "51", std::to_string(p)});
+    }
     if (systemPids_.size() == pids.size())
       std::fprintf(stderr, "bench_edge: warning: no new napi thread for %s in %s: per-packet CPU not measured\n",
                    t.lanIf.c_str(), t.gwNetns.c_str());
@@ -592,7 +614,7 @@ std::string systemLabel(System s, const Topology& t) {
 int usage(FILE* out, int code) {
   std::fputs(
       "Usage: bench_edge [--rounds N] [--seconds S] [--batch FRAMES] [--data BYTES]\n"
-      "                  [--only two|one] [--no-costs] [--verbose]\n"
+      "                  [--only two|one] [--systems edge,ceiling,socat] [--no-costs] [--verbose]\n"
       "The edge's out-direction forwarding rate through veth: the edge's XDP program vs a\n"
       "do-nothing XDP ceiling vs socat, alternated, medians and ratios, on a two-interface\n"
       "(LAN -> WAN, redirect) and a one-interface (XDP_TX) gateway; then the edge program's\n"
@@ -611,11 +633,12 @@ int main(int argc, char** argv) {
                              {"data", required_argument, nullptr, 'd'},
                              {"only", required_argument, nullptr, 'o'},
                              {"no-costs", no_argument, nullptr, 'n'},
+                             {"systems", required_argument, nullptr, 'y'},
                              {"verbose", no_argument, nullptr, 'v'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:d:o:nvh", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:d:o:ny:vh", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
@@ -627,6 +650,7 @@ int main(int argc, char** argv) {
         else return usage(stderr, 2);
         break;
       case 'n': options.costs = false; break;
+      case 'y': options.systems = optarg; break;
       case 'v': options.verbose = true; break;
       case 'h': return usage(stdout, 0);
       default: return usage(stderr, 2);
@@ -656,8 +680,14 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  std::vector<System> systems = {System::kEdge, System::kCeiling};
-  if (socat) systems.push_back(System::kSocat);
+  std::vector<System> systems;
+  for (System s : {System::kEdge, System::kCeiling, System::kSocat}) {
+    if (("," + options.systems + ",").find(std::string(",") + systemName(s) + ",") == std::string::npos) continue;
+    if (s == System::kSocat && !socat) continue;
+    systems.push_back(s);
+  }
+  if (systems.empty()) return usage(stderr, 2);
+  auto has = [&](System s) { return std::find(systems.begin(), systems.end(), s) != systems.end(); };
 
   std::printf("bench_edge: the edge's out direction (UDP to a flow's local endpoint, sent on along its\n"
               "direct path), %d application bytes per datagram, through veth\n", options.dataBytes);
@@ -678,10 +708,10 @@ int main(int argc, char** argv) {
           return 1;
         }
         (void)bench.measure(t, 0.3);  // warm-up: caches, socket buffers
-        if (options.verbose) std::printf("    before:%s\n", bench.drops(t).c_str());
+        if (options.verbose) std::printf("    before:%s\n    cpu:%s\n", bench.drops(t).c_str(), bench.systemCpu().c_str());
         auto fwdBefore = bench.edgeForwarded();
         auto r = bench.measure(t, options.seconds);
-        if (options.verbose) std::printf("    after: %s\n", bench.drops(t).c_str());
+        if (options.verbose) std::printf("    after: %s\n    cpu:%s\n", bench.drops(t).c_str(), bench.systemCpu().c_str());
         if (s == System::kEdge) {
           auto fwdAfter = bench.edgeForwarded();
           if (options.verbose) std::printf("    edge counters:%s\n", bench.edgeCounters().c_str());
@@ -708,13 +738,17 @@ int main(int argc, char** argv) {
     const double edge = median(rates[System::kEdge]);
     const double ceiling = median(rates[System::kCeiling]);
     const double userspace = median(rates[System::kSocat]);
-    const double ratio = ceiling > 0 ? edge / ceiling : 0;
-    std::printf("  edge / ceiling  %7.2f     (target >= 0.7: %s)\n", ratio, ratio >= 0.7 ? "met" : "NOT met");
-    if (socat) std::printf("  edge / socat    %7.1f x\n", userspace > 0 ? edge / userspace : 0);
-    if (socat) std::printf("  ceiling / socat %7.1f x\n", userspace > 0 ? ceiling / userspace : 0);
+    if (has(System::kEdge) && has(System::kCeiling)) {
+      const double ratio = ceiling > 0 ? edge / ceiling : 0;
+      std::printf("  edge / ceiling  %7.2f     (target >= 0.7: %s)\n", ratio, ratio >= 0.7 ? "met" : "NOT met");
+    }
+    if (has(System::kEdge) && has(System::kSocat))
+      std::printf("  edge / socat    %7.1f x\n", userspace > 0 ? edge / userspace : 0);
+    if (has(System::kCeiling) && has(System::kSocat))
+      std::printf("  ceiling / socat %7.1f x\n", userspace > 0 ? ceiling / userspace : 0);
   }
 
-  if (options.costs) {
+  if (options.costs && has(System::kEdge)) {
     const Topology& t = bench.topologies().front();
     constexpr int kCalls = 20000;
     std::printf("\nPer-packet cost through BPF_PROG_TEST_RUN on the %s gateway (kernel clock, single\n"
