@@ -404,6 +404,15 @@ Result<Json> call(const std::string& socketPath, const std::string& cmd, const J
   if (!sock.valid()) return fail(errnoText("socket"));
   const int fd = sock.get();
   if (connect(fd, reinterpret_cast<const sockaddr*>(&*sun), sizeof(sockaddr_un)) != 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ECONNREFUSED) {
+      return fail("tgwd is not running: " + std::string(err == ENOENT ? "no control socket at " : "nobody listens on ") +
+                  socketPath + " (is tgwd running? see --socket)");
+    }
+    if (err == EACCES || err == EPERM) {
+      return fail("permission denied on " + socketPath +
+                  ": run as root or as a member of the group named by daemon.control_group");
+    }
     return fail(errnoText("cannot connect to tgwd at " + socketPath) + " (is tgwd running? see --socket)");
   }
   std::string req = Json{{"cmd", cmd}, {"args", args}}.dump() + "\n";
@@ -428,7 +437,12 @@ Result<Json> call(const std::string& socketPath, const std::string& cmd, const J
   }
   Json reply = Json::parse(buf, nullptr, false);
   if (reply.is_discarded() || !reply.is_object()) return fail("tgwd sent a reply that is not JSON");
-  if (!reply.value("ok", false)) return fail(reply.value("error", std::string("tgwd reported an error")));
+  if (!reply.value("ok", false)) {
+    std::string error = reply.value("error", std::string("tgwd reported an error"));
+    // The peer-credential check's refusal (the file mode let us connect).
+    if (error == "permission denied") error += ": run as root or as a member of the group named by daemon.control_group";
+    return fail(error);
+  }
   return reply.value("result", Json());
 }
 

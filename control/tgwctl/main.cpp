@@ -13,6 +13,7 @@
 namespace {
 
 using tgw::api::Json;
+using namespace std::chrono_literals;
 
 constexpr const char* kDefaultSocket = "/run/tgw/tgwd.sock";
 
@@ -21,10 +22,20 @@ void usage(FILE* out) {
       "Usage: tgwctl [--socket PATH] [--json] COMMAND [ARGS]\n"
       "\n"
       "Commands (ask the running tgwd):\n"
-      "  status              version, roles, uptime, where the fast path is attached\n"
-      "  stats               counters: XDP by (family, verdict, reason), userspace STUN, TURN, sockets\n"
+      "  status              version, roles, uptime, the edge's key, sockets, relay and rendezvous\n"
+      "                      state, where the fast path is attached\n"
+      "  stats               counters: XDP by (family, verdict, reason), userspace STUN, TURN,\n"
+      "                      rendezvous, the edge's engine, disco, TURN client, sockets\n"
       "  allocations         TURN allocations: user, client, relayed addresses, permissions,\n"
       "                      channels (and whether XDP carries them), time left, traffic\n"
+      "  peers               the edge's peers: active path (direct or relay), its RTT, relay path\n"
+      "  paths               every candidate pair of every peer: state, RTT, last pong;\n"
+      "                      '*' marks the pair that carries the peer's flows\n"
+      "  flows               the edge's flows: local endpoint, application, path, fast-path counters\n"
+      "  ping PEER [--timeout SECONDS]\n"
+      "                      pings every path of PEER (a name from `peers`, or its key) now and\n"
+      "                      prints each path's RTT or 'timeout' (default 2 s, at most 30 s);\n"
+      "                      exit status 1 when no path answered\n"
       "\n"
       "Commands (run here, no daemon needed):\n"
       "  netcheck [--server ADDR[:PORT]]... [--config FILE] [--timeout SECONDS]\n"
@@ -54,6 +65,127 @@ std::string num(const Json& v) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
+// "12.34 ms" or "-".
+std::string ms(const Json& v) {
+  if (!v.is_number()) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f ms", v.get<double>());
+  return b;
+}
+
+// "direct 192.168.1.10:41641 -> 198.18.2.1:41641" or "none".
+std::string pathText(const Json& p) {
+  if (!p.is_object()) return "none";
+  return num(p["kind"]) + " " + num(p["local"]) + " -> " + num(p["remote"]);
+}
+
+void printEdgeStatus(const Json& e) {
+  std::printf("edge:\n  key         %s\n  sockets    ", num(e["key"]).c_str());
+  for (const auto& a : e["sockets"]) std::printf(" %s", num(a).c_str());
+  std::printf("\n  candidates ");
+  for (const auto& c : e["candidates"]) std::printf(" %s (%s)", num(c["address"]).c_str(), num(c["kind"]).c_str());
+  if (e["candidates"].empty()) std::printf(" none yet");
+  std::printf("\n");
+  if (e["relay"].is_object()) {
+    const auto& r = e["relay"];
+    std::printf("  relay       %s: %s", num(r["server"]).c_str(), num(r["state"]).c_str());
+    for (const auto& a : r["relayed"]) std::printf(", relayed %s", num(a).c_str());
+    std::printf("\n");
+  } else {
+    std::printf("  relay       none configured\n");
+  }
+  if (e["rendezvous"].is_object()) {
+    const auto& r = e["rendezvous"];
+    std::printf("  rendezvous  %s: %s\n", num(r["server"]).c_str(),
+                r["registered"].get<bool>() ? "registered" : ("not registered (" + num(r["state"]) + ")").c_str());
+  } else {
+    std::printf("  rendezvous  none configured\n");
+  }
+  std::printf("  peers       %s configured, %s direct, %s on the relay; %s flows\n",
+              num(e["peers"]["configured"]).c_str(), num(e["peers"]["direct"]).c_str(),
+              num(e["peers"]["relay"]).c_str(), num(e["flows"]).c_str());
+  if (e.contains("fast_path") && e["fast_path"].is_object()) {
+    std::printf("  xdp        ");
+    for (const auto& a : e["fast_path"]["attached"]) {
+      std::printf(" %s (%s)", num(a["interface"]).c_str(), num(a["mode"]).c_str());
+    }
+    std::printf("\n");
+  } else {
+    std::printf("  xdp         off (edge.xdp_mode = \"off\": data is dropped)\n");
+  }
+}
+
+void printPeers(const Json& r) {
+  const auto& peers = r["peers"];
+  if (peers.empty()) {
+    std::printf("no peers configured\n");
+    return;
+  }
+  std::printf("%-16s %-7s %-22s %11s %-10s %s\n", "PEER", "PATH", "REMOTE", "RTT", "RELAY", "FLOWS");
+  for (const auto& p : peers) {
+    std::string flows;
+    for (const auto& f : p["flows"]) flows += (flows.empty() ? "" : ",") + num(f);
+    const auto& a = p["active"];
+    std::printf("%-16s %-7s %-22s %11s %-10s %s\n", num(p["name"]).c_str(),
+                a.is_object() ? num(a["kind"]).c_str() : "none", a.is_object() ? num(a["remote"]).c_str() : "-",
+                ms(p["rtt_ms"]).c_str(), p["relay"].is_object() ? num(p["relay"]["state"]).c_str() : "none",
+                flows.empty() ? "-" : flows.c_str());
+  }
+}
+
+void printPaths(const Json& r) {
+  const auto& peers = r["peers"];
+  if (peers.empty()) std::printf("no peers configured\n");
+  for (const auto& p : peers) {
+    std::printf("%s  %s\n", num(p["name"]).c_str(), num(p["key"]).c_str());
+    if (p["paths"].empty()) {
+      std::printf("  no paths yet (no relay path, no candidates from the peer)\n");
+      continue;
+    }
+    std::printf("    %-6s %-22s %-22s %-10s %-9s %11s %10s\n", "KIND", "LOCAL", "REMOTE", "CANDIDATE", "STATE", "RTT",
+                "LAST PONG");
+    for (const auto& e : p["paths"]) {
+      std::string pong = e["last_pong_ago_s"].is_number() ? num(e["last_pong_ago_s"]) + " s ago" : "never";
+      std::printf("  %c %-6s %-22s %-22s %-10s %-9s %11s %10s\n", e["carries_flows"].get<bool>() ? '*' : ' ',
+                  num(e["kind"]).c_str(), num(e["local"]).c_str(), num(e["remote"]).c_str(),
+                  num(e["candidate"]).c_str(), num(e["state"]).c_str(), ms(e["rtt_ms"]).c_str(), pong.c_str());
+    }
+  }
+}
+
+void printFlows(const Json& r) {
+  const auto& flows = r["flows"];
+  if (flows.empty()) std::printf("no flows configured\n");
+  for (const auto& f : flows) {
+    std::printf("flow %s  peer %s  local %s  app %s\n  path   %s\n", num(f["id"]).c_str(), num(f["peer"]).c_str(),
+                num(f["local"]).c_str(), num(f["app"]).c_str(), pathText(f["path"]).c_str());
+    const auto& c = f["counters"];
+    if (!c.is_object()) {
+      std::printf("  (no fast path: no counters)\n");
+      continue;
+    }
+    std::printf("  out    direct %s pkts / %s B, relay %s pkts / %s B\n", num(c["out_direct_packets"]).c_str(),
+                num(c["out_direct_bytes"]).c_str(), num(c["out_relay_packets"]).c_str(), num(c["out_relay_bytes"]).c_str());
+    std::printf("  in     direct %s pkts / %s B, relay %s pkts / %s B\n", num(c["in_direct_packets"]).c_str(),
+                num(c["in_direct_bytes"]).c_str(), num(c["in_relay_packets"]).c_str(), num(c["in_relay_bytes"]).c_str());
+    std::printf("  drops  no path %s, too big %s, other %s\n", num(c["drop_no_path"]).c_str(),
+                num(c["drop_too_big"]).c_str(), num(c["drop_other"]).c_str());
+  }
+}
+
+// Returns whether any path answered.
+bool printPing(const Json& r) {
+  bool any = false;
+  std::printf("ping %s\n", num(r["peer"]).c_str());
+  if (r["paths"].empty()) std::printf("  no paths to ping yet\n");
+  for (const auto& p : r["paths"]) {
+    any = any || p["rtt_ms"].is_number();
+    std::printf("  %c %-52s %s\n", p["active"].get<bool>() ? '*' : ' ', pathText(p).c_str(),
+                p["rtt_ms"].is_number() ? ms(p["rtt_ms"]).c_str() : "timeout");
+  }
+  return any;
+}
+
 void printStatus(const Json& s) {
   std::printf("tgwd %s  pid %s  up %s s  config %s\n", num(s["version"]).c_str(), num(s["pid"]).c_str(),
               num(s["uptime_s"]).c_str(), num(s["config"]).c_str());
@@ -75,6 +207,15 @@ void printStatus(const Json& s) {
       std::printf("  turn        off\n");
     }
   }
+  if (s.contains("relay") && s["relay"].contains("rendezvous")) {
+    const auto& r = s["relay"]["rendezvous"];
+    if (r.is_object()) {
+      std::printf("  rendezvous  key %s, %s nodes registered\n", num(r["key"]).c_str(), num(r["registered"]).c_str());
+    } else {
+      std::printf("  rendezvous  off\n");
+    }
+  }
+  if (s.contains("edge")) printEdgeStatus(s["edge"]);
   if (s.contains("control")) {
     std::printf("control:\n  socket      %s (served %s, refused %s)\n", num(s["control"]["socket"]).c_str(),
                 num(s["control"]["served"]).c_str(), num(s["control"]["refused"]).c_str());
@@ -87,25 +228,45 @@ void printCounters(const char* title, const Json& counters) {
   for (const auto& [k, v] : counters.items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
 }
 
+void printXdpRows(const Json& rows) {
+  std::printf("XDP fast path (per family, verdict, reason):\n");
+  if (rows.empty()) {
+    std::printf("  (not attached, or nothing counted yet)\n");
+    return;
+  }
+  std::printf("  %-7s %-8s %-28s %12s %14s\n", "family", "verdict", "reason", "packets", "bytes");
+  for (const auto& row : rows) {
+    std::printf("  %-7s %-8s %-28s %12s %14s\n", num(row["family"]).c_str(), num(row["verdict"]).c_str(),
+                num(row["reason"]).c_str(), num(row["packets"]).c_str(), num(row["bytes"]).c_str());
+  }
+}
+
 void printStats(const Json& s) {
-  if (!s.contains("relay")) {
+  if (!s.contains("relay") && !s.contains("edge")) {
     std::printf("no roles with counters\n");
     return;
   }
-  const auto& r = s["relay"];
-  std::printf("XDP fast path (per family, verdict, reason):\n");
-  if (r["xdp"].empty()) {
-    std::printf("  (not attached, or nothing counted yet)\n");
-  } else {
-    std::printf("  %-7s %-8s %-28s %12s %14s\n", "family", "verdict", "reason", "packets", "bytes");
-    for (const auto& row : r["xdp"]) {
-      std::printf("  %-7s %-8s %-28s %12s %14s\n", num(row["family"]).c_str(), num(row["verdict"]).c_str(),
-                  num(row["reason"]).c_str(), num(row["packets"]).c_str(), num(row["bytes"]).c_str());
+  if (s.contains("relay")) {
+    const auto& r = s["relay"];
+    if (s.contains("edge")) std::printf("== relay ==\n");
+    printXdpRows(r["xdp"]);
+    printCounters("Userspace STUN", r["stun"]);
+    if (r.contains("turn")) printCounters("TURN (socket path; XDP's share is in the table above)", r["turn"]);
+    if (r.contains("rendezvous")) printCounters("Rendezvous", r["rendezvous"]);
+    printCounters("Sockets", r["sockets"]);
+  }
+  if (s.contains("edge")) {
+    const auto& e = s["edge"];
+    if (s.contains("relay")) std::printf("\n== edge ==\n");
+    printXdpRows(e["xdp"]);
+    const std::pair<const char*, const char*> blocks[] = {
+        {"node", "Edge node"}, {"engine", "Path engine"}, {"disco", "Disco (sealed ping / pong / call-me-maybe)"},
+        {"stun_client", "STUN client (reflexive candidates)"}, {"turn_client", "TURN client"},
+        {"rendezvous_client", "Rendezvous client"}, {"sockets", "Sockets"}};
+    for (const auto& [key, title] : blocks) {
+      if (e.contains(key) && e[key].is_object()) printCounters(title, e[key]);
     }
   }
-  printCounters("Userspace STUN", r["stun"]);
-  if (r.contains("turn")) printCounters("TURN (socket path; XDP's share is in the table above)", r["turn"]);
-  printCounters("Sockets", r["sockets"]);
 }
 
 std::string traffic(const Json& t) {
@@ -250,30 +411,70 @@ int main(int argc, char** argv) {
   if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json);
 
   // Remaining commands ask the daemon; "--json" may also follow the command.
+  const bool known = cmd == "status" || cmd == "stats" || cmd == "allocations" || cmd == "peers" ||
+                     cmd == "paths" || cmd == "flows" || cmd == "ping";
+  if (!known) {
+    std::fprintf(stderr, "tgwctl: unknown command '%s' (see tgwctl --help)\n", cmd.c_str());
+    return 2;
+  }
+  Json args = Json::object();
+  double pingTimeoutS = 2;
   for (int i = optind + 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--json" || a == "-j") {
       json = true;
+    } else if (cmd == "ping" && a == "--timeout" && i + 1 < argc) {
+      const std::string v = argv[++i];
+      try {
+        pingTimeoutS = std::stod(v);
+      } catch (...) {
+        pingTimeoutS = -1;
+      }
+      if (!(pingTimeoutS > 0 && pingTimeoutS <= 30)) {  // also refuses NaN
+        std::fprintf(stderr, "tgwctl ping: --timeout expects seconds between 0 and 30, got '%s'\n", v.c_str());
+        return 2;
+      }
+    } else if (cmd == "ping" && !args.contains("peer") && !a.starts_with("-")) {
+      args["peer"] = a;
     } else {
       std::fprintf(stderr, "tgwctl %s: unexpected argument '%s'\n", cmd.c_str(), a.c_str());
       return 2;
     }
   }
-  if (cmd != "status" && cmd != "stats" && cmd != "allocations") {
-    std::fprintf(stderr, "tgwctl: unknown command '%s' (see tgwctl --help)\n", cmd.c_str());
-    return 2;
+  tgw::Duration timeout = 5s;
+  if (cmd == "ping") {
+    if (!args.contains("peer")) {
+      std::fputs("tgwctl ping: which peer? (tgwctl ping PEER; `tgwctl peers` lists them)\n", stderr);
+      return 2;
+    }
+    args["timeout_s"] = pingTimeoutS;
+    // The daemon answers within the ping timeout; the margin covers a busy daemon.
+    timeout = std::chrono::duration_cast<tgw::Duration>(std::chrono::duration<double>(pingTimeoutS)) + 5s;
   }
-  auto r = tgw::api::call(socketPath, cmd);
+  auto r = tgw::api::call(socketPath, cmd, args, timeout);
   if (!r) {
     std::fprintf(stderr, "tgwctl %s: %s\n", cmd.c_str(), r.error().message.c_str());
     return 1;
   }
   if (json) {
     std::cout << r->dump(2) << "\n";
+    if (cmd == "ping") {
+      bool any = false;
+      for (const auto& p : (*r)["paths"]) any = any || p["rtt_ms"].is_number();
+      return any ? 0 : 1;
+    }
   } else if (cmd == "status") {
     printStatus(*r);
   } else if (cmd == "allocations") {
     printAllocations(*r);
+  } else if (cmd == "peers") {
+    printPeers(*r);
+  } else if (cmd == "paths") {
+    printPaths(*r);
+  } else if (cmd == "flows") {
+    printFlows(*r);
+  } else if (cmd == "ping") {
+    return printPing(*r) ? 0 : 1;
   } else {
     printStats(*r);
   }

@@ -1,0 +1,211 @@
+// tgwctl (the built binary) against a control socket served here: the edge's JSON comes from
+// real edge nodes in the simulated network (edge_commands.h over the engine scenarios'
+// harness), so the text tables are checked on what a daemon would really say.
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <sstream>
+#include <thread>
+
+#include "../engine/scenario.h"
+#include "api/control_api.h"
+#include "edge/edge_commands.h"
+
+namespace tgw::scenario {
+namespace {
+
+using nlohmann::json;
+
+struct Run {
+  int status = -1;  // exit status
+  std::string out;  // stdout and stderr together
+};
+
+Run tgwctl(const std::string& args) {
+  Run r;
+  std::string cmd = std::string(TGWCTL_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+class Tgwctl : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/tgw-tgwctl-test-" + std::to_string(getpid());
+    path_ = dir_ + "/ctl.sock";
+    // Two sites behind port-restricted NATs, 30 s in: on the direct path.
+    Scenario sc;
+    const sim::NatConfig nat{sim::NatMapping::EndpointIndependent, sim::NatFiltering::AddressAndPortDependent};
+    auto& natA = sc.net.addNat(sc.net.internet(), "nat-a", {*IpAddr::parse("198.18.1.1")}, nat, sim::Link{2ms, 0});
+    auto& natB = sc.net.addNat(sc.net.internet(), "nat-b", {*IpAddr::parse("198.18.2.1")}, nat, sim::Link{2ms, 0});
+    SimEdge& a = sc.addEdge("site-b", natA.inside(), {*IpAddr::parse("192.168.1.10")});
+    SimEdge& b = sc.addEdge("site-a", natB.inside(), {*IpAddr::parse("192.168.2.10")});
+    sc.connect(a, b, sc.now() + 1s);
+    sc.runFor(30s);
+    ASSERT_TRUE(b.onDirect());
+    // b's view: its one peer is named "site-b" (the edge a).
+    paths_ = edge::pathsJson(*b.node, sc.now());
+    peers_ = edge::peersJson(*b.node, sc.now());
+    flows_ = edge::flowsJson(*b.node, &b.table, nullptr);
+    direct_ = *b.path();
+    for (const auto& ps : b.node->engine().peer(0)->paths()) {
+      if (ps.path.isRelay()) relay_ = ps.path;
+    }
+
+    d_.add("paths", "", [this](const api::Json&) -> Result<api::Json> { return paths_; });
+    d_.add("peers", "", [this](const api::Json&) -> Result<api::Json> { return peers_; });
+    d_.add("flows", "", [this](const api::Json&) -> Result<api::Json> { return flows_; });
+    d_.addAsync("ping", "", [this](const api::Json& args, api::Reply reply) {
+      pingArgs_ = args;
+      const std::string peer = args.value("peer", "");
+      if (peer != "site-b" && peer != "quiet") return reply(fail("unknown peer \"" + peer + "\" (tgwctl peers lists them)"));
+      PingResult r;
+      r.peer = peer;
+      r.paths.push_back({direct_, peer == "quiet" ? std::nullopt : std::optional<Duration>(1234us), true});
+      r.paths.push_back({relay_, std::nullopt, false});
+      reply(edge::pingJson(r));
+    });
+    base_ = event_base_new();
+    auto s = api::ControlServer::open(base_, path_, std::nullopt, d_);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    server_ = std::move(*s);
+    loop_ = std::thread([this] {
+      while (!stop_) event_base_loop(base_, EVLOOP_NONBLOCK), usleep(1000);
+    });
+  }
+  void TearDown() override {
+    stop_ = true;
+    if (loop_.joinable()) loop_.join();
+    server_.reset();
+    if (base_ != nullptr) event_base_free(base_);
+    rmdir(dir_.c_str());
+  }
+  std::string sock() const { return "--socket " + path_ + " "; }
+
+  std::string dir_, path_;
+  json paths_, peers_, flows_;
+  json pingArgs_;
+  dataplane::Path direct_, relay_;
+  api::Dispatcher d_;
+  event_base* base_ = nullptr;
+  std::unique_ptr<api::ControlServer> server_;
+  std::atomic<bool> stop_{false};
+  std::thread loop_;
+};
+
+TEST_F(Tgwctl, PathsMarksThePairThatCarriesTheFlows) {
+  auto r = tgwctl(sock() + "paths");
+  ASSERT_EQ(r.status, 0) << r.out;
+  int starred = 0;
+  bool relayLine = false;
+  for (const auto& l : lines(r.out)) {
+    if (l.starts_with("  * ")) {
+      ++starred;
+      EXPECT_NE(l.find("direct"), std::string::npos) << l;
+      EXPECT_NE(l.find(direct_.remote.toString()), std::string::npos) << l;
+      EXPECT_NE(l.find("active"), std::string::npos) << l;
+      EXPECT_NE(l.find(" ms"), std::string::npos) << "its RTT: " << l;
+    }
+    if (l.starts_with("    relay ")) {
+      relayLine = true;
+      EXPECT_NE(l.find(relay_.remote.toString()), std::string::npos) << l;
+    }
+  }
+  EXPECT_EQ(starred, 1) << r.out;
+  EXPECT_TRUE(relayLine) << r.out;
+  EXPECT_TRUE(r.out.starts_with("site-b  tgw:")) << r.out;
+
+  auto j = tgwctl(sock() + "paths --json");
+  ASSERT_EQ(j.status, 0) << j.out;
+  EXPECT_EQ(json::parse(j.out), paths_);
+}
+
+TEST_F(Tgwctl, PeersAndFlows) {
+  auto r = tgwctl(sock() + "peers");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto ls = lines(r.out);
+  ASSERT_EQ(ls.size(), 2u) << r.out;
+  EXPECT_TRUE(ls[1].starts_with("site-b")) << ls[1];
+  EXPECT_NE(ls[1].find("direct"), std::string::npos);
+  EXPECT_NE(ls[1].find(direct_.remote.toString()), std::string::npos);
+
+  r = tgwctl(sock() + "flows");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("flow 1  peer site-b"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("path   direct " + direct_.local.toString() + " -> " + direct_.remote.toString()),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("no fast path"), std::string::npos) << r.out;
+  r = tgwctl(sock() + "--json flows");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out), flows_);
+}
+
+TEST_F(Tgwctl, PingPrintsEachPathsRttOrTimeout) {
+  auto r = tgwctl(sock() + "ping site-b --timeout 1.5");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(pingArgs_["timeout_s"], 1.5);
+  auto ls = lines(r.out);
+  ASSERT_EQ(ls.size(), 3u) << r.out;
+  EXPECT_EQ(ls[0], "ping site-b");
+  EXPECT_TRUE(ls[1].starts_with("  * direct")) << ls[1];
+  EXPECT_TRUE(ls[1].ends_with("1.23 ms")) << ls[1];
+  EXPECT_TRUE(ls[2].starts_with("    relay")) << ls[2];
+  EXPECT_TRUE(ls[2].ends_with("timeout")) << ls[2];
+
+  r = tgwctl(sock() + "ping quiet");
+  EXPECT_EQ(r.status, 1) << "no path answered: " << r.out;
+  EXPECT_EQ(pingArgs_["timeout_s"], 2.0) << "the default";
+
+  r = tgwctl(sock() + "ping site-b --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["paths"][0]["rtt_ms"], 1.234);
+}
+
+TEST_F(Tgwctl, ClearErrors) {
+  auto r = tgwctl(sock() + "ping nobody");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "tgwctl ping: unknown peer \"nobody\" (tgwctl peers lists them)\n");
+
+  r = tgwctl("--socket " + dir_ + "/missing.sock paths");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "tgwctl paths: tgwd is not running: no control socket at " + dir_ +
+                       "/missing.sock (is tgwd running? see --socket)\n");
+
+  r = tgwctl(sock() + "ping");
+  EXPECT_EQ(r.status, 2) << "usage error: " << r.out;
+  r = tgwctl(sock() + "ping site-b --timeout 0");
+  EXPECT_EQ(r.status, 2) << r.out;
+  r = tgwctl(sock() + "paths extra");
+  EXPECT_EQ(r.status, 2) << r.out;
+  r = tgwctl(sock() + "frobnicate");
+  EXPECT_EQ(r.status, 2) << r.out;
+
+  r = tgwctl("--help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* c : {"status", "stats", "peers", "paths", "flows", "ping PEER", "netcheck", "allocations"}) {
+    EXPECT_NE(r.out.find(std::string("  ") + c), std::string::npos) << c;
+  }
+}
+
+}  // namespace
+}  // namespace tgw::scenario
