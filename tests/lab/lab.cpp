@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -259,16 +260,22 @@ Result<std::unique_ptr<Lab>> Lab::fromDescription(std::string_view description,
       auto r = (*lab)->addHost(w[1]);
       if (!r) return bad(r.error().message);
     } else if (w[0] == "site") {
-      if (w.size() < 3 || w.size() > 4) return bad("expected `site NAME none|easy|hard [cgnat|cgnat-hard]`");
+      if (w.size() < 3)
+        return bad("expected `site NAME none|easy|hard [cgnat|cgnat-hard|cgnat-of=S|lan-of=S] [app] [ipv6]`");
       auto nat = parseNat(w[2]);
       if (!nat) return bad("NAT kind must be none, easy or hard, got \"" + w[2] + "\"");
       std::optional<NatKind> cgnat;
-      if (w.size() == 4) {
-        if (w[3] == "cgnat") cgnat = NatKind::kEasy;
-        else if (w[3] == "cgnat-hard") cgnat = NatKind::kHard;
-        else return bad("expected cgnat or cgnat-hard, got \"" + w[3] + "\"");
+      SiteOptions siteOptions;
+      for (size_t i = 3; i < w.size(); ++i) {
+        if (w[i] == "cgnat") cgnat = NatKind::kEasy;
+        else if (w[i] == "cgnat-hard") cgnat = NatKind::kHard;
+        else if (w[i] == "app") siteOptions.app = true;
+        else if (w[i] == "ipv6") siteOptions.ipv6 = true;
+        else if (w[i].rfind("cgnat-of=", 0) == 0) siteOptions.cgnatOf = w[i].substr(9);
+        else if (w[i].rfind("lan-of=", 0) == 0) siteOptions.lanOf = w[i].substr(7);
+        else return bad("expected cgnat, cgnat-hard, cgnat-of=S, lan-of=S, app or ipv6, got \"" + w[i] + "\"");
       }
-      auto r = (*lab)->addSite(w[1], *nat, cgnat);
+      auto r = (*lab)->addSite(w[1], *nat, cgnat, siteOptions);
       if (!r) return bad(r.error().message);
     } else {
       return bad("unknown item \"" + w[0] + "\" (relay, host, site)");
@@ -346,8 +353,9 @@ void cleanUpOnSignal(const std::string& prefix) {
   std::snprintf(gCleanupCommand, sizeof gCleanupCommand,
                 "for ns in $(ls /run/netns 2>/dev/null | grep '^%s-'); do "
                 "for p in $(ip netns pids $ns); do kill -9 $p; done; ip netns del $ns; done; "
+                "for m in $(grep -o '/tmp/tgw-lab-%s-[^ ]*/bpffs' /proc/mounts); do umount -l $m; done; "
                 "rm -rf /tmp/tgw-lab-%s-*",
-                prefix.c_str(), prefix.c_str());
+                prefix.c_str(), prefix.c_str(), prefix.c_str());
   struct sigaction sa {};
   sa.sa_handler = cleanupHandler;
   sigemptyset(&sa.sa_mask);
@@ -363,11 +371,26 @@ Result<void> Lab::setUp() {
   return addNamespace(internetNetns(), true);
 }
 
+Result<std::filesystem::path> Lab::bpffs() {
+  auto dir = tempDir_ / "bpffs";
+  if (bpffsMounted_) return dir;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail("mkdir " + dir.string() + ": " + ec.message());
+  if (mount("bpf", dir.c_str(), "bpf", 0, "mode=0700") != 0) return fail(errnoText("mount bpffs on " + dir.string()));
+  bpffsMounted_ = true;
+  return dir;
+}
+
 void Lab::teardown() {
   for (auto it = processes_.rbegin(); it != processes_.rend(); ++it) (*it)->stop(2s);
   processes_.clear();
   for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) deleteNamespace(*it);
   namespaces_.clear();
+  if (bpffsMounted_) {
+    umount2((tempDir_ / "bpffs").c_str(), MNT_DETACH);
+    bpffsMounted_ = false;
+  }
   if (!tempDir_.empty() && !options_.keepTempDir) {
     std::error_code ec;
     std::filesystem::remove_all(tempDir_, ec);
@@ -431,7 +454,14 @@ Result<void> Lab::link(const std::string& nsA, const std::string& ifA, const std
   if (auto r = ipIn(nsA, "link add name " + ifA + " type veth peer name " + ifB + " netns " + nsB); !r)
     return r;
   if (auto r = ipIn(nsA, "link set dev " + ifA + " up"); !r) return r;
-  return ipIn(nsB, "link set dev " + ifB + " up");
+  if (auto r = ipIn(nsB, "link set dev " + ifB + " up"); !r) return r;
+  if (options_.edge) {
+    for (const auto& [ns, ifname] : {std::pair{nsA, ifA}, std::pair{nsB, ifB}}) {
+      auto off = run({"ip", "netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off"}, 10s);
+      if (!off.ok()) return fail("ethtool -K " + ifname + " tx off in " + ns + ": " + off.output);
+    }
+  }
+  return {};
 }
 
 Result<void> Lab::attachXdpVerdict(const std::string& netns, const std::string& ifname,
@@ -490,6 +520,16 @@ Result<void> Lab::addNat(const std::string& netns, NatKind kind) {
          "    oifname \"wan0\" masquerade"
       << (kind == NatKind::kHard ? " fully-random" : "")
       << "\n  }\n}\n";
+  if (options_.edge) {
+    // The router's own firewall (OpenWrt's wan zone default): unsolicited packets to the
+    // router are dropped before conntrack confirms them, so they leave no entry that would
+    // push a later outgoing flow to that endpoint onto a new port.
+    out << "table ip tgw_lab_fw {\n"
+           "  chain input {\n"
+           "    type filter hook input priority filter; policy accept;\n"
+           "    iifname \"wan0\" ct state new counter drop\n"
+           "  }\n}\n";
+  }
   out.close();
   auto r = exec(netns, "nft -f " + file.string());
   if (!r.ok()) return fail("nft in " + netns + ": " + r.output);
@@ -546,9 +586,25 @@ Result<const Host*> Lab::addHost(const std::string& name) {
 }
 
 Result<const Site*> Lab::addSite(const std::string& name, NatKind nat,
-                                 std::optional<NatKind> cgnat) {
+                                 std::optional<NatKind> cgnat, const SiteOptions& siteOptions) {
   if (!validName(name)) return fail("bad name \"" + name + "\" (a-z0-9, at most 8)");
   if (hosts_.count(name) || sites_.count(name)) return fail("duplicate name " + name);
+  const Site* cgnatSite = nullptr;
+  const Site* lanSite = nullptr;
+  if (!siteOptions.cgnatOf.empty()) {
+    auto it = sites_.find(siteOptions.cgnatOf);
+    if (it == sites_.end() || it->second.cgnatNetns.empty())
+      return fail("cgnat-of=" + siteOptions.cgnatOf + ": no such site with a CGNAT");
+    if (cgnat) return fail("cgnat-of and cgnat together");
+    cgnatSite = &it->second;
+  }
+  if (!siteOptions.lanOf.empty()) {
+    auto it = sites_.find(siteOptions.lanOf);
+    if (it == sites_.end()) return fail("lan-of=" + siteOptions.lanOf + ": no such site");
+    if (cgnat || cgnatSite) return fail("lan-of with a CGNAT option");
+    lanSite = &it->second;
+  }
+  if (siteOptions.ipv6 && (cgnat || cgnatSite)) return fail("ipv6 sites have no CGNAT here");
   int n = nextSite_++;
   if (n > 254) return fail("too many sites");
   Site s;
@@ -561,54 +617,190 @@ Result<const Site*> Lab::addSite(const std::string& name, NatKind nat,
   auto check = [](const Result<void>& r) { return r ? std::optional<std::string>{} : r.error().message; };
   auto in = [&](const std::string& ns, const std::string& cmd) { return check(ipIn(ns, cmd)); };
 
-  if (auto r = addNamespace(s.natNetns, true); !r) return fail(r.error().message);
-  // LAN: private behind a NAT; public (198.19.n.0/24, routed) for kind none without CGNAT.
-  bool publicLan = nat == NatKind::kNone && !cgnat;
-  std::string lanNet = publicLan ? ipv4Text(198, 19, n, 0) : ipv4Text(192, 168, n, 0);
-  std::string lanGw = publicLan ? ipv4Text(198, 19, n, 1) : ipv4Text(192, 168, n, 1);
-  std::string lanHost = publicLan ? ipv4Text(198, 19, n, 2) : ipv4Text(192, 168, n, 2);
-
-  if (cgnat) {
-    s.cgnatNetns = s.host.netns + "-cgn";
-    if (auto r = addNamespace(s.cgnatNetns, true); !r) return fail(r.error().message);
-    auto k = attachToInternet(name, s.cgnatNetns, false);
-    if (!k) return fail(k.error().message);
-    std::string cgnLan = ipv4Text(100, 64, n, 1);
-    std::string homeWan = ipv4Text(100, 64, n, 2);
-    if (auto e = in(s.cgnatNetns, "addr add " + ipv4Text(198, 18, *k, 2) + "/24 dev wan0")) return fail(*e);
-    if (auto e = in(s.cgnatNetns, "route add default via " + ipv4Text(198, 18, *k, 1))) return fail(*e);
-    if (auto r = link(s.cgnatNetns, "lan0", s.natNetns, "wan0"); !r) return fail(r.error().message);
-    if (auto e = in(s.cgnatNetns, "addr add " + cgnLan + "/24 dev lan0")) return fail(*e);
-    if (auto e = in(s.natNetns, "addr add " + homeWan + "/24 dev wan0")) return fail(*e);
-    if (auto e = in(s.natNetns, "route add default via " + cgnLan)) return fail(*e);
-    if (nat == NatKind::kNone) {
-      if (auto e = in(s.cgnatNetns, "route add " + lanNet + "/24 via " + homeWan)) return fail(*e);
-    }
-    if (auto r = addNat(s.cgnatNetns, *cgnat); !r) return fail(r.error().message);
-    s.natWan = mustParse(homeWan);
-    s.publicAddress = mustParse(ipv4Text(198, 18, *k, 2));
+  std::string lanHost, lanGw, v6Lan;
+  if (lanSite) {
+    // A second host on an existing site's LAN: same router, same NAT, same public address.
+    s.nat = lanSite->nat;
+    s.cgnat = lanSite->cgnat;
+    s.natNetns = lanSite->natNetns;
+    s.cgnatNetns = lanSite->cgnatNetns;
+    s.natWan = lanSite->natWan;
+    s.publicAddress = lanSite->publicAddress;
+    int index = ++lanHosts_[s.natNetns];  // the first host is .2, then .3, ...
+    std::string net = lanSite->host.gateway4.toString();
+    net = net.substr(0, net.rfind('.') + 1);
+    lanGw = lanSite->host.gateway4.toString();
+    lanHost = net + std::to_string(2 + index);
+    int lanIndex = index;  // the router's interface for this host: lan<index>
+    s.natLan = "lan" + std::to_string(lanIndex);
+    // Each host has its own veth to the router; the router bridges nothing, so the LAN is
+    // one /24 split by host routes (proxy-arp free: each side routes the other's /32).
+    if (auto r = addNamespace(s.host.netns, false); !r) return fail(r.error().message);
+    if (auto r = link(s.natNetns, s.natLan, s.host.netns, "wan0"); !r) return fail(r.error().message);
+    if (auto e = in(s.natNetns, "route add " + lanHost + "/32 dev " + s.natLan)) return fail(*e);
+    if (auto e = in(s.host.netns, "addr add " + lanHost + "/24 dev wan0")) return fail(*e);
+    if (auto e = in(s.host.netns, "route add " + lanGw + "/32 dev wan0")) return fail(*e);
+    if (auto e = in(s.host.netns, "route add default via " + lanGw)) return fail(*e);
+    // The router answers ARP for every LAN address on each host link, so hosts on the
+    // same /24 reach each other through it (a switch's job, done by routing).
+    auto arp = exec(s.natNetns, "sysctl -qw net.ipv4.conf." + s.natLan + ".proxy_arp=1 net.ipv4.conf." +
+                                    lanSite->natLan + ".proxy_arp=1 net.ipv4.conf.all.send_redirects=0 "
+                                    "net.ipv4.conf." + s.natLan + ".send_redirects=0 net.ipv4.conf." +
+                                    lanSite->natLan + ".send_redirects=0 net.ipv4.neigh." + s.natLan +
+                                    ".proxy_delay=0 net.ipv4.neigh." + lanSite->natLan + ".proxy_delay=0");
+    if (!arp.ok()) return fail("proxy_arp in " + s.natNetns + ": " + arp.output);
+    s.host.ipv4.push_back(mustParse(lanHost));
+    s.host.gateway4 = mustParse(lanGw);
   } else {
-    auto k = attachToInternet(name, s.natNetns, false);
-    if (!k) return fail(k.error().message);
-    std::string wan = ipv4Text(198, 18, *k, 2);
-    if (auto e = in(s.natNetns, "addr add " + wan + "/24 dev wan0")) return fail(*e);
-    if (auto e = in(s.natNetns, "route add default via " + ipv4Text(198, 18, *k, 1))) return fail(*e);
-    if (publicLan) {
-      if (auto e = in(internetNetns(), "route add " + lanNet + "/24 via " + wan)) return fail(*e);
+    if (auto r = addNamespace(s.natNetns, true); !r) return fail(r.error().message);
+    // LAN: private behind a NAT; public (198.19.n.0/24, routed) for kind none without CGNAT.
+    bool publicLan = nat == NatKind::kNone && !cgnat && !cgnatSite;
+    std::string lanNet = publicLan ? ipv4Text(198, 19, n, 0) : ipv4Text(192, 168, n, 0);
+    lanGw = publicLan ? ipv4Text(198, 19, n, 1) : ipv4Text(192, 168, n, 1);
+    lanHost = publicLan ? ipv4Text(198, 19, n, 2) : ipv4Text(192, 168, n, 2);
+
+    if (cgnatSite) {
+      // A second subscriber of an existing CGNAT: its own link lanX from the carrier's router.
+      s.cgnat = cgnatSite->cgnat;
+      s.cgnatNetns = cgnatSite->cgnatNetns;
+      std::string cgnLanIf = "lan" + std::to_string(++cgnatLans_[s.cgnatNetns]);
+      std::string cgnLan = ipv4Text(100, 64, n, 1);
+      std::string homeWan = ipv4Text(100, 64, n, 2);
+      if (auto r = link(s.cgnatNetns, cgnLanIf, s.natNetns, "wan0"); !r) return fail(r.error().message);
+      if (auto e = in(s.cgnatNetns, "addr add " + cgnLan + "/24 dev " + cgnLanIf)) return fail(*e);
+      if (auto e = in(s.natNetns, "addr add " + homeWan + "/24 dev wan0")) return fail(*e);
+      if (auto e = in(s.natNetns, "route add default via " + cgnLan)) return fail(*e);
+      s.natWan = mustParse(homeWan);
+      s.publicAddress = cgnatSite->publicAddress;
+    } else if (cgnat) {
+      s.cgnatNetns = s.host.netns + "-cgn";
+      if (auto r = addNamespace(s.cgnatNetns, true); !r) return fail(r.error().message);
+      auto k = attachToInternet(name, s.cgnatNetns, false);
+      if (!k) return fail(k.error().message);
+      std::string cgnLan = ipv4Text(100, 64, n, 1);
+      std::string homeWan = ipv4Text(100, 64, n, 2);
+      if (auto e = in(s.cgnatNetns, "addr add " + ipv4Text(198, 18, *k, 2) + "/24 dev wan0")) return fail(*e);
+      if (auto e = in(s.cgnatNetns, "route add default via " + ipv4Text(198, 18, *k, 1))) return fail(*e);
+      if (auto r = link(s.cgnatNetns, "lan0", s.natNetns, "wan0"); !r) return fail(r.error().message);
+      if (auto e = in(s.cgnatNetns, "addr add " + cgnLan + "/24 dev lan0")) return fail(*e);
+      if (auto e = in(s.natNetns, "addr add " + homeWan + "/24 dev wan0")) return fail(*e);
+      if (auto e = in(s.natNetns, "route add default via " + cgnLan)) return fail(*e);
+      if (nat == NatKind::kNone) {
+        if (auto e = in(s.cgnatNetns, "route add " + lanNet + "/24 via " + homeWan)) return fail(*e);
+      }
+      if (auto r = addNat(s.cgnatNetns, *cgnat); !r) return fail(r.error().message);
+      s.natWan = mustParse(homeWan);
+      s.publicAddress = mustParse(ipv4Text(198, 18, *k, 2));
+    } else {
+      auto k = attachToInternet(name, s.natNetns, false);
+      if (!k) return fail(k.error().message);
+      std::string wan = ipv4Text(198, 18, *k, 2);
+      if (auto e = in(s.natNetns, "addr add " + wan + "/24 dev wan0")) return fail(*e);
+      if (auto e = in(s.natNetns, "route add default via " + ipv4Text(198, 18, *k, 1))) return fail(*e);
+      if (publicLan) {
+        if (auto e = in(internetNetns(), "route add " + lanNet + "/24 via " + wan)) return fail(*e);
+      }
+      if (siteOptions.ipv6) {
+        std::string v6 = "2001:db8:0:" + std::to_string(*k + 1) + "::";
+        v6Lan = "2001:db8:1:" + std::to_string(n) + "::";
+        if (auto e = in(s.natNetns, "-6 addr add " + v6 + "2/64 dev wan0 nodad")) return fail(*e);
+        if (auto e = in(s.natNetns, "-6 route add default via " + v6 + "1")) return fail(*e);
+        if (auto e = in(internetNetns(), "-6 route add " + v6Lan + "/64 via " + v6 + "2")) return fail(*e);
+      }
+      s.natWan = mustParse(wan);
+      s.publicAddress = publicLan ? mustParse(lanHost) : mustParse(wan);
     }
-    s.natWan = mustParse(wan);
-    s.publicAddress = publicLan ? mustParse(lanHost) : mustParse(wan);
+
+    if (auto r = addNamespace(s.host.netns, false); !r) return fail(r.error().message);
+    if (auto r = link(s.natNetns, "lan0", s.host.netns, "wan0"); !r) return fail(r.error().message);
+    if (auto e = in(s.natNetns, "addr add " + lanGw + "/24 dev lan0")) return fail(*e);
+    if (auto e = in(s.host.netns, "addr add " + lanHost + "/24 dev wan0")) return fail(*e);
+    if (auto e = in(s.host.netns, "route add default via " + lanGw)) return fail(*e);
+    if (auto r = addNat(s.natNetns, nat); !r) return fail(r.error().message);
+    if (!v6Lan.empty()) {
+      if (auto e = in(s.natNetns, "-6 addr add " + v6Lan + "1/64 dev lan0 nodad")) return fail(*e);
+      if (auto e = in(s.host.netns, "-6 addr add " + v6Lan + "2/64 dev wan0 nodad")) return fail(*e);
+      if (auto e = in(s.host.netns, "-6 route add default via " + v6Lan + "1")) return fail(*e);
+      auto file = tempDir_ / ("fw6-" + s.natNetns + ".nft");
+      std::ofstream out(file);
+      // A stateful IPv6 firewall: the inside may open what it likes, the outside gets
+      // only answers (RFC 6092's recommended default for a home router).
+      out << "table ip6 tgw_lab_fw {\n"
+             "  chain forward {\n"
+             "    type filter hook forward priority filter; policy accept;\n"
+             "    iifname \"wan0\" ct state established,related accept\n"
+             "    iifname \"wan0\" counter drop\n"
+             "  }\n}\n";
+      out.close();
+      auto r = exec(s.natNetns, "nft -f " + file.string());
+      if (!r.ok()) return fail("nft in " + s.natNetns + ": " + r.output);
+      s.host.ipv6.push_back(mustParse(v6Lan + "2"));
+    }
+    s.host.ipv4.push_back(mustParse(lanHost));
+    s.host.gateway4 = mustParse(lanGw);
+  }
+  if (options_.edge) {
+    if (auto r = attachXdpVerdict(s.natNetns, s.natLan, XDP_PASS); !r) return fail(r.error().message);
   }
 
-  if (auto r = addNamespace(s.host.netns, false); !r) return fail(r.error().message);
-  if (auto r = link(s.natNetns, "lan0", s.host.netns, "wan0"); !r) return fail(r.error().message);
-  if (auto e = in(s.natNetns, "addr add " + lanGw + "/24 dev lan0")) return fail(*e);
-  if (auto e = in(s.host.netns, "addr add " + lanHost + "/24 dev wan0")) return fail(*e);
-  if (auto e = in(s.host.netns, "route add default via " + lanGw)) return fail(*e);
-  if (auto r = addNat(s.natNetns, nat); !r) return fail(r.error().message);
-  s.host.ipv4.push_back(mustParse(lanHost));
-  s.host.gateway4 = mustParse(lanGw);
+  if (siteOptions.app) {
+    Host app;
+    app.name = name + "-app";
+    app.netns = s.host.netns + "-app";
+    app.uplink = "eth0";
+    std::string gw = ipv4Text(10, n, 0, 1);
+    std::string addr = ipv4Text(10, n, 0, 2);
+    if (auto r = addNamespace(app.netns, false); !r) return fail(r.error().message);
+    if (auto r = link(s.host.netns, "lan0", app.netns, "eth0"); !r) return fail(r.error().message);
+    if (auto e = in(s.host.netns, "addr add " + gw + "/24 dev lan0")) return fail(*e);
+    if (auto e = in(app.netns, "addr add " + addr + "/24 dev eth0")) return fail(*e);
+    if (auto e = in(app.netns, "route add default via " + gw)) return fail(*e);
+    if (options_.edge) {
+      if (auto r = attachXdpVerdict(app.netns, "eth0", XDP_PASS); !r) return fail(r.error().message);
+    }
+    app.ipv4.push_back(mustParse(addr));
+    app.gateway4 = mustParse(gw);
+    s.app = app;
+    s.lanInterface = "lan0";
+    s.lanAddress = mustParse(gw);
+  }
   return &(sites_[name] = s);
+}
+
+Result<void> Lab::enableHairpin(const std::vector<std::string>& sites,
+                                const std::vector<uint16_t>& ports) {
+  if (sites.empty() || sites.size() != ports.size()) return fail("enableHairpin: one port per site");
+  const Site& first = site(sites[0]);
+  if (first.cgnatNetns.empty()) return fail("enableHairpin: site " + sites[0] + " has no CGNAT");
+  std::ostringstream rules;
+  rules << "table ip tgw_lab_hairpin {\n"
+           "  chain prerouting {\n"
+           "    type nat hook prerouting priority dstnat; policy accept;\n";
+  for (size_t i = 0; i < sites.size(); ++i) {
+    const Site& s = site(sites[i]);
+    if (s.cgnatNetns != first.cgnatNetns) return fail("enableHairpin: sites behind different CGNATs");
+    rules << "    iifname != \"wan0\" ip daddr " << first.publicAddress.toString() << " udp dport "
+          << ports[i] << " dnat to " << s.natWan.toString() << "\n";
+  }
+  rules << "  }\n"
+           "  chain postrouting {\n"
+           "    type nat hook postrouting priority srcnat; policy accept;\n"
+           "    oifname != \"wan0\" ct status dnat ip saddr 100.64.0.0/10 snat to "
+        << first.publicAddress.toString() << "\n"
+        << "  }\n}\n";
+  auto file = tempDir_ / ("hairpin-" + first.cgnatNetns + ".nft");
+  std::ofstream out(file);
+  out << rules.str();
+  out.close();
+  auto r = exec(first.cgnatNetns, "nft -f " + file.string());
+  if (!r.ok()) return fail("nft in " + first.cgnatNetns + ": " + r.output);
+  return {};
+}
+
+Result<void> Lab::flushConntrack(const std::string& netns) const {
+  auto r = exec(netns, "conntrack -F");
+  if (!r.ok()) return fail("conntrack -F in " + netns + ": " + r.output);
+  return {};
 }
 
 const Host& Lab::host(const std::string& name) const {

@@ -24,6 +24,19 @@
 //     <p>-NAME-cgn  with a CGNAT: the carrier's router, wan0 198.18.k.2 and lan0
 //                   100.64.n.1/24 (RFC 6598 shared address space).
 //
+// Site options (for the edge's lab, `site NAME KIND [FLAGS...]`):
+//   app         a two-interface appliance: the site host (the gateway) gets a second veth
+//               lan0 10.n.0.1/24 to an app namespace <p>-NAME-app (interface eth0,
+//               10.n.0.2/24): the local application's host.
+//   ipv6        the site's LAN also has public IPv6 (2001:db8:1:n::/64, host ::2), routed
+//               by the home router behind a stateful firewall: inbound only `ct state
+//               established,related`, everything else dropped. Not with a CGNAT.
+//   cgnat-of=S  the home NAT sits behind site S's CGNAT (a second subscriber, CGNAT lanX
+//               100.64.n.1/24): two sites sharing one carrier NAT. No hairpinning unless
+//               enableHairpin() adds it.
+//   lan-of=S    no router of its own: the host is a second host on site S's LAN
+//               (192.168.m.(n+1) for S's m), behind S's NAT. KIND is ignored.
+//
 // NAT kinds (nftables, postrouting on wan0):
 //   none  routed, no translation
 //   easy  `masquerade`: endpoint-independent mapping (RFC 4787 section 4.1), the source
@@ -32,7 +45,11 @@
 // Both filter by the exact remote endpoint (address-and-port-dependent filtering, RFC 4787
 // section 5) and do not hairpin. An unsolicited packet that the NAT rejected leaves a
 // conntrack entry for its tuple: a later outgoing flow to that same remote endpoint then
-// gets a new external port, even behind the easy NAT.
+// gets a new external port, even behind the easy NAT. With LabOptions::edge the routers
+// also drop new inbound packets to themselves on wan0 in a filter input chain, as a home
+// router's firewall does (OpenWrt's wan zone), which leaves no such entry: without it two
+// easy NATs probing each other at once poison each other's mapping (seen here: the first
+// probe to arrive is rejected, the answer leaves from a new port and is rejected in turn).
 //
 // XDP_TX on veth: a frame sent back with XDP_TX (or redirected) into a veth is dropped
 // unless the receiving peer runs an XDP program (GRO turned on with the ethtool ioctl was
@@ -141,6 +158,18 @@ struct Site {
   IpAddr natWan;                 // home router's WAN address
   std::string cgnatNetns;        // "<prefix>-NAME-cgn", empty without a CGNAT
   IpAddr publicAddress;          // what the Internet sees as the site's source address
+  // With the app flag: the app's namespace (Host::uplink "eth0") and the gateway's LAN side.
+  std::optional<Host> app;
+  std::string lanInterface;      // "lan0" with an app, else "" (one-interface appliance)
+  IpAddr lanAddress;             // the gateway's address on lanInterface (10.n.0.1)
+  std::string natLan = "lan0";   // the home router's interface facing the host
+};
+
+struct SiteOptions {
+  bool app = false;
+  bool ipv6 = false;
+  std::string cgnatOf;  // share this site's CGNAT
+  std::string lanOf;    // a second host on this site's LAN
 };
 
 struct LabOptions {
@@ -148,6 +177,12 @@ struct LabOptions {
   bool xdpPassOnPeers = true;
   // Keep the temporary directory (logs, configs) after teardown, for debugging.
   bool keepTempDir = false;
+  // For XDP programs that transmit and rewrite at the sites (the edge): every veth's tx
+  // checksum offload off (a local socket's frame carries only a partial UDP checksum, which
+  // an XDP rewrite cannot complete), and XDP_PASS on the home router's side of the
+  // host's link and on each app's interface (frames XDP_TX'd or redirected into a veth
+  // are dropped unless the receiving peer runs XDP).
+  bool edge = false;
 };
 
 class Lab {
@@ -159,7 +194,7 @@ class Lab {
   // Items separated by ';' or newlines:
   //   relay                        the relay host (link 0, two addresses per family)
   //   host NAME                    a host on the Internet
-  //   site NAME none|easy|hard [cgnat|cgnat-hard]
+  //   site NAME none|easy|hard [cgnat|cgnat-hard|cgnat-of=S|lan-of=S] [app] [ipv6]
   // e.g. "relay; site a easy; site b hard cgnat".
   static Result<std::unique_ptr<Lab>> fromDescription(std::string_view description,
                                                       std::string prefix = defaultPrefix(),
@@ -172,7 +207,17 @@ class Lab {
   Result<const Host*> addRelay(const std::string& name = "relay");
   Result<const Host*> addHost(const std::string& name);
   Result<const Site*> addSite(const std::string& name, NatKind nat,
-                              std::optional<NatKind> cgnat = std::nullopt);
+                              std::optional<NatKind> cgnat = std::nullopt,
+                              const SiteOptions& siteOptions = {});
+  // Hairpinning on the CGNAT that `sites` share (RFC 4787 section 6, REQ-9): a datagram
+  // from one subscriber to the CGNAT's public address and one of `ports` goes to the
+  // subscriber whose gateway uses that port (its NAT keeps the port: an easy NAT), with
+  // the sender's public address as its source. ports[i] belongs to sites[i].
+  Result<void> enableHairpin(const std::vector<std::string>& sites,
+                             const std::vector<uint16_t>& ports);
+  // Drops every conntrack entry in netns (`conntrack -F`): the NAT forgets its mappings,
+  // as a NAT reboot would.
+  Result<void> flushConntrack(const std::string& netns) const;
 
   const std::string& prefix() const { return prefix_; }
   std::string internetNetns() const { return prefix_ + "-inet"; }
@@ -206,6 +251,13 @@ class Lab {
   Result<void> attachXdpVerdict(const std::string& netns, const std::string& ifname,
                                 int verdict) const;
 
+  // A bpffs of this lab's own, mounted (once) at tempDir()/bpffs in the root mount
+  // namespace, for pinning: `ip netns exec` gives each process a new mount namespace whose
+  // /sys is a fresh sysfs, so pins under its /sys/fs/bpf would not outlive the process that
+  // mounted it, while this mount is inherited by every process the lab starts. Unmounted at
+  // teardown.
+  Result<std::filesystem::path> bpffs();
+
   // Stops processes and deletes namespaces now (also done by the destructor).
   void teardown();
 
@@ -234,6 +286,9 @@ class Lab {
   bool haveRelay_ = false;
   int nextLink_ = 1;
   int nextSite_ = 1;
+  std::map<std::string, int> cgnatLans_;  // CGNAT namespace -> subscriber links so far
+  std::map<std::string, int> lanHosts_;   // home router namespace -> hosts on its LAN
+  bool bpffsMounted_ = false;
 };
 
 // Polls `ready` every `interval` until it returns true or `timeout` passes.

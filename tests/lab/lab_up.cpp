@@ -41,7 +41,10 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGHUP);  // the terminal closing is the usual way this ends
   sigaddset(&set, SIGQUIT);
   sigprocmask(SIG_BLOCK, &set, nullptr);
-  auto lab = tgw::lab::Lab::fromDescription(argv[1]);
+  tgw::lab::LabOptions options;
+  // TGW_LAB_EDGE=1: the edge's lab settings (LabOptions::edge).
+  if (const char* edge = std::getenv("TGW_LAB_EDGE"); edge && std::string(edge) == "1") options.edge = true;
+  auto lab = tgw::lab::Lab::fromDescription(argv[1], tgw::lab::defaultPrefix(), options);
   if (!lab) {
     std::fprintf(stderr, "tgw-lab-up: %s\n", lab.error().message.c_str());
     return 1;

@@ -19,6 +19,7 @@ std::string fromEnv(const char* name, const char* fallback) {
 
 std::string tgwdPath() { return fromEnv("TGW_TGWD", TGW_TGWD_PATH); }
 std::string tgwctlPath() { return fromEnv("TGW_TGWCTL", TGW_TGWCTL_PATH); }
+std::string udpAppPath() { return fromEnv("TGW_UDP_APP", TGW_UDP_APP_PATH); }
 std::string exampleRelayConfigPath() {
   return std::string(TGW_SOURCE_ROOT) + "/config/examples/relay.toml";
 }
@@ -203,6 +204,177 @@ UclientReport parseUclientReport(const std::string& output) {
     if (std::regex_search(line, m, kError)) r.errors.push_back(line);
   }
   return r;
+}
+
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+
+
+Result<void> writeRendezvousRelayExample(const std::filesystem::path& out,
+                                         const std::filesystem::path& keyFile) {
+  toml::table config;
+  try {
+    config = toml::parse_file(exampleRelayConfigPath());
+  } catch (const toml::parse_error& e) {
+    return fail(exampleRelayConfigPath() + ": " + std::string(e.description()));
+  }
+  auto* relay = config["relay"].as_table();
+  if (!relay) return fail(exampleRelayConfigPath() + ": expected a [relay] section");
+  relay->insert_or_assign("rendezvous", toml::table{{"key_file", keyFile.string()}});
+  std::ofstream file(out);
+  file << "# written by the tgw lab from " << exampleRelayConfigPath() << "\n" << config << "\n";
+  if (!file) return fail("cannot write " + out.string());
+  return {};
+}
+
+Result<std::string> publicKey(const std::filesystem::path& config, const std::string& role) {
+  auto r = run({tgwdPath(), "--config", config.string(), "--public-key"}, 10s);
+  if (!r.ok()) return fail("tgwd --public-key: " + r.output);
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(role + " ", 0) == 0) return line.substr(role.size() + 1);
+  }
+  return fail("tgwd --public-key printed no " + role + " key: " + r.output);
+}
+
+namespace {
+
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+std::string quotedList(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + quoted(items[i]);
+  return out + "]";
+}
+
+Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesystem::path& socket,
+                             const std::filesystem::path& keyFile, const EdgeSpec& spec) {
+  std::ofstream f(out);
+  f << "# written by the tgw lab for site " << spec.name << "\n"
+    << "[daemon]\ncontrol_socket = " << quoted(socket.string()) << "\nlog_level = "
+    << quoted(spec.logLevel) << "\n\n"
+    << "[edge]\nkey_file = " << quoted(keyFile.string()) << "\ninterface = " << quoted(spec.interface) << "\n";
+  if (!spec.lanInterface.empty()) f << "lan_interface = " << quoted(spec.lanInterface) << "\n";
+  if (!spec.addresses.empty()) f << "addresses = " << quotedList(spec.addresses) << "\n";
+  f << "port = " << spec.port << "\nxdp_mode = " << quoted(spec.xdpMode) << "\npin_dir = "
+    << quoted(spec.pinDir) << "\nstun_servers = " << quotedList(spec.stunServers) << "\n\n";
+  if (!spec.relayKey.empty()) {
+    f << "[edge.relay]\naddress = " << quoted(spec.relayAddress) << "\nkey = " << quoted(spec.relayKey)
+      << "\nusername = " << quoted(spec.relayUser) << "\npassword = " << quoted(spec.relayPassword) << "\n\n";
+  }
+  for (const auto& p : spec.peers)
+    f << "[[edge.peer]]\nname = " << quoted(p.name) << "\nkey = " << quoted(p.key) << "\n\n";
+  for (const auto& fl : spec.flows)
+    f << "[[edge.flow]]\nid = " << fl.id << "\npeer = " << quoted(fl.peer) << "\nlocal = " << quoted(fl.local)
+      << "\napp = " << quoted(fl.app) << "\n\n";
+  f.close();
+  if (!f) return fail("cannot write " + out.string());
+  return {};
+}
+
+}  // namespace
+
+Result<EdgeDaemon> EdgeDaemon::prepare(Lab& lab, const std::string& netns, const EdgeSpec& spec) {
+  EdgeDaemon d;
+  d.netns_ = netns;
+  d.name_ = spec.name;
+  d.config_ = lab.tempDir() / ("edge-" + spec.name + ".toml");
+  d.socket_ = lab.tempDir() / ("edge-" + spec.name + ".sock");
+  if (auto r = d.rewrite(spec); !r) return fail(r.error().message);
+  auto key = publicKey(d.config_, "edge");
+  if (!key) return fail(key.error().message);
+  d.key_ = *key;
+  return d;
+}
+
+Result<void> EdgeDaemon::rewrite(const EdgeSpec& spec) {
+  auto keyFile = config_.parent_path() / ("edge-" + spec.name + ".key");
+  return writeEdgeConfig(config_, socket_, keyFile, spec);
+}
+
+Result<void> EdgeDaemon::start(Lab& lab) {
+  ++starts_;
+  auto p = lab.spawn(netns_, {tgwdPath(), "--config", config_.string()},
+                     "tgwd-edge-" + name_ + "-" + std::to_string(starts_) + ".log");
+  if (!p) return fail(p.error().message);
+  process_ = *p;
+  bool up = waitFor([&] { return !process_->running() || query("status").ok(); }, 10s, 50ms);
+  if (!process_->running()) return fail("edge tgwd (" + name_ + ") exited at start-up:\n" + process_->log());
+  if (!up) return fail("edge tgwd (" + name_ + ")'s control socket did not answer within 10 s:\n" + process_->log());
+  return {};
+}
+
+void EdgeDaemon::stop() {
+  if (process_) process_->stop(3s);
+}
+
+void EdgeDaemon::kill() {
+  if (process_) process_->stop(0ms);
+}
+
+Result<nlohmann::json> EdgeDaemon::query(const std::string& command) const {
+  auto r = run({tgwctlPath(), "--socket", socket_.string(), command, "--json"}, 5s);
+  if (!r.ok()) return fail("tgwctl " + command + ": " + r.output);
+  auto j = nlohmann::json::parse(r.output, nullptr, false);
+  if (j.is_discarded()) return fail("tgwctl " + command + ": not JSON: " + r.output);
+  return j;
+}
+
+ExecResult EdgeDaemon::show(const std::string& command) const {
+  return run({tgwctlPath(), "--socket", socket_.string(), command}, 5s);
+}
+
+nlohmann::json activePath(const nlohmann::json& paths, const std::string& peer) {
+  if (!paths.is_object() || !paths.contains("peers") || !paths["peers"].is_array()) return nullptr;
+  for (const auto& p : paths["peers"]) {
+    if (p.value("name", std::string()) == peer && p.contains("active")) return p["active"];
+  }
+  return nullptr;
+}
+
+nlohmann::json flowEntry(const nlohmann::json& flows, uint32_t id) {
+  if (!flows.is_object() || !flows.contains("flows") || !flows["flows"].is_array()) return nullptr;
+  for (const auto& f : flows["flows"]) {
+    if (f.value("id", uint32_t{0}) == id) return f;
+  }
+  return nullptr;
+}
+
+uint64_t flowCounter(const nlohmann::json& flows, uint32_t id, const std::string& counter) {
+  auto f = flowEntry(flows, id);
+  if (f.is_null() || !f.contains("counters") || !f["counters"].is_object()) return 0;
+  return f["counters"].value(counter, uint64_t{0});
+}
+
+Result<Process*> startUdpApp(Lab& lab, const std::string& netns, const std::string& name,
+                             const std::string& bind, const std::string& peer, double rate,
+                             uint64_t count, double linger, double duration) {
+  auto p = lab.spawn(netns,
+                     {udpAppPath(), "--bind", bind, "--peer", peer, "--rate", std::to_string(rate), "--count",
+                      std::to_string(count), "--linger", std::to_string(linger), "--duration",
+                      std::to_string(duration)},
+                     "udp-app-" + name + ".log");
+  if (!p) return p;
+  auto port = SockAddr::parse(bind);
+  if (!port) return fail(port.error().message);
+  if (!lab.waitUdpBound(netns, port->port(), 5s) || !(*p)->running())
+    return fail("tgw-udp-app " + name + " did not bind " + bind + ":\n" + (*p)->log());
+  return p;
+}
+
+Result<nlohmann::json> udpAppReport(Process* app, std::chrono::milliseconds timeout) {
+  if (!waitFor([&] { return !app->running(); }, timeout, 50ms)) {
+    app->stop(2s);  // SIGTERM: it reports what it has
+  }
+  std::string log = app->log();
+  auto end = log.find_last_not_of("\n ");
+  if (end == std::string::npos) return fail("tgw-udp-app printed nothing");
+  auto start = log.rfind('\n', end);
+  std::string last = log.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1));
+  auto j = nlohmann::json::parse(last, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return fail("tgw-udp-app's report is not JSON: " + log);
+  return j;
 }
 
 }  // namespace tgw::lab

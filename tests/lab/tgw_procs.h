@@ -110,4 +110,92 @@ struct UclientReport {
 };
 UclientReport parseUclientReport(const std::string& output);
 
+// --- The edge (issue 5): tgwd's edge role, the relay's rendezvous, the UDP app ---
+
+// The lab's UDP application (tests/lab/udp_app.cpp; TGW_UDP_APP overrides).
+std::string udpAppPath();
+
+// Writes `out`: the example relay config (STUN, TURN with user lab / lab-password) plus
+// [relay.rendezvous] with its key file `keyFile` (created 0600 by tgwd when missing), for
+// RelayDaemon::start's `example` argument.
+Result<void> writeRendezvousRelayExample(const std::filesystem::path& out,
+                                         const std::filesystem::path& keyFile);
+
+// `tgwd --config FILE --public-key`: the key of `role` ("edge" or "relay"), "tgw:<hex>".
+Result<std::string> publicKey(const std::filesystem::path& config, const std::string& role);
+
+// What one edge gateway's config says (edge_config.md).
+struct EdgeSpec {
+  struct Peer {
+    std::string name;
+    std::string key;  // "tgw:<hex>"
+  };
+  struct FlowSpec {
+    uint32_t id = 0;
+    std::string peer;
+    std::string local;  // "ip:port" on this gateway
+    std::string app;    // "ip:port" of the local application
+  };
+  std::string name;                 // the site; names files and the control socket
+  std::string interface = "wan0";
+  std::string lanInterface;         // "" = interface
+  std::vector<std::string> addresses;
+  uint16_t port = 41641;
+  std::string xdpMode = "native";
+  std::string pinDir;               // "" = no pinning
+  std::vector<std::string> stunServers = {"198.18.0.10:3478", "198.18.0.11:3479"};
+  std::string relayAddress = "198.18.0.10:3478";
+  std::string relayKey;             // the relay's rendezvous key
+  std::string relayUser = "lab", relayPassword = "lab-password";
+  std::vector<Peer> peers;
+  std::vector<FlowSpec> flows;
+  std::string logLevel = "info";
+};
+
+// An edge-role tgwd in a site's gateway namespace. The key file and config live in the
+// lab's temp dir, so a restarted daemon keeps its key.
+class EdgeDaemon {
+ public:
+  // Writes the config (and the key file, through `tgwd --public-key`) without starting.
+  static Result<EdgeDaemon> prepare(Lab& lab, const std::string& netns, const EdgeSpec& spec);
+  const std::string& key() const { return key_; }
+  const std::filesystem::path& configPath() const { return config_; }
+  // Rewrites the config from spec (keeps the key file).
+  Result<void> rewrite(const EdgeSpec& spec);
+  // Starts tgwd; waits (bounded) until the control socket answers `status`.
+  Result<void> start(Lab& lab);
+  // SIGTERM (then SIGKILL) and wait.
+  void stop();
+  // SIGKILL: no clean shutdown (pinned maps and the attached program stay).
+  void kill();
+  bool running() const { return process_ && process_->running(); }
+  Result<nlohmann::json> query(const std::string& command) const;
+  ExecResult show(const std::string& command) const;
+  Process* process() const { return process_; }
+  std::string log() const { return process_ ? process_->log() : std::string(); }
+
+ private:
+  std::string netns_;
+  std::string name_;
+  std::string key_;
+  std::filesystem::path config_;
+  std::filesystem::path socket_;
+  Process* process_ = nullptr;
+  int starts_ = 0;
+};
+
+// The active path of `peer` in a `paths --json` reply (null when none or no such peer).
+nlohmann::json activePath(const nlohmann::json& paths, const std::string& peer);
+// The flow `id` in a `flows --json` reply (null when absent).
+nlohmann::json flowEntry(const nlohmann::json& flows, uint32_t id);
+// A counter of that flow ("out_direct_packets", ...), 0 when absent.
+uint64_t flowCounter(const nlohmann::json& flows, uint32_t id, const std::string& counter);
+
+// Starts tgw-udp-app in netns; its JSON report is the last line of its log.
+Result<Process*> startUdpApp(Lab& lab, const std::string& netns, const std::string& name,
+                             const std::string& bind, const std::string& peer, double rate,
+                             uint64_t count, double linger, double duration);
+// Waits (bounded) for the app to exit and parses its report.
+Result<nlohmann::json> udpAppReport(Process* app, std::chrono::milliseconds timeout);
+
 }  // namespace tgw::lab

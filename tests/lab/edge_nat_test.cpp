@@ -1,0 +1,339 @@
+// The edge's NAT lab (issue 5): two gateways running tgwd's edge role behind real nftables
+// NATs, a relay-role tgwd (STUN, TURN, rendezvous) on the lab's Internet, and tgw-udp-app
+// at each site sending numbered, checksummed datagrams through its gateway's flow. Each
+// test asserts the path `tgwctl paths --json` ends on (kind, and the family for direct),
+// that the applications' datagrams arrived intact (no corrupt, no duplicate, loss bounded
+// by what the scenario allows), and that the fast path's per-flow counters
+// (`tgwctl flows --json`) saw the packets: data went through XDP, not the sockets.
+// Measured times are printed as "LAB-FIGURE name value unit" for the README.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "edge_lab.h"
+
+namespace tgw::lab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kPathTimeout = 30s;      // to the first path, and to direct where it exists
+constexpr double kRate = 200;           // datagrams per second per side
+constexpr uint64_t kCount = 600;        // 3 s of traffic
+// The engine's trust window (control/engine/peer_paths.h: 6.5 s without a pong) plus
+// detection and the switch itself: the longest a dead direct path may hold the flow.
+constexpr double kFailoverWindowS = 6.5 + 3.0;
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string family(const nlohmann::json& path) {
+  auto remote = SockAddr::parse(path.value("remote", std::string()));
+  if (!remote) return "?";
+  return remote->isV4() ? "ipv4" : "ipv6";
+}
+
+// When a site first saw each kind of active path, from `start`, polling every 50 ms until
+// `until` is active or the timeout passes.
+struct Timeline {
+  std::optional<double> relay, direct;
+};
+
+Timeline watch(EdgeLab& e, const std::string& site, const std::string& until, Clock::time_point start,
+               std::chrono::milliseconds timeout) {
+  Timeline t;
+  waitFor(
+      [&] {
+        auto a = e.active(site);
+        if (!a.is_object()) return false;
+        std::string kind = a.value("kind", std::string());
+        double now = seconds(Clock::now() - start);
+        if (kind == "relay" && !t.relay) t.relay = now;
+        if (kind == "direct" && !t.direct) t.direct = now;
+        return kind == until;
+      },
+      timeout, 50ms);
+  return t;
+}
+
+class EdgeNat : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto missing = edgeLabMissing(); !missing.empty()) GTEST_SKIP() << missing;
+  }
+  void TearDown() override {
+    if (HasFailure() && e_) {
+      std::printf("%s\n", e_->logs().c_str());
+      for (const auto& site : started_) {
+        std::printf("--- %s: tgwctl paths ---\n%s--- %s: tgwctl flows ---\n%s", site.c_str(), e_->showPaths(site).c_str(),
+                    site.c_str(), e_->showFlows(site).c_str());
+      }
+    }
+    e_.reset();
+  }
+
+  // Builds the lab, pairs gateways a and b, starts both; start_ is when they were started.
+  void build(const std::string& description, EdgeSiteOptions oa = {}, EdgeSiteOptions ob = {},
+             const std::function<void(Lab&)>& beforeStart = {}) {
+    auto e = EdgeLab::create(description);
+    ASSERT_TRUE(e) << e.error().message;
+    e_ = std::move(*e);
+    if (beforeStart) beforeStart(e_->lab());
+    auto p = e_->pair("a", "b", oa, ob);
+    ASSERT_TRUE(p) << p.error().message;
+    start_ = Clock::now();
+    for (const char* site : {"a", "b"}) {
+      auto r = e_->start(site);
+      ASSERT_TRUE(r) << r.error().message;
+      started_.push_back(site);
+    }
+  }
+
+  // Waits for `kind` at both sites; prints the figures (from the gateways' start).
+  void expectPath(const std::string& kind, const std::string& scenario) {
+    for (const char* site : {"a", "b"}) {
+      auto t = watch(*e_, site, kind, start_, kPathTimeout);
+      if (kind == "direct") {
+        ASSERT_TRUE(t.direct) << "site " << site << " never went direct; active: " << e_->active(site).dump();
+      } else {
+        ASSERT_TRUE(t.relay) << "site " << site << " never used the relay; active: " << e_->active(site).dump();
+      }
+      if (std::string(site) == "a") {
+        if (t.relay) printFigure(scenario + ".time_to_relay", *t.relay, "s");
+        if (t.direct) printFigure(scenario + ".time_to_direct", *t.direct, "s");
+      }
+    }
+  }
+
+  // The final path at both sites: `kind`, and for direct the family.
+  void expectFinal(const std::string& kind, const std::string& fam = "ipv4") {
+    for (const char* site : {"a", "b"}) {
+      auto a = e_->active(site);
+      ASSERT_TRUE(a.is_object()) << "site " << site << ": no active path";
+      EXPECT_EQ(a.value("kind", std::string()), kind) << "site " << site << ": " << a.dump();
+      if (kind == "direct") {
+        EXPECT_EQ(family(a), fam) << "site " << site << ": " << a.dump();
+      }
+    }
+  }
+
+  // Runs the apps (count datagrams each at rate); returns both reports, after checking
+  // that every datagram that arrived was intact and at most maxLost went missing.
+  std::map<std::string, nlohmann::json> traffic(double rate, uint64_t count, uint64_t maxLost,
+                                                const std::function<void()>& during = {}) {
+    auto started = e_->startApps(rate, count);
+    EXPECT_TRUE(started) << started.error().message;
+    if (!started) return {};
+    if (during) during();
+    auto reports = e_->appReports(std::chrono::milliseconds(static_cast<int64_t>(count / rate * 1000) + 40'000));
+    EXPECT_TRUE(reports) << reports.error().message;
+    if (!reports) return {};
+    for (const auto& [site, r] : *reports) {
+      SCOPED_TRACE("app at site " + site + ": " + r.dump());
+      EXPECT_EQ(r.value("sent", uint64_t{0}), count);
+      EXPECT_EQ(r.value("corrupt", uint64_t{1}), 0u);
+      EXPECT_EQ(r.value("duplicates", uint64_t{1}), 0u);
+      EXPECT_EQ(r.value("from_elsewhere", uint64_t{1}), 0u);
+      // Loss counted against what the peer sent (the tail too, not only gaps).
+      uint64_t received = r.value("received", uint64_t{0});
+      EXPECT_LE(count - std::min(count, received), maxLost);
+    }
+    return *reports;
+  }
+
+  // The fast path carried the flow's datagrams both ways on `kind` at both sites: at least
+  // `minPackets` out and in.
+  void expectCounters(const std::string& kind, uint64_t minPackets) {
+    for (const char* site : {"a", "b"}) {
+      auto flows = e_->edge(site).query("flows");
+      ASSERT_TRUE(flows) << flows.error().message;
+      SCOPED_TRACE(std::string("site ") + site + ": " + flowEntry(*flows, kFlowId).dump());
+      EXPECT_GE(flowCounter(*flows, kFlowId, "out_" + kind + "_packets"), minPackets);
+      EXPECT_GE(flowCounter(*flows, kFlowId, "in_" + kind + "_packets"), minPackets);
+    }
+  }
+
+  std::unique_ptr<EdgeLab> e_;
+  Clock::time_point start_;
+  std::vector<std::string> started_;
+};
+
+// Both gateways behind one home NAT: their host candidates reach each other.
+TEST_F(EdgeNat, SameLanGoesDirect) {
+  build("relay; site a easy app; site b easy lan-of=a app");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "same_lan"));
+  traffic(kRate, kCount, 0);
+  expectFinal("direct");
+  expectCounters("direct", kCount);
+}
+
+TEST_F(EdgeNat, TwoEasyNatsGoDirect) {
+  build("relay; site a easy app; site b easy app");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "two_easy_nats"));
+  traffic(kRate, kCount, 0);
+  expectFinal("direct");
+  expectCounters("direct", kCount);
+}
+
+// The one-interface appliance: the application is the home router, sending to the gateway's
+// WAN address; the gateway's program sends both ways with XDP_TX.
+TEST_F(EdgeNat, OneInterfaceApplianceGoesDirect) {
+  build("relay; site a easy; site b easy");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "one_interface"));
+  traffic(kRate, kCount, 0);
+  expectFinal("direct");
+  expectCounters("direct", kCount);
+}
+
+// Endpoint-dependent mapping on one side: the easy side's probes reach the hard side's
+// NAT only after the hard side has sent to them, from a new port: a peer-reflexive path.
+TEST_F(EdgeNat, EasyVsHardGoesDirectViaPeerReflexive) {
+  build("relay; site a easy app; site b hard app");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "easy_vs_hard"));
+  traffic(kRate, kCount, 0);
+  expectFinal("direct");
+  expectCounters("direct", kCount);
+}
+
+// Two subscribers of one CGNAT that hairpins (explicit nftables rules on it): each sees the
+// other at the CGNAT's public address, which loops back inside the carrier.
+TEST_F(EdgeNat, SameCgnatWithHairpinningGoesDirect) {
+  EdgeSiteOptions oa, ob;
+  oa.port = 41641;
+  ob.port = 41642;  // distinct, so both keep their port through every NAT
+  build("relay; site a easy cgnat app; site b easy cgnat-of=a app", oa, ob, [](Lab& lab) {
+    auto r = lab.enableHairpin({"a", "b"}, {41641, 41642});
+    ASSERT_TRUE(r) << r.error().message;
+  });
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "same_cgnat_hairpin"));
+  traffic(kRate, kCount, 0);
+  expectFinal("direct");
+  expectCounters("direct", kCount);
+}
+
+// The same without hairpinning: nothing direct can work, the relay carries the flow.
+TEST_F(EdgeNat, SameCgnatWithoutHairpinningStaysOnRelay) {
+  EdgeSiteOptions oa, ob;
+  ob.port = 41642;
+  build("relay; site a easy cgnat app; site b easy cgnat-of=a app", oa, ob);
+  ASSERT_NO_FATAL_FAILURE(expectPath("relay", "same_cgnat_no_hairpin"));
+  traffic(kRate, kCount, 0);
+  expectFinal("relay");
+  expectCounters("relay", kCount);
+}
+
+// IPv6 behind stateful firewalls at both sites (IPv4 behind hard NATs on both, so only IPv6
+// can be direct): simultaneous probes open both firewalls.
+TEST_F(EdgeNat, Ipv6StatefulFirewallsGoDirectIpv6) {
+  build("relay; site a hard ipv6 app; site b hard ipv6 app");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "ipv6_firewalls"));
+  traffic(kRate, kCount, 0);
+  expectFinal("direct", "ipv6");
+  expectCounters("direct", kCount);
+}
+
+// A NAT loses its state mid-transfer (`conntrack -F` on site a's router): the direct path
+// dies, the flow falls back to the relay, then returns to direct. The applications' loss is
+// bounded by the failover window at the sending rate.
+TEST_F(EdgeNat, ConntrackFlushFallsBackToRelayAndReturnsToDirect) {
+  build("relay; site a easy app; site b easy app");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "conntrack_flush"));
+  constexpr double rate = 100;
+  constexpr uint64_t count = 2500;  // 25 s
+  Clock::time_point flushed;
+  Timeline after;
+  auto reports = traffic(rate, count, static_cast<uint64_t>(kFailoverWindowS * rate), [&] {
+    std::this_thread::sleep_for(3s);
+    flushed = Clock::now();
+    auto r = e_->lab().flushConntrack(e_->lab().site("a").natNetns);
+    ASSERT_TRUE(r) << r.error().message;
+    // Away from direct (to the relay), then direct again.
+    waitFor([&] { return e_->active("a").value("kind", std::string()) != "direct"; }, 15s, 50ms);
+    after = watch(*e_, "a", "direct", flushed, 40s);
+  });
+  EXPECT_TRUE(after.relay) << "never fell back to the relay";
+  EXPECT_TRUE(after.direct) << "never returned to direct";
+  if (after.relay) printFigure("conntrack_flush.fallback_to_relay", *after.relay, "s");
+  if (after.direct) printFigure("conntrack_flush.direct_again", *after.direct, "s");
+  for (const auto& [site, r] : reports) {
+    double gap = r.value("longest_gap_ms", 0.0) / 1000;
+    printFigure("conntrack_flush.data_gap_" + site, gap, "s");
+    printFigure("conntrack_flush.lost_" + site, static_cast<double>(count - r.value("received", uint64_t{0})), "datagrams");
+    EXPECT_LE(gap, kFailoverWindowS) << site;
+  }
+  expectFinal("direct");
+  expectCounters("relay", 1);
+  expectCounters("direct", 1);
+}
+
+// The relay restarts while the flow is direct: nothing changes, nothing is lost.
+TEST_F(EdgeNat, RelayRestartWhileDirectStaysDirect) {
+  build("relay; site a easy app; site b easy app");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "relay_restart_direct"));
+  auto reports = traffic(100, 800, 0, [&] {
+    std::this_thread::sleep_for(2s);
+    auto r = e_->restartRelay();
+    ASSERT_TRUE(r) << r.error().message;
+  });
+  for (const auto& [site, r] : reports) printFigure("relay_restart_direct.data_gap_" + site, r.value("longest_gap_ms", 0.0) / 1000, "s");
+  expectFinal("direct");
+  expectCounters("direct", 800);
+}
+
+// The relay restarts while the flow is on it (same CGNAT, no hairpinning): the gateways
+// make new allocations and the flow returns to the relay.
+TEST_F(EdgeNat, RelayRestartWhileOnRelayRecovers) {
+  EdgeSiteOptions oa, ob;
+  ob.port = 41642;
+  build("relay; site a easy cgnat app; site b easy cgnat-of=a app", oa, ob);
+  ASSERT_NO_FATAL_FAILURE(expectPath("relay", "relay_restart_relay"));
+  auto restarted = e_->restartRelay();
+  ASSERT_TRUE(restarted) << restarted.error().message;
+  auto restartedAt = Clock::now();
+  // The flow carries traffic again on the relay: the apps' datagrams arrive end to end.
+  bool recovered = false;
+  for (int round = 0; round < 8 && !recovered; ++round) {
+    auto started = e_->startApps(50, 100, 0.5);
+    ASSERT_TRUE(started) << started.error().message;
+    auto reports = e_->appReports(20s);
+    ASSERT_TRUE(reports) << reports.error().message;
+    recovered = true;
+    for (const auto& [site, r] : *reports) {
+      EXPECT_EQ(r.value("corrupt", uint64_t{1}), 0u);
+      EXPECT_EQ(r.value("duplicates", uint64_t{1}), 0u);
+      if (r.value("received", uint64_t{0}) < 95) recovered = false;
+    }
+  }
+  EXPECT_TRUE(recovered) << "the relay path did not carry the flow again within 8 rounds of 2.5 s";
+  if (recovered) printFigure("relay_restart_relay.recovered_within", seconds(Clock::now() - restartedAt), "s");
+  expectFinal("relay");
+}
+
+// tgwd at site a restarts (SIGTERM, start again) while traffic flows on direct, its maps
+// and program pinned: the kernel keeps forwarding meanwhile, and the new tgwd takes the
+// pinned state over.
+TEST_F(EdgeNat, EdgeRestartWithPinnedMapsKeepsTraffic) {
+  EdgeSiteOptions pinned;
+  pinned.pinned = true;
+  build("relay; site a easy app; site b easy app", pinned, pinned);
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "edge_restart"));
+  constexpr uint64_t count = 1200;  // 12 s at 100/s
+  auto reports = traffic(100, count, 5, [&] {
+    std::this_thread::sleep_for(2s);
+    e_->edge("a").stop();
+    std::this_thread::sleep_for(1s);
+    auto r = e_->start("a");
+    ASSERT_TRUE(r) << r.error().message;
+    auto t = e_->waitActive("a", "direct", 20s);
+    EXPECT_TRUE(t) << "restarted tgwd never showed a direct path";
+    if (t) printFigure("edge_restart.direct_after_restart", seconds(*t) + 0, "s");
+  });
+  for (const auto& [site, r] : reports) {
+    printFigure("edge_restart.data_gap_" + site, r.value("longest_gap_ms", 0.0) / 1000, "s");
+  }
+  expectFinal("direct");
+}
+
+}  // namespace
+}  // namespace tgw::lab
