@@ -12,6 +12,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "tgw/frames.h"
 
 namespace tgw {
 
@@ -126,6 +127,14 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
     if (auto ok = r->attachFastPath(); !ok) return fail(ok.error().message);
   } else {
     if (auto ok = r->attachXdp(); !ok) return fail(ok.error().message);
+  }
+  if (cfg.rendezvous && cfg.rendezvous->enabled) {
+    auto key = crypto::NodeKey::loadOrCreate(cfg.rendezvous->keyFile);
+    if (!key) return fail("relay.rendezvous.key_file: " + key.error().message);
+    r->rendezvous_ = std::make_unique<rendezvous::Server>(std::move(*key));
+    r->rendezvousTimer_ = evtimer_new(
+        base, [](evutil_socket_t, short, void* arg) { static_cast<RelayRole*>(arg)->onRendezvousTimer(); }, r.get());
+    log::info("rendezvous_enabled", {{"key", r->rendezvous_->publicKey().toString()}});
   }
   if (turnEnabled(cfg)) {
     r->turn_ = std::make_unique<turn::Server>(turnServerConfig(cfg), r->ports_, r->fastPath_.get());
@@ -320,6 +329,7 @@ RelayRole::~RelayRole() {
   // The TURN server releases nothing on destruction; the sockets go with their maps.
   turn_.reset();
   if (turnTimer_ != nullptr) event_free(turnTimer_);
+  if (rendezvousTimer_ != nullptr) event_free(rendezvousTimer_);
   if (xdp_) {
     xdp_->detach();
     log::info("xdp_detached", {{"interface", cfg_.interface}});
@@ -353,6 +363,8 @@ void RelayRole::onReadable(Socket& s) {
     const TimePoint now = Clock::now();
     if (s.relayed) {
       if (turn_) turn_->onPeerDatagram(bytes, *peer, s.local, now, out);
+    } else if (rendezvous_ && !bytes.empty() && bytes[0] == TGW_FRAME_RENDEZVOUS) {
+      onRendezvous(s, bytes, *peer, now);
     } else if (!turn_ || !turn_->onClientDatagram(bytes, *peer, s.local, now, out)) {
       auto reply = s.server->onDatagram(bytes, *peer, s.local, now);
       if (reply) send(reply->from, reply->to, reply->bytes);
@@ -360,6 +372,42 @@ void RelayRole::onReadable(Socket& s) {
     sendAll(out);
   }
   armTurnTimer();
+  armRendezvousTimer();
+}
+
+void RelayRole::onRendezvous(const Socket& s, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
+  for (const auto& d : rendezvous_->onDatagram(bytes, from, now)) {
+    SockAddr src = s.local;
+    if (d.to != from) {
+      // A delivery: from the primary endpoint of the destination's family, where it registered.
+      for (const auto& ip : cfg_.addresses) {
+        if (ip.family() == d.to.ip().family()) src = SockAddr(ip, cfg_.stunPort);
+      }
+    }
+    send(src, d.to, d.bytes);
+  }
+}
+
+void RelayRole::onRendezvousTimer() {
+  rendezvousTimerAt_ = kNever;
+  rendezvous_->onTimer(Clock::now());
+  armRendezvousTimer();
+}
+
+void RelayRole::armRendezvousTimer() {
+  if (!rendezvous_) return;
+  const TimePoint at = rendezvous_->nextDeadline();
+  if (at == rendezvousTimerAt_) return;
+  rendezvousTimerAt_ = at;
+  if (at == kNever) {
+    evtimer_del(rendezvousTimer_);
+    return;
+  }
+  auto wait = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
+  if (wait.count() < 0) wait = std::chrono::microseconds(0);
+  wait += std::chrono::milliseconds(1);  // never just before the deadline
+  timeval tv{static_cast<time_t>(wait.count() / 1000000), static_cast<suseconds_t>(wait.count() % 1000000)};
+  evtimer_add(rendezvousTimer_, &tv);
 }
 
 void RelayRole::onTurnTimer() {
@@ -443,6 +491,11 @@ nlohmann::json RelayRole::status() const {
   } else {
     s["turn"] = nullptr;
   }
+  if (rendezvous_) {
+    s["rendezvous"] = {{"key", rendezvous_->publicKey().toString()}, {"registered", rendezvous_->registeredNodes()}};
+  } else {
+    s["rendezvous"] = nullptr;
+  }
   return s;
 }
 
@@ -469,6 +522,24 @@ nlohmann::json RelayRole::stats() const {
     nlohmann::json turn = nlohmann::json::object();
     turn_->counters().forEach([&turn](std::string_view name, uint64_t v) { turn[std::string(name)] = v; });
     out["turn"] = turn;
+  }
+  if (rendezvous_) {
+    const auto& c = rendezvous_->counters();
+    out["rendezvous"] = {{"hellos", c.hellos},
+                         {"registrations", c.registrations},
+                         {"address_changes", c.addressChanges},
+                         {"delivered", c.delivered},
+                         {"dropped_malformed", c.droppedMalformed},
+                         {"dropped_unexpected", c.droppedUnexpected},
+                         {"dropped_bad_cookie", c.droppedBadCookie},
+                         {"dropped_bad_proof", c.droppedBadProof},
+                         {"dropped_rate_limited", c.droppedRateLimited},
+                         {"errors_not_registered", c.errorsNotRegistered},
+                         {"errors_unknown_destination", c.errorsUnknownDestination},
+                         {"errors_table_full", c.errorsTableFull},
+                         {"errors_rate_limited", c.errorsRateLimited},
+                         {"expired", c.expired},
+                         {"evicted", c.evicted}};
   }
   out["sockets"] = {{"rx_datagrams", counters_.rxDatagrams},       {"rx_truncated", counters_.rxTruncated},
                     {"rx_peer_datagrams", counters_.rxPeerDatagrams}, {"tx_datagrams", counters_.txDatagrams},

@@ -7,6 +7,14 @@
 // turn::Server::onPeerDatagram. One libevent timer follows turn::Server::nextDeadline().
 // Whatever the servers emit is sent from the socket bound at the emitted `from`.
 //
+// Rendezvous ([relay.rendezvous], DESIGN.md "Rendezvous"): datagrams on a STUN endpoint whose
+// first byte is TGW_FRAME_RENDEZVOUS (0x0E, xdp/include/tgw/frames.h) go to
+// rendezvous::Server before TURN and STUN see them (neither claims that byte; the XDP
+// programs pass it up as not_stun). Replies go out of the endpoint the request came in on;
+// deliveries to another node out of the primary endpoint of its family (where nodes
+// register). The server's key is the relay's node key (relay.rendezvous.key_file, created
+// 0600 when missing); a second libevent timer follows its nextDeadline() (expiries).
+//
 // XDP: with TURN enabled and relay.xdp_mode not "off", the relay attaches RelayFastPath (STUN
 // answers and ChannelData forwarding in one program) and hands it to the TURN server as its
 // TurnTable; without TURN it attaches StunResponder; with xdp_mode "off" neither, and the
@@ -27,6 +35,7 @@
 #include "config/config.h"
 #include "dataplane/relay_fastpath.h"
 #include "dataplane/stun_responder.h"
+#include "rendezvous/server.h"
 #include "stun/server.h"
 #include "turn/server.h"
 
@@ -115,6 +124,10 @@ class RelayRole {
   void onReadable(Socket& s);
   void onTurnTimer();
   void armTurnTimer();
+  // Rendezvous datagrams (first byte 0x0E) on STUN endpoint `s`.
+  void onRendezvous(const Socket& s, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
+  void onRendezvousTimer();
+  void armRendezvousTimer();
   void send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes);
   void sendAll(std::vector<turn::Send>& out);
   void collectClosed();
@@ -129,6 +142,9 @@ class RelayRole {
   std::unique_ptr<turn::Server> turn_;
   ::event* turnTimer_ = nullptr;
   TimePoint turnTimerAt_ = kNever;
+  std::unique_ptr<rendezvous::Server> rendezvous_;  // [relay.rendezvous]; null without
+  ::event* rendezvousTimer_ = nullptr;
+  TimePoint rendezvousTimerAt_ = kNever;
   std::unique_ptr<dataplane::StunResponder> xdp_;
   std::unique_ptr<dataplane::RelayFastPath> fastPath_;
   std::optional<dataplane::AttachMode> xdpAttached_;
