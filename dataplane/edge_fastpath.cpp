@@ -531,9 +531,17 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   std::set<const bpf_map*> pinnedFound;
   if (!options.pinDir.empty()) {
     if (auto ok = preparePinDir(options.pinDir); !ok) return Unexpected<Error>{ok.error()};
+    std::string staleStats;
     for (bpf_map* m : stateMaps) {
       const std::string path = options.pinDir + "/" + bpf_map__name(m);
       auto found = checkPinned(m, path);
+      // The (family, verdict, reason) counters change size whenever a reason is added: only
+      // counters are lost by starting them afresh, so that never blocks a restart.
+      if (!found && m == maps.tgw_stats) {
+        staleStats = path;
+        log::warn("xdp.edge.stats_reset", {{"pin", path}, {"why", found.error().message}});
+        found = false;
+      }
       if (!found) return Unexpected<Error>{found.error()};
       if (*found) pinnedFound.insert(m);
       // libbpf reuses a compatible pinned map and pins the others after load.
@@ -541,6 +549,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
         return fail("edge fast path: pin path " + path + ": " + std::strerror(-err), -err);
       impl.pins.push_back(path);
     }
+    if (!staleStats.empty()) unlink(staleStats.c_str());  // every other pin checked out
   }
   // Maps not found pinned are taken from our program if it is still attached: `ip netns
   // exec` gives each tgwd a fresh mount namespace, so the bpffs the previous one pinned in

@@ -26,7 +26,9 @@
 // survives the restart (only a relay path's peerRelayed, kept in our own side map, is then
 // lost: pinnedEntries() gives it unset). A pinned map whose type or
 // sizes differ from this build's (another maxFlows, a newer layout) is refused with a
-// message saying to remove the pin directory (forwarding state is then lost).
+// message saying to remove the pin directory (forwarding state is then lost) — except
+// tgw_stats, the (family, verdict, reason) counters, which grow with every new reason: an
+// other-sized one is replaced (counters start afresh, logged), never blocking a restart.
 // Without keepAttached() the destructor detaches and removes the pins: a clean stop
 // leaves nothing behind.
 #pragma once

@@ -543,6 +543,36 @@ TEST_F(EdgeFastPathTest, RefusesIncompatiblePinsAndLeavesThem) {
   ASSERT_EQ(again->pinnedEntries().size(), 1u);
 }
 
+// A build with more counter reasons (tgw_stats larger) restarts over the old pins: the
+// counters start afresh, the forwarding state is kept.
+TEST_F(EdgeFastPathTest, OtherSizedCountersAreResetNotRefused) {
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+    edge->keepAttached();
+  }
+  // Stand in for an older build's counters: a per-CPU array of another size at the pin.
+  const std::string pin = pinDir_ + "/tgw_stats";
+  ASSERT_EQ(unlink(pin.c_str()), 0);
+  const int old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "tgw_stats", sizeof(tgw_stats_key),
+                                 sizeof(tgw_stats_value), 33 * 15, nullptr);
+  ASSERT_GE(old, 0);
+  ASSERT_EQ(bpf_obj_pin(old, pin.c_str()), 0);
+  close(old);
+
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  EXPECT_EQ(edge->pinnedEntries(), (std::vector<ForwardingEntry>{{kFlow7, kDirect}}));
+  EXPECT_TRUE(edge->counters().empty());
+  Pinned stats(pin);
+  ASSERT_GE(stats.fd, 0);
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(stats.fd, &info, &len), 0);
+  EXPECT_EQ(info.max_entries, TGW_STATS_ENTRIES);
+}
+
 TEST_F(EdgeFastPathTest, MountsBpffsUnderSysFsBpf) {
   umount2("/sys/fs/bpf", MNT_DETACH);  // only in this process's mount namespace
   ASSERT_FALSE(isBpffs("/sys/fs/bpf"));
