@@ -52,7 +52,7 @@ class RelayRendezvous : public ::testing::Test {
   void SetUp() override {
     dir_ = "/tmp/tgw-relay-rdv-test-" + std::to_string(getpid());
     std::filesystem::create_directories(dir_);
-    keyFile_ = dir_ + "/relay.key";
+    keyFile_ = dir_ + "/keys/relay.key";  // its folder is created too
     port_ = freeUdpPort("127.0.0.1");
     base_ = event_base_new();
   }
