@@ -30,6 +30,8 @@ constexpr const char* kBpffsRoot = "/sys/fs/bpf";
 // Our own side map (never read by the program): a relay path's peerRelayed per flow, so
 // that pinnedEntries() gives back the whole Path after a restart.
 constexpr const char* kPeerRelayedMap = "tgw_edge_peer_relayed";
+// Our own one-entry map naming the network namespace whose gateway owns the pin directory.
+constexpr const char* kOwnerMap = "tgw_edge_owner";
 // WAN sockets the table holds: one per role and family, and a few spare addresses.
 constexpr uint32_t kMaxSockets = 64;
 
@@ -258,6 +260,46 @@ void warnForwardingOff(const std::string& ifname) {
                  {"effect", "flows of this family arriving here are dropped (edge_forwarding_off)"},
                  {"fix", "sysctl -w " + key + "=1"}});
   }
+}
+
+// The network namespace this process runs in (its inode under nsfs).
+uint64_t ourNetns() {
+  struct stat st {};
+  return stat("/proc/self/ns/net", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
+}
+
+// Marks the pin directory as this network namespace's (a one-entry map of our own,
+// pinDir/tgw_edge_owner, holding the namespace's inode). Two gateways in different network
+// namespaces sharing a mount namespace and a pin_dir would otherwise share their forwarding
+// maps without a word: the second is refused instead. Returns the owner pin's path.
+Result<std::string> claimPinDir(const std::string& dir) {
+  const std::string path = dir + "/" + kOwnerMap;
+  const __u32 key = 0;
+  const uint64_t ours = ourNetns();
+  int fd = bpf_obj_get(path.c_str());
+  if (fd >= 0) {
+    uint64_t owner = 0;
+    const int rc = bpf_map_lookup_elem(fd, &key, &owner);
+    close(fd);
+    if (rc != 0 || owner != ours)
+      return fail("edge fast path: pin dir " + dir +
+                  " holds the maps of a gateway in another network namespace (netns inode " +
+                  std::to_string(owner) + ", ours " + std::to_string(ours) +
+                  "): give each gateway its own pin_dir, or remove the pin directory if that "
+                  "gateway is gone (rm -r " + dir + ")");
+    return path;
+  }
+  fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, kOwnerMap, sizeof(__u32), sizeof(uint64_t), 1,
+                      nullptr);
+  if (fd < 0)
+    return fail(std::string("edge fast path: create ") + kOwnerMap + ": " + std::strerror(errno),
+                errno);
+  int err = bpf_map_update_elem(fd, &key, &ours, BPF_ANY) == 0 && bpf_obj_pin(fd, path.c_str()) == 0
+                ? 0
+                : errno;
+  close(fd);
+  if (err != 0) return fail("edge fast path: pin " + path + ": " + std::strerror(err), err);
+  return path;
 }
 
 template <typename K>
@@ -531,6 +573,9 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   std::set<const bpf_map*> pinnedFound;
   if (!options.pinDir.empty()) {
     if (auto ok = preparePinDir(options.pinDir); !ok) return Unexpected<Error>{ok.error()};
+    auto owner = claimPinDir(options.pinDir);
+    if (!owner) return Unexpected<Error>{owner.error()};
+    impl.pins.push_back(*owner);
     std::string staleStats;
     for (bpf_map* m : stateMaps) {
       const std::string path = options.pinDir + "/" + bpf_map__name(m);

@@ -29,6 +29,9 @@
 // message saying to remove the pin directory (forwarding state is then lost) — except
 // tgw_stats, the (family, verdict, reason) counters, which grow with every new reason: an
 // other-sized one is replaced (counters start afresh, logged), never blocking a restart.
+// The pin directory belongs to one network namespace (pinDir/tgw_edge_owner holds its
+// inode): a gateway in another namespace given the same pinDir is refused, rather than
+// sharing the first one's forwarding maps.
 // Without keepAttached() the destructor detaches and removes the pins: a clean stop
 // leaves nothing behind.
 #pragma once

@@ -573,6 +573,29 @@ TEST_F(EdgeFastPathTest, OtherSizedCountersAreResetNotRefused) {
   EXPECT_EQ(info.max_entries, TGW_STATS_ENTRIES);
 }
 
+// Two gateways (network namespaces) given the same pin dir in one mount namespace: the
+// second is refused, the first's maps untouched.
+TEST_F(EdgeFastPathTest, RefusesAPinDirOfAnotherNetworkNamespace) {
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+    edge->keepAttached();
+  }
+  {
+    Pinned owner(pinDir_ + "/tgw_edge_owner");
+    ASSERT_GE(owner.fd, 0);
+    const uint32_t key = 0;
+    const uint64_t other = 12345;  // as another namespace's gateway would have left it
+    ASSERT_EQ(bpf_map_update_elem(owner.fd, &key, &other, BPF_ANY), 0);
+  }
+  auto edge = EdgeFastPath::open(options());
+  ASSERT_FALSE(edge.ok());
+  EXPECT_NE(edge.error().message.find("another network namespace"), std::string::npos)
+      << edge.error().message;
+  EXPECT_TRUE(flowEntry(7));
+}
+
 TEST_F(EdgeFastPathTest, MountsBpffsUnderSysFsBpf) {
   umount2("/sys/fs/bpf", MNT_DETACH);  // only in this process's mount namespace
   ASSERT_FALSE(isBpffs("/sys/fs/bpf"));
