@@ -24,13 +24,20 @@
 //                  gateway sends back out of the interface it received on (XDP_TX)
 //   generator: bench/veth/bench_gen.bpf.c run by bpf_prog_test_run_opts with
 //              BPF_F_TEST_XDP_LIVE_FRAMES, XDP_TX into the gateway's veth, pinned to CPU 0
+//              at SCHED_FIFO 40
 //   sink:      bench/veth/bench_sink.bpf.c counts UDP to the peer's port (the ceiling: to the
 //              local endpoint's port, its frames keep their UDP header) and drops it; its
-//              threaded-NAPI thread shares CPU 0 at real-time priority
-//   system under test: the gateway veth's threaded-NAPI thread (and socat) on CPU 1 (LAB.md)
+//              threaded-NAPI thread shares CPU 0 at SCHED_FIFO 50
+//   system under test: the gateway veth's threaded-NAPI thread (SCHED_FIFO 50) and socat
+//              (SCHED_FIFO 51) on CPU 1 (LAB.md). Real-time everywhere because the machine is
+//              shared: at normal priority others' builds decide the figures.
 // A rate is datagrams counted by the sink per second of generator time; the per-packet CPU is
 // CPU time of the system under test's core (its napi thread, socat) per counted datagram.
-// Target (issue 5): edge >= 0.7 x ceiling. Needs root; exits 77 without it.
+// Target (issue 5): edge >= 0.7 x ceiling, as the median of each round's ratio. On a 2-core VM
+// the generator's core (generator and sink) saturates first, near 2-3 Mpps: the rates then
+// say the edge keeps up with what is offered, and the ratio of CPU per packet on the system's
+// core says what one core could forward at most. Both are printed. Needs root; exits 77
+// without it.
 //
 // Also (--costs, on by default): the edge program's per-packet cost for each case (out
 // direct, out relay, in direct, in relay) through BPF_PROG_TEST_RUN on the two-interface
@@ -747,13 +754,18 @@ int main(int argc, char** argv) {
     const double ceiling = median(rates[System::kCeiling]);
     const double userspace = median(rates[System::kSocat]);
     if (has(System::kEdge) && has(System::kCeiling)) {
-      const double ratio = ceiling > 0 ? edge / ceiling : 0;
-      std::printf("  edge / ceiling  %7.2f     (target >= 0.7: %s)\n", ratio, ratio >= 0.7 ? "met" : "NOT met");
+      // Ratios of each round's pair (the same minute of a noisy machine), then their median.
+      std::vector<double> byRate, byCpu;
+      for (size_t i = 0; i < rates[System::kEdge].size(); ++i) {
+        if (rates[System::kCeiling][i] > 0) byRate.push_back(rates[System::kEdge][i] / rates[System::kCeiling][i]);
+        if (costs[System::kEdge][i] > 0) byCpu.push_back(costs[System::kCeiling][i] / costs[System::kEdge][i]);
+      }
+      const double ratio = median(byRate);
+      std::printf("  edge / ceiling  %7.2f     by rate, median of the rounds' ratios (target >= 0.7: %s)\n", ratio,
+                  ratio >= 0.7 ? "met" : "NOT met");
       // Below a saturated system core the rates are what the generator's core (generator and
       // sink) can offer and count: the CPU per packet then tells the capacities apart.
-      const double edgeNs = median(costs[System::kEdge]);
-      const double capacity = edgeNs > 0 ? median(costs[System::kCeiling]) / edgeNs : 0;
-      std::printf("  edge / ceiling  %7.2f     by CPU per packet (capacity of one core)%s\n", capacity,
+      std::printf("  edge / ceiling  %7.2f     by CPU per packet (what one core could forward)%s\n", median(byCpu),
                   median(busy[System::kEdge]) < 0.95 ? "; the edge's core was not saturated: the rates are"
                                                        " bounded by the generator's core"
                                                      : "");
