@@ -1,22 +1,26 @@
-// tgw-demo: the STUN lab in one command. Builds network namespaces (a relay with two
-// addresses on a simulated Internet; site a behind an easy NAT; site b behind a home NAT
-// behind a carrier-grade NAT), starts a relay-role tgwd with its XDP STUN responder from
-// config/examples/relay.toml, runs `tgwctl netcheck` from both sites, shows tgwd's
-// counters, checks the results and removes everything it made. Needs root.
+// tgw-demo: the README's first command. Builds the lab in network namespaces — a relay-role
+// tgwd (STUN, TURN, rendezvous) on a simulated Internet; site a: a gateway behind a home
+// NAT; site b: a gateway behind a home NAT behind a carrier-grade NAT; an application on each
+// gateway's LAN side exchanging numbered, checksummed datagrams (tgw-udp-app) through flow 7 —
+// shows the flow start on the relay and move to a direct path (`tgwctl paths` at both
+// moments, the fast path's per-flow counters from `tgwctl flows`), prints a summary and
+// removes everything it made. Needs root. Exit 0 when every check passed, 77 when the lab
+// cannot run here.
 #include <getopt.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 
-#include "lab.h"
-#include "stun/message.h"
-#include "tgw_procs.h"
+#include "edge_lab.h"
 
 namespace {
 
 using namespace tgw::lab;
+using Clock = std::chrono::steady_clock;
 
 void heading(const std::string& text) { std::printf("\n== %s ==\n", text.c_str()); }
 
@@ -40,125 +44,162 @@ struct Checks {
 
 void usage(FILE* out) {
   std::fputs(
-      "Usage: tgw-demo [--config RELAY.toml] [--keep-logs]\n"
+      "Usage: tgw-demo [--seconds N] [--hold-direct S] [--keep-logs]\n"
       "\n"
-      "Builds a network lab in namespaces (needs root), starts tgwd as a STUN relay with its\n"
-      "XDP responder, runs `tgwctl netcheck` from a site behind an easy NAT and from one\n"
-      "behind a CGNAT, prints tgwd's counters and cleans up. Exit status 0 when every check\n"
-      "passed. TGW_TGWD / TGW_TGWCTL override the programs' paths.\n",
+      "Builds a network lab in namespaces (needs root): a relay, site a behind a home NAT,\n"
+      "site b behind a home NAT behind a CGNAT, tgwd's edge role at both sites and a UDP\n"
+      "application beside each; shows the flow on the relay, then on a direct path, with the\n"
+      "fast path's counters, and cleans up. --seconds: how long the applications send (default\n"
+      "10). --hold-direct S: site a's router drops everything but the relay's traffic for the\n"
+      "first S seconds (default 0), to watch the relay path carry the flow for a while.\n"
+      "Exit status 0 when every check passed. TGW_TGWD / TGW_TGWCTL / TGW_UDP_APP override\n"
+      "the programs' paths.\n",
       out);
 }
 
-int runDemo(const std::string& example, bool keepLogs) {
-  std::printf("tgw demo: STUN answered in XDP, NAT behaviour seen from two sites\n");
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
+  std::printf("tgw demo: a UDP flow between two NATed sites, on the relay first, then direct, in XDP\n");
   if (auto r = available(); !r) {
     std::fprintf(stderr, "tgw-demo: cannot build the lab: %s\n", r.error().message.c_str());
     return 77;  // "skipped" to meson, which also runs the demo as a lab test
   }
+  if (auto missing = edgeLabMissing(); !missing.empty()) {
+    std::fprintf(stderr, "tgw-demo: cannot run: %s\n", missing.c_str());
+    return 77;
+  }
   heading("Building the lab");
-  LabOptions options;
-  options.keepTempDir = keepLogs;
-  auto built = Lab::fromDescription("relay; site a easy; site b easy cgnat-hard", defaultPrefix(), options);
+  auto built = EdgeLab::create("relay; site a easy app; site b easy cgnat app", keepLogs);
   if (!built) {
     std::fprintf(stderr, "tgw-demo: %s\n", built.error().message.c_str());
     return 1;
   }
-  Lab& lab = **built;
+  EdgeLab& e = **built;
+  Lab& lab = e.lab();
   const Host& relay = lab.host("relay");
   const Site& a = lab.site("a");
   const Site& b = lab.site("b");
   std::printf("  namespaces  %s-*  (%zu)\n", lab.prefix().c_str(), lab.namespaces().size());
-  std::printf("  relay       wan0 %s %s  %s %s\n", relay.ipv4[0].toString().c_str(),
-              relay.ipv4[1].toString().c_str(), relay.ipv6[0].toString().c_str(),
-              relay.ipv6[1].toString().c_str());
-  std::printf("  site a      host %s -> easy NAT (masquerade) %s\n",
-              a.host.ipv4[0].toString().c_str(), a.publicAddress.toString().c_str());
-  std::printf("  site b      host %s -> easy home NAT %s -> hard CGNAT (fully-random) %s\n",
-              b.host.ipv4[0].toString().c_str(), b.natWan.toString().c_str(),
+  std::printf("  relay       %s  tgwd: STUN, TURN, rendezvous (XDP attached)\n", relay.ipv4[0].toString().c_str());
+  std::printf("  site a      app %s -> gateway %s | %s -> home NAT %s\n", a.app->ipv4[0].toString().c_str(),
+              a.lanAddress.toString().c_str(), a.host.ipv4[0].toString().c_str(), a.publicAddress.toString().c_str());
+  std::printf("  site b      app %s -> gateway %s | %s -> home NAT %s -> CGNAT %s\n", b.app->ipv4[0].toString().c_str(),
+              b.lanAddress.toString().c_str(), b.host.ipv4[0].toString().c_str(), b.natWan.toString().c_str(),
               b.publicAddress.toString().c_str());
 
-  heading("Starting tgwd (relay role) from " + example);
-  auto daemon = RelayDaemon::start(lab, relay, "", example);
-  if (!daemon) {
-    std::fprintf(stderr, "tgw-demo: %s\n", daemon.error().message.c_str());
+  auto paired = e.pair("a", "b");
+  if (!paired) {
+    std::fprintf(stderr, "tgw-demo: %s\n", paired.error().message.c_str());
     return 1;
   }
-  indent(daemon->show("status").output);
+  std::printf("  flow %u      a: %s <-> app %s    b: %s <-> app %s\n", kFlowId, e.flowLocal("a").c_str(),
+              e.appBind("a").c_str(), e.flowLocal("b").c_str(), e.appBind("b").c_str());
 
-  // No --server: tgwctl takes the STUN servers from config/examples/edge.toml.
-  const std::vector<std::string> servers;
-  Checks checks;
-  struct Run {
-    const Site* site;
-    std::string title;
-    std::string expectMapping;
-  };
-  // Site b's CGNAT is `masquerade fully-random`: a new port for every destination ip:port.
-  for (const Run& r : {Run{&a, "netcheck from site a (easy NAT)", "endpoint-independent"},
-                       Run{&b, "netcheck from site b (home NAT behind a CGNAT)", "address-and-port-dependent"}}) {
-    heading(r.title + ": tgwctl netcheck --config config/examples/edge.toml");
-    auto text = runNetcheck(lab, r.site->host.netns, servers, false);
-    indent(text.output);
-    auto json = runNetcheck(lab, r.site->host.netns, servers, true);
-    auto j = nlohmann::json::parse(json.output, nullptr, false);
-    bool parsed = json.ok() && !j.is_discarded();
-    checks.expect(text.ok() && parsed, "site " + r.site->name + ": netcheck ran");
-    if (!parsed) continue;
-    std::string mapped = j["ipv4"].value("mapped", std::string());
-    std::string mapping = j["ipv4"].value("mapping", std::string());
-    auto mappedAddr = tgw::SockAddr::parse(mapped);
-    checks.expect(mappedAddr.ok() && mappedAddr->ip() == r.site->publicAddress,
-                  "site " + r.site->name + ": a second run (--json) mapped " + mapped + ", on the NAT's public address " +
-                      r.site->publicAddress.toString());
-    // Both NATs filter by the exact remote endpoint; learning it needs OTHER-ADDRESS in the
-    // answers, which XDP must carry just as userspace does.
-    std::string filtering = j["ipv4"].value("filtering", std::string());
-    checks.expect(filtering == "address-and-port-dependent",
-                  "site " + r.site->name + ": filtering " + filtering + " (expected address-and-port-dependent)");
-    checks.expect(mapping == r.expectMapping,
-                  "site " + r.site->name + ": mapping " + mapping + " (expected " + r.expectMapping + ")");
-  }
-
-  // netcheck's basic probes are bare Binding requests and XDP answered them above; these
-  // show the same from a plain client, one request at a time.
-  heading("Bare Binding requests from site a (answered in XDP)");
-  constexpr int kRequests = 5;
-  int answered = 0;
-  auto fd = lab.udpSocket(a.host.netns, tgw::SockAddr::parse("0.0.0.0:0").value());
-  if (fd) {
-    auto server = tgw::SockAddr::parse("198.18.0.10:3478").value();
-    for (int i = 0; i < kRequests; ++i) {
-      auto tid = tgw::stun::newTransactionId();
-      auto request = tgw::stun::MessageBuilder(tgw::stun::Method::Binding, tgw::stun::Class::Request, tid).finish();
-      if (!sendTo(*fd, server, std::string(request.begin(), request.end()))) continue;
-      auto reply = receiveFrom(*fd, 1s);
-      if (!reply) continue;
-      std::vector<uint8_t> bytes(reply->payload.begin(), reply->payload.end());
-      auto msg = tgw::stun::Message::parse(bytes);
-      if (!msg || msg->transactionId() != tid || !msg->xorMappedAddress()) continue;
-      ++answered;
-      if (i == 0) std::printf("  request 1: mapped %s\n", msg->xorMappedAddress()->toString().c_str());
+  if (holdDirect > 0) {
+    // Only the relay's addresses pass site a's router until the hold ends.
+    auto r = lab.exec(a.natNetns,
+                      "nft add table ip tgw_demo_hold && nft add chain ip tgw_demo_hold fwd "
+                      "'{ type filter hook forward priority -10; policy accept; }' && "
+                      "nft add rule ip tgw_demo_hold fwd meta l4proto udp ip saddr != 198.18.0.0/24 ip daddr != "
+                      "198.18.0.0/24 drop");
+    if (!r.ok()) {
+      std::fprintf(stderr, "tgw-demo: hold rule: %s\n", r.output.c_str());
+      return 1;
     }
-    close(*fd);
+    std::printf("  holding direct paths back for %.1f s at site a's router (--hold-direct)\n", holdDirect);
   }
-  checks.expect(answered == kRequests, std::to_string(answered) + " of " + std::to_string(kRequests) +
-                                           " bare Binding requests answered");
 
-  heading("tgwd counters (tgwctl stats)");
-  indent(daemon->show("stats").output);
-  auto stats = daemon->query("stats");
-  uint64_t tx = stats ? xdpPackets(*stats, "tx") : 0;
-  uint64_t user = stats ? stunCounter(*stats, "binding_success") : 0;
-  checks.expect(tx >= static_cast<uint64_t>(kRequests),
-                "XDP answered " + std::to_string(tx) + " Binding requests with XDP_TX");
-  std::printf("  (userspace answered %llu: what XDP passed up, e.g. RFC 5780 CHANGE-REQUEST)\n",
-              static_cast<unsigned long long>(user));
+  heading("Starting tgwd's edge role at both gateways and the applications");
+  auto start = Clock::now();
+  for (const char* site : {"a", "b"}) {
+    if (auto r = e.start(site); !r) {
+      std::fprintf(stderr, "tgw-demo: %s\n%s\n", r.error().message.c_str(), e.logs().c_str());
+      return 1;
+    }
+  }
+  constexpr double kRate = 100;
+  const auto count = static_cast<uint64_t>(sendSeconds * kRate);
+  if (auto r = e.startApps(kRate, count); !r) {
+    std::fprintf(stderr, "tgw-demo: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  std::printf("  each application sends %llu datagrams at %.0f/s\n", static_cast<unsigned long long>(count), kRate);
+
+  std::optional<double> toRelay, toDirect;
+  bool held = holdDirect > 0;
+  waitFor(
+      [&] {
+        double now = seconds(Clock::now() - start);
+        if (held && now >= holdDirect) {
+          lab.exec(a.natNetns, "nft delete table ip tgw_demo_hold");
+          held = false;
+        }
+        auto active = e.active("a");
+        std::string kind = active.is_object() ? active.value("kind", std::string()) : "";
+        if (kind == "relay" && !toRelay) {
+          toRelay = now;
+          heading("t = " + std::to_string(now).substr(0, 5) + " s: the flow is on the relay (site a: tgwctl paths)");
+          indent(e.showPaths("a"));
+          heading("site a: tgwctl flows");
+          indent(e.showFlows("a"));
+        }
+        if (kind == "direct" && !toDirect) {
+          toDirect = now;
+          heading("t = " + std::to_string(now).substr(0, 5) + " s: the flow is direct (site a: tgwctl paths)");
+          indent(e.showPaths("a"));
+        }
+        return toDirect.has_value();
+      },
+      std::chrono::milliseconds(static_cast<int64_t>((sendSeconds + 20) * 1000)), 50ms);
+  if (held) lab.exec(a.natNetns, "nft delete table ip tgw_demo_hold");
+
+  auto reports = e.appReports(std::chrono::milliseconds(static_cast<int64_t>((sendSeconds + 30) * 1000)));
+  heading("The fast path's counters at the end (tgwctl flows)");
+  std::printf("  site a:\n");
+  indent(e.showFlows("a"));
+  std::printf("  site b:\n");
+  indent(e.showFlows("b"));
+
+  heading("Summary");
+  Checks checks;
+  auto fmt = [](std::optional<double> t) { return t ? std::to_string(*t).substr(0, 5) + " s" : std::string("never"); };
+  std::printf("  time to the relay path   %s (from tgwd's start)\n", fmt(toRelay).c_str());
+  std::printf("  time to the direct path  %s\n", fmt(toDirect).c_str());
+  uint64_t corrupt = 0, duplicates = 0;
+  if (reports) {
+    for (const auto& [site, r] : *reports) {
+      const std::string peer = site == "a" ? "b" : "a";
+      uint64_t received = r.value("received", uint64_t{0});
+      std::printf("  %s -> %s: sent %llu, received %llu, lost %llu, corrupt %llu, duplicates %llu, longest gap %.0f ms\n",
+                  peer.c_str(), site.c_str(), static_cast<unsigned long long>(count),
+                  static_cast<unsigned long long>(received), static_cast<unsigned long long>(count - std::min(count, received)),
+                  static_cast<unsigned long long>(r.value("corrupt", uint64_t{0})),
+                  static_cast<unsigned long long>(r.value("duplicates", uint64_t{0})), r.value("longest_gap_ms", 0.0));
+      corrupt += r.value("corrupt", uint64_t{0});
+      duplicates += r.value("duplicates", uint64_t{0});
+    }
+  }
+  auto flowsA = e.edge("a").query("flows");
+  auto flowsB = e.edge("b").query("flows");
+  uint64_t directOut = flowsA ? flowCounter(*flowsA, kFlowId, "out_direct_packets") : 0;
+  uint64_t directIn = flowsB ? flowCounter(*flowsB, kFlowId, "in_direct_packets") : 0;
+  auto final = e.active("a");
+  checks.expect(reports.ok(), "both applications reported" + (reports ? std::string() : ": " + reports.error().message));
+  checks.expect(toRelay.has_value(), "the flow started on the relay");
+  checks.expect(toDirect.has_value() && final.is_object() && final.value("kind", std::string()) == "direct",
+                "the flow upgraded to a direct path and stayed there");
+  checks.expect(corrupt == 0 && duplicates == 0, "no corrupt or duplicated datagram");
+  checks.expect(directOut > 0 && directIn > 0,
+                "XDP carried the direct traffic (a out_direct " + std::to_string(directOut) + ", b in_direct " +
+                    std::to_string(directIn) + ")");
+  if (checks.failed) std::printf("%s\n", e.logs().c_str());
 
   heading("Cleaning up");
-  daemon->process()->stop();
-  lab.teardown();
-  std::printf("  removed %s-* namespaces, stopped tgwd\n", lab.prefix().c_str());
-  if (keepLogs) std::printf("  logs kept under /tmp/tgw-lab-%s-*\n", lab.prefix().c_str());
+  std::string prefix = lab.prefix();
+  built->reset();
+  std::printf("  removed %s-* namespaces, stopped every process\n", prefix.c_str());
+  if (keepLogs) std::printf("  logs kept under /tmp/tgw-lab-%s-*\n", prefix.c_str());
   std::printf("\n%s\n", checks.failed == 0 ? "demo: all checks passed"
                                            : ("demo: " + std::to_string(checks.failed) + " check(s) failed").c_str());
   return checks.failed == 0 ? 0 : 1;
@@ -167,23 +208,34 @@ int runDemo(const std::string& example, bool keepLogs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string example = exampleRelayConfigPath();
+  double sendSeconds = 10, holdDirect = 0;
   bool keepLogs = false;
-  enum { kKeep = 1000 };
-  const option longopts[] = {{"config", required_argument, nullptr, 'c'},
+  enum { kKeep = 1000, kSeconds, kHold };
+  const option longopts[] = {{"seconds", required_argument, nullptr, kSeconds},
+                             {"hold-direct", required_argument, nullptr, kHold},
                              {"keep-logs", no_argument, nullptr, kKeep},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "c:h", longopts, nullptr)) != -1) {
-    switch (opt) {
-      case 'c': example = optarg; break;
-      case kKeep: keepLogs = true; break;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+  try {
+    while ((opt = getopt_long(argc, argv, "h", longopts, nullptr)) != -1) {
+      switch (opt) {
+        case kSeconds: sendSeconds = std::stod(optarg); break;
+        case kHold: holdDirect = std::stod(optarg); break;
+        case kKeep: keepLogs = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+      }
     }
+  } catch (const std::exception&) {
+    usage(stderr);
+    return 2;
+  }
+  if (sendSeconds < 1 || sendSeconds > 600 || holdDirect < 0 || holdDirect > sendSeconds) {
+    usage(stderr);
+    return 2;
   }
   cleanUpOnSignal();  // Ctrl-C removes the lab too
   setvbuf(stdout, nullptr, _IOLBF, 0);
-  return runDemo(example, keepLogs);
+  return runDemo(sendSeconds, holdDirect, keepLogs);
 }
