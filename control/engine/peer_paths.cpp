@@ -206,8 +206,10 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
   if (active_) {
     const PathState* a = find(*active_);
     inc = PathQuality{active_->kind, a ? a->rtt : std::nullopt, active_->remote.isV6()};
-    // The relay path is usable before its first pong: rank it as working.
-    if (active_->isRelay() && !inc.rtt) inc.rtt = Duration::max() / 2;
+    // The relay path is usable before its first pong, and so is a remembered path while it
+    // is being verified (it forwarded until the restart): rank them as working, so only a
+    // measured better path replaces them (a relay pong does not replace a remembered path).
+    if ((active_->isRelay() || activeRemembered_) && !inc.rtt) inc.rtt = Duration::max() / 2;
   }
   if (!active_ || betterPath(cand, inc)) setActive(ps->path, ChangeReason::Better, now);
 }

@@ -417,9 +417,15 @@ TEST_F(RememberTest, RestartWithARememberedDirectPathStaysDirectAndNeverWritesTh
   // The new allocation's relay path is ready before the pong: it does not take over.
   engine.setRelayPath(peer, kRelay, kT0 + 300ms);
   EXPECT_EQ(tablePath(), remembered);
+  // ... and its pong, before the remembered path's, does not either (the remembered path
+  // ranks as working while it is verified, as the relay path does before its first pong).
   auto sent = runUntil(kT0 + 400ms);
+  const auto relayPing = std::find_if(sent.begin(), sent.end(), [](auto& s) { return s.second.path.isRelay(); });
+  ASSERT_NE(relayPing, sent.end());
+  pong(relayPing->second, kT0 + 350ms);
+  EXPECT_EQ(tablePath(), remembered);
   pong(firstPing, kT0 + 450ms);
-  EXPECT_EQ(engine.counters().pongsReceived, 1u);
+  EXPECT_EQ(engine.counters().pongsReceived, 2u);
 
   // Every later ping on the remembered path answered for a minute: it stays, untouched.
   TimePoint t = kT0 + 450ms;

@@ -201,6 +201,7 @@ void Scenario::connect(SimEdge& a, SimEdge& b, TimePoint start) {
     cfg.peers = {edge::PeerConfig{other->name, other->key->publicKey(), {dataplane::Flow{kFlowId, self == &a ? appA : appB,
                                                                              self == &a ? appB : appA}}}};
     cfg.firstCounter = 1'000'000 + edges.size() * 7 + (self == &a ? 0 : 1);
+    self->config = cfg;
     self->node = std::make_unique<edge::Node>(*self->key, std::move(cfg), self->table);
   }
   a.node->start(now());
@@ -208,6 +209,28 @@ void Scenario::connect(SimEdge& a, SimEdge& b, TimePoint start) {
   flush(a);
   flush(b);
   if (nextApp_ == kNever) nextApp_ = now();
+}
+
+void Scenario::restartNode(SimEdge& e, bool remember) {
+  edge::NodeConfig cfg = *e.config;
+  // Nonce counters above the old run's (the daemon starts them at the Unix time in us).
+  cfg.firstCounter += 1'000'000'000;
+  e.config = cfg;
+  e.node = std::make_unique<edge::Node>(*e.key, std::move(cfg), e.table);
+  if (remember) {
+    for (const auto& peer : e.node->peers()) {
+      auto id = e.node->peerId(peer.key);
+      for (const auto& f : peer.flows) {
+        auto entry = e.table.lookup(f.id);
+        if (id && entry && entry->path.isDirect()) {
+          e.node->rememberPath(*id, entry->path, now());
+          break;
+        }
+      }
+    }
+  }
+  e.node->start(now());
+  flush(e);
 }
 
 void Scenario::collect(SimEdge& e) {

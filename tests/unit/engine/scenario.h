@@ -73,6 +73,7 @@ struct SimEdge {
   std::vector<SockAddr> sockets;
   dataplane::MemoryForwardingTable table;
   std::unique_ptr<edge::Node> node;
+  std::optional<edge::NodeConfig> config;  // as connect() built it (restartNode reuses it)
   std::optional<crypto::NodeKey> key;
   std::vector<engine::PathChange> changes;  // every path change, in order
   uint64_t appSent = 0;
@@ -106,6 +107,11 @@ class Scenario {
   SimEdge& addEdge(const std::string& name, sim::Realm& realm, std::vector<IpAddr> addrs, sim::Link link = {});
   // Makes a and b peers with one flow (kFlowId), builds their nodes and starts them.
   void connect(SimEdge& a, SimEdge& b, TimePoint start);
+  // tgwd restarted on this edge: a new Node with the same key, config and sockets; the
+  // forwarding table (the pinned fast path) keeps what it held, and with `remember` its
+  // direct path is offered to the new node as EdgeRole does (Node::rememberPath). The old
+  // TURN allocation is left at the relay, as a restart with pinned maps leaves it.
+  void restartNode(SimEdge& e, bool remember);
   // Runs the network, the relay and every node; application datagrams flow both ways
   // every kAppInterval from `appFrom` on.
   void runUntil(TimePoint t);

@@ -340,6 +340,62 @@ TEST_F(Scenarios, NatStateLostOnTheRelayPath) {
   record("NAT state lost on the relay path (hard vs hard)", *a, *b, secs(gap));
 }
 
+// tgwd restarts at A while the flow is direct: the pinned fast path keeps the direct path,
+// the new node takes it as remembered, pings it and keeps it (B answers: its NAT mapping
+// and B's state are untouched). The relay path is never written, data keeps flowing, and
+// A's new TURN client deletes the allocation the old run left (437) and allocates again.
+TEST_F(Scenarios, RestartWithARememberedDirectPathStaysDirectAndNeverWritesTheRelayPath) {
+  auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->onDirect());
+  const dataplane::Path before = *a->path();
+  const size_t changesBefore = a->changes.size();
+  const TimePoint restart = sc.now();
+  sc.restartNode(*a, true);
+  sc.runUntil(restart + 60s);
+  EXPECT_EQ(a->path(), before);
+  ASSERT_GT(a->changes.size(), changesBefore);
+  EXPECT_EQ(a->changes[changesBefore].reason, engine::ChangeReason::Remembered);
+  for (size_t i = changesBefore; i < a->changes.size(); ++i) {
+    EXPECT_FALSE(a->changes[i].to && a->changes[i].to->isRelay())
+        << "relay written at " << secs(a->changes[i].at - restart) << " s (" << toString(a->changes[i].reason) << ")";
+  }
+  EXPECT_EQ(a->node->engine().counters().fallbacks, 0u);
+  EXPECT_TRUE(b->onDirect());
+  EXPECT_LT(b->longestGap(restart, sc.now()), 200ms) << "no outage at B";
+  const auto& turn = a->node->relay()->client().counters();
+  EXPECT_EQ(turn.staleAllocationsDeleted, 1u) << "the old run's allocation deleted (437), a new one made";
+  EXPECT_TRUE(a->node->relay()->allocated());
+}
+
+// A restart where the path the pinned maps hold is dead and no direct path can exist (hard
+// NATs on both sides; the maps held a path of an earlier network): the remembered path is
+// trusted and pinged for kTrustWindow, then the flow falls back to the relay. (Where a
+// direct path exists, the search usually finds it sooner and the flow moves there directly.)
+TEST_F(Scenarios, RestartWithADeadRememberedPathFallsBackToTheRelayWithinTheTrustWindow) {
+  auto [a, b] = twoSites(hardNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const dataplane::Flow flow = a->table.lookup(kFlowId)->flow;
+  const dataplane::Path dead{dataplane::PathKind::Direct, a->sockets[0], SockAddr(*IpAddr::parse("198.18.2.1"), 40000),
+                             {}, 0};
+  ASSERT_TRUE(a->table.setPath(flow, dead).ok());
+  const TimePoint restart = sc.now();
+  sc.restartNode(*a, true);
+  sc.runUntil(restart + 30s);
+  ASSERT_FALSE(a->changes.empty());
+  const auto fell = a->firstRelay(restart);
+  ASSERT_TRUE(fell) << "fell back to the relay";
+  EXPECT_LE(*fell - restart, engine::kTrustWindow);
+  EXPECT_GE(*fell - restart, engine::kTrustWindow - 10ms) << "trusted (and pinged) until then";
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const uint64_t received = b->appReceived;
+  sc.runFor(2s);
+  EXPECT_GE(b->appReceived - received, 95u) << "data flows on the new allocation's relay path";
+}
+
 // The same with a port-preserving NAT (Linux masquerade): A's next datagram recreates the
 // same mapping, so the path never dies and nothing falls back.
 TEST_F(Scenarios, NatStateLostPortPreservingHealsAtOnce) {
