@@ -76,7 +76,9 @@ std::string ms(const Json& v) {
 // "direct 192.168.1.10:41641 -> 198.18.2.1:41641" or "none".
 std::string pathText(const Json& p) {
   if (!p.is_object()) return "none";
-  return num(p["kind"]) + " " + num(p["local"]) + " -> " + num(p["remote"]);
+  char kind[16];
+  std::snprintf(kind, sizeof kind, "%-6s", num(p["kind"]).c_str());
+  return std::string(kind) + " " + num(p["local"]) + " -> " + num(p["remote"]);
 }
 
 void printEdgeStatus(const Json& e) {
