@@ -2,31 +2,38 @@
 // ceiling and a userspace UDP forwarder on the same path, in one run: alternated
 // (A B C A B C ...), medians and ratios.
 //
-// Out direction: a local application sends UDP to a flow's local endpoint on the gateway;
-// the gateway sends it on along the flow's direct path towards the peer. Systems:
+// Cases (--cases), each a direction through a gateway with one flow on a direct path:
+//   out  a local application sends UDP to the flow's local endpoint on the gateway; the
+//        gateway sends it on to the peer (tgw's data header pushed, IP/UDP rewritten)
+//   in   the peer sends data frames to the edge's socket; the gateway delivers the payload to
+//        the local application from the flow's local endpoint (headers stripped)
+// Systems:
 //   edge     the edge's XDP program (dataplane/edge_fastpath.h) loaded and attached by this
-//            program, one flow with a direct path installed through its ForwardingTable
-//            interface (what tgwd's path engine does): no tgwd, no sockets involved
-//   ceiling  two interfaces: bench_edge_fwd.bpf.c (Ethernet rewrite, bpf_redirect to the WAN
+//            program, the flow's path installed through its ForwardingTable interface (what
+//            tgwd's path engine does): no tgwd, no sockets involved
+//   ceiling  two interfaces: bench_edge_fwd.bpf.c (Ethernet rewrite, bpf_redirect to the other
 //            veth: no lookup, no rewrite of IP/UDP); one interface: xdp/nop_tx.bpf.c (MAC
 //            swap, XDP_TX)
-//   socat    `socat -u UDP-RECV:<local endpoint> UDP-SENDTO:<peer>` in the gateway's
-//            namespace: a userspace UDP forwarder (XDP_PASS on the gateway's veth)
+//   socat    `socat -u UDP-RECV:<local endpoint or socket> UDP-SENDTO:<peer or app>` in the
+//            gateway's namespace: a userspace UDP forwarder (XDP_PASS on the gateway's veth;
+//            in the in direction it passes the data frames on whole)
 //
-// Topologies (a Lab "relay; site g none": nothing translated, no nftables):
-//   two-interface  generator <p>-g (wan0, 198.19.1.2) -> gateway <p>-g-nat lan0 (local
-//                  endpoint 198.19.1.1:5000) ... wan0 (socket 198.18.1.2:41641) -> the
-//                  Internet router's side of that link (peer 198.18.1.1:41641), where the sink
-//                  counts; the gateway redirects between its two veths
-//   one-interface  generator and sink on the Internet router's side of the relay's link
-//                  (198.18.0.1); the gateway is <p>-relay wan0 (local endpoint
-//                  198.18.0.10:5000, socket 198.18.0.10:41641, peer 198.18.0.1:41641): the
-//                  gateway sends back out of the interface it received on (XDP_TX)
+// Gateways (a Lab "relay; site g none": nothing translated, no nftables):
+//   two-interface  <p>-g-nat: lan0 (local endpoint 198.19.1.1:5000) towards the application
+//                  <p>-g (wan0, 198.19.1.2:7000), wan0 (socket 198.18.1.2:41641) towards the
+//                  peer, the Internet router's side of that link (198.18.1.1:41641); the
+//                  gateway redirects between its two veths. out: generator at the application,
+//                  sink at the peer; in: the other way round
+//   one-interface  <p>-relay wan0 (local endpoint 198.18.0.10:5000, socket 198.18.0.10:41641);
+//                  application 198.18.0.1:7000 and peer 198.18.0.1:41641 are both the Internet
+//                  router's side of the link, where generator and sink are: the gateway sends
+//                  back out of the interface it received on (XDP_TX)
 //   generator: bench/veth/bench_gen.bpf.c run by bpf_prog_test_run_opts with
 //              BPF_F_TEST_XDP_LIVE_FRAMES, XDP_TX into the gateway's veth, pinned to CPU 0
 //              at SCHED_FIFO 40
-//   sink:      bench/veth/bench_sink.bpf.c counts UDP to the peer's port (the ceiling: to the
-//              local endpoint's port, its frames keep their UDP header) and drops it; its
+//   sink:      bench/veth/bench_sink.bpf.c counts UDP to the target's port (peer or app; the
+//              ceiling's frames keep their UDP header: to the port they were sent to) and
+//              drops it; its
 //              threaded-NAPI thread shares CPU 0 at SCHED_FIFO 50
 //   system under test: the gateway veth's threaded-NAPI thread (SCHED_FIFO 50) and socat
 //              (SCHED_FIFO 51) on CPU 1 (LAB.md). Real-time everywhere because the machine is
@@ -39,7 +46,7 @@
 // core says what one core could forward at most. Both are printed. Needs root; exits 77
 // without it.
 //
-// Also (--costs, on by default): the edge program's per-packet cost for each case (out
+// Also (unless --no-costs): the edge program's per-packet cost for each case (out
 // direct, out relay, in direct, in relay) through BPF_PROG_TEST_RUN on the two-interface
 // gateway (bpf_fib_lookup finds its routes and neighbours), against nop_tx and the ceiling.
 #include <bpf/bpf.h>
@@ -101,26 +108,37 @@ constexpr uint16_t kChannel = 0x4000;   // --costs, relay cases: the bound chann
 
 struct Options {
   int rounds = 5;
-  double seconds = 2.0;
+  double seconds = 1.5;
   int batch = 1 << 18;  // frames per test_run call: each call costs milliseconds to set up
   int dataBytes = 64;   // application bytes per datagram
-  bool two = true;      // the two-interface gateway
-  bool one = true;      // the one-interface gateway
+  std::string cases = "out-two,out-one,in-two";  // direction-gateway pairs measured
   bool costs = true;    // BPF_PROG_TEST_RUN per-packet costs
   std::string systems = "edge,ceiling,socat";
   bool verbose = false;
 };
 
-// One gateway position: where the generator, the gateway and the sink are.
+// One measured case: a direction through a gateway, and where the generator, the gateway
+// and the sink are. Out: the generator is the local application (app -> local endpoint), the
+// sink the peer. In: the generator is the peer (data frames, peer -> our socket), the sink
+// the local application.
 struct Topology {
-  std::string name;
+  std::string name;  // "out-two" ...
+  bool in = false;
   std::string genNetns, genIf;
   std::string gwNetns, lanIf, wanIf;  // lanIf == wanIf: a one-interface gateway
   std::string sinkNetns, sinkIf;
+  std::string appNetns, appIf;    // the local application's side of the gateway's LAN link
+  std::string peerNetns, peerIf;  // the peer's side of the gateway's WAN link
   SockAddr app, local, socket, peer;
-  std::array<uint8_t, 6> genMac{}, lanMac{}, wanMac{}, sinkMac{};
-  std::vector<uint8_t> frame;  // app -> local endpoint, as the generator sends it
+  std::array<uint8_t, 6> appMac{}, peerMac{}, lanMac{}, wanMac{};
+  std::vector<uint8_t> frame;  // as the generator sends it
   bool oneInterface() const { return lanIf == wanIf; }
+  const std::string& inIf() const { return in ? wanIf : lanIf; }   // where the gateway receives
+  const std::string& outIf() const { return in ? lanIf : wanIf; }  // where it sends
+  const SockAddr& receiver() const { return in ? socket : local; } // the datagrams' destination
+  const SockAddr& target() const { return in ? app : peer; }       // where the gateway sends them
+  const std::array<uint8_t, 6>& outMac() const { return in ? lanMac : wanMac; }
+  const std::array<uint8_t, 6>& nextHopMac() const { return in ? appMac : peerMac; }
 };
 
 SockAddr sa(const std::string& text) { return *SockAddr::parse(text); }
@@ -196,50 +214,55 @@ class Bench {
     if (!gen_ || !sink_ || !fwd_ || !nop_) return tgw::fail("cannot load the benchmark's BPF programs");
     sink_->bss->tgw_bench_dest_only = 1;
 
-    if (options_.two) {
-      const Site& g = lab_.site("g");
+    for (const char* name : {"out-two", "out-one", "in-two", "in-one"}) {
+      if (("," + options_.cases + ",").find(std::string(",") + name + ",") == std::string::npos) continue;
       Topology t;
-      t.name = "two-interface";
-      t.genNetns = g.host.netns;
-      t.genIf = "wan0";
-      t.gwNetns = g.natNetns;
-      t.lanIf = "lan0";
-      t.wanIf = "wan0";
-      t.sinkNetns = lab_.internetNetns();
-      t.sinkIf = lab_.internetSideOf("g");
-      t.app = SockAddr(g.host.ipv4.at(0), kAppPort);
-      t.local = SockAddr(g.host.gateway4, kLocalPort);
-      t.socket = SockAddr(g.natWan, kSocketPort);
-      t.peer = sa("198.18.1.1:" + std::to_string(kPeerPort));
+      t.name = name;
+      t.in = t.name.rfind("in-", 0) == 0;
+      if (t.name.find("two") != std::string::npos) {
+        const Site& g = lab_.site("g");
+        t.gwNetns = g.natNetns;
+        t.lanIf = "lan0";
+        t.wanIf = "wan0";
+        t.appNetns = g.host.netns;
+        t.appIf = "wan0";
+        t.peerNetns = lab_.internetNetns();
+        t.peerIf = lab_.internetSideOf("g");
+        t.app = SockAddr(g.host.ipv4.at(0), kAppPort);
+        t.local = SockAddr(g.host.gateway4, kLocalPort);
+        t.socket = SockAddr(g.natWan, kSocketPort);
+        t.peer = sa("198.18.1.1:" + std::to_string(kPeerPort));
+      } else {
+        const Host& relay = lab_.host("relay");
+        t.gwNetns = relay.netns;
+        t.lanIf = "wan0";
+        t.wanIf = "wan0";
+        t.appNetns = t.peerNetns = lab_.internetNetns();
+        t.appIf = t.peerIf = lab_.internetSideOf("relay");
+        t.app = sa("198.18.0.1:" + std::to_string(kAppPort));
+        t.local = SockAddr(relay.ipv4.at(0), kLocalPort);
+        t.socket = SockAddr(relay.ipv4.at(0), kSocketPort);
+        t.peer = sa("198.18.0.1:" + std::to_string(kPeerPort));
+      }
+      t.genNetns = t.in ? t.peerNetns : t.appNetns;
+      t.genIf = t.in ? t.peerIf : t.appIf;
+      t.sinkNetns = t.in ? t.appNetns : t.peerNetns;
+      t.sinkIf = t.in ? t.appIf : t.peerIf;
       topologies_.push_back(t);
     }
-    if (options_.one) {
-      const Host& relay = lab_.host("relay");
-      Topology t;
-      t.name = "one-interface";
-      t.genNetns = lab_.internetNetns();
-      t.genIf = lab_.internetSideOf("relay");
-      t.gwNetns = relay.netns;
-      t.lanIf = "wan0";
-      t.wanIf = "wan0";
-      t.sinkNetns = t.genNetns;
-      t.sinkIf = t.genIf;
-      t.app = sa("198.18.0.1:" + std::to_string(kAppPort));
-      t.local = SockAddr(relay.ipv4.at(0), kLocalPort);
-      t.socket = SockAddr(relay.ipv4.at(0), kSocketPort);
-      t.peer = sa("198.18.0.1:" + std::to_string(kPeerPort));
-      topologies_.push_back(t);
-    }
+    if (topologies_.empty()) return tgw::fail("--cases: none of out-two, out-one, in-two, in-one");
     for (auto& t : topologies_) {
       auto mac = [&](const std::string& ns, const std::string& ifname, std::array<uint8_t, 6>& out) {
         auto r = lab_.exec(ns, "cat /sys/class/net/" + ifname + "/address");
         if (r.ok()) out = parseMac(r.output);
         return r.ok();
       };
-      if (!mac(t.genNetns, t.genIf, t.genMac) || !mac(t.gwNetns, t.lanIf, t.lanMac) ||
-          !mac(t.gwNetns, t.wanIf, t.wanMac) || !mac(t.sinkNetns, t.sinkIf, t.sinkMac))
+      if (!mac(t.appNetns, t.appIf, t.appMac) || !mac(t.gwNetns, t.lanIf, t.lanMac) ||
+          !mac(t.gwNetns, t.wanIf, t.wanMac) || !mac(t.peerNetns, t.peerIf, t.peerMac))
         return tgw::fail(t.name + ": cannot read MAC addresses");
-      t.frame = udpFrame(t.genMac, t.lanMac, t.app, t.local, appPayload(options_.dataBytes));
+      const auto payload = appPayload(options_.dataBytes);
+      t.frame = t.in ? udpFrame(t.peerMac, t.wanMac, t.peer, t.socket, dataFrame(payload))
+                     : udpFrame(t.appMac, t.lanMac, t.app, t.local, payload);
       if (t.frame.size() > sizeof(gen_->bss->tgw_bench_template)) return tgw::fail("--data: frame too large for the generator");
       // Static neighbour entries: bpf_fib_lookup and socat never wait on ARP during a run.
       auto neigh = [&](const std::string& ns, const SockAddr& who, const std::array<uint8_t, 6>& m,
@@ -248,7 +271,7 @@ class Bench {
         std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
         return lab_.exec(ns, "ip neigh replace " + who.ip().toString() + " lladdr " + text + " dev " + dev).ok();
       };
-      if (!neigh(t.gwNetns, t.peer, t.sinkMac, t.wanIf) || !neigh(t.gwNetns, t.app, t.genMac, t.lanIf))
+      if (!neigh(t.gwNetns, t.peer, t.peerMac, t.wanIf) || !neigh(t.gwNetns, t.app, t.appMac, t.lanIf))
         return tgw::fail(t.name + ": static neighbour entries");
       // bpf_fib_lookup forwards only where forwarding is on (IPv6 too: the edge warns).
       auto fwd = lab_.exec(t.gwNetns, "sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1");
@@ -323,34 +346,36 @@ class Bench {
     switch (s) {
       case System::kEdge:
         if (auto r = startEdge(t); !r) return r;
-        sink_->bss->tgw_bench_dport_b = kPeerPort;
+        sink_->bss->tgw_bench_dport_b = t.target().port();
         break;
       case System::kCeiling:
         if (t.oneInterface()) {
-          if (auto r = attach(t.gwNetns, t.lanIf, bpf_program__fd(nop_->progs.tgw_nop_tx)); !r) return r;
+          if (auto r = attach(t.gwNetns, t.inIf(), bpf_program__fd(nop_->progs.tgw_nop_tx)); !r) return r;
         } else {
-          std::memcpy(fwd_->bss->tgw_bench_out_src, t.wanMac.data(), 6);
-          std::memcpy(fwd_->bss->tgw_bench_out_dst, t.sinkMac.data(), 6);
+          std::memcpy(fwd_->bss->tgw_bench_out_src, t.outMac().data(), 6);
+          std::memcpy(fwd_->bss->tgw_bench_out_dst, t.nextHopMac().data(), 6);
           unsigned index = 0;
-          if (auto r = lab_.runIn(t.gwNetns, [&] { index = if_nametoindex(t.wanIf.c_str()); }); !r) return r;
-          if (index == 0) return tgw::fail("no " + t.wanIf + " in " + t.gwNetns);
+          if (auto r = lab_.runIn(t.gwNetns, [&] { index = if_nametoindex(t.outIf().c_str()); }); !r) return r;
+          if (index == 0) return tgw::fail("no " + t.outIf() + " in " + t.gwNetns);
           fwd_->bss->tgw_bench_out_ifindex = index;
-          if (auto r = attach(t.gwNetns, t.lanIf, bpf_program__fd(fwd_->progs.tgw_bench_fwd)); !r) return r;
+          if (auto r = attach(t.gwNetns, t.inIf(), bpf_program__fd(fwd_->progs.tgw_bench_fwd)); !r) return r;
         }
-        sink_->bss->tgw_bench_dport_b = kLocalPort;  // the ceiling leaves IP and UDP as they are
+        sink_->bss->tgw_bench_dport_b = t.receiver().port();  // the ceiling leaves IP and UDP as they are
         break;
       case System::kSocat: {
-        if (auto r = lab_.attachXdpVerdict(t.gwNetns, t.lanIf, XDP_PASS); !r) return r;
+        if (auto r = lab_.attachXdpVerdict(t.gwNetns, t.inIf(), XDP_PASS); !r) return r;
+        // In: socat passes the data frames on whole (it does not strip tgw's 8-byte header).
         auto p = lab_.spawn(t.gwNetns,
-                            {"socat", "-u", "UDP-RECV:" + std::to_string(t.local.port()) + ",bind=" + t.local.ip().toString(),
-                             "UDP-SENDTO:" + t.peer.toString()},
+                            {"socat", "-u",
+                             "UDP-RECV:" + std::to_string(t.receiver().port()) + ",bind=" + t.receiver().ip().toString(),
+                             "UDP-SENDTO:" + t.target().toString()},
                             "socat.log");
         if (!p) return tgw::fail(p.error().message);
         socat_ = *p;
-        if (!lab_.waitUdpBound(t.gwNetns, t.local.port(), 5s) || !socat_->running())
-          return tgw::fail("socat did not bind UDP port " + std::to_string(t.local.port()) + ":\n" + socat_->log());
+        if (!lab_.waitUdpBound(t.gwNetns, t.receiver().port(), 5s) || !socat_->running())
+          return tgw::fail("socat did not bind UDP port " + std::to_string(t.receiver().port()) + ":\n" + socat_->log());
         pids.push_back(socat_->pid());
-        sink_->bss->tgw_bench_dport_b = kPeerPort;
+        sink_->bss->tgw_bench_dport_b = t.target().port();
         break;
       }
     }
@@ -366,12 +391,12 @@ class Bench {
     systemPids_.clear();
   }
 
-  // What the edge's flow counted (out direct), or nullopt without the edge.
-  std::optional<uint64_t> edgeForwarded() const {
+  // What the edge's flow counted (direct, in `t`'s direction), or nullopt without the edge.
+  std::optional<uint64_t> edgeForwarded(const Topology& t) const {
     if (!edge_) return std::nullopt;
     auto c = edge_->flowCounters(kFlowId);
     if (!c) return std::nullopt;
-    return c->outDirectPackets;
+    return t.in ? c->inDirectPackets : c->outDirectPackets;
   }
   std::string edgeCounters() const {
     std::string out;
@@ -406,9 +431,9 @@ class Bench {
     relay.channel = kChannel;
     const Flow flow{kFlowId, t.local, t.app};
     const auto payload = appPayload(options_.dataBytes);
-    const auto outFrame = t.frame;
-    const auto inDirect = udpFrame(t.sinkMac, t.wanMac, t.peer, t.socket, dataFrame(payload));
-    const auto inRelay = udpFrame(t.sinkMac, t.wanMac, turn, t.socket, channelData(kChannel, dataFrame(payload)));
+    const auto outFrame = udpFrame(t.appMac, t.lanMac, t.app, t.local, payload);
+    const auto inDirect = udpFrame(t.peerMac, t.wanMac, t.peer, t.socket, dataFrame(payload));
+    const auto inRelay = udpFrame(t.peerMac, t.wanMac, turn, t.socket, channelData(kChannel, dataFrame(payload)));
     // Two interfaces: the edge redirects between them; one: it sends back (XDP_TX).
     const uint32_t forward = t.oneInterface() ? XDP_TX : XDP_REDIRECT;
     struct Case {
@@ -435,7 +460,7 @@ class Bench {
     auto r = lab_.runIn(t.gwNetns, [&] {
       fwd_->bss->tgw_bench_out_ifindex = if_nametoindex(t.wanIf.c_str());
       std::memcpy(fwd_->bss->tgw_bench_out_src, t.wanMac.data(), 6);
-      std::memcpy(fwd_->bss->tgw_bench_out_dst, t.sinkMac.data(), 6);
+      std::memcpy(fwd_->bss->tgw_bench_out_dst, t.peerMac.data(), 6);
       for (int round = 0; round < rounds && error.empty(); ++round) {
         for (const Case& c : cases) {
           if (c.path) {
@@ -518,11 +543,11 @@ class Bench {
   }
 
   tgw::Result<void> attachSink(const Topology& t) {
-    if (attachedSinks_.count(t.sinkIf)) return {};
+    if (attachedSinks_.count(t.sinkNetns + "/" + t.sinkIf)) return {};
     const auto before = kernelThreads("napi/");
     if (auto r = attach(t.sinkNetns, t.sinkIf, bpf_program__fd(sink_->progs.tgw_bench_sink)); !r) return r;
     if (auto r = threaded(t.sinkNetns, t.sinkIf); !r) return r;
-    attachedSinks_.insert(t.sinkIf);
+    attachedSinks_.insert(t.sinkNetns + "/" + t.sinkIf);
     // The sink shares the generator's core: real-time priority lets it preempt the generator
     // whenever frames arrive, so none is lost to a full ring on its side (as bench_veth).
     for (auto& [pid, name] : kernelThreads("napi/" + t.sinkIf + "-")) {
@@ -542,7 +567,7 @@ class Bench {
   // while it waits.
   tgw::Result<void> pinSystem(const Topology& t, const std::map<pid_t, std::string>& before,
                               const std::vector<pid_t>& pids) {
-    if (auto r = threaded(t.gwNetns, t.lanIf); !r) return r;
+    if (auto r = threaded(t.gwNetns, t.inIf()); !r) return r;
     systemPids_ = pids;
     for (auto& [pid, name] : kernelThreads("napi/")) {
       if (before.count(pid)) continue;
@@ -557,7 +582,7 @@ class Bench {
     }
     if (systemPids_.size() == pids.size())
       std::fprintf(stderr, "bench_edge: warning: no new napi thread for %s in %s: per-packet CPU not measured\n",
-                   t.lanIf.c_str(), t.gwNetns.c_str());
+                   t.inIf().c_str(), t.gwNetns.c_str());
     return {};
   }
 
@@ -627,7 +652,8 @@ std::string systemLabel(System s, const Topology& t) {
 int usage(FILE* out, int code) {
   std::fputs(
       "Usage: bench_edge [--rounds N] [--seconds S] [--batch FRAMES] [--data BYTES]\n"
-      "                  [--only two|one] [--systems edge,ceiling,socat] [--no-costs] [--verbose]\n"
+      "                  [--cases out-two,out-one,in-two,in-one] [--systems edge,ceiling,socat]\n"
+      "                  [--no-costs] [--verbose]\n"
       "The edge's out-direction forwarding rate through veth: the edge's XDP program vs a\n"
       "do-nothing XDP ceiling vs socat, alternated, medians and ratios, on a two-interface\n"
       "(LAN -> WAN, redirect) and a one-interface (XDP_TX) gateway; then the edge program's\n"
@@ -644,24 +670,20 @@ int main(int argc, char** argv) {
                              {"seconds", required_argument, nullptr, 's'},
                              {"batch", required_argument, nullptr, 'b'},
                              {"data", required_argument, nullptr, 'd'},
-                             {"only", required_argument, nullptr, 'o'},
+                             {"cases", required_argument, nullptr, 'c'},
                              {"no-costs", no_argument, nullptr, 'n'},
                              {"systems", required_argument, nullptr, 'y'},
                              {"verbose", no_argument, nullptr, 'v'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:d:o:ny:vh", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:d:c:ny:vh", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
       case 'b': options.batch = std::clamp(std::atoi(optarg), 64, 1 << 24); break;
       case 'd': options.dataBytes = std::clamp(std::atoi(optarg), 1, 180); break;
-      case 'o':
-        if (std::string(optarg) == "two") options.one = false;
-        else if (std::string(optarg) == "one") options.two = false;
-        else return usage(stderr, 2);
-        break;
+      case 'c': options.cases = optarg; break;
       case 'n': options.costs = false; break;
       case 'y': options.systems = optarg; break;
       case 'v': options.verbose = true; break;
@@ -702,15 +724,18 @@ int main(int argc, char** argv) {
   if (systems.empty()) return usage(stderr, 2);
   auto has = [&](System s) { return std::find(systems.begin(), systems.end(), s) != systems.end(); };
 
-  std::printf("bench_edge: the edge's out direction (UDP to a flow's local endpoint, sent on along its\n"
-              "direct path), %d application bytes per datagram, through veth\n", options.dataBytes);
+  std::printf("bench_edge: the edge's forwarding rate through veth, one flow on a direct path, %d application\n"
+              "bytes per datagram. out: UDP to the flow's local endpoint, sent on to the peer with tgw's data\n"
+              "header; in: data frames to the edge's socket, delivered to the local application\n",
+              options.dataBytes);
   std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n",
               kGeneratorCpu, options.batch, kSystemCpu);
   std::printf("  %d rounds of %.1f s per system, alternated\n", options.rounds, options.seconds);
   for (const Topology& t : bench.topologies()) {
-    std::printf("\n%s gateway: %s -> %s%s%s -> %s\n", t.name.c_str(), t.app.toString().c_str(),
-                t.local.toString().c_str(), t.oneInterface() ? "" : " ... ", t.oneInterface() ? "" : t.socket.toString().c_str(),
-                t.peer.toString().c_str());
+    std::printf("\n%s (%s direction, %s gateway): %s -> %s, forwarded to %s%s\n", t.name.c_str(), t.in ? "in" : "out",
+                t.oneInterface() ? "one-interface, XDP_TX" : "two-interface, redirect",
+                (t.in ? t.peer : t.app).toString().c_str(), t.receiver().toString().c_str(), t.target().toString().c_str(),
+                t.in ? "" : (" from " + t.socket.toString()).c_str());
     std::map<System, std::vector<double>> rates, costs, busy;
     for (int round = 1; round <= options.rounds; ++round) {
       std::printf("round %d:\n", round);
@@ -722,11 +747,11 @@ int main(int argc, char** argv) {
         }
         (void)bench.measure(t, 0.3);  // warm-up: caches, socket buffers
         if (options.verbose) std::printf("    before:%s\n    cpu:%s\n", bench.drops(t).c_str(), bench.systemCpu().c_str());
-        auto fwdBefore = bench.edgeForwarded();
+        auto fwdBefore = bench.edgeForwarded(t);
         auto r = bench.measure(t, options.seconds);
         if (options.verbose) std::printf("    after: %s\n    cpu:%s\n", bench.drops(t).c_str(), bench.systemCpu().c_str());
         if (s == System::kEdge) {
-          auto fwdAfter = bench.edgeForwarded();
+          auto fwdAfter = bench.edgeForwarded(t);
           if (options.verbose) std::printf("    edge counters:%s\n", bench.edgeCounters().c_str());
           if (!fwdBefore || !fwdAfter || *fwdAfter == *fwdBefore)
             std::fprintf(stderr, "\nbench_edge: warning: the edge's flow forwarded nothing:%s\n",
@@ -777,11 +802,13 @@ int main(int argc, char** argv) {
   }
 
   if (options.costs && has(System::kEdge)) {
-    const Topology& t = bench.topologies().front();
+    const auto& all = bench.topologies();
+    auto two = std::find_if(all.begin(), all.end(), [](const Topology& x) { return !x.oneInterface(); });
+    const Topology& t = two != all.end() ? *two : all.front();
     constexpr int kCalls = 20000;
     std::printf("\nPer-packet cost through BPF_PROG_TEST_RUN on the %s gateway (kernel clock, single\n"
                 "shots, median of %d rounds of %d calls; %d application bytes):\n",
-                t.name.c_str(), options.rounds, kCalls, options.dataBytes);
+                t.oneInterface() ? "one-interface" : "two-interface", options.rounds, kCalls, options.dataBytes);
     auto c = bench.costs(t, options.rounds, kCalls);
     if (!c) {
       std::fprintf(stderr, "bench_edge: costs: %s\n", c.error().message.c_str());
