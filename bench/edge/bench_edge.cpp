@@ -649,6 +649,21 @@ std::string systemLabel(System s, const Topology& t) {
   return "?";
 }
 
+// Median of a[i] / b[i] over the rounds (each pair measured in the same minute of a noisy
+// machine); 0 when there is no pair.
+double pairedRatio(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> r;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    if (b[i] > 0) r.push_back(a[i] / b[i]);
+  return median(r);
+}
+
+struct Summary {
+  std::string name;
+  double edge = 0, ceiling = 0, socat = 0;  // forwarded/s, medians
+  double byRate = 0, byCpu = 0;             // edge / ceiling
+};
+
 int usage(FILE* out, int code) {
   std::fputs(
       "Usage: bench_edge [--rounds N] [--seconds S] [--batch FRAMES] [--data BYTES]\n"
@@ -731,12 +746,13 @@ int main(int argc, char** argv) {
   std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n",
               kGeneratorCpu, options.batch, kSystemCpu);
   std::printf("  %d rounds of %.1f s per system, alternated\n", options.rounds, options.seconds);
+  std::vector<Summary> summary;
   for (const Topology& t : bench.topologies()) {
     std::printf("\n%s (%s direction, %s gateway): %s -> %s, forwarded to %s%s\n", t.name.c_str(), t.in ? "in" : "out",
                 t.oneInterface() ? "one-interface, XDP_TX" : "two-interface, redirect",
                 (t.in ? t.peer : t.app).toString().c_str(), t.receiver().toString().c_str(), t.target().toString().c_str(),
                 t.in ? "" : (" from " + t.socket.toString()).c_str());
-    std::map<System, std::vector<double>> rates, costs, busy;
+    std::map<System, std::vector<double>> rates, costs, busy;  // per round, in order
     for (int round = 1; round <= options.rounds; ++round) {
       std::printf("round %d:\n", round);
       for (System s : systems) {
@@ -770,36 +786,43 @@ int main(int argc, char** argv) {
                     r->nsPerPacket);
       }
     }
-    std::printf("\n%s: medians over %d rounds (forwarded/s; the system's core: busy, CPU per packet):\n",
+    std::printf("\n%s: medians over %d rounds (forwarded/s; the system's core: busy, CPU per packet, and\n"
+                "what one core would forward at that cost):\n",
                 t.name.c_str(), options.rounds);
-    for (System s : systems)
-      std::printf("  %-42s %12.0f /s  %4.0f%%  %6.0f ns\n", systemLabel(s, t).c_str(), median(rates[s]),
-                  median(busy[s]) * 100, median(costs[s]));
+    for (System s : systems) {
+      const double ns = median(costs[s]);
+      std::printf("  %-42s %12.0f /s  %4.0f%%  %6.0f ns  %6.2f M/s per core\n", systemLabel(s, t).c_str(),
+                  median(rates[s]), median(busy[s]) * 100, ns, ns > 0 ? 1e3 / ns : 0);
+    }
     const double edge = median(rates[System::kEdge]);
     const double ceiling = median(rates[System::kCeiling]);
     const double userspace = median(rates[System::kSocat]);
     if (has(System::kEdge) && has(System::kCeiling)) {
-      // Ratios of each round's pair (the same minute of a noisy machine), then their median.
-      std::vector<double> byRate, byCpu;
-      for (size_t i = 0; i < rates[System::kEdge].size(); ++i) {
-        if (rates[System::kCeiling][i] > 0) byRate.push_back(rates[System::kEdge][i] / rates[System::kCeiling][i]);
-        if (costs[System::kEdge][i] > 0) byCpu.push_back(costs[System::kCeiling][i] / costs[System::kEdge][i]);
-      }
-      const double ratio = median(byRate);
+      const double ratio = pairedRatio(rates[System::kEdge], rates[System::kCeiling]);
       std::printf("  edge / ceiling  %7.2f     by rate, median of the rounds' ratios (target >= 0.7: %s)\n", ratio,
                   ratio >= 0.7 ? "met" : "NOT met");
       // Below a saturated system core the rates are what the generator's core (generator and
       // sink) can offer and count: the CPU per packet then tells the capacities apart.
-      std::printf("  edge / ceiling  %7.2f     by CPU per packet (what one core could forward)%s\n", median(byCpu),
+      std::printf("  edge / ceiling  %7.2f     by CPU per packet (what one core could forward)%s\n",
+                  pairedRatio(costs[System::kCeiling], costs[System::kEdge]),
                   median(busy[System::kEdge]) < 0.95 ? "; the edge's core was not saturated: the rates are"
                                                        " bounded by the generator's core"
                                                      : "");
     }
+    summary.push_back({t.name, edge, ceiling, userspace, pairedRatio(rates[System::kEdge], rates[System::kCeiling]),
+                       pairedRatio(costs[System::kCeiling], costs[System::kEdge])});
     if (has(System::kEdge) && has(System::kSocat))
       std::printf("  edge / socat    %7.1f x\n", userspace > 0 ? edge / userspace : 0);
     if (has(System::kCeiling) && has(System::kSocat))
       std::printf("  ceiling / socat %7.1f x\n", userspace > 0 ? ceiling / userspace : 0);
   }
+
+  std::printf("\nSummary (medians; edge/ceiling: median of the rounds' paired ratios):\n"
+              "  %-8s %12s %12s %10s %14s %14s %12s\n", "case", "edge /s", "ceiling /s", "socat /s",
+              "edge/ceil rate", "edge/ceil CPU", "edge/socat");
+  for (const auto& r : summary)
+    std::printf("  %-8s %12.0f %12.0f %10.0f %14.2f %14.2f %12.1f\n", r.name.c_str(), r.edge, r.ceiling, r.socat,
+                r.byRate, r.byCpu, r.socat > 0 ? r.edge / r.socat : 0);
 
   if (options.costs && has(System::kEdge)) {
     const auto& all = bench.topologies();
