@@ -1,5 +1,6 @@
 // The edge's control socket commands (issue 5; JSON contract in the edge config brief):
-//   peers  - each configured peer: name, key, active path, its RTT, relay and rendezvous state
+//   peers  - each configured peer: name, key, active path, its RTT, the relay path's state,
+//            its latest candidate list, when we last sent it our call-me-maybe
 //   paths  - every candidate pair of every peer: kind, local, remote, candidate kind, state,
 //            last RTT, last pong age, and whether it carries the peer's flows now
 //   flows  - each flow: id, peer, local endpoint, app, current path, the fast path's counters

@@ -108,6 +108,16 @@ json peersJson(const Node& node, TimePoint now) {
       j["paths"] = 0;
     }
     j["validated_paths"] = validated;
+    j["remote_candidates"] = json::array();
+    j["call_me_maybe_sent_ago_s"] = nullptr;
+    if (auto v = node.peerView(p.key)) {
+      for (const auto& c : v->remoteCandidates) {
+        j["remote_candidates"].push_back({{"kind", candidateName(c.kind)}, {"address", c.addr.toString()}});
+      }
+      if (v->callMeMaybeSentAt != TimePoint{}) {
+        j["call_me_maybe_sent_ago_s"] = std::chrono::duration<double>(now - v->callMeMaybeSentAt).count();
+      }
+    }
     list.push_back(std::move(j));
   }
   return {{"peers", list}};

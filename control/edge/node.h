@@ -135,6 +135,18 @@ class Node {
   // The configured peers (names, keys, flows), as given to the constructor (tgwctl).
   const std::vector<PeerConfig>& peers() const { return config_.peers; }
   const NodeConfig& config() const { return config_; }
+  // What the node knows of a peer beyond its paths (tgwctl peers); nullopt for a key that is
+  // not a configured peer.
+  struct PeerView {
+    std::vector<engine::Candidate> remoteCandidates;  // its latest call-me-maybe
+    TimePoint callMeMaybeSentAt{};                    // {}: none sent yet
+  };
+  std::optional<PeerView> peerView(const crypto::PublicKey& key) const {
+    auto it = byKey_.find(key);
+    if (it == byKey_.end()) return std::nullopt;
+    const Peer& p = peers_[it->second];
+    return PeerView{p.remote, p.cmmSentAt};
+  }
   const rendezvous::Client* rendezvousClient() const { return rdv_ ? &*rdv_ : nullptr; }
 
  private:

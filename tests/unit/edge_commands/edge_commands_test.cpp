@@ -119,6 +119,15 @@ TEST_F(EdgeCommands, SaysRelayThenDirect) {
   EXPECT_EQ(peers[0]["relay"]["state"], "validated");
   EXPECT_EQ(peers[0]["flows"], json::array({kFlowId}));
   EXPECT_GE(peers[0]["validated_paths"].get<int>(), 2);
+  // B's candidates as its call-me-maybe gave them: its NAT's mapping and its relayed address.
+  bool bSrflx = false, bRelay = false;
+  for (const auto& cand : peers[0]["remote_candidates"]) {
+    bSrflx = bSrflx || (cand["kind"] == "srflx" && cand["address"].get<std::string>().starts_with("198.18.2.1:"));
+    bRelay = bRelay || (cand["kind"] == "relay" && cand["address"].get<std::string>().starts_with("198.18.0.1:"));
+  }
+  EXPECT_TRUE(bSrflx && bRelay) << peers[0]["remote_candidates"].dump();
+  ASSERT_TRUE(peers[0]["call_me_maybe_sent_ago_s"].is_number());
+  EXPECT_LE(peers[0]["call_me_maybe_sent_ago_s"].get<double>(), 30.0) << "refreshed every 30 s";
 
   json st = edge::nodeStatusJson(*a->node, sc.now());
   EXPECT_EQ(st["key"], a->key->publicKey().toString());
