@@ -78,6 +78,9 @@ void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimeP
       const bool known = find(p) != nullptr;
       if (PathState* ps = addPath(p, c.kind)) {
         ps->listed = true;
+        // A path learned (peer-reflexive, or remembered after a restart) that the peer now
+        // lists: it is what the peer says it is.
+        ps->kind = c.kind;
         added += known ? 0 : 1;
       }
     }

@@ -443,6 +443,12 @@ TEST_F(RememberTest, RestartWithARememberedDirectPathStaysDirectAndNeverWritesTh
   EXPECT_TRUE(engine.takePathChanges().empty());
   // The relay path is known (probed, ready to fall back to), just not written.
   EXPECT_NE(engine.peer(peer)->find(kRelay), nullptr);
+  // Remembered paths are peer-reflexive until the peer's list names them.
+  EXPECT_EQ(engine.peer(peer)->find(remembered)->kind, CandidateKind::PeerReflexive);
+  const Candidate listed[] = {{remembered.remote, CandidateKind::Reflexive}};
+  engine.setRemoteCandidates(peer, listed, t);
+  EXPECT_EQ(engine.peer(peer)->find(remembered)->kind, CandidateKind::Reflexive);
+  EXPECT_EQ(tablePath(), remembered);
 }
 
 TEST_F(RememberTest, ADeadRememberedPathFallsBackToTheRelayWithinTheTrustWindow) {
