@@ -669,7 +669,7 @@ int usage(FILE* out, int code) {
       "Usage: bench_edge [--rounds N] [--seconds S] [--batch FRAMES] [--data BYTES]\n"
       "                  [--cases out-two,out-one,in-two,in-one] [--systems edge,ceiling,socat]\n"
       "                  [--no-costs] [--verbose]\n"
-      "The edge's out-direction forwarding rate through veth: the edge's XDP program vs a\n"
+      "The edge's forwarding rate (out and in) through veth: the edge's XDP program vs a\n"
       "do-nothing XDP ceiling vs socat, alternated, medians and ratios, on a two-interface\n"
       "(LAN -> WAN, redirect) and a one-interface (XDP_TX) gateway; then the edge program's\n"
       "per-packet cost per case through BPF_PROG_TEST_RUN. Needs root.\n"
