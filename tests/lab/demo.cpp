@@ -51,7 +51,8 @@ void usage(FILE* out) {
       "application beside each; shows the flow on the relay, then on a direct path, with the\n"
       "fast path's counters, and cleans up. --seconds: how long the applications send (default\n"
       "10). --hold-direct S: site a's router drops everything but the relay's traffic for the\n"
-      "first S seconds (default 0), to watch the relay path carry the flow for a while.\n"
+      "first S seconds (default 3; 0: no hold, and the direct path usually wins within a few\n"
+      "hundred milliseconds, before the relay path shows), so the relay phase can be seen.\n"
       "Exit status 0 when every check passed. TGW_TGWD / TGW_TGWCTL / TGW_UDP_APP override\n"
       "the programs' paths.\n",
       out);
@@ -148,6 +149,8 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
           toDirect = now;
           heading("t = " + std::to_string(now).substr(0, 5) + " s: the flow is direct (site a: tgwctl paths)");
           indent(e.showPaths("a"));
+          heading("site a: tgwctl flows");
+          indent(e.showFlows("a"));
         }
         return toDirect.has_value();
       },
@@ -208,7 +211,7 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  double sendSeconds = 10, holdDirect = 0;
+  double sendSeconds = 10, holdDirect = 3;
   bool keepLogs = false;
   enum { kKeep = 1000, kSeconds, kHold };
   const option longopts[] = {{"seconds", required_argument, nullptr, kSeconds},

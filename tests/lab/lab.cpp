@@ -797,6 +797,30 @@ Result<void> Lab::enableHairpin(const std::vector<std::string>& sites,
   return {};
 }
 
+Result<void> Lab::rebootNatWithNewPorts(const std::string& name, const std::string& ports) {
+  const Site& s = site(name);
+  auto r = exec(s.natNetns, "nft flush chain ip tgw_lab_nat postrouting && nft add rule ip tgw_lab_nat postrouting "
+                            "oifname wan0 meta l4proto udp masquerade to :" + ports +
+                            " && nft add rule ip tgw_lab_nat postrouting oifname wan0 masquerade && conntrack -F");
+  if (!r.ok()) return fail("rebooting " + s.natNetns + "'s NAT: " + r.output);
+  return {};
+}
+
+Result<void> Lab::forwardPort(const std::string& name, uint16_t port) {
+  const Site& s = site(name);
+  auto file = tempDir_ / ("forward-" + s.natNetns + "-" + std::to_string(port) + ".nft");
+  std::ofstream out(file);
+  out << "table ip tgw_lab_forward_" << port << " {\n"
+      << "  chain prerouting {\n"
+         "    type nat hook prerouting priority dstnat; policy accept;\n"
+         "    iifname \"wan0\" udp dport " << port << " dnat to " << s.host.ipv4[0].toString() << "\n"
+      << "  }\n}\n";
+  out.close();
+  auto r = exec(s.natNetns, "nft -f " + file.string());
+  if (!r.ok()) return fail("nft in " + s.natNetns + ": " + r.output);
+  return {};
+}
+
 Result<void> Lab::flushConntrack(const std::string& netns) const {
   auto r = exec(netns, "conntrack -F");
   if (!r.ok()) return fail("conntrack -F in " + netns + ": " + r.output);

@@ -218,6 +218,14 @@ class Lab {
   // Drops every conntrack entry in netns (`conntrack -F`): the NAT forgets its mappings,
   // as a NAT reboot would.
   Result<void> flushConntrack(const std::string& netns) const;
+  // A reboot that also changes the home NAT's port allocation: its masquerade now maps to
+  // `ports` ("30000-39999") instead of keeping source ports, then conntrack -F. Every
+  // mapping through it gets a new external port.
+  Result<void> rebootNatWithNewPorts(const std::string& site, const std::string& ports);
+  // An operator's port forward on the site's home router: UDP to its WAN address and `port`
+  // goes to the site host's same port, from anyone (endpoint-independent filtering for that
+  // port, RFC 4787 section 5; with the masquerade keeping the port, a full-cone mapping).
+  Result<void> forwardPort(const std::string& site, uint16_t port);
 
   const std::string& prefix() const { return prefix_; }
   std::string internetNetns() const { return prefix_ + "-inet"; }
