@@ -100,9 +100,9 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
   if (holdDirect > 0) {
     // Only the relay's addresses pass site a's router until the hold ends.
     auto r = lab.exec(a.natNetns,
-                      "nft add table ip tgw_demo_hold && nft add chain ip tgw_demo_hold fwd "
+                      "nft add table ip tgw_demo_hold && nft add chain ip tgw_demo_hold holding "
                       "'{ type filter hook forward priority -10; policy accept; }' && "
-                      "nft add rule ip tgw_demo_hold fwd meta l4proto udp ip saddr != 198.18.0.0/24 ip daddr != "
+                      "nft add rule ip tgw_demo_hold holding meta l4proto udp ip saddr != 198.18.0.0/24 ip daddr != "
                       "198.18.0.0/24 drop");
     if (!r.ok()) {
       std::fprintf(stderr, "tgw-demo: hold rule: %s\n", r.output.c_str());
@@ -168,7 +168,14 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
   Checks checks;
   auto fmt = [](std::optional<double> t) { return t ? std::to_string(*t).substr(0, 5) + " s" : std::string("never"); };
   std::printf("  time to the relay path   %s (from tgwd's start)\n", fmt(toRelay).c_str());
-  std::printf("  time to the direct path  %s\n", fmt(toDirect).c_str());
+  if (holdDirect > 0) {
+    std::printf("  time to the direct path  %s (held back for the first %.1f s; without the hold it is\n"
+                "                           usually a few hundred ms: --hold-direct 0)\n",
+                fmt(toDirect).c_str(), holdDirect);
+  } else {
+    std::printf("  time to the direct path  %s\n", fmt(toDirect).c_str());
+  }
+  std::printf("  (datagrams sent before the first path existed are dropped and counted: drop_no_path)\n");
   uint64_t corrupt = 0, duplicates = 0;
   if (reports) {
     for (const auto& [site, r] : *reports) {
