@@ -368,6 +368,12 @@ void ControlServer::onRequest(Connection* c) {
 }
 
 void ControlServer::sendReply(Connection* c, const std::string& reply) {
+  if (c->replied) {
+    // The handler answered after kAsyncReplyTimeout had answered for it (the connection is
+    // still flushing that): one reply per connection.
+    ++dropped_;
+    return;
+  }
   if (c->replyDeadline != nullptr) {
     event_free(c->replyDeadline);
     c->replyDeadline = nullptr;

@@ -4,6 +4,8 @@
 //   {"cmd": "stats", "args": {...}}
 // and reads one line back, then the connection closes:
 //   {"ok": true, "result": ...}   or   {"ok": false, "error": "what went wrong"}
+// Async commands (addAsync) answer on the same connection when their work is done; the client
+// keeps its side open until then (a client that closes, or half-closes, gives up the reply).
 // Access: the socket file is created 0660 (owner root, group control_group when configured);
 // each connection's SO_PEERCRED is checked as well, so root, the daemon's own user and members
 // of control_group get in and everyone else is refused with a logged warning.
