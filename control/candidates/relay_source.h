@@ -31,6 +31,10 @@ class RelaySource final : public CandidateSource {
   // XOR-MAPPED-ADDRESS), so the server no longer knows the 5-tuple the allocation is bound
   // to (RFC 8656 section 2.2). The old allocation expires at the server by itself.
   void reallocate(TimePoint now);
+  // Credentials for the next allocation (the current one keeps its own until it is lost):
+  // TURN REST credentials expire, and the owner renews them before they do.
+  void setCredentials(turnclient::Credentials credentials) { config_.credentials = std::move(credentials); }
+  const turnclient::Credentials& credentials() const { return config_.credentials; }
   bool onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                   TimePoint now) override;
   void onTimer(TimePoint now) override;

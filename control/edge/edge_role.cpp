@@ -23,10 +23,21 @@ namespace {
 
 // Datagrams read per socket wakeup before the loop serves others.
 constexpr int kMaxDatagramsPerWakeup = 64;
-// TURN REST credentials expire at the end of the day after today (UTC): 24 to 48 hours
-// ahead, and the same username for every start on one day, so a restarted tgwd can delete
-// its previous allocation (the server wants the same username; turnclient, 437).
-constexpr int64_t kRestDay = 24 * 3600;
+// TURN REST credentials (the edge holds the shared secret itself) expire at the end of the
+// 30-day block after the current one (UTC): 30 to 60 days ahead, and the same username for
+// every start within a block, so a restarted tgwd can delete its previous allocation (the
+// server wants the same username; turnclient, 437). A running tgwd takes the next block's
+// credentials for its next allocation when a block ends (Impl::renewRestCredentials); the
+// current allocation keeps its own until they expire and it is lost.
+constexpr int64_t kRestBlock = 30 * 24 * 3600;
+
+int64_t unixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+turnclient::Credentials restCredentialsFor(const config::EdgeRelayConfig& relay, int64_t unixSeconds) {
+  return turnclient::restCredentials(*relay.restSecret, relay.username, (unixSeconds / kRestBlock + 2) * kRestBlock);
+}
 
 dataplane::AttachMode toAttachMode(config::XdpMode m) {
   switch (m) {
@@ -137,8 +148,17 @@ struct EdgeRole::Impl {
   void onTimer() {
     ++counters.timerWakeups;
     timerAt = kNever;
+    renewRestCredentials();
     node->onTimer(Clock::now());
     afterNode();
+  }
+
+  void renewRestCredentials() {
+    if (!cfg.relay || !cfg.relay->restSecret || node->relay() == nullptr) return;
+    auto fresh = restCredentialsFor(*cfg.relay, unixNow());
+    if (fresh.username == node->relay()->credentials().username) return;
+    log::info("turn_rest_credentials_renewed", {{"username", fresh.username}});
+    node->relay()->setCredentials(std::move(fresh));
   }
 
   // After every call into the Node: send, drop data that reached userspace, answer pings,
@@ -290,10 +310,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     turnclient::Config tc;
     tc.server = cfg.relay->address;
     if (cfg.relay->restSecret) {
-      const int64_t unixNow =
-          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-      const int64_t expiry = (unixNow / kRestDay + 2) * kRestDay;
-      tc.credentials = turnclient::restCredentials(*cfg.relay->restSecret, cfg.relay->username, expiry);
+      tc.credentials = restCredentialsFor(*cfg.relay, unixNow());
     } else {
       tc.credentials = turnclient::Credentials{cfg.relay->username, cfg.relay->password};
     }

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "candidates/relay_source.h"
 #include "candidates/source.h"
 #include "candidates/stun_source.h"
 #include "sim/nat.h"
@@ -133,6 +134,23 @@ TEST_F(StunSourceSim, OneServerDownTheOtherStillAnswers) {
   EXPECT_EQ(s.counters().answers, 1u);
   EXPECT_EQ(s.counters().timeouts, 1u);
   EXPECT_EQ(s.counters().requests, 2u);
+}
+
+// Renewed (TURN REST) credentials serve the next allocation; the current one keeps its own.
+TEST(RelaySource, NewCredentialsServeTheNextAllocation) {
+  turnclient::Config c;
+  c.server = sa("198.18.0.1:3478");
+  c.credentials = {"1700000000:edge", "old"};
+  RelaySource r(c, sa("192.168.1.10:41641"));
+  const TimePoint t0 = TimePoint{} + std::chrono::hours(1);
+  r.gather(t0);
+  EXPECT_EQ(r.client().config().credentials.username, "1700000000:edge");
+  r.setCredentials({"1702592000:edge", "new"});
+  EXPECT_EQ(r.credentials().username, "1702592000:edge");
+  EXPECT_EQ(r.client().config().credentials.username, "1700000000:edge") << "the allocation being made keeps its own";
+  r.reallocate(t0 + 1s);
+  EXPECT_EQ(r.client().config().credentials.username, "1702592000:edge");
+  EXPECT_EQ(r.client().config().credentials.password, "new");
 }
 
 }  // namespace
