@@ -671,8 +671,20 @@ Config build(const toml::table& root, const Reader& r) {
   const toml::table* daemon = section("daemon");
   c.daemon = readDaemon(r, daemon != nullptr ? *daemon : kEmpty);
   if (const auto* relay = section("relay")) c.relay = readRelay(r, *relay);
-  if (const auto* edge = section("edge")) c.edge = readEdge(r, *edge);
+  const toml::table* edge = section("edge");
+  if (edge != nullptr) c.edge = readEdge(r, *edge);
   if (!c.relay && !c.edge) r.failAt(nullptr, 1, "relay", "a [relay] or an [edge] section", "neither");
+  // One XDP program per interface: the relay's and the edge's cannot share one.
+  if (c.relay && c.edge && c.relay->xdpMode != XdpMode::Off && c.edge->xdpMode != XdpMode::Off) {
+    for (const std::string& ifname : {c.edge->interface, c.edge->lanInterface}) {
+      if (ifname == c.relay->interface) {
+        r.failAt(edge->get("interface"), Reader::lineOf(*edge), "edge.interface",
+                 "an interface other than relay.interface \"" + ifname +
+                     "\" when both attach XDP (or xdp_mode = \"off\" in one of them)",
+                 "\"" + ifname + "\"");
+      }
+    }
+  }
   return c;
 }
 

@@ -485,6 +485,20 @@ TEST(ConfigEdge, RequiredKeysAndValues) {
   EXPECT_EQ(unknown.rfind("t.toml:4: edge.peers: expected one of the known keys", 0), 0u) << unknown;
 }
 
+TEST(ConfigEdge, BothRolesInOneDaemon) {
+  const std::string relay = "[relay]\ninterface = \"wan0\"\naddress = \"198.18.0.10\"\n";
+  auto both = parse(relay + "[edge]\nkey_file = \"/k\"\ninterface = \"wan1\"\n", "t.toml");
+  ASSERT_TRUE(both.ok()) << both.error().message;
+  EXPECT_TRUE(both->relay && both->edge);
+  EXPECT_EQ(errorOf(relay + "[edge]\nkey_file = \"/k\"\ninterface = \"wan0\"\n"),
+            "t.toml:6: edge.interface: expected an interface other than relay.interface \"wan0\" when both attach "
+            "XDP (or xdp_mode = \"off\" in one of them), got \"wan0\"");
+  EXPECT_EQ(errorOf(relay + "[edge]\nkey_file = \"/k\"\ninterface = \"wan1\"\nlan_interface = \"wan0\"\n")
+                .rfind("t.toml:6: edge.interface: expected an interface other than relay.interface \"wan0\"", 0),
+            0u);
+  EXPECT_TRUE(parse(relay + "[edge]\nkey_file = \"/k\"\ninterface = \"wan0\"\nxdp_mode = \"off\"\n", "t.toml").ok());
+}
+
 TEST(ConfigEdge, Peers) {
   // Lines: 4 [[edge.peer]], 5 name, 6 key, 7 [[edge.peer]], 8 name, 9 key.
   auto second = [](std::string_view name, std::string_view key) {
