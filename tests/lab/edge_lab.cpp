@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <sstream>
 
 namespace tgw::lab {
 
@@ -132,6 +133,36 @@ std::optional<std::chrono::milliseconds> EdgeLab::waitActive(const std::string& 
       timeout, 50ms);
   if (!ok) return std::nullopt;
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+namespace {
+
+// "2026-11-24T01:47:33.788Z ..." -> seconds of the day.
+std::optional<double> logSeconds(const std::string& line) {
+  if (line.size() < 24 || line[10] != 'T' || line[13] != ':' || line[16] != ':') return std::nullopt;
+  try {
+    return std::stoi(line.substr(11, 2)) * 3600.0 + std::stoi(line.substr(14, 2)) * 60.0 + std::stod(line.substr(17, 6));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::optional<double> EdgeLab::loggedTimeTo(const std::string& site, const std::string& kind) {
+  std::istringstream lines(edges_.at(site).log());
+  double started = -1, reached = -1;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(" info started ") != std::string::npos) {
+      started = logSeconds(line).value_or(-1);
+      reached = -1;
+    } else if (started >= 0 && reached < 0 && line.find(" path_change ") != std::string::npos &&
+               line.find(" to=" + kind + ":") != std::string::npos) {
+      reached = logSeconds(line).value_or(-1);
+    }
+  }
+  if (started < 0 || reached < 0) return std::nullopt;
+  return reached - started;
 }
 
 Result<void> EdgeLab::startApps(double rate, uint64_t count, double linger) {

@@ -63,6 +63,11 @@ class EdgeLab {
   std::optional<std::chrono::milliseconds> waitActive(const std::string& site, const std::string& kind,
                                                       std::chrono::milliseconds timeout);
 
+  // From tgwd's own log at `site` (its latest start): seconds from its "started" line to
+  // its first path_change onto a `kind` ("relay" / "direct") path; nothing if none yet.
+  // Exact where polling `paths` every 50 ms misses a relay path that direct replaced at once.
+  std::optional<double> loggedTimeTo(const std::string& site, const std::string& kind);
+
   // Starts the application at both sites: `count` datagrams each at `rate`.
   Result<void> startApps(double rate, uint64_t count, double linger = 2.0);
   // Both reports (site -> report) once both apps are done.

@@ -108,6 +108,9 @@ class EdgeNat : public ::testing::Test {
       if (std::string(site) == "a") {
         if (t.relay) printFigure(scenario + ".time_to_relay", *t.relay, "s");
         if (t.direct) printFigure(scenario + ".time_to_direct", *t.direct, "s");
+        // The same from tgwd's log (its start to its path change), where polling is too coarse.
+        if (auto r = e_->loggedTimeTo(site, "relay")) printFigure(scenario + ".logged_time_to_relay", *r, "s");
+        if (auto d = e_->loggedTimeTo(site, "direct")) printFigure(scenario + ".logged_time_to_direct", *d, "s");
       }
     }
   }
