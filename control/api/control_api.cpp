@@ -329,7 +329,7 @@ void ControlServer::onRequest(Connection* c) {
   std::free(line);
   // One request per connection: what the client sends after it is read and discarded (so
   // its EOF is seen and an abandoned async request is dropped at once). While the reply is
-  // awaited no idle timeout applies; kAsyncReplyTimeout bounds the wait instead.
+  // awaited no idle timeout applies; asyncReplyTimeout_ bounds the wait instead.
   bufferevent_setcb(
       c->bev, [](bufferevent* bev, void*) { evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev))); },
       nullptr,
@@ -359,11 +359,11 @@ void ControlServer::onRequest(Connection* c) {
       base_,
       [](evutil_socket_t, short, void* arg) {
         auto* conn = static_cast<Connection*>(arg);
-        log::warn("control_async_reply_timeout", {{"timeout_s", std::to_string(std::chrono::duration_cast<seconds>(kAsyncReplyTimeout).count())}});
+        log::warn("control_async_reply_timeout", {{"timeout_ms", std::to_string(static_cast<int64_t>(toMs(conn->server->asyncReplyTimeout_)))}});
         conn->server->sendReply(conn, "{\"ok\":false,\"error\":\"no answer within the daemon's limit\"}\n");
       },
       c);
-  timeval tv = toTimeval(kAsyncReplyTimeout);
+  timeval tv = toTimeval(asyncReplyTimeout_);
   evtimer_add(c->replyDeadline, &tv);
 }
 

@@ -104,6 +104,8 @@ class ControlServer {
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
+  // How long an async command may take before the server answers for it (tests shorten it).
+  void setAsyncReplyTimeout(Duration d) { asyncReplyTimeout_ = d; }
   const std::string& path() const { return path_; }
   uint64_t refused() const { return refused_; }
   uint64_t served() const { return served_; }           // replies written
@@ -123,6 +125,7 @@ class ControlServer {
   std::string path_;
   int fd_;
   AccessPolicy policy_;
+  Duration asyncReplyTimeout_ = kAsyncReplyTimeout;
   const Dispatcher& dispatcher_;
   ::event* acceptEvent_ = nullptr;
   ::event* resumeEvent_ = nullptr;  // re-enables accepting after a pause

@@ -315,6 +315,32 @@ TEST_F(ServerTest, ControlGroupMembersGetIn) {
   EXPECT_EQ((*s)->served(), 1u);
 }
 
+// A handler that never answers: the server answers for it when the async timeout ends, and
+// the handler's late answer is dropped (counted), not written as a second reply.
+TEST_F(ServerTest, AsyncHandlerThatNeverAnswersTimesOut) {
+  Dispatcher d;
+  std::vector<Reply> kept;
+  d.addAsync("stuck", "forgets to answer", [&kept](const Json&, Reply r) { kept.push_back(std::move(r)); });
+  auto s = ControlServer::open(base_, path_, std::nullopt, d);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  (*s)->setAsyncReplyTimeout(100ms);
+  std::atomic<bool> stop{false};
+  auto t = runLoop(stop);
+  const auto start = Clock::now();
+  auto r = call(path_, "stuck", Json::object(), 5s);
+  const auto took = Clock::now() - start;
+  stop = true;
+  t.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "no answer within the daemon's limit");
+  EXPECT_GE(took, 90ms);
+  EXPECT_LT(took, 4s);
+  ASSERT_EQ(kept.size(), 1u);
+  kept[0](Json("too late"));
+  EXPECT_EQ((*s)->served(), 1u);
+  EXPECT_EQ((*s)->repliesDropped(), 1u);
+}
+
 TEST_F(ServerTest, NeverReplacesAFileThatIsNotASocket) {
   auto d = makeDispatcher();
   mkdir(dir_.c_str(), 0755);
