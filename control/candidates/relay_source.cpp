@@ -20,6 +20,13 @@ void RelaySource::reallocate(TimePoint now) {
   gather(now);
 }
 
+bool RelaySource::probe(TimePoint now) {
+  if (!client_) return false;
+  const bool sent = client_->probe(now);
+  pump(now);
+  return sent;
+}
+
 void RelaySource::pump(TimePoint now) {
   if (!client_) return;
   for (auto& t : client_->takeTransmits()) sends_.push_back(SourceSend{socket_, t.to, std::move(t.bytes)});
@@ -29,8 +36,12 @@ void RelaySource::pump(TimePoint now) {
       std::vector<Candidate> list;
       for (const auto& r : a->relayed) list.push_back(Candidate{r, CandidateKind::Relayed});
       publish(std::move(list));
-    } else if (std::holds_alternative<turnclient::AllocationLost>(e) ||
-               std::holds_alternative<turnclient::AllocationFailed>(e)) {
+    } else if (std::holds_alternative<turnclient::AllocationLost>(e)) {
+      publish({});
+      const bool recent = lastLost_ != TimePoint::min() && now - lastLost_ < kRelayRetry;
+      retryAt_ = recent ? lastLost_ + kRelayRetry : now;
+      lastLost_ = now;
+    } else if (std::holds_alternative<turnclient::AllocationFailed>(e)) {
       publish({});
       retryAt_ = now + kRelayRetry;
     }

@@ -3,8 +3,12 @@
 // every peer, so the edge also reaches the client through client() to bind channels and
 // send, and takes its events (peer data, channel bindings) with takeEvents().
 //
-// When the allocation fails or is lost (the relay went away, or forgot us), the candidate is
-// withdrawn and a new allocation is tried kRelayRetry later, for as long as it takes.
+// When the allocation is lost (the server answered that it no longer holds it: a relay
+// restart, our NAT rebinding), the candidate is withdrawn and a new allocation starts at
+// once: the server is there and answering. A second loss within kRelayRetry of the first
+// waits out kRelayRetry (no tight loop against a server that keeps refusing). When an
+// allocation fails (no answer, refused), the next attempt is kRelayRetry later, for as long
+// as it takes.
 #pragma once
 
 #include <optional>
@@ -31,6 +35,9 @@ class RelaySource final : public CandidateSource {
   // XOR-MAPPED-ADDRESS), so the server no longer knows the 5-tuple the allocation is bound
   // to (RFC 8656 section 2.2). The old allocation expires at the server by itself.
   void reallocate(TimePoint now);
+  // The owner suspects the allocation (the relay path went silent): a Refresh now (see
+  // turnclient::Client::probe). Returns whether one went out.
+  bool probe(TimePoint now);
   // Credentials for the next allocation (the current one keeps its own until it is lost):
   // TURN REST credentials expire, and the owner renews them before they do.
   void setCredentials(turnclient::Credentials credentials) { config_.credentials = std::move(credentials); }
@@ -62,6 +69,7 @@ class RelaySource final : public CandidateSource {
   std::vector<turnclient::Event> events_;
   std::vector<SourceSend> sends_;
   TimePoint retryAt_ = kNever;
+  TimePoint lastLost_ = TimePoint::min();
   uint64_t generation_ = 0;
 };
 

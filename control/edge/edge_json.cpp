@@ -185,7 +185,8 @@ json nodeStatsJson(const Node& node) {
                  {"call_me_maybe_received", n.callMeMaybeReceived},
                  {"dropped_unclassified", n.droppedUnclassified},
                  {"relay_rebinds", n.relayRebinds},
-                 {"relay_reallocations", n.relayReallocations}};
+                 {"relay_reallocations", n.relayReallocations},
+                 {"relay_probes", n.relayProbes}};
   const auto& e = node.engine().counters();
   out["engine"] = {{"pings_sent", e.pingsSent},
                    {"pongs_sent", e.pongsSent},
@@ -229,6 +230,7 @@ json nodeStatsJson(const Node& node) {
                           {"allocation_failures", c.allocationFailures},
                           {"allocations_lost", c.allocationsLost},
                           {"refreshes", c.refreshes},
+                          {"probes", c.probes},
                           {"permissions_installed", c.permissionsInstalled},
                           {"permission_failures", c.permissionFailures},
                           {"channels_bound", c.channelsBound},

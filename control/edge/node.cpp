@@ -119,10 +119,39 @@ void Node::checkRebinding(TimePoint now) {
   const auto seen = stun_->mappedBy(relay_->socket(), relay_->server());
   const auto bound = relay_->client().mappedAddress();
   if (!seen || !bound || *seen == *bound) return;
+  // A STUN answer older than the allocation (which was made from our current mapping) says
+  // nothing about it; so does one this check already acted on.
+  if (seen == staleStunMapping_) return;
   // The relay sees us from another address: the allocation's 5-tuple is dead.
+  staleStunMapping_ = seen;
   ++counters_.relayRebinds;
   for (auto& p : peers_) p.channelGeneration = 0;
   relay_->reallocate(now);
+}
+
+std::optional<TimePoint> Node::unansweredRelayPing(const Peer& peer) const {
+  if (!relay_ || !relay_->allocated()) return std::nullopt;
+  const engine::PeerPaths* pp = engine_.peer(peer.id);
+  if (!pp || !pp->activePath() || !pp->activePath()->isRelay()) return std::nullopt;
+  const auto* st = pp->find(*pp->activePath());
+  if (!st || st->lastPing == TimePoint{} || st->lastPong >= st->lastPing) return std::nullopt;
+  if (st->lastPing <= peer.relayProbedPing) return std::nullopt;
+  return st->lastPing;
+}
+
+void Node::probeSilentRelay(TimePoint now) {
+  bool probe = false;
+  for (auto& p : peers_) {
+    const auto ping = unansweredRelayPing(p);
+    if (!ping || now < *ping + kRelayProbeAfter) continue;
+    p.relayProbedPing = *ping;
+    probe = true;
+  }
+  // One Refresh answers for every peer: they all ride the same allocation.
+  if (probe && relay_->probe(now)) {
+    ++counters_.relayProbes;
+    queueSends(*relay_);
+  }
 }
 
 void Node::pumpSources(TimePoint now) {
@@ -144,7 +173,13 @@ void Node::bindRelay(Peer& peer, TimePoint now) {
 void Node::handleTurnEvents(TimePoint now) {
   if (!relay_) return;
   for (auto& e : relay_->takeEvents()) {
-    if (std::holds_alternative<turnclient::Allocated>(e)) {
+    if (auto* a = std::get_if<turnclient::Allocated>(&e)) {
+      // The allocation's XOR-MAPPED-ADDRESS is our mapping towards the relay now: a STUN
+      // answer that differs from it predates it (checkRebinding ignores that answer).
+      if (stun_) {
+        const auto seen = stun_->mappedBy(relay_->socket(), relay_->server());
+        staleStunMapping_ = seen && *seen != a->mapped ? seen : std::nullopt;
+      }
       for (auto& p : peers_) bindRelay(p, now);
     } else if (std::holds_alternative<turnclient::AllocationLost>(e) ||
                std::holds_alternative<turnclient::AllocationFailed>(e)) {
@@ -374,6 +409,7 @@ void Node::onTimer(TimePoint now) {
   }
   if (rdv_ && rdv_->nextDeadline() <= now) pumpRendezvous(rdv_->onTimer(now));
   pumpEngine(now);
+  probeSilentRelay(now);
   pumpSources(now);
 }
 
@@ -381,6 +417,9 @@ TimePoint Node::nextDeadline() const {
   TimePoint t = engine_.nextDeadline();
   for (const auto& s : sources_) t = std::min(t, s->nextDeadline());
   if (rdv_) t = std::min(t, rdv_->nextDeadline());
+  for (const auto& p : peers_) {
+    if (auto ping = unansweredRelayPing(p)) t = std::min(t, *ping + kRelayProbeAfter);
+  }
   if (started_ && !localCandidates().empty()) {
     for (const auto& p : peers_) t = std::min(t, callMeMaybeDue(p));
   }

@@ -50,6 +50,12 @@ inline constexpr Duration kCallMeMaybeMinInterval = 100ms;
 // 30 s for good (in case the peer restarted). The engine ignores a list it already has.
 inline constexpr Duration kCallMeMaybeRetry = 1s;
 inline constexpr Duration kCallMeMaybeRefresh = 30s;
+// A heartbeat on the active relay path unanswered this long makes the TURN client send a
+// Refresh at once (RelaySource::probe): a relay that restarted answers it with 437 within one
+// round trip, and a new allocation follows, instead of waiting for the engine's
+// kRelayTrustWindow (twice) or the next scheduled refresh (minutes). 2 s is far above the
+// round trip of any relay worth using; a ping merely lost costs one Refresh.
+inline constexpr Duration kRelayProbeAfter = 2s;
 // Peer-reflexive addresses of our own, learned from pongs, kept for advertising.
 inline constexpr size_t kMaxLearnedLocal = 8;
 
@@ -98,6 +104,7 @@ struct NodeCounters {
   uint64_t droppedUnclassified = 0;    // a datagram nobody here takes
   uint64_t relayRebinds = 0;           // new allocations after our NAT changed our mapping
   uint64_t relayReallocations = 0;     // new allocations after the relay path stayed silent
+  uint64_t relayProbes = 0;            // Refreshes sent because a relay heartbeat went unanswered
 };
 
 class Node {
@@ -161,10 +168,15 @@ class Node {
     Duration cmmBackoff = kCallMeMaybeRetry;  // until the next repeat
     bool cmmForce = true;
     TimePoint relaySuspectAt{};  // when the engine last said its active relay path went silent
+    TimePoint relayProbedPing{};  // the relay heartbeat (its lastPing) a probe was sent for
   };
 
   void pumpSources(TimePoint now);
   void checkRebinding(TimePoint now);
+  // When the peer's active relay path has a heartbeat unanswered kRelayProbeAfter, and that
+  // ping was not probed for yet: its lastPing (the probe is due at lastPing + kRelayProbeAfter).
+  std::optional<TimePoint> unansweredRelayPing(const Peer& peer) const;
+  void probeSilentRelay(TimePoint now);
   void pumpEngine(TimePoint now);
   void pumpRendezvous(std::vector<rendezvous::Datagram> out);
   void queueSends(candidates::CandidateSource& source);  // its datagrams go to sends_
@@ -193,6 +205,9 @@ class Node {
   std::unordered_map<uint32_t, size_t> flowToPeer_;
   std::vector<engine::Candidate> learnedLocal_;
   uint64_t learnedVersion_ = 0;
+  // A STUN-seen mapping towards the relay that must not trigger a rebinding: older than the
+  // allocation, or already acted on (see checkRebinding).
+  std::optional<SockAddr> staleStunMapping_;
   std::vector<Send> sends_;
   std::vector<AppDelivery> deliveries_;
   NodeCounters counters_;

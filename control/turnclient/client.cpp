@@ -488,8 +488,22 @@ struct Client::Impl {
     refuse(err.code, std::move(reason));
   }
 
+  // An error answer to a request of an established allocation that means the server no
+  // longer holds it for us: 437 (no allocation on this 5-tuple: the relay restarted or our
+  // NAT rebound us), 401 to an authenticated request (the server does not take our
+  // credentials any more), 438 after kMaxStaleNonceRetries fresh nonces (it never will).
+  // Refresh, CreatePermission and ChannelBind alike: whichever learns it first ends the
+  // allocation, so the owner allocates again at once instead of rebinding on a dead one.
+  static bool allocationGone(int code) { return code == 437 || code == 401 || code == 438; }
+
   // A request ended without success: an error response (code) or a timeout (code 0).
   void requestFailed(const Pending& p, int code, std::string reason, TimePoint now) {
+    if ((p.kind == Kind::Refresh || p.kind == Kind::Permission || p.kind == Kind::ChannelBind) && live() &&
+        allocationGone(code)) {
+      return lose(code, std::move(reason) + (p.kind == Kind::Refresh          ? " (to Refresh)"
+                                             : p.kind == Kind::Permission ? " (to CreatePermission)"
+                                                                          : " (to ChannelBind)"));
+    }
     switch (p.kind) {
       case Kind::Allocate:
         if (state == State::Allocating) failAllocation(code, std::move(reason));
@@ -731,6 +745,14 @@ void Client::close(TimePoint now) {
     case State::Lost:
       return;
   }
+}
+
+bool Client::probe(TimePoint now) {
+  Impl& m = *impl_;
+  if (!m.live() || m.refreshInFlight) return false;
+  ++m.c.probes;
+  m.refreshInFlight = m.issue(Impl::Kind::Refresh, now);
+  return true;
 }
 
 void Client::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {

@@ -17,7 +17,15 @@
 //     ends in AllocationFailed.
 //   - Allocated: the relayed address(es) and the mapped (server-reflexive) address. A
 //     Refresh runs at the refresh point (see refreshAt()), lifetime 0 on close().
-//     437 or a refresh that cannot succeed before the allocation expires: AllocationLost.
+//     A refresh that cannot succeed before the allocation expires: AllocationLost. So is
+//     an answer to any request of the allocation (Refresh, CreatePermission, ChannelBind)
+//     that says the server no longer holds it for us: 437 Allocation Mismatch (the server
+//     restarted, or our NAT gave us a new 5-tuple), 401 to an authenticated request, 438
+//     after kMaxStaleNonceRetries new nonces. Rebinding channels on an allocation the
+//     server has forgotten only collects more 437s; the owner allocates again instead.
+//   - probe(now): a Refresh now, out of turn, when the owner suspects the allocation (its
+//     relay path went silent): a restarted server answers 437 within one round trip,
+//     instead of at the next scheduled refresh (up to lifetime / 2 later).
 //   - 437 to the authenticated Allocate: this 5-tuple still has an allocation at the server,
 //     most likely our own from before a restart or crash (the edge keeps its port). The
 //     client deletes it once (Refresh LIFETIME 0 with the same credentials: RFC 8656
@@ -204,6 +212,7 @@ struct Counters {
   uint64_t allocationsLost = 0;
   uint64_t staleAllocationsDeleted = 0;  // 437 at Allocate: our old allocation deleted, allocated again
   uint64_t refreshes = 0;             // successful Refresh transactions (not the close)
+  uint64_t probes = 0;                // Refreshes sent out of turn by probe()
   uint64_t permissionsInstalled = 0;  // successful CreatePermission (first and refreshes)
   uint64_t permissionFailures = 0;
   uint64_t channelsBound = 0;         // successful ChannelBind (first and refreshes)
@@ -239,6 +248,7 @@ struct Counters {
     TGW_TURNCLIENT_COUNTER("allocations_lost", allocationsLost);
     TGW_TURNCLIENT_COUNTER("stale_allocations_deleted", staleAllocationsDeleted);
     TGW_TURNCLIENT_COUNTER("refreshes", refreshes);
+    TGW_TURNCLIENT_COUNTER("probes", probes);
     TGW_TURNCLIENT_COUNTER("permissions_installed", permissionsInstalled);
     TGW_TURNCLIENT_COUNTER("permission_failures", permissionFailures);
     TGW_TURNCLIENT_COUNTER("channels_bound", channelsBound);
@@ -285,6 +295,11 @@ class Client {
   // Before an allocation exists it just stops (Closed at once; an Allocate the server had
   // already granted then lives on there until its lifetime ends).
   void close(TimePoint now);
+
+  // Sends a Refresh now (unless one is in flight) to learn whether the server still holds
+  // the allocation: a 437 answer ends it (AllocationLost), a success renews it as a
+  // scheduled refresh would. Returns whether a Refresh went out (false unless Allocated).
+  bool probe(TimePoint now);
 
   // A datagram that arrived from `from` on the socket the client's transmits leave from.
   // STUN (first byte 0..3) and ChannelData (64..79) are handled; anything else is counted.
