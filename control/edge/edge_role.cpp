@@ -15,6 +15,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "daemon/daemon.h"
+#include "dataplane/neighbours.h"
 #include "turnclient/client.h"
 
 namespace tgw {
@@ -30,6 +31,9 @@ constexpr int kMaxDatagramsPerWakeup = 64;
 // credentials for its next allocation when a block ends (Impl::renewRestCredentials); the
 // current allocation keeps its own until they expire and it is lost.
 constexpr int64_t kRestBlock = 30 * 24 * 3600;
+// How often the next hops towards the flows' applications are looked up again, so a changed
+// LAN route or a flushed neighbour table gets its managed entry back (dataplane/neighbours.h).
+constexpr std::chrono::seconds kNeighbourRecheck{30};
 
 int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -109,6 +113,11 @@ struct EdgeRole::Impl {
   event_base* base = nullptr;
   std::vector<std::unique_ptr<Socket>> sockets;
   std::unique_ptr<dataplane::EdgeFastPath> fastPath;
+  // Managed neighbour entries for the next hop towards each flow's application: XDP delivers
+  // to it through bpf_fib_lookup, which cannot resolve a neighbour itself (edge_no_neigh).
+  std::unique_ptr<dataplane::ManagedNeighbours> neighbours;
+  std::map<IpAddr, std::string> neighbourErrors;  // app -> last error logged
+  ::event* neighbourTimer = nullptr;
   dataplane::MemoryForwardingTable offTable;  // xdp_mode = "off": no fast path
   std::unique_ptr<edge::Node> node;
   ::event* timer = nullptr;
@@ -121,6 +130,33 @@ struct EdgeRole::Impl {
     pings.clear();
     sockets.clear();
     if (timer != nullptr) event_free(timer);
+    if (neighbourTimer != nullptr) event_free(neighbourTimer);
+  }
+
+  // Keeps the next hop towards every flow's application resolved; logs what changed.
+  void keepNeighbours() {
+    if (!neighbours) return;
+    for (const auto& f : cfg.flows) {
+      const IpAddr app = f.app.ip();
+      const size_t before = neighbours->entries().size();
+      auto e = neighbours->keep(app);
+      if (!e) {
+        auto& last = neighbourErrors[app];
+        if (last != e.error().message) {
+          log::warn("neighbour_not_managed", {{"flow", std::to_string(f.id)}, {"app", app.toString()},
+                                              {"error", e.error().message},
+                                              {"effect", "datagrams to the app may be dropped (edge_no_neigh) until it sends"}});
+        }
+        last = e.error().message;
+        continue;
+      }
+      neighbourErrors.erase(app);
+      if (neighbours->entries().size() != before) {
+        log::info("neighbour_managed", {{"flow", std::to_string(f.id)}, {"app", app.toString()},
+                                        {"next_hop", e->hop.address.toString()}, {"interface", e->hop.interface},
+                                        {"action", dataplane::toString(e->action)}});
+      }
+    }
   }
 
   dataplane::ForwardingTable& table() {
@@ -239,6 +275,9 @@ EdgeRole::~EdgeRole() {
     // The TURN allocation is left too, so a pinned relay path keeps working meanwhile; the
     // next start deletes it (437 at Allocate, turnclient) and makes a new one.
     impl.fastPath->keepAttached();
+    // The pinned program goes on delivering to the flows' applications: their managed
+    // neighbour entries stay too, and the next start takes them over.
+    if (impl.neighbours) impl.neighbours->keepOnExit();
     log::info("xdp.edge.kept_attached", {{"pin_dir", impl.cfg.pinDir}});
     return;
   }
@@ -375,6 +414,23 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
         return fail("flow " + std::to_string(f.id) + ": " + ok.error().message);
       }
     }
+    // Without it the fast path still works, once each application has sent (its ARP or
+    // neighbour solicitation creates the entry): a warning, not a refusal.
+    auto nb = dataplane::ManagedNeighbours::open();
+    if (nb) {
+      impl.neighbours = std::move(*nb);
+      impl.keepNeighbours();
+      impl.neighbourTimer = event_new(
+          base, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) { static_cast<Impl*>(arg)->keepNeighbours(); },
+          &impl);
+      const timeval every{static_cast<time_t>(kNeighbourRecheck.count()), 0};
+      if (impl.neighbourTimer == nullptr || evtimer_add(impl.neighbourTimer, &every) != 0) {
+        return fail("cannot create the edge's neighbour timer");
+      }
+    } else {
+      log::warn("neighbour_not_managed", {{"error", nb.error().message},
+                                          {"effect", "datagrams to the apps may be dropped (edge_no_neigh) until they send"}});
+    }
   }
 
   impl.node = std::make_unique<edge::Node>(*key, nc, impl.table());
@@ -473,7 +529,23 @@ nlohmann::json EdgeRole::socketStats() const {
   const auto& c = impl_->counters;
   nlohmann::json sockets = nlohmann::json::array();
   for (const auto& s : impl_->sockets) sockets.push_back(s->local.toString());
+  // The managed neighbour entries towards the flows' applications, with the kernel's state.
+  nlohmann::json neighbours = nlohmann::json::array();
+  if (impl_->neighbours) {
+    for (const auto& e : impl_->neighbours->entries()) {
+      nlohmann::json n = {{"app", e.destination.toString()},
+                          {"next_hop", e.hop.address.toString()},
+                          {"interface", e.hop.interface},
+                          {"action", dataplane::toString(e.action)}};
+      if (!e.hop.local && !e.hop.noArp) {
+        auto st = impl_->neighbours->state(e.hop.address, e.hop.ifindex);
+        n["state"] = st ? st->stateName() : "none";
+      }
+      neighbours.push_back(std::move(n));
+    }
+  }
   return {{"sockets", sockets},
+          {"neighbours", neighbours},
           {"rx_datagrams", c.rxDatagrams},
           {"rx_truncated", c.rxTruncated},
           {"tx_datagrams", c.txDatagrams},
