@@ -166,9 +166,14 @@ std::optional<double> EdgeLab::loggedTimeTo(const std::string& site, const std::
 }
 
 Result<void> EdgeLab::startApps(double rate, uint64_t count, double linger) {
-  double duration = static_cast<double>(count) / rate + linger + 30;
+  // The apps start one after the other, each bound before the next starts; each waits this
+  // long before sending so that the other is bound too (else the first datagrams meet no
+  // socket at the far site: a loss that is neither the gateways' nor the network's).
+  constexpr double kStartDelayS = 0.5;
+  double duration = static_cast<double>(count) / rate + linger + kStartDelayS + 30;
   for (const auto& [site, peer] : peers_) {
-    auto p = startUdpApp(*lab_, appNetns(site), site, appBind(site), flowLocal(site), rate, count, linger, duration);
+    auto p = startUdpApp(*lab_, appNetns(site), site, appBind(site), flowLocal(site), rate, count, linger, duration,
+                         kStartDelayS);
     if (!p) return fail(p.error().message);
     apps_[site] = *p;
   }

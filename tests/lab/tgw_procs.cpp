@@ -349,11 +349,11 @@ uint64_t flowCounter(const nlohmann::json& flows, uint32_t id, const std::string
 
 Result<Process*> startUdpApp(Lab& lab, const std::string& netns, const std::string& name,
                              const std::string& bind, const std::string& peer, double rate,
-                             uint64_t count, double linger, double duration) {
+                             uint64_t count, double linger, double duration, double startDelay) {
   auto p = lab.spawn(netns,
                      {udpAppPath(), "--bind", bind, "--peer", peer, "--rate", std::to_string(rate), "--count",
                       std::to_string(count), "--linger", std::to_string(linger), "--duration",
-                      std::to_string(duration)},
+                      std::to_string(duration), "--start-delay", std::to_string(startDelay)},
                      "udp-app-" + name + ".log");
   if (!p) return p;
   auto port = SockAddr::parse(bind);

@@ -191,10 +191,11 @@ nlohmann::json flowEntry(const nlohmann::json& flows, uint32_t id);
 // A counter of that flow ("out_direct_packets", ...), 0 when absent.
 uint64_t flowCounter(const nlohmann::json& flows, uint32_t id, const std::string& counter);
 
-// Starts tgw-udp-app in netns; its JSON report is the last line of its log.
+// Starts tgw-udp-app in netns; its JSON report is the last line of its log. It binds at
+// once and sends its first datagram `startDelay` seconds later.
 Result<Process*> startUdpApp(Lab& lab, const std::string& netns, const std::string& name,
                              const std::string& bind, const std::string& peer, double rate,
-                             uint64_t count, double linger, double duration);
+                             uint64_t count, double linger, double duration, double startDelay = 0);
 // Waits (bounded) for the app to exit and parses its report.
 Result<nlohmann::json> udpAppReport(Process* app, std::chrono::milliseconds timeout);
 
