@@ -166,6 +166,11 @@ void Node::pumpSources(TimePoint now) {
 void Node::bindRelay(Peer& peer, TimePoint now) {
   if (!relay_ || !relay_->allocated() || !peer.remoteRelayed) return;
   if (peer.channelGeneration == relay_->generation()) return;
+  // The peer's relayed address is now our own: a restarted relay handed its old port to our
+  // new allocation. A channel there would loop our frames back to us (our own data delivered
+  // to our application); wait for the peer's new address (its call-me-maybe).
+  const auto& own = relay_->client().relayedAddresses();
+  if (std::find(own.begin(), own.end(), *peer.remoteRelayed) != own.end()) return;
   if (relay_->client().bindChannel(*peer.remoteRelayed, now)) peer.channelGeneration = relay_->generation();
   queueSends(*relay_);
 }

@@ -11,6 +11,7 @@
 #include "sim/nat.h"
 #include "sim/network.h"
 #include "stun/server.h"
+#include "turn/server.h"
 
 namespace tgw::candidates {
 namespace {
@@ -151,6 +152,125 @@ TEST(RelaySource, NewCredentialsServeTheNextAllocation) {
   r.reallocate(t0 + 1s);
   EXPECT_EQ(r.client().config().credentials.username, "1702592000:edge");
   EXPECT_EQ(r.client().config().credentials.password, "new");
+}
+
+// A RelaySource wired straight to tgw's turn::Server (no network between them), so that
+// the server can be restarted under it: a new Server object, with no allocations and a new
+// nonce secret, as tgwd's relay role after a restart.
+class RelaySourceAgainstServer : public ::testing::Test {
+ protected:
+  struct Ports final : turn::PortReserver {
+    uint16_t next = 50000;
+    Result<SockAddr> reserve(const IpAddr& relayIp, uint16_t, uint16_t, bool) override {
+      return SockAddr(relayIp, next++);
+    }
+    void release(const SockAddr&) override {}
+  };
+
+  RelaySourceAgainstServer() {
+    turnclient::Config c;
+    c.server = kListen;
+    c.credentials = {"edge", "edge-pass"};
+    source = std::make_unique<RelaySource>(c, kSocket);
+    restartServer(1);
+  }
+
+  void restartServer(uint8_t secret) {
+    turn::ServerConfig cfg;
+    cfg.realm = "tgw.test";
+    cfg.users = {{"edge", "edge-pass"}};
+    cfg.relayIps = {kListen.ip()};
+    cfg.nonceSecret.fill(secret);
+    server = std::make_unique<turn::Server>(cfg, ports, nullptr);
+  }
+
+  // Carries datagrams both ways until both sides are quiet.
+  void pump(TimePoint now) {
+    for (int rounds = 0; rounds < 20; ++rounds) {
+      auto sends = source->takeSends();
+      if (sends.empty()) return;
+      for (const auto& d : sends) {
+        std::vector<turn::Send> out;
+        server->onClientDatagram(d.bytes, d.from, d.to, now, out);
+        for (const auto& o : out) source->onDatagram(o.bytes, o.from, o.to, now);
+      }
+    }
+  }
+
+  void timer(TimePoint now) {
+    source->onTimer(now);
+    pump(now);
+  }
+
+  std::vector<int> lostCodes() {
+    std::vector<int> codes;
+    for (const auto& e : source->takeEvents())
+      if (const auto* l = std::get_if<turnclient::AllocationLost>(&e)) codes.push_back(l->code);
+    return codes;
+  }
+
+  const SockAddr kListen = sa("198.18.0.10:3478");
+  const SockAddr kSocket = sa("198.18.5.1:41641");  // the server sees the client as this
+  const TimePoint t0 = TimePoint{} + std::chrono::hours(1);
+  Ports ports;
+  std::unique_ptr<turn::Server> server;
+  std::unique_ptr<RelaySource> source;
+};
+
+// A restarted relay answers the probe's Refresh with 438 (nonce of the old secret), then
+// 437: the allocation is lost, the candidate withdrawn, and a new allocation starts at once
+// (the server is there). A second loss within kRelayRetry of the first waits out kRelayRetry.
+TEST_F(RelaySourceAgainstServer, ALostAllocationIsMadeAgainAtOnceAndASecondLossSoonAfterWaits) {
+  source->gather(t0);
+  pump(t0);
+  ASSERT_TRUE(source->allocated());
+  EXPECT_EQ(source->generation(), 1u);
+  ASSERT_EQ(source->candidates().size(), 1u);
+  const uint64_t version = source->version();
+
+  const TimePoint t1 = t0 + 60s;
+  restartServer(2);
+  EXPECT_TRUE(source->probe(t1));
+  pump(t1);
+  EXPECT_EQ(lostCodes(), std::vector<int>{437});
+  EXPECT_EQ(server->counters().errors438, 1u) << "the old nonce is stale at the restarted server";
+  EXPECT_EQ(server->counters().errors437, 1u);
+  EXPECT_TRUE(source->candidates().empty()) << "withdrawn";
+  EXPECT_GT(source->version(), version);
+  EXPECT_EQ(source->nextDeadline(), t1) << "allocate again at once";
+  timer(t1);
+  ASSERT_TRUE(source->allocated());
+  EXPECT_EQ(source->generation(), 2u);
+  EXPECT_EQ(source->candidates().size(), 1u) << "re-advertised";
+  EXPECT_EQ(server->allocations(t1).size(), 1u);
+
+  // Lost again 1 s later: the next attempt waits for kRelayRetry after the first loss.
+  const TimePoint t2 = t1 + 1s;
+  restartServer(3);
+  EXPECT_TRUE(source->probe(t2));
+  EXPECT_FALSE(source->probe(t2)) << "one probe in flight at a time";
+  pump(t2);
+  EXPECT_EQ(lostCodes(), std::vector<int>{437});
+  EXPECT_FALSE(source->probe(t2)) << "nothing to probe";
+  EXPECT_EQ(source->nextDeadline(), t1 + kRelayRetry);
+  timer(t1 + kRelayRetry);
+  ASSERT_TRUE(source->allocated());
+  EXPECT_EQ(source->generation(), 3u);
+}
+
+// A probe to a relay that still holds the allocation is an early refresh, nothing more.
+TEST_F(RelaySourceAgainstServer, AProbeOfALiveAllocationRenewsIt) {
+  source->gather(t0);
+  pump(t0);
+  ASSERT_TRUE(source->allocated());
+  EXPECT_TRUE(source->probe(t0 + 10s));
+  pump(t0 + 10s);
+  EXPECT_TRUE(source->allocated());
+  EXPECT_TRUE(lostCodes().empty());
+  EXPECT_EQ(source->client().counters().probes, 1u);
+  EXPECT_EQ(source->client().counters().refreshes, 1u);
+  EXPECT_EQ(source->client().refreshAt(), t0 + 10s + 300s);
+  EXPECT_EQ(source->generation(), 1u);
 }
 
 }  // namespace

@@ -13,16 +13,16 @@ class SimRelay::Ports final : public turn::PortReserver {
  public:
   explicit Ports(SimRelay& r) : r_(r) {}
   Result<SockAddr> reserve(const IpAddr& ip, uint16_t minPort, uint16_t maxPort, bool evenPort) override {
+    // After restart(true): the old server's ports first, in the order given.
+    while (!reuse_.empty()) {
+      const SockAddr a = reuse_.front();
+      reuse_.erase(reuse_.begin());
+      if (a.ip() != ip || a.port() < minPort || a.port() > maxPort || (evenPort && a.port() % 2)) continue;
+      if (auto bound = bindPort(a)) return *bound;
+    }
     for (uint32_t p = std::max<uint32_t>(minPort, next_); p <= maxPort; ++p) {
       if (evenPort && p % 2) continue;
-      auto bound = r_.host_->bind(SockAddr(ip, static_cast<uint16_t>(p)),
-                                  [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
-                                         TimePoint now) {
-                                    if (r_.dead_) return;
-                                    std::vector<turn::Send> out;
-                                    r_.turn_->onPeerDatagram(b, from, to, now, out);
-                                    r_.flush(out);
-                                  });
+      auto bound = bindPort(SockAddr(ip, static_cast<uint16_t>(p)));
       if (bound) {
         next_ = p + 1;
         return *bound;
@@ -30,11 +30,35 @@ class SimRelay::Ports final : public turn::PortReserver {
     }
     return fail("no relayed port free");
   }
-  void release(const SockAddr& relayed) override { r_.host_->unbind(relayed); }
+  void release(const SockAddr& relayed) override {
+    r_.host_->unbind(relayed);
+    std::erase(bound_, relayed);
+  }
+  // A restart that frees every relayed port and hands the old ones out again, first to
+  // last (or last to first): a real relay's new process reuses the port range from its start.
+  void freeAllForReuse(bool reversed) {
+    for (const auto& a : bound_) r_.host_->unbind(a);
+    reuse_ = std::exchange(bound_, {});
+    if (reversed) std::reverse(reuse_.begin(), reuse_.end());
+  }
 
  private:
+  Result<SockAddr> bindPort(const SockAddr& a) {
+    auto bound = r_.host_->bind(a, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
+                                          TimePoint now) {
+      if (r_.dead_) return;
+      std::vector<turn::Send> out;
+      r_.turn_->onPeerDatagram(b, from, to, now, out);
+      r_.flush(out);
+    });
+    if (bound) bound_.push_back(*bound);
+    return bound;
+  }
+
   SimRelay& r_;
   uint32_t next_ = 50000;
+  std::vector<SockAddr> bound_;  // in the order reserved
+  std::vector<SockAddr> reuse_;
 };
 
 SimRelay::SimRelay(Scenario& sc) {
@@ -94,9 +118,10 @@ void SimRelay::onTimer(TimePoint now) {
 
 void SimRelay::kill() { dead_ = true; }
 
-void SimRelay::restart() {
-  // The old server's relayed ports stay bound in the host (their handlers now reach the new
-  // server, which knows no such allocation); the new one takes fresh ports.
+void SimRelay::restart(ReusePorts reuse) {
+  // Without reuse the old server's relayed ports stay bound in the host (their handlers now
+  // reach the new server, which knows no such allocation) and the new one takes fresh ports.
+  if (reuse != ReusePorts::No) ports_->freeAllForReuse(reuse == ReusePorts::Reversed);
   turn_ = std::make_unique<turn::Server>(turnConfig_, *ports_, nullptr);
   rdv_ = std::make_unique<rendezvous::Server>(*rdvKey_);
 }

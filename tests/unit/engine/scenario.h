@@ -45,9 +45,12 @@ class SimRelay {
   TimePoint nextDeadline() const;
   void onTimer(TimePoint now);
   void kill();
-  // Restarts the relay's servers with no state (allocations and registrations gone), on
-  // the same addresses and with the same rendezvous key.
-  void restart();
+  // Restarts the relay's servers with no state (allocations and registrations gone, a new
+  // nonce secret), on the same addresses and with the same rendezvous key. InOrder /
+  // Reversed: the new server hands out the old server's relayed ports again (first to last,
+  // or last to first), as a real relay's new process does; No: fresh ports.
+  enum class ReusePorts : uint8_t { No, InOrder, Reversed };
+  void restart(ReusePorts reuse = ReusePorts::No);
   bool dead() const { return dead_; }
   turn::Server& turn() { return *turn_; }
   rendezvous::Server& rendezvous() { return *rdv_; }

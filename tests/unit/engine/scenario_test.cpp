@@ -344,6 +344,46 @@ TEST_F(Scenarios, NatStateLostOnTheRelayPath) {
   record("NAT state lost on the relay path (hard vs hard)", *a, *b, secs(gap));
 }
 
+// The relay restarts and its new process hands the old relayed ports out again (a real
+// relay's port range starts over), in either order: in one of the two, each side's new
+// allocation gets the port the other side had, so the peer's last advertised relayed address
+// is now our own. No side may bind a channel to its own relayed address (its frames would
+// come back to itself: its own pings as an unknown key, its own data delivered to its
+// application); each waits for the peer's call-me-maybe, and the flow recovers as fast.
+class RelayRestartReusingPorts : public Scenarios,
+                                 public ::testing::WithParamInterface<SimRelay::ReusePorts> {};
+
+TEST_P(RelayRestartReusingPorts, NeverBindsAChannelToItsOwnRelayedAddress) {
+  auto [a, b] = twoSites(hardNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const SockAddr oldA = a->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr oldB = b->node->relay()->client().relayedAddresses().at(0);
+  const TimePoint restart = sc.now();
+  sc.relay->restart(GetParam());
+  sc.runUntil(restart + 30s);
+  const SockAddr newA = a->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr newB = b->node->relay()->client().relayedAddresses().at(0);
+  EXPECT_TRUE((newA == oldA && newB == oldB) || (newA == oldB && newB == oldA)) << "the old ports, reused";
+  std::printf("relay restart reusing ports: %s\n", newA == oldB ? "swapped (a got b's, b got a's)" : "kept");
+  for (SimEdge* e : {a, b}) {
+    EXPECT_EQ(e->node->counters().discoUnknownPeer, 0u) << "no ping of our own came back";
+    ASSERT_TRUE(e->path() && e->path()->isRelay());
+    const SockAddr own = e->node->relay()->client().relayedAddresses().at(0);
+    EXPECT_NE(e->path()->peerRelayed, own);
+  }
+  EXPECT_EQ(a->path()->peerRelayed, newB);
+  EXPECT_EQ(b->path()->peerRelayed, newA);
+  EXPECT_LE(a->appReceived, b->appSent) << "nothing but b's data reached a's application";
+  EXPECT_LE(b->appReceived, a->appSent);
+  const Duration gap = std::max(a->longestGap(restart, sc.now()), b->longestGap(restart, sc.now()));
+  EXPECT_LE(gap, engine::kRelayHeartbeat + edge::kRelayProbeAfter + 1s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Order, RelayRestartReusingPorts,
+                         ::testing::Values(SimRelay::ReusePorts::InOrder, SimRelay::ReusePorts::Reversed));
+
 // tgwd restarts at A while the flow is direct: the pinned fast path keeps the direct path,
 // the new node takes it as remembered, pings it and keeps it (B answers: its NAT mapping
 // and B's state are untouched). The relay path is never written, data keeps flowing, and
