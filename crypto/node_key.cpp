@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "base/fd.h"
 #include "crypto/hashes.h"
@@ -201,6 +202,10 @@ Result<NodeKey> NodeKey::load(const std::string& path) {
 }
 
 Result<NodeKey> NodeKey::loadOrCreate(const std::string& path) {
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return fail(path + ": " + errnoText("cannot create the key file's folder " + dir.string()));
+  }
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 || errno != ENOENT) return load(path);
   NodeKey k = generate();

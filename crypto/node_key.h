@@ -76,7 +76,9 @@ class NodeKey {
   // owns it, when it is not a regular file (or is a symbolic link), or when its content is
   // not one "tgw-private:<hex>" line.
   static Result<NodeKey> load(const std::string& path);
-  // load() when the file exists, else generate() and save(): the daemon's start-up.
+  // load() when the file exists, else generate() and save(), creating the file's folder
+  // (mode 0700) when it is missing: the daemon's start-up (`tgwd --public-key`, the edge's
+  // key, the relay's rendezvous key).
   static Result<NodeKey> loadOrCreate(const std::string& path);
 
   const PublicKey& publicKey() const { return public_; }

@@ -4,12 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <sys/stat.h>
-
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 
 #include "base/fd.h"
 #include "base/log.h"
@@ -18,16 +15,6 @@
 #include "relay/relay_role.h"
 
 namespace tgw {
-
-Result<crypto::NodeKey> loadOrCreateNodeKey(const std::string& path) {
-  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return fail(path + ": " + errnoText("cannot create the key file's folder " + dir.string()));
-  }
-  auto key = crypto::NodeKey::loadOrCreate(path);
-  if (!key) return fail(key.error().message);
-  return key;
-}
 
 Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)), started_(Clock::now()) {}
 

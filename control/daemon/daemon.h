@@ -20,10 +20,6 @@ namespace tgw {
 class RelayRole;
 class EdgeRole;
 
-// A role's node key file: loaded, or created (0600) when missing, its folder too (0700) when
-// that is missing (crypto::NodeKey::loadOrCreate; `tgwd --public-key` and the roles' start).
-Result<crypto::NodeKey> loadOrCreateNodeKey(const std::string& path);
-
 class Daemon {
  public:
   // Everything that can fail at start-up fails here, with a message naming what and why.

@@ -14,7 +14,6 @@
 
 #include "base/fd.h"
 #include "base/log.h"
-#include "daemon/daemon.h"
 #include "dataplane/neighbours.h"
 #include "turnclient/client.h"
 
@@ -295,7 +294,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
   impl.cfg = cfg;
   impl.base = base;
 
-  auto key = loadOrCreateNodeKey(cfg.keyFile);
+  auto key = crypto::NodeKey::loadOrCreate(cfg.keyFile);
   if (!key) return fail(key.error().message);
 
   // The sockets' addresses: the configured ones (which must be on the interface), else the

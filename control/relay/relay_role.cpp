@@ -12,7 +12,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
-#include "daemon/daemon.h"
+#include "crypto/node_key.h"
 #include "tgw/frames.h"
 
 namespace tgw {
@@ -130,7 +130,7 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
     if (auto ok = r->attachXdp(); !ok) return fail(ok.error().message);
   }
   if (cfg.rendezvous && cfg.rendezvous->enabled) {
-    auto key = loadOrCreateNodeKey(cfg.rendezvous->keyFile);  // daemon.h: its folder too
+    auto key = crypto::NodeKey::loadOrCreate(cfg.rendezvous->keyFile);  // its folder too
     if (!key) return fail("relay.rendezvous.key_file: " + key.error().message);
     r->rendezvous_ = std::make_unique<rendezvous::Server>(std::move(*key));
     r->rendezvousTimer_ = evtimer_new(

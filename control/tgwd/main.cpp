@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "config/config.h"
+#include "crypto/node_key.h"
 #include "daemon/daemon.h"
 
 namespace {
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     for (const auto& [role, file] : files) {
-      auto key = tgw::loadOrCreateNodeKey(file);
+      auto key = tgw::crypto::NodeKey::loadOrCreate(file);
       if (!key) {
         std::fprintf(stderr, "tgwd: %s\n", key.error().message.c_str());
         return 1;

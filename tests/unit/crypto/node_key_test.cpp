@@ -182,6 +182,25 @@ TEST(KeyFile, LoadOrCreateCreatesOnceThenLoads) {
   EXPECT_EQ(a->publicKey(), b->publicKey());
 }
 
+// The daemon's key files may name a folder that does not exist yet: it is created owner-only.
+// A folder that cannot be created is named in the error.
+TEST(KeyFile, LoadOrCreateCreatesTheMissingFolderOwnerOnly) {
+  TempDir dir;
+  const std::string folder = dir.file("keys");
+  const std::string path = folder + "/node.key";
+  auto a = NodeKey::loadOrCreate(path);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(modeOf(folder), 0700u);
+  EXPECT_EQ(modeOf(path), 0600u);
+  auto b = NodeKey::loadOrCreate(path);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(a->publicKey(), b->publicKey());
+  std::ofstream(dir.file("plain")) << "x";
+  auto c = NodeKey::loadOrCreate(dir.file("plain") + "/sub/node.key");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("cannot create the key file's folder"), std::string::npos) << c.error().message;
+}
+
 TEST(KeyFile, MalformedContentAndNonFilesAreRefused) {
   TempDir dir;
   const std::string path = dir.file("bad.key");
