@@ -219,37 +219,10 @@ json nodeStatsJson(const Node& node) {
   const turnclient::Client* turn = node.relay() != nullptr ? node.relay()->clientIfStarted() : nullptr;
   if (turn != nullptr) {
     const auto& c = turn->counters();
-    out["turn_client"] = {{"requests_sent", c.requestsSent},
-                          {"retransmissions", c.retransmissions},
-                          {"transactions_timed_out", c.transactionsTimedOut},
-                          {"auth_challenges", c.authChallenges},
-                          {"stale_nonces", c.staleNonces},
-                          {"success_responses", c.successResponses},
-                          {"error_responses", c.errorResponses},
-                          {"allocations_made", c.allocationsMade},
-                          {"allocation_failures", c.allocationFailures},
-                          {"allocations_lost", c.allocationsLost},
-                          {"refreshes", c.refreshes},
-                          {"probes", c.probes},
-                          {"permissions_installed", c.permissionsInstalled},
-                          {"permission_failures", c.permissionFailures},
-                          {"channels_bound", c.channelsBound},
-                          {"channel_failures", c.channelFailures},
-                          {"send_indications", c.sendIndications},
-                          {"channel_data_sent", c.channelDataSent},
-                          {"data_indications", c.dataIndications},
-                          {"channel_data_received", c.channelDataReceived},
-                          {"keepalives", c.keepalives},
-                          {"send_refused_not_allocated", c.sendRefusedNotAllocated},
-                          {"send_refused_no_permission", c.sendRefusedNoPermission},
-                          {"dropped_not_from_server", c.droppedNotFromServer},
-                          {"dropped_malformed", c.droppedMalformed},
-                          {"dropped_not_stun_or_channel", c.droppedNotStunOrChannel},
-                          {"dropped_unknown_transaction", c.droppedUnknownTransaction},
-                          {"dropped_unverified", c.droppedUnverified},
-                          {"dropped_unexpected", c.droppedUnexpected},
-                          {"dropped_unknown_channel", c.droppedUnknownChannel},
-                          {"dropped_no_permission", c.droppedNoPermission}};
+    // Every counter the client has, by its own list: a new one shows up here by itself.
+    json counters = json::object();
+    c.forEach([&](std::string_view name, uint64_t value) { counters[std::string(name)] = value; });
+    out["turn_client"] = std::move(counters);
   }
   if (const auto* r = node.rendezvousClient()) {
     const auto& c = r->counters();

@@ -151,6 +151,15 @@ TEST_F(EdgeCommands, SaysRelayThenDirect) {
   EXPECT_EQ(stats["disco"]["sealed"], a->node->codec().counters().sealed);
   EXPECT_GT(stats["disco"]["opened"].get<uint64_t>(), 0u);
   EXPECT_EQ(stats["turn_client"]["allocations_made"], 1u);
+  // Every counter the TURN client has, each with its value (stale_allocations_deleted was
+  // once left out of a hand-written list).
+  size_t turnCounters = 0;
+  a->node->relay()->clientIfStarted()->counters().forEach([&](std::string_view name, uint64_t value) {
+    ++turnCounters;
+    EXPECT_EQ(stats["turn_client"].value(std::string(name), ~uint64_t{0}), value) << name;
+  });
+  EXPECT_EQ(stats["turn_client"].size(), turnCounters);
+  EXPECT_TRUE(stats["turn_client"].contains("stale_allocations_deleted"));
   EXPECT_GE(stats["rendezvous_client"]["registrations"].get<uint64_t>(), 1u);
   EXPECT_GT(stats["stun_client"]["answers"].get<uint64_t>(), 0u);
 }
