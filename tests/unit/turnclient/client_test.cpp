@@ -1005,5 +1005,111 @@ TEST_F(ClientTest, PermissionLapsesWhenEveryRefreshIsLost) {
   EXPECT_EQ(client_->state(), Client::State::Allocated);
 }
 
+// An error that says the server no longer holds the allocation ends it, whichever request of
+// the allocation gets it: 437 to CreatePermission or ChannelBind (not only to Refresh), 401
+// to an authenticated request, a 438 after kMaxStaleNonceRetries new nonces. The owner then
+// allocates again instead of rebinding on an allocation the server has forgotten.
+TEST_F(ClientTest, AnErrorSayingTheAllocationIsGoneToAnyRequestLosesIt) {
+  struct Case {
+    Method method;
+    int code;
+    int stale;  // 438s answered before the final code
+  };
+  const Case cases[] = {
+      {Method::CreatePermission, 437, 0}, {Method::ChannelBind, 437, 0},  {Method::CreatePermission, 401, 0},
+      {Method::ChannelBind, 401, 0},      {Method::ChannelBind, 437, 1},  // a new nonce first, as a restarted relay
+      {Method::CreatePermission, 438, kMaxStaleNonceRetries},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.code) + " to " + (c.method == Method::ChannelBind ? "ChannelBind" : "CreatePermission") +
+                 " after " + std::to_string(c.stale) + " stale nonces");
+    make();
+    allocate();
+    if (c.method == Method::ChannelBind) {
+      ASSERT_TRUE(client_->bindChannel(kPeer, kT0).ok());
+    } else {
+      ASSERT_TRUE(client_->addPeer(kPeer.ip(), kT0).ok());
+    }
+    // The request of interest (ChannelBind comes with its CreatePermission: answered well).
+    std::optional<Parsed> req;
+    for (auto& t : all()) {
+      held_.push_back(t.bytes);
+      auto m = Message::parse(held_.back());
+      ASSERT_TRUE(m.ok());
+      if (m->method() == c.method) {
+        req = Parsed{held_.back(), *m};
+      } else {
+        deliver(success(m->method(), m->transactionId(), md5Key()), kT0);
+      }
+    }
+    ASSERT_TRUE(req);
+    for (int i = 0; i < c.stale; ++i) {
+      deliver(error(c.method, req->msg.transactionId(), 438, {}, "nonce-s" + std::to_string(i)), kT0 + 1s);
+      req = one();
+      ASSERT_EQ(req->msg.method(), c.method);
+    }
+    const bool unauthenticated = c.code == 438;  // 401 / 438 come without integrity
+    deliver(error(c.method, req->msg.transactionId(), c.code, unauthenticated || c.code == 401 ? std::vector<uint8_t>{} : md5Key(),
+                  c.code == 437 ? std::nullopt : std::optional<std::string>("nonce-z")),
+            kT0 + 1s);
+    EXPECT_EQ(client_->state(), Client::State::Lost);
+    std::vector<int> lost;
+    for (auto& e : client_->takeEvents())
+      if (auto* l = std::get_if<AllocationLost>(&e)) lost.push_back(l->code);
+    EXPECT_EQ(lost, std::vector<int>{c.code});
+    EXPECT_EQ(client_->counters().allocationsLost, 1u);
+    EXPECT_EQ(client_->nextDeadline(), kNever) << "nothing more is sent on a lost allocation";
+    EXPECT_TRUE(all().empty());
+    EXPECT_FALSE(client_->send(kPeer, bytesOf("x"), kT0 + 1s).ok());
+  }
+}
+
+// Errors that concern one peer (403 Forbidden, 508 Insufficient Capacity) fail that peer's
+// permission or channel and leave the allocation alone.
+TEST_F(ClientTest, APeerRefusedLeavesTheAllocation) {
+  for (const int code : {403, 508, 400}) {
+    SCOPED_TRACE(code);
+    make();
+    allocate();
+    ASSERT_TRUE(client_->addPeer(kPeer.ip(), kT0).ok());
+    auto req = one();
+    deliver(error(Method::CreatePermission, req.msg.transactionId(), code, md5Key()), kT0);
+    EXPECT_EQ(client_->state(), Client::State::Allocated);
+    auto ev = client_->takeEvents();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_TRUE(std::holds_alternative<PermissionFailed>(ev[0]));
+  }
+}
+
+// probe(): a Refresh now, out of turn; at most one in flight; a success renews like a
+// scheduled refresh, a 437 loses the allocation; nothing before the allocation exists.
+TEST_F(ClientTest, ProbeRefreshesNowAndA437LosesTheAllocation) {
+  make();
+  EXPECT_FALSE(client_->probe(kT0)) << "Idle";
+  allocate();
+  const TimePoint t = kT0 + 30s;
+  EXPECT_TRUE(client_->probe(t));
+  EXPECT_FALSE(client_->probe(t)) << "one Refresh in flight at a time";
+  auto req = one();
+  ASSERT_EQ(req.msg.method(), Method::Refresh);
+  EXPECT_TRUE(req.msg.verifyIntegrity(md5Key()));
+  deliver(success(Method::Refresh, req.msg.transactionId(), md5Key(), 600), t);
+  EXPECT_EQ(client_->state(), Client::State::Allocated);
+  EXPECT_EQ(client_->refreshAt(), t + 300s);
+  EXPECT_EQ(client_->expiresAt(), t + 600s);
+  EXPECT_EQ(client_->counters().probes, 1u);
+  EXPECT_EQ(client_->counters().refreshes, 1u);
+  client_->takeEvents();
+
+  // A scheduled refresh already in flight: the probe adds nothing.
+  client_->onTimer(t + 300s);
+  auto scheduled = one();
+  EXPECT_FALSE(client_->probe(t + 301s));
+  deliver(error(Method::Refresh, scheduled.msg.transactionId(), 437, md5Key()), t + 301s);
+  EXPECT_EQ(client_->state(), Client::State::Lost);
+  EXPECT_FALSE(client_->probe(t + 302s)) << "Lost";
+  EXPECT_EQ(client_->counters().probes, 1u);
+}
+
 }  // namespace
 }  // namespace tgw::turnclient

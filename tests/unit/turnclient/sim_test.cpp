@@ -149,6 +149,25 @@ class TurnSim : public ::testing::Test {
     flushClient();
   }
 
+  // tgwd's relay restarts: a new server object with no allocations and a new nonce secret
+  // (the relay draws a random one at start), on the same listening endpoint.
+  void restartServer() {
+    serverCfg.nonceSecret.fill(static_cast<uint8_t>(serverCfg.nonceSecret[0] + 1));
+    server = std::make_unique<turn::Server>(serverCfg, ports, &table);
+  }
+
+  // The owner's answer to AllocationLost (RelaySource): a new client on the same socket.
+  void newClient() {
+    client = std::make_unique<Client>(clientCfg);
+    start();
+  }
+
+  std::vector<int> lostCodes() const {
+    std::vector<int> codes;
+    for (const auto& l : eventsOf<AllocationLost>()) codes.push_back(l.code);
+    return codes;
+  }
+
   template <typename T>
   std::vector<T> eventsOf() const {
     std::vector<T> out;
@@ -354,6 +373,77 @@ TEST_F(TurnSim, NatRebootLosesTheAllocationWith437) {
   ASSERT_EQ(lost.size(), 1u);
   EXPECT_EQ(lost[0].code, 437);
   EXPECT_EQ(client->nextDeadline(), kNever);
+}
+
+// The server restarts while the client holds permissions and a channel. Nothing the
+// client does on its own schedule notices for minutes (keepalives are indications; the next
+// CreatePermission is 240 s away); a probe (a Refresh now) meets 438 (the nonce is from the
+// old secret), then 437, and the allocation is lost within one round trip. A new client on
+// the same socket allocates on the restarted server and the channel carries data again.
+TEST_F(TurnSim, ServerRestartWithPermissionsAndChannelsIsFoundByAProbe) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  restartServer();
+  runFor(60s);
+  EXPECT_EQ(client->state(), Client::State::Allocated) << "blind without a probe";
+  EXPECT_TRUE(lostCodes().empty());
+  const TimePoint probed = net.now();
+  ASSERT_TRUE(client->probe(probed));
+  flushClient();
+  runFor(200ms);  // a round trip is ~20 ms here
+  EXPECT_EQ(lostCodes(), std::vector<int>{437});
+  EXPECT_EQ(client->state(), Client::State::Lost);
+  EXPECT_EQ(server->counters().errors438, 1u);
+  EXPECT_EQ(server->counters().errors437, 1u);
+  EXPECT_EQ(client->nextDeadline(), kNever);
+
+  events.clear();
+  newClient();
+  runFor(1s);
+  ASSERT_EQ(client->state(), Client::State::Allocated);
+  permissionsAndChannel();
+  dataBothWays();
+  EXPECT_EQ(eventsOf<PeerData>().size(), 2u);
+  ASSERT_EQ(server->allocations(net.now()).size(), 1u);
+}
+
+// Without a probe, the first request of the allocation after the restart finds it: a
+// ChannelBind to a new peer (what the edge does when the peer re-advertises its relayed
+// address) gets 438 then 437 and the allocation is lost, not just the channel.
+TEST_F(TurnSim, ServerRestartIsFoundByTheNextChannelBind) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  restartServer();
+  runFor(10s);
+  ASSERT_TRUE(client->bindChannel(SockAddr(kPeer2.ip(), 6000), net.now()).ok());  // peer 2 has a permission already
+  flushClient();
+  runFor(200ms);
+  EXPECT_EQ(lostCodes(), std::vector<int>{437});
+  EXPECT_TRUE(eventsOf<ChannelFailed>().empty()) << "the allocation is gone, not one channel";
+  EXPECT_EQ(client->counters().channelFailures, 0u);
+  EXPECT_EQ(client->state(), Client::State::Lost);
+}
+
+// The restarted server no longer takes our password: 401 to the authenticated request
+// (after the 438 for the old nonce) loses the allocation as well; the next Allocate
+// reports the refusal as AllocationFailed 401.
+TEST_F(TurnSim, ServerRestartWithAnotherPasswordLosesTheAllocationWith401) {
+  build();
+  allocateOk();
+  permissionsAndChannel();
+  serverCfg.users = {{"edge", "changed"}};
+  restartServer();
+  ASSERT_TRUE(client->probe(net.now()));
+  flushClient();
+  runFor(200ms);
+  EXPECT_EQ(lostCodes(), std::vector<int>{401});
+  events.clear();
+  newClient();
+  runFor(1s);
+  ASSERT_EQ(eventsOf<AllocationFailed>().size(), 1u);
+  EXPECT_EQ(eventsOf<AllocationFailed>()[0].code, 401);
 }
 
 TEST_F(TurnSim, WrongPasswordFailsWith401) {
