@@ -676,13 +676,16 @@ Config build(const toml::table& root, const Reader& r) {
   if (!c.relay && !c.edge) r.failAt(nullptr, 1, "relay", "a [relay] or an [edge] section", "neither");
   // One XDP program per interface: the relay's and the edge's cannot share one.
   if (c.relay && c.edge && c.relay->xdpMode != XdpMode::Off && c.edge->xdpMode != XdpMode::Off) {
-    for (const std::string& ifname : {c.edge->interface, c.edge->lanInterface}) {
-      if (ifname == c.relay->interface) {
-        r.failAt(edge->get("interface"), Reader::lineOf(*edge), "edge.interface",
-                 "an interface other than relay.interface \"" + ifname +
-                     "\" when both attach XDP (or xdp_mode = \"off\" in one of them)",
-                 "\"" + ifname + "\"");
-      }
+    // The key that names the clashing interface: lan_interface only when it is written
+    // (absent, it is interface's value).
+    const bool lanWritten = edge->get("lan_interface") != nullptr;
+    for (const char* key : {"interface", "lan_interface"}) {
+      const std::string& ifname = key == std::string_view("interface") ? c.edge->interface : c.edge->lanInterface;
+      if (ifname != c.relay->interface || (key != std::string_view("interface") && !lanWritten)) continue;
+      r.failAt(edge->get(key), Reader::lineOf(*edge), std::string("edge.") + key,
+               "an interface other than relay.interface \"" + ifname +
+                   "\" when both attach XDP (or xdp_mode = \"off\" in one of them)",
+               "\"" + ifname + "\"");
     }
   }
   return c;

@@ -494,7 +494,7 @@ TEST(ConfigEdge, BothRolesInOneDaemon) {
             "t.toml:6: edge.interface: expected an interface other than relay.interface \"wan0\" when both attach "
             "XDP (or xdp_mode = \"off\" in one of them), got \"wan0\"");
   EXPECT_EQ(errorOf(relay + "[edge]\nkey_file = \"/k\"\ninterface = \"wan1\"\nlan_interface = \"wan0\"\n")
-                .rfind("t.toml:6: edge.interface: expected an interface other than relay.interface \"wan0\"", 0),
+                .rfind("t.toml:7: edge.lan_interface: expected an interface other than relay.interface \"wan0\"", 0),
             0u);
   EXPECT_TRUE(parse(relay + "[edge]\nkey_file = \"/k\"\ninterface = \"wan0\"\nxdp_mode = \"off\"\n", "t.toml").ok());
 }
