@@ -311,8 +311,20 @@ Result<void> ManagedNeighbours::remove(const NextHop& hop) {
 Result<ManagedNeighbours::Entry> ManagedNeighbours::keep(const IpAddr& destination) {
   auto hop = nextHop(destination);
   if (!hop) return fail(hop.error().message);
-  for (const auto& e : entries_) {
-    if (e.hop.address == hop->address && e.hop.ifindex == hop->ifindex) return e;
+  for (auto& e : entries_) {
+    if (e.hop.address != hop->address || e.hop.ifindex != hop->ifindex) continue;
+    // Kept already; one of ours that somebody deleted (a neighbour flush) or changed comes back.
+    if (e.owned()) {
+      auto now = state(hop->address, hop->ifindex);
+      if (!now && now.error().code != ENOENT) return fail(now.error().message);
+      if (!now || !now->managed) {
+        if (auto ok = setManaged(*hop, now.ok()); !ok) return fail(ok.error().message);
+        e.action = now ? NeighbourAction::MadeManaged : NeighbourAction::Created;
+        log::info("neighbour_restored", {{"address", hop->address.toString()}, {"interface", hop->interface},
+                                         {"action", toString(e.action)}});
+      }
+    }
+    return e;
   }
   Entry entry{destination, *hop, NeighbourAction::NotNeeded};
   if (!hop->local && !hop->noArp) {

@@ -73,8 +73,9 @@ class ManagedNeighbours {
   ManagedNeighbours& operator=(const ManagedNeighbours&) = delete;
 
   // Keeps the next hop towards `destination` resolved. Idempotent: asking again for a hop
-  // already kept changes nothing. Fails (with the kernel's words) when there is no route, or
-  // the kernel refuses managed entries (before 5.16).
+  // already kept changes nothing, unless our entry was deleted or lost its managed flag
+  // meanwhile (a neighbour flush): then it is made again. Fails (with the kernel's words)
+  // when there is no route, or the kernel refuses managed entries (before 5.16).
   Result<Entry> keep(const IpAddr& destination);
   // Deletes the entries this object owns; errors are logged, not returned.
   void release();

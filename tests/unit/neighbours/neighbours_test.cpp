@@ -107,6 +107,16 @@ TEST_F(Neighbours, RoutedAppResolvesItsRouter) {
   EXPECT_EQ(e->destination, ip("10.77.0.9"));
   EXPECT_EQ(e->hop.address, ip("10.9.0.2"));
   EXPECT_TRUE(becomesReachable(ip("10.9.0.2"), e->hop.ifindex, 10s));
+  // Deleted behind our back (a neighbour flush): the next keep() makes it again.
+  ASSERT_TRUE(sh("ip neigh del 10.9.0.2 dev nbl0"));
+  ASSERT_FALSE(n_->state(ip("10.9.0.2"), e->hop.ifindex).ok());
+  auto again = n_->keep(ip("10.77.0.9"));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->action, NeighbourAction::Created);
+  EXPECT_EQ(n_->entries().size(), 1u);
+  auto s = n_->state(ip("10.9.0.2"), e->hop.ifindex);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_TRUE(s->managed);
 }
 
 TEST_F(Neighbours, StaticLocalAndUnroutedAreNotTouched) {
