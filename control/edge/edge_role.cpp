@@ -243,18 +243,18 @@ struct EdgeRole::Impl {
   }
 
   void onPong(const engine::PongReport& r) {
-    for (auto it = pings.begin(); it != pings.end(); ++it) {
-      if (it->peer != r.peer) continue;
-      for (auto& p : it->result.paths) {
+    // A pong answers every pending ping of this peer that waits for that path (two
+    // tgwctl pings at once both take it), not only the first.
+    for (auto it = pings.begin(); it != pings.end();) {
+      auto cur = it++;
+      if (cur->peer != r.peer) continue;
+      for (auto& p : cur->result.paths) {
         if (p.path == r.path && !p.rtt) {
           p.rtt = r.rtt;
-          ++it->answered;
+          ++cur->answered;
         }
       }
-      if (it->answered == it->result.paths.size()) {
-        finishPing(it);
-        return;
-      }
+      if (cur->answered == cur->result.paths.size()) finishPing(cur);
     }
   }
 
@@ -267,8 +267,17 @@ struct EdgeRole::Impl {
 };
 
 EdgeRole::~EdgeRole() {
-  if (!impl_ || !impl_->node) return;
+  if (!impl_) return;
   Impl& impl = *impl_;
+  if (!impl.node) {
+    // create() failed after opening the fast path: with pinning, leave it as a running
+    // gateway would (a previous tgwd's forwarding goes on; a bad config must not stop it).
+    if (impl.fastPath && !impl.cfg.pinDir.empty()) {
+      impl.fastPath->keepAttached();
+      if (impl.neighbours) impl.neighbours->keepOnExit();
+    }
+    return;
+  }
   if (impl.fastPath && !impl.cfg.pinDir.empty()) {
     // Forwarding goes on while tgwd restarts; the next start reconciles the pinned maps.
     // The TURN allocation is left too, so a pinned relay path keeps working meanwhile; the
@@ -322,6 +331,14 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
   edge::NodeConfig nc;
   for (const auto& a : addresses) {
     const SockAddr local(a, cfg.port);
+    // The program looks at flows' local endpoints before its sockets: a flow there would
+    // take every STUN, TURN and disco datagram for application data.
+    for (const auto& f : cfg.flows) {
+      if (f.local == local) {
+        return fail("flow " + std::to_string(f.id) + ": local " + f.local.toString() +
+                    " is the edge's own socket (edge.port on " + cfg.interface + "); pick another port");
+      }
+    }
     auto fd = openUdpSocket(local);
     if (!fd) {
       return fail("cannot open the edge socket " + local.toString() + ": " + fd.error().message +
@@ -402,11 +419,19 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     for (const auto& e : impl.fastPath->pinnedEntries()) {
       auto it = configured.find(e.flow.id);
       if (it == configured.end() || !(it->second == e.flow)) continue;
-      // A relay path rode the previous run's allocation and channel: they are not ours any
-      // more. It stays in the map until the engine writes the new relay path.
-      if (!e.path.isDirect()) continue;
       const bool ours = std::find(nc.sockets.begin(), nc.sockets.end(), e.path.local) != nc.sockets.end();
-      if (ours) remembered[e.flow.id] = e.path;
+      if (e.path.isDirect() && ours) {
+        remembered[e.flow.id] = e.path;
+        continue;
+      }
+      // A relay path rode the previous run's allocation, which the TURN client deletes at
+      // start (437): its channel number may then be bound again to another peer, so the
+      // flow would reach the wrong site. A direct path from a socket we no longer have
+      // would send from an address nobody answers. Both wait (drop_no_path) for the
+      // engine's first path.
+      log::info("xdp.edge.reconcile_clear", {{"flow", std::to_string(e.flow.id)},
+                                             {"why", e.path.isDirect() ? "not our socket" : "old relay path"}});
+      impl.fastPath->removeFlow(e.flow.id);
     }
     for (const auto& f : cfg.flows) {
       if (auto ok = impl.fastPath->addFlow(dataplane::Flow{f.id, f.local, f.app}); !ok) {

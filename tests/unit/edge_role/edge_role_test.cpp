@@ -139,6 +139,15 @@ TEST_F(EdgeRoleStart, RefusesWhatCannotWorkSayingWhy) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "edge.relay.address [::1]:3478: no edge socket of its address family");
 
+  // A flow whose local endpoint is the edge's own socket (addresses not given: the
+  // interface's) would swallow every control datagram: refused, naming the flow.
+  auto onSocket = edgeConfig();
+  onSocket.flows[0].local = SockAddr(*IpAddr::parse("127.0.0.1"), port_);
+  r = EdgeRole::create(base_, onSocket);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "flow 7: local 127.0.0.1:" + std::to_string(port_) +
+                                   " is the edge's own socket (edge.port on lo); pick another port");
+
   // A key file others may read is refused (crypto::NodeKey::load), naming the file.
   std::filesystem::create_directories(dir_ / "keys");
   const auto keyFile = dir_ / "keys" / "node.key";
