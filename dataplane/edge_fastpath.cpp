@@ -354,7 +354,9 @@ struct EdgeFastPath::Impl {
   }
 
   Result<void> writeFlow(const Entry& e) {
-    return flows.update(e.flow.id, flowValueOf(e.flow, e.path, e.slot, e.generation));
+    // In place under the entry's lock (tgw/edge.h): never a half-written path in flight.
+    return flows.update(e.flow.id, flowValueOf(e.flow, e.path, e.slot, e.generation),
+                        BPF_ANY | BPF_F_LOCK);
   }
 
   void writePeerRelayed(const Entry& e) {
@@ -453,7 +455,7 @@ struct EdgeFastPath::Impl {
     std::set<uint32_t> usedSlots;
     std::vector<uint32_t> needSlot;
     for (const __u32 id : allKeys<__u32>(flows.fd())) {
-      auto v = flows.lookup(id);
+      auto v = flows.lookup(id, BPF_F_LOCK);
       if (!v) continue;
       auto local = sockAddrOf(v->local_family, v->local, v->local_port);
       auto app = sockAddrOf(v->local_family, v->app, v->app_port);

@@ -41,7 +41,8 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 1);
-  __uint(map_flags, BPF_F_RDONLY_PROG);
+  /* Not BPF_F_RDONLY_PROG: the kernel refuses it on values with a bpf_spin_lock (EACCES).
+   * The program only takes the lock (load_flow). */
   __type(key, __u32);
   __type(value, struct tgw_edge_flow);
 } tgw_edge_flows SEC(".maps");
@@ -71,6 +72,19 @@ struct {
   __type(key, __u32);
   __type(value, struct tgw_turn_nexthop_slot);
 } tgw_edge_nexthops SEC(".maps");
+
+/* Copies flow `id`'s entry to *out under its lock (tgw/edge.h: a path change is written in
+ * place under the same lock). Returns 0, or -1 if there is no such flow. Only plain loads
+ * while the lock is held (the verifier refuses helper calls there); the lock itself is not
+ * copied (nor may it be read directly). */
+static __always_inline int load_flow(__u32 id, struct tgw_edge_flow *out) {
+  struct tgw_edge_flow *f = bpf_map_lookup_elem(&tgw_edge_flows, &id);
+  if (!f) return -1;
+  bpf_spin_lock(&f->lock);
+  __builtin_memcpy(out, f, TGW_EDGE_FLOW_COPY_LEN);
+  bpf_spin_unlock(&f->lock);
+  return 0;
+}
 
 /* A counter slot that takes the counts of a flow whose stats_slot is out of range. */
 static struct tgw_edge_flow_stats no_stats;
@@ -116,7 +130,8 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
   fib.l4_protocol = TGW_IPPROTO_UDP;
   fib.sport = plan->sport;
   fib.dport = plan->dport;
-  fib.tot_len = (__u16)plan->ip_len;
+  /* Longer plans were dropped (tgw_edge_check_len) but for IPv6's 40-byte header. */
+  fib.tot_len = (__u16)(plan->ip_len > 0xFFFFu ? 0xFFFFu : plan->ip_len);
   fib.ifindex = ctx->ingress_ifindex;
   if (plan->out_family == TGW_FAMILY_IPV4) {
     fib.family = AF_INET;
@@ -156,9 +171,10 @@ static __always_inline __u32 rewrite(struct xdp_md *ctx, const struct tgw_edge_p
                                      const struct tgw_turn_nexthop *nh,
                                      __u32 ok, __u32 *verdict) {
   *verdict = TGW_VERDICT_DROP;
-  /* Bounded by the parser (TGW_EDGE_TRAILER_MAX), checked again for the verifier. */
+  /* Bounded by the parser (TGW_EDGE_TRAILER_MAX, and ChannelData padding taken as trailer,
+   * tgw_edge_strip_pad), checked again for the verifier. */
   int cut = (int)pkt->trailer_len;
-  if (cut > 0 && (cut > TGW_EDGE_TRAILER_MAX || bpf_xdp_adjust_tail(ctx, -cut) != 0))
+  if (cut > 0 && (cut > TGW_EDGE_TRAILER_MAX + TGW_EDGE_PAD_MAX || bpf_xdp_adjust_tail(ctx, -cut) != 0))
     return TGW_REASON_EDGE_RESIZE_FAILED;
   if (plan->head_delta != 0 && bpf_xdp_adjust_head(ctx, -plan->head_delta) != 0)
     return TGW_REASON_EDGE_RESIZE_FAILED;
@@ -247,8 +263,9 @@ static __always_inline void sum_payload(struct xdp_md *ctx, struct tgw_edge_pkt 
 static __always_inline __u32 handle_out(struct xdp_md *ctx, struct tgw_edge_pkt *pkt,
                                         __u32 flow_id, __u32 *verdict) {
   *verdict = TGW_VERDICT_DROP;
-  const struct tgw_edge_flow *f = bpf_map_lookup_elem(&tgw_edge_flows, &flow_id);
-  if (!f) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  struct tgw_edge_flow flow;
+  if (load_flow(flow_id, &flow) != 0) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  const struct tgw_edge_flow *f = &flow;
   struct tgw_edge_flow_stats *st = flow_stats(f);
   if (pkt->unsupported || pkt->first_fragment) {
     st->drop_other += 1;
@@ -299,15 +316,16 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *
   if (pkt->unsupported) return TGW_REASON_EDGE_UNSUPPORTED;
   const __u8 *data = (const __u8 *)(long)ctx->data;
   const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  __u32 kind, flow_id = 0, hdr_len = 0;
-  __u32 reason = tgw_edge_classify_in(data, data_end, pkt, &kind, &flow_id, &hdr_len);
+  __u32 kind, flow_id = 0, hdr_len = 0, pad_len = 0;
+  __u32 reason = tgw_edge_classify_in(data, data_end, pkt, &kind, &flow_id, &hdr_len, &pad_len);
   if (reason == 0 && kind == TGW_EDGE_IN_CONTROL) return TGW_REASON_EDGE_CONTROL;
   *verdict = TGW_VERDICT_DROP;
   /* The first fragment of a data frame: the rest would reach tgwd's socket. */
   if (pkt->first_fragment) return TGW_REASON_IP_FRAGMENT;
   if (reason != 0) return reason;
-  const struct tgw_edge_flow *f = bpf_map_lookup_elem(&tgw_edge_flows, &flow_id);
-  if (!f) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  struct tgw_edge_flow flow;
+  if (load_flow(flow_id, &flow) != 0) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  const struct tgw_edge_flow *f = &flow;
   struct tgw_edge_flow_stats *st = flow_stats(f);
 
   /* What goes out of the checksum with the headers: the data header, and ChannelData's. */
@@ -320,6 +338,10 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *
   } else {
     if (p + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
     removed = tgw_csum_add_words(0, p, TGW_DATA_HLEN / 2);
+  }
+  if (tgw_edge_strip_pad(data, data_end, pkt, pad_len, &removed) != 0) {
+    st->drop_other += 1;
+    return TGW_REASON_EDGE_BAD_FRAME;
   }
   if (pkt->partial_check) sum_payload(ctx, pkt, hdr_len);
   struct tgw_edge_plan plan;

@@ -550,6 +550,40 @@ TEST_F(EdgeXdpTest, NoPathIsDroppedAndCounted) {
   EXPECT_EQ(flowCounts(kSlot6), want);
 }
 
+// A flow has one local application: datagrams to its local endpoint from any other address
+// (on a one-interface appliance, the Internet) are not tunnelled to the peer. The app's
+// address with another port is the app.
+TEST_F(EdgeXdpTest, OutOnlyFromTheFlowsApplication) {
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow, direct4());
+  setFlow(kFlow6, direct6());
+  const Bytes data = appData(20);
+  const Delta notApp4{TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NOT_FROM_APP};
+  const Delta notApp6{TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_NOT_FROM_APP};
+  expectUntouched(frame(kGwMac, kAppMac, sa("198.18.0.9:6000"), kLocal4, data), XDP_DROP,
+                  notApp4);
+  expectUntouched(frame(kGwMac, kAppMac, sa("198.18.0.3:6000"), kLocal4, data), XDP_DROP,
+                  notApp4);
+  expectUntouched(frame(kGwMac, kAppMac, sa("[2001:db8::9]:6000"), kLocal6, data), XDP_DROP,
+                  notApp6);
+  // Differs from kApp6 only in the middle bytes: all 16 compare.
+  expectUntouched(frame(kGwMac, kAppMac, sa("[2001:db8:0:0:1::2]:6000"), kLocal6, data), XDP_DROP,
+                  notApp6);
+  const SockAddr appOtherPort4(kApp4.ip(), 6001);
+  expectRun(frame(kGwMac, kAppMac, appOtherPort4, kLocal4, data), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  FlowCounts want4;
+  want4.outDirectPackets = 1;
+  want4.outDirectBytes = 20;
+  want4.dropOther = 2;
+  EXPECT_EQ(flowCounts(kSlot), want4);
+  FlowCounts want6;
+  want6.dropOther = 2;
+  EXPECT_EQ(flowCounts(kSlot6), want6);
+}
+
 // A local endpoint whose flow entry is missing (a half-written table): dropped, counted.
 TEST_F(EdgeXdpTest, LocalEndpointWithoutFlowIsDropped) {
   addLocal(kLocal4, kFlow);
@@ -756,6 +790,37 @@ TEST_F(EdgeXdpTest, InRelayV4AndV6) {
   EXPECT_EQ(flowCounts(kSlot6), want);
 }
 
+// ChannelData padded to a multiple of 4 (RFC 8656 section 12.5; tgw/channel_data.h: a
+// receiver ignores up to 3 bytes): delivered without the padding, the checksum updated for
+// the bytes cut (non-zero here, at odd and even offsets).
+TEST_F(EdgeXdpTest, InRelayPaddedChannelDataIsDelivered) {
+  setFlow(kFlow, relay4());
+  setFlow(kFlow6, relay6());
+  uint64_t packets = 0, bytes = 0;
+  for (size_t n : {0u, 1u, 2u, 3u, 5u, 200u}) {
+    for (size_t pad = 1; pad <= 3; pad++) {
+      SCOPED_TRACE("data " + std::to_string(n) + ", padding " + std::to_string(pad));
+      const Bytes data = appData(n);
+      const Bytes padding(pad, static_cast<uint8_t>(0xA5 + pad));
+      expectRun(frame(kGwMac, kPeerMac, kTurn4, kSock4,
+                      channelData(kChannel, dataFrame(kFlow, data), padding)),
+                XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
+                {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+      expectRun(frame(kGwMac, kPeerMac, kTurn6, kSock6,
+                      channelData(kChannel, dataFrame(kFlow6, data), padding)),
+                XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
+                {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+      packets++;
+      bytes += n;
+    }
+  }
+  FlowCounts want;
+  want.inRelayPackets = packets;
+  want.inRelayBytes = bytes;
+  EXPECT_EQ(flowCounts(kSlot), want);
+  EXPECT_EQ(flowCounts(kSlot6), want);
+}
+
 TEST_F(EdgeXdpTest, InCrossFamilyAndRedirect) {
   const SockAddr far4 = sa("198.18.1.2:6000");
   const SockAddr far6 = sa("[2001:db8:1::2]:6000");
@@ -811,8 +876,9 @@ TEST_F(EdgeXdpTest, BadDataFramesAreDropped) {
   Bytes shortFrame = dataFrame(kFlow, {});
   shortFrame.resize(7);
   expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, shortFrame), XDP_DROP, bad);
+  // Padding is at most 3 bytes (RFC 8656 section 12.5): 4 is not ChannelData we accept.
   expectUntouched(frame(kGwMac, kPeerMac, kTurn4, kSock4,
-                        channelData(kChannel, dataFrame(kFlow, appData(9)), {0, 0, 0})),
+                        channelData(kChannel, dataFrame(kFlow, appData(9)), {0, 0, 0, 0})),
                   XDP_DROP, bad);
   Bytes truncated = channelData(kChannel, dataFrame(kFlow, data));
   truncated.pop_back();
@@ -1049,12 +1115,15 @@ Bytes userspaceOut(const Bytes& in, const tgw_edge_flow& f, uint32_t flowId) {
 Bytes userspaceIn(const Bytes& in, const tgw_edge_flow& f, uint32_t wantFlow) {
   tgw_edge_pkt pkt{};
   EXPECT_EQ(tgw_edge_parse(in.data(), in.data() + in.size(), &pkt), 0u);
-  uint32_t kind = 0, flowId = 0, hdrLen = 0;
-  EXPECT_EQ(tgw_edge_classify_in(in.data(), in.data() + in.size(), &pkt, &kind, &flowId, &hdrLen),
+  uint32_t kind = 0, flowId = 0, hdrLen = 0, padLen = 0;
+  EXPECT_EQ(tgw_edge_classify_in(in.data(), in.data() + in.size(), &pkt, &kind, &flowId, &hdrLen,
+                                 &padLen),
             0u);
   EXPECT_NE(kind, uint32_t{TGW_EDGE_IN_CONTROL});
   EXPECT_EQ(flowId, wantFlow);
   const size_t inPayload = TGW_ETH_HLEN + pkt.ip_hlen + TGW_UDP_HLEN;
+  uint32_t removedSum = tgw_csum_add_words(0, in.data() + inPayload, hdrLen / 2);
+  EXPECT_EQ(tgw_edge_strip_pad(in.data(), in.data() + in.size(), &pkt, padLen, &removedSum), 0);
   if (pkt.partial_check) {
     EXPECT_EQ(tgw_edge_sum_payload(in.data(), in.data() + in.size(),
                                    static_cast<uint32_t>(inPayload + hdrLen),
@@ -1062,8 +1131,7 @@ Bytes userspaceIn(const Bytes& in, const tgw_edge_flow& f, uint32_t wantFlow) {
               0);
     pkt.payload_summed = 1;
   }
-  const uint16_t removed =
-      tgw_edge_fold16(tgw_csum_add_words(0, in.data() + inPayload, hdrLen / 2));
+  const uint16_t removed = tgw_edge_fold16(removedSum);
   tgw_edge_plan plan{};
   EXPECT_EQ(tgw_edge_plan_in(&pkt, &f, hdrLen, removed, &plan), 0u);
   const size_t outPayload = TGW_ETH_HLEN + tgw_edge_ip_hlen(plan.out_family) + TGW_UDP_HLEN;
@@ -1148,6 +1216,49 @@ TEST(EdgeHeader, IcmpMtu) {
   EXPECT_EQ(tgw_edge_icmp_mtu(1500, &v6, &plan), 1512u);
   plan.head_delta = 12;
   EXPECT_EQ(tgw_edge_icmp_mtu(1280, &v6, &plan), 1280u);
+}
+
+// Lengths that would not fit IP's 16-bit fields after the rewrite (an IPv6 datagram near
+// 64 KiB onto IPv4 plus the relay's headers) are dropped, not written truncated.
+TEST(EdgeHeader, TooLongIsDropped) {
+  const SockAddr sock4 = sa("198.18.0.1:41641"), turn4 = sa("198.18.0.3:3478");
+  const SockAddr local6 = sa("[2001:db8::1]:5000"), app6 = sa("[2001:db8::2]:6000");
+  const tgw_edge_flow relay = flowEntry(TGW_EDGE_PATH_RELAY, sock4, turn4, local6, app6, 0,
+                                        kChannel);
+  const tgw_edge_flow direct = flowEntry(TGW_EDGE_PATH_DIRECT, sock4, turn4, local6, app6, 0);
+  tgw_edge_pkt pkt{};
+  pkt.family = TGW_FAMILY_IPV6;
+  pkt.ip_hlen = TGW_IPV6_HLEN;
+  pkt.old_check = 0x1234;
+  pkt.in_sum = 0x4321;
+  std::copy_n(relay.app, 16, pkt.src);
+  tgw_edge_plan plan{};
+  // Out onto IPv4 + ChannelData: 20 + 8 + 12 + payload <= 65535.
+  pkt.udp_len = TGW_UDP_HLEN + 65495;
+  EXPECT_EQ(tgw_edge_plan_out(&pkt, &relay, kFlow, &plan), 0u);
+  EXPECT_EQ(plan.ip_len, 65535u);
+  pkt.udp_len += 1;
+  EXPECT_EQ(tgw_edge_plan_out(&pkt, &relay, kFlow, &plan), uint32_t{TGW_REASON_EDGE_TOO_LONG});
+  pkt.udp_len = 65535;  // the largest IPv6 payload
+  EXPECT_EQ(tgw_edge_plan_out(&pkt, &relay, kFlow, &plan), uint32_t{TGW_REASON_EDGE_TOO_LONG});
+  EXPECT_EQ(tgw_edge_plan_out(&pkt, &direct, kFlow, &plan), uint32_t{TGW_REASON_EDGE_TOO_LONG});
+  // Out onto IPv6: the UDP length (the IPv6 payload length) is the limit.
+  const tgw_edge_flow relay6 = flowEntry(TGW_EDGE_PATH_RELAY, sa("[2001:db8::1]:41641"),
+                                         sa("[2001:db8::3]:3478"), local6, app6, 0, kChannel);
+  pkt.udp_len = 65535 - 12;
+  EXPECT_EQ(tgw_edge_plan_out(&pkt, &relay6, kFlow, &plan), 0u);
+  EXPECT_EQ(plan.ip_len - TGW_IPV6_HLEN, 65535u);
+  pkt.udp_len += 1;
+  EXPECT_EQ(tgw_edge_plan_out(&pkt, &relay6, kFlow, &plan), uint32_t{TGW_REASON_EDGE_TOO_LONG});
+  // In: an IPv6 data frame delivered to an IPv4 application.
+  const tgw_edge_flow to4 = flowEntry(TGW_EDGE_PATH_DIRECT, sock4, turn4, sa("198.18.0.1:5000"),
+                                      sa("198.18.0.2:6000"), 0);
+  pkt.udp_len = 65535;
+  EXPECT_EQ(tgw_edge_plan_in(&pkt, &to4, TGW_DATA_HLEN, 0, &plan),
+            uint32_t{TGW_REASON_EDGE_TOO_LONG});
+  pkt.udp_len = 65535 - 12;  // 20 + 8 + (udp_len - 8 - 8) = 65535
+  EXPECT_EQ(tgw_edge_plan_in(&pkt, &to4, TGW_DATA_HLEN, 0, &plan), 0u);
+  EXPECT_EQ(plan.ip_len, 65535u);
 }
 
 // Every reason has a name (tgwctl prints them).

@@ -6,7 +6,8 @@
  * A flow joins a local endpoint on the gateway (where local applications send) to the
  * peer's site. Two directions, each one rewrite of a whole packet:
  *
- *   out: UDP from anywhere to a flow's local endpoint (tgw_edge_locals)
+ *   out: UDP from the flow's application (its address, any port) to the flow's local
+ *        endpoint (tgw_edge_locals); from any other source dropped (edge_not_from_app)
  *        => tgw data header (tgw/frames.h) pushed in front of the payload, and on a relay
  *           path a ChannelData header (channel) in front of that; IP/UDP rewritten from
  *           the path's src (our WAN socket) to its dst (the peer's endpoint, or our TURN
@@ -20,13 +21,19 @@
  * passed up to tgwd's socket. Data never is: a data frame the fast path cannot forward is
  * dropped with a reason (tgw/stats.h) and a per-flow counter.
  *
- * A path change is one bpf_map_update_elem() of the flow's tgw_edge_flow: a hash map
- * element is replaced whole (RCU), so each packet sees the old path or the new one.
+ * A path change is one bpf_map_update_elem(..., BPF_F_LOCK) of the flow's tgw_edge_flow,
+ * written in place under the entry's spin lock; the program takes the same lock, copies the
+ * entry to its stack and uses only the copy, so each packet sees the old path or the new one
+ * whole. (Without the lock a replaced element of a preallocated hash map is reused by the
+ * next update on that CPU at once, without waiting for readers: a packet in flight could
+ * read fields of another write.) Userspace reads with bpf_map_lookup_elem_flags(BPF_F_LOCK).
  *
  * All addresses: IPv4 in the first 4 bytes of 16, the rest zero. Ports and channel in
  * network order. Valid as BPF C, C11 and C++20. */
 #ifndef TGW_EDGE_H
 #define TGW_EDGE_H
+
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 
 #include "tgw/channel_data.h"
 #include "tgw/compat.h"
@@ -59,7 +66,8 @@ struct tgw_edge_socket {
 };
 
 /* Value of tgw_edge_flows (hash, key: flow id, __u32 host order). The whole entry is
- * rewritten on every path change. */
+ * rewritten on every path change, under `lock` (above: BPF_F_LOCK on both sides); readers
+ * copy the fields before `lock` (TGW_EDGE_FLOW_COPY_LEN bytes) while holding it. */
 struct tgw_edge_flow {
   /* The path (out direction). */
   __u8 path_kind;    /* TGW_EDGE_PATH_* */
@@ -79,6 +87,7 @@ struct tgw_edge_flow {
   __be16 app_port;
   __u32 stats_slot;  /* index into tgw_edge_flow_stats, < its max_entries */
   __u32 generation;  /* bumped by userspace on every write (tgwctl, tests) */
+  struct bpf_spin_lock lock; /* last: the copy is one run of 8-byte loads before it */
 };
 
 /* Value of tgw_edge_flow_stats (per-CPU array, one slot per flow). Bytes are application
@@ -94,17 +103,22 @@ struct tgw_edge_flow_stats {
   __u64 in_relay_bytes;
   __u64 drop_no_path;       /* out, path_kind NONE (or RELAY with channel 0) */
   __u64 drop_too_big;       /* out, larger than the path allows (see edge.bpf.c) */
-  __u64 drop_other;         /* everything else dropped for this flow (no route, bad frame) */
+  __u64 drop_other;         /* everything else dropped for this flow (no route, bad frame,
+                             * not from the flow's application, too long) */
   __u64 pad;
 };
 
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_endpoint) == 20, "endpoint key without holes");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_local) == 4, "flow id");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 88, "flow value without holes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 92, "flow value without holes");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, lock) == 88, "lock last, at 88");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, src) == 4, "src at 4");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
+
+/* Bytes of tgw_edge_flow that a reader copies under the lock (everything but the lock). */
+#define TGW_EDGE_FLOW_COPY_LEN 88
 
 /* Map names (pinned under the pin directory by these names; the loader and tests use
  * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_flow_stats, and
@@ -161,6 +175,7 @@ struct tgw_edge_pkt {
   __u8 unsupported;  /* IPv4 options: ours is dropped, not rewritten */
   __u8 first_fragment; /* IPv4 MF set at offset 0: ours is dropped */
   struct tgw_edge_endpoint dst; /* (destination address, port, family): the lookup key */
+  __u8 src[16];        /* the source address (IPv4 in the first 4 bytes, the rest zero) */
   __u8 partial_check;  /* the checksum field holds only the pseudo-header sum (below) */
   __u8 payload_summed; /* payload_sum is set (the caller summed the payload) */
   __u16 pseudo_sum;    /* folded pseudo-header sum (addresses, protocol, length), as in memory */
@@ -191,7 +206,10 @@ TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct t
   __u32 ip_len;
   __u32 l4_len;
   const __u8 *daddr;
-  for (int i = 0; i < 16; i += 4) tgw_store32(pkt->dst.addr + i, 0);
+  for (int i = 0; i < 16; i += 4) {
+    tgw_store32(pkt->dst.addr + i, 0);
+    tgw_store32(pkt->src + i, 0);
+  }
   pkt->unsupported = 0;
   pkt->first_fragment = 0;
   if (proto == TGW_ETH_P_IPV4) {
@@ -221,6 +239,7 @@ TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct t
     daddr = ip + 16;
     if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
     tgw_store32(pkt->dst.addr, tgw_load32(daddr));
+    tgw_store32(pkt->src, tgw_load32(ip + 12));
   } else if (proto == TGW_ETH_P_IPV6) {
     pkt->family = TGW_FAMILY_IPV6;
     if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_L3_TRUNCATED;
@@ -235,7 +254,10 @@ TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct t
     udp = ip + TGW_IPV6_HLEN;
     daddr = ip + 24;
     if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
-    for (int i = 0; i < 16; i += 4) tgw_store32(pkt->dst.addr + i, tgw_load32(daddr + i));
+    for (int i = 0; i < 16; i += 4) {
+      tgw_store32(pkt->dst.addr + i, tgw_load32(daddr + i));
+      tgw_store32(pkt->src + i, tgw_load32(ip + 8 + i));
+    }
   } else {
     return TGW_REASON_NOT_IP;
   }
@@ -317,13 +339,19 @@ TGW_INLINE int tgw_edge_sum_payload(const __u8 *data, const __u8 *data_end, __u3
 #define TGW_EDGE_IN_DATA 1    /* a data frame as the UDP payload */
 #define TGW_EDGE_IN_RELAYED 2 /* a data frame inside ChannelData */
 
+/* Most padding after ChannelData's data (RFC 8656 section 12.5: to a multiple of 4). */
+#define TGW_EDGE_PAD_MAX 3
+
 /* Classifies the payload of a parsed datagram to our socket. Returns 0 and sets *kind, the
- * flow id (host order) and *hdr_len (bytes in front of the application payload: 8, or 12
- * inside ChannelData), or a drop reason for a malformed data frame. */
+ * flow id (host order), *hdr_len (bytes in front of the application payload: 8, or 12
+ * inside ChannelData) and *pad_len (ChannelData padding after the data, 0..3: the sender's
+ * choice, RFC 8656 section 12.5; tgw_edge_strip_pad), or a drop reason for a malformed data
+ * frame. */
 TGW_INLINE __u32 tgw_edge_classify_in(const __u8 *data, const __u8 *data_end,
                                       const struct tgw_edge_pkt *pkt, __u32 *kind,
-                                      __u32 *flow_id, __u32 *hdr_len) {
+                                      __u32 *flow_id, __u32 *hdr_len, __u32 *pad_len) {
   *kind = TGW_EDGE_IN_CONTROL;
+  *pad_len = 0;
   __u32 payload_len = pkt->udp_len - TGW_UDP_HLEN;
   if (payload_len == 0) return 0;
   /* Only reached for IHL 5 (ip_hlen is 20 or 40 here): constant offsets per family. */
@@ -336,10 +364,15 @@ TGW_INLINE __u32 tgw_edge_classify_in(const __u8 *data, const __u8 *data_end,
     if (payload_len < TGW_CHANNELDATA_HLEN + 1) return 0;
     if (p + TGW_CHANNELDATA_HLEN + 1 > data_end) return 0;
     if (p[TGW_CHANNELDATA_HLEN] != TGW_FRAME_DATA) return 0; /* disco via the relay: tgwd */
-    /* Ours. Over UDP tgw never pads ChannelData (RFC 8656 section 12.5 allows it): a length
-     * other than the payload's is a frame we did not send. */
-    if (TGW_NTOHS(tgw_load16(p + 2)) != payload_len - TGW_CHANNELDATA_HLEN)
+    /* Ours. tgw does not pad ChannelData over UDP, but a sender may (RFC 8656 section
+     * 12.5; receivers ignore up to 3 bytes, tgw/channel_data.h): the data is the length
+     * ChannelData says, followed by at most 3 bytes of padding. */
+    __u32 cd_len = TGW_NTOHS(tgw_load16(p + 2));
+    if (cd_len > payload_len - TGW_CHANNELDATA_HLEN ||
+        payload_len - TGW_CHANNELDATA_HLEN - cd_len > TGW_EDGE_PAD_MAX ||
+        cd_len < TGW_DATA_HLEN)
       return TGW_REASON_EDGE_BAD_FRAME;
+    *pad_len = payload_len - TGW_CHANNELDATA_HLEN - cd_len;
     off = TGW_CHANNELDATA_HLEN;
     *kind = TGW_EDGE_IN_RELAYED;
   } else if (p[0] == TGW_FRAME_DATA) {
@@ -353,6 +386,51 @@ TGW_INLINE __u32 tgw_edge_classify_in(const __u8 *data, const __u8 *data_end,
   if (d[1] != 0 || tgw_load16(d + 2) != 0) return TGW_REASON_EDGE_BAD_FRAME;
   *flow_id = TGW_NTOHL(tgw_load32(d + 4));
   *hdr_len = off + TGW_DATA_HLEN;
+  return 0;
+}
+
+/* Cuts pad_len (1..3) bytes of ChannelData padding at the end of the UDP payload: they
+ * become trailer (cut with any Ethernet padding), the UDP length shrinks, and their bytes
+ * are added to *removed (unfolded sum, as in memory, aligned as in the checksum: UDP's
+ * header starts a word) so that the checksum update takes them out. Returns 0, or -1 if
+ * they are not in the frame. */
+TGW_INLINE int tgw_edge_strip_pad(const __u8 *data, const __u8 *data_end,
+                                  struct tgw_edge_pkt *pkt, __u32 pad_len, __u32 *removed) {
+  if (pad_len == 0) return 0;
+  if (pad_len > TGW_EDGE_PAD_MAX || pkt->udp_len < TGW_UDP_HLEN + pad_len) return -1;
+  __u32 start = pkt->udp_len - pad_len; /* from the UDP header */
+  __u32 off = TGW_ETH_HLEN + pkt->ip_hlen + start;
+  /* XDP's linear part is far shorter; the mask (a no-op after the check) is for the
+   * verifier, which wants packet offsets below 64 KiB. */
+  if (off > 0x7FFFu) return -1;
+  TGW_EDGE_OPAQUE(off);
+  off &= 0x7FFFu;
+  const __u8 *q = data + off;
+  __u8 b[TGW_EDGE_PAD_MAX] = {0, 0, 0};
+  for (__u32 i = 0; i < TGW_EDGE_PAD_MAX; i++) {
+    if (i >= pad_len) break;
+    if (q + i + 1 > data_end) return -1;
+    b[i] = q[i];
+  }
+  /* The two checksum words the padding touches, as in memory (constant indices: the
+   * verifier refuses a computed stack offset). */
+  __u16 w0, w1;
+  __u8 *w0b = (__u8 *)&w0;
+  __u8 *w1b = (__u8 *)&w1;
+  if (start & 1u) {
+    w0b[0] = 0;
+    w0b[1] = b[0];
+    w1b[0] = b[1];
+    w1b[1] = b[2];
+  } else {
+    w0b[0] = b[0];
+    w0b[1] = b[1];
+    w1b[0] = b[2];
+    w1b[1] = 0;
+  }
+  *removed += (__u32)w0 + (__u32)w1;
+  pkt->udp_len -= pad_len;
+  pkt->trailer_len += pad_len;
   return 0;
 }
 
@@ -379,6 +457,16 @@ TGW_INLINE __u32 tgw_edge_ip_hlen(__u32 family) {
   return family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : TGW_IPV6_HLEN;
 }
 
+/* The plan's lengths fit their 16-bit fields: the IPv4 total length, the IPv6 payload length
+ * and the UDP length (IPv6 input near 64 KiB growing onto IPv4, plus tgw's headers, would
+ * not). Returns 0 or TGW_REASON_EDGE_TOO_LONG. */
+TGW_INLINE __u32 tgw_edge_check_len(const struct tgw_edge_plan *plan) {
+  if (plan->ip_len - tgw_edge_ip_hlen(plan->out_family) > 0xFFFFu) return TGW_REASON_EDGE_TOO_LONG;
+  if (plan->out_family == TGW_FAMILY_IPV4 && plan->ip_len > 0xFFFFu)
+    return TGW_REASON_EDGE_TOO_LONG;
+  return 0;
+}
+
 /* The new checksum from sum = ~old + ~taken_out + put_in (unfolded); 0 is sent as 0xFFFF
  * (RFC 768). */
 TGW_INLINE __u16 tgw_edge_finish_check(__u32 sum) {
@@ -386,10 +474,22 @@ TGW_INLINE __u16 tgw_edge_finish_check(__u32 sum) {
   return c == 0 ? 0xFFFF : c;
 }
 
+/* Both 16-byte addresses equal (IPv4: zero-padded, so all 16 compare). */
+TGW_INLINE int tgw_edge_addr_eq(const __u8 *a, const __u8 *b) {
+  for (int i = 0; i < 16; i += 4)
+    if (tgw_load32(a + i) != tgw_load32(b + i)) return 0;
+  return 1;
+}
+
 /* Out: an application datagram to the flow's local endpoint, onto the flow's path. Returns
- * 0, or the reason to drop: no path, no checksum that the output can carry. */
+ * 0, or the reason to drop: not from the flow's application (a flow has exactly one; on a
+ * one-interface appliance the local endpoint is reachable from the Internet too, and must
+ * not tunnel anyone's datagrams to the peer), no path, no checksum that the output can
+ * carry. */
 TGW_INLINE __u32 tgw_edge_plan_out(const struct tgw_edge_pkt *pkt, const struct tgw_edge_flow *f,
                                    __u32 flow_id, struct tgw_edge_plan *plan) {
+  if (pkt->family != f->local_family || !tgw_edge_addr_eq(pkt->src, f->app))
+    return TGW_REASON_EDGE_NOT_FROM_APP;
   if (f->path_kind == TGW_EDGE_PATH_NONE) return TGW_REASON_EDGE_NO_PATH;
   if (f->path_kind == TGW_EDGE_PATH_RELAY && f->channel == 0) return TGW_REASON_EDGE_NO_PATH;
   if (f->path_kind != TGW_EDGE_PATH_DIRECT && f->path_kind != TGW_EDGE_PATH_RELAY)
@@ -411,6 +511,7 @@ TGW_INLINE __u32 tgw_edge_plan_out(const struct tgw_edge_pkt *pkt, const struct 
   plan->dport = f->dst_port;
   plan->channel = relay ? f->channel : 0;
   plan->flow_id = flow_id;
+  if (tgw_edge_check_len(plan) != 0) return TGW_REASON_EDGE_TOO_LONG;
   if (pkt->old_check == 0) {
     if (pkt->family != TGW_FAMILY_IPV4 || plan->out_family != TGW_FAMILY_IPV4)
       return TGW_REASON_EDGE_NO_CHECKSUM;
@@ -438,7 +539,8 @@ TGW_INLINE __u32 tgw_edge_plan_out(const struct tgw_edge_pkt *pkt, const struct 
 }
 
 /* In: a data frame (hdr_len bytes of tgw and ChannelData header, removed_sum their folded
- * sum as in memory) to the flow's local application. Returns 0 or a drop reason. */
+ * sum as in memory) to the flow's local application. Returns 0 or a drop reason (unknown
+ * flow, too long, no checksum that the output can carry). */
 TGW_INLINE __u32 tgw_edge_plan_in(const struct tgw_edge_pkt *pkt, const struct tgw_edge_flow *f,
                                   __u32 hdr_len, __u16 removed_sum, struct tgw_edge_plan *plan) {
   if (f->local_family != TGW_FAMILY_IPV4 && f->local_family != TGW_FAMILY_IPV6)
@@ -457,6 +559,7 @@ TGW_INLINE __u32 tgw_edge_plan_in(const struct tgw_edge_pkt *pkt, const struct t
   plan->dport = f->app_port;
   plan->channel = 0;
   plan->flow_id = 0;
+  if (tgw_edge_check_len(plan) != 0) return TGW_REASON_EDGE_TOO_LONG;
   if (pkt->old_check == 0) {
     if (pkt->family != TGW_FAMILY_IPV4 || plan->out_family != TGW_FAMILY_IPV4)
       return TGW_REASON_EDGE_NO_CHECKSUM;

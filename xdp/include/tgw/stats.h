@@ -110,7 +110,11 @@ enum tgw_reason {
                                        * BPF_FIB_LOOKUP_OUTPUT on kernel 6.18): dropped */
   TGW_REASON_EDGE_PARTIAL_CHECKSUM = 50, /* checksum left to offload (pseudo-header only) on
                                        * a payload longer than TGW_EDGE_SUM_MAX: dropped */
-  TGW_REASON_COUNT = 51
+  TGW_REASON_EDGE_NOT_FROM_APP = 51,  /* to a flow's local endpoint from other than the flow's
+                                       * application (its address, any port): dropped */
+  TGW_REASON_EDGE_TOO_LONG = 52,      /* the rewrite would exceed IP's 65535-byte lengths
+                                       * (IPv4 total, IPv6 payload): dropped */
+  TGW_REASON_COUNT = 53
 };
 
 /* Per-CPU counter slot. */
@@ -207,6 +211,8 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_EDGE_RESIZE_FAILED: return "edge_resize_failed";
     case TGW_REASON_EDGE_FORWARDING_OFF: return "edge_forwarding_off";
     case TGW_REASON_EDGE_PARTIAL_CHECKSUM: return "edge_partial_checksum";
+    case TGW_REASON_EDGE_NOT_FROM_APP: return "edge_not_from_app";
+    case TGW_REASON_EDGE_TOO_LONG: return "edge_too_long";
     default: return "unknown";
   }
 }
