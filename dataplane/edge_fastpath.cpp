@@ -500,6 +500,15 @@ struct EdgeFastPath::Impl {
       (void)zeroSlot(e.slot);
       (void)writeFlow(e);
     }
+    for (const auto& [id, e] : entries)
+      if (e.path) found.push_back(ForwardingEntry{e.flow, *e.path});
+    return found;
+  }
+
+  // Makes tgw_edge_locals and the peer-relayed side map agree with the shadow (entries,
+  // byLocal): run after every open, since either may have been pinned or adopted while
+  // tgw_edge_flows was not (then the shadow is empty and every key in them is stale).
+  void pruneSideMaps() {
     for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(locals.fd())) {
       auto v = locals.lookup(k);
       auto a = sockAddrOf(k);
@@ -511,9 +520,6 @@ struct EdgeFastPath::Impl {
       for (const __u32 id : allKeys<__u32>(peerRelayedFd))
         if (!entries.count(id) || !entries[id].path || !entries[id].path->isRelay())
           bpf_map_delete_elem(peerRelayedFd, &id);
-    for (const auto& [id, e] : entries)
-      if (e.path) found.push_back(ForwardingEntry{e.flow, *e.path});
-    return found;
   }
 
   Result<void> openPeerRelayed(const std::string& dir) {
@@ -654,6 +660,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   } else {
     for (uint32_t s = options.maxFlows; s-- > 0;) impl.freeSlots.push_back(s);
   }
+  impl.pruneSideMaps();
   if (auto ok = impl.fillSockets(); !ok) return Unexpected<Error>{ok.error()};
 
   std::vector<std::string> ifaces{options.wanInterface};
@@ -663,7 +670,14 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
     warnForwardingOff(ifname);
     auto attached = XdpAttachment::attachReplacing(self->programFd(), kProgName, ifname,
                                                    options.mode);
-    if (!attached) return fail("edge fast path: " + attached.error().message);
+    if (!attached) {
+      // Undo only fresh attaches: where ours replaced an old program (a restart), detaching
+      // would leave the interface with no program where the old one forwarded; the new one
+      // stays, on the same maps (the pins are left as well: opened_ is false).
+      for (auto& a : impl.attachments)
+        if (a->replacedId() != 0) a->release();
+      return fail("edge fast path: " + attached.error().message);
+    }
     impl.attachments.push_back(std::move(*attached));
   }
   impl.opened = true;

@@ -501,6 +501,34 @@ TEST_F(EdgeFastPathTest, AdoptsTheAttachedProgramsMapsWhenThePinsAreGone) {
   EXPECT_EQ(localOwner(f8.localEndpoint), 8u);
 }
 
+// The local endpoint keys (and the peer-relayed side map) kept while tgw_edge_flows was not
+// (its pin gone, no program attached to adopt it from): all stale, removed at open.
+TEST_F(EdgeFastPathTest, StaleLocalsArePrunedWhenTheFlowsAreNotKept) {
+  const Flow f8{8, addr("[2001:db8:1::1]:6000"), addr("[2001:db8:1::10]:6000")};
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+    ASSERT_TRUE(edge->setPath(f8, kRelay6).ok());
+    edge->keepAttached();
+  }
+  ASSERT_EQ(entries("tgw_edge_locals"), 2u);
+  ASSERT_EQ(entries("tgw_edge_peer_relayed"), 1u);
+  sh(std::string("ip link set dev ") + kWan + " xdp off; ip link set dev " + kLan + " xdp off");
+  ASSERT_EQ(unlink((pinDir_ + "/tgw_edge_flows").c_str()), 0);
+
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  EXPECT_TRUE(edge->pinnedEntries().empty());
+  EXPECT_TRUE(edge->flows().empty());
+  EXPECT_EQ(entries("tgw_edge_locals"), 0u);
+  EXPECT_EQ(entries("tgw_edge_peer_relayed"), 0u);
+  // The endpoints are free again, and a new flow's key is the only one.
+  ASSERT_TRUE(edge->setPath(Flow{9, kFlow7.localEndpoint, kFlow7.app}, kDirect).ok());
+  EXPECT_EQ(localOwner(kFlow7.localEndpoint), 9u);
+  EXPECT_EQ(entries("tgw_edge_locals"), 1u);
+}
+
 // Under Auto, a program kept attached in generic mode is replaced in generic mode (atomically;
 // switching modes would need a detach first).
 TEST_F(EdgeFastPathTest, AutoReplacesInTheModeItFinds) {
@@ -634,6 +662,35 @@ TEST_F(EdgeFastPathTest, RefusesAnotherProgramOnTheInterface) {
   }
   auto edge = openOk(options());
   EXPECT_TRUE(edge);
+}
+
+// A restart whose LAN attach fails after the WAN attach replaced the old program: the WAN
+// keeps a program (the new one, on the kept maps), it is not left without one; pins stay.
+TEST_F(EdgeFastPathTest, AFailedRestartLeavesTheWanForwarding) {
+  uint32_t firstId = 0;
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+    firstId = progId(edge->programFd());
+    edge->keepAttached();
+  }
+  ASSERT_EQ(attachedId(kWan), firstId);
+  auto nop = NopPrograms::load();
+  ASSERT_TRUE(nop.ok()) << nop.error().message;
+  ASSERT_TRUE(sh(std::string("ip link set dev ") + kLan + " xdp off"));
+  auto pass = (*nop)->attachPass(kLan, AttachMode::Native);
+  ASSERT_TRUE(pass.ok()) << pass.error().message;
+  auto edge = EdgeFastPath::open(options());
+  ASSERT_FALSE(edge.ok());
+  EXPECT_NE(edge.error().message.find("already has XDP program"), std::string::npos)
+      << edge.error().message;
+  const uint32_t wanId = attachedId(kWan);
+  EXPECT_NE(wanId, 0u);
+  EXPECT_NE(wanId, firstId);  // replaced atomically, then kept
+  EXPECT_EQ(attachedId(kLan), progId((*nop)->passFd()));
+  EXPECT_TRUE(flowEntry(7));
+  EXPECT_EQ(localOwner(kFlow7.localEndpoint), 7u);
 }
 
 TEST_F(EdgeFastPathTest, NoPinDirMeansNoPins) {
