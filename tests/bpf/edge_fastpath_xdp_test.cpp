@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -325,9 +328,12 @@ class EdgeXdpTest : public ::testing::Test {
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_locals), &key, &value, BPF_ANY),
               0);
   }
-  // One map update: what a path change is.
+  // One map update: what a path change is (in place under the entry's lock, as tgwd
+  // writes it: tgw/edge.h).
   static void setFlow(uint32_t flow, const tgw_edge_flow& f) {
-    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flows), &flow, &f, BPF_ANY), 0);
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flows), &flow, &f,
+                                  BPF_ANY | BPF_F_LOCK),
+              0);
   }
 
   static FlowCounts flowCounts(uint32_t slot) {
@@ -511,6 +517,79 @@ TEST_F(EdgeXdpTest, OutRedirectedToAnotherInterface) {
 }
 
 // A path change is one map update: the next packet takes the new path.
+// Path changes written back to back on another CPU (two flows, as a peer's path change
+// rewrites all its flows) while packets run: every packet goes out whole on the old path or
+// the new one, never with fields of both or of the other flow. (A preallocated hash map
+// recycles a replaced element at the writing CPU's next update without waiting for readers:
+// without the entry's lock and the program's copy, a packet in flight could mix them.)
+TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
+  if (libbpf_num_possible_cpus() < 2 || std::thread::hardware_concurrency() < 2)
+    GTEST_SKIP() << "needs two CPUs (a writer and a reader)";
+  addLocal(kLocal4, kFlow);
+  const Bytes data = appData(30);
+  const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
+  const tgw_edge_flow a = relay4();
+  const tgw_edge_flow b = direct4();
+  const Bytes outA =
+      frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64);
+  const Bytes outB = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
+  constexpr uint32_t kOther = 0x0B0B;  // a second flow of the same peer, on other paths
+  const tgw_edge_flow otherA = relay6();
+  const tgw_edge_flow otherB =
+      flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, sa("[2001:db8::1]:5999"), kApp6, kSlot6);
+  setFlow(kFlow, a);
+  setFlow(kOther, otherA);
+  const int fd = bpf_map__fd(skel_->maps.tgw_edge_flows);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> writes{0}, writeErrors{0};
+  std::thread writer([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(1, &one);
+    sched_setaffinity(0, sizeof one, &one);
+    uint32_t f = kFlow, o = kOther;
+    for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); i++) {
+      const bool odd = (i & 1) != 0;
+      if (bpf_map_update_elem(fd, &f, odd ? &b : &a, BPF_ANY | BPF_F_LOCK) != 0) writeErrors++;
+      if (bpf_map_update_elem(fd, &o, odd ? &otherB : &otherA, BPF_ANY | BPF_F_LOCK) != 0)
+        writeErrors++;
+      writes += 2;
+    }
+  });
+  cpu_set_t saved, zero;
+  sched_getaffinity(0, sizeof saved, &saved);
+  CPU_ZERO(&zero);
+  CPU_SET(0, &zero);
+  sched_setaffinity(0, sizeof zero, &zero);
+  // Bounded: a count and a deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  uint64_t runs = 0, seenA = 0, seenB = 0, wrong = 0;
+  std::string firstWrong;
+  xdp_md ctx{};
+  ctx.data_end = static_cast<uint32_t>(in.size());
+  ctx.ingress_ifindex = ifindex0_;
+  while (runs < 400000 && std::chrono::steady_clock::now() < deadline) {
+    const XdpRun r = runXdp(progFd(), in, 4096, &ctx);
+    runs++;
+    if (r.retval == XDP_TX && r.out == outA) {
+      seenA++;
+    } else if (r.retval == XDP_TX && r.out == outB) {
+      seenB++;
+    } else if (wrong++ == 0) {
+      firstWrong = "verdict " + std::to_string(r.retval) + ": " + hex(r.out);
+    }
+  }
+  stop = true;
+  writer.join();
+  sched_setaffinity(0, sizeof saved, &saved);
+  EXPECT_EQ(writeErrors.load(), 0u);
+  EXPECT_EQ(wrong, 0u) << "of " << runs << " packets; first: " << firstWrong;
+  EXPECT_GT(seenA, 0u);
+  EXPECT_GT(seenB, 0u);
+  RecordProperty("packets", std::to_string(runs));
+  RecordProperty("path_writes", std::to_string(writes.load()));
+}
+
 TEST_F(EdgeXdpTest, PathChangeAppliesToTheNextPacket) {
   addLocal(kLocal4, kFlow);
   const Bytes data = appData(30);
