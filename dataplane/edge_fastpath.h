@@ -87,7 +87,10 @@ class EdgeFastPath final : public ForwardingTable {
 
   // ForwardingTable. setPath adds the flow when it is not registered yet; for a registered
   // flow it is one map update (the whole tgw_edge_flow: path, local side, stats slot,
-  // generation + 1). A changed local endpoint or app in `flow` is applied with it. A relay
+  // generation + 1), in place under the entry's spin lock (BPF_F_LOCK; the program copies
+  // the entry under the same lock: a packet sees the old path or the new one, whole). Only
+  // the flow's application (its address, any port) may send into it (edge_not_from_app).
+  // A changed local endpoint or app in `flow` is applied with it. A relay
   // path with channel 0 (no channel bound yet) is written as RELAY channel 0: the program
   // drops its datagrams, counted as drop_no_path (XDP builds no Send indications). Refused:
   // flow id 0, port 0, mixed families within the path or within local/app (the two may
