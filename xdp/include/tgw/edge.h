@@ -119,6 +119,8 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
 
 /* Bytes of tgw_edge_flow that a reader copies under the lock (everything but the lock). */
 #define TGW_EDGE_FLOW_COPY_LEN 88
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, lock) == TGW_EDGE_FLOW_COPY_LEN,
+                  "a reader copies every field before the lock");
 
 /* Map names (pinned under the pin directory by these names; the loader and tests use
  * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_flow_stats, and
