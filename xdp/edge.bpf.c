@@ -16,6 +16,7 @@
 
 #include "tgw/edge.h"
 #include "tgw/stats.h"
+#include "xdp_exit.bpf.h"
 #include "tgw/turn.h" /* the relay's next-hop cache structs, reused */
 
 #define AF_INET 2
@@ -53,14 +54,6 @@ struct {
   __type(key, __u32);
   __type(value, struct tgw_edge_flow_stats);
 } tgw_edge_flow_stats SEC(".maps");
-
-/* Per (family, verdict, reason), as the other programs (tgw/stats.h). */
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, TGW_STATS_ENTRIES);
-  __type(key, tgw_stats_key);
-  __type(value, struct tgw_stats_value);
-} tgw_stats SEC(".maps");
 
 /* bpf_fib_lookup's answers, per CPU, for TGW_TURN_NEXTHOP_TTL_NS (1 s; tgw/turn.h): the
  * lookup costs more than the rest of the forwarding work. A route, neighbour or MTU change
@@ -393,19 +386,7 @@ int tgw_edge(struct xdp_md *ctx) {
   __u32 family = TGW_FAMILY_OTHER;
   __u32 verdict = TGW_VERDICT_PASS;
   __u32 reason = handle_packet(ctx, &family, &verdict);
-  __u32 key = tgw_stats_index(family, verdict, reason);
-  struct tgw_stats_value *slot = bpf_map_lookup_elem(&tgw_stats, &key);
-  if (slot) {
-    slot->packets += 1; /* per-CPU slot: no atomics needed */
-    slot->bytes += bytes;
-  }
-  switch (verdict) {
-    case TGW_VERDICT_TX: return XDP_TX;
-    case TGW_VERDICT_DROP: return XDP_DROP;
-    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
-    case TGW_VERDICT_REDIRECT: return XDP_REDIRECT;
-    default: return XDP_PASS;
-  }
+  return tgw_xdp_exit(bytes, family, verdict, reason);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /* What both XDP programs (stun_responder.bpf.c, relay.bpf.c) have in common: the STUN
- * responder's maps and .rodata config, the STUN Binding answer (lookup, resize, write), and
- * the one exit that counts by (family, verdict, reason). BPF C only: it declares maps, so it
+ * responder's maps and .rodata config, the STUN Binding answer (lookup, resize, write); the
+ * counting exit is xdp_exit.bpf.h's. BPF C only: it declares maps, so it
  * is included once per program and lives outside the shared include/tgw headers. */
 #ifndef TGW_XDP_PROGRAM_BPF_H
 #define TGW_XDP_PROGRAM_BPF_H
@@ -9,7 +9,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "tgw/stats.h"
+#include "xdp_exit.bpf.h"
 #include "tgw/stun_responder.h"
 
 /* Set by the loader before the program is loaded (skeleton .rodata); the verifier then sees
@@ -26,13 +26,6 @@ struct {
   __type(key, struct tgw_stun_endpoint_key);
   __type(value, struct tgw_stun_endpoint);
 } tgw_stun_endpoints SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, TGW_STATS_ENTRIES);
-  __type(key, tgw_stats_key);
-  __type(value, struct tgw_stats_value);
-} tgw_stats SEC(".maps");
 
 /* Copies the ports out of .rodata through volatile reads: passing a pointer to the const
  * object would let clang fold the loads to the zero initializer. */
@@ -72,25 +65,6 @@ static __always_inline __u32 tgw_xdp_answer_stun(struct xdp_md *ctx, struct tgw_
    * no longer the request, so it is dropped, loudly (XDP_ABORTED fires a tracepoint). */
   *verdict = reason == TGW_REASON_STUN_BINDING_ANSWERED ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
   return reason;
-}
-
-/* The one exit of both programs: counts the packet (`bytes` as it arrived) by (family,
- * verdict, reason) and turns the verdict into the XDP action. */
-static __always_inline int tgw_xdp_exit(__u64 bytes, __u32 family, __u32 verdict,
-                                        __u32 reason) {
-  __u32 key = tgw_stats_index(family, verdict, reason);
-  struct tgw_stats_value *slot = bpf_map_lookup_elem(&tgw_stats, &key);
-  if (slot) {
-    slot->packets += 1; /* per-CPU slot: no atomics needed */
-    slot->bytes += bytes;
-  }
-  switch (verdict) {
-    case TGW_VERDICT_TX: return XDP_TX;
-    case TGW_VERDICT_DROP: return XDP_DROP;
-    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
-    case TGW_VERDICT_REDIRECT: return XDP_REDIRECT;
-    default: return XDP_PASS;
-  }
 }
 
 #endif /* TGW_XDP_PROGRAM_BPF_H */
