@@ -483,6 +483,39 @@ TGW_INLINE int tgw_edge_addr_eq(const __u8 *a, const __u8 *b) {
   return 1;
 }
 
+/* The input has no UDP checksum (IPv4 allows that, RFC 768): an IPv4 output keeps none;
+ * IPv6 requires one, which cannot be made without summing the payload. */
+TGW_INLINE __u32 tgw_edge_keep_no_check(const struct tgw_edge_pkt *pkt, struct tgw_edge_plan *plan) {
+  if (pkt->family != TGW_FAMILY_IPV4 || plan->out_family != TGW_FAMILY_IPV4)
+    return TGW_REASON_EDGE_NO_CHECKSUM;
+  plan->check = 0;
+  return 0;
+}
+
+/* The start of the output's UDP checksum sum: the input's checksum with its pseudo-header
+ * and header taken out (RFC 1624) and `removed` (the complemented sum of the bytes the
+ * rewrite removes; 0 for none) added, or, for a partial checksum, the payload's sum from
+ * scratch. Returns 0 with *sum set, or a drop reason. */
+TGW_INLINE __u32 tgw_edge_check_start(const struct tgw_edge_pkt *pkt, __u16 removed, __u32 *sum) {
+  if (pkt->partial_check) {
+    if (!pkt->payload_summed) return TGW_REASON_EDGE_PARTIAL_CHECKSUM;
+    /* From scratch: the protocol (which the incremental update leaves in) added here. */
+    *sum = pkt->payload_sum + TGW_HTONS((__u16)TGW_IPPROTO_UDP);
+    return 0;
+  }
+  *sum = (__u16)~pkt->old_check;
+  *sum += (__u16)~pkt->in_sum;
+  *sum += removed;
+  return 0;
+}
+
+/* Adds the output's pseudo-header addresses, ports and (twice) its UDP length. */
+TGW_INLINE __u32 tgw_edge_check_rewrite(__u32 sum, const struct tgw_edge_plan *plan, __u32 udp_len) {
+  sum = tgw_edge_sum_addr(sum, plan->src, plan->out_family);
+  sum = tgw_edge_sum_addr(sum, plan->dst, plan->out_family);
+  return sum + (__u32)plan->sport + (__u32)plan->dport + 2u * TGW_HTONS((__u16)udp_len);
+}
+
 /* Out: an application datagram to the flow's local endpoint, onto the flow's path. Returns
  * 0, or the reason to drop: not from the flow's application (a flow has exactly one; on a
  * one-interface appliance the local endpoint is reachable from the Internet too, and must
@@ -514,24 +547,11 @@ TGW_INLINE __u32 tgw_edge_plan_out(const struct tgw_edge_pkt *pkt, const struct 
   plan->channel = relay ? f->channel : 0;
   plan->flow_id = flow_id;
   if (tgw_edge_check_len(plan) != 0) return TGW_REASON_EDGE_TOO_LONG;
-  if (pkt->old_check == 0) {
-    if (pkt->family != TGW_FAMILY_IPV4 || plan->out_family != TGW_FAMILY_IPV4)
-      return TGW_REASON_EDGE_NO_CHECKSUM;
-    plan->check = 0;
-    return 0;
-  }
-  __u32 sum;
-  if (pkt->partial_check) {
-    if (!pkt->payload_summed) return TGW_REASON_EDGE_PARTIAL_CHECKSUM;
-    /* From scratch: the protocol (which the incremental update leaves in) added here. */
-    sum = pkt->payload_sum + TGW_HTONS((__u16)TGW_IPPROTO_UDP);
-  } else {
-    sum = (__u16)~pkt->old_check;
-    sum += (__u16)~pkt->in_sum;
-  }
-  sum = tgw_edge_sum_addr(sum, f->src, plan->out_family);
-  sum = tgw_edge_sum_addr(sum, f->dst, plan->out_family);
-  sum += (__u32)f->src_port + (__u32)f->dst_port + 2u * TGW_HTONS((__u16)udp_len);
+  if (pkt->old_check == 0) return tgw_edge_keep_no_check(pkt, plan);
+  __u32 sum = 0;
+  __u32 reason = tgw_edge_check_start(pkt, 0, &sum);
+  if (reason != 0) return reason;
+  sum = tgw_edge_check_rewrite(sum, plan, udp_len);
   if (relay) sum += (__u32)f->channel + TGW_HTONS((__u16)(TGW_DATA_HLEN + plan->payload_len));
   /* The data header: type and flags, reserved (0), flow id. */
   sum += TGW_HTONS((__u16)(TGW_FRAME_DATA << 8));
@@ -562,25 +582,11 @@ TGW_INLINE __u32 tgw_edge_plan_in(const struct tgw_edge_pkt *pkt, const struct t
   plan->channel = 0;
   plan->flow_id = 0;
   if (tgw_edge_check_len(plan) != 0) return TGW_REASON_EDGE_TOO_LONG;
-  if (pkt->old_check == 0) {
-    if (pkt->family != TGW_FAMILY_IPV4 || plan->out_family != TGW_FAMILY_IPV4)
-      return TGW_REASON_EDGE_NO_CHECKSUM;
-    plan->check = 0;
-    return 0;
-  }
-  __u32 sum;
-  if (pkt->partial_check) {
-    if (!pkt->payload_summed) return TGW_REASON_EDGE_PARTIAL_CHECKSUM;
-    /* From scratch: the protocol (which the incremental update leaves in) added here. */
-    sum = pkt->payload_sum + TGW_HTONS((__u16)TGW_IPPROTO_UDP);
-  } else {
-    sum = (__u16)~pkt->old_check;
-    sum += (__u16)~pkt->in_sum;
-    sum += (__u16)~removed_sum;
-  }
-  sum = tgw_edge_sum_addr(sum, f->local, plan->out_family);
-  sum = tgw_edge_sum_addr(sum, f->app, plan->out_family);
-  sum += (__u32)f->local_port + (__u32)f->app_port + 2u * TGW_HTONS((__u16)udp_len);
+  if (pkt->old_check == 0) return tgw_edge_keep_no_check(pkt, plan);
+  __u32 sum = 0;
+  __u32 reason = tgw_edge_check_start(pkt, (__u16)~removed_sum, &sum);
+  if (reason != 0) return reason;
+  sum = tgw_edge_check_rewrite(sum, plan, udp_len);
   plan->check = tgw_edge_finish_check(sum);
   return 0;
 }
