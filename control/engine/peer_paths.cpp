@@ -141,8 +141,12 @@ void PeerPaths::ping(PathState& ps, TimePoint now, bool report) {
   std::memcpy(m.txid.data(), &n, sizeof n);
   const uint32_t salt = static_cast<uint32_t>(sinks_.txSalt ^ (sinks_.txSalt >> 32));
   std::memcpy(m.txid.data() + sizeof n, &salt, sizeof salt);
-  if (pending_.size() >= kMaxPendingPings) pending_.erase(pending_.begin());
-  pending_.push_back(PendingPing{m.txid, ps.path, now, report});
+  auto& pending = pendingFor(report);
+  if (pending.size() >= (report ? kMaxOperatorPings : kMaxPendingPings)) {
+    pending.erase(pending.begin());
+    if (report) ++sinks_.counters->operatorPingsEvicted;
+  }
+  pending.push_back(PendingPing{m.txid, ps.path, now, report});
   ps.lastPing = now;
   ++sinks_.counters->pingsSent;
   sinks_.sends->push_back(DiscoSend{id_, ps.path, m});
@@ -181,8 +185,14 @@ void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& l
 
 void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& local, bool viaRelay,
                        const SockAddr& observed, TimePoint now) {
-  auto it = std::find_if(pending_.begin(), pending_.end(), [&](const PendingPing& p) { return p.txid == txid; });
+  auto byTxid = [&](const PendingPing& p) { return p.txid == txid; };
+  std::vector<PendingPing>* list = &pending_;
+  auto it = std::find_if(pending_.begin(), pending_.end(), byTxid);
   if (it == pending_.end()) {
+    list = &operatorPending_;
+    it = std::find_if(operatorPending_.begin(), operatorPending_.end(), byTxid);
+  }
+  if (it == list->end()) {
     ++sinks_.counters->pongsUnknown;
     return;
   }
@@ -193,7 +203,7 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
     ++sinks_.counters->pongsWrongPath;
     return;
   }
-  pending_.erase(it);
+  list->erase(it);
   PathState* ps = findMutable(pp.path);
   if (!ps) return;  // the path was dropped since (new candidate list)
   ++sinks_.counters->pongsReceived;
@@ -281,7 +291,9 @@ void PeerPaths::scheduleRound(TimePoint now) {
 }
 
 void PeerPaths::onTimer(TimePoint now) {
-  std::erase_if(pending_, [&](const PendingPing& p) { return now - p.sent >= kPingTimeout; });
+  auto timedOut = [&](const PendingPing& p) { return now - p.sent >= kPingTimeout; };
+  std::erase_if(pending_, timedOut);
+  std::erase_if(operatorPending_, timedOut);
 
   if (onDirectPath() && now >= trustDeadline()) {
     ++sinks_.counters->fallbacks;

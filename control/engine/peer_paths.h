@@ -70,6 +70,13 @@ inline constexpr Duration kPingTimeout = 5s;
 // Bounds on what a peer can make us keep (it controls its candidate list).
 inline constexpr size_t kMaxPaths = 32;
 inline constexpr size_t kMaxPendingPings = 64;
+// Operator pings (pingAll, `tgwctl ping`) wait in a list of their own, so no number of them
+// can evict the engine's probes (the ping that verifies a remembered path after a restart
+// among them). Room for two full pingAll rounds (every path plus the relay path); when it is
+// full the oldest operator ping is forgotten (counted in operatorPingsEvicted): the operator
+// watches the newest ping, and a refused one would fail a command whose predecessor's pong
+// may never come.
+inline constexpr size_t kMaxOperatorPings = 2 * (kMaxPaths + 1);
 
 // Why the active path changed (logs, tgwctl, tests).
 enum class ChangeReason : uint8_t {
@@ -104,6 +111,7 @@ struct EngineCounters {
   uint64_t fallbacks = 0;              // TrustExpired
   uint64_t relaySuspect = 0;           // the active relay path went kRelayTrustWindow without a pong
   uint64_t tableErrors = 0;            // ForwardingTable::setPath failed
+  uint64_t operatorPingsEvicted = 0;   // pingAll pings forgotten unanswered (kMaxOperatorPings)
 };
 
 // A pong to a ping of pingAll(): the path and its round-trip time.
@@ -184,6 +192,8 @@ class PeerPaths {
     TimePoint sent;
     bool report = false;  // pingAll(): its pong goes to pongReports
   };
+  // Which list a ping waits in: the engine's own probes, or the operator's (pingAll).
+  std::vector<PendingPing>& pendingFor(bool report) { return report ? operatorPending_ : pending_; }
   PathState* findMutable(const Path& p);
   PathState* addPath(const Path& p, CandidateKind kind);
   void ping(PathState& ps, TimePoint now, bool report = false);
@@ -198,7 +208,8 @@ class PeerPaths {
   EngineSinks sinks_;
   std::vector<Flow> flows_;
   std::vector<PathState> paths_;
-  std::vector<PendingPing> pending_;
+  std::vector<PendingPing> pending_;          // the engine's probes, at most kMaxPendingPings
+  std::vector<PendingPing> operatorPending_;  // pingAll's, at most kMaxOperatorPings
   std::vector<Path> probeQueue_;  // this round's pings not yet sent
   std::optional<Path> active_;
   TimePoint nextRoundAt_ = kNever;

@@ -492,6 +492,41 @@ TEST_F(RememberTest, ARememberedPathDoesNotReplaceAnActiveOneAndRelayPathsAreNot
   EXPECT_TRUE(std::any_of(sends.begin(), sends.end(), [&](const DiscoSend& s) { return s.path == remembered; }));
 }
 
+// `tgwctl ping` in a loop must not cost the engine its own probes: operator pings wait in a
+// list of their own (kMaxOperatorPings), so the ping that verifies a remembered path after a
+// restart is still matched when its pong comes.
+TEST_F(RememberTest, ManyOperatorPingsDoNotEvictTheRememberedPathsVerifyingPing) {
+  engine.rememberPath(peer, remembered, kT0);
+  auto sends = engine.takeSends();
+  ASSERT_EQ(sends.size(), 1u);
+  const DiscoSend verifying = sends[0];
+  DiscoSend lastOperatorPing;
+  const size_t operatorPings = kMaxPendingPings + kMaxOperatorPings + 5;
+  for (size_t i = 0; i < operatorPings; ++i) {
+    ASSERT_EQ(engine.pingAll(peer, kT0 + 1ms).size(), 1u);
+    auto s = engine.takeSends();
+    ASSERT_EQ(s.size(), 1u);
+    lastOperatorPing = s[0];
+  }
+  EXPECT_EQ(engine.counters().operatorPingsEvicted, operatorPings - kMaxOperatorPings);
+
+  pong(verifying, kT0 + 40ms);
+  EXPECT_EQ(engine.counters().pongsReceived, 1u);
+  EXPECT_EQ(engine.counters().pongsUnknown, 0u);
+  EXPECT_EQ(engine.peer(peer)->find(remembered)->lastPong, kT0 + 40ms) << "the path is verified";
+  EXPECT_EQ(engine.peer(peer)->find(remembered)->rtt, 40ms);
+  EXPECT_TRUE(engine.takePongReports().empty()) << "an engine probe is not an operator report";
+  // The newest operator ping is still waiting too, and reported.
+  pong(lastOperatorPing, kT0 + 41ms);
+  auto reports = engine.takePongReports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].rtt, 40ms);
+  // Verified: trusted from its pong, so it outlives the trust window counted from kT0.
+  runUntil(kT0 + kTrustWindow + 10ms);
+  EXPECT_EQ(engine.counters().fallbacks, 0u);
+  EXPECT_EQ(tablePath(), remembered);
+}
+
 TEST_F(EngineTest, PingAllPingsEveryPathNowAndReportsEachPong) {
   engine.setRelayPath(peer, kRelay, kT0);
   const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive},
