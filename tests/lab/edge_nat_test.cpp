@@ -175,6 +175,16 @@ class EdgeNat : public ::testing::Test {
     }
   }
 
+  // A scenario's steady state: both sites reach `kind` (time to it printed as `scenario`
+  // figures), the applications exchange kCount datagrams each, all arrive intact, the path is
+  // still `kind` (direct: in family `fam`) and XDP carried them all on it at both sites.
+  void expectSteadyFlow(const std::string& kind, const std::string& scenario, const std::string& fam = "ipv4") {
+    ASSERT_NO_FATAL_FAILURE(expectPath(kind, scenario));
+    traffic(kRate, kCount, kStartLoss);
+    expectFinal(kind, fam);
+    expectCounters(kind, kCount - kStartLoss);
+  }
+
   std::unique_ptr<EdgeLab> e_;
   Clock::time_point start_;
   std::vector<std::string> started_;
@@ -183,28 +193,19 @@ class EdgeNat : public ::testing::Test {
 // Both gateways behind one home NAT: their host candidates reach each other.
 TEST_F(EdgeNat, SameLanGoesDirect) {
   build("relay; site a easy app; site b easy lan-of=a app");
-  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "same_lan"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("direct");
-  expectCounters("direct", kCount - kStartLoss);
+  expectSteadyFlow("direct", "same_lan");
 }
 
 TEST_F(EdgeNat, TwoEasyNatsGoDirect) {
   build("relay; site a easy app; site b easy app");
-  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "two_easy_nats"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("direct");
-  expectCounters("direct", kCount - kStartLoss);
+  expectSteadyFlow("direct", "two_easy_nats");
 }
 
 // The one-interface appliance: the application is the home router, sending to the gateway's
 // WAN address; the gateway's program sends both ways with XDP_TX.
 TEST_F(EdgeNat, OneInterfaceApplianceGoesDirect) {
   build("relay; site a easy; site b easy");
-  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "one_interface"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("direct");
-  expectCounters("direct", kCount - kStartLoss);
+  expectSteadyFlow("direct", "one_interface");
 }
 
 // Endpoint-dependent mapping on one side against the lab's "easy" NAT, which is
@@ -215,10 +216,7 @@ TEST_F(EdgeNat, OneInterfaceApplianceGoesDirect) {
 // relay carries the flow.
 TEST_F(EdgeNat, PortRestrictedVsHardStaysOnRelay) {
   build("relay; site a easy app; site b hard app");
-  ASSERT_NO_FATAL_FAILURE(expectPath("relay", "port_restricted_vs_hard"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("relay");
-  expectCounters("relay", kCount - kStartLoss);
+  expectSteadyFlow("relay", "port_restricted_vs_hard");
 }
 
 // The same with the easy side's gateway port forwarded on its router (endpoint-independent
@@ -230,10 +228,7 @@ TEST_F(EdgeNat, OpenEasyVsHardGoesDirectViaPeerReflexive) {
     auto r = lab.forwardPort("a", 41641);
     ASSERT_TRUE(r) << r.error().message;
   });
-  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "open_easy_vs_hard"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("direct");
-  expectCounters("direct", kCount - kStartLoss);
+  ASSERT_NO_FATAL_FAILURE(expectSteadyFlow("direct", "open_easy_vs_hard"));
   auto paths = e_->edge("a").query("paths");
   ASSERT_TRUE(paths) << paths.error().message;
   std::string candidate;
@@ -253,10 +248,7 @@ TEST_F(EdgeNat, SameCgnatWithHairpinningGoesDirect) {
     auto r = lab.enableHairpin({"a", "b"}, {41641, 41642});
     ASSERT_TRUE(r) << r.error().message;
   });
-  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "same_cgnat_hairpin"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("direct");
-  expectCounters("direct", kCount - kStartLoss);
+  expectSteadyFlow("direct", "same_cgnat_hairpin");
 }
 
 // The same without hairpinning: nothing direct can work, the relay carries the flow.
@@ -264,20 +256,14 @@ TEST_F(EdgeNat, SameCgnatWithoutHairpinningStaysOnRelay) {
   EdgeSiteOptions oa, ob;
   ob.port = 41642;
   build("relay; site a easy cgnat app; site b easy cgnat-of=a app", oa, ob);
-  ASSERT_NO_FATAL_FAILURE(expectPath("relay", "same_cgnat_no_hairpin"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("relay");
-  expectCounters("relay", kCount - kStartLoss);
+  expectSteadyFlow("relay", "same_cgnat_no_hairpin");
 }
 
 // IPv6 behind stateful firewalls at both sites (IPv4 behind hard NATs on both, so only IPv6
 // can be direct): simultaneous probes open both firewalls.
 TEST_F(EdgeNat, Ipv6StatefulFirewallsGoDirectIpv6) {
   build("relay; site a hard ipv6 app; site b hard ipv6 app");
-  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "ipv6_firewalls"));
-  traffic(kRate, kCount, kStartLoss);
-  expectFinal("direct", "ipv6");
-  expectCounters("direct", kCount - kStartLoss);
+  expectSteadyFlow("direct", "ipv6_firewalls", "ipv6");
 }
 
 // A NAT loses its state mid-transfer (`conntrack -F` on site a's router). The masquerade
