@@ -12,6 +12,7 @@
 #pragma once
 
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "candidates/source.h"
@@ -39,8 +40,12 @@ class RelaySource final : public CandidateSource {
   // turnclient::Client::probe). Returns whether one went out.
   bool probe(TimePoint now);
   // Credentials for the next allocation (the current one keeps its own until it is lost):
-  // TURN REST credentials expire, and the owner renews them before they do.
-  void setCredentials(turnclient::Credentials credentials) { config_.credentials = std::move(credentials); }
+  // TURN REST credentials expire, and the owner renews them before they do. The replaced
+  // ones become the reclaim fallback (turnclient::Config::reclaimCredentials): an allocation
+  // of our 5-tuple the server still holds was made with them.
+  void setCredentials(turnclient::Credentials credentials) {
+    config_.reclaimCredentials = {std::exchange(config_.credentials, std::move(credentials))};
+  }
   const turnclient::Credentials& credentials() const { return config_.credentials; }
   bool onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                   TimePoint now) override;

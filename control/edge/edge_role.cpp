@@ -366,6 +366,9 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     tc.server = cfg.relay->address;
     if (cfg.relay->restSecret) {
       tc.credentials = restCredentialsFor(*cfg.relay, unixNow());
+      // A stale allocation from before a restart across a block boundary has the previous
+      // block's username: the reclaim (turnclient, 437 at Allocate) falls back to it.
+      tc.reclaimCredentials = {restCredentialsFor(*cfg.relay, unixNow() - kRestBlock)};
     } else {
       tc.credentials = turnclient::Credentials{cfg.relay->username, cfg.relay->password};
     }

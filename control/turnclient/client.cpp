@@ -80,6 +80,7 @@ struct Client::Impl {
     bool authenticated = false;
     int staleRetries = 0;
     netcheck::StunTransaction tx;
+    int credential = -1;  // -1: cfg.credentials; else cfg.reclaimCredentials[credential] (Reclaim)
   };
   struct Permission {
     TimePoint expires = TimePoint::min();  // as granted; min: never granted
@@ -134,6 +135,20 @@ struct Client::Impl {
   }
 
   bool haveCredentials() const { return !cfg.credentials.username.empty(); }
+  const Credentials& credentialsOf(const Pending& p) const {
+    return p.credential < 0 ? cfg.credentials : cfg.reclaimCredentials.at(static_cast<size_t>(p.credential));
+  }
+  // The long-term key a request was authenticated with (and its answer must verify with).
+  std::vector<uint8_t> keyOf(const Pending& p) const {
+    if (p.credential < 0) return key;
+    const Credentials& cr = credentialsOf(p);
+    if (algorithm == kPasswordAlgorithmSha256) {
+      const auto k = crypto::longTermKeySha256(cr.username, realm, cr.password);
+      return {k.begin(), k.end()};
+    }
+    const auto k = crypto::longTermKey(cr.username, realm, cr.password);
+    return {k.begin(), k.end()};
+  }
   bool live() const { return state == State::Allocated; }
 
   TimePoint lastSent = TimePoint::min();
@@ -196,7 +211,7 @@ struct Client::Impl {
     }
     if (!cfg.software.empty()) b.addSoftware(cfg.software);
     if (p.authenticated) {
-      b.addString(attr::kUsername, cfg.credentials.username);
+      b.addString(attr::kUsername, credentialsOf(p).username);
       b.addString(attr::kRealm, realm);
       b.addString(attr::kNonce, nonce);
       if (negotiated) {
@@ -204,8 +219,9 @@ struct Client::Impl {
         const uint8_t chosen[4] = {static_cast<uint8_t>(algorithm >> 8), static_cast<uint8_t>(algorithm), 0, 0};
         b.addRaw(attr::kPasswordAlgorithm, chosen);
       }
-      b.withIntegrity(key);
-      if (algorithm == kPasswordAlgorithmSha256) b.withIntegritySha256(key);
+      const std::vector<uint8_t> k = keyOf(p);
+      b.withIntegrity(k);
+      if (algorithm == kPasswordAlgorithmSha256) b.withIntegritySha256(k);
     }
     if (cfg.fingerprint) b.withFingerprint();
     return b.finish();
@@ -214,10 +230,10 @@ struct Client::Impl {
   // Sends a new request (a new transaction: RFC 8489 section 6.2 wants a fresh id for every
   // request that is not a retransmission). Returns its id.
   TransactionId issue(Kind kind, TimePoint now, IpAddr ip = {}, SockAddr peer = {}, uint16_t channel = 0,
-                      int staleRetries = 0) {
+                      int staleRetries = 0, int credential = -1) {
     const TransactionId tid = stun::newTransactionId();
     Pending p{kind, ip, peer, channel, !realm.empty() && haveCredentials(), staleRetries,
-              netcheck::StunTransaction({}, cfg.retransmit)};
+              netcheck::StunTransaction({}, cfg.retransmit), credential};
     p.tx = netcheck::StunTransaction(encode(p, tid), cfg.retransmit);
     p.tx.start(now);
     emit(std::vector<uint8_t>(p.tx.request().begin(), p.tx.request().end()), now);
@@ -229,7 +245,7 @@ struct Client::Impl {
   // The same request again as a new transaction (after 401 / 438), keeping the link from the
   // permission / channel / allocation to it.
   void reissue(const Pending& p, TimePoint now, int staleRetries) {
-    const TransactionId tid = issue(p.kind, now, p.ip, p.peer, p.channel, staleRetries);
+    const TransactionId tid = issue(p.kind, now, p.ip, p.peer, p.channel, staleRetries, p.credential);
     relink(p, tid);
   }
   void relink(const Pending& p, const std::optional<TransactionId>& tid) {
@@ -397,8 +413,9 @@ struct Client::Impl {
     const bool challenge = err && (err->code == 401 || err->code == 438);
     if (!challenge) {
       if (p.authenticated) {
-        const bool ok = msg.has(attr::kMessageIntegritySha256) ? msg.verifyIntegritySha256(key)
-                                                                : msg.verifyIntegrity(key);
+        const std::vector<uint8_t> k = keyOf(p);
+        const bool ok = msg.has(attr::kMessageIntegritySha256) ? msg.verifyIntegritySha256(k)
+                                                                : msg.verifyIntegrity(k);
         if (!ok) {
           ++c.droppedUnverified;
           return;
@@ -479,6 +496,14 @@ struct Client::Impl {
       ++c.errorResponses;
       reclaimed = true;
       issue(Kind::Reclaim, now);
+      return;
+    }
+    if (p.kind == Kind::Reclaim && err.code == 441 && state == State::Allocating &&
+        static_cast<size_t>(p.credential + 1) < cfg.reclaimCredentials.size()) {
+      // The stale allocation has another username of ours (TURN REST, an earlier block).
+      ++c.errorResponses;
+      ++c.reclaimFallbacks;
+      issue(Kind::Reclaim, now, {}, {}, 0, 0, p.credential + 1);
       return;
     }
     if (p.kind == Kind::Allocate && err.code == 300) {

@@ -30,7 +30,9 @@
 //     most likely our own from before a restart or crash (the edge keeps its port). The
 //     client deletes it once (Refresh LIFETIME 0 with the same credentials: RFC 8656
 //     section 8; the server accepts it when the username matches the old allocation's) and
-//     allocates again; if that is refused too, AllocationFailed 437.
+//     allocates again; if that is refused too, AllocationFailed 437. A 441 Wrong Credentials
+//     to the deletion (the stale allocation has another username of ours) repeats it with
+//     each of Config::reclaimCredentials in turn.
 //   - Permissions (RFC 8656 section 9): addPeer(ip) installs one with CreatePermission and
 //     refreshes it every kPermissionRefreshInterval; removePeer stops refreshing (TURN has
 //     no way to delete one: it expires at the server).
@@ -124,6 +126,12 @@ Credentials restCredentials(std::string_view secret, std::string_view user, int6
 struct Config {
   SockAddr server;                 // the TURN server's listening endpoint
   Credentials credentials;         // empty username: no authentication offered
+  // Tried in order, for the reclaim only (437 at Allocate, see above), when the server
+  // refuses to delete the stale allocation with 441 Wrong Credentials: it was made with
+  // other credentials of ours. TURN REST usernames change with their expiry block
+  // (edge_role.cpp), so a tgwd restarted after a block boundary holds the previous block's
+  // username here; without it the stale allocation blocks the 5-tuple until it expires.
+  std::vector<Credentials> reclaimCredentials;
   // REQUESTED-ADDRESS-FAMILY (RFC 8656 section 18.8): sent only for IPv6, since IPv4 is
   // the default and RFC 5766 servers reject the (comprehension-required) attribute.
   Family family = Family::V4;
@@ -211,6 +219,7 @@ struct Counters {
   uint64_t allocationFailures = 0;
   uint64_t allocationsLost = 0;
   uint64_t staleAllocationsDeleted = 0;  // 437 at Allocate: our old allocation deleted, allocated again
+  uint64_t reclaimFallbacks = 0;      // reclaims repeated with Config::reclaimCredentials after a 441
   uint64_t refreshes = 0;             // successful Refresh transactions (not the close)
   uint64_t probes = 0;                // Refreshes sent out of turn by probe()
   uint64_t permissionsInstalled = 0;  // successful CreatePermission (first and refreshes)
@@ -247,6 +256,7 @@ struct Counters {
     TGW_TURNCLIENT_COUNTER("allocation_failures", allocationFailures);
     TGW_TURNCLIENT_COUNTER("allocations_lost", allocationsLost);
     TGW_TURNCLIENT_COUNTER("stale_allocations_deleted", staleAllocationsDeleted);
+    TGW_TURNCLIENT_COUNTER("reclaim_fallbacks", reclaimFallbacks);
     TGW_TURNCLIENT_COUNTER("refreshes", refreshes);
     TGW_TURNCLIENT_COUNTER("probes", probes);
     TGW_TURNCLIENT_COUNTER("permissions_installed", permissionsInstalled);

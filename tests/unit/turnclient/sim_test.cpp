@@ -547,6 +547,66 @@ TEST_F(TurnSim, AStaleAllocationOfAnotherUserIsNotDeleted) {
   EXPECT_EQ(client->counters().requestsSent, sent) << "deleted once at most: no loop";
 }
 
+// TURN REST usernames change with their 30-day expiry block (edge_role.cpp): a tgwd that
+// restarts after a block boundary asks with the new block's username, and the server
+// refuses to delete the stale allocation (made with the previous block's) with 441. The
+// previous block's credentials, given as a reclaim fallback, delete it.
+class TurnSimRestBlock : public TurnSim {
+ protected:
+  static constexpr int64_t kBlock = 30 * 24 * 3600;
+  static constexpr int64_t kUnixNow = 1700000000;
+  TurnSimRestBlock() {
+    serverCfg.restSecret = "north-secret";
+    serverCfg.wallClockOffset = seconds(kUnixNow) - sim::kSimStart.time_since_epoch();
+    previous = restCredentials("north-secret", "edge-1", (kUnixNow / kBlock + 1) * kBlock);
+    current = restCredentials("north-secret", "edge-1", (kUnixNow / kBlock + 2) * kBlock);
+    clientCfg.credentials = previous;
+  }
+  // tgwd allocated with the previous block's username, then restarted (no close) in the
+  // next block, on the same socket.
+  void restartInTheNextBlock(std::vector<Credentials> fallback) {
+    build();
+    allocateOk();
+    ASSERT_EQ(server->allocations(net.now())[0].user, previous.username);
+    clientCfg.credentials = current;
+    clientCfg.reclaimCredentials = std::move(fallback);
+    client = std::make_unique<Client>(clientCfg);
+    events.clear();
+    start();
+    runFor(1s);
+  }
+  Credentials previous, current;
+};
+
+TEST_F(TurnSimRestBlock, ARestartAfterABlockBoundaryReclaimsWithThePreviousBlocksCredentials) {
+  const Credentials wrong = restCredentials("north-secret", "edge-2", (kUnixNow / kBlock + 1) * kBlock);
+  restartInTheNextBlock({wrong, previous});
+  ASSERT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_EQ(client->counters().staleAllocationsDeleted, 1u);
+  EXPECT_EQ(client->counters().reclaimFallbacks, 2u) << "each fallback tried in turn";
+  EXPECT_EQ(server->counters().errors441, 2u) << "the current username, then the wrong fallback";
+  EXPECT_EQ(server->counters().allocationsDeleted, 1u);
+  ASSERT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_EQ(server->allocations(net.now())[0].user, current.username) << "allocated with the current credentials";
+  EXPECT_TRUE(eventsOf<AllocationFailed>().empty());
+  permissionsAndChannel();
+  dataBothWays();
+}
+
+TEST_F(TurnSimRestBlock, WithoutTheFallbackTheStaleAllocationBlocksTheRestart) {
+  restartInTheNextBlock({});
+  EXPECT_EQ(client->state(), Client::State::Failed);
+  auto failed = eventsOf<AllocationFailed>();
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].code, 437);
+  EXPECT_NE(failed[0].reason.find("441"), std::string::npos) << failed[0].reason;
+  EXPECT_EQ(server->counters().errors441, 1u);
+  EXPECT_EQ(client->counters().reclaimFallbacks, 0u);
+  EXPECT_EQ(client->counters().staleAllocationsDeleted, 0u);
+  ASSERT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_EQ(server->allocations(net.now())[0].user, previous.username) << "the stale allocation stays";
+}
+
 TEST_F(TurnSim, LossyLinkStillAllocatesAndHolds) {
   clientLink.loss = 0.2;  // each way, on the client's link
   // RFC 4787 REQ-5's 2 minutes: a 30 s NAT with 20 % loss loses its mapping whenever two
