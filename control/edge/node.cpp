@@ -175,6 +175,16 @@ void Node::bindRelay(Peer& peer, TimePoint now) {
   queueSends(*relay_);
 }
 
+void Node::forgetRelayed(Peer& peer) {
+  if (!peer.remoteRelayed) return;
+  const SockAddr old = *peer.remoteRelayed;
+  std::erase_if(peer.remote, [&](const engine::Candidate& c) {
+    return c.kind == disco::CandidateKind::Relayed && c.addr == old;
+  });
+  peer.remoteRelayed.reset();
+  ++counters_.peerRelayedForgotten;
+}
+
 void Node::handleTurnEvents(TimePoint now) {
   if (!relay_) return;
   for (auto& e : relay_->takeEvents()) {
@@ -186,8 +196,17 @@ void Node::handleTurnEvents(TimePoint now) {
         staleStunMapping_ = seen && *seen != a->mapped ? seen : std::nullopt;
       }
       for (auto& p : peers_) bindRelay(p, now);
-    } else if (std::holds_alternative<turnclient::AllocationLost>(e) ||
-               std::holds_alternative<turnclient::AllocationFailed>(e)) {
+    } else if (std::holds_alternative<turnclient::AllocationLost>(e)) {
+      // The relay no longer holds our allocation: most likely it restarted, and then the
+      // peers' relayed addresses from its old process are gone too (or handed to someone
+      // else). Forget them: no channel or permission for them on our next allocation; each
+      // peer advertises its new one after allocating again (and answers our new list).
+      for (auto& p : peers_) {
+        p.channelGeneration = 0;
+        engine_.setRelayPath(p.id, std::nullopt, now);
+        forgetRelayed(p);
+      }
+    } else if (std::holds_alternative<turnclient::AllocationFailed>(e)) {
       for (auto& p : peers_) {
         p.channelGeneration = 0;
         engine_.setRelayPath(p.id, std::nullopt, now);

@@ -105,6 +105,7 @@ struct NodeCounters {
   uint64_t relayRebinds = 0;           // new allocations after our NAT changed our mapping
   uint64_t relayReallocations = 0;     // new allocations after the relay path stayed silent
   uint64_t relayProbes = 0;            // Refreshes sent because a relay heartbeat went unanswered
+  uint64_t peerRelayedForgotten = 0;   // peers' relayed addresses dropped when our allocation was lost
 };
 
 class Node {
@@ -186,6 +187,9 @@ class Node {
   void handleData(std::span<const uint8_t> frame, bool viaRelay);
   void onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint now);
   void bindRelay(Peer& peer, TimePoint now);
+  // Our allocation was lost: the peer's relayed address (from the relay's old process)
+  // goes, until its next call-me-maybe.
+  void forgetRelayed(Peer& peer);
   void sendCallMeMaybes(TimePoint now);
   TimePoint callMeMaybeDue(const Peer& peer) const;
   void sendOnPath(const dataplane::Path& path, std::vector<uint8_t> frame, TimePoint now);

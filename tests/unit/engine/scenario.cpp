@@ -95,6 +95,15 @@ void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, co
     for (auto& d : rdv_->onDatagram(bytes, from, now)) host_->send(to, d.to, d.bytes);
     return;
   }
+  if (bytes[0] < 4) {
+    if (auto m = stun::Message::parse(bytes);
+        m && m->cls() == stun::Class::Request &&
+        (m->method() == stun::Method::ChannelBind || m->method() == stun::Method::CreatePermission)) {
+      if (auto peer = m->xorAddress(stun::attr::kXorPeerAddress)) {
+        peerRequests.push_back(PeerRequest{now, from, m->method(), *peer});
+      }
+    }
+  }
   std::vector<turn::Send> out;
   if (!turn_->onClientDatagram(bytes, from, to, now, out)) {
     auto& stun = to.isV4() ? *stun4_ : *stun6_;

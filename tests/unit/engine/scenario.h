@@ -16,6 +16,7 @@
 #include "rendezvous/server.h"
 #include "sim/nat.h"
 #include "sim/network.h"
+#include "stun/message.h"
 #include "stun/server.h"
 #include "turn/server.h"
 
@@ -52,6 +53,15 @@ class SimRelay {
   enum class ReusePorts : uint8_t { No, InOrder, Reversed };
   void restart(ReusePorts reuse = ReusePorts::No);
   bool dead() const { return dead_; }
+  // Every ChannelBind and CreatePermission request the relay received (a test checks what
+  // the edges asked for, before the server's answer).
+  struct PeerRequest {
+    TimePoint at;
+    SockAddr client;  // the request's source (the edge's NAT mapping)
+    stun::Method method;
+    SockAddr peer;    // XOR-PEER-ADDRESS (CreatePermission: port as sent)
+  };
+  std::vector<PeerRequest> peerRequests;
   turn::Server& turn() { return *turn_; }
   rendezvous::Server& rendezvous() { return *rdv_; }
 

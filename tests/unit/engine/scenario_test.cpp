@@ -493,6 +493,48 @@ TEST_F(Scenarios, RelayRestartsWhileOnTheRelayPath) {
   record("relay restarts (on the relay path, hard vs hard)", *a, *b, secs(std::max(gap, gapA)));
 }
 
+// After a relay restart the peer's relayed address from the old relay process is gone (or
+// someone else's): when our allocation is lost we forget it, so our new allocation binds no
+// channel to it; the peer's call-me-maybe after its own new allocation brings the new one.
+TEST_F(Scenarios, RelayRestartBindsNoChannelToThePeersOldRelayedAddress) {
+  auto [a, b] = twoSites(hardNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const SockAddr oldA = a->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr oldB = b->node->relay()->client().relayedAddresses().at(0);
+  const auto bindsTo = [&](const SockAddr& peer, TimePoint since) {
+    return std::count_if(sc.relay->peerRequests.begin(), sc.relay->peerRequests.end(), [&](const auto& r) {
+      return r.at >= since && r.method == stun::Method::ChannelBind && r.peer == peer;
+    });
+  };
+  ASSERT_GE(bindsTo(oldB, t0), 1) << "a's channel to b's relayed address (the tap sees it)";
+  ASSERT_GE(bindsTo(oldA, t0), 1);
+  const TimePoint restart = sc.now();
+  sc.relay->restart();
+  sc.runUntil(restart + 30s);
+  const SockAddr newA = a->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr newB = b->node->relay()->client().relayedAddresses().at(0);
+  ASSERT_NE(newA, oldA);
+  ASSERT_NE(newB, oldB);
+  EXPECT_EQ(bindsTo(oldB, restart), 0) << "a bound a channel to b's old relayed address";
+  EXPECT_EQ(bindsTo(oldA, restart), 0) << "b bound a channel to a's old relayed address";
+  EXPECT_GE(bindsTo(newB, restart), 1);
+  EXPECT_GE(bindsTo(newA, restart), 1);
+  for (SimEdge* e : {a, b}) {
+    EXPECT_EQ(e->node->counters().peerRelayedForgotten, 1u) << e->name;
+    ASSERT_TRUE(e->path() && e->path()->isRelay()) << e->name;
+  }
+  EXPECT_EQ(a->path()->peerRelayed, newB);
+  EXPECT_EQ(b->path()->peerRelayed, newA);
+  const Duration gap = std::max(a->longestGap(restart, sc.now()), b->longestGap(restart, sc.now()));
+  EXPECT_LE(gap, engine::kRelayHeartbeat + edge::kRelayProbeAfter + 1s);
+  sc.runFor(2s);
+  EXPECT_GT(a->receivedAt.back(), sc.now() - 100ms) << "data flows again";
+  EXPECT_GT(b->receivedAt.back(), sc.now() - 100ms);
+  std::printf("relay restart, no channel to the old relayed addresses: longest gap %.2f s\n", secs(gap));
+}
+
 // Bad input from the network: counted drops, never a crash, and the path stays.
 TEST_F(Scenarios, HostileDatagramsAreCountedAndChangeNothing) {
   auto [a, b] = twoSites(easyNat(), easyNat());
