@@ -14,6 +14,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "daemon/next_hop_watch.h"
 #include "dataplane/neighbours.h"
 #include "turnclient/client.h"
 
@@ -117,6 +118,9 @@ struct EdgeRole::Impl {
   std::unique_ptr<dataplane::ManagedNeighbours> neighbours;
   std::map<IpAddr, std::string> neighbourErrors;  // app -> last error logged
   ::event* neighbourTimer = nullptr;
+  // Route and neighbour changes flush the program's next-hop cache (and recheck the managed
+  // neighbours) at once; declared after fastPath and neighbours, so it goes first.
+  std::unique_ptr<NextHopWatch> nextHopWatch;
   dataplane::MemoryForwardingTable offTable;  // xdp_mode = "off": no fast path
   std::unique_ptr<edge::Node> node;
   ::event* timer = nullptr;
@@ -155,6 +159,20 @@ struct EdgeRole::Impl {
                                         {"next_hop", e->hop.address.toString()}, {"interface", e->hop.interface},
                                         {"action", dataplane::toString(e->action)}});
       }
+    }
+  }
+
+  // The sockets sit on the addresses the WAN interface had at start and do not follow it:
+  // say so when one of them goes, or a new one comes.
+  void onAddressChange(const dataplane::NetlinkChanges::Address& a) {
+    if (a.ifindex != static_cast<int>(if_nametoindex(cfg.interface.c_str()))) return;
+    const bool ours = std::any_of(sockets.begin(), sockets.end(), [&](const auto& s) { return s->local.ip() == a.address; });
+    if (!a.added && ours) {
+      log::warn("edge_address_removed", {{"interface", cfg.interface}, {"address", a.address.toString()},
+                                         {"effect", "the edge's socket on it can no longer send or receive; restart tgwd to use the interface's new addresses"}});
+    } else if (a.added && !ours) {
+      log::info("edge_address_added", {{"interface", cfg.interface}, {"address", a.address.toString()},
+                                       {"effect", "not used until tgwd restarts"}});
     }
   }
 
@@ -458,6 +476,19 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
       log::warn("neighbour_not_managed", {{"error", nb.error().message},
                                           {"effect", "datagrams to the apps may be dropped (edge_no_neigh) until they send"}});
     }
+    auto watch = NextHopWatch::start(
+        base, {.nextHopsStale =
+                   [&impl] {
+                     impl.fastPath->flushNextHops();
+                     impl.keepNeighbours();
+                   },
+               .address = [&impl](const dataplane::NetlinkChanges::Address& a) { impl.onAddressChange(a); }});
+    if (watch) {
+      impl.nextHopWatch = std::move(*watch);
+    } else {
+      log::warn("next_hop_watch_off", {{"error", watch.error().message},
+                                       {"effect", "a route or neighbour change applies after up to 1 s (the cache's age)"}});
+    }
   }
 
   impl.node = std::make_unique<edge::Node>(*key, nc, impl.table());
@@ -579,7 +610,9 @@ nlohmann::json EdgeRole::socketStats() const {
           {"tx_errors", c.txErrors},
           {"tx_no_socket", c.txNoSocket},
           {"data_in_userspace", c.dataInUserspace},
-          {"timer_wakeups", c.timerWakeups}};
+          {"timer_wakeups", c.timerWakeups},
+          {"next_hop_flushes", impl_->nextHopWatch ? impl_->nextHopWatch->counters().flushes : 0},
+          {"netlink_messages", impl_->nextHopWatch ? impl_->nextHopWatch->counters().messages : 0}};
 }
 
 }  // namespace tgw

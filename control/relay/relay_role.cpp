@@ -311,6 +311,13 @@ Result<void> RelayRole::attachFastPath() {
   if (!mode) return fail(mode.error().message);
   fastPath_ = std::move(*prog);
   xdpAttached_ = *mode;
+  auto watch = NextHopWatch::start(base_, {.nextHopsStale = [this] { fastPath_->flushNextHops(); }, .address = {}});
+  if (watch) {
+    nextHopWatch_ = std::move(*watch);
+  } else {
+    log::warn("next_hop_watch_off", {{"error", watch.error().message},
+                                     {"effect", "a route or neighbour change applies after up to 1 s (the cache's age)"}});
+  }
   // bpf_fib_lookup refuses to route without forwarding on the ingress interface: ChannelData
   // then goes up to the sockets (counted by reason), correct but slow (relay_fastpath.h).
   for (const char* family : {"ipv4", "ipv6"}) {
@@ -511,6 +518,10 @@ nlohmann::json RelayRole::stats() const {
                    {"packets", row.packets}, {"bytes", row.bytes}});
   }
   out["xdp"] = xdp;
+  if (nextHopWatch_) {
+    const auto& w = nextHopWatch_->counters();
+    out["next_hops"] = {{"flushes", w.flushes}, {"netlink_messages", w.messages}, {"netlink_lost", w.lost}};
+  }
   nlohmann::json stun = nlohmann::json::object();
   for (const auto& srv : servers_) {
     srv->counters().forEach([&stun](std::string_view name, uint64_t v) {

@@ -33,6 +33,7 @@
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "config/config.h"
+#include "daemon/next_hop_watch.h"
 #include "dataplane/relay_fastpath.h"
 #include "dataplane/stun_responder.h"
 #include "rendezvous/server.h"
@@ -147,6 +148,9 @@ class RelayRole {
   TimePoint rendezvousTimerAt_ = kNever;
   std::unique_ptr<dataplane::StunResponder> xdp_;
   std::unique_ptr<dataplane::RelayFastPath> fastPath_;
+  // Route and neighbour changes flush fastPath_'s next-hop cache at once (after fastPath_:
+  // destroyed before it).
+  std::unique_ptr<NextHopWatch> nextHopWatch_;
   std::optional<dataplane::AttachMode> xdpAttached_;
   RelaySocketCounters counters_;
   std::vector<uint8_t> buf_ = std::vector<uint8_t>(kMaxDatagram);

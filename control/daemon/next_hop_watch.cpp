@@ -1,0 +1,65 @@
+#include "daemon/next_hop_watch.h"
+
+#include <event2/event.h>
+
+#include "base/log.h"
+
+namespace tgw {
+
+Result<std::unique_ptr<NextHopWatch>> NextHopWatch::start(event_base* base, Callbacks callbacks) {
+  auto events = dataplane::NetlinkEvents::open();
+  if (!events) return fail(events.error().message);
+  std::unique_ptr<NextHopWatch> w(new NextHopWatch());
+  w->events_ = std::move(*events);
+  w->callbacks_ = std::move(callbacks);
+  w->readable_ = event_new(
+      base, w->events_->fd(), EV_READ | EV_PERSIST,
+      [](evutil_socket_t, short, void* arg) { static_cast<NextHopWatch*>(arg)->onReadable(); }, w.get());
+  w->flush_ = evtimer_new(
+      base, [](evutil_socket_t, short, void* arg) { static_cast<NextHopWatch*>(arg)->onFlush(); }, w.get());
+  if (w->readable_ == nullptr || w->flush_ == nullptr || event_add(w->readable_, nullptr) != 0) {
+    return fail("cannot add the netlink watch to the event loop");
+  }
+  return w;
+}
+
+NextHopWatch::~NextHopWatch() {
+  if (readable_ != nullptr) event_free(readable_);
+  if (flush_ != nullptr) event_free(flush_);
+}
+
+void NextHopWatch::onReadable() {
+  const auto c = events_->drain();
+  counters_.messages += c.messages;
+  if (c.lost) {
+    ++counters_.lost;
+    log::warn("netlink_events_lost", {{"effect", "next-hop caches flushed"}});
+  }
+  for (const auto& a : c.addresses) {
+    ++counters_.addressChanges;
+    if (callbacks_.address) callbacks_.address(a);
+  }
+  bool stale = c.routes || c.lost;
+  for (const auto& n : c.neighbours) {
+    if (neighbours_.changes(n)) {  // every report, to keep the memory current
+      ++counters_.neighbourChanges;
+      stale = true;
+    }
+  }
+  if (stale && !flushPending_) {
+    const timeval after{0, static_cast<suseconds_t>(std::chrono::microseconds(kCoalesce).count())};
+    if (evtimer_add(flush_, &after) == 0) {
+      flushPending_ = true;
+    } else {
+      onFlush();  // no timer: flush now rather than never
+    }
+  }
+}
+
+void NextHopWatch::onFlush() {
+  flushPending_ = false;
+  ++counters_.flushes;
+  if (callbacks_.nextHopsStale) callbacks_.nextHopsStale();
+}
+
+}  // namespace tgw

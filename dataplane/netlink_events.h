@@ -1,0 +1,90 @@
+// Route, neighbour and address changes from the kernel (rtnetlink multicast groups).
+//
+// Why: the XDP programs cache each next hop (bpf_fib_lookup's answer: egress interface and
+// both MAC addresses) per CPU for a second (xdp/include/tgw/turn.h, tgw_turn_nexthop_slot).
+// Without a signal a changed route, a neighbour that changed its link-layer address (a
+// replaced host, a router failover) or a deleted neighbour keeps sending to the old next hop
+// until the slot ages out: up to a second of datagrams lost or sent the wrong way. tgwd
+// listens to these groups and flushes the cache when one of them changes, so the next packet
+// asks the FIB again (milliseconds instead of a second). It also learns when an address
+// of the interface its sockets sit on goes away or appears (the sockets do not follow: see
+// README, known limits), to say so in the log.
+//
+// The parser is separate from the socket so the unit suite can feed it built messages.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "base/sockaddr.h"
+
+namespace tgw::dataplane {
+
+// What one or more rtnetlink datagrams said, folded.
+struct NetlinkChanges {
+  struct Address {
+    bool added = false;  // RTM_NEWADDR; false: RTM_DELADDR
+    int ifindex = 0;
+    IpAddr address;
+    bool operator==(const Address&) const = default;
+  };
+  // An IPv4 or IPv6 neighbour entry as RTM_NEWNEIGH / RTM_DELNEIGH reported it.
+  struct Neighbour {
+    bool deleted = false;  // RTM_DELNEIGH
+    int ifindex = 0;
+    IpAddr address;
+    std::vector<uint8_t> linkAddress;  // NDA_LLADDR; empty while unresolved
+    uint16_t state = 0;                // NUD_*
+    bool operator==(const Neighbour&) const = default;
+  };
+  uint64_t messages = 0;    // rtnetlink messages read
+  bool routes = false;      // RTM_NEWROUTE / RTM_DELROUTE (IPv4 or IPv6)
+  bool lost = false;        // the kernel dropped events (ENOBUFS) or one was malformed:
+                            // anything may have changed
+  std::vector<Address> addresses;    // RTM_NEWADDR / RTM_DELADDR, in order
+  std::vector<Neighbour> neighbours;  // in order; most are state changes only (REACHABLE,
+                                      // STALE, ...): see NeighbourMemory
+  bool any() const { return routes || lost || !addresses.empty() || !neighbours.empty(); }
+};
+
+// Which neighbour reports can make a cached next hop wrong: a deleted or failed entry, or a
+// link-layer address other than the one last seen for that (interface, address); the
+// first report of an entry counts too (its earlier address is unknown). Plain state changes
+// (REACHABLE → STALE → DELAY → REACHABLE, every few seconds per neighbour) do not.
+class NeighbourMemory {
+ public:
+  // True when `n` may have changed a next hop; remembers its link-layer address.
+  bool changes(const NetlinkChanges::Neighbour& n);
+  size_t size() const { return known_.size(); }
+
+ private:
+  std::map<std::pair<int, IpAddr>, std::vector<uint8_t>> known_;
+};
+
+// Folds the messages of one netlink datagram into `into`. A truncated or malformed message
+// sets `lost` (the rest of the datagram is skipped); unknown message types are ignored.
+void parseNetlinkEvents(std::span<const uint8_t> datagram, NetlinkChanges& into);
+
+class NetlinkEvents {
+ public:
+  // A NETLINK_ROUTE socket in the caller's network namespace, non-blocking, subscribed to
+  // IPv4/IPv6 routes, neighbours and addresses.
+  static Result<std::unique_ptr<NetlinkEvents>> open();
+
+  // For the event loop: readable when the kernel has events.
+  int fd() const { return fd_.get(); }
+  // Reads every pending datagram (never blocks) and folds them.
+  NetlinkChanges drain();
+
+ private:
+  explicit NetlinkEvents(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+}  // namespace tgw::dataplane
