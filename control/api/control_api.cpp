@@ -342,13 +342,16 @@ void ControlServer::onRequest(Connection* c) {
   evbuffer_drain(in, evbuffer_get_length(in));
   const uint64_t id = c->id;
   std::weak_ptr<ControlServer*> server = self_;
-  dispatcher_.dispatch(request, [server, id](std::string reply) {
+  dispatcher_.dispatch(request, [server, id, dropped = dropped_](std::string reply) {
     auto s = server.lock();
-    if (!s) return;  // the server is gone (daemon shutting down)
+    if (!s) {
+      ++*dropped;  // the server is gone (daemon shutting down)
+      return;
+    }
     ControlServer& self = **s;
     auto it = self.connections_.find(id);
     if (it == self.connections_.end()) {
-      ++self.dropped_;  // the client went away (or timed out) while the reply was prepared
+      ++*dropped;  // the client went away (or timed out) while the reply was prepared
       return;
     }
     self.sendReply(it->second.get(), reply);
@@ -371,7 +374,7 @@ void ControlServer::sendReply(Connection* c, const std::string& reply) {
   if (c->replied) {
     // The handler answered after kAsyncReplyTimeout had answered for it (the connection is
     // still flushing that): one reply per connection.
-    ++dropped_;
+    ++*dropped_;
     return;
   }
   if (c->replyDeadline != nullptr) {

@@ -109,7 +109,10 @@ class ControlServer {
   const std::string& path() const { return path_; }
   uint64_t refused() const { return refused_; }
   uint64_t served() const { return served_; }           // replies written
-  uint64_t repliesDropped() const { return dropped_; }   // async replies for a client that left
+  uint64_t repliesDropped() const { return *dropped_; }  // async replies for a client that left
+  // The same count, readable after the server is gone: an async reply that arrives once the
+  // daemon has shut the server down is dropped and counted here too.
+  std::shared_ptr<const uint64_t> repliesDroppedCounter() const { return dropped_; }
   size_t connections() const { return connections_.size(); }
 
  private:
@@ -135,7 +138,7 @@ class ControlServer {
   std::shared_ptr<ControlServer*> self_ = std::make_shared<ControlServer*>(this);
   uint64_t refused_ = 0;
   uint64_t served_ = 0;
-  uint64_t dropped_ = 0;
+  std::shared_ptr<uint64_t> dropped_ = std::make_shared<uint64_t>(0);  // outlives the server (late replies)
 };
 
 // One request from a client (tgwctl): connects, sends, waits at most `timeout` for the reply.
