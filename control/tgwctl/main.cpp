@@ -227,7 +227,33 @@ void printStatus(const Json& s) {
 // A titled block of "name value" counter lines.
 void printCounters(const char* title, const Json& counters) {
   std::printf("%s:\n", title);
-  for (const auto& [k, v] : counters.items()) std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+  for (const auto& [k, v] : counters.items()) {
+    if (v.is_array()) {  // a list of addresses (edge sockets): one line, space-separated
+      std::string joined;
+      for (const auto& x : v) joined += (joined.empty() ? "" : " ") + num(x);
+      std::printf("  %-28s %s\n", k.c_str(), joined.empty() ? "none" : joined.c_str());
+    } else {
+      std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+    }
+  }
+}
+
+// The edge's managed neighbour entries (edge.sockets.neighbours), one line each: the flow's
+// application, the next hop towards it, the interface, the kernel's state of the entry ("-"
+// when no entry is needed: a local or NOARP hop) and what tgwd did about it.
+void printNeighbours(const Json& list) {
+  std::printf("Managed neighbours (next hops towards the flows' applications):\n");
+  if (!list.is_array() || list.empty()) {
+    std::printf("  none\n");
+    return;
+  }
+  std::printf("  %-24s %-24s %-12s %-11s %s\n", "APP", "NEXT HOP", "INTERFACE", "STATE", "ACTION");
+  for (const auto& n : list) {
+    const std::string state = n.contains("state") ? num(n["state"]) : "-";
+    std::printf("  %-24s %-24s %-12s %-11s %s\n", num(n.value("app", Json(""))).c_str(),
+                num(n.value("next_hop", Json(""))).c_str(), num(n.value("interface", Json(""))).c_str(), state.c_str(),
+                num(n.value("action", Json(""))).c_str());
+  }
 }
 
 void printXdpRows(const Json& rows) {
@@ -266,7 +292,15 @@ void printStats(const Json& s) {
         {"stun_client", "STUN client (reflexive candidates)"}, {"turn_client", "TURN client"},
         {"rendezvous_client", "Rendezvous client"}, {"sockets", "Sockets"}};
     for (const auto& [key, title] : blocks) {
-      if (e.contains(key) && e[key].is_object()) printCounters(title, e[key]);
+      if (!e.contains(key) || !e[key].is_object()) continue;
+      if (e[key].contains("neighbours")) {
+        Json counters = e[key];
+        counters.erase("neighbours");
+        printCounters(title, counters);
+        printNeighbours(e[key]["neighbours"]);
+      } else {
+        printCounters(title, e[key]);
+      }
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -74,6 +75,25 @@ class Tgwctl : public ::testing::Test {
     d_.add("paths", "", [this](const api::Json&) -> Result<api::Json> { return paths_; });
     d_.add("peers", "", [this](const api::Json&) -> Result<api::Json> { return peers_; });
     d_.add("flows", "", [this](const api::Json&) -> Result<api::Json> { return flows_; });
+    // The edge's stats as EdgeRole::socketStats() shapes them (the rest of the edge's blocks
+    // are flat counters).
+    stats_ = json{{"edge",
+                   {{"xdp", json::array()},
+                    {"node", {{"app_sent_direct", 7}}},
+                    {"sockets",
+                     {{"sockets", {"192.168.2.10:41641", "[2001:db8:2::10]:41641"}},
+                      {"neighbours",
+                       {{{"app", "10.20.0.5"},
+                         {"next_hop", "10.20.0.1"},
+                         {"interface", "lan0"},
+                         {"action", "created"},
+                         {"state", "REACHABLE"}},
+                        {{"app", "192.168.2.10"},
+                         {"next_hop", "192.168.2.10"},
+                         {"interface", "lo"},
+                         {"action", "not_needed"}}}},
+                      {"rx_datagrams", 12}}}}}};
+    d_.add("stats", "", [this](const api::Json&) -> Result<api::Json> { return stats_; });
     d_.addAsync("ping", "", [this](const api::Json& args, api::Reply reply) {
       pingArgs_ = args;
       const std::string peer = args.value("peer", "");
@@ -102,7 +122,7 @@ class Tgwctl : public ::testing::Test {
   std::string sock() const { return "--socket " + path_ + " "; }
 
   std::string dir_, path_;
-  json paths_, peers_, flows_;
+  json paths_, peers_, flows_, stats_;
   json pingArgs_;
   dataplane::Path direct_, relay_;
   api::Dispatcher d_;
@@ -179,6 +199,38 @@ TEST_F(Tgwctl, PingPrintsEachPathsRttOrTimeout) {
   r = tgwctl(sock() + "ping site-b --json");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(json::parse(r.out)["paths"][0]["rtt_ms"], 1.234);
+}
+
+// The managed neighbour list reads as a table, one line per entry, not as raw JSON.
+TEST_F(Tgwctl, StatsPrintsOneLinePerManagedNeighbour) {
+  auto r = tgwctl(sock() + "stats");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out.find('{'), std::string::npos) << "no JSON in the text output:\n" << r.out;
+  auto ls = lines(r.out);
+  const auto at = std::find(ls.begin(), ls.end(), "Managed neighbours (next hops towards the flows' applications):");
+  ASSERT_NE(at, ls.end()) << r.out;
+  ASSERT_GE(ls.end() - at, 4) << r.out;
+  const auto words = [](const std::string& l) {
+    std::vector<std::string> w;
+    std::istringstream in(l);
+    for (std::string x; in >> x;) w.push_back(x);
+    return w;
+  };
+  EXPECT_EQ(words(at[1]), (std::vector<std::string>{"APP", "NEXT", "HOP", "INTERFACE", "STATE", "ACTION"}));
+  EXPECT_EQ(words(at[2]), (std::vector<std::string>{"10.20.0.5", "10.20.0.1", "lan0", "REACHABLE", "created"}));
+  EXPECT_EQ(words(at[3]), (std::vector<std::string>{"192.168.2.10", "192.168.2.10", "lo", "-", "not_needed"}));
+  EXPECT_NE(r.out.find("192.168.2.10:41641 [2001:db8:2::10]:41641"), std::string::npos) << "the sockets on one line";
+  EXPECT_NE(r.out.find("rx_datagrams"), std::string::npos);
+
+  // No entries: said so.
+  stats_["edge"]["sockets"]["neighbours"] = json::array();
+  r = tgwctl(sock() + "stats");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("Managed neighbours (next hops towards the flows' applications):\n  none\n"), std::string::npos)
+      << r.out;
+  r = tgwctl(sock() + "stats --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out), stats_);
 }
 
 TEST_F(Tgwctl, ClearErrors) {
