@@ -92,6 +92,7 @@ tgw_edge_flow flowValueOf(const Flow& flow, const std::optional<Path>& path, uin
   v.app_port = htons(flow.app.port());
   v.stats_slot = slot;
   v.generation = generation;
+  v.flow_id = flow.id;
   return v;
 }
 
@@ -160,6 +161,7 @@ const char* mapTypeName(__u32 type) {
     case BPF_MAP_TYPE_HASH: return "hash";
     case BPF_MAP_TYPE_PERCPU_ARRAY: return "percpu_array";
     case BPF_MAP_TYPE_ARRAY: return "array";
+    case BPF_MAP_TYPE_ARRAY_OF_MAPS: return "array_of_maps";
     default: return "other";
   }
 }
@@ -317,6 +319,105 @@ std::vector<K> allKeys(int fd) {
 
 }  // namespace
 
+Result<EdgePathPublisher> EdgePathPublisher::create(int headsFd, int pathsFd, uint32_t slots,
+                                                    bool fresh) {
+  EdgePathPublisher p;
+  p.headsFd_ = headsFd;
+  p.pathsFd_ = pathsFd;
+  p.active_.assign(slots, 0);
+  // Not fresh: a program may be reading any entry; the first write waits.
+  p.retiredAt_.assign(slots, fresh ? 0 : p.gracePeriods_);
+  if (!fresh)
+    for (uint32_t s = 0; s < slots; s++) {
+      tgw_edge_head h{};
+      if (bpf_map_lookup_elem(headsFd, &s, &h) != 0)
+        return fail(std::string("edge fast path: read tgw_edge_heads: ") + std::strerror(errno),
+                    errno);
+      p.active_[s] = h.active & 1u;
+    }
+  p.innerFd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "tgw_edge_gp_in", sizeof(__u32), sizeof(__u32),
+                              1, nullptr);
+  if (p.innerFd_ < 0)
+    return fail(std::string("edge fast path: create grace-period map: ") + std::strerror(errno),
+                errno);
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = static_cast<__u32>(p.innerFd_));
+  p.outerFd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "tgw_edge_gp", sizeof(__u32),
+                              sizeof(__u32), 1, &opts);
+  if (p.outerFd_ < 0)
+    return fail(std::string("edge fast path: create grace-period map: ") + std::strerror(errno),
+                errno);
+  return p;
+}
+
+EdgePathPublisher::EdgePathPublisher(EdgePathPublisher&& o) noexcept { *this = std::move(o); }
+
+EdgePathPublisher& EdgePathPublisher::operator=(EdgePathPublisher&& o) noexcept {
+  if (this == &o) return *this;
+  if (outerFd_ >= 0) close(outerFd_);
+  if (innerFd_ >= 0) close(innerFd_);
+  headsFd_ = o.headsFd_;
+  pathsFd_ = o.pathsFd_;
+  outerFd_ = std::exchange(o.outerFd_, -1);
+  innerFd_ = std::exchange(o.innerFd_, -1);
+  active_ = std::move(o.active_);
+  retiredAt_ = std::move(o.retiredAt_);
+  gracePeriods_ = o.gracePeriods_;
+  return *this;
+}
+
+EdgePathPublisher::~EdgePathPublisher() {
+  if (outerFd_ >= 0) close(outerFd_);
+  if (innerFd_ >= 0) close(innerFd_);
+}
+
+Result<void> EdgePathPublisher::waitGracePeriod() {
+  const __u32 key = 0;
+  const __u32 inner = static_cast<__u32>(innerFd_);
+  if (bpf_map_update_elem(outerFd_, &key, &inner, BPF_ANY) != 0)
+    return fail(std::string("edge fast path: wait for a grace period: ") + std::strerror(errno),
+                errno);
+  gracePeriods_++;
+  return {};
+}
+
+bool EdgePathPublisher::mustWait(uint32_t slot) const {
+  return slot < retiredAt_.size() && retiredAt_[slot] >= gracePeriods_;
+}
+
+Result<void> EdgePathPublisher::publish(uint32_t slot, const tgw_edge_flow& entry) {
+  if (slot >= active_.size())
+    return fail("edge fast path: slot " + std::to_string(slot) + " out of range");
+  if (mustWait(slot))
+    if (auto ok = waitGracePeriod(); !ok) return ok;
+  const uint8_t next = active_[slot] ^ 1u;
+  const __u32 index = tgw_edge_path_index(slot, next);
+  if (bpf_map_update_elem(pathsFd_, &index, &entry, BPF_ANY) != 0)
+    return fail(std::string("edge fast path: write tgw_edge_paths: ") + std::strerror(errno),
+                errno);
+  const tgw_edge_head head{next};
+  if (bpf_map_update_elem(headsFd_, &slot, &head, BPF_ANY) != 0)
+    return fail(std::string("edge fast path: write tgw_edge_heads: ") + std::strerror(errno),
+                errno);
+  active_[slot] = next;
+  retiredAt_[slot] = gracePeriods_;  // the other entry may be read until the next wait
+  return {};
+}
+
+void EdgePathPublisher::retire(uint32_t slot) {
+  if (slot < retiredAt_.size()) retiredAt_[slot] = gracePeriods_;
+}
+
+Result<tgw_edge_flow> EdgePathPublisher::live(uint32_t slot) const {
+  tgw_edge_head h{};
+  tgw_edge_flow v{};
+  if (bpf_map_lookup_elem(headsFd_, &slot, &h) != 0)
+    return fail(std::string("edge fast path: read tgw_edge_heads: ") + std::strerror(errno), errno);
+  const __u32 index = tgw_edge_path_index(slot, h.active);
+  if (bpf_map_lookup_elem(pathsFd_, &index, &v) != 0)
+    return fail(std::string("edge fast path: read tgw_edge_paths: ") + std::strerror(errno), errno);
+  return v;
+}
+
 struct EdgeFastPath::Impl {
   struct Entry {
     Flow flow;
@@ -330,13 +431,16 @@ struct EdgeFastPath::Impl {
   std::vector<std::string> pins;  // pinned paths we own (removed on a clean stop)
   TypedMap<tgw_edge_endpoint, tgw_edge_local> locals;
   TypedMap<tgw_edge_endpoint, tgw_edge_socket> sockets;
-  TypedMap<__u32, tgw_edge_flow> flows;
+  TypedMap<__u32, tgw_edge_flow_ref> flows;
+  EdgePathPublisher publisher;
   TypedMap<__u32, tgw_edge_flow_stats> flowStats;
   TypedMap<tgw_stats_key, tgw_stats_value> stats;
   int peerRelayedFd = -1;  // pinned side map, or -1 without pinning
   std::map<uint32_t, Entry> entries;
   std::map<SockAddr, uint32_t> byLocal;
-  std::vector<uint32_t> freeSlots;  // popped from the back
+  // Taken from the front, freed to the back: a freed slot is reused last, by when a grace
+  // period has long passed (EdgePathPublisher::retire).
+  std::deque<uint32_t> freeSlots;
   std::vector<std::unique_ptr<XdpAttachment>> attachments;
   bool opened = false;  // open() finished: only then may the destructor remove the pins
 
@@ -354,9 +458,8 @@ struct EdgeFastPath::Impl {
   }
 
   Result<void> writeFlow(const Entry& e) {
-    // In place under the entry's lock (tgw/edge.h): never a half-written path in flight.
-    return flows.update(e.flow.id, flowValueOf(e.flow, e.path, e.slot, e.generation),
-                        BPF_ANY | BPF_F_LOCK);
+    // A new entry, then the head flipped (tgw/edge.h): never a half-written path in flight.
+    return publisher.publish(e.slot, flowValueOf(e.flow, e.path, e.slot, e.generation));
   }
 
   void writePeerRelayed(const Entry& e) {
@@ -373,7 +476,7 @@ struct EdgeFastPath::Impl {
   }
 
   // Registers or updates a flow with `path` (nullopt: none). New flows: the entry first,
-  // then the local endpoint key, so a packet that finds the key always finds the entry.
+  // then the flow id and local endpoint keys, so a packet that finds a key finds the entry.
   Result<void> put(const Flow& flow, const std::optional<Path>& path) {
     if (auto ok = checkFlow(flow); !ok) return ok;
     if (path)
@@ -387,15 +490,23 @@ struct EdgeFastPath::Impl {
     if (it == entries.end()) {
       if (freeSlots.empty())
         return fail(where + "table full (" + std::to_string(options.maxFlows) + " flows)");
-      Entry e{flow, path, freeSlots.back(), 1};
+      Entry e{flow, path, freeSlots.front(), 1};
+      // The slot's counters are zeroed once no packet of its previous flow can count.
+      if (publisher.mustWait(e.slot))
+        if (auto ok = publisher.waitGracePeriod(); !ok) return ok;
       if (auto ok = zeroSlot(e.slot); !ok) return ok;
       if (auto ok = writeFlow(e); !ok) return fail(where + ok.error().message);
-      const tgw_edge_local local{flow.id};
-      if (auto ok = locals.update(endpointOf(flow.localEndpoint), local); !ok) {
-        (void)flows.erase(flow.id);
+      if (auto ok = flows.update(flow.id, tgw_edge_flow_ref{e.slot}); !ok) {
+        publisher.retire(e.slot);
         return fail(where + ok.error().message);
       }
-      freeSlots.pop_back();
+      const tgw_edge_local local{flow.id, e.slot};
+      if (auto ok = locals.update(endpointOf(flow.localEndpoint), local); !ok) {
+        (void)flows.erase(flow.id);
+        publisher.retire(e.slot);
+        return fail(where + ok.error().message);
+      }
+      freeSlots.pop_front();
       writePeerRelayed(e);
       byLocal[flow.localEndpoint] = flow.id;
       entries.emplace(flow.id, e);
@@ -408,7 +519,7 @@ struct EdgeFastPath::Impl {
     e.generation++;
     const bool moved = oldLocal != flow.localEndpoint;
     if (moved) {
-      const tgw_edge_local local{flow.id};
+      const tgw_edge_local local{flow.id, e.slot};
       if (auto ok = locals.update(endpointOf(flow.localEndpoint), local); !ok)
         return fail(where + ok.error().message);
     }
@@ -448,27 +559,35 @@ struct EdgeFastPath::Impl {
   }
 
   // Reads what pinned maps held back into the shadow, making the maps agree with each other
-  // (a local endpoint key without its flow, or pointing elsewhere, is removed; a missing one
-  // is restored; a bad or shared stats slot is replaced by a fresh one).
+  // (a flow whose slot is out of range, shared, or whose live entry names another flow is
+  // dropped; a local endpoint key without its flow, or pointing elsewhere, is removed and a
+  // missing one restored: pruneSideMaps).
   std::vector<ForwardingEntry> readBack() {
     std::vector<ForwardingEntry> found;
     std::set<uint32_t> usedSlots;
-    std::vector<uint32_t> needSlot;
     for (const __u32 id : allKeys<__u32>(flows.fd())) {
-      auto v = flows.lookup(id, BPF_F_LOCK);
-      if (!v) continue;
-      auto local = sockAddrOf(v->local_family, v->local, v->local_port);
-      auto app = sockAddrOf(v->local_family, v->app, v->app_port);
-      Entry e;
-      if (id == 0 || !local || !app || byLocal.count(*local)) {
-        log::warn("xdp.edge.pinned_flow_dropped", {{"flow", std::to_string(id)},
-                                                   {"why", "unreadable or duplicate local"}});
+      auto ref = flows.lookup(id);
+      if (!ref) continue;
+      const uint32_t slot = ref->slot;
+      auto v = slot < options.maxFlows && !usedSlots.count(slot)
+                   ? publisher.live(slot)
+                   : Result<tgw_edge_flow>(fail("slot out of range or shared"));
+      std::optional<SockAddr> local, app;
+      if (v) {
+        local = sockAddrOf(v->local_family, v->local, v->local_port);
+        app = sockAddrOf(v->local_family, v->app, v->app_port);
+      }
+      if (id == 0 || !v || v->flow_id != id || !local || !app || byLocal.count(*local)) {
+        log::warn("xdp.edge.pinned_flow_dropped",
+                  {{"flow", std::to_string(id)},
+                   {"why", "unreadable entry, bad slot or duplicate local"}});
         (void)flows.erase(id);
         continue;
       }
+      Entry e;
       e.flow = Flow{id, *local, *app};
       e.generation = v->generation;
-      e.slot = v->stats_slot;
+      e.slot = slot;
       if (v->path_kind == TGW_EDGE_PATH_DIRECT || v->path_kind == TGW_EDGE_PATH_RELAY) {
         auto src = sockAddrOf(v->path_family, v->src, v->src_port);
         auto dst = sockAddrOf(v->path_family, v->dst, v->dst_port);
@@ -486,20 +605,13 @@ struct EdgeFastPath::Impl {
           e.path = p;
         }
       }
-      if (e.slot >= options.maxFlows || !usedSlots.insert(e.slot).second) needSlot.push_back(id);
+      usedSlots.insert(slot);
       byLocal[e.flow.localEndpoint] = id;
       entries.emplace(id, e);
     }
     freeSlots.clear();
-    for (uint32_t s = options.maxFlows; s-- > 0;)
+    for (uint32_t s = 0; s < options.maxFlows; s++)
       if (!usedSlots.count(s)) freeSlots.push_back(s);
-    for (uint32_t id : needSlot) {
-      Entry& e = entries[id];
-      e.slot = freeSlots.back();
-      freeSlots.pop_back();
-      (void)zeroSlot(e.slot);
-      (void)writeFlow(e);
-    }
     for (const auto& [id, e] : entries)
       if (e.path) found.push_back(ForwardingEntry{e.flow, *e.path});
     return found;
@@ -512,10 +624,16 @@ struct EdgeFastPath::Impl {
     for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(locals.fd())) {
       auto v = locals.lookup(k);
       auto a = sockAddrOf(k);
-      if (!v || !a || byLocal.count(*a) == 0 || byLocal[*a] != v->flow_id) (void)locals.erase(k);
+      if (!v || !a || byLocal.count(*a) == 0 || byLocal[*a] != v->flow_id ||
+          v->slot != entries[v->flow_id].slot)
+        (void)locals.erase(k);
     }
-    for (const auto& [local, id] : byLocal)
-      (void)locals.update(endpointOf(local), tgw_edge_local{id});
+    for (const auto& [local, id] : byLocal) {
+      const tgw_edge_local want{id, entries[id].slot};
+      auto have = locals.lookup(endpointOf(local));
+      if (!have || have->flow_id != want.flow_id || have->slot != want.slot)
+        (void)locals.update(endpointOf(local), want);
+    }
     if (peerRelayedFd >= 0)
       for (const __u32 id : allKeys<__u32>(peerRelayedFd))
         if (!entries.count(id) || !entries[id].path || !entries[id].path->isRelay())
@@ -570,13 +688,17 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   if (impl.skel == nullptr)
     return fail(std::string("edge fast path: open skeleton: ") + std::strerror(errno), errno);
   auto& maps = impl.skel->maps;
-  for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_flows, maps.tgw_edge_flow_stats})
+  for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_flows, maps.tgw_edge_heads,
+                     maps.tgw_edge_flow_stats})
     bpf_map__set_max_entries(m, options.maxFlows);
+  bpf_map__set_max_entries(maps.tgw_edge_paths, 2 * options.maxFlows);
   bpf_map__set_max_entries(maps.tgw_edge_sockets, kMaxSockets);
 
   bool reused = false;
-  const std::vector<bpf_map*> stateMaps{maps.tgw_edge_locals, maps.tgw_edge_sockets,
-                                        maps.tgw_edge_flows, maps.tgw_edge_flow_stats,
+  bool pathsReused = false;  // a program may be reading them: the first write waits
+  const std::vector<bpf_map*> stateMaps{maps.tgw_edge_locals,     maps.tgw_edge_sockets,
+                                        maps.tgw_edge_flows,      maps.tgw_edge_heads,
+                                        maps.tgw_edge_paths,      maps.tgw_edge_flow_stats,
                                         maps.tgw_stats};
   std::set<const bpf_map*> pinnedFound;
   if (!options.pinDir.empty()) {
@@ -624,10 +746,13 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
       continue;
     }
     if (m == maps.tgw_edge_flows) reused = true;
+    if (m == maps.tgw_edge_heads || m == maps.tgw_edge_paths) pathsReused = true;
     log::info("xdp.edge.adopted", {{"map", bpf_map__name(m)}, {"from", options.wanInterface}});
   }
   for (auto& [name, fd] : adoptable) close(fd);
   if (pinnedFound.count(maps.tgw_edge_flows)) reused = true;
+  if (pinnedFound.count(maps.tgw_edge_heads) || pinnedFound.count(maps.tgw_edge_paths))
+    pathsReused = true;
   if (int err = tgw_edge__load(impl.skel); err != 0)
     return fail(std::string("edge fast path: load (needs root / CAP_BPF): ") +
                     std::strerror(-err),
@@ -640,9 +765,14 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
     auto s = TypedMap<tgw_edge_endpoint, tgw_edge_socket>::bind(maps.tgw_edge_sockets);
     if (!s) return Unexpected<Error>{s.error()};
     impl.sockets = *s;
-    auto f = TypedMap<__u32, tgw_edge_flow>::bind(maps.tgw_edge_flows);
+    auto f = TypedMap<__u32, tgw_edge_flow_ref>::bind(maps.tgw_edge_flows);
     if (!f) return Unexpected<Error>{f.error()};
     impl.flows = *f;
+    auto p = EdgePathPublisher::create(bpf_map__fd(maps.tgw_edge_heads),
+                                       bpf_map__fd(maps.tgw_edge_paths), options.maxFlows,
+                                       !pathsReused);
+    if (!p) return Unexpected<Error>{p.error()};
+    impl.publisher = std::move(*p);
     auto fs = TypedMap<__u32, tgw_edge_flow_stats>::bind(maps.tgw_edge_flow_stats);
     if (!fs) return Unexpected<Error>{fs.error()};
     impl.flowStats = *fs;
@@ -658,7 +788,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   if (reused) {
     self->pinned_ = impl.readBack();
   } else {
-    for (uint32_t s = options.maxFlows; s-- > 0;) impl.freeSlots.push_back(s);
+    for (uint32_t s = 0; s < options.maxFlows; s++) impl.freeSlots.push_back(s);
   }
   impl.pruneSideMaps();
   if (auto ok = impl.fillSockets(); !ok) return Unexpected<Error>{ok.error()};
@@ -734,6 +864,8 @@ void EdgeFastPath::eraseFlow(uint32_t flowId) {
   (void)impl_->flows.erase(flowId);
   if (impl_->peerRelayedFd >= 0) bpf_map_delete_elem(impl_->peerRelayedFd, &flowId);
   impl_->byLocal.erase(e.flow.localEndpoint);
+  // Packets already past the keys may still read the slot: not reused before a grace period.
+  impl_->publisher.retire(e.slot);
   impl_->freeSlots.push_back(e.slot);
   impl_->entries.erase(it);
 }

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,7 +50,54 @@
 #include "dataplane/stun_responder.h"  // CounterRow
 #include "dataplane/xdp_attachment.h"
 
+struct tgw_edge_flow;  // tgw/edge.h
+
 namespace tgw::dataplane {
+
+// The writer's half of tgw/edge.h's publication scheme: a slot's two entries in
+// tgw_edge_paths, its head byte in tgw_edge_heads, and the RCU grace periods between
+// rewrites of an entry. EdgeFastPath writes through one; tests that drive the program's maps
+// directly use one too, so they write exactly as tgwd does.
+//
+// Per slot it remembers which entry is live and the grace-period count at which the other
+// one was last live. gracePeriods() counts the waits this object made; an entry retired at
+// count c may be rewritten once the count exceeds c. A wait is an update of a private
+// one-entry ARRAY_OF_MAPS (the kernel calls synchronize_rcu before returning from it: every
+// XDP run that began before has ended). Typically a few milliseconds.
+class EdgePathPublisher {
+ public:
+  // headsFd, pathsFd: the maps (2 * slots entries in paths). fresh: the maps hold nothing
+  // a packet may be reading (a new load): every entry is writable at once. Otherwise
+  // (pinned or adopted maps, a program still running on them) the live entries are read
+  // and the first write waits for a grace period.
+  static Result<EdgePathPublisher> create(int headsFd, int pathsFd, uint32_t slots, bool fresh);
+  EdgePathPublisher() = default;
+  EdgePathPublisher(EdgePathPublisher&&) noexcept;
+  EdgePathPublisher& operator=(EdgePathPublisher&&) noexcept;
+  EdgePathPublisher(const EdgePathPublisher&) = delete;
+  EdgePathPublisher& operator=(const EdgePathPublisher&) = delete;
+  ~EdgePathPublisher();
+
+  // Makes `entry` slot's live entry: writes the entry the head does not name (first waiting
+  // for a grace period if that one was live since the last), then flips the head byte. When
+  // it returns, the next packet that reads the head uses `entry`.
+  Result<void> publish(uint32_t slot, const tgw_edge_flow& entry);
+  // The slot stops being used (its flow erased): not written again before a grace period.
+  void retire(uint32_t slot);
+  // Would publish(slot) wait for a grace period now?
+  bool mustWait(uint32_t slot) const;
+  Result<void> waitGracePeriod();
+  uint64_t gracePeriods() const { return gracePeriods_; }
+  // The slot's live entry as the program sees it.
+  Result<tgw_edge_flow> live(uint32_t slot) const;
+
+ private:
+  int headsFd_ = -1, pathsFd_ = -1;
+  int outerFd_ = -1, innerFd_ = -1;  // the grace-period trigger (ours)
+  std::vector<uint8_t> active_;
+  std::vector<uint64_t> retiredAt_;  // grace-period count when the other entry left service
+  uint64_t gracePeriods_ = 1;        // retiredAt_ 0: writable
+};
 
 // Per-flow counters, summed over CPUs (struct tgw_edge_flow_stats).
 struct EdgeFlowCounters {
@@ -86,9 +134,11 @@ class EdgeFastPath final : public ForwardingTable {
   Result<void> addFlow(const Flow& flow);
 
   // ForwardingTable. setPath adds the flow when it is not registered yet; for a registered
-  // flow it is one map update (the whole tgw_edge_flow: path, local side, stats slot,
-  // generation + 1), in place under the entry's spin lock (BPF_F_LOCK; the program copies
-  // the entry under the same lock: a packet sees the old path or the new one, whole). Only
+  // flow it publishes a whole new tgw_edge_flow (path, local side, stats slot, generation
+  // + 1) through EdgePathPublisher: a packet sees the old path or the new one, whole, and
+  // the next packet after setPath returns sees the new one. A flow changed twice within one
+  // grace period waits for one (a few ms); a batch of changes to different flows costs at
+  // most one. Only
   // the flow's application (its address, any port) may send into it (edge_not_from_app).
   // A changed local endpoint or app in `flow` is applied with it. A relay
   // path with channel 0 (no channel bound yet) is written as RELAY channel 0: the program

@@ -106,6 +106,7 @@ tgw_edge_flow expectedFlow(const Flow& f, const std::optional<Path>& p, uint32_t
   v.app_port = htons(f.app.port());
   v.stats_slot = slot;
   v.generation = generation;
+  v.flow_id = f.id;
   return v;
 }
 
@@ -190,12 +191,23 @@ class EdgeFastPathTest : public ::testing::Test {
     return e.ok() ? std::move(*e) : nullptr;
   }
 
-  // The flow entry in the pinned tgw_edge_flows (nullopt: no entry).
+  // The flow's live entry as the program finds it (tgw/edge.h): its slot in the pinned
+  // tgw_edge_flows, the slot's head byte, the entry that names (nullopt: no such flow).
   std::optional<tgw_edge_flow> flowEntry(uint32_t id) const {
-    Pinned m(pinDir_ + "/tgw_edge_flows");
-    EXPECT_GE(m.fd, 0);
+    Pinned flows(pinDir_ + "/tgw_edge_flows");
+    Pinned heads(pinDir_ + "/tgw_edge_heads");
+    Pinned paths(pinDir_ + "/tgw_edge_paths");
+    EXPECT_GE(flows.fd, 0);
+    EXPECT_GE(heads.fd, 0);
+    EXPECT_GE(paths.fd, 0);
+    tgw_edge_flow_ref ref{};
+    if (bpf_map_lookup_elem(flows.fd, &id, &ref) != 0) return std::nullopt;
+    tgw_edge_head head{};
+    EXPECT_EQ(bpf_map_lookup_elem(heads.fd, &ref.slot, &head), 0);
+    const uint32_t index = tgw_edge_path_index(ref.slot, head.active);
     tgw_edge_flow v{};
-    if (bpf_map_lookup_elem(m.fd, &id, &v) != 0) return std::nullopt;
+    EXPECT_EQ(bpf_map_lookup_elem(paths.fd, &index, &v), 0);
+    EXPECT_EQ(v.stats_slot, ref.slot);
     return v;
   }
 
@@ -205,6 +217,9 @@ class EdgeFastPathTest : public ::testing::Test {
     const tgw_edge_endpoint k = endpointKey(a);
     tgw_edge_local v{};
     if (bpf_map_lookup_elem(m.fd, &k, &v) != 0) return std::nullopt;
+    if (auto f = flowEntry(v.flow_id)) {
+      EXPECT_EQ(v.slot, f->stats_slot) << "the flow's slot";
+    }
     return v.flow_id;
   }
 
@@ -369,7 +384,7 @@ TEST_F(EdgeFastPathTest, RefusesWhatTheFastPathCannotCarry) {
 }
 
 TEST_F(EdgeFastPathTest, CountersSumOverCpusAndSlotsStartAtZero) {
-  auto edge = openOk(options());
+  auto edge = openOk(options(1));  // one slot: the next flow must reuse it
   ASSERT_TRUE(edge);
   ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
   const uint32_t slot = flowEntry(7)->stats_slot;
@@ -382,7 +397,7 @@ TEST_F(EdgeFastPathTest, CountersSumOverCpusAndSlotsStartAtZero) {
   EXPECT_EQ(c->outRelayPackets, 0u);
   EXPECT_FALSE(edge->flowCounters(8));
 
-  // The slot is reused by the next flow, zeroed.
+  // The slot is reused by the next flow (once a grace period has passed), zeroed.
   edge->eraseFlow(7);
   const Flow f8{8, addr("192.168.1.1:5008"), addr("192.168.1.10:7008")};
   ASSERT_TRUE(edge->addFlow(f8).ok());
@@ -1060,6 +1075,88 @@ TEST_F(EdgeForwardingTest, PathSwitchUnderLoadLosesAndDuplicatesNothing) {
   EXPECT_EQ(c->dropNoPath + c->dropOther + c->dropTooBig, 0u);
   // And that is everything the app sent.
   EXPECT_EQ(once, kDatagrams) << "switches " << switches << ", counters: " << describeCounters();
+}
+
+// Flow X erased and flow Y added back to back, over and over, on another CPU while X's
+// application sends through BPF_PROG_TEST_RUN: the hash elements of X's keys are recycled
+// for Y's at once, and with two slots X's freed slot goes to Y after a grace period. Every
+// packet to X's local endpoint goes out on X's path whole, or is not forwarded (dropped as
+// an unknown flow, or passed up when the key is gone); never on Y's path.
+TEST_F(EdgeForwardingTest, EraseThenAddNeverHandsAPacketAnotherFlowsPath) {
+  if (libbpf_num_possible_cpus() < 2 || std::thread::hardware_concurrency() < 2)
+    GTEST_SKIP() << "needs two CPUs (a writer and a reader)";
+  edge_.reset();
+  EdgeFastPath::Options o = options();
+  o.maxFlows = 2;  // every element and slot recycled at once
+  auto edge = EdgeFastPath::open(o);
+  ASSERT_TRUE(edge.ok()) << edge.error().message;
+  edge_ = std::move(*edge);
+  const Flow x = kFlow;                                          // direct to the peer
+  const Flow y{8, addr("192.168.1.1:5001"), kFlow.app};          // relay, same application
+  testing::Ipv4 ip;
+  ip.src = {192, 168, 1, 10};
+  ip.dst = {192, 168, 1, 1};
+  const testing::Bytes payload(32, 0x5a);
+  const testing::Bytes in = testing::udpFrame4(
+      testing::Ethernet{{0x02, 0, 0, 0, 0x01, 0x01}, {0x02, 0, 0, 0, 0x01, 0x10}, std::nullopt}, ip,
+      testing::Udp{7000, 5000, std::nullopt}, payload);
+  xdp_md ctx{};
+  ctx.data_end = static_cast<uint32_t>(in.size());
+  ctx.ingress_ifindex = if_nametoindex("tgwpl0");
+  ASSERT_NE(ctx.ingress_ifindex, 0u);
+
+  EdgeFastPath& fp = *edge_;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> cycles{0}, writeErrors{0};
+  std::thread writer([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(1, &one);
+    sched_setaffinity(0, sizeof one, &one);
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (!fp.setPath(x, kDirectPath).ok()) writeErrors++;
+      fp.eraseFlow(x.id);
+      if (!fp.setPath(y, kRelayPath).ok()) writeErrors++;
+      fp.eraseFlow(y.id);
+      cycles++;
+    }
+  });
+  cpu_set_t saved, zero;
+  sched_getaffinity(0, sizeof saved, &saved);
+  CPU_ZERO(&zero);
+  CPU_SET(0, &zero);
+  sched_setaffinity(0, sizeof zero, &zero);
+  // Bounded: a count and a deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  uint64_t runs = 0, onX = 0, notForwarded = 0, wrong = 0;
+  std::string firstWrong;
+  while (runs < 400000 && std::chrono::steady_clock::now() < deadline) {
+    const testing::XdpRun r = testing::runXdp(edge_->programFd(), in, 4096, &ctx);
+    runs++;
+    const testing::Bytes& f = r.out;
+    // X's path: UDP to the peer's 41641 carrying a data frame of flow 7 (offsets: Ethernet
+    // 14, IPv4 20, UDP 8; the data header's flow id at 4).
+    const bool xPath = f.size() >= 50 && testing::get16(f, 36) == 41641 && f[42] == TGW_FRAME_DATA &&
+                       testing::get16(f, 46) == 0 && testing::get16(f, 48) == 7;
+    if (r.retval == XDP_REDIRECT && xPath) {
+      onX++;
+    } else if ((r.retval == XDP_DROP || r.retval == XDP_PASS) && f == in) {
+      notForwarded++;
+    } else if (wrong++ == 0) {
+      firstWrong = "verdict " + std::to_string(r.retval) + ": " + testing::hex(f);
+    }
+  }
+  stop = true;
+  writer.join();
+  sched_setaffinity(0, sizeof saved, &saved);
+  EXPECT_EQ(writeErrors.load(), 0u);
+  EXPECT_EQ(wrong, 0u) << "of " << runs << " packets; first: " << firstWrong;
+  EXPECT_GT(onX, 0u);
+  EXPECT_GT(notForwarded, 0u);
+  EXPECT_GT(cycles.load(), 10u);
+  RecordProperty("packets", std::to_string(runs));
+  RecordProperty("on_x", std::to_string(onX));
+  RecordProperty("cycles", std::to_string(cycles.load()));
 }
 
 // tgwd restarting with pinned maps while the application sends: the program stays attached

@@ -5,7 +5,8 @@
 // counter still), and the flow's counters. Needs root; skips otherwise.
 //
 // The program is loaded from its skeleton directly (not through EdgeFastPath) and its maps
-// filled by hand, so these cases pin the map layout of tgw/edge.h and nothing else.
+// filled by hand, so these cases pin the map layout of tgw/edge.h and nothing else; flow
+// entries are published through EdgePathPublisher, as tgwd writes them.
 // bpf_fib_lookup needs routes and neighbours: the test runs in its own network namespace
 // (tests/bpf/turn_netns.h). The gateway is tgwfp0 (198.18.0.1 / 2001:db8::1): our WAN socket
 // and the flows' local endpoints are there; the application (.2 / ::2) and the peer or TURN
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "base/sockaddr.h"
+#include "dataplane/edge_fastpath.h"
 #include "tests/bpf/packet_builder.h"
 #include "tests/bpf/test_run.h"
 #include "tests/bpf/turn_netns.h"
@@ -263,6 +265,8 @@ class EdgeXdpTest : public ::testing::Test {
     bpf_map__set_max_entries(skel_->maps.tgw_edge_locals, 16);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_sockets, 16);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_flows, 16);
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_heads, kSlots);
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_paths, 2 * kSlots);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_flow_stats, 16);
     if (int err = tgw_edge__load(skel_); err != 0) {
       setupError_ = std::string("load: ") + std::strerror(-err);
@@ -276,6 +280,7 @@ class EdgeXdpTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
+    publisher_.reset();
     if (ifindex0_ != 0) bpf_xdp_detach(static_cast<int>(ifindex0_), XDP_FLAGS_DRV_MODE, nullptr);
     if (skel_ != nullptr) tgw_edge__destroy(skel_);
     skel_ = nullptr;
@@ -289,6 +294,22 @@ class EdgeXdpTest : public ::testing::Test {
     clearHash(skel_->maps.tgw_edge_locals, sizeof(tgw_edge_endpoint));
     clearHash(skel_->maps.tgw_edge_sockets, sizeof(tgw_edge_endpoint));
     clearHash(skel_->maps.tgw_edge_flows, sizeof(uint32_t));
+    // Heads and entries zeroed (flow id 0: no flow); no packet runs between the cases, so
+    // the publisher may start fresh.
+    publisher_.reset();
+    const tgw_edge_head head{};
+    const tgw_edge_flow none{};
+    for (uint32_t i = 0; i < 2 * kSlots; i++) {
+      if (i < kSlots) {
+        ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_heads), &i, &head, BPF_ANY), 0);
+      }
+      ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_paths), &i, &none, BPF_ANY), 0);
+    }
+    auto publisher = dataplane::EdgePathPublisher::create(
+        bpf_map__fd(skel_->maps.tgw_edge_heads), bpf_map__fd(skel_->maps.tgw_edge_paths), kSlots,
+        true);
+    ASSERT_TRUE(publisher.ok()) << publisher.error().message;
+    publisher_ = std::make_unique<dataplane::EdgePathPublisher>(std::move(*publisher));
     const std::vector<tgw_edge_flow_stats> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
     for (uint32_t slot = 0; slot < 16; slot++)
       ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot,
@@ -322,18 +343,24 @@ class EdgeXdpTest : public ::testing::Test {
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_sockets), &key, &value, BPF_ANY),
               0);
   }
-  static void addLocal(const SockAddr& a, uint32_t flow) {
+  // The slot of the cases' flows (their entries' stats_slot).
+  static uint32_t slotOf(uint32_t flow) { return flow == kFlow6 ? kSlot6 : kSlot; }
+  static void addLocal(const SockAddr& a, uint32_t flow, uint32_t slot) {
     const tgw_edge_endpoint key = endpoint(a);
-    const tgw_edge_local value{flow};
+    const tgw_edge_local value{flow, slot};
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_locals), &key, &value, BPF_ANY),
               0);
   }
-  // One map update: what a path change is (in place under the entry's lock, as tgwd
-  // writes it: tgw/edge.h).
-  static void setFlow(uint32_t flow, const tgw_edge_flow& f) {
-    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flows), &flow, &f,
-                                  BPF_ANY | BPF_F_LOCK),
+  static void addLocal(const SockAddr& a, uint32_t flow) { addLocal(a, flow, slotOf(flow)); }
+  // A path change as tgwd makes it (tgw/edge.h): the flow's slot (f.stats_slot) in
+  // tgw_edge_flows, the entry published (the other of the slot's two, then the head byte).
+  static void setFlow(uint32_t flow, tgw_edge_flow f) {
+    f.flow_id = flow;
+    const tgw_edge_flow_ref ref{f.stats_slot};
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flows), &flow, &ref, BPF_ANY),
               0);
+    auto ok = publisher_->publish(f.stats_slot, f);
+    ASSERT_TRUE(ok.ok()) << ok.error().message;
   }
 
   static FlowCounts flowCounts(uint32_t slot) {
@@ -424,7 +451,9 @@ class EdgeXdpTest : public ::testing::Test {
     return flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, kChannel);
   }
 
+  static constexpr uint32_t kSlots = 16;
   static inline tgw_edge* skel_ = nullptr;
+  static inline std::unique_ptr<dataplane::EdgePathPublisher> publisher_;
   static inline std::string setupError_;
   static inline uint32_t ifindex0_ = 0;
 };
@@ -516,12 +545,11 @@ TEST_F(EdgeXdpTest, OutRedirectedToAnotherInterface) {
             {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_OUT_DIRECT});
 }
 
-// A path change is one map update: the next packet takes the new path.
 // Path changes written back to back on another CPU (two flows, as a peer's path change
 // rewrites all its flows) while packets run: every packet goes out whole on the old path or
-// the new one, never with fields of both or of the other flow. (A preallocated hash map
-// recycles a replaced element at the writing CPU's next update without waiting for readers:
-// without the entry's lock and the program's copy, a packet in flight could mix them.)
+// the new one, never with fields of both or of the other flow. (The program reads the entry
+// in place: were an entry rewritten while a packet may still read it, without the
+// publisher's grace period, a packet in flight could mix them.)
 TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
   if (libbpf_num_possible_cpus() < 2 || std::thread::hardware_concurrency() < 2)
     GTEST_SKIP() << "needs two CPUs (a writer and a reader)";
@@ -539,7 +567,11 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
       flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, sa("[2001:db8::1]:5999"), kApp6, kSlot6);
   setFlow(kFlow, a);
   setFlow(kOther, otherA);
-  const int fd = bpf_map__fd(skel_->maps.tgw_edge_flows);
+  tgw_edge_flow fa = a, fb = b, oa = otherA, ob = otherB;
+  fa.flow_id = fb.flow_id = kFlow;
+  oa.flow_id = ob.flow_id = kOther;
+  dataplane::EdgePathPublisher& publisher = *publisher_;
+  const uint64_t gracePeriodsBefore = publisher.gracePeriods();
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> writes{0}, writeErrors{0};
   std::thread writer([&] {
@@ -547,12 +579,10 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
     CPU_ZERO(&one);
     CPU_SET(1, &one);
     sched_setaffinity(0, sizeof one, &one);
-    uint32_t f = kFlow, o = kOther;
     for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); i++) {
       const bool odd = (i & 1) != 0;
-      if (bpf_map_update_elem(fd, &f, odd ? &b : &a, BPF_ANY | BPF_F_LOCK) != 0) writeErrors++;
-      if (bpf_map_update_elem(fd, &o, odd ? &otherB : &otherA, BPF_ANY | BPF_F_LOCK) != 0)
-        writeErrors++;
+      if (!publisher.publish(kSlot, odd ? fb : fa).ok()) writeErrors++;
+      if (!publisher.publish(kSlot6, odd ? ob : oa).ok()) writeErrors++;
       writes += 2;
     }
   });
@@ -586,8 +616,11 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
   EXPECT_EQ(wrong, 0u) << "of " << runs << " packets; first: " << firstWrong;
   EXPECT_GT(seenA, 0u);
   EXPECT_GT(seenB, 0u);
+  // Both flows' changes of a round shared one grace period.
+  EXPECT_LE(publisher.gracePeriods() - gracePeriodsBefore, writes.load() / 2 + 1);
   RecordProperty("packets", std::to_string(runs));
   RecordProperty("path_writes", std::to_string(writes.load()));
+  RecordProperty("grace_periods", std::to_string(publisher.gracePeriods() - gracePeriodsBefore));
 }
 
 TEST_F(EdgeXdpTest, PathChangeAppliesToTheNextPacket) {
@@ -611,6 +644,80 @@ TEST_F(EdgeXdpTest, PathChangeAppliesToTheNextPacket) {
   want.outDirectBytes = 30;
   want.dropNoPath = 1;
   EXPECT_EQ(flowCounts(kSlot), want);
+}
+
+// A flow changed again before a grace period has passed since its last change: the
+// publisher waits for one (its entry may still be read by a packet in flight), and the
+// change still applies to the very next packet. A batch of changes to other flows then
+// costs no further wait: one grace period frees every retired entry.
+TEST_F(EdgeXdpTest, ChangeThatWaitsForAGracePeriodAppliesToTheNextPacket) {
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  const Bytes data = appData(30);
+  const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
+  const Bytes in6 = frame(kGwMac, kAppMac, kApp6, kLocal6, data);
+  const Bytes outRelay =
+      frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64);
+  const Bytes outDirect = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
+  const Delta relayed{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY};
+  const Delta direct{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
+  const Delta direct6Out{TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
+  const Delta relayed6{TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY};
+  const uint64_t start = publisher_->gracePeriods();
+  setFlow(kFlow, relay4());  // fresh tables: no wait
+  setFlow(kFlow6, direct6());
+  EXPECT_EQ(publisher_->gracePeriods(), start);
+  expectRun(in, XDP_TX, outRelay, relayed);
+  // The entry kFlow's packets just read is the one the next change would rewrite.
+  EXPECT_TRUE(publisher_->mustWait(kSlot));
+  setFlow(kFlow, direct4());
+  EXPECT_EQ(publisher_->gracePeriods(), start + 1) << "the change waited for a grace period";
+  expectRun(in, XDP_TX, outDirect, direct);
+  // kFlow6's last change came before that grace period: changed at once, no second wait.
+  EXPECT_FALSE(publisher_->mustWait(kSlot6));
+  setFlow(kFlow6, relay6());
+  EXPECT_EQ(publisher_->gracePeriods(), start + 1);
+  expectRun(in6, XDP_TX,
+            frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
+            relayed6);
+  // Both again (a peer's path change rewriting all its flows): one wait for the two.
+  setFlow(kFlow, relay4());
+  setFlow(kFlow6, direct6());
+  EXPECT_EQ(publisher_->gracePeriods(), start + 2);
+  expectRun(in, XDP_TX, outRelay, relayed);
+  expectRun(in6, XDP_TX, frame(kPeerMac, kGwMac, kSock6, kPeer6, dataFrame(kFlow6, data), 64),
+            direct6Out);
+}
+
+// A packet in flight may read a hash element that was just recycled for another key (an
+// erased flow's, handed to the next flow added: tgw/edge.h). Such a value names another
+// flow's slot; the entry there names its own flow and local endpoint, which the program
+// checks against the packet's: dropped as an unknown flow, never sent on that flow's path.
+// (Deterministic: the maps are written in the state a recycled element leaves them in.)
+TEST_F(EdgeXdpTest, RecycledKeysNeverReachAnotherFlowsEntry) {
+  constexpr uint32_t kOther = 0x0B0B;
+  const SockAddr otherLocal = sa("198.18.0.1:5999");
+  // The other flow: same application, its own local endpoint, in slot kSlot6.
+  setFlow(kOther, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, otherLocal, kApp4, kSlot6));
+  addLocal(otherLocal, kOther, kSlot6);
+  const Bytes data = appData(20);
+  // Out: kLocal4's key holding the other flow's slot (with either flow id).
+  addLocal(kLocal4, kFlow, kSlot6);
+  expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_DROP,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
+  addLocal(kLocal4, kOther, kSlot6);
+  expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_DROP,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
+  // In: kFlow's id key holding the other flow's slot.
+  const tgw_edge_flow_ref ref{kSlot6};
+  ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flows), &kFlow, &ref, BPF_ANY), 0);
+  expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data)), XDP_DROP,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNKNOWN_FLOW});
+  EXPECT_EQ(flowCounts(kSlot6), FlowCounts{}) << "nothing counted as the other flow's";
+  // The other flow itself still forwards.
+  expectRun(frame(kGwMac, kAppMac, kApp4, otherLocal, data), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kOther, data), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
 }
 
 TEST_F(EdgeXdpTest, NoPathIsDroppedAndCounted) {

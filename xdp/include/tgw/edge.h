@@ -21,19 +21,39 @@
  * passed up to tgwd's socket. Data never is: a data frame the fast path cannot forward is
  * dropped with a reason (tgw/stats.h) and a per-flow counter.
  *
- * A path change is one bpf_map_update_elem(..., BPF_F_LOCK) of the flow's tgw_edge_flow,
- * written in place under the entry's spin lock; the program takes the same lock, copies the
- * entry to its stack and uses only the copy, so each packet sees the old path or the new one
- * whole. (Without the lock a replaced element of a preallocated hash map is reused by the
- * next update on that CPU at once, without waiting for readers: a packet in flight could
- * read fields of another write.) Userspace reads with bpf_map_lookup_elem_flags(BPF_F_LOCK).
+ * A path change never writes anything a packet may be reading (RCU publication, as the
+ * kernel's own lists do; Cilium and Katran likewise swap whole entries instead of writing
+ * fields under packets). A flow owns a slot s, fixed from addFlow to eraseFlow; its paths
+ * live in tgw_edge_paths (an ARRAY: elements are never freed or moved) at 2s and 2s + 1,
+ * and tgw_edge_heads[s] (one byte: a write cannot tear) says which one is live. Userspace
+ * writes the other one, then flips the byte. The program reads the byte, then uses the
+ * entry it names in place (no copy, no lock): the entry's address depends on the byte, so
+ * even a weakly ordered CPU reads it after the byte. The writer rewrites an entry only once
+ * an RCU grace period has passed since it stopped being live (every XDP run is inside an
+ * RCU read-side section; userspace waits for a grace period by updating an ARRAY_OF_MAPS,
+ * which calls synchronize_rcu before returning: kernel/bpf/syscall.c,
+ * maybe_wait_bpf_programs). One wait makes every retired entry writable, so a batch of
+ * path changes (a peer's flows, a relay loss) costs at most one grace period; a flow
+ * changed again before any grace period waits for one inside setPath (about a few ms).
+ * A freed slot likewise waits for a grace period before a new flow takes it.
+ *
+ * The hash maps (tgw_edge_locals: endpoint -> flow id and slot; tgw_edge_flows: flow id
+ * -> slot) are written only when a flow is added, erased or its local endpoint moves. A
+ * preallocated hash recycles a deleted element at once (and bpf_mem_alloc, without
+ * preallocation, may too): a packet in flight may read a value meant for another key.
+ * Every entry therefore names its flow (flow_id) and local endpoint, and the program
+ * checks them against what the packet carries (the data frame's flow id; the datagram's
+ * destination): a packet of an erased flow can never take another flow's path.
+ *
+ * Userspace reads the same way (tgw_edge_heads, then the entry it names). Pinned maps keep
+ * forwarding across a restart; the new tgwd waits one grace period before its first write.
  *
  * All addresses: IPv4 in the first 4 bytes of 16, the rest zero. Ports and channel in
  * network order. Valid as BPF C, C11 and C++20. */
 #ifndef TGW_EDGE_H
 #define TGW_EDGE_H
 
-#include <linux/bpf.h> /* struct bpf_spin_lock */
+#include <linux/bpf.h>
 
 #include "tgw/channel_data.h"
 #include "tgw/compat.h"
@@ -55,9 +75,23 @@ struct tgw_edge_endpoint {
   __u8 pad;
 };
 
-/* Value of tgw_edge_locals (hash, key: a flow's local endpoint): the flow it belongs to. */
+/* Value of tgw_edge_locals (hash, key: a flow's local endpoint): the flow it belongs to and
+ * that flow's slot (tgw_edge_heads, tgw_edge_paths, tgw_edge_flow_stats). */
 struct tgw_edge_local {
   __u32 flow_id; /* host order */
+  __u32 slot;
+};
+
+/* Value of tgw_edge_flows (hash, key: flow id, __u32 host order): the flow's slot. Written
+ * when the flow is added, never changed while it lives. */
+struct tgw_edge_flow_ref {
+  __u32 slot;
+};
+
+/* Value of tgw_edge_heads (array, key: slot): which of the slot's two entries in
+ * tgw_edge_paths is live (entry 2 * slot + (active & 1)). One byte: written whole. */
+struct tgw_edge_head {
+  __u8 active;
 };
 
 /* Value of tgw_edge_sockets (hash, key: one of our WAN sockets). */
@@ -65,9 +99,8 @@ struct tgw_edge_socket {
   __u32 flags; /* 0: reserved */
 };
 
-/* Value of tgw_edge_flows (hash, key: flow id, __u32 host order). The whole entry is
- * rewritten on every path change, under `lock` (above: BPF_F_LOCK on both sides); readers
- * copy the fields before `lock` (TGW_EDGE_FLOW_COPY_LEN bytes) while holding it. */
+/* Value of tgw_edge_paths (array, key: 2 * slot + 0 or 1): a flow's whole forwarding state,
+ * immutable while a packet may be reading it (above). */
 struct tgw_edge_flow {
   /* The path (out direction). */
   __u8 path_kind;    /* TGW_EDGE_PATH_* */
@@ -85,9 +118,9 @@ struct tgw_edge_flow {
   __u8 app[16];      /* the local application: their destination */
   __be16 local_port;
   __be16 app_port;
-  __u32 stats_slot;  /* index into tgw_edge_flow_stats, < its max_entries */
+  __u32 stats_slot;  /* index into tgw_edge_flow_stats: the flow's slot */
   __u32 generation;  /* bumped by userspace on every write (tgwctl, tests) */
-  struct bpf_spin_lock lock; /* last: the copy is one run of 8-byte loads before it */
+  __u32 flow_id;     /* host order; 0: no flow (an entry never written) */
 };
 
 /* Value of tgw_edge_flow_stats (per-CPU array, one slot per flow). Bytes are application
@@ -109,22 +142,32 @@ struct tgw_edge_flow_stats {
 };
 
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_endpoint) == 20, "endpoint key without holes");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_local) == 4, "flow id");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_local) == 8, "flow id and slot");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_ref) == 4, "slot");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_head) == 1, "one byte: a write cannot tear");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 92, "flow value without holes");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, lock) == 88, "lock last, at 88");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, src) == 4, "src at 4");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, flow_id) == 88, "flow id at 88");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
 
-/* Bytes of tgw_edge_flow that a reader copies under the lock (everything but the lock). */
-#define TGW_EDGE_FLOW_COPY_LEN 88
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, lock) == TGW_EDGE_FLOW_COPY_LEN,
-                  "a reader copies every field before the lock");
+/* The entry of slot `slot` that head byte `active` names. */
+TGW_INLINE __u32 tgw_edge_path_index(__u32 slot, __u8 active) { return 2u * slot + (active & 1u); }
+
+/* Out: the entry found through the datagram's destination belongs to that local endpoint
+ * (not to another flow that took a recycled hash element). */
+TGW_INLINE int tgw_edge_flow_is_local(const struct tgw_edge_flow *f,
+                                      const struct tgw_edge_endpoint *dst) {
+  __u32 diff = (__u32)(f->local_family ^ dst->family) | (__u32)(f->local_port ^ dst->port);
+  for (int i = 0; i < 16; i += 4) diff |= tgw_load32(f->local + i) ^ tgw_load32(dst->addr + i);
+  return f->flow_id != 0 && diff == 0;
+}
 
 /* Map names (pinned under the pin directory by these names; the loader and tests use
- * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_flow_stats, and
- * tgw_stats (per (family, verdict, reason), tgw/stats.h). The program also keeps
+ * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_heads, tgw_edge_paths,
+ * tgw_edge_flow_stats, and tgw_stats (per (family, verdict, reason), tgw/stats.h). The
+ * program also keeps
  * tgw_edge_nexthops, a per-CPU cache of bpf_fib_lookup's answers (tgw/turn.h's
  * tgw_turn_nexthop_slot, 1 s): no state worth pinning; zeroing it applies a route or
  * neighbour change at once. */
