@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -394,6 +395,11 @@ Result<void> EdgePathPublisher::publish(uint32_t slot, const tgw_edge_flow& entr
   if (bpf_map_update_elem(pathsFd_, &index, &entry, BPF_ANY) != 0)
     return fail(std::string("edge fast path: write tgw_edge_paths: ") + std::strerror(errno),
                 errno);
+  // The entry's bytes (stored by the kernel on this CPU) before the head byte, for any CPU
+  // that reads the head (a no-op on x86; a dmb on arm64, which orders the kernel's stores
+  // made on this CPU as well). Readers need no barrier: the entry's address depends on the
+  // head byte they read.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   const tgw_edge_head head{next};
   if (bpf_map_update_elem(headsFd_, &slot, &head, BPF_ANY) != 0)
     return fail(std::string("edge fast path: write tgw_edge_heads: ") + std::strerror(errno),
