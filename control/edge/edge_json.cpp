@@ -186,7 +186,8 @@ json nodeStatsJson(const Node& node) {
                  {"dropped_unclassified", n.droppedUnclassified},
                  {"relay_rebinds", n.relayRebinds},
                  {"relay_reallocations", n.relayReallocations},
-                 {"relay_probes", n.relayProbes}};
+                 {"relay_probes", n.relayProbes},
+                 {"peer_relayed_forgotten", n.peerRelayedForgotten}};
   const auto& e = node.engine().counters();
   out["engine"] = {{"pings_sent", e.pingsSent},
                    {"pongs_sent", e.pongsSent},
@@ -200,7 +201,8 @@ json nodeStatsJson(const Node& node) {
                    {"path_changes", e.pathChanges},
                    {"fallbacks", e.fallbacks},
                    {"relay_suspect", e.relaySuspect},
-                   {"table_errors", e.tableErrors}};
+                   {"table_errors", e.tableErrors},
+                   {"operator_pings_evicted", e.operatorPingsEvicted}};
   const auto& d = node.codec().counters();
   json disco = {{"sealed", d.sealed}, {"opened", d.opened}, {"dropped", d.droppedTotal()}};
   for (size_t i = 0; i < disco::kDropReasons; ++i) {
