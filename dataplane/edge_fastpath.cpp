@@ -20,7 +20,6 @@
 #include "dataplane/typed_map.h"
 #include "tgw/channel_data.h"
 #include "tgw/edge.h"
-#include "tgw/turn.h"
 #include "edge.skel.h"
 
 namespace tgw::dataplane {
@@ -328,14 +327,20 @@ Result<EdgePathPublisher> EdgePathPublisher::create(int headsFd, int pathsFd, ui
   p.active_.assign(slots, 0);
   // Not fresh: a program may be reading any entry; the first write waits.
   p.retiredAt_.assign(slots, fresh ? 0 : p.gracePeriods_);
-  if (!fresh)
-    for (uint32_t s = 0; s < slots; s++) {
-      tgw_edge_head h{};
-      if (bpf_map_lookup_elem(headsFd, &s, &h) != 0)
-        return fail(std::string("edge fast path: read tgw_edge_heads: ") + std::strerror(errno),
-                    errno);
-      p.active_[s] = h.active & 1u;
-    }
+  if (!fresh) {
+    // One batch (a restart must be quick: the program forwards meanwhile, but tgwd does not).
+    std::vector<__u32> keys(slots);
+    std::vector<tgw_edge_head> heads(slots);
+    __u32 count = slots, next = 0;
+    LIBBPF_OPTS(bpf_map_batch_opts, batch);
+    if (bpf_map_lookup_batch(headsFd, nullptr, &next, keys.data(), heads.data(), &count, &batch) !=
+            0 &&
+        errno != ENOENT)
+      return fail(std::string("edge fast path: read tgw_edge_heads: ") + std::strerror(errno),
+                  errno);
+    for (__u32 i = 0; i < count && i < slots; i++)
+      if (keys[i] < slots) p.active_[keys[i]] = heads[i].active & 1u;
+  }
   p.innerFd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "tgw_edge_gp_in", sizeof(__u32), sizeof(__u32),
                               1, nullptr);
   if (p.innerFd_ < 0)
@@ -463,6 +468,19 @@ struct EdgeFastPath::Impl {
     return {};
   }
 
+  // Empties the slot's next-hop cache entries (tgw_edge_hop) on every CPU: a new flow in
+  // the slot starts its generations afresh.
+  Result<void> zeroHops(uint32_t slot) {
+    const int fd = bpf_map__fd(skel->maps.tgw_edge_hops);
+    const std::vector<tgw_edge_hop> zeros(flowStats.possibleCpus());
+    for (__u32 dir : {TGW_EDGE_DIR_OUT, TGW_EDGE_DIR_IN}) {
+      const __u32 index = tgw_edge_hop_index(slot, dir);
+      if (bpf_map_update_elem(fd, &index, zeros.data(), BPF_ANY) != 0)
+        return fail(std::string("edge fast path: zero next hops: ") + std::strerror(errno), errno);
+    }
+    return {};
+  }
+
   Result<void> writeFlow(const Entry& e) {
     // A new entry, then the head flipped (tgw/edge.h): never a half-written path in flight.
     return publisher.publish(e.slot, flowValueOf(e.flow, e.path, e.slot, e.generation));
@@ -501,6 +519,7 @@ struct EdgeFastPath::Impl {
       if (publisher.mustWait(e.slot))
         if (auto ok = publisher.waitGracePeriod(); !ok) return ok;
       if (auto ok = zeroSlot(e.slot); !ok) return ok;
+      if (auto ok = zeroHops(e.slot); !ok) return ok;
       if (auto ok = writeFlow(e); !ok) return fail(where + ok.error().message);
       if (auto ok = flows.update(flow.id, tgw_edge_flow_ref{e.slot}); !ok) {
         publisher.retire(e.slot);
@@ -698,6 +717,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
                      maps.tgw_edge_flow_stats})
     bpf_map__set_max_entries(m, options.maxFlows);
   bpf_map__set_max_entries(maps.tgw_edge_paths, 2 * options.maxFlows);
+  bpf_map__set_max_entries(maps.tgw_edge_hops, 2 * options.maxFlows);
   bpf_map__set_max_entries(maps.tgw_edge_sockets, kMaxSockets);
 
   bool reused = false;
@@ -905,10 +925,9 @@ std::optional<EdgeFlowCounters> EdgeFastPath::flowCounters(uint32_t flowId) cons
 }
 
 void EdgeFastPath::flushNextHops() {
-  const int fd = bpf_map__fd(impl_->skel->maps.tgw_edge_nexthops);
-  const std::vector<tgw_turn_nexthop_slot> empty(
-      static_cast<size_t>(std::max(libbpf_num_possible_cpus(), 1)));  // family 0: no entry
-  for (__u32 i = 0; i < TGW_TURN_NEXTHOP_ENTRIES; i++)
+  const int fd = bpf_map__fd(impl_->skel->maps.tgw_edge_hops);
+  const std::vector<tgw_edge_hop> empty(impl_->flowStats.possibleCpus());  // flow 0: none
+  for (__u32 i = 0; i < 2 * impl_->options.maxFlows; i++)
     bpf_map_update_elem(fd, &i, empty.data(), BPF_ANY);
 }
 

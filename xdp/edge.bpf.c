@@ -17,9 +17,11 @@
 #include "tgw/edge.h"
 #include "tgw/stats.h"
 #include "xdp_exit.bpf.h"
-#include "tgw/turn.h" /* the relay's next-hop cache structs, reused */
 
 #define AF_INET 2
+
+/* The kernel's tick rate (libbpf fills it from the kernel's config; 0 when unknown). */
+extern const unsigned int CONFIG_HZ __kconfig __weak;
 #define AF_INET6 10
 
 /* The maps of tgw/edge.h; max_entries are placeholders the loader resizes. */
@@ -71,16 +73,16 @@ struct {
   __type(value, struct tgw_edge_flow_stats);
 } tgw_edge_flow_stats SEC(".maps");
 
-/* bpf_fib_lookup's answers, per CPU, for TGW_TURN_NEXTHOP_TTL_NS (1 s; tgw/turn.h): the
- * lookup costs more than the rest of the forwarding work. A route, neighbour or MTU change
- * reaches the fast path within that time; zeroing the map makes it immediate. Keyed by
- * (src, dst, ingress interface, family): TOS or port-based routing rules are not seen. */
+/* bpf_fib_lookup's answers per flow and direction, per CPU (tgw/edge.h, tgw_edge_hop): the
+ * lookup costs more than the rest of the forwarding work, and a cache keyed by addresses
+ * would cost a key, a hash and a comparison of 40 bytes per packet. max_entries: twice the
+ * loader's max flows. */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, TGW_TURN_NEXTHOP_ENTRIES);
+  __uint(max_entries, 2);
   __type(key, __u32);
-  __type(value, struct tgw_turn_nexthop_slot);
-} tgw_edge_nexthops SEC(".maps");
+  __type(value, struct tgw_edge_hop);
+} tgw_edge_hops SEC(".maps");
 
 /* Slot `slot`'s live entry (tgw/edge.h: read in place, never written while a packet may
  * read it), or NULL. The caller checks that it is the flow it wanted. */
@@ -100,36 +102,30 @@ static __always_inline struct tgw_edge_flow_stats *flow_stats(const struct tgw_e
   return s ? s : &no_stats;
 }
 
-/* The next hop of the rewritten packet (plan's family, src -> dst, ip_len bytes), from the
- * per-CPU cache or bpf_fib_lookup, looked up from the ingress interface: IP forwarding must
- * be on there (net.ipv4.conf.IF.forwarding, net.ipv6.conf.IF.forwarding), as for any
- * router. BPF_FIB_LOOKUP_OUTPUT does not lift that on kernel 6.18 (the check comes first)
- * and would restrict the egress to the ingress interface (flowi oif), which breaks the
- * two-interface appliance: not used. Returns 0, TGW_REASON_EDGE_TOO_BIG_DROP with *mtu set,
- * or the reason to drop. */
-static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_plan *plan,
-                                      struct tgw_turn_nexthop *nh, __u32 *mtu) {
-  struct tgw_turn_nexthop_key key;
-  __builtin_memset(&key, 0, sizeof(key));
-  for (int i = 0; i < 16; i += 4) {
-    tgw_store32(key.src + i, tgw_load32(plan->src + i));
-    tgw_store32(key.dst + i, tgw_load32(plan->dst + i));
-  }
-  key.ifindex = ctx->ingress_ifindex;
-  key.family = (__u8)plan->out_family;
-  __u32 index = tgw_turn_nexthop_index(&key);
-  struct tgw_turn_nexthop_slot *slot = bpf_map_lookup_elem(&tgw_edge_nexthops, &index);
-  if (!slot) return TGW_REASON_EDGE_FIB_FAILED; /* index < entries: unreachable */
-  /* The coarse clock (the last tick's time): 1 s of lifetime needs no better, and the
-   * precise one costs about 45 ns per packet here (measured, BPF_PROG_TEST_RUN). */
-  __u64 now = bpf_ktime_get_coarse_ns();
+/* The next hop of flow f's rewritten packet in direction dir (plan's family, src -> dst,
+ * ip_len bytes), from this CPU's cache entry for the flow or bpf_fib_lookup, looked up from
+ * the ingress interface: IP forwarding must be on there (net.ipv4.conf.IF.forwarding,
+ * net.ipv6.conf.IF.forwarding), as for any router. BPF_FIB_LOOKUP_OUTPUT does not lift that
+ * on kernel 6.18 (the check comes first) and would restrict the egress to the ingress
+ * interface (flowi oif), which breaks the two-interface appliance: not used. Returns 0 with
+ * *out set (this CPU's entry: only this CPU writes it), TGW_REASON_EDGE_TOO_BIG_DROP with
+ * *mtu set, or the reason to drop. */
+static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_flow *f,
+                                      __u32 dir, const struct tgw_edge_plan *plan,
+                                      const struct tgw_edge_hop **out, __u32 *mtu) {
+  __u32 index = tgw_edge_hop_index(f->stats_slot, dir);
+  struct tgw_edge_hop *hop = bpf_map_lookup_elem(&tgw_edge_hops, &index);
+  if (!hop) return TGW_REASON_EDGE_FIB_FAILED; /* slot < max flows: unreachable */
+  __u64 now = bpf_jiffies64(); /* tgw/edge.h: one load, not a helper call */
+  __u32 ingress = ctx->ingress_ifindex;
   __u32 ok_len = plan->ip_len;
-  if (tgw_turn_nexthop_key_eq(&slot->key, &key) && now < slot->nh.expires_ns) {
-    if (plan->ip_len <= slot->nh.ok_len) {
-      *nh = slot->nh;
+  if (hop->flow_id == f->flow_id && hop->generation == f->generation &&
+      hop->ingress == ingress && now < hop->expires) {
+    if (plan->ip_len <= hop->ok_len) {
+      *out = hop;
       return 0;
     }
-    ok_len = slot->nh.ok_len; /* a longer packet: ask again, keep what was accepted */
+    ok_len = hop->ok_len; /* a longer packet: ask again, keep what was accepted */
   }
 
   struct bpf_fib_lookup fib;
@@ -139,7 +135,7 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
   fib.dport = plan->dport;
   /* Longer plans were dropped (tgw_edge_check_len) but for IPv6's 40-byte header. */
   fib.tot_len = (__u16)(plan->ip_len > 0xFFFFu ? 0xFFFFu : plan->ip_len);
-  fib.ifindex = ctx->ingress_ifindex;
+  fib.ifindex = ingress;
   if (plan->out_family == TGW_FAMILY_IPV4) {
     fib.family = AF_INET;
     fib.tos = plan->tos;
@@ -160,14 +156,16 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
   if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return TGW_REASON_EDGE_NO_NEIGH;
   if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED) return TGW_REASON_EDGE_FORWARDING_OFF;
   if (rc != BPF_FIB_LKUP_RET_SUCCESS) return TGW_REASON_EDGE_FIB_FAILED;
-  __builtin_memcpy(nh->dmac, fib.dmac, TGW_ETH_ALEN);
-  __builtin_memcpy(nh->smac, fib.smac, TGW_ETH_ALEN);
-  nh->ifindex = fib.ifindex;
-  nh->ok_len = ok_len > plan->ip_len ? ok_len : plan->ip_len;
-  nh->pad = 0;
-  nh->expires_ns = now + TGW_TURN_NEXTHOP_TTL_NS;
-  slot->key = key; /* this CPU's slot: nobody else writes it */
-  slot->nh = *nh;
+  /* This CPU's entry: nobody else writes it (but userspace zeroing it). */
+  __builtin_memcpy(hop->dmac, fib.dmac, TGW_ETH_ALEN);
+  __builtin_memcpy(hop->smac, fib.smac, TGW_ETH_ALEN);
+  hop->ifindex = fib.ifindex;
+  hop->ok_len = ok_len > plan->ip_len ? ok_len : plan->ip_len;
+  hop->expires = now + (CONFIG_HZ != 0 ? CONFIG_HZ : TGW_EDGE_HOP_TTL_HZ_DEFAULT);
+  hop->ingress = ingress;
+  hop->generation = f->generation;
+  hop->flow_id = f->flow_id;
+  *out = hop;
   return 0;
 }
 
@@ -175,7 +173,7 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
  * new headers and sends it to the next hop. Returns the reason (`ok` on success). */
 static __always_inline __u32 rewrite(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
                                      const struct tgw_edge_plan *plan,
-                                     const struct tgw_turn_nexthop *nh,
+                                     const struct tgw_edge_hop *nh,
                                      __u32 ok, __u32 *verdict) {
   *verdict = TGW_VERDICT_DROP;
   /* Bounded by the parser (TGW_EDGE_TRAILER_MAX, and ChannelData padding taken as trailer,
@@ -287,22 +285,22 @@ static __always_inline __u32 handle_out(struct xdp_md *ctx, struct tgw_edge_pkt 
     if (reason != TGW_REASON_EDGE_NO_PATH) st->drop_other += 1;
     return reason;
   }
-  struct tgw_turn_nexthop nh;
+  const struct tgw_edge_hop *nh = 0;
   __u32 path_mtu = f->path_mtu;
   if (path_mtu != 0 && plan.ip_len > path_mtu)
     reason = TGW_REASON_EDGE_TOO_BIG_DROP;
   else
-    reason = next_hop(ctx, &plan, &nh, &path_mtu);
+    reason = next_hop(ctx, f, TGW_EDGE_DIR_OUT, &plan, &nh, &path_mtu);
   if (reason == TGW_REASON_EDGE_TOO_BIG_DROP) {
     st->drop_too_big += 1;
     return too_big(ctx, pkt, &plan, path_mtu, verdict);
   }
-  if (reason != 0) {
+  if (reason != 0 || !nh) {
     st->drop_other += 1;
-    return reason;
+    return reason != 0 ? reason : TGW_REASON_EDGE_FIB_FAILED;
   }
   int relay = plan.channel != 0;
-  reason = rewrite(ctx, pkt, &plan, &nh,
+  reason = rewrite(ctx, pkt, &plan, nh,
                    relay ? TGW_REASON_EDGE_OUT_RELAY : TGW_REASON_EDGE_OUT_DIRECT, verdict);
   if (*verdict == TGW_VERDICT_DROP || *verdict == TGW_VERDICT_ABORTED) {
     st->drop_other += 1;
@@ -360,15 +358,16 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *
     st->drop_other += 1;
     return reason;
   }
-  struct tgw_turn_nexthop nh;
+  const struct tgw_edge_hop *nh = 0;
   __u32 lan_mtu = 0;
-  reason = next_hop(ctx, &plan, &nh, &lan_mtu);
+  reason = next_hop(ctx, f, TGW_EDGE_DIR_IN, &plan, &nh, &lan_mtu);
+  if (reason == 0 && !nh) reason = TGW_REASON_EDGE_FIB_FAILED;
   if (reason != 0) {
     st->drop_other += 1; /* TOO_BIG_DROP: larger than the LAN's MTU */
     return reason;
   }
   int relayed = kind == TGW_EDGE_IN_RELAYED;
-  reason = rewrite(ctx, pkt, &plan, &nh,
+  reason = rewrite(ctx, pkt, &plan, nh,
                    relayed ? TGW_REASON_EDGE_IN_RELAY : TGW_REASON_EDGE_IN_DIRECT, verdict);
   if (*verdict == TGW_VERDICT_DROP || *verdict == TGW_VERDICT_ABORTED) {
     st->drop_other += 1;
@@ -399,7 +398,9 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
 
 SEC("xdp")
 int tgw_edge(struct xdp_md *ctx) {
-  __u64 bytes = bpf_xdp_get_buff_len(ctx);
+  /* The program is not frags-aware (SEC("xdp")): its frames are linear, so the length is
+   * the data's (no helper call). */
+  __u64 bytes = (__u64)(ctx->data_end - ctx->data);
   __u32 family = TGW_FAMILY_OTHER;
   __u32 verdict = TGW_VERDICT_PASS;
   __u32 reason = handle_packet(ctx, &family, &verdict);

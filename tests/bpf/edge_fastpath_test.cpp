@@ -1163,15 +1163,19 @@ TEST_F(EdgeForwardingTest, EraseThenAddNeverHandsAPacketAnotherFlowsPath) {
 // and keeps forwarding, the new process takes the same maps and replaces the program in
 // place. Nothing is lost or duplicated, and the flow's counters carry on.
 TEST_F(EdgeForwardingTest, RestartWhileSendingLosesNothing) {
-  constexpr uint32_t kDatagrams = 3000;
-  constexpr uint32_t kPaceEvery = 5;  // about 0.3 s of sending: the restarts fall inside
+  // The sender goes on until 500 datagrams after the second restart (however long the
+  // restarts take: loading the program is most of it), bounded by kMaxDatagrams.
+  constexpr uint32_t kMaxDatagrams = 20000;
+  constexpr uint32_t kEvery = 1000;   // a restart after each 1000 sent
+  constexpr uint32_t kPaceEvery = 5;  // about 0.1 s per 1000
+  std::atomic<uint32_t> stopAt{kMaxDatagrams};
   ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath).ok());
   const uint32_t firstProg = attachedId("tgwpw0");
 
   std::atomic<bool> done{false};
   std::atomic<uint32_t> sent{0};
   std::thread sender([&] {
-    for (uint32_t seq = 0; seq < kDatagrams; seq++) {
+    for (uint32_t seq = 0; seq < stopAt.load(); seq++) {
       testing::Bytes b;
       testing::put32(b, seq);
       b.resize(48, 0x5a);
@@ -1185,7 +1189,7 @@ TEST_F(EdgeForwardingTest, RestartWhileSendingLosesNothing) {
   // Stop (keeping the program), stay down a while, start again: twice.
   std::vector<uint32_t> sentAtRestart;
   for (uint32_t restart = 0; restart < 2; restart++) {
-    while (!done && sent < (restart + 1) * kDatagrams / 3) std::this_thread::yield();
+    while (!done && sent < (restart + 1) * kEvery) std::this_thread::yield();
     sentAtRestart.push_back(sent);
     edge_->keepAttached();
     edge_.reset();
@@ -1197,15 +1201,17 @@ TEST_F(EdgeForwardingTest, RestartWhileSendingLosesNothing) {
     EXPECT_EQ(edge_->pinnedEntries()[0], (ForwardingEntry{kFlow, kDirectPath}));
     sentAtRestart.push_back(sent);
   }
+  stopAt = sent + 500;
   sender.join();
+  const uint32_t total = sent.load();
   // Both restarts happened while the application was sending.
   ASSERT_EQ(sentAtRestart.size(), 4u);
-  EXPECT_LT(sentAtRestart[3], kDatagrams) << "the sender finished before the second restart";
+  EXPECT_LT(sentAtRestart[3], total) << "the sender finished before the second restart";
   EXPECT_LT(sentAtRestart[0], sentAtRestart[1]);
   EXPECT_NE(attachedId("tgwpw0"), firstProg);
   EXPECT_EQ(attachedId("tgwpw0"), attachedId("tgwpl0"));
 
-  std::vector<uint32_t> seen(kDatagrams, 0);
+  std::vector<uint32_t> seen(total, 0);
   uint64_t received = 0;
   while (auto got = receive(peerFd_, 300)) {
     received++;
@@ -1213,14 +1219,14 @@ TEST_F(EdgeForwardingTest, RestartWhileSendingLosesNothing) {
     if (f.size() != 8 + 48 || f[0] != TGW_FRAME_DATA) continue;
     const uint32_t seq = (uint32_t{f[8]} << 24) | (uint32_t{f[9]} << 16) |
                          (uint32_t{f[10]} << 8) | f[11];
-    if (seq < kDatagrams) seen[seq]++;
+    if (seq < total) seen[seq]++;
   }
-  EXPECT_EQ(sent.load(), kDatagrams);
-  EXPECT_EQ(received, kDatagrams);
-  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1u), static_cast<long>(kDatagrams));
+  EXPECT_EQ(sent.load(), total);
+  EXPECT_EQ(received, total);
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1u), static_cast<long>(total));
   auto c = edge_->flowCounters(7);
   ASSERT_TRUE(c);
-  EXPECT_EQ(c->outDirectPackets, kDatagrams) << describeCounters();
+  EXPECT_EQ(c->outDirectPackets, total) << describeCounters();
 }
 
 // The one-interface appliance: LAN and WAN are the same interface (lanInterface empty), so

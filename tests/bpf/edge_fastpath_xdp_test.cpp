@@ -267,6 +267,7 @@ class EdgeXdpTest : public ::testing::Test {
     bpf_map__set_max_entries(skel_->maps.tgw_edge_flows, 16);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_heads, kSlots);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_paths, 2 * kSlots);
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_hops, 2 * kSlots);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_flow_stats, 16);
     if (int err = tgw_edge__load(skel_); err != 0) {
       setupError_ = std::string("load: ") + std::strerror(-err);
@@ -322,9 +323,9 @@ class EdgeXdpTest : public ::testing::Test {
 
   // Empties the per-CPU next-hop cache (what a route change needs to apply at once).
   static void flushNextHops() {
-    const std::vector<tgw_turn_nexthop_slot> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
-    for (uint32_t i = 0; i < TGW_TURN_NEXTHOP_ENTRIES; i++)
-      ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_nexthops), &i, zeros.data(),
+    const std::vector<tgw_edge_hop> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (uint32_t i = 0; i < 2 * kSlots; i++)
+      ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_hops), &i, zeros.data(),
                                     BPF_ANY),
                 0);
   }
@@ -353,9 +354,11 @@ class EdgeXdpTest : public ::testing::Test {
   }
   static void addLocal(const SockAddr& a, uint32_t flow) { addLocal(a, flow, slotOf(flow)); }
   // A path change as tgwd makes it (tgw/edge.h): the flow's slot (f.stats_slot) in
-  // tgw_edge_flows, the entry published (the other of the slot's two, then the head byte).
+  // tgw_edge_flows, the entry published (the other of the slot's two, then the head byte)
+  // with a new generation (the program's next hops are cached per entry version).
   static void setFlow(uint32_t flow, tgw_edge_flow f) {
     f.flow_id = flow;
+    f.generation = ++generation_;
     const tgw_edge_flow_ref ref{f.stats_slot};
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_flows), &flow, &ref, BPF_ANY),
               0);
@@ -454,6 +457,7 @@ class EdgeXdpTest : public ::testing::Test {
   static constexpr uint32_t kSlots = 16;
   static inline tgw_edge* skel_ = nullptr;
   static inline std::unique_ptr<dataplane::EdgePathPublisher> publisher_;
+  static inline uint32_t generation_ = 0;
   static inline std::string setupError_;
   static inline uint32_t ifindex0_ = 0;
 };
@@ -545,6 +549,46 @@ TEST_F(EdgeXdpTest, OutRedirectedToAnotherInterface) {
             {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_OUT_DIRECT});
 }
 
+// The next hop is cached per flow and entry version (tgw_edge_hop): a path change to a
+// peer behind another interface takes the new next hop on the very next packet, without a
+// flush, and back again; a new flow in a recycled slot looks its own up.
+TEST_F(EdgeXdpTest, PathChangeTakesTheNewPathsNextHop) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);  // one CPU's cache throughout
+  struct Restore {
+    ~Restore() {
+      cpu_set_t all;
+      CPU_ZERO(&all);
+      for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &all);
+      sched_setaffinity(0, sizeof(all), &all);
+    }
+  } restore;
+  addLocal(kLocal4, kFlow);
+  const SockAddr far = sa("198.18.1.2:7000");
+  const Bytes data = appData(20);
+  const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
+  const Bytes viaNeighbour = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
+  const Bytes viaFar = frame(kFarMac, kGwMac2, kSock4, far, dataFrame(kFlow, data), 64);
+  const Delta tx{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
+  const Delta redirected{TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_OUT_DIRECT};
+  setFlow(kFlow, direct4());
+  expectRun(in, XDP_TX, viaNeighbour, tx);
+  setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, far, kLocal4, kApp4, kSlot));
+  expectRun(in, XDP_REDIRECT, viaFar, redirected);
+  setFlow(kFlow, direct4());
+  expectRun(in, XDP_TX, viaNeighbour, tx);
+  // Another flow in the same slot: the cached next hop names the flow it was looked up
+  // for, so the new flow looks its own up.
+  constexpr uint32_t kOther = 0x0B0B;
+  const SockAddr otherLocal = sa("198.18.0.1:5999");
+  setFlow(kOther, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, far, otherLocal, kApp4, kSlot));
+  addLocal(otherLocal, kOther, kSlot);
+  expectRun(frame(kGwMac, kAppMac, kApp4, otherLocal, data), XDP_REDIRECT,
+            frame(kFarMac, kGwMac2, kSock4, far, dataFrame(kOther, data), 64), redirected);
+}
+
 // Path changes written back to back on another CPU (two flows, as a peer's path change
 // rewrites all its flows) while packets run: every packet goes out whole on the old path or
 // the new one, never with fields of both or of the other flow. (The program reads the entry
@@ -579,10 +623,12 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
     CPU_ZERO(&one);
     CPU_SET(1, &one);
     sched_setaffinity(0, sizeof one, &one);
-    for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); i++) {
+    for (uint32_t i = 0; !stop.load(std::memory_order_relaxed); i++) {
       const bool odd = (i & 1) != 0;
-      if (!publisher.publish(kSlot, odd ? fb : fa).ok()) writeErrors++;
-      if (!publisher.publish(kSlot6, odd ? ob : oa).ok()) writeErrors++;
+      tgw_edge_flow f = odd ? fb : fa, o = odd ? ob : oa;
+      f.generation = o.generation = 1000 + i;  // as tgwd: a new version each write
+      if (!publisher.publish(kSlot, f).ok()) writeErrors++;
+      if (!publisher.publish(kSlot6, o).ok()) writeErrors++;
       writes += 2;
     }
   });

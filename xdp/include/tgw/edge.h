@@ -119,9 +119,36 @@ struct tgw_edge_flow {
   __be16 local_port;
   __be16 app_port;
   __u32 stats_slot;  /* index into tgw_edge_flow_stats: the flow's slot */
-  __u32 generation;  /* bumped by userspace on every write (tgwctl, tests) */
+  __u32 generation;  /* bumped by userspace on every write: (flow_id, generation) names
+                      * this version of the entry (tgw_edge_hop) */
   __u32 flow_id;     /* host order; 0: no flow (an entry never written) */
 };
+
+/* Value of tgw_edge_hops (per-CPU array, key: tgw_edge_hop_index(slot, direction)): the
+ * next hop bpf_fib_lookup gave for a flow's packets in one direction, kept per CPU for
+ * about a second (below), so a packet needs no lookup keyed by addresses. Valid only for
+ * the entry it was looked up for (flow_id and generation: a path change, or another flow in
+ * the slot, looks up again) and the interface the packets arrive on. flow_id 0: empty. A
+ * route, neighbour or MTU change reaches the fast path within the lifetime; zeroing the
+ * map (EdgeFastPath::flushNextHops) makes it immediate. TOS or port-based routing rules
+ * are not seen (the lookup is made once per flow and direction). */
+struct tgw_edge_hop {
+  __u32 flow_id;
+  __u32 generation;
+  __u32 ingress;    /* the interface the packets arrive on */
+  __u32 ifindex;    /* the egress interface */
+  __u32 ok_len;     /* largest IP length the lookup accepted (its MTU check) */
+  __u8 dmac[6];
+  __u8 smac[6];
+  __u64 expires;    /* bpf_jiffies64() after which it is looked up again */
+};
+/* The lifetime in jiffies is the kernel's HZ (CONFIG_HZ, from libbpf's kconfig): 1 s. The
+ * jiffies counter is one load (the verifier inlines bpf_jiffies64), where a clock read is a
+ * helper call (bpf_ktime_get_ns: about 45 ns per packet on these VMs). Without the kernel's
+ * config the program takes TGW_EDGE_HOP_TTL_HZ_DEFAULT: 1 s at HZ 1000, 10 s at HZ 100. */
+#define TGW_EDGE_HOP_TTL_HZ_DEFAULT 1000
+#define TGW_EDGE_DIR_OUT 0u
+#define TGW_EDGE_DIR_IN 1u
 
 /* Value of tgw_edge_flow_stats (per-CPU array, one slot per flow). Bytes are application
  * payload bytes (tgw and ChannelData headers excluded). */
@@ -151,6 +178,11 @@ TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44"
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, flow_id) == 88, "flow id at 88");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_hop) == 40, "hop without holes");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_hop, expires) == 32, "expiry at 32");
+
+/* A flow's next-hop cache entry for one direction (TGW_EDGE_DIR_*). */
+TGW_INLINE __u32 tgw_edge_hop_index(__u32 slot, __u32 dir) { return 2u * slot + dir; }
 
 /* The entry of slot `slot` that head byte `active` names. */
 TGW_INLINE __u32 tgw_edge_path_index(__u32 slot, __u8 active) { return 2u * slot + (active & 1u); }
@@ -167,10 +199,8 @@ TGW_INLINE int tgw_edge_flow_is_local(const struct tgw_edge_flow *f,
 /* Map names (pinned under the pin directory by these names; the loader and tests use
  * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_heads, tgw_edge_paths,
  * tgw_edge_flow_stats, and tgw_stats (per (family, verdict, reason), tgw/stats.h). The
- * program also keeps
- * tgw_edge_nexthops, a per-CPU cache of bpf_fib_lookup's answers (tgw/turn.h's
- * tgw_turn_nexthop_slot, 1 s): no state worth pinning; zeroing it applies a route or
- * neighbour change at once. */
+ * program also keeps tgw_edge_hops, its per-CPU, per-flow cache of bpf_fib_lookup's answers
+ * (1 s): no state worth pinning; zeroing it applies a route or neighbour change at once. */
 
 /* ---- Forwarding logic (pure: no maps, no helpers) -------------------------------------------
  *
