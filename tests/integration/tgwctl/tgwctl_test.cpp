@@ -14,7 +14,7 @@
 #include <sstream>
 #include <thread>
 
-#include "../engine/scenario.h"
+#include "../../unit/engine/scenario.h"
 #include "api/control_api.h"
 #include "edge/edge_commands.h"
 
