@@ -63,7 +63,7 @@ namespace tgw::dataplane {
 // one was last live. gracePeriods() counts the waits this object made; an entry retired at
 // count c may be rewritten once the count exceeds c. A wait is an update of a private
 // one-entry ARRAY_OF_MAPS (the kernel calls synchronize_rcu before returning from it: every
-// XDP run that began before has ended). Typically a few milliseconds.
+// XDP run that began before has ended): about 10 ms on these VMs (123 waits in 1.2 s).
 class EdgePathPublisher {
  public:
   // headsFd, pathsFd: the maps (2 * slots entries in paths). fresh: the maps hold nothing
@@ -137,7 +137,7 @@ class EdgeFastPath final : public ForwardingTable {
   // flow it publishes a whole new tgw_edge_flow (path, local side, stats slot, generation
   // + 1) through EdgePathPublisher: a packet sees the old path or the new one, whole, and
   // the next packet after setPath returns sees the new one. A flow changed twice within one
-  // grace period waits for one (a few ms); a batch of changes to different flows costs at
+  // grace period waits for one (about 10 ms); a batch of changes to different flows costs at
   // most one. Only
   // the flow's application (its address, any port) may send into it (edge_not_from_app).
   // A changed local endpoint or app in `flow` is applied with it. A relay

@@ -22,20 +22,20 @@
  * dropped with a reason (tgw/stats.h) and a per-flow counter.
  *
  * A path change never writes anything a packet may be reading (RCU publication, as the
- * kernel's own lists do; Cilium and Katran likewise swap whole entries instead of writing
- * fields under packets). A flow owns a slot s, fixed from addFlow to eraseFlow; its paths
- * live in tgw_edge_paths (an ARRAY: elements are never freed or moved) at 2s and 2s + 1,
- * and tgw_edge_heads[s] (one byte: a write cannot tear) says which one is live. Userspace
- * writes the other one, then flips the byte. The program reads the byte, then uses the
- * entry it names in place (no copy, no lock): the entry's address depends on the byte, so
- * even a weakly ordered CPU reads it after the byte. The writer rewrites an entry only once
- * an RCU grace period has passed since it stopped being live (every XDP run is inside an
- * RCU read-side section; userspace waits for a grace period by updating an ARRAY_OF_MAPS,
- * which calls synchronize_rcu before returning: kernel/bpf/syscall.c,
- * maybe_wait_bpf_programs). One wait makes every retired entry writable, so a batch of
- * path changes (a peer's flows, a relay loss) costs at most one grace period; a flow
- * changed again before any grace period waits for one inside setPath (about a few ms).
- * A freed slot likewise waits for a grace period before a new flow takes it.
+ * kernel's own lists do: a new version is written aside, published by one store, and the
+ * old one reused only after a grace period). A flow owns a slot s, fixed from addFlow to
+ * eraseFlow; its paths live in tgw_edge_paths (an ARRAY: elements are never freed or moved)
+ * at 2s and 2s + 1, and tgw_edge_heads[s] (one byte: a write cannot tear) says which one is
+ * live. Userspace writes the other one, then flips the byte. The program reads the byte,
+ * then uses the entry it names in place (no copy, no lock): the entry's address depends on
+ * the byte, so even a weakly ordered CPU reads it after the byte. The writer rewrites an
+ * entry only once an RCU grace period has passed since it stopped being live (every XDP run
+ * is inside an RCU read-side section; userspace waits for a grace period by updating an
+ * ARRAY_OF_MAPS, which calls synchronize_rcu before returning: kernel/bpf/syscall.c,
+ * maybe_wait_bpf_programs). One wait makes every retired entry writable, so a batch of path
+ * changes (a peer's flows, a relay loss) costs at most one grace period; a flow changed
+ * again before any grace period waits for one inside setPath (about 10 ms here). A freed
+ * slot likewise waits for a grace period before a new flow takes it.
  *
  * The hash maps (tgw_edge_locals: endpoint -> flow id and slot; tgw_edge_flows: flow id
  * -> slot) are written only when a flow is added, erased or its local endpoint moves. A
