@@ -390,9 +390,19 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   *family = pkt.family;
   if (reason != 0) return reason;
   if (pkt.trailer_len > TGW_EDGE_TRAILER_MAX) return TGW_REASON_EDGE_UNSUPPORTED;
+  /* What looks like our data (a data frame, or ChannelData: first byte 0x0C or 0x40..0x4F)
+   * is looked up in tgw_edge_sockets first, the rest in tgw_edge_locals first: the common
+   * packet of either direction costs one hash lookup, not a miss and a hit. Both are tried
+   * either way: a wrong guess costs only the miss. */
+  const __u8 *payload = data + TGW_ETH_HLEN + (pkt.ip_hlen & 0x3Fu) + TGW_UDP_HLEN;
+  int data_like = payload + 1 <= data_end &&
+                  (payload[0] == TGW_FRAME_DATA || (payload[0] & 0xF0u) == 0x40u);
+  if (data_like && bpf_map_lookup_elem(&tgw_edge_sockets, &pkt.dst))
+    return handle_in(ctx, &pkt, verdict);
   const struct tgw_edge_local *local = bpf_map_lookup_elem(&tgw_edge_locals, &pkt.dst);
   if (local) return handle_out(ctx, &pkt, local, verdict);
-  if (bpf_map_lookup_elem(&tgw_edge_sockets, &pkt.dst)) return handle_in(ctx, &pkt, verdict);
+  if (!data_like && bpf_map_lookup_elem(&tgw_edge_sockets, &pkt.dst))
+    return handle_in(ctx, &pkt, verdict);
   return TGW_REASON_EDGE_NOT_OURS;
 }
 
