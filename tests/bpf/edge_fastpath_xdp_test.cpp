@@ -766,6 +766,60 @@ TEST_F(EdgeXdpTest, RecycledKeysNeverReachAnotherFlowsEntry) {
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
 }
 
+// A restarted tgwd's publisher (fresh = false: a program may be reading any entry of the
+// pinned maps) reads which entry of each slot is live, writes the other one, and waits one
+// grace period before its first write (it cannot know when the previous tgwd last flipped);
+// that one wait covers every slot.
+TEST_F(EdgeXdpTest, PublisherAfterRestartWaitsOnceAndWritesTheOtherEntry) {
+  addLocal(kLocal4, kFlow);
+  setFlow(kFlow, relay4());
+  setFlow(kFlow, direct4());  // the live entry is now the slot's second one written
+  setFlow(kFlow6, direct6());
+  auto headOf = [](uint32_t slot) {
+    tgw_edge_head h{};
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_edge_heads), &slot, &h), 0);
+    return h.active;
+  };
+  auto entryAt = [](uint32_t index) {
+    tgw_edge_flow v{};
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_edge_paths), &index, &v), 0);
+    return v;
+  };
+  const uint8_t live = headOf(kSlot);
+  const tgw_edge_flow before = entryAt(tgw_edge_path_index(kSlot, live));
+  EXPECT_EQ(before.path_kind, TGW_EDGE_PATH_DIRECT);
+
+  auto restarted = dataplane::EdgePathPublisher::create(
+      bpf_map__fd(skel_->maps.tgw_edge_heads), bpf_map__fd(skel_->maps.tgw_edge_paths), kSlots,
+      false);
+  ASSERT_TRUE(restarted.ok()) << restarted.error().message;
+  ASSERT_TRUE(restarted->live(kSlot).ok());
+  EXPECT_EQ(restarted->live(kSlot)->path_kind, TGW_EDGE_PATH_DIRECT);
+  const uint64_t start = restarted->gracePeriods();
+  for (uint32_t slot = 0; slot < kSlots; slot++) EXPECT_TRUE(restarted->mustWait(slot)) << slot;
+  tgw_edge_flow next = relay4();
+  next.flow_id = kFlow;
+  next.generation = ++generation_;
+  ASSERT_TRUE(restarted->publish(kSlot, next).ok());
+  EXPECT_EQ(restarted->gracePeriods(), start + 1);
+  EXPECT_NE(headOf(kSlot), live);
+  // The entry packets were reading is untouched; the new one is the other.
+  const tgw_edge_flow after = entryAt(tgw_edge_path_index(kSlot, live));
+  EXPECT_EQ(std::memcmp(&before, &after, sizeof before), 0);
+  EXPECT_EQ(entryAt(tgw_edge_path_index(kSlot, headOf(kSlot))).path_kind, TGW_EDGE_PATH_RELAY);
+  // Other slots need no further wait.
+  EXPECT_FALSE(restarted->mustWait(kSlot6));
+  tgw_edge_flow other = relay6();
+  other.flow_id = kFlow6;
+  other.generation = ++generation_;
+  ASSERT_TRUE(restarted->publish(kSlot6, other).ok());
+  EXPECT_EQ(restarted->gracePeriods(), start + 1);
+  const Bytes data = appData(30);
+  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX,
+            frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+}
+
 TEST_F(EdgeXdpTest, NoPathIsDroppedAndCounted) {
   addLocal(kLocal4, kFlow);
   addLocal(kLocal6, kFlow6);
