@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <functional>
 
-#include "../../unit/relay/relay_test_util.h"
+#include "../relay/relay_test_util.h"
 #include "config/config.h"
 #include "edge/edge_commands.h"
 #include "relay/relay_role.h"
