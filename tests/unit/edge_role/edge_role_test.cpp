@@ -1,7 +1,8 @@
 // EdgeRole's start-up on loopback with XDP off: what it refuses (with a message naming what
 // and why), what it opens, and that it runs without a relay. The end-to-end behaviour (two
 // edges and a relay finding the direct path, ping, the control commands) is in
-// tests/unit/edge_commands/edge_role_commands_test.cpp; with XDP, in the bpf and lab suites.
+// tests/integration/edge_role_commands/edge_role_commands_test.cpp; with XDP, in the bpf and lab
+// suites.
 #include "edge/edge_role.h"
 
 #include <event2/event.h>
