@@ -122,7 +122,13 @@ void parseNetlinkEvents(std::span<const uint8_t> datagram, NetlinkChanges& into)
     const size_t bodyLen = h.nlmsg_len - NLMSG_HDRLEN;
     switch (h.nlmsg_type) {
       case RTM_NEWROUTE:
-      case RTM_DELROUTE: into.routes = true; break;
+      case RTM_DELROUTE:
+      case RTM_NEWRULE:
+      case RTM_DELRULE:
+      case RTM_NEWNEXTHOP:
+      case RTM_DELNEXTHOP:
+      case RTM_NEWLINK:
+      case RTM_DELLINK: into.routes = true; break;
       case RTM_NEWNEIGH:
       case RTM_DELNEIGH:
         if (!parseNeighbour(h, body, bodyLen, into)) {
@@ -155,9 +161,17 @@ Result<std::unique_ptr<NetlinkEvents>> NetlinkEvents::open() {
   }
   sockaddr_nl local{};
   local.nl_family = AF_NETLINK;
-  local.nl_groups = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+  local.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE | RTMGRP_NEIGH |
+                    RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
-    return fail(std::string("netlink bind (route, neighbour and address groups): ") + std::strerror(errno));
+    return fail(std::string("netlink bind (link, route, neighbour and address groups): ") + std::strerror(errno));
+  }
+  // Groups above 31 have no bit in nl_groups. Nexthop objects (Linux 5.3+): without them a
+  // route using one would change without an RTM_NEWROUTE (nexthop_compat_mode 0).
+  for (int group : {RTNLGRP_IPV6_RULE, RTNLGRP_NEXTHOP}) {
+    if (::setsockopt(fd.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
+      log::info("netlink_group_unavailable", {{"group", std::to_string(group)}, {"error", std::strerror(errno)}});
+    }
   }
   return std::unique_ptr<NetlinkEvents>(new NetlinkEvents(std::move(fd)));
 }
@@ -167,7 +181,10 @@ NetlinkChanges NetlinkEvents::drain() {
   std::array<uint8_t, 32768> buf{};
   for (;;) {
     // MSG_TRUNC: n is the datagram's real length, so a cut one is seen.
-    const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC);
+    sockaddr_nl from{};
+    socklen_t fromLen = sizeof from;
+    const ssize_t n = ::recvfrom(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC,
+                                 reinterpret_cast<sockaddr*>(&from), &fromLen);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {  // the kernel dropped events: we no longer know what changed
@@ -181,6 +198,7 @@ NetlinkChanges NetlinkEvents::drain() {
       return out;
     }
     if (n == 0) return out;
+    if (from.nl_pid != 0) continue;  // not the kernel: another process (needs CAP_NET_ADMIN)
     if (static_cast<size_t>(n) > buf.size()) {
       out.lost = true;
       continue;

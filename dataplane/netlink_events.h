@@ -44,7 +44,9 @@ struct NetlinkChanges {
     bool operator==(const Neighbour&) const = default;
   };
   uint64_t messages = 0;    // rtnetlink messages read
-  bool routes = false;      // RTM_NEWROUTE / RTM_DELROUTE (IPv4 or IPv6)
+  bool routes = false;      // what bpf_fib_lookup answers from may have changed: a route
+                            // (IPv4 or IPv6), a routing rule, a nexthop object, or a link
+                            // (up / down, MTU, its MAC address)
   bool lost = false;        // the kernel dropped events (ENOBUFS) or one was malformed:
                             // anything may have changed
   std::vector<Address> addresses;    // RTM_NEWADDR / RTM_DELADDR, in order
@@ -74,7 +76,8 @@ void parseNetlinkEvents(std::span<const uint8_t> datagram, NetlinkChanges& into)
 class NetlinkEvents {
  public:
   // A NETLINK_ROUTE socket in the caller's network namespace, non-blocking, subscribed to
-  // IPv4/IPv6 routes, neighbours and addresses.
+  // links, IPv4/IPv6 routes, rules, nexthop objects, neighbours and addresses. Datagrams
+  // from anyone but the kernel are ignored.
   static Result<std::unique_ptr<NetlinkEvents>> open();
 
   // For the event loop: readable when the kernel has events.

@@ -2,9 +2,24 @@
 
 #include <event2/event.h>
 
+#include <algorithm>
+
 #include "base/log.h"
 
 namespace tgw {
+
+TimePoint FlushPacer::onChange(TimePoint now) {
+  if (due_) return *due_;
+  TimePoint at = now + kCoalesce;
+  if (last_) at = std::max(at, *last_ + kMinInterval);
+  due_ = at;
+  return at;
+}
+
+void FlushPacer::flushed(TimePoint now) {
+  due_.reset();
+  last_ = now;
+}
 
 Result<std::unique_ptr<NextHopWatch>> NextHopWatch::start(event_base* base, Callbacks callbacks) {
   auto events = dataplane::NetlinkEvents::open();
@@ -46,18 +61,15 @@ void NextHopWatch::onReadable() {
       stale = true;
     }
   }
-  if (stale && !flushPending_) {
-    const timeval after{0, static_cast<suseconds_t>(std::chrono::microseconds(kCoalesce).count())};
-    if (evtimer_add(flush_, &after) == 0) {
-      flushPending_ = true;
-    } else {
-      onFlush();  // no timer: flush now rather than never
-    }
-  }
+  if (!stale || pacer_.due()) return;
+  const TimePoint now = Clock::now();
+  const auto wait = std::chrono::duration_cast<std::chrono::microseconds>(pacer_.onChange(now) - now);
+  const timeval after{static_cast<time_t>(wait.count() / 1'000'000), static_cast<suseconds_t>(wait.count() % 1'000'000)};
+  if (evtimer_add(flush_, &after) != 0) onFlush();  // no timer: flush now rather than never
 }
 
 void NextHopWatch::onFlush() {
-  flushPending_ = false;
+  pacer_.flushed(Clock::now());
   ++counters_.flushes;
   if (callbacks_.nextHopsStale) callbacks_.nextHopsStale();
 }

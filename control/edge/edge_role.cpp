@@ -34,6 +34,8 @@ constexpr int64_t kRestBlock = 30 * 24 * 3600;
 // How often the next hops towards the flows' applications are looked up again, so a changed
 // LAN route or a flushed neighbour table gets its managed entry back (dataplane/neighbours.h).
 constexpr std::chrono::seconds kNeighbourRecheck{30};
+// ... and at most this often after a route or neighbour change (NextHopWatch).
+constexpr std::chrono::seconds kNeighbourRecheckMin{1};
 
 int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -121,6 +123,7 @@ struct EdgeRole::Impl {
   // Route and neighbour changes flush the program's next-hop cache (and recheck the managed
   // neighbours) at once; declared after fastPath and neighbours, so it goes first.
   std::unique_ptr<NextHopWatch> nextHopWatch;
+  TimePoint neighboursKeptAt = TimePoint::min();  // last keepNeighbours() from nextHopWatch
   dataplane::MemoryForwardingTable offTable;  // xdp_mode = "off": no fast path
   std::unique_ptr<edge::Node> node;
   ::event* timer = nullptr;
@@ -480,7 +483,14 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
         base, {.nextHopsStale =
                    [&impl] {
                      impl.fastPath->flushNextHops();
-                     impl.keepNeighbours();
+                     // A changed route may move an application's next hop: keep the new one
+                     // resolved. At most once a second (each call asks the kernel per flow),
+                     // the 30 s timer does the rest.
+                     const TimePoint now = Clock::now();
+                     if (now - impl.neighboursKeptAt >= kNeighbourRecheckMin) {
+                       impl.neighboursKeptAt = now;
+                       impl.keepNeighbours();
+                     }
                    },
                .address = [&impl](const dataplane::NetlinkChanges::Address& a) { impl.onAddressChange(a); }});
     if (watch) {
@@ -612,6 +622,7 @@ nlohmann::json EdgeRole::socketStats() const {
           {"data_in_userspace", c.dataInUserspace},
           {"timer_wakeups", c.timerWakeups},
           {"next_hop_flushes", impl_->nextHopWatch ? impl_->nextHopWatch->counters().flushes : 0},
+          {"neighbour_changes", impl_->nextHopWatch ? impl_->nextHopWatch->counters().neighbourChanges : 0},
           {"netlink_messages", impl_->nextHopWatch ? impl_->nextHopWatch->counters().messages : 0}};
 }
 

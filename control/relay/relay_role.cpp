@@ -520,7 +520,10 @@ nlohmann::json RelayRole::stats() const {
   out["xdp"] = xdp;
   if (nextHopWatch_) {
     const auto& w = nextHopWatch_->counters();
-    out["next_hops"] = {{"flushes", w.flushes}, {"netlink_messages", w.messages}, {"netlink_lost", w.lost}};
+    out["next_hops"] = {{"flushes", w.flushes},
+                        {"neighbour_changes", w.neighbourChanges},
+                        {"netlink_messages", w.messages},
+                        {"netlink_lost", w.lost}};
   }
   nlohmann::json stun = nlohmann::json::object();
   for (const auto& srv : servers_) {

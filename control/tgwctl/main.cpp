@@ -249,6 +249,7 @@ void printNeighbours(const Json& list) {
   }
   std::printf("  %-24s %-24s %-12s %-11s %s\n", "APP", "NEXT HOP", "INTERFACE", "STATE", "ACTION");
   for (const auto& n : list) {
+    if (!n.is_object()) continue;  // a daemon of another version: print what we understand
     const std::string state = n.contains("state") ? num(n["state"]) : "-";
     std::printf("  %-24s %-24s %-12s %-11s %s\n", num(n.value("app", Json(""))).c_str(),
                 num(n.value("next_hop", Json(""))).c_str(), num(n.value("interface", Json(""))).c_str(), state.c_str(),

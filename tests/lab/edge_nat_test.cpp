@@ -305,20 +305,21 @@ TEST_F(EdgeNat, ConntrackFlushOnPortKeepingNatStaysDirect) {
 // the new host's gratuitous ARP does). The XDP program caches each next hop (MAC
 // addresses included) for up to a second; tgwd's rtnetlink watch (NextHopWatch) flushes it
 // within milliseconds of the neighbour change, so site a's application loses only what was
-// sent while the two commands ran and the watch's 20 ms coalescing window — bounded here by
-// 100 ms of traffic. Without the watch the old MAC would be used for up to 1 s (200
-// datagrams).
+// sent while the two commands ran and the watch's 20 ms coalescing window — 3-4 datagrams
+// seen; bounded here by 200 ms of traffic (two processes run on a busy 2-core machine).
+// Without the flush the old MAC is used until the cached entry ages out, up to 1 s (94 lost
+// in the run that checked it).
 TEST_F(EdgeNat, AppReplacedByAHostWithAnotherMacKeepsReceiving) {
   build("relay; site a easy app; site b easy app");
   ASSERT_NO_FATAL_FAILURE(expectPath("direct", "new_mac"));
   constexpr double rate = 200;
   constexpr uint64_t count = 1000;  // 5 s
-  constexpr uint64_t bound = static_cast<uint64_t>(rate) / 10;
+  constexpr uint64_t bound = static_cast<uint64_t>(rate) / 5;
   const Site& a = e_->lab().site("a");
   ASSERT_TRUE(a.app && !a.app->ipv4.empty());
   const std::string app = a.app->ipv4.front().toString();
   const std::string newMac = "02:00:5e:00:53:77";
-  const uint64_t flushes = edgeCounter("a", "/sockets/next_hop_flushes");
+  const uint64_t changes = edgeCounter("a", "/sockets/neighbour_changes");
   auto reports = traffic(rate, count, bound, [&] {
     std::this_thread::sleep_for(2s);
     auto r = e_->lab().exec(a.host.netns, "ip neigh replace " + app + " lladdr " + newMac + " dev " + a.lanInterface +
@@ -330,7 +331,7 @@ TEST_F(EdgeNat, AppReplacedByAHostWithAnotherMacKeepsReceiving) {
     printFigure("new_mac.lost_" + site, static_cast<double>(count - r.value("received", uint64_t{0})), "datagrams");
     printFigure("new_mac.data_gap_" + site, r.value("longest_gap_ms", 0.0) / 1000, "s");
   }
-  EXPECT_GT(edgeCounter("a", "/sockets/next_hop_flushes"), flushes);
+  EXPECT_GT(edgeCounter("a", "/sockets/neighbour_changes"), changes) << "the watch saw the new MAC";
   expectFinal("direct");
 }
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <linux/neighbour.h>
+#include <linux/nexthop.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
@@ -86,6 +87,21 @@ Msg neigh(uint16_t type, int ifindex, const IpAddr& a, uint16_t state) {
   return m;
 }
 
+// Everything bpf_fib_lookup's answer depends on but neighbours: routes, rules, nexthop
+// objects, links.
+TEST(NetlinkEvents, RoutingInputsAreReported) {
+  rtmsg rt{};
+  ifinfomsg link{};
+  nhmsg nh{};
+  for (uint16_t type : {RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE, RTM_DELRULE}) {
+    EXPECT_TRUE(parse(Msg(type, rt).bytes()).routes) << type;
+  }
+  EXPECT_TRUE(parse(Msg(RTM_NEWNEXTHOP, nh).bytes()).routes);
+  EXPECT_TRUE(parse(Msg(RTM_DELNEXTHOP, nh).bytes()).routes);
+  EXPECT_TRUE(parse(Msg(RTM_NEWLINK, link).bytes()).routes);
+  EXPECT_TRUE(parse(Msg(RTM_DELLINK, link).bytes()).routes);
+}
+
 TEST(NetlinkEvents, RoutesAndNeighboursAreReported) {
   rtmsg rt{};
   rt.rtm_family = AF_INET6;
@@ -153,8 +169,8 @@ TEST(NetlinkEvents, AddressesKeepTheirOrderAndPreferTheLocalAddress) {
 
 TEST(NetlinkEvents, FoldsAcrossDatagramsAndIgnoresOtherTypes) {
   NetlinkChanges c;
-  ifinfomsg link{};
-  parseNetlinkEvents(Msg(RTM_NEWLINK, link).bytes(), c);
+  tcmsg qdisc{};
+  parseNetlinkEvents(Msg(RTM_NEWQDISC, qdisc).bytes(), c);
   EXPECT_FALSE(c.any());
   rtmsg rt{};
   parseNetlinkEvents(Msg(RTM_NEWROUTE, rt).bytes(), c);
