@@ -925,10 +925,15 @@ std::optional<EdgeFlowCounters> EdgeFastPath::flowCounters(uint32_t flowId) cons
 }
 
 void EdgeFastPath::flushNextHops() {
-  const int fd = bpf_map__fd(impl_->skel->maps.tgw_edge_hops);
-  const std::vector<tgw_edge_hop> empty(impl_->flowStats.possibleCpus());  // flow 0: none
-  for (__u32 i = 0; i < 2 * impl_->options.maxFlows; i++)
-    bpf_map_update_elem(fd, &i, empty.data(), BPF_ANY);
+  // One write, however many flows: every cached next hop is of an older epoch now.
+  const int fd = bpf_map__fd(impl_->skel->maps.tgw_edge_hop_epoch);
+  const __u32 key = 0;
+  __u32 epoch = 0;
+  bpf_map_lookup_elem(fd, &key, &epoch);
+  ++epoch;
+  if (bpf_map_update_elem(fd, &key, &epoch, BPF_ANY) != 0) {
+    log::warn("xdp.edge.flush_next_hops", {{"error", std::strerror(errno)}});
+  }
 }
 
 std::vector<CounterRow> EdgeFastPath::counters() const {

@@ -128,10 +128,12 @@ struct tgw_edge_flow {
  * next hop bpf_fib_lookup gave for a flow's packets in one direction, kept per CPU for
  * about a second (below), so a packet needs no lookup keyed by addresses. Valid only for
  * the entry it was looked up for (flow_id and generation: a path change, or another flow in
- * the slot, looks up again) and the interface the packets arrive on. flow_id 0: empty. A
- * route, neighbour or MTU change reaches the fast path within the lifetime; zeroing the
- * map (EdgeFastPath::flushNextHops) makes it immediate. TOS or port-based routing rules
- * are not seen (the lookup is made once per flow and direction). */
+ * the slot, looks up again), the interface the packets arrive on and the current epoch
+ * (tgw_edge_hop_epoch). flow_id 0: empty. A route, neighbour or MTU change reaches the fast
+ * path within the lifetime; EdgeFastPath::flushNextHops makes it immediate by bumping the
+ * epoch — one map write, and userspace never writes an entry a packet may be filling, so no
+ * packet reads one half zeroed. TOS or port-based routing rules are not seen (the lookup
+ * is made once per flow and direction). */
 struct tgw_edge_hop {
   __u32 flow_id;
   __u32 generation;
@@ -141,6 +143,8 @@ struct tgw_edge_hop {
   __u8 dmac[6];
   __u8 smac[6];
   __u64 expires;    /* bpf_jiffies64() after which it is looked up again */
+  __u32 epoch;      /* tgw_edge_hop_epoch's value when it was looked up */
+  __u32 pad;
 };
 /* The lifetime in jiffies is the kernel's HZ (CONFIG_HZ, from libbpf's kconfig): 1 s. The
  * jiffies counter is one load (the verifier inlines bpf_jiffies64), where a clock read is a
@@ -178,7 +182,8 @@ TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44"
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, flow_id) == 88, "flow id at 88");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_hop) == 40, "hop without holes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_hop) == 48, "hop without holes");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_hop, epoch) == 40, "epoch at 40");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_hop, expires) == 32, "expiry at 32");
 
 /* A flow's next-hop cache entry for one direction (TGW_EDGE_DIR_*). */
