@@ -118,7 +118,9 @@ struct Client::Impl {
   TimePoint expires = kNever;
   TimePoint refreshDue = kNever;
   std::optional<TransactionId> refreshInFlight;
-  bool reclaimed = false;  // a stale allocation of our 5-tuple was deleted (once per client)
+  // The reclaim's deletions sent, by credential + 1 (0: cfg.credentials): once each.
+  std::vector<bool> reclaimTried;
+  bool reallocated = false;  // a deletion found nothing (437): allocated again (once)
 
   std::map<IpAddr, Permission> permissions;
   std::map<SockAddr, Channel> channels;
@@ -132,6 +134,7 @@ struct Client::Impl {
 
   explicit Impl(Config config) : cfg(std::move(config)) {
     cfg.maxChannels = std::min<size_t>(cfg.maxChannels, TGW_CHANNEL_MAX - TGW_CHANNEL_MIN + 1);
+    reclaimTried.assign(cfg.reclaimCredentials.size() + 1, false);
   }
 
   bool haveCredentials() const { return !cfg.credentials.username.empty(); }
@@ -417,8 +420,11 @@ struct Client::Impl {
         const bool ok = msg.has(attr::kMessageIntegritySha256) ? msg.verifyIntegritySha256(k)
                                                                 : msg.verifyIntegrity(k);
         if (!ok) {
-          ++c.droppedUnverified;
-          return;
+          if (!unsignedHint(p, msg, err)) {
+            ++c.droppedUnverified;
+            return;
+          }
+          ++c.unsignedHints;
         }
       } else if (!err && haveCredentials()) {
         // A success we cannot verify, to a request sent before the challenge: a server that
@@ -438,6 +444,45 @@ struct Client::Impl {
       onSuccess(done, msg, now);
     }
   }
+
+  // An error answer to an authenticated request of the reclaim (see client.h) that carries
+  // no MESSAGE-INTEGRITY at all: coturn answers 437 and 441 unsigned (its authentication
+  // check returns before the reply is marked for signing). RFC 8489 section 9.2.5 says to
+  // discard it; it is taken only where its one effect is another authenticated request
+  // with our own credentials, each credential at most once (reclaimTried) and one Allocate
+  // again (reallocated): a forgery costs a few requests, never the allocation.
+  bool unsignedHint(const Pending& p, const Message& msg, const std::optional<stun::ErrorCode>& err) const {
+    if (!err) return false;
+    if (msg.has(attr::kMessageIntegrity) || msg.has(attr::kMessageIntegritySha256)) return false;  // wrong: forged
+    return reclaimStep(p, err->code).has_value();
+  }
+
+  // The reclaim's next step after an error answer: a deletion (Refresh LIFETIME 0) with
+  // the credentials credential (as Pending::credential), kAllocateAgain, or nothing (the
+  // error stands). 437 to the Allocate: delete with our own credentials; 441 to it (coturn:
+  // the session has another username): with the first fallback; 441 to a deletion: the next
+  // untried fallback, then our own; 437 to a deletion (nothing there): allocate again.
+  static constexpr int kAllocateAgain = -2;
+  std::optional<int> reclaimStep(const Pending& p, int code) const {
+    if (state != State::Allocating || !p.authenticated) return std::nullopt;
+    const auto untried = [&](int from) -> std::optional<int> {
+      for (int i = from; static_cast<size_t>(i) < cfg.reclaimCredentials.size(); ++i)
+        if (!tried(i)) return i;
+      if (!tried(-1)) return -1;
+      return std::nullopt;
+    };
+    if (p.kind == Kind::Allocate) {
+      if (code == 437) return tried(-1) ? std::nullopt : std::optional<int>(-1);
+      if (code == 441 && !cfg.reclaimCredentials.empty()) return untried(0);
+      return std::nullopt;
+    }
+    if (p.kind == Kind::Reclaim) {
+      if (code == 441) return untried(p.credential + 1);
+      if (code == 437 && !reallocated) return kAllocateAgain;
+    }
+    return std::nullopt;
+  }
+  bool tried(int credential) const { return reclaimTried.at(static_cast<size_t>(credential + 1)); }
 
   void onError(const Pending& p, const Message& msg, const stun::ErrorCode& err, TimePoint now) {
     // Every error response moves exactly one of authChallenges, staleNonces, errorResponses.
@@ -490,20 +535,18 @@ struct Client::Impl {
     }
     std::string reason = std::to_string(err.code) + " " + err.reason;
     if (err.code == 401) reason += p.authenticated ? " (credentials refused)" : " (no credentials configured)";
-    if (p.kind == Kind::Allocate && err.code == 437 && p.authenticated && !reclaimed && state == State::Allocating) {
-      // Our 5-tuple still has an allocation (ours, from before a restart): delete it, then
-      // allocate again. Once only.
+    if (auto step = reclaimStep(p, err.code)) {
+      // Our 5-tuple still has an allocation (ours, from before a restart, perhaps with an
+      // earlier REST block's username): delete it, then allocate again.
       ++c.errorResponses;
-      reclaimed = true;
-      issue(Kind::Reclaim, now);
-      return;
-    }
-    if (p.kind == Kind::Reclaim && err.code == 441 && state == State::Allocating &&
-        static_cast<size_t>(p.credential + 1) < cfg.reclaimCredentials.size()) {
-      // The stale allocation has another username of ours (TURN REST, an earlier block).
-      ++c.errorResponses;
-      ++c.reclaimFallbacks;
-      issue(Kind::Reclaim, now, {}, {}, 0, 0, p.credential + 1);
+      if (*step == kAllocateAgain) {
+        reallocated = true;
+        issue(Kind::Allocate, now);
+        return;
+      }
+      reclaimTried.at(static_cast<size_t>(*step + 1)) = true;
+      if (*step >= 0) ++c.reclaimFallbacks;
+      issue(Kind::Reclaim, now, {}, {}, 0, 0, *step);
       return;
     }
     if (p.kind == Kind::Allocate && err.code == 300) {

@@ -32,7 +32,14 @@
 //     section 8; the server accepts it when the username matches the old allocation's) and
 //     allocates again; if that is refused too, AllocationFailed 437. A 441 Wrong Credentials
 //     to the deletion (the stale allocation has another username of ours) repeats it with
-//     each of Config::reclaimCredentials in turn.
+//     each of Config::reclaimCredentials in turn, then with our own credentials if not
+//     tried yet. A 441 to the Allocate itself (coturn: the 5-tuple's session was
+//     authenticated with another username) starts the deletion with the first fallback; a
+//     437 to a deletion (nothing there to delete) allocates again, once. Each credential
+//     deletes at most once. coturn sends 437 and 441 without MESSAGE-INTEGRITY: such an
+//     unsigned answer is taken only as a hint for these steps (each is one more
+//     authenticated request with our own credentials; counted as unsignedHints), never
+//     otherwise: a forged one costs a few requests, not the allocation.
 //   - Permissions (RFC 8656 section 9): addPeer(ip) installs one with CreatePermission and
 //     refreshes it every kPermissionRefreshInterval; removePeer stops refreshing (TURN has
 //     no way to delete one: it expires at the server).
@@ -50,7 +57,8 @@
 // Trust: every datagram must come from the server's address. Responses must match a
 // pending transaction id and, when the request was authenticated, carry a
 // MESSAGE-INTEGRITY(-SHA256) that verifies with the same key (RFC 8489 section 9.2.5);
-// only 401 and 438 error responses are taken without it, as that section prescribes.
+// only 401 and 438 error responses are taken without it, as that section prescribes
+// (and unsigned 437 / 441 as reclaim hints, bounded, see above).
 // Anything else is dropped and counted, never a crash. State is bounded by
 // Config::maxPermissions and Config::maxChannels.
 #pragma once
@@ -238,6 +246,7 @@ struct Counters {
   uint64_t droppedNotStunOrChannel = 0;  // first byte neither STUN nor ChannelData
   uint64_t droppedUnknownTransaction = 0;  // response matching no pending request (or late)
   uint64_t droppedUnverified = 0;        // response without / with a wrong integrity
+  uint64_t unsignedHints = 0;            // unsigned 437 / 441 taken as a reclaim hint (above)
   uint64_t droppedUnexpected = 0;        // requests, unknown indications, wrong method
   uint64_t droppedUnknownChannel = 0;    // ChannelData on a channel not bound here
   uint64_t droppedNoPermission = 0;      // Data indication from a peer with no permission
@@ -275,6 +284,7 @@ struct Counters {
     TGW_TURNCLIENT_COUNTER("dropped_not_stun_or_channel", droppedNotStunOrChannel);
     TGW_TURNCLIENT_COUNTER("dropped_unknown_transaction", droppedUnknownTransaction);
     TGW_TURNCLIENT_COUNTER("dropped_unverified", droppedUnverified);
+    TGW_TURNCLIENT_COUNTER("unsigned_hints", unsignedHints);
     TGW_TURNCLIENT_COUNTER("dropped_unexpected", droppedUnexpected);
     TGW_TURNCLIENT_COUNTER("dropped_unknown_channel", droppedUnknownChannel);
     TGW_TURNCLIENT_COUNTER("dropped_no_permission", droppedNoPermission);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "dataplane/turn_table.h"
@@ -96,6 +97,9 @@ class TurnSim : public ::testing::Test {
     ASSERT_TRUE(relay->bind(kListen, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
                                             TimePoint now) {
                        std::vector<turn::Send> out;
+                       if (auto m = stun::Message::parse(b); m && m->cls() == stun::Class::Request) {
+                         lastRequestUser = m->stringAttr(stun::attr::kUsername).value_or("");
+                       }
                        if (!server->onClientDatagram(b, from, to, now, out)) ++notTurnAtServer;
                        flushServer(out);
                      }).ok());
@@ -116,12 +120,56 @@ class TurnSim : public ::testing::Test {
   }
 
   void flushServer(std::vector<turn::Send>& out) {
-    for (auto& s : out) relay->send(s.from, s.to, s.bytes);
+    for (auto& s : out) relay->send(s.from, s.to, coturnLike ? coturnStyle(s.bytes) : s.bytes);
     out.clear();
   }
   void flushClient() {
-    for (auto& t : client->takeTransmits()) clientHost->send(kClientLocal, t.to, t.bytes);
+    for (auto& t : client->takeTransmits()) {
+      if (forge) {
+        if (auto f = forge(t)) forged.push_back(std::move(*f));
+      }
+      clientHost->send(kClientLocal, t.to, t.bytes);
+    }
     for (auto& e : client->takeEvents()) events.push_back(std::move(e));
+    // An attacker's answers reach the client before the server's.
+    for (auto f = std::exchange(forged, {}); auto& bytes : f) {
+      client->onDatagram(bytes, kListen, net.now());
+      flushClient();
+    }
+  }
+
+  // coturn's answers as it sends them: 437 and 441 without MESSAGE-INTEGRITY (its
+  // check_stun_auth returns before the reply is marked for signing), and 441 rather than
+  // 437 to an Allocate whose username is not the one the 5-tuple's allocation was made
+  // with (the session keeps its first username).
+  std::vector<uint8_t> coturnStyle(std::span<const uint8_t> b) const {
+    auto m = stun::Message::parse(b);
+    if (!m || m->cls() != stun::Class::ErrorResponse) return {b.begin(), b.end()};
+    auto err = m->errorCode();
+    if (!err || (err->code != 437 && err->code != 441)) return {b.begin(), b.end()};
+    int code = err->code;
+    std::string reason = err->reason;
+    if (code == 437 && m->method() == stun::Method::Allocate) {
+      for (const auto& a : server->allocations(net.now()))
+        if (a.user != lastRequestUser) code = 441, reason = "Wrong Credentials";
+    }
+    stun::MessageBuilder mb(m->method(), stun::Class::ErrorResponse, m->transactionId());
+    mb.addErrorCode(code, reason);
+    for (const auto& a : m->attributes()) {
+      if (a.type == stun::attr::kErrorCode || a.type == stun::attr::kMessageIntegrity ||
+          a.type == stun::attr::kMessageIntegritySha256 || a.type == stun::attr::kFingerprint)
+        continue;
+      mb.addRaw(a.type, a.value);
+    }
+    if (m->hasFingerprint()) mb.withFingerprint();
+    return mb.finish();
+  }
+
+  // An unsigned error answer to a request, as an attacker would forge it.
+  static std::vector<uint8_t> unsignedError(const stun::Message& req, int code, std::string_view reason) {
+    return stun::MessageBuilder(req.method(), stun::Class::ErrorResponse, req.transactionId())
+        .addErrorCode(code, reason)
+        .finish();
   }
 
   // Runs the network, the client's timers (unless frozen) and the server's timers.
@@ -233,6 +281,12 @@ class TurnSim : public ::testing::Test {
   std::vector<PeerReceived> peer1Got, peer2Got, peer6Got;
   uint64_t notTurnAtServer = 0;
   bool frozen = false;
+  bool coturnLike = false;      // the server's 437 / 441 as coturn sends them (coturnStyle)
+  std::string lastRequestUser;  // USERNAME of the last request the server got
+  // Sees each datagram the client sends (which still goes out); what it returns reaches the
+  // client at once, from the server's address.
+  std::function<std::optional<std::vector<uint8_t>>(const Transmit&)> forge;
+  std::vector<std::vector<uint8_t>> forged;
 };
 
 TEST_F(TurnSim, AllocatesThroughNatWithSha256) {
@@ -605,6 +659,82 @@ TEST_F(TurnSimRestBlock, WithoutTheFallbackTheStaleAllocationBlocksTheRestart) {
   EXPECT_EQ(client->counters().staleAllocationsDeleted, 0u);
   ASSERT_EQ(server->allocations(net.now()).size(), 1u);
   EXPECT_EQ(server->allocations(net.now())[0].user, previous.username) << "the stale allocation stays";
+}
+
+// coturn answers 441 (its session has the previous block's username), unsigned, to the
+// restarted client's Allocate: taken as a hint, the client deletes the stale allocation
+// with its fallbacks in turn (the second 441 is unsigned too) and allocates at once.
+TEST_F(TurnSimRestBlock, AgainstCoturnsUnsigned441ARestartAfterABlockBoundaryReclaimsAtOnce) {
+  coturnLike = true;
+  const Credentials wrong = restCredentials("north-secret", "edge-2", (kUnixNow / kBlock + 1) * kBlock);
+  restartInTheNextBlock({wrong, previous});
+  ASSERT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_EQ(client->counters().unsignedHints, 2u) << "441 to the Allocate, 441 to the wrong fallback";
+  EXPECT_EQ(client->counters().reclaimFallbacks, 2u);
+  EXPECT_EQ(client->counters().staleAllocationsDeleted, 1u);
+  EXPECT_EQ(client->counters().requestsSent, 5u) << "Allocate, Allocate, Refresh 0 twice, Allocate";
+  EXPECT_EQ(server->counters().allocationsDeleted, 1u);
+  ASSERT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_EQ(server->allocations(net.now())[0].user, current.username);
+  EXPECT_TRUE(eventsOf<AllocationFailed>().empty());
+  permissionsAndChannel();
+  dataBothWays();
+}
+
+TEST_F(TurnSim, AgainstCoturnsUnsigned437ARestartDeletesTheStaleAllocationAtOnce) {
+  coturnLike = true;
+  build();
+  allocateOk();
+  client = std::make_unique<Client>(clientCfg);  // no close(): the old allocation stays
+  events.clear();
+  start();
+  runFor(1s);
+  ASSERT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_EQ(client->counters().unsignedHints, 1u);
+  EXPECT_EQ(client->counters().droppedUnverified, 0u);
+  EXPECT_EQ(client->counters().staleAllocationsDeleted, 1u);
+  EXPECT_EQ(server->counters().allocationsDeleted, 1u);
+  EXPECT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_TRUE(eventsOf<AllocationFailed>().empty());
+}
+
+// A forged unsigned 441 to a fresh client's Allocate (nothing stale at the server), ahead
+// of the server's success: the client takes it as a hint and deletes with the previous
+// block's credentials (441: not that username's), then with its own (which deletes the
+// allocation the real Allocate made) and allocates again: three extra requests, the same
+// outcome. The same forgery to a Refresh of a live allocation is dropped.
+TEST_F(TurnSimRestBlock, AForgedUnsigned441WithNothingStaleCostsRequestsNotTheAllocation) {
+  clientCfg.credentials = current;
+  clientCfg.reclaimCredentials = {previous};
+  build();
+  bool done = false;
+  forge = [&](const Transmit& t) -> std::optional<std::vector<uint8_t>> {
+    auto m = stun::Message::parse(t.bytes);
+    if (done || !m || m->method() != stun::Method::Allocate || !m->has(stun::attr::kUsername)) return std::nullopt;
+    done = true;
+    return unsignedError(*m, 441, "Wrong Credentials");
+  };
+  allocateOk();
+  EXPECT_TRUE(done);
+  EXPECT_EQ(client->counters().unsignedHints, 1u);
+  EXPECT_EQ(client->counters().requestsSent, 5u) << "Allocate, Allocate, Refresh 0 twice, Allocate";
+  EXPECT_TRUE(eventsOf<AllocationFailed>().empty());
+  ASSERT_EQ(server->allocations(net.now()).size(), 1u);
+  EXPECT_EQ(server->allocations(net.now())[0].user, current.username);
+
+  forge = [&](const Transmit& t) -> std::optional<std::vector<uint8_t>> {
+    auto m = stun::Message::parse(t.bytes);
+    if (!m || m->method() != stun::Method::Refresh) return std::nullopt;
+    return unsignedError(*m, 441, "Wrong Credentials");
+  };
+  const uint64_t dropped = client->counters().droppedUnverified;
+  ASSERT_TRUE(client->probe(net.now()));
+  flushClient();
+  runFor(1s);
+  EXPECT_EQ(client->state(), Client::State::Allocated);
+  EXPECT_EQ(client->counters().droppedUnverified, dropped + 1);
+  EXPECT_EQ(client->counters().unsignedHints, 1u) << "no hint outside the reclaim";
+  EXPECT_TRUE(eventsOf<AllocationLost>().empty());
 }
 
 TEST_F(TurnSim, LossyLinkStillAllocatesAndHolds) {
