@@ -263,11 +263,15 @@ void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
 }
 
 void RelayFastPath::flushNextHops() {
-  const int fd = bpf_map__fd(skel_->maps.tgw_turn_nexthops);
-  const int cpus = std::max(libbpf_num_possible_cpus(), 1);
-  const std::vector<tgw_turn_nexthop_slot> empty(static_cast<size_t>(cpus));  // family 0
-  for (__u32 i = 0; i < TGW_TURN_NEXTHOP_ENTRIES; i++)
-    bpf_map_update_elem(fd, &i, empty.data(), BPF_ANY);
+  // One write: every kept answer is of an older epoch now (tgw/turn.h).
+  const int fd = bpf_map__fd(skel_->maps.tgw_turn_nexthop_epoch);
+  const __u32 key = 0;
+  __u32 epoch = 0;
+  bpf_map_lookup_elem(fd, &key, &epoch);
+  ++epoch;
+  if (bpf_map_update_elem(fd, &key, &epoch, BPF_ANY) != 0) {
+    log::warn("xdp.relay.flush_next_hops", {{"error", std::strerror(errno)}});
+  }
 }
 
 TurnAllocationCounters RelayFastPath::counters(uint32_t allocation) const {
