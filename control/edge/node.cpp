@@ -196,15 +196,17 @@ void Node::handleTurnEvents(TimePoint now) {
         staleStunMapping_ = seen && *seen != a->mapped ? seen : std::nullopt;
       }
       for (auto& p : peers_) bindRelay(p, now);
-    } else if (std::holds_alternative<turnclient::AllocationLost>(e)) {
+    } else if (auto* l = std::get_if<turnclient::AllocationLost>(&e)) {
       // The relay no longer holds our allocation: most likely it restarted, and then the
       // peers' relayed addresses from its old process are gone too (or handed to someone
       // else). Forget them: no channel or permission for them on our next allocation; each
       // peer advertises its new one after allocating again (and answers our new list).
+      // Only those learned before the relay last confirmed our allocation: a peer that
+      // noticed the restart first has advertised its new address since, and keeps it.
       for (auto& p : peers_) {
         p.channelGeneration = 0;
         engine_.setRelayPath(p.id, std::nullopt, now);
-        forgetRelayed(p);
+        if (p.remoteRelayedAt <= l->confirmedAt) forgetRelayed(p);
       }
     } else if (std::holds_alternative<turnclient::AllocationFailed>(e)) {
       for (auto& p : peers_) {
@@ -278,6 +280,7 @@ void Node::onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint no
   if (relayed != peer.remoteRelayed) {
     if (peer.remoteRelayed && relay_ && relay_->allocated()) relay_->client().unbindChannel(*peer.remoteRelayed, now);
     peer.remoteRelayed = relayed;
+    peer.remoteRelayedAt = now;
     peer.channelGeneration = 0;
     if (!relayed) engine_.setRelayPath(peer.id, std::nullopt, now);
   }

@@ -163,6 +163,7 @@ class Node {
     engine::PeerId id = 0;
     std::vector<engine::Candidate> remote;   // its latest call-me-maybe
     std::optional<SockAddr> remoteRelayed;   // its relayed address (our allocation's family)
+    TimePoint remoteRelayedAt{};             // when remoteRelayed was learned (it changed)
     uint64_t channelGeneration = 0;          // the allocation our channel to it is on
     uint64_t cmmSentVersion = ~0ull;         // localVersion() last advertised to it
     TimePoint cmmSentAt{};

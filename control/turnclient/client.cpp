@@ -121,6 +121,7 @@ struct Client::Impl {
   // The reclaim's deletions sent, by credential + 1 (0: cfg.credentials): once each.
   std::vector<bool> reclaimTried;
   bool reallocated = false;  // a deletion found nothing (437): allocated again (once)
+  TimePoint confirmedAt = TimePoint::min();  // last success of the allocation (AllocationLost)
 
   std::map<IpAddr, Permission> permissions;
   std::map<SockAddr, Channel> channels;
@@ -380,7 +381,7 @@ struct Client::Impl {
     state = State::Lost;
     ++c.allocationsLost;
     clearAll();
-    events.push_back(AllocationLost{code, std::move(reason)});
+    events.push_back(AllocationLost{code, std::move(reason), confirmedAt});
   }
 
   void finishClose() {
@@ -441,6 +442,7 @@ struct Client::Impl {
       onError(done, msg, *err, now);
     } else {
       ++c.successResponses;
+      if (done.kind != Kind::Reclaim && done.kind != Kind::Close) confirmedAt = now;
       onSuccess(done, msg, now);
     }
   }

@@ -182,6 +182,10 @@ struct AllocationFailed {
 struct AllocationLost {
   int code = 0;
   std::string reason;
+  // When the server last confirmed the allocation (its last success response to our
+  // Allocate, Refresh, CreatePermission or ChannelBind, as received): anything learned
+  // about the relay before it may predate the loss (a relay restart); anything after, not.
+  TimePoint confirmedAt = TimePoint::min();
 };
 struct AllocationRefreshed {
   Duration lifetime{};

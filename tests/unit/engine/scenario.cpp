@@ -135,6 +135,9 @@ void SimRelay::restart(ReusePorts reuse) {
   rdv_ = std::make_unique<rendezvous::Server>(*rdvKey_);
 }
 
+void SimRelay::restartTurn() { turn_ = std::make_unique<turn::Server>(turnConfig_, *ports_, nullptr); }
+void SimRelay::restartRendezvous() { rdv_ = std::make_unique<rendezvous::Server>(*rdvKey_); }
+
 std::optional<TimePoint> SimEdge::directSince(TimePoint since) const {
   if (!onDirect()) return std::nullopt;
   for (auto it = changes.rbegin(); it != changes.rend(); ++it) {

@@ -52,6 +52,11 @@ class SimRelay {
   // or last to first), as a real relay's new process does; No: fresh ports.
   enum class ReusePorts : uint8_t { No, InOrder, Reversed };
   void restart(ReusePorts reuse = ReusePorts::No);
+  // Only the TURN server restarts; the rendezvous server keeps its registrations (it runs
+  // elsewhere, or in a process that stayed up).
+  void restartTurn();
+  // Only the rendezvous server restarts: registrations gone until each client registers again.
+  void restartRendezvous();
   bool dead() const { return dead_; }
   // Every ChannelBind and CreatePermission request the relay received (a test checks what
   // the edges asked for, before the server's answer).

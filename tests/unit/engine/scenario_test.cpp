@@ -535,6 +535,74 @@ TEST_F(Scenarios, RelayRestartBindsNoChannelToThePeersOldRelayedAddress) {
   std::printf("relay restart, no channel to the old relayed addresses: longest gap %.2f s\n", secs(gap));
 }
 
+// The same restart, but b notices first (its probe goes out at once): it allocates again
+// and advertises its new relayed address B' before a has learned that its own allocation
+// is gone (a learns it from the ChannelBind to B' or its own probe). a learned B' after the
+// relay last confirmed its allocation, so B' is not from the old relay process: a keeps it
+// and binds its channel to B' on its new allocation at once, without waiting for another
+// call-me-maybe round.
+TEST_F(Scenarios, RelayRestartKeepsThePeersNewRelayedAddressLearnedBeforeOurLoss) {
+  auto [a, b] = twoSites(hardNat(), hardNat());
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const SockAddr oldB = b->node->relay()->client().relayedAddresses().at(0);
+  const uint64_t forgottenA = a->node->counters().peerRelayedForgotten;
+  // Right after a's relay heartbeat was answered: a's next one (kRelayHeartbeat later) and
+  // its probe (kRelayProbeAfter after that) come well after b's new address.
+  const auto heartbeat = [&] {
+    const engine::PeerPaths* pp = a->node->engine().peer(*a->node->peerId(b->key->publicKey()));
+    const auto* st = pp && pp->activePath() ? pp->find(*pp->activePath()) : nullptr;
+    return st && st->lastPong >= st->lastPing ? st->lastPing : TimePoint{};
+  };
+  const TimePoint before = heartbeat();
+  while (heartbeat() <= before && sc.now() < t0 + 40s) sc.runFor(10ms);
+  ASSERT_GT(heartbeat(), before);
+  const TimePoint restart = sc.now();
+  sc.relay->restartTurn();
+  ASSERT_TRUE(b->node->relay()->probe(restart));
+  // Until b's new relayed address reaches a (a has not lost its allocation yet).
+  std::optional<SockAddr> newB;
+  while (sc.now() < restart + 5s) {
+    sc.runFor(10ms);
+    const auto& tb = b->node->relay()->client();
+    if (tb.state() != turnclient::Client::State::Allocated || tb.relayedAddresses().at(0) == oldB) continue;
+    const SockAddr relayed = tb.relayedAddresses().at(0);
+    const auto view = a->node->peerView(b->key->publicKey());
+    const auto isNewB = [&](const engine::Candidate& c) {
+      return c.kind == disco::CandidateKind::Relayed && c.addr == relayed;
+    };
+    if (view && std::any_of(view->remoteCandidates.begin(), view->remoteCandidates.end(), isNewB)) {
+      newB = relayed;
+      break;
+    }
+  }
+  ASSERT_TRUE(newB) << "b re-allocated and advertised its new relayed address";
+  const TimePoint advertised = sc.now();
+  // From now on no call-me-maybe gets through for a while (the rendezvous lost its
+  // registrations): a has to do with what it has learned.
+  sc.relay->restartRendezvous();
+  const auto& tcA = a->node->relay()->client();
+  EXPECT_EQ(tcA.counters().allocationsLost, 0u) << "a has not noticed its own loss yet";
+  // a learns its loss (the ChannelBind to B' on its old allocation, or its probe), allocates
+  // again and binds its channel to B' on the new allocation: its relay path to b is back.
+  const auto backOnB = [&] {
+    return a->path() && a->path()->isRelay() && a->path()->peerRelayed == *newB;  // ChannelBound
+  };
+  while (!backOnB() && sc.now() < advertised + 10s) sc.runFor(10ms);
+  const Duration toRelayPath = sc.now() - advertised;
+  std::printf("a back on b's new relayed address %.2f s after it was advertised\n", secs(toRelayPath));
+  EXPECT_LE(toRelayPath, 500ms) << "a bound its channel to B' on its new allocation at once, no call-me-maybe needed";
+  sc.runUntil(restart + 30s);
+  EXPECT_EQ(a->node->counters().peerRelayedForgotten, forgottenA) << "a kept b's new relayed address";
+  EXPECT_EQ(b->node->counters().peerRelayedForgotten, 1u) << "b forgot a's old one (learned before its loss)";
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  EXPECT_EQ(a->path()->peerRelayed, *newB);
+  sc.runFor(2s);
+  EXPECT_GT(a->receivedAt.back(), sc.now() - 100ms) << "data flows again";
+  EXPECT_GT(b->receivedAt.back(), sc.now() - 100ms);
+}
+
 // Bad input from the network: counted drops, never a crash, and the path stays.
 TEST_F(Scenarios, HostileDatagramsAreCountedAndChangeNothing) {
   auto [a, b] = twoSites(easyNat(), easyNat());
