@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fcntl.h>
@@ -1329,6 +1330,43 @@ TEST_F(OneInterfaceTest, SendsBackOutTheSameInterface) {
   EXPECT_EQ(c->outDirectPackets, 1u);
   EXPECT_EQ(c->inDirectPackets, 1u);
   EXPECT_EQ(c->outDirectBytes, payload.size());
+}
+
+// Where the kernel's config cannot be read (a container without the host's /boot, a kernel
+// without IKCONFIG_PROC), libbpf cannot resolve the program's CONFIG_HZ by itself and would
+// refuse to load it; EdgeFastPath gives it one. A child process hides both places libbpf
+// looks (tmpfs over /boot and over /proc) in a mount namespace of its own, and opens the
+// fast path on a veth of a network namespace of its own.
+TEST(EdgeFastPathKernelConfig, LoadsWithoutAReadableKernelConfig) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts, XDP)";
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Exit codes: 0 loaded, 2 setup failed, 4 open failed.
+    if (unshare(CLONE_NEWNS | CLONE_NEWNET) != 0) _exit(2);
+    if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(2);
+    if (!sh("ip link add kc0 type veth peer name kc1 && ip link set kc0 up && ip link set kc1 up && "
+            "ip addr add 198.18.77.1/24 dev kc0"))
+      _exit(2);
+    if (mount("tmpfs", "/boot", "tmpfs", 0, nullptr) != 0) _exit(2);
+    // An empty tmpfs over /proc: no config.gz (an empty file there would be read as a config
+    // without CONFIG_HZ, which libbpf accepts).
+    if (mount("tmpfs", "/proc", "tmpfs", 0, nullptr) != 0) _exit(2);
+    if (access("/proc/config.gz", F_OK) == 0) _exit(2);
+    EdgeFastPath::Options o;
+    o.wanInterface = "kc0";
+    o.sockets = {SockAddr(IpAddr::parse("198.18.77.1").value(), 41641)};
+    auto fp = EdgeFastPath::open(o);
+    if (!fp) {
+      std::fprintf(stderr, "open failed: %s\n", fp.error().message.c_str());
+      _exit(4);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: setup failed, 4: the fast path did not load";
 }
 
 }  // namespace

@@ -148,8 +148,9 @@ struct tgw_edge_hop {
 };
 /* The lifetime in jiffies is the kernel's HZ (CONFIG_HZ, from libbpf's kconfig): 1 s. The
  * jiffies counter is one load (the verifier inlines bpf_jiffies64), where a clock read is a
- * helper call (bpf_ktime_get_ns: about 45 ns per packet on these VMs). Without the kernel's
- * config the program takes TGW_EDGE_HOP_TTL_HZ_DEFAULT: 1 s at HZ 1000, 10 s at HZ 100. */
+ * helper call (bpf_ktime_get_ns: about 45 ns per packet on these VMs). Where the kernel's
+ * config cannot be read, EdgeFastPath gives libbpf CONFIG_HZ=250 (the lifetime is then
+ * 0.25-2.5 s); TGW_EDGE_HOP_TTL_HZ_DEFAULT only guards against a CONFIG_HZ of 0. */
 #define TGW_EDGE_HOP_TTL_HZ_DEFAULT 1000
 #define TGW_EDGE_DIR_OUT 0u
 #define TGW_EDGE_DIR_IN 1u
