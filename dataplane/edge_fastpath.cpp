@@ -882,6 +882,9 @@ EdgeFastPath::~EdgeFastPath() {
 
 Result<void> EdgeFastPath::addFlow(const Flow& flow) {
   auto it = impl_->entries.find(flow.id);
+  // Registered as it is (a restart's reconcile adds every configured flow): nothing to
+  // publish, so no new generation, no next-hop lookups again, no grace-period wait.
+  if (it != impl_->entries.end() && it->second.flow == flow) return {};
   return impl_->put(flow, it == impl_->entries.end() ? std::nullopt : it->second.path);
 }
 
