@@ -213,7 +213,8 @@ Result<bool> checkPinned(const bpf_map* map, const std::string& path) {
     return fail("edge fast path: pinned map " + path + " is " + why +
                 " (another max_flows or layout): remove the pin directory (rm -r " +
                 std::filesystem::path(path).parent_path().string() +
-                ") to start afresh; forwarding state is lost");
+                ") to start afresh; forwarding state is lost. Until then the previous tgwd's "
+                "program, if still attached, keeps forwarding on the paths it last had");
   return true;
 }
 
