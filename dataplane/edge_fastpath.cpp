@@ -517,6 +517,10 @@ struct EdgeFastPath::Impl {
     if (path)
       if (auto ok = checkPath(flow.id, *path); !ok) return ok;
     const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
+    // The program looks up data-looking datagrams in the sockets first and the rest in the
+    // locals first: an endpoint in both would take our STUN, TURN and disco for data.
+    if (std::find(options.sockets.begin(), options.sockets.end(), flow.localEndpoint) != options.sockets.end())
+      return fail(where + "local endpoint " + flow.localEndpoint.toString() + " is one of the edge's own sockets");
     auto owner = byLocal.find(flow.localEndpoint);
     if (owner != byLocal.end() && owner->second != flow.id)
       return fail(where + "local endpoint " + flow.localEndpoint.toString() +

@@ -367,6 +367,10 @@ TEST_F(EdgeFastPathTest, RefusesWhatTheFastPathCannotCarry) {
   badChannel.channel = 0x5000;
   EXPECT_FALSE(edge->setPath(kFlow7, badChannel).ok());
   EXPECT_FALSE(edge->addFlow(Flow{0, addr("192.168.1.1:5003"), addr("192.168.1.10:7000")}).ok());
+  // A local endpoint that is one of our own sockets (it would take their STUN and disco).
+  auto own = edge->addFlow(Flow{8, addr("198.18.0.5:41641"), addr("192.168.1.10:7000")});
+  ASSERT_FALSE(own.ok());
+  EXPECT_NE(own.error().message.find("one of the edge's own sockets"), std::string::npos) << own.error().message;
   // Refusals changed nothing.
   auto v = flowEntry(7);
   ASSERT_TRUE(v);
