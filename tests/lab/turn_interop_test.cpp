@@ -343,6 +343,13 @@ TEST(TurnInteropRfc8656, RelayRefusesChannelsAbove0x4FFF) {
   auto lab = Lab::fromDescription("relay; host c; host p");
   ASSERT_TRUE(lab.ok()) << lab.error().message;
   ASSERT_TRUE(enableRelayForwarding(**lab, (*lab)->host("relay")).ok());
+  // As in the fixture above: the XDP rewrite updates checksums incrementally, and a veth
+  // frame from a local socket carries only a partial one (README, known limits). Without
+  // this, a run whose channels were all in range lost every datagram (about 1 run in 16).
+  for (const char* h : {"c", "p"}) {
+    auto r = disableTxChecksumOffload(**lab, (*lab)->host(h));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
   auto example = (*lab)->tempDir() / "relay-turn-rfc8656.toml";
   ASSERT_TRUE(writeTurnRelayExample(example, {{"max_allocations_per_user", 100000}}, "rfc8656").ok());
   auto d = RelayDaemon::start(**lab, (*lab)->host("relay"), "native", example.string(), false);
@@ -357,7 +364,12 @@ TEST(TurnInteropRfc8656, RelayRefusesChannelsAbove0x4FFF) {
     if (onlyRefusedChannel(r)) {
       ++refused;
     } else {
-      ASSERT_TRUE(parseUclientReport(r.output).intact(5)) << "neither refused nor intact:\n" << r.output;
+      if (!parseUclientReport(r.output).intact(5)) {
+        auto st = d->query("stats");
+        auto al = d->query("allocations");
+        FAIL() << "neither refused nor intact:\n" << r.output << "\nrelay stats: " << (st.ok() ? st->dump(1) : st.error().message)
+               << "\nallocations: " << (al.ok() ? al->dump(1) : al.error().message);
+      }
       ++passed;
     }
   }
@@ -369,7 +381,9 @@ TEST(TurnInteropRfc8656, RelayRefusesChannelsAbove0x4FFF) {
   ASSERT_TRUE(allocs.ok()) << allocs.error().message;
   // A refused run may have bound its first channel (in range) before the second was refused.
   for (uint16_t c : boundChannels(*allocs)) EXPECT_TRUE(c >= 0x4000 && c <= 0x4FFF) << c;
-  EXPECT_GE(boundChannels(*allocs).size(), static_cast<size_t>(2 * passed)) << allocs->dump(2);
+  // A run that passed bound two channels, on an allocation uclient deleted when it ended (so
+  // they are not listed); the refused run asked at least once.
+  EXPECT_GE(turnCount(*stats, "channel_bind_requests"), static_cast<uint64_t>(2 * passed + 1)) << stats->dump(2);
 }
 
 }  // namespace
