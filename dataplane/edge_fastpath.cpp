@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/nexthop_epoch.h"
 #include "dataplane/typed_map.h"
 #include "tgw/channel_data.h"
 #include "tgw/edge.h"
@@ -954,17 +955,7 @@ std::optional<EdgeFlowCounters> EdgeFastPath::flowCounters(uint32_t flowId) cons
   return c;
 }
 
-void EdgeFastPath::flushNextHops() {
-  // One write, however many flows: every cached next hop is of an older epoch now.
-  const int fd = bpf_map__fd(impl_->skel->maps.tgw_edge_hop_epoch);
-  const __u32 key = 0;
-  __u32 epoch = 0;
-  bpf_map_lookup_elem(fd, &key, &epoch);
-  ++epoch;
-  if (bpf_map_update_elem(fd, &key, &epoch, BPF_ANY) != 0) {
-    log::warn("xdp.edge.flush_next_hops", {{"error", std::strerror(errno)}});
-  }
-}
+void EdgeFastPath::flushNextHops() { bumpNextHopEpoch(bpf_map__fd(impl_->skel->maps.tgw_nexthop_epoch)); }
 
 std::vector<CounterRow> EdgeFastPath::counters() const {
   return StunResponder::readCounters(impl_->stats);

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/nexthop_epoch.h"
 
 // The skeleton names the structs of its .rodata: they must be declared first.
 #include "tgw/stun_responder.h"
@@ -262,17 +263,7 @@ void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
   eraseRoute(RouteKey{route.client, route.server, route.channel});
 }
 
-void RelayFastPath::flushNextHops() {
-  // One write: every kept answer is of an older epoch now (tgw/turn.h).
-  const int fd = bpf_map__fd(skel_->maps.tgw_turn_nexthop_epoch);
-  const __u32 key = 0;
-  __u32 epoch = 0;
-  bpf_map_lookup_elem(fd, &key, &epoch);
-  ++epoch;
-  if (bpf_map_update_elem(fd, &key, &epoch, BPF_ANY) != 0) {
-    log::warn("xdp.relay.flush_next_hops", {{"error", std::strerror(errno)}});
-  }
-}
+void RelayFastPath::flushNextHops() { bumpNextHopEpoch(bpf_map__fd(skel_->maps.tgw_nexthop_epoch)); }
 
 TurnAllocationCounters RelayFastPath::counters(uint32_t allocation) const {
   TurnAllocationCounters c;

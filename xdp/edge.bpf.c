@@ -16,6 +16,7 @@
 
 #include "tgw/edge.h"
 #include "tgw/stats.h"
+#include "nexthop_epoch.bpf.h"
 #include "xdp_exit.bpf.h"
 
 #define AF_INET 2
@@ -84,16 +85,6 @@ struct {
   __type(value, struct tgw_edge_hop);
 } tgw_edge_hops SEC(".maps");
 
-/* One __u32: the next-hop cache's epoch. EdgeFastPath::flushNextHops bumps it; entries of
- * an older epoch are looked up again. */
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __uint(map_flags, BPF_F_RDONLY_PROG);
-  __type(key, __u32);
-  __type(value, __u32);
-} tgw_edge_hop_epoch SEC(".maps");
-
 /* Slot `slot`'s live entry (tgw/edge.h: read in place, never written while a packet may
  * read it), or NULL. The caller checks that it is the flow it wanted. */
 static __always_inline const struct tgw_edge_flow *live_flow(__u32 slot) {
@@ -127,9 +118,7 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
   struct tgw_edge_hop *hop = bpf_map_lookup_elem(&tgw_edge_hops, &index);
   if (!hop) return TGW_REASON_EDGE_FIB_FAILED; /* slot < max flows: unreachable */
   __u64 now = bpf_jiffies64(); /* tgw/edge.h: one load, not a helper call */
-  __u32 zero = 0;
-  const __u32 *epochp = bpf_map_lookup_elem(&tgw_edge_hop_epoch, &zero);
-  __u32 epoch = epochp ? *epochp : 0;
+  __u32 epoch = tgw_nexthop_epoch_now();
   __u32 ingress = ctx->ingress_ifindex;
   __u32 ok_len = plan->ip_len;
   if (hop->flow_id == f->flow_id && hop->generation == f->generation &&

@@ -4,6 +4,7 @@
  * hold it here. This file supplies the frame pointers, the map lookups, the next hop
  * (bpf_fib_lookup), the resize, and counts; the logic is in the shared headers, and what it
  * shares with xdp/stun_responder.bpf.c (maps, STUN answer, exit) in xdp_program.bpf.h. */
+#include "nexthop_epoch.bpf.h"
 #include "xdp_program.bpf.h"
 
 #include "tgw/turn.h"
@@ -54,15 +55,6 @@ struct {
   __type(value, struct tgw_turn_nexthop_slot);
 } tgw_turn_nexthops SEC(".maps");
 
-/* One __u32: the next-hop cache's epoch (tgw/turn.h), bumped by flushNextHops(). */
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __uint(map_flags, BPF_F_RDONLY_PROG);
-  __type(key, __u32);
-  __type(value, __u32);
-} tgw_turn_nexthop_epoch SEC(".maps");
-
 /* Takes `bytes` from the allocation's bucket. Returns 1 if within the cap. */
 static __always_inline int charge(__u32 allocation, __u64 bytes, __u64 now) {
   struct tgw_turn_bucket *b = bpf_map_lookup_elem(&tgw_turn_allocs, &allocation);
@@ -94,9 +86,7 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_turn_
   __u32 index = tgw_turn_nexthop_index(&key);
   struct tgw_turn_nexthop_slot *slot = bpf_map_lookup_elem(&tgw_turn_nexthops, &index);
   if (!slot) return TGW_REASON_TURN_FIB_FAILED; /* index < entries: unreachable */
-  __u32 zero = 0;
-  const __u32 *epochp = bpf_map_lookup_elem(&tgw_turn_nexthop_epoch, &zero);
-  __u32 epoch = epochp ? *epochp : 0;
+  __u32 epoch = tgw_nexthop_epoch_now();
   __u32 ok_len = l3_len;
   if (tgw_turn_nexthop_key_eq(&slot->key, &key) && slot->nh.epoch == epoch && now < slot->nh.expires_ns) {
     if (l3_len <= slot->nh.ok_len) {

@@ -129,7 +129,7 @@ struct tgw_edge_flow {
  * about a second (below), so a packet needs no lookup keyed by addresses. Valid only for
  * the entry it was looked up for (flow_id and generation: a path change, or another flow in
  * the slot, looks up again), the interface the packets arrive on and the current epoch
- * (tgw_edge_hop_epoch). flow_id 0: empty. A route, neighbour or MTU change reaches the fast
+ * (tgw_nexthop_epoch, xdp/nexthop_epoch.bpf.h). flow_id 0: empty. A route, neighbour or MTU change reaches the fast
  * path within the lifetime; EdgeFastPath::flushNextHops makes it immediate by bumping the
  * epoch — one map write, and userspace never writes an entry a packet may be filling, so no
  * packet reads one half zeroed. TOS or port-based routing rules are not seen (the lookup
@@ -143,7 +143,7 @@ struct tgw_edge_hop {
   __u8 dmac[6];
   __u8 smac[6];
   __u64 expires;    /* bpf_jiffies64() after which it is looked up again */
-  __u32 epoch;      /* tgw_edge_hop_epoch's value when it was looked up */
+  __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
   __u32 pad;
 };
 /* The lifetime in jiffies is the kernel's HZ (CONFIG_HZ, from libbpf's kconfig): 1 s. The

@@ -141,14 +141,14 @@ struct tgw_turn_nexthop_key {
  * call here, twice the rest of the forwarding work, so its answer is kept per CPU for
  * TGW_TURN_NEXTHOP_TTL_NS: a route, neighbour or MTU change reaches the fast path within
  * that time. RelayFastPath::flushNextHops() makes it immediate by bumping the one-entry
- * tgw_turn_nexthop_epoch that every kept answer must match: one map write, and userspace
+ * tgw_nexthop_epoch (xdp/nexthop_epoch.bpf.h) that every kept answer must match: one map write, and userspace
  * never writes a slot a packet may be filling. Failures are not kept. */
 struct tgw_turn_nexthop {
   __u8 dmac[6];
   __u8 smac[6];
   __u32 ifindex;    /* egress interface */
   __u32 ok_len;     /* largest IP length the lookup accepted (MTU check) */
-  __u32 epoch;      /* tgw_turn_nexthop_epoch's value when it was looked up */
+  __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
   __u64 expires_ns; /* bpf_ktime_get_ns() after which the entry is looked up again */
 };
 #define TGW_TURN_NEXTHOP_TTL_NS 1000000000ull /* 1 s */
