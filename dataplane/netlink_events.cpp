@@ -36,6 +36,21 @@ std::optional<IpAddr> addressOf(uint8_t family, const uint8_t* data, size_t len)
   return std::nullopt;
 }
 
+// Calls fn(type, data, length) for each attribute after a fixed part of `fixed` bytes;
+// false when one runs past the message.
+template <typename Fn>
+bool forEachAttribute(const uint8_t* body, size_t len, size_t fixed, Fn fn) {
+  size_t off = NLMSG_ALIGN(fixed);
+  while (off + sizeof(rtattr) <= len) {
+    rtattr a{};
+    std::memcpy(&a, body + off, sizeof a);
+    if (a.rta_len < sizeof(rtattr) || off + a.rta_len > len) return false;
+    fn(a.rta_type, body + off + RTA_LENGTH(0), static_cast<size_t>(a.rta_len - RTA_LENGTH(0)));
+    off += RTA_ALIGN(a.rta_len);
+  }
+  return true;
+}
+
 // RTM_NEWADDR / RTM_DELADDR: the interface and its address (IFA_LOCAL where the kernel gives
 // one, which is the address itself on point-to-point links; else IFA_ADDRESS).
 bool parseAddress(const nlmsghdr& h, const uint8_t* body, size_t len, NetlinkChanges& into) {
@@ -43,17 +58,11 @@ bool parseAddress(const nlmsghdr& h, const uint8_t* body, size_t len, NetlinkCha
   ifaddrmsg ifa{};
   std::memcpy(&ifa, body, sizeof ifa);
   std::optional<IpAddr> local, address;
-  size_t off = NLMSG_ALIGN(sizeof ifa);
-  while (off + sizeof(rtattr) <= len) {
-    rtattr a{};
-    std::memcpy(&a, body + off, sizeof a);
-    if (a.rta_len < sizeof(rtattr) || off + a.rta_len > len) return false;
-    const uint8_t* data = body + off + RTA_LENGTH(0);
-    const size_t dataLen = a.rta_len - RTA_LENGTH(0);
-    if (a.rta_type == IFA_LOCAL) local = addressOf(ifa.ifa_family, data, dataLen);
-    if (a.rta_type == IFA_ADDRESS) address = addressOf(ifa.ifa_family, data, dataLen);
-    off += RTA_ALIGN(a.rta_len);
-  }
+  const bool whole = forEachAttribute(body, len, sizeof ifa, [&](uint16_t type, const uint8_t* data, size_t n) {
+    if (type == IFA_LOCAL) local = addressOf(ifa.ifa_family, data, n);
+    if (type == IFA_ADDRESS) address = addressOf(ifa.ifa_family, data, n);
+  });
+  if (!whole) return false;
   const auto& chosen = local ? local : address;
   if (!chosen) return ifa.ifa_family != AF_INET && ifa.ifa_family != AF_INET6;  // other families: ignored
   into.addresses.push_back({h.nlmsg_type == RTM_NEWADDR, static_cast<int>(ifa.ifa_index), *chosen});
@@ -72,18 +81,11 @@ bool parseNeighbour(const nlmsghdr& h, const uint8_t* body, size_t len, NetlinkC
   n.ifindex = nd.ndm_ifindex;
   n.state = nd.ndm_state;
   std::optional<IpAddr> dst;
-  size_t off = NLMSG_ALIGN(sizeof nd);
-  while (off + sizeof(rtattr) <= len) {
-    rtattr a{};
-    std::memcpy(&a, body + off, sizeof a);
-    if (a.rta_len < sizeof(rtattr) || off + a.rta_len > len) return false;
-    const uint8_t* data = body + off + RTA_LENGTH(0);
-    const size_t dataLen = a.rta_len - RTA_LENGTH(0);
-    if (a.rta_type == NDA_DST) dst = addressOf(nd.ndm_family, data, dataLen);
-    if (a.rta_type == NDA_LLADDR) n.linkAddress.assign(data, data + dataLen);
-    off += RTA_ALIGN(a.rta_len);
-  }
-  if (!dst) return false;
+  const bool whole = forEachAttribute(body, len, sizeof nd, [&](uint16_t type, const uint8_t* data, size_t size) {
+    if (type == NDA_DST) dst = addressOf(nd.ndm_family, data, size);
+    if (type == NDA_LLADDR) n.linkAddress.assign(data, data + size);
+  });
+  if (!whole || !dst) return false;
   n.address = *dst;
   into.neighbours.push_back(std::move(n));
   return true;
