@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -1114,10 +1115,7 @@ TEST_F(EdgeForwardingTest, EraseThenAddNeverHandsAPacketAnotherFlowsPath) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> cycles{0}, writeErrors{0};
   std::thread writer([&] {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(1, &one);
-    sched_setaffinity(0, sizeof one, &one);
+    const testing::PinnedToCpu cpu1(1);
     while (!stop.load(std::memory_order_relaxed)) {
       if (!fp.setPath(x, kDirectPath).ok()) writeErrors++;
       fp.eraseFlow(x.id);
@@ -1126,11 +1124,7 @@ TEST_F(EdgeForwardingTest, EraseThenAddNeverHandsAPacketAnotherFlowsPath) {
       cycles++;
     }
   });
-  cpu_set_t saved, zero;
-  sched_getaffinity(0, sizeof saved, &saved);
-  CPU_ZERO(&zero);
-  CPU_SET(0, &zero);
-  sched_setaffinity(0, sizeof zero, &zero);
+  std::optional<testing::PinnedToCpu> cpu0(std::in_place, 0);
   // Bounded: a count and a deadline.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
   uint64_t runs = 0, onX = 0, notForwarded = 0, wrong = 0;
@@ -1153,7 +1147,7 @@ TEST_F(EdgeForwardingTest, EraseThenAddNeverHandsAPacketAnotherFlowsPath) {
   }
   stop = true;
   writer.join();
-  sched_setaffinity(0, sizeof saved, &saved);
+  cpu0.reset();
   EXPECT_EQ(writeErrors.load(), 0u);
   EXPECT_EQ(wrong, 0u) << "of " << runs << " packets; first: " << firstWrong;
   EXPECT_GT(onX, 0u);

@@ -26,6 +26,7 @@
 #include <chrono>
 #include <thread>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -553,18 +554,8 @@ TEST_F(EdgeXdpTest, OutRedirectedToAnotherInterface) {
 // peer behind another interface takes the new next hop on the very next packet, without a
 // flush, and back again; a new flow in a recycled slot looks its own up.
 TEST_F(EdgeXdpTest, PathChangeTakesTheNewPathsNextHop) {
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(0, &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);  // one CPU's cache throughout
-  struct Restore {
-    ~Restore() {
-      cpu_set_t all;
-      CPU_ZERO(&all);
-      for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &all);
-      sched_setaffinity(0, sizeof(all), &all);
-    }
-  } restore;
+  const PinnedToCpu cpu0(0);  // one CPU's cache throughout
+  ASSERT_TRUE(cpu0.ok());
   addLocal(kLocal4, kFlow);
   const SockAddr far = sa("198.18.1.2:7000");
   const Bytes data = appData(20);
@@ -619,10 +610,7 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> writes{0}, writeErrors{0};
   std::thread writer([&] {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(1, &one);
-    sched_setaffinity(0, sizeof one, &one);
+    const PinnedToCpu cpu1(1);
     for (uint32_t i = 0; !stop.load(std::memory_order_relaxed); i++) {
       const bool odd = (i & 1) != 0;
       tgw_edge_flow f = odd ? fb : fa, o = odd ? ob : oa;
@@ -632,11 +620,7 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
       writes += 2;
     }
   });
-  cpu_set_t saved, zero;
-  sched_getaffinity(0, sizeof saved, &saved);
-  CPU_ZERO(&zero);
-  CPU_SET(0, &zero);
-  sched_setaffinity(0, sizeof zero, &zero);
+  std::optional<PinnedToCpu> cpu0(std::in_place, 0);
   // Bounded: a count and a deadline.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
   uint64_t runs = 0, seenA = 0, seenB = 0, wrong = 0;
@@ -657,7 +641,7 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
   }
   stop = true;
   writer.join();
-  sched_setaffinity(0, sizeof saved, &saved);
+  cpu0.reset();
   EXPECT_EQ(writeErrors.load(), 0u);
   EXPECT_EQ(wrong, 0u) << "of " << runs << " packets; first: " << firstWrong;
   EXPECT_GT(seenA, 0u);
@@ -1341,18 +1325,10 @@ TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
 // The next hop is kept per CPU (for up to a second): a neighbour change is seen once the cache
 // is flushed (or the entry expires), not before. Pinned to one CPU: the cache is per CPU.
 TEST_F(EdgeXdpTest, NextHopIsCachedUntilFlushed) {
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(0, &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  const PinnedToCpu cpu0(0);
+  ASSERT_TRUE(cpu0.ok());
   struct Restore {
-    ~Restore() {
-      turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent");
-      cpu_set_t all;
-      CPU_ZERO(&all);
-      for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &all);
-      sched_setaffinity(0, sizeof(all), &all);
-    }
+    ~Restore() { turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent"); }
   } restore;
   addLocal(kLocal4, kFlow);
   setFlow(kFlow, direct4());

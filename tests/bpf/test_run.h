@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <sched.h>
 
 #include <cerrno>
 #include <cstring>
@@ -38,5 +39,27 @@ inline XdpRun runXdp(int progFd, const Bytes& in, size_t outCapacity = 4096,
   r.out.resize(opts.data_size_out);
   return r;
 }
+
+// Runs the calling thread on one CPU (the programs' caches and counters are per CPU; race
+// tests put the writer and the packets on different CPUs) until destroyed, then gives it
+// back the CPUs it had.
+class PinnedToCpu {
+ public:
+  explicit PinnedToCpu(int cpu) {
+    sched_getaffinity(0, sizeof saved_, &saved_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ok_ = sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  ~PinnedToCpu() { sched_setaffinity(0, sizeof saved_, &saved_); }
+  PinnedToCpu(const PinnedToCpu&) = delete;
+  PinnedToCpu& operator=(const PinnedToCpu&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  cpu_set_t saved_{};
+  bool ok_ = false;
+};
 
 }  // namespace tgw::testing
