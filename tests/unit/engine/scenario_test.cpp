@@ -93,6 +93,16 @@ class Scenarios : public ::testing::Test {
     natB = s.natB;
     return {s.a, s.b};
   }
+  // Hard NATs on both sides, connected and run for 20 s: the flow is on the relay path
+  // (callers check), the start of every relay-restart scenario.
+  std::pair<SimEdge*, SimEdge*> twoHardSitesAfter20s() {
+    auto sites = twoSites(hardNat(), hardNat());
+    sc.connect(*sites.first, *sites.second, t0);
+    sc.runUntil(t0 + 20s);
+    return sites;
+  }
+  // The edge's (first) relayed address on the relay.
+  static SockAddr relayedOf(SimEdge& e) { return e.node->relay()->client().relayedAddresses().at(0); }
   // Both ends on a direct path (and which one) and data flowing both ways.
   void expectDataFlowsDirect(SimEdge& a, SimEdge& b) {
     EXPECT_TRUE(a.onDirect()) << a.name;
@@ -323,9 +333,7 @@ TEST_F(Scenarios, NatStateLostMidFlow) {
 // gathers again, sees a new mapping from the relay's STUN answer, makes a new allocation and
 // tells B its new relayed address; the relay path carries data again.
 TEST_F(Scenarios, NatStateLostOnTheRelayPath) {
-  auto [a, b] = twoSites(hardNat(), hardNat());
-  sc.connect(*a, *b, t0);
-  sc.runUntil(t0 + 20s);
+  auto [a, b] = twoHardSitesAfter20s();
   ASSERT_TRUE(a->path() && a->path()->isRelay());
   const TimePoint lost = sc.now();
   natA->flush();
@@ -354,23 +362,21 @@ class RelayRestartReusingPorts : public Scenarios,
                                  public ::testing::WithParamInterface<SimRelay::ReusePorts> {};
 
 TEST_P(RelayRestartReusingPorts, NeverBindsAChannelToItsOwnRelayedAddress) {
-  auto [a, b] = twoSites(hardNat(), hardNat());
-  sc.connect(*a, *b, t0);
-  sc.runUntil(t0 + 20s);
+  auto [a, b] = twoHardSitesAfter20s();
   ASSERT_TRUE(a->path() && a->path()->isRelay());
-  const SockAddr oldA = a->node->relay()->client().relayedAddresses().at(0);
-  const SockAddr oldB = b->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr oldA = relayedOf(*a);
+  const SockAddr oldB = relayedOf(*b);
   const TimePoint restart = sc.now();
   sc.relay->restart(GetParam());
   sc.runUntil(restart + 30s);
-  const SockAddr newA = a->node->relay()->client().relayedAddresses().at(0);
-  const SockAddr newB = b->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr newA = relayedOf(*a);
+  const SockAddr newB = relayedOf(*b);
   EXPECT_TRUE((newA == oldA && newB == oldB) || (newA == oldB && newB == oldA)) << "the old ports, reused";
   std::printf("relay restart reusing ports: %s\n", newA == oldB ? "swapped (a got b's, b got a's)" : "kept");
   for (SimEdge* e : {a, b}) {
     EXPECT_EQ(e->node->counters().discoUnknownPeer, 0u) << "no ping of our own came back";
     ASSERT_TRUE(e->path() && e->path()->isRelay());
-    const SockAddr own = e->node->relay()->client().relayedAddresses().at(0);
+    const SockAddr own = relayedOf(*e);
     EXPECT_NE(e->path()->peerRelayed, own);
   }
   EXPECT_EQ(a->path()->peerRelayed, newB);
@@ -418,9 +424,7 @@ TEST_F(Scenarios, RestartWithARememberedDirectPathStaysDirectAndNeverWritesTheRe
 // trusted and pinged for kTrustWindow, then the flow falls back to the relay. (Where a
 // direct path exists, the search usually finds it sooner and the flow moves there directly.)
 TEST_F(Scenarios, RestartWithADeadRememberedPathFallsBackToTheRelayWithinTheTrustWindow) {
-  auto [a, b] = twoSites(hardNat(), hardNat());
-  sc.connect(*a, *b, t0);
-  sc.runUntil(t0 + 20s);
+  auto [a, b] = twoHardSitesAfter20s();
   ASSERT_TRUE(a->path() && a->path()->isRelay());
   const dataplane::Flow flow = a->table.lookup(kFlowId)->flow;
   const dataplane::Path dead{dataplane::PathKind::Direct, a->sockets[0], SockAddr(*IpAddr::parse("198.18.2.1"), 40000),
@@ -467,9 +471,7 @@ TEST_F(Scenarios, NatStateLostPortPreservingHealsAtOnce) {
 // again at once, re-advertises its relayed address and rebinds; the relay path carries data
 // again well before the engine's silent-window rule (2 x kRelayTrustWindow) would act.
 TEST_F(Scenarios, RelayRestartsWhileOnTheRelayPath) {
-  auto [a, b] = twoSites(hardNat(), hardNat());
-  sc.connect(*a, *b, t0);
-  sc.runUntil(t0 + 20s);
+  auto [a, b] = twoHardSitesAfter20s();
   ASSERT_TRUE(a->path() && a->path()->isRelay());
   const TimePoint restart = sc.now();
   sc.relay->restart();
@@ -497,12 +499,10 @@ TEST_F(Scenarios, RelayRestartsWhileOnTheRelayPath) {
 // someone else's): when our allocation is lost we forget it, so our new allocation binds no
 // channel to it; the peer's call-me-maybe after its own new allocation brings the new one.
 TEST_F(Scenarios, RelayRestartBindsNoChannelToThePeersOldRelayedAddress) {
-  auto [a, b] = twoSites(hardNat(), hardNat());
-  sc.connect(*a, *b, t0);
-  sc.runUntil(t0 + 20s);
+  auto [a, b] = twoHardSitesAfter20s();
   ASSERT_TRUE(a->path() && a->path()->isRelay());
-  const SockAddr oldA = a->node->relay()->client().relayedAddresses().at(0);
-  const SockAddr oldB = b->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr oldA = relayedOf(*a);
+  const SockAddr oldB = relayedOf(*b);
   const auto bindsTo = [&](const SockAddr& peer, TimePoint since) {
     return std::count_if(sc.relay->peerRequests.begin(), sc.relay->peerRequests.end(), [&](const auto& r) {
       return r.at >= since && r.method == stun::Method::ChannelBind && r.peer == peer;
@@ -513,8 +513,8 @@ TEST_F(Scenarios, RelayRestartBindsNoChannelToThePeersOldRelayedAddress) {
   const TimePoint restart = sc.now();
   sc.relay->restart();
   sc.runUntil(restart + 30s);
-  const SockAddr newA = a->node->relay()->client().relayedAddresses().at(0);
-  const SockAddr newB = b->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr newA = relayedOf(*a);
+  const SockAddr newB = relayedOf(*b);
   ASSERT_NE(newA, oldA);
   ASSERT_NE(newB, oldB);
   EXPECT_EQ(bindsTo(oldB, restart), 0) << "a bound a channel to b's old relayed address";
@@ -542,11 +542,9 @@ TEST_F(Scenarios, RelayRestartBindsNoChannelToThePeersOldRelayedAddress) {
 // and binds its channel to B' on its new allocation at once, without waiting for another
 // call-me-maybe round.
 TEST_F(Scenarios, RelayRestartKeepsThePeersNewRelayedAddressLearnedBeforeOurLoss) {
-  auto [a, b] = twoSites(hardNat(), hardNat());
-  sc.connect(*a, *b, t0);
-  sc.runUntil(t0 + 20s);
+  auto [a, b] = twoHardSitesAfter20s();
   ASSERT_TRUE(a->path() && a->path()->isRelay());
-  const SockAddr oldB = b->node->relay()->client().relayedAddresses().at(0);
+  const SockAddr oldB = relayedOf(*b);
   const uint64_t forgottenA = a->node->counters().peerRelayedForgotten;
   // Right after a's relay heartbeat was answered: a's next one (kRelayHeartbeat later) and
   // its probe (kRelayProbeAfter after that) come well after b's new address.
