@@ -37,7 +37,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -138,9 +137,8 @@ class EdgeFastPath final : public ForwardingTable {
   // + 1) through EdgePathPublisher: a packet sees the old path or the new one, whole, and
   // the next packet after setPath returns sees the new one. A flow changed twice within one
   // grace period waits for one (about 10 ms); a batch of changes to different flows costs at
-  // most one. Only
-  // the flow's application (its address, any port) may send into it (edge_not_from_app).
-  // A changed local endpoint or app in `flow` is applied with it. A relay
+  // most one. Only the flow's application (its address, any port) may send into it
+  // (edge_not_from_app). A changed local endpoint or app in `flow` is applied with it. A relay
   // path with channel 0 (no channel bound yet) is written as RELAY channel 0: the program
   // drops its datagrams, counted as drop_no_path (XDP builds no Send indications). Refused:
   // flow id 0, port 0, mixed families within the path or within local/app (the two may

@@ -61,11 +61,11 @@ class TypedMap {
   unsigned possibleCpus() const { return cpus_; }
   uint32_t maxEntries() const { return maxEntries_; }
 
-  // Plain maps: one value. flags: BPF_F_LOCK for a value with a bpf_spin_lock.
-  Result<V> lookup(const K& key, uint64_t flags = 0) const {
+  // Plain maps: one value.
+  Result<V> lookup(const K& key) const {
     if (perCpu_) return fail("bpf map " + name_ + " is per-CPU: use lookupPerCpu");
     V value{};
-    if (bpf_map_lookup_elem_flags(fd_, &key, &value, flags) != 0) return errnoFailure("lookup");
+    if (bpf_map_lookup_elem(fd_, &key, &value) != 0) return errnoFailure("lookup");
     return value;
   }
 

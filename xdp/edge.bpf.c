@@ -20,10 +20,11 @@
 #include "xdp_exit.bpf.h"
 
 #define AF_INET 2
-
-/* The kernel's tick rate (libbpf fills it from the kernel's config; 0 when unknown). */
-extern const unsigned int CONFIG_HZ __kconfig __weak;
 #define AF_INET6 10
+
+/* The kernel's tick rate (libbpf fills it from the kernel's config, or EdgeFastPath gives it
+ * one where the config cannot be read: tgw/edge.h). */
+extern const unsigned int CONFIG_HZ __kconfig __weak;
 
 /* The maps of tgw/edge.h; max_entries are placeholders the loader resizes. */
 struct {

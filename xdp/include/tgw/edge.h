@@ -206,7 +206,8 @@ TGW_INLINE int tgw_edge_flow_is_local(const struct tgw_edge_flow *f,
  * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_heads, tgw_edge_paths,
  * tgw_edge_flow_stats, and tgw_stats (per (family, verdict, reason), tgw/stats.h). The
  * program also keeps tgw_edge_hops, its per-CPU, per-flow cache of bpf_fib_lookup's answers
- * (1 s): no state worth pinning; zeroing it applies a route or neighbour change at once. */
+ * (1 s): no state worth pinning; EdgeFastPath::flushNextHops (an epoch bump,
+ * xdp/nexthop_epoch.bpf.h) applies a route or neighbour change at once. */
 
 /* ---- Forwarding logic (pure: no maps, no helpers) -------------------------------------------
  *
