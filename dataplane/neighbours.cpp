@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "dataplane/netlink_events.h"
 
 namespace tgw::dataplane {
 
@@ -59,17 +60,10 @@ class Message {
   std::vector<uint8_t> bytes_;
 };
 
-// Walks the attributes after a fixed part of `fixedLen` bytes: fn(type, data, len).
+// The attributes after a fixed part of `fixedLen` bytes: fn(type, data, len).
 template <typename Fn>
 void forEachAttr(const std::vector<uint8_t>& payload, size_t fixedLen, Fn fn) {
-  size_t off = NLMSG_ALIGN(fixedLen);
-  while (off + sizeof(rtattr) <= payload.size()) {
-    rtattr a{};
-    std::memcpy(&a, payload.data() + off, sizeof a);
-    if (a.rta_len < sizeof(rtattr) || off + a.rta_len > payload.size()) return;
-    fn(a.rta_type & NLA_TYPE_MASK, payload.data() + off + RTA_LENGTH(0), a.rta_len - RTA_LENGTH(0));
-    off += RTA_ALIGN(a.rta_len);
-  }
+  forEachRtAttr(payload.data(), payload.size(), fixedLen, fn);
 }
 
 }  // namespace

@@ -36,21 +36,6 @@ std::optional<IpAddr> addressOf(uint8_t family, const uint8_t* data, size_t len)
   return std::nullopt;
 }
 
-// Calls fn(type, data, length) for each attribute after a fixed part of `fixed` bytes;
-// false when one runs past the message.
-template <typename Fn>
-bool forEachAttribute(const uint8_t* body, size_t len, size_t fixed, Fn fn) {
-  size_t off = NLMSG_ALIGN(fixed);
-  while (off + sizeof(rtattr) <= len) {
-    rtattr a{};
-    std::memcpy(&a, body + off, sizeof a);
-    if (a.rta_len < sizeof(rtattr) || off + a.rta_len > len) return false;
-    fn(a.rta_type, body + off + RTA_LENGTH(0), static_cast<size_t>(a.rta_len - RTA_LENGTH(0)));
-    off += RTA_ALIGN(a.rta_len);
-  }
-  return true;
-}
-
 // RTM_NEWADDR / RTM_DELADDR: the interface and its address (IFA_LOCAL where the kernel gives
 // one, which is the address itself on point-to-point links; else IFA_ADDRESS).
 bool parseAddress(const nlmsghdr& h, const uint8_t* body, size_t len, NetlinkChanges& into) {
@@ -58,7 +43,7 @@ bool parseAddress(const nlmsghdr& h, const uint8_t* body, size_t len, NetlinkCha
   ifaddrmsg ifa{};
   std::memcpy(&ifa, body, sizeof ifa);
   std::optional<IpAddr> local, address;
-  const bool whole = forEachAttribute(body, len, sizeof ifa, [&](uint16_t type, const uint8_t* data, size_t n) {
+  const bool whole = forEachRtAttr(body, len, sizeof ifa, [&](uint16_t type, const uint8_t* data, size_t n) {
     if (type == IFA_LOCAL) local = addressOf(ifa.ifa_family, data, n);
     if (type == IFA_ADDRESS) address = addressOf(ifa.ifa_family, data, n);
   });
@@ -81,7 +66,7 @@ bool parseNeighbour(const nlmsghdr& h, const uint8_t* body, size_t len, NetlinkC
   n.ifindex = nd.ndm_ifindex;
   n.state = nd.ndm_state;
   std::optional<IpAddr> dst;
-  const bool whole = forEachAttribute(body, len, sizeof nd, [&](uint16_t type, const uint8_t* data, size_t size) {
+  const bool whole = forEachRtAttr(body, len, sizeof nd, [&](uint16_t type, const uint8_t* data, size_t size) {
     if (type == NDA_DST) dst = addressOf(nd.ndm_family, data, size);
     if (type == NDA_LLADDR) n.linkAddress.assign(data, data + size);
   });

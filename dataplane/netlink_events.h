@@ -1,11 +1,12 @@
 // Route, neighbour and address changes from the kernel (rtnetlink multicast groups).
 //
 // Why: the XDP programs cache each next hop (bpf_fib_lookup's answer: egress interface and
-// both MAC addresses) per CPU for a second (xdp/include/tgw/turn.h, tgw_turn_nexthop_slot).
-// Without a signal a changed route, a neighbour that changed its link-layer address (a
-// replaced host, a router failover) or a deleted neighbour keeps sending to the old next hop
-// until the slot ages out: up to a second of datagrams lost or sent the wrong way. tgwd
-// listens to these groups and flushes the cache when one of them changes, so the next packet
+// both MAC addresses) per CPU for a second (tgw/turn.h tgw_turn_nexthop_slot, tgw/edge.h
+// tgw_edge_hop). Without a signal a changed route, a neighbour that changed its link-layer
+// address (a replaced host, a router failover) or a deleted neighbour keeps sending to the
+// old next hop until the entry ages out: up to a second of datagrams lost or sent the wrong
+// way. tgwd listens to these groups and flushes the cache (bumps its epoch,
+// xdp/nexthop_epoch.bpf.h) when one of them changes, so the next packet
 // asks the FIB again (milliseconds instead of a second). It also learns when an address
 // of the interface its sockets sit on goes away or appears (the sockets do not follow: see
 // README, known limits), to say so in the log.
@@ -13,7 +14,11 @@
 // The parser is separate from the socket so the unit suite can feed it built messages.
 #pragma once
 
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <span>
@@ -25,6 +30,23 @@
 #include "base/sockaddr.h"
 
 namespace tgw::dataplane {
+
+// Calls fn(type, data, length) for each attribute of a netlink message body after its fixed
+// part of `fixed` bytes (the type without the NLA_F_* flag bits); false when one runs past
+// the body (what came before it was seen). Shared with neighbours.cpp.
+template <typename Fn>
+bool forEachRtAttr(const uint8_t* body, size_t len, size_t fixed, Fn fn) {
+  size_t off = NLMSG_ALIGN(fixed);
+  while (off + sizeof(rtattr) <= len) {
+    rtattr a{};
+    std::memcpy(&a, body + off, sizeof a);
+    if (a.rta_len < sizeof(rtattr) || off + a.rta_len > len) return false;
+    fn(static_cast<uint16_t>(a.rta_type & NLA_TYPE_MASK), body + off + RTA_LENGTH(0),
+       static_cast<size_t>(a.rta_len - RTA_LENGTH(0)));
+    off += RTA_ALIGN(a.rta_len);
+  }
+  return true;
+}
 
 // What one or more rtnetlink datagrams said, folded.
 struct NetlinkChanges {

@@ -32,12 +32,12 @@
 
 #include "base/sockaddr.h"
 #include "dataplane/edge_fastpath.h"
+#include "dataplane/nexthop_epoch.h"
 #include "tests/bpf/packet_builder.h"
 #include "tests/bpf/test_run.h"
 #include "tests/bpf/turn_netns.h"
 #include "tgw/edge.h"
 #include "tgw/stats.h"
-#include "tgw/turn.h"
 
 // The skeleton names the structs of its maps' values: declared first (tgw/edge.h).
 #include "edge.skel.h"
@@ -322,14 +322,9 @@ class EdgeXdpTest : public ::testing::Test {
     addSocket(kSock6);
   }
 
-  // Empties the per-CPU next-hop cache (what a route change needs to apply at once).
-  static void flushNextHops() {
-    const std::vector<tgw_edge_hop> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
-    for (uint32_t i = 0; i < 2 * kSlots; i++)
-      ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_hops), &i, zeros.data(),
-                                    BPF_ANY),
-                0);
-  }
+  // Makes every cached next hop stale, as EdgeFastPath::flushNextHops does (what a route
+  // change needs to apply at once).
+  static void flushNextHops() { dataplane::bumpNextHopEpoch(bpf_map__fd(skel_->maps.tgw_nexthop_epoch)); }
 
   static int progFd() { return bpf_program__fd(skel_->progs.tgw_edge); }
 
