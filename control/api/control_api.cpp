@@ -180,11 +180,6 @@ struct ControlServer::Connection {
 
 namespace {
 
-timeval toTimeval(Duration d) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
-}
-
 }  // namespace
 
 Result<std::unique_ptr<ControlServer>> ControlServer::open(event_base* base, const std::string& path,
@@ -273,7 +268,7 @@ void ControlServer::accept() {
       log::warn("control_accept_failed", {{"error", std::strerror(errno)}, {"pause_ms", std::to_string(
                                                                               toMs(kAcceptPause))}});
       event_del(acceptEvent_);
-      timeval tv{0, static_cast<suseconds_t>(std::chrono::duration_cast<std::chrono::microseconds>(kAcceptPause).count())};
+      const timeval tv = toTimeval(kAcceptPause);
       event_add(resumeEvent_, &tv);
       return;
     }

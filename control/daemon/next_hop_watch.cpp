@@ -63,8 +63,7 @@ void NextHopWatch::onReadable() {
   }
   if (!stale || pacer_.due()) return;
   const TimePoint now = Clock::now();
-  const auto wait = std::chrono::duration_cast<std::chrono::microseconds>(pacer_.onChange(now) - now);
-  const timeval after{static_cast<time_t>(wait.count() / 1'000'000), static_cast<suseconds_t>(wait.count() % 1'000'000)};
+  const timeval after = toTimeval(pacer_.onChange(now) - now);
   if (evtimer_add(flush_, &after) != 0) onFlush();  // no timer: flush now rather than never
 }
 

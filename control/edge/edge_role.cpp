@@ -255,11 +255,7 @@ struct EdgeRole::Impl {
       evtimer_del(timer);
       return;
     }
-    auto wait = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
-    if (wait.count() < 0) wait = std::chrono::microseconds(0);
-    // Rounded up by a millisecond so the timer never fires just before the deadline.
-    wait += std::chrono::milliseconds(1);
-    timeval tv{static_cast<time_t>(wait.count() / 1000000), static_cast<suseconds_t>(wait.count() % 1000000)};
+    const timeval tv = timevalUntil(at, Clock::now());
     evtimer_add(timer, &tv);
   }
 
@@ -585,9 +581,7 @@ Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std
         }
       },
       &*it);
-  const Duration wait = pinged.empty() ? Duration::zero() : timeout;
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(wait).count();
-  timeval tv{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  const timeval tv = toTimeval(pinged.empty() ? Duration::zero() : timeout);
   evtimer_add(it->timer, &tv);
   impl.afterNode();
   return {};

@@ -411,10 +411,7 @@ void RelayRole::armRendezvousTimer() {
     evtimer_del(rendezvousTimer_);
     return;
   }
-  auto wait = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
-  if (wait.count() < 0) wait = std::chrono::microseconds(0);
-  wait += std::chrono::milliseconds(1);  // never just before the deadline
-  timeval tv{static_cast<time_t>(wait.count() / 1000000), static_cast<suseconds_t>(wait.count() % 1000000)};
+  const timeval tv = timevalUntil(at, Clock::now());
   evtimer_add(rendezvousTimer_, &tv);
 }
 
@@ -436,11 +433,7 @@ void RelayRole::armTurnTimer() {
     evtimer_del(turnTimer_);
     return;
   }
-  auto wait = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
-  if (wait.count() < 0) wait = std::chrono::microseconds(0);
-  // Rounded up by a millisecond so the timer never fires just before the deadline.
-  wait += std::chrono::milliseconds(1);
-  timeval tv{static_cast<time_t>(wait.count() / 1000000), static_cast<suseconds_t>(wait.count() % 1000000)};
+  const timeval tv = timevalUntil(at, Clock::now());
   evtimer_add(turnTimer_, &tv);
 }
 
