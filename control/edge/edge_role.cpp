@@ -589,6 +589,7 @@ Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std
 
 nlohmann::json EdgeRole::socketStats() const {
   const auto& c = impl_->counters;
+  const auto watch = impl_->nextHopWatch ? impl_->nextHopWatch->counters() : NextHopWatch::Counters{};
   nlohmann::json sockets = nlohmann::json::array();
   for (const auto& s : impl_->sockets) sockets.push_back(s->local.toString());
   // The managed neighbour entries towards the flows' applications, with the kernel's state.
@@ -615,9 +616,10 @@ nlohmann::json EdgeRole::socketStats() const {
           {"tx_no_socket", c.txNoSocket},
           {"data_in_userspace", c.dataInUserspace},
           {"timer_wakeups", c.timerWakeups},
-          {"next_hop_flushes", impl_->nextHopWatch ? impl_->nextHopWatch->counters().flushes : 0},
-          {"neighbour_changes", impl_->nextHopWatch ? impl_->nextHopWatch->counters().neighbourChanges : 0},
-          {"netlink_messages", impl_->nextHopWatch ? impl_->nextHopWatch->counters().messages : 0}};
+          {"next_hop_flushes", watch.flushes},
+          {"neighbour_changes", watch.neighbourChanges},
+          {"netlink_messages", watch.messages},
+          {"netlink_lost", watch.lost}};
 }
 
 }  // namespace tgw

@@ -196,22 +196,19 @@ void Node::handleTurnEvents(TimePoint now) {
         staleStunMapping_ = seen && *seen != a->mapped ? seen : std::nullopt;
       }
       for (auto& p : peers_) bindRelay(p, now);
-    } else if (auto* l = std::get_if<turnclient::AllocationLost>(&e)) {
-      // The relay no longer holds our allocation: most likely it restarted, and then the
-      // peers' relayed addresses from its old process are gone too (or handed to someone
-      // else). Forget them: no channel or permission for them on our next allocation; each
-      // peer advertises its new one after allocating again (and answers our new list).
-      // Only those learned before the relay last confirmed our allocation: a peer that
+    } else if (std::holds_alternative<turnclient::AllocationLost>(e) ||
+               std::holds_alternative<turnclient::AllocationFailed>(e)) {
+      // No relay path until a new allocation. A lost one (the relay no longer holds it:
+      // most likely it restarted) takes the peers' relayed addresses from the relay's old
+      // process with it (gone, or handed to someone else): forget them, so our next
+      // allocation binds nothing to them; each peer advertises its new one after allocating
+      // again. Only those learned before the relay last confirmed our allocation: a peer that
       // noticed the restart first has advertised its new address since, and keeps it.
+      const auto* lost = std::get_if<turnclient::AllocationLost>(&e);
       for (auto& p : peers_) {
         p.channelGeneration = 0;
         engine_.setRelayPath(p.id, std::nullopt, now);
-        if (p.remoteRelayedAt <= l->confirmedAt) forgetRelayed(p);
-      }
-    } else if (std::holds_alternative<turnclient::AllocationFailed>(e)) {
-      for (auto& p : peers_) {
-        p.channelGeneration = 0;
-        engine_.setRelayPath(p.id, std::nullopt, now);
+        if (lost && p.remoteRelayedAt <= lost->confirmedAt) forgetRelayed(p);
       }
     } else if (auto* b = std::get_if<turnclient::ChannelBound>(&e)) {
       if (Peer* p = peerByRelayed(b->peer)) {

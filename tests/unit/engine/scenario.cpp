@@ -13,7 +13,7 @@ class SimRelay::Ports final : public turn::PortReserver {
  public:
   explicit Ports(SimRelay& r) : r_(r) {}
   Result<SockAddr> reserve(const IpAddr& ip, uint16_t minPort, uint16_t maxPort, bool evenPort) override {
-    // After restart(true): the old server's ports first, in the order given.
+    // After restart(InOrder / Reversed): the old server's ports first, in that order.
     while (!reuse_.empty()) {
       const SockAddr a = reuse_.front();
       reuse_.erase(reuse_.begin());
@@ -131,8 +131,8 @@ void SimRelay::restart(ReusePorts reuse) {
   // Without reuse the old server's relayed ports stay bound in the host (their handlers now
   // reach the new server, which knows no such allocation) and the new one takes fresh ports.
   if (reuse != ReusePorts::No) ports_->freeAllForReuse(reuse == ReusePorts::Reversed);
-  turn_ = std::make_unique<turn::Server>(turnConfig_, *ports_, nullptr);
-  rdv_ = std::make_unique<rendezvous::Server>(*rdvKey_);
+  restartTurn();
+  restartRendezvous();
 }
 
 void SimRelay::restartTurn() { turn_ = std::make_unique<turn::Server>(turnConfig_, *ports_, nullptr); }
