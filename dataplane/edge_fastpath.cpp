@@ -215,8 +215,7 @@ Result<bool> checkPinned(const bpf_map* map, const std::string& path) {
     return fail("edge fast path: pinned map " + path + " is " + why +
                 " (another max_flows or layout): remove the pin directory (rm -r " +
                 std::filesystem::path(path).parent_path().string() +
-                ") to start afresh; forwarding state is lost. Until then the previous tgwd's "
-                "program, if still attached, keeps forwarding on the paths it last had");
+                ") to start afresh; forwarding state is lost");
   return true;
 }
 
@@ -772,7 +771,9 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
         log::warn("xdp.edge.stats_reset", {{"pin", path}, {"why", found.error().message}});
         found = false;
       }
-      if (!found) return Unexpected<Error>{found.error()};
+      if (!found)
+        return fail(found.error().message + ". Until then the previous tgwd's program, if still attached, keeps "
+                                            "forwarding on the paths it last had");
       if (*found) pinnedFound.insert(m);
       // libbpf reuses a compatible pinned map and pins the others after load.
       if (int err = bpf_map__set_pin_path(m, path.c_str()); err != 0)
