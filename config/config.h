@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cidr.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
@@ -29,17 +30,6 @@ struct DaemonConfig {
   // Members of this group may use the control socket besides root.
   std::optional<std::string> controlGroup;
   log::Level logLevel = log::Level::Warn;
-};
-
-// An IP prefix from the config, "198.51.100.0/24" or "2001:db8::/32" (a bare address is a
-// /32 or /128). Host bits must be zero, so what is written is what is matched.
-struct Cidr {
-  IpAddr network;
-  uint8_t prefixLength = 0;
-
-  static Result<Cidr> parse(std::string_view text);
-  std::string toString() const;
-  friend bool operator==(const Cidr&, const Cidr&) = default;
 };
 
 // relay.turn.channel_numbers: which ChannelBind numbers the relay accepts.

@@ -98,15 +98,6 @@ class EdgePathPublisher {
   uint64_t gracePeriods_ = 1;        // retiredAt_ 0: writable
 };
 
-// Per-flow counters, summed over CPUs (struct tgw_edge_flow_stats).
-struct EdgeFlowCounters {
-  uint64_t outDirectPackets = 0, outDirectBytes = 0;
-  uint64_t outRelayPackets = 0, outRelayBytes = 0;
-  uint64_t inDirectPackets = 0, inDirectBytes = 0;
-  uint64_t inRelayPackets = 0, inRelayBytes = 0;
-  uint64_t dropNoPath = 0, dropTooBig = 0, dropOther = 0;
-};
-
 class EdgeFastPath final : public ForwardingTable {
  public:
   static constexpr uint32_t kDefaultMaxFlows = 4096;
@@ -167,7 +158,7 @@ class EdgeFastPath final : public ForwardingTable {
   // it, such changes reach the fast path within a second. Path changes need no flush.
   void flushNextHops();
 
-  std::optional<EdgeFlowCounters> flowCounters(uint32_t flowId) const;
+  std::optional<EdgeFlowCounters> flowCounters(uint32_t flowId) const override;
   std::vector<CounterRow> counters() const;  // per (family, verdict, reason)
   int programFd() const;                     // BPF_PROG_TEST_RUN (tests, benchmarks)
   std::vector<std::pair<std::string, AttachMode>> attachments() const;

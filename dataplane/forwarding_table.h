@@ -61,6 +61,16 @@ struct ForwardingEntry {
   friend bool operator==(const ForwardingEntry&, const ForwardingEntry&) = default;
 };
 
+// A fast path's per-flow counters, summed over CPUs (the XDP edge: struct
+// tgw_edge_flow_stats).
+struct EdgeFlowCounters {
+  uint64_t outDirectPackets = 0, outDirectBytes = 0;
+  uint64_t outRelayPackets = 0, outRelayBytes = 0;
+  uint64_t inDirectPackets = 0, inDirectBytes = 0;
+  uint64_t inRelayPackets = 0, inRelayBytes = 0;
+  uint64_t dropNoPath = 0, dropTooBig = 0, dropOther = 0;
+};
+
 class ForwardingTable {
  public:
   virtual ~ForwardingTable() = default;
@@ -70,6 +80,8 @@ class ForwardingTable {
   // The flow has no usable path: its datagrams are dropped (and counted) until one is set.
   virtual void removeFlow(uint32_t flowId) = 0;
   virtual std::optional<ForwardingEntry> lookup(uint32_t flowId) const = 0;
+  // What the fast path counted for the flow; nullopt where nothing counts (in memory).
+  virtual std::optional<EdgeFlowCounters> flowCounters(uint32_t) const { return std::nullopt; }
 };
 
 // An in-memory ForwardingTable: the entries plus how often each flow's path was written,

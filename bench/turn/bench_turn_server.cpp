@@ -49,9 +49,9 @@ struct World {
   explicit World(int n) {
     cfg.realm = "bench";
     cfg.users = {{"u", "p"}};
-    cfg.relayIps = {IpAddr::parse("198.18.0.10").value()};
-    cfg.minPort = 1024;
-    cfg.maxPort = 65535;
+    cfg.policy.relayIps = {IpAddr::parse("198.18.0.10").value()};
+    cfg.policy.minPort = 1024;
+    cfg.policy.maxPort = 65535;
     cfg.maxAllocations = 100000;
     cfg.maxAllocationsPerUser = 100000;
     cfg.nonceLifetime = std::chrono::hours(100);

@@ -10,9 +10,9 @@
 
 #include "base/fd.h"
 #include "base/log.h"
-#include "edge/edge_commands.h"
-#include "edge/edge_role.h"
-#include "relay/relay_role.h"
+#include "shell/edge_commands.h"
+#include "shell/edge_role.h"
+#include "shell/relay_role.h"
 
 namespace tgw {
 

@@ -6,7 +6,7 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
-#include "api/control_api.h"
+#include "shell/control_server.h"
 #include "base/clock.h"
 #include "base/result.h"
 #include "config/config.h"

@@ -1,4 +1,4 @@
-#include "edge/edge_commands.h"
+#include "edge/edge_json.h"
 
 #include <algorithm>
 #include <chrono>
@@ -143,7 +143,7 @@ json pathsJson(const Node& node, TimePoint now) {
   return {{"peers", list}};
 }
 
-json flowsJson(const Node& node, const dataplane::ForwardingTable* table, const dataplane::EdgeFastPath* fastPath) {
+json flowsJson(const Node& node, const dataplane::ForwardingTable* table, const dataplane::ForwardingTable* counters) {
   json list = json::array();
   for (const auto& p : node.peers()) {
     const auto* pp = peerPaths(node, p);
@@ -160,7 +160,7 @@ json flowsJson(const Node& node, const dataplane::ForwardingTable* table, const 
       j["path"] = path ? pathJson(*path) : json(nullptr);
       j["engine_path"] = pp != nullptr && pp->activePath() ? pathJson(*pp->activePath()) : json(nullptr);
       std::optional<dataplane::EdgeFlowCounters> c;
-      if (fastPath != nullptr) c = fastPath->flowCounters(f.id);
+      if (counters != nullptr) c = counters->flowCounters(f.id);
       j["counters"] = c ? flowCountersJson(*c) : json(nullptr);
       list.push_back(std::move(j));
     }

@@ -20,6 +20,10 @@
 
 namespace tgw::engine {
 
+// Path changes the shell has not taken yet, at most: far more than one event-loop turn makes
+// (a change per peer per turn), so only a shell that never drains loses any.
+inline constexpr size_t kMaxQueuedPathChanges = 1024;
+
 struct EngineConfig {
   // Our sockets, one per address family (DESIGN.md: one UDP socket per role and family).
   // Direct paths start at them.
@@ -56,7 +60,10 @@ class Engine {
 
   // Outputs since the last take.
   std::vector<DiscoSend> takeSends() { return std::exchange(sends_, {}); }
-  std::vector<PathChange> takePathChanges() { return std::exchange(changes_, {}); }
+  // Path changes, oldest first, for the shell to log and count: a bounded queue (the oldest
+  // beyond kMaxQueuedPathChanges are dropped and counted in pathChangesDropped()).
+  std::vector<PathChange> takePathChanges() { return changes_.take(); }
+  uint64_t pathChangesDropped() const { return changes_.dropped(); }
   std::vector<Candidate> takeLearnedLocal() { return std::exchange(learnedLocal_, {}); }
   // Peers whose direct path died: the edge gathers fresh candidates and tells them.
   std::vector<PeerId> takeRediscover() { return std::exchange(rediscover_, {}); }
@@ -77,7 +84,7 @@ class Engine {
   std::set<std::pair<TimePoint, PeerId>> timers_;  // peers by next deadline
   size_t live_ = 0;
   std::vector<DiscoSend> sends_;
-  std::vector<PathChange> changes_;
+  BoundedQueue<PathChange> changes_{kMaxQueuedPathChanges};
   std::vector<Candidate> learnedLocal_;
   std::vector<PeerId> rediscover_;
   std::vector<PongReport> pongReports_;

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <string>
 
-#include "base/log.h"
 #include "engine/better_path.h"
 
 namespace tgw::engine {
@@ -247,17 +246,7 @@ TimePoint PeerPaths::heartbeatDue() const {
 
 void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, TimePoint now) {
   if (active_ == to) return;
-  if (log::enabled(log::Level::Info)) {
-    auto describe = [](const std::optional<Path>& p) -> std::string {
-      if (!p) return "none";
-      return (p->isRelay() ? "relay:" + p->peerRelayed.toString() : "direct:" + p->remote.toString());
-    };
-    log::info("path_change", {{"peer", std::to_string(id_)},
-                              {"from", describe(active_)},
-                              {"to", describe(to)},
-                              {"reason", std::string(toString(reason))}});
-  }
-  sinks_.changes->push_back(PathChange{id_, active_, to, reason, now});
+  sinks_.changes->push(PathChange{id_, active_, to, reason, now});
   ++sinks_.counters->pathChanges;
   active_ = to;
   activeSince_ = now;

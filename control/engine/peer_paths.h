@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/bounded_queue.h"
 #include "engine/types.h"
 
 namespace tgw::engine {
@@ -125,7 +126,7 @@ struct PongReport {
 struct EngineSinks {
   dataplane::ForwardingTable* table = nullptr;
   std::vector<DiscoSend>* sends = nullptr;
-  std::vector<PathChange>* changes = nullptr;
+  BoundedQueue<PathChange>* changes = nullptr;  // the shell drains it (Engine::takePathChanges)
   std::vector<Candidate>* learnedLocal = nullptr;  // our endpoints as peers saw them
   std::vector<PeerId>* rediscover = nullptr;       // peers whose active path died
   std::vector<PongReport>* pongReports = nullptr;  // pongs to pingAll()'s pings

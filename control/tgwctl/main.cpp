@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "api/control_api.h"
+#include "shell/control_server.h"
 #include "config/config.h"
-#include "netcheck/runner.h"
+#include "shell/netcheck_runner.h"
 
 namespace {
 

@@ -6,15 +6,6 @@
 namespace tgw::turn {
 namespace {
 
-bool prefixMatch(const uint8_t* a, const uint8_t* b, unsigned bits) {
-  const unsigned full = bits / 8;
-  if (!std::equal(a, a + full, b)) return false;
-  const unsigned rest = bits % 8;
-  if (rest == 0) return true;
-  const auto mask = static_cast<uint8_t>(0xFF << (8 - rest));
-  return (a[full] & mask) == (b[full] & mask);
-}
-
 Cidr cidr(const char* text) { return Cidr::parse(text).value(); }
 
 // RFC 6890 special-purpose ranges a relay must not reach on a client's behalf.
@@ -46,33 +37,6 @@ bool anyContains(const std::vector<Cidr>& list, const IpAddr& a, const IpAddr& b
 }
 
 }  // namespace
-
-Result<Cidr> Cidr::parse(std::string_view text) {
-  const auto slash = text.find('/');
-  auto ip = IpAddr::parse(text.substr(0, slash));
-  if (!ip) return fail("bad CIDR '" + std::string(text) + "': " + ip.error().message);
-  const unsigned maxBits = ip->isV4() ? 32 : 128;
-  unsigned bits = maxBits;
-  if (slash != std::string_view::npos) {
-    const auto p = text.substr(slash + 1);
-    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), bits);
-    if (ec != std::errc() || end != p.data() + p.size() || p.empty() || bits > maxBits) {
-      return fail("bad prefix length in CIDR '" + std::string(text) + "'");
-    }
-  }
-  // Keep the network part only, so "10.1.2.3/8" means 10.0.0.0/8.
-  std::array<uint8_t, 16> b{};
-  std::copy(ip->bytes(), ip->bytes() + ip->size(), b.begin());
-  for (unsigned i = bits; i < maxBits; ++i) b[i / 8] = static_cast<uint8_t>(b[i / 8] & ~(0x80 >> (i % 8)));
-  IpAddr net = ip->isV4() ? IpAddr::v4({b[0], b[1], b[2], b[3]}) : IpAddr::v6(b);
-  return Cidr{net, static_cast<uint8_t>(bits)};
-}
-
-bool Cidr::contains(const IpAddr& ip) const {
-  return ip.family() == network.family() && prefixMatch(ip.bytes(), network.bytes(), prefixLength);
-}
-
-std::string Cidr::toString() const { return network.toString() + "/" + std::to_string(prefixLength); }
 
 IpAddr normalizePeer(const IpAddr& ip) {
   if (!ip.isV6()) return ip;

@@ -162,9 +162,9 @@ struct Server::Impl {
   std::vector<uint32_t> freeSlots;
 
   Impl(ServerConfig c, PortReserver& p, dataplane::TurnTable* fp)
-      : config(std::move(c)), ports(p), fastPath(fp), policy(policyConfig(config)) {
+      : config(std::move(c)), ports(p), fastPath(fp), policy(config.policy) {
     if (config.maxChannel != TGW_CHANNEL_MAX_RFC5766) config.maxChannel = TGW_CHANNEL_MAX;
-    for (const IpAddr& ip : config.relayIps) {
+    for (const IpAddr& ip : config.policy.relayIps) {
       if (ip.isV4() && !relayIp4) relayIp4 = ip;
       if (ip.isV6() && !relayIp6) relayIp6 = ip;
     }
@@ -174,17 +174,6 @@ struct Server::Impl {
     if (fastPath) {
       for (uint32_t s = fastPath->capacity(); s > 0; --s) freeSlots.push_back(s - 1);
     }
-  }
-
-  static PeerPolicyConfig policyConfig(const ServerConfig& c) {
-    PeerPolicyConfig p;
-    p.allow = c.peerAllow;
-    p.deny = c.peerDeny;
-    p.ownAddresses = c.ownAddresses;
-    p.relayIps = c.relayIps;
-    p.minPort = c.minPort;
-    p.maxPort = c.maxPort;
-    return p;
   }
 
   // ---- responses -------------------------------------------------------------------------
@@ -632,11 +621,11 @@ struct Server::Impl {
 
     auto a = std::make_unique<Allocation>();
     const IpAddr& ip1 = family == Family::V4 ? *relayIp4 : *relayIp6;
-    auto r1 = ports.reserve(ip1, config.minPort, config.maxPort, even.has_value());
+    auto r1 = ports.reserve(ip1, config.policy.minPort, config.policy.maxPort, even.has_value());
     if (!r1) return sendError(ctx, 508);
     (family == Family::V4 ? a->relayed4 : a->relayed6) = *r1;
     if (dual) {
-      auto r2 = ports.reserve(*relayIp6, config.minPort, config.maxPort, even.has_value());
+      auto r2 = ports.reserve(*relayIp6, config.policy.minPort, config.policy.maxPort, even.has_value());
       if (!r2) {
         ports.release(*r1);
         return sendError(ctx, 508);

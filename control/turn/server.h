@@ -37,7 +37,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/cidr.h"
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/turn_table.h"
@@ -48,11 +50,7 @@ namespace tgw::turn {
 // One datagram for the shell to send. `from` is a listening endpoint (towards a client)
 // or a relayed transport address (towards a peer): the shell sends from the socket bound
 // there.
-struct Send {
-  SockAddr from;
-  SockAddr to;
-  std::vector<uint8_t> bytes;
-};
+using Send = Datagram;
 
 // Relayed ports. The shell implements it with real bound UDP sockets, so a port the
 // server hands out is one the kernel lets the relay use.
@@ -65,16 +63,6 @@ class PortReserver {
                                    bool evenPort) = 0;
   // Closes a port reserve() returned (allocation deleted or expired).
   virtual void release(const SockAddr& relayed) = 0;
-};
-
-// An IP prefix, "198.51.100.0/24" or "2001:db8::/32" (a bare address is a /32 or /128).
-struct Cidr {
-  IpAddr network;
-  uint8_t prefixLength = 0;
-
-  static Result<Cidr> parse(std::string_view text);
-  bool contains(const IpAddr& ip) const;  // false across families
-  std::string toString() const;
 };
 
 // The IPv4 address inside an IPv4-in-IPv6 form, so policy sees what the packet would
@@ -136,12 +124,11 @@ struct ServerConfig {
   std::string software = "tgw";                 // SOFTWARE in responses; empty: none
   std::map<std::string, std::string> users;     // long-term credentials: name -> password
   std::optional<std::string> restSecret;        // TURN-REST shared secret (coturn style)
-  // Relayed addresses: at most one IPv4 and one IPv6 is used (the first of each family).
-  std::vector<IpAddr> relayIps;
-  uint16_t minPort = 49152;                     // relayed port range (RFC 8656 section 7.2)
-  uint16_t maxPort = 65535;
-  // The relay's own addresses besides relayIps (listening IPs): denied as peers.
-  std::vector<IpAddr> ownAddresses;
+  // Relayed addresses (policy.relayIps: at most one IPv4 and one IPv6 is used, the first of
+  // each family) and ports (policy.minPort..maxPort, RFC 8656 section 7.2), the relay's own
+  // addresses and the operator's allow / deny lists: one PeerPolicyConfig, which the peer
+  // policy reads as it is.
+  PeerPolicyConfig policy;
 
   Duration defaultLifetime = kDefaultAllocationLifetime;
   Duration maxLifetime = kMaxAllocationLifetime;
@@ -161,9 +148,6 @@ struct ServerConfig {
   uint16_t maxChannel = TGW_CHANNEL_MAX;
   uint64_t bytesPerSecond = 0;                  // per allocation, both directions; 0: none
   uint64_t burstBytes = 0;                      // bucket depth; 0: one second's worth
-
-  std::vector<Cidr> peerAllow;                  // see PeerPolicy
-  std::vector<Cidr> peerDeny;
 
   // Offer SHA-256 in the 401's PASSWORD-ALGORITHMS (RFC 8489 section 9.2.4) and accept
   // PASSWORD-ALGORITHM SHA-256. MESSAGE-INTEGRITY-SHA256 is accepted either way.

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "dataplane/stun_responder.h"
-#include "relay/relay_role.h"
+#include "shell/relay_role.h"
 #include "stun/message.h"
 #include "stun/server.h"
 #include "tests/bpf/packet_builder.h"

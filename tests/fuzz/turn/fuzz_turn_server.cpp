@@ -72,16 +72,16 @@ struct Harness {
   Harness() {
     cfg.realm = "fuzz";
     cfg.users = {{"u", "p"}};
-    cfg.relayIps = {IpAddr::parse("198.18.0.10").value(), IpAddr::parse("2001:db8:0:1::10").value()};
-    cfg.minPort = 50000;
-    cfg.maxPort = 50005;
+    cfg.policy.relayIps = {IpAddr::parse("198.18.0.10").value(), IpAddr::parse("2001:db8:0:1::10").value()};
+    cfg.policy.minPort = 50000;
+    cfg.policy.maxPort = 50005;
     cfg.maxAllocations = 3;
     cfg.maxPermissionsPerAllocation = 4;
     cfg.maxChannelsPerAllocation = 3;
     cfg.bytesPerSecond = 5000;
     cfg.nonceSecret.fill(1);
-    cfg.peerAllow = {Cidr::parse("10.9.0.0/16").value()};
-    cfg.peerDeny = {Cidr::parse("198.18.77.0/24").value()};
+    cfg.policy.allow = {Cidr::parse("10.9.0.0/16").value()};
+    cfg.policy.deny = {Cidr::parse("198.18.77.0/24").value()};
     server = std::make_unique<Server>(cfg, ports, &table);
     for (int i = 0; i < 2; ++i) {
       MessageBuilder b(Method::Allocate, Class::Request, tid());
@@ -159,8 +159,8 @@ struct Harness {
       case 1: {
         if (bytes.empty()) return;
         const uint8_t pick = bytes[0];
-        SockAddr relayed(pick & 1 ? cfg.relayIps[1] : cfg.relayIps[0], static_cast<uint16_t>(50000 + (pick >> 1) % 8));
-        SockAddr peer = (pick & 0x80) ? SockAddr(cfg.relayIps[0], 50001) : sa("198.18.5.5:5000");
+        SockAddr relayed(pick & 1 ? cfg.policy.relayIps[1] : cfg.policy.relayIps[0], static_cast<uint16_t>(50000 + (pick >> 1) % 8));
+        SockAddr peer = (pick & 0x80) ? SockAddr(cfg.policy.relayIps[0], 50001) : sa("198.18.5.5:5000");
         if (pick & 0x40) peer = SockAddr(peer.ip(), static_cast<uint16_t>(pick));
         server->onPeerDatagram(bytes.subspan(1), peer, relayed, now, out);
         verify(out);

@@ -1,7 +1,7 @@
 // The control socket for real: ControlServer on a Unix socket in /tmp, a libevent loop on a
 // thread (it polls every millisecond), clients connecting as root and, forked, as nobody.
 // Wall-clock and root: the integration suite (the unit suite is simulated time only).
-#include "api/control_api.h"
+#include "shell/control_server.h"
 
 #include <event2/event.h>
 #include <grp.h>

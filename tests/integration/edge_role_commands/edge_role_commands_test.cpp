@@ -10,8 +10,8 @@
 
 #include "../relay/relay_test_util.h"
 #include "config/config.h"
-#include "edge/edge_commands.h"
-#include "relay/relay_role.h"
+#include "shell/edge_commands.h"
+#include "shell/relay_role.h"
 
 namespace tgw {
 namespace {

@@ -1,6 +1,6 @@
 // runNetcheck() with real UDP sockets on loopback only: a stun::Server runs in a thread on
 // 127.0.0.1 / 127.0.0.2 (RFC 5780: two addresses, two ports) and a plain one on 127.0.0.3.
-#include "netcheck/runner.h"
+#include "shell/netcheck_runner.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>

@@ -2,7 +2,7 @@
 // changes made while the loop runs give paced flushes (FlushPacer, unit-tested in simulated
 // time), a neighbour's new MAC flushes and its state changes do not, address changes are
 // reported each. Real time: each run of the loop lasts a fixed time of its own timer.
-#include "daemon/next_hop_watch.h"
+#include "shell/next_hop_watch.h"
 
 #include <event2/event.h>
 #include <gtest/gtest.h>

@@ -7,7 +7,7 @@
 
 #include <thread>
 
-#include "api/control_api.h"
+#include "shell/control_server.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "stun/message.h"

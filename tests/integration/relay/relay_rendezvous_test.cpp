@@ -12,7 +12,7 @@
 
 #include "config/config.h"
 #include "crypto/node_key.h"
-#include "relay/relay_role.h"
+#include "shell/relay_role.h"
 #include "relay_test_util.h"
 #include "rendezvous/client.h"
 #include "stun/message.h"

@@ -11,7 +11,7 @@
 #include <functional>
 #include <thread>
 
-#include "api/control_api.h"
+#include "shell/control_server.h"
 #include "config/config.h"
 #include "crypto/hashes.h"
 #include "daemon/daemon.h"

@@ -1,5 +1,5 @@
 // tgwctl (the built binary) against a control socket served here: the edge's JSON comes from
-// real edge nodes in the simulated network (edge_commands.h over the engine scenarios'
+// real edge nodes in the simulated network (edge_json.h over the engine scenarios'
 // harness), so the text tables are checked on what a daemon would really say.
 #include <event2/event.h>
 #include <gtest/gtest.h>
@@ -14,9 +14,9 @@
 #include <sstream>
 #include <thread>
 
-#include "../../unit/engine/scenario.h"
-#include "api/control_api.h"
-#include "edge/edge_commands.h"
+#include "sim/scenario.h"
+#include "shell/control_server.h"
+#include "shell/edge_commands.h"
 
 namespace tgw::scenario {
 namespace {
@@ -98,7 +98,7 @@ class Tgwctl : public ::testing::Test {
       pingArgs_ = args;
       const std::string peer = args.value("peer", "");
       if (peer != "site-b" && peer != "quiet") return reply(fail("unknown peer \"" + peer + "\" (tgwctl peers lists them)"));
-      PingResult r;
+      edge::PingResult r;
       r.peer = peer;
       r.paths.push_back({direct_, peer == "quiet" ? std::nullopt : std::optional<Duration>(1234us), true});
       r.paths.push_back({relay_, std::nullopt, false});

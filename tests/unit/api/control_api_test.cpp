@@ -1,6 +1,6 @@
 // The control API's pure parts: the dispatcher (routing, errors, async replies passed on
 // once) and the access policy. The socket server is in tests/integration/api.
-#include "api/control_api.h"
+#include "api/dispatcher.h"
 
 #include <gtest/gtest.h>
 

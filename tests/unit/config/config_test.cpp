@@ -563,21 +563,5 @@ TEST(ConfigEdge, Flows) {
   EXPECT_EQ(unknown.rfind("t.toml:12: edge.flow[0].remote: expected one of the known keys", 0), 0u) << unknown;
 }
 
-TEST(ConfigTurn, CidrParse) {
-  auto v4 = Cidr::parse("198.51.100.0/24");
-  ASSERT_TRUE(v4.ok());
-  EXPECT_EQ(v4->prefixLength, 24);
-  EXPECT_EQ(v4->network.toString(), "198.51.100.0");
-  EXPECT_EQ(Cidr::parse("0.0.0.0/0")->prefixLength, 0);
-  EXPECT_EQ(Cidr::parse("2001:db8::/32")->toString(), "2001:db8::/32");
-  EXPECT_EQ(Cidr::parse("192.0.2.7")->prefixLength, 32);
-  EXPECT_FALSE(Cidr::parse("192.0.2.0/").ok());
-  EXPECT_FALSE(Cidr::parse("192.0.2.0/x").ok());
-  EXPECT_FALSE(Cidr::parse("192.0.2.0/-1").ok());
-  EXPECT_FALSE(Cidr::parse("2001:db8::/129").ok());
-  EXPECT_FALSE(Cidr::parse("2001:db8::1/64").ok());
-  EXPECT_FALSE(Cidr::parse("nope/8").ok());
-}
-
 }  // namespace
 }  // namespace tgw::config

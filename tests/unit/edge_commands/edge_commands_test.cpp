@@ -1,11 +1,11 @@
-// The JSON behind `tgwctl peers / paths / flows / status / stats / ping` (edge_commands.h),
+// The JSON behind `tgwctl peers / paths / flows / status / stats / ping` (edge/edge_json.h),
 // built over real edge nodes in the simulated network: two sites behind NATs, tgw's relay,
 // the flow starting on the relay and moving to a direct path (or staying on the relay).
-#include "edge/edge_commands.h"
+#include "edge/edge_json.h"
 
 #include <gtest/gtest.h>
 
-#include "../engine/scenario.h"
+#include "sim/scenario.h"
 
 namespace tgw::scenario {
 namespace {
@@ -213,7 +213,7 @@ TEST(PathState, FromPingAndPongTimes) {
 }
 
 TEST(EdgeJson, PingAndCounters) {
-  PingResult r;
+  edge::PingResult r;
   r.peer = "site-b";
   dataplane::Path direct{dataplane::PathKind::Direct, SockAddr(ip("192.168.1.10"), 41641),
                          SockAddr(ip("198.18.2.1"), 41641), {}, 0};

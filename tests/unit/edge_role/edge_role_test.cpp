@@ -3,7 +3,8 @@
 // edges and a relay finding the direct path, ping, the control commands) is in
 // tests/integration/edge_role_commands/edge_role_commands_test.cpp; with XDP, in the bpf and lab
 // suites.
-#include "edge/edge_role.h"
+#include "shell/edge_role.h"
+#include "shell/udp_endpoints.h"
 
 #include <event2/event.h>
 #include <gtest/gtest.h>
@@ -51,7 +52,7 @@ class EdgeRoleStart : public ::testing::Test {
 
   // A loopback UDP port that was free a moment ago.
   static uint16_t freeUdpPort() {
-    auto fd = openUdpSocket(SockAddr(*IpAddr::parse("127.0.0.1"), 0));
+    auto fd = shell::openUdpSocket(SockAddr(*IpAddr::parse("127.0.0.1"), 0));
     if (!fd) return 0;
     sockaddr_storage a{};
     socklen_t len = sizeof a;
@@ -77,7 +78,7 @@ TEST_F(EdgeRoleStart, OpensItsSocketCreatesItsKeyAndKnowsItsPeers) {
   ASSERT_EQ(r.node().config().sockets.size(), 1u);
   const SockAddr local(*IpAddr::parse("127.0.0.1"), port_);
   EXPECT_EQ(r.node().config().sockets[0], local);
-  EXPECT_FALSE(openUdpSocket(local).ok()) << "the edge holds the port";
+  EXPECT_FALSE(shell::openUdpSocket(local).ok()) << "the edge holds the port";
   EXPECT_EQ(r.socketStats()["sockets"][0], local.toString());
   EXPECT_EQ(r.fastPath(), nullptr) << "xdp_mode off";
   EXPECT_EQ(r.peerName(*crypto::PublicKey::parse(kPeerKey)), "site-b");
@@ -100,8 +101,8 @@ TEST_F(EdgeRoleStart, PingWithoutPathsAnswersFromTheLoopAtOnce) {
   auto role = EdgeRole::create(base_, edgeConfig("addresses = [\"127.0.0.1\"]\n"));
   ASSERT_TRUE(role.ok()) << role.error().message;
   int calls = 0;
-  PingResult got;
-  ASSERT_TRUE((*role)->ping(*crypto::PublicKey::parse(kPeerKey), 2s, [&](PingResult r) {
+  edge::PingResult got;
+  ASSERT_TRUE((*role)->ping(*crypto::PublicKey::parse(kPeerKey), 2s, [&](edge::PingResult r) {
                         ++calls;
                         got = std::move(r);
                       }).ok());
@@ -110,7 +111,7 @@ TEST_F(EdgeRoleStart, PingWithoutPathsAnswersFromTheLoopAtOnce) {
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(got.peer, "site-b");
   EXPECT_TRUE(got.paths.empty());
-  auto unknown = (*role)->ping(crypto::NodeKey::generate().publicKey(), 1s, [&](PingResult) { ++calls; });
+  auto unknown = (*role)->ping(crypto::NodeKey::generate().publicKey(), 1s, [&](edge::PingResult) { ++calls; });
   EXPECT_FALSE(unknown.ok());
 }
 
@@ -126,7 +127,7 @@ TEST_F(EdgeRoleStart, RefusesWhatCannotWorkSayingWhy) {
   EXPECT_EQ(r.error().message, "edge.addresses: 192.0.2.1 is not an address of interface lo");
 
   // lo's addresses are loopback ones: with none given, 127.0.0.1 (and ::1 when present).
-  auto taken = openUdpSocket(SockAddr(*IpAddr::parse("127.0.0.1"), port_));
+  auto taken = shell::openUdpSocket(SockAddr(*IpAddr::parse("127.0.0.1"), port_));
   ASSERT_TRUE(taken.ok());
   r = EdgeRole::create(base_, edgeConfig("addresses = [\"127.0.0.1\"]\n"));
   ASSERT_FALSE(r.ok());

@@ -179,7 +179,7 @@ class RelaySourceAgainstServer : public ::testing::Test {
     turn::ServerConfig cfg;
     cfg.realm = "tgw.test";
     cfg.users = {{"edge", "edge-pass"}};
-    cfg.relayIps = {kListen.ip()};
+    cfg.policy.relayIps = {kListen.ip()};
     cfg.nonceSecret.fill(secret);
     server = std::make_unique<turn::Server>(cfg, ports, nullptr);
   }

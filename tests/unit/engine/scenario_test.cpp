@@ -9,7 +9,7 @@
 #include <map>
 #include <string>
 
-#include "scenario.h"
+#include "sim/scenario.h"
 #include "tgw/frames.h"
 
 namespace tgw::scenario {

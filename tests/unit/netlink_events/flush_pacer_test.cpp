@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "daemon/next_hop_watch.h"
+#include "shell/next_hop_watch.h"
 
 namespace tgw {
 namespace {

@@ -380,14 +380,14 @@ TEST_F(TurnServer, AllocateErrors) {
 }
 
 TEST_F(TurnServer, AddressFamilyNotSupportedIs440) {
-  cfg.relayIps = {kRelay4};
+  cfg.policy.relayIps = {kRelay4};
   login(alice);
   auto r = allocate(alice, kT0, [](MessageBuilder& b) {
     const uint8_t v[4] = {2, 0, 0, 0};
     b.addRaw(attr::kRequestedAddressFamily, v);
   });
   EXPECT_EQ(r.errorCode(), 440);
-  cfg.relayIps = {kRelay6};
+  cfg.policy.relayIps = {kRelay6};
   server_.reset();
   login(alice);
   EXPECT_EQ(allocate(alice).errorCode(), 440);  // no family asked: IPv4, which is not offered
@@ -421,7 +421,7 @@ TEST_F(TurnServer, DualAllocationGivesBothRelayedAddresses) {
 }
 
 TEST_F(TurnServer, DualAllocationWithoutIpv6IsPartialWithAddressErrorCode) {
-  cfg.relayIps = {kRelay4};
+  cfg.policy.relayIps = {kRelay4};
   login(alice);
   auto r = allocate(alice, kT0, [](MessageBuilder& b) {
     const uint8_t v[4] = {2, 0, 0, 0};
@@ -465,8 +465,8 @@ TEST_F(TurnServer, QuotaPerUserAndTotalAre486) {
 }
 
 TEST_F(TurnServer, NoFreePortIs508AndDualReleasesTheFirstPort) {
-  cfg.minPort = 50000;
-  cfg.maxPort = 50000;
+  cfg.policy.minPort = 50000;
+  cfg.policy.maxPort = 50000;
   login(alice);
   EXPECT_EQ(allocate(alice).errorCode(), 0);
   login(bob);

@@ -75,9 +75,9 @@ class TurnHarness : public ::testing::Test {
     cfg.realm = "example.org";
     cfg.software = "tgw-test";
     cfg.users = {{"alice", "alice-pass"}, {"bob", "bob-pass"}};
-    cfg.relayIps = {kRelay4, kRelay6};
-    cfg.minPort = 50000;
-    cfg.maxPort = 50099;
+    cfg.policy.relayIps = {kRelay4, kRelay6};
+    cfg.policy.minPort = 50000;
+    cfg.policy.maxPort = 50099;
     cfg.nonceSecret.fill(7);
   }
 

@@ -67,9 +67,9 @@ class TurnSim : public ::testing::Test {
   TurnSim() {
     serverCfg.realm = "tgw.test";
     serverCfg.users = {{"edge", "edge-pass"}};
-    serverCfg.relayIps = {kRelayIp};
-    serverCfg.minPort = 50000;
-    serverCfg.maxPort = 50099;
+    serverCfg.policy.relayIps = {kRelayIp};
+    serverCfg.policy.minPort = 50000;
+    serverCfg.policy.maxPort = 50099;
     serverCfg.nonceSecret.fill(3);
     clientCfg.server = kListen;
     clientCfg.credentials = {"edge", "edge-pass"};
@@ -757,7 +757,7 @@ TEST_F(TurnSim, LossyLinkStillAllocatesAndHolds) {
 
 
 TEST_F(TurnSim, DualAllocationRelaysToAnIpv6PeerOverIpv4) {
-  serverCfg.relayIps = {kRelayIp, kRelayIp6};
+  serverCfg.policy.relayIps = {kRelayIp, kRelayIp6};
   clientCfg.additionalIpv6 = true;
   build();
   allocateOk();
@@ -795,7 +795,7 @@ TEST_F(TurnSim, Ipv4OnlyServerAnswersDualWithOneAddress) {
 
 
 TEST_F(TurnSim, RequestedAddressFamilyIpv6) {
-  serverCfg.relayIps = {kRelayIp, kRelayIp6};
+  serverCfg.policy.relayIps = {kRelayIp, kRelayIp6};
   clientCfg.family = Family::V6;
   build();
   allocateOk();

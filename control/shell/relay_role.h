@@ -29,11 +29,13 @@
 #include <vector>
 
 #include "base/clock.h"
-#include "base/fd.h"
+#include "base/datagram.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "config/config.h"
-#include "daemon/next_hop_watch.h"
+#include "shell/deadline_timer.h"
+#include "shell/next_hop_watch.h"
+#include "shell/udp_endpoints.h"
 #include "dataplane/relay_fastpath.h"
 #include "dataplane/stun_responder.h"
 #include "rendezvous/server.h"
@@ -41,21 +43,8 @@
 #include "turn/server.h"
 
 struct event_base;
-struct event;
 
 namespace tgw {
-
-// Counters of the socket shell itself (the STUN and TURN servers count protocol outcomes).
-struct RelaySocketCounters {
-  uint64_t rxDatagrams = 0;       // on STUN endpoints
-  uint64_t rxTruncated = 0;       // larger than kMaxDatagram: dropped
-  uint64_t rxPeerDatagrams = 0;   // on relayed ports
-  uint64_t txDatagrams = 0;
-  uint64_t txErrors = 0;
-  uint64_t txNoSocket = 0;        // a reply from an endpoint we have no socket for (a bug if it moves)
-  uint64_t relayedPortsOpen = 0;  // relayed sockets bound now
-  uint64_t relayedPortsFailed = 0;  // reserve() found no free port
-};
 
 // The XDP responder's endpoint table for one STUN server: each of server.endpoints() with
 // what server.onBinding answers a bare Binding request arriving there with — SOFTWARE and, in
@@ -71,10 +60,6 @@ nlohmann::json allocationJson(const turn::AllocationInfo& a);
 
 class RelayRole {
  public:
-  // Relayed datagrams can be as large as UDP allows; STUN messages are far smaller.
-  static constexpr size_t kMaxDatagram = 65536;
-  static constexpr int kMaxDatagramsPerWakeup = 64;  // fairness between sockets
-
   static Result<std::unique_ptr<RelayRole>> create(event_base* base, const config::RelayConfig& cfg);
   ~RelayRole();
   RelayRole(const RelayRole&) = delete;
@@ -86,17 +71,6 @@ class RelayRole {
   nlohmann::json allocations() const;
 
  private:
-  struct Socket {
-    RelayRole* role = nullptr;
-    stun::Server* server = nullptr;  // null on relayed ports
-    bool relayed = false;
-    bool closed = false;             // released while its callback may still run
-    SockAddr local;
-    UniqueFd fd;
-    ::event* ev = nullptr;
-    ~Socket();
-  };
-
   // turn::PortReserver with real sockets in the event loop.
   class Ports final : public turn::PortReserver {
    public:
@@ -111,7 +85,6 @@ class RelayRole {
 
   explicit RelayRole(config::RelayConfig cfg) : cfg_(std::move(cfg)), ports_(*this) {}
   Result<void> openSockets();
-  Result<std::unique_ptr<Socket>> openSocket(const SockAddr& local, stun::Server* server, bool relayed);
   // What both XDP programs answer STUN on: the ports, and every endpoint of the STUN servers
   // (those whose SOFTWARE is too long for the fast path are left out, with a warning).
   std::vector<uint16_t> xdpStunPorts() const;
@@ -122,38 +95,39 @@ class RelayRole {
   Result<dataplane::AttachMode> attachProgram(Program& prog, const char* name) const;
   Result<void> attachXdp();
   Result<void> attachFastPath();
-  void onReadable(Socket& s);
+  // A datagram on a STUN endpoint (`local`): rendezvous, TURN, else STUN.
+  void onListenerDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
+  // A datagram on a relayed transport address: the TURN server's peer side.
+  void onRelayedDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
+  // After every call into the servers: send what they emitted, re-arm their timers.
+  void afterServers();
   void onTurnTimer();
-  void armTurnTimer();
-  // Rendezvous datagrams (first byte 0x0E) on STUN endpoint `s`.
-  void onRendezvous(const Socket& s, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
+  // Rendezvous datagrams (first byte 0x0E) on STUN endpoint `local`.
+  void onRendezvous(const SockAddr& local, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
   void onRendezvousTimer();
-  void armRendezvousTimer();
+  // Out of the listening or the relayed socket bound at `from`.
   void send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes);
-  void sendAll(std::vector<turn::Send>& out);
-  void collectClosed();
 
   config::RelayConfig cfg_;
   event_base* base_ = nullptr;
   std::vector<std::unique_ptr<stun::Server>> servers_;  // one per address family
-  std::vector<std::unique_ptr<Socket>> sockets_;        // STUN endpoints
-  std::map<SockAddr, std::unique_ptr<Socket>> relayed_; // relayed transport addresses
-  std::vector<std::unique_ptr<Socket>> closed_;         // released, freed outside callbacks
+  std::map<SockAddr, stun::Server*> serverAt_;          // STUN endpoint -> its server
+  std::vector<SockAddr> listening_;                     // STUN endpoints, in the servers' order
+  std::unique_ptr<shell::UdpEndpoints> listeners_;      // STUN endpoints
+  std::unique_ptr<shell::UdpEndpoints> relayed_;        // relayed transport addresses
+  uint64_t relayedPortsFailed_ = 0;                     // reserve() found no free port
   Ports ports_;
+  std::vector<Datagram> out_;                           // what the servers emitted, to send
   std::unique_ptr<turn::Server> turn_;
-  ::event* turnTimer_ = nullptr;
-  TimePoint turnTimerAt_ = kNever;
+  std::unique_ptr<shell::DeadlineTimer> turnTimer_;  // follows turn_->nextDeadline()
   std::unique_ptr<rendezvous::Server> rendezvous_;  // [relay.rendezvous]; null without
-  ::event* rendezvousTimer_ = nullptr;
-  TimePoint rendezvousTimerAt_ = kNever;
+  std::unique_ptr<shell::DeadlineTimer> rendezvousTimer_;  // follows rendezvous_->nextDeadline()
   std::unique_ptr<dataplane::StunResponder> xdp_;
   std::unique_ptr<dataplane::RelayFastPath> fastPath_;
   // Route and neighbour changes flush fastPath_'s next-hop cache at once (after fastPath_:
   // destroyed before it).
   std::unique_ptr<NextHopWatch> nextHopWatch_;
   std::optional<dataplane::AttachMode> xdpAttached_;
-  RelaySocketCounters counters_;
-  std::vector<uint8_t> buf_ = std::vector<uint8_t>(kMaxDatagram);
 };
 
 }  // namespace tgw

@@ -1,6 +1,5 @@
-#include "edge/edge_role.h"
+#include "shell/edge_role.h"
 
-#include <event2/event.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <sys/socket.h>
@@ -12,25 +11,18 @@
 #include <list>
 #include <map>
 
-#include "base/fd.h"
 #include "base/log.h"
-#include "daemon/next_hop_watch.h"
 #include "dataplane/neighbours.h"
+#include "edge/setup.h"
+#include "shell/deadline_timer.h"
+#include "shell/next_hop_watch.h"
+#include "shell/udp_endpoints.h"
 #include "turnclient/client.h"
 
 namespace tgw {
 
 namespace {
 
-// Datagrams read per socket wakeup before the loop serves others.
-constexpr int kMaxDatagramsPerWakeup = 64;
-// TURN REST credentials (the edge holds the shared secret itself) expire at the end of the
-// 30-day block after the current one (UTC): 30 to 60 days ahead, and the same username for
-// every start within a block, so a restarted tgwd can delete its previous allocation (the
-// server wants the same username; turnclient, 437). A running tgwd takes the next block's
-// credentials for its next allocation when a block ends (Impl::renewRestCredentials); the
-// current allocation keeps its own until they expire and it is lost.
-constexpr int64_t kRestBlock = 30 * 24 * 3600;
 // How often the next hops towards the flows' applications are looked up again, so a changed
 // LAN route or a flushed neighbour table gets its managed entry back (dataplane/neighbours.h).
 constexpr std::chrono::seconds kNeighbourRecheck{30};
@@ -39,10 +31,6 @@ constexpr std::chrono::seconds kNeighbourRecheckMin{1};
 
 int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-turnclient::Credentials restCredentialsFor(const config::EdgeRelayConfig& relay, int64_t unixSeconds) {
-  return turnclient::restCredentials(*relay.restSecret, relay.username, (unixSeconds / kRestBlock + 2) * kRestBlock);
 }
 
 dataplane::AttachMode toAttachMode(config::XdpMode m) {
@@ -77,66 +65,44 @@ Result<std::vector<IpAddr>> interfaceAddresses(const std::string& name) {
 }  // namespace
 
 struct EdgeRole::Impl {
-  struct Socket {
-    Impl* impl = nullptr;
-    SockAddr local;
-    UniqueFd fd;
-    ::event* ev = nullptr;
-    ~Socket() {
-      if (ev != nullptr) event_free(ev);
-    }
-  };
-
   struct PendingPing {
-    Impl* impl = nullptr;
     engine::PeerId peer = 0;
-    PingResult result;
+    edge::PingResult result;
     size_t answered = 0;
     TimePoint sent;
-    std::function<void(PingResult)> done;
-    ::event* timer = nullptr;
-    ~PendingPing() {
-      if (timer != nullptr) event_free(timer);
-    }
+    std::function<void(edge::PingResult)> done;
+    std::unique_ptr<shell::DeadlineTimer> timeout;
   };
 
-  // Socket layer counters (`tgwctl stats`).
+  // Counters of the edge role itself (`tgwctl stats`; the sockets count in UdpEndpoints).
   struct Counters {
-    uint64_t rxDatagrams = 0;
-    uint64_t rxTruncated = 0;
-    uint64_t txDatagrams = 0;
-    uint64_t txErrors = 0;
-    uint64_t txNoSocket = 0;
     uint64_t dataInUserspace = 0;  // data frames the fast path passed up (dropped here)
-    uint64_t timerWakeups = 0;
+    uint64_t pathChanges = 0;      // taken from the engine and logged
   };
 
   config::EdgeConfig cfg;
   event_base* base = nullptr;
-  std::vector<std::unique_ptr<Socket>> sockets;
+  std::unique_ptr<shell::UdpEndpoints> sockets;
+  std::vector<SockAddr> locals;  // the sockets' endpoints, IPv4 first
   std::unique_ptr<dataplane::EdgeFastPath> fastPath;
   // Managed neighbour entries for the next hop towards each flow's application: XDP delivers
   // to it through bpf_fib_lookup, which cannot resolve a neighbour itself (edge_no_neigh).
   std::unique_ptr<dataplane::ManagedNeighbours> neighbours;
   std::map<IpAddr, std::string> neighbourErrors;  // app -> last error logged
-  ::event* neighbourTimer = nullptr;
+  std::unique_ptr<shell::DeadlineTimer> neighbourTimer;
   // Route and neighbour changes flush the program's next-hop cache (and recheck the managed
   // neighbours) at once; declared after fastPath and neighbours, so it goes first.
   std::unique_ptr<NextHopWatch> nextHopWatch;
   TimePoint neighboursKeptAt = TimePoint::min();  // last keepNeighbours() from nextHopWatch
   dataplane::MemoryForwardingTable offTable;  // xdp_mode = "off": no fast path
   std::unique_ptr<edge::Node> node;
-  ::event* timer = nullptr;
-  TimePoint timerAt = kNever;
+  std::unique_ptr<shell::DeadlineTimer> timer;  // follows node->nextDeadline()
   std::list<PendingPing> pings;
   Counters counters;
-  std::array<uint8_t, 65536> buf{};
 
   ~Impl() {
     pings.clear();
-    sockets.clear();
-    if (timer != nullptr) event_free(timer);
-    if (neighbourTimer != nullptr) event_free(neighbourTimer);
+    sockets.reset();
   }
 
   // Keeps the next hop towards every flow's application resolved; logs what changed.
@@ -169,7 +135,8 @@ struct EdgeRole::Impl {
   // say so when one of them goes, or a new one comes.
   void onAddressChange(const dataplane::NetlinkChanges::Address& a) {
     if (a.ifindex != static_cast<int>(if_nametoindex(cfg.interface.c_str()))) return;
-    const bool ours = std::any_of(sockets.begin(), sockets.end(), [&](const auto& s) { return s->local.ip() == a.address; });
+    const auto locals = sockets->locals();
+    const bool ours = std::any_of(locals.begin(), locals.end(), [&](const SockAddr& s) { return s.ip() == a.address; });
     if (!a.added && ours) {
       log::warn("edge_address_removed", {{"interface", cfg.interface}, {"address", a.address.toString()},
                                          {"effect", "the edge's socket on it can no longer send or receive; restart tgwd to use the interface's new addresses"}});
@@ -183,27 +150,7 @@ struct EdgeRole::Impl {
     return fastPath ? static_cast<dataplane::ForwardingTable&>(*fastPath) : offTable;
   }
 
-  void onReadable(Socket& s) {
-    for (int i = 0; i < kMaxDatagramsPerWakeup; ++i) {
-      sockaddr_storage from{};
-      socklen_t fromLen = sizeof from;
-      ssize_t n = recvfrom(s.fd.get(), buf.data(), buf.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
-      if (n < 0) break;  // EAGAIN: drained
-      ++counters.rxDatagrams;
-      if (static_cast<size_t>(n) > buf.size()) {
-        ++counters.rxTruncated;
-        continue;
-      }
-      auto peer = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), fromLen);
-      if (!peer) continue;
-      node->onDatagram(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), *peer, s.local, Clock::now());
-    }
-    afterNode();
-  }
-
   void onTimer() {
-    ++counters.timerWakeups;
-    timerAt = kNever;
     renewRestCredentials();
     node->onTimer(Clock::now());
     afterNode();
@@ -211,52 +158,39 @@ struct EdgeRole::Impl {
 
   void renewRestCredentials() {
     if (!cfg.relay || !cfg.relay->restSecret || node->relay() == nullptr) return;
-    auto fresh = restCredentialsFor(*cfg.relay, unixNow());
+    auto fresh = edge::restCredentialsFor(*cfg.relay, unixNow());
     if (fresh.username == node->relay()->credentials().username) return;
     log::info("turn_rest_credentials_renewed", {{"username", fresh.username}});
     node->relay()->setCredentials(std::move(fresh));
   }
 
   // After every call into the Node: send, drop data that reached userspace, answer pings,
-  // re-arm the timer.
+  // log path changes, re-arm the timer.
   void afterNode() {
-    for (const auto& s : node->takeSends()) send(s.from, s.to, s.bytes);
+    for (const auto& s : node->takeSends()) sockets->send(s.from, s.to, s.bytes);
     // In the daemon, data frames belong to the fast path; one that got here (no fast path,
     // or XDP passed it up) is counted and dropped.
     counters.dataInUserspace += node->takeDeliveries().size();
     for (const auto& r : node->takePongReports()) onPong(r);
-    armTimer();
+    for (const auto& c : node->engine().takePathChanges()) logPathChange(c);
+    timer->follow(node->nextDeadline());
   }
 
-  void send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes) {
-    int fd = -1;
-    for (const auto& s : sockets) {
-      if (s->local == from) fd = s->fd.get();
+  void logPathChange(const engine::PathChange& c) {
+    ++counters.pathChanges;
+    if (!log::enabled(log::Level::Info)) return;
+    auto describe = [](const std::optional<dataplane::Path>& p) -> std::string {
+      if (!p) return "none";
+      return (p->isRelay() ? "relay:" + p->peerRelayed.toString() : "direct:" + p->remote.toString());
+    };
+    std::string name = std::to_string(c.peer);
+    for (const auto& pc : node->peers()) {
+      if (node->peerId(pc.key) == c.peer) name = pc.name;
     }
-    if (fd < 0) {
-      ++counters.txNoSocket;
-      return;
-    }
-    sockaddr_storage ss{};
-    socklen_t len = to.toSockaddr(&ss);
-    if (sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
-      ++counters.txErrors;
-      log::debug("edge_send_failed", {{"from", from.toString()}, {"to", to.toString()}, {"error", std::strerror(errno)}});
-    } else {
-      ++counters.txDatagrams;
-    }
-  }
-
-  void armTimer() {
-    const TimePoint at = node->nextDeadline();
-    if (at == timerAt) return;
-    timerAt = at;
-    if (at == kNever) {
-      evtimer_del(timer);
-      return;
-    }
-    const timeval tv = timevalUntil(at, Clock::now());
-    evtimer_add(timer, &tv);
+    log::info("path_change", {{"peer", name},
+                              {"from", describe(c.from)},
+                              {"to", describe(c.to)},
+                              {"reason", std::string(engine::toString(c.reason))}});
   }
 
   void onPong(const engine::PongReport& r) {
@@ -277,7 +211,7 @@ struct EdgeRole::Impl {
 
   void finishPing(std::list<PendingPing>::iterator it) {
     auto done = std::move(it->done);
-    PingResult result = std::move(it->result);
+    edge::PingResult result = std::move(it->result);
     pings.erase(it);
     if (done) done(std::move(result));
   }
@@ -309,7 +243,7 @@ EdgeRole::~EdgeRole() {
   // A clean stop: the allocation is deleted (Refresh LIFETIME 0, one datagram, no wait).
   if (auto* relay = impl.node->relay(); relay != nullptr && relay->allocated()) {
     relay->client().close(Clock::now());
-    for (const auto& s : relay->takeSends()) impl.send(s.from, s.to, s.bytes);
+    for (const auto& s : relay->takeSends()) impl.sockets->send(s.from, s.to, s.bytes);
   }
 }
 
@@ -344,76 +278,33 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
   if (addresses.empty()) {
     return fail("interface " + cfg.interface + " has no IPv4 or global IPv6 address for the edge's sockets");
   }
+  std::vector<SockAddr> locals;
+  for (const auto& a : addresses) locals.emplace_back(a, cfg.port);
+  impl.locals = locals;
 
-  edge::NodeConfig nc;
-  for (const auto& a : addresses) {
-    const SockAddr local(a, cfg.port);
-    // The program looks at flows' local endpoints before its sockets: a flow there would
-    // take every STUN, TURN and disco datagram for application data.
-    for (const auto& f : cfg.flows) {
-      if (f.local == local) {
-        return fail("flow " + std::to_string(f.id) + ": local " + f.local.toString() +
-                    " is the edge's own socket (edge.port on " + cfg.interface + "); pick another port");
-      }
-    }
-    auto fd = openUdpSocket(local);
-    if (!fd) {
-      return fail("cannot open the edge socket " + local.toString() + ": " + fd.error().message +
-                  " (is the port free?)");
-    }
-    auto s = std::make_unique<Impl::Socket>();
-    s->impl = &impl;
-    s->local = local;
-    s->fd = std::move(*fd);
-    impl.sockets.push_back(std::move(s));
-    nc.sockets.push_back(local);
-    log::info("edge_listening", {{"endpoint", local.toString()}, {"interface", cfg.interface}});
-  }
-  nc.interfaces.push_back(candidates::Interface{cfg.interface, addresses});
-  nc.stunServers = cfg.stunServers;
-  nc.staticEndpoints = cfg.staticEndpoints;
-
-  if (cfg.relay) {
-    const bool familyServed = std::any_of(nc.sockets.begin(), nc.sockets.end(),
-                                          [&](const SockAddr& s) { return s.family() == cfg.relay->address.family(); });
-    if (!familyServed) {
-      return fail("edge.relay.address " + cfg.relay->address.toString() + ": no edge socket of its address family");
-    }
-    turnclient::Config tc;
-    tc.server = cfg.relay->address;
-    if (cfg.relay->restSecret) {
-      tc.credentials = restCredentialsFor(*cfg.relay, unixNow());
-      // A stale allocation from before a restart across a block boundary has the previous
-      // block's username: the reclaim (turnclient, 437 at Allocate) falls back to it.
-      tc.reclaimCredentials = {restCredentialsFor(*cfg.relay, unixNow() - kRestBlock)};
-    } else {
-      tc.credentials = turnclient::Credentials{cfg.relay->username, cfg.relay->password};
-    }
-    tc.family = cfg.relay->address.isV4() ? Family::V4 : Family::V6;
-    tc.software = "tgw";
-    nc.turn = tc;
-    rendezvous::ClientConfig rc;
-    rc.server = cfg.relay->address;
-    rc.serverKey = cfg.relay->key;
-    nc.rendezvous = rc;
-  }
-  for (const auto& p : cfg.peers) {
-    edge::PeerConfig pc;
-    pc.name = p.name;
-    pc.key = p.key;
-    for (const auto& f : cfg.flows) {
-      if (f.peer == p.name) pc.flows.push_back(dataplane::Flow{f.id, f.local, f.app});
-    }
-    nc.peers.push_back(std::move(pc));
-  }
   // Nonce counters start at the Unix time in microseconds: above anything a previous run
   // of this node sent, so peers' replay windows accept us after a restart.
-  nc.firstCounter = static_cast<uint64_t>(
+  const auto firstCounter = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
+  auto nc = edge::nodeConfig(cfg, addresses, locals, unixNow(), firstCounter);
+  if (!nc) return fail(nc.error().message);
+
+  impl.sockets = std::make_unique<shell::UdpEndpoints>(
+      base, "edge",
+      [&impl](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
+        impl.node->onDatagram(bytes, from, local, now);
+      },
+      [&impl] { impl.afterNode(); });
+  for (const auto& local : locals) {
+    if (auto ok = impl.sockets->open(local); !ok) {
+      return fail("cannot open the edge socket " + local.toString() + ": " + ok.error().message + " (is the port free?)");
+    }
+    log::info("edge_listening", {{"endpoint", local.toString()}, {"interface", cfg.interface}});
+  }
 
   // The fast path, and what a previous tgwd left in its pinned maps.
-  std::map<uint32_t, dataplane::Path> remembered;
+  edge::Reconciliation reconciled;
   if (cfg.xdpMode == config::XdpMode::Off) {
     log::warn("xdp_off", {{"reason", "edge.xdp_mode = off: no fast path, application data is dropped"}});
   } else {
@@ -422,39 +313,22 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     fo.lanInterface = cfg.lanInterface;
     fo.mode = toAttachMode(cfg.xdpMode);
     fo.pinDir = cfg.pinDir;
-    fo.sockets = nc.sockets;
+    fo.sockets = locals;
     auto fp = dataplane::EdgeFastPath::open(fo);
     if (!fp) return fail(fp.error().message);
     impl.fastPath = std::move(*fp);
-    std::map<uint32_t, dataplane::Flow> configured;
-    for (const auto& f : cfg.flows) configured[f.id] = dataplane::Flow{f.id, f.local, f.app};
-    for (const auto& f : impl.fastPath->flows()) {
-      auto it = configured.find(f.id);
-      if (it == configured.end() || !(it->second == f)) {
-        log::info("xdp.edge.reconcile_erase", {{"flow", std::to_string(f.id)},
-                                               {"why", it == configured.end() ? "not configured" : "changed"}});
-        impl.fastPath->eraseFlow(f.id);
-      }
+    const auto configured = edge::configuredFlows(cfg);
+    reconciled = edge::reconcile(impl.fastPath->flows(), impl.fastPath->pinnedEntries(), configured, locals);
+    for (const auto& e : reconciled.erase) {
+      log::info("xdp.edge.reconcile_erase", {{"flow", std::to_string(e.flow)}, {"why", e.why}});
+      impl.fastPath->eraseFlow(e.flow);
     }
-    for (const auto& e : impl.fastPath->pinnedEntries()) {
-      auto it = configured.find(e.flow.id);
-      if (it == configured.end() || !(it->second == e.flow)) continue;
-      const bool ours = std::find(nc.sockets.begin(), nc.sockets.end(), e.path.local) != nc.sockets.end();
-      if (e.path.isDirect() && ours) {
-        remembered[e.flow.id] = e.path;
-        continue;
-      }
-      // A relay path rode the previous run's allocation, which the TURN client deletes at
-      // start (437): its channel number may then be bound again to another peer, so the
-      // flow would reach the wrong site. A direct path from a socket we no longer have
-      // would send from an address nobody answers. Both wait (drop_no_path) for the
-      // engine's first path.
-      log::info("xdp.edge.reconcile_clear", {{"flow", std::to_string(e.flow.id)},
-                                             {"why", e.path.isDirect() ? "not our socket" : "old relay path"}});
-      impl.fastPath->removeFlow(e.flow.id);
+    for (const auto& c : reconciled.clear) {
+      log::info("xdp.edge.reconcile_clear", {{"flow", std::to_string(c.flow)}, {"why", c.why}});
+      impl.fastPath->removeFlow(c.flow);
     }
-    for (const auto& f : cfg.flows) {
-      if (auto ok = impl.fastPath->addFlow(dataplane::Flow{f.id, f.local, f.app}); !ok) {
+    for (const auto& f : configured) {
+      if (auto ok = impl.fastPath->addFlow(f); !ok) {
         return fail("flow " + std::to_string(f.id) + ": " + ok.error().message);
       }
     }
@@ -464,13 +338,11 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     if (nb) {
       impl.neighbours = std::move(*nb);
       impl.keepNeighbours();
-      impl.neighbourTimer = event_new(
-          base, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) { static_cast<Impl*>(arg)->keepNeighbours(); },
-          &impl);
-      const timeval every{static_cast<time_t>(kNeighbourRecheck.count()), 0};
-      if (impl.neighbourTimer == nullptr || evtimer_add(impl.neighbourTimer, &every) != 0) {
-        return fail("cannot create the edge's neighbour timer");
-      }
+      impl.neighbourTimer = std::make_unique<shell::DeadlineTimer>(base, [&impl] {
+        impl.keepNeighbours();
+        impl.neighbourTimer->after(kNeighbourRecheck);
+      });
+      impl.neighbourTimer->after(kNeighbourRecheck);
     } else {
       log::warn("neighbour_not_managed", {{"error", nb.error().message},
                                           {"effect", "datagrams to the apps may be dropped (edge_no_neigh) until they send"}});
@@ -497,41 +369,21 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     }
   }
 
-  impl.node = std::make_unique<edge::Node>(*key, nc, impl.table());
+  impl.node = std::make_unique<edge::Node>(*key, std::move(*nc), impl.table());
   const TimePoint now = Clock::now();
-  for (const auto& pc : nc.peers) {
-    auto id = impl.node->peerId(pc.key);
-    if (!id) continue;
-    for (const auto& f : pc.flows) {
-      auto it = remembered.find(f.id);
-      if (it == remembered.end()) continue;
-      log::info("edge_remembered_path", {{"peer", pc.name}, {"flow", std::to_string(f.id)},
-                                         {"remote", it->second.remote.toString()}});
-      impl.node->rememberPath(*id, it->second, now);
-      break;  // one per peer: all its flows share the active path
-    }
-  }
-
-  for (auto& s : impl.sockets) {
-    s->ev = event_new(
-        base, s->fd.get(), EV_READ | EV_PERSIST,
-        [](evutil_socket_t, short, void* arg) {
-          auto* sock = static_cast<Impl::Socket*>(arg);
-          sock->impl->onReadable(*sock);
-        },
-        s.get());
-    if (s->ev == nullptr || event_add(s->ev, nullptr) != 0) return fail("cannot add " + s->local.toString() + " to the event loop");
-  }
-  impl.timer = evtimer_new(
-      base, [](evutil_socket_t, short, void* arg) { static_cast<Impl*>(arg)->onTimer(); }, &impl);
-  if (impl.timer == nullptr) return fail("cannot create the edge's timer");
+  const size_t remembered = edge::rememberPaths(
+      *impl.node, reconciled, now, [](const edge::PeerConfig& pc, uint32_t flow, const dataplane::Path& path) {
+        log::info("edge_remembered_path",
+                  {{"peer", pc.name}, {"flow", std::to_string(flow)}, {"remote", path.remote.toString()}});
+      });
+  impl.timer = std::make_unique<shell::DeadlineTimer>(base, [&impl] { impl.onTimer(); });
   impl.node->start(now);
   impl.afterNode();
   log::info("edge_started", {{"key", impl.node->publicKey().toString()},
                              {"peers", std::to_string(cfg.peers.size())},
                              {"flows", std::to_string(cfg.flows.size())},
                              {"fast_path", impl.fastPath ? "yes" : "no"},
-                             {"remembered_paths", std::to_string(remembered.size())}});
+                             {"remembered_paths", std::to_string(remembered)}});
   return role;
 }
 
@@ -551,7 +403,7 @@ std::optional<crypto::PublicKey> EdgeRole::peerKey(std::string_view name) const 
   return std::nullopt;
 }
 
-Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(PingResult)> done) {
+Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(edge::PingResult)> done) {
   Impl& impl = *impl_;
   auto id = impl.node->peerId(peer);
   if (!id) return fail("not a configured peer: " + peer.toString());
@@ -561,37 +413,32 @@ Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std
   auto pinged = impl.node->pingAll(*id, now);
   impl.pings.emplace_back();
   auto it = std::prev(impl.pings.end());
-  it->impl = &impl;
   it->peer = *id;
   it->sent = now;
   it->done = std::move(done);
   it->result.peer = peerName(peer);
-  for (const auto& p : pinged) it->result.paths.push_back(PingResult::PathRtt{p, std::nullopt, active && *active == p});
-  // The timeout (or at once, from the loop, when there is nothing to ping).
-  it->timer = evtimer_new(
-      impl.base,
-      [](evutil_socket_t, short, void* arg) {
-        auto* p = static_cast<Impl::PendingPing*>(arg);
-        Impl* im = p->impl;
-        for (auto i = im->pings.begin(); i != im->pings.end(); ++i) {
-          if (&*i == p) {
-            im->finishPing(i);
-            return;
-          }
-        }
-      },
-      &*it);
-  const timeval tv = toTimeval(pinged.empty() ? Duration::zero() : timeout);
-  evtimer_add(it->timer, &tv);
+  for (const auto& p : pinged) it->result.paths.push_back(edge::PingResult::PathRtt{p, std::nullopt, active && *active == p});
+  // The timeout (or at once, from the loop, when there is nothing to ping). Its callback
+  // frees the timer itself (finishPing erases the entry) and touches nothing after that.
+  it->timeout = std::make_unique<shell::DeadlineTimer>(impl.base, [&impl, p = &*it] {
+    for (auto i = impl.pings.begin(); i != impl.pings.end(); ++i) {
+      if (&*i == p) {
+        impl.finishPing(i);
+        return;
+      }
+    }
+  });
+  it->timeout->after(pinged.empty() ? Duration::zero() : timeout);
   impl.afterNode();
   return {};
 }
 
 nlohmann::json EdgeRole::socketStats() const {
   const auto& c = impl_->counters;
+  const auto& io = impl_->sockets->counters();
   const auto watch = impl_->nextHopWatch ? impl_->nextHopWatch->counters() : NextHopWatch::Counters{};
   nlohmann::json sockets = nlohmann::json::array();
-  for (const auto& s : impl_->sockets) sockets.push_back(s->local.toString());
+  for (const auto& s : impl_->locals) sockets.push_back(s.toString());
   // The managed neighbour entries towards the flows' applications, with the kernel's state.
   nlohmann::json neighbours = nlohmann::json::array();
   if (impl_->neighbours) {
@@ -609,13 +456,15 @@ nlohmann::json EdgeRole::socketStats() const {
   }
   return {{"sockets", sockets},
           {"neighbours", neighbours},
-          {"rx_datagrams", c.rxDatagrams},
-          {"rx_truncated", c.rxTruncated},
-          {"tx_datagrams", c.txDatagrams},
-          {"tx_errors", c.txErrors},
-          {"tx_no_socket", c.txNoSocket},
+          {"rx_datagrams", io.rxDatagrams},
+          {"rx_truncated", io.rxTruncated},
+          {"tx_datagrams", io.txDatagrams},
+          {"tx_errors", io.txErrors},
+          {"tx_no_socket", io.txNoSocket},
           {"data_in_userspace", c.dataInUserspace},
-          {"timer_wakeups", c.timerWakeups},
+          {"path_changes", c.pathChanges},
+          {"path_changes_dropped", impl_->node->engine().pathChangesDropped()},
+          {"timer_wakeups", impl_->timer->wakeups()},
           {"next_hop_flushes", watch.flushes},
           {"neighbour_changes", watch.neighbourChanges},
           {"netlink_messages", watch.messages},

@@ -1,4 +1,4 @@
-// File descriptors and sockets: the few system-call helpers the shells share.
+// File descriptors: an owning handle and errno text, for the shell and the dataplane.
 #pragma once
 
 #include <string>
@@ -32,10 +32,5 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-// A non-blocking, close-on-exec UDP socket bound to `local` (port 0: any). IPv6 sockets are
-// IPV6_V6ONLY, so each family has its own socket. No SO_REUSEADDR: UDP has no TIME_WAIT, and
-// without it a second process on the same endpoint fails here instead of silently sharing
-// the traffic.
-Result<UniqueFd> openUdpSocket(const SockAddr& local);
 
 }  // namespace tgw

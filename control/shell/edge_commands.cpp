@@ -1,4 +1,4 @@
-#include "edge/edge_commands.h"
+#include "shell/edge_commands.h"
 
 #include <algorithm>
 #include <chrono>
@@ -40,7 +40,7 @@ void registerEdgeCommands(api::Dispatcher& dispatcher, EdgeRole& role) {
                                        kMaxPingTimeout);
         }
         std::string peerName = role.peerName(*key);
-        auto started = role.ping(*key, timeout, [reply, peerName](PingResult r) {
+        auto started = role.ping(*key, timeout, [reply, peerName](edge::PingResult r) {
           if (r.peer.empty()) r.peer = peerName;
           reply(edge::pingJson(r));
         });

@@ -1,4 +1,5 @@
-// The edge's control socket commands (issue 5; JSON contract in the edge config brief):
+// The JSON of the edge's control socket commands (issue 5; JSON contract in the edge config
+// brief); the commands themselves are registered by the shell (shell/edge_commands.h):
 //   peers  - each configured peer: name, key, active path, its RTT, the relay path's state,
 //            its latest candidate list, when we last sent it our call-me-maybe
 //   paths  - every candidate pair of every peer: kind, local, remote, candidate kind, state,
@@ -9,24 +10,34 @@
 //
 // The JSON is built by the free functions below from plain inputs (a Node with the
 // config's peer names, an optional fast path, `now`), so unit tests build it over a Node in the simulated
-// network without a real EdgeRole; registerEdgeCommands() only feeds them from an EdgeRole.
+// network without a real EdgeRole; shell/edge_commands.h only feeds them from an EdgeRole.
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
-#include "api/control_api.h"
 #include "base/clock.h"
-#include "dataplane/edge_fastpath.h"
-#include "edge/edge_role.h"
+#include "dataplane/forwarding_table.h"
 #include "edge/node.h"
 #include "engine/peer_paths.h"
 
 namespace tgw {
 
 namespace edge {
+
+// `tgwctl ping PEER`: every path of the peer pinged at once, and what came back.
+struct PingResult {
+  struct PathRtt {
+    dataplane::Path path;
+    std::optional<Duration> rtt;  // none: no pong within the timeout
+    bool active = false;          // the path the peer's flows take now
+  };
+  std::string peer;
+  std::vector<PathRtt> paths;
+};
 
 // A path is "active" (it carries the peer's flows); else, by its latest probe, "validated"
 // (the latest ping was answered, or is in flight after an answered one), "probing" (a ping
@@ -43,13 +54,13 @@ nlohmann::json flowCountersJson(const dataplane::EdgeFlowCounters& c);
 
 // The three listings, over the peers (names, keys, flows) the Node was configured with.
 // flowsJson: each flow's "path" is what `table` holds (the packets' path; null table: the
-// engine's active path), "engine_path" the engine's choice; `fastPath` gives the per-flow
-// counters (null: xdp_mode off, tests; counters are then null). In the daemon both are the
-// EdgeFastPath.
+// engine's active path), "engine_path" the engine's choice; `counters` gives the per-flow
+// counters (null, or a table that counts nothing: xdp_mode off, tests; counters are then
+// null). In the daemon both are the EdgeFastPath.
 nlohmann::json peersJson(const Node& node, TimePoint now);
 nlohmann::json pathsJson(const Node& node, TimePoint now);
 nlohmann::json flowsJson(const Node& node, const dataplane::ForwardingTable* table,
-                         const dataplane::EdgeFastPath* fastPath);
+                         const dataplane::ForwardingTable* counters);
 // The node's and its parts' counters (node, engine, disco codec, STUN source, TURN client,
 // rendezvous client), and its status (key, sockets, relay / rendezvous state, counts).
 nlohmann::json nodeStatsJson(const Node& node);
@@ -58,11 +69,5 @@ nlohmann::json nodeStatusJson(const Node& node, TimePoint now);
 nlohmann::json pingJson(const PingResult& r);
 
 }  // namespace edge
-
-// Adds peers, paths, flows and ping (async) to the dispatcher; `role` must outlive it.
-void registerEdgeCommands(api::Dispatcher& dispatcher, EdgeRole& role);
-// The edge's part of `status` and `stats` (the daemon merges them under "edge").
-nlohmann::json edgeStatus(const EdgeRole& role);
-nlohmann::json edgeStats(const EdgeRole& role);
 
 }  // namespace tgw

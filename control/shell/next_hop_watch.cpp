@@ -1,4 +1,4 @@
-#include "daemon/next_hop_watch.h"
+#include "shell/next_hop_watch.h"
 
 #include <event2/event.h>
 

@@ -1,4 +1,4 @@
-#include "scenario.h"
+#include "sim/scenario.h"
 
 #include <algorithm>
 
@@ -66,9 +66,9 @@ SimRelay::SimRelay(Scenario& sc) {
   ports_ = std::make_unique<Ports>(*this);
   turn::ServerConfig tc;
   tc.users["edge"] = "secret";
-  tc.relayIps = {kRelayIp4, kRelayIp6};
-  tc.minPort = 50000;
-  tc.maxPort = 59999;
+  tc.policy.relayIps = {kRelayIp4, kRelayIp6};
+  tc.policy.minPort = 50000;
+  tc.policy.maxPort = 59999;
   turnConfig_ = tc;
   turn_ = std::make_unique<turn::Server>(tc, *ports_, nullptr);
   rdvKey_ = crypto::NodeKey::generate();

@@ -1,16 +1,8 @@
-#include "relay/relay_role.h"
+#include "shell/relay_role.h"
 
-#include <event2/event.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <fstream>
 
-#include "base/fd.h"
 #include "base/log.h"
 #include "crypto/node_key.h"
 #include "tgw/frames.h"
@@ -57,11 +49,13 @@ turn::ServerConfig turnServerConfig(const config::RelayConfig& relay) {
   sc.software = relay.software;
   sc.users = t.users;
   sc.restSecret = t.restSecret;
-  sc.relayIps = t.relayAddresses;
-  sc.minPort = t.minPort;
-  sc.maxPort = t.maxPort;
-  for (const auto& a : relay.addresses) sc.ownAddresses.push_back(a);
-  for (const auto& a : relay.secondaryAddresses) sc.ownAddresses.push_back(a);
+  sc.policy.relayIps = t.relayAddresses;
+  sc.policy.minPort = t.minPort;
+  sc.policy.maxPort = t.maxPort;
+  for (const auto& a : relay.addresses) sc.policy.ownAddresses.push_back(a);
+  for (const auto& a : relay.secondaryAddresses) sc.policy.ownAddresses.push_back(a);
+  sc.policy.allow = t.peerAllow;
+  sc.policy.deny = t.peerDeny;
   sc.defaultLifetime = t.allocationLifetime;
   sc.maxLifetime = t.maxAllocationLifetime;
   sc.permissionLifetime = t.permissionLifetime;
@@ -73,8 +67,6 @@ turn::ServerConfig turnServerConfig(const config::RelayConfig& relay) {
   sc.maxChannel = maxChannelOf(t);
   sc.bytesPerSecond = t.bytesPerSecond;
   sc.burstBytes = t.burstBytes;
-  for (const auto& c : t.peerAllow) sc.peerAllow.push_back(turn::Cidr{c.network, c.prefixLength});
-  for (const auto& c : t.peerDeny) sc.peerDeny.push_back(turn::Cidr{c.network, c.prefixLength});
   // TURN REST expiry is a unix time: the server reads steady time plus this offset.
   sc.wallClockOffset = std::chrono::duration_cast<Duration>(std::chrono::system_clock::now().time_since_epoch()) -
                        Clock::now().time_since_epoch();
@@ -103,13 +95,21 @@ nlohmann::json allocationJson(const turn::AllocationInfo& a) {
   return j;
 }
 
-RelayRole::Socket::~Socket() {
-  if (ev != nullptr) event_free(ev);
-}
-
 Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const config::RelayConfig& cfg) {
   std::unique_ptr<RelayRole> r(new RelayRole(cfg));
   r->base_ = base;
+  r->listeners_ = std::make_unique<shell::UdpEndpoints>(
+      base, "relay",
+      [rr = r.get()](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
+        rr->onListenerDatagram(bytes, from, local, now);
+      },
+      [rr = r.get()] { rr->afterServers(); });
+  r->relayed_ = std::make_unique<shell::UdpEndpoints>(
+      base, "relay",
+      [rr = r.get()](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
+        rr->onRelayedDatagram(bytes, from, local, now);
+      },
+      [rr = r.get()] { rr->afterServers(); });
   for (const auto& primary : cfg.addresses) {
     stun::ServerConfig sc;
     sc.primaryIp = primary;
@@ -133,14 +133,12 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
     auto key = crypto::NodeKey::loadOrCreate(cfg.rendezvous->keyFile);  // its folder too
     if (!key) return fail("relay.rendezvous.key_file: " + key.error().message);
     r->rendezvous_ = std::make_unique<rendezvous::Server>(std::move(*key));
-    r->rendezvousTimer_ = evtimer_new(
-        base, [](evutil_socket_t, short, void* arg) { static_cast<RelayRole*>(arg)->onRendezvousTimer(); }, r.get());
+    r->rendezvousTimer_ = std::make_unique<shell::DeadlineTimer>(base, [rr = r.get()] { rr->onRendezvousTimer(); });
     log::info("rendezvous_enabled", {{"key", r->rendezvous_->publicKey().toString()}});
   }
   if (turnEnabled(cfg)) {
     r->turn_ = std::make_unique<turn::Server>(turnServerConfig(cfg), r->ports_, r->fastPath_.get());
-    r->turnTimer_ = evtimer_new(
-        base, [](evutil_socket_t, short, void* arg) { static_cast<RelayRole*>(arg)->onTurnTimer(); }, r.get());
+    r->turnTimer_ = std::make_unique<shell::DeadlineTimer>(base, [rr = r.get()] { rr->onTurnTimer(); });
     log::info("turn_enabled", {{"realm", cfg.turn->realm},
                                {"users", std::to_string(cfg.turn->users.size())},
                                {"rest", cfg.turn->restSecret ? "yes" : "no"},
@@ -150,60 +148,36 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
   return r;
 }
 
-Result<std::unique_ptr<RelayRole::Socket>> RelayRole::openSocket(const SockAddr& local, stun::Server* server,
-                                                                 bool relayed) {
-  auto fd = openUdpSocket(local);
-  if (!fd) return fail(fd.error().message);
-  auto s = std::make_unique<Socket>();
-  s->role = this;
-  s->server = server;
-  s->relayed = relayed;
-  s->local = local;
-  s->fd = std::move(*fd);
-  s->ev = event_new(
-      base_, s->fd.get(), EV_READ | EV_PERSIST,
-      [](evutil_socket_t, short, void* arg) {
-        auto* sock = static_cast<Socket*>(arg);
-        sock->role->onReadable(*sock);
-      },
-      s.get());
-  if (s->ev == nullptr || event_add(s->ev, nullptr) != 0) return fail("cannot add " + local.toString() + " to the event loop");
-  return s;
-}
-
 Result<void> RelayRole::openSockets() {
   for (auto& server : servers_) {
     for (const auto& ep : server->endpoints()) {
-      auto s = openSocket(ep, server.get(), false);
-      if (!s) {
-        return fail("cannot open STUN endpoint " + ep.toString() + ": " + s.error().message +
+      if (auto ok = listeners_->open(ep); !ok) {
+        return fail("cannot open STUN endpoint " + ep.toString() + ": " + ok.error().message +
                     " (is the address configured on this host, and the port free?)");
       }
+      serverAt_[ep] = server.get();
+      listening_.push_back(ep);
       log::info("stun_listening", {{"endpoint", ep.toString()}});
-      sockets_.push_back(std::move(*s));
     }
   }
   return {};
 }
 
 Result<SockAddr> RelayRole::Ports::reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort, bool evenPort) {
-  role_.collectClosed();
+  role_.relayed_->collectClosed();  // Allocate comes in on a listening socket
   if (minPort == 0 || maxPort < minPort) return fail("empty relayed port range");
   const uint32_t span = static_cast<uint32_t>(maxPort - minPort) + 1;
   for (uint32_t i = 0; i < span; ++i) {
     const uint16_t port = static_cast<uint16_t>(minPort + (next_ + i) % span);
     if (evenPort && port % 2 != 0) continue;
     SockAddr local(relayIp, port);
-    if (role_.relayed_.count(local) != 0) continue;
-    auto s = role_.openSocket(local, nullptr, true);
-    if (!s) continue;  // in use by another program, most likely: try the next one
+    if (role_.relayed_->has(local)) continue;
+    if (!role_.relayed_->open(local)) continue;  // in use by another program, most likely: try the next one
     next_ = (next_ + i + 1) % span;
-    role_.relayed_[local] = std::move(*s);
-    ++role_.counters_.relayedPortsOpen;
     log::debug("turn_port_reserved", {{"relayed", local.toString()}});
     return local;
   }
-  ++role_.counters_.relayedPortsFailed;
+  ++role_.relayedPortsFailed_;
   log::warn("turn_no_free_port", {{"relay_ip", relayIp.toString()},
                                   {"range", std::to_string(minPort) + "-" + std::to_string(maxPort)}});
   return fail("no free UDP port in " + std::to_string(minPort) + "-" + std::to_string(maxPort) + " on " +
@@ -211,23 +185,11 @@ Result<SockAddr> RelayRole::Ports::reserve(const IpAddr& relayIp, uint16_t minPo
 }
 
 void RelayRole::Ports::release(const SockAddr& relayed) {
-  auto it = role_.relayed_.find(relayed);
-  if (it == role_.relayed_.end()) return;
-  // The socket's own callback may be on the stack: stop its events now, free it later.
-  // The port is free again at once (the fd closes); the struct lives until collectClosed().
-  Socket& s = *it->second;
-  s.closed = true;
-  if (s.ev != nullptr) event_del(s.ev);
-  s.fd.reset();
-  role_.closed_.push_back(std::move(it->second));
-  role_.relayed_.erase(it);
-  --role_.counters_.relayedPortsOpen;
+  if (!role_.relayed_->has(relayed)) return;
+  // Its own callback may be on the stack: UdpEndpoints stops it now and frees it later. The
+  // port is free again at once.
+  role_.relayed_->close(relayed);
   log::debug("turn_port_released", {{"relayed", relayed.toString()}});
-}
-
-void RelayRole::collectClosed() {
-  // Only called where no relayed socket's callback is running.
-  closed_.clear();
 }
 
 std::vector<dataplane::StunResponder::Endpoint> xdpEndpoints(const stun::Server& server) {
@@ -336,8 +298,6 @@ Result<void> RelayRole::attachFastPath() {
 RelayRole::~RelayRole() {
   // The TURN server releases nothing on destruction; the sockets go with their maps.
   turn_.reset();
-  if (turnTimer_ != nullptr) event_free(turnTimer_);
-  if (rendezvousTimer_ != nullptr) event_free(rendezvousTimer_);
   if (xdp_) {
     xdp_->detach();
     log::info("xdp_detached", {{"interface", cfg_.interface}});
@@ -348,44 +308,33 @@ RelayRole::~RelayRole() {
   }
 }
 
-void RelayRole::onReadable(Socket& s) {
-  if (!s.relayed) collectClosed();  // no relayed socket's callback is running now
-  std::vector<turn::Send> out;
-  for (int i = 0; i < kMaxDatagramsPerWakeup && !s.closed; ++i) {
-    sockaddr_storage from{};
-    socklen_t fromLen = sizeof from;
-    ssize_t n = recvfrom(s.fd.get(), buf_.data(), buf_.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
-    if (n < 0) break;  // EAGAIN: drained
-    if (s.relayed) {
-      ++counters_.rxPeerDatagrams;
-    } else {
-      ++counters_.rxDatagrams;
-    }
-    if (static_cast<size_t>(n) > buf_.size()) {
-      ++counters_.rxTruncated;
-      continue;
-    }
-    auto peer = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), fromLen);
-    if (!peer) continue;
-    std::span<const uint8_t> bytes(buf_.data(), static_cast<size_t>(n));
-    const TimePoint now = Clock::now();
-    if (s.relayed) {
-      if (turn_) turn_->onPeerDatagram(bytes, *peer, s.local, now, out);
-    } else if (rendezvous_ && !bytes.empty() && bytes[0] == TGW_FRAME_RENDEZVOUS) {
-      onRendezvous(s, bytes, *peer, now);
-    } else if (!turn_ || !turn_->onClientDatagram(bytes, *peer, s.local, now, out)) {
-      auto reply = s.server->onDatagram(bytes, *peer, s.local, now);
-      if (reply) send(reply->from, reply->to, reply->bytes);
-    }
-    sendAll(out);
+void RelayRole::onListenerDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                                   TimePoint now) {
+  if (rendezvous_ && !bytes.empty() && bytes[0] == TGW_FRAME_RENDEZVOUS) {
+    onRendezvous(local, bytes, from, now);
+  } else if (!turn_ || !turn_->onClientDatagram(bytes, from, local, now, out_)) {
+    auto reply = serverAt_.at(local)->onDatagram(bytes, from, local, now);
+    if (reply) out_.push_back(Datagram{reply->from, reply->to, std::move(reply->bytes)});
   }
-  armTurnTimer();
-  armRendezvousTimer();
+  for (const auto& d : out_) send(d.from, d.to, d.bytes);
+  out_.clear();
 }
 
-void RelayRole::onRendezvous(const Socket& s, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
+void RelayRole::onRelayedDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                                  TimePoint now) {
+  if (turn_) turn_->onPeerDatagram(bytes, from, local, now, out_);
+  for (const auto& d : out_) send(d.from, d.to, d.bytes);
+  out_.clear();
+}
+
+void RelayRole::afterServers() {
+  if (turn_) turnTimer_->follow(turn_->nextDeadline());
+  if (rendezvous_) rendezvousTimer_->follow(rendezvous_->nextDeadline());
+}
+
+void RelayRole::onRendezvous(const SockAddr& local, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
   for (const auto& d : rendezvous_->onDatagram(bytes, from, now)) {
-    SockAddr src = s.local;
+    SockAddr src = local;
     if (d.to != from) {
       // A delivery: from the primary endpoint of the destination's family, where it registered.
       for (const auto& ip : cfg_.addresses) {
@@ -397,77 +346,29 @@ void RelayRole::onRendezvous(const Socket& s, std::span<const uint8_t> bytes, co
 }
 
 void RelayRole::onRendezvousTimer() {
-  rendezvousTimerAt_ = kNever;
   rendezvous_->onTimer(Clock::now());
-  armRendezvousTimer();
-}
-
-void RelayRole::armRendezvousTimer() {
-  if (!rendezvous_) return;
-  const TimePoint at = rendezvous_->nextDeadline();
-  if (at == rendezvousTimerAt_) return;
-  rendezvousTimerAt_ = at;
-  if (at == kNever) {
-    evtimer_del(rendezvousTimer_);
-    return;
-  }
-  const timeval tv = timevalUntil(at, Clock::now());
-  evtimer_add(rendezvousTimer_, &tv);
+  afterServers();
 }
 
 void RelayRole::onTurnTimer() {
-  collectClosed();
-  turnTimerAt_ = kNever;
-  std::vector<turn::Send> out;
-  turn_->onTimer(Clock::now(), out);
-  sendAll(out);
-  armTurnTimer();
-}
-
-void RelayRole::armTurnTimer() {
-  if (!turn_) return;
-  const TimePoint at = turn_->nextDeadline();
-  if (at == turnTimerAt_) return;
-  turnTimerAt_ = at;
-  if (at == kNever) {
-    evtimer_del(turnTimer_);
-    return;
-  }
-  const timeval tv = timevalUntil(at, Clock::now());
-  evtimer_add(turnTimer_, &tv);
-}
-
-void RelayRole::sendAll(std::vector<turn::Send>& out) {
-  for (const auto& s : out) send(s.from, s.to, s.bytes);
-  out.clear();
+  relayed_->collectClosed();  // no socket callback runs now
+  turn_->onTimer(Clock::now(), out_);
+  for (const auto& d : out_) send(d.from, d.to, d.bytes);
+  out_.clear();
+  afterServers();
 }
 
 void RelayRole::send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes) {
-  int fd = -1;
-  if (auto it = relayed_.find(from); it != relayed_.end()) {
-    fd = it->second->fd.get();
+  if (relayed_->has(from)) {
+    relayed_->send(from, to, bytes);
   } else {
-    for (const auto& s : sockets_) {
-      if (s->local == from) fd = s->fd.get();
-    }
-  }
-  if (fd < 0) {
-    ++counters_.txNoSocket;
-    return;
-  }
-  sockaddr_storage ss{};
-  socklen_t len = to.toSockaddr(&ss);
-  if (sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
-    ++counters_.txErrors;
-    log::debug("relay_send_failed", {{"from", from.toString()}, {"to", to.toString()}, {"error", std::strerror(errno)}});
-  } else {
-    ++counters_.txDatagrams;
+    listeners_->send(from, to, bytes);
   }
 }
 
 nlohmann::json RelayRole::status() const {
   nlohmann::json eps = nlohmann::json::array();
-  for (const auto& s : sockets_) eps.push_back(s->local.toString());
+  for (const auto& ep : listening_) eps.push_back(ep.toString());
   bool rfc5780 = false;
   for (const auto& srv : servers_) rfc5780 = rfc5780 || srv->rfc5780();
   std::string program = fastPath_ ? "relay_fastpath" : xdp_ ? "stun_responder" : "none";
@@ -481,10 +382,10 @@ nlohmann::json RelayRole::status() const {
   if (turn_) {
     const auto& c = turn_->config();
     nlohmann::json ips = nlohmann::json::array();
-    for (const auto& ip : c.relayIps) ips.push_back(ip.toString());
+    for (const auto& ip : c.policy.relayIps) ips.push_back(ip.toString());
     s["turn"] = {{"realm", c.realm},
                  {"relay_addresses", ips},
-                 {"ports", std::to_string(c.minPort) + "-" + std::to_string(c.maxPort)},
+                 {"ports", std::to_string(c.policy.minPort) + "-" + std::to_string(c.policy.maxPort)},
                  {"users", c.users.size()},
                  {"rest", c.restSecret.has_value()},
                  {"allocations", turn_->allocations(Clock::now()).size()},
@@ -549,11 +450,16 @@ nlohmann::json RelayRole::stats() const {
                          {"expired", c.expired},
                          {"evicted", c.evicted}};
   }
-  out["sockets"] = {{"rx_datagrams", counters_.rxDatagrams},       {"rx_truncated", counters_.rxTruncated},
-                    {"rx_peer_datagrams", counters_.rxPeerDatagrams}, {"tx_datagrams", counters_.txDatagrams},
-                    {"tx_errors", counters_.txErrors},             {"tx_no_socket", counters_.txNoSocket},
-                    {"relayed_ports_open", counters_.relayedPortsOpen},
-                    {"relayed_ports_failed", counters_.relayedPortsFailed}};
+  const auto& l = listeners_->counters();
+  const auto& r = relayed_->counters();
+  out["sockets"] = {{"rx_datagrams", l.rxDatagrams},
+                    {"rx_truncated", l.rxTruncated + r.rxTruncated},
+                    {"rx_peer_datagrams", r.rxDatagrams},
+                    {"tx_datagrams", l.txDatagrams + r.txDatagrams},
+                    {"tx_errors", l.txErrors + r.txErrors},
+                    {"tx_no_socket", l.txNoSocket + r.txNoSocket},
+                    {"relayed_ports_open", relayed_->size()},
+                    {"relayed_ports_failed", relayedPortsFailed_}};
   return out;
 }
 

@@ -21,22 +21,12 @@
 #include "base/result.h"
 #include "config/config.h"
 #include "dataplane/edge_fastpath.h"
+#include "edge/edge_json.h"
 #include "edge/node.h"
 
 struct event_base;
 
 namespace tgw {
-
-// `tgwctl ping PEER`: every path of the peer pinged at once, and what came back.
-struct PingResult {
-  struct PathRtt {
-    dataplane::Path path;
-    std::optional<Duration> rtt;  // none: no pong within the timeout
-    bool active = false;          // the path the peer's flows take now
-  };
-  std::string peer;
-  std::vector<PathRtt> paths;
-};
 
 class EdgeRole {
  public:
@@ -54,7 +44,7 @@ class EdgeRole {
   std::optional<crypto::PublicKey> peerKey(std::string_view name) const;
   // Pings every path of `peer` now; `done` runs once, from the event loop, when all paths
   // answered or `timeout` passed.
-  Result<void> ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(PingResult)> done);
+  Result<void> ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(edge::PingResult)> done);
   // Socket-level counters (datagrams in/out, errors), for `tgwctl stats`.
   nlohmann::json socketStats() const;
 

@@ -1,4 +1,4 @@
-#include "netcheck/runner.h"
+#include "shell/netcheck_runner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <string>
 
 #include "base/fd.h"
+#include "shell/udp_endpoints.h"
 #include "base/log.h"
 
 namespace tgw::netcheck {
@@ -29,7 +30,7 @@ Result<UniqueFd> openUdp(Family family, const std::optional<IpAddr>& bindIp) {
   IpAddr ip = bindIp ? *bindIp
                      : (family == Family::V4 ? IpAddr::v4(0u) : IpAddr::v6(std::array<uint8_t, 16>{}));
   if (ip.family() != family) return fail("bind address " + ip.toString() + " is of the wrong family");
-  return openUdpSocket(SockAddr(ip, 0));
+  return shell::openUdpSocket(SockAddr(ip, 0));
 }
 
 std::optional<SockAddr> localName(int fd) {

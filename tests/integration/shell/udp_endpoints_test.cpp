@@ -1,0 +1,134 @@
+// shell::UdpEndpoints and openUdpSocket on loopback, with a real libevent loop.
+#include "shell/udp_endpoints.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <string>
+#include <vector>
+
+namespace tgw::shell {
+namespace {
+
+SockAddr boundName(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len), 0);
+  return *SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+// A free loopback port (bound and released).
+SockAddr freeLoopback() {
+  auto s = openUdpSocket(*SockAddr::parse("127.0.0.1:0"));
+  EXPECT_TRUE(s.ok());
+  return boundName(s->get());
+}
+
+TEST(OpenUdpSocket, BindsNonBlockingAndRefusesASecondBind) {
+  auto a = openUdpSocket(*SockAddr::parse("127.0.0.1:0"));
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_NE(fcntl(a->get(), F_GETFL) & O_NONBLOCK, 0);
+  EXPECT_NE(fcntl(a->get(), F_GETFD) & FD_CLOEXEC, 0);
+  const SockAddr local = boundName(a->get());
+  EXPECT_NE(local.port(), 0);
+  // No SO_REUSEADDR: a second socket on the same endpoint must not share its traffic.
+  auto b = openUdpSocket(local);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().message.rfind("bind " + local.toString() + ": ", 0), 0u) << b.error().message;
+}
+
+TEST(OpenUdpSocket, Ipv6IsV6Only) {
+  auto s = openUdpSocket(*SockAddr::parse("[::1]:0"));
+  if (!s.ok()) GTEST_SKIP() << "no IPv6 loopback here: " << s.error().message;
+  int v6only = 0;
+  socklen_t len = sizeof v6only;
+  ASSERT_EQ(getsockopt(s->get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
+  EXPECT_EQ(v6only, 1);
+}
+
+class UdpEndpointsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = event_base_new();
+    ASSERT_NE(base_, nullptr);
+  }
+  void TearDown() override {
+    eps_.reset();
+    event_base_free(base_);
+  }
+  // Runs the loop until `done` or 2 s.
+  void runUntil(const std::function<bool()>& done) {
+    for (int i = 0; i < 200 && !done(); ++i) event_base_loop(base_, EVLOOP_NONBLOCK), usleep(10'000);
+  }
+  void make() {
+    eps_ = std::make_unique<UdpEndpoints>(
+        base_, "test",
+        [this](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint) {
+          got_.push_back({from, local, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+          if (onDatagram_) onDatagram_(local);
+        },
+        [this] { ++wakeups_; });
+  }
+
+  event_base* base_ = nullptr;
+  std::unique_ptr<UdpEndpoints> eps_;
+  std::vector<Datagram> got_;  // {from, to = our local, bytes}
+  std::function<void(const SockAddr&)> onDatagram_;
+  int wakeups_ = 0;
+};
+
+TEST_F(UdpEndpointsTest, ReceivesOnEachSocketAndSendsFromTheOneBoundAtFrom) {
+  make();
+  const SockAddr a = freeLoopback();
+  const SockAddr b = freeLoopback();
+  ASSERT_TRUE(eps_->open(a).ok());
+  ASSERT_TRUE(eps_->open(b).ok());
+  EXPECT_FALSE(eps_->open(a).ok()) << "already open";
+  EXPECT_EQ(eps_->size(), 2u);
+  const std::vector<uint8_t> hello{1, 2, 3};
+  EXPECT_TRUE(eps_->send(a, b, hello));
+  EXPECT_TRUE(eps_->send(Datagram{b, a, {4}}));
+  runUntil([&] { return got_.size() == 2; });
+  ASSERT_EQ(got_.size(), 2u);
+  for (const auto& d : got_) {
+    if (d.to == b) {
+      EXPECT_EQ(d.from, a);
+      EXPECT_EQ(d.bytes, hello);
+    } else {
+      EXPECT_EQ(d.to, a);
+      EXPECT_EQ(d.from, b);
+      EXPECT_EQ(d.bytes, std::vector<uint8_t>{4});
+    }
+  }
+  EXPECT_GE(wakeups_, 1);
+  EXPECT_EQ(eps_->counters().rxDatagrams, 2u);
+  EXPECT_EQ(eps_->counters().txDatagrams, 2u);
+  // From an endpoint with no socket: nothing sent, counted.
+  EXPECT_FALSE(eps_->send(freeLoopback(), a, hello));
+  EXPECT_EQ(eps_->counters().txNoSocket, 1u);
+  EXPECT_EQ(eps_->counters().txDatagrams, 2u);
+}
+
+TEST_F(UdpEndpointsTest, ASocketClosedInsideItsOwnCallbackStopsAtOnceAndFreesItsPort) {
+  make();
+  const SockAddr a = freeLoopback();
+  const SockAddr b = freeLoopback();
+  ASSERT_TRUE(eps_->open(a).ok());
+  ASSERT_TRUE(eps_->open(b).ok());
+  onDatagram_ = [&](const SockAddr& local) { eps_->close(local); };
+  // Three datagrams queued on `a` before the loop runs: the first closes it, the rest are
+  // never read (the socket is gone), and the port can be bound again at once.
+  for (uint8_t i = 0; i < 3; ++i) ASSERT_TRUE(eps_->send(b, a, std::vector<uint8_t>{i}));
+  runUntil([&] { return !got_.empty(); });
+  runUntil([] { return false; });  // give the loop time to misbehave
+  ASSERT_EQ(got_.size(), 1u);
+  EXPECT_FALSE(eps_->has(a));
+  EXPECT_TRUE(openUdpSocket(a).ok()) << "the port is still held";
+  eps_->collectClosed();
+  EXPECT_TRUE(eps_->has(b));
+}
+
+}  // namespace
+}  // namespace tgw::shell
