@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include "base/result.h"
 #include "base/sockaddr.h"
@@ -106,6 +107,12 @@ class MemoryForwardingTable final : public ForwardingTable {
   }
 
   size_t size() const { return entries_.size(); }
+  // Every entry, by flow id (what a restart finds, as EdgeFastPath::pinnedEntries()).
+  std::vector<ForwardingEntry> entries() const {
+    std::vector<ForwardingEntry> out;
+    for (const auto& [id, e] : entries_) out.push_back(e);
+    return out;
+  }
   // setPath / effective removeFlow calls for this flow so far.
   uint64_t writes(uint32_t flowId) const {
     auto it = writes_.find(flowId);

@@ -1,14 +1,7 @@
 #include "daemon/daemon.h"
 
-#include <event2/event.h>
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <csignal>
-#include <cstring>
-
-#include "base/fd.h"
 #include "base/log.h"
 #include "shell/edge_commands.h"
 #include "shell/edge_role.h"
@@ -20,39 +13,26 @@ Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)), started_(Clock::now()
 
 Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
   std::unique_ptr<Daemon> d(new Daemon(cfg));
-  d->base_ = event_base_new();
-  if (d->base_ == nullptr) return fail("cannot create the event loop");
-  std::signal(SIGPIPE, SIG_IGN);
-  // Every signal that would otherwise end the process stops it cleanly instead, so the XDP
+  // Every signal that would otherwise end the process stops the loop instead, so the XDP
   // program is detached (an attachment outlives its process).
-  auto stop = [](evutil_socket_t sig, short, void* arg) {
-    log::info("signal", {{"signal", strsignal(sig)}});
-    event_base_loopbreak(static_cast<event_base*>(arg));
-  };
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-    ::event* ev = evsignal_new(d->base_, sig, stop, d->base_);
-    event_add(ev, nullptr);
-    d->signals_.push_back(ev);
-  }
-  if (pipe2(d->stopPipe_, O_NONBLOCK | O_CLOEXEC) != 0) return fail("cannot create the stop pipe");
-  d->stopEvent_ = event_new(
-      d->base_, d->stopPipe_[0], EV_READ | EV_PERSIST,
-      [](evutil_socket_t, short, void* arg) { event_base_loopbreak(static_cast<event_base*>(arg)); }, d->base_);
-  event_add(d->stopEvent_, nullptr);
+  auto loop = shell::EventLoop::create();
+  if (!loop) return fail(loop.error().message);
+  d->loop_ = std::move(*loop);
+  event_base* base = d->loop_->base();
 
   // The control socket first: it refuses to start a second daemon on the same path before
   // that one could touch sockets or the interface's XDP program.
   d->registerCommands();
-  auto control = api::ControlServer::open(d->base_, cfg.daemon.controlSocket, cfg.daemon.controlGroup, d->dispatcher_);
+  auto control = api::ControlServer::open(base, cfg.daemon.controlSocket, cfg.daemon.controlGroup, d->dispatcher_);
   if (!control) return fail("control socket: " + control.error().message);
   d->control_ = std::move(*control);
   if (cfg.relay) {
-    auto relay = RelayRole::create(d->base_, *cfg.relay);
+    auto relay = RelayRole::create(base, *cfg.relay);
     if (!relay) return fail("relay: " + relay.error().message);
     d->relay_ = std::move(*relay);
   }
   if (cfg.edge) {
-    auto edge = EdgeRole::create(d->base_, *cfg.edge);
+    auto edge = EdgeRole::create(base, *cfg.edge);
     if (!edge) return fail("edge: " + edge.error().message);
     d->edge_ = std::move(*edge);
     registerEdgeCommands(d->dispatcher_, *d->edge_);
@@ -64,12 +44,7 @@ Daemon::~Daemon() {
   control_.reset();
   edge_.reset();   // detaches XDP unless its maps are pinned (forwarding goes on), closes sockets
   relay_.reset();  // detaches XDP, closes sockets
-  for (::event* ev : signals_) event_free(ev);
-  if (stopEvent_ != nullptr) event_free(stopEvent_);
-  for (int fd : stopPipe_) {
-    if (fd >= 0) close(fd);
-  }
-  if (base_ != nullptr) event_base_free(base_);
+  loop_.reset();   // after everything registered on it
 }
 
 void Daemon::registerCommands() {
@@ -113,16 +88,13 @@ nlohmann::json Daemon::stats() const {
   return s;
 }
 
-void Daemon::requestStop() {
-  const char b = 's';
-  (void)!write(stopPipe_[1], &b, 1);
-}
+void Daemon::requestStop() { loop_->requestStop(); }
 
 int Daemon::run() {
   log::info("started", {{"config", cfg_.path}, {"control_socket", cfg_.daemon.controlSocket}});
-  int rc = event_base_dispatch(base_);
+  const bool ok = loop_->run();
   log::info("stopping");
-  return rc < 0 ? 1 : 0;
+  return ok ? 0 : 1;
 }
 
 }  // namespace tgw

@@ -1,5 +1,6 @@
-// The daemon's shell: the event loop, signals, the control socket, and the roles it runs.
-// Protocol logic lives in the roles' state machines; this file only does I/O.
+// tgwd's wiring: which roles run (from the config), the commands the control socket offers,
+// status and stats. The event loop, the sockets and the timers are the shell's
+// (shell/event_loop.h, shell/*_role.h); protocol logic lives in the modules' state machines.
 #pragma once
 
 #include <memory>
@@ -7,13 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "shell/control_server.h"
+#include "shell/event_loop.h"
 #include "base/clock.h"
 #include "base/result.h"
 #include "config/config.h"
 #include "crypto/node_key.h"
-
-struct event_base;
-struct event;
 
 namespace tgw {
 
@@ -41,10 +40,7 @@ class Daemon {
   void registerCommands();
 
   config::Config cfg_;
-  event_base* base_ = nullptr;
-  std::vector<::event*> signals_;
-  ::event* stopEvent_ = nullptr;
-  int stopPipe_[2] = {-1, -1};
+  std::unique_ptr<shell::EventLoop> loop_;
   api::Dispatcher dispatcher_;
   std::unique_ptr<api::ControlServer> control_;
   std::unique_ptr<RelayRole> relay_;

@@ -1,5 +1,7 @@
 #include "sim/scenario.h"
 
+#include "edge/setup.h"
+
 #include <algorithm>
 
 #include "tgw/frames.h"
@@ -253,19 +255,21 @@ void Scenario::restartNode(SimEdge& e, bool remember) {
   // Nonce counters above the old run's (the daemon starts them at the Unix time in us).
   cfg.firstCounter += 1'000'000'000;
   e.config = cfg;
-  e.node = std::make_unique<edge::Node>(*e.key, std::move(cfg), e.table);
+  // What tgwd's edge role does with its pinned fast path at start, by the same rules
+  // (edge/setup.h): the table plays the pinned maps, every entry a registered flow.
+  edge::Reconciliation r;
   if (remember) {
-    for (const auto& peer : e.node->peers()) {
-      auto id = e.node->peerId(peer.key);
-      for (const auto& f : peer.flows) {
-        auto entry = e.table.lookup(f.id);
-        if (id && entry && entry->path.isDirect()) {
-          e.node->rememberPath(*id, entry->path, now());
-          break;
-        }
-      }
-    }
+    std::vector<dataplane::Flow> configured, registered;
+    for (const auto& peer : cfg.peers) configured.insert(configured.end(), peer.flows.begin(), peer.flows.end());
+    const auto pinned = e.table.entries();
+    for (const auto& entry : pinned) registered.push_back(entry.flow);
+    r = edge::reconcile(registered, pinned, configured, cfg.sockets);
+    for (const auto& x : r.erase) e.table.removeFlow(x.flow);
+    for (const auto& x : r.clear) e.table.removeFlow(x.flow);
+    e.reconciled = r;
   }
+  e.node = std::make_unique<edge::Node>(*e.key, std::move(cfg), e.table);
+  if (remember) edge::rememberPaths(*e.node, r, now());
   e.node->start(now());
   flush(e);
 }

@@ -13,6 +13,7 @@
 
 #include "dataplane/forwarding_table.h"
 #include "edge/node.h"
+#include "edge/setup.h"
 #include "rendezvous/server.h"
 #include "sim/nat.h"
 #include "sim/network.h"
@@ -92,6 +93,7 @@ struct SimEdge {
   dataplane::MemoryForwardingTable table;
   std::unique_ptr<edge::Node> node;
   std::optional<edge::NodeConfig> config;  // as connect() built it (restartNode reuses it)
+  edge::Reconciliation reconciled;          // what the last restartNode(e, true) decided
   std::optional<crypto::NodeKey> key;
   std::vector<engine::PathChange> changes;  // every path change, in order
   uint64_t appSent = 0;
@@ -125,10 +127,13 @@ class Scenario {
   SimEdge& addEdge(const std::string& name, sim::Realm& realm, std::vector<IpAddr> addrs, sim::Link link = {});
   // Makes a and b peers with one flow (kFlowId), builds their nodes and starts them.
   void connect(SimEdge& a, SimEdge& b, TimePoint start);
-  // tgwd restarted on this edge: a new Node with the same key, config and sockets; the
-  // forwarding table (the pinned fast path) keeps what it held, and with `remember` its
-  // direct path is offered to the new node as EdgeRole does (Node::rememberPath). The old
-  // TURN allocation is left at the relay, as a restart with pinned maps leaves it.
+  // tgwd restarted on this edge: a new Node with the same key, config and sockets. With
+  // `remember` the forwarding table plays the pinned fast path and the daemon's own rules
+  // (edge::reconcile, edge::rememberPaths) decide what stays: a direct path from our
+  // socket is offered to the new node, an old relay path or a foreign socket's path is
+  // cleared, a flow no longer configured erased (SimEdge::reconciled says which). Without,
+  // the table is left as it is. The old TURN allocation is left at the relay, as a restart
+  // with pinned maps leaves it.
   void restartNode(SimEdge& e, bool remember);
   // Runs the network, the relay and every node; application datagrams flow both ways
   // every kAppInterval from `appFrom` on.

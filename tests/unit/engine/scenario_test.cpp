@@ -449,6 +449,28 @@ TEST_F(Scenarios, RestartWithADeadRememberedPathFallsBackToTheRelayWithinTheTrus
   EXPECT_GE(b->appReceived - received, 95u) << "data flows on the new allocation's relay path";
 }
 
+// A restart while the flow rides the relay (hard NATs on both sides): by the daemon's rule
+// (edge::reconcile) the old relay path is cleared, not remembered (its channel rode the old
+// allocation, which the new TURN client deletes); the flow waits for the new allocation's
+// relay path and data flows again on it.
+TEST_F(Scenarios, RestartOnTheRelayPathClearsItAndWaitsForTheNewAllocation) {
+  auto [a, b] = twoHardSitesAfter20s();
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const TimePoint restart = sc.now();
+  sc.restartNode(*a, true);
+  ASSERT_EQ(a->reconciled.clear.size(), 1u);
+  EXPECT_EQ(a->reconciled.clear[0].flow, kFlowId);
+  EXPECT_EQ(a->reconciled.clear[0].why, "old relay path");
+  EXPECT_TRUE(a->reconciled.remember.empty());
+  EXPECT_TRUE(a->reconciled.erase.empty());
+  EXPECT_FALSE(a->table.lookup(kFlowId)) << "cleared at start, before the engine chose";
+  sc.runUntil(restart + 10s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  const uint64_t received = b->appReceived;
+  sc.runFor(2s);
+  EXPECT_GE(b->appReceived - received, 95u) << "data flows on the new allocation's relay path";
+}
+
 // The same with a port-preserving NAT (Linux masquerade): A's next datagram recreates the
 // same mapping, so the path never dies and nothing falls back.
 TEST_F(Scenarios, NatStateLostPortPreservingHealsAtOnce) {

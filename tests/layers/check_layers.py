@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""The tree's layering rules (README "Architecture"), checked on the sources:
+
+1. Only control/shell/ (and the thin mains, control/tgwd and control/tgwctl) include
+   libevent: every other file is free of the event loop.
+2. Only control/shell/ and dataplane/ open sockets (socket, socketpair, accept).
+3. base/, crypto/, config/ and dataplane/ depend on nothing in control/.
+
+Prints each violation as FILE:LINE: rule: text and exits 1; exits 0 when the tree keeps them.
+"""
+import os
+import re
+import sys
+
+PRODUCT = ["base", "config", "crypto", "dataplane", "control", "xdp"]
+EVENT_LOOP_OK = ("control/shell/", "control/tgwd/", "control/tgwctl/")
+SOCKETS_OK = ("control/shell/", "dataplane/")
+LOW_LAYERS = ("base/", "crypto/", "config/", "dataplane/")
+CONTROL_MODULES = sorted(d for d in os.listdir(os.path.join(sys.argv[1] if len(sys.argv) > 1 else ".", "control"))
+                         if os.path.isdir(os.path.join(sys.argv[1] if len(sys.argv) > 1 else ".", "control", d)))
+
+LIBEVENT = re.compile(r'^\s*#\s*include\s*[<"]event2/')
+# A call of the socket API (socket(AF_..., SOCK_...), socketpair, accept(fd, ...)), not a
+# member called socket() (relay_->socket()) nor a method called accept (ReplayWindow).
+OPENS_SOCKET = re.compile(r'(?<![\w.>:])(?:::)?(socket\s*\([^)]*\b(AF|PF|SOCK)_|socketpair\s*\(|accept4?\s*\(\s*[^,()]+,)')
+STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+CONTROL_INCLUDE = re.compile(r'^\s*#\s*include\s*"(' + "|".join(map(re.escape, CONTROL_MODULES)) + r')/')
+
+
+def strip_comment(line):
+    return STRING.sub('""', line).split("//", 1)[0]
+
+
+def check(root):
+    bad = []
+    for top in PRODUCT:
+        for dirpath, _, files in os.walk(os.path.join(root, top)):
+            for name in files:
+                if not name.endswith((".h", ".hpp", ".c", ".cpp")):
+                    continue
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for n, line in enumerate(f, 1):
+                        code = strip_comment(line)
+                        if LIBEVENT.search(code) and not rel.startswith(EVENT_LOOP_OK):
+                            bad.append(f"{rel}:{n}: libevent outside control/shell: {line.strip()}")
+                        if OPENS_SOCKET.search(code) and not rel.startswith(SOCKETS_OK) and not rel.startswith("xdp/"):
+                            bad.append(f"{rel}:{n}: opens a socket outside control/shell and dataplane: {line.strip()}")
+                        if CONTROL_INCLUDE.search(code) and rel.startswith(LOW_LAYERS):
+                            bad.append(f"{rel}:{n}: {rel.split('/')[0]}/ depends on control/: {line.strip()}")
+    return bad
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else "."
+    bad = check(root)
+    for b in bad:
+        print(b)
+    if bad:
+        print(f"{len(bad)} layering violation(s)", file=sys.stderr)
+        return 1
+    print("layers: kept")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
