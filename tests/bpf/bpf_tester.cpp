@@ -288,21 +288,24 @@ XdpRun BpfTester::expectRun(const Bytes& input, uint32_t verdict,
                             const std::vector<StatDelta>& stats,
                             const std::vector<CounterDelta>& counterDeltas, Checksums checksums,
                             std::source_location where) const {
-  const ::testing::ScopedTrace trace(where.file_name(), static_cast<int>(where.line()),
-                                     "expectRun");
+  // Failures are reported at the caller's line.
+  const char* file = where.file_name();
+  const int line = static_cast<int>(where.line());
   const Counters before = counters();
   const XdpRun r = run(input);
   const Counters after = counters();
-  EXPECT_EQ(r.retval, verdict) << "verdict";
+  if (r.retval != verdict)
+    ADD_FAILURE_AT(file, line) << "verdict " << r.retval << ", expected " << verdict;
   const Bytes& want = output ? *output : input;
-  const std::string diff = byteDiff(r.out, want);
-  EXPECT_TRUE(diff.empty()) << (output ? "" : "(expected the frame unchanged)\n") << diff;
+  if (const std::string diff = byteDiff(r.out, want); !diff.empty())
+    ADD_FAILURE_AT(file, line) << (output ? "" : "(expected the frame unchanged) ") << diff;
   if (r.retval == XDP_TX || r.retval == XDP_REDIRECT) {
-    const std::string bad = checkFrameChecksums(r.out, checksums);
-    EXPECT_TRUE(bad.empty()) << "checksums of the frame sent: " << bad << "\n" << hex(r.out);
+    if (const std::string bad = checkFrameChecksums(r.out, checksums); !bad.empty())
+      ADD_FAILURE_AT(file, line) << "checksums of the frame sent: " << bad << "\n" << hex(r.out);
   }
-  const std::string off = checkCounterDeltas(before, after, stats, counterDeltas, input.size());
-  EXPECT_TRUE(off.empty()) << "counters:\n" << off;
+  if (const std::string off = checkCounterDeltas(before, after, stats, counterDeltas, input.size());
+      !off.empty())
+    ADD_FAILURE_AT(file, line) << "counters:\n" << off;
   return r;
 }
 
