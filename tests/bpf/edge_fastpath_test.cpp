@@ -35,7 +35,7 @@
 #include "dataplane/edge_fastpath.h"
 #include "dataplane/nop_programs.h"
 #include "tests/bpf/packet_builder.h"
-#include "tests/bpf/test_run.h"
+#include "tests/bpf/bpf_tester.h"
 #include "tgw/edge.h"
 
 namespace tgw::dataplane {

@@ -1,8 +1,9 @@
 // The edge's XDP program (xdp/edge.bpf.c, tgw/edge.h) on crafted frames through
-// BPF_PROG_TEST_RUN (STYLE.md rule 5): each case gives the input, the verdict, the output
-// bytes (built independently by packet_builder, whose full checksums check the program's
-// incremental ones), the one (family, verdict, reason) counter that moves (every other
-// counter still), and the flow's counters. Needs root; skips otherwise.
+// BPF_PROG_TEST_RUN (STYLE.md rule 5), through the bpf suite's tester (bpf_tester.h): each
+// case gives the input, the verdict, the output bytes (built independently by
+// packet_builder, whose full checksums check the program's incremental ones), the one
+// (family, verdict, reason) counter and the flow counters that move; every other counter,
+// of every flow slot, stays still. Needs root; skips otherwise.
 //
 // The program is loaded from its skeleton directly (not through EdgeFastPath) and its maps
 // filled by hand, so these cases pin the map layout of tgw/edge.h and nothing else; flow
@@ -27,14 +28,16 @@
 #include <thread>
 #include <cstring>
 #include <optional>
+#include <ostream>
+#include <source_location>
 #include <string>
 #include <vector>
 
 #include "base/sockaddr.h"
 #include "dataplane/edge_fastpath.h"
 #include "dataplane/nexthop_epoch.h"
+#include "tests/bpf/bpf_tester.h"
 #include "tests/bpf/packet_builder.h"
-#include "tests/bpf/test_run.h"
 #include "tests/bpf/turn_netns.h"
 #include "tgw/edge.h"
 #include "tgw/stats.h"
@@ -216,9 +219,30 @@ tgw_edge_flow flowEntry(uint8_t kind, const SockAddr& src, const SockAddr& dst,
   return f;
 }
 
-struct Delta {
-  uint32_t family, verdict, reason;
-};
+using Delta = StatDelta;
+
+// The Counters names of flow slot `slot`'s counters (tgw_edge_flow_stats), and what one
+// frame moves there: sent out on a path or delivered in (application data bytes), dropped.
+constexpr const char* kFlowStatFields[] = {
+    "out_direct_packets", "out_direct_bytes", "out_relay_packets", "out_relay_bytes",
+    "in_direct_packets",  "in_direct_bytes",  "in_relay_packets",  "in_relay_bytes",
+    "drop_no_path",       "drop_too_big",     "drop_other",        "pad"};
+static_assert(sizeof(kFlowStatFields) / sizeof(kFlowStatFields[0]) * 8 ==
+              sizeof(tgw_edge_flow_stats));
+std::string flowCounter(uint32_t slot, const std::string& field) {
+  return "flow slot " + std::to_string(slot) + " " + field;
+}
+std::vector<CounterDelta> moved(uint32_t slot, const char* what, uint64_t bytes) {
+  return {{flowCounter(slot, std::string(what) + "_packets"), 1},
+          {flowCounter(slot, std::string(what) + "_bytes"), bytes}};
+}
+std::vector<CounterDelta> outDirect(uint32_t slot, uint64_t bytes) { return moved(slot, "out_direct", bytes); }
+std::vector<CounterDelta> outRelay(uint32_t slot, uint64_t bytes) { return moved(slot, "out_relay", bytes); }
+std::vector<CounterDelta> inDirect(uint32_t slot, uint64_t bytes) { return moved(slot, "in_direct", bytes); }
+std::vector<CounterDelta> inRelay(uint32_t slot, uint64_t bytes) { return moved(slot, "in_relay", bytes); }
+std::vector<CounterDelta> dropNoPath(uint32_t slot) { return {{flowCounter(slot, "drop_no_path"), 1}}; }
+std::vector<CounterDelta> dropTooBig(uint32_t slot) { return {{flowCounter(slot, "drop_too_big"), 1}}; }
+std::vector<CounterDelta> dropOther(uint32_t slot) { return {{flowCounter(slot, "drop_other"), 1}}; }
 
 // Per-flow counters summed over CPUs, in tgw_edge_flow_stats order.
 struct FlowCounts {
@@ -269,7 +293,7 @@ class EdgeXdpTest : public ::testing::Test {
     bpf_map__set_max_entries(skel_->maps.tgw_edge_heads, kSlots);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_paths, 2 * kSlots);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_hops, 2 * kSlots);
-    bpf_map__set_max_entries(skel_->maps.tgw_edge_flow_stats, 16);
+    bpf_map__set_max_entries(skel_->maps.tgw_edge_flow_stats, kFlowStatSlots);
     if (int err = tgw_edge__load(skel_); err != 0) {
       setupError_ = std::string("load: ") + std::strerror(-err);
       return;
@@ -279,9 +303,31 @@ class EdgeXdpTest : public ::testing::Test {
     // needs to run a frame "arriving" on it.
     if (bpf_xdp_attach(static_cast<int>(ifindex0_), progFd(), XDP_FLAGS_DRV_MODE, nullptr) != 0)
       setupError_ = std::string("attach: ") + std::strerror(errno);
+    tester_.emplace(BpfProgram{progFd(), ifindex0_, readCounters});
+  }
+
+  // tgw_stats, and the counters of every flow slot.
+  static void readCounters(Counters& c) {
+    readStats(bpf_map__fd(skel_->maps.tgw_stats), c);
+    std::vector<tgw_edge_flow_stats> perCpu(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (uint32_t slot = 0; slot < kFlowStatSlots; slot++) {
+      ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_edge_flow_stats), &slot,
+                                    perCpu.data()),
+                0);
+      for (size_t field = 0; field < std::size(kFlowStatFields); field++) {
+        uint64_t sum = 0;
+        for (const tgw_edge_flow_stats& v : perCpu) {
+          uint64_t x;
+          std::memcpy(&x, reinterpret_cast<const uint8_t*>(&v) + 8 * field, sizeof x);
+          sum += x;
+        }
+        c[flowCounter(slot, kFlowStatFields[field])] = sum;
+      }
+    }
   }
 
   static void TearDownTestSuite() {
+    tester_.reset();
     publisher_.reset();
     if (ifindex0_ != 0) bpf_xdp_detach(static_cast<int>(ifindex0_), XDP_FLAGS_DRV_MODE, nullptr);
     if (skel_ != nullptr) tgw_edge__destroy(skel_);
@@ -383,57 +429,23 @@ class EdgeXdpTest : public ::testing::Test {
     return c;
   }
 
-  static std::vector<std::pair<uint64_t, uint64_t>> snapshot() {
-    const size_t cpus = static_cast<size_t>(libbpf_num_possible_cpus());
-    std::vector<std::pair<uint64_t, uint64_t>> s(TGW_STATS_ENTRIES);
-    std::vector<tgw_stats_value> perCpu(cpus);
-    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
-      EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tgw_stats), &i, perCpu.data()), 0);
-      for (const auto& v : perCpu) {
-        s[i].first += v.packets;
-        s[i].second += v.bytes;
-      }
-    }
-    return s;
-  }
-
   // Runs one frame as if it arrived on tgwfp0.
-  static XdpRun run(const Bytes& in) {
-    xdp_md ctx{};
-    ctx.data_end = static_cast<uint32_t>(in.size());
-    ctx.ingress_ifindex = ifindex0_;
-    return runXdp(progFd(), in, 4096, &ctx);
-  }
+  static XdpRun run(const Bytes& in) { return tester_->run(in); }
 
-  // Runs `in`; expects `verdict`, `expected` bytes out, and exactly one counter moved.
+  // Runs `in`; expects `verdict`, `expected` bytes out, one frame on the `delta` counter and
+  // exactly `flows` on the flow slots' counters, every other counter still.
   static void expectRun(const Bytes& in, uint32_t verdict, const Bytes& expected,
-                        const Delta& delta) {
-    const auto before = snapshot();
-    const XdpRun r = run(in);
-    EXPECT_EQ(r.retval, verdict);
-    EXPECT_EQ(hex(r.out), hex(expected));
-    const auto after = snapshot();
-    const uint32_t want = tgw_stats_index(delta.family, delta.verdict, delta.reason);
-    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
-      const uint64_t packets = after[i].first - before[i].first;
-      const uint64_t bytes = after[i].second - before[i].second;
-      const uint32_t reason = i % TGW_REASON_COUNT;
-      const uint32_t v = (i / TGW_REASON_COUNT) % TGW_VERDICT_COUNT;
-      const uint32_t f = i / TGW_REASON_COUNT / TGW_VERDICT_COUNT;
-      const std::string name = std::string(tgw_family_name(f)) + "/" + tgw_verdict_name(v) + "/" +
-                               tgw_reason_name(reason);
-      if (i == want) {
-        EXPECT_EQ(packets, 1u) << name;
-        EXPECT_EQ(bytes, in.size()) << name;
-      } else {
-        EXPECT_EQ(packets, 0u) << name << " moved";
-      }
-    }
+                        const Delta& delta, const std::vector<CounterDelta>& flows = {},
+                        Checksums checksums = Checksums::kValid,
+                        std::source_location where = std::source_location::current()) {
+    tester_->expectRun(in, verdict, expected, delta, flows, checksums, where);
   }
 
   // The frame is left as it was (passed or dropped without a rewrite).
-  static void expectUntouched(const Bytes& in, uint32_t verdict, const Delta& delta) {
-    expectRun(in, verdict, in, delta);
+  static void expectUntouched(const Bytes& in, uint32_t verdict, const Delta& delta,
+                              const std::vector<CounterDelta>& flows = {},
+                              std::source_location where = std::source_location::current()) {
+    tester_->expectRun(in, verdict, kUnchanged, delta, flows, Checksums::kValid, where);
   }
 
   // A direct flow kFlow: local kLocal4 -> app kApp4, path kSock4 -> kPeer4 (slot kSlot).
@@ -451,6 +463,8 @@ class EdgeXdpTest : public ::testing::Test {
   }
 
   static constexpr uint32_t kSlots = 16;
+  static constexpr uint32_t kFlowStatSlots = 16;  // tgw_edge_flow_stats' max_entries here
+  static inline std::optional<BpfTester> tester_;
   static inline tgw_edge* skel_ = nullptr;
   static inline std::unique_ptr<dataplane::EdgePathPublisher> publisher_;
   static inline uint32_t generation_ = 0;
@@ -460,31 +474,48 @@ class EdgeXdpTest : public ::testing::Test {
 
 // ---- out: application datagram -> path ---------------------------------------------------
 
-TEST_F(EdgeXdpTest, OutDirectV4) {
-  addLocal(kLocal4, kFlow);
-  setFlow(kFlow, direct4());
-  const Bytes data = appData(45);
-  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data, 61, 0xB8), XDP_TX,
-            frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64, 0xB8),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+// The IPv4 / IPv6 twins: one row per family (the flow, its slot and addresses, the case's
+// DSCP and data length).
+struct FamilyRow {
+  const char* name;
+  uint32_t family;
+  uint8_t tos;
+  size_t size;
+};
+void PrintTo(const FamilyRow& row, std::ostream* os) { *os << row.name; }
+
+class EdgeXdpFamilyTest : public EdgeXdpTest, public ::testing::WithParamInterface<FamilyRow> {
+ protected:
+  static bool v6() { return GetParam().family == TGW_FAMILY_IPV6; }
+  static uint32_t flow() { return v6() ? kFlow6 : kFlow; }
+  static uint32_t slot() { return v6() ? kSlot6 : kSlot; }
+  static const SockAddr& local() { return v6() ? kLocal6 : kLocal4; }
+  static const SockAddr& app() { return v6() ? kApp6 : kApp4; }
+  static const SockAddr& sock() { return v6() ? kSock6 : kSock4; }
+  static const SockAddr& peer() { return v6() ? kPeer6 : kPeer4; }
+  static tgw_edge_flow direct() { return v6() ? direct6() : direct4(); }
+};
+
+TEST_P(EdgeXdpFamilyTest, OutDirect) {
+  const FamilyRow& row = GetParam();
+  addLocal(local(), flow());
+  setFlow(flow(), direct());
+  const Bytes data = appData(row.size);
+  expectRun(frame(kGwMac, kAppMac, app(), local(), data, 61, row.tos), XDP_TX,
+            frame(kPeerMac, kGwMac, sock(), peer(), dataFrame(flow(), data), 64, row.tos),
+            {row.family, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(slot(), row.size));
   FlowCounts want;
   want.outDirectPackets = 1;
-  want.outDirectBytes = 45;
-  EXPECT_EQ(flowCounts(kSlot), want);
+  want.outDirectBytes = row.size;
+  EXPECT_EQ(flowCounts(slot()), want);
 }
 
-TEST_F(EdgeXdpTest, OutDirectV6) {
-  addLocal(kLocal6, kFlow6);
-  setFlow(kFlow6, direct6());
-  const Bytes data = appData(100);
-  expectRun(frame(kGwMac, kAppMac, kApp6, kLocal6, data, 61, 0x28), XDP_TX,
-            frame(kPeerMac, kGwMac, kSock6, kPeer6, dataFrame(kFlow6, data), 64, 0x28),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
-  FlowCounts want;
-  want.outDirectPackets = 1;
-  want.outDirectBytes = 100;
-  EXPECT_EQ(flowCounts(kSlot6), want);
-}
+INSTANTIATE_TEST_SUITE_P(Families, EdgeXdpFamilyTest,
+                         ::testing::Values(FamilyRow{"v4", TGW_FAMILY_IPV4, 0xB8, 45},
+                                           FamilyRow{"v6", TGW_FAMILY_IPV6, 0x28, 100}),
+                         [](const ::testing::TestParamInfo<FamilyRow>& info) {
+                           return std::string(info.param.name);
+                         });
 
 TEST_F(EdgeXdpTest, OutRelayV4AndV6) {
   addLocal(kLocal4, kFlow);
@@ -496,11 +527,11 @@ TEST_F(EdgeXdpTest, OutRelayV4AndV6) {
     expectRun(
         frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX,
         frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
-        {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+        {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY}, outRelay(kSlot, n));
     expectRun(
         frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
         frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
-        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY}, outRelay(kSlot6, n));
   }
   FlowCounts want;
   want.outRelayPackets = 3;
@@ -519,11 +550,11 @@ TEST_F(EdgeXdpTest, OutCrossFamily) {
   const Bytes data = appData(77);
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data, 61, 0x10), XDP_TX,
             frame(kPeerMac, kGwMac, kSock6, kPeer6, dataFrame(kFlow, data), 64, 0x10),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 77));
   expectRun(
       frame(kGwMac, kAppMac, kApp6, kLocal6, data), XDP_TX,
       frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow6, data)), 64),
-      {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+      {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY}, outRelay(kSlot6, 77));
   FlowCounts a;
   a.outDirectPackets = 1;
   a.outDirectBytes = 77;
@@ -542,7 +573,8 @@ TEST_F(EdgeXdpTest, OutRedirectedToAnotherInterface) {
   const Bytes data = appData(20);
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_REDIRECT,
             frame(kFarMac, kGwMac2, kSock4, far, dataFrame(kFlow, data), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_OUT_DIRECT},
+            outDirect(kSlot, 20));
 }
 
 // The next hop is cached per flow and entry version (tgw_edge_hop): a path change to a
@@ -560,11 +592,11 @@ TEST_F(EdgeXdpTest, PathChangeTakesTheNewPathsNextHop) {
   const Delta tx{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
   const Delta redirected{TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_OUT_DIRECT};
   setFlow(kFlow, direct4());
-  expectRun(in, XDP_TX, viaNeighbour, tx);
+  expectRun(in, XDP_TX, viaNeighbour, tx, outDirect(kSlot, 20));
   setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, far, kLocal4, kApp4, kSlot));
-  expectRun(in, XDP_REDIRECT, viaFar, redirected);
+  expectRun(in, XDP_REDIRECT, viaFar, redirected, outDirect(kSlot, 20));
   setFlow(kFlow, direct4());
-  expectRun(in, XDP_TX, viaNeighbour, tx);
+  expectRun(in, XDP_TX, viaNeighbour, tx, outDirect(kSlot, 20));
   // Another flow in the same slot: the cached next hop names the flow it was looked up
   // for, so the new flow looks its own up.
   constexpr uint32_t kOther = 0x0B0B;
@@ -572,7 +604,8 @@ TEST_F(EdgeXdpTest, PathChangeTakesTheNewPathsNextHop) {
   setFlow(kOther, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, far, otherLocal, kApp4, kSlot));
   addLocal(otherLocal, kOther, kSlot);
   expectRun(frame(kGwMac, kAppMac, kApp4, otherLocal, data), XDP_REDIRECT,
-            frame(kFarMac, kGwMac2, kSock4, far, dataFrame(kOther, data), 64), redirected);
+            frame(kFarMac, kGwMac2, kSock4, far, dataFrame(kOther, data), 64), redirected,
+            outDirect(kSlot, 20));
 }
 
 // Path changes written back to back on another CPU (two flows, as a peer's path change
@@ -620,11 +653,8 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
   uint64_t runs = 0, seenA = 0, seenB = 0, wrong = 0;
   std::string firstWrong;
-  xdp_md ctx{};
-  ctx.data_end = static_cast<uint32_t>(in.size());
-  ctx.ingress_ifindex = ifindex0_;
   while (runs < 400000 && std::chrono::steady_clock::now() < deadline) {
-    const XdpRun r = runXdp(progFd(), in, 4096, &ctx);
+    const XdpRun r = run(in);
     runs++;
     if (r.retval == XDP_TX && r.out == outA) {
       seenA++;
@@ -660,12 +690,13 @@ TEST_F(EdgeXdpTest, PathChangeAppliesToTheNextPacket) {
   expectRun(
       in, XDP_TX,
       frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
-      {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+      {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY}, outRelay(kSlot, 30));
   setFlow(kFlow, direct4());
   expectRun(in, XDP_TX, frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 30));
   setFlow(kFlow, flowEntry(TGW_EDGE_PATH_NONE, kSock4, kPeer4, kLocal4, kApp4, kSlot));
-  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH});
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH},
+                  dropNoPath(kSlot));
   FlowCounts want;
   want.outRelayPackets = 1;
   want.outRelayBytes = 30;
@@ -685,9 +716,9 @@ TEST_F(EdgeXdpTest, ChangeThatWaitsForAGracePeriodAppliesToTheNextPacket) {
   const Bytes data = appData(30);
   const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
   const Bytes in6 = frame(kGwMac, kAppMac, kApp6, kLocal6, data);
-  const Bytes outRelay =
+  const Bytes outRelayFrame =
       frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64);
-  const Bytes outDirect = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
+  const Bytes outDirectFrame = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
   const Delta relayed{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY};
   const Delta direct{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
   const Delta direct6Out{TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
@@ -696,26 +727,26 @@ TEST_F(EdgeXdpTest, ChangeThatWaitsForAGracePeriodAppliesToTheNextPacket) {
   setFlow(kFlow, relay4());  // fresh tables: no wait
   setFlow(kFlow6, direct6());
   EXPECT_EQ(publisher_->gracePeriods(), start);
-  expectRun(in, XDP_TX, outRelay, relayed);
+  expectRun(in, XDP_TX, outRelayFrame, relayed, outRelay(kSlot, 30));
   // The entry kFlow's packets just read is the one the next change would rewrite.
   EXPECT_TRUE(publisher_->mustWait(kSlot));
   setFlow(kFlow, direct4());
   EXPECT_EQ(publisher_->gracePeriods(), start + 1) << "the change waited for a grace period";
-  expectRun(in, XDP_TX, outDirect, direct);
+  expectRun(in, XDP_TX, outDirectFrame, direct, outDirect(kSlot, 30));
   // kFlow6's last change came before that grace period: changed at once, no second wait.
   EXPECT_FALSE(publisher_->mustWait(kSlot6));
   setFlow(kFlow6, relay6());
   EXPECT_EQ(publisher_->gracePeriods(), start + 1);
   expectRun(in6, XDP_TX,
             frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
-            relayed6);
+            relayed6, outRelay(kSlot6, 30));
   // Both again (a peer's path change rewriting all its flows): one wait for the two.
   setFlow(kFlow, relay4());
   setFlow(kFlow6, direct6());
   EXPECT_EQ(publisher_->gracePeriods(), start + 2);
-  expectRun(in, XDP_TX, outRelay, relayed);
+  expectRun(in, XDP_TX, outRelayFrame, relayed, outRelay(kSlot, 30));
   expectRun(in6, XDP_TX, frame(kPeerMac, kGwMac, kSock6, kPeer6, dataFrame(kFlow6, data), 64),
-            direct6Out);
+            direct6Out, outDirect(kSlot6, 30));
 }
 
 // A packet in flight may read a hash element that was just recycled for another key (an
@@ -746,7 +777,7 @@ TEST_F(EdgeXdpTest, RecycledKeysNeverReachAnotherFlowsEntry) {
   // The other flow itself still forwards.
   expectRun(frame(kGwMac, kAppMac, kApp4, otherLocal, data), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kOther, data), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot6, 20));
 }
 
 // A restarted tgwd's publisher (fresh = false: a program may be reading any entry of the
@@ -800,7 +831,7 @@ TEST_F(EdgeXdpTest, PublisherAfterRestartWaitsOnceAndWritesTheOtherEntry) {
   const Bytes data = appData(30);
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kTurn4, channelData(kChannel, dataFrame(kFlow, data)), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY}, outRelay(kSlot, 30));
 }
 
 TEST_F(EdgeXdpTest, NoPathIsDroppedAndCounted) {
@@ -810,9 +841,9 @@ TEST_F(EdgeXdpTest, NoPathIsDroppedAndCounted) {
   // A relay path without a channel is no path either.
   setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, 0));
   expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_DROP,
-                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH});
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH}, dropNoPath(kSlot));
   expectUntouched(frame(kGwMac, kAppMac, kApp6, kLocal6, appData(10)), XDP_DROP,
-                  {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH});
+                  {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_PATH}, dropNoPath(kSlot6));
   FlowCounts want;
   want.dropNoPath = 1;
   EXPECT_EQ(flowCounts(kSlot), want);
@@ -831,18 +862,18 @@ TEST_F(EdgeXdpTest, OutOnlyFromTheFlowsApplication) {
   const Delta notApp4{TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NOT_FROM_APP};
   const Delta notApp6{TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_NOT_FROM_APP};
   expectUntouched(frame(kGwMac, kAppMac, sa("198.18.0.9:6000"), kLocal4, data), XDP_DROP,
-                  notApp4);
+                  notApp4, dropOther(kSlot));
   expectUntouched(frame(kGwMac, kAppMac, sa("198.18.0.3:6000"), kLocal4, data), XDP_DROP,
-                  notApp4);
+                  notApp4, dropOther(kSlot));
   expectUntouched(frame(kGwMac, kAppMac, sa("[2001:db8::9]:6000"), kLocal6, data), XDP_DROP,
-                  notApp6);
+                  notApp6, dropOther(kSlot6));
   // Differs from kApp6 only in the middle bytes: all 16 compare.
   expectUntouched(frame(kGwMac, kAppMac, sa("[2001:db8:0:0:1::2]:6000"), kLocal6, data), XDP_DROP,
-                  notApp6);
+                  notApp6, dropOther(kSlot6));
   const SockAddr appOtherPort4(kApp4.ip(), 6001);
   expectRun(frame(kGwMac, kAppMac, appOtherPort4, kLocal4, data), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 20));
   FlowCounts want4;
   want4.outDirectPackets = 1;
   want4.outDirectBytes = 20;
@@ -868,11 +899,11 @@ TEST_F(EdgeXdpTest, EthernetPaddingIsCut) {
   Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
   in.resize(60, 0xEE);
   expectRun(in, XDP_TX, frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 3));
   Bytes back = frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data));
   back.resize(60, 0xEE);
   expectRun(back, XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT}, inDirect(kSlot, 3));
 }
 
 // An IPv4 datagram without checksum (0, RFC 768) stays without one over IPv4; over IPv6 the
@@ -885,14 +916,17 @@ TEST_F(EdgeXdpTest, ZeroChecksum) {
   in[TGW_ETH_HLEN + 20 + 6] = in[TGW_ETH_HLEN + 20 + 7] = 0;
   Bytes want = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
   want[TGW_ETH_HLEN + 20 + 6] = want[TGW_ETH_HLEN + 20 + 7] = 0;
-  expectRun(in, XDP_TX, want, {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+  expectRun(in, XDP_TX, want, {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 12),
+            Checksums::kNoUdpChecksum);
   setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock6, kPeer6, kLocal4, kApp4, kSlot));
-  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_CHECKSUM});
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_CHECKSUM},
+                  dropOther(kSlot));
   // And on the way in: a data frame without checksum to an IPv6 application.
   setFlow(kFlow, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal6, kApp6, kSlot));
   Bytes back = frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data));
   back[TGW_ETH_HLEN + 20 + 6] = back[TGW_ETH_HLEN + 20 + 7] = 0;
-  expectUntouched(back, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_CHECKSUM});
+  expectUntouched(back, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_CHECKSUM},
+                  dropOther(kSlot));
   FlowCounts c;
   c.outDirectPackets = 1;
   c.outDirectBytes = 12;
@@ -912,22 +946,23 @@ TEST_F(EdgeXdpTest, PartialChecksumIsCompleted) {
     const Bytes data = appData(n);
     expectRun(withPartialChecksum(frame(kGwMac, kAppMac, kApp4, kLocal4, data)), XDP_TX,
               frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64),
-              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, n));
     expectRun(
         withPartialChecksum(frame(kGwMac, kAppMac, kApp6, kLocal6, data)), XDP_TX,
         frame(kPeerMac, kGwMac, kSock6, kTurn6, channelData(kChannel, dataFrame(kFlow6, data)), 64),
-        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY});
+        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_RELAY}, outRelay(kSlot6, n));
     expectRun(withPartialChecksum(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data))),
               XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
-              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT}, inDirect(kSlot, n));
     expectRun(withPartialChecksum(frame(kGwMac, kPeerMac, kTurn6, kSock6,
                                         channelData(kChannel, dataFrame(kFlow6, data)))),
               XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
-              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY}, inRelay(kSlot6, n));
   }
   // Longer than the fast path sums (TGW_EDGE_SUM_MAX): dropped with its reason.
   expectUntouched(withPartialChecksum(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(1501))),
-                  XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_PARTIAL_CHECKSUM});
+                  XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_PARTIAL_CHECKSUM},
+                  dropOther(kSlot));
   FlowCounts want;
   want.outDirectPackets = 4;
   want.outDirectBytes = 1 + 45 + 100 + 1440;
@@ -948,15 +983,15 @@ TEST_F(EdgeXdpTest, TooBigV4AnswersFragmentationNeeded) {
   const Bytes fits = appData(600 - 20 - 8 - 8);
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, fits), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, fits), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, fits.size()));
   const Bytes big = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(fits.size() + 1));
   const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
   expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 592, original),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP}, dropTooBig(kSlot));
   setFlow(kFlow,
           flowEntry(TGW_EDGE_PATH_RELAY, kSock4, kTurn4, kLocal4, kApp4, kSlot, kChannel, 600));
   expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 588, original),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP}, dropTooBig(kSlot));
   FlowCounts want;
   want.outDirectPackets = 1;
   want.outDirectBytes = fits.size();
@@ -971,7 +1006,7 @@ TEST_F(EdgeXdpTest, TooBigForTheEgressMtu) {
   const Bytes big = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(1500 - 20 - 8 - 8 + 1));
   const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
   expectRun(big, XDP_TX, icmpFragNeeded(kAppMac, kGwMac, ip4(kLocal4), ip4(kApp4), 1492, original),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP}, dropTooBig(kSlot));
   FlowCounts want;
   want.dropTooBig = 1;
   EXPECT_EQ(flowCounts(kSlot), want);
@@ -986,16 +1021,16 @@ TEST_F(EdgeXdpTest, TooBigV6AnswersPacketTooBig) {
   const Bytes original(big.begin() + TGW_ETH_HLEN, big.end());
   expectRun(big, XDP_TX,
             icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1392, original),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP}, dropTooBig(kSlot6));
   setFlow(kFlow6, flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, kPeer4, kLocal6, kApp6, kSlot6, 0, 1300));
   expectRun(big, XDP_TX,
             icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1312, original),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP}, dropTooBig(kSlot6));
   setFlow(kFlow6,
           flowEntry(TGW_EDGE_PATH_RELAY, kSock6, kTurn6, kLocal6, kApp6, kSlot6, kChannel, 1200));
   expectRun(big, XDP_TX,
             icmp6PacketTooBig(kAppMac, kGwMac, ip6(kLocal6), ip6(kApp6), 1280, original),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP});
+            {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_TOO_BIG_ICMP}, dropTooBig(kSlot6));
   FlowCounts want;
   want.dropTooBig = 3;
   EXPECT_EQ(flowCounts(kSlot6), want);
@@ -1011,7 +1046,8 @@ TEST_F(EdgeXdpTest, TooBigWithoutDfIsDropped) {
   ip.flagsFragOff = 0;
   const Bytes in = udpFrame4(Ethernet{kGwMac, kAppMac, std::nullopt}, ip,
                              Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(600));
-  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_TOO_BIG_DROP});
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_TOO_BIG_DROP},
+                  dropTooBig(kSlot));
   FlowCounts want;
   want.dropTooBig = 1;
   EXPECT_EQ(flowCounts(kSlot), want);
@@ -1026,10 +1062,10 @@ TEST_F(EdgeXdpTest, InDirectV4AndV6) {
     const Bytes data = appData(n);
     expectRun(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data), 61, 0x04), XDP_TX,
               frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64, 0x04),
-              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT}, inDirect(kSlot, n));
     expectRun(frame(kGwMac, kPeerMac, kPeer6, kSock6, dataFrame(kFlow6, data)), XDP_TX,
               frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
-              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT});
+              {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT}, inDirect(kSlot6, n));
   }
   FlowCounts want;
   want.inDirectPackets = 3;
@@ -1046,11 +1082,11 @@ TEST_F(EdgeXdpTest, InRelayV4AndV6) {
     expectRun(
         frame(kGwMac, kPeerMac, kTurn4, kSock4, channelData(kChannel, dataFrame(kFlow, data))),
         XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
-        {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+        {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY}, inRelay(kSlot, n));
     expectRun(
         frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
         XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
-        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+        {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY}, inRelay(kSlot6, n));
   }
   FlowCounts want;
   want.inRelayPackets = 3;
@@ -1074,11 +1110,11 @@ TEST_F(EdgeXdpTest, InRelayPaddedChannelDataIsDelivered) {
       expectRun(frame(kGwMac, kPeerMac, kTurn4, kSock4,
                       channelData(kChannel, dataFrame(kFlow, data), padding)),
                 XDP_TX, frame(kAppMac, kGwMac, kLocal4, kApp4, data, 64),
-                {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+                {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY}, inRelay(kSlot, n));
       expectRun(frame(kGwMac, kPeerMac, kTurn6, kSock6,
                       channelData(kChannel, dataFrame(kFlow6, data), padding)),
                 XDP_TX, frame(kAppMac, kGwMac, kLocal6, kApp6, data, 64),
-                {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY});
+                {TGW_FAMILY_IPV6, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY}, inRelay(kSlot6, n));
       packets++;
       bytes += n;
     }
@@ -1099,10 +1135,10 @@ TEST_F(EdgeXdpTest, InCrossFamilyAndRedirect) {
   const Bytes data = appData(99);
   expectRun(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data)), XDP_REDIRECT,
             frame(kFarMac, kGwMac2, kLocal6, far6, data, 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_DIRECT}, inDirect(kSlot, 99));
   expectRun(frame(kGwMac, kPeerMac, kPeer6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
             XDP_REDIRECT, frame(kFarMac, kGwMac2, local4, far4, data, 64),
-            {TGW_FAMILY_IPV6, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_RELAY});
+            {TGW_FAMILY_IPV6, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_RELAY}, inRelay(kSlot6, 99));
 }
 
 // What does not fit the LAN on delivery is dropped (tgwfp2's MTU is 1400), counted.
@@ -1112,9 +1148,11 @@ TEST_F(EdgeXdpTest, InTooBigForTheLanIsDropped) {
   const Bytes fits = appData(1400 - 28);
   expectRun(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, fits)), XDP_REDIRECT,
             frame(kFarMac, kGwMac2, kLocal4, far4, fits, 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_DIRECT},
+            inDirect(kSlot, fits.size()));
   expectUntouched(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, appData(1400 - 27))),
-                  XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_TOO_BIG_DROP});
+                  XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_TOO_BIG_DROP},
+                  dropOther(kSlot));
   FlowCounts want;
   want.inDirectPackets = 1;
   want.inDirectBytes = fits.size();
@@ -1267,7 +1305,8 @@ TEST_F(EdgeXdpTest, FragmentsAndOptions) {
   const Bytes options = udpFrame4(Ethernet{kGwMac, kAppMac, std::nullopt}, withOptions,
                                   Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(10));
   expectUntouched(options, XDP_DROP,
-                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNSUPPORTED});
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_UNSUPPORTED},
+                  dropOther(kSlot));
   FlowCounts want;
   want.dropOther = 1;
   EXPECT_EQ(flowCounts(kSlot), want);
@@ -1279,10 +1318,12 @@ TEST_F(EdgeXdpTest, NoRouteAndNoNeighbourAreDropped) {
   setFlow(kFlow,
           flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("198.18.0.9:7000"), kLocal4, kApp4, kSlot));
   const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10));
-  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_NEIGH});
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_NO_NEIGH},
+                  dropOther(kSlot));
   setFlow(kFlow,
           flowEntry(TGW_EDGE_PATH_DIRECT, kSock4, sa("203.0.113.1:7000"), kLocal4, kApp4, kSlot));
-  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FIB_FAILED});
+  expectUntouched(in, XDP_DROP, {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FIB_FAILED},
+                  dropOther(kSlot));
   FlowCounts want;
   want.dropOther = 2;
   EXPECT_EQ(flowCounts(kSlot), want);
@@ -1304,9 +1345,11 @@ TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
   setFlow(kFlow, direct4());
   setFlow(kFlow6, direct6());
   expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_DROP,
-                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FORWARDING_OFF});
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FORWARDING_OFF},
+                  dropOther(kSlot));
   expectUntouched(frame(kGwMac, kPeerMac, kPeer6, kSock6, dataFrame(kFlow6, appData(10))), XDP_DROP,
-                  {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_FORWARDING_OFF});
+                  {TGW_FAMILY_IPV6, TGW_VERDICT_DROP, TGW_REASON_EDGE_FORWARDING_OFF},
+                  dropOther(kSlot6));
   FlowCounts want;
   want.dropOther = 1;
   EXPECT_EQ(flowCounts(kSlot), want);
@@ -1314,7 +1357,7 @@ TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
   ASSERT_TRUE(turnSh(on));
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, appData(10)), 64),
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT});
+            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 10));
 }
 
 // The next hop is kept per CPU (for up to a second): a neighbour change is seen once the cache
@@ -1331,13 +1374,14 @@ TEST_F(EdgeXdpTest, NextHopIsCachedUntilFlushed) {
   const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
   const Bytes viaOld = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
   const Delta sent{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
-  expectRun(in, XDP_TX, viaOld, sent);
+  expectRun(in, XDP_TX, viaOld, sent, outDirect(kSlot, 16));
   ASSERT_TRUE(
       turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent"));
-  expectRun(in, XDP_TX, viaOld, sent);
+  expectRun(in, XDP_TX, viaOld, sent, outDirect(kSlot, 16));
   flushNextHops();
   const Mac newMac{0x02, 0, 0, 0, 0, 0x33};
-  expectRun(in, XDP_TX, frame(newMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64), sent);
+  expectRun(in, XDP_TX, frame(newMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64), sent,
+            outDirect(kSlot, 16));
 }
 
 // ---- the same logic in userspace (tgw/edge.h without BPF: what a DPDK backend runs) -------

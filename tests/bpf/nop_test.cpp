@@ -8,7 +8,7 @@
 
 #include "dataplane/nop_programs.h"
 #include "tests/bpf/packet_builder.h"
-#include "tests/bpf/test_run.h"
+#include "tests/bpf/bpf_tester.h"
 
 namespace tgw::testing {
 namespace {

@@ -15,8 +15,8 @@ namespace tgw::testing {
 namespace {
 
 // One packet on the (family, verdict, reason) counter, counting the input's bytes.
-std::vector<CounterDelta> one(uint32_t family, uint32_t verdict, uint32_t reason,
-                              const Bytes& input) {
+std::vector<StatDelta> one(uint32_t family, uint32_t verdict, uint32_t reason,
+                           const Bytes& input) {
   return {{family, verdict, reason, 1, input.size()}};
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/bpf/deltas.h"
 #include "tests/bpf/packet_builder.h"
 #include "tgw/stun_responder.h"
 
@@ -18,17 +19,12 @@ namespace tgw::testing {
 inline constexpr uint16_t kPort = 3478;
 inline constexpr uint16_t kSecondPort = 3479;
 
-struct CounterDelta {
-  uint32_t family, verdict, reason;  // enum tgw_family, tgw_verdict, tgw_reason
-  uint64_t packets, bytes;
-};
-
 struct Fixture {
   std::string name;
   Bytes input;
   uint32_t verdict;  // XDP_PASS, XDP_TX, ...
   Bytes output;      // expected frame after the program
-  std::vector<CounterDelta> deltas;
+  std::vector<StatDelta> deltas;  // packets and bytes both given
 };
 
 // gtest prints parameters on failure: the name says it all.

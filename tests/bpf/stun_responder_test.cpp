@@ -6,25 +6,22 @@
 #include <linux/bpf.h>
 #include <unistd.h>
 
-#include <map>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dataplane/stun_responder.h"
+#include "tests/bpf/bpf_tester.h"
 #include "tests/bpf/packet_builder.h"
-#include "tests/bpf/test_run.h"
 #include "tests/bpf/responder_options.h"
 #include "tests/bpf/stun_fixtures.h"
-#include "tgw/stats.h"
 
 namespace tgw::testing {
 namespace {
 
 using dataplane::StunResponder;
-
-// Counters summed over CPUs, one entry per slot.
-using Snapshot = std::vector<std::pair<uint64_t, uint64_t>>;
 
 // One responder for the whole binary (loading takes a few milliseconds).
 StunResponder* sharedResponder(std::string& error) {
@@ -41,77 +38,49 @@ StunResponder* sharedResponder(std::string& error) {
   return responder.get();
 }
 
+// The responder as the tester runs it: its program and its (family, verdict, reason) counters,
+// the only ones it keeps.
 class ResponderTestBase {
  protected:
-  // Returns false (and skips or fails the test) when there is no responder.
-  static StunResponder* responderOrSkip() {
+  // Skips without root; fails when there is no responder.
+  void setUpResponder() {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF) for BPF_PROG_TEST_RUN";
     std::string error;
     StunResponder* r = sharedResponder(error);
-    EXPECT_TRUE(error.empty()) << error;
-    return r;
+    ASSERT_TRUE(error.empty()) << error;
+    ASSERT_NE(r, nullptr);
+    const int statsFd = r->statsMap().fd();
+    tester_.emplace(BpfProgram{r->programFd(), 0, [statsFd](Counters& c) { readStats(statsFd, c); }});
   }
-
-  static Snapshot snapshot(StunResponder& responder) {
-    Snapshot s(TGW_STATS_ENTRIES);
-    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
-      auto perCpu = responder.statsMap().lookupPerCpu(i);
-      EXPECT_TRUE(perCpu.ok()) << perCpu.error().message;
-      if (!perCpu) continue;
-      for (const auto& v : *perCpu) {
-        s[i].first += v.packets;
-        s[i].second += v.bytes;
-      }
-    }
-    return s;
-  }
+  std::optional<BpfTester> tester_;
 };
 
 class StunResponderTest : public ::testing::TestWithParam<Fixture>, protected ResponderTestBase {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF) for BPF_PROG_TEST_RUN";
-    responder_ = responderOrSkip();
-    ASSERT_NE(responder_, nullptr);
-  }
-  StunResponder* responder_ = nullptr;
+  void SetUp() override { setUpResponder(); }
 };
-
-std::string slotName(uint32_t i) {
-  const uint32_t reason = i % TGW_REASON_COUNT;
-  const uint32_t verdict = (i / TGW_REASON_COUNT) % TGW_VERDICT_COUNT;
-  const uint32_t family = i / TGW_REASON_COUNT / TGW_VERDICT_COUNT;
-  return std::string(tgw_family_name(family)) + "/" + tgw_verdict_name(verdict) + "/" +
-         tgw_reason_name(reason);
-}
 
 TEST_P(StunResponderTest, Fixture) {
   const Fixture& fx = GetParam();
-  const Snapshot before = snapshot(*responder_);
-  const XdpRun r = runXdp(responder_->programFd(), fx.input);
-  const Bytes& out = r.out;
-
-  EXPECT_EQ(r.retval, fx.verdict);
-  EXPECT_EQ(out, fx.output) << "got:\n" << hex(out) << "\nexpected:\n" << hex(fx.output);
-  if (fx.verdict == XDP_TX) {
-    EXPECT_EQ(checkUdpFrameChecksums(out), "") << hex(out);
-  }
-
-  const Snapshot after = snapshot(*responder_);
-  std::map<uint32_t, std::pair<uint64_t, uint64_t>> expected;
-  for (const CounterDelta& d : fx.deltas)
-    expected[tgw_stats_index(d.family, d.verdict, d.reason)] = {d.packets, d.bytes};
-  for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
-    const std::pair<uint64_t, uint64_t> moved{after[i].first - before[i].first,
-                                              after[i].second - before[i].second};
-    auto it = expected.find(i);
-    const std::pair<uint64_t, uint64_t> want = it == expected.end() ? std::make_pair(0ul, 0ul)
-                                                                    : it->second;
-    EXPECT_EQ(moved, want) << "counter " << slotName(i) << " (packets, bytes)";
-  }
+  tester_->expectRun(fx.input, fx.verdict, fx.output, fx.deltas);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, StunResponderTest, ::testing::ValuesIn(stunResponderFixtures()),
                          [](const ::testing::TestParamInfo<Fixture>& info) { return info.param.name; });
+
+// Empty if exactly one tgw_stats slot moved, by one packet of `size` bytes; else what moved.
+std::string oneFrameOnOneSlot(const Counters& moved, size_t size) {
+  std::string all;
+  for (const auto& [name, by] : moved) all += " " + name + "=" + std::to_string(by);
+  if (moved.size() != 2) return "moved:" + all;
+  const auto bytes = moved.begin();  // "stats <slot> bytes" sorts before "... packets"
+  const auto packets = std::next(bytes);
+  const std::string slot = packets->first.substr(0, packets->first.size() - 8);
+  if (packets->first != slot + " packets" || bytes->first != slot + " bytes" ||
+      packets->second != 1 || bytes->second != size)
+    return "moved:" + all;
+  return "";
+}
 
 // Golden requests with every truncation and single-byte mutation: whatever the bytes, the
 // program passes the frame up untouched or answers it with a well-formed response, and
@@ -119,11 +88,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, StunResponderTest, ::testing::ValuesIn(stunRe
 class StunResponderMutationTest : public ::testing::TestWithParam<std::string>,
                                   protected ResponderTestBase {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF) for BPF_PROG_TEST_RUN";
-    responder_ = responderOrSkip();
-    ASSERT_NE(responder_, nullptr);
-  }
+  void SetUp() override { setUpResponder(); }
 
   Bytes golden() const {
     if (GetParam() == "v6") return udpFrame6(Ethernet{}, Ipv6{}, Udp{}, stun(Stun{}));
@@ -137,34 +102,23 @@ class StunResponderMutationTest : public ::testing::TestWithParam<std::string>,
     return udpFrame4(Ethernet{}, Ipv4{}, Udp{}, stun(Stun{}));
   }
 
-  // Runs one frame; returns its verdict after checking the invariants.
+  // Runs one frame; returns its verdict after checking the invariants. (Which counter moves
+  // is not known in advance: the tester's pieces, not expectRun.)
   uint32_t check(const Bytes& in, const std::string& what) {
-    const Snapshot before = snapshot(*responder_);
-    const XdpRun r = runXdp(responder_->programFd(), in);
-    const Snapshot after = snapshot(*responder_);
-    uint64_t packets = 0, bytes = 0, slots = 0;
-    for (uint32_t i = 0; i < TGW_STATS_ENTRIES; i++) {
-      if (after[i] == before[i]) continue;
-      slots++;
-      packets += after[i].first - before[i].first;
-      bytes += after[i].second - before[i].second;
-    }
-    EXPECT_EQ(slots, 1u) << what;
-    EXPECT_EQ(packets, 1u) << what;
-    EXPECT_EQ(bytes, in.size()) << what;
+    const Counters before = tester_->counters();
+    const XdpRun r = tester_->run(in);
+    const Counters m = moved(before, tester_->counters());
+    EXPECT_EQ(oneFrameOnOneSlot(m, in.size()), "") << what;
     if (r.retval == XDP_PASS) {
-      EXPECT_EQ(r.out, in) << what << ": XDP_PASS must leave the frame alone";
+      EXPECT_EQ(byteDiff(r.out, in), "") << what << ": XDP_PASS must leave the frame alone";
     } else if (r.retval == XDP_TX) {
-      EXPECT_EQ(checkUdpFrameChecksums(r.out), "") << what << "\n" << hex(r.out);
+      EXPECT_EQ(checkFrameChecksums(r.out), "") << what << "\n" << hex(r.out);
     } else {
       ADD_FAILURE() << what << ": verdict " << r.retval;
     }
     return r.retval;
   }
-
-  StunResponder* responder_ = nullptr;
 };
-
 TEST_P(StunResponderMutationTest, EveryTruncationIsPassedUp) {
   const Bytes g = golden();
   ASSERT_EQ(check(g, "golden"), XDP_TX);

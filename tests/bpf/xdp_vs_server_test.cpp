@@ -20,7 +20,7 @@
 #include "stun/message.h"
 #include "stun/server.h"
 #include "tests/bpf/packet_builder.h"
-#include "tests/bpf/test_run.h"
+#include "tests/bpf/bpf_tester.h"
 
 namespace tgw::testing {
 namespace {
