@@ -88,8 +88,8 @@ struct World {
     b.addString(attr::kUsername, "u").addString(attr::kRealm, "bench").addString(attr::kNonce, nonces[i]);
     return b.withIntegrity(key).finish();
   }
-  std::vector<Send> send(const SockAddr& c, const std::vector<uint8_t>& bytes) {
-    std::vector<Send> out;
+  std::vector<Datagram> send(const SockAddr& c, const std::vector<uint8_t>& bytes) {
+    std::vector<Datagram> out;
     server->onClientDatagram(bytes, c, kListen, kNow, out);
     return out;
   }
@@ -107,7 +107,7 @@ std::vector<uint8_t> channelData(size_t payload) {
 void channelDataToPeer(benchmark::State& state) {
   World w(static_cast<int>(state.range(0)));
   const auto cd = channelData(100);
-  std::vector<Send> out;
+  std::vector<Datagram> out;
   size_t i = 0;
   for (auto _ : state) {
     out.clear();
@@ -121,7 +121,7 @@ BENCHMARK(channelDataToPeer)->Arg(1)->Arg(10000);
 void peerToClientChannelData(benchmark::State& state) {
   World w(static_cast<int>(state.range(0)));
   const std::vector<uint8_t> data(100, 0xCD);
-  std::vector<Send> out;
+  std::vector<Datagram> out;
   size_t i = 0;
   for (auto _ : state) {
     out.clear();
@@ -136,7 +136,7 @@ void peerToClientDataIndication(benchmark::State& state) {
   World w(static_cast<int>(state.range(0)));
   const SockAddr other = SockAddr::parse("198.18.5.5:5001").value();  // permitted, no channel
   const std::vector<uint8_t> data(100, 0xCD);
-  std::vector<Send> out;
+  std::vector<Datagram> out;
   size_t i = 0;
   for (auto _ : state) {
     out.clear();
@@ -150,7 +150,7 @@ BENCHMARK(peerToClientDataIndication)->Arg(1)->Arg(10000);
 void authenticatedRefresh(benchmark::State& state) {
   World w(static_cast<int>(state.range(0)));
   const auto req = w.authed(0, Method::Refresh, [](MessageBuilder& b) { b.addU32(attr::kLifetime, 600); });
-  std::vector<Send> out;
+  std::vector<Datagram> out;
   for (auto _ : state) {
     out.clear();
     w.server->onClientDatagram(req, w.clients[0], kListen, kNow, out);
@@ -164,7 +164,7 @@ void unauthenticatedChallenge(benchmark::State& state) {
   World w(1);
   const auto req = MessageBuilder(Method::Allocate, Class::Request, w.tid()).finish();
   const SockAddr stranger = SockAddr::parse("198.19.99.99:1234").value();
-  std::vector<Send> out;
+  std::vector<Datagram> out;
   for (auto _ : state) {
     out.clear();
     w.server->onClientDatagram(req, stranger, kListen, kNow, out);

@@ -333,16 +333,7 @@ void RelayRole::afterServers() {
 }
 
 void RelayRole::onRendezvous(const SockAddr& local, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
-  for (const auto& d : rendezvous_->onDatagram(bytes, from, now)) {
-    SockAddr src = local;
-    if (d.to != from) {
-      // A delivery: from the primary endpoint of the destination's family, where it registered.
-      for (const auto& ip : cfg_.addresses) {
-        if (ip.family() == d.to.ip().family()) src = SockAddr(ip, cfg_.stunPort);
-      }
-    }
-    send(src, d.to, d.bytes);
-  }
+  for (const auto& d : rendezvous_->onDatagram(bytes, from, local, now)) send(d.from, d.to, d.bytes);
 }
 
 void RelayRole::onRendezvousTimer() {

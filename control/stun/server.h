@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "base/sockaddr.h"
 #include "stun/message.h"
 
@@ -73,21 +74,15 @@ struct ServerCounters {
 
 class Server {
  public:
-  struct Reply {
-    std::vector<uint8_t> bytes;
-    SockAddr from;  // the local endpoint to send from (one of endpoints())
-    SockAddr to;
-  };
-
   // Handles a parsed request of a method other than Binding, after the framing and
   // unknown-attribute checks. Returning nullopt sends nothing.
-  using MethodHandler = std::function<std::optional<Reply>(
+  using MethodHandler = std::function<std::optional<Datagram>(
       const Message& request, const SockAddr& from, const SockAddr& local, TimePoint now)>;
 
   explicit Server(ServerConfig config);
 
   // `local` is the local address:port the datagram arrived on (one of endpoints()).
-  std::optional<Reply> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
+  std::optional<Datagram> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
                                   const SockAddr& local, TimePoint now);
 
   // Every ip:port the shell must bind: primary, then primary ip with the alternate port,
@@ -121,7 +116,7 @@ class Server {
     MethodHandler fn;
   };
 
-  std::optional<Reply> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
+  std::optional<Datagram> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
 
   ServerConfig config_;
   ServerCounters counters_;

@@ -47,7 +47,7 @@ class SimRelay::Ports final : public turn::PortReserver {
     auto bound = r_.host_->bind(a, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
                                           TimePoint now) {
       if (r_.dead_) return;
-      std::vector<turn::Send> out;
+      std::vector<Datagram> out;
       r_.turn_->onPeerDatagram(b, from, to, now, out);
       r_.flush(out);
     });
@@ -84,7 +84,7 @@ SimRelay::SimRelay(Scenario& sc) {
 
 SimRelay::~SimRelay() = default;
 
-void SimRelay::flush(std::vector<turn::Send>& out) {
+void SimRelay::flush(std::vector<Datagram>& out) {
   for (auto& s : out) host_->send(s.from, s.to, s.bytes);
   out.clear();
 }
@@ -92,7 +92,7 @@ void SimRelay::flush(std::vector<turn::Send>& out) {
 void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now) {
   if (dead_ || bytes.empty()) return;
   if (bytes[0] == TGW_FRAME_RENDEZVOUS) {
-    for (auto& d : rdv_->onDatagram(bytes, from, now)) host_->send(to, d.to, d.bytes);
+    for (auto& d : rdv_->onDatagram(bytes, from, to, now)) host_->send(d.from, d.to, d.bytes);
     return;
   }
   if (bytes[0] < 4) {
@@ -104,7 +104,7 @@ void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, co
       }
     }
   }
-  std::vector<turn::Send> out;
+  std::vector<Datagram> out;
   if (!turn_->onClientDatagram(bytes, from, to, now, out)) {
     auto& stun = to.isV4() ? *stun4_ : *stun6_;
     if (auto reply = stun.onDatagram(bytes, from, to, now)) host_->send(reply->from, reply->to, reply->bytes);
@@ -119,7 +119,7 @@ TimePoint SimRelay::nextDeadline() const {
 
 void SimRelay::onTimer(TimePoint now) {
   if (dead_) return;
-  std::vector<turn::Send> out;
+  std::vector<Datagram> out;
   if (turn_->nextDeadline() <= now) turn_->onTimer(now, out);
   if (rdv_->nextDeadline() <= now) rdv_->onTimer(now);
   flush(out);

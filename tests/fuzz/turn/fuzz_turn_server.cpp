@@ -96,8 +96,8 @@ struct Harness {
     return t;
   }
 
-  void verify(const std::vector<Send>& out) {
-    for (const Send& s : out) {
+  void verify(const std::vector<Datagram>& out) {
+    for (const Datagram& s : out) {
       if (s.from == listen) {
         check(s.to == clients[0] || s.to == clients[1]);
         auto m = Message::parse(s.bytes);
@@ -133,7 +133,7 @@ struct Harness {
   }
 
   void feedClient(int which, const std::vector<uint8_t>& bytes) {
-    std::vector<Send> out;
+    std::vector<Datagram> out;
     (void)server->onClientDatagram(bytes, clients[which], listen, now, out);
     verify(out);
   }
@@ -151,7 +151,7 @@ struct Harness {
 
   void event(uint8_t kind, std::span<const uint8_t> bytes) {
     const int which = (kind >> 3) & 1;
-    std::vector<Send> out;
+    std::vector<Datagram> out;
     switch (kind % 5) {
       case 0:
         feedClient(which, {bytes.begin(), bytes.end()});

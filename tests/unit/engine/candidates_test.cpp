@@ -190,7 +190,7 @@ class RelaySourceAgainstServer : public ::testing::Test {
       auto sends = source->takeSends();
       if (sends.empty()) return;
       for (const auto& d : sends) {
-        std::vector<turn::Send> out;
+        std::vector<Datagram> out;
         server->onClientDatagram(d.bytes, d.from, d.to, now, out);
         for (const auto& o : out) source->onDatagram(o.bytes, o.from, o.to, now);
       }

@@ -57,7 +57,7 @@ struct Parsed {
   std::vector<uint8_t> bytes;
   Message msg;
 };
-Parsed parseReply(const Server::Reply& r) {
+Parsed parseReply(const Datagram& r) {
   Parsed p{r.bytes, {}};
   auto m = Message::parse(p.bytes);
   EXPECT_TRUE(m.ok()) << "reply does not parse: " << (m.ok() ? "" : toString(m.error()));
@@ -335,8 +335,8 @@ TEST(StunServer, OtherMethodsAre400UntilAHandlerIsRegistered) {
                        ++calls;
                        seenNow = now;
                        EXPECT_EQ(req.u32Attr(attr::kRequestedTransport), 17u << 24);
-                       return std::optional<Server::Reply>(Server::Reply{
-                           s.errorResponse(req.rawMethod(), req.transactionId(), 401, false), local, from});
+                       return std::optional<Datagram>(Datagram{
+                           local, from, s.errorResponse(req.rawMethod(), req.transactionId(), 401, false)});
                      });
   r = s.onDatagram(allocate, kClient, kLocal, kNow);
   ASSERT_TRUE(r);
