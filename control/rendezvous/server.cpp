@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "crypto/hashes.h"
 
@@ -51,13 +52,12 @@ bool Server::cookieValid(const Cookie& c, const crypto::PublicKey& node, const S
   return stamp <= nowStamp && nowStamp - stamp <= lifetime;
 }
 
-std::vector<Datagram> Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
-                                         TimePoint now) {
-  std::vector<Datagram> out;
+void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
+  std::vector<Datagram>& out = sends_;
   auto m = decode(bytes);
   if (!m) {
     ++counters_.droppedMalformed;
-    return out;
+    return;
   }
   if (auto* h = std::get_if<Hello>(&*m)) {
     onHello(*h, from, local, now, out);
@@ -68,8 +68,9 @@ std::vector<Datagram> Server::onDatagram(std::span<const uint8_t> bytes, const S
   } else {
     ++counters_.droppedUnexpected;
   }
-  return out;
 }
+
+std::vector<Datagram> Server::takeSends() { return std::exchange(sends_, {}); }
 
 void Server::onHello(const Hello& m, const SockAddr& from, const SockAddr& local, TimePoint now,
                      std::vector<Datagram>& out) {

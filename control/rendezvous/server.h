@@ -92,15 +92,16 @@ class Server {
 
   const crypto::PublicKey& publicKey() const { return key_.publicKey(); }
 
-  // One datagram from `from` on our endpoint `local`; returns what to send: replies leave from
-  // `local`, a DELIVER from the endpoint its destination registered at (the one its NAT
-  // mapping is open towards).
-  std::vector<Datagram> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
-                                   TimePoint now);
+  // One datagram from `from` on our endpoint `local`. What it answers is queued for
+  // takeSends(): replies leave from `local`, a DELIVER from the endpoint its destination
+  // registered at (the one its NAT mapping is open towards).
+  void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   // Removes expired registrations.
   void onTimer(TimePoint now);
   // The earliest registration expiry; kNever when nobody is registered.
   TimePoint nextDeadline() const;
+  // What the server emitted since the last call, in order.
+  std::vector<Datagram> takeSends();
 
   size_t registeredNodes() const { return nodes_.size(); }
   // Where a registered node is (nullptr when not registered or expired at `now`).
@@ -143,6 +144,7 @@ class Server {
   std::multimap<TimePoint, std::pair<crypto::PublicKey, uint64_t>> expiries_;
   uint64_t nextGeneration_ = 1;
   ServerCounters counters_;
+  std::vector<Datagram> sends_;  // until takeSends()
 };
 
 }  // namespace tgw::rendezvous

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace tgw::stun {
 namespace {
@@ -57,8 +58,15 @@ std::vector<uint8_t> Server::errorResponse(uint16_t rawMethod, const Transaction
   return b.finish();
 }
 
-std::optional<Datagram> Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
-                                                const SockAddr& local, TimePoint now) {
+void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                        TimePoint now) {
+  if (auto reply = answer(bytes, from, local, now)) sends_.push_back(std::move(*reply));
+}
+
+std::vector<Datagram> Server::takeSends() { return std::exchange(sends_, {}); }
+
+std::optional<Datagram> Server::answer(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                                       TimePoint now) {
   auto parsed = Message::parse(bytes);
   if (!parsed) {
     switch (parsed.error()) {

@@ -81,9 +81,12 @@ class Server {
 
   explicit Server(ServerConfig config);
 
-  // `local` is the local address:port the datagram arrived on (one of endpoints()).
-  std::optional<Datagram> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
-                                  const SockAddr& local, TimePoint now);
+  // `local` is the local address:port the datagram arrived on (one of endpoints()). At most
+  // one answer is queued for takeSends(), from one of endpoints(). The server keeps no state
+  // over time: it has no onTimer() or nextDeadline().
+  void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
+  // What the server emitted since the last call, in order.
+  std::vector<Datagram> takeSends();
 
   // Every ip:port the shell must bind: primary, then primary ip with the alternate port,
   // then the secondary ip with the primary port, then secondary ip and alternate port.
@@ -116,11 +119,14 @@ class Server {
     MethodHandler fn;
   };
 
+  std::optional<Datagram> answer(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                                 TimePoint now);
   std::optional<Datagram> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
 
   ServerConfig config_;
   ServerCounters counters_;
   std::map<uint16_t, Handler> handlers_;
+  std::vector<Datagram> sends_;  // until takeSends()
 };
 
 }  // namespace tgw::stun

@@ -9,6 +9,7 @@
 #include <set>
 #include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "base/log.h"
 #include "crypto/hashes.h"
@@ -160,6 +161,7 @@ struct Server::Impl {
   std::map<std::string, uint32_t> perUser;
   std::set<std::pair<TimePoint, Allocation*>> deadlines;
   std::vector<uint32_t> freeSlots;
+  std::vector<Datagram> sends;  // until takeSends()
 
   Impl(ServerConfig c, PortReserver& p, dataplane::TurnTable* fp)
       : config(std::move(c)), ports(p), fastPath(fp), policy(config.policy) {
@@ -1023,17 +1025,19 @@ Server::~Server() {
 }
 
 bool Server::onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
-                              TimePoint now, std::vector<Datagram>& out) {
-  return impl_->onClient(bytes, from, local, now, out);
+                              TimePoint now) {
+  return impl_->onClient(bytes, from, local, now, impl_->sends);
 }
 
 void Server::onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer, const SockAddr& relayed,
-                            TimePoint now, std::vector<Datagram>& out) {
+                            TimePoint now) {
   impl_->runTimers(now);
-  impl_->deliverFromPeer(bytes, peer, relayed, now, out);
+  impl_->deliverFromPeer(bytes, peer, relayed, now, impl_->sends);
 }
 
-void Server::onTimer(TimePoint now, std::vector<Datagram>& /*out*/) { impl_->runTimers(now); }
+void Server::onTimer(TimePoint now) { impl_->runTimers(now); }
+
+std::vector<Datagram> Server::takeSends() { return std::exchange(impl_->sends, {}); }
 
 TimePoint Server::nextDeadline() const {
   return impl_->deadlines.empty() ? kNever : impl_->deadlines.begin()->first;

@@ -89,19 +89,17 @@ class TurnSim : public ::testing::Test {
 
     ports.host = relay;
     ports.onPeer = [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to, TimePoint now) {
-      std::vector<Datagram> out;
-      server->onPeerDatagram(b, from, to, now, out);
-      flushServer(out);
+      server->onPeerDatagram(b, from, to, now);
+      flushServer();
     };
     server = std::make_unique<turn::Server>(serverCfg, ports, &table);
     ASSERT_TRUE(relay->bind(kListen, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
                                             TimePoint now) {
-                       std::vector<Datagram> out;
                        if (auto m = stun::Message::parse(b); m && m->cls() == stun::Class::Request) {
                          lastRequestUser = m->stringAttr(stun::attr::kUsername).value_or("");
                        }
-                       if (!server->onClientDatagram(b, from, to, now, out)) ++notTurnAtServer;
-                       flushServer(out);
+                       if (!server->onClientDatagram(b, from, to, now)) ++notTurnAtServer;
+                       flushServer();
                      }).ok());
     auto recorder = [](std::vector<PeerReceived>* log) {
       return [log](std::span<const uint8_t> b, const SockAddr& from, const SockAddr&, TimePoint) {
@@ -119,9 +117,8 @@ class TurnSim : public ::testing::Test {
                        }).ok());
   }
 
-  void flushServer(std::vector<Datagram>& out) {
-    for (auto& s : out) relay->send(s.from, s.to, coturnLike ? coturnStyle(s.bytes) : s.bytes);
-    out.clear();
+  void flushServer() {
+    for (auto& s : server->takeSends()) relay->send(s.from, s.to, coturnLike ? coturnStyle(s.bytes) : s.bytes);
   }
   void flushClient() {
     for (auto& t : client->takeSends()) {
@@ -184,9 +181,8 @@ class TurnSim : public ::testing::Test {
         flushClient();
       }
       if (server->nextDeadline() <= now) {
-        std::vector<Datagram> out;
-        server->onTimer(now, out);
-        flushServer(out);
+        server->onTimer(now);
+        flushServer();
       }
     };
     net.drive(m, net.now() + d);
