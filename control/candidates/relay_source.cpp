@@ -3,7 +3,9 @@
 namespace tgw::candidates {
 
 RelaySource::RelaySource(turnclient::Config config, SockAddr socket)
-    : config_(std::move(config)), socket_(socket) {}
+    : config_(std::move(config)), socket_(socket) {
+  config_.local = socket_;
+}
 
 void RelaySource::gather(TimePoint now) {
   using State = turnclient::Client::State;
@@ -29,7 +31,7 @@ bool RelaySource::probe(TimePoint now) {
 
 void RelaySource::pump(TimePoint now) {
   if (!client_) return;
-  for (auto& t : client_->takeTransmits()) sends_.push_back(SourceSend{socket_, t.to, std::move(t.bytes)});
+  for (auto& d : client_->takeSends()) sends_.push_back(std::move(d));
   for (auto& e : client_->takeEvents()) {
     if (auto* a = std::get_if<turnclient::Allocated>(&e)) {
       ++generation_;
@@ -71,9 +73,9 @@ TimePoint RelaySource::nextDeadline() const {
   return t;
 }
 
-std::vector<SourceSend> RelaySource::takeSends() {
+std::vector<Datagram> RelaySource::takeSends() {
   if (client_) {
-    for (auto& t : client_->takeTransmits()) sends_.push_back(SourceSend{socket_, t.to, std::move(t.bytes)});
+    for (auto& d : client_->takeSends()) sends_.push_back(std::move(d));
   }
   return std::exchange(sends_, {});
 }

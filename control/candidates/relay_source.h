@@ -26,7 +26,7 @@ inline constexpr Duration kRelayRetry = 5s;
 
 class RelaySource final : public CandidateSource {
  public:
-  // `socket`: our socket of the TURN server's family (every transmit leaves from it).
+  // `socket`: our socket of the TURN server's family (the client's Config::local: every datagram leaves from it).
   RelaySource(turnclient::Config config, SockAddr socket);
   std::string_view name() const override { return "relay"; }
   // Starts an allocation unless one exists or is being made.
@@ -51,7 +51,7 @@ class RelaySource final : public CandidateSource {
                   TimePoint now) override;
   void onTimer(TimePoint now) override;
   TimePoint nextDeadline() const override;
-  std::vector<SourceSend> takeSends() override;
+  std::vector<Datagram> takeSends() override;
   const std::vector<Candidate>& candidates() const override { return list_; }
 
   turnclient::Client& client() { return *client_; }
@@ -72,7 +72,7 @@ class RelaySource final : public CandidateSource {
   SockAddr socket_;
   std::optional<turnclient::Client> client_;
   std::vector<turnclient::Event> events_;
-  std::vector<SourceSend> sends_;
+  std::vector<Datagram> sends_;
   TimePoint retryAt_ = kNever;
   TimePoint lastLost_ = TimePoint::min();
   uint64_t generation_ = 0;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "base/sockaddr.h"
 #include "engine/types.h"
 
@@ -24,13 +25,6 @@ namespace tgw::candidates {
 
 using engine::Candidate;
 using engine::CandidateKind;
-
-// A datagram a source wants sent from one of the edge's sockets.
-struct SourceSend {
-  SockAddr from;  // our socket
-  SockAddr to;
-  std::vector<uint8_t> bytes;
-};
 
 class CandidateSource {
  public:
@@ -46,7 +40,7 @@ class CandidateSource {
   }
   virtual void onTimer(TimePoint now) { (void)now; }
   virtual TimePoint nextDeadline() const { return kNever; }
-  virtual std::vector<SourceSend> takeSends() { return {}; }
+  virtual std::vector<Datagram> takeSends() { return {}; }
   // The current candidates; version() goes up whenever they change.
   virtual const std::vector<Candidate>& candidates() const = 0;
   uint64_t version() const { return version_; }

@@ -33,7 +33,7 @@ void StunSource::gather(TimePoint now) {
       p.tx->start(now);
       ++counters_.requests;
       const auto bytes = p.tx->request();
-      sends_.push_back(SourceSend{sock, server, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+      sends_.push_back(Datagram{sock, server, std::vector<uint8_t>(bytes.begin(), bytes.end())});
       probes_.push_back(std::move(p));
     }
   }
@@ -78,7 +78,7 @@ void StunSource::onTimer(TimePoint now) {
     switch (p.tx->onTimer(now)) {
       case netcheck::StunTransaction::TimerResult::Retransmit: {
         const auto bytes = p.tx->request();
-        sends_.push_back(SourceSend{p.socket, p.server, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+        sends_.push_back(Datagram{p.socket, p.server, std::vector<uint8_t>(bytes.begin(), bytes.end())});
         break;
       }
       case netcheck::StunTransaction::TimerResult::GaveUp:

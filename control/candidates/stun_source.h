@@ -41,7 +41,7 @@ class StunSource final : public CandidateSource {
                   TimePoint now) override;
   void onTimer(TimePoint now) override;
   TimePoint nextDeadline() const override;
-  std::vector<SourceSend> takeSends() override { return std::exchange(sends_, {}); }
+  std::vector<Datagram> takeSends() override { return std::exchange(sends_, {}); }
   const std::vector<Candidate>& candidates() const override { return list_; }
   const Counters& counters() const { return counters_; }
   bool isServer(const SockAddr& a) const;
@@ -60,7 +60,7 @@ class StunSource final : public CandidateSource {
   std::vector<SockAddr> servers_;
   std::vector<SockAddr> sockets_;
   std::vector<Probe> probes_;
-  std::vector<SourceSend> sends_;
+  std::vector<Datagram> sends_;
   TimePoint nextGather_ = kNever;
   Counters counters_;
 };

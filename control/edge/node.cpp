@@ -48,7 +48,16 @@ Node::Node(crypto::NodeKey key, NodeConfig config, dataplane::ForwardingTable& t
       break;
     }
   }
-  if (config_.rendezvous) rdv_.emplace(key, *config_.rendezvous, config_.firstCounter);
+  if (config_.rendezvous) {
+    rendezvous::ClientConfig rc = *config_.rendezvous;
+    for (const auto& sock : config_.sockets) {
+      if (sock.family() == rc.server.family()) {
+        rc.local = sock;
+        break;
+      }
+    }
+    rdv_.emplace(key, std::move(rc), config_.firstCounter);
+  }
   for (const auto& pc : config_.peers) {
     Peer p;
     p.key = pc.key;
@@ -101,17 +110,18 @@ Node::Peer* Node::peerByRelayed(const SockAddr& relayed) {
   return nullptr;
 }
 
-void Node::pumpRendezvous(std::vector<rendezvous::Datagram> out) {
+void Node::pumpRendezvous(std::vector<Datagram> out) {
   if (!rdv_) return;
   for (auto& d : out) {
-    auto sock = std::find_if(config_.sockets.begin(), config_.sockets.end(),
-                             [&](const SockAddr& s) { return s.family() == d.to.family(); });
-    if (sock != config_.sockets.end()) sends_.push_back(Send{*sock, d.to, std::move(d.bytes)});
+    // Without a socket of the server's family the client has none to send from.
+    if (std::find(config_.sockets.begin(), config_.sockets.end(), d.from) != config_.sockets.end()) {
+      sends_.push_back(std::move(d));
+    }
   }
 }
 
 void Node::queueSends(candidates::CandidateSource& source) {
-  for (auto& d : source.takeSends()) sends_.push_back(Send{d.from, d.to, std::move(d.bytes)});
+  for (auto& d : source.takeSends()) sends_.push_back(std::move(d));
 }
 
 void Node::checkRebinding(TimePoint now) {
@@ -364,7 +374,7 @@ void Node::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, cons
 
 void Node::sendOnPath(const dataplane::Path& path, std::vector<uint8_t> frame, TimePoint now) {
   if (path.isDirect()) {
-    sends_.push_back(Send{path.local, path.remote, std::move(frame)});
+    sends_.push_back(Datagram{path.local, path.remote, std::move(frame)});
     return;
   }
   if (!relay_ || !relay_->allocated() || !relay_->client().send(path.peerRelayed, frame, now)) {
@@ -461,7 +471,7 @@ std::vector<dataplane::Path> Node::pingAll(engine::PeerId peer, TimePoint now) {
   return pinged;
 }
 
-std::vector<Send> Node::takeSends() { return std::exchange(sends_, {}); }
+std::vector<Datagram> Node::takeSends() { return std::exchange(sends_, {}); }
 
 void Node::sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now) {
   auto e = table_.lookup(flowId);

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "candidates/relay_source.h"
 #include "candidates/source.h"
 #include "candidates/stun_source.h"
@@ -76,12 +77,6 @@ struct NodeConfig {
   uint64_t firstCounter = 1;  // nonce counters' start (the daemon: Unix time in us)
 };
 
-struct Send {
-  SockAddr from;  // our socket
-  SockAddr to;
-  std::vector<uint8_t> bytes;
-};
-
 struct AppDelivery {
   uint32_t flowId = 0;
   std::vector<uint8_t> payload;
@@ -116,7 +111,7 @@ class Node {
   void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   void onTimer(TimePoint now);
   TimePoint nextDeadline() const;
-  std::vector<Send> takeSends();
+  std::vector<Datagram> takeSends();
 
   // After a restart, before start(): a direct path the pinned fast path still forwards the
   // peer's flows on (engine::Engine::rememberPath); its ping goes out at once.
@@ -180,7 +175,7 @@ class Node {
   std::optional<TimePoint> unansweredRelayPing(const Peer& peer) const;
   void probeSilentRelay(TimePoint now);
   void pumpEngine(TimePoint now);
-  void pumpRendezvous(std::vector<rendezvous::Datagram> out);
+  void pumpRendezvous(std::vector<Datagram> out);
   void queueSends(candidates::CandidateSource& source);  // its datagrams go to sends_
   void handleTurnEvents(TimePoint now);
   void handleDisco(std::span<const uint8_t> frame, const SockAddr& from, const SockAddr& local, bool viaRelay,
@@ -213,7 +208,7 @@ class Node {
   // A STUN-seen mapping towards the relay that must not trigger a rebinding: older than the
   // allocation, or already acted on (see checkRebinding).
   std::optional<SockAddr> staleStunMapping_;
-  std::vector<Send> sends_;
+  std::vector<Datagram> sends_;
   std::vector<AppDelivery> deliveries_;
   NodeCounters counters_;
   bool started_ = false;

@@ -27,7 +27,7 @@ std::vector<Datagram> Client::start(TimePoint now) {
 void Client::sendHello(TimePoint now, std::vector<Datagram>& out) {
   state_ = State::HelloSent;
   auto bytes = encode(Hello{publicKey()});
-  out.push_back(Datagram{config_.server, std::move(*bytes)});
+  out.push_back(Datagram{config_.local, config_.server, std::move(*bytes)});
   ++counters_.hellosSent;
   deadline_ = now + retry_;
   retry_ = std::min<Duration>(retry_ * 2, kMaxRetryInterval);
@@ -44,7 +44,7 @@ void Client::sendRegister(TimePoint now, std::vector<Datagram>& out) {
   }
   auto bytes = encode(r);
   if (!bytes) return;
-  out.push_back(Datagram{config_.server, std::move(*bytes)});
+  out.push_back(Datagram{config_.local, config_.server, std::move(*bytes)});
   ++counters_.registersSent;
   state_ = State::RegisterSent;
   deadline_ = now + retry_;
@@ -155,7 +155,7 @@ void Client::flushQueue(std::vector<Datagram>& out) {
     auto bytes = encode(queue_.front());
     queue_.pop_front();
     if (!bytes) continue;
-    out.push_back(Datagram{config_.server, std::move(*bytes)});
+    out.push_back(Datagram{config_.local, config_.server, std::move(*bytes)});
     ++counters_.sent;
   }
 }
@@ -170,7 +170,7 @@ Result<std::vector<Datagram>> Client::sendTo(const crypto::PublicKey& to, std::s
   Send s{to, std::vector<uint8_t>(blob.begin(), blob.end())};
   if (live_ && now < liveUntil_) {
     auto bytes = encode(s);
-    out.push_back(Datagram{config_.server, std::move(*bytes)});
+    out.push_back(Datagram{config_.local, config_.server, std::move(*bytes)});
     ++counters_.sent;
     return out;
   }

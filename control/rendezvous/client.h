@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "base/sockaddr.h"
 #include "crypto/node_key.h"
 #include "crypto/seal.h"
@@ -44,6 +45,7 @@ struct ClientConfig {
   Duration refreshInterval = kRefreshInterval;
   size_t maxQueued = 64;        // blobs waiting for a registration
   size_t maxDeliveries = 256;   // deliveries not yet taken (oldest dropped and counted)
+  SockAddr local{};             // our socket: every datagram the client sends leaves from it
 };
 
 // A blob another node sent us through the relay. `from` is the relay's word for the sender;

@@ -95,10 +95,4 @@ Result<std::vector<uint8_t>> encode(const Message& m);
 Result<Message, DecodeError> decode(std::span<const uint8_t> bytes);
 bool looksLikeRendezvous(std::span<const uint8_t> bytes);  // first byte TGW_FRAME_RENDEZVOUS
 
-// A datagram a state machine wants sent.
-struct Datagram {
-  SockAddr to;
-  std::vector<uint8_t> bytes;
-};
-
 }  // namespace tgw::rendezvous

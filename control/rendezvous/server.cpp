@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "crypto/hashes.h"
 
@@ -12,9 +13,9 @@ uint64_t stampOf(TimePoint t) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
-void send(std::vector<Datagram>& out, const SockAddr& to, const Message& m) {
+void send(std::vector<Datagram>& out, const SockAddr& from, const SockAddr& to, const Message& m) {
   auto bytes = encode(m);
-  if (bytes) out.push_back(Datagram{to, std::move(*bytes)});
+  if (bytes) out.push_back(Datagram{from, to, std::move(*bytes)});
 }
 
 }  // namespace
@@ -51,31 +52,34 @@ bool Server::cookieValid(const Cookie& c, const crypto::PublicKey& node, const S
   return stamp <= nowStamp && nowStamp - stamp <= lifetime;
 }
 
-std::vector<Datagram> Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
-  std::vector<Datagram> out;
+void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
+  std::vector<Datagram>& out = sends_;
   auto m = decode(bytes);
   if (!m) {
     ++counters_.droppedMalformed;
-    return out;
+    return;
   }
   if (auto* h = std::get_if<Hello>(&*m)) {
-    onHello(*h, from, now, out);
+    onHello(*h, from, local, now, out);
   } else if (auto* r = std::get_if<Register>(&*m)) {
-    onRegister(*r, from, now, out);
+    onRegister(*r, from, local, now, out);
   } else if (auto* s = std::get_if<Send>(&*m)) {
-    onSend(std::move(*s), from, now, out);
+    onSend(std::move(*s), from, local, now, out);
   } else {
     ++counters_.droppedUnexpected;
   }
-  return out;
 }
 
-void Server::onHello(const Hello& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out) {
+std::vector<Datagram> Server::takeSends() { return std::exchange(sends_, {}); }
+
+void Server::onHello(const Hello& m, const SockAddr& from, const SockAddr& local, TimePoint now,
+                     std::vector<Datagram>& out) {
   ++counters_.hellos;
-  send(out, from, Challenge{publicKey(), makeCookie(m.node, from, stampOf(now))});
+  send(out, local, from, Challenge{publicKey(), makeCookie(m.node, from, stampOf(now))});
 }
 
-void Server::onRegister(const Register& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out) {
+void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr& local, TimePoint now,
+                        std::vector<Datagram>& out) {
   if (!cookieValid(m.cookie, m.node, from, now)) {
     ++counters_.droppedBadCookie;
     return;
@@ -97,7 +101,7 @@ void Server::onRegister(const Register& m, const SockAddr& from, TimePoint now, 
     onTimer(now);
     if (nodes_.size() >= config_.maxNodes) {
       ++counters_.errorsTableFull;
-      error(ErrorCode::TableFull, m.node, from, out);
+      error(ErrorCode::TableFull, m.node, local, from, out);
       return;
     }
   }
@@ -110,6 +114,7 @@ void Server::onRegister(const Register& m, const SockAddr& from, TimePoint now, 
   if (it == nodes_.end()) {
     Node n;
     n.addr = from;
+    n.local = local;
     n.expires = expires;
     n.tokens = config_.burst;
     n.lastRefill = now;
@@ -122,20 +127,22 @@ void Server::onRegister(const Register& m, const SockAddr& from, TimePoint now, 
       it->second.addr = from;
       ++counters_.addressChanges;
     }
+    it->second.local = local;
     it->second.expires = expires;
   }
   byAddr_[from] = m.node;
   ++counters_.registrations;
   auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(config_.registrationLifetime).count();
-  send(out, from, Registered{static_cast<uint32_t>(std::max<int64_t>(lifetime, 0)), m.cookie});
+  send(out, local, from, Registered{static_cast<uint32_t>(std::max<int64_t>(lifetime, 0)), m.cookie});
 }
 
-void Server::onSend(Send&& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out) {
+void Server::onSend(Send&& m, const SockAddr& from, const SockAddr& local, TimePoint now,
+                    std::vector<Datagram>& out) {
   auto a = byAddr_.find(from);
   auto sender = a == byAddr_.end() ? nodes_.end() : nodes_.find(a->second);
   if (sender == nodes_.end() || sender->second.expires <= now) {
     ++counters_.errorsNotRegistered;
-    error(ErrorCode::NotRegistered, m.to, from, out);
+    error(ErrorCode::NotRegistered, m.to, local, from, out);
     return;
   }
   Node& s = sender->second;
@@ -151,7 +158,7 @@ void Server::onSend(Send&& m, const SockAddr& from, TimePoint now, std::vector<D
       s.rateErrorSent = true;
       s.lastRateError = now;
       ++counters_.errorsRateLimited;
-      error(ErrorCode::RateLimited, m.to, from, out);
+      error(ErrorCode::RateLimited, m.to, local, from, out);
     }
     return;
   }
@@ -159,15 +166,16 @@ void Server::onSend(Send&& m, const SockAddr& from, TimePoint now, std::vector<D
   auto dest = nodes_.find(m.to);
   if (dest == nodes_.end() || dest->second.expires <= now) {
     ++counters_.errorsUnknownDestination;
-    error(ErrorCode::UnknownDestination, m.to, from, out);
+    error(ErrorCode::UnknownDestination, m.to, local, from, out);
     return;
   }
   ++counters_.delivered;
-  send(out, dest->second.addr, Deliver{sender->first, std::move(m.blob)});
+  send(out, dest->second.local, dest->second.addr, Deliver{sender->first, std::move(m.blob)});
 }
 
-void Server::error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& to, std::vector<Datagram>& out) {
-  send(out, to, ErrorMsg{code, key});
+void Server::error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& local, const SockAddr& to,
+                   std::vector<Datagram>& out) {
+  send(out, local, to, ErrorMsg{code, key});
 }
 
 void Server::removeNode(const crypto::PublicKey& key) {

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "base/sockaddr.h"
 #include "crypto/node_key.h"
 #include "crypto/seal.h"
@@ -91,12 +92,16 @@ class Server {
 
   const crypto::PublicKey& publicKey() const { return key_.publicKey(); }
 
-  // One datagram from `from`; returns what to send (replies and deliveries).
-  std::vector<Datagram> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
+  // One datagram from `from` on our endpoint `local`. What it answers is queued for
+  // takeSends(): replies leave from `local`, a DELIVER from the endpoint its destination
+  // registered at (the one its NAT mapping is open towards).
+  void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   // Removes expired registrations.
   void onTimer(TimePoint now);
   // The earliest registration expiry; kNever when nobody is registered.
   TimePoint nextDeadline() const;
+  // What the server emitted since the last call, in order.
+  std::vector<Datagram> takeSends();
 
   size_t registeredNodes() const { return nodes_.size(); }
   // Where a registered node is (nullptr when not registered or expired at `now`).
@@ -106,6 +111,7 @@ class Server {
  private:
   struct Node {
     SockAddr addr;
+    SockAddr local;  // our endpoint its REGISTER arrived at: DELIVERs to it leave from there
     TimePoint expires;
     double tokens = 0;
     TimePoint lastRefill;
@@ -116,11 +122,14 @@ class Server {
 
   Cookie makeCookie(const crypto::PublicKey& node, const SockAddr& from, uint64_t stamp) const;
   bool cookieValid(const Cookie& c, const crypto::PublicKey& node, const SockAddr& from, TimePoint now) const;
-  void onHello(const Hello& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out);
-  void onRegister(const Register& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out);
-  void onSend(Send&& m, const SockAddr& from, TimePoint now, std::vector<Datagram>& out);
+  void onHello(const Hello& m, const SockAddr& from, const SockAddr& local, TimePoint now,
+               std::vector<Datagram>& out);
+  void onRegister(const Register& m, const SockAddr& from, const SockAddr& local, TimePoint now,
+                  std::vector<Datagram>& out);
+  void onSend(Send&& m, const SockAddr& from, const SockAddr& local, TimePoint now, std::vector<Datagram>& out);
   void removeNode(const crypto::PublicKey& key);
-  void error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& to, std::vector<Datagram>& out);
+  void error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& local, const SockAddr& to,
+             std::vector<Datagram>& out);
 
   crypto::NodeKey key_;
   ServerConfig config_;
@@ -135,6 +144,7 @@ class Server {
   std::multimap<TimePoint, std::pair<crypto::PublicKey, uint64_t>> expiries_;
   uint64_t nextGeneration_ = 1;
   ServerCounters counters_;
+  std::vector<Datagram> sends_;  // until takeSends()
 };
 
 }  // namespace tgw::rendezvous

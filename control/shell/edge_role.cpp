@@ -167,7 +167,7 @@ struct EdgeRole::Impl {
   // After every call into the Node: send, drop data that reached userspace, answer pings,
   // log path changes, re-arm the timer.
   void afterNode() {
-    for (const auto& s : node->takeSends()) sockets->send(s.from, s.to, s.bytes);
+    for (const auto& d : node->takeSends()) sockets->send(d);
     // In the daemon, data frames belong to the fast path; one that got here (no fast path,
     // or XDP passed it up) is counted and dropped.
     counters.dataInUserspace += node->takeDeliveries().size();
@@ -243,7 +243,7 @@ EdgeRole::~EdgeRole() {
   // A clean stop: the allocation is deleted (Refresh LIFETIME 0, one datagram, no wait).
   if (auto* relay = impl.node->relay(); relay != nullptr && relay->allocated()) {
     relay->client().close(Clock::now());
-    for (const auto& s : relay->takeSends()) impl.sockets->send(s.from, s.to, s.bytes);
+    for (const auto& d : relay->takeSends()) impl.sockets->send(d);
   }
 }
 

@@ -312,19 +312,21 @@ void RelayRole::onListenerDatagram(std::span<const uint8_t> bytes, const SockAdd
                                    TimePoint now) {
   if (rendezvous_ && !bytes.empty() && bytes[0] == TGW_FRAME_RENDEZVOUS) {
     onRendezvous(local, bytes, from, now);
-  } else if (!turn_ || !turn_->onClientDatagram(bytes, from, local, now, out_)) {
-    auto reply = serverAt_.at(local)->onDatagram(bytes, from, local, now);
-    if (reply) out_.push_back(Datagram{reply->from, reply->to, std::move(reply->bytes)});
+  } else if (!turn_ || !turn_->onClientDatagram(bytes, from, local, now)) {
+    stun::Server& stun = *serverAt_.at(local);
+    stun.onDatagram(bytes, from, local, now);
+    for (const auto& d : stun.takeSends()) send(d);
   }
-  for (const auto& d : out_) send(d.from, d.to, d.bytes);
-  out_.clear();
+  if (turn_) {
+    for (const auto& d : turn_->takeSends()) send(d);
+  }
 }
 
 void RelayRole::onRelayedDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                                   TimePoint now) {
-  if (turn_) turn_->onPeerDatagram(bytes, from, local, now, out_);
-  for (const auto& d : out_) send(d.from, d.to, d.bytes);
-  out_.clear();
+  if (!turn_) return;
+  turn_->onPeerDatagram(bytes, from, local, now);
+  for (const auto& d : turn_->takeSends()) send(d);
 }
 
 void RelayRole::afterServers() {
@@ -333,16 +335,8 @@ void RelayRole::afterServers() {
 }
 
 void RelayRole::onRendezvous(const SockAddr& local, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
-  for (const auto& d : rendezvous_->onDatagram(bytes, from, now)) {
-    SockAddr src = local;
-    if (d.to != from) {
-      // A delivery: from the primary endpoint of the destination's family, where it registered.
-      for (const auto& ip : cfg_.addresses) {
-        if (ip.family() == d.to.ip().family()) src = SockAddr(ip, cfg_.stunPort);
-      }
-    }
-    send(src, d.to, d.bytes);
-  }
+  rendezvous_->onDatagram(bytes, from, local, now);
+  for (const auto& d : rendezvous_->takeSends()) send(d);
 }
 
 void RelayRole::onRendezvousTimer() {
@@ -352,17 +346,16 @@ void RelayRole::onRendezvousTimer() {
 
 void RelayRole::onTurnTimer() {
   relayed_->collectClosed();  // no socket callback runs now
-  turn_->onTimer(Clock::now(), out_);
-  for (const auto& d : out_) send(d.from, d.to, d.bytes);
-  out_.clear();
+  turn_->onTimer(Clock::now());
+  for (const auto& d : turn_->takeSends()) send(d);
   afterServers();
 }
 
-void RelayRole::send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes) {
-  if (relayed_->has(from)) {
-    relayed_->send(from, to, bytes);
+void RelayRole::send(const Datagram& d) {
+  if (relayed_->has(d.from)) {
+    relayed_->send(d);
   } else {
-    listeners_->send(from, to, bytes);
+    listeners_->send(d);
   }
 }
 

@@ -105,8 +105,8 @@ class RelayRole {
   // Rendezvous datagrams (first byte 0x0E) on STUN endpoint `local`.
   void onRendezvous(const SockAddr& local, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
   void onRendezvousTimer();
-  // Out of the listening or the relayed socket bound at `from`.
-  void send(const SockAddr& from, const SockAddr& to, std::span<const uint8_t> bytes);
+  // Out of the listening or the relayed socket bound at `d.from`.
+  void send(const Datagram& d);
 
   config::RelayConfig cfg_;
   event_base* base_ = nullptr;
@@ -117,7 +117,6 @@ class RelayRole {
   std::unique_ptr<shell::UdpEndpoints> relayed_;        // relayed transport addresses
   uint64_t relayedPortsFailed_ = 0;                     // reserve() found no free port
   Ports ports_;
-  std::vector<Datagram> out_;                           // what the servers emitted, to send
   std::unique_ptr<turn::Server> turn_;
   std::unique_ptr<shell::DeadlineTimer> turnTimer_;  // follows turn_->nextDeadline()
   std::unique_ptr<rendezvous::Server> rendezvous_;  // [relay.rendezvous]; null without

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace tgw::stun {
 namespace {
@@ -57,8 +58,15 @@ std::vector<uint8_t> Server::errorResponse(uint16_t rawMethod, const Transaction
   return b.finish();
 }
 
-std::optional<Server::Reply> Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
-                                                const SockAddr& local, TimePoint now) {
+void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                        TimePoint now) {
+  if (auto reply = answer(bytes, from, local, now)) sends_.push_back(std::move(*reply));
+}
+
+std::vector<Datagram> Server::takeSends() { return std::exchange(sends_, {}); }
+
+std::optional<Datagram> Server::answer(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                                       TimePoint now) {
   auto parsed = Message::parse(bytes);
   if (!parsed) {
     switch (parsed.error()) {
@@ -92,7 +100,7 @@ std::optional<Server::Reply> Server::onDatagram(std::span<const uint8_t> bytes, 
     const uint16_t rawMethod = static_cast<uint16_t>((type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2));
     TransactionId tid;
     std::memcpy(tid.data(), bytes.data() + 8, tid.size());
-    return Reply{errorResponse(rawMethod, tid, 400, false), local, from};
+    return Datagram{local, from, errorResponse(rawMethod, tid, 400, false)};
   }
 
   const Message& req = *parsed;
@@ -113,13 +121,13 @@ std::optional<Server::Reply> Server::onDatagram(std::span<const uint8_t> bytes, 
     known = handler->known;
   } else {
     ++counters_.errors400;
-    return Reply{errorResponse(req.rawMethod(), req.transactionId(), 400, fp), local, from};
+    return Datagram{local, from, errorResponse(req.rawMethod(), req.transactionId(), 400, fp)};
   }
 
   auto unknown = req.unknownComprehensionRequired(known);
   if (!unknown.empty()) {
     ++counters_.errors420;
-    return Reply{errorResponse(req.rawMethod(), req.transactionId(), 420, fp, unknown), local, from};
+    return Datagram{local, from, errorResponse(req.rawMethod(), req.transactionId(), 420, fp, unknown)};
   }
 
   if (handler) {
@@ -129,7 +137,7 @@ std::optional<Server::Reply> Server::onDatagram(std::span<const uint8_t> bytes, 
   return onBinding(req, from, local);
 }
 
-std::optional<Server::Reply> Server::onBinding(const Message& req, const SockAddr& from, const SockAddr& local) {
+std::optional<Datagram> Server::onBinding(const Message& req, const SockAddr& from, const SockAddr& local) {
   SockAddr source = local;
   if (auto cr = req.changeRequest(); cr && (cr->changeIp || cr->changePort)) {
     // Only reached with RFC 5780 support: otherwise CHANGE-REQUEST was answered with 420.
@@ -148,7 +156,7 @@ std::optional<Server::Reply> Server::onBinding(const Message& req, const SockAdd
   if (!config_.software.empty()) b.addSoftware(config_.software);
   if (req.hasFingerprint()) b.withFingerprint();
   ++counters_.bindingSuccess;
-  return Reply{b.finish(), source, from};
+  return Datagram{source, from, b.finish()};
 }
 
 }  // namespace tgw::stun

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "base/sockaddr.h"
 #include "stun/message.h"
 
@@ -73,22 +74,19 @@ struct ServerCounters {
 
 class Server {
  public:
-  struct Reply {
-    std::vector<uint8_t> bytes;
-    SockAddr from;  // the local endpoint to send from (one of endpoints())
-    SockAddr to;
-  };
-
   // Handles a parsed request of a method other than Binding, after the framing and
   // unknown-attribute checks. Returning nullopt sends nothing.
-  using MethodHandler = std::function<std::optional<Reply>(
+  using MethodHandler = std::function<std::optional<Datagram>(
       const Message& request, const SockAddr& from, const SockAddr& local, TimePoint now)>;
 
   explicit Server(ServerConfig config);
 
-  // `local` is the local address:port the datagram arrived on (one of endpoints()).
-  std::optional<Reply> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
-                                  const SockAddr& local, TimePoint now);
+  // `local` is the local address:port the datagram arrived on (one of endpoints()). At most
+  // one answer is queued for takeSends(), from one of endpoints(). The server keeps no state
+  // over time: it has no onTimer() or nextDeadline().
+  void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
+  // What the server emitted since the last call, in order.
+  std::vector<Datagram> takeSends();
 
   // Every ip:port the shell must bind: primary, then primary ip with the alternate port,
   // then the secondary ip with the primary port, then secondary ip and alternate port.
@@ -121,11 +119,14 @@ class Server {
     MethodHandler fn;
   };
 
-  std::optional<Reply> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
+  std::optional<Datagram> answer(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                                 TimePoint now);
+  std::optional<Datagram> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
 
   ServerConfig config_;
   ServerCounters counters_;
   std::map<uint16_t, Handler> handlers_;
+  std::vector<Datagram> sends_;  // until takeSends()
 };
 
 }  // namespace tgw::stun

@@ -9,6 +9,7 @@
 #include <set>
 #include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "base/log.h"
 #include "crypto/hashes.h"
@@ -144,7 +145,7 @@ struct Server::Impl {
     const Message& req;
     SockAddr from;
     SockAddr local;
-    std::vector<Send>& out;
+    std::vector<Datagram>& out;
     const Auth* auth = nullptr;
   };
 
@@ -160,6 +161,7 @@ struct Server::Impl {
   std::map<std::string, uint32_t> perUser;
   std::set<std::pair<TimePoint, Allocation*>> deadlines;
   std::vector<uint32_t> freeSlots;
+  std::vector<Datagram> sends;  // until takeSends()
 
   Impl(ServerConfig c, PortReserver& p, dataplane::TurnTable* fp)
       : config(std::move(c)), ports(p), fastPath(fp), policy(config.policy) {
@@ -210,7 +212,7 @@ struct Server::Impl {
   }
 
   void reply(const Ctx& ctx, std::vector<uint8_t> bytes) {
-    ctx.out.push_back(Send{ctx.local, ctx.from, std::move(bytes)});
+    ctx.out.push_back(Datagram{ctx.local, ctx.from, std::move(bytes)});
   }
 
   void sendError(const Ctx& ctx, int code, std::span<const uint16_t> unknown = {}) {
@@ -782,7 +784,7 @@ struct Server::Impl {
   // Sends application data from allocation `a` to `peer`. A peer that is a relayed address
   // of this relay is delivered directly (client to client, no trip through the kernel).
   bool toPeer(Allocation& a, const SockAddr& peer, std::span<const uint8_t> data, TimePoint now,
-              std::vector<Send>& out) {
+              std::vector<Datagram>& out) {
     const SockAddr& from = *a.relayedFor(peer.family());
     const bool local = byRelayed.count(peer) > 0;
     if (!local && (peer.ip() == relayIp4 || peer.ip() == relayIp6)) {
@@ -796,13 +798,13 @@ struct Server::Impl {
     if (local) {
       deliverFromPeer(data, from, peer, now, out);
     } else {
-      out.push_back(Send{from, peer, std::vector<uint8_t>(data.begin(), data.end())});
+      out.push_back(Datagram{from, peer, std::vector<uint8_t>(data.begin(), data.end())});
     }
     return true;
   }
 
   void onSend(const Message& m, const SockAddr& from, const SockAddr& local, TimePoint now,
-              std::vector<Send>& out) {
+              std::vector<Datagram>& out) {
     Allocation* a = findAllocation(from, local);
     if (!a) {
       ++counters.droppedNoAllocation;
@@ -835,7 +837,7 @@ struct Server::Impl {
   }
 
   void onChannelData(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
-                     std::vector<Send>& out) {
+                     std::vector<Datagram>& out) {
     auto cd = parseChannelData(bytes, config.maxChannel);
     if (!cd) {
       ++counters.droppedBadChannelData;
@@ -863,7 +865,7 @@ struct Server::Impl {
   }
 
   void deliverFromPeer(std::span<const uint8_t> data, const SockAddr& peer, const SockAddr& relayed,
-                       TimePoint now, std::vector<Send>& out) {
+                       TimePoint now, std::vector<Datagram>& out) {
     auto it = byRelayed.find(relayed);
     if (it == byRelayed.end()) {
       ++counters.droppedUnknownRelayed;
@@ -901,7 +903,7 @@ struct Server::Impl {
     a.traffic.toClientPackets++;
     a.traffic.toClientBytes += data.size();
     counters.bytesToClient += data.size();
-    out.push_back(Send{a.server, a.client, std::move(bytes)});
+    out.push_back(Datagram{a.server, a.client, std::move(bytes)});
   }
 
   // ---- dispatch ------------------------------------------------------------------------
@@ -914,7 +916,7 @@ struct Server::Impl {
   }
 
   bool onClient(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
-                std::vector<Send>& out) {
+                std::vector<Datagram>& out) {
     now_ = now;
     runTimers(now);
     if (!bytes.empty() && isChannelDataByte(bytes[0], config.maxChannel)) {
@@ -943,7 +945,7 @@ struct Server::Impl {
       MessageBuilder b(method, Class::ErrorResponse, tid);
       b.addErrorCode(400, stun::reasonPhrase(400));
       if (!config.software.empty()) b.addSoftware(config.software);
-      out.push_back(Send{local, from, b.finish()});
+      out.push_back(Datagram{local, from, b.finish()});
       return true;
     }
     const Message& m = *parsed;
@@ -1023,17 +1025,19 @@ Server::~Server() {
 }
 
 bool Server::onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
-                              TimePoint now, std::vector<Send>& out) {
-  return impl_->onClient(bytes, from, local, now, out);
+                              TimePoint now) {
+  return impl_->onClient(bytes, from, local, now, impl_->sends);
 }
 
 void Server::onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer, const SockAddr& relayed,
-                            TimePoint now, std::vector<Send>& out) {
+                            TimePoint now) {
   impl_->runTimers(now);
-  impl_->deliverFromPeer(bytes, peer, relayed, now, out);
+  impl_->deliverFromPeer(bytes, peer, relayed, now, impl_->sends);
 }
 
-void Server::onTimer(TimePoint now, std::vector<Send>& /*out*/) { impl_->runTimers(now); }
+void Server::onTimer(TimePoint now) { impl_->runTimers(now); }
+
+std::vector<Datagram> Server::takeSends() { return std::exchange(impl_->sends, {}); }
 
 TimePoint Server::nextDeadline() const {
   return impl_->deadlines.empty() ? kNever : impl_->deadlines.begin()->first;

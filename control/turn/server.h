@@ -47,11 +47,6 @@
 
 namespace tgw::turn {
 
-// One datagram for the shell to send. `from` is a listening endpoint (towards a client)
-// or a relayed transport address (towards a peer): the shell sends from the socket bound
-// there.
-using Send = Datagram;
-
 // Relayed ports. The shell implements it with real bound UDP sockets, so a port the
 // server hands out is one the kernel lets the relay use.
 class PortReserver {
@@ -288,18 +283,23 @@ class Server {
   // it is not TURN's (Binding and other non-TURN STUN, non-STUN bytes): the shell then
   // gives it to stun::Server. ChannelData (first byte 64..79, or 64..127 with
   // ServerConfig::maxChannel = 0x7FFF) is always TURN's.
-  bool onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from,
-                        const SockAddr& local, TimePoint now, std::vector<Send>& out);
+  bool onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                        TimePoint now);
 
   // A datagram peer `peer` sent to relayed address `relayed` (socket path).
-  void onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer,
-                      const SockAddr& relayed, TimePoint now, std::vector<Send>& out);
+  void onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer, const SockAddr& relayed,
+                      TimePoint now);
 
   // Expires allocations, permissions and channels whose deadline is <= now (releasing
-  // ports and fast-path routes). `out` is for future use (nothing is sent on expiry today).
-  void onTimer(TimePoint now, std::vector<Send>& out);
+  // ports and fast-path routes). Nothing is sent on expiry today.
+  void onTimer(TimePoint now);
   // The earliest expiry, or kNever.
   TimePoint nextDeadline() const;
+
+  // What the server emitted since the last call, in order. `from` is a listening endpoint
+  // (towards a client) or a relayed transport address (towards a peer): the shell sends from
+  // the socket bound there.
+  std::vector<Datagram> takeSends();
 
   std::vector<AllocationInfo> allocations(TimePoint now) const;
   const ServerCounters& counters() const;

@@ -129,7 +129,7 @@ struct Client::Impl {
   std::map<uint16_t, Released> released;
   std::map<TransactionId, Pending> pending;
 
-  std::vector<Transmit> out;
+  std::vector<Datagram> out;
   std::vector<Event> events;
   Counters c;
 
@@ -158,7 +158,7 @@ struct Client::Impl {
   TimePoint lastSent = TimePoint::min();
 
   void emit(std::vector<uint8_t> bytes, TimePoint now) {
-    out.push_back({cfg.server, std::move(bytes)});
+    out.push_back(Datagram{cfg.local, cfg.server, std::move(bytes)});
     lastSent = now;
   }
 
@@ -998,7 +998,7 @@ Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, T
   return {};
 }
 
-std::vector<Transmit> Client::takeTransmits() { return std::exchange(impl_->out, {}); }
+std::vector<Datagram> Client::takeSends() { return std::exchange(impl_->out, {}); }
 std::vector<Event> Client::takeEvents() { return std::exchange(impl_->events, {}); }
 
 Client::State Client::state() const { return impl_->state; }

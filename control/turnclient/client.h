@@ -1,7 +1,7 @@
 // The edge's TURN client (RFC 8656, UDP transport; RFC 8489 long-term credentials),
 // sans-I/O: one allocation on one TURN server, its permissions and channels, and the data
 // path through it. It never touches a socket or a clock: the owner feeds it what arrives
-// from the server with `now`, calls onTimer(now) at nextDeadline(), sends every Transmit
+// from the server with `now`, calls onTimer(now) at nextDeadline(), sends every datagram
 // it takes (all of them go to the server) and handles every Event it takes.
 //
 // Life of an allocation:
@@ -74,6 +74,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/datagram.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "netcheck/stun_transaction.h"
@@ -133,6 +134,7 @@ Credentials restCredentials(std::string_view secret, std::string_view user, int6
 
 struct Config {
   SockAddr server;                 // the TURN server's listening endpoint
+  SockAddr local{};                // our socket: every datagram the client sends leaves from it
   Credentials credentials;         // empty username: no authentication offered
   // Tried in order, for the reclaim only (437 at Allocate, see above), when the server
   // refuses to delete the stale allocation with 441 Wrong Credentials: it was made with
@@ -153,12 +155,6 @@ struct Config {
   size_t maxPermissions = 256;     // addPeer() beyond this fails
   size_t maxChannels = 256;        // bindChannel() beyond this fails (hard limit 4096)
   Duration keepalive = kKeepaliveInterval;  // zero: no keepalives
-};
-
-// A datagram for the owner to send to Config::server.
-struct Transmit {
-  SockAddr to;
-  std::vector<uint8_t> bytes;
 };
 
 // ---- events ----
@@ -351,7 +347,7 @@ class Client {
   Result<void> send(const SockAddr& peer, std::span<const uint8_t> data, TimePoint now);
 
   // Outputs, in order; each call empties its queue.
-  std::vector<Transmit> takeTransmits();
+  std::vector<Datagram> takeSends();  // each from Config::local to Config::server
   std::vector<Event> takeEvents();
 
   State state() const;

@@ -84,7 +84,7 @@ class Driver {
   }
 
   void flush() {
-    for (auto& t : client_.takeTransmits()) {
+    for (auto& t : client_.takeSends()) {
       sockaddr_storage ss{};
       socklen_t len = t.to.toSockaddr(&ss);
       sendto(fd_, t.bytes.data(), t.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);

@@ -49,9 +49,8 @@ class SimRelay::Ports final : public turn::PortReserver {
     auto bound = r_.host_->bind(a, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
                                           TimePoint now) {
       if (r_.dead_) return;
-      std::vector<turn::Send> out;
-      r_.turn_->onPeerDatagram(b, from, to, now, out);
-      r_.flush(out);
+      r_.turn_->onPeerDatagram(b, from, to, now);
+      r_.flush(r_.turn_->takeSends());
     });
     if (bound) bound_.push_back(*bound);
     return bound;
@@ -86,15 +85,15 @@ SimRelay::SimRelay(Scenario& sc) {
 
 SimRelay::~SimRelay() = default;
 
-void SimRelay::flush(std::vector<turn::Send>& out) {
-  for (auto& s : out) host_->send(s.from, s.to, s.bytes);
-  out.clear();
+void SimRelay::flush(const std::vector<Datagram>& out) {
+  for (const auto& s : out) host_->send(s.from, s.to, s.bytes);
 }
 
 void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now) {
   if (dead_ || bytes.empty()) return;
   if (bytes[0] == TGW_FRAME_RENDEZVOUS) {
-    for (auto& d : rdv_->onDatagram(bytes, from, now)) host_->send(to, d.to, d.bytes);
+    rdv_->onDatagram(bytes, from, to, now);
+    flush(rdv_->takeSends());
     return;
   }
   if (bytes[0] < 4) {
@@ -106,12 +105,12 @@ void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, co
       }
     }
   }
-  std::vector<turn::Send> out;
-  if (!turn_->onClientDatagram(bytes, from, to, now, out)) {
+  if (!turn_->onClientDatagram(bytes, from, to, now)) {
     auto& stun = to.isV4() ? *stun4_ : *stun6_;
-    if (auto reply = stun.onDatagram(bytes, from, to, now)) host_->send(reply->from, reply->to, reply->bytes);
+    stun.onDatagram(bytes, from, to, now);
+    flush(stun.takeSends());
   }
-  flush(out);
+  flush(turn_->takeSends());
 }
 
 TimePoint SimRelay::nextDeadline() const {
@@ -121,10 +120,10 @@ TimePoint SimRelay::nextDeadline() const {
 
 void SimRelay::onTimer(TimePoint now) {
   if (dead_) return;
-  std::vector<turn::Send> out;
-  if (turn_->nextDeadline() <= now) turn_->onTimer(now, out);
+  if (turn_->nextDeadline() <= now) turn_->onTimer(now);
   if (rdv_->nextDeadline() <= now) rdv_->onTimer(now);
-  flush(out);
+  flush(turn_->takeSends());
+  flush(rdv_->takeSends());
 }
 
 void SimRelay::kill() { dead_ = true; }
@@ -182,7 +181,8 @@ Scenario::Scenario(uint64_t seed) : net(seed) {
     Host* h = stun2_;
     auto ok = h->bind(SockAddr(ip, kStunPort), [h, s](std::span<const uint8_t> b, const SockAddr& from,
                                                       const SockAddr& to, TimePoint now) {
-      if (auto r = s->onDatagram(b, from, to, now)) h->send(r->from, r->to, r->bytes);
+      s->onDatagram(b, from, to, now);
+      for (const auto& r : s->takeSends()) h->send(r.from, r.to, r.bytes);
     });
     (void)ok;
     stun2Servers_.push_back(std::move(server));

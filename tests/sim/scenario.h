@@ -74,7 +74,7 @@ class SimRelay {
  private:
   class Ports;
   void onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now);
-  void flush(std::vector<turn::Send>& out);
+  void flush(const std::vector<Datagram>& out);
 
   sim::Host* host_;
   std::unique_ptr<Ports> ports_;

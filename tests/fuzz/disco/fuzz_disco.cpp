@@ -66,7 +66,8 @@ void rendezvousCodec(std::span<const uint8_t> bytes) {
   if (m.ok()) check(rendezvous::encode(*m).value() == std::vector<uint8_t>(bytes.begin(), bytes.end()));
 
   static rendezvous::Server server(keyFrom(3));
-  for (const auto& d : server.onDatagram(bytes, kNode, kNow)) {
+  server.onDatagram(bytes, kNode, kRelay, kNow);
+  for (const auto& d : server.takeSends()) {
     auto r = rendezvous::decode(d.bytes);
     check(r.ok());
     check(std::holds_alternative<rendezvous::Challenge>(*r) || std::holds_alternative<rendezvous::Registered>(*r) ||

@@ -96,8 +96,8 @@ struct Harness {
     return t;
   }
 
-  void verify(const std::vector<Send>& out) {
-    for (const Send& s : out) {
+  void verify(const std::vector<Datagram>& out) {
+    for (const Datagram& s : out) {
       if (s.from == listen) {
         check(s.to == clients[0] || s.to == clients[1]);
         auto m = Message::parse(s.bytes);
@@ -133,9 +133,8 @@ struct Harness {
   }
 
   void feedClient(int which, const std::vector<uint8_t>& bytes) {
-    std::vector<Send> out;
-    (void)server->onClientDatagram(bytes, clients[which], listen, now, out);
-    verify(out);
+    (void)server->onClientDatagram(bytes, clients[which], listen, now);
+    verify(server->takeSends());
   }
 
   // [type: 2][length: 1][value] records into attributes.
@@ -151,7 +150,6 @@ struct Harness {
 
   void event(uint8_t kind, std::span<const uint8_t> bytes) {
     const int which = (kind >> 3) & 1;
-    std::vector<Send> out;
     switch (kind % 5) {
       case 0:
         feedClient(which, {bytes.begin(), bytes.end()});
@@ -162,8 +160,8 @@ struct Harness {
         SockAddr relayed(pick & 1 ? cfg.policy.relayIps[1] : cfg.policy.relayIps[0], static_cast<uint16_t>(50000 + (pick >> 1) % 8));
         SockAddr peer = (pick & 0x80) ? SockAddr(cfg.policy.relayIps[0], 50001) : sa("198.18.5.5:5000");
         if (pick & 0x40) peer = SockAddr(peer.ip(), static_cast<uint16_t>(pick));
-        server->onPeerDatagram(bytes.subspan(1), peer, relayed, now, out);
-        verify(out);
+        server->onPeerDatagram(bytes.subspan(1), peer, relayed, now);
+        verify(server->takeSends());
         break;
       }
       case 2:
@@ -197,11 +195,11 @@ struct Harness {
         now += std::chrono::seconds(bytes[0] * 10) + std::chrono::milliseconds(bytes[1]);
         for (int guard = 0; guard < 1000 && server->nextDeadline() <= now; ++guard) {
           const TimePoint d = server->nextDeadline();
-          server->onTimer(d, out);
+          server->onTimer(d);
           check(server->nextDeadline() > d);
         }
         check(server->nextDeadline() > now);
-        verify(out);
+        verify(server->takeSends());
         break;
       }
     }

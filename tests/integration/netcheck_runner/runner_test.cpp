@@ -97,14 +97,15 @@ class LoopbackStunServer {
         ssize_t n = ::recvfrom(pfds[i].fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
         if (n <= 0) continue;
         auto from = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-        auto reply = server_->onDatagram(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), *from,
-                                         fds_[i].second, Clock::now());
-        if (!reply) continue;
-        for (auto& f : fds_) {
-          if (f.second != reply->from) continue;
-          sockaddr_storage to{};
-          socklen_t tl = reply->to.toSockaddr(&to);
-          ::sendto(f.first, reply->bytes.data(), reply->bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), tl);
+        server_->onDatagram(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), *from, fds_[i].second,
+                            Clock::now());
+        for (const auto& reply : server_->takeSends()) {
+          for (auto& f : fds_) {
+            if (f.second != reply.from) continue;
+            sockaddr_storage to{};
+            socklen_t tl = reply.to.toSockaddr(&to);
+            ::sendto(f.first, reply.bytes.data(), reply.bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), tl);
+          }
         }
       }
     }

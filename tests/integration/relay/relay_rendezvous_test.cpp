@@ -33,7 +33,7 @@ struct Node {
   ~Node() {
     if (fd >= 0) close(fd);
   }
-  void send(const std::vector<rendezvous::Datagram>& out) {
+  void send(const std::vector<Datagram>& out) {
     for (const auto& d : out) sendBytes(fd, d.to, d.bytes);
   }
   // Feeds the client what arrives until `done` or a receive timeout (2 s).

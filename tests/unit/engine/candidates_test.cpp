@@ -60,7 +60,8 @@ class StunSourceSim : public ::testing::Test {
       sim::Host& h = net.addHost(net.internet(), s.toString(), {s.ip()}, sim::Link{10ms, 0});
       auto server = std::make_shared<stun::Server>(stun::ServerConfig{s.ip(), std::nullopt, 3478, std::nullopt, "t"});
       auto ok = h.bind(s, [&h, server](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to, TimePoint now) {
-        if (auto r = server->onDatagram(b, from, to, now)) h.send(r->from, r->to, r->bytes);
+        server->onDatagram(b, from, to, now);
+        for (const auto& r : server->takeSends()) h.send(r.from, r.to, r.bytes);
       });
       ASSERT_TRUE(ok.ok());
       servers.push_back(server);
@@ -190,9 +191,8 @@ class RelaySourceAgainstServer : public ::testing::Test {
       auto sends = source->takeSends();
       if (sends.empty()) return;
       for (const auto& d : sends) {
-        std::vector<turn::Send> out;
-        server->onClientDatagram(d.bytes, d.from, d.to, now, out);
-        for (const auto& o : out) source->onDatagram(o.bytes, o.from, o.to, now);
+        server->onClientDatagram(d.bytes, d.from, d.to, now);
+        for (const auto& o : server->takeSends()) source->onDatagram(o.bytes, o.from, o.to, now);
       }
     }
   }

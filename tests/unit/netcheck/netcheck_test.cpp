@@ -56,7 +56,8 @@ class NetcheckSim : public ::testing::Test {
     for (const auto& ep : server->endpoints()) {
       auto bound = h.bind(ep, [&h, server](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to,
                                            TimePoint now) {
-        if (auto reply = server->onDatagram(bytes, from, to, now)) h.send(reply->from, reply->to, reply->bytes);
+        server->onDatagram(bytes, from, to, now);
+        for (const auto& reply : server->takeSends()) h.send(reply.from, reply.to, reply.bytes);
       });
       ASSERT_TRUE(bound.ok()) << bound.error().message;
     }

@@ -53,7 +53,8 @@ struct SimLab {
     homeB = &net.addNat(cgnat->inside(), "home-b", {ip("100.64.0.2")}, easy, sim::Link{2ms, 0});
     EXPECT_TRUE(relay.bind(relayAddr, [this](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr&,
                                              TimePoint now) {
-                  for (auto& d : server.onDatagram(bytes, from, now)) relay.send(relayAddr, d.to, d.bytes);
+                  server.onDatagram(bytes, from, relayAddr, now);
+                  for (auto& d : server.takeSends()) relay.send(d.from, d.to, d.bytes);
                 }).ok());
     setup(a, net.addHost(homeA->inside(), "a", {ip("192.168.1.2")}, sim::Link{1ms, 0}), "192.168.1.2:41641");
     setup(b, net.addHost(homeB->inside(), "b", {ip("192.168.1.2")}, sim::Link{1ms, 0}), "192.168.1.2:41641");

@@ -41,6 +41,12 @@ struct Lab {
 
   explicit Lab(ServerConfig cfg = {}) : server(std::make_unique<Server>(serverKey, cfg)) {}
 
+  // What the server sends for one datagram from `from`.
+  std::vector<Datagram> ask(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint t) {
+    server->onDatagram(bytes, from, kServerAddr, t);
+    return server->takeSends();
+  }
+
   Node& add(const char* where) {
     auto n = std::make_unique<Node>(Node{NodeKey::generate(), addr(where), nullptr});
     n->client = std::make_unique<Client>(n->key, ClientConfig{kServerAddr, serverKey.publicKey()}, kCounterStart);
@@ -57,7 +63,7 @@ struct Lab {
       toServer.erase(toServer.begin());
       if (d.to != kServerAddr) continue;
       toServerLog.push_back(d);
-      for (auto& reply : server->onDatagram(d.bytes, src, now)) {
+      for (auto& reply : ask(d.bytes, src, now)) {
         fromServerLog.push_back(reply);
         for (auto& n : nodes) {
           if (n->addr != reply.to) continue;
@@ -165,14 +171,14 @@ TEST(Rendezvous, ANodeWithoutThePrivateKeyCannotRegister) {
   const SockAddr from = addr("198.18.66.6:5000");
   // The impostor asks for a challenge in the victim's name and answers it with a box made
   // with its own private key (it does not have the victim's).
-  auto ch = lab.server->onDatagram(encode(Hello{victim.publicKey()}).value(), from, lab.now);
+  auto ch = lab.ask(encode(Hello{victim.publicKey()}).value(), from, lab.now);
   ASSERT_EQ(ch.size(), 1u);
   auto challenge = std::get<Challenge>(decode(ch[0].bytes).value());
   EXPECT_EQ(challenge.relay, lab.serverKey.publicKey());
   crypto::Sealer wrong(impostor, kCounterStart);
   Register r{victim.publicKey(), challenge.cookie, {}};
   ASSERT_TRUE(wrong.seal(lab.serverKey.publicKey(), proofPlaintext(challenge.cookie), r.proof).ok());
-  EXPECT_TRUE(lab.server->onDatagram(encode(r).value(), from, lab.now).empty());
+  EXPECT_TRUE(lab.ask(encode(r).value(), from, lab.now).empty());
   EXPECT_EQ(lab.server->counters().droppedBadProof, 1u);
   EXPECT_EQ(lab.server->addressOf(victim.publicKey(), lab.now), nullptr);
 
@@ -182,19 +188,19 @@ TEST(Rendezvous, ANodeWithoutThePrivateKeyCannotRegister) {
   Cookie other = challenge.cookie;
   other[0] ^= 1;
   ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(other), wrongContent.proof).ok());
-  EXPECT_TRUE(lab.server->onDatagram(encode(wrongContent).value(), from, lab.now).empty());
+  EXPECT_TRUE(lab.ask(encode(wrongContent).value(), from, lab.now).empty());
   EXPECT_EQ(lab.server->counters().droppedBadProof, 2u);
 
   // A genuine REGISTER replayed from another address: the cookie is bound to the address.
   Register genuine{victim.publicKey(), challenge.cookie, {}};
   ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(challenge.cookie), genuine.proof).ok());
-  EXPECT_TRUE(lab.server->onDatagram(encode(genuine).value(), addr("198.18.66.7:5000"), lab.now).empty());
+  EXPECT_TRUE(lab.ask(encode(genuine).value(), addr("198.18.66.7:5000"), lab.now).empty());
   EXPECT_EQ(lab.server->counters().droppedBadCookie, 1u);
   // ... and too late: the cookie has expired.
-  EXPECT_TRUE(lab.server->onDatagram(encode(genuine).value(), from, lab.now + kChallengeLifetime + 1s).empty());
+  EXPECT_TRUE(lab.ask(encode(genuine).value(), from, lab.now + kChallengeLifetime + 1s).empty());
   EXPECT_EQ(lab.server->counters().droppedBadCookie, 2u);
   // In time from the right address it registers.
-  auto ok = lab.server->onDatagram(encode(genuine).value(), from, lab.now + 1s);
+  auto ok = lab.ask(encode(genuine).value(), from, lab.now + 1s);
   ASSERT_EQ(ok.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<Registered>(decode(ok[0].bytes).value()));
   EXPECT_EQ(lab.server->registeredNodes(), 1u);
@@ -257,7 +263,7 @@ TEST(Rendezvous, UnknownDestinationAndUnregisteredSenderGetErrors) {
   EXPECT_TRUE(a.client->takeUnknownDestinations().empty());
 
   // A SEND from an address nobody registered from.
-  auto out = lab.server->onDatagram(encode(Send{a.key.publicKey(), blobOf("spoof")}).value(),
+  auto out = lab.ask(encode(Send{a.key.publicKey(), blobOf("spoof")}).value(),
                                     addr("198.18.9.9:9"), lab.now);
   ASSERT_EQ(out.size(), 1u);
   auto e = std::get<ErrorMsg>(decode(out[0].bytes).value());
@@ -267,8 +273,8 @@ TEST(Rendezvous, UnknownDestinationAndUnregisteredSenderGetErrors) {
   EXPECT_EQ(lab.server->counters().delivered, 0u);
 
   // Garbage and server-to-node kinds are dropped without an answer.
-  EXPECT_TRUE(lab.server->onDatagram(std::vector<uint8_t>{TGW_FRAME_RENDEZVOUS, 1, 99, 0}, a.addr, lab.now).empty());
-  EXPECT_TRUE(lab.server->onDatagram(encode(Registered{1, {}}).value(), a.addr, lab.now).empty());
+  EXPECT_TRUE(lab.ask(std::vector<uint8_t>{TGW_FRAME_RENDEZVOUS, 1, 99, 0}, a.addr, lab.now).empty());
+  EXPECT_TRUE(lab.ask(encode(Registered{1, {}}).value(), a.addr, lab.now).empty());
   EXPECT_EQ(lab.server->counters().droppedMalformed, 1u);
   EXPECT_EQ(lab.server->counters().droppedUnexpected, 1u);
 }

@@ -57,7 +57,7 @@ struct Parsed {
   std::vector<uint8_t> bytes;
   Message msg;
 };
-Parsed parseReply(const Server::Reply& r) {
+Parsed parseReply(const Datagram& r) {
   Parsed p{r.bytes, {}};
   auto m = Message::parse(p.bytes);
   EXPECT_TRUE(m.ok()) << "reply does not parse: " << (m.ok() ? "" : toString(m.error()));
@@ -65,9 +65,18 @@ Parsed parseReply(const Server::Reply& r) {
   return p;
 }
 
+// What the server queued for one datagram: its answer, or nothing.
+std::optional<Datagram> ask(Server& s, std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                            TimePoint now) {
+  s.onDatagram(bytes, from, local, now);
+  auto sends = s.takeSends();
+  if (sends.empty()) return std::nullopt;
+  return std::move(sends.front());
+}
+
 TEST(StunServer, BindingSuccessIpv4) {
   Server s(plainConfig());
-  auto r = s.onDatagram(bindingRequest(), kClient, kLocal, kNow);
+  auto r = ask(s, bindingRequest(), kClient, kLocal, kNow);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->from, kLocal);
   EXPECT_EQ(r->to, kClient);
@@ -90,7 +99,7 @@ TEST(StunServer, BindingSuccessIpv6AndNoSoftwareWhenEmpty) {
   Server s(cfg);
   const auto client = SockAddr::parse("[2001:db8:ffff::9]:5555").value();
   const auto local = SockAddr::parse("[2001:db8::1]:3478").value();
-  auto r = s.onDatagram(bindingRequest(), client, local, kNow);
+  auto r = ask(s, bindingRequest(), client, local, kNow);
   ASSERT_TRUE(r);
   auto p = parseReply(*r);
   EXPECT_EQ(p.msg.xorMappedAddress(), client);
@@ -100,10 +109,10 @@ TEST(StunServer, BindingSuccessIpv6AndNoSoftwareWhenEmpty) {
 
 TEST(StunServer, FingerprintInResponseOnlyWhenTheRequestHadOne) {
   Server s(plainConfig());
-  auto with = s.onDatagram(bindingRequest(true), kClient, kLocal, kNow);
+  auto with = ask(s, bindingRequest(true), kClient, kLocal, kNow);
   ASSERT_TRUE(with);
   EXPECT_TRUE(parseReply(*with).msg.hasFingerprint());  // parse also checks the CRC
-  auto without = s.onDatagram(bindingRequest(false), kClient, kLocal, kNow);
+  auto without = ask(s, bindingRequest(false), kClient, kLocal, kNow);
   ASSERT_TRUE(without);
   EXPECT_FALSE(parseReply(*without).msg.hasFingerprint());
 }
@@ -128,7 +137,7 @@ TEST(StunServer, EndpointsAndRfc5780Support) {
 TEST(StunServer, Rfc5780ResponseCarriesOriginAndOtherAddress) {
   Server s(rfc5780Config());
   for (const SockAddr& local : s.endpoints()) {
-    auto r = s.onDatagram(bindingRequest(), kClient, local, kNow);
+    auto r = ask(s, bindingRequest(), kClient, local, kNow);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->from, local);
     auto p = parseReply(*r);
@@ -153,7 +162,7 @@ TEST(StunServer, ChangeRequestPicksTheSourceEndpoint) {
   Server s(rfc5780Config());
   uint64_t changed = 0;
   for (const auto& c : cases) {
-    auto r = s.onDatagram(changeRequest(c.ip, c.port), kClient, c.local, kNow);
+    auto r = ask(s, changeRequest(c.ip, c.port), kClient, c.local, kNow);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->from, c.from) << c.local.toString() << " ip=" << c.ip << " port=" << c.port;
     EXPECT_EQ(r->to, kClient);
@@ -170,7 +179,7 @@ TEST(StunServer, ChangeRequestWithoutRfc5780Is420) {
   portOnly.alternatePort = 3479;
   for (const ServerConfig& cfg : {plainConfig(), portOnly}) {
     Server s(cfg);
-    auto r = s.onDatagram(changeRequest(true, false), kClient, kLocal, kNow);
+    auto r = ask(s, changeRequest(true, false), kClient, kLocal, kNow);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->from, kLocal);
     auto p = parseReply(*r);
@@ -192,7 +201,7 @@ TEST(StunServer, UnknownComprehensionRequiredIs420) {
                  .attr(0x0024, {0, 0, 0, 2})   // repeated: listed once
                  .fingerprint()
                  .bytes();
-  auto r = s.onDatagram(req, kClient, kLocal, kNow);
+  auto r = ask(s, req, kClient, kLocal, kNow);
   ASSERT_TRUE(r);
   auto p = parseReply(*r);
   EXPECT_EQ(p.msg.cls(), Class::ErrorResponse);
@@ -207,7 +216,7 @@ TEST(StunServer, UnknownComprehensionRequiredIs420) {
 TEST(StunServer, UnknownOptionalAttributesAreIgnored) {
   Server s(plainConfig());
   auto req = RawMessage().attr(0x8029, std::vector<uint8_t>(8)).attr(attr::kUsername, bytesOf("u")).bytes();
-  auto r = s.onDatagram(req, kClient, kLocal, kNow);
+  auto r = ask(s, req, kClient, kLocal, kNow);
   ASSERT_TRUE(r);
   EXPECT_EQ(parseReply(*r).msg.cls(), Class::SuccessResponse);
 }
@@ -221,7 +230,7 @@ TEST(StunServer, Rfc5769SampleRequestGets420ForPriority) {
       "00 08 00 14 9a ea a7 0c bf d8 cb 56 78 1e f2 b5 b2 d3 f2 49 c1 b5 71 a2"
       "80 28 00 04 e5 7a 3b cf");
   Server s(plainConfig());
-  auto r = s.onDatagram(req, kClient, kLocal, kNow);
+  auto r = ask(s, req, kClient, kLocal, kNow);
   ASSERT_TRUE(r);
   auto p = parseReply(*r);
   EXPECT_EQ(p.msg.errorCode()->code, 420);
@@ -245,7 +254,7 @@ TEST(StunServer, FramingErrorInARequestIs400) {
   bad.push_back(RawMessage().attr(attr::kXorMappedAddress, hex("00 07 00 00 00 00 00 00")).bytes());
   Server s(plainConfig());
   for (const auto& req : bad) {
-    auto r = s.onDatagram(req, kClient, kLocal, kNow);
+    auto r = ask(s, req, kClient, kLocal, kNow);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->to, kClient);
     auto p = parseReply(*r);
@@ -263,7 +272,7 @@ TEST(StunServer, FramingErrorInANonRequestIsDropped) {
   for (uint16_t type : {0x0101, 0x0111, 0x0011}) {
     auto b = RawMessage(type).attr(attr::kSoftware, bytesOf("abcd")).bytes();
     b.push_back(0);  // length mismatch
-    EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+    EXPECT_FALSE(ask(s, b, kClient, kLocal, kNow));
   }
   expectCounters(s, {{"dropped_malformed", 3}});
 }
@@ -277,7 +286,7 @@ TEST(StunServer, NotStunIsDropped) {
   const std::vector<uint8_t> channelData = {0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4};
   const std::vector<uint8_t> tiny = {0x00};
   for (const auto& d : {badCookie, topBits, channelData, tiny, std::vector<uint8_t>{}}) {
-    EXPECT_FALSE(s.onDatagram(d, kClient, kLocal, kNow));
+    EXPECT_FALSE(ask(s, d, kClient, kLocal, kNow));
   }
   expectCounters(s, {{"dropped_not_stun", 5}});
 }
@@ -286,7 +295,7 @@ TEST(StunServer, ShortStunWithoutTransactionIdIsDroppedAsMalformed) {
   Server s(plainConfig());
   auto b = bindingRequest();
   b.resize(12);  // cookie readable, transaction id cut
-  EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+  EXPECT_FALSE(ask(s, b, kClient, kLocal, kNow));
   expectCounters(s, {{"dropped_malformed", 1}});
 }
 
@@ -294,7 +303,7 @@ TEST(StunServer, BadFingerprintIsDroppedSilently) {
   Server s(plainConfig());
   auto b = bindingRequest(true);
   b.back() ^= 1;
-  EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+  EXPECT_FALSE(ask(s, b, kClient, kLocal, kNow));
   expectCounters(s, {{"dropped_bad_fingerprint", 1}});
 }
 
@@ -302,14 +311,14 @@ TEST(StunServer, NeverRepliesToResponsesOrIndications) {
   Server s(plainConfig());
   for (Class c : {Class::SuccessResponse, Class::ErrorResponse, Class::Indication}) {
     auto b = MessageBuilder(Method::Binding, c, kTid).addXorMappedAddress(kClient).finish();
-    EXPECT_FALSE(s.onDatagram(b, kClient, kLocal, kNow));
+    EXPECT_FALSE(ask(s, b, kClient, kLocal, kNow));
   }
   // Its own replies, fed back (a reflection loop), are dropped too.
-  auto ok = s.onDatagram(bindingRequest(), kClient, kLocal, kNow);
-  auto err = s.onDatagram(changeRequest(true, true), kClient, kLocal, kNow);
+  auto ok = ask(s, bindingRequest(), kClient, kLocal, kNow);
+  auto err = ask(s, changeRequest(true, true), kClient, kLocal, kNow);
   ASSERT_TRUE(ok && err);
-  EXPECT_FALSE(s.onDatagram(ok->bytes, kLocal, kLocal, kNow));
-  EXPECT_FALSE(s.onDatagram(err->bytes, kLocal, kLocal, kNow));
+  EXPECT_FALSE(ask(s, ok->bytes, kLocal, kLocal, kNow));
+  EXPECT_FALSE(ask(s, err->bytes, kLocal, kLocal, kNow));
   expectCounters(s, {{"dropped_not_request", 5}, {"requests", 2}, {"binding_success", 1}, {"errors_420", 1}});
 }
 
@@ -319,7 +328,7 @@ TEST(StunServer, OtherMethodsAre400UntilAHandlerIsRegistered) {
                       .addU32(attr::kRequestedTransport, 17u << 24)
                       .withFingerprint()
                       .finish();
-  auto r = s.onDatagram(allocate, kClient, kLocal, kNow);
+  auto r = ask(s, allocate, kClient, kLocal, kNow);
   ASSERT_TRUE(r);
   auto p = parseReply(*r);
   EXPECT_EQ(p.msg.method(), Method::Allocate);
@@ -335,17 +344,17 @@ TEST(StunServer, OtherMethodsAre400UntilAHandlerIsRegistered) {
                        ++calls;
                        seenNow = now;
                        EXPECT_EQ(req.u32Attr(attr::kRequestedTransport), 17u << 24);
-                       return std::optional<Server::Reply>(Server::Reply{
-                           s.errorResponse(req.rawMethod(), req.transactionId(), 401, false), local, from});
+                       return std::optional<Datagram>(Datagram{
+                           local, from, s.errorResponse(req.rawMethod(), req.transactionId(), 401, false)});
                      });
-  r = s.onDatagram(allocate, kClient, kLocal, kNow);
+  r = ask(s, allocate, kClient, kLocal, kNow);
   ASSERT_TRUE(r);
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(seenNow, kNow);
   EXPECT_EQ(parseReply(*r).msg.errorCode()->code, 401);
   // Attributes the handler does not know still get 420 before it is called.
   auto withUnknown = MessageBuilder(Method::Allocate, Class::Request, kTid).addU32(attr::kLifetime, 1).finish();
-  r = s.onDatagram(withUnknown, kClient, kLocal, kNow);
+  r = ask(s, withUnknown, kClient, kLocal, kNow);
   ASSERT_TRUE(r);
   EXPECT_EQ(parseReply(*r).msg.errorCode()->code, 420);
   EXPECT_EQ(calls, 1);

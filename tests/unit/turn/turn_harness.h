@@ -53,7 +53,7 @@ class FakePorts final : public PortReserver {
 
 // One parsed datagram the server emitted.
 struct Out {
-  Send send;
+  Datagram send;
   Message msg() const { return Message::parse(send.bytes).value(); }
   bool isStun() const { return Message::parse(send.bytes).ok(); }
   int errorCode() const {
@@ -91,31 +91,28 @@ class TurnHarness : public ::testing::Test {
   std::vector<Out> fromClient(const std::vector<uint8_t>& bytes, const SockAddr& from, TimePoint t,
                               const SockAddr& local = kListen, bool* handled = nullptr) {
     advance(t);
-    std::vector<Send> out;
-    bool h = server().onClientDatagram(bytes, from, local, t, out);
+    bool h = server().onClientDatagram(bytes, from, local, t);
     if (handled) *handled = h;
     std::vector<Out> r;
-    for (auto& s : out) r.push_back(Out{std::move(s)});
+    for (auto& s : server().takeSends()) r.push_back(Out{std::move(s)});
     return r;
   }
   std::vector<Out> fromPeer(const std::vector<uint8_t>& bytes, const SockAddr& peer, const SockAddr& relayed,
                             TimePoint t) {
     advance(t);
-    std::vector<Send> out;
-    server().onPeerDatagram(bytes, peer, relayed, t, out);
+    server().onPeerDatagram(bytes, peer, relayed, t);
     std::vector<Out> r;
-    for (auto& s : out) r.push_back(Out{std::move(s)});
+    for (auto& s : server().takeSends()) r.push_back(Out{std::move(s)});
     return r;
   }
   // Runs the timer the way the shell does: at every deadline up to t.
   void advance(TimePoint t) {
-    std::vector<Send> out;
     for (int guard = 0; guard < 100000 && server().nextDeadline() <= t; ++guard) {
       const TimePoint d = server().nextDeadline();
-      server().onTimer(d, out);
+      server().onTimer(d);
       ASSERT_GT(server().nextDeadline(), d) << "onTimer did not advance the deadline";
     }
-    EXPECT_TRUE(out.empty());
+    EXPECT_TRUE(server().takeSends().empty());
   }
 
   FakePorts ports;

@@ -92,7 +92,7 @@ class ClientTest : public ::testing::Test {
 
   // The one datagram the client sent since the last call, parsed.
   Parsed one() {
-    auto tx = client_->takeTransmits();
+    auto tx = client_->takeSends();
     EXPECT_EQ(tx.size(), 1u);
     if (tx.empty()) return {};
     EXPECT_EQ(tx[0].to, kServer);
@@ -101,7 +101,7 @@ class ClientTest : public ::testing::Test {
     EXPECT_TRUE(m.ok());
     return {held_.back(), *m};
   }
-  std::vector<Transmit> all() { return client_->takeTransmits(); }
+  std::vector<Datagram> all() { return client_->takeSends(); }
 
   void deliver(const std::vector<uint8_t>& b, TimePoint now, const SockAddr& from = kServer) {
     client_->onDatagram(b, from, now);

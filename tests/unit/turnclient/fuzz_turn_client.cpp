@@ -74,7 +74,7 @@ struct Harness {
   }
 
   void collect() {
-    for (auto& t : client.takeTransmits()) {
+    for (auto& t : client.takeSends()) {
       check(t.to == server);
       check(!t.bytes.empty());
       if (t.bytes[0] >= 0x40 && t.bytes[0] <= 0x4F) {

@@ -89,19 +89,17 @@ class TurnSim : public ::testing::Test {
 
     ports.host = relay;
     ports.onPeer = [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to, TimePoint now) {
-      std::vector<turn::Send> out;
-      server->onPeerDatagram(b, from, to, now, out);
-      flushServer(out);
+      server->onPeerDatagram(b, from, to, now);
+      flushServer();
     };
     server = std::make_unique<turn::Server>(serverCfg, ports, &table);
     ASSERT_TRUE(relay->bind(kListen, [this](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
                                             TimePoint now) {
-                       std::vector<turn::Send> out;
                        if (auto m = stun::Message::parse(b); m && m->cls() == stun::Class::Request) {
                          lastRequestUser = m->stringAttr(stun::attr::kUsername).value_or("");
                        }
-                       if (!server->onClientDatagram(b, from, to, now, out)) ++notTurnAtServer;
-                       flushServer(out);
+                       if (!server->onClientDatagram(b, from, to, now)) ++notTurnAtServer;
+                       flushServer();
                      }).ok());
     auto recorder = [](std::vector<PeerReceived>* log) {
       return [log](std::span<const uint8_t> b, const SockAddr& from, const SockAddr&, TimePoint) {
@@ -119,12 +117,11 @@ class TurnSim : public ::testing::Test {
                        }).ok());
   }
 
-  void flushServer(std::vector<turn::Send>& out) {
-    for (auto& s : out) relay->send(s.from, s.to, coturnLike ? coturnStyle(s.bytes) : s.bytes);
-    out.clear();
+  void flushServer() {
+    for (auto& s : server->takeSends()) relay->send(s.from, s.to, coturnLike ? coturnStyle(s.bytes) : s.bytes);
   }
   void flushClient() {
-    for (auto& t : client->takeTransmits()) {
+    for (auto& t : client->takeSends()) {
       if (forge) {
         if (auto f = forge(t)) forged.push_back(std::move(*f));
       }
@@ -184,9 +181,8 @@ class TurnSim : public ::testing::Test {
         flushClient();
       }
       if (server->nextDeadline() <= now) {
-        std::vector<turn::Send> out;
-        server->onTimer(now, out);
-        flushServer(out);
+        server->onTimer(now);
+        flushServer();
       }
     };
     net.drive(m, net.now() + d);
@@ -285,7 +281,7 @@ class TurnSim : public ::testing::Test {
   std::string lastRequestUser;  // USERNAME of the last request the server got
   // Sees each datagram the client sends (which still goes out); what it returns reaches the
   // client at once, from the server's address.
-  std::function<std::optional<std::vector<uint8_t>>(const Transmit&)> forge;
+  std::function<std::optional<std::vector<uint8_t>>(const Datagram&)> forge;
   std::vector<std::vector<uint8_t>> forged;
 };
 
@@ -708,7 +704,7 @@ TEST_F(TurnSimRestBlock, AForgedUnsigned441WithNothingStaleCostsRequestsNotTheAl
   clientCfg.reclaimCredentials = {previous};
   build();
   bool done = false;
-  forge = [&](const Transmit& t) -> std::optional<std::vector<uint8_t>> {
+  forge = [&](const Datagram& t) -> std::optional<std::vector<uint8_t>> {
     auto m = stun::Message::parse(t.bytes);
     if (done || !m || m->method() != stun::Method::Allocate || !m->has(stun::attr::kUsername)) return std::nullopt;
     done = true;
@@ -722,7 +718,7 @@ TEST_F(TurnSimRestBlock, AForgedUnsigned441WithNothingStaleCostsRequestsNotTheAl
   ASSERT_EQ(server->allocations(net.now()).size(), 1u);
   EXPECT_EQ(server->allocations(net.now())[0].user, current.username);
 
-  forge = [&](const Transmit& t) -> std::optional<std::vector<uint8_t>> {
+  forge = [&](const Datagram& t) -> std::optional<std::vector<uint8_t>> {
     auto m = stun::Message::parse(t.bytes);
     if (!m || m->method() != stun::Method::Refresh) return std::nullopt;
     return unsignedError(*m, 441, "Wrong Credentials");
