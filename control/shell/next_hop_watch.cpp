@@ -30,9 +30,8 @@ Result<std::unique_ptr<NextHopWatch>> NextHopWatch::start(event_base* base, Call
   w->readable_ = event_new(
       base, w->events_->fd(), EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void* arg) { static_cast<NextHopWatch*>(arg)->onReadable(); }, w.get());
-  w->flush_ = evtimer_new(
-      base, [](evutil_socket_t, short, void* arg) { static_cast<NextHopWatch*>(arg)->onFlush(); }, w.get());
-  if (w->readable_ == nullptr || w->flush_ == nullptr || event_add(w->readable_, nullptr) != 0) {
+  w->flush_ = std::make_unique<shell::DeadlineTimer>(base, [wp = w.get()] { wp->onFlush(); });
+  if (w->readable_ == nullptr || event_add(w->readable_, nullptr) != 0) {
     return fail("cannot add the netlink watch to the event loop");
   }
   return w;
@@ -40,7 +39,6 @@ Result<std::unique_ptr<NextHopWatch>> NextHopWatch::start(event_base* base, Call
 
 NextHopWatch::~NextHopWatch() {
   if (readable_ != nullptr) event_free(readable_);
-  if (flush_ != nullptr) event_free(flush_);
 }
 
 void NextHopWatch::onReadable() {
@@ -62,9 +60,7 @@ void NextHopWatch::onReadable() {
     }
   }
   if (!stale || pacer_.due()) return;
-  const TimePoint now = Clock::now();
-  const timeval after = toTimeval(pacer_.onChange(now) - now);
-  if (evtimer_add(flush_, &after) != 0) onFlush();  // no timer: flush now rather than never
+  flush_->follow(pacer_.onChange(Clock::now()));
 }
 
 void NextHopWatch::onFlush() {

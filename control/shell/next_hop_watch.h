@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "dataplane/netlink_events.h"
+#include "shell/deadline_timer.h"
 
 struct event_base;
 struct event;
@@ -71,7 +72,7 @@ class NextHopWatch {
   FlushPacer pacer_;
   Callbacks callbacks_;
   ::event* readable_ = nullptr;
-  ::event* flush_ = nullptr;
+  std::unique_ptr<shell::DeadlineTimer> flush_;  // follows the pacer's due time
   Counters counters_;
 };
 
