@@ -5,9 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
-#include <cstring>
 #include <list>
 #include <map>
 
@@ -17,6 +15,7 @@
 #include "shell/deadline_timer.h"
 #include "shell/next_hop_watch.h"
 #include "shell/udp_endpoints.h"
+#include "shell/xdp_mode.h"
 #include "turnclient/client.h"
 
 namespace tgw {
@@ -31,14 +30,6 @@ constexpr std::chrono::seconds kNeighbourRecheckMin{1};
 
 int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-dataplane::AttachMode toAttachMode(config::XdpMode m) {
-  switch (m) {
-    case config::XdpMode::Native: return dataplane::AttachMode::Native;
-    case config::XdpMode::Generic: return dataplane::AttachMode::Generic;
-    default: return dataplane::AttachMode::Auto;
-  }
 }
 
 bool isLinkLocal(const IpAddr& a) {
@@ -69,7 +60,6 @@ struct EdgeRole::Impl {
     engine::PeerId peer = 0;
     edge::PingResult result;
     size_t answered = 0;
-    TimePoint sent;
     std::function<void(edge::PingResult)> done;
     std::unique_ptr<shell::DeadlineTimer> timeout;
   };
@@ -135,7 +125,6 @@ struct EdgeRole::Impl {
   // say so when one of them goes, or a new one comes.
   void onAddressChange(const dataplane::NetlinkChanges::Address& a) {
     if (a.ifindex != static_cast<int>(if_nametoindex(cfg.interface.c_str()))) return;
-    const auto locals = sockets->locals();
     const bool ours = std::any_of(locals.begin(), locals.end(), [&](const SockAddr& s) { return s.ip() == a.address; });
     if (!a.added && ours) {
       log::warn("edge_address_removed", {{"interface", cfg.interface}, {"address", a.address.toString()},
@@ -311,7 +300,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     dataplane::EdgeFastPath::Options fo;
     fo.wanInterface = cfg.interface;
     fo.lanInterface = cfg.lanInterface;
-    fo.mode = toAttachMode(cfg.xdpMode);
+    fo.mode = shell::toAttachMode(cfg.xdpMode);
     fo.pinDir = cfg.pinDir;
     fo.sockets = locals;
     auto fp = dataplane::EdgeFastPath::open(fo);
@@ -414,7 +403,6 @@ Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std
   impl.pings.emplace_back();
   auto it = std::prev(impl.pings.end());
   it->peer = *id;
-  it->sent = now;
   it->done = std::move(done);
   it->result.peer = peerName(peer);
   for (const auto& p : pinged) it->result.paths.push_back(edge::PingResult::PathRtt{p, std::nullopt, active && *active == p});

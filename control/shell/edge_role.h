@@ -1,6 +1,6 @@
 // The edge role's shell (DESIGN.md "edge"): real UDP sockets (one per address family, on
-// the WAN interface's addresses) feeding the sans-I/O edge::Node (node.h), one libevent
-// timer following Node::nextDeadline(), and the edge's XDP fast path
+// the WAN interface's addresses, shell::UdpEndpoints) feeding the sans-I/O edge::Node
+// (node.h), one shell::DeadlineTimer following Node::nextDeadline(), and the edge's XDP fast path
 // (dataplane/edge_fastpath.h) as the Node's ForwardingTable. Discovery, keepalive, TURN
 // control and rendezvous go through the sockets; application data never does.
 //

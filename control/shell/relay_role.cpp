@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "base/log.h"
+#include "shell/xdp_mode.h"
 #include "crypto/node_key.h"
 #include "tgw/frames.h"
 
@@ -15,14 +16,6 @@ namespace {
 constexpr uint32_t kFastPathRoutesPerAllocation = 4;
 // At most this many routes (two preallocated hash entries each, about 300 bytes: 80 MB).
 constexpr uint64_t kMaxFastPathRoutes = 262144;
-
-dataplane::AttachMode toAttachMode(config::XdpMode m) {
-  switch (m) {
-    case config::XdpMode::Native: return dataplane::AttachMode::Native;
-    case config::XdpMode::Generic: return dataplane::AttachMode::Generic;
-    default: return dataplane::AttachMode::Auto;
-  }
-}
 
 bool turnEnabled(const config::RelayConfig& cfg) { return cfg.turn && cfg.turn->enabled; }
 
@@ -226,7 +219,7 @@ std::vector<dataplane::StunResponder::Endpoint> RelayRole::xdpStunEndpoints() co
 
 template <typename Program>
 Result<dataplane::AttachMode> RelayRole::attachProgram(Program& prog, const char* name) const {
-  auto mode = prog.attach(cfg_.interface, toAttachMode(cfg_.xdpMode));
+  auto mode = prog.attach(cfg_.interface, shell::toAttachMode(cfg_.xdpMode));
   if (!mode) return fail("cannot attach XDP to " + cfg_.interface + ": " + mode.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
   log::info("xdp_attached", {{"interface", cfg_.interface}, {"mode", dataplane::attachModeName(*mode)},

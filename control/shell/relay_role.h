@@ -4,16 +4,17 @@
 //
 // Datagrams on a STUN endpoint go to turn::Server::onClientDatagram first and to
 // stun::Server when TURN says they are not its own; datagrams on a relayed socket go to
-// turn::Server::onPeerDatagram. One libevent timer follows turn::Server::nextDeadline().
-// Whatever the servers emit is sent from the socket bound at the emitted `from`.
+// turn::Server::onPeerDatagram (two shell::UdpEndpoints: listening and relayed). One
+// shell::DeadlineTimer follows turn::Server::nextDeadline(). Whatever the servers emit
+// (takeSends()) is sent from the socket bound at the emitted `from`.
 //
 // Rendezvous ([relay.rendezvous], DESIGN.md "Rendezvous"): datagrams on a STUN endpoint whose
 // first byte is TGW_FRAME_RENDEZVOUS (0x0E, xdp/include/tgw/frames.h) go to
 // rendezvous::Server before TURN and STUN see them (neither claims that byte; the XDP
 // programs pass it up as not_stun). Replies go out of the endpoint the request came in on;
-// deliveries to another node out of the primary endpoint of its family (where nodes
-// register). The server's key is the relay's node key (relay.rendezvous.key_file, created
-// 0600 when missing); a second libevent timer follows its nextDeadline() (expiries).
+// deliveries to another node out of the endpoint that node registered at (the server
+// decides both). The server's key is the relay's node key (relay.rendezvous.key_file,
+// created 0600 when missing); a second DeadlineTimer follows its nextDeadline() (expiries).
 //
 // XDP: with TURN enabled and relay.xdp_mode not "off", the relay attaches RelayFastPath (STUN
 // answers and ChannelData forwarding in one program) and hands it to the TURN server as its

@@ -75,12 +75,6 @@ void UdpEndpoints::close(const SockAddr& local) {
 
 void UdpEndpoints::collectClosed() { closed_.clear(); }
 
-std::vector<SockAddr> UdpEndpoints::locals() const {
-  std::vector<SockAddr> out;
-  for (const auto& [local, s] : sockets_) out.push_back(local);
-  return out;
-}
-
 void UdpEndpoints::onReadable(Socket& s) {
   closed_.clear();  // `s` is open, so it is not among them
   for (int i = 0; i < kMaxDatagramsPerWakeup && !s.closed; ++i) {

@@ -61,7 +61,6 @@ class UdpEndpoints {
   // Stops reading `local` and closes its socket (no-op when there is none).
   void close(const SockAddr& local);
   bool has(const SockAddr& local) const { return sockets_.count(local) != 0; }
-  std::vector<SockAddr> locals() const;
   size_t size() const { return sockets_.size(); }
 
   // Sends out of the socket bound at `from`; false (counted txNoSocket) when there is none.
