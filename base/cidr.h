@@ -23,6 +23,7 @@ struct Cidr {
   bool contains(const IpAddr& ip) const;  // false across families
   std::string toString() const;
   friend bool operator==(const Cidr&, const Cidr&) = default;
+  friend auto operator<=>(const Cidr&, const Cidr&) = default;
 };
 
 }  // namespace tgw

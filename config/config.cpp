@@ -257,6 +257,22 @@ std::vector<Cidr> cidrs(const Reader& r, const toml::table& t, const std::string
   return out;
 }
 
+// Why a peer_allow entry is dangerous on a relay facing the Internet, or nullptr: it
+// reopens loopback or "this network" / the unspecified address, or allows a whole family.
+const char* unsafeAllowReason(const Cidr& entry) {
+  if (entry.prefixLength == 0) return "it allows the whole address space of its family";
+  static const std::vector<std::pair<Cidr, const char*>> kNever = {
+      {Cidr::parse("127.0.0.0/8").value(), "it reopens loopback (127.0.0.0/8)"},
+      {Cidr::parse("0.0.0.0/8").value(), "it reopens \"this network\" and the unspecified address (0.0.0.0/8)"},
+      {Cidr::parse("::1/128").value(), "it reopens loopback (::1)"},
+      {Cidr::parse("::/128").value(), "it reopens the unspecified address (::)"},
+  };
+  for (const auto& [range, why] : kNever) {
+    if (range.contains(entry.network) || entry.contains(range.network)) return why;  // they overlap
+  }
+  return nullptr;
+}
+
 void addUser(const Reader& r, const toml::node* where, int line, const std::string& key, TurnConfig& c,
              const std::string& name, const std::string& password) {
   if (name.empty() || name.size() > 513) {  // RFC 8489 section 14.3: USERNAME < 513 bytes
@@ -282,7 +298,7 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
                     "permission_lifetime_seconds", "channel_lifetime_seconds", "max_allocations_per_user",
                     "max_allocations", "max_permissions_per_allocation", "max_channels_per_allocation",
                     "allocation_bytes_per_second", "allocation_burst_bytes", "peer_allow", "peer_deny",
-                    "channel_numbers"});
+                    "peer_allow_unsafe", "nat64_prefixes", "channel_numbers"});
   TurnConfig c;
   const int line = Reader::lineOf(t);
   c.enabled = r.boolean(t, p, "enabled", true);
@@ -399,6 +415,26 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
   }
   c.peerAllow = cidrs(r, t, p, "peer_allow");
   c.peerDeny = cidrs(r, t, p, "peer_deny");
+  c.peerAllowUnsafe = r.boolean(t, p, "peer_allow_unsafe", false);
+  for (const Cidr& a : c.peerAllow) {
+    const char* why = unsafeAllowReason(a);
+    if (why == nullptr) continue;
+    if (!c.peerAllowUnsafe) {
+      r.failAt(t.get("peer_allow"), line, p + "peer_allow",
+               "prefixes that keep loopback, the unspecified address and most of the Internet closed (" +
+                   a.toString() + ": " + why + "; set peer_allow_unsafe = true if you mean it)",
+               "\"" + a.toString() + "\"");
+    }
+    c.unsafeAllow.emplace_back(a, why);
+  }
+  c.nat64Prefixes = cidrs(r, t, p, "nat64_prefixes");
+  for (const Cidr& n : c.nat64Prefixes) {
+    const uint8_t len = n.prefixLength;
+    if (!n.network.isV6() || !(len == 32 || len == 40 || len == 48 || len == 56 || len == 64 || len == 96)) {
+      r.failAt(t.get("nat64_prefixes"), line, p + "nat64_prefixes",
+               "IPv6 prefixes of an RFC 6052 length (/32, /40, /48, /56, /64 or /96)", "\"" + n.toString() + "\"");
+    }
+  }
   return c;
 }
 

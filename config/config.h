@@ -68,6 +68,13 @@ struct TurnConfig {
   uint64_t burstBytes = 0;                // bucket depth; 0: one second's worth
   std::vector<Cidr> peerAllow;            // override the default deny of special ranges
   std::vector<Cidr> peerDeny;             // win over everything
+  // peer_allow entries that reopen loopback, the unspecified address or a whole family are
+  // refused unless peer_allow_unsafe = true; then they are kept here, with why, for the log.
+  bool peerAllowUnsafe = false;
+  std::vector<std::pair<Cidr, std::string>> unsafeAllow;
+  // The operator's NAT64 prefixes (RFC 6052 lengths): the peer policy unwraps addresses in
+  // them and checks the IPv4 address inside. 64:ff9b::/96 needs no entry.
+  std::vector<Cidr> nat64Prefixes;
 };
 
 // [relay.rendezvous]: the rendezvous server (DESIGN.md "Rendezvous") on the relay's STUN port.

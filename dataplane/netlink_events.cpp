@@ -137,7 +137,7 @@ void parseNetlinkEvents(std::span<const uint8_t> datagram, NetlinkChanges& into)
   }
 }
 
-Result<std::unique_ptr<NetlinkEvents>> NetlinkEvents::open() {
+Result<std::unique_ptr<NetlinkEvents>> NetlinkEvents::open(Groups groups) {
   UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
   if (fd.get() < 0) return fail(std::string("netlink socket: ") + std::strerror(errno));
   const int size = kReceiveBuffer;
@@ -148,11 +148,12 @@ Result<std::unique_ptr<NetlinkEvents>> NetlinkEvents::open() {
   }
   sockaddr_nl local{};
   local.nl_family = AF_NETLINK;
-  local.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE | RTMGRP_NEIGH |
-                    RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+  local.nl_groups = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+  if (groups == Groups::NextHops) local.nl_groups |= RTMGRP_LINK | RTMGRP_IPV4_RULE | RTMGRP_NEIGH;
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
-    return fail(std::string("netlink bind (link, route, neighbour and address groups): ") + std::strerror(errno));
+    return fail(std::string("netlink bind (route and address groups): ") + std::strerror(errno));
   }
+  if (groups == Groups::LocalRoutes) return std::unique_ptr<NetlinkEvents>(new NetlinkEvents(std::move(fd)));
   // Groups above 31 have no bit in nl_groups. Nexthop objects (Linux 5.3+): without them a
   // route using one would change without an RTM_NEWROUTE (nexthop_compat_mode 0).
   for (int group : {RTNLGRP_IPV6_RULE, RTNLGRP_NEXTHOP}) {

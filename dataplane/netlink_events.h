@@ -97,10 +97,13 @@ void parseNetlinkEvents(std::span<const uint8_t> datagram, NetlinkChanges& into)
 
 class NetlinkEvents {
  public:
+  enum class Groups {
+    NextHops,     // links, IPv4/IPv6 routes, rules, nexthop objects, neighbours, addresses
+    LocalRoutes,  // IPv4/IPv6 routes and addresses only (what the local table follows)
+  };
   // A NETLINK_ROUTE socket in the caller's network namespace, non-blocking, subscribed to
-  // links, IPv4/IPv6 routes, rules, nexthop objects, neighbours and addresses. Datagrams
-  // from anyone but the kernel are ignored.
-  static Result<std::unique_ptr<NetlinkEvents>> open();
+  // `groups`. Datagrams from anyone but the kernel are ignored.
+  static Result<std::unique_ptr<NetlinkEvents>> open(Groups groups = Groups::NextHops);
 
   // For the event loop: readable when the kernel has events.
   int fd() const { return fd_.get(); }

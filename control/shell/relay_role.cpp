@@ -49,6 +49,7 @@ turn::ServerConfig turnServerConfig(const config::RelayConfig& relay) {
   for (const auto& a : relay.secondaryAddresses) sc.policy.ownAddresses.push_back(a);
   sc.policy.allow = t.peerAllow;
   sc.policy.deny = t.peerDeny;
+  sc.policy.nat64Prefixes = t.nat64Prefixes;
   sc.defaultLifetime = t.allocationLifetime;
   sc.maxLifetime = t.maxAllocationLifetime;
   sc.permissionLifetime = t.permissionLifetime;
@@ -137,6 +138,17 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
                                {"rest", cfg.turn->restSecret ? "yes" : "no"},
                                {"ports", std::to_string(cfg.turn->minPort) + "-" + std::to_string(cfg.turn->maxPort)},
                                {"fast_path", r->fastPath_ ? "yes" : "no"}});
+    for (const auto& [entry, why] : cfg.turn->unsafeAllow) {
+      log::warn("turn_peer_allow_unsafe", {{"entry", entry.toString()}, {"why", why},
+                                           {"override", "relay.turn.peer_allow_unsafe = true"}});
+    }
+    // Every address the kernel delivers here is denied as a peer, followed as it changes.
+    auto watch = shell::LocalAddressWatch::start(base, [rr = r.get()](const std::vector<Cidr>& prefixes) {
+      rr->turn_->setLocalPrefixes(prefixes, Clock::now());
+      rr->afterServers();
+    });
+    if (!watch) return fail(watch.error().message);
+    r->localAddresses_ = std::move(*watch);
   }
   return r;
 }
@@ -404,6 +416,13 @@ nlohmann::json RelayRole::stats() const {
                         {"neighbour_changes", w.neighbourChanges},
                         {"netlink_messages", w.messages},
                         {"netlink_lost", w.lost}};
+  }
+  if (localAddresses_) {
+    const auto& l = localAddresses_->counters();
+    out["local_addresses"] = {{"prefixes", localAddresses_->prefixes().size()},
+                              {"dumps", l.dumps},
+                              {"changes", l.changes},
+                              {"failures", l.failures}};
   }
   nlohmann::json stun = nlohmann::json::object();
   for (const auto& srv : servers_) {

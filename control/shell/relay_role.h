@@ -35,6 +35,7 @@
 #include "base/sockaddr.h"
 #include "config/config.h"
 #include "shell/deadline_timer.h"
+#include "shell/local_address_watch.h"
 #include "shell/next_hop_watch.h"
 #include "shell/udp_endpoints.h"
 #include "dataplane/relay_fastpath.h"
@@ -127,6 +128,7 @@ class RelayRole {
   // Route and neighbour changes flush fastPath_'s next-hop cache at once (after fastPath_:
   // destroyed before it).
   std::unique_ptr<NextHopWatch> nextHopWatch_;
+  std::unique_ptr<shell::LocalAddressWatch> localAddresses_;  // the TURN peer policy's view
   std::optional<dataplane::AttachMode> xdpAttached_;
 };
 

@@ -485,6 +485,34 @@ struct Server::Impl {
     return true;
   }
 
+  // The policy's verdict on a peer, counting refusals of this host's own addresses.
+  bool permitPeer(const SockAddr& peer) {
+    const auto v = policy.check(peer);
+    if (v == PeerPolicy::Verdict::DeniedOwnAddress || v == PeerPolicy::Verdict::DeniedLocalAddress) {
+      ++counters.deniedLocalPeers;
+    }
+    return PeerPolicy::allowedVerdict(v);
+  }
+
+  void setLocalPrefixes(std::vector<Cidr> prefixes, TimePoint now) {
+    policy.setLocalPrefixes(std::move(prefixes));
+    for (auto& [key, a] : allocations) {
+      eraseChannels(*a, [&](const Channel& ch) { return !policy.allowed(ch.peer); });
+      for (auto it = a->permissions.begin(); it != a->permissions.end();) {
+        if (policy.allowedIp(it->first)) {
+          ++it;
+          continue;
+        }
+        log::warn("turn.permission_revoked", {{"client", a->client.toString()}, {"user", a->user},
+                                              {"peer", it->first.toString()}, {"reason", "now an address of this host"}});
+        ++counters.permissionsRevoked;
+        it = a->permissions.erase(it);
+      }
+      syncRoutes(*a, now);
+      reschedule(*a);
+    }
+  }
+
   void runTimers(TimePoint now) {
     while (!deadlines.empty() && deadlines.begin()->first <= now) {
       Allocation* a = deadlines.begin()->second;
@@ -730,7 +758,7 @@ struct Server::Impl {
       if (!a->relayedFor(p.family())) return sendError(ctx, 443);
     }
     for (const SockAddr& p : peers) {
-      if (!policy.allowed(p)) return sendError(ctx, 403);
+      if (!permitPeer(p)) return sendError(ctx, 403);
     }
     std::set<IpAddr> fresh;
     for (const SockAddr& p : peers) {
@@ -756,7 +784,7 @@ struct Server::Impl {
     const uint16_t channel = rd16(num->value.data());
     if (!tgw_channel_valid_upto(channel, config.maxChannel)) return sendError(ctx, 400);
     if (!a->relayedFor(peer->family())) return sendError(ctx, 443);
-    if (!policy.allowed(*peer)) return sendError(ctx, 403);
+    if (!permitPeer(*peer)) return sendError(ctx, 403);
     auto byNumber = a->channels.find(channel);
     if (byNumber != a->channels.end() && byNumber->second.peer != *peer) return sendError(ctx, 400);
     auto byPeer = a->channelByPeer.find(*peer);
@@ -828,7 +856,7 @@ struct Server::Impl {
       ++counters.droppedNoPermission;
       return;
     }
-    if (!policy.allowed(*peer)) {
+    if (!permitPeer(*peer)) {
       ++counters.droppedDeniedPeer;
       return;
     }
@@ -1036,6 +1064,10 @@ void Server::onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer
 }
 
 void Server::onTimer(TimePoint now) { impl_->runTimers(now); }
+
+void Server::setLocalPrefixes(std::vector<Cidr> prefixes, TimePoint now) {
+  impl_->setLocalPrefixes(std::move(prefixes), now);
+}
 
 std::vector<Datagram> Server::takeSends() { return std::exchange(impl_->sends, {}); }
 

@@ -43,6 +43,7 @@
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/turn_table.h"
+#include "turn/policy.h"
 #include "tgw/channel_data.h"
 
 namespace tgw::turn {
@@ -58,53 +59,6 @@ class PortReserver {
                                    bool evenPort) = 0;
   // Closes a port reserve() returned (allocation deleted or expired).
   virtual void release(const SockAddr& relayed) = 0;
-};
-
-// The IPv4 address inside an IPv4-in-IPv6 form, so policy sees what the packet would
-// really reach: IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d (not :: and ::1),
-// NAT64 well-known prefix 64:ff9b::/96 (RFC 6052) and 6to4 2002:AABB:CCDD::/48 (RFC 3056).
-// Other addresses come back unchanged.
-IpAddr normalizePeer(const IpAddr& ip);
-
-// Which peers an allocation may open permissions to (issue 3, abuse protection).
-// Denied by default (after normalizePeer): unspecified, loopback, link-local, multicast,
-// broadcast, "this network" 0/8, reserved 240/4, private (10/8, 172.16/12, 192.168/16,
-// fc00::/7), shared (100.64/10), and the relay's own addresses. Public and documentation /
-// benchmarking ranges are allowed (the lab's Internet is 198.18/15 and 2001:db8::/32).
-// Config allow entries override the default deny of special ranges (not of the relay's own
-// addresses); config deny entries win over everything. Exception: a relayed transport
-// address of this relay (a relay IP with a port inside the relay port range) is allowed, so
-// two clients of one relay can talk to each other; the relay's other ports stay denied.
-// Both the address as given and its normalised IPv4 form are matched against every list.
-struct PeerPolicyConfig {
-  std::vector<Cidr> allow;
-  std::vector<Cidr> deny;
-  std::vector<IpAddr> ownAddresses;  // listening and relay IPs; denied except relayed ports
-  std::vector<IpAddr> relayIps;      // where relayed ports live
-  uint16_t minPort = 49152;
-  uint16_t maxPort = 65535;
-};
-
-class PeerPolicy {
- public:
-  enum class Verdict : uint8_t {
-    Allowed,
-    AllowedByList,        // default-denied, but an allow entry matches
-    AllowedRelayed,       // a relayed address of this relay (client to client)
-    DeniedByList,         // an explicit deny entry
-    DeniedSpecial,        // loopback, private, multicast, ... (default deny)
-    DeniedOwnAddress,     // the relay itself outside the relayed port range
-  };
-  explicit PeerPolicy(PeerPolicyConfig config) : config_(std::move(config)) {}
-  Verdict check(const SockAddr& peer) const;
-  // For CreatePermission, which carries a port the permission ignores (RFC 8656 section 9):
-  // the decision uses the peer's port only for the relayed-address exception.
-  bool allowed(const SockAddr& peer) const;
-  // True when the (normalised) address is in a default-denied range.
-  static bool isSpecial(const IpAddr& normalised);
-
- private:
-  PeerPolicyConfig config_;
 };
 
 // RFC 8656 section 3.2 / 7 / 9 / 12 lifetimes; each configurable.
@@ -204,6 +158,8 @@ struct ServerCounters {
   uint64_t allocationsExpired = 0;
   uint64_t permissionsExpired = 0;
   uint64_t channelsExpired = 0;
+  uint64_t permissionsRevoked = 0;       // the peer became an address of this host
+  uint64_t deniedLocalPeers = 0;         // refused peers: an address of this host
   uint64_t fastPathRoutesAdded = 0;
   uint64_t fastPathRoutesRefused = 0;    // addChannel failed: the socket path carries it
   uint64_t sendIndications = 0;          // forwarded to a peer
@@ -249,6 +205,8 @@ struct ServerCounters {
     TGW_TURN_COUNTER("allocations_expired", allocationsExpired);
     TGW_TURN_COUNTER("permissions_expired", permissionsExpired);
     TGW_TURN_COUNTER("channels_expired", channelsExpired);
+    TGW_TURN_COUNTER("permissions_revoked", permissionsRevoked);
+    TGW_TURN_COUNTER("denied_local_peers", deniedLocalPeers);
     TGW_TURN_COUNTER("fast_path_routes_added", fastPathRoutesAdded);
     TGW_TURN_COUNTER("fast_path_routes_refused", fastPathRoutesRefused);
     TGW_TURN_COUNTER("send_indications", sendIndications);
@@ -300,6 +258,11 @@ class Server {
   // (towards a client) or a relayed transport address (towards a peer): the shell sends from
   // the socket bound there.
   std::vector<Datagram> takeSends();
+
+  // What the kernel delivers to this host changed (the shell follows rtnetlink): the policy
+  // denies the new set at once, and permissions and channels to a peer that is now a local
+  // address are removed (fast-path routes included) and counted (permissions_revoked).
+  void setLocalPrefixes(std::vector<Cidr> prefixes, TimePoint now);
 
   std::vector<AllocationInfo> allocations(TimePoint now) const;
   const ServerCounters& counters() const;

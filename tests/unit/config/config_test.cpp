@@ -202,6 +202,35 @@ TEST(ConfigTurn, EveryKeyIsRead) {
   EXPECT_EQ(t.users.at("b"), "pb");
 }
 
+// Issue 11: an allow entry that reopens loopback, the unspecified address or a whole family
+// needs an explicit override; NAT64 prefixes must have an RFC 6052 length.
+TEST(ConfigTurn, UnsafePeerAllowNeedsTheOverrideAndNat64PrefixesAreChecked) {
+  for (const char* entry : {"127.0.0.0/8", "127.0.0.1", "0.0.0.0/0", "::/0", "::1", "::/128", "0.0.0.0/8",
+                            "0.0.0.0/7"}) {
+    const std::string allow = std::string("peer_allow = [\"") + entry + "\"]\n";
+    auto e = errorOf(withTurn("rest_secret = \"s\"\n" + allow));
+    EXPECT_NE(e.find("t.toml:6: relay.turn.peer_allow: expected prefixes that keep loopback"), std::string::npos)
+        << entry << ": " << e;
+    EXPECT_NE(e.find("peer_allow_unsafe = true"), std::string::npos) << e;
+    auto c = parse(withTurn("rest_secret = \"s\"\npeer_allow_unsafe = true\n" + allow), "t.toml");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    ASSERT_EQ(c->relay->turn->unsafeAllow.size(), 1u) << entry;
+  }
+  auto ok = parse(withTurn("rest_secret = \"s\"\npeer_allow = [\"10.0.0.0/8\", \"128.0.0.0/1\"]\n"
+                           "nat64_prefixes = [\"64:ff9b:1::/96\", \"2001:db8:64::/48\"]\n"),
+                  "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_TRUE(ok->relay->turn->unsafeAllow.empty());
+  ASSERT_EQ(ok->relay->turn->nat64Prefixes.size(), 2u);
+  EXPECT_EQ(ok->relay->turn->nat64Prefixes[1].toString(), "2001:db8:64::/48");
+  EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nnat64_prefixes = [\"64:ff9b:1::/80\"]\n")),
+            "t.toml:6: relay.turn.nat64_prefixes: expected IPv6 prefixes of an RFC 6052 length (/32, /40, /48, "
+            "/56, /64 or /96), got \"64:ff9b:1::/80\"");
+  EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nnat64_prefixes = [\"198.18.0.0/16\"]\n")),
+            "t.toml:6: relay.turn.nat64_prefixes: expected IPv6 prefixes of an RFC 6052 length (/32, /40, /48, "
+            "/56, /64 or /96), got \"198.18.0.0/16\"");
+}
+
 TEST(ConfigTurn, ChannelNumbers) {
   auto wide = parse(withTurn("rest_secret = \"s\"\nchannel_numbers = \"rfc5766\"\n"), "t.toml");
   ASSERT_TRUE(wide.ok()) << wide.error().message;
