@@ -110,7 +110,7 @@ bool Server::sourceHasRoom(const crypto::PublicKey& node, const SockAddr& from, 
     return it == nodesPerSource_.end() ? size_t{0} : it->second;
   };
   if (count() < config_.maxNodesPerSource) return true;
-  onTimer(now);  // expired registrations still counted?
+  onTimer(now);  // registrations past their expiry no longer count
   return count() < config_.maxNodesPerSource;
 }
 
