@@ -2,10 +2,15 @@
 
 #include <cstdio>
 #include <ctime>
+#include <vector>
 
 namespace tgw::log {
 namespace {
 Level gLevel = Level::Warn;
+Sink& sink() {
+  static Sink s;
+  return s;
+}
 
 const char* name(Level l) {
   switch (l) {
@@ -30,7 +35,13 @@ void setLevel(Level level) { gLevel = level; }
 Level level() { return gLevel; }
 bool enabled(Level l) { return l >= gLevel; }
 
+void setSink(Sink s) { sink() = std::move(s); }
+
 void write(Level l, std::string_view event, std::initializer_list<Field> fields) {
+  write(l, event, std::span<const Field>(fields.begin(), fields.size()));
+}
+
+void write(Level l, std::string_view event, std::span<const Field> fields) {
   if (!enabled(l)) return;
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -61,7 +72,26 @@ void write(Level l, std::string_view event, std::initializer_list<Field> fields)
     }
   }
   line += '\n';
+  if (sink()) {
+    sink()(line);
+    return;
+  }
   std::fputs(line.c_str(), stderr);
+}
+
+bool LogLimiter::write(TimePoint now, Level level, std::string_view event, std::initializer_list<Field> fields) {
+  if (!enabled(level)) return false;
+  if (!bucket_.allow(now)) {
+    ++pending_;
+    ++suppressedTotal_;
+    return false;
+  }
+  std::vector<Field> all(fields);
+  if (pending_ > 0) all.emplace_back("suppressed", std::to_string(pending_));
+  pending_ = 0;
+  ++written_;
+  log::write(level, event, all);
+  return true;
 }
 
 }  // namespace tgw::log

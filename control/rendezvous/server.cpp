@@ -21,7 +21,11 @@ void send(std::vector<Datagram>& out, const SockAddr& from, const SockAddr& to, 
 }  // namespace
 
 Server::Server(crypto::NodeKey key, ServerConfig config)
-    : key_(key), config_(config), sealer_(std::move(key), 0) {
+    : key_(key),
+      config_(config),
+      sealer_(std::move(key), 0),
+      cookieChecks_(config.cookieTableSize),
+      proofBuckets_(config.sourceTableSize) {
   crypto::randomBytes(cookieSecret_);
 }
 
@@ -78,12 +82,64 @@ void Server::onHello(const Hello& m, const SockAddr& from, const SockAddr& local
   send(out, local, from, Challenge{publicKey(), makeCookie(m.node, from, stampOf(now))});
 }
 
+size_t Server::CookieHash::operator()(const Cookie& c) const noexcept {
+  size_t h = 0;
+  std::memcpy(&h, c.data() + 8, sizeof h);  // MAC bytes: keyed, so an attacker cannot aim collisions
+  return h;
+}
+
+void Server::refused(std::string_view reason, const SockAddr& from, TimePoint now) {
+  refusedLog_.write(now, log::Level::Warn, "rendezvous.register_refused",
+                    {{"reason", std::string(reason)}, {"source", from.toString()}});
+  counters_.logSuppressed = refusedLog_.suppressed();
+}
+
+void Server::addToSource(const SockAddr& a) { ++nodesPerSource_[sourcePrefix(a.ip())]; }
+
+void Server::removeFromSource(const SockAddr& a) {
+  auto it = nodesPerSource_.find(sourcePrefix(a.ip()));
+  if (it != nodesPerSource_.end() && --it->second == 0) nodesPerSource_.erase(it);
+}
+
+bool Server::sourceHasRoom(const crypto::PublicKey& node, const SockAddr& from, TimePoint now) {
+  const IpAddr prefix = sourcePrefix(from.ip());
+  if (auto it = nodes_.find(node); it != nodes_.end() && sourcePrefix(it->second.addr.ip()) == prefix) return true;
+  if (auto a = byAddr_.find(from); a != byAddr_.end() && a->second != node) return true;  // takes its place
+  auto count = [&] {
+    auto it = nodesPerSource_.find(prefix);
+    return it == nodesPerSource_.end() ? size_t{0} : it->second;
+  };
+  if (count() < config_.maxNodesPerSource) return true;
+  onTimer(now);  // registrations past their expiry no longer count
+  return count() < config_.maxNodesPerSource;
+}
+
 void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr& local, TimePoint now,
                         std::vector<Datagram>& out) {
   if (!cookieValid(m.cookie, m.node, from, now)) {
     ++counters_.droppedBadCookie;
     return;
   }
+  uint32_t& checks = cookieChecks_.touch(m.cookie);
+  if (checks >= config_.cookieChecks) {
+    ++counters_.droppedCookieReused;
+    refused("cookie_reused", from, now);
+    return;
+  }
+  if (!sourceHasRoom(m.node, from, now)) {
+    ++counters_.errorsSourceFull;
+    refused("source_full", from, now);
+    error(ErrorCode::TableFull, m.node, local, from, out);
+    return;
+  }
+  std::optional<RateLimiter>& bucket = proofBuckets_.touch(sourcePrefix(from.ip()));
+  if (!bucket) bucket.emplace(config_.proofChecksPerSecond, config_.proofCheckBurst);
+  if (!bucket->allow(now)) {
+    ++counters_.droppedProofRateLimited;
+    refused("proof_rate", from, now);
+    return;
+  }
+  ++checks;
   auto plain = sealer_.open(m.node, m.proof);
   auto expected = proofPlaintext(m.cookie);
   if (!plain || plain->size() != expected.size() ||
@@ -113,6 +169,7 @@ void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr&
   const TimePoint expires = now + config_.registrationLifetime;
   if (it == nodes_.end()) {
     Node n;
+    addToSource(from);
     n.addr = from;
     n.local = local;
     n.expires = expires;
@@ -124,6 +181,8 @@ void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr&
   } else {
     if (it->second.addr != from) {
       byAddr_.erase(it->second.addr);
+      removeFromSource(it->second.addr);
+      addToSource(from);
       it->second.addr = from;
       ++counters_.addressChanges;
     }
@@ -182,6 +241,7 @@ void Server::removeNode(const crypto::PublicKey& key) {
   auto it = nodes_.find(key);
   if (it == nodes_.end()) return;
   if (auto a = byAddr_.find(it->second.addr); a != byAddr_.end() && a->second == key) byAddr_.erase(a);
+  removeFromSource(it->second.addr);
   nodes_.erase(it);
 }
 

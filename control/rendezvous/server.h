@@ -11,8 +11,23 @@
 //     HMAC-SHA256(secret, timestamp || node key || source address), the secret being
 //     random per server instance (a restarted server refuses old cookies);
 //   - REGISTER: the cookie must be the server's for this node key and source address and
-//     at most challengeLifetime old, and the box must open with the node's key to exactly
-//     TGW_RDV_REGISTER || cookie. Otherwise: counted drop (badCookie, badProof), no answer.
+//     at most challengeLifetime old (else counted drop badCookie). Before the proof is
+//     checked (an X25519 operation, ~50 us on the relay's one event-loop thread) three
+//     bounds apply (issue 11), each a counted drop and a rate-limited log line
+//     (rendezvous.register_refused):
+//       - a cookie is checked at most cookieChecks times (cookieReused): the client seals
+//         each cookie once and starts over from HELLO on a retry, and a duplicate of its
+//         datagram would fail the sealer's replay window anyway; cookies checked are
+//         remembered in a table of cookieTableSize (least recently used forgotten: a
+//         forgotten cookie can be checked again, and then only under the proof bucket);
+//       - a source prefix (sourcePrefix(): IPv4 /32, IPv6 /64) holds at most
+//         maxNodesPerSource registrations: a new node beyond that gets ERROR TableFull
+//         (sourceFull; the client retries on its timer), a registered node refreshing or
+//         moving within its prefix, or a node taking over the address of another, never;
+//       - proof checks per source prefix are a token bucket (proofChecksPerSecond up to
+//         proofCheckBurst; proofRateLimited), the buckets kept for sourceTableSize prefixes.
+//     Then the box must open with the node's key to exactly TGW_RDV_REGISTER || cookie
+//     (else counted drop badProof), no answer.
 //     Then the node is (re-)registered at the source address for registrationLifetime and
 //     REGISTERED is sent. A node registering from a new address moves there (its old
 //     address is forgotten); a node registered at that address before is removed (the
@@ -36,12 +51,16 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "base/clock.h"
 #include "base/datagram.h"
+#include "base/log.h"
+#include "base/rate_limiter.h"
 #include "base/sockaddr.h"
 #include "crypto/node_key.h"
 #include "crypto/seal.h"
@@ -59,6 +78,21 @@ inline constexpr double kDefaultRatePerSecond = 20.0;
 inline constexpr double kDefaultBurst = 40.0;
 // At most one RateLimited error per node per this interval (no error storm back).
 inline constexpr Duration kRateLimitErrorInterval = 1s;
+// Registrations per source prefix: a site is one edge, so 64 sites behind one CGNAT address
+// (or one IPv6 /64) is generous, and one source cannot fill the table (maxNodes).
+inline constexpr size_t kMaxNodesPerSource = 64;
+// Proof checks per source prefix: 64 nodes refreshing every 25 s need 2.6 a second, and all
+// 64 may register at once (a relay restart). 4 a second is 0.2 ms of X25519 a second.
+inline constexpr double kProofChecksPerSecond = 4.0;
+inline constexpr double kProofCheckBurst = 64.0;
+// Checks per cookie: the client seals each cookie once (a duplicate datagram is a replay).
+inline constexpr uint32_t kCookieChecks = 1;
+// Proof buckets kept (sources) and cookies remembered; least recently used forgotten.
+inline constexpr size_t kSourceTableSize = 4096;
+inline constexpr size_t kCookieTableSize = 65536;
+// rendezvous.register_refused lines: one a second sustained, ten at once.
+inline constexpr double kRefusedLogPerSecond = 1.0;
+inline constexpr double kRefusedLogBurst = 10.0;
 
 struct ServerConfig {
   Duration registrationLifetime = kRegistrationLifetime;
@@ -66,6 +100,12 @@ struct ServerConfig {
   size_t maxNodes = 100000;
   double ratePerSecond = kDefaultRatePerSecond;
   double burst = kDefaultBurst;
+  size_t maxNodesPerSource = kMaxNodesPerSource;
+  double proofChecksPerSecond = kProofChecksPerSecond;
+  double proofCheckBurst = kProofCheckBurst;
+  uint32_t cookieChecks = kCookieChecks;
+  size_t sourceTableSize = kSourceTableSize;
+  size_t cookieTableSize = kCookieTableSize;
 };
 
 struct ServerCounters {
@@ -84,6 +124,11 @@ struct ServerCounters {
   uint64_t errorsRateLimited = 0;     // RateLimited errors sent (<= droppedRateLimited)
   uint64_t expired = 0;               // registrations removed by expiry
   uint64_t evicted = 0;               // registrations removed because another node took the address
+  // REGISTER bounds (issue 11), checked before the proof.
+  uint64_t droppedCookieReused = 0;   // the cookie was checked cookieChecks times already
+  uint64_t droppedProofRateLimited = 0;  // the source prefix's proof bucket was empty
+  uint64_t errorsSourceFull = 0;      // maxNodesPerSource: ERROR TableFull sent
+  uint64_t logSuppressed = 0;         // rendezvous.register_refused lines left out
 };
 
 class Server {
@@ -128,6 +173,11 @@ class Server {
                   std::vector<Datagram>& out);
   void onSend(Send&& m, const SockAddr& from, const SockAddr& local, TimePoint now, std::vector<Datagram>& out);
   void removeNode(const crypto::PublicKey& key);
+  // Whether `node` may register at `from` under maxNodesPerSource.
+  bool sourceHasRoom(const crypto::PublicKey& node, const SockAddr& from, TimePoint now);
+  void addToSource(const SockAddr& a);
+  void removeFromSource(const SockAddr& a);
+  void refused(std::string_view reason, const SockAddr& from, TimePoint now);
   void error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& local, const SockAddr& to,
              std::vector<Datagram>& out);
 
@@ -143,6 +193,14 @@ class Server {
   // does not add entries; onTimer moves an entry whose node was refreshed.
   std::multimap<TimePoint, std::pair<crypto::PublicKey, uint64_t>> expiries_;
   uint64_t nextGeneration_ = 1;
+  // REGISTER bounds (issue 11).
+  struct CookieHash {
+    size_t operator()(const Cookie& c) const noexcept;
+  };
+  LruMap<Cookie, uint32_t, CookieHash> cookieChecks_;             // checks made per cookie
+  LruMap<IpAddr, std::optional<RateLimiter>> proofBuckets_;       // per source prefix
+  std::unordered_map<IpAddr, size_t> nodesPerSource_;             // per source prefix; no zeros
+  log::LogLimiter refusedLog_{kRefusedLogPerSecond, kRefusedLogBurst};
   ServerCounters counters_;
   std::vector<Datagram> sends_;  // until takeSends()
 };

@@ -453,7 +453,11 @@ nlohmann::json RelayRole::stats() const {
                          {"errors_table_full", c.errorsTableFull},
                          {"errors_rate_limited", c.errorsRateLimited},
                          {"expired", c.expired},
-                         {"evicted", c.evicted}};
+                         {"evicted", c.evicted},
+                         {"dropped_cookie_reused", c.droppedCookieReused},
+                         {"dropped_proof_rate_limited", c.droppedProofRateLimited},
+                         {"errors_source_full", c.errorsSourceFull},
+                         {"log_suppressed", c.logSuppressed}};
   }
   const auto& l = listeners_->counters();
   const auto& r = relayed_->counters();

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "base/rate_limiter.h"
 #include "crypto/hashes.h"
 #include "stun/message.h"
 #include "tgw/channel_data.h"
@@ -163,6 +164,18 @@ struct Server::Impl {
   std::vector<uint32_t> freeSlots;
   std::vector<Datagram> sends;  // until takeSends()
 
+  // Failed authentications of a source prefix or a user (issue 11, server.h).
+  struct Strikes {
+    uint32_t failures = 0;     // in the window that started at windowStart
+    TimePoint windowStart{};
+    uint32_t backoffs = 0;     // in a row: the next one lasts twice as long
+    TimePoint blockedUntil{};
+    TimePoint lastFailure{};
+  };
+  LruMap<IpAddr, Strikes> sourceStrikes{config.authThrottle.tableSize};
+  LruMap<std::string, Strikes> userStrikes{config.authThrottle.tableSize};
+  log::LogLimiter authLog{kAuthLogPerSecond, kAuthLogBurst};
+
   Impl(ServerConfig c, PortReserver& p, dataplane::TurnTable* fp)
       : config(std::move(c)), ports(p), fastPath(fp), policy(config.policy) {
     if (config.maxChannel != TGW_CHANNEL_MAX_RFC5766) config.maxChannel = TGW_CHANNEL_MAX;
@@ -285,16 +298,26 @@ struct Server::Impl {
   }
 
   // The password for `user`: static users first, then TURN-REST ("expiry[:name]").
-  std::optional<std::string> passwordFor(const std::string& user, TimePoint now) const {
+  // `why` says what failed when there is none.
+  std::optional<std::string> passwordFor(const std::string& user, TimePoint now, std::string_view& why) const {
     if (auto it = config.users.find(user); it != config.users.end()) return it->second;
+    why = "unknown_user";
     if (!config.restSecret) return std::nullopt;
-    const std::string_view ts = std::string_view(user).substr(0, user.find(':'));
+    const auto expiry = restExpiry(user);
+    if (!expiry) return std::nullopt;
+    why = "expired_credential";
+    if (*expiry < unixSeconds(now)) return std::nullopt;  // expired ephemeral credential
+    auto mac = crypto::hmacSha1(asBytes(*config.restSecret), asBytes(user));
+    return base64(mac);
+  }
+
+  // The expiry of a TURN-REST name "expiry[:user]"; nullopt when it is not one.
+  static std::optional<int64_t> restExpiry(std::string_view user) {
+    const std::string_view ts = user.substr(0, user.find(':'));
     int64_t expiry = 0;
     auto [end, ec] = std::from_chars(ts.data(), ts.data() + ts.size(), expiry);
     if (ts.empty() || ec != std::errc() || end != ts.data() + ts.size()) return std::nullopt;
-    if (expiry < unixSeconds(now)) return std::nullopt;  // expired ephemeral credential
-    auto mac = crypto::hmacSha1(asBytes(*config.restSecret), asBytes(user));
-    return base64(mac);
+    return expiry;
   }
 
   // Whose allocation quota a username counts against: a TURN-REST name "expiry:user" counts
@@ -321,6 +344,7 @@ struct Server::Impl {
       sendError(ctx, 400);
       return std::nullopt;
     }
+    if (throttled(ctx, *user, now)) return std::nullopt;
     uint16_t algorithm = kAlgorithmMd5;
     const bool cookie = nonce->starts_with(kNonceCookieSha256);
     auto algs = m.find(attr::kPasswordAlgorithms);
@@ -346,8 +370,10 @@ struct Server::Impl {
       sendError(ctx, 438);
       return std::nullopt;
     }
-    auto password = *realm == config.realm ? passwordFor(*user, now) : std::nullopt;
+    std::string_view why = "wrong_realm";
+    auto password = *realm == config.realm ? passwordFor(*user, now, why) : std::nullopt;
     if (!password) {
+      authFailed(ctx, *user, why, now);
       sendError(ctx, 401);
       return std::nullopt;
     }
@@ -363,10 +389,91 @@ struct Server::Impl {
     a.sha256Integrity = mi256;
     const bool ok = mi256 ? m.verifyIntegritySha256(a.key) : m.verifyIntegrity(a.key);
     if (!ok) {
+      authFailed(ctx, *user, "bad_integrity", now);
       sendError(ctx, 401);
       return std::nullopt;
     }
     return a;
+  }
+
+  // ---- failed authentications (issue 11, server.h) -----------------------------------------
+
+  // The per-user key of `user` when it names a user that can exist: a static user, or a
+  // well-formed TURN-REST name (as its quota key). Invented names get no entry of their own.
+  std::optional<std::string> userKey(const std::string& user) const {
+    if (config.users.count(user)) return user;
+    if (config.restSecret && restExpiry(user)) return quotaKey(user);
+    return std::nullopt;
+  }
+
+  bool onRecord(const Strikes& s, TimePoint now) const {
+    return (s.failures > 0 || s.backoffs > 0) && now - s.lastFailure < config.authThrottle.forget;
+  }
+
+  // Records one failure; the back-off it starts, if any.
+  std::optional<Duration> strike(Strikes& s, uint32_t threshold, TimePoint now) {
+    const AuthThrottleConfig& t = config.authThrottle;
+    if (!onRecord(s, now)) s = Strikes{};
+    if (s.failures == 0 || now - s.windowStart >= t.failureWindow) {
+      s.failures = 0;
+      s.windowStart = now;
+    }
+    s.lastFailure = now;
+    ++s.failures;
+    // Once backed off, the next failure backs off again (twice as long).
+    if (s.backoffs == 0 && s.failures < threshold) return std::nullopt;
+    Duration backoff = t.backoffFirst;
+    for (uint32_t i = 0; i < s.backoffs && backoff < t.backoffMax; ++i) backoff *= 2;
+    backoff = std::min(backoff, t.backoffMax);
+    ++s.backoffs;
+    s.failures = 0;
+    s.blockedUntil = now + backoff;
+    ++counters.authBackoffs;
+    return backoff;
+  }
+
+  void authLine(TimePoint now, std::string_view event, std::initializer_list<log::Field> fields) {
+    authLog.write(now, log::Level::Warn, event, fields);
+    counters.authLogSuppressed = authLog.suppressed();
+  }
+
+  // A user name as logs show it: attacker-chosen, so at most 64 bytes.
+  static std::string logName(std::string_view user) { return std::string(user.substr(0, 64)); }
+
+  void authFailed(const Ctx& ctx, const std::string& user, std::string_view why, TimePoint now) {
+    ++counters.authFailures;
+    authLine(now, "turn.auth_failed",
+             {{"source", ctx.from.toString()}, {"user", logName(user)}, {"reason", std::string(why)}});
+    const IpAddr prefix = sourcePrefix(ctx.from.ip());
+    if (auto backoff = strike(sourceStrikes.touch(prefix), config.authThrottle.failuresPerSource, now)) {
+      authLine(now, "turn.auth_backoff",
+               {{"source", prefix.toString()}, {"seconds", std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*backoff).count())}});
+    }
+    if (auto key = userKey(user)) {
+      if (auto backoff = strike(userStrikes.touch(*key), config.authThrottle.failuresPerUser, now)) {
+        authLine(now, "turn.auth_backoff", {{"user", logName(*key)}, {"seconds", std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*backoff).count())}});
+      }
+    }
+  }
+
+  // Refuses (403, counted) a request with credentials from a backed-off source prefix, or
+  // for a backed-off user from a source with failures on record; no hash is computed.
+  bool throttled(const Ctx& ctx, const std::string& user, TimePoint now) {
+    const Strikes* source = sourceStrikes.find(sourcePrefix(ctx.from.ip()));
+    if (source && now < source->blockedUntil) {
+      ++counters.authThrottledSource;
+      sendError(ctx, 403);
+      return true;
+    }
+    if (!source || !onRecord(*source, now)) return false;
+    auto key = userKey(user);
+    const Strikes* u = key ? userStrikes.find(*key) : nullptr;
+    if (u && now < u->blockedUntil) {
+      ++counters.authThrottledUser;
+      sendError(ctx, 403);
+      return true;
+    }
+    return false;
   }
 
   // ---- deadlines, fast path ----------------------------------------------------------------
@@ -1077,6 +1184,9 @@ TimePoint Server::nextDeadline() const {
 
 std::vector<AllocationInfo> Server::allocations(TimePoint now) const { return impl_->info(now); }
 const ServerCounters& Server::counters() const { return impl_->counters; }
+Server::AuthTableSizes Server::authTableSizes() const {
+  return {impl_->sourceStrikes.size(), impl_->userStrikes.size()};
+}
 const ServerConfig& Server::config() const { return impl_->config; }
 void Server::setWallClockOffset(Duration offset) { impl_->config.wallClockOffset = offset; }
 std::span<const uint16_t> Server::knownAttributes() { return kAllKnown; }

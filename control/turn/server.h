@@ -25,6 +25,35 @@
 // when a shared secret is configured, from TURN-REST ephemeral credentials as coturn
 // implements them (username "expiry" or "expiry:user", expiry a unix time in seconds;
 // password = base64(HMAC-SHA1(secret, username))).
+//
+// Password guessing (issue 11). A *failed* authentication is a request whose credentials
+// were checked and refused: MESSAGE-INTEGRITY(-SHA256) with a valid nonce but a wrong realm,
+// an unknown user, a malformed or expired TURN-REST name, or an integrity that does not
+// verify. It is counted (auth_failures) apart from the ordinary 401 challenge of a request
+// without credentials, and logged at a bounded rate (warn turn.auth_failed, with the source
+// and the user). Failures are tallied per source prefix (sourcePrefix(): IPv4 /32, IPv6
+// /64) and per user (the quota key: a TURN-REST name counts as the user behind it):
+//   - kAuthFailuresPerSource failures from a prefix within kAuthFailureWindow back it off
+//     for kAuthBackoffFirst; each failure after a back-off backs it off again, twice as long,
+//     up to kAuthBackoffMax; kAuthForget without a failure forgets it all. While backed off,
+//     every request with credentials from the prefix is refused before any HMAC or hash is
+//     computed, the right password included (auth_throttled_source).
+//   - kAuthFailuresPerUser failures for a user (from anywhere: a distributed guess) back the
+//     user off the same way, but only for sources with a failure of their own on record
+//     (auth_throttled_user). A source that never failed gets through at once, so guessing
+//     cannot lock a user out of everywhere; a botnet gets one guess per source and back-off.
+//   - Refused requests get 403 Forbidden, without integrity. 401 would invite the client to
+//     retry at once and tell a legitimate user its password is wrong; 429 is not in the STUN
+//     error code registry and RFC 8489 section 6.3.4 makes clients treat an unknown 4xx as a
+//     plain failure anyway (there is no Retry-After to carry); 403 is the code RFC 8656 gives
+//     to "valid but refused by administrative restriction", every TURN client knows it, and
+//     coturn uses it for its own refusals. The request carries USERNAME, REALM, NONCE and an
+//     integrity attribute, so the answer is smaller than it (no amplification).
+//   - Both tables hold at most authTableSize entries (least recently used forgotten); only
+//     users that exist (static, or a well-formed TURN-REST name) get an entry, so invented
+//     names cost a table slot only through the source table.
+// Requests without credentials are not throttled: their 401 costs one nonce HMAC, the same
+// for any stranger, and it is how a throttled legitimate client gets a fresh nonce.
 #pragma once
 
 #include <array>
@@ -68,6 +97,33 @@ inline constexpr Duration kPermissionLifetime = 300s;         // RFC 8656 sectio
 inline constexpr Duration kChannelLifetime = 600s;            // RFC 8656 section 12
 inline constexpr Duration kNonceLifetime = 600s;              // stale after this: 438
 
+// Failed authentications (issue 11; the rules are in the header comment). A mistyped
+// password or two never backs anyone off; five from one prefix in a minute is guessing.
+inline constexpr uint32_t kAuthFailuresPerSource = 5;
+// A user's devices sharing a stale password fail together: more room before the user backs off.
+inline constexpr uint32_t kAuthFailuresPerUser = 10;
+inline constexpr Duration kAuthFailureWindow = 60s;
+// Back-offs double from the first up to the maximum: after 5 guesses, at most one a minute.
+inline constexpr Duration kAuthBackoffFirst = 1s;
+inline constexpr Duration kAuthBackoffMax = 60s;
+// A prefix or user without a failure for this long starts over (no back-off on record).
+inline constexpr Duration kAuthForget = 600s;
+// Entries per table (sources, users): about 100 bytes each plus the user name.
+inline constexpr size_t kAuthTableSize = 4096;
+// turn.auth_failed / turn.auth_backoff lines: one a second sustained, ten at once.
+inline constexpr double kAuthLogPerSecond = 1.0;
+inline constexpr double kAuthLogBurst = 10.0;
+
+struct AuthThrottleConfig {
+  uint32_t failuresPerSource = kAuthFailuresPerSource;
+  uint32_t failuresPerUser = kAuthFailuresPerUser;
+  Duration failureWindow = kAuthFailureWindow;
+  Duration backoffFirst = kAuthBackoffFirst;
+  Duration backoffMax = kAuthBackoffMax;
+  Duration forget = kAuthForget;
+  size_t tableSize = kAuthTableSize;
+};
+
 struct ServerConfig {
   std::string realm = "tgw";
   std::string software = "tgw";                 // SOFTWARE in responses; empty: none
@@ -106,6 +162,7 @@ struct ServerConfig {
   Duration wallClockOffset{};
   // Key of the stateless nonces; all zero: the server draws a random one.
   std::array<uint8_t, 32> nonceSecret{};
+  AuthThrottleConfig authThrottle;              // failed authentications (issue 11)
 };
 
 // Traffic of one allocation; socket path and fast path merged in allocations().
@@ -178,6 +235,12 @@ struct ServerCounters {
   uint64_t droppedQuota = 0;             // over the allocation's bandwidth
   uint64_t droppedUnknownRelayed = 0;    // peer datagram to a relayed address not in use
   uint64_t droppedResponse = 0;          // TURN responses sent to the server: ignored
+  // Failed authentications (issue 11): one block, kept last.
+  uint64_t authFailures = 0;             // credentials checked and refused (also in errors_401)
+  uint64_t authThrottledSource = 0;      // refused unchecked: the source prefix backs off (403)
+  uint64_t authThrottledUser = 0;        // refused unchecked: the user backs off (403)
+  uint64_t authBackoffs = 0;             // back-offs started, sources and users
+  uint64_t authLogSuppressed = 0;        // turn.auth_* lines left out by the rate limit
 
   template <typename F>
   void forEach(F f) const {
@@ -225,6 +288,11 @@ struct ServerCounters {
     TGW_TURN_COUNTER("dropped_quota", droppedQuota);
     TGW_TURN_COUNTER("dropped_unknown_relayed", droppedUnknownRelayed);
     TGW_TURN_COUNTER("dropped_response", droppedResponse);
+    TGW_TURN_COUNTER("auth_failures", authFailures);
+    TGW_TURN_COUNTER("auth_throttled_source", authThrottledSource);
+    TGW_TURN_COUNTER("auth_throttled_user", authThrottledUser);
+    TGW_TURN_COUNTER("auth_backoffs", authBackoffs);
+    TGW_TURN_COUNTER("auth_log_suppressed", authLogSuppressed);
 #undef TGW_TURN_COUNTER
   }
 };
@@ -266,6 +334,12 @@ class Server {
 
   std::vector<AllocationInfo> allocations(TimePoint now) const;
   const ServerCounters& counters() const;
+  // Entries in the failed-authentication tables (each at most authThrottle.tableSize).
+  struct AuthTableSizes {
+    size_t sources = 0;
+    size_t users = 0;
+  };
+  AuthTableSizes authTableSizes() const;
   const ServerConfig& config() const;
   void setWallClockOffset(Duration offset);
 

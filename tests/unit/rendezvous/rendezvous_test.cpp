@@ -182,30 +182,42 @@ TEST(Rendezvous, ANodeWithoutThePrivateKeyCannotRegister) {
   EXPECT_EQ(lab.server->counters().droppedBadProof, 1u);
   EXPECT_EQ(lab.server->addressOf(victim.publicKey(), lab.now), nullptr);
 
-  // The true key, but a box over the wrong content, is refused too.
+  // The true key, but a box over the wrong content, is refused too (a cookie is checked
+  // once: each attempt here takes a fresh challenge).
+  auto challengeAt = [&](TimePoint t) {
+    auto c = lab.ask(encode(Hello{victim.publicKey()}).value(), from, t);
+    EXPECT_EQ(c.size(), 1u);
+    return std::get<Challenge>(decode(c.at(0).bytes).value()).cookie;
+  };
   crypto::Sealer right(victim, kCounterStart);
-  Register wrongContent{victim.publicKey(), challenge.cookie, {}};
-  Cookie other = challenge.cookie;
+  Register wrongContent{victim.publicKey(), challengeAt(lab.now + 1ms), {}};
+  Cookie other = wrongContent.cookie;
   other[0] ^= 1;
   ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(other), wrongContent.proof).ok());
-  EXPECT_TRUE(lab.ask(encode(wrongContent).value(), from, lab.now).empty());
+  EXPECT_TRUE(lab.ask(encode(wrongContent).value(), from, lab.now + 1ms).empty());
   EXPECT_EQ(lab.server->counters().droppedBadProof, 2u);
 
   // A genuine REGISTER replayed from another address: the cookie is bound to the address.
-  Register genuine{victim.publicKey(), challenge.cookie, {}};
-  ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(challenge.cookie), genuine.proof).ok());
+  Register genuine{victim.publicKey(), challengeAt(lab.now + 2ms), {}};
+  ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(genuine.cookie), genuine.proof).ok());
   EXPECT_TRUE(lab.ask(encode(genuine).value(), addr("198.18.66.7:5000"), lab.now).empty());
   EXPECT_EQ(lab.server->counters().droppedBadCookie, 1u);
   // ... and too late: the cookie has expired.
-  EXPECT_TRUE(lab.ask(encode(genuine).value(), from, lab.now + kChallengeLifetime + 1s).empty());
+  EXPECT_TRUE(lab.ask(encode(genuine).value(), from, lab.now + 2ms + kChallengeLifetime + 1s).empty());
   EXPECT_EQ(lab.server->counters().droppedBadCookie, 2u);
   // In time from the right address it registers.
   auto ok = lab.ask(encode(genuine).value(), from, lab.now + 1s);
   ASSERT_EQ(ok.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<Registered>(decode(ok[0].bytes).value()));
   EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  // The impostor's cookie was spent by its forged box: a true box with it is refused unchecked.
+  Register late{victim.publicKey(), challenge.cookie, {}};
+  ASSERT_TRUE(right.seal(lab.serverKey.publicKey(), proofPlaintext(challenge.cookie), late.proof).ok());
+  EXPECT_TRUE(lab.ask(encode(late).value(), from, lab.now + 1s).empty());
+  EXPECT_EQ(lab.server->counters().droppedCookieReused, 1u);
+  EXPECT_EQ(lab.server->counters().droppedBadProof, 2u);
   // A HELLO created no state.
-  EXPECT_EQ(lab.server->counters().hellos, 1u);
+  EXPECT_EQ(lab.server->counters().hellos, 3u);
 }
 
 TEST(Rendezvous, DeliversSealedBlobsTheRelayCannotRead) {
@@ -487,6 +499,149 @@ TEST(Rendezvous, TableIsBounded) {
   lab.advance(kRegistrationLifetime + 20s);
   EXPECT_TRUE(c.client->registered());
   EXPECT_EQ(lab.server->registeredNodes(), 2u);
+}
+
+// ---- REGISTER bounds (issue 11) -------------------------------------------------------------
+
+// A REGISTER for `node` from `from` at `t` with a fresh cookie, its proof sealed by `sealer`
+// (the node's own key: genuine; another: a forgery that costs the relay a proof check).
+std::vector<uint8_t> registerWith(Lab& lab, const PublicKey& node, crypto::Sealer& sealer, const SockAddr& from,
+                                  TimePoint t) {
+  auto ch = lab.ask(encode(Hello{node}).value(), from, t);
+  EXPECT_EQ(ch.size(), 1u);
+  if (ch.empty()) return {};
+  Register r{node, std::get<Challenge>(decode(ch[0].bytes).value()).cookie, {}};
+  EXPECT_TRUE(sealer.seal(lab.serverKey.publicKey(), proofPlaintext(r.cookie), r.proof).ok());
+  return encode(r).value();
+}
+
+TEST(RendezvousBounds, ProofChecksPerSourceAreATokenBucket) {
+  Lab lab;
+  NodeKey victim = NodeKey::generate();
+  crypto::Sealer forger(NodeKey::generate(), kCounterStart);
+  const SockAddr from = addr("198.18.66.6:5000");
+  // 1000 forged REGISTERs within 1 ms, each with a fresh cookie: without a bound, 1000 X25519
+  // operations (~50 ms of the relay's one thread).
+  for (int i = 0; i < 1000; ++i) {
+    const TimePoint t = lab.now + std::chrono::microseconds(i);
+    EXPECT_TRUE(lab.ask(registerWith(lab, victim.publicKey(), forger, from, t), from, t).empty());
+  }
+  const auto& c = lab.server->counters();
+  EXPECT_EQ(c.droppedBadProof, static_cast<uint64_t>(kProofCheckBurst));  // checked: the burst
+  EXPECT_EQ(c.droppedProofRateLimited, 1000u - static_cast<uint64_t>(kProofCheckBurst));
+  EXPECT_EQ(c.droppedCookieReused, 0u);
+  // Another address of the same IPv4 address is the same source ...
+  NodeKey mineKey = NodeKey::generate();
+  crypto::Sealer mine(mineKey, kCounterStart);
+  const SockAddr sibling = addr("198.18.66.6:5001");
+  const TimePoint t1 = lab.now + 1ms;
+  EXPECT_TRUE(lab.ask(registerWith(lab, mineKey.publicKey(), mine, sibling, t1), sibling, t1).empty());
+  EXPECT_EQ(c.droppedProofRateLimited, 1000u - static_cast<uint64_t>(kProofCheckBurst) + 1);
+  // ... another source is not affected, at once,
+  auto& other = lab.add("198.18.9.9:40000");
+  lab.start(other);
+  EXPECT_TRUE(other.client->registered());
+  // and the source earns kProofChecksPerSecond back.
+  const TimePoint t2 = lab.now + 1s;
+  auto ok = lab.ask(registerWith(lab, mineKey.publicKey(), mine, sibling, t2), sibling, t2);
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<Registered>(decode(ok[0].bytes).value()));
+  // Log lines: the burst and one a second, the rest counted.
+  EXPECT_EQ(c.logSuppressed, c.droppedProofRateLimited - static_cast<uint64_t>(kRefusedLogBurst));
+}
+
+TEST(RendezvousBounds, ACookieIsCheckedOnce) {
+  Lab lab;
+  NodeKey node = NodeKey::generate();
+  crypto::Sealer sealer(node, kCounterStart);
+  crypto::Sealer forger(NodeKey::generate(), kCounterStart);
+  const SockAddr from = addr("198.18.66.6:5000");
+  auto genuine = registerWith(lab, node.publicKey(), sealer, from, lab.now);
+  EXPECT_EQ(lab.ask(genuine, from, lab.now).size(), 1u);
+  // The cookie is spent for its remaining lifetime: replays are refused unchecked.
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(lab.ask(genuine, from, lab.now + 2s).empty());
+  const auto& c = lab.server->counters();
+  EXPECT_EQ(c.droppedCookieReused, 100u);
+  EXPECT_EQ(c.registrations, 1u);
+  EXPECT_EQ(c.droppedBadProof, 0u);
+  // A forgery spends the cookie it was made with: the genuine REGISTER with that cookie is
+  // refused too (the node starts over from HELLO on its retry timer).
+  auto forged = registerWith(lab, node.publicKey(), forger, from, lab.now + 3s);
+  EXPECT_TRUE(lab.ask(forged, from, lab.now + 3s).empty());
+  EXPECT_EQ(c.droppedBadProof, 1u);
+  Register r = std::get<Register>(decode(forged).value());
+  r.proof.clear();
+  ASSERT_TRUE(sealer.seal(lab.serverKey.publicKey(), proofPlaintext(r.cookie), r.proof).ok());
+  EXPECT_TRUE(lab.ask(encode(r).value(), from, lab.now + 3s).empty());
+  EXPECT_EQ(c.droppedCookieReused, 101u);
+  EXPECT_EQ(c.droppedProofRateLimited, 0u);
+}
+
+TEST(RendezvousBounds, UsedCookieTableIsBounded) {
+  ServerConfig cfg;
+  cfg.cookieTableSize = 8;
+  Lab lab(cfg);
+  NodeKey node = NodeKey::generate();
+  crypto::Sealer sealer(node, kCounterStart);
+  const SockAddr from = addr("198.18.66.6:5000");
+  auto first = registerWith(lab, node.publicKey(), sealer, from, lab.now);
+  EXPECT_EQ(lab.ask(first, from, lab.now).size(), 1u);
+  EXPECT_TRUE(lab.ask(first, from, lab.now).empty());
+  EXPECT_EQ(lab.server->counters().droppedCookieReused, 1u);
+  // Eight newer cookies push it out: the table holds eight. The forgotten cookie may then
+  // be checked again, under the source's proof bucket, and the sealer's replay window
+  // refuses the replayed box.
+  for (int i = 1; i <= 8; ++i) {
+    const TimePoint t = lab.now + std::chrono::milliseconds(i);
+    EXPECT_EQ(lab.ask(registerWith(lab, node.publicKey(), sealer, from, t), from, t).size(), 1u);
+  }
+  EXPECT_TRUE(lab.ask(first, from, lab.now + 9ms).empty());
+  EXPECT_EQ(lab.server->counters().droppedCookieReused, 1u);
+  EXPECT_EQ(lab.server->counters().droppedBadProof, 1u);
+}
+
+TEST(RendezvousBounds, RegistrationsPerSourceAreCapped) {
+  Lab lab;
+  std::vector<Lab::Node*> site;
+  for (size_t i = 0; i < kMaxNodesPerSource + 6; ++i) {
+    site.push_back(&lab.add(("198.18.50.5:" + std::to_string(30000 + i)).c_str()));
+    lab.start(*site.back());
+  }
+  const auto& c = lab.server->counters();
+  EXPECT_EQ(lab.server->registeredNodes(), kMaxNodesPerSource);
+  EXPECT_EQ(c.errorsSourceFull, 6u);
+  EXPECT_FALSE(site.back()->client->registered());
+  EXPECT_EQ(site.back()->client->counters().errorsTableFull, 1u);
+  EXPECT_EQ(c.droppedProofRateLimited, 0u);  // refused before the proof: no check spent
+  // Another source registers at once.
+  auto& elsewhere = lab.add("198.18.51.5:30000");
+  lab.start(elsewhere);
+  EXPECT_TRUE(elsewhere.client->registered());
+  // A registered node of the full source refreshes, and moves within it.
+  lab.now += 1s;
+  lab.pump(site[0]->addr, site[0]->client->start(lab.now));
+  EXPECT_TRUE(site[0]->client->registered());
+  EXPECT_EQ(c.errorsSourceFull, 6u);
+}
+
+TEST(RendezvousBounds, AnIpv6SourceIsItsSlash64) {
+  ServerConfig cfg;
+  cfg.maxNodesPerSource = 2;
+  Lab lab(cfg);
+  auto& a = lab.add("[2001:db8:5:1::a]:4000");
+  auto& b = lab.add("[2001:db8:5:1::b]:4000");
+  auto& c = lab.add("[2001:db8:5:1:ffff::c]:4000");  // the same /64
+  auto& d = lab.add("[2001:db8:5:2::d]:4000");       // another /64
+  for (auto* n : {&a, &b, &c, &d}) lab.start(*n);
+  EXPECT_TRUE(a.client->registered());
+  EXPECT_TRUE(b.client->registered());
+  EXPECT_FALSE(c.client->registered());
+  EXPECT_TRUE(d.client->registered());
+  EXPECT_EQ(lab.server->counters().errorsSourceFull, 1u);
+  // When a registration lapses its place is free again.
+  lab.nodes.erase(lab.nodes.begin());  // a goes silent
+  lab.advance(kRegistrationLifetime + 20s);
+  EXPECT_TRUE(c.client->registered());
 }
 
 }  // namespace

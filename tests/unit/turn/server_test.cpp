@@ -4,6 +4,10 @@
 
 #include <sodium.h>
 
+#include <string>
+#include <vector>
+
+#include "base/log.h"
 #include "turn_harness.h"
 
 namespace tgw::turn::test {
@@ -114,7 +118,11 @@ TEST_F(TurnServer, WrongPasswordUnknownUserAndWrongRealmGet401) {
   realm.realm = "other.org";
   EXPECT_EQ(allocate(realm).errorCode(), 401);
   EXPECT_EQ(server().counters().errors401, 4u);  // + the login's
+  // Three failed authentications; the login's challenge is not one. Three is no back-off.
+  EXPECT_EQ(server().counters().authFailures, 3u);
+  EXPECT_EQ(server().counters().authBackoffs, 0u);
   EXPECT_TRUE(server().allocations(kT0).empty());
+  EXPECT_EQ(allocate(alice).msg().cls(), Class::SuccessResponse);
 }
 
 TEST_F(TurnServer, IntegrityWithoutUsernameRealmOrNonceIs400) {
@@ -134,6 +142,7 @@ TEST_F(TurnServer, NonceExpiresWith438AndTheFreshNonceWorks) {
   EXPECT_EQ(allocate(alice, kT0 + 60s - 1ms).msg().cls(), Class::SuccessResponse);
   auto stale = refresh(alice, 600, kT0 + 60s);
   ASSERT_EQ(stale.errorCode(), 438);
+  EXPECT_EQ(server().counters().authFailures, 0u);  // a stale nonce is no failure
   EXPECT_EQ(*stale.msg().stringAttr(attr::kRealm), "example.org");
   alice.nonce = *stale.msg().stringAttr(attr::kNonce);
   auto ok = refresh(alice, 600, kT0 + 60s);
@@ -221,6 +230,10 @@ TEST_F(TurnRest, ExpiredOrBadEphemeralCredentialsAre401) {
   Client notANumber{sa("198.19.1.2:40000"), "x1700000600:carol", restPassword("x1700000600:carol", "north")};
   notANumber.nonce = expired.nonce;
   EXPECT_EQ(allocate(notANumber).errorCode(), 401);
+  EXPECT_EQ(server().counters().authFailures, 3u);
+  // Two well-formed names for carol: her entry; the malformed one gets none.
+  EXPECT_EQ(server().authTableSizes().users, 1u);
+  EXPECT_EQ(server().authTableSizes().sources, 1u);
 }
 
 TEST_F(TurnRest, CredentialStopsWorkingWhenTheWallClockPassesItsExpiry) {
@@ -252,6 +265,168 @@ TEST_F(TurnRest, CredentialExpiryFollowsTheWallClockOffset) {
   login(c);
   server().setWallClockOffset(std::chrono::seconds(1700000601) - kT0.time_since_epoch());
   EXPECT_EQ(allocate(c).errorCode(), 401);
+}
+
+// ---- password guessing (issue 11) ----------------------------------------------------------
+
+// Every log line written while it lives.
+struct LogCapture {
+  LogCapture() {
+    log::setSink([this](std::string_view l) { lines.emplace_back(l); });
+  }
+  ~LogCapture() { log::setSink(nullptr); }
+  size_t count(std::string_view what) const {
+    size_t n = 0;
+    for (const auto& l : lines) n += l.find(what) != std::string::npos;
+    return n;
+  }
+  std::vector<std::string> lines;
+};
+
+TEST_F(TurnServer, ThreeThousandWrongPasswordsBackTheSourceOffButNoOtherSource) {
+  LogCapture logs;
+  login(alice);
+  Client guesser = alice;  // alice's name and nonce at alice's address, a wrong password
+  guesser.password = "guess";
+  int refused = 0;
+  int wrong = 0;
+  for (int i = 0; i < 3000; ++i) {  // one every 10 ms for 30 s
+    const int code = allocate(guesser, kT0 + std::chrono::milliseconds(10 * i)).errorCode();
+    wrong += code == 401;
+    refused += code == 403;
+  }
+  const auto& c = server().counters();
+  EXPECT_EQ(wrong + refused, 3000);
+  // Five failures back the source off for 1 s; one more at the end of each back-off doubles
+  // it: failures at 0..40 ms, 1.04 s, 3.04 s, 7.04 s, 15.04 s (then backed off until 31.04 s).
+  EXPECT_EQ(c.authFailures, 9u);
+  EXPECT_EQ(wrong, 9);
+  EXPECT_EQ(c.authThrottledSource, 2991u);
+  EXPECT_EQ(c.authBackoffs, 5u);
+  EXPECT_EQ(c.errors401, 10u);  // + the login's challenge
+  EXPECT_EQ(c.errors403, 2991u);
+  // Logged with the source and the user, nine failures and five back-offs, no more.
+  EXPECT_EQ(logs.count("turn.auth_failed source=198.19.1.2:40000 user=alice reason=bad_integrity"), 9u);
+  EXPECT_EQ(logs.count("turn.auth_backoff source=198.19.1.2 seconds="), 5u);
+  EXPECT_EQ(logs.lines.size(), 14u);
+
+  // The right password from that source: refused, unchecked, until the back-off is over.
+  const Out early = allocate(alice, kT0 + 31040ms - 1ms);
+  EXPECT_EQ(early.errorCode(), 403);
+  EXPECT_FALSE(early.msg().has(attr::kMessageIntegrity));
+  EXPECT_EQ(c.authThrottledSource, 2992u);
+  // Another source with the right password, meanwhile: at once.
+  Client elsewhere{sa("198.19.7.7:40000"), "alice", "alice-pass"};
+  login(elsewhere, kT0 + 30s);
+  EXPECT_EQ(allocate(elsewhere, kT0 + 30s).msg().cls(), Class::SuccessResponse);
+  // And the source itself once its back-off has passed.
+  EXPECT_EQ(allocate(alice, kT0 + 31040ms).msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(c.authFailures, 9u);
+}
+
+TEST_F(TurnServer, ThrottledAnswerIsSmallerThanTheRequest) {
+  login(alice);
+  Client guesser = alice;
+  guesser.password = "guess";
+  guesser.fingerprint = true;
+  for (int i = 0; i < 5; ++i) allocate(guesser);
+  const auto request = guesser.request(Method::Allocate, udp);
+  auto r = fromClient(request, guesser.addr, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].errorCode(), 403);
+  EXPECT_LT(r[0].send.bytes.size(), request.size());
+}
+
+TEST_F(TurnServer, RequestsWithoutCredentialsFromABackedOffSourceStillGetAChallenge) {
+  login(alice);
+  Client guesser = alice;
+  guesser.password = "guess";
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(allocate(guesser).errorCode(), 401);
+  EXPECT_EQ(allocate(guesser).errorCode(), 403);
+  login(alice);  // a fresh nonce: the 401, as anyone gets
+  EXPECT_EQ(allocate(alice).errorCode(), 403);
+  EXPECT_EQ(allocate(alice, kT0 + 1s).msg().cls(), Class::SuccessResponse);
+}
+
+TEST_F(TurnServer, BackOffIsForgottenAfterAQuietPeriod) {
+  login(alice);
+  Client guesser = alice;
+  guesser.password = "guess";
+  for (int i = 0; i < 5; ++i) allocate(guesser, kT0);
+  // One failure after the back-off backs off again, twice as long.
+  EXPECT_EQ(allocate(guesser, kT0 + 1s).errorCode(), 401);
+  EXPECT_EQ(allocate(alice, kT0 + 3s - 1ms).errorCode(), 403);
+  // Quiet for kAuthForget: a failure is one of five again.
+  const TimePoint later = kT0 + 1s + kAuthForget;
+  login(guesser, later);
+  alice.nonce = guesser.nonce;
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(allocate(guesser, later).errorCode(), 401);
+  EXPECT_EQ(allocate(alice, later).msg().cls(), Class::SuccessResponse);
+}
+
+TEST_F(TurnServer, UserBacksOffOnlyForSourcesThatFailed) {
+  // Ten sources guess alice's password once each: none reaches its own limit of five, but
+  // alice's limit of ten is reached: a distributed guess.
+  std::vector<Client> bots;
+  for (int i = 0; i < 10; ++i) {
+    bots.emplace_back(SockAddr(IpAddr::v4(0xC6140000u + static_cast<uint32_t>(i)), 40000), "alice", "guess");
+    login(bots.back());
+    EXPECT_EQ(allocate(bots.back()).errorCode(), 401);
+  }
+  const auto& c = server().counters();
+  EXPECT_EQ(c.authFailures, 10u);
+  EXPECT_EQ(c.authBackoffs, 1u);  // alice's
+  // A source that failed is refused for alice even with her password, unchecked ...
+  Client failedOnce = bots[0];
+  failedOnce.password = "alice-pass";
+  EXPECT_EQ(allocate(failedOnce).errorCode(), 403);
+  EXPECT_EQ(c.authThrottledUser, 1u);
+  // ... but not for another user,
+  Client bobThere{bots[1].addr, "bob", "bob-pass"};
+  bobThere.nonce = bots[1].nonce;
+  EXPECT_EQ(allocate(bobThere).msg().cls(), Class::SuccessResponse);
+  // and alice from a source that never failed gets in at once: no lock-out from everywhere.
+  login(alice);
+  EXPECT_EQ(allocate(alice).msg().cls(), Class::SuccessResponse);
+  // After alice's back-off the failed source gets in too.
+  EXPECT_EQ(allocate(failedOnce, kT0 + kAuthBackoffFirst).msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(c.authThrottledUser, 1u);
+  EXPECT_EQ(c.authThrottledSource, 0u);
+}
+
+TEST_F(TurnServer, FailureTablesAndLogLinesAreBounded) {
+  cfg.authThrottle.tableSize = 64;
+  cfg.users["carol"] = "carol-pass";
+  LogCapture logs;
+  // 3000 sources, one failure each within 3 s: invented names and wrong passwords for carol.
+  for (int i = 0; i < 3000; ++i) {
+    const TimePoint t = kT0 + std::chrono::milliseconds(i);
+    Client c{SockAddr(IpAddr::v4(0xC6150000u + static_cast<uint32_t>(i)), 40000),
+             i % 2 ? "carol" : "user" + std::to_string(i), "guess"};
+    login(c, t);
+    EXPECT_EQ(allocate(c, t).errorCode(), 401) << i;
+  }
+  const auto& c = server().counters();
+  EXPECT_EQ(server().authTableSizes().sources, 64u);
+  EXPECT_EQ(server().authTableSizes().users, 1u);  // carol; invented names get no entry
+  // Each source is new, so none is refused (carol's back-off binds only sources that failed
+  // before): what the bounds buy here is the memory and the log.
+  EXPECT_EQ(c.authFailures, 3000u);
+  // At most the burst and one line a second: 10 + 2 (3 s of failures).
+  EXPECT_LE(logs.lines.size(), 13u);
+  EXPECT_EQ(c.authLogSuppressed + logs.lines.size(), c.authFailures + c.authBackoffs);
+  // Each line written after some were left out says how many: together, all of them.
+  login(alice, kT0 + 10s);
+  alice.password = "wrong";
+  allocate(alice, kT0 + 10s);
+  ASSERT_FALSE(logs.lines.empty());
+  EXPECT_NE(logs.lines.back().find("turn.auth_failed"), std::string::npos);
+  EXPECT_NE(logs.lines.back().find("suppressed="), std::string::npos) << logs.lines.back();
+  uint64_t reported = 0;
+  for (const auto& l : logs.lines) {
+    if (auto at = l.find("suppressed="); at != std::string::npos) reported += std::stoull(l.substr(at + 11));
+  }
+  EXPECT_EQ(reported, c.authLogSuppressed);
 }
 
 // ---- Allocate ------------------------------------------------------------------------------
