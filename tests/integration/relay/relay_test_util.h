@@ -2,9 +2,14 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <string>
 
 #include <span>
 #include <utility>
@@ -57,6 +62,44 @@ inline std::pair<std::vector<uint8_t>, SockAddr> receive(int fd) {
   if (n < 0) return {{}, {}};
   buf.resize(static_cast<size_t>(n));
   return {buf, *SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), len)};
+}
+
+// The relay must never relay to an address of its own host (issue 11), so a test peer cannot
+// sit on loopback: it lives in a second network namespace. enterRelayAndPeerNamespaces()
+// moves the calling process into a new, private namespace (the relay's: loopback up,
+// tgwit0 198.18.0.1/24) and makes another one behind a veth pair (the peer's: tgwit1
+// 198.18.0.2/24), both gone with the process. peerSocket() binds a socket in the peer's.
+struct RelayAndPeer {
+  int relayNs = -1;
+  int peerNs = -1;
+  std::string error;  // empty when both were built
+};
+
+inline bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+
+inline RelayAndPeer enterRelayAndPeerNamespaces() {
+  RelayAndPeer n;
+  if (unshare(CLONE_NEWNET) != 0) return {-1, -1, "cannot unshare a network namespace (root needed)"};
+  n.relayNs = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (unshare(CLONE_NEWNET) != 0) return {-1, -1, "cannot unshare a second network namespace"};
+  n.peerNs = open("/proc/thread-self/ns/net", O_RDONLY);  // inherited by `ip`: named below
+  if (setns(n.relayNs, CLONE_NEWNET) != 0) return {-1, -1, "cannot go back to the relay's namespace"};
+  const std::string peer = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(n.peerNs);
+  const bool ok = sh("ip link set lo up") && sh("ip link add tgwit0 type veth peer name tgwit1") &&
+                  sh("ip link set tgwit1 netns " + peer) && sh("ip addr add 198.18.0.1/24 dev tgwit0") &&
+                  sh("ip link set tgwit0 up") &&
+                  sh("nsenter --net=" + peer +
+                     " sh -c 'ip link set lo up && ip addr add 198.18.0.2/24 dev tgwit1 && ip link set tgwit1 up'");
+  if (!ok) n.error = "could not build the veth pair between the two namespaces";
+  return n;
+}
+
+// A socket bound to `at` in the peer's namespace (a socket keeps the namespace it was made in).
+inline int peerSocket(const RelayAndPeer& n, const SockAddr& at) {
+  if (setns(n.peerNs, CLONE_NEWNET) != 0) return -1;
+  int fd = boundSocket(at);
+  setns(n.relayNs, CLONE_NEWNET);
+  return fd;
 }
 
 }  // namespace tgw::relay_test

@@ -1,14 +1,18 @@
-// The relay role's TURN shell on loopback, XDP off: the real daemon with [relay.turn], real
-// relayed sockets, the real control socket. A client on 127.0.0.1 allocates with long-term
-// credentials; a peer on 127.0.0.3 (allowed by peer_allow) exchanges data through Send/Data
-// indications and through a channel; `allocations` and `stats` show it; Refresh with
-// LIFETIME 0 closes the relayed port. (The TURN logic itself is tested in tests/unit/turn.)
+// The relay role's TURN shell, XDP off: the real daemon with [relay.turn], real relayed
+// sockets, the real control socket, in a private network namespace (root). A client on the
+// relay's host allocates with long-term credentials; a peer in a second namespace
+// (198.18.0.2, behind a veth pair: the relay denies every address of its own host)
+// exchanges data through Send/Data indications and through a channel; `allocations` and
+// `stats` show it; Refresh with LIFETIME 0 closes the relayed port. Addresses of the host,
+// listed or not, present at start or added later, are refused as peers. (The TURN logic
+// itself is tested in tests/unit/turn.)
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <deque>
 #include <functional>
+#include <iostream>
 #include <thread>
 
 #include "shell/control_server.h"
@@ -41,13 +45,17 @@ bool portFree(const SockAddr& at) {
 class RelayTurn : public ::testing::Test {
  protected:
   void SetUp() override {
-    port_ = freeUdpPort("127.0.0.1");
+    ns_ = relay_test::enterRelayAndPeerNamespaces();
+    if (!ns_.error.empty()) GTEST_SKIP() << ns_.error;
+    // An address of the host the config does not name (a second address, as a real host has).
+    ASSERT_TRUE(relay_test::sh("ip addr add 192.0.2.77/32 dev tgwit0"));
+    port_ = freeUdpPort("198.18.0.1");
     minPort_ = 41000 + static_cast<uint16_t>(getpid() % 2000) * 4;
     sock_ = "/tmp/tgw-relay-turn-test-" + std::to_string(getpid()) + ".sock";
     std::string text = "[daemon]\ncontrol_socket = \"" + sock_ + "\"\n[relay]\nxdp_mode = \"off\"\n" +
-                       "address = \"127.0.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +
+                       "address = \"198.18.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +
                        "[relay.turn]\nrealm = \"" + kRealm + "\"\nmin_port = " + std::to_string(minPort_) +
-                       "\nmax_port = " + std::to_string(minPort_ + 3) + "\npeer_allow = [\"127.0.0.0/8\"]\n" +
+                       "\nmax_port = " + std::to_string(minPort_ + 3) + "\n" +
                        turnExtra() +
                        "[[relay.turn.user]]\nname = \"" + kUser + "\"\npassword = \"" + kPassword + "\"\n";
     auto cfg = config::parse(text, "test.toml");
@@ -56,10 +64,10 @@ class RelayTurn : public ::testing::Test {
     ASSERT_TRUE(d.ok()) << d.error().message;
     daemon_ = std::move(*d);
     loop_ = std::thread([this] { daemon_->run(); });
-    server_ = SockAddr(*IpAddr::parse("127.0.0.1"), port_);
-    client_ = boundSocket(SockAddr(*IpAddr::parse("127.0.0.1"), 0));
-    peerAddr_ = SockAddr(*IpAddr::parse("127.0.0.3"), freeUdpPort("127.0.0.3"));
-    peer_ = boundSocket(peerAddr_);
+    server_ = SockAddr(*IpAddr::parse("198.18.0.1"), port_);
+    client_ = boundSocket(SockAddr(*IpAddr::parse("198.18.0.1"), 0));
+    peerAddr_ = SockAddr(*IpAddr::parse("198.18.0.2"), 40000);
+    peer_ = relay_test::peerSocket(ns_, peerAddr_);
     ASSERT_GE(client_, 0);
     ASSERT_GE(peer_, 0);
     key_ = crypto::longTermKey(kUser, kRealm, kPassword);
@@ -75,6 +83,9 @@ class RelayTurn : public ::testing::Test {
     }
     if (client_ >= 0) close(client_);
     if (peer_ >= 0) close(peer_);
+    for (int fd : {ns_.relayNs, ns_.peerNs}) {
+      if (fd >= 0) close(fd);
+    }
   }
 
   // Sends a request (authenticated once a nonce is known) and returns the parsed answer.
@@ -94,6 +105,7 @@ class RelayTurn : public ::testing::Test {
     return m.ok() ? *m : stun::Message();
   }
 
+  relay_test::RelayAndPeer ns_;
   uint16_t port_ = 0, minPort_ = 0;
   std::string sock_;
   std::unique_ptr<Daemon> daemon_;
@@ -121,7 +133,7 @@ TEST_F(RelayTurn, AllocateRelayThroughIndicationsAndChannelThenDelete) {
       << (allocated.errorCode() ? allocated.errorCode()->reason : std::string("?"));
   auto relayed = allocated.xorAddress(stun::attr::kXorRelayedAddress);
   ASSERT_TRUE(relayed);
-  EXPECT_EQ(relayed->ip().toString(), "127.0.0.1");
+  EXPECT_EQ(relayed->ip().toString(), "198.18.0.1");
   EXPECT_GE(relayed->port(), minPort_);
   EXPECT_LE(relayed->port(), minPort_ + 3);
   EXPECT_FALSE(portFree(*relayed)) << "the relayed port has no real socket behind it";
@@ -183,7 +195,7 @@ TEST_F(RelayTurn, AllocateRelayThroughIndicationsAndChannelThenDelete) {
   ASSERT_EQ(a["relayed"].size(), 1u);
   EXPECT_EQ(a["relayed"][0], relayed->toString());
   ASSERT_EQ(a["permissions"].size(), 1u);
-  EXPECT_EQ(a["permissions"][0]["peer"], "127.0.0.3");
+  EXPECT_EQ(a["permissions"][0]["peer"], "198.18.0.2");
   ASSERT_EQ(a["channels"].size(), 1u);
   EXPECT_EQ(a["channels"][0]["channel"], kChannel);
   EXPECT_EQ(a["channels"][0]["peer"], peerAddr_.toString());
@@ -227,6 +239,67 @@ TEST_F(RelayTurn, AllocateRelayThroughIndicationsAndChannelThenDelete) {
   EXPECT_EQ((*stats2)["relay"]["sockets"]["relayed_ports_open"], 0);
 }
 
+// Issue 11 (coturn's CVE-2020-26262 class): a UDP service bound to 0.0.0.0 on the relay's
+// host is out of reach through every address of the host, listed in the config or not,
+// there at start or added while the relay runs; a permission to an address that becomes the
+// host's is revoked. The peer in the other namespace stays reachable.
+TEST_F(RelayTurn, NoAddressOfTheRelaysOwnHostIsAPeer) {
+  const SockAddr service(*IpAddr::parse("0.0.0.0"), 7777);
+  int local = boundSocket(service);
+  ASSERT_GE(local, 0);
+  auto requestedUdp = [](stun::MessageBuilder& b) { b.addU32(stun::attr::kRequestedTransport, 17u << 24); };
+  nonce_ = *request(stun::Method::Allocate, requestedUdp).stringAttr(stun::attr::kNonce);
+  ASSERT_EQ(request(stun::Method::Allocate, requestedUdp).cls(), stun::Class::SuccessResponse);
+  auto permit = [&](const char* ip) {
+    stun::Message m = request(stun::Method::CreatePermission, [&](stun::MessageBuilder& b) {
+      b.addXorAddress(stun::attr::kXorPeerAddress, SockAddr(*IpAddr::parse(ip), 7777));
+    });
+    return m.errorCode() ? m.errorCode()->code : 0;
+  };
+  auto sendTo = [&](const char* ip) {
+    sendBytes(client_, server_,
+              stun::MessageBuilder(stun::Method::Send, stun::Class::Indication, stun::newTransactionId())
+                  .addXorAddress(stun::attr::kXorPeerAddress, SockAddr(*IpAddr::parse(ip), 7777))
+                  .addRaw(stun::attr::kData, std::vector<uint8_t>{'x'})
+                  .finish());
+  };
+  EXPECT_EQ(permit("192.0.2.77"), 403);    // unlisted address of the host
+  EXPECT_EQ(permit("198.18.0.255"), 403);  // the subnet's broadcast address, delivered here too
+  EXPECT_EQ(permit("198.18.0.1"), 403);    // the relay's own address, outside the relayed ports
+  EXPECT_EQ(permit("198.18.0.2"), 0);      // the peer: another host
+
+  // An address that is not the host's yet: permitted, then added to the host.
+  ASSERT_EQ(permit("198.51.100.9"), 0);
+  const auto added = std::chrono::steady_clock::now();
+  ASSERT_TRUE(relay_test::sh("ip addr add 198.51.100.9/32 dev lo"));
+  int code = 0;
+  while (std::chrono::steady_clock::now() < added + std::chrono::seconds(1) && (code = permit("198.51.100.9")) != 403) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(code, 403) << "an address added at run time is still a permitted peer after 1 s";
+  std::cout << "denied " << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - added).count()
+            << " ms after `ip addr add`\n";
+  sendTo("198.51.100.9");
+  sendTo("192.0.2.77");
+  sendTo("127.0.0.1");
+  auto [leaked, from] = receive(local);  // 2 s timeout
+  EXPECT_TRUE(leaked.empty()) << "the host's own service got a relayed datagram from " << from.toString();
+  close(local);
+
+  auto stats = api::call(sock_, "stats");
+  ASSERT_TRUE(stats.ok());
+  const auto& turn = (*stats)["relay"]["turn"];
+  EXPECT_EQ(turn["permissions_revoked"], 1) << turn.dump(2);
+  EXPECT_GE(turn["denied_local_peers"], 4);
+  EXPECT_GE(turn["dropped_no_permission"].get<int>() + turn["dropped_denied_peer"].get<int>(), 3);
+  EXPECT_GE((*stats)["relay"]["local_addresses"]["changes"], 2);
+  auto allocs = api::call(sock_, "allocations");
+  ASSERT_TRUE(allocs.ok());
+  ASSERT_EQ((*allocs)["allocations"].size(), 1u);
+  ASSERT_EQ((*allocs)["allocations"][0]["permissions"].size(), 1u);
+  EXPECT_EQ((*allocs)["allocations"][0]["permissions"][0]["peer"], "198.18.0.2");
+}
+
 TEST_F(RelayTurn, BindingStillGoesToTheStunServer) {
   // A Binding request on the same port is not TURN's: the STUN server answers it.
   sendBytes(client_, server_,
@@ -251,7 +324,7 @@ TEST_F(RelayTurn, PortRangeExhaustionIs508AndCounted) {
   for (int i = 0; i < 5; ++i) {
     if (i > 0) {
       extra.push_back(client_);
-      client_ = boundSocket(SockAddr(*IpAddr::parse("127.0.0.1"), 0));
+      client_ = boundSocket(SockAddr(*IpAddr::parse("198.18.0.1"), 0));
     }
     stun::Message m = request(stun::Method::Allocate, requestedUdp);
     if (m.cls() == stun::Class::ErrorResponse && m.errorCode() && m.errorCode()->code == 438) {
