@@ -17,41 +17,90 @@ using namespace std::chrono_literals;
 
 constexpr const char* kDefaultSocket = "/run/tgw/tgwd.sock";
 
+// One command: how it is called and what it does (its --help; the summary is the list in
+// the general usage).
+struct Command {
+  const char* name;
+  const char* synopsis;  // after "tgwctl [OPTIONS] "
+  const char* summary;   // the general usage's lines (already indented)
+  bool local;            // runs here, without the daemon
+};
+
+constexpr Command kCommands[] = {
+    {"status", "status",
+     "version, roles, uptime, the edge's key, sockets, relay and rendezvous\n"
+     "                      state, where the fast path is attached",
+     false},
+    {"stats", "stats",
+     "counters: XDP by (family, verdict, reason), userspace STUN, TURN,\n"
+     "                      rendezvous, the edge's engine, disco, TURN client, sockets",
+     false},
+    {"allocations", "allocations",
+     "TURN allocations: user, client, relayed addresses, permissions,\n"
+     "                      channels (and whether XDP carries them), time left, traffic",
+     false},
+    {"peers", "peers", "the edge's peers: active path (direct or relay), its RTT, relay path", false},
+    {"paths", "paths",
+     "every candidate pair of every peer: state, RTT, last pong;\n"
+     "                      '*' marks the pair that carries the peer's flows",
+     false},
+    {"flows", "flows", "the edge's flows: local endpoint, application, path, fast-path counters", false},
+    {"ping", "ping PEER [--timeout SECONDS]",
+     "pings every path of PEER (a name from `peers`, or its key) now and\n"
+     "                      prints each path's RTT or 'timeout' (default 2 s, at most 30 s);\n"
+     "                      exit status 1 when no path answered",
+     false},
+    {"netcheck", "netcheck [--server ADDR[:PORT]]... [--config FILE] [--timeout SECONDS]",
+     "what this site's network is: UDP, IPv4/IPv6, mapped addresses,\n"
+     "                      NAT mapping and filtering behaviour, hairpinning, STUN latencies.\n"
+     "                      Servers come from --server (repeatable) or the config's\n"
+     "                      edge.stun_servers; two or more are needed to judge the mapping.",
+     true},
+};
+
+const Command* findCommand(const std::string& name) {
+  for (const Command& c : kCommands) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+constexpr const char* kOptions =
+    "Options:\n"
+    "  -s, --socket PATH   tgwd's control socket (default /run/tgw/tgwd.sock)\n"
+    "  -j, --json          machine-readable output\n"
+    "  -h, --help          this help (after a command: that command's)\n"
+    "      --version       print the version\n"
+    "\n"
+    "Exit status: 0 success, 1 the command failed, 2 usage error.\n";
+
 void usage(FILE* out) {
-  std::fputs(
-      "Usage: tgwctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-      "\n"
-      "Commands (ask the running tgwd):\n"
-      "  status              version, roles, uptime, the edge's key, sockets, relay and rendezvous\n"
-      "                      state, where the fast path is attached\n"
-      "  stats               counters: XDP by (family, verdict, reason), userspace STUN, TURN,\n"
-      "                      rendezvous, the edge's engine, disco, TURN client, sockets\n"
-      "  allocations         TURN allocations: user, client, relayed addresses, permissions,\n"
-      "                      channels (and whether XDP carries them), time left, traffic\n"
-      "  peers               the edge's peers: active path (direct or relay), its RTT, relay path\n"
-      "  paths               every candidate pair of every peer: state, RTT, last pong;\n"
-      "                      '*' marks the pair that carries the peer's flows\n"
-      "  flows               the edge's flows: local endpoint, application, path, fast-path counters\n"
-      "  ping PEER [--timeout SECONDS]\n"
-      "                      pings every path of PEER (a name from `peers`, or its key) now and\n"
-      "                      prints each path's RTT or 'timeout' (default 2 s, at most 30 s);\n"
-      "                      exit status 1 when no path answered\n"
-      "\n"
-      "Commands (run here, no daemon needed):\n"
-      "  netcheck [--server ADDR[:PORT]]... [--config FILE] [--timeout SECONDS]\n"
-      "                      what this site's network is: UDP, IPv4/IPv6, mapped addresses,\n"
-      "                      NAT mapping and filtering behaviour, hairpinning, STUN latencies.\n"
-      "                      Servers come from --server (repeatable) or the config's\n"
-      "                      edge.stun_servers; two or more are needed to judge the mapping.\n"
-      "\n"
-      "Options:\n"
-      "  -s, --socket PATH   tgwd's control socket (default /run/tgw/tgwd.sock)\n"
-      "  -j, --json          machine-readable output\n"
-      "  -h, --help          this help\n"
-      "      --version       print the version\n"
-      "\n"
-      "Exit status: 0 success, 1 the command failed, 2 usage error.\n",
-      out);
+  std::fputs("Usage: tgwctl [--socket PATH] [--json] COMMAND [ARGS]\n", out);
+  for (bool local : {false, true}) {
+    std::fputs(local ? "\nCommands (run here, no daemon needed):\n" : "\nCommands (ask the running tgwd):\n", out);
+    for (const Command& c : kCommands) {
+      if (c.local != local) continue;
+      const std::string syn = c.synopsis;
+      if (syn.size() <= 18) {
+        std::fprintf(out, "  %-18s  %s\n", c.synopsis, c.summary);
+      } else {
+        std::fprintf(out, "  %s\n                      %s\n", c.synopsis, c.summary);
+      }
+    }
+  }
+  std::fputs("\n", out);
+  std::fputs(kOptions, out);
+}
+
+// `tgwctl COMMAND --help`: that command's usage, on stdout (exit 0).
+void commandUsage(const Command& c) {
+  std::string text = c.summary;  // its lines, indented for the list: indented by two here
+  for (size_t at = 0; (at = text.find("\n                      ", at)) != std::string::npos; ++at) {
+    text.replace(at, 23, "\n  ");
+  }
+  std::printf("Usage: tgwctl [--socket PATH] [--json] %s\n\n  %s\n\n%s", c.synopsis, text.c_str(),
+              c.local ? "Runs here: no daemon needed.\n\n" : "Asks the running tgwd over its control socket.\n\n");
+  std::fputs(kOptions, stdout);
 }
 
 std::string num(const Json& v) {
@@ -369,11 +418,11 @@ int runNetcheck(int argc, char** argv, bool json) {
         }
         break;
       case 'j': json = true; break;
-      default: usage(stderr); return 2;
+      default: std::fputs("see tgwctl netcheck --help\n", stderr); return 2;
     }
   }
   if (optind != argc) {
-    std::fprintf(stderr, "tgwctl netcheck: unexpected argument '%s'\n", argv[optind]);
+    std::fprintf(stderr, "tgwctl netcheck: unexpected argument '%s' (see tgwctl netcheck --help)\n", argv[optind]);
     return 2;
   }
   tgw::netcheck::Options opts;
@@ -442,18 +491,34 @@ int main(int argc, char** argv) {
   }
   std::string cmd = argv[optind];
   if (cmd == "help") {
+    // `tgwctl help COMMAND` as `tgwctl COMMAND --help`.
+    if (optind + 1 < argc) {
+      if (const Command* c = findCommand(argv[optind + 1])) {
+        commandUsage(*c);
+        return 0;
+      }
+      std::fprintf(stderr, "tgwctl help: unknown command '%s' (see tgwctl --help)\n", argv[optind + 1]);
+      return 2;
+    }
     usage(stdout);
     return 0;
+  }
+  const Command* command = findCommand(cmd);
+  if (command == nullptr) {
+    std::fprintf(stderr, "tgwctl: unknown command '%s' (see tgwctl --help)\n", cmd.c_str());
+    return 2;
+  }
+  for (int i = optind + 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      commandUsage(*command);
+      return 0;
+    }
+    if (a == "--") break;
   }
   if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json);
 
   // Remaining commands ask the daemon; "--json" may also follow the command.
-  const bool known = cmd == "status" || cmd == "stats" || cmd == "allocations" || cmd == "peers" ||
-                     cmd == "paths" || cmd == "flows" || cmd == "ping";
-  if (!known) {
-    std::fprintf(stderr, "tgwctl: unknown command '%s' (see tgwctl --help)\n", cmd.c_str());
-    return 2;
-  }
   Json args = Json::object();
   double pingTimeoutS = 2;
   for (int i = optind + 1; i < argc; ++i) {
@@ -474,7 +539,8 @@ int main(int argc, char** argv) {
     } else if (cmd == "ping" && !args.contains("peer") && !a.starts_with("-")) {
       args["peer"] = a;
     } else {
-      std::fprintf(stderr, "tgwctl %s: unexpected argument '%s'\n", cmd.c_str(), a.c_str());
+      std::fprintf(stderr, "tgwctl %s: unexpected argument '%s' (see tgwctl %s --help)\n", cmd.c_str(), a.c_str(),
+                   cmd.c_str());
       return 2;
     }
   }

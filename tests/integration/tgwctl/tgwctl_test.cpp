@@ -259,5 +259,28 @@ TEST_F(Tgwctl, ClearErrors) {
   }
 }
 
+// Issue 11: `tgwctl COMMAND --help` prints that command's usage and exits 0 (it used to
+// answer "unexpected argument '--help'" with 2), without asking the daemon.
+TEST_F(Tgwctl, EveryCommandHasItsOwnHelp) {
+  for (const char* c : {"status", "stats", "allocations", "peers", "paths", "flows", "ping", "netcheck"}) {
+    for (const char* flag : {"--help", "-h"}) {
+      auto r = tgwctl("--socket " + dir_ + "/missing.sock " + c + " " + flag);
+      EXPECT_EQ(r.status, 0) << c << " " << flag << ": " << r.out;
+      EXPECT_EQ(r.out.rfind(std::string("Usage: tgwctl [--socket PATH] [--json] ") + c, 0), 0u) << r.out;
+      EXPECT_NE(r.out.find("Exit status"), std::string::npos) << r.out;
+    }
+    auto viaHelp = tgwctl(std::string("help ") + c);
+    EXPECT_EQ(viaHelp.status, 0);
+    EXPECT_EQ(viaHelp.out.rfind(std::string("Usage: tgwctl [--socket PATH] [--json] ") + c, 0), 0u);
+  }
+  auto r = tgwctl("ping site-b --timeout 3 --help");
+  EXPECT_EQ(r.status, 0) << r.out;
+  r = tgwctl("help frobnicate");
+  EXPECT_EQ(r.status, 2) << r.out;
+  r = tgwctl("stats --bogus");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("see tgwctl stats --help"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace tgw::scenario
