@@ -216,7 +216,7 @@ class Reader {
 
 DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   const std::string p = "daemon.";
-  r.onlyKeys(t, p, {"control_socket", "control_group", "log_level"});
+  r.onlyKeys(t, p, {"control_socket", "control_group", "log_level", "max_open_files"});
   DaemonConfig d;
   d.controlSocket = r.str(t, p, "control_socket", d.controlSocket);
   if (d.controlSocket.empty() || d.controlSocket.front() != '/') {
@@ -228,6 +228,9 @@ DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   }
   auto group = r.str(t, p, "control_group", "");
   if (!group.empty()) d.controlGroup = group;
+  if (t.get("max_open_files") != nullptr) {
+    d.maxOpenFiles = r.integer(t, p, "max_open_files", 0, 512, uint64_t{1} << 24, "descriptors");
+  }
   auto level = r.str(t, p, "log_level", "warn");
   if (level == "debug") {
     d.logLevel = log::Level::Debug;

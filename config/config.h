@@ -30,6 +30,10 @@ struct DaemonConfig {
   // Members of this group may use the control socket besides root.
   std::optional<std::string> controlGroup;
   log::Level logLevel = log::Level::Warn;
+  // RLIMIT_NOFILE for tgwd (max_open_files). Unset: raised to what the roles need (up to the
+  // hard limit). Set: exactly this soft limit, and the roles plan within it (the relay clamps
+  // max_allocations).
+  std::optional<uint64_t> maxOpenFiles;
 };
 
 // relay.turn.channel_numbers: which ChannelBind numbers the relay accepts.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "shell/descriptors.h"
 #include "shell/edge_commands.h"
 #include "shell/edge_role.h"
 #include "shell/relay_role.h"
@@ -23,6 +24,16 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
   // The control socket first: it refuses to start a second daemon on the same path before
   // that one could touch sockets or the interface's XDP program.
   d->registerCommands();
+  // Descriptors: what the relay's relayed sockets need at most, plus the reserve (and room
+  // for the edge), asked for before anything is opened (shell/descriptors.h).
+  uint64_t wanted = shell::kDescriptorReserve + 1024;
+  if (cfg.relay && cfg.relay->turn && cfg.relay->turn->enabled) {
+    wanted += uint64_t{cfg.relay->turn->maxAllocations} * cfg.relay->turn->relayAddresses.size();
+  }
+  const shell::FileLimit limit =
+      cfg.daemon.maxOpenFiles ? shell::setFileLimit(*cfg.daemon.maxOpenFiles) : shell::raiseFileLimit(wanted);
+  log::info("file_limit", {{"soft", std::to_string(limit.soft)}, {"hard", std::to_string(limit.hard)},
+                           {"was", std::to_string(limit.before)}, {"wanted", std::to_string(wanted)}});
   auto control = api::ControlServer::open(base, cfg.daemon.controlSocket, cfg.daemon.controlGroup, d->dispatcher_);
   if (!control) return fail("control socket: " + control.error().message);
   d->control_ = std::move(*control);
@@ -77,7 +88,8 @@ nlohmann::json Daemon::status() const {
     s["roles"].push_back("edge");
     s["edge"] = edgeStatus(*edge_);
   }
-  if (control_) s["control"] = {{"socket", control_->path()}, {"served", control_->served()}, {"refused", control_->refused()}};
+  if (control_) s["control"] = {{"socket", control_->path()}, {"served", control_->served()}, {"refused", control_->refused()},
+                                    {"out_of_descriptors", control_->outOfDescriptors()}};
   return s;
 }
 
@@ -85,6 +97,12 @@ nlohmann::json Daemon::stats() const {
   nlohmann::json s = nlohmann::json::object();
   if (relay_) s["relay"] = relay_->stats();
   if (edge_) s["edge"] = edgeStats(*edge_);
+  if (control_) {
+    s["control"] = {{"served", control_->served()},
+                    {"refused", control_->refused()},
+                    {"out_of_descriptors", control_->outOfDescriptors()},
+                    {"replies_dropped", control_->repliesDropped()}};
+  }
   return s;
 }
 

@@ -113,6 +113,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open(event_base* base, con
     return fail(err);
   }
   std::unique_ptr<ControlServer> s(new ControlServer(base, path, fd, AccessPolicy(geteuid(), gid), dispatcher));
+  s->spare_ = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   s->acceptEvent_ = event_new(base, fd, EV_READ | EV_PERSIST, &ControlServer::onAccept, s.get());
   event_add(s->acceptEvent_, nullptr);
   s->resumeEvent_ = evtimer_new(
@@ -138,12 +139,21 @@ void ControlServer::onAccept(int, short, void* self) { static_cast<ControlServer
 void ControlServer::accept() {
   for (;;) {
     int cfd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0 && (errno == EMFILE || errno == ENFILE) && spare_.valid()) {
+      // Out of descriptors: the one held in reserve lets this connection in, so the operator
+      // can still ask what is going on; it is taken back when a connection closes.
+      spare_.reset();
+      ++outOfDescriptors_;
+      limiter_.write(Clock::now(), log::Level::Warn, "control_out_of_descriptors",
+                     {{"effect", "this connection uses the reserved descriptor"}});
+      cfd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    }
     if (cfd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
       // Out of descriptors (EMFILE, ENFILE) or memory: the pending connection stays queued and
       // the level-triggered listen event would fire again at once. Pause accepting instead.
-      log::warn("control_accept_failed", {{"error", std::strerror(errno)}, {"pause_ms", std::to_string(
-                                                                              toMs(kAcceptPause))}});
+      limiter_.write(Clock::now(), log::Level::Warn, "control_accept_failed",
+                     {{"error", std::strerror(errno)}, {"pause_ms", std::to_string(static_cast<int64_t>(toMs(kAcceptPause)))}});
       event_del(acceptEvent_);
       const timeval tv = toTimeval(kAcceptPause);
       event_add(resumeEvent_, &tv);
@@ -154,7 +164,8 @@ void ControlServer::accept() {
     if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
         !policy_.allows(PeerCred{cred.pid, cred.uid, cred.gid})) {
       ++refused_;
-      log::warn("control_refused", {{"uid", std::to_string(cred.uid)}, {"pid", std::to_string(cred.pid)}});
+      limiter_.write(Clock::now(), log::Level::Warn, "control_refused",
+                     {{"uid", std::to_string(cred.uid)}, {"pid", std::to_string(cred.pid)}});
       const char msg[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
       (void)!write(cfd, msg, sizeof msg - 1);
       ::close(cfd);
@@ -162,7 +173,8 @@ void ControlServer::accept() {
     }
     if (connections_.size() >= kMaxConnections) {
       ++refused_;
-      log::warn("control_too_many_connections", {{"limit", std::to_string(kMaxConnections)}});
+      limiter_.write(Clock::now(), log::Level::Warn, "control_too_many_connections",
+                     {{"limit", std::to_string(kMaxConnections)}});
       ::close(cfd);
       continue;
     }
@@ -276,7 +288,10 @@ void ControlServer::sendReply(Connection* c, const std::string& reply) {
       c);
 }
 
-void ControlServer::close(Connection* c) { connections_.erase(c->id); }
+void ControlServer::close(Connection* c) {
+  connections_.erase(c->id);
+  if (!spare_.valid()) spare_ = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // the reserve back
+}
 
 Result<Json> call(const std::string& socketPath, const std::string& cmd, const Json& args, Duration timeout) {
   auto sun = unixAddress(socketPath);

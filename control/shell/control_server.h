@@ -22,6 +22,8 @@
 #include <string_view>
 
 #include "base/clock.h"
+#include "base/fd.h"
+#include "base/log.h"
 #include "base/result.h"
 #include "api/dispatcher.h"
 
@@ -62,6 +64,8 @@ class ControlServer {
   // daemon has shut the server down is dropped and counted here too.
   std::shared_ptr<const uint64_t> repliesDroppedCounter() const { return dropped_; }
   size_t connections() const { return connections_.size(); }
+  // Connections let in on the reserved descriptor while tgwd was out of descriptors.
+  uint64_t outOfDescriptors() const { return outOfDescriptors_; }
 
  private:
   struct Connection;
@@ -86,6 +90,12 @@ class ControlServer {
   std::shared_ptr<ControlServer*> self_ = std::make_shared<ControlServer*>(this);
   uint64_t refused_ = 0;
   uint64_t served_ = 0;
+  uint64_t outOfDescriptors_ = 0;
+  // A descriptor held in reserve (/dev/null): when accept() fails for want of descriptors,
+  // it is released so that the operator's tgwctl still gets in.
+  UniqueFd spare_;
+  // The warnings a local client (or descriptor exhaustion) can trigger: 1 a second, 5 at once.
+  log::LogLimiter limiter_{1.0, 5.0};
   std::shared_ptr<uint64_t> dropped_ = std::make_shared<uint64_t>(0);  // outlives the server (late replies)
 };
 

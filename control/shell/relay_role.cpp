@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "base/log.h"
+#include "shell/descriptors.h"
 #include "shell/xdp_mode.h"
 #include "crypto/node_key.h"
 #include "tgw/frames.h"
@@ -131,7 +132,24 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
     log::info("rendezvous_enabled", {{"key", r->rendezvous_->publicKey().toString()}});
   }
   if (turnEnabled(cfg)) {
-    r->turn_ = std::make_unique<turn::Server>(turnServerConfig(cfg), r->ports_, r->fastPath_.get());
+    turn::ServerConfig sc = turnServerConfig(cfg);
+    // One relayed socket per family of an allocation: the allocations must fit in the
+    // descriptors left after the reserve (shell/descriptors.h), or the relay runs out of
+    // them instead of answering 486.
+    const uint64_t limit = shell::fileLimit();
+    const uint64_t open = shell::descriptorsOpen();
+    const uint64_t room = limit > open + shell::kDescriptorReserve ? limit - open - shell::kDescriptorReserve : 0;
+    const uint64_t perAllocation = std::max<size_t>(1, sc.policy.relayIps.size());
+    r->ports_.setBudget(room);
+    if (uint64_t{sc.maxAllocations} * perAllocation > room) {
+      const uint64_t clamped = std::max<uint64_t>(1, room / perAllocation);
+      log::warn("turn_max_allocations_clamped",
+                {{"configured", std::to_string(sc.maxAllocations)}, {"clamped", std::to_string(clamped)},
+                 {"nofile_limit", std::to_string(limit)}, {"descriptors_open", std::to_string(open)},
+                 {"fix", "raise the descriptor limit (LimitNOFILE= in the systemd unit, ulimit -n)"}});
+      sc.maxAllocations = static_cast<uint32_t>(clamped);
+    }
+    r->turn_ = std::make_unique<turn::Server>(std::move(sc), r->ports_, r->fastPath_.get());
     r->turnTimer_ = std::make_unique<shell::DeadlineTimer>(base, [rr = r.get()] { rr->onTurnTimer(); });
     log::info("turn_enabled", {{"realm", cfg.turn->realm},
                                {"users", std::to_string(cfg.turn->users.size())},
@@ -171,20 +189,43 @@ Result<void> RelayRole::openSockets() {
 Result<SockAddr> RelayRole::Ports::reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort, bool evenPort) {
   role_.relayed_->collectClosed();  // Allocate comes in on a listening socket
   if (minPort == 0 || maxPort < minPort) return fail("empty relayed port range");
+  const TimePoint now = Clock::now();
+  // Out of descriptors: refused at once (no socket() per port of the range), counted apart.
+  if (role_.relayed_->size() >= budget_) {
+    ++role_.relayedPortsNoDescriptor_;
+    limiter_.write(now, log::Level::Warn, "turn_no_descriptor",
+                   {{"relayed_sockets", std::to_string(role_.relayed_->size())},
+                    {"fix", "raise the descriptor limit (LimitNOFILE=, ulimit -n)"}});
+    return fail("no file descriptor left for a relayed socket");
+  }
   const uint32_t span = static_cast<uint32_t>(maxPort - minPort) + 1;
-  for (uint32_t i = 0; i < span; ++i) {
-    const uint16_t port = static_cast<uint16_t>(minPort + (next_ + i) % span);
-    if (evenPort && port % 2 != 0) continue;
-    SockAddr local(relayIp, port);
-    if (role_.relayed_->has(local)) continue;
-    if (!role_.relayed_->open(local)) continue;  // in use by another program, most likely: try the next one
-    next_ = (next_ + i + 1) % span;
-    log::debug("turn_port_reserved", {{"relayed", local.toString()}});
-    return local;
+  const uint32_t usable = evenPort ? (span + (minPort % 2 == 0 ? 1 : 0)) / 2 : span;
+  uint32_t& held = held_[relayIp];
+  if (held < usable) {
+    for (uint32_t i = 0; i < span; ++i) {
+      const uint16_t port = static_cast<uint16_t>(minPort + (next_ + i) % span);
+      if (evenPort && port % 2 != 0) continue;
+      SockAddr local(relayIp, port);
+      if (role_.relayed_->has(local)) continue;
+      if (auto ok = role_.relayed_->open(local); !ok) {
+        if (ok.error().code == EMFILE || ok.error().code == ENFILE) {
+          ++role_.relayedPortsNoDescriptor_;
+          limiter_.write(now, log::Level::Warn, "turn_no_descriptor",
+                         {{"error", ok.error().message}, {"fix", "raise the descriptor limit (LimitNOFILE=, ulimit -n)"}});
+          return fail("no file descriptor left for a relayed socket");
+        }
+        continue;  // in use by another program, most likely: try the next one
+      }
+      next_ = (next_ + i + 1) % span;
+      ++held;
+      log::debug("turn_port_reserved", {{"relayed", local.toString()}});
+      return local;
+    }
   }
   ++role_.relayedPortsFailed_;
-  log::warn("turn_no_free_port", {{"relay_ip", relayIp.toString()},
-                                  {"range", std::to_string(minPort) + "-" + std::to_string(maxPort)}});
+  limiter_.write(now, log::Level::Warn, "turn_no_free_port",
+                 {{"relay_ip", relayIp.toString()}, {"range", std::to_string(minPort) + "-" + std::to_string(maxPort)},
+                  {"held_by_tgwd", std::to_string(held)}});
   return fail("no free UDP port in " + std::to_string(minPort) + "-" + std::to_string(maxPort) + " on " +
               relayIp.toString());
 }
@@ -194,6 +235,7 @@ void RelayRole::Ports::release(const SockAddr& relayed) {
   // Its own callback may be on the stack: UdpEndpoints stops it now and frees it later. The
   // port is free again at once.
   role_.relayed_->close(relayed);
+  if (auto it = held_.find(relayed.ip()); it != held_.end() && it->second > 0) --it->second;
   log::debug("turn_port_released", {{"relayed", relayed.toString()}});
 }
 
@@ -387,6 +429,7 @@ nlohmann::json RelayRole::status() const {
                  {"users", c.users.size()},
                  {"rest", c.restSecret.has_value()},
                  {"allocations", turn_->allocations(Clock::now()).size()},
+                 {"max_allocations", c.maxAllocations},  // after the descriptor clamp
                  {"fast_path", fastPath_ != nullptr}};
   } else {
     s["turn"] = nullptr;
@@ -468,7 +511,8 @@ nlohmann::json RelayRole::stats() const {
                     {"tx_errors", l.txErrors + r.txErrors},
                     {"tx_no_socket", l.txNoSocket + r.txNoSocket},
                     {"relayed_ports_open", relayed_->size()},
-                    {"relayed_ports_failed", relayedPortsFailed_}};
+                    {"relayed_ports_failed", relayedPortsFailed_},
+                    {"relayed_ports_no_descriptor", relayedPortsNoDescriptor_}};
   return out;
 }
 

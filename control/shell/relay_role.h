@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "base/datagram.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
@@ -77,12 +78,20 @@ class RelayRole {
   class Ports final : public turn::PortReserver {
    public:
     explicit Ports(RelayRole& role) : role_(role) {}
+    // Refuses in O(1) when the relayed sockets have used their descriptor budget
+    // (relayed_ports_no_descriptor) or tgwd holds every usable port of the range on that
+    // address (relayed_ports_failed); stops at the first EMFILE / ENFILE. Its warnings are
+    // rate-limited: clients trigger them.
     Result<SockAddr> reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort, bool evenPort) override;
     void release(const SockAddr& relayed) override;
+    void setBudget(uint64_t descriptors) { budget_ = descriptors; }
 
    private:
     RelayRole& role_;
     uint32_t next_ = 0;  // where the next search starts, spreads ports over the range
+    uint64_t budget_ = UINT64_MAX;          // relayed sockets at most (descriptors)
+    std::map<IpAddr, uint32_t> held_;       // relayed ports tgwd holds, per relay address
+    log::LogLimiter limiter_{1.0, 5.0};     // one line a second, five at once
   };
 
   explicit RelayRole(config::RelayConfig cfg) : cfg_(std::move(cfg)), ports_(*this) {}
@@ -118,6 +127,7 @@ class RelayRole {
   std::unique_ptr<shell::UdpEndpoints> listeners_;      // STUN endpoints
   std::unique_ptr<shell::UdpEndpoints> relayed_;        // relayed transport addresses
   uint64_t relayedPortsFailed_ = 0;                     // reserve() found no free port
+  uint64_t relayedPortsNoDescriptor_ = 0;               // reserve() had no descriptor left
   Ports ports_;
   std::unique_ptr<turn::Server> turn_;
   std::unique_ptr<shell::DeadlineTimer> turnTimer_;  // follows turn_->nextDeadline()

@@ -13,14 +13,20 @@ namespace tgw::shell {
 
 Result<UniqueFd> openUdpSocket(const SockAddr& local) {
   UniqueFd s(::socket(local.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!s.valid()) return fail(errnoText(local.isV4() ? "socket(AF_INET)" : "socket(AF_INET6)"));
+  if (!s.valid()) {
+    const int e = errno;  // EMFILE / ENFILE: out of descriptors, not a port problem
+    return fail(errnoText(local.isV4() ? "socket(AF_INET)" : "socket(AF_INET6)"), e);
+  }
   if (local.isV6()) {
     int one = 1;
     ::setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
   sockaddr_storage ss{};
   socklen_t len = local.toSockaddr(&ss);
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail(errnoText("bind " + local.toString()));
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    const int e = errno;
+    return fail(errnoText("bind " + local.toString()), e);
+  }
   return s;
 }
 
@@ -43,7 +49,7 @@ UdpEndpoints::~UdpEndpoints() = default;
 Result<void> UdpEndpoints::open(const SockAddr& local) {
   if (has(local)) return fail(local.toString() + " is already open");
   auto fd = openUdpSocket(local);
-  if (!fd) return fail(fd.error().message);
+  if (!fd) return fail(fd.error().message, fd.error().code);
   auto s = std::make_unique<Socket>();
   s->owner = this;
   s->local = local;

@@ -31,6 +31,7 @@ namespace tgw::shell {
 // IPV6_V6ONLY, so each family has its own socket. No SO_REUSEADDR: UDP has no TIME_WAIT, and
 // without it a second process on the same endpoint fails here instead of silently sharing
 // the traffic.
+// The error's code is the errno (EMFILE / ENFILE: out of descriptors; EADDRINUSE: taken).
 Result<UniqueFd> openUdpSocket(const SockAddr& local);
 
 class UdpEndpoints {

@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include <deque>
 #include <functional>
 #include <iostream>
@@ -52,10 +54,10 @@ class RelayTurn : public ::testing::Test {
     port_ = freeUdpPort("198.18.0.1");
     minPort_ = 41000 + static_cast<uint16_t>(getpid() % 2000) * 4;
     sock_ = "/tmp/tgw-relay-turn-test-" + std::to_string(getpid()) + ".sock";
-    std::string text = "[daemon]\ncontrol_socket = \"" + sock_ + "\"\n[relay]\nxdp_mode = \"off\"\n" +
+    std::string text = "[daemon]\ncontrol_socket = \"" + sock_ + "\"\n" + daemonExtra() + "[relay]\nxdp_mode = \"off\"\n" +
                        "address = \"198.18.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +
                        "[relay.turn]\nrealm = \"" + kRealm + "\"\nmin_port = " + std::to_string(minPort_) +
-                       "\nmax_port = " + std::to_string(minPort_ + 3) + "\n" +
+                       "\nmax_port = " + std::to_string(minPort_ + ports() - 1) + "\n" +
                        turnExtra() +
                        "[[relay.turn.user]]\nname = \"" + kUser + "\"\npassword = \"" + kPassword + "\"\n";
     auto cfg = config::parse(text, "test.toml");
@@ -72,8 +74,10 @@ class RelayTurn : public ::testing::Test {
     ASSERT_GE(peer_, 0);
     key_ = crypto::longTermKey(kUser, kRealm, kPassword);
   }
-  // More [relay.turn] keys for a fixture that needs them.
+  // More [relay.turn] / [daemon] keys for a fixture that needs them, and the relayed range.
   virtual std::string turnExtra() const { return ""; }
+  virtual std::string daemonExtra() const { return ""; }
+  virtual uint16_t ports() const { return 4; }
 
   void TearDown() override {
     if (daemon_) {
@@ -342,6 +346,97 @@ TEST_F(RelayTurn, PortRangeExhaustionIs508AndCounted) {
   EXPECT_EQ((*stats)["relay"]["turn"]["errors_508"], 1);
   EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_open"], 4);
   EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_failed"], 1);
+}
+
+// Issue 11, descriptors: with a small descriptor limit (systemd's default is 1024) the relay
+// clamps max_allocations (10,000 by default) to what its relayed sockets can have, so a
+// client meets 486 (quota), never a relay out of descriptors; when descriptors run out
+// anyway, Allocate is refused at once and counted apart from a full port range, and tgwctl
+// still gets in on the control socket's reserved descriptor.
+class RelayTurnFewDescriptors : public RelayTurn {
+ protected:
+  std::string daemonExtra() const override { return "max_open_files = 512\n"; }
+  std::string turnExtra() const override { return "max_allocations_per_user = 100000\n"; }
+  uint16_t ports() const override { return 1000; }
+  void TearDown() override {
+    rlimit r{4096, 4096};
+    getrlimit(RLIMIT_NOFILE, &r);
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+    RelayTurn::TearDown();
+  }
+  // One allocation from a fresh client socket (closed after: the allocation stays); the
+  // answer's error code, 0 on success.
+  // (Each from its own port: a port 0 bind may reuse an earlier client's, whose 5-tuple
+  // still has its allocation.)
+  int allocateFromNewClient() {
+    close(client_);
+    client_ = boundSocket(SockAddr(*IpAddr::parse("198.18.0.1"), nextClientPort_++));
+    return allocate();
+  }
+  int allocate() {
+    auto requestedUdp = [](stun::MessageBuilder& b) { b.addU32(stun::attr::kRequestedTransport, 17u << 24); };
+    stun::Message m = request(stun::Method::Allocate, requestedUdp);
+    if (m.errorCode() && (m.errorCode()->code == 401 || m.errorCode()->code == 438)) {
+      nonce_ = *m.stringAttr(stun::attr::kNonce);  // nonces are per client address
+      m = request(stun::Method::Allocate, requestedUdp);
+    }
+    return m.errorCode() ? m.errorCode()->code : 0;
+  }
+  uint16_t nextClientPort_ = 20000;
+};
+
+TEST_F(RelayTurnFewDescriptors, AllocationsAreClampedToTheDescriptorLimit) {
+  auto status = api::call(sock_, "status");
+  ASSERT_TRUE(status.ok());
+  const uint32_t max = (*status)["relay"]["turn"]["max_allocations"].get<uint32_t>();
+  EXPECT_LE(max, 512u - 256u) << "the relay plans past its descriptors";
+  EXPECT_GT(max, 100u);
+  uint32_t made = 0;
+  int refusal = 0;
+  for (uint32_t i = 0; i < max + 5 && refusal == 0; ++i) {
+    refusal = allocateFromNewClient();
+    if (refusal == 0) ++made;
+  }
+  EXPECT_EQ(made, max);
+  EXPECT_EQ(refusal, 486);
+  auto stats = api::call(sock_, "stats");
+  ASSERT_TRUE(stats.ok()) << "tgwctl cannot get in: " << stats.error().message;
+  EXPECT_EQ((*stats)["relay"]["turn"]["errors_508"], 0);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_no_descriptor"], 0);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_open"], max);
+}
+
+TEST_F(RelayTurnFewDescriptors, OutOfDescriptorsIsRefusedAtOnceAndTgwctlStillGetsIn) {
+  ASSERT_EQ(allocateFromNewClient(), 0);
+  // Every descriptor in use (a new client socket first): the next relayed socket cannot be made.
+  rlimit tight{};
+  getrlimit(RLIMIT_NOFILE, &tight);
+  const rlim_t hard = tight.rlim_max;
+  close(client_);
+  client_ = boundSocket(SockAddr(*IpAddr::parse("198.18.0.1"), nextClientPort_++));
+  // A new descriptor takes the lowest free number: a limit at that number leaves none.
+  auto lowestFree = [] {
+    const int fd = dup(0);
+    close(fd);
+    return static_cast<rlim_t>(fd);
+  };
+  tight.rlim_cur = lowestFree();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  EXPECT_EQ(allocate(), 508);
+  // One descriptor more: the client's; the daemon's accept() has none left but its reserve.
+  tight.rlim_cur = hard;
+  setrlimit(RLIMIT_NOFILE, &tight);
+  tight.rlim_cur = lowestFree() + 1;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  auto stats = api::call(sock_, "stats");
+  tight.rlim_cur = hard;
+  setrlimit(RLIMIT_NOFILE, &tight);
+  ASSERT_TRUE(stats.ok()) << "tgwctl could not get in: " << stats.error().message;
+  EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_no_descriptor"], 1);
+  EXPECT_EQ((*stats)["relay"]["sockets"]["relayed_ports_failed"], 0);
+  EXPECT_EQ((*stats)["relay"]["turn"]["errors_508"], 1);
+  EXPECT_EQ((*stats)["control"]["out_of_descriptors"], 1);
 }
 
 // The shell's timer follows turn::Server::nextDeadline(): an allocation whose lifetime ends
