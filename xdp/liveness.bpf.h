@@ -10,7 +10,7 @@
  * Why a deadline and not a bpf_link owned by the process: the link would end with the
  * process only where nothing else holds it, and the edge pins its state to keep forwarding
  * across a restart on purpose; a deadline bounds both the same way, costs one array load
- * (the verifier inlines it) and a compare against the time the program reads anyway, and
+ * (the verifier inlines it), a clock read and a compare per forwarded packet, and
  * also catches a tgwd that hangs without dying. README.md "The fast path and its
  * supervisor" has the argument.
  * BPF C only: it declares a map, so it is included once per program. */
