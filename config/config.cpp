@@ -568,7 +568,7 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   const std::string p = "edge.";
   const int line = Reader::lineOf(t);
   r.onlyKeys(t, p, {"key_file", "interface", "lan_interface", "addresses", "port", "xdp_mode", "pin_dir",
-                    "stun_servers", "static_endpoints", "relay", "peer", "flow"});
+                    "forward_without_daemon_seconds", "stun_servers", "static_endpoints", "relay", "peer", "flow"});
   EdgeConfig c;
   c.stunServers = r.endpoints(t, p, "stun_servers", uint16_t{3478});
   c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the node key file (created when missing)"));
@@ -585,6 +585,10 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
     r.failAt(t.get("pin_dir"), line, p + "pin_dir", "an absolute path on bpffs, or \"\" for no pinning",
              "\"" + c.pinDir + "\"");
   }
+  // At least two of tgwd's one-second pushes (EdgeRole), at most an hour.
+  c.forwardWithoutDaemon = std::chrono::seconds(r.integer(t, p, "forward_without_daemon_seconds",
+                                                          static_cast<uint64_t>(c.forwardWithoutDaemon.count()),
+                                                          2, 3600, "seconds"));
   c.staticEndpoints = r.endpoints(t, p, "static_endpoints", std::nullopt);
 
   if (const toml::node* relay = t.get("relay")) {

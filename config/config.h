@@ -104,6 +104,10 @@ struct RelayConfig {
 // TURN, disco, rendezvous and data (DESIGN.md "Packets on the wire").
 inline constexpr uint16_t kDefaultEdgePort = 41641;
 inline constexpr std::string_view kDefaultEdgePinDir = "/sys/fs/bpf/tgw/edge";
+// How long the edge's fast path goes on forwarding after tgwd stopped pushing its liveness
+// deadline (edge.forward_without_daemon_seconds): long enough for a restart to pick the pinned
+// maps up without a gap, short enough that a dead gateway does not forward for ever.
+inline constexpr std::chrono::seconds kDefaultEdgeForwardWithoutDaemon{30};
 
 // [edge.relay]: the TURN relay (relay path of last resort) and the rendezvous server (the
 // side channel for candidate exchange) on the same STUN/TURN port.
@@ -143,6 +147,7 @@ struct EdgeConfig {
   uint16_t port = kDefaultEdgePort;
   XdpMode xdpMode = XdpMode::Auto;        // Off: tests only (no fast path, data dropped)
   std::string pinDir{kDefaultEdgePinDir}; // "": no pinning (program detached on exit)
+  std::chrono::seconds forwardWithoutDaemon = kDefaultEdgeForwardWithoutDaemon;  // 2..3600 s
   std::vector<SockAddr> stunServers;      // candidate gathering and netcheck; two or more
   std::vector<SockAddr> staticEndpoints;  // operator port forwards (static candidates)
   std::optional<EdgeRelayConfig> relay;   // [edge.relay]

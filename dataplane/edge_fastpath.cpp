@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 #include "dataplane/typed_map.h"
 #include "tgw/channel_data.h"
@@ -838,6 +839,11 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
     return {};
   };
   if (auto ok = bindAll(); !ok) return fail("edge fast path: " + ok.error().message);
+  // The first liveness deadline, before the program is attached (a zero one forwards nothing).
+  if (auto m = TypedMap<__u32, __u64>::bind(maps.tgw_liveness); !m)
+    return fail("edge fast path: " + m.error().message);
+  if (!writeLivenessDeadline(bpf_map__fd(maps.tgw_liveness), Clock::now() + options.liveness))
+    return fail("edge fast path: cannot write the liveness deadline");
   if (!options.pinDir.empty())
     if (auto ok = impl.openPeerRelayed(options.pinDir); !ok) return Unexpected<Error>{ok.error()};
 
@@ -955,6 +961,12 @@ std::optional<EdgeFlowCounters> EdgeFastPath::flowCounters(uint32_t flowId) cons
     c.dropOther += v.drop_other;
   }
   return c;
+}
+
+void EdgeFastPath::keepAlive(TimePoint now) { setLivenessDeadline(now + impl_->options.liveness); }
+
+void EdgeFastPath::setLivenessDeadline(TimePoint deadline) {
+  writeLivenessDeadline(bpf_map__fd(impl_->skel->maps.tgw_liveness), deadline);
 }
 
 void EdgeFastPath::flushNextHops() { bumpNextHopEpoch(bpf_map__fd(impl_->skel->maps.tgw_nexthop_epoch)); }

@@ -34,6 +34,14 @@
 // sharing the first one's forwarding maps.
 // Without keepAttached() the destructor detaches and removes the pins: a clean stop
 // leaves nothing behind.
+//
+// Bounded without tgwd (xdp/liveness.bpf.h): the program forwards a flow's packets only
+// while its liveness deadline is ahead; tgwd pushes it to now + Options::liveness every
+// second (keepAlive). A kept-attached program whose tgwd is gone forwards for at most that
+// long (30 s by default: a restart that takes a few seconds keeps forwarding), then drops
+// the flows' packets (edge_liveness); a restarted tgwd's open() writes a fresh deadline
+// before its program replaces the old one. The deadline's map is the program's own, never
+// pinned or adopted.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/forwarding_table.h"
@@ -101,6 +110,9 @@ class EdgePathPublisher {
 class EdgeFastPath final : public ForwardingTable {
  public:
   static constexpr uint32_t kDefaultMaxFlows = 4096;
+  // Forwarding without tgwd: a restart within it loses nothing (config: edge.
+  // forward_without_daemon_seconds).
+  static constexpr Duration kDefaultLiveness = std::chrono::seconds(30);
 
   struct Options {
     std::string wanInterface;        // where our sockets' traffic arrives
@@ -109,6 +121,8 @@ class EdgeFastPath final : public ForwardingTable {
     std::string pinDir;              // e.g. /sys/fs/bpf/tgw/edge; empty: no pinning
     std::vector<SockAddr> sockets;   // our WAN sockets (concrete addresses, not wildcards)
     uint32_t maxFlows = kDefaultMaxFlows;
+    // How long the program forwards after the last keepAlive() (kDefaultLiveness).
+    Duration liveness = kDefaultLiveness;
   };
 
   // Loads (reusing pinned maps when present), attaches to the interface(s), fills the
@@ -157,6 +171,11 @@ class EdgeFastPath final : public ForwardingTable {
   // 1 s): a route, neighbour or MTU change then applies to the very next packet. Without
   // it, such changes reach the fast path within a second. Path changes need no flush.
   void flushNextHops();
+
+  // Pushes the liveness deadline to now + Options::liveness (one map write).
+  void keepAlive(TimePoint now);
+  // The deadline itself (tests: a past one stops forwarding at once).
+  void setLivenessDeadline(TimePoint deadline);
 
   std::optional<EdgeFlowCounters> flowCounters(uint32_t flowId) const override;
   std::vector<CounterRow> counters() const;  // per (family, verdict, reason)

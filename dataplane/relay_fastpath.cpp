@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 
 // The skeleton names the structs of its .rodata: they must be declared first.
@@ -59,7 +60,7 @@ tgw_turn_rewrite rewriteOf(const SockAddr& keyA, const SockAddr& keyB, const Soc
   tgw_turn_rewrite rw{};
   tgw_turn_rewrite_init(&rw, familyOf(src), a, b, htons(keyA.port()), htons(keyB.port()), s, d,
                         htons(src.port()), htons(dst.port()), htons(r.channel), r.allocation,
-                        flags);
+                        flags, monotonicNs(r.expires));
   return rw;
 }
 
@@ -122,6 +123,11 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
     return fail("relay fast path: " + m.error().message);
   if (auto m = TypedMap<__u32, tgw_turn_nexthop_slot>::bind(maps.tgw_turn_nexthops); !m)
     return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<__u32, __u64>::bind(maps.tgw_liveness); !m)
+    return fail("relay fast path: " + m.error().message);
+  // The first deadline, before the program can be attached (a zero one forwards nothing).
+  if (!writeLivenessDeadline(bpf_map__fd(maps.tgw_liveness), Clock::now() + options.liveness))
+    return fail("relay fast path: cannot write the liveness deadline");
 
   std::string addresses;
   for (const IpAddr& a : options.relayAddresses)
@@ -232,12 +238,18 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
     return fail(where + "relayed address " + route.relayed.toString() +
                 " is not one of the fast path's");
 
-  // Replace what has the same keys (as MemoryTurnTable does).
+  // Replace what has the same keys (as MemoryTurnTable does). The same route written again
+  // (both keys unchanged: a refresh of its deadline) is overwritten in place below, so that
+  // no packet misses it meanwhile.
   const RouteKey key{route.client, route.server, route.channel};
   const PeerKey peerKey{route.relayed, route.peer};
-  if (auto it = byPeer_.find(peerKey); it != byPeer_.end()) eraseRoute(RouteKey{it->second});
-  eraseRoute(key);
-  if (routes_.size() >= maxRoutes_) return fail(where + "route table full");
+  auto samePeer = byPeer_.find(peerKey);
+  const bool inPlace = samePeer != byPeer_.end() && samePeer->second == key;
+  if (!inPlace) {
+    if (samePeer != byPeer_.end()) eraseRoute(RouteKey{samePeer->second});
+    eraseRoute(key);
+    if (routes_.size() >= maxRoutes_) return fail(where + "route table full");
+  }
 
   const __u8 flags = isRelayAddress(route.peer) ? TGW_TURN_F_LOCAL_PEER : 0;
   const tgw_turn_client_key ck = clientKeyOf(route);
@@ -246,12 +258,26 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
   const tgw_turn_peer_key pk = peerKeyOf(route);
   const tgw_turn_rewrite toClient =
       rewriteOf(route.peer, route.relayed, route.server, route.client, route, 0);
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck, &toPeer, BPF_ANY) != 0)
-    return fail(where + "client route: " + std::strerror(errno), errno);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck, &toPeer, BPF_ANY) != 0) {
+    const int err = errno;
+    if (inPlace) eraseRoute(key);  // the old value may hold: nothing half-written stays
+    return fail(where + "client route: " + std::strerror(err), err);
+  }
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_peers), &pk, &toClient, BPF_ANY) != 0) {
     const int err = errno;
-    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck);
+    if (inPlace) {
+      eraseRoute(key);
+    } else {
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck);
+    }
     return fail(where + "peer route: " + std::strerror(err), err);
+  }
+  if (inPlace) {
+    const uint32_t was = routes_.at(key).allocation;
+    if (auto a = byAllocation_.find(was); was != route.allocation && a != byAllocation_.end()) {
+      a->second.erase(key);
+      if (a->second.empty()) byAllocation_.erase(a);
+    }
   }
   routes_[key] = route;
   byPeer_[peerKey] = key;
@@ -261,6 +287,10 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
 
 void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
   eraseRoute(RouteKey{route.client, route.server, route.channel});
+}
+
+void RelayFastPath::setLivenessDeadline(TimePoint deadline) {
+  writeLivenessDeadline(bpf_map__fd(skel_->maps.tgw_liveness), deadline);
 }
 
 void RelayFastPath::flushNextHops() { bumpNextHopEpoch(bpf_map__fd(skel_->maps.tgw_nexthop_epoch)); }

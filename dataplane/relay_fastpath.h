@@ -33,6 +33,13 @@
 // a channel above Options::maxChannel, cross-family (client and peer in different families: no translation here), a relayed
 // address not among Options::relayAddresses or outside the relayed port range, a full table.
 //
+// The fast path does not outlive tgwd (xdp/liveness.bpf.h): a route forwards only until its
+// own `expires` (TurnChannelRoute: its permission's, channel's or allocation's end; then
+// turn_route_expired) and only while the liveness deadline, which the relay role pushes to
+// now + Options::liveness every second (keepAlive), is ahead (then turn_liveness). Either
+// way the frame is passed up intact, as for a route that is not there. load() writes the
+// first deadline before anything can attach the program.
+//
 // The bandwidth cap (TurnAllocationLimits) is a token bucket per allocation shared by all
 // CPUs under a bpf_spin_lock: exact across CPUs to within one byte per refill; it counts
 // application data bytes, both directions together. Counters are per-CPU, summed on read.
@@ -46,6 +53,7 @@
 #include <tuple>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/stun_responder.h"
@@ -63,6 +71,10 @@ class RelayFastPath final : public TurnTable {
  public:
   // Allocation slots by default: 100,000 allocations fit.
   static constexpr uint32_t kDefaultCapacity = 131072;
+  // How long the program forwards after the last keepAlive(): the relay role calls it every
+  // second (shell::RelayRole), so a killed or hung tgwd stops the fast path within 3 s,
+  // while a loaded event loop that runs a timer late by up to 2 s does not.
+  static constexpr Duration kDefaultLiveness = std::chrono::seconds(3);
   // Bandwidth caps above this (bytes per second, and bucket depth in bytes) are refused:
   // the bucket's arithmetic stays within 64 bits (about 144 Gbit/s).
   static constexpr uint64_t kMaxBytesPerSecond = 18'000'000'000ULL;
@@ -86,6 +98,9 @@ class RelayFastPath final : public TurnTable {
     // TGW_CHANNEL_MAX_RFC5766 (0x7FFF, RFC 5766 section 11: the program then takes first
     // bytes 64..127 to a STUN port as ChannelData). Anything else is refused by load().
     uint16_t maxChannel = TGW_CHANNEL_MAX;
+    // The liveness grace (kDefaultLiveness); tests that run one program for longer than
+    // that without a keepAlive() raise it.
+    Duration liveness = kDefaultLiveness;
   };
 
   // Opens the skeleton, sizes the maps, loads the program (needs root / CAP_BPF) and fills
@@ -124,6 +139,11 @@ class RelayFastPath final : public TurnTable {
   // tgw/turn.h): a route or neighbour change then applies to the very next packet. Without
   // it, changes reach the fast path within a second.
   void flushNextHops();
+
+  // Pushes the liveness deadline to now + Options::liveness (one map write).
+  void keepAlive(TimePoint now) { setLivenessDeadline(now + options_.liveness); }
+  // The deadline itself (tests: a past one stops forwarding at once).
+  void setLivenessDeadline(TimePoint deadline);
 
  private:
   RelayFastPath() = default;

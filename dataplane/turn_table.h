@@ -6,7 +6,10 @@
 // The fast path handles only ChannelData (RFC 8656 section 12): a route exists exactly while
 // a channel is bound AND the permission for its peer's IP is live (sections 9 and 12). The
 // server adds it when both hold and removes it the moment either expires or is deleted, so
-// the table never holds a stale entry. Everything else (Send / Data indications, peers
+// the table never holds a stale entry. Each route also carries that moment (`expires`), so
+// that the fast path stops on its own even when nobody removes it (tgwd killed): the
+// server writes the route again, same keys, a later `expires`, whenever a Refresh,
+// CreatePermission or ChannelBind extends what it depends on. Everything else (Send / Data indications, peers
 // without a channel, routes the fast path refuses) goes through the relay's sockets, where
 // the server handles it: the same bytes come out either way.
 #pragma once
@@ -16,6 +19,7 @@
 #include <optional>
 #include <tuple>
 
+#include "base/clock.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 
@@ -34,6 +38,10 @@ struct TurnChannelRoute {
   SockAddr relayed;         // the allocation's relayed transport address
   SockAddr peer;            // the peer bound to the channel
   uint16_t channel = 0;     // 0x4000..0x4FFF
+  // When the route stops forwarding by itself: the earliest of its channel's, its peer's
+  // permission's and its allocation's expiry (steady clock; the BPF map holds it as
+  // CLOCK_MONOTONIC ns, dataplane/liveness.h). kNever: no deadline.
+  TimePoint expires = kNever;
 
   friend bool operator==(const TurnChannelRoute&, const TurnChannelRoute&) = default;
 };
@@ -72,7 +80,8 @@ class TurnTable {
   // Stops using a slot and removes every route of it.
   virtual void removeAllocation(uint32_t allocation) = 0;
   // Adds a route, or replaces the one with the same (client, server, channel) / (relayed,
-  // peer) keys. Fails when the slot is not in use, the table is full, or the fast path cannot
+  // peer) keys (a route written again with both keys unchanged, e.g. a later `expires`, is
+  // overwritten in place: no packet misses it meanwhile). Fails when the slot is not in use, the table is full, or the fast path cannot
   // carry this route (the server then relies on the socket path for it).
   virtual Result<void> addChannel(const TurnChannelRoute& route) = 0;
   virtual void removeChannel(const TurnChannelRoute& route) = 0;

@@ -10,12 +10,17 @@
  * fails): the application is answered as a router would answer it (ICMP Fragmentation
  * Needed for IPv4 with DF, ICMPv6 Packet Too Big), from the flow's local endpoint, with the
  * MTU that leaves room for tgw's headers, back out of the ingress interface (XDP_TX). IPv4
- * without DF, and data that would not fit the LAN on delivery, are dropped. Both counted. */
+ * without DF, and data that would not fit the LAN on delivery, are dropped. Both counted.
+ *
+ * Bounded without tgwd: the maps are pinned so that forwarding survives a restart, but only
+ * for the grace tgwd's liveness deadline gives (30 s by default, xdp/liveness.bpf.h); past
+ * it a flow's packets are dropped (edge_liveness). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 #include "tgw/edge.h"
 #include "tgw/stats.h"
+#include "liveness.bpf.h"
 #include "nexthop_epoch.bpf.h"
 #include "xdp_exit.bpf.h"
 
@@ -276,6 +281,9 @@ static __always_inline __u32 handle_out(struct xdp_md *ctx, struct tgw_edge_pkt 
   const struct tgw_edge_flow *f = live_flow(local->slot);
   /* Not this endpoint's: a recycled hash element read in flight (tgw/edge.h). */
   if (!f || !tgw_edge_flow_is_local(f, &pkt->dst)) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  /* tgwd gone for longer than its grace (xdp/liveness.bpf.h): the pinned state no longer
+   * forwards. */
+  if (!tgw_supervisor_alive(bpf_ktime_get_ns())) return TGW_REASON_EDGE_LIVENESS;
   __u32 flow_id = f->flow_id;
   struct tgw_edge_flow_stats *st = flow_stats(f);
   if (pkt->unsupported || pkt->first_fragment) {
@@ -339,6 +347,7 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *
   const struct tgw_edge_flow *f = live_flow(ref->slot);
   /* Another flow's: a recycled hash element read in flight (tgw/edge.h). */
   if (!f || f->flow_id != flow_id) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  if (!tgw_supervisor_alive(bpf_ktime_get_ns())) return TGW_REASON_EDGE_LIVENESS;
   struct tgw_edge_flow_stats *st = flow_stats(f);
 
   /* What goes out of the checksum with the headers: the data header, and ChannelData's. */

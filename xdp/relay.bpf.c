@@ -4,6 +4,7 @@
  * hold it here. This file supplies the frame pointers, the map lookups, the next hop
  * (bpf_fib_lookup), the resize, and counts; the logic is in the shared headers, and what it
  * shares with xdp/stun_responder.bpf.c (maps, STUN answer, exit) in xdp_program.bpf.h. */
+#include "liveness.bpf.h"
 #include "nexthop_epoch.bpf.h"
 #include "xdp_program.bpf.h"
 
@@ -164,10 +165,16 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
     to_client = 1;
   }
 
+  /* A route forwards only while tgwd lives (xdp/liveness.bpf.h) and until its own deadline
+   * (its permission's, channel's or allocation's end): past either, tgwd's sockets decide,
+   * as for a route that is not there. Both routes of a chain must hold. */
+  __u64 now = bpf_ktime_get_ns();
+  if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
+  if (now >= in->expires_ns || now >= out->expires_ns) return TGW_REASON_TURN_ROUTE_EXPIRED;
+
   __u32 hdr_len = plan->l4_off; /* Ethernet + IP: the same family in and out */
   __u32 new_udp_len = TGW_UDP_HLEN + (to_client ? TGW_CHANNELDATA_HLEN : 0) + plan->data_len;
   __u32 l3_len = hdr_len - TGW_ETH_HLEN + new_udp_len;
-  __u64 now = bpf_ktime_get_ns();
   struct tgw_turn_nexthop fib;
   __u32 miss = next_hop(ctx, plan, out, l3_len, now, &fib);
   if (miss != 0) return miss;

@@ -525,6 +525,7 @@ class Bench {
       o.mode = AttachMode::Native;
       o.sockets = {t.socket};
       o.maxFlows = 64;
+      o.liveness = std::chrono::hours(24);  // no tgwd pushes it: forwards for the whole run
       auto opened = EdgeFastPath::open(o);
       if (!opened) {
         error = opened.error().message;

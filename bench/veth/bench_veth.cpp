@@ -379,6 +379,7 @@ class Bench {
       o.relayPortMax = kRelayPortMax;
       o.relayAddresses = {turnServer().ip()};
       o.capacity = 1024;
+      o.liveness = std::chrono::hours(24);  // no tgwd pushes it: forwards for the whole run
       auto loaded = tgw::dataplane::RelayFastPath::load(o);
       if (!loaded) {
         error = loaded.error().message;

@@ -27,6 +27,9 @@ namespace {
 constexpr std::chrono::seconds kNeighbourRecheck{30};
 // ... and at most this often after a route or neighbour change (NextHopWatch).
 constexpr std::chrono::seconds kNeighbourRecheckMin{1};
+// How often the fast path's liveness deadline is pushed forward (its grace is
+// edge.forward_without_daemon_seconds, at least two periods).
+constexpr std::chrono::seconds kLivenessPeriod{1};
 
 int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -80,6 +83,8 @@ struct EdgeRole::Impl {
   std::unique_ptr<dataplane::ManagedNeighbours> neighbours;
   std::map<IpAddr, std::string> neighbourErrors;  // app -> last error logged
   std::unique_ptr<shell::DeadlineTimer> neighbourTimer;
+  // Pushes the fast path's liveness deadline every kLivenessPeriod (keepFastPathAlive).
+  std::unique_ptr<shell::DeadlineTimer> livenessTimer;
   // Route and neighbour changes flush the program's next-hop cache (and recheck the managed
   // neighbours) at once; declared after fastPath and neighbours, so it goes first.
   std::unique_ptr<NextHopWatch> nextHopWatch;
@@ -93,6 +98,13 @@ struct EdgeRole::Impl {
   ~Impl() {
     pings.clear();
     sockets.reset();
+  }
+
+  // The fast path forwards only while tgwd pushes its liveness deadline (EdgeFastPath::
+  // keepAlive: now + edge.forward_without_daemon_seconds), here every kLivenessPeriod.
+  void keepFastPathAlive() {
+    fastPath->keepAlive(Clock::now());
+    livenessTimer->after(kLivenessPeriod);
   }
 
   // Keeps the next hop towards every flow's application resolved; logs what changed.
@@ -303,9 +315,12 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     fo.mode = shell::toAttachMode(cfg.xdpMode);
     fo.pinDir = cfg.pinDir;
     fo.sockets = locals;
+    fo.liveness = cfg.forwardWithoutDaemon;
     auto fp = dataplane::EdgeFastPath::open(fo);
     if (!fp) return fail(fp.error().message);
     impl.fastPath = std::move(*fp);
+    impl.livenessTimer = std::make_unique<shell::DeadlineTimer>(base, [&impl] { impl.keepFastPathAlive(); });
+    impl.keepFastPathAlive();
     const auto configured = edge::configuredFlows(cfg);
     reconciled = edge::reconcile(impl.fastPath->flows(), impl.fastPath->pinnedEntries(), configured, locals);
     for (const auto& e : reconciled.erase) {

@@ -320,6 +320,7 @@ Result<void> RelayRole::attachFastPath() {
   if (!mode) return fail(mode.error().message);
   fastPath_ = std::move(*prog);
   xdpAttached_ = *mode;
+  startLiveness();
   auto watch = NextHopWatch::start(base_, {.nextHopsStale = [this] { fastPath_->flushNextHops(); }, .address = {}});
   if (watch) {
     nextHopWatch_ = std::move(*watch);
@@ -404,6 +405,24 @@ void RelayRole::send(const Datagram& d) {
   } else {
     listeners_->send(d);
   }
+}
+
+// ---- liveness: the fast path does not outlive tgwd (xdp/liveness.bpf.h) ----------------------
+
+namespace {
+// How often the liveness deadline is pushed: RelayFastPath::kDefaultLiveness (3 s) then spans
+// two missed pushes, so a busy loop does not stop forwarding while a dead tgwd does.
+constexpr Duration kLivenessPeriod = std::chrono::seconds(1);
+}  // namespace
+
+void RelayRole::startLiveness() {
+  livenessTimer_ = std::make_unique<shell::DeadlineTimer>(base_, [this] { onLivenessTimer(); });
+  onLivenessTimer();
+}
+
+void RelayRole::onLivenessTimer() {
+  fastPath_->keepAlive(Clock::now());
+  livenessTimer_->after(kLivenessPeriod);
 }
 
 nlohmann::json RelayRole::status() const {

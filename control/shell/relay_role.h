@@ -118,6 +118,11 @@ class RelayRole {
   void onRendezvousTimer();
   // Out of the listening or the relayed socket bound at `d.from`.
   void send(const Datagram& d);
+  // The fast path's liveness deadline (RelayFastPath::keepAlive), pushed every
+  // kLivenessPeriod from the event loop: a killed or hung tgwd stops XDP forwarding within
+  // RelayFastPath::kDefaultLiveness.
+  void startLiveness();
+  void onLivenessTimer();
 
   config::RelayConfig cfg_;
   event_base* base_ = nullptr;
@@ -140,6 +145,7 @@ class RelayRole {
   std::unique_ptr<NextHopWatch> nextHopWatch_;
   std::unique_ptr<shell::LocalAddressWatch> localAddresses_;  // the TURN peer policy's view
   std::optional<dataplane::AttachMode> xdpAttached_;
+  std::unique_ptr<shell::DeadlineTimer> livenessTimer_;  // with fastPath_: startLiveness()
 };
 
 }  // namespace tgw

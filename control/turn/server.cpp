@@ -487,6 +487,15 @@ struct Server::Impl {
     deadlines.insert({t, &a});
   }
 
+  // A route's own deadline: the earliest end of what it depends on, its channel, its
+  // peer's permission and its allocation (RFC 8656 sections 7, 9, 12). The fast path stops
+  // forwarding at it even if nobody removes the route (tgwd killed).
+  static TimePoint routeDeadline(const Allocation& a, const Channel& ch) {
+    TimePoint t = std::min(a.expires, ch.expires);
+    if (auto p = a.permissions.find(ch.peer.ip()); p != a.permissions.end()) t = std::min(t, p->second);
+    return t;
+  }
+
   dataplane::TurnChannelRoute routeOf(const Allocation& a, const Channel& ch) const {
     dataplane::TurnChannelRoute r;
     r.allocation = *a.slot;
@@ -495,16 +504,30 @@ struct Server::Impl {
     r.relayed = *a.relayedFor(ch.peer.family());
     r.peer = ch.peer;
     r.channel = ch.number;
+    r.expires = routeDeadline(a, ch);
     return r;
   }
 
   // Makes the fast path's table match the allocation's state at `now`: a route exactly for
-  // each bound channel whose peer has a live permission.
+  // each bound channel whose peer has a live permission, each carrying its deadline
+  // (routeDeadline; written again when a refresh moved it).
   void syncRoutes(Allocation& a, TimePoint now) {
     if (!fastPath || !a.slot) return;
     for (auto& [n, ch] : a.channels) {
       const bool want = now < ch.expires && a.permitted(ch.peer.ip(), now);
-      if (want && !ch.inFastPath) {
+      if (want && ch.inFastPath && ch.route->expires != routeDeadline(a, ch)) {
+        auto r = routeOf(a, ch);
+        if (fastPath->addChannel(r)) {
+          ch.route = r;
+          ++counters.fastPathRoutesRefreshed;
+        } else {
+          // Not carried any more (the table refused the rewrite): the socket path is.
+          fastPath->removeChannel(*ch.route);
+          ch.inFastPath = false;
+          ch.route.reset();
+          ++counters.fastPathRoutesRefused;
+        }
+      } else if (want && !ch.inFastPath) {
         auto r = routeOf(a, ch);
         if (fastPath->addChannel(r)) {
           ch.inFastPath = true;
@@ -842,6 +865,7 @@ struct Server::Impl {
     }
     const Duration lifetime = lifetimeFrom(ctx.req);
     a->expires = now + lifetime;
+    syncRoutes(*a, now);  // the routes' deadlines include the allocation's
     reschedule(*a);
     b.addU32(attr::kLifetime, seconds(lifetime));
     sendSuccess(ctx, b);

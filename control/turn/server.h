@@ -219,6 +219,7 @@ struct ServerCounters {
   uint64_t deniedLocalPeers = 0;         // refused peers: an address of this host
   uint64_t fastPathRoutesAdded = 0;
   uint64_t fastPathRoutesRefused = 0;    // addChannel failed: the socket path carries it
+  uint64_t fastPathRoutesRefreshed = 0;  // written again with a later deadline (a refresh)
   uint64_t sendIndications = 0;          // forwarded to a peer
   uint64_t dataIndications = 0;          // sent to a client
   uint64_t channelDataToPeer = 0;        // socket path, client -> peer
@@ -272,6 +273,7 @@ struct ServerCounters {
     TGW_TURN_COUNTER("denied_local_peers", deniedLocalPeers);
     TGW_TURN_COUNTER("fast_path_routes_added", fastPathRoutesAdded);
     TGW_TURN_COUNTER("fast_path_routes_refused", fastPathRoutesRefused);
+    TGW_TURN_COUNTER("fast_path_routes_refreshed", fastPathRoutesRefreshed);
     TGW_TURN_COUNTER("send_indications", sendIndications);
     TGW_TURN_COUNTER("data_indications", dataIndications);
     TGW_TURN_COUNTER("channel_data_to_peer", channelDataToPeer);

@@ -35,6 +35,7 @@
 
 #include "base/sockaddr.h"
 #include "dataplane/edge_fastpath.h"
+#include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 #include "tests/bpf/bpf_tester.h"
 #include "tests/bpf/packet_builder.h"
@@ -366,6 +367,13 @@ class EdgeXdpTest : public ::testing::Test {
     flushNextHops();
     addSocket(kSock4);
     addSocket(kSock6);
+    // tgwd alive, as EdgeFastPath::open and the edge role's keepAlive() leave it.
+    setLiveness(Clock::now() + std::chrono::hours(1));
+  }
+
+  // The liveness deadline (xdp/liveness.bpf.h), written as EdgeFastPath writes it.
+  static void setLiveness(TimePoint deadline) {
+    ASSERT_TRUE(dataplane::writeLivenessDeadline(bpf_map__fd(skel_->maps.tgw_liveness), deadline));
   }
 
   // Makes every cached next hop stale, as EdgeFastPath::flushNextHops does (what a route
@@ -508,6 +516,31 @@ TEST_P(EdgeXdpFamilyTest, OutDirect) {
   want.outDirectPackets = 1;
   want.outDirectBytes = row.size;
   EXPECT_EQ(flowCounts(slot()), want);
+}
+
+// tgwd gone for longer than the edge's grace (its liveness deadline passed): the program,
+// pinned to outlive a restart, stops forwarding; a flow's datagrams both ways are dropped,
+// counted as edge_liveness, its counters still. Pushed forward again (tgwd back), they flow
+// as before. Control traffic to our sockets still goes up (a restarted tgwd needs it).
+TEST_P(EdgeXdpFamilyTest, NothingForwardedPastTheLivenessDeadline) {
+  const FamilyRow& row = GetParam();
+  addLocal(local(), flow());
+  setFlow(flow(), direct());
+  const Bytes data = appData(row.size);
+  const Bytes out = frame(kGwMac, kAppMac, app(), local(), data, 61, row.tos);
+  const Bytes in = frame(kGwMac, kPeerMac, peer(), sock(), dataFrame(flow(), data));
+  setLiveness(Clock::now() - std::chrono::milliseconds(1));
+  expectUntouched(out, XDP_DROP, {row.family, TGW_VERDICT_DROP, TGW_REASON_EDGE_LIVENESS});
+  expectUntouched(in, XDP_DROP, {row.family, TGW_VERDICT_DROP, TGW_REASON_EDGE_LIVENESS});
+  const Bytes control = frame(kGwMac, kPeerMac, peer(), sock(), stun(Stun{}));
+  expectUntouched(control, XDP_PASS, {row.family, TGW_VERDICT_PASS, TGW_REASON_EDGE_CONTROL});
+  EXPECT_EQ(flowCounts(slot()), FlowCounts{});
+
+  setLiveness(Clock::now() + std::chrono::seconds(30));
+  expectRun(out, XDP_TX, frame(kPeerMac, kGwMac, sock(), peer(), dataFrame(flow(), data), 64, row.tos),
+            {row.family, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(slot(), row.size));
+  expectRun(in, XDP_TX, frame(kAppMac, kGwMac, local(), app(), data, 64),
+            {row.family, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT}, inDirect(slot(), row.size));
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, EdgeXdpFamilyTest,

@@ -154,6 +154,8 @@ class TurnFastPathTest : public ::testing::Test {
     o.capacity = 64;
     o.maxRoutes = 64;
     o.maxChannel = maxChannel;
+    // One program serves the whole binary: no keepAlive() timer runs here (SetUp pushes it).
+    o.liveness = std::chrono::hours(1);
     auto loaded = RelayFastPath::load(o);
     if (!loaded) {
       setupError_ = loaded.error().message;
@@ -196,6 +198,7 @@ class TurnFastPathTest : public ::testing::Test {
     for (uint32_t slot = 0; slot < relay_->capacity(); slot++) relay_->removeAllocation(slot);
     ASSERT_EQ(relay_->routeCount(), 0u);
     relay_->flushNextHops();
+    relay_->keepAlive(Clock::now());  // a case that let tgwd "die" leaves it alive again
   }
 
   using Run = XdpRun;
@@ -284,6 +287,70 @@ TEST_P(TurnFastPathFamilyTest, ChannelDataToPeer) {
 
 TEST_P(TurnFastPathFamilyTest, PeerToClient) {
   expectPeerToClient(route(), GetParam().toClientSize, GetParam().family);
+}
+
+// ---- the fast path does not outlive tgwd (xdp/liveness.bpf.h) ------------------------------
+
+// The frames of route r's two directions, and what the program makes of them when it forwards.
+struct BothWays {
+  Bytes toPeerIn, toPeerOut, toClientIn, toClientOut;
+};
+BothWays bothWays(const TurnChannelRoute& r, size_t size) {
+  const Bytes data = appData(size);
+  return {frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+          frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+          frame(kRelayMac, kPeerMac, r.peer, r.relayed, data),
+          frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64)};
+}
+
+// A route forwards until its own deadline (its permission's or channel's end), and not after
+// it: then both directions go up intact, counted as turn_route_expired, the allocation's
+// counters still. Written again with a later deadline (the server's refresh), it forwards.
+TEST_P(TurnFastPathFamilyTest, RouteForwardsUntilItsDeadline) {
+  const uint32_t family = GetParam().family;
+  TurnChannelRoute r = route();
+  r.expires = Clock::now() + std::chrono::minutes(10);
+  addAllocation(r.allocation);
+  addChannel(r);
+  const BothWays f = bothWays(r, 20);
+  expectRun(f.toPeerIn, XDP_TX, f.toPeerOut, {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER},
+            toPeer(r.allocation, 20));
+  expectRun(f.toClientIn, XDP_TX, f.toClientOut,
+            {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT}, toClient(r.allocation, 20));
+
+  r.expires = Clock::now() - std::chrono::milliseconds(1);  // tgwd never refreshed it
+  addChannel(r);
+  ASSERT_EQ(relay_->routeCount(), 1u);
+  expectRun(f.toPeerIn, XDP_PASS, f.toPeerIn,
+            {family, TGW_VERDICT_PASS, TGW_REASON_TURN_ROUTE_EXPIRED});
+  expectRun(f.toClientIn, XDP_PASS, f.toClientIn,
+            {family, TGW_VERDICT_PASS, TGW_REASON_TURN_ROUTE_EXPIRED});
+
+  r.expires = Clock::now() + std::chrono::minutes(5);  // refreshed in place
+  addChannel(r);
+  expectRun(f.toPeerIn, XDP_TX, f.toPeerOut, {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER},
+            toPeer(r.allocation, 20));
+  expectCounters(relay_->counters(r.allocation), {2, 40, 1, 20, 0, 0});
+}
+
+// tgwd gone (its liveness deadline passed): nothing is forwarded any more, whatever the
+// routes' own deadlines; both directions go up intact, counted as turn_liveness. Pushed
+// forward again (a restarted or recovered tgwd), forwarding resumes.
+TEST_P(TurnFastPathFamilyTest, NothingForwardedPastTheLivenessDeadline) {
+  const uint32_t family = GetParam().family;
+  const TurnChannelRoute r = route();  // expires: never
+  addAllocation(r.allocation);
+  addChannel(r);
+  const BothWays f = bothWays(r, 24);
+  relay_->setLivenessDeadline(Clock::now() - std::chrono::milliseconds(1));
+  expectRun(f.toPeerIn, XDP_PASS, f.toPeerIn, {family, TGW_VERDICT_PASS, TGW_REASON_TURN_LIVENESS});
+  expectRun(f.toClientIn, XDP_PASS, f.toClientIn,
+            {family, TGW_VERDICT_PASS, TGW_REASON_TURN_LIVENESS});
+  relay_->keepAlive(Clock::now());
+  expectRun(f.toPeerIn, XDP_TX, f.toPeerOut, {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER},
+            toPeer(r.allocation, 24));
+  expectRun(f.toClientIn, XDP_TX, f.toClientOut,
+            {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT}, toClient(r.allocation, 24));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -524,6 +591,15 @@ TEST_F(TurnFastPathTest, ClientToClient) {
               toPeer(5, 29) + toClient(6, 29));
     expectCounters(relay_->counters(5), {1, 29, 0, 0, 0, 0});
     expectCounters(relay_->counters(6), {0, 0, 1, 29, 0, 0});
+
+    // B's route back past its deadline: the chain does not forward either.
+    TurnChannelRoute bExpired = b;
+    bExpired.expires = Clock::now() - std::chrono::milliseconds(1);
+    addChannel(bExpired);
+    const Bytes viaExpired = frame(kRelayMac, kClientMac, clientA, server, channelData(0x4000, data));
+    expectRun(viaExpired, XDP_PASS, viaExpired,
+              {v6 ? TGW_FAMILY_IPV6 : TGW_FAMILY_IPV4, TGW_VERDICT_PASS,
+               TGW_REASON_TURN_ROUTE_EXPIRED});
 
     // B without a channel back to A: the socket path relays it.
     relay_->removeChannel(b);

@@ -87,7 +87,8 @@ TEST(TurnRewrite, SumsOfKeyAndRewrite) {
   const __u8 relayed[4] = {198, 18, 0, 1}, peer[4] = {198, 18, 0, 3};
   tgw_turn_rewrite rw{};
   tgw_turn_rewrite_init(&rw, TGW_FAMILY_IPV4, client, server, TGW_HTONS(40000), TGW_HTONS(3478),
-                        relayed, peer, TGW_HTONS(50000), TGW_HTONS(7000), TGW_HTONS(0x4000), 7, 0);
+                        relayed, peer, TGW_HTONS(50000), TGW_HTONS(7000), TGW_HTONS(0x4000), 7, 0,
+                        1234567890123ull);
   auto be = [](uint32_t sum) {
     while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
     return static_cast<uint16_t>(sum);
@@ -96,6 +97,7 @@ TEST(TurnRewrite, SumsOfKeyAndRewrite) {
   EXPECT_EQ(TGW_NTOHS(rw.out_sum), be(0xC612 + 0x0001 + 0xC612 + 0x0003 + 50000 + 7000));
   EXPECT_EQ(rw.allocation, 7u);
   EXPECT_EQ(rw.family, TGW_FAMILY_IPV4);
+  EXPECT_EQ(rw.expires_ns, 1234567890123ull);
 }
 
 }  // namespace

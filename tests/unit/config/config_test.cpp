@@ -373,6 +373,7 @@ TEST(ConfigEdge, Defaults) {
   EXPECT_EQ(e.port, 41641);
   EXPECT_EQ(e.xdpMode, XdpMode::Auto);
   EXPECT_EQ(e.pinDir, "/sys/fs/bpf/tgw/edge");
+  EXPECT_EQ(e.forwardWithoutDaemon, std::chrono::seconds(30));
   EXPECT_TRUE(e.stunServers.empty());
   EXPECT_TRUE(e.staticEndpoints.empty());
   EXPECT_FALSE(e.relay);
@@ -499,6 +500,10 @@ TEST(ConfigEdge, RequiredKeysAndValues) {
   EXPECT_EQ(errorOf(edge("xdp_mode = \"fast\"\n")),
             "t.toml:4: edge.xdp_mode: expected one of native, generic, auto, off, got \"fast\"");
   EXPECT_EQ(errorOf(edge("port = 0\n")), "t.toml:4: edge.port: expected an integer from 1 to 65535, got 0");
+  EXPECT_EQ(errorOf(edge("forward_without_daemon_seconds = 1\n")),
+            "t.toml:4: edge.forward_without_daemon_seconds: expected seconds from 2 to 3600, got 1");
+  EXPECT_EQ(parse(edge("forward_without_daemon_seconds = 5\n"), "t.toml")->edge->forwardWithoutDaemon,
+            std::chrono::seconds(5));
   EXPECT_EQ(errorOf(edge("pin_dir = \"tgw\"\n")),
             "t.toml:4: edge.pin_dir: expected an absolute path on bpffs, or \"\" for no pinning, got \"tgw\"");
   EXPECT_EQ(errorOf(edge("addresses = [\"198.18.0.5\", \"198.18.0.6\"]\n")),

@@ -828,8 +828,9 @@ TEST_F(TurnServer, ExpiryAtExactDeadlinesKeepsTheTableExact) {
   ASSERT_EQ(refresh(alice, 3600, kT0 + 200s).errorCode(), 0);     // allocation to T0+3800
   const uint32_t slot = *server().allocations(kT0 + 200s)[0].slot;
 
-  auto routeFor = [&](uint16_t ch, const SockAddr& peer) {
-    return dataplane::TurnChannelRoute{slot, alice.addr, kListen, relayed, peer, ch};
+  // Each route carries its own deadline: the earliest of its channel, permission, allocation.
+  auto routeFor = [&](uint16_t ch, const SockAddr& peer, TimePoint expires) {
+    return dataplane::TurnChannelRoute{slot, alice.addr, kListen, relayed, peer, ch, expires};
   };
   auto expectRoutes = [&](TimePoint t, std::vector<dataplane::TurnChannelRoute> want) {
     advance(t);
@@ -839,7 +840,7 @@ TEST_F(TurnServer, ExpiryAtExactDeadlinesKeepsTheTableExact) {
     EXPECT_EQ(have, want) << "at T0 + " << std::chrono::duration_cast<std::chrono::milliseconds>(t - kT0).count()
                           << " ms";
   };
-  const auto r1 = routeFor(0x4000, p1), r2 = routeFor(0x4001, p2);
+  const auto r1 = routeFor(0x4000, p1, kT0 + 300s), r2 = routeFor(0x4001, p2, kT0 + 400s);
   expectRoutes(kT0 + 200s, {r1, r2});
   expectRoutes(kT0 + 300s - 1ns, {r1, r2});
   expectRoutes(kT0 + 300s, {r2});  // p1's permission expired; its channel is still bound
@@ -850,10 +851,11 @@ TEST_F(TurnServer, ExpiryAtExactDeadlinesKeepsTheTableExact) {
   EXPECT_EQ(server().counters().droppedNoPermission, 1u);
   // A new permission brings the route back.
   ASSERT_EQ(permit(alice, {p1}, kT0 + 350s).errorCode(), 0);  // perm to T0+650
-  expectRoutes(kT0 + 350s, {r1, r2});
-  expectRoutes(kT0 + 400s - 1ns, {r1, r2});
-  expectRoutes(kT0 + 400s, {r1});                 // p2's permission
-  expectRoutes(kT0 + 600s - 1ns, {r1});
+  const auto r1b = routeFor(0x4000, p1, kT0 + 600s);          // now its channel ends first
+  expectRoutes(kT0 + 350s, {r1b, r2});
+  expectRoutes(kT0 + 400s - 1ns, {r1b, r2});
+  expectRoutes(kT0 + 400s, {r1b});                // p2's permission
+  expectRoutes(kT0 + 600s - 1ns, {r1b});
   expectRoutes(kT0 + 600s, {});                    // channel 0x4000 expired
   EXPECT_EQ(server().counters().channelsExpired, 1u);
   EXPECT_EQ(server().allocations(kT0 + 600s)[0].channels.size(), 1u);
@@ -903,20 +905,61 @@ TEST_F(TurnServer, TableMatchesStateAtManyInstants) {
     for (TimePoint at : {t, server().nextDeadline() - 1ns, server().nextDeadline()}) {
       if (at < t || at >= kT0 + 3600s) continue;
       advance(at);
-      std::set<std::pair<uint16_t, SockAddr>> want, have;
+      // (channel, peer, the route's deadline: the earliest of channel, permission and the
+      // allocation, which ends at T0 + 3600 s).
+      std::set<std::tuple<uint16_t, SockAddr, TimePoint>> want, have;
       for (const auto& [n, c] : chans) {
         auto pi = perm.find(c.first.ip());
-        if (at < c.second && pi != perm.end() && at < pi->second) want.insert({n, c.first});
+        if (at < c.second && pi != perm.end() && at < pi->second)
+          want.insert({n, c.first, std::min({c.second, pi->second, kT0 + 3600s})});
       }
       for (const auto& [k, r] : table.routes()) {
         EXPECT_EQ(r.allocation, slot);
         EXPECT_EQ(r.relayed, relayed);
-        have.insert({r.channel, r.peer});
+        have.insert({r.channel, r.peer, r.expires});
       }
       ASSERT_EQ(have, want) << "step " << step;
       t = at;
     }
   }
+}
+
+// A route's deadline (what the fast path obeys when tgwd is gone) is the earliest end of its
+// channel, its peer's permission and its allocation, and is written again, keys unchanged,
+// whenever a CreatePermission, ChannelBind or Refresh moves that earliest end.
+TEST_F(TurnServer, RouteDeadlineFollowsPermissionChannelAndAllocation) {
+  login(alice);
+  ASSERT_EQ(allocate(alice, kT0).errorCode(), 0);  // allocation until T0 + 600 s
+  auto deadline = [&] {
+    EXPECT_EQ(table.routes().size(), 1u);
+    return table.routes().empty() ? TimePoint{} : table.routes().begin()->second.expires;
+  };
+  auto refreshed = [&] { return server().counters().fastPathRoutesRefreshed; };
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);  // channel T0+600, perm T0+300
+  EXPECT_EQ(deadline(), kT0 + 300s);                          // the permission ends first
+  EXPECT_EQ(refreshed(), 0u);
+  advance(kT0 + 100s);
+  ASSERT_EQ(permit(alice, {kPeer}, kT0 + 100s).errorCode(), 0);  // perm T0+400
+  EXPECT_EQ(deadline(), kT0 + 400s);
+  EXPECT_EQ(refreshed(), 1u);
+  ASSERT_EQ(permit(alice, {kPeer}, kT0 + 250s).errorCode(), 0);  // perm T0+550
+  EXPECT_EQ(deadline(), kT0 + 550s);
+  ASSERT_EQ(permit(alice, {kPeer}, kT0 + 350s).errorCode(), 0);  // perm T0+650: channel T0+600
+  EXPECT_EQ(deadline(), kT0 + 600s);
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0 + 380s).errorCode(), 0);  // channel T0+980, perm T0+680
+  EXPECT_EQ(deadline(), kT0 + 600s) << "the allocation ends first now";
+  ASSERT_EQ(refresh(alice, 3600, kT0 + 390s).errorCode(), 0);  // allocation T0+3990
+  EXPECT_EQ(deadline(), kT0 + 680s);
+  EXPECT_EQ(refreshed(), 4u);  // 400, 550, 600, 680 (the ChannelBind moved nothing)
+  // A refresh that moves nothing writes nothing.
+  ASSERT_EQ(refresh(alice, 3600, kT0 + 390s).errorCode(), 0);
+  EXPECT_EQ(refreshed(), 4u);
+  EXPECT_EQ(server().counters().fastPathRoutesAdded, 1u);  // refreshed in place, never re-added
+  // The server removes it at that very deadline.
+  advance(kT0 + 680s - 1ns);
+  EXPECT_EQ(table.routes().size(), 1u);
+  advance(kT0 + 680s);
+  EXPECT_TRUE(table.routes().empty());
 }
 
 TEST_F(TurnServer, FastPathRefusalLeavesTrafficOnTheSocketPath) {

@@ -114,7 +114,15 @@ enum tgw_reason {
                                        * application (its address, any port): dropped */
   TGW_REASON_EDGE_TOO_LONG = 52,      /* the rewrite would exceed IP's 65535-byte lengths
                                        * (IPv4 total, IPv6 payload): dropped */
-  TGW_REASON_COUNT = 53
+  /* liveness: the fast path does not outlive its supervisor (xdp/liveness.bpf.h). */
+  TGW_REASON_TURN_ROUTE_EXPIRED = 53, /* the route's own deadline (its permission's or
+                                       * channel's end, tgw_turn_rewrite.expires_ns) passed
+                                       * and tgwd did not refresh it: passed up */
+  TGW_REASON_TURN_LIVENESS = 54,      /* tgwd stopped pushing the liveness deadline (dead,
+                                       * hung): passed up, its sockets (if any) decide */
+  TGW_REASON_EDGE_LIVENESS = 55,      /* tgwd gone longer than the edge's grace (a data
+                                       * frame or an application datagram of a flow): dropped */
+  TGW_REASON_COUNT = 56
 };
 
 /* Per-CPU counter slot. */
@@ -213,6 +221,9 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_EDGE_PARTIAL_CHECKSUM: return "edge_partial_checksum";
     case TGW_REASON_EDGE_NOT_FROM_APP: return "edge_not_from_app";
     case TGW_REASON_EDGE_TOO_LONG: return "edge_too_long";
+    case TGW_REASON_TURN_ROUTE_EXPIRED: return "turn_route_expired";
+    case TGW_REASON_TURN_LIVENESS: return "turn_liveness";
+    case TGW_REASON_EDGE_LIVENESS: return "edge_liveness";
     default: return "unknown";
   }
 }

@@ -103,7 +103,16 @@ struct tgw_turn_rewrite {
   __u8 flags;       /* TGW_TURN_F_LOCAL_PEER */
   __u8 family;      /* enum tgw_family */
   __u32 allocation; /* slot in tgw_turn_allocs / tgw_turn_alloc_stats */
+  /* bpf_ktime_get_ns() (CLOCK_MONOTONIC, ns) from which the route no longer forwards
+   * (TGW_REASON_TURN_ROUTE_EXPIRED): when its permission, channel or allocation ends (RFC
+   * 8656 sections 9, 12), as the server computed it; the server writes a later one when a
+   * Refresh, CreatePermission or ChannelBind extends them. Nanoseconds, not a coarser unit:
+   * the packet already reads the clock (bucket, next-hop cache), so the check is one
+   * compare, and the route ends at the very instant the server's own timer would remove it.
+   * TGW_TURN_NEVER: no deadline. */
+  __u64 expires_ns;
 };
+#define TGW_TURN_NEVER (~0ull)
 
 /* Value of tgw_turn_allocs (array, one per allocation slot): the bandwidth cap's token
  * bucket, shared by every CPU under the lock. rate 0: no cap (the lock is not taken). */
@@ -188,8 +197,9 @@ TGW_STATIC_ASSERT((TGW_TURN_NEXTHOP_ENTRIES & (TGW_TURN_NEXTHOP_ENTRIES - 1)) ==
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_client_key) == 40, "client key without holes");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_client_key, channel) == 36, "channel at 36");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_peer_key) == 40, "peer key without holes");
-TGW_STATIC_ASSERT(sizeof(struct tgw_turn_rewrite) == 48, "rewrite without holes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_turn_rewrite) == 56, "rewrite without holes");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_rewrite, allocation) == 44, "slot at 44");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_rewrite, expires_ns) == 48, "deadline at 48");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_bucket) == 40, "bucket: lock and four u64");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_alloc_stats) == 48, "six u64 counters");
 
@@ -506,13 +516,13 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
 }
 
 /* Fills a map value (userspace): the rewrite to (src, dst) for a route whose key carries
- * (key_a, key_b, key_port_a, key_port_b). Addresses as in network order (4 or 16 bytes
- * used), ports network order. */
+ * (key_a, key_b, key_port_a, key_port_b), forwarding until expires_ns. Addresses as in
+ * network order (4 or 16 bytes used), ports network order. */
 TGW_INLINE void tgw_turn_rewrite_init(struct tgw_turn_rewrite *rw, __u32 family,
                                       const __u8 *key_a, const __u8 *key_b, __be16 key_port_a,
                                       __be16 key_port_b, const __u8 *src, const __u8 *dst,
                                       __be16 src_port, __be16 dst_port, __be16 channel,
-                                      __u32 allocation, __u8 flags) {
+                                      __u32 allocation, __u8 flags, __u64 expires_ns) {
   __u32 n = family == TGW_FAMILY_IPV4 ? 4 : 16;
   for (__u32 i = 0; i < 16; i++) {
     rw->src[i] = i < n ? src[i] : 0;
@@ -524,6 +534,7 @@ TGW_INLINE void tgw_turn_rewrite_init(struct tgw_turn_rewrite *rw, __u32 family,
   rw->flags = flags;
   rw->family = (__u8)family;
   rw->allocation = allocation;
+  rw->expires_ns = expires_ns;
   rw->in_sum = tgw_turn_addr_sum(key_a, key_b, key_port_a, key_port_b, family);
   rw->out_sum = tgw_turn_addr_sum(rw->src, rw->dst, src_port, dst_port, family);
 }
