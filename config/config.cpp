@@ -1,5 +1,9 @@
 #include "config/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -37,6 +41,19 @@ struct ConfigFailure {
 class Reader {
  public:
   explicit Reader(std::string path) : path_(std::move(path)) {}
+
+  // Why a secret file's owner or mode is unsafe, or empty.
+  static std::string secretFileProblem(const struct stat& st) {
+    if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+      return "is owned by uid " + std::to_string(st.st_uid) + ", not by uid " + std::to_string(::geteuid()) + " or root";
+    }
+    if ((st.st_mode & 077) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return std::string("has mode ") + mode + " (group or others may access it; chmod 600)";
+    }
+    return {};
+  }
 
   [[noreturn]] void failAt(const toml::node* node, int fallbackLine, const std::string& key,
                            const std::string& expected, const std::string& got = {}) const {
@@ -143,15 +160,40 @@ class Reader {
   }
 
   // A file named by the config: relative paths are taken from the config file's folder.
-  std::string readFile(const toml::table& t, const std::string& prefix, const char* key,
-                       const std::string& name) const {
+  // A file holding a secret (rest_secret_file, users_file), checked like a key file (issue
+  // 11): a regular file, owned by tgwd's user or root (another user could replace it), and
+  // no access for group or others (chmod 600).
+  std::string readSecretFile(const toml::table& t, const std::string& prefix, const char* key,
+                             const std::string& name) const {
     const std::string file = pathFromConfig(name);
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) failAt(t.get(key), lineOf(t), prefix + key, "a readable file", "\"" + file + "\"");
+    struct stat st {};
+    const bool statted = ::fstat(fd, &st) == 0;
+    ::close(fd);
+    if (!statted || !S_ISREG(st.st_mode)) failAt(t.get(key), lineOf(t), prefix + key, "a regular file", "\"" + file + "\"");
+    const std::string why = secretFileProblem(st);
+    if (!why.empty()) {
+      failAt(t.get(key), lineOf(t), prefix + key, "a file only its owner can read (like a key file)",
+             "\"" + file + "\", which " + why);
+    }
     std::ifstream in(file);
     if (!in) failAt(t.get(key), lineOf(t), prefix + key, "a readable file", "\"" + file + "\"");
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
   }
+
+  // A dangerous but legal value: kept, and said once at start (tgwd logs Config::warnings).
+  void warnAt(const toml::node* node, int fallbackLine, const std::string& key, const std::string& text) const {
+    int line = fallbackLine;
+    if (node != nullptr && node->source().begin.line > 0) line = static_cast<int>(node->source().begin.line);
+    warnings_.push_back(path_ + ":" + std::to_string(line) + ": " + key + ": " + text);
+  }
+  std::vector<std::string> takeWarnings() const { return std::move(warnings_); }
+  // Keys that put a secret in the config file itself (load() then checks the file's mode).
+  void heldSecret(const std::string& key) const { inlineSecrets_.push_back(key); }
+  const std::vector<std::string>& inlineSecrets() const { return inlineSecrets_; }
 
   XdpMode xdpMode(const toml::table& t, const std::string& prefix) const {
     auto mode = str(t, prefix, "xdp_mode", "auto");
@@ -212,6 +254,8 @@ class Reader {
 
  private:
   std::string path_;
+  mutable std::vector<std::string> warnings_;
+  mutable std::vector<std::string> inlineSecrets_;
 };
 
 DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
@@ -225,6 +269,20 @@ DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   }
   if (d.controlSocket.size() >= 108) {  // sizeof(sockaddr_un::sun_path)
     r.failAt(t.get("control_socket"), Reader::lineOf(t), p + "control_socket", "a path shorter than 108 bytes");
+  }
+  {
+    // A control socket in a folder others may write to can be replaced or pre-created by them.
+    struct stat st {};
+    const std::string dir = std::filesystem::path(d.controlSocket).parent_path().string();
+    if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0) {
+      if ((st.st_mode & S_ISVTX) == 0) {
+        r.failAt(t.get("control_socket"), Reader::lineOf(t), p + "control_socket",
+                 "a socket in a folder others cannot write to", "\"" + d.controlSocket + "\" in world-writable " + dir);
+      }
+      r.warnAt(t.get("control_socket"), Reader::lineOf(t), p + "control_socket",
+               "its folder " + dir + " is world-writable (sticky): another user can take the path while tgwd is "
+               "down; prefer /run/tgw");
+    }
   }
   auto group = r.str(t, p, "control_group", "");
   if (!group.empty()) d.controlGroup = group;
@@ -287,6 +345,17 @@ void addUser(const Reader& r, const toml::node* where, int line, const std::stri
   }
 }
 
+// A TURN REST secret is an HMAC key: anyone who guesses it mints credentials. Shorter than
+// 16 bytes is legal but guessable offline from one captured credential.
+void warnShortSecret(const Reader& r, const toml::table& t, int line, const std::string& p, bool inlineSecret,
+                     const std::optional<std::string>& secret) {
+  if (!secret || secret->empty() || secret->size() >= 16) return;
+  const char* key = inlineSecret ? "rest_secret" : "rest_secret_file";
+  r.warnAt(t.get(key), line, p + key,
+           "a shared secret of " + std::to_string(secret->size()) +
+               " bytes can be guessed offline from one captured credential; use 16 random bytes or more");
+}
+
 // Strips one trailing newline (and a \r before it) and surrounding blanks of a secret file.
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
@@ -321,12 +390,13 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
       r.onlyKeys(u, up, {"name", "password"});
       if (u.get("name") == nullptr) r.failAt(&e, Reader::lineOf(u), up + "name", "a user name", "nothing");
       if (u.get("password") == nullptr) r.failAt(&e, Reader::lineOf(u), up + "password", "a password", "nothing");
+      r.heldSecret(up + "password");
       addUser(r, u.get("name"), Reader::lineOf(u), up + "name", c, r.str(u, up, "name", ""),
               r.str(u, up, "password", ""));
     }
   }
   if (auto file = r.str(t, p, "users_file", ""); !file.empty()) {
-    std::istringstream lines(r.readFile(t, p, "users_file", file));
+    std::istringstream lines(r.readSecretFile(t, p, "users_file", file));
     std::string text;
     int n = 0;
     while (std::getline(lines, text)) {
@@ -348,14 +418,18 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
     r.failAt(t.get("rest_secret_file"), line, p + "rest_secret_file", "either rest_secret or rest_secret_file",
              "both");
   }
-  if (hasSecret) c.restSecret = r.str(t, p, "rest_secret", "");
+  if (hasSecret) {
+    c.restSecret = r.str(t, p, "rest_secret", "");
+    r.heldSecret(p + "rest_secret");
+  }
   if (hasSecretFile) {
-    c.restSecret = trimmed(r.readFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
+    c.restSecret = trimmed(r.readSecretFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
   }
   if (c.restSecret && c.restSecret->empty()) {
     r.failAt(t.get(hasSecret ? "rest_secret" : "rest_secret_file"), line,
              p + (hasSecret ? "rest_secret" : "rest_secret_file"), "a non-empty shared secret");
   }
+  warnShortSecret(r, t, line, p, hasSecret, c.restSecret);
   if (c.enabled && c.users.empty() && !c.restSecret) {
     r.failAt(nullptr, line, p + "user",
              "credentials: [[relay.turn.user]], users_file, rest_secret or rest_secret_file (or enabled = false)",
@@ -364,6 +438,11 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
 
   c.minPort = static_cast<uint16_t>(r.integer(t, p, "min_port", c.minPort, 1, 65535));
   c.maxPort = static_cast<uint16_t>(r.integer(t, p, "max_port", c.maxPort, 1, 65535));
+  if (c.minPort < 1024) {
+    r.warnAt(t.get("min_port"), line, p + "min_port",
+             "relayed ports below 1024 are system services' ports: tgwd (root) would bind them for clients, and "
+             "firewalls trust them; 49152 is the default");
+  }
   if (c.maxPort < c.minPort) {
     r.failAt(t.get("max_port"), line, p + "max_port", "a port not below min_port " + std::to_string(c.minPort),
              std::to_string(c.maxPort));
@@ -524,16 +603,21 @@ EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
   c.key = publicKey(r, t, p, "key");
   c.username = r.str(t, p, "username", "");
   c.password = r.str(t, p, "password", "");
+  if (!c.password.empty()) r.heldSecret(p + "password");
   const bool hasSecret = t.get("rest_secret") != nullptr;
   const bool hasSecretFile = t.get("rest_secret_file") != nullptr;
   if (hasSecret && hasSecretFile) {
     r.failAt(t.get("rest_secret_file"), line, p + "rest_secret_file", "either rest_secret or rest_secret_file",
              "both");
   }
-  if (hasSecret) c.restSecret = r.str(t, p, "rest_secret", "");
-  if (hasSecretFile) {
-    c.restSecret = trimmed(r.readFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
+  if (hasSecret) {
+    c.restSecret = r.str(t, p, "rest_secret", "");
+    r.heldSecret(p + "rest_secret");
   }
+  if (hasSecretFile) {
+    c.restSecret = trimmed(r.readSecretFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
+  }
+  warnShortSecret(r, t, line, p, hasSecret, c.restSecret);
   const char* secretKey = hasSecret ? "rest_secret" : "rest_secret_file";
   if (c.restSecret && c.restSecret->empty()) {
     r.failAt(t.get(secretKey), line, p + secretKey, "a non-empty shared secret");
@@ -718,7 +802,10 @@ Result<Config> parse(std::string_view text, const std::string& path) {
   Reader r(path);
   try {
     toml::table root = toml::parse(text, path);
-    return build(root, r);
+    Config c = build(root, r);
+    c.warnings = r.takeWarnings();
+    c.inlineSecrets = r.inlineSecrets();
+    return c;
   } catch (const toml::parse_error& e) {
     return fail(path + ":" + std::to_string(e.source().begin.line) + ": not valid TOML: " +
                 std::string(e.description()));
@@ -732,7 +819,24 @@ Result<Config> load(const std::string& path) {
   if (!in) return fail(path + ": cannot open the config file");
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse(ss.str(), path);
+  auto c = parse(ss.str(), path);
+  if (!c || c->inlineSecrets.empty()) return c;
+  // A config that holds passwords is a secret file too (issue 11). Writable by others, or
+  // owned by another user: refused (they could swap the credentials). Readable by others:
+  // said at start (the lab's example configs are such files, with lab-only passwords).
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return c;
+  const std::string keys = c->inlineSecrets.front() + (c->inlineSecrets.size() > 1 ? ", ..." : "");
+  if ((st.st_uid != ::geteuid() && st.st_uid != 0) || (st.st_mode & 022) != 0) {
+    return fail(path + ": holds secrets (" + keys + ") but " + Reader::secretFileProblem(st) +
+                (st.st_mode & 022 ? " and group or others may write it" : "") +
+                "; chmod 600 it, or move them to rest_secret_file / users_file");
+  }
+  if ((st.st_mode & 044) != 0) {
+    c->warnings.push_back(path + ": holds secrets (" + keys + ") and group or others may read it: chmod 600 " + path +
+                          ", or move them to rest_secret_file / users_file");
+  }
+  return c;
 }
 
 }  // namespace tgw::config

@@ -162,6 +162,10 @@ struct Config {
   DaemonConfig daemon;
   std::optional<RelayConfig> relay;
   std::optional<EdgeConfig> edge;
+  // Dangerous but legal values ("file:line: key: why"), for tgwd to log at start.
+  std::vector<std::string> warnings;
+  // Keys whose secret is written in the config itself (load() checks the file's mode).
+  std::vector<std::string> inlineSecrets;
 };
 
 Result<Config> load(const std::string& path);

@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (check) {
+    for (const auto& w : cfg->warnings) std::printf("warning: %s\n", w.c_str());
     std::printf("%s: OK (roles:%s%s; control socket %s)\n", configPath.c_str(), cfg->relay ? " relay" : "",
                 cfg->edge ? " edge" : "", cfg->daemon.controlSocket.c_str());
     return 0;
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   tgw::log::setLevel(verbose >= 2   ? tgw::log::Level::Debug
                      : verbose == 1 ? tgw::log::Level::Info
                                     : cfg->daemon.logLevel);
+  for (const auto& w : cfg->warnings) tgw::log::warn("config_warning", {{"what", w}});
   auto daemon = tgw::Daemon::create(*cfg);
   if (!daemon) {
     tgw::log::error("startup_failed", {{"error", daemon.error().message}});

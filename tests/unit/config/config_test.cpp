@@ -251,6 +251,43 @@ TEST(ConfigTurn, ChannelNumbers) {
             "t.toml:6: relay.turn.channel_numbers: expected a string, got 5766");
 }
 
+// Issue 11: a config that holds passwords is a secret file (refused when others may write it,
+// a warning when they may read it), and dangerous values are warnings tgwd logs at start.
+TEST(ConfigTurn, SecretsInTheConfigAndDangerousValues) {
+  auto dir = std::filesystem::temp_directory_path() / ("tgw-config-secret-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "relay.toml";
+  std::ofstream(file) << withTurn("rest_secret = \"short\"\nmin_port = 1000\nmax_port = 2000\n");
+  using P = std::filesystem::perms;
+  std::filesystem::permissions(file, P::owner_read | P::owner_write | P::group_read | P::group_write);
+  auto refused = load(file.string());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("holds secrets (relay.turn.rest_secret)"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("chmod 600"), std::string::npos) << refused.error().message;
+  std::filesystem::permissions(file, P::owner_read | P::owner_write | P::others_read);
+  auto readable = load(file.string());
+  ASSERT_TRUE(readable.ok()) << readable.error().message;
+  std::string all;
+  for (const auto& w : readable->warnings) all += w + "\n";
+  EXPECT_NE(all.find("group or others may read it: chmod 600"), std::string::npos) << all;
+  EXPECT_NE(all.find(":5: relay.turn.rest_secret: a shared secret of 5 bytes"), std::string::npos) << all;
+  EXPECT_NE(all.find(":6: relay.turn.min_port: relayed ports below 1024"), std::string::npos) << all;
+  std::filesystem::permissions(file, P::owner_read | P::owner_write);
+  auto quiet = load(file.string());
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_EQ(quiet->warnings.size(), 2u);  // the secret's length and the ports: the mode is fine now
+  std::filesystem::remove_all(dir);
+
+  // The control socket: a world-writable folder without the sticky bit is refused.
+  auto open = std::filesystem::temp_directory_path() / ("tgw-config-open-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(open);
+  std::filesystem::permissions(open, P::all);
+  auto e = errorOf("[daemon]\ncontrol_socket = \"" + (open / "s.sock").string() + "\"\n" + withTurn("rest_secret = \"0123456789abcdef\"\n").substr(0));
+  EXPECT_NE(e.find("daemon.control_socket: expected a socket in a folder others cannot write to"), std::string::npos) << e;
+  std::filesystem::remove_all(open);
+}
+
 TEST(ConfigTurn, DisabledNeedsNoCredentials) {
   auto c = parse(withTurn("enabled = false\n"), "t.toml");
   ASSERT_TRUE(c.ok()) << c.error().message;
@@ -262,6 +299,15 @@ TEST(ConfigTurn, SecretAndUsersFromFiles) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "secret") << "  from-a-file\n";
   std::ofstream(dir / "users") << "# name:password\n\nalice:pw:with:colons\nbob:x\r\n";
+  // Secret files are checked like key files (issue 11): group or others may not read them.
+  for (const char* f : {"secret", "users"}) {
+    EXPECT_EQ(errorOf(withTurn(std::string(f == std::string("secret") ? "rest_secret_file" : "users_file") + " = \"" +
+                               (dir / f).string() + "\"\n")),
+              "t.toml:5: relay.turn." + std::string(f == std::string("secret") ? "rest_secret_file" : "users_file") +
+                  ": expected a file only its owner can read (like a key file), got \"" + (dir / f).string() +
+                  "\", which has mode 0644 (group or others may access it; chmod 600)");
+    std::filesystem::permissions(dir / f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
   std::string text = withTurn("rest_secret_file = \"secret\"\nusers_file = \"" + (dir / "users").string() + "\"\n");
   auto c = parse(text, (dir / "relay.toml").string());  // "secret" is relative to the config's folder
   ASSERT_TRUE(c.ok()) << c.error().message;
@@ -271,6 +317,7 @@ TEST(ConfigTurn, SecretAndUsersFromFiles) {
   EXPECT_EQ(c->relay->turn->users.at("bob"), "x");
 
   std::ofstream(dir / "bad-users") << "alice:1\nnocolon\n";
+  std::filesystem::permissions(dir / "bad-users", std::filesystem::perms::owner_read);
   auto e = parse(withTurn("users_file = \"bad-users\"\n"), (dir / "relay.toml").string());
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.error().message, (dir / "relay.toml").string() +
@@ -451,6 +498,7 @@ TEST(ConfigEdge, RelayCredentials) {
   auto dir = std::filesystem::temp_directory_path() / ("tgw-edge-config-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "rest.secret") << "file-secret\n";
+  std::filesystem::permissions(dir / "rest.secret", std::filesystem::perms::owner_read);
   auto file = parse(edge(relay + "rest_secret_file = \"rest.secret\"\n"), (dir / "edge.toml").string());
   std::filesystem::remove_all(dir);
   ASSERT_TRUE(file.ok()) << file.error().message;
