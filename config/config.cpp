@@ -260,7 +260,7 @@ class Reader {
 
 DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   const std::string p = "daemon.";
-  r.onlyKeys(t, p, {"control_socket", "control_group", "log_level", "max_open_files"});
+  r.onlyKeys(t, p, {"control_socket", "control_group", "log_level", "max_open_files", "user", "group"});
   DaemonConfig d;
   d.controlSocket = r.str(t, p, "control_socket", d.controlSocket);
   if (d.controlSocket.empty() || d.controlSocket.front() != '/') {
@@ -286,6 +286,12 @@ DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   }
   auto group = r.str(t, p, "control_group", "");
   if (!group.empty()) d.controlGroup = group;
+  if (auto user = r.str(t, p, "user", ""); !user.empty()) d.user = user;
+  if (auto group = r.str(t, p, "group", ""); !group.empty()) d.group = group;
+  if (d.group && !d.user) {
+    r.failAt(t.get("group"), Reader::lineOf(t), p + "group", "daemon.user as well (group applies to the user tgwd "
+             "switches to)", "\"" + *d.group + "\"");
+  }
   if (t.get("max_open_files") != nullptr) {
     d.maxOpenFiles = r.integer(t, p, "max_open_files", 0, 512, uint64_t{1} << 24, "descriptors");
   }

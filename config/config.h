@@ -34,6 +34,10 @@ struct DaemonConfig {
   // hard limit). Set: exactly this soft limit, and the roles plan within it (the relay clamps
   // max_allocations).
   std::optional<uint64_t> maxOpenFiles;
+  // After setup tgwd keeps only the capabilities it needs (shell/privileges.h) and, with
+  // `user`, runs as that user (and `group`, default the user's).
+  std::optional<std::string> user;
+  std::optional<std::string> group;
 };
 
 // relay.turn.channel_numbers: which ChannelBind numbers the relay accepts.

@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "crypto/node_key.h"
 #include "daemon/daemon.h"
+#include "shell/privileges.h"
 
 namespace {
 
@@ -111,5 +112,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tgwd: %s\n", daemon.error().message.c_str());
     return 1;
   }
+  // Set up: keep only what running needs (shell/privileges.h).
+  tgw::shell::PrivilegePlan plan;
+  auto low = [](uint16_t port) { return port != 0 && port < 1024; };
+  if (cfg->relay) {
+    plan.bindLowPorts = low(cfg->relay->stunPort) || low(cfg->relay->stunAlternatePort.value_or(0)) ||
+                        (cfg->relay->turn && low(cfg->relay->turn->minPort));
+  }
+  if (cfg->edge) plan.bindLowPorts = plan.bindLowPorts || low(cfg->edge->port);
+  plan.user = cfg->daemon.user;
+  plan.group = cfg->daemon.group;
+  auto dropped = tgw::shell::dropPrivileges(plan);
+  if (!dropped) {
+    tgw::log::error("startup_failed", {{"error", "cannot drop privileges: " + dropped.error().message}});
+    std::fprintf(stderr, "tgwd: cannot drop privileges: %s\n", dropped.error().message.c_str());
+    return 1;
+  }
+  std::string kept;
+  for (const auto& c : dropped->kept) kept += (kept.empty() ? "" : ",") + c;
+  tgw::log::info("privileges", {{"kept", kept.empty() ? "none" : kept}, {"uid", std::to_string(dropped->uid)},
+                                {"gid", std::to_string(dropped->gid)}, {"no_new_privs", "1"}});
   return (*daemon)->run();
 }
