@@ -49,6 +49,7 @@ Result<void> setCaps(uint64_t keep) {
 Result<PrivilegeOutcome> dropPrivileges(const PrivilegePlan& plan) {
   std::vector<Cap> keep = {{CAP_NET_ADMIN, "net_admin"}, {CAP_BPF, "bpf"}, {CAP_PERFMON, "perfmon"}};
   if (plan.bindLowPorts) keep.push_back({CAP_NET_BIND_SERVICE, "net_bind_service"});
+  if (plan.libxdpDetach) keep.push_back({CAP_SYS_ADMIN, "sys_admin"});
   // What we hold of it: a tgwd started without some of these (a test as a plain user, a
   // unit that granted less) keeps what it has, and the roles already said what failed.
   const uint64_t held = permittedNow();

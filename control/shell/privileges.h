@@ -7,6 +7,10 @@
 //                         since setup and need nothing
 //   CAP_NET_BIND_SERVICE  only when a configured port is below 1024 (the relay binds relayed
 //                         ports while it runs)
+//   CAP_SYS_ADMIN         only for a relay with XDP on: its programs are attached through
+//                         libxdp, whose detach at stop finds the attached program by id
+//                         (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN). The edge attaches
+//                         directly with the program's descriptor and needs no such lookup.
 // Everything else goes from the effective, permitted, inheritable and bounding sets (and the
 // ambient set is cleared), no_new_privs is set (no exec can gain privileges), and with
 // daemon.user the process runs as that user (and its group, or daemon.group) keeping the
@@ -24,6 +28,7 @@ namespace tgw::shell {
 
 struct PrivilegePlan {
   bool bindLowPorts = false;          // keep CAP_NET_BIND_SERVICE
+  bool libxdpDetach = false;          // keep CAP_SYS_ADMIN (a relay with XDP on)
   std::optional<std::string> user;    // switch to this user (name)
   std::optional<std::string> group;   // and this group (default: the user's)
 };

@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
                         (cfg->relay->turn && low(cfg->relay->turn->minPort));
   }
   if (cfg->edge) plan.bindLowPorts = plan.bindLowPorts || low(cfg->edge->port);
+  plan.libxdpDetach = cfg->relay && cfg->relay->xdpMode != tgw::config::XdpMode::Off;
   plan.user = cfg->daemon.user;
   plan.group = cfg->daemon.group;
   auto dropped = tgw::shell::dropPrivileges(plan);

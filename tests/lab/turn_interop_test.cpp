@@ -189,9 +189,15 @@ TEST_P(TurnInterop, WrongRestSecretIsRefused) {
                           kRelayIp,
                       kRunTimeout);
   EXPECT_NE(r.exitCode, 0) << r.output;
-  EXPECT_NE(r.output.find("Cannot complete Allocation"), std::string::npos) << r.output;
+  // uclient retries: its first wrong answers get 401 (counted as failed authentications),
+  // then the relay backs the source off and answers 403 (issue 11's throttling).
+  const bool refused = r.output.find("Cannot complete Allocation") != std::string::npos ||
+                       r.output.find("error 403") != std::string::npos;
+  EXPECT_TRUE(refused) << r.output;
   auto after = stats();
-  EXPECT_GE(turnCount(after, "errors_401") - turnCount(before, "errors_401"), 2u);
+  EXPECT_GE(turnCount(after, "auth_failures") + turnCount(after, "auth_throttled_source") -
+                turnCount(before, "auth_failures") - turnCount(before, "auth_throttled_source"),
+            1u);
   EXPECT_EQ(turnCount(after, "allocations_created"), turnCount(before, "allocations_created"));
 }
 
