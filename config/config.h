@@ -34,6 +34,9 @@ struct DaemonConfig {
   // hard limit). Set: exactly this soft limit, and the roles plan within it (the relay clamps
   // max_allocations).
   std::optional<uint64_t> maxOpenFiles;
+  // The Prometheus endpoint (metrics_address = "ADDRESS:PORT", GET /metrics; README
+  // "Metrics"). Unset: off, no port is opened.
+  std::optional<SockAddr> metricsAddress;
 };
 
 // relay.turn.channel_numbers: which ChannelBind numbers the relay accepts.
