@@ -260,7 +260,8 @@ class Reader {
 
 DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   const std::string p = "daemon.";
-  r.onlyKeys(t, p, {"control_socket", "control_group", "log_level", "max_open_files", "user", "group"});
+  r.onlyKeys(t, p, {"control_socket", "control_group", "log_level", "max_open_files", "user", "group",
+                    "metrics_address"});
   DaemonConfig d;
   d.controlSocket = r.str(t, p, "control_socket", d.controlSocket);
   if (d.controlSocket.empty() || d.controlSocket.front() != '/') {
@@ -294,6 +295,16 @@ DaemonConfig readDaemon(const Reader& r, const toml::table& t) {
   }
   if (t.get("max_open_files") != nullptr) {
     d.maxOpenFiles = r.integer(t, p, "max_open_files", 0, 512, uint64_t{1} << 24, "descriptors");
+  }
+  if (t.get("metrics_address") != nullptr) {
+    // A wildcard address is allowed here (scraped from another host); the port is required.
+    const std::string s = r.str(t, p, "metrics_address", "");
+    auto a = SockAddr::parse(s);
+    if (!a || a->port() == 0) {
+      r.failAt(t.get("metrics_address"), Reader::lineOf(t), p + "metrics_address",
+               "ADDRESS:PORT with a port from 1 to 65535 (e.g. \"127.0.0.1:9464\")", "\"" + s + "\"");
+    }
+    d.metricsAddress = *a;
   }
   auto level = r.str(t, p, "log_level", "warn");
   if (level == "debug") {

@@ -38,6 +38,9 @@ struct DaemonConfig {
   // `user`, runs as that user (and `group`, default the user's).
   std::optional<std::string> user;
   std::optional<std::string> group;
+  // The Prometheus endpoint (metrics_address = "ADDRESS:PORT", GET /metrics; README
+  // "Metrics"). Unset: off, no port is opened.
+  std::optional<SockAddr> metricsAddress;
 };
 
 // relay.turn.channel_numbers: which ChannelBind numbers the relay accepts.

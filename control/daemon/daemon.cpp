@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "metrics/metrics.h"
 #include "shell/descriptors.h"
 #include "shell/edge_commands.h"
 #include "shell/edge_role.h"
@@ -48,10 +49,18 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
     d->edge_ = std::move(*edge);
     registerEdgeCommands(d->dispatcher_, *d->edge_);
   }
+  // Last: the endpoint shows the roles' counters, so it opens once they exist.
+  if (cfg.daemon.metricsAddress) {
+    auto metrics = shell::MetricsServer::open(base, *cfg.daemon.metricsAddress, [daemon = d.get()] { return daemon->metricsText(); });
+    if (!metrics) return fail("daemon.metrics_address: " + metrics.error().message);
+    d->metrics_ = std::move(*metrics);
+    log::info("metrics_listening", {{"address", d->metrics_->address().toString()}});
+  }
   return d;
 }
 
 Daemon::~Daemon() {
+  metrics_.reset();
   control_.reset();
   edge_.reset();   // detaches XDP unless its maps are pinned (forwarding goes on), closes sockets
   relay_.reset();  // detaches XDP, closes sockets
@@ -103,8 +112,16 @@ nlohmann::json Daemon::stats() const {
                     {"out_of_descriptors", control_->outOfDescriptors()},
                     {"replies_dropped", control_->repliesDropped()}};
   }
+  if (metrics_) {
+    const auto& m = metrics_->counters();
+    s["metrics"] = {{"scrapes", m.scrapes},          {"not_found", m.notFound}, {"bad_method", m.badMethod},
+                    {"bad_requests", m.badRequests}, {"refused", m.refused},    {"timeouts", m.timeouts},
+                    {"accept_failures", m.acceptFailures}};
+  }
   return s;
 }
+
+std::string Daemon::metricsText() const { return metrics::expose(stats(), status()); }
 
 void Daemon::requestStop() { loop_->requestStop(); }
 

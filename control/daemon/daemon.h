@@ -9,6 +9,7 @@
 
 #include "shell/control_server.h"
 #include "shell/event_loop.h"
+#include "shell/metrics_server.h"
 #include "base/clock.h"
 #include "base/result.h"
 #include "config/config.h"
@@ -34,6 +35,10 @@ class Daemon {
 
   nlohmann::json status() const;
   nlohmann::json stats() const;
+  // GET /metrics: stats() and status() in the Prometheus text format (metrics/metrics.h).
+  std::string metricsText() const;
+  // The Prometheus endpoint; nullptr when daemon.metrics_address is unset.
+  const shell::MetricsServer* metricsServer() const { return metrics_.get(); }
 
  private:
   explicit Daemon(config::Config cfg);
@@ -45,6 +50,7 @@ class Daemon {
   std::unique_ptr<api::ControlServer> control_;
   std::unique_ptr<RelayRole> relay_;
   std::unique_ptr<EdgeRole> edge_;
+  std::unique_ptr<shell::MetricsServer> metrics_;
   TimePoint started_;
 };
 

@@ -71,6 +71,7 @@ nlohmann::json edgeStats(const EdgeRole& role) {
   }
   out["xdp"] = xdp;
   out["sockets"] = role.socketStats();
+  out["time_to_direct"] = role.timeToDirect().toJson();
   return out;
 }
 

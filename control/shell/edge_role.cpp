@@ -8,6 +8,7 @@
 #include <chrono>
 #include <list>
 #include <map>
+#include <set>
 
 #include "base/log.h"
 #include "dataplane/neighbours.h"
@@ -30,6 +31,11 @@ constexpr std::chrono::seconds kNeighbourRecheckMin{1};
 // How often the fast path's liveness deadline is pushed forward (its grace is
 // edge.forward_without_daemon_seconds, at least two periods).
 constexpr std::chrono::seconds kLivenessPeriod{1};
+// Buckets of the time to direct (seconds from the edge's start to a peer's first direct
+// path): a search round is kSearchRoundInterval (1 s) and a search lasts kSearchDuration
+// (10 s); idle reprobes come every kIdleProbeInterval (30 s), so later buckets tell a path
+// found by a reprobe from one found by the first search.
+const std::vector<double> kTimeToDirectBounds = {0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300};
 
 int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -94,6 +100,11 @@ struct EdgeRole::Impl {
   std::unique_ptr<shell::DeadlineTimer> timer;  // follows node->nextDeadline()
   std::list<PendingPing> pings;
   Counters counters;
+  // Time to direct: from start to each peer's first direct path (path changes as drained
+  // below; one the engine dropped, path_changes_dropped, is not seen).
+  TimePoint startedAt;
+  std::set<engine::PeerId> reachedDirect;
+  metrics::Histogram timeToDirect{kTimeToDirectBounds};
 
   ~Impl() {
     pings.clear();
@@ -179,6 +190,7 @@ struct EdgeRole::Impl {
 
   void logPathChange(const engine::PathChange& c) {
     ++counters.pathChanges;
+    if (c.to && c.to->isDirect() && reachedDirect.insert(c.peer).second) timeToDirect.observe(c.at - startedAt);
     if (!log::enabled(log::Level::Info)) return;
     auto describe = [](const std::optional<dataplane::Path>& p) -> std::string {
       if (!p) return "none";
@@ -381,6 +393,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
                   {{"peer", pc.name}, {"flow", std::to_string(flow)}, {"remote", path.remote.toString()}});
       });
   impl.timer = std::make_unique<shell::DeadlineTimer>(base, [&impl] { impl.onTimer(); });
+  impl.startedAt = now;
   impl.node->start(now);
   impl.afterNode();
   log::info("edge_started", {{"key", impl.node->publicKey().toString()},
@@ -435,6 +448,8 @@ Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std
   impl.afterNode();
   return {};
 }
+
+const metrics::Histogram& EdgeRole::timeToDirect() const { return impl_->timeToDirect; }
 
 nlohmann::json EdgeRole::socketStats() const {
   const auto& c = impl_->counters;

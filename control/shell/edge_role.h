@@ -23,6 +23,7 @@
 #include "dataplane/edge_fastpath.h"
 #include "edge/edge_json.h"
 #include "edge/node.h"
+#include "metrics/metrics.h"
 
 struct event_base;
 
@@ -47,6 +48,8 @@ class EdgeRole {
   Result<void> ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(edge::PingResult)> done);
   // Socket-level counters (datagrams in/out, errors), for `tgwctl stats`.
   nlohmann::json socketStats() const;
+  // Seconds from the role's start to each peer's first direct path (`stats`: edge.time_to_direct).
+  const metrics::Histogram& timeToDirect() const;
 
  private:
   EdgeRole() = default;

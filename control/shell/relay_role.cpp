@@ -447,7 +447,7 @@ nlohmann::json RelayRole::status() const {
                  {"ports", std::to_string(c.policy.minPort) + "-" + std::to_string(c.policy.maxPort)},
                  {"users", c.users.size()},
                  {"rest", c.restSecret.has_value()},
-                 {"allocations", turn_->allocations(Clock::now()).size()},
+                 {"allocations", turn_->allocationCount()},
                  {"max_allocations", c.maxAllocations},  // after the descriptor clamp
                  {"fast_path", fastPath_ != nullptr}};
   } else {

@@ -1207,6 +1207,7 @@ TimePoint Server::nextDeadline() const {
 }
 
 std::vector<AllocationInfo> Server::allocations(TimePoint now) const { return impl_->info(now); }
+size_t Server::allocationCount() const { return impl_->allocations.size(); }
 const ServerCounters& Server::counters() const { return impl_->counters; }
 Server::AuthTableSizes Server::authTableSizes() const {
   return {impl_->sourceStrikes.size(), impl_->userStrikes.size()};

@@ -335,6 +335,9 @@ class Server {
   void setLocalPrefixes(std::vector<Cidr> prefixes, TimePoint now);
 
   std::vector<AllocationInfo> allocations(TimePoint now) const;
+  // How many allocations exist, in O(1) (status and the metrics; allocations() builds a
+  // description of each, milliseconds at 10,000). Expired ones count until onTimer().
+  size_t allocationCount() const;
   const ServerCounters& counters() const;
   // Entries in the failed-authentication tables (each at most authThrottle.tableSize).
   struct AuthTableSizes {

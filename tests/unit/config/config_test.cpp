@@ -101,6 +101,28 @@ TEST(Config, SemanticChecks) {
   EXPECT_NE(errorOf("[edge]\nstun_servers = [\"0.0.0.0:3478\"]\n").find("a specific address"), std::string::npos);
 }
 
+TEST(Config, MetricsAddress) {
+  const std::string relay = "[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\n";
+  auto off = parse(relay, "t.toml");
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_FALSE(off->daemon.metricsAddress);  // absent: off
+  auto on = parse("[daemon]\nmetrics_address = \"127.0.0.1:9464\"\n" + relay, "t.toml");
+  ASSERT_TRUE(on.ok()) << on.error().message;
+  ASSERT_TRUE(on->daemon.metricsAddress);
+  EXPECT_EQ(on->daemon.metricsAddress->toString(), "127.0.0.1:9464");
+  // Scraped from another host: a wildcard address is fine here.
+  auto any = parse("[daemon]\nmetrics_address = \"[::]:9464\"\n" + relay, "t.toml");
+  ASSERT_TRUE(any.ok()) << any.error().message;
+  EXPECT_EQ(any->daemon.metricsAddress->port(), 9464);
+  EXPECT_EQ(errorOf("[daemon]\nmetrics_address = \"127.0.0.1\"\n" + relay),
+            "t.toml:2: daemon.metrics_address: expected ADDRESS:PORT with a port from 1 to 65535 (e.g. "
+            "\"127.0.0.1:9464\"), got \"127.0.0.1\"");
+  EXPECT_NE(errorOf("[daemon]\nmetrics_address = \"127.0.0.1:0\"\n" + relay).find("daemon.metrics_address"),
+            std::string::npos);
+  EXPECT_NE(errorOf("[daemon]\nmetrics_address = 9464\n" + relay).find("daemon.metrics_address: expected a string"),
+            std::string::npos);
+}
+
 TEST(Config, SyntaxErrorsNameTheLine) {
   auto e = errorOf("[relay]\ninterface = \"wan0\"\naddress = [\"192.0.2.1\"\n");
   EXPECT_EQ(e.rfind("t.toml:", 0), 0u) << e;

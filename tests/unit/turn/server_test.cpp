@@ -218,6 +218,7 @@ TEST_F(TurnRest, ValidEphemeralCredentialsBothForms) {
   EXPECT_EQ(r.msg().cls(), Class::SuccessResponse);
   EXPECT_TRUE(verifies(r, c2));
   EXPECT_EQ(server().allocations(kT0).size(), 2u);
+  EXPECT_EQ(server().allocationCount(), 2u);
 }
 
 TEST_F(TurnRest, ExpiredOrBadEphemeralCredentialsAre401) {
@@ -865,9 +866,11 @@ TEST_F(TurnServer, ExpiryAtExactDeadlinesKeepsTheTableExact) {
   EXPECT_EQ(server().nextDeadline(), kT0 + 3800s);
   advance(kT0 + 3800s - 1ns);
   EXPECT_EQ(server().allocations(kT0 + 3800s - 1ns).size(), 1u);
+  EXPECT_EQ(server().allocationCount(), 1u);
   EXPECT_TRUE(ports.released.empty());
   advance(kT0 + 3800s);
   EXPECT_TRUE(server().allocations(kT0 + 3800s).empty());
+  EXPECT_EQ(server().allocationCount(), 0u);
   EXPECT_EQ(ports.released, std::vector<SockAddr>{relayed});
   EXPECT_EQ(table.allocationCount(), 0u);
   EXPECT_EQ(server().counters().allocationsExpired, 1u);
