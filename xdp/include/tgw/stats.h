@@ -114,7 +114,15 @@ enum tgw_reason {
                                        * application (its address, any port): dropped */
   TGW_REASON_EDGE_TOO_LONG = 52,      /* the rewrite would exceed IP's 65535-byte lengths
                                        * (IPv4 total, IPv6 payload): dropped */
-  TGW_REASON_COUNT = 53
+  /* reflection (issue 11, tgw/reflection.h): STUN Binding requests the fast path would have
+   * answered, not answered */
+  TGW_REASON_MARTIAN_SOURCE = 53,     /* source 0/8, 127/8, 224/3, ::, ::1, ff00::/8,
+                                       * ::ffff:0:0/96 or the destination itself: dropped */
+  TGW_REASON_SOURCE_PORT_ZERO = 54,   /* UDP source port 0: dropped */
+  TGW_REASON_L3_BAD_CHECKSUM = 55,    /* IPv4 header checksum wrong (the stack would drop it):
+                                       * dropped */
+  TGW_REASON_STUN_OVER_BUDGET = 56,   /* the source prefix's answer budget is spent: dropped */
+  TGW_REASON_COUNT = 57
 };
 
 /* Per-CPU counter slot. */
@@ -213,6 +221,10 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_EDGE_PARTIAL_CHECKSUM: return "edge_partial_checksum";
     case TGW_REASON_EDGE_NOT_FROM_APP: return "edge_not_from_app";
     case TGW_REASON_EDGE_TOO_LONG: return "edge_too_long";
+    case TGW_REASON_MARTIAN_SOURCE: return "martian_source";
+    case TGW_REASON_SOURCE_PORT_ZERO: return "source_port_zero";
+    case TGW_REASON_L3_BAD_CHECKSUM: return "l3_bad_checksum";
+    case TGW_REASON_STUN_OVER_BUDGET: return "stun_over_budget";
     default: return "unknown";
   }
 }
