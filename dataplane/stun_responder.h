@@ -65,7 +65,7 @@ class StunResponder {
     std::vector<uint16_t> ports;      // UDP ports answered (host order), 1..4 of them
     std::vector<Endpoint> endpoints;  // at most TGW_STUN_MAX_ENDPOINTS (16); requests to
                                       // any other address:port are passed up
-    Budget budget;
+    Budget budget{};  // default: TGW_BUDGET_DEFAULT_RATE, _BURST
   };
 
   // Opens the skeleton, writes the ports into .rodata, loads the program into the kernel

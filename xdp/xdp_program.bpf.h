@@ -45,10 +45,12 @@ static __always_inline int tgw_xdp_stun_budget(const struct tgw_stun_plan *plan,
   cfg.tolerance_ns = tgw_stun_cfg.budget.tolerance_ns;
   if (cfg.interval_ns == 0) return 1;
   struct tgw_budget_key key;
-  const __u32 saddr_off = plan->family == TGW_FAMILY_IPV4
-                              ? TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)
-                              : TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
-  tgw_budget_key_of(&key, plan->family, req->ip + saddr_off);
+  /* One call per family: constant offsets (a selected one became pointer arithmetic the
+   * verifier refuses, "bitwise operator |= on pointer"). */
+  if (plan->family == TGW_FAMILY_IPV4)
+    tgw_budget_key_of(&key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
+  else
+    tgw_budget_key_of(&key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
   const __u64 now = bpf_ktime_get_ns();
   tgw_budget_value *tat = bpf_map_lookup_elem(&tgw_stun_budget, &key);
   if (!tat) {
