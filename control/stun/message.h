@@ -222,6 +222,12 @@ inline constexpr size_t kFullAnswerRequestSize = 64;
 static_assert(kAmplificationMax * kFullAnswerRequestSize >=
               TGW_STUN_HEADER_LEN + 4 * TGW_STUN_ADDR_ATTR_LEN_V6 + 4 + 64 + TGW_STUN_FINGERPRINT_ATTR_LEN);
 
+// An unauthenticated TURN request padded to this size gets the whole challenge of a tgw relay
+// with the longest realm and SOFTWARE (64 bytes each, config/config.cpp): ERROR-CODE with its
+// reason, REALM, NONCE with the SHA-256 cookie, PASSWORD-ALGORITHMS, SOFTWARE and FINGERPRINT
+// are 252 bytes, 3 x 84 (tests/unit/turn: TurnAmplification).
+inline constexpr size_t kFullChallengeRequestSize = 84;
+
 // A fresh random transaction id (libsodium randombytes).
 TransactionId newTransactionId();
 

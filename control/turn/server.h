@@ -18,6 +18,13 @@
 // table is never stale. Everything else runs through this class on the socket path and
 // produces the same bytes.
 //
+// Reflection (issue 11): every answer to an unauthenticated request (the 401 and 438
+// challenges, 400 and 420 before the credentials are checked) is at most 3 times the
+// request's size: SOFTWARE, then the reason phrase, then PASSWORD-ALGORITHMS are dropped
+// until it fits; when REALM and NONCE still do not fit there is no answer (counted). A bare
+// 28-byte Allocate is too small for a challenge with a realm longer than 7 bytes; coturn's
+// first Allocate (60 bytes) and tgw's own client (padded, turnclient) get a full one.
+//
 // Authentication (RFC 8489 section 9.2, long-term credentials): every TURN request needs
 // MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 with USERNAME, REALM and NONCE. Nonces are
 // stateless (an expiry and an HMAC over it and the client's address with a server secret),
@@ -222,6 +229,9 @@ struct ServerCounters {
   uint64_t droppedQuota = 0;             // over the allocation's bandwidth
   uint64_t droppedUnknownRelayed = 0;    // peer datagram to a relayed address not in use
   uint64_t droppedResponse = 0;          // TURN responses sent to the server: ignored
+  // reflection (issue 11): answers to unauthenticated requests are at most 3x the request
+  uint64_t trimmedUnauthenticated = 0;   // sent without SOFTWARE / reason / PASSWORD-ALGORITHMS
+  uint64_t droppedAmplification = 0;     // not answered: even the trimmed answer was over 3x
 
   template <typename F>
   void forEach(F f) const {
@@ -267,6 +277,8 @@ struct ServerCounters {
     TGW_TURN_COUNTER("dropped_quota", droppedQuota);
     TGW_TURN_COUNTER("dropped_unknown_relayed", droppedUnknownRelayed);
     TGW_TURN_COUNTER("dropped_response", droppedResponse);
+    TGW_TURN_COUNTER("trimmed_unauthenticated", trimmedUnauthenticated);
+    TGW_TURN_COUNTER("dropped_amplification", droppedAmplification);
 #undef TGW_TURN_COUNTER
   }
 };
