@@ -392,8 +392,13 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
   const int line = Reader::lineOf(t);
   c.enabled = r.boolean(t, p, "enabled", true);
   c.realm = r.str(t, p, "realm", c.realm);
-  if (c.realm.empty() || c.realm.size() > 763) {  // RFC 8489 section 14.9
-    r.failAt(t.get("realm"), line, p + "realm", "a realm of 1 to 763 bytes", "\"" + c.realm + "\"");
+  // RFC 8489 section 14.9 allows 763 bytes; every 401 carries the realm and must stay within
+  // 3x a client's first Allocate (issue 11).
+  if (c.realm.empty() || c.realm.size() > kMaxRealm) {
+    r.failAt(t.get("realm"), line, p + "realm",
+             "a realm of 1 to " + std::to_string(kMaxRealm) + " bytes (answers to unauthenticated requests are "
+             "at most 3x their size)",
+             std::to_string(c.realm.size()) + " bytes");
   }
 
   if (const toml::node* users = t.get("user")) {
@@ -540,7 +545,7 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
 RelayConfig readRelay(const Reader& r, const toml::table& t) {
   const std::string p = "relay.";
   r.onlyKeys(t, p, {"interface", "xdp_mode", "stun_port", "stun_alternate_port", "address", "secondary_address",
-                    "software", "turn", "rendezvous"});
+                    "software", "turn", "rendezvous", "stun_answers_per_second", "stun_answer_burst"});
   RelayConfig c;
   c.interface = r.str(t, p, "interface", "");
   c.xdpMode = r.xdpMode(t, p);
@@ -578,9 +583,18 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
              "a port when secondary_address is set (RFC 5780 needs another address and another port)", "nothing");
   }
   c.software = r.str(t, p, "software", c.software);
-  if (c.software.size() > 763) {  // RFC 8489 section 14.14: fewer than 128 characters / 763 bytes
-    r.failAt(t.get("software"), Reader::lineOf(t), p + "software", "at most 763 bytes");
+  // RFC 8489 section 14.14 allows 763 bytes; the fast path carries 64 and unauthenticated
+  // answers are at most 3x their request (issue 11).
+  if (c.software.size() > kMaxSoftware) {
+    r.failAt(t.get("software"), Reader::lineOf(t), p + "software",
+             "at most " + std::to_string(kMaxSoftware) + " bytes (answers to unauthenticated requests are at "
+             "most 3x their size)",
+             std::to_string(c.software.size()) + " bytes");
   }
+  c.stunAnswersPerSecond = static_cast<uint32_t>(
+      r.integer(t, p, "stun_answers_per_second", c.stunAnswersPerSecond, 0, kMaxStunAnswersPerSecond));
+  c.stunAnswerBurst = static_cast<uint32_t>(
+      r.integer(t, p, "stun_answer_burst", c.stunAnswerBurst, 1, kMaxStunAnswersPerSecond));
   if (const toml::node* turn = t.get("turn")) {
     if (!turn->is_table()) r.failAt(turn, Reader::lineOf(t), p + "turn", "a table ([relay.turn])", Reader::describe(*turn));
     c.turn = readTurn(r, *turn->as_table(), c);

@@ -95,6 +95,13 @@ struct RendezvousConfig {
   std::string keyFile;     // required; created (0600) when missing. Relative: from the config's folder
 };
 
+// Longest relay.turn.realm and relay.software: both ride in answers to unauthenticated
+// requests, which are at most 3 times their request (issue 11); the fast path carries a
+// SOFTWARE of at most 64 bytes (TGW_STUN_SOFTWARE_MAX).
+inline constexpr size_t kMaxRealm = 64;
+inline constexpr size_t kMaxSoftware = 64;
+inline constexpr uint32_t kMaxStunAnswersPerSecond = 10'000'000;
+
 struct RelayConfig {
   std::string interface;                  // where the XDP program attaches
   XdpMode xdpMode = XdpMode::Auto;
@@ -103,6 +110,10 @@ struct RelayConfig {
   std::vector<IpAddr> addresses;          // at most one per family
   std::vector<IpAddr> secondaryAddresses; // RFC 5780 OTHER-ADDRESS, at most one per family
   std::string software = "tgw";           // SOFTWARE attribute; empty to leave it out
+  // The XDP responder's answer budget per source /24 (IPv4) or /56 (IPv6): answers a second
+  // (0: no budget) and burst (tgw/reflection.h); over it, Binding requests are dropped.
+  uint32_t stunAnswersPerSecond = 1000;   // TGW_BUDGET_DEFAULT_RATE
+  uint32_t stunAnswerBurst = 2000;        // TGW_BUDGET_DEFAULT_BURST
   std::optional<TurnConfig> turn;         // [relay.turn]; absent or disabled: STUN only
   std::optional<RendezvousConfig> rendezvous;  // [relay.rendezvous]; absent: no rendezvous
 };

@@ -71,7 +71,7 @@ Result<TypedMap<__u32, tgw_turn_alloc_stats>> bindAllocStats(const bpf_map* map)
 }  // namespace
 
 Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& options) {
-  if (auto ok = StunResponder::checkOptions({options.stunPorts, options.stunEndpoints}); !ok)
+  if (auto ok = StunResponder::checkOptions({options.stunPorts, options.stunEndpoints, options.stunBudget}); !ok)
     return fail("relay fast path: " + ok.error().message);
   if (options.relayPortMin == 0 || options.relayPortMin > options.relayPortMax)
     return fail("relay fast path: relayed port range " + std::to_string(options.relayPortMin) +
@@ -90,9 +90,8 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   self->skel_ = tgw_relay__open();
   if (self->skel_ == nullptr)
     return fail(std::string("relay fast path: open skeleton: ") + std::strerror(errno), errno);
-  for (size_t i = 0; i < TGW_STUN_MAX_PORTS; i++)
-    self->skel_->rodata->tgw_stun_cfg.ports[i] =
-        i < options.stunPorts.size() ? htons(options.stunPorts[i]) : 0;
+  StunResponder::writeConfig(self->skel_->rodata->tgw_stun_cfg, options.stunPorts,
+                             options.stunBudget);
   self->skel_->rodata->tgw_turn_cfg.relay_port_min = options.relayPortMin;
   self->skel_->rodata->tgw_turn_cfg.relay_port_max = options.relayPortMax;
   self->skel_->rodata->tgw_turn_cfg.flags =

@@ -83,6 +83,7 @@ class RelayFastPath final : public TurnTable {
     // The STUN side, exactly as StunResponder::Options: ports (1..4) and endpoints (<= 16).
     std::vector<uint16_t> stunPorts;
     std::vector<StunResponder::Endpoint> stunEndpoints;
+    StunResponder::Budget stunBudget{};  // answers per source prefix
     // Relayed transport addresses: ports relayPortMin..relayPortMax on relayAddresses.
     uint16_t relayPortMin = 49152;
     uint16_t relayPortMax = 65535;

@@ -82,6 +82,13 @@ Result<void> StunResponder::checkOptions(const Options& options) {
   return {};
 }
 
+void StunResponder::writeConfig(tgw_stun_config& rodata, const std::vector<uint16_t>& ports,
+                                const Budget& budget) {
+  for (size_t i = 0; i < TGW_STUN_MAX_PORTS; i++)
+    rodata.ports[i] = i < ports.size() ? htons(ports[i]) : 0;
+  rodata.budget = tgw_budget_config_of(budget.answersPerSecond, budget.burst);
+}
+
 Result<void> StunResponder::fillEndpoints(const bpf_map* map,
                                           const std::vector<Endpoint>& endpoints) {
   auto table = endpointTable(endpoints);
@@ -112,9 +119,7 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
   self->skel_ = tgw_stun_responder__open();
   if (self->skel_ == nullptr)
     return fail(std::string("stun responder: open skeleton: ") + std::strerror(errno), errno);
-  for (size_t i = 0; i < TGW_STUN_MAX_PORTS; i++)
-    self->skel_->rodata->tgw_stun_cfg.ports[i] =
-        i < options.ports.size() ? htons(options.ports[i]) : 0;
+  writeConfig(self->skel_->rodata->tgw_stun_cfg, options.ports, options.budget);
   if (int err = tgw_stun_responder__load(self->skel_); err != 0)
     return fail(std::string("stun responder: load (needs root / CAP_BPF): ") +
                     std::strerror(-err),
@@ -135,6 +140,8 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
   log::info("xdp.stun.loaded",
             {{"ports", portList},
              {"endpoints", endpointList},
+            {"answers_per_second", std::to_string(options.budget.answersPerSecond)},
+            {"answer_burst", std::to_string(options.budget.burst)},
              {"prog_fd", std::to_string(self->programFd())}});
   return self;
 }

@@ -4,7 +4,9 @@
 //
 // The program answers plain Binding requests (RFC 8489, no attributes) to the configured
 // UDP ports in place with XDP_TX and passes everything else up with a reason
-// (xdp/include/tgw/stats.h): userspace answers what the fast path does not. Its answer is
+// (xdp/include/tgw/stats.h): userspace answers what the fast path does not. It never answers
+// martian sources, source port 0 or bad IPv4 header checksums, and spends a per-prefix answer
+// budget (tgw/reflection.h): those are dropped. Its answer is
 // the userspace server's (control/stun/server.cpp) byte for byte: the endpoints table gives
 // it, per local address:port, SOFTWARE and, in RFC 5780 mode, RESPONSE-ORIGIN and
 // OTHER-ADDRESS (the tgw_stun_endpoints map, tgw/stun_responder.h). A request to an endpoint
@@ -21,7 +23,10 @@
 #include "base/sockaddr.h"
 #include "dataplane/typed_map.h"
 #include "dataplane/xdp_attachment.h"
+#include "tgw/reflection.h"
 #include "tgw/stats.h"
+
+struct tgw_stun_config;
 
 struct tgw_stun_responder;  // the bpftool skeleton (xdp/stun_responder.skel.h)
 
@@ -49,10 +54,18 @@ class StunResponder {
                                     // TGW_STUN_SOFTWARE_MAX (64) bytes
   };
 
+  // The answer budget per source prefix (/24, /56) of the fast path (tgw/reflection.h):
+  // over it, requests are dropped (reason stun_over_budget). answersPerSecond 0: no budget.
+  struct Budget {
+    uint32_t answersPerSecond = TGW_BUDGET_DEFAULT_RATE;  // 1000
+    uint32_t burst = TGW_BUDGET_DEFAULT_BURST;            // 2000
+  };
+
   struct Options {
     std::vector<uint16_t> ports;      // UDP ports answered (host order), 1..4 of them
     std::vector<Endpoint> endpoints;  // at most TGW_STUN_MAX_ENDPOINTS (16); requests to
                                       // any other address:port are passed up
+    Budget budget{};  // default: TGW_BUDGET_DEFAULT_RATE, _BURST
   };
 
   // Opens the skeleton, writes the ports into .rodata, loads the program into the kernel
@@ -84,6 +97,8 @@ class StunResponder {
   // checks ports and endpoints (what load() refuses), fills a loaded tgw_stun_endpoints
   // map, binds a loaded tgw_stats map, reads the counter rows.
   static Result<void> checkOptions(const Options& options);
+  static void writeConfig(tgw_stun_config& rodata, const std::vector<uint16_t>& ports,
+                          const Budget& budget);
   static Result<void> fillEndpoints(const bpf_map* map, const std::vector<Endpoint>& endpoints);
   static Result<TypedMap<tgw_stats_key, tgw_stats_value>> bindStats(const bpf_map* map);
   static std::vector<CounterRow> readCounters(

@@ -272,7 +272,7 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
   __u32 reason = tgw_stun_classify(data, data_end, ports, &plan, &req);
   *family = plan.family;
-  *verdict = TGW_VERDICT_PASS;
+  *verdict = tgw_reflection_refused(reason) ? TGW_VERDICT_DROP : TGW_VERDICT_PASS;
   if (reason == TGW_REASON_STUN_BINDING_ANSWERED)
     return tgw_xdp_answer_stun(ctx, &plan, &req, verdict);
 

@@ -27,6 +27,42 @@ struct {
   __type(value, struct tgw_stun_endpoint);
 } tgw_stun_endpoints SEC(".maps");
 
+/* The answer budget per source prefix (tgw/reflection.h): one timestamp per /24 or /56,
+ * the least recently answered forgotten first. Shared by all CPUs; tgw_budget_take()'s
+ * unlocked update may let a few extra answers through a race, never many. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, TGW_BUDGET_ENTRIES);
+  __type(key, struct tgw_budget_key);
+  __type(value, tgw_budget_value);
+} tgw_stun_budget SEC(".maps");
+
+/* Spends one answer of the request's source prefix. 1: answer; 0: over budget. */
+static __always_inline int tgw_xdp_stun_budget(const struct tgw_stun_plan *plan,
+                                               const struct tgw_stun_request *req) {
+  struct tgw_budget_config cfg;
+  cfg.interval_ns = tgw_stun_cfg.budget.interval_ns;
+  cfg.tolerance_ns = tgw_stun_cfg.budget.tolerance_ns;
+  if (cfg.interval_ns == 0) return 1;
+  struct tgw_budget_key key;
+  /* One call per family: constant offsets (a selected one became pointer arithmetic the
+   * verifier refuses, "bitwise operator |= on pointer"). */
+  if (plan->family == TGW_FAMILY_IPV4)
+    tgw_budget_key_of(&key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
+  else
+    tgw_budget_key_of(&key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
+  const __u64 now = bpf_ktime_get_ns();
+  tgw_budget_value *tat = bpf_map_lookup_elem(&tgw_stun_budget, &key);
+  if (!tat) {
+    /* First answer to this prefix (or forgotten): as if its bucket were full. */
+    tgw_budget_value fresh = 0;
+    tgw_budget_take(&fresh, now, &cfg);
+    bpf_map_update_elem(&tgw_stun_budget, &key, &fresh, BPF_ANY);
+    return 1;
+  }
+  return tgw_budget_take(tat, now, &cfg);
+}
+
 /* Copies the ports out of .rodata through volatile reads: passing a pointer to the const
  * object would let clang fold the loads to the zero initializer. */
 static __always_inline void tgw_xdp_stun_ports(__be16 ports[TGW_STUN_MAX_PORTS]) {
@@ -46,6 +82,10 @@ static __always_inline __u32 tgw_xdp_answer_stun(struct xdp_md *ctx, struct tgw_
   if (!ep) return TGW_REASON_STUN_UNKNOWN_ENDPOINT;
   __u32 reason = tgw_stun_plan_endpoint(plan, ep);
   if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason; /* frame untouched: pass */
+  if (!tgw_xdp_stun_budget(plan, req)) {
+    *verdict = TGW_VERDICT_DROP;
+    return TGW_REASON_STUN_OVER_BUDGET;
+  }
 
   /* Resize to the response's length. Grow at the head first: XDP guarantees
    * XDP_PACKET_HEADROOM there, while tailroom depends on the driver (veth running XDP on a

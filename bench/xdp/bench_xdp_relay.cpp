@@ -131,6 +131,7 @@ int main(int argc, char** argv) {
   RelayFastPath::Options o;
   o.stunPorts = {3478};
   o.stunEndpoints = {{sa("198.18.0.1:3478"), std::nullopt, ""}};
+  o.stunBudget = {10'000'000, 10'000'000};  // on but never reached: its lookup is in the cost
   o.relayPortMin = 10000;
   o.relayPortMax = 59999;
   o.relayAddresses = {sa("198.18.0.1:0").ip(), sa("198.18.0.4:0").ip(), sa("[2001:db8::1]:0").ip()};

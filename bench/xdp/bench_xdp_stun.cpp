@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
       {tgw::SockAddr(ip("198.18.0.1"), 3479), tgw::SockAddr(ip("198.18.0.3"), 3478), "tgw"},
       {tgw::SockAddr(ip("2001:db8::1"), 3479), tgw::SockAddr(ip("2001:db8::3"), 3478), "tgw"},
   };
-  auto responder = tgw::dataplane::StunResponder::load({{3478, 3479}, endpoints});
+  // The answer budget on but never reached (1e7 a second per prefix): its lookup is in the cost.
+  auto responder = tgw::dataplane::StunResponder::load({{3478, 3479}, endpoints, {10'000'000, 10'000'000}});
   if (!responder) {
     std::fprintf(stderr, "load STUN responder: %s\n", responder.error().message.c_str());
     return 1;

@@ -111,14 +111,17 @@ stun::TransactionId Netcheck::startProbe(ProbeKind kind, size_t family, int sock
   // Ids must be distinct; a poor injected generator gets its repeats perturbed.
   for (uint8_t bump = 1; probes_.count(tid); ++bump) tid[tid.size() - 1] = static_cast<uint8_t>(tid.back() + bump);
   stun::MessageBuilder b(stun::Method::Binding, stun::Class::Request, tid);
-  // Probes without CHANGE-REQUEST go out bare: that is the form relays answer in their fast
-  // path (tgw's XDP responder does), and netcheck's sockets carry nothing else, so FINGERPRINT
-  // would buy no demultiplexing. CHANGE-REQUEST probes are answered in userspace anyway.
+  // Probes without CHANGE-REQUEST carry no FINGERPRINT (netcheck's sockets carry nothing
+  // else: it would buy no demultiplexing) but are padded (RFC 5780 PADDING): servers answer at
+  // most 3 times a request (tgw's do, issue 11), and a bare 20-byte request's 60 bytes leave no
+  // room for the IPv6 OTHER-ADDRESS netcheck needs to find an RFC 5780 server. The padded size
+  // gets every attribute a tgw relay sends (stun::kFullAnswerRequestSize).
   if (change) {
     b.addChangeRequest(*change);
     if (!config_.software.empty()) b.addSoftware(config_.software);
     b.withFingerprint();
   }
+  b.padTo(stun::kFullAnswerRequestSize);
   Probe p{kind, family, socketId, to, server, StunTransaction(b.finish(), policy), {}, {}, {}, {}};
   auto [it, inserted] = probes_.emplace(tid, std::move(p));
   (void)inserted;

@@ -285,6 +285,7 @@ Result<void> RelayRole::attachXdp() {
   dataplane::StunResponder::Options opts;
   opts.ports = xdpStunPorts();
   opts.endpoints = xdpStunEndpoints();
+  opts.budget = {cfg_.stunAnswersPerSecond, cfg_.stunAnswerBurst};
   auto prog = dataplane::StunResponder::load(opts);
   if (!prog) return fail("cannot load the XDP STUN responder: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
@@ -298,6 +299,7 @@ Result<void> RelayRole::attachXdp() {
 Result<void> RelayRole::attachFastPath() {
   dataplane::RelayFastPath::Options opts;
   opts.stunPorts = xdpStunPorts();
+  opts.stunBudget = {cfg_.stunAnswersPerSecond, cfg_.stunAnswerBurst};
   opts.stunEndpoints = xdpStunEndpoints();
   opts.relayPortMin = cfg_.turn->minPort;
   opts.relayPortMax = cfg_.turn->maxPort;

@@ -357,6 +357,16 @@ MessageBuilder& MessageBuilder::addChangeRequest(ChangeRequest cr) {
   return addU32(attr::kChangeRequest, (cr.changeIp ? kChangeIpFlag : 0) | (cr.changePort ? kChangePortFlag : 0));
 }
 
+MessageBuilder& MessageBuilder::padTo(size_t total) {
+  size_t size = buf_.size();
+  if (integrity_) size += kAttrHeaderSize + kIntegritySize;
+  if (integritySha256_) size += kAttrHeaderSize + kIntegritySha256Max;
+  if (fingerprint_) size += kAttrHeaderSize + kFingerprintSize;
+  if (size >= total) return *this;
+  const size_t value = total - size > kAttrHeaderSize ? total - size - kAttrHeaderSize : 0;
+  return addRaw(attr::kPadding, std::vector<uint8_t>((value + 3) & ~size_t{3}, 0));
+}
+
 MessageBuilder& MessageBuilder::withIntegrity(std::span<const uint8_t> key) {
   integrity_ = true;
   integrityKey_.assign(key.begin(), key.end());

@@ -15,6 +15,7 @@
 
 #include "base/result.h"
 #include "base/sockaddr.h"
+#include "tgw/reflection.h"
 #include "tgw/stun.h"
 
 namespace tgw::stun {
@@ -188,6 +189,10 @@ class MessageBuilder {
   MessageBuilder& addUnknownAttributes(std::span<const uint16_t> types);
   MessageBuilder& addChangeRequest(ChangeRequest cr);
   MessageBuilder& addSoftware(std::string_view s) { return addString(attr::kSoftware, s); }
+  // Adds a PADDING attribute (RFC 5780 section 7.6, zeros) so that finish() returns at least
+  // `total` bytes, counting the integrity and fingerprint attributes asked for so far. For
+  // unauthenticated requests whose answers must fit kAmplificationMax times their size.
+  MessageBuilder& padTo(size_t total);
 
   MessageBuilder& withIntegrity(std::span<const uint8_t> key);        // MESSAGE-INTEGRITY
   MessageBuilder& withIntegritySha256(std::span<const uint8_t> key);  // MESSAGE-INTEGRITY-SHA256
@@ -203,6 +208,25 @@ class MessageBuilder {
   bool integritySha256_ = false;
   bool fingerprint_ = false;
 };
+
+// An answer to an unauthenticated request is at most this many times the request's size
+// (issue 11; tgw/reflection.h has the rule, shared with the fast path).
+inline constexpr size_t kAmplificationMax = TGW_AMPLIFICATION_MAX;
+inline constexpr bool fitsAmplification(size_t answer, size_t request) {
+  return answer <= kAmplificationMax * request;
+}
+// A Binding request padded to this size (MessageBuilder::padTo) gets every attribute a tgw
+// relay answers with: IPv6 XOR-MAPPED-, MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS, a
+// SOFTWARE of the longest configurable 64 bytes and FINGERPRINT are 192 bytes, 3 x 64.
+inline constexpr size_t kFullAnswerRequestSize = 64;
+static_assert(kAmplificationMax * kFullAnswerRequestSize >=
+              TGW_STUN_HEADER_LEN + 4 * TGW_STUN_ADDR_ATTR_LEN_V6 + 4 + 64 + TGW_STUN_FINGERPRINT_ATTR_LEN);
+
+// An unauthenticated TURN request padded to this size gets the whole challenge of a tgw relay
+// with the longest realm and SOFTWARE (64 bytes each, config/config.cpp): ERROR-CODE with its
+// reason, REALM, NONCE with the SHA-256 cookie, PASSWORD-ALGORITHMS, SOFTWARE and FINGERPRINT
+// are 252 bytes, 3 x 84 (tests/unit/turn: TurnAmplification).
+inline constexpr size_t kFullChallengeRequestSize = 84;
 
 // A fresh random transaction id (libsodium randombytes).
 TransactionId newTransactionId();

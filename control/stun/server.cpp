@@ -13,6 +13,7 @@ constexpr uint16_t kBindingKnown[] = {
     attr::kMappedAddress, attr::kXorMappedAddress, attr::kUsername, attr::kMessageIntegrity,
     attr::kMessageIntegritySha256, attr::kRealm, attr::kNonce, attr::kErrorCode,
     attr::kUnknownAttributes, attr::kUserhash, attr::kPasswordAlgorithm,
+    attr::kPadding,  // RFC 5780 section 7.6: room for the answer's attributes; not echoed
 };
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
@@ -58,6 +59,47 @@ std::vector<uint8_t> Server::errorResponse(uint16_t rawMethod, const Transaction
   return b.finish();
 }
 
+std::optional<Datagram> Server::error(const SockAddr& local, const SockAddr& from, uint16_t rawMethod,
+                                      const TransactionId& tid, int code, bool fingerprint,
+                                      size_t requestSize, std::span<const uint16_t> unknown) {
+  for (int trim = 0; trim < 3; ++trim) {
+    MessageBuilder b(rawMethod, Class::ErrorResponse, tid);
+    b.addErrorCode(code, trim < 2 ? reasonPhrase(code) : std::string_view());
+    if (!unknown.empty()) b.addUnknownAttributes(unknown);
+    if (trim == 0 && !config_.software.empty()) b.addSoftware(config_.software);
+    if (fingerprint) b.withFingerprint();
+    auto bytes = b.finish();
+    if (fitsAmplification(bytes.size(), requestSize)) {
+      if (code == 400) ++counters_.errors400;
+      if (code == 420) ++counters_.errors420;
+      return Datagram{local, from, std::move(bytes)};
+    }
+  }
+  ++counters_.droppedAmplification;
+  return std::nullopt;
+}
+
+bool Server::martian(const SockAddr& from, const SockAddr& local) const {
+  if (from.port() == 0) return true;
+  // To a loopback address: the host talking to itself (the kernel delivers loopback and own
+  // sources on lo only), as tests and local tools do.
+  static const IpAddr kLoopback6 = IpAddr::parse("::1").value();
+  if (local.isV4() ? local.ip().bytes()[0] == 127 : local.ip() == kLoopback6) return false;
+  for (const SockAddr& own : endpoints())
+    if (own.ip() == from.ip()) return true;
+  if (from.family() != local.family()) return false;
+  if (from.isV4()) {
+    __be32 s = 0, d = 0;
+    std::memcpy(&s, from.ip().bytes(), 4);
+    std::memcpy(&d, local.ip().bytes(), 4);
+    return tgw_martian_source4(s, d) != 0;
+  }
+  alignas(4) uint8_t s[16], d[16];
+  std::memcpy(s, from.ip().bytes(), 16);
+  std::memcpy(d, local.ip().bytes(), 16);
+  return tgw_martian_source6(s, d) != 0;
+}
+
 void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                         TimePoint now) {
   if (auto reply = answer(bytes, from, local, now)) sends_.push_back(std::move(*reply));
@@ -67,6 +109,10 @@ std::vector<Datagram> Server::takeSends() { return std::exchange(sends_, {}); }
 
 std::optional<Datagram> Server::answer(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                                        TimePoint now) {
+  if (martian(from, local)) {
+    ++counters_.droppedMartian;
+    return std::nullopt;
+  }
   auto parsed = Message::parse(bytes);
   if (!parsed) {
     switch (parsed.error()) {
@@ -96,11 +142,10 @@ std::optional<Datagram> Server::answer(std::span<const uint8_t> bytes, const Soc
       return std::nullopt;
     }
     ++counters_.requests;
-    ++counters_.errors400;
     const uint16_t rawMethod = static_cast<uint16_t>((type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2));
     TransactionId tid;
     std::memcpy(tid.data(), bytes.data() + 8, tid.size());
-    return Datagram{local, from, errorResponse(rawMethod, tid, 400, false)};
+    return error(local, from, rawMethod, tid, 400, false, bytes.size());
   }
 
   const Message& req = *parsed;
@@ -120,41 +165,49 @@ std::optional<Datagram> Server::answer(std::span<const uint8_t> bytes, const Soc
     handler = &it->second;
     known = handler->known;
   } else {
-    ++counters_.errors400;
-    return Datagram{local, from, errorResponse(req.rawMethod(), req.transactionId(), 400, fp)};
+    return error(local, from, req.rawMethod(), req.transactionId(), 400, fp, bytes.size());
   }
 
   auto unknown = req.unknownComprehensionRequired(known);
   if (!unknown.empty()) {
-    ++counters_.errors420;
-    return Datagram{local, from, errorResponse(req.rawMethod(), req.transactionId(), 420, fp, unknown)};
+    return error(local, from, req.rawMethod(), req.transactionId(), 420, fp, bytes.size(), unknown);
   }
 
   if (handler) {
     ++counters_.otherMethod;
     return handler->fn(req, from, local, now);
   }
-  return onBinding(req, from, local);
+  return onBinding(req, bytes.size(), from, local);
 }
 
-std::optional<Datagram> Server::onBinding(const Message& req, const SockAddr& from, const SockAddr& local) {
+std::optional<Datagram> Server::onBinding(const Message& req, size_t requestSize, const SockAddr& from,
+                                          const SockAddr& local) {
   SockAddr source = local;
   if (auto cr = req.changeRequest(); cr && (cr->changeIp || cr->changePort)) {
     // Only reached with RFC 5780 support: otherwise CHANGE-REQUEST was answered with 420.
     source = otherEndpoint(local, cr->changeIp, cr->changePort);
-    ++counters_.changeRequests;
   }
+  // RFC 5780 section 6.1: MAPPED-ADDRESS too, RESPONSE-ORIGIN (where the reply leaves from)
+  // and OTHER-ADDRESS (the endpoint differing in both ip and port); then what fits 3x the
+  // request (tgw/reflection.h, the fast path's rule).
+  uint32_t wanted = TGW_STUN_PART_SOFTWARE | TGW_STUN_PART_FINGERPRINT;
+  if (rfc5780()) wanted |= TGW_STUN_PART_MAPPED | TGW_STUN_PART_RESPONSE_ORIGIN | TGW_STUN_PART_OTHER_ADDRESS;
+  if (!req.hasFingerprint()) wanted &= ~TGW_STUN_PART_FINGERPRINT;
+  const uint32_t parts = tgw_stun_binding_fit(from.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6, wanted,
+                                              static_cast<uint32_t>(config_.software.size()),
+                                              static_cast<uint32_t>(requestSize));
+  if (parts == 0) {
+    ++counters_.droppedAmplification;
+    return std::nullopt;
+  }
+  if (source != local) ++counters_.changeRequests;
   MessageBuilder b(Method::Binding, Class::SuccessResponse, req.transactionId());
   b.addXorMappedAddress(from);
-  if (rfc5780()) {
-    // RFC 5780 section 6.1: MAPPED-ADDRESS too, RESPONSE-ORIGIN (where the reply leaves
-    // from) and OTHER-ADDRESS (the endpoint differing in both ip and port).
-    b.addMappedAddress(from);
-    b.addPlainAddress(attr::kResponseOrigin, source);
-    b.addPlainAddress(attr::kOtherAddress, otherEndpoint(local, true, true));
-  }
-  if (!config_.software.empty()) b.addSoftware(config_.software);
-  if (req.hasFingerprint()) b.withFingerprint();
+  if (parts & TGW_STUN_PART_MAPPED) b.addMappedAddress(from);
+  if (parts & TGW_STUN_PART_RESPONSE_ORIGIN) b.addPlainAddress(attr::kResponseOrigin, source);
+  if (parts & TGW_STUN_PART_OTHER_ADDRESS) b.addPlainAddress(attr::kOtherAddress, otherEndpoint(local, true, true));
+  if (parts & TGW_STUN_PART_SOFTWARE) b.addSoftware(config_.software);
+  if (parts & TGW_STUN_PART_FINGERPRINT) b.withFingerprint();
   ++counters_.bindingSuccess;
   return Datagram{source, from, b.finish()};
 }

@@ -17,6 +17,16 @@
 //   - requests of other methods: a handler registered with setMethodHandler() (TURN plugs
 //     in there), otherwise 400.
 // Responses carry FINGERPRINT when the request did.
+//
+// Reflection (issue 11, tgw/reflection.h), checked before anything else: datagrams from a
+// martian source (0/8, 127/8, 224/3, ::, ::1, ff00::/8, IPv4-mapped, one of the server's own
+// addresses) or from port 0 are a counted drop (sources are not checked on a loopback
+// `local`: there the host talks to itself). Every answer is at most kAmplificationMax (3)
+// times the request's size: a Binding success drops SOFTWARE, then MAPPED-ADDRESS, then
+// RESPONSE-ORIGIN, then OTHER-ADDRESS until it fits (the fast path's rule, shared); an error
+// drops SOFTWARE, then its reason phrase; what still does not fit is a counted drop. RFC 5780
+// clients that want OTHER-ADDRESS pad their requests with PADDING (understood and ignored,
+// never echoed).
 #pragma once
 
 #include <cstdint>
@@ -56,6 +66,8 @@ struct ServerCounters {
   uint64_t droppedMalformed = 0;     // STUN but unreadable, or a malformed non-request
   uint64_t droppedBadFingerprint = 0;
   uint64_t droppedNotRequest = 0;    // responses and indications
+  uint64_t droppedMartian = 0;       // martian source address, own address, or port 0
+  uint64_t droppedAmplification = 0; // even the smallest answer is over 3x the request
 
   template <typename F>
   void forEach(F f) const {
@@ -69,6 +81,8 @@ struct ServerCounters {
     f(std::string_view("dropped_malformed"), droppedMalformed);
     f(std::string_view("dropped_bad_fingerprint"), droppedBadFingerprint);
     f(std::string_view("dropped_not_request"), droppedNotRequest);
+    f(std::string_view("dropped_martian"), droppedMartian);
+    f(std::string_view("dropped_amplification"), droppedAmplification);
   }
 };
 
@@ -121,7 +135,14 @@ class Server {
 
   std::optional<Datagram> answer(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                                  TimePoint now);
-  std::optional<Datagram> onBinding(const Message& req, const SockAddr& from, const SockAddr& local);
+  std::optional<Datagram> onBinding(const Message& req, size_t requestSize, const SockAddr& from,
+                                    const SockAddr& local);
+  // errorResponse() trimmed to kAmplificationMax times requestSize (SOFTWARE first, then the
+  // reason phrase); nullopt (counted) when even that is too large.
+  std::optional<Datagram> error(const SockAddr& local, const SockAddr& from, uint16_t rawMethod,
+                                const TransactionId& tid, int code, bool fingerprint,
+                                size_t requestSize, std::span<const uint16_t> unknown = {});
+  bool martian(const SockAddr& from, const SockAddr& local) const;
 
   ServerConfig config_;
   ServerCounters counters_;

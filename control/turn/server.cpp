@@ -36,11 +36,14 @@ constexpr uint16_t kAlgorithmSha256 = 0x0002;
 // four characters after it are base64 of 24 feature bits, bit 0 (leftmost) = "Password
 // algorithms" (section 18.1). "gAAA" is 0x800000.
 constexpr std::string_view kNonceCookieSha256 = "obMatJos2gAAA";
-constexpr size_t kNonceMacHex = 32;               // 16 bytes of HMAC-SHA256, in hex
+// The nonce is as short as safe: it rides in every 401, which must fit 3x a small Allocate.
+constexpr size_t kNonceMacHex = 24;               // 12 bytes (96 bits) of HMAC-SHA256, in hex
+constexpr size_t kNonceExpiryHex = 12;            // 48 bits of milliseconds
 
 constexpr uint16_t kAuthAttrs[] = {attr::kUsername, attr::kRealm, attr::kNonce, attr::kMessageIntegrity,
                                    attr::kMessageIntegritySha256, attr::kPasswordAlgorithm,
-                                   attr::kFingerprint, attr::kSoftware};
+                                   attr::kFingerprint, attr::kSoftware,
+                                   attr::kPadding};  // RFC 5780 section 7.6: room for the 401
 constexpr uint16_t kAllocateAttrs[] = {attr::kRequestedTransport, attr::kLifetime, attr::kEvenPort,
                                        attr::kReservationToken, attr::kRequestedAddressFamily};
 constexpr uint16_t kRefreshAttrs[] = {attr::kLifetime, attr::kRequestedAddressFamily};
@@ -228,21 +231,46 @@ struct Server::Impl {
     ctx.out.push_back(Datagram{ctx.local, ctx.from, std::move(bytes)});
   }
 
+  // An error response. To an unauthenticated request (no ctx.auth: every challenge, and the
+  // 400s and 420s before credentials are checked) the answer is at most kAmplificationMax
+  // times the request (issue 11): SOFTWARE goes first, then the reason phrase, then
+  // PASSWORD-ALGORITHMS (the nonce then offers MD5 alone, RFC 5389 style); ERROR-CODE,
+  // UNKNOWN-ATTRIBUTES, REALM, NONCE and FINGERPRINT stay, and when they do not fit there is
+  // no answer (dropped_amplification).
   void sendError(const Ctx& ctx, int code, std::span<const uint16_t> unknown = {}) {
-    countError(code);
-    MessageBuilder b(ctx.req.rawMethod(), Class::ErrorResponse, ctx.req.transactionId());
-    b.addErrorCode(code, stun::reasonPhrase(code));
-    if (!unknown.empty()) b.addUnknownAttributes(unknown);
-    if (code == 401 || code == 438) {
-      // A fresh challenge (RFC 8489 section 9.2.4); never protected with integrity.
-      b.addString(attr::kRealm, config.realm);
-      b.addString(attr::kNonce, makeNonce(ctx.from, now_));
-      if (config.offerSha256) b.addRaw(attr::kPasswordAlgorithms, passwordAlgorithmsValue());
-      Ctx plain{ctx.req, ctx.from, ctx.local, ctx.out, nullptr};
-      reply(ctx, finish(b, plain));
+    const bool challenge = code == 401 || code == 438;
+    for (int trim = 0; trim < 4; ++trim) {
+      const bool software = trim < 1 && !config.software.empty();
+      const bool reason = trim < 2;
+      const bool sha256 = trim < 3 && config.offerSha256;
+      if (trim == 3 && !(challenge && config.offerSha256)) break;  // nothing left to drop
+      MessageBuilder b(ctx.req.rawMethod(), Class::ErrorResponse, ctx.req.transactionId());
+      b.addErrorCode(code, reason ? stun::reasonPhrase(code) : std::string_view());
+      if (!unknown.empty()) b.addUnknownAttributes(unknown);
+      if (challenge) {
+        // A fresh challenge (RFC 8489 section 9.2.4); never protected with integrity.
+        b.addString(attr::kRealm, config.realm);
+        b.addString(attr::kNonce, makeNonce(ctx.from, now_, sha256));
+        if (sha256) b.addRaw(attr::kPasswordAlgorithms, passwordAlgorithmsValue());
+      }
+      if (software) b.addSoftware(config.software);
+      const Auth* auth = challenge ? nullptr : ctx.auth;
+      if (auth) {
+        if (auth->sha256Integrity) {
+          b.withIntegritySha256(auth->key);
+        } else {
+          b.withIntegrity(auth->key);
+        }
+      }
+      if (ctx.req.hasFingerprint()) b.withFingerprint();
+      auto bytes = b.finish();
+      if (ctx.auth == nullptr && !stun::fitsAmplification(bytes.size(), ctx.req.bytes().size())) continue;
+      if (trim > 0) ++counters.trimmedUnauthenticated;
+      countError(code);
+      reply(ctx, std::move(bytes));
       return;
     }
-    reply(ctx, finish(b, ctx));
+    ++counters.droppedAmplification;
   }
 
   void sendSuccess(const Ctx& ctx, MessageBuilder& b) {
@@ -268,25 +296,27 @@ struct Server::Impl {
     return hex(std::span(mac).first(kNonceMacHex / 2));
   }
 
-  // NONCE = [cookie] expiry-in-ms (16 hex digits) MAC (32 hex digits). Stateless: the MAC
+  // NONCE = [cookie] expiry-in-ms (12 hex digits) MAC (24 hex digits). Stateless: the MAC
   // binds the expiry and the client's transport address to the server's secret.
-  std::string makeNonce(const SockAddr& client, TimePoint now) const {
+  std::string makeNonce(const SockAddr& client, TimePoint now, bool offerSha256) const {
     const int64_t expiry = millis(now + config.nonceLifetime);
-    std::array<uint8_t, 8> e{};
-    for (size_t i = 0; i < 8; ++i) e[i] = static_cast<uint8_t>(static_cast<uint64_t>(expiry) >> (56 - 8 * i));
-    std::string body = config.offerSha256 ? std::string(kNonceCookieSha256) : std::string();
+    std::array<uint8_t, kNonceExpiryHex / 2> e{};
+    for (size_t i = 0; i < e.size(); ++i) {
+      e[i] = static_cast<uint8_t>(static_cast<uint64_t>(expiry) >> (8 * (e.size() - 1 - i)));
+    }
+    std::string body = offerSha256 ? std::string(kNonceCookieSha256) : std::string();
     body += hex(e);
     return body + nonceMac(body, client);
   }
 
   enum class NonceState { Valid, Stale };
   NonceState checkNonce(std::string_view nonce, const SockAddr& client, TimePoint now) const {
-    if (nonce.size() < 16 + kNonceMacHex) return NonceState::Stale;
+    if (nonce.size() < kNonceExpiryHex + kNonceMacHex) return NonceState::Stale;
     const std::string_view body = nonce.substr(0, nonce.size() - kNonceMacHex);
     const std::string_view mac = nonce.substr(nonce.size() - kNonceMacHex);
     const std::string want = nonceMac(body, client);
     if (!crypto::equalConstantTime(asBytes(want), asBytes(mac))) return NonceState::Stale;
-    const std::string_view e = body.substr(body.size() - 16);
+    const std::string_view e = body.substr(body.size() - kNonceExpiryHex);
     uint64_t expiry = 0;
     auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), expiry, 16);
     if (ec != std::errc() || end != e.data() + e.size()) return NonceState::Stale;
@@ -1100,11 +1130,19 @@ struct Server::Impl {
       }
       stun::TransactionId tid{};
       std::memcpy(tid.data(), bytes.data() + 8, tid.size());
-      countError(400);
-      MessageBuilder b(method, Class::ErrorResponse, tid);
-      b.addErrorCode(400, stun::reasonPhrase(400));
-      if (!config.software.empty()) b.addSoftware(config.software);
-      out.push_back(Datagram{local, from, b.finish()});
+      // Unauthenticated: at most 3x the request, as sendError() trims.
+      for (int trim = 0; trim < 2; ++trim) {
+        MessageBuilder b(method, Class::ErrorResponse, tid);
+        b.addErrorCode(400, trim == 0 ? stun::reasonPhrase(400) : std::string_view());
+        if (trim == 0 && !config.software.empty()) b.addSoftware(config.software);
+        auto answer = b.finish();
+        if (!stun::fitsAmplification(answer.size(), bytes.size())) continue;
+        if (trim > 0) ++counters.trimmedUnauthenticated;
+        countError(400);
+        out.push_back(Datagram{local, from, std::move(answer)});
+        return true;
+      }
+      ++counters.droppedAmplification;
       return true;
     }
     const Message& m = *parsed;

@@ -18,6 +18,13 @@
 // table is never stale. Everything else runs through this class on the socket path and
 // produces the same bytes.
 //
+// Reflection (issue 11): every answer to an unauthenticated request (the 401 and 438
+// challenges, 400 and 420 before the credentials are checked) is at most 3 times the
+// request's size: SOFTWARE, then the reason phrase, then PASSWORD-ALGORITHMS are dropped
+// until it fits; when REALM and NONCE still do not fit there is no answer (counted). A bare
+// 28-byte Allocate is too small for a challenge with a realm longer than 7 bytes; coturn's
+// first Allocate (60 bytes) and tgw's own client (padded, turnclient) get a full one.
+//
 // Authentication (RFC 8489 section 9.2, long-term credentials): every TURN request needs
 // MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 with USERNAME, REALM and NONCE. Nonces are
 // stateless (an expiry and an HMAC over it and the client's address with a server secret),
@@ -242,6 +249,9 @@ struct ServerCounters {
   uint64_t authThrottledUser = 0;        // refused unchecked: the user backs off (403)
   uint64_t authBackoffs = 0;             // back-offs started, sources and users
   uint64_t authLogSuppressed = 0;        // turn.auth_* lines left out by the rate limit
+  // reflection (issue 11): answers to unauthenticated requests are at most 3x the request
+  uint64_t trimmedUnauthenticated = 0;   // sent without SOFTWARE / reason / PASSWORD-ALGORITHMS
+  uint64_t droppedAmplification = 0;     // not answered: even the trimmed answer was over 3x
 
   template <typename F>
   void forEach(F f) const {
@@ -295,6 +305,8 @@ struct ServerCounters {
     TGW_TURN_COUNTER("auth_throttled_user", authThrottledUser);
     TGW_TURN_COUNTER("auth_backoffs", authBackoffs);
     TGW_TURN_COUNTER("auth_log_suppressed", authLogSuppressed);
+    TGW_TURN_COUNTER("trimmed_unauthenticated", trimmedUnauthenticated);
+    TGW_TURN_COUNTER("dropped_amplification", droppedAmplification);
 #undef TGW_TURN_COUNTER
   }
 };

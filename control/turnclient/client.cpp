@@ -228,6 +228,10 @@ struct Client::Impl {
       if (algorithm == kPasswordAlgorithmSha256) b.withIntegritySha256(k);
     }
     if (cfg.fingerprint) b.withFingerprint();
+    // Without credentials, the answer is a challenge, which servers keep within 3x the request
+    // (tgw's relays do, issue 11): padded (RFC 5780 PADDING, which coturn accepts too) so a
+    // long realm, the nonce and PASSWORD-ALGORITHMS fit.
+    if (!p.authenticated) b.padTo(stun::kFullChallengeRequestSize);
     return b.finish();
   }
 

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "tgw/reflection.h"
+
 namespace tgw::testing {
 
 uint16_t internetChecksum(const Bytes& bytes, uint32_t initial) {
@@ -162,16 +164,24 @@ Bytes plainAddress(uint16_t type, const Bytes& addr, uint16_t port) {
 
 namespace {
 
-// MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS, SOFTWARE as `answer` says, after XOR-MAPPED.
+// MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS, SOFTWARE as `answer` says, after XOR-MAPPED,
+// as far as they fit three times a bare request (tgw/reflection.h; the amplification bound
+// itself is checked on every answer by the fixtures).
 void appendAnswer(Bytes& attrs, const Bytes& client, uint16_t clientPort, const Bytes& local,
                   uint16_t localPort, const AnswerConfig& answer) {
   auto append = [&attrs](const Bytes& a) { attrs.insert(attrs.end(), a.begin(), a.end()); };
-  if (answer.rfc5780) {
-    append(plainAddress(0x0001, client, clientPort));
-    append(plainAddress(0x802B, local, localPort));
+  const uint32_t wanted =
+      TGW_STUN_PART_SOFTWARE | (answer.rfc5780 ? TGW_STUN_PART_MAPPED | TGW_STUN_PART_RESPONSE_ORIGIN |
+                                                     TGW_STUN_PART_OTHER_ADDRESS
+                                               : 0u);
+  const uint32_t parts =
+      tgw_stun_binding_fit(client.size() == 4 ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6, wanted,
+                           static_cast<uint32_t>(answer.software.size()), TGW_STUN_HEADER_LEN);
+  if (parts & TGW_STUN_PART_MAPPED) append(plainAddress(0x0001, client, clientPort));
+  if (parts & TGW_STUN_PART_RESPONSE_ORIGIN) append(plainAddress(0x802B, local, localPort));
+  if (parts & TGW_STUN_PART_OTHER_ADDRESS)
     append(plainAddress(0x802C, answer.otherIp, answer.otherPort));
-  }
-  if (!answer.software.empty())
+  if (parts & TGW_STUN_PART_SOFTWARE)
     append(stunAttribute(0x8022, Bytes(answer.software.begin(), answer.software.end())));
 }
 

@@ -26,6 +26,13 @@ Fixture passes(std::string name, Bytes input, uint32_t family, uint32_t reason) 
   return {std::move(name), std::move(input), XDP_PASS, std::move(output), std::move(deltas)};
 }
 
+// Refused under the reflection rules (tgw/reflection.h): dropped, counted.
+Fixture drops(std::string name, Bytes input, uint32_t family, uint32_t reason) {
+  auto deltas = one(family, TGW_VERDICT_DROP, reason, input);
+  Bytes output = input;
+  return {std::move(name), std::move(input), XDP_DROP, std::move(output), std::move(deltas)};
+}
+
 Fixture answers(std::string name, Bytes input, Bytes output, uint32_t family) {
   auto deltas = one(family, TGW_VERDICT_TX, TGW_REASON_STUN_BINDING_ANSWERED, input);
   return {std::move(name), std::move(input), XDP_TX, std::move(output), std::move(deltas)};
@@ -54,6 +61,16 @@ Bytes bytesOf(const std::array<uint8_t, N>& a) {
 }
 
 }  // namespace
+
+size_t udpPayloadSize(const Bytes& frame) {
+  size_t l3 = 14;
+  if (frame.size() >= 14 && get16(frame, 12) == kEtherVlan) l3 += 4;
+  if (frame.size() < l3 + 1) return 0;
+  const size_t udp = (frame[l3] >> 4) == 4 ? l3 + 4u * (frame[l3] & 0x0Fu) : l3 + 40;
+  if (frame.size() < udp + 8) return 0;
+  const uint16_t len = get16(frame, udp + 4);
+  return len >= 8 ? len - 8u : 0;
+}
 
 std::vector<FixtureEndpoint> stunFixtureEndpoints() {
   return {
@@ -191,6 +208,70 @@ std::vector<Fixture> stunResponderFixtures() {
     Udp ou6{1, kSecondPort, std::nullopt};
     f.push_back(answers("v6_other_fields", udpFrame6(eth, other6, ou6, stun(s)),
                         expect6(eth, other6, ou6, s.tid), TGW_FAMILY_IPV6));
+  }
+
+  // --- reflection (tgw/reflection.h): never answered, dropped ---
+  {
+    for (auto [name, src] : std::vector<std::pair<std::string, Ip4>>{
+             {"v4_martian_loopback", {127, 0, 0, 1}},
+             {"v4_martian_this_network", {0, 0, 0, 0}},
+             {"v4_martian_multicast", {224, 0, 0, 251}},
+             {"v4_martian_reserved", {240, 1, 2, 3}},
+             {"v4_martian_broadcast", {255, 255, 255, 255}},
+             {"v4_martian_own_address", {198, 18, 0, 1}}}) {
+      Ipv4 m = ip4;
+      m.src = src;
+      f.push_back(drops(name, udpFrame4(eth, m, udp, bindingRequest()), TGW_FAMILY_IPV4,
+                        TGW_REASON_MARTIAN_SOURCE));
+    }
+    Ip6 mapped{};
+    mapped[10] = 0xff;
+    mapped[11] = 0xff;
+    mapped[12] = 198;
+    mapped[13] = 19;
+    mapped[14] = 7;
+    mapped[15] = 7;
+    Ip6 loopback{};
+    loopback[15] = 1;
+    Ip6 multicast{};
+    multicast[0] = 0xff;
+    multicast[1] = 0x02;
+    multicast[15] = 1;
+    for (auto [name, src] : std::vector<std::pair<std::string, Ip6>>{
+             {"v6_martian_unspecified", Ip6{}},
+             {"v6_martian_loopback", loopback},
+             {"v6_martian_multicast", multicast},
+             {"v6_martian_v4_mapped", mapped},
+             {"v6_martian_own_address", ip6.dst}}) {
+      Ipv6 m = ip6;
+      m.src = src;
+      f.push_back(drops(name, udpFrame6(eth, m, udp, bindingRequest()), TGW_FAMILY_IPV6,
+                        TGW_REASON_MARTIAN_SOURCE));
+    }
+    Udp zero = udp;
+    zero.src = 0;
+    f.push_back(drops("v4_source_port_0", udpFrame4(eth, ip4, zero, bindingRequest()),
+                      TGW_FAMILY_IPV4, TGW_REASON_SOURCE_PORT_ZERO));
+    f.push_back(drops("v6_source_port_0", udpFrame6(eth, ip6, zero, bindingRequest()),
+                      TGW_FAMILY_IPV6, TGW_REASON_SOURCE_PORT_ZERO));
+    Bytes bad = udpFrame4(eth, ip4, udp, bindingRequest());
+    bad[14 + 10] ^= 0x01;  // the IPv4 header checksum, one bit off
+    f.push_back(drops("v4_bad_header_checksum", bad, TGW_FAMILY_IPV4, TGW_REASON_L3_BAD_CHECKSUM));
+    Ipv4 opts = ip4;
+    opts.options = {0x01, 0x01, 0x01, 0x00};
+    Bytes badOpts = udpFrame4(eth, opts, udp, bindingRequest());
+    badOpts[14 + 22] ^= 0x01;  // an option byte: the checksum covers options too
+    f.push_back(drops("v4_bad_header_checksum_options", badOpts, TGW_FAMILY_IPV4,
+                      TGW_REASON_L3_BAD_CHECKSUM));
+    // Next to the martian ranges: answered.
+    Ipv4 near = ip4;
+    near.src = {1, 0, 0, 1};
+    f.push_back(answers("v4_source_1_0_0_1", udpFrame4(eth, near, udp, bindingRequest()),
+                        expect4(eth, near, udp, tid), TGW_FAMILY_IPV4));
+    Ipv4 below = ip4;
+    below.src = {223, 255, 255, 254};
+    f.push_back(answers("v4_source_223_255_255_254", udpFrame4(eth, below, udp, bindingRequest()),
+                        expect4(eth, below, udp, tid), TGW_FAMILY_IPV4));
   }
 
   // --- not ours, or not IP/UDP ---

@@ -47,6 +47,10 @@ std::vector<FixtureEndpoint> stunFixtureEndpoints();
 bool endpointEntry(const FixtureEndpoint& e, tgw_stun_endpoint_key* key,
                    tgw_stun_endpoint* value);
 
+// Bytes of the UDP payload (the STUN message) of an Ethernet (one optional VLAN tag) IPv4 or
+// IPv6 UDP frame, from the UDP length field.
+size_t udpPayloadSize(const Bytes& frame);
+
 // All fixtures; the responder under test answers kPort and kSecondPort, with the endpoint
 // table stunFixtureEndpoints().
 std::vector<Fixture> stunResponderFixtures();

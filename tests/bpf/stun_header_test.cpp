@@ -63,8 +63,8 @@ Outcome respond(const Bytes& in, Grow grow) {
   tgw_stun_request req;
   o.reason = tgw_stun_classify(data, end, cfg.ports, &plan, &req);
   o.family = plan.family;
-  o.verdict = TGW_VERDICT_PASS;
-  o.xdpVerdict = XDP_PASS;
+  o.verdict = tgw_reflection_refused(o.reason) ? TGW_VERDICT_DROP : TGW_VERDICT_PASS;
+  o.xdpVerdict = tgw_reflection_refused(o.reason) ? XDP_DROP : XDP_PASS;
   const tgw_stun_endpoint* ep = nullptr;
   if (o.reason == TGW_REASON_STUN_BINDING_ANSWERED) {
     tgw_stun_endpoint_key key;
@@ -99,6 +99,8 @@ TEST_P(StunHeaderTest, GrowAtHead) {
   EXPECT_EQ(o.reason, fx.deltas[0].reason) << tgw_reason_name(o.reason);
   if (fx.verdict == XDP_TX) {
     EXPECT_EQ(checkUdpFrameChecksums(o.out), "");
+    // The amplification bound (issue 11): the answer's STUN message at most 3x the request's.
+    EXPECT_LE(udpPayloadSize(o.out), 3 * udpPayloadSize(fx.input));
   }
 }
 
@@ -113,8 +115,8 @@ TEST_P(StunHeaderTest, GrowAtTailGivesTheSameFrame) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, StunHeaderTest, ::testing::ValuesIn(stunResponderFixtures()),
                          [](const ::testing::TestParamInfo<Fixture>& info) { return info.param.name; });
 
-// Every truncation and single-byte mutation of a golden request: passed up untouched, or
-// answered with valid checksums; never anything else.
+// Every truncation and single-byte mutation of a golden request: passed up or dropped
+// untouched, or answered with valid checksums; never anything else.
 TEST(StunHeaderMutations, NeverMisbehave) {
   Ethernet vlan;
   vlan.vlanTci = 3;
@@ -138,8 +140,9 @@ TEST(StunHeaderMutations, NeverMisbehave) {
     }
     for (const Bytes& in : inputs) {
       const Outcome o = respond(in, Grow::Head);
-      if (o.xdpVerdict == XDP_PASS) {
+      if (o.xdpVerdict == XDP_PASS || o.xdpVerdict == XDP_DROP) {  // DROP: reflection rules
         EXPECT_EQ(o.out, in);
+        EXPECT_EQ(o.xdpVerdict == XDP_DROP, tgw_reflection_refused(o.reason) != 0);
       } else {
         ASSERT_EQ(o.xdpVerdict, XDP_TX) << hex(in);
         EXPECT_EQ(checkUdpFrameChecksums(o.out), "") << hex(in);

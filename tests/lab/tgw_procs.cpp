@@ -34,7 +34,8 @@ bool haveProgram(const std::string& program) {
 
 Result<void> writeRelayConfig(const std::string& example, const std::filesystem::path& out,
                               const std::filesystem::path& controlSocket,
-                              const std::string& xdpMode, bool rfc5780) {
+                              const std::string& xdpMode, bool rfc5780,
+                              std::optional<uint32_t> stunAnswersPerSecond) {
   toml::table config;
   try {
     config = toml::parse_file(example);
@@ -51,6 +52,7 @@ Result<void> writeRelayConfig(const std::string& example, const std::filesystem:
     relay->erase("secondary_address");
     relay->erase("stun_alternate_port");
   }
+  if (stunAnswersPerSecond) relay->insert_or_assign("stun_answers_per_second", int64_t{*stunAnswersPerSecond});
   std::ofstream file(out);
   file << "# written by the tgw lab from " << example << "\n" << config << "\n";
   if (!file) return fail("cannot write " + out.string());
@@ -58,12 +60,13 @@ Result<void> writeRelayConfig(const std::string& example, const std::filesystem:
 }
 
 Result<RelayDaemon> RelayDaemon::start(Lab& lab, const Host& relay, const std::string& xdpMode,
-                                       const std::string& example, bool rfc5780) {
+                                       const std::string& example, bool rfc5780,
+                                       std::optional<uint32_t> stunAnswersPerSecond) {
   RelayDaemon d;
   std::string tag = xdpMode.empty() ? "example" : xdpMode;
   d.socket_ = lab.tempDir() / ("tgwd-" + tag + ".sock");
   auto config = lab.tempDir() / ("relay-" + tag + ".toml");
-  if (auto r = writeRelayConfig(example, config, d.socket_, xdpMode, rfc5780); !r) return fail(r.error().message);
+  if (auto r = writeRelayConfig(example, config, d.socket_, xdpMode, rfc5780, stunAnswersPerSecond); !r) return fail(r.error().message);
   auto p = lab.spawn(relay.netns, {tgwdPath(), "--config", config.string()}, "tgwd-" + tag + ".log");
   if (!p) return fail(p.error().message);
   d.process_ = *p;

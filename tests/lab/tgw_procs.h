@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,9 +30,12 @@ std::string exampleEdgeConfigPath();
 // xdp_mode ("native", "generic", "auto" or "off"; "" keeps the example's); interface and addresses stay as the
 // example has them (they are the lab relay's: wan0, 198.18.0.10/.11, 2001:db8:0:1::10/11).
 // rfc5780 = false drops secondary_address and stun_alternate_port: no OTHER-ADDRESS.
+// stunAnswersPerSecond, when set, is relay.stun_answers_per_second (0: no XDP answer budget,
+// for benchmarks that send from one source).
 Result<void> writeRelayConfig(const std::string& example, const std::filesystem::path& out,
                               const std::filesystem::path& controlSocket,
-                              const std::string& xdpMode, bool rfc5780 = true);
+                              const std::string& xdpMode, bool rfc5780 = true,
+                              std::optional<uint32_t> stunAnswersPerSecond = std::nullopt);
 
 // A relay-role tgwd running in a lab namespace.
 class RelayDaemon {
@@ -40,7 +44,8 @@ class RelayDaemon {
   // answers `status` and its STUN port is bound.
   static Result<RelayDaemon> start(Lab& lab, const Host& relay, const std::string& xdpMode,
                                    const std::string& example = exampleRelayConfigPath(),
-                                   bool rfc5780 = true);
+                                   bool rfc5780 = true,
+                                   std::optional<uint32_t> stunAnswersPerSecond = std::nullopt);
   // `tgwctl --socket S COMMAND --json`, parsed.
   Result<nlohmann::json> query(const std::string& command) const;
   // `tgwctl --socket S COMMAND` as an operator sees it.

@@ -305,10 +305,11 @@ TEST_F(RelayTurn, NoAddressOfTheRelaysOwnHostIsAPeer) {
 }
 
 TEST_F(RelayTurn, BindingStillGoesToTheStunServer) {
-  // A Binding request on the same port is not TURN's: the STUN server answers it.
-  sendBytes(client_, server_,
+  // A Binding request on the same port is not TURN's: the STUN server answers it. (From the
+  // other namespace: a request from the relay's own address is a martian source, dropped.)
+  sendBytes(peer_, server_,
             stun::MessageBuilder(stun::Method::Binding, stun::Class::Request, stun::newTransactionId()).finish());
-  auto [reply, from] = receive(client_);
+  auto [reply, from] = receive(peer_);
   auto m = stun::Message::parse(reply);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->cls(), stun::Class::SuccessResponse);

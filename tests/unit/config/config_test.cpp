@@ -351,6 +351,29 @@ TEST(ConfigTurn, SecretAndUsersFromFiles) {
   EXPECT_EQ(missing, "t.toml:5: relay.turn.rest_secret_file: expected a readable file, got \"/nonexistent/secret\"");
 }
 
+// Realm and SOFTWARE ride in answers to unauthenticated requests (issue 11): 64 bytes at most.
+TEST(ConfigReflection, RealmAndSoftwareLongerThan64BytesAreRefused) {
+  const std::string r64(64, 'r');
+  auto ok = parse(withTurn("rest_secret = \"s\"\nrealm = \"" + r64 + "\"\n"), "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->relay->turn->realm, r64);
+  EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nrealm = \"" + r64 + "x\"\n")),
+            "t.toml:6: relay.turn.realm: expected a realm of 1 to 64 bytes (answers to unauthenticated requests "
+            "are at most 3x their size), got 65 bytes");
+  EXPECT_EQ(errorOf("[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\nsoftware = \"" + std::string(65, 's') +
+                    "\"\n"),
+            "t.toml:4: relay.software: expected at most 64 bytes (answers to unauthenticated requests are at most "
+            "3x their size), got 65 bytes");
+  auto budget = parse("[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\nstun_answers_per_second = 50\n"
+                      "stun_answer_burst = 100\n",
+                      "t.toml");
+  ASSERT_TRUE(budget.ok()) << budget.error().message;
+  EXPECT_EQ(budget->relay->stunAnswersPerSecond, 50u);
+  EXPECT_EQ(budget->relay->stunAnswerBurst, 100u);
+  EXPECT_EQ(errorOf("[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\nstun_answer_burst = 0\n"),
+            "t.toml:4: relay.stun_answer_burst: expected an integer from 1 to 10000000, got 0");
+}
+
 TEST(ConfigTurn, ErrorsNameFileLineKeyAndExpectation) {
   EXPECT_EQ(errorOf(withTurn("realm = \"r\"\n")),
             "t.toml:4: relay.turn.user: expected credentials: [[relay.turn.user]], users_file, rest_secret or "

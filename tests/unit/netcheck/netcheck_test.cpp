@@ -455,14 +455,16 @@ class NetcheckDirect : public ::testing::Test {
   }
 };
 
-// The basic probe is a bare Binding request: the form the XDP responder answers in place.
-TEST_F(NetcheckDirect, BasicRequestIsABareBindingRequest) {
+// The basic probe is a Binding request with PADDING alone, large enough that a server
+// answering at most 3x its request (issue 11) still fits the IPv6 OTHER-ADDRESS.
+TEST_F(NetcheckDirect, BasicRequestIsPaddedForTheWholeAnswer) {
   auto m = stun::Message::parse(sent[0].bytes);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->method(), stun::Method::Binding);
   EXPECT_EQ(m->cls(), stun::Class::Request);
-  EXPECT_TRUE(m->attributes().empty());
-  EXPECT_EQ(sent[0].bytes.size(), stun::kHeaderSize);
+  ASSERT_EQ(m->attributes().size(), 1u);
+  EXPECT_TRUE(m->has(stun::attr::kPadding));
+  EXPECT_EQ(sent[0].bytes.size(), stun::kFullAnswerRequestSize);
 }
 
 // A server's SOFTWARE is shown to operators and put in JSON: bytes that are not printable

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -136,8 +137,11 @@ TEST(StunServer, EndpointsAndRfc5780Support) {
 
 TEST(StunServer, Rfc5780ResponseCarriesOriginAndOtherAddress) {
   Server s(rfc5780Config());
+  // Padded as netcheck pads (RFC 5780 PADDING): room for every attribute within 3x.
+  const auto padded = MessageBuilder(Method::Binding, Class::Request, kTid).padTo(kFullAnswerRequestSize).finish();
+  ASSERT_EQ(padded.size(), kFullAnswerRequestSize);
   for (const SockAddr& local : s.endpoints()) {
-    auto r = ask(s, bindingRequest(), kClient, local, kNow);
+    auto r = ask(s, padded, kClient, local, kNow);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->from, local);
     auto p = parseReply(*r);
@@ -319,7 +323,14 @@ TEST(StunServer, NeverRepliesToResponsesOrIndications) {
   ASSERT_TRUE(ok && err);
   EXPECT_FALSE(ask(s, ok->bytes, kLocal, kLocal, kNow));
   EXPECT_FALSE(ask(s, err->bytes, kLocal, kLocal, kNow));
-  expectCounters(s, {{"dropped_not_request", 5}, {"requests", 2}, {"binding_success", 1}, {"errors_420", 1}});
+  const SockAddr other(kClient.ip(), 3478);
+  EXPECT_FALSE(ask(s, ok->bytes, other, kLocal, kNow));
+  EXPECT_FALSE(ask(s, err->bytes, other, kLocal, kNow));
+  expectCounters(s, {{"dropped_not_request", 5},
+                     {"dropped_martian", 2},  // from the server's own address
+                     {"requests", 2},
+                     {"binding_success", 1},
+                     {"errors_420", 1}});
 }
 
 TEST(StunServer, OtherMethodsAre400UntilAHandlerIsRegistered) {
@@ -361,9 +372,127 @@ TEST(StunServer, OtherMethodsAre400UntilAHandlerIsRegistered) {
   expectCounters(s, {{"requests", 3}, {"errors_400", 1}, {"errors_420", 1}, {"other_method", 1}});
 }
 
+// ---- reflection (issue 11) -----------------------------------------------------------------
+
+// Every unauthenticated request type, IPv4 and IPv6, plain and RFC 5780 with the longest
+// SOFTWARE: each answer is at most 3 times its request (STUN message sizes), so that a later
+// attribute cannot raise the bound silently. Prints the table the README quotes.
+TEST(StunServer, EveryAnswerIsAtMostThreeTimesItsRequest) {
+  struct Family {
+    const char* name;
+    SockAddr client;
+    IpAddr primary, secondary;
+  };
+  const Family families[] = {
+      {"ipv4", kClient, kPrimary, kSecondary},
+      {"ipv6", SockAddr::parse("[2001:db8:99::7]:40001").value(), IpAddr::parse("2001:db8::1").value(),
+       IpAddr::parse("2001:db8::2").value()},
+  };
+  const std::string software64(64, 's');
+  auto withFp = [](MessageBuilder b) { return b.withFingerprint().finish(); };
+  auto binding = [] { return MessageBuilder(Method::Binding, Class::Request, kTid); };
+  const std::vector<std::pair<std::string, std::vector<uint8_t>>> requests = {
+      {"Binding", binding().finish()},
+      {"Binding + FINGERPRINT", withFp(binding())},
+      {"Binding + SOFTWARE", binding().addSoftware("x").finish()},
+      {"Binding + CHANGE-REQUEST", binding().addChangeRequest({true, true}).finish()},
+      {"Binding + unknown attribute (420)", binding().addU32(0x7F01, 0).finish()},
+      {"Binding + PADDING to 64", binding().padTo(kFullAnswerRequestSize).finish()},
+      {"Binding, bad length (400)", [&] {
+         auto b = binding().addU32(attr::kLifetime, 0).finish();
+         test::put16(b, 2, 12);  // claims 4 more bytes than there are
+         return b;
+       }()},
+      {"Allocate, no TURN handler (400)", MessageBuilder(Method::Allocate, Class::Request, kTid).finish()},
+  };
+  for (const Family& f : families) {
+    for (const std::string& software : {std::string("tgw"), software64}) {
+      for (bool rfc5780 : {false, true}) {
+        ServerConfig cfg{f.primary, std::nullopt, 3478, std::nullopt, software};
+        if (rfc5780) {
+          cfg.secondaryIp = f.secondary;
+          cfg.alternatePort = 3479;
+        }
+        Server s(cfg);
+        for (const auto& [name, bytes] : requests) {
+          auto r = ask(s, bytes, f.client, SockAddr(f.primary, 3478), kNow);
+          const std::string what = name + " " + f.name + (rfc5780 ? " rfc5780" : "") + " software " +
+                                   std::to_string(software.size());
+          if (!r) {
+            ADD_FAILURE() << what << ": no answer";
+            continue;
+          }
+          EXPECT_LE(r->bytes.size(), 3 * bytes.size()) << what;
+          if (rfc5780 && software.size() == 3) {
+            std::printf("amplification stun %-34s %s %4zu -> %4zu  %.2fx\n", name.c_str(), f.name, bytes.size(),
+                        r->bytes.size(), static_cast<double>(r->bytes.size()) / static_cast<double>(bytes.size()));
+          }
+        }
+      }
+    }
+  }
+}
+
+// A bare Binding request (20 bytes) keeps what fits 60 bytes, in the order of the rule:
+// IPv4 RFC 5780 keeps RESPONSE-ORIGIN and OTHER-ADDRESS (56 bytes), IPv6 XOR-MAPPED-ADDRESS
+// alone (44 bytes); a padded request gets everything.
+TEST(StunServer, BareBindingDropsTheLeastUsefulAttributesFirst) {
+  Server s(rfc5780Config());
+  auto r = ask(s, bindingRequest(), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  auto p = parseReply(*r);
+  EXPECT_EQ(r->bytes.size(), 56u);
+  EXPECT_EQ(p.msg.xorMappedAddress(), kClient);
+  EXPECT_FALSE(p.msg.has(attr::kSoftware));
+  EXPECT_FALSE(p.msg.has(attr::kMappedAddress));
+  EXPECT_EQ(p.msg.responseOrigin(), kLocal);
+  EXPECT_EQ(p.msg.otherAddress(), SockAddr(kSecondary, 3479));
+
+  const IpAddr p6 = IpAddr::parse("2001:db8::1").value();
+  Server s6(ServerConfig{p6, IpAddr::parse("2001:db8::2").value(), 3478, 3479, "tgw"});
+  const SockAddr c6 = SockAddr::parse("[2001:db8:99::7]:40001").value();
+  r = ask(s6, bindingRequest(), c6, SockAddr(p6, 3478), kNow);
+  ASSERT_TRUE(r);
+  p = parseReply(*r);
+  EXPECT_EQ(r->bytes.size(), 44u);
+  EXPECT_EQ(p.msg.xorMappedAddress(), c6);
+  EXPECT_FALSE(p.msg.has(attr::kOtherAddress));
+  EXPECT_FALSE(p.msg.has(attr::kResponseOrigin));
+
+  // With FINGERPRINT (24 bytes: 72): FINGERPRINT and OTHER-ADDRESS stay.
+  r = ask(s6, bindingRequest(true), c6, SockAddr(p6, 3478), kNow);
+  ASSERT_TRUE(r);
+  p = parseReply(*r);
+  EXPECT_EQ(r->bytes.size(), 20u + 24 + 24 + 8);
+  EXPECT_TRUE(p.msg.hasFingerprint());
+  EXPECT_TRUE(p.msg.has(attr::kOtherAddress));
+  EXPECT_FALSE(p.msg.has(attr::kResponseOrigin));
+}
+
+TEST(StunServer, MartianSourcesAndPortZeroAreDroppedAndCounted) {
+  Server s(rfc5780Config());
+  for (const char* from : {"0.0.0.0:4000", "0.1.2.3:4000", "127.0.0.1:4000", "224.0.0.1:4000", "239.1.2.3:4000",
+                           "255.255.255.255:4000", "198.18.0.1:4000", "198.18.0.2:4000", "198.19.7.7:0"}) {
+    EXPECT_FALSE(ask(s, bindingRequest(), SockAddr::parse(from).value(), kLocal, kNow)) << from;
+  }
+  const IpAddr p6 = IpAddr::parse("2001:db8::1").value();
+  Server s6(ServerConfig{p6, std::nullopt, 3478, std::nullopt, "tgw"});
+  for (const char* from : {"[::]:4000", "[::1]:4000", "[ff02::1]:4000", "[::ffff:198.19.7.7]:4000",
+                           "[2001:db8::1]:4000", "[2001:db8:99::7]:0"}) {
+    EXPECT_FALSE(ask(s6, bindingRequest(), SockAddr::parse(from).value(), SockAddr(p6, 3478), kNow)) << from;
+  }
+  expectCounters(s, {{"dropped_martian", 9}});
+  EXPECT_EQ(s6.counters().droppedMartian, 6u);
+  // A neighbour of a martian is fine; on loopback the host may talk to itself.
+  EXPECT_TRUE(ask(s, bindingRequest(), SockAddr::parse("1.0.0.1:4000").value(), kLocal, kNow));
+  Server lo(ServerConfig{IpAddr::parse("127.0.0.1").value(), std::nullopt, 3478, std::nullopt, "tgw"});
+  EXPECT_TRUE(ask(lo, bindingRequest(), SockAddr::parse("127.0.0.1:4000").value(),
+                  SockAddr::parse("127.0.0.1:3478").value(), kNow));
+}
+
 TEST(StunServer, CountersHaveDistinctNames) {
   Server s(plainConfig());
-  EXPECT_EQ(countersOf(s).size(), 10u);
+  EXPECT_EQ(countersOf(s).size(), 12u);
 }
 
 }  // namespace

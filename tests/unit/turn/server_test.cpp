@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -1308,6 +1309,159 @@ TEST_F(TurnServer, CountersNameEveryField) {
   });
   EXPECT_EQ(names.size(), n);
   EXPECT_EQ(n * sizeof(uint64_t), sizeof(ServerCounters));
+}
+
+// ---- reflection (issue 11) -----------------------------------------------------------------
+
+// Every unauthenticated request type, with and without FINGERPRINT, IPv4 and IPv6 clients,
+// the default realm and SOFTWARE and the longest legal ones (64 bytes): each answer is at
+// most 3 times its request (STUN message sizes), so that a later attribute cannot raise the
+// bound silently. Prints the table the README quotes (realm and SOFTWARE "tgw").
+class TurnAmplification : public TurnHarness {
+ protected:
+  struct Case {
+    std::string name;
+    std::vector<uint8_t> bytes;
+  };
+
+  static std::vector<uint8_t> raw(Method m, bool fp, const std::function<void(MessageBuilder&)>& fill = nullptr) {
+    MessageBuilder b(m, Class::Request, stun::newTransactionId());
+    if (fill) fill(b);
+    if (fp) b.withFingerprint();
+    return b.finish();
+  }
+
+  std::vector<Case> cases(const SockAddr& from) {
+    std::vector<Case> c;
+    for (bool fp : {false, true}) {
+      const std::string f = fp ? " + FINGERPRINT" : "";
+      c.push_back({"Allocate" + f, raw(Method::Allocate, fp, udp)});
+      c.push_back({"Refresh" + f, raw(Method::Refresh, fp)});
+      c.push_back({"CreatePermission" + f, raw(Method::CreatePermission, fp, [](MessageBuilder& b) {
+                     b.addXorAddress(attr::kXorPeerAddress, sa("198.18.5.5:0"));
+                   })});
+      c.push_back({"ChannelBind" + f, raw(Method::ChannelBind, fp, [](MessageBuilder& b) {
+                     const uint8_t v[4] = {0x40, 0x00, 0, 0};
+                     b.addRaw(attr::kChannelNumber, v);
+                     b.addXorAddress(attr::kXorPeerAddress, sa("198.18.5.5:5000"));
+                   })});
+    }
+    // coturn's turnutils_uclient: REQUESTED-TRANSPORT, LIFETIME, REQUESTED-ADDRESS-FAMILY,
+    // EVEN-PORT, FINGERPRINT (60 bytes).
+    c.push_back({"Allocate as coturn's uclient", raw(Method::Allocate, true, [](MessageBuilder& b) {
+                   udp(b);
+                   b.addU32(attr::kLifetime, 600);
+                   const uint8_t fam[4] = {1, 0, 0, 0};
+                   b.addRaw(attr::kRequestedAddressFamily, fam);
+                   const uint8_t even[1] = {0};
+                   b.addRaw(attr::kEvenPort, even);
+                 })});
+    Client padded{from, "alice", "alice-pass"};
+    c.push_back({"Allocate padded (tgw's client)", padded.bare(Method::Allocate, udp)});
+    c.push_back({"Allocate, integrity without USERNAME (400)", raw(Method::Allocate, false, [](MessageBuilder& b) {
+                   udp(b);
+                   b.withIntegrity(std::vector<uint8_t>(16, 1));
+                 })});
+    // Credentials with a nonce of another client address: 438.
+    Client stale{from, "alice", "alice-pass"};
+    stale.realm = cfg.realm;
+    stale.nonce = "0123456789ab0123456789abcdef01234567";
+    c.push_back({"Allocate, stale nonce (438)", stale.request(Method::Allocate, udp)});
+    auto bad = raw(Method::Allocate, false, udp);
+    bad[3] = static_cast<uint8_t>(bad[3] + 4);  // claims 4 more bytes than there are
+    c.push_back({"Allocate, bad length (400)", bad});
+    return c;
+  }
+
+  // Runs every case from `from`; returns how many were answered.
+  int check(const SockAddr& from, const SockAddr& local, bool print) {
+    int answered = 0;
+    for (const Case& c : cases(from)) {
+      auto r = fromClient(c.bytes, from, kT0, local);
+      EXPECT_LE(r.size(), 1u) << c.name;
+      if (r.empty()) {
+        if (print) {
+          std::printf("amplification turn %-44s %s %4zu -> none (too small for a challenge)\n", c.name.c_str(),
+                      from.isV4() ? "ipv4" : "ipv6", c.bytes.size());
+        }
+        continue;
+      }
+      ++answered;
+      EXPECT_LE(r[0].send.bytes.size(), 3 * c.bytes.size())
+          << c.name << " from " << from.toString() << ", realm " << cfg.realm.size() << " bytes, software "
+          << cfg.software.size();
+      if (print) {
+        std::printf("amplification turn %-44s %s %4zu -> %4zu  %.2fx (%d)\n", c.name.c_str(),
+                    from.isV4() ? "ipv4" : "ipv6", c.bytes.size(), r[0].send.bytes.size(),
+                    static_cast<double>(r[0].send.bytes.size()) / static_cast<double>(c.bytes.size()),
+                    r[0].errorCode());
+      }
+    }
+    return answered;
+  }
+};
+
+TEST_F(TurnAmplification, DefaultRealmAndSoftware) {
+  cfg.realm = "tgw";
+  cfg.software = "tgw";
+  EXPECT_GT(check(sa("198.19.1.2:40000"), kListen, true), 10);
+  EXPECT_GT(check(sa("[2001:db8:77::2]:40000"), kListen6, true), 10);
+}
+
+TEST_F(TurnAmplification, LongestRealmAndSoftware) {
+  cfg.realm = std::string(64, 'r');
+  cfg.software = std::string(64, 's');
+  check(sa("198.19.1.2:40000"), kListen, false);
+  check(sa("[2001:db8:77::2]:40000"), kListen6, false);
+  EXPECT_GT(server().counters().droppedAmplification, 0u);
+  EXPECT_GT(server().counters().trimmedUnauthenticated, 0u);
+}
+
+// The 401 to a padded request (kFullChallengeRequestSize) carries everything even with the
+// longest realm and SOFTWARE; a bare 28-byte Allocate still gets REALM and NONCE with the
+// default realm, and nothing (counted) with a long one.
+TEST_F(TurnAmplification, ChallengesKeepRealmAndNonceOrAreNotSent) {
+  cfg.realm = std::string(64, 'r');
+  cfg.software = std::string(64, 's');
+  Client c{sa("198.19.1.2:40000"), "alice", "alice-pass"};
+  c.fingerprint = true;
+  auto r = fromClient(c.bare(Method::Allocate, udp), c.addr, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  auto m = r[0].msg();
+  EXPECT_EQ(m.errorCode()->code, 401);
+  EXPECT_EQ(m.errorCode()->reason, "Unauthorized");
+  EXPECT_EQ(m.stringAttr(attr::kRealm), cfg.realm);
+  EXPECT_TRUE(m.has(attr::kNonce));
+  EXPECT_TRUE(m.has(attr::kPasswordAlgorithms));
+  EXPECT_TRUE(m.has(attr::kSoftware));
+  EXPECT_TRUE(m.hasFingerprint());
+  EXPECT_EQ(server().counters().trimmedUnauthenticated, 0u);
+
+  const auto bare = TurnAmplification::raw(Method::Allocate, false, udp);
+  ASSERT_EQ(bare.size(), 28u);
+  EXPECT_TRUE(fromClient(bare, c.addr, kT0).empty());
+  EXPECT_EQ(server().counters().droppedAmplification, 1u);
+  EXPECT_EQ(server().counters().errors401, 1u);
+}
+
+TEST_F(TurnAmplification, BareAllocateGetsAUsableChallengeWithTheDefaultRealm) {
+  cfg.realm = "tgw";
+  cfg.software = "tgw";
+  Client c{sa("198.19.1.2:40000"), "alice", "alice-pass"};
+  c.realm = "tgw";
+  cfg.users = {{"alice", "alice-pass"}};
+  auto r = fromClient(TurnAmplification::raw(Method::Allocate, false, udp), c.addr, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  auto m = r[0].msg();
+  EXPECT_EQ(m.errorCode()->code, 401);
+  EXPECT_EQ(m.stringAttr(attr::kRealm), "tgw");
+  ASSERT_TRUE(m.has(attr::kNonce));
+  EXPECT_FALSE(m.has(attr::kPasswordAlgorithms));  // no room: MD5 (RFC 5389 style)
+  // The nonce works: an authenticated Allocate with it succeeds.
+  c.nonce = *m.stringAttr(attr::kNonce);
+  r = fromClient(c.request(Method::Allocate, udp), c.addr, kT0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].msg().cls(), Class::SuccessResponse);
 }
 
 }  // namespace

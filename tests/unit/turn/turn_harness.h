@@ -180,10 +180,12 @@ struct Client {
     return b.finish();
   }
 
-  // Without credentials.
+  // Without credentials, padded as tgw's TURN client pads (so the 401 fits 3x the request).
   std::vector<uint8_t> bare(Method m, const std::function<void(MessageBuilder&)>& fill) {
     MessageBuilder b(m, Class::Request, nextTid());
     if (fill) fill(b);
+    if (fingerprint) b.withFingerprint();
+    b.padTo(stun::kFullChallengeRequestSize);
     return b.finish();
   }
 };

@@ -165,11 +165,17 @@ class ClientTest : public ::testing::Test {
   std::vector<std::vector<uint8_t>> held_;  // keeps parsed messages' bytes alive
 };
 
-TEST_F(ClientTest, FirstAllocateIsExactlyRequestedTransportUdp) {
+// REQUESTED-TRANSPORT and PADDING to stun::kFullChallengeRequestSize (84 bytes): the 401 of a
+// relay answering at most 3x (issue 11) then carries everything.
+TEST_F(ClientTest, FirstAllocateIsRequestedTransportUdpPadded) {
   make();
   client_->start(kT0);
   auto req = one();
-  const auto expected = RawMessage(0x0003, req.msg.transactionId()).attr(attr::kRequestedTransport, {17, 0, 0, 0}).bytes();
+  const auto expected = RawMessage(0x0003, req.msg.transactionId())
+                            .attr(attr::kRequestedTransport, {17, 0, 0, 0})
+                            .attr(attr::kPadding, std::vector<uint8_t>(52, 0))
+                            .bytes();
+  EXPECT_EQ(req.bytes.size(), stun::kFullChallengeRequestSize);
   EXPECT_EQ(req.bytes, expected);
   EXPECT_EQ(client_->state(), Client::State::Allocating);
   EXPECT_EQ(client_->counters().requestsSent, 1u);

@@ -156,4 +156,16 @@ TGW_INLINE __u16 tgw_csum_fold(__u32 sum) {
   return (__u16)~sum;
 }
 
+/* True when the IPv4 header at ip (hlen bytes, 20..60, a multiple of 4) sums to zero with its
+ * checksum (RFC 791, RFC 1071): the kernel drops the others (ip_rcv), so neither the TURN fast
+ * path nor the STUN responder may act on them. The loop is bounded for the verifier; the
+ * caller has put hlen bytes at ip inside the frame (or on the stack). */
+TGW_INLINE int tgw_ipv4_csum_ok(const __u8 *ip, __u32 hlen) {
+  __u32 sum = 0;
+  for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 2; i++) {
+    if (i < hlen / 2) sum += tgw_load16(ip + 2 * i);
+  }
+  return tgw_csum_fold(sum) == 0;
+}
+
 #endif /* TGW_NET_H */

@@ -122,7 +122,15 @@ enum tgw_reason {
                                        * hung): passed up, its sockets (if any) decide */
   TGW_REASON_EDGE_LIVENESS = 55,      /* tgwd gone longer than the edge's grace (a data
                                        * frame or an application datagram of a flow): dropped */
-  TGW_REASON_COUNT = 56
+  /* reflection (issue 11, tgw/reflection.h): STUN Binding requests the fast path would have
+   * answered, not answered */
+  TGW_REASON_MARTIAN_SOURCE = 56,     /* source 0/8, 127/8, 224/3, ::, ::1, ff00::/8,
+                                       * ::ffff:0:0/96 or the destination itself: dropped */
+  TGW_REASON_SOURCE_PORT_ZERO = 57,   /* UDP source port 0: dropped */
+  TGW_REASON_L3_BAD_CHECKSUM = 58,    /* IPv4 header checksum wrong (the stack would drop it):
+                                       * dropped */
+  TGW_REASON_STUN_OVER_BUDGET = 59,   /* the source prefix's answer budget is spent: dropped */
+  TGW_REASON_COUNT = 60
 };
 
 /* Per-CPU counter slot. */
@@ -224,6 +232,10 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_TURN_ROUTE_EXPIRED: return "turn_route_expired";
     case TGW_REASON_TURN_LIVENESS: return "turn_liveness";
     case TGW_REASON_EDGE_LIVENESS: return "edge_liveness";
+    case TGW_REASON_MARTIAN_SOURCE: return "martian_source";
+    case TGW_REASON_SOURCE_PORT_ZERO: return "source_port_zero";
+    case TGW_REASON_L3_BAD_CHECKSUM: return "l3_bad_checksum";
+    case TGW_REASON_STUN_OVER_BUDGET: return "stun_over_budget";
     default: return "unknown";
   }
 }

@@ -20,6 +20,11 @@
 #define TGW_STUN_ATTR_SOFTWARE 0x8022           /* RFC 8489 section 14.14 */
 #define TGW_STUN_ATTR_RESPONSE_ORIGIN 0x802B    /* RFC 5780 section 7.3 */
 #define TGW_STUN_ATTR_OTHER_ADDRESS 0x802C      /* RFC 5780 section 7.4 */
+#define TGW_STUN_ATTR_PADDING 0x0026          /* RFC 5780 section 7.6 */
+#define TGW_STUN_ATTR_FINGERPRINT 0x8028        /* RFC 8489 section 14.7 */
+/* Bytes of an address attribute (header + value, RFC 8489 sections 14.1 / 14.2). */
+#define TGW_STUN_ADDR_ATTR_LEN_V4 12
+#define TGW_STUN_ADDR_ATTR_LEN_V6 24
 #define TGW_STUN_FAMILY_IPV4 0x01
 #define TGW_STUN_FAMILY_IPV6 0x02
 

@@ -31,6 +31,12 @@
  * request's source address and port; in RFC 5780 mode (section 6.1) MAPPED-ADDRESS (the same
  * address, plain), RESPONSE-ORIGIN (the endpoint the request arrived on) and OTHER-ADDRESS
  * (the other ip with the other port); SOFTWARE (RFC 8489 section 14.14) when configured.
+ * Only what fits three times the request's 20 bytes is carried (tgw/reflection.h: SOFTWARE,
+ * then MAPPED-ADDRESS, then RESPONSE-ORIGIN, then OTHER-ADDRESS are dropped until it fits),
+ * exactly as the userspace server decides it for the same request.
+ * Before answering, martian sources, source port 0 and bad IPv4 header checksums are refused
+ * (tgw_stun_classify), and the XDP program spends the source prefix's answer budget
+ * (xdp_program.bpf.h).
  * Everything after MAPPED-ADDRESS does not depend on the request: the loader encodes it once
  * per endpoint (tgw_stun_endpoint_init(), the "tail") with its checksum sum, and the fast
  * path copies it. IP and UDP lengths and checksums recomputed from scratch
@@ -44,22 +50,22 @@
 #include "tgw/compat.h"
 #include "tgw/demux.h"
 #include "tgw/net.h"
+#include "tgw/reflection.h"
 #include "tgw/stats.h"
 #include "tgw/stun.h"
 
 #define TGW_STUN_MAX_PORTS 4
 #define TGW_STUN_MAX_ENDPOINTS 16 /* entries of tgw_stun_endpoints: 4 per family and server */
 #define TGW_STUN_SOFTWARE_MAX 64  /* bytes of SOFTWARE answered in the fast path */
-/* Bytes of an address attribute (header + value, RFC 8489 sections 14.1 / 14.2). */
-#define TGW_STUN_ADDR_ATTR_LEN_V4 12
-#define TGW_STUN_ADDR_ATTR_LEN_V6 24
 /* RESPONSE-ORIGIN + OTHER-ADDRESS (IPv6) + SOFTWARE header and value. */
 #define TGW_STUN_TAIL_MAX (2 * TGW_STUN_ADDR_ATTR_LEN_V6 + 4 + TGW_STUN_SOFTWARE_MAX) /* 116 */
-#define TGW_STUN_ENDPOINT_RFC5780 0x01 /* tgw_stun_endpoint.flags: add MAPPED-ADDRESS */
+#define TGW_STUN_ENDPOINT_RFC5780 0x01 /* tgw_stun_endpoint.flags: add MAPPED-ADDRESS (RFC 5780
+                                       * mode, when the 3x bound leaves room) */
 
 /* The responder's configuration. In XDP it lives in .rodata, set before the program loads. */
 struct tgw_stun_config {
   __be16 ports[TGW_STUN_MAX_PORTS]; /* UDP ports answered, network byte order; 0 = unused */
+  struct tgw_budget_config budget;  /* answers per source prefix (tgw/reflection.h) */
 };
 
 /* Key of tgw_stun_endpoints: the local endpoint a request arrived on. Zeroed before it is
@@ -105,7 +111,8 @@ struct tgw_stun_request {
   __be16 dport;
 } __attribute__((aligned(8)));
 
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 8, "four ports");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 24, "four ports, the budget");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_config, budget) == 8, "no padding");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_request) == 104, "saved request: 98 bytes, 8-aligned");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, cookie_tid) % 4 == 0, "word access");
 TGW_STATIC_ASSERT(TGW_IPV4_HLEN_MAX >= TGW_IPV6_HLEN, "ip[] holds an IPv6 header too");
@@ -266,6 +273,20 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   if (udp + TGW_UDP_HLEN + TGW_STUN_HEADER_LEN > data_end) return TGW_REASON_RESPOND_FAILED;
   if (tgw_copy_words(req->cookie_tid, udp + TGW_UDP_HLEN + 4, data_end, 4, 4) != 0)
     return TGW_REASON_RESPOND_FAILED;
+
+  /* Never reflect (tgw/reflection.h): martian sources, source port 0, and an IPv4 header
+   * the stack would drop for its checksum (the answer would carry a valid one). Checked on
+   * the saved copy, which the verifier can bound. */
+  if (req->sport == 0) return TGW_REASON_SOURCE_PORT_ZERO;
+  if (plan->family == TGW_FAMILY_IPV4) {
+    if (!tgw_ipv4_csum_ok(req->ip, plan->l4_off - l3_off)) return TGW_REASON_L3_BAD_CHECKSUM;
+    if (tgw_martian_source4((__be32)tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)),
+                            (__be32)tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr))))
+      return TGW_REASON_MARTIAN_SOURCE;
+  } else if (tgw_martian_source6(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr),
+                                 req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr))) {
+    return TGW_REASON_MARTIAN_SOURCE;
+  }
   return reason;
 }
 
@@ -283,11 +304,6 @@ TGW_INLINE void tgw_stun_endpoint_key_of(const struct tgw_stun_plan *plan,
     for (int i = 0; i < 16; i += 4)
       tgw_store32(key->addr + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
   }
-}
-
-/* Bytes of one address attribute of `family`. */
-TGW_INLINE __u32 tgw_stun_addr_attr_len(__u32 family) {
-  return family == TGW_FAMILY_IPV4 ? TGW_STUN_ADDR_ATTR_LEN_V4 : TGW_STUN_ADDR_ATTR_LEN_V6;
 }
 
 /* Writes a plain (not XORed) address attribute — MAPPED-ADDRESS, RESPONSE-ORIGIN,
@@ -311,7 +327,9 @@ TGW_INLINE void tgw_stun_put_plain_addr(__u8 *p, __u16 type, __u32 family, const
  * addresses as in network order (4 or 16 bytes), ports in network byte order. rfc5780:
  * RESPONSE-ORIGIN = (local_addr, local_port) and OTHER-ADDRESS = (other_addr, other_port),
  * plus MAPPED-ADDRESS per packet; otherwise the other_* arguments are ignored (may be 0).
- * software: software_len bytes, none if 0. Returns 0, or -1 if software_len exceeds
+ * software: software_len bytes, none if 0. The fast path answers bare requests only (20
+ * bytes), so the entry carries what tgw_stun_binding_fit() keeps for a 20-byte request: at
+ * most 60 bytes of answer (tgw/reflection.h). Returns 0, or -1 if software_len exceeds
  * TGW_STUN_SOFTWARE_MAX or the family is not IPv4/IPv6. */
 TGW_INLINE int tgw_stun_endpoint_init(struct tgw_stun_endpoint *ep, __u32 family,
                                       const __u8 *local_addr, __be16 local_port,
@@ -319,18 +337,25 @@ TGW_INLINE int tgw_stun_endpoint_init(struct tgw_stun_endpoint *ep, __u32 family
                                       const __u8 *software, __u32 software_len) {
   if (family != TGW_FAMILY_IPV4 && family != TGW_FAMILY_IPV6) return -1;
   if (software_len > TGW_STUN_SOFTWARE_MAX) return -1;
+  const __u32 wanted = TGW_STUN_PART_SOFTWARE |
+                       (rfc5780 ? TGW_STUN_PART_MAPPED | TGW_STUN_PART_RESPONSE_ORIGIN |
+                                      TGW_STUN_PART_OTHER_ADDRESS
+                                : 0u);
+  const __u32 parts = tgw_stun_binding_fit(family, wanted, software_len, TGW_STUN_HEADER_LEN);
   for (__u32 i = 0; i < TGW_STUN_TAIL_MAX; i++) ep->tail[i] = 0;
   __u32 len = 0;
-  ep->flags = 0;
-  if (rfc5780) {
-    ep->flags = TGW_STUN_ENDPOINT_RFC5780;
+  ep->flags = (parts & TGW_STUN_PART_MAPPED) ? TGW_STUN_ENDPOINT_RFC5780 : 0;
+  if (parts & TGW_STUN_PART_RESPONSE_ORIGIN) {
     tgw_stun_put_plain_addr(ep->tail, TGW_STUN_ATTR_RESPONSE_ORIGIN, family, local_addr,
                             local_port);
     len += tgw_stun_addr_attr_len(family);
+  }
+  if (parts & TGW_STUN_PART_OTHER_ADDRESS) {
     tgw_stun_put_plain_addr(ep->tail + len, TGW_STUN_ATTR_OTHER_ADDRESS, family, other_addr,
                             other_port);
     len += tgw_stun_addr_attr_len(family);
   }
+  if (!(parts & TGW_STUN_PART_SOFTWARE)) software_len = 0;
   if (software_len > 0) {
     /* The value padded with zeros to 4 bytes (RFC 8489 section 14), as MessageBuilder does. */
     tgw_store16(ep->tail + len, TGW_HTONS(TGW_STUN_ATTR_SOFTWARE));
@@ -354,6 +379,10 @@ TGW_INLINE __u32 tgw_stun_plan_endpoint(struct tgw_stun_plan *plan,
   __u32 l4_len = plan->family == TGW_FAMILY_IPV4 ? TGW_STUN_RESP_L4_LEN_V4 : TGW_STUN_RESP_L4_LEN_V6;
   if (ep->flags & TGW_STUN_ENDPOINT_RFC5780) l4_len += tgw_stun_addr_attr_len(plan->family);
   l4_len += tail_len;
+  /* The amplification bound (tgw/reflection.h) for the bare request answered here, against
+   * an entry not written by tgw_stun_endpoint_init(). */
+  if (l4_len - TGW_UDP_HLEN > TGW_AMPLIFICATION_MAX * TGW_STUN_HEADER_LEN)
+    return TGW_REASON_RESPOND_FAILED;
   plan->l4_len = l4_len;
   plan->out_len = plan->l4_off + l4_len;
   return TGW_REASON_STUN_BINDING_ANSWERED;

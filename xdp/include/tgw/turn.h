@@ -309,8 +309,7 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return stun_reason;
     /* The kernel drops a header whose checksum is wrong (ip_rcv), so the sockets never
      * relay it; neither does the fast path, which would write a valid checksum over it. */
-    if (tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)) != 0)
-      return TGW_REASON_L3_MALFORMED;
+    if (!tgw_ipv4_csum_ok(ip, TGW_IPV4_HLEN_MIN)) return TGW_REASON_L3_MALFORMED;
     l4_len = TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len))) -
              TGW_IPV4_HLEN_MIN;
     plan->ip_word0 = tgw_load32(ip);
