@@ -36,7 +36,7 @@ def udp(src, dst, sport, dport, payload, check=True, partial=False):
 
 
 def frame(family, sport, dport, payload, vlan=False, check=True, partial=False, df=True,
-          options=b'', trailer=b'', swap=False):
+          options=b'', trailer=b'', swap=False, frag=None):
     src, dst = (V4 if family == 4 else V6)
     if swap:
         src, dst = dst, src
@@ -44,7 +44,8 @@ def frame(family, sport, dport, payload, vlan=False, check=True, partial=False, 
     if family == 4:
         ihl = 5 + len(options) // 4
         hdr = struct.pack('>BBHHHBBH4s4s', 0x40 | ihl, 0, 4 * ihl + len(seg), 0x1234,
-                          0x4000 if df else 0, 64, 17, 0, src, dst) + options
+                          frag if frag is not None else 0x4000 if df else 0, 64, 17, 0, src,
+                          dst) + options
         hdr = hdr[:10] + struct.pack('>H', csum(hdr)) + hdr[12:]
         eth = 0x0800
     else:
@@ -52,6 +53,11 @@ def frame(family, sport, dport, payload, vlan=False, check=True, partial=False, 
         eth = 0x86DD
     l2 = MACS + (struct.pack('>HH', 0x8100, 7) if vlan else b'') + struct.pack('>H', eth)
     return l2 + hdr + seg + trailer
+
+
+def patch(data, off, value):
+    """The frame with bytes at off replaced (checksums left as they were)."""
+    return data[:off] + value + data[off + len(value):]
 
 
 def stun(type_=0x0001, attrs=b'', cookie=MAGIC):
@@ -79,7 +85,15 @@ STUN = {
     'other-port': frame(4, 50000, 3480, BINDING),
     'truncated-ip': frame(4, 50000, 3478, BINDING)[:30],
     'truncated-udp': frame(6, 50000, 3478, BINDING)[:-4],
-    'fragment': frame(4, 50000, 3478, BINDING, df=False)[:20] + b'\x20\x00' + frame(4, 50000, 3478, BINDING)[22:],
+    'fragment': frame(4, 50000, 3478, BINDING, frag=0x2000),
+    'v6-fragment-header': patch(frame(6, 50000, 3478, BINDING), 20, b'\x2c'),
+    'not-udp': patch(frame(4, 50000, 3478, BINDING), 23, b'\x06'),
+    'bad-ihl': patch(frame(4, 50000, 3478, BINDING), 14, b'\x44'),
+    'udp-bad-length': patch(frame(4, 50000, 3478, BINDING), 38, b'\x00\x10'),
+    'stun-short': frame(6, 50000, 3478, BINDING[:12]),
+    'stun-bad-length': frame(4, 50000, 3478, patch(BINDING, 2, b'\x00\x02') + b'\x00\x00'),
+    'not-stun': frame(4, 50000, 3478, b'\x16\x03\x01 tls'),
+    'empty': frame(4, 50000, 3478, b''),
 }
 
 CD = chandata(0x4001, b'hello peer')
@@ -100,6 +114,11 @@ TURN = {
     'peer-v6-nocheck': frame(6, 5000, 50001, b'zero checksum', check=False),
     'binding-v4': STUN['binding-v4'],
     'truncated': frame(4, 50000, 3478, CD)[:40],
+    'cd-bad-ip-checksum': patch(frame(4, 50000, 3478, CD), 24, b'\x00\x00'),
+    'cd-ip-options': frame(4, 50000, 3478, CD, options=b'\x01\x01\x01\x00'),
+    'cd-long-trailer': frame(6, 50000, 3478, CD, trailer=b'\x00' * 65),
+    'cd-empty': frame(4, 50000, 3478, b''),
+    'peer-bad-length': patch(frame(4, 5000, 50001, b'from the peer', swap=True), 38, b'\x00\x07'),
 }
 
 FLOW = 0x00010203
@@ -123,6 +142,14 @@ EDGE = {
     'vlan': frame(4, 5555, 7000, b'tagged', vlan=True),
     'truncated-l4': frame(6, 5555, 7000, b'to the peer')[:58],
     'arp': MACS + b'\x08\x06' + b'\x00' * 28,
+    'bad-ip-checksum': patch(frame(4, 5555, 7000, b'to the peer', swap=True), 24, b'\x00\x00'),
+    'first-fragment': frame(4, 41000, 41641, dataframe(FLOW, b'part'), frag=0x2000),
+    'later-fragment': patch(frame(4, 41000, 41641, dataframe(FLOW, b'part')), 20, b'\x00\x10'),
+    'v6-fragment-header': patch(frame(6, 41000, 41641, dataframe(FLOW, b'part')), 20, b'\x2c'),
+    'not-udp': patch(frame(6, 41000, 41641, dataframe(FLOW, b'tcp')), 20, b'\x06'),
+    'udp-bad-length': patch(frame(6, 41000, 41641, dataframe(FLOW, b'len')), 58, b'\x00\x09'),
+    'in-relay-bad-padding': frame(4, 3478, 41641, chandata(0x4001, dataframe(FLOW, b'x'), 4)),
+    'in-relay-short': frame(4, 3478, 41641, chandata(0x4001, b'\x0c\x00\x00')),
 }
 
 
