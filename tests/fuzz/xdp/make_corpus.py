@@ -64,8 +64,9 @@ def stun(type_=0x0001, attrs=b'', cookie=MAGIC):
     return struct.pack('>HHI', type_, len(attrs), cookie) + bytes(range(1, 13)) + attrs
 
 
-def chandata(ch, data, pad=0):
-    return struct.pack('>HH', ch, len(data)) + data + b'\x00' * pad
+def chandata(ch, data, pad=0, pad_byte=b'\x00'):
+    """ChannelData with pad bytes of padding (any value: receivers ignore them)."""
+    return struct.pack('>HH', ch, len(data)) + data + pad_byte * pad
 
 
 def dataframe(flow_id, payload):
@@ -101,7 +102,7 @@ TURN = {
     'cd-v4': frame(4, 50000, 3478, CD),
     'cd-v6': frame(6, 50000, 3478, CD),
     'cd-v4-padded': frame(4, 50000, 3478, chandata(0x4001, b'odd', 1)),
-    'cd-v6-pad3': frame(6, 50000, 3479, chandata(0x4FFF, b'x', 3)),
+    'cd-v6-pad3': frame(6, 50000, 3479, chandata(0x4FFF, b'x', 3, b'\xa5')),
     'cd-v4-nocheck': frame(4, 50000, 3478, CD, check=False),
     'cd-v4-eth-trailer': frame(4, 50000, 3478, chandata(0x4001, b''), trailer=b'\x00' * 14),
     'cd-rfc5766': frame(4, 50000, 3478, chandata(0x7001, b'wide range')),
@@ -126,8 +127,8 @@ EDGE = {
     'in-data-v4': frame(4, 41000, 41641, dataframe(FLOW, b'application payload')),
     'in-data-v6': frame(6, 41000, 41641, dataframe(FLOW, b'application payload')),
     'in-relay-v4': frame(4, 3478, 41641, chandata(0x4001, dataframe(FLOW, b'relayed'))),
-    'in-relay-v6-pad': frame(6, 3478, 41641, chandata(0x4001, dataframe(FLOW, b'odd'), 1)),
-    'in-relay-v4-pad3': frame(4, 3478, 41641, chandata(0x4002, dataframe(FLOW, b'x'), 3)),
+    'in-relay-v6-pad': frame(6, 3478, 41641, chandata(0x4001, dataframe(FLOW, b'odd'), 1, b'\x5a')),
+    'in-relay-v4-pad3': frame(4, 3478, 41641, chandata(0x4002, dataframe(FLOW, b'x'), 3, b'\xa5')),
     'in-data-partial': frame(4, 41000, 41641, dataframe(FLOW, b'offloaded'), partial=True),
     'in-data-nocheck': frame(4, 41000, 41641, dataframe(FLOW, b'no checksum'), check=False),
     'in-bad-flags': frame(4, 41000, 41641, b'\x0c\x01\x00\x00' + struct.pack('>I', FLOW)),
