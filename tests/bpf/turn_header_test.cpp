@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "tests/bpf/packet_builder.h"
 #include "tgw/turn.h"
 
 namespace {
@@ -98,6 +99,44 @@ TEST(TurnRewrite, SumsOfKeyAndRewrite) {
   EXPECT_EQ(rw.allocation, 7u);
   EXPECT_EQ(rw.family, TGW_FAMILY_IPV4);
   EXPECT_EQ(rw.expires_ns, 1234567890123ull);
+}
+
+// A peer's datagram to a relayed port gains a 4-byte ChannelData header: near 64 KiB the
+// output's 16-bit IP length would wrap (fuzz_xdp_turn's check, -max_len=66000), so it is passed
+// up. The largest that fits still goes the fast way. IPv4 and IPv6 rows.
+TEST(TurnClassify, PeerDatagramTooLongForChannelDataIsPassedUp) {
+  using namespace tgw::testing;
+  struct Row {
+    uint32_t family;
+    size_t largest;  // application bytes whose output lengths still fit 16 bits
+  };
+  for (Row row : {Row{TGW_FAMILY_IPV4, 65535 - 20 - 8 - 4}, Row{TGW_FAMILY_IPV6, 65535 - 8 - 4}}) {
+    for (size_t len : {row.largest, row.largest + 1}) {
+      Udp u;
+      u.src = 5000;
+      u.dst = 50001;
+      Bytes payload(len, 0x70);
+      Bytes frame;
+      if (row.family == TGW_FAMILY_IPV4) {
+        Ipv4 ip;
+        frame = ethernet({}, kEtherIpv4, ipv4(ip, kProtoUdp, udp4(ip, u, payload)));
+      } else {
+        Ipv6 ip;
+        frame = ethernet({}, kEtherIpv6, ipv6(ip, kProtoUdp, udp6(ip, u, payload)));
+      }
+      const __be16 ports[TGW_STUN_MAX_PORTS] = {TGW_HTONS(3478), 0, 0, 0};
+      tgw_stun_plan sp;
+      tgw_stun_request req;
+      const __u8* data = frame.data();
+      const __u8* end = data + frame.size();
+      __u32 reason = tgw_stun_classify(data, end, ports, &sp, &req);
+      ASSERT_EQ(reason, TGW_REASON_PORT_MISMATCH);
+      tgw_turn_plan plan;
+      reason = tgw_turn_classify(data, end, &sp, reason, 49152, 65535, 79, &plan);
+      EXPECT_EQ(reason, len == row.largest ? TGW_REASON_TURN_TO_CLIENT : TGW_REASON_TURN_UNSUPPORTED)
+          << "family " << row.family << ", " << len << " bytes";
+    }
+  }
 }
 
 }  // namespace

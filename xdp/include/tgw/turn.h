@@ -31,7 +31,8 @@
  * IPv6 (traffic class and flow label kept, hop limit 64).
  *
  * What is left to the kernel (the relay's sockets do the same, slower): frames with a VLAN
- * tag, IPv4 options, IPv6 UDP with a zero checksum (invalid: the stack drops it), an IPv4
+ * tag, IPv4 options, IPv6 UDP with a zero checksum (invalid: the stack drops it), a peer
+ * datagram too long to gain a ChannelData header (its IP length would exceed 65535), an IPv4
  * header with a wrong checksum (TGW_REASON_L3_MALFORMED: the stack drops it), cross-family
  * routes (userspace refuses them), anything without a route.
  *
@@ -363,6 +364,11 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
   }
 
   if (!from_client) {
+    /* The ChannelData header makes the output 4 bytes longer: within 4 bytes of IP's 16-bit
+     * limits (IPv4 total length; IPv6 payload and UDP length) it would wrap. Only a frame of
+     * nearly 64 KiB gets there (fuzz_xdp_turn's length check on such a seed). */
+    __u32 out_l3_extra = sp->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : 0;
+    if (udp_len + TGW_CHANNELDATA_HLEN + out_l3_extra > 0xFFFFu) return TGW_REASON_TURN_UNSUPPORTED;
     struct tgw_turn_peer_key *pk = &plan->key.peer;
     pk->peer_port = sport;
     pk->relayed_port = dport_be;
