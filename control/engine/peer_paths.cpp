@@ -26,6 +26,8 @@ void PeerPaths::addFlow(const Flow& flow) {
   removeFlow(flow.id);
   flows_.push_back(flow);
   if (active_ && !sinks_.table->setPath(flow, *active_)) ++sinks_.counters->tableErrors;
+  // Written even when empty: what a previous run left in a pinned entry is not ours.
+  if (!sinks_.table->setSources(flow.id, sources_)) ++sinks_.counters->tableErrors;
 }
 
 void PeerPaths::removeFlow(uint32_t flowId) {
@@ -33,6 +35,7 @@ void PeerPaths::removeFlow(uint32_t flowId) {
   if (it == flows_.end()) return;
   flows_.erase(it);
   sinks_.table->removeFlow(flowId);
+  (void)sinks_.table->setSources(flowId, {});
 }
 
 const PeerPaths::PathState* PeerPaths::find(const Path& p) const {
@@ -54,6 +57,47 @@ PeerPaths::PathState* PeerPaths::addPath(const Path& p, CandidateKind kind) {
   }
   paths_.push_back(PathState{p, kind, {}, {}, std::nullopt, true});
   return &paths_.back();
+}
+
+dataplane::Sources PeerPaths::allowedSources(TimePoint now) const {
+  std::vector<std::pair<TimePoint, SockAddr>> confirmed;  // (last answer, remote)
+  for (const auto& ps : paths_) {
+    if (!ps.path.isDirect()) continue;
+    TimePoint last = ps.lastPong;
+    if (activeRemembered_ && active_ && *active_ == ps.path) last = std::max(last, activeSince_);
+    if (last == TimePoint{} || now >= last + kSourceTrust) continue;
+    auto same = std::find_if(confirmed.begin(), confirmed.end(), [&](const auto& c) { return c.second == ps.path.remote; });
+    if (same == confirmed.end()) {
+      confirmed.emplace_back(last, ps.path.remote);
+    } else {
+      same->first = std::max(same->first, last);
+    }
+  }
+  std::sort(confirmed.begin(), confirmed.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  dataplane::Sources out;
+  for (size_t i = 0; i < confirmed.size() && i < dataplane::kMaxSources; i++) out.direct.push_back(confirmed[i].second);
+  if (auto relay = relayPath(); relay && relay->channel != 0) out.relay = dataplane::RelaySource{relay->remote, relay->channel};
+  return out;
+}
+
+void PeerPaths::syncSources(TimePoint now) {
+  dataplane::Sources want = allowedSources(now);
+  // The next change by time alone: the oldest endpoint kept running out.
+  sourcesExpireAt_ = kNever;
+  for (const auto& ps : paths_) {
+    if (!ps.path.isDirect()) continue;
+    if (std::find(want.direct.begin(), want.direct.end(), ps.path.remote) == want.direct.end()) continue;
+    TimePoint last = ps.lastPong;
+    if (activeRemembered_ && active_ && *active_ == ps.path) last = std::max(last, activeSince_);
+    if (last != TimePoint{}) sourcesExpireAt_ = std::min(sourcesExpireAt_, last + kSourceTrust);
+  }
+  if (want == sources_) return;
+  sources_ = std::move(want);
+  for (const auto& f : flows_) {
+    if (!sinks_.table->setSources(f.id, sources_)) ++sinks_.counters->tableErrors;
+  }
 }
 
 std::optional<Path> PeerPaths::relayPath() const {
@@ -91,6 +135,7 @@ void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimeP
   });
   // The same list again (a periodic call-me-maybe) changes nothing: no new search.
   if (added > 0 || paths_.size() != before) startSearch(now);
+  syncSources(now);
 }
 
 void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
@@ -105,6 +150,7 @@ void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
     setActive(relay, relay ? ChangeReason::RelayReady : ChangeReason::RelayLost, now);
   }
   if (relay) startSearch(now);
+  syncSources(now);
 }
 
 void PeerPaths::startSearch(TimePoint now) {
@@ -122,6 +168,7 @@ void PeerPaths::rememberPath(const Path& path, TimePoint now) {
     activeRemembered_ = true;
   }
   ping(*ps, now);
+  syncSources(now);
 }
 
 std::vector<Path> PeerPaths::pingAll(TimePoint now) {
@@ -212,6 +259,8 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
   if (!viaRelay && observed.port() != 0) {
     sinks_.learnedLocal->push_back(Candidate{observed, CandidateKind::PeerReflexive});
   }
+  // The endpoint may send data before any path switch to it: the peer may switch first.
+  syncSources(now);
   if (active_ && *active_ == ps->path) return;  // trust refreshed by lastPong
   PathQuality cand{ps->path.kind, ps->rtt, ps->path.remote.isV6()};
   PathQuality inc;
@@ -283,6 +332,7 @@ void PeerPaths::onTimer(TimePoint now) {
   auto timedOut = [&](const PendingPing& p) { return now - p.sent >= kPingTimeout; };
   std::erase_if(pending_, timedOut);
   std::erase_if(operatorPending_, timedOut);
+  if (now >= sourcesExpireAt_) syncSources(now);
 
   if (onDirectPath() && now >= trustDeadline()) {
     ++sinks_.counters->fallbacks;
@@ -324,7 +374,7 @@ void PeerPaths::onTimer(TimePoint now) {
 }
 
 TimePoint PeerPaths::nextDeadline() const {
-  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_});
+  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_, sourcesExpireAt_});
   if (!probeQueue_.empty()) t = std::min(t, nextProbeAt_);
   return t;
 }

@@ -122,7 +122,12 @@ enum tgw_reason {
                                        * hung): passed up, its sockets (if any) decide */
   TGW_REASON_EDGE_LIVENESS = 55,      /* tgwd gone longer than the edge's grace (a data
                                        * frame or an application datagram of a flow): dropped */
-  TGW_REASON_COUNT = 56
+  /* edge source: inbound data only from the flow's peer (tgw/edge.h, tgw_edge_flow sources). */
+  TGW_REASON_EDGE_BAD_SOURCE = 56,    /* a data frame from an endpoint the peer never answered
+                                       * authenticated disco on, or ChannelData not from our
+                                       * TURN server on the channel bound for the flow's peer:
+                                       * dropped */
+  TGW_REASON_COUNT = 57
 };
 
 /* Per-CPU counter slot. */
@@ -224,6 +229,7 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_TURN_ROUTE_EXPIRED: return "turn_route_expired";
     case TGW_REASON_TURN_LIVENESS: return "turn_liveness";
     case TGW_REASON_EDGE_LIVENESS: return "edge_liveness";
+    case TGW_REASON_EDGE_BAD_SOURCE: return "edge_bad_source";
     default: return "unknown";
   }
 }
