@@ -59,12 +59,22 @@ PeerPaths::PathState* PeerPaths::addPath(const Path& p, CandidateKind kind) {
   return &paths_.back();
 }
 
+bool PeerPaths::confirmedSource(const SockAddr& remote) const {
+  return std::find(sources_.direct.begin(), sources_.direct.end(), remote) != sources_.direct.end();
+}
+
+TimePoint PeerPaths::lastAnswer(const PathState& ps) const {
+  // A remembered path counts as answered when it was remembered (it forwarded until the
+  // restart), as for its trust window.
+  if (activeRemembered_ && active_ && *active_ == ps.path) return std::max(ps.lastPong, activeSince_);
+  return ps.lastPong;
+}
+
 dataplane::Sources PeerPaths::allowedSources(TimePoint now) const {
   std::vector<std::pair<TimePoint, SockAddr>> confirmed;  // (last answer, remote)
   for (const auto& ps : paths_) {
     if (!ps.path.isDirect()) continue;
-    TimePoint last = ps.lastPong;
-    if (activeRemembered_ && active_ && *active_ == ps.path) last = std::max(last, activeSince_);
+    const TimePoint last = lastAnswer(ps);
     if (last == TimePoint{} || now >= last + kSourceTrust) continue;
     auto same = std::find_if(confirmed.begin(), confirmed.end(), [&](const auto& c) { return c.second == ps.path.remote; });
     if (same == confirmed.end()) {
@@ -89,8 +99,7 @@ void PeerPaths::syncSources(TimePoint now) {
   for (const auto& ps : paths_) {
     if (!ps.path.isDirect()) continue;
     if (std::find(want.direct.begin(), want.direct.end(), ps.path.remote) == want.direct.end()) continue;
-    TimePoint last = ps.lastPong;
-    if (activeRemembered_ && active_ && *active_ == ps.path) last = std::max(last, activeSince_);
+    const TimePoint last = lastAnswer(ps);
     if (last != TimePoint{}) sourcesExpireAt_ = std::min(sourcesExpireAt_, last + kSourceTrust);
   }
   if (want == sources_) return;
@@ -214,16 +223,23 @@ void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& l
   } else {
     back = Path{PathKind::Direct, local, from, {}, 0};
     pong.observed = from;
-    if (!find(back)) {
+    PathState* ps = findMutable(back);
+    if (!ps) {
       // Peer-reflexive: the peer reached us from an endpoint it never listed (its NAT's
-      // mapping towards us). Keep it and ping it back at once, ahead of the round.
-      if (PathState* ps = addPath(back, CandidateKind::PeerReflexive)) {
+      // mapping towards us). Keep it and ping it back at once (below), ahead of the round.
+      ps = addPath(back, CandidateKind::PeerReflexive);
+      if (ps) {
         ++sinks_.counters->peerReflexiveLearned;
         ps->listed = false;
-        probeQueue_.insert(probeQueue_.begin(), back);
-        nextProbeAt_ = std::min(nextProbeAt_, now);
       }
     }
+    // An endpoint we have not confirmed: the peer is about to confirm the path (our pong)
+    // and may send data on it at once, which the fast path accepts only from endpoints that
+    // answered us. Our ping goes out before the pong, so the peer answers it before it can
+    // switch: its pong reaches us ahead of its first data on the path. At most one per
+    // kProbeSpacing per path, whatever the peer's ping rate.
+    if (ps && !confirmedSource(from) && (ps->lastPing == TimePoint{} || now - ps->lastPing >= kProbeSpacing))
+      ping(*ps, now);
   }
   ++sinks_.counters->pongsSent;
   sinks_.sends->push_back(DiscoSend{id_, back, pong});
@@ -332,7 +348,6 @@ void PeerPaths::onTimer(TimePoint now) {
   auto timedOut = [&](const PendingPing& p) { return now - p.sent >= kPingTimeout; };
   std::erase_if(pending_, timedOut);
   std::erase_if(operatorPending_, timedOut);
-  if (now >= sourcesExpireAt_) syncSources(now);
 
   if (onDirectPath() && now >= trustDeadline()) {
     ++sinks_.counters->fallbacks;
@@ -371,6 +386,8 @@ void PeerPaths::onTimer(TimePoint now) {
       nextProbeAt_ = now + kProbeSpacing;
     }
   }
+  // Endpoints past kSourceTrust (sourcesExpireAt_), a remembered path that fell back.
+  syncSources(now);
 }
 
 TimePoint PeerPaths::nextDeadline() const {

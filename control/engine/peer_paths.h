@@ -218,6 +218,9 @@ class PeerPaths {
   std::optional<Path> relayPath() const;
   // Recomputes allowedSources(now) and writes it for every flow when it changed.
   void syncSources(TimePoint now);
+  bool confirmedSource(const SockAddr& remote) const;  // in sources_.direct
+  // When the path last answered, as allowedSources() counts it.
+  TimePoint lastAnswer(const PathState& ps) const;
 
   PeerId id_;
   std::vector<SockAddr> localSockets_;

@@ -116,5 +116,34 @@ TEST(EdgeNodeConfig, RestCredentialsFollowThe30DayBlocks) {
   EXPECT_EQ(nc->rendezvous->server, c.relay->address);
 }
 
+// A restart, as the edge role runs it: the pinned entries still name where the previous run
+// accepted data from (an old relay channel, endpoints it had confirmed). The new node
+// replaces that for every configured flow at once; a remembered direct path's endpoint is
+// accepted (it carried the flow until the restart and is being verified), the old relay
+// channel is not (the previous allocation is deleted, its channel numbers may go to
+// another peer).
+TEST(EdgeRestart, PinnedSourcesAreReplacedAndTheRememberedPathIsAccepted) {
+  const auto c = edgeConfig();
+  auto nc = nodeConfig(c, {kSock4.ip()}, {kSock4}, 1'700'000'000, 42);
+  ASSERT_TRUE(nc.ok()) << nc.error().message;
+  dataplane::MemoryForwardingTable table;
+  const dataplane::Sources stale{{sa("198.18.7.7:41641")}, dataplane::RelaySource{sa("198.18.0.10:3478"), 0x4001}};
+  const dataplane::Path remembered = direct(kSock4);
+  for (const auto& f : configuredFlows(c)) {
+    ASSERT_TRUE(table.setPath(f, remembered).ok());
+    ASSERT_TRUE(table.setSources(f.id, stale).ok());
+  }
+  const Reconciliation r = reconcile(configuredFlows(c), table.entries(), configuredFlows(c), {kSock4});
+  ASSERT_EQ(r.remember.size(), 2u);
+  Node node(crypto::NodeKey::generate(), std::move(*nc), table);
+  for (const auto& f : configuredFlows(c)) EXPECT_TRUE(table.sources(f.id).empty()) << f.id;
+  const TimePoint now = TimePoint{} + std::chrono::hours(1);
+  EXPECT_EQ(rememberPaths(node, r, now), 1u);
+  for (const auto& f : configuredFlows(c)) {
+    EXPECT_EQ(table.sources(f.id), (dataplane::Sources{{remembered.remote}, std::nullopt})) << f.id;
+    EXPECT_EQ(table.lookup(f.id)->path, remembered);
+  }
+}
+
 }  // namespace
 }  // namespace tgw::edge

@@ -13,7 +13,9 @@
  *           the path's src (our WAN socket) to its dst (the peer's endpoint, or our TURN
  *           server); Ethernet from bpf_fib_lookup; XDP_TX or redirect.
  *   in:  UDP to one of our sockets (tgw_edge_sockets) whose payload is a data frame, or a
- *        ChannelData message whose data is a data frame (from our TURN server)
+ *        ChannelData message whose data is a data frame (from our TURN server); only from
+ *        the flow's peer (tgw_edge_flow's sources: a confirmed endpoint of the peer, or our
+ *        TURN server on the channel bound for the peer), else dropped (edge_bad_source)
  *        => headers stripped; UDP from the flow's local endpoint to the flow's local
  *           application (app); next hop as above.
  *
