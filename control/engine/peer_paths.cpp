@@ -55,19 +55,17 @@ PeerPaths::PathState* PeerPaths::addPath(const Path& p, CandidateKind kind) {
     ++sinks_.counters->candidatesRefused;
     return nullptr;
   }
-  paths_.push_back(PathState{p, kind, {}, {}, std::nullopt, true});
+  paths_.push_back(PathState{p, kind, {}, {}, std::nullopt, true, {}});
   return &paths_.back();
-}
-
-bool PeerPaths::confirmedSource(const SockAddr& remote) const {
-  return std::find(sources_.direct.begin(), sources_.direct.end(), remote) != sources_.direct.end();
 }
 
 TimePoint PeerPaths::lastAnswer(const PathState& ps) const {
   // A remembered path counts as answered when it was remembered (it forwarded until the
   // restart), as for its trust window.
-  if (activeRemembered_ && active_ && *active_ == ps.path) return std::max(ps.lastPong, activeSince_);
-  return ps.lastPong;
+  TimePoint last = ps.lastPong;
+  if (ps.listed && ps.kind != CandidateKind::PeerReflexive) last = std::max(last, ps.lastPeerPing);
+  if (activeRemembered_ && active_ && *active_ == ps.path) last = std::max(last, activeSince_);
+  return last;
 }
 
 dataplane::Sources PeerPaths::allowedSources(TimePoint now) const {
@@ -153,7 +151,7 @@ void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
   if (old) std::erase_if(paths_, [&](const PathState& ps) { return ps.path == *old; });
   if (relay) {
     // The relay path is always kept: it goes in even when the direct list is full.
-    paths_.push_back(PathState{*relay, CandidateKind::Relayed, {}, {}, std::nullopt, true});
+    paths_.push_back(PathState{*relay, CandidateKind::Relayed, {}, {}, std::nullopt, true, {}});
   }
   if (!active_ || active_->isRelay()) {
     setActive(relay, relay ? ChangeReason::RelayReady : ChangeReason::RelayLost, now);
@@ -223,23 +221,25 @@ void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& l
   } else {
     back = Path{PathKind::Direct, local, from, {}, 0};
     pong.observed = from;
-    PathState* ps = findMutable(back);
-    if (!ps) {
+    if (PathState* ps = findMutable(back)) {
+      // A sealed ping from an endpoint the peer listed itself (its sealed candidate list):
+      // the peer is there, and may switch to the path as soon as our pong reaches it, before
+      // our own probe of the path is answered. Its data is accepted from now on.
+      if (ps->listed && ps->kind != CandidateKind::PeerReflexive) {
+        ps->lastPeerPing = now;
+        syncSources(now);
+      }
+    } else {
       // Peer-reflexive: the peer reached us from an endpoint it never listed (its NAT's
-      // mapping towards us). Keep it and ping it back at once (below), ahead of the round.
-      ps = addPath(back, CandidateKind::PeerReflexive);
-      if (ps) {
+      // mapping towards us). Keep it and ping it back at once, ahead of the round; its data
+      // is accepted once it answers.
+      if (PathState* learned = addPath(back, CandidateKind::PeerReflexive)) {
         ++sinks_.counters->peerReflexiveLearned;
-        ps->listed = false;
+        learned->listed = false;
+        probeQueue_.insert(probeQueue_.begin(), back);
+        nextProbeAt_ = std::min(nextProbeAt_, now);
       }
     }
-    // An endpoint we have not confirmed: the peer is about to confirm the path (our pong)
-    // and may send data on it at once, which the fast path accepts only from endpoints that
-    // answered us. Our ping goes out before the pong, so the peer answers it before it can
-    // switch: its pong reaches us ahead of its first data on the path. At most one per
-    // kProbeSpacing per path, whatever the peer's ping rate.
-    if (ps && !confirmedSource(from) && (ps->lastPing == TimePoint{} || now - ps->lastPing >= kProbeSpacing))
-      ping(*ps, now);
   }
   ++sinks_.counters->pongsSent;
   sinks_.sends->push_back(DiscoSend{id_, back, pong});

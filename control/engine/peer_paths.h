@@ -152,6 +152,7 @@ class PeerPaths {
     TimePoint lastPong{};                      // {}: never answered
     std::optional<Duration> rtt;               // latest measured
     bool listed = true;                        // in the peer's latest candidate list
+    TimePoint lastPeerPing{};                  // the peer's last ping from it ({}: none)
   };
 
   PeerPaths(PeerId id, std::span<const SockAddr> localSockets, EngineSinks sinks);
@@ -189,9 +190,11 @@ class PeerPaths {
 
   const std::optional<Path>& activePath() const { return active_; }
   // Where the peer's data may come from now (written to the table for each flow whenever it
-  // changes): the remote endpoints of direct paths that answered a ping within kSourceTrust
-  // (a remembered path counts as answered when it was remembered), most recent first, at
-  // most dataplane::kMaxSources; and the relay path's channel on our TURN server.
+  // changes): the remote endpoints of direct paths that answered a ping within kSourceTrust,
+  // or that the peer listed and pinged us from (a sealed ping: the peer may switch to the
+  // path on our pong, before our own probe is answered), or the remembered path (answered
+  // when it was remembered); most recent first, at most dataplane::kMaxSources; and the
+  // relay path's channel on our TURN server.
   dataplane::Sources allowedSources(TimePoint now) const;
   const dataplane::Sources& writtenSources() const { return sources_; }
   bool onDirectPath() const { return active_ && active_->isDirect(); }
@@ -218,7 +221,6 @@ class PeerPaths {
   std::optional<Path> relayPath() const;
   // Recomputes allowedSources(now) and writes it for every flow when it changed.
   void syncSources(TimePoint now);
-  bool confirmedSource(const SockAddr& remote) const;  // in sources_.direct
   // When the path last answered, as allowedSources() counts it.
   TimePoint lastAnswer(const PathState& ps) const;
 

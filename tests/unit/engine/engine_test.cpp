@@ -260,17 +260,18 @@ TEST_F(EngineTest, PingFromUnknownEndpointIsAnsweredLearnedAndPingedBack) {
   const SockAddr from = sa("198.18.7.7:31000");
   engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{1, 2, 3}, {}}, from, kLocal4, false, kT0);
   auto sends = engine.takeSends();
-  // Pinged back at once, ahead of the pong (see APingFromAnUnconfirmedEndpoint...).
-  ASSERT_EQ(sends.size(), 2u);
-  EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Ping);
-  EXPECT_EQ(sends[0].path.remote, from);
-  EXPECT_EQ(sends[1].msg.type, DiscoMessage::Type::Pong);
-  EXPECT_EQ(sends[1].msg.txid, (TxId{1, 2, 3}));
-  EXPECT_EQ(sends[1].msg.observed, from);
-  EXPECT_EQ(sends[1].path, direct(kLocal4, "198.18.7.7:31000"));
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Pong);
+  EXPECT_EQ(sends[0].msg.txid, (TxId{1, 2, 3}));
+  EXPECT_EQ(sends[0].msg.observed, from);
+  EXPECT_EQ(sends[0].path, direct(kLocal4, "198.18.7.7:31000"));
   EXPECT_EQ(engine.counters().peerReflexiveLearned, 1u);
   ASSERT_EQ(engine.peer(peer)->paths().size(), 1u);
   EXPECT_EQ(engine.peer(peer)->paths()[0].kind, CandidateKind::PeerReflexive);
+  auto sent = runUntil(kT0);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].second.msg.type, DiscoMessage::Type::Ping);
+  EXPECT_EQ(sent[0].second.path.remote, from);
   // A second ping from the same endpoint learns nothing new.
   engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{4}, {}}, from, kLocal4, false, kT0 + 1s);
   EXPECT_EQ(engine.counters().peerReflexiveLearned, 1u);
@@ -397,30 +398,29 @@ TEST_F(EngineTest, SourcesFollowConfirmedPaths) {
   EXPECT_EQ(table.sources(8), table.sources(kFlow.id));
 }
 
-// The peer pings us on a path whose endpoint we have not confirmed: we ping it back before
-// we pong, so the peer (which switches on our pong) answers our ping first and its pong
-// reaches us ahead of its first data on the path. Once confirmed, a ping gets only its pong;
-// an unconfirmed endpoint pinging fast is pinged back at most once per kProbeSpacing.
-TEST_F(EngineTest, APingFromAnUnconfirmedEndpointIsPingedBackBeforeThePong) {
-  const SockAddr a = sa("198.18.9.9:20000");
+// The peer pings us (sealed) from an endpoint it listed itself: it may switch to that path
+// as soon as our pong reaches it, before our own probe of the path is answered, so its data
+// is accepted from that ping on. A ping from an endpoint it never listed (peer-reflexive)
+// does not make it a source: only its answer to our ping does.
+TEST_F(EngineTest, APingFromAListedEndpointAcceptsItsDataAtOnce) {
+  const SockAddr a = sa("198.18.9.9:20000"), unlisted = sa("198.18.7.7:31000");
   const Candidate cands[] = {{a, CandidateKind::Reflexive}};
   engine.setRemoteCandidates(peer, cands, kT0);
   ASSERT_EQ(runUntil(kT0 + 5ms).size(), 1u);  // our probe (lost in the peer's NAT)
-  auto peerPing = [&](uint8_t id, TimePoint at) {
-    engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{id}, {}}, a, kLocal4, false, at);
-    return engine.takeSends();
-  };
-  auto sends = peerPing(1, kT0 + 100ms);
-  ASSERT_EQ(sends.size(), 2u);
-  EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Ping);
-  EXPECT_EQ(sends[0].path, direct(kLocal4, "198.18.9.9:20000"));
-  EXPECT_EQ(sends[1].msg.type, DiscoMessage::Type::Pong);
-  EXPECT_EQ(peerPing(2, kT0 + 105ms).size(), 1u) << "within kProbeSpacing: the pong only";
-  pong(sends[0], kT0 + 150ms);
+  EXPECT_TRUE(directSources(table).empty());
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{1}, {}}, a, kLocal4, false, kT0 + 100ms);
   EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
-  sends = peerPing(3, kT0 + 300ms);
-  ASSERT_EQ(sends.size(), 1u);
-  EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Pong);
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{2}, {}}, unlisted, kLocal4, false, kT0 + 200ms);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  engine.takeSends();
+  auto sent = runUntil(kT0 + 200ms);  // the learned path pinged back at once
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_EQ(sent[0].second.path.remote, unlisted);
+  pong(sent[0].second, kT0 + 250ms);
+  EXPECT_EQ(directSources(table), (std::vector<SockAddr>{unlisted, a}));
+  // Without further pings or pongs from a, it runs out like any other.
+  runUntil(kT0 + 100ms + kSourceTrust);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{unlisted});
 }
 
 // An endpoint that stops answering (the peer's NAT rebound, the peer left the network) is
