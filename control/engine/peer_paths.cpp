@@ -26,8 +26,9 @@ void PeerPaths::addFlow(const Flow& flow) {
   removeFlow(flow.id);
   flows_.push_back(flow);
   if (active_ && !sinks_.table->setPath(flow, *active_)) ++sinks_.counters->tableErrors;
-  // Written even when empty: what a previous run left in a pinned entry is not ours.
-  if (!sinks_.table->setSources(flow.id, sources_)) ++sinks_.counters->tableErrors;
+  // Before the first sync the table keeps what it holds (a pinned entry's set: a restart
+  // goes on accepting the peer's data until the engine decides, syncSources).
+  if (sourcesWritten_ && !sinks_.table->setSources(flow.id, sources_)) ++sinks_.counters->tableErrors;
 }
 
 void PeerPaths::removeFlow(uint32_t flowId) {
@@ -100,7 +101,9 @@ void PeerPaths::syncSources(TimePoint now) {
     const TimePoint last = lastAnswer(ps);
     if (last != TimePoint{}) sourcesExpireAt_ = std::min(sourcesExpireAt_, last + kSourceTrust);
   }
-  if (want == sources_) return;
+  // The first sync writes even an empty set: what a previous run left is not ours.
+  if (sourcesWritten_ && want == sources_) return;
+  sourcesWritten_ = true;
   sources_ = std::move(want);
   for (const auto& f : flows_) {
     if (!sinks_.table->setSources(f.id, sources_)) ++sinks_.counters->tableErrors;

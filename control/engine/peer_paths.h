@@ -197,6 +197,11 @@ class PeerPaths {
   // relay path's channel on our TURN server.
   dataplane::Sources allowedSources(TimePoint now) const;
   const dataplane::Sources& writtenSources() const { return sources_; }
+  // Recomputes allowedSources(now) and writes it for every flow when it changed, or on the
+  // first call whatever it is (the engine's events call it; the edge calls it once at start,
+  // Engine::syncSources, after remembering paths, so a restart never passes through an empty
+  // set for a remembered path's flows).
+  void syncSources(TimePoint now);
   bool onDirectPath() const { return active_ && active_->isDirect(); }
   const std::vector<PathState>& paths() const { return paths_; }
   const PathState* find(const Path& p) const;
@@ -219,8 +224,6 @@ class PeerPaths {
   TimePoint trustDeadline() const;
   TimePoint heartbeatDue() const;
   std::optional<Path> relayPath() const;
-  // Recomputes allowedSources(now) and writes it for every flow when it changed.
-  void syncSources(TimePoint now);
   // When the path last answered, as allowedSources() counts it.
   TimePoint lastAnswer(const PathState& ps) const;
 
@@ -240,6 +243,7 @@ class PeerPaths {
   TimePoint relaySuspectAt_ = kNever;  // when the active relay path is next suspect
   bool activeRemembered_ = false;  // the active path came from rememberPath (trusted from activeSince_)
   dataplane::Sources sources_;        // what the flows' entries say (syncSources)
+  bool sourcesWritten_ = false;       // syncSources wrote them at least once
   TimePoint sourcesExpireAt_ = kNever;  // when the oldest of sources_.direct runs out
 };
 
