@@ -83,9 +83,11 @@ std::optional<SockAddr> sockAddrOf(const tgw_edge_endpoint& e) {
   return sockAddrOf(e.family, e.addr, e.port);
 }
 
-// The map value for a flow and its path (nullopt: path NONE).
-tgw_edge_flow flowValueOf(const Flow& flow, const std::optional<Path>& path, uint32_t slot,
-                          uint32_t generation) {
+static_assert(kMaxSources == TGW_EDGE_MAX_SOURCES, "one bound on a flow's sources, both sides");
+
+// The map value for a flow, its path (nullopt: path NONE) and where its data may come from.
+tgw_edge_flow flowValueOf(const Flow& flow, const std::optional<Path>& path, const Sources& sources,
+                          uint32_t slot, uint32_t generation) {
   tgw_edge_flow v{};
   v.path_kind = TGW_EDGE_PATH_NONE;
   if (path) {
@@ -106,7 +108,36 @@ tgw_edge_flow flowValueOf(const Flow& flow, const std::optional<Path>& path, uin
   v.stats_slot = slot;
   v.generation = generation;
   v.flow_id = flow.id;
+  if (sources.relay) {
+    v.relay = endpointOf(sources.relay->server);
+    v.relay_channel = htons(sources.relay->channel);
+  }
+  const size_t n = std::min(sources.direct.size(), kMaxSources);
+  for (size_t i = 0; i < n; i++) v.sources[i] = endpointOf(sources.direct[i]);
+  v.source_count = static_cast<__u8>(n);
   return v;
+}
+
+// What an entry says its flow's data may come from.
+Sources sourcesOf(const tgw_edge_flow& v) {
+  Sources out;
+  if (v.relay_channel != 0)
+    if (auto a = sockAddrOf(v.relay)) out.relay = RelaySource{*a, ntohs(v.relay_channel)};
+  for (size_t i = 0; i < std::min<size_t>(v.source_count, kMaxSources); i++)
+    if (auto a = sockAddrOf(v.sources[i])) out.direct.push_back(*a);
+  return out;
+}
+
+Result<void> checkSources(uint32_t flowId, const Sources& sources) {
+  const std::string where = "edge fast path: flow " + std::to_string(flowId) + ": sources: ";
+  if (sources.direct.size() > kMaxSources)
+    return fail(where + std::to_string(sources.direct.size()) + " endpoints, at most " +
+                std::to_string(kMaxSources));
+  for (const SockAddr& a : sources.direct)
+    if (a.port() == 0) return fail(where + a.toString() + " has port 0");
+  if (sources.relay && (sources.relay->channel < TGW_CHANNEL_MIN || sources.relay->channel > TGW_CHANNEL_MAX))
+    return fail(where + "relay channel " + std::to_string(sources.relay->channel) + " out of range");
+  return {};
 }
 
 Result<void> checkFlow(const Flow& flow) {
@@ -461,6 +492,9 @@ struct EdgeFastPath::Impl {
   TypedMap<tgw_stats_key, tgw_stats_value> stats;
   int peerRelayedFd = -1;  // pinned side map, or -1 without pinning
   std::map<uint32_t, Entry> entries;
+  // Where each flow's data may come from (setSources), registered or not yet: every entry
+  // written carries its flow's.
+  std::map<uint32_t, Sources> sources;
   std::map<SockAddr, uint32_t> byLocal;
   // Taken from the front, freed to the back: a freed slot is reused last, by when a grace
   // period has long passed (EdgePathPublisher::retire).
@@ -496,7 +530,9 @@ struct EdgeFastPath::Impl {
 
   Result<void> writeFlow(const Entry& e) {
     // A new entry, then the head flipped (tgw/edge.h): never a half-written path in flight.
-    return publisher.publish(e.slot, flowValueOf(e.flow, e.path, e.slot, e.generation));
+    auto it = sources.find(e.flow.id);
+    return publisher.publish(e.slot, flowValueOf(e.flow, e.path, it == sources.end() ? Sources{} : it->second,
+                                                 e.slot, e.generation));
   }
 
   void writePeerRelayed(const Entry& e) {
@@ -647,6 +683,7 @@ struct EdgeFastPath::Impl {
           e.path = p;
         }
       }
+      if (Sources src = sourcesOf(*v); !src.empty()) sources[id] = src;
       usedSlots.insert(slot);
       byLocal[e.flow.localEndpoint] = id;
       entries.emplace(id, e);
@@ -920,6 +957,25 @@ std::optional<ForwardingEntry> EdgeFastPath::lookup(uint32_t flowId) const {
   return ForwardingEntry{it->second.flow, *it->second.path};
 }
 
+Result<void> EdgeFastPath::setSources(uint32_t flowId, const Sources& sources) {
+  if (auto ok = checkSources(flowId, sources); !ok) return ok;
+  auto have = impl_->sources.find(flowId);
+  if (have != impl_->sources.end() ? have->second == sources : sources.empty()) return {};
+  impl_->sources[flowId] = sources;
+  auto it = impl_->entries.find(flowId);
+  if (it == impl_->entries.end()) return {};  // written with the flow's first entry
+  Impl::Entry e = it->second;
+  e.generation++;
+  if (auto ok = impl_->writeFlow(e); !ok) return ok;
+  it->second = e;
+  return {};
+}
+
+Sources EdgeFastPath::sources(uint32_t flowId) const {
+  auto it = impl_->sources.find(flowId);
+  return it == impl_->sources.end() ? Sources{} : it->second;
+}
+
 void EdgeFastPath::eraseFlow(uint32_t flowId) {
   auto it = impl_->entries.find(flowId);
   if (it == impl_->entries.end()) return;
@@ -929,6 +985,7 @@ void EdgeFastPath::eraseFlow(uint32_t flowId) {
   (void)impl_->flows.erase(flowId);
   if (impl_->peerRelayedFd >= 0) bpf_map_delete_elem(impl_->peerRelayedFd, &flowId);
   impl_->byLocal.erase(e.flow.localEndpoint);
+  impl_->sources.erase(flowId);
   // Packets already past the keys may still read the slot: not reused before a grace period.
   impl_->publisher.retire(e.slot);
   impl_->freeSlots.push_back(e.slot);

@@ -151,6 +151,11 @@ class EdgeFastPath final : public ForwardingTable {
   Result<void> setPath(const Flow& flow, const Path& path) override;
   void removeFlow(uint32_t flowId) override;  // path NONE: the flow stays registered
   std::optional<ForwardingEntry> lookup(uint32_t flowId) const override;
+  // Where the flow's data may come from (tgw_edge_flow's sources): published with the
+  // flow's next entry (a new generation) when it is registered, else kept for its first.
+  // Pinned entries keep theirs across a restart until the engine writes new ones.
+  Result<void> setSources(uint32_t flowId, const Sources& sources) override;
+  Sources sources(uint32_t flowId) const override;
 
   // Forgets a flow entirely (local endpoint, entry, counters slot).
   void eraseFlow(uint32_t flowId);

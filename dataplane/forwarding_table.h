@@ -56,6 +56,26 @@ struct Path {
   friend auto operator<=>(const Path&, const Path&) = default;
 };
 
+// The peer a flow's datagrams may come from (the in direction): the fast path delivers a
+// data frame only from these, and drops (and counts, edge_bad_source) the rest.
+//   direct: the peer's endpoints that answered authenticated disco on one of our sockets
+//           (not only the active path's: during a path switch data still arrives on the
+//           previous one), most recently confirmed first, at most kMaxSources.
+//   relay:  ChannelData from our TURN server `server` on `channel`, the channel bound to the
+//           peer's relayed address on our allocation.
+inline constexpr size_t kMaxSources = 8;  // as TGW_EDGE_MAX_SOURCES (tgw/edge.h)
+struct RelaySource {
+  SockAddr server;
+  uint16_t channel = 0;
+  friend bool operator==(const RelaySource&, const RelaySource&) = default;
+};
+struct Sources {
+  std::vector<SockAddr> direct;
+  std::optional<RelaySource> relay;
+  bool empty() const { return direct.empty() && !relay; }
+  friend bool operator==(const Sources&, const Sources&) = default;
+};
+
 struct ForwardingEntry {
   Flow flow;
   Path path;
@@ -81,6 +101,11 @@ class ForwardingTable {
   // The flow has no usable path: its datagrams are dropped (and counted) until one is set.
   virtual void removeFlow(uint32_t flowId) = 0;
   virtual std::optional<ForwardingEntry> lookup(uint32_t flowId) const = 0;
+  // Replaces where the flow's data may come from (Sources; a flow without any accepts no
+  // data). Independent of the path: kept across setPath and removeFlow. Fails beyond
+  // kMaxSources direct endpoints or when the fast path cannot hold the flow.
+  virtual Result<void> setSources(uint32_t flowId, const Sources& sources) = 0;
+  virtual Sources sources(uint32_t flowId) const = 0;
   // What the fast path counted for the flow; nullopt where nothing counts (in memory).
   virtual std::optional<EdgeFlowCounters> flowCounters(uint32_t) const { return std::nullopt; }
 };
@@ -105,6 +130,21 @@ class MemoryForwardingTable final : public ForwardingTable {
     if (it == entries_.end()) return std::nullopt;
     return it->second;
   }
+  Result<void> setSources(uint32_t flowId, const Sources& sources) override {
+    if (sources.direct.size() > kMaxSources) return fail("too many sources");
+    sources_[flowId] = sources;
+    ++sourceWrites_[flowId];
+    return {};
+  }
+  Sources sources(uint32_t flowId) const override {
+    auto it = sources_.find(flowId);
+    return it == sources_.end() ? Sources{} : it->second;
+  }
+  // setSources calls for this flow so far.
+  uint64_t sourceWrites(uint32_t flowId) const {
+    auto it = sourceWrites_.find(flowId);
+    return it == sourceWrites_.end() ? 0 : it->second;
+  }
 
   size_t size() const { return entries_.size(); }
   // Every entry, by flow id (what a restart finds, as EdgeFastPath::pinnedEntries()).
@@ -123,6 +163,8 @@ class MemoryForwardingTable final : public ForwardingTable {
   size_t capacity_;
   std::map<uint32_t, ForwardingEntry> entries_;
   std::map<uint32_t, uint64_t> writes_;
+  std::map<uint32_t, Sources> sources_;
+  std::map<uint32_t, uint64_t> sourceWrites_;
 };
 
 }  // namespace tgw::dataplane

@@ -354,12 +354,20 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *
   const __u8 *p = data + TGW_ETH_HLEN + pkt->ip_hlen + TGW_UDP_HLEN;
   __u32 removed = 0;
   if (pkt->ip_hlen > TGW_IPV6_HLEN) return TGW_REASON_EDGE_UNSUPPORTED; /* for the verifier */
+  __be16 channel = 0;
   if (kind == TGW_EDGE_IN_RELAYED) {
     if (p + TGW_CHANNELDATA_HLEN + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
     removed = tgw_csum_add_words(0, p, (TGW_CHANNELDATA_HLEN + TGW_DATA_HLEN) / 2);
+    channel = (__be16)tgw_load16(p);
   } else {
     if (p + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
     removed = tgw_csum_add_words(0, p, TGW_DATA_HLEN / 2);
+  }
+  /* Only the flow's peer sends its data (tgw/edge.h, tgw_edge_flow sources). */
+  reason = tgw_edge_check_source(f, pkt, kind == TGW_EDGE_IN_RELAYED, channel);
+  if (reason != 0) {
+    st->drop_other += 1;
+    return reason;
   }
   if (tgw_edge_strip_pad(data, data_end, pkt, pad_len, &removed) != 0) {
     st->drop_other += 1;

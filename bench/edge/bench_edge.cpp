@@ -537,6 +537,10 @@ class Bench {
       path.local = t.socket;
       path.remote = t.peer;
       if (auto p = edge_->setPath(Flow{kFlowId, t.local, t.app}, path); !p) error = p.error().message;
+      // Inbound data only from the peer (tgw/edge.h): its endpoint, and its channel on the
+      // TURN server the relay cases come from.
+      const Sources sources{{t.peer}, RelaySource{SockAddr(t.peer.ip(), kTurnPort), kChannel}};
+      if (auto p = edge_->setSources(kFlowId, sources); !p && error.empty()) error = p.error().message;
     });
     if (!r) return r;
     if (!error.empty()) return tgw::fail("edge fast path: " + error);

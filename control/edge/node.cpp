@@ -79,6 +79,10 @@ std::optional<engine::PeerId> Node::peerId(const crypto::PublicKey& key) const {
 
 void Node::start(TimePoint now) {
   started_ = true;
+  // Where each peer's data may come from, replacing what pinned entries held (after
+  // rememberPaths, which the edge calls before start: a remembered path's flows go straight
+  // from the pinned set to the remembered endpoint).
+  engine_.syncSources(now);
   for (auto& s : sources_) s->gather(now);
   if (rdv_) pumpRendezvous(rdv_->start(now));
   pumpSources(now);

@@ -98,6 +98,15 @@ void Engine::onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from,
   reschedule(peer);
 }
 
+void Engine::syncSources(TimePoint now) {
+  for (PeerId id = 0; id < peers_.size(); ++id) {
+    if (PeerPaths* p = mutablePeer(id)) {
+      p->syncSources(now);
+      reschedule(id);
+    }
+  }
+}
+
 void Engine::onTimer(TimePoint now) {
   // Each due peer runs once per call, so a peer cannot keep this loop going.
   std::vector<PeerId> due;

@@ -55,6 +55,10 @@ class Engine {
   void onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from, const SockAddr& local, bool viaRelay,
                TimePoint now);
 
+  // Writes every peer's sources (PeerPaths::syncSources) now, also those no event has
+  // written yet: the edge calls it at start, after rememberPath.
+  void syncSources(TimePoint now);
+
   void onTimer(TimePoint now);
   TimePoint nextDeadline() const;
 

@@ -26,6 +26,9 @@ void PeerPaths::addFlow(const Flow& flow) {
   removeFlow(flow.id);
   flows_.push_back(flow);
   if (active_ && !sinks_.table->setPath(flow, *active_)) ++sinks_.counters->tableErrors;
+  // Before the first sync the table keeps what it holds (a pinned entry's set: a restart
+  // goes on accepting the peer's data until the engine decides, syncSources).
+  if (sourcesWritten_ && !sinks_.table->setSources(flow.id, sources_)) ++sinks_.counters->tableErrors;
 }
 
 void PeerPaths::removeFlow(uint32_t flowId) {
@@ -33,6 +36,7 @@ void PeerPaths::removeFlow(uint32_t flowId) {
   if (it == flows_.end()) return;
   flows_.erase(it);
   sinks_.table->removeFlow(flowId);
+  (void)sinks_.table->setSources(flowId, {});
 }
 
 const PeerPaths::PathState* PeerPaths::find(const Path& p) const {
@@ -52,8 +56,58 @@ PeerPaths::PathState* PeerPaths::addPath(const Path& p, CandidateKind kind) {
     ++sinks_.counters->candidatesRefused;
     return nullptr;
   }
-  paths_.push_back(PathState{p, kind, {}, {}, std::nullopt, true});
+  paths_.push_back(PathState{p, kind, {}, {}, std::nullopt, true, {}});
   return &paths_.back();
+}
+
+TimePoint PeerPaths::lastAnswer(const PathState& ps) const {
+  // A remembered path counts as answered when it was remembered (it forwarded until the
+  // restart), as for its trust window.
+  TimePoint last = ps.lastPong;
+  if (ps.listed && ps.kind != CandidateKind::PeerReflexive) last = std::max(last, ps.lastPeerPing);
+  if (activeRemembered_ && active_ && *active_ == ps.path) last = std::max(last, activeSince_);
+  return last;
+}
+
+dataplane::Sources PeerPaths::allowedSources(TimePoint now) const {
+  std::vector<std::pair<TimePoint, SockAddr>> confirmed;  // (last answer, remote)
+  for (const auto& ps : paths_) {
+    if (!ps.path.isDirect()) continue;
+    const TimePoint last = lastAnswer(ps);
+    if (last == TimePoint{} || now >= last + kSourceTrust) continue;
+    auto same = std::find_if(confirmed.begin(), confirmed.end(), [&](const auto& c) { return c.second == ps.path.remote; });
+    if (same == confirmed.end()) {
+      confirmed.emplace_back(last, ps.path.remote);
+    } else {
+      same->first = std::max(same->first, last);
+    }
+  }
+  std::sort(confirmed.begin(), confirmed.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  dataplane::Sources out;
+  for (size_t i = 0; i < confirmed.size() && i < dataplane::kMaxSources; i++) out.direct.push_back(confirmed[i].second);
+  if (auto relay = relayPath(); relay && relay->channel != 0) out.relay = dataplane::RelaySource{relay->remote, relay->channel};
+  return out;
+}
+
+void PeerPaths::syncSources(TimePoint now) {
+  dataplane::Sources want = allowedSources(now);
+  // The next change by time alone: the oldest endpoint kept running out.
+  sourcesExpireAt_ = kNever;
+  for (const auto& ps : paths_) {
+    if (!ps.path.isDirect()) continue;
+    if (std::find(want.direct.begin(), want.direct.end(), ps.path.remote) == want.direct.end()) continue;
+    const TimePoint last = lastAnswer(ps);
+    if (last != TimePoint{}) sourcesExpireAt_ = std::min(sourcesExpireAt_, last + kSourceTrust);
+  }
+  // The first sync writes even an empty set: what a previous run left is not ours.
+  if (sourcesWritten_ && want == sources_) return;
+  sourcesWritten_ = true;
+  sources_ = std::move(want);
+  for (const auto& f : flows_) {
+    if (!sinks_.table->setSources(f.id, sources_)) ++sinks_.counters->tableErrors;
+  }
 }
 
 std::optional<Path> PeerPaths::relayPath() const {
@@ -91,6 +145,7 @@ void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimeP
   });
   // The same list again (a periodic call-me-maybe) changes nothing: no new search.
   if (added > 0 || paths_.size() != before) startSearch(now);
+  syncSources(now);
 }
 
 void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
@@ -99,12 +154,13 @@ void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
   if (old) std::erase_if(paths_, [&](const PathState& ps) { return ps.path == *old; });
   if (relay) {
     // The relay path is always kept: it goes in even when the direct list is full.
-    paths_.push_back(PathState{*relay, CandidateKind::Relayed, {}, {}, std::nullopt, true});
+    paths_.push_back(PathState{*relay, CandidateKind::Relayed, {}, {}, std::nullopt, true, {}});
   }
   if (!active_ || active_->isRelay()) {
     setActive(relay, relay ? ChangeReason::RelayReady : ChangeReason::RelayLost, now);
   }
   if (relay) startSearch(now);
+  syncSources(now);
 }
 
 void PeerPaths::startSearch(TimePoint now) {
@@ -122,6 +178,7 @@ void PeerPaths::rememberPath(const Path& path, TimePoint now) {
     activeRemembered_ = true;
   }
   ping(*ps, now);
+  syncSources(now);
 }
 
 std::vector<Path> PeerPaths::pingAll(TimePoint now) {
@@ -167,12 +224,21 @@ void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& l
   } else {
     back = Path{PathKind::Direct, local, from, {}, 0};
     pong.observed = from;
-    if (!find(back)) {
+    if (PathState* ps = findMutable(back)) {
+      // A sealed ping from an endpoint the peer listed itself (its sealed candidate list):
+      // the peer is there, and may switch to the path as soon as our pong reaches it, before
+      // our own probe of the path is answered. Its data is accepted from now on.
+      if (ps->listed && ps->kind != CandidateKind::PeerReflexive) {
+        ps->lastPeerPing = now;
+        syncSources(now);
+      }
+    } else {
       // Peer-reflexive: the peer reached us from an endpoint it never listed (its NAT's
-      // mapping towards us). Keep it and ping it back at once, ahead of the round.
-      if (PathState* ps = addPath(back, CandidateKind::PeerReflexive)) {
+      // mapping towards us). Keep it and ping it back at once, ahead of the round; its data
+      // is accepted once it answers.
+      if (PathState* learned = addPath(back, CandidateKind::PeerReflexive)) {
         ++sinks_.counters->peerReflexiveLearned;
-        ps->listed = false;
+        learned->listed = false;
         probeQueue_.insert(probeQueue_.begin(), back);
         nextProbeAt_ = std::min(nextProbeAt_, now);
       }
@@ -212,6 +278,8 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
   if (!viaRelay && observed.port() != 0) {
     sinks_.learnedLocal->push_back(Candidate{observed, CandidateKind::PeerReflexive});
   }
+  // The endpoint may send data before any path switch to it: the peer may switch first.
+  syncSources(now);
   if (active_ && *active_ == ps->path) return;  // trust refreshed by lastPong
   PathQuality cand{ps->path.kind, ps->rtt, ps->path.remote.isV6()};
   PathQuality inc;
@@ -321,10 +389,12 @@ void PeerPaths::onTimer(TimePoint now) {
       nextProbeAt_ = now + kProbeSpacing;
     }
   }
+  // Endpoints past kSourceTrust (sourcesExpireAt_), a remembered path that fell back.
+  syncSources(now);
 }
 
 TimePoint PeerPaths::nextDeadline() const {
-  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_});
+  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_, sourcesExpireAt_});
   if (!probeQueue_.empty()) t = std::min(t, nextProbeAt_);
   return t;
 }

@@ -66,6 +66,13 @@ inline constexpr Duration kRelayHeartbeat = 5s;
 // slack): the edge then gathers again, which finds a NAT that changed our mapping towards
 // the relay (a reboot) and makes a new allocation. There is nothing to fall back to.
 inline constexpr Duration kRelayTrustWindow = 12s;
+// A peer endpoint may send the peer's data (the fast path's sources, forwarding_table.h) for
+// 65 s after its last pong: every path is pinged at least once per kReprobeInterval /
+// kIdleProbeInterval (30 s), so one lost round does not cut a working path's data, and an
+// endpoint the peer left (a NAT rebinding, a dropped candidate) stops being accepted about a
+// minute later. Paths dropped from the list stop at once.
+inline constexpr Duration kSourceTrust = 65s;
+static_assert(kSourceTrust > 2 * kReprobeInterval && kSourceTrust > 2 * kIdleProbeInterval);
 // A ping unanswered for 5 s is forgotten; a later pong for it is counted and ignored.
 inline constexpr Duration kPingTimeout = 5s;
 // Bounds on what a peer can make us keep (it controls its candidate list).
@@ -145,6 +152,7 @@ class PeerPaths {
     TimePoint lastPong{};                      // {}: never answered
     std::optional<Duration> rtt;               // latest measured
     bool listed = true;                        // in the peer's latest candidate list
+    TimePoint lastPeerPing{};                  // the peer's last ping from it ({}: none)
   };
 
   PeerPaths(PeerId id, std::span<const SockAddr> localSockets, EngineSinks sinks);
@@ -181,6 +189,19 @@ class PeerPaths {
   TimePoint nextDeadline() const;
 
   const std::optional<Path>& activePath() const { return active_; }
+  // Where the peer's data may come from now (written to the table for each flow whenever it
+  // changes): the remote endpoints of direct paths that answered a ping within kSourceTrust,
+  // or that the peer listed and pinged us from (a sealed ping: the peer may switch to the
+  // path on our pong, before our own probe is answered), or the remembered path (answered
+  // when it was remembered); most recent first, at most dataplane::kMaxSources; and the
+  // relay path's channel on our TURN server.
+  dataplane::Sources allowedSources(TimePoint now) const;
+  const dataplane::Sources& writtenSources() const { return sources_; }
+  // Recomputes allowedSources(now) and writes it for every flow when it changed, or on the
+  // first call whatever it is (the engine's events call it; the edge calls it once at start,
+  // Engine::syncSources, after remembering paths, so a restart never passes through an empty
+  // set for a remembered path's flows).
+  void syncSources(TimePoint now);
   bool onDirectPath() const { return active_ && active_->isDirect(); }
   const std::vector<PathState>& paths() const { return paths_; }
   const PathState* find(const Path& p) const;
@@ -203,6 +224,8 @@ class PeerPaths {
   TimePoint trustDeadline() const;
   TimePoint heartbeatDue() const;
   std::optional<Path> relayPath() const;
+  // When the path last answered, as allowedSources() counts it.
+  TimePoint lastAnswer(const PathState& ps) const;
 
   PeerId id_;
   std::vector<SockAddr> localSockets_;
@@ -219,6 +242,9 @@ class PeerPaths {
   TimePoint activeSince_{};        // when the active path last changed
   TimePoint relaySuspectAt_ = kNever;  // when the active relay path is next suspect
   bool activeRemembered_ = false;  // the active path came from rememberPath (trusted from activeSince_)
+  dataplane::Sources sources_;        // what the flows' entries say (syncSources)
+  bool sourcesWritten_ = false;       // syncSources wrote them at least once
+  TimePoint sourcesExpireAt_ = kNever;  // when the oldest of sources_.direct runs out
 };
 
 }  // namespace tgw::engine

@@ -343,6 +343,49 @@ TEST_F(EdgeFastPathTest, MapsFollowAddSetRemoveErase) {
   EXPECT_EQ(entries("tgw_edge_sockets"), 2u);
 }
 
+// setSources: written into the flow's entry (published as a new generation, its path kept),
+// kept across setPath; set before the flow is registered, written with its first entry; the
+// same set again writes nothing; refused beyond TGW_EDGE_MAX_SOURCES endpoints or with a
+// channel out of range.
+TEST_F(EdgeFastPathTest, SourcesArePublishedWithTheEntry) {
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  const Sources two{{addr("198.18.0.77:41641"), addr("[2001:db8::77]:41641")},
+                    RelaySource{addr("198.18.0.99:3478"), 0x4001}};
+  ASSERT_TRUE(edge->setSources(7, two).ok());  // not registered yet
+  ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+  auto v = flowEntry(7);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->source_count, 2u);
+  EXPECT_EQ(v->sources[0].port, htons(41641));
+  EXPECT_EQ(v->sources[0].family, TGW_FAMILY_IPV4);
+  EXPECT_EQ(v->sources[1].family, TGW_FAMILY_IPV6);
+  EXPECT_EQ(v->relay_channel, htons(0x4001));
+  EXPECT_EQ(v->relay.port, htons(3478));
+  EXPECT_EQ(edge->sources(7), two);
+  const uint32_t gen = v->generation;
+  ASSERT_TRUE(edge->setSources(7, two).ok());
+  EXPECT_EQ(flowEntry(7)->generation, gen);  // unchanged: nothing written
+
+  const Sources one{{addr("198.18.0.78:41641")}, std::nullopt};
+  ASSERT_TRUE(edge->setSources(7, one).ok());
+  v = flowEntry(7);
+  EXPECT_EQ(v->generation, gen + 1);
+  EXPECT_EQ(v->path_kind, TGW_EDGE_PATH_DIRECT);
+  EXPECT_EQ(v->source_count, 1u);
+  EXPECT_EQ(v->relay_channel, 0u);
+  EXPECT_EQ(edge->lookup(7), (ForwardingEntry{kFlow7, kDirect}));
+  ASSERT_TRUE(edge->setPath(kFlow7, kRelay6).ok());
+  EXPECT_EQ(flowEntry(7)->source_count, 1u);
+  EXPECT_EQ(edge->sources(7), one);
+
+  Sources nine;
+  for (int i = 0; i < 9; i++) nine.direct.push_back(addr(("198.18.0." + std::to_string(10 + i) + ":1000").c_str()));
+  EXPECT_FALSE(edge->setSources(7, nine).ok());
+  EXPECT_FALSE(edge->setSources(7, Sources{{}, RelaySource{addr("198.18.0.99:3478"), 0x3FFF}}).ok());
+  EXPECT_EQ(edge->sources(7), one);
+}
+
 TEST_F(EdgeFastPathTest, RefusesWhatTheFastPathCannotCarry) {
   auto edge = openOk(options(2));
   ASSERT_TRUE(edge);
@@ -425,6 +468,7 @@ TEST_F(EdgeFastPathTest, RestartKeepsForwardingStateAndReplacesTheProgram) {
     ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
     ASSERT_TRUE(edge->setPath(f8, kRelay6).ok());
     ASSERT_TRUE(edge->addFlow(f9).ok());  // registered, no path
+    ASSERT_TRUE(edge->setSources(7, Sources{{kDirect.remote}, std::nullopt}).ok());
     slot7 = flowEntry(7)->stats_slot;
     writeSlot(slot7, 5);
     // Move the program's own counters: one frame through it.
@@ -450,6 +494,9 @@ TEST_F(EdgeFastPathTest, RestartKeepsForwardingStateAndReplacesTheProgram) {
   EXPECT_EQ(edge->flows()[2], f9);
   EXPECT_FALSE(edge->lookup(9));
   EXPECT_EQ(*edge->lookup(8), (ForwardingEntry{f8, kRelay6}));
+  // Where flow 7's data may come from survives too, until the engine writes anew.
+  EXPECT_EQ(edge->sources(7), (Sources{{kDirect.remote}, std::nullopt}));
+  EXPECT_TRUE(edge->sources(8).empty());
   // The program was replaced in place, on both interfaces.
   const uint32_t secondId = progId(edge->programFd());
   EXPECT_NE(secondId, firstId);
@@ -930,6 +977,7 @@ class EdgeForwardingTest : public ::testing::Test {
 TEST_F(EdgeForwardingTest, DatagramsGoOutAndComeInOnEveryPathKind) {
   const testing::Bytes payload{'h', 'e', 'l', 'l', 'o', ' ', 'e', 'd', 'g', 'e', 0, 1, 2, 3};
   ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath).ok());
+  ASSERT_TRUE(edge_->setSources(kFlow.id, Sources{{kPeer, kPeer6}, RelaySource{kTurn, 0x4001}}).ok());
 
   // Out, direct: the data frame from our socket to the peer.
   ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
@@ -1307,6 +1355,7 @@ TEST_F(OneInterfaceTest, SendsBackOutTheSameInterface) {
   ASSERT_EQ(edge_->attachments().size(), 1u);
   const testing::Bytes payload(100, 0x42);
   ASSERT_TRUE(edge_->setPath(kFlow, Path{PathKind::Direct, kWanSocket, kPeer, {}, 0}).ok());
+  ASSERT_TRUE(edge_->setSources(kFlow.id, Sources{{kPeer}, std::nullopt}).ok());
 
   ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
   auto got = receive(peerFd_);

@@ -198,7 +198,20 @@ void copyAddr(uint8_t (&to)[16], const SockAddr& a) {
   std::copy(a.ip().bytes(), a.ip().bytes() + a.ip().size(), to);
 }
 
-// A flow entry: local endpoint -> app on the LAN side, path src -> dst (kind, channel).
+// Where an entry's flow accepts data from (tgw_edge_flow's sources): plain data frames from
+// `direct`, ChannelData on `channel` from `relay` (channel 0: none).
+void allowFrom(tgw_edge_flow& f, const std::vector<SockAddr>& direct, const SockAddr& relay = {},
+               uint16_t channel = 0) {
+  std::memset(f.sources, 0, sizeof f.sources);
+  f.source_count = static_cast<uint8_t>(direct.size());
+  for (size_t i = 0; i < direct.size() && i < TGW_EDGE_MAX_SOURCES; i++) f.sources[i] = endpoint(direct[i]);
+  f.relay = channel != 0 ? endpoint(relay) : tgw_edge_endpoint{};
+  f.relay_channel = htons(channel);
+}
+
+// A flow entry: local endpoint -> app on the LAN side, path src -> dst (kind, channel). Data
+// is accepted from the cases' peer (198.18.0.3:7000, [2001:db8::3]:7000) and, inside
+// ChannelData on kChannel, from the TURN server of the path's family (port 3478).
 tgw_edge_flow flowEntry(uint8_t kind, const SockAddr& src, const SockAddr& dst,
                         const SockAddr& local, const SockAddr& app, uint32_t slot,
                         uint16_t channel = 0, uint16_t pathMtu = 0) {
@@ -217,6 +230,8 @@ tgw_edge_flow flowEntry(uint8_t kind, const SockAddr& src, const SockAddr& dst,
   f.local_port = htons(local.port());
   f.app_port = htons(app.port());
   f.stats_slot = slot;
+  allowFrom(f, {sa("198.18.0.3:7000"), sa("[2001:db8::3]:7000")},
+            src.isV4() ? sa("198.18.0.3:3478") : sa("[2001:db8::3]:3478"), kChannel);
   return f;
 }
 
@@ -1159,6 +1174,101 @@ TEST_F(EdgeXdpTest, InRelayPaddedChannelDataIsDelivered) {
   EXPECT_EQ(flowCounts(kSlot6), want);
 }
 
+// ---- in: only from the flow's peer (tgw_edge_flow's sources) -------------------------------
+
+// A data frame is delivered from the endpoints the peer answered authenticated disco on (the
+// active path's and another, as during a path switch); the very same frame from another
+// port or another address is dropped, counted as edge_bad_source and in the flow's
+// drop_other. So is a plain data frame from our TURN server, and anything once the list is
+// empty.
+TEST_F(EdgeXdpTest, InDirectOnlyFromThePeersConfirmedEndpoints) {
+  struct Row {
+    uint32_t family, flow, slot;
+    tgw_edge_flow entry;
+    SockAddr sock, local, app, turn;
+    std::vector<SockAddr> confirmed, others;
+  };
+  const Row rows[] = {
+      {TGW_FAMILY_IPV4, kFlow, kSlot, direct4(), kSock4, kLocal4, kApp4, kTurn4,
+       {kPeer4, sa("198.18.0.9:7100")},
+       {sa("198.18.0.3:7001"), sa("198.18.0.4:7000"), sa("198.18.0.9:7000"), kTurn4}},
+      {TGW_FAMILY_IPV6, kFlow6, kSlot6, direct6(), kSock6, kLocal6, kApp6, kTurn6,
+       {kPeer6, sa("[2001:db8::9]:7100")},
+       {sa("[2001:db8::3]:7001"), sa("[2001:db8::4]:7000"), sa("[2001:db8::9]:7000"), kTurn6}},
+  };
+  const Bytes data = appData(20);
+  for (const Row& r : rows) {
+    SCOPED_TRACE(tgw_family_name(r.family));
+    tgw_edge_flow f = r.entry;
+    allowFrom(f, r.confirmed, r.turn, kChannel);
+    setFlow(r.flow, f);
+    for (const SockAddr& from : r.confirmed)
+      expectRun(frame(kGwMac, kPeerMac, from, r.sock, dataFrame(r.flow, data)), XDP_TX,
+                frame(kAppMac, kGwMac, r.local, r.app, data, 64),
+                {r.family, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_DIRECT}, inDirect(r.slot, data.size()));
+    for (const SockAddr& from : r.others) {
+      SCOPED_TRACE(from.toString());
+      expectUntouched(frame(kGwMac, kPeerMac, from, r.sock, dataFrame(r.flow, data)), XDP_DROP,
+                      {r.family, TGW_VERDICT_DROP, TGW_REASON_EDGE_BAD_SOURCE}, dropOther(r.slot));
+    }
+    allowFrom(f, {});
+    setFlow(r.flow, f);
+    expectUntouched(frame(kGwMac, kPeerMac, r.confirmed[0], r.sock, dataFrame(r.flow, data)), XDP_DROP,
+                    {r.family, TGW_VERDICT_DROP, TGW_REASON_EDGE_BAD_SOURCE}, dropOther(r.slot));
+    FlowCounts want;
+    want.inDirectPackets = r.confirmed.size();
+    want.inDirectBytes = r.confirmed.size() * data.size();
+    want.dropOther = r.others.size() + 1;
+    EXPECT_EQ(flowCounts(r.slot), want);
+  }
+}
+
+// ChannelData is delivered only from our TURN server on the channel bound for the flow's
+// peer. On a channel bound for another peer, from another port or address of the server,
+// or from the peer's own (confirmed) endpoint, it is dropped and counted; and a flow whose
+// peer has no channel accepts no ChannelData at all.
+TEST_F(EdgeXdpTest, InRelayOnlyOnThePeersChannelFromOurTurnServer) {
+  struct Row {
+    uint32_t family, flow, slot;
+    tgw_edge_flow entry;
+    SockAddr sock, local, app, turn, peer, otherPort, otherAddr;
+  };
+  const Row rows[] = {
+      {TGW_FAMILY_IPV4, kFlow, kSlot, relay4(), kSock4, kLocal4, kApp4, kTurn4, kPeer4,
+       sa("198.18.0.3:3479"), sa("198.18.0.8:3478")},
+      {TGW_FAMILY_IPV6, kFlow6, kSlot6, relay6(), kSock6, kLocal6, kApp6, kTurn6, kPeer6,
+       sa("[2001:db8::3]:3479"), sa("[2001:db8::8]:3478")},
+  };
+  const Bytes data = appData(33);
+  constexpr uint16_t kOtherPeersChannel = kChannel + 1;
+  for (const Row& r : rows) {
+    SCOPED_TRACE(tgw_family_name(r.family));
+    setFlow(r.flow, r.entry);  // relay source: r.turn on kChannel, direct: r.peer
+    const Delta bad{r.family, TGW_VERDICT_DROP, TGW_REASON_EDGE_BAD_SOURCE};
+    expectRun(frame(kGwMac, kPeerMac, r.turn, r.sock, channelData(kChannel, dataFrame(r.flow, data))),
+              XDP_TX, frame(kAppMac, kGwMac, r.local, r.app, data, 64),
+              {r.family, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY}, inRelay(r.slot, data.size()));
+    expectUntouched(
+        frame(kGwMac, kPeerMac, r.turn, r.sock, channelData(kOtherPeersChannel, dataFrame(r.flow, data))),
+        XDP_DROP, bad, dropOther(r.slot));
+    for (const SockAddr& from : {r.otherPort, r.otherAddr, r.peer}) {
+      SCOPED_TRACE(from.toString());
+      expectUntouched(frame(kGwMac, kPeerMac, from, r.sock, channelData(kChannel, dataFrame(r.flow, data))),
+                      XDP_DROP, bad, dropOther(r.slot));
+    }
+    tgw_edge_flow noChannel = r.entry;
+    allowFrom(noChannel, {r.peer});
+    setFlow(r.flow, noChannel);
+    expectUntouched(frame(kGwMac, kPeerMac, r.turn, r.sock, channelData(kChannel, dataFrame(r.flow, data))),
+                    XDP_DROP, bad, dropOther(r.slot));
+    FlowCounts want;
+    want.inRelayPackets = 1;
+    want.inRelayBytes = data.size();
+    want.dropOther = 5;
+    EXPECT_EQ(flowCounts(r.slot), want);
+  }
+}
+
 TEST_F(EdgeXdpTest, InCrossFamilyAndRedirect) {
   const SockAddr far4 = sa("198.18.1.2:6000");
   const SockAddr far6 = sa("[2001:db8:1::2]:6000");
@@ -1169,7 +1279,7 @@ TEST_F(EdgeXdpTest, InCrossFamilyAndRedirect) {
   expectRun(frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data)), XDP_REDIRECT,
             frame(kFarMac, kGwMac2, kLocal6, far6, data, 64),
             {TGW_FAMILY_IPV4, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_DIRECT}, inDirect(kSlot, 99));
-  expectRun(frame(kGwMac, kPeerMac, kPeer6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
+  expectRun(frame(kGwMac, kPeerMac, kTurn6, kSock6, channelData(kChannel, dataFrame(kFlow6, data))),
             XDP_REDIRECT, frame(kFarMac, kGwMac2, local4, far4, data, 64),
             {TGW_FAMILY_IPV6, TGW_VERDICT_REDIRECT, TGW_REASON_EDGE_IN_RELAY}, inRelay(kSlot6, 99));
 }
@@ -1534,6 +1644,39 @@ TEST(EdgeHeader, OutAndInWithoutBpf) {
                         flowEntry(TGW_EDGE_PATH_DIRECT, sock4, peer4, local6, app6, 0), kFlow)),
         hex(frame(kNextMac, kGwMac, local6, app6, data, 64)));
   }
+}
+
+// The source check alone (tgw_edge_check_source, what the program runs), without BPF: every
+// one of TGW_EDGE_MAX_SOURCES slots is looked at, none past source_count; the port, the
+// address and the family each count; relayed frames need the server and the channel.
+TEST(EdgeHeader, SourceCheckWithoutBpf) {
+  const SockAddr sock4 = sa("198.18.0.1:41641");
+  const SockAddr local4 = sa("198.18.0.1:5000"), app4 = sa("198.18.0.2:6000");
+  const SockAddr turn4 = sa("198.18.0.3:3478");
+  auto check = [&](const tgw_edge_flow& f, const SockAddr& from, bool relayed, uint16_t channel) {
+    const Bytes payload = relayed ? channelData(channel, dataFrame(kFlow, appData(4))) : dataFrame(kFlow, appData(4));
+    const Bytes in = from.isV4() ? frame(kGwMac, kPeerMac, from, sock4, payload)
+                                 : frame(kGwMac, kPeerMac, from, sa("[2001:db8::1]:41641"), payload);
+    tgw_edge_pkt pkt{};
+    EXPECT_EQ(tgw_edge_parse(in.data(), in.data() + in.size(), &pkt), 0u);
+    return tgw_edge_check_source(&f, &pkt, relayed ? 1 : 0, htons(channel));
+  };
+  tgw_edge_flow f = flowEntry(TGW_EDGE_PATH_DIRECT, sock4, sa("198.18.0.50:7000"), local4, app4, 0);
+  std::vector<SockAddr> full;
+  for (int i = 0; i < TGW_EDGE_MAX_SOURCES; i++) full.push_back(sa("198.18.0." + std::to_string(50 + i) + ":7000"));
+  allowFrom(f, full, turn4, kChannel);
+  for (const SockAddr& a : full) EXPECT_EQ(check(f, a, false, 0), 0u) << a.toString();
+  EXPECT_EQ(check(f, sa("198.18.0.50:7001"), false, 0), TGW_REASON_EDGE_BAD_SOURCE);
+  EXPECT_EQ(check(f, sa("198.18.0.58:7000"), false, 0), TGW_REASON_EDGE_BAD_SOURCE);
+  // The same address bytes, as IPv6 (zero-padded IPv4 in the entry), are another endpoint.
+  EXPECT_EQ(check(f, sa("[c612:32::]:7000"), false, 0), TGW_REASON_EDGE_BAD_SOURCE);
+  EXPECT_EQ(check(f, turn4, true, kChannel), 0u);
+  EXPECT_EQ(check(f, turn4, true, kChannel + 1), TGW_REASON_EDGE_BAD_SOURCE);
+  EXPECT_EQ(check(f, full[0], true, kChannel), TGW_REASON_EDGE_BAD_SOURCE);
+  // Only source_count entries count: the last one left behind is not accepted.
+  f.source_count = TGW_EDGE_MAX_SOURCES - 1;
+  EXPECT_EQ(check(f, full.back(), false, 0), TGW_REASON_EDGE_BAD_SOURCE);
+  EXPECT_EQ(check(f, full.front(), false, 0), 0u);
 }
 
 // The announced MTU: minus what the rewrite adds, never below the family's minimum.

@@ -116,5 +116,54 @@ TEST(EdgeNodeConfig, RestCredentialsFollowThe30DayBlocks) {
   EXPECT_EQ(nc->rendezvous->server, c.relay->address);
 }
 
+// A restart, as the edge role runs it: the pinned entries still name where the previous run
+// accepted data from (an old relay channel, endpoints it had confirmed). They stay while the
+// node is built, then a remembered direct path's endpoint replaces them (it carried the flow
+// until the restart and is being verified) without an empty set between (data would be
+// dropped); the old relay channel is never kept (the previous allocation is deleted, its
+// channel numbers may go to another peer). Without a remembered path, start() empties them.
+TEST(EdgeRestart, PinnedSourcesAreReplacedAndTheRememberedPathIsAccepted) {
+  const auto c = edgeConfig();
+  auto nc = nodeConfig(c, {kSock4.ip()}, {kSock4}, 1'700'000'000, 42);
+  ASSERT_TRUE(nc.ok()) << nc.error().message;
+  dataplane::MemoryForwardingTable table;
+  const dataplane::Sources stale{{sa("198.18.7.7:41641")}, dataplane::RelaySource{sa("198.18.0.10:3478"), 0x4001}};
+  const dataplane::Path remembered = direct(kSock4);
+  for (const auto& f : configuredFlows(c)) {
+    ASSERT_TRUE(table.setPath(f, remembered).ok());
+    ASSERT_TRUE(table.setSources(f.id, stale).ok());
+  }
+  const Reconciliation r = reconcile(configuredFlows(c), table.entries(), configuredFlows(c), {kSock4});
+  ASSERT_EQ(r.remember.size(), 2u);
+  const auto nc2 = *nc;
+  Node node(crypto::NodeKey::generate(), std::move(*nc), table);
+  for (const auto& f : configuredFlows(c)) {
+    EXPECT_EQ(table.sources(f.id), stale) << f.id;
+    EXPECT_EQ(table.sourceWrites(f.id), 1u) << f.id;
+  }
+  const TimePoint now = TimePoint{} + std::chrono::hours(1);
+  EXPECT_EQ(rememberPaths(node, r, now), 1u);
+  node.start(now);
+  for (const auto& f : configuredFlows(c)) {
+    EXPECT_EQ(table.sources(f.id), (dataplane::Sources{{remembered.remote}, std::nullopt})) << f.id;
+    EXPECT_EQ(table.sourceWrites(f.id), 2u) << f.id << ": straight from the pinned set";
+    EXPECT_EQ(table.lookup(f.id)->path, remembered);
+  }
+
+  // The pinned path was an old relay path: nothing remembered, start() empties the set.
+  dataplane::MemoryForwardingTable table2;
+  for (const auto& f : configuredFlows(c)) {
+    ASSERT_TRUE(table2.setPath(f, relay()).ok());
+    ASSERT_TRUE(table2.setSources(f.id, stale).ok());
+  }
+  const Reconciliation r2 = reconcile(configuredFlows(c), table2.entries(), configuredFlows(c), {kSock4});
+  ASSERT_TRUE(r2.remember.empty());
+  for (const auto& x : r2.clear) table2.removeFlow(x.flow);
+  Node node2(crypto::NodeKey::generate(), nc2, table2);
+  EXPECT_EQ(rememberPaths(node2, r2, now), 0u);
+  node2.start(now);
+  for (const auto& f : configuredFlows(c)) EXPECT_TRUE(table2.sources(f.id).empty()) << f.id;
+}
+
 }  // namespace
 }  // namespace tgw::edge

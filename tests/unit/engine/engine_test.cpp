@@ -346,6 +346,131 @@ TEST_F(EngineTest, ManyPeersShareOneTimer) {
   EXPECT_EQ(sent.size(), ids.size() - 1);
 }
 
+// ---- where the peer's data may come from (the fast path's sources) --------------------------
+
+std::vector<SockAddr> directSources(const dataplane::ForwardingTable& t) { return t.sources(kFlow.id).direct; }
+
+// Only endpoints that answered a ping are accepted (listed is not enough), most recently
+// answered first, the previous path's too after a switch; the relay path's channel on our
+// TURN server as soon as the relay path is known; a dropped candidate or a lost relay path
+// stops being accepted at once.
+TEST_F(EngineTest, SourcesFollowConfirmedPaths) {
+  // Nothing written before the first sync (a restart's pinned set stays until then); the
+  // first one writes even an empty set.
+  EXPECT_EQ(table.sourceWrites(kFlow.id), 0u);
+  engine.syncSources(kT0);
+  EXPECT_EQ(table.sourceWrites(kFlow.id), 1u);
+  EXPECT_TRUE(table.sources(kFlow.id).empty());
+  engine.setRelayPath(peer, kRelay, kT0);
+  EXPECT_EQ(table.sources(kFlow.id).relay, (dataplane::RelaySource{kRelayServer, 0x4000}));
+  const SockAddr a = sa("198.18.9.9:20000"), b = sa("198.18.9.10:20000");
+  const Candidate cands[] = {{a, CandidateKind::Reflexive}, {b, CandidateKind::Reflexive}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0 + 50ms);
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_TRUE(directSources(table).empty()) << "listed, not answered";
+  auto pingTo = [&](const SockAddr& to) {
+    return std::find_if(sent.begin(), sent.end(), [&](auto& s) { return s.second.path.isDirect() && s.second.path.remote == to; })->second;
+  };
+  const DiscoSend pingA = pingTo(a), pingB = pingTo(b);
+  const DiscoSend pingRelay = std::find_if(sent.begin(), sent.end(), [](auto& s) { return s.second.path.isRelay(); })->second;
+  pong(pingRelay, kT0 + 60ms);
+  EXPECT_TRUE(directSources(table).empty()) << "a pong through the relay confirms no endpoint";
+  pong(pingA, kT0 + 100ms);
+  EXPECT_EQ(tablePath(), pingA.path);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  pong(pingB, kT0 + 200ms);
+  EXPECT_EQ(directSources(table), (std::vector<SockAddr>{b, a}));
+  EXPECT_EQ(table.sources(kFlow.id).relay, (dataplane::RelaySource{kRelayServer, 0x4000}));
+  const uint64_t writes = table.sourceWrites(kFlow.id);
+  // The same answers again (a heartbeat) change nothing: no write.
+  sent = runUntil(kT0 + 200ms + kHeartbeat);
+  for (auto& [at, s] : sent)
+    if (s.path == pingA.path) pong(s, at);
+  EXPECT_EQ(directSources(table), (std::vector<SockAddr>{a, b}));  // a answered last
+  EXPECT_EQ(table.sourceWrites(kFlow.id), writes + 1);
+  // The relay path lost: its channel is no longer accepted.
+  engine.setRelayPath(peer, std::nullopt, kT0 + 4s);
+  EXPECT_FALSE(table.sources(kFlow.id).relay);
+  // The peer no longer lists b: its path is dropped, and so is b as a source.
+  const Candidate onlyA[] = {{a, CandidateKind::Reflexive}};
+  engine.setRemoteCandidates(peer, onlyA, kT0 + 5s);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  // A second flow of the peer gets the peer's set at once.
+  const Flow second{8, sa("10.0.0.1:5001"), sa("10.1.0.2:6001")};
+  engine.addFlow(peer, second);
+  EXPECT_EQ(table.sources(8), table.sources(kFlow.id));
+}
+
+// The peer pings us (sealed) from an endpoint it listed itself: it may switch to that path
+// as soon as our pong reaches it, before our own probe of the path is answered, so its data
+// is accepted from that ping on. A ping from an endpoint it never listed (peer-reflexive)
+// does not make it a source: only its answer to our ping does.
+TEST_F(EngineTest, APingFromAListedEndpointAcceptsItsDataAtOnce) {
+  const SockAddr a = sa("198.18.9.9:20000"), unlisted = sa("198.18.7.7:31000");
+  const Candidate cands[] = {{a, CandidateKind::Reflexive}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  ASSERT_EQ(runUntil(kT0 + 5ms).size(), 1u);  // our probe (lost in the peer's NAT)
+  EXPECT_TRUE(directSources(table).empty());
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{1}, {}}, a, kLocal4, false, kT0 + 100ms);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{2}, {}}, unlisted, kLocal4, false, kT0 + 200ms);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  engine.takeSends();
+  auto sent = runUntil(kT0 + 200ms);  // the learned path pinged back at once
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_EQ(sent[0].second.path.remote, unlisted);
+  pong(sent[0].second, kT0 + 250ms);
+  EXPECT_EQ(directSources(table), (std::vector<SockAddr>{unlisted, a}));
+  // Without further pings or pongs from a, it runs out like any other.
+  runUntil(kT0 + 100ms + kSourceTrust);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{unlisted});
+}
+
+// An endpoint that stops answering (the peer's NAT rebound, the peer left the network) is
+// accepted for kSourceTrust after its last pong, not longer; one that keeps answering stays.
+TEST_F(EngineTest, AnEndpointThatStopsAnsweringExpires) {
+  const SockAddr a = sa("198.18.9.9:20000"), b = sa("198.18.9.10:20000");
+  const Candidate cands[] = {{a, CandidateKind::Reflexive}, {b, CandidateKind::Reflexive}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0 + 50ms);
+  ASSERT_EQ(sent.size(), 2u);
+  const TimePoint bLast = kT0 + 100ms;
+  for (auto& [at, s] : sent) pong(s, bLast);
+  EXPECT_EQ(directSources(table).size(), 2u);
+  // From now on only a answers, each ping at once (time never runs backwards).
+  auto answerA = [&](TimePoint until) {
+    for (TimePoint d = engine.nextDeadline(); d <= until; d = engine.nextDeadline()) {
+      engine.onTimer(d);
+      for (auto& s : engine.takeSends())
+        if (s.path.remote == a) pong(s, d);
+    }
+  };
+  answerA(bLast + kSourceTrust - 1ms);
+  EXPECT_EQ(directSources(table).size(), 2u);
+  answerA(bLast + kSourceTrust);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  answerA(bLast + 10 * kSourceTrust);
+  EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  EXPECT_EQ(tablePath(), direct(kLocal4, "198.18.9.9:20000"));
+}
+
+// However many endpoints answer, a flow's entry holds dataplane::kMaxSources: the most
+// recently confirmed ones.
+TEST_F(EngineTest, SourcesAreBoundedToTheMostRecentlyConfirmed) {
+  std::vector<Candidate> cands;
+  for (int i = 0; i < 12; i++)
+    cands.push_back({sa(("198.18.9." + std::to_string(10 + i) + ":20000").c_str()), CandidateKind::Reflexive});
+  engine.setRemoteCandidates(peer, cands, kT0);
+  auto sent = runUntil(kT0 + 500ms);
+  ASSERT_EQ(sent.size(), cands.size());
+  TimePoint t = kT0 + 500ms;
+  for (auto& [at, s] : sent) pong(s, t += 10ms);  // in the order sent: the last is the newest
+  const auto got = directSources(table);
+  ASSERT_EQ(got.size(), dataplane::kMaxSources);
+  for (size_t i = 0; i < got.size(); i++) EXPECT_EQ(got[i], cands[cands.size() - 1 - i].addr) << i;
+}
+
 // A ForwardingTable that keeps every path ever written (the restart tests assert the relay
 // path is never among them).
 class RecordingTable final : public dataplane::ForwardingTable {
@@ -359,6 +484,10 @@ class RecordingTable final : public dataplane::ForwardingTable {
     inner.removeFlow(flowId);
   }
   std::optional<dataplane::ForwardingEntry> lookup(uint32_t flowId) const override { return inner.lookup(flowId); }
+  Result<void> setSources(uint32_t flowId, const dataplane::Sources& sources) override {
+    return inner.setSources(flowId, sources);
+  }
+  dataplane::Sources sources(uint32_t flowId) const override { return inner.sources(flowId); }
 
   dataplane::MemoryForwardingTable inner;
   std::vector<Path> written;
@@ -403,6 +532,8 @@ class RememberTest : public ::testing::Test {
 TEST_F(RememberTest, RestartWithARememberedDirectPathStaysDirectAndNeverWritesTheRelayPath) {
   engine.rememberPath(peer, remembered, kT0);
   EXPECT_EQ(engine.peer(peer)->activePath(), remembered);
+  // Trusted for data both ways while it is verified, as it was before the restart.
+  EXPECT_EQ(table.sources(kFlow.id).direct, std::vector<SockAddr>{remembered.remote});
   auto changes = engine.takePathChanges();
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0].reason, ChangeReason::Remembered);

@@ -13,7 +13,9 @@
  *           the path's src (our WAN socket) to its dst (the peer's endpoint, or our TURN
  *           server); Ethernet from bpf_fib_lookup; XDP_TX or redirect.
  *   in:  UDP to one of our sockets (tgw_edge_sockets) whose payload is a data frame, or a
- *        ChannelData message whose data is a data frame (from our TURN server)
+ *        ChannelData message whose data is a data frame (from our TURN server); only from
+ *        the flow's peer (tgw_edge_flow's sources: a confirmed endpoint of the peer, or our
+ *        TURN server on the channel bound for the peer), else dropped (edge_bad_source)
  *        => headers stripped; UDP from the flow's local endpoint to the flow's local
  *           application (app); next hop as above.
  *
@@ -99,6 +101,11 @@ struct tgw_edge_socket {
   __u32 flags; /* 0: reserved */
 };
 
+/* The peer endpoints a flow accepts plain data frames from (tgw_edge_flow.sources): a peer
+ * rarely has more than a few live paths (IPv4 and IPv6, LAN and reflexive); the control
+ * plane keeps the most recently confirmed ones. */
+#define TGW_EDGE_MAX_SOURCES 8
+
 /* Value of tgw_edge_paths (array, key: 2 * slot + 0 or 1): a flow's whole forwarding state,
  * immutable while a packet may be reading it (above). */
 struct tgw_edge_flow {
@@ -122,6 +129,18 @@ struct tgw_edge_flow {
   __u32 generation;  /* bumped by userspace on every write: (flow_id, generation) names
                       * this version of the entry (tgw_edge_hop) */
   __u32 flow_id;     /* host order; 0: no flow (an entry never written) */
+  /* Where the flow's data may come from (in direction, tgw_edge_source_allowed): only from
+   * the flow's peer. A data frame as plain UDP must come from one of `sources`, the peer's
+   * endpoints that answered authenticated disco (a pong), most recent first, the active
+   * path's and the others' (during a path switch frames still arrive on the previous
+   * path). ChannelData must come from our TURN server (`relay`) on `relay_channel`, the
+   * channel bound to the peer's relayed address. Anything else is dropped (edge_bad_source).
+   * Published with the path, in the same entry (no second publication scheme). */
+  struct tgw_edge_endpoint relay; /* family 0: no relay source */
+  __be16 relay_channel;           /* 0: none (no channel bound for the peer) */
+  __u8 source_count;              /* sources in use, at most TGW_EDGE_MAX_SOURCES */
+  __u8 pad1;
+  struct tgw_edge_endpoint sources[TGW_EDGE_MAX_SOURCES];
 };
 
 /* Value of tgw_edge_hops (per-CPU array, key: tgw_edge_hop_index(slot, direction)): the
@@ -169,7 +188,8 @@ struct tgw_edge_flow_stats {
   __u64 drop_no_path;       /* out, path_kind NONE (or RELAY with channel 0) */
   __u64 drop_too_big;       /* out, larger than the path allows (see edge.bpf.c) */
   __u64 drop_other;         /* everything else dropped for this flow (no route, bad frame,
-                             * not from the flow's application, too long) */
+                             * not from the flow's application or not from its peer, too
+                             * long) */
   __u64 pad;
 };
 
@@ -177,7 +197,9 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_endpoint) == 20, "endpoint key without 
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_local) == 8, "flow id and slot");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_ref) == 4, "slot");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_head) == 1, "one byte: a write cannot tear");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 92, "flow value without holes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 276, "flow value without holes");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, relay) == 92, "relay at 92");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, sources) == 116, "sources at 116");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, src) == 4, "src at 4");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
@@ -258,6 +280,7 @@ struct tgw_edge_pkt {
   __u8 first_fragment; /* IPv4 MF set at offset 0: ours is dropped */
   struct tgw_edge_endpoint dst; /* (destination address, port, family): the lookup key */
   __u8 src[16];        /* the source address (IPv4 in the first 4 bytes, the rest zero) */
+  __be16 src_port;     /* the source port, as in memory */
   __u8 partial_check;  /* the checksum field holds only the pseudo-header sum (below) */
   __u8 payload_summed; /* payload_sum is set (the caller summed the payload) */
   __u16 pseudo_sum;    /* folded pseudo-header sum (addresses, protocol, length), as in memory */
@@ -352,6 +375,7 @@ TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct t
   pkt->udp_len = udp_len;
   pkt->old_check = tgw_load16(udp + 6);
   pkt->dst.port = (__be16)tgw_load16(udp + 2);
+  pkt->src_port = (__be16)tgw_load16(udp);
   pkt->dst.family = (__u8)pkt->family;
   pkt->dst.pad = 0;
   /* Both addresses, both ports, the length twice. */
@@ -372,6 +396,32 @@ TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct t
   pkt->payload_summed = 0;
   pkt->payload_sum = 0;
   return 0;
+}
+
+/* The packet comes from endpoint e (family, address, port). */
+TGW_INLINE int tgw_edge_from(const struct tgw_edge_endpoint *e, const struct tgw_edge_pkt *pkt) {
+  __u32 diff = ((__u32)e->family ^ pkt->family) | (__u32)(e->port ^ pkt->src_port);
+  for (int i = 0; i < 16; i += 4) diff |= tgw_load32(e->addr + i) ^ tgw_load32(pkt->src + i);
+  return diff == 0;
+}
+
+/* In: a data frame for flow f comes from the flow's peer (tgw_edge_flow, sources). relayed:
+ * it arrived inside ChannelData on `channel` (as in memory): only our TURN server on the
+ * channel bound for the peer; otherwise one of the peer's confirmed endpoints. Returns 0, or
+ * TGW_REASON_EDGE_BAD_SOURCE. */
+TGW_INLINE __u32 tgw_edge_check_source(const struct tgw_edge_flow *f, const struct tgw_edge_pkt *pkt,
+                                       int relayed, __be16 channel) {
+  if (relayed) {
+    if (f->relay_channel != 0 && channel == f->relay_channel && tgw_edge_from(&f->relay, pkt))
+      return 0;
+    return TGW_REASON_EDGE_BAD_SOURCE;
+  }
+  __u32 n = f->source_count;
+  for (__u32 i = 0; i < TGW_EDGE_MAX_SOURCES; i++) {
+    if (i >= n) break;
+    if (tgw_edge_from(&f->sources[i], pkt)) return 0;
+  }
+  return TGW_REASON_EDGE_BAD_SOURCE;
 }
 
 /* Hides what the compiler knows of a value's range (BPF only), so that a mask it could

@@ -130,7 +130,12 @@ enum tgw_reason {
   TGW_REASON_L3_BAD_CHECKSUM = 58,    /* IPv4 header checksum wrong (the stack would drop it):
                                        * dropped */
   TGW_REASON_STUN_OVER_BUDGET = 59,   /* the source prefix's answer budget is spent: dropped */
-  TGW_REASON_COUNT = 60
+  /* edge source: inbound data only from the flow's peer (tgw/edge.h, tgw_edge_flow sources). */
+  TGW_REASON_EDGE_BAD_SOURCE = 60,    /* a data frame from an endpoint the peer never answered
+                                       * authenticated disco on, or ChannelData not from our
+                                       * TURN server on the channel bound for the flow's peer:
+                                       * dropped */
+  TGW_REASON_COUNT = 61
 };
 
 /* Per-CPU counter slot. */
@@ -236,6 +241,7 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_SOURCE_PORT_ZERO: return "source_port_zero";
     case TGW_REASON_L3_BAD_CHECKSUM: return "l3_bad_checksum";
     case TGW_REASON_STUN_OVER_BUDGET: return "stun_over_budget";
+    case TGW_REASON_EDGE_BAD_SOURCE: return "edge_bad_source";
     default: return "unknown";
   }
 }
