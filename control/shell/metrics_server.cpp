@@ -42,9 +42,7 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::open(event_base* base, con
   if (getsockname(evconnlistener_get_fd(s->listener_), reinterpret_cast<sockaddr*>(&bound), &blen) == 0) {
     if (auto a = SockAddr::fromSockaddr(reinterpret_cast<const sockaddr*>(&bound), blen)) s->address_ = *a;
   }
-  s->resume_ = evtimer_new(
-      base, [](evutil_socket_t, short, void* self) { evconnlistener_enable(static_cast<MetricsServer*>(self)->listener_); },
-      s.get());
+  s->resume_ = std::make_unique<DeadlineTimer>(base, [sp = s.get()] { evconnlistener_enable(sp->listener_); });
   return s;
 }
 
@@ -53,7 +51,7 @@ MetricsServer::MetricsServer(event_base* base, SockAddr address, Render render)
 
 MetricsServer::~MetricsServer() {
   connections_.clear();
-  if (resume_ != nullptr) event_free(resume_);
+  resume_.reset();
   if (listener_ != nullptr) evconnlistener_free(listener_);
 }
 
@@ -94,8 +92,7 @@ void MetricsServer::onAcceptError() {
   limiter_.write(Clock::now(), log::Level::Warn, "metrics_accept_failed",
                  {{"error", std::strerror(errno)}, {"pause_ms", std::to_string(static_cast<int64_t>(toMs(kMetricsAcceptPause)))}});
   evconnlistener_disable(listener_);
-  const timeval tv = toTimeval(kMetricsAcceptPause);
-  event_add(resume_, &tv);
+  resume_->after(kMetricsAcceptPause);
 }
 
 void MetricsServer::onRead(Connection* c) {

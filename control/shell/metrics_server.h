@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "shell/deadline_timer.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 
@@ -66,7 +67,7 @@ class MetricsServer {
   SockAddr address_;
   Render render_;
   evconnlistener* listener_ = nullptr;
-  ::event* resume_ = nullptr;  // re-enables the listener after an accept pause
+  std::unique_ptr<DeadlineTimer> resume_;  // re-enables the listener after an accept pause
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
   uint64_t nextId_ = 1;
   Counters counters_;

@@ -85,8 +85,8 @@ bool Server::martian(const SockAddr& from, const SockAddr& local) const {
   // sources on lo only), as tests and local tools do.
   static const IpAddr kLoopback6 = IpAddr::parse("::1").value();
   if (local.isV4() ? local.ip().bytes()[0] == 127 : local.ip() == kLoopback6) return false;
-  for (const SockAddr& own : endpoints())
-    if (own.ip() == from.ip()) return true;
+  // Our own addresses (every endpoint's IP is one of these two): no vector per datagram.
+  if (from.ip() == config_.primaryIp || (config_.secondaryIp && from.ip() == *config_.secondaryIp)) return true;
   if (from.family() != local.family()) return false;
   if (from.isV4()) {
     __be32 s = 0, d = 0;

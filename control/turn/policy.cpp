@@ -68,10 +68,12 @@ IpAddr v4At(const uint8_t* b, size_t off, uint8_t xorWith = 0) {
                      static_cast<uint8_t>(b[off + 2] ^ xorWith), static_cast<uint8_t>(b[off + 3] ^ xorWith)});
 }
 
-}  // namespace
 
+// The prefix lengths RFC 6052 section 2.2 defines for IPv4-embedded IPv6 addresses.
 bool isRfc6052Length(uint8_t n) { return n == 32 || n == 40 || n == 48 || n == 56 || n == 64 || n == 96; }
 
+// The IPv4 address an RFC 6052 address of `prefixLength` embeds: the 32 bits after the
+// prefix, skipping bits 64..71 (the u-octet).
 IpAddr rfc6052Ipv4(const IpAddr& v6, uint8_t prefixLength) {
   const uint8_t* b = v6.bytes();
   std::array<uint8_t, 4> out{};
@@ -82,6 +84,8 @@ IpAddr rfc6052Ipv4(const IpAddr& v6, uint8_t prefixLength) {
   }
   return IpAddr::v4(out);
 }
+
+}  // namespace
 
 std::vector<IpAddr> embeddedIpv4(const IpAddr& ip, std::span<const Cidr> nat64) {
   std::vector<IpAddr> out;

@@ -28,13 +28,6 @@
 
 namespace tgw::turn {
 
-// The prefix lengths RFC 6052 section 2.2 defines for IPv4-embedded IPv6 addresses.
-bool isRfc6052Length(uint8_t prefixLength);
-
-// The IPv4 address that an RFC 6052 address of `prefixLength` (32, 40, 48, 56, 64 or 96)
-// embeds: the 32 bits after the prefix, skipping bits 64..71 (the u-octet).
-IpAddr rfc6052Ipv4(const IpAddr& v6, uint8_t prefixLength);
-
 // Every IPv4 address `ip` (IPv6) carries, in the forms a packet to it can reach:
 //   ::ffff:a.b.c.d (IPv4-mapped), ::ffff:0:a.b.c.d (SIIT, RFC 2765), ::a.b.c.d
 //   (IPv4-compatible; not :: and ::1), 64:ff9b::/96 (RFC 6052 well-known), the operator's
