@@ -81,9 +81,15 @@ inline RelayAndPeer enterRelayAndPeerNamespaces() {
   RelayAndPeer n;
   if (unshare(CLONE_NEWNET) != 0) return {-1, -1, "cannot unshare a network namespace (root needed)"};
   n.relayNs = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (unshare(CLONE_NEWNET) != 0) return {-1, -1, "cannot unshare a second network namespace"};
+  if (unshare(CLONE_NEWNET) != 0) {
+    n.error = "cannot unshare a second network namespace";  // the caller closes what is open
+    return n;
+  }
   n.peerNs = open("/proc/thread-self/ns/net", O_RDONLY);  // inherited by `ip`: named below
-  if (setns(n.relayNs, CLONE_NEWNET) != 0) return {-1, -1, "cannot go back to the relay's namespace"};
+  if (setns(n.relayNs, CLONE_NEWNET) != 0) {
+    n.error = "cannot go back to the relay's namespace";
+    return n;
+  }
   const std::string peer = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(n.peerNs);
   const bool ok = sh("ip link set lo up") && sh("ip link add tgwit0 type veth peer name tgwit1") &&
                   sh("ip link set tgwit1 netns " + peer) && sh("ip addr add 198.18.0.1/24 dev tgwit0") &&

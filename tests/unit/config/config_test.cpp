@@ -305,7 +305,7 @@ TEST(ConfigTurn, SecretsInTheConfigAndDangerousValues) {
   auto open = std::filesystem::temp_directory_path() / ("tgw-config-open-" + std::to_string(::getpid()));
   std::filesystem::create_directories(open);
   std::filesystem::permissions(open, P::all);
-  auto e = errorOf("[daemon]\ncontrol_socket = \"" + (open / "s.sock").string() + "\"\n" + withTurn("rest_secret = \"0123456789abcdef\"\n").substr(0));
+  auto e = errorOf("[daemon]\ncontrol_socket = \"" + (open / "s.sock").string() + "\"\n" + withTurn("rest_secret = \"0123456789abcdef\"\n"));
   EXPECT_NE(e.find("daemon.control_socket: expected a socket in a folder others cannot write to"), std::string::npos) << e;
   std::filesystem::remove_all(open);
 }
@@ -322,10 +322,9 @@ TEST(ConfigTurn, SecretAndUsersFromFiles) {
   std::ofstream(dir / "secret") << "  from-a-file\n";
   std::ofstream(dir / "users") << "# name:password\n\nalice:pw:with:colons\nbob:x\r\n";
   // Secret files are checked like key files (issue 11): group or others may not read them.
-  for (const char* f : {"secret", "users"}) {
-    EXPECT_EQ(errorOf(withTurn(std::string(f == std::string("secret") ? "rest_secret_file" : "users_file") + " = \"" +
-                               (dir / f).string() + "\"\n")),
-              "t.toml:5: relay.turn." + std::string(f == std::string("secret") ? "rest_secret_file" : "users_file") +
+  for (const auto& [f, key] : {std::pair{"secret", "rest_secret_file"}, std::pair{"users", "users_file"}}) {
+    EXPECT_EQ(errorOf(withTurn(std::string(key) + " = \"" + (dir / f).string() + "\"\n")),
+              "t.toml:5: relay.turn." + std::string(key) +
                   ": expected a file only its owner can read (like a key file), got \"" + (dir / f).string() +
                   "\", which has mode 0644 (group or others may access it; chmod 600)");
     std::filesystem::permissions(dir / f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
