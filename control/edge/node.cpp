@@ -141,14 +141,27 @@ void Node::checkRebinding(TimePoint now) {
   ++counters_.relayRebinds;
   for (auto& p : peers_) p.channelGeneration = 0;
   relay_->reallocate(now);
+  // The rendezvous knows us at the old mapping too: deliveries to us go there until we
+  // register again.
+  refreshRendezvous(now);
+}
+
+void Node::refreshRendezvous(TimePoint now) {
+  if (rdv_ && started_) pumpRendezvous(rdv_->refresh(now));
 }
 
 std::optional<TimePoint> Node::unansweredRelayPing(const Peer& peer) const {
   if (!relay_ || !relay_->allocated()) return std::nullopt;
   const engine::PeerPaths* pp = engine_.peer(peer.id);
-  if (!pp || !pp->activePath() || !pp->activePath()->isRelay()) return std::nullopt;
-  const auto* st = pp->find(*pp->activePath());
-  if (!st || st->lastPing == TimePoint{} || st->lastPong >= st->lastPing) return std::nullopt;
+  if (!pp) return std::nullopt;
+  // The relay path, active or not: while direct the engine checks it too
+  // (engine::kRelayCheckInterval), so a relay that lost our allocation is found before a
+  // fallback needs it.
+  const auto& paths = pp->paths();
+  const auto relay = std::find_if(paths.begin(), paths.end(), [](const auto& ps) { return ps.path.isRelay(); });
+  if (relay == paths.end()) return std::nullopt;
+  const auto* st = &*relay;
+  if (st->lastPing == TimePoint{} || st->lastPong >= st->lastPing) return std::nullopt;
   if (st->lastPing <= peer.relayProbedPing) return std::nullopt;
   return st->lastPing;
 }
@@ -161,10 +174,12 @@ void Node::probeSilentRelay(TimePoint now) {
     p.relayProbedPing = *ping;
     probe = true;
   }
-  // One Refresh answers for every peer: they all ride the same allocation.
+  // One Refresh answers for every peer: they all ride the same allocation. The rendezvous
+  // registration is checked with it (a relay that restarted lost both).
   if (probe && relay_->probe(now)) {
     ++counters_.relayProbes;
     queueSends(*relay_);
+    refreshRendezvous(now);
   }
 }
 
@@ -219,6 +234,8 @@ void Node::handleTurnEvents(TimePoint now) {
       // again. Only those learned before the relay last confirmed our allocation: a peer that
       // noticed the restart first has advertised its new address since, and keeps it.
       const auto* lost = std::get_if<turnclient::AllocationLost>(&e);
+      // A relay that lost our allocation (restarted) lost our registration too.
+      if (lost) refreshRendezvous(now);
       for (auto& p : peers_) {
         p.channelGeneration = 0;
         engine_.setRelayPath(p.id, std::nullopt, now);
@@ -407,6 +424,16 @@ void Node::pumpEngine(TimePoint now) {
     if (learnedLocal_.size() >= kMaxLearnedLocal) learnedLocal_.erase(learnedLocal_.begin());
     learnedLocal_.push_back(c);
     ++learnedVersion_;
+  }
+  // An active direct path went silent: look for a rebinding of our NAT at once (a STUN
+  // round; a TURN Refresh, answered 437 from a new mapping), before the path is given up.
+  if (!engine_.takeRecheck().empty()) {
+    ++counters_.rechecks;
+    if (stun_) stun_->gather(now);
+    if (relay_ && relay_->probe(now)) {
+      ++counters_.relayProbes;
+      queueSends(*relay_);
+    }
   }
   const auto rediscover = engine_.takeRediscover();
   if (!rediscover.empty()) {

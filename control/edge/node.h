@@ -51,7 +51,8 @@ inline constexpr Duration kCallMeMaybeMinInterval = 100ms;
 // 30 s for good (in case the peer restarted). The engine ignores a list it already has.
 inline constexpr Duration kCallMeMaybeRetry = 1s;
 inline constexpr Duration kCallMeMaybeRefresh = 30s;
-// A heartbeat on the active relay path unanswered this long makes the TURN client send a
+// A ping on the relay path (a heartbeat when it is active, engine::kRelayCheckInterval's
+// check when not) unanswered this long makes the TURN client send a
 // Refresh at once (RelaySource::probe): a relay that restarted answers it with 437 within one
 // round trip, and a new allocation follows, instead of waiting for the engine's
 // kRelayTrustWindow (twice) or the next scheduled refresh (minutes). 2 s is far above the
@@ -99,7 +100,8 @@ struct NodeCounters {
   uint64_t droppedUnclassified = 0;    // a datagram nobody here takes
   uint64_t relayRebinds = 0;           // new allocations after our NAT changed our mapping
   uint64_t relayReallocations = 0;     // new allocations after the relay path stayed silent
-  uint64_t relayProbes = 0;            // Refreshes sent because a relay heartbeat went unanswered
+  uint64_t relayProbes = 0;            // Refreshes sent because a relay ping went unanswered (or a recheck)
+  uint64_t rechecks = 0;               // STUN rounds and relay probes for a silent direct path
   uint64_t peerRelayedForgotten = 0;   // peers' relayed addresses dropped when our allocation was lost
 };
 
@@ -170,8 +172,12 @@ class Node {
 
   void pumpSources(TimePoint now);
   void checkRebinding(TimePoint now);
-  // When the peer's active relay path has a heartbeat unanswered kRelayProbeAfter, and that
-  // ping was not probed for yet: its lastPing (the probe is due at lastPing + kRelayProbeAfter).
+  // Runs the rendezvous handshake again now (unless one is under way): after signs that the
+  // relay lost our registration or knows us at an old mapping.
+  void refreshRendezvous(TimePoint now);
+  // When the peer's relay path (active or not) has a ping unanswered kRelayProbeAfter, and
+  // that ping was not probed for yet: its lastPing (the probe is due at lastPing +
+  // kRelayProbeAfter).
   std::optional<TimePoint> unansweredRelayPing(const Peer& peer) const;
   void probeSilentRelay(TimePoint now);
   void pumpEngine(TimePoint now);

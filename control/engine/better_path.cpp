@@ -18,7 +18,8 @@ bool betterPath(const PathQuality& candidate, const PathQuality& incumbent) {
   const bool incDirect = incumbent.kind == dataplane::PathKind::Direct;
   if (candDirect != incDirect) return candDirect;
   const double inc = effectiveMs(incumbent);
-  const double margin = std::max(inc * kRttHysteresisRatio, toMs(kRttHysteresisFloor));
+  const double spread = kRttSpreadFactor * (toMs(candidate.rttVar) + toMs(incumbent.rttVar));
+  const double margin = std::max(inc * kRttHysteresisRatio, std::min(spread, inc * kMaxHysteresisRatio));
   return effectiveMs(candidate) < inc - margin;
 }
 

@@ -6,11 +6,16 @@
 //   2. Direct beats relay, whatever the RTTs: the relay is the path of last resort
 //      (the seed: "pick the best thing that works", the relay is what's left when nothing
 //      direct does), and it costs the relay operator bandwidth.
-//   3. Between two paths of the same kind, the candidate wins only when its RTT is better
-//      by a margin: kRttHysteresisRatio of the incumbent's RTT, and at least
-//      kRttHysteresisFloor. That stops flapping between two paths whose RTTs jitter around
-//      each other. IPv6 gets a head start of kIpv6Bonus of its RTT: the same RTT over IPv6
-//      crosses no NAT, so its state is less likely to vanish.
+//   3. Between two paths of the same kind, the candidate wins only when its smoothed RTT
+//      is better by a margin: kRttHysteresisRatio of the incumbent's, and at least
+//      kRttSpreadFactor times the two paths' RTT variations added (RFC 6298's RTTVAR, which
+//      a path measured once starts at half its RTT), capped at kMaxHysteresisRatio of the
+//      incumbent's RTT. A margin relative to the spread, not a fixed floor: two
+//      sub-millisecond paths whose samples jitter around each other never flip on one sample
+//      (seen: v6 -> v4 -> v6 within 6 s against a 1 ms floor), while a path twice as fast
+//      wins however noisy both are. IPv6 gets a head start of
+//      kIpv6Bonus of its RTT: the same RTT over IPv6 crosses no NAT, so its state is less
+//      likely to vanish.
 #pragma once
 
 #include <optional>
@@ -22,15 +27,20 @@ namespace tgw::engine {
 
 // The candidate must be at least 10 % faster: RTT jitter on the Internet is of that order.
 inline constexpr double kRttHysteresisRatio = 0.10;
-// ... and at least 1 ms faster: on a LAN, RTTs of 0.2 and 0.3 ms are the same path quality.
-inline constexpr Duration kRttHysteresisFloor = 1ms;
+// ... and faster by at least twice the two paths' RTT variations added: a difference inside
+// the paths' own jitter is no difference (on a LAN, 0.2 and 0.3 ms are the same quality).
+inline constexpr double kRttSpreadFactor = 2.0;
+// ... but a candidate twice as fast always wins: the spread of two paths measured once or
+// twice (RTTVAR starts at half the RTT) would otherwise keep a 50 ms path against a 2 ms one.
+inline constexpr double kMaxHysteresisRatio = 0.5;
 // IPv6 RTTs count 10 % less (Tailscale does the same): no NAT mapping to lose.
 inline constexpr double kIpv6Bonus = 0.10;
 
 struct PathQuality {
   dataplane::PathKind kind = dataplane::PathKind::Relay;
-  std::optional<Duration> rtt;  // empty: never answered (not known to work)
+  std::optional<Duration> rtt;  // smoothed (SRTT); empty: never answered (not known to work)
   bool ipv6 = false;
+  Duration rttVar{};            // RTTVAR (RFC 6298): how much the samples vary
 };
 
 // True when `candidate` should replace `incumbent` as the active path.

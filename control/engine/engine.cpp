@@ -12,6 +12,7 @@ EngineSinks Engine::sinks() {
   s.changes = &changes_;
   s.learnedLocal = &learnedLocal_;
   s.rediscover = &rediscover_;
+  s.recheck = &recheck_;
   s.pongReports = &pongReports_;
   s.counters = &counters_;
   s.txCounter = &txCounter_;

@@ -71,6 +71,9 @@ class Engine {
   std::vector<Candidate> takeLearnedLocal() { return std::exchange(learnedLocal_, {}); }
   // Peers whose direct path died: the edge gathers fresh candidates and tells them.
   std::vector<PeerId> takeRediscover() { return std::exchange(rediscover_, {}); }
+  // Peers whose active direct path went suspect (data out, nothing back): the edge checks
+  // whether our NAT rebound us (STUN, a TURN probe) before the path is given up.
+  std::vector<PeerId> takeRecheck() { return std::exchange(recheck_, {}); }
   // Pongs to pingAll()'s pings (the caller of pingAll takes them).
   std::vector<PongReport> takePongReports() { return std::exchange(pongReports_, {}); }
 
@@ -91,6 +94,7 @@ class Engine {
   BoundedQueue<PathChange> changes_{kMaxQueuedPathChanges};
   std::vector<Candidate> learnedLocal_;
   std::vector<PeerId> rediscover_;
+  std::vector<PeerId> recheck_;
   std::vector<PongReport> pongReports_;
   EngineCounters counters_;
   uint64_t txCounter_ = 0;

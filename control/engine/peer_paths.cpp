@@ -15,6 +15,7 @@ std::string_view toString(ChangeReason r) {
     case ChangeReason::TrustExpired: return "trust_expired";
     case ChangeReason::RelayLost: return "relay_lost";
     case ChangeReason::Remembered: return "remembered";
+    case ChangeReason::Silent: return "silent";
   }
   return "?";
 }
@@ -26,6 +27,7 @@ void PeerPaths::addFlow(const Flow& flow) {
   removeFlow(flow.id);
   flows_.push_back(flow);
   if (active_ && !sinks_.table->setPath(flow, *active_)) ++sinks_.counters->tableErrors;
+  if (onDirectPath() && nextTrafficCheck_ == kNever) nextTrafficCheck_ = TimePoint{};  // at the next timer
   // Before the first sync the table keeps what it holds (a pinned entry's set: a restart
   // goes on accepting the peer's data until the engine decides, syncSources).
   if (sourcesWritten_ && !sinks_.table->setSources(flow.id, sources_)) ++sinks_.counters->tableErrors;
@@ -56,7 +58,10 @@ PeerPaths::PathState* PeerPaths::addPath(const Path& p, CandidateKind kind) {
     ++sinks_.counters->candidatesRefused;
     return nullptr;
   }
-  paths_.push_back(PathState{p, kind, {}, {}, std::nullopt, true, {}});
+  PathState ps;
+  ps.path = p;
+  ps.kind = kind;
+  paths_.push_back(ps);
   return &paths_.back();
 }
 
@@ -154,7 +159,10 @@ void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
   if (old) std::erase_if(paths_, [&](const PathState& ps) { return ps.path == *old; });
   if (relay) {
     // The relay path is always kept: it goes in even when the direct list is full.
-    paths_.push_back(PathState{*relay, CandidateKind::Relayed, {}, {}, std::nullopt, true, {}});
+    PathState ps;
+    ps.path = *relay;
+    ps.kind = CandidateKind::Relayed;
+    paths_.push_back(ps);
   }
   if (!active_ || active_->isRelay()) {
     setActive(relay, relay ? ChangeReason::RelayReady : ChangeReason::RelayLost, now);
@@ -214,6 +222,7 @@ void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& l
   pong.type = DiscoMessage::Type::Pong;
   pong.txid = txid;
   Path back;
+  PathState* triggered = nullptr;  // a direct path to ping back at once (a triggered check)
   if (viaRelay) {
     auto relay = relayPath();
     if (!relay) {
@@ -224,28 +233,50 @@ void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& l
   } else {
     back = Path{PathKind::Direct, local, from, {}, 0};
     pong.observed = from;
-    if (PathState* ps = findMutable(back)) {
+    PathState* ps = findMutable(back);
+    if (ps) {
+      ps->lastPeerPing = now;
       // A sealed ping from an endpoint the peer listed itself (its sealed candidate list):
       // the peer is there, and may switch to the path as soon as our pong reaches it, before
       // our own probe of the path is answered. Its data is accepted from now on.
-      if (ps->listed && ps->kind != CandidateKind::PeerReflexive) {
-        ps->lastPeerPing = now;
-        syncSources(now);
-      }
-    } else {
+      if (ps->listed && ps->kind != CandidateKind::PeerReflexive) syncSources(now);
+    } else if ((ps = addPath(back, CandidateKind::PeerReflexive))) {
       // Peer-reflexive: the peer reached us from an endpoint it never listed (its NAT's
-      // mapping towards us). Keep it and ping it back at once, ahead of the round; its data
-      // is accepted once it answers.
-      if (PathState* learned = addPath(back, CandidateKind::PeerReflexive)) {
-        ++sinks_.counters->peerReflexiveLearned;
-        learned->listed = false;
-        probeQueue_.insert(probeQueue_.begin(), back);
-        nextProbeAt_ = std::min(nextProbeAt_, now);
-      }
+      // mapping towards us). Keep it and ping it back at once (below); its data is accepted
+      // once it answers.
+      ++sinks_.counters->peerReflexiveLearned;
+      ps->listed = false;
+      ps->lastPeerPing = now;
+    }
+    // Not confirmed since our last ping (never answered, or our ping died in the peer's NAT
+    // before the peer's own ping opened it): ping back now, not at the next round.
+    const bool unconfirmed = ps && (ps->lastPong == TimePoint{} || ps->lastPong < ps->lastPing);
+    if (unconfirmed && (ps->lastTriggered == TimePoint{} || now - ps->lastTriggered >= kTriggeredCheckInterval)) {
+      triggered = ps;
+    }
+    // The peer's ping on the active path: it is heard (the traffic watch).
+    if (ps && active_ && *active_ == back && suspectSince_ != kNever) {
+      ++sinks_.counters->suspicionsCleared;
+      endSuspicion();
     }
   }
   ++sinks_.counters->pongsSent;
   sinks_.sends->push_back(DiscoSend{id_, back, pong});
+  if (triggered) {
+    triggered->lastTriggered = now;
+    ++sinks_.counters->triggeredChecks;
+    ping(*triggered, now);
+    // The peer at an endpoint we have not confirmed while our active path is another direct
+    // one: a sign that a NAT changed its mapping (our active path may be dead, its pongs
+    // lost behind the old mapping). Check the active path at once as well.
+    if (onDirectPath() && *active_ != back) {
+      PathState* a = findMutable(*active_);
+      if (a && (a->lastTriggered == TimePoint{} || now - a->lastTriggered >= kTriggeredCheckInterval)) {
+        a->lastTriggered = now;
+        ping(*a, now);
+      }
+    }
+  }
 }
 
 void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& local, bool viaRelay,
@@ -273,19 +304,34 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
   if (!ps) return;  // the path was dropped since (new candidate list)
   ++sinks_.counters->pongsReceived;
   ps->lastPong = now;
-  ps->rtt = now - pp.sent;
+  const Duration sample = now - pp.sent;
+  ps->rtt = sample;
+  if (!ps->srtt) {
+    ps->srtt = sample;
+    ps->rttVar = sample / 2;
+  } else {
+    const Duration diff = *ps->srtt > sample ? *ps->srtt - sample : sample - *ps->srtt;
+    ps->rttVar = (3 * ps->rttVar + diff) / 4;
+    ps->srtt = (7 * *ps->srtt + sample) / 8;
+  }
   if (pp.report && sinks_.pongReports) sinks_.pongReports->push_back(PongReport{id_, ps->path, *ps->rtt});
   if (!viaRelay && observed.port() != 0) {
     sinks_.learnedLocal->push_back(Candidate{observed, CandidateKind::PeerReflexive});
   }
   // The endpoint may send data before any path switch to it: the peer may switch first.
   syncSources(now);
-  if (active_ && *active_ == ps->path) return;  // trust refreshed by lastPong
-  PathQuality cand{ps->path.kind, ps->rtt, ps->path.remote.isV6()};
+  if (active_ && *active_ == ps->path) {  // trust refreshed by lastPong
+    if (suspectSince_ != kNever) {
+      ++sinks_.counters->suspicionsCleared;
+      endSuspicion();
+    }
+    return;
+  }
+  PathQuality cand{ps->path.kind, ps->srtt, ps->path.remote.isV6(), ps->rttVar};
   PathQuality inc;
   if (active_) {
     const PathState* a = find(*active_);
-    inc = PathQuality{active_->kind, a ? a->rtt : std::nullopt, active_->remote.isV6()};
+    inc = PathQuality{active_->kind, a ? a->srtt : std::nullopt, active_->remote.isV6(), a ? a->rttVar : Duration{}};
     // The relay path is usable before its first pong, and so is a remembered path while it
     // is being verified (it forwarded until the restart): rank them as working, so only a
     // measured better path replaces them (a relay pong does not replace a remembered path).
@@ -319,6 +365,10 @@ void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, Ti
   active_ = to;
   activeSince_ = now;
   activeRemembered_ = false;
+  // The traffic watch starts over on each new active path (a direct one only).
+  endSuspicion();
+  countersRead_ = false;
+  nextTrafficCheck_ = to && to->isDirect() && !flows_.empty() ? now : kNever;
   if (to && to->isRelay()) {
     relaySuspectAt_ = now + kRelayTrustWindow;
   } else {
@@ -352,11 +402,20 @@ void PeerPaths::onTimer(TimePoint now) {
   std::erase_if(pending_, timedOut);
   std::erase_if(operatorPending_, timedOut);
 
-  if (onDirectPath() && now >= trustDeadline()) {
-    ++sinks_.counters->fallbacks;
-    setActive(relayPath(), ChangeReason::TrustExpired, now);
-    sinks_.rediscover->push_back(id_);
-    startSearch(now);
+  if (onDirectPath() && now >= trustDeadline()) fallBack(ChangeReason::TrustExpired, now);
+  watchTraffic(now);
+  if (onDirectPath() && suspectSince_ != kNever) {
+    if (now >= suspectSince_ + kSuspectTimeout) {
+      ++sinks_.counters->silentFallbacks;
+      fallBack(ChangeReason::Silent, now, freshestDirect(suspectSince_));
+    } else if (PathState* a = findMutable(*active_); a && now >= a->lastPing + kSuspectPingInterval) {
+      ping(*a, now);
+    }
+  }
+  if (now >= relayCheckDue()) {
+    if (auto relay = relayPath()) {
+      if (PathState* r = findMutable(*relay)) ping(*r, now);
+    }
   }
   if (active_ && active_->isRelay() && now >= relaySuspectAt_) {
     const PathState* r = find(*active_);
@@ -393,8 +452,92 @@ void PeerPaths::onTimer(TimePoint now) {
   syncSources(now);
 }
 
+std::optional<Path> PeerPaths::freshestDirect(TimePoint since) const {
+  const PathState* best = nullptr;
+  for (const auto& ps : paths_) {
+    if (!ps.path.isDirect() || (active_ && ps.path == *active_) || ps.lastPong < since || ps.lastPong == TimePoint{}) {
+      continue;
+    }
+    if (!best || betterPath(PathQuality{ps.path.kind, ps.srtt, ps.path.remote.isV6(), ps.rttVar},
+                            PathQuality{best->path.kind, best->srtt, best->path.remote.isV6(), best->rttVar})) {
+      best = &ps;
+    }
+  }
+  return best ? std::optional<Path>(best->path) : std::nullopt;
+}
+
+void PeerPaths::fallBack(ChangeReason reason, TimePoint now, std::optional<Path> to) {
+  ++sinks_.counters->fallbacks;
+  setActive(to ? to : relayPath(), reason, now);
+  sinks_.rediscover->push_back(id_);
+  startSearch(now);
+}
+
+void PeerPaths::endSuspicion() { suspectSince_ = kNever; }
+
+void PeerPaths::watchTraffic(TimePoint now) {
+  if (!onDirectPath() || flows_.empty()) {
+    nextTrafficCheck_ = kNever;
+    return;
+  }
+  if (now < nextTrafficCheck_) return;
+  nextTrafficCheck_ = now + kTrafficCheckInterval;
+  uint64_t out = 0, in = 0;
+  bool counted = false;
+  for (const auto& f : flows_) {
+    if (auto c = sinks_.table->flowCounters(f.id)) {
+      out += c->outDirectPackets;
+      in += c->inDirectPackets;
+      counted = true;
+    }
+  }
+  if (!counted) return;  // a table that counts nothing: the heartbeat rule alone
+  if (countersRead_) {
+    if (out != outDirect_) lastOut_ = now;
+    if (in != inDirect_) lastIn_ = now;
+  }
+  countersRead_ = true;
+  outDirect_ = out;
+  inDirect_ = in;
+  const PathState* a = find(*active_);
+  if (!a) return;
+  // Only the active path's own answer (a pong, the peer's ping on it) clears a suspicion:
+  // data may be arriving on another of the peer's endpoints.
+  if (suspectSince_ != kNever) return;
+  const TimePoint heard = std::max({lastIn_, a->lastPong, a->lastPeerPing, activeSince_});
+  const bool sending = lastOut_ == now;
+  const bool twoWay = lastIn_ != TimePoint{} && now - lastIn_ <= kTwoWayMemory;
+  const bool silent = twoWay && now - heard >= kReceiveSilence;
+  // Data may still arrive from the peer on another of its endpoints (its NAT rebound it)
+  // while our pings on the active path go unanswered: that counts too.
+  const bool unanswered = a->lastPing > a->lastPong && now - a->lastPing >= kReceiveSilence;
+  if (!sending || !(silent || unanswered)) return;
+  // Data goes out and nothing comes back: ping the path now (and the relay path, so it is
+  // known to work if we need it), and let the edge look for a rebinding of our NAT.
+  suspectSince_ = now;
+  ++sinks_.counters->pathsSuspected;
+  if (PathState* am = findMutable(*active_)) ping(*am, now);
+  if (auto relay = relayPath()) {
+    if (PathState* r = findMutable(*relay)) ping(*r, now);
+  }
+  if (sinks_.recheck) sinks_.recheck->push_back(id_);
+}
+
+TimePoint PeerPaths::relayCheckDue() const {
+  if (!onDirectPath()) return kNever;
+  const auto relay = relayPath();
+  if (!relay) return kNever;
+  const PathState* r = find(*relay);
+  return r ? std::max(r->lastPing, activeSince_) + kRelayCheckInterval : kNever;
+}
+
 TimePoint PeerPaths::nextDeadline() const {
-  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_, sourcesExpireAt_});
+  TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_, sourcesExpireAt_,
+                          nextTrafficCheck_, relayCheckDue()});
+  if (onDirectPath() && suspectSince_ != kNever) {
+    t = std::min(t, suspectSince_ + kSuspectTimeout);
+    if (const PathState* a = find(*active_)) t = std::min(t, a->lastPing + kSuspectPingInterval);
+  }
   if (!probeQueue_.empty()) t = std::min(t, nextProbeAt_);
   return t;
 }

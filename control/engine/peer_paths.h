@@ -14,10 +14,22 @@
 //     reported as a local candidate the edge may advertise;
 //   - switches when a pong proves a path better by betterPath() (better_path.h): direct over
 //     relay, then RTT with hysteresis;
+//   - answers a ping on a direct path it has not confirmed with a pong and, at once, a
+//     ping of its own (a triggered check, RFC 8445 section 7.3.1.4), so both sides are
+//     direct within one round trip of each other;
 //   - keeps the active direct path warm (a ping every kHeartbeat, repeated every
 //     kHeartbeatRetry while unanswered), trusts it for kTrustWindow after its last pong, and
 //     when that runs out falls back to the relay and searches again (the edge also gathers
 //     fresh candidates: NAT state may be gone);
+//   - watches the flows' traffic on the active direct path (the fast path's counters): a
+//     flow that sends but hears nothing for kReceiveSilence makes the path suspect, pinged
+//     at once with the relay path, and without an answer within kSuspectTimeout it falls
+//     back to the relay (about 1.75 s after the path died, instead of the trust window);
+//   - smooths each path's RTT (RFC 6298's SRTT and RTTVAR) and chooses with a hysteresis
+//     relative to the paths' spread (better_path.h);
+//   - pings the relay path at least every kRelayCheckInterval while direct, so a relay that
+//     lost our allocation is noticed (the edge probes its TURN client when such a ping goes
+//     unanswered) before a fallback needs it;
 //   - pings the active relay path every kRelayHeartbeat and, after kRelayTrustWindow without
 //     a pong, asks the edge to gather again (which finds a NAT that rebound our mapping
 //     towards the relay, and makes a new allocation).
@@ -59,6 +71,35 @@ inline constexpr Duration kHeartbeatRetry = 1s;
 // slack for their RTT (Tailscale: trustUDPAddrDuration 6.5 s). This bounds how long data
 // is lost when a path dies.
 inline constexpr Duration kTrustWindow = 6500ms;
+// A ping from the peer on a direct path we have not confirmed since our last ping gets a
+// ping back at once (a triggered check): the peer's ping crossed both NATs, so ours now
+// crosses the peer's NAT too (its mapping towards us exists) instead of waiting a search
+// round (1 s). At most one per path per kTriggeredCheckInterval: the peer's pings cannot
+// make us ping faster than that.
+inline constexpr Duration kTriggeredCheckInterval = 100ms;
+// The flows' traffic on the active direct path is read from the fast path's counters every
+// kTrafficCheckInterval (one map read per flow; only while direct and with flows).
+inline constexpr Duration kTrafficCheckInterval = 250ms;
+// A flow that sent in the last interval but heard nothing on a direct path (data, or a
+// ping / pong on the active path) for 500 ms makes the path suspect: at 50 datagrams per
+// second that is 25 missing in a row, not loss; the round trip of any path worth keeping is
+// far shorter.
+inline constexpr Duration kReceiveSilence = 500ms;
+// ... but only when data arrived at some time in the last 10 s: a one-way flow (a stream
+// that nothing answers) would look silent for ever; it keeps the heartbeat rule.
+inline constexpr Duration kTwoWayMemory = 10s;
+// A suspect path is pinged every 250 ms (and the relay path once, to have it verified when
+// it is needed); one pong clears it. Without one for 1 s it falls back to the relay: with
+// kReceiveSilence and the check interval, about 1.75 s after the path died at worst, and
+// the edge looks for a NAT rebinding (STUN, a TURN probe) at the first suspicion. Tailscale
+// waits its whole trust window (6.5 s).
+inline constexpr Duration kSuspectPingInterval = 250ms;
+inline constexpr Duration kSuspectTimeout = 1s;
+// While direct, the relay path is pinged at least every 10 s: a relay that restarted (our
+// allocation or the peer's gone) is noticed within about 12 s (the edge's TURN probe
+// follows an unanswered relay ping, kRelayProbeAfter), so a later fallback lands on a fresh
+// allocation, not a dead one. One ping per peer per 10 s is nothing to the relay.
+inline constexpr Duration kRelayCheckInterval = 10s;
 // On the relay path, a ping every 5 s: it proves the relay path end to end (our allocation,
 // the peer's, both NAT mappings towards the relay), at a cost the relay barely notices.
 inline constexpr Duration kRelayHeartbeat = 5s;
@@ -93,6 +134,8 @@ enum class ChangeReason : uint8_t {
   TrustExpired = 3,  // the active direct path went kTrustWindow without a pong
   RelayLost = 4,     // the relay path went away while active
   Remembered = 5,    // a restart found this direct path in the fast path (rememberPath)
+  Silent = 6,        // data went out but nothing came back, and the suspect path stayed
+                     // silent: to a direct path that answered meanwhile, else the relay
 };
 std::string_view toString(ChangeReason r);
 
@@ -116,7 +159,11 @@ struct EngineCounters {
   uint64_t peerReflexiveLearned = 0;
   uint64_t candidatesRefused = 0;      // beyond kMaxPaths
   uint64_t pathChanges = 0;
-  uint64_t fallbacks = 0;              // TrustExpired
+  uint64_t fallbacks = 0;              // TrustExpired or Silent
+  uint64_t silentFallbacks = 0;        // Silent (also in fallbacks)
+  uint64_t pathsSuspected = 0;         // the active direct path went silent while sending
+  uint64_t suspicionsCleared = 0;      // ... and answered after all
+  uint64_t triggeredChecks = 0;        // pings sent in answer to a ping on an unconfirmed path
   uint64_t relaySuspect = 0;           // the active relay path went kRelayTrustWindow without a pong
   uint64_t tableErrors = 0;            // ForwardingTable::setPath failed
   uint64_t operatorPingsEvicted = 0;   // pingAll pings forgotten unanswered (kMaxOperatorPings)
@@ -136,6 +183,7 @@ struct EngineSinks {
   BoundedQueue<PathChange>* changes = nullptr;  // the shell drains it (Engine::takePathChanges)
   std::vector<Candidate>* learnedLocal = nullptr;  // our endpoints as peers saw them
   std::vector<PeerId>* rediscover = nullptr;       // peers whose active path died
+  std::vector<PeerId>* recheck = nullptr;          // peers whose active path is suspect
   std::vector<PongReport>* pongReports = nullptr;  // pongs to pingAll()'s pings
   EngineCounters* counters = nullptr;
   uint64_t* txCounter = nullptr;
@@ -151,6 +199,9 @@ class PeerPaths {
     TimePoint lastPing{};                      // {}: never pinged
     TimePoint lastPong{};                      // {}: never answered
     std::optional<Duration> rtt;               // latest measured
+    std::optional<Duration> srtt;              // smoothed (RFC 6298 section 2, alpha 1/8)
+    Duration rttVar{};                         // RTTVAR (beta 1/4)
+    TimePoint lastTriggered{};                 // our last triggered check on it
     bool listed = true;                        // in the peer's latest candidate list
     TimePoint lastPeerPing{};                  // the peer's last ping from it ({}: none)
   };
@@ -206,6 +257,10 @@ class PeerPaths {
   const std::vector<PathState>& paths() const { return paths_; }
   const PathState* find(const Path& p) const;
   bool searching(TimePoint now) const { return now < searchUntil_; }
+  // Since when the active direct path is suspect (data out, nothing in); nullopt: it is not.
+  std::optional<TimePoint> suspectSince() const {
+    return suspectSince_ == kNever ? std::nullopt : std::optional<TimePoint>(suspectSince_);
+  }
 
  private:
   struct PendingPing {
@@ -226,6 +281,15 @@ class PeerPaths {
   std::optional<Path> relayPath() const;
   // When the path last answered, as allowedSources() counts it.
   TimePoint lastAnswer(const PathState& ps) const;
+  // The traffic watch (kTrafficCheckInterval): reads the flows' counters, suspects a silent
+  // active direct path, falls back when it stays silent.
+  void watchTraffic(TimePoint now);
+  void endSuspicion();
+  // Leaves the active direct path for `to`, or the relay path; the edge gathers again.
+  void fallBack(ChangeReason reason, TimePoint now, std::optional<Path> to = std::nullopt);
+  // The best direct path other than the active one that answered at or after `since`.
+  std::optional<Path> freshestDirect(TimePoint since) const;
+  TimePoint relayCheckDue() const;
 
   PeerId id_;
   std::vector<SockAddr> localSockets_;
@@ -245,6 +309,13 @@ class PeerPaths {
   dataplane::Sources sources_;        // what the flows' entries say (syncSources)
   bool sourcesWritten_ = false;       // syncSources wrote them at least once
   TimePoint sourcesExpireAt_ = kNever;  // when the oldest of sources_.direct runs out
+  // The traffic watch: the flows' direct packet counts at the last check, and when each
+  // last grew.
+  TimePoint nextTrafficCheck_ = kNever;
+  uint64_t outDirect_ = 0, inDirect_ = 0;
+  bool countersRead_ = false;
+  TimePoint lastOut_{}, lastIn_{};
+  TimePoint suspectSince_ = kNever;
 };
 
 }  // namespace tgw::engine

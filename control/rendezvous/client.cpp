@@ -24,6 +24,11 @@ std::vector<Datagram> Client::start(TimePoint now) {
   return out;
 }
 
+std::vector<Datagram> Client::refresh(TimePoint now) {
+  if (state_ != State::Registered) return {};
+  return start(now);
+}
+
 void Client::sendHello(TimePoint now, std::vector<Datagram>& out) {
   state_ = State::HelloSent;
   auto bytes = encode(Hello{publicKey()});

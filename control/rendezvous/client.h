@@ -80,6 +80,10 @@ class Client {
 
   // Starts registering (sends HELLO).
   std::vector<Datagram> start(TimePoint now);
+  // Runs the handshake again now, as a refresh does, unless one is under way (or the client
+  // was never started): when the relay may have lost the registration or know us at an old
+  // address. The registration stays usable meanwhile.
+  std::vector<Datagram> refresh(TimePoint now);
   // A datagram from the network (the caller demultiplexes on the first byte, 0x0E).
   std::vector<Datagram> onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now);
   std::vector<Datagram> onTimer(TimePoint now);

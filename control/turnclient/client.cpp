@@ -75,7 +75,7 @@ struct Client::Impl {
   struct Pending {
     Kind kind;
     IpAddr ip;             // Permission
-    SockAddr peer;         // ChannelBind
+    SockAddr peer;         // ChannelBind; Permission: the port to send (Permission::port)
     uint16_t channel = 0;  // ChannelBind
     bool authenticated = false;
     int staleRetries = 0;
@@ -87,6 +87,7 @@ struct Client::Impl {
     TimePoint due = kNever;                // when the next CreatePermission goes out
     std::optional<TransactionId> inFlight;
     bool granted = false;
+    uint16_t port = 0;  // sent in XOR-PEER-ADDRESS (see addPeer)
   };
   struct Channel {
     uint16_t number = 0;
@@ -204,7 +205,7 @@ struct Client::Impl {
         b.addU32(attr::kLifetime, 0);
         break;
       case Kind::Permission:
-        b.addXorAddress(attr::kXorPeerAddress, SockAddr(p.ip, 0));
+        b.addXorAddress(attr::kXorPeerAddress, SockAddr(p.ip, p.peer.port()));
         break;
       case Kind::ChannelBind: {
         const uint8_t number[4] = {static_cast<uint8_t>(p.channel >> 8), static_cast<uint8_t>(p.channel), 0, 0};
@@ -282,7 +283,7 @@ struct Client::Impl {
     if (!live()) return;
     if (!refreshInFlight && refreshDue <= now) refreshInFlight = issue(Kind::Refresh, now);
     for (auto& [ip, perm] : permissions) {
-      if (!perm.inFlight && perm.due <= now) perm.inFlight = issue(Kind::Permission, now, ip);
+      if (!perm.inFlight && perm.due <= now) perm.inFlight = issue(Kind::Permission, now, ip, SockAddr(ip, perm.port));
     }
     for (auto& [peer, ch] : channels) {
       if (!ch.inFlight && ch.due <= now) {
@@ -926,7 +927,7 @@ TimePoint Client::nextDeadline() const {
   return t;
 }
 
-Result<void> Client::addPeer(const IpAddr& peer, TimePoint now) {
+Result<void> Client::addPeer(const IpAddr& peer, TimePoint now, uint16_t port) {
   Impl& m = *impl_;
   if (m.state != State::Idle && m.state != State::Allocating && m.state != State::Allocated)
     return fail("TURN client is not allocating or allocated");
@@ -935,6 +936,7 @@ Result<void> Client::addPeer(const IpAddr& peer, TimePoint now) {
   if (m.permissions.size() >= m.cfg.maxPermissions) return fail("too many TURN permissions");
   Impl::Permission perm;
   perm.due = m.live() ? now : kNever;
+  perm.port = port;
   m.permissions.emplace(peer, perm);
   m.pump(now);
   return {};
@@ -958,7 +960,7 @@ Result<uint16_t> Client::bindChannel(const SockAddr& peer, TimePoint now) {
   if (!m.familyPossible(peer.family())) return fail("no relayed address of the peer's family");
   if (m.channels.size() >= m.cfg.maxChannels) return fail("too many TURN channels");
   if (!m.permissions.count(peer.ip())) {
-    if (auto r = addPeer(peer.ip(), now); !r) return fail(r.error().message);
+    if (auto r = addPeer(peer.ip(), now, peer.port()); !r) return fail(r.error().message);
   }
   auto number = m.freeChannelNumber(peer, now);
   if (!number) return fail(number.error().message);

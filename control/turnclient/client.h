@@ -327,11 +327,14 @@ class Client {
   void onTimer(TimePoint now);
   TimePoint nextDeadline() const;
 
-  // Keeps a permission for `peer` (port ignored, RFC 8656 section 9) installed and
-  // refreshed. Before the allocation exists it is remembered and installed once allocated.
-  // Fails when the family has no relayed address (once known) or maxPermissions is reached.
-  // Idempotent for a peer already added.
-  Result<void> addPeer(const IpAddr& peer, TimePoint now);
+  // Keeps a permission for `peer` installed and refreshed. Before the allocation exists it
+  // is remembered and installed once allocated. Fails when the family has no relayed address
+  // (once known) or maxPermissions is reached. Idempotent for a peer already added.
+  // The server ignores the port (RFC 8656 section 9), but its peer policy may not: a peer
+  // that is another allocation on the same relay is allowed only inside the relayed port
+  // range, so CreatePermission carries `port` (bindChannel passes the channel's peer port)
+  // rather than 0, which such a policy refuses with 403.
+  Result<void> addPeer(const IpAddr& peer, TimePoint now, uint16_t port = 0);
   // Stops refreshing the permission (and drops the peer's channels locally).
   void removePeer(const IpAddr& peer, TimePoint now);
   // Binds a channel to `peer` (and keeps its permission): returns the channel number,

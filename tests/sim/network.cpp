@@ -149,10 +149,20 @@ void Network::transmit(Realm& realm, const Link& link, Datagram d) {
     return;
   }
   Realm* r = &realm;
-  events_.after(link.latency, [this, r, d = std::move(d)]() mutable { route(*r, std::move(d)); });
+  events_.after(crossing(link), [this, r, d = std::move(d)]() mutable { route(*r, std::move(d)); });
+}
+
+Duration Network::crossing(const Link& link) {
+  if (link.jitter <= Duration{}) return link.latency;
+  const auto extra = static_cast<Duration::rep>(rng_.uniform() * static_cast<double>(link.jitter.count()));
+  return link.latency + Duration(extra);
 }
 
 void Network::route(Realm& realm, Datagram d) {
+  if (!realm.upstream_ && !blocked_.empty() && blocked_.count(std::minmax(d.from.ip(), d.to.ip()))) {
+    ++counters_.blocked;
+    return;
+  }
   auto it = realm.nodes_.find(d.to.ip());
   if (it == realm.nodes_.end()) {
     if (realm.upstream_) {
@@ -168,7 +178,7 @@ void Network::route(Realm& realm, Datagram d) {
     ++counters_.lost;
     return;
   }
-  events_.after(link.latency, [node, d = std::move(d)]() mutable {
+  events_.after(crossing(link), [node, d = std::move(d)]() mutable {
     if (node.kind == Realm::Kind::Host) {
       node.host->deliver(d);
     } else {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <queue>
 #include <span>
@@ -49,6 +50,7 @@ struct Datagram {
 struct Link {
   Duration latency = 5ms;  // one way
   double loss = 0.0;       // probability that a datagram crossing it is dropped, 0..1
+  Duration jitter{};       // each crossing takes latency + uniform [0, jitter) more
 };
 
 class EventQueue {
@@ -172,6 +174,7 @@ class Network {
     uint64_t delivered = 0;  // handed to a bound endpoint's handler
     uint64_t lost = 0;       // dropped by a link's loss
     uint64_t noRoute = 0;    // destination address unknown in the Internet
+    uint64_t blocked = 0;    // dropped between two blocked addresses (block())
   };
 
   explicit Network(uint64_t seed = 1, TimePoint start = kSimStart);
@@ -195,6 +198,12 @@ class Network {
               Link outsideLink = {});
 
   const Counters& counters() const { return counters_; }
+
+  // A firewall somewhere on the Internet between a and b: datagrams between the two
+  // addresses (either way) are dropped from now on, everything else passes. A direct path
+  // between two sites cut while both still reach their relay.
+  void block(const IpAddr& a, const IpAddr& b) { blocked_.insert(std::minmax(a, b)); }
+  void unblock(const IpAddr& a, const IpAddr& b) { blocked_.erase(std::minmax(a, b)); }
 
   // A sans-I/O state machine's timer side, as the driver below needs it.
   struct Machine {
@@ -221,7 +230,9 @@ class Network {
   std::vector<std::unique_ptr<Realm>> realms_;
   std::vector<std::unique_ptr<Host>> hosts_;
   std::vector<std::unique_ptr<Nat>> nats_;
+  std::set<std::pair<IpAddr, IpAddr>> blocked_;
   Counters counters_;
+  Duration crossing(const Link& link);
 };
 
 }  // namespace tgw::sim

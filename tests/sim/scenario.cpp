@@ -277,6 +277,9 @@ void Scenario::restartNode(SimEdge& e, bool remember) {
 void Scenario::collect(SimEdge& e) {
   for (auto& c : e.node->engine().takePathChanges()) e.changes.push_back(c);
   for (auto& d : e.node->takeDeliveries()) {
+    // The fast path's counters (the engine's traffic watch reads them).
+    auto& c = e.table.count(d.flowId);
+    ++(d.viaRelay ? c.inRelayPackets : c.inDirectPackets);
     if (d.flowId != kFlowId) continue;
     ++e.appReceived;
     e.appReceivedViaRelay += d.viaRelay ? 1 : 0;
@@ -310,6 +313,10 @@ void Scenario::runUntil(TimePoint t) {
       static const uint8_t kPayload[32] = {'t', 'g', 'w'};
       for (auto& e : edges) {
         if (!e->node) continue;
+        if (auto entry = e->table.lookup(kFlowId)) {
+          auto& c = e->table.count(kFlowId);
+          ++(entry->path.isDirect() ? c.outDirectPackets : c.outRelayPackets);
+        }
         e->node->sendApp(kFlowId, kPayload, n);
         ++e->appSent;
         flush(*e);

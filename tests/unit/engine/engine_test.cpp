@@ -260,7 +260,8 @@ TEST_F(EngineTest, PingFromUnknownEndpointIsAnsweredLearnedAndPingedBack) {
   const SockAddr from = sa("198.18.7.7:31000");
   engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{1, 2, 3}, {}}, from, kLocal4, false, kT0);
   auto sends = engine.takeSends();
-  ASSERT_EQ(sends.size(), 1u);
+  // The pong, then at once our own ping on the learned path (a triggered check).
+  ASSERT_EQ(sends.size(), 2u);
   EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Pong);
   EXPECT_EQ(sends[0].msg.txid, (TxId{1, 2, 3}));
   EXPECT_EQ(sends[0].msg.observed, from);
@@ -268,10 +269,9 @@ TEST_F(EngineTest, PingFromUnknownEndpointIsAnsweredLearnedAndPingedBack) {
   EXPECT_EQ(engine.counters().peerReflexiveLearned, 1u);
   ASSERT_EQ(engine.peer(peer)->paths().size(), 1u);
   EXPECT_EQ(engine.peer(peer)->paths()[0].kind, CandidateKind::PeerReflexive);
-  auto sent = runUntil(kT0);
-  ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0].second.msg.type, DiscoMessage::Type::Ping);
-  EXPECT_EQ(sent[0].second.path.remote, from);
+  EXPECT_EQ(sends[1].msg.type, DiscoMessage::Type::Ping);
+  EXPECT_EQ(sends[1].path.remote, from);
+  EXPECT_EQ(engine.counters().triggeredChecks, 1u);
   // A second ping from the same endpoint learns nothing new.
   engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{4}, {}}, from, kLocal4, false, kT0 + 1s);
   EXPECT_EQ(engine.counters().peerReflexiveLearned, 1u);
@@ -279,6 +279,32 @@ TEST_F(EngineTest, PingFromUnknownEndpointIsAnsweredLearnedAndPingedBack) {
   const Candidate cands[] = {{sa("10.1.0.2:4000"), CandidateKind::Host}};
   engine.setRemoteCandidates(peer, cands, kT0 + 2s);
   EXPECT_EQ(engine.peer(peer)->paths().size(), 2u);
+}
+
+// A triggered check (RFC 8445 section 7.3.1.4): our probe of a listed path died in the
+// peer's NAT; the peer's own ping then arrives on that path, so ours would now get through:
+// we answer with a pong and ping back at once, not at the next search round. Bounded: not
+// again within kTriggeredCheckInterval, and not once the path answered.
+TEST_F(EngineTest, APingOnAnUnconfirmedPathIsAnsweredWithAPingAtOnce) {
+  const SockAddr a = sa("198.18.9.9:20000");
+  const Candidate cands[] = {{a, CandidateKind::Reflexive}};
+  engine.setRemoteCandidates(peer, cands, kT0);
+  ASSERT_EQ(runUntil(kT0 + 5ms).size(), 1u);  // our probe, lost
+  const auto peerPing = [&](uint8_t id, TimePoint at) {
+    engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{id}, {}}, a, kLocal4, false, at);
+    return engine.takeSends();
+  };
+  auto sends = peerPing(1, kT0 + 300ms);
+  ASSERT_EQ(sends.size(), 2u);
+  EXPECT_EQ(sends[0].msg.type, DiscoMessage::Type::Pong);
+  EXPECT_EQ(sends[1].msg.type, DiscoMessage::Type::Ping);
+  EXPECT_EQ(sends[1].path, direct(kLocal4, "198.18.9.9:20000"));
+  EXPECT_EQ(engine.counters().triggeredChecks, 1u);
+  EXPECT_EQ(peerPing(2, kT0 + 350ms).size(), 1u) << "within kTriggeredCheckInterval: the pong only";
+  pong(sends[1], kT0 + 380ms);
+  EXPECT_EQ(tablePath(), direct(kLocal4, "198.18.9.9:20000")) << "the triggered ping's pong proves the path";
+  EXPECT_EQ(peerPing(3, kT0 + 600ms).size(), 1u) << "confirmed: the pong only";
+  EXPECT_EQ(engine.counters().triggeredChecks, 1u);
 }
 
 TEST_F(EngineTest, PongsThatDoNotMatchAreCountedAndIgnored) {
@@ -414,13 +440,14 @@ TEST_F(EngineTest, APingFromAListedEndpointAcceptsItsDataAtOnce) {
   EXPECT_TRUE(directSources(table).empty());
   engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{1}, {}}, a, kLocal4, false, kT0 + 100ms);
   EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
+  engine.takeSends();
   engine.onDisco(peer, DiscoMessage{DiscoMessage::Type::Ping, TxId{2}, {}}, unlisted, kLocal4, false, kT0 + 200ms);
   EXPECT_EQ(directSources(table), std::vector<SockAddr>{a});
-  engine.takeSends();
-  auto sent = runUntil(kT0 + 200ms);  // the learned path pinged back at once
-  ASSERT_EQ(sent.size(), 1u);
-  ASSERT_EQ(sent[0].second.path.remote, unlisted);
-  pong(sent[0].second, kT0 + 250ms);
+  auto sent = engine.takeSends();  // the pong, and the learned path pinged back at once
+  ASSERT_EQ(sent.size(), 2u);
+  ASSERT_EQ(sent[1].path.remote, unlisted);
+  ASSERT_EQ(sent[1].msg.type, DiscoMessage::Type::Ping);
+  pong(sent[1], kT0 + 250ms);
   EXPECT_EQ(directSources(table), (std::vector<SockAddr>{unlisted, a}));
   // Without further pings or pongs from a, it runs out like any other.
   runUntil(kT0 + 100ms + kSourceTrust);
