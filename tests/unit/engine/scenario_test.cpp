@@ -238,6 +238,11 @@ TEST_F(Scenarios, HardAgainstHardStaysOnTheRelay) {
   // The relay carried everything from its first fraction of a second on.
   EXPECT_GE(b->appReceived, a->appSent - 20);
   EXPECT_EQ(b->appReceived, b->appReceivedViaRelay);
+  // Both peers' relayed addresses are on the same relay, which allows its own address only
+  // inside its relayed port range: no CreatePermission may go out with port 0 (a 403 at
+  // every start, once).
+  EXPECT_EQ(sc.relay->turn().counters().errors403, 0u);
+  EXPECT_EQ(a->node->relay()->client().counters().permissionFailures, 0u);
   record("hard vs hard NAT (no birthday search yet)", *a, *b);
 }
 

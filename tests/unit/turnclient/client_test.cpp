@@ -554,6 +554,10 @@ TEST_F(ClientTest, ChannelBindThenChannelDataBothWays) {
   auto bind = Message::parse(tx[1].bytes);
   ASSERT_TRUE(perm.ok() && bind.ok());
   EXPECT_EQ(perm->method(), Method::CreatePermission);
+  // The channel's peer port, not 0: a server whose policy allows its own address only
+  // inside the relayed port range (tgw's, for a peer allocated on the same relay) refuses
+  // port 0 with 403.
+  EXPECT_EQ(perm->xorAddress(attr::kXorPeerAddress), kPeer);
   ASSERT_EQ(bind->method(), Method::ChannelBind);
   auto hand = RawMessage(0x0009, bind->transactionId())
                   .attr(attr::kChannelNumber, {0x40, 0x00, 0, 0})
