@@ -41,6 +41,8 @@ json pathStateJson(const engine::PeerPaths::PathState& ps, bool active, TimePoin
   j["candidate"] = candidateName(ps.kind);
   j["state"] = pathState(ps, active, now);
   j["rtt_ms"] = msOrNull(ps.rtt);
+  j["srtt_ms"] = msOrNull(ps.srtt);
+  j["rttvar_ms"] = ps.srtt ? json(toMs(ps.rttVar)) : json(nullptr);
   j["last_pong_ago_s"] = ps.lastPong == TimePoint{} ? json(nullptr) : json(std::chrono::duration<double>(now - ps.lastPong).count());
   j["listed"] = ps.listed;
   return j;
@@ -130,6 +132,8 @@ json pathsJson(const Node& node, TimePoint now) {
     json paths = json::array();
     if (const auto* pp = peerPaths(node, p)) {
       if (pp->activePath()) j["active"] = pathJson(*pp->activePath());
+      j["suspect_since_s"] = pp->suspectSince() ? json(std::chrono::duration<double>(now - *pp->suspectSince()).count())
+                                                : json(nullptr);
       for (const auto& ps : pp->paths()) {
         bool active = pp->activePath() == ps.path;
         json e = pathStateJson(ps, active, now);
@@ -187,7 +191,9 @@ json nodeStatsJson(const Node& node) {
                  {"relay_rebinds", n.relayRebinds},
                  {"relay_reallocations", n.relayReallocations},
                  {"relay_probes", n.relayProbes},
-                 {"peer_relayed_forgotten", n.peerRelayedForgotten}};
+                 {"peer_relayed_forgotten", n.peerRelayedForgotten},
+                 {"rechecks", n.rechecks},
+                 {"peer_not_registered", n.peerNotRegistered}};
   const auto& e = node.engine().counters();
   out["engine"] = {{"pings_sent", e.pingsSent},
                    {"pongs_sent", e.pongsSent},
@@ -200,6 +206,10 @@ json nodeStatsJson(const Node& node) {
                    {"candidates_refused", e.candidatesRefused},
                    {"path_changes", e.pathChanges},
                    {"fallbacks", e.fallbacks},
+                   {"silent_fallbacks", e.silentFallbacks},
+                   {"paths_suspected", e.pathsSuspected},
+                   {"suspicions_cleared", e.suspicionsCleared},
+                   {"triggered_checks", e.triggeredChecks},
                    {"relay_suspect", e.relaySuspect},
                    {"table_errors", e.tableErrors},
                    {"operator_pings_evicted", e.operatorPingsEvicted}};
@@ -265,6 +275,9 @@ json nodeStatusJson(const Node& node, TimePoint now) {
       for (const auto& a : c->relayedAddresses()) relayed.push_back(a.toString());
     }
     r["relayed"] = relayed;
+    r["answered_ago_s"] = node.lastTurnAnswer() == TimePoint{}
+                              ? json(nullptr)
+                              : json(std::chrono::duration<double>(now - node.lastTurnAnswer()).count());
     s["relay"] = r;
   } else {
     s["relay"] = nullptr;
@@ -272,6 +285,9 @@ json nodeStatusJson(const Node& node, TimePoint now) {
   if (const auto* rdv = node.rendezvousClient()) {
     json r = {{"state", rendezvous::toString(rdv->state())}, {"registered", rdv->registered()}};
     r["server"] = node.config().rendezvous ? json(node.config().rendezvous->server.toString()) : json(nullptr);
+    r["answered_ago_s"] = node.lastRendezvousAnswer() == TimePoint{}
+                              ? json(nullptr)
+                              : json(std::chrono::duration<double>(now - node.lastRendezvousAnswer()).count());
     r["registered_ago_s"] = rdv->registeredAt() ? json(std::chrono::duration<double>(now - *rdv->registeredAt()).count())
                                                 : json(nullptr);
     s["rendezvous"] = r;
@@ -287,6 +303,15 @@ json nodeStatusJson(const Node& node, TimePoint now) {
   }
   s["peers"] = {{"configured", node.peers().size()}, {"direct", direct}, {"relay", relayed}};
   s["flows"] = flows;
+  // What the log warned about and still holds (no path, relay unreachable, UDP blocked, a
+  // peer the rendezvous does not know).
+  json conditions = json::array();
+  for (const auto& c : node.activeConditions()) {
+    json e = {{"condition", std::string(toString(c.condition))}};
+    if (!c.peer.empty()) e["peer"] = c.peer;
+    conditions.push_back(std::move(e));
+  }
+  s["conditions"] = std::move(conditions);
   return s;
 }
 

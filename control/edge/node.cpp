@@ -77,8 +77,20 @@ std::optional<engine::PeerId> Node::peerId(const crypto::PublicKey& key) const {
   return peers_[it->second].id;
 }
 
+std::string_view toString(Condition c) {
+  switch (c) {
+    case Condition::UdpBlocked: return "udp_blocked";
+    case Condition::RelayUnreachable: return "relay_unreachable";
+    case Condition::NoPath: return "no_path";
+    case Condition::PeerNotRegistered: return "peer_not_registered";
+  }
+  return "?";
+}
+
 void Node::start(TimePoint now) {
   started_ = true;
+  startedAt_ = now;
+  nextHealthAt_ = now + kHealthCheckInterval;
   // Where each peer's data may come from, replacing what pinned entries held (after
   // rememberPaths, which the edge calls before start: a remembered path's flows go straight
   // from the pinned set to the remembered endpoint).
@@ -333,6 +345,9 @@ void Node::handleDisco(std::span<const uint8_t> frame, const SockAddr& from, con
     return;
   }
   Peer& peer = peers_[it->second];
+  if (std::exchange(peer.notRegisteredReported, false)) {
+    notice(Condition::PeerNotRegistered, false, config_.peers[it->second].name, "heard from it again", now);
+  }
   if (auto* cmm = std::get_if<disco::CallMeMaybe>(&opened->message)) {
     onCallMeMaybe(peer, *cmm, now);
     return;
@@ -376,11 +391,24 @@ void Node::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, cons
   }
   const uint8_t first = bytes[0];
   if (first == TGW_FRAME_RENDEZVOUS && rdv_) {
+    if (from == rdv_->server()) lastServerAnswer_ = lastRendezvousAnswer_ = now;
     pumpRendezvous(rdv_->onDatagram(bytes, from, now));
     for (auto& d : rdv_->takeDeliveries()) handleDisco(d.blob, from, local, false, true, now);
+    for (const auto& key : rdv_->takeUnknownDestinations()) {
+      ++counters_.peerNotRegistered;
+      auto it = byKey_.find(key);
+      if (it == byKey_.end()) continue;
+      Peer& p = peers_[it->second];
+      if (!std::exchange(p.notRegisteredReported, true)) {
+        notice(Condition::PeerNotRegistered, true, config_.peers[it->second].name,
+               "the rendezvous does not know its key: it is not running, or cannot reach the relay (UDP blocked?)", now);
+      }
+    }
   } else if (first <= TGW_DEMUX_STUN_MAX && stun_ && stun_->onDatagram(bytes, from, local, now)) {
     // a reflexive answer (the relay may also be one of the STUN servers)
+    lastServerAnswer_ = now;
   } else if (relay_ && relay_->onDatagram(bytes, from, local, now)) {
+    if (from == relay_->server()) lastServerAnswer_ = lastTurnAnswer_ = now;
     handleTurnEvents(now);
   } else if (first == TGW_FRAME_DATA) {
     handleData(bytes, false);
@@ -476,6 +504,79 @@ void Node::onTimer(TimePoint now) {
   pumpEngine(now);
   probeSilentRelay(now);
   pumpSources(now);
+  if (now >= nextHealthAt_) checkHealth(now);
+}
+
+void Node::notice(Condition c, bool active, std::string peer, std::string detail, TimePoint now) {
+  if (notices_.size() >= kMaxNotices) notices_.erase(notices_.begin());  // a shell that never takes them
+  notices_.push_back(Notice{c, active, std::move(peer), std::move(detail), now});
+}
+
+void Node::checkHealth(TimePoint now) {
+  nextHealthAt_ = now + kHealthCheckInterval;
+  // UDP blocked: not one answer from any of our servers in kHealthGrace after start, or,
+  // with a rendezvous (which we refresh every 25 s), for kServerSilence since the last one.
+  const bool haveServers = stun_ || relay_ || rdv_;
+  const bool udpSilent =
+      haveServers && (lastServerAnswer_ == TimePoint{} ? now - startedAt_ >= kHealthGrace
+                                                       : rdv_ && now - lastServerAnswer_ >= kServerSilence);
+  if (udpSilent != udpBlockedReported_) {
+    udpBlockedReported_ = udpSilent;
+    // UDP works again: gather at once (the first round found nothing), not at the next
+    // routine refresh minutes later.
+    if (!udpSilent && stun_) stun_->gather(now);
+    notice(Condition::UdpBlocked, udpSilent, "",
+           udpSilent ? "no answer from any STUN server, the TURN server or the rendezvous for " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                              now - std::max(startedAt_, lastServerAnswer_)).count()) +
+                           " s: this network appears to drop UDP (no path to any peer is possible over UDP)"
+                     : "a server answered",
+           now);
+  }
+  // The relay: configured, and no allocation for kHealthGrace.
+  if (relay_) {
+    const bool down = !relay_->allocated();
+    if (!down) relayDownSince_ = kNever;
+    if (down && relayDownSince_ == kNever) relayDownSince_ = now;
+    const bool report = down && now - relayDownSince_ >= kHealthGrace - kHealthCheckInterval;
+    if (report != relayDownReported_) {
+      relayDownReported_ = report;
+      notice(Condition::RelayUnreachable, report, "",
+             report ? "no TURN allocation at " + relay_->server().toString() + " (state " +
+                          std::string(relay_->clientIfStarted() ? turnclient::toString(relay_->clientIfStarted()->state())
+                                                                : "idle") +
+                          "): peers without a direct path are unreachable"
+                    : "allocated again",
+             now);
+    }
+  }
+  // Peers with flows and no path at all.
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    Peer& p = peers_[i];
+    const engine::PeerPaths* pp = engine_.peer(p.id);
+    const bool none = pp && !pp->flows().empty() && !pp->activePath();
+    if (!none) p.noPathSince = kNever;
+    if (none && p.noPathSince == kNever) p.noPathSince = now;
+    const bool report = none && now - std::max(p.noPathSince, startedAt_) >= kHealthGrace - kHealthCheckInterval;
+    if (report != p.noPathReported) {
+      p.noPathReported = report;
+      notice(Condition::NoPath, report, config_.peers[i].name,
+             report ? "no direct path and no relay path: its flows' datagrams are dropped" : "a path again", now);
+    }
+  }
+}
+
+std::vector<Notice> Node::activeConditions() const {
+  std::vector<Notice> out;
+  if (udpBlockedReported_) out.push_back(Notice{Condition::UdpBlocked, true, "", "", {}});
+  if (relayDownReported_) out.push_back(Notice{Condition::RelayUnreachable, true, "", "", {}});
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (peers_[i].noPathReported) out.push_back(Notice{Condition::NoPath, true, config_.peers[i].name, "", {}});
+    if (peers_[i].notRegisteredReported) {
+      out.push_back(Notice{Condition::PeerNotRegistered, true, config_.peers[i].name, "", {}});
+    }
+  }
+  return out;
 }
 
 TimePoint Node::nextDeadline() const {
@@ -488,7 +589,7 @@ TimePoint Node::nextDeadline() const {
   if (started_ && !localCandidates().empty()) {
     for (const auto& p : peers_) t = std::min(t, callMeMaybeDue(p));
   }
-  return t;
+  return std::min(t, nextHealthAt_);
 }
 
 void Node::rememberPath(engine::PeerId peer, const dataplane::Path& path, TimePoint now) {

@@ -60,6 +60,35 @@ inline constexpr Duration kCallMeMaybeRefresh = 30s;
 inline constexpr Duration kRelayProbeAfter = 2s;
 // Peer-reflexive addresses of our own, learned from pongs, kept for advertising.
 inline constexpr size_t kMaxLearnedLocal = 8;
+// The node's health (Notice below) is judged every second, and a condition is reported
+// once it has held for 5 s: long enough for a start (STUN, an allocation and the candidate
+// exchange take well under a second on any network that works), short enough that an
+// operator looking at the log during a bad start sees why.
+inline constexpr Duration kHealthCheckInterval = 1s;
+inline constexpr Duration kHealthGrace = 5s;
+// A node that has heard from its servers before is judged UDP-blocked after 60 s without a
+// word from any: the rendezvous answers its refresh every 25 s, so that is two refreshes lost
+// and more.
+inline constexpr Duration kServerSilence = 60s;
+// Notices not taken yet, at most (only a shell that never takes them loses any).
+inline constexpr size_t kMaxNotices = 64;
+
+// A condition the operator must be told about, once when it begins (the shell logs a
+// warning) and once when it ends (info). Judged by the node, logged by the shell.
+enum class Condition : uint8_t {
+  UdpBlocked = 1,         // no answer from any STUN server, the TURN server or the rendezvous
+  RelayUnreachable = 2,   // TURN configured but no allocation
+  NoPath = 3,             // a peer with flows has no path at all (its datagrams are dropped)
+  PeerNotRegistered = 4,  // the rendezvous does not know the peer (offline, or its UDP is blocked)
+};
+std::string_view toString(Condition c);
+struct Notice {
+  Condition condition;
+  bool active = true;  // began (true) or ended (false)
+  std::string peer;    // NoPath, PeerNotRegistered: the peer's configured name
+  std::string detail;  // what was seen
+  TimePoint at;
+};
 
 struct PeerConfig {
   std::string name;  // as the config names it (logs, tgwctl)
@@ -103,6 +132,7 @@ struct NodeCounters {
   uint64_t relayProbes = 0;            // Refreshes sent because a relay ping went unanswered (or a recheck)
   uint64_t rechecks = 0;               // STUN rounds and relay probes for a silent direct path
   uint64_t peerRelayedForgotten = 0;   // peers' relayed addresses dropped when our allocation was lost
+  uint64_t peerNotRegistered = 0;      // rendezvous answers: the peer's key is not registered
 };
 
 class Node {
@@ -114,6 +144,10 @@ class Node {
   void onTimer(TimePoint now);
   TimePoint nextDeadline() const;
   std::vector<Datagram> takeSends();
+  // Conditions that began or ended since the last call (the shell logs them).
+  std::vector<Notice> takeNotices() { return std::exchange(notices_, {}); }
+  // The conditions holding now (tgwctl status).
+  std::vector<Notice> activeConditions() const;
 
   // After a restart, before start(): a direct path the pinned fast path still forwards the
   // peer's flows on (engine::Engine::rememberPath); its ping goes out at once.
@@ -153,6 +187,10 @@ class Node {
     return PeerView{p.remote, p.cmmSentAt};
   }
   const rendezvous::Client* rendezvousClient() const { return rdv_ ? &*rdv_ : nullptr; }
+  // When our TURN server / the rendezvous last sent us anything ({}: never): an allocation
+  // or a registration is only as good as the server's last word (tgwctl status).
+  TimePoint lastTurnAnswer() const { return lastTurnAnswer_; }
+  TimePoint lastRendezvousAnswer() const { return lastRendezvousAnswer_; }
 
  private:
   struct Peer {
@@ -168,6 +206,9 @@ class Node {
     bool cmmForce = true;
     TimePoint relaySuspectAt{};  // when the engine last said its active relay path went silent
     TimePoint relayProbedPing{};  // the relay heartbeat (its lastPing) a probe was sent for
+    TimePoint noPathSince = kNever;  // when its flows last lost every path
+    bool noPathReported = false;
+    bool notRegisteredReported = false;  // the rendezvous said it does not know the peer
   };
 
   void pumpSources(TimePoint now);
@@ -182,6 +223,9 @@ class Node {
   void probeSilentRelay(TimePoint now);
   void pumpEngine(TimePoint now);
   void pumpRendezvous(std::vector<Datagram> out);
+  // Judges the Conditions (every kHealthCheckInterval) and queues a Notice for each change.
+  void checkHealth(TimePoint now);
+  void notice(Condition c, bool active, std::string peer, std::string detail, TimePoint now);
   void queueSends(candidates::CandidateSource& source);  // its datagrams go to sends_
   void handleTurnEvents(TimePoint now);
   void handleDisco(std::span<const uint8_t> frame, const SockAddr& from, const SockAddr& local, bool viaRelay,
@@ -218,6 +262,14 @@ class Node {
   std::vector<AppDelivery> deliveries_;
   NodeCounters counters_;
   bool started_ = false;
+  TimePoint startedAt_{};
+  TimePoint lastServerAnswer_{};  // the last datagram a STUN, TURN or rendezvous server sent us
+  TimePoint lastTurnAnswer_{}, lastRendezvousAnswer_{};
+  TimePoint relayDownSince_ = kNever;
+  bool udpBlockedReported_ = false;
+  bool relayDownReported_ = false;
+  TimePoint nextHealthAt_ = kNever;
+  std::vector<Notice> notices_;
 };
 
 }  // namespace tgw::edge

@@ -107,6 +107,7 @@ class Client {
   // When the current registration was confirmed; nullopt before the first.
   std::optional<TimePoint> registeredAt() const { return registeredAt_; }
   const crypto::PublicKey& publicKey() const { return sealer_.publicKey(); }
+  const SockAddr& server() const { return config_.server; }
   const ClientCounters& counters() const { return counters_; }
 
  private:

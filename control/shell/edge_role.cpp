@@ -104,6 +104,7 @@ struct EdgeRole::Impl {
   // below; one the engine dropped, path_changes_dropped, is not seen).
   TimePoint startedAt;
   std::set<engine::PeerId> reachedDirect;
+  log::LogLimiter noticeLog{1.0, 10.0};  // the node's conditions: ten at once, then one a second
   metrics::Histogram timeToDirect{kTimeToDirectBounds};
 
   ~Impl() {
@@ -185,7 +186,19 @@ struct EdgeRole::Impl {
     counters.dataInUserspace += node->takeDeliveries().size();
     for (const auto& r : node->takePongReports()) onPong(r);
     for (const auto& c : node->engine().takePathChanges()) logPathChange(c);
+    for (const auto& n : node->takeNotices()) logNotice(n);
     timer->follow(node->nextDeadline());
+  }
+
+  // Each condition once when it begins (warning) and once when it ends (info), at a bounded
+  // rate: a peer whose registration flaps cannot fill the log.
+  void logNotice(const edge::Notice& n) {
+    const std::string what(edge::toString(n.condition));
+    if (n.active) {
+      noticeLog.write(n.at, log::Level::Warn, what, {{"peer", n.peer}, {"detail", n.detail}});
+    } else {
+      noticeLog.write(n.at, log::Level::Info, what + "_ended", {{"peer", n.peer}, {"detail", n.detail}});
+    }
   }
 
   void logPathChange(const engine::PathChange& c) {

@@ -141,20 +141,34 @@ void printEdgeStatus(const Json& e) {
     const auto& r = e["relay"];
     std::printf("  relay       %s: %s", num(r["server"]).c_str(), num(r["state"]).c_str());
     for (const auto& a : r["relayed"]) std::printf(", relayed %s", num(a).c_str());
+    if (r.contains("answered_ago_s") && r["answered_ago_s"].is_number()) {
+      std::printf(" (last answer %.1f s ago)", r["answered_ago_s"].get<double>());
+    }
     std::printf("\n");
   } else {
     std::printf("  relay       none configured\n");
   }
   if (e["rendezvous"].is_object()) {
     const auto& r = e["rendezvous"];
-    std::printf("  rendezvous  %s: %s\n", num(r["server"]).c_str(),
+    std::printf("  rendezvous  %s: %s", num(r["server"]).c_str(),
                 r["registered"].get<bool>() ? "registered" : ("not registered (" + num(r["state"]) + ")").c_str());
+    if (r.contains("answered_ago_s") && r["answered_ago_s"].is_number()) {
+      std::printf(" (last answer %.1f s ago)", r["answered_ago_s"].get<double>());
+    }
+    std::printf("\n");
   } else {
     std::printf("  rendezvous  none configured\n");
   }
   std::printf("  peers       %s configured, %s direct, %s on the relay; %s flows\n",
               num(e["peers"]["configured"]).c_str(), num(e["peers"]["direct"]).c_str(),
               num(e["peers"]["relay"]).c_str(), num(e["flows"]).c_str());
+  if (e.contains("conditions") && !e["conditions"].empty()) {
+    std::printf("  warnings   ");
+    for (const auto& c : e["conditions"]) {
+      std::printf(" %s%s", num(c["condition"]).c_str(), c.contains("peer") ? (" (" + num(c["peer"]) + ")").c_str() : "");
+    }
+    std::printf("\n");
+  }
   if (e.contains("fast_path") && e["fast_path"].is_object()) {
     std::printf("  xdp        ");
     for (const auto& a : e["fast_path"]["attached"]) {
@@ -193,13 +207,18 @@ void printPaths(const Json& r) {
       std::printf("  no paths yet (no relay path, no candidates from the peer)\n");
       continue;
     }
-    std::printf("    %-6s %-22s %-22s %-10s %-9s %11s %10s\n", "KIND", "LOCAL", "REMOTE", "CANDIDATE", "STATE", "RTT",
-                "LAST PONG");
+    if (p.contains("suspect_since_s") && p["suspect_since_s"].is_number()) {
+      std::printf("  active path suspect for %.2f s (data goes out, nothing comes back): probing it and the relay\n",
+                  p["suspect_since_s"].get<double>());
+    }
+    std::printf("    %-6s %-22s %-22s %-10s %-9s %11s %11s %10s\n", "KIND", "LOCAL", "REMOTE", "CANDIDATE", "STATE", "RTT",
+                "SRTT", "LAST PONG");
     for (const auto& e : p["paths"]) {
       std::string pong = e["last_pong_ago_s"].is_number() ? num(e["last_pong_ago_s"]) + " s ago" : "never";
-      std::printf("  %c %-6s %-22s %-22s %-10s %-9s %11s %10s\n", e["carries_flows"].get<bool>() ? '*' : ' ',
+      std::printf("  %c %-6s %-22s %-22s %-10s %-9s %11s %11s %10s\n", e["carries_flows"].get<bool>() ? '*' : ' ',
                   num(e["kind"]).c_str(), num(e["local"]).c_str(), num(e["remote"]).c_str(),
-                  num(e["candidate"]).c_str(), num(e["state"]).c_str(), ms(e["rtt_ms"]).c_str(), pong.c_str());
+                  num(e["candidate"]).c_str(), num(e["state"]).c_str(), ms(e["rtt_ms"]).c_str(),
+                  ms(e.contains("srtt_ms") ? e["srtt_ms"] : Json()).c_str(), pong.c_str());
     }
   }
 }

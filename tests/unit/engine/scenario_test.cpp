@@ -801,6 +801,47 @@ TEST_F(Scenarios, JitteryLanPathsDoNotFlap) {
   EXPECT_LE(flipsA + flipsB, 2u);
 }
 
+// A site whose network drops all UDP: nothing works there, and both sides say why, once,
+// at warning level (the shell logs each Notice; tgwctl status lists what still holds): A
+// that UDP appears blocked, that its relay is unreachable and that peer b has no path; B
+// that the rendezvous does not know A and that A has no path. When the network opens, each
+// condition ends once, and A gathers again at once (its first STUN round found nothing).
+TEST_F(Scenarios, UdpBlockedIsSaidOnceOnBothSides) {
+  auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
+  const IpAddr natAIp = ip("198.18.1.1");
+  for (const IpAddr& other : {kRelayIp4, kStun2Ip4, ip("198.18.2.1")}) sc.net.block(natAIp, other);
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 30s);
+  EXPECT_FALSE(a->path());
+  const auto count = [](const std::vector<edge::Notice>& ns, edge::Condition c, bool active) {
+    return std::count_if(ns.begin(), ns.end(), [&](const auto& n) { return n.condition == c && n.active == active; });
+  };
+  const auto na = a->node->takeNotices(), nb = b->node->takeNotices();
+  EXPECT_EQ(count(na, edge::Condition::UdpBlocked, true), 1);
+  EXPECT_EQ(count(na, edge::Condition::RelayUnreachable, true), 1);
+  EXPECT_EQ(count(na, edge::Condition::NoPath, true), 1);
+  EXPECT_EQ(na.size(), 3u) << "nothing else, and nothing twice";
+  for (const auto& n : na) EXPECT_LE(n.at - t0, edge::kHealthGrace + edge::kHealthCheckInterval);
+  EXPECT_EQ(count(nb, edge::Condition::PeerNotRegistered, true), 1);
+  EXPECT_EQ(count(nb, edge::Condition::NoPath, true), 1) << "no relay path to a either: a has no allocation";
+  EXPECT_EQ(nb.size(), 2u) << "nothing else, and nothing twice";
+  for (const auto& n : nb) EXPECT_EQ(n.peer, "a");
+  EXPECT_GE(b->node->counters().peerNotRegistered, 1u);
+  EXPECT_EQ(a->node->activeConditions().size(), 3u);
+  // The network opens: every condition ends, once.
+  for (const IpAddr& other : {kRelayIp4, kStun2Ip4, ip("198.18.2.1")}) sc.net.unblock(natAIp, other);
+  sc.runFor(40s);
+  ASSERT_TRUE(a->onDirect());
+  const auto ea = a->node->takeNotices(), eb = b->node->takeNotices();
+  EXPECT_EQ(count(ea, edge::Condition::UdpBlocked, false), 1);
+  EXPECT_EQ(count(ea, edge::Condition::RelayUnreachable, false), 1);
+  EXPECT_EQ(count(ea, edge::Condition::NoPath, false), 1);
+  EXPECT_EQ(count(eb, edge::Condition::PeerNotRegistered, false), 1);
+  EXPECT_EQ(count(eb, edge::Condition::NoPath, false), 1);
+  EXPECT_TRUE(a->node->activeConditions().empty());
+  EXPECT_TRUE(b->node->activeConditions().empty());
+}
+
 TEST_F(Scenarios, RelayLostWhileDirectKeepsTheDirectPath) {
   auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
   sc.connect(*a, *b, t0);
