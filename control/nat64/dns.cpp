@@ -197,13 +197,13 @@ ParseResult parseResponse(std::span<const uint8_t> m, uint16_t id, std::string_v
     at = r.rdata + r.rdlength;
     answers.push_back(std::move(r));
   }
+  resp.chain.push_back(asked);
   if (resp.rcode == kRcodeNameError) {
     resp.skipped = answers.size();
     return out;
   }
 
   // Follow the CNAME chain from the asked name.
-  resp.chain.push_back(asked);
   std::vector<bool> used(answers.size(), false);
   for (;;) {
     const RawRecord* cname = nullptr;
