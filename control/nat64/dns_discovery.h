@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/cidr.h"
@@ -102,19 +103,19 @@ struct DnsDiscoveryCounters {
 
   template <typename F>
   void forEach(F f) const {
-    f("rounds", rounds);
-    f("sent", sent);
-    f("retransmissions", retransmissions);
-    f("received", received);
-    f("dropped_unexpected", unexpected);
-    f("dropped_wrong_id", wrongId);
-    f("truncated", truncated);
-    f("server_errors", serverErrors);
-    f("dropped_malformed", malformed);
-    f("answers_not_synthesized", notSynthesized);
-    f("answers_non_zero_u_octet", nonZeroUOctet);
-    f("answers_ambiguous", ambiguous);
-    f("no_resolver", noResolver);
+    f(std::string_view("rounds"), rounds);
+    f(std::string_view("sent"), sent);
+    f(std::string_view("retransmissions"), retransmissions);
+    f(std::string_view("received"), received);
+    f(std::string_view("dropped_unexpected"), unexpected);
+    f(std::string_view("dropped_wrong_id"), wrongId);
+    f(std::string_view("truncated"), truncated);
+    f(std::string_view("server_errors"), serverErrors);
+    f(std::string_view("dropped_malformed"), malformed);
+    f(std::string_view("answers_not_synthesized"), notSynthesized);
+    f(std::string_view("answers_non_zero_u_octet"), nonZeroUOctet);
+    f(std::string_view("answers_ambiguous"), ambiguous);
+    f(std::string_view("no_resolver"), noResolver);
   }
 };
 

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -67,10 +68,10 @@ struct PrefixTableCounters {
 
   template <typename F>
   void forEach(F f) const {
-    f("changes", changes);
-    f("expired", expired);
-    f("withdrawn", withdrawn);
-    f("dropped_full", droppedFull);
+    f(std::string_view("changes"), changes);
+    f(std::string_view("expired"), expired);
+    f(std::string_view("withdrawn"), withdrawn);
+    f(std::string_view("dropped_full"), droppedFull);
   }
 };
 

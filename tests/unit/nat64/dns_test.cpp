@@ -149,6 +149,17 @@ TEST(Dns, CompressionLoopsAreRefused) {
     b.pointer(kHeaderSize).put16(kTypeAaaa).put16(kClassIn);
     EXPECT_EQ(parse(b.finish(1, 0)).status, Status::CompressionLoop);
   }
+  {
+    // A pointer forward, even to a proper name (here the AAAA record's owner points at a
+    // name in its own data): refused, as compressors only point back.
+    DnsBuilder b(kId);
+    b.question();
+    const size_t at = b.size();
+    b.pointer(at + 12).rr(kTypeAaaa, 60, 16).labels("ipv4only.arpa").raw({0});
+    auto m = b.finish();
+    m.resize(at + 12 + 16);
+    EXPECT_EQ(parse(m).status, Status::CompressionLoop);
+  }
   // A legitimate chain of pointers (owner -> "x.ipv4only.arpa" -> "ipv4only.arpa") is fine.
   {
     DnsBuilder c(kId);
