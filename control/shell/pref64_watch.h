@@ -41,7 +41,8 @@ class Pref64Watch {
     uint64_t lost = 0;          // the kernel dropped messages (ENOBUFS), or one was cut
   };
 
-  // Fails when the socket cannot be opened or the group joined (a kernel without it).
+  // Fails when the socket cannot be opened or the group joined (a kernel without it). With
+  // `base` null no event is registered: the caller polls fd() and calls drain() (tests).
   static Result<std::unique_ptr<Pref64Watch>> start(event_base* base, Found found);
   ~Pref64Watch();
   Pref64Watch(const Pref64Watch&) = delete;
