@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "nat64/rfc6052.h"
+
 namespace tgw::turn {
 namespace {
 
@@ -42,10 +44,6 @@ const std::vector<Cidr>& specialRanges() {
   return kRanges;
 }
 
-const Cidr& wellKnownNat64() {
-  static const Cidr k = cidr("64:ff9b::/96");  // RFC 6052 section 2.1
-  return k;
-}
 const Cidr& teredo() {
   static const Cidr k = cidr("2001::/32");  // RFC 4380
   return k;
@@ -68,23 +66,6 @@ IpAddr v4At(const uint8_t* b, size_t off, uint8_t xorWith = 0) {
                      static_cast<uint8_t>(b[off + 2] ^ xorWith), static_cast<uint8_t>(b[off + 3] ^ xorWith)});
 }
 
-
-// The prefix lengths RFC 6052 section 2.2 defines for IPv4-embedded IPv6 addresses.
-bool isRfc6052Length(uint8_t n) { return n == 32 || n == 40 || n == 48 || n == 56 || n == 64 || n == 96; }
-
-// The IPv4 address an RFC 6052 address of `prefixLength` embeds: the 32 bits after the
-// prefix, skipping bits 64..71 (the u-octet).
-IpAddr rfc6052Ipv4(const IpAddr& v6, uint8_t prefixLength) {
-  const uint8_t* b = v6.bytes();
-  std::array<uint8_t, 4> out{};
-  size_t at = prefixLength / 8;
-  for (uint8_t& o : out) {
-    if (at == 8) ++at;  // bits 64..71, the u-octet, carry no address bits
-    o = b[at++];
-  }
-  return IpAddr::v4(out);
-}
-
 }  // namespace
 
 std::vector<IpAddr> embeddedIpv4(const IpAddr& ip, std::span<const Cidr> nat64) {
@@ -100,10 +81,11 @@ std::vector<IpAddr> embeddedIpv4(const IpAddr& ip, std::span<const Cidr> nat64) 
     if (b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] <= 1) return out;
     return {v4At(b, 12)};
   }
+  // RFC 6052 layouts (nat64/rfc6052.h): the operator's prefixes, then the Well-Known Prefix.
   for (const Cidr& p : nat64) {
-    if (p.contains(ip) && isRfc6052Length(p.prefixLength)) return {rfc6052Ipv4(ip, p.prefixLength)};
+    if (auto v4 = nat64::extract(p, ip)) return {*v4};
   }
-  if (wellKnownNat64().contains(ip)) return {v4At(b, 12)};
+  if (auto v4 = nat64::extract(nat64::wellKnownPrefix(), ip)) return {*v4};
   if (sixToFour().contains(ip)) out.push_back(v4At(b, 2));  // 2002:AABB:CCDD::/48
   if (teredo().contains(ip)) {
     out.push_back(v4At(b, 4));        // the Teredo server

@@ -31,9 +31,9 @@ namespace tgw::turn {
 // Every IPv4 address `ip` (IPv6) carries, in the forms a packet to it can reach:
 //   ::ffff:a.b.c.d (IPv4-mapped), ::ffff:0:a.b.c.d (SIIT, RFC 2765), ::a.b.c.d
 //   (IPv4-compatible; not :: and ::1), 64:ff9b::/96 (RFC 6052 well-known), the operator's
-//   NAT64 prefixes (`nat64`, each at its own RFC 6052 layout; the local-use 64:ff9b:1::/48
-//   of RFC 8215 is denied as a whole unless named there), 6to4 2002:AABB:CCDD::/48
-//   (RFC 3056), Teredo 2001:0::/32
+//   NAT64 prefixes (`nat64`, each at its own RFC 6052 layout: nat64/rfc6052.h; the
+//   local-use 64:ff9b:1::/48 of RFC 8215 is denied as a whole unless named there), 6to4
+//   2002:AABB:CCDD::/48 (RFC 3056), Teredo 2001:0::/32
 //   (RFC 4380: the server and the de-obfuscated client), ISATAP interface identifiers
 //   ::0:5efe:a.b.c.d and ::200:5efe:a.b.c.d under any prefix (RFC 5214).
 // Empty for IPv4 addresses and other IPv6 addresses.
