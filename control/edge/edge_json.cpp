@@ -275,6 +275,9 @@ json nodeStatusJson(const Node& node, TimePoint now) {
       for (const auto& a : c->relayedAddresses()) relayed.push_back(a.toString());
     }
     r["relayed"] = relayed;
+    r["allocated_ago_s"] = relay->allocated() && node.allocatedAt() != TimePoint{}
+                               ? json(std::chrono::duration<double>(now - node.allocatedAt()).count())
+                               : json(nullptr);
     r["answered_ago_s"] = node.lastTurnAnswer() == TimePoint{}
                               ? json(nullptr)
                               : json(std::chrono::duration<double>(now - node.lastTurnAnswer()).count());

@@ -211,7 +211,17 @@ void Node::bindRelay(Peer& peer, TimePoint now) {
   // new allocation. A channel there would loop our frames back to us (our own data delivered
   // to our application); wait for the peer's new address (its call-me-maybe).
   const auto& own = relay_->client().relayedAddresses();
-  if (std::find(own.begin(), own.end(), *peer.remoteRelayed) != own.end()) return;
+  if (std::find(own.begin(), own.end(), *peer.remoteRelayed) != own.end()) {
+    // It also says our allocation is gone (a relay hands out a relayed port only when it is
+    // free): ask the relay now (a Refresh, answered 437) instead of waiting for a ping on a
+    // relay path we no longer have.
+    if (relay_->probe(now)) {
+      ++counters_.relayProbes;
+      queueSends(*relay_);
+      refreshRendezvous(now);
+    }
+    return;
+  }
   if (relay_->client().bindChannel(*peer.remoteRelayed, now)) peer.channelGeneration = relay_->generation();
   queueSends(*relay_);
 }
@@ -230,6 +240,7 @@ void Node::handleTurnEvents(TimePoint now) {
   if (!relay_) return;
   for (auto& e : relay_->takeEvents()) {
     if (auto* a = std::get_if<turnclient::Allocated>(&e)) {
+      allocatedAt_ = now;
       // The allocation's XOR-MAPPED-ADDRESS is our mapping towards the relay now: a STUN
       // answer that differs from it predates it (checkRebinding ignores that answer).
       if (stun_) {
@@ -345,6 +356,7 @@ void Node::handleDisco(std::span<const uint8_t> frame, const SockAddr& from, con
     return;
   }
   Peer& peer = peers_[it->second];
+  peer.notRegisteredSince = kNever;
   if (std::exchange(peer.notRegisteredReported, false)) {
     notice(Condition::PeerNotRegistered, false, config_.peers[it->second].name, "heard from it again", now);
   }
@@ -398,11 +410,10 @@ void Node::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, cons
       ++counters_.peerNotRegistered;
       auto it = byKey_.find(key);
       if (it == byKey_.end()) continue;
+      // Said once it has lasted kHealthGrace (checkHealth): at start the peer may simply
+      // register a moment after us.
       Peer& p = peers_[it->second];
-      if (!std::exchange(p.notRegisteredReported, true)) {
-        notice(Condition::PeerNotRegistered, true, config_.peers[it->second].name,
-               "the rendezvous does not know its key: it is not running, or cannot reach the relay (UDP blocked?)", now);
-      }
+      if (p.notRegisteredSince == kNever) p.notRegisteredSince = now;
     }
   } else if (first <= TGW_DEMUX_STUN_MAX && stun_ && stun_->onDatagram(bytes, from, local, now)) {
     // a reflexive answer (the relay may also be one of the STUN servers)
@@ -550,9 +561,14 @@ void Node::checkHealth(TimePoint now) {
              now);
     }
   }
-  // Peers with flows and no path at all.
+  // Peers with flows and no path at all; peers the rendezvous does not know.
   for (size_t i = 0; i < peers_.size(); ++i) {
     Peer& p = peers_[i];
+    if (!p.notRegisteredReported && p.notRegisteredSince != kNever && now - p.notRegisteredSince >= kHealthGrace) {
+      p.notRegisteredReported = true;
+      notice(Condition::PeerNotRegistered, true, config_.peers[i].name,
+             "the rendezvous does not know its key: it is not running, or cannot reach the relay (UDP blocked?)", now);
+    }
     const engine::PeerPaths* pp = engine_.peer(p.id);
     const bool none = pp && !pp->flows().empty() && !pp->activePath();
     if (!none) p.noPathSince = kNever;

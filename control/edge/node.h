@@ -191,6 +191,8 @@ class Node {
   // or a registration is only as good as the server's last word (tgwctl status).
   TimePoint lastTurnAnswer() const { return lastTurnAnswer_; }
   TimePoint lastRendezvousAnswer() const { return lastRendezvousAnswer_; }
+  // When the current TURN allocation was made ({}: none yet).
+  TimePoint allocatedAt() const { return allocatedAt_; }
 
  private:
   struct Peer {
@@ -208,7 +210,8 @@ class Node {
     TimePoint relayProbedPing{};  // the relay heartbeat (its lastPing) a probe was sent for
     TimePoint noPathSince = kNever;  // when its flows last lost every path
     bool noPathReported = false;
-    bool notRegisteredReported = false;  // the rendezvous said it does not know the peer
+    TimePoint notRegisteredSince = kNever;  // the rendezvous first said it does not know the peer
+    bool notRegisteredReported = false;
   };
 
   void pumpSources(TimePoint now);
@@ -265,6 +268,7 @@ class Node {
   TimePoint startedAt_{};
   TimePoint lastServerAnswer_{};  // the last datagram a STUN, TURN or rendezvous server sent us
   TimePoint lastTurnAnswer_{}, lastRendezvousAnswer_{};
+  TimePoint allocatedAt_{};
   TimePoint relayDownSince_ = kNever;
   bool udpBlockedReported_ = false;
   bool relayDownReported_ = false;

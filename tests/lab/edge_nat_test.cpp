@@ -22,9 +22,11 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kPathTimeout = 30s;      // to the first path, and to direct where it exists
 constexpr double kRate = 200;           // datagrams per second per side
 constexpr uint64_t kCount = 600;        // 3 s of traffic
-// The engine's trust window (control/engine/peer_paths.h: 6.5 s without a pong) plus
-// detection and the switch itself: the longest a dead direct path may hold the flow.
-constexpr double kFailoverWindowS = 6.5 + 3.0;
+// The issue's bound on a data gap when the direct path dies with data flowing: the engine's
+// traffic watch gives a silent path up after about 1.75 s (control/engine/peer_paths.h),
+// then the switch (to a path that answered, or the relay) and, after a NAT reboot, a new
+// allocation and a call-me-maybe round.
+constexpr double kFailoverWindowS = 3.0;
 // Datagrams the fast path may drop at a flow's start on a steady path: none. The traffic
 // starts once a path exists (no drop_no_path), and the gateway keeps a managed neighbour
 // entry for each flow's application from its start (dataplane/neighbours.h), so delivery
@@ -105,13 +107,13 @@ class EdgeNat : public ::testing::Test {
       } else {
         ASSERT_TRUE(t.relay) << "site " << site << " never used the relay; active: " << e_->active(site).dump();
       }
-      if (std::string(site) == "a") {
-        if (t.relay) printFigure(scenario + ".time_to_relay", *t.relay, "s");
-        if (t.direct) printFigure(scenario + ".time_to_direct", *t.direct, "s");
-        // The same from tgwd's log (its start to its path change), where polling is too coarse.
-        if (auto r = e_->loggedTimeTo(site, "relay")) printFigure(scenario + ".logged_time_to_relay", *r, "s");
-        if (auto d = e_->loggedTimeTo(site, "direct")) printFigure(scenario + ".logged_time_to_direct", *d, "s");
-      }
+      // Both sides (the issue: a figure of the early side alone hid a late one): as polled,
+      // and from tgwd's log (its start to its path change), where polling is too coarse.
+      const std::string at = std::string(".") + site;
+      if (t.relay) printFigure(scenario + ".time_to_relay" + at, *t.relay, "s");
+      if (t.direct) printFigure(scenario + ".time_to_direct" + at, *t.direct, "s");
+      if (auto r = e_->loggedTimeTo(site, "relay")) printFigure(scenario + ".logged_time_to_relay" + at, *r, "s");
+      if (auto d = e_->loggedTimeTo(site, "direct")) printFigure(scenario + ".logged_time_to_direct" + at, *d, "s");
     }
   }
 
@@ -197,9 +199,18 @@ TEST_F(EdgeNat, SameLanGoesDirect) {
   expectSteadyFlow("direct", "same_lan");
 }
 
+// Both sides direct within 0.5 s of their start (the issue's goal): the side whose first
+// ping died in the other's NAT pings back when the other's ping arrives (a triggered check)
+// instead of waiting a search round (1 s; before it, one side was direct at 0.23-0.29 s and
+// the other at 1.21-1.39 s in every run).
 TEST_F(EdgeNat, TwoEasyNatsGoDirect) {
   build("relay; site a easy app; site b easy app");
   expectSteadyFlow("direct", "two_easy_nats");
+  for (const char* site : {"a", "b"}) {
+    const auto d = e_->loggedTimeTo(site, "direct");
+    ASSERT_TRUE(d) << site;
+    EXPECT_LE(*d, 0.5) << "site " << site << " direct " << *d << " s after its start";
+  }
 }
 
 // The one-interface appliance: the application is the home router, sending to the gateway's
@@ -336,29 +347,35 @@ TEST_F(EdgeNat, AppReplacedByAHostWithAnotherMacKeepsReceiving) {
 }
 
 // A NAT reboot that also changes its ports (conntrack -F, and the masquerade now maps to
-// 30000-39999): the direct path and site a's TURN allocation both die. The flow falls back
-// to the relay, then returns to direct on the new mapping; the applications' loss is
-// bounded by the failover window at the sending rate.
-TEST_F(EdgeNat, NatRebootWithNewPortsFallsBackToRelayAndReturnsToDirect) {
+// 30000-39999): the direct path and site a's TURN allocation both die. Site a's traffic
+// watch suspects its path within about 0.75 s and looks for the rebinding (STUN: a new
+// mapping, a new allocation, a call-me-maybe with the new reflexive candidate); site b's
+// pings to a's old port go unanswered while it sends, so it leaves that path for the one
+// that answered (a's new mapping) or the relay. The issue's goal: a data gap of at most 3 s
+// each way (the trust window alone cost 5.7-5.8 s and 376-582 datagrams at 100/s).
+TEST_F(EdgeNat, NatRebootWithNewPortsRecoversWithin3s) {
   build("relay; site a easy app; site b easy app");
   ASSERT_NO_FATAL_FAILURE(expectPath("direct", "nat_reboot"));
   constexpr double rate = 100;
-  constexpr uint64_t count = 2500;  // 25 s
+  constexpr uint64_t count = 1500;  // 15 s
   Clock::time_point rebooted;
-  Timeline after;
+  std::optional<std::chrono::milliseconds> away;
   auto reports = traffic(rate, count, static_cast<uint64_t>(kFailoverWindowS * rate), [&] {
     std::this_thread::sleep_for(3s);
     rebooted = Clock::now();
     auto r = e_->lab().rebootNatWithNewPorts("a", "30000-39999");
     ASSERT_TRUE(r) << r.error().message;
-    // Away from direct (to the relay), then direct again.
-    waitFor([&] { return e_->active("a").value("kind", std::string()) != "direct"; }, 15s, 50ms);
-    after = watch(*e_, "a", "direct", rebooted, 30s);
+    // Site b on a path through a's new mapping (direct) again.
+    waitFor(
+        [&] {
+          auto remote = SockAddr::parse(e_->active("b").value("remote", std::string()));
+          return e_->active("b").value("kind", std::string()) == "direct" && remote && remote->port() >= 30000 &&
+                 remote->port() <= 39999;
+        },
+        15s, 50ms);
+    away = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - rebooted);
   });
-  EXPECT_TRUE(after.relay) << "never fell back to the relay";
-  EXPECT_TRUE(after.direct) << "never returned to direct";
-  if (after.relay) printFigure("nat_reboot.fallback_to_relay", *after.relay, "s");
-  if (after.direct) printFigure("nat_reboot.direct_again", *after.direct, "s");
+  if (away) printFigure("nat_reboot.b_direct_on_new_mapping", seconds(*away), "s");
   for (const auto& [site, r] : reports) {
     double gap = r.value("longest_gap_ms", 0.0) / 1000;
     printFigure("nat_reboot.data_gap_" + site, gap, "s");
@@ -368,8 +385,73 @@ TEST_F(EdgeNat, NatRebootWithNewPortsFallsBackToRelayAndReturnsToDirect) {
   expectFinal("direct");
   auto remote = SockAddr::parse(e_->active("b").value("remote", std::string()));
   EXPECT_TRUE(remote && remote->port() >= 30000 && remote->port() <= 39999) << "b's path to a: " << e_->active("b").dump();
-  expectCounters("relay", 1);
+  EXPECT_GE(edgeCounter("a", "/node/rechecks"), 1u) << "a looked for the rebinding at the first suspicion";
+  EXPECT_GE(edgeCounter("a", "/node/relay_rebinds"), 1u) << "and made a new allocation";
   expectCounters("direct", 1);
+}
+
+// The relay restarts while the flow is direct (its allocations gone), then the direct path
+// is cut (a firewall on site a's router; both sites still reach the relay). The relay path
+// is checked while direct (a ping every 10 s; an unanswered one makes the TURN client
+// probe: 437, a new allocation, new relayed addresses exchanged), so the fallback lands on a
+// fresh, working allocation within 3 s, not on the dead one.
+TEST_F(EdgeNat, RelayRestartedWhileDirectThenDirectCutLandsOnAFreshRelay) {
+  build("relay; site a easy app; site b easy app");
+  ASSERT_NO_FATAL_FAILURE(expectPath("direct", "relay_restart_then_cut"));
+  constexpr double rate = 100;
+  constexpr uint64_t count = 3500;  // 35 s: the restart at 2 s, the cut once both allocated again
+  Clock::time_point cut;
+  std::map<std::string, double> toRelay;
+  // How long ago the site's current allocation was made (the restarted relay may hand out
+  // the same relayed ports again, so the address alone does not tell).
+  const auto allocatedAgo = [&](const std::string& site) -> std::optional<double> {
+    auto st = e_->edge(site).query("status");
+    if (!st) return std::nullopt;
+    const auto ptr = nlohmann::json::json_pointer("/edge/relay/allocated_ago_s");
+    if (!st->contains(ptr) || !(*st)[ptr].is_number()) return std::nullopt;
+    return (*st)[ptr].get<double>();
+  };
+  auto reports = traffic(rate, count, static_cast<uint64_t>(kFailoverWindowS * rate), [&] {
+    std::this_thread::sleep_for(2s);
+    const auto restarted = Clock::now();
+    auto r = e_->restartRelay();
+    ASSERT_TRUE(r) << r.error().message;
+    // The relay check (a ping every 10 s) and the probe after an unanswered one (2 s) find
+    // the lost allocation at both sites, which allocate again while the flow stays direct.
+    for (const char* site : {"a", "b"}) {
+      const bool fresh = waitFor(
+          [&] {
+            const auto ago = allocatedAgo(site);
+            return ago && *ago < seconds(Clock::now() - restarted);
+          },
+          25s, 200ms);
+      ASSERT_TRUE(fresh) << "site " << site << " kept its dead allocation";
+      printFigure(std::string("relay_restart_then_cut.fresh_allocation.") + site,
+                  seconds(Clock::now() - restarted), "s");
+      EXPECT_EQ(e_->active(site).value("kind", std::string()), "direct") << "site " << site;
+    }
+    EXPECT_GE(edgeCounter("a", "/node/relay_probes") + edgeCounter("b", "/node/relay_probes"), 1u);
+    std::this_thread::sleep_for(1s);  // the new relayed addresses exchanged, channels bound
+    cut = Clock::now();
+    auto c = e_->lab().cut("a", "b");
+    ASSERT_TRUE(c) << c.error().message;
+    for (const char* site : {"a", "b"}) {
+      auto t = watch(*e_, site, "relay", cut, 10s);
+      if (t.relay) toRelay[site] = *t.relay;
+    }
+  });
+  for (const char* site : {"a", "b"}) {
+    ASSERT_TRUE(toRelay.count(site)) << "site " << site << " never fell back";
+    printFigure(std::string("relay_restart_then_cut.to_relay.") + site, toRelay[site], "s");
+    EXPECT_LE(toRelay[site], kFailoverWindowS) << "site " << site;
+  }
+  for (const auto& [site, r] : reports) {
+    double gap = r.value("longest_gap_ms", 0.0) / 1000;
+    printFigure("relay_restart_then_cut.data_gap_" + site, gap, "s");
+    EXPECT_LE(gap, kFailoverWindowS) << site;
+  }
+  expectFinal("relay");
+  expectCounters("relay", 100);
 }
 
 // The relay restarts while the flow is direct: nothing changes, nothing is lost.

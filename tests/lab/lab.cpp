@@ -806,6 +806,24 @@ Result<void> Lab::rebootNatWithNewPorts(const std::string& name, const std::stri
   return {};
 }
 
+Result<void> Lab::cut(const std::string& name, const std::string& other) {
+  const Site& s = site(name);
+  const std::string peer = site(other).publicAddress.toString();
+  auto r = exec(s.natNetns, "nft add table ip tgw_lab_cut && nft add chain ip tgw_lab_cut forward "
+                            "'{ type filter hook forward priority filter; policy accept; }' && "
+                            "nft add rule ip tgw_lab_cut forward ip daddr " + peer + " meta l4proto udp drop && "
+                            "nft add rule ip tgw_lab_cut forward ip saddr " + peer + " meta l4proto udp drop");
+  if (!r.ok()) return fail("cutting " + s.natNetns + " from " + peer + ": " + r.output);
+  return {};
+}
+
+Result<void> Lab::uncut(const std::string& name) {
+  const Site& s = site(name);
+  auto r = exec(s.natNetns, "nft delete table ip tgw_lab_cut");
+  if (!r.ok()) return fail("uncutting " + s.natNetns + ": " + r.output);
+  return {};
+}
+
 Result<void> Lab::forwardPort(const std::string& name, uint16_t port) {
   const Site& s = site(name);
   auto file = tempDir_ / ("forward-" + s.natNetns + "-" + std::to_string(port) + ".nft");

@@ -226,6 +226,11 @@ class Lab {
   // goes to the site host's same port, from anyone (endpoint-independent filtering for that
   // port, RFC 4787 section 5; with the masquerade keeping the port, a full-cone mapping).
   Result<void> forwardPort(const std::string& site, uint16_t port);
+  // A firewall on `site`'s home router that drops UDP to and from `other`'s public address
+  // (both still reach everything else, the relay included): the direct path between the
+  // two sites is cut. uncut() removes it.
+  Result<void> cut(const std::string& site, const std::string& other);
+  Result<void> uncut(const std::string& site);
 
   const std::string& prefix() const { return prefix_; }
   std::string internetNetns() const { return prefix_ + "-inet"; }
