@@ -446,6 +446,7 @@ void Client::onTimer(TimePoint now) {
     }
     return;
   }
+  decide(now);  // PCP's preference wait may end now, before its probe would retransmit
   for (Protocol p : {Protocol::Pcp, Protocol::NatPmp}) {
     Exchange& e = p == Protocol::Pcp ? pcpProbe_ : natpmpProbe_;
     if (runTimer(e, now) == TimerResult::GaveUp && protocol_ != p) {
@@ -713,11 +714,13 @@ void Client::onPcp(const pcp::Response& r, bool announcement, TimePoint now) {
                       r.map->externalAddress.family() == config_.local.family();
   if (!(protocol_ == Protocol::Pcp && map_.waiting())) {
     // Section 14.2: the server tells of a change to our mapping; the nonce vouches for it.
-    if (protocol_ == Protocol::Pcp && state_ == State::Mapped && r.ok() && usable) {
+    // A copy of an answer already taken (same endpoint) changes nothing and is dropped.
+    const SockAddr endpoint(r.map->externalAddress, r.map->externalPort);
+    if (protocol_ == Protocol::Pcp && state_ == State::Mapped && r.ok() && usable && external_ != endpoint) {
       ++counters_.unsolicitedMapUpdates;
       if (!checkEpoch(Protocol::Pcp, r.epoch, now)) restartSeen(now);
       if (!r.prefix64.empty()) prefix64_ = r.prefix64;
-      mapped(SockAddr(r.map->externalAddress, r.map->externalPort), r.lifetime, now);
+      mapped(endpoint, r.lifetime, now);
       return;
     }
     ++counters_.droppedUnexpected;

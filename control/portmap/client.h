@@ -54,7 +54,7 @@
 // Trust: only datagrams from the gateway's address and port 5351 are read; PCP MAP answers
 // must carry our nonce, protocol and internal port, NAT-PMP map answers our internal port;
 // answers to nothing pending are dropped (except PCP's unsolicited MAP updates, section
-// 14.2, which the nonce authenticates). Every datagram fed moves exactly one inbound counter.
+// 14.2, which the nonce authenticates, when they move the mapping). Every datagram fed moves exactly one inbound counter.
 // All state is fixed-size: no input from the network makes anything grow.
 #pragma once
 
@@ -164,7 +164,7 @@ struct Counters {
   uint64_t answers = 0;                // in: answers acted upon
   uint64_t announcements = 0;          // in: unsolicited announcements that made us re-map / re-probe
   uint64_t announcementsIgnored = 0;   // in: announcements showing nothing new
-  uint64_t unsolicitedMapUpdates = 0;  // in: PCP MAP answers with our nonce outside an exchange (14.2)
+  uint64_t unsolicitedMapUpdates = 0;  // in: PCP MAP answers with our nonce and a new endpoint outside an exchange (14.2)
   uint64_t droppedNotFromGateway = 0;  // in
   uint64_t droppedNatpmpMalformed = 0; // in: NAT-PMP decode errors (by kind below)
   uint64_t droppedPcpMalformed = 0;    // in: PCP decode errors (by kind below)
