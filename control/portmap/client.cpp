@@ -269,7 +269,7 @@ void Client::mapped(const SockAddr& external, uint32_t lifetime, TimePoint now) 
   confirmedAt_ = now;
   expiresAt_ = now + life;
   retryAt_ = kNever;
-  const Duration renew = uniform(life / 2, life * 5 / 8);  // RFC 6887 section 11.2.1
+  const Duration renew = uniform(life / 2, life / 8 * 5);  // RFC 6887 section 11.2.1 (life * 5 overflows for 2^32 s)
   refreshAt_ = now + std::max(kMinRefreshDelay, std::min(renew, config_.repairInterval));
   external_ = external;
   lastExternal_ = external;
