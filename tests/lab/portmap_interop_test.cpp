@@ -56,6 +56,11 @@ class MiniupnpdLab : public testing::Test {
   }
 
   void startMiniupnpd() {
+    ASSERT_NO_FATAL_FAILURE(makeChains());
+    ASSERT_NO_FATAL_FAILURE(startDaemon("miniupnpd.log"));
+  }
+
+  void makeChains() {
     const Site& a = lab_->site("a");
     const auto nftFile = lab_->tempDir() / "miniupnpd-chains.nft";
     std::ofstream(nftFile) << "table inet tgw_upnp {\n"
@@ -68,6 +73,10 @@ class MiniupnpdLab : public testing::Test {
                               "}\n";
     auto nft = lab_->exec(a.natNetns, "nft -f " + nftFile.string());
     ASSERT_TRUE(nft.ok()) << nft.output;
+  }
+
+  void startDaemon(const std::string& logName) {
+    const Site& a = lab_->site("a");
     const auto conf = lab_->tempDir() / "miniupnpd.conf";
     std::ofstream(conf) << "ext_ifname=wan0\n"
                            "listening_ip=lan0\n"
@@ -93,7 +102,7 @@ class MiniupnpdLab : public testing::Test {
     auto p = lab_->spawn(a.natNetns,
                          {"/usr/sbin/miniupnpd", "-f", conf.string(), "-d", "-P",
                           (lab_->tempDir() / "miniupnpd.pid").string()},
-                         "miniupnpd.log");
+                         logName);
     ASSERT_TRUE(p.ok()) << p.error().message;
     miniupnpd_ = *p;
     ASSERT_TRUE(lab_->waitUdpBound(a.natNetns, 5351, 10s)) << "miniupnpd did not bind 5351:\n" << miniupnpd_->log();
@@ -130,9 +139,12 @@ TEST_F(MiniupnpdLab, NatpmpcGetsAMapping) {
 }
 
 // Drives a portmap::Client over a real UDP socket in wall-clock time until `done` or the
-// timeout; returns the events it emitted.
+// timeout; returns the events it emitted. `listener`, when open, is the announcement socket
+// (224.0.0.1:5350): what arrives there is fed with that local endpoint.
+const SockAddr kAnnounceGroup = SockAddr::parse("224.0.0.1:5350").value();
+
 std::vector<portmap::Event> drive(portmap::Client& c, int fd, const std::function<bool()>& done,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, int listener = -1) {
   std::vector<portmap::Event> events;
   const auto until = Clock::now() + timeout;
   auto flush = [&] {
@@ -143,19 +155,23 @@ std::vector<portmap::Event> drive(portmap::Client& c, int fd, const std::functio
     }
     for (auto& e : c.takeEvents()) events.push_back(e);
   };
+  auto receive = [&](int from, const SockAddr& local) {
+    uint8_t buf[1500];
+    sockaddr_storage src{};
+    socklen_t srcLen = sizeof src;
+    const ssize_t n = ::recvfrom(from, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&src), &srcLen);
+    auto sa = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&src), srcLen);
+    if (n >= 0 && sa) c.onDatagram(std::span(buf, static_cast<size_t>(n)), *sa, local, Clock::now());
+  };
   flush();
   while (!done() && Clock::now() < until) {
     const auto now = Clock::now();
     const auto next = std::min(c.nextDeadline(), until);
     const auto waitMs = std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count());
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(waitMs, 100))) > 0) {
-      uint8_t buf[1500];
-      sockaddr_storage from{};
-      socklen_t fromLen = sizeof from;
-      const ssize_t n = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fromLen);
-      auto src = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), fromLen);
-      if (n >= 0 && src) c.onDatagram(std::span(buf, static_cast<size_t>(n)), *src, c.config().local, Clock::now());
+    pollfd p[2] = {{fd, POLLIN, 0}, {listener, POLLIN, 0}};
+    if (::poll(p, listener >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(waitMs, 100))) > 0) {
+      if (p[0].revents & POLLIN) receive(fd, c.config().local);
+      if (listener >= 0 && (p[1].revents & POLLIN)) receive(listener, kAnnounceGroup);
     }
     if (Clock::now() >= c.nextDeadline()) c.onTimer(Clock::now());
     flush();
@@ -211,6 +227,91 @@ TEST_P(PortmapClientAgainstMiniupnpd, MapsReceivesAndReleases) {
 
 INSTANTIATE_TEST_SUITE_P(Protocols, PortmapClientAgainstMiniupnpd, testing::Values(true, false),
                          [](const auto& info) { return info.param ? std::string("Pcp") : std::string("NatpmpOnly"); });
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// miniupnpd restarted with its rules gone (a router reboot): at start it multicasts a PCP
+// ANNOUNCE (epoch 0) to 224.0.0.1:5350; the client, listening there, sees the epoch went
+// back and maps again within a second.
+TEST_F(MiniupnpdLab, RestartAnnouncedAndTheMappingComesBack) {
+  const Site& a = lab_->site("a");
+  const SockAddr local(a.host.ipv4.at(0), kMappedPort);
+  auto fd = lab_->udpSocket(a.host.netns, local);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  // The announcement listener: 224.0.0.1 is joined by every host's interface already.
+  auto listener = lab_->udpSocket(a.host.netns, kAnnounceGroup);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  portmap::Config config;
+  config.local = local;
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  portmap::Client client(config);
+  client.start(Clock::now());
+  drive(client, *fd, [&] { return client.state() == portmap::Client::State::Mapped; }, 10s, *listener);
+  ASSERT_EQ(client.state(), portmap::Client::State::Mapped) << miniupnpd_->log();
+  ASSERT_EQ(client.protocol(), portmap::Protocol::Pcp);
+  // Let the epoch grow past the 2 s tolerance of RFC 6887 section 8.5's check.
+  drive(client, *fd, [] { return false; }, 5s, *listener);
+
+  miniupnpd_->stop();
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_FALSE(hasDnatTo(kMappedPort));
+  ASSERT_NO_FATAL_FAILURE(startDaemon("miniupnpd-restarted.log"));
+  const auto restarted = Clock::now();
+  drive(client, *fd, [&] { return hasDnatTo(kMappedPort); }, 5s, *listener);
+  const auto back = Clock::now() - restarted;
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LT(back, 1s);
+  EXPECT_GE(client.counters().announcements, 1u);
+  EXPECT_GE(client.counters().restartsDetected, 1u);
+  EXPECT_EQ(client.state(), portmap::Client::State::Mapped);
+  std::printf("mapping back %.1f ms after miniupnpd restarted\n", toMs(back));
+  close(*listener);
+  close(*fd);
+}
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// The router's rules flushed behind miniupnpd's back (miniupnpd keeps running and knows
+// nothing): the client's periodic re-request makes the mapping again. The repair interval
+// is shortened to 3 s here (50 s in the product) so the test does not wait a minute.
+TEST_F(MiniupnpdLab, RulesFlushedBehindItsBackAreRepaired) {
+  const Site& a = lab_->site("a");
+  const SockAddr local(a.host.ipv4.at(0), kMappedPort);
+  auto fd = lab_->udpSocket(a.host.netns, local);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  portmap::Config config;
+  config.local = local;
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.repairInterval = 3s;
+  portmap::Client client(config);
+  client.start(Clock::now());
+  drive(client, *fd, [&] { return client.state() == portmap::Client::State::Mapped; }, 10s);
+  ASSERT_EQ(client.state(), portmap::Client::State::Mapped) << miniupnpd_->log();
+  ASSERT_TRUE(hasDnatTo(kMappedPort));
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_FALSE(hasDnatTo(kMappedPort));
+  const auto flushed = Clock::now();
+  drive(client, *fd, [&] { return client.counters().refreshes >= 1 && hasDnatTo(kMappedPort); }, 6s);
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LE(Clock::now() - flushed, 3500ms);
+  EXPECT_GE(client.counters().refreshes, 1u);
+  EXPECT_EQ(client.external(), SockAddr(a.natWan, kMappedPort));
+  close(*fd);
+}
 
 }  // namespace
 }  // namespace tgw::lab
