@@ -14,8 +14,8 @@
 //   - start(now): both protocols probed in parallel with requests that create nothing on
 //     the gateway: PCP ANNOUNCE (section 14.1) and NAT-PMP's external address request
 //     (opcode 0). Probes retransmit at 250 ms, doubling, kProbeTransmissions times.
-//   - The protocol that answers is used; PCP is preferred when both answer, and waits for
-//     it kPcpPreferenceWait after NAT-PMP answered. Why PCP: its MAP answers carry a nonce
+//   - The protocol that answers is used; PCP is preferred when both answer: when NAT-PMP
+//     answers first, PCP still has until kPcpPreferenceWait after probing began. Why PCP: its MAP answers carry a nonce
 //     that ties them to our request (an off-path sender cannot forge a mapping or a
 //     deletion without it), the MAP answer carries the external address (one exchange, not
 //     two), it maps IPv6 too, and RFC 6887 section 9 makes it NAT-PMP's successor.
