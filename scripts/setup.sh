@@ -12,6 +12,7 @@ PACKAGES=(
   dpdk-dev libdpdk-dev
   # lab
   iproute2 nftables conntrack coturn tcpdump socat procps ethtool radvd
+  miniupnpd-nftables natpmpc miniupnpc
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -27,7 +28,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Keep service packages (coturn, radvd) from being started by their install scripts.
+  # Keep service packages (coturn, radvd, miniupnpd) from being started by their install scripts.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"

@@ -7,7 +7,10 @@
 3. base/, crypto/, config/ and dataplane/ depend on nothing in control/.
 4. Leaf modules of the control plane use no other control module (only base/, crypto/ and
    themselves), so that any layer above may use them: control/nat64 (RFC 6052 layouts,
-   used by the TURN peer policy; NAT64 prefix discovery, used by the edge and the shell).
+   used by the TURN peer policy; NAT64 prefix discovery, used by the edge and the shell),
+   control/portmap (the NAT-PMP / PCP clients, for the edge's candidate sources).
+5. Only control/shell/ and control/daemon/ (and the thin mains) read a clock: every module
+   takes `now` as a parameter (STYLE.md rule 6).
 
 Prints each violation as FILE:LINE: rule: text and exits 1; exits 0 when the tree keeps them.
 """
@@ -19,7 +22,8 @@ PRODUCT = ["base", "config", "crypto", "dataplane", "control", "xdp"]
 EVENT_LOOP_OK = ("control/shell/", "control/tgwd/", "control/tgwctl/")
 SOCKETS_OK = ("control/shell/", "dataplane/")
 LOW_LAYERS = ("base/", "crypto/", "config/", "dataplane/")
-CONTROL_LEAVES = ("nat64",)
+CONTROL_LEAVES = ("nat64", "portmap")
+CLOCK_OK = ("control/shell/", "control/daemon/", "control/tgwd/", "control/tgwctl/")
 CONTROL_MODULES = sorted(d for d in os.listdir(os.path.join(sys.argv[1] if len(sys.argv) > 1 else ".", "control"))
                          if os.path.isdir(os.path.join(sys.argv[1] if len(sys.argv) > 1 else ".", "control", d)))
 
@@ -28,6 +32,7 @@ LIBEVENT = re.compile(r'^\s*#\s*include\s*[<"]event2/')
 # member called socket() (relay_->socket()) nor a method called accept (ReplayWindow).
 OPENS_SOCKET = re.compile(r'(?<![\w.>:])(?:::)?(socket\s*\([^)]*\b(AF|PF|SOCK)_|socketpair\s*\(|accept4?\s*\(\s*[^,()]+,)')
 STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+READS_CLOCK = re.compile(r'\b(?:steady_clock|system_clock|high_resolution_clock|Clock)::now\s*\(|\bclock_gettime\s*\(|\bgettimeofday\s*\(')
 CONTROL_INCLUDE = re.compile(r'^\s*#\s*include\s*"(' + "|".join(map(re.escape, CONTROL_MODULES)) + r')/')
 
 
@@ -56,6 +61,8 @@ def check(root):
                             bad.append(f"{rel}:{n}: opens a socket outside control/shell and dataplane: {line.strip()}")
                         if CONTROL_INCLUDE.search(include) and rel.startswith(LOW_LAYERS):
                             bad.append(f"{rel}:{n}: {rel.split('/')[0]}/ depends on control/: {line.strip()}")
+                        if READS_CLOCK.search(code) and rel.startswith("control/") and not rel.startswith(CLOCK_OK):
+                            bad.append(f"{rel}:{n}: reads a clock outside control/shell and control/daemon: {line.strip()}")
                         used = CONTROL_INCLUDE.search(include)
                         leaf = rel.split("/")[1] if rel.startswith("control/") and rel.count("/") >= 2 else None
                         if used and leaf in CONTROL_LEAVES and used.group(1) != leaf:

@@ -1,0 +1,357 @@
+// Port mapping against a real router daemon (issue 13, first step): Debian's
+// miniupnpd-nftables 2.3.1 on the lab's home router, natpmpc as a cross-check, and tgw's
+// portmap::Client (NAT-PMP and PCP) driven over real sockets from the LAN host.
+//
+// The recipe (learnt from miniupnpd's source, tags miniupnpd_2_3_1):
+//   - Its nftables chains must exist before it starts (it adds rules, never chains). The
+//     package's nft_init.sh needs a helper file the package does not ship, so the test writes
+//     the tables itself: one inet table with a forward filter chain and nat prerouting /
+//     postrouting chains, each jumping to the chain miniupnpd fills; the config names them
+//     (upnp_table_name, upnp_nat_table_name, upnp_forward_chain, upnp_nat_chain,
+//     upnp_nat_postrouting_chain). The lab's own masquerade stays in its own table.
+//   - Its WAN address is in 198.18.0.0/15, a reserved range: miniupnpd then refuses to map
+//     ("probably behind NAT") unless ext_perform_stun=yes finds the address unfiltered. Its
+//     STUN (upnpstun.c) sends CHANGE-REQUEST probes (change IP, change port, both), so
+//     ext_stun_host must be a server with two addresses: the lab relay's tgwd (RFC 5780,
+//     198.18.0.10 and .11). The router has no input filter in this lab (LabOptions::edge
+//     off), so the changed-address answers reach it and it finds "no restrictive NAT".
+//   - enable_natpmp=yes turns on NAT-PMP and PCP together (one switch in 2.3.1); the PCP /
+//     NAT-PMP socket is bound on the LAN address, port 5351.
+//   - -d keeps it in the foreground with its log on stderr; -P puts the pid file in the
+//     lab's temp dir (the default /var/run/miniupnpd.pid is shared with the machine).
+#include <gtest/gtest.h>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <regex>
+
+#include "lab.h"
+#include "portmap/client.h"
+#include "tgw_procs.h"
+
+namespace tgw::lab {
+namespace {
+
+constexpr uint16_t kMappedPort = 41641;
+
+class MiniupnpdLab : public testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* p : {"miniupnpd", "natpmpc", "nft"}) {
+      if (!haveProgram(p) && access((std::string("/usr/sbin/") + p).c_str(), X_OK) != 0) {
+        GTEST_SKIP() << p << " is not installed (scripts/setup.sh installs it)";
+      }
+    }
+    if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+    auto lab = Lab::fromDescription("relay; site a easy; host web");
+    ASSERT_TRUE(lab.ok()) << lab.error().message;
+    lab_ = std::move(*lab);
+    auto relay = RelayDaemon::start(*lab_, lab_->host("relay"), "off");
+    ASSERT_TRUE(relay.ok()) << relay.error().message;
+    relay_ = std::move(*relay);
+    ASSERT_NO_FATAL_FAILURE(startMiniupnpd());
+  }
+
+  void startMiniupnpd() {
+    ASSERT_NO_FATAL_FAILURE(makeChains());
+    ASSERT_NO_FATAL_FAILURE(startDaemon("miniupnpd.log"));
+  }
+
+  void makeChains() {
+    const Site& a = lab_->site("a");
+    const auto nftFile = lab_->tempDir() / "miniupnpd-chains.nft";
+    std::ofstream(nftFile) << "table inet tgw_upnp {\n"
+                              "  chain forward { type filter hook forward priority filter; policy accept; jump upnp_forward; }\n"
+                              "  chain upnp_forward { }\n"
+                              "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump upnp_prerouting; }\n"
+                              "  chain upnp_prerouting { }\n"
+                              "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump upnp_postrouting; }\n"
+                              "  chain upnp_postrouting { }\n"
+                              "}\n";
+    auto nft = lab_->exec(a.natNetns, "nft -f " + nftFile.string());
+    ASSERT_TRUE(nft.ok()) << nft.output;
+  }
+
+  void startDaemon(const std::string& logName) {
+    const Site& a = lab_->site("a");
+    const auto conf = lab_->tempDir() / "miniupnpd.conf";
+    std::ofstream(conf) << "ext_ifname=wan0\n"
+                           "listening_ip=lan0\n"
+                           "ipv6_disable=yes\n"
+                           "http_port=0\n"
+                           "enable_natpmp=yes\n"
+                           "enable_upnp=yes\n"
+                           "ext_perform_stun=yes\n"
+                           "ext_stun_host=198.18.0.10\n"
+                           "ext_stun_port=3478\n"
+                           "secure_mode=yes\n"
+                           "system_uptime=no\n"
+                           "min_lifetime=120\n"
+                           "max_lifetime=86400\n"
+                           "uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n"
+                           "upnp_table_name=tgw_upnp\n"
+                           "upnp_nat_table_name=tgw_upnp\n"
+                           "upnp_forward_chain=upnp_forward\n"
+                           "upnp_nat_chain=upnp_prerouting\n"
+                           "upnp_nat_postrouting_chain=upnp_postrouting\n"
+                           "allow 1024-65535 192.168.1.0/24 1024-65535\n"
+                           "deny 0-65535 0.0.0.0/0 0-65535\n";
+    auto p = lab_->spawn(a.natNetns,
+                         {"/usr/sbin/miniupnpd", "-f", conf.string(), "-d", "-P",
+                          (lab_->tempDir() / "miniupnpd.pid").string()},
+                         logName);
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    miniupnpd_ = *p;
+    ASSERT_TRUE(lab_->waitUdpBound(a.natNetns, 5351, 10s)) << "miniupnpd did not bind 5351:\n" << miniupnpd_->log();
+    // STUN runs at start-up; forwarding is on once it found no filtering upstream.
+    ASSERT_TRUE(waitFor([&] { return miniupnpd_->log().find("Port forwarding is now enabled") != std::string::npos; },
+                        10s))
+        << "miniupnpd's STUN did not enable forwarding:\n" << miniupnpd_->log() << "\ntgwd:\n" << relay_->process()->log();
+  }
+
+  std::string upnpRules() const { return lab_->exec(lab_->site("a").natNetns, "nft list table inet tgw_upnp").output; }
+  bool hasDnatTo(uint16_t port) const {
+    return upnpRules().find("dnat ip to 192.168.1.2:" + std::to_string(port)) != std::string::npos;
+  }
+
+  std::unique_ptr<Lab> lab_;
+  std::optional<RelayDaemon> relay_;
+  Process* miniupnpd_ = nullptr;
+};
+
+TEST_F(MiniupnpdLab, NatpmpcGetsAMapping) {
+  const Site& a = lab_->site("a");
+  auto addr = lab_->exec(a.host.netns, "natpmpc -g 192.168.1.1", 10s);
+  ASSERT_TRUE(addr.ok()) << addr.output << "\n" << miniupnpd_->log();
+  // The public address is what STUN saw: the router's WAN address, no NAT upstream.
+  EXPECT_NE(addr.output.find("Public IP address : " + a.natWan.toString()), std::string::npos) << addr.output;
+  auto map = lab_->exec(a.host.netns, "natpmpc -g 192.168.1.1 -a 41641 41641 udp 3600", 10s);
+  ASSERT_TRUE(map.ok()) << map.output << "\n" << miniupnpd_->log();
+  EXPECT_NE(map.output.find("Mapped public port 41641 protocol UDP to local port 41641"), std::string::npos)
+      << map.output;
+  EXPECT_TRUE(hasDnatTo(41641)) << upnpRules();
+  auto del = lab_->exec(a.host.netns, "natpmpc -g 192.168.1.1 -a 41641 41641 udp 0", 10s);
+  ASSERT_TRUE(del.ok()) << del.output;
+  EXPECT_FALSE(hasDnatTo(41641)) << upnpRules();
+}
+
+// Drives a portmap::Client over a real UDP socket in wall-clock time until `done` or the
+// timeout; returns the events it emitted. `listener`, when open, is the announcement socket
+// (224.0.0.1:5350): what arrives there is fed with that local endpoint.
+const SockAddr kAnnounceGroup = SockAddr::parse("224.0.0.1:5350").value();
+
+std::vector<portmap::Event> drive(portmap::Client& c, int fd, const std::function<bool()>& done,
+                                  std::chrono::milliseconds timeout, int listener = -1) {
+  std::vector<portmap::Event> events;
+  const auto until = Clock::now() + timeout;
+  auto flush = [&] {
+    for (const auto& d : c.takeSends()) {
+      sockaddr_storage ss{};
+      const socklen_t len = d.to.toSockaddr(&ss);
+      (void)::sendto(fd, d.bytes.data(), d.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+    }
+    for (auto& e : c.takeEvents()) events.push_back(e);
+  };
+  auto receive = [&](int from, const SockAddr& local) {
+    uint8_t buf[1500];
+    sockaddr_storage src{};
+    socklen_t srcLen = sizeof src;
+    const ssize_t n = ::recvfrom(from, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&src), &srcLen);
+    auto sa = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&src), srcLen);
+    if (n >= 0 && sa) c.onDatagram(std::span(buf, static_cast<size_t>(n)), *sa, local, Clock::now());
+  };
+  flush();
+  while (!done() && Clock::now() < until) {
+    const auto now = Clock::now();
+    const auto next = std::min(c.nextDeadline(), until);
+    const auto waitMs = std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count());
+    pollfd p[2] = {{fd, POLLIN, 0}, {listener, POLLIN, 0}};
+    if (::poll(p, listener >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(waitMs, 100))) > 0) {
+      if (p[0].revents & POLLIN) receive(fd, c.config().local);
+      if (listener >= 0 && (p[1].revents & POLLIN)) receive(listener, kAnnounceGroup);
+    }
+    if (Clock::now() >= c.nextDeadline()) c.onTimer(Clock::now());
+    flush();
+  }
+  return events;
+}
+
+class PortmapClientAgainstMiniupnpd : public MiniupnpdLab, public testing::WithParamInterface<bool> {};
+
+TEST_P(PortmapClientAgainstMiniupnpd, MapsReceivesAndReleases) {
+  const bool pcp = GetParam();
+  const Site& a = lab_->site("a");
+  const SockAddr local(a.host.ipv4.at(0), kMappedPort);
+  auto fd = lab_->udpSocket(a.host.netns, local);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  portmap::Config config;
+  config.local = local;
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.pcp = pcp;
+  portmap::Client client(config);
+  const auto started = Clock::now();
+  client.start(started);
+  auto events = drive(client, *fd, [&] { return client.state() == portmap::Client::State::Mapped; }, 10s);
+  ASSERT_EQ(client.state(), portmap::Client::State::Mapped)
+      << toString(client.state()) << " pcp: " << client.status(portmap::Protocol::Pcp).reason
+      << " nat-pmp: " << client.status(portmap::Protocol::NatPmp).reason << "\n" << miniupnpd_->log();
+  const auto took = Clock::now() - started;
+  EXPECT_EQ(client.protocol(), pcp ? portmap::Protocol::Pcp : portmap::Protocol::NatPmp);
+  EXPECT_EQ(client.external(), SockAddr(a.natWan, kMappedPort));
+  EXPECT_TRUE(client.status(portmap::Protocol::Pcp).epoch.has_value() || !pcp);
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules();
+  EXPECT_EQ(client.counters().droppedNonceMismatch + client.counters().droppedPcpMalformed +
+                client.counters().droppedNatpmpMalformed + client.counters().droppedUnexpected,
+            0u);
+  std::printf("time to mapping (%s): %.1f ms\n", pcp ? "pcp" : "nat-pmp", toMs(took));
+
+  // The mapping works: a host on the Internet reaches the LAN socket at the external endpoint.
+  auto web = lab_->udpSocket(lab_->host("web").netns, SockAddr(lab_->host("web").ipv4.at(0), 0));
+  ASSERT_TRUE(web.ok()) << web.error().message;
+  ASSERT_TRUE(sendTo(*web, *client.external(), "through the mapping").ok());
+  auto got = receiveFrom(*fd, 3s);
+  ASSERT_TRUE(got.ok()) << got.error().message << "\n" << upnpRules();
+  EXPECT_EQ(got->payload, "through the mapping");
+  close(*web);
+
+  client.stop(Clock::now());
+  drive(client, *fd, [&] { return client.state() == portmap::Client::State::Stopped; }, 3s);
+  EXPECT_EQ(client.state(), portmap::Client::State::Stopped);
+  EXPECT_EQ(client.counters().releases, 1u);
+  EXPECT_FALSE(hasDnatTo(kMappedPort)) << upnpRules();
+  close(*fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, PortmapClientAgainstMiniupnpd, testing::Values(true, false),
+                         [](const auto& info) { return info.param ? std::string("Pcp") : std::string("NatpmpOnly"); });
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// miniupnpd restarted with its rules gone (a router reboot): at start it multicasts a PCP
+// ANNOUNCE (epoch 0) to 224.0.0.1:5350; the client, listening there, sees the epoch went
+// back and maps again within a second.
+TEST_F(MiniupnpdLab, RestartAnnouncedAndTheMappingComesBack) {
+  const Site& a = lab_->site("a");
+  const SockAddr local(a.host.ipv4.at(0), kMappedPort);
+  auto fd = lab_->udpSocket(a.host.netns, local);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  // The announcement listener: 224.0.0.1 is joined by every host's interface already.
+  auto listener = lab_->udpSocket(a.host.netns, kAnnounceGroup);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  portmap::Config config;
+  config.local = local;
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  portmap::Client client(config);
+  client.start(Clock::now());
+  drive(client, *fd, [&] { return client.state() == portmap::Client::State::Mapped; }, 10s, *listener);
+  ASSERT_EQ(client.state(), portmap::Client::State::Mapped) << miniupnpd_->log();
+  ASSERT_EQ(client.protocol(), portmap::Protocol::Pcp);
+  // Let the epoch grow past the 2 s tolerance of RFC 6887 section 8.5's check.
+  drive(client, *fd, [] { return false; }, 5s, *listener);
+
+  miniupnpd_->stop();
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_FALSE(hasDnatTo(kMappedPort));
+  ASSERT_NO_FATAL_FAILURE(startDaemon("miniupnpd-restarted.log"));
+  const auto restarted = Clock::now();
+  drive(client, *fd, [&] { return hasDnatTo(kMappedPort); }, 5s, *listener);
+  const auto back = Clock::now() - restarted;
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LT(back, 1s);
+  EXPECT_GE(client.counters().announcements, 1u);
+  EXPECT_GE(client.counters().restartsDetected, 1u);
+  EXPECT_EQ(client.state(), portmap::Client::State::Mapped);
+  std::printf("mapping back %.1f ms after miniupnpd restarted\n", toMs(back));
+  close(*listener);
+  close(*fd);
+}
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// The router's rules flushed behind miniupnpd's back (miniupnpd keeps running and knows
+// nothing): the client's periodic re-request makes the mapping again. The repair interval
+// is shortened to 3 s here (50 s in the product) so the test does not wait a minute.
+TEST_F(MiniupnpdLab, RulesFlushedBehindItsBackAreRepaired) {
+  const Site& a = lab_->site("a");
+  const SockAddr local(a.host.ipv4.at(0), kMappedPort);
+  auto fd = lab_->udpSocket(a.host.netns, local);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  portmap::Config config;
+  config.local = local;
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.repairInterval = 3s;
+  portmap::Client client(config);
+  client.start(Clock::now());
+  drive(client, *fd, [&] { return client.state() == portmap::Client::State::Mapped; }, 10s);
+  ASSERT_EQ(client.state(), portmap::Client::State::Mapped) << miniupnpd_->log();
+  ASSERT_TRUE(hasDnatTo(kMappedPort));
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_FALSE(hasDnatTo(kMappedPort));
+  const auto flushed = Clock::now();
+  drive(client, *fd, [&] { return client.counters().refreshes >= 1 && hasDnatTo(kMappedPort); }, 6s);
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LE(Clock::now() - flushed, 3500ms);
+  EXPECT_GE(client.counters().refreshes, 1u);
+  EXPECT_EQ(client.external(), SockAddr(a.natWan, kMappedPort));
+  close(*fd);
+}
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// Time to the first mapping (issue 13's goal: under 300 ms at the 95th percentile), PCP
+// against miniupnpd, 20 fresh clients on 20 ports, each released before the next.
+TEST_F(MiniupnpdLab, TimeToFirstMapping) {
+  const Site& a = lab_->site("a");
+  std::vector<double> ms;
+  for (uint16_t i = 0; i < 20; ++i) {
+    const SockAddr local(a.host.ipv4.at(0), static_cast<uint16_t>(42000 + i));
+    auto fd = lab_->udpSocket(a.host.netns, local);
+    ASSERT_TRUE(fd.ok()) << fd.error().message;
+    portmap::Config config;
+    config.local = local;
+    config.gateway = IpAddr::parse("192.168.1.1").value();
+    portmap::Client client(config);
+    const auto started = Clock::now();
+    client.start(started);
+    drive(client, *fd, [&] { return client.state() == portmap::Client::State::Mapped; }, 5s);
+    ASSERT_EQ(client.state(), portmap::Client::State::Mapped) << i << "\n" << miniupnpd_->log();
+    EXPECT_EQ(client.protocol(), portmap::Protocol::Pcp);
+    ms.push_back(toMs(Clock::now() - started));
+    client.stop(Clock::now());
+    drive(client, *fd, [&] { return client.state() == portmap::Client::State::Stopped; }, 3s);
+    EXPECT_EQ(client.counters().releases, 1u);
+    close(*fd);
+  }
+  std::sort(ms.begin(), ms.end());
+  const double p50 = ms[ms.size() / 2];
+  const double p95 = ms[ms.size() * 95 / 100];
+  std::printf("time to first mapping (pcp, n=%zu): p50 %.1f ms, p95 %.1f ms, max %.1f ms\n", ms.size(), p50, p95,
+              ms.back());
+  EXPECT_LT(p95, 300.0);
+  EXPECT_TRUE(upnpRules().find("dnat") == std::string::npos) << upnpRules();  // every one released
+}
+
+}  // namespace
+}  // namespace tgw::lab
