@@ -12,6 +12,7 @@ PACKAGES=(
   dpdk-dev libdpdk-dev
   # lab
   iproute2 nftables conntrack coturn tcpdump socat procps ethtool
+  stun-client libnice-dev  # RFC 3489 clients (tests/lab/stun_classic_test.cpp)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
