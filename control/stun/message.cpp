@@ -194,6 +194,7 @@ std::vector<uint16_t> Message::unknownComprehensionRequired(std::span<const uint
     if (!attr::isComprehensionRequired(a.type)) continue;
     if (std::find(known.begin(), known.end(), a.type) != known.end()) continue;
     if (std::find(out.begin(), out.end(), a.type) == out.end()) out.push_back(a.type);
+    if (out.size() == kMaxUnknownAttributes) break;  // bounded work per datagram
   }
   return out;
 }

@@ -142,7 +142,7 @@ class Message {
   bool has(uint16_t type) const { return find(type).has_value(); }
 
   // Comprehension-required attribute types present that the given list does not know,
-  // for the 420 (Unknown Attribute) response.
+  // for the 420 (Unknown Attribute) response: the first kMaxUnknownAttributes distinct ones.
   std::vector<uint16_t> unknownComprehensionRequired(std::span<const uint16_t> known) const;
 
   // Typed readers; empty when the attribute is absent or malformed.
@@ -215,6 +215,11 @@ class MessageBuilder {
   bool integritySha256_ = false;
   bool fingerprint_ = false;
 };
+
+// At most this many types are listed in a 420's UNKNOWN-ATTRIBUTES (coturn lists at most 128):
+// a 64 KiB request holds 16383 attributes, and checking each new one against the list so far
+// would cost work quadratic in that per datagram.
+inline constexpr size_t kMaxUnknownAttributes = 32;
 
 // An answer to an unauthenticated request is at most this many times the request's size
 // (issue 11; tgw/reflection.h has the rule, shared with the fast path).

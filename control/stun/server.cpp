@@ -29,6 +29,19 @@ uint32_t rd32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
+// A classic message built for `request` (RFC 3489): MessageBuilder writes the RFC 8489 header,
+// then the cookie field takes the request's 4 bytes, so all 16 of its id are echoed.
+std::vector<uint8_t> asClassic(std::vector<uint8_t> b, std::span<const uint8_t> request) {
+  std::copy_n(request.begin() + kClassicIdOffset, 4, b.begin() + kClassicIdOffset);
+  return b;
+}
+// The last 12 bytes of a classic request's id, where MessageBuilder takes a transaction id.
+TransactionId classicTail(std::span<const uint8_t> request) {
+  TransactionId tid;
+  std::copy_n(request.begin() + kClassicIdOffset + 4, tid.size(), tid.begin());
+  return tid;
+}
+
 }  // namespace
 
 Server::Server(ServerConfig config) : config_(std::move(config)) {}
@@ -221,24 +234,6 @@ std::optional<Datagram> Server::onBinding(const Message& req, size_t requestSize
   return Datagram{source, from, b.finish()};
 }
 
-}  // namespace tgw::stun
-
-namespace tgw::stun {
-
-// The classic message `b` built for `request` (RFC 3489): MessageBuilder writes the RFC 8489
-// header, then the cookie field takes the request's 4 bytes, so all 16 are echoed.
-namespace {
-std::vector<uint8_t> asClassic(std::vector<uint8_t> b, std::span<const uint8_t> request) {
-  std::copy_n(request.begin() + kClassicIdOffset, 4, b.begin() + kClassicIdOffset);
-  return b;
-}
-TransactionId classicTail(std::span<const uint8_t> request) {
-  TransactionId tid;
-  std::copy_n(request.begin() + kClassicIdOffset + 4, tid.size(), tid.begin());
-  return tid;
-}
-}  // namespace
-
 std::optional<Datagram> Server::classicError(std::span<const uint8_t> request, const SockAddr& from,
                                              const SockAddr& local, int code, std::span<const uint16_t> unknown) {
   static_assert(kClassicIdSize == 4 + std::tuple_size_v<TransactionId>);
@@ -293,7 +288,7 @@ std::optional<Datagram> Server::onClassic(std::span<const uint8_t> bytes, const 
       const uint32_t flags = rd32(bytes.data() + at + 4);
       changeIp = changeIp || (flags & kClassicChangeIp) != 0;
       changePort = changePort || (flags & kClassicChangePort) != 0;
-    } else if (attr::isComprehensionRequired(type) &&
+    } else if (attr::isComprehensionRequired(type) && unknown.size() < kMaxUnknownAttributes &&
                std::find(std::begin(kClassicKnown), std::end(kClassicKnown), type) == std::end(kClassicKnown) &&
                std::find(unknown.begin(), unknown.end(), type) == unknown.end()) {
       responseAddress = responseAddress || type == attr::kResponseAddress;
