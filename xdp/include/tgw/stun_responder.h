@@ -1,11 +1,12 @@
-/* The fast-path STUN Binding responder (RFC 8489), shared by the XDP program and the DPDK
+/* The fast-path STUN Binding responder (RFC 8489, and RFC 3489 "classic"), shared by the XDP program and the DPDK
  * backend (STYLE.md rule 3): each side supplies the (data, data_end) pointers of a frame and
  * does its own actions (grow the frame, transmit, count).
  *
  * Steps, because growing a frame invalidates every pointer into it:
  *   1. tgw_stun_classify() reads the frame and returns a reason (tgw/stats.h). Only
- *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it"; it then fills a plan and saves
- *      what the response needs from the request (struct tgw_stun_request).
+ *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it" (plan->classic says which way);
+ *      it then fills a plan and saves what the response needs from the request (struct
+ *      tgw_stun_request).
  *   2. The caller looks up the endpoint the request arrived on (tgw_stun_endpoint_key_of():
  *      family, local address, local port; XDP: the tgw_stun_endpoints hash map, one lookup).
  *      No entry: the request goes up with TGW_REASON_STUN_UNKNOWN_ENDPOINT and userspace,
@@ -232,8 +233,8 @@ TGW_INLINE int tgw_copy_words(__u8 *dst, const __u8 *src, const __u8 *data_end, 
 
 /* Classifies the frame [data, data_end). Returns a reason (enum tgw_reason); when it is
  * TGW_REASON_STUN_BINDING_ANSWERED, req holds what the response needs and plan has the
- * offsets and the lengths of the smallest answer (tgw_stun_plan_endpoint() completes them).
- * plan->family is set on every path. ports: TGW_STUN_MAX_PORTS entries in network byte
+ * offsets and the lengths of the smallest answer (tgw_stun_plan_endpoint() completes them),
+ * plan->classic 1 for an RFC 3489 request. plan->family is set on every path. ports: TGW_STUN_MAX_PORTS entries in network byte
  * order, 0 = unused. */
 TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const __be16 *ports,
                                     struct tgw_stun_plan *plan, struct tgw_stun_request *req) {
