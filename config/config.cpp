@@ -545,7 +545,8 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
 RelayConfig readRelay(const Reader& r, const toml::table& t) {
   const std::string p = "relay.";
   r.onlyKeys(t, p, {"interface", "xdp_mode", "stun_port", "stun_alternate_port", "address", "secondary_address",
-                    "software", "turn", "rendezvous", "stun_answers_per_second", "stun_answer_burst"});
+                    "software", "turn", "rendezvous", "stun_answers_per_second", "stun_answer_burst",
+                    "socket_buffer_bytes"});
   RelayConfig c;
   c.interface = r.str(t, p, "interface", "");
   c.xdpMode = r.xdpMode(t, p);
@@ -595,6 +596,14 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
       r.integer(t, p, "stun_answers_per_second", c.stunAnswersPerSecond, 0, kMaxStunAnswersPerSecond));
   c.stunAnswerBurst = static_cast<uint32_t>(
       r.integer(t, p, "stun_answer_burst", c.stunAnswerBurst, 1, kMaxStunAnswersPerSecond));
+  c.socketBufferBytes = static_cast<uint32_t>(r.integer(t, p, "socket_buffer_bytes", c.socketBufferBytes, 0,
+                                                        kMaxRelaySocketBufferBytes,
+                                                        "0 (the kernel's default) or bytes"));
+  if (c.socketBufferBytes != 0 && c.socketBufferBytes < kMinRelaySocketBufferBytes) {
+    r.failAt(t.get("socket_buffer_bytes"), Reader::lineOf(t), p + "socket_buffer_bytes",
+             "0 (the kernel's default) or at least " + std::to_string(kMinRelaySocketBufferBytes) + " bytes",
+             std::to_string(c.socketBufferBytes));
+  }
   if (const toml::node* turn = t.get("turn")) {
     if (!turn->is_table()) r.failAt(turn, Reader::lineOf(t), p + "turn", "a table ([relay.turn])", Reader::describe(*turn));
     c.turn = readTurn(r, *turn->as_table(), c);

@@ -10,6 +10,8 @@ PACKAGES=(
   libsodium-dev libssl-dev libevent-dev libtomlplusplus-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   dpdk-dev libdpdk-dev
+  # lab: RFC 3489 (classic) STUN clients, Debian's `stun` and libnice (tests/lab/stun_classic_test.cpp)
+  stun-client libnice-dev
   # lab
   iproute2 nftables conntrack coturn tcpdump socat procps ethtool radvd
   miniupnpd-nftables natpmpc miniupnpc

@@ -69,8 +69,8 @@ static __always_inline void tgw_xdp_stun_ports(__be16 ports[TGW_STUN_MAX_PORTS])
   for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
 }
 
-/* Answers a request tgw_stun_classify() accepted, in place. Sets *verdict (only when the
- * frame was touched) and returns the reason. */
+/* Answers a request tgw_stun_classify() accepted (RFC 8489, or RFC 3489 when plan->classic),
+ * in place. Sets *verdict (only when the frame was touched) and returns the reason. */
 static __always_inline __u32 tgw_xdp_answer_stun(struct xdp_md *ctx, struct tgw_stun_plan *plan,
                                                  const struct tgw_stun_request *req,
                                                  __u32 *verdict) {
@@ -103,7 +103,7 @@ static __always_inline __u32 tgw_xdp_answer_stun(struct xdp_md *ctx, struct tgw_
                             req, ep);
   /* RESPOND_FAILED (a bug) writes nothing, but the frame may have grown at the head: it is
    * no longer the request, so it is dropped, loudly (XDP_ABORTED fires a tracepoint). */
-  *verdict = reason == TGW_REASON_STUN_BINDING_ANSWERED ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
+  *verdict = tgw_stun_answered(reason) ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
   return reason;
 }
 

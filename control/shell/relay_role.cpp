@@ -28,6 +28,18 @@ uint16_t maxChannelOf(const config::TurnConfig& t) {
 
 double secondsOf(Duration d) { return std::chrono::duration<double>(d).count(); }
 
+// What a socket's buffers came to, for the log and `tgwctl status`.
+std::vector<log::Field> bufferFields(const shell::SocketBuffers& b) {
+  return {{"requested", std::to_string(b.requested)},
+          {"receive", std::to_string(b.receive)},
+          {"send", std::to_string(b.send)},
+          {"how", b.requested == 0 ? "kernel default" : b.forced ? "forced (CAP_NET_ADMIN)" : "capped by net.core.rmem_max / wmem_max"}};
+}
+
+nlohmann::json bufferJson(const shell::SocketBuffers& b) {
+  return {{"requested", b.requested}, {"receive", b.receive}, {"send", b.send}, {"forced", b.forced}};
+}
+
 nlohmann::json trafficJson(const turn::TrafficCounters& t) {
   return {{"to_peer_packets", t.toPeerPackets},     {"to_peer_bytes", t.toPeerBytes},
           {"to_client_packets", t.toClientPackets}, {"to_client_bytes", t.toClientBytes},
@@ -105,6 +117,10 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
         rr->onRelayedDatagram(bytes, from, local, now);
       },
       [rr = r.get()] { rr->afterServers(); });
+  // Bursts (Send indications under a browser's data channel) must not overflow the sockets:
+  // sized once, for every socket opened from here on (relay.socket_buffer_bytes).
+  r->listeners_->setBufferBytes(static_cast<int>(cfg.socketBufferBytes));
+  r->relayed_->setBufferBytes(static_cast<int>(cfg.socketBufferBytes));
   for (const auto& primary : cfg.addresses) {
     stun::ServerConfig sc;
     sc.primaryIp = primary;
@@ -180,7 +196,16 @@ Result<void> RelayRole::openSockets() {
       }
       serverAt_[ep] = server.get();
       listening_.push_back(ep);
-      log::info("stun_listening", {{"endpoint", ep.toString()}});
+      auto f = bufferFields(listeners_->lastBuffers());
+      f.insert(f.begin(), {"endpoint", ep.toString()});
+      log::write(log::Level::Info, "stun_listening", f);
+      if (listeners_->lastBuffers().shortOf()) {
+        log::warn("socket_buffers_short",
+                  {{"endpoint", ep.toString()}, {"requested", std::to_string(listeners_->lastBuffers().requested)},
+                   {"receive", std::to_string(listeners_->lastBuffers().receive)},
+                   {"effect", "bursts may overflow the socket (stats: sockets.rx_queue_drops)"},
+                   {"fix", "run with CAP_NET_ADMIN, or raise net.core.rmem_max and net.core.wmem_max"}});
+      }
     }
   }
   return {};
@@ -218,6 +243,12 @@ Result<SockAddr> RelayRole::Ports::reserve(const IpAddr& relayIp, uint16_t minPo
       }
       next_ = (next_ + i + 1) % span;
       ++held;
+      if (!loggedBuffers_) {  // the same for every relayed socket: said once
+        loggedBuffers_ = true;
+        auto f = bufferFields(role_.relayed_->lastBuffers());
+        f.insert(f.begin(), {"relayed", local.toString()});
+        log::write(log::Level::Info, "relayed_socket_buffers", f);
+      }
       log::debug("turn_port_reserved", {{"relayed", local.toString()}});
       return local;
     }
@@ -439,6 +470,8 @@ nlohmann::json RelayRole::status() const {
                {"attached", xdpAttached_ ? std::string(dataplane::attachModeName(*xdpAttached_)) : std::string("off")},
                {"program", program}}},
       {"stun", {{"endpoints", eps}, {"rfc5780", rfc5780}}},
+      {"socket_buffers", {{"listeners", bufferJson(listeners_->lastBuffers())},
+                          {"relayed", relayed_->size() > 0 ? bufferJson(relayed_->lastBuffers()) : nlohmann::json(nullptr)}}},
   };
   if (turn_) {
     const auto& c = turn_->config();
@@ -528,6 +561,8 @@ nlohmann::json RelayRole::stats() const {
   out["sockets"] = {{"rx_datagrams", l.rxDatagrams},
                     {"rx_truncated", l.rxTruncated + r.rxTruncated},
                     {"rx_peer_datagrams", r.rxDatagrams},
+                    {"rx_queue_drops", l.rxQueueDrops},
+                    {"rx_peer_queue_drops", r.rxQueueDrops},
                     {"tx_datagrams", l.txDatagrams + r.txDatagrams},
                     {"tx_errors", l.txErrors + r.txErrors},
                     {"tx_no_socket", l.txNoSocket + r.txNoSocket},

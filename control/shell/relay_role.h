@@ -92,6 +92,7 @@ class RelayRole {
     uint64_t budget_ = UINT64_MAX;          // relayed sockets at most (descriptors)
     std::map<IpAddr, uint32_t> held_;       // relayed ports tgwd holds, per relay address
     log::LogLimiter limiter_{1.0, 5.0};     // one line a second, five at once
+    bool loggedBuffers_ = false;            // the relayed sockets' buffers were logged
   };
 
   explicit RelayRole(config::RelayConfig cfg) : cfg_(std::move(cfg)), ports_(*this) {}

@@ -3,6 +3,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 #include <cstring>
@@ -30,12 +31,30 @@ Result<UniqueFd> openUdpSocket(const SockAddr& local) {
   return s;
 }
 
+SocketBuffers sizeSocketBuffers(int fd, int bytes) {
+  SocketBuffers b;
+  b.requested = bytes;
+  if (bytes > 0) {
+    const bool rcvForced = ::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0;
+    if (!rcvForced) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    const bool sndForced = ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) == 0;
+    if (!sndForced) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    b.forced = rcvForced && sndForced;
+  }
+  socklen_t len = sizeof b.receive;
+  ::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &b.receive, &len);
+  len = sizeof b.send;
+  ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b.send, &len);
+  return b;
+}
+
 struct UdpEndpoints::Socket {
   UdpEndpoints* owner = nullptr;
   SockAddr local;
   UniqueFd fd;
   ::event* ev = nullptr;
   bool closed = false;
+  uint32_t drops = 0;  // the kernel's drop count (SO_RXQ_OVFL) last seen
   ~Socket() {
     if (ev != nullptr) event_free(ev);
   }
@@ -54,6 +73,11 @@ Result<void> UdpEndpoints::open(const SockAddr& local) {
   s->owner = this;
   s->local = local;
   s->fd = std::move(*fd);
+  lastBuffers_ = sizeSocketBuffers(s->fd.get(), bufferBytes_);
+  // Every datagram read carries the socket's drop count (receive buffer full) as ancillary
+  // data: counted as rxQueueDrops, the kernel's own figure per socket.
+  int one = 1;
+  ::setsockopt(s->fd.get(), SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
   s->ev = event_new(
       base_, s->fd.get(), EV_READ | EV_PERSIST,
       [](evutil_socket_t, short, void* arg) {
@@ -85,10 +109,27 @@ void UdpEndpoints::onReadable(Socket& s) {
   closed_.clear();  // `s` is open, so it is not among them
   for (int i = 0; i < kMaxDatagramsPerWakeup && !s.closed; ++i) {
     sockaddr_storage from{};
-    socklen_t fromLen = sizeof from;
-    ssize_t n = recvfrom(s.fd.get(), buf_.data(), buf_.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &fromLen);
+    iovec iov{buf_.data(), buf_.size()};
+    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(uint32_t))];
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(s.fd.get(), &msg, MSG_TRUNC);
     if (n < 0) break;  // EAGAIN: drained
+    const socklen_t fromLen = msg.msg_namelen;
     ++counters_.rxDatagrams;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL && c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+        uint32_t drops = 0;
+        std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
+        counters_.rxQueueDrops += drops - s.drops;  // a running count; unsigned wrap is fine
+        s.drops = drops;
+      }
+    }
     if (static_cast<size_t>(n) > buf_.size()) {
       ++counters_.rxTruncated;
       continue;

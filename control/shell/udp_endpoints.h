@@ -34,6 +34,23 @@ namespace tgw::shell {
 // The error's code is the errno (EMFILE / ENFILE: out of descriptors; EADDRINUSE: taken).
 Result<UniqueFd> openUdpSocket(const SockAddr& local);
 
+// What a socket's buffers came to. getsockopt reports twice the value set (the kernel counts
+// its bookkeeping too), so these are what the kernel charges against, not what was asked.
+struct SocketBuffers {
+  int requested = 0;    // bytes asked for each direction; 0: the kernel's default kept
+  int receive = 0;      // SO_RCVBUF as read back
+  int send = 0;         // SO_SNDBUF as read back
+  bool forced = false;  // set with SO_RCVBUFFORCE / SO_SNDBUFFORCE (CAP_NET_ADMIN), past
+                        // net.core.rmem_max / wmem_max; else SO_RCVBUF / SO_SNDBUF, capped there
+  // True when the kernel gave less than asked (SO_RCVBUF capped by net.core.rmem_max).
+  bool shortOf() const { return requested > 0 && (receive < 2 * requested || send < 2 * requested); }
+};
+
+// Sizes fd's receive and send buffers to `bytes` each: SO_RCVBUFFORCE / SO_SNDBUFFORCE when
+// the process may (CAP_NET_ADMIN), else SO_RCVBUF / SO_SNDBUF (capped by the sysctls); 0
+// leaves them as they are. Returns what the kernel reports afterwards.
+SocketBuffers sizeSocketBuffers(int fd, int bytes);
+
 class UdpEndpoints {
  public:
   // Relayed datagrams can be as large as UDP allows; every other kind is far smaller.
@@ -42,6 +59,8 @@ class UdpEndpoints {
 
   struct Counters {
     uint64_t rxDatagrams = 0;
+    uint64_t rxQueueDrops = 0; // datagrams the kernel dropped on a full receive buffer
+                               // (SO_RXQ_OVFL, seen with the next datagram read)
     uint64_t rxTruncated = 0;  // larger than kMaxDatagram: dropped
     uint64_t txDatagrams = 0;
     uint64_t txErrors = 0;
@@ -56,6 +75,12 @@ class UdpEndpoints {
   ~UdpEndpoints();
   UdpEndpoints(const UdpEndpoints&) = delete;
   UdpEndpoints& operator=(const UdpEndpoints&) = delete;
+
+  // Receive and send buffer size (bytes each) of the sockets opened from now on; 0 (the
+  // default) keeps the kernel's.
+  void setBufferBytes(int bytes) { bufferBytes_ = bytes; }
+  // What the last socket opened got (requested 0 before any, or without setBufferBytes()).
+  const SocketBuffers& lastBuffers() const { return lastBuffers_; }
 
   // Binds `local` and starts reading it; fails (naming the errno) when it cannot bind.
   Result<void> open(const SockAddr& local);
@@ -88,6 +113,8 @@ class UdpEndpoints {
   std::vector<std::unique_ptr<Socket>> closed_;  // closed inside a callback, freed at the next wakeup
   std::vector<uint8_t> buf_ = std::vector<uint8_t>(kMaxDatagram);
   Counters counters_;
+  int bufferBytes_ = 0;
+  SocketBuffers lastBuffers_;
 };
 
 }  // namespace tgw::shell

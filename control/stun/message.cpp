@@ -127,6 +127,12 @@ bool Message::looksLikeStun(std::span<const uint8_t> bytes) {
   return bytes.size() >= kHeaderSize && (bytes[0] & 0xC0) == 0 && rd32(bytes.data() + 4) == kMagicCookie;
 }
 
+bool Message::looksLikeClassicStun(std::span<const uint8_t> bytes) {
+  if (bytes.size() < kHeaderSize || (bytes[0] & 0xC0) != 0 || rd32(bytes.data() + 4) == kMagicCookie) return false;
+  const size_t len = rd16(bytes.data() + 2);
+  return len % 4 == 0 && len + kHeaderSize == bytes.size();
+}
+
 Result<Message, ParseError> Message::parse(std::span<const uint8_t> bytes) {
   if (bytes.size() < kHeaderSize) return err(ParseError::TooShort);
   if ((bytes[0] & 0xC0) != 0 || rd32(bytes.data() + 4) != kMagicCookie) return err(ParseError::NotStun);
@@ -188,6 +194,7 @@ std::vector<uint16_t> Message::unknownComprehensionRequired(std::span<const uint
     if (!attr::isComprehensionRequired(a.type)) continue;
     if (std::find(known.begin(), known.end(), a.type) != known.end()) continue;
     if (std::find(out.begin(), out.end(), a.type) == out.end()) out.push_back(a.type);
+    if (out.size() == kMaxUnknownAttributes) break;  // bounded work per datagram
   }
   return out;
 }

@@ -41,7 +41,10 @@ enum class Class : uint8_t { Request = 0, Indication = 1, SuccessResponse = 2, E
 // Attribute types (RFC 8489 section 18.3, RFC 5780 section 7, RFC 8656 section 18).
 namespace attr {
 inline constexpr uint16_t kMappedAddress = 0x0001;
-inline constexpr uint16_t kChangeRequest = 0x0003;        // RFC 5780
+inline constexpr uint16_t kResponseAddress = 0x0002;      // RFC 3489: never honoured (reflection)
+inline constexpr uint16_t kChangeRequest = 0x0003;        // RFC 5780 (and RFC 3489)
+inline constexpr uint16_t kSourceAddress = 0x0004;        // RFC 3489 section 11.2.5
+inline constexpr uint16_t kChangedAddress = 0x0005;       // RFC 3489 section 11.2.3
 inline constexpr uint16_t kUsername = 0x0006;
 inline constexpr uint16_t kMessageIntegrity = 0x0008;
 inline constexpr uint16_t kErrorCode = 0x0009;
@@ -121,6 +124,10 @@ class Message {
 
   // Quick test used by demultiplexers (RFC 7983): first byte 0..3 and magic cookie.
   static bool looksLikeStun(std::span<const uint8_t> bytes);
+  // An RFC 3489 ("classic") message, the fast path's rule (tgw/stun_responder.h): at least a
+  // header, first byte 0..3, no magic cookie, length a multiple of 4 and exactly the rest.
+  // Its transaction id is the 16 bytes after the length (the cookie field included).
+  static bool looksLikeClassicStun(std::span<const uint8_t> bytes);
 
   Method method() const { return method_; }
   uint16_t rawMethod() const { return rawMethod_; }
@@ -135,7 +142,7 @@ class Message {
   bool has(uint16_t type) const { return find(type).has_value(); }
 
   // Comprehension-required attribute types present that the given list does not know,
-  // for the 420 (Unknown Attribute) response.
+  // for the 420 (Unknown Attribute) response: the first kMaxUnknownAttributes distinct ones.
   std::vector<uint16_t> unknownComprehensionRequired(std::span<const uint16_t> known) const;
 
   // Typed readers; empty when the attribute is absent or malformed.
@@ -208,6 +215,11 @@ class MessageBuilder {
   bool integritySha256_ = false;
   bool fingerprint_ = false;
 };
+
+// At most this many types are listed in a 420's UNKNOWN-ATTRIBUTES (coturn lists at most 128):
+// a 64 KiB request holds 16383 attributes, and checking each new one against the list so far
+// would cost work quadratic in that per datagram.
+inline constexpr size_t kMaxUnknownAttributes = 32;
 
 // An answer to an unauthenticated request is at most this many times the request's size
 // (issue 11; tgw/reflection.h has the rule, shared with the fast path).

@@ -16,9 +16,30 @@ constexpr uint16_t kBindingKnown[] = {
     attr::kPadding,  // RFC 5780 section 7.6: room for the answer's attributes; not echoed
 };
 
+// Attributes of a classic (RFC 3489) Binding request that are understood or knowingly
+// ignored; CHANGE-REQUEST is read apart. RESPONSE-ADDRESS is not here: it gets 420.
+constexpr uint16_t kClassicKnown[] = {attr::kUsername, attr::kMessageIntegrity, attr::kPadding};
+constexpr uint32_t kClassicChangeIp = 0x4;    // RFC 3489 section 11.2.4
+constexpr uint32_t kClassicChangePort = 0x2;
+constexpr size_t kClassicIdOffset = 4;         // RFC 3489's 16-byte id: after type and length
+constexpr size_t kClassicIdSize = 16;
+
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 uint32_t rd32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// A classic message built for `request` (RFC 3489): MessageBuilder writes the RFC 8489 header,
+// then the cookie field takes the request's 4 bytes, so all 16 of its id are echoed.
+std::vector<uint8_t> asClassic(std::vector<uint8_t> b, std::span<const uint8_t> request) {
+  std::copy_n(request.begin() + kClassicIdOffset, 4, b.begin() + kClassicIdOffset);
+  return b;
+}
+// The last 12 bytes of a classic request's id, where MessageBuilder takes a transaction id.
+TransactionId classicTail(std::span<const uint8_t> request) {
+  TransactionId tid;
+  std::copy_n(request.begin() + kClassicIdOffset + 4, tid.size(), tid.begin());
+  return tid;
 }
 
 }  // namespace
@@ -113,6 +134,7 @@ std::optional<Datagram> Server::answer(std::span<const uint8_t> bytes, const Soc
     ++counters_.droppedMartian;
     return std::nullopt;
   }
+  if (Message::looksLikeClassicStun(bytes)) return onClassic(bytes, from, local);
   auto parsed = Message::parse(bytes);
   if (!parsed) {
     switch (parsed.error()) {
@@ -210,6 +232,90 @@ std::optional<Datagram> Server::onBinding(const Message& req, size_t requestSize
   if (parts & TGW_STUN_PART_FINGERPRINT) b.withFingerprint();
   ++counters_.bindingSuccess;
   return Datagram{source, from, b.finish()};
+}
+
+std::optional<Datagram> Server::classicError(std::span<const uint8_t> request, const SockAddr& from,
+                                             const SockAddr& local, int code, std::span<const uint16_t> unknown) {
+  static_assert(kClassicIdSize == 4 + std::tuple_size_v<TransactionId>);
+  // UNKNOWN-ATTRIBUTES: RFC 3489 attributes are multiples of 4 bytes; an odd list repeats one.
+  std::vector<uint8_t> list;
+  for (uint16_t t : unknown) {
+    list.push_back(static_cast<uint8_t>(t >> 8));
+    list.push_back(static_cast<uint8_t>(t));
+  }
+  if (unknown.size() % 2 == 1) {
+    list.push_back(static_cast<uint8_t>(unknown.back() >> 8));
+    list.push_back(static_cast<uint8_t>(unknown.back()));
+  }
+  for (int trim = 0; trim < 2; ++trim) {
+    std::vector<uint8_t> value{0, 0, static_cast<uint8_t>(code / 100), static_cast<uint8_t>(code % 100)};
+    if (trim == 0) {
+      const std::string_view phrase = reasonPhrase(code);
+      value.insert(value.end(), phrase.begin(), phrase.end());
+      while (value.size() % 4 != 0) value.push_back(' ');
+    }
+    MessageBuilder b(Method::Binding, Class::ErrorResponse, classicTail(request));
+    b.addRaw(attr::kErrorCode, value);
+    if (!list.empty()) b.addRaw(attr::kUnknownAttributes, list);
+    auto bytes = asClassic(b.finish(), request);
+    if (fitsAmplification(bytes.size(), request.size())) {
+      ++counters_.classicErrors;
+      return Datagram{local, from, std::move(bytes)};
+    }
+  }
+  ++counters_.droppedAmplification;
+  return std::nullopt;
+}
+
+std::optional<Datagram> Server::onClassic(std::span<const uint8_t> bytes, const SockAddr& from,
+                                          const SockAddr& local) {
+  if (rd16(bytes.data()) != TGW_STUN_BINDING_REQUEST) {
+    // Responses, Shared Secret requests, TURN methods without the cookie: nothing to answer.
+    ++counters_.droppedClassic;
+    return std::nullopt;
+  }
+  ++counters_.requests;
+  bool changeIp = false, changePort = false, responseAddress = false;
+  std::vector<uint16_t> unknown;
+  size_t at = kHeaderSize;
+  while (at < bytes.size()) {
+    if (at + 4 > bytes.size()) return classicError(bytes, from, local, 400);
+    const uint16_t type = rd16(bytes.data() + at);
+    const size_t len = rd16(bytes.data() + at + 2);
+    if (at + 4 + len > bytes.size()) return classicError(bytes, from, local, 400);
+    if (type == attr::kChangeRequest) {
+      if (len != 4) return classicError(bytes, from, local, 400);
+      const uint32_t flags = rd32(bytes.data() + at + 4);
+      changeIp = changeIp || (flags & kClassicChangeIp) != 0;
+      changePort = changePort || (flags & kClassicChangePort) != 0;
+    } else if (attr::isComprehensionRequired(type) && unknown.size() < kMaxUnknownAttributes &&
+               std::find(std::begin(kClassicKnown), std::end(kClassicKnown), type) == std::end(kClassicKnown) &&
+               std::find(unknown.begin(), unknown.end(), type) == unknown.end()) {
+      responseAddress = responseAddress || type == attr::kResponseAddress;
+      unknown.push_back(type);
+    }
+    // RFC 3489 lengths are multiples of 4; an RFC 5389-style encoder pads the value.
+    at += 4 + ((len + 3) & ~size_t{3});
+  }
+  if (responseAddress) ++counters_.classicResponseAddressRefused;
+  // Without RFC 5780 a change cannot be made: 420 naming CHANGE-REQUEST (RFC 5780 section 6.1).
+  if ((changeIp || changePort) && !rfc5780()) unknown.push_back(attr::kChangeRequest);
+  if (!unknown.empty()) return classicError(bytes, from, local, 420, unknown);
+
+  const SockAddr source = (changeIp || changePort) ? otherEndpoint(local, changeIp, changePort) : local;
+  const uint32_t parts = tgw_stun_classic_fit(from.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6, rfc5780() ? 1 : 0,
+                                              static_cast<uint32_t>(bytes.size()));
+  if (parts == 0) {
+    ++counters_.droppedAmplification;
+    return std::nullopt;
+  }
+  if (source != local) ++counters_.changeRequests;
+  MessageBuilder b(Method::Binding, Class::SuccessResponse, classicTail(bytes));
+  b.addMappedAddress(from);
+  if (parts & TGW_STUN_PART_RESPONSE_ORIGIN) b.addPlainAddress(attr::kSourceAddress, source);
+  if (parts & TGW_STUN_PART_OTHER_ADDRESS) b.addPlainAddress(attr::kChangedAddress, otherEndpoint(local, true, true));
+  ++counters_.classicBindingSuccess;
+  return Datagram{source, from, asClassic(b.finish(), bytes)};
 }
 
 }  // namespace tgw::stun

@@ -18,6 +18,25 @@
 //     in there), otherwise 400.
 // Responses carry FINGERPRINT when the request did.
 //
+// RFC 3489 ("classic") Binding requests (RFC 5389 section 12.2, an option RFC 8489 section
+// 11 keeps; libnice and Debian's `stun` send them): a message with no magic cookie, first
+// byte 0..3, length a multiple of 4 and exactly the rest (Message::looksLikeClassicStun, the
+// fast path's rule). Only Binding requests are answered; every other classic message is a
+// counted drop (dropped_classic). The answer echoes the request's 16 bytes after the length
+// (RFC 3489's transaction id) and carries MAPPED-ADDRESS, then, with RFC 5780 support,
+// SOURCE-ADDRESS (where it leaves from) and CHANGED-ADDRESS (the other ip and port) as far as
+// 3x the request allows (SOURCE-ADDRESS dropped first); never SOFTWARE (RFC 3489's SERVER
+// must be a multiple of 4 bytes long) nor FINGERPRINT. A bare one is what XDP answers, byte
+// for byte. Attributes: CHANGE-REQUEST is honoured with RFC 5780 (and a zero one, which
+// JSTUN-era clients send, always); USERNAME, MESSAGE-INTEGRITY and PADDING are ignored;
+// RESPONSE-ADDRESS is never honoured, since answering to an address named in the request
+// would make the server a reflector: the request gets 420 with UNKNOWN-ATTRIBUTES naming it,
+// sent to the source (RFC 5389 section 12.2 prescribes exactly that; counted
+// classic_response_address_refused), as does any other unknown comprehension-required
+// attribute; an attribute running past the end gets 400. Classic errors pad the reason
+// phrase with spaces to a multiple of 4 (RFC 3489 section 11.2.9) and repeat one entry of an
+// odd UNKNOWN-ATTRIBUTES list (section 11.2.10).
+//
 // Reflection (issue 11, tgw/reflection.h), checked before anything else: datagrams from a
 // martian source (0/8, 127/8, 224/3, ::, ::1, ff00::/8, IPv4-mapped, one of the server's own
 // addresses) or from port 0 are a counted drop (sources are not checked on a loopback
@@ -68,6 +87,11 @@ struct ServerCounters {
   uint64_t droppedNotRequest = 0;    // responses and indications
   uint64_t droppedMartian = 0;       // martian source address, own address, or port 0
   uint64_t droppedAmplification = 0; // even the smallest answer is over 3x the request
+  uint64_t classicBindingSuccess = 0;   // RFC 3489 Binding success responses sent
+  uint64_t classicErrors = 0;           // RFC 3489 error responses sent (400, 420)
+  uint64_t droppedClassic = 0;          // RFC 3489 messages other than Binding requests
+  uint64_t classicResponseAddressRefused = 0;  // classic requests naming RESPONSE-ADDRESS
+                                        // (answered 420 to the source; not an outcome)
 
   template <typename F>
   void forEach(F f) const {
@@ -83,6 +107,10 @@ struct ServerCounters {
     f(std::string_view("dropped_not_request"), droppedNotRequest);
     f(std::string_view("dropped_martian"), droppedMartian);
     f(std::string_view("dropped_amplification"), droppedAmplification);
+    f(std::string_view("classic_binding_success"), classicBindingSuccess);
+    f(std::string_view("classic_errors"), classicErrors);
+    f(std::string_view("dropped_classic"), droppedClassic);
+    f(std::string_view("classic_response_address_refused"), classicResponseAddressRefused);
   }
 };
 
@@ -137,6 +165,12 @@ class Server {
                                  TimePoint now);
   std::optional<Datagram> onBinding(const Message& req, size_t requestSize, const SockAddr& from,
                                     const SockAddr& local);
+  // An RFC 3489 message (Message::looksLikeClassicStun).
+  std::optional<Datagram> onClassic(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local);
+  // A classic error response, trimmed (reason phrase) to 3x the request; nullopt (counted)
+  // when it cannot fit.
+  std::optional<Datagram> classicError(std::span<const uint8_t> request, const SockAddr& from,
+                                       const SockAddr& local, int code, std::span<const uint16_t> unknown = {});
   // errorResponse() trimmed to kAmplificationMax times requestSize (SOFTWARE first, then the
   // reason phrase); nullopt (counted) when even that is too large.
   std::optional<Datagram> error(const SockAddr& local, const SockAddr& from, uint16_t rawMethod,

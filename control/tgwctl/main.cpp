@@ -266,6 +266,19 @@ void printStatus(const Json& s) {
                 r["stun"]["rfc5780"].get<bool>() ? "yes" : "no");
     for (const auto& e : r["stun"]["endpoints"]) std::printf(" %s", num(e).c_str());
     std::printf("\n");
+    if (r.contains("socket_buffers") && r["socket_buffers"].is_object()) {
+      // The kernel's figures (twice what was set: its bookkeeping counts too).
+      auto line = [](const char* what, const Json& b) {
+        if (!b.is_object()) return;
+        std::printf("  %-11s receive %s, send %s bytes (asked %s, %s)\n", what, num(b["receive"]).c_str(),
+                    num(b["send"]).c_str(), num(b["requested"]).c_str(),
+                    b.value("requested", 0) == 0 ? "kernel default"
+                    : b.value("forced", false) ? "forced"
+                                               : "capped by net.core.rmem_max / wmem_max");
+      };
+      line("buffers", r["socket_buffers"]["listeners"]);
+      line("relayed", r["socket_buffers"]["relayed"]);
+    }
     if (r.contains("turn") && r["turn"].is_object()) {
       const auto& t = r["turn"];
       std::printf("  turn        realm %s, relayed ports %s on", num(t["realm"]).c_str(), num(t["ports"]).c_str());

@@ -38,7 +38,50 @@ Fixture answers(std::string name, Bytes input, Bytes output, uint32_t family) {
   return {std::move(name), std::move(input), XDP_TX, std::move(output), std::move(deltas)};
 }
 
+Fixture answersClassic(std::string name, Bytes input, Bytes output, uint32_t family) {
+  auto deltas = one(family, TGW_VERDICT_TX, TGW_REASON_STUN_CLASSIC_ANSWERED, input);
+  return {std::move(name), std::move(input), XDP_TX, std::move(output), std::move(deltas)};
+}
+
 Bytes bindingRequest() { return stun(Stun{}); }
+
+// An RFC 3489 (classic) Binding request: no magic cookie, the 16 bytes after the length its
+// transaction id. libnice fills them at random; these are chosen to be no cookie.
+constexpr uint32_t kClassicCookie = 0x5ca1ab1e;
+Stun classicStun() {
+  Stun s;
+  s.cookie = kClassicCookie;
+  return s;
+}
+Bytes classicRequest() { return stun(classicStun()); }
+
+// The classic answer a correct responder sends (RFC 5389 section 12.2, RFC 3489 section
+// 11.2.1), written from the RFCs independently of the shared header: Binding success, the
+// request's cookie field and transaction id echoed, MAPPED-ADDRESS; with RFC 5780 on,
+// SOURCE-ADDRESS (the request's destination) and CHANGED-ADDRESS (the other ip and port) as
+// far as 3x the 20-byte request allows, SOURCE-ADDRESS dropped first; never SOFTWARE.
+Bytes classicResponsePayload(const Bytes& src, uint16_t sport, const Bytes& dst, uint16_t dport,
+                             const Stun& req, const AnswerConfig& answer) {
+  Stun resp;
+  resp.type = 0x0101;
+  resp.cookie = req.cookie;
+  resp.tid = req.tid;
+  resp.attributes = plainAddress(0x0001, src, sport);
+  if (answer.rfc5780) {
+    Bytes source = plainAddress(0x0004, dst, dport);
+    Bytes changed = plainAddress(0x0005, answer.otherIp, answer.otherPort);
+    const size_t budget = 3 * 20;
+    size_t len = 20 + resp.attributes.size() + source.size() + changed.size();
+    if (len > budget) {
+      len -= source.size();
+      source.clear();
+    }
+    if (len > budget) changed.clear();
+    resp.attributes.insert(resp.attributes.end(), source.begin(), source.end());
+    resp.attributes.insert(resp.attributes.end(), changed.begin(), changed.end());
+  }
+  return stun(resp);
+}
 
 const Bytes kRelay4{198, 18, 0, 1};       // Ipv4{}.dst
 const Bytes kRelay4Second{198, 18, 0, 3};
@@ -208,6 +251,130 @@ std::vector<Fixture> stunResponderFixtures() {
     Udp ou6{1, kSecondPort, std::nullopt};
     f.push_back(answers("v6_other_fields", udpFrame6(eth, other6, ou6, stun(s)),
                         expect6(eth, other6, ou6, s.tid), TGW_FAMILY_IPV6));
+  }
+
+  // --- RFC 3489 (classic) Binding requests: no magic cookie (RFC 5389 section 12.2) ---
+  {
+    const Stun creq = classicStun();
+    auto classic4 = [&](const Ethernet& e, const Ipv4& ip, const Udp& u, const Stun& r) {
+      Ethernet re = e;
+      std::swap(re.src, re.dst);
+      Ipv4 rip = ip;
+      std::swap(rip.src, rip.dst);
+      rip.ttl = 64;
+      return udpFrame4(re, rip, Udp{u.dst, u.src, std::nullopt},
+                       classicResponsePayload(bytesOf(ip.src), u.src, bytesOf(ip.dst), u.dst, r,
+                                              answerFor(bytesOf(ip.dst), u.dst)));
+    };
+    auto classic6 = [&](const Ethernet& e, const Ipv6& ip, const Udp& u, const Stun& r) {
+      Ethernet re = e;
+      std::swap(re.src, re.dst);
+      Ipv6 rip = ip;
+      std::swap(rip.src, rip.dst);
+      rip.hopLimit = 64;
+      return udpFrame6(re, rip, Udp{u.dst, u.src, std::nullopt},
+                       classicResponsePayload(bytesOf(ip.src), u.src, bytesOf(ip.dst), u.dst, r,
+                                              answerFor(bytesOf(ip.dst), u.dst)));
+    };
+    // RFC 5780 endpoints: v4 carries SOURCE- and CHANGED-ADDRESS (56 bytes), v6 only
+    // MAPPED-ADDRESS (68 would exceed 60); SOFTWARE "tgw" is never in a classic answer.
+    f.push_back(answersClassic("v4_classic_binding_rfc5780", udpFrame4(eth, ip4, udp, classicRequest()),
+                               classic4(eth, ip4, udp, creq), TGW_FAMILY_IPV4));
+    f.push_back(answersClassic("v6_classic_binding_rfc5780", udpFrame6(eth, ip6, udp, classicRequest()),
+                               classic6(eth, ip6, udp, creq), TGW_FAMILY_IPV6));
+    Udp second = udp;
+    second.dst = kSecondPort;
+    f.push_back(answersClassic("v4_classic_second_port_bare",
+                               udpFrame4(eth, ip4, second, classicRequest()),
+                               classic4(eth, ip4, second, creq), TGW_FAMILY_IPV4));
+    f.push_back(answersClassic("v6_classic_second_port_software_max",
+                               udpFrame6(eth, ip6, second, classicRequest()),
+                               classic6(eth, ip6, second, creq), TGW_FAMILY_IPV6));
+    Ipv4 sw4 = ip4;
+    sw4.dst = {198, 19, 255, 254};  // SOFTWARE "tgw test 1.2.3", not in the classic answer
+    f.push_back(answersClassic("v4_classic_software_endpoint", udpFrame4(eth, sw4, udp, classicRequest()),
+                               classic4(eth, sw4, udp, creq), TGW_FAMILY_IPV4));
+    Ethernet vlan = eth;
+    vlan.vlanTci = 0x0064;
+    Ipv4 opts = ip4;
+    opts.options = {0x94, 0x04, 0x00, 0x00};  // Router Alert
+    f.push_back(answersClassic("v4_classic_vlan_ip_options", udpFrame4(vlan, opts, udp, classicRequest()),
+                               classic4(vlan, opts, udp, creq), TGW_FAMILY_IPV4));
+    f.push_back(answersClassic("v6_classic_vlan", udpFrame6(vlan, ip6, udp, classicRequest()),
+                               classic6(vlan, ip6, udp, creq), TGW_FAMILY_IPV6));
+    // The RFC 8489 cookie with one bit off is indistinguishable from a classic transaction
+    // id: answered the classic way (the client sees its own 16 bytes back).
+    Stun offByOne;
+    offByOne.cookie = 0x2112A443;
+    f.push_back(answersClassic("v4_cookie_one_bit_off_is_classic", udpFrame4(eth, ip4, udp, stun(offByOne)),
+                               classic4(eth, ip4, udp, offByOne), TGW_FAMILY_IPV4));
+    Stun zeros;  // an all-zero id (a cookie field of 0 is not the magic cookie)
+    zeros.cookie = 0;
+    zeros.tid = {};
+    f.push_back(answersClassic("v6_classic_zero_id", udpFrame6(eth, ip6, udp, stun(zeros)),
+                               classic6(eth, ip6, udp, zeros), TGW_FAMILY_IPV6));
+
+    // With attributes: up to userspace (it honours CHANGE-REQUEST, refuses RESPONSE-ADDRESS).
+    Stun change = creq;
+    change.attributes = stunAttribute(0x0003, {0, 0, 0, 6});
+    f.push_back(passes("v4_classic_change_request", udpFrame4(eth, ip4, udp, stun(change)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES));
+    f.push_back(passes("v6_classic_change_request", udpFrame6(eth, ip6, udp, stun(change)),
+                       TGW_FAMILY_IPV6, TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES));
+    Stun responseAddress = creq;
+    responseAddress.attributes = stunAttribute(0x0002, {0, 1, 0x0d, 0x96, 192, 0, 2, 7});
+    f.push_back(passes("v4_classic_response_address", udpFrame4(eth, ip4, udp, stun(responseAddress)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES));
+
+    // Without the cookie and not a well-framed Binding request: not STUN we speak.
+    for (auto [name, type] : std::vector<std::pair<std::string, uint16_t>>{
+             {"v4_classic_binding_response", 0x0101},
+             {"v4_classic_shared_secret_request", 0x0002},
+             {"v4_classic_allocate", 0x0003}}) {
+      Stun s = creq;
+      s.type = type;
+      f.push_back(passes(name, udpFrame4(eth, ip4, udp, stun(s)), TGW_FAMILY_IPV4,
+                         TGW_REASON_STUN_BAD_COOKIE));
+    }
+    Stun longer = creq;
+    longer.lengthOverride = 4;  // claims an attribute that is not there
+    f.push_back(passes("v4_classic_length_beyond_payload", udpFrame4(eth, ip4, udp, stun(longer)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_BAD_COOKIE));
+    Stun unaligned = creq;
+    unaligned.attributes = {0x00, 0x03, 0x00, 0x02, 0, 0};  // 6 bytes: length 6
+    f.push_back(passes("v6_classic_length_not_multiple_of_4", udpFrame6(eth, ip6, udp, stun(unaligned)),
+                       TGW_FAMILY_IPV6, TGW_REASON_STUN_BAD_COOKIE));
+    Stun trailing = creq;  // length 0 but 4 more bytes in the datagram
+    trailing.attributes = {0, 0, 0, 0};
+    trailing.lengthOverride = 0;
+    f.push_back(passes("v4_classic_trailing_bytes", udpFrame4(eth, ip4, udp, stun(trailing)),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_BAD_COOKIE));
+    Bytes first4 = classicRequest();
+    first4[0] = 0x04;  // past the STUN range of RFC 7983: never classic
+    f.push_back(passes("v4_classic_first_byte_4", udpFrame4(eth, ip4, udp, first4), TGW_FAMILY_IPV4,
+                       TGW_REASON_NOT_STUN));
+    Bytes cd = classicRequest();
+    cd[0] = 0x40;  // ChannelData 0x4000, its length 1: the TURN fast path's, not STUN
+    f.push_back(passes("v4_classic_channel_data_first_byte", udpFrame4(eth, ip4, udp, cd),
+                       TGW_FAMILY_IPV4, TGW_REASON_NOT_STUN));
+
+    // The same rules as RFC 8489 answers: unknown endpoints go up, martians are dropped.
+    Ipv4 unknown = ip4;
+    unknown.dst = {198, 18, 0, 9};
+    f.push_back(passes("v4_classic_unknown_endpoint", udpFrame4(eth, unknown, udp, classicRequest()),
+                       TGW_FAMILY_IPV4, TGW_REASON_STUN_UNKNOWN_ENDPOINT));
+    Ipv4 loop = ip4;
+    loop.src = {127, 0, 0, 1};
+    f.push_back(drops("v4_classic_martian_loopback", udpFrame4(eth, loop, udp, classicRequest()),
+                      TGW_FAMILY_IPV4, TGW_REASON_MARTIAN_SOURCE));
+    Ipv6 own = ip6;
+    own.src = ip6.dst;
+    f.push_back(drops("v6_classic_martian_own_address", udpFrame6(eth, own, udp, classicRequest()),
+                      TGW_FAMILY_IPV6, TGW_REASON_MARTIAN_SOURCE));
+    Udp zero = udp;
+    zero.src = 0;
+    f.push_back(drops("v6_classic_source_port_0", udpFrame6(eth, ip6, zero, classicRequest()),
+                      TGW_FAMILY_IPV6, TGW_REASON_SOURCE_PORT_ZERO));
   }
 
   // --- reflection (tgw/reflection.h): never answered, dropped ---
@@ -425,8 +592,11 @@ std::vector<Fixture> stunResponderFixtures() {
                        TGW_FAMILY_IPV4, TGW_REASON_STUN_TRUNCATED));
     f.push_back(passes("v6_stun_truncated", udpFrame6(eth, ip6, udp, Bytes(req20.begin(), req20.begin() + 19)),
                        TGW_FAMILY_IPV6, TGW_REASON_STUN_TRUNCATED));
+    // A wrong cookie on anything but a Binding request (a Binding request without it is an
+    // RFC 3489 one, above).
     Stun badCookie;
     badCookie.cookie = 0x2112A443;
+    badCookie.type = 0x0003;  // Allocate
     f.push_back(passes("v4_bad_cookie", udpFrame4(eth, ip4, udp, stun(badCookie)),
                        TGW_FAMILY_IPV4, TGW_REASON_STUN_BAD_COOKIE));
     f.push_back(passes("v6_bad_cookie", udpFrame6(eth, ip6, udp, stun(badCookie)),

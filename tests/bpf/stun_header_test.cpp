@@ -78,7 +78,7 @@ Outcome respond(const Bytes& in, Grow grow) {
     if (delta > 0 && grow == Grow::Head) data -= delta;
     else end += delta;
     o.reason = tgw_stun_respond(data, end, &plan, &req, ep);
-    const bool ok = o.reason == TGW_REASON_STUN_BINDING_ANSWERED;
+    const bool ok = tgw_stun_answered(o.reason) != 0;
     o.verdict = ok ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
     o.xdpVerdict = ok ? XDP_TX : XDP_ABORTED;
   }

@@ -119,6 +119,16 @@ TEST(StunResponderBudget, OverBudgetPrefixesAreDropped) {
   for (uint8_t host : {2, 3, 4}) answered4({198, 19, 1, host});
   dropped4({198, 19, 1, 2});
   dropped4({198, 19, 1, 200});
+  {
+    // RFC 3489 (classic) requests spend the same budget: refused in the spent /24.
+    Ipv4 ip;
+    ip.src = {198, 19, 1, 7};
+    Stun classic;
+    classic.cookie = 0x5ca1ab1e;
+    const Bytes in = udpFrame4(Ethernet{}, ip, Udp{}, stun(classic));
+    tester.expectRun(in, XDP_DROP, in,
+                     StatDelta(TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_STUN_OVER_BUDGET, 1, in.size()));
+  }
   answered4({198, 19, 2, 2});  // another /24
 
   for (uint8_t host : {1, 2, 3}) answered6(ip6(0, 0, host));

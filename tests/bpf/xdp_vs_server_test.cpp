@@ -144,6 +144,68 @@ TEST_P(XdpVsServerTest, SameStunPayloadOnEveryEndpoint) {
   }
 }
 
+// The same for a bare RFC 3489 (classic) Binding request (no magic cookie): the XDP answer
+// (stun_classic_answered) is the userspace server's, byte for byte, and it is the classic
+// answer: the whole 16-byte id echoed, MAPPED-ADDRESS first.
+TEST_P(XdpVsServerTest, SameClassicPayloadOnEveryEndpoint) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_BPF) for BPF_PROG_TEST_RUN";
+  stun::Server server(GetParam().config);
+  const auto& c = server.config();
+  StunResponder::Options options;
+  options.ports.push_back(c.primaryPort);
+  if (c.alternatePort) options.ports.push_back(*c.alternatePort);
+  options.endpoints = xdpEndpoints(server);
+  auto loaded = StunResponder::load(options);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+
+  const bool v4 = c.primaryIp.isV4();
+  const SockAddr client(v4 ? ip("100.64.7.9") : ip("2001:db8:ffff::42"), 61234);
+  Stun request;
+  request.cookie = 0x0badcafe;
+  request.tid = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0xff, 0xee};
+  const Bytes payload = stun(request);
+
+  for (const SockAddr& local : server.endpoints()) {
+    SCOPED_TRACE("endpoint " + local.toString());
+    Udp u{client.port(), local.port(), std::nullopt};
+    Bytes frame;
+    if (v4) {
+      Ipv4 h;
+      h.src = arrayOf<4>(client.ip());
+      h.dst = arrayOf<4>(local.ip());
+      frame = udpFrame4(Ethernet{}, h, u, payload);
+    } else {
+      Ipv6 h;
+      h.src = arrayOf<16>(client.ip());
+      h.dst = arrayOf<16>(local.ip());
+      frame = udpFrame6(Ethernet{}, h, u, payload);
+    }
+    const XdpRun run = runXdp((*loaded)->programFd(), frame);
+    ASSERT_EQ(run.retval, XDP_TX);
+    EXPECT_EQ(checkUdpFrameChecksums(run.out), "");
+
+    server.onDatagram(payload, client, local, TimePoint{});
+    auto sends = server.takeSends();
+    ASSERT_EQ(sends.size(), 1u);
+    EXPECT_EQ(sends[0].from, local);
+    const Bytes xdpPayload = udpPayload(run.out);
+    EXPECT_EQ(xdpPayload, sends[0].bytes) << "xdp:\n" << hex(xdpPayload) << "\nserver:\n"
+                                          << hex(sends[0].bytes);
+    ASSERT_GE(xdpPayload.size(), 24u);
+    EXPECT_EQ(get16(xdpPayload, 0), 0x0101);
+    EXPECT_TRUE(std::equal(payload.begin() + 4, payload.begin() + 20, xdpPayload.begin() + 4));
+    EXPECT_EQ(get16(xdpPayload, 20), 0x0001);  // MAPPED-ADDRESS
+    // IPv4 with RFC 5780: SOURCE-ADDRESS and CHANGED-ADDRESS fit (56); otherwise 32 / 44.
+    const size_t expected = v4 ? (server.rfc5780() ? 56u : 32u) : 44u;
+    EXPECT_EQ(xdpPayload.size(), expected);
+  }
+  EXPECT_EQ(server.counters().classicBindingSuccess, server.endpoints().size());
+  size_t classicTx = 0;
+  for (const auto& row : (*loaded)->counters())
+    if (row.reason == "stun_classic_answered" && row.verdict == "tx") classicTx += row.packets;
+  EXPECT_EQ(classicTx, server.endpoints().size());
+}
+
 INSTANTIATE_TEST_SUITE_P(Configs, XdpVsServerTest, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 

@@ -1,7 +1,7 @@
 // libFuzzer target for the STUN codec and the userspace STUN server. Besides "does not
 // crash", it checks invariants: every parsed attribute lies inside the message, a parsed
-// message rebuilt attribute by attribute parses again, and the server's replies parse and
-// are never requests (no reply loops).
+// message rebuilt attribute by attribute parses again, and the server's replies parse (RFC
+// 3489 ones: classic, the id echoed), stay within 3x and are never requests (no reply loops).
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -70,10 +70,19 @@ void exerciseServer(Server& s, std::span<const uint8_t> bytes, const SockAddr& l
   check(sends.size() <= 1);
   if (sends.empty()) return;
   const auto& reply = sends.front();
-  auto m = Message::parse(reply.bytes);
-  check(m.ok());
-  check(m->cls() == Class::SuccessResponse || m->cls() == Class::ErrorResponse);
   check(reply.to == kFrom);
+  check(reply.bytes.size() <= 3 * bytes.size());  // the amplification bound (issue 11)
+  if (Message::looksLikeClassicStun(bytes)) {
+    // RFC 3489: a classic Binding success or error, the request's 16-byte id echoed.
+    check(Message::looksLikeClassicStun(reply.bytes));
+    const uint16_t type = static_cast<uint16_t>(reply.bytes[0] << 8 | reply.bytes[1]);
+    check(type == 0x0101 || type == 0x0111);
+    for (size_t i = 4; i < 20; ++i) check(reply.bytes[i] == bytes[i]);
+  } else {
+    auto m = Message::parse(reply.bytes);
+    check(m.ok());
+    check(m->cls() == Class::SuccessResponse || m->cls() == Class::ErrorResponse);
+  }
   // Fed back to the server, a reply is never answered.
   s.onDatagram(reply.bytes, kFrom, local, TimePoint{});
   check(s.takeSends().empty());

@@ -43,6 +43,7 @@ class Frame {
 };
 
 inline uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t be32(const uint8_t* p) { return uint32_t{be16(p)} << 16 | be16(p + 2); }
 
 // One's complement sum of big-endian 16-bit words (an odd last byte padded with zero).
 inline uint32_t sumBe(uint32_t sum, const uint8_t* p, size_t len) {

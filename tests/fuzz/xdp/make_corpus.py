@@ -82,7 +82,12 @@ STUN = {
     'binding-v4-padded': frame(4, 50000, 3478, BINDING, trailer=b'\x00' * 8),
     'binding-attrs': frame(4, 50000, 3478, stun(attrs=struct.pack('>HHI', 0x8028, 4, 0))),
     'binding-response': frame(6, 50000, 3478, stun(0x0101)),
-    'bad-cookie': frame(4, 50000, 3478, stun(cookie=0)),
+    'bad-cookie': frame(4, 50000, 3478, stun(0x0003, cookie=0)),
+    # RFC 3489 (classic): no magic cookie; a bare Binding request is answered the classic way
+    'classic-binding-v4': frame(4, 50000, 3478, stun(cookie=0x5CA1AB1E)),
+    'classic-binding-v6-vlan': frame(6, 50000, 3479, stun(cookie=0), vlan=True),
+    'classic-change-request': frame(4, 50000, 3478,
+                                    stun(attrs=struct.pack('>HHI', 0x0003, 4, 6), cookie=0x5CA1AB1E)),
     'other-port': frame(4, 50000, 3480, BINDING),
     'truncated-ip': frame(4, 50000, 3478, BINDING)[:30],
     'truncated-udp': frame(6, 50000, 3478, BINDING)[:-4],

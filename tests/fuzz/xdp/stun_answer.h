@@ -21,6 +21,7 @@ inline bool stunClassifyReason(uint32_t r) {
     case TGW_REASON_STUN_BAD_LENGTH: case TGW_REASON_STUN_NOT_BINDING_REQUEST:
     case TGW_REASON_STUN_HAS_ATTRIBUTES: case TGW_REASON_STUN_BINDING_ANSWERED:
     case TGW_REASON_MARTIAN_SOURCE: case TGW_REASON_SOURCE_PORT_ZERO: case TGW_REASON_L3_BAD_CHECKSUM:
+    case TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES:
       return true;
     default:
       return false;
@@ -65,7 +66,7 @@ inline void answerAndCheck(Frame& in, struct tgw_stun_plan plan, const struct tg
   Frame out(plan.out_len);
   std::memset(out.data(), 0xA5, out.size());
   XDP_FUZZ_CHECK(tgw_stun_respond(out.data(), out.end(), &plan, &req, &ep) ==
-                 TGW_REASON_STUN_BINDING_ANSWERED);
+                 (plan.classic ? TGW_REASON_STUN_CLASSIC_ANSWERED : TGW_REASON_STUN_BINDING_ANSWERED));
 
   const uint8_t* f = out.data();
   XDP_FUZZ_CHECK(std::memcmp(f, in.data() + 6, 6) == 0 && std::memcmp(f + 6, in.data(), 6) == 0);
@@ -87,18 +88,21 @@ inline void answerAndCheck(Frame& in, struct tgw_stun_plan plan, const struct tg
   XDP_FUZZ_CHECK(tgw_load16(udp) == tgw_load16(rudp + 2) && tgw_load16(udp + 2) == tgw_load16(rudp));
   XDP_FUZZ_CHECK(udpChecksumOk(ip, plan.family, udp, l4_len));
 
-  // STUN: Binding success, the request's transaction id, XOR-MAPPED-ADDRESS first and right.
+  // STUN: Binding success, the request's transaction id, XOR-MAPPED-ADDRESS first and right
+  // (RFC 3489 classic: MAPPED-ADDRESS, plain).
   const uint8_t* stun = udp + TGW_UDP_HLEN;
   XDP_FUZZ_CHECK(be16(stun) == TGW_STUN_BINDING_SUCCESS);
   XDP_FUZZ_CHECK(be16(stun + 2) == l4_len - TGW_UDP_HLEN - TGW_STUN_HEADER_LEN);
   XDP_FUZZ_CHECK(std::memcmp(stun + 4, rudp + TGW_UDP_HLEN + 4, 16) == 0);
   const uint8_t* xma = stun + TGW_STUN_HEADER_LEN;
-  XDP_FUZZ_CHECK(be16(xma) == TGW_STUN_ATTR_XOR_MAPPED_ADDRESS);
-  XDP_FUZZ_CHECK((be16(xma + 6) ^ (TGW_STUN_MAGIC_COOKIE >> 16)) == be16(rudp));
+  const bool classic = plan.classic != 0;
+  XDP_FUZZ_CHECK(classic == (be32(rudp + TGW_UDP_HLEN + 4) != TGW_STUN_MAGIC_COOKIE));
+  XDP_FUZZ_CHECK(be16(xma) == (classic ? TGW_STUN_ATTR_MAPPED_ADDRESS : TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
+  XDP_FUZZ_CHECK((be16(xma + 6) ^ (classic ? 0 : TGW_STUN_MAGIC_COOKIE >> 16)) == be16(rudp));
   size_t alen = plan.family == TGW_FAMILY_IPV4 ? 4 : 16;
   const uint8_t* saddr = rip + (plan.family == TGW_FAMILY_IPV4 ? 12 : 8);
   for (size_t i = 0; i < alen; ++i)
-    XDP_FUZZ_CHECK((xma[8 + i] ^ stun[4 + i]) == saddr[i]);  // cookie, then transaction id
+    XDP_FUZZ_CHECK((xma[8 + i] ^ (classic ? 0 : stun[4 + i])) == saddr[i]);  // cookie, then tid
   // The attributes fill the message exactly.
   size_t at = TGW_STUN_HEADER_LEN, n = 0;
   while (at < l4_len - TGW_UDP_HLEN) {
@@ -108,7 +112,7 @@ inline void answerAndCheck(Frame& in, struct tgw_stun_plan plan, const struct tg
   }
   XDP_FUZZ_CHECK(at == l4_len - TGW_UDP_HLEN);
   // Optional attributes are trimmed to keep the answer within 3x the request (tgw/reflection.h).
-  XDP_FUZZ_CHECK(n >= 1 && n <= (rfc5780 ? 5u : 2u));
+  XDP_FUZZ_CHECK(n >= 1 && n <= (classic ? (rfc5780 ? 3u : 1u) : rfc5780 ? 5u : 2u));
   XDP_FUZZ_CHECK(l4_len - TGW_UDP_HLEN <= 3u * (be16(rudp + 4) - TGW_UDP_HLEN));
 }
 

@@ -373,6 +373,31 @@ TEST(ConfigReflection, RealmAndSoftwareLongerThan64BytesAreRefused) {
             "t.toml:4: relay.stun_answer_burst: expected an integer from 1 to 10000000, got 0");
 }
 
+// relay.socket_buffer_bytes (issue 15): 4 MiB by default, 0 keeps the kernel's, errors name
+// file, line, key and expectation.
+TEST(ConfigRelay, SocketBufferBytes) {
+  const std::string head = "[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\n";
+  auto def = parse(head, "t.toml");
+  ASSERT_TRUE(def.ok()) << def.error().message;
+  EXPECT_EQ(def->relay->socketBufferBytes, 4u * 1024 * 1024);
+  for (uint32_t v : {0u, 4096u, 8u << 20, 256u << 20}) {
+    auto c = parse(head + "socket_buffer_bytes = " + std::to_string(v) + "\n", "t.toml");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->relay->socketBufferBytes, v);
+  }
+  EXPECT_EQ(errorOf(head + "socket_buffer_bytes = 100\n"),
+            "t.toml:4: relay.socket_buffer_bytes: expected 0 (the kernel's default) or at least 4096 bytes, got 100");
+  EXPECT_EQ(errorOf(head + "socket_buffer_bytes = 268435457\n"),
+            "t.toml:4: relay.socket_buffer_bytes: expected 0 (the kernel's default) or bytes from 0 to 268435456, "
+            "got 268435457");
+  EXPECT_EQ(errorOf(head + "socket_buffer_bytes = -1\n"),
+            "t.toml:4: relay.socket_buffer_bytes: expected 0 (the kernel's default) or bytes from 0 to 268435456, "
+            "got -1");
+  EXPECT_EQ(errorOf(head + "socket_buffer_bytes = \"4M\"\n"),
+            "t.toml:4: relay.socket_buffer_bytes: expected 0 (the kernel's default) or bytes from 0 to 268435456, "
+            "got \"4M\"");
+}
+
 TEST(ConfigTurn, ErrorsNameFileLineKeyAndExpectation) {
   EXPECT_EQ(errorOf(withTurn("realm = \"r\"\n")),
             "t.toml:4: relay.turn.user: expected credentials: [[relay.turn.user]], users_file, rest_secret or "

@@ -606,6 +606,12 @@ TEST(NetcheckConfig, RepeatedInjectedIdsAreMadeDistinct) {
   std::set<stun::TransactionId> ids;
   for (const auto& s : sends) ids.insert(stun::Message::parse(s.bytes)->transactionId());
   EXPECT_EQ(ids.size(), 3u);
+  // tgw's own client speaks RFC 8489 (magic cookie), even with an all-zero id (issue 15: the
+  // relay answers RFC 3489 requests, tgw never sends one).
+  for (const auto& s : sends) {
+    EXPECT_TRUE(stun::Message::looksLikeStun(s.bytes));
+    EXPECT_FALSE(stun::Message::looksLikeClassicStun(s.bytes));
+  }
   // Without a local address, whether there is a NAT is unknown.
   auto answer = stun::MessageBuilder(stun::Method::Binding, stun::Class::SuccessResponse,
                                      stun::Message::parse(sends[0].bytes)->transactionId())

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -73,6 +76,70 @@ std::optional<Datagram> ask(Server& s, std::span<const uint8_t> bytes, const Soc
   auto sends = s.takeSends();
   if (sends.empty()) return std::nullopt;
   return std::move(sends.front());
+}
+
+// The 16 bytes after the length of a classic request: its transaction id, no magic cookie.
+const std::array<uint8_t, 16> kClassicId = {0x5c, 0xa1, 0xab, 0x1e, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+
+// A classic request with raw attributes appended (RFC 3489: lengths multiples of 4).
+std::vector<uint8_t> classicRequest(std::vector<uint8_t> attrs = {}, uint16_t type = 0x0001) {
+  std::vector<uint8_t> b(20, 0);
+  test::put16(b, 0, type);
+  test::put16(b, 2, static_cast<uint16_t>(attrs.size()));
+  std::copy(kClassicId.begin(), kClassicId.end(), b.begin() + 4);
+  b.insert(b.end(), attrs.begin(), attrs.end());
+  return b;
+}
+std::vector<uint8_t> classicAttr(uint16_t type, std::vector<uint8_t> value) {
+  std::vector<uint8_t> a(4, 0);
+  test::put16(a, 0, type);
+  test::put16(a, 2, static_cast<uint16_t>(value.size()));
+  a.insert(a.end(), value.begin(), value.end());
+  return a;
+}
+
+// A classic reply read by hand (Message::parse wants the cookie): type, the echoed id and its
+// attributes in order, each a multiple of 4 bytes long as RFC 3489 requires.
+struct ClassicReply {
+  uint16_t type = 0;
+  std::vector<std::pair<uint16_t, std::vector<uint8_t>>> attrs;
+  std::optional<SockAddr> address(uint16_t t) const {
+    for (const auto& [type, v] : attrs) {
+      if (type != t || v.size() < 8) continue;
+      const uint16_t port = static_cast<uint16_t>(v[2] << 8 | v[3]);
+      if (v[1] == 1 && v.size() == 8) return SockAddr(IpAddr::v4({v[4], v[5], v[6], v[7]}), port);
+      if (v[1] == 2 && v.size() == 20) {
+        std::array<uint8_t, 16> a{};
+        std::copy(v.begin() + 4, v.end(), a.begin());
+        return SockAddr(IpAddr::v6(a), port);
+      }
+    }
+    return std::nullopt;
+  }
+  bool has(uint16_t t) const {
+    return std::any_of(attrs.begin(), attrs.end(), [t](const auto& a) { return a.first == t; });
+  }
+};
+ClassicReply readClassic(const std::vector<uint8_t>& b) {
+  ClassicReply r;
+  EXPECT_GE(b.size(), 20u);
+  if (b.size() < 20) return r;
+  r.type = static_cast<uint16_t>(b[0] << 8 | b[1]);
+  EXPECT_EQ(size_t(b[2] << 8 | b[3]) + 20, b.size()) << "length field";
+  EXPECT_TRUE(std::equal(kClassicId.begin(), kClassicId.end(), b.begin() + 4)) << "16-byte id echoed";
+  size_t at = 20;
+  while (at + 4 <= b.size()) {
+    const uint16_t t = static_cast<uint16_t>(b[at] << 8 | b[at + 1]);
+    const size_t len = size_t(b[at + 2] << 8 | b[at + 3]);
+    EXPECT_EQ(len % 4, 0u) << "RFC 3489 attribute " << t << " not a multiple of 4";
+    EXPECT_LE(at + 4 + len, b.size());
+    if (at + 4 + len > b.size()) break;
+    r.attrs.emplace_back(t, std::vector<uint8_t>(b.begin() + static_cast<long>(at + 4),
+                                                 b.begin() + static_cast<long>(at + 4 + len)));
+    at += 4 + len;
+  }
+  EXPECT_EQ(at, b.size());
+  return r;
 }
 
 TEST(StunServer, BindingSuccessIpv4) {
@@ -283,8 +350,11 @@ TEST(StunServer, FramingErrorInANonRequestIsDropped) {
 
 TEST(StunServer, NotStunIsDropped) {
   Server s(plainConfig());
+  // A wrong cookie on a Binding request makes an RFC 3489 request (StunServerClassic); on
+  // anything badly framed it is not STUN.
   auto badCookie = bindingRequest();
   badCookie[5] ^= 0xFF;
+  badCookie.push_back(0);
   auto topBits = bindingRequest();
   topBits[0] = 0x80;
   const std::vector<uint8_t> channelData = {0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4};
@@ -404,6 +474,16 @@ TEST(StunServer, EveryAnswerIsAtMostThreeTimesItsRequest) {
          return b;
        }()},
       {"Allocate, no TURN handler (400)", MessageBuilder(Method::Allocate, Class::Request, kTid).finish()},
+      {"Classic Binding (RFC 3489)", classicRequest()},
+      {"Classic + CHANGE-REQUEST", classicRequest(classicAttr(attr::kChangeRequest, {0, 0, 0, 6}))},
+      {"Classic + RESPONSE-ADDRESS (420)",
+       classicRequest(classicAttr(attr::kResponseAddress, {0, 1, 0x0d, 0x96, 192, 0, 2, 7}))},
+      {"Classic + unknown attribute (420)", classicRequest(classicAttr(0x7F01, {0, 0, 0, 0}))},
+      {"Classic, attribute past the end (400)", [&] {
+         auto b = classicRequest(classicAttr(0x8022, {'a', 'b', 'c', 'd'}));
+         test::put16(b, 22, 8);
+         return b;
+       }()},
   };
   for (const Family& f : families) {
     for (const std::string& software : {std::string("tgw"), software64}) {
@@ -490,9 +570,198 @@ TEST(StunServer, MartianSourcesAndPortZeroAreDroppedAndCounted) {
                   SockAddr::parse("127.0.0.1:3478").value(), kNow));
 }
 
+// A request packed with distinct unknown comprehension-required attributes (16379 in 64 KiB)
+// gets a 420 listing the first kMaxUnknownAttributes of them: the work per datagram stays
+// linear (a list checked against itself for each new type was quadratic), RFC 8489 and
+// RFC 3489 alike.
+TEST(StunServer, UnknownAttributesListedAreBounded) {
+  Server s(plainConfig());
+  std::vector<uint8_t> attrs;
+  for (uint16_t t = 0x4000; attrs.size() + 4 <= 65535 - 20; ++t) {
+    const auto a = classicAttr(t, {});
+    attrs.insert(attrs.end(), a.begin(), a.end());
+  }
+  for (bool classic : {false, true}) {
+    std::vector<uint8_t> req = classicRequest(attrs);
+    if (!classic) test::put32(req, 4, kMagicCookie);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = ask(s, req, kClient, kLocal, kNow);
+    const auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(r) << classic;
+    // 420 listing the first 32 types.
+    std::vector<uint16_t> listed;
+    if (classic) {
+      const ClassicReply c = readClassic(r->bytes);
+      ASSERT_EQ(c.attrs.size(), 2u);
+      EXPECT_EQ(c.attrs[1].first, attr::kUnknownAttributes);
+      for (size_t i = 0; i + 1 < c.attrs[1].second.size(); i += 2)
+        listed.push_back(static_cast<uint16_t>(c.attrs[1].second[i] << 8 | c.attrs[1].second[i + 1]));
+    } else {
+      const Parsed p = parseReply(*r);
+      EXPECT_EQ(p.msg.errorCode()->code, 420);
+      listed = p.msg.unknownAttributes().value_or(std::vector<uint16_t>{});
+    }
+    ASSERT_EQ(listed.size(), kMaxUnknownAttributes) << classic;
+    EXPECT_EQ(listed.front(), 0x4000);
+    EXPECT_EQ(listed.back(), 0x4000 + kMaxUnknownAttributes - 1);
+    std::printf("420 to a %zu-byte request with %zu unknown attributes (%s): %lld us\n", req.size(), attrs.size() / 4,
+                classic ? "RFC 3489" : "RFC 8489",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
+  }
+  expectCounters(s, {{"requests", 2}, {"errors_420", 1}, {"classic_errors", 1}});
+}
+
 TEST(StunServer, CountersHaveDistinctNames) {
   Server s(plainConfig());
-  EXPECT_EQ(countersOf(s).size(), 12u);
+  EXPECT_EQ(countersOf(s).size(), 16u);
+}
+
+// ---- RFC 3489 (classic) Binding requests (issue 15) ------------------------------------------
+
+TEST(StunServerClassic, BareBindingGetsMappedAddressAndTheWholeIdBack) {
+  Server s(plainConfig());
+  auto r = ask(s, classicRequest(), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->from, kLocal);
+  EXPECT_EQ(r->to, kClient);
+  EXPECT_EQ(r->bytes.size(), 32u);
+  const ClassicReply c = readClassic(r->bytes);
+  EXPECT_EQ(c.type, 0x0101);
+  ASSERT_EQ(c.attrs.size(), 1u);  // no XOR-MAPPED-ADDRESS, no SOFTWARE
+  EXPECT_EQ(c.attrs[0].first, attr::kMappedAddress);
+  EXPECT_EQ(c.address(attr::kMappedAddress), kClient);
+  EXPECT_FALSE(Message::parse(r->bytes).ok()) << "a classic answer has no magic cookie";
+  expectCounters(s, {{"requests", 1}, {"classic_binding_success", 1}});
+}
+
+// RFC 5780 on: SOURCE-ADDRESS and CHANGED-ADDRESS (RFC 3489 section 11.2.1) within 3x: IPv4
+// 56 bytes, IPv6 MAPPED-ADDRESS alone (68 would exceed 60).
+TEST(StunServerClassic, Rfc5780AddsSourceAndChangedAddressAsFarAsTheyFit) {
+  Server s(rfc5780Config());
+  auto r = ask(s, classicRequest(), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bytes.size(), 56u);
+  ClassicReply c = readClassic(r->bytes);
+  ASSERT_EQ(c.attrs.size(), 3u);
+  EXPECT_EQ(c.address(attr::kMappedAddress), kClient);
+  EXPECT_EQ(c.address(attr::kSourceAddress), kLocal);
+  EXPECT_EQ(c.address(attr::kChangedAddress), SockAddr(kSecondary, 3479));
+  // To the changed address: CHANGED-ADDRESS names the primary again.
+  const SockAddr other(kSecondary, 3479);
+  r = ask(s, classicRequest(), kClient, other, kNow);
+  ASSERT_TRUE(r);
+  c = readClassic(r->bytes);
+  EXPECT_EQ(r->from, other);
+  EXPECT_EQ(c.address(attr::kSourceAddress), other);
+  EXPECT_EQ(c.address(attr::kChangedAddress), kLocal);
+
+  const IpAddr p6 = IpAddr::parse("2001:db8::1").value();
+  Server s6(ServerConfig{p6, IpAddr::parse("2001:db8::2").value(), 3478, 3479, "tgw"});
+  const SockAddr c6 = SockAddr::parse("[2001:db8:99::7]:40001").value();
+  r = ask(s6, classicRequest(), c6, SockAddr(p6, 3478), kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bytes.size(), 44u);
+  c = readClassic(r->bytes);
+  ASSERT_EQ(c.attrs.size(), 1u);
+  EXPECT_EQ(c.address(attr::kMappedAddress), c6);
+  // Padded to 32 bytes (96 allowed): all three (92 bytes).
+  r = ask(s6, classicRequest(classicAttr(attr::kPadding, {0, 0, 0, 0, 0, 0, 0, 0})), c6, SockAddr(p6, 3478), kNow);
+  ASSERT_TRUE(r);
+  c = readClassic(r->bytes);
+  EXPECT_EQ(c.address(attr::kSourceAddress), SockAddr(p6, 3478));
+  EXPECT_EQ(c.address(attr::kChangedAddress), SockAddr(IpAddr::parse("2001:db8::2").value(), 3479));
+}
+
+TEST(StunServerClassic, ChangeRequestIsHonouredWithRfc5780) {
+  Server s(rfc5780Config());
+  auto r = ask(s, classicRequest(classicAttr(attr::kChangeRequest, {0, 0, 0, 6})), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  const SockAddr other(kSecondary, 3479);
+  EXPECT_EQ(r->from, other);
+  EXPECT_EQ(r->to, kClient);
+  const ClassicReply c = readClassic(r->bytes);
+  EXPECT_EQ(c.type, 0x0101);
+  EXPECT_EQ(c.address(attr::kMappedAddress), kClient);
+  EXPECT_EQ(c.address(attr::kSourceAddress), other);
+  r = ask(s, classicRequest(classicAttr(attr::kChangeRequest, {0, 0, 0, 2})), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->from, SockAddr(kPrimary, 3479));
+  expectCounters(s, {{"requests", 2}, {"classic_binding_success", 2}, {"change_requests", 2}});
+}
+
+// An empty CHANGE-REQUEST (JSTUN-era clients send one on every request) is answered without
+// RFC 5780; one asking for a change gets 420 naming it (repeated: the list is a multiple of 4).
+TEST(StunServerClassic, ChangeRequestWithoutRfc5780) {
+  Server s(plainConfig());
+  auto r = ask(s, classicRequest(classicAttr(attr::kChangeRequest, {0, 0, 0, 0})), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(readClassic(r->bytes).type, 0x0101);
+  r = ask(s, classicRequest(classicAttr(attr::kChangeRequest, {0, 0, 0, 4})), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->from, kLocal);
+  const ClassicReply c = readClassic(r->bytes);
+  EXPECT_EQ(c.type, 0x0111);
+  ASSERT_EQ(c.attrs.size(), 2u);
+  EXPECT_EQ(c.attrs[0].first, attr::kErrorCode);
+  EXPECT_EQ(c.attrs[0].second[2], 4);
+  EXPECT_EQ(c.attrs[0].second[3], 20);
+  EXPECT_EQ(c.attrs[1].first, attr::kUnknownAttributes);
+  EXPECT_EQ(c.attrs[1].second, (std::vector<uint8_t>{0x00, 0x03, 0x00, 0x03}));
+  expectCounters(s, {{"requests", 2}, {"classic_binding_success", 1}, {"classic_errors", 1}});
+}
+
+// RESPONSE-ADDRESS is never honoured (a reflection vector): 420 naming it, to the source.
+TEST(StunServerClassic, ResponseAddressIsRefusedWith420ToTheSource) {
+  Server s(rfc5780Config());
+  const std::vector<uint8_t> victim = {0, 1, 0x0d, 0x96, 192, 0, 2, 7};  // 192.0.2.7:3478
+  auto r = ask(s, classicRequest(classicAttr(attr::kResponseAddress, victim)), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->to, kClient);
+  EXPECT_EQ(r->from, kLocal);
+  const ClassicReply c = readClassic(r->bytes);
+  EXPECT_EQ(c.type, 0x0111);
+  ASSERT_TRUE(c.has(attr::kErrorCode));
+  EXPECT_EQ(c.attrs[0].second[2] * 100 + c.attrs[0].second[3], 420);
+  EXPECT_EQ(c.attrs[1].second, (std::vector<uint8_t>{0x00, 0x02, 0x00, 0x02}));
+  EXPECT_LE(r->bytes.size(), 3 * 32u);
+  // With a CHANGE-REQUEST too: still 420, never a success to anywhere.
+  std::vector<uint8_t> both = classicAttr(attr::kChangeRequest, {0, 0, 0, 6});
+  const auto ra = classicAttr(attr::kResponseAddress, victim);
+  both.insert(both.end(), ra.begin(), ra.end());
+  r = ask(s, classicRequest(both), kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->to, kClient);
+  EXPECT_EQ(readClassic(r->bytes).type, 0x0111);
+  expectCounters(s, {{"requests", 2}, {"classic_errors", 2}, {"classic_response_address_refused", 2}});
+}
+
+TEST(StunServerClassic, MalformedAndOtherClassicMessages) {
+  Server s(plainConfig());
+  // An attribute running past the end: 400.
+  auto bad = classicRequest(classicAttr(0x8022, {'a', 'b', 'c', 'd'}));
+  test::put16(bad, 22, 8);
+  auto r = ask(s, bad, kClient, kLocal, kNow);
+  ASSERT_TRUE(r);
+  const ClassicReply c = readClassic(r->bytes);
+  EXPECT_EQ(c.type, 0x0111);
+  EXPECT_EQ(c.attrs[0].second[2] * 100 + c.attrs[0].second[3], 400);
+  // Optional attributes (SERVER, ...) are ignored.
+  EXPECT_TRUE(ask(s, classicRequest(classicAttr(0x8022, {'a', 'b', 'c', 'd'})), kClient, kLocal, kNow));
+  // Classic responses, Shared Secret requests, TURN methods: dropped, counted.
+  for (uint16_t type : {0x0101, 0x0111, 0x0002, 0x0003}) {
+    EXPECT_FALSE(ask(s, classicRequest({}, type), kClient, kLocal, kNow)) << type;
+  }
+  // Without the cookie and badly framed: not STUN at all.
+  auto unframed = classicRequest();
+  unframed.push_back(0);
+  EXPECT_FALSE(ask(s, unframed, kClient, kLocal, kNow));
+  auto odd = classicRequest(classicAttr(0x8022, {'a', 'b', 'c', 'd'}));
+  test::put16(odd, 2, 6);
+  EXPECT_FALSE(ask(s, odd, kClient, kLocal, kNow));
+  // Martian sources as ever.
+  EXPECT_FALSE(ask(s, classicRequest(), SockAddr::parse("127.0.0.1:4000").value(), kLocal, kNow));
+  expectCounters(s, {{"requests", 2}, {"classic_errors", 1}, {"classic_binding_success", 1}, {"dropped_classic", 4},
+                     {"dropped_not_stun", 2}, {"dropped_martian", 1}});
 }
 
 }  // namespace

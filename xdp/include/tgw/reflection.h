@@ -81,6 +81,18 @@ TGW_INLINE __u32 tgw_stun_binding_fit(__u32 family, __u32 wanted, __u32 software
   return parts | TGW_STUN_PART_ANSWER;
 }
 
+/* Which parts an RFC 3489 (classic) Binding success response to a request of request_len
+ * bytes carries: its MAPPED-ADDRESS is the answer (the same size as XOR-MAPPED-ADDRESS);
+ * in RFC 5780 mode SOURCE-ADDRESS and CHANGED-ADDRESS, given as TGW_STUN_PART_RESPONSE_ORIGIN
+ * and TGW_STUN_PART_OTHER_ADDRESS (the same values and sizes), dropped in that order until it
+ * fits; never SOFTWARE or FINGERPRINT (RFC 3489 has no FINGERPRINT, and its SERVER attribute
+ * must be a multiple of 4 bytes long). 0: no answer. */
+TGW_INLINE __u32 tgw_stun_classic_fit(__u32 family, int rfc5780, __u32 request_len) {
+  const __u32 wanted =
+      rfc5780 ? TGW_STUN_PART_RESPONSE_ORIGIN | TGW_STUN_PART_OTHER_ADDRESS : 0u;
+  return tgw_stun_binding_fit(family, wanted, 0, request_len);
+}
+
 /* ---- martian sources -------------------------------------------------------------------- */
 
 /* True for an IPv4 source never answered: 0/8, 127/8, 224/3 (multicast, reserved, broadcast

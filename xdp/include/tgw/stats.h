@@ -45,8 +45,8 @@ enum tgw_reason {
   TGW_REASON_NOT_STUN = 10,           /* to our port, empty or first byte not 0..3 (RFC 7983):
                                        * ChannelData / tgw frames, for userspace */
   TGW_REASON_STUN_TRUNCATED = 11,     /* first byte says STUN, fewer than 20 bytes: malformed */
-  TGW_REASON_STUN_BAD_COOKIE = 12,    /* magic cookie missing (RFC 8489 section 6): malformed
-                                       * (or RFC 3489 classic STUN: userspace decides) */
+  TGW_REASON_STUN_BAD_COOKIE = 12,    /* magic cookie missing (RFC 8489 section 6) and not an
+                                       * RFC 3489 Binding request either: userspace drops it */
   TGW_REASON_STUN_BAD_LENGTH = 13,    /* length field not a multiple of 4, or not the UDP
                                        * payload minus 20 (RFC 8489 section 6): malformed */
   TGW_REASON_STUN_NOT_BINDING_REQUEST = 14, /* responses, indications, other methods (TURN) */
@@ -135,7 +135,15 @@ enum tgw_reason {
                                        * authenticated disco on, or ChannelData not from our
                                        * TURN server on the channel bound for the flow's peer:
                                        * dropped */
-  TGW_REASON_COUNT = 61
+  /* classic (branch classic, issue 15): RFC 3489 Binding requests, without the magic cookie
+   * (tgw/stun_responder.h). */
+  TGW_REASON_STUN_CLASSIC_ANSWERED = 61, /* a classic Binding request without attributes
+                                       * answered in place (MAPPED-ADDRESS, the 16-byte
+                                       * transaction id echoed), as userspace would */
+  TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES = 62, /* a classic Binding request with attributes
+                                       * (CHANGE-REQUEST, RESPONSE-ADDRESS, ...): passed up,
+                                       * userspace answers or drops it, counted */
+  TGW_REASON_COUNT = 63
 };
 
 /* Per-CPU counter slot. */
@@ -242,6 +250,8 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_L3_BAD_CHECKSUM: return "l3_bad_checksum";
     case TGW_REASON_STUN_OVER_BUDGET: return "stun_over_budget";
     case TGW_REASON_EDGE_BAD_SOURCE: return "edge_bad_source";
+    case TGW_REASON_STUN_CLASSIC_ANSWERED: return "stun_classic_answered";
+    case TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES: return "stun_classic_has_attributes";
     default: return "unknown";
   }
 }

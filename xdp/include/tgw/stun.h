@@ -22,6 +22,11 @@
 #define TGW_STUN_ATTR_OTHER_ADDRESS 0x802C      /* RFC 5780 section 7.4 */
 #define TGW_STUN_ATTR_PADDING 0x0026          /* RFC 5780 section 7.6 */
 #define TGW_STUN_ATTR_FINGERPRINT 0x8028        /* RFC 8489 section 14.7 */
+/* RFC 3489 ("classic" STUN) attributes answered to classic clients (section 11.2). */
+#define TGW_STUN_ATTR_RESPONSE_ADDRESS 0x0002   /* never honoured: a reflection vector */
+#define TGW_STUN_ATTR_CHANGE_REQUEST 0x0003     /* RFC 3489 section 11.2.4, RFC 5780 section 7.2 */
+#define TGW_STUN_ATTR_SOURCE_ADDRESS 0x0004     /* RFC 3489 section 11.2.5 */
+#define TGW_STUN_ATTR_CHANGED_ADDRESS 0x0005    /* RFC 3489 section 11.2.3 */
 /* Bytes of an address attribute (header + value, RFC 8489 sections 14.1 / 14.2). */
 #define TGW_STUN_ADDR_ATTR_LEN_V4 12
 #define TGW_STUN_ADDR_ATTR_LEN_V6 24

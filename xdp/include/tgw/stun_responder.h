@@ -1,11 +1,12 @@
-/* The fast-path STUN Binding responder (RFC 8489), shared by the XDP program and the DPDK
+/* The fast-path STUN Binding responder (RFC 8489, and RFC 3489 "classic"), shared by the XDP program and the DPDK
  * backend (STYLE.md rule 3): each side supplies the (data, data_end) pointers of a frame and
  * does its own actions (grow the frame, transmit, count).
  *
  * Steps, because growing a frame invalidates every pointer into it:
  *   1. tgw_stun_classify() reads the frame and returns a reason (tgw/stats.h). Only
- *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it"; it then fills a plan and saves
- *      what the response needs from the request (struct tgw_stun_request).
+ *      TGW_REASON_STUN_BINDING_ANSWERED means "answer it" (plan->classic says which way);
+ *      it then fills a plan and saves what the response needs from the request (struct
+ *      tgw_stun_request).
  *   2. The caller looks up the endpoint the request arrived on (tgw_stun_endpoint_key_of():
  *      family, local address, local port; XDP: the tgw_stun_endpoints hash map, one lookup).
  *      No entry: the request goes up with TGW_REASON_STUN_UNKNOWN_ENDPOINT and userspace,
@@ -24,6 +25,24 @@
  * userspace with a reason: requests with attributes (FINGERPRINT, RFC 5780 CHANGE-REQUEST,
  * ...), other methods, malformed STUN (userspace counts it and answers 400 where it can), and
  * other traffic sharing the port (RFC 7983 first-byte demultiplexing, tgw/demux.h).
+ *
+ * RFC 3489 ("classic") Binding requests are answered too (RFC 5389 section 12.2, kept as an
+ * option by RFC 8489 section 11): libnice's server-reflexive discovery and Debian's `stun`
+ * send them. A classic request is one whose first byte is 0..3 (the STUN range of RFC 7983,
+ * so ChannelData and tgw frames never qualify), whose cookie field is not the magic cookie,
+ * whose type is Binding request (0x0001) and whose length is a multiple of 4 and exactly the
+ * UDP payload minus 20. Anything else without the cookie stays STUN_BAD_COOKIE. A bare one
+ * is answered here (TGW_REASON_STUN_CLASSIC_ANSWERED); one with attributes (CHANGE-REQUEST,
+ * RESPONSE-ADDRESS, ...) goes up (TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES). The classic answer:
+ * type 0x0101, the request's whole 16 bytes after the length echoed (RFC 3489's transaction
+ * id: the cookie field is part of it), MAPPED-ADDRESS (RFC 3489 section 11.2.1) where the
+ * RFC 8489 answer has XOR-MAPPED-ADDRESS, and in RFC 5780 mode SOURCE-ADDRESS (the endpoint
+ * the answer leaves from) and CHANGED-ADDRESS (the other ip with the other port), which
+ * RFC 3489 section 11.2.1 puts in every Binding response and classic NAT-type clients use,
+ * as far as three times the request allows (SOURCE-ADDRESS dropped first). No SOFTWARE:
+ * RFC 3489's SERVER (the same type) must be a multiple of 4 bytes long and classic parsers
+ * refuse other lengths. The endpoint entry carries this tail too (classic_tail), so the
+ * answer is byte for byte the userspace server's (control/stun/server.cpp, classic).
  *
  * The response: MACs, addresses and ports swapped, TTL / hop limit 64, type 0x0101, the same
  * transaction id, and the attributes of the userspace server (control/stun/server.cpp,
@@ -61,6 +80,8 @@
 #define TGW_STUN_TAIL_MAX (2 * TGW_STUN_ADDR_ATTR_LEN_V6 + 4 + TGW_STUN_SOFTWARE_MAX) /* 116 */
 #define TGW_STUN_ENDPOINT_RFC5780 0x01 /* tgw_stun_endpoint.flags: add MAPPED-ADDRESS (RFC 5780
                                        * mode, when the 3x bound leaves room) */
+/* SOURCE-ADDRESS + CHANGED-ADDRESS (IPv6): the most a classic answer's tail holds. */
+#define TGW_STUN_CLASSIC_TAIL_MAX (2 * TGW_STUN_ADDR_ATTR_LEN_V6) /* 48 */
 
 /* The responder's configuration. In XDP it lives in .rodata, set before the program loads. */
 struct tgw_stun_config {
@@ -88,6 +109,12 @@ struct tgw_stun_endpoint {
   __u8 software_len;  /* length of the SOFTWARE value, 0 = none (for tools; tail has it) */
   __u8 tail[TGW_STUN_TAIL_MAX]; /* encoded attributes: [RESPONSE-ORIGIN, OTHER-ADDRESS]
                                  * in RFC 5780 mode, then [SOFTWARE] if configured */
+  /* The same for an RFC 3489 (classic) answer, after its MAPPED-ADDRESS. */
+  __u32 classic_sum;  /* tgw_csum_add_words() over classic_tail[0 .. classic_len) */
+  __u16 classic_len;  /* bytes of classic_tail[] used: a multiple of 4 */
+  __u16 classic_pad;  /* 0 */
+  __u8 classic_tail[TGW_STUN_CLASSIC_TAIL_MAX]; /* [SOURCE-ADDRESS, CHANGED-ADDRESS] in
+                                 * RFC 5780 mode, as far as a bare request's 3x allows */
 };
 
 /* What tgw_stun_classify() found, completed by tgw_stun_plan_endpoint(), for
@@ -98,6 +125,7 @@ struct tgw_stun_plan {
   __u32 l4_off;  /* offset of the UDP header */
   __u32 out_len; /* frame length of the response */
   __u32 l4_len;  /* UDP length of the response */
+  __u32 classic; /* 1: an RFC 3489 request (no magic cookie): the classic answer */
 };
 
 /* What the response needs from the request, saved before the frame is resized. Fields read
@@ -122,10 +150,15 @@ TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport) ==
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, family) ==
                       TGW_OFFSETOF(struct tgw_stun_xor_addr6, family),
                   "family at the same offset in both forms");
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 20, "plan is five u32");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 24, "plan is six u32");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_key) == 20, "key: address, port, family");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) == 16, "port after address");
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint) == 8 + TGW_STUN_TAIL_MAX, "no padding");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint) ==
+                      8 + TGW_STUN_TAIL_MAX + 8 + TGW_STUN_CLASSIC_TAIL_MAX,
+                  "no padding");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint, classic_tail) % 4 == 0,
+                  "classic tail word-aligned");
+TGW_STATIC_ASSERT(TGW_STUN_CLASSIC_TAIL_MAX % 4 == 0, "classic tail copied in words");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint, tail) == 8, "tail word-aligned");
 TGW_STATIC_ASSERT(TGW_STUN_TAIL_MAX % 4 == 0, "tail copied in words");
 TGW_STATIC_ASSERT(TGW_STUN_SOFTWARE_MAX < 256, "software_len is a byte");
@@ -141,9 +174,11 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_stun_xor_addr6) == TGW_STUN_ADDR_ATTR_LEN_V6
 #define TGW_STUN_L3_OFF_MAX (TGW_ETH_HLEN + TGW_VLAN_HLEN)
 
 /* UDP and STUN checks, common to both families. udp points at a UDP header whose 8 bytes
- * are known to be inside the frame; l4_len is the IP payload length. */
+ * are known to be inside the frame; l4_len is the IP payload length. *classic is set to 1
+ * for an RFC 3489 Binding request (no magic cookie) returned as BINDING_ANSWERED, else 0. */
 TGW_INLINE __u32 tgw_stun_classify_udp(const __u8 *udp, const __u8 *data_end, __u32 l4_len,
-                                        const __be16 *ports) {
+                                        const __be16 *ports, __u32 *classic) {
+  *classic = 0;
   __be16 dport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest));
   int ours = 0;
   for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) {
@@ -164,15 +199,21 @@ TGW_INLINE __u32 tgw_stun_classify_udp(const __u8 *udp, const __u8 *data_end, __
   if (payload_len < TGW_STUN_HEADER_LEN) return TGW_REASON_STUN_TRUNCATED;
   if (stun + TGW_STUN_HEADER_LEN > data_end) return TGW_REASON_STUN_TRUNCATED;
 
-  if (tgw_load32(stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie)) !=
-      TGW_HTONL(TGW_STUN_MAGIC_COOKIE))
-    return TGW_REASON_STUN_BAD_COOKIE;
   __u32 stun_len = TGW_NTOHS(tgw_load16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length)));
-  if ((stun_len & 3u) != 0 || stun_len + TGW_STUN_HEADER_LEN != payload_len)
-    return TGW_REASON_STUN_BAD_LENGTH;
-  if (tgw_load16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type)) !=
-      TGW_HTONS(TGW_STUN_BINDING_REQUEST))
-    return TGW_REASON_STUN_NOT_BINDING_REQUEST;
+  const int framed = (stun_len & 3u) == 0 && stun_len + TGW_STUN_HEADER_LEN == payload_len;
+  const int binding = tgw_load16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type)) ==
+                      TGW_HTONS(TGW_STUN_BINDING_REQUEST);
+  if (tgw_load32(stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie)) !=
+      TGW_HTONL(TGW_STUN_MAGIC_COOKIE)) {
+    /* RFC 3489 (classic): only a well-framed Binding request qualifies; everything else
+     * without the cookie is not STUN this server speaks. */
+    if (!framed || !binding) return TGW_REASON_STUN_BAD_COOKIE;
+    if (stun_len != 0) return TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES;
+    *classic = 1;
+    return TGW_REASON_STUN_BINDING_ANSWERED;
+  }
+  if (!framed) return TGW_REASON_STUN_BAD_LENGTH;
+  if (!binding) return TGW_REASON_STUN_NOT_BINDING_REQUEST;
   if (stun_len != 0) return TGW_REASON_STUN_HAS_ATTRIBUTES;
   return TGW_REASON_STUN_BINDING_ANSWERED;
 }
@@ -192,8 +233,8 @@ TGW_INLINE int tgw_copy_words(__u8 *dst, const __u8 *src, const __u8 *data_end, 
 
 /* Classifies the frame [data, data_end). Returns a reason (enum tgw_reason); when it is
  * TGW_REASON_STUN_BINDING_ANSWERED, req holds what the response needs and plan has the
- * offsets and the lengths of the smallest answer (tgw_stun_plan_endpoint() completes them).
- * plan->family is set on every path. ports: TGW_STUN_MAX_PORTS entries in network byte
+ * offsets and the lengths of the smallest answer (tgw_stun_plan_endpoint() completes them),
+ * plan->classic 1 for an RFC 3489 request. plan->family is set on every path. ports: TGW_STUN_MAX_PORTS entries in network byte
  * order, 0 = unused. */
 TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const __be16 *ports,
                                     struct tgw_stun_plan *plan, struct tgw_stun_request *req) {
@@ -202,6 +243,7 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   plan->l4_off = 0;
   plan->out_len = 0;
   plan->l4_len = 0;
+  plan->classic = 0;
 
   if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
   __u16 proto = tgw_load16(data + TGW_OFFSETOF(struct tgw_eth_hdr, proto));
@@ -256,8 +298,10 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   }
 
   if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
-  __u32 reason = tgw_stun_classify_udp(udp, data_end, l4_len, ports);
+  __u32 classic = 0;
+  __u32 reason = tgw_stun_classify_udp(udp, data_end, l4_len, ports, &classic);
   if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason;
+  plan->classic = classic;
 
   /* Save the request. Every range below was checked above; the verifier needs its own
    * checks again, hence the explicit comparisons. */
@@ -366,6 +410,26 @@ TGW_INLINE int tgw_stun_endpoint_init(struct tgw_stun_endpoint *ep, __u32 family
   ep->tail_len = (__u16)len;
   ep->software_len = (__u8)software_len;
   ep->tail_sum = tgw_csum_add_words(0, ep->tail, len / 2);
+
+  /* The classic answer (RFC 3489 section 11.2.1): MAPPED-ADDRESS, then SOURCE-ADDRESS and
+   * CHANGED-ADDRESS in RFC 5780 mode, the same values as RESPONSE-ORIGIN and OTHER-ADDRESS,
+   * trimmed by the same rule; never SOFTWARE. */
+  const __u32 classic = tgw_stun_classic_fit(family, rfc5780, TGW_STUN_HEADER_LEN);
+  for (__u32 i = 0; i < TGW_STUN_CLASSIC_TAIL_MAX; i++) ep->classic_tail[i] = 0;
+  len = 0;
+  if (classic & TGW_STUN_PART_RESPONSE_ORIGIN) {
+    tgw_stun_put_plain_addr(ep->classic_tail, TGW_STUN_ATTR_SOURCE_ADDRESS, family, local_addr,
+                            local_port);
+    len += tgw_stun_addr_attr_len(family);
+  }
+  if (classic & TGW_STUN_PART_OTHER_ADDRESS) {
+    tgw_stun_put_plain_addr(ep->classic_tail + len, TGW_STUN_ATTR_CHANGED_ADDRESS, family,
+                            other_addr, other_port);
+    len += tgw_stun_addr_attr_len(family);
+  }
+  ep->classic_len = (__u16)len;
+  ep->classic_pad = 0;
+  ep->classic_sum = tgw_csum_add_words(0, ep->classic_tail, len / 2);
   return 0;
 }
 
@@ -374,11 +438,18 @@ TGW_INLINE int tgw_stun_endpoint_init(struct tgw_stun_endpoint *ep, __u32 family
  * that is not as tgw_stun_endpoint_init() writes it (nothing was changed in the frame). */
 TGW_INLINE __u32 tgw_stun_plan_endpoint(struct tgw_stun_plan *plan,
                                         const struct tgw_stun_endpoint *ep) {
-  __u32 tail_len = ep->tail_len;
-  if (tail_len > TGW_STUN_TAIL_MAX || (tail_len & 3u) != 0) return TGW_REASON_RESPOND_FAILED;
   __u32 l4_len = plan->family == TGW_FAMILY_IPV4 ? TGW_STUN_RESP_L4_LEN_V4 : TGW_STUN_RESP_L4_LEN_V6;
-  if (ep->flags & TGW_STUN_ENDPOINT_RFC5780) l4_len += tgw_stun_addr_attr_len(plan->family);
-  l4_len += tail_len;
+  if (plan->classic) {
+    __u32 classic_len = ep->classic_len;
+    if (classic_len > TGW_STUN_CLASSIC_TAIL_MAX || (classic_len & 3u) != 0)
+      return TGW_REASON_RESPOND_FAILED;
+    l4_len += classic_len;
+  } else {
+    __u32 tail_len = ep->tail_len;
+    if (tail_len > TGW_STUN_TAIL_MAX || (tail_len & 3u) != 0) return TGW_REASON_RESPOND_FAILED;
+    if (ep->flags & TGW_STUN_ENDPOINT_RFC5780) l4_len += tgw_stun_addr_attr_len(plan->family);
+    l4_len += tail_len;
+  }
   /* The amplification bound (tgw/reflection.h) for the bare request answered here, against
    * an entry not written by tgw_stun_endpoint_init(). */
   if (l4_len - TGW_UDP_HLEN > TGW_AMPLIFICATION_MAX * TGW_STUN_HEADER_LEN)
@@ -391,8 +462,8 @@ TGW_INLINE __u32 tgw_stun_plan_endpoint(struct tgw_stun_plan *plan,
 /* Writes the Binding success response into the frame [data, data_end), which the caller
  * has resized to plan->out_len bytes (a plan completed by tgw_stun_plan_endpoint() with the
  * same ep), from the saved request and the endpoint alone. Returns
- * TGW_REASON_STUN_BINDING_ANSWERED, or TGW_REASON_RESPOND_FAILED if the frame is not as the
- * plan says (a bug in the caller). */
+ * TGW_REASON_STUN_BINDING_ANSWERED (TGW_REASON_STUN_CLASSIC_ANSWERED for a classic plan), or
+ * TGW_REASON_RESPOND_FAILED if the frame is not as the plan says (a bug in the caller). */
 TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
                                    const struct tgw_stun_plan *plan,
                                    const struct tgw_stun_request *req,
@@ -404,10 +475,13 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   if (l3_off > TGW_STUN_L3_OFF_MAX || l4_off > TGW_STUN_L3_OFF_MAX + TGW_IPV4_HLEN_MAX ||
       l4_off < l3_off)
     return TGW_REASON_RESPOND_FAILED;
-  /* The endpoint is re-read, not trusted from the plan: its tail length bounds the copy. */
-  __u32 tail_len = ep->tail_len;
-  if (tail_len > TGW_STUN_TAIL_MAX || (tail_len & 3u) != 0) return TGW_REASON_RESPOND_FAILED;
-  const int rfc5780 = (ep->flags & TGW_STUN_ENDPOINT_RFC5780) != 0;
+  /* The endpoint is re-read, not trusted from the plan: its tail length bounds the copy. A
+   * classic answer (RFC 3489) has MAPPED-ADDRESS first and the classic tail, nothing else. */
+  const int classic = plan->classic != 0;
+  __u32 tail_len = classic ? ep->classic_len : ep->tail_len;
+  if (tail_len > (classic ? TGW_STUN_CLASSIC_TAIL_MAX : TGW_STUN_TAIL_MAX) || (tail_len & 3u) != 0)
+    return TGW_REASON_RESPOND_FAILED;
+  const int rfc5780 = !classic && (ep->flags & TGW_STUN_ENDPOINT_RFC5780) != 0;
   __u32 ip_hlen = l4_off - l3_off;
   __u8 *ip = data + l3_off;
   __u8 *udp = data + l4_off;
@@ -466,9 +540,9 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     }
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), tgw_csum_fold(ip_sum));
 
-    /* XOR-MAPPED-ADDRESS, IPv4 (RFC 8489 section 14.2). */
+    /* XOR-MAPPED-ADDRESS, IPv4 (RFC 8489 section 14.2); classic: MAPPED-ADDRESS, plain. */
     tgw_store32(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xaddr),
-                client_addr ^ TGW_HTONL(TGW_STUN_MAGIC_COOKIE));
+                classic ? client_addr : client_addr ^ TGW_HTONL(TGW_STUN_MAGIC_COOKIE));
     attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, family)] = TGW_STUN_FAMILY_IPV4;
 
     /* Pseudo-header (RFC 768): both addresses, protocol, UDP length. */
@@ -481,8 +555,10 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     for (int i = 0; i < 16; i += 4) {
       tgw_store32(saddr + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
       tgw_store32(daddr + i, tgw_load32(client_addr + i));
-      /* X-Address: XORed with the cookie then the transaction id (RFC 8489 section 14.2). */
-      tgw_store32(xaddr + i, tgw_load32(client_addr + i) ^ tgw_load32(req->cookie_tid + i));
+      /* X-Address: XORed with the cookie then the transaction id (RFC 8489 section 14.2);
+       * classic: the address itself. */
+      tgw_store32(xaddr + i, tgw_load32(client_addr + i) ^
+                                 (classic ? 0u : tgw_load32(req->cookie_tid + i)));
     }
     ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, hop_limit)] = TGW_DEFAULT_TTL;
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len), TGW_HTONS((__u16)l4_len));
@@ -509,12 +585,15 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
                 tgw_load32(req->cookie_tid + i));
   __u32 xma_len = tgw_stun_addr_attr_len(plan->family);
   tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, type),
-              TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
+              classic ? TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS)
+                      : TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
   tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, length), TGW_HTONS((__u16)(xma_len - 4)));
   attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, reserved)] = 0;
-  /* X-Port: the client's port XORed with the cookie's top half; same offset in both forms. */
+  /* X-Port: the client's port XORed with the cookie's top half; same offset in both forms
+   * (and in MAPPED-ADDRESS, where the port is plain). */
   tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport),
-              (__u16)(req->sport ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
+              classic ? req->sport
+                      : (__u16)(req->sport ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
 
   /* UDP checksum over header, STUN header and XOR-MAPPED-ADDRESS, all written above. The
    * lengths are constants per branch so each loop unrolls behind one bounds check. */
@@ -554,19 +633,35 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
    * loop with a data_end check per word, since the verifier cannot relate tail_len to the
    * frame's length. Its checksum share was summed once by the loader. */
   __u8 *tail = udp + fixed_len;
-  for (__u32 i = 0; i < TGW_STUN_TAIL_MAX / 4; i++) {
-    if (4 * i >= tail_len) break;
-    if (tail + 4 * i + 4 > data_end) return TGW_REASON_RESPOND_FAILED;
-    tgw_store32(tail + 4 * i, tgw_load32(ep->tail + 4 * i));
+  if (classic) {
+    /* Its own loop: a base selected between two map-value offsets is pointer arithmetic the
+     * verifier may refuse. */
+    for (__u32 i = 0; i < TGW_STUN_CLASSIC_TAIL_MAX / 4; i++) {
+      if (4 * i >= tail_len) break;
+      if (tail + 4 * i + 4 > data_end) return TGW_REASON_RESPOND_FAILED;
+      tgw_store32(tail + 4 * i, tgw_load32(ep->classic_tail + 4 * i));
+    }
+    sum += ep->classic_sum;
+  } else {
+    for (__u32 i = 0; i < TGW_STUN_TAIL_MAX / 4; i++) {
+      if (4 * i >= tail_len) break;
+      if (tail + 4 * i + 4 > data_end) return TGW_REASON_RESPOND_FAILED;
+      tgw_store32(tail + 4 * i, tgw_load32(ep->tail + 4 * i));
+    }
+    sum += ep->tail_sum;
   }
-  sum += ep->tail_sum;
 
   __u16 check = tgw_csum_fold(sum);
   /* A computed zero is sent as all ones: zero means "no checksum" (RFC 768; forbidden for
    * UDP over IPv6, RFC 8200 section 8.1). */
   if (check == 0) check = 0xFFFF;
   tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), check);
-  return TGW_REASON_STUN_BINDING_ANSWERED;
+  return classic ? TGW_REASON_STUN_CLASSIC_ANSWERED : TGW_REASON_STUN_BINDING_ANSWERED;
+}
+
+/* True for the reasons tgw_stun_respond() returns when it wrote an answer. */
+TGW_INLINE int tgw_stun_answered(__u32 reason) {
+  return reason == TGW_REASON_STUN_BINDING_ANSWERED || reason == TGW_REASON_STUN_CLASSIC_ANSWERED;
 }
 
 #endif /* TGW_STUN_RESPONDER_H */
