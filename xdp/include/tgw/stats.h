@@ -135,7 +135,28 @@ enum tgw_reason {
                                        * authenticated disco on, or ChannelData not from our
                                        * TURN server on the channel bound for the flow's peer:
                                        * dropped */
-  TGW_REASON_COUNT = 61
+  /* sendind (branch sendind, issue 15): TURN Send / Data indications in the relay's fast path
+   * (tgw/turn.h), for clients that never bind a channel (Firefox). */
+  TGW_REASON_TURN_SEND_TO_PEER = 61,  /* Send indication from a client with a permission for
+                                       * its XOR-PEER-ADDRESS: DATA sent as UDP to the peer */
+  TGW_REASON_TURN_DATA_INDICATION = 62, /* UDP from a permitted peer without a channel: sent to
+                                       * the client as a Data indication */
+  TGW_REASON_TURN_SEND_UNSUPPORTED = 63, /* a Send indication the fast path leaves to tgwd: an
+                                       * attribute it does not handle (comprehension-required,
+                                       * SOFTWARE, integrity), no DATA or peer, another
+                                       * family's peer, too many attributes, too long: passed up */
+  TGW_REASON_TURN_SEND_MALFORMED = 64, /* attribute lengths past the message, FINGERPRINT not
+                                       * last or wrong, invalid XOR-PEER-ADDRESS: passed up
+                                       * (tgwd's parser drops it, counted) */
+  TGW_REASON_TURN_SEND_NO_ALLOCATION = 65, /* Send indication from a 5-tuple without an
+                                       * allocation in the fast path: passed up */
+  TGW_REASON_TURN_SEND_NO_PERMISSION = 66, /* no permission for the peer in the fast path
+                                       * (none, or one only tgwd may use): passed up */
+  TGW_REASON_TURN_PERMISSION_EXPIRED = 67, /* the permission's deadline (or its allocation's)
+                                       * passed and tgwd did not refresh it: passed up */
+  /* (A Data indication that would exceed the 16-bit STUN, UDP or IP lengths goes up as
+   * TGW_REASON_TURN_UNSUPPORTED: one reason fewer keeps TGW_STATS_ENTRIES within 1024.) */
+  TGW_REASON_COUNT = 68
 };
 
 /* Per-CPU counter slot. */
@@ -242,6 +263,13 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_L3_BAD_CHECKSUM: return "l3_bad_checksum";
     case TGW_REASON_STUN_OVER_BUDGET: return "stun_over_budget";
     case TGW_REASON_EDGE_BAD_SOURCE: return "edge_bad_source";
+    case TGW_REASON_TURN_SEND_TO_PEER: return "turn_send_to_peer";
+    case TGW_REASON_TURN_DATA_INDICATION: return "turn_data_indication";
+    case TGW_REASON_TURN_SEND_UNSUPPORTED: return "turn_send_unsupported";
+    case TGW_REASON_TURN_SEND_MALFORMED: return "turn_send_malformed";
+    case TGW_REASON_TURN_SEND_NO_ALLOCATION: return "turn_send_no_allocation";
+    case TGW_REASON_TURN_SEND_NO_PERMISSION: return "turn_send_no_permission";
+    case TGW_REASON_TURN_PERMISSION_EXPIRED: return "turn_permission_expired";
     default: return "unknown";
   }
 }
