@@ -150,6 +150,7 @@ class MemoryTurnTable final : public TurnTable {
   }
   Result<void> addChannel(const TurnChannelRoute& route) override {
     if (!allocations_.count(route.allocation)) return fail("allocation slot not in use");
+    if (refuseChannels) return fail("refused (test hook)");
     for (auto it = routes_.begin(); it != routes_.end();) {
       const auto& r = it->second;
       const bool sameIn = r.relayed == route.relayed && r.peer == route.peer;
@@ -186,6 +187,8 @@ class MemoryTurnTable final : public TurnTable {
   const std::map<std::pair<uint32_t, IpAddr>, TurnPermission>& permissions() const { return permissions_; }
   const std::map<uint32_t, TurnAllocationAddresses>& addresses() const { return addresses_; }
   void setMaxPermissions(size_t n) { maxPermissions_ = n; }
+  // addChannel fails while set, as a full fast path's does (the socket path carries them).
+  bool refuseChannels = false;
   const std::map<std::tuple<SockAddr, SockAddr, uint16_t>, TurnChannelRoute>& routes() const {
     return routes_;
   }
