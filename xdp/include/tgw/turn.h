@@ -1,4 +1,5 @@
-/* The relay's TURN fast path (RFC 8656 section 12, ChannelData over UDP): the BPF map keys
+/* The relay's TURN fast path (RFC 8656 section 12, ChannelData over UDP; and sections
+ * 11.3-11.6, Send and Data indications, below under "Send and Data indications"): the BPF map keys
  * and values, and the forwarding logic shared by the XDP program (xdp/relay.bpf.c) and the
  * DPDK backend (STYLE.md rule 3). Each side supplies the frame pointers, does the lookups,
  * the next-hop resolution and the resize, and counts.
@@ -481,9 +482,6 @@ TGW_INLINE __u16 tgw_turn_udp_check(const struct tgw_turn_plan *plan,
   return check == 0 ? 0xFFFF : check;
 }
 
-/* Writes the output's headers at data: Ethernet (dmac, smac from the next hop), IP, UDP, and
- * with to_client the ChannelData header. The frame must already have its output size:
- * header + (to_client ? 4 : 0) + data_len. Returns 0, or -1 if the frame is too short. */
 /* Writes Ethernet, IP and UDP headers for a UDP length of udp_len (tgw_turn_write, and the
  * Data indication, whose STUN prefix the caller writes after them). Returns 0, or -1 if the
  * frame is shorter than the headers (nothing written then). */
@@ -536,6 +534,9 @@ TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct 
   return 0;
 }
 
+/* Writes the output's headers at data: Ethernet (dmac, smac from the next hop), IP, UDP, and
+ * with to_client the ChannelData header. The frame must already have its output size:
+ * header + (to_client ? 4 : 0) + data_len. Returns 0, or -1 if the frame is too short. */
 TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw_turn_plan *plan,
                               const struct tgw_turn_rewrite *out, int to_client,
                               const __u8 *dmac, const __u8 *smac, __u16 udp_check) {
