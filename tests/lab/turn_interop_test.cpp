@@ -218,6 +218,23 @@ TEST_P(TurnInterop, SendIndicationsNeedingPadding) {
   }
 }
 
+// A burst of indications (issue 15: Firefox under load): 10 clients, 1000 Send indications
+// of 1000 bytes each, one every millisecond per client (10,000 a second each way). Every
+// message comes back; with XDP, every one went through the fast path both ways.
+TEST_P(TurnInterop, SendIndicationBurst) {
+  constexpr int kClients = 10;
+  constexpr int kPerClient = 1000;
+  auto before = stats();
+  auto r = lab_->exec(lab_->host("c").netns,
+                      "turnutils_uclient -c -s -z 1 -l 1000 -m " + std::to_string(kClients) + " -n " +
+                          std::to_string(kPerClient) + " " + kLongTerm + " " + peerArgs() + " " + kRelayIp,
+                      kRunTimeout);
+  auto report = parseUclientReport(r.output);
+  ASSERT_TRUE(report.intact(kClients * kPerClient)) << "exit " << r.exitCode << ":\n" << r.output;
+  auto after = stats();
+  expectIndicationsCarried(xdp(), before, after, kClients * kPerClient);
+}
+
 TEST_P(TurnInterop, ChannelsWithRestCredentials) {
   auto before = stats();
   auto r = uclient("-n " + std::to_string(kMessages) + " " + kRest + " " + peerArgs());
