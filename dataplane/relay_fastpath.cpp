@@ -429,7 +429,8 @@ Result<void> RelayFastPath::addPermission(const TurnPermission& p) {
   }
   tgw_turn_perm v{};
   v.expires_ns = monotonicNs(p.expires);
-  v.flags = (p.send ? TGW_TURN_PERM_SEND : 0u) | (p.data ? TGW_TURN_PERM_DATA : 0u);
+  v.flags = (p.send ? TGW_TURN_PERM_SEND : 0u) | (p.data ? TGW_TURN_PERM_DATA : 0u) |
+            (p.local ? TGW_TURN_PERM_LOCAL : 0u);
   const tgw_turn_perm_key k = permKeyOf(p.allocation, p.peer);
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k, &v, BPF_ANY) != 0) {
     const int err = errno;

@@ -70,11 +70,15 @@ struct TurnPermission {
   // The earlier of the permission's and the allocation's end (steady clock); kNever: none.
   TimePoint expires = kNever;
   // Send indications to this IP may be forwarded by the fast path: false when the server's
-  // decision depends on more than the IP (a relay address: client to client).
+  // decision depends on more than the IP (other than for `local`).
   bool send = true;
   // Datagrams from this IP without a channel route may become Data indications in the fast
   // path: false while a channel to this IP is carried by the socket path only.
   bool data = true;
+  // The IP is a relay address of this relay (client to client): the fast path sends a Send
+  // indication to it only when its peer is a relayed address allocated here, straight to
+  // that allocation's client, as the server does.
+  bool local = false;
 
   friend bool operator==(const TurnPermission&, const TurnPermission&) = default;
 };

@@ -74,8 +74,15 @@ struct tgw_turn_scratch {
   struct tgw_turn_nexthop_key nh_key;
   struct tgw_turn_nexthop nh;          /* next_hop()'s answer */
   struct tgw_turn_peer_key chain_key;  /* client to client: the second lookup */
+  struct tgw_turn_relayed_key relayed_key;
+  struct tgw_turn_perm_key perm_key;
   __u8 prefix[TGW_TURN_DATAIND_PREFIX_V6];
   __u32 tid[4];
+  /* send_local's lengths, here rather than spilled to its stack frame */
+  __u32 prefix_len;
+  __u32 pad;
+  __u32 prefix_sum;
+  __u32 alloc2;
 };
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -186,20 +193,25 @@ static __noinline __u32 next_hop(struct xdp_md *ctx, struct tgw_turn_scratch *sc
   return 0;
 }
 
-/* The permission of `allocation` for `peer` (4 or 16 bytes by family), or NULL. */
-static __always_inline const struct tgw_turn_perm *find_perm(__u32 allocation, __u32 family,
+/* The permission of `allocation` for `peer` (4 or 16 bytes by family), or NULL. The key is
+ * built in the scratch (stack is short). */
+static __always_inline const struct tgw_turn_perm *find_perm(struct tgw_turn_scratch *scr,
+                                                             __u32 allocation, __u32 family,
                                                              const __u8 *peer) {
-  struct tgw_turn_perm_key k;
-  __builtin_memset(&k, 0, sizeof(k));
-  k.allocation = allocation;
-  k.family = (__u8)family;
+  struct tgw_turn_perm_key *k = &scr->perm_key;
+  __builtin_memset(k, 0, sizeof(*k));
+  k->allocation = allocation;
+  k->family = (__u8)family;
   if (family == TGW_FAMILY_IPV4) {
-    tgw_store32(k.peer, tgw_load32(peer));
+    tgw_store32(k->peer, tgw_load32(peer));
   } else {
-    for (int i = 0; i < 16; i += 4) tgw_store32(k.peer + i, tgw_load32(peer + i));
+    for (int i = 0; i < 16; i += 4) tgw_store32(k->peer + i, tgw_load32(peer + i));
   }
-  return bpf_map_lookup_elem(&tgw_turn_perms, &k);
+  return bpf_map_lookup_elem(&tgw_turn_perms, k);
 }
+
+/* Not a reason: handle_send's "the peer is a relayed address here, call send_local". */
+#define TGW_TURN_SEND_LOCAL_NEXT 0xFFFFFFFFu
 
 /* Sends the verdict for a frame whose next hop is fib. */
 static __always_inline void send_out(struct xdp_md *ctx, const struct tgw_turn_nexthop *fib,
@@ -236,8 +248,11 @@ static __noinline __u32 handle_send(struct xdp_md *ctx, struct tgw_turn_scratch 
   if (reason != TGW_REASON_TURN_SEND_TO_PEER) return reason;
   const struct tgw_turn_session *ses = bpf_map_lookup_elem(&tgw_turn_sessions, &plan->key.client);
   if (!ses) return TGW_REASON_TURN_SEND_NO_ALLOCATION;
-  const struct tgw_turn_perm *perm = find_perm(ses->allocation, send->peer_family, send->peer);
+  const struct tgw_turn_perm *perm = find_perm(scr, ses->allocation, send->peer_family, send->peer);
   if (!perm || !(perm->flags & TGW_TURN_PERM_SEND)) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+  /* Client to client: handle_packet calls send_local next (a sibling call: two nested BPF
+   * functions under this one would pass the 512-byte combined stack). */
+  if (perm->flags & TGW_TURN_PERM_LOCAL) return TGW_TURN_SEND_LOCAL_NEXT;
 
   /* The rewrite: from the relayed address of the peer's family to the peer. */
   struct tgw_turn_rewrite *out = &scr->out;
@@ -314,20 +329,207 @@ static __noinline __u32 handle_send(struct xdp_md *ctx, struct tgw_turn_scratch 
   return TGW_REASON_TURN_SEND_TO_PEER;
 }
 
+/* Copies 16 address bytes. */
+static __always_inline void copy_addr(__u8 *dst, const __u8 *src) {
+  for (int i = 0; i < 16; i += 4) tgw_store32(dst + i, tgw_load32(src + i));
+}
+
+/* A Send indication (classified by handle_send) to a relayed address of this relay: its data
+ * goes to that allocation's client in this pass, as turn::Server's deliverFromPeer sends it:
+ * ChannelData on the channel that allocation bound to the sender's relayed address (its
+ * route in tgw_turn_peers), else a Data indication from the sender's relayed address.
+ * Sets *verdict; returns the reason (turn_send_to_peer when sent). */
+static __noinline __u32 send_local(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
+                                   __u32 *verdict) {
+  struct tgw_turn_plan *plan = &scr->plan;
+  const struct tgw_turn_send *send = &scr->send;
+  const __u32 family = plan->family;
+  const struct tgw_turn_session *ses = bpf_map_lookup_elem(&tgw_turn_sessions, &plan->key.client);
+  if (!ses) return TGW_REASON_TURN_SEND_NO_ALLOCATION; /* handle_send found it: a race */
+  const __u32 alloc1 = ses->allocation;
+  const struct tgw_turn_perm *perm1 = find_perm(scr, alloc1, family, send->peer);
+  if (!perm1 || !(perm1->flags & TGW_TURN_PERM_SEND)) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+
+  /* The sender's relayed address: the "peer" the other allocation sees. */
+  struct tgw_turn_peer_key *pk = &scr->chain_key;
+  __builtin_memset(pk, 0, sizeof(*pk));
+  if (family == TGW_FAMILY_IPV4) {
+    if (ses->relayed4_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+    tgw_store32(pk->peer, tgw_load32(ses->relayed4));
+    pk->peer_port = ses->relayed4_port;
+  } else {
+    if (ses->relayed6_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+    copy_addr(pk->peer, ses->relayed6);
+    pk->peer_port = ses->relayed6_port;
+  }
+  copy_addr(pk->relayed, send->peer);
+  pk->relayed_port = send->peer_port;
+  pk->family = (__u8)family;
+
+  /* The other allocation: its relayed address must be allocated here (else tgwd drops it:
+   * no one to deliver to), its client of the same family. */
+  struct tgw_turn_relayed_key *rk = &scr->relayed_key;
+  __builtin_memset(rk, 0, sizeof(*rk));
+  copy_addr(rk->relayed, send->peer);
+  rk->relayed_port = send->peer_port;
+  rk->family = (__u8)family;
+  const struct tgw_turn_owner *own = bpf_map_lookup_elem(&tgw_turn_relayed, rk);
+  if (!own) return TGW_REASON_TURN_CHAIN_MISS;
+  if (own->family != family) return TGW_REASON_TURN_UNSUPPORTED;
+  scr->alloc2 = own->allocation;
+
+  __u64 now = bpf_ktime_get_ns();
+  if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
+  if (now >= perm1->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
+
+  /* ChannelData on the other allocation's channel, or its Data indication. */
+  struct tgw_turn_rewrite *out = &scr->out;
+  const struct tgw_turn_rewrite *route2 = bpf_map_lookup_elem(&tgw_turn_peers, pk);
+  __u32 data_len = send->data_len;
+  scr->pad = 0;
+  if (route2) {
+    if (now >= route2->expires_ns) return TGW_REASON_TURN_ROUTE_EXPIRED;
+    *out = *route2;
+    scr->prefix_len = TGW_CHANNELDATA_HLEN;
+    scr->prefix_sum = (__u32)route2->channel + TGW_HTONS((__u16)data_len);
+  } else {
+    const struct tgw_turn_perm *perm2 = find_perm(scr, scr->alloc2, family, pk->peer);
+    if (!perm2 || !(perm2->flags & TGW_TURN_PERM_DATA)) return TGW_REASON_TURN_CHAIN_MISS;
+    if (now >= perm2->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
+    __builtin_memset(out, 0, sizeof(*out));
+    copy_addr(out->src, own->server);
+    copy_addr(out->dst, own->client);
+    out->src_port = own->server_port;
+    out->dst_port = own->client_port;
+    out->family = (__u8)family;
+    out->allocation = scr->alloc2;
+    scr->prefix_len = family == TGW_FAMILY_IPV4 ? TGW_TURN_DATAIND_PREFIX_V4 : TGW_TURN_DATAIND_PREFIX_V6;
+    scr->pad = (4u - (data_len & 3u)) & 3u;
+    scr->tid[0] = bpf_get_prandom_u32();
+    scr->tid[1] = bpf_get_prandom_u32();
+    scr->tid[2] = bpf_get_prandom_u32();
+    scr->prefix_sum = tgw_turn_dataind_prefix(scr->prefix, family, pk->peer, pk->peer_port, data_len, scr->tid);
+  }
+  const __u32 prefix_len = scr->prefix_len;
+  const __u32 pad = scr->pad;
+  __u32 new_udp_len = TGW_UDP_HLEN + prefix_len + data_len + pad;
+  if (new_udp_len + (family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : 0) > 0xFFFFu)
+    return TGW_REASON_TURN_UNSUPPORTED;
+
+  /* The message: FINGERPRINT checked, the checksum's sums taken (before anything moves). */
+  __u32 msg_off = plan->l4_off + TGW_UDP_HLEN;
+  __u32 scan_sum = 0;
+  __u32 bad = tgw_turn_send_scan((const __u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end,
+                                 msg_off, send, &scan_sum);
+  if (bad != 0) return bad;
+
+  __u32 l3_len = plan->l4_off - TGW_ETH_HLEN + new_udp_len;
+  struct tgw_turn_nexthop *fib = &scr->nh;
+  __u32 miss = next_hop(ctx, scr, out, l3_len, fib);
+  if (miss != 0) return miss;
+
+  /* Both caps, as the sockets apply them: the sender's pays first; over the second, the
+   * sender still sent it. */
+  __u64 bytes = data_len;
+  if (!charge(alloc1, bytes, now)) {
+    count_quota(alloc1, bytes);
+    *verdict = TGW_VERDICT_DROP;
+    return TGW_REASON_TURN_QUOTA;
+  }
+  struct tgw_turn_alloc_stats *st = alloc_stats(alloc1);
+  if (!charge(scr->alloc2, bytes, now)) {
+    if (st) {
+      st->to_peer_packets += 1;
+      st->to_peer_bytes += bytes;
+    }
+    count_quota(scr->alloc2, bytes);
+    *verdict = TGW_VERDICT_DROP;
+    return TGW_REASON_TURN_QUOTA;
+  }
+
+  __u16 in_sum = tgw_turn_addr_sum(plan->key.client.client, plan->key.client.server,
+                                   plan->key.client.client_port, plan->key.client.server_port, family);
+  __u16 out_sum = tgw_turn_addr_sum(out->src, out->dst, out->src_port, out->dst_port, family);
+  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  __u16 check = tgw_turn_send_check(plan, in_sum, out_sum, scan_sum + (scr->prefix_sum & 0xFFFFu) + (scr->prefix_sum >> 16),
+                                    new_udp_len);
+
+  /* Resize: the tail to the data plus its new padding (the Send's attributes after DATA and
+   * the Ethernet padding off), then the head from the Send's header and attributes to the
+   * prefix (the same length for a Data indication of Firefox's Send: no move). */
+  int tail = (int)pad - (int)(send->msg_len - send->data_off - data_len) - (int)plan->trailer_len;
+  if (tail != 0 && bpf_xdp_adjust_tail(ctx, tail) != 0) return TGW_REASON_TURN_RESIZE_FAILED;
+  int head = (int)send->data_off - (int)prefix_len;
+  if (head != 0 && bpf_xdp_adjust_head(ctx, head) != 0) {
+    *verdict = tail != 0 ? TGW_VERDICT_ABORTED : TGW_VERDICT_PASS;
+    return TGW_REASON_TURN_RESIZE_FAILED;
+  }
+  __u8 *data = (__u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  if (tgw_turn_write_l4(data, data_end, plan, out, new_udp_len, fib->dmac, fib->smac, check) != 0) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  __u32 at = plan->l4_off + TGW_UDP_HLEN;
+  if (at > TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  __u8 *p = data + at;
+  if (route2) {
+    if (p + TGW_CHANNELDATA_HLEN > data_end) {
+      *verdict = TGW_VERDICT_ABORTED;
+      return TGW_REASON_RESPOND_FAILED;
+    }
+    tgw_store16(p, out->channel);
+    tgw_store16(p + 2, TGW_HTONS((__u16)data_len));
+  } else {
+    for (__u32 k = 0; k < TGW_TURN_DATAIND_PREFIX_V6; k += 4) {
+      if (k >= prefix_len) break;
+      if (p + k + 4 > data_end) {
+        *verdict = TGW_VERDICT_ABORTED;
+        return TGW_REASON_RESPOND_FAILED;
+      }
+      tgw_store32(p + k, tgw_load32(scr->prefix + k));
+    }
+    __u32 pad_at = at + prefix_len + data_len;
+    for (__u32 k = 0; k < 3; k++) {
+      if (k >= pad) break;
+      __u32 off = pad_at + k;
+      TGW_OPAQUE(off); /* clang knows off's bound and would drop the check the verifier needs */
+      if (off > 0xFFF0u) break;
+      __u8 *b = data + off;
+      if (b + 1 > data_end) break;
+      *b = 0;
+    }
+  }
+  if (st) {
+    st->to_peer_packets += 1;
+    st->to_peer_bytes += bytes;
+  }
+  struct tgw_turn_alloc_stats *st2 = alloc_stats(scr->alloc2);
+  if (st2) {
+    st2->to_client_packets += 1;
+    st2->to_client_bytes += bytes;
+  }
+  send_out(ctx, fib, verdict);
+  return TGW_REASON_TURN_SEND_TO_PEER;
+}
+
 /* UDP from a peer to a relayed address without a channel route: a Data indication to the
  * allocation's client, if it permits the peer. Sets *verdict; returns the reason. */
 static __noinline __u32 forward_data_indication(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
                                                 __u32 *verdict) {
   struct tgw_turn_plan *plan = &scr->plan;
   const struct tgw_turn_peer_key *pk = &plan->key.peer;
-  struct tgw_turn_relayed_key rk;
-  __builtin_memset(&rk, 0, sizeof(rk));
-  for (int i = 0; i < 16; i += 4) tgw_store32(rk.relayed + i, tgw_load32(pk->relayed + i));
-  rk.relayed_port = pk->relayed_port;
-  rk.family = pk->family;
-  const struct tgw_turn_owner *own = bpf_map_lookup_elem(&tgw_turn_relayed, &rk);
+  struct tgw_turn_relayed_key *rk = &scr->relayed_key;
+  __builtin_memset(rk, 0, sizeof(*rk));
+  for (int i = 0; i < 16; i += 4) tgw_store32(rk->relayed + i, tgw_load32(pk->relayed + i));
+  rk->relayed_port = pk->relayed_port;
+  rk->family = pk->family;
+  const struct tgw_turn_owner *own = bpf_map_lookup_elem(&tgw_turn_relayed, rk);
   if (!own) return TGW_REASON_TURN_UNKNOWN_PEER;
-  const struct tgw_turn_perm *perm = find_perm(own->allocation, plan->family, pk->peer);
+  const struct tgw_turn_perm *perm = find_perm(scr, own->allocation, plan->family, pk->peer);
   if (!perm || !(perm->flags & TGW_TURN_PERM_DATA)) return TGW_REASON_TURN_UNKNOWN_PEER;
   /* A client of the other family (a dual allocation): no translation here. */
   if (own->family != plan->family) return TGW_REASON_TURN_UNSUPPORTED;
@@ -582,8 +784,10 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
   if (reason == TGW_REASON_STUN_BINDING_ANSWERED)
     return tgw_xdp_answer_stun(ctx, &plan, &scr->req, verdict);
 
-  if (reason == TGW_REASON_STUN_NOT_BINDING_REQUEST)
-    return handle_send(ctx, scr, &plan, reason, verdict);
+  if (reason == TGW_REASON_STUN_NOT_BINDING_REQUEST) {
+    reason = handle_send(ctx, scr, &plan, reason, verdict);
+    return reason == TGW_TURN_SEND_LOCAL_NEXT ? send_local(ctx, scr, verdict) : reason;
+  }
   reason = tgw_turn_classify(data, data_end, &plan, reason, relay_min, relay_max, cd_first_max,
                              &scr->plan);
   if (reason == TGW_REASON_TURN_CD_TRUNCATED) *verdict = TGW_VERDICT_DROP;

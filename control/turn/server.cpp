@@ -580,8 +580,9 @@ struct Server::Impl {
 
   // Makes the fast path's indication entries match the allocation at `now` (after its
   // routes): its addresses, and a permission exactly for each live one, carrying the earlier
-  // of its and the allocation's end. `send` only where the policy's decision does not
-  // depend on the port (a relay address does: client to client stays here); `data` only
+  // of its and the allocation's end. `send` where the policy's decision does not depend on
+  // the port, and for this relay's relayed IPs (`local`: the fast path then delivers only to
+  // an allocation here, client to client, as toPeer does); `data` only
   // while no channel to that IP is carried by the socket path alone (its peer must get
   // ChannelData from here, not a Data indication from the fast path).
   void syncIndications(Allocation& a, TimePoint now) {
@@ -611,7 +612,8 @@ struct Server::Impl {
       p.allocation = *a.slot;
       p.peer = ip;
       p.expires = std::min(expires, a.expires);
-      p.send = policy.allowed(SockAddr(ip, 0));
+      p.local = ip == relayIp4 || ip == relayIp6;
+      p.send = p.local || policy.allowed(SockAddr(ip, 0));
       p.data = std::none_of(a.channels.begin(), a.channels.end(), [&](const auto& c) {
         return c.second.peer.ip() == ip && !c.second.inFastPath;
       });

@@ -384,6 +384,66 @@ TEST_P(SendIndicationFamilyTest, BandwidthCap) {
             quotaDrop(a.slot, 600));
 }
 
+// Client to client: a Send indication whose peer is another allocation's relayed address on
+// this relay goes to that allocation's client in the same pass, as turn::Server delivers it:
+// ChannelData on the channel that allocation bound to the sender's relayed address, else a
+// Data indication (XOR-PEER-ADDRESS: the sender's relayed address) if it permits the relay
+// IP; both allocations counted. Without either, or to a relayed port nobody holds, it goes up.
+TEST_P(SendIndicationFamilyTest, ClientToClient) {
+  const Alloc a = alloc();
+  const bool v6 = a.family == TGW_FAMILY_IPV6;
+  // B: the host at .3 as a client, its relayed port 50002; A's peer is B's relayed address.
+  const Alloc b{3, v6 ? sa("[2001:db8::3]:41000") : sa("198.18.0.3:41000"), a.server,
+                v6 ? sa("[2001:db8::1]:50002") : sa("198.18.0.1:50002"), a.relayed, a.family};
+  Alloc aToB = a;
+  aToB.peer = b.relayed;
+  install(aToB, false);
+  install(b, false);
+  ASSERT_TRUE(relay_->addPermission({a.slot, b.relayed.ip(), kNever, true, true, true}).ok());
+  const Bytes data = appData(GetParam().sendSize);
+  const Bytes send = sendFrame(a, sendIndication(b.relayed, data));
+
+  // B permits nothing yet: up (tgwd drops it, as nobody here would take it).
+  expectRun(send, XDP_PASS, kUnchanged, {a.family, TGW_VERDICT_PASS, TGW_REASON_TURN_CHAIN_MISS});
+
+  // B bound a channel to A's relayed address: ChannelData to B's client.
+  const TurnChannelRoute rb{b.slot, b.client, b.server, b.relayed, a.relayed, 0x4005};
+  ASSERT_TRUE(relay_->addChannel(rb).ok());
+  Bytes cd = {0x40, 0x05, static_cast<uint8_t>(data.size() >> 8), static_cast<uint8_t>(data.size())};
+  cd.insert(cd.end(), data.begin(), data.end());
+  std::vector<CounterDelta> both = toPeer(a.slot, data.size());
+  for (const auto& d : toClient(b.slot, data.size())) both.push_back(d);
+  expectRun(send, XDP_TX, frame(kPeerMac, kRelayMac, b.server, b.client, cd, 64),
+            {a.family, TGW_VERDICT_TX, TGW_REASON_TURN_SEND_TO_PEER}, both);
+
+  // No channel, a permission for the relay IP: a Data indication from A's relayed address.
+  relay_->removeChannel(rb);
+  ASSERT_TRUE(relay_->addPermission({b.slot, a.relayed.ip(), kNever, true, true, true}).ok());
+  {
+    const Counters before = tester_->counters();
+    const XdpRun out = tester_->run(send);
+    const Counters after = tester_->counters();
+    ASSERT_EQ(out.retval, static_cast<uint32_t>(XDP_TX));
+    stun::TransactionId tid{};
+    std::memcpy(tid.data(), out.out.data() + stunOffset(a) + 8, tid.size());
+    EXPECT_EQ(byteDiff(out.out, frame(kPeerMac, kRelayMac, b.server, b.client,
+                                      dataIndication(tid, a.relayed, data), 64)),
+              "");
+    EXPECT_EQ(checkFrameChecksums(out.out), "");
+    EXPECT_EQ(checkCounterDeltas(before, after, {{a.family, TGW_VERDICT_TX, TGW_REASON_TURN_SEND_TO_PEER}},
+                                 both, send.size()),
+              "");
+  }
+  // Its deadline passed: up.
+  ASSERT_TRUE(relay_->addPermission({b.slot, a.relayed.ip(), Clock::now() - std::chrono::milliseconds(1),
+                                     true, true, true}).ok());
+  expectRun(send, XDP_PASS, kUnchanged, {a.family, TGW_VERDICT_PASS, TGW_REASON_TURN_PERMISSION_EXPIRED});
+  // A relayed port nobody holds: up (tgwd drops it), never out by the FIB to ourselves.
+  const SockAddr nobody = v6 ? sa("[2001:db8::1]:50007") : sa("198.18.0.1:50007");
+  expectRun(sendFrame(a, sendIndication(nobody, data)), XDP_PASS, kUnchanged,
+            {a.family, TGW_VERDICT_PASS, TGW_REASON_TURN_CHAIN_MISS});
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, SendIndicationFamilyTest,
                          ::testing::Values(FamilyRow{"v4", TGW_FAMILY_IPV4, 45, 41},
                                            FamilyRow{"v6", TGW_FAMILY_IPV6, 33, 62}),

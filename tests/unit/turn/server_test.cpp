@@ -868,7 +868,7 @@ TEST_F(TurnServer, IndicationEntriesFollowThePermissionLifecycle) {
 // A peer whose channel the fast path refused (the socket path carries it) must get ChannelData
 // from the server, not a Data indication from the fast path: its permission has no `data`
 // while that channel lives. A relay address (client to client: the policy depends on the
-// port) gets no `send`. The fast path's Send and Data stay exactly where the server's would.
+// port) is `local`. The fast path's Send and Data stay exactly where the server's would.
 TEST_F(TurnServer, IndicationPermissionFlags) {
   login(alice);
   relayedOf(allocate(alice, kT0));
@@ -893,12 +893,15 @@ TEST_F(TurnServer, IndicationPermissionFlags) {
   EXPECT_EQ(table.routes().size(), 1u);
   EXPECT_TRUE(table.permissions().begin()->second.data);
 
-  // A relayed address of this relay as the peer: permitted, not for the fast path's Send.
+  // A relayed address of this relay as the peer (client to client): `local`, the fast path
+  // delivers it only to an allocation here. Other peers are not local.
   const SockAddr relayPeer(kRelay4, 50050);
   ASSERT_EQ(permit(alice, {relayPeer}, kT0 + 602s).errorCode(), 0);
   const auto& p = table.permissions().at({slot, kRelay4});
-  EXPECT_FALSE(p.send);
+  EXPECT_TRUE(p.send);
+  EXPECT_TRUE(p.local);
   EXPECT_TRUE(p.data);
+  EXPECT_FALSE(table.permissions().at({slot, kPeer.ip()}).local);
 }
 
 // Permissions revoked by the peer policy (their peer became an address of this host) leave

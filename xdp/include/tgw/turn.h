@@ -580,9 +580,15 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
  * The UDP checksum is updated incrementally as for ChannelData: the whole message's words
  * out, the data's words in (tgw_turn_send_scan sums both in its one pass).
  * tgwd writes a permission only while the fast path may use it: SEND when tgwd's policy
- * decision for the IP does not depend on the port (not a relay address: client to client
- * stays on the sockets), DATA when no channel to that IP lives on the socket path (a peer
- * with a channel there must get ChannelData from tgwd, not a Data indication from here). */
+ * decision for the IP does not depend on the port, or when the IP is a relay address (LOCAL:
+ * then only a relayed address allocated here is a peer), DATA when no channel to that IP
+ * lives on the socket path (a peer with a channel there must get ChannelData from tgwd, not
+ * a Data indication from here).
+ *   Client to client: a Send indication whose peer is a relayed address here (LOCAL) goes,
+ *   as turn::Server delivers it without the kernel, straight to the other allocation's
+ *   client in the same pass: ChannelData when that allocation has a channel route for the
+ *   sender's relayed address (tgw_turn_peers), else a Data indication when it permits the
+ *   sender's relay IP; both allocations' caps and counters apply. */
 #define TGW_STUN_SEND_INDICATION 0x0016 /* method Send (0x006), class indication */
 #define TGW_STUN_DATA_INDICATION 0x0017 /* method Data (0x007), class indication */
 #define TGW_STUN_ATTR_XOR_PEER_ADDRESS 0x0012
@@ -609,6 +615,9 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
 #define TGW_TURN_PERM_SEND 0x01 /* Send indications to this IP may be forwarded here */
 #define TGW_TURN_PERM_DATA 0x02 /* datagrams from this IP without a channel route may be
                                  * sent as Data indications here */
+#define TGW_TURN_PERM_LOCAL 0x04 /* the IP is a relay address of this relay: Send indications
+                                  * go only to a relayed address allocated here, in the same
+                                  * pass (client to client), never out by the FIB */
 
 /* Value of tgw_turn_sessions (hash; key: struct tgw_turn_client_key with channel 0, the
  * client's 5-tuple): what a Send indication from it needs. */
