@@ -667,8 +667,8 @@ class SendIndicationServerTest : public SendIndicationTest {
     server_->onClientDatagram(bytes, from, local, Clock::now());
     return server_->takeSends();
   }
-  // Allocate (with the 401 round) and CreatePermission for `peer`; returns the relayed address.
-  SockAddr allocateAndPermit(Client& c, const SockAddr& local, const SockAddr& peer) {
+  // Allocate (with the 401 round); returns the relayed address.
+  SockAddr allocate(Client& c, const SockAddr& local) {
     auto r = fromClient(c.bare(Method::Allocate, turn::test::udp), c.addr, local);
     EXPECT_EQ(r.size(), 1u);
     c.nonce = *stun::Message::parse(r[0].bytes).value().stringAttr(attr::kNonce);
@@ -683,12 +683,18 @@ class SendIndicationServerTest : public SendIndicationTest {
                              }),
                    c.addr, local);
     EXPECT_EQ(r.size(), 1u);
-    const SockAddr relayed = *stun::Message::parse(r[0].bytes).value().xorAddress(attr::kXorRelayedAddress);
-    r = fromClient(c.request(Method::CreatePermission,
-                             [&](MessageBuilder& b) { b.addXorAddress(attr::kXorPeerAddress, peer); }),
-                   c.addr, local);
-    EXPECT_EQ(r.size(), 1u);
+    return *stun::Message::parse(r[0].bytes).value().xorAddress(attr::kXorRelayedAddress);
+  }
+  void permit(Client& c, const SockAddr& local, const SockAddr& peer) {
+    auto r = fromClient(c.request(Method::CreatePermission,
+                                  [&](MessageBuilder& b) { b.addXorAddress(attr::kXorPeerAddress, peer); }),
+                        c.addr, local);
+    ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(stun::Message::parse(r[0].bytes).value().cls(), Class::SuccessResponse);
+  }
+  SockAddr allocateAndPermit(Client& c, const SockAddr& local, const SockAddr& peer) {
+    const SockAddr relayed = allocate(c, local);
+    permit(c, local, peer);
     return relayed;
   }
 
@@ -754,6 +760,55 @@ TEST_F(SendIndicationServerTest, FastPathSendsWhatTheServerSends) {
               {family, TGW_VERDICT_PASS, TGW_REASON_TURN_SEND_NO_PERMISSION});
     server_.reset();  // its allocation goes, with its slot
     EXPECT_EQ(relay_->permissionCount(), 0u);
+  }
+}
+
+// Client to client by indications: alice's Send indication to bob's relayed address. The
+// server delivers it to bob as a Data indication from alice's relayed address, without the
+// kernel; the fast path, set up by the same server's table writes, sends the same bytes to
+// bob in one pass.
+TEST_F(SendIndicationServerTest, ClientToClientSendsWhatTheServerSends) {
+  for (const bool v6 : {false, true}) {
+    SCOPED_TRACE(v6 ? "v6" : "v4");
+    SetUp();
+    const SockAddr local = v6 ? sa("[2001:db8::1]:3478") : sa("198.18.0.1:3478");
+    Client alice{v6 ? sa("[2001:db8::2]:40000") : sa("198.18.0.2:40000"), "alice", "alice-pass"};
+    Client bob{v6 ? sa("[2001:db8::3]:41000") : sa("198.18.0.3:41000"), "alice", "alice-pass"};
+    const SockAddr relayedA = allocate(alice, local);
+    const SockAddr relayedB = allocate(bob, local);
+    permit(alice, local, relayedB);
+    permit(bob, local, relayedA);
+    ASSERT_EQ(relay_->permissionCount(), 2u);
+    const uint32_t family = v6 ? TGW_FAMILY_IPV6 : TGW_FAMILY_IPV4;
+    uint32_t slotA = 0, slotB = 0;
+    for (const auto& info : server_->allocations(Clock::now())) (info.client == alice.addr ? slotA : slotB) = *info.slot;
+    const Alloc a{slotA, alice.addr, local, relayedA, relayedB, family};
+
+    const Bytes data = appData(51);
+    const Bytes send = sendIndication(relayedB, data);
+    auto socketPath = fromClient(send, alice.addr, local);
+    ASSERT_EQ(socketPath.size(), 1u);
+    EXPECT_EQ(socketPath[0].from, local);
+    EXPECT_EQ(socketPath[0].to, bob.addr);
+    auto parsed = stun::Message::parse(socketPath[0].bytes).value();
+    EXPECT_EQ(socketPath[0].bytes, dataIndication(parsed.transactionId(), relayedA, data));
+
+    const Counters before = tester_->counters();
+    const XdpRun out = tester_->run(sendFrame(a, send));
+    ASSERT_EQ(out.retval, static_cast<uint32_t>(XDP_TX));
+    stun::TransactionId tid{};
+    std::memcpy(tid.data(), out.out.data() + stunOffset(a) + 8, tid.size());
+    EXPECT_EQ(byteDiff(out.out, frame(kPeerMac, kRelayMac, local, bob.addr,
+                                      dataIndication(tid, relayedA, data), 64)),
+              "");
+    EXPECT_EQ(checkFrameChecksums(out.out), "");
+    std::vector<CounterDelta> both = toPeer(slotA, data.size());
+    for (const auto& d : toClient(slotB, data.size())) both.push_back(d);
+    EXPECT_EQ(checkCounterDeltas(before, tester_->counters(),
+                                 {{family, TGW_VERDICT_TX, TGW_REASON_TURN_SEND_TO_PEER}}, both,
+                                 sendFrame(a, send).size()),
+              "");
+    server_.reset();
   }
 }
 
