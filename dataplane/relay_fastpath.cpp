@@ -129,9 +129,10 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   for (bpf_map* m : {maps.tgw_turn_allocs, maps.tgw_turn_alloc_stats, maps.tgw_turn_sessions})
     bpf_map__set_max_entries(m, self->capacity_);
   bpf_map__set_max_entries(maps.tgw_turn_relayed, 2 * self->capacity_);  // one per family
-  self->maxPermissions_ = options.maxPermissions != 0
-                              ? options.maxPermissions
-                              : uint64_t{self->capacity_} * kPermissionsPerAllocation;
+  self->maxPermissions_ =
+      options.maxPermissions != 0
+          ? options.maxPermissions
+          : std::min(uint64_t{self->capacity_} * kPermissionsPerAllocation, kMaxPermissions);
   if (self->maxPermissions_ > UINT32_MAX)
     return fail("relay fast path: more than 2^32 permissions (" +
                 std::to_string(self->maxPermissions_) + ")");

@@ -38,7 +38,9 @@
 // 5-tuple (tgw_turn_sessions) and relayed addresses (tgw_turn_relayed); addPermission() its
 // permissions (tgw_turn_perms, at most Options::maxPermissions, each with its deadline).
 //   - A Send indication from the client 5-tuple to a STUN port, parsed strictly, whose peer
-//     has a permission with `send`: DATA sent as UDP from the relayed address to the peer.
+//     has a permission with `send`: DATA sent as UDP from the relayed address to the peer;
+//     with `local` (a relay IP), only to a relayed address allocated here, straight to that
+//     allocation's client (ChannelData on its channel route, else a Data indication).
 //   - UDP from a peer with a permission with `data` to a relayed address, no channel route:
 //     sent to the client as a Data indication (needs tail room for the padding when the
 //     length is not a multiple of 4: without it, it goes up).
@@ -93,6 +95,11 @@ class RelayFastPath final : public TurnTable {
   static constexpr uint64_t kMaxBytesPerSecond = 18'000'000'000ULL;
   // Permissions per allocation slot when Options::maxPermissions is 0.
   static constexpr uint32_t kPermissionsPerAllocation = 64;
+  // At most this many permissions by default: the kernel allocates the hash map's bucket
+  // array (about 16 bytes per entry of max_entries, rounded up to a power of two) even when
+  // the entries are not preallocated, so 2^20 costs about 16 MB at load. Beyond it,
+  // addPermission fails and the socket path carries those indications.
+  static constexpr uint64_t kMaxPermissions = uint64_t{1} << 20;
 
   struct Options {
     // The STUN side, exactly as StunResponder::Options: ports (1..4) and endpoints (<= 16).
@@ -114,9 +121,9 @@ class RelayFastPath final : public TurnTable {
     // TGW_CHANNEL_MAX_RFC5766 (0x7FFF, RFC 5766 section 11: the program then takes first
     // bytes 64..127 to a STUN port as ChannelData). Anything else is refused by load().
     uint16_t maxChannel = TGW_CHANNEL_MAX;
-    // Permissions the table holds (tgw_turn_perms, not preallocated: memory follows use);
-    // 0: capacity x kPermissionsPerAllocation (RFC 8656 section 9 sets no limit; tgw's
-    // default quota is 64 per allocation).
+    // Permissions the table holds (tgw_turn_perms, entries not preallocated); 0: capacity x
+    // kPermissionsPerAllocation, at most kMaxPermissions (RFC 8656 section 9 sets no limit;
+    // tgw's default quota is 64 per allocation).
     uint64_t maxPermissions = 0;
     // The liveness grace (kDefaultLiveness); tests that run one program for longer than
     // that without a keepAlive() raise it.
