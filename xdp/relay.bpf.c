@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-/* The relay's one XDP program: the STUN Binding answer (tgw/stun_responder.h) and TURN
- * ChannelData forwarding (tgw/turn.h) on the same interface, since only one XDP program can
- * hold it here. This file supplies the frame pointers, the map lookups, the next hop
+/* The relay's one XDP program: the STUN Binding answer (tgw/stun_responder.h), TURN
+ * ChannelData forwarding and Send / Data indications (tgw/turn.h) on the same interface,
+ * since only one XDP program can hold it here. The indication paths are BPF functions of
+ * their own and keep their state in the per-CPU tgw_turn_scratch: the verifier allows 512
+ * bytes of stack for a whole call chain. This file supplies the frame pointers, the map lookups, the next hop
  * (bpf_fib_lookup), the resize, and counts; the logic is in the shared headers, and what it
  * shares with xdp/stun_responder.bpf.c (maps, STUN answer, exit) in xdp_program.bpf.h. */
 #include "liveness.bpf.h"
