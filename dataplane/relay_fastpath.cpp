@@ -64,6 +64,33 @@ tgw_turn_rewrite rewriteOf(const SockAddr& keyA, const SockAddr& keyB, const Soc
   return rw;
 }
 
+tgw_turn_client_key sessionKeyOf(const TurnAllocationAddresses& a) {
+  tgw_turn_client_key k{};
+  copyAddr(k.client, a.client);
+  copyAddr(k.server, a.server);
+  k.client_port = htons(a.client.port());
+  k.server_port = htons(a.server.port());
+  k.channel = 0;  // never a channel: the 5-tuple itself
+  k.family = static_cast<__u8>(familyOf(a.client));
+  return k;
+}
+
+tgw_turn_relayed_key relayedKeyOf(const SockAddr& relayed) {
+  tgw_turn_relayed_key k{};
+  copyAddr(k.relayed, relayed);
+  k.relayed_port = htons(relayed.port());
+  k.family = static_cast<__u8>(familyOf(relayed));
+  return k;
+}
+
+tgw_turn_perm_key permKeyOf(uint32_t allocation, const IpAddr& peer) {
+  tgw_turn_perm_key k{};
+  k.allocation = allocation;
+  k.family = static_cast<__u8>(peer.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6);
+  std::memcpy(k.peer, peer.bytes(), peer.size());
+  return k;
+}
+
 Result<TypedMap<__u32, tgw_turn_alloc_stats>> bindAllocStats(const bpf_map* map) {
   return TypedMap<__u32, tgw_turn_alloc_stats>::bind(map);
 }
@@ -99,8 +126,17 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   auto& maps = self->skel_->maps;
   for (bpf_map* m : {maps.tgw_turn_clients, maps.tgw_turn_peers})
     bpf_map__set_max_entries(m, self->maxRoutes_);
-  for (bpf_map* m : {maps.tgw_turn_allocs, maps.tgw_turn_alloc_stats})
+  for (bpf_map* m : {maps.tgw_turn_allocs, maps.tgw_turn_alloc_stats, maps.tgw_turn_sessions})
     bpf_map__set_max_entries(m, self->capacity_);
+  bpf_map__set_max_entries(maps.tgw_turn_relayed, 2 * self->capacity_);  // one per family
+  self->maxPermissions_ =
+      options.maxPermissions != 0
+          ? options.maxPermissions
+          : std::min(uint64_t{self->capacity_} * kPermissionsPerAllocation, kMaxPermissions);
+  if (self->maxPermissions_ > UINT32_MAX)
+    return fail("relay fast path: more than 2^32 permissions (" +
+                std::to_string(self->maxPermissions_) + ")");
+  bpf_map__set_max_entries(maps.tgw_turn_perms, static_cast<__u32>(self->maxPermissions_));
   if (int err = tgw_relay__load(self->skel_); err != 0)
     return fail(std::string("relay fast path: load (needs root / CAP_BPF): ") +
                     std::strerror(-err),
@@ -121,6 +157,12 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   if (auto m = bindAllocStats(maps.tgw_turn_alloc_stats); !m)
     return fail("relay fast path: " + m.error().message);
   if (auto m = TypedMap<__u32, tgw_turn_nexthop_slot>::bind(maps.tgw_turn_nexthops); !m)
+    return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<tgw_turn_client_key, tgw_turn_session>::bind(maps.tgw_turn_sessions); !m)
+    return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<tgw_turn_relayed_key, tgw_turn_owner>::bind(maps.tgw_turn_relayed); !m)
+    return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<tgw_turn_perm_key, tgw_turn_perm>::bind(maps.tgw_turn_perms); !m)
     return fail("relay fast path: " + m.error().message);
   if (auto m = TypedMap<__u32, __u64>::bind(maps.tgw_liveness); !m)
     return fail("relay fast path: " + m.error().message);
@@ -188,6 +230,7 @@ Result<void> RelayFastPath::addAllocation(uint32_t allocation,
 }
 
 void RelayFastPath::removeAllocation(uint32_t allocation) {
+  eraseAddresses(allocation);
   if (auto it = byAllocation_.find(allocation); it != byAllocation_.end()) {
     const std::set<RouteKey> keys = it->second;
     for (const RouteKey& key : keys) eraseRoute(key);
@@ -228,11 +271,7 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
     return fail(where + "addresses of one side differ in family");
   if (route.client.family() != route.peer.family())
     return fail(where + "cross-family route (no translation in the fast path)");
-  auto isRelayAddress = [&](const SockAddr& a) {
-    return std::find(options_.relayAddresses.begin(), options_.relayAddresses.end(), a.ip()) !=
-               options_.relayAddresses.end() &&
-           a.port() >= options_.relayPortMin && a.port() <= options_.relayPortMax;
-  };
+  auto isRelayAddress = [&](const SockAddr& a) { return this->isRelayAddress(a); };
   if (!isRelayAddress(route.relayed))
     return fail(where + "relayed address " + route.relayed.toString() +
                 " is not one of the fast path's");
@@ -286,6 +325,133 @@ Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
 
 void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
   eraseRoute(RouteKey{route.client, route.server, route.channel});
+}
+
+bool RelayFastPath::isRelayAddress(const SockAddr& a) const {
+  return std::find(options_.relayAddresses.begin(), options_.relayAddresses.end(), a.ip()) !=
+             options_.relayAddresses.end() &&
+         a.port() >= options_.relayPortMin && a.port() <= options_.relayPortMax;
+}
+
+void RelayFastPath::eraseAddresses(uint32_t allocation) {
+  if (auto p = permissions_.find(allocation); p != permissions_.end()) {
+    for (const auto& [peer, perm] : p->second) {
+      const tgw_turn_perm_key k = permKeyOf(allocation, peer);
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k);
+    }
+    permissionCount_ -= p->second.size();
+    permissions_.erase(p);
+  }
+  auto it = addresses_.find(allocation);
+  if (it == addresses_.end()) return;
+  const TurnAllocationAddresses& a = it->second;
+  const tgw_turn_client_key sk = sessionKeyOf(a);
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_sessions), &sk);
+  for (const auto& r : {a.relayed4, a.relayed6}) {
+    if (!r) continue;
+    const tgw_turn_relayed_key rk = relayedKeyOf(*r);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_relayed), &rk);
+  }
+  addresses_.erase(it);
+}
+
+Result<void> RelayFastPath::setAddresses(const TurnAllocationAddresses& a) {
+  const std::string where = "relay fast path: addresses of " + a.client.toString() + ": ";
+  if (!allocations_.count(a.allocation)) return fail(where + "allocation slot not in use");
+  if (a.client.family() != a.server.family()) return fail(where + "client and server differ in family");
+  for (const auto& r : {a.relayed4, a.relayed6}) {
+    if (r && !isRelayAddress(*r))
+      return fail(where + "relayed address " + r->toString() + " is not one of the fast path's");
+  }
+  if (a.relayed4 && !a.relayed4->isV4()) return fail(where + "relayed4 is not IPv4");
+  if (a.relayed6 && a.relayed6->isV4()) return fail(where + "relayed6 is not IPv6");
+
+  // What changed keys goes first; what keeps them is overwritten in place (no packet misses
+  // it meanwhile).
+  const int sessions = bpf_map__fd(skel_->maps.tgw_turn_sessions);
+  const int relayed = bpf_map__fd(skel_->maps.tgw_turn_relayed);
+  if (auto old = addresses_.find(a.allocation); old != addresses_.end()) {
+    const TurnAllocationAddresses& o = old->second;
+    if (o.client != a.client || o.server != a.server) {
+      const tgw_turn_client_key sk = sessionKeyOf(o);
+      bpf_map_delete_elem(sessions, &sk);
+    }
+    for (const auto& [was, now] : {std::pair{o.relayed4, a.relayed4}, std::pair{o.relayed6, a.relayed6}}) {
+      if (was && was != now) {
+        const tgw_turn_relayed_key rk = relayedKeyOf(*was);
+        bpf_map_delete_elem(relayed, &rk);
+      }
+    }
+    addresses_.erase(old);
+  }
+  tgw_turn_session ses{};
+  if (a.relayed4) {
+    std::memcpy(ses.relayed4, a.relayed4->ip().bytes(), 4);
+    ses.relayed4_port = htons(a.relayed4->port());
+  }
+  if (a.relayed6) {
+    std::memcpy(ses.relayed6, a.relayed6->ip().bytes(), 16);
+    ses.relayed6_port = htons(a.relayed6->port());
+  }
+  ses.allocation = a.allocation;
+  tgw_turn_owner own{};
+  copyAddr(own.client, a.client);
+  copyAddr(own.server, a.server);
+  own.client_port = htons(a.client.port());
+  own.server_port = htons(a.server.port());
+  own.allocation = a.allocation;
+  own.family = static_cast<__u8>(familyOf(a.client));
+
+  const tgw_turn_client_key sk = sessionKeyOf(a);
+  bool ok = bpf_map_update_elem(sessions, &sk, &ses, BPF_ANY) == 0;
+  for (const auto& r : {a.relayed4, a.relayed6}) {
+    if (!ok || !r) continue;
+    const tgw_turn_relayed_key rk = relayedKeyOf(*r);
+    ok = bpf_map_update_elem(relayed, &rk, &own, BPF_ANY) == 0;
+  }
+  addresses_[a.allocation] = a;
+  if (!ok) {
+    const int err = errno;
+    eraseAddresses(a.allocation);  // nothing half-written stays, permissions included
+    return fail(where + std::strerror(err), err);
+  }
+  return {};
+}
+
+Result<void> RelayFastPath::addPermission(const TurnPermission& p) {
+  const std::string where = "relay fast path: permission for " + p.peer.toString() + ": ";
+  if (!allocations_.count(p.allocation)) return fail(where + "allocation slot not in use");
+  if (!addresses_.count(p.allocation)) return fail(where + "allocation addresses not set");
+  auto& mine = permissions_[p.allocation];
+  const bool fresh = !mine.count(p.peer);
+  if (fresh && permissionCount_ >= maxPermissions_) {
+    if (mine.empty()) permissions_.erase(p.allocation);
+    return fail(where + "permission table full");
+  }
+  tgw_turn_perm v{};
+  v.expires_ns = monotonicNs(p.expires);
+  v.flags = (p.send ? TGW_TURN_PERM_SEND : 0u) | (p.data ? TGW_TURN_PERM_DATA : 0u) |
+            (p.local ? TGW_TURN_PERM_LOCAL : 0u);
+  const tgw_turn_perm_key k = permKeyOf(p.allocation, p.peer);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k, &v, BPF_ANY) != 0) {
+    const int err = errno;
+    if (!fresh) removePermission(p.allocation, p.peer);  // the old value may hold: remove it
+    if (auto it = permissions_.find(p.allocation); it != permissions_.end() && it->second.empty())
+      permissions_.erase(it);
+    return fail(where + std::strerror(err), err);
+  }
+  if (fresh) ++permissionCount_;
+  mine[p.peer] = p;
+  return {};
+}
+
+void RelayFastPath::removePermission(uint32_t allocation, const IpAddr& peer) {
+  auto it = permissions_.find(allocation);
+  if (it == permissions_.end() || it->second.erase(peer) == 0) return;
+  --permissionCount_;
+  if (it->second.empty()) permissions_.erase(it);
+  const tgw_turn_perm_key k = permKeyOf(allocation, peer);
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k);
 }
 
 void RelayFastPath::setLivenessDeadline(TimePoint deadline) {

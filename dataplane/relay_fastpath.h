@@ -33,6 +33,21 @@
 // a channel above Options::maxChannel, cross-family (client and peer in different families: no translation here), a relayed
 // address not among Options::relayAddresses or outside the relayed port range, a full table.
 //
+// Send and Data indications (RFC 8656 sections 11.3-11.6; tgw/turn.h has the wire rules): for
+// clients that never bind a channel (Firefox). setAddresses() writes an allocation's client
+// 5-tuple (tgw_turn_sessions) and relayed addresses (tgw_turn_relayed); addPermission() its
+// permissions (tgw_turn_perms, at most Options::maxPermissions, each with its deadline).
+//   - A Send indication from the client 5-tuple to a STUN port, parsed strictly, whose peer
+//     has a permission with `send`: DATA sent as UDP from the relayed address to the peer;
+//     with `local` (a relay IP), only to a relayed address allocated here, straight to that
+//     allocation's client (ChannelData on its channel route, else a Data indication).
+//   - UDP from a peer with a permission with `data` to a relayed address, no channel route:
+//     sent to the client as a Data indication (needs tail room for the padding when the
+//     length is not a multiple of 4: without it, it goes up).
+// Refused (the socket path carries them): addresses of a slot not in use, a client and
+// server of different families, a relayed address not among the fast path's; permissions of
+// an allocation without addresses, or beyond Options::maxPermissions.
+//
 // The fast path does not outlive tgwd (xdp/liveness.bpf.h): a route forwards only until its
 // own `expires` (TurnChannelRoute: its permission's, channel's or allocation's end; then
 // turn_route_expired) and only while the liveness deadline, which the relay role pushes to
@@ -78,6 +93,13 @@ class RelayFastPath final : public TurnTable {
   // Bandwidth caps above this (bytes per second, and bucket depth in bytes) are refused:
   // the bucket's arithmetic stays within 64 bits (about 144 Gbit/s).
   static constexpr uint64_t kMaxBytesPerSecond = 18'000'000'000ULL;
+  // Permissions per allocation slot when Options::maxPermissions is 0.
+  static constexpr uint32_t kPermissionsPerAllocation = 64;
+  // At most this many permissions by default: the kernel allocates the hash map's bucket
+  // array (about 16 bytes per entry of max_entries, rounded up to a power of two) even when
+  // the entries are not preallocated, so 2^20 costs about 16 MB at load. Beyond it,
+  // addPermission fails and the socket path carries those indications.
+  static constexpr uint64_t kMaxPermissions = uint64_t{1} << 20;
 
   struct Options {
     // The STUN side, exactly as StunResponder::Options: ports (1..4) and endpoints (<= 16).
@@ -99,6 +121,10 @@ class RelayFastPath final : public TurnTable {
     // TGW_CHANNEL_MAX_RFC5766 (0x7FFF, RFC 5766 section 11: the program then takes first
     // bytes 64..127 to a STUN port as ChannelData). Anything else is refused by load().
     uint16_t maxChannel = TGW_CHANNEL_MAX;
+    // Permissions the table holds (tgw_turn_perms, entries not preallocated); 0: capacity x
+    // kPermissionsPerAllocation, at most kMaxPermissions (RFC 8656 section 9 sets no limit;
+    // tgw's default quota is 64 per allocation).
+    uint64_t maxPermissions = 0;
     // The liveness grace (kDefaultLiveness); tests that run one program for longer than
     // that without a keepAlive() raise it.
     Duration liveness = kDefaultLiveness;
@@ -133,8 +159,15 @@ class RelayFastPath final : public TurnTable {
   // Allocation counters overload TurnTable::counters(slot).
   TurnAllocationCounters counters(uint32_t allocation) const override;
 
+  Result<void> setAddresses(const TurnAllocationAddresses& addresses) override;
+  Result<void> addPermission(const TurnPermission& permission) override;
+  void removePermission(uint32_t allocation, const IpAddr& peer) override;
+
   // Routes installed now (what the maps hold), for tests and `tgwctl`.
   size_t routeCount() const { return routes_.size(); }
+  // Permissions installed now, and how many the table may hold.
+  size_t permissionCount() const { return permissionCount_; }
+  uint64_t maxPermissions() const { return maxPermissions_; }
 
   // Forgets the next hops the program cached (bpf_fib_lookup's answers, kept per CPU for 1 s,
   // tgw/turn.h): a route or neighbour change then applies to the very next packet. Without
@@ -152,6 +185,9 @@ class RelayFastPath final : public TurnTable {
   using PeerKey = std::pair<SockAddr, SockAddr>;               // (relayed, peer)
   // Removes one route from both maps and every index.
   void eraseRoute(const RouteKey& key);
+  // Removes an allocation's addresses and permissions from the maps.
+  void eraseAddresses(uint32_t allocation);
+  bool isRelayAddress(const SockAddr& a) const;
 
   tgw_relay* skel_ = nullptr;
   Options options_;
@@ -164,6 +200,11 @@ class RelayFastPath final : public TurnTable {
   std::map<RouteKey, TurnChannelRoute> routes_;
   std::map<PeerKey, RouteKey> byPeer_;
   std::map<uint32_t, std::set<RouteKey>> byAllocation_;
+  // Indications: each slot's addresses and permissions, as the maps hold them.
+  uint64_t maxPermissions_ = 0;
+  size_t permissionCount_ = 0;
+  std::map<uint32_t, TurnAllocationAddresses> addresses_;
+  std::map<uint32_t, std::map<IpAddr, TurnPermission>> permissions_;
   std::unique_ptr<XdpAttachment> attachment_;    // declared last: detached before skel_ goes
 };
 

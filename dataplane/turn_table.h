@@ -3,15 +3,20 @@
 // the relay's XDP program (dataplane/relay_fastpath.h) and MemoryTurnTable below, for unit
 // tests of the server.
 //
-// The fast path handles only ChannelData (RFC 8656 section 12): a route exists exactly while
+// The fast path handles ChannelData (RFC 8656 section 12) and Send / Data indications
+// (sections 11.3-11.6, for clients that never bind a channel). For ChannelData a route exists exactly while
 // a channel is bound AND the permission for its peer's IP is live (sections 9 and 12). The
 // server adds it when both hold and removes it the moment either expires or is deleted, so
 // the table never holds a stale entry. Each route also carries that moment (`expires`), so
 // that the fast path stops on its own even when nobody removes it (tgwd killed): the
 // server writes the route again, same keys, a later `expires`, whenever a Refresh,
-// CreatePermission or ChannelBind extends what it depends on. Everything else (Send / Data indications, peers
-// without a channel, routes the fast path refuses) goes through the relay's sockets, where
-// the server handles it: the same bytes come out either way.
+// CreatePermission or ChannelBind extends what it depends on. For indications the table
+// holds each allocation's addresses (setAddresses: its client 5-tuple and relayed addresses)
+// and each live permission (addPermission: allocation, peer IP, its deadline, and whether
+// the fast path may use it for Send and for Data indications), written and removed by the
+// same rules. Everything else (permissions and routes the fast path refuses, anything it
+// does not parse) goes through the relay's sockets, where the server handles it: the same
+// bytes come out either way.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +49,38 @@ struct TurnChannelRoute {
   TimePoint expires = kNever;
 
   friend bool operator==(const TurnChannelRoute&, const TurnChannelRoute&) = default;
+};
+
+// Where an allocation's indications come from and go (RFC 8656 sections 11.3-11.6): the
+// client 5-tuple (client, server) and the relayed address of each family it has.
+struct TurnAllocationAddresses {
+  uint32_t allocation = 0;
+  SockAddr client;
+  SockAddr server;
+  std::optional<SockAddr> relayed4;
+  std::optional<SockAddr> relayed6;
+
+  friend bool operator==(const TurnAllocationAddresses&, const TurnAllocationAddresses&) = default;
+};
+
+// A permission (RFC 8656 section 9) of an allocation for a peer IP, as the fast path uses it.
+struct TurnPermission {
+  uint32_t allocation = 0;
+  IpAddr peer;
+  // The earlier of the permission's and the allocation's end (steady clock); kNever: none.
+  TimePoint expires = kNever;
+  // Send indications to this IP may be forwarded by the fast path: false when the server's
+  // decision depends on more than the IP (other than for `local`).
+  bool send = true;
+  // Datagrams from this IP without a channel route may become Data indications in the fast
+  // path: false while a channel to this IP is carried by the socket path only.
+  bool data = true;
+  // The IP is a relay address of this relay (client to client): the fast path sends a Send
+  // indication to it only when its peer is a relayed address allocated here, straight to
+  // that allocation's client, as the server does.
+  bool local = false;
+
+  friend bool operator==(const TurnPermission&, const TurnPermission&) = default;
 };
 
 // Per-allocation limits the fast path enforces (the server enforces the same on its path).
@@ -86,6 +123,13 @@ class TurnTable {
   virtual Result<void> addChannel(const TurnChannelRoute& route) = 0;
   virtual void removeChannel(const TurnChannelRoute& route) = 0;
   virtual TurnAllocationCounters counters(uint32_t allocation) const = 0;
+  // Sets (or replaces) an allocation's addresses, for indications. Fails when the slot is
+  // not in use or the fast path cannot carry them (the socket path then does).
+  virtual Result<void> setAddresses(const TurnAllocationAddresses& addresses) = 0;
+  // Adds a permission, or replaces the one with the same (allocation, peer) in place. Fails
+  // when the slot is not in use, its addresses are not set, or the table is full.
+  virtual Result<void> addPermission(const TurnPermission& permission) = 0;
+  virtual void removePermission(uint32_t allocation, const IpAddr& peer) = 0;
 };
 
 // An in-memory TurnTable for unit tests: records what the server installed, so tests can
@@ -102,11 +146,15 @@ class MemoryTurnTable final : public TurnTable {
   }
   void removeAllocation(uint32_t allocation) override {
     allocations_.erase(allocation);
+    addresses_.erase(allocation);
     for (auto it = routes_.begin(); it != routes_.end();)
       it = it->second.allocation == allocation ? routes_.erase(it) : std::next(it);
+    for (auto it = permissions_.begin(); it != permissions_.end();)
+      it = it->first.first == allocation ? permissions_.erase(it) : std::next(it);
   }
   Result<void> addChannel(const TurnChannelRoute& route) override {
     if (!allocations_.count(route.allocation)) return fail("allocation slot not in use");
+    if (refuseChannels) return fail("refused (test hook)");
     for (auto it = routes_.begin(); it != routes_.end();) {
       const auto& r = it->second;
       const bool sameIn = r.relayed == route.relayed && r.peer == route.peer;
@@ -121,7 +169,30 @@ class MemoryTurnTable final : public TurnTable {
     return it == allocations_.end() ? TurnAllocationCounters{} : it->second.counters;
   }
 
+  Result<void> setAddresses(const TurnAllocationAddresses& a) override {
+    if (!allocations_.count(a.allocation)) return fail("allocation slot not in use");
+    addresses_[a.allocation] = a;
+    return {};
+  }
+  Result<void> addPermission(const TurnPermission& p) override {
+    if (!allocations_.count(p.allocation)) return fail("allocation slot not in use");
+    if (!addresses_.count(p.allocation)) return fail("allocation addresses not set");
+    const auto key = std::make_pair(p.allocation, p.peer);
+    if (!permissions_.count(key) && permissions_.size() >= maxPermissions_)
+      return fail("permission table full");
+    permissions_[key] = p;
+    return {};
+  }
+  void removePermission(uint32_t allocation, const IpAddr& peer) override {
+    permissions_.erase({allocation, peer});
+  }
+
   // Test hooks.
+  const std::map<std::pair<uint32_t, IpAddr>, TurnPermission>& permissions() const { return permissions_; }
+  const std::map<uint32_t, TurnAllocationAddresses>& addresses() const { return addresses_; }
+  void setMaxPermissions(size_t n) { maxPermissions_ = n; }
+  // addChannel fails while set, as a full fast path's does (the socket path carries them).
+  bool refuseChannels = false;
   const std::map<std::tuple<SockAddr, SockAddr, uint16_t>, TurnChannelRoute>& routes() const {
     return routes_;
   }
@@ -148,6 +219,9 @@ class MemoryTurnTable final : public TurnTable {
   uint32_t capacity_;
   std::map<uint32_t, Slot> allocations_;
   std::map<std::tuple<SockAddr, SockAddr, uint16_t>, TurnChannelRoute> routes_;
+  std::map<uint32_t, TurnAllocationAddresses> addresses_;
+  std::map<std::pair<uint32_t, IpAddr>, TurnPermission> permissions_;
+  size_t maxPermissions_ = SIZE_MAX;
 };
 
 }  // namespace tgw::dataplane

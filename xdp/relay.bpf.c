@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-/* The relay's one XDP program: the STUN Binding answer (tgw/stun_responder.h) and TURN
- * ChannelData forwarding (tgw/turn.h) on the same interface, since only one XDP program can
- * hold it here. This file supplies the frame pointers, the map lookups, the next hop
+/* The relay's one XDP program: the STUN Binding answer (tgw/stun_responder.h), TURN
+ * ChannelData forwarding and Send / Data indications (tgw/turn.h) on the same interface,
+ * since only one XDP program can hold it here. The indication paths are BPF functions of
+ * their own and keep their state in the per-CPU tgw_turn_scratch: the verifier allows 512
+ * bytes of stack for a whole call chain. This file supplies the frame pointers, the map lookups, the next hop
  * (bpf_fib_lookup), the resize, and counts; the logic is in the shared headers, and what it
  * shares with xdp/stun_responder.bpf.c (maps, STUN answer, exit) in xdp_program.bpf.h. */
 #include "liveness.bpf.h"
@@ -32,6 +34,64 @@ struct {
   __type(key, struct tgw_turn_peer_key);
   __type(value, struct tgw_turn_rewrite);
 } tgw_turn_peers SEC(".maps");
+
+/* Send and Data indications (tgw/turn.h, branch sendind): the allocations' 5-tuples and
+ * relayed addresses, and their permissions; sized by the loader (capacity, 2 x capacity,
+ * RelayFastPath::Options::maxPermissions). The permission table is not preallocated: it is
+ * sized for every allocation's quota, which is far more than is ever used at once. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1);
+  __uint(map_flags, BPF_F_RDONLY_PROG);
+  __type(key, struct tgw_turn_client_key);
+  __type(value, struct tgw_turn_session);
+} tgw_turn_sessions SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1);
+  __uint(map_flags, BPF_F_RDONLY_PROG);
+  __type(key, struct tgw_turn_relayed_key);
+  __type(value, struct tgw_turn_owner);
+} tgw_turn_relayed SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1);
+  __uint(map_flags, BPF_F_RDONLY_PROG | BPF_F_NO_PREALLOC);
+  __type(key, struct tgw_turn_perm_key);
+  __type(value, struct tgw_turn_perm);
+} tgw_turn_perms SEC(".maps");
+
+/* Per-CPU scratch for the program's larger structs: on the stack, the STUN answer's, the
+ * TURN plans and rewrites and bpf_fib_lookup's did not fit the verifier's 512 bytes for a
+ * whole call chain ("combined stack size"). One lookup per packet (handle_packet); the
+ * program runs to its end on one CPU, so nothing else uses the entry meanwhile. */
+struct tgw_turn_scratch {
+  struct tgw_stun_request req;
+  struct tgw_turn_plan plan;
+  struct tgw_turn_send send;
+  struct tgw_turn_rewrite out;
+  struct bpf_fib_lookup fib;
+  struct tgw_turn_nexthop_key nh_key;
+  struct tgw_turn_nexthop nh;          /* next_hop()'s answer */
+  struct tgw_turn_peer_key chain_key;  /* client to client: the second lookup */
+  struct tgw_turn_relayed_key relayed_key;
+  struct tgw_turn_perm_key perm_key;
+  __u8 prefix[TGW_TURN_DATAIND_PREFIX_V6];
+  __u32 tid[4];
+  /* send_local's lengths, here rather than spilled to its stack frame */
+  __u32 prefix_len;
+  __u32 pad;
+  __u32 prefix_sum;
+  __u32 alloc2;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct tgw_turn_scratch);
+} tgw_turn_scratch SEC(".maps");
 
 /* Per allocation slot; sized by the loader (capacity). */
 struct {
@@ -73,23 +133,28 @@ static __always_inline struct tgw_turn_alloc_stats *alloc_stats(__u32 allocation
 
 /* Next hop of a packet from out->src to out->dst: the MACs and the egress ifindex, from the
  * per-CPU cache or bpf_fib_lookup. Returns 0, or the reason to pass it up. */
-static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_turn_plan *plan,
-                                      const struct tgw_turn_rewrite *out, __u32 l3_len,
-                                      __u64 now, struct tgw_turn_nexthop *nh) {
-  struct tgw_turn_nexthop_key key;
-  __builtin_memset(&key, 0, sizeof(key));
+/* Its own BPF function (not inlined): its lookup structs then take stack once, not once per
+ * caller's frame (the verifier's combined stack limit is 512 bytes). */
+static __noinline __u32 next_hop(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
+                                 const struct tgw_turn_rewrite *out, __u32 l3_len,
+                                 struct tgw_turn_nexthop *nh) {
+  /* The clock read again here: BPF functions take at most five arguments. */
+  __u64 now = bpf_ktime_get_ns();
+  const struct tgw_turn_plan *plan = &scr->plan;
+  struct tgw_turn_nexthop_key *kp = &scr->nh_key;
+  __builtin_memset(kp, 0, sizeof(*kp));
   for (int i = 0; i < 16; i += 4) {
-    tgw_store32(key.src + i, tgw_load32(out->src + i));
-    tgw_store32(key.dst + i, tgw_load32(out->dst + i));
+    tgw_store32(kp->src + i, tgw_load32(out->src + i));
+    tgw_store32(kp->dst + i, tgw_load32(out->dst + i));
   }
-  key.ifindex = ctx->ingress_ifindex;
-  key.family = (__u8)plan->family;
-  __u32 index = tgw_turn_nexthop_index(&key);
+  kp->ifindex = ctx->ingress_ifindex;
+  kp->family = (__u8)plan->family;
+  __u32 index = tgw_turn_nexthop_index(kp);
   struct tgw_turn_nexthop_slot *slot = bpf_map_lookup_elem(&tgw_turn_nexthops, &index);
   if (!slot) return TGW_REASON_TURN_FIB_FAILED; /* index < entries: unreachable */
   __u32 epoch = tgw_nexthop_epoch_now();
   __u32 ok_len = l3_len;
-  if (tgw_turn_nexthop_key_eq(&slot->key, &key) && slot->nh.epoch == epoch && now < slot->nh.expires_ns) {
+  if (tgw_turn_nexthop_key_eq(&slot->key, kp) && slot->nh.epoch == epoch && now < slot->nh.expires_ns) {
     if (l3_len <= slot->nh.ok_len) {
       *nh = slot->nh;
       return 0;
@@ -97,42 +162,488 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_turn_
     ok_len = slot->nh.ok_len; /* a longer packet: ask again, keep what was accepted */
   }
 
-  struct bpf_fib_lookup fib;
-  __builtin_memset(&fib, 0, sizeof(fib));
-  fib.l4_protocol = TGW_IPPROTO_UDP;
-  fib.sport = out->src_port;
-  fib.dport = out->dst_port;
-  fib.tot_len = (__u16)l3_len;
-  fib.ifindex = ctx->ingress_ifindex;
+  struct bpf_fib_lookup *fp = &scr->fib;
+  __builtin_memset(fp, 0, sizeof(*fp));
+  fp->l4_protocol = TGW_IPPROTO_UDP;
+  fp->sport = out->src_port;
+  fp->dport = out->dst_port;
+  fp->tot_len = (__u16)l3_len;
+  fp->ifindex = ctx->ingress_ifindex;
   if (plan->family == TGW_FAMILY_IPV4) {
-    fib.family = AF_INET;
-    fib.tos = ((const __u8 *)&plan->ip_word0)[1];
-    fib.ipv4_src = tgw_load32(out->src);
-    fib.ipv4_dst = tgw_load32(out->dst);
+    fp->family = AF_INET;
+    fp->tos = ((const __u8 *)&plan->ip_word0)[1];
+    fp->ipv4_src = tgw_load32(out->src);
+    fp->ipv4_dst = tgw_load32(out->dst);
   } else {
-    fib.family = AF_INET6;
+    fp->family = AF_INET6;
     for (int i = 0; i < 4; i++) {
-      fib.ipv6_src[i] = tgw_load32(out->src + 4 * i);
-      fib.ipv6_dst[i] = tgw_load32(out->dst + 4 * i);
+      fp->ipv6_src[i] = tgw_load32(out->src + 4 * i);
+      fp->ipv6_dst[i] = tgw_load32(out->dst + 4 * i);
     }
   }
-  long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+  long rc = bpf_fib_lookup(ctx, fp, sizeof(*fp), 0);
   if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return TGW_REASON_TURN_NO_NEIGH;
   if (rc != BPF_FIB_LKUP_RET_SUCCESS) return TGW_REASON_TURN_FIB_FAILED;
-  __builtin_memcpy(nh->dmac, fib.dmac, TGW_ETH_ALEN);
-  __builtin_memcpy(nh->smac, fib.smac, TGW_ETH_ALEN);
-  nh->ifindex = fib.ifindex;
+  __builtin_memcpy(nh->dmac, fp->dmac, TGW_ETH_ALEN);
+  __builtin_memcpy(nh->smac, fp->smac, TGW_ETH_ALEN);
+  nh->ifindex = fp->ifindex;
   nh->ok_len = ok_len > l3_len ? ok_len : l3_len;
   nh->epoch = epoch;
   nh->expires_ns = now + TGW_TURN_NEXTHOP_TTL_NS;
-  slot->key = key; /* this CPU's slot: nobody else writes it */
+  slot->key = *kp; /* this CPU's slot: nobody else writes it */
   slot->nh = *nh;
   return 0;
 }
 
+/* The permission of `allocation` for `peer` (4 or 16 bytes by family), or NULL. The key is
+ * built in the scratch (stack is short). */
+static __always_inline const struct tgw_turn_perm *find_perm(struct tgw_turn_scratch *scr,
+                                                             __u32 allocation, __u32 family,
+                                                             const __u8 *peer) {
+  struct tgw_turn_perm_key *k = &scr->perm_key;
+  __builtin_memset(k, 0, sizeof(*k));
+  k->allocation = allocation;
+  k->family = (__u8)family;
+  if (family == TGW_FAMILY_IPV4) {
+    tgw_store32(k->peer, tgw_load32(peer));
+  } else {
+    for (int i = 0; i < 16; i += 4) tgw_store32(k->peer + i, tgw_load32(peer + i));
+  }
+  return bpf_map_lookup_elem(&tgw_turn_perms, k);
+}
+
+/* Not a reason: handle_send's "the peer is a relayed address here, call send_local". */
+#define TGW_TURN_SEND_LOCAL_NEXT 0xFFFFFFFFu
+
+/* Sends the verdict for a frame whose next hop is fib. */
+static __always_inline void send_out(struct xdp_md *ctx, const struct tgw_turn_nexthop *fib,
+                                     __u32 *verdict) {
+  if (fib->ifindex == ctx->ingress_ifindex) {
+    *verdict = TGW_VERDICT_TX;
+  } else {
+    bpf_redirect(fib->ifindex, 0);
+    *verdict = TGW_VERDICT_REDIRECT;
+  }
+}
+
+/* Counts a packet over the allocation's cap. */
+static __always_inline void count_quota(__u32 allocation, __u64 bytes) {
+  struct tgw_turn_alloc_stats *s = alloc_stats(allocation);
+  if (s) {
+    s->quota_packets += 1;
+    s->quota_bytes += bytes;
+  }
+}
+
+/* A frame the STUN classifier found to be STUN but not a Binding request: a Send indication
+ * (tgw_turn_classify_send) goes out as UDP from the relayed address to the peer. Its own BPF
+ * function (not inlined) with its state in tgw_turn_scratch: the stack stays within 512
+ * bytes. Sets *verdict; returns the reason. */
+static __noinline __u32 handle_send(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
+                                    const struct tgw_stun_plan *sp, __u32 stun_reason,
+                                    __u32 *verdict) {
+  struct tgw_turn_plan *plan = &scr->plan;
+  struct tgw_turn_send *send = &scr->send;
+  __u32 reason = tgw_turn_classify_send((const __u8 *)(long)ctx->data,
+                                        (const __u8 *)(long)ctx->data_end, sp, stun_reason,
+                                        plan, send);
+  if (reason != TGW_REASON_TURN_SEND_TO_PEER) return reason;
+  const struct tgw_turn_session *ses = bpf_map_lookup_elem(&tgw_turn_sessions, &plan->key.client);
+  if (!ses) return TGW_REASON_TURN_SEND_NO_ALLOCATION;
+  const struct tgw_turn_perm *perm = find_perm(scr, ses->allocation, send->peer_family, send->peer);
+  if (!perm || !(perm->flags & TGW_TURN_PERM_SEND)) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+  /* Client to client: handle_packet calls send_local next (a sibling call: two nested BPF
+   * functions under this one would pass the 512-byte combined stack). */
+  if (perm->flags & TGW_TURN_PERM_LOCAL) return TGW_TURN_SEND_LOCAL_NEXT;
+
+  /* The rewrite: from the relayed address of the peer's family to the peer. */
+  struct tgw_turn_rewrite *out = &scr->out;
+  for (int i = 0; i < 16; i += 4) {
+    tgw_store32(out->src + i, 0);
+    tgw_store32(out->dst + i, tgw_load32(send->peer + i));
+  }
+  if (plan->family == TGW_FAMILY_IPV4) {
+    if (ses->relayed4_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+    tgw_store32(out->src, tgw_load32(ses->relayed4));
+    out->src_port = ses->relayed4_port;
+  } else {
+    if (ses->relayed6_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+    for (int i = 0; i < 16; i += 4) tgw_store32(out->src + i, tgw_load32(ses->relayed6 + i));
+    out->src_port = ses->relayed6_port;
+  }
+  out->dst_port = send->peer_port;
+  out->family = (__u8)plan->family;
+  out->allocation = ses->allocation;
+
+  __u64 now = bpf_ktime_get_ns();
+  if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
+  if (now >= perm->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
+
+  /* The message: FINGERPRINT checked, the checksum's sums taken (before anything moves). */
+  __u32 msg_off = plan->l4_off + TGW_UDP_HLEN;
+  __u32 scan_sum = 0;
+  __u32 bad = tgw_turn_send_scan((const __u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end,
+                                 msg_off, send, &scan_sum);
+  if (bad != 0) return bad;
+
+  __u32 new_udp_len = TGW_UDP_HLEN + send->data_len;
+  __u32 l3_len = plan->l4_off - TGW_ETH_HLEN + new_udp_len;
+  struct tgw_turn_nexthop *fib = &scr->nh;
+  __u32 miss = next_hop(ctx, scr, out, l3_len, fib);
+  if (miss != 0) return miss;
+
+  __u64 bytes = send->data_len;
+  if (!charge(ses->allocation, bytes, now)) {
+    count_quota(ses->allocation, bytes);
+    *verdict = TGW_VERDICT_DROP;
+    return TGW_REASON_TURN_QUOTA;
+  }
+
+  const __u8 *key_a = plan->key.client.client;
+  const __u8 *key_b = plan->key.client.server;
+  __u16 in_sum = tgw_turn_addr_sum(key_a, key_b, plan->key.client.client_port,
+                                   plan->key.client.server_port, plan->family);
+  __u16 out_sum = tgw_turn_addr_sum(out->src, out->dst, out->src_port, out->dst_port, plan->family);
+  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  __u16 check = tgw_turn_send_check(plan, in_sum, out_sum, scan_sum, new_udp_len);
+
+  /* Resize: everything after the data (its padding, later attributes, Ethernet padding) off
+   * the tail, then the STUN header and the attributes before DATA off the head; the headers
+   * are written anew in front of the data. */
+  int cut = (int)(send->msg_len - send->data_off - send->data_len + plan->trailer_len);
+  if (cut > 0 && bpf_xdp_adjust_tail(ctx, -cut) != 0) return TGW_REASON_TURN_RESIZE_FAILED;
+  if (bpf_xdp_adjust_head(ctx, (int)send->data_off) != 0) {
+    *verdict = cut > 0 ? TGW_VERDICT_ABORTED : TGW_VERDICT_PASS;
+    return TGW_REASON_TURN_RESIZE_FAILED;
+  }
+  __u8 *data = (__u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  if (tgw_turn_write_l4(data, data_end, plan, out, new_udp_len, fib->dmac, fib->smac, check) != 0) {
+    *verdict = TGW_VERDICT_ABORTED; /* a bug: the frame is half rewritten */
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  struct tgw_turn_alloc_stats *s = alloc_stats(ses->allocation);
+  if (s) {
+    s->to_peer_packets += 1;
+    s->to_peer_bytes += bytes;
+  }
+  send_out(ctx, fib, verdict);
+  return TGW_REASON_TURN_SEND_TO_PEER;
+}
+
+/* Copies 16 address bytes. */
+static __always_inline void copy_addr(__u8 *dst, const __u8 *src) {
+  for (int i = 0; i < 16; i += 4) tgw_store32(dst + i, tgw_load32(src + i));
+}
+
+/* A Send indication (classified by handle_send) to a relayed address of this relay: its data
+ * goes to that allocation's client in this pass, as turn::Server's deliverFromPeer sends it:
+ * ChannelData on the channel that allocation bound to the sender's relayed address (its
+ * route in tgw_turn_peers), else a Data indication from the sender's relayed address.
+ * Sets *verdict; returns the reason (turn_send_to_peer when sent). */
+static __noinline __u32 send_local(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
+                                   __u32 *verdict) {
+  struct tgw_turn_plan *plan = &scr->plan;
+  const struct tgw_turn_send *send = &scr->send;
+  const __u32 family = plan->family;
+  const struct tgw_turn_session *ses = bpf_map_lookup_elem(&tgw_turn_sessions, &plan->key.client);
+  if (!ses) return TGW_REASON_TURN_SEND_NO_ALLOCATION; /* handle_send found it: a race */
+  const __u32 alloc1 = ses->allocation;
+  const struct tgw_turn_perm *perm1 = find_perm(scr, alloc1, family, send->peer);
+  if (!perm1 || !(perm1->flags & TGW_TURN_PERM_SEND)) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+
+  /* The sender's relayed address: the "peer" the other allocation sees. */
+  struct tgw_turn_peer_key *pk = &scr->chain_key;
+  __builtin_memset(pk, 0, sizeof(*pk));
+  if (family == TGW_FAMILY_IPV4) {
+    if (ses->relayed4_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+    tgw_store32(pk->peer, tgw_load32(ses->relayed4));
+    pk->peer_port = ses->relayed4_port;
+  } else {
+    if (ses->relayed6_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
+    copy_addr(pk->peer, ses->relayed6);
+    pk->peer_port = ses->relayed6_port;
+  }
+  copy_addr(pk->relayed, send->peer);
+  pk->relayed_port = send->peer_port;
+  pk->family = (__u8)family;
+
+  /* The other allocation: its relayed address must be allocated here (else tgwd drops it:
+   * no one to deliver to), its client of the same family. */
+  struct tgw_turn_relayed_key *rk = &scr->relayed_key;
+  __builtin_memset(rk, 0, sizeof(*rk));
+  copy_addr(rk->relayed, send->peer);
+  rk->relayed_port = send->peer_port;
+  rk->family = (__u8)family;
+  const struct tgw_turn_owner *own = bpf_map_lookup_elem(&tgw_turn_relayed, rk);
+  if (!own) return TGW_REASON_TURN_CHAIN_MISS;
+  if (own->family != family) return TGW_REASON_TURN_UNSUPPORTED;
+  scr->alloc2 = own->allocation;
+
+  __u64 now = bpf_ktime_get_ns();
+  if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
+  if (now >= perm1->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
+
+  /* ChannelData on the other allocation's channel, or its Data indication. */
+  struct tgw_turn_rewrite *out = &scr->out;
+  const struct tgw_turn_rewrite *route2 = bpf_map_lookup_elem(&tgw_turn_peers, pk);
+  __u32 data_len = send->data_len;
+  scr->pad = 0;
+  if (route2) {
+    if (now >= route2->expires_ns) return TGW_REASON_TURN_ROUTE_EXPIRED;
+    *out = *route2;
+    scr->prefix_len = TGW_CHANNELDATA_HLEN;
+    scr->prefix_sum = (__u32)route2->channel + TGW_HTONS((__u16)data_len);
+  } else {
+    const struct tgw_turn_perm *perm2 = find_perm(scr, scr->alloc2, family, pk->peer);
+    if (!perm2 || !(perm2->flags & TGW_TURN_PERM_DATA)) return TGW_REASON_TURN_CHAIN_MISS;
+    if (now >= perm2->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
+    __builtin_memset(out, 0, sizeof(*out));
+    copy_addr(out->src, own->server);
+    copy_addr(out->dst, own->client);
+    out->src_port = own->server_port;
+    out->dst_port = own->client_port;
+    out->family = (__u8)family;
+    out->allocation = scr->alloc2;
+    scr->prefix_len = family == TGW_FAMILY_IPV4 ? TGW_TURN_DATAIND_PREFIX_V4 : TGW_TURN_DATAIND_PREFIX_V6;
+    scr->pad = (4u - (data_len & 3u)) & 3u;
+    scr->tid[0] = bpf_get_prandom_u32();
+    scr->tid[1] = bpf_get_prandom_u32();
+    scr->tid[2] = bpf_get_prandom_u32();
+    scr->prefix_sum = tgw_turn_dataind_prefix(scr->prefix, family, pk->peer, pk->peer_port, data_len, scr->tid);
+  }
+  const __u32 prefix_len = scr->prefix_len;
+  const __u32 pad = scr->pad;
+  __u32 new_udp_len = TGW_UDP_HLEN + prefix_len + data_len + pad;
+  if (new_udp_len + (family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : 0) > 0xFFFFu)
+    return TGW_REASON_TURN_UNSUPPORTED;
+
+  /* The message: FINGERPRINT checked, the checksum's sums taken (before anything moves). */
+  __u32 msg_off = plan->l4_off + TGW_UDP_HLEN;
+  __u32 scan_sum = 0;
+  __u32 bad = tgw_turn_send_scan((const __u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end,
+                                 msg_off, send, &scan_sum);
+  if (bad != 0) return bad;
+
+  __u32 l3_len = plan->l4_off - TGW_ETH_HLEN + new_udp_len;
+  struct tgw_turn_nexthop *fib = &scr->nh;
+  __u32 miss = next_hop(ctx, scr, out, l3_len, fib);
+  if (miss != 0) return miss;
+
+  /* Both caps, as the sockets apply them: the sender's pays first; over the second, the
+   * sender still sent it. */
+  __u64 bytes = data_len;
+  if (!charge(alloc1, bytes, now)) {
+    count_quota(alloc1, bytes);
+    *verdict = TGW_VERDICT_DROP;
+    return TGW_REASON_TURN_QUOTA;
+  }
+  struct tgw_turn_alloc_stats *st = alloc_stats(alloc1);
+  if (!charge(scr->alloc2, bytes, now)) {
+    if (st) {
+      st->to_peer_packets += 1;
+      st->to_peer_bytes += bytes;
+    }
+    count_quota(scr->alloc2, bytes);
+    *verdict = TGW_VERDICT_DROP;
+    return TGW_REASON_TURN_QUOTA;
+  }
+
+  __u16 in_sum = tgw_turn_addr_sum(plan->key.client.client, plan->key.client.server,
+                                   plan->key.client.client_port, plan->key.client.server_port, family);
+  __u16 out_sum = tgw_turn_addr_sum(out->src, out->dst, out->src_port, out->dst_port, family);
+  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  __u16 check = tgw_turn_send_check(plan, in_sum, out_sum, scan_sum + (scr->prefix_sum & 0xFFFFu) + (scr->prefix_sum >> 16),
+                                    new_udp_len);
+
+  /* Resize: the tail to the data plus its new padding (the Send's attributes after DATA and
+   * the Ethernet padding off), then the head from the Send's header and attributes to the
+   * prefix (the same length for a Data indication of Firefox's Send: no move). */
+  int tail = (int)pad - (int)(send->msg_len - send->data_off - data_len) - (int)plan->trailer_len;
+  if (tail != 0 && bpf_xdp_adjust_tail(ctx, tail) != 0) return TGW_REASON_TURN_RESIZE_FAILED;
+  int head = (int)send->data_off - (int)prefix_len;
+  if (head != 0 && bpf_xdp_adjust_head(ctx, head) != 0) {
+    *verdict = tail != 0 ? TGW_VERDICT_ABORTED : TGW_VERDICT_PASS;
+    return TGW_REASON_TURN_RESIZE_FAILED;
+  }
+  __u8 *data = (__u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  if (tgw_turn_write_l4(data, data_end, plan, out, new_udp_len, fib->dmac, fib->smac, check) != 0) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  __u32 at = plan->l4_off + TGW_UDP_HLEN;
+  if (at > TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  __u8 *p = data + at;
+  if (route2) {
+    if (p + TGW_CHANNELDATA_HLEN > data_end) {
+      *verdict = TGW_VERDICT_ABORTED;
+      return TGW_REASON_RESPOND_FAILED;
+    }
+    tgw_store16(p, out->channel);
+    tgw_store16(p + 2, TGW_HTONS((__u16)data_len));
+  } else {
+    for (__u32 k = 0; k < TGW_TURN_DATAIND_PREFIX_V6; k += 4) {
+      if (k >= prefix_len) break;
+      if (p + k + 4 > data_end) {
+        *verdict = TGW_VERDICT_ABORTED;
+        return TGW_REASON_RESPOND_FAILED;
+      }
+      tgw_store32(p + k, tgw_load32(scr->prefix + k));
+    }
+    __u32 pad_at = at + prefix_len + data_len;
+    for (__u32 k = 0; k < 3; k++) {
+      if (k >= pad) break;
+      __u32 off = pad_at + k;
+      TGW_OPAQUE(off); /* clang knows off's bound and would drop the check the verifier needs */
+      if (off > 0xFFF0u) break;
+      __u8 *b = data + off;
+      if (b + 1 > data_end) break;
+      *b = 0;
+    }
+  }
+  if (st) {
+    st->to_peer_packets += 1;
+    st->to_peer_bytes += bytes;
+  }
+  struct tgw_turn_alloc_stats *st2 = alloc_stats(scr->alloc2);
+  if (st2) {
+    st2->to_client_packets += 1;
+    st2->to_client_bytes += bytes;
+  }
+  send_out(ctx, fib, verdict);
+  return TGW_REASON_TURN_SEND_TO_PEER;
+}
+
+/* UDP from a peer to a relayed address without a channel route: a Data indication to the
+ * allocation's client, if it permits the peer. Sets *verdict; returns the reason. */
+static __noinline __u32 forward_data_indication(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
+                                                __u32 *verdict) {
+  struct tgw_turn_plan *plan = &scr->plan;
+  const struct tgw_turn_peer_key *pk = &plan->key.peer;
+  struct tgw_turn_relayed_key *rk = &scr->relayed_key;
+  __builtin_memset(rk, 0, sizeof(*rk));
+  for (int i = 0; i < 16; i += 4) tgw_store32(rk->relayed + i, tgw_load32(pk->relayed + i));
+  rk->relayed_port = pk->relayed_port;
+  rk->family = pk->family;
+  const struct tgw_turn_owner *own = bpf_map_lookup_elem(&tgw_turn_relayed, rk);
+  if (!own) return TGW_REASON_TURN_UNKNOWN_PEER;
+  const struct tgw_turn_perm *perm = find_perm(scr, own->allocation, plan->family, pk->peer);
+  if (!perm || !(perm->flags & TGW_TURN_PERM_DATA)) return TGW_REASON_TURN_UNKNOWN_PEER;
+  /* A client of the other family (a dual allocation): no translation here. */
+  if (own->family != plan->family) return TGW_REASON_TURN_UNSUPPORTED;
+
+  __u64 now = bpf_ktime_get_ns();
+  if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
+  if (now >= perm->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
+
+  __u32 data_len = plan->data_len;
+  __u32 prefix_len = plan->family == TGW_FAMILY_IPV4 ? TGW_TURN_DATAIND_PREFIX_V4
+                                                     : TGW_TURN_DATAIND_PREFIX_V6;
+  __u32 pad = (4u - (data_len & 3u)) & 3u;
+  __u32 new_udp_len = TGW_UDP_HLEN + prefix_len + data_len + pad;
+  /* STUN's length and UDP's are 16 bits, so is IPv4's total length (turn::Server drops what
+   * does not fit; the fast path leaves it to it). */
+  if (new_udp_len + (plan->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : 0) > 0xFFFFu)
+    return TGW_REASON_TURN_UNSUPPORTED;
+
+  struct tgw_turn_rewrite *out = &scr->out;
+  for (int i = 0; i < 16; i += 4) {
+    tgw_store32(out->src + i, tgw_load32(own->server + i));
+    tgw_store32(out->dst + i, tgw_load32(own->client + i));
+  }
+  out->src_port = own->server_port;
+  out->dst_port = own->client_port;
+  out->family = (__u8)plan->family;
+  out->allocation = own->allocation;
+
+  __u32 l3_len = plan->l4_off - TGW_ETH_HLEN + new_udp_len;
+  struct tgw_turn_nexthop *fib = &scr->nh;
+  __u32 miss = next_hop(ctx, scr, out, l3_len, fib);
+  if (miss != 0) return miss;
+
+  __u64 bytes = data_len;
+  if (!charge(own->allocation, bytes, now)) {
+    count_quota(own->allocation, bytes);
+    *verdict = TGW_VERDICT_DROP;
+    return TGW_REASON_TURN_QUOTA;
+  }
+
+  /* The prefix, built in the scratch (its transaction id fresh, as turn::Server's). */
+  __u8 *prefix = scr->prefix;
+  __u32 *tid = scr->tid;
+  tid[0] = bpf_get_prandom_u32();
+  tid[1] = bpf_get_prandom_u32();
+  tid[2] = bpf_get_prandom_u32();
+  __u32 prefix_sum = tgw_turn_dataind_prefix(prefix, plan->family, pk->peer, pk->peer_port,
+                                             data_len, tid);
+  __u16 in_sum = tgw_turn_addr_sum(pk->peer, pk->relayed, pk->peer_port, pk->relayed_port,
+                                   plan->family);
+  __u16 out_sum = tgw_turn_addr_sum(out->src, out->dst, out->src_port, out->dst_port, plan->family);
+  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  __u16 check = tgw_turn_dataind_check(plan, in_sum, out_sum, prefix_sum, new_udp_len);
+
+  /* Resize: the tail to the data plus its zero padding (Ethernet padding off), then room at
+   * the head for the prefix. Tail room is the driver's (none on some veth paths): without
+   * it a datagram whose length is not a multiple of 4 goes up intact. */
+  int tail = (int)pad - (int)plan->trailer_len;
+  if (tail != 0 && bpf_xdp_adjust_tail(ctx, tail) != 0) return TGW_REASON_TURN_RESIZE_FAILED;
+  if (bpf_xdp_adjust_head(ctx, -(int)prefix_len) != 0) {
+    *verdict = tail != 0 ? TGW_VERDICT_ABORTED : TGW_VERDICT_PASS;
+    return TGW_REASON_TURN_RESIZE_FAILED;
+  }
+  __u8 *data = (__u8 *)(long)ctx->data;
+  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
+  if (tgw_turn_write_l4(data, data_end, plan, out, new_udp_len, fib->dmac, fib->smac, check) != 0) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  /* The prefix after the UDP header, then the padding's zeros after the data. Offsets are
+   * bounded explicitly for the verifier. */
+  __u32 at = plan->l4_off + TGW_UDP_HLEN;
+  if (at > TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  __u8 *p = data + at;
+  if (p + TGW_TURN_DATAIND_PREFIX_V6 > data_end && p + TGW_TURN_DATAIND_PREFIX_V4 > data_end) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
+  }
+  for (__u32 k = 0; k < TGW_TURN_DATAIND_PREFIX_V6; k += 4) {
+    if (k >= prefix_len) break;
+    if (p + k + 4 > data_end) {
+      *verdict = TGW_VERDICT_ABORTED;
+      return TGW_REASON_RESPOND_FAILED;
+    }
+    tgw_store32(p + k, tgw_load32(prefix + k));
+  }
+  __u32 pad_at = at + prefix_len + data_len;
+  for (__u32 k = 0; k < 3; k++) {
+    if (k >= pad) break;
+    __u32 off = pad_at + k;
+    TGW_OPAQUE(off); /* clang knows off's bound and would drop the check the verifier needs */
+    if (off > 0xFFF0u) break;
+    __u8 *b = data + off;
+    if (b + 1 > data_end) break;
+    *b = 0;
+  }
+  struct tgw_turn_alloc_stats *s = alloc_stats(own->allocation);
+  if (s) {
+    s->to_client_packets += 1;
+    s->to_client_bytes += bytes;
+  }
+  send_out(ctx, fib, verdict);
+  return TGW_REASON_TURN_DATA_INDICATION;
+}
+
 /* Forwards a classified TURN packet. Sets *verdict; returns the reason. */
-static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_plan *plan,
+static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
                                           __u32 reason, __u32 *verdict) {
+  struct tgw_turn_plan *plan = &scr->plan;
   const struct tgw_turn_rewrite *in;
   const struct tgw_turn_rewrite *out;
   int to_client;
@@ -144,23 +655,25 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
     if (in->flags & TGW_TURN_F_LOCAL_PEER) {
       /* Both ends allocated here: the rewrite's (relayed1 -> relayed2) is the other
        * allocation's peer key. */
-      struct tgw_turn_peer_key pk;
-      __builtin_memset(&pk, 0, sizeof(pk));
+      struct tgw_turn_peer_key *pk = &scr->chain_key;
+      __builtin_memset(pk, 0, sizeof(*pk));
       for (int i = 0; i < 16; i += 4) {
-        tgw_store32(pk.peer + i, tgw_load32(in->src + i));
-        tgw_store32(pk.relayed + i, tgw_load32(in->dst + i));
+        tgw_store32(pk->peer + i, tgw_load32(in->src + i));
+        tgw_store32(pk->relayed + i, tgw_load32(in->dst + i));
       }
-      pk.peer_port = in->src_port;
-      pk.relayed_port = in->dst_port;
-      pk.family = in->family;
-      out = bpf_map_lookup_elem(&tgw_turn_peers, &pk);
+      pk->peer_port = in->src_port;
+      pk->relayed_port = in->dst_port;
+      pk->family = in->family;
+      out = bpf_map_lookup_elem(&tgw_turn_peers, pk);
       if (!out) return TGW_REASON_TURN_CHAIN_MISS;
       to_client = 1;
       reason = TGW_REASON_TURN_CLIENT_TO_CLIENT;
     }
   } else {
     in = bpf_map_lookup_elem(&tgw_turn_peers, &plan->key.peer);
-    if (!in) return TGW_REASON_TURN_UNKNOWN_PEER;
+    /* No channel route: a Data indication, if the peer is permitted (and has no channel on
+     * the socket path: TGW_TURN_PERM_DATA). */
+    if (!in) return forward_data_indication(ctx, scr, verdict);
     out = in;
     to_client = 1;
   }
@@ -175,8 +688,8 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
   __u32 hdr_len = plan->l4_off; /* Ethernet + IP: the same family in and out */
   __u32 new_udp_len = TGW_UDP_HLEN + (to_client ? TGW_CHANNELDATA_HLEN : 0) + plan->data_len;
   __u32 l3_len = hdr_len - TGW_ETH_HLEN + new_udp_len;
-  struct tgw_turn_nexthop fib;
-  __u32 miss = next_hop(ctx, plan, out, l3_len, now, &fib);
+  struct tgw_turn_nexthop *fib = &scr->nh;
+  __u32 miss = next_hop(ctx, scr, out, l3_len, fib);
   if (miss != 0) return miss;
 
   /* The cap, after the next hop is known (what goes up is the server's to count). */
@@ -226,7 +739,7 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
   }
   __u8 *data = (__u8 *)(long)ctx->data;
   const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  if (tgw_turn_write(data, data_end, plan, out, to_client, fib.dmac, fib.smac, check) != 0) {
+  if (tgw_turn_write(data, data_end, plan, out, to_client, fib->dmac, fib->smac, check) != 0) {
     *verdict = TGW_VERDICT_ABORTED; /* a bug: the frame is half rewritten */
     return TGW_REASON_RESPOND_FAILED;
   }
@@ -248,12 +761,7 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_pl
       s->to_client_bytes += bytes;
     }
   }
-  if (fib.ifindex == ctx->ingress_ifindex) {
-    *verdict = TGW_VERDICT_TX;
-  } else {
-    bpf_redirect(fib.ifindex, 0);
-    *verdict = TGW_VERDICT_REDIRECT;
-  }
+  send_out(ctx, fib, verdict);
   return reason;
 }
 
@@ -267,21 +775,26 @@ static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __
                            : tgw_channeldata_first_max(TGW_CHANNEL_MAX);
 
   struct tgw_stun_plan plan;
-  struct tgw_stun_request req;
+  __u32 zero = 0;
+  struct tgw_turn_scratch *scr = bpf_map_lookup_elem(&tgw_turn_scratch, &zero);
+  if (!scr) return TGW_REASON_UNKNOWN; /* one entry: unreachable */
   const __u8 *data = (const __u8 *)(long)ctx->data;
   const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  __u32 reason = tgw_stun_classify(data, data_end, ports, &plan, &req);
+  __u32 reason = tgw_stun_classify(data, data_end, ports, &plan, &scr->req);
   *family = plan.family;
   *verdict = tgw_reflection_refused(reason) ? TGW_VERDICT_DROP : TGW_VERDICT_PASS;
   if (reason == TGW_REASON_STUN_BINDING_ANSWERED)
-    return tgw_xdp_answer_stun(ctx, &plan, &req, verdict);
+    return tgw_xdp_answer_stun(ctx, &plan, &scr->req, verdict);
 
-  struct tgw_turn_plan tp;
+  if (reason == TGW_REASON_STUN_NOT_BINDING_REQUEST) {
+    reason = handle_send(ctx, scr, &plan, reason, verdict);
+    return reason == TGW_TURN_SEND_LOCAL_NEXT ? send_local(ctx, scr, verdict) : reason;
+  }
   reason = tgw_turn_classify(data, data_end, &plan, reason, relay_min, relay_max, cd_first_max,
-                             &tp);
+                             &scr->plan);
   if (reason == TGW_REASON_TURN_CD_TRUNCATED) *verdict = TGW_VERDICT_DROP;
   if (reason != TGW_REASON_TURN_TO_PEER && reason != TGW_REASON_TURN_TO_CLIENT) return reason;
-  return forward_turn(ctx, &tp, reason, verdict);
+  return forward_turn(ctx, scr, reason, verdict);
 }
 
 SEC("xdp")

@@ -346,6 +346,10 @@ Result<void> RelayRole::attachFastPath() {
                              std::min<uint32_t>(cfg_.turn->maxChannelsPerAllocation, kFastPathRoutesPerAllocation),
                          kMaxFastPathRoutes));
   opts.maxChannel = maxChannelOf(*cfg_.turn);
+  // Permissions for Send / Data indications (sendind): every slot's whole quota, within
+  // RelayFastPath::kMaxPermissions (beyond it the sockets carry the rest).
+  opts.maxPermissions = std::min(uint64_t{opts.capacity} * cfg_.turn->maxPermissionsPerAllocation,
+                                 dataplane::RelayFastPath::kMaxPermissions);
   auto prog = dataplane::RelayFastPath::load(opts);
   if (!prog) return fail("cannot load the relay's XDP program: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");

@@ -125,6 +125,9 @@ struct Server::Impl {
     TrafficCounters traffic;
     TokenBucket bucket;
     TimePoint scheduled = kNever;           // its entry in deadlines_
+    // Indications in the fast path: the addresses and permissions the table holds now.
+    std::optional<dataplane::TurnAllocationAddresses> fastAddresses;
+    std::map<IpAddr, dataplane::TurnPermission> fastPermissions;
 
     const std::optional<SockAddr>& relayedFor(Family f) const { return f == Family::V4 ? relayed4 : relayed6; }
     bool permitted(const IpAddr& ip, TimePoint now) const {
@@ -572,6 +575,57 @@ struct Server::Impl {
         ch.route.reset();
       }
     }
+    syncIndications(a, now);
+  }
+
+  // Makes the fast path's indication entries match the allocation at `now` (after its
+  // routes): its addresses, and a permission exactly for each live one, carrying the earlier
+  // of its and the allocation's end. `send` where the policy's decision does not depend on
+  // the port, and for this relay's relayed IPs (`local`: the fast path then delivers only to
+  // an allocation here, client to client, as toPeer does); `data` only
+  // while no channel to that IP is carried by the socket path alone (its peer must get
+  // ChannelData from here, not a Data indication from the fast path).
+  void syncIndications(Allocation& a, TimePoint now) {
+    if (!fastPath || !a.slot) return;
+    const dataplane::TurnAllocationAddresses want{*a.slot, a.client, a.server, a.relayed4, a.relayed6};
+    if (a.fastAddresses != want) {
+      if (!fastPath->setAddresses(want)) {
+        // Not carried: the socket path does all of this allocation's indications.
+        for (const auto& [ip, p] : a.fastPermissions) fastPath->removePermission(*a.slot, ip);
+        a.fastPermissions.clear();
+        a.fastAddresses.reset();
+        return;
+      }
+      a.fastAddresses = want;
+    }
+    for (auto it = a.fastPermissions.begin(); it != a.fastPermissions.end();) {
+      if (a.permitted(it->first, now)) {
+        ++it;
+        continue;
+      }
+      fastPath->removePermission(*a.slot, it->first);
+      it = a.fastPermissions.erase(it);
+    }
+    for (const auto& [ip, expires] : a.permissions) {
+      if (now >= expires) continue;
+      dataplane::TurnPermission p;
+      p.allocation = *a.slot;
+      p.peer = ip;
+      p.expires = std::min(expires, a.expires);
+      p.local = ip == relayIp4 || ip == relayIp6;
+      p.send = p.local || policy.allowed(SockAddr(ip, 0));
+      p.data = std::none_of(a.channels.begin(), a.channels.end(), [&](const auto& c) {
+        return c.second.peer.ip() == ip && !c.second.inFastPath;
+      });
+      auto have = a.fastPermissions.find(ip);
+      if (have != a.fastPermissions.end() && have->second == p) continue;
+      if (fastPath->addPermission(p)) {
+        a.fastPermissions[ip] = p;
+      } else if (have != a.fastPermissions.end()) {
+        fastPath->removePermission(*a.slot, ip);
+        a.fastPermissions.erase(have);
+      }
+    }
   }
 
   void removeAllocation(Allocation& a) {
@@ -841,6 +895,7 @@ struct Server::Impl {
       if (fastPath->addAllocation(slot, limits)) {
         freeSlots.pop_back();
         a->slot = slot;
+        syncIndications(*a, now);  // its addresses, for Send and Data indications
       }
     }
 

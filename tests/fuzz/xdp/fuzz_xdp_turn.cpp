@@ -8,6 +8,15 @@
 // Invariants: a reason of the classifier's set; a plan that accounts for every byte of the
 // frame; an output whose lengths and IPv4 header checksum are right, whose data is the
 // input's, and whose UDP checksum is right whenever the input's was (RFC 1624 update).
+//
+// Send and Data indications (branch sendind): a frame the STUN classifier calls
+// stun_not_binding_request goes through tgw_turn_classify_send; a Send indication it accepts
+// has its DATA inside the message, FINGERPRINT last, tgw_turn_send_scan agrees with an
+// independent CRC-32 about the fingerprint, and the UDP datagram built from it (as
+// handle_send leaves it) carries exactly DATA with right lengths and checksums. Every peer
+// datagram is also built into a Data indication (as forward_data_indication does) whose STUN
+// header, XOR-PEER-ADDRESS (decoded back to the peer), DATA, zero padding and checksums are
+// right.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -18,6 +27,7 @@
 namespace {
 
 using xdpfuzz::Frame;
+using xdpfuzz::be16;
 
 constexpr __u16 kRelayMin = 49152;
 constexpr __u16 kRelayMax = 65535;
@@ -76,6 +86,157 @@ void forwardAndCheck(Frame& in, struct tgw_turn_plan plan, const struct tgw_turn
   XDP_FUZZ_CHECK(std::memcmp(udp + TGW_UDP_HLEN + cd_out, data_in, plan.data_len) == 0);
 }
 
+// Bit by bit, nothing shared with tgw/turn.h's table.
+uint32_t refCrc32(const uint8_t* p, size_t n) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+  }
+  return c ^ 0xFFFFFFFFu;
+}
+
+uint32_t be32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
+         static_cast<uint32_t>(p[2]) << 8 | p[3];
+}
+
+// Fixed addresses of a family for the maps' stand-in: 0 relayed, 1 listening, 2 client.
+void standIn(uint32_t family, uint8_t which, uint8_t out[16]) {
+  std::memset(out, 0, 16);
+  const uint8_t v4[3][4] = {{198, 51, 100, 7}, {198, 51, 100, 8}, {192, 0, 2, 33}};
+  if (family == TGW_FAMILY_IPV4) {
+    std::memcpy(out, v4[which], 4);
+  } else {
+    const uint8_t p[4] = {0x20, 0x01, 0x0d, 0xb8};
+    std::memcpy(out, p, 4);
+    out[15] = v4[which][3];
+  }
+}
+
+bool sendReason(uint32_t r, uint32_t stun_reason) {
+  switch (r) {
+    case TGW_REASON_L3_MALFORMED: case TGW_REASON_UDP_BAD_LENGTH: case TGW_REASON_TURN_UNSUPPORTED:
+    case TGW_REASON_TURN_SEND_UNSUPPORTED: case TGW_REASON_TURN_SEND_MALFORMED:
+    case TGW_REASON_TURN_SEND_TO_PEER:
+      return true;
+    default:
+      return r == stun_reason;
+  }
+}
+
+// A frame the STUN classifier left as stun_not_binding_request: a Send indication?
+void sendAndCheck(Frame& in, const struct tgw_stun_plan& sp, uint32_t stun_reason, uint32_t random) {
+  struct tgw_turn_plan plan;
+  struct tgw_turn_send send;
+  const uint32_t r = tgw_turn_classify_send(in.data(), in.end(), &sp, stun_reason, &plan, &send);
+  XDP_FUZZ_CHECK(sendReason(r, stun_reason));
+  if (r != TGW_REASON_TURN_SEND_TO_PEER) return;
+  const uint32_t family = plan.family;
+  XDP_FUZZ_CHECK(plan.l4_off == TGW_ETH_HLEN + (family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : TGW_IPV6_HLEN));
+  XDP_FUZZ_CHECK(plan.l4_off + plan.udp_len + plan.trailer_len == in.size());
+  const uint8_t* ip = in.data() + TGW_ETH_HLEN;
+  const uint8_t* udp = in.data() + plan.l4_off;
+  const uint8_t* msg = udp + TGW_UDP_HLEN;
+  XDP_FUZZ_CHECK(send.msg_len == plan.udp_len - TGW_UDP_HLEN && send.msg_len <= TGW_TURN_SEND_MAX_LEN);
+  XDP_FUZZ_CHECK(be16(msg) == TGW_STUN_SEND_INDICATION && be16(msg + 2) + 20u == send.msg_len);
+  XDP_FUZZ_CHECK(send.data_off >= TGW_STUN_HEADER_LEN + 4 && send.data_off % 4 == 0);
+  XDP_FUZZ_CHECK(send.data_off + send.data_len <= send.msg_len);
+  XDP_FUZZ_CHECK(be16(msg + send.data_off - 4) == TGW_STUN_ATTR_DATA);
+  XDP_FUZZ_CHECK(be16(msg + send.data_off - 2) == send.data_len);
+  if (send.fp_off != 0) {
+    XDP_FUZZ_CHECK(send.fp_off + 8 == send.msg_len && be16(msg + send.fp_off) == TGW_STUN_ATTR_FINGERPRINT);
+  }
+  XDP_FUZZ_CHECK(send.peer_family == family && plan.key.client.channel == 0);
+  XDP_FUZZ_CHECK(plan.data_len == send.data_len);
+
+  uint32_t scan_sum = 0;
+  const uint32_t bad = tgw_turn_send_scan(in.data(), in.end(), plan.l4_off + TGW_UDP_HLEN, &send, &scan_sum);
+  const bool fp_ok = send.fp_off == 0 ||
+                     be32(msg + send.fp_off + 4) == (refCrc32(msg, send.fp_off) ^ TGW_STUN_FINGERPRINT_XOR);
+  XDP_FUZZ_CHECK(bad == 0 || bad == TGW_REASON_TURN_SEND_MALFORMED);
+  XDP_FUZZ_CHECK((bad == 0) == fp_ok);
+  if (bad != 0) return;
+
+  // The datagram to the peer, as handle_send leaves it: the data where DATA's value was, the
+  // headers in front written anew, everything after cut.
+  const uint32_t new_udp_len = TGW_UDP_HLEN + send.data_len;
+  Frame out(plan.l4_off + new_udp_len);
+  std::memcpy(out.data(), in.data(), plan.l4_off + TGW_UDP_HLEN);  // stale headers
+  if (send.data_len > 0) std::memcpy(out.data() + plan.l4_off + TGW_UDP_HLEN, msg + send.data_off, send.data_len);
+  struct tgw_turn_rewrite rw;
+  std::memset(&rw, 0, sizeof(rw));
+  standIn(family, 0, rw.src);
+  std::memcpy(rw.dst, send.peer, 16);
+  rw.src_port = TGW_HTONS(50000);
+  rw.dst_port = send.peer_port;
+  rw.family = static_cast<__u8>(family);
+  const __u16 in_sum = tgw_turn_addr_sum(plan.key.client.client, plan.key.client.server,
+                                         plan.key.client.client_port, plan.key.client.server_port, family);
+  const __u16 out_sum = tgw_turn_addr_sum(rw.src, rw.dst, rw.src_port, rw.dst_port, family);
+  tgw_turn_plan_set_id(&plan, random);
+  const __u16 check = tgw_turn_send_check(&plan, in_sum, out_sum, scan_sum, new_udp_len);
+  const __u8 dmac[6] = {2, 0, 0, 0, 0, 3};
+  const __u8 smac[6] = {2, 0, 0, 0, 0, 1};
+  XDP_FUZZ_CHECK(tgw_turn_write_l4(out.data(), out.end(), &plan, &rw, new_udp_len, dmac, smac, check) == 0);
+  const bool in_check_ok = xdpfuzz::udpChecksumOk(ip, family, udp, plan.udp_len);
+  XDP_FUZZ_CHECK(xdpfuzz::checkUdpFrame(out, family, plan.old_check != 0 && in_check_ok) == plan.l4_off);
+  if (send.data_len > 0)
+    XDP_FUZZ_CHECK(std::memcmp(out.data() + plan.l4_off + TGW_UDP_HLEN, msg + send.data_off, send.data_len) == 0);
+}
+
+// A peer datagram built into a Data indication, as forward_data_indication does.
+void dataIndicationAndCheck(Frame& in, struct tgw_turn_plan plan, bool in_check_ok, uint32_t random) {
+  const uint32_t family = plan.family;
+  const uint32_t addr_len = family == TGW_FAMILY_IPV4 ? 4 : 16;
+  const uint32_t prefix_len = family == TGW_FAMILY_IPV4 ? TGW_TURN_DATAIND_PREFIX_V4 : TGW_TURN_DATAIND_PREFIX_V6;
+  const uint32_t pad = (4u - (plan.data_len & 3u)) & 3u;
+  const uint32_t new_udp_len = TGW_UDP_HLEN + prefix_len + plan.data_len + pad;
+  if (new_udp_len + (family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : 0) > 0xFFFFu) return;  // goes up
+  const uint8_t* data_in = in.data() + plan.l4_off + TGW_UDP_HLEN;
+  Frame out(plan.l4_off + new_udp_len);
+  std::memcpy(out.data(), in.data(), plan.l4_off + TGW_UDP_HLEN);  // stale headers
+  alignas(8) __u8 prefix[TGW_TURN_DATAIND_PREFIX_V6];
+  const __u32 tid[3] = {random, random ^ 0x5A5A5A5Au, ~random};
+  const __u32 prefix_sum = tgw_turn_dataind_prefix(prefix, family, plan.key.peer.peer,
+                                                   plan.key.peer.peer_port, plan.data_len, tid);
+  uint8_t* stun = out.data() + plan.l4_off + TGW_UDP_HLEN;
+  std::memcpy(stun, prefix, prefix_len);
+  if (plan.data_len > 0) std::memcpy(stun + prefix_len, data_in, plan.data_len);
+  std::memset(stun + prefix_len + plan.data_len, 0, pad);
+  struct tgw_turn_rewrite rw;
+  std::memset(&rw, 0, sizeof(rw));
+  standIn(family, 1, rw.src);
+  standIn(family, 2, rw.dst);
+  rw.src_port = TGW_HTONS(3478);
+  rw.dst_port = TGW_HTONS(40000);
+  rw.family = static_cast<__u8>(family);
+  const __u16 in_sum = tgw_turn_addr_sum(plan.key.peer.peer, plan.key.peer.relayed, plan.key.peer.peer_port,
+                                         plan.key.peer.relayed_port, family);
+  const __u16 out_sum = tgw_turn_addr_sum(rw.src, rw.dst, rw.src_port, rw.dst_port, family);
+  tgw_turn_plan_set_id(&plan, random);
+  const __u16 check = tgw_turn_dataind_check(&plan, in_sum, out_sum, prefix_sum, new_udp_len);
+  const __u8 dmac[6] = {2, 0, 0, 0, 0, 2};
+  const __u8 smac[6] = {2, 0, 0, 0, 0, 1};
+  XDP_FUZZ_CHECK(tgw_turn_write_l4(out.data(), out.end(), &plan, &rw, new_udp_len, dmac, smac, check) == 0);
+  XDP_FUZZ_CHECK(xdpfuzz::checkUdpFrame(out, family, plan.old_check != 0 && in_check_ok) == plan.l4_off);
+  // The message: header, XOR-PEER-ADDRESS decoding to the peer, DATA, zero padding.
+  XDP_FUZZ_CHECK(be16(stun) == TGW_STUN_DATA_INDICATION);
+  XDP_FUZZ_CHECK(be16(stun + 2) + 28u == new_udp_len);  // + STUN header + UDP header
+  XDP_FUZZ_CHECK(be32(stun + 4) == TGW_STUN_MAGIC_COOKIE);
+  const uint8_t* xpa = stun + TGW_STUN_HEADER_LEN;
+  XDP_FUZZ_CHECK(be16(xpa) == TGW_STUN_ATTR_XOR_PEER_ADDRESS && be16(xpa + 2) == 4u + addr_len);
+  XDP_FUZZ_CHECK(xpa[5] == (family == TGW_FAMILY_IPV4 ? TGW_STUN_FAMILY_IPV4 : TGW_STUN_FAMILY_IPV6));
+  XDP_FUZZ_CHECK(static_cast<__u16>(be16(xpa + 6) ^ (TGW_STUN_MAGIC_COOKIE >> 16)) ==
+                 be16(reinterpret_cast<const uint8_t*>(&plan.key.peer.peer_port)));
+  for (uint32_t i = 0; i < addr_len; i++)
+    XDP_FUZZ_CHECK(static_cast<uint8_t>(xpa[8 + i] ^ stun[4 + i]) == plan.key.peer.peer[i]);
+  const uint8_t* d = xpa + 8 + addr_len;
+  XDP_FUZZ_CHECK(be16(d) == TGW_STUN_ATTR_DATA && be16(d + 2) == plan.data_len);
+  XDP_FUZZ_CHECK(plan.data_len == 0 || std::memcmp(d + 4, data_in, plan.data_len) == 0);
+  for (uint32_t i = 0; i < pad; i++) XDP_FUZZ_CHECK(d[4 + plan.data_len + i] == 0);
+}
+
 void classifyAndForward(const uint8_t* data, size_t size, __u32 cd_first_max) {
   Frame in(data, size);
   __be16 ports[TGW_STUN_MAX_PORTS];
@@ -87,6 +248,10 @@ void classifyAndForward(const uint8_t* data, size_t size, __u32 cd_first_max) {
   if (stun_reason == TGW_REASON_STUN_BINDING_ANSWERED) {
     xdpfuzz::answerAndCheck(in, sp, req, cd_first_max != 79);
     return;
+  }
+  if (stun_reason == TGW_REASON_STUN_NOT_BINDING_REQUEST) {
+    sendAndCheck(in, sp, stun_reason, size > 0 ? data[0] * 0x01010101u : 0);
+    return;  // relay.bpf.c's handle_packet: indications never reach tgw_turn_classify
   }
   struct tgw_turn_plan plan;
   __u32 reason = tgw_turn_classify(in.data(), in.end(), &sp, stun_reason, kRelayMin, kRelayMax,
@@ -155,7 +320,10 @@ void classifyAndForward(const uint8_t* data, size_t size, __u32 cd_first_max) {
   tgw_turn_rewrite_init(&route, family, key_a, key_b, key_pa, key_pb, a1, a2, TGW_HTONS(50000),
                         TGW_HTONS(5000), TGW_HTONS(0x4001), 0, 0, TGW_TURN_NEVER);
   forwardAndCheck(in, plan, route, route, to_peer ? 0 : 1, in_check_ok, random);
-  if (!to_peer) return;
+  if (!to_peer) {
+    dataIndicationAndCheck(in, plan, in_check_ok, random);  // the same datagram, no channel
+    return;
+  }
   // Chained: the client's route names a relayed address here; the peer route keyed by that
   // rewrite sends ChannelData on to the other client.
   struct tgw_turn_rewrite chained;

@@ -102,6 +102,55 @@ STUN = {
     'empty': frame(4, 50000, 3478, b''),
 }
 
+def crc32(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+
+
+def attr(type_, value):
+    return struct.pack('>HH', type_, len(value)) + value + b'\x00' * (-len(value) % 4)
+
+
+def xor_peer(family, port, tid=bytes(range(1, 13))):
+    """XOR-PEER-ADDRESS of the fuzzers' peer (the other end of V4 / V6), port `port`."""
+    addr = V4[0] if family == 4 else V6[0]
+    key = struct.pack('>I', MAGIC) + tid
+    x = bytes(a ^ k for a, k in zip(addr, key))
+    return attr(0x0012, struct.pack('>BBH', 0, 1 if family == 4 else 2, port ^ (MAGIC >> 16)) + x)
+
+
+def send_ind(family, data, fingerprint=True, extra=b'', after=b''):
+    """A Send indication (RFC 8656 section 11.3) as Firefox builds it: XOR-PEER-ADDRESS, DATA,
+    FINGERPRINT (RFC 8489 section 14.7)."""
+    attrs = extra + xor_peer(family, 7000) + attr(0x0013, data) + after
+    msg = stun(0x0016, attrs)
+    if fingerprint:
+        msg = stun(0x0016, attrs + attr(0x8028, b'\x00' * 4))
+        fp = crc32(msg[:-8]) ^ 0x5354554E
+        msg = msg[:-4] + struct.pack('>I', fp)
+    return msg
+
+
+# Send indications to a STUN port (branch sendind): the fuzzer forwards them as UDP to the peer.
+SEND = {
+    'send-v4': frame(4, 50000, 3478, send_ind(4, b'hello peer')),
+    'send-v6': frame(6, 50000, 3479, send_ind(6, b'odd')),
+    'send-v4-nofp': frame(4, 50000, 3478, send_ind(4, b'no fingerprint', fingerprint=False)),
+    'send-v4-empty': frame(4, 50000, 3478, send_ind(4, b'')),
+    'send-v4-nocheck': frame(4, 50000, 3478, send_ind(4, b'zero udp checksum'), check=False),
+    'send-v4-optional': frame(4, 50000, 3478, send_ind(4, b'x', extra=attr(0x8050, b'opt'))),
+    'send-v4-dont-fragment': frame(4, 50000, 3478, send_ind(4, b'df', after=attr(0x001A, b''))),
+    'send-v4-bad-fp': patch(frame(4, 50000, 3478, send_ind(4, b'hello peer')), -1, b'\x00'),
+    'send-v6-attr-past-end': frame(6, 50000, 3478, stun(0x0016, xor_peer(6, 7000) +
+                                                         struct.pack('>HH', 0x0013, 200) + b'abcd')),
+    'send-v4-big': frame(4, 50000, 3478, send_ind(4, bytes(range(256)) * 5)),
+    'send-v4-trailer': frame(4, 50000, 3478, send_ind(4, b''), trailer=b'\x00' * 4),
+}
+
 CD = chandata(0x4001, b'hello peer')
 TURN = {
     'cd-v4': frame(4, 50000, 3478, CD),
@@ -125,6 +174,7 @@ TURN = {
     'cd-long-trailer': frame(6, 50000, 3478, CD, trailer=b'\x00' * 65),
     'cd-empty': frame(4, 50000, 3478, b''),
     'peer-bad-length': patch(frame(4, 5000, 50001, b'from the peer', swap=True), 38, b'\x00\x07'),
+    **SEND,
 }
 
 FLOW = 0x00010203

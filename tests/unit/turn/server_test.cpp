@@ -818,6 +818,128 @@ TEST_F(TurnServer, ChannelQuotaIs508) {
   EXPECT_EQ(bind(alice, 0x4001, sa("198.18.5.6:1"), kT0).errorCode(), 508);
 }
 
+// ---- indications in the fast path (branch sendind) ---------------------------------------------
+
+// The table's indication entries follow the allocation: its addresses from the Allocate on,
+// a permission for each live one (its deadline the earlier of the permission's and the
+// allocation's end, rewritten when either moves), gone at the exact instant it expires, and
+// everything gone with the allocation.
+TEST_F(TurnServer, IndicationEntriesFollowThePermissionLifecycle) {
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice, kT0));  // allocation until T0 + 600 s
+  const uint32_t slot = *server().allocations(kT0)[0].slot;
+  ASSERT_EQ(table.addresses().size(), 1u);
+  EXPECT_EQ(table.addresses().at(slot),
+            (dataplane::TurnAllocationAddresses{slot, alice.addr, kListen, relayed, std::nullopt}));
+  EXPECT_TRUE(table.permissions().empty());
+
+  auto perm = [&](const SockAddr& peer, TimePoint expires, bool send = true, bool data = true) {
+    return dataplane::TurnPermission{slot, peer.ip(), expires, send, data};
+  };
+  auto expectPermissions = [&](TimePoint t, std::vector<dataplane::TurnPermission> want) {
+    advance(t);
+    std::vector<dataplane::TurnPermission> have;
+    for (const auto& [k, p] : table.permissions()) have.push_back(p);
+    EXPECT_EQ(have, want) << "at T0 + " << std::chrono::duration_cast<std::chrono::milliseconds>(t - kT0).count()
+                          << " ms";
+  };
+  const SockAddr p2 = sa("198.18.5.6:6000");
+  ASSERT_EQ(permit(alice, {kPeer}, kT0).errorCode(), 0);  // to T0 + 300 s
+  expectPermissions(kT0, {perm(kPeer, kT0 + 300s)});
+  ASSERT_EQ(permit(alice, {kPeer, p2}, kT0 + 100s).errorCode(), 0);  // both to T0 + 400 s
+  expectPermissions(kT0 + 100s, {perm(kPeer, kT0 + 400s), perm(p2, kT0 + 400s)});
+  // The allocation ending first (T0 + 600 s) caps them; a Refresh moves the cap.
+  ASSERT_EQ(permit(alice, {p2}, kT0 + 350s).errorCode(), 0);  // p2 to T0 + 650 s
+  expectPermissions(kT0 + 350s, {perm(kPeer, kT0 + 400s), perm(p2, kT0 + 600s)});
+  ASSERT_EQ(refresh(alice, 600, kT0 + 360s).errorCode(), 0);  // allocation to T0 + 960 s
+  expectPermissions(kT0 + 360s, {perm(kPeer, kT0 + 400s), perm(p2, kT0 + 650s)});
+  expectPermissions(kT0 + 400s - 1ns, {perm(kPeer, kT0 + 400s), perm(p2, kT0 + 650s)});
+  expectPermissions(kT0 + 400s, {perm(p2, kT0 + 650s)});  // kPeer's expired, at its instant
+  expectPermissions(kT0 + 650s, {});
+  // Deleting the allocation takes its addresses too.
+  login(alice, kT0 + 700s);  // the nonce went stale
+  ASSERT_EQ(permit(alice, {kPeer}, kT0 + 700s).errorCode(), 0);
+  ASSERT_EQ(table.permissions().size(), 1u);
+  ASSERT_EQ(refresh(alice, 0, kT0 + 701s).errorCode(), 0);
+  EXPECT_TRUE(table.permissions().empty());
+  EXPECT_TRUE(table.addresses().empty());
+}
+
+// A peer whose channel the fast path refused (the socket path carries it) must get ChannelData
+// from the server, not a Data indication from the fast path: its permission has no `data`
+// while that channel lives. A relay address (client to client: the policy depends on the
+// port) is `local`. The fast path's Send and Data stay exactly where the server's would.
+TEST_F(TurnServer, IndicationPermissionFlags) {
+  login(alice);
+  relayedOf(allocate(alice, kT0));
+  const uint32_t slot = *server().allocations(kT0)[0].slot;
+  table.refuseChannels = true;
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  EXPECT_TRUE(table.routes().empty());
+  ASSERT_EQ(table.permissions().size(), 1u);
+  EXPECT_TRUE(table.permissions().begin()->second.send);
+  EXPECT_FALSE(table.permissions().begin()->second.data);
+  // The channel expires (T0 + 600 s) after the permission was refreshed: `data` comes back.
+  ASSERT_EQ(refresh(alice, 3600, kT0 + 10s).errorCode(), 0);
+  ASSERT_EQ(permit(alice, {kPeer}, kT0 + 500s).errorCode(), 0);
+  EXPECT_FALSE(table.permissions().begin()->second.data);
+  advance(kT0 + 600s);
+  ASSERT_EQ(table.permissions().size(), 1u);
+  EXPECT_TRUE(table.permissions().begin()->second.data);
+  // A channel the fast path carries leaves `data` on (its route answers first).
+  table.refuseChannels = false;
+  login(alice, kT0 + 601s);  // the nonce went stale
+  ASSERT_EQ(bind(alice, 0x4001, kPeer, kT0 + 601s).errorCode(), 0);
+  EXPECT_EQ(table.routes().size(), 1u);
+  EXPECT_TRUE(table.permissions().begin()->second.data);
+
+  // A relayed address of this relay as the peer (client to client): `local`, the fast path
+  // delivers it only to an allocation here. Other peers are not local.
+  const SockAddr relayPeer(kRelay4, 50050);
+  ASSERT_EQ(permit(alice, {relayPeer}, kT0 + 602s).errorCode(), 0);
+  const auto& p = table.permissions().at({slot, kRelay4});
+  EXPECT_TRUE(p.send);
+  EXPECT_TRUE(p.local);
+  EXPECT_TRUE(p.data);
+  EXPECT_FALSE(table.permissions().at({slot, kPeer.ip()}).local);
+}
+
+// Permissions revoked by the peer policy (their peer became an address of this host) leave
+// the table at once, as their routes do.
+TEST_F(TurnServer, RevokedPermissionsLeaveTheTable) {
+  login(alice);
+  relayedOf(allocate(alice, kT0));
+  const SockAddr p2 = sa("198.18.5.6:6000");
+  ASSERT_EQ(permit(alice, {kPeer, p2}, kT0).errorCode(), 0);
+  ASSERT_EQ(bind(alice, 0x4000, kPeer, kT0).errorCode(), 0);
+  ASSERT_EQ(table.permissions().size(), 2u);
+  server().setLocalPrefixes({Cidr::parse("198.18.5.5/32").value()}, kT0 + 1s);
+  ASSERT_EQ(table.permissions().size(), 1u);
+  EXPECT_EQ(table.permissions().begin()->second.peer, p2.ip());
+  EXPECT_TRUE(table.routes().empty());
+  EXPECT_EQ(server().counters().permissionsRevoked, 1u);
+}
+
+// A full permission table refuses: the server keeps such permissions on its socket path
+// (Send and Data indications still relayed there), and installs them once room frees up.
+TEST_F(TurnServer, FullPermissionTableFallsBackToTheSockets) {
+  table.setMaxPermissions(1);
+  login(alice);
+  const SockAddr relayed = relayedOf(allocate(alice, kT0));
+  const SockAddr p2 = sa("198.18.5.6:6000");
+  ASSERT_EQ(permit(alice, {kPeer}, kT0).errorCode(), 0);
+  ASSERT_EQ(permit(alice, {p2}, kT0 + 100s).errorCode(), 0);
+  ASSERT_EQ(table.permissions().size(), 1u);
+  EXPECT_EQ(table.permissions().begin()->second.peer, kPeer.ip());
+  auto out = fromClient(sendIndication(p2, kPayload), alice.addr, kT0 + 101s);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].send.to, p2);
+  EXPECT_EQ(out[0].send.from, relayed);
+  advance(kT0 + 300s);  // kPeer's permission ends: p2's goes in on the same pass
+  ASSERT_EQ(table.permissions().size(), 1u);
+  EXPECT_EQ(table.permissions().begin()->second.peer, p2.ip());
+}
+
 // ---- lifetimes and the fast-path table ---------------------------------------------------------
 
 // The table holds exactly one route per bound channel with a live permission, at every instant.

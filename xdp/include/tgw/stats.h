@@ -143,7 +143,28 @@ enum tgw_reason {
   TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES = 62, /* a classic Binding request with attributes
                                        * (CHANGE-REQUEST, RESPONSE-ADDRESS, ...): passed up,
                                        * userspace answers or drops it, counted */
-  TGW_REASON_COUNT = 63
+  /* sendind (branch sendind, issue 15): TURN Send / Data indications in the relay's fast path
+   * (tgw/turn.h), for clients that never bind a channel (Firefox). */
+  TGW_REASON_TURN_SEND_TO_PEER = 63,  /* Send indication from a client with a permission for
+                                       * its XOR-PEER-ADDRESS: DATA sent as UDP to the peer */
+  TGW_REASON_TURN_DATA_INDICATION = 64, /* UDP from a permitted peer without a channel: sent to
+                                       * the client as a Data indication */
+  TGW_REASON_TURN_SEND_UNSUPPORTED = 65, /* a Send indication the fast path leaves to tgwd: an
+                                       * attribute it does not handle (comprehension-required,
+                                       * SOFTWARE, integrity), no DATA or peer, another
+                                       * family's peer, too many attributes, too long: passed up */
+  TGW_REASON_TURN_SEND_MALFORMED = 66, /* attribute lengths past the message, FINGERPRINT not
+                                       * last or wrong, invalid XOR-PEER-ADDRESS: passed up
+                                       * (tgwd's parser drops it, counted) */
+  TGW_REASON_TURN_SEND_NO_ALLOCATION = 67, /* Send indication from a 5-tuple without an
+                                       * allocation in the fast path: passed up */
+  TGW_REASON_TURN_SEND_NO_PERMISSION = 68, /* no permission for the peer in the fast path
+                                       * (none, or one only tgwd may use): passed up */
+  TGW_REASON_TURN_PERMISSION_EXPIRED = 69, /* the permission's deadline (or its allocation's)
+                                       * passed and tgwd did not refresh it: passed up */
+  /* (A Data indication that would exceed the 16-bit STUN, UDP or IP lengths goes up as
+   * TGW_REASON_TURN_UNSUPPORTED.) */
+  TGW_REASON_COUNT = 70
 };
 
 /* Per-CPU counter slot. */
@@ -160,7 +181,7 @@ typedef __u32 tgw_stats_key;
 
 TGW_STATIC_ASSERT(sizeof(struct tgw_stats_value) == 16, "stats value is two u64");
 TGW_STATIC_ASSERT(sizeof(tgw_stats_key) == 4, "array map keys are u32");
-TGW_STATIC_ASSERT(TGW_STATS_ENTRIES <= 1024, "the stats array stays small");
+TGW_STATIC_ASSERT(TGW_STATS_ENTRIES <= 2048, "the stats array stays small (one read per scrape)");
 
 /* The slot of (family, verdict, reason). Arguments are taken modulo their range so the
  * result is always < TGW_STATS_ENTRIES (the verifier sees the bound too). */
@@ -252,6 +273,13 @@ static inline const char *tgw_reason_name(__u32 reason) {
     case TGW_REASON_EDGE_BAD_SOURCE: return "edge_bad_source";
     case TGW_REASON_STUN_CLASSIC_ANSWERED: return "stun_classic_answered";
     case TGW_REASON_STUN_CLASSIC_HAS_ATTRIBUTES: return "stun_classic_has_attributes";
+    case TGW_REASON_TURN_SEND_TO_PEER: return "turn_send_to_peer";
+    case TGW_REASON_TURN_DATA_INDICATION: return "turn_data_indication";
+    case TGW_REASON_TURN_SEND_UNSUPPORTED: return "turn_send_unsupported";
+    case TGW_REASON_TURN_SEND_MALFORMED: return "turn_send_malformed";
+    case TGW_REASON_TURN_SEND_NO_ALLOCATION: return "turn_send_no_allocation";
+    case TGW_REASON_TURN_SEND_NO_PERMISSION: return "turn_send_no_permission";
+    case TGW_REASON_TURN_PERMISSION_EXPIRED: return "turn_permission_expired";
     default: return "unknown";
   }
 }
