@@ -53,7 +53,7 @@ struct NatConfig {
   bool ipv6Firewall = false;
   // A NAT64 prefix (RFC 6052 length): IPv6 datagrams from inside to prefix + IPv4 are
   // translated to IPv4 from the NAT's IPv4 address (needs one). None: no NAT64.
-  std::optional<Cidr> nat64Prefix;
+  std::optional<Cidr> nat64Prefix = std::nullopt;
 };
 
 class Nat {
