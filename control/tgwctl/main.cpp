@@ -159,6 +159,17 @@ void printEdgeStatus(const Json& e) {
   } else {
     std::printf("  rendezvous  none configured\n");
   }
+  if (e.contains("nat64") && e["nat64"].is_object()) {
+    const auto& n = e["nat64"];
+    std::printf("  nat64       %s from %s", num(n["prefix"]).c_str(), num(n["source"]).c_str());
+    if (n["lifetime_left_s"].is_number()) {
+      std::printf(", %.0f s left\n", n["lifetime_left_s"].get<double>());
+    } else {
+      std::printf(", no lifetime\n");
+    }
+  } else if (e.contains("nat64")) {
+    std::printf("  nat64       no prefix\n");
+  }
   std::printf("  peers       %s configured, %s direct, %s on the relay; %s flows\n",
               num(e["peers"]["configured"]).c_str(), num(e["peers"]["direct"]).c_str(),
               num(e["peers"]["relay"]).c_str(), num(e["flows"]).c_str());

@@ -10,6 +10,8 @@
 #include <cstdio>
 
 #include "candidates/stun_source.h"
+#include "edge/edge_json.h"
+#include "edge/setup.h"
 #include "nat64/rfc6052.h"
 #include "sim/scenario.h"
 #include "stun/server.h"
@@ -218,9 +220,18 @@ TEST(Nat64Scenario, PrefixLearnedLaterFromTheShellReachesTheServersAndTheNat64Ca
   const uint64_t sixBefore = s.six->appReceived, fourBefore = s.four->appReceived;
   sc.runFor(10s);
   expectDirectDataBothWays(s, sixBefore, fourBefore, s.six->appReceivedViaRelay, s.four->appReceivedViaRelay);
-  // The same prefix again (a DNS refresh) is no change.
+  // tgwctl status: the prefix, its source, its lifetime left.
+  auto status = edge::nodeStatusJson(*s.six->node, sc.now());
+  ASSERT_TRUE(status["nat64"].is_object()) << status.dump();
+  EXPECT_EQ(status["nat64"]["prefix"], "64:ff9b:1::/96");
+  EXPECT_EQ(status["nat64"]["source"], nat64::toString(nat64::Source::Dns));
+  EXPECT_NEAR(status["nat64"]["lifetime_left_s"].get<double>(), secs(learned + 300s - sc.now()), 0.01);
+  EXPECT_EQ(edge::nodeStatusJson(*s.four->node, sc.now())["nat64"], nullptr);
+  // The same prefix again (a DNS refresh) is no change, only a new lifetime.
   s.six->node->setNat64Prefix(kPrefix, nat64::Source::Dns, 300s, sc.now());
   EXPECT_EQ(s.six->node->counters().nat64PrefixChanges, 1u);
+  EXPECT_EQ(s.six->node->nat64()->expires, sc.now() + 300s);
+  EXPECT_EQ(s.six->node->nat64()->since, learned);
   std::printf("nat64 (prefix learned at +10 s): direct %.2f s after it was learned\n", secs(*directAt - learned));
 }
 
@@ -233,6 +244,32 @@ TEST(Nat64Scenario, PrefixThatIsNotRfc6052CountsAsNone) {
   EXPECT_EQ(s.six->node->counters().nat64PrefixChanges, 0u);
   s.six->node->setNat64Prefix(cidr("198.18.0.0/24"), nat64::Source::Configured, std::nullopt, sc.now());
   EXPECT_FALSE(s.six->node->nat64());
+}
+
+// The daemon's rule (edge::nodeConfig): an IPv4 relay from an IPv6-only edge is accepted
+// when a NAT64 prefix is configured or may be discovered, refused otherwise.
+TEST(Nat64Setup, Ipv4RelayFromAnIpv6OnlyEdge) {
+  config::EdgeConfig c;
+  c.interface = "wan0";
+  c.port = 41641;
+  c.relay = config::EdgeRelayConfig{sa("198.18.0.10:3478"), crypto::NodeKey::generate().publicKey(), "u", "p", {}};
+  const SockAddr sock6(kSix, 41641);
+  c.nat64Discovery = false;
+  auto refused = edge::nodeConfig(c, {kSix}, {sock6}, 0, 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("no edge socket of its address family (and no NAT64"), std::string::npos)
+      << refused.error().message;
+  c.nat64Prefix = kPrefix;
+  auto configured = edge::nodeConfig(c, {kSix}, {sock6}, 0, 1);
+  ASSERT_TRUE(configured.ok()) << configured.error().message;
+  EXPECT_EQ(configured->nat64Prefix, kPrefix);
+  EXPECT_EQ(configured->turn->server, sa("198.18.0.10:3478"));  // as configured; the node reaches it
+  c.nat64Prefix.reset();
+  c.nat64Discovery = true;
+  EXPECT_TRUE(edge::nodeConfig(c, {kSix}, {sock6}, 0, 1).ok());
+  // An IPv6 relay from an IPv4-only edge: no NAT46, refused whatever the NAT64 settings.
+  c.relay->address = sa("[2001:db8::10]:3478");
+  EXPECT_FALSE(edge::nodeConfig(c, {kFour}, {SockAddr(kFour, 41641)}, 0, 1).ok());
 }
 
 // The STUN source alone: an IPv6 socket behind the NAT64 asks IPv4 servers at their
