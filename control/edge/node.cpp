@@ -98,8 +98,9 @@ void Node::connectServers(TimePoint now) {
       }
     }
   }
-  if (config_.rendezvous && !rdv_) {
-    if (const auto server = reach(config_.rendezvous->server)) {
+  if (config_.rendezvous) {
+    const auto server = reach(config_.rendezvous->server);
+    if (server && (!rdv_ || rdv_->server() != *server)) {
       rendezvous::ClientConfig rc = *config_.rendezvous;
       rc.server = *server;
       for (const auto& sock : config_.sockets) {
@@ -108,7 +109,14 @@ void Node::connectServers(TimePoint now) {
           break;
         }
       }
-      rdv_.emplace(key_, std::move(rc), config_.firstCounter);
+      // A client replacing one reached through the old prefix seals with counters above
+      // anything the old one used (it sent far less than one box per microsecond): the
+      // daemon's own restart rule (firstCounter is the Unix time in us).
+      uint64_t counter = config_.firstCounter;
+      if (rdv_) {
+        counter += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now - startedAt_).count()) + 1;
+      }
+      rdv_.emplace(key_, std::move(rc), counter);
       if (started_) pumpRendezvous(rdv_->start(now));
     }
   }

@@ -184,9 +184,9 @@ class Node {
   // The NAT64 prefix to use from now on (nullopt: none any more), from `source` with this
   // lifetime (nullopt: none). A prefix that is not an RFC 6052 IPv6 prefix counts as none.
   // A new prefix re-pairs the peers' IPv4 candidates, asks the STUN servers again, and
-  // reaches a TURN server / rendezvous that had no path before (a TURN server reached
-  // through the old prefix gets a new allocation through the new one; the rendezvous keeps
-  // the address it registered at: it cannot be re-keyed without reusing nonces).
+  // reaches a TURN server / rendezvous that had no path before; a TURN server or rendezvous
+  // reached through the old prefix is reached through the new one (a new allocation, a new
+  // registration). A withdrawn prefix leaves them where they are (their refreshes tell).
   void setNat64Prefix(std::optional<Cidr> prefix, nat64::Source source, std::optional<Duration> lifetime,
                       TimePoint now);
   const std::optional<Nat64Status>& nat64() const { return nat64_; }

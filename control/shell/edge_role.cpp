@@ -135,6 +135,8 @@ struct EdgeRole::Impl {
     if (cfg.nat64Discovery && v6) {
       auto watch = shell::Pref64Watch::start(base, [this](const nat64::Pref64& p, std::optional<IpAddr> router,
                                                           int ifindex) {
+        // Only the WAN interface's routers speak for the network our sockets are on.
+        if (ifindex != static_cast<int>(if_nametoindex(cfg.interface.c_str()))) return;
         prefixes.onPref64(p, router, ifindex, Clock::now());
         afterNat64();
       });

@@ -235,6 +235,42 @@ TEST(Nat64Scenario, PrefixLearnedLaterFromTheShellReachesTheServersAndTheNat64Ca
   std::printf("nat64 (prefix learned at +10 s): direct %.2f s after it was learned\n", secs(*directAt - learned));
 }
 
+// The network renumbers its NAT64 (another prefix, a /48 this time) and says so (a new
+// PREF64): the edge reaches its relay, rendezvous and peer through the new prefix and is
+// direct again; the old prefix's addresses lead nowhere now.
+TEST(Nat64Scenario, NewPrefixMovesTheServersAndThePathToIt) {
+  Scenario sc;
+  const Sites s = addSites(sc, Servers::Ipv4Only, kPrefix);
+  const TimePoint t0 = sc.now() + kStartAt;
+  sc.connect(*s.six, *s.four, t0);
+  sc.runUntil(t0 + 20s);
+  ASSERT_TRUE(s.six->onDirect());
+  const Cidr next = cidr("2001:db8:6464::/48");
+  s.nat64->config().nat64Prefix = next;
+  const TimePoint moved = sc.now();
+  s.six->node->setNat64Prefix(next, nat64::Source::RouterAdvertisement, 1800s, moved);
+  for (auto& d : s.six->node->takeSends()) s.six->host->send(d.from, d.to, d.bytes);
+  sc.runUntil(moved + 30s);
+  EXPECT_EQ(s.six->node->counters().nat64PrefixChanges, 1u);
+  ASSERT_NE(s.six->node->relay(), nullptr);
+  EXPECT_EQ(s.six->node->relay()->server(), SockAddr(*nat64::synthesize(next, kRelayIp4), kStunPort));
+  EXPECT_TRUE(s.six->node->relay()->allocated());
+  ASSERT_NE(s.six->node->rendezvousClient(), nullptr);
+  EXPECT_EQ(s.six->node->rendezvousClient()->server(), SockAddr(*nat64::synthesize(next, kRelayIp4), kStunPort));
+  EXPECT_TRUE(s.six->node->rendezvousClient()->registered());
+  for (const auto& srv : s.six->node->stun()->servers()) EXPECT_TRUE(next.contains(srv.ip())) << srv.toString();
+  ASSERT_TRUE(s.six->onDirect());
+  ASSERT_TRUE(s.four->onDirect());
+  EXPECT_TRUE(next.contains(s.six->path()->remote.ip())) << s.six->path()->remote.toString();
+  const uint64_t sixBefore = s.six->appReceived, fourBefore = s.four->appReceived;
+  sc.runFor(10s);
+  expectDirectDataBothWays(s, sixBefore, fourBefore, s.six->appReceivedViaRelay, s.four->appReceivedViaRelay);
+  // A call-me-maybe still reaches the peer (through the new registration).
+  const uint64_t cmm = s.four->node->counters().callMeMaybeReceived;
+  sc.runFor(40s);
+  EXPECT_GT(s.four->node->counters().callMeMaybeReceived, cmm);
+}
+
 TEST(Nat64Scenario, PrefixThatIsNotRfc6052CountsAsNone) {
   Scenario sc;
   const Sites s = addSites(sc, Servers::Ipv4Only, std::nullopt);
