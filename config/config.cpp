@@ -692,7 +692,8 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   const std::string p = "edge.";
   const int line = Reader::lineOf(t);
   r.onlyKeys(t, p, {"key_file", "interface", "lan_interface", "addresses", "port", "xdp_mode", "pin_dir",
-                    "forward_without_daemon_seconds", "stun_servers", "static_endpoints", "relay", "peer", "flow"});
+                    "forward_without_daemon_seconds", "stun_servers", "static_endpoints", "relay", "peer", "flow",
+                    "nat64_prefix", "nat64_discovery", "dns_servers"});
   EdgeConfig c;
   c.stunServers = r.endpoints(t, p, "stun_servers", uint16_t{3478});
   c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the node key file (created when missing)"));
@@ -714,6 +715,25 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
                                                           static_cast<uint64_t>(c.forwardWithoutDaemon.count()),
                                                           2, 3600, "seconds"));
   c.staticEndpoints = r.endpoints(t, p, "static_endpoints", std::nullopt);
+  if (t.get("nat64_prefix") != nullptr) {
+    const std::string s = r.str(t, p, "nat64_prefix", "");
+    auto n = Cidr::parse(s);
+    const uint8_t len = n ? n->prefixLength : 0;
+    // RFC 6052 section 2.2's lengths (the check is nat64::isNat64Prefix's: config/ depends on
+    // nothing in control/).
+    if (!n || !n->network.isV6() || !(len == 32 || len == 40 || len == 48 || len == 56 || len == 64 || len == 96)) {
+      r.failAt(t.get("nat64_prefix"), line, p + "nat64_prefix",
+               "an IPv6 prefix of an RFC 6052 length (/32, /40, /48, /56, /64 or /96), e.g. \"64:ff9b::/96\"",
+               "\"" + s + "\"");
+    } else if (len == 96 && n->network.bytes()[8] != 0) {
+      r.failAt(t.get("nat64_prefix"), line, p + "nat64_prefix",
+               "a /96 prefix with bits 64 to 71 zero (RFC 6052 section 2.2)", "\"" + s + "\"");
+    } else {
+      c.nat64Prefix = *n;
+    }
+  }
+  c.nat64Discovery = r.boolean(t, p, "nat64_discovery", true);
+  c.dnsServers = r.endpoints(t, p, "dns_servers", uint16_t{53});
 
   if (const toml::node* relay = t.get("relay")) {
     if (!relay->is_table()) r.failAt(relay, line, p + "relay", "a table ([edge.relay])", Reader::describe(*relay));

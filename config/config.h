@@ -177,6 +177,14 @@ struct EdgeConfig {
   std::vector<SockAddr> stunServers;      // candidate gathering and netcheck; two or more
   std::vector<SockAddr> staticEndpoints;  // operator port forwards (static candidates)
   std::optional<EdgeRelayConfig> relay;   // [edge.relay]
+  // NAT64 (issue 14). nat64_prefix: the site's NAT64 prefix (an IPv6 prefix of an RFC 6052
+  // length), used when nothing is learned from router advertisements (PREF64) or the DNS
+  // (RFC 7050 ipv4only.arpa). nat64_discovery: look for the prefix at all (default true).
+  // dns_servers: the resolvers asked for ipv4only.arpa (default port 53); empty: those of
+  // /etc/resolv.conf.
+  std::optional<Cidr> nat64Prefix;
+  bool nat64Discovery = true;
+  std::vector<SockAddr> dnsServers;
   std::vector<EdgePeerConfig> peers;      // names and keys unique
   std::vector<EdgeFlowConfig> flows;      // ids and local endpoints unique
 

@@ -65,7 +65,9 @@ void StunSource::finishRoundIfDone() {
   std::vector<Candidate> list;
   for (const auto& p : probes_) {
     if (!p.mapped) continue;
-    const Candidate c{*p.mapped, CandidateKind::Reflexive};
+    // Another family than our socket's: the server was reached through a NAT64.
+    const Candidate c{*p.mapped, p.mapped->family() == p.socket.family() ? CandidateKind::Reflexive
+                                                                          : CandidateKind::Nat64};
     if (std::find(list.begin(), list.end(), c) == list.end()) list.push_back(c);
   }
   const bool done = std::all_of(probes_.begin(), probes_.end(), [](const Probe& p) { return p.tx->finished(); });

@@ -7,6 +7,11 @@
 // RFC 8489 retransmissions (netcheck::StunTransaction, kStunRetransmit), and replaces the
 // list with what answered. It re-gathers by itself every kReflexiveRefresh, and the edge
 // calls gather() when a direct path died (the NAT may have new mappings).
+//
+// Through a NAT64 (an IPv6 socket asking an IPv4 server at its synthesized address, RFC
+// 6052): the answer's XOR-MAPPED-ADDRESS is an IPv4 address, the NAT64's mapping of our
+// socket. It is published as a candidate of kind Nat64: an IPv4 endpoint an IPv4-only peer
+// can reach us at, though we have no IPv4 socket.
 #pragma once
 
 #include <memory>
@@ -36,6 +41,10 @@ class StunSource final : public CandidateSource {
 
   StunSource(std::vector<SockAddr> servers, std::vector<SockAddr> sockets);
   std::string_view name() const override { return "stun"; }
+  // Replaces the servers (the edge learned or lost a NAT64 prefix); the next gather() asks
+  // them. Answers from a server no longer listed are not taken.
+  void setServers(std::vector<SockAddr> servers) { servers_ = std::move(servers); }
+  const std::vector<SockAddr>& servers() const { return servers_; }
   void gather(TimePoint now) override;
   bool onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                   TimePoint now) override;

@@ -193,7 +193,9 @@ json nodeStatsJson(const Node& node) {
                  {"relay_probes", n.relayProbes},
                  {"peer_relayed_forgotten", n.peerRelayedForgotten},
                  {"rechecks", n.rechecks},
-                 {"peer_not_registered", n.peerNotRegistered}};
+                 {"peer_not_registered", n.peerNotRegistered},
+                 {"nat64_prefix_changes", n.nat64PrefixChanges},
+                 {"nat64_candidates", n.nat64Candidates}};
   const auto& e = node.engine().counters();
   out["engine"] = {{"pings_sent", e.pingsSent},
                    {"pongs_sent", e.pongsSent},
@@ -287,7 +289,7 @@ json nodeStatusJson(const Node& node, TimePoint now) {
   }
   if (const auto* rdv = node.rendezvousClient()) {
     json r = {{"state", rendezvous::toString(rdv->state())}, {"registered", rdv->registered()}};
-    r["server"] = node.config().rendezvous ? json(node.config().rendezvous->server.toString()) : json(nullptr);
+    r["server"] = rdv->server().toString();  // as reached (prefix + IPv4 through a NAT64)
     r["answered_ago_s"] = node.lastRendezvousAnswer() == TimePoint{}
                               ? json(nullptr)
                               : json(std::chrono::duration<double>(now - node.lastRendezvousAnswer()).count());
@@ -296,6 +298,17 @@ json nodeStatusJson(const Node& node, TimePoint now) {
     s["rendezvous"] = r;
   } else {
     s["rendezvous"] = nullptr;
+  }
+  // The NAT64 prefix in use: where it came from, and how long it holds (null: no lifetime).
+  if (const auto& n = node.nat64()) {
+    s["nat64"] = {{"prefix", n->prefix.toString()},
+                  {"source", nat64::toString(n->source)},
+                  {"lifetime_left_s", n->expires == kNever
+                                          ? json(nullptr)
+                                          : json(std::max(0.0, std::chrono::duration<double>(n->expires - now).count()))},
+                  {"in_use_s", std::chrono::duration<double>(now - n->since).count()}};
+  } else {
+    s["nat64"] = nullptr;
   }
   size_t flows = 0, direct = 0, relayed = 0;
   for (const auto& p : node.peers()) {

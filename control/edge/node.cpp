@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "crypto/hashes.h"
+#include "nat64/rfc6052.h"
 #include "stun/message.h"
 #include "tgw/demux.h"
 #include "tgw/frames.h"
@@ -27,37 +28,23 @@ std::vector<uint8_t> dataFrame(uint32_t flowId, std::span<const uint8_t> payload
 
 Node::Node(crypto::NodeKey key, NodeConfig config, dataplane::ForwardingTable& table)
     : config_(std::move(config)),
+      key_(key),
       table_(table),
       codec_(key, config_.firstCounter),
       engine_(engine::EngineConfig{config_.sockets, config_.firstCounter}, table) {
+  if (config_.nat64Prefix && nat64::isNat64Prefix(*config_.nat64Prefix)) {
+    nat64_ = Nat64Status{*config_.nat64Prefix, nat64::Source::Configured, kNever, {}};
+  }
   sources_.push_back(std::make_unique<candidates::HostSource>(config_.interfaces, config_.sockets));
   if (!config_.staticEndpoints.empty()) {
     sources_.push_back(std::make_unique<candidates::StaticSource>(config_.staticEndpoints));
   }
   if (!config_.stunServers.empty()) {
-    auto s = std::make_unique<candidates::StunSource>(config_.stunServers, config_.sockets);
+    auto s = std::make_unique<candidates::StunSource>(reachableStunServers(), config_.sockets);
     stun_ = s.get();
     sources_.push_back(std::move(s));
   }
-  if (config_.turn) {
-    for (const auto& sock : config_.sockets) {
-      if (sock.family() != config_.turn->server.family()) continue;
-      auto r = std::make_unique<candidates::RelaySource>(*config_.turn, sock);
-      relay_ = r.get();
-      sources_.push_back(std::move(r));
-      break;
-    }
-  }
-  if (config_.rendezvous) {
-    rendezvous::ClientConfig rc = *config_.rendezvous;
-    for (const auto& sock : config_.sockets) {
-      if (sock.family() == rc.server.family()) {
-        rc.local = sock;
-        break;
-      }
-    }
-    rdv_.emplace(key, std::move(rc), config_.firstCounter);
-  }
+  connectServers(TimePoint{});
   for (const auto& pc : config_.peers) {
     Peer p;
     p.key = pc.key;
@@ -69,6 +56,112 @@ Node::Node(crypto::NodeKey key, NodeConfig config, dataplane::ForwardingTable& t
     }
     peers_.push_back(std::move(p));
   }
+}
+
+std::optional<SockAddr> Node::reach(const SockAddr& remote) const {
+  return nat64::reach(remote, config_.sockets, nat64Prefix());
+}
+
+SockAddr Node::unwrap(const SockAddr& a) const { return nat64::unwrap(a, nat64Prefix()); }
+
+std::vector<SockAddr> Node::reachableStunServers() const {
+  std::vector<SockAddr> out;
+  for (const auto& s : config_.stunServers) {
+    const auto r = reach(s);
+    if (r && std::find(out.begin(), out.end(), *r) == out.end()) out.push_back(*r);
+  }
+  return out;
+}
+
+void Node::connectServers(TimePoint now) {
+  if (config_.turn) {
+    const auto server = reach(config_.turn->server);
+    // The relay keeps its address when it has no other (the prefix withdrawn): if the NAT64
+    // really went, the allocation's refreshes fail and RelayUnreachable says so.
+    if (server && (!relay_ || relay_->server() != *server)) {
+      for (const auto& sock : config_.sockets) {
+        if (sock.family() != server->family()) continue;
+        if (relay_) {
+          std::erase_if(sources_, [this](const auto& s) { return s.get() == relay_; });
+          for (auto& p : peers_) {
+            p.channelGeneration = 0;
+            engine_.setRelayPath(p.id, std::nullopt, now);
+          }
+        }
+        turnclient::Config tc = *config_.turn;
+        tc.server = *server;
+        auto r = std::make_unique<candidates::RelaySource>(tc, sock);
+        relay_ = r.get();
+        sources_.push_back(std::move(r));
+        if (started_) relay_->gather(now);
+        break;
+      }
+    }
+  }
+  if (config_.rendezvous) {
+    const auto server = reach(config_.rendezvous->server);
+    if (server && (!rdv_ || rdv_->server() != *server)) {
+      rendezvous::ClientConfig rc = *config_.rendezvous;
+      rc.server = *server;
+      for (const auto& sock : config_.sockets) {
+        if (sock.family() == rc.server.family()) {
+          rc.local = sock;
+          break;
+        }
+      }
+      // A client replacing one reached through the old prefix seals with counters above
+      // anything the old one used (it sent far less than one box per microsecond): the
+      // daemon's own restart rule (firstCounter is the Unix time in us).
+      uint64_t counter = config_.firstCounter;
+      if (rdv_) {
+        counter += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now - startedAt_).count()) + 1;
+      }
+      rdv_.emplace(key_, std::move(rc), counter);
+      if (started_) pumpRendezvous(rdv_->start(now));
+    }
+  }
+}
+
+std::vector<engine::Candidate> Node::pairable(const std::vector<engine::Candidate>& remote) {
+  std::vector<engine::Candidate> out;
+  out.reserve(remote.size());
+  uint64_t synthesized = 0;
+  for (const auto& c : remote) {
+    engine::Candidate p = c;
+    if (c.kind != disco::CandidateKind::Relayed) {
+      if (const auto r = reach(c.addr); r && *r != c.addr) {
+        p.addr = *r;
+        ++synthesized;
+      }
+    }
+    out.push_back(p);
+  }
+  counters_.nat64Candidates += synthesized;
+  return out;
+}
+
+void Node::setNat64Prefix(std::optional<Cidr> prefix, nat64::Source source, std::optional<Duration> lifetime,
+                          TimePoint now) {
+  std::optional<Nat64Status> next;
+  if (prefix && nat64::isNat64Prefix(*prefix)) {
+    next = Nat64Status{*prefix, source, lifetime ? now + *lifetime : kNever, now};
+    if (nat64_ && nat64_->prefix == *prefix) next->since = nat64_->since;
+  }
+  const bool changed = nat64Prefix() != (next ? std::optional<Cidr>(next->prefix) : std::nullopt);
+  nat64_ = next;
+  if (!changed) return;
+  ++counters_.nat64PrefixChanges;
+  if (stun_) {
+    stun_->setServers(reachableStunServers());
+    if (started_) stun_->gather(now);
+  }
+  connectServers(now);
+  for (auto& p : peers_) {
+    if (p.remote.empty()) continue;
+    engine_.setRemoteCandidates(p.id, pairable(p.remote), now);
+  }
+  pumpEngine(now);
+  pumpSources(now);
 }
 
 std::optional<engine::PeerId> Node::peerId(const crypto::PublicKey& key) const {
@@ -321,13 +414,16 @@ void Node::onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint no
   ++counters_.callMeMaybeReceived;
   std::optional<SockAddr> relayed;
   for (const auto& c : cmm.candidates) {
-    if (c.kind == disco::CandidateKind::Relayed && relay_ && c.addr.family() == relay_->server().family()) {
+    // The relayed address of the relay's family as configured (one reached through the
+    // NAT64 is still an IPv4 relay handing out IPv4 relayed addresses).
+    if (c.kind == disco::CandidateKind::Relayed && relay_ && config_.turn &&
+        c.addr.family() == config_.turn->server.family()) {
       relayed = c.addr;
     }
   }
   if (cmm.candidates != peer.remote) peer.cmmForce = true;  // it changed (or restarted): tell it ours
   peer.remote = cmm.candidates;
-  engine_.setRemoteCandidates(peer.id, peer.remote, now);
+  engine_.setRemoteCandidates(peer.id, pairable(peer.remote), now);
   if (relayed != peer.remoteRelayed) {
     if (peer.remoteRelayed && relay_ && relay_->allocated()) relay_->client().unbindChannel(*peer.remoteRelayed, now);
     peer.remoteRelayed = relayed;
@@ -451,7 +547,8 @@ void Node::pumpEngine(TimePoint now) {
     if (s.msg.type == engine::DiscoMessage::Type::Ping) {
       m = disco::Ping{s.msg.txid};
     } else {
-      m = disco::Pong{s.msg.txid, s.msg.observed};
+      // The peer's source as it knows itself: a ping through the NAT64 came from its IPv4.
+      m = disco::Pong{s.msg.txid, unwrap(s.msg.observed)};
     }
     auto frame = codec_.seal(peers_[s.peer].key, m);
     if (frame) sendOnPath(s.path, std::move(*frame), now);

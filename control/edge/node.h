@@ -15,6 +15,15 @@
 // STUN/TURN (0..3) and ChannelData (64..79) from the TURN server to the TURN client, STUN
 // from a STUN server to the STUN source, data (0x0C), disco (0x0D), rendezvous (0x0E).
 //
+// NAT64 (RFC 6146, issue 14): with an IPv6 socket, no IPv4 socket and a NAT64 prefix
+// (configured in NodeConfig, or fed by the shell from nat64::PrefixTable through
+// setNat64Prefix()), IPv4 STUN servers, an IPv4 TURN server / rendezvous and the peers'
+// IPv4 candidates are reached at prefix + IPv4 (nat64::reach). The STUN answer through the
+// NAT64 is an IPv4 address: advertised as a Nat64 candidate, so an IPv4-only peer reaches us.
+// The engine keeps its model: a direct path to prefix + IPv4 is an IPv6 path from our IPv6
+// socket (the fast path carries it as any other), and a peer's ping from prefix + IPv4
+// lands on that path. What we tell peers is unwrapped to IPv4 (a pong's observed source).
+//
 // Application data is the fast path's job in production. sendApp() / takeDeliveries() do
 // the same here, through whatever path the ForwardingTable holds at that instant, so the
 // scenarios check that the table's path really carries data end to end.
@@ -29,6 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/cidr.h"
 #include "base/clock.h"
 #include "base/datagram.h"
 #include "candidates/relay_source.h"
@@ -38,6 +48,7 @@
 #include "dataplane/forwarding_table.h"
 #include "disco/message.h"
 #include "engine/engine.h"
+#include "nat64/prefix_table.h"
 #include "rendezvous/client.h"
 #include "turnclient/client.h"
 
@@ -105,6 +116,17 @@ struct NodeConfig {
   std::optional<rendezvous::ClientConfig> rendezvous;
   std::vector<PeerConfig> peers;
   uint64_t firstCounter = 1;  // nonce counters' start (the daemon: Unix time in us)
+  // The operator's NAT64 prefix (an RFC 6052 prefix), in use from the start; the shell may
+  // replace it with a discovered one (Node::setNat64Prefix).
+  std::optional<Cidr> nat64Prefix;
+};
+
+// The NAT64 prefix the node uses, and where it came from (tgwctl status / netcheck).
+struct Nat64Status {
+  Cidr prefix;
+  nat64::Source source = nat64::Source::Configured;
+  TimePoint expires = kNever;  // kNever: no lifetime
+  TimePoint since{};           // when it was set
 };
 
 struct AppDelivery {
@@ -133,6 +155,8 @@ struct NodeCounters {
   uint64_t rechecks = 0;               // STUN rounds and relay probes for a silent direct path
   uint64_t peerRelayedForgotten = 0;   // peers' relayed addresses dropped when our allocation was lost
   uint64_t peerNotRegistered = 0;      // rendezvous answers: the peer's key is not registered
+  uint64_t nat64PrefixChanges = 0;     // the NAT64 prefix in use changed (set, replaced, withdrawn)
+  uint64_t nat64Candidates = 0;        // peers' IPv4 candidates paired at prefix + IPv4 (each list counted)
 };
 
 class Node {
@@ -156,6 +180,20 @@ class Node {
   // takePongReports() as they arrive. Returns the paths pinged.
   std::vector<dataplane::Path> pingAll(engine::PeerId peer, TimePoint now);
   std::vector<engine::PongReport> takePongReports() { return engine_.takePongReports(); }
+
+  // The NAT64 prefix to use from now on (nullopt: none any more), from `source` with this
+  // lifetime (nullopt: none). A prefix that is not an RFC 6052 IPv6 prefix counts as none.
+  // A new prefix re-pairs the peers' IPv4 candidates, asks the STUN servers again, and
+  // reaches a TURN server / rendezvous that had no path before; a TURN server or rendezvous
+  // reached through the old prefix is reached through the new one (a new allocation, a new
+  // registration). A withdrawn prefix leaves them where they are (their refreshes tell).
+  void setNat64Prefix(std::optional<Cidr> prefix, nat64::Source source, std::optional<Duration> lifetime,
+                      TimePoint now);
+  const std::optional<Nat64Status>& nat64() const { return nat64_; }
+  // Where we send to reach `remote` (nat64::reach with our sockets and prefix).
+  std::optional<SockAddr> reach(const SockAddr& remote) const;
+  // An address as peers and operators know it: prefix + IPv4 is that IPv4 endpoint.
+  SockAddr unwrap(const SockAddr& a) const;
 
   void sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now);
   std::vector<AppDelivery> takeDeliveries() { return std::exchange(deliveries_, {}); }
@@ -215,6 +253,15 @@ class Node {
   };
 
   void pumpSources(TimePoint now);
+  std::optional<Cidr> nat64Prefix() const { return nat64_ ? std::optional<Cidr>(nat64_->prefix) : std::nullopt; }
+  // The configured STUN servers we can reach now (reach()).
+  std::vector<SockAddr> reachableStunServers() const;
+  // Creates the relay source / rendezvous client when their server became reachable; a
+  // relay reached at an address that changed (another prefix) is replaced.
+  void connectServers(TimePoint now);
+  // The peer's candidates as the engine pairs them: IPv4 ones at prefix + IPv4 when we reach
+  // them only through the NAT64.
+  std::vector<engine::Candidate> pairable(const std::vector<engine::Candidate>& remote);
   void checkRebinding(TimePoint now);
   // Runs the rendezvous handshake again now (unless one is under way): after signs that the
   // relay lost our registration or knows us at an old mapping.
@@ -246,6 +293,7 @@ class Node {
   Peer* peerByRelayed(const SockAddr& relayed);
 
   NodeConfig config_;
+  crypto::NodeKey key_;
   dataplane::ForwardingTable& table_;
   disco::Codec codec_;
   engine::Engine engine_;
@@ -274,6 +322,7 @@ class Node {
   bool relayDownReported_ = false;
   TimePoint nextHealthAt_ = kNever;
   std::vector<Notice> notices_;
+  std::optional<Nat64Status> nat64_;
 };
 
 }  // namespace tgw::edge

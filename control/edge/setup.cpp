@@ -34,11 +34,18 @@ Result<NodeConfig> nodeConfig(const config::EdgeConfig& cfg, const std::vector<I
   nc.interfaces.push_back(candidates::Interface{cfg.interface, addresses});
   nc.stunServers = cfg.stunServers;
   nc.staticEndpoints = cfg.staticEndpoints;
+  nc.nat64Prefix = cfg.nat64Prefix;
   if (cfg.relay) {
     const bool familyServed = std::any_of(sockets.begin(), sockets.end(),
                                           [&](const SockAddr& s) { return s.family() == cfg.relay->address.family(); });
-    if (!familyServed) {
-      return fail("edge.relay.address " + cfg.relay->address.toString() + ": no edge socket of its address family");
+    // An IPv4 relay from an IPv6-only edge: reached at NAT64 prefix + IPv4 once a prefix is
+    // known (configured, or discovered: Node::setNat64Prefix).
+    const bool throughNat64 = cfg.relay->address.isV4() && (cfg.nat64Prefix || cfg.nat64Discovery) &&
+                              std::any_of(sockets.begin(), sockets.end(), [](const SockAddr& s) { return s.isV6(); });
+    if (!familyServed && !throughNat64) {
+      return fail("edge.relay.address " + cfg.relay->address.toString() + ": no edge socket of its address family" +
+                  (cfg.relay->address.isV4() ? " (and no NAT64: edge.nat64_discovery is off, no edge.nat64_prefix)"
+                                             : ""));
     }
     turnclient::Config tc;
     tc.server = cfg.relay->address;

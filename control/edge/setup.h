@@ -40,7 +40,8 @@ std::vector<dataplane::Flow> configuredFlows(const config::EdgeConfig& cfg);
 // cfg.interface's `addresses`); `unixSeconds`: the wall clock (REST credentials);
 // `firstCounter`: the nonce counters' start, above anything a previous run sent (the daemon
 // passes the Unix time in microseconds). Fails when a flow sits on one of our sockets or the
-// relay's family has no socket.
+// relay's family has no socket (an IPv4 relay from IPv6 sockets is accepted when a NAT64
+// prefix is configured or discovered: it is reached through the NAT64).
 Result<NodeConfig> nodeConfig(const config::EdgeConfig& cfg, const std::vector<IpAddr>& addresses,
                               const std::vector<SockAddr>& sockets, int64_t unixSeconds, uint64_t firstCounter);
 

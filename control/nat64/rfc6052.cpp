@@ -67,4 +67,21 @@ Cidr prefixOf(const IpAddr& v6, uint8_t length) {
   return Cidr{IpAddr::v6(b), length};
 }
 
+std::optional<SockAddr> reach(const SockAddr& remote, std::span<const SockAddr> sockets,
+                              const std::optional<Cidr>& prefix) {
+  bool v4 = false, v6 = false;
+  for (const auto& s : sockets) (s.isV4() ? v4 : v6) = true;
+  if (remote.isV4() ? v4 : v6) return remote;
+  if (!remote.isV4() || !v6 || !prefix) return std::nullopt;
+  const auto synthesized = synthesize(*prefix, remote.ip());
+  if (!synthesized) return std::nullopt;
+  return SockAddr(*synthesized, remote.port());
+}
+
+SockAddr unwrap(const SockAddr& a, const std::optional<Cidr>& prefix) {
+  if (!prefix || !a.isV6()) return a;
+  const auto v4 = extract(*prefix, a.ip());
+  return v4 ? SockAddr(*v4, a.port()) : a;
+}
+
 }  // namespace tgw::nat64

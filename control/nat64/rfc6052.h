@@ -18,6 +18,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 
 #include "base/cidr.h"
 #include "base/sockaddr.h"
@@ -62,5 +63,18 @@ bool uOctetZero(const IpAddr& v6);
 
 // `v6` with every bit after the first `length` cleared, as a prefix.
 Cidr prefixOf(const IpAddr& v6, uint8_t length);
+
+// How a host with these local sockets (one per family) sends to `remote` (RFC 6146 section
+// 1.2.2 from the IPv6 side): `remote` itself when a socket has its family; for an IPv4
+// `remote` when only IPv6 sockets exist and a NAT64 prefix is known, prefix + remote at the
+// same port; nullopt when it cannot be reached. IPv4 never goes through the NAT64 when an
+// IPv4 socket exists: native IPv4 is shorter and needs no translator state.
+std::optional<SockAddr> reach(const SockAddr& remote, std::span<const SockAddr> sockets,
+                              const std::optional<Cidr>& prefix);
+
+// An endpoint as the IPv4 Internet knows it: prefix + IPv4 (a datagram that came through
+// the NAT64, an address we synthesized) is that IPv4 endpoint, same port; anything else is
+// itself.
+SockAddr unwrap(const SockAddr& a, const std::optional<Cidr>& prefix);
 
 }  // namespace tgw::nat64

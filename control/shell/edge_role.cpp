@@ -6,15 +6,21 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <list>
+#include <sstream>
 #include <map>
 #include <set>
 
 #include "base/log.h"
 #include "dataplane/neighbours.h"
 #include "edge/setup.h"
+#include "nat64/dns_discovery.h"
+#include "nat64/prefix_table.h"
+#include "nat64/resolv_conf.h"
 #include "shell/deadline_timer.h"
 #include "shell/next_hop_watch.h"
+#include "shell/pref64_watch.h"
 #include "shell/udp_endpoints.h"
 #include "shell/xdp_mode.h"
 #include "turnclient/client.h"
@@ -98,6 +104,14 @@ struct EdgeRole::Impl {
   dataplane::MemoryForwardingTable offTable;  // xdp_mode = "off": no fast path
   std::unique_ptr<edge::Node> node;
   std::unique_ptr<shell::DeadlineTimer> timer;  // follows node->nextDeadline()
+  // NAT64 (issue 14): the prefix from PREF64 (pref64Watch), RFC 7050 (dns64, on its own
+  // ephemeral sockets dnsSockets, one per edge address family) and edge.nat64_prefix,
+  // merged by `prefixes` and fed to the node; nat64Timer follows both machines' deadlines.
+  nat64::PrefixTable prefixes;
+  std::unique_ptr<nat64::DnsDiscovery> dns64;
+  std::unique_ptr<shell::UdpEndpoints> dnsSockets;
+  std::unique_ptr<shell::Pref64Watch> pref64Watch;
+  std::unique_ptr<shell::DeadlineTimer> nat64Timer;
   std::list<PendingPing> pings;
   Counters counters;
   // Time to direct: from start to each peer's first direct path (path changes as drained
@@ -110,6 +124,98 @@ struct EdgeRole::Impl {
   ~Impl() {
     pings.clear();
     sockets.reset();
+    dnsSockets.reset();
+  }
+
+  // Starts what finds the NAT64 prefix: the configured one at once, the RA watch, the DNS
+  // discovery (resolvers from edge.dns_servers or /etc/resolv.conf).
+  void startNat64(event_base* base, TimePoint now) {
+    if (cfg.nat64Prefix) prefixes.setConfigured({*cfg.nat64Prefix}, now);
+    const bool v6 = std::any_of(locals.begin(), locals.end(), [](const SockAddr& l) { return l.isV6(); });
+    if (cfg.nat64Discovery && v6) {
+      auto watch = shell::Pref64Watch::start(base, [this](const nat64::Pref64& p, std::optional<IpAddr> router,
+                                                          int ifindex) {
+        // Only the WAN interface's routers speak for the network our sockets are on.
+        if (ifindex != static_cast<int>(if_nametoindex(cfg.interface.c_str()))) return;
+        prefixes.onPref64(p, router, ifindex, Clock::now());
+        afterNat64();
+      });
+      if (watch) {
+        pref64Watch = std::move(*watch);
+      } else {
+        log::warn("nat64_pref64_watch_off", {{"error", watch.error().message},
+                                             {"effect", "the NAT64 prefix is not learned from router advertisements"}});
+      }
+      std::vector<SockAddr> resolvers = cfg.dnsServers;
+      if (resolvers.empty()) {
+        std::ifstream in("/etc/resolv.conf");
+        std::stringstream text;
+        text << in.rdbuf();
+        auto rc = nat64::parseResolvConf(text.str());
+        for (const auto& w : rc.warnings) log::info("nat64_resolv_conf", {{"note", w}});
+        resolvers = rc.nameservers;
+      }
+      dnsSockets = std::make_unique<shell::UdpEndpoints>(
+          base, "dns64",
+          [this](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint t) {
+            dns64->onDatagram(bytes, from, local, t);
+          },
+          [this] { afterNat64(); });
+      nat64::DnsDiscoveryConfig dc;
+      dc.resolvers = resolvers;
+      for (const auto& l : locals) {
+        // An ephemeral port on the edge's address (random: RFC 5452), apart from the edge
+        // port, which the fast path owns.
+        const SockAddr local(l.ip(), 0);
+        if (auto ok = dnsSockets->open(local); ok) {
+          dc.locals.push_back(local);
+        } else {
+          log::warn("nat64_dns_socket", {{"local", local.toString()}, {"error", ok.error().message}});
+        }
+      }
+      dns64 = std::make_unique<nat64::DnsDiscovery>(std::move(dc));
+      dns64->start(now);
+    }
+    nat64Timer = std::make_unique<shell::DeadlineTimer>(base, [this] {
+      const TimePoint t = Clock::now();
+      if (dns64 && dns64->nextDeadline() <= t) dns64->onTimer(t);
+      if (prefixes.nextDeadline() <= t) prefixes.onTimer(t);
+      afterNat64();
+    });
+    afterNat64();
+  }
+
+  // After every call into the NAT64 machines: send the DNS queries, take a finished round,
+  // hand a changed prefix to the node, re-arm the timer.
+  void afterNat64() {
+    const TimePoint now = Clock::now();
+    if (dns64) {
+      for (const auto& d : dns64->takeSends()) dnsSockets->send(d);
+      if (auto r = dns64->takeResult()) {
+        log::info("nat64_dns_result", {{"result", nat64::toString(r->kind)}, {"why", r->why},
+                                       {"resolver", r->resolver ? r->resolver->toString() : ""}});
+        prefixes.onDnsResult(*r, now);
+      }
+    }
+    for (const auto& c : prefixes.takeChanges()) {
+      if (c.current) {
+        log::info("nat64_prefix", {{"prefix", c.current->prefix.toString()},
+                                   {"source", nat64::toString(c.current->source)}, {"why", c.why}});
+      } else {
+        log::info("nat64_prefix_none", {{"why", c.why}});
+      }
+    }
+    // Every time, not only on a change: a refreshed lifetime (the same prefix from the next
+    // DNS round or RA) only updates what the node reports.
+    if (const auto cur = prefixes.current(now)) {
+      node->setNat64Prefix(cur->prefix, cur->source, cur->lifetimeLeft, now);
+    } else {
+      node->setNat64Prefix(std::nullopt, nat64::Source::Configured, std::nullopt, now);
+    }
+    TimePoint next = prefixes.nextDeadline();
+    if (dns64) next = std::min(next, dns64->nextDeadline());
+    if (nat64Timer) nat64Timer->follow(next);
+    afterNode();
   }
 
   // The fast path forwards only while tgwd pushes its liveness deadline (EdgeFastPath::
@@ -156,6 +262,12 @@ struct EdgeRole::Impl {
     } else if (a.added && !ours) {
       log::info("edge_address_added", {{"interface", cfg.interface}, {"address", a.address.toString()},
                                        {"effect", "not used until tgwd restarts"}});
+    }
+    // Another network, maybe another NAT64: ask the DNS again (the prefix in use stays until
+    // the answer replaces it or its lifetime ends; RA prefixes come with their own lifetime).
+    if (dns64) {
+      dns64->networkChanged(Clock::now());
+      afterNat64();
     }
   }
 
@@ -409,6 +521,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
   impl.startedAt = now;
   impl.node->start(now);
   impl.afterNode();
+  impl.startNat64(base, now);
   log::info("edge_started", {{"key", impl.node->publicKey().toString()},
                              {"peers", std::to_string(cfg.peers.size())},
                              {"flows", std::to_string(cfg.flows.size())},

@@ -1,14 +1,21 @@
 // tgwctl: talks to tgwd over its control socket, and runs netcheck locally.
 #include <getopt.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "shell/control_server.h"
 #include "config/config.h"
+#include "nat64/dns_discovery.h"
+#include "nat64/resolv_conf.h"
 #include "shell/netcheck_runner.h"
+#include "shell/udp_endpoints.h"
 
 namespace {
 
@@ -50,11 +57,14 @@ constexpr Command kCommands[] = {
      "                      prints each path's RTT or 'timeout' (default 2 s, at most 30 s);\n"
      "                      exit status 1 when no path answered",
      false},
-    {"netcheck", "netcheck [--server ADDR[:PORT]]... [--config FILE] [--timeout SECONDS]",
+    {"netcheck", "netcheck [--server ADDR[:PORT]]... [--config FILE] [--timeout SECONDS] [--dns ADDR[:PORT]]...",
      "what this site's network is: UDP, IPv4/IPv6, mapped addresses,\n"
      "                      NAT mapping and filtering behaviour, hairpinning, STUN latencies.\n"
      "                      Servers come from --server (repeatable) or the config's\n"
-     "                      edge.stun_servers; two or more are needed to judge the mapping.",
+     "                      edge.stun_servers; two or more are needed to judge the mapping.\n"
+     "                      Then the NAT64 prefix by RFC 7050 (ipv4only.arpa through --dns,\n"
+     "                      edge.dns_servers or /etc/resolv.conf): prefix, source, lifetime.\n"
+     "                      (The prefix tgwd uses, RAs included: tgwctl status.)",
      true},
 };
 
@@ -158,6 +168,17 @@ void printEdgeStatus(const Json& e) {
     std::printf("\n");
   } else {
     std::printf("  rendezvous  none configured\n");
+  }
+  if (e.contains("nat64") && e["nat64"].is_object()) {
+    const auto& n = e["nat64"];
+    std::printf("  nat64       %s from %s", num(n["prefix"]).c_str(), num(n["source"]).c_str());
+    if (n["lifetime_left_s"].is_number()) {
+      std::printf(", %.0f s left\n", n["lifetime_left_s"].get<double>());
+    } else {
+      std::printf(", no lifetime\n");
+    }
+  } else if (e.contains("nat64")) {
+    std::printf("  nat64       no prefix\n");
   }
   std::printf("  peers       %s configured, %s direct, %s on the relay; %s flows\n",
               num(e["peers"]["configured"]).c_str(), num(e["peers"]["direct"]).c_str(),
@@ -422,12 +443,73 @@ void printAllocations(const Json& r) {
   }
 }
 
+// One RFC 7050 round (nat64::DnsDiscovery) on two ephemeral sockets, within `deadline`.
+nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration deadline) {
+  using tgw::SockAddr;
+  std::vector<std::pair<SockAddr, tgw::UniqueFd>> socks;
+  for (const char* any : {"0.0.0.0", "::"}) {
+    const SockAddr local(*tgw::IpAddr::parse(any), 0);
+    if (auto fd = tgw::shell::openUdpSocket(local)) socks.emplace_back(local, std::move(*fd));
+  }
+  tgw::nat64::DnsDiscoveryConfig dc;
+  dc.resolvers = std::move(resolvers);
+  for (const auto& [local, fd] : socks) dc.locals.push_back(local);
+  tgw::nat64::DnsDiscovery dd(std::move(dc));
+  const tgw::TimePoint start = tgw::Clock::now();
+  dd.start(start);
+  std::optional<tgw::nat64::DnsResult> result;
+  while (!result) {
+    for (const auto& d : dd.takeSends()) {
+      for (const auto& [local, fd] : socks) {
+        if (local != d.from) continue;
+        sockaddr_storage ss{};
+        const socklen_t len = d.to.toSockaddr(&ss);
+        (void)::sendto(fd.get(), d.bytes.data(), d.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+      }
+    }
+    if ((result = dd.takeResult())) break;
+    const tgw::TimePoint now = tgw::Clock::now();
+    if (now - start >= deadline) break;
+    const tgw::TimePoint wake = std::min(dd.nextDeadline(), start + deadline);
+    const auto waitMs = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count();
+    std::vector<pollfd> pfds;
+    for (const auto& [local, fd] : socks) pfds.push_back(pollfd{fd.get(), POLLIN, 0});
+    const int n = ::poll(pfds.data(), pfds.size(), static_cast<int>(std::clamp<int64_t>(waitMs, 0, 60'000)));
+    const tgw::TimePoint after = tgw::Clock::now();
+    for (size_t i = 0; n > 0 && i < pfds.size(); ++i) {
+      if (!(pfds[i].revents & POLLIN)) continue;
+      uint8_t buf[1500];
+      sockaddr_storage from{};
+      socklen_t flen = sizeof from;
+      const ssize_t got = ::recvfrom(pfds[i].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
+      auto f = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), flen);
+      if (got >= 0 && f) dd.onDatagram(std::span<const uint8_t>(buf, static_cast<size_t>(got)), *f, socks[i].first, after);
+    }
+    if (after >= dd.nextDeadline()) dd.onTimer(after);
+  }
+  nlohmann::json j;
+  if (!result) {
+    j = {{"result", "failed"}, {"why", "no answer within the deadline"}, {"prefixes", nlohmann::json::array()}};
+    return j;
+  }
+  nlohmann::json prefixes = nlohmann::json::array();
+  for (const auto& p : result->prefixes) prefixes.push_back(p.toString());
+  j = {{"result", tgw::nat64::toString(result->kind)},
+       {"source", "dns"},
+       {"prefixes", prefixes},
+       {"lifetime_s", std::chrono::duration<double>(result->lifetime).count()},
+       {"resolver", result->resolver ? nlohmann::json(result->resolver->toString()) : nlohmann::json(nullptr)},
+       {"why", result->why}};
+  return j;
+}
+
 int runNetcheck(int argc, char** argv, bool json) {
-  std::vector<std::string> servers;
+  std::vector<std::string> servers, dns;
   std::string configPath;
   double timeoutS = 0;
-  enum { kServer = 2000, kConfig, kTimeout };
+  enum { kServer = 2000, kConfig, kTimeout, kDns };
   const option longopts[] = {{"server", required_argument, nullptr, kServer},
+                             {"dns", required_argument, nullptr, kDns},
                              {"config", required_argument, nullptr, kConfig},
                              {"timeout", required_argument, nullptr, kTimeout},
                              {"json", no_argument, nullptr, 'j'},
@@ -437,6 +519,7 @@ int runNetcheck(int argc, char** argv, bool json) {
   while ((opt = getopt_long(argc, argv, "j", longopts, nullptr)) != -1) {
     switch (opt) {
       case kServer: servers.emplace_back(optarg); break;
+      case kDns: dns.emplace_back(optarg); break;
       case kConfig: configPath = optarg; break;
       case kTimeout:
         try {
@@ -458,6 +541,15 @@ int runNetcheck(int argc, char** argv, bool json) {
     return 2;
   }
   tgw::netcheck::Options opts;
+  std::vector<tgw::SockAddr> resolvers;
+  for (const auto& d : dns) {
+    auto a = tgw::SockAddr::parse(d, uint16_t{53});
+    if (!a) {
+      std::fprintf(stderr, "tgwctl netcheck: --dns '%s': %s\n", d.c_str(), a.error().message.c_str());
+      return 2;
+    }
+    resolvers.push_back(*a);
+  }
   for (const auto& s : servers) {
     auto a = tgw::SockAddr::parse(s, uint16_t{3478});
     if (!a) {
@@ -473,6 +565,7 @@ int runNetcheck(int argc, char** argv, bool json) {
       return 2;
     }
     if (cfg->edge) opts.servers.insert(opts.servers.end(), cfg->edge->stunServers.begin(), cfg->edge->stunServers.end());
+    if (cfg->edge) resolvers.insert(resolvers.end(), cfg->edge->dnsServers.begin(), cfg->edge->dnsServers.end());
   }
   if (opts.servers.empty()) {
     std::fputs("tgwctl netcheck: no STUN servers: give --server ADDR[:PORT] (twice or more) or --config FILE\n",
@@ -487,10 +580,28 @@ int runNetcheck(int argc, char** argv, bool json) {
     std::fprintf(stderr, "tgwctl netcheck: %s\n", report.error().message.c_str());
     return 1;
   }
+  if (resolvers.empty()) {
+    std::ifstream in("/etc/resolv.conf");
+    std::stringstream text;
+    text << in.rdbuf();
+    resolvers = tgw::nat64::parseResolvConf(text.str()).nameservers;
+  }
+  const auto nat64 = nat64Check(resolvers, opts.deadline);
   if (json) {
-    std::cout << report->toJson().dump(2) << "\n";
+    auto j = report->toJson();
+    j["nat64"] = nat64;
+    std::cout << j.dump(2) << "\n";
   } else {
     std::cout << report->toText();
+    std::printf("NAT64 (RFC 7050, DNS): %s", num(nat64["result"]).c_str());
+    for (const auto& p : nat64["prefixes"]) std::printf(" %s", num(p).c_str());
+    if (nat64.contains("lifetime_s") && !nat64["prefixes"].empty()) {
+      std::printf(", lifetime %.0f s", nat64["lifetime_s"].get<double>());
+    }
+    if (nat64.contains("resolver") && nat64["resolver"].is_string()) {
+      std::printf(", from %s", num(nat64["resolver"]).c_str());
+    }
+    std::printf(" (%s)\n", num(nat64["why"]).c_str());
   }
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "sim/nat.h"
 
+#include "nat64/rfc6052.h"
+
 namespace tgw::sim {
 
 std::optional<IpAddr> Nat::externalIp(Family family) const {
@@ -37,12 +39,18 @@ Nat::Mapping* Nat::liveByExternal(const SockAddr& external, TimePoint now) {
   return &it->second;
 }
 
-Nat::Mapping& Nat::outboundMapping(const SockAddr& internal, const SockAddr& remote, TimePoint now) {
+SockAddr Nat::towardsInside(const SockAddr& source, const SockAddr& internal) const {
+  if (!internal.isV6() || !source.isV4() || !config_.nat64Prefix) return source;
+  const auto v6 = nat64::synthesize(*config_.nat64Prefix, source.ip());
+  return v6 ? SockAddr(*v6, source.port()) : source;
+}
+
+Nat::Mapping& Nat::outboundMapping(const SockAddr& internal, const SockAddr& remote, Family family, TimePoint now) {
   const Key key = keyFor(internal, remote);
   if (auto it = byKey_.find(key); it != byKey_.end()) {
     if (Mapping* m = liveByExternal(it->second, now)) return *m;
   }
-  const IpAddr ext = *externalIp(internal.family());
+  const IpAddr ext = *externalIp(family);
   SockAddr external;
   if (config_.preservePort && !byExternal_.count(SockAddr(ext, internal.port()))) {
     external = SockAddr(ext, internal.port());
@@ -86,17 +94,28 @@ void Nat::flush() {
 
 void Nat::fromInside(Datagram d) {
   const TimePoint now = net_.now();
-  if (d.to.isV6() && config_.routeIpv6 && !isExternal(d.to.ip())) {
+  Family externalFamily = d.from.family();
+  if (d.to.isV6() && config_.nat64Prefix && config_.nat64Prefix->contains(d.to.ip())) {
+    // NAT64: to the embedded IPv4 address, through an IPv4 mapping.
+    const auto v4 = nat64::extract(*config_.nat64Prefix, d.to.ip());
+    if (!v4 || !externalIp(Family::V4)) {
+      ++counters_.droppedNoAddress;
+      return;
+    }
+    ++counters_.translated64;
+    d.to = SockAddr(*v4, d.to.port());
+    externalFamily = Family::V4;
+  } else if (d.to.isV6() && config_.routeIpv6 && !isExternal(d.to.ip())) {
     ++counters_.routed;
     if (config_.ipv6Firewall) v6Flows_[{d.from, d.to}] = now;
     net_.transmit(*outside_, outsideLink_, std::move(d));
     return;
   }
-  if (!externalIp(d.from.family())) {
+  if (!externalIp(externalFamily)) {
     ++counters_.droppedNoAddress;
     return;
   }
-  Mapping& m = outboundMapping(d.from, d.to, now);
+  Mapping& m = outboundMapping(d.from, d.to, externalFamily, now);
   m.lastOutbound = now;
   m.contacted.insert(d.to);
   const SockAddr translated = m.external;
@@ -112,7 +131,7 @@ void Nat::fromInside(Datagram d) {
       return;
     }
     ++counters_.hairpinned;
-    d.from = translated;
+    d.from = towardsInside(translated, target->internal);
     d.to = target->internal;
     net_.route(*inside_, std::move(d));
     return;
@@ -158,6 +177,10 @@ void Nat::fromOutside(Datagram d) {
     return;
   }
   ++counters_.inbound;
+  if (m->internal.family() != d.to.family()) {
+    ++counters_.translated46;
+    d.from = towardsInside(d.from, m->internal);
+  }
   d.to = m->internal;
   net_.route(*inside_, std::move(d));
 }

@@ -11,6 +11,12 @@
 // Mapping timeout (section 4.3): a mapping idle (no outbound datagram) for longer is
 //   forgotten; inbound traffic does not refresh it (REQ-6 allows either; outbound-only is
 //   the stricter, more common case).
+// NAT64 (RFC 6146, NatConfig::nat64Prefix): an IPv6 datagram from inside to `prefix + IPv4`
+//   (RFC 6052) leaves from the NAT's IPv4 address with a mapping of the same table (so the
+//   same mapping and filtering behaviours), to that IPv4 address; an answer to the mapping
+//   comes back in from `prefix + its IPv4 source`. That is a stateful NAT64 as Linux sites
+//   build one (tayga translating into a private pool, masquerade behind it); the inside may
+//   have no IPv4 at all.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/cidr.h"
 #include "sim/network.h"
 
 namespace tgw::sim {
@@ -44,6 +51,9 @@ struct NatConfig {
   // inbound IPv6 only from a remote endpoint an inside endpoint has sent to, for
   // mappingTimeout after its last outbound datagram. Off: unfiltered.
   bool ipv6Firewall = false;
+  // A NAT64 prefix (RFC 6052 length): IPv6 datagrams from inside to prefix + IPv4 are
+  // translated to IPv4 from the NAT's IPv4 address (needs one). None: no NAT64.
+  std::optional<Cidr> nat64Prefix = std::nullopt;
 };
 
 class Nat {
@@ -60,6 +70,8 @@ class Nat {
     uint64_t mappingsCreated = 0;
     uint64_t mappingsExpired = 0;
     uint64_t droppedFirewall = 0;   // inbound IPv6 refused by the stateful firewall
+    uint64_t translated64 = 0;      // NAT64: IPv6 inside -> IPv4 outside
+    uint64_t translated46 = 0;      // NAT64: IPv4 outside -> IPv6 inside
   };
 
   const std::string& name() const { return name_; }
@@ -106,7 +118,10 @@ class Nat {
   Key keyFor(const SockAddr& internal, const SockAddr& remote) const;
   bool expired(const Mapping& m, TimePoint now) const { return now - m.lastOutbound > config_.mappingTimeout; }
   Mapping* liveByExternal(const SockAddr& external, TimePoint now);
-  Mapping& outboundMapping(const SockAddr& internal, const SockAddr& remote, TimePoint now);
+  // `family`: of the external address (IPv4 for a NAT64 mapping of an IPv6 endpoint).
+  Mapping& outboundMapping(const SockAddr& internal, const SockAddr& remote, Family family, TimePoint now);
+  // An IPv4 source as an inside IPv6 endpoint sees it: prefix + IPv4 (RFC 6052).
+  SockAddr towardsInside(const SockAddr& source, const SockAddr& internal) const;
   std::optional<IpAddr> externalIp(Family family) const;
   bool isExternal(const IpAddr& ip) const;
 

@@ -240,6 +240,7 @@ void Scenario::connect(SimEdge& a, SimEdge& b, TimePoint start) {
     cfg.peers = {edge::PeerConfig{other->name, other->key->publicKey(), {dataplane::Flow{kFlowId, self == &a ? appA : appB,
                                                                              self == &a ? appB : appA}}}};
     cfg.firstCounter = 1'000'000 + edges.size() * 7 + (self == &a ? 0 : 1);
+    if (self->configure) self->configure(cfg);
     self->config = cfg;
     self->node = std::make_unique<edge::Node>(*self->key, std::move(cfg), self->table);
   }
@@ -283,6 +284,9 @@ void Scenario::collect(SimEdge& e) {
     if (d.flowId != kFlowId) continue;
     ++e.appReceived;
     e.appReceivedViaRelay += d.viaRelay ? 1 : 0;
+    if (!std::equal(d.payload.begin(), d.payload.end(), std::begin(kAppPayload), std::end(kAppPayload))) {
+      ++e.appCorrupted;
+    }
     e.receivedAt.push_back(now());
   }
 }
@@ -310,14 +314,13 @@ void Scenario::runUntil(TimePoint t) {
       }
     }
     if (appTraffic && n >= nextApp_) {
-      static const uint8_t kPayload[32] = {'t', 'g', 'w'};
       for (auto& e : edges) {
         if (!e->node) continue;
         if (auto entry = e->table.lookup(kFlowId)) {
           auto& c = e->table.count(kFlowId);
           ++(entry->path.isDirect() ? c.outDirectPackets : c.outRelayPackets);
         }
-        e->node->sendApp(kFlowId, kPayload, n);
+        e->node->sendApp(kFlowId, kAppPayload, n);
         ++e->appSent;
         flush(*e);
       }

@@ -6,6 +6,7 @@
 // many datagrams a failover cost.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,8 @@ inline constexpr uint16_t kEdgePort = 41641;
 // Application traffic: one datagram per direction every 20 ms (50 per second).
 inline constexpr Duration kAppInterval = 20ms;
 inline constexpr uint32_t kFlowId = 1;
+// What every application datagram carries (each delivery is checked against it).
+inline constexpr uint8_t kAppPayload[32] = {'t', 'g', 'w'};
 
 class Scenario;
 
@@ -95,10 +98,14 @@ struct SimEdge {
   std::optional<edge::NodeConfig> config;  // as connect() built it (restartNode reuses it)
   edge::Reconciliation reconciled;          // what the last restartNode(e, true) decided
   std::optional<crypto::NodeKey> key;
+  // Called by Scenario::connect on the node's configuration before the node is built (a
+  // test's own servers, a NAT64 prefix...).
+  std::function<void(edge::NodeConfig&)> configure;
   std::vector<engine::PathChange> changes;  // every path change, in order
   uint64_t appSent = 0;
   uint64_t appReceived = 0;
   uint64_t appReceivedViaRelay = 0;
+  uint64_t appCorrupted = 0;  // delivered with another payload than kAppPayload
   std::vector<TimePoint> receivedAt;  // when each application datagram arrived
 
   std::optional<dataplane::Path> path() const {

@@ -636,6 +636,40 @@ TEST(ConfigEdge, RequiredKeysAndValues) {
   EXPECT_EQ(unknown.rfind("t.toml:4: edge.peers: expected one of the known keys", 0), 0u) << unknown;
 }
 
+TEST(ConfigEdge, Nat64) {
+  auto d = parse(edge(), "t.toml");
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_FALSE(d->edge->nat64Prefix);
+  EXPECT_TRUE(d->edge->nat64Discovery);
+  EXPECT_TRUE(d->edge->dnsServers.empty());
+  auto c = parse(edge("nat64_prefix = \"64:ff9b:1::/96\"\nnat64_discovery = false\n"
+                      "dns_servers = [\"2001:db8::53\", \"[2001:db8::54]:5353\"]\n"),
+                 "t.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_TRUE(c->edge->nat64Prefix);
+  EXPECT_EQ(c->edge->nat64Prefix->toString(), "64:ff9b:1::/96");
+  EXPECT_FALSE(c->edge->nat64Discovery);
+  ASSERT_EQ(c->edge->dnsServers.size(), 2u);
+  EXPECT_EQ(c->edge->dnsServers[0].toString(), "[2001:db8::53]:53");
+  EXPECT_EQ(c->edge->dnsServers[1].port(), 5353);
+  EXPECT_EQ(parse(edge("nat64_prefix = \"2001:db8:64::/48\"\n"), "t.toml")->edge->nat64Prefix->prefixLength, 48);
+  const std::string want =
+      "expected an IPv6 prefix of an RFC 6052 length (/32, /40, /48, /56, /64 or /96), e.g. \"64:ff9b::/96\", got ";
+  EXPECT_EQ(errorOf(edge("nat64_prefix = \"64:ff9b:1::/80\"\n")),
+            "t.toml:4: edge.nat64_prefix: " + want + "\"64:ff9b:1::/80\"");
+  EXPECT_EQ(errorOf(edge("nat64_prefix = \"198.18.0.0/16\"\n")),
+            "t.toml:4: edge.nat64_prefix: " + want + "\"198.18.0.0/16\"");
+  EXPECT_EQ(errorOf(edge("nat64_prefix = \"64:ff9b::\"\n")), "t.toml:4: edge.nat64_prefix: " + want + "\"64:ff9b::\"");
+  EXPECT_EQ(errorOf(edge("nat64_prefix = \"64:ff9b:1::1/96\"\n")),
+            "t.toml:4: edge.nat64_prefix: " + want + "\"64:ff9b:1::1/96\"");  // bits after the prefix
+  EXPECT_EQ(errorOf(edge("nat64_prefix = \"64:ff9b:0:0:ff00::/96\"\n")),
+            "t.toml:4: edge.nat64_prefix: expected a /96 prefix with bits 64 to 71 zero (RFC 6052 section 2.2), got "
+            "\"64:ff9b:0:0:ff00::/96\"");
+  EXPECT_EQ(errorOf(edge("nat64_discovery = \"yes\"\n")),
+            "t.toml:4: edge.nat64_discovery: expected true or false, got \"yes\"");
+  EXPECT_EQ(errorOf(edge("dns_servers = [\"resolver\"]\n")).rfind("t.toml:4: edge.dns_servers: expected", 0), 0u);
+}
+
 TEST(ConfigEdge, BothRolesInOneDaemon) {
   const std::string relay = "[relay]\ninterface = \"wan0\"\naddress = \"198.18.0.10\"\n";
   auto both = parse(relay + "[edge]\nkey_file = \"/k\"\ninterface = \"wan1\"\n", "t.toml");

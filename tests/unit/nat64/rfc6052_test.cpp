@@ -1,6 +1,9 @@
 // RFC 6052 layouts: the examples of section 2.4, both ways, and the edges (u octet, lengths).
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <vector>
+
 #include "nat64/rfc6052.h"
 
 namespace tgw::nat64 {
@@ -96,6 +99,57 @@ TEST(Rfc6052, PrefixOfClearsTheBitsPastTheLength) {
   EXPECT_EQ(prefixOf(ip("2001:db8:ffff::"), 36), cidr("2001:db8:f000::/36"));
   EXPECT_EQ(wellKnownPrefix(), cidr("64:ff9b::/96"));
   EXPECT_EQ(localUsePrefix(), cidr("64:ff9b:1::/48"));
+}
+
+SockAddr sa(const char* s) { return SockAddr::parse(s).value(); }
+
+// reach(): which address a host with these sockets sends to.
+TEST(Rfc6052, ReachPrefersNativeFamiliesAndSynthesizesIpv4OnlyWhenIpv6Only) {
+  const std::optional<Cidr> prefix = cidr("64:ff9b:1::/96");
+  const std::vector<SockAddr> v6only{sa("[2001:db8::2]:41641")};
+  const std::vector<SockAddr> v4only{sa("192.0.2.2:41641")};
+  const std::vector<SockAddr> dual{sa("192.0.2.2:41641"), sa("[2001:db8::2]:41641")};
+  struct Row {
+    const char* remote;
+    const std::vector<SockAddr>* sockets;
+    bool withPrefix;
+    const char* want;  // nullptr: unreachable
+  };
+  const Row rows[] = {
+      {"198.51.100.7:3478", &v6only, true, "[64:ff9b:1::c633:6407]:3478"},
+      {"198.51.100.7:3478", &v6only, false, nullptr},
+      {"198.51.100.7:3478", &dual, true, "198.51.100.7:3478"},   // native IPv4 first
+      {"198.51.100.7:3478", &v4only, true, "198.51.100.7:3478"},
+      {"[2001:db8::9]:3478", &v6only, true, "[2001:db8::9]:3478"},
+      {"[2001:db8::9]:3478", &v4only, true, nullptr},             // no NAT46
+  };
+  for (const Row& r : rows) {
+    const auto got = reach(sa(r.remote), *r.sockets, r.withPrefix ? prefix : std::nullopt);
+    if (!r.want) {
+      EXPECT_FALSE(got) << r.remote;
+    } else {
+      ASSERT_TRUE(got) << r.remote;
+      EXPECT_EQ(*got, sa(r.want)) << r.remote;
+    }
+  }
+  // Another layout: /48, the u octet skipped.
+  EXPECT_EQ(reach(sa("192.0.2.33:1"), v6only, cidr("2001:db8:122::/48")), sa("[2001:db8:122:c000:2:2100::]:1"));
+}
+
+TEST(Rfc6052, UnwrapGivesTheIpv4EndpointUnderThePrefixOnly) {
+  const std::optional<Cidr> prefix = cidr("64:ff9b:1::/96");
+  EXPECT_EQ(unwrap(sa("[64:ff9b:1::c633:6407]:9"), prefix), sa("198.51.100.7:9"));
+  EXPECT_EQ(unwrap(sa("[64:ff9b::c633:6407]:9"), prefix), sa("[64:ff9b::c633:6407]:9"));  // another prefix
+  EXPECT_EQ(unwrap(sa("[64:ff9b:1::c633:6407]:9"), std::nullopt), sa("[64:ff9b:1::c633:6407]:9"));
+  EXPECT_EQ(unwrap(sa("198.51.100.7:9"), prefix), sa("198.51.100.7:9"));
+  // The round trip, every layout.
+  for (uint8_t len : kPrefixLengths) {
+    const Cidr p = prefixOf(ip("2001:db8:122:344::"), len);
+    const std::vector<SockAddr> socks{sa("[2001:db8::2]:1")};
+    const auto v6 = reach(sa("192.0.2.33:77"), socks, p);
+    ASSERT_TRUE(v6) << int(len);
+    EXPECT_EQ(unwrap(*v6, p), sa("192.0.2.33:77")) << int(len);
+  }
 }
 
 }  // namespace
