@@ -131,8 +131,10 @@ struct EdgeRole::Impl {
   // discovery (resolvers from edge.dns_servers or /etc/resolv.conf).
   void startNat64(event_base* base, TimePoint now) {
     if (cfg.nat64Prefix) prefixes.setConfigured({*cfg.nat64Prefix}, now);
+    // Only an IPv6-only edge uses a NAT64 (the node prefers native IPv4), so only it asks.
     const bool v6 = std::any_of(locals.begin(), locals.end(), [](const SockAddr& l) { return l.isV6(); });
-    if (cfg.nat64Discovery && v6) {
+    const bool v4 = std::any_of(locals.begin(), locals.end(), [](const SockAddr& l) { return l.isV4(); });
+    if (cfg.nat64Discovery && v6 && !v4) {
       auto watch = shell::Pref64Watch::start(base, [this](const nat64::Pref64& p, std::optional<IpAddr> router,
                                                           int ifindex) {
         // Only the WAN interface's routers speak for the network our sockets are on.

@@ -206,10 +206,13 @@ TEST_F(EdgeNat, SameLanGoesDirect) {
 TEST_F(EdgeNat, TwoEasyNatsGoDirect) {
   build("relay; site a easy app; site b easy app");
   expectSteadyFlow("direct", "two_easy_nats");
+  // Measured 0.12-0.42 s (site a's time includes waiting for b's start); the bound leaves
+  // room for a loaded CI machine and still fails the old behaviour (the late side at
+  // 1.21-1.39 s).
   for (const char* site : {"a", "b"}) {
     const auto d = e_->loggedTimeTo(site, "direct");
     ASSERT_TRUE(d) << site;
-    EXPECT_LE(*d, 0.5) << "site " << site << " direct " << *d << " s after its start";
+    EXPECT_LE(*d, 1.0) << "site " << site << " direct " << *d << " s after its start";
   }
 }
 
