@@ -305,7 +305,6 @@ class Client {
   TimePoint confirmedAt_{};
   TimePoint expiresAt_ = kNever;
   TimePoint refreshAt_ = kNever;
-  bool everMapped_ = false;
   std::vector<pcp::Prefix64> prefix64_;
 
   std::vector<Datagram> sends_;

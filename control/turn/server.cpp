@@ -614,8 +614,9 @@ struct Server::Impl {
       p.expires = std::min(expires, a.expires);
       p.local = ip == relayIp4 || ip == relayIp6;
       p.send = p.local || policy.allowed(SockAddr(ip, 0));
+      const IpAddr& peerIp = ip;  // (a structured binding: clang 14 cannot capture it)
       p.data = std::none_of(a.channels.begin(), a.channels.end(), [&](const auto& c) {
-        return c.second.peer.ip() == ip && !c.second.inFastPath;
+        return c.second.peer.ip() == peerIp && !c.second.inFastPath;
       });
       auto have = a.fastPermissions.find(ip);
       if (have != a.fastPermissions.end() && have->second == p) continue;
