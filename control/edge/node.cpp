@@ -279,13 +279,18 @@ void Node::probeSilentRelay(TimePoint now) {
     p.relayProbedPing = *ping;
     probe = true;
   }
-  // One Refresh answers for every peer: they all ride the same allocation. The rendezvous
-  // registration is checked with it (a relay that restarted lost both).
-  if (probe && relay_->probe(now)) {
-    ++counters_.relayProbes;
-    queueSends(*relay_);
-    refreshRendezvous(now);
-  }
+  // One Refresh answers for every peer: they all ride the same allocation. (A relay that
+  // lost it lost our registration too: AllocationLost refreshes that.)
+  if (probe) probeRelay(now);
+}
+
+bool Node::probeRelay(TimePoint now) {
+  if (!relay_ || (lastRelayProbe_ != TimePoint{} && now - lastRelayProbe_ < kRelayProbeMinInterval)) return false;
+  if (!relay_->probe(now)) return false;
+  lastRelayProbe_ = now;
+  ++counters_.relayProbes;
+  queueSends(*relay_);
+  return true;
 }
 
 void Node::pumpSources(TimePoint now) {
@@ -305,14 +310,12 @@ void Node::bindRelay(Peer& peer, TimePoint now) {
   // to our application); wait for the peer's new address (its call-me-maybe).
   const auto& own = relay_->client().relayedAddresses();
   if (std::find(own.begin(), own.end(), *peer.remoteRelayed) != own.end()) {
-    // It also says our allocation is gone (a relay hands out a relayed port only when it is
-    // free): ask the relay now (a Refresh, answered 437) instead of waiting for a ping on a
-    // relay path we no longer have.
-    if (relay_->probe(now)) {
-      ++counters_.relayProbes;
-      queueSends(*relay_);
-      refreshRendezvous(now);
-    }
+    // Learned before our allocation was made: the peer's address is the stale one (its
+    // call-me-maybe after its own new allocation brings the new one). Learned after it: the
+    // relay gave our port to the peer, so our allocation is gone (a relay hands out a
+    // relayed port only when it is free): ask the relay now (a Refresh, answered 437)
+    // instead of waiting for a ping on a relay path we no longer have.
+    if (peer.remoteRelayedAt > allocatedAt_) probeRelay(now);
     return;
   }
   if (relay_->client().bindChannel(*peer.remoteRelayed, now)) peer.channelGeneration = relay_->generation();
@@ -452,6 +455,7 @@ void Node::handleDisco(std::span<const uint8_t> frame, const SockAddr& from, con
     return;
   }
   Peer& peer = peers_[it->second];
+  lastPeerHeard_ = now;  // UDP works: a peer's authenticated disco reached us
   peer.notRegisteredSince = kNever;
   if (std::exchange(peer.notRegisteredReported, false)) {
     notice(Condition::PeerNotRegistered, false, config_.peers[it->second].name, "heard from it again", now);
@@ -563,13 +567,11 @@ void Node::pumpEngine(TimePoint now) {
   }
   // An active direct path went silent: look for a rebinding of our NAT at once (a STUN
   // round; a TURN Refresh, answered 437 from a new mapping), before the path is given up.
-  if (!engine_.takeRecheck().empty()) {
+  if (!engine_.takeRecheck().empty() && (lastRecheck_ == TimePoint{} || now - lastRecheck_ >= kRecheckMinInterval)) {
+    lastRecheck_ = now;
     ++counters_.rechecks;
     if (stun_) stun_->gather(now);
-    if (relay_ && relay_->probe(now)) {
-      ++counters_.relayProbes;
-      queueSends(*relay_);
-    }
+    probeRelay(now);
   }
   const auto rediscover = engine_.takeRediscover();
   if (!rediscover.empty()) {
@@ -625,9 +627,9 @@ void Node::checkHealth(TimePoint now) {
   // UDP blocked: not one answer from any of our servers in kHealthGrace after start, or,
   // with a rendezvous (which we refresh every 25 s), for kServerSilence since the last one.
   const bool haveServers = stun_ || relay_ || rdv_;
-  const bool udpSilent =
-      haveServers && (lastServerAnswer_ == TimePoint{} ? now - startedAt_ >= kHealthGrace
-                                                       : rdv_ && now - lastServerAnswer_ >= kServerSilence);
+  const TimePoint heard = std::max(lastServerAnswer_, lastPeerHeard_);
+  const bool udpSilent = haveServers && (heard == TimePoint{} ? now - startedAt_ >= kHealthGrace
+                                                              : rdv_ && now - heard >= kServerSilence);
   if (udpSilent != udpBlockedReported_) {
     udpBlockedReported_ = udpSilent;
     // UDP works again: gather at once (the first round found nothing), not at the next

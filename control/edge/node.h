@@ -69,6 +69,12 @@ inline constexpr Duration kCallMeMaybeRefresh = 30s;
 // kRelayTrustWindow (twice) or the next scheduled refresh (minutes). 2 s is far above the
 // round trip of any relay worth using; a ping merely lost costs one Refresh.
 inline constexpr Duration kRelayProbeAfter = 2s;
+// Relay probes (a Refresh out of turn) at most every 10 s: each unanswered relay ping may ask
+// for one, and the peer's side decides whether our pings through the relay are answered.
+inline constexpr Duration kRelayProbeMinInterval = 10s;
+// A suspect direct path's look for a NAT rebinding (a STUN round and a relay probe) at most
+// every 5 s: a flow that keeps going quiet must not keep the STUN servers busy.
+inline constexpr Duration kRecheckMinInterval = 5s;
 // Peer-reflexive addresses of our own, learned from pongs, kept for advertising.
 inline constexpr size_t kMaxLearnedLocal = 8;
 // The node's health (Notice below) is judged every second, and a condition is reported
@@ -77,9 +83,9 @@ inline constexpr size_t kMaxLearnedLocal = 8;
 // operator looking at the log during a bad start sees why.
 inline constexpr Duration kHealthCheckInterval = 1s;
 inline constexpr Duration kHealthGrace = 5s;
-// A node that has heard from its servers before is judged UDP-blocked after 60 s without a
-// word from any: the rendezvous answers its refresh every 25 s, so that is two refreshes lost
-// and more.
+// A node that has heard from its servers (or a peer) before is judged UDP-blocked after 60 s
+// without a word from any of them: the rendezvous answers its refresh every 25 s, so that is
+// two refreshes lost and more.
 inline constexpr Duration kServerSilence = 60s;
 // Notices not taken yet, at most (only a shell that never takes them loses any).
 inline constexpr size_t kMaxNotices = 64;
@@ -266,6 +272,9 @@ class Node {
   // Runs the rendezvous handshake again now (unless one is under way): after signs that the
   // relay lost our registration or knows us at an old mapping.
   void refreshRendezvous(TimePoint now);
+  // A TURN Refresh out of turn (turnclient::Client::probe), at most one per
+  // kRelayProbeMinInterval. Returns whether one went out.
+  bool probeRelay(TimePoint now);
   // When the peer's relay path (active or not) has a ping unanswered kRelayProbeAfter, and
   // that ping was not probed for yet: its lastPing (the probe is due at lastPing +
   // kRelayProbeAfter).
@@ -317,6 +326,9 @@ class Node {
   TimePoint lastServerAnswer_{};  // the last datagram a STUN, TURN or rendezvous server sent us
   TimePoint lastTurnAnswer_{}, lastRendezvousAnswer_{};
   TimePoint allocatedAt_{};
+  TimePoint lastPeerHeard_{};  // the last authenticated disco from any peer
+  TimePoint lastRelayProbe_{};
+  TimePoint lastRecheck_{};
   TimePoint relayDownSince_ = kNever;
   bool udpBlockedReported_ = false;
   bool relayDownReported_ = false;

@@ -28,6 +28,7 @@ void PeerPaths::addFlow(const Flow& flow) {
   flows_.push_back(flow);
   if (active_ && !sinks_.table->setPath(flow, *active_)) ++sinks_.counters->tableErrors;
   if (onDirectPath() && nextTrafficCheck_ == kNever) nextTrafficCheck_ = TimePoint{};  // at the next timer
+  countersRead_ = false;  // the flows' sum changed: not traffic
   // Before the first sync the table keeps what it holds (a pinned entry's set: a restart
   // goes on accepting the peer's data until the engine decides, syncSources).
   if (sourcesWritten_ && !sinks_.table->setSources(flow.id, sources_)) ++sinks_.counters->tableErrors;
@@ -37,6 +38,7 @@ void PeerPaths::removeFlow(uint32_t flowId) {
   auto it = std::find_if(flows_.begin(), flows_.end(), [&](const Flow& f) { return f.id == flowId; });
   if (it == flows_.end()) return;
   flows_.erase(it);
+  countersRead_ = false;
   sinks_.table->removeFlow(flowId);
   (void)sinks_.table->setSources(flowId, {});
 }
@@ -255,10 +257,7 @@ void PeerPaths::onPing(const TxId& txid, const SockAddr& from, const SockAddr& l
       triggered = ps;
     }
     // The peer's ping on the active path: it is heard (the traffic watch).
-    if (ps && active_ && *active_ == back && suspectSince_ != kNever) {
-      ++sinks_.counters->suspicionsCleared;
-      endSuspicion();
-    }
+    if (ps && active_ && *active_ == back) clearSuspicion();
   }
   ++sinks_.counters->pongsSent;
   sinks_.sends->push_back(DiscoSend{id_, back, pong});
@@ -321,10 +320,7 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
   // The endpoint may send data before any path switch to it: the peer may switch first.
   syncSources(now);
   if (active_ && *active_ == ps->path) {  // trust refreshed by lastPong
-    if (suspectSince_ != kNever) {
-      ++sinks_.counters->suspicionsCleared;
-      endSuspicion();
-    }
+    clearSuspicion();
     return;
   }
   PathQuality cand{ps->path.kind, ps->srtt, ps->path.remote.isV6(), ps->rttVar};
@@ -367,6 +363,8 @@ void PeerPaths::setActive(const std::optional<Path>& to, ChangeReason reason, Ti
   activeRemembered_ = false;
   // The traffic watch starts over on each new active path (a direct one only).
   endSuspicion();
+  clearedAtIn_.reset();
+  suspicionBarren_ = false;
   countersRead_ = false;
   nextTrafficCheck_ = to && to->isDirect() && !flows_.empty() ? now : kNever;
   if (to && to->isRelay()) {
@@ -405,9 +403,17 @@ void PeerPaths::onTimer(TimePoint now) {
   if (onDirectPath() && now >= trustDeadline()) fallBack(ChangeReason::TrustExpired, now);
   watchTraffic(now);
   if (onDirectPath() && suspectSince_ != kNever) {
-    if (now >= suspectSince_ + kSuspectTimeout) {
-      ++sinks_.counters->silentFallbacks;
-      fallBack(ChangeReason::Silent, now, freshestDirect(suspectSince_));
+    if (now >= suspectSince_ + suspectTimeout()) {
+      const auto to = freshestDirect(suspectSince_);
+      if (to || relayPath()) {
+        ++sinks_.counters->silentFallbacks;
+        fallBack(ChangeReason::Silent, now, to);
+      } else {
+        // Nothing to fall back to: dropping the flows now would lose a slow path that still
+        // works. The trust window decides, as for an idle flow.
+        endSuspicion();
+        suspicionBarren_ = true;
+      }
     } else if (PathState* a = findMutable(*active_); a && now >= a->lastPing + kSuspectPingInterval) {
       ping(*a, now);
     }
@@ -475,6 +481,26 @@ void PeerPaths::fallBack(ChangeReason reason, TimePoint now, std::optional<Path>
 
 void PeerPaths::endSuspicion() { suspectSince_ = kNever; }
 
+void PeerPaths::clearSuspicion() {
+  suspicionBarren_ = false;
+  if (suspectSince_ == kNever) return;
+  ++sinks_.counters->suspicionsCleared;
+  endSuspicion();
+  clearedAtIn_ = lastIn_;
+}
+
+Duration PeerPaths::receiveSilence() const {
+  const PathState* a = active_ ? find(*active_) : nullptr;
+  if (!a || !a->srtt) return kReceiveSilence;
+  return std::max<Duration>(kReceiveSilence, *a->srtt + 4 * a->rttVar);
+}
+
+Duration PeerPaths::suspectTimeout() const {
+  const PathState* a = active_ ? find(*active_) : nullptr;
+  if (!a || !a->srtt) return kSuspectTimeout;
+  return std::max<Duration>(kSuspectTimeout, 2 * (*a->srtt + 4 * a->rttVar));
+}
+
 void PeerPaths::watchTraffic(TimePoint now) {
   if (!onDirectPath() || flows_.empty()) {
     nextTrafficCheck_ = kNever;
@@ -491,7 +517,9 @@ void PeerPaths::watchTraffic(TimePoint now) {
       counted = true;
     }
   }
-  if (!counted) return;  // a table that counts nothing: the heartbeat rule alone
+  // Nothing counted (yet: the fast path may count a flow only once it has a path; or never,
+  // with XDP off): the heartbeat rule alone until it does.
+  if (!counted) return;
   if (countersRead_) {
     if (out != outDirect_) lastOut_ = now;
     if (in != inDirect_) lastIn_ = now;
@@ -503,14 +531,15 @@ void PeerPaths::watchTraffic(TimePoint now) {
   if (!a) return;
   // Only the active path's own answer (a pong, the peer's ping on it) clears a suspicion:
   // data may be arriving on another of the peer's endpoints.
-  if (suspectSince_ != kNever) return;
+  if (suspectSince_ != kNever || suspicionBarren_) return;
   const TimePoint heard = std::max({lastIn_, a->lastPong, a->lastPeerPing, activeSince_});
   const bool sending = lastOut_ == now;
-  const bool twoWay = lastIn_ != TimePoint{} && now - lastIn_ <= kTwoWayMemory;
-  const bool silent = twoWay && now - heard >= kReceiveSilence;
+  const bool twoWay = lastIn_ != TimePoint{} && now - lastIn_ <= kTwoWayMemory && clearedAtIn_ != lastIn_;
+  const Duration silence = receiveSilence();
+  const bool silent = twoWay && now - heard >= silence;
   // Data may still arrive from the peer on another of its endpoints (its NAT rebound it)
   // while our pings on the active path go unanswered: that counts too.
-  const bool unanswered = a->lastPing > a->lastPong && now - a->lastPing >= kReceiveSilence;
+  const bool unanswered = a->lastPing > a->lastPong && now - a->lastPing >= silence;
   if (!sending || !(silent || unanswered)) return;
   // Data goes out and nothing comes back: ping the path now (and the relay path, so it is
   // known to work if we need it), and let the edge look for a rebinding of our NAT.
@@ -535,7 +564,7 @@ TimePoint PeerPaths::nextDeadline() const {
   TimePoint t = std::min({nextRoundAt_, trustDeadline(), heartbeatDue(), relaySuspectAt_, sourcesExpireAt_,
                           nextTrafficCheck_, relayCheckDue()});
   if (onDirectPath() && suspectSince_ != kNever) {
-    t = std::min(t, suspectSince_ + kSuspectTimeout);
+    t = std::min(t, suspectSince_ + suspectTimeout());
     if (const PathState* a = find(*active_)) t = std::min(t, a->lastPing + kSuspectPingInterval);
   }
   if (!probeQueue_.empty()) t = std::min(t, nextProbeAt_);

@@ -85,8 +85,10 @@ inline constexpr Duration kTrafficCheckInterval = 250ms;
 // second that is 25 missing in a row, not loss; the round trip of any path worth keeping is
 // far shorter.
 inline constexpr Duration kReceiveSilence = 500ms;
-// ... but only when data arrived at some time in the last 10 s: a one-way flow (a stream
-// that nothing answers) would look silent for ever; it keeps the heartbeat rule.
+// ... but only when data arrived at some time in the last 10 s, and has arrived again since
+// the last suspicion the path's pong cleared: a flow that only sends (a stream nothing
+// answers, or answers every few seconds) would look silent for ever. For it only the other
+// rule applies: our pings on the active path unanswered for that long while we send.
 inline constexpr Duration kTwoWayMemory = 10s;
 // A suspect path is pinged every 250 ms (and the relay path once, to have it verified when
 // it is needed); one pong clears it. Without one for 1 s it falls back to the relay: with
@@ -95,6 +97,9 @@ inline constexpr Duration kTwoWayMemory = 10s;
 // waits its whole trust window (6.5 s).
 inline constexpr Duration kSuspectPingInterval = 250ms;
 inline constexpr Duration kSuspectTimeout = 1s;
+// On a path with a long round trip both thresholds stretch to its retransmission timeout
+// (RFC 6298: SRTT + 4 RTTVAR; twice that for the timeout), so a 600 ms satellite hop or a
+// saturated uplink is not taken for a dead path.
 // While direct, the relay path is pinged at least every 10 s: a relay that restarted (our
 // allocation or the peer's gone) is noticed within about 12 s (the edge's TURN probe
 // follows an unanswered relay ping, kRelayProbeAfter), so a later fallback lands on a fresh
@@ -285,6 +290,11 @@ class PeerPaths {
   // active direct path, falls back when it stays silent.
   void watchTraffic(TimePoint now);
   void endSuspicion();
+  // A pong or the peer's ping on the active path cleared the suspicion.
+  void clearSuspicion();
+  // kReceiveSilence / kSuspectTimeout stretched to the active path's retransmission timeout.
+  Duration receiveSilence() const;
+  Duration suspectTimeout() const;
   // Leaves the active direct path for `to`, or the relay path; the edge gathers again.
   void fallBack(ChangeReason reason, TimePoint now, std::optional<Path> to = std::nullopt);
   // The best direct path other than the active one that answered at or after `since`.
@@ -316,6 +326,11 @@ class PeerPaths {
   bool countersRead_ = false;
   TimePoint lastOut_{}, lastIn_{};
   TimePoint suspectSince_ = kNever;
+  // lastIn_ when the path's pong last cleared a suspicion: the silence rule waits for new data.
+  std::optional<TimePoint> clearedAtIn_;
+  // A suspicion that found nothing to fall back to (no relay, no other direct path): no new
+  // one until the path answers again; the trust window decides.
+  bool suspicionBarren_ = false;
 };
 
 }  // namespace tgw::engine

@@ -118,7 +118,10 @@ struct EdgeRole::Impl {
   // below; one the engine dropped, path_changes_dropped, is not seen).
   TimePoint startedAt;
   std::set<engine::PeerId> reachedDirect;
-  log::LogLimiter noticeLog{1.0, 10.0};  // the node's conditions: ten at once, then one a second
+  // The node's conditions, begun and ended apart (a burst of one must not hide the other):
+  // ten at once, then one a second.
+  log::LogLimiter noticeLog{1.0, 10.0};
+  log::LogLimiter endedLog{1.0, 10.0};
   metrics::Histogram timeToDirect{kTimeToDirectBounds};
 
   ~Impl() {
@@ -311,7 +314,7 @@ struct EdgeRole::Impl {
     if (n.active) {
       noticeLog.write(n.at, log::Level::Warn, what, {{"peer", n.peer}, {"detail", n.detail}});
     } else {
-      noticeLog.write(n.at, log::Level::Info, what + "_ended", {{"peer", n.peer}, {"detail", n.detail}});
+      endedLog.write(n.at, log::Level::Info, what + "_ended", {{"peer", n.peer}, {"detail", n.detail}});
     }
   }
 

@@ -151,6 +151,9 @@ void printEdgeStatus(const Json& e) {
     const auto& r = e["relay"];
     std::printf("  relay       %s: %s", num(r["server"]).c_str(), num(r["state"]).c_str());
     for (const auto& a : r["relayed"]) std::printf(", relayed %s", num(a).c_str());
+    if (r.contains("allocated_ago_s") && r["allocated_ago_s"].is_number()) {
+      std::printf(" (allocated %.1f s ago)", r["allocated_ago_s"].get<double>());
+    }
     if (r.contains("answered_ago_s") && r["answered_ago_s"].is_number()) {
       std::printf(" (last answer %.1f s ago)", r["answered_ago_s"].get<double>());
     }

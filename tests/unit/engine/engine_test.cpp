@@ -307,6 +307,108 @@ TEST_F(EngineTest, APingOnAnUnconfirmedPathIsAnsweredWithAPingAtOnce) {
   EXPECT_EQ(engine.counters().triggeredChecks, 1u);
 }
 
+// The traffic watch (kTrafficCheckInterval) on a direct path with no relay path: the test
+// plays the fast path (the table's counters) and the peer (pongs 20 ms after each ping while
+// the path works), stepping 10 ms at a time.
+class TrafficWatchTest : public EngineTest {
+ protected:
+  TimePoint now = kT0;
+  bool answering = true;
+  std::vector<std::pair<TimePoint, DiscoSend>> due;  // pongs on their way
+  void SetUp() override {
+    EngineTest::SetUp();
+    const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive}};
+    engine.setRemoteCandidates(peer, cands, now);
+    step(100ms, true, true);
+    ASSERT_TRUE(tablePath() && tablePath()->isDirect());
+  }
+  // `d` of traffic: out every 10 ms, in too when `twoWay`.
+  void step(Duration d, bool out, bool in) {
+    for (const TimePoint end = now + d; now < end;) {
+      now += 10ms;
+      auto& c = table.count(kFlow.id);
+      if (out) ++c.outDirectPackets;
+      if (in) ++c.inDirectPackets;
+      for (auto it = due.begin(); it != due.end();) {
+        if (it->first > now) {
+          ++it;
+          continue;
+        }
+        pong(it->second, it->first);
+        it = due.erase(it);
+      }
+      if (engine.nextDeadline() <= now) engine.onTimer(now);
+      for (auto& s : engine.takeSends()) {
+        if (answering && s.msg.type == DiscoMessage::Type::Ping) due.emplace_back(now + 20ms, s);
+      }
+    }
+  }
+};
+
+// A flow that keeps sending after the peer's data stopped, on a path that still answers:
+// one suspicion (cleared by the path's pong), not one every 0.75 s — the silence rule waits
+// for new data before it suspects again (a stream whose far end answers rarely).
+TEST_F(TrafficWatchTest, APathThatAnswersIsSuspectedOnceWhileOnlyWeSend) {
+  step(2s, true, true);
+  const uint64_t before = engine.counters().pathsSuspected;
+  step(5s, true, false);
+  EXPECT_EQ(engine.counters().pathsSuspected - before, 1u);
+  EXPECT_EQ(engine.counters().suspicionsCleared, engine.counters().pathsSuspected);
+  EXPECT_EQ(engine.counters().fallbacks, 0u);
+  // New data, then silence again: suspected again.
+  step(1s, true, true);
+  step(1s, true, false);
+  EXPECT_EQ(engine.counters().pathsSuspected - before, 2u);
+}
+
+// The path dies and there is nothing to fall back to (no relay path, no other direct path):
+// the traffic watch does not drop the flows after a second; the trust window decides.
+TEST_F(TrafficWatchTest, WithNothingToFallBackToTheTrustWindowDecides) {
+  step(2s, true, true);
+  answering = false;
+  const TimePoint died = now;
+  step(3s, true, false);
+  EXPECT_GE(engine.counters().pathsSuspected, 1u);
+  EXPECT_EQ(engine.counters().silentFallbacks, 0u);
+  ASSERT_TRUE(tablePath()) << "flows kept";
+  step(kTrustWindow, true, false);
+  EXPECT_FALSE(tablePath()) << "the trust window ended it";
+  EXPECT_LE(now - died, kTrustWindow + 3s);
+}
+
+// A path whose round trip is long (1 s: a saturated uplink, a satellite hop) is not taken for
+// a dead one: the thresholds stretch to its retransmission timeout (with the fixed 500 ms,
+// every heartbeat would raise a suspicion and a STUN round).
+TEST_F(TrafficWatchTest, ALongRoundTripIsNotSilence) {
+  step(1s, true, true);
+  for (int i = 0; i < 4; ++i) {
+    // Every ping answered 1 s later from now on.
+    for (TimePoint end = now + 3s; now < end;) {
+      now += 10ms;
+      auto& c = table.count(kFlow.id);
+      ++c.outDirectPackets;
+      ++c.inDirectPackets;
+      for (auto it = due.begin(); it != due.end();) {
+        if (it->first > now) {
+          ++it;
+          continue;
+        }
+        pong(it->second, it->first);
+        it = due.erase(it);
+      }
+      if (engine.nextDeadline() <= now) engine.onTimer(now);
+      for (auto& s : engine.takeSends()) {
+        if (s.msg.type == DiscoMessage::Type::Ping) due.emplace_back(now + 1s, s);
+      }
+    }
+  }
+  // One suspicion when the round trip first jumps from 20 ms to 1 s (cleared by its pong);
+  // then SRTT has followed and none more.
+  EXPECT_LE(engine.counters().pathsSuspected, 1u);
+  EXPECT_EQ(engine.counters().fallbacks, 0u);
+  EXPECT_TRUE(tablePath() && tablePath()->isDirect());
+}
+
 TEST_F(EngineTest, PongsThatDoNotMatchAreCountedAndIgnored) {
   const Candidate cands[] = {{sa("198.18.9.9:20000"), CandidateKind::Reflexive}};
   engine.setRemoteCandidates(peer, cands, kT0);
