@@ -407,6 +407,14 @@ void Client::stop(TimePoint now) {
   send(release_, std::move(request), kMapTransmissions, now, now + kReleaseWait);
 }
 
+void Client::releaseAnswered(Protocol p, uint16_t result, uint32_t epoch, TimePoint now) {
+  ++counters_.answers;
+  ++counters_.releases;
+  noteResult(p, result);
+  checkEpoch(p, epoch, now);
+  finishRelease(now);
+}
+
 void Client::finishRelease(TimePoint now) {
   (void)now;
   release_.deadline = kNever;
@@ -608,11 +616,7 @@ void Client::onNatpmp(const natpmp::Response& r, bool announcement, TimePoint no
     return;
   }
   if (state_ == State::Releasing && protocol_ == Protocol::NatPmp && release_.waiting()) {
-    ++counters_.answers;
-    ++counters_.releases;
-    noteResult(Protocol::NatPmp, r.result);
-    checkEpoch(Protocol::NatPmp, r.epoch, now);
-    finishRelease(now);
+    releaseAnswered(Protocol::NatPmp, r.result, r.epoch, now);
     return;
   }
   if (!(protocol_ == Protocol::NatPmp && map_.waiting())) {
@@ -703,11 +707,7 @@ void Client::onPcp(const pcp::Response& r, bool announcement, TimePoint now) {
     return;
   }
   if (state_ == State::Releasing && protocol_ == Protocol::Pcp && release_.waiting()) {
-    ++counters_.answers;
-    ++counters_.releases;
-    noteResult(Protocol::Pcp, r.result);
-    checkEpoch(Protocol::Pcp, r.epoch, now);
-    finishRelease(now);
+    releaseAnswered(Protocol::Pcp, r.result, r.epoch, now);
     return;
   }
   const bool usable = r.map->externalPort != 0 && r.lifetime != 0 &&

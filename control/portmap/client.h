@@ -277,6 +277,8 @@ class Client {
   void onNatpmp(const natpmp::Response& r, bool announcement, TimePoint now);
   void onPcp(const pcp::Response& r, bool announcement, TimePoint now);
   void finishRelease(TimePoint now);
+  // The gateway answered our release (lifetime 0) request: count it, note its epoch, finish.
+  void releaseAnswered(Protocol p, uint16_t result, uint32_t epoch, TimePoint now);
 
   ProtocolStatus& st(Protocol p) { return p == Protocol::Pcp ? pcpStatus_ : natpmpStatus_; }
   SockAddr gatewayEndpoint() const { return SockAddr(config_.gateway, config_.gatewayPort); }
