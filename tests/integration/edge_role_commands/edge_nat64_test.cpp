@@ -136,7 +136,7 @@ TEST_F(EdgeNat64, NoPrefixWithoutAnAnswer) {
   edge_ = edge("dns_servers = [\"[::1]:" + std::to_string(dnsPort_) + "\"]\n");
   ASSERT_TRUE(edge_);
   // A DNS that knows no AAAA for ipv4only.arpa (no NAT64 here): no prefix, no relay reachable.
-  loopUntil([&] { return queries_ >= 1; }, {});
+  ASSERT_TRUE(loopUntil([&] { return queries_ >= 1; }, {})) << "the edge asked the DNS";
   loopUntil([] { return false; }, {});  // a few more turns for the answer to be read
   EXPECT_TRUE(nat64().is_null()) << nat64().dump();
 }
