@@ -283,7 +283,7 @@ static __always_inline __u32 handle_out(struct xdp_md *ctx, struct tgw_edge_pkt 
   if (!f || !tgw_edge_flow_is_local(f, &pkt->dst)) return TGW_REASON_EDGE_UNKNOWN_FLOW;
   /* tgwd gone for longer than its grace (xdp/liveness.bpf.h): the pinned state no longer
    * forwards. */
-  if (!tgw_supervisor_alive(bpf_ktime_get_ns())) return TGW_REASON_EDGE_LIVENESS;
+  if (!tgw_supervisor_alive(tgw_now_ns())) return TGW_REASON_EDGE_LIVENESS;
   __u32 flow_id = f->flow_id;
   struct tgw_edge_flow_stats *st = flow_stats(f);
   if (pkt->unsupported || pkt->first_fragment) {
@@ -347,7 +347,7 @@ static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *
   const struct tgw_edge_flow *f = live_flow(ref->slot);
   /* Another flow's: a recycled hash element read in flight (tgw/edge.h). */
   if (!f || f->flow_id != flow_id) return TGW_REASON_EDGE_UNKNOWN_FLOW;
-  if (!tgw_supervisor_alive(bpf_ktime_get_ns())) return TGW_REASON_EDGE_LIVENESS;
+  if (!tgw_supervisor_alive(tgw_now_ns())) return TGW_REASON_EDGE_LIVENESS;
   struct tgw_edge_flow_stats *st = flow_stats(f);
 
   /* What goes out of the checksum with the headers: the data header, and ChannelData's. */

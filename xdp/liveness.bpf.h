@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /* The liveness deadline of a program (the relay's and the edge's): the fast path must not
- * outlive its supervisor. One __u64 in a one-entry array, a bpf_ktime_get_ns() time
- * (CLOCK_MONOTONIC ns) that tgwd pushes forward every second or so (now + the program's
+ * outlive its supervisor. One __u64 in a one-entry array, a CLOCK_MONOTONIC time (ns, read
+ * with tgw_now_ns(): clock.bpf.h) that tgwd pushes forward every second or so (now + the program's
  * grace: 3 s on the relay, 30 s by default on the edge, whose pinned program is meant to
  * bridge a restart). Past it, the program forwards nothing more: what it would have
  * forwarded ends with the program's liveness reason (tgw/stats.h). A fresh map holds 0:
@@ -20,6 +20,8 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "clock.bpf.h"
+
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 1);
@@ -28,7 +30,7 @@ struct {
   __type(value, __u64);
 } tgw_liveness SEC(".maps");
 
-/* 1 while tgwd's deadline is ahead of `now` (a bpf_ktime_get_ns() time). */
+/* 1 while tgwd's deadline is ahead of `now` (a tgw_now_ns() time). */
 static __always_inline int tgw_supervisor_alive(__u64 now) {
   __u32 zero = 0;
   const __u64 *deadline = bpf_map_lookup_elem(&tgw_liveness, &zero);

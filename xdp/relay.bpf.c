@@ -131,6 +131,11 @@ static __always_inline struct tgw_turn_alloc_stats *alloc_stats(__u32 allocation
   return bpf_map_lookup_elem(&tgw_turn_alloc_stats, &allocation);
 }
 
+/* A new IPv4 ID for a datagram that may be fragmented (tgw_turn_plan_set_id). */
+static __always_inline void fresh_ip_id(struct tgw_turn_plan *plan) {
+  if (tgw_turn_plan_needs_id(plan)) tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+}
+
 /* Next hop of a packet from out->src to out->dst: the MACs and the egress ifindex, from the
  * per-CPU cache or bpf_fib_lookup. Returns 0, or the reason to pass it up. */
 /* Its own BPF function (not inlined): its lookup structs then take stack once, not once per
@@ -139,7 +144,7 @@ static __noinline __u32 next_hop(struct xdp_md *ctx, struct tgw_turn_scratch *sc
                                  const struct tgw_turn_rewrite *out, __u32 l3_len,
                                  struct tgw_turn_nexthop *nh) {
   /* The clock read again here: BPF functions take at most five arguments. */
-  __u64 now = bpf_ktime_get_ns();
+  __u64 now = tgw_now_ns();
   const struct tgw_turn_plan *plan = &scr->plan;
   struct tgw_turn_nexthop_key *kp = &scr->nh_key;
   __builtin_memset(kp, 0, sizeof(*kp));
@@ -275,7 +280,7 @@ static __noinline __u32 handle_send(struct xdp_md *ctx, struct tgw_turn_scratch 
   out->family = (__u8)plan->family;
   out->allocation = ses->allocation;
 
-  __u64 now = bpf_ktime_get_ns();
+  __u64 now = tgw_now_ns();
   if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
   if (now >= perm->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
 
@@ -304,7 +309,7 @@ static __noinline __u32 handle_send(struct xdp_md *ctx, struct tgw_turn_scratch 
   __u16 in_sum = tgw_turn_addr_sum(key_a, key_b, plan->key.client.client_port,
                                    plan->key.client.server_port, plan->family);
   __u16 out_sum = tgw_turn_addr_sum(out->src, out->dst, out->src_port, out->dst_port, plan->family);
-  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  fresh_ip_id(plan);
   __u16 check = tgw_turn_send_check(plan, in_sum, out_sum, scan_sum, new_udp_len);
 
   /* Resize: everything after the data (its padding, later attributes, Ethernet padding) off
@@ -380,7 +385,7 @@ static __noinline __u32 send_local(struct xdp_md *ctx, struct tgw_turn_scratch *
   if (own->family != family) return TGW_REASON_TURN_UNSUPPORTED;
   scr->alloc2 = own->allocation;
 
-  __u64 now = bpf_ktime_get_ns();
+  __u64 now = tgw_now_ns();
   if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
   if (now >= perm1->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
 
@@ -452,7 +457,7 @@ static __noinline __u32 send_local(struct xdp_md *ctx, struct tgw_turn_scratch *
   __u16 in_sum = tgw_turn_addr_sum(plan->key.client.client, plan->key.client.server,
                                    plan->key.client.client_port, plan->key.client.server_port, family);
   __u16 out_sum = tgw_turn_addr_sum(out->src, out->dst, out->src_port, out->dst_port, family);
-  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  fresh_ip_id(plan);
   __u16 check = tgw_turn_send_check(plan, in_sum, out_sum, scan_sum + (scr->prefix_sum & 0xFFFFu) + (scr->prefix_sum >> 16),
                                     new_udp_len);
 
@@ -536,7 +541,7 @@ static __noinline __u32 forward_data_indication(struct xdp_md *ctx, struct tgw_t
   /* A client of the other family (a dual allocation): no translation here. */
   if (own->family != plan->family) return TGW_REASON_TURN_UNSUPPORTED;
 
-  __u64 now = bpf_ktime_get_ns();
+  __u64 now = tgw_now_ns();
   if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
   if (now >= perm->expires_ns) return TGW_REASON_TURN_PERMISSION_EXPIRED;
 
@@ -583,7 +588,7 @@ static __noinline __u32 forward_data_indication(struct xdp_md *ctx, struct tgw_t
   __u16 in_sum = tgw_turn_addr_sum(pk->peer, pk->relayed, pk->peer_port, pk->relayed_port,
                                    plan->family);
   __u16 out_sum = tgw_turn_addr_sum(out->src, out->dst, out->src_port, out->dst_port, plan->family);
-  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  fresh_ip_id(plan);
   __u16 check = tgw_turn_dataind_check(plan, in_sum, out_sum, prefix_sum, new_udp_len);
 
   /* Resize: the tail to the data plus its zero padding (Ethernet padding off), then room at
@@ -681,7 +686,7 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_sc
   /* A route forwards only while tgwd lives (xdp/liveness.bpf.h) and until its own deadline
    * (its permission's, channel's or allocation's end): past either, tgwd's sockets decide,
    * as for a route that is not there. Both routes of a chain must hold. */
-  __u64 now = bpf_ktime_get_ns();
+  __u64 now = tgw_now_ns();
   if (!tgw_supervisor_alive(now)) return TGW_REASON_TURN_LIVENESS;
   if (now >= in->expires_ns || now >= out->expires_ns) return TGW_REASON_TURN_ROUTE_EXPIRED;
 
@@ -719,7 +724,7 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_sc
     return TGW_REASON_TURN_QUOTA;
   }
 
-  tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
+  fresh_ip_id(plan);
   __u16 check = tgw_turn_udp_check(plan, in, out, to_client, new_udp_len);
   /* Resize: padding (ChannelData's and Ethernet's) off the tail, then the ChannelData
    * header off (to peer) or onto (to client) the head; the headers are then written anew in

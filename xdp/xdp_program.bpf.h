@@ -9,6 +9,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "clock.bpf.h"
 #include "xdp_exit.bpf.h"
 #include "tgw/stun_responder.h"
 
@@ -51,7 +52,7 @@ static __always_inline int tgw_xdp_stun_budget(const struct tgw_stun_plan *plan,
     tgw_budget_key_of(&key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
   else
     tgw_budget_key_of(&key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
-  const __u64 now = bpf_ktime_get_ns();
+  const __u64 now = tgw_now_ns();
   tgw_budget_value *tat = bpf_map_lookup_elem(&tgw_stun_budget, &key);
   if (!tat) {
     /* First answer to this prefix (or forgotten): as if its bucket were full. */

@@ -105,12 +105,13 @@ struct tgw_turn_rewrite {
   __u8 flags;       /* TGW_TURN_F_LOCAL_PEER */
   __u8 family;      /* enum tgw_family */
   __u32 allocation; /* slot in tgw_turn_allocs / tgw_turn_alloc_stats */
-  /* bpf_ktime_get_ns() (CLOCK_MONOTONIC, ns) from which the route no longer forwards
+  /* CLOCK_MONOTONIC ns from which the route no longer forwards
    * (TGW_REASON_TURN_ROUTE_EXPIRED): when its permission, channel or allocation ends (RFC
    * 8656 sections 9, 12), as the server computed it; the server writes a later one when a
    * Refresh, CreatePermission or ChannelBind extends them. Nanoseconds, not a coarser unit:
    * the packet already reads the clock (bucket, next-hop cache), so the check is one
-   * compare, and the route ends at the very instant the server's own timer would remove it.
+   * compare, and the route ends no later than the server's own timer would remove it (up to
+   * one tick earlier: the program reads a coarse clock, xdp/clock.bpf.h).
    * TGW_TURN_NEVER: no deadline. */
   __u64 expires_ns;
 };
@@ -160,7 +161,7 @@ struct tgw_turn_nexthop {
   __u32 ifindex;    /* egress interface */
   __u32 ok_len;     /* largest IP length the lookup accepted (MTU check) */
   __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
-  __u64 expires_ns; /* bpf_ktime_get_ns() after which the entry is looked up again */
+  __u64 expires_ns; /* tgw_now_ns() after which the entry is looked up again */
 };
 #define TGW_TURN_NEXTHOP_TTL_NS 1000000000ull /* 1 s */
 #define TGW_TURN_NEXTHOP_ENTRIES 1024 /* a power of two */
@@ -438,11 +439,16 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
 
 /* The relay is the source of the datagram it sends: when it may be fragmented (IPv4, DF
  * clear) its ID must not repeat per (source, destination, protocol) (RFC 6864 section 4.1),
- * so the client's or peer's ID is not reused; `random` (the caller's random source) gives
- * a new one. With DF set (atomic, RFC 6864 section 4.1) the ID is kept. */
+ * so the client's or peer's ID is not reused: tgw_turn_plan_needs_id() says so, and
+ * `random` (the caller's random source, drawn only then: a helper call per packet saved)
+ * gives a new one. With DF set (atomic, RFC 6864 section 4.1) the ID is kept. */
+TGW_INLINE int tgw_turn_plan_needs_id(const struct tgw_turn_plan *plan) {
+  const __u8 *w = (const __u8 *)&plan->ip_word1;
+  return plan->family == TGW_FAMILY_IPV4 && (w[2] & 0x40u) == 0; /* DF: 0x4000 */
+}
 TGW_INLINE void tgw_turn_plan_set_id(struct tgw_turn_plan *plan, __u32 random) {
+  if (!tgw_turn_plan_needs_id(plan)) return;
   __u8 *w = (__u8 *)&plan->ip_word1;
-  if (plan->family != TGW_FAMILY_IPV4 || (w[2] & 0x40u) != 0) return; /* DF: 0x4000 */
   w[0] = (__u8)(random >> 8);
   w[1] = (__u8)random;
 }
@@ -660,8 +666,8 @@ struct tgw_turn_perm_key {
 
 /* Value of tgw_turn_perms. */
 struct tgw_turn_perm {
-  /* bpf_ktime_get_ns() from which it no longer forwards (turn_permission_expired): the
-   * earlier of the permission's and the allocation's end, as tgwd computed them; written
+  /* CLOCK_MONOTONIC ns (tgw_now_ns()) from which it no longer forwards
+   * (turn_permission_expired): the earlier of the permission's and the allocation's end, as tgwd computed them; written
    * again when a CreatePermission, ChannelBind or Refresh moves either. */
   __u64 expires_ns;
   __u32 flags; /* TGW_TURN_PERM_* */
