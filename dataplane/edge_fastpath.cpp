@@ -376,7 +376,8 @@ Result<EdgePathPublisher> EdgePathPublisher::create(int headsFd, int pathsFd, ui
     std::vector<__u32> keys(slots);
     std::vector<tgw_edge_head> heads(slots);
     __u32 count = slots, next = 0;
-    LIBBPF_OPTS(bpf_map_batch_opts, batch);
+    bpf_map_batch_opts batch{};  // not LIBBPF_OPTS: a GNU statement expression (clang -Wpedantic)
+    batch.sz = sizeof(batch);
     if (bpf_map_lookup_batch(headsFd, nullptr, &next, keys.data(), heads.data(), &count, &batch) !=
             0 &&
         errno != ENOENT)
@@ -390,7 +391,9 @@ Result<EdgePathPublisher> EdgePathPublisher::create(int headsFd, int pathsFd, ui
   if (p.innerFd_ < 0)
     return fail(std::string("edge fast path: create grace-period map: ") + std::strerror(errno),
                 errno);
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = static_cast<__u32>(p.innerFd_));
+  bpf_map_create_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.inner_map_fd = static_cast<__u32>(p.innerFd_);
   p.outerFd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "tgw_edge_gp", sizeof(__u32),
                               sizeof(__u32), 1, &opts);
   if (p.outerFd_ < 0)
@@ -774,7 +777,9 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
               {{"assumed_hz", std::to_string(kAssumedHz)},
                {"effect", "next-hop cache lifetime 0.25-2.5 s instead of 1 s"}});
   }
-  LIBBPF_OPTS(bpf_object_open_opts, openOpts, .kconfig = kconfig.empty() ? nullptr : kconfig.c_str());
+  bpf_object_open_opts openOpts{};
+  openOpts.sz = sizeof(openOpts);
+  openOpts.kconfig = kconfig.empty() ? nullptr : kconfig.c_str();
   impl.skel = tgw_edge__open_opts(&openOpts);
   if (impl.skel == nullptr)
     return fail(std::string("edge fast path: open skeleton: ") + std::strerror(errno), errno);
