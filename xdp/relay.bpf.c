@@ -131,6 +131,11 @@ static __always_inline struct tgw_turn_alloc_stats *alloc_stats(__u32 allocation
   return bpf_map_lookup_elem(&tgw_turn_alloc_stats, &allocation);
 }
 
+/* Copies 16 address bytes (an IPv6 address, or an IPv4 one and its zeros). */
+static __always_inline void copy_addr(__u8 *dst, const __u8 *src) {
+  for (int i = 0; i < 16; i += 4) tgw_store32(dst + i, tgw_load32(src + i));
+}
+
 /* A new IPv4 ID for a datagram that may be fragmented (tgw_turn_plan_set_id). */
 static __always_inline void fresh_ip_id(struct tgw_turn_plan *plan) {
   if (tgw_turn_plan_needs_id(plan)) tgw_turn_plan_set_id(plan, bpf_get_prandom_u32());
@@ -148,10 +153,8 @@ static __noinline __u32 next_hop(struct xdp_md *ctx, struct tgw_turn_scratch *sc
   const struct tgw_turn_plan *plan = &scr->plan;
   struct tgw_turn_nexthop_key *kp = &scr->nh_key;
   __builtin_memset(kp, 0, sizeof(*kp));
-  for (int i = 0; i < 16; i += 4) {
-    tgw_store32(kp->src + i, tgw_load32(out->src + i));
-    tgw_store32(kp->dst + i, tgw_load32(out->dst + i));
-  }
+  copy_addr(kp->src, out->src);
+  copy_addr(kp->dst, out->dst);
   kp->ifindex = ctx->ingress_ifindex;
   kp->family = (__u8)plan->family;
   __u32 index = tgw_turn_nexthop_index(kp);
@@ -212,9 +215,22 @@ static __always_inline const struct tgw_turn_perm *find_perm(struct tgw_turn_scr
   if (family == TGW_FAMILY_IPV4) {
     tgw_store32(k->peer, tgw_load32(peer));
   } else {
-    for (int i = 0; i < 16; i += 4) tgw_store32(k->peer + i, tgw_load32(peer + i));
+    copy_addr(k->peer, peer);
   }
   return bpf_map_lookup_elem(&tgw_turn_perms, k);
+}
+
+/* The allocation that holds relayed address `relayed` (16 bytes), `port` (network order), or
+ * NULL. The key is built in the scratch. */
+static __always_inline const struct tgw_turn_owner *find_owner(struct tgw_turn_scratch *scr,
+                                                               const __u8 *relayed, __be16 port,
+                                                               __u32 family) {
+  struct tgw_turn_relayed_key *rk = &scr->relayed_key;
+  __builtin_memset(rk, 0, sizeof(*rk));
+  copy_addr(rk->relayed, relayed);
+  rk->relayed_port = port;
+  rk->family = (__u8)family;
+  return bpf_map_lookup_elem(&tgw_turn_relayed, rk);
 }
 
 /* Not a reason: handle_send's "the peer is a relayed address here, call send_local". */
@@ -237,6 +253,19 @@ static __always_inline void count_quota(__u32 allocation, __u64 bytes) {
   if (s) {
     s->quota_packets += 1;
     s->quota_bytes += bytes;
+  }
+}
+
+/* Counts a packet the allocation sent to a peer (to_client 0) or delivered to its client. */
+static __always_inline void count_sent(__u32 allocation, __u64 bytes, int to_client) {
+  struct tgw_turn_alloc_stats *s = alloc_stats(allocation);
+  if (!s) return;
+  if (to_client) {
+    s->to_client_packets += 1;
+    s->to_client_bytes += bytes;
+  } else {
+    s->to_peer_packets += 1;
+    s->to_peer_bytes += bytes;
   }
 }
 
@@ -263,17 +292,15 @@ static __noinline __u32 handle_send(struct xdp_md *ctx, struct tgw_turn_scratch 
 
   /* The rewrite: from the relayed address of the peer's family to the peer. */
   struct tgw_turn_rewrite *out = &scr->out;
-  for (int i = 0; i < 16; i += 4) {
-    tgw_store32(out->src + i, 0);
-    tgw_store32(out->dst + i, tgw_load32(send->peer + i));
-  }
+  __builtin_memset(out->src, 0, sizeof(out->src));
+  copy_addr(out->dst, send->peer);
   if (plan->family == TGW_FAMILY_IPV4) {
     if (ses->relayed4_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
     tgw_store32(out->src, tgw_load32(ses->relayed4));
     out->src_port = ses->relayed4_port;
   } else {
     if (ses->relayed6_port == 0) return TGW_REASON_TURN_SEND_NO_PERMISSION;
-    for (int i = 0; i < 16; i += 4) tgw_store32(out->src + i, tgw_load32(ses->relayed6 + i));
+    copy_addr(out->src, ses->relayed6);
     out->src_port = ses->relayed6_port;
   }
   out->dst_port = send->peer_port;
@@ -327,18 +354,37 @@ static __noinline __u32 handle_send(struct xdp_md *ctx, struct tgw_turn_scratch 
     *verdict = TGW_VERDICT_ABORTED; /* a bug: the frame is half rewritten */
     return TGW_REASON_RESPOND_FAILED;
   }
-  struct tgw_turn_alloc_stats *s = alloc_stats(ses->allocation);
-  if (s) {
-    s->to_peer_packets += 1;
-    s->to_peer_bytes += bytes;
-  }
+  count_sent(ses->allocation, bytes, 0);
   send_out(ctx, fib, verdict);
   return TGW_REASON_TURN_SEND_TO_PEER;
 }
 
-/* Copies 16 address bytes. */
-static __always_inline void copy_addr(__u8 *dst, const __u8 *src) {
-  for (int i = 0; i < 16; i += 4) tgw_store32(dst + i, tgw_load32(src + i));
+/* Writes a Data indication's prefix (STUN header, XOR-PEER-ADDRESS, DATA's header; built in
+ * the scratch by tgw_turn_dataind_prefix) at `at`, right after the UDP header, and the
+ * `pad` zeros after the `data_len` data bytes that follow it. Offsets are bounded explicitly
+ * for the verifier. Returns 0, or -1 if the frame is shorter than that (a bug: the caller
+ * sized it). */
+static __always_inline int write_dataind(__u8 *data, const __u8 *data_end, __u32 at,
+                                         const __u8 *prefix, __u32 prefix_len, __u32 data_len,
+                                         __u32 pad) {
+  if (at > TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN) return -1;
+  __u8 *p = data + at;
+  for (__u32 k = 0; k < TGW_TURN_DATAIND_PREFIX_V6; k += 4) {
+    if (k >= prefix_len) break;
+    if (p + k + 4 > data_end) return -1;
+    tgw_store32(p + k, tgw_load32(prefix + k));
+  }
+  __u32 pad_at = at + prefix_len + data_len;
+  for (__u32 k = 0; k < 3; k++) {
+    if (k >= pad) break;
+    __u32 off = pad_at + k;
+    TGW_OPAQUE(off); /* clang knows off's bound and would drop the check the verifier needs */
+    if (off > 0xFFF0u) break;
+    __u8 *b = data + off;
+    if (b + 1 > data_end) break;
+    *b = 0;
+  }
+  return 0;
 }
 
 /* A Send indication (classified by handle_send) to a relayed address of this relay: its data
@@ -375,12 +421,7 @@ static __noinline __u32 send_local(struct xdp_md *ctx, struct tgw_turn_scratch *
 
   /* The other allocation: its relayed address must be allocated here (else tgwd drops it:
    * no one to deliver to), its client of the same family. */
-  struct tgw_turn_relayed_key *rk = &scr->relayed_key;
-  __builtin_memset(rk, 0, sizeof(*rk));
-  copy_addr(rk->relayed, send->peer);
-  rk->relayed_port = send->peer_port;
-  rk->family = (__u8)family;
-  const struct tgw_turn_owner *own = bpf_map_lookup_elem(&tgw_turn_relayed, rk);
+  const struct tgw_turn_owner *own = find_owner(scr, send->peer, send->peer_port, family);
   if (!own) return TGW_REASON_TURN_CHAIN_MISS;
   if (own->family != family) return TGW_REASON_TURN_UNSUPPORTED;
   scr->alloc2 = own->allocation;
@@ -443,12 +484,8 @@ static __noinline __u32 send_local(struct xdp_md *ctx, struct tgw_turn_scratch *
     *verdict = TGW_VERDICT_DROP;
     return TGW_REASON_TURN_QUOTA;
   }
-  struct tgw_turn_alloc_stats *st = alloc_stats(alloc1);
   if (!charge(scr->alloc2, bytes, now)) {
-    if (st) {
-      st->to_peer_packets += 1;
-      st->to_peer_bytes += bytes;
-    }
+    count_sent(alloc1, bytes, 0);
     count_quota(scr->alloc2, bytes);
     *verdict = TGW_VERDICT_DROP;
     return TGW_REASON_TURN_QUOTA;
@@ -478,47 +515,24 @@ static __noinline __u32 send_local(struct xdp_md *ctx, struct tgw_turn_scratch *
     return TGW_REASON_RESPOND_FAILED;
   }
   __u32 at = plan->l4_off + TGW_UDP_HLEN;
-  if (at > TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN) {
-    *verdict = TGW_VERDICT_ABORTED;
-    return TGW_REASON_RESPOND_FAILED;
-  }
-  __u8 *p = data + at;
   if (route2) {
+    if (at > TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN) {
+      *verdict = TGW_VERDICT_ABORTED;
+      return TGW_REASON_RESPOND_FAILED;
+    }
+    __u8 *p = data + at;
     if (p + TGW_CHANNELDATA_HLEN > data_end) {
       *verdict = TGW_VERDICT_ABORTED;
       return TGW_REASON_RESPOND_FAILED;
     }
     tgw_store16(p, out->channel);
     tgw_store16(p + 2, TGW_HTONS((__u16)data_len));
-  } else {
-    for (__u32 k = 0; k < TGW_TURN_DATAIND_PREFIX_V6; k += 4) {
-      if (k >= prefix_len) break;
-      if (p + k + 4 > data_end) {
-        *verdict = TGW_VERDICT_ABORTED;
-        return TGW_REASON_RESPOND_FAILED;
-      }
-      tgw_store32(p + k, tgw_load32(scr->prefix + k));
-    }
-    __u32 pad_at = at + prefix_len + data_len;
-    for (__u32 k = 0; k < 3; k++) {
-      if (k >= pad) break;
-      __u32 off = pad_at + k;
-      TGW_OPAQUE(off); /* clang knows off's bound and would drop the check the verifier needs */
-      if (off > 0xFFF0u) break;
-      __u8 *b = data + off;
-      if (b + 1 > data_end) break;
-      *b = 0;
-    }
+  } else if (write_dataind(data, data_end, at, scr->prefix, prefix_len, data_len, pad) != 0) {
+    *verdict = TGW_VERDICT_ABORTED;
+    return TGW_REASON_RESPOND_FAILED;
   }
-  if (st) {
-    st->to_peer_packets += 1;
-    st->to_peer_bytes += bytes;
-  }
-  struct tgw_turn_alloc_stats *st2 = alloc_stats(scr->alloc2);
-  if (st2) {
-    st2->to_client_packets += 1;
-    st2->to_client_bytes += bytes;
-  }
+  count_sent(alloc1, bytes, 0);
+  count_sent(scr->alloc2, bytes, 1);
   send_out(ctx, fib, verdict);
   return TGW_REASON_TURN_SEND_TO_PEER;
 }
@@ -529,12 +543,7 @@ static __noinline __u32 forward_data_indication(struct xdp_md *ctx, struct tgw_t
                                                 __u32 *verdict) {
   struct tgw_turn_plan *plan = &scr->plan;
   const struct tgw_turn_peer_key *pk = &plan->key.peer;
-  struct tgw_turn_relayed_key *rk = &scr->relayed_key;
-  __builtin_memset(rk, 0, sizeof(*rk));
-  for (int i = 0; i < 16; i += 4) tgw_store32(rk->relayed + i, tgw_load32(pk->relayed + i));
-  rk->relayed_port = pk->relayed_port;
-  rk->family = pk->family;
-  const struct tgw_turn_owner *own = bpf_map_lookup_elem(&tgw_turn_relayed, rk);
+  const struct tgw_turn_owner *own = find_owner(scr, pk->relayed, pk->relayed_port, pk->family);
   if (!own) return TGW_REASON_TURN_UNKNOWN_PEER;
   const struct tgw_turn_perm *perm = find_perm(scr, own->allocation, plan->family, pk->peer);
   if (!perm || !(perm->flags & TGW_TURN_PERM_DATA)) return TGW_REASON_TURN_UNKNOWN_PEER;
@@ -556,10 +565,8 @@ static __noinline __u32 forward_data_indication(struct xdp_md *ctx, struct tgw_t
     return TGW_REASON_TURN_UNSUPPORTED;
 
   struct tgw_turn_rewrite *out = &scr->out;
-  for (int i = 0; i < 16; i += 4) {
-    tgw_store32(out->src + i, tgw_load32(own->server + i));
-    tgw_store32(out->dst + i, tgw_load32(own->client + i));
-  }
+  copy_addr(out->src, own->server);
+  copy_addr(out->dst, own->client);
   out->src_port = own->server_port;
   out->dst_port = own->client_port;
   out->family = (__u8)plan->family;
@@ -606,41 +613,12 @@ static __noinline __u32 forward_data_indication(struct xdp_md *ctx, struct tgw_t
     *verdict = TGW_VERDICT_ABORTED;
     return TGW_REASON_RESPOND_FAILED;
   }
-  /* The prefix after the UDP header, then the padding's zeros after the data. Offsets are
-   * bounded explicitly for the verifier. */
-  __u32 at = plan->l4_off + TGW_UDP_HLEN;
-  if (at > TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN) {
+  if (write_dataind(data, data_end, plan->l4_off + TGW_UDP_HLEN, prefix, prefix_len, data_len,
+                    pad) != 0) {
     *verdict = TGW_VERDICT_ABORTED;
     return TGW_REASON_RESPOND_FAILED;
   }
-  __u8 *p = data + at;
-  if (p + TGW_TURN_DATAIND_PREFIX_V6 > data_end && p + TGW_TURN_DATAIND_PREFIX_V4 > data_end) {
-    *verdict = TGW_VERDICT_ABORTED;
-    return TGW_REASON_RESPOND_FAILED;
-  }
-  for (__u32 k = 0; k < TGW_TURN_DATAIND_PREFIX_V6; k += 4) {
-    if (k >= prefix_len) break;
-    if (p + k + 4 > data_end) {
-      *verdict = TGW_VERDICT_ABORTED;
-      return TGW_REASON_RESPOND_FAILED;
-    }
-    tgw_store32(p + k, tgw_load32(prefix + k));
-  }
-  __u32 pad_at = at + prefix_len + data_len;
-  for (__u32 k = 0; k < 3; k++) {
-    if (k >= pad) break;
-    __u32 off = pad_at + k;
-    TGW_OPAQUE(off); /* clang knows off's bound and would drop the check the verifier needs */
-    if (off > 0xFFF0u) break;
-    __u8 *b = data + off;
-    if (b + 1 > data_end) break;
-    *b = 0;
-  }
-  struct tgw_turn_alloc_stats *s = alloc_stats(own->allocation);
-  if (s) {
-    s->to_client_packets += 1;
-    s->to_client_bytes += bytes;
-  }
+  count_sent(own->allocation, bytes, 1);
   send_out(ctx, fib, verdict);
   return TGW_REASON_TURN_DATA_INDICATION;
 }
@@ -662,10 +640,8 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_sc
        * allocation's peer key. */
       struct tgw_turn_peer_key *pk = &scr->chain_key;
       __builtin_memset(pk, 0, sizeof(*pk));
-      for (int i = 0; i < 16; i += 4) {
-        tgw_store32(pk->peer + i, tgw_load32(in->src + i));
-        tgw_store32(pk->relayed + i, tgw_load32(in->dst + i));
-      }
+      copy_addr(pk->peer, in->src);
+      copy_addr(pk->relayed, in->dst);
       pk->peer_port = in->src_port;
       pk->relayed_port = in->dst_port;
       pk->family = in->family;
@@ -700,26 +676,14 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_sc
   /* The cap, after the next hop is known (what goes up is the server's to count). */
   __u64 bytes = plan->data_len;
   if (!charge(in->allocation, bytes, now)) {
-    struct tgw_turn_alloc_stats *s = alloc_stats(in->allocation);
-    if (s) {
-      s->quota_packets += 1;
-      s->quota_bytes += bytes;
-    }
+    count_quota(in->allocation, bytes);
     *verdict = TGW_VERDICT_DROP;
     return TGW_REASON_TURN_QUOTA;
   }
   if (out != in && !charge(out->allocation, bytes, now)) {
     /* As on the socket path: the first allocation sent it (and paid), the second drops it. */
-    struct tgw_turn_alloc_stats *s = alloc_stats(in->allocation);
-    if (s) {
-      s->to_peer_packets += 1;
-      s->to_peer_bytes += bytes;
-    }
-    s = alloc_stats(out->allocation);
-    if (s) {
-      s->quota_packets += 1;
-      s->quota_bytes += bytes;
-    }
+    count_sent(in->allocation, bytes, 0);
+    count_quota(out->allocation, bytes);
     *verdict = TGW_VERDICT_DROP;
     return TGW_REASON_TURN_QUOTA;
   }
@@ -749,23 +713,8 @@ static __always_inline __u32 forward_turn(struct xdp_md *ctx, struct tgw_turn_sc
     return TGW_REASON_RESPOND_FAILED;
   }
 
-  struct tgw_turn_alloc_stats *s = alloc_stats(in->allocation);
-  if (s) {
-    if (reason == TGW_REASON_TURN_TO_CLIENT) {
-      s->to_client_packets += 1;
-      s->to_client_bytes += bytes;
-    } else {
-      s->to_peer_packets += 1;
-      s->to_peer_bytes += bytes;
-    }
-  }
-  if (out != in) {
-    s = alloc_stats(out->allocation);
-    if (s) {
-      s->to_client_packets += 1;
-      s->to_client_bytes += bytes;
-    }
-  }
+  count_sent(in->allocation, bytes, reason == TGW_REASON_TURN_TO_CLIENT);
+  if (out != in) count_sent(out->allocation, bytes, 1);
   send_out(ctx, fib, verdict);
   return reason;
 }
