@@ -335,6 +335,17 @@ std::vector<Cidr> cidrs(const Reader& r, const toml::table& t, const std::string
   return out;
 }
 
+// Why `n` is not a NAT64 prefix (RFC 6052 section 2.2: one of six lengths; bits 64 to 71,
+// which only a /96 covers, zero), or empty. The rule is nat64::isNat64Prefix's: config/
+// depends on nothing in control/.
+std::string nat64PrefixProblem(const Cidr& n) {
+  const uint8_t len = n.prefixLength;
+  if (!n.network.isV6() || !(len == 32 || len == 40 || len == 48 || len == 56 || len == 64 || len == 96))
+    return "an IPv6 prefix of an RFC 6052 length (/32, /40, /48, /56, /64 or /96), e.g. \"64:ff9b::/96\"";
+  if (len == 96 && n.network.bytes()[8] != 0) return "a /96 prefix with bits 64 to 71 zero (RFC 6052 section 2.2)";
+  return {};
+}
+
 // Why a peer_allow entry is dangerous on a relay facing the Internet, or nullptr: it
 // reopens loopback or "this network" / the unspecified address, or allows a whole family.
 const char* unsafeAllowReason(const Cidr& entry) {
@@ -533,11 +544,8 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
   }
   c.nat64Prefixes = cidrs(r, t, p, "nat64_prefixes");
   for (const Cidr& n : c.nat64Prefixes) {
-    const uint8_t len = n.prefixLength;
-    if (!n.network.isV6() || !(len == 32 || len == 40 || len == 48 || len == 56 || len == 64 || len == 96)) {
-      r.failAt(t.get("nat64_prefixes"), line, p + "nat64_prefixes",
-               "IPv6 prefixes of an RFC 6052 length (/32, /40, /48, /56, /64 or /96)", "\"" + n.toString() + "\"");
-    }
+    if (const std::string why = nat64PrefixProblem(n); !why.empty())
+      r.failAt(t.get("nat64_prefixes"), line, p + "nat64_prefixes", why, "\"" + n.toString() + "\"");
   }
   return c;
 }
@@ -718,16 +726,11 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   if (t.get("nat64_prefix") != nullptr) {
     const std::string s = r.str(t, p, "nat64_prefix", "");
     auto n = Cidr::parse(s);
-    const uint8_t len = n ? n->prefixLength : 0;
-    // RFC 6052 section 2.2's lengths (the check is nat64::isNat64Prefix's: config/ depends on
-    // nothing in control/).
-    if (!n || !n->network.isV6() || !(len == 32 || len == 40 || len == 48 || len == 56 || len == 64 || len == 96)) {
-      r.failAt(t.get("nat64_prefix"), line, p + "nat64_prefix",
-               "an IPv6 prefix of an RFC 6052 length (/32, /40, /48, /56, /64 or /96), e.g. \"64:ff9b::/96\"",
+    if (!n) {
+      r.failAt(t.get("nat64_prefix"), line, p + "nat64_prefix", "an IPv6 prefix: " + n.error().message,
                "\"" + s + "\"");
-    } else if (len == 96 && n->network.bytes()[8] != 0) {
-      r.failAt(t.get("nat64_prefix"), line, p + "nat64_prefix",
-               "a /96 prefix with bits 64 to 71 zero (RFC 6052 section 2.2)", "\"" + s + "\"");
+    } else if (const std::string why = nat64PrefixProblem(*n); !why.empty()) {
+      r.failAt(t.get("nat64_prefix"), line, p + "nat64_prefix", why, "\"" + s + "\"");
     } else {
       c.nat64Prefix = *n;
     }
@@ -874,7 +877,20 @@ Result<Config> parse(std::string_view text, const std::string& path) {
   }
 }
 
+namespace {
+
+// Where a config's inline secrets can go instead: the relay's TURN has secret files; the
+// edge's relay password has none yet (no hint rather than one to a key that does not exist).
+std::string secretFileHint(const Config& c) {
+  if (c.relay && c.relay->turn) return ", or move them to relay.turn.rest_secret_file / users_file";
+  return "";
+}
+
+}  // namespace
+
 Result<Config> load(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return fail(path + ": is a folder, not a config file");
   std::ifstream in(path);
   if (!in) return fail(path + ": cannot open the config file");
   std::stringstream ss;
@@ -889,12 +905,12 @@ Result<Config> load(const std::string& path) {
   const std::string keys = c->inlineSecrets.front() + (c->inlineSecrets.size() > 1 ? ", ..." : "");
   if ((st.st_uid != ::geteuid() && st.st_uid != 0) || (st.st_mode & 022) != 0) {
     return fail(path + ": holds secrets (" + keys + ") but " + Reader::secretFileProblem(st) +
-                (st.st_mode & 022 ? " and group or others may write it" : "") +
-                "; chmod 600 it, or move them to rest_secret_file / users_file");
+                (st.st_mode & 022 ? ", and group or others may write it" : "") +
+                secretFileHint(*c));
   }
   if ((st.st_mode & 044) != 0) {
     c->warnings.push_back(path + ": holds secrets (" + keys + ") and group or others may read it: chmod 600 " + path +
-                          ", or move them to rest_secret_file / users_file");
+                          secretFileHint(*c));
   }
   return c;
 }

@@ -63,7 +63,15 @@ Dispatcher::Request Dispatcher::parse(std::string_view line) const {
   out.name = cmd->get<std::string>();
   if (out.name == "help") return out.error = replyLine(true, commands()), out;
   auto it = handlers_.find(out.name);
-  if (it == handlers_.end()) return out.error = replyLine(false, "unknown command \"" + out.name + "\" (try \"help\")"), out;
+  if (it == handlers_.end()) {
+    // Names the commands this daemon serves: a relay has no edge commands (peers, paths...)
+    // and an edge no relay ones (allocations).
+    std::string served;
+    for (const auto& [name, e] : handlers_) served += (served.empty() ? "" : ", ") + name;
+    return out.error = replyLine(false, "unknown command \"" + out.name + "\": this tgwd serves " + served +
+                                            " (the others belong to a role it does not run)"),
+           out;
+  }
   out.entry = &it->second;
   return out;
 }

@@ -371,6 +371,7 @@ Result<void> RelayRole::attachFastPath() {
     std::ifstream f(std::string("/proc/sys/net/") + family + "/conf/" + cfg_.interface + "/forwarding");
     std::string v;
     if (f >> v && v == "0") {
+      forwardingOff_.push_back(family);
       log::warn("xdp_forwarding_off",
                 {{"interface", cfg_.interface}, {"family", family},
                  {"effect", "ChannelData is relayed by the sockets, not XDP"},
@@ -488,7 +489,8 @@ nlohmann::json RelayRole::status() const {
                  {"rest", c.restSecret.has_value()},
                  {"allocations", turn_->allocationCount()},
                  {"max_allocations", c.maxAllocations},  // after the descriptor clamp
-                 {"fast_path", fastPath_ != nullptr}};
+                 {"fast_path", fastPath_ != nullptr},
+                 {"fast_path_forwarding_off", forwardingOff_}};
   } else {
     s["turn"] = nullptr;
   }

@@ -141,6 +141,8 @@ class RelayRole {
   std::unique_ptr<shell::DeadlineTimer> rendezvousTimer_;  // follows rendezvous_->nextDeadline()
   std::unique_ptr<dataplane::StunResponder> xdp_;
   std::unique_ptr<dataplane::RelayFastPath> fastPath_;
+  // Families whose forwarding is off on the interface: XDP cannot route their ChannelData.
+  std::vector<std::string> forwardingOff_;
   // Route and neighbour changes flush fastPath_'s next-hop cache at once (after fastPath_:
   // destroyed before it).
   std::unique_ptr<NextHopWatch> nextHopWatch_;

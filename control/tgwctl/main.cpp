@@ -3,11 +3,13 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shell/control_server.h"
@@ -75,9 +77,10 @@ const Command* findCommand(const std::string& name) {
   return nullptr;
 }
 
+constexpr const char* kSocketOption =
+    "  -s, --socket PATH   tgwd's control socket (default /run/tgw/tgwd.sock); before or\n"
+    "                      after the command\n";
 constexpr const char* kOptions =
-    "Options:\n"
-    "  -s, --socket PATH   tgwd's control socket (default /run/tgw/tgwd.sock)\n"
     "  -j, --json          machine-readable output\n"
     "  -h, --help          this help (after a command: that command's)\n"
     "      --version       print the version\n"
@@ -98,7 +101,8 @@ void usage(FILE* out) {
       }
     }
   }
-  std::fputs("\n", out);
+  std::fputs("\nOptions:\n", out);
+  std::fputs(kSocketOption, out);
   std::fputs(kOptions, out);
 }
 
@@ -108,8 +112,11 @@ void commandUsage(const Command& c) {
   for (size_t at = 0; (at = text.find("\n                      ", at)) != std::string::npos; ++at) {
     text.replace(at, 23, "\n  ");
   }
-  std::printf("Usage: tgwctl [--socket PATH] [--json] %s\n\n  %s\n\n%s", c.synopsis, text.c_str(),
+  std::printf("Usage: tgwctl %s%s\n\n  %s\n\n%s", c.local ? "[--json] " : "[--socket PATH] [--json] ", c.synopsis,
+              text.c_str(),
               c.local ? "Runs here: no daemon needed.\n\n" : "Asks the running tgwd over its control socket.\n\n");
+  std::fputs("Options:\n", stdout);
+  if (!c.local) std::fputs(kSocketOption, stdout);
   std::fputs(kOptions, stdout);
 }
 
@@ -310,6 +317,14 @@ void printStatus(const Json& s) {
       std::printf(", %s users%s, %s allocations, fast path %s\n", num(t["users"]).c_str(),
                   t["rest"].get<bool>() ? " + REST secret" : "", num(t["allocations"]).c_str(),
                   t["fast_path"].get<bool>() ? "yes" : "no");
+      // Attached, but bpf_fib_lookup cannot route a family whose forwarding is off.
+      if (t.contains("fast_path_forwarding_off") && !t["fast_path_forwarding_off"].empty()) {
+        std::string fams;
+        for (const auto& f : t["fast_path_forwarding_off"]) fams += (fams.empty() ? "" : ", ") + num(f);
+        std::printf("              forwarding is off for %s on the interface: that traffic is relayed by the "
+                    "sockets, not XDP\n",
+                    fams.c_str());
+      }
     } else {
       std::printf("  turn        off\n");
     }
@@ -329,17 +344,40 @@ void printStatus(const Json& s) {
   }
 }
 
-// A titled block of "name value" counter lines.
-void printCounters(const char* title, const Json& counters) {
-  std::printf("%s:\n", title);
-  for (const auto& [k, v] : counters.items()) {
-    if (v.is_array()) {  // a list of addresses (edge sockets): one line, space-separated
-      std::string joined;
-      for (const auto& x : v) joined += (joined.empty() ? "" : " ") + num(x);
-      std::printf("  %-28s %s\n", k.c_str(), joined.empty() ? "none" : joined.c_str());
-    } else {
-      std::printf("  %-28s %12s\n", k.c_str(), num(v).c_str());
+// A titled block of "name value" counter lines; a nested object's lines are "outer.inner",
+// and the name column is as wide as the longest name.
+void printCounters(const std::string& title, const Json& counters) {
+  std::vector<std::pair<std::string, const Json*>> lines;
+  auto flatten = [&lines](auto&& self, const std::string& prefix, const Json& obj) -> void {
+    for (const auto& [k, v] : obj.items()) {
+      if (v.is_object()) {
+        self(self, prefix + k + ".", v);
+      } else {
+        lines.emplace_back(prefix + k, &v);
+      }
     }
+  };
+  flatten(flatten, "", counters);
+  int width = 28;
+  for (const auto& [name, v] : lines) width = std::max(width, static_cast<int>(name.size()));
+  std::printf("%s:\n", title.c_str());
+  for (const auto& [name, v] : lines) {
+    if (v->is_array()) {  // a list of addresses (edge sockets): one line, space-separated
+      std::string joined;
+      for (const auto& x : *v) joined += (joined.empty() ? "" : " ") + num(x);
+      std::printf("  %-*s %s\n", width, name.c_str(), joined.empty() ? "none" : joined.c_str());
+    } else {
+      std::printf("  %-*s %12s\n", width, name.c_str(), num(*v).c_str());
+    }
+  }
+}
+
+// The object-valued members of `obj` not in `shown`, each as a counter block titled by its
+// key: sections a newer daemon added (or this printer has no title for) are shown, not lost.
+void printOtherCounters(const Json& obj, std::initializer_list<std::string_view> shown) {
+  for (const auto& [k, v] : obj.items()) {
+    if (!v.is_object() || std::find(shown.begin(), shown.end(), k) != shown.end()) continue;
+    printCounters(k, v);
   }
 }
 
@@ -388,6 +426,7 @@ void printStats(const Json& s) {
     if (r.contains("turn")) printCounters("TURN (socket path; XDP's share is in the table above)", r["turn"]);
     if (r.contains("rendezvous")) printCounters("Rendezvous", r["rendezvous"]);
     printCounters("Sockets", r["sockets"]);
+    printOtherCounters(r, {"xdp", "stun", "turn", "rendezvous", "sockets"});
   }
   if (s.contains("edge")) {
     const auto& e = s["edge"];
@@ -408,7 +447,10 @@ void printStats(const Json& s) {
         printCounters(title, e[key]);
       }
     }
+    printOtherCounters(e, {"xdp", "node", "engine", "disco", "stun_client", "turn_client", "rendezvous_client",
+                           "sockets"});
   }
+  printOtherCounters(s, {"relay", "edge"});
 }
 
 std::string traffic(const Json& t) {
@@ -518,8 +560,9 @@ int runNetcheck(int argc, char** argv, bool json) {
                              {"json", no_argument, nullptr, 'j'},
                              {nullptr, 0, nullptr, 0}};
   optind = 1;
+  opterr = 0;  // our own message, in the form every other usage error has
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "j", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":j", longopts, nullptr)) != -1) {
     switch (opt) {
       case kServer: servers.emplace_back(optarg); break;
       case kDns: dns.emplace_back(optarg); break;
@@ -536,7 +579,15 @@ int runNetcheck(int argc, char** argv, bool json) {
         }
         break;
       case 'j': json = true; break;
-      default: std::fputs("see tgwctl netcheck --help\n", stderr); return 2;
+      case ':':
+        std::fprintf(stderr, "tgwctl netcheck: %s needs a value (see tgwctl netcheck --help)\n", argv[optind - 1]);
+        return 2;
+      default:
+        std::fprintf(stderr, "tgwctl netcheck: unknown option '%s'%s (see tgwctl netcheck --help)\n", argv[optind - 1],
+                     std::string_view(argv[optind - 1]).starts_with("--socket") || std::string_view(argv[optind - 1]) == "-s"
+                         ? ": netcheck runs here and asks no daemon"
+                         : "");
+        return 2;
     }
   }
   if (optind != argc) {
@@ -671,6 +722,10 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--json" || a == "-j") {
       json = true;
+    } else if ((a == "--socket" || a == "-s") && i + 1 < argc) {
+      socketPath = argv[++i];
+    } else if (a.starts_with("--socket=")) {
+      socketPath = a.substr(9);
     } else if (cmd == "ping" && a == "--timeout" && i + 1 < argc) {
       const std::string v = argv[++i];
       try {

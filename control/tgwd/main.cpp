@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "crypto/node_key.h"
 #include "daemon/daemon.h"
+#include "daemon/host_check.h"
 #include "shell/privileges.h"
 
 namespace {
@@ -24,7 +25,8 @@ void usage(FILE* out) {
       "\n"
       "Options:\n"
       "  -c, --config FILE   the TOML config file (examples: config/examples/*.toml)\n"
-      "      --check         validate the config file, print a summary, and exit\n"
+      "      --check         validate the config file and what it names on this host (users,\n"
+      "                      groups, interfaces, key files), print a summary, and exit\n"
       "      --public-key    print each role's public node key, one line per key file in the\n"
       "                      config (\"edge tgw:...\", \"relay tgw:...\"), creating missing key\n"
       "                      files (0600), and exit; put the edge's key in its peers' configs\n"
@@ -67,6 +69,10 @@ int main(int argc, char** argv) {
     usage(stderr);
     return 2;
   }
+  if (check && publicKey) {
+    std::fputs("tgwd: --check and --public-key are separate runs: give one\n", stderr);
+    return 2;
+  }
   if (configPath.empty()) {
     std::fputs("tgwd: --config FILE is required\n", stderr);
     usage(stderr);
@@ -96,8 +102,14 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  const tgw::HostCheck host = tgw::checkHost(*cfg, configPath);
+  if (!host.problems.empty()) {
+    for (const auto& p : host.problems) std::fprintf(stderr, "tgwd: %s\n", p.c_str());
+    return 2;
+  }
   if (check) {
     for (const auto& w : cfg->warnings) std::printf("warning: %s\n", w.c_str());
+    for (const auto& n : host.notes) std::printf("note: %s\n", n.c_str());
     std::printf("%s: OK (roles:%s%s; control socket %s)\n", configPath.c_str(), cfg->relay ? " relay" : "",
                 cfg->edge ? " edge" : "", cfg->daemon.controlSocket.c_str());
     return 0;

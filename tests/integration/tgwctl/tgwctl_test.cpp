@@ -263,15 +263,19 @@ TEST_F(Tgwctl, ClearErrors) {
 // answer "unexpected argument '--help'" with 2), without asking the daemon.
 TEST_F(Tgwctl, EveryCommandHasItsOwnHelp) {
   for (const char* c : {"status", "stats", "allocations", "peers", "paths", "flows", "ping", "netcheck"}) {
+    // netcheck runs here: its usage offers no control socket.
+    const bool local = std::string(c) == "netcheck";
+    const std::string usage = std::string(local ? "Usage: tgwctl [--json] " : "Usage: tgwctl [--socket PATH] [--json] ") + c;
     for (const char* flag : {"--help", "-h"}) {
       auto r = tgwctl("--socket " + dir_ + "/missing.sock " + c + " " + flag);
       EXPECT_EQ(r.status, 0) << c << " " << flag << ": " << r.out;
-      EXPECT_EQ(r.out.rfind(std::string("Usage: tgwctl [--socket PATH] [--json] ") + c, 0), 0u) << r.out;
+      EXPECT_EQ(r.out.rfind(usage, 0), 0u) << r.out;
       EXPECT_NE(r.out.find("Exit status"), std::string::npos) << r.out;
+      EXPECT_EQ(r.out.find("--socket PATH   tgwd's control socket") == std::string::npos, local) << r.out;
     }
     auto viaHelp = tgwctl(std::string("help ") + c);
     EXPECT_EQ(viaHelp.status, 0);
-    EXPECT_EQ(viaHelp.out.rfind(std::string("Usage: tgwctl [--socket PATH] [--json] ") + c, 0), 0u);
+    EXPECT_EQ(viaHelp.out.rfind(usage, 0), 0u);
   }
   auto r = tgwctl("ping site-b --timeout 3 --help");
   EXPECT_EQ(r.status, 0) << r.out;
@@ -280,6 +284,22 @@ TEST_F(Tgwctl, EveryCommandHasItsOwnHelp) {
   r = tgwctl("stats --bogus");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.out.find("see tgwctl stats --help"), std::string::npos) << r.out;
+  r = tgwctl("netcheck --socket /x");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("tgwctl netcheck: unknown option '--socket': netcheck runs here and asks no daemon"),
+            std::string::npos)
+      << r.out;
+}
+
+// The control socket may follow the command too (`tgwctl status --socket PATH`), as --json may.
+TEST_F(Tgwctl, TheSocketOptionMayFollowTheCommand) {
+  for (const std::string& form : {"status --socket " + dir_ + "/missing.sock", "status -s " + dir_ + "/missing.sock",
+                                 "status --socket=" + dir_ + "/missing.sock"}) {
+    auto r = tgwctl(form);
+    EXPECT_EQ(r.status, 1) << form << ": " << r.out;  // read as the socket: it is not there
+    EXPECT_NE(r.out.find(dir_ + "/missing.sock"), std::string::npos) << form << ": " << r.out;
+    EXPECT_EQ(r.out.find("unexpected argument"), std::string::npos) << form << ": " << r.out;
+  }
 }
 
 }  // namespace

@@ -46,7 +46,9 @@ TEST(Dispatcher, BadRequestsGetErrors) {
   EXPECT_EQ(reply(d, "[1,2]")["error"], "request is not a JSON object");
   EXPECT_EQ(reply(d, R"({"cmd":7})")["error"], "request has no \"cmd\" string");
   EXPECT_EQ(reply(d, R"({"cmd":"echo","args":[1]})")["error"], "\"args\" must be an object");
-  EXPECT_EQ(reply(d, R"({"cmd":"nope"})")["error"], "unknown command \"nope\" (try \"help\")");
+  EXPECT_EQ(reply(d, R"({"cmd":"nope"})")["error"],
+            "unknown command \"nope\": this tgwd serves broken, echo, throws (the others belong to a role it does "
+            "not run)");
   EXPECT_EQ(reply(d, std::string("\xff\xfe{", 3))["ok"], false);
 }
 

@@ -245,12 +245,16 @@ TEST(ConfigTurn, UnsafePeerAllowNeedsTheOverrideAndNat64PrefixesAreChecked) {
   EXPECT_TRUE(ok->relay->turn->unsafeAllow.empty());
   ASSERT_EQ(ok->relay->turn->nat64Prefixes.size(), 2u);
   EXPECT_EQ(ok->relay->turn->nat64Prefixes[1].toString(), "2001:db8:64::/48");
+  const std::string want =
+      "expected an IPv6 prefix of an RFC 6052 length (/32, /40, /48, /56, /64 or /96), e.g. \"64:ff9b::/96\", got ";
   EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nnat64_prefixes = [\"64:ff9b:1::/80\"]\n")),
-            "t.toml:6: relay.turn.nat64_prefixes: expected IPv6 prefixes of an RFC 6052 length (/32, /40, /48, "
-            "/56, /64 or /96), got \"64:ff9b:1::/80\"");
+            "t.toml:6: relay.turn.nat64_prefixes: " + want + "\"64:ff9b:1::/80\"");
   EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nnat64_prefixes = [\"198.18.0.0/16\"]\n")),
-            "t.toml:6: relay.turn.nat64_prefixes: expected IPv6 prefixes of an RFC 6052 length (/32, /40, /48, "
-            "/56, /64 or /96), got \"198.18.0.0/16\"");
+            "t.toml:6: relay.turn.nat64_prefixes: " + want + "\"198.18.0.0/16\"");
+  // The edge's rule too (it was not checked here): bits 64 to 71 of a /96 zero.
+  EXPECT_EQ(errorOf(withTurn("rest_secret = \"s\"\nnat64_prefixes = [\"2001:db8:0:0:ff00::/96\"]\n")),
+            "t.toml:6: relay.turn.nat64_prefixes: expected a /96 prefix with bits 64 to 71 zero (RFC 6052 section "
+            "2.2), got \"2001:db8:0:0:ff00::/96\"");
 }
 
 TEST(ConfigTurn, ChannelNumbers) {
@@ -660,8 +664,10 @@ TEST(ConfigEdge, Nat64) {
   EXPECT_EQ(errorOf(edge("nat64_prefix = \"198.18.0.0/16\"\n")),
             "t.toml:4: edge.nat64_prefix: " + want + "\"198.18.0.0/16\"");
   EXPECT_EQ(errorOf(edge("nat64_prefix = \"64:ff9b::\"\n")), "t.toml:4: edge.nat64_prefix: " + want + "\"64:ff9b::\"");
+  // Bits after the prefix: said as such (it read as a wrong length).
   EXPECT_EQ(errorOf(edge("nat64_prefix = \"64:ff9b:1::1/96\"\n")),
-            "t.toml:4: edge.nat64_prefix: " + want + "\"64:ff9b:1::1/96\"");  // bits after the prefix
+            "t.toml:4: edge.nat64_prefix: expected an IPv6 prefix: no address bits set after the prefix length (a "
+            "network address), got \"64:ff9b:1::1/96\"");
   EXPECT_EQ(errorOf(edge("nat64_prefix = \"64:ff9b:0:0:ff00::/96\"\n")),
             "t.toml:4: edge.nat64_prefix: expected a /96 prefix with bits 64 to 71 zero (RFC 6052 section 2.2), got "
             "\"64:ff9b:0:0:ff00::/96\"");
