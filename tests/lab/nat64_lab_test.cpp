@@ -12,7 +12,12 @@
 //             namespace) through the kernel to tgwd's Pref64Watch; the prefix is
 //             2001:db8:64:64::/64 (the /64 layout, with the u-octet). c's configured DNS
 //             server answers nothing.
-//   b, d      IPv4-only sites behind the lab's "easy" NAT (nftables masquerade: port kept,
+//   e <-> f   the IPv6-only site e also has native IPv6 to the Internet and reaches the relay
+//             (dual-stack) at its IPv6 address: its gateway asks for an IPv4 relayed address
+//             (TURN REQUESTED-ADDRESS-FAMILY, RFC 8656 section 7.1) so that its IPv4-only peer f
+//             can use the relay; e's router drops UDP to and from f, so the pair stays on the
+//             relay (prefix from the DNS64, as for a).
+//   b, d, f   IPv4-only sites behind the lab's "easy" NAT (nftables masquerade: port kept,
 //             address-and-port-dependent filtering, a port-restricted cone).
 //
 // An IPv6-only site (built here, not by Lab: its host has no IPv4 address at all):
@@ -33,12 +38,13 @@
 // not synthesize from local-data; ipv4only.arpa (192.0.0.170, 192.0.0.171) is an auth-zone
 // served "for upstream", which the iterator reads as an upstream answer and dns64 synthesizes.
 //
-// Shown for each pair: the gateways end direct (the IPv6-only side's remote is the peer's
+// Shown for the first two pairs: the gateways end direct (the IPv6-only side's remote is the peer's
 // public IPv4 address synthesized into the prefix; the IPv4 side's remote is the site's public
 // IPv4 address, the NAT64's), the prefix came from the one source the scenario offers, the
 // IPv6-only gateway advertises a nat64 candidate, the applications' datagrams all arrive intact,
 // and the fast path's per-flow counters carried them on the direct path at both ends. Times to
-// direct are printed as "LAB-FIGURE name value unit".
+// direct are printed as "LAB-FIGURE name value unit". For e <-> f: both on the relay, e's
+// relayed address IPv4, every datagram intact and carried on the relay path in XDP at both ends.
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <linux/bpf.h>
@@ -60,7 +66,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr auto kDirectTimeout = 20s;  // from the gateways' start to direct at all four
+constexpr auto kDirectTimeout = 20s;  // from the gateways' start to their final paths
 constexpr auto kPrefixTimeout = 10s;  // from the gateways' start to their NAT64 prefix
 constexpr auto kRaInterval = 1s;      // the test router's RA period until the prefix is seen
 constexpr uint16_t kPref64LifetimeS = 1800;  // the RA's PREF64 lifetime (a multiple of 8)
@@ -81,6 +87,11 @@ struct Scenario {
   bool ra = false;           // PREF64 router advertisements from the router
   std::string peerSynthesized;  // the v4 site's public address in the prefix
   std::string expectedSource;   // status' nat64.source
+  // The v6 site's router also routes IPv6 to the Internet, its gateway reaches the relay at
+  // the relay's IPv6 address (asking it for an IPv4 relayed address), and the router drops
+  // UDP to and from the v4 site: the pair ends on the relay.
+  bool relay6 = false;
+  std::string kind() const { return relay6 ? "relay" : "direct"; }
 
   std::string routerNs(const std::string& p) const { return p + "-" + v6 + "-nat"; }
   std::string hostNs(const std::string& p) const { return p + "-" + v6; }
@@ -208,6 +219,12 @@ class Nat64Lab : public ::testing::Test {
         {router, "ethtool -K wan0 tx off && ethtool -K lan0 tx off"},
         {host, "ethtool -K wan0 tx off"},
     };
+    if (s.relay6) {
+      const std::string up = "2001:db8:0:" + std::to_string(s.link + 1) + "::";
+      steps.push_back({inet, "ip -6 addr add " + up + "1/64 dev " + s.v6 + " nodad && ip -6 route add " + s.lan() +
+                                 "/64 via " + up + "2"});
+      steps.push_back({router, "ip -6 addr add " + up + "2/64 dev wan0 nodad && ip -6 route add default via " + up + "1"});
+    }
     for (const auto& [ns, cmd] : steps) {
       if (auto r = sh(ns, cmd); !r) return r;
     }
@@ -241,6 +258,11 @@ class Nat64Lab : public ::testing::Test {
            "accept;\n    oifname \"wan0\" masquerade\n  }\n}\n"
            "table ip tgw_lab_fw {\n  chain input {\n    type filter hook input priority filter; policy accept;\n"
            "    iifname \"wan0\" ct state new counter drop\n  }\n}\n";
+      if (s.relay6) {
+        const std::string peer = lab().site(s.v4).publicAddress.toString();
+        f << "table ip tgw_lab_cut {\n  chain forward {\n    type filter hook forward priority filter; policy "
+             "accept;\n    ip daddr " << peer << " drop\n    ip saddr " << peer << " drop\n  }\n}\n";
+      }
       if (s.prefix != s.taygaPrefix) {
         f << "table ip6 tgw_lab_nat64_map {\n  chain prerouting {\n    type nat hook prerouting priority dstnat; "
              "policy accept;\n    ip6 daddr "
@@ -285,6 +307,7 @@ class Nat64Lab : public ::testing::Test {
     // The DNS64 scenario's resolver is the router; the RA scenario's resolver answers nothing
     // (nothing listens there): the prefix can come only from the RA.
     a.extraEdge = "nat64_discovery = true\ndns_servers = [\"[" + s.lan() + "1]:53\"]\n";
+    if (s.relay6) a.relayAddress = "[2001:db8:0:1::10]:3478";
     b.name = s.v4;
     b.relayKey = e_->relayKey();
     auto da = EdgeDaemon::prepare(lab(), s.hostNs(lab().prefix()), a);
@@ -363,9 +386,11 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
       {"nat64_dns", "a", "b", 10, "64:ff9b:1::/96", "2001:db8:64::/96", true, false, "64:ff9b:1::c612:102", "dns"},
       {"nat64_ra", "c", "d", 11, "2001:db8:64:64::/64", "2001:db8:64:64::/64", false, true,
        "2001:db8:64:64:c6:1202:200:0", "router_advertisement"},
+      {"nat64_relay6", "e", "f", 12, "64:ff9b:1::/96", "2001:db8:64::/96", true, false, "64:ff9b:1::c612:302", "dns",
+       true},
   };
   const auto built0 = Clock::now();
-  auto e = EdgeLab::create("relay; site b easy; site d easy");
+  auto e = EdgeLab::create("relay; site b easy; site d easy; site f easy");
   ASSERT_TRUE(e) << e.error().message;
   e_ = std::move(*e);
   for (const auto& s : scenarios) {
@@ -377,9 +402,11 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
   std::printf("lab built in %.2f s\n", std::chrono::duration<double>(Clock::now() - built0).count());
 
   const auto start = Clock::now();
-  for (const char* site : {"a", "b", "c", "d"}) {
-    auto r = edges_.at(site).start(lab());
-    ASSERT_TRUE(r) << site << ": " << r.error().message;
+  for (const auto& s : scenarios) {
+    for (const auto& site : {s.v6, s.v4}) {
+      auto r = edges_.at(site).start(lab());
+      ASSERT_TRUE(r) << site << ": " << r.error().message;
+    }
   }
   // c's router advertises its prefix (and keeps doing so every kRaInterval until c has it, as
   // the kernel's router solicitation at link-up would have it answered).
@@ -387,13 +414,13 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
   const Cidr raPrefix = Cidr::parse(raScenario.prefix).value();
   auto lastRa = Clock::time_point{};
 
-  // Until all four are direct: the first time each saw relay and direct, and the prefix.
-  std::map<std::string, std::optional<double>> relayAt, directAt, prefixAt;
+  // Until every gateway is on its final path: when each got there, and the prefixes.
+  std::map<std::string, std::optional<double>> directAt, prefixAt;
   const bool allDirect = waitFor(
       [&] {
         const auto now = Clock::now();
         const double t = std::chrono::duration<double>(now - start).count();
-        if (!prefixAt["c"] && now - lastRa >= kRaInterval) {
+        if (!prefixAt[raScenario.v6] && now - lastRa >= kRaInterval) {
           auto r = sendPref64Ra(lab(), raScenario.routerNs(lab().prefix()), "lan0", raPrefix, kPref64LifetimeS);
           EXPECT_TRUE(r) << r.error().message;
           lastRa = now;
@@ -405,9 +432,8 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
             if (directAt[site]) continue;  // each query costs a tgwctl run: ask only what is open
             auto a = active(site, peer);
             const std::string kind = a.is_object() ? a.value("kind", std::string()) : "";
-            if (kind == "relay" && !relayAt[site]) relayAt[site] = t;
-            if (kind == "direct" && !directAt[site]) directAt[site] = t;
-            done = done && kind == "direct";
+            if (kind == s.kind()) directAt[site] = t;  // "directAt": at the scenario's final kind
+            done = done && kind == s.kind();
           }
         }
         return done;
@@ -437,7 +463,7 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
     for (const auto& [site, peer] : {std::pair{s.v6, s.v4}, std::pair{s.v4, s.v6}}) {
       const std::string at = "." + site;
       const std::string log = edges_.at(site).log();
-      if (directAt[site]) printFigure(s.name + ".polled_time_to_direct" + at, *directAt[site], "s");
+      if (directAt[site]) printFigure(s.name + ".polled_time_to_" + s.kind() + at, *directAt[site], "s");
       if (auto r = loggedTimeTo(log, "relay")) printFigure(s.name + ".logged_time_to_relay" + at, *r, "s");
       if (auto d = loggedTimeTo(log, "direct")) printFigure(s.name + ".logged_time_to_direct" + at, *d, "s");
     }
@@ -449,7 +475,7 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
     if (prefixLogged && directLogged)
       printFigure(s.name + ".logged_prefix_to_direct." + s.v6, *directLogged - *prefixLogged, "s");
   }
-  ASSERT_TRUE(allDirect) << "not all direct within " << kDirectTimeout.count() << " s";
+  ASSERT_TRUE(allDirect) << "not all on their final path within " << kDirectTimeout.count() << " s";
 
   // Meanwhile, tgwctl netcheck on the DNS64 site's gateway: the prefix from the DNS, then the
   // relay's two IPv4 STUN addresses probed through it, RFC 5780 included (OTHER-ADDRESS
@@ -512,17 +538,28 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
     // Still direct, through the NAT64: the IPv6-only side sends to the peer's public address
     // in the prefix, the IPv4 side to the NAT64's public address.
     auto av6 = active(s.v6, s.v4), av4 = active(s.v4, s.v6);
-    EXPECT_EQ(av6.value("kind", std::string()), "direct") << av6.dump();
-    EXPECT_EQ(ipOf(av6), s.peerSynthesized) << av6.dump();
-    EXPECT_EQ(av4.value("kind", std::string()), "direct") << av4.dump();
-    EXPECT_EQ(ipOf(av4), s.publicV4()) << av4.dump();
-    // The fast path carried every datagram both ways on the direct path, at both ends.
+    EXPECT_EQ(av6.value("kind", std::string()), s.kind()) << av6.dump();
+    EXPECT_EQ(av4.value("kind", std::string()), s.kind()) << av4.dump();
+    if (s.relay6) {
+      // Over IPv6 to the relay, on a channel to the peer's IPv4 relayed address, from an IPv4
+      // relayed address of our own (REQUESTED-ADDRESS-FAMILY IPv4).
+      EXPECT_EQ(ipOf(av6), "2001:db8:0:1::10") << av6.dump();
+      const auto peerRelayed = SockAddr::parse(av6.value("peer_relayed", std::string()));
+      EXPECT_TRUE(peerRelayed && peerRelayed->isV4()) << av6.dump();
+      auto st = edges_.at(s.v6).query("status");
+      ASSERT_TRUE(st) << st.error().message;
+      EXPECT_TRUE(hasCandidate(*st, "relay", "198.18.0.10")) << st->dump();
+    } else {
+      EXPECT_EQ(ipOf(av6), s.peerSynthesized) << av6.dump();
+      EXPECT_EQ(ipOf(av4), s.publicV4()) << av4.dump();
+    }
+    // The fast path carried every datagram both ways on that path, at both ends.
     for (const auto& site : {s.v6, s.v4}) {
       auto flows = edges_.at(site).query("flows");
       ASSERT_TRUE(flows) << flows.error().message;
       SCOPED_TRACE("site " + site + ": " + flowEntry(*flows, kFlowId).dump());
-      EXPECT_GE(flowCounter(*flows, kFlowId, "out_direct_packets"), kCount);
-      EXPECT_GE(flowCounter(*flows, kFlowId, "in_direct_packets"), kCount);
+      EXPECT_GE(flowCounter(*flows, kFlowId, "out_" + s.kind() + "_packets"), kCount);
+      EXPECT_GE(flowCounter(*flows, kFlowId, "in_" + s.kind() + "_packets"), kCount);
     }
   }
 }
