@@ -1,8 +1,9 @@
 // The NAT64 lab (issue 14): an IPv6-only site whose edge gateway reaches an IPv4-only peer
 // through its network's NAT64, with Debian's own NAT64 and DNS64, and ends direct.
 //
-// Two scenarios run side by side in one lab (the suite's time budget): one relay-role tgwd
-// (STUN, TURN, rendezvous) on the lab's IPv4 Internet, and two pairs of gateways.
+// Three scenarios run side by side in one lab (the suite's time budget: about 12 s in all):
+// one relay-role tgwd (STUN, TURN, rendezvous) on the lab's Internet, and three pairs of
+// gateways.
 //
 //   a <-> b   the IPv6-only site a learns its NAT64 prefix only from the DNS (RFC 7050): its
 //             router runs unbound with the dns64 module; the prefix is the RFC 8215
@@ -22,8 +23,9 @@
 //
 // An IPv6-only site (built here, not by Lab: its host has no IPv4 address at all):
 //
-//   <p>-X-nat  the site's router: wan0 198.18.k.2/24 on the lab's Internet (IPv4 only: the
-//              site's only way out is its NAT64), lan0 2001:db8:1:k::1/64. Runs tayga (NAT64 on
+//   <p>-X-nat  the site's router: wan0 198.18.k.2/24 on the lab's Internet (IPv4 only, the
+//              site's only way out its NAT64; e's also 2001:db8:0:(k+1)::2/64), lan0
+//              2001:db8:1:k::1/64. Runs tayga (NAT64 on
 //              the TUN device nat64, stateless 1:1 from the site's IPv6 hosts to
 //              192.168.255.0/24), an nftables masquerade on wan0 behind it (the "easy" NAT
 //              again, with a home router's input firewall), and the site's application
@@ -43,7 +45,9 @@
 // IPv4 address, the NAT64's), the prefix came from the one source the scenario offers, the
 // IPv6-only gateway advertises a nat64 candidate, the applications' datagrams all arrive intact,
 // and the fast path's per-flow counters carried them on the direct path at both ends. Times to
-// direct are printed as "LAB-FIGURE name value unit". For e <-> f: both on the relay, e's
+// direct are printed as "LAB-FIGURE name value unit". Meanwhile `tgwctl netcheck` on a's
+// gateway finds the prefix in the DNS and runs its STUN and RFC 5780 probes through the NAT64
+// (OTHER-ADDRESS synthesized into the prefix). For e <-> f: both on the relay, e's
 // relayed address IPv4, every datagram intact and carried on the relay path in XDP at both ends.
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
@@ -164,9 +168,10 @@ class Nat64Lab : public ::testing::Test {
       for (auto& [site, d] : edges_) {
         std::string log = d.log();
         if (log.size() > 6000) log = "...\n" + log.substr(log.size() - 6000);
-        std::printf("--- edge tgwd %s ---\n%s--- %s: tgwctl paths ---\n%s--- %s: tgwctl status ---\n%s", site.c_str(),
-                    log.c_str(), site.c_str(), d.show("paths").output.c_str(), site.c_str(),
-                    d.show("status").output.c_str());
+        std::printf("--- edge tgwd %s ---\n%s--- %s: tgwctl paths ---\n%s--- %s: tgwctl status ---\n%s"
+                    "--- %s: tgwctl stats ---\n%s",
+                    site.c_str(), log.c_str(), site.c_str(), d.show("paths").output.c_str(), site.c_str(),
+                    d.show("status").output.c_str(), site.c_str(), d.show("stats").output.c_str());
       }
       for (const auto& [name, p] : extraProcesses_) std::printf("--- %s ---\n%s\n", name.c_str(), p->log().c_str());
     }
