@@ -15,6 +15,8 @@ PACKAGES=(
   # lab
   iproute2 nftables conntrack coturn tcpdump socat procps ethtool radvd
   miniupnpd-nftables natpmpc miniupnpc
+  # lab: NAT64 (tayga) and DNS64 (unbound) for the IPv6-only site (tests/lab/nat64_lab_test.cpp)
+  tayga unbound
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -41,6 +43,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "setup.sh: all packages present"
+fi
+
+# unbound's package enables unbound.service (and unbound-resolvconf, which rewrites resolv.conf)
+# for the next boot; policy-rc.d only kept them from starting now. The lab starts its own unbound
+# inside namespaces; a system one would hold port 53 here and take over the host's resolver.
+if [ -e /lib/systemd/system/unbound.service ]; then
+  systemctl disable unbound.service unbound-resolvconf.service >/dev/null 2>&1 || true
+  if [ -d /run/systemd/system ]; then
+    systemctl stop unbound.service unbound-resolvconf.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # The lab's NATs and the XDP programs need these; harmless when already set.

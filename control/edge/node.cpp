@@ -417,10 +417,10 @@ void Node::onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint no
   ++counters_.callMeMaybeReceived;
   std::optional<SockAddr> relayed;
   for (const auto& c : cmm.candidates) {
-    // The relayed address of the relay's family as configured (one reached through the
-    // NAT64 is still an IPv4 relay handing out IPv4 relayed addresses).
+    // The relayed address of our allocation's family (an IPv4 relay reached through the
+    // NAT64, or a dual-stack one an IPv6-only edge asks for IPv4, hands out IPv4 ones).
     if (c.kind == disco::CandidateKind::Relayed && relay_ && config_.turn &&
-        c.addr.family() == config_.turn->server.family()) {
+        c.addr.family() == config_.turn->family) {
       relayed = c.addr;
     }
   }

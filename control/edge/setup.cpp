@@ -57,7 +57,10 @@ Result<NodeConfig> nodeConfig(const config::EdgeConfig& cfg, const std::vector<I
     } else {
       tc.credentials = turnclient::Credentials{cfg.relay->username, cfg.relay->password};
     }
-    tc.family = cfg.relay->address.isV4() ? Family::V4 : Family::V6;
+    // An IPv6-only edge asks even a relay it reaches over IPv6 for an IPv4 relayed address
+    // (REQUESTED-ADDRESS-FAMILY, issue 14): its peers are IPv4 ones, reached through the NAT64.
+    const bool ipv6Only = std::none_of(sockets.begin(), sockets.end(), [](const SockAddr& s) { return s.isV4(); });
+    tc.family = cfg.relay->address.isV4() || ipv6Only ? Family::V4 : Family::V6;
     tc.software = "tgw";
     nc.turn = tc;
     rendezvous::ClientConfig rc;

@@ -1,5 +1,7 @@
 #include "netcheck/netcheck.h"
 
+#include "nat64/rfc6052.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -97,6 +99,7 @@ void Netcheck::start(TimePoint now) {
       auto& sr = report_.servers[i];
       if (sr.address.family() != fs.family) continue;
       sr.tested = true;
+      sr.viaNat64 = throughNat64(sr.address);
       startProbe(ProbeKind::Basic, f, fs.primary->id, sr.address, i, kAnswerPolicy, std::nullopt, now);
     }
   }
@@ -189,15 +192,17 @@ void Netcheck::onDatagram(int socketId, std::span<const uint8_t> bytes, const So
   if (msg.cls() == stun::Class::SuccessResponse) {
     auto mapped = msg.xorMappedAddress();
     if (!mapped) mapped = msg.mappedAddress();  // RFC 3489 servers
-    if (!mapped || mapped->family() != fs.family) {
+    // Through the NAT64 the server saw (and answers with) the NAT64's IPv4 address.
+    const bool viaNat64 = throughNat64(p.to);
+    if (!mapped || (mapped->family() != fs.family && !(viaNat64 && mapped->isV4()))) {
       ++report_.counters.bad;  // keep waiting: a retransmission may get a usable answer
       return;
     }
     p.mapped = mapped;
     if (p.server && p.kind == ProbeKind::Basic) {
       auto& sr = report_.servers[*p.server];
-      sr.otherAddress = msg.otherAddress();
-      sr.responseOrigin = msg.responseOrigin();
+      sr.otherAddress = viaNat64 ? intoNat64(msg.otherAddress()) : msg.otherAddress();
+      sr.responseOrigin = viaNat64 ? intoNat64(msg.responseOrigin()) : msg.responseOrigin();
       if (auto sw = msg.stringAttr(stun::attr::kSoftware)) sr.software = printable(*sw);
     }
   } else {
@@ -232,6 +237,17 @@ void Netcheck::probeFinished(Probe& p, TimePoint now) {
   advance(p.family, now);
 }
 
+bool Netcheck::throughNat64(const SockAddr& to) const {
+  return config_.nat64Prefix && to.isV6() && config_.nat64Prefix->contains(to.ip());
+}
+
+std::optional<SockAddr> Netcheck::intoNat64(const std::optional<SockAddr>& a) const {
+  if (!a || !a->isV4() || !config_.nat64Prefix) return a;
+  auto v6 = nat64::synthesize(*config_.nat64Prefix, a->ip());
+  if (!v6) return a;
+  return SockAddr(*v6, a->port());
+}
+
 const Netcheck::Probe* Netcheck::probe(const std::optional<stun::TransactionId>& id) const {
   if (!id) return nullptr;
   auto it = probes_.find(*id);
@@ -253,8 +269,12 @@ void Netcheck::advance(size_t f, TimePoint now) {
 
   // Hairpinning: as soon as the discovery socket's mapping is known.
   if (!fs.hairpin && fs.second && fr.mapped) {
-    fs.hairpin = startProbe(ProbeKind::Hairpin, f, fs.second->id, *fr.mapped, std::nullopt, kSilencePolicy,
-                            std::nullopt, now);
+    // An IPv4 mapping seen through the NAT64 is reached through it too.
+    const auto to = fr.mapped->family() == fs.family ? fr.mapped : intoNat64(fr.mapped);
+    if (to && to->family() == fs.family) {
+      fs.hairpin = startProbe(ProbeKind::Hairpin, f, fs.second->id, *to, std::nullopt, kSilencePolicy,
+                              std::nullopt, now);
+    }
   }
   if (const Probe* hp = probe(fs.hairpin); hp && hp->txn.finished() && !fs.hairpinDecided) {
     fs.hairpinDecided = true;

@@ -42,6 +42,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/cidr.h"
 #include "base/clock.h"
 #include "base/sockaddr.h"
 #include "netcheck/stun_transaction.h"
@@ -100,6 +101,13 @@ struct Config {
   std::string software = "tgw netcheck";  // SOFTWARE on CHANGE-REQUEST probes; empty: none
   // Transaction ids; defaults to stun::newTransactionId (random). Tests may inject.
   std::function<stun::TransactionId()> newTransactionId;
+  // The site's NAT64 prefix (issue 14), when servers are reached through it: a server given
+  // as prefix + IPv4 (RFC 6052; the shell synthesizes it, nat64::reach) is an IPv4 server
+  // behind the NAT64. Its answers carry IPv4 addresses: XOR-MAPPED-ADDRESS is the NAT64's
+  // public address (taken as this family's mapping), and OTHER-ADDRESS and RESPONSE-ORIGIN
+  // are the server's other IPv4 endpoints, synthesized into the prefix so that the RFC 5780
+  // tests (and the hairpinning test, to the mapped address) run through the NAT64 too.
+  std::optional<Cidr> nat64Prefix;
 };
 
 struct ServerReport {
@@ -113,6 +121,7 @@ struct ServerReport {
   std::optional<int> errorCode;
   std::string software;
   std::string sendError;  // why requests to it could not be sent, if they could not
+  bool viaNat64 = false;  // reached at prefix + IPv4 (Config::nat64Prefix)
 };
 
 struct FamilyReport {
@@ -227,6 +236,10 @@ class Netcheck {
   void decideMapping(size_t f);
   void compareServers(size_t f, const std::string& prefix);
   const Probe* probe(const std::optional<stun::TransactionId>& id) const;
+  // Whether `to` lies in Config::nat64Prefix; an IPv4 endpoint synthesized into it (others,
+  // and an unset prefix, leave it as it is).
+  bool throughNat64(const SockAddr& to) const;
+  std::optional<SockAddr> intoNat64(const std::optional<SockAddr>& a) const;
   int basicPending(size_t f) const;
   void checkDone(TimePoint now);
   void finishAtDeadline(TimePoint now);

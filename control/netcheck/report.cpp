@@ -123,6 +123,7 @@ std::string Report::toText() const {
       if (s.mapped) v += "  mapped " + s.mapped->toString();
       if (s.errorCode) v += "  error " + std::to_string(*s.errorCode);
       if (s.otherAddress) v += "  RFC 5780 (other " + s.otherAddress->toString() + ")";
+      if (s.viaNat64) v += "  through the NAT64";
       if (!s.software.empty()) v += "  \"" + s.software + "\"";
     }
     out << "    " << addr << v << "\n";
@@ -153,6 +154,7 @@ nlohmann::json Report::toJson() const {
     sj["mapped"] = optAddr(s.mapped);
     sj["other_address"] = optAddr(s.otherAddress);
     sj["response_origin"] = optAddr(s.responseOrigin);
+    sj["via_nat64"] = s.viaNat64;
     sj["error_code"] = s.errorCode ? nlohmann::json(*s.errorCode) : nlohmann::json(nullptr);
     sj["software"] = s.software;
     sj["send_error"] = s.sendError.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.sendError);

@@ -7,11 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <string>
 
 #include "base/fd.h"
+#include "nat64/rfc6052.h"
 #include "shell/udp_endpoints.h"
 #include "base/log.h"
 
@@ -64,12 +66,25 @@ Result<Report> runNetcheck(const Options& options) {
   Config config;
   config.servers = options.servers;
   config.deadline = options.deadline;
+  if (options.nat64Prefix) {
+    // An IPv6-only host: no IPv4 route to the first IPv4 server, so every IPv4 server is
+    // reached through the NAT64 (what the edge does, nat64::reach).
+    const auto firstV4 = std::find_if(options.servers.begin(), options.servers.end(),
+                                      [](const SockAddr& s) { return s.isV4(); });
+    if (firstV4 != options.servers.end() && !routeSource(*firstV4)) {
+      config.nat64Prefix = options.nat64Prefix;
+      for (auto& s : config.servers) {
+        if (!s.isV4()) continue;
+        if (auto v6 = nat64::synthesize(*options.nat64Prefix, s.ip())) s = SockAddr(*v6, s.port());
+      }
+    }
+  }
   std::vector<UniqueFd> fds;  // index == socket id
   std::vector<std::string> openErrors;
 
   for (Family family : {Family::V4, Family::V6}) {
     const SockAddr* firstServer = nullptr;
-    for (const auto& s : options.servers) {
+    for (const auto& s : config.servers) {
       if (s.family() == family) {
         firstServer = &s;
         break;

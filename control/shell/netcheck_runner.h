@@ -19,6 +19,10 @@ struct Options {
   std::optional<IpAddr> bindV6;
   Duration deadline = kDefaultOverallDeadline;
   bool hairpinning = true;  // open a second socket per family for the hairpinning test
+  // The site's NAT64 prefix (RFC 7050 or PREF64, issue 14). When set and the host has no
+  // route to the IPv4 servers (an IPv6-only host), they are probed at prefix + IPv4 from
+  // IPv6 sockets (netcheck::Config::nat64Prefix). Native IPv4 is preferred when it routes.
+  std::optional<Cidr> nat64Prefix;
 };
 
 // Runs one netcheck to completion (at most options.deadline plus a little). Fails only when

@@ -629,18 +629,22 @@ int runNetcheck(int argc, char** argv, bool json) {
   if (timeoutS > 0) {
     opts.deadline = std::chrono::duration_cast<tgw::Duration>(std::chrono::duration<double>(timeoutS));
   }
-  auto report = tgw::netcheck::runNetcheck(opts);
-  if (!report) {
-    std::fprintf(stderr, "tgwctl netcheck: %s\n", report.error().message.c_str());
-    return 1;
-  }
   if (resolvers.empty()) {
     std::ifstream in("/etc/resolv.conf");
     std::stringstream text;
     text << in.rdbuf();
     resolvers = tgw::nat64::parseResolvConf(text.str()).nameservers;
   }
+  // The NAT64 first: on an IPv6-only host the STUN probes go through its prefix.
   const auto nat64 = nat64Check(resolvers, opts.deadline);
+  if (!nat64["prefixes"].empty() && nat64["prefixes"][0].is_string()) {
+    if (auto p = tgw::Cidr::parse(nat64["prefixes"][0].get<std::string>())) opts.nat64Prefix = *p;
+  }
+  auto report = tgw::netcheck::runNetcheck(opts);
+  if (!report) {
+    std::fprintf(stderr, "tgwctl netcheck: %s\n", report.error().message.c_str());
+    return 1;
+  }
   if (json) {
     auto j = report->toJson();
     j["nat64"] = nat64;

@@ -20,7 +20,8 @@ using stun::TransactionId;
 namespace attr = stun::attr;
 
 constexpr uint8_t kTransportUdp = 17;       // RFC 8656 section 18.7: REQUESTED-TRANSPORT
-constexpr uint8_t kFamilyIpv6 = 0x02;       // RFC 8656 section 18.8 / 18.9 (IPv4 would be 0x01)
+constexpr uint8_t kFamilyIpv4 = 0x01;       // RFC 8656 section 18.8
+constexpr uint8_t kFamilyIpv6 = 0x02;       // RFC 8656 section 18.8 / 18.9
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
@@ -193,6 +194,12 @@ struct Client::Impl {
         } else if (cfg.additionalIpv6) {
           const uint8_t fam[4] = {kFamilyIpv6, 0, 0, 0};
           b.addRaw(attr::kAdditionalAddressFamily, fam);
+        } else if (cfg.server.isV6()) {
+          // An IPv4 relayed address asked for over IPv6 (an IPv6-only client of a dual-stack
+          // server): said explicitly, as a server reached over IPv6 implements RFC 6156 /
+          // RFC 8656 and so knows the attribute.
+          const uint8_t fam[4] = {kFamilyIpv4, 0, 0, 0};
+          b.addRaw(attr::kRequestedAddressFamily, fam);
         }
         if (cfg.requestedLifetime) b.addU32(attr::kLifetime, lifetimeSeconds(*cfg.requestedLifetime));
         break;

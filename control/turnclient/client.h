@@ -142,8 +142,10 @@ struct Config {
   // (edge_role.cpp), so a tgwd restarted after a block boundary holds the previous block's
   // username here; without it the stale allocation blocks the 5-tuple until it expires.
   std::vector<Credentials> reclaimCredentials;
-  // REQUESTED-ADDRESS-FAMILY (RFC 8656 section 18.8): sent only for IPv6, since IPv4 is
-  // the default and RFC 5766 servers reject the (comprehension-required) attribute.
+  // REQUESTED-ADDRESS-FAMILY (RFC 8656 section 18.8): sent for IPv6, and for IPv4 only to a
+  // server reached over IPv6 (an IPv6-only client asking a dual-stack relay for an IPv4
+  // relayed address its IPv4-only peers can use, issue 14); otherwise IPv4 is the default
+  // and RFC 5766 servers reject the (comprehension-required) attribute.
   Family family = Family::V4;
   // ADDITIONAL-ADDRESS-FAMILY IPv6 (RFC 8656 section 18.9): ask for a second, IPv6,
   // relayed address besides the IPv4 one (dual allocation). Only with family V4.

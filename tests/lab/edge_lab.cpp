@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <sstream>
 
 namespace tgw::lab {
@@ -150,19 +151,36 @@ std::optional<double> logSeconds(const std::string& line) {
 }  // namespace
 
 std::optional<double> EdgeLab::loggedTimeTo(const std::string& site, const std::string& kind) {
-  std::istringstream lines(edges_.at(site).log());
+  return lab::loggedTimeTo(edges_.at(site).log(), kind);
+}
+
+namespace {
+
+std::optional<double> loggedTimeToMatch(const std::string& log, const std::function<bool(const std::string&)>& match) {
+  std::istringstream lines(log);
   double started = -1, reached = -1;
   for (std::string line; std::getline(lines, line);) {
     if (line.find(" info started ") != std::string::npos) {
       started = logSeconds(line).value_or(-1);
       reached = -1;
-    } else if (started >= 0 && reached < 0 && line.find(" path_change ") != std::string::npos &&
-               line.find(" to=" + kind + ":") != std::string::npos) {
+    } else if (started >= 0 && reached < 0 && match(line)) {
       reached = logSeconds(line).value_or(-1);
     }
   }
   if (started < 0 || reached < 0) return std::nullopt;
   return reached - started;
+}
+
+}  // namespace
+
+std::optional<double> loggedTimeTo(const std::string& log, const std::string& kind) {
+  return loggedTimeToMatch(log, [&](const std::string& line) {
+    return line.find(" path_change ") != std::string::npos && line.find(" to=" + kind + ":") != std::string::npos;
+  });
+}
+
+std::optional<double> loggedTimeToLine(const std::string& log, const std::string& text) {
+  return loggedTimeToMatch(log, [&](const std::string& line) { return line.find(text) != std::string::npos; });
 }
 
 Result<void> EdgeLab::startApps(double rate, uint64_t count, double linger) {

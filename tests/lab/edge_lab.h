@@ -40,6 +40,8 @@ class EdgeLab {
 
   Lab& lab() { return *lab_; }
   RelayDaemon& relay() { return *relay_; }
+  // The relay's rendezvous key ("tgw:<hex>"), for edges the test prepares itself.
+  const std::string& relayKey() const { return relayKey_; }
   // Restarts the relay's tgwd (same config and key).
   Result<void> restartRelay();
 
@@ -89,6 +91,12 @@ class EdgeLab {
   std::map<std::string, std::string> peers_;
   std::map<std::string, Process*> apps_;
 };
+
+// From an edge tgwd's log: seconds from its (latest) "started" line to its first path_change
+// onto a `kind` ("relay" / "direct") path; nothing if none yet.
+std::optional<double> loggedTimeTo(const std::string& log, const std::string& kind);
+// The same to the first line (after the latest "started") that contains `text`.
+std::optional<double> loggedTimeToLine(const std::string& log, const std::string& text);
 
 // "LAB-FIGURE name value" on stdout: the README's lab figures.
 void printFigure(const std::string& name, double value, const std::string& unit);

@@ -261,7 +261,7 @@ Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesy
   if (!spec.lanInterface.empty()) f << "lan_interface = " << quoted(spec.lanInterface) << "\n";
   if (!spec.addresses.empty()) f << "addresses = " << quotedList(spec.addresses) << "\n";
   f << "port = " << spec.port << "\nxdp_mode = " << quoted(spec.xdpMode) << "\npin_dir = "
-    << quoted(spec.pinDir) << "\nstun_servers = " << quotedList(spec.stunServers) << "\n\n";
+    << quoted(spec.pinDir) << "\nstun_servers = " << quotedList(spec.stunServers) << "\n" << spec.extraEdge << "\n";
   if (!spec.relayKey.empty()) {
     f << "[edge.relay]\naddress = " << quoted(spec.relayAddress) << "\nkey = " << quoted(spec.relayKey)
       << "\nusername = " << quoted(spec.relayUser) << "\npassword = " << quoted(spec.relayPassword) << "\n\n";

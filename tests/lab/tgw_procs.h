@@ -155,6 +155,7 @@ struct EdgeSpec {
   std::vector<Peer> peers;
   std::vector<FlowSpec> flows;
   std::string logLevel = "info";
+  std::string extraEdge;            // more [edge] keys, TOML lines ("nat64_discovery = false\n")
 };
 
 // An edge-role tgwd in a site's gateway namespace. The key file and config live in the

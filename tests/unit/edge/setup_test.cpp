@@ -98,6 +98,29 @@ TEST(EdgeNodeConfig, RefusesAFlowOnOurSocketAndARelayWithoutASocketOfItsFamily) 
   EXPECT_NE(noFamily.error().message.find("no edge socket of its address family"), std::string::npos);
 }
 
+// The relayed family (issue 14): an IPv6-only edge asks its relay for an IPv4 relayed address
+// even when it reaches the relay over IPv6 (REQUESTED-ADDRESS-FAMILY), for its IPv4-only
+// peers; a dual-stack edge asks an IPv6-reached relay for IPv6, an IPv4-reached one for IPv4.
+TEST(EdgeNodeConfig, RelayedFamilyFollowsTheEdgesSockets) {
+  auto c = edgeConfig();
+  const auto key = crypto::NodeKey::generate().publicKey();
+  c.relay = config::EdgeRelayConfig{sa("[2001:db8::10]:3478"), key, "u", "p", {}};
+  auto v6only = nodeConfig(c, {kSock6.ip()}, {kSock6}, 0, 1);
+  ASSERT_TRUE(v6only.ok()) << v6only.error().message;
+  ASSERT_TRUE(v6only->turn);
+  EXPECT_EQ(v6only->turn->server, c.relay->address);
+  EXPECT_EQ(v6only->turn->family, Family::V4);
+
+  auto dual = nodeConfig(c, {kSock4.ip(), kSock6.ip()}, {kSock4, kSock6}, 0, 1);
+  ASSERT_TRUE(dual.ok()) << dual.error().message;
+  EXPECT_EQ(dual->turn->family, Family::V6);
+
+  c.relay = config::EdgeRelayConfig{sa("198.18.0.10:3478"), key, "u", "p", {}};
+  auto four = nodeConfig(c, {kSock4.ip(), kSock6.ip()}, {kSock4, kSock6}, 0, 1);
+  ASSERT_TRUE(four.ok()) << four.error().message;
+  EXPECT_EQ(four->turn->family, Family::V4);
+}
+
 // REST credentials: the same username for every start within a 30-day block, expiring at
 // the end of the next block; the previous block's kept for the restart reclaim.
 TEST(EdgeNodeConfig, RestCredentialsFollowThe30DayBlocks) {

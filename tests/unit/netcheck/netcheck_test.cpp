@@ -73,6 +73,7 @@ class NetcheckSim : public ::testing::Test {
     Config cfg;
     cfg.servers = std::move(servers);
     cfg.deadline = deadline;
+    cfg.nat64Prefix = nat64Prefix_;
     std::vector<SockAddr> locals;
     nc_.reset();
     auto flush = [this, &client, &locals] {
@@ -117,6 +118,7 @@ class NetcheckSim : public ::testing::Test {
   }
 
   std::unique_ptr<Netcheck> nc_;
+  std::optional<Cidr> nat64Prefix_;  // Config::nat64Prefix of the next run()
   TimePoint start_{};
   std::vector<std::shared_ptr<stun::Server>> servers_;
 };
@@ -209,6 +211,70 @@ INSTANTIATE_TEST_SUITE_P(
         NatCase{"HardApdmApdf", NatMapping::AddressAndPortDependent, NatFiltering::AddressAndPortDependent,
                 MappingBehavior::AddressAndPortDependent, FilteringBehavior::AddressAndPortDependent}),
     [](const ::testing::TestParamInfo<NatCase>& i) { return std::string(i.param.name); });
+
+// An IPv6-only host behind a NAT64 (issue 14), the IPv4 servers given at prefix + IPv4 (as
+// the runner synthesizes them): their answers carry IPv4 addresses, OTHER-ADDRESS is
+// synthesized into the prefix, and the RFC 5780 tests run through the NAT64 and find the
+// behaviours of the NAT behind it (a stateful NAT64 shares one mapping table, RFC 6146).
+const Cidr kNat64Prefix = *Cidr::parse("64:ff9b:1::/96");
+SockAddr viaNat64(const SockAddr& v4) {
+  return SockAddr(*IpAddr::parse("64:ff9b:1::" + v4.ip().toString()), v4.port());
+}
+
+class NetcheckBehindNat64 : public NetcheckSim, public ::testing::WithParamInterface<NatCase> {};
+
+TEST_P(NetcheckBehindNat64, FindsMappingAndFilteringThroughThePrefix) {
+  const NatCase nc = GetParam();
+  NatConfig cfg{nc.mapping, nc.filtering};
+  cfg.nat64Prefix = kNat64Prefix;
+  Nat& nat = addNat(cfg);
+  Host& c = net.addHost(nat.inside(), "client", {ip("2001:db8:6::2")}, Link{kClientLinkLatency, 0});
+  nat64Prefix_ = kNat64Prefix;
+  const SockAddr rfc5780 = viaNat64(kRfc5780V4), plain = viaNat64(kPlainV4);
+  Report r = run(c, {rfc5780, plain});
+  EXPECT_FALSE(r.ipv4.tested);
+  EXPECT_TRUE(r.ipv6.tested);
+  EXPECT_TRUE(r.ipv6.udp);
+  EXPECT_FALSE(r.deadlineReached);
+  // The mapping is the NAT64's IPv4 endpoint.
+  ASSERT_TRUE(r.ipv6.mapped);
+  EXPECT_EQ(r.ipv6.mapped->ip(), kNatIp);
+  EXPECT_EQ(r.ipv6.behindNat, Tristate::Yes);
+  EXPECT_TRUE(server(r, rfc5780).viaNat64);
+  // 198.18.0.2:3479 in the prefix.
+  EXPECT_EQ(server(r, rfc5780).otherAddress, sa("[64:ff9b:1::c612:2]:3479"));
+  EXPECT_EQ(server(r, rfc5780).responseOrigin, rfc5780);
+  EXPECT_EQ(r.ipv6.mapping, nc.wantMapping) << r.ipv6.mappingHow;
+  EXPECT_EQ(r.ipv6.filtering, nc.wantFiltering) << r.ipv6.filteringHow;
+  // To the mapped IPv4 endpoint through the prefix; the model does not hairpin.
+  EXPECT_EQ(r.ipv6.hairpinning, Tristate::No) << r.ipv6.hairpinningHow;
+  EXPECT_EQ(r.counters.bad, 0u);
+  EXPECT_EQ(r.toJson()["servers"][0]["via_nat64"], true);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rfc4787, NetcheckBehindNat64,
+    ::testing::Values(
+        NatCase{"EimEif", NatMapping::EndpointIndependent, NatFiltering::EndpointIndependent,
+                MappingBehavior::EndpointIndependent, FilteringBehavior::EndpointIndependent},
+        NatCase{"EimApdf", NatMapping::EndpointIndependent, NatFiltering::AddressAndPortDependent,
+                MappingBehavior::EndpointIndependent, FilteringBehavior::AddressAndPortDependent},
+        NatCase{"HardApdmApdf", NatMapping::AddressAndPortDependent, NatFiltering::AddressAndPortDependent,
+                MappingBehavior::AddressAndPortDependent, FilteringBehavior::AddressAndPortDependent}),
+    [](const ::testing::TestParamInfo<NatCase>& i) { return std::string(i.param.name); });
+
+// Without the prefix in the config, the IPv4 answers to the IPv6 probes are unusable (what
+// netcheck did before issue 14): counted bad, no mapping, the deadline ends the run.
+TEST_F(NetcheckSim, AnswersThroughANat64WithoutItsPrefixAreUnusable) {
+  NatConfig cfg{NatMapping::EndpointIndependent, NatFiltering::AddressAndPortDependent};
+  cfg.nat64Prefix = kNat64Prefix;
+  Nat& nat = addNat(cfg);
+  Host& c = net.addHost(nat.inside(), "client", {ip("2001:db8:6::2")}, Link{kClientLinkLatency, 0});
+  Report r = run(c, {viaNat64(kRfc5780V4)}, 1);
+  EXPECT_FALSE(r.ipv6.udp);
+  EXPECT_FALSE(r.ipv6.mapped);
+  EXPECT_GT(r.counters.bad, 0u);
+}
 
 // The operator lists the RFC 5780 server's alternate address as a server of its own: the
 // discovery socket talks to that IP first, which opens an address-dependent filter for it.

@@ -580,6 +580,29 @@ TEST_F(TurnServer, RequestedIpv6Allocation) {
   EXPECT_EQ(*r.msg().xorAddress(attr::kXorRelayedAddress), SockAddr(kRelay6, 50000));
 }
 
+// An IPv6-only client of a dual-stack relay (issue 14) asks over IPv6 for an IPv4 relayed
+// address (RFC 8656 section 7.2, REQUESTED-ADDRESS-FAMILY; RFC 6156): the family is the one
+// asked for, not the 5-tuple's, and its IPv4-only peers can use it.
+TEST_F(TurnServer, RequestedIpv4AllocationOverIpv6) {
+  Client six{sa("[2001:db8:9::2]:40000"), "alice", "alice-pass"};
+  login(six, kT0, kListen6);
+  auto r = one(fromClient(six.request(Method::Allocate,
+                                      [&](MessageBuilder& b) {
+                                        udp(b);
+                                        const uint8_t v[4] = {1, 0, 0, 0};
+                                        b.addRaw(attr::kRequestedAddressFamily, v);
+                                      }),
+                          six.addr, kT0, kListen6));
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse) << r.errorCode();
+  EXPECT_EQ(*r.msg().xorAddress(attr::kXorRelayedAddress), SockAddr(kRelay4, 50000));
+  EXPECT_EQ(*r.msg().xorMappedAddress(), six.addr);
+  // An IPv4 peer is then permitted on that allocation.
+  auto p = one(fromClient(six.request(Method::CreatePermission,
+                                      [](MessageBuilder& b) { b.addXorAddress(attr::kXorPeerAddress, kPeer); }),
+                          six.addr, kT0, kListen6));
+  EXPECT_EQ(p.msg().cls(), Class::SuccessResponse) << p.errorCode();
+}
+
 TEST_F(TurnServer, DualAllocationGivesBothRelayedAddresses) {
   login(alice);
   auto r = allocate(alice, kT0, [](MessageBuilder& b) {

@@ -786,6 +786,30 @@ TEST_F(ClientTest, DualAllocationAndOptions) {
   EXPECT_FALSE(client_->addPeer(kPeer.ip(), kT0).ok()) << "an IPv4 peer on an IPv6-only allocation";
 }
 
+// REQUESTED-ADDRESS-FAMILY IPv4 (issue 14): sent only to a server reached over IPv6 (an
+// IPv6-only edge asking a dual-stack relay for an address its IPv4-only peers can use); to
+// one reached over IPv4 nothing is sent (the default, and RFC 5766 servers refuse it).
+TEST_F(ClientTest, RequestedIpv4OnlyOverIpv6) {
+  Config v4 = baseConfig();
+  make(v4);
+  client_->start(kT0);
+  EXPECT_FALSE(one().msg.has(attr::kRequestedAddressFamily));
+
+  Config over6 = baseConfig();
+  over6.server = SockAddr(*IpAddr::parse("2001:db8:0:1::10"), 3478);
+  make(over6);
+  client_->start(kT0);
+  auto tx = client_->takeSends();
+  ASSERT_EQ(tx.size(), 1u);
+  EXPECT_EQ(tx[0].to, over6.server);
+  auto req = Message::parse(tx[0].bytes);
+  ASSERT_TRUE(req.ok());
+  auto rf = req->find(attr::kRequestedAddressFamily);
+  ASSERT_TRUE(rf);
+  EXPECT_EQ(std::vector<uint8_t>(rf->value.begin(), rf->value.end()), (std::vector<uint8_t>{1, 0, 0, 0}));
+  EXPECT_FALSE(req->has(attr::kAdditionalAddressFamily));
+}
+
 TEST_F(ClientTest, KeepaliveWhenIdle) {
   Config cfg = baseConfig();
   cfg.keepalive = kKeepaliveInterval;
