@@ -167,36 +167,36 @@ const char* toString(SsdpError e) {
 }
 
 Result<SsdpAnswer, SsdpError> parseSsdpAnswer(std::span<const uint8_t> datagram) {
-  if (datagram.size() > kMaxSsdp) return Unexpected(SsdpError::BadHeader);
+  if (datagram.size() > kMaxSsdp) return Unexpected<SsdpError>{SsdpError::BadHeader};
   const std::string_view text(reinterpret_cast<const char*>(datagram.data()), datagram.size());
   const size_t end = text.find("\n\r\n") != std::string_view::npos ? text.find("\n\r\n") : text.find("\n\n");
   const auto ls = lines(text.substr(0, end == std::string_view::npos ? text.size() : end + 1));
-  if (ls.empty()) return Unexpected(SsdpError::NotHttp);
+  if (ls.empty()) return Unexpected<SsdpError>{SsdpError::NotHttp};
   const auto status = statusCode(ls[0]);
-  if (!status) return Unexpected(SsdpError::NotHttp);
-  if (*status != 200) return Unexpected(SsdpError::NotOk);
-  if (end == std::string_view::npos) return Unexpected(SsdpError::BadHeader);
+  if (!status) return Unexpected<SsdpError>{SsdpError::NotHttp};
+  if (*status != 200) return Unexpected<SsdpError>{SsdpError::NotOk};
+  if (end == std::string_view::npos) return Unexpected<SsdpError>{SsdpError::BadHeader};
   SsdpAnswer a;
   bool haveSt = false;
   bool haveLocation = false;
   for (size_t i = 1; i < ls.size(); ++i) {
     if (ls[i].empty()) continue;
     auto h = headerLine(ls[i]);
-    if (!h) return Unexpected(SsdpError::BadHeader);
+    if (!h) return Unexpected<SsdpError>{SsdpError::BadHeader};
     if (h->first == "st") {
       a.searchTarget = h->second;
       haveSt = !a.searchTarget.empty();
     } else if (h->first == "location") {
       auto url = parseUrl(h->second);
-      if (!url) return Unexpected(SsdpError::NoLocation);
+      if (!url) return Unexpected<SsdpError>{SsdpError::NoLocation};
       a.location = *url;
       haveLocation = true;
     } else if (h->first == "usn") {
       a.usn = h->second;
     }
   }
-  if (!haveLocation) return Unexpected(SsdpError::NoLocation);
-  if (!haveSt) return Unexpected(SsdpError::NoSearchTarget);
+  if (!haveLocation) return Unexpected<SsdpError>{SsdpError::NoLocation};
+  if (!haveSt) return Unexpected<SsdpError>{SsdpError::NoSearchTarget};
   return a;
 }
 

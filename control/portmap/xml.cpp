@@ -76,7 +76,7 @@ Result<std::string, Error> decodeText(std::string_view raw) {
       continue;
     }
     const size_t semi = raw.find(';', i);
-    if (semi == std::string_view::npos || semi - i > 10) return Unexpected(Error::Malformed);
+    if (semi == std::string_view::npos || semi - i > 10) return Unexpected<Error>{Error::Malformed};
     const std::string_view ref = raw.substr(i + 1, semi - i - 1);
     i = semi;
     if (ref == "amp") { out.push_back('&'); continue; }
@@ -91,12 +91,12 @@ Result<std::string, Error> decodeText(std::string_view raw) {
       auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), cp, hex ? 16 : 10);
       if (digits.empty() || ec != std::errc{} || p != digits.data() + digits.size() || cp == 0 || cp > 0x10ffff ||
           (cp >= 0xd800 && cp <= 0xdfff)) {
-        return Unexpected(Error::Malformed);
+        return Unexpected<Error>{Error::Malformed};
       }
       appendUtf8(out, cp);
       continue;
     }
-    return Unexpected(Error::Unsupported);
+    return Unexpected<Error>{Error::Unsupported};
   }
   return out;
 }
@@ -122,7 +122,7 @@ Result<Token, Error> Tokenizer::next() {
       const std::string_view raw = rest.substr(0, lt);
       at_ += raw.size();
       auto text = decodeText(raw);
-      if (!text) return Unexpected(text.error());
+      if (!text) return Unexpected<Error>{text.error()};
       Token t;
       t.kind = Token::Kind::Text;
       t.text = std::move(*text);
@@ -131,19 +131,19 @@ Result<Token, Error> Tokenizer::next() {
     }
     if (rest.starts_with("<?")) {
       const size_t end = rest.find("?>");
-      if (end == std::string_view::npos) return Unexpected(Error::Malformed);
+      if (end == std::string_view::npos) return Unexpected<Error>{Error::Malformed};
       at_ += end + 2;
       continue;
     }
     if (rest.starts_with("<!--")) {
       const size_t end = rest.find("-->", 4);
-      if (end == std::string_view::npos) return Unexpected(Error::Malformed);
+      if (end == std::string_view::npos) return Unexpected<Error>{Error::Malformed};
       at_ += end + 3;
       continue;
     }
     if (rest.starts_with("<![CDATA[")) {
       const size_t end = rest.find("]]>", 9);
-      if (end == std::string_view::npos || open_.empty()) return Unexpected(Error::Malformed);
+      if (end == std::string_view::npos || open_.empty()) return Unexpected<Error>{Error::Malformed};
       at_ += end + 3;
       Token t;
       t.kind = Token::Kind::Text;
@@ -154,8 +154,8 @@ Result<Token, Error> Tokenizer::next() {
     if (rest.starts_with("<!")) {
       // <!DOCTYPE ...>: skipped, but an internal subset could declare entities: refused.
       const size_t end = rest.find('>');
-      if (end == std::string_view::npos) return Unexpected(Error::Malformed);
-      if (rest.substr(0, end).find('[') != std::string_view::npos) return Unexpected(Error::Unsupported);
+      if (end == std::string_view::npos) return Unexpected<Error>{Error::Malformed};
+      if (rest.substr(0, end).find('[') != std::string_view::npos) return Unexpected<Error>{Error::Unsupported};
       at_ += end + 1;
       continue;
     }
@@ -164,8 +164,8 @@ Result<Token, Error> Tokenizer::next() {
       while (i < rest.size() && isNameChar(rest[i])) ++i;
       const std::string_view name = rest.substr(2, i - 2);
       while (i < rest.size() && isSpace(rest[i])) ++i;
-      if (name.empty() || i >= rest.size() || rest[i] != '>') return Unexpected(Error::Malformed);
-      if (open_.empty() || open_.back() != name) return Unexpected(Error::Mismatched);
+      if (name.empty() || i >= rest.size() || rest[i] != '>') return Unexpected<Error>{Error::Malformed};
+      if (open_.empty() || open_.back() != name) return Unexpected<Error>{Error::Mismatched};
       at_ += i + 1;
       Token t;
       t.kind = Token::Kind::End;
@@ -178,36 +178,36 @@ Result<Token, Error> Tokenizer::next() {
     size_t i = 1;
     while (i < rest.size() && isNameChar(rest[i])) ++i;
     const std::string_view name = rest.substr(1, i - 1);
-    if (name.empty() || name.front() == ':' || name.back() == ':') return Unexpected(Error::Malformed);
+    if (name.empty() || name.front() == ':' || name.back() == ':') return Unexpected<Error>{Error::Malformed};
     bool selfClosing = false;
     for (;;) {
       const size_t before = i;
       while (i < rest.size() && isSpace(rest[i])) ++i;
-      if (i >= rest.size()) return Unexpected(Error::Malformed);
+      if (i >= rest.size()) return Unexpected<Error>{Error::Malformed};
       if (rest[i] == '>') {
         ++i;
         break;
       }
       if (rest[i] == '/') {
-        if (i + 1 >= rest.size() || rest[i + 1] != '>') return Unexpected(Error::Malformed);
+        if (i + 1 >= rest.size() || rest[i + 1] != '>') return Unexpected<Error>{Error::Malformed};
         selfClosing = true;
         i += 2;
         break;
       }
-      if (i == before) return Unexpected(Error::Malformed);  // attributes are separated by space
+      if (i == before) return Unexpected<Error>{Error::Malformed};  // attributes are separated by space
       const size_t nameStart = i;
       while (i < rest.size() && isNameChar(rest[i])) ++i;
-      if (i == nameStart) return Unexpected(Error::Malformed);
+      if (i == nameStart) return Unexpected<Error>{Error::Malformed};
       while (i < rest.size() && isSpace(rest[i])) ++i;
-      if (i >= rest.size() || rest[i] != '=') return Unexpected(Error::Malformed);
+      if (i >= rest.size() || rest[i] != '=') return Unexpected<Error>{Error::Malformed};
       ++i;
       while (i < rest.size() && isSpace(rest[i])) ++i;
-      if (i >= rest.size() || (rest[i] != '"' && rest[i] != '\'')) return Unexpected(Error::Malformed);
+      if (i >= rest.size() || (rest[i] != '"' && rest[i] != '\'')) return Unexpected<Error>{Error::Malformed};
       const size_t close = rest.find(rest[i], i + 1);
-      if (close == std::string_view::npos) return Unexpected(Error::Malformed);
+      if (close == std::string_view::npos) return Unexpected<Error>{Error::Malformed};
       i = close + 1;
     }
-    if (static_cast<int>(open_.size()) >= kMaxDepth) return Unexpected(Error::TooDeep);
+    if (static_cast<int>(open_.size()) >= kMaxDepth) return Unexpected<Error>{Error::TooDeep};
     at_ += i;
     open_.push_back(name);
     pendingEnd_ = selfClosing;
@@ -217,7 +217,7 @@ Result<Token, Error> Tokenizer::next() {
     t.depth = static_cast<int>(open_.size());
     return t;
   }
-  if (!open_.empty()) return Unexpected(Error::Malformed);  // the document ended inside an element
+  if (!open_.empty()) return Unexpected<Error>{Error::Malformed};  // the document ended inside an element
   return Token{};
 }
 
@@ -236,7 +236,7 @@ class Capture {
   Result<bool, Error> take(const Token& t) {
     if (!active()) return false;
     if (t.kind == Token::Kind::Text) {
-      if (text_.size() + t.text.size() > kMaxText) return Unexpected(Error::TextTooLong);
+      if (text_.size() + t.text.size() > kMaxText) return Unexpected<Error>{Error::TextTooLong};
       text_ += t.text;
     }
     if (t.kind == Token::Kind::End && t.depth == depth_) {
@@ -271,11 +271,11 @@ Result<Description, Error> parseDescription(std::string_view doc) {
   bool sawRoot = false;
   for (;;) {
     auto t = tz.next();
-    if (!t) return Unexpected(t.error());
+    if (!t) return Unexpected<Error>{t.error()};
     if (t->kind == Token::Kind::Eof) break;
     if (cap.active()) {
       auto ended = cap.take(*t);
-      if (!ended) return Unexpected(ended.error());
+      if (!ended) return Unexpected<Error>{ended.error()};
       if (*ended) {
         if (field == Field::UrlBase) best.urlBase = cap.text();
         if (field == Field::Type) type = cap.text();
@@ -310,7 +310,7 @@ Result<Description, Error> parseDescription(std::string_view doc) {
       }
     }
   }
-  if (!sawRoot || best.kind == ServiceKind::None) return Unexpected(Error::Missing);
+  if (!sawRoot || best.kind == ServiceKind::None) return Unexpected<Error>{Error::Missing};
   return best;
 }
 
@@ -333,7 +333,7 @@ Result<SoapAnswer, Error> parseSoap(std::string_view doc) {
   std::string leafText;
   for (;;) {
     auto t = tz.next();
-    if (!t) return Unexpected(t.error());
+    if (!t) return Unexpected<Error>{t.error()};
     if (t->kind == Token::Kind::Eof) break;
     if (t->kind == Token::Kind::Start) {
       if (t->depth == 1) envelope = t->name == "Envelope";
@@ -350,7 +350,7 @@ Result<SoapAnswer, Error> parseSoap(std::string_view doc) {
       }
     } else if (t->kind == Token::Kind::Text) {
       if (leafDepth != 0 && t->depth == leafDepth) {
-        if (leafText.size() + t->text.size() > kMaxText) return Unexpected(Error::TextTooLong);
+        if (leafText.size() + t->text.size() > kMaxText) return Unexpected<Error>{Error::TextTooLong};
         leafText += t->text;
       }
     } else if (t->kind == Token::Kind::End) {
@@ -361,7 +361,7 @@ Result<SoapAnswer, Error> parseSoap(std::string_view doc) {
       if (t->depth == actionDepth) actionDepth = -1;  // only the first element of the Body
     }
   }
-  if (a.action.empty()) return Unexpected(Error::Missing);
+  if (a.action.empty()) return Unexpected<Error>{Error::Missing};
   if (a.fault()) {
     if (auto code = a.value("errorCode")) {
       int v = 0;
