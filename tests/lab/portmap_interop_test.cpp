@@ -578,3 +578,45 @@ TEST_F(MiniupnpdLab, UpnpClientMapsListsAndReleases) {
 
 }  // namespace
 }  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// The rules flushed behind miniupnpd's back (it keeps its own view, and answers
+// GetSpecificPortMappingEntry from the firewall, which no longer has them): the client's
+// periodic re-add makes the rule again. Repair interval shortened to 3 s (50 s in the product).
+TEST_F(MiniupnpdLab, UpnpRulesFlushedBehindItsBackAreRepaired) {
+  const Site& a = lab_->site("a");
+  auto ssdp = lab_->udpSocket(a.host.netns, SockAddr(a.host.ipv4.at(0), 0));
+  ASSERT_TRUE(ssdp.ok()) << ssdp.error().message;
+  portmap::upnp::Config config;
+  config.local = SockAddr(a.host.ipv4.at(0), kMappedPort);
+  config.ssdpLocal = *boundAddress(*ssdp);
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.repairInterval = 3s;
+  portmap::upnp::UpnpClient client(config);
+  UpnpDriver driver(*lab_, a.host.netns, client, *ssdp);
+  client.start(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Mapped; }, 8s);
+  ASSERT_EQ(client.state(), portmap::upnp::UpnpClient::State::Mapped) << client.status().reason << "\n" << miniupnpd_->log();
+  ASSERT_TRUE(hasDnatTo(kMappedPort)) << upnpRules();
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_FALSE(hasDnatTo(kMappedPort));
+  const auto flushed = Clock::now();
+  auto events = driver.run([&] { return client.counters().refreshes >= 1 && hasDnatTo(kMappedPort); }, 6s);
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LE(Clock::now() - flushed, 3500ms);
+  EXPECT_EQ(client.external(), SockAddr(a.natWan, kMappedPort));
+  EXPECT_TRUE(events.empty());  // held throughout: no Lost, no Changed
+  client.stop(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Stopped; }, 2s);
+  EXPECT_EQ(client.counters().releases, 1u);
+  EXPECT_FALSE(hasDnatTo(kMappedPort)) << upnpRules();
+  close(*ssdp);
+}
+
+}  // namespace
+}  // namespace tgw::lab
