@@ -143,9 +143,9 @@ std::vector<uint8_t> encodeRequest(std::string_view method, const Url& url, std:
   return {r.begin(), r.end()};
 }
 
-std::vector<uint8_t> encodeMSearch(std::string_view searchTarget, bool multicast) {
+std::vector<uint8_t> encodeMSearch(std::string_view searchTarget, const SockAddr& to, bool multicast) {
   std::string r = "M-SEARCH * HTTP/1.1\r\n";
-  r.append(multicast ? "HOST: 239.255.255.250:1900\r\n" : "HOST: 239.255.255.250:1900\r\n");
+  r.append("HOST: ").append(to.toString()).append("\r\n");
   r.append("MAN: \"ssdp:discover\"\r\n");
   if (multicast) r.append("MX: 1\r\n");
   r.append("ST: ").append(searchTarget).append("\r\n\r\n");

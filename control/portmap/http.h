@@ -49,10 +49,11 @@ std::optional<Url> resolveUrl(const Url& base, std::string_view reference);
 std::vector<uint8_t> encodeRequest(std::string_view method, const Url& url, std::string_view extraHeaders,
                                    std::string_view body);
 
-// The M-SEARCH for `searchTarget` (UDA 1.1 section 1.3.2). `multicast`: to the group with
-// MX (seconds a device may wait before answering); unicast (section 1.3.3): to the gateway's
-// port 1900, no MX, answered at once.
-std::vector<uint8_t> encodeMSearch(std::string_view searchTarget, bool multicast);
+// The M-SEARCH for `searchTarget` to `to` (its HOST header). `multicast` (UDA 1.1 section
+// 1.3.2): to the group, with MX 1 (seconds a device may wait before answering); unicast
+// (section 1.3.3): to the gateway's port 1900, no MX, to be answered at once (miniupnpd 2.3
+// still waits a random few tens of milliseconds).
+std::vector<uint8_t> encodeMSearch(std::string_view searchTarget, const SockAddr& to, bool multicast);
 
 enum class SsdpError : uint8_t {
   NotHttp,        // no "HTTP/1.x NNN" status line (a NOTIFY or M-SEARCH from another client)

@@ -174,11 +174,12 @@ void UpnpClient::discover(TimePoint now) {
 
 void UpnpClient::sendSearches() {
   for (size_t i = 0; i < kMulticastTargets.size(); ++i) {
-    sends_.push_back(Datagram{config_.ssdpLocal, config_.ssdpGroup, http::encodeMSearch(kMulticastTargets[i], true)});
+    sends_.push_back(Datagram{config_.ssdpLocal, config_.ssdpGroup,
+                              http::encodeMSearch(kMulticastTargets[i], config_.ssdpGroup, true)});
   }
+  const SockAddr gateway(config_.gateway, config_.ssdpPort);
   for (size_t i = 0; i < kUnicastTargets; ++i) {
-    sends_.push_back(Datagram{config_.ssdpLocal, SockAddr(config_.gateway, config_.ssdpPort),
-                              http::encodeMSearch(kMulticastTargets[i], false)});
+    sends_.push_back(Datagram{config_.ssdpLocal, gateway, http::encodeMSearch(kMulticastTargets[i], gateway, false)});
   }
 }
 

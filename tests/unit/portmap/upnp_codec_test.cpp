@@ -56,10 +56,14 @@ TEST(UpnpHttp, SsdpAnswers) {
 }
 
 TEST(UpnpHttp, MSearch) {
-  auto m = http::encodeMSearch("urn:schemas-upnp-org:device:InternetGatewayDevice:2", true);
+  auto m = http::encodeMSearch("urn:schemas-upnp-org:device:InternetGatewayDevice:2", http::ssdpGroup(), true);
   EXPECT_EQ(std::string(m.begin(), m.end()),
             "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\n"
             "ST: urn:schemas-upnp-org:device:InternetGatewayDevice:2\r\n\r\n");
+  auto u = http::encodeMSearch("upnp:rootdevice", SockAddr::parse("192.168.1.1:1900").value(), false);
+  EXPECT_EQ(std::string(u.begin(), u.end()),
+            "M-SEARCH * HTTP/1.1\r\nHOST: 192.168.1.1:1900\r\nMAN: \"ssdp:discover\"\r\n"
+            "ST: upnp:rootdevice\r\n\r\n");
 }
 
 http::ResponseReader readInPieces(std::string_view text, size_t piece, bool eof) {
