@@ -442,6 +442,28 @@ TEST(Upnp, AnswersOnlyFromTheGatewayAndPointingAtIt) {
   EXPECT_EQ(h.client.state(), UpnpClient::State::Mapped);
 }
 
+TEST(Upnp, ASecondLocationIsTriedWhenTheFirstDescriptionFails) {
+  Harness h;
+  h.igd.ssdpSilent = true;
+  h.start();
+  auto feed = [&](const std::string& location) {
+    auto b = FakeIgd::ssdpAnswer("urn:schemas-upnp-org:device:InternetGatewayDevice:1", location);
+    h.client.onDatagram(b, SockAddr(kGateway, 1900), kSsdpLocal, h.now);
+    h.pump();
+  };
+  feed("http://192.168.1.1:5000/other.xml");    // the fake answers 404 there
+  feed("http://192.168.1.1:5000/other.xml");    // a copy: ignored
+  feed("http://192.168.1.1:5000/rootDesc.xml");  // kept as the fallback
+  EXPECT_EQ(h.client.counters().ssdpAnswers, 2u);
+  EXPECT_EQ(h.client.counters().ssdpIgnored, 1u);
+  h.runFor(1s);
+  ASSERT_EQ(h.client.state(), UpnpClient::State::Mapped) << h.client.status().reason;
+  EXPECT_EQ(h.requests().at(0), "GET /other.xml");
+  EXPECT_EQ(h.requests().at(1), "GET /rootDesc.xml");
+  EXPECT_EQ(h.client.counters().httpErrors, 1u);
+  EXPECT_EQ(h.client.status().location->path, "/rootDesc.xml");
+}
+
 TEST(Upnp, OversizeDescriptionIsRefusedAndTheNextLocationTried) {
   Harness h;
   h.igd.rawAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + std::string(70000, 'x');
