@@ -620,3 +620,54 @@ TEST_F(MiniupnpdLab, UpnpRulesFlushedBehindItsBackAreRepaired) {
 
 }  // namespace
 }  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// miniupnpd restarted with its rules gone: it serves HTTP on another random port
+// (http_port=0), so the client's next round (3 s here, 50 s in the product) finds the old
+// control URL refused, searches again, and maps again through the new one, holding the
+// mapping throughout (no Lost: the lease had not run out).
+TEST_F(MiniupnpdLab, UpnpRestartedDaemonIsFoundAgainAndTheMappingComesBack) {
+  const Site& a = lab_->site("a");
+  auto ssdp = lab_->udpSocket(a.host.netns, SockAddr(a.host.ipv4.at(0), 0));
+  ASSERT_TRUE(ssdp.ok()) << ssdp.error().message;
+  portmap::upnp::Config config;
+  config.local = SockAddr(a.host.ipv4.at(0), kMappedPort);
+  config.ssdpLocal = *boundAddress(*ssdp);
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.repairInterval = 3s;
+  portmap::upnp::UpnpClient client(config);
+  UpnpDriver driver(*lab_, a.host.netns, client, *ssdp);
+  client.start(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Mapped; }, 8s);
+  ASSERT_EQ(client.state(), portmap::upnp::UpnpClient::State::Mapped) << client.status().reason << "\n" << miniupnpd_->log();
+  const std::string before = client.status().location->toString();
+
+  miniupnpd_->stop();
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_NO_FATAL_FAILURE(startDaemon("miniupnpd-restarted.log"));
+  const auto restarted = Clock::now();
+  auto events = driver.run([&] { return hasDnatTo(kMappedPort); }, 8s);
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LE(Clock::now() - restarted, 4s);
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(client.state(), portmap::upnp::UpnpClient::State::Mapped);
+  const std::string after = client.status().location->toString();
+  if (before != after) {
+    EXPECT_GE(client.counters().connectFailures, 1u);
+    EXPECT_GE(client.counters().discoveries, 2u);
+  }
+  std::printf("mapping back %.1f ms after miniupnpd restarted (description %s, then %s)\n",
+              toMs(Clock::now() - restarted), before.c_str(), after.c_str());
+  client.stop(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Stopped; }, 2s);
+  EXPECT_EQ(client.counters().releases, 1u);
+  close(*ssdp);
+}
+
+}  // namespace
+}  // namespace tgw::lab
