@@ -12,6 +12,7 @@ const char* toString(Protocol p) {
     case Protocol::None: return "none";
     case Protocol::NatPmp: return "nat-pmp";
     case Protocol::Pcp: return "pcp";
+    case Protocol::Upnp: return "upnp";
   }
   return "?";
 }

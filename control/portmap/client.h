@@ -106,7 +106,7 @@ inline constexpr Duration kRetryAfterFailure = 60s;
 // stop(): the deletion is retransmitted (0, 0.25, 0.75 s) until answered or this passed.
 inline constexpr Duration kReleaseWait = 1s;
 
-enum class Protocol : uint8_t { None, NatPmp, Pcp };
+enum class Protocol : uint8_t { None, NatPmp, Pcp, Upnp };  // Upnp: upnp::UpnpClient (upnp.h)
 const char* toString(Protocol p);
 
 // What the client knows of one protocol at the gateway.

@@ -1,6 +1,7 @@
 // Port mapping against a real router daemon (issue 13, first step): Debian's
-// miniupnpd-nftables 2.3.1 on the lab's home router, natpmpc as a cross-check, and tgw's
-// portmap::Client (NAT-PMP and PCP) driven over real sockets from the LAN host.
+// miniupnpd-nftables 2.3.1 on the lab's home router, natpmpc and upnpc as cross-checks, and
+// tgw's portmap::Client (NAT-PMP and PCP) and upnp::UpnpClient (UPnP-IGD) driven over real
+// sockets from the LAN host.
 //
 // The recipe (learnt from miniupnpd's source, tags miniupnpd_2_3_1):
 //   - Its nftables chains must exist before it starts (it adds rules, never chains). The
@@ -21,6 +22,8 @@
 //     lab's temp dir (the default /var/run/miniupnpd.pid is shared with the machine).
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,6 +34,7 @@
 
 #include "lab.h"
 #include "portmap/client.h"
+#include "portmap/upnp.h"
 #include "tgw_procs.h"
 
 namespace tgw::lab {
@@ -351,6 +355,318 @@ TEST_F(MiniupnpdLab, TimeToFirstMapping) {
               ms.back());
   EXPECT_LT(p95, 300.0);
   EXPECT_TRUE(upnpRules().find("dnat") == std::string::npos) << upnpRules();  // every one released
+}
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// The UPnP-IGD client over real sockets: SSDP on a UDP socket of its own, each HTTP exchange
+// on a non-blocking TCP connection opened inside the LAN host's namespace. What the edge
+// shell will do, in a loop small enough to read.
+class UpnpDriver {
+ public:
+  UpnpDriver(const Lab& lab, std::string netns, portmap::upnp::UpnpClient& c, int ssdpFd)
+      : lab_(lab), netns_(std::move(netns)), c_(c), ssdpFd_(ssdpFd) {}
+  ~UpnpDriver() {
+    for (auto& [id, s] : streams_) close(s.fd);
+  }
+
+  std::vector<portmap::Event> run(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    std::vector<portmap::Event> events;
+    const auto until = Clock::now() + timeout;
+    flush(events);
+    while (!done() && Clock::now() < until) {
+      std::vector<pollfd> fds = {{ssdpFd_, POLLIN, 0}};
+      std::vector<uint32_t> ids = {0};
+      for (auto& [id, s] : streams_) {
+        fds.push_back({s.fd, static_cast<short>(s.written < s.request.size() ? POLLOUT : POLLIN), 0});
+        ids.push_back(id);
+      }
+      const auto next = std::min(c_.nextDeadline(), until);
+      const auto waitMs = std::clamp<int64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count(), 0, 50);
+      if (::poll(fds.data(), fds.size(), static_cast<int>(waitMs)) > 0) {
+        if (fds[0].revents & POLLIN) readSsdp();
+        for (size_t i = 1; i < fds.size(); ++i) {
+          if (fds[i].revents) service(ids[i]);
+        }
+      }
+      if (Clock::now() >= c_.nextDeadline()) c_.onTimer(Clock::now());
+      flush(events);
+    }
+    return events;
+  }
+
+ private:
+  struct Stream {
+    int fd = -1;
+    std::vector<uint8_t> request;
+    size_t written = 0;
+  };
+
+  void flush(std::vector<portmap::Event>& events) {
+    for (const auto& d : c_.takeSends()) {
+      sockaddr_storage ss{};
+      const socklen_t len = d.to.toSockaddr(&ss);
+      (void)::sendto(ssdpFd_, d.bytes.data(), d.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+    }
+    for (auto& o : c_.takeStreams()) open(o);
+    for (uint32_t id : c_.takeCloses()) {
+      if (auto it = streams_.find(id); it != streams_.end()) {
+        close(it->second.fd);
+        streams_.erase(it);
+      }
+    }
+    for (auto& e : c_.takeEvents()) events.push_back(e);
+  }
+
+  void open(const portmap::upnp::StreamOpen& o) {
+    int fd = -1;
+    auto r = lab_.runIn(netns_, [&] {
+      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) return;
+      sockaddr_storage from{};
+      const socklen_t fromLen = o.from.toSockaddr(&from);
+      sockaddr_storage to{};
+      const socklen_t toLen = o.to.toSockaddr(&to);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&from), fromLen) != 0 ||
+          (::connect(fd, reinterpret_cast<sockaddr*>(&to), toLen) != 0 && errno != EINPROGRESS)) {
+        close(fd);
+        fd = -1;
+      }
+    });
+    if (!r.ok() || fd < 0) {
+      c_.onStreamEnd(o.id, portmap::upnp::StreamEnd::Failed, Clock::now());
+      return;
+    }
+    streams_[o.id] = Stream{fd, o.request, 0};
+  }
+
+  void service(uint32_t id) {
+    auto it = streams_.find(id);
+    if (it == streams_.end()) return;
+    Stream& s = it->second;
+    auto fail = [&] {
+      close(s.fd);
+      streams_.erase(it);
+      c_.onStreamEnd(id, portmap::upnp::StreamEnd::Failed, Clock::now());
+    };
+    if (s.written < s.request.size()) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return fail();
+      const ssize_t n = ::send(s.fd, s.request.data() + s.written, s.request.size() - s.written, MSG_NOSIGNAL);
+      if (n < 0) return errno == EAGAIN ? void() : fail();
+      s.written += static_cast<size_t>(n);
+      return;
+    }
+    uint8_t buf[4096];
+    const ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
+    if (n < 0) return errno == EAGAIN ? void() : fail();
+    if (n == 0) {
+      close(s.fd);
+      streams_.erase(it);
+      c_.onStreamEnd(id, portmap::upnp::StreamEnd::Closed, Clock::now());
+      return;
+    }
+    c_.onStreamData(id, std::span(buf, static_cast<size_t>(n)), Clock::now());
+  }
+
+  void readSsdp() {
+    uint8_t buf[2048];
+    sockaddr_storage src{};
+    socklen_t srcLen = sizeof src;
+    const ssize_t n = ::recvfrom(ssdpFd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&src), &srcLen);
+    auto sa = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&src), srcLen);
+    if (n < 0 || !sa) return;
+    if (!firstAnswerAt) {
+      firstAnswerAt = Clock::now();
+      firstAnswerFrom = *sa;
+    }
+    c_.onDatagram(std::span(buf, static_cast<size_t>(n)), *sa, c_.config().ssdpLocal, Clock::now());
+  }
+
+ public:
+  std::optional<TimePoint> firstAnswerAt;  // the first SSDP datagram received, for the timing report
+  SockAddr firstAnswerFrom;
+
+ private:
+
+  const Lab& lab_;
+  std::string netns_;
+  portmap::upnp::UpnpClient& c_;
+  int ssdpFd_;
+  std::map<uint32_t, Stream> streams_;
+};
+
+std::optional<SockAddr> boundAddress(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  return SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+// miniupnpd's UPnP side (enable_upnp=yes in the recipe above, HTTP on a random port): the
+// client discovers it, reads its description, maps the port with its WANIPConnection
+// service; `upnpc -l` (miniupnpc, another implementation reading the same table) lists the
+// rule; a host on the Internet reaches the LAN socket through it; stop() deletes it and
+// `upnpc -l` no longer lists it.
+TEST_F(MiniupnpdLab, UpnpClientMapsListsAndReleases) {
+  if (!haveProgram("upnpc")) GTEST_SKIP() << "upnpc (miniupnpc) is not installed";
+  const Site& a = lab_->site("a");
+  const SockAddr local(a.host.ipv4.at(0), kMappedPort);
+  auto fd = lab_->udpSocket(a.host.netns, local);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  auto ssdp = lab_->udpSocket(a.host.netns, SockAddr(a.host.ipv4.at(0), 0));
+  ASSERT_TRUE(ssdp.ok()) << ssdp.error().message;
+  portmap::upnp::Config config;
+  config.local = local;
+  config.ssdpLocal = *boundAddress(*ssdp);
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.description = "tgw-lab";
+  portmap::upnp::UpnpClient client(config);
+  UpnpDriver driver(*lab_, a.host.netns, client, *ssdp);
+  const auto started = Clock::now();
+  client.start(started);
+  auto events = driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Mapped; }, 8s);
+  ASSERT_EQ(client.state(), portmap::upnp::UpnpClient::State::Mapped)
+      << toString(client.state()) << ": " << client.status().reason << "\n" << miniupnpd_->log();
+  const auto took = Clock::now() - started;
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, portmap::Event::Kind::Mapped);
+  EXPECT_EQ(events[0].protocol, portmap::Protocol::Upnp);
+  EXPECT_EQ(client.external(), SockAddr(a.natWan, kMappedPort));
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules();
+  const auto& k = client.counters();
+  EXPECT_EQ(k.droppedNotFromGateway + k.droppedSsdpMalformed + k.httpMalformed + k.bodyMalformed + k.faults +
+                k.connectFailures + k.timeouts,
+            0u);
+  const std::string location = client.status().location->toString();
+  std::printf("time to mapping (upnp, %s at %s): %.1f ms, first SSDP answer from %s after %.1f ms\n",
+              portmap::xml::toString(client.status().service), location.c_str(), toMs(took),
+              driver.firstAnswerFrom.toString().c_str(), toMs(*driver.firstAnswerAt - started));
+
+  // miniupnpc reads the same table through the same description.
+  auto listed = lab_->exec(a.host.netns, "upnpc -u " + location + " -l", 10s);
+  ASSERT_TRUE(listed.ok()) << listed.output;
+  EXPECT_NE(listed.output.find("UDP 41641->192.168.1.2:41641 'tgw-lab' '' 7200"), std::string::npos) << listed.output;
+
+  auto web = lab_->udpSocket(lab_->host("web").netns, SockAddr(lab_->host("web").ipv4.at(0), 0));
+  ASSERT_TRUE(web.ok()) << web.error().message;
+  ASSERT_TRUE(sendTo(*web, *client.external(), "through the upnp mapping").ok());
+  auto got = receiveFrom(*fd, 3s);
+  ASSERT_TRUE(got.ok()) << got.error().message << "\n" << upnpRules();
+  EXPECT_EQ(got->payload, "through the upnp mapping");
+  close(*web);
+
+  const auto stopping = Clock::now();
+  client.stop(stopping);
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Stopped; }, 3s);
+  EXPECT_EQ(client.state(), portmap::upnp::UpnpClient::State::Stopped);
+  EXPECT_LT(Clock::now() - stopping, portmap::kReleaseWait);
+  EXPECT_EQ(client.counters().releases, 1u);
+  EXPECT_FALSE(hasDnatTo(kMappedPort)) << upnpRules();
+  auto after = lab_->exec(a.host.netns, "upnpc -u " + location + " -l", 10s);
+  ASSERT_TRUE(after.ok()) << after.output;
+  EXPECT_EQ(after.output.find("41641->192.168.1.2"), std::string::npos) << after.output;
+  close(*ssdp);
+  close(*fd);
+}
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// The rules flushed behind miniupnpd's back (it keeps its own view, and answers
+// GetSpecificPortMappingEntry from the firewall, which no longer has them): the client's
+// periodic re-add makes the rule again. Repair interval shortened to 3 s (50 s in the product).
+TEST_F(MiniupnpdLab, UpnpRulesFlushedBehindItsBackAreRepaired) {
+  const Site& a = lab_->site("a");
+  auto ssdp = lab_->udpSocket(a.host.netns, SockAddr(a.host.ipv4.at(0), 0));
+  ASSERT_TRUE(ssdp.ok()) << ssdp.error().message;
+  portmap::upnp::Config config;
+  config.local = SockAddr(a.host.ipv4.at(0), kMappedPort);
+  config.ssdpLocal = *boundAddress(*ssdp);
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.repairInterval = 3s;
+  portmap::upnp::UpnpClient client(config);
+  UpnpDriver driver(*lab_, a.host.netns, client, *ssdp);
+  client.start(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Mapped; }, 8s);
+  ASSERT_EQ(client.state(), portmap::upnp::UpnpClient::State::Mapped) << client.status().reason << "\n" << miniupnpd_->log();
+  ASSERT_TRUE(hasDnatTo(kMappedPort)) << upnpRules();
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_FALSE(hasDnatTo(kMappedPort));
+  const auto flushed = Clock::now();
+  auto events = driver.run([&] { return client.counters().refreshes >= 1 && hasDnatTo(kMappedPort); }, 6s);
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LE(Clock::now() - flushed, 3500ms);
+  EXPECT_EQ(client.external(), SockAddr(a.natWan, kMappedPort));
+  EXPECT_TRUE(events.empty());  // held throughout: no Lost, no Changed
+  client.stop(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Stopped; }, 2s);
+  EXPECT_EQ(client.counters().releases, 1u);
+  EXPECT_FALSE(hasDnatTo(kMappedPort)) << upnpRules();
+  close(*ssdp);
+}
+
+}  // namespace
+}  // namespace tgw::lab
+
+namespace tgw::lab {
+namespace {
+
+// miniupnpd restarted with its rules gone: it serves HTTP on another random port
+// (http_port=0), so the client's next round (3 s here, 50 s in the product) finds the old
+// control URL refused, searches again, and maps again through the new one, holding the
+// mapping throughout (no Lost: the lease had not run out).
+TEST_F(MiniupnpdLab, UpnpRestartedDaemonIsFoundAgainAndTheMappingComesBack) {
+  const Site& a = lab_->site("a");
+  auto ssdp = lab_->udpSocket(a.host.netns, SockAddr(a.host.ipv4.at(0), 0));
+  ASSERT_TRUE(ssdp.ok()) << ssdp.error().message;
+  portmap::upnp::Config config;
+  config.local = SockAddr(a.host.ipv4.at(0), kMappedPort);
+  config.ssdpLocal = *boundAddress(*ssdp);
+  config.gateway = IpAddr::parse("192.168.1.1").value();
+  config.repairInterval = 3s;
+  portmap::upnp::UpnpClient client(config);
+  UpnpDriver driver(*lab_, a.host.netns, client, *ssdp);
+  client.start(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Mapped; }, 8s);
+  ASSERT_EQ(client.state(), portmap::upnp::UpnpClient::State::Mapped) << client.status().reason << "\n" << miniupnpd_->log();
+  const std::string before = client.status().location->toString();
+
+  miniupnpd_->stop();
+  for (const char* chain : {"upnp_forward", "upnp_prerouting", "upnp_postrouting"}) {
+    auto r = lab_->exec(a.natNetns, std::string("nft flush chain inet tgw_upnp ") + chain);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_NO_FATAL_FAILURE(startDaemon("miniupnpd-restarted.log"));
+  const auto restarted = Clock::now();
+  auto events = driver.run([&] { return hasDnatTo(kMappedPort); }, 8s);
+  EXPECT_TRUE(hasDnatTo(kMappedPort)) << upnpRules() << "\n" << miniupnpd_->log();
+  EXPECT_LE(Clock::now() - restarted, 4s);
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(client.state(), portmap::upnp::UpnpClient::State::Mapped);
+  const std::string after = client.status().location->toString();
+  if (before != after) {
+    EXPECT_GE(client.counters().connectFailures, 1u);
+    EXPECT_GE(client.counters().discoveries, 2u);
+  }
+  std::printf("mapping back %.1f ms after miniupnpd restarted (description %s, then %s)\n",
+              toMs(Clock::now() - restarted), before.c_str(), after.c_str());
+  client.stop(Clock::now());
+  driver.run([&] { return client.state() == portmap::upnp::UpnpClient::State::Stopped; }, 2s);
+  EXPECT_EQ(client.counters().releases, 1u);
+  close(*ssdp);
 }
 
 }  // namespace
