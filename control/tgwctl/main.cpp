@@ -52,6 +52,11 @@ constexpr Command kCommands[] = {
      "                      '*' marks the pair that carries the peer's flows",
      false},
     {"flows", "flows", "the edge's flows: local endpoint, application, path, fast-path counters", false},
+    {"portmap", "portmap",
+     "port mapping on the site's router (NAT-PMP, PCP): gateway, the protocol\n"
+     "                      that answered, external endpoint, lifetime left, errors by\n"
+     "                      protocol and result code, advertised or why not",
+     false},
     {"ping", "ping PEER [--timeout SECONDS]",
      "pings every path of PEER (a name from `peers`, or its key) now and\n"
      "                      prints each path's RTT or 'timeout' (default 2 s, at most 30 s);\n"
@@ -64,7 +69,9 @@ constexpr Command kCommands[] = {
      "                      edge.stun_servers; two or more are needed to judge the mapping.\n"
      "                      Then the NAT64 prefix by RFC 7050 (ipv4only.arpa through --dns,\n"
      "                      edge.dns_servers or /etc/resolv.conf): prefix, source, lifetime.\n"
-     "                      (The prefix tgwd uses, RAs included: tgwctl status.)",
+     "                      (The prefix tgwd uses, RAs included: tgwctl status.)\n"
+     "                      Then tgwd's port mapping, when it answers on --socket\n"
+     "                      (NAT-PMP / PCP on the router: tgwctl portmap)",
      true},
 };
 
@@ -140,6 +147,41 @@ std::string pathText(const Json& p) {
   return std::string(kind) + " " + num(p["local"]) + " -> " + num(p["remote"]);
 }
 
+// One line per fact of `portmap` (status, and netcheck when tgwd answers).
+void printPortmap(const Json& p, const char* indent) {
+  if (!p.is_object()) return;
+  if (!p.value("enabled", false)) {
+    std::printf("%sportmap     off (%s)\n", indent, num(p["why"]).c_str());
+    return;
+  }
+  std::printf("%sportmap     %s", indent, num(p["state"]).c_str());
+  if (p["protocol"].is_string()) std::printf(" by %s", num(p["protocol"]).c_str());
+  if (p["gateway"].is_string()) {
+    std::printf(" at gateway %s", num(p["gateway"]).c_str());
+  } else {
+    std::printf(" (no gateway: %s)", num(p["no_gateway_why"]).c_str());
+  }
+  if (p["external"].is_string()) {
+    std::printf(": %s -> %s, %s s left", num(p["external"]).c_str(), num(p["local"]).c_str(),
+                num(p["lifetime_left_s"]).c_str());
+  }
+  std::printf("\n");
+  if (p.contains("agreement")) {
+    std::printf("%s            %s: %s\n", indent, p.value("advertised", false) ? "advertised" : "not advertised",
+                num(p["why"]).c_str());
+  }
+  for (const char* proto : {"pcp", "natpmp"}) {
+    if (!p.contains(proto) || !p[proto].is_object()) continue;
+    const auto& q = p[proto];
+    std::printf("%s            %-7s %s", indent, proto, num(q["availability"]).c_str());
+    if (q.contains("reason") && q["reason"].is_string() && !q["reason"].get<std::string>().empty()) {
+      std::printf(" (%s)", num(q["reason"]).c_str());
+    }
+    for (const auto& [code, n] : q["errors"].items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
+    std::printf("\n");
+  }
+}
+
 void printEdgeStatus(const Json& e) {
   std::printf("edge:\n  key         %s\n  sockets    ", num(e["key"]).c_str());
   for (const auto& a : e["sockets"]) std::printf(" %s", num(a).c_str());
@@ -183,6 +225,7 @@ void printEdgeStatus(const Json& e) {
   } else if (e.contains("nat64")) {
     std::printf("  nat64       no prefix\n");
   }
+  if (e.contains("portmap")) printPortmap(e["portmap"], "  ");
   std::printf("  peers       %s configured, %s direct, %s on the relay; %s flows\n",
               num(e["peers"]["configured"]).c_str(), num(e["peers"]["direct"]).c_str(),
               num(e["peers"]["relay"]).c_str(), num(e["flows"]).c_str());
@@ -506,7 +549,7 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
   return j;
 }
 
-int runNetcheck(int argc, char** argv, bool json) {
+int runNetcheck(int argc, char** argv, bool json, const std::string& socketPath) {
   std::vector<std::string> servers, dns;
   std::string configPath;
   double timeoutS = 0;
@@ -590,9 +633,19 @@ int runNetcheck(int argc, char** argv, bool json) {
     resolvers = tgw::nat64::parseResolvConf(text.str()).nameservers;
   }
   const auto nat64 = nat64Check(resolvers, opts.deadline);
+  // Port mapping needs the router's answer for the edge's own port: netcheck asks the
+  // running tgwd (its client is the one holding the mapping) rather than mapping a port of
+  // its own.
+  Json portmap;
+  if (auto pm = tgw::api::call(socketPath, "portmap", Json::object(), 2s)) {
+    portmap = *pm;
+  } else {
+    portmap = {{"enabled", false}, {"why", "tgwd did not answer on " + socketPath + ": " + pm.error().message}};
+  }
   if (json) {
     auto j = report->toJson();
     j["nat64"] = nat64;
+    j["portmap"] = portmap;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << report->toText();
@@ -605,6 +658,8 @@ int runNetcheck(int argc, char** argv, bool json) {
       std::printf(", from %s", num(nat64["resolver"]).c_str());
     }
     std::printf(" (%s)\n", num(nat64["why"]).c_str());
+    std::printf("Port mapping (tgwd):\n");
+    printPortmap(portmap, "");
   }
   return 0;
 }
@@ -662,7 +717,7 @@ int main(int argc, char** argv) {
     }
     if (a == "--") break;
   }
-  if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json);
+  if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json, socketPath);
 
   // Remaining commands ask the daemon; "--json" may also follow the command.
   Json args = Json::object();
@@ -716,6 +771,8 @@ int main(int argc, char** argv) {
     printStatus(*r);
   } else if (cmd == "allocations") {
     printAllocations(*r);
+  } else if (cmd == "portmap") {
+    printPortmap(*r, "");
   } else if (cmd == "peers") {
     printPeers(*r);
   } else if (cmd == "paths") {

@@ -254,7 +254,7 @@ TEST_F(Tgwctl, ClearErrors) {
 
   r = tgwctl("--help");
   EXPECT_EQ(r.status, 0);
-  for (const char* c : {"status", "stats", "peers", "paths", "flows", "ping PEER", "netcheck", "allocations"}) {
+  for (const char* c : {"status", "stats", "peers", "paths", "flows", "ping PEER", "netcheck", "allocations", "portmap"}) {
     EXPECT_NE(r.out.find(std::string("  ") + c), std::string::npos) << c;
   }
 }
@@ -262,7 +262,7 @@ TEST_F(Tgwctl, ClearErrors) {
 // Issue 11: `tgwctl COMMAND --help` prints that command's usage and exits 0 (it used to
 // answer "unexpected argument '--help'" with 2), without asking the daemon.
 TEST_F(Tgwctl, EveryCommandHasItsOwnHelp) {
-  for (const char* c : {"status", "stats", "allocations", "peers", "paths", "flows", "ping", "netcheck"}) {
+  for (const char* c : {"status", "stats", "allocations", "peers", "paths", "flows", "ping", "netcheck", "portmap"}) {
     for (const char* flag : {"--help", "-h"}) {
       auto r = tgwctl("--socket " + dir_ + "/missing.sock " + c + " " + flag);
       EXPECT_EQ(r.status, 0) << c << " " << flag << ": " << r.out;
