@@ -155,6 +155,9 @@ struct EdgeSpec {
   std::vector<Peer> peers;
   std::vector<FlowSpec> flows;
   std::string logLevel = "info";
+  // [edge.portmap] (issue 13): NAT-PMP and PCP on the home router, on by default.
+  bool natpmp = true, pcp = true;
+  int portmapRepairSeconds = 0;  // 0: the default
 };
 
 // An edge-role tgwd in a site's gateway namespace. The key file and config live in the
