@@ -344,6 +344,18 @@ TEST_F(PortmapEdge, BehindACgnatTheMappingIsNotAdvertised) {
                          (pm["pcp"].is_object() && !pm["pcp"]["errors"].empty()) ||
                          (pm["natpmp"].is_object() && !pm["natpmp"]["errors"].empty());
   EXPECT_TRUE(explained) << pm.dump(2);
+  // netcheck asks the running tgwd (its control socket) and says the same.
+  const auto sock = e_->lab().tempDir() / "edge-c.sock";
+  auto nc = e_->lab().exec(e_->lab().site("c").host.netns,
+                           tgwctlPath() + " --socket " + sock.string() +
+                               " netcheck --server 198.18.0.10:3478 --server 198.18.0.11:3479 --dns 198.18.0.10:53 "
+                               "--timeout 2 --json",
+                           15s);
+  ASSERT_TRUE(nc.ok()) << nc.output;
+  auto report = nlohmann::json::parse(nc.output, nullptr, false);
+  ASSERT_TRUE(report.is_object() && report.contains("portmap")) << nc.output;
+  EXPECT_FALSE(report["portmap"].value("advertised", true)) << report["portmap"].dump(2);
+  EXPECT_EQ(report["portmap"].value("why", std::string()), portmap("c").value("why", std::string("?")));
   auto status = e_->edge("c").query("status");
   ASSERT_TRUE(status);
   for (const auto& c : (*status)["edge"]["candidates"]) EXPECT_NE(c.value("kind", std::string()), "portmapped") << c.dump();
