@@ -227,6 +227,18 @@ TEST_F(PortmapEdge, HardNatWithMiniupnpdGoesDirectThroughTheMapping) {
       << "b's active path: " << e_->active("b").dump() << " (a's mapping " << external << ")";
   ASSERT_TRUE(e_->waitActive("a", "direct", 5s));
   printFigure("portmap_time_to_direct_hard_nat", secondsSince(t0), "s");
+  // What an operator sees: `tgwctl status`'s portmap line, and the counters in stats (and so
+  // in the metrics: tgw_edge_portmap_*_total).
+  const std::string status = e_->edge("a").show("status").output;
+  EXPECT_NE(status.find("portmap     mapped by pcp at gateway 192.168.1.1: " + external), std::string::npos) << status;
+  EXPECT_NE(status.find("advertised: the router's external address"), std::string::npos) << status;
+  auto stats = e_->edge("a").query("stats");
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_GE((*stats)["edge"]["portmap"].value("answers", uint64_t{0}), 2u) << (*stats)["edge"]["portmap"].dump();
+  // b sees a's mapped endpoint as a port-mapped candidate.
+  auto peers = e_->edge("b").query("peers");
+  ASSERT_TRUE(peers) << peers.error().message;
+  EXPECT_NE(peers->dump().find(external), std::string::npos) << peers->dump(2);
 
   // miniupnpd restarted mid-flow, its rules gone (a router reboot of the daemon): the
   // mapping comes back (its ANNOUNCE), the path stays or returns direct, loss bounded.
