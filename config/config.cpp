@@ -701,7 +701,7 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   const int line = Reader::lineOf(t);
   r.onlyKeys(t, p, {"key_file", "interface", "lan_interface", "addresses", "port", "xdp_mode", "pin_dir",
                     "forward_without_daemon_seconds", "stun_servers", "static_endpoints", "relay", "peer", "flow",
-                    "nat64_prefix", "nat64_discovery", "dns_servers"});
+                    "nat64_prefix", "nat64_discovery", "dns_servers", "portmap"});
   EdgeConfig c;
   c.stunServers = r.endpoints(t, p, "stun_servers", uint16_t{3478});
   c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the node key file (created when missing)"));
@@ -741,6 +741,18 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   if (const toml::node* relay = t.get("relay")) {
     if (!relay->is_table()) r.failAt(relay, line, p + "relay", "a table ([edge.relay])", Reader::describe(*relay));
     c.relay = readEdgeRelay(r, *relay->as_table());
+  }
+  if (const toml::node* pm = t.get("portmap")) {
+    if (!pm->is_table()) r.failAt(pm, line, p + "portmap", "a table ([edge.portmap])", Reader::describe(*pm));
+    const toml::table& pt = *pm->as_table();
+    const std::string pp = p + "portmap.";
+    r.onlyKeys(pt, pp, {"natpmp", "pcp", "upnp", "repair_seconds"});
+    c.portmap.natpmp = r.boolean(pt, pp, "natpmp", true);
+    c.portmap.pcp = r.boolean(pt, pp, "pcp", true);
+    c.portmap.upnp = r.boolean(pt, pp, "upnp", true);
+    // At least 2 s (a repair is one 60-byte exchange with the gateway), at most an hour.
+    c.portmap.repair = std::chrono::seconds(
+        r.integer(pt, pp, "repair_seconds", static_cast<uint64_t>(c.portmap.repair.count()), 2, 3600, "seconds"));
   }
 
   size_t i = 0;

@@ -135,6 +135,21 @@ inline constexpr std::string_view kDefaultEdgePinDir = "/sys/fs/bpf/tgw/edge";
 // maps up without a gap, short enough that a dead gateway does not forward for ever.
 inline constexpr std::chrono::seconds kDefaultEdgeForwardWithoutDaemon{30};
 
+// [edge.portmap]: port mapping on the site's router (issue 13), one switch per protocol, all
+// on by default. With natpmp or pcp on, the edge asks its default gateway (NAT-PMP, RFC 6886;
+// PCP, RFC 6887) for a mapping of its IPv4 port and advertises it as a "mapped" candidate when
+// STUN sees the same external address. upnp (UPnP-IGD) is accepted and reserved: no UPnP
+// client is wired into the edge yet.
+struct EdgePortmapConfig {
+  bool natpmp = true;
+  bool pcp = true;
+  bool upnp = true;
+  // How often the mapping is asked for again, which both checks and repairs it (a rule
+  // flushed behind the router daemon's back): portmap::kRepairInterval by default.
+  std::chrono::seconds repair{50};
+  bool any() const { return natpmp || pcp; }  // a protocol the edge can run today
+};
+
 // [edge.relay]: the TURN relay (relay path of last resort) and the rendezvous server (the
 // side channel for candidate exchange) on the same STUN/TURN port.
 struct EdgeRelayConfig {
@@ -177,6 +192,7 @@ struct EdgeConfig {
   std::vector<SockAddr> stunServers;      // candidate gathering and netcheck; two or more
   std::vector<SockAddr> staticEndpoints;  // operator port forwards (static candidates)
   std::optional<EdgeRelayConfig> relay;   // [edge.relay]
+  EdgePortmapConfig portmap;              // [edge.portmap]
   // NAT64 (issue 14). nat64_prefix: the site's NAT64 prefix (an IPv6 prefix of an RFC 6052
   // length), used when nothing is learned from router advertisements (PREF64) or the DNS
   // (RFC 7050 ipv4only.arpa). nat64_discovery: look for the prefix at all (default true).

@@ -8,6 +8,7 @@
 //   StaticSource   endpoints the operator configured (static port forwards)
 //   StunSource     server-reflexive endpoints from at least two STUN servers (stun_source.h)
 //   RelaySource    the relayed address of our TURN allocation (relay_source.h)
+//   MappedSource   a NAT-PMP / PCP mapping on the site's router, when STUN agrees (mapped_source.h)
 #pragma once
 
 #include <cstdint>

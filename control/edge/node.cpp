@@ -44,6 +44,11 @@ Node::Node(crypto::NodeKey key, NodeConfig config, dataplane::ForwardingTable& t
     stun_ = s.get();
     sources_.push_back(std::move(s));
   }
+  if (config_.portMapping) {
+    auto m = std::make_unique<candidates::MappedSource>();
+    mapped_ = m.get();
+    sources_.push_back(std::move(m));
+  }
   connectServers(TimePoint{});
   for (const auto& pc : config_.peers) {
     Peer p;
@@ -293,7 +298,15 @@ bool Node::probeRelay(TimePoint now) {
   return true;
 }
 
+void Node::setPortMapping(std::optional<candidates::PortMapping> mapping, TimePoint now) {
+  if (!mapped_) return;
+  mapped_->setMapping(std::move(mapping));
+  pumpSources(now);
+}
+
 void Node::pumpSources(TimePoint now) {
+  // The mapped candidate is advertised only while STUN agrees with the router's address.
+  if (mapped_) mapped_->setStunView(stun_ ? stun_->candidates() : std::vector<engine::Candidate>{});
   checkRebinding(now);
   for (auto& s : sources_) {
     queueSends(*s);

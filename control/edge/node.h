@@ -41,6 +41,7 @@
 #include "base/cidr.h"
 #include "base/clock.h"
 #include "base/datagram.h"
+#include "candidates/mapped_source.h"
 #include "candidates/relay_source.h"
 #include "candidates/source.h"
 #include "candidates/stun_source.h"
@@ -125,6 +126,9 @@ struct NodeConfig {
   // The operator's NAT64 prefix (an RFC 6052 prefix), in use from the start; the shell may
   // replace it with a discovered one (Node::setNat64Prefix).
   std::optional<Cidr> nat64Prefix;
+  // Port mapping (issue 13): a "mapped" candidate source the shell feeds from its NAT-PMP /
+  // PCP client (setPortMapping), advertised only when STUN agrees (candidates/mapped_source.h).
+  bool portMapping = false;
 };
 
 // The NAT64 prefix the node uses, and where it came from (tgwctl status / netcheck).
@@ -196,6 +200,10 @@ class Node {
   void setNat64Prefix(std::optional<Cidr> prefix, nat64::Source source, std::optional<Duration> lifetime,
                       TimePoint now);
   const std::optional<Nat64Status>& nat64() const { return nat64_; }
+  // The shell's port mapping of one of our sockets (nullopt: none any more); a no-op without
+  // NodeConfig::portMapping. The mapped candidate follows (see mapped()).
+  void setPortMapping(std::optional<candidates::PortMapping> mapping, TimePoint now);
+  const candidates::MappedSource* mapped() const { return mapped_; }
   // Where we send to reach `remote` (nat64::reach with our sockets and prefix).
   std::optional<SockAddr> reach(const SockAddr& remote) const;
   // An address as peers and operators know it: prefix + IPv4 is that IPv4 endpoint.
@@ -309,6 +317,7 @@ class Node {
   std::vector<std::unique_ptr<candidates::CandidateSource>> sources_;
   candidates::StunSource* stun_ = nullptr;
   candidates::RelaySource* relay_ = nullptr;
+  candidates::MappedSource* mapped_ = nullptr;
   std::optional<rendezvous::Client> rdv_;
   std::vector<Peer> peers_;
   std::unordered_map<crypto::PublicKey, size_t> byKey_;

@@ -35,6 +35,7 @@ Result<NodeConfig> nodeConfig(const config::EdgeConfig& cfg, const std::vector<I
   nc.stunServers = cfg.stunServers;
   nc.staticEndpoints = cfg.staticEndpoints;
   nc.nat64Prefix = cfg.nat64Prefix;
+  nc.portMapping = cfg.portmap.any();
   if (cfg.relay) {
     const bool familyServed = std::any_of(sockets.begin(), sockets.end(),
                                           [&](const SockAddr& s) { return s.family() == cfg.relay->address.family(); });

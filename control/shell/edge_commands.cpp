@@ -22,6 +22,8 @@ void registerEdgeCommands(api::Dispatcher& dispatcher, EdgeRole& role) {
                  [&role](const api::Json&) -> Result<api::Json> {
                    return edge::flowsJson(role.node(), role.fastPath(), role.fastPath());
                  });
+  dispatcher.add("portmap", "port mapping on the site's router: protocol, external endpoint, lifetime, errors, advertised or why not",
+                 [&role](const api::Json&) -> Result<api::Json> { return role.portmapStatus(); });
   dispatcher.addAsync(
       "ping", "pings every path of a peer now (args: peer = name or key, timeout_s)",
       [&role](const api::Json& args, api::Reply reply) {
@@ -57,6 +59,7 @@ nlohmann::json edgeStatus(const EdgeRole& role) {
     }
   }
   s["fast_path"] = role.fastPath() != nullptr ? nlohmann::json{{"attached", xdp}} : nlohmann::json(nullptr);
+  s["portmap"] = role.portmapStatus();
   return s;
 }
 
@@ -72,6 +75,8 @@ nlohmann::json edgeStats(const EdgeRole& role) {
   out["xdp"] = xdp;
   out["sockets"] = role.socketStats();
   out["time_to_direct"] = role.timeToDirect().toJson();
+  // Port mapping's counters (metrics: tgw_edge_portmap_*_total).
+  if (auto pm = role.portmapStatus(); pm.contains("counters")) out["portmap"] = pm["counters"];
   return out;
 }
 

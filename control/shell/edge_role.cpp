@@ -20,6 +20,7 @@
 #include "nat64/resolv_conf.h"
 #include "shell/deadline_timer.h"
 #include "shell/next_hop_watch.h"
+#include "shell/portmap_shell.h"
 #include "shell/pref64_watch.h"
 #include "shell/udp_endpoints.h"
 #include "shell/xdp_mode.h"
@@ -112,6 +113,8 @@ struct EdgeRole::Impl {
   std::unique_ptr<shell::UdpEndpoints> dnsSockets;
   std::unique_ptr<shell::Pref64Watch> pref64Watch;
   std::unique_ptr<shell::DeadlineTimer> nat64Timer;
+  // Port mapping on the WAN's gateway (issue 13): the mapped candidate's source.
+  std::unique_ptr<shell::PortmapShell> portmap;
   std::list<PendingPing> pings;
   Counters counters;
   // Time to direct: from start to each peer's first direct path (path changes as drained
@@ -125,6 +128,7 @@ struct EdgeRole::Impl {
   metrics::Histogram timeToDirect{kTimeToDirectBounds};
 
   ~Impl() {
+    portmap.reset();
     pings.clear();
     sockets.reset();
     dnsSockets.reset();
@@ -188,6 +192,29 @@ struct EdgeRole::Impl {
       afterNat64();
     });
     afterNat64();
+  }
+
+  // Port mapping of the IPv4 socket on the WAN's gateway ([edge.portmap]; shell/portmap_shell.h).
+  void startPortmap(event_base* base) {
+    auto v4 = std::find_if(locals.begin(), locals.end(), [](const SockAddr& l) { return l.isV4(); });
+    if (!cfg.portmap.any() || v4 == locals.end()) return;
+    shell::PortmapShellConfig pc;
+    pc.interface = cfg.interface;
+    pc.local = *v4;
+    pc.natpmp = cfg.portmap.natpmp;
+    pc.pcp = cfg.portmap.pcp;
+    pc.upnp = cfg.portmap.upnp;
+    pc.repairInterval = cfg.portmap.repair;
+    for (const auto& s : cfg.stunServers) pc.routeProbes.push_back(s.ip());
+    if (cfg.relay) pc.routeProbes.push_back(cfg.relay->address.ip());
+    portmap = shell::PortmapShell::start(
+        base, std::move(pc),
+        {.send = [this](const Datagram& d) { sockets->send(d); },
+         .mapping =
+             [this](std::optional<candidates::PortMapping> m) {
+               node->setPortMapping(std::move(m), Clock::now());
+               afterNode();
+             }});
   }
 
   // After every call into the NAT64 machines: send the DNS queries, take a finished round,
@@ -363,6 +390,9 @@ struct EdgeRole::Impl {
 EdgeRole::~EdgeRole() {
   if (!impl_) return;
   Impl& impl = *impl_;
+  // The router's mapping is deleted on every stop (pinned or not): a bounded wait (about 1 s)
+  // for the gateway's answer, in the event loop, before anything else goes.
+  if (impl.portmap && impl.node) impl.portmap->stop();
   if (!impl.node) {
     // create() failed after opening the fast path: with pinning, leave it as a running
     // gateway would (a previous tgwd's forwarding goes on; a bad config must not stop it).
@@ -436,6 +466,8 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
   impl.sockets = std::make_unique<shell::UdpEndpoints>(
       base, "edge",
       [&impl](std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
+        // The gateway's NAT-PMP / PCP answers (from its port 5351) go to the port mapping.
+        if (impl.portmap && impl.portmap->onDatagram(bytes, from, local, now)) return;
         impl.node->onDatagram(bytes, from, local, now);
       },
       [&impl] { impl.afterNode(); });
@@ -497,6 +529,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
         base, {.nextHopsStale =
                    [&impl] {
                      impl.fastPath->flushNextHops();
+                     if (impl.portmap) impl.portmap->recheckGateway();
                      // A changed route may move an application's next hop: keep the new one
                      // resolved. At most once a second (each call asks the kernel per flow),
                      // the 30 s timer does the rest.
@@ -527,6 +560,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
   impl.node->start(now);
   impl.afterNode();
   impl.startNat64(base, now);
+  impl.startPortmap(base);
   log::info("edge_started", {{"key", impl.node->publicKey().toString()},
                              {"peers", std::to_string(cfg.peers.size())},
                              {"flows", std::to_string(cfg.flows.size())},
@@ -578,6 +612,27 @@ Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std
   it->timeout->after(pinged.empty() ? Duration::zero() : timeout);
   impl.afterNode();
   return {};
+}
+
+nlohmann::json EdgeRole::portmapStatus() const {
+  const Impl& impl = *impl_;
+  if (!impl.portmap) {
+    return {{"enabled", false},
+            {"why", impl.cfg.portmap.any() ? "the edge has no IPv4 socket" : "edge.portmap: natpmp and pcp are off"}};
+  }
+  auto j = impl.portmap->status(Clock::now());
+  j["enabled"] = true;
+  if (const auto* m = impl.node->mapped()) {
+    j["advertised"] = m->agreement() == candidates::MappingAgreement::Agrees;
+    j["agreement"] = candidates::toString(m->agreement());
+    j["why"] = m->agreement() == candidates::MappingAgreement::NoMapping
+                   ? "no mapping: " + impl.portmap->noMappingWhy()
+                   : m->why();
+    nlohmann::json seen = nlohmann::json::array();
+    for (const auto& ip : m->stunAddresses()) seen.push_back(ip.toString());
+    j["stun_sees"] = seen;
+  }
+  return j;
 }
 
 const metrics::Histogram& EdgeRole::timeToDirect() const { return impl_->timeToDirect; }

@@ -50,6 +50,10 @@ class EdgeRole {
   nlohmann::json socketStats() const;
   // Seconds from the role's start to each peer's first direct path (`stats`: edge.time_to_direct).
   const metrics::Histogram& timeToDirect() const;
+  // Port mapping (issue 13): the gateway, the protocol that answered, the external endpoint,
+  // the lifetime left, errors by protocol and result code, and whether the mapping is
+  // advertised (the agreement with STUN) and why (`tgwctl status` / `portmap`).
+  nlohmann::json portmapStatus() const;
 
  private:
   EdgeRole() = default;

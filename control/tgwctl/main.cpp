@@ -54,6 +54,11 @@ constexpr Command kCommands[] = {
      "                      '*' marks the pair that carries the peer's flows",
      false},
     {"flows", "flows", "the edge's flows: local endpoint, application, path, fast-path counters", false},
+    {"portmap", "portmap",
+     "port mapping on the site's router (NAT-PMP, PCP): gateway, the protocol\n"
+     "                      that answered, external endpoint, lifetime left, errors by\n"
+     "                      protocol and result code, advertised or why not",
+     false},
     {"ping", "ping PEER [--timeout SECONDS]",
      "pings every path of PEER (a name from `peers`, or its key) now and\n"
      "                      prints each path's RTT or 'timeout' (default 2 s, at most 30 s);\n"
@@ -66,7 +71,9 @@ constexpr Command kCommands[] = {
      "                      edge.stun_servers; two or more are needed to judge the mapping.\n"
      "                      Then the NAT64 prefix by RFC 7050 (ipv4only.arpa through --dns,\n"
      "                      edge.dns_servers or /etc/resolv.conf): prefix, source, lifetime.\n"
-     "                      (The prefix tgwd uses, RAs included: tgwctl status.)",
+     "                      (The prefix tgwd uses, RAs included: tgwctl status.)\n"
+     "                      Then tgwd's port mapping, when it answers on --socket\n"
+     "                      (NAT-PMP / PCP on the router: tgwctl portmap)",
      true},
 };
 
@@ -112,11 +119,10 @@ void commandUsage(const Command& c) {
   for (size_t at = 0; (at = text.find("\n                      ", at)) != std::string::npos; ++at) {
     text.replace(at, 23, "\n  ");
   }
-  std::printf("Usage: tgwctl %s%s\n\n  %s\n\n%s", c.local ? "[--json] " : "[--socket PATH] [--json] ", c.synopsis,
-              text.c_str(),
+  std::printf("Usage: tgwctl [--socket PATH] [--json] %s\n\n  %s\n\n%s", c.synopsis, text.c_str(),
               c.local ? "Runs here: no daemon needed.\n\n" : "Asks the running tgwd over its control socket.\n\n");
   std::fputs("Options:\n", stdout);
-  if (!c.local) std::fputs(kSocketOption, stdout);
+  std::fputs(kSocketOption, stdout);
   std::fputs(kOptions, stdout);
 }
 
@@ -145,6 +151,41 @@ std::string pathText(const Json& p) {
   char kind[16];
   std::snprintf(kind, sizeof kind, "%-6s", num(p["kind"]).c_str());
   return std::string(kind) + " " + num(p["local"]) + " -> " + num(p["remote"]);
+}
+
+// One line per fact of `portmap` (status, and netcheck when tgwd answers).
+void printPortmap(const Json& p, const char* indent) {
+  if (!p.is_object()) return;
+  if (!p.value("enabled", false)) {
+    std::printf("%sportmap     off (%s)\n", indent, num(p["why"]).c_str());
+    return;
+  }
+  std::printf("%sportmap     %s", indent, num(p["state"]).c_str());
+  if (p["protocol"].is_string()) std::printf(" by %s", num(p["protocol"]).c_str());
+  if (p["gateway"].is_string()) {
+    std::printf(" at gateway %s", num(p["gateway"]).c_str());
+  } else {
+    std::printf(" (no gateway: %s)", num(p["no_gateway_why"]).c_str());
+  }
+  if (p["external"].is_string()) {
+    std::printf(": %s -> %s, %s s left", num(p["external"]).c_str(), num(p["local"]).c_str(),
+                num(p["lifetime_left_s"]).c_str());
+  }
+  std::printf("\n");
+  if (p.contains("agreement")) {
+    std::printf("%s            %s: %s\n", indent, p.value("advertised", false) ? "advertised" : "not advertised",
+                num(p["why"]).c_str());
+  }
+  for (const char* proto : {"pcp", "natpmp"}) {
+    if (!p.contains(proto) || !p[proto].is_object()) continue;
+    const auto& q = p[proto];
+    std::printf("%s            %-7s %s", indent, proto, num(q["availability"]).c_str());
+    if (q.contains("reason") && q["reason"].is_string() && !q["reason"].get<std::string>().empty()) {
+      std::printf(" (%s)", num(q["reason"]).c_str());
+    }
+    for (const auto& [code, n] : q["errors"].items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
+    std::printf("\n");
+  }
 }
 
 void printEdgeStatus(const Json& e) {
@@ -190,6 +231,7 @@ void printEdgeStatus(const Json& e) {
   } else if (e.contains("nat64")) {
     std::printf("  nat64       no prefix\n");
   }
+  if (e.contains("portmap")) printPortmap(e["portmap"], "  ");
   std::printf("  peers       %s configured, %s direct, %s on the relay; %s flows\n",
               num(e["peers"]["configured"]).c_str(), num(e["peers"]["direct"]).c_str(),
               num(e["peers"]["relay"]).c_str(), num(e["flows"]).c_str());
@@ -548,7 +590,7 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
   return j;
 }
 
-int runNetcheck(int argc, char** argv, bool json) {
+int runNetcheck(int argc, char** argv, bool json, std::string socketPath) {
   std::vector<std::string> servers, dns;
   std::string configPath;
   double timeoutS = 0;
@@ -558,11 +600,12 @@ int runNetcheck(int argc, char** argv, bool json) {
                              {"config", required_argument, nullptr, kConfig},
                              {"timeout", required_argument, nullptr, kTimeout},
                              {"json", no_argument, nullptr, 'j'},
+                             {"socket", required_argument, nullptr, 's'},
                              {nullptr, 0, nullptr, 0}};
   optind = 1;
   opterr = 0;  // our own message, in the form every other usage error has
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, ":j", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":js:", longopts, nullptr)) != -1) {
     switch (opt) {
       case kServer: servers.emplace_back(optarg); break;
       case kDns: dns.emplace_back(optarg); break;
@@ -579,14 +622,12 @@ int runNetcheck(int argc, char** argv, bool json) {
         }
         break;
       case 'j': json = true; break;
+      case 's': socketPath = optarg; break;
       case ':':
         std::fprintf(stderr, "tgwctl netcheck: %s needs a value (see tgwctl netcheck --help)\n", argv[optind - 1]);
         return 2;
       default:
-        std::fprintf(stderr, "tgwctl netcheck: unknown option '%s'%s (see tgwctl netcheck --help)\n", argv[optind - 1],
-                     std::string_view(argv[optind - 1]).starts_with("--socket") || std::string_view(argv[optind - 1]) == "-s"
-                         ? ": netcheck runs here and asks no daemon"
-                         : "");
+        std::fprintf(stderr, "tgwctl netcheck: unknown option '%s' (see tgwctl netcheck --help)\n", argv[optind - 1]);
         return 2;
     }
   }
@@ -645,9 +686,19 @@ int runNetcheck(int argc, char** argv, bool json) {
     std::fprintf(stderr, "tgwctl netcheck: %s\n", report.error().message.c_str());
     return 1;
   }
+  // Port mapping needs the router's answer for the edge's own port: netcheck asks the
+  // running tgwd (its client is the one holding the mapping) rather than mapping a port of
+  // its own.
+  Json portmap;
+  if (auto pm = tgw::api::call(socketPath, "portmap", Json::object(), 2s)) {
+    portmap = *pm;
+  } else {
+    portmap = {{"enabled", false}, {"why", "tgwd did not answer on " + socketPath + ": " + pm.error().message}};
+  }
   if (json) {
     auto j = report->toJson();
     j["nat64"] = nat64;
+    j["portmap"] = portmap;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << report->toText();
@@ -660,6 +711,8 @@ int runNetcheck(int argc, char** argv, bool json) {
       std::printf(", from %s", num(nat64["resolver"]).c_str());
     }
     std::printf(" (%s)\n", num(nat64["why"]).c_str());
+    std::printf("Port mapping (tgwd):\n");
+    printPortmap(portmap, "");
   }
   return 0;
 }
@@ -717,7 +770,7 @@ int main(int argc, char** argv) {
     }
     if (a == "--") break;
   }
-  if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json);
+  if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json, socketPath);
 
   // Remaining commands ask the daemon; "--json" may also follow the command.
   Json args = Json::object();
@@ -775,6 +828,8 @@ int main(int argc, char** argv) {
     printStatus(*r);
   } else if (cmd == "allocations") {
     printAllocations(*r);
+  } else if (cmd == "portmap") {
+    printPortmap(*r, "");
   } else if (cmd == "peers") {
     printPeers(*r);
   } else if (cmd == "paths") {

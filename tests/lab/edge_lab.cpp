@@ -80,6 +80,9 @@ Result<void> EdgeLab::pair(const std::string& a, const std::string& b, EdgeSiteO
     spec.lanInterface = s.lanInterface;
     spec.port = o.port;
     spec.xdpMode = o.xdpMode;
+    spec.natpmp = o.natpmp;
+    spec.pcp = o.pcp;
+    spec.portmapRepairSeconds = o.portmapRepairSeconds;
     spec.relayKey = relayKey_;
     if (o.pinned) {
       auto fs = lab_->bpffs();

@@ -30,6 +30,8 @@ struct EdgeSiteOptions {
   uint16_t port = 41641;    // edge.port
   bool pinned = false;      // pin_dir under the lab's own bpffs
   std::string xdpMode = "native";
+  bool natpmp = true, pcp = true;  // [edge.portmap]
+  int portmapRepairSeconds = 0;     // edge.portmap.repair_seconds (0: the default)
 };
 
 class EdgeLab {

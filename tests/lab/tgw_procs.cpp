@@ -262,6 +262,10 @@ Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesy
   if (!spec.addresses.empty()) f << "addresses = " << quotedList(spec.addresses) << "\n";
   f << "port = " << spec.port << "\nxdp_mode = " << quoted(spec.xdpMode) << "\npin_dir = "
     << quoted(spec.pinDir) << "\nstun_servers = " << quotedList(spec.stunServers) << "\n" << spec.extraEdge << "\n";
+  f << "[edge.portmap]\nnatpmp = " << (spec.natpmp ? "true" : "false") << "\npcp = " << (spec.pcp ? "true" : "false")
+    << "\n";
+  if (spec.portmapRepairSeconds > 0) f << "repair_seconds = " << spec.portmapRepairSeconds << "\n";
+  f << "\n";
   if (!spec.relayKey.empty()) {
     f << "[edge.relay]\naddress = " << quoted(spec.relayAddress) << "\nkey = " << quoted(spec.relayKey)
       << "\nusername = " << quoted(spec.relayUser) << "\npassword = " << quoted(spec.relayPassword) << "\n\n";

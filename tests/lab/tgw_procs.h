@@ -156,6 +156,9 @@ struct EdgeSpec {
   std::vector<FlowSpec> flows;
   std::string logLevel = "info";
   std::string extraEdge;            // more [edge] keys, TOML lines ("nat64_discovery = false\n")
+  // [edge.portmap] (issue 13): NAT-PMP and PCP on the home router, on by default.
+  bool natpmp = true, pcp = true;
+  int portmapRepairSeconds = 0;  // 0: the default
 };
 
 // An edge-role tgwd in a site's gateway namespace. The key file and config live in the

@@ -756,3 +756,41 @@ TEST(ConfigEdge, Flows) {
 
 }  // namespace
 }  // namespace tgw::config
+
+namespace tgw::config {
+namespace {
+
+// [edge.portmap] (issue 13): every protocol on by default, each its own switch; upnp is
+// accepted (reserved for the UPnP-IGD client) and does not count as a protocol the edge runs.
+TEST(ConfigEdge, Portmap) {
+  auto d = parse(edge(), "t.toml");
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_TRUE(d->edge->portmap.natpmp);
+  EXPECT_TRUE(d->edge->portmap.pcp);
+  EXPECT_TRUE(d->edge->portmap.upnp);
+  EXPECT_TRUE(d->edge->portmap.any());
+  // Lines: 1 [edge], 2 key_file, 3 interface, 4 [edge.portmap], 5.., as edge() lays them out.
+  auto c = parse(edge("[edge.portmap]\npcp = false\nupnp = false\n"), "t.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->edge->portmap.natpmp);
+  EXPECT_FALSE(c->edge->portmap.pcp);
+  EXPECT_FALSE(c->edge->portmap.upnp);
+  auto off = parse(edge("[edge.portmap]\nnatpmp = false\npcp = false\n"), "t.toml");
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_FALSE(off->edge->portmap.any());  // upnp alone runs nothing yet
+  EXPECT_EQ(errorOf(edge("[edge.portmap]\npcp = 1\n")), "t.toml:5: edge.portmap.pcp: expected true or false, got 1");
+  EXPECT_EQ(errorOf(edge("[edge.portmap]\nnatpmp = \"yes\"\n")),
+            "t.toml:5: edge.portmap.natpmp: expected true or false, got \"yes\"");
+  EXPECT_EQ(errorOf(edge("[edge.portmap]\nigd = true\n")),
+            "t.toml:5: edge.portmap.igd: expected one of the known keys (natpmp, pcp, repair_seconds, upnp), got an "
+            "unknown key");
+  EXPECT_EQ(d->edge->portmap.repair, std::chrono::seconds(50));
+  EXPECT_EQ(parse(edge("[edge.portmap]\nrepair_seconds = 3\n"), "t.toml")->edge->portmap.repair, std::chrono::seconds(3));
+  EXPECT_EQ(errorOf(edge("[edge.portmap]\nrepair_seconds = 1\n")).rfind("t.toml:5: edge.portmap.repair_seconds: expected", 0),
+            0u)
+      << errorOf(edge("[edge.portmap]\nrepair_seconds = 1\n"));
+  EXPECT_EQ(errorOf(edge("portmap = true\n")), "t.toml:4: edge.portmap: expected a table ([edge.portmap]), got true");
+}
+
+}  // namespace
+}  // namespace tgw::config

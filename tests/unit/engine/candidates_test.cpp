@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "candidates/mapped_source.h"
 #include "candidates/relay_source.h"
 #include "candidates/source.h"
 #include "candidates/stun_source.h"
@@ -271,6 +272,57 @@ TEST_F(RelaySourceAgainstServer, AProbeOfALiveAllocationRenewsIt) {
   EXPECT_EQ(source->client().counters().refreshes, 1u);
   EXPECT_EQ(source->client().refreshAt(), t0 + 10s + 300s);
   EXPECT_EQ(source->generation(), 1u);
+}
+
+}  // namespace
+}  // namespace tgw::candidates
+
+namespace tgw::candidates {
+namespace {
+
+// The mapped candidate: advertised only while STUN sees the router's external address
+// (issue 13); a double NAT / CGNAT (STUN sees another address) keeps it out, with a reason.
+TEST(MappedSource, AdvertisedOnlyWhenStunAgreesWithTheRouter) {
+  MappedSource src;
+  EXPECT_TRUE(src.candidates().empty());
+  EXPECT_EQ(src.agreement(), MappingAgreement::NoMapping);
+  const PortMapping m{sa("192.168.1.2:41641"), sa("198.18.1.1:41641"), "pcp"};
+  src.setMapping(m);
+  EXPECT_EQ(src.agreement(), MappingAgreement::AwaitingStun);
+  EXPECT_TRUE(src.candidates().empty());
+  // A hard NAT shows STUN other ports on the same address: the port is not compared.
+  const uint64_t before = src.version();
+  src.setStunView({{sa("198.18.1.1:20001"), CandidateKind::Reflexive}, {sa("198.18.1.1:20002"), CandidateKind::Reflexive}});
+  EXPECT_EQ(src.agreement(), MappingAgreement::Agrees) << src.why();
+  ASSERT_EQ(src.candidates().size(), 1u);
+  EXPECT_EQ(src.candidates()[0], (Candidate{sa("198.18.1.1:41641"), CandidateKind::PortMapped}));
+  EXPECT_GT(src.version(), before);
+  // The same view again changes nothing (no new call-me-maybe).
+  const uint64_t v = src.version();
+  src.setStunView({{sa("198.18.1.1:20001"), CandidateKind::Reflexive}});
+  EXPECT_EQ(src.version(), v);
+  // The mapping lost: withdrawn.
+  src.setMapping(std::nullopt);
+  EXPECT_TRUE(src.candidates().empty());
+  EXPECT_EQ(src.agreement(), MappingAgreement::NoMapping);
+}
+
+TEST(MappedSource, BehindACarrierGradeNatTheMappingIsNotAdvertised) {
+  MappedSource src;
+  // The home router's WAN is in the CGNAT's range; STUN sees the CGNAT's public address.
+  src.setMapping(PortMapping{sa("192.168.1.2:41641"), sa("100.64.0.2:41641"), "nat-pmp"});
+  src.setStunView({{sa("198.18.2.1:61000"), CandidateKind::Reflexive},
+                   {sa("[2001:db8::5]:41641"), CandidateKind::Reflexive},  // another family: not compared
+                   {sa("100.64.0.2:41641"), CandidateKind::Nat64}});      // not a reflexive view
+  EXPECT_EQ(src.agreement(), MappingAgreement::Disagrees);
+  EXPECT_TRUE(src.candidates().empty());
+  EXPECT_NE(src.why().find("100.64.0.2"), std::string::npos) << src.why();
+  EXPECT_NE(src.why().find("198.18.2.1"), std::string::npos) << src.why();
+  EXPECT_EQ(src.why().find("2001:db8::5"), std::string::npos) << src.why();
+  // Only IPv6 STUN answers: nothing of the mapping's family to compare with yet.
+  src.setStunView({{sa("[2001:db8::5]:41641"), CandidateKind::Reflexive}});
+  EXPECT_EQ(src.agreement(), MappingAgreement::AwaitingStun);
+  EXPECT_TRUE(src.candidates().empty());
 }
 
 }  // namespace

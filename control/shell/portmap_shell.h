@@ -1,0 +1,131 @@
+// The edge's port mapping shell (issue 13): runs the sans-I/O NAT-PMP / PCP client
+// (portmap/client.h) against the default gateway of the WAN interface, for the edge's IPv4
+// socket, and hands the mapping to the node (a "mapped" candidate, advertised when STUN
+// agrees: candidates/mapped_source.h).
+//
+// Which socket: the edge's own (the one its traffic and the fast path's flows use). A mapping
+// is worth having only for the port peers send to, and
+//   - NAT-PMP maps the request's *source* port's host (RFC 6886 section 3.3: the internal
+//     address is the request's source address; the internal port is in the request), and a
+//     gateway such as miniupnpd also checks the source address of PCP requests against the
+//     PCP Client's IP Address field (ADDRESS_MISMATCH otherwise, RFC 6887 section 8.3);
+//   - sending from that very port keeps whatever the gateway's firewall associates with the
+//     mapping on the same 5-tuple family, and needs no second socket bound beside the edge's
+//     (which the fast path does not know).
+// The gateway's answers (from its port 5351) arrive on the edge's socket: the XDP program
+// passes everything that is not a data frame to the socket (TGW_REASON_EDGE_CONTROL), and
+// EdgeRole offers each datagram here first (onDatagram: only the gateway's port 5351 is
+// taken, the rest goes to the node).
+//
+// Announcements (RFC 6887 section 14.1.3, RFC 6886 section 3.2.1) arrive on a socket of their
+// own bound to 224.0.0.1:5350, SO_REUSEADDR / SO_REUSEPORT (other clients on the host listen
+// too), joined on the WAN interface; they are fed with that group endpoint as `local`, which
+// is how the client tells them from answers. IPv6 (ff02::1 port 5350) is not opened: the
+// edge maps only its IPv4 socket today (an IPv6 gateway is link-local, and IPv6 needs no
+// translation; a PCP firewall pinhole for IPv6 is future work).
+//
+// The gateway: the next hop of the route towards the edge's servers (the first STUN server,
+// else the relay, else a documentation address: a route lookup sends nothing), when it leaves
+// by the WAN interface and is not on-link. Looked up at start, when the routes change
+// (recheckGateway(), from EdgeRole's NextHopWatch) and every kGatewayRecheck; a new gateway
+// ends the old client (its deletion sent, not waited for) and starts one against the new.
+//
+// A third protocol (UPnP-IGD, control/portmap/upnp*, another branch) plugs in beside the
+// client: every protocol's mapping goes through onMapping(), and the first usable one is
+// what the node gets.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/datagram.h"
+#include "base/result.h"
+#include "base/sockaddr.h"
+#include "candidates/mapped_source.h"
+#include "portmap/client.h"
+
+struct event_base;
+
+namespace tgw::shell {
+
+// The gateway is looked up again this often besides on route changes (a lookup is one
+// netlink round trip): a DHCP renewal that moved it is followed within seconds.
+inline constexpr Duration kGatewayRecheck = 10s;
+
+struct PortmapShellConfig {
+  std::string interface;  // the WAN interface
+  SockAddr local;         // the edge's IPv4 socket: the port mapped
+  bool natpmp = true;
+  bool pcp = true;
+  bool upnp = false;      // reserved: reported as not wired
+  // Destinations whose route gives the default gateway (the edge's servers).
+  std::vector<IpAddr> routeProbes;
+  Duration repairInterval = portmap::kRepairInterval;
+};
+
+class PortmapShell {
+ public:
+  struct Hooks {
+    std::function<void(const Datagram&)> send;  // out of the edge's socket (Datagram::from)
+    // The mapping to advertise (nullopt: none any more); the node's setPortMapping.
+    std::function<void(std::optional<candidates::PortMapping>)> mapping;
+  };
+
+  // Opens the announcement listener (a failure is logged, not fatal) and starts the client
+  // if a gateway is found.
+  static std::unique_ptr<PortmapShell> start(event_base* base, PortmapShellConfig config, Hooks hooks);
+  ~PortmapShell();
+  PortmapShell(const PortmapShell&) = delete;
+  PortmapShell& operator=(const PortmapShell&) = delete;
+
+  // A datagram that arrived on the edge's socket `local`: true when it was the gateway's
+  // (from its port 5351 to the mapped socket), and was fed to the client.
+  bool onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
+  // The routes changed: look for the gateway again now.
+  void recheckGateway();
+  // tgwd stops: deletes the mapping and runs the event loop until the gateway answered or
+  // portmap::kReleaseWait passed (a bounded wait, about 1 s at most).
+  void stop();
+
+  // status / netcheck: the gateway, the protocol that answered, the external endpoint, the
+  // lifetime left, each protocol's availability and errors by result code, the counters.
+  nlohmann::json status(TimePoint now) const;
+  // Why there is no mapping, in words (status and netcheck): no gateway, still asking, or
+  // each protocol's availability, reason and last result code.
+  std::string noMappingWhy() const;
+  const portmap::Client* client() const { return client_.get(); }
+  std::optional<IpAddr> gateway() const { return gateway_; }
+
+ private:
+  PortmapShell(event_base* base, PortmapShellConfig config, Hooks hooks);
+  struct Listener;
+  void openListener();
+  std::optional<IpAddr> findGateway(std::string& why) const;
+  void useGateway(std::optional<IpAddr> gw, const std::string& why);
+  void after();  // sends, events, timer
+  void onMapping(const char* protocol, std::optional<SockAddr> external);
+
+  event_base* base_;
+  PortmapShellConfig config_;
+  Hooks hooks_;
+  std::unique_ptr<portmap::Client> client_;
+  std::optional<IpAddr> gateway_;
+  std::string gatewayWhy_;  // why there is none
+  std::unique_ptr<Listener> listener_;
+  std::string listenerError_;
+  struct Timers;
+  std::unique_ptr<Timers> timers_;
+  TimePoint clientStartedAt_{};
+  std::optional<Duration> timeToMapping_;  // of the current client's first mapping
+  uint64_t gatewayChanges_ = 0;
+  uint64_t announcementsReceived_ = 0;  // datagrams on the listener
+  bool stopping_ = false;
+};
+
+}  // namespace tgw::shell
