@@ -542,11 +542,31 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
   return c;
 }
 
+StreamsConfig readStreams(const Reader& r, const toml::table& t) {
+  const std::string p = "relay.streams.";
+  r.onlyKeys(t, p, {"tcp", "max_connections", "max_connections_per_source", "send_queue_bytes",
+                    "handshake_timeout_seconds", "idle_timeout_seconds"});
+  StreamsConfig c;
+  c.tcp = r.boolean(t, p, "tcp", c.tcp);
+  c.maxConnections = static_cast<uint32_t>(r.integer(t, p, "max_connections", c.maxConnections, 1, 1u << 20));
+  c.maxConnectionsPerSource = static_cast<uint32_t>(
+      r.integer(t, p, "max_connections_per_source", c.maxConnectionsPerSource, 1, 1u << 20));
+  // At least one message of the largest size the framer takes, so a full queue still moves.
+  c.sendQueueBytes = static_cast<uint32_t>(
+      r.integer(t, p, "send_queue_bytes", c.sendQueueBytes, 16384, 64u << 20, "bytes"));
+  constexpr uint64_t kHour = 3600;
+  c.handshakeTimeout = std::chrono::seconds(
+      r.integer(t, p, "handshake_timeout_seconds", static_cast<uint64_t>(c.handshakeTimeout.count()), 1, 300, "seconds"));
+  c.idleTimeout = std::chrono::seconds(
+      r.integer(t, p, "idle_timeout_seconds", static_cast<uint64_t>(c.idleTimeout.count()), 1, 24 * kHour, "seconds"));
+  return c;
+}
+
 RelayConfig readRelay(const Reader& r, const toml::table& t) {
   const std::string p = "relay.";
   r.onlyKeys(t, p, {"interface", "xdp_mode", "stun_port", "stun_alternate_port", "address", "secondary_address",
                     "software", "turn", "rendezvous", "stun_answers_per_second", "stun_answer_burst",
-                    "socket_buffer_bytes"});
+                    "socket_buffer_bytes", "streams"});
   RelayConfig c;
   c.interface = r.str(t, p, "interface", "");
   c.xdpMode = r.xdpMode(t, p);
@@ -607,6 +627,12 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
   if (const toml::node* turn = t.get("turn")) {
     if (!turn->is_table()) r.failAt(turn, Reader::lineOf(t), p + "turn", "a table ([relay.turn])", Reader::describe(*turn));
     c.turn = readTurn(r, *turn->as_table(), c);
+  }
+  if (const toml::node* st = t.get("streams")) {
+    if (!st->is_table()) {
+      r.failAt(st, Reader::lineOf(t), p + "streams", "a table ([relay.streams])", Reader::describe(*st));
+    }
+    c.streams = readStreams(r, *st->as_table());
   }
   if (const toml::node* rdv = t.get("rendezvous")) {
     if (!rdv->is_table()) {

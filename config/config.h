@@ -109,6 +109,18 @@ inline constexpr uint32_t kDefaultRelaySocketBufferBytes = 4u << 20;
 inline constexpr uint32_t kMinRelaySocketBufferBytes = 4096;
 inline constexpr uint32_t kMaxRelaySocketBufferBytes = 256u << 20;  // setsockopt takes an int, doubled
 
+// [relay.streams] (issue 15): TURN and STUN over TCP on the STUN port (RFC 8656 section 3.1),
+// for networks that block UDP. Absent: UDP only. The limits bound what strangers can hold
+// (shell/stream_endpoints.h).
+struct StreamsConfig {
+  bool tcp = true;                          // listen on TCP stun_port
+  uint32_t maxConnections = 4096;           // clamped to the descriptors tgwd has
+  uint32_t maxConnectionsPerSource = 16;    // per IPv4 address / IPv6 /64
+  uint32_t sendQueueBytes = 256u << 10;     // per connection; whole messages dropped from the head beyond
+  std::chrono::seconds handshakeTimeout{10};  // until the first whole message
+  std::chrono::seconds idleTimeout{660};      // nothing read or written (> a 600 s allocation)
+};
+
 struct RelayConfig {
   std::string interface;                  // where the XDP program attaches
   XdpMode xdpMode = XdpMode::Auto;
@@ -124,6 +136,7 @@ struct RelayConfig {
   uint32_t socketBufferBytes = kDefaultRelaySocketBufferBytes;  // 0: the kernel's default
   std::optional<TurnConfig> turn;         // [relay.turn]; absent or disabled: STUN only
   std::optional<RendezvousConfig> rendezvous;  // [relay.rendezvous]; absent: no rendezvous
+  std::optional<StreamsConfig> streams;   // [relay.streams]; absent: UDP only
 };
 
 // The edge's default UDP port (edge.port): one socket per address family carries STUN,
