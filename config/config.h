@@ -119,7 +119,19 @@ struct StreamsConfig {
   uint32_t sendQueueBytes = 256u << 10;     // per connection; whole messages dropped from the head beyond
   std::chrono::seconds handshakeTimeout{10};  // until the first whole message
   std::chrono::seconds idleTimeout{660};      // nothing read or written (> a 600 s allocation)
+  // TURN over TLS (RFC 8656 section 3.1; 5349 is the standard port, 443 passes most
+  // firewalls): TLS 1.2 and 1.3 with this certificate chain and key (PEM; paths relative to
+  // the config's folder). Checked when the config is read: both readable, the key only by its
+  // owner, and the key the certificate's. Read again on SIGHUP.
+  std::optional<uint16_t> tlsPort;
+  std::string certificateFile;
+  std::string keyFile;
 };
+
+// What is wrong with a PEM certificate and private key pair, if anything (the config's check
+// of relay.streams.certificate_file / key_file, and the relay's on SIGHUP).
+enum class CertificateProblem : uint8_t { None, BadCertificate, BadKey, Mismatch };
+CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_view keyPem);
 
 struct RelayConfig {
   std::string interface;                  // where the XDP program attaches

@@ -151,7 +151,7 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
   const uint64_t limit = shell::fileLimit();
   const uint64_t open = shell::descriptorsOpen();
   uint64_t room = limit > open + shell::kDescriptorReserve ? limit - open - shell::kDescriptorReserve : 0;
-  if (cfg.streams && cfg.streams->tcp) {
+  if (cfg.streams && (cfg.streams->tcp || cfg.streams->tlsPort)) {
     if (auto ok = r->openStreams(room); !ok) return fail(ok.error().message);
   }
   if (turnEnabled(cfg)) {
@@ -480,14 +480,29 @@ Result<void> RelayRole::openStreams(uint64_t& descriptorRoom) {
         onStreamClosed(t, from, local, now);
       },
       [this] { afterServers(); });
+  if (sc.tlsPort) {
+    auto ctx = shell::loadTlsContext(sc.certificateFile, sc.keyFile);
+    if (!ctx) return fail(ctx.error().message);
+    streams_->setTls(std::move(*ctx));
+  }
   for (const SockAddr& ep : listening_) {
     if (ep.port() != cfg_.stunPort) continue;  // the alternate port stays UDP (RFC 5780 tests)
-    if (auto ok = streams_->listen(ep, turn::Transport::Tcp); !ok) {
-      return fail("cannot listen on TCP " + ep.toString() + ": " + ok.error().message +
-                  " (is the port free? set relay.streams.tcp = false to run without)");
+    if (sc.tcp) {
+      if (auto ok = streams_->listen(ep, turn::Transport::Tcp); !ok) {
+        return fail("cannot listen on TCP " + ep.toString() + ": " + ok.error().message +
+                    " (is the port free? set relay.streams.tcp = false to run without)");
+      }
+      log::info("turn_tcp_listening", {{"endpoint", ep.toString()},
+                                       {"max_connections", std::to_string(limits.maxConnections)}});
     }
-    log::info("turn_tcp_listening", {{"endpoint", ep.toString()},
-                                     {"max_connections", std::to_string(limits.maxConnections)}});
+    if (sc.tlsPort) {
+      const SockAddr tlsEp(ep.ip(), *sc.tlsPort);
+      if (auto ok = streams_->listen(tlsEp, turn::Transport::Tls); !ok) {
+        return fail("cannot listen on TLS " + tlsEp.toString() + ": " + ok.error().message +
+                    " (is the port free? ports below 1024 need CAP_NET_BIND_SERVICE)");
+      }
+      log::info("turn_tls_listening", {{"endpoint", tlsEp.toString()}, {"certificate", sc.certificateFile}});
+    }
   }
   return {};
 }
@@ -498,11 +513,13 @@ void RelayRole::onStreamMessage(std::span<const uint8_t> bytes, turn::Transport 
     for (const auto& d : turn_->takeSends()) send(d);  // towards peers
     return;
   }
-  auto it = serverAt_.find(local);
+  // The TLS port has no STUN server of its own: the one on the same address answers.
+  const SockAddr stunLocal(local.ip(), cfg_.stunPort);
+  auto it = serverAt_.find(stunLocal);
   if (it == serverAt_.end()) return;
-  it->second->onDatagram(bytes, from, local, now);
+  it->second->onDatagram(bytes, from, stunLocal, now);
   for (auto& d : it->second->takeSends()) {
-    if (d.from != local || d.to != from) {
+    if (d.from != stunLocal || d.to != from) {
       ++streamStunDropped_;  // CHANGE-REQUEST or RESPONSE-PORT: not on this stream
       continue;
     }
@@ -536,6 +553,8 @@ nlohmann::json RelayRole::streamStats() const {
           {"send_queue_drops", c.sendQueueDrops},
           {"send_queue_drop_bytes", c.sendQueueDropBytes},
           {"tx_no_connection", c.txNoConnection},
+          {"tls_handshakes", c.tlsHandshakes},
+          {"closed_tls_errors", c.closedTlsErrors},
           {"stun_answers_dropped", streamStunDropped_}};
 }
 

@@ -1,6 +1,8 @@
 #include "shell/stream_endpoints.h"
 
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -34,6 +36,7 @@ std::string_view toString(StreamClose c) {
     case StreamClose::HandshakeTimeout: return "handshake_timeout";
     case StreamClose::Idle: return "idle";
     case StreamClose::Error: return "error";
+    case StreamClose::TlsError: return "tls_error";
     case StreamClose::Shutdown: return "shutdown";
   }
   return "unknown";
@@ -69,12 +72,18 @@ struct StreamEndpoints::Conn {
   bool gotMessage = false;  // a whole message arrived: the handshake is over
   bool writing = false;     // wr is added
   bool closed = false;
+  SSL* ssl = nullptr;           // Transport::Tls: with memory BIOs (rbio: records read, wbio: to write)
+  BIO* rbio = nullptr;
+  BIO* wbio = nullptr;
+  std::vector<uint8_t> raw;     // TLS records taken from wbio, not yet on the socket
+  size_t rawSent = 0;
   Conn(size_t maxMessage, uint16_t maxChannel, size_t queueBytes)
       : framer(maxMessage, maxChannel), queue(queueBytes) {}
   ~Conn() {
     if (rd != nullptr) event_free(rd);
     if (wr != nullptr) event_free(wr);
     if (timer != nullptr) event_free(timer);
+    if (ssl != nullptr) SSL_free(ssl);  // frees both BIOs
   }
 };
 
@@ -184,6 +193,23 @@ void StreamEndpoints::accept(Listener& l) {
     c->rd = event_new(base_, c->fd.get(), EV_READ | EV_PERSIST, &StreamEndpoints::onReadable, c.get());
     c->wr = event_new(base_, c->fd.get(), EV_WRITE, &StreamEndpoints::onWritable, c.get());
     c->timer = event_new(base_, -1, 0, &StreamEndpoints::onTimer, c.get());
+    if (l.transport == turn::Transport::Tls) {
+      if (!tls_) continue;
+      c->ssl = SSL_new(tls_.get());
+      c->rbio = BIO_new(BIO_s_mem());
+      c->wbio = BIO_new(BIO_s_mem());
+      if (c->ssl == nullptr || c->rbio == nullptr || c->wbio == nullptr) {
+        if (c->ssl == nullptr) {
+          BIO_free(c->rbio);
+          BIO_free(c->wbio);
+        }
+        ++counters_.acceptErrors;
+        ERR_clear_error();
+        continue;
+      }
+      SSL_set_bio(c->ssl, c->rbio, c->wbio);
+      SSL_set_accept_state(c->ssl);
+    }
     if (c->rd == nullptr || c->wr == nullptr || c->timer == nullptr || event_add(c->rd, nullptr) != 0) {
       ++counters_.acceptErrors;
       continue;
@@ -251,23 +277,58 @@ void StreamEndpoints::readFrom(Conn& c) {
     counters_.rxBytes += static_cast<uint64_t>(n);
     const TimePoint now = Clock::now();
     c.lastActivity = now;
-    c.framer.push(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
-    while (!c.closed) {
-      auto m = c.framer.next();
-      if (!m) break;
-      ++counters_.rxMessages;
-      if (!c.gotMessage) {
-        c.gotMessage = true;
-        armTimer(c);
-      }
-      // The role may queue answers on this very connection; it stays alive (close() defers).
-      onMessage_(m->bytes, c.transport, c.from, c.local, now);
+    if (c.ssl != nullptr) {
+      BIO_write(c.rbio, buf.data(), static_cast<int>(n));
+      readTls(c, now);
+      if (!c.closed) flush(c);  // handshake records, and what waited for the handshake
+      continue;
     }
-    if (c.closed) return;
-    if (auto e = c.framer.error()) {
-      close(c, *e == turn::StreamError::Garbage ? StreamClose::Garbage : StreamClose::Oversize);
+    deliver(c, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), now);
+  }
+}
+
+void StreamEndpoints::readTls(Conn& c, TimePoint now) {
+  if (!SSL_is_init_finished(c.ssl)) {
+    const int r = SSL_do_handshake(c.ssl);
+    if (r != 1) {
+      const int e = SSL_get_error(c.ssl, r);
+      ERR_clear_error();
+      if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) close(c, StreamClose::TlsError);
       return;
     }
+    ++counters_.tlsHandshakes;
+  }
+  std::array<uint8_t, 16384> plain;
+  while (!c.closed) {
+    const int r = SSL_read(c.ssl, plain.data(), static_cast<int>(plain.size()));
+    if (r > 0) {
+      deliver(c, std::span<const uint8_t>(plain.data(), static_cast<size_t>(r)), now);
+      continue;
+    }
+    const int e = SSL_get_error(c.ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+    close(c, e == SSL_ERROR_ZERO_RETURN ? StreamClose::ByClient : StreamClose::TlsError);
+    return;
+  }
+}
+
+void StreamEndpoints::deliver(Conn& c, std::span<const uint8_t> bytes, TimePoint now) {
+  c.framer.push(bytes);
+  while (!c.closed) {
+    auto m = c.framer.next();
+    if (!m) break;
+    ++counters_.rxMessages;
+    if (!c.gotMessage) {
+      c.gotMessage = true;
+      armTimer(c);
+    }
+    // The role may queue answers on this very connection; it stays alive (close() defers).
+    onMessage_(m->bytes, c.transport, c.from, c.local, now);
+  }
+  if (c.closed) return;
+  if (auto e = c.framer.error()) {
+    close(c, *e == turn::StreamError::Garbage ? StreamClose::Garbage : StreamClose::Oversize);
   }
 }
 
@@ -296,6 +357,10 @@ void StreamEndpoints::onWritable(int, short, void* arg) {
 }
 
 void StreamEndpoints::flush(Conn& c) {
+  if (c.ssl != nullptr) {
+    flushTls(c);
+    return;
+  }
   while (!c.closed && !c.queue.empty()) {
     auto bytes = c.queue.front();
     const size_t messagesBefore = c.queue.messages();
@@ -317,6 +382,50 @@ void StreamEndpoints::flush(Conn& c) {
   }
 }
 
+void StreamEndpoints::flushTls(Conn& c) {
+  while (!c.closed) {
+    // Records first: nothing new is encrypted while older records wait for the socket.
+    if (c.rawSent == c.raw.size()) {
+      c.raw.clear();
+      c.rawSent = 0;
+      const int pending = static_cast<int>(BIO_ctrl_pending(c.wbio));
+      if (pending > 0) {
+        c.raw.resize(static_cast<size_t>(pending));
+        const int got = BIO_read(c.wbio, c.raw.data(), pending);
+        c.raw.resize(got > 0 ? static_cast<size_t>(got) : 0);
+      } else if (!c.queue.empty() && SSL_is_init_finished(c.ssl)) {
+        auto m = c.queue.front();
+        const int w = SSL_write(c.ssl, m.data(), static_cast<int>(m.size()));
+        if (w <= 0) {
+          ERR_clear_error();
+          close(c, StreamClose::TlsError);
+          return;
+        }
+        c.queue.consume(m.size());
+        ++counters_.txMessages;
+        continue;
+      } else {
+        return;  // nothing to write
+      }
+      if (c.raw.empty()) return;
+    }
+    const ssize_t n = ::send(c.fd.get(), c.raw.data() + c.rawSent, c.raw.size() - c.rawSent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      close(c, errno == EPIPE || errno == ECONNRESET ? StreamClose::ByClient : StreamClose::Error);
+      return;
+    }
+    c.rawSent += static_cast<size_t>(n);
+    counters_.txBytes += static_cast<uint64_t>(n);
+    c.lastActivity = Clock::now();
+    if (c.rawSent < c.raw.size()) break;  // the socket's buffer is full
+  }
+  if (!c.closed && c.rawSent < c.raw.size() && !c.writing) {
+    c.writing = true;
+    event_add(c.wr, nullptr);
+  }
+}
+
 void StreamEndpoints::close(Conn& c, StreamClose why) {
   if (c.closed) return;
   c.closed = true;
@@ -327,6 +436,7 @@ void StreamEndpoints::close(Conn& c, StreamClose why) {
     case StreamClose::HandshakeTimeout: ++counters_.closedHandshakeTimeout; break;
     case StreamClose::Idle: ++counters_.closedIdle; break;
     case StreamClose::Error: ++counters_.closedErrors; break;
+    case StreamClose::TlsError: ++counters_.closedTlsErrors; break;
     case StreamClose::Shutdown: break;
   }
   event_del(c.rd);

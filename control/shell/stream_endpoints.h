@@ -18,6 +18,15 @@
 //     dropped from the head beyond it (send_queue_drops), never cut, never an unbounded
 //     buffer;
 //   - reads take at most kReadBytesPerWakeup per connection per wakeup (fairness).
+// TLS (Transport::Tls listeners): OpenSSL with memory BIOs, not bufferevent_openssl: the
+// socket is read and written by this class as for TCP, so one bounded, drop-head queue serves
+// both (bufferevent's output is an unbounded evbuffer, and cutting whole messages out of it
+// is not possible once they are encrypted), one timer rule covers the TLS handshake and the
+// first message, and the TLS layer holds at most one message's records beyond the queue
+// (a message is encrypted only when the previous records are on the socket). setTls()
+// changes the context for new connections only (SIGHUP reload); a failed handshake closes the
+// connection (closed_tls_errors).
+//
 // Out of descriptors at accept() (EMFILE / ENFILE) the listener pauses for kAcceptPause
 // (accept_errors) instead of spinning on a connection it cannot take.
 #pragma once
@@ -33,6 +42,7 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
+#include "shell/tls_context.h"
 #include "turn/server.h"
 #include "turn/stream_framer.h"
 
@@ -52,7 +62,7 @@ struct StreamLimits {
 };
 
 // Why a connection ended (the counters, and the log at debug).
-enum class StreamClose : uint8_t { ByClient, Garbage, Oversize, HandshakeTimeout, Idle, Error, Shutdown };
+enum class StreamClose : uint8_t { ByClient, Garbage, Oversize, HandshakeTimeout, Idle, Error, TlsError, Shutdown };
 std::string_view toString(StreamClose c);
 
 class StreamEndpoints {
@@ -78,6 +88,8 @@ class StreamEndpoints {
     uint64_t sendQueueDrops = 0;       // whole messages dropped from a full send queue
     uint64_t sendQueueDropBytes = 0;
     uint64_t txNoConnection = 0;       // a message for a connection that is gone
+    uint64_t tlsHandshakes = 0;        // completed
+    uint64_t closedTlsErrors = 0;      // handshake failed, or a TLS record could not be read
   };
 
   // A whole message from a client (ChannelData without its padding).
@@ -93,8 +105,11 @@ class StreamEndpoints {
   StreamEndpoints(const StreamEndpoints&) = delete;
   StreamEndpoints& operator=(const StreamEndpoints&) = delete;
 
-  // Listens on TCP `local` (backlog kBacklog); fails naming the errno.
+  // Listens on TCP `local` (backlog kBacklog); fails naming the errno. Transport::Tls needs
+  // setTls() first.
   Result<void> listen(const SockAddr& local, turn::Transport transport = turn::Transport::Tcp);
+  // The TLS context of connections accepted from now on (at start, and on reload).
+  void setTls(TlsContext ctx) { tls_ = std::move(ctx); }
 
   // Queues a framed message on the connection (transport, local, client); counted when the
   // connection is gone (tx_no_connection) or the queue dropped messages for it.
@@ -117,6 +132,10 @@ class StreamEndpoints {
   void accept(Listener& l);
   void readFrom(Conn& c);
   void flush(Conn& c);
+  void flushTls(Conn& c);
+  void deliver(Conn& c, std::span<const uint8_t> bytes, TimePoint now);
+  // Runs the TLS handshake and reads the records rbio holds into the framer.
+  void readTls(Conn& c, TimePoint now);
   void armTimer(Conn& c);
   void close(Conn& c, StreamClose why);
   IpAddr sourceKey(const IpAddr& ip) const;
@@ -131,6 +150,7 @@ class StreamEndpoints {
   std::vector<std::unique_ptr<Conn>> closing_;  // freed by reap_ (their callback may be running)
   ::event* reap_ = nullptr;
   std::map<IpAddr, uint32_t> perSource_;
+  TlsContext tls_;
   Counters counters_;
 };
 

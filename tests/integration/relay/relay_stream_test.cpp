@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,9 +38,11 @@ constexpr const char* kUser = "alice";
 constexpr const char* kPassword = "wonderland";
 constexpr const char* kRealm = "tgw.test";
 
-// A TCP connection to the relay, read through the product's framer.
+// A TCP (or, after startTls(), TLS) connection to the relay, read through the product's framer.
 struct TcpClient {
   int fd = -1;
+  SSL_CTX* ctx = nullptr;
+  SSL* ssl = nullptr;
   turn::StreamFramer framer;
   std::deque<std::vector<uint8_t>> messages;
 
@@ -55,10 +58,30 @@ struct TcpClient {
     return ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0;
   }
   ~TcpClient() {
+    if (ssl != nullptr) SSL_free(ssl);
+    if (ctx != nullptr) SSL_CTX_free(ctx);
     if (fd >= 0) ::close(fd);
   }
+  // A TLS handshake (blocking) at the given version; the relay's certificate is not verified
+  // here (a self-signed test certificate).
+  bool startTls(int version) {
+    ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, version);
+    SSL_CTX_set_max_proto_version(ctx, version);
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    return SSL_connect(ssl) == 1;
+  }
   void write(std::span<const uint8_t> b) {
+    if (ssl != nullptr) {
+      ASSERT_EQ(SSL_write(ssl, b.data(), static_cast<int>(b.size())), static_cast<int>(b.size()));
+      return;
+    }
     ASSERT_EQ(::send(fd, b.data(), b.size(), MSG_NOSIGNAL), static_cast<ssize_t>(b.size()));
+  }
+  ssize_t read(uint8_t* buf, size_t size) {
+    if (ssl != nullptr) return SSL_read(ssl, buf, static_cast<int>(size));
+    return ::recv(fd, buf, size, 0);
   }
   // Reads until a whole message is there (or `wait` passes); empty on timeout or close.
   std::vector<uint8_t> next(Duration wait = 3s) {
@@ -67,9 +90,9 @@ struct TcpClient {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
       if (left.count() <= 0) return {};
       pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
+      if ((ssl == nullptr || SSL_pending(ssl) == 0) && ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
       uint8_t buf[65536];
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      const ssize_t n = read(buf, sizeof buf);
       if (n <= 0) return {};
       framer.push(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
       while (auto m = framer.next()) messages.emplace_back(m->bytes.begin(), m->bytes.end());
@@ -99,11 +122,13 @@ class RelayStream : public ::testing::Test {
     ns_ = relay_test::enterRelayAndPeerNamespaces();
     if (!ns_.error.empty()) GTEST_SKIP() << ns_.error;
     port_ = freeUdpPort("198.18.0.1");
+    const std::string tls = wantTls() ? makeCertificate() : "";
+    ASSERT_EQ(wantTls(), !tls.empty()) << "openssl could not make a test certificate";
     minPort_ = 43000 + static_cast<uint16_t>(getpid() % 2000) * 4;
     sock_ = "/tmp/tgw-relay-stream-test-" + std::to_string(getpid()) + ".sock";
     std::string text = "[daemon]\ncontrol_socket = \"" + sock_ + "\"\n[relay]\nxdp_mode = \"off\"\n" +
                        "address = \"198.18.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +
-                       "[relay.streams]\n" + streamsExtra() +
+                       "[relay.streams]\n" + streamsExtra() + tls +
                        "[relay.turn]\nrealm = \"" + kRealm + "\"\nmin_port = " + std::to_string(minPort_) +
                        "\nmax_port = " + std::to_string(minPort_ + 3) + "\n" +
                        "[[relay.turn.user]]\nname = \"" + kUser + "\"\npassword = \"" + kPassword + "\"\n";
@@ -120,7 +145,18 @@ class RelayStream : public ::testing::Test {
     key_ = crypto::longTermKey(kUser, kRealm, kPassword);
   }
   virtual std::string streamsExtra() const { return ""; }
+  virtual bool wantTls() const { return false; }
 
+  // A self-signed certificate and its key (0600) in a fresh folder, for tls_port.
+  std::string makeCertificate() {
+    dir_ = "/tmp/tgw-relay-stream-tls-" + std::to_string(getpid());
+    const std::string cmd = "(mkdir -p " + dir_ + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                            "-nodes -days 2 -subj /CN=relay.test -keyout " + dir_ + "/key.pem -out " + dir_ +
+                            "/cert.pem && chmod 600 " + dir_ + "/key.pem)";
+    if (!relay_test::sh(cmd)) return "";
+    return "tls_port = " + std::to_string(tlsPort_) + "\ncertificate_file = \"" + dir_ + "/cert.pem\"\nkey_file = \"" +
+           dir_ + "/key.pem\"\n";
+  }
   void TearDown() override {
     if (daemon_) {
       daemon_->requestStop();
@@ -128,6 +164,7 @@ class RelayStream : public ::testing::Test {
       daemon_.reset();
     }
     if (peer_ >= 0) close(peer_);
+    if (!dir_.empty()) relay_test::sh("rm -rf " + dir_);
     for (int fd : {ns_.relayNs, ns_.peerNs}) {
       if (fd >= 0) close(fd);
     }
@@ -187,6 +224,8 @@ class RelayStream : public ::testing::Test {
   std::array<uint8_t, 16> key_{};
   std::string nonce_;
   std::deque<std::vector<uint8_t>> kept_;
+  std::string dir_;
+  uint16_t tlsPort_ = static_cast<uint16_t>(46000 + getpid() % 1000);
 };
 
 TEST_F(RelayStream, TcpClientRelaysToAUdpPeerAndBackThenCloses) {
@@ -331,6 +370,59 @@ TEST_F(RelayStreamLimits, AClientThatDoesNotReadLosesWholeMessagesFromTheHead) {
   EXPECT_EQ(s["turn"]["channel_data_to_client"].get<uint64_t>(), static_cast<uint64_t>(got) + drops)
       << "every message the relay built was either written whole or dropped and counted";
   EXPECT_EQ(s["streams"]["send_queue_drop_bytes"].get<uint64_t>(), drops * 1208u);
+}
+
+class RelayStreamTls : public RelayStream {
+ protected:
+  bool wantTls() const override { return true; }
+  std::string streamsExtra() const override { return "handshake_timeout_seconds = 1\n"; }
+};
+
+TEST_F(RelayStreamTls, TlsClientsOfBothVersionsRelayToAUdpPeerAndBack) {
+  int n = 0;
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    ++n;
+    SCOPED_TRACE(version == TLS1_2_VERSION ? "TLS 1.2" : "TLS 1.3");
+    nonce_.clear();
+    auto c = std::make_unique<TcpClient>();
+    ASSERT_TRUE(c->connectTo(SockAddr(server_.ip(), tlsPort_)));
+    ASSERT_TRUE(c->startTls(version));
+    const SockAddr relayed = allocate(*c);
+    ASSERT_EQ(relayed.ip().toString(), "198.18.0.1");
+    c->write(stun::MessageBuilder(stun::Method::Send, stun::Class::Indication, stun::newTransactionId())
+                 .addXorAddress(stun::attr::kXorPeerAddress, peerAddr_)
+                 .addRaw(stun::attr::kData, std::vector<uint8_t>{'t', 'l', 's'})
+                 .finish());
+    auto [atPeer, fromRelay] = receive(peer_);
+    EXPECT_EQ(atPeer, (std::vector<uint8_t>{'t', 'l', 's'}));
+    EXPECT_EQ(fromRelay, relayed);
+    sendBytes(peer_, relayed, std::vector<uint8_t>{'o', 'k'});
+    auto data = stun::Message::parse(c->next());
+    ASSERT_TRUE(data.ok());
+    EXPECT_EQ(data->method(), stun::Method::Data);
+    auto allocs = api::call(sock_, "allocations");
+    ASSERT_TRUE(allocs.ok());
+    ASSERT_EQ((*allocs)["allocations"].size(), 1u);
+    EXPECT_EQ((*allocs)["allocations"][0]["transport"], "tls");
+    c.reset();
+    EXPECT_TRUE(eventually([n](const nlohmann::json& j) {
+      return j["turn"]["allocations_closed_with_stream"] == n && j["sockets"]["relayed_ports_open"] == 0;
+    })) << stats().dump(2);
+  }
+  EXPECT_EQ(stats()["streams"]["tls_handshakes"], 2);
+}
+
+TEST_F(RelayStreamTls, NoHandshakeOrNotTlsClosesTheConnection) {
+  TcpClient silent, plain;
+  ASSERT_TRUE(silent.connectTo(SockAddr(server_.ip(), tlsPort_), 0, &ns_));
+  ASSERT_TRUE(plain.connectTo(SockAddr(server_.ip(), tlsPort_), 0, &ns_));
+  stun::MessageBuilder bind(stun::Method::Binding, stun::Class::Request, stun::newTransactionId());
+  plain.write(bind.finish());  // STUN in the clear on the TLS port
+  EXPECT_TRUE(plain.closedWithin(2s));
+  EXPECT_TRUE(silent.closedWithin(3s));
+  EXPECT_TRUE(eventually([](const nlohmann::json& j) {
+    return j["streams"]["closed_tls_errors"] == 1 && j["streams"]["closed_handshake_timeout"] == 1;
+  })) << stats().dump(2);
 }
 
 }  // namespace
