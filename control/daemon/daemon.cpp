@@ -42,6 +42,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
     auto relay = RelayRole::create(base, *cfg.relay);
     if (!relay) return fail("relay: " + relay.error().message);
     d->relay_ = std::move(*relay);
+    if (d->relay_->hasTls()) d->loop_->onReload([relay = d->relay_.get()] { relay->reloadTls(); });
   }
   if (cfg.edge) {
     auto edge = EdgeRole::create(base, *cfg.edge);

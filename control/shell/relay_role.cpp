@@ -507,6 +507,20 @@ Result<void> RelayRole::openStreams(uint64_t& descriptorRoom) {
   return {};
 }
 
+void RelayRole::reloadTls() {
+  if (!hasTls()) return;
+  const config::StreamsConfig& sc = *cfg_.streams;
+  auto ctx = shell::loadTlsContext(sc.certificateFile, sc.keyFile);
+  if (!ctx) {
+    ++tlsReloadFailures_;
+    log::error("turn_tls_reload_failed", {{"error", ctx.error().message}, {"effect", "the previous certificate stays in use"}});
+    return;
+  }
+  streams_->setTls(std::move(*ctx));
+  ++tlsReloads_;
+  log::info("turn_tls_reloaded", {{"certificate", sc.certificateFile}, {"open_connections", std::to_string(streams_->open())}});
+}
+
 void RelayRole::onStreamMessage(std::span<const uint8_t> bytes, turn::Transport transport, const SockAddr& from,
                                 const SockAddr& local, TimePoint now) {
   if (turn_ && turn_->onStreamMessage(bytes, transport, from, local, now)) {
@@ -555,6 +569,8 @@ nlohmann::json RelayRole::streamStats() const {
           {"tx_no_connection", c.txNoConnection},
           {"tls_handshakes", c.tlsHandshakes},
           {"closed_tls_errors", c.closedTlsErrors},
+          {"tls_reloads", tlsReloads_},
+          {"tls_reload_failures", tlsReloadFailures_},
           {"stun_answers_dropped", streamStunDropped_}};
 }
 

@@ -79,6 +79,11 @@ class RelayRole {
 
   nlohmann::json status() const;
   nlohmann::json stats() const;
+  // TURN over TLS: the certificate and key read again (SIGHUP). New connections use them;
+  // open ones keep theirs. A file that does not load leaves the old ones in use (logged and
+  // counted, tls_reload_failures).
+  bool hasTls() const { return streams_ && cfg_.streams && cfg_.streams->tlsPort; }
+  void reloadTls();
   // `tgwctl allocations`: every TURN allocation now (an empty list without TURN).
   nlohmann::json allocations() const;
 
@@ -163,7 +168,9 @@ class RelayRole {
   std::optional<dataplane::AttachMode> xdpAttached_;
   std::unique_ptr<shell::DeadlineTimer> livenessTimer_;  // with fastPath_: startLiveness()
   std::unique_ptr<shell::StreamEndpoints> streams_;      // [relay.streams]; null without
-  uint64_t streamStunDropped_ = 0;  // STUN answers a stream cannot carry (another address / port)
+  uint64_t streamStunDropped_ = 0;
+  uint64_t tlsReloads_ = 0;
+  uint64_t tlsReloadFailures_ = 0;  // STUN answers a stream cannot carry (another address / port)
 };
 
 }  // namespace tgw

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <signal.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,6 +66,15 @@ struct TcpClient {
   }
   // A TLS handshake (blocking) at the given version; the relay's certificate is not verified
   // here (a self-signed test certificate).
+  // The common name of the relay's certificate.
+  std::string peerName() const {
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    if (cert == nullptr) return "";
+    char buf[256] = {};
+    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
+    X509_free(cert);
+    return buf;
+  }
   bool startTls(int version) {
     ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_min_proto_version(ctx, version);
@@ -148,10 +159,10 @@ class RelayStream : public ::testing::Test {
   virtual bool wantTls() const { return false; }
 
   // A self-signed certificate and its key (0600) in a fresh folder, for tls_port.
-  std::string makeCertificate() {
+  std::string makeCertificate(const std::string& cn = "relay.test") {
     dir_ = "/tmp/tgw-relay-stream-tls-" + std::to_string(getpid());
     const std::string cmd = "(mkdir -p " + dir_ + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                            "-nodes -days 2 -subj /CN=relay.test -keyout " + dir_ + "/key.pem -out " + dir_ +
+                            "-nodes -days 2 -subj /CN=" + cn + " -keyout " + dir_ + "/key.pem -out " + dir_ +
                             "/cert.pem && chmod 600 " + dir_ + "/key.pem)";
     if (!relay_test::sh(cmd)) return "";
     return "tls_port = " + std::to_string(tlsPort_) + "\ncertificate_file = \"" + dir_ + "/cert.pem\"\nkey_file = \"" +
@@ -423,6 +434,40 @@ TEST_F(RelayStreamTls, NoHandshakeOrNotTlsClosesTheConnection) {
   EXPECT_TRUE(eventually([](const nlohmann::json& j) {
     return j["streams"]["closed_tls_errors"] == 1 && j["streams"]["closed_handshake_timeout"] == 1;
   })) << stats().dump(2);
+}
+
+TEST_F(RelayStreamTls, SighupReloadsTheCertificateWithoutDroppingConnections) {
+  TcpClient old;
+  ASSERT_TRUE(old.connectTo(SockAddr(server_.ip(), tlsPort_)));
+  ASSERT_TRUE(old.startTls(TLS1_3_VERSION));
+  EXPECT_EQ(old.peerName(), "relay.test");
+  const SockAddr relayed = allocate(old);
+
+  ASSERT_FALSE(makeCertificate("renewed.test").empty());
+  ASSERT_EQ(::kill(getpid(), SIGHUP), 0);  // the daemon's loop runs in this process
+  ASSERT_TRUE(eventually([](const nlohmann::json& j) { return j["streams"]["tls_reloads"] == 1; }))
+      << stats().dump(2);
+  TcpClient fresh;
+  ASSERT_TRUE(fresh.connectTo(SockAddr(server_.ip(), tlsPort_)));
+  ASSERT_TRUE(fresh.startTls(TLS1_2_VERSION));
+  EXPECT_EQ(fresh.peerName(), "renewed.test");
+  // The connection from before the reload still carries its allocation.
+  sendBytes(peer_, relayed, std::vector<uint8_t>{'s', 't', 'i', 'l', 'l'});
+  auto data = stun::Message::parse(old.next());
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->method(), stun::Method::Data);
+
+  // A broken certificate on reload: the last good one stays, nothing is dropped.
+  ASSERT_TRUE(relay_test::sh("echo broken > " + dir_ + "/cert.pem"));
+  ASSERT_EQ(::kill(getpid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([](const nlohmann::json& j) { return j["streams"]["tls_reload_failures"] == 1; }));
+  TcpClient third;
+  ASSERT_TRUE(third.connectTo(SockAddr(server_.ip(), tlsPort_)));
+  ASSERT_TRUE(third.startTls(TLS1_3_VERSION));
+  EXPECT_EQ(third.peerName(), "renewed.test");
+  auto s = stats();
+  EXPECT_EQ(s["streams"]["open"], 3);
+  EXPECT_EQ(s["streams"]["closed_tls_errors"], 0);
 }
 
 }  // namespace
