@@ -569,6 +569,7 @@ nlohmann::json RelayRole::streamStats() const {
           {"tx_no_connection", c.txNoConnection},
           {"tls_handshakes", c.tlsHandshakes},
           {"closed_tls_errors", c.closedTlsErrors},
+          {"closed_tls_old_version", c.closedTlsOldVersion},
           {"tls_reloads", tlsReloads_},
           {"tls_reload_failures", tlsReloadFailures_},
           {"stun_answers_dropped", streamStunDropped_}};

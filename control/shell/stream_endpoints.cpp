@@ -292,8 +292,8 @@ void StreamEndpoints::readTls(Conn& c, TimePoint now) {
     const int r = SSL_do_handshake(c.ssl);
     if (r != 1) {
       const int e = SSL_get_error(c.ssl, r);
-      ERR_clear_error();
-      if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) close(c, StreamClose::TlsError);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+      tlsFailed(c, "handshake", e);
       return;
     }
     ++counters_.tlsHandshakes;
@@ -306,11 +306,28 @@ void StreamEndpoints::readTls(Conn& c, TimePoint now) {
       continue;
     }
     const int e = SSL_get_error(c.ssl, r);
-    ERR_clear_error();
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
-    close(c, e == SSL_ERROR_ZERO_RETURN ? StreamClose::ByClient : StreamClose::TlsError);
+    if (e == SSL_ERROR_ZERO_RETURN) {  // close_notify: the client is done
+      ERR_clear_error();
+      close(c, StreamClose::ByClient);
+      return;
+    }
+    tlsFailed(c, "read", e);
     return;
   }
+}
+
+void StreamEndpoints::tlsFailed(Conn& c, const char* during, int sslError) {
+  const unsigned long e = ERR_peek_error();
+  char reason[256] = "no reason";
+  if (e != 0) ERR_error_string_n(e, reason, sizeof reason);
+  // Clients such as coturn's uclient try the versions one by one: the old ones are refused.
+  if (e != 0 && ERR_GET_REASON(e) == SSL_R_UNSUPPORTED_PROTOCOL) ++counters_.closedTlsOldVersion;
+  ERR_clear_error();
+  tlsLog_.write(Clock::now(), log::Level::Warn, "turn_tls_error",
+                {{"client", c.from.toString()}, {"during", during}, {"ssl_error", std::to_string(sslError)},
+                 {"reason", reason}});
+  close(c, StreamClose::TlsError);
 }
 
 void StreamEndpoints::deliver(Conn& c, std::span<const uint8_t> bytes, TimePoint now) {
@@ -397,8 +414,7 @@ void StreamEndpoints::flushTls(Conn& c) {
         auto m = c.queue.front();
         const int w = SSL_write(c.ssl, m.data(), static_cast<int>(m.size()));
         if (w <= 0) {
-          ERR_clear_error();
-          close(c, StreamClose::TlsError);
+          tlsFailed(c, "write", SSL_get_error(c.ssl, w));
           return;
         }
         c.queue.consume(m.size());

@@ -41,6 +41,7 @@
 
 #include "base/clock.h"
 #include "base/result.h"
+#include "base/log.h"
 #include "base/sockaddr.h"
 #include "shell/tls_context.h"
 #include "turn/server.h"
@@ -90,6 +91,7 @@ class StreamEndpoints {
     uint64_t txNoConnection = 0;       // a message for a connection that is gone
     uint64_t tlsHandshakes = 0;        // completed
     uint64_t closedTlsErrors = 0;      // handshake failed, or a TLS record could not be read
+    uint64_t closedTlsOldVersion = 0;  // of those: the client offered only TLS 1.1 or older
   };
 
   // A whole message from a client (ChannelData without its padding).
@@ -136,6 +138,8 @@ class StreamEndpoints {
   void deliver(Conn& c, std::span<const uint8_t> bytes, TimePoint now);
   // Runs the TLS handshake and reads the records rbio holds into the framer.
   void readTls(Conn& c, TimePoint now);
+  // Closes `c` after a TLS failure, logging OpenSSL's reason (rate-limited).
+  void tlsFailed(Conn& c, const char* during, int sslError);
   void armTimer(Conn& c);
   void close(Conn& c, StreamClose why);
   IpAddr sourceKey(const IpAddr& ip) const;
@@ -151,6 +155,7 @@ class StreamEndpoints {
   ::event* reap_ = nullptr;
   std::map<IpAddr, uint32_t> perSource_;
   TlsContext tls_;
+  log::LogLimiter tlsLog_{1.0, 5.0};  // turn_tls_error: remote-triggered, one a second
   Counters counters_;
 };
 
