@@ -116,7 +116,9 @@ struct StreamsConfig {
   bool tcp = true;                          // listen on TCP stun_port
   uint32_t maxConnections = 4096;           // clamped to the descriptors tgwd has
   uint32_t maxConnectionsPerSource = 16;    // per IPv4 address / IPv6 /64
-  uint32_t sendQueueBytes = 256u << 10;     // per connection; whole messages dropped from the head beyond
+  // Per connection; whole messages dropped from the head beyond. 64 KiB is about 50 messages of
+  // 1200 bytes (a burst of a video frame); 4096 connections hold at most 256 MiB.
+  uint32_t sendQueueBytes = 64u << 10;
   std::chrono::seconds handshakeTimeout{10};  // until the first whole message
   std::chrono::seconds idleTimeout{660};      // nothing read or written (> a 600 s allocation)
   // TURN over TLS (RFC 8656 section 3.1; 5349 is the standard port, 443 passes most

@@ -55,7 +55,7 @@ namespace tgw::shell {
 struct StreamLimits {
   uint32_t maxConnections = 4096;
   uint32_t maxPerSource = 16;
-  size_t sendQueueBytes = 256 * 1024;     // per connection
+  size_t sendQueueBytes = 64 * 1024;      // per connection
   size_t maxMessage = turn::kStreamMaxMessage;
   uint16_t maxChannel = TGW_CHANNEL_MAX;
   Duration handshakeTimeout = std::chrono::seconds(10);

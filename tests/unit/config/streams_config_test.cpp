@@ -33,7 +33,7 @@ TEST(StreamsConfig, AbsentMeansUdpOnlyAndTheDefaultsAreBounded) {
   EXPECT_FALSE(s.tlsPort);
   EXPECT_EQ(s.maxConnections, 4096u);
   EXPECT_EQ(s.maxConnectionsPerSource, 16u);
-  EXPECT_EQ(s.sendQueueBytes, 256u << 10);
+  EXPECT_EQ(s.sendQueueBytes, 64u << 10);
   EXPECT_EQ(s.handshakeTimeout, std::chrono::seconds(10));
   EXPECT_EQ(s.idleTimeout, std::chrono::seconds(660));
 }
