@@ -383,6 +383,33 @@ TEST_F(RelayStreamLimits, AClientThatDoesNotReadLosesWholeMessagesFromTheHead) {
   EXPECT_EQ(s["streams"]["send_queue_drop_bytes"].get<uint64_t>(), drops * 1208u);
 }
 
+class RelayStreamCap : public RelayStream {
+ protected:
+  std::string streamsExtra() const override { return "max_connections = 2\n"; }
+};
+
+TEST_F(RelayStreamCap, TheTotalCapClosesNewConnectionsAndAnOversizeMessageClosesItsOwn) {
+  TcpClient a, b, c;
+  ASSERT_TRUE(a.connectTo(server_));
+  ASSERT_TRUE(b.connectTo(server_, 0, &ns_));  // another source: the per-source cap is not it
+  ASSERT_TRUE(eventually([](const nlohmann::json& j) { return j["streams"]["open"] == 2; }));
+  ASSERT_TRUE(c.connectTo(server_, 0, &ns_));
+  EXPECT_TRUE(c.closedWithin(2s));
+  EXPECT_TRUE(eventually([](const nlohmann::json& j) { return j["streams"]["rejected_connection_cap"] == 1; }));
+  // A ChannelData header announcing 60000 bytes (over the 9216-byte bound): closed at once,
+  // before the body is sent.
+  a.write(std::vector<uint8_t>{0x40, 0x00, 0xEA, 0x60});
+  EXPECT_TRUE(a.closedWithin(2s));
+  EXPECT_TRUE(eventually([](const nlohmann::json& j) {
+    return j["streams"]["closed_oversize"] == 1 && j["streams"]["open"] == 1;
+  })) << stats().dump(2);
+  // Room again: a new connection is taken.
+  TcpClient d;
+  ASSERT_TRUE(d.connectTo(server_));
+  EXPECT_TRUE(eventually([](const nlohmann::json& j) { return j["streams"]["open"] == 2; }));
+  EXPECT_FALSE(d.closedWithin(300ms));
+}
+
 class RelayStreamTls : public RelayStream {
  protected:
   bool wantTls() const override { return true; }
