@@ -1,6 +1,9 @@
 #include "config/config.h"
 
 #include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -550,11 +553,87 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
   return c;
 }
 
+}  // namespace
+
+CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_view keyPem) {
+  BIO* cb = BIO_new_mem_buf(certPem.data(), static_cast<int>(certPem.size()));
+  X509* cert = cb ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(cb);
+  if (cert == nullptr) {
+    ERR_clear_error();
+    return CertificateProblem::BadCertificate;
+  }
+  BIO* kb = BIO_new_mem_buf(keyPem.data(), static_cast<int>(keyPem.size()));
+  EVP_PKEY* key = kb ? PEM_read_bio_PrivateKey(kb, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(kb);
+  CertificateProblem out = CertificateProblem::None;
+  if (key == nullptr) {
+    out = CertificateProblem::BadKey;
+  } else if (X509_check_private_key(cert, key) != 1) {
+    out = CertificateProblem::Mismatch;
+  }
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  ERR_clear_error();
+  return out;
+}
+
+namespace {
+
+StreamsConfig readStreams(const Reader& r, const toml::table& t) {
+  const std::string p = "relay.streams.";
+  r.onlyKeys(t, p, {"tcp", "max_connections", "max_connections_per_source", "send_queue_bytes",
+                    "handshake_timeout_seconds", "idle_timeout_seconds", "tls_port", "certificate_file",
+                    "key_file"});
+  StreamsConfig c;
+  c.tcp = r.boolean(t, p, "tcp", c.tcp);
+  c.maxConnections = static_cast<uint32_t>(r.integer(t, p, "max_connections", c.maxConnections, 1, 1u << 20));
+  c.maxConnectionsPerSource = static_cast<uint32_t>(
+      r.integer(t, p, "max_connections_per_source", c.maxConnectionsPerSource, 1, 1u << 20));
+  // At least one message of the largest size the framer takes, so a full queue still moves.
+  c.sendQueueBytes = static_cast<uint32_t>(
+      r.integer(t, p, "send_queue_bytes", c.sendQueueBytes, 16384, 64u << 20, "bytes"));
+  constexpr uint64_t kHour = 3600;
+  c.handshakeTimeout = std::chrono::seconds(
+      r.integer(t, p, "handshake_timeout_seconds", static_cast<uint64_t>(c.handshakeTimeout.count()), 1, 300, "seconds"));
+  c.idleTimeout = std::chrono::seconds(
+      r.integer(t, p, "idle_timeout_seconds", static_cast<uint64_t>(c.idleTimeout.count()), 1, 24 * kHour, "seconds"));
+  c.tlsPort = r.port(t, p, "tls_port");
+  const bool hasCert = t.get("certificate_file") != nullptr, hasKey = t.get("key_file") != nullptr;
+  if (!c.tlsPort && (hasCert || hasKey)) {
+    r.failAt(t.get(hasCert ? "certificate_file" : "key_file"), Reader::lineOf(t), p + "tls_port",
+             "a TLS port (5349, or 443) with a certificate and key", "nothing");
+  }
+  if (c.tlsPort) {
+    c.certificateFile = r.pathFromConfig(r.required(t, p, "certificate_file", "the TLS certificate chain (PEM)"));
+    c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the TLS private key (PEM)"));
+    const std::string keyPem = r.readSecretFile(t, p, "key_file", c.keyFile);
+    std::ifstream in(c.certificateFile, std::ios::binary);
+    if (!in) r.failAt(t.get("certificate_file"), Reader::lineOf(t), p + "certificate_file", "a readable file",
+                      "\"" + c.certificateFile + "\"");
+    const std::string certPem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    switch (checkCertificateAndKey(certPem, keyPem)) {
+      case CertificateProblem::None: break;
+      case CertificateProblem::BadCertificate:
+        r.failAt(t.get("certificate_file"), Reader::lineOf(t), p + "certificate_file",
+                 "a PEM certificate (-----BEGIN CERTIFICATE-----)", "\"" + c.certificateFile + "\"");
+      case CertificateProblem::BadKey:
+        r.failAt(t.get("key_file"), Reader::lineOf(t), p + "key_file", "a PEM private key (-----BEGIN PRIVATE KEY-----)",
+                 "\"" + c.keyFile + "\"");
+      case CertificateProblem::Mismatch:
+        r.failAt(t.get("key_file"), Reader::lineOf(t), p + "key_file",
+                 "the private key of the certificate in \"" + c.certificateFile + "\"",
+                 "\"" + c.keyFile + "\", another key");
+    }
+  }
+  return c;
+}
+
 RelayConfig readRelay(const Reader& r, const toml::table& t) {
   const std::string p = "relay.";
   r.onlyKeys(t, p, {"interface", "xdp_mode", "stun_port", "stun_alternate_port", "address", "secondary_address",
                     "software", "turn", "rendezvous", "stun_answers_per_second", "stun_answer_burst",
-                    "socket_buffer_bytes"});
+                    "socket_buffer_bytes", "streams"});
   RelayConfig c;
   c.interface = r.str(t, p, "interface", "");
   c.xdpMode = r.xdpMode(t, p);
@@ -615,6 +694,12 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
   if (const toml::node* turn = t.get("turn")) {
     if (!turn->is_table()) r.failAt(turn, Reader::lineOf(t), p + "turn", "a table ([relay.turn])", Reader::describe(*turn));
     c.turn = readTurn(r, *turn->as_table(), c);
+  }
+  if (const toml::node* st = t.get("streams")) {
+    if (!st->is_table()) {
+      r.failAt(st, Reader::lineOf(t), p + "streams", "a table ([relay.streams])", Reader::describe(*st));
+    }
+    c.streams = readStreams(r, *st->as_table());
   }
   if (const toml::node* rdv = t.get("rendezvous")) {
     if (!rdv->is_table()) {

@@ -109,6 +109,32 @@ inline constexpr uint32_t kDefaultRelaySocketBufferBytes = 4u << 20;
 inline constexpr uint32_t kMinRelaySocketBufferBytes = 4096;
 inline constexpr uint32_t kMaxRelaySocketBufferBytes = 256u << 20;  // setsockopt takes an int, doubled
 
+// [relay.streams] (issue 15): TURN and STUN over TCP on the STUN port (RFC 8656 section 3.1),
+// for networks that block UDP. Absent: UDP only. The limits bound what strangers can hold
+// (shell/stream_endpoints.h).
+struct StreamsConfig {
+  bool tcp = true;                          // listen on TCP stun_port
+  uint32_t maxConnections = 4096;           // clamped to the descriptors tgwd has
+  uint32_t maxConnectionsPerSource = 16;    // per IPv4 address / IPv6 /64
+  // Per connection; whole messages dropped from the head beyond. 64 KiB is about 50 messages of
+  // 1200 bytes (a burst of a video frame); 4096 connections hold at most 256 MiB.
+  uint32_t sendQueueBytes = 64u << 10;
+  std::chrono::seconds handshakeTimeout{10};  // until the first whole message
+  std::chrono::seconds idleTimeout{660};      // nothing read or written (> a 600 s allocation)
+  // TURN over TLS (RFC 8656 section 3.1; 5349 is the standard port, 443 passes most
+  // firewalls): TLS 1.2 and 1.3 with this certificate chain and key (PEM; paths relative to
+  // the config's folder). Checked when the config is read: both readable, the key only by its
+  // owner, and the key the certificate's. Read again on SIGHUP.
+  std::optional<uint16_t> tlsPort;
+  std::string certificateFile;
+  std::string keyFile;
+};
+
+// What is wrong with a PEM certificate and private key pair, if anything (the config's check
+// of relay.streams.certificate_file / key_file, and the relay's on SIGHUP).
+enum class CertificateProblem : uint8_t { None, BadCertificate, BadKey, Mismatch };
+CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_view keyPem);
+
 struct RelayConfig {
   std::string interface;                  // where the XDP program attaches
   XdpMode xdpMode = XdpMode::Auto;
@@ -124,6 +150,7 @@ struct RelayConfig {
   uint32_t socketBufferBytes = kDefaultRelaySocketBufferBytes;  // 0: the kernel's default
   std::optional<TurnConfig> turn;         // [relay.turn]; absent or disabled: STUN only
   std::optional<RendezvousConfig> rendezvous;  // [relay.rendezvous]; absent: no rendezvous
+  std::optional<StreamsConfig> streams;   // [relay.streams]; absent: UDP only
 };
 
 // The edge's default UDP port (edge.port): one socket per address family carries STUN,

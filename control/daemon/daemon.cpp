@@ -31,6 +31,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
   if (cfg.relay && cfg.relay->turn && cfg.relay->turn->enabled) {
     wanted += uint64_t{cfg.relay->turn->maxAllocations} * cfg.relay->turn->relayAddresses.size();
   }
+  if (cfg.relay && cfg.relay->streams) wanted += cfg.relay->streams->maxConnections;  // issue 15: one each
   const shell::FileLimit limit =
       cfg.daemon.maxOpenFiles ? shell::setFileLimit(*cfg.daemon.maxOpenFiles) : shell::raiseFileLimit(wanted);
   log::info("file_limit", {{"soft", std::to_string(limit.soft)}, {"hard", std::to_string(limit.hard)},
@@ -42,6 +43,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
     auto relay = RelayRole::create(base, *cfg.relay);
     if (!relay) return fail("relay: " + relay.error().message);
     d->relay_ = std::move(*relay);
+    if (d->relay_->hasTls()) d->loop_->onReload([relay = d->relay_.get()] { relay->reloadTls(); });
   }
   if (cfg.edge) {
     auto edge = EdgeRole::create(base, *cfg.edge);

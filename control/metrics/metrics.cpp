@@ -18,6 +18,8 @@ struct Key {
 constexpr Key kGaugeKeys[] = {
     {"relay", "sockets", "relayed_ports_open"},
     {"relay", "local_addresses", "prefixes"},
+    {"relay", "streams", "open"},             // issue 15: TCP / TLS connections now
+    {"relay", "streams", "max_connections"},
 };
 
 // Keys PREFIX + VALUE in one section that are one family with a label.

@@ -17,11 +17,16 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   if (l->base_ == nullptr) return fail("cannot create the event loop");
   std::signal(SIGPIPE, SIG_IGN);
   auto stop = [](evutil_socket_t sig, short, void* arg) {
+    auto* loop = static_cast<EventLoop*>(arg);
     log::info("signal", {{"signal", strsignal(sig)}});
-    event_base_loopbreak(static_cast<event_base*>(arg));
+    if (sig == SIGHUP && loop->reload_) {
+      loop->reload_();
+      return;
+    }
+    event_base_loopbreak(loop->base_);
   };
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-    ::event* ev = evsignal_new(l->base_, sig, stop, l->base_);
+    ::event* ev = evsignal_new(l->base_, sig, stop, l.get());
     if (ev == nullptr || event_add(ev, nullptr) != 0) return fail("cannot watch signal " + std::to_string(sig));
     l->signals_.push_back(ev);
   }

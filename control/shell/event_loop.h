@@ -3,6 +3,7 @@
 // their timers register on base().
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,7 +19,8 @@ class EventLoop {
  public:
   // Every signal that would otherwise end the process (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
   // stops the loop instead, so that the owner detaches what outlives a process (an XDP
-  // attachment); SIGPIPE is ignored.
+  // attachment); SIGPIPE is ignored. With onReload() set, SIGHUP calls it instead (the
+  // relay's TLS certificate, issue 15).
   static Result<std::unique_ptr<EventLoop>> create();
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
@@ -29,12 +31,15 @@ class EventLoop {
   bool run();
   // Safe from any thread or a signal handler.
   void requestStop();
+  // What SIGHUP does instead of stopping the loop (runs in the loop).
+  void onReload(std::function<void()> reload) { reload_ = std::move(reload); }
 
  private:
   EventLoop() = default;
   event_base* base_ = nullptr;
   std::vector<::event*> signals_;
   ::event* stopEvent_ = nullptr;
+  std::function<void()> reload_;
   UniqueFd stopRead_;
   UniqueFd stopWrite_;
 };

@@ -93,6 +93,7 @@ nlohmann::json allocationJson(const turn::AllocationInfo& a) {
   nlohmann::json j = {{"user", a.user},
                       {"client", a.client.toString()},
                       {"server", a.server.toString()},
+                      {"transport", std::string(turn::toString(a.transport))},
                       {"relayed", relayed},
                       {"time_left_s", secondsOf(a.timeLeft)},
                       {"permissions", perms},
@@ -147,14 +148,17 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
     r->rendezvousTimer_ = std::make_unique<shell::DeadlineTimer>(base, [rr = r.get()] { rr->onRendezvousTimer(); });
     log::info("rendezvous_enabled", {{"key", r->rendezvous_->publicKey().toString()}});
   }
+  const uint64_t limit = shell::fileLimit();
+  const uint64_t open = shell::descriptorsOpen();
+  uint64_t room = limit > open + shell::kDescriptorReserve ? limit - open - shell::kDescriptorReserve : 0;
+  if (cfg.streams && (cfg.streams->tcp || cfg.streams->tlsPort)) {
+    if (auto ok = r->openStreams(room); !ok) return fail(ok.error().message);
+  }
   if (turnEnabled(cfg)) {
     turn::ServerConfig sc = turnServerConfig(cfg);
     // One relayed socket per family of an allocation: the allocations must fit in the
-    // descriptors left after the reserve (shell/descriptors.h), or the relay runs out of
-    // them instead of answering 486.
-    const uint64_t limit = shell::fileLimit();
-    const uint64_t open = shell::descriptorsOpen();
-    const uint64_t room = limit > open + shell::kDescriptorReserve ? limit - open - shell::kDescriptorReserve : 0;
+    // descriptors left after the reserve (shell/descriptors.h) and the streams' share, or the
+    // relay runs out of them instead of answering 486.
     const uint64_t perAllocation = std::max<size_t>(1, sc.policy.relayIps.size());
     r->ports_.setBudget(room);
     if (uint64_t{sc.maxAllocations} * perAllocation > room) {
@@ -416,6 +420,9 @@ void RelayRole::onRelayedDatagram(std::span<const uint8_t> bytes, const SockAddr
 }
 
 void RelayRole::afterServers() {
+  if (turn_ && streams_) {
+    for (const auto& s : turn_->takeStreamSends()) streams_->send(s);
+  }
   if (turn_) turnTimer_->follow(turn_->nextDeadline());
   if (rendezvous_) rendezvousTimer_->follow(rendezvous_->nextDeadline());
 }
@@ -443,6 +450,130 @@ void RelayRole::send(const Datagram& d) {
   } else {
     listeners_->send(d);
   }
+}
+
+// ---- streams (issue 15) -----------------------------------------------------------------
+
+Result<void> RelayRole::openStreams(uint64_t& descriptorRoom) {
+  const config::StreamsConfig& sc = *cfg_.streams;
+  shell::StreamLimits limits;
+  limits.maxConnections = sc.maxConnections;
+  limits.maxPerSource = sc.maxConnectionsPerSource;
+  limits.sendQueueBytes = sc.sendQueueBytes;
+  limits.handshakeTimeout = sc.handshakeTimeout;
+  limits.idleTimeout = sc.idleTimeout;
+  if (cfg_.turn) limits.maxChannel = maxChannelOf(*cfg_.turn);
+  // Half the room at most: each connection may hold an allocation's relayed socket as well.
+  const uint64_t most = std::max<uint64_t>(1, descriptorRoom / 2);
+  if (limits.maxConnections > most) {
+    log::warn("turn_stream_connections_clamped",
+              {{"configured", std::to_string(limits.maxConnections)}, {"clamped", std::to_string(most)},
+               {"nofile_limit", std::to_string(shell::fileLimit())},
+               {"fix", "raise the descriptor limit (LimitNOFILE= in the systemd unit, ulimit -n)"}});
+    limits.maxConnections = static_cast<uint32_t>(most);
+  }
+  descriptorRoom -= std::min<uint64_t>(descriptorRoom, limits.maxConnections);
+  streams_ = std::make_unique<shell::StreamEndpoints>(
+      base_, limits,
+      [this](std::span<const uint8_t> bytes, turn::Transport t, const SockAddr& from, const SockAddr& local,
+             TimePoint now) { onStreamMessage(bytes, t, from, local, now); },
+      [this](turn::Transport t, const SockAddr& from, const SockAddr& local, shell::StreamClose, TimePoint now) {
+        onStreamClosed(t, from, local, now);
+      },
+      [this] { afterServers(); });
+  if (sc.tlsPort) {
+    auto ctx = shell::loadTlsContext(sc.certificateFile, sc.keyFile);
+    if (!ctx) return fail(ctx.error().message);
+    streams_->setTls(std::move(*ctx));
+  }
+  for (const SockAddr& ep : listening_) {
+    if (ep.port() != cfg_.stunPort) continue;  // the alternate port stays UDP (RFC 5780 tests)
+    if (sc.tcp) {
+      if (auto ok = streams_->listen(ep, turn::Transport::Tcp); !ok) {
+        return fail("cannot listen on TCP " + ep.toString() + ": " + ok.error().message +
+                    " (is the port free? set relay.streams.tcp = false to run without)");
+      }
+      log::info("turn_tcp_listening", {{"endpoint", ep.toString()},
+                                       {"max_connections", std::to_string(limits.maxConnections)}});
+    }
+    if (sc.tlsPort) {
+      const SockAddr tlsEp(ep.ip(), *sc.tlsPort);
+      if (auto ok = streams_->listen(tlsEp, turn::Transport::Tls); !ok) {
+        return fail("cannot listen on TLS " + tlsEp.toString() + ": " + ok.error().message +
+                    " (is the port free? ports below 1024 need CAP_NET_BIND_SERVICE)");
+      }
+      log::info("turn_tls_listening", {{"endpoint", tlsEp.toString()}, {"certificate", sc.certificateFile}});
+    }
+  }
+  return {};
+}
+
+void RelayRole::reloadTls() {
+  if (!hasTls()) return;
+  const config::StreamsConfig& sc = *cfg_.streams;
+  auto ctx = shell::loadTlsContext(sc.certificateFile, sc.keyFile);
+  if (!ctx) {
+    ++tlsReloadFailures_;
+    log::error("turn_tls_reload_failed", {{"error", ctx.error().message}, {"effect", "the previous certificate stays in use"}});
+    return;
+  }
+  streams_->setTls(std::move(*ctx));
+  ++tlsReloads_;
+  log::info("turn_tls_reloaded", {{"certificate", sc.certificateFile}, {"open_connections", std::to_string(streams_->open())}});
+}
+
+void RelayRole::onStreamMessage(std::span<const uint8_t> bytes, turn::Transport transport, const SockAddr& from,
+                                const SockAddr& local, TimePoint now) {
+  if (turn_ && turn_->onStreamMessage(bytes, transport, from, local, now)) {
+    for (const auto& d : turn_->takeSends()) send(d);  // towards peers
+    return;
+  }
+  // The TLS port has no STUN server of its own: the one on the same address answers.
+  const SockAddr stunLocal(local.ip(), cfg_.stunPort);
+  auto it = serverAt_.find(stunLocal);
+  if (it == serverAt_.end()) return;
+  it->second->onDatagram(bytes, from, stunLocal, now);
+  for (auto& d : it->second->takeSends()) {
+    if (d.from != stunLocal || d.to != from) {
+      ++streamStunDropped_;  // CHANGE-REQUEST or RESPONSE-PORT: not on this stream
+      continue;
+    }
+    streams_->send(turn::StreamSend{transport, local, from, std::move(d.bytes)});
+  }
+}
+
+void RelayRole::onStreamClosed(turn::Transport transport, const SockAddr& from, const SockAddr& local,
+                               TimePoint now) {
+  if (turn_) turn_->onStreamClosed(transport, from, local, now);
+}
+
+nlohmann::json RelayRole::streamStats() const {
+  const auto& c = streams_->counters();
+  return {{"open", streams_->open()},
+          {"max_connections", streams_->limits().maxConnections},
+          {"accepted", c.accepted},
+          {"rejected_connection_cap", c.rejectedConnectionCap},
+          {"rejected_source_cap", c.rejectedSourceCap},
+          {"accept_errors", c.acceptErrors},
+          {"closed_by_client", c.closedByClient},
+          {"closed_garbage", c.closedGarbage},
+          {"closed_oversize", c.closedOversize},
+          {"closed_handshake_timeout", c.closedHandshakeTimeout},
+          {"closed_idle", c.closedIdle},
+          {"closed_errors", c.closedErrors},
+          {"rx_messages", c.rxMessages},
+          {"rx_bytes", c.rxBytes},
+          {"tx_messages", c.txMessages},
+          {"tx_bytes", c.txBytes},
+          {"send_queue_drops", c.sendQueueDrops},
+          {"send_queue_drop_bytes", c.sendQueueDropBytes},
+          {"tx_no_connection", c.txNoConnection},
+          {"tls_handshakes", c.tlsHandshakes},
+          {"closed_tls_errors", c.closedTlsErrors},
+          {"closed_tls_old_version", c.closedTlsOldVersion},
+          {"tls_reloads", tlsReloads_},
+          {"tls_reload_failures", tlsReloadFailures_},
+          {"stun_answers_dropped", streamStunDropped_}};
 }
 
 // ---- liveness: the fast path does not outlive tgwd (xdp/liveness.bpf.h) ----------------------
@@ -562,6 +693,7 @@ nlohmann::json RelayRole::stats() const {
                          {"errors_source_full", c.errorsSourceFull},
                          {"log_suppressed", c.logSuppressed}};
   }
+  if (streams_) out["streams"] = streamStats();
   const auto& l = listeners_->counters();
   const auto& r = relayed_->counters();
   out["sockets"] = {{"rx_datagrams", l.rxDatagrams},

@@ -16,6 +16,14 @@
 // decides both). The server's key is the relay's node key (relay.rendezvous.key_file,
 // created 0600 when missing); a second DeadlineTimer follows its nextDeadline() (expiries).
 //
+// Streams ([relay.streams], issue 15): TCP listeners on every STUN endpoint's address and
+// port (shell::StreamEndpoints). Each whole message goes to turn::Server::onStreamMessage and,
+// when TURN says it is not its own, to stun::Server (answers from another address or port,
+// RFC 5780 CHANGE-REQUEST, cannot go on a stream and are dropped). Messages for stream clients
+// (turn::Server::takeStreamSends) are queued on their connection after every wakeup; a
+// closed connection deletes its allocation. Connections and relayed sockets share the
+// descriptor budget: each connection counts two (it and its allocation's relayed socket).
+//
 // XDP: with TURN enabled and relay.xdp_mode not "off", the relay attaches RelayFastPath (STUN
 // answers and ChannelData forwarding in one program) and hands it to the TURN server as its
 // TurnTable; without TURN it attaches StunResponder; with xdp_mode "off" neither, and the
@@ -38,6 +46,7 @@
 #include "shell/deadline_timer.h"
 #include "shell/local_address_watch.h"
 #include "shell/next_hop_watch.h"
+#include "shell/stream_endpoints.h"
 #include "shell/udp_endpoints.h"
 #include "dataplane/relay_fastpath.h"
 #include "dataplane/stun_responder.h"
@@ -70,6 +79,11 @@ class RelayRole {
 
   nlohmann::json status() const;
   nlohmann::json stats() const;
+  // TURN over TLS: the certificate and key read again (SIGHUP). New connections use them;
+  // open ones keep theirs. A file that does not load leaves the old ones in use (logged and
+  // counted, tls_reload_failures).
+  bool hasTls() const { return streams_ && cfg_.streams && cfg_.streams->tlsPort; }
+  void reloadTls();
   // `tgwctl allocations`: every TURN allocation now (an empty list without TURN).
   nlohmann::json allocations() const;
 
@@ -119,6 +133,12 @@ class RelayRole {
   void onRendezvousTimer();
   // Out of the listening or the relayed socket bound at `d.from`.
   void send(const Datagram& d);
+  // Streams: one whole message from a client, and a connection's end.
+  Result<void> openStreams(uint64_t& descriptorRoom);
+  void onStreamMessage(std::span<const uint8_t> bytes, turn::Transport transport, const SockAddr& from,
+                       const SockAddr& local, TimePoint now);
+  void onStreamClosed(turn::Transport transport, const SockAddr& from, const SockAddr& local, TimePoint now);
+  nlohmann::json streamStats() const;
   // The fast path's liveness deadline (RelayFastPath::keepAlive), pushed every
   // kLivenessPeriod from the event loop: a killed or hung tgwd stops XDP forwarding within
   // RelayFastPath::kDefaultLiveness.
@@ -149,6 +169,10 @@ class RelayRole {
   std::unique_ptr<shell::LocalAddressWatch> localAddresses_;  // the TURN peer policy's view
   std::optional<dataplane::AttachMode> xdpAttached_;
   std::unique_ptr<shell::DeadlineTimer> livenessTimer_;  // with fastPath_: startLiveness()
+  std::unique_ptr<shell::StreamEndpoints> streams_;      // [relay.streams]; null without
+  uint64_t streamStunDropped_ = 0;
+  uint64_t tlsReloads_ = 0;
+  uint64_t tlsReloadFailures_ = 0;  // STUN answers a stream cannot carry (another address / port)
 };
 
 }  // namespace tgw

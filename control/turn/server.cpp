@@ -16,6 +16,7 @@
 #include "crypto/hashes.h"
 #include "stun/message.h"
 #include "tgw/channel_data.h"
+#include "turn/stream_framer.h"
 
 namespace tgw::turn {
 namespace {
@@ -113,6 +114,7 @@ struct Server::Impl {
     std::string user;
     SockAddr client;
     SockAddr server;
+    Transport transport = Transport::Udp;
     std::optional<SockAddr> relayed4;
     std::optional<SockAddr> relayed6;
     TimePoint expires{};
@@ -135,10 +137,18 @@ struct Server::Impl {
       return it != permissions.end() && now < it->second;
     }
   };
-  using FiveTuple = std::pair<SockAddr, SockAddr>;  // (client, server listening endpoint)
+  // (client, server listening endpoint, transport): the same addresses over UDP and over a
+  // stream are two 5-tuples (RFC 8656 section 2: the transport protocol is one of the five).
+  struct FiveTuple {
+    SockAddr client;
+    SockAddr server;
+    Transport transport = Transport::Udp;
+    bool operator==(const FiveTuple&) const = default;
+  };
   struct FiveTupleHash {
     size_t operator()(const FiveTuple& t) const noexcept {
-      return std::hash<SockAddr>()(t.first) * 31 + std::hash<SockAddr>()(t.second);
+      return (std::hash<SockAddr>()(t.client) * 31 + std::hash<SockAddr>()(t.server)) * 3 +
+             static_cast<size_t>(t.transport);
     }
   };
 
@@ -154,6 +164,7 @@ struct Server::Impl {
     SockAddr local;
     std::vector<Datagram>& out;
     const Auth* auth = nullptr;
+    Transport transport = Transport::Udp;
   };
 
   ServerConfig config;
@@ -169,6 +180,7 @@ struct Server::Impl {
   std::set<std::pair<TimePoint, Allocation*>> deadlines;
   std::vector<uint32_t> freeSlots;
   std::vector<Datagram> sends;  // until takeSends()
+  std::vector<StreamSend> streamSends;  // until takeStreamSends()
 
   // Failed authentications of a source prefix or a user (issue 11, server.h).
   struct Strikes {
@@ -231,7 +243,19 @@ struct Server::Impl {
   }
 
   void reply(const Ctx& ctx, std::vector<uint8_t> bytes) {
-    ctx.out.push_back(Datagram{ctx.local, ctx.from, std::move(bytes)});
+    toClient(ctx.transport, ctx.local, ctx.from, std::move(bytes), ctx.out);
+  }
+
+  // Towards a client: a datagram, or a message on its stream (ChannelData padded to four
+  // bytes there, RFC 8656 section 12.5).
+  void toClient(Transport t, const SockAddr& local, const SockAddr& client, std::vector<uint8_t> bytes,
+                std::vector<Datagram>& out) {
+    if (t == Transport::Udp) {
+      out.push_back(Datagram{local, client, std::move(bytes)});
+      return;
+    }
+    if (!bytes.empty() && isChannelDataByte(bytes[0], config.maxChannel)) padChannelDataForStream(bytes);
+    streamSends.push_back(StreamSend{t, local, client, std::move(bytes)});
   }
 
   // An error response. To an unauthenticated request (no ctx.auth: every challenge, and the
@@ -645,7 +669,7 @@ struct Server::Impl {
       }
     }
     if (auto it = perUser.find(quotaKey(a.user)); it != perUser.end() && --it->second == 0) perUser.erase(it);
-    allocations.erase({a.client, a.server});
+    allocations.erase(FiveTuple{a.client, a.server, a.transport});
   }
 
   // Unbinds the channels `drop` picks, their fast-path routes included; returns how many.
@@ -777,8 +801,8 @@ struct Server::Impl {
 
   // ---- helpers for requests ------------------------------------------------------------
 
-  Allocation* findAllocation(const SockAddr& client, const SockAddr& server) {
-    auto it = allocations.find({client, server});
+  Allocation* findAllocation(const SockAddr& client, const SockAddr& server, Transport t) {
+    auto it = allocations.find(FiveTuple{client, server, t});
     return it == allocations.end() ? nullptr : it->second.get();
   }
 
@@ -797,7 +821,7 @@ struct Server::Impl {
   // Common prologue of Refresh, CreatePermission and ChannelBind (RFC 8656 section 5):
   // the allocation of this 5-tuple, with the same user.
   Allocation* existing(const Ctx& ctx) {
-    Allocation* a = findAllocation(ctx.from, ctx.local);
+    Allocation* a = findAllocation(ctx.from, ctx.local, ctx.transport);
     if (!a) {
       sendError(ctx, 437);
       return nullptr;
@@ -822,7 +846,7 @@ struct Server::Impl {
 
   void onAllocate(const Ctx& ctx, TimePoint now) {
     const Message& m = ctx.req;
-    if (Allocation* a = findAllocation(ctx.from, ctx.local)) {
+    if (Allocation* a = findAllocation(ctx.from, ctx.local, ctx.transport)) {
       if (a->allocateTid == m.transactionId() && a->user == ctx.auth->user) {
         ++counters.retransmittedResponses;
         reply(ctx, a->allocateResponse);
@@ -887,10 +911,12 @@ struct Server::Impl {
     a->user = ctx.auth->user;
     a->client = ctx.from;
     a->server = ctx.local;
+    a->transport = ctx.transport;
     const Duration lifetime = lifetimeFrom(m);
     a->expires = now + lifetime;
     a->allocateTid = m.transactionId();
-    if (fastPath && !freeSlots.empty()) {
+    // The fast path speaks UDP to clients: an allocation over a stream stays on this path.
+    if (fastPath && !freeSlots.empty() && a->transport == Transport::Udp) {
       const uint32_t slot = freeSlots.back();
       dataplane::TurnAllocationLimits limits{config.bytesPerSecond, config.burstBytes};
       if (fastPath->addAllocation(slot, limits)) {
@@ -922,7 +948,7 @@ struct Server::Impl {
     for (const auto& r : {raw->relayed4, raw->relayed6}) {
       if (r) byRelayed[*r] = raw;
     }
-    allocations[{raw->client, raw->server}] = std::move(a);
+    allocations[FiveTuple{raw->client, raw->server, raw->transport}] = std::move(a);
     reschedule(*raw);
     log::info("turn.allocation_created",
               {{"client", raw->client.toString()}, {"user", raw->user},
@@ -1055,9 +1081,9 @@ struct Server::Impl {
     return true;
   }
 
-  void onSend(const Message& m, const SockAddr& from, const SockAddr& local, TimePoint now,
+  void onSend(const Message& m, const SockAddr& from, const SockAddr& local, Transport transport, TimePoint now,
               std::vector<Datagram>& out) {
-    Allocation* a = findAllocation(from, local);
+    Allocation* a = findAllocation(from, local, transport);
     if (!a) {
       ++counters.droppedNoAllocation;
       return;
@@ -1088,8 +1114,8 @@ struct Server::Impl {
     if (toPeer(*a, *peer, data->value, now, out)) ++counters.sendIndications;
   }
 
-  void onChannelData(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
-                     std::vector<Datagram>& out) {
+  void onChannelData(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                     Transport transport, TimePoint now, std::vector<Datagram>& out) {
     auto cd = parseChannelData(bytes, config.maxChannel);
     if (!cd) {
       ++counters.droppedBadChannelData;
@@ -1097,7 +1123,7 @@ struct Server::Impl {
     }
     const uint16_t channel = cd->channel;
     const auto data = cd->data;
-    Allocation* a = findAllocation(from, local);
+    Allocation* a = findAllocation(from, local, transport);
     if (!a) {
       ++counters.droppedNoAllocation;
       return;
@@ -1155,7 +1181,7 @@ struct Server::Impl {
     a.traffic.toClientPackets++;
     a.traffic.toClientBytes += data.size();
     counters.bytesToClient += data.size();
-    out.push_back(Datagram{a.server, a.client, std::move(bytes)});
+    toClient(a.transport, a.server, a.client, std::move(bytes), out);
   }
 
   // ---- dispatch ------------------------------------------------------------------------
@@ -1167,12 +1193,12 @@ struct Server::Impl {
            m == static_cast<uint16_t>(Method::Data);
   }
 
-  bool onClient(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
-                std::vector<Datagram>& out) {
+  bool onClient(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, Transport transport,
+                TimePoint now, std::vector<Datagram>& out) {
     now_ = now;
     runTimers(now);
     if (!bytes.empty() && isChannelDataByte(bytes[0], config.maxChannel)) {
-      onChannelData(bytes, from, local, now, out);
+      onChannelData(bytes, from, local, transport, now, out);
       return true;
     }
     auto parsed = Message::parse(bytes);
@@ -1202,7 +1228,7 @@ struct Server::Impl {
         if (!stun::fitsAmplification(answer.size(), bytes.size())) continue;
         if (trim > 0) ++counters.trimmedUnauthenticated;
         countError(400);
-        out.push_back(Datagram{local, from, std::move(answer)});
+        toClient(transport, local, from, std::move(answer), out);
         return true;
       }
       ++counters.droppedAmplification;
@@ -1212,7 +1238,7 @@ struct Server::Impl {
     if (!isTurnMethod(m.rawMethod())) return false;
     if (m.cls() == Class::Indication) {
       if (m.method() == Method::Send) {
-        onSend(m, from, local, now, out);
+        onSend(m, from, local, transport, now, out);
       } else {
         ++counters.droppedMalformed;  // a Data indication from a client
       }
@@ -1228,7 +1254,7 @@ struct Server::Impl {
       case Method::CreatePermission: ++counters.createPermissionRequests; break;
       default: ++counters.channelBindRequests; break;
     }
-    Ctx ctx{m, from, local, out, nullptr};
+    Ctx ctx{m, from, local, out, nullptr, transport};
     auto auth = authenticate(ctx, now);
     if (!auth) return true;
     ctx.auth = &*auth;
@@ -1248,6 +1274,7 @@ struct Server::Impl {
       i.user = a->user;
       i.client = a->client;
       i.server = a->server;
+      i.transport = a->transport;
       if (a->relayed4) i.relayed.push_back(*a->relayed4);
       if (a->relayed6) i.relayed.push_back(*a->relayed6);
       i.timeLeft = a->expires - now;
@@ -1271,7 +1298,7 @@ struct Server::Impl {
       out.push_back(std::move(i));
     }
     std::sort(out.begin(), out.end(), [](const AllocationInfo& x, const AllocationInfo& y) {
-      return std::tie(x.client, x.server) < std::tie(y.client, y.server);
+      return std::tie(x.client, x.server, x.transport) < std::tie(y.client, y.server, y.transport);
     });
     return out;
   }
@@ -1286,8 +1313,24 @@ Server::~Server() {
 
 bool Server::onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                               TimePoint now) {
-  return impl_->onClient(bytes, from, local, now, impl_->sends);
+  return impl_->onClient(bytes, from, local, Transport::Udp, now, impl_->sends);
 }
+
+bool Server::onStreamMessage(std::span<const uint8_t> bytes, Transport transport, const SockAddr& from,
+                             const SockAddr& local, TimePoint now) {
+  if (transport == Transport::Udp) return onClientDatagram(bytes, from, local, now);
+  return impl_->onClient(bytes, from, local, transport, now, impl_->sends);
+}
+
+void Server::onStreamClosed(Transport transport, const SockAddr& from, const SockAddr& local, TimePoint now) {
+  impl_->runTimers(now);
+  if (Impl::Allocation* a = impl_->findAllocation(from, local, transport)) {
+    ++impl_->counters.allocationsClosedWithStream;
+    impl_->removeAllocation(*a);
+  }
+}
+
+std::vector<StreamSend> Server::takeStreamSends() { return std::exchange(impl_->streamSends, {}); }
 
 void Server::onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer, const SockAddr& relayed,
                             TimePoint now) {

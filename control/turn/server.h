@@ -1,4 +1,4 @@
-// The relay's TURN server (RFC 8656, UDP transport), sans-I/O: allocations, permissions,
+// The relay's TURN server (RFC 8656; clients over UDP, TCP and TLS, peers over UDP), sans-I/O: allocations, permissions,
 // channels, long-term and TURN-REST credentials, quotas and the peer address policy. It
 // never touches a socket or a clock: the shell feeds it datagrams with `now` and sends what
 // it emits; onTimer(now) at nextDeadline() expires state at exactly its deadline.
@@ -11,6 +11,17 @@
 //   - relayed transport addresses: one UDP port per allocation and address family,
 //     reserved through PortReserver (the shell binds a real socket there). What a peer
 //     sends to one goes to onPeerDatagram().
+//
+// Streams (issue 15): a client may reach a listening endpoint over TCP or TLS (RFC 8656
+// section 3.1). The shell cuts the stream into messages (turn/stream_framer.h) and gives each
+// to onStreamMessage() with the transport; the 5-tuple includes the transport, so an
+// allocation over a stream is apart from one over UDP with the same addresses. Its peers are
+// still reached over UDP from its relayed address; what goes back to the client (responses,
+// Data indications, ChannelData padded to four bytes) comes out of takeStreamSends() for the
+// shell to queue on that connection. When the connection closes the shell calls
+// onStreamClosed(): the allocation goes with it (RFC 8656 section 3.1: its lifetime is the
+// connection's too), counted as allocations_closed_with_stream. Stream allocations never
+// get a fast-path slot (XDP answers clients over UDP only).
 //
 // The fast path (dataplane::TurnTable, may be null) carries ChannelData in both
 // directions: the server installs a route exactly while a channel is bound AND the
@@ -95,6 +106,21 @@ class PortReserver {
                                    bool evenPort) = 0;
   // Closes a port reserve() returned (allocation deleted or expired).
   virtual void release(const SockAddr& relayed) = 0;
+};
+
+// How a client reaches a listening endpoint (the fifth element of the 5-tuple).
+enum class Transport : uint8_t { Udp, Tcp, Tls };
+inline std::string_view toString(Transport t) {
+  return t == Transport::Udp ? "udp" : t == Transport::Tcp ? "tcp" : "tls";
+}
+
+// A message for a client on a stream: the shell queues it on the connection whose 5-tuple is
+// (client, local, transport). Complete and framed (ChannelData already padded).
+struct StreamSend {
+  Transport transport = Transport::Tcp;
+  SockAddr local;    // the listening endpoint the client connected to
+  SockAddr client;
+  std::vector<uint8_t> bytes;
 };
 
 // RFC 8656 section 3.2 / 7 / 9 / 12 lifetimes; each configurable.
@@ -197,6 +223,7 @@ struct AllocationInfo {
   std::string user;
   SockAddr client;
   SockAddr server;                     // the listening endpoint (5-tuple's local side)
+  Transport transport = Transport::Udp;
   std::vector<SockAddr> relayed;       // one per family
   Duration timeLeft{};
   std::optional<uint32_t> slot;        // fast path slot, if any
@@ -252,6 +279,8 @@ struct ServerCounters {
   // reflection (issue 11): answers to unauthenticated requests are at most 3x the request
   uint64_t trimmedUnauthenticated = 0;   // sent without SOFTWARE / reason / PASSWORD-ALGORITHMS
   uint64_t droppedAmplification = 0;     // not answered: even the trimmed answer was over 3x
+  // streams (issue 15)
+  uint64_t allocationsClosedWithStream = 0;  // the client's TCP / TLS connection closed
 
   template <typename F>
   void forEach(F f) const {
@@ -307,6 +336,7 @@ struct ServerCounters {
     TGW_TURN_COUNTER("auth_log_suppressed", authLogSuppressed);
     TGW_TURN_COUNTER("trimmed_unauthenticated", trimmedUnauthenticated);
     TGW_TURN_COUNTER("dropped_amplification", droppedAmplification);
+    TGW_TURN_COUNTER("allocations_closed_with_stream", allocationsClosedWithStream);
 #undef TGW_TURN_COUNTER
   }
 };
@@ -326,6 +356,16 @@ class Server {
   bool onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                         TimePoint now);
 
+  // One whole message (STUN, or ChannelData without its padding: StreamFramer::next()) from a
+  // client's TCP or TLS connection to listening endpoint `local`. Returns false when it is
+  // not TURN's (as onClientDatagram): the shell gives it to stun::Server and writes the
+  // answer back on the stream. Transport::Udp is onClientDatagram().
+  bool onStreamMessage(std::span<const uint8_t> bytes, Transport transport, const SockAddr& from,
+                       const SockAddr& local, TimePoint now);
+  // The client's connection closed (or the shell closed it): its allocation, if any, is
+  // deleted (ports and state released).
+  void onStreamClosed(Transport transport, const SockAddr& from, const SockAddr& local, TimePoint now);
+
   // A datagram peer `peer` sent to relayed address `relayed` (socket path).
   void onPeerDatagram(std::span<const uint8_t> bytes, const SockAddr& peer, const SockAddr& relayed,
                       TimePoint now);
@@ -340,6 +380,8 @@ class Server {
   // (towards a client) or a relayed transport address (towards a peer): the shell sends from
   // the socket bound there.
   std::vector<Datagram> takeSends();
+  // Messages for clients on streams since the last call, in order (see StreamSend).
+  std::vector<StreamSend> takeStreamSends();
 
   // What the kernel delivers to this host changed (the shell follows rtnetlink): the policy
   // denies the new set at once, and permissions and channels to a peer that is now a local

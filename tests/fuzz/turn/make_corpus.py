@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the TURN fuzzers (corpus/server, corpus/channel_data).
+"""Writes the seed corpora of the TURN fuzzers (corpus/server, corpus/channel_data,
+corpus/stream).
 
 Server inputs are event scripts in the format fuzz_turn_server.cpp reads:
 [kind][length: 2][bytes]; authenticated requests and Send indications carry attributes as
@@ -77,6 +78,37 @@ CHANNEL = {
 }
 
 
+def stun_msg(method=1, body=b''):
+    return struct.pack('>HHI', method, len(body), MAGIC) + b'\x07' * 12 + body
+
+
+def padded(ch, payload):
+    return chandata(ch, payload, (4 - len(payload) % 4) % 4)
+
+
+# Stream inputs: [chunk size - 1][flags: 1 small max, 2 RFC 5766 channels, 4 drain queue][stream].
+def stream(chunk, flags, data):
+    return bytes([chunk - 1, flags]) + data
+
+
+MIXED = stun_msg(1, b'\x80\x22\x00\x04abcd') + padded(0x4000, b'hello') \
+    + padded(0x4FFF, b'') + stun_msg(3) + padded(0x4001, b'12345678')
+STREAM = {
+    'mixed-whole': stream(256, 0, MIXED),
+    'mixed-bytewise': stream(1, 4, MIXED),
+    'mixed-odd-cuts': stream(7, 0, MIXED),
+    'rfc5766-channel': stream(3, 2, padded(0x7000, b'old') + stun_msg(1)),
+    'oversize-small-max': stream(16, 1, padded(0x4000, b'x' * 80)),
+    'oversize-stun': stream(256, 0, struct.pack('>HHI', 1, 0xFFFC, MAGIC)),
+    'garbage-http': stream(256, 0, b'POST / HTTP/1.1\r\n\r\n'),
+    'garbage-tls': stream(256, 0, bytes.fromhex('160301002001000000')),
+    'garbage-no-cookie': stream(256, 0, struct.pack('>HHI', 1, 0, 0x01020304) + b'\x00' * 12),
+    'garbage-after-good': stream(5, 0, stun_msg(1) + b'\xff\xff'),
+    'odd-stun-length': stream(256, 0, struct.pack('>HHI', 1, 2, MAGIC) + b'\x00' * 14),
+    'queue-pressure': stream(64, 1, padded(0x4000, b'q' * 40) * 20),
+}
+
+
 def write(folder, items):
     path = os.path.join(HERE, 'corpus', folder)
     os.makedirs(path, exist_ok=True)
@@ -89,3 +121,4 @@ def write(folder, items):
 
 write('server', SERVER)
 write('channel_data', CHANNEL)
+write('stream', STREAM)

@@ -176,5 +176,16 @@ TEST(Metrics, TheDiscoDropSumIsLeftToTheReasons) {
   EXPECT_NE(text.find("tgw_edge_disco_dropped_total{reason=\"x\"} 7"), std::string::npos) << text;
 }
 
+TEST(Metrics, RelayStreamsOpenConnectionsAreAGaugeAndTheRestCounters) {
+  // issue 15: relay.streams in `tgwctl stats`.
+  const auto text = expose(json{{"relay", {{"streams", {{"open", 3}, {"max_connections", 4096},
+                                                        {"send_queue_drops", 7}, {"closed_idle", 2}}}}}},
+                           json::object());
+  EXPECT_NE(text.find("# TYPE tgw_relay_streams_open gauge\ntgw_relay_streams_open 3"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE tgw_relay_streams_max_connections gauge"), std::string::npos) << text;
+  EXPECT_NE(text.find("tgw_relay_streams_send_queue_drops_total 7"), std::string::npos) << text;
+  EXPECT_NE(text.find("tgw_relay_streams_closed_idle_total 2"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace tgw::metrics

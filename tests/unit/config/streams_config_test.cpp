@@ -1,0 +1,111 @@
+// [relay.streams] (issue 15): TURN over TCP and TLS. Errors name the file, line, key and
+// expectation; a certificate or key that is unreadable, not PEM or not a pair names the file.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "config/config.h"
+
+namespace tgw::config {
+namespace {
+
+const std::string kRelay = "[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\n[relay.streams]\n";
+
+std::string errorOf(const std::string& text, const std::string& file = "t.toml") {
+  auto c = parse(text, file);
+  EXPECT_FALSE(c.ok()) << "expected an error for:\n" << text;
+  return c.ok() ? std::string() : c.error().message;
+}
+
+TEST(StreamsConfig, AbsentMeansUdpOnlyAndTheDefaultsAreBounded) {
+  auto none = parse("[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\n", "t.toml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->relay->streams);
+  auto c = parse(kRelay, "t.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_TRUE(c->relay->streams);
+  const StreamsConfig& s = *c->relay->streams;
+  EXPECT_TRUE(s.tcp);
+  EXPECT_FALSE(s.tlsPort);
+  EXPECT_EQ(s.maxConnections, 4096u);
+  EXPECT_EQ(s.maxConnectionsPerSource, 16u);
+  EXPECT_EQ(s.sendQueueBytes, 64u << 10);
+  EXPECT_EQ(s.handshakeTimeout, std::chrono::seconds(10));
+  EXPECT_EQ(s.idleTimeout, std::chrono::seconds(660));
+}
+
+TEST(StreamsConfig, ErrorsNameFileLineKeyAndExpectation) {
+  EXPECT_EQ(errorOf(kRelay + "send_queue_bytes = 100\n"),
+            "t.toml:5: relay.streams.send_queue_bytes: expected bytes from 16384 to 67108864, got 100");
+  EXPECT_EQ(errorOf(kRelay + "max_connections_per_source = 0\n"),
+            "t.toml:5: relay.streams.max_connections_per_source: expected an integer from 1 to 1048576, got 0");
+  EXPECT_EQ(errorOf(kRelay + "handshake_timeout_seconds = 301\n"),
+            "t.toml:5: relay.streams.handshake_timeout_seconds: expected seconds from 1 to 300, got 301");
+  EXPECT_NE(errorOf(kRelay + "tls_prot = 5349\n").find("t.toml:5: relay.streams.tls_prot: expected one of the known keys"),
+            std::string::npos);
+  EXPECT_EQ(errorOf(kRelay + "certificate_file = \"c.pem\"\n"),
+            "t.toml:5: relay.streams.tls_port: expected a TLS port (5349, or 443) with a certificate and key, got nothing");
+  EXPECT_NE(errorOf(kRelay + "tls_port = 5349\n").find("relay.streams.certificate_file"), std::string::npos);
+  EXPECT_NE(errorOf("[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\nstreams = 1\n").find(
+                "t.toml:4: relay.streams: expected a table ([relay.streams])"),
+            std::string::npos);
+}
+
+class StreamsTls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("tgw-streams-config-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    for (const char* name : {"a", "b"}) {
+      const std::string d = dir_.string();
+      const std::string cmd = std::string("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ") +
+                              "-days 2 -subj /CN=" + name + " -keyout " + d + "/" + name + ".key -out " + d + "/" +
+                              name + ".crt >/dev/null 2>&1 && chmod 600 " + d + "/" + name + ".key";
+      if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "openssl cannot make a test certificate";
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string tls(const std::string& cert, const std::string& key) {
+    return kRelay + "tls_port = 5349\ncertificate_file = \"" + cert + "\"\nkey_file = \"" + key + "\"\n";
+  }
+  std::string file(const char* name) { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(StreamsTls, AMatchingPairIsAccepted) {
+  auto c = parse(tls("a.crt", "a.key"), (dir_ / "relay.toml").string());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->relay->streams->tlsPort, 5349);
+  EXPECT_EQ(c->relay->streams->certificateFile, file("a.crt")) << "relative to the config's folder";
+  EXPECT_EQ(c->relay->streams->keyFile, file("a.key"));
+  EXPECT_EQ(checkCertificateAndKey("x", "y"), CertificateProblem::BadCertificate);
+}
+
+TEST_F(StreamsTls, EachProblemNamesTheFile) {
+  const std::string cfg = (dir_ / "relay.toml").string();
+  EXPECT_EQ(errorOf(tls("a.crt", "b.key"), cfg),
+            cfg + ":7: relay.streams.key_file: expected the private key of the certificate in \"" + file("a.crt") +
+                "\", got \"" + file("b.key") + "\", another key");
+  EXPECT_EQ(errorOf(tls("missing.crt", "a.key"), cfg),
+            cfg + ":6: relay.streams.certificate_file: expected a readable file, got \"" + file("missing.crt") + "\"");
+  EXPECT_EQ(errorOf(tls("a.crt", "missing.key"), cfg),
+            cfg + ":7: relay.streams.key_file: expected a readable file, got \"" + file("missing.key") + "\"");
+  EXPECT_EQ(errorOf(tls("a.key", "a.key"), cfg),
+            cfg + ":6: relay.streams.certificate_file: expected a PEM certificate (-----BEGIN CERTIFICATE-----), got \"" +
+                file("a.key") + "\"");
+  std::filesystem::copy_file(file("a.crt"), file("crt-as-key"));
+  ::chmod(file("crt-as-key").c_str(), 0600);
+  EXPECT_EQ(errorOf(tls("a.crt", "crt-as-key"), cfg),
+            cfg + ":7: relay.streams.key_file: expected a PEM private key (-----BEGIN PRIVATE KEY-----), got \"" +
+                file("crt-as-key") + "\"");
+  ::chmod(file("a.key").c_str(), 0644);
+  EXPECT_NE(errorOf(tls("a.crt", "a.key"), cfg).find("relay.streams.key_file: expected a file only its owner can read"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tgw::config
