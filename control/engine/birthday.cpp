@@ -79,9 +79,10 @@ uint64_t Birthday::rand() {
 void Birthday::setRemoteNat(const std::optional<disco::NatReport>& r) {
   if (r == remoteNat_) return;
   remoteNat_ = r;
-  // Another NAT (or the same one seen anew): our own searches may be tried again.
+  // Another NAT (or the same one seen anew): our own searches may be tried again, though
+  // never sooner than kBirthdayRetry after a failed one (a peer flapping its report must
+  // not make us open sockets over and over).
   view_.attempts = 0;
-  retryAt_ = TimePoint{};
 }
 
 bool Birthday::ownsSocket(const SockAddr& s) const {

@@ -33,7 +33,7 @@
 //
 // Bounds (everything a peer can trigger is): one search at a time per peer; a peer's Birthday
 // message is obeyed at most once per kBirthdayMinInterval; our own searches at most
-// kBirthdayMaxAttempts per peer until its NAT report changes, kBirthdayRetry apart.
+// kBirthdayMaxAttempts per peer until its NAT report changes, always kBirthdayRetry apart.
 #pragma once
 
 #include <cstdint>
@@ -171,7 +171,8 @@ class Birthday {
   Birthday(PeerId peer, BirthdaySinks sinks, uint64_t seed);
 
   void setLocalNat(const std::optional<disco::NatReport>& r) { localNat_ = r; }
-  // The peer's report (its call-me-maybe): a change allows new attempts.
+  // The peer's report (its call-me-maybe): a change allows new attempts (kBirthdayRetry
+  // after a failed one still holds).
   void setRemoteNat(const std::optional<disco::NatReport>& r);
 
   void onTimer(const BirthdayEnv& env, TimePoint now);

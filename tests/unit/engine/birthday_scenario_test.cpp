@@ -172,6 +172,8 @@ TEST(BirthdayMachine, TheHardSideWaitsForTheWindowOpensSpraysThenTellsThePeer) {
   EXPECT_EQ(m.b.view().state, engine::BirthdayState::Failed);
   EXPECT_EQ(m.closes.size(), 200u);
   const TimePoint failedAt = m.b.view().endedAt;
+  // A peer that changes its NAT report does not bring the retry forward.
+  m.b.setRemoteNat(disco::NatReport{false, 41642, {41642, 41642}});
   m.runUntil(failedAt + engine::kBirthdayRetry - 1ms);
   EXPECT_EQ(m.requests.size(), 1u);
   m.runUntil(failedAt + engine::kBirthdayRetry);
@@ -255,6 +257,30 @@ TEST(BirthdayScenario, PortRestrictedAgainstRandomHardGoesDirectThroughTheWinnin
   EXPECT_GE(s.b->appReceived - rb, 150u * 49);
   EXPECT_EQ(s.a->appCorrupted + s.b->appCorrupted, 0u);
   EXPECT_EQ(counters(*s.a).searches + counters(*s.b).searches, 2u) << "one search, nothing after the win";
+}
+
+TEST(BirthdayScenario, BehindACarrierNatThatAllocatesAtRandom) {
+  // A home router (port-restricted) behind a carrier NAT that maps endpoint-dependently at
+  // random ports (a mobile operator), against a home router on the open Internet.
+  Scenario sc(13);
+  const TimePoint t0 = sc.now() + kStartAt;
+  Nat& home = sc.net.addNat(sc.net.internet(), "home-a", {ip("198.18.1.1")}, portRestricted(), Link{2ms, 0});
+  Nat& cgnat = sc.net.addNat(sc.net.internet(), "cgnat", {ip("198.18.3.1")}, hard(NatPortAllocation::Random),
+                             Link{5ms, 0});
+  Nat& homeB = sc.net.addNat(cgnat.inside(), "home-b", {ip("100.64.0.20")}, portRestricted(), Link{2ms, 0});
+  SimEdge& a = sc.addEdge("a", home.inside(), {ip("192.168.1.10")});
+  SimEdge& b = sc.addEdge("b", homeB.inside(), {ip("192.168.2.10")});
+  sc.connect(a, b, t0);
+  auto t = runToDirect(sc, a, b, t0, t0 + 40s);
+  ASSERT_TRUE(t) << "a: " << view(a).reason << " / b: " << view(b).reason;
+  std::printf("birthday, port-restricted vs home router behind a random carrier NAT: direct after %.2f s\n", secs(*t));
+  EXPECT_EQ(view(b).role, engine::BirthdayRole::Hard);
+  EXPECT_EQ(b.path()->local, *view(b).winner);
+  EXPECT_EQ(b.path()->remote.ip(), ip("198.18.1.1"));
+  EXPECT_EQ(a.path()->remote.ip(), ip("198.18.3.1"));
+  const uint64_t ra = a.appReceived;
+  sc.runFor(2s);
+  EXPECT_GE(a.appReceived - ra, 2u * 49);
 }
 
 TEST(BirthdayScenario, WithoutExtraSocketsThePairStaysRelayedAndSaysWhy) {
