@@ -231,6 +231,8 @@ TEST(BirthdayScenario, PortRestrictedAgainstRandomHardGoesDirectThroughTheWinnin
   EXPECT_EQ(s.b->extraClosed, engine::kBirthdaySockets - 1);
   EXPECT_EQ(counters(*s.b).socketsFailed, 0u);
   EXPECT_LE(counters(*s.a).probesSent, engine::kBirthdayBudget);
+  EXPECT_EQ(counters(*s.a).probePongs, 1u) << "the easy side's winning probe was answered, and it stopped there";
+  EXPECT_EQ(counters(*s.a).probesSent, view(*s.a).probesSent);
   EXPECT_EQ(counters(*s.a).wins + counters(*s.b).wins, 2u);
   // `tgwctl paths` and `stats` show it.
   const auto pj = edge::pathsJson(*s.b->node, sc.now())["peers"][0]["birthday"];
