@@ -476,8 +476,8 @@ void Birthday::onDirect(const Path& p, TimePoint now) {
 }
 
 void Birthday::onDirectLost(TimePoint now) {
-  (void)now;
   if (!view_.winner) return;
+  view_.endedAt = now;
   closeSockets(std::nullopt);
   view_.winner.reset();
   view_.state = BirthdayState::Idle;

@@ -32,7 +32,10 @@
 //     unanswered) before a fallback needs it;
 //   - pings the active relay path every kRelayHeartbeat and, after kRelayTrustWindow without
 //     a pong, asks the edge to gather again (which finds a NAT that rebound our mapping
-//     towards the relay, and makes a new allocation).
+//     towards the relay, and makes a new allocation);
+//   - runs the birthday-paradox search (birthday.h) when a hard NAT is in the way and the
+//     search window found nothing: its winning pair joins paths_ as a peer-reflexive pair
+//     (on the hard side, from one of the search's extra sockets).
 #pragma once
 
 #include <cstdint>
