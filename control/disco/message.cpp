@@ -10,7 +10,7 @@ namespace {
 
 static_assert(crypto::kKeySize == TGW_KEY_LEN && crypto::kNonceSize == TGW_NONCE_LEN &&
               crypto::kMacSize == TGW_BOX_MAC_LEN);
-static_assert(static_cast<size_t>(DropReason::SelfSent) + 1 == kDropReasons);
+static_assert(static_cast<size_t>(DropReason::BadBirthday) + 1 == kDropReasons);
 
 template <class... F>
 struct Overloaded : F... {
@@ -18,6 +18,11 @@ struct Overloaded : F... {
 };
 template <class... F>
 Overloaded(F...) -> Overloaded<F...>;
+
+void putBe16(std::vector<uint8_t>& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v >> 8));
+  out.push_back(static_cast<uint8_t>(v));
+}
 
 void putAddress(std::vector<uint8_t>& out, const SockAddr& a) {
   out.push_back(a.isV4() ? 4 : 6);
@@ -46,6 +51,14 @@ class Reader {
     if (left() < 2) return false;
     v = static_cast<uint16_t>(b_[at_] << 8 | b_[at_ + 1]);
     at_ += 2;
+    return true;
+  }
+  bool be32(uint32_t& v) {
+    uint16_t hi = 0, lo = 0;
+    if (left() < 4) return false;
+    be16(hi);
+    be16(lo);
+    v = static_cast<uint32_t>(hi) << 16 | lo;
     return true;
   }
 
@@ -118,6 +131,8 @@ const char* toString(DropReason r) {
     case DropReason::Replayed: return "replayed";
     case DropReason::TooOld: return "too-old";
     case DropReason::SelfSent: return "self-sent";
+    case DropReason::BadNatReport: return "bad-nat-report";
+    case DropReason::BadBirthday: return "bad-birthday";
   }
   return "unknown";
 }
@@ -125,7 +140,8 @@ const char* toString(DropReason r) {
 MessageType typeOf(const Message& m) {
   return std::visit(Overloaded{[](const Ping&) { return MessageType::Ping; },
                                [](const Pong&) { return MessageType::Pong; },
-                               [](const CallMeMaybe&) { return MessageType::CallMeMaybe; }},
+                               [](const CallMeMaybe&) { return MessageType::CallMeMaybe; },
+                               [](const Birthday&) { return MessageType::Birthday; }},
                     m);
 }
 
@@ -149,10 +165,28 @@ Result<std::vector<uint8_t>> encode(const Message& m) {
                      out.push_back(static_cast<uint8_t>(cand.kind));
                      putAddress(out, cand.addr);
                    }
+                   if (c.nat) {
+                     if (c.nat->ports.size() > kMaxNatPorts) return false;
+                     out.push_back(kNatReportTag);
+                     out.push_back(c.nat->endpointDependent ? 1 : 0);
+                     putBe16(out, c.nat->localPort);
+                     out.push_back(static_cast<uint8_t>(c.nat->ports.size()));
+                     for (uint16_t p : c.nat->ports) putBe16(out, p);
+                   }
+                   return true;
+                 },
+                 [&](const Birthday& b) {
+                   if (b.ports.size() > kMaxBirthdayPorts) return false;
+                   putBe16(out, static_cast<uint16_t>(b.session >> 16));
+                   putBe16(out, static_cast<uint16_t>(b.session));
+                   putBe16(out, b.portLo);
+                   putBe16(out, b.portHi);
+                   putBe16(out, static_cast<uint16_t>(b.ports.size()));
+                   for (uint16_t p : b.ports) putBe16(out, p);
                    return true;
                  }},
       m);
-  if (!ok) return fail("call-me-maybe: more than " + std::to_string(kMaxCandidates) + " candidates");
+  if (!ok) return fail("disco: too many candidates or ports to encode");
   return out;
 }
 
@@ -192,7 +226,34 @@ Result<Message, DropReason> decode(std::span<const uint8_t> plaintext) {
         if (!a) return bad(a.error());
         c.candidates.push_back(Candidate{*a, static_cast<CandidateKind>(kind)});
       }
+      if (r.left() > 0) {  // the NAT report (newer senders)
+        uint8_t tag = 0, flags = 0, n = 0;
+        NatReport nat;
+        if (!r.u8(tag) || tag != kNatReportTag) return bad(DropReason::BadNatReport);
+        if (!r.u8(flags) || !r.be16(nat.localPort) || !r.u8(n)) return bad(DropReason::Truncated);
+        if ((flags & ~1u) != 0 || n > kMaxNatPorts) return bad(DropReason::BadNatReport);
+        nat.endpointDependent = (flags & 1u) != 0;
+        nat.ports.resize(n);
+        for (auto& p : nat.ports) {
+          if (!r.be16(p)) return bad(DropReason::Truncated);
+        }
+        c.nat = std::move(nat);
+      }
       m = std::move(c);
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::Birthday): {
+      Birthday b;
+      uint16_t n = 0;
+      if (!r.be32(b.session) || !r.be16(b.portLo) || !r.be16(b.portHi) || !r.be16(n)) {
+        return bad(DropReason::TooShort);
+      }
+      if (n > kMaxBirthdayPorts || b.portLo == 0 || b.portLo > b.portHi) return bad(DropReason::BadBirthday);
+      b.ports.resize(n);
+      for (auto& p : b.ports) {
+        if (!r.be16(p)) return bad(DropReason::Truncated);
+      }
+      m = std::move(b);
       break;
     }
     default:

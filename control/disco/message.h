@@ -8,11 +8,22 @@
 // - CallMeMaybe: "here are my candidate endpoints, ping me on them" (the seed's candidate
 //   exchange); travels through the rendezvous relay (control/rendezvous) or any path.
 //
+// - Birthday (issue 12): "my NAT maps endpoint-dependently; I have opened sockets and
+//   mappings towards you: search for them now" (the birthday-paradox search, control/engine/
+//   birthday.h). Travels on the relay path, sealed like every disco message, so both sides
+//   start in step.
+//
 // Plaintext (inside the box), big-endian, nothing may follow the last field:
-//   type u8 (1 ping, 2 pong, 3 call-me-maybe)
+//   type u8 (1 ping, 2 pong, 3 call-me-maybe, 4 birthday)
 //   ping:          txid[12]
 //   pong:          txid[12] address
-//   call-me-maybe: count u8 (0..kMaxCandidates), then count x (kind u8, address)
+//   call-me-maybe: count u8 (0..kMaxCandidates), then count x (kind u8, address),
+//                  then optionally a NAT report: tag u8 (1), flags u8 (bit 0: the mapping is
+//                  endpoint-dependent; other bits zero), local port be16, count u8
+//                  (0..kMaxNatPorts), count x port be16 (what each STUN server saw). A list
+//                  without the report (an older sender) decodes as before.
+//   birthday:      session be32, port range lo be16, hi be16, count be16 (0..kMaxBirthdayPorts),
+//                  count x port be16 (the sender's predicted external ports, one per socket)
 //   address:       family u8 (4 or 6), port be16, ip[4 or 16]
 //
 // Frame: tgw_disco_hdr (type 0x0D, version 1, zero[2], sender key[32], nonce[24]) then the
@@ -23,6 +34,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <variant>
 #include <vector>
@@ -41,7 +53,13 @@ inline constexpr size_t kMaxCandidates = 64;
 using TxId = std::array<uint8_t, kTxIdSize>;
 TxId randomTxId();
 
-enum class MessageType : uint8_t { Ping = 1, Pong = 2, CallMeMaybe = 3 };
+enum class MessageType : uint8_t { Ping = 1, Pong = 2, CallMeMaybe = 3, Birthday = 4 };
+
+// A NAT report carries at most this many STUN answers (the edge asks two or three servers).
+inline constexpr size_t kMaxNatPorts = 8;
+inline constexpr uint8_t kNatReportTag = 1;
+// A birthday message predicts at most this many ports (the search's default socket count).
+inline constexpr size_t kMaxBirthdayPorts = 256;
 
 // Where a candidate endpoint came from (the path engine's preference and display use it).
 enum class CandidateKind : uint8_t {
@@ -71,11 +89,27 @@ struct Pong {
   SockAddr observed;  // the source address the ping arrived from
   friend bool operator==(const Pong&, const Pong&) = default;
 };
+// What an edge saw of its NAT from one IPv4 socket: the external ports its STUN servers
+// reported, so the peer can tell whether the mapping depends on the destination and how
+// ports are allocated (random, sequential, port-preserving: engine/birthday.h classifies).
+struct NatReport {
+  bool endpointDependent = false;  // the servers saw different mappings
+  uint16_t localPort = 0;          // the socket's own port
+  std::vector<uint16_t> ports;     // what each server reported, in order (at most kMaxNatPorts)
+  friend bool operator==(const NatReport&, const NatReport&) = default;
+};
 struct CallMeMaybe {
   std::vector<Candidate> candidates;  // at most kMaxCandidates
+  std::optional<NatReport> nat = std::nullopt;  // absent from older senders
   friend bool operator==(const CallMeMaybe&, const CallMeMaybe&) = default;
 };
-using Message = std::variant<Ping, Pong, CallMeMaybe>;
+struct Birthday {
+  uint32_t session = 0;             // the sender's search (a new one each time)
+  uint16_t portLo = 0, portHi = 0;  // where the sender's NAT allocates ports (random search)
+  std::vector<uint16_t> ports;      // predicted external ports of the sender's sockets, in order
+  friend bool operator==(const Birthday&, const Birthday&) = default;
+};
+using Message = std::variant<Ping, Pong, CallMeMaybe, Birthday>;
 MessageType typeOf(const Message& m);
 
 // Why bytes were refused (plaintext codec or frame).
@@ -94,11 +128,14 @@ enum class DropReason : uint8_t {
   Replayed,
   TooOld,
   SelfSent,        // a frame claiming our own key as sender (a loop or a reflection)
+  BadNatReport,    // call-me-maybe's NAT report: unknown tag, reserved flags, too many ports
+  BadBirthday,     // birthday: too many ports, or an empty / reversed port range
 };
-inline constexpr size_t kDropReasons = 14;
+inline constexpr size_t kDropReasons = 16;
 const char* toString(DropReason r);
 
-// Plaintext codec. encode() fails only for more than kMaxCandidates candidates.
+// Plaintext codec. encode() fails only for more than kMaxCandidates candidates, kMaxNatPorts
+// ports or kMaxBirthdayPorts ports.
 Result<std::vector<uint8_t>> encode(const Message& m);
 Result<Message, DropReason> decode(std::span<const uint8_t> plaintext);
 

@@ -140,6 +140,22 @@ json pathsJson(const Node& node, TimePoint now) {
         e["carries_flows"] = active && !pp->flows().empty();
         paths.push_back(std::move(e));
       }
+      // The birthday search (issue 12): where it stands, or why it does not run.
+      const auto& b = pp->birthday();
+      auto since = [&](TimePoint t) { return t == TimePoint{} ? json(nullptr) : json(std::chrono::duration<double>(now - t).count()); };
+      j["birthday"] = {{"state", engine::toString(b.state)},
+                       {"role", engine::toString(b.role)},
+                       {"nat_local", engine::toString(b.local)},
+                       {"nat_peer", engine::toString(b.remote)},
+                       {"probes_sent", b.probesSent},
+                       {"sockets_open", b.socketsOpen},
+                       {"attempts", b.attempts},
+                       {"started_ago_s", since(b.startedAt)},
+                       {"duration_s", b.startedAt == TimePoint{} ? json(nullptr)
+                                      : json(std::chrono::duration<double>((b.endedAt == TimePoint{} ? now : b.endedAt) -
+                                                                          b.startedAt).count())},
+                       {"winner", b.winner ? json(b.winner->toString()) : json(nullptr)},
+                       {"reason", b.reason}};
     }
     j["paths"] = std::move(paths);
     list.push_back(std::move(j));
@@ -215,6 +231,19 @@ json nodeStatsJson(const Node& node) {
                    {"relay_suspect", e.relaySuspect},
                    {"table_errors", e.tableErrors},
                    {"operator_pings_evicted", e.operatorPingsEvicted}};
+  const auto& bc = e.birthday;
+  out["birthday"] = {{"searches", bc.searches},
+                     {"wins", bc.wins},
+                     {"failures", bc.failures},
+                     {"probes_sent", bc.probesSent},
+                     {"probe_pongs", bc.probePongs},
+                     {"sockets_requested", bc.socketsRequested},
+                     {"sockets_opened", bc.socketsOpened},
+                     {"sockets_failed", bc.socketsFailed},
+                     {"sockets_closed", bc.socketsClosed},
+                     {"messages_sent", bc.messagesSent},
+                     {"messages_received", bc.messagesReceived},
+                     {"messages_ignored", bc.messagesIgnored}};
   const auto& d = node.codec().counters();
   json disco = {{"sealed", d.sealed}, {"opened", d.opened}, {"dropped", d.droppedTotal()}};
   for (size_t i = 0; i < disco::kDropReasons; ++i) {

@@ -308,6 +308,7 @@ void Node::pumpSources(TimePoint now) {
   // The mapped candidate is advertised only while STUN agrees with the router's address.
   if (mapped_) mapped_->setStunView(stun_ ? stun_->candidates() : std::vector<engine::Candidate>{});
   checkRebinding(now);
+  engine_.setLocalNat(natReport(), now);
   for (auto& s : sources_) {
     queueSends(*s);
   }
@@ -410,6 +411,7 @@ void Node::sendCallMeMaybes(TimePoint now) {
   if (local.empty()) return;
   disco::CallMeMaybe cmm;
   cmm.candidates = local;
+  cmm.nat = natReport();
   for (auto& p : peers_) {
     if (now < callMeMaybeDue(p)) continue;
     auto frame = codec_.seal(p.key, cmm);
@@ -440,6 +442,7 @@ void Node::onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint no
   if (cmm.candidates != peer.remote) peer.cmmForce = true;  // it changed (or restarted): tell it ours
   peer.remote = cmm.candidates;
   engine_.setRemoteCandidates(peer.id, pairable(peer.remote), now);
+  engine_.setRemoteNat(peer.id, cmm.nat, now);
   if (relayed != peer.remoteRelayed) {
     if (peer.remoteRelayed && relay_ && relay_->allocated()) relay_->client().unbindChannel(*peer.remoteRelayed, now);
     peer.remoteRelayed = relayed;
@@ -489,6 +492,9 @@ void Node::handleDisco(std::span<const uint8_t> frame, const SockAddr& from, con
     m.type = engine::DiscoMessage::Type::Pong;
     m.txid = pong->txId;
     m.observed = pong->observed;
+  } else if (auto* b = std::get_if<disco::Birthday>(&opened->message)) {
+    m.type = engine::DiscoMessage::Type::Birthday;
+    m.birthday = *b;
   }
   engine_.onDisco(peer.id, m, from, local, viaRelay, now);
 }
@@ -563,6 +569,8 @@ void Node::pumpEngine(TimePoint now) {
     disco::Message m;
     if (s.msg.type == engine::DiscoMessage::Type::Ping) {
       m = disco::Ping{s.msg.txid};
+    } else if (s.msg.type == engine::DiscoMessage::Type::Birthday) {
+      m = s.msg.birthday;
     } else {
       // The peer's source as it knows itself: a ping through the NAT64 came from its IPv4.
       m = disco::Pong{s.msg.txid, unwrap(s.msg.observed)};
@@ -732,6 +740,32 @@ std::vector<dataplane::Path> Node::pingAll(engine::PeerId peer, TimePoint now) {
 }
 
 std::vector<Datagram> Node::takeSends() { return std::exchange(sends_, {}); }
+
+void Node::socketsOpened(engine::PeerId peer, std::span<const SockAddr> sockets, TimePoint now) {
+  engine_.socketsOpened(peer, sockets, now);
+  pumpEngine(now);
+}
+
+std::optional<disco::NatReport> Node::natReport() const {
+  if (!stun_) return std::nullopt;
+  for (const auto& sock : config_.sockets) {
+    if (!sock.isV4()) continue;
+    disco::NatReport r;
+    r.localPort = sock.port();
+    std::optional<SockAddr> first;
+    for (const auto& server : stun_->servers()) {
+      const auto m = stun_->mappedBy(sock, server);
+      if (!m || !m->isV4()) continue;
+      if (r.ports.size() < disco::kMaxNatPorts) r.ports.push_back(m->port());
+      if (!first) first = m;
+      if (*m != *first) r.endpointDependent = true;
+    }
+    // One answer cannot tell a dependent mapping from an independent one.
+    if (r.ports.size() < 2) return std::nullopt;
+    return r;
+  }
+  return std::nullopt;
+}
 
 void Node::sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now) {
   auto e = table_.lookup(flowId);

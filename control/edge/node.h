@@ -178,6 +178,15 @@ class Node {
   void onTimer(TimePoint now);
   TimePoint nextDeadline() const;
   std::vector<Datagram> takeSends();
+  // The birthday search (engine/birthday.h, issue 12): extra UDP sockets to open for a peer
+  // (answered with socketsOpened, fewer when some failed) and sockets to close. Datagrams
+  // arriving on them go to onDatagram like any other, `local` naming the socket.
+  std::vector<engine::SocketRequest> takeSocketRequests() { return engine_.takeSocketRequests(); }
+  std::vector<SockAddr> takeSocketCloses() { return engine_.takeSocketCloses(); }
+  void socketsOpened(engine::PeerId peer, std::span<const SockAddr> sockets, TimePoint now);
+  // What our STUN servers saw of our NAT from our IPv4 socket (two answers at least), as
+  // call-me-maybe tells the peers.
+  std::optional<disco::NatReport> natReport() const;
   // Conditions that began or ended since the last call (the shell logs them).
   std::vector<Notice> takeNotices() { return std::exchange(notices_, {}); }
   // The conditions holding now (tgwctl status).

@@ -17,12 +17,15 @@ EngineSinks Engine::sinks() {
   s.counters = &counters_;
   s.txCounter = &txCounter_;
   s.txSalt = config_.txSalt;
+  s.socketRequests = &socketRequests_;
+  s.socketCloses = &socketCloses_;
   return s;
 }
 
 PeerId Engine::addPeer() {
   const auto id = static_cast<PeerId>(peers_.size());
   peers_.push_back(std::make_unique<PeerPaths>(id, config_.localSockets, sinks()));
+  if (localNat_) peers_.back()->setLocalNat(localNat_, TimePoint{});
   deadlines_.push_back(kNever);
   ++live_;
   return id;
@@ -32,6 +35,7 @@ void Engine::removePeer(PeerId peer) {
   PeerPaths* p = mutablePeer(peer);
   if (!p) return;
   for (const auto& f : std::vector<Flow>(p->flows())) p->removeFlow(f.id);
+  p->abandonSearch();
   timers_.erase({deadlines_[peer], peer});
   deadlines_[peer] = kNever;
   peers_[peer].reset();
@@ -93,9 +97,40 @@ void Engine::onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from,
   if (!p) return;
   if (msg.type == DiscoMessage::Type::Ping) {
     p->onPing(msg.txid, from, local, viaRelay, now);
+  } else if (msg.type == DiscoMessage::Type::Birthday) {
+    p->onBirthday(msg.birthday, now);
   } else {
     p->onPong(msg.txid, from, local, viaRelay, msg.observed, now);
   }
+  reschedule(peer);
+}
+
+void Engine::setLocalNat(const std::optional<disco::NatReport>& report, TimePoint now) {
+  if (report == localNat_) return;
+  localNat_ = report;
+  for (PeerId id = 0; id < peers_.size(); ++id) {
+    if (PeerPaths* p = mutablePeer(id)) {
+      p->setLocalNat(report, now);
+      reschedule(id);
+    }
+  }
+}
+
+void Engine::setRemoteNat(PeerId peer, const std::optional<disco::NatReport>& report, TimePoint now) {
+  if (PeerPaths* p = mutablePeer(peer)) {
+    p->setRemoteNat(report, now);
+    reschedule(peer);
+  }
+}
+
+void Engine::socketsOpened(PeerId peer, std::span<const SockAddr> sockets, TimePoint now) {
+  PeerPaths* p = mutablePeer(peer);
+  if (!p) {
+    // The peer went meanwhile: nothing uses them.
+    socketCloses_.insert(socketCloses_.end(), sockets.begin(), sockets.end());
+    return;
+  }
+  p->socketsOpened(sockets, now);
   reschedule(peer);
 }
 

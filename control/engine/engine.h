@@ -55,6 +55,16 @@ class Engine {
   void onDisco(PeerId peer, const DiscoMessage& msg, const SockAddr& from, const SockAddr& local, bool viaRelay,
                TimePoint now);
 
+  // The birthday search (birthday.h). Our NAT as our STUN answers show it (every peer's
+  // search reads it); a peer's, from its call-me-maybe; the sockets the edge opened for a
+  // peer's SocketRequest (fewer than asked: the rest failed).
+  void setLocalNat(const std::optional<disco::NatReport>& report, TimePoint now);
+  void setRemoteNat(PeerId peer, const std::optional<disco::NatReport>& report, TimePoint now);
+  void socketsOpened(PeerId peer, std::span<const SockAddr> sockets, TimePoint now);
+  // Sockets to open for a peer's search, and sockets to close (the search is over or lost).
+  std::vector<SocketRequest> takeSocketRequests() { return std::exchange(socketRequests_, {}); }
+  std::vector<SockAddr> takeSocketCloses() { return std::exchange(socketCloses_, {}); }
+
   // Writes every peer's sources (PeerPaths::syncSources) now, also those no event has
   // written yet: the edge calls it at start, after rememberPath.
   void syncSources(TimePoint now);
@@ -96,6 +106,9 @@ class Engine {
   std::vector<PeerId> rediscover_;
   std::vector<PeerId> recheck_;
   std::vector<PongReport> pongReports_;
+  std::vector<SocketRequest> socketRequests_;
+  std::vector<SockAddr> socketCloses_;
+  std::optional<disco::NatReport> localNat_;
   EngineCounters counters_;
   uint64_t txCounter_ = 0;
 };

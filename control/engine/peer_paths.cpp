@@ -21,7 +21,70 @@ std::string_view toString(ChangeReason r) {
 }
 
 PeerPaths::PeerPaths(PeerId id, std::span<const SockAddr> localSockets, EngineSinks sinks)
-    : id_(id), localSockets_(localSockets.begin(), localSockets.end()), sinks_(sinks) {}
+    : id_(id),
+      localSockets_(localSockets.begin(), localSockets.end()),
+      sinks_(sinks),
+      birthday_(id,
+                BirthdaySinks{sinks.sends, sinks.socketRequests, sinks.socketCloses,
+                              sinks.counters ? &sinks.counters->birthday : nullptr, sinks.txCounter, sinks.txSalt},
+                sinks.txSalt ^ (0x9E3779B97F4A7C15ull * (id + 1))) {}
+
+BirthdayEnv PeerPaths::birthdayEnv(TimePoint now) const {
+  BirthdayEnv env;
+  env.direct = onDirectPath();
+  env.searching = searching(now);
+  env.searchUntil = searchUntil_;
+  env.relay = relayPath();
+  for (const auto& s : localSockets_) {
+    if (s.isV4()) {
+      env.mainSocket = s;
+      break;
+    }
+  }
+  std::vector<SockAddr> pinged;
+  for (const auto& ps : paths_) {
+    if (!ps.path.isDirect() || !ps.path.remote.isV4()) continue;
+    if (ps.kind == CandidateKind::Reflexive && ps.listed &&
+        std::find(env.peerReflexive.begin(), env.peerReflexive.end(), ps.path.remote) == env.peerReflexive.end()) {
+      env.peerReflexive.push_back(ps.path.remote);
+    }
+    if (env.mainSocket && ps.path.local == *env.mainSocket && ps.lastPing != TimePoint{} &&
+        std::find(pinged.begin(), pinged.end(), ps.path.remote) == pinged.end()) {
+      pinged.push_back(ps.path.remote);
+    }
+  }
+  env.mainMappings = pinged.size();
+  return env;
+}
+
+void PeerPaths::dropClosedLocals() {
+  std::erase_if(paths_, [&](const PathState& ps) {
+    if (!ps.path.isDirect() || (active_ && *active_ == ps.path)) return false;
+    const bool ours = std::find(localSockets_.begin(), localSockets_.end(), ps.path.local) != localSockets_.end();
+    return !ours && !birthday_.ownsSocket(ps.path.local);
+  });
+}
+
+void PeerPaths::setLocalNat(const std::optional<disco::NatReport>& r, TimePoint now) {
+  birthday_.setLocalNat(r);
+  birthday_.onTimer(birthdayEnv(now), now);
+}
+
+void PeerPaths::setRemoteNat(const std::optional<disco::NatReport>& r, TimePoint now) {
+  birthday_.setRemoteNat(r);
+  birthday_.onTimer(birthdayEnv(now), now);
+}
+
+void PeerPaths::onBirthday(const disco::Birthday& m, TimePoint now) {
+  birthday_.onMessage(m, birthdayEnv(now), now);
+  dropClosedLocals();
+}
+
+void PeerPaths::socketsOpened(std::span<const SockAddr> sockets, TimePoint now) {
+  birthday_.onSockets(sockets, birthdayEnv(now), now);
+  birthday_.onTimer(birthdayEnv(now), now);
+  dropClosedLocals();
+}
 
 void PeerPaths::addFlow(const Flow& flow) {
   removeFlow(flow.id);
@@ -288,6 +351,18 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
     it = std::find_if(operatorPending_.begin(), operatorPending_.end(), byTxid);
   }
   if (it == list->end()) {
+    // One of the birthday search's probes: its pair is proven, a candidate pair like any
+    // other from now on (peer-reflexive: the peer never listed that endpoint).
+    if (!viaRelay) {
+      if (auto won = birthday_.onPong(txid, from, local, now)) {
+        PathState* ps = addPath(won->first, CandidateKind::PeerReflexive);
+        if (!ps) return;  // kMaxPaths: counted in candidatesRefused
+        ps->listed = false;
+        ps->lastPing = now - won->second;
+        confirm(*ps, now - won->second, false, false, observed, now);
+        return;
+      }
+    }
     ++sinks_.counters->pongsUnknown;
     return;
   }
@@ -301,9 +376,15 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
   list->erase(it);
   PathState* ps = findMutable(pp.path);
   if (!ps) return;  // the path was dropped since (new candidate list)
+  confirm(*ps, pp.sent, viaRelay, pp.report, observed, now);
+}
+
+void PeerPaths::confirm(PathState& psRef, TimePoint sent, bool viaRelay, bool report, const SockAddr& observed,
+                        TimePoint now) {
+  PathState* ps = &psRef;
   ++sinks_.counters->pongsReceived;
   ps->lastPong = now;
-  const Duration sample = now - pp.sent;
+  const Duration sample = now - sent;
   ps->rtt = sample;
   if (!ps->srtt) {
     ps->srtt = sample;
@@ -313,12 +394,20 @@ void PeerPaths::onPong(const TxId& txid, const SockAddr& from, const SockAddr& l
     ps->rttVar = (3 * ps->rttVar + diff) / 4;
     ps->srtt = (7 * *ps->srtt + sample) / 8;
   }
-  if (pp.report && sinks_.pongReports) sinks_.pongReports->push_back(PongReport{id_, ps->path, *ps->rtt});
+  if (report && sinks_.pongReports) sinks_.pongReports->push_back(PongReport{id_, ps->path, *ps->rtt});
   if (!viaRelay && observed.port() != 0) {
     sinks_.learnedLocal->push_back(Candidate{observed, CandidateKind::PeerReflexive});
   }
   // The endpoint may send data before any path switch to it: the peer may switch first.
   syncSources(now);
+  // A direct pair answered: a birthday search under way has nothing left to find.
+  if (ps->path.isDirect()) {
+    const Path proven = ps->path;
+    birthday_.onDirect(proven, now);
+    dropClosedLocals();
+    ps = findMutable(proven);
+    if (!ps) return;
+  }
   if (active_ && *active_ == ps->path) {  // trust refreshed by lastPong
     clearSuspicion();
     return;
@@ -454,6 +543,8 @@ void PeerPaths::onTimer(TimePoint now) {
       nextProbeAt_ = now + kProbeSpacing;
     }
   }
+  birthday_.onTimer(birthdayEnv(now), now);
+  dropClosedLocals();
   // Endpoints past kSourceTrust (sourcesExpireAt_), a remembered path that fell back.
   syncSources(now);
 }
@@ -474,7 +565,14 @@ std::optional<Path> PeerPaths::freshestDirect(TimePoint since) const {
 
 void PeerPaths::fallBack(ChangeReason reason, TimePoint now, std::optional<Path> to) {
   ++sinks_.counters->fallbacks;
+  // The birthday's winning pair died: its socket goes (a new search may follow).
+  const auto& won = birthday_.view().winner;
+  const bool fromWinner = won && active_ && active_->local == *won;
   setActive(to ? to : relayPath(), reason, now);
+  if (fromWinner && !(active_ && active_->local == *won)) {
+    birthday_.onDirectLost(now);
+    dropClosedLocals();
+  }
   sinks_.rediscover->push_back(id_);
   startSearch(now);
 }
@@ -568,7 +666,7 @@ TimePoint PeerPaths::nextDeadline() const {
     if (const PathState* a = find(*active_)) t = std::min(t, a->lastPing + kSuspectPingInterval);
   }
   if (!probeQueue_.empty()) t = std::min(t, nextProbeAt_);
-  return t;
+  return std::min(t, birthday_.nextDeadline());
 }
 
 }  // namespace tgw::engine

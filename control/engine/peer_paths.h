@@ -32,7 +32,10 @@
 //     unanswered) before a fallback needs it;
 //   - pings the active relay path every kRelayHeartbeat and, after kRelayTrustWindow without
 //     a pong, asks the edge to gather again (which finds a NAT that rebound our mapping
-//     towards the relay, and makes a new allocation).
+//     towards the relay, and makes a new allocation);
+//   - runs the birthday-paradox search (birthday.h) when a hard NAT is in the way and the
+//     search window found nothing: its winning pair joins paths_ as a peer-reflexive pair
+//     (on the hard side, from one of the search's extra sockets).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +45,7 @@
 
 #include "base/clock.h"
 #include "base/bounded_queue.h"
+#include "engine/birthday.h"
 #include "engine/types.h"
 
 namespace tgw::engine {
@@ -172,6 +176,7 @@ struct EngineCounters {
   uint64_t relaySuspect = 0;           // the active relay path went kRelayTrustWindow without a pong
   uint64_t tableErrors = 0;            // ForwardingTable::setPath failed
   uint64_t operatorPingsEvicted = 0;   // pingAll pings forgotten unanswered (kMaxOperatorPings)
+  BirthdayCounters birthday;           // the birthday searches (birthday.h)
 };
 
 // A pong to a ping of pingAll(): the path and its round-trip time.
@@ -193,6 +198,8 @@ struct EngineSinks {
   EngineCounters* counters = nullptr;
   uint64_t* txCounter = nullptr;
   uint64_t txSalt = 0;
+  std::vector<SocketRequest>* socketRequests = nullptr;  // the birthday search's sockets
+  std::vector<SockAddr>* socketCloses = nullptr;
 };
 
 class PeerPaths {
@@ -262,6 +269,15 @@ class PeerPaths {
   const std::vector<PathState>& paths() const { return paths_; }
   const PathState* find(const Path& p) const;
   bool searching(TimePoint now) const { return now < searchUntil_; }
+  // The birthday search (birthday.h): our NAT and the peer's as the STUN answers show them,
+  // the peer's Birthday message, the sockets the edge opened for the search.
+  void setLocalNat(const std::optional<disco::NatReport>& r, TimePoint now);
+  void setRemoteNat(const std::optional<disco::NatReport>& r, TimePoint now);
+  void onBirthday(const disco::Birthday& m, TimePoint now);
+  void socketsOpened(std::span<const SockAddr> sockets, TimePoint now);
+  const BirthdayView& birthday() const { return birthday_.view(); }
+  // The peer is removed: the search's sockets are closed.
+  void abandonSearch() { birthday_.abandon(); }
   // Since when the active direct path is suspect (data out, nothing in); nullopt: it is not.
   std::optional<TimePoint> suspectSince() const {
     return suspectSince_ == kNever ? std::nullopt : std::optional<TimePoint>(suspectSince_);
@@ -277,6 +293,11 @@ class PeerPaths {
   // Which list a ping waits in: the engine's own probes, or the operator's (pingAll).
   std::vector<PendingPing>& pendingFor(bool report) { return report ? operatorPending_ : pending_; }
   PathState* findMutable(const Path& p);
+  BirthdayEnv birthdayEnv(TimePoint now) const;
+  // Paths from a socket the search closed go (the winner's stays while the search keeps it).
+  void dropClosedLocals();
+  // A pong proved ps (RTT sample from `sent`): measure, report, and switch if it is better.
+  void confirm(PathState& ps, TimePoint sent, bool viaRelay, bool report, const SockAddr& observed, TimePoint now);
   PathState* addPath(const Path& p, CandidateKind kind);
   void ping(PathState& ps, TimePoint now, bool report = false);
   void setActive(const std::optional<Path>& to, ChangeReason reason, TimePoint now);
@@ -331,6 +352,7 @@ class PeerPaths {
   // A suspicion that found nothing to fall back to (no relay, no other direct path): no new
   // one until the path answers again; the trust window decides.
   bool suspicionBarren_ = false;
+  Birthday birthday_;
 };
 
 }  // namespace tgw::engine

@@ -28,10 +28,11 @@ using disco::CandidateKind;
 
 // A disco message as the engine sees it (the edge maps it to control/disco's codec).
 struct DiscoMessage {
-  enum class Type : uint8_t { Ping = 1, Pong = 2 };
+  enum class Type : uint8_t { Ping = 1, Pong = 2, Birthday = 3 };
   Type type = Type::Ping;
   TxId txid{};
   SockAddr observed;  // Pong: the source address the ping arrived from
+  disco::Birthday birthday = {};  // Birthday: the search's start (engine/birthday.h)
 };
 
 // "Send this disco message to this peer along this path."

@@ -324,6 +324,13 @@ struct EdgeRole::Impl {
   // After every call into the Node: send, drop data that reached userspace, answer pings,
   // log path changes, re-arm the timer.
   void afterNode() {
+    // The birthday search's extra sockets (issue 12, engine/birthday.h): not opened by the
+    // daemon yet (the fast path must first learn the winning socket, see the branch
+    // "birthday"'s report), so each request is answered at once with none; the hard side's
+    // search says so ("the edge could not open any extra socket") and the pair stays
+    // relayed. The easy side of a search needs no socket and works.
+    for (const auto& r : node->takeSocketRequests()) node->socketsOpened(r.peer, {}, Clock::now());
+    (void)node->takeSocketCloses();
     for (const auto& d : node->takeSends()) sockets->send(d);
     // In the daemon, data frames belong to the fast path; one that got here (no fast path,
     // or XDP passed it up) is counted and dropped.

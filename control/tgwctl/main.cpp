@@ -293,6 +293,18 @@ void printPaths(const Json& r) {
                   num(e["candidate"]).c_str(), num(e["state"]).c_str(), ms(e["rtt_ms"]).c_str(),
                   ms(e.contains("srtt_ms") ? e["srtt_ms"] : Json()).c_str(), pong.c_str());
     }
+    // The birthday search (issue 12): shown when it ran, or when it says why it does not.
+    if (p.contains("birthday") && p["birthday"].is_object()) {
+      const auto& b = p["birthday"];
+      const std::string reason = num(b["reason"]);
+      if (num(b["state"]) != "idle" || (!reason.empty() && reason.rfind("not needed", 0) != 0)) {
+        std::printf("  birthday search: %s (%s), NATs ours %s / peer %s, %s probes, %s extra sockets%s%s\n",
+                    num(b["state"]).c_str(), num(b["role"]).c_str(), num(b["nat_local"]).c_str(),
+                    num(b["nat_peer"]).c_str(), num(b["probes_sent"]).c_str(), num(b["sockets_open"]).c_str(),
+                    b["duration_s"].is_number() ? (", " + num(b["duration_s"]) + " s").c_str() : "",
+                    reason.empty() ? "" : (": " + reason).c_str());
+      }
+    }
   }
 }
 

@@ -52,8 +52,19 @@ Nat::Mapping& Nat::outboundMapping(const SockAddr& internal, const SockAddr& rem
   }
   const IpAddr ext = *externalIp(family);
   SockAddr external;
-  if (config_.preservePort && !byExternal_.count(SockAddr(ext, internal.port()))) {
+  const bool preserve = config_.preservePort || config_.allocation == NatPortAllocation::Preserving;
+  if (preserve && !liveByExternal(SockAddr(ext, internal.port()), now)) {
     external = SockAddr(ext, internal.port());
+  } else if (config_.allocation == NatPortAllocation::Random) {
+    // Uniform over the free ports of the range (a full range is not a case tests build).
+    constexpr uint32_t span = 65536u - kRandomPortMin;
+    for (int tries = 0; tries < 65536; ++tries) {
+      const auto p = static_cast<uint16_t>(kRandomPortMin + net_.rng().next() % span);
+      if (!liveByExternal(SockAddr(ext, p), now)) {
+        external = SockAddr(ext, p);
+        break;
+      }
+    }
   } else {
     for (int tries = 0; tries < 65536; ++tries) {
       uint16_t p = nextPort_++;

@@ -34,6 +34,15 @@ namespace tgw::sim {
 
 enum class NatMapping : uint8_t { EndpointIndependent, AddressDependent, AddressAndPortDependent };
 enum class NatFiltering : uint8_t { EndpointIndependent, AddressDependent, AddressAndPortDependent };
+// How a new mapping's external port is chosen (RFC 4787 section 4.2.1; what a birthday search
+// can predict, issue 12):
+//   Sequential: the next free port after the last one handed out (from firstPort), as many
+//     CGNATs and cheap routers do: the next mapping's port is predictable;
+//   Random: a uniform free port in [kRandomPortMin, 65535], as Linux `masquerade
+//     fully-random` does (nothing to predict);
+//   Preserving: the internal port when it is free (Linux masquerade), else sequential.
+enum class NatPortAllocation : uint8_t { Sequential, Random, Preserving };
+inline constexpr uint16_t kRandomPortMin = 1024;
 
 struct NatConfig {
   NatMapping mapping = NatMapping::EndpointIndependent;
@@ -41,8 +50,10 @@ struct NatConfig {
   bool hairpinning = false;
   // RFC 4787 REQ-5: a mapping must not expire in less than 2 minutes.
   Duration mappingTimeout = 120s;
-  // Keep the internal port as the external port when it is free (Linux masquerade does).
+  // Keep the internal port as the external port when it is free (Linux masquerade does);
+  // the same as allocation = Preserving.
   bool preservePort = false;
+  NatPortAllocation allocation = NatPortAllocation::Sequential;
   // First external port handed out when not preserving (then counting up, skipping used).
   uint16_t firstPort = 20000;
   // IPv6 is routed, untranslated, as a home router with a delegated prefix does (no NAT66).

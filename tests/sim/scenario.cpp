@@ -200,16 +200,48 @@ SimEdge& Scenario::addEdge(const std::string& name, sim::Realm& realm, std::vect
   for (Family f : {Family::V4, Family::V6}) {
     auto ip = e->host->address(f);
     if (!ip) continue;
-    auto bound = e->host->bind(SockAddr(*ip, kEdgePort), [this, ep](std::span<const uint8_t> b, const SockAddr& from,
-                                                                     const SockAddr& to, TimePoint now) {
-      if (!ep->node) return;
-      ep->node->onDatagram(b, from, to, now);
-      flush(*ep);
-    });
-    if (bound) e->sockets.push_back(*bound);
+    bindEdgeSocket(*ep, SockAddr(*ip, kEdgePort), ep->sockets);
   }
   edges.push_back(std::move(e));
   return *edges.back();
+}
+
+void Scenario::bindEdgeSocket(SimEdge& e, const SockAddr& local, std::vector<SockAddr>& out) {
+  SimEdge* ep = &e;
+  auto bound = e.host->bind(local, [this, ep](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
+                                              TimePoint now) {
+    if (!ep->node) return;
+    ep->node->onDatagram(b, from, to, now);
+    flush(*ep);
+  });
+  if (bound) out.push_back(*bound);
+}
+
+void Scenario::serviceSockets(SimEdge& e) {
+  auto close = [&] {
+    for (const auto& s : e.node->takeSocketCloses()) {
+      if (std::erase(e.extraSockets, s) == 0) continue;
+      e.host->unbind(s);
+      ++e.extraClosed;
+    }
+  };
+  close();
+  for (const auto& r : e.node->takeSocketRequests()) {
+    std::vector<SockAddr> opened;
+    auto ip = e.host->address(r.family);
+    for (size_t i = 0; ip && i < r.count; ++i) {
+      if (e.extraSockets.size() >= e.maxExtraSockets) {
+        ++e.extraRefused;
+        continue;
+      }
+      const size_t before = opened.size();
+      bindEdgeSocket(e, SockAddr(*ip, 0), opened);
+      if (opened.size() > before) e.extraSockets.push_back(opened.back());
+    }
+    e.extraOpened += opened.size();
+    e.node->socketsOpened(r.peer, opened, now());
+    close();
+  }
 }
 
 void Scenario::connect(SimEdge& a, SimEdge& b, TimePoint start) {
@@ -293,6 +325,7 @@ void Scenario::collect(SimEdge& e) {
 
 void Scenario::flush(SimEdge& e) {
   if (!e.node) return;
+  serviceSockets(e);
   for (auto& s : e.node->takeSends()) e.host->send(s.from, s.to, s.bytes);
   collect(e);
 }

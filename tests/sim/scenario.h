@@ -107,6 +107,11 @@ struct SimEdge {
   uint64_t appReceivedViaRelay = 0;
   uint64_t appCorrupted = 0;  // delivered with another payload than kAppPayload
   std::vector<TimePoint> receivedAt;  // when each application datagram arrived
+  // The birthday search's extra sockets (edge::Node::takeSocketRequests), as the shell opens
+  // them: bound on the host's IPv4 address at free ports, at most maxExtraSockets at once.
+  std::vector<SockAddr> extraSockets;
+  size_t maxExtraSockets = 1024;
+  uint64_t extraOpened = 0, extraClosed = 0, extraRefused = 0;
 
   std::optional<dataplane::Path> path() const {
     auto e = table.lookup(kFlowId);
@@ -155,6 +160,8 @@ class Scenario {
  private:
   void flush(SimEdge& e);
   void collect(SimEdge& e);
+  void serviceSockets(SimEdge& e);
+  void bindEdgeSocket(SimEdge& e, const SockAddr& local, std::vector<SockAddr>& out);
   TimePoint nextApp_ = kNever;
   sim::Host* stun2_ = nullptr;
   std::vector<std::unique_ptr<stun::Server>> stun2Servers_;

@@ -61,13 +61,15 @@ TEST(DiscoCodec, StrictParsing) {
   EXPECT_EQ(decode(std::vector<uint8_t>{9}).error(), DropReason::UnknownType);
   EXPECT_EQ(decode(std::vector<uint8_t>{0}).error(), DropReason::UnknownType);
   // Every truncation of each message is refused, and so is any extra byte.
-  for (const auto& full : {ping, pong, cmm}) {
+  for (const auto* fullp : {&ping, &pong, &cmm}) {
+    const auto& full = *fullp;
     for (size_t n = 0; n < full.size(); ++n) {
       EXPECT_FALSE(decode(std::span<const uint8_t>(full).first(n)).ok()) << n;
     }
     auto longer = full;
     longer.push_back(0);
-    EXPECT_EQ(decode(longer).error(), DropReason::TrailingBytes);
+    // After a call-me-maybe's list only a NAT report may follow (tag 1).
+    EXPECT_EQ(decode(longer).error(), &full == &cmm ? DropReason::BadNatReport : DropReason::TrailingBytes);
   }
   auto badFamily = pong;
   badFamily[13] = 5;
@@ -88,6 +90,51 @@ TEST(DiscoCodec, StrictParsing) {
   EXPECT_FALSE(encode(big).ok());
   big.candidates.pop_back();
   EXPECT_TRUE(decode(encode(big).value()).ok());
+}
+
+// Issue 12: call-me-maybe's NAT report and the birthday message.
+TEST(DiscoCodec, NatReportAndBirthdayRoundTripAndStayStrict) {
+  CallMeMaybe cmm = sampleCandidates();
+  cmm.nat = NatReport{true, 41641, {20000, 20001}};
+  Birthday b{0xA1B2C3D4u, 1024, 65535, {40000, 40001, 40002}};
+  for (const Message& m : {Message{cmm}, Message{b}, Message{Birthday{1, 1024, 65535, {}}},
+                           Message{CallMeMaybe{{}, NatReport{false, 1, {}}}}}) {
+    auto bytes = encode(m).value();
+    auto back = decode(bytes);
+    ASSERT_TRUE(back.ok()) << toString(back.error());
+    EXPECT_EQ(*back, m);
+    for (size_t n = 1; n < bytes.size(); ++n) {
+      auto cut = decode(std::span<const uint8_t>(bytes).first(n));
+      // A call-me-maybe cut right after its list is an older sender's: valid, without report.
+      if (cut.ok()) {
+        ASSERT_TRUE(std::holds_alternative<CallMeMaybe>(*cut)) << n;
+        EXPECT_FALSE(std::get<CallMeMaybe>(*cut).nat) << n;
+      }
+    }
+    bytes.push_back(0);
+    EXPECT_EQ(decode(bytes).error(), DropReason::TrailingBytes);
+  }
+  // The layout: the report follows the list.
+  auto bytes = encode(CallMeMaybe{{{addr("10.0.0.1:1"), CandidateKind::Relayed}}, NatReport{true, 0x1234, {0x4e20}}});
+  EXPECT_EQ(bytes.value(), (std::vector<uint8_t>{3, 1, 3, 4, 0, 1, 10, 0, 0, 1, 1, 1, 0x12, 0x34, 1, 0x4e, 0x20}));
+  EXPECT_EQ(encode(Birthday{7, 1024, 2048, {9}}).value(),
+            (std::vector<uint8_t>{4, 0, 0, 0, 7, 4, 0, 8, 0, 0, 1, 0, 9}));
+  // An older sender's list (no report) decodes as before.
+  auto old = decode(std::vector<uint8_t>{3, 1, 3, 4, 0, 1, 10, 0, 0, 1}).value();
+  EXPECT_FALSE(std::get<CallMeMaybe>(old).nat);
+  // Strictness: unknown tag, reserved flags, too many ports, bad ranges.
+  EXPECT_EQ(decode(std::vector<uint8_t>{3, 0, 2, 0, 0, 1, 0}).error(), DropReason::BadNatReport);
+  EXPECT_EQ(decode(std::vector<uint8_t>{3, 0, 1, 2, 0, 1, 0}).error(), DropReason::BadNatReport);
+  EXPECT_EQ(decode(std::vector<uint8_t>{3, 0, 1, 1, 0, 1, kMaxNatPorts + 1}).error(), DropReason::BadNatReport);
+  EXPECT_EQ(decode(std::vector<uint8_t>{4, 0, 0, 0, 1, 8, 0, 4, 0, 0, 0}).error(), DropReason::BadBirthday);
+  EXPECT_EQ(decode(std::vector<uint8_t>{4, 0, 0, 0, 1, 0, 0, 4, 0, 0, 0}).error(), DropReason::BadBirthday);
+  EXPECT_EQ(decode(std::vector<uint8_t>{4, 0, 0, 0, 1, 4, 0, 8, 0, 1, 1}).error(), DropReason::BadBirthday);
+  Birthday tooMany{1, 1024, 65535, std::vector<uint16_t>(kMaxBirthdayPorts + 1, 5)};
+  EXPECT_FALSE(encode(tooMany).ok());
+  tooMany.ports.pop_back();
+  EXPECT_TRUE(decode(encode(tooMany).value()).ok());
+  CallMeMaybe manyPorts{{}, NatReport{true, 1, std::vector<uint16_t>(kMaxNatPorts + 1, 5)}};
+  EXPECT_FALSE(encode(manyPorts).ok());
 }
 
 struct Nodes {

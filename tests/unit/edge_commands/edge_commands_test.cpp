@@ -21,7 +21,12 @@ IpAddr ip(const char* s) { return *IpAddr::parse(s); }
 NatConfig portRestrictedNat() {
   return NatConfig{NatMapping::EndpointIndependent, NatFiltering::AddressAndPortDependent};
 }
-NatConfig hardNat() { return NatConfig{NatMapping::AddressAndPortDependent, NatFiltering::AddressAndPortDependent}; }
+// Random allocation: two of them leave even the birthday search (issue 12) nothing to predict.
+NatConfig hardNat() {
+  NatConfig c{NatMapping::AddressAndPortDependent, NatFiltering::AddressAndPortDependent};
+  c.allocation = sim::NatPortAllocation::Random;
+  return c;
+}
 
 class EdgeCommands : public ::testing::Test {
  protected:
@@ -186,6 +191,8 @@ TEST_F(EdgeCommands, HardAgainstHardShowsFailedDirectPairs) {
     EXPECT_TRUE(e["rtt_ms"].is_null());
   }
   EXPECT_GT(direct, 0u) << "the direct candidates are listed";
+  EXPECT_EQ(p["birthday"]["state"], "idle");
+  EXPECT_NE(p["birthday"]["reason"].get<std::string>().find("at random"), std::string::npos) << p["birthday"].dump();
   EXPECT_EQ(edge::peersJson(*a->node, sc.now())["peers"][0]["active"]["kind"], "relay");
   EXPECT_EQ(edge::nodeStatusJson(*a->node, sc.now())["peers"]["relay"], 1);
 }
