@@ -228,8 +228,11 @@ TEST(Rendezvous, DeliversSealedBlobsTheRelayCannotRead) {
   lab.start(b);
   // a seals a call-me-maybe to b's key and sends it through the relay.
   disco::Codec aDisco(a.key, kCounterStart), bDisco(b.key, kCounterStart);
-  disco::CallMeMaybe cmm{{{addr("192.168.77.66:41641"), disco::CandidateKind::Host},
-                          {addr("203.0.113.99:55555"), disco::CandidateKind::Reflexive}}};
+  // Members assigned, not aggregate-initialized: gcc 12 then warns that the absent NAT
+  // report "may be used uninitialized" (a false positive, -Werror).
+  disco::CallMeMaybe cmm;
+  cmm.candidates = {{addr("192.168.77.66:41641"), disco::CandidateKind::Host},
+                    {addr("203.0.113.99:55555"), disco::CandidateKind::Reflexive}};
   auto frame = aDisco.seal(b.key.publicKey(), cmm).value();
   auto sent = a.client->sendTo(b.key.publicKey(), frame, lab.now);
   ASSERT_TRUE(sent.ok());
