@@ -660,7 +660,8 @@ void Node::checkHealth(TimePoint now) {
            udpSilent ? "no answer from any STUN server, the TURN server or the rendezvous for " +
                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                               now - std::max(startedAt_, lastServerAnswer_)).count()) +
-                           " s: this network appears to drop UDP (no path to any peer is possible over UDP)"
+                           " s: this network appears to drop UDP, or every server is down (no path to any peer "
+                           "is possible over UDP meanwhile)"
                      : "a server answered",
            now);
   }

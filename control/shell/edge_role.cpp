@@ -345,10 +345,14 @@ struct EdgeRole::Impl {
   // rate: a peer whose registration flaps cannot fill the log.
   void logNotice(const edge::Notice& n) {
     const std::string what(edge::toString(n.condition));
-    if (n.active) {
-      noticeLog.write(n.at, log::Level::Warn, what, {{"peer", n.peer}, {"detail", n.detail}});
+    log::LogLimiter& limiter = n.active ? noticeLog : endedLog;
+    const log::Level level = n.active ? log::Level::Warn : log::Level::Info;
+    const std::string event = n.active ? what : what + "_ended";
+    // A site-wide condition (UDP blocked, relay unreachable) names no peer: no empty field.
+    if (n.peer.empty()) {
+      limiter.write(n.at, level, event, {{"detail", n.detail}});
     } else {
-      endedLog.write(n.at, log::Level::Info, what + "_ended", {{"peer", n.peer}, {"detail", n.detail}});
+      limiter.write(n.at, level, event, {{"peer", n.peer}, {"detail", n.detail}});
     }
   }
 
