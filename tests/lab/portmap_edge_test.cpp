@@ -38,12 +38,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 double secondsSince(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
 
-// "192.168.N" of a site's LAN (its host is 192.168.N.2).
-std::string lanPrefix(const Site& s) {
-  const std::string ip = s.host.ipv4.at(0).toString();
-  return ip.substr(0, ip.rfind('.'));
-}
-
 class Miniupnpd {
  public:
   Miniupnpd(Lab& lab, const Site& site) : lab_(lab), site_(site) {}
@@ -52,18 +46,9 @@ class Miniupnpd {
   // until its STUN check has run (forwarding on, or refused: `expectForwarding`).
   void start(const std::string& logName, bool expectForwarding = true) {
     static int generation = 0;
-    const auto nftFile = lab_.tempDir() / ("miniupnpd-chains-" + site_.name + ".nft");
-    std::ofstream(nftFile) << "table inet tgw_upnp {\n"
-                              "  chain forward { type filter hook forward priority filter; policy accept; jump upnp_forward; }\n"
-                              "  chain upnp_forward { }\n"
-                              "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump upnp_prerouting; }\n"
-                              "  chain upnp_prerouting { }\n"
-                              "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump upnp_postrouting; }\n"
-                              "  chain upnp_postrouting { }\n"
-                              "}\n";
     if (!madeChains_) {
-      auto nft = lab_.exec(site_.natNetns, "nft -f " + nftFile.string());
-      ASSERT_TRUE(nft.ok()) << nft.output;
+      auto chains = makeMiniupnpdChains(lab_, site_);
+      ASSERT_TRUE(chains.ok()) << chains.error().message;
       auto fw = lab_.exec(site_.natNetns, "nft insert rule ip tgw_lab_fw input ip saddr 198.18.0.0/24 udp sport "
                                           "{ 3478, 3479 } accept");
       ASSERT_TRUE(fw.ok()) << fw.output;
@@ -76,27 +61,7 @@ class Miniupnpd {
       madeChains_ = true;
     }
     const auto conf = lab_.tempDir() / ("miniupnpd-" + site_.name + ".conf");
-    std::ofstream(conf) << "ext_ifname=wan0\n"
-                           "listening_ip=lan0\n"
-                           "ipv6_disable=yes\n"
-                           "http_port=0\n"
-                           "enable_natpmp=yes\n"
-                           "enable_upnp=no\n"
-                           "ext_perform_stun=yes\n"
-                           "ext_stun_host=198.18.0.10\n"
-                           "ext_stun_port=3478\n"
-                           "secure_mode=yes\n"
-                           "system_uptime=no\n"
-                           "min_lifetime=120\n"
-                           "max_lifetime=86400\n"
-                           "uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n"
-                           "upnp_table_name=tgw_upnp\n"
-                           "upnp_nat_table_name=tgw_upnp\n"
-                           "upnp_forward_chain=upnp_forward\n"
-                           "upnp_nat_chain=upnp_prerouting\n"
-                           "upnp_nat_postrouting_chain=upnp_postrouting\n"
-                        << "allow 1024-65535 " << lanPrefix(site_) << ".0/24 1024-65535\n"
-                        << "deny 0-65535 0.0.0.0/0 0-65535\n";
+    std::ofstream(conf) << miniupnpdConfig(site_, /*upnp=*/false);
     auto p = lab_.spawn(site_.natNetns,
                         {"/usr/sbin/miniupnpd", "-f", conf.string(), "-d", "-P",
                          (lab_.tempDir() / ("miniupnpd-" + site_.name + "-" + std::to_string(++generation) + ".pid"))

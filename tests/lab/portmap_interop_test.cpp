@@ -66,44 +66,14 @@ class MiniupnpdLab : public testing::Test {
   }
 
   void makeChains() {
-    const Site& a = lab_->site("a");
-    const auto nftFile = lab_->tempDir() / "miniupnpd-chains.nft";
-    std::ofstream(nftFile) << "table inet tgw_upnp {\n"
-                              "  chain forward { type filter hook forward priority filter; policy accept; jump upnp_forward; }\n"
-                              "  chain upnp_forward { }\n"
-                              "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump upnp_prerouting; }\n"
-                              "  chain upnp_prerouting { }\n"
-                              "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump upnp_postrouting; }\n"
-                              "  chain upnp_postrouting { }\n"
-                              "}\n";
-    auto nft = lab_->exec(a.natNetns, "nft -f " + nftFile.string());
-    ASSERT_TRUE(nft.ok()) << nft.output;
+    auto r = makeMiniupnpdChains(*lab_, lab_->site("a"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
   }
 
   void startDaemon(const std::string& logName) {
     const Site& a = lab_->site("a");
     const auto conf = lab_->tempDir() / "miniupnpd.conf";
-    std::ofstream(conf) << "ext_ifname=wan0\n"
-                           "listening_ip=lan0\n"
-                           "ipv6_disable=yes\n"
-                           "http_port=0\n"
-                           "enable_natpmp=yes\n"
-                           "enable_upnp=yes\n"
-                           "ext_perform_stun=yes\n"
-                           "ext_stun_host=198.18.0.10\n"
-                           "ext_stun_port=3478\n"
-                           "secure_mode=yes\n"
-                           "system_uptime=no\n"
-                           "min_lifetime=120\n"
-                           "max_lifetime=86400\n"
-                           "uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n"
-                           "upnp_table_name=tgw_upnp\n"
-                           "upnp_nat_table_name=tgw_upnp\n"
-                           "upnp_forward_chain=upnp_forward\n"
-                           "upnp_nat_chain=upnp_prerouting\n"
-                           "upnp_nat_postrouting_chain=upnp_postrouting\n"
-                           "allow 1024-65535 192.168.1.0/24 1024-65535\n"
-                           "deny 0-65535 0.0.0.0/0 0-65535\n";
+    std::ofstream(conf) << miniupnpdConfig(a, /*upnp=*/true);
     auto p = lab_->spawn(a.natNetns,
                          {"/usr/sbin/miniupnpd", "-f", conf.string(), "-d", "-P",
                           (lab_->tempDir() / "miniupnpd.pid").string()},

@@ -168,6 +168,47 @@ Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host) {
   return {};
 }
 
+Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site) {
+  const auto nftFile = lab.tempDir() / ("miniupnpd-chains-" + site.name + ".nft");
+  std::ofstream(nftFile) << "table inet tgw_upnp {\n"
+                            "  chain forward { type filter hook forward priority filter; policy accept; jump upnp_forward; }\n"
+                            "  chain upnp_forward { }\n"
+                            "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump upnp_prerouting; }\n"
+                            "  chain upnp_prerouting { }\n"
+                            "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump upnp_postrouting; }\n"
+                            "  chain upnp_postrouting { }\n"
+                            "}\n";
+  auto nft = lab.exec(site.natNetns, "nft -f " + nftFile.string());
+  if (!nft.ok()) return fail("miniupnpd's chains: " + nft.output);
+  return {};
+}
+
+std::string miniupnpdConfig(const Site& site, bool upnp) {
+  const std::string ip = site.host.ipv4.at(0).toString();
+  const std::string lan24 = ip.substr(0, ip.rfind('.')) + ".0/24";
+  return std::string("ext_ifname=wan0\n"
+                     "listening_ip=lan0\n"
+                     "ipv6_disable=yes\n"
+                     "http_port=0\n"
+                     "enable_natpmp=yes\n") +
+         (upnp ? "enable_upnp=yes\n" : "enable_upnp=no\n") +
+         "ext_perform_stun=yes\n"
+         "ext_stun_host=198.18.0.10\n"
+         "ext_stun_port=3478\n"
+         "secure_mode=yes\n"
+         "system_uptime=no\n"
+         "min_lifetime=120\n"
+         "max_lifetime=86400\n"
+         "uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n"
+         "upnp_table_name=tgw_upnp\n"
+         "upnp_nat_table_name=tgw_upnp\n"
+         "upnp_forward_chain=upnp_forward\n"
+         "upnp_nat_chain=upnp_prerouting\n"
+         "upnp_nat_postrouting_chain=upnp_postrouting\n"
+         "allow 1024-65535 " + lan24 + " 1024-65535\n"
+         "deny 0-65535 0.0.0.0/0 0-65535\n";
+}
+
 Result<Process*> startTurnPeer(Lab& lab, const Host& host, bool ipv6) {
   if (!haveProgram("turnutils_peer")) return fail("coturn's turnutils_peer is not installed");
   const auto& ips = ipv6 ? host.ipv6 : host.ipv4;

@@ -99,6 +99,14 @@ Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host);
 // Waits until the port is bound.
 Result<Process*> startTurnPeer(Lab& lab, const Host& host, bool ipv6 = false);
 
+// miniupnpd-nftables 2.3.1 on a site's home router (the recipe is in
+// tests/lab/portmap_interop_test.cpp's header): the nftables table and chains it fills
+// (inet tgw_upnp: it adds rules, never chains), and its config file's text (WAN wan0, LAN
+// lan0, IPv4 only, NAT-PMP and PCP on, UPnP as asked with HTTP on a random port, STUN against
+// the lab relay's two addresses, mappings allowed for the site's LAN /24 only).
+Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site);
+std::string miniupnpdConfig(const Site& site, bool upnp);
+
 // What turnutils_uclient printed at its end: messages and application bytes sent and
 // received, lost messages, and error lines ("ERROR: ...", "... error NNN (...)").
 struct UclientReport {
