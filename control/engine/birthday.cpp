@@ -90,12 +90,8 @@ bool Birthday::ownsSocket(const SockAddr& s) const {
 }
 
 void Birthday::ping(const Path& p, TimePoint now) {
-  DiscoMessage m;
-  m.type = DiscoMessage::Type::Ping;
-  const uint64_t n = ++*sinks_.txCounter;
-  std::memcpy(m.txid.data(), &n, sizeof n);
-  const uint32_t salt = static_cast<uint32_t>(sinks_.txSalt ^ (sinks_.txSalt >> 32));
-  std::memcpy(m.txid.data() + sizeof n, &salt, sizeof salt);
+  uint64_t n = 0;
+  const DiscoMessage m = makePing(*sinks_.txCounter, sinks_.txSalt, &n);
   probes_[n] = Probe{p, now};
   ++sinks_.counters->probesSent;
   ++view_.probesSent;

@@ -264,12 +264,7 @@ std::vector<Path> PeerPaths::pingAll(TimePoint now) {
 }
 
 void PeerPaths::ping(PathState& ps, TimePoint now, bool report) {
-  DiscoMessage m;
-  m.type = DiscoMessage::Type::Ping;
-  const uint64_t n = ++*sinks_.txCounter;
-  std::memcpy(m.txid.data(), &n, sizeof n);
-  const uint32_t salt = static_cast<uint32_t>(sinks_.txSalt ^ (sinks_.txSalt >> 32));
-  std::memcpy(m.txid.data() + sizeof n, &salt, sizeof salt);
+  const DiscoMessage m = makePing(*sinks_.txCounter, sinks_.txSalt);
   auto& pending = pendingFor(report);
   if (pending.size() >= (report ? kMaxOperatorPings : kMaxPendingPings)) {
     pending.erase(pending.begin());

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "base/sockaddr.h"
 #include "dataplane/forwarding_table.h"
@@ -34,6 +35,20 @@ struct DiscoMessage {
   SockAddr observed;  // Pong: the source address the ping arrived from
   disco::Birthday birthday = {};  // Birthday: the search's start (engine/birthday.h)
 };
+
+// A ping: a transaction id unique to this node, the next value of its counter (returned, the
+// key of the pending ping) followed by 4 bytes of its salt (so that ids differ across the
+// node's restarts). Shared by the path checks (peer_paths) and the birthday search's probes.
+inline DiscoMessage makePing(uint64_t& counter, uint64_t salt, uint64_t* n = nullptr) {
+  DiscoMessage m;
+  m.type = DiscoMessage::Type::Ping;
+  const uint64_t next = ++counter;
+  std::memcpy(m.txid.data(), &next, sizeof next);
+  const uint32_t low = static_cast<uint32_t>(salt ^ (salt >> 32));
+  std::memcpy(m.txid.data() + sizeof next, &low, sizeof low);
+  if (n != nullptr) *n = next;
+  return m;
+}
 
 // "Send this disco message to this peer along this path."
 struct DiscoSend {

@@ -3,33 +3,19 @@
 // error kind; and the epoch rules of RFC 6886 section 3.6 and RFC 6887 section 8.5 as tables.
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <string_view>
 
 #include "portmap/client.h"
 #include "portmap/natpmp.h"
 #include "portmap/pcp.h"
+#include "stun/test_util.h"
 
 namespace tgw::portmap {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-Bytes hex(std::string_view s) {
-  Bytes out;
-  int hi = -1;
-  for (char c : s) {
-    if (!std::isxdigit(static_cast<unsigned char>(c))) continue;
-    const int v = std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : std::tolower(c) - 'a' + 10;
-    if (hi < 0) {
-      hi = v;
-    } else {
-      out.push_back(static_cast<uint8_t>(hi << 4 | v));
-      hi = -1;
-    }
-  }
-  return out;
-}
+using stun::test::hex;  // "00 01 a1 47" to bytes
 
 IpAddr ip(const char* s) { return IpAddr::parse(s).value(); }
 
