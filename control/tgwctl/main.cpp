@@ -73,7 +73,9 @@ constexpr Command kCommands[] = {
      "                      edge.dns_servers or /etc/resolv.conf): prefix, source, lifetime.\n"
      "                      (The prefix tgwd uses, RAs included: tgwctl status.)\n"
      "                      Then tgwd's port mapping, when it answers on --socket\n"
-     "                      (NAT-PMP / PCP on the router: tgwctl portmap)",
+     "                      (NAT-PMP / PCP on the router: tgwctl portmap).\n"
+     "                      Exit status 1 when no STUN server answered (the report is\n"
+     "                      printed all the same: it says what was tried)",
      true},
 };
 
@@ -725,6 +727,12 @@ int runNetcheck(int argc, char** argv, bool json, std::string socketPath) {
     std::printf(" (%s)\n", num(nat64["why"]).c_str());
     std::printf("Port mapping (tgwd):\n");
     printPortmap(portmap, "");
+  }
+  // A site where no server answered has no UDP path to them: a script checking the exit
+  // status must not read that as success.
+  if (!report->udp) {
+    std::fputs("tgwctl netcheck: no STUN server answered\n", stderr);
+    return 1;
   }
   return 0;
 }

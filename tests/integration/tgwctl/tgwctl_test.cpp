@@ -287,6 +287,17 @@ TEST_F(Tgwctl, EveryCommandHasItsOwnHelp) {
       << r.out;
 }
 
+// A netcheck where no STUN server answers says so and exits 1: a script must not read a
+// site without UDP as a healthy one. Loopback ports nothing listens on (ICMP unreachable).
+TEST_F(Tgwctl, NetcheckWithNoAnswerExitsOne) {
+  auto r = tgwctl("netcheck --server 127.0.0.1:9 --server 127.0.0.2:9 --dns 127.0.0.1:9 --timeout 1 --socket " +
+                  dir_ + "/missing.sock");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("no STUN server answered"), std::string::npos) << r.out;
+  // The report is still printed: what was tried.
+  EXPECT_NE(r.out.find("127.0.0.1:9"), std::string::npos) << r.out;
+}
+
 // The control socket may follow the command too (`tgwctl status --socket PATH`), as --json may.
 TEST_F(Tgwctl, TheSocketOptionMayFollowTheCommand) {
   for (const std::string& form : {"status --socket " + dir_ + "/missing.sock", "status -s " + dir_ + "/missing.sock",
