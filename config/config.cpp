@@ -729,7 +729,7 @@ crypto::PublicKey publicKey(const Reader& r, const toml::table& t, const std::st
 EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
   const std::string p = "edge.relay.";
   const int line = Reader::lineOf(t);
-  r.onlyKeys(t, p, {"address", "key", "username", "password", "rest_secret", "rest_secret_file"});
+  r.onlyKeys(t, p, {"address", "key", "username", "password", "password_file", "rest_secret", "rest_secret_file"});
   EdgeRelayConfig c;
   c.address = r.endpoint(t.get("address"), line, p + "address",
                          r.required(t, p, "address", "the relay's STUN/TURN endpoint ADDRESS[:PORT]"), uint16_t{3478});
@@ -737,6 +737,13 @@ EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
   c.username = r.str(t, p, "username", "");
   c.password = r.str(t, p, "password", "");
   if (!c.password.empty()) r.heldSecret(p + "password");
+  if (t.get("password_file") != nullptr) {
+    if (t.get("password") != nullptr) {
+      r.failAt(t.get("password_file"), line, p + "password_file", "either password or password_file", "both");
+    }
+    c.password = trimmed(r.readSecretFile(t, p, "password_file", r.str(t, p, "password_file", "")));
+    if (c.password.empty()) r.failAt(t.get("password_file"), line, p + "password_file", "a file holding a non-empty password");
+  }
   const bool hasSecret = t.get("rest_secret") != nullptr;
   const bool hasSecretFile = t.get("rest_secret_file") != nullptr;
   if (hasSecret && hasSecretFile) {
@@ -755,13 +762,14 @@ EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
   if (c.restSecret && c.restSecret->empty()) {
     r.failAt(t.get(secretKey), line, p + secretKey, "a non-empty shared secret");
   }
-  if (c.restSecret && t.get("password") != nullptr) {
-    r.failAt(t.get("password"), line, p + "password",
+  const char* passwordKey = t.get("password_file") != nullptr ? "password_file" : "password";
+  if (c.restSecret && t.get(passwordKey) != nullptr) {
+    r.failAt(t.get(passwordKey), line, p + passwordKey,
              "no password with a TURN REST secret (the password is derived from the secret)", "a password");
   }
   if (!c.restSecret && c.username.empty() != c.password.empty()) {
     const char* missing = c.username.empty() ? "username" : "password";
-    r.failAt(t.get(c.username.empty() ? "password" : "username"), line, p + missing,
+    r.failAt(t.get(c.username.empty() ? passwordKey : "username"), line, p + missing,
              std::string("a ") + missing + " with the " + (c.username.empty() ? "password" : "username") +
                  " (long-term credentials), or neither",
              "nothing");
@@ -976,10 +984,10 @@ Result<Config> parse(std::string_view text, const std::string& path) {
 
 namespace {
 
-// Where a config's inline secrets can go instead: the relay's TURN has secret files; the
-// edge's relay password has none yet (no hint rather than one to a key that does not exist).
+// Where a config's inline secrets can go instead.
 std::string secretFileHint(const Config& c) {
   if (c.relay && c.relay->turn) return ", or move them to relay.turn.rest_secret_file / users_file";
+  if (c.edge && c.edge->relay) return ", or move them to edge.relay.password_file / rest_secret_file";
   return "";
 }
 

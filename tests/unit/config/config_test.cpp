@@ -577,6 +577,30 @@ TEST(ConfigEdge, RelayCredentials) {
   ASSERT_TRUE(file.ok()) << file.error().message;
   EXPECT_EQ(file->edge->relay->restSecret, "file-secret");
 
+  // The long-term password from a file (chmod 600, like the key), not in the config itself.
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "turn.password") << "file-password\n";
+  std::filesystem::permissions(dir / "turn.password", std::filesystem::perms::owner_read);
+  auto pwFile = parse(edge(relay + "username = \"alice\"\npassword_file = \"turn.password\"\n"),
+                      (dir / "edge.toml").string());
+  std::ofstream(dir / "empty.password") << "\n";
+  std::filesystem::permissions(dir / "empty.password", std::filesystem::perms::owner_read);
+  auto emptyFile = errorOf(edge(relay + "username = \"alice\"\npassword_file = \"" + (dir / "empty.password").string() + "\"\n"));
+  std::ofstream(dir / "open.password") << "pw\n";
+  std::filesystem::permissions(dir / "open.password", std::filesystem::perms::owner_read | std::filesystem::perms::others_read);
+  auto openFile = errorOf(edge(relay + "username = \"alice\"\npassword_file = \"" + (dir / "open.password").string() + "\"\n"));
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(pwFile.ok()) << pwFile.error().message;
+  EXPECT_EQ(pwFile->edge->relay->password, "file-password");
+  EXPECT_EQ(pwFile->edge->relay->username, "alice");
+  EXPECT_EQ(emptyFile, "t.toml:8: edge.relay.password_file: expected a file holding a non-empty password");
+  EXPECT_NE(openFile.find("t.toml:8: edge.relay.password_file: expected a file only its owner can read"), std::string::npos)
+      << openFile;
+  EXPECT_EQ(errorOf(edge(relay + "username = \"a\"\npassword = \"p\"\npassword_file = \"f\"\n")),
+            "t.toml:9: edge.relay.password_file: expected either password or password_file, got both");
+  EXPECT_EQ(errorOf(edge(relay + "password_file = \"/nonexistent/p\"\n")),
+            "t.toml:7: edge.relay.password_file: expected a readable file, got \"/nonexistent/p\"");
+
   // Lines: 4 [edge.relay], 5 address, 6 key, 7...
   EXPECT_EQ(errorOf(edge(relay + "username = \"alice\"\n")),
             "t.toml:7: edge.relay.password: expected a password with the username (long-term credentials), or "
