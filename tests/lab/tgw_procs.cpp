@@ -10,6 +10,16 @@ namespace tgw::lab {
 
 namespace {
 
+// The configs the lab writes hold TURN passwords: readable by their owner only (tgwd warns
+// about a config others may read, and the lab's folders are under /tmp).
+Result<void> ownerOnly(const std::filesystem::path& file) {
+  std::error_code ec;
+  std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::replace, ec);
+  if (ec) return fail("cannot make " + file.string() + " private: " + ec.message());
+  return {};
+}
+
 std::string fromEnv(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v && *v ? v : fallback;
@@ -150,8 +160,9 @@ Result<void> writeTurnRelayExample(const std::filesystem::path& out,
   for (const auto& [key, value] : turnOverrides) turn->insert_or_assign(key, value);
   std::ofstream file(out);
   file << "# written by the tgw lab from " << exampleRelayConfigPath() << "\n" << config << "\n";
+  file.close();
   if (!file) return fail("cannot write " + out.string());
-  return {};
+  return ownerOnly(out);
 }
 
 Result<void> enableRelayForwarding(const Lab& lab, const Host& relay) {
@@ -254,7 +265,6 @@ UclientReport parseUclientReport(const std::string& output) {
 
 namespace tgw::lab {
 
-
 Result<void> writeRendezvousRelayExample(const std::filesystem::path& out,
                                          const std::filesystem::path& keyFile) {
   toml::table config;
@@ -268,8 +278,9 @@ Result<void> writeRendezvousRelayExample(const std::filesystem::path& out,
   relay->insert_or_assign("rendezvous", toml::table{{"key_file", keyFile.string()}});
   std::ofstream file(out);
   file << "# written by the tgw lab from " << exampleRelayConfigPath() << "\n" << config << "\n";
+  file.close();
   if (!file) return fail("cannot write " + out.string());
-  return {};
+  return ownerOnly(out);
 }
 
 Result<std::string> publicKey(const std::filesystem::path& config, const std::string& role) {
@@ -318,7 +329,7 @@ Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesy
       << "\napp = " << quoted(fl.app) << "\n\n";
   f.close();
   if (!f) return fail("cannot write " + out.string());
-  return {};
+  return ownerOnly(out);
 }
 
 }  // namespace
