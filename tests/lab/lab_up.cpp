@@ -1,6 +1,6 @@
 // tgw-lab-up: builds a lab from a description and keeps it until Ctrl-C (or --seconds),
 // then removes it. For exploring by hand: `ip netns exec <prefix>-a sh`.
-//   tgw-lab-up "relay; site a easy; site b hard cgnat" [--seconds N]
+//   tgw-lab-up "relay; site a easy; site b hard cgnat" [--seconds N]   (--help says all)
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,8 +13,32 @@
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
     std::fputs("Usage: tgw-lab-up DESCRIPTION [--seconds N]\n"
-               "  DESCRIPTION: items separated by ';': relay [NAME] | host NAME |\n"
-               "               site NAME none|easy|hard [cgnat|cgnat-hard]\n",
+               "Builds a lab of network namespaces (nftables NATs, veth links; the Internet is\n"
+               "198.18.0.0/15), prints the namespaces, keeps them for N seconds (default 3600)\n"
+               "or until Ctrl-C, then removes them. Explore with `ip netns exec NS sh`.\n"
+               "\n"
+               "DESCRIPTION: items separated by ';' or newlines:\n"
+               "  relay [NAME]      a relay host on the Internet (two addresses per family)\n"
+               "  host NAME         a plain host on the Internet\n"
+               "  site NAME NAT [OPTION]...\n"
+               "                    a site: a host behind its home router's NAT, where NAT is\n"
+               "                    none (no NAT), easy (`masquerade`: endpoint-independent\n"
+               "                    mapping, port-restricted filtering) or hard (`masquerade\n"
+               "                    fully-random`: a new port per destination). OPTIONs:\n"
+               "                      cgnat       behind a carrier NAT too (easy, 100.64.0.0/10)\n"
+               "                      cgnat-hard  behind a hard carrier NAT\n"
+               "                      cgnat-of=S  share site S's carrier NAT (a second subscriber)\n"
+               "                      lan-of=S    no router of its own: a second host on S's LAN\n"
+               "                      app         a two-interface gateway: lan0 to an app\n"
+               "                                  namespace NS-NAME-app (10.n.0.2)\n"
+               "                      ipv6        public IPv6 on the LAN behind a stateful\n"
+               "                                  firewall (not with a carrier NAT)\n"
+               "\n"
+               "Environment: TGW_LAB_EDGE=1 sets the links up for the edge's XDP (checksum\n"
+               "offload off, XDP_PASS where frames are transmitted by XDP).\n"
+               "Example: tgw-lab-up \"relay; site a easy; site b hard cgnat\" --seconds 600\n"
+               "Exit status: 0 removed cleanly, 1 the lab could not be built, 2 usage or\n"
+               "missing tools (root, ip, nft).\n",
                argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
