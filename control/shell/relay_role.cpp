@@ -265,6 +265,24 @@ Result<SockAddr> RelayRole::Ports::reserve(const IpAddr& relayIp, uint16_t minPo
               relayIp.toString());
 }
 
+Result<SockAddr> RelayRole::Ports::reserveExact(const SockAddr& port) {
+  role_.relayed_->collectClosed();
+  if (role_.relayed_->size() >= budget_) {
+    ++role_.relayedPortsNoDescriptor_;
+    limiter_.write(Clock::now(), log::Level::Warn, "turn_no_descriptor",
+                   {{"relayed_sockets", std::to_string(role_.relayed_->size())},
+                    {"fix", "raise the descriptor limit (LimitNOFILE=, ulimit -n)"}});
+    return fail("no file descriptor left for a relayed socket");
+  }
+  // Taken (by an allocation, or another program): the caller tries another pair, so this is
+  // not worth a warning.
+  if (role_.relayed_->has(port)) return fail(port.toString() + " is in use");
+  if (auto ok = role_.relayed_->open(port); !ok) return fail(ok.error().message);
+  ++held_[port.ip()];
+  log::debug("turn_port_reserved", {{"relayed", port.toString()}, {"exact", "true"}});
+  return port;
+}
+
 void RelayRole::Ports::release(const SockAddr& relayed) {
   if (!role_.relayed_->has(relayed)) return;
   // Its own callback may be on the stack: UdpEndpoints stops it now and frees it later. The

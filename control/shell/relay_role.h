@@ -97,6 +97,7 @@ class RelayRole {
     // address (relayed_ports_failed); stops at the first EMFILE / ENFILE. Its warnings are
     // rate-limited: clients trigger them.
     Result<SockAddr> reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort, bool evenPort) override;
+    Result<SockAddr> reserveExact(const SockAddr& port) override;
     void release(const SockAddr& relayed) override;
     void setBudget(uint64_t descriptors) { budget_ = descriptors; }
 

@@ -178,6 +178,16 @@ struct Server::Impl {
   std::unordered_map<SockAddr, Allocation*> byRelayed;
   std::map<std::string, uint32_t> perUser;
   std::set<std::pair<TimePoint, Allocation*>> deadlines;
+  // EVEN-PORT with the R bit (RFC 8656 section 7.2): the odd port above an allocation's,
+  // held for the Allocate that brings the token. Each counts against the allocation caps
+  // (it holds a socket), and lapses after kReservationLifetime.
+  struct Reservation {
+    SockAddr port;
+    std::string user;
+    TimePoint expires{};
+  };
+  std::map<uint64_t, Reservation> reservations;             // by token
+  std::set<std::pair<TimePoint, uint64_t>> reservationDeadlines;
   std::vector<uint32_t> freeSlots;
   std::vector<Datagram> sends;  // until takeSends()
   std::vector<StreamSend> streamSends;  // until takeStreamSends()
@@ -764,6 +774,48 @@ struct Server::Impl {
       Allocation* a = deadlines.begin()->second;
       expire(*a, now);
     }
+    while (!reservationDeadlines.empty() && reservationDeadlines.begin()->first <= now) {
+      const uint64_t token = reservationDeadlines.begin()->second;
+      ++counters.reservationsExpired;
+      ports.release(reservations.at(token).port);
+      dropReservation(token);
+    }
+  }
+
+  TimePoint nextDeadline() const {
+    TimePoint t = deadlines.empty() ? kNever : deadlines.begin()->first;
+    if (!reservationDeadlines.empty()) t = std::min(t, reservationDeadlines.begin()->first);
+    return t;
+  }
+
+  // Forgets a reservation (its port released by the caller, or taken by an allocation).
+  void dropReservation(uint64_t token) {
+    auto it = reservations.find(token);
+    if (it == reservations.end()) return;
+    reservationDeadlines.erase({it->second.expires, token});
+    if (auto u = perUser.find(quotaKey(it->second.user)); u != perUser.end() && --u->second == 0) perUser.erase(u);
+    reservations.erase(it);
+  }
+
+  // An even port and the odd one above it, both bound (RFC 8656 section 7.2, EVEN-PORT with
+  // R). A few even ports are tried when the one above is taken; nullopt when none pairs up.
+  std::optional<std::pair<SockAddr, SockAddr>> reservePair(const IpAddr& ip) {
+    constexpr int kTries = 8;
+    std::vector<SockAddr> tried;
+    std::optional<std::pair<SockAddr, SockAddr>> pair;
+    for (int i = 0; i < kTries && !pair; ++i) {
+      auto even = ports.reserve(ip, config.policy.minPort, config.policy.maxPort, true);
+      if (!even) break;
+      if (even->port() < config.policy.maxPort) {
+        if (auto odd = ports.reserveExact(SockAddr(ip, static_cast<uint16_t>(even->port() + 1)))) {
+          pair.emplace(*even, *odd);
+          break;
+        }
+      }
+      tried.push_back(*even);  // kept until the search ends, so the next try finds another
+    }
+    for (const auto& t : tried) ports.release(t);
+    return pair;
   }
 
   // ---- bandwidth -----------------------------------------------------------------------
@@ -865,9 +917,16 @@ struct Server::Impl {
     auto raf = m.find(attr::kRequestedAddressFamily);
     auto aaf = m.find(attr::kAdditionalAddressFamily);
     auto even = m.find(attr::kEvenPort);
-    if (m.has(attr::kReservationToken)) {
-      // No reservations are ever made (EVEN-PORT with R is refused), so no token is valid.
-      return sendError(ctx, (even || raf || aaf) ? 400 : 508);
+    std::optional<SockAddr> reserved;  // the port a RESERVATION-TOKEN names
+    uint64_t reservedToken = 0;
+    if (auto token = m.find(attr::kReservationToken)) {
+      // RFC 8656 section 7.2: not with EVEN-PORT or an address family; an unknown or lapsed
+      // token (or another user's) is a port no longer available: 508.
+      if (even || raf || aaf || token->value.size() != 8) return sendError(ctx, 400);
+      for (uint8_t b : token->value) reservedToken = (reservedToken << 8) | b;
+      auto it = reservations.find(reservedToken);
+      if (it == reservations.end() || it->second.user != ctx.auth->user) return sendError(ctx, 508);
+      reserved = it->second.port;
     }
     if (raf && aaf) return sendError(ctx, 400);
     Family family = Family::V4;
@@ -879,9 +938,10 @@ struct Server::Impl {
         return sendError(ctx, 440);
       }
     }
+    if (reserved) family = reserved->ip().isV4() ? Family::V4 : Family::V6;
     if ((family == Family::V4 && !relayIp4) || (family == Family::V6 && !relayIp6)) return sendError(ctx, 440);
     const bool reserveNext = even && (even->value[0] & 0x80);
-    if (reserveNext) return sendError(ctx, aaf ? 400 : 508);  // R bit: reservations unsupported
+    if (reserveNext && aaf) return sendError(ctx, 400);
     bool dual = false;
     bool partial = false;
     if (aaf) {
@@ -890,14 +950,31 @@ struct Server::Impl {
       partial = !dual;
     }
     const auto userIt = perUser.find(quotaKey(ctx.auth->user));
-    const uint32_t userCount = userIt == perUser.end() ? 0 : userIt->second;
-    if (allocations.size() >= config.maxAllocations || userCount >= config.maxAllocationsPerUser) {
+    // A reservation being used already counts once: it becomes the allocation. One made now
+    // counts beside the allocation.
+    const uint32_t userCount = (userIt == perUser.end() ? 0 : userIt->second) - (reserved ? 1 : 0);
+    const size_t total = allocations.size() + reservations.size() - (reserved ? 1 : 0);
+    const uint32_t needed = reserveNext ? 2 : 1;
+    if (total + needed > config.maxAllocations || userCount + needed > config.maxAllocationsPerUser) {
       return sendError(ctx, 486);
     }
 
     auto a = std::make_unique<Allocation>();
     const IpAddr& ip1 = family == Family::V4 ? *relayIp4 : *relayIp6;
-    auto r1 = ports.reserve(ip1, config.policy.minPort, config.policy.maxPort, even.has_value());
+    std::optional<SockAddr> held;  // the odd port above, for the reservation made below
+    Result<SockAddr> r1 = fail("no port");
+    if (reserved) {
+      r1 = *reserved;
+      dropReservation(reservedToken);  // the port moves to the allocation, still bound
+      ++counters.reservationsUsed;
+    } else if (reserveNext) {
+      auto pair = reservePair(ip1);
+      if (!pair) return sendError(ctx, 508);
+      r1 = pair->first;
+      held = pair->second;
+    } else {
+      r1 = ports.reserve(ip1, config.policy.minPort, config.policy.maxPort, even.has_value());
+    }
     if (!r1) return sendError(ctx, 508);
     (family == Family::V4 ? a->relayed4 : a->relayed6) = *r1;
     if (dual) {
@@ -937,6 +1014,23 @@ struct Server::Impl {
       b.addRaw(attr::kAddressErrorCode, v);
     }
     b.addU32(attr::kLifetime, seconds(lifetime));
+    if (held) {
+      // RESERVATION-TOKEN (RFC 8656 section 14.9): eight bytes only this server gives meaning.
+      uint64_t token = 0;
+      do {
+        std::array<uint8_t, 8> raw{};
+        crypto::randomBytes(raw);
+        for (uint8_t byte : raw) token = (token << 8) | byte;
+      } while (reservations.count(token) != 0);
+      std::vector<uint8_t> v(8);
+      for (int i = 7, j = 0; i >= 0; --i, ++j) v[j] = static_cast<uint8_t>(token >> (8 * i));
+      b.addRaw(attr::kReservationToken, v);
+      const TimePoint expires = now + kReservationLifetime;
+      reservations[token] = Reservation{*held, ctx.auth->user, expires};
+      reservationDeadlines.insert({expires, token});
+      ++perUser[quotaKey(ctx.auth->user)];
+      ++counters.reservationsMade;
+    }
     b.addXorMappedAddress(ctx.from);
     ++counters.successResponses;
     a->allocateResponse = finish(b, ctx);
@@ -1309,6 +1403,10 @@ Server::Server(ServerConfig config, PortReserver& ports, dataplane::TurnTable* f
 
 Server::~Server() {
   while (!impl_->allocations.empty()) impl_->removeAllocation(*impl_->allocations.begin()->second);
+  while (!impl_->reservations.empty()) {
+    impl_->ports.release(impl_->reservations.begin()->second.port);
+    impl_->dropReservation(impl_->reservations.begin()->first);
+  }
 }
 
 bool Server::onClientDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
@@ -1346,9 +1444,7 @@ void Server::setLocalPrefixes(std::vector<Cidr> prefixes, TimePoint now) {
 
 std::vector<Datagram> Server::takeSends() { return std::exchange(impl_->sends, {}); }
 
-TimePoint Server::nextDeadline() const {
-  return impl_->deadlines.empty() ? kNever : impl_->deadlines.begin()->first;
-}
+TimePoint Server::nextDeadline() const { return impl_->nextDeadline(); }
 
 std::vector<AllocationInfo> Server::allocations(TimePoint now) const { return impl_->info(now); }
 size_t Server::allocationCount() const { return impl_->allocations.size(); }

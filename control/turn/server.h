@@ -104,7 +104,11 @@ class PortReserver {
   // RFC 8656 EVEN-PORT); an error when none is free (the server answers 508).
   virtual Result<SockAddr> reserve(const IpAddr& relayIp, uint16_t minPort, uint16_t maxPort,
                                    bool evenPort) = 0;
-  // Closes a port reserve() returned (allocation deleted or expired).
+  // Binds exactly this port (the odd port above an even one, for EVEN-PORT with the R bit:
+  // RFC 8656 section 7.2); an error when it is taken.
+  virtual Result<SockAddr> reserveExact(const SockAddr& port) = 0;
+  // Closes a port reserve() or reserveExact() returned (allocation deleted or expired, a
+  // reservation unused).
   virtual void release(const SockAddr& relayed) = 0;
 };
 
@@ -129,6 +133,9 @@ inline constexpr Duration kMaxAllocationLifetime = 3600s;     // RFC 8656 sectio
 inline constexpr Duration kPermissionLifetime = 300s;         // RFC 8656 section 9
 inline constexpr Duration kChannelLifetime = 600s;            // RFC 8656 section 12
 inline constexpr Duration kNonceLifetime = 600s;              // stale after this: 438
+// The port above an allocation made with EVEN-PORT's R bit is held this long for the
+// Allocate that names its RESERVATION-TOKEN (RFC 8656 section 7.2: "approximately 30 seconds").
+inline constexpr Duration kReservationLifetime = 30s;
 
 // Failed authentications (issue 11; the rules are in the header comment). A mistyped
 // password or two never backs anyone off; five from one prefix in a minute is guessing.
@@ -247,6 +254,9 @@ struct ServerCounters {
   uint64_t allocationsCreated = 0;
   uint64_t allocationsDeleted = 0;       // Refresh with LIFETIME 0
   uint64_t allocationsExpired = 0;
+  uint64_t reservationsMade = 0;         // EVEN-PORT with R: the next port held, a token sent
+  uint64_t reservationsUsed = 0;         // an Allocate with its RESERVATION-TOKEN got the port
+  uint64_t reservationsExpired = 0;      // unused for kReservationLifetime: the port closed
   uint64_t permissionsExpired = 0;
   uint64_t channelsExpired = 0;
   uint64_t permissionsRevoked = 0;       // the peer became an address of this host
@@ -306,6 +316,9 @@ struct ServerCounters {
     TGW_TURN_COUNTER("allocations_created", allocationsCreated);
     TGW_TURN_COUNTER("allocations_deleted", allocationsDeleted);
     TGW_TURN_COUNTER("allocations_expired", allocationsExpired);
+    TGW_TURN_COUNTER("reservations_made", reservationsMade);
+    TGW_TURN_COUNTER("reservations_used", reservationsUsed);
+    TGW_TURN_COUNTER("reservations_expired", reservationsExpired);
     TGW_TURN_COUNTER("permissions_expired", permissionsExpired);
     TGW_TURN_COUNTER("channels_expired", channelsExpired);
     TGW_TURN_COUNTER("permissions_revoked", permissionsRevoked);

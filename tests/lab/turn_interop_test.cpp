@@ -157,6 +157,24 @@ TEST_P(TurnInterop, ChannelsWithLongTermCredentials) {
   }
 }
 
+// Without -c uclient runs an RTP and an RTCP session per client, as media clients do: the
+// RTP allocation asks for an even port and for the port above it held (EVEN-PORT with the R
+// bit), and the RTCP allocation names the RESERVATION-TOKEN it got (RFC 8656 section 7.2).
+TEST_P(TurnInterop, RtpAndRtcpPairWithAReservation) {
+  auto before = stats();
+  auto r = lab_->exec(lab_->host("c").netns,
+                      "turnutils_uclient -z 5 -l 120 -n " + std::to_string(kMessages) + " " + kLongTerm + " " +
+                          peerArgs() + " " + kRelayIp,
+                      kRunTimeout);
+  auto report = parseUclientReport(r.output);
+  // Each message goes out on RTP and on RTCP.
+  ASSERT_TRUE(report.intact(2 * kMessages)) << "exit " << r.exitCode << ":\n" << r.output;
+  auto after = stats();
+  EXPECT_EQ(turnCount(after, "errors_508") - turnCount(before, "errors_508"), 0u) << after.dump(2);
+  EXPECT_GE(turnCount(after, "reservations_made") - turnCount(before, "reservations_made"), 1u) << after.dump(2);
+  EXPECT_GE(turnCount(after, "reservations_used") - turnCount(before, "reservations_used"), 1u) << after.dump(2);
+}
+
 // uclient -s never binds a channel (as Firefox): every datagram a Send or a Data indication.
 // With XDP both directions are the fast path's (turn_send_to_peer, turn_data_indication) and
 // the sockets see none; without it the sockets carry them all.

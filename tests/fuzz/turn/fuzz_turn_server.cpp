@@ -52,6 +52,10 @@ class Ports final : public PortReserver {
     }
     return fail("full");
   }
+  Result<SockAddr> reserveExact(const SockAddr& a) override {
+    if (!used.insert(a).second) return fail("in use");
+    return a;
+  }
   void release(const SockAddr& a) override { check(used.erase(a) == 1); }
   std::set<SockAddr> used;
 };

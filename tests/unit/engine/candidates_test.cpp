@@ -166,6 +166,7 @@ class RelaySourceAgainstServer : public ::testing::Test {
     Result<SockAddr> reserve(const IpAddr& relayIp, uint16_t, uint16_t, bool) override {
       return SockAddr(relayIp, next++);
     }
+    Result<SockAddr> reserveExact(const SockAddr& port) override { return port; }
     void release(const SockAddr&) override {}
   };
 

@@ -516,7 +516,13 @@ TEST_F(TurnServer, AllocateErrors) {
          b.addRaw(attr::kEvenPort, e);
        },
        400},
-      {"EVEN-PORT with R", [&](MessageBuilder& b) { udp(b); b.addRaw(attr::kEvenPort, evenR); }, 508},
+      {"RESERVATION-TOKEN with a family",
+       [&](MessageBuilder& b) {
+         udp(b);
+         b.addRaw(attr::kReservationToken, token);
+         fam(attr::kRequestedAddressFamily, 1)(b);
+       },
+       400},
       {"EVEN-PORT R with ADDITIONAL-ADDRESS-FAMILY",
        [&](MessageBuilder& b) {
          udp(b);
@@ -549,11 +555,11 @@ TEST_F(TurnServer, AllocateErrors) {
   EXPECT_TRUE(server().allocations(kT0).empty());
   EXPECT_TRUE(ports.used.empty());
   const auto& k = server().counters();
-  EXPECT_EQ(k.errors400, 5u);
+  EXPECT_EQ(k.errors400, 6u);
   EXPECT_EQ(k.errors420, 3u);
   EXPECT_EQ(k.errors440, 1u);
   EXPECT_EQ(k.errors442, 1u);
-  EXPECT_EQ(k.errors508, 2u);
+  EXPECT_EQ(k.errors508, 1u);
 }
 
 TEST_F(TurnServer, AddressFamilyNotSupportedIs440) {
@@ -646,6 +652,82 @@ TEST_F(TurnServer, EvenPortWithoutReservationGetsAnEvenPort) {
   });
   ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
   EXPECT_EQ(relayedOf(r).port(), 50002);
+}
+
+// EVEN-PORT with the R bit (RFC 8656 section 7.2), as coturn's turnutils_uclient asks by
+// default: an even port, the odd one above held for 30 s, a RESERVATION-TOKEN that gets it.
+TEST_F(TurnServer, EvenPortWithReservationHoldsTheNextPortForItsToken) {
+  const uint8_t evenR[1] = {0x80};
+  auto withR = [&](MessageBuilder& b) { b.addRaw(attr::kEvenPort, evenR); };
+  auto withToken = [](std::vector<uint8_t> token) {
+    return [token](MessageBuilder& b) { b.addRaw(attr::kReservationToken, token); };
+  };
+  ports.blocked = {50001};  // the first even port's neighbour is taken: the pair is 50002/50003
+  login(alice);
+  auto r = allocate(alice, kT0, withR);
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
+  EXPECT_EQ(relayedOf(r).port(), 50002);
+  auto token = r.msg().find(attr::kReservationToken);
+  ASSERT_TRUE(token);
+  ASSERT_EQ(token->value.size(), 8u);
+  const std::vector<uint8_t> t1(token->value.begin(), token->value.end());
+  EXPECT_EQ(ports.used, (std::set<SockAddr>{SockAddr(kRelay4, 50002), SockAddr(kRelay4, 50003)}))
+      << "50000 was tried and given back";
+
+  // Another client of the same user gets the reserved port with the token, once.
+  Client alice2{sa("198.19.1.2:40001"), "alice", "alice-pass"};
+  login(alice2);
+  auto r2 = allocate(alice2, kT0 + 1s, withToken(t1));
+  ASSERT_EQ(r2.msg().cls(), Class::SuccessResponse) << r2.errorCode();
+  EXPECT_EQ(relayedOf(r2).port(), 50003);
+  Client alice3{sa("198.19.1.2:40002"), "alice", "alice-pass"};
+  login(alice3);
+  EXPECT_EQ(allocate(alice3, kT0 + 2s, withToken(t1)).errorCode(), 508);
+
+  // Another user cannot use a token; an unused reservation lapses after 30 s and its port
+  // is closed.
+  auto r3 = allocate(alice3, kT0 + 3s, withR);
+  ASSERT_EQ(r3.msg().cls(), Class::SuccessResponse);
+  auto token3 = r3.msg().find(attr::kReservationToken);
+  ASSERT_TRUE(token3);
+  const std::vector<uint8_t> t3(token3->value.begin(), token3->value.end());
+  const SockAddr held(kRelay4, static_cast<uint16_t>(relayedOf(r3).port() + 1));
+  EXPECT_TRUE(ports.used.count(held));
+  login(bob, kT0 + 4s);
+  EXPECT_EQ(allocate(bob, kT0 + 4s, withToken(t3)).errorCode(), 508);
+  advance(kT0 + 3s + kReservationLifetime);
+  EXPECT_FALSE(ports.used.count(held));
+  Client alice4{sa("198.19.1.2:40003"), "alice", "alice-pass"};
+  login(alice4, kT0 + 40s);
+  EXPECT_EQ(allocate(alice4, kT0 + 40s, withToken(t3)).errorCode(), 508);
+
+  const auto& k = server().counters();
+  EXPECT_EQ(k.reservationsMade, 2u);
+  EXPECT_EQ(k.reservationsUsed, 1u);
+  EXPECT_EQ(k.reservationsExpired, 1u);
+}
+
+// A reservation holds a socket: it counts against the user's and the server's allocation
+// caps until used or lapsed, and the server gives its port back when it goes.
+TEST_F(TurnServer, ReservationsCountAgainstTheQuotasAndAreReleased) {
+  cfg.maxAllocationsPerUser = 2;
+  const uint8_t evenR[1] = {0x80};
+  login(alice);
+  auto r = allocate(alice, kT0, [&](MessageBuilder& b) { b.addRaw(attr::kEvenPort, evenR); });
+  ASSERT_EQ(r.msg().cls(), Class::SuccessResponse);
+  Client alice2{sa("198.19.1.2:40001"), "alice", "alice-pass"};
+  login(alice2);
+  EXPECT_EQ(allocate(alice2).errorCode(), 486);  // the allocation and the reservation: 2
+  // A user at one below the cap cannot make a reservation (it needs two).
+  ASSERT_EQ(refresh(alice, 0, kT0 + 1s).errorCode(), 0);
+  EXPECT_EQ(ports.used.size(), 1u);  // the reserved port stays until it lapses
+  login(bob);
+  ASSERT_EQ(allocate(bob).errorCode(), 0);
+  Client bob2{sa("198.19.2.3:41000"), "bob", "bob-pass"};
+  login(bob2);
+  EXPECT_EQ(allocate(bob2, kT0, [&](MessageBuilder& b) { b.addRaw(attr::kEvenPort, evenR); }).errorCode(), 486);
+  server_.reset();  // the destructor closes every port, the reserved one too
+  EXPECT_TRUE(ports.used.empty());
 }
 
 TEST_F(TurnServer, QuotaPerUserAndTotalAre486) {

@@ -41,6 +41,12 @@ class FakePorts final : public PortReserver {
     }
     return fail("no free port");
   }
+  Result<SockAddr> reserveExact(const SockAddr& port) override {
+    ++reserveCalls;
+    if (blocked.count(port.port()) || used.count(port)) return fail("port in use");
+    used.insert(port);
+    return port;
+  }
   void release(const SockAddr& relayed) override {
     EXPECT_EQ(used.erase(relayed), 1u) << "released a port never reserved: " << relayed.toString();
     released.push_back(relayed);

@@ -50,6 +50,12 @@ class SimPorts final : public turn::PortReserver {
     }
     return fail("no free port");
   }
+  Result<SockAddr> reserveExact(const SockAddr& port) override {
+    if (used.count(port)) return fail("port in use");
+    if (!host->bind(port, onPeer)) return fail("port in use");
+    used.insert(port);
+    return port;
+  }
   void release(const SockAddr& relayed) override {
     host->unbind(relayed);
     used.erase(relayed);
