@@ -1448,6 +1448,7 @@ TimePoint Server::nextDeadline() const { return impl_->nextDeadline(); }
 
 std::vector<AllocationInfo> Server::allocations(TimePoint now) const { return impl_->info(now); }
 size_t Server::allocationCount() const { return impl_->allocations.size(); }
+size_t Server::reservationCount() const { return impl_->reservations.size(); }
 const ServerCounters& Server::counters() const { return impl_->counters; }
 Server::AuthTableSizes Server::authTableSizes() const {
   return {impl_->sourceStrikes.size(), impl_->userStrikes.size()};

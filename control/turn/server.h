@@ -405,6 +405,8 @@ class Server {
   // How many allocations exist, in O(1) (status and the metrics; allocations() builds a
   // description of each, milliseconds at 10,000). Expired ones count until onTimer().
   size_t allocationCount() const;
+  // Ports held for a RESERVATION-TOKEN (EVEN-PORT with the R bit), not yet used or lapsed.
+  size_t reservationCount() const;
   const ServerCounters& counters() const;
   // Entries in the failed-authentication tables (each at most authThrottle.tableSize).
   struct AuthTableSizes {

@@ -130,7 +130,9 @@ struct Harness {
         if (c.fastPath) reported.insert({*a.slot, c.number});
       }
     }
-    check(relayed == ports.used.size());
+    // Every bound port belongs to an allocation or to a reservation, and both are capped.
+    check(relayed + server->reservationCount() == ports.used.size());
+    check(list.size() + server->reservationCount() <= cfg.maxAllocations);
     check(table.allocationCount() <= list.size());
     for (const auto& [k, r] : table.routes()) installed.insert({r.allocation, r.channel});
     check(reported == installed);
