@@ -43,8 +43,19 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
     auto relay = RelayRole::create(base, *cfg.relay);
     if (!relay) return fail("relay: " + relay.error().message);
     d->relay_ = std::move(*relay);
-    if (d->relay_->hasTls()) d->loop_->onReload([relay = d->relay_.get()] { relay->reloadTls(); });
   }
+  // SIGHUP never stops tgwd (a terminal closing or `systemctl reload` sends it): it reloads
+  // what can be reloaded in place, the relay's TLS certificate and key. The config file is
+  // not read again: changing it takes a restart, and the log line says so.
+  d->loop_->onReload([daemon = d.get()] {
+    if (daemon->relay_ && daemon->relay_->hasTls()) {
+      daemon->relay_->reloadTls();
+      return;
+    }
+    log::info("reload", {{"reloaded", "nothing"},
+                         {"why", "only relay.streams' TLS certificate and key reload in place; "
+                                 "a config change takes a restart"}});
+  });
   if (cfg.edge) {
     auto edge = EdgeRole::create(base, *cfg.edge);
     if (!edge) return fail("edge: " + edge.error().message);

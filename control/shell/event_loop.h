@@ -19,8 +19,8 @@ class EventLoop {
  public:
   // Every signal that would otherwise end the process (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
   // stops the loop instead, so that the owner detaches what outlives a process (an XDP
-  // attachment); SIGPIPE is ignored. With onReload() set, SIGHUP calls it instead (the
-  // relay's TLS certificate, issue 15).
+  // attachment); SIGPIPE is ignored. With onReload() set, SIGHUP calls it instead (tgwd
+  // always sets it: the relay's TLS certificate, issue 15).
   static Result<std::unique_ptr<EventLoop>> create();
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
