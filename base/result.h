@@ -19,6 +19,9 @@ template <typename E>
 struct Unexpected {
   E error;
 };
+// `Unexpected{e}` deduces its type on clang 14 too (it lacks C++20's aggregate deduction).
+template <typename E>
+Unexpected(E) -> Unexpected<E>;
 
 inline Unexpected<Error> fail(std::string message, int code = 0) {
   return Unexpected<Error>{Error{std::move(message), code}};
