@@ -187,6 +187,21 @@ class Reader {
     return ss.str();
   }
 
+  // A secret file's one line, blanks and the line ending around it dropped; a second line
+  // is refused (a secret never holds a line break: most likely the wrong file).
+  std::string readSecretLine(const toml::table& t, const std::string& prefix, const char* key) const {
+    std::string text = readSecretFile(t, prefix, key, str(t, prefix, key, ""));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t')) {
+      text.pop_back();
+    }
+    if (text.find_first_of("\r\n") != std::string::npos) {
+      failAt(t.get(key), lineOf(t), prefix + key, "a file holding the secret on one line",
+             "\"" + pathFromConfig(str(t, prefix, key, "")) + "\", which has more lines");
+    }
+    const size_t start = text.find_first_not_of(" \t");
+    return start == std::string::npos ? std::string() : text.substr(start);
+  }
+
   // A dangerous but legal value: kept, and said once at start (tgwd logs Config::warnings).
   void warnAt(const toml::node* node, int fallbackLine, const std::string& key, const std::string& text) const {
     int line = fallbackLine;
@@ -459,7 +474,7 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
     r.heldSecret(p + "rest_secret");
   }
   if (hasSecretFile) {
-    c.restSecret = trimmed(r.readSecretFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
+    c.restSecret = r.readSecretLine(t, p, "rest_secret_file");
   }
   if (c.restSecret && c.restSecret->empty()) {
     r.failAt(t.get(hasSecret ? "rest_secret" : "rest_secret_file"), line,
@@ -555,6 +570,36 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
 
 }  // namespace
 
+std::string certificateValidityProblem(std::string_view certPem) {
+  BIO* cb = BIO_new_mem_buf(certPem.data(), static_cast<int>(certPem.size()));
+  X509* cert = cb ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(cb);
+  std::string why;
+  if (cert == nullptr) {
+    ERR_clear_error();
+    return why;
+  }
+  auto text = [](const ASN1_TIME* t) {
+    std::string out;
+    BIO* b = BIO_new(BIO_s_mem());
+    if (b != nullptr && ASN1_TIME_print(b, t) == 1) {
+      char* data = nullptr;
+      const long n = BIO_get_mem_data(b, &data);
+      if (n > 0) out.assign(data, static_cast<size_t>(n));
+    }
+    BIO_free(b);
+    return out;
+  };
+  if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+    why = "expired on " + text(X509_get0_notAfter(cert));
+  } else if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
+    why = "is not valid before " + text(X509_get0_notBefore(cert));
+  }
+  X509_free(cert);
+  ERR_clear_error();
+  return why;
+}
+
 CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_view keyPem) {
   BIO* cb = BIO_new_mem_buf(certPem.data(), static_cast<int>(certPem.size()));
   X509* cert = cb ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
@@ -606,8 +651,10 @@ StreamsConfig readStreams(const Reader& r, const toml::table& t) {
   }
   if (c.tlsPort) {
     c.certificateFile = r.pathFromConfig(r.required(t, p, "certificate_file", "the TLS certificate chain (PEM)"));
-    c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the TLS private key (PEM)"));
-    const std::string keyPem = r.readSecretFile(t, p, "key_file", c.keyFile);
+    // readSecretFile takes the name as written (it resolves it against the config's folder).
+    const std::string keyName = r.required(t, p, "key_file", "the TLS private key (PEM)");
+    c.keyFile = r.pathFromConfig(keyName);
+    const std::string keyPem = r.readSecretFile(t, p, "key_file", keyName);
     std::ifstream in(c.certificateFile, std::ios::binary);
     if (!in) r.failAt(t.get("certificate_file"), Reader::lineOf(t), p + "certificate_file", "a readable file",
                       "\"" + c.certificateFile + "\"");
@@ -624,6 +671,11 @@ StreamsConfig readStreams(const Reader& r, const toml::table& t) {
         r.failAt(t.get("key_file"), Reader::lineOf(t), p + "key_file",
                  "the private key of the certificate in \"" + c.certificateFile + "\"",
                  "\"" + c.keyFile + "\", another key");
+    }
+    // Legal but clients will refuse it: said at start and by --check.
+    if (const std::string why = certificateValidityProblem(certPem); !why.empty()) {
+      r.warnAt(t.get("certificate_file"), Reader::lineOf(t), p + "certificate_file",
+               "\"" + c.certificateFile + "\" " + why + ": TLS clients that check it will refuse the relay");
     }
   }
   return c;
@@ -700,6 +752,13 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
       r.failAt(st, Reader::lineOf(t), p + "streams", "a table ([relay.streams])", Reader::describe(*st));
     }
     c.streams = readStreams(r, *st->as_table());
+    // TCP takes the STUN port(s): TLS cannot share one (the bind would fail at start).
+    const auto& sc = *c.streams;
+    if (sc.tlsPort && sc.tcp && (*sc.tlsPort == c.stunPort || (c.stunAlternatePort && *sc.tlsPort == *c.stunAlternatePort))) {
+      const toml::table& stt = *st->as_table();
+      r.failAt(stt.get("tls_port"), Reader::lineOf(stt), p + "streams.tls_port",
+               "a port other than the STUN port(s), which TCP (streams.tcp) takes", std::to_string(*sc.tlsPort));
+    }
   }
   if (const toml::node* rdv = t.get("rendezvous")) {
     if (!rdv->is_table()) {
@@ -741,7 +800,7 @@ EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
     if (t.get("password") != nullptr) {
       r.failAt(t.get("password_file"), line, p + "password_file", "either password or password_file", "both");
     }
-    c.password = trimmed(r.readSecretFile(t, p, "password_file", r.str(t, p, "password_file", "")));
+    c.password = r.readSecretLine(t, p, "password_file");
     if (c.password.empty()) r.failAt(t.get("password_file"), line, p + "password_file", "a file holding a non-empty password");
   }
   const bool hasSecret = t.get("rest_secret") != nullptr;
@@ -755,7 +814,7 @@ EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
     r.heldSecret(p + "rest_secret");
   }
   if (hasSecretFile) {
-    c.restSecret = trimmed(r.readSecretFile(t, p, "rest_secret_file", r.str(t, p, "rest_secret_file", "")));
+    c.restSecret = r.readSecretLine(t, p, "rest_secret_file");
   }
   warnShortSecret(r, t, line, p, hasSecret, c.restSecret);
   const char* secretKey = hasSecret ? "rest_secret" : "rest_secret_file";

@@ -134,6 +134,9 @@ struct StreamsConfig {
 // of relay.streams.certificate_file / key_file, and the relay's on SIGHUP).
 enum class CertificateProblem : uint8_t { None, BadCertificate, BadKey, Mismatch };
 CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_view keyPem);
+// Why a PEM certificate is not valid now ("expired on ...", "is not valid before ..."), or
+// "" (valid, or unreadable: checkCertificateAndKey says that).
+std::string certificateValidityProblem(std::string_view certPem);
 
 struct RelayConfig {
   std::string interface;                  // where the XDP program attaches

@@ -598,6 +598,13 @@ TEST(ConfigEdge, RelayCredentials) {
       << openFile;
   EXPECT_EQ(errorOf(edge(relay + "username = \"a\"\npassword = \"p\"\npassword_file = \"f\"\n")),
             "t.toml:9: edge.relay.password_file: expected either password or password_file, got both");
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "two.password") << "first\nsecond\n";
+  std::filesystem::permissions(dir / "two.password", std::filesystem::perms::owner_read);
+  auto twoLines = errorOf(edge(relay + "username = \"alice\"\npassword_file = \"" + (dir / "two.password").string() + "\"\n"));
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(twoLines, "t.toml:8: edge.relay.password_file: expected a file holding the secret on one line, got \"" +
+                          (dir / "two.password").string() + "\", which has more lines");
   EXPECT_EQ(errorOf(edge(relay + "password_file = \"/nonexistent/p\"\n")),
             "t.toml:7: edge.relay.password_file: expected a readable file, got \"/nonexistent/p\"");
 

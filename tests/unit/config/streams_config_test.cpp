@@ -8,6 +8,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "config/config.h"
 
 namespace tgw::config {
@@ -105,6 +109,65 @@ TEST_F(StreamsTls, EachProblemNamesTheFile) {
   ::chmod(file("a.key").c_str(), 0644);
   EXPECT_NE(errorOf(tls("a.crt", "a.key"), cfg).find("relay.streams.key_file: expected a file only its owner can read"),
             std::string::npos);
+}
+
+// A config named by a relative path (tgwd --config etc/relay.toml): the key is read from the
+// config's folder once, not from that folder twice.
+TEST_F(StreamsTls, ARelativeConfigPathFindsTheKey) {
+  const auto relative = std::filesystem::relative(dir_ / "relay.toml", std::filesystem::current_path());
+  ASSERT_TRUE(relative.is_relative());
+  auto c = parse(tls("a.crt", "a.key"), relative.string());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->relay->streams->keyFile, (relative.parent_path() / "a.key").string());
+}
+
+// TCP takes the STUN port: a TLS port on it would fail to bind at start.
+TEST_F(StreamsTls, TheTlsPortCannotBeTheStunPortWithTcp) {
+  const std::string cfg = (dir_ / "relay.toml").string();
+  std::string text = tls("a.crt", "a.key");
+  text.replace(text.find("tls_port = 5349"), 15, "tls_port = 3478");
+  EXPECT_EQ(errorOf(text, cfg), cfg + ":5: relay.streams.tls_port: expected a port other than the STUN port(s), which "
+                                      "TCP (streams.tcp) takes, got 3478");
+  auto noTcp = parse(kRelay + "tcp = false\ntls_port = 3478\ncertificate_file = \"a.crt\"\nkey_file = \"a.key\"\n", cfg);
+  EXPECT_TRUE(noTcp.ok()) << noTcp.error().message;
+}
+
+// An expired certificate is legal (the relay still starts) but every checking client refuses
+// it: a warning, from --check and at start.
+TEST_F(StreamsTls, AnExpiredCertificateIsAWarning) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  ASSERT_NE(key, nullptr);
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -2 * 86400);
+  X509_gmtime_adj(X509_getm_notAfter(cert), -86400);
+  X509_set_pubkey(cert, key);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("old"), -1, -1, 0);
+  X509_set_issuer_name(cert, X509_get_subject_name(cert));
+  ASSERT_GT(X509_sign(cert, key, EVP_sha256()), 0);
+  FILE* f = std::fopen(file("old.crt").c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  PEM_write_X509(f, cert);
+  std::fclose(f);
+  f = std::fopen(file("old.key").c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  ::chmod(file("old.key").c_str(), 0600);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+
+  auto c = parse(tls("old.crt", "old.key"), (dir_ / "relay.toml").string());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_NE(c->warnings[0].find("relay.streams.certificate_file: \"" + file("old.crt") + "\" expired on "),
+            std::string::npos)
+      << c->warnings[0];
+  auto fresh = parse(tls("a.crt", "a.key"), (dir_ / "relay.toml").string());
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE(fresh->warnings.empty());
 }
 
 }  // namespace
