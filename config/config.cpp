@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -569,6 +572,13 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
 }
 
 }  // namespace
+
+std::string secretFileProblem(const std::string& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return "cannot be read: " + std::string(std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return "is not a regular file";
+  return Reader::secretFileProblem(st);
+}
 
 std::string certificateValidityProblem(std::string_view certPem) {
   BIO* cb = BIO_new_mem_buf(certPem.data(), static_cast<int>(certPem.size()));

@@ -134,6 +134,10 @@ struct StreamsConfig {
 // of relay.streams.certificate_file / key_file, and the relay's on SIGHUP).
 enum class CertificateProblem : uint8_t { None, BadCertificate, BadKey, Mismatch };
 CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_view keyPem);
+// Why the file holding a secret (a key) may not be used: missing, not a regular file, owned
+// by another user than this process's or root, or open to group or others; "" when fine.
+// The same rule the config reader applies to key_file and the secret files.
+std::string secretFileProblem(const std::string& file);
 // Why a PEM certificate is not valid now ("expired on ...", "is not valid before ..."), or
 // "" (valid, or unreadable: checkCertificateAndKey says that).
 std::string certificateValidityProblem(std::string_view certPem);

@@ -529,11 +529,25 @@ Result<void> RelayRole::openStreams(uint64_t& descriptorRoom) {
 void RelayRole::reloadTls() {
   if (!hasTls()) return;
   const config::StreamsConfig& sc = *cfg_.streams;
+  // The key file is held to the rule it met at start (tgwd --check): a renewal hook that
+  // leaves it readable by others is refused now, not at the next restart.
+  if (const std::string why = config::secretFileProblem(sc.keyFile); !why.empty()) {
+    ++tlsReloadFailures_;
+    log::error("turn_tls_reload_failed", {{"error", "relay.streams.key_file \"" + sc.keyFile + "\" " + why},
+                                          {"effect", "the previous certificate stays in use"}});
+    return;
+  }
   auto ctx = shell::loadTlsContext(sc.certificateFile, sc.keyFile);
   if (!ctx) {
     ++tlsReloadFailures_;
     log::error("turn_tls_reload_failed", {{"error", ctx.error().message}, {"effect", "the previous certificate stays in use"}});
     return;
+  }
+  std::ifstream in(sc.certificateFile, std::ios::binary);
+  const std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (const std::string why = config::certificateValidityProblem(pem); !why.empty()) {
+    log::warn("turn_tls_certificate_not_valid", {{"certificate", sc.certificateFile}, {"problem", why},
+                                                 {"effect", "TLS clients that check it will refuse the relay"}});
   }
   streams_->setTls(std::move(*ctx));
   ++tlsReloads_;

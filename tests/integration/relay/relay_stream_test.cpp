@@ -495,6 +495,18 @@ TEST_F(RelayStreamTls, SighupReloadsTheCertificateWithoutDroppingConnections) {
   auto s = stats();
   EXPECT_EQ(s["streams"]["open"], 3);
   EXPECT_EQ(s["streams"]["closed_tls_errors"], 0);
+
+  // A renewed pair whose key others may read: refused as at start (tgwd --check), the last
+  // good certificate stays.
+  ASSERT_FALSE(makeCertificate("leaky.test").empty());
+  ASSERT_TRUE(relay_test::sh("chmod 644 " + dir_ + "/key.pem"));
+  ASSERT_EQ(::kill(getpid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([](const nlohmann::json& j) { return j["streams"]["tls_reload_failures"] == 2; }));
+  TcpClient fourth;
+  ASSERT_TRUE(fourth.connectTo(SockAddr(server_.ip(), tlsPort_)));
+  ASSERT_TRUE(fourth.startTls(TLS1_3_VERSION));
+  EXPECT_EQ(fourth.peerName(), "renewed.test");
+  EXPECT_EQ(stats()["streams"]["tls_reloads"], 1);
 }
 
 }  // namespace
