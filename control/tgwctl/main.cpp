@@ -454,8 +454,8 @@ void printNeighbours(const Json& list) {
   }
 }
 
-void printXdpRows(const Json& rows) {
-  std::printf("XDP fast path (per family, verdict, reason):\n");
+void printXdpRows(const Json& rows, const char* title = "XDP fast path") {
+  std::printf("%s (per family, verdict, reason):\n", title);
   if (rows.empty()) {
     std::printf("  (not attached, or nothing counted yet)\n");
     return;
@@ -475,12 +475,16 @@ void printStats(const Json& s) {
   if (s.contains("relay")) {
     const auto& r = s["relay"];
     if (s.contains("edge")) std::printf("== relay ==\n");
-    printXdpRows(r["xdp"]);
+    if (r.contains("dpdk")) {
+      printXdpRows(r["dpdk"], "DPDK fast path");
+    } else {
+      printXdpRows(r["xdp"]);
+    }
     printCounters("Userspace STUN", r["stun"]);
     if (r.contains("turn")) printCounters("TURN (socket path; XDP's share is in the table above)", r["turn"]);
     if (r.contains("rendezvous")) printCounters("Rendezvous", r["rendezvous"]);
     printCounters("Sockets", r["sockets"]);
-    printOtherCounters(r, {"xdp", "stun", "turn", "rendezvous", "sockets"});
+    printOtherCounters(r, {"xdp", "dpdk", "stun", "turn", "rendezvous", "sockets"});
   }
   if (s.contains("edge")) {
     const auto& e = s["edge"];

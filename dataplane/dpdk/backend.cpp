@@ -283,7 +283,11 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   ealUsed = true;
   log::info("dpdk.eal_init", {{"args", joined(args)}});
   const int ret = rte_eal_init(static_cast<int>(args.size()), argv.data());
-  ::close(*objFd);
+  // net_af_xdp opens the object when its first queue is set up: the file stays until then.
+  struct CloseFd {
+    int fd;
+    ~CloseFd() { ::close(fd); }
+  } closeObj{*objFd};
   if (ret < 0) return fail(dpdkError("rte_eal_init (" + joined(args) + ")", rte_errno));
 
   auto impl = std::make_unique<Impl>();
