@@ -154,6 +154,33 @@ Result<int> findPortsMap(int ifindex, const std::string& ifname) {
   return fail(std::string("dpdk: the steering program has no map ") + kPortsMap);
 }
 
+// Before net_af_xdp attaches the steering program (it refuses an interface that has one): a
+// steering program left by a tgwd that was killed (an XDP program attached through netlink
+// outlives its process; with no socket in xsks_map it passes everything to the kernel) is
+// detached; any other program is an error naming it.
+Result<void> clearLeftoverSteering(int ifindex, const std::string& ifname) {
+  __u32 progId = 0;
+  if (bpf_xdp_query_id(ifindex, 0, &progId) != 0 || progId == 0) return {};
+  const int progFd = bpf_prog_get_fd_by_id(progId);
+  if (progFd < 0) return fail("dpdk: XDP program " + std::to_string(progId) + " on " + ifname + ": " + std::strerror(errno));
+  bpf_prog_info info{};
+  __u32 len = sizeof info;
+  const bool named = bpf_obj_get_info_by_fd(progFd, &info, &len) == 0;
+  if (!named || std::strncmp(info.name, kSteerProgram, sizeof info.name - 1) != 0) {
+    ::close(progFd);
+    return fail("dpdk: " + ifname + " already runs XDP program \"" + std::string(named ? info.name : "?") +
+                "\" (net_af_xdp attaches its own: detach it, e.g. ip link set " + ifname + " xdp off)");
+  }
+  bpf_xdp_attach_opts opts{};
+  opts.sz = sizeof opts;
+  opts.old_prog_fd = progFd;
+  const int err = bpf_xdp_detach(ifindex, 0, &opts);
+  ::close(progFd);
+  if (err != 0) return fail("dpdk: detaching a leftover steering program from " + ifname + ": " + std::strerror(-err));
+  log::warn("dpdk.leftover_steering_detached", {{"interface", ifname}, {"program_id", std::to_string(progId)}});
+  return {};
+}
+
 std::string joined(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& a : v) s += (s.empty() ? "" : " ") + a;
@@ -268,6 +295,7 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   const int ifindex = static_cast<int>(if_nametoindex(o.interface.c_str()));
   if (ifindex == 0) return fail("dpdk: no interface " + o.interface);
 
+  if (auto ok = clearLeftoverSteering(ifindex, o.interface); !ok) return Unexpected<Error>{ok.error()};
   auto objFd = steerObjectFd();
   if (!objFd) return Unexpected<Error>{objFd.error()};
   std::vector<std::string> args{"tgwd"};
