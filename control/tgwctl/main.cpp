@@ -346,9 +346,14 @@ void printStatus(const Json& s) {
               num(s["uptime_s"]).c_str(), num(s["config"]).c_str());
   if (s.contains("relay")) {
     const auto& r = s["relay"];
-    std::printf("relay:\n  interface   %s\n  xdp         %s (requested %s)\n  rfc5780     %s\n  endpoints  ",
-                num(r["interface"]).c_str(), num(r["xdp"]["attached"]).c_str(), num(r["xdp"]["requested"]).c_str(),
-                r["stun"]["rfc5780"].get<bool>() ? "yes" : "no");
+    std::printf("relay:\n  interface   %s\n", num(r["interface"]).c_str());
+    if (r.value("dataplane", std::string("xdp")) == "dpdk") {
+      std::printf("  dataplane   dpdk (STUN answered by DPDK; the rest through its TAP to the sockets)\n");
+    } else {
+      std::printf("  xdp         %s (requested %s)\n", num(r["xdp"]["attached"]).c_str(),
+                  num(r["xdp"]["requested"]).c_str());
+    }
+    std::printf("  rfc5780     %s\n  endpoints  ", r["stun"]["rfc5780"].get<bool>() ? "yes" : "no");
     for (const auto& e : r["stun"]["endpoints"]) std::printf(" %s", num(e).c_str());
     std::printf("\n");
     if (r.contains("socket_buffers") && r["socket_buffers"].is_object()) {

@@ -16,7 +16,8 @@
 //     chatter) is drained and dropped.
 // Why not net_af_packet on a veth: an AF_PACKET socket gets a copy of each frame while the
 // kernel stack still gets the frame, so a request DPDK answered would be answered a second time
-// by tgwd's userspace server; RelayBackend refuses it.
+// by tgwd's userspace server. The backend names its ports itself (relay.dpdk.eal_args refuses
+// --vdev), so it is never used.
 //
 // Cores: one polling loop per worker lcore, each owning queue i of the wire and TX queue i of
 // the TAP (l3fwd's shape): RX bursts of 32, each frame through the per-packet program
