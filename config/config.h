@@ -146,8 +146,11 @@ std::string_view toString(Dataplane d);
 struct DpdkConfig {
   // rte_eal_init()'s arguments (tgwd adds the two --vdev of its ports). The default suits a VM
   // without hugepages or PCI devices for DPDK: main lcore 0, one worker on lcore 1, 256 MiB
-  // of ordinary memory, no shared runtime files (so several tgwd can run).
-  std::vector<std::string> ealArgs{"-l", "0,1", "--no-huge", "-m", "256", "--no-shconf", "--no-pci"};
+  // of ordinary memory, no shared runtime files (so several tgwd can run), and no telemetry
+  // thread (it would serve a UNIX socket from a thread that keeps root's capabilities: tgwd
+  // drops them on its own thread only).
+  std::vector<std::string> ealArgs{"-l", "0,1", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
+                                   "--no-telemetry"};
   uint32_t queues = 1;             // wire queues, one worker lcore each (1..64)
   std::string exceptionInterface;  // the TAP to the kernel; default "tgwx" + relay.interface
 };
