@@ -3,7 +3,7 @@
 // A host on the lab's Internet asks it with coturn's turnutils_stunclient (a bare Binding
 // request: answered by DPDK, and only by DPDK — the userspace server must see nothing) and
 // with tgw's netcheck (requests with attributes: passed up through the TAP and answered by
-// tgwd's sockets, as with XDP). Then tgwd stops and leaves no XDP
+// tgwd's sockets, as with XDP), over IPv4 and IPv6. Then tgwd stops and leaves no XDP
 // program or TAP behind. Skips when this build has no DPDK, or without root.
 //
 // CPU: the EAL pins a polling worker to lcore 1 for the few seconds the daemon runs.
@@ -100,19 +100,45 @@ TEST(RelayDpdk, StunAnsweredInDpdkTheRestByTheSocketsThroughTheTap) {
 
   // netcheck: its requests carry attributes: DPDK passes them up through the TAP and the
   // userspace server answers.
-  auto nc = runNetcheck(l, c.netns, {"198.18.0.10:3478"}, true);
+  // Both families at once (netcheck waits out its timeout for what does not answer).
+  const bool v6 = !c.ipv6.empty();
+  std::vector<std::string> servers{"198.18.0.10:3478"};
+  if (v6) servers.push_back("[2001:db8:0:1::10]:3478");
+  auto nc = runNetcheck(l, c.netns, servers, true);
   ASSERT_TRUE(nc.ok()) << nc.output << "\ntgwd log:\n" << daemon->process()->log() << "\n"
                        << daemon->show("stats").output;
   auto j = nlohmann::json::parse(nc.output, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << nc.output;
   EXPECT_TRUE(j.value("udp", false)) << nc.output;
   EXPECT_EQ(j["ipv4"].value("mapped", std::string()).rfind(c.ipv4.at(0).toString() + ":", 0), 0u) << nc.output;
+  if (v6) {
+    EXPECT_EQ(j["ipv6"].value("mapped", std::string()).rfind("[" + c.ipv6.at(0).toString() + "]:", 0), 0u)
+        << nc.output;
+  }
   auto later = daemon->query("stats");
   ASSERT_TRUE(later.ok());
   EXPECT_GE(dpdkRows(*later, "pass", ""), 1u) << later->dump(2);
   EXPECT_GE(dpdkPort(*later, "to_kernel"), dpdkRows(*later, "pass", "")) << later->dump(2);
   EXPECT_GE(stunCounter(*later, "requests"), 1u) << later->dump(2);
   EXPECT_EQ(dpdkPort(*later, "kernel_tx_failed"), 0u) << later->dump(2);
+  // IPv6 both ways: a bare request answered by DPDK, netcheck's (above) through the TAP (the
+  // kernel takes an IPv6 packet for an address of another interface, as it does IPv4).
+  if (v6) {
+    const uint64_t answered = dpdkRows(*later, "tx", "stun_binding_answered");
+    auto out6 = l.exec(c.netns, "turnutils_stunclient -p 3478 2001:db8:0:1::10", 10s);
+    ASSERT_TRUE(out6.ok()) << out6.output << "\n" << daemon->show("stats").output;
+    EXPECT_NE(out6.output.find("UDP reflexive addr: " + c.ipv6.at(0).toString()), std::string::npos) << out6.output;
+    auto after6 = daemon->query("stats");
+    ASSERT_TRUE(after6.ok());
+    EXPECT_GE(dpdkRows(*after6, "tx", "stun_binding_answered"), answered + 1) << after6->dump(2);
+    uint64_t tx6 = 0, pass6 = 0;
+    for (const auto& row : (*after6)["relay"]["dpdk"]) {
+      if (row.value("family", "") != "ipv6") continue;
+      (row.value("verdict", "") == "tx" ? tx6 : pass6) += row.value("packets", uint64_t{0});
+    }
+    EXPECT_GE(tx6, 1u) << after6->dump(2);
+    EXPECT_GE(pass6, 1u) << after6->dump(2);
+  }
   auto shown = daemon->show("stats");
   EXPECT_NE(shown.output.find("DPDK fast path"), std::string::npos) << shown.output;
   if (std::getenv("TGW_LAB_SHOW")) std::printf("%s\n%s\n%s\n", out.output.c_str(), nc.output.c_str(), shown.output.c_str());
