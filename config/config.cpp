@@ -29,6 +29,14 @@ std::string_view toString(XdpMode m) {
   return "?";
 }
 
+std::string_view toString(Dataplane d) {
+  switch (d) {
+    case Dataplane::Xdp: return "xdp";
+    case Dataplane::Dpdk: return "dpdk";
+  }
+  return "?";
+}
+
 std::string_view toString(ChannelNumbers n) {
   switch (n) {
     case ChannelNumbers::Rfc8656: return "rfc8656";
@@ -691,17 +699,85 @@ StreamsConfig readStreams(const Reader& r, const toml::table& t) {
   return c;
 }
 
+// [relay.dpdk] (dataplane = "dpdk"); `t` null: the defaults.
+DpdkConfig readDpdk(const Reader& r, const toml::table* t, const RelayConfig& relay, int relayLine) {
+  const std::string p = "relay.dpdk.";
+  DpdkConfig c;
+  if (t != nullptr) {
+    r.onlyKeys(*t, p, {"eal_args", "queues", "exception_interface"});
+    if (const toml::node* args = t->get("eal_args")) {
+      if (!args->is_array()) r.failAt(args, Reader::lineOf(*t), p + "eal_args", "an array of strings", Reader::describe(*args));
+      c.ealArgs = r.strings(*t, p, "eal_args");
+    }
+    c.queues = static_cast<uint32_t>(r.integer(*t, p, "queues", c.queues, 1, kMaxDpdkQueues, "queues"));
+    c.exceptionInterface = r.str(*t, p, "exception_interface", "");
+  }
+  const toml::node* argsNode = t != nullptr ? t->get("eal_args") : nullptr;
+  const int line = t != nullptr ? Reader::lineOf(*t) : relayLine;
+  bool noHuge = false, inMemory = false;
+  for (const auto& a : c.ealArgs) {
+    noHuge = noHuge || a == "--no-huge";
+    inMemory = inMemory || a == "--in-memory";
+    // The backend names its ports itself (dataplane/dpdk/backend.h).
+    if (a == "--vdev" || a.rfind("--vdev=", 0) == 0) {
+      r.failAt(argsNode, line, p + "eal_args",
+               "no --vdev (tgwd adds net_af_xdp on relay.interface and net_tap on exception_interface)", "\"" + a + "\"");
+    }
+  }
+  if (noHuge && inMemory) {
+    r.failAt(argsNode, line, p + "eal_args",
+             "--no-shconf rather than --in-memory with --no-huge (DPDK 22.11: --no-huge means legacy memory, which "
+             "--in-memory refuses)",
+             "both");
+  }
+  if (c.exceptionInterface.empty()) c.exceptionInterface = ("tgwx" + relay.interface).substr(0, 15);
+  if (c.exceptionInterface.size() > 15 || c.exceptionInterface == relay.interface) {
+    r.failAt(t != nullptr ? t->get("exception_interface") : nullptr, line, p + "exception_interface",
+             "an interface name of 1 to 15 bytes other than relay.interface (the TAP tgwd creates)",
+             "\"" + c.exceptionInterface + "\"");
+  }
+  return c;
+}
+
 RelayConfig readRelay(const Reader& r, const toml::table& t) {
   const std::string p = "relay.";
-  r.onlyKeys(t, p, {"interface", "xdp_mode", "stun_port", "stun_alternate_port", "address", "secondary_address",
-                    "software", "turn", "rendezvous", "stun_answers_per_second", "stun_answer_burst",
-                    "socket_buffer_bytes", "streams"});
+  r.onlyKeys(t, p, {"interface", "xdp_mode", "dataplane", "dpdk", "stun_port", "stun_alternate_port", "address",
+                    "secondary_address", "software", "turn", "rendezvous", "stun_answers_per_second",
+                    "stun_answer_burst", "socket_buffer_bytes", "streams"});
   RelayConfig c;
   c.interface = r.str(t, p, "interface", "");
   c.xdpMode = r.xdpMode(t, p);
+  const std::string dataplane = r.str(t, p, "dataplane", "xdp");
+  if (dataplane == "dpdk") {
+#ifndef TGW_HAVE_DPDK
+    r.failAt(t.get("dataplane"), Reader::lineOf(t), p + "dataplane",
+             "\"xdp\" (this tgwd was built without DPDK: meson setup -Ddpdk=enabled)", "\"dpdk\"");
+#endif
+    c.dataplane = Dataplane::Dpdk;
+    if (t.get("xdp_mode") != nullptr) {
+      r.failAt(t.get("xdp_mode"), Reader::lineOf(t), p + "xdp_mode",
+               "no xdp_mode with dataplane = \"dpdk\" (the DPDK backend attaches its own steering program)",
+               Reader::describe(*t.get("xdp_mode")));
+    }
+  } else if (dataplane != "xdp") {
+    r.failAt(t.get("dataplane"), Reader::lineOf(t), p + "dataplane", "one of xdp, dpdk", "\"" + dataplane + "\"");
+  }
   if (c.xdpMode != XdpMode::Off && c.interface.empty()) {
     r.failAt(nullptr, Reader::lineOf(t), p + "interface",
-             "the network interface to attach XDP to (or xdp_mode = \"off\")", "nothing");
+             c.dataplane == Dataplane::Dpdk ? "the network interface DPDK's net_af_xdp port opens"
+                                            : "the network interface to attach XDP to (or xdp_mode = \"off\")",
+             "nothing");
+  }
+  if (const toml::node* d = t.get("dpdk")) {
+    if (!d->is_table()) r.failAt(d, Reader::lineOf(t), p + "dpdk", "a table ([relay.dpdk])", Reader::describe(*d));
+    if (c.dataplane != Dataplane::Dpdk) {
+      r.failAt(t.get("dataplane"), Reader::lineOf(*d->as_table()), p + "dataplane",
+               "\"dpdk\" with a [relay.dpdk] table", "\"" + dataplane + "\"");
+    }
+  }
+  if (c.dataplane == Dataplane::Dpdk) {
+    const toml::node* d = t.get("dpdk");
+    c.dpdk = readDpdk(r, d != nullptr ? d->as_table() : nullptr, c, Reader::lineOf(t));
   }
   if (auto port = r.port(t, p, "stun_port")) c.stunPort = *port;
   c.stunAlternatePort = r.port(t, p, "stun_alternate_port");

@@ -142,9 +142,32 @@ std::string secretFileProblem(const std::string& file);
 // "" (valid, or unreadable: checkCertificateAndKey says that).
 std::string certificateValidityProblem(std::string_view certPem);
 
+// relay.dataplane: which fast path serves the relay (issue 16). Xdp: the XDP programs on
+// relay.interface (relay.xdp_mode). Dpdk: the DPDK backend (dataplane/dpdk/backend.h) on
+// relay.interface, configured by [relay.dpdk]; it answers STUN Binding requests, TURN goes
+// through the sockets.
+enum class Dataplane { Xdp, Dpdk };
+std::string_view toString(Dataplane d);
+
+// [relay.dpdk]: the DPDK backend's EAL and ports.
+struct DpdkConfig {
+  // rte_eal_init()'s arguments (tgwd adds the two --vdev of its ports). The default suits a VM
+  // without hugepages or PCI devices for DPDK: main lcore 0, one worker on lcore 1, 256 MiB
+  // of ordinary memory, no shared runtime files (so several tgwd can run), and no telemetry
+  // thread (it would serve a UNIX socket from a thread that keeps root's capabilities: tgwd
+  // drops them on its own thread only).
+  std::vector<std::string> ealArgs{"-l", "0,1", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
+                                   "--no-telemetry"};
+  uint32_t queues = 1;             // wire queues, one worker lcore each (1..64)
+  std::string exceptionInterface;  // the TAP to the kernel; default "tgwx" + relay.interface
+};
+inline constexpr uint32_t kMaxDpdkQueues = 64;
+
 struct RelayConfig {
-  std::string interface;                  // where the XDP program attaches
+  std::string interface;                  // where the XDP program (or the DPDK port) attaches
   XdpMode xdpMode = XdpMode::Auto;
+  Dataplane dataplane = Dataplane::Xdp;   // relay.dataplane
+  std::optional<DpdkConfig> dpdk;         // set when dataplane is Dpdk (defaults without [relay.dpdk])
   uint16_t stunPort = 3478;               // RFC 8489 section 18.6
   std::optional<uint16_t> stunAlternatePort;  // RFC 5780: with secondary addresses
   std::vector<IpAddr> addresses;          // at most one per family

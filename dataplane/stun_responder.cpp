@@ -48,11 +48,8 @@ Result<tgw_stun_endpoint> valueOf(const StunResponder::Endpoint& e) {
 
 }  // namespace
 
-namespace {
-
-using EndpointTable = std::vector<std::pair<tgw_stun_endpoint_key, tgw_stun_endpoint>>;
-
-Result<EndpointTable> endpointTable(const std::vector<StunResponder::Endpoint>& endpoints) {
+Result<StunResponder::EndpointTable> StunResponder::encodeEndpoints(
+    const std::vector<Endpoint>& endpoints) {
   if (endpoints.size() > TGW_STUN_MAX_ENDPOINTS)
     return fail("stun responder: at most " + std::to_string(TGW_STUN_MAX_ENDPOINTS) +
                 " endpoints, got " + std::to_string(endpoints.size()));
@@ -69,15 +66,13 @@ Result<EndpointTable> endpointTable(const std::vector<StunResponder::Endpoint>& 
   return table;
 }
 
-}  // namespace
-
 Result<void> StunResponder::checkOptions(const Options& options) {
   if (options.ports.empty() || options.ports.size() > TGW_STUN_MAX_PORTS)
     return fail("stun responder: between 1 and " + std::to_string(TGW_STUN_MAX_PORTS) +
                 " ports, got " + std::to_string(options.ports.size()));
   for (uint16_t port : options.ports)
     if (port == 0) return fail("stun responder: port 0 is not a port");
-  auto table = endpointTable(options.endpoints);
+  auto table = encodeEndpoints(options.endpoints);
   if (!table) return Unexpected<Error>{table.error()};
   return {};
 }
@@ -91,7 +86,7 @@ void StunResponder::writeConfig(tgw_stun_config& rodata, const std::vector<uint1
 
 Result<void> StunResponder::fillEndpoints(const bpf_map* map,
                                           const std::vector<Endpoint>& endpoints) {
-  auto table = endpointTable(endpoints);
+  auto table = encodeEndpoints(endpoints);
   if (!table) return Unexpected<Error>{table.error()};
   auto typed = TypedMap<tgw_stun_endpoint_key, tgw_stun_endpoint>::bind(map);
   if (!typed) return fail("stun responder: " + typed.error().message);

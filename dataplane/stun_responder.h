@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -25,6 +26,7 @@
 #include "dataplane/xdp_attachment.h"
 #include "tgw/reflection.h"
 #include "tgw/stats.h"
+#include "tgw/stun_responder.h"
 
 struct tgw_stun_config;
 
@@ -97,6 +99,10 @@ class StunResponder {
   // checks ports and endpoints (what load() refuses), fills a loaded tgw_stun_endpoints
   // map, binds a loaded tgw_stats map, reads the counter rows.
   static Result<void> checkOptions(const Options& options);
+  // The endpoint table's entries, encoded with tgw_stun_endpoint_init() (also the DPDK
+  // backend's table, dataplane/dpdk/stun_program.h); fails as load() does on a bad endpoint.
+  using EndpointTable = std::vector<std::pair<tgw_stun_endpoint_key, tgw_stun_endpoint>>;
+  static Result<EndpointTable> encodeEndpoints(const std::vector<Endpoint>& endpoints);
   static void writeConfig(tgw_stun_config& rodata, const std::vector<uint16_t>& ports,
                           const Budget& budget);
   static Result<void> fillEndpoints(const bpf_map* map, const std::vector<Endpoint>& endpoints);

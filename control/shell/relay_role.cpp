@@ -134,7 +134,9 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
     r->servers_.push_back(std::make_unique<stun::Server>(sc));
   }
   if (auto ok = r->openSockets(); !ok) return fail(ok.error().message);
-  if (cfg.xdpMode == config::XdpMode::Off) {
+  if (cfg.dataplane == config::Dataplane::Dpdk) {
+    if (auto ok = r->startDpdk(); !ok) return fail(ok.error().message);
+  } else if (cfg.xdpMode == config::XdpMode::Off) {
     log::info("xdp_off", {{"reason", "relay.xdp_mode = off: STUN and TURN in userspace only"}});
   } else if (turnEnabled(cfg)) {
     if (auto ok = r->attachFastPath(); !ok) return fail(ok.error().message);
@@ -403,9 +405,32 @@ Result<void> RelayRole::attachFastPath() {
   return {};
 }
 
+Result<void> RelayRole::startDpdk() {
+  dpdk::RelayBackendOptions o;
+  o.ealArgs = cfg_.dpdk->ealArgs;
+  o.interface = cfg_.interface;
+  o.exceptionInterface = cfg_.dpdk->exceptionInterface;
+  o.queues = cfg_.dpdk->queues;
+  o.stun.ports = xdpStunPorts();
+  o.stun.endpoints = xdpStunEndpoints();
+  o.stun.budget = {cfg_.stunAnswersPerSecond, cfg_.stunAnswerBurst};
+  auto backend = dpdk::RelayBackend::start(o);
+  if (!backend) return fail(backend.error().message + " (set relay.dataplane = \"xdp\" to run without DPDK)");
+  dpdk_ = std::move(*backend);
+  if (turnEnabled(cfg_)) {
+    log::warn("dpdk_turn_on_sockets", {{"effect", "TURN is relayed by the sockets: the DPDK backend forwards no "
+                                                  "ChannelData yet"}});
+  }
+  return {};
+}
+
 RelayRole::~RelayRole() {
   // The TURN server releases nothing on destruction; the sockets go with their maps.
   turn_.reset();
+  if (dpdk_) {
+    dpdk_->stop();
+    log::info("dpdk_stopped", {{"interface", cfg_.interface}});
+  }
   if (xdp_) {
     xdp_->detach();
     log::info("xdp_detached", {{"interface", cfg_.interface}});
@@ -631,12 +656,13 @@ nlohmann::json RelayRole::status() const {
   for (const auto& ep : listening_) eps.push_back(ep.toString());
   bool rfc5780 = false;
   for (const auto& srv : servers_) rfc5780 = rfc5780 || srv->rfc5780();
-  std::string program = fastPath_ ? "relay_fastpath" : xdp_ ? "stun_responder" : "none";
+  std::string program = fastPath_ ? "relay_fastpath" : xdp_ ? "stun_responder" : dpdk_ ? "dpdk" : "none";
   nlohmann::json s = {
       {"interface", cfg_.interface},
       {"xdp", {{"requested", std::string(config::toString(cfg_.xdpMode))},
                {"attached", xdpAttached_ ? std::string(dataplane::attachModeName(*xdpAttached_)) : std::string("off")},
                {"program", program}}},
+      {"dataplane", std::string(config::toString(cfg_.dataplane))},
       {"stun", {{"endpoints", eps}, {"rfc5780", rfc5780}}},
       {"socket_buffers", {{"listeners", bufferJson(listeners_->lastBuffers())},
                           {"relayed", relayed_->size() > 0 ? bufferJson(relayed_->lastBuffers()) : nlohmann::json(nullptr)}}},
@@ -676,6 +702,18 @@ nlohmann::json RelayRole::stats() const {
                    {"packets", row.packets}, {"bytes", row.bytes}});
   }
   out["xdp"] = xdp;
+  if (dpdk_) {
+    // The DPDK program's (family, verdict, reason) rows, named as XDP's, and its loops' own.
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : dpdk_->counters()) {
+      rows.push_back({{"family", row.family}, {"verdict", row.verdict}, {"reason", row.reason},
+                      {"packets", row.packets}, {"bytes", row.bytes}});
+    }
+    out["dpdk"] = rows;
+    nlohmann::json ports = nlohmann::json::object();
+    for (const auto& [name, v] : dpdk_->portCounters()) ports[name] = v;
+    out["dpdk_ports"] = ports;
+  }
   if (nextHopWatch_) {
     const auto& w = nextHopWatch_->counters();
     out["next_hops"] = {{"flushes", w.flushes},

@@ -27,7 +27,8 @@
 // XDP: with TURN enabled and relay.xdp_mode not "off", the relay attaches RelayFastPath (STUN
 // answers and ChannelData forwarding in one program) and hands it to the TURN server as its
 // TurnTable; without TURN it attaches StunResponder; with xdp_mode "off" neither, and the
-// TURN server gets no table (every datagram on the socket path).
+// TURN server gets no table (every datagram on the socket path). With relay.dataplane "dpdk"
+// the DPDK backend (dataplane/dpdk/backend.h) answers STUN instead and TURN has no table.
 #pragma once
 
 #include <map>
@@ -48,6 +49,7 @@
 #include "shell/next_hop_watch.h"
 #include "shell/stream_endpoints.h"
 #include "shell/udp_endpoints.h"
+#include "dataplane/dpdk/backend.h"
 #include "dataplane/relay_fastpath.h"
 #include "dataplane/stun_responder.h"
 #include "rendezvous/server.h"
@@ -122,6 +124,9 @@ class RelayRole {
   Result<dataplane::AttachMode> attachProgram(Program& prog, const char* name) const;
   Result<void> attachXdp();
   Result<void> attachFastPath();
+  // relay.dataplane = "dpdk": the DPDK backend on relay.interface answers STUN (the same ports,
+  // endpoints and budget as the XDP programs); TURN stays on the sockets.
+  Result<void> startDpdk();
   // A datagram on a STUN endpoint (`local`): rendezvous, TURN, else STUN.
   void onListenerDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   // A datagram on a relayed transport address: the TURN server's peer side.
@@ -162,6 +167,7 @@ class RelayRole {
   std::unique_ptr<shell::DeadlineTimer> rendezvousTimer_;  // follows rendezvous_->nextDeadline()
   std::unique_ptr<dataplane::StunResponder> xdp_;
   std::unique_ptr<dataplane::RelayFastPath> fastPath_;
+  std::unique_ptr<dpdk::RelayBackend> dpdk_;  // relay.dataplane = "dpdk"
   // Families whose forwarding is off on the interface: XDP cannot route their ChannelData.
   std::vector<std::string> forwardingOff_;
   // Route and neighbour changes flush fastPath_'s next-hop cache at once (after fastPath_:

@@ -348,9 +348,14 @@ void printStatus(const Json& s) {
               num(s["uptime_s"]).c_str(), num(s["config"]).c_str());
   if (s.contains("relay")) {
     const auto& r = s["relay"];
-    std::printf("relay:\n  interface   %s\n  xdp         %s (requested %s)\n  rfc5780     %s\n  endpoints  ",
-                num(r["interface"]).c_str(), num(r["xdp"]["attached"]).c_str(), num(r["xdp"]["requested"]).c_str(),
-                r["stun"]["rfc5780"].get<bool>() ? "yes" : "no");
+    std::printf("relay:\n  interface   %s\n", num(r["interface"]).c_str());
+    if (r.value("dataplane", std::string("xdp")) == "dpdk") {
+      std::printf("  dataplane   dpdk (STUN answered by DPDK; the rest through its TAP to the sockets)\n");
+    } else {
+      std::printf("  xdp         %s (requested %s)\n", num(r["xdp"]["attached"]).c_str(),
+                  num(r["xdp"]["requested"]).c_str());
+    }
+    std::printf("  rfc5780     %s\n  endpoints  ", r["stun"]["rfc5780"].get<bool>() ? "yes" : "no");
     for (const auto& e : r["stun"]["endpoints"]) std::printf(" %s", num(e).c_str());
     std::printf("\n");
     if (r.contains("socket_buffers") && r["socket_buffers"].is_object()) {
@@ -456,8 +461,8 @@ void printNeighbours(const Json& list) {
   }
 }
 
-void printXdpRows(const Json& rows) {
-  std::printf("XDP fast path (per family, verdict, reason):\n");
+void printXdpRows(const Json& rows, const char* title = "XDP fast path") {
+  std::printf("%s (per family, verdict, reason):\n", title);
   if (rows.empty()) {
     std::printf("  (not attached, or nothing counted yet)\n");
     return;
@@ -477,12 +482,16 @@ void printStats(const Json& s) {
   if (s.contains("relay")) {
     const auto& r = s["relay"];
     if (s.contains("edge")) std::printf("== relay ==\n");
-    printXdpRows(r["xdp"]);
+    if (r.contains("dpdk")) {
+      printXdpRows(r["dpdk"], "DPDK fast path");
+    } else {
+      printXdpRows(r["xdp"]);
+    }
     printCounters("Userspace STUN", r["stun"]);
     if (r.contains("turn")) printCounters("TURN (socket path; XDP's share is in the table above)", r["turn"]);
     if (r.contains("rendezvous")) printCounters("Rendezvous", r["rendezvous"]);
     printCounters("Sockets", r["sockets"]);
-    printOtherCounters(r, {"xdp", "stun", "turn", "rendezvous", "sockets"});
+    printOtherCounters(r, {"xdp", "dpdk", "stun", "turn", "rendezvous", "sockets"});
   }
   if (s.contains("edge")) {
     const auto& e = s["edge"];

@@ -1,0 +1,83 @@
+// The DPDK backend of the relay (issue 16, first step: the STUN Binding responder). No DPDK
+// type appears here: control/shell/relay_role.cpp picks the backend with relay.dataplane and
+// holds a RelayBackend; without -Ddpdk=enabled start() says how to get one.
+//
+// Ports (one wire port, one exception port):
+//   - the wire: DPDK's net_af_xdp device on relay.interface, one AF_XDP socket per queue,
+//     with tgw's steering program (steer.bpf.c, handed to the device as xdp_prog=): only UDP
+//     to tgw's STUN ports reaches DPDK; ARP, neighbour discovery and every other packet stay
+//     with the kernel, untouched.
+//   - the exception path: a TAP device (net_tap, relay.dpdk.exception_interface). What the
+//     fast path passes (STUN it does not answer, TURN and rendezvous messages on the STUN
+//     port, ...) is written there with the TAP's MAC as destination, and the kernel delivers
+//     it to tgwd's sockets as if it had come in on the wire (its addresses are local; only the
+//     arrival interface differs). Replies from those sockets leave through the kernel's own
+//     route out of relay.interface. What the kernel sends into the TAP (its IPv6 link-local
+//     chatter) is drained and dropped.
+// Why not net_af_packet on a veth: an AF_PACKET socket gets a copy of each frame while the
+// kernel stack still gets the frame, so a request DPDK answered would be answered a second time
+// by tgwd's userspace server. The backend names its ports itself (relay.dpdk.eal_args refuses
+// --vdev), so it is never used.
+//
+// Cores: one polling loop per worker lcore, each owning queue i of the wire and TX queue i of
+// the TAP (l3fwd's shape): RX bursts of 32, each frame through the per-packet program
+// (stun_program.h: a function plus shared read-only tables plus per-core state), TX buffered
+// per port and flushed when a buffer fills or every kDrain (100 us). Nothing in the loop
+// allocates, locks or logs. The counters are per core and summed when read.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "dataplane/stun_responder.h"
+
+namespace tgw::dpdk {
+
+struct RelayBackendOptions {
+  // rte_eal_init()'s arguments after the program name, as configured (relay.dpdk.eal_args):
+  // lcores, memory (--no-huge on these VMs), --no-pci, a --file-prefix... The backend adds the
+  // two --vdev arguments of its ports.
+  std::vector<std::string> ealArgs;
+  std::string interface;           // the wire (net_af_xdp on it)
+  std::string exceptionInterface;  // the TAP's name in the kernel
+  uint32_t queues = 1;             // wire queues = worker lcores (at least this many)
+  dataplane::StunResponder::Options stun;
+};
+
+class RelayBackend {
+ public:
+  // True when this tgwd was built with -Ddpdk=enabled.
+  static bool available();
+  // Initialises the EAL (once per process), creates and starts the ports, marks the STUN
+  // ports in the steering program and launches the loops. Fails with what to fix.
+  static Result<std::unique_ptr<RelayBackend>> start(const RelayBackendOptions& options);
+  // stop().
+  ~RelayBackend();
+  RelayBackend(const RelayBackend&) = delete;
+  RelayBackend& operator=(const RelayBackend&) = delete;
+
+  // Unmarks the ports (the kernel takes the STUN traffic back at once), stops the loops,
+  // flushes what they buffered, closes the ports (DPDK detaches the steering program) and
+  // releases the EAL. Idempotent.
+  void stop();
+
+  // The program counters, (family, verdict, reason) summed over cores: the rows
+  // dataplane::StunResponder::counters() gives for XDP.
+  std::vector<dataplane::CounterRow> counters() const;
+  // The loop's own counters: rx, tx, to_kernel, dropped, tx_failed, kernel_rx_drained, ...
+  std::vector<std::pair<std::string, uint64_t>> portCounters() const;
+  // The worker lcores, one per queue.
+  uint32_t cores() const;
+
+  struct Impl;
+
+ private:
+  explicit RelayBackend(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tgw::dpdk

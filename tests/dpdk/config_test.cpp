@@ -1,0 +1,82 @@
+// relay.dataplane and [relay.dpdk]: the DPDK backend's configuration (config/config.h).
+// Errors name file, line, key and what was expected, as every config error does.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.h"
+
+namespace tgw::config {
+namespace {
+
+std::string errorOf(const std::string& text) {
+  auto c = parse(text, "r.toml");
+  return c ? std::string("no error") : c.error().message;
+}
+
+const std::string kRelay = "[relay]\ninterface = \"wan0\"\naddress = \"192.0.2.1\"\n";
+
+TEST(DpdkConfig, XdpIsTheDefault) {
+  auto c = parse(kRelay, "r.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->relay->dataplane, Dataplane::Xdp);
+  EXPECT_FALSE(c->relay->dpdk.has_value());
+}
+
+#ifdef TGW_HAVE_DPDK
+TEST(DpdkConfig, DpdkWithoutATableTakesTheDefaults) {
+  auto c = parse(kRelay + "dataplane = \"dpdk\"\n", "r.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->relay->dataplane, Dataplane::Dpdk);
+  ASSERT_TRUE(c->relay->dpdk.has_value());
+  EXPECT_EQ(c->relay->dpdk->queues, 1u);
+  EXPECT_EQ(c->relay->dpdk->exceptionInterface, "tgwxwan0");
+  EXPECT_EQ(c->relay->dpdk->ealArgs, DpdkConfig{}.ealArgs);
+}
+
+TEST(DpdkConfig, TheTableIsRead) {
+  auto c = parse(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\neal_args = [\"-l\", \"0-2\", \"--no-pci\"]\n"
+                          "queues = 2\nexception_interface = \"exc0\"\n",
+                 "r.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->relay->dpdk->ealArgs, (std::vector<std::string>{"-l", "0-2", "--no-pci"}));
+  EXPECT_EQ(c->relay->dpdk->queues, 2u);
+  EXPECT_EQ(c->relay->dpdk->exceptionInterface, "exc0");
+}
+
+TEST(DpdkConfig, RefusalsNameLineKeyAndExpectation) {
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"vpp\"\n"), "r.toml:4: relay.dataplane: expected one of xdp, dpdk, got \"vpp\"");
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\nxdp_mode = \"native\"\n"),
+            "r.toml:5: relay.xdp_mode: expected no xdp_mode with dataplane = \"dpdk\" (the DPDK backend attaches "
+            "its own steering program), got \"native\"");
+  EXPECT_EQ(errorOf(kRelay + "[relay.dpdk]\nqueues = 1\n"),
+            "r.toml:4: relay.dataplane: expected \"dpdk\" with a [relay.dpdk] table, got \"xdp\"");
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\nqueues = 0\n"),
+            "r.toml:6: relay.dpdk.queues: expected queues from 1 to 64, got 0");
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\nlcores = 2\n").find("r.toml:6: relay.dpdk.lcores: "
+                                                                                    "expected one of the known keys"),
+            0u);
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\neal_args = \"--no-pci\"\n"),
+            "r.toml:6: relay.dpdk.eal_args: expected an array of strings, got \"--no-pci\"");
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\neal_args = [\"--vdev\", \"net_null0\"]\n"),
+            "r.toml:6: relay.dpdk.eal_args: expected no --vdev (tgwd adds net_af_xdp on relay.interface and net_tap "
+            "on exception_interface), got \"--vdev\"");
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\neal_args = [\"--no-huge\", \"--in-memory\"]\n")
+                .find("r.toml:6: relay.dpdk.eal_args: expected --no-shconf rather than --in-memory with --no-huge"),
+            0u);
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\nexception_interface = \"wan0\"\n")
+                .find("r.toml:6: relay.dpdk.exception_interface: expected an interface name of 1 to 15 bytes"),
+            0u);
+  EXPECT_EQ(errorOf("[relay]\naddress = \"192.0.2.1\"\ndataplane = \"dpdk\"\n"),
+            "r.toml:1: relay.interface: expected the network interface DPDK's net_af_xdp port opens, got nothing");
+}
+#else
+TEST(DpdkConfig, DpdkIsRefusedWithoutTheBackend) {
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n"),
+            "r.toml:4: relay.dataplane: expected \"xdp\" (this tgwd was built without DPDK: meson setup "
+            "-Ddpdk=enabled), got \"dpdk\"");
+}
+#endif
+
+}  // namespace
+}  // namespace tgw::config

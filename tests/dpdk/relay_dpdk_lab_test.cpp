@@ -1,0 +1,155 @@
+// The relay with dataplane = "dpdk" in the lab (issue 16): tgwd's DPDK backend on the relay's
+// wan0 (a veth) through net_af_xdp with tgw's steering program, a TAP as the exception path.
+// A host on the lab's Internet asks it with coturn's turnutils_stunclient (a bare Binding
+// request: answered by DPDK, and only by DPDK — the userspace server must see nothing) and
+// with tgw's netcheck (requests with attributes: passed up through the TAP and answered by
+// tgwd's sockets, as with XDP), over IPv4 and IPv6. Then tgwd stops and leaves no XDP
+// program or TAP behind. Skips when this build has no DPDK, or without root.
+//
+// CPU: the EAL pins a polling worker to lcore 1 for the few seconds the daemon runs.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <string>
+#include <toml++/toml.h>
+
+#include "lab.h"
+#include "tgw_procs.h"
+
+namespace tgw::lab {
+namespace {
+
+// Packets of one (verdict, reason) of the DPDK program, all families.
+uint64_t dpdkRows(const nlohmann::json& stats, const std::string& verdict, const std::string& reason) {
+  uint64_t n = 0;
+  if (!stats["relay"].contains("dpdk")) return 0;
+  for (const auto& row : stats["relay"]["dpdk"]) {
+    if (row.value("verdict", "") == verdict && (reason.empty() || row.value("reason", "") == reason))
+      n += row.value("packets", uint64_t{0});
+  }
+  return n;
+}
+
+uint64_t dpdkPort(const nlohmann::json& stats, const std::string& name) {
+  if (!stats["relay"].contains("dpdk_ports")) return 0;
+  return stats["relay"]["dpdk_ports"].value(name, uint64_t{0});
+}
+
+// config/examples/relay.toml with dataplane = "dpdk" and the lab's EAL arguments: its own
+// --file-prefix, so runs side by side do not meet.
+Result<std::string> writeDpdkExample(const Lab& lab) {
+  toml::table config;
+  try {
+    config = toml::parse_file(exampleRelayConfigPath());
+  } catch (const toml::parse_error& e) {
+    return fail(std::string(e.description()));
+  }
+  auto* relay = config["relay"].as_table();
+  if (relay == nullptr) return fail("no [relay] in the example");
+  relay->erase("xdp_mode");
+  // One address per family: turnutils_stunclient, once it sees OTHER-ADDRESS, sends
+  // CHANGE-REQUEST probes and waits for their answers without a timeout (stun_interop_test).
+  relay->erase("secondary_address");
+  relay->erase("stun_alternate_port");
+  relay->insert_or_assign("dataplane", "dpdk");
+  toml::array eal{"-l", "0,1", "--no-huge", "-m", "128", "--no-shconf", "--no-pci", "--no-telemetry", "--file-prefix",
+                  lab.tempDir().filename().string()};
+  relay->insert_or_assign("dpdk", toml::table{{"eal_args", eal}});
+  const std::string path = (lab.tempDir() / "relay-dpdk-example.toml").string();
+  std::ofstream out(path);
+  out << config << "\n";
+  if (!out) return fail("cannot write " + path);
+  return path;
+}
+
+TEST(RelayDpdk, StunAnsweredInDpdkTheRestByTheSocketsThroughTheTap) {
+#ifndef TGW_HAVE_DPDK
+  GTEST_SKIP() << "this build has no DPDK backend (meson setup -Ddpdk=enabled, with libdpdk-dev)";
+#endif
+  if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+  if (!haveProgram("turnutils_stunclient")) GTEST_SKIP() << "coturn's turnutils_stunclient is not installed";
+  auto lab = Lab::fromDescription("relay; host c");
+  ASSERT_TRUE(lab.ok()) << lab.error().message;
+  Lab& l = **lab;
+  const Host& c = l.host("c");
+  // The host's own UDP checksums in full: on a veth a local socket's frames carry only the
+  // pseudo-header sum, which the kernel trusts on its own path (XDP_PASS keeps that note) but
+  // not on a frame re-entering through the TAP (AF_XDP hands DPDK bytes, not the note).
+  ASSERT_TRUE(l.exec(c.netns, "ethtool -K wan0 tx off").ok());
+  auto example = writeDpdkExample(l);
+  ASSERT_TRUE(example.ok()) << example.error().message;
+  auto daemon = RelayDaemon::start(l, l.host("relay"), "", *example);
+  ASSERT_TRUE(daemon.ok()) << daemon.error().message;
+  auto status = daemon->query("status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ((*status)["relay"].value("dataplane", ""), "dpdk") << status->dump(2);
+
+  // A bare Binding request: DPDK answers; the kernel never delivers it to tgwd's socket.
+  auto out = l.exec(c.netns, "turnutils_stunclient -p 3478 198.18.0.10", 10s);
+  ASSERT_TRUE(out.ok()) << out.output << "\ntgwd log:\n" << daemon->process()->log() << "\n"
+                        << daemon->show("stats").output;
+  EXPECT_NE(out.output.find("UDP reflexive addr: " + c.ipv4.at(0).toString()), std::string::npos) << out.output;
+  auto after = daemon->query("stats");
+  ASSERT_TRUE(after.ok());
+  EXPECT_GE(dpdkRows(*after, "tx", "stun_binding_answered"), 1u) << after->dump(2);
+  EXPECT_EQ(stunCounter(*after, "requests"), 0u) << "answered twice: " << after->dump(2);
+  EXPECT_GE(dpdkPort(*after, "tx"), 1u) << after->dump(2);
+
+  // netcheck: its requests carry attributes: DPDK passes them up through the TAP and the
+  // userspace server answers.
+  // Both families at once (netcheck waits out its timeout for what does not answer).
+  const bool v6 = !c.ipv6.empty();
+  std::vector<std::string> servers{"198.18.0.10:3478"};
+  if (v6) servers.push_back("[2001:db8:0:1::10]:3478");
+  auto nc = runNetcheck(l, c.netns, servers, true);
+  ASSERT_TRUE(nc.ok()) << nc.output << "\ntgwd log:\n" << daemon->process()->log() << "\n"
+                       << daemon->show("stats").output;
+  auto j = nlohmann::json::parse(nc.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << nc.output;
+  EXPECT_TRUE(j.value("udp", false)) << nc.output;
+  EXPECT_EQ(j["ipv4"].value("mapped", std::string()).rfind(c.ipv4.at(0).toString() + ":", 0), 0u) << nc.output;
+  if (v6) {
+    EXPECT_EQ(j["ipv6"].value("mapped", std::string()).rfind("[" + c.ipv6.at(0).toString() + "]:", 0), 0u)
+        << nc.output;
+  }
+  auto later = daemon->query("stats");
+  ASSERT_TRUE(later.ok());
+  EXPECT_GE(dpdkRows(*later, "pass", ""), 1u) << later->dump(2);
+  EXPECT_GE(dpdkPort(*later, "to_kernel"), dpdkRows(*later, "pass", "")) << later->dump(2);
+  EXPECT_GE(stunCounter(*later, "requests"), 1u) << later->dump(2);
+  EXPECT_EQ(dpdkPort(*later, "kernel_tx_failed"), 0u) << later->dump(2);
+  // IPv6 both ways: a bare request answered by DPDK, netcheck's (above) through the TAP (the
+  // kernel takes an IPv6 packet for an address of another interface, as it does IPv4).
+  if (v6) {
+    const uint64_t answered = dpdkRows(*later, "tx", "stun_binding_answered");
+    auto out6 = l.exec(c.netns, "turnutils_stunclient -p 3478 2001:db8:0:1::10", 10s);
+    ASSERT_TRUE(out6.ok()) << out6.output << "\n" << daemon->show("stats").output;
+    EXPECT_NE(out6.output.find("UDP reflexive addr: " + c.ipv6.at(0).toString()), std::string::npos) << out6.output;
+    auto after6 = daemon->query("stats");
+    ASSERT_TRUE(after6.ok());
+    EXPECT_GE(dpdkRows(*after6, "tx", "stun_binding_answered"), answered + 1) << after6->dump(2);
+    uint64_t tx6 = 0, pass6 = 0;
+    for (const auto& row : (*after6)["relay"]["dpdk"]) {
+      if (row.value("family", "") != "ipv6") continue;
+      (row.value("verdict", "") == "tx" ? tx6 : pass6) += row.value("packets", uint64_t{0});
+    }
+    EXPECT_GE(tx6, 1u) << after6->dump(2);
+    EXPECT_GE(pass6, 1u) << after6->dump(2);
+  }
+  auto shown = daemon->show("stats");
+  EXPECT_NE(shown.output.find("DPDK fast path"), std::string::npos) << shown.output;
+  if (std::getenv("TGW_LAB_SHOW")) std::printf("%s\n%s\n%s\n", out.output.c_str(), nc.output.c_str(), shown.output.c_str());
+
+  // A clean stop: the steering program and the TAP go with it.
+  const int st = daemon->process()->stop(5s);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << daemon->process()->log();
+  auto links = l.exec(l.host("relay").netns, "ip link show");
+  EXPECT_EQ(links.output.find("xdp"), std::string::npos) << links.output;
+  EXPECT_EQ(links.output.find("tgwxwan0"), std::string::npos) << links.output;
+}
+
+}  // namespace
+}  // namespace tgw::lab
