@@ -24,6 +24,7 @@ class Ports final : public PortReserver {
   Result<SockAddr> reserve(const IpAddr& ip, uint16_t, uint16_t, bool) override {
     return SockAddr(ip, next_++);
   }
+  Result<SockAddr> reserveExact(const SockAddr& port) override { return port; }
   void release(const SockAddr&) override {}
 
  private:

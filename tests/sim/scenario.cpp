@@ -32,6 +32,10 @@ class SimRelay::Ports final : public turn::PortReserver {
     }
     return fail("no relayed port free");
   }
+  Result<SockAddr> reserveExact(const SockAddr& port) override {
+    if (auto bound = bindPort(port)) return *bound;
+    return fail(port.toString() + " is in use");
+  }
   void release(const SockAddr& relayed) override {
     r_.host_->unbind(relayed);
     std::erase(bound_, relayed);
