@@ -1384,11 +1384,18 @@ TEST_F(EdgeXdpTest, NotOursGoesUpUntouched) {
   const Bytes tcp = ethernet(Ethernet{kGwMac, kAppMac, std::nullopt}, kEtherIpv4,
                              ipv4(ip, kProtoTcp, Bytes(20, 0)));
   expectUntouched(tcp, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_NOT_UDP});
-  // A VLAN-tagged datagram to the local endpoint: not rewritten.
-  const Bytes vlan = udpFrame4(Ethernet{kGwMac, kAppMac, 100}, ip,
-                               Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(10));
+  // A VLAN-tagged datagram to the local endpoint: not rewritten (tgw/parse.h reads the tag,
+  // so the family is known; the next hop would name no VLAN).
+  const Udp toLocal{kApp4.port(), kLocal4.port(), std::nullopt};
+  const Bytes vlan = udpFrame4(Ethernet{kGwMac, kAppMac, 100}, ip, toLocal, appData(10));
   expectUntouched(vlan, XDP_PASS,
-                  {TGW_FAMILY_OTHER, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
+  // Two tags (802.1ad + 802.1Q): the same.
+  Ethernet qinq{kGwMac, kAppMac, 100};
+  qinq.outerTci = 200;
+  const Bytes qinqFrame = udpFrame4(qinq, ip, toLocal, appData(10));
+  expectUntouched(qinqFrame, XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
   EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
 }
 
@@ -1399,7 +1406,15 @@ TEST_F(EdgeXdpTest, ShortAndMalformedFramesGoUp) {
   // (Shorter than an Ethernet header: BPF_PROG_TEST_RUN refuses it, as drivers do.)
   expectUntouched(Bytes(full.begin(), full.begin() + 30), XDP_PASS,
                   {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_TRUNCATED});
+  // Cut inside the UDP header: the IP length says more than the frame has, which the one
+  // parser (tgw/parse.h) checks before the UDP header, as the STUN responder always did.
   expectUntouched(Bytes(full.begin(), full.begin() + 38), XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_TRUNCATED});
+  // The IP length and the frame agree, and end inside the UDP header.
+  Bytes shortUdp(full.begin(), full.begin() + 38);
+  shortUdp[TGW_ETH_HLEN + 2] = 0;
+  shortUdp[TGW_ETH_HLEN + 3] = 24;
+  expectUntouched(shortUdp, XDP_PASS,
                   {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L4_TRUNCATED});
   // The IP length says more than the frame has.
   expectUntouched(Bytes(full.begin(), full.end() - 1), XDP_PASS,

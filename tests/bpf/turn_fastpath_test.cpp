@@ -415,6 +415,19 @@ TEST_F(TurnFastPathTest, UnsupportedFramesGoUp) {
   const Udp u{r4.client.port(), r4.server.port(), std::nullopt};
   const Bytes vlan = udpFrame4(Ethernet{kRelayMac, kClientMac, 100}, ip, u, cd);
   expectRun(vlan, XDP_PASS, vlan, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
+  // Two tags (tgw/parse.h reads them): still not forwarded, as one tag is not.
+  Ethernet qinq{kRelayMac, kClientMac, 100};
+  qinq.outerTci = 200;
+  const Bytes qinqCd = udpFrame4(qinq, ip, u, cd);
+  expectRun(qinqCd, XDP_PASS, qinqCd,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
+  Ipv6 peer6;
+  peer6.src = ip6(r6.peer);
+  peer6.dst = ip6(r6.relayed);
+  const Bytes qinqPeer =
+      udpFrame6(qinq, peer6, Udp{r6.peer.port(), r6.relayed.port(), std::nullopt}, appData(8));
+  expectRun(qinqPeer, XDP_PASS, qinqPeer,
+            {TGW_FAMILY_IPV6, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
   Ipv4 withOptions = ip;
   withOptions.options = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL
   const Bytes options = udpFrame4(Ethernet{kRelayMac, kClientMac, std::nullopt}, withOptions, u, cd);

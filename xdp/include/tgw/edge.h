@@ -62,6 +62,7 @@
 #include "tgw/demux.h"
 #include "tgw/frames.h"
 #include "tgw/net.h"
+#include "tgw/parse.h"
 #include "tgw/stats.h"
 
 /* tgw_edge_flow.path_kind (values as dataplane::PathKind). */
@@ -302,71 +303,57 @@ TGW_INLINE __u16 tgw_edge_fold16(__u32 sum) {
 /* Parses the frame up to the UDP header. Returns 0 (UDP, pkt filled) or the reason to pass
  * the frame up untouched: it is not IP/UDP the fast path can read (the kernel decides). */
 TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct tgw_edge_pkt *pkt) {
-  pkt->family = TGW_FAMILY_OTHER;
-  if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
-  __u16 proto = TGW_NTOHS(tgw_load16(data + 12));
-  if (proto == TGW_ETH_P_8021Q || proto == TGW_ETH_P_8021AD) return TGW_REASON_EDGE_UNSUPPORTED;
+  /* One parser for every program (tgw/parse.h): Ethernet, VLAN tags, IP, UDP. */
+  struct tgw_frame fr;
+  __u32 parsed = tgw_parse_udp_frame(data, data_end, &fr);
+  pkt->family = fr.family;
+  if (parsed != 0) return parsed;
+  /* Tagged frames go to the kernel: the next hop (bpf_fib_lookup) names no VLAN. */
+  if (fr.vlans != 0) return TGW_REASON_EDGE_UNSUPPORTED;
   const __u8 *ip = data + TGW_ETH_HLEN;
   const __u8 *udp;
-  __u32 ip_len;
-  __u32 l4_len;
   const __u8 *daddr;
+  __u32 ip_len = fr.ip_len;
+  __u32 l4_len = fr.l4_len;
   for (int i = 0; i < 16; i += 4) {
     tgw_store32(pkt->dst.addr + i, 0);
     tgw_store32(pkt->src + i, 0);
   }
   pkt->unsupported = 0;
-  pkt->first_fragment = 0;
-  if (proto == TGW_ETH_P_IPV4) {
-    pkt->family = TGW_FAMILY_IPV4;
+  pkt->first_fragment = (__u8)fr.first_fragment;
+  if (fr.family == TGW_FAMILY_IPV4) {
+    /* The UDP header in the IP packet: a first fragment's length field is not checked below. */
+    if (l4_len < TGW_UDP_HLEN) return TGW_REASON_L3_MALFORMED;
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return TGW_REASON_L3_TRUNCATED;
-    __u32 ihl = (__u32)(ip[0] & 0x0Fu) * 4u;
-    if ((ip[0] >> 4) != 4 || ihl < TGW_IPV4_HLEN_MIN) return TGW_REASON_L3_MALFORMED;
-    if (ip[9] != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
-    __u16 frag = TGW_NTOHS(tgw_load16(ip + 6));
-    if ((frag & 0x1FFFu) != 0) return TGW_REASON_IP_FRAGMENT; /* no UDP header here */
-    pkt->first_fragment = (frag & 0x2000u) != 0;
-    pkt->df = (frag & 0x4000u) != 0;
-    pkt->tos = ip[1];
-    ip_len = TGW_NTOHS(tgw_load16(ip + 2));
-    if (ip_len < ihl + TGW_UDP_HLEN) return TGW_REASON_L3_MALFORMED;
+    /* Bounded for the verifier: at most 60 bytes of header. */
+    __u32 ihl = (fr.l4_off - TGW_ETH_HLEN) & 0x3Cu;
+    pkt->df = (ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, frag_off)] & 0x40u) != 0;
+    pkt->tos = ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, tos)];
     if (ihl != TGW_IPV4_HLEN_MIN) {
       pkt->unsupported = 1;
-      /* Bounded for the verifier: at most 60 bytes of header. */
-      ihl &= 0x3Cu;
     } else if (tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)) != 0) {
       /* The kernel drops it (ip_rcv); the fast path would write a valid header over it. */
       return TGW_REASON_L3_MALFORMED;
     }
     pkt->ip_hlen = ihl;
     udp = ip + ihl;
-    l4_len = ip_len - ihl;
-    daddr = ip + 16;
+    daddr = ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr);
     if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
     tgw_store32(pkt->dst.addr, tgw_load32(daddr));
-    tgw_store32(pkt->src, tgw_load32(ip + 12));
-  } else if (proto == TGW_ETH_P_IPV6) {
-    pkt->family = TGW_FAMILY_IPV6;
+    tgw_store32(pkt->src, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)));
+  } else {
     if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_L3_TRUNCATED;
-    if ((ip[0] >> 4) != 6) return TGW_REASON_L3_MALFORMED;
-    if (ip[6] == TGW_IPPROTO_FRAGMENT) return TGW_REASON_IP_FRAGMENT;
-    if (ip[6] != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
     pkt->df = 1;
     pkt->tos = (__u8)(((ip[0] & 0x0Fu) << 4) | (ip[1] >> 4));
-    l4_len = TGW_NTOHS(tgw_load16(ip + 4));
-    ip_len = TGW_IPV6_HLEN + l4_len;
     pkt->ip_hlen = TGW_IPV6_HLEN;
     udp = ip + TGW_IPV6_HLEN;
-    daddr = ip + 24;
+    daddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr);
     if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
     for (int i = 0; i < 16; i += 4) {
       tgw_store32(pkt->dst.addr + i, tgw_load32(daddr + i));
-      tgw_store32(pkt->src + i, tgw_load32(ip + 8 + i));
+      tgw_store32(pkt->src + i, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
     }
-  } else {
-    return TGW_REASON_NOT_IP;
   }
-  if ((__u64)(data_end - ip) < ip_len) return TGW_REASON_L3_TRUNCATED;
   pkt->trailer_len = (__u32)((__u64)(data_end - ip) - ip_len);
   __u32 udp_len = TGW_NTOHS(tgw_load16(udp + 4));
   /* A first fragment carries only part of the datagram its UDP length counts. */

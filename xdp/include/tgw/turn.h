@@ -322,8 +322,6 @@ TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
 
   /* Both keys start with (remote address, local address): fill them through the client
    * key's layout, which the peer key shares up to the ports. */
-  const __u8 *saddr = ip + (sp->family == TGW_FAMILY_IPV4 ? TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)
-                                                          : TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
   struct tgw_turn_client_key *ck = &plan->key.client;
   for (int i = 0; i < 16; i += 4) {
     tgw_store32(ck->client + i, 0);
@@ -334,15 +332,18 @@ TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
   ck->channel = 0;
   ck->family = 0;
   ck->pad = 0;
+  /* The address offsets constant in each branch: an offset selected by the family ahead of
+   * them is a second read of sp->family the verifier cannot tie to this one (it refused the
+   * relay, reading an IPv6 address at the IPv4 offset). */
   if (sp->family == TGW_FAMILY_IPV4) {
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return stun_reason;
-    tgw_store32(ck->client, tgw_load32(saddr));
-    tgw_store32(ck->server, tgw_load32(saddr + 4));
+    tgw_store32(ck->client, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)));
+    tgw_store32(ck->server, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)));
   } else {
     if (ip + TGW_IPV6_HLEN > data_end) return stun_reason;
     for (int i = 0; i < 16; i += 4) {
-      tgw_store32(ck->client + i, tgw_load32(saddr + i));
-      tgw_store32(ck->server + i, tgw_load32(saddr + 16 + i));
+      tgw_store32(ck->client + i, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
+      tgw_store32(ck->server + i, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
     }
   }
 
