@@ -154,7 +154,7 @@ TGW_INLINE __u16 tgw_edge_fold16(__u32 sum) {
 TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct tgw_edge_pkt *pkt) {
   /* One parser for every program (tgw/parse.h): Ethernet, VLAN tags, IP, UDP. */
   struct tgw_frame fr;
-  __u32 parsed = tgw_parse_udp_frame(data, data_end, &fr);
+  __u32 parsed = tgw_parse_udp_frame(data, data_end, 0, &fr);
   pkt->family = fr.family;
   if (parsed != 0) return parsed;
   /* Tagged frames go to the kernel: the next hop (bpf_fib_lookup) names no VLAN. */

@@ -20,9 +20,9 @@
  *   IPv4       20 bytes, else L3_TRUNCATED; version 4 and IHL >= 5, else L3_MALFORMED;
  *              total length >= IHL, else L3_MALFORMED; the whole packet in the frame, else
  *              L3_TRUNCATED; a fragment other than the first (offset != 0) IP_FRAGMENT,
- *              whatever it carries; a first fragment (MF at offset 0) is marked
- *              (first_fragment) for the program to refuse (STUN, relay: IP_FRAGMENT) or to
- *              drop as its own (edge); protocol UDP, else NOT_UDP. Options are allowed
+ *              whatever it carries; a first fragment (MF at offset 0) IP_FRAGMENT too with
+ *              TGW_PARSE_REFUSE_FIRST_FRAGMENT (STUN, relay), else marked (first_fragment)
+ *              for the program to drop as its own (edge); protocol UDP, else NOT_UDP. Options are allowed
  *              (l4_off says where UDP starts). The header checksum is the program's to check.
  *   IPv6       40 bytes, else L3_TRUNCATED; version 6, else L3_MALFORMED; the payload
  *              length in the frame, else L3_TRUNCATED; next header UDP directly: a Fragment
@@ -39,6 +39,10 @@
 #include "tgw/stats.h"
 
 #define TGW_PARSE_VLAN_MAX 2 /* tags read: an 802.1ad service tag and an 802.1Q one */
+/* tgw_parse_udp_frame() flags */
+#define TGW_PARSE_REFUSE_FIRST_FRAGMENT 0x01u /* an IPv4 first fragment is IP_FRAGMENT too
+                                               * (the STUN responder, the relay), in the
+                                               * same test as the others */
 /* Offset of the IP header behind the most tags read. */
 #define TGW_PARSE_L3_OFF_MAX (TGW_ETH_HLEN + TGW_PARSE_VLAN_MAX * TGW_VLAN_HLEN) /* 22 */
 /* Offset of the UDP header behind the most tags and the longest IPv4 header. */
@@ -93,8 +97,8 @@ TGW_INLINE __u32 tgw_parse_eth(struct tgw_cursor *c, __u16 *proto, __u32 *vlans)
 }
 
 /* IPv4 header at the cursor (see the top for the rules), the cursor moved past it (options
- * included). Fills f's l4_off, ip_len, l4_len and first_fragment. */
-TGW_INLINE __u32 tgw_parse_ipv4(struct tgw_cursor *c, struct tgw_frame *f) {
+ * included). Fills f's l4_off, ip_len, l4_len and first_fragment. flags: TGW_PARSE_*. */
+TGW_INLINE __u32 tgw_parse_ipv4(struct tgw_cursor *c, struct tgw_frame *f, __u32 flags) {
   const __u8 *ip = c->pos;
   if (ip + TGW_IPV4_HLEN_MIN > c->end) return TGW_REASON_L3_TRUNCATED;
   __u8 ver_ihl = ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, ver_ihl)];
@@ -105,8 +109,11 @@ TGW_INLINE __u32 tgw_parse_ipv4(struct tgw_cursor *c, struct tgw_frame *f) {
   if (tot_len < hlen) return TGW_REASON_L3_MALFORMED;
   if (ip + tot_len > c->end) return TGW_REASON_L3_TRUNCATED;
   __u16 frag = TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, frag_off)));
-  if ((frag & 0x1FFFu) != 0) return TGW_REASON_IP_FRAGMENT; /* no UDP header here */
-  f->first_fragment = (frag & 0x2000u) != 0;                /* MF */
+  /* Offset != 0: no UDP header here; MF: only part of the datagram (a constant mask when
+   * flags is one). */
+  if ((frag & ((flags & TGW_PARSE_REFUSE_FIRST_FRAGMENT) ? 0x3FFFu : 0x1FFFu)) != 0)
+    return TGW_REASON_IP_FRAGMENT;
+  f->first_fragment = (frag & 0x2000u) != 0;
   if (ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, protocol)] != TGW_IPPROTO_UDP)
     return TGW_REASON_NOT_UDP;
   f->ip_len = tot_len;
@@ -142,10 +149,11 @@ TGW_INLINE __u32 tgw_parse_udp(const struct tgw_cursor *c) {
 }
 
 /* Parses the frame [data, data_end) up to its UDP header: Ethernet, VLAN tags, IPv4 or IPv6,
- * UDP, by the rules at the top. Returns 0 (f filled; the UDP header's 8 bytes at
- * data + f->l4_off are in the frame, and the whole IP packet) or the reason to end with
- * (f->family set as far as known, the offsets as far as parsed). */
-TGW_INLINE __u32 tgw_parse_udp_frame(const __u8 *data, const __u8 *data_end, struct tgw_frame *f) {
+ * UDP, by the rules at the top. flags: TGW_PARSE_* (a constant). Returns 0 (f filled; the
+ * UDP header's 8 bytes at data + f->l4_off are in the frame, and the whole IP packet) or the
+ * reason to end with (f->family set as far as known, the offsets as far as parsed). */
+TGW_INLINE __u32 tgw_parse_udp_frame(const __u8 *data, const __u8 *data_end, __u32 flags,
+                                     struct tgw_frame *f) {
   f->family = TGW_FAMILY_OTHER;
   f->vlans = 0;
   f->l3_off = 0;
@@ -164,7 +172,7 @@ TGW_INLINE __u32 tgw_parse_udp_frame(const __u8 *data, const __u8 *data_end, str
   f->l3_off = c.off;
   if (proto == TGW_HTONS(TGW_ETH_P_IPV4)) {
     f->family = TGW_FAMILY_IPV4;
-    r = tgw_parse_ipv4(&c, f);
+    r = tgw_parse_ipv4(&c, f, flags);
   } else if (proto == TGW_HTONS(TGW_ETH_P_IPV6)) {
     f->family = TGW_FAMILY_IPV6;
     r = tgw_parse_ipv6(&c, f);

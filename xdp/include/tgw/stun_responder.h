@@ -100,6 +100,7 @@ struct tgw_stun_request {
 
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_request) == 104, "saved request: 102 bytes, 8-aligned");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, cookie_tid) % 4 == 0, "word access");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, eth) % 4 == 0, "word access");
 TGW_STATIC_ASSERT(TGW_IPV4_HLEN_MAX >= TGW_IPV6_HLEN, "ip[] holds an IPv6 header too");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport) ==
                       TGW_OFFSETOF(struct tgw_stun_xor_addr6, xport),
@@ -193,14 +194,12 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
 
   /* One parser for every program (tgw/parse.h): Ethernet, up to two VLAN tags, IP, UDP. */
   struct tgw_frame fr;
-  __u32 parsed = tgw_parse_udp_frame(data, data_end, &fr);
-  plan->family = fr.family;
-  if (parsed != 0) return parsed;
-  if (fr.first_fragment) return TGW_REASON_IP_FRAGMENT;
+  __u32 parsed = tgw_parse_udp_frame(data, data_end, TGW_PARSE_REFUSE_FIRST_FRAGMENT, &fr);
+  if (parsed != 0) {
+    plan->family = fr.family;
+    return parsed;
+  }
   __u32 l3_off = fr.l3_off;
-  /* Re-bounded for the verifier: the parser's checks were made on its own cursor. */
-  if (l3_off > TGW_PARSE_L3_OFF_MAX || fr.l4_off > TGW_PARSE_L4_OFF_MAX)
-    return TGW_REASON_L3_MALFORMED;
   plan->l3_off = l3_off;
   plan->l4_off = fr.l4_off;
   const __u8 *ip = data + l3_off;
@@ -227,11 +226,11 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
 
   /* Save the request. Every range below was checked above; the verifier needs its own
    * checks again, hence the explicit comparisons. */
+  /* The Ethernet header and as many tags as there can be, whatever follows it (the IP header
+   * is at least 20 bytes): no branch per tag, the response writes back what it needs. */
   if (data + TGW_PARSE_L3_OFF_MAX > data_end) return TGW_REASON_RESPOND_FAILED;
-  for (__u32 i = 0; i < TGW_PARSE_L3_OFF_MAX; i += 2) {
-    if (i >= l3_off) break;
-    tgw_store16(req->eth + i, tgw_load16(data + i));
-  }
+  for (__u32 i = 0; i < TGW_PARSE_L3_OFF_MAX - 2; i += 4) tgw_store32(req->eth + i, tgw_load32(data + i));
+  tgw_store16(req->eth + TGW_PARSE_L3_OFF_MAX - 2, tgw_load16(data + TGW_PARSE_L3_OFF_MAX - 2));
   if (tgw_copy_words(req->ip, ip, data_end, (plan->l4_off - l3_off) / 4, TGW_IPV4_HLEN_MAX / 4) != 0)
     return TGW_REASON_RESPOND_FAILED;
   req->sport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
@@ -436,11 +435,11 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     tgw_store16(data + i, tgw_load16(req->eth + TGW_ETH_ALEN + i));
     tgw_store16(data + TGW_ETH_ALEN + i, tgw_load16(req->eth + i));
   }
-  tgw_store16(data + 12, tgw_load16(req->eth + 12));
-  for (__u32 i = TGW_ETH_HLEN; i < TGW_PARSE_L3_OFF_MAX; i += 2) {
-    if (i >= l3_off) break;
-    tgw_store16(data + i, tgw_load16(req->eth + i));
-  }
+  /* EtherType and the bytes of the longest tag stack, unconditionally: what lies past l3_off
+   * is overwritten by the IP header next. */
+  tgw_store32(data + 12, tgw_load32(req->eth + 12));
+  tgw_store32(data + 16, tgw_load32(req->eth + 16));
+  tgw_store16(data + 20, tgw_load16(req->eth + 20));
 
   /* IP header: the request's, addresses swapped, TTL / hop limit reset, length set. */
   for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 4; i++) {
