@@ -2,15 +2,11 @@
 /* The edge's XDP program (tgw/edge.h): application datagrams to a flow's local endpoint go
  * out on the flow's path with the tgw data header (inside ChannelData on a relay path);
  * data frames arriving on our sockets go to the flow's local application. Everything else
- * is passed up to tgwd untouched. This file supplies the frame pointers, the map lookups,
- * the next hop (bpf_fib_lookup), the resizes and the counts; the parsing, checksums and
- * header layouts are tgw/edge.h's.
- *
- * Too big (the rewritten packet exceeds the flow's path_mtu, or bpf_fib_lookup's MTU check
- * fails): the application is answered as a router would answer it (ICMP Fragmentation
- * Needed for IPv4 with DF, ICMPv6 Packet Too Big), from the flow's local endpoint, with the
- * MTU that leaves room for tgw's headers, back out of the ingress interface (XDP_TX). IPv4
- * without DF, and data that would not fit the LAN on delivery, are dropped. Both counted.
+ * is passed up to tgwd untouched. The per-packet logic is tgw_edge_handle() (tgw/edge_logic.h,
+ * shared with the DPDK backend; too big answered with ICMP there); this file is its XDP
+ * backend (tgw/backend.h): the maps and their lookups, the next hop (bpf_fib_lookup and its
+ * per-CPU, per-flow cache), the payload sum as a global function; the parsing, checksums and
+ * header layouts are tgw/edge.h's and tgw/edge_layout.h's.
  *
  * Bounded without tgwd: the maps are pinned so that forwarding survives a restart, but only
  * for the grace tgwd's liveness deadline gives (30 s by default, xdp/liveness.bpf.h); past
@@ -18,6 +14,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "backend.bpf.h"
 #include "tgw/edge.h"
 #include "tgw/stats.h"
 #include "liveness.bpf.h"
@@ -93,7 +90,9 @@ struct {
 
 /* Slot `slot`'s live entry (tgw/edge.h: read in place, never written while a packet may
  * read it), or NULL. The caller checks that it is the flow it wanted. */
-static __always_inline const struct tgw_edge_flow *live_flow(__u32 slot) {
+static __always_inline const struct tgw_edge_flow *tgw_be_edge_live_flow(struct xdp_md *ctx,
+                                                                        __u32 slot) {
+  (void)ctx;
   const struct tgw_edge_head *head = bpf_map_lookup_elem(&tgw_edge_heads, &slot);
   if (!head) return 0;
   __u32 index = tgw_edge_path_index(slot, head->active);
@@ -103,7 +102,9 @@ static __always_inline const struct tgw_edge_flow *live_flow(__u32 slot) {
 /* A counter slot that takes the counts of a flow whose stats_slot is out of range. */
 static struct tgw_edge_flow_stats no_stats;
 
-static __always_inline struct tgw_edge_flow_stats *flow_stats(const struct tgw_edge_flow *f) {
+static __always_inline struct tgw_edge_flow_stats *tgw_be_edge_flow_stats(
+    struct xdp_md *ctx, const struct tgw_edge_flow *f) {
+  (void)ctx;
   __u32 slot = f->stats_slot;
   struct tgw_edge_flow_stats *s = bpf_map_lookup_elem(&tgw_edge_flow_stats, &slot);
   return s ? s : &no_stats;
@@ -117,9 +118,10 @@ static __always_inline struct tgw_edge_flow_stats *flow_stats(const struct tgw_e
  * interface (flowi oif), which breaks the two-interface appliance: not used. Returns 0 with
  * *out set (this CPU's entry: only this CPU writes it), TGW_REASON_EDGE_TOO_BIG_DROP with
  * *mtu set, or the reason to drop. */
-static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_flow *f,
-                                      __u32 dir, const struct tgw_edge_plan *plan,
-                                      const struct tgw_edge_hop **out, __u32 *mtu) {
+static __always_inline __u32 tgw_be_edge_next_hop(struct xdp_md *ctx,
+                                                  const struct tgw_edge_flow *f, __u32 dir,
+                                                  const struct tgw_edge_plan *plan,
+                                                  const struct tgw_edge_hop **out, __u32 *mtu) {
   __u32 index = tgw_edge_hop_index(f->stats_slot, dir);
   struct tgw_edge_hop *hop = bpf_map_lookup_elem(&tgw_edge_hops, &index);
   if (!hop) return TGW_REASON_EDGE_FIB_FAILED; /* slot < max flows: unreachable */
@@ -179,78 +181,6 @@ static __always_inline __u32 next_hop(struct xdp_md *ctx, const struct tgw_edge_
   return 0;
 }
 
-/* Resizes the frame for the plan (Ethernet padding cut, head grown or shrunk), writes the
- * new headers and sends it to the next hop. Returns the reason (`ok` on success). */
-static __always_inline __u32 rewrite(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
-                                     const struct tgw_edge_plan *plan,
-                                     const struct tgw_edge_hop *nh,
-                                     __u32 ok, __u32 *verdict) {
-  *verdict = TGW_VERDICT_DROP;
-  /* Bounded by the parser (TGW_EDGE_TRAILER_MAX, and ChannelData padding taken as trailer,
-   * tgw_edge_strip_pad), checked again for the verifier. */
-  int cut = (int)pkt->trailer_len;
-  if (cut > 0 && (cut > TGW_EDGE_TRAILER_MAX + TGW_EDGE_PAD_MAX || bpf_xdp_adjust_tail(ctx, -cut) != 0))
-    return TGW_REASON_EDGE_RESIZE_FAILED;
-  if (plan->head_delta != 0 && bpf_xdp_adjust_head(ctx, -plan->head_delta) != 0)
-    return TGW_REASON_EDGE_RESIZE_FAILED;
-  __u8 *data = (__u8 *)(long)ctx->data;
-  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  if (data + TGW_ETH_HLEN > data_end) {
-    *verdict = TGW_VERDICT_ABORTED; /* a bug: the frame was resized */
-    return TGW_REASON_RESPOND_FAILED;
-  }
-  __builtin_memcpy(data, nh->dmac, TGW_ETH_ALEN);
-  __builtin_memcpy(data + TGW_ETH_ALEN, nh->smac, TGW_ETH_ALEN);
-  if (tgw_edge_write(data, data_end, plan) != 0) {
-    *verdict = TGW_VERDICT_ABORTED;
-    return TGW_REASON_RESPOND_FAILED;
-  }
-  if (nh->ifindex == ctx->ingress_ifindex) {
-    *verdict = TGW_VERDICT_TX;
-  } else {
-    bpf_redirect(nh->ifindex, 0);
-    *verdict = TGW_VERDICT_REDIRECT;
-  }
-  return ok;
-}
-
-/* Answers a packet too big for the path with ICMP / ICMPv6 (see the top of this file). */
-static __always_inline __u32 too_big(struct xdp_md *ctx, const struct tgw_edge_pkt *pkt,
-                                     const struct tgw_edge_plan *plan, __u32 path_mtu,
-                                     __u32 *verdict) {
-  *verdict = TGW_VERDICT_DROP;
-  __u32 mtu = tgw_edge_icmp_mtu(path_mtu, pkt, plan);
-  int grow;
-  __u32 out_len;
-  if (pkt->family == TGW_FAMILY_IPV4) {
-    if (!pkt->df) return TGW_REASON_EDGE_TOO_BIG_DROP; /* the app allowed fragments */
-    grow = TGW_IPV4_HLEN_MIN + 8;
-    out_len = TGW_EDGE_ICMP4_LEN;
-  } else {
-    if (pkt->ip_hlen + pkt->udp_len < TGW_EDGE_ICMP6_QUOTE) return TGW_REASON_EDGE_TOO_BIG_DROP;
-    grow = TGW_IPV6_HLEN + 8;
-    out_len = TGW_EDGE_ICMP6_LEN;
-  }
-  /* The new IP and ICMP headers go in front of the original frame, whose IP header and
-   * first bytes are then the quoted part; the rest is cut. */
-  if (bpf_xdp_adjust_head(ctx, -grow) != 0) return TGW_REASON_EDGE_RESIZE_FAILED;
-  int cut = (int)bpf_xdp_get_buff_len(ctx) - (int)out_len;
-  if (cut > 0 && bpf_xdp_adjust_tail(ctx, -cut) != 0) {
-    *verdict = TGW_VERDICT_ABORTED; /* the head grew: no longer the original */
-    return TGW_REASON_EDGE_RESIZE_FAILED;
-  }
-  __u8 *data = (__u8 *)(long)ctx->data;
-  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  int rc = pkt->family == TGW_FAMILY_IPV4 ? tgw_edge_write_icmp4(data, data_end, mtu)
-                                          : tgw_edge_write_icmp6(data, data_end, mtu);
-  if (rc != 0) {
-    *verdict = TGW_VERDICT_ABORTED;
-    return TGW_REASON_RESPOND_FAILED;
-  }
-  *verdict = TGW_VERDICT_TX;
-  return TGW_REASON_EDGE_TOO_BIG_ICMP;
-}
-
 /* The sum of len payload bytes at off (tgw_edge_sum_payload), or ~0 if they cannot be
  * summed. A global function: the verifier checks it once, not once per path reaching it
  * (its 750-step loop would otherwise be walked on each of them). */
@@ -262,171 +192,34 @@ __attribute__((noinline)) __u64 tgw_edge_payload_sum(struct xdp_md *ctx, __u32 o
   return sum;
 }
 
-/* A partial checksum (tgw/edge.h): sums the application payload, after hdr_len bytes of
- * tgw headers, into pkt (payload_summed stays 0 if it is too long). */
-static __always_inline void sum_payload(struct xdp_md *ctx, struct tgw_edge_pkt *pkt,
-                                        __u32 hdr_len) {
-  __u64 sum = tgw_edge_payload_sum(ctx, TGW_ETH_HLEN + pkt->ip_hlen + TGW_UDP_HLEN + hdr_len,
-                                   pkt->udp_len - TGW_UDP_HLEN - hdr_len);
-  if (sum != ~0ull) {
-    pkt->payload_sum = (__u32)sum;
-    pkt->payload_summed = 1;
-  }
+static __always_inline __u64 tgw_be_edge_payload_sum(struct xdp_md *ctx, __u32 off, __u32 len) {
+  return tgw_edge_payload_sum(ctx, off, len);
 }
 
-/* Out: an application datagram to a flow's local endpoint. */
-static __always_inline __u32 handle_out(struct xdp_md *ctx, struct tgw_edge_pkt *pkt,
-                                        const struct tgw_edge_local *local, __u32 *verdict) {
-  *verdict = TGW_VERDICT_DROP;
-  const struct tgw_edge_flow *f = live_flow(local->slot);
-  /* Not this endpoint's: a recycled hash element read in flight (tgw/edge.h). */
-  if (!f || !tgw_edge_flow_is_local(f, &pkt->dst)) return TGW_REASON_EDGE_UNKNOWN_FLOW;
-  /* tgwd gone for longer than its grace (xdp/liveness.bpf.h): the pinned state no longer
-   * forwards. */
-  if (!tgw_supervisor_alive(tgw_now_ns())) return TGW_REASON_EDGE_LIVENESS;
-  __u32 flow_id = f->flow_id;
-  struct tgw_edge_flow_stats *st = flow_stats(f);
-  if (pkt->unsupported || pkt->first_fragment) {
-    st->drop_other += 1;
-    return pkt->unsupported ? TGW_REASON_EDGE_UNSUPPORTED : TGW_REASON_IP_FRAGMENT;
-  }
-  if (pkt->partial_check) sum_payload(ctx, pkt, 0);
-  struct tgw_edge_plan plan;
-  __u32 reason = tgw_edge_plan_out(pkt, f, flow_id, &plan);
-  if (reason == TGW_REASON_EDGE_NO_PATH) st->drop_no_path += 1;
-  if (reason != 0) {
-    if (reason != TGW_REASON_EDGE_NO_PATH) st->drop_other += 1;
-    return reason;
-  }
-  const struct tgw_edge_hop *nh = 0;
-  __u32 path_mtu = f->path_mtu;
-  if (path_mtu != 0 && plan.ip_len > path_mtu)
-    reason = TGW_REASON_EDGE_TOO_BIG_DROP;
-  else
-    reason = next_hop(ctx, f, TGW_EDGE_DIR_OUT, &plan, &nh, &path_mtu);
-  if (reason == TGW_REASON_EDGE_TOO_BIG_DROP) {
-    st->drop_too_big += 1;
-    return too_big(ctx, pkt, &plan, path_mtu, verdict);
-  }
-  if (reason != 0 || !nh) {
-    st->drop_other += 1;
-    return reason != 0 ? reason : TGW_REASON_EDGE_FIB_FAILED;
-  }
-  int relay = plan.channel != 0;
-  reason = rewrite(ctx, pkt, &plan, nh,
-                   relay ? TGW_REASON_EDGE_OUT_RELAY : TGW_REASON_EDGE_OUT_DIRECT, verdict);
-  if (*verdict == TGW_VERDICT_DROP || *verdict == TGW_VERDICT_ABORTED) {
-    st->drop_other += 1;
-  } else if (relay) {
-    st->out_relay_packets += 1;
-    st->out_relay_bytes += plan.payload_len;
-  } else {
-    st->out_direct_packets += 1;
-    st->out_direct_bytes += plan.payload_len;
-  }
-  return reason;
+static __always_inline const struct tgw_edge_local *tgw_be_edge_local(
+    struct xdp_md *ctx, const struct tgw_edge_endpoint *key) {
+  (void)ctx;
+  return bpf_map_lookup_elem(&tgw_edge_locals, key);
 }
 
-/* In: a datagram to one of our sockets. */
-static __always_inline __u32 handle_in(struct xdp_md *ctx, struct tgw_edge_pkt *pkt,
-                                       __u32 *verdict) {
-  *verdict = TGW_VERDICT_PASS;
-  /* The payload is read at fixed offsets: with IPv4 options tgwd's socket decides. */
-  if (pkt->unsupported) return TGW_REASON_EDGE_UNSUPPORTED;
-  const __u8 *data = (const __u8 *)(long)ctx->data;
-  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  __u32 kind, flow_id = 0, hdr_len = 0, pad_len = 0;
-  __u32 reason = tgw_edge_classify_in(data, data_end, pkt, &kind, &flow_id, &hdr_len, &pad_len);
-  if (reason == 0 && kind == TGW_EDGE_IN_CONTROL) return TGW_REASON_EDGE_CONTROL;
-  *verdict = TGW_VERDICT_DROP;
-  /* The first fragment of a data frame: the rest would reach tgwd's socket. */
-  if (pkt->first_fragment) return TGW_REASON_IP_FRAGMENT;
-  if (reason != 0) return reason;
-  const struct tgw_edge_flow_ref *ref = bpf_map_lookup_elem(&tgw_edge_flows, &flow_id);
-  if (!ref) return TGW_REASON_EDGE_UNKNOWN_FLOW;
-  const struct tgw_edge_flow *f = live_flow(ref->slot);
-  /* Another flow's: a recycled hash element read in flight (tgw/edge.h). */
-  if (!f || f->flow_id != flow_id) return TGW_REASON_EDGE_UNKNOWN_FLOW;
-  if (!tgw_supervisor_alive(tgw_now_ns())) return TGW_REASON_EDGE_LIVENESS;
-  struct tgw_edge_flow_stats *st = flow_stats(f);
-
-  /* What goes out of the checksum with the headers: the data header, and ChannelData's. */
-  const __u8 *p = data + TGW_ETH_HLEN + pkt->ip_hlen + TGW_UDP_HLEN;
-  __u32 removed = 0;
-  if (pkt->ip_hlen > TGW_IPV6_HLEN) return TGW_REASON_EDGE_UNSUPPORTED; /* for the verifier */
-  __be16 channel = 0;
-  if (kind == TGW_EDGE_IN_RELAYED) {
-    if (p + TGW_CHANNELDATA_HLEN + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
-    removed = tgw_csum_add_words(0, p, (TGW_CHANNELDATA_HLEN + TGW_DATA_HLEN) / 2);
-    channel = (__be16)tgw_load16(p);
-  } else {
-    if (p + TGW_DATA_HLEN > data_end) return TGW_REASON_EDGE_BAD_FRAME;
-    removed = tgw_csum_add_words(0, p, TGW_DATA_HLEN / 2);
-  }
-  /* Only the flow's peer sends its data (tgw/edge.h, tgw_edge_flow sources). */
-  reason = tgw_edge_check_source(f, pkt, kind == TGW_EDGE_IN_RELAYED, channel);
-  if (reason != 0) {
-    st->drop_other += 1;
-    return reason;
-  }
-  if (tgw_edge_strip_pad(data, data_end, pkt, pad_len, &removed) != 0) {
-    st->drop_other += 1;
-    return TGW_REASON_EDGE_BAD_FRAME;
-  }
-  if (pkt->partial_check) sum_payload(ctx, pkt, hdr_len);
-  struct tgw_edge_plan plan;
-  reason = tgw_edge_plan_in(pkt, f, hdr_len, tgw_edge_fold16(removed), &plan);
-  if (reason != 0) {
-    st->drop_other += 1;
-    return reason;
-  }
-  const struct tgw_edge_hop *nh = 0;
-  __u32 lan_mtu = 0;
-  reason = next_hop(ctx, f, TGW_EDGE_DIR_IN, &plan, &nh, &lan_mtu);
-  if (reason == 0 && !nh) reason = TGW_REASON_EDGE_FIB_FAILED;
-  if (reason != 0) {
-    st->drop_other += 1; /* TOO_BIG_DROP: larger than the LAN's MTU */
-    return reason;
-  }
-  int relayed = kind == TGW_EDGE_IN_RELAYED;
-  reason = rewrite(ctx, pkt, &plan, nh,
-                   relayed ? TGW_REASON_EDGE_IN_RELAY : TGW_REASON_EDGE_IN_DIRECT, verdict);
-  if (*verdict == TGW_VERDICT_DROP || *verdict == TGW_VERDICT_ABORTED) {
-    st->drop_other += 1;
-  } else if (relayed) {
-    st->in_relay_packets += 1;
-    st->in_relay_bytes += plan.payload_len;
-  } else {
-    st->in_direct_packets += 1;
-    st->in_direct_bytes += plan.payload_len;
-  }
-  return reason;
+static __always_inline const struct tgw_edge_socket *tgw_be_edge_socket(
+    struct xdp_md *ctx, const struct tgw_edge_endpoint *key) {
+  (void)ctx;
+  return bpf_map_lookup_elem(&tgw_edge_sockets, key);
 }
 
-static __always_inline __u32 handle_packet(struct xdp_md *ctx, __u32 *family, __u32 *verdict) {
-  const __u8 *data = (const __u8 *)(long)ctx->data;
-  const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
-  struct tgw_edge_pkt pkt;
-  *verdict = TGW_VERDICT_PASS;
-  __u32 reason = tgw_edge_parse(data, data_end, &pkt);
-  *family = pkt.family;
-  if (reason != 0) return reason;
-  if (pkt.trailer_len > TGW_EDGE_TRAILER_MAX) return TGW_REASON_EDGE_UNSUPPORTED;
-  /* What looks like our data (a data frame, or ChannelData: first byte 0x0C or 0x40..0x4F)
-   * is looked up in tgw_edge_sockets first, the rest in tgw_edge_locals first: the common
-   * packet of either direction costs one hash lookup, not a miss and a hit. Both are tried
-   * either way: a wrong guess costs only the miss. */
-  const __u8 *payload = data + TGW_ETH_HLEN + (pkt.ip_hlen & 0x3Fu) + TGW_UDP_HLEN;
-  int data_like = payload + 1 <= data_end &&
-                  (payload[0] == TGW_FRAME_DATA || (payload[0] & 0xF0u) == 0x40u);
-  if (data_like && bpf_map_lookup_elem(&tgw_edge_sockets, &pkt.dst))
-    return handle_in(ctx, &pkt, verdict);
-  const struct tgw_edge_local *local = bpf_map_lookup_elem(&tgw_edge_locals, &pkt.dst);
-  if (local) return handle_out(ctx, &pkt, local, verdict);
-  if (!data_like && bpf_map_lookup_elem(&tgw_edge_sockets, &pkt.dst))
-    return handle_in(ctx, &pkt, verdict);
-  return TGW_REASON_EDGE_NOT_OURS;
+static __always_inline const struct tgw_edge_flow_ref *tgw_be_edge_flow_ref(struct xdp_md *ctx,
+                                                                           const __u32 *flow_id) {
+  (void)ctx;
+  return bpf_map_lookup_elem(&tgw_edge_flows, flow_id);
 }
+
+static __always_inline int tgw_be_alive(struct xdp_md *ctx, __u64 now) {
+  (void)ctx;
+  return tgw_supervisor_alive(now);
+}
+
+#include "tgw/edge_logic.h"
 
 SEC("xdp")
 int tgw_edge(struct xdp_md *ctx) {
@@ -435,7 +228,7 @@ int tgw_edge(struct xdp_md *ctx) {
   __u64 bytes = (__u64)(ctx->data_end - ctx->data);
   __u32 family = TGW_FAMILY_OTHER;
   __u32 verdict = TGW_VERDICT_PASS;
-  __u32 reason = handle_packet(ctx, &family, &verdict);
+  __u32 reason = tgw_edge_handle(ctx, &family, &verdict);
   return tgw_xdp_exit(bytes, family, verdict, reason);
 }
 

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /* What both XDP programs (stun_responder.bpf.c, relay.bpf.c) have in common: the STUN
- * responder's maps and .rodata config, the STUN Binding answer (lookup, resize, write); the
- * counting exit is xdp_exit.bpf.h's. BPF C only: it declares maps, so it
- * is included once per program and lives outside the shared include/tgw headers. */
+ * responder's maps and .rodata config, and the STUN backend functions over them
+ * (tgw/stun_logic.h: ports, endpoint lookup, answer budget); the answer itself is
+ * tgw_answer_stun() (tgw/stun_logic.h), the counting exit xdp_exit.bpf.h's. BPF C only: it
+ * declares maps, so it is included once per program and lives outside the shared
+ * include/tgw headers. */
 #ifndef TGW_XDP_PROGRAM_BPF_H
 #define TGW_XDP_PROGRAM_BPF_H
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "backend.bpf.h"
 #include "clock.bpf.h"
 #include "xdp_exit.bpf.h"
 #include "tgw/stun_responder.h"
@@ -39,8 +42,9 @@ struct {
 } tgw_stun_budget SEC(".maps");
 
 /* Spends one answer of the request's source prefix. 1: answer; 0: over budget. */
-static __always_inline int tgw_xdp_stun_budget(const struct tgw_stun_plan *plan,
-                                               const struct tgw_stun_request *req) {
+static __always_inline int tgw_be_stun_budget(struct xdp_md *ctx, const struct tgw_stun_plan *plan,
+                                              const struct tgw_stun_request *req) {
+  (void)ctx;
   struct tgw_budget_config cfg;
   cfg.interval_ns = tgw_stun_cfg.budget.interval_ns;
   cfg.tolerance_ns = tgw_stun_cfg.budget.tolerance_ns;
@@ -66,46 +70,18 @@ static __always_inline int tgw_xdp_stun_budget(const struct tgw_stun_plan *plan,
 
 /* Copies the ports out of .rodata through volatile reads: passing a pointer to the const
  * object would let clang fold the loads to the zero initializer. */
-static __always_inline void tgw_xdp_stun_ports(__be16 ports[TGW_STUN_MAX_PORTS]) {
+static __always_inline void tgw_be_stun_ports(struct xdp_md *ctx, __be16 ports[TGW_STUN_MAX_PORTS]) {
+  (void)ctx;
   for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
 }
 
-/* Answers a request tgw_stun_classify() accepted (RFC 8489, or RFC 3489 when plan->classic),
- * in place. Sets *verdict (only when the frame was touched) and returns the reason. */
-static __always_inline __u32 tgw_xdp_answer_stun(struct xdp_md *ctx, struct tgw_stun_plan *plan,
-                                                 const struct tgw_stun_request *req,
-                                                 __u32 *verdict) {
-  /* The one map lookup per answered packet: the endpoint the request arrived on. Without
-   * it userspace answers, so the answer is the same whichever side makes it. */
-  struct tgw_stun_endpoint_key key;
-  tgw_stun_endpoint_key_of(plan, req, &key);
-  const struct tgw_stun_endpoint *ep = bpf_map_lookup_elem(&tgw_stun_endpoints, &key);
-  if (!ep) return TGW_REASON_STUN_UNKNOWN_ENDPOINT;
-  __u32 reason = tgw_stun_plan_endpoint(plan, ep);
-  if (reason != TGW_REASON_STUN_BINDING_ANSWERED) return reason; /* frame untouched: pass */
-  if (!tgw_xdp_stun_budget(plan, req)) {
-    *verdict = TGW_VERDICT_DROP;
-    return TGW_REASON_STUN_OVER_BUDGET;
-  }
-
-  /* Resize to the response's length. Grow at the head first: XDP guarantees
-   * XDP_PACKET_HEADROOM there, while tailroom depends on the driver (veth running XDP on a
-   * locally sent skb was seen to have none). Trailing Ethernet padding is cut at the tail. */
-  int grow = (int)plan->out_len - (int)bpf_xdp_get_buff_len(ctx);
-  if (grow > 0) {
-    if (bpf_xdp_adjust_head(ctx, -grow) != 0 && bpf_xdp_adjust_tail(ctx, grow) != 0)
-      return TGW_REASON_RESIZE_FAILED; /* the request is intact: userspace answers it */
-  } else if (grow < 0) {
-    if (bpf_xdp_adjust_tail(ctx, grow) != 0) return TGW_REASON_RESIZE_FAILED;
-  }
-  /* The resize invalidated every packet pointer: reload them. The response is written from
-   * the saved request only, so it does not matter which end moved. */
-  reason = tgw_stun_respond((__u8 *)(long)ctx->data, (const __u8 *)(long)ctx->data_end, plan,
-                            req, ep);
-  /* RESPOND_FAILED (a bug) writes nothing, but the frame may have grown at the head: it is
-   * no longer the request, so it is dropped, loudly (XDP_ABORTED fires a tracepoint). */
-  *verdict = tgw_stun_answered(reason) ? TGW_VERDICT_TX : TGW_VERDICT_ABORTED;
-  return reason;
+/* The endpoint a request arrived on (tgw_stun_endpoints), or NULL: userspace answers. */
+static __always_inline const struct tgw_stun_endpoint *tgw_be_stun_endpoint(
+    struct xdp_md *ctx, const struct tgw_stun_endpoint_key *key) {
+  (void)ctx;
+  return bpf_map_lookup_elem(&tgw_stun_endpoints, key);
 }
+
+#include "tgw/stun_logic.h"
 
 #endif /* TGW_XDP_PROGRAM_BPF_H */

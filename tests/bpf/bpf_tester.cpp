@@ -122,12 +122,8 @@ std::string layerOf(const Bytes& f, size_t off) {
   auto at = [](const char* layer, size_t rel) { return std::string(layer) + " +" + std::to_string(rel); };
   if (off < 12) return at("Ethernet addresses", off);
   if (f.size() < 14) return at("frame", off);
-  size_t l3 = 14;
-  uint16_t type = get16(f, 12);
-  if (type == kEtherVlan && f.size() >= 18) {
-    type = get16(f, 16);
-    l3 = 18;
-  }
+  uint16_t type = 0;
+  const size_t l3 = l3Offset(f, &type);
   if (off < l3) return at("Ethernet type/VLAN", off - 12);
   size_t l4 = 0;
   uint8_t proto = 0;
@@ -209,13 +205,9 @@ std::string byteDiff(const Bytes& got, const Bytes& want) {
 
 std::string checkFrameChecksums(const Bytes& f, Checksums rule) {
   if (f.size() < 14) return "frame shorter than Ethernet";
-  size_t l3 = 14;
-  uint16_t type = get16(f, 12);
-  if (type == kEtherVlan) {
-    if (f.size() < 18) return "short VLAN tag";
-    type = get16(f, 16);
-    l3 = 18;
-  }
+  uint16_t type = 0;
+  const size_t l3 = l3Offset(f, &type);
+  if (f.size() < l3) return "short VLAN tag";
   uint8_t proto = 0;
   size_t l4 = 0, end = 0;
   Bytes pseudo;

@@ -41,6 +41,7 @@
 #include "tests/bpf/packet_builder.h"
 #include "tests/bpf/turn_netns.h"
 #include "tgw/edge.h"
+#include "tests/bpf/user_backend.h"
 #include "tgw/stats.h"
 
 // The skeleton names the structs of its maps' values: declared first (tgw/edge.h).
@@ -1384,11 +1385,18 @@ TEST_F(EdgeXdpTest, NotOursGoesUpUntouched) {
   const Bytes tcp = ethernet(Ethernet{kGwMac, kAppMac, std::nullopt}, kEtherIpv4,
                              ipv4(ip, kProtoTcp, Bytes(20, 0)));
   expectUntouched(tcp, XDP_PASS, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_NOT_UDP});
-  // A VLAN-tagged datagram to the local endpoint: not rewritten.
-  const Bytes vlan = udpFrame4(Ethernet{kGwMac, kAppMac, 100}, ip,
-                               Udp{kApp4.port(), kLocal4.port(), std::nullopt}, appData(10));
+  // A VLAN-tagged datagram to the local endpoint: not rewritten (tgw/parse.h reads the tag,
+  // so the family is known; the next hop would name no VLAN).
+  const Udp toLocal{kApp4.port(), kLocal4.port(), std::nullopt};
+  const Bytes vlan = udpFrame4(Ethernet{kGwMac, kAppMac, 100}, ip, toLocal, appData(10));
   expectUntouched(vlan, XDP_PASS,
-                  {TGW_FAMILY_OTHER, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
+  // Two tags (802.1ad + 802.1Q): the same.
+  Ethernet qinq{kGwMac, kAppMac, 100};
+  qinq.outerTci = 200;
+  const Bytes qinqFrame = udpFrame4(qinq, ip, toLocal, appData(10));
+  expectUntouched(qinqFrame, XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_UNSUPPORTED});
   EXPECT_EQ(flowCounts(kSlot), FlowCounts{});
 }
 
@@ -1399,7 +1407,15 @@ TEST_F(EdgeXdpTest, ShortAndMalformedFramesGoUp) {
   // (Shorter than an Ethernet header: BPF_PROG_TEST_RUN refuses it, as drivers do.)
   expectUntouched(Bytes(full.begin(), full.begin() + 30), XDP_PASS,
                   {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_TRUNCATED});
+  // Cut inside the UDP header: the IP length says more than the frame has, which the one
+  // parser (tgw/parse.h) checks before the UDP header, as the STUN responder always did.
   expectUntouched(Bytes(full.begin(), full.begin() + 38), XDP_PASS,
+                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L3_TRUNCATED});
+  // The IP length and the frame agree, and end inside the UDP header.
+  Bytes shortUdp(full.begin(), full.begin() + 38);
+  shortUdp[TGW_ETH_HLEN + 2] = 0;
+  shortUdp[TGW_ETH_HLEN + 3] = 24;
+  expectUntouched(shortUdp, XDP_PASS,
                   {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_L4_TRUNCATED});
   // The IP length says more than the frame has.
   expectUntouched(Bytes(full.begin(), full.end() - 1), XDP_PASS,
@@ -1746,6 +1762,87 @@ TEST(EdgeHeader, TooLongIsDropped) {
 TEST(EdgeReasons, AllNamed) {
   for (uint32_t r = TGW_REASON_EDGE_OUT_DIRECT; r < TGW_REASON_COUNT; r++)
     EXPECT_STRNE(tgw_reason_name(r), "unknown") << r;
+}
+
+// ---- the same logic built for userspace (tgw/edge_logic.h, tests/bpf/user_backend.h) ---------
+//
+// What a DPDK backend runs: tgw_edge_handle() on a byte buffer, the tables read from this
+// program's own maps, the next hop given. Each frame runs through BPF_PROG_TEST_RUN and through
+// the userspace build; verdict, reason, output bytes and the flow's counters must agree.
+
+uint32_t xdpAction(uint32_t verdict) {
+  switch (verdict) {
+    case TGW_VERDICT_TX: return XDP_TX;
+    case TGW_VERDICT_DROP: return XDP_DROP;
+    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
+    case TGW_VERDICT_REDIRECT: return XDP_REDIRECT;
+    default: return XDP_PASS;
+  }
+}
+
+TEST_F(EdgeXdpTest, UserspaceBuildMatchesXdp) {
+  addLocal(kLocal4, kFlow);
+  addLocal(kLocal6, kFlow6);
+  setFlow(kFlow, direct4());
+  setFlow(kFlow6, relay6());
+  UserBackend be;
+  userBackendMaps(progFd(), be);
+  struct Case {
+    const char* name;
+    Bytes in;
+    Mac nextMac;  // where the program's bpf_fib_lookup sends it
+    uint32_t reason;
+    uint64_t FlowCounts::*counter;  // the flow counter that moves by one packet, or none
+  };
+  const Bytes data = appData(37);
+  Ethernet tagged{kGwMac, kAppMac, 5};
+  Ipv4 app;
+  app.src = ip4(kApp4);
+  app.dst = ip4(kLocal4);
+  const std::vector<Case> cases = {
+      {"out direct v4", frame(kGwMac, kAppMac, kApp4, kLocal4, data), kPeerMac,
+       TGW_REASON_EDGE_OUT_DIRECT, &FlowCounts::outDirectPackets},
+      {"out direct v4, partial checksum",
+       withPartialChecksum(frame(kGwMac, kAppMac, kApp4, kLocal4, data)), kPeerMac,
+       TGW_REASON_EDGE_OUT_DIRECT, &FlowCounts::outDirectPackets},
+      {"in direct v4", frame(kGwMac, kPeerMac, kPeer4, kSock4, dataFrame(kFlow, data)), kAppMac,
+       TGW_REASON_EDGE_IN_DIRECT, &FlowCounts::inDirectPackets},
+      {"out relay v6", frame(kGwMac, kAppMac, kApp6, kLocal6, data), kPeerMac,
+       TGW_REASON_EDGE_OUT_RELAY, &FlowCounts::outRelayPackets},
+      {"control to our socket", frame(kGwMac, kPeerMac, kPeer4, kSock4, stun(Stun{})), kPeerMac,
+       TGW_REASON_EDGE_CONTROL, nullptr},
+      {"not ours", frame(kGwMac, kAppMac, kApp4, sa("198.18.0.1:5001"), data), kPeerMac,
+       TGW_REASON_EDGE_NOT_OURS, nullptr},
+      {"VLAN tagged", udpFrame4(tagged, app, Udp{kApp4.port(), kLocal4.port(), std::nullopt}, data),
+       kPeerMac, TGW_REASON_EDGE_UNSUPPORTED, nullptr},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const uint32_t slot = c.reason == TGW_REASON_EDGE_OUT_RELAY ? kSlot6 : kSlot;
+    const FlowCounts before = flowCounts(slot);
+    const XdpRun x = tester_->run(c.in);
+    const FlowCounts after = flowCounts(slot);
+    be.load(c.in);
+    be.ingress = ifindex0_;
+    be.flowStats = tgw_edge_flow_stats{};
+    be.edgeHop = tgw_edge_hop{};
+    std::copy(c.nextMac.begin(), c.nextMac.end(), be.edgeHop.dmac);
+    std::copy(kGwMac.begin(), kGwMac.end(), be.edgeHop.smac);
+    be.edgeHop.ifindex = ifindex0_;
+    uint32_t family = TGW_FAMILY_OTHER, verdict = TGW_VERDICT_PASS;
+    const uint32_t reason = tgw_edge_handle(&be, &family, &verdict);
+    EXPECT_EQ(tgw_reason_name(reason), std::string(tgw_reason_name(c.reason)));
+    EXPECT_EQ(xdpAction(verdict), x.retval);
+    EXPECT_EQ(hex(be.frame()), hex(x.out));
+    const uint64_t userPackets = be.flowStats.out_direct_packets + be.flowStats.in_direct_packets +
+                                 be.flowStats.out_relay_packets + be.flowStats.in_relay_packets;
+    if (c.counter != nullptr) {
+      EXPECT_EQ(after.*(c.counter) - before.*(c.counter), 1u);
+      EXPECT_EQ(userPackets, 1u);
+    } else {
+      EXPECT_EQ(userPackets, 0u);
+    }
+  }
 }
 
 }  // namespace

@@ -36,6 +36,10 @@ static void append(Bytes& b, const Bytes& tail) { b.insert(b.end(), tail.begin()
 Bytes ethernet(const Ethernet& eth, uint16_t etherType, const Bytes& payload) {
   Bytes b(eth.dst.begin(), eth.dst.end());
   b.insert(b.end(), eth.src.begin(), eth.src.end());
+  if (eth.outerTci) {
+    put16(b, eth.outerTpid);
+    put16(b, *eth.outerTci);
+  }
   if (eth.vlanTci) {
     put16(b, kEtherVlan);
     put16(b, *eth.vlanTci);
@@ -43,6 +47,20 @@ Bytes ethernet(const Ethernet& eth, uint16_t etherType, const Bytes& payload) {
   put16(b, etherType);
   append(b, payload);
   return b;
+}
+
+size_t l3Offset(const Bytes& f, uint16_t* etherType) {
+  *etherType = 0;
+  size_t l3 = 14;
+  if (f.size() < l3) return l3;
+  uint16_t type = get16(f, 12);
+  for (int tags = 0; tags < 2 && (type == kEtherVlan || type == kEtherQinq); tags++) {
+    if (f.size() < l3 + 4) return l3 + 4;
+    type = get16(f, l3 + 2);
+    l3 += 4;
+  }
+  *etherType = type;
+  return l3;
 }
 
 Bytes ipv4(const Ipv4& ip, uint8_t protocol, const Bytes& payload) {
@@ -224,13 +242,8 @@ Bytes expectedBindingResponse6(const Ethernet& eth, const Ipv6& ip, const Udp& u
 
 std::string checkUdpFrameChecksums(const Bytes& f) {
   if (f.size() < 14) return "frame shorter than Ethernet";
-  size_t l3 = 12;
-  uint16_t type = get16(f, l3);
-  l3 += 2;
-  if (type == kEtherVlan) {
-    type = get16(f, l3 + 2);
-    l3 += 4;
-  }
+  uint16_t type = 0;
+  const size_t l3 = l3Offset(f, &type);
   if (type == kEtherIpv4) {
     if (f.size() < l3 + 20) return "short IPv4 header";
     const size_t hlen = (f[l3] & 0x0F) * 4u;

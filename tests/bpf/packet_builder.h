@@ -21,7 +21,8 @@ using Tid = std::array<uint8_t, 12>;
 inline constexpr uint16_t kEtherIpv4 = 0x0800;
 inline constexpr uint16_t kEtherIpv6 = 0x86DD;
 inline constexpr uint16_t kEtherArp = 0x0806;
-inline constexpr uint16_t kEtherVlan = 0x8100;
+inline constexpr uint16_t kEtherVlan = 0x8100;  // IEEE 802.1Q tag
+inline constexpr uint16_t kEtherQinq = 0x88A8;  // IEEE 802.1ad service tag
 inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;
 inline constexpr uint8_t kIpv6HopByHop = 0;
@@ -37,11 +38,20 @@ void put32(Bytes& b, uint32_t v);
 uint16_t get16(const Bytes& b, size_t off);
 
 struct Ethernet {
+  Ethernet() = default;
+  // (dst, src, 802.1Q tag): no outer tag; set outerTci for QinQ.
+  Ethernet(const Mac& d, const Mac& s, std::optional<uint16_t> tci) : dst(d), src(s), vlanTci(tci) {}
   Mac dst{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};  // the relay
   Mac src{0x02, 0x00, 0x00, 0x00, 0x00, 0x02};  // the client (or its router)
   std::optional<uint16_t> vlanTci;               // one 802.1Q tag when set
+  std::optional<uint16_t> outerTci;              // an outer tag in front of it (QinQ) when set
+  uint16_t outerTpid = kEtherQinq;               // the outer tag's EtherType
 };
 Bytes ethernet(const Ethernet& eth, uint16_t etherType, const Bytes& payload);
+
+// Offset of the IP header of frame f behind up to two VLAN tags (0x8100 or 0x88A8), and
+// *etherType the EtherType found there (0 if f is too short for it).
+size_t l3Offset(const Bytes& f, uint16_t* etherType);
 
 struct Ipv4 {
   Ip4 src{198, 18, 0, 2};
@@ -115,7 +125,7 @@ Bytes expectedBindingResponse4(const Ethernet& eth, const Ipv4& ip, const Udp& u
 Bytes expectedBindingResponse6(const Ethernet& eth, const Ipv6& ip, const Udp& u, const Tid& tid,
                                const AnswerConfig& answer = {});
 
-// Validates an IPv4 or IPv6 UDP frame (optional VLAN): IP header checksum (v4) and UDP
+// Validates an IPv4 or IPv6 UDP frame (up to two VLAN tags): IP header checksum (v4) and UDP
 // checksum recomputed from the frame. Empty string if fine, else what is wrong.
 std::string checkUdpFrameChecksums(const Bytes& frame);
 

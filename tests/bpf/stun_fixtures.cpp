@@ -106,8 +106,8 @@ Bytes bytesOf(const std::array<uint8_t, N>& a) {
 }  // namespace
 
 size_t udpPayloadSize(const Bytes& frame) {
-  size_t l3 = 14;
-  if (frame.size() >= 14 && get16(frame, 12) == kEtherVlan) l3 += 4;
+  uint16_t type = 0;
+  const size_t l3 = l3Offset(frame, &type);
   if (frame.size() < l3 + 1) return 0;
   const size_t udp = (frame[l3] >> 4) == 4 ? l3 + 4u * (frame[l3] & 0x0Fu) : l3 + 40;
   if (frame.size() < udp + 8) return 0;
@@ -204,6 +204,20 @@ std::vector<Fixture> stunResponderFixtures() {
                         expect4(vlan, ip4, udp, tid), TGW_FAMILY_IPV4));
     f.push_back(answers("v6_vlan", udpFrame6(vlan, ip6, udp, bindingRequest()),
                         expect6(vlan, ip6, udp, tid), TGW_FAMILY_IPV6));
+    // Two tags (tgw/parse.h): an 802.1ad service tag and an 802.1Q one, both kept in the
+    // answer, as one tag is; also two 802.1Q tags (the older QinQ practice).
+    Ethernet qinq = vlan;
+    qinq.outerTci = 0x0123;
+    f.push_back(answers("v4_qinq", udpFrame4(qinq, ip4, udp, bindingRequest()),
+                        expect4(qinq, ip4, udp, tid), TGW_FAMILY_IPV4));
+    f.push_back(answers("v6_qinq", udpFrame6(qinq, ip6, udp, bindingRequest()),
+                        expect6(qinq, ip6, udp, tid), TGW_FAMILY_IPV6));
+    Ethernet dot1qTwice = qinq;
+    dot1qTwice.outerTpid = kEtherVlan;
+    Ipv4 maxOpts = ip4;
+    maxOpts.options = Bytes(40, 0x01);  // the longest header behind the most tags
+    f.push_back(answers("v4_dot1q_twice_ihl_15", udpFrame4(dot1qTwice, maxOpts, udp, bindingRequest()),
+                        expect4(dot1qTwice, maxOpts, udp, tid), TGW_FAMILY_IPV4));
   }
   {
     // Trailing Ethernet padding after the IP packet is trimmed from the response.
@@ -473,14 +487,21 @@ std::vector<Fixture> stunResponderFixtures() {
     f.push_back(passes("arp", arp, TGW_FAMILY_OTHER, TGW_REASON_NOT_IP));
     Ethernet qinq = eth;
     qinq.vlanTci = 0x0064;
-    // Two VLAN tags: the second tag's EtherType (0x8100) is not IP.
+    qinq.outerTci = 0x0123;
+    // Three VLAN tags: past the two the parser reads (tgw/parse.h), the third tag's
+    // EtherType (0x8100) is not IP.
     Bytes l3 = ipv4(ip4, kProtoUdp, udp4(ip4, udp, bindingRequest()));
     Bytes tagged;
     put16(tagged, 0x0065);
     put16(tagged, kEtherIpv4);
     tagged.insert(tagged.end(), l3.begin(), l3.end());
-    f.push_back(passes("double_vlan", ethernet(qinq, kEtherVlan, tagged), TGW_FAMILY_OTHER,
+    f.push_back(passes("triple_vlan", ethernet(qinq, kEtherVlan, tagged), TGW_FAMILY_OTHER,
                        TGW_REASON_NOT_IP));
+    Ethernet one = eth;
+    one.vlanTci = 0x0064;
+    Bytes cutSecond = ethernet(one, kEtherQinq, Bytes{0x00, 0x65, 0x08});  // second tag cut
+    f.push_back(passes("second_vlan_tag_truncated", cutSecond, TGW_FAMILY_OTHER,
+                       TGW_REASON_L2_TRUNCATED));
     // BPF_PROG_TEST_RUN refuses frames under 14 bytes, so the shortest case is a bare header.
     f.push_back(passes("v4_ethernet_header_only", ethernet(eth, kEtherIpv4, Bytes{}),
                        TGW_FAMILY_IPV4, TGW_REASON_L3_TRUNCATED));

@@ -47,7 +47,7 @@ std::vector<FixtureEndpoint> stunFixtureEndpoints();
 bool endpointEntry(const FixtureEndpoint& e, tgw_stun_endpoint_key* key,
                    tgw_stun_endpoint* value);
 
-// Bytes of the UDP payload (the STUN message) of an Ethernet (one optional VLAN tag) IPv4 or
+// Bytes of the UDP payload (the STUN message) of an Ethernet (up to two VLAN tags) IPv4 or
 // IPv6 UDP frame, from the UDP length field.
 size_t udpPayloadSize(const Bytes& frame);
 

@@ -28,6 +28,7 @@
 #include "tests/bpf/packet_builder.h"
 #include "tests/bpf/responder_options.h"
 #include "tests/bpf/turn_netns.h"
+#include "tests/bpf/user_backend.h"
 #include "tgw/stats.h"
 
 namespace tgw::testing {
@@ -415,6 +416,19 @@ TEST_F(TurnFastPathTest, UnsupportedFramesGoUp) {
   const Udp u{r4.client.port(), r4.server.port(), std::nullopt};
   const Bytes vlan = udpFrame4(Ethernet{kRelayMac, kClientMac, 100}, ip, u, cd);
   expectRun(vlan, XDP_PASS, vlan, {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
+  // Two tags (tgw/parse.h reads them): still not forwarded, as one tag is not.
+  Ethernet qinq{kRelayMac, kClientMac, 100};
+  qinq.outerTci = 200;
+  const Bytes qinqCd = udpFrame4(qinq, ip, u, cd);
+  expectRun(qinqCd, XDP_PASS, qinqCd,
+            {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
+  Ipv6 peer6;
+  peer6.src = ip6(r6.peer);
+  peer6.dst = ip6(r6.relayed);
+  const Bytes qinqPeer =
+      udpFrame6(qinq, peer6, Udp{r6.peer.port(), r6.relayed.port(), std::nullopt}, appData(8));
+  expectRun(qinqPeer, XDP_PASS, qinqPeer,
+            {TGW_FAMILY_IPV6, TGW_VERDICT_PASS, TGW_REASON_TURN_UNSUPPORTED});
   Ipv4 withOptions = ip;
   withOptions.options = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL
   const Bytes options = udpFrame4(Ethernet{kRelayMac, kClientMac, std::nullopt}, withOptions, u, cd);
@@ -914,6 +928,78 @@ TEST(RelayFastPathOptions, MaxChannelMustBeOneOfTheTwoRanges) {
   auto loaded = RelayFastPath::load(o);
   ASSERT_FALSE(loaded.ok());
   EXPECT_NE(loaded.error().message.find("neither 0x4FFF"), std::string::npos) << loaded.error().message;
+}
+
+// ---- the same logic built for userspace (tgw/relay_logic.h, tests/bpf/user_backend.h) --------
+//
+// What a DPDK backend runs: tgw_relay_handle() on a byte buffer, the tables read from this
+// program's own maps, the next hop given. Each frame runs through BPF_PROG_TEST_RUN and through
+// the userspace build; verdict, reason and output bytes must agree.
+
+uint32_t xdpAction(uint32_t verdict) {
+  switch (verdict) {
+    case TGW_VERDICT_TX: return XDP_TX;
+    case TGW_VERDICT_DROP: return XDP_DROP;
+    case TGW_VERDICT_ABORTED: return XDP_ABORTED;
+    case TGW_VERDICT_REDIRECT: return XDP_REDIRECT;
+    default: return XDP_PASS;
+  }
+}
+
+TEST_F(TurnFastPathTest, UserspaceBuildMatchesXdp) {
+  const TurnChannelRoute r4 = route4();
+  const TurnChannelRoute r6 = route6();
+  addAllocation(r4.allocation);
+  addAllocation(r6.allocation);
+  addChannel(r4);
+  addChannel(r6);
+  UserBackend be;
+  userBackendMaps(relay_->programFd(), be);
+  gUserStunPorts[0] = htons(kStunPort);
+  gUserTurnConfig = tgw_turn_config{kRelayPortMin, kRelayPortMax, 0, 0};
+  struct Case {
+    const char* name;
+    Bytes in;
+    Mac nextMac;  // where the program's bpf_fib_lookup sends it
+    uint32_t reason;
+    std::vector<std::string> moved;  // allocation counters the userspace build moves
+  };
+  const Bytes data = appData(21);
+  const std::vector<Case> cases = {
+      {"channel data to peer v4",
+       frame(kRelayMac, kClientMac, r4.client, r4.server, channelData(r4.channel, data, {0, 0, 0})),
+       kPeerMac, TGW_REASON_TURN_TO_PEER,
+       {"allocation 1 to_peer_packets", "allocation 1 to_peer_bytes"}},
+      {"peer to client v6", frame(kRelayMac, kPeerMac, r6.peer, r6.relayed, data), kClientMac,
+       TGW_REASON_TURN_TO_CLIENT, {"allocation 2 to_client_packets", "allocation 2 to_client_bytes"}},
+      {"channel data to peer v6",
+       frame(kRelayMac, kClientMac, r6.client, r6.server, channelData(r6.channel, data)), kPeerMac,
+       TGW_REASON_TURN_TO_PEER, {"allocation 2 to_peer_packets", "allocation 2 to_peer_bytes"}},
+      {"unknown channel", frame(kRelayMac, kClientMac, r4.client, r4.server, channelData(0x4444, data)),
+       kPeerMac, TGW_REASON_TURN_UNKNOWN_CHANNEL, {}},
+      {"binding request",
+       frame(kRelayMac, kClientMac, r4.client, r4.server, stun(Stun{})), kClientMac,
+       TGW_REASON_STUN_BINDING_ANSWERED, {}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const XdpRun x = run(c.in);
+    be.load(c.in);
+    be.ingress = ifindex0_;
+    be.counts.clear();
+    be.turnHop = tgw_turn_nexthop{};
+    std::copy(c.nextMac.begin(), c.nextMac.end(), be.turnHop.dmac);
+    std::copy(kRelayMac.begin(), kRelayMac.end(), be.turnHop.smac);
+    be.turnHop.ifindex = ifindex0_;
+    tgw_turn_scratch scr{};
+    uint32_t family = TGW_FAMILY_OTHER, verdict = TGW_VERDICT_PASS;
+    const uint32_t reason = tgw_relay_handle(&be, &scr, &family, &verdict);
+    EXPECT_EQ(tgw_reason_name(reason), std::string(tgw_reason_name(c.reason)));
+    EXPECT_EQ(xdpAction(verdict), x.retval);
+    EXPECT_EQ(hex(be.frame()), hex(x.out));
+    for (const std::string& m : c.moved) EXPECT_GT(be.counts[m], 0u) << m;
+    EXPECT_EQ(be.counts.size(), c.moved.size());
+  }
 }
 
 }  // namespace

@@ -51,7 +51,10 @@ def frame(family, sport, dport, payload, vlan=False, check=True, partial=False, 
     else:
         hdr = struct.pack('>IHBB16s16s', 0x60000000, len(seg), 17, 64, src, dst)
         eth = 0x86DD
-    l2 = MACS + (struct.pack('>HH', 0x8100, 7) if vlan else b'') + struct.pack('>H', eth)
+    # vlan: True or 1 for one 802.1Q tag, 2 for an 802.1ad tag in front of it (QinQ)
+    tags = (struct.pack('>HH', 0x88A8, 9) if vlan == 2 else b'') + \
+        (struct.pack('>HH', 0x8100, 7) if vlan else b'')
+    l2 = MACS + tags + struct.pack('>H', eth)
     return l2 + hdr + seg + trailer
 
 
@@ -78,6 +81,8 @@ STUN = {
     'binding-v4': frame(4, 50000, 3478, BINDING),
     'binding-v6': frame(6, 50000, 3479, BINDING),
     'binding-v4-vlan': frame(4, 50000, 3478, BINDING, vlan=True),
+    'binding-v4-qinq': frame(4, 50000, 3478, BINDING, vlan=2, options=b'\x01' * 40),
+    'binding-v6-qinq': frame(6, 50000, 3479, BINDING, vlan=2),
     'binding-v4-options': frame(4, 50000, 3478, BINDING, options=b'\x01\x01\x01\x00'),
     'binding-v4-padded': frame(4, 50000, 3478, BINDING, trailer=b'\x00' * 8),
     'binding-attrs': frame(4, 50000, 3478, stun(attrs=struct.pack('>HHI', 0x8028, 4, 0))),
@@ -161,6 +166,7 @@ TURN = {
     'cd-v4-eth-trailer': frame(4, 50000, 3478, chandata(0x4001, b''), trailer=b'\x00' * 14),
     'cd-rfc5766': frame(4, 50000, 3478, chandata(0x7001, b'wide range')),
     'cd-vlan': frame(4, 50000, 3478, CD, vlan=True),
+    'cd-qinq': frame(6, 50000, 3478, CD, vlan=2),
     'cd-truncated': frame(4, 50000, 3478, struct.pack('>HH', 0x4001, 40) + b'short'),
     'cd-bad-padding': frame(6, 50000, 3478, chandata(0x4001, b'a', 4)),
     'peer-v4': frame(4, 5000, 50001, b'from the peer', swap=True),
@@ -196,6 +202,7 @@ EDGE = {
     'out-v4-trailer': frame(4, 5555, 7000, b'', trailer=b'\x00' * 18),
     'out-v4-options': frame(4, 5555, 7000, b'opt', options=b'\x01\x01\x01\x00'),
     'vlan': frame(4, 5555, 7000, b'tagged', vlan=True),
+    'qinq': frame(4, 5555, 7000, b'tagged twice', vlan=2),
     'truncated-l4': frame(6, 5555, 7000, b'to the peer')[:58],
     'arp': MACS + b'\x08\x06' + b'\x00' * 28,
     'bad-ip-checksum': patch(frame(4, 5555, 7000, b'to the peer', swap=True), 24, b'\x00\x00'),

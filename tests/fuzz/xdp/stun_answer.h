@@ -42,7 +42,8 @@ inline void stunPorts(__be16 ports[TGW_STUN_MAX_PORTS]) {
 inline void answerAndCheck(Frame& in, struct tgw_stun_plan plan, const struct tgw_stun_request& req,
                            bool rfc5780) {
   XDP_FUZZ_CHECK(plan.family == TGW_FAMILY_IPV4 || plan.family == TGW_FAMILY_IPV6);
-  XDP_FUZZ_CHECK(plan.l3_off == TGW_ETH_HLEN || plan.l3_off == TGW_ETH_HLEN + TGW_VLAN_HLEN);
+  XDP_FUZZ_CHECK(plan.l3_off == TGW_ETH_HLEN || plan.l3_off == TGW_ETH_HLEN + TGW_VLAN_HLEN ||
+                 plan.l3_off == TGW_ETH_HLEN + 2 * TGW_VLAN_HLEN);
   const uint8_t* rip = in.data() + plan.l3_off;
   const uint8_t* rudp = in.data() + plan.l4_off;
   XDP_FUZZ_CHECK(plan.l4_off + TGW_UDP_HLEN + TGW_STUN_HEADER_LEN <= in.size());

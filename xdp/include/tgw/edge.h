@@ -51,7 +51,7 @@
  * forwarding across a restart; the new tgwd waits one grace period before its first write.
  *
  * All addresses: IPv4 in the first 4 bytes of 16, the rest zero. Ports and channel in
- * network order. Valid as BPF C, C11 and C++20. */
+ * network order. The keys and values are in tgw/edge_layout.h. Valid as BPF C, C11 and C++20. */
 #ifndef TGW_EDGE_H
 #define TGW_EDGE_H
 
@@ -60,154 +60,11 @@
 #include "tgw/channel_data.h"
 #include "tgw/compat.h"
 #include "tgw/demux.h"
+#include "tgw/edge_layout.h"
 #include "tgw/frames.h"
 #include "tgw/net.h"
+#include "tgw/parse.h"
 #include "tgw/stats.h"
-
-/* tgw_edge_flow.path_kind (values as dataplane::PathKind). */
-#define TGW_EDGE_PATH_NONE 0   /* no usable path: data dropped (TGW_EDGE_STAT no_path) */
-#define TGW_EDGE_PATH_DIRECT 1 /* UDP from src to dst, the data frame as the payload */
-#define TGW_EDGE_PATH_RELAY 2  /* ChannelData(channel) to our TURN server at dst */
-
-/* An endpoint: the key of tgw_edge_locals and tgw_edge_sockets. Zeroed before filled. */
-struct tgw_edge_endpoint {
-  __u8 addr[16];
-  __be16 port;
-  __u8 family; /* enum tgw_family */
-  __u8 pad;
-};
-
-/* Value of tgw_edge_locals (hash, key: a flow's local endpoint): the flow it belongs to and
- * that flow's slot (tgw_edge_heads, tgw_edge_paths, tgw_edge_flow_stats). */
-struct tgw_edge_local {
-  __u32 flow_id; /* host order */
-  __u32 slot;
-};
-
-/* Value of tgw_edge_flows (hash, key: flow id, __u32 host order): the flow's slot. Written
- * when the flow is added, never changed while it lives. */
-struct tgw_edge_flow_ref {
-  __u32 slot;
-};
-
-/* Value of tgw_edge_heads (array, key: slot): which of the slot's two entries in
- * tgw_edge_paths is live (entry 2 * slot + (active & 1)). One byte: written whole. */
-struct tgw_edge_head {
-  __u8 active;
-};
-
-/* Value of tgw_edge_sockets (hash, key: one of our WAN sockets). */
-struct tgw_edge_socket {
-  __u32 flags; /* 0: reserved */
-};
-
-/* The peer endpoints a flow accepts plain data frames from (tgw_edge_flow.sources): a peer
- * rarely has more than a few live paths (IPv4 and IPv6, LAN and reflexive); the control
- * plane keeps the most recently confirmed ones. */
-#define TGW_EDGE_MAX_SOURCES 8
-
-/* Value of tgw_edge_paths (array, key: 2 * slot + 0 or 1): a flow's whole forwarding state,
- * immutable while a packet may be reading it (above). */
-struct tgw_edge_flow {
-  /* The path (out direction). */
-  __u8 path_kind;    /* TGW_EDGE_PATH_* */
-  __u8 path_family;  /* enum tgw_family of src/dst */
-  __be16 channel;    /* RELAY: the ChannelData channel bound to the peer's relayed address */
-  __u8 src[16];      /* our WAN socket's address */
-  __u8 dst[16];      /* DIRECT: the peer's endpoint; RELAY: our TURN server */
-  __be16 src_port;
-  __be16 dst_port;
-  __u16 path_mtu;    /* host order: largest IP packet on the path; 0: the egress MTU */
-  /* The local side (in direction). */
-  __u8 local_family; /* enum tgw_family of local/app */
-  __u8 pad0;
-  __u8 local[16];    /* the flow's local endpoint: source of delivered datagrams */
-  __u8 app[16];      /* the local application: their destination */
-  __be16 local_port;
-  __be16 app_port;
-  __u32 stats_slot;  /* index into tgw_edge_flow_stats: the flow's slot */
-  __u32 generation;  /* bumped by userspace on every write: (flow_id, generation) names
-                      * this version of the entry (tgw_edge_hop) */
-  __u32 flow_id;     /* host order; 0: no flow (an entry never written) */
-  /* Where the flow's data may come from (in direction, tgw_edge_source_allowed): only from
-   * the flow's peer. A data frame as plain UDP must come from one of `sources`, the peer's
-   * endpoints that answered authenticated disco (a pong), most recent first, the active
-   * path's and the others' (during a path switch frames still arrive on the previous
-   * path). ChannelData must come from our TURN server (`relay`) on `relay_channel`, the
-   * channel bound to the peer's relayed address. Anything else is dropped (edge_bad_source).
-   * Published with the path, in the same entry (no second publication scheme). */
-  struct tgw_edge_endpoint relay; /* family 0: no relay source */
-  __be16 relay_channel;           /* 0: none (no channel bound for the peer) */
-  __u8 source_count;              /* sources in use, at most TGW_EDGE_MAX_SOURCES */
-  __u8 pad1;
-  struct tgw_edge_endpoint sources[TGW_EDGE_MAX_SOURCES];
-};
-
-/* Value of tgw_edge_hops (per-CPU array, key: tgw_edge_hop_index(slot, direction)): the
- * next hop bpf_fib_lookup gave for a flow's packets in one direction, kept per CPU for
- * about a second (below), so a packet needs no lookup keyed by addresses. Valid only for
- * the entry it was looked up for (flow_id and generation: a path change, or another flow in
- * the slot, looks up again), the interface the packets arrive on and the current epoch
- * (tgw_nexthop_epoch, xdp/nexthop_epoch.bpf.h). flow_id 0: empty. A route, neighbour or MTU change reaches the fast
- * path within the lifetime; EdgeFastPath::flushNextHops makes it immediate by bumping the
- * epoch — one map write, and userspace never writes an entry a packet may be filling, so no
- * packet reads one half zeroed. TOS or port-based routing rules are not seen (the lookup
- * is made once per flow and direction). */
-struct tgw_edge_hop {
-  __u32 flow_id;
-  __u32 generation;
-  __u32 ingress;    /* the interface the packets arrive on */
-  __u32 ifindex;    /* the egress interface */
-  __u32 ok_len;     /* largest IP length the lookup accepted (its MTU check) */
-  __u8 dmac[6];
-  __u8 smac[6];
-  __u64 expires;    /* bpf_jiffies64() after which it is looked up again */
-  __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
-  __u32 pad;
-};
-/* The lifetime in jiffies is the kernel's HZ (CONFIG_HZ, from libbpf's kconfig): 1 s. The
- * jiffies counter is one load (the verifier inlines bpf_jiffies64), where a clock read is a
- * helper call (bpf_ktime_get_ns: about 45 ns per packet on these VMs). Where the kernel's
- * config cannot be read, EdgeFastPath gives libbpf CONFIG_HZ=250 (the lifetime is then
- * 0.25-2.5 s); TGW_EDGE_HOP_TTL_HZ_DEFAULT only guards against a CONFIG_HZ of 0. */
-#define TGW_EDGE_HOP_TTL_HZ_DEFAULT 1000
-#define TGW_EDGE_DIR_OUT 0u
-#define TGW_EDGE_DIR_IN 1u
-
-/* Value of tgw_edge_flow_stats (per-CPU array, one slot per flow). Bytes are application
- * payload bytes (tgw and ChannelData headers excluded). */
-struct tgw_edge_flow_stats {
-  __u64 out_direct_packets;
-  __u64 out_direct_bytes;
-  __u64 out_relay_packets;
-  __u64 out_relay_bytes;
-  __u64 in_direct_packets;  /* data frames delivered that arrived as plain UDP */
-  __u64 in_direct_bytes;
-  __u64 in_relay_packets;   /* ... that arrived inside ChannelData */
-  __u64 in_relay_bytes;
-  __u64 drop_no_path;       /* out, path_kind NONE (or RELAY with channel 0) */
-  __u64 drop_too_big;       /* out, larger than the path allows (see edge.bpf.c) */
-  __u64 drop_other;         /* everything else dropped for this flow (no route, bad frame,
-                             * not from the flow's application or not from its peer, too
-                             * long) */
-  __u64 pad;
-};
-
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_endpoint) == 20, "endpoint key without holes");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_local) == 8, "flow id and slot");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_ref) == 4, "slot");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_head) == 1, "one byte: a write cannot tear");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 276, "flow value without holes");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, relay) == 92, "relay at 92");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, sources) == 116, "sources at 116");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, src) == 4, "src at 4");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, flow_id) == 88, "flow id at 88");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_hop) == 48, "hop without holes");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_hop, epoch) == 40, "epoch at 40");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_hop, expires) == 32, "expiry at 32");
 
 /* A flow's next-hop cache entry for one direction (TGW_EDGE_DIR_*). */
 TGW_INLINE __u32 tgw_edge_hop_index(__u32 slot, __u32 dir) { return 2u * slot + dir; }
@@ -223,13 +80,6 @@ TGW_INLINE int tgw_edge_flow_is_local(const struct tgw_edge_flow *f,
   for (int i = 0; i < 16; i += 4) diff |= tgw_load32(f->local + i) ^ tgw_load32(dst->addr + i);
   return f->flow_id != 0 && diff == 0;
 }
-
-/* Map names (pinned under the pin directory by these names; the loader and tests use
- * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_heads, tgw_edge_paths,
- * tgw_edge_flow_stats, and tgw_stats (per (family, verdict, reason), tgw/stats.h). The
- * program also keeps tgw_edge_hops, its per-CPU, per-flow cache of bpf_fib_lookup's answers
- * (1 s): no state worth pinning; EdgeFastPath::flushNextHops (an epoch bump,
- * xdp/nexthop_epoch.bpf.h) applies a route or neighbour change at once. */
 
 /* ---- Forwarding logic (pure: no maps, no helpers) -------------------------------------------
  *
@@ -302,71 +152,57 @@ TGW_INLINE __u16 tgw_edge_fold16(__u32 sum) {
 /* Parses the frame up to the UDP header. Returns 0 (UDP, pkt filled) or the reason to pass
  * the frame up untouched: it is not IP/UDP the fast path can read (the kernel decides). */
 TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct tgw_edge_pkt *pkt) {
-  pkt->family = TGW_FAMILY_OTHER;
-  if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
-  __u16 proto = TGW_NTOHS(tgw_load16(data + 12));
-  if (proto == TGW_ETH_P_8021Q || proto == TGW_ETH_P_8021AD) return TGW_REASON_EDGE_UNSUPPORTED;
+  /* One parser for every program (tgw/parse.h): Ethernet, VLAN tags, IP, UDP. */
+  struct tgw_frame fr;
+  __u32 parsed = tgw_parse_udp_frame(data, data_end, 0, &fr);
+  pkt->family = fr.family;
+  if (parsed != 0) return parsed;
+  /* Tagged frames go to the kernel: the next hop (bpf_fib_lookup) names no VLAN. */
+  if (fr.vlans != 0) return TGW_REASON_EDGE_UNSUPPORTED;
   const __u8 *ip = data + TGW_ETH_HLEN;
   const __u8 *udp;
-  __u32 ip_len;
-  __u32 l4_len;
   const __u8 *daddr;
+  __u32 ip_len = fr.ip_len;
+  __u32 l4_len = fr.l4_len;
   for (int i = 0; i < 16; i += 4) {
     tgw_store32(pkt->dst.addr + i, 0);
     tgw_store32(pkt->src + i, 0);
   }
   pkt->unsupported = 0;
-  pkt->first_fragment = 0;
-  if (proto == TGW_ETH_P_IPV4) {
-    pkt->family = TGW_FAMILY_IPV4;
+  pkt->first_fragment = (__u8)fr.first_fragment;
+  if (fr.family == TGW_FAMILY_IPV4) {
+    /* The UDP header in the IP packet: a first fragment's length field is not checked below. */
+    if (l4_len < TGW_UDP_HLEN) return TGW_REASON_L3_MALFORMED;
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return TGW_REASON_L3_TRUNCATED;
-    __u32 ihl = (__u32)(ip[0] & 0x0Fu) * 4u;
-    if ((ip[0] >> 4) != 4 || ihl < TGW_IPV4_HLEN_MIN) return TGW_REASON_L3_MALFORMED;
-    if (ip[9] != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
-    __u16 frag = TGW_NTOHS(tgw_load16(ip + 6));
-    if ((frag & 0x1FFFu) != 0) return TGW_REASON_IP_FRAGMENT; /* no UDP header here */
-    pkt->first_fragment = (frag & 0x2000u) != 0;
-    pkt->df = (frag & 0x4000u) != 0;
-    pkt->tos = ip[1];
-    ip_len = TGW_NTOHS(tgw_load16(ip + 2));
-    if (ip_len < ihl + TGW_UDP_HLEN) return TGW_REASON_L3_MALFORMED;
+    /* Bounded for the verifier: at most 60 bytes of header. */
+    __u32 ihl = (fr.l4_off - TGW_ETH_HLEN) & 0x3Cu;
+    pkt->df = (ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, frag_off)] & 0x40u) != 0;
+    pkt->tos = ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, tos)];
     if (ihl != TGW_IPV4_HLEN_MIN) {
       pkt->unsupported = 1;
-      /* Bounded for the verifier: at most 60 bytes of header. */
-      ihl &= 0x3Cu;
     } else if (tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)) != 0) {
       /* The kernel drops it (ip_rcv); the fast path would write a valid header over it. */
       return TGW_REASON_L3_MALFORMED;
     }
     pkt->ip_hlen = ihl;
     udp = ip + ihl;
-    l4_len = ip_len - ihl;
-    daddr = ip + 16;
+    daddr = ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr);
     if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
     tgw_store32(pkt->dst.addr, tgw_load32(daddr));
-    tgw_store32(pkt->src, tgw_load32(ip + 12));
-  } else if (proto == TGW_ETH_P_IPV6) {
-    pkt->family = TGW_FAMILY_IPV6;
+    tgw_store32(pkt->src, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)));
+  } else {
     if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_L3_TRUNCATED;
-    if ((ip[0] >> 4) != 6) return TGW_REASON_L3_MALFORMED;
-    if (ip[6] == TGW_IPPROTO_FRAGMENT) return TGW_REASON_IP_FRAGMENT;
-    if (ip[6] != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
     pkt->df = 1;
     pkt->tos = (__u8)(((ip[0] & 0x0Fu) << 4) | (ip[1] >> 4));
-    l4_len = TGW_NTOHS(tgw_load16(ip + 4));
-    ip_len = TGW_IPV6_HLEN + l4_len;
     pkt->ip_hlen = TGW_IPV6_HLEN;
     udp = ip + TGW_IPV6_HLEN;
-    daddr = ip + 24;
+    daddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr);
     if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
     for (int i = 0; i < 16; i += 4) {
       tgw_store32(pkt->dst.addr + i, tgw_load32(daddr + i));
-      tgw_store32(pkt->src + i, tgw_load32(ip + 8 + i));
+      tgw_store32(pkt->src + i, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
     }
-  } else {
-    return TGW_REASON_NOT_IP;
   }
-  if ((__u64)(data_end - ip) < ip_len) return TGW_REASON_L3_TRUNCATED;
   pkt->trailer_len = (__u32)((__u64)(data_end - ip) - ip_len);
   __u32 udp_len = TGW_NTOHS(tgw_load16(udp + 4));
   /* A first fragment carries only part of the datagram its UDP length counts. */

@@ -33,8 +33,8 @@ enum tgw_verdict {
 /* Why. One reason per exit path; keep in sync with tgw_reason_name() below. */
 enum tgw_reason {
   TGW_REASON_UNKNOWN = 0,             /* never set on purpose: a missing reason shows up here */
-  TGW_REASON_L2_TRUNCATED = 1,        /* shorter than an Ethernet (+VLAN) header */
-  TGW_REASON_NOT_IP = 2,              /* EtherType not IPv4/IPv6 (after at most one VLAN tag) */
+  TGW_REASON_L2_TRUNCATED = 1,        /* shorter than an Ethernet (+VLAN tags) header */
+  TGW_REASON_NOT_IP = 2,              /* EtherType not IPv4/IPv6 (after at most two VLAN tags) */
   TGW_REASON_L3_TRUNCATED = 3,        /* IP header cut short */
   TGW_REASON_L3_MALFORMED = 4,        /* bad version, IHL < 5, total/payload length inconsistent */
   TGW_REASON_IP_FRAGMENT = 5,         /* IPv4 MF/offset set, or an IPv6 fragment header */

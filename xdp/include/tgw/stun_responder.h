@@ -18,8 +18,8 @@
  *      and the endpoint. Nothing of the old frame is read after the resize, so the resize
  *      may move it.
  *
- * What is answered here: Ethernet (at most one 802.1Q/802.1ad tag) -> IPv4 (options allowed,
- * not fragmented) or IPv6 (no extension headers) -> UDP to one of the configured ports ->
+ * What is answered here: Ethernet (at most two 802.1Q/802.1ad tags, kept in the answer) ->
+ * IPv4 (options allowed, not fragmented) or IPv6 (no extension headers) -> UDP to one of the configured ports ->
  * a STUN Binding request (RFC 8489 section 6: first two bits zero, magic cookie, length a
  * multiple of 4 matching the UDP payload) with no attributes. Everything else is left for
  * userspace with a reason: requests with attributes (FINGERPRINT, RFC 5780 CHANGE-REQUEST,
@@ -69,59 +69,18 @@
 #include "tgw/compat.h"
 #include "tgw/demux.h"
 #include "tgw/net.h"
+#include "tgw/parse.h"
 #include "tgw/reflection.h"
 #include "tgw/stats.h"
 #include "tgw/stun.h"
+#include "tgw/stun_layout.h"
 
-#define TGW_STUN_MAX_PORTS 4
-#define TGW_STUN_MAX_ENDPOINTS 16 /* entries of tgw_stun_endpoints: 4 per family and server */
-#define TGW_STUN_SOFTWARE_MAX 64  /* bytes of SOFTWARE answered in the fast path */
-/* RESPONSE-ORIGIN + OTHER-ADDRESS (IPv6) + SOFTWARE header and value. */
-#define TGW_STUN_TAIL_MAX (2 * TGW_STUN_ADDR_ATTR_LEN_V6 + 4 + TGW_STUN_SOFTWARE_MAX) /* 116 */
-#define TGW_STUN_ENDPOINT_RFC5780 0x01 /* tgw_stun_endpoint.flags: add MAPPED-ADDRESS (RFC 5780
-                                       * mode, when the 3x bound leaves room) */
-/* SOURCE-ADDRESS + CHANGED-ADDRESS (IPv6): the most a classic answer's tail holds. */
-#define TGW_STUN_CLASSIC_TAIL_MAX (2 * TGW_STUN_ADDR_ATTR_LEN_V6) /* 48 */
-
-/* The responder's configuration. In XDP it lives in .rodata, set before the program loads. */
-struct tgw_stun_config {
-  __be16 ports[TGW_STUN_MAX_PORTS]; /* UDP ports answered, network byte order; 0 = unused */
-  struct tgw_budget_config budget;  /* answers per source prefix (tgw/reflection.h) */
-};
-
-/* Key of tgw_stun_endpoints: the local endpoint a request arrived on. Zeroed before it is
- * filled (the padding is hashed too). */
-struct tgw_stun_endpoint_key {
-  __u8 addr[16]; /* destination address of the request: IPv6, or IPv4 in addr[0..3], rest 0 */
-  __be16 port;   /* destination UDP port, network byte order */
-  __u8 family;   /* enum tgw_family */
-  __u8 pad;      /* 0 */
-};
-
-/* Value of tgw_stun_endpoints: what the response from this endpoint carries besides the
- * request-dependent XOR-MAPPED-ADDRESS (and MAPPED-ADDRESS). Written by userspace only
- * (the map is BPF_F_RDONLY_PROG), with tgw_stun_endpoint_init(). */
-struct tgw_stun_endpoint {
-  __u32 tail_sum;     /* tgw_csum_add_words() over tail[0 .. tail_len): the UDP checksum's
-                       * share of the tail (it starts 4-aligned in the UDP payload) */
-  __u16 tail_len;     /* bytes of tail[] used: a multiple of 4, at most TGW_STUN_TAIL_MAX */
-  __u8 flags;         /* TGW_STUN_ENDPOINT_RFC5780 */
-  __u8 software_len;  /* length of the SOFTWARE value, 0 = none (for tools; tail has it) */
-  __u8 tail[TGW_STUN_TAIL_MAX]; /* encoded attributes: [RESPONSE-ORIGIN, OTHER-ADDRESS]
-                                 * in RFC 5780 mode, then [SOFTWARE] if configured */
-  /* The same for an RFC 3489 (classic) answer, after its MAPPED-ADDRESS. */
-  __u32 classic_sum;  /* tgw_csum_add_words() over classic_tail[0 .. classic_len) */
-  __u16 classic_len;  /* bytes of classic_tail[] used: a multiple of 4 */
-  __u16 classic_pad;  /* 0 */
-  __u8 classic_tail[TGW_STUN_CLASSIC_TAIL_MAX]; /* [SOURCE-ADDRESS, CHANGED-ADDRESS] in
-                                 * RFC 5780 mode, as far as a bare request's 3x allows */
-};
 
 /* What tgw_stun_classify() found, completed by tgw_stun_plan_endpoint(), for
  * tgw_stun_respond(). */
 struct tgw_stun_plan {
   __u32 family;  /* enum tgw_family: set as soon as known, on every path */
-  __u32 l3_off;  /* offset of the IP header: 14, or 18 behind a VLAN tag */
+  __u32 l3_off;  /* offset of the IP header: 14, 18 or 22 behind VLAN tags (tgw/parse.h) */
   __u32 l4_off;  /* offset of the UDP header */
   __u32 out_len; /* frame length of the response */
   __u32 l4_len;  /* UDP length of the response */
@@ -134,15 +93,14 @@ struct tgw_stun_plan {
 struct tgw_stun_request {
   __u8 ip[TGW_IPV4_HLEN_MAX];             /* IPv4 header with options, or the IPv6 header */
   __u8 cookie_tid[4 + TGW_STUN_TID_LEN];  /* magic cookie and transaction id */
-  __u8 eth[TGW_ETH_HLEN + TGW_VLAN_HLEN]; /* Ethernet header (and VLAN tag) as received */
+  __u8 eth[TGW_PARSE_L3_OFF_MAX];         /* Ethernet header (and VLAN tags) as received */
   __be16 sport;
   __be16 dport;
 } __attribute__((aligned(8)));
 
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 24, "four ports, the budget");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_config, budget) == 8, "no padding");
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_request) == 104, "saved request: 98 bytes, 8-aligned");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_request) == 104, "saved request: 102 bytes, 8-aligned");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, cookie_tid) % 4 == 0, "word access");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, eth) % 4 == 0, "word access");
 TGW_STATIC_ASSERT(TGW_IPV4_HLEN_MAX >= TGW_IPV6_HLEN, "ip[] holds an IPv6 header too");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport) ==
                       TGW_OFFSETOF(struct tgw_stun_xor_addr6, xport),
@@ -151,17 +109,6 @@ TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, family) ==
                       TGW_OFFSETOF(struct tgw_stun_xor_addr6, family),
                   "family at the same offset in both forms");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_plan) == 24, "plan is six u32");
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_key) == 20, "key: address, port, family");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) == 16, "port after address");
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint) ==
-                      8 + TGW_STUN_TAIL_MAX + 8 + TGW_STUN_CLASSIC_TAIL_MAX,
-                  "no padding");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint, classic_tail) % 4 == 0,
-                  "classic tail word-aligned");
-TGW_STATIC_ASSERT(TGW_STUN_CLASSIC_TAIL_MAX % 4 == 0, "classic tail copied in words");
-TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint, tail) == 8, "tail word-aligned");
-TGW_STATIC_ASSERT(TGW_STUN_TAIL_MAX % 4 == 0, "tail copied in words");
-TGW_STATIC_ASSERT(TGW_STUN_SOFTWARE_MAX < 256, "software_len is a byte");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_xor_addr4) == TGW_STUN_ADDR_ATTR_LEN_V4, "v4 attr");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_xor_addr6) == TGW_STUN_ADDR_ATTR_LEN_V6, "v6 attr");
 
@@ -171,7 +118,7 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_stun_xor_addr6) == TGW_STUN_ADDR_ATTR_LEN_V6
   (TGW_UDP_HLEN + TGW_STUN_HEADER_LEN + (__u32)sizeof(struct tgw_stun_xor_addr4)) /* 40 */
 #define TGW_STUN_RESP_L4_LEN_V6 \
   (TGW_UDP_HLEN + TGW_STUN_HEADER_LEN + (__u32)sizeof(struct tgw_stun_xor_addr6)) /* 52 */
-#define TGW_STUN_L3_OFF_MAX (TGW_ETH_HLEN + TGW_VLAN_HLEN)
+#define TGW_STUN_L3_OFF_MAX TGW_PARSE_L3_OFF_MAX
 
 /* UDP and STUN checks, common to both families. udp points at a UDP header whose 8 bytes
  * are known to be inside the frame; l4_len is the IP payload length. *classic is set to 1
@@ -245,57 +192,42 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   plan->l4_len = 0;
   plan->classic = 0;
 
-  if (data + TGW_ETH_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
-  __u16 proto = tgw_load16(data + TGW_OFFSETOF(struct tgw_eth_hdr, proto));
-  __u32 l3_off = TGW_ETH_HLEN;
-  if (proto == TGW_HTONS(TGW_ETH_P_8021Q) || proto == TGW_HTONS(TGW_ETH_P_8021AD)) {
-    if (data + TGW_ETH_HLEN + TGW_VLAN_HLEN > data_end) return TGW_REASON_L2_TRUNCATED;
-    proto = tgw_load16(data + TGW_ETH_HLEN + TGW_OFFSETOF(struct tgw_vlan_tag, proto));
-    l3_off = TGW_ETH_HLEN + TGW_VLAN_HLEN;
-  }
+  /* One parser for every program (tgw/parse.h): Ethernet, up to two VLAN tags, IP, UDP,
+   * step by step on its cursor, which keeps the offsets in registers (through
+   * tgw_parse_udp_frame's struct the STUN program cost about 30 ns more per answer). The
+   * family is stored as a constant in each branch: the verifier then knows it on each path
+   * through the callers' later checks of plan->family (the relay's TURN classifier). */
+  struct tgw_cursor c;
+  struct tgw_frame fr;
+  fr.l4_len = 0;
+  tgw_cursor_init(&c, data, data_end);
+  __u16 proto = 0;
+  __u32 vlans = 0;
+  __u32 parsed = tgw_parse_eth(&c, &proto, &vlans);
+  if (parsed != 0) return parsed;
+  const __u32 l3_off = c.off;
+  const __u8 *ip = c.pos;
   plan->l3_off = l3_off;
-  const __u8 *ip = data + l3_off;
-  const __u8 *udp;
-  __u32 l4_len;
-
   if (proto == TGW_HTONS(TGW_ETH_P_IPV4)) {
     plan->family = TGW_FAMILY_IPV4;
-    if (ip + TGW_IPV4_HLEN_MIN > data_end) return TGW_REASON_L3_TRUNCATED;
-    __u8 ver_ihl = ip[0];
-    /* The mask bounds hlen to 60 for the verifier as well. */
-    __u32 hlen = ((__u32)ver_ihl & 0x0Fu) * 4u;
-    if ((ver_ihl >> 4) != 4 || hlen < TGW_IPV4_HLEN_MIN) return TGW_REASON_L3_MALFORMED;
-    __u32 tot_len = TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len)));
-    if (tot_len < hlen) return TGW_REASON_L3_MALFORMED;
-    if (ip + tot_len > data_end) return TGW_REASON_L3_TRUNCATED;
-    if (tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, frag_off)) &
-        TGW_HTONS(TGW_IPV4_FRAG_MASK))
-      return TGW_REASON_IP_FRAGMENT;
-    if (ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, protocol)] != TGW_IPPROTO_UDP)
-      return TGW_REASON_NOT_UDP;
-    udp = ip + hlen;
-    l4_len = tot_len - hlen;
-    plan->l4_off = l3_off + hlen;
+    parsed = tgw_parse_ipv4(&c, &fr, TGW_PARSE_REFUSE_FIRST_FRAGMENT);
+    if (parsed != 0) return parsed;
     plan->l4_len = TGW_STUN_RESP_L4_LEN_V4;
-    plan->out_len = l3_off + hlen + TGW_STUN_RESP_L4_LEN_V4;
+    plan->out_len = c.off + TGW_STUN_RESP_L4_LEN_V4;
   } else if (proto == TGW_HTONS(TGW_ETH_P_IPV6)) {
     plan->family = TGW_FAMILY_IPV6;
-    if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_L3_TRUNCATED;
-    if ((ip[0] >> 4) != 6) return TGW_REASON_L3_MALFORMED;
-    __u32 payload_len =
-        TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len)));
-    if (ip + TGW_IPV6_HLEN + payload_len > data_end) return TGW_REASON_L3_TRUNCATED;
-    __u8 nexthdr = ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, nexthdr)];
-    if (nexthdr == TGW_IPPROTO_FRAGMENT) return TGW_REASON_IP_FRAGMENT;
-    if (nexthdr != TGW_IPPROTO_UDP) return TGW_REASON_NOT_UDP;
-    udp = ip + TGW_IPV6_HLEN;
-    l4_len = payload_len;
-    plan->l4_off = l3_off + TGW_IPV6_HLEN;
+    parsed = tgw_parse_ipv6(&c, &fr);
+    if (parsed != 0) return parsed;
     plan->l4_len = TGW_STUN_RESP_L4_LEN_V6;
-    plan->out_len = l3_off + TGW_IPV6_HLEN + TGW_STUN_RESP_L4_LEN_V6;
+    plan->out_len = c.off + TGW_STUN_RESP_L4_LEN_V6;
   } else {
     return TGW_REASON_NOT_IP;
   }
+  parsed = tgw_parse_udp(&c);
+  if (parsed != 0) return parsed;
+  plan->l4_off = c.off;
+  const __u8 *udp = c.pos;
+  __u32 l4_len = fr.l4_len;
 
   if (udp + TGW_UDP_HLEN > data_end) return TGW_REASON_L4_TRUNCATED;
   __u32 classic = 0;
@@ -305,11 +237,11 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
 
   /* Save the request. Every range below was checked above; the verifier needs its own
    * checks again, hence the explicit comparisons. */
-  if (data + TGW_ETH_HLEN + TGW_VLAN_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
-  for (__u32 i = 0; i < TGW_ETH_HLEN + TGW_VLAN_HLEN; i += 2) {
-    if (i >= l3_off) break;
-    tgw_store16(req->eth + i, tgw_load16(data + i));
-  }
+  /* The Ethernet header and as many tags as there can be, whatever follows it (the IP header
+   * is at least 20 bytes): no branch per tag, the response writes back what it needs. */
+  if (data + TGW_PARSE_L3_OFF_MAX > data_end) return TGW_REASON_RESPOND_FAILED;
+  for (__u32 i = 0; i < TGW_PARSE_L3_OFF_MAX - 2; i += 4) tgw_store32(req->eth + i, tgw_load32(data + i));
+  tgw_store16(req->eth + TGW_PARSE_L3_OFF_MAX - 2, tgw_load16(data + TGW_PARSE_L3_OFF_MAX - 2));
   if (tgw_copy_words(req->ip, ip, data_end, (plan->l4_off - l3_off) / 4, TGW_IPV4_HLEN_MAX / 4) != 0)
     return TGW_REASON_RESPOND_FAILED;
   req->sport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
@@ -508,17 +440,17 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   __u32 l4_len = fixed_len + tail_len;
   if (l4_len != plan->l4_len) return TGW_REASON_RESPOND_FAILED;
 
-  /* Ethernet: back to whoever sent it; EtherType and VLAN tag as they were. */
-  if (data + TGW_ETH_HLEN + TGW_VLAN_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+  /* Ethernet: back to whoever sent it; EtherType and VLAN tags as they were. */
+  if (data + TGW_PARSE_L3_OFF_MAX > data_end) return TGW_REASON_RESPOND_FAILED;
   for (int i = 0; i < TGW_ETH_ALEN; i += 2) {
     tgw_store16(data + i, tgw_load16(req->eth + TGW_ETH_ALEN + i));
     tgw_store16(data + TGW_ETH_ALEN + i, tgw_load16(req->eth + i));
   }
-  tgw_store16(data + 12, tgw_load16(req->eth + 12));
-  if (l3_off == TGW_ETH_HLEN + TGW_VLAN_HLEN) {
-    tgw_store16(data + 14, tgw_load16(req->eth + 14));
-    tgw_store16(data + 16, tgw_load16(req->eth + 16));
-  }
+  /* EtherType and the bytes of the longest tag stack, unconditionally: what lies past l3_off
+   * is overwritten by the IP header next. */
+  tgw_store32(data + 12, tgw_load32(req->eth + 12));
+  tgw_store32(data + 16, tgw_load32(req->eth + 16));
+  tgw_store16(data + 20, tgw_load16(req->eth + 20));
 
   /* IP header: the request's, addresses swapped, TTL / hop limit reset, length set. */
   for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 4; i++) {
