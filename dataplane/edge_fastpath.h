@@ -160,6 +160,16 @@ class EdgeFastPath final : public ForwardingTable {
   // Forgets a flow entirely (local endpoint, entry, counters slot).
   void eraseFlow(uint32_t flowId);
 
+  // Sockets beyond Options::sockets that the program takes data on: a direct path whose
+  // local end is another socket of ours (the birthday search's winning socket, engine/
+  // birthday.h: the only other socket a path can start from) puts it in tgw_edge_sockets
+  // before the path is published, and it leaves the table once no flow's path uses it. The
+  // out direction needs nothing more: a path's local end is the packets' source. At most 64
+  // sockets in all (setPath fails beyond). Not kept across a restart: a pinned path from such
+  // a socket is cleared at the next start (edge::reconcile, "not our socket") and the search
+  // runs again.
+  std::vector<SockAddr> extraSockets() const;
+
   // What the pinned maps held when open() found them (empty on a fresh start): the flows
   // that had a path. Registered flows without one are in flows() (lookup() says nullopt).
   // A relay path's peerRelayed is kept in a pinned side map of our own
