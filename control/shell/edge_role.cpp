@@ -388,11 +388,17 @@ struct EdgeRole::Impl {
     counters.extraOpened += opened.size();
     counters.extraFailed += allowed - opened.size();
     const std::string peer = peerNameOf(r.peer);
+    if (main == locals.end()) {
+      error = "no socket of that family";
+    } else if (error.empty() && allowed < r.count) {
+      error = "past the descriptor budget (soft limit " + std::to_string(limit) + ", open " + std::to_string(open) +
+              ", reserve " + std::to_string(shell::kDescriptorReserve) + ")";
+    }
     if (opened.size() < r.count) {
       extraLog.write(Clock::now(), log::Level::Warn, "birthday_sockets_short",
                      {{"peer", peer}, {"asked", std::to_string(r.count)}, {"opened", std::to_string(opened.size())},
                       {"descriptor_budget", std::to_string(budget)},
-                      {"error", main == locals.end() ? "no socket of that family" : error},
+                      {"error", error},
                       {"effect", "the search runs with fewer mappings (lower odds), or not at all"}});
     } else {
       log::info("birthday_sockets_opened", {{"peer", peer}, {"count", std::to_string(opened.size())},
