@@ -681,6 +681,15 @@ struct EdgeFastPath::Impl {
       if (!wanted.insert(s).second)
         return fail("edge fast path: socket " + s.toString() + " listed twice");
     }
+    // A pinned direct path from another socket of ours (a birthday search's winner) keeps its
+    // socket in the table: forwarding goes on while tgwd restarts, and the new tgwd may take
+    // the socket over (a bind of the same port) or clear the path (releaseUnused then drops it).
+    for (const auto& [id, e] : entries) {
+      if (!e.path || !e.path->isDirect() || wanted.count(e.path->local) || byLocal.count(e.path->local)) continue;
+      if (wanted.size() >= kMaxSockets) break;
+      wanted.insert(e.path->local);
+      extraSockets.insert(e.path->local);
+    }
     for (const SockAddr& s : wanted)
       if (auto ok = sockets.update(endpointOf(s), tgw_edge_socket{0}); !ok)
         return fail("edge fast path: sockets: " + ok.error().message);

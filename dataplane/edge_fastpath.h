@@ -165,9 +165,10 @@ class EdgeFastPath final : public ForwardingTable {
   // birthday.h: the only other socket a path can start from) puts it in tgw_edge_sockets
   // before the path is published, and it leaves the table once no flow's path uses it. The
   // out direction needs nothing more: a path's local end is the packets' source. At most 64
-  // sockets in all (setPath fails beyond). Not kept across a restart: a pinned path from such
-  // a socket is cleared at the next start (edge::reconcile, "not our socket") and the search
-  // runs again.
+  // sockets in all (setPath fails beyond). Across a restart with pinned maps, open() keeps
+  // the socket of each pinned direct path in the table (and lists it here), so the flow goes on
+  // in XDP while tgwd is away; the new tgwd binds the same port again and keeps the path
+  // (shell/edge_role.h), or clears it, which drops the socket from the table.
   std::vector<SockAddr> extraSockets() const;
 
   // What the pinned maps held when open() found them (empty on a fresh start): the flows

@@ -100,6 +100,9 @@ struct EdgeRole::Impl {
   std::vector<SockAddr> locals;  // the sockets' endpoints, IPv4 first
   // The birthday search's extra sockets open now (in `sockets` too; Node::takeSocketRequests).
   std::set<SockAddr> extraSockets;
+  // A previous run's winning sockets bound again at start (pinned paths): closed once the
+  // fast path no longer uses them.
+  std::set<SockAddr> keptSockets;
   log::LogLimiter extraLog{1.0, 10.0};
   std::unique_ptr<dataplane::EdgeFastPath> fastPath;
   // Managed neighbour entries for the next hop towards each flow's application: XDP delivers
@@ -341,6 +344,19 @@ struct EdgeRole::Impl {
       for (const auto& r : requests) openExtraSockets(r);
     }
     for (const auto& s : node->takeSocketCloses()) closeExtraSocket(s);
+    if (!keptSockets.empty() && fastPath) {
+      const auto used = fastPath->extraSockets();
+      for (auto it = keptSockets.begin(); it != keptSockets.end();) {
+        if (std::find(used.begin(), used.end(), *it) != used.end()) {
+          ++it;
+          continue;
+        }
+        log::info("birthday_socket_released", {{"socket", it->toString()}});
+        sockets->close(*it);
+        ++counters.extraClosed;
+        it = keptSockets.erase(it);
+      }
+    }
     for (const auto& d : node->takeSends()) sockets->send(d);
     // In the daemon, data frames belong to the fast path; one that got here (no fast path,
     // or XDP passed it up) is counted and dropped.
@@ -589,7 +605,24 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     impl.livenessTimer = std::make_unique<shell::DeadlineTimer>(base, [&impl] { impl.keepFastPathAlive(); });
     impl.keepFastPathAlive();
     const auto configured = edge::configuredFlows(cfg);
-    reconciled = edge::reconcile(impl.fastPath->flows(), impl.fastPath->pinnedEntries(), configured, locals);
+    // A pinned direct path from a previous run's extra socket (a birthday search's winner,
+    // which the fast path kept in its socket table): the same port bound again, so the path is
+    // remembered and re-verified like one from our main socket, its NAT mapping still warm,
+    // instead of a new search. Closed once no path uses it (afterNode).
+    std::vector<SockAddr> ours = locals;
+    for (const SockAddr& s : impl.fastPath->extraSockets()) {
+      const bool onOurAddress = std::any_of(locals.begin(), locals.end(), [&](const SockAddr& l) { return l.ip() == s.ip(); });
+      if (!onOurAddress) continue;
+      if (auto ok = impl.sockets->open(s); ok) {
+        impl.keptSockets.insert(s);
+        ours.push_back(s);
+        log::info("birthday_socket_kept", {{"socket", s.toString()}});
+      } else {
+        log::warn("birthday_socket_not_kept", {{"socket", s.toString()}, {"error", ok.error().message},
+                                               {"effect", "its pinned path is cleared; the search runs again"}});
+      }
+    }
+    reconciled = edge::reconcile(impl.fastPath->flows(), impl.fastPath->pinnedEntries(), configured, ours);
     for (const auto& e : reconciled.erase) {
       log::info("xdp.edge.reconcile_erase", {{"flow", std::to_string(e.flow)}, {"why", e.why}});
       impl.fastPath->eraseFlow(e.flow);
@@ -759,7 +792,8 @@ nlohmann::json EdgeRole::socketStats() const {
           {"tx_errors", io.txErrors},
           {"tx_no_socket", io.txNoSocket},
           {"data_in_userspace", c.dataInUserspace},
-          {"birthday_sockets", {{"open", impl_->extraSockets.size()},
+          {"birthday_sockets", {{"open", impl_->extraSockets.size() + impl_->keptSockets.size()},
+                                {"kept", impl_->keptSockets.size()},
                                 {"requested", c.extraRequested},
                                 {"opened", c.extraOpened},
                                 {"over_budget", c.extraOverBudget},

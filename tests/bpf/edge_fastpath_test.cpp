@@ -409,6 +409,29 @@ TEST_F(EdgeFastPathTest, AnExtraSocketIsInTheSocketTableWhileAPathUsesIt) {
   EXPECT_TRUE(edge->setPath(full, Path{PathKind::Direct, addr("198.18.0.5:51000"), addr("198.18.0.77:41641"), {}, 0}).ok());
 }
 
+// Across a restart with pinned maps the winner's path and its socket stay in the table (the
+// flow goes on in XDP while tgwd is away); the new tgwd may take them over, and clearing the
+// path drops the socket.
+TEST_F(EdgeFastPathTest, APinnedPathFromAnExtraSocketKeepsItAcrossARestart) {
+  const SockAddr extra = addr("198.18.0.5:50001");
+  const Path fromExtra{PathKind::Direct, extra, addr("198.18.0.77:41641"), {}, 0};
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, fromExtra).ok());
+    edge->keepAttached();
+  }
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  ASSERT_EQ(edge->pinnedEntries().size(), 1u);
+  EXPECT_EQ(edge->pinnedEntries()[0].path, fromExtra);
+  EXPECT_EQ(edge->extraSockets(), std::vector<SockAddr>{extra});
+  EXPECT_EQ(entries("tgw_edge_sockets"), 3u);
+  edge->removeFlow(7);
+  EXPECT_TRUE(edge->extraSockets().empty());
+  EXPECT_EQ(entries("tgw_edge_sockets"), 2u);
+}
+
 TEST_F(EdgeFastPathTest, SourcesArePublishedWithTheEntry) {
   auto edge = openOk(options());
   ASSERT_TRUE(edge);

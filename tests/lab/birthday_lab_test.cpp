@@ -276,5 +276,63 @@ TEST_F(Birthday, PortRestrictedVsHardBehindCgnatWithADescriptorBudgetGoesDirect)
   expectDirectThroughTheSearch("birthday_port_restricted_vs_hard_cgnat", true);
 }
 
+// A restart with pinned maps keeps the winner: the fast path keeps the pinned path and its
+// socket in its table, the restarted tgwd binds the same port again and remembers the path
+// (its NAT mapping is still open), so the pair is direct again at once, with no new search.
+// (Without it the restarted side would search again, and the easy side, which obeys one
+// search per 30 s, would ignore it: relayed for the 300 s retry.)
+TEST_F(Birthday, RestartWithPinnedMapsKeepsTheWinningSocket) {
+  EdgeSiteOptions pinned;
+  pinned.pinned = true;
+  auto e = EdgeLab::create("relay; site a easy app; site b hard app");
+  ASSERT_TRUE(e) << e.error().message;
+  e_ = std::move(*e);
+  ASSERT_TRUE(e_->pair("a", "b", pinned, pinned));
+  for (const char* site : {"a", "b"}) {
+    auto r = e_->start(site);
+    ASSERT_TRUE(r) << r.error().message;
+    started_.push_back(site);
+  }
+  for (const char* site : {"a", "b"}) {
+    ASSERT_TRUE(e_->waitActive(site, "direct", kDirectTimeout)) << "site " << site << " never went direct";
+  }
+  const std::string winner = e_->active("b").value("local", std::string());
+  ASSERT_NE(SockAddr::parse(winner)->port(), kEdgePort);
+
+  e_->edge("b").stop();
+  auto restarted = SteadyClock::now();
+  ASSERT_TRUE(e_->edge("b").start(e_->lab()));
+  auto back = e_->waitActive("b", "direct", 10s);
+  ASSERT_TRUE(back) << "b is not direct again: " << pathsEntry("b").dump();
+  printFigure("birthday_restart_pinned.direct_again",
+              std::chrono::duration<double>(SteadyClock::now() - restarted).count(), "s");
+  EXPECT_EQ(e_->active("b").value("local", std::string()), winner) << "not on the kept socket";
+  auto sb = stats("b");
+  auto bs = sb["edge"]["sockets"]["birthday_sockets"];
+  SCOPED_TRACE("b's birthday_sockets: " + bs.dump());
+  EXPECT_EQ(bs.value("kept", uint64_t{0}), 1u);
+  EXPECT_EQ(bs.value("in_fast_path", uint64_t{0}), 1u);
+  EXPECT_EQ(bs.value("requested", uint64_t{99}), 0u) << "a new search ran";
+  EXPECT_EQ(sb["edge"]["birthday"].value("searches", uint64_t{99}), 0u);
+
+  // Every datagram, intact, in XDP on the kept path.
+  auto started = e_->startApps(kRate, kCount);
+  ASSERT_TRUE(started) << started.error().message;
+  auto reports = e_->appReports(std::chrono::milliseconds(static_cast<int64_t>(kCount / kRate * 1000) + 40'000));
+  ASSERT_TRUE(reports) << reports.error().message;
+  for (const auto& [site, r] : *reports) {
+    SCOPED_TRACE("app at site " + site + ": " + r.dump());
+    EXPECT_EQ(r.value("received", uint64_t{0}), kCount);
+    EXPECT_EQ(r.value("corrupt", uint64_t{1}), 0u);
+    EXPECT_EQ(r.value("duplicates", uint64_t{1}), 0u);
+  }
+  auto flows = e_->edge("b").query("flows");
+  ASSERT_TRUE(flows) << flows.error().message;
+  EXPECT_GE(flowCounter(*flows, kFlowId, "out_direct_packets"), kCount);
+  EXPECT_GE(flowCounter(*flows, kFlowId, "in_direct_packets"), kCount);
+  EXPECT_EQ(stats("b")["edge"]["sockets"].value("data_in_userspace", uint64_t{99}), 0u);
+  EXPECT_EQ(e_->active("b").value("local", std::string()), winner);
+}
+
 }  // namespace
 }  // namespace tgw::lab
