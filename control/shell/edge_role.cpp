@@ -410,7 +410,7 @@ struct EdgeRole::Impl {
       error = "past the descriptor budget (soft limit " + std::to_string(limit) + ", open " + std::to_string(open) +
               ", reserve " + std::to_string(shell::kDescriptorReserve) + ")";
     }
-    if (opened.size() < r.count) {
+    if (main == locals.end() || opened.size() < r.count) {
       extraLog.write(Clock::now(), log::Level::Warn, "birthday_sockets_short",
                      {{"peer", peer}, {"asked", std::to_string(r.count)}, {"opened", std::to_string(opened.size())},
                       {"descriptor_budget", std::to_string(budget)},
