@@ -36,7 +36,8 @@ constexpr const char* kBpffsRoot = "/sys/fs/bpf";
 constexpr const char* kPeerRelayedMap = "tgw_edge_peer_relayed";
 // Our own one-entry map naming the network namespace whose gateway owns the pin directory.
 constexpr const char* kOwnerMap = "tgw_edge_owner";
-// WAN sockets the table holds: one per role and family, and a few spare addresses.
+// WAN sockets the table holds: one per role and family, a few spare addresses, and the
+// birthday search's winning sockets (EdgeFastPath::extraSockets).
 constexpr uint32_t kMaxSockets = 64;
 // The kernel's HZ when its config cannot be read (Debian's and many distributions' default).
 constexpr int kAssumedHz = 250;
@@ -499,6 +500,9 @@ struct EdgeFastPath::Impl {
   // written carries its flow's.
   std::map<uint32_t, Sources> sources;
   std::map<SockAddr, uint32_t> byLocal;
+  // Sockets in tgw_edge_sockets that are not options.sockets: a direct path's local socket
+  // registered with its path (holdSocket), dropped once no path uses it (releaseUnused).
+  std::set<SockAddr> extraSockets;
   // Taken from the front, freed to the back: a freed slot is reused last, by when a grace
   // period has long passed (EdgePathPublisher::retire).
   std::deque<uint32_t> freeSlots;
@@ -551,6 +555,46 @@ struct EdgeFastPath::Impl {
     }
   }
 
+  bool isMainSocket(const SockAddr& s) const {
+    return std::find(options.sockets.begin(), options.sockets.end(), s) != options.sockets.end();
+  }
+
+  // A direct path from a socket that is not one of options.sockets (the birthday search's
+  // winning socket: engine/birthday.h) is written with that socket in tgw_edge_sockets, added
+  // before the path is published, so the peer's data to it is taken by XDP from the first
+  // datagram on, never passed up to tgwd.
+  Result<void> holdSocket(uint32_t flowId, const std::optional<Path>& path) {
+    if (!path || !path->isDirect() || isMainSocket(path->local) || extraSockets.count(path->local)) return {};
+    if (byLocal.count(path->local))
+      return fail("edge fast path: flow " + std::to_string(flowId) + ": path from " + path->local.toString() +
+                  ", a flow's local endpoint");
+    if (options.sockets.size() + extraSockets.size() >= kMaxSockets)
+      return fail("edge fast path: flow " + std::to_string(flowId) + ": path from " + path->local.toString() +
+                  ": socket table full (" + std::to_string(kMaxSockets) + " sockets)");
+    if (auto ok = sockets.update(endpointOf(path->local), tgw_edge_socket{0}); !ok)
+      return fail("edge fast path: sockets: " + ok.error().message);
+    extraSockets.insert(path->local);
+    return {};
+  }
+
+  // Removes the extra sockets no flow's path uses any more (after a path moved or a flow
+  // went): the next datagram to such a port passes up to tgwd, which has closed it.
+  void releaseUnused() {
+    if (extraSockets.empty()) return;
+    std::set<SockAddr> used;
+    for (const auto& [id, e] : entries) {
+      if (e.path && e.path->isDirect()) used.insert(e.path->local);
+    }
+    for (auto it = extraSockets.begin(); it != extraSockets.end();) {
+      if (used.count(*it)) {
+        ++it;
+        continue;
+      }
+      (void)sockets.erase(endpointOf(*it));
+      it = extraSockets.erase(it);
+    }
+  }
+
   // Registers or updates a flow with `path` (nullopt: none). New flows: the entry first,
   // then the flow id and local endpoint keys, so a packet that finds a key finds the entry.
   Result<void> put(const Flow& flow, const std::optional<Path>& path) {
@@ -560,12 +604,20 @@ struct EdgeFastPath::Impl {
     const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
     // The program looks up data-looking datagrams in the sockets first and the rest in the
     // locals first: an endpoint in both would take our STUN, TURN and disco for data.
-    if (std::find(options.sockets.begin(), options.sockets.end(), flow.localEndpoint) != options.sockets.end())
+    if (isMainSocket(flow.localEndpoint) || extraSockets.count(flow.localEndpoint))
       return fail(where + "local endpoint " + flow.localEndpoint.toString() + " is one of the edge's own sockets");
     auto owner = byLocal.find(flow.localEndpoint);
     if (owner != byLocal.end() && owner->second != flow.id)
       return fail(where + "local endpoint " + flow.localEndpoint.toString() +
                   " already belongs to flow " + std::to_string(owner->second));
+    if (auto ok = holdSocket(flow.id, path); !ok) return ok;
+    auto ok = putEntry(flow, path);
+    releaseUnused();  // the previous path's socket, or the one held for a failed write
+    return ok;
+  }
+
+  Result<void> putEntry(const Flow& flow, const std::optional<Path>& path) {
+    const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
     auto it = entries.find(flow.id);
     if (it == entries.end()) {
       if (freeSlots.empty())
@@ -628,6 +680,15 @@ struct EdgeFastPath::Impl {
                     " is not a concrete address and port");
       if (!wanted.insert(s).second)
         return fail("edge fast path: socket " + s.toString() + " listed twice");
+    }
+    // A pinned direct path from another socket of ours (a birthday search's winner) keeps its
+    // socket in the table: forwarding goes on while tgwd restarts, and the new tgwd may take
+    // the socket over (a bind of the same port) or clear the path (releaseUnused then drops it).
+    for (const auto& [id, e] : entries) {
+      if (!e.path || !e.path->isDirect() || wanted.count(e.path->local) || byLocal.count(e.path->local)) continue;
+      if (wanted.size() >= kMaxSockets) break;
+      wanted.insert(e.path->local);
+      extraSockets.insert(e.path->local);
     }
     for (const SockAddr& s : wanted)
       if (auto ok = sockets.update(endpointOf(s), tgw_edge_socket{0}); !ok)
@@ -981,6 +1042,10 @@ Sources EdgeFastPath::sources(uint32_t flowId) const {
   return it == impl_->sources.end() ? Sources{} : it->second;
 }
 
+std::vector<SockAddr> EdgeFastPath::extraSockets() const {
+  return {impl_->extraSockets.begin(), impl_->extraSockets.end()};
+}
+
 void EdgeFastPath::eraseFlow(uint32_t flowId) {
   auto it = impl_->entries.find(flowId);
   if (it == impl_->entries.end()) return;
@@ -995,6 +1060,7 @@ void EdgeFastPath::eraseFlow(uint32_t flowId) {
   impl_->publisher.retire(e.slot);
   impl_->freeSlots.push_back(e.slot);
   impl_->entries.erase(it);
+  impl_->releaseUnused();
 }
 
 std::vector<Flow> EdgeFastPath::flows() const {

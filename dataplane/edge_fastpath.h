@@ -160,6 +160,17 @@ class EdgeFastPath final : public ForwardingTable {
   // Forgets a flow entirely (local endpoint, entry, counters slot).
   void eraseFlow(uint32_t flowId);
 
+  // Sockets beyond Options::sockets that the program takes data on: a direct path whose
+  // local end is another socket of ours (the birthday search's winning socket, engine/
+  // birthday.h: the only other socket a path can start from) puts it in tgw_edge_sockets
+  // before the path is published, and it leaves the table once no flow's path uses it. The
+  // out direction needs nothing more: a path's local end is the packets' source. At most 64
+  // sockets in all (setPath fails beyond). Across a restart with pinned maps, open() keeps
+  // the socket of each pinned direct path in the table (and lists it here), so the flow goes on
+  // in XDP while tgwd is away; the new tgwd binds the same port again and keeps the path
+  // (shell/edge_role.h), or clears it, which drops the socket from the table.
+  std::vector<SockAddr> extraSockets() const;
+
   // What the pinned maps held when open() found them (empty on a fresh start): the flows
   // that had a path. Registered flows without one are in flows() (lookup() says nullopt).
   // A relay path's peerRelayed is kept in a pinned side map of our own

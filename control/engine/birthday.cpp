@@ -407,7 +407,7 @@ void Birthday::onTimer(const BirthdayEnv& env, TimePoint now) {
       const uint16_t port = nextProbePort();
       if (port != 0 && env.mainSocket) ping(Path{PathKind::Direct, *env.mainSocket, SockAddr(target_, port), {}, 0}, now);
       --budgetLeft_;
-      nextSendAt_ = now + kBirthdayProbeSpacing;
+      advancePacing(now);
       // The last pongs have a second to come back (the hard side's linger covers it).
       if (budgetLeft_ == 0 || port == 0) {
         budgetLeft_ = 0;
@@ -421,7 +421,7 @@ void Birthday::onTimer(const BirthdayEnv& env, TimePoint now) {
     const Path p = sprayQueue_.front();
     sprayQueue_.erase(sprayQueue_.begin());
     ping(p, now);
-    nextSendAt_ = now + kBirthdayProbeSpacing;
+    advancePacing(now);
     if (sprayQueue_.empty()) {
       if (view_.role == BirthdayRole::Hard && !messageSent_) {
         // Every mapping is open: now the easy side may probe. Ours stay open for its budget.
@@ -438,6 +438,10 @@ void Birthday::onTimer(const BirthdayEnv& env, TimePoint now) {
     return;
   }
   if (sprayQueue_.empty() && roundsLeft_ > 0 && now >= nextRoundAt_) queueSpray(now);
+}
+
+void Birthday::advancePacing(TimePoint now) {
+  nextSendAt_ = std::max(nextSendAt_ + kBirthdayProbeSpacing, now - kBirthdayPacingSlack);
 }
 
 TimePoint Birthday::nextDeadline() const {

@@ -59,6 +59,12 @@ inline constexpr size_t kBirthdayBudget = 2048;
 // like a port scan). At 200/s the budget takes 10.2 s and leaves at most ~6,000 unanswered
 // entries alive under Linux's 30 s unreplied-UDP timeout.
 inline constexpr Duration kBirthdayProbeSpacing = 5ms;
+// The pacing is a grid, kBirthdayProbeSpacing apart: a timer that fires late (a loaded
+// machine: the lab saw 8.6 ms per probe instead of 5) is made up by the next sends, so the
+// search keeps its 200/s and ends when the hard side expects it (its sockets close at budget
+// x spacing + kBirthdayLinger after its message); but never more than this far behind, so at
+// most three pings leave back to back after a stall.
+inline constexpr Duration kBirthdayPacingSlack = kBirthdayProbeSpacing;
 // The edge opens the sockets at once; without an answer within 2 s the search is given up.
 inline constexpr Duration kBirthdayOpenTimeout = 2s;
 // The hard side keeps its sockets this long after the easy side's budget should be spent
@@ -209,6 +215,7 @@ class Birthday {
   std::vector<uint16_t> predictedPorts(const BirthdayEnv& env) const;
   uint16_t nextProbePort();
   void queueSpray(TimePoint now);
+  void advancePacing(TimePoint now);  // nextSendAt_ to the next slot (kBirthdayPacingSlack)
   uint64_t rand();
 
   PeerId peer_;

@@ -19,6 +19,7 @@
 #include "nat64/prefix_table.h"
 #include "nat64/resolv_conf.h"
 #include "shell/deadline_timer.h"
+#include "shell/descriptors.h"
 #include "shell/next_hop_watch.h"
 #include "shell/portmap_shell.h"
 #include "shell/pref64_watch.h"
@@ -84,12 +85,25 @@ struct EdgeRole::Impl {
   struct Counters {
     uint64_t dataInUserspace = 0;  // data frames the fast path passed up (dropped here)
     uint64_t pathChanges = 0;      // taken from the engine and logged
+    // The birthday search's extra sockets (engine/birthday.h), as the edge served them.
+    uint64_t extraRequested = 0;   // asked for by the engine
+    uint64_t extraOpened = 0;
+    uint64_t extraOverBudget = 0;  // not opened: past the descriptor budget
+    uint64_t extraFailed = 0;      // not opened: socket() or bind() failed
+    uint64_t extraClosed = 0;
+    uint64_t extraCloseUnknown = 0;  // a close for a socket that is not an extra one (a bug if it moves)
   };
 
   config::EdgeConfig cfg;
   event_base* base = nullptr;
   std::unique_ptr<shell::UdpEndpoints> sockets;
   std::vector<SockAddr> locals;  // the sockets' endpoints, IPv4 first
+  // The birthday search's extra sockets open now (in `sockets` too; Node::takeSocketRequests).
+  std::set<SockAddr> extraSockets;
+  // A previous run's winning sockets bound again at start (pinned paths): closed once the
+  // fast path no longer uses them.
+  std::set<SockAddr> keptSockets;
+  log::LogLimiter extraLog{1.0, 10.0};
   std::unique_ptr<dataplane::EdgeFastPath> fastPath;
   // Managed neighbour entries for the next hop towards each flow's application: XDP delivers
   // to it through bpf_fib_lookup, which cannot resolve a neighbour itself (edge_no_neigh).
@@ -324,13 +338,25 @@ struct EdgeRole::Impl {
   // After every call into the Node: send, drop data that reached userspace, answer pings,
   // log path changes, re-arm the timer.
   void afterNode() {
-    // The birthday search's extra sockets (issue 12, engine/birthday.h): not opened by the
-    // daemon yet (the fast path must first learn the winning socket, see the branch
-    // "birthday"'s report), so each request is answered at once with none; the hard side's
-    // search says so ("the edge could not open any extra socket") and the pair stays
-    // relayed. The easy side of a search needs no socket and works.
-    for (const auto& r : node->takeSocketRequests()) node->socketsOpened(r.peer, {}, Clock::now());
-    (void)node->takeSocketCloses();
+    // The birthday search's extra sockets (issue 12, engine/birthday.h): opened at once
+    // (the engine's answer may ask for more, or close some), closed when the engine says.
+    for (auto requests = node->takeSocketRequests(); !requests.empty(); requests = node->takeSocketRequests()) {
+      for (const auto& r : requests) openExtraSockets(r);
+    }
+    for (const auto& s : node->takeSocketCloses()) closeExtraSocket(s);
+    if (!keptSockets.empty() && fastPath) {
+      const auto used = fastPath->extraSockets();
+      for (auto it = keptSockets.begin(); it != keptSockets.end();) {
+        if (std::find(used.begin(), used.end(), *it) != used.end()) {
+          ++it;
+          continue;
+        }
+        log::info("birthday_socket_released", {{"socket", it->toString()}});
+        sockets->close(*it);
+        ++counters.extraClosed;
+        it = keptSockets.erase(it);
+      }
+    }
     for (const auto& d : node->takeSends()) sockets->send(d);
     // In the daemon, data frames belong to the fast path; one that got here (no fast path,
     // or XDP passed it up) is counted and dropped.
@@ -339,6 +365,78 @@ struct EdgeRole::Impl {
     for (const auto& c : node->engine().takePathChanges()) logPathChange(c);
     for (const auto& n : node->takeNotices()) logNotice(n);
     timer->follow(node->nextDeadline());
+  }
+
+  // A birthday search's sockets: `r.count` UDP sockets on kernel-chosen ports of our
+  // socket's address in r.family, read by the loop like the main ones (datagrams go to the
+  // node with `local` naming the socket). Within a descriptor budget: what the soft limit
+  // leaves after the descriptors open now and shell::kDescriptorReserve (control
+  // connections, netlink, BPF objects); the engine is told how many opened, fewer when the
+  // budget or the kernel refused some, and searches with those.
+  void openExtraSockets(const engine::SocketRequest& r) {
+    counters.extraRequested += r.count;
+    const Family family = r.family;
+    auto main = std::find_if(locals.begin(), locals.end(), [family](const SockAddr& l) { return l.family() == family; });
+    const uint64_t limit = shell::fileLimit(), open = shell::descriptorsOpen();
+    const uint64_t budget = limit > open + shell::kDescriptorReserve ? limit - open - shell::kDescriptorReserve : 0;
+    const size_t allowed = main == locals.end() ? 0 : static_cast<size_t>(std::min<uint64_t>(r.count, budget));
+    counters.extraOverBudget += main == locals.end() ? 0 : r.count - allowed;
+    std::vector<SockAddr> opened;
+    std::string error;
+    while (opened.size() < allowed) {
+      auto s = sockets->openAny(main->ip());
+      if (!s) {
+        error = s.error().message;
+        break;
+      }
+      // A port the kernel handed out may be a flow's local endpoint (XDP's, never bound):
+      // such a socket would take the flow's application traffic for disco. Not used.
+      const bool flowPort = std::any_of(cfg.flows.begin(), cfg.flows.end(),
+                                        [&](const config::EdgeFlowConfig& f) { return f.local == *s; });
+      if (flowPort) {
+        sockets->close(*s);
+        error = s->toString() + " is a flow's local endpoint";
+        break;
+      }
+      opened.push_back(*s);
+      extraSockets.insert(*s);
+    }
+    counters.extraOpened += opened.size();
+    counters.extraFailed += allowed - opened.size();
+    const std::string peer = peerNameOf(r.peer);
+    if (main == locals.end()) {
+      error = "no socket of that family";
+    } else if (error.empty() && allowed < r.count) {
+      error = "past the descriptor budget (soft limit " + std::to_string(limit) + ", open " + std::to_string(open) +
+              ", reserve " + std::to_string(shell::kDescriptorReserve) + ")";
+    }
+    if (main == locals.end() || opened.size() < r.count) {
+      extraLog.write(Clock::now(), log::Level::Warn, "birthday_sockets_short",
+                     {{"peer", peer}, {"asked", std::to_string(r.count)}, {"opened", std::to_string(opened.size())},
+                      {"descriptor_budget", std::to_string(budget)},
+                      {"error", error},
+                      {"effect", "the search runs with fewer mappings (lower odds), or not at all"}});
+    } else {
+      log::info("birthday_sockets_opened", {{"peer", peer}, {"count", std::to_string(opened.size())},
+                                            {"address", main->ip().toString()}});
+    }
+    node->socketsOpened(r.peer, opened, Clock::now());
+  }
+
+  void closeExtraSocket(const SockAddr& s) {
+    if (extraSockets.erase(s) == 0) {
+      ++counters.extraCloseUnknown;  // never one of the main sockets
+      return;
+    }
+    sockets->close(s);
+    ++counters.extraClosed;
+  }
+
+  std::string peerNameOf(engine::PeerId id) const {
+    for (const auto& pc : node->peers()) {
+      if (node->peerId(pc.key) == id) return pc.name;
+    }
+    return std::to_string(id);
   }
 
   // Each condition once when it begins (warning) and once when it ends (info), at a bounded
@@ -507,7 +605,24 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     impl.livenessTimer = std::make_unique<shell::DeadlineTimer>(base, [&impl] { impl.keepFastPathAlive(); });
     impl.keepFastPathAlive();
     const auto configured = edge::configuredFlows(cfg);
-    reconciled = edge::reconcile(impl.fastPath->flows(), impl.fastPath->pinnedEntries(), configured, locals);
+    // A pinned direct path from a previous run's extra socket (a birthday search's winner,
+    // which the fast path kept in its socket table): the same port bound again, so the path is
+    // remembered and re-verified like one from our main socket, its NAT mapping still warm,
+    // instead of a new search. Closed once no path uses it (afterNode).
+    std::vector<SockAddr> ours = locals;
+    for (const SockAddr& s : impl.fastPath->extraSockets()) {
+      const bool onOurAddress = std::any_of(locals.begin(), locals.end(), [&](const SockAddr& l) { return l.ip() == s.ip(); });
+      if (!onOurAddress) continue;
+      if (auto ok = impl.sockets->open(s); ok) {
+        impl.keptSockets.insert(s);
+        ours.push_back(s);
+        log::info("birthday_socket_kept", {{"socket", s.toString()}});
+      } else {
+        log::warn("birthday_socket_not_kept", {{"socket", s.toString()}, {"error", ok.error().message},
+                                               {"effect", "its pinned path is cleared; the search runs again"}});
+      }
+    }
+    reconciled = edge::reconcile(impl.fastPath->flows(), impl.fastPath->pinnedEntries(), configured, ours);
     for (const auto& e : reconciled.erase) {
       log::info("xdp.edge.reconcile_erase", {{"flow", std::to_string(e.flow)}, {"why", e.why}});
       impl.fastPath->eraseFlow(e.flow);
@@ -677,6 +792,15 @@ nlohmann::json EdgeRole::socketStats() const {
           {"tx_errors", io.txErrors},
           {"tx_no_socket", io.txNoSocket},
           {"data_in_userspace", c.dataInUserspace},
+          {"birthday_sockets", {{"open", impl_->extraSockets.size() + impl_->keptSockets.size()},
+                                {"kept", impl_->keptSockets.size()},
+                                {"requested", c.extraRequested},
+                                {"opened", c.extraOpened},
+                                {"over_budget", c.extraOverBudget},
+                                {"failed", c.extraFailed},
+                                {"closed", c.extraClosed},
+                                {"close_unknown", c.extraCloseUnknown},
+                                {"in_fast_path", impl_->fastPath ? impl_->fastPath->extraSockets().size() : 0}}},
           {"path_changes", c.pathChanges},
           {"path_changes_dropped", impl_->node->engine().pathChangesDropped()},
           {"timer_wakeups", impl_->timer->wakeups()},

@@ -4,6 +4,16 @@
 // (dataplane/edge_fastpath.h) as the Node's ForwardingTable. Discovery, keepalive, TURN
 // control and rendezvous go through the sockets; application data never does.
 //
+// The birthday search (engine/birthday.h, issue 12) asks for extra sockets: the role opens
+// them on kernel-chosen ports of its IPv4 socket's address (shell::UdpEndpoints::openAny),
+// within a descriptor budget (the soft RLIMIT_NOFILE less the descriptors open and
+// shell::kDescriptorReserve; fewer than asked is told to the engine), reads them like the
+// main sockets, and closes them when the engine says. The winning socket carries the flows in
+// XDP: a direct path from it registers it with the fast path (EdgeFastPath::extraSockets).
+// A restart with pinned maps keeps it: the fast path keeps the pinned path and its socket,
+// the new tgwd binds that port again and remembers the path (no new search); the socket is
+// closed once no path uses it. `tgwctl stats` counts them under sockets.birthday_sockets.
+//
 // Restart: with a pin directory the fast path's maps and program outlive tgwd; a starting
 // EdgeRole keeps the paths it finds for configured flows until the engine has chosen its
 // own, and removes entries of flows no longer configured.

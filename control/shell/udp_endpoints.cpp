@@ -69,10 +69,29 @@ Result<void> UdpEndpoints::open(const SockAddr& local) {
   if (has(local)) return fail(local.toString() + " is already open");
   auto fd = openUdpSocket(local);
   if (!fd) return fail(fd.error().message, fd.error().code);
+  return add(local, std::move(*fd));
+}
+
+Result<SockAddr> UdpEndpoints::openAny(const IpAddr& address) {
+  auto fd = openUdpSocket(SockAddr(address, 0));
+  if (!fd) return fail(fd.error().message, fd.error().code);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd->get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    const int e = errno;
+    return fail(errnoText("getsockname"), e);
+  }
+  auto local = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+  if (!local) return fail("getsockname: not an IP endpoint");
+  if (auto ok = add(*local, std::move(*fd)); !ok) return fail(ok.error().message, ok.error().code);
+  return *local;
+}
+
+Result<void> UdpEndpoints::add(const SockAddr& local, UniqueFd fd) {
   auto s = std::make_unique<Socket>();
   s->owner = this;
   s->local = local;
-  s->fd = std::move(*fd);
+  s->fd = std::move(fd);
   lastBuffers_ = sizeSocketBuffers(s->fd.get(), bufferBytes_);
   // Every datagram read carries the socket's drop count (receive buffer full) as ancillary
   // data: counted as rxQueueDrops, the kernel's own figure per socket.

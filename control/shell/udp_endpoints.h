@@ -84,6 +84,10 @@ class UdpEndpoints {
 
   // Binds `local` and starts reading it; fails (naming the errno) when it cannot bind.
   Result<void> open(const SockAddr& local);
+  // Binds a port the kernel chooses (port 0) on `address` and starts reading it, like
+  // open(); returns the endpoint it got (getsockname), the key for send() and close().
+  // The birthday search's extra sockets (engine/birthday.h) are opened this way.
+  Result<SockAddr> openAny(const IpAddr& address);
   // Stops reading `local` and closes its socket (no-op when there is none).
   void close(const SockAddr& local);
   bool has(const SockAddr& local) const { return sockets_.count(local) != 0; }
@@ -104,6 +108,8 @@ class UdpEndpoints {
  private:
   struct Socket;
   void onReadable(Socket& s);
+  // Starts reading `fd`, bound at `local`.
+  Result<void> add(const SockAddr& local, UniqueFd fd);
 
   event_base* base_;
   std::string name_;

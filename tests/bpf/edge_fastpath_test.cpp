@@ -347,6 +347,91 @@ TEST_F(EdgeFastPathTest, MapsFollowAddSetRemoveErase) {
 // kept across setPath; set before the flow is registered, written with its first entry; the
 // same set again writes nothing; refused beyond TGW_EDGE_MAX_SOURCES endpoints or with a
 // channel out of range.
+// A direct path from a socket beyond Options::sockets (the birthday search's winner) puts
+// that socket in tgw_edge_sockets while any flow's path uses it; the table's bound holds.
+TEST_F(EdgeFastPathTest, AnExtraSocketIsInTheSocketTableWhileAPathUsesIt) {
+  auto edge = openOk(options(80));
+  ASSERT_TRUE(edge);
+  EXPECT_EQ(entries("tgw_edge_sockets"), 2u);
+  auto inTable = [&](const SockAddr& a) {
+    Pinned m(pinDir_ + "/tgw_edge_sockets");
+    const tgw_edge_endpoint k = endpointKey(a);
+    tgw_edge_socket v{};
+    return bpf_map_lookup_elem(m.fd, &k, &v) == 0;
+  };
+  const SockAddr extra = addr("198.18.0.5:50001");
+  const Path fromExtra{PathKind::Direct, extra, addr("198.18.0.77:41641"), {}, 0};
+  ASSERT_TRUE(edge->setPath(kFlow7, fromExtra).ok());
+  EXPECT_TRUE(inTable(extra));
+  EXPECT_EQ(entries("tgw_edge_sockets"), 3u);
+  EXPECT_EQ(edge->extraSockets(), std::vector<SockAddr>{extra});
+  auto v = flowEntry(7);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->src_port, htons(50001));  // the out direction's source
+
+  // Two flows on it: it stays until the last one leaves it.
+  const Flow flow8{8, addr("192.168.1.1:5008"), addr("192.168.1.10:7008")};
+  ASSERT_TRUE(edge->setPath(flow8, fromExtra).ok());
+  ASSERT_TRUE(edge->setPath(kFlow7, kDirect).ok());
+  EXPECT_TRUE(inTable(extra));
+  edge->removeFlow(8);
+  EXPECT_FALSE(inTable(extra));
+  EXPECT_EQ(entries("tgw_edge_sockets"), 2u);
+  EXPECT_TRUE(edge->extraSockets().empty());
+  EXPECT_TRUE(inTable(kDirect.local));
+
+  // Erasing the flow releases it too.
+  ASSERT_TRUE(edge->setPath(flow8, fromExtra).ok());
+  EXPECT_TRUE(inTable(extra));
+  edge->eraseFlow(8);
+  EXPECT_FALSE(inTable(extra));
+
+  // A path from a flow's local endpoint is refused (the socket would take the app's traffic).
+  const Path fromLocal{PathKind::Direct, kFlow7.localEndpoint, addr("192.168.1.77:41641"), {}, 0};
+  auto bad = edge->setPath(flow8, fromLocal);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("a flow's local endpoint"), std::string::npos) << bad.error().message;
+
+  // 64 sockets in all: 2 main ones and 62 extra; the next path from a new socket is refused
+  // and leaves the table as it was.
+  for (uint32_t i = 0; i < 62; ++i) {
+    const Flow f{100 + i, addr(("192.168.1.1:" + std::to_string(6000 + i)).c_str()), addr("192.168.1.10:7000")};
+    const Path p{PathKind::Direct, addr(("198.18.0.5:" + std::to_string(51000 + i)).c_str()), addr("198.18.0.77:41641"), {}, 0};
+    ASSERT_TRUE(edge->setPath(f, p).ok()) << i;
+  }
+  EXPECT_EQ(entries("tgw_edge_sockets"), 64u);
+  const Flow full{200, addr("192.168.1.1:6200"), addr("192.168.1.10:7000")};
+  auto refused = edge->setPath(full, Path{PathKind::Direct, addr("198.18.0.5:52000"), addr("198.18.0.77:41641"), {}, 0});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("socket table full"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(entries("tgw_edge_sockets"), 64u);
+  // A path from a socket already in the table needs no room.
+  EXPECT_TRUE(edge->setPath(full, Path{PathKind::Direct, addr("198.18.0.5:51000"), addr("198.18.0.77:41641"), {}, 0}).ok());
+}
+
+// Across a restart with pinned maps the winner's path and its socket stay in the table (the
+// flow goes on in XDP while tgwd is away); the new tgwd may take them over, and clearing the
+// path drops the socket.
+TEST_F(EdgeFastPathTest, APinnedPathFromAnExtraSocketKeepsItAcrossARestart) {
+  const SockAddr extra = addr("198.18.0.5:50001");
+  const Path fromExtra{PathKind::Direct, extra, addr("198.18.0.77:41641"), {}, 0};
+  {
+    auto edge = openOk(options());
+    ASSERT_TRUE(edge);
+    ASSERT_TRUE(edge->setPath(kFlow7, fromExtra).ok());
+    edge->keepAttached();
+  }
+  auto edge = openOk(options());
+  ASSERT_TRUE(edge);
+  ASSERT_EQ(edge->pinnedEntries().size(), 1u);
+  EXPECT_EQ(edge->pinnedEntries()[0].path, fromExtra);
+  EXPECT_EQ(edge->extraSockets(), std::vector<SockAddr>{extra});
+  EXPECT_EQ(entries("tgw_edge_sockets"), 3u);
+  edge->removeFlow(7);
+  EXPECT_TRUE(edge->extraSockets().empty());
+  EXPECT_EQ(entries("tgw_edge_sockets"), 2u);
+}
+
 TEST_F(EdgeFastPathTest, SourcesArePublishedWithTheEntry) {
   auto edge = openOk(options());
   ASSERT_TRUE(edge);
@@ -1036,6 +1121,57 @@ TEST_F(EdgeForwardingTest, DatagramsGoOutAndComeInOnEveryPathKind) {
   EXPECT_EQ(c->outDirectBytes, 2 * payload.size());
   EXPECT_EQ(c->inRelayBytes, payload.size());
   EXPECT_EQ(c->dropNoPath, 1u);
+  EXPECT_EQ(c->dropOther, 0u);
+}
+
+// The birthday search's winning socket (engine/birthday.h): a direct path from a socket that
+// is not one of Options::sockets. The program sends the flow's data from that socket's port
+// and takes the peer's data frames to it (none reaches the socket); once no path uses the
+// socket, datagrams to it pass up to the kernel's socket again.
+TEST_F(EdgeForwardingTest, AWinningSocketCarriesTheFlowBothWaysAndLeavesWithItsPath) {
+  const SockAddr winner = addr("198.18.0.5:50123");
+  // tgwd's socket on that port, in the gateway's namespace (this process's own).
+  const int winnerFd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(winnerFd, 0);
+  sockaddr_storage ss{};
+  const socklen_t len = winner.toSockaddr(&ss);
+  ASSERT_EQ(bind(winnerFd, reinterpret_cast<sockaddr*>(&ss), len), 0) << std::strerror(errno);
+  const testing::Bytes payload{'w', 'i', 'n', 'n', 'e', 'r', 0, 1, 2};
+
+  ASSERT_TRUE(edge_->setPath(kFlow, Path{PathKind::Direct, winner, kPeer, {}, 0}).ok());
+  ASSERT_TRUE(edge_->setSources(kFlow.id, Sources{{kPeer}, std::nullopt}).ok());
+  EXPECT_EQ(edge_->extraSockets(), std::vector<SockAddr>{winner});
+
+  // Out: from the winning socket's port.
+  ASSERT_TRUE(sendTo(appFd_, kFlow.localEndpoint, payload));
+  auto got = receive(peerFd_);
+  ASSERT_TRUE(got) << "nothing arrived at the peer; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, dataFrame(7, payload));
+  EXPECT_EQ(got->from, winner);
+
+  // In: the peer's data frame to the winning socket reaches the app, not the socket.
+  ASSERT_TRUE(sendTo(peerFd_, winner, dataFrame(7, payload)));
+  got = receive(appFd_);
+  ASSERT_TRUE(got) << "nothing arrived at the app; counters: " << describeCounters();
+  EXPECT_EQ(got->bytes, payload);
+  EXPECT_EQ(got->from, kFlow.localEndpoint);
+  EXPECT_FALSE(receive(winnerFd, 200)) << "the data frame was passed up to the socket";
+
+  // The path moves to the main socket: the winner leaves the program's socket table, and a
+  // datagram to it is the socket's again (tgwd has closed it by then: the kernel's to answer).
+  ASSERT_TRUE(edge_->setPath(kFlow, kDirectPath).ok());
+  EXPECT_TRUE(edge_->extraSockets().empty());
+  ASSERT_TRUE(sendTo(peerFd_, winner, dataFrame(7, payload)));
+  got = receive(winnerFd);
+  ASSERT_TRUE(got) << "the datagram to the released socket did not pass up";
+  EXPECT_EQ(got->bytes, dataFrame(7, payload));
+  EXPECT_FALSE(receive(appFd_, 200));
+  close(winnerFd);
+
+  auto c = edge_->flowCounters(7);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->outDirectPackets, 1u);
+  EXPECT_EQ(c->inDirectPackets, 1u);
   EXPECT_EQ(c->dropOther, 0u);
 }
 

@@ -83,6 +83,7 @@ Result<void> EdgeLab::pair(const std::string& a, const std::string& b, EdgeSiteO
     spec.natpmp = o.natpmp;
     spec.pcp = o.pcp;
     spec.portmapRepairSeconds = o.portmapRepairSeconds;
+    spec.maxOpenFiles = o.maxOpenFiles;
     spec.relayKey = relayKey_;
     if (o.pinned) {
       auto fs = lab_->bpffs();

@@ -32,6 +32,7 @@ struct EdgeSiteOptions {
   std::string xdpMode = "native";
   bool natpmp = true, pcp = true;  // [edge.portmap]
   int portmapRepairSeconds = 0;     // edge.portmap.repair_seconds (0: the default)
+  uint64_t maxOpenFiles = 0;        // daemon.max_open_files (0: not set)
 };
 
 class EdgeLab {

@@ -226,10 +226,11 @@ TEST_F(EdgeNat, OneInterfaceApplianceGoesDirect) {
 // Endpoint-dependent mapping on one side against the lab's "easy" NAT, which is
 // nftables' masquerade: endpoint-independent mapping but address-AND-PORT-dependent
 // filtering (a port-restricted cone). The hard side's probes come from a new port for each
-// destination, which the easy side's NAT has never sent to: dropped. Nothing direct can
-// work (the simulation's "easy" NAT filters by address only; see the next test), so the
-// relay carries the flow.
-TEST_F(EdgeNat, PortRestrictedVsHardStaysOnRelay) {
+// destination, which the easy side's NAT has never sent to: dropped. The ordinary probes
+// cannot work (the simulation's "easy" NAT filters by address only; see the next test), so
+// the relay carries the flow for the probes' first 10 s; the birthday search that follows
+// makes the pair direct (lab_birthday).
+TEST_F(EdgeNat, PortRestrictedVsHardStartsOnRelay) {
   build("relay; site a easy app; site b hard app");
   expectSteadyFlow("relay", "port_restricted_vs_hard");
 }

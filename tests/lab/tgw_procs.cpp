@@ -308,8 +308,9 @@ Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesy
   std::ofstream f(out);
   f << "# written by the tgw lab for site " << spec.name << "\n"
     << "[daemon]\ncontrol_socket = " << quoted(socket.string()) << "\nlog_level = "
-    << quoted(spec.logLevel) << "\n\n"
-    << "[edge]\nkey_file = " << quoted(keyFile.string()) << "\ninterface = " << quoted(spec.interface) << "\n";
+    << quoted(spec.logLevel) << "\n";
+  if (spec.maxOpenFiles > 0) f << "max_open_files = " << spec.maxOpenFiles << "\n";
+  f << "\n[edge]\nkey_file = " << quoted(keyFile.string()) << "\ninterface = " << quoted(spec.interface) << "\n";
   if (!spec.lanInterface.empty()) f << "lan_interface = " << quoted(spec.lanInterface) << "\n";
   if (!spec.addresses.empty()) f << "addresses = " << quotedList(spec.addresses) << "\n";
   f << "port = " << spec.port << "\nxdp_mode = " << quoted(spec.xdpMode) << "\npin_dir = "

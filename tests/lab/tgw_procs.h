@@ -167,6 +167,7 @@ struct EdgeSpec {
   // [edge.portmap] (issue 13): NAT-PMP and PCP on the home router, on by default.
   bool natpmp = true, pcp = true;
   int portmapRepairSeconds = 0;  // 0: the default
+  uint64_t maxOpenFiles = 0;     // daemon.max_open_files; 0: not set
 };
 
 // An edge-role tgwd in a site's gateway namespace. The key file and config live in the

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,53 @@ TEST_F(UdpEndpointsTest, ReceivesOnEachSocketAndSendsFromTheOneBoundAtFrom) {
   EXPECT_FALSE(eps_->send(freeLoopback(), a, hello));
   EXPECT_EQ(eps_->counters().txNoSocket, 1u);
   EXPECT_EQ(eps_->counters().txDatagrams, 2u);
+}
+
+// The birthday search's extra sockets: kernel-chosen ports on one address, each read and
+// sent from like an open()ed one, keyed by the endpoint openAny() returns.
+TEST_F(UdpEndpointsTest, OpenAnyGetsDistinctPortsReadAndSentFromLikeTheOthers) {
+  make();
+  const SockAddr main = freeLoopback();
+  ASSERT_TRUE(eps_->open(main).ok());
+  std::vector<SockAddr> extra;
+  for (int i = 0; i < 16; ++i) {
+    auto s = eps_->openAny(main.ip());
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_EQ(s->ip(), main.ip());
+    EXPECT_NE(s->port(), 0);
+    EXPECT_TRUE(eps_->has(*s));
+    for (const auto& e : extra) EXPECT_NE(e, *s);
+    extra.push_back(*s);
+  }
+  EXPECT_EQ(eps_->size(), 17u);
+  // Main -> each extra socket and back: each datagram names the socket it came in on.
+  for (const auto& e : extra) {
+    ASSERT_TRUE(eps_->send(main, e, std::vector<uint8_t>{1}));
+    ASSERT_TRUE(eps_->send(e, main, std::vector<uint8_t>{2}));
+  }
+  runUntil([&] { return got_.size() == 2 * extra.size(); });
+  ASSERT_EQ(got_.size(), 2 * extra.size());
+  size_t toMain = 0;
+  for (const auto& d : got_) {
+    if (d.to == main) {
+      ++toMain;
+      EXPECT_EQ(d.bytes, std::vector<uint8_t>{2});
+      EXPECT_NE(std::find(extra.begin(), extra.end(), d.from), extra.end()) << d.from.toString();
+    } else {
+      EXPECT_EQ(d.from, main);
+      EXPECT_NE(std::find(extra.begin(), extra.end(), d.to), extra.end()) << d.to.toString();
+    }
+  }
+  EXPECT_EQ(toMain, extra.size());
+  // Closed: its port is free at once, and sending from it is refused.
+  eps_->close(extra[0]);
+  EXPECT_FALSE(eps_->has(extra[0]));
+  EXPECT_TRUE(openUdpSocket(extra[0]).ok()) << "the port is still held";
+  EXPECT_FALSE(eps_->send(extra[0], main, std::vector<uint8_t>{3}));
+  // An address that is not ours: the bind error, named.
+  auto bad = eps_->openAny(*IpAddr::parse("192.0.2.1"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("bind 192.0.2.1:0"), std::string::npos) << bad.error().message;
 }
 
 TEST_F(UdpEndpointsTest, ASocketClosedInsideItsOwnCallbackStopsAtOnceAndFreesItsPort) {

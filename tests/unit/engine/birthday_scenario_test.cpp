@@ -139,6 +139,41 @@ TEST(BirthdayMachine, TheEasySideProbesPacedDistinctPortsPredictedFirstWithinThe
   EXPECT_EQ(m.b.view().state, engine::BirthdayState::Probing);
 }
 
+// A loaded machine's timer fires late (the lab saw 8.6 ms per probe at 5 ms pacing): the
+// pacing is a grid, so the search still sends 200 probes per second and ends when the hard
+// side expects it, never more than three pings back to back.
+TEST(BirthdayMachine, LateTimersAreMadeUpWithoutBursts) {
+  Machine m;
+  m.b.setLocalNat(disco::NatReport{false, 41641, {41641, 41641}});
+  m.b.setRemoteNat(disco::NatReport{true, 41641, {20000, 51234}});
+  m.b.onMessage(disco::Birthday{77, 2000, 60000, {}}, m.env, m.now);
+  ASSERT_EQ(m.b.view().state, engine::BirthdayState::Probing);
+  const TimePoint start = m.now;
+  // The timer fires 3.6 ms after each deadline; a 100 ms stall once.
+  std::vector<TimePoint> sentAt;
+  bool stalled = false;
+  while (m.b.view().state == engine::BirthdayState::Probing && m.now < start + 20s) {
+    TimePoint due = std::max(m.now, m.b.nextDeadline() + 3600us);
+    if (!stalled && m.now >= start + 2s) {
+      due = m.now + 100ms;
+      stalled = true;
+    }
+    m.now = due;
+    const size_t before = m.sends.size();
+    m.b.onTimer(m.env, m.now);
+    if (m.sends.size() > before) sentAt.push_back(m.now);
+  }
+  ASSERT_EQ(sentAt.size(), engine::kBirthdayBudget);
+  // The budget took about budget x spacing (+ the stall, + one late firing), not budget x 8.6 ms.
+  EXPECT_LE(sentAt.back() - sentAt.front(), engine::kBirthdayBudget * engine::kBirthdayProbeSpacing + 100ms + 10ms);
+  size_t run = 1, longest = 1;
+  for (size_t i = 1; i < sentAt.size(); ++i) {
+    run = sentAt[i] == sentAt[i - 1] ? run + 1 : 1;
+    longest = std::max(longest, run);
+  }
+  EXPECT_LE(longest, 3u) << "pings back to back after the stall";
+}
+
 TEST(BirthdayMachine, TheHardSideWaitsForTheWindowOpensSpraysThenTellsThePeer) {
   Machine m;
   m.b.setLocalNat(disco::NatReport{true, 41641, {20000, 51234}});
