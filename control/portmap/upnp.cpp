@@ -183,9 +183,13 @@ void UpnpClient::sendSearches() {
   }
 }
 
+bool UpnpClient::knownType(std::string_view type) const {
+  return std::any_of(kMulticastTargets.begin(), kMulticastTargets.end(), [&](const char* t) { return type == t; }) ||
+         std::any_of(kAlsoAccepted.begin(), kAlsoAccepted.end(), [&](const char* t) { return type == t; });
+}
+
 void UpnpClient::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                             TimePoint now) {
-  (void)local;
   if (!started_ || stopped_) {
     ++counters_.droppedUnexpected;
     return;
@@ -194,17 +198,14 @@ void UpnpClient::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from
     ++counters_.droppedNotFromGateway;
     return;
   }
+  if (local == config_.ssdpGroup) return onNotify(bytes, now);
   auto a = http::parseSsdpAnswer(bytes);
   if (!a) {
     ++counters_.droppedSsdpMalformed;
     ++counters_.ssdpErrors[static_cast<size_t>(a.error())];
     return;
   }
-  const bool known = std::any_of(kMulticastTargets.begin(), kMulticastTargets.end(),
-                                 [&](const char* t) { return a->searchTarget == t; }) ||
-                     std::any_of(kAlsoAccepted.begin(), kAlsoAccepted.end(),
-                                 [&](const char* t) { return a->searchTarget == t; });
-  if (!known) {
+  if (!knownType(a->searchTarget)) {
     ++counters_.droppedWrongSearchTarget;
     return;
   }
@@ -227,6 +228,56 @@ void UpnpClient::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from
   locations_.push_back(a->location);
   searchDeadline_ = kNever;
   describe(now);
+}
+
+void UpnpClient::onNotify(std::span<const uint8_t> bytes, TimePoint now) {
+  auto n = http::parseSsdpNotify(bytes);
+  if (!n) {
+    ++counters_.droppedSsdpMalformed;
+    ++counters_.ssdpErrors[static_cast<size_t>(n.error())];
+    return;
+  }
+  if (!knownType(n->notificationType) || releasing_ || status_.availability == Availability::Disabled) {
+    ++counters_.notifiesIgnored;
+    return;
+  }
+  if (n->kind == http::NotifyKind::ByeBye) {
+    // The service leaves (a router shutting down its UPnP): nothing more is asked of it; the
+    // mapping is held until its lease ends or a round fails, and its return is a restart.
+    ++counters_.byebyes;
+    byebyeSeen_ = true;
+    if (step_ == Step::None) control_.reset();
+    return;
+  }
+  if (n->location->endpoint.ip() != config_.gateway) {
+    ++counters_.droppedLocationElsewhere;
+    return;
+  }
+  const bool bootChanged = n->bootId && status_.bootId && *n->bootId != *status_.bootId;
+  if (n->bootId) status_.bootId = n->bootId;
+  if (step_ == Step::Discover) {
+    // As good as an answer to our search.
+    ++counters_.notifies;
+    byebyeSeen_ = false;
+    locations_.assign(1, *n->location);
+    locationIndex_ = 0;
+    searchDeadline_ = kNever;
+    describe(now);
+    return;
+  }
+  const bool moved = status_.location && *status_.location != *n->location;
+  // A service never found (its UPnP was off, or came up after our searches) shows itself.
+  const bool appeared = !mapped_ && step_ == Step::None && !status_.location;
+  if (!(byebyeSeen_ || bootChanged || moved || appeared) || notifyAt_ != kNever) {
+    ++counters_.notifiesIgnored;  // its periodic advertisement, or another copy of the restart's
+    return;
+  }
+  ++counters_.notifies;
+  ++counters_.restartsNoticed;
+  byebyeSeen_ = false;
+  notifyLocation_ = *n->location;
+  // At most one such round per kMinRefreshDelay, whatever the LAN sends.
+  notifyAt_ = std::max(now + uniform(Duration::zero(), kAnnounceSpread - 1us), lastNotifyRound_ + kMinRefreshDelay);
 }
 
 void UpnpClient::describe(TimePoint now) {
@@ -545,7 +596,7 @@ TimePoint UpnpClient::nextDeadline() const {
   if (step_ == Step::Discover) t = std::min(t, searchDeadline_);
   if (step_ == Step::None) t = std::min(t, roundAt_);
   if (mapped_) t = std::min(t, expiresAt_);
-  return t;
+  return std::min(t, notifyAt_);
 }
 
 void UpnpClient::onTimer(TimePoint now) {
@@ -555,6 +606,22 @@ void UpnpClient::onTimer(TimePoint now) {
     if (stopped_) return;
   }
   if (releasing_) return;
+  if (notifyAt_ != kNever && now >= notifyAt_) {
+    // The restarted service, described afresh (its control URL and service may have changed).
+    notifyAt_ = kNever;
+    lastNotifyRound_ = now;
+    if (streamId_ != 0) {
+      ++counters_.aborted;
+      closeStream();
+    }
+    pendingAddPort_.reset();
+    control_.reset();
+    searchDeadline_ = kNever;
+    roundAt_ = kNever;
+    locations_.assign(1, *notifyLocation_);
+    locationIndex_ = 0;
+    describe(now);
+  }
   if (mapped_ && now >= expiresAt_) {
     // The lease ran out unconfirmed: the gateway has dropped the rule by now.
     mapped_ = false;
@@ -589,7 +656,7 @@ void UpnpClient::onTimer(TimePoint now) {
 
 // ---- release ----
 
-void UpnpClient::stop(TimePoint now) {
+void UpnpClient::stop(TimePoint now, std::optional<uint16_t> keepPort) {
   if (!started_ || stopped_ || releasing_) {
     if (!started_) {
       started_ = true;
@@ -605,10 +672,11 @@ void UpnpClient::stop(TimePoint now) {
   step_ = Step::None;
   searchDeadline_ = kNever;
   roundAt_ = kNever;
+  notifyAt_ = kNever;
   // An Add whose answer never came may have made a mapping; else the one we hold.
   std::optional<uint16_t> port = pendingAddPort_;
   if (!port && mapped_) port = external_->port();
-  if (!port || !control_) {
+  if (!port || !control_ || port == keepPort) {
     finishRelease(false);
     return;
   }

@@ -49,8 +49,22 @@
 //     discovery again: a restarted IGD often serves HTTP on another port (miniupnpd's
 //     http_port=0). A round refused by a fault retries after kRetryAfterFailure. The mapping
 //     is held (state Mapped) until its lease runs out unconfirmed: then Event Lost.
+//   - Advertisements (UDA 1.1 section 1.2): the owner also feeds the datagrams of a socket
+//     bound to the SSDP group (239.255.255.250:1900) with `local` = Config::ssdpGroup. Only
+//     NOTIFYs from the gateway, for a type the client searches for, with a LOCATION on the
+//     gateway, are read. An ssdp:byebye forgets the service (its rules are likely gone with
+//     it). An ssdp:alive or ssdp:update that shows a restart -- a byebye was seen before it,
+//     its BOOTID.UPNP.ORG differs from the last one heard, or its LOCATION is not the one in
+//     use (miniupnpd's http_port=0 serves each run on a new port) -- drops whatever is in
+//     flight and describes that LOCATION, then runs a round, after a random delay in
+//     [0, kAnnounceSpread) (as PCP's ANNOUNCE): the mapping is back within a second of the
+//     router's first advertisement, not at the next re-add. While discovering, an alive
+//     NOTIFY counts as an answer. Anything else is counted and ignored (a device advertises
+//     every type it has, every CACHE-CONTROL period).
 //   - stop(now): the stream in flight is dropped; when a mapping may exist,
-//     DeletePortMapping, bounded by kReleaseWait; then Event Stopped.
+//     DeletePortMapping, bounded by kReleaseWait; then Event Stopped. stop(now, keepPort)
+//     skips the deletion when the rule is on `keepPort` (the owner knows another protocol
+//     holds that very rule: deleting "ours" would delete theirs).
 //
 // Every datagram fed moves exactly one inbound counter, and so does every onStreamData /
 // onStreamEnd call; every HTTP exchange started ends in exactly one outcome counter. All
@@ -138,6 +152,9 @@ struct Counters {
   uint64_t droppedWrongSearchTarget = 0; // in: an ST we did not search for
   uint64_t droppedLocationElsewhere = 0; // in: a LOCATION not on the gateway's address
   uint64_t droppedUnexpected = 0;        // in: before start() or after Stopped
+  uint64_t notifies = 0;                 // in: a NOTIFY acted upon (a restart noticed, an answer while discovering)
+  uint64_t byebyes = 0;                  // in: ssdp:byebye from the gateway for a type we use
+  uint64_t notifiesIgnored = 0;          // in: a NOTIFY showing nothing new, of another type, or while stopping
   // Stream calls: each moves exactly one of these.
   uint64_t streamReads = 0;              // in: bytes for the exchange in flight
   uint64_t streamEnds = 0;               // in: the end of the exchange in flight
@@ -152,7 +169,7 @@ struct Counters {
   uint64_t rejectedControlUrl = 0;       // a description whose control URL is not on the gateway
   uint64_t connectFailures = 0;          // the stream ended (Failed) before a response
   uint64_t timeouts = 0;
-  uint64_t aborted = 0;                  // dropped by stop()
+  uint64_t aborted = 0;                  // dropped by stop() or by a restart a NOTIFY showed
   uint64_t inFlight() const { return exchanges - (answersOk + faults + httpErrors + httpMalformed + bodyMalformed +
                                                   rejectedControlUrl + connectFailures + timeouts + aborted); }
   // The mapping.
@@ -164,13 +181,14 @@ struct Counters {
   uint64_t portConflicts = 0;            // 718 / 729
   uint64_t releases = 0;                 // deletions answered (success, or 714: already gone)
   uint64_t releaseTimeouts = 0;          // deletion unanswered or failed within kReleaseWait
+  uint64_t restartsNoticed = 0;          // NOTIFYs that showed the gateway's UPnP restarted
   std::array<uint64_t, static_cast<size_t>(http::SsdpError::kCount)> ssdpErrors{};
   std::array<uint64_t, static_cast<size_t>(http::ReadError::kCount)> readErrors{};
   std::array<uint64_t, static_cast<size_t>(xml::Error::kCount)> xmlErrors{};
 
   uint64_t inboundDatagrams() const {
     return ssdpAnswers + ssdpIgnored + droppedNotFromGateway + droppedSsdpMalformed + droppedWrongSearchTarget +
-           droppedLocationElsewhere + droppedUnexpected;
+           droppedLocationElsewhere + droppedUnexpected + notifies + byebyes + notifiesIgnored;
   }
   uint64_t inboundStreamCalls() const { return streamReads + streamEnds + droppedStaleStream; }
 };
@@ -186,6 +204,7 @@ struct Status {
   std::map<int, uint64_t> errors;        // fault codes (kOtherErrorCode: the rest)
   std::optional<int> lastError;
   std::string reason;                    // why Unavailable / Waiting, in words
+  std::optional<uint32_t> bootId;        // BOOTID.UPNP.ORG of the gateway's last NOTIFY
 };
 
 class UpnpClient {
@@ -204,7 +223,7 @@ class UpnpClient {
   explicit UpnpClient(Config config);
 
   void start(TimePoint now);
-  void stop(TimePoint now);
+  void stop(TimePoint now, std::optional<uint16_t> keepPort = std::nullopt);
 
   void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   void onStreamData(uint32_t id, std::span<const uint8_t> bytes, TimePoint now);
@@ -223,6 +242,8 @@ class UpnpClient {
   Duration lease() const { return lease_; }  // granted lease; zero: permanent
   TimePoint expiresAt() const { return mapped_ ? expiresAt_ : kNever; }
   TimePoint refreshAt() const { return mapped_ && step_ == Step::None ? roundAt_ : kNever; }
+  // Waiting: when the next discovery runs (kNever otherwise).
+  TimePoint retryAt() const { return state() == State::Waiting ? roundAt_ : kNever; }
   const Status& status() const { return status_; }
   const Counters& counters() const { return counters_; }
   const Config& config() const { return config_; }
@@ -254,6 +275,8 @@ class UpnpClient {
   void onExchangeFailed(bool timeout, TimePoint now);
   void onDescription(const http::Response& r, TimePoint now);
   void onSoap(const http::Response& r, TimePoint now);
+  void onNotify(std::span<const uint8_t> bytes, TimePoint now);
+  bool knownType(std::string_view type) const;
 
   Config config_;
   bool started_ = false;
@@ -290,6 +313,12 @@ class UpnpClient {
   Duration lease_{};
   TimePoint expiresAt_ = kNever;
   TimePoint roundAt_ = kNever;  // Mapped: next round; not mapped: next discovery (Waiting)
+
+  // NOTIFYs.
+  bool byebyeSeen_ = false;                // since the last alive: the next alive is a restart
+  std::optional<http::Url> notifyLocation_;  // a restart's LOCATION, described at notifyAt_
+  TimePoint notifyAt_ = kNever;
+  TimePoint lastNotifyRound_{};
 
   std::vector<Datagram> sends_;
   std::vector<StreamOpen> streams_;
