@@ -274,6 +274,11 @@ void PortmapShell::readSsdp(int fd, const SockAddr& local) {
     if (n < 0) break;
     ++(notify ? notifiesReceived_ : ssdpReceived_);
     auto sa = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), fromLen);
+    if (log::enabled(log::Level::Debug)) {
+      const std::string_view text(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
+      log::debug("portmap_upnp_ssdp", {{"from", sa ? sa->toString() : "?"}, {"notify", notify ? "yes" : "no"},
+                                       {"first_line", std::string(text.substr(0, std::min<size_t>(text.find('\r'), 40)))}});
+    }
     if (sa && upnp_) upnp_->onDatagram(std::span(buf, static_cast<size_t>(n)), *sa, local, Clock::now());
   }
   afterUpnp();
@@ -550,6 +555,7 @@ void PortmapShell::openConn(const portmap::upnp::StreamOpen& o) {
   if (c->rev == nullptr || c->wev == nullptr || event_add(c->rev, nullptr) != 0 || event_add(c->wev, nullptr) != 0) {
     return fail();
   }
+  log::debug("portmap_upnp_open", {{"id", std::to_string(o.id)}, {"to", o.to.toString()}});
   conns_[o.id] = std::move(c);
 }
 
@@ -563,6 +569,7 @@ void PortmapShell::serviceConn(uint32_t id, short what) {
   Conn& c = *it->second;
   auto end = [&](portmap::upnp::StreamEnd how) {
     if (how == portmap::upnp::StreamEnd::Failed) ++connFailures_;
+    log::debug("portmap_upnp_end", {{"id", std::to_string(id)}, {"how", how == portmap::upnp::StreamEnd::Failed ? "failed" : "closed"}});
     conns_.erase(id);
     upnp_->onStreamEnd(id, how, Clock::now());
     afterUpnp();
