@@ -721,7 +721,8 @@ nlohmann::json PortmapShell::status(TimePoint now) const {
     j["upnp"] = upnpJson(*upnp_, now);
     if (upnpStandby_) {
       j["upnp"]["availability"] = "standby";
-      j["upnp"]["reason"] = "the " + j["protocol"].get<std::string>() + " mapping won; asked again if it is lost";
+      const std::string winner = j["protocol"].is_string() ? j["protocol"].get<std::string>() : "other";
+      j["upnp"]["reason"] = "the " + winner + " mapping won; asked again if it is lost";
     }
     const auto& u = upnp_->counters();
     for (const auto& [name, v] : std::initializer_list<std::pair<const char*, uint64_t>>{

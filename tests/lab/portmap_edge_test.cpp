@@ -417,6 +417,12 @@ TEST_F(PortmapEdge, DISABLED_TimeToFirstMapping) {
       EXPECT_EQ(pm.value("time_to_mapping_protocol", std::string()), m.name) << pm.dump(2);
       ms.push_back(pm["time_to_mapping_ms"].get<double>());
       e_->edge("a").stop();
+      if (std::getenv("TGW_PORTMAP_DEBUG") != nullptr) {
+        std::istringstream in(e_->edge("a").log());
+        for (std::string l; std::getline(in, l);) {
+          if (l.find("portmap_") != std::string::npos) std::printf("  a: %s\n", l.c_str());
+        }
+      }
       ASSERT_TRUE(waitFor([&] { return !upnp("a").hasDnat(); }, 2s, 10ms)) << upnp("a").rules();
     }
     std::sort(ms.begin(), ms.end());
@@ -425,12 +431,6 @@ TEST_F(PortmapEdge, DISABLED_TimeToFirstMapping) {
     for (double v : ms) std::printf(" %.1f", v);
     std::printf("\n  min %.1f  median %.1f  p95 %.1f  max %.1f\n", ms.front(), rank(0.5), rank(0.95), ms.back());
     printFigure(std::string("portmap_time_to_mapping_p95_") + m.name, rank(0.95), "ms");
-    if (std::getenv("TGW_PORTMAP_DEBUG") != nullptr) {
-      std::istringstream in(e_->edge("a").log());
-      for (std::string l; std::getline(in, l);) {
-        if (l.find("portmap_") != std::string::npos) std::printf("  a: %s\n", l.c_str());
-      }
-    }
   }
 }
 
