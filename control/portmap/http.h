@@ -52,7 +52,9 @@ std::vector<uint8_t> encodeRequest(std::string_view method, const Url& url, std:
 // The M-SEARCH for `searchTarget` to `to` (its HOST header). `multicast` (UDA 1.1 section
 // 1.3.2): to the group, with MX 1 (seconds a device may wait before answering); unicast
 // (section 1.3.3): to the gateway's port 1900, no MX, to be answered at once (miniupnpd 2.3
-// still waits a random few tens of milliseconds).
+// still waits 50 ms before every answer, its "non-zero default delay to prevent flooding",
+// and up to MX seconds when built with DELAY_MSEARCH_RESPONSE: that wait is most of UPnP's
+// time to a mapping, the HTTP exchanges after it take a few ms).
 std::vector<uint8_t> encodeMSearch(std::string_view searchTarget, const SockAddr& to, bool multicast);
 
 enum class SsdpError : uint8_t {

@@ -322,6 +322,7 @@ TEST_F(PortmapEdge, UpnpOnlyThenAllThreeGoDirect) {
   printFigure("portmap_time_to_direct_upnp_only", secondsSince(t0), "s");
   const std::string status = e_->edge("a").show("status").output;
   EXPECT_NE(status.find("portmap     mapped by upnp at gateway 192.168.1.1: " + external), std::string::npos) << status;
+  std::printf("tgwctl portmap, UPnP only:\n%s", e_->edge("a").show("portmap").output.c_str());
 
   // miniupnpd restarted with its rules gone: its byebye, then its alives on a new HTTP port.
   upnp("a").stop();
