@@ -43,6 +43,13 @@ constexpr std::array<const char*, 4> kMulticastTargets = {
     "urn:schemas-upnp-org:service:WANIPConnection:2",
 };
 constexpr size_t kUnicastTargets = 2;
+// The first round asks for InternetGatewayDevice:1 only, once to the group and once to the
+// gateway: every IGD answers it (UDA 1.1 section 1.3.2: a device MUST answer searches for
+// lower versions of its type), and each search costs the gateway an answer. miniupnpd 2.3.1
+// sends every answer 50 ms late, from the same loop that serves its HTTP: six answers in
+// flight delayed our description by up to 100 ms on a loaded machine. Retransmissions search
+// for everything (a device that ignores the IGD:1 search is still found, 250 ms later).
+constexpr size_t kFirstRoundTargets = 1;
 // An answer's ST may also name these (a device answering IGD:1 with its WANPPPConnection).
 constexpr std::array<const char*, 2> kAlsoAccepted = {
     "urn:schemas-upnp-org:service:WANPPPConnection:1",
@@ -168,17 +175,17 @@ void UpnpClient::discover(TimePoint now) {
   searchRto_ = kInitialRto;
   searchDeadline_ = now + searchRto_;
   searchRto_ *= 2;
-  sendSearches();
-  counters_.searchesSent += kMulticastTargets.size() + kUnicastTargets;
+  sendSearches(kFirstRoundTargets, kFirstRoundTargets);
+  counters_.searchesSent += 2 * kFirstRoundTargets;
 }
 
-void UpnpClient::sendSearches() {
-  for (size_t i = 0; i < kMulticastTargets.size(); ++i) {
+void UpnpClient::sendSearches(size_t multicast, size_t unicast) {
+  for (size_t i = 0; i < multicast; ++i) {
     sends_.push_back(Datagram{config_.ssdpLocal, config_.ssdpGroup,
                               http::encodeMSearch(kMulticastTargets[i], config_.ssdpGroup, true)});
   }
   const SockAddr gateway(config_.gateway, config_.ssdpPort);
-  for (size_t i = 0; i < kUnicastTargets; ++i) {
+  for (size_t i = 0; i < unicast; ++i) {
     sends_.push_back(Datagram{config_.ssdpLocal, gateway, http::encodeMSearch(kMulticastTargets[i], gateway, false)});
   }
 }
@@ -638,7 +645,7 @@ void UpnpClient::onTimer(TimePoint now) {
       roundAt_ = now + kRetryAfterFailure;
     } else {
       ++searchSent_;
-      sendSearches();
+      sendSearches(kMulticastTargets.size(), kUnicastTargets);
       counters_.searchRetransmissions += kMulticastTargets.size() + kUnicastTargets;
       searchDeadline_ = now + searchRto_;
       searchRto_ *= 2;

@@ -257,7 +257,7 @@ class UpnpClient {
   void emit(Event::Kind kind, std::optional<SockAddr> endpoint);
 
   void discover(TimePoint now);
-  void sendSearches();
+  void sendSearches(size_t multicast, size_t unicast);  // the first `n` of each list
   void describe(TimePoint now);
   void nextLocation(TimePoint now);
   void beginRound(TimePoint now);

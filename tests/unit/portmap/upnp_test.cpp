@@ -142,13 +142,15 @@ const SockAddr kExternal = SockAddr::parse("203.0.113.7:41641").value();
 TEST(Upnp, MapsWithIgdV1InOneRoundTripPerStep) {
   Harness h;
   h.start();
-  // The first round of searches: 4 multicast with MX, 2 unicast to the gateway without.
-  ASSERT_EQ(h.sent.size(), 6u);
+  // The first round of searches: InternetGatewayDevice:1 once multicast with MX, once unicast
+  // to the gateway without (every search costs the gateway an answer).
+  ASSERT_EQ(h.sent.size(), 2u);
   int multicast = 0;
   for (const auto& [t, d] : h.sent) {
     const std::string text(d.bytes.begin(), d.bytes.end());
     EXPECT_TRUE(text.starts_with("M-SEARCH * HTTP/1.1\r\n")) << text;
     EXPECT_NE(text.find("MAN: \"ssdp:discover\"\r\n"), std::string::npos);
+    EXPECT_NE(text.find("ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n"), std::string::npos) << text;
     if (d.to == http::ssdpGroup()) {
       ++multicast;
       EXPECT_NE(text.find("MX: 1\r\n"), std::string::npos);
@@ -156,7 +158,7 @@ TEST(Upnp, MapsWithIgdV1InOneRoundTripPerStep) {
       EXPECT_EQ(text.find("MX:"), std::string::npos);
     }
   }
-  EXPECT_EQ(multicast, 4);
+  EXPECT_EQ(multicast, 1);
   h.runFor(1s);
   ASSERT_EQ(h.client.state(), UpnpClient::State::Mapped) << h.client.status().reason;
   EXPECT_EQ(h.client.external(), kExternal);
@@ -383,14 +385,33 @@ TEST(Upnp, ChunkedAnswersDeliveredAByteAtATime) {
   EXPECT_EQ(h.client.counters().httpMalformed, 0u);
 }
 
+// The first round asks for IGD:1 only; a device deaf to it (against UDA 1.1 section 1.3.2) is
+// found by the retransmission, which searches for every type.
+TEST(Upnp, ADeviceIgnoringTheIgd1SearchIsFoundAtTheRetransmission) {
+  Harness h;
+  h.igd.version = 2;
+  h.igd.ignoresIgd1Search = true;
+  h.start();
+  h.runFor(1s);
+  ASSERT_EQ(h.client.state(), UpnpClient::State::Mapped);
+  ASSERT_FALSE(h.events.empty());
+  EXPECT_EQ(h.events.front().second.kind, Event::Kind::Mapped);
+  EXPECT_EQ(h.events.front().first, kT0 + 250ms + 4 * h.rtt);
+}
+
 TEST(Upnp, SearchesRetransmitThenWaitThenSearchAgain) {
   Harness h;
   h.igd.ssdpSilent = true;
   h.start();
   h.runFor(10s);
+  // The first round: IGD:1 only (2 datagrams); retransmissions: every type (4 multicast, 2
+  // unicast).
   std::vector<Duration> rounds;
-  for (size_t i = 0; i < h.sent.size(); i += 6) rounds.push_back(h.sent[i].first - kT0);
+  for (size_t i = 0; i < h.sent.size(); i += i == 0 ? 2 : 6) rounds.push_back(h.sent[i].first - kT0);
   EXPECT_EQ(rounds, (std::vector<Duration>{0ms, 250ms, 750ms, 1750ms}));
+  EXPECT_EQ(h.sent.size(), 2u + 3 * 6);
+  EXPECT_EQ(h.client.counters().searchesSent, 2u);
+  EXPECT_EQ(h.client.counters().searchRetransmissions, 18u);
   EXPECT_EQ(h.client.state(), UpnpClient::State::Waiting);
   EXPECT_EQ(h.client.status().availability, Availability::Unavailable);
   EXPECT_EQ(h.client.nextDeadline(), kT0 + 3750ms + kRetryAfterFailure);
