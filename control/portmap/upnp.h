@@ -14,11 +14,14 @@
 // "Connection: close".
 //
 // Life of a mapping:
-//   - Discovery (UDA 1.1 section 1.3): M-SEARCH for InternetGatewayDevice:1 and :2 and
-//     WANIPConnection:1 and :2 to 239.255.255.250:1900 (MX 1, so a device may wait up to a
-//     second), and for both IGD versions unicast to the gateway's port 1900 (section 1.3.3:
-//     no MX, answered at once: the fast path to the 300 ms goal). Retransmitted at 250 ms,
-//     doubling, kSsdpTransmissions times; no usable answer by then: Waiting.
+//   - Discovery (UDA 1.1 section 1.3): the first round searches for InternetGatewayDevice:1
+//     once to 239.255.255.250:1900 (MX 1, so a device may wait up to a second) and once
+//     unicast to the gateway's port 1900 (section 1.3.3: no MX, answered at once: the fast
+//     path to the 300 ms goal); every IGD must answer a search for version 1, and each search
+//     costs the gateway an answer (see upnp.cpp). Retransmissions, at 250 ms and doubling,
+//     kSsdpTransmissions rounds in all, search for InternetGatewayDevice:1 and :2 and
+//     WANIPConnection:1 and :2 to the group and for both IGD versions unicast; no usable
+//     answer by then: Waiting.
 //   - Answers are read only from the gateway's address, and only with a LOCATION on the
 //     gateway's address; the same holds for the control URL. The mapping must be made on the
 //     NAT that our traffic leaves through, which is the default gateway: another device of
