@@ -194,9 +194,9 @@ inline constexpr std::chrono::seconds kDefaultEdgeForwardWithoutDaemon{30};
 
 // [edge.portmap]: port mapping on the site's router (issue 13), one switch per protocol, all
 // on by default. With natpmp or pcp on, the edge asks its default gateway (NAT-PMP, RFC 6886;
-// PCP, RFC 6887) for a mapping of its IPv4 port and advertises it as a "mapped" candidate when
-// STUN sees the same external address. upnp (UPnP-IGD) is accepted and reserved: no UPnP
-// client is wired into the edge yet.
+// PCP, RFC 6887) and, with upnp on, its UPnP-IGD (SSDP, SOAP) for a mapping of its IPv4 port,
+// all at once, the first mapping made wins, and advertises it as a "mapped" candidate when
+// STUN sees the same external address.
 struct EdgePortmapConfig {
   bool natpmp = true;
   bool pcp = true;
@@ -204,7 +204,7 @@ struct EdgePortmapConfig {
   // How often the mapping is asked for again, which both checks and repairs it (a rule
   // flushed behind the router daemon's back): portmap::kRepairInterval by default.
   std::chrono::seconds repair{50};
-  bool any() const { return natpmp || pcp; }  // a protocol the edge can run today
+  bool any() const { return natpmp || pcp || upnp; }
 };
 
 // [edge.relay]: the TURN relay (relay path of last resort) and the rendezvous server (the

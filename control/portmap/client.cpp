@@ -315,7 +315,12 @@ void Client::giveUpOn(Protocol p, std::string reason, TimePoint now) {
 
 void Client::mapRefused(Protocol p, uint16_t result, Duration retryHint, TimePoint now) {
   const char* name = p == Protocol::Pcp ? pcp::resultName(result) : natpmp::resultName(result);
-  giveUpOn(p, std::string("refused: ") + name, now);
+  const bool shortLived = p == Protocol::Pcp ? pcp::isShortLifetimeError(static_cast<uint8_t>(result))
+                                             : result == static_cast<uint16_t>(natpmp::ResultCode::NetworkFailure) ||
+                                                   result == static_cast<uint16_t>(natpmp::ResultCode::OutOfResources);
+  // A short-lived error (RFC 6887 section 7.4) is not a final answer: the reason says so,
+  // and status adds when the client asks again (retryAt()).
+  giveUpOn(p, std::string(shortLived ? "refused for now: " : "refused: ") + name, now);
   Duration retry = kRetryAfterFailure;
   if (retryHint > Duration::zero()) retry = std::clamp(retryHint, kMinRefreshDelay, kRetryAfterFailure);
   afterFailure(p, retry, now);

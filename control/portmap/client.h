@@ -229,6 +229,9 @@ class Client {
   Duration lifetimeLeft(TimePoint now) const;      // zero unless Mapped
   TimePoint expiresAt() const { return state_ == State::Mapped ? expiresAt_ : kNever; }
   TimePoint refreshAt() const { return state_ == State::Mapped ? refreshAt_ : kNever; }
+  // Waiting (no usable protocol): when every enabled protocol is probed again, whatever its
+  // last refusal (kRetryAfterFailure, or a short-lived PCP error's lifetime); kNever otherwise.
+  TimePoint retryAt() const { return state_ == State::Waiting ? retryAt_ : kNever; }
   const ProtocolStatus& status(Protocol p) const;
   // PREFIX64 options (RFC 7225) from the latest PCP answer that had any.
   const std::vector<pcp::Prefix64>& prefix64() const { return prefix64_; }

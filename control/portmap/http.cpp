@@ -200,6 +200,49 @@ Result<SsdpAnswer, SsdpError> parseSsdpAnswer(std::span<const uint8_t> datagram)
   return a;
 }
 
+Result<SsdpNotify, SsdpError> parseSsdpNotify(std::span<const uint8_t> datagram) {
+  if (datagram.size() > kMaxSsdp) return Unexpected<SsdpError>{SsdpError::BadHeader};
+  const std::string_view text(reinterpret_cast<const char*>(datagram.data()), datagram.size());
+  const size_t end = text.find("\n\r\n") != std::string_view::npos ? text.find("\n\r\n") : text.find("\n\n");
+  const auto ls = lines(text.substr(0, end == std::string_view::npos ? text.size() : end + 1));
+  if (ls.empty() || !startsWithIgnoreCase(ls[0], "NOTIFY * HTTP/1.")) return Unexpected<SsdpError>{SsdpError::NotHttp};
+  if (end == std::string_view::npos) return Unexpected<SsdpError>{SsdpError::BadHeader};
+  SsdpNotify n;
+  std::optional<NotifyKind> kind;
+  for (size_t i = 1; i < ls.size(); ++i) {
+    if (ls[i].empty()) continue;
+    auto h = headerLine(ls[i]);
+    if (!h) return Unexpected<SsdpError>{SsdpError::BadHeader};
+    if (h->first == "nt") {
+      n.notificationType = h->second;
+    } else if (h->first == "nts") {
+      if (equalsIgnoreCase(h->second, "ssdp:alive")) {
+        kind = NotifyKind::Alive;
+      } else if (equalsIgnoreCase(h->second, "ssdp:byebye")) {
+        kind = NotifyKind::ByeBye;
+      } else if (equalsIgnoreCase(h->second, "ssdp:update")) {
+        kind = NotifyKind::Update;
+      } else {
+        return Unexpected<SsdpError>{SsdpError::NoSearchTarget};
+      }
+    } else if (h->first == "location") {
+      auto url = parseUrl(h->second);
+      if (!url) return Unexpected<SsdpError>{SsdpError::NoLocation};
+      n.location = *url;
+    } else if (h->first == "usn") {
+      n.usn = h->second;
+    } else if (h->first == "bootid.upnp.org") {
+      auto v = decimal(h->second);
+      if (!v || *v > 0x7fffffffu) return Unexpected<SsdpError>{SsdpError::BadHeader};  // UDA 1.1: 0..2^31-1
+      n.bootId = static_cast<uint32_t>(*v);
+    }
+  }
+  if (!kind || n.notificationType.empty()) return Unexpected<SsdpError>{SsdpError::NoSearchTarget};
+  n.kind = *kind;
+  if (n.kind != NotifyKind::ByeBye && !n.location) return Unexpected<SsdpError>{SsdpError::NoLocation};
+  return n;
+}
+
 // ---- responses ----
 
 const char* toString(ReadError e) {

@@ -52,15 +52,18 @@ std::vector<uint8_t> encodeRequest(std::string_view method, const Url& url, std:
 // The M-SEARCH for `searchTarget` to `to` (its HOST header). `multicast` (UDA 1.1 section
 // 1.3.2): to the group, with MX 1 (seconds a device may wait before answering); unicast
 // (section 1.3.3): to the gateway's port 1900, no MX, to be answered at once (miniupnpd 2.3
-// still waits a random few tens of milliseconds).
+// still waits 50 ms before every answer, its "non-zero default delay to prevent flooding",
+// and up to MX seconds when built with DELAY_MSEARCH_RESPONSE: that wait is most of UPnP's
+// time to a mapping, the HTTP exchanges after it take a few ms).
 std::vector<uint8_t> encodeMSearch(std::string_view searchTarget, const SockAddr& to, bool multicast);
 
 enum class SsdpError : uint8_t {
-  NotHttp,        // no "HTTP/1.x NNN" status line (a NOTIFY or M-SEARCH from another client)
+  NotHttp,        // no "HTTP/1.x NNN" status line (a NOTIFY or M-SEARCH from another client);
+                  // for parseSsdpNotify: no "NOTIFY * HTTP/1.x" request line
   NotOk,          // a status other than 200
   BadHeader,      // a header line without ':' or the head unterminated / too long
   NoLocation,     // no LOCATION, or one that is not an http:// URL with an IP literal
-  NoSearchTarget, // no ST
+  NoSearchTarget, // no ST; for parseSsdpNotify: no NT, or no NTS / one not ssdp:alive, byebye or update
   kCount,
 };
 const char* toString(SsdpError e);
@@ -71,6 +74,21 @@ struct SsdpAnswer {
   std::string usn;           // USN (may be empty)
 };
 Result<SsdpAnswer, SsdpError> parseSsdpAnswer(std::span<const uint8_t> datagram);
+
+// A device's advertisement (UDA 1.1 section 1.2), multicast to 239.255.255.250:1900:
+// "NOTIFY * HTTP/1.1" with NT (the type), NTS (ssdp:alive when it (re)appears and every
+// CACHE-CONTROL period, ssdp:byebye when it leaves, ssdp:update when its BOOTID changes), a
+// LOCATION (required for alive and update) and BOOTID.UPNP.ORG (UDA 1.1: changes when the
+// device reboots). Bounded like answers: one datagram of at most kMaxSsdp bytes.
+enum class NotifyKind : uint8_t { Alive, ByeBye, Update };
+struct SsdpNotify {
+  NotifyKind kind = NotifyKind::Alive;
+  std::string notificationType;     // NT
+  std::optional<Url> location;      // LOCATION (always present for Alive and Update)
+  std::string usn;                  // USN (may be empty)
+  std::optional<uint32_t> bootId;   // BOOTID.UPNP.ORG
+};
+Result<SsdpNotify, SsdpError> parseSsdpNotify(std::span<const uint8_t> datagram);
 
 enum class ReadError : uint8_t {
   BadStatusLine,

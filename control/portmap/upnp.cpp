@@ -43,6 +43,13 @@ constexpr std::array<const char*, 4> kMulticastTargets = {
     "urn:schemas-upnp-org:service:WANIPConnection:2",
 };
 constexpr size_t kUnicastTargets = 2;
+// The first round asks for InternetGatewayDevice:1 only, once to the group and once to the
+// gateway: every IGD answers it (UDA 1.1 section 1.3.2: a device MUST answer searches for
+// lower versions of its type), and each search costs the gateway an answer. miniupnpd 2.3.1
+// sends every answer 50 ms late, from the same loop that serves its HTTP: six answers in
+// flight delayed our description by up to 100 ms on a loaded machine. Retransmissions search
+// for everything (a device that ignores the IGD:1 search is still found, 250 ms later).
+constexpr size_t kFirstRoundTargets = 1;
 // An answer's ST may also name these (a device answering IGD:1 with its WANPPPConnection).
 constexpr std::array<const char*, 2> kAlsoAccepted = {
     "urn:schemas-upnp-org:service:WANPPPConnection:1",
@@ -168,24 +175,28 @@ void UpnpClient::discover(TimePoint now) {
   searchRto_ = kInitialRto;
   searchDeadline_ = now + searchRto_;
   searchRto_ *= 2;
-  sendSearches();
-  counters_.searchesSent += kMulticastTargets.size() + kUnicastTargets;
+  sendSearches(kFirstRoundTargets, kFirstRoundTargets);
+  counters_.searchesSent += 2 * kFirstRoundTargets;
 }
 
-void UpnpClient::sendSearches() {
-  for (size_t i = 0; i < kMulticastTargets.size(); ++i) {
+void UpnpClient::sendSearches(size_t multicast, size_t unicast) {
+  for (size_t i = 0; i < multicast; ++i) {
     sends_.push_back(Datagram{config_.ssdpLocal, config_.ssdpGroup,
                               http::encodeMSearch(kMulticastTargets[i], config_.ssdpGroup, true)});
   }
   const SockAddr gateway(config_.gateway, config_.ssdpPort);
-  for (size_t i = 0; i < kUnicastTargets; ++i) {
+  for (size_t i = 0; i < unicast; ++i) {
     sends_.push_back(Datagram{config_.ssdpLocal, gateway, http::encodeMSearch(kMulticastTargets[i], gateway, false)});
   }
 }
 
+bool UpnpClient::knownType(std::string_view type) const {
+  return std::any_of(kMulticastTargets.begin(), kMulticastTargets.end(), [&](const char* t) { return type == t; }) ||
+         std::any_of(kAlsoAccepted.begin(), kAlsoAccepted.end(), [&](const char* t) { return type == t; });
+}
+
 void UpnpClient::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
                             TimePoint now) {
-  (void)local;
   if (!started_ || stopped_) {
     ++counters_.droppedUnexpected;
     return;
@@ -194,17 +205,14 @@ void UpnpClient::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from
     ++counters_.droppedNotFromGateway;
     return;
   }
+  if (local == config_.ssdpGroup) return onNotify(bytes, now);
   auto a = http::parseSsdpAnswer(bytes);
   if (!a) {
     ++counters_.droppedSsdpMalformed;
     ++counters_.ssdpErrors[static_cast<size_t>(a.error())];
     return;
   }
-  const bool known = std::any_of(kMulticastTargets.begin(), kMulticastTargets.end(),
-                                 [&](const char* t) { return a->searchTarget == t; }) ||
-                     std::any_of(kAlsoAccepted.begin(), kAlsoAccepted.end(),
-                                 [&](const char* t) { return a->searchTarget == t; });
-  if (!known) {
+  if (!knownType(a->searchTarget)) {
     ++counters_.droppedWrongSearchTarget;
     return;
   }
@@ -227,6 +235,56 @@ void UpnpClient::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from
   locations_.push_back(a->location);
   searchDeadline_ = kNever;
   describe(now);
+}
+
+void UpnpClient::onNotify(std::span<const uint8_t> bytes, TimePoint now) {
+  auto n = http::parseSsdpNotify(bytes);
+  if (!n) {
+    ++counters_.droppedSsdpMalformed;
+    ++counters_.ssdpErrors[static_cast<size_t>(n.error())];
+    return;
+  }
+  if (!knownType(n->notificationType) || releasing_ || status_.availability == Availability::Disabled) {
+    ++counters_.notifiesIgnored;
+    return;
+  }
+  if (n->kind == http::NotifyKind::ByeBye) {
+    // The service leaves (a router shutting down its UPnP): nothing more is asked of it; the
+    // mapping is held until its lease ends or a round fails, and its return is a restart.
+    ++counters_.byebyes;
+    byebyeSeen_ = true;
+    if (step_ == Step::None) control_.reset();
+    return;
+  }
+  if (n->location->endpoint.ip() != config_.gateway) {
+    ++counters_.droppedLocationElsewhere;
+    return;
+  }
+  const bool bootChanged = n->bootId && status_.bootId && *n->bootId != *status_.bootId;
+  if (n->bootId) status_.bootId = n->bootId;
+  if (step_ == Step::Discover) {
+    // As good as an answer to our search.
+    ++counters_.notifies;
+    byebyeSeen_ = false;
+    locations_.assign(1, *n->location);
+    locationIndex_ = 0;
+    searchDeadline_ = kNever;
+    describe(now);
+    return;
+  }
+  const bool moved = status_.location && *status_.location != *n->location;
+  // A service never found (its UPnP was off, or came up after our searches) shows itself.
+  const bool appeared = !mapped_ && step_ == Step::None && !status_.location;
+  if (!(byebyeSeen_ || bootChanged || moved || appeared) || notifyAt_ != kNever) {
+    ++counters_.notifiesIgnored;  // its periodic advertisement, or another copy of the restart's
+    return;
+  }
+  ++counters_.notifies;
+  ++counters_.restartsNoticed;
+  byebyeSeen_ = false;
+  notifyLocation_ = *n->location;
+  // At most one such round per kMinRefreshDelay, whatever the LAN sends.
+  notifyAt_ = std::max(now + uniform(Duration::zero(), kAnnounceSpread - 1us), lastNotifyRound_ + kMinRefreshDelay);
 }
 
 void UpnpClient::describe(TimePoint now) {
@@ -545,7 +603,7 @@ TimePoint UpnpClient::nextDeadline() const {
   if (step_ == Step::Discover) t = std::min(t, searchDeadline_);
   if (step_ == Step::None) t = std::min(t, roundAt_);
   if (mapped_) t = std::min(t, expiresAt_);
-  return t;
+  return std::min(t, notifyAt_);
 }
 
 void UpnpClient::onTimer(TimePoint now) {
@@ -555,6 +613,22 @@ void UpnpClient::onTimer(TimePoint now) {
     if (stopped_) return;
   }
   if (releasing_) return;
+  if (notifyAt_ != kNever && now >= notifyAt_) {
+    // The restarted service, described afresh (its control URL and service may have changed).
+    notifyAt_ = kNever;
+    lastNotifyRound_ = now;
+    if (streamId_ != 0) {
+      ++counters_.aborted;
+      closeStream();
+    }
+    pendingAddPort_.reset();
+    control_.reset();
+    searchDeadline_ = kNever;
+    roundAt_ = kNever;
+    locations_.assign(1, *notifyLocation_);
+    locationIndex_ = 0;
+    describe(now);
+  }
   if (mapped_ && now >= expiresAt_) {
     // The lease ran out unconfirmed: the gateway has dropped the rule by now.
     mapped_ = false;
@@ -571,7 +645,7 @@ void UpnpClient::onTimer(TimePoint now) {
       roundAt_ = now + kRetryAfterFailure;
     } else {
       ++searchSent_;
-      sendSearches();
+      sendSearches(kMulticastTargets.size(), kUnicastTargets);
       counters_.searchRetransmissions += kMulticastTargets.size() + kUnicastTargets;
       searchDeadline_ = now + searchRto_;
       searchRto_ *= 2;
@@ -589,7 +663,7 @@ void UpnpClient::onTimer(TimePoint now) {
 
 // ---- release ----
 
-void UpnpClient::stop(TimePoint now) {
+void UpnpClient::stop(TimePoint now, std::optional<uint16_t> keepPort) {
   if (!started_ || stopped_ || releasing_) {
     if (!started_) {
       started_ = true;
@@ -605,10 +679,11 @@ void UpnpClient::stop(TimePoint now) {
   step_ = Step::None;
   searchDeadline_ = kNever;
   roundAt_ = kNever;
+  notifyAt_ = kNever;
   // An Add whose answer never came may have made a mapping; else the one we hold.
   std::optional<uint16_t> port = pendingAddPort_;
   if (!port && mapped_) port = external_->port();
-  if (!port || !control_) {
+  if (!port || !control_ || port == keepPort) {
     finishRelease(false);
     return;
   }

@@ -14,11 +14,14 @@
 // "Connection: close".
 //
 // Life of a mapping:
-//   - Discovery (UDA 1.1 section 1.3): M-SEARCH for InternetGatewayDevice:1 and :2 and
-//     WANIPConnection:1 and :2 to 239.255.255.250:1900 (MX 1, so a device may wait up to a
-//     second), and for both IGD versions unicast to the gateway's port 1900 (section 1.3.3:
-//     no MX, answered at once: the fast path to the 300 ms goal). Retransmitted at 250 ms,
-//     doubling, kSsdpTransmissions times; no usable answer by then: Waiting.
+//   - Discovery (UDA 1.1 section 1.3): the first round searches for InternetGatewayDevice:1
+//     once to 239.255.255.250:1900 (MX 1, so a device may wait up to a second) and once
+//     unicast to the gateway's port 1900 (section 1.3.3: no MX, answered at once: the fast
+//     path to the 300 ms goal); every IGD must answer a search for version 1, and each search
+//     costs the gateway an answer (see upnp.cpp). Retransmissions, at 250 ms and doubling,
+//     kSsdpTransmissions rounds in all, search for InternetGatewayDevice:1 and :2 and
+//     WANIPConnection:1 and :2 to the group and for both IGD versions unicast; no usable
+//     answer by then: Waiting.
 //   - Answers are read only from the gateway's address, and only with a LOCATION on the
 //     gateway's address; the same holds for the control URL. The mapping must be made on the
 //     NAT that our traffic leaves through, which is the default gateway: another device of
@@ -49,8 +52,22 @@
 //     discovery again: a restarted IGD often serves HTTP on another port (miniupnpd's
 //     http_port=0). A round refused by a fault retries after kRetryAfterFailure. The mapping
 //     is held (state Mapped) until its lease runs out unconfirmed: then Event Lost.
+//   - Advertisements (UDA 1.1 section 1.2): the owner also feeds the datagrams of a socket
+//     bound to the SSDP group (239.255.255.250:1900) with `local` = Config::ssdpGroup. Only
+//     NOTIFYs from the gateway, for a type the client searches for, with a LOCATION on the
+//     gateway, are read. An ssdp:byebye forgets the service (its rules are likely gone with
+//     it). An ssdp:alive or ssdp:update that shows a restart -- a byebye was seen before it,
+//     its BOOTID.UPNP.ORG differs from the last one heard, or its LOCATION is not the one in
+//     use (miniupnpd's http_port=0 serves each run on a new port) -- drops whatever is in
+//     flight and describes that LOCATION, then runs a round, after a random delay in
+//     [0, kAnnounceSpread) (as PCP's ANNOUNCE): the mapping is back within a second of the
+//     router's first advertisement, not at the next re-add. While discovering, an alive
+//     NOTIFY counts as an answer. Anything else is counted and ignored (a device advertises
+//     every type it has, every CACHE-CONTROL period).
 //   - stop(now): the stream in flight is dropped; when a mapping may exist,
-//     DeletePortMapping, bounded by kReleaseWait; then Event Stopped.
+//     DeletePortMapping, bounded by kReleaseWait; then Event Stopped. stop(now, keepPort)
+//     skips the deletion when the rule is on `keepPort` (the owner knows another protocol
+//     holds that very rule: deleting "ours" would delete theirs).
 //
 // Every datagram fed moves exactly one inbound counter, and so does every onStreamData /
 // onStreamEnd call; every HTTP exchange started ends in exactly one outcome counter. All
@@ -138,6 +155,9 @@ struct Counters {
   uint64_t droppedWrongSearchTarget = 0; // in: an ST we did not search for
   uint64_t droppedLocationElsewhere = 0; // in: a LOCATION not on the gateway's address
   uint64_t droppedUnexpected = 0;        // in: before start() or after Stopped
+  uint64_t notifies = 0;                 // in: a NOTIFY acted upon (a restart noticed, an answer while discovering)
+  uint64_t byebyes = 0;                  // in: ssdp:byebye from the gateway for a type we use
+  uint64_t notifiesIgnored = 0;          // in: a NOTIFY showing nothing new, of another type, or while stopping
   // Stream calls: each moves exactly one of these.
   uint64_t streamReads = 0;              // in: bytes for the exchange in flight
   uint64_t streamEnds = 0;               // in: the end of the exchange in flight
@@ -152,7 +172,7 @@ struct Counters {
   uint64_t rejectedControlUrl = 0;       // a description whose control URL is not on the gateway
   uint64_t connectFailures = 0;          // the stream ended (Failed) before a response
   uint64_t timeouts = 0;
-  uint64_t aborted = 0;                  // dropped by stop()
+  uint64_t aborted = 0;                  // dropped by stop() or by a restart a NOTIFY showed
   uint64_t inFlight() const { return exchanges - (answersOk + faults + httpErrors + httpMalformed + bodyMalformed +
                                                   rejectedControlUrl + connectFailures + timeouts + aborted); }
   // The mapping.
@@ -164,13 +184,14 @@ struct Counters {
   uint64_t portConflicts = 0;            // 718 / 729
   uint64_t releases = 0;                 // deletions answered (success, or 714: already gone)
   uint64_t releaseTimeouts = 0;          // deletion unanswered or failed within kReleaseWait
+  uint64_t restartsNoticed = 0;          // NOTIFYs that showed the gateway's UPnP restarted
   std::array<uint64_t, static_cast<size_t>(http::SsdpError::kCount)> ssdpErrors{};
   std::array<uint64_t, static_cast<size_t>(http::ReadError::kCount)> readErrors{};
   std::array<uint64_t, static_cast<size_t>(xml::Error::kCount)> xmlErrors{};
 
   uint64_t inboundDatagrams() const {
     return ssdpAnswers + ssdpIgnored + droppedNotFromGateway + droppedSsdpMalformed + droppedWrongSearchTarget +
-           droppedLocationElsewhere + droppedUnexpected;
+           droppedLocationElsewhere + droppedUnexpected + notifies + byebyes + notifiesIgnored;
   }
   uint64_t inboundStreamCalls() const { return streamReads + streamEnds + droppedStaleStream; }
 };
@@ -186,6 +207,7 @@ struct Status {
   std::map<int, uint64_t> errors;        // fault codes (kOtherErrorCode: the rest)
   std::optional<int> lastError;
   std::string reason;                    // why Unavailable / Waiting, in words
+  std::optional<uint32_t> bootId;        // BOOTID.UPNP.ORG of the gateway's last NOTIFY
 };
 
 class UpnpClient {
@@ -204,7 +226,7 @@ class UpnpClient {
   explicit UpnpClient(Config config);
 
   void start(TimePoint now);
-  void stop(TimePoint now);
+  void stop(TimePoint now, std::optional<uint16_t> keepPort = std::nullopt);
 
   void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   void onStreamData(uint32_t id, std::span<const uint8_t> bytes, TimePoint now);
@@ -223,6 +245,8 @@ class UpnpClient {
   Duration lease() const { return lease_; }  // granted lease; zero: permanent
   TimePoint expiresAt() const { return mapped_ ? expiresAt_ : kNever; }
   TimePoint refreshAt() const { return mapped_ && step_ == Step::None ? roundAt_ : kNever; }
+  // Waiting: when the next discovery runs (kNever otherwise).
+  TimePoint retryAt() const { return state() == State::Waiting ? roundAt_ : kNever; }
   const Status& status() const { return status_; }
   const Counters& counters() const { return counters_; }
   const Config& config() const { return config_; }
@@ -236,7 +260,7 @@ class UpnpClient {
   void emit(Event::Kind kind, std::optional<SockAddr> endpoint);
 
   void discover(TimePoint now);
-  void sendSearches();
+  void sendSearches(size_t multicast, size_t unicast);  // the first `n` of each list
   void describe(TimePoint now);
   void nextLocation(TimePoint now);
   void beginRound(TimePoint now);
@@ -254,6 +278,8 @@ class UpnpClient {
   void onExchangeFailed(bool timeout, TimePoint now);
   void onDescription(const http::Response& r, TimePoint now);
   void onSoap(const http::Response& r, TimePoint now);
+  void onNotify(std::span<const uint8_t> bytes, TimePoint now);
+  bool knownType(std::string_view type) const;
 
   Config config_;
   bool started_ = false;
@@ -290,6 +316,12 @@ class UpnpClient {
   Duration lease_{};
   TimePoint expiresAt_ = kNever;
   TimePoint roundAt_ = kNever;  // Mapped: next round; not mapped: next discovery (Waiting)
+
+  // NOTIFYs.
+  bool byebyeSeen_ = false;                // since the last alive: the next alive is a restart
+  std::optional<http::Url> notifyLocation_;  // a restart's LOCATION, described at notifyAt_
+  TimePoint notifyAt_ = kNever;
+  TimePoint lastNotifyRound_{};
 
   std::vector<Datagram> sends_;
   std::vector<StreamOpen> streams_;

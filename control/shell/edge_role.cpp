@@ -744,7 +744,7 @@ nlohmann::json EdgeRole::portmapStatus() const {
   const Impl& impl = *impl_;
   if (!impl.portmap) {
     return {{"enabled", false},
-            {"why", impl.cfg.portmap.any() ? "the edge has no IPv4 socket" : "edge.portmap: natpmp and pcp are off"}};
+            {"why", impl.cfg.portmap.any() ? "the edge has no IPv4 socket" : "edge.portmap: natpmp, pcp and upnp are off"}};
   }
   auto j = impl.portmap->status(Clock::now());
   j["enabled"] = true;

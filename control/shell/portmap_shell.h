@@ -30,12 +30,29 @@
 // (recheckGateway(), from EdgeRole's NextHopWatch) and every kGatewayRecheck; a new gateway
 // ends the old client (its deletion sent, not waited for) and starts one against the new.
 //
-// A third protocol (UPnP-IGD, control/portmap/upnp*, another branch) plugs in beside the
-// client: every protocol's mapping goes through onMapping(), and the first usable one is
-// what the node gets.
+// UPnP-IGD (portmap/upnp.h) runs beside that client against the same gateway, started at the
+// same instant:
+//   - SSDP: a UDP socket of its own bound to the mapped socket's address (port chosen by the
+//     kernel), multicast leaving by the WAN interface (IP_MULTICAST_IF, TTL 2, no loopback):
+//     M-SEARCH to 239.255.255.250:1900 and unicast to the gateway's 1900; the answers come
+//     back to it. A second socket bound to 239.255.255.250:1900 (SO_REUSEADDR / PORT, joined
+//     on the WAN interface) hears the gateway's NOTIFYs (ssdp:alive / byebye), fed with the
+//     group as `local`: a restarted UPnP router is noticed from its first advertisement.
+//   - HTTP: one non-blocking TCP connection at a time from the mapped socket's address (the
+//     gateway's secure mode checks that InternalClient is the requester), driven by libevent
+//     (connect, write the request, read until the client has its answer or the peer closes;
+//     at most kConnReadsPerWakeup reads per wakeup). The client bounds what it reads.
+// The first usable mapping wins: the node gets the first one any protocol made, and keeps it
+// while that protocol keeps it. The other machine stands down: the UPnP client is stopped (its
+// rule deleted unless it is the winner's very rule: same external port), the NAT-PMP / PCP
+// client is dropped without a deletion (NAT-PMP deletes by internal port, which would take
+// the winner's UPnP rule with it; an in-flight PCP MAP's port is unknown). When the winner
+// loses its mapping, the others start afresh and the first mapping wins again. When tgwd
+// stops, the winner's mapping is deleted (and a standing-down UPnP release finishes), bounded.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -49,6 +66,7 @@
 #include "base/sockaddr.h"
 #include "candidates/mapped_source.h"
 #include "portmap/client.h"
+#include "portmap/upnp.h"
 
 struct event_base;
 
@@ -63,7 +81,7 @@ struct PortmapShellConfig {
   SockAddr local;         // the edge's IPv4 socket: the port mapped
   bool natpmp = true;
   bool pcp = true;
-  bool upnp = false;      // reserved: reported as not wired
+  bool upnp = true;
   // Destinations whose route gives the default gateway (the edge's servers).
   std::vector<IpAddr> routeProbes;
   Duration repairInterval = portmap::kRepairInterval;
@@ -100,16 +118,33 @@ class PortmapShell {
   // each protocol's availability, reason and last result code.
   std::string noMappingWhy() const;
   const portmap::Client* client() const { return client_.get(); }
+  const portmap::upnp::UpnpClient* upnp() const { return upnp_.get(); }
   std::optional<IpAddr> gateway() const { return gateway_; }
 
  private:
   PortmapShell(event_base* base, PortmapShellConfig config, Hooks hooks);
   struct Listener;
+  struct Conn;
+  enum class Source : uint8_t { None, PmpPcp, Upnp };
   void openListener();
+  void openSsdp();
   std::optional<IpAddr> findGateway(std::string& why) const;
   void useGateway(std::optional<IpAddr> gw, const std::string& why);
-  void after();  // sends, events, timer
+  void startPmp(TimePoint now);
+  void startUpnp(TimePoint now);
+  void after();      // NAT-PMP / PCP: sends, events, timer
+  void afterUpnp();  // UPnP: datagrams, connections to open and close, events, timer
   void onMapping(const char* protocol, std::optional<SockAddr> external);
+  void noteMapped(const char* protocol);
+  // The first usable mapping wins (see above).
+  void offer(Source src, const char* protocol, const SockAddr& external);
+  void withdraw(Source src);
+  void standDown(Source src);
+  void openConn(const portmap::upnp::StreamOpen& o);
+  void closeConn(uint32_t id);
+  void closeAllConns();
+  void serviceConn(uint32_t id, short what);
+  void readSsdp(int fd, const SockAddr& local);
 
   event_base* base_;
   PortmapShellConfig config_;
@@ -119,10 +154,26 @@ class PortmapShell {
   std::string gatewayWhy_;  // why there is none
   std::unique_ptr<Listener> listener_;
   std::string listenerError_;
+  std::unique_ptr<portmap::upnp::UpnpClient> upnp_;
+  std::unique_ptr<Listener> ssdpSearch_;  // M-SEARCH out, answers in
+  std::unique_ptr<Listener> ssdpNotify_;  // 239.255.255.250:1900: the gateway's NOTIFYs
+  SockAddr ssdpLocal_;
+  std::string ssdpError_;
+  std::string notifyError_;
+  std::map<uint32_t, std::unique_ptr<Conn>> conns_;  // at most one open, briefly two
+  Source winner_ = Source::None;
+  std::optional<SockAddr> advertised_;  // the winner's external endpoint
+  bool pmpStandby_ = false;   // stood down: the UPnP mapping won
+  bool upnpStandby_ = false;  // stood down: the NAT-PMP / PCP mapping won
+  uint64_t ssdpReceived_ = 0;      // datagrams on the search socket
+  uint64_t notifiesReceived_ = 0;  // datagrams on the NOTIFY listener
+  uint64_t connFailures_ = 0;      // TCP connections that failed (refused, reset, error)
+  uint64_t standDowns_ = 0;
   struct Timers;
   std::unique_ptr<Timers> timers_;
   TimePoint clientStartedAt_{};
-  std::optional<Duration> timeToMapping_;  // of the current client's first mapping
+  std::optional<Duration> timeToMapping_;  // of the current gateway's first mapping, any protocol
+  std::string timeToMappingProtocol_;
   uint64_t gatewayChanges_ = 0;
   uint64_t announcementsReceived_ = 0;  // datagrams on the listener
   bool stopping_ = false;

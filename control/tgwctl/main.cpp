@@ -73,7 +73,7 @@ constexpr Command kCommands[] = {
      "                      edge.dns_servers or /etc/resolv.conf): prefix, source, lifetime.\n"
      "                      (The prefix tgwd uses, RAs included: tgwctl status.)\n"
      "                      Then tgwd's port mapping, when it answers on --socket\n"
-     "                      (NAT-PMP / PCP on the router: tgwctl portmap).\n"
+     "                      (NAT-PMP / PCP / UPnP-IGD on the router: tgwctl portmap).\n"
      "                      Exit status 1 when no STUN server answered (the report is\n"
      "                      printed all the same: it says what was tried)",
      true},
@@ -170,22 +170,26 @@ void printPortmap(const Json& p, const char* indent) {
     std::printf(" (no gateway: %s)", num(p["no_gateway_why"]).c_str());
   }
   if (p["external"].is_string()) {
-    std::printf(": %s -> %s, %s s left", num(p["external"]).c_str(), num(p["local"]).c_str(),
-                num(p["lifetime_left_s"]).c_str());
+    std::printf(": %s -> %s, %s%s", num(p["external"]).c_str(), num(p["local"]).c_str(),
+                num(p["lifetime_left_s"]).c_str(), p["lifetime_left_s"].is_number() ? " s left" : " lease");
   }
   std::printf("\n");
   if (p.contains("agreement")) {
     std::printf("%s            %s: %s\n", indent, p.value("advertised", false) ? "advertised" : "not advertised",
                 num(p["why"]).c_str());
   }
-  for (const char* proto : {"pcp", "natpmp"}) {
+  for (const char* proto : {"pcp", "natpmp", "upnp"}) {
     if (!p.contains(proto) || !p[proto].is_object()) continue;
     const auto& q = p[proto];
     std::printf("%s            %-7s %s", indent, proto, num(q["availability"]).c_str());
     if (q.contains("reason") && q["reason"].is_string() && !q["reason"].get<std::string>().empty()) {
       std::printf(" (%s)", num(q["reason"]).c_str());
     }
-    for (const auto& [code, n] : q["errors"].items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
+    if (q.contains("errors") && q["errors"].is_object()) {
+      for (const auto& [code, n] : q["errors"].items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
+    }
+    // A refusal is not final: the client asks again (a CGNAT's router answers "no resources").
+    if (q.contains("retry_in_s") && q["retry_in_s"].is_number()) std::printf(", asking again in %s s", num(q["retry_in_s"]).c_str());
     std::printf("\n");
   }
 }

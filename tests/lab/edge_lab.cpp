@@ -82,6 +82,7 @@ Result<void> EdgeLab::pair(const std::string& a, const std::string& b, EdgeSiteO
     spec.xdpMode = o.xdpMode;
     spec.natpmp = o.natpmp;
     spec.pcp = o.pcp;
+    spec.upnp = o.upnp;
     spec.portmapRepairSeconds = o.portmapRepairSeconds;
     spec.maxOpenFiles = o.maxOpenFiles;
     spec.relayKey = relayKey_;

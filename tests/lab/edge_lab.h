@@ -30,7 +30,7 @@ struct EdgeSiteOptions {
   uint16_t port = 41641;    // edge.port
   bool pinned = false;      // pin_dir under the lab's own bpffs
   std::string xdpMode = "native";
-  bool natpmp = true, pcp = true;  // [edge.portmap]
+  bool natpmp = true, pcp = true, upnp = true;  // [edge.portmap]
   int portmapRepairSeconds = 0;     // edge.portmap.repair_seconds (0: the default)
   uint64_t maxOpenFiles = 0;        // daemon.max_open_files (0: not set)
 };

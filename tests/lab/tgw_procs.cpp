@@ -194,14 +194,14 @@ Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site) {
   return {};
 }
 
-std::string miniupnpdConfig(const Site& site, bool upnp) {
+std::string miniupnpdConfig(const Site& site, bool upnp, bool natpmp) {
   const std::string ip = site.host.ipv4.at(0).toString();
   const std::string lan24 = ip.substr(0, ip.rfind('.')) + ".0/24";
   return std::string("ext_ifname=wan0\n"
                      "listening_ip=lan0\n"
                      "ipv6_disable=yes\n"
-                     "http_port=0\n"
-                     "enable_natpmp=yes\n") +
+                     "http_port=0\n") +
+         (natpmp ? "enable_natpmp=yes\n" : "enable_natpmp=no\n") +
          (upnp ? "enable_upnp=yes\n" : "enable_upnp=no\n") +
          "ext_perform_stun=yes\n"
          "ext_stun_host=198.18.0.10\n"
@@ -316,7 +316,7 @@ Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesy
   f << "port = " << spec.port << "\nxdp_mode = " << quoted(spec.xdpMode) << "\npin_dir = "
     << quoted(spec.pinDir) << "\nstun_servers = " << quotedList(spec.stunServers) << "\n" << spec.extraEdge << "\n";
   f << "[edge.portmap]\nnatpmp = " << (spec.natpmp ? "true" : "false") << "\npcp = " << (spec.pcp ? "true" : "false")
-    << "\n";
+    << "\nupnp = " << (spec.upnp ? "true" : "false") << "\n";
   if (spec.portmapRepairSeconds > 0) f << "repair_seconds = " << spec.portmapRepairSeconds << "\n";
   f << "\n";
   if (!spec.relayKey.empty()) {

@@ -102,10 +102,11 @@ Result<Process*> startTurnPeer(Lab& lab, const Host& host, bool ipv6 = false);
 // miniupnpd-nftables 2.3.1 on a site's home router (the recipe is in
 // tests/lab/portmap_interop_test.cpp's header): the nftables table and chains it fills
 // (inet tgw_upnp: it adds rules, never chains), and its config file's text (WAN wan0, LAN
-// lan0, IPv4 only, NAT-PMP and PCP on, UPnP as asked with HTTP on a random port, STUN against
-// the lab relay's two addresses, mappings allowed for the site's LAN /24 only).
+// lan0, IPv4 only, NAT-PMP and PCP as asked (one switch in 2.3.1), UPnP as asked with HTTP on
+// a random port, STUN against the lab relay's two addresses, mappings allowed for the site's
+// LAN /24 only).
 Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site);
-std::string miniupnpdConfig(const Site& site, bool upnp);
+std::string miniupnpdConfig(const Site& site, bool upnp, bool natpmp = true);
 
 // What turnutils_uclient printed at its end: messages and application bytes sent and
 // received, lost messages, and error lines ("ERROR: ...", "... error NNN (...)").
@@ -164,8 +165,8 @@ struct EdgeSpec {
   std::vector<FlowSpec> flows;
   std::string logLevel = "info";
   std::string extraEdge;            // more [edge] keys, TOML lines ("nat64_discovery = false\n")
-  // [edge.portmap] (issue 13): NAT-PMP and PCP on the home router, on by default.
-  bool natpmp = true, pcp = true;
+  // [edge.portmap] (issue 13): NAT-PMP, PCP and UPnP-IGD on the home router, on by default.
+  bool natpmp = true, pcp = true, upnp = true;
   int portmapRepairSeconds = 0;  // 0: the default
   uint64_t maxOpenFiles = 0;     // daemon.max_open_files; 0: not set
 };

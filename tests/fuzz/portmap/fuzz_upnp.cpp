@@ -1,19 +1,21 @@
 // libFuzzer target for the UPnP-IGD parsers (SSDP answers, the HTTP response reader, the XML
 // tokenizer, the description and SOAP readers) and the UPnP client. The first byte picks:
-//   0: the rest is one SSDP datagram;
+//   0: the rest is one SSDP datagram, read as an answer and as a NOTIFY;
 //   1: the rest is an HTTP response, fed in pieces of (byte 0 >> 4) + 1 bytes, then the end;
 //   2: the rest is an XML document, read as a description and as a SOAP answer;
 //   3: the rest is a script run against one client that has sent its first searches; each
 //      record is [ctl][length: 1 byte][bytes]:
 //        ctl & 0x03  0: bytes on the stream in flight; 1: its orderly end; 2: its failure;
-//                    3: a datagram from the gateway's port 1900
+//                    3: a datagram from the gateway's port 1900 (one starting with 'N' arrives
+//                       on the SSDP group: a NOTIFY)
 //        ctl & 0x04  stop() first
 //        ctl & 0x08  the record goes to a stale stream id instead (or from another host)
 //        ctl >> 4    time passes first (table below), the timer runs at each deadline
 //      A record's length byte 0xff means "the next 2 bytes are the length" so descriptions
 //      and SOAP answers fit.
 // Besides "does not crash", it checks:
-//   - a parsed SSDP answer has an ST and an http LOCATION; a read response has a status of
+//   - a parsed SSDP answer has an ST and an http LOCATION; a NOTIFY has an NT, and an http
+//     LOCATION unless it is a byebye; a read response has a status of
 //     100..999 and a body of at most http::kMaxBody; a description has a service kind and a
 //     control URL of at most xml::kMaxText; every token consumes input;
 //   - every datagram and every stream call moves exactly one inbound counter, and at most one
@@ -69,6 +71,11 @@ void parsers(uint8_t mode, std::span<const uint8_t> in) {
     case 0:
       if (auto a = http::parseSsdpAnswer(in)) {
         check(!a->searchTarget.empty() && a->location.endpoint.port() != 0 && a->location.path.starts_with("/"));
+      }
+      if (auto n = http::parseSsdpNotify(in)) {
+        check(!n->notificationType.empty());
+        check(n->kind == http::NotifyKind::ByeBye || (n->location && n->location->endpoint.port() != 0));
+        check(!n->bootId || *n->bootId <= 0x7fffffffu);
       }
       return;
     case 1: {
@@ -192,7 +199,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (id == d.stream) d.stream = 0;
         break;
       case 3:
-        d.c.onDatagram(bytes, stale ? kElsewhere : SockAddr(kGateway, 1900), kSsdpLocal, d.now);
+        d.c.onDatagram(bytes, stale ? kElsewhere : SockAddr(kGateway, 1900),
+                       !bytes.empty() && bytes[0] == 'N' ? http::ssdpGroup() : kSsdpLocal, d.now);
         check(k.inboundDatagrams() == datagrams + 1);
         break;
     }

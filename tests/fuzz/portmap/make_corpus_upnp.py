@@ -129,3 +129,24 @@ w("script-timeout", b"\x03" + FIND + rec(0x70, b"HTTP/1.1 200 OK\r\n"))
 w("script-garbage", b"\x03" + FIND + rec(0x00, b"\x00\xff garbage \r\n\r\n") + rec(0x01, b""))
 w("script-from-elsewhere", b"\x03" + rec(0x1b, ssdp()) + rec(0x13, ssdp(loc="http://192.168.1.66/d.xml")))
 w("script-stop-early", b"\x03" + FIND + rec(0x04, b""))
+
+
+def notify(nts="ssdp:alive", nt="urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+           loc="http://192.168.1.1:5000/rootDesc.xml", boot=1):
+    location = f"LOCATION: {loc}\r\n" if loc else ""
+    return (f"NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=120\r\n{location}"
+            f"NT: {nt}\r\nUSN: uuid:3d3c::{nt}\r\nNTS: {nts}\r\nBOOTID.UPNP.ORG: {boot}\r\n\r\n").encode()
+
+
+# NOTIFYs (mode 0: parsed; scripts: on the SSDP group): a restart seen by goodbye and alive on
+# a new port, a new BOOTID alone, an alive taken as the answer while discovering.
+w("ssdp-notify-alive", b"\x00" + notify())
+w("ssdp-notify-byebye", b"\x00" + notify("ssdp:byebye", loc=""))
+MAPPED = FIND + DESC + answer(EXTERNAL_IP) + answer(ok("AddPortMapping"))
+w("script-notify-restart",
+  b"\x03" + MAPPED + rec(0x33, notify("ssdp:byebye", loc="")) +
+  rec(0x33, notify(loc="http://192.168.1.1:5001/rootDesc.xml", boot=2)) + rec(0x60, b"") +
+  answer(description()) + answer(EXTERNAL_IP) + answer(ok("AddPortMapping")))
+w("script-notify-bootid", b"\x03" + MAPPED + rec(0x33, notify(boot=1)) + rec(0x33, notify(boot=9)) + rec(0x60, b""))
+w("script-notify-while-discovering", b"\x03" + rec(0x13, notify()) + DESC)
+

@@ -791,8 +791,8 @@ TEST(ConfigEdge, Flows) {
 namespace tgw::config {
 namespace {
 
-// [edge.portmap] (issue 13): every protocol on by default, each its own switch; upnp is
-// accepted (reserved for the UPnP-IGD client) and does not count as a protocol the edge runs.
+// [edge.portmap] (issue 13): every protocol on by default, each its own switch; any one of
+// them (upnp alone too) runs the port mapping shell.
 TEST(ConfigEdge, Portmap) {
   auto d = parse(edge(), "t.toml");
   ASSERT_TRUE(d.ok()) << d.error().message;
@@ -806,9 +806,12 @@ TEST(ConfigEdge, Portmap) {
   EXPECT_TRUE(c->edge->portmap.natpmp);
   EXPECT_FALSE(c->edge->portmap.pcp);
   EXPECT_FALSE(c->edge->portmap.upnp);
-  auto off = parse(edge("[edge.portmap]\nnatpmp = false\npcp = false\n"), "t.toml");
+  auto upnpOnly = parse(edge("[edge.portmap]\nnatpmp = false\npcp = false\n"), "t.toml");
+  ASSERT_TRUE(upnpOnly.ok()) << upnpOnly.error().message;
+  EXPECT_TRUE(upnpOnly->edge->portmap.any());
+  auto off = parse(edge("[edge.portmap]\nnatpmp = false\npcp = false\nupnp = false\n"), "t.toml");
   ASSERT_TRUE(off.ok()) << off.error().message;
-  EXPECT_FALSE(off->edge->portmap.any());  // upnp alone runs nothing yet
+  EXPECT_FALSE(off->edge->portmap.any());
   EXPECT_EQ(errorOf(edge("[edge.portmap]\npcp = 1\n")), "t.toml:5: edge.portmap.pcp: expected true or false, got 1");
   EXPECT_EQ(errorOf(edge("[edge.portmap]\nnatpmp = \"yes\"\n")),
             "t.toml:5: edge.portmap.natpmp: expected true or false, got \"yes\"");

@@ -566,6 +566,9 @@ TEST(PortmapClient, ShortLivedPcpErrorRetriesAfterItsLifetime) {
   EXPECT_EQ(h.client.state(), Client::State::Waiting);
   EXPECT_EQ(h.client.status(Protocol::Pcp).errors.at(8), 1u);
   EXPECT_EQ(h.client.nextDeadline(), kT0 + 4ms + 30s);
+  // Not final, and said so: status shows when it asks again (a CGNAT's miniupnpd answers so).
+  EXPECT_EQ(h.client.status(Protocol::Pcp).reason, "refused for now: no_resources");
+  EXPECT_EQ(h.client.retryAt(), kT0 + 4ms + 30s);
   h.gw.pcpMapResult.reset();
   h.runFor(30s);
   EXPECT_EQ(h.client.state(), Client::State::Mapped);
@@ -582,6 +585,7 @@ TEST(PortmapClient, RefusedByBothWaitsAMinute) {
   EXPECT_EQ(h.client.status(Protocol::NatPmp).errors.at(2), 1u);
   EXPECT_EQ(h.client.status(Protocol::NatPmp).reason, "refused: not_authorized");
   EXPECT_EQ(h.client.nextDeadline(), kT0 + 6ms + 60s);
+  EXPECT_EQ(h.client.retryAt(), kT0 + 6ms + 60s);
   h.runFor(60s);
   // One more round: the same two refusals, nothing between.
   EXPECT_EQ(h.sendTimes(2, 1).size(), 2u);

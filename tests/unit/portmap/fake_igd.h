@@ -54,6 +54,7 @@ class FakeIgd {
   std::map<uint16_t, Rule> table;  // by external port
   bool chunked = false;            // answers with Transfer-Encoding: chunked
   bool ssdpSilent = false;
+  bool ignoresIgd1Search = false;  // a v2 device that answers only searches for its own version
   bool httpSilent = false;         // accepts connections, never answers
   std::optional<std::string> rawAnswer;  // answer every HTTP request with these bytes
   std::vector<std::string> requests;     // every HTTP request (method, path, SOAPAction)
@@ -79,6 +80,7 @@ class FakeIgd {
         ppp ? std::string("urn:schemas-upnp-org:service:WANPPPConnection:1") : serviceType(),
         ppp ? std::string("-") : "urn:schemas-upnp-org:service:WANIPConnection:1"};
     if (std::find(mine.begin(), mine.end(), st) == mine.end()) return std::nullopt;
+    if (ignoresIgd1Search && st == "urn:schemas-upnp-org:device:InternetGatewayDevice:1") return std::nullopt;
     return ssdpAnswer(st, location());
   }
 

@@ -55,6 +55,47 @@ TEST(UpnpHttp, SsdpAnswers) {
             http::SsdpError::BadHeader);  // no blank line: cut short
 }
 
+// miniupnpd 2.3.1's advertisement (minissdp.c SendSSDPNotify), its goodbye, and the ways one
+// can be wrong.
+TEST(UpnpHttp, SsdpNotifies) {
+  const std::string alive =
+      "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=120\r\n"
+      "LOCATION: http://192.168.1.1:38291/rootDesc.xml\r\nSERVER: Debian/12 UPnP/1.1 MiniUPnPd/2.3.1\r\n"
+      "NT: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n"
+      "USN: uuid:3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b::urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n"
+      "NTS: ssdp:alive\r\nOPT: \"http://schemas.upnp.org/upnp/1/0/\"; ns=01\r\n01-NLS: 1765000000\r\n"
+      "BOOTID.UPNP.ORG: 1765000000\r\nCONFIGID.UPNP.ORG: 1337\r\n\r\n";
+  auto n = http::parseSsdpNotify(bytes(alive));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n->kind, http::NotifyKind::Alive);
+  EXPECT_EQ(n->notificationType, "urn:schemas-upnp-org:device:InternetGatewayDevice:1");
+  EXPECT_EQ(n->location->toString(), "http://192.168.1.1:38291/rootDesc.xml");
+  EXPECT_EQ(n->bootId, 1765000000u);
+  auto bye = http::parseSsdpNotify(bytes("notify * HTTP/1.1\nNT: upnp:rootdevice\nNTS: SSDP:BYEBYE\nUSN: uuid:x\n\n"));
+  ASSERT_TRUE(bye.ok());
+  EXPECT_EQ(bye->kind, http::NotifyKind::ByeBye);
+  EXPECT_FALSE(bye->location);
+  EXPECT_FALSE(bye->bootId);
+  // An answer is not a NOTIFY, nor is a search.
+  EXPECT_EQ(http::parseSsdpNotify(bytes("HTTP/1.1 200 OK\r\nST: a\r\n\r\n")).error(), http::SsdpError::NotHttp);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("M-SEARCH * HTTP/1.1\r\nST: a\r\n\r\n")).error(), http::SsdpError::NotHttp);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("")).error(), http::SsdpError::NotHttp);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNT: a\r\nNTS: ssdp:alive\r\n")).error(), http::SsdpError::BadHeader);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNT a\r\n\r\n")).error(), http::SsdpError::BadHeader);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNT: a\r\nNTS: ssdp:alive\r\nLOCATION: http://1.2.3.4/\r\n"
+                                        "BOOTID.UPNP.ORG: 4294967296\r\n\r\n")).error(),
+            http::SsdpError::BadHeader);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNT: a\r\nNTS: ssdp:alive\r\n\r\n")).error(), http::SsdpError::NoLocation);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNT: a\r\nNTS: ssdp:alive\r\nLOCATION: http://router/\r\n\r\n")).error(),
+            http::SsdpError::NoLocation);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNTS: ssdp:alive\r\nLOCATION: http://1.2.3.4/\r\n\r\n")).error(),
+            http::SsdpError::NoSearchTarget);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNT: a\r\nNTS: ssdp:propchange\r\n\r\n")).error(),
+            http::SsdpError::NoSearchTarget);
+  EXPECT_EQ(http::parseSsdpNotify(bytes("NOTIFY * HTTP/1.1\r\nNT: a\r\n" + std::string(1500, 'x') + "\r\n\r\n")).error(),
+            http::SsdpError::BadHeader);
+}
+
 TEST(UpnpHttp, MSearch) {
   auto m = http::encodeMSearch("urn:schemas-upnp-org:device:InternetGatewayDevice:2", http::ssdpGroup(), true);
   EXPECT_EQ(std::string(m.begin(), m.end()),

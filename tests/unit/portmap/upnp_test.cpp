@@ -142,13 +142,15 @@ const SockAddr kExternal = SockAddr::parse("203.0.113.7:41641").value();
 TEST(Upnp, MapsWithIgdV1InOneRoundTripPerStep) {
   Harness h;
   h.start();
-  // The first round of searches: 4 multicast with MX, 2 unicast to the gateway without.
-  ASSERT_EQ(h.sent.size(), 6u);
+  // The first round of searches: InternetGatewayDevice:1 once multicast with MX, once unicast
+  // to the gateway without (every search costs the gateway an answer).
+  ASSERT_EQ(h.sent.size(), 2u);
   int multicast = 0;
   for (const auto& [t, d] : h.sent) {
     const std::string text(d.bytes.begin(), d.bytes.end());
     EXPECT_TRUE(text.starts_with("M-SEARCH * HTTP/1.1\r\n")) << text;
     EXPECT_NE(text.find("MAN: \"ssdp:discover\"\r\n"), std::string::npos);
+    EXPECT_NE(text.find("ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n"), std::string::npos) << text;
     if (d.to == http::ssdpGroup()) {
       ++multicast;
       EXPECT_NE(text.find("MX: 1\r\n"), std::string::npos);
@@ -156,7 +158,7 @@ TEST(Upnp, MapsWithIgdV1InOneRoundTripPerStep) {
       EXPECT_EQ(text.find("MX:"), std::string::npos);
     }
   }
-  EXPECT_EQ(multicast, 4);
+  EXPECT_EQ(multicast, 1);
   h.runFor(1s);
   ASSERT_EQ(h.client.state(), UpnpClient::State::Mapped) << h.client.status().reason;
   EXPECT_EQ(h.client.external(), kExternal);
@@ -383,14 +385,33 @@ TEST(Upnp, ChunkedAnswersDeliveredAByteAtATime) {
   EXPECT_EQ(h.client.counters().httpMalformed, 0u);
 }
 
+// The first round asks for IGD:1 only; a device deaf to it (against UDA 1.1 section 1.3.2) is
+// found by the retransmission, which searches for every type.
+TEST(Upnp, ADeviceIgnoringTheIgd1SearchIsFoundAtTheRetransmission) {
+  Harness h;
+  h.igd.version = 2;
+  h.igd.ignoresIgd1Search = true;
+  h.start();
+  h.runFor(1s);
+  ASSERT_EQ(h.client.state(), UpnpClient::State::Mapped);
+  ASSERT_FALSE(h.events.empty());
+  EXPECT_EQ(h.events.front().second.kind, Event::Kind::Mapped);
+  EXPECT_EQ(h.events.front().first, kT0 + 250ms + 4 * h.rtt);
+}
+
 TEST(Upnp, SearchesRetransmitThenWaitThenSearchAgain) {
   Harness h;
   h.igd.ssdpSilent = true;
   h.start();
   h.runFor(10s);
+  // The first round: IGD:1 only (2 datagrams); retransmissions: every type (4 multicast, 2
+  // unicast).
   std::vector<Duration> rounds;
-  for (size_t i = 0; i < h.sent.size(); i += 6) rounds.push_back(h.sent[i].first - kT0);
+  for (size_t i = 0; i < h.sent.size(); i += i == 0 ? 2 : 6) rounds.push_back(h.sent[i].first - kT0);
   EXPECT_EQ(rounds, (std::vector<Duration>{0ms, 250ms, 750ms, 1750ms}));
+  EXPECT_EQ(h.sent.size(), 2u + 3 * 6);
+  EXPECT_EQ(h.client.counters().searchesSent, 2u);
+  EXPECT_EQ(h.client.counters().searchRetransmissions, 18u);
   EXPECT_EQ(h.client.state(), UpnpClient::State::Waiting);
   EXPECT_EQ(h.client.status().availability, Availability::Unavailable);
   EXPECT_EQ(h.client.nextDeadline(), kT0 + 3750ms + kRetryAfterFailure);
@@ -567,6 +588,123 @@ TEST(Upnp, ARestartedGatewayOnAnotherHttpPortIsFoundAgain) {
   EXPECT_EQ(h.client.counters().discoveries, 2u);
   EXPECT_EQ(h.client.status().controlUrl->endpoint.port(), 5001);
   EXPECT_EQ(h.kinds(), std::vector<Event::Kind>{Event::Kind::Mapped});
+}
+
+// The gateway's advertisements on the SSDP group: a restarted router (goodbye, then alive on
+// a new HTTP port with a new BOOTID) is re-mapped within a second of its first alive, not at
+// the next re-add 50 s later; its periodic alives change nothing.
+std::string notify(const std::string& nts, const std::string& nt, const std::string& location, uint32_t bootId) {
+  std::string n = "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=120\r\n";
+  if (!location.empty()) n += "LOCATION: " + location + "\r\n";
+  return n + "NT: " + nt + "\r\nUSN: uuid:x::" + nt + "\r\nNTS: " + nts + "\r\nBOOTID.UPNP.ORG: " + std::to_string(bootId) +
+         "\r\n\r\n";
+}
+
+void feedNotify(Harness& h, const std::string& text, const SockAddr& from = SockAddr(kGateway, 1900)) {
+  const uint64_t before = h.client.counters().inboundDatagrams();
+  h.client.onDatagram(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), from, http::ssdpGroup(), h.now);
+  EXPECT_EQ(h.client.counters().inboundDatagrams(), before + 1);
+  h.pump();
+}
+
+const std::string kIgd1 = "urn:schemas-upnp-org:device:InternetGatewayDevice:1";
+
+TEST(Upnp, ARestartAdvertisedByNotifyIsMappedAgainWithinASecond) {
+  Harness h;
+  h.start();
+  h.runFor(1s);
+  ASSERT_EQ(h.client.state(), UpnpClient::State::Mapped);
+  feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 100));
+  feedNotify(h, notify("ssdp:alive", "upnp:rootdevice", h.igd.location(), 100));
+  feedNotify(h, notify("ssdp:alive", "uuid:3d3cec3a", h.igd.location(), 100));  // a type not searched for
+  h.runFor(1s);
+  EXPECT_EQ(h.client.counters().notifiesIgnored, 3u);  // the periodic advertisement: nothing new
+  const size_t streamsBefore = h.streams.size();
+  // miniupnpd stops (goodbye), its rules flushed, and starts on a new HTTP port.
+  feedNotify(h, notify("ssdp:byebye", kIgd1, "", 100));
+  h.igd.httpPort = 5001;
+  h.igd.table.clear();
+  h.runFor(100ms);
+  const TimePoint alive = h.now;
+  feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 200));
+  feedNotify(h, notify("ssdp:alive", "upnp:rootdevice", h.igd.location(), 200));  // copies: one round
+  h.runFor(1s);
+  EXPECT_EQ(h.igd.table.count(41641), 1u);
+  const auto& c = h.client.counters();
+  EXPECT_EQ(c.byebyes, 1u);
+  EXPECT_EQ(c.restartsNoticed, 1u);
+  EXPECT_EQ(c.notifies, 1u);
+  EXPECT_EQ(c.discoveries, 1u);       // the NOTIFY's LOCATION, no search
+  EXPECT_EQ(c.connectFailures, 0u);   // nothing sent to the old port
+  EXPECT_EQ(h.streams.size() - streamsBefore, 3u);  // description, GetExternalIPAddress, AddPortMapping
+  EXPECT_LT(h.streams.back().first - alive, kAnnounceSpread + 10ms);
+  EXPECT_EQ(h.client.status().controlUrl->endpoint.port(), 5001);
+  EXPECT_EQ(h.client.status().bootId, 200u);
+  EXPECT_EQ(h.kinds(), std::vector<Event::Kind>{Event::Kind::Mapped});
+}
+
+TEST(Upnp, ANewBootIdOrLocationAloneIsARestart) {
+  Harness h;
+  h.start();
+  h.runFor(1s);
+  feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 100));
+  h.igd.table.clear();  // rebooted on the same port: only the BOOTID tells
+  feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 101));
+  h.runFor(1s);
+  EXPECT_EQ(h.igd.table.count(41641), 1u);
+  EXPECT_EQ(h.client.counters().restartsNoticed, 1u);
+  h.igd.httpPort = 5002;
+  h.igd.table.clear();
+  feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 101));  // same BOOTID, new port
+  h.runFor(1s);
+  EXPECT_EQ(h.igd.table.count(41641), 1u);
+  EXPECT_EQ(h.client.counters().restartsNoticed, 2u);
+}
+
+TEST(Upnp, NotifiesFromElsewhereOrMalformedAreCountedAndRoundsAreRateLimited) {
+  Harness h;
+  h.start();
+  h.runFor(1s);
+  feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 7), SockAddr::parse("192.168.1.50:1900").value());
+  feedNotify(h, notify("ssdp:alive", kIgd1, "http://192.168.1.50:5000/rootDesc.xml", 7));
+  feedNotify(h, "NOTIFY * HTTP/1.1\r\nNT: " + kIgd1 + "\r\nNTS: ssdp:alive\r\n\r\n");
+  feedNotify(h, "HTTP/1.1 200 OK\r\n\r\n");
+  const auto& c = h.client.counters();
+  EXPECT_EQ(c.droppedNotFromGateway, 1u);
+  EXPECT_EQ(c.droppedLocationElsewhere, 1u);
+  EXPECT_EQ(c.droppedSsdpMalformed, 2u);
+  // A flood of "restarts" (a new BOOTID every 10 ms for 5 s): at most one round a second.
+  const size_t before = h.streams.size();
+  for (uint32_t i = 0; i < 500; ++i) {
+    feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 1000 + i));
+    h.runFor(10ms);
+  }
+  EXPECT_LE(h.streams.size() - before, 3u * 6);
+  EXPECT_EQ(h.client.state(), UpnpClient::State::Mapped);
+}
+
+TEST(Upnp, AnAliveWhileDiscoveringIsTakenAsAnAnswer) {
+  Harness h;
+  h.igd.ssdpSilent = true;  // searches unanswered (multicast lost)
+  h.start();
+  h.runFor(10ms);
+  feedNotify(h, notify("ssdp:alive", kIgd1, h.igd.location(), 1));
+  h.runFor(100ms);
+  EXPECT_EQ(h.client.state(), UpnpClient::State::Mapped);
+  EXPECT_EQ(h.client.counters().notifies, 1u);
+}
+
+TEST(Upnp, StopSparesTheWinnersRule) {
+  Harness h;
+  h.start();
+  h.runFor(1s);
+  ASSERT_EQ(h.client.state(), UpnpClient::State::Mapped);
+  h.client.stop(h.now, h.client.external()->port());
+  h.pump();
+  h.runFor(1s);
+  EXPECT_EQ(h.client.state(), UpnpClient::State::Stopped);
+  EXPECT_EQ(h.igd.table.count(41641), 1u);  // not deleted: another protocol's very rule
+  EXPECT_EQ(h.client.counters().releaseTimeouts, 0u);
 }
 
 TEST(Upnp, AGatewayThatVanishedLosesTheMappingAtExpiry) {
