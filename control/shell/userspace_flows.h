@@ -7,9 +7,13 @@
 //     the application's next datagram is not the program's (edge_not_ours: passed up) and
 //     reaches the socket: nothing is dropped at the switch, nothing is sent twice;
 //   - any other path for a flow in userspace: the flow is registered again with its sources
-//     and the new path (the next datagram is XDP's), then what the socket already holds is
-//     read out and sent on the new path by tgwd, then the socket is closed;
+//     and the new path (the next datagram is XDP's); the socket stays, so what it already
+//     holds is read and sent on the new path by tgwd;
 //   - everything else goes to the fast path as before.
+// Deliveries (data that reached tgwd: over the stream, a Data indication, what a lingering
+// stream allocation still carries at a switch) go from the flow's local endpoint to its
+// application, through the flow's socket, bound at its first use for a fast-path flow (one
+// per configured flow at most; bound, it receives nothing XDP forwards).
 // Only the flow's application (its address, any port) may send into a userspace flow, as in
 // XDP (edge_not_from_app): others are counted and dropped. Deliveries to a userspace flow go
 // from its local endpoint to its application.
@@ -41,7 +45,7 @@ class UserspaceFlows final : public dataplane::ForwardingTable {
     uint64_t left = 0;             // and back
     uint64_t enterFailed = 0;      // the local endpoint could not be bound: dropped in XDP
     uint64_t appDatagrams = 0;     // read from applications, handed to the node
-    uint64_t drained = 0;          // of those, read out at the return to XDP
+    uint64_t drained = 0;          // of those, read while the flow is in XDP (queued before it returned)
     uint64_t notFromApp = 0;       // from another address than the flow's application
     uint64_t delivered = 0;        // written to applications
     uint64_t deliverErrors = 0;
@@ -61,27 +65,28 @@ class UserspaceFlows final : public dataplane::ForwardingTable {
   dataplane::Sources sources(uint32_t flowId) const override;
   std::optional<dataplane::EdgeFlowCounters> flowCounters(uint32_t flowId) const override;
 
-  // Writes a delivery to the flow's application when the flow is in tgwd; false otherwise
-  // (the caller counts it).
+  // Writes a delivery to the flow's application; false when the flow is unknown or its local
+  // endpoint cannot be bound (the caller counts it).
   bool deliver(uint32_t flowId, std::span<const uint8_t> payload);
-  bool inUserspace(uint32_t flowId) const { return flows_.count(flowId) != 0; }
-  size_t userspaceFlows() const { return flows_.size(); }
+  bool inUserspace(uint32_t flowId) const { return erased(flowId) != nullptr; }
+  size_t userspaceFlows() const;
   const Counters& counters() const { return counters_; }
 
  private:
   struct Entry;
   static void onReadable(int fd, short, void* arg);
-  void read(Entry& e, bool drain);
+  void read(Entry& e);
+  // The flow's socket (bound on its local endpoint), made at its first use.
+  Result<Entry*> bind(const dataplane::Flow& flow);
+  // The flow's entry when tgwd forwards it (erased from the fast path), else null.
+  Entry* erased(uint32_t flowId) const;
 
   event_base* base_;
   dataplane::EdgeFastPath& fastPath_;
   OnApp onApp_;
   std::function<void()> afterWakeup_;
-  std::map<uint32_t, std::unique_ptr<Entry>> flows_;   // flows in tgwd
+  std::map<uint32_t, std::unique_ptr<Entry>> flows_;   // flows with a socket (erased: in tgwd)
   std::map<uint32_t, dataplane::Sources> sources_;     // as the engine last wrote them
-  // Read out at a return to the fast path, handed to the node from the loop (drainEvent_).
-  std::vector<std::pair<uint32_t, std::vector<uint8_t>>> drained_;
-  ::event* drainEvent_ = nullptr;
   Counters counters_;
 };
 

@@ -164,6 +164,7 @@ struct EdgeSpec {
   std::vector<FlowSpec> flows;
   std::string logLevel = "info";
   std::string extraEdge;            // more [edge] keys, TOML lines ("nat64_discovery = false\n")
+  std::string extraRelay;           // more [edge.relay] keys, TOML lines ("tls_port = 5349\n")
   // [edge.portmap] (issue 13): NAT-PMP and PCP on the home router, on by default.
   bool natpmp = true, pcp = true;
   int portmapRepairSeconds = 0;  // 0: the default
