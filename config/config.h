@@ -197,10 +197,10 @@ struct EdgeRelayConfig {
   // relay's public key, SubjectPublicKeyInfo DER, as `openssl pkey -pubin -outform der |
   // openssl dgst -sha256 -binary | base64` gives it); at least one of the two.
   bool tcp = true;
-  std::optional<uint16_t> tlsPort;
-  std::string tlsCaFile;                  // "" : none (absolute, or from the config's folder)
-  std::string tlsServerName;              // SNI and the name checked with tls_ca_file
-  std::optional<std::array<uint8_t, 32>> tlsPinSha256;
+  std::optional<uint16_t> tlsPort{};
+  std::string tlsCaFile{};                // "" : none (absolute, or from the config's folder)
+  std::string tlsServerName{};            // SNI and the name checked with tls_ca_file
+  std::optional<std::array<uint8_t, 32>> tlsPinSha256{};
 };
 
 // [[edge.peer]]: another gateway, named for logs and tgwctl, known by its node key.

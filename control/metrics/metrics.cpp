@@ -249,9 +249,11 @@ void addStatus(Exposition& e, const json& status) {
     e.add("tgw_edge_peers", "gauge", help, {{"path", "direct"}}, std::to_string(direct));
     e.add("tgw_edge_peers", "gauge", help, {{"path", "relay"}}, std::to_string(relay));
     e.add("tgw_edge_peers", "gauge", help, {{"path", "none"}}, std::to_string(none));
-    // Issue 15: of the relayed peers, how their relay path reaches the relay.
+    // Issue 15: of the relayed peers, how their relay path reaches the relay (a tgwd that
+    // says so).
     const char* transportHelp = "peers whose active path is the relay, by the transport to the relay (udp, tcp, tls)";
     for (const char* t : {"udp", "tcp", "tls"}) {
+      if (!peers.contains("relay_udp")) break;
       e.add("tgw_edge_relay_peers", "gauge", transportHelp, {{"transport", t}},
             std::to_string(peers.value(std::string("relay_") + t, uint64_t{0})));
     }
