@@ -411,9 +411,11 @@ void Node::handleTurnEvents(TimePoint now) {
       allocatedAt_ = now;
       // The relay path moved to (or from) a stream: the rendezvous follows it (pumpRendezvous)
       // and registers again, so the relay delivers to us the new way.
+      // A handshake under way went the old way (over UDP, dropped where UDP is blocked, or its
+      // retransmission would wait up to seconds): a new one at once.
       if (relay_->transport() != rendezvousTransport_) {
         rendezvousTransport_ = relay_->transport();
-        refreshRendezvous(now);
+        if (rdv_ && started_) pumpRendezvous(rdv_->start(now));
       }
       // The allocation's XOR-MAPPED-ADDRESS is our mapping towards the relay now: a STUN
       // answer that differs from it predates it (checkRebinding ignores that answer).
