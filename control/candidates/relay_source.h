@@ -38,6 +38,7 @@
 
 #include "candidates/source.h"
 #include "dataplane/forwarding_table.h"
+#include "engine/peer_paths.h"
 #include "turnclient/client.h"
 
 namespace tgw::candidates {
@@ -51,9 +52,9 @@ inline constexpr Duration kRelayRetry = 5s;
 // on any relay worth using UDP has won by then and no stream is even opened.
 inline constexpr Duration kStreamStagger = 250ms;
 // While a stream carries the relay path, UDP is tried again this often (a fresh Allocate,
-// abandoning the previous one): the engine's relay heartbeat (engine::kRelayHeartbeat), so a
-// network that lets UDP through again has the relay path back on UDP within one heartbeat.
-inline constexpr Duration kUdpRetryOnStream = 5s;
+// abandoning the previous one): the engine's relay heartbeat (5 s), so a network that lets
+// UDP through again has the relay path back on UDP within one heartbeat.
+inline constexpr Duration kUdpRetryOnStream = engine::kRelayHeartbeat;
 // After the relay path moved to another leg, the old leg's allocation still delivers what
 // peers send to it this long (they learn our new relayed address from a call-me-maybe within
 // a round trip through the rendezvous and rebind); then its connection is closed.
