@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -871,10 +872,59 @@ crypto::PublicKey publicKey(const Reader& r, const toml::table& t, const std::st
   return *k;
 }
 
+// [edge.relay] tcp, tls_port and how the relay's certificate is verified (issue 15).
+void readEdgeRelayStreams(const Reader& r, const toml::table& t, EdgeRelayConfig& c) {
+  const std::string p = "edge.relay.";
+  const int line = Reader::lineOf(t);
+  c.tcp = r.boolean(t, p, "tcp", c.tcp);
+  c.tlsPort = r.port(t, p, "tls_port");
+  const char* tlsKeys[] = {"tls_ca_file", "tls_server_name", "tls_pin_sha256"};
+  for (const char* k : tlsKeys) {
+    if (!c.tlsPort && t.get(k) != nullptr) {
+      r.failAt(t.get(k), line, p + "tls_port", std::string("a TLS port (5349, or 443) with ") + k, "nothing");
+    }
+  }
+  if (!c.tlsPort) return;
+  if (t.get("tls_ca_file") != nullptr) {
+    c.tlsCaFile = r.pathFromConfig(r.required(t, p, "tls_ca_file", "a file of PEM CA certificates"));
+    std::ifstream in(c.tlsCaFile, std::ios::binary);
+    if (!in) r.failAt(t.get("tls_ca_file"), line, p + "tls_ca_file", "a readable file", "\"" + c.tlsCaFile + "\"");
+    const std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    X509* cert = bio != nullptr ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
+    const bool ok = cert != nullptr;
+    X509_free(cert);
+    BIO_free(bio);
+    ERR_clear_error();
+    if (!ok) {
+      r.failAt(t.get("tls_ca_file"), line, p + "tls_ca_file", "PEM certificates (-----BEGIN CERTIFICATE-----)",
+               "\"" + c.tlsCaFile + "\"");
+    }
+  }
+  c.tlsServerName = r.str(t, p, "tls_server_name", "");
+  if (t.get("tls_pin_sha256") != nullptr) {
+    const std::string pin = r.str(t, p, "tls_pin_sha256", "");
+    std::array<uint8_t, 32> digest{};
+    size_t len = 0;
+    if (sodium_base642bin(digest.data(), digest.size(), pin.data(), pin.size(), nullptr, &len, nullptr,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        len != digest.size()) {
+      r.failAt(t.get("tls_pin_sha256"), line, p + "tls_pin_sha256",
+               "the base64 SHA-256 of the relay's public key (44 characters)", "\"" + pin + "\"");
+    }
+    c.tlsPinSha256 = digest;
+  }
+  if (c.tlsCaFile.empty() && !c.tlsPinSha256) {
+    r.failAt(t.get("tls_port"), line, p + "tls_port",
+             "a way to verify the relay: tls_ca_file (its CA) or tls_pin_sha256 (its public key), or both", "neither");
+  }
+}
+
 EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
   const std::string p = "edge.relay.";
   const int line = Reader::lineOf(t);
-  r.onlyKeys(t, p, {"address", "key", "username", "password", "password_file", "rest_secret", "rest_secret_file"});
+  r.onlyKeys(t, p, {"address", "key", "username", "password", "password_file", "rest_secret", "rest_secret_file",
+                    "tcp", "tls_port", "tls_ca_file", "tls_server_name", "tls_pin_sha256"});
   EdgeRelayConfig c;
   c.address = r.endpoint(t.get("address"), line, p + "address",
                          r.required(t, p, "address", "the relay's STUN/TURN endpoint ADDRESS[:PORT]"), uint16_t{3478});
@@ -922,6 +972,7 @@ EdgeRelayConfig readEdgeRelay(const Reader& r, const toml::table& t) {
   if (c.username.size() > 512) {  // RFC 8489 section 14.3: USERNAME < 513 bytes
     r.failAt(t.get("username"), line, p + "username", "a user name of at most 512 bytes");
   }
+  readEdgeRelayStreams(r, t, c);
   return c;
 }
 

@@ -6,6 +6,7 @@
 // Unknown keys are errors too, so a misspelt key never silently does nothing.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -218,6 +219,18 @@ struct EdgeRelayConfig {
   std::string username;
   std::string password;
   std::optional<std::string> restSecret;  // rest_secret or rest_secret_file (trimmed)
+  // Issue 15: TURN over TCP and TLS for networks that drop UDP, raced with UDP
+  // (candidates/relay_source.h). tcp: TURN over TCP to `address` (its port). tls_port: TURN
+  // over TLS (TLS 1.2 / 1.3) at address:tls_port, the relay verified by tls_ca_file (PEM CA
+  // certificates: the chain must lead to one, and the certificate must name tls_server_name,
+  // or the relay's IP address when none is given) and/or tls_pin_sha256 (base64 SHA-256 of the
+  // relay's public key, SubjectPublicKeyInfo DER, as `openssl pkey -pubin -outform der |
+  // openssl dgst -sha256 -binary | base64` gives it); at least one of the two.
+  bool tcp = true;
+  std::optional<uint16_t> tlsPort{};
+  std::string tlsCaFile{};                // "" : none (absolute, or from the config's folder)
+  std::string tlsServerName{};            // SNI and the name checked with tls_ca_file
+  std::optional<std::array<uint8_t, 32>> tlsPinSha256{};
 };
 
 // [[edge.peer]]: another gateway, named for logs and tgwctl, known by its node key.

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "base/result.h"
@@ -37,6 +38,14 @@ enum class PathKind : uint8_t {
   Relay = 2,   // our socket -> our TURN server, our allocation -> the peer's relayed address
 };
 
+// How a relay path reaches our TURN server (issue 15): UDP, or a TCP or TLS stream when the
+// network drops UDP (RFC 8656 section 3.1). Only a UDP relay path is the fast path's: a stream
+// is a connection tgwd owns, so a flow on a stream relay path is forwarded by tgwd.
+enum class RelayTransport : uint8_t { Udp = 0, Tcp = 1, Tls = 2 };
+inline const char* toString(RelayTransport t) {
+  return t == RelayTransport::Udp ? "udp" : t == RelayTransport::Tcp ? "tcp" : "tls";
+}
+
 // Where a flow's datagrams go.
 //   Direct: UDP from `local` (our socket) to `remote` (the peer's endpoint), as is.
 //   Relay:  TURN ChannelData on `channel` from `local` to `remote` (the TURN server); the
@@ -49,9 +58,18 @@ struct Path {
   SockAddr remote;
   SockAddr peerRelayed;  // Relay only
   uint16_t channel = 0;  // Relay only: 0x4000..0x4FFF, or 0
+  // Relay only: Udp (local is our UDP socket), or a stream to the TURN server (local is our
+  // UDP socket still, naming the family; the stream is the edge's connection to `remote`).
+  RelayTransport transport = RelayTransport::Udp;
 
   bool isDirect() const { return kind == PathKind::Direct; }
   bool isRelay() const { return kind == PathKind::Relay; }
+  bool isStreamRelay() const { return kind == PathKind::Relay && transport != RelayTransport::Udp; }
+  // "direct", "relay-udp", "relay-tcp" or "relay-tls" (tgwctl paths and flows, the metrics).
+  std::string kindName() const {
+    if (isDirect()) return "direct";
+    return std::string("relay-") + toString(transport);
+  }
   friend bool operator==(const Path&, const Path&) = default;
   friend auto operator<=>(const Path&, const Path&) = default;
 };

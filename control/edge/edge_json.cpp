@@ -61,7 +61,10 @@ std::string_view pathState(const engine::PeerPaths::PathState& ps, bool active, 
 }
 
 json pathJson(const dataplane::Path& path) {
+  // kind: direct or relay (as before issue 15); path_kind: direct, relay-udp, relay-tcp or
+  // relay-tls (how the relay path reaches the TURN server).
   json j = {{"kind", path.isDirect() ? "direct" : "relay"},
+            {"path_kind", path.kindName()},
             {"local", path.local.toString()},
             {"remote", path.remote.toString()}};
   if (path.isRelay()) {
@@ -340,13 +343,16 @@ json nodeStatusJson(const Node& node, TimePoint now) {
     s["nat64"] = nullptr;
   }
   size_t flows = 0, direct = 0, relayed = 0;
+  size_t byTransport[3] = {0, 0, 0};  // relayed peers by how the relay path reaches the relay
   for (const auto& p : node.peers()) {
     flows += p.flows.size();
     const auto* pp = peerPaths(node, p);
     if (pp == nullptr || !pp->activePath()) continue;
     (pp->activePath()->isDirect() ? direct : relayed) += 1;
+    if (pp->activePath()->isRelay()) ++byTransport[static_cast<size_t>(pp->activePath()->transport)];
   }
-  s["peers"] = {{"configured", node.peers().size()}, {"direct", direct}, {"relay", relayed}};
+  s["peers"] = {{"configured", node.peers().size()}, {"direct", direct}, {"relay", relayed},
+                {"relay_udp", byTransport[0]}, {"relay_tcp", byTransport[1]}, {"relay_tls", byTransport[2]}};
   s["flows"] = flows;
   // What the log warned about and still holds (no path, relay unreachable, UDP blocked, a
   // peer the rendezvous does not know).

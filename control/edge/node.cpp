@@ -9,6 +9,7 @@
 #include "nat64/rfc6052.h"
 #include "stun/message.h"
 #include "tgw/demux.h"
+#include "turn/stream_framer.h"
 #include "tgw/frames.h"
 
 namespace tgw::edge {
@@ -86,7 +87,10 @@ void Node::connectServers(TimePoint now) {
     if (server && (!relay_ || relay_->server() != *server)) {
       for (const auto& sock : config_.sockets) {
         if (sock.family() != server->family()) continue;
+        uint64_t firstStream = 1;
         if (relay_) {
+          for (uint64_t id : relay_->streamIds()) streamCloses_.push_back(id);
+          firstStream = relay_->nextStreamId();
           std::erase_if(sources_, [this](const auto& s) { return s.get() == relay_; });
           for (auto& p : peers_) {
             p.channelGeneration = 0;
@@ -95,7 +99,11 @@ void Node::connectServers(TimePoint now) {
         }
         turnclient::Config tc = *config_.turn;
         tc.server = *server;
-        auto r = std::make_unique<candidates::RelaySource>(tc, sock);
+        // The streams are reached as the UDP server is (through the NAT64 prefix, if so).
+        candidates::RelayStreams streams;
+        if (config_.relayStreams.tcp) streams.tcp = reach(*config_.relayStreams.tcp);
+        if (config_.relayStreams.tls) streams.tls = reach(*config_.relayStreams.tls);
+        auto r = std::make_unique<candidates::RelaySource>(tc, sock, streams, firstStream);
         relay_ = r.get();
         sources_.push_back(std::move(r));
         if (started_) relay_->gather(now);
@@ -226,7 +234,13 @@ Node::Peer* Node::peerByRelayed(const SockAddr& relayed) {
 
 void Node::pumpRendezvous(std::vector<Datagram> out) {
   if (!rdv_) return;
+  // On the relay path's stream when it has one (the same server: issue 15), wrapped.
+  const uint64_t stream = relay_ && rdv_->server() == relay_->server() ? relay_->activeStream() : 0;
   for (auto& d : out) {
+    if (stream != 0) {
+      streamSends_.push_back(candidates::StreamSend{stream, turn::wrapRendezvousForStream(d.bytes)});
+      continue;
+    }
     // Without a socket of the server's family the client has none to send from.
     if (std::find(config_.sockets.begin(), config_.sockets.end(), d.from) != config_.sockets.end()) {
       sends_.push_back(std::move(d));
@@ -236,10 +250,54 @@ void Node::pumpRendezvous(std::vector<Datagram> out) {
 
 void Node::queueSends(candidates::CandidateSource& source) {
   for (auto& d : source.takeSends()) sends_.push_back(std::move(d));
+  if (&source != relay_) return;
+  for (auto& o : relay_->takeStreamOpens()) streamOpens_.push_back(std::move(o));
+  for (auto id : relay_->takeStreamCloses()) streamCloses_.push_back(id);
+  for (auto& m : relay_->takeStreamSends()) streamSends_.push_back(std::move(m));
+}
+
+void Node::streamOpened(uint64_t id, const SockAddr& local, TimePoint now) {
+  if (!relay_) return;
+  relay_->streamOpened(id, local, now);
+  handleTurnEvents(now);
+  pumpEngine(now);
+  pumpSources(now);
+}
+
+void Node::streamClosed(uint64_t id, TimePoint now) {
+  if (!relay_) return;
+  relay_->streamClosed(id, now);
+  handleTurnEvents(now);
+  pumpEngine(now);
+  pumpSources(now);
+}
+
+void Node::onStreamMessage(uint64_t id, std::span<const uint8_t> bytes, TimePoint now) {
+  if (!bytes.empty() && bytes[0] == TGW_FRAME_RENDEZVOUS) {
+    // The rendezvous on the relay's stream (unwrapped by the shell's framer).
+    if (rdv_ && relay_ && id != 0 && id == relay_->activeStream()) {
+      onRendezvousMessage(bytes, rdv_->server(), relay_->socket(), now);
+      pumpEngine(now);
+      pumpSources(now);
+    } else {
+      ++counters_.droppedUnclassified;
+    }
+    return;
+  }
+  if (!relay_ || !relay_->onStreamMessage(id, bytes, now)) {
+    ++counters_.droppedUnclassified;
+    return;
+  }
+  // The relay answered, over a stream: not a sign that UDP works (UdpBlocked).
+  lastTurnAnswer_ = now;
+  handleTurnEvents(now);
+  pumpEngine(now);
+  pumpSources(now);
 }
 
 void Node::checkRebinding(TimePoint now) {
-  if (!relay_ || !relay_->allocated() || !stun_) return;
+  // Only a UDP allocation shares its 5-tuple's mapping with what the STUN servers see.
+  if (!relay_ || !relay_->allocated() || !stun_ || relay_->transport() != dataplane::RelayTransport::Udp) return;
   const auto seen = stun_->mappedBy(relay_->socket(), relay_->server());
   const auto bound = relay_->client().mappedAddress();
   if (!seen || !bound || *seen == *bound) return;
@@ -351,6 +409,14 @@ void Node::handleTurnEvents(TimePoint now) {
   for (auto& e : relay_->takeEvents()) {
     if (auto* a = std::get_if<turnclient::Allocated>(&e)) {
       allocatedAt_ = now;
+      // The relay path moved to (or from) a stream: the rendezvous follows it (pumpRendezvous)
+      // and registers again, so the relay delivers to us the new way.
+      // A handshake under way went the old way (over UDP, dropped where UDP is blocked, or its
+      // retransmission would wait up to seconds): a new one at once.
+      if (relay_->transport() != rendezvousTransport_) {
+        rendezvousTransport_ = relay_->transport();
+        if (rdv_ && started_) pumpRendezvous(rdv_->start(now));
+      }
       // The allocation's XOR-MAPPED-ADDRESS is our mapping towards the relay now: a STUN
       // answer that differs from it predates it (checkRebinding ignores that answer).
       if (stun_) {
@@ -368,6 +434,7 @@ void Node::handleTurnEvents(TimePoint now) {
       // noticed the restart first has advertised its new address since, and keeps it.
       const auto* lost = std::get_if<turnclient::AllocationLost>(&e);
       // A relay that lost our allocation (restarted) lost our registration too.
+      rendezvousTransport_ = relay_->transport();
       if (lost) refreshRendezvous(now);
       for (auto& p : peers_) {
         p.channelGeneration = 0;
@@ -376,9 +443,9 @@ void Node::handleTurnEvents(TimePoint now) {
       }
     } else if (auto* b = std::get_if<turnclient::ChannelBound>(&e)) {
       if (Peer* p = peerByRelayed(b->peer)) {
-        engine_.setRelayPath(
-            p->id, dataplane::Path{dataplane::PathKind::Relay, relay_->socket(), relay_->server(), b->peer, b->channel},
-            now);
+        dataplane::Path path{dataplane::PathKind::Relay, relay_->socket(), relay_->server(), b->peer, b->channel};
+        path.transport = relay_->transport();
+        engine_.setRelayPath(p->id, path, now);
       }
     } else if (auto* f = std::get_if<turnclient::ChannelFailed>(&e)) {
       if (Peer* p = peerByRelayed(f->peer)) {
@@ -471,7 +538,10 @@ void Node::handleDisco(std::span<const uint8_t> frame, const SockAddr& from, con
     return;
   }
   Peer& peer = peers_[it->second];
-  lastPeerHeard_ = now;  // UDP works: a peer's authenticated disco reached us
+  // UDP works: a peer's authenticated disco reached us (not through a stream to the relay).
+  const bool overStream = viaRendezvous ? rendezvousTransport_ != dataplane::RelayTransport::Udp
+                                        : viaRelay && relay_ && relay_->transport() != dataplane::RelayTransport::Udp;
+  if (!overStream) lastPeerHeard_ = now;
   peer.notRegisteredSince = kNever;
   if (std::exchange(peer.notRegisteredReported, false)) {
     notice(Condition::PeerNotRegistered, false, config_.peers[it->second].name, "heard from it again", now);
@@ -515,6 +585,22 @@ void Node::handleData(std::span<const uint8_t> frame, bool viaRelay) {
   deliveries_.push_back(AppDelivery{flowId, std::vector<uint8_t>(frame.begin() + TGW_DATA_HLEN, frame.end()), viaRelay});
 }
 
+void Node::onRendezvousMessage(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local,
+                               TimePoint now) {
+  if (from == rdv_->server()) lastRendezvousAnswer_ = now;
+  pumpRendezvous(rdv_->onDatagram(bytes, from, now));
+  for (auto& d : rdv_->takeDeliveries()) handleDisco(d.blob, from, local, false, true, now);
+  for (const auto& key : rdv_->takeUnknownDestinations()) {
+    ++counters_.peerNotRegistered;
+    auto it = byKey_.find(key);
+    if (it == byKey_.end()) continue;
+    // Said once it has lasted kHealthGrace (checkHealth): at start the peer may simply
+    // register a moment after us.
+    Peer& p = peers_[it->second];
+    if (p.notRegisteredSince == kNever) p.notRegisteredSince = now;
+  }
+}
+
 void Node::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
   if (bytes.empty()) {
     ++counters_.droppedUnclassified;
@@ -522,18 +608,8 @@ void Node::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, cons
   }
   const uint8_t first = bytes[0];
   if (first == TGW_FRAME_RENDEZVOUS && rdv_) {
-    if (from == rdv_->server()) lastServerAnswer_ = lastRendezvousAnswer_ = now;
-    pumpRendezvous(rdv_->onDatagram(bytes, from, now));
-    for (auto& d : rdv_->takeDeliveries()) handleDisco(d.blob, from, local, false, true, now);
-    for (const auto& key : rdv_->takeUnknownDestinations()) {
-      ++counters_.peerNotRegistered;
-      auto it = byKey_.find(key);
-      if (it == byKey_.end()) continue;
-      // Said once it has lasted kHealthGrace (checkHealth): at start the peer may simply
-      // register a moment after us.
-      Peer& p = peers_[it->second];
-      if (p.notRegisteredSince == kNever) p.notRegisteredSince = now;
-    }
+    if (from == rdv_->server()) lastServerAnswer_ = now;
+    onRendezvousMessage(bytes, from, local, now);
   } else if (first <= TGW_DEMUX_STUN_MAX && stun_ && stun_->onDatagram(bytes, from, local, now)) {
     // a reflexive answer (the relay may also be one of the STUN servers)
     lastServerAnswer_ = now;

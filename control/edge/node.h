@@ -120,6 +120,8 @@ struct NodeConfig {
   std::vector<SockAddr> stunServers;  // two or more
   std::vector<SockAddr> staticEndpoints;
   std::optional<turnclient::Config> turn;            // server's family must match a socket
+  // The TURN server over TCP and TLS (issue 15): raced with UDP (candidates/relay_source.h).
+  candidates::RelayStreams relayStreams;
   std::optional<rendezvous::ClientConfig> rendezvous;
   std::vector<PeerConfig> peers;
   uint64_t firstCounter = 1;  // nonce counters' start (the daemon: Unix time in us)
@@ -218,6 +220,16 @@ class Node {
   // An address as peers and operators know it: prefix + IPv4 is that IPv4 endpoint.
   SockAddr unwrap(const SockAddr& a) const;
 
+  // The relay's streams (issue 15; candidates/relay_source.h): connections to open (each
+  // answered with streamOpened or streamClosed) and to close, whole messages to write on
+  // them, and whole messages read from them (turn::StreamFramer cut them).
+  std::vector<candidates::StreamOpen> takeStreamOpens() { return std::exchange(streamOpens_, {}); }
+  std::vector<uint64_t> takeStreamCloses() { return std::exchange(streamCloses_, {}); }
+  std::vector<candidates::StreamSend> takeStreamSends() { return std::exchange(streamSends_, {}); }
+  void streamOpened(uint64_t id, const SockAddr& local, TimePoint now);
+  void streamClosed(uint64_t id, TimePoint now);
+  void onStreamMessage(uint64_t id, std::span<const uint8_t> bytes, TimePoint now);
+
   void sendApp(uint32_t flowId, std::span<const uint8_t> payload, TimePoint now);
   std::vector<AppDelivery> takeDeliveries() { return std::exchange(deliveries_, {}); }
 
@@ -299,6 +311,8 @@ class Node {
   void probeSilentRelay(TimePoint now);
   void pumpEngine(TimePoint now);
   void pumpRendezvous(std::vector<Datagram> out);
+  // A rendezvous message from the server, over UDP or (issue 15) the relay's stream.
+  void onRendezvousMessage(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   // Judges the Conditions (every kHealthCheckInterval) and queues a Notice for each change.
   void checkHealth(TimePoint now);
   void notice(Condition c, bool active, std::string peer, std::string detail, TimePoint now);
@@ -337,6 +351,9 @@ class Node {
   // allocation, or already acted on (see checkRebinding).
   std::optional<SockAddr> staleStunMapping_;
   std::vector<Datagram> sends_;
+  std::vector<candidates::StreamOpen> streamOpens_;
+  std::vector<uint64_t> streamCloses_;
+  std::vector<candidates::StreamSend> streamSends_;
   std::vector<AppDelivery> deliveries_;
   NodeCounters counters_;
   bool started_ = false;
@@ -353,6 +370,9 @@ class Node {
   TimePoint nextHealthAt_ = kNever;
   std::vector<Notice> notices_;
   std::optional<Nat64Status> nat64_;
+  // How the rendezvous reaches the relay (issue 15): with the relay path's stream when it has
+  // one; a change registers again, so deliveries come the new way.
+  dataplane::RelayTransport rendezvousTransport_ = dataplane::RelayTransport::Udp;
 };
 
 }  // namespace tgw::edge

@@ -64,6 +64,8 @@ Result<NodeConfig> nodeConfig(const config::EdgeConfig& cfg, const std::vector<I
     tc.family = cfg.relay->address.isV4() || ipv6Only ? Family::V4 : Family::V6;
     tc.software = "tgw";
     nc.turn = tc;
+    if (cfg.relay->tcp) nc.relayStreams.tcp = cfg.relay->address;
+    if (cfg.relay->tlsPort) nc.relayStreams.tls = SockAddr(cfg.relay->address.ip(), *cfg.relay->tlsPort);
     rendezvous::ClientConfig rc;
     rc.server = cfg.relay->address;
     rc.serverKey = cfg.relay->key;

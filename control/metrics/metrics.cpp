@@ -20,6 +20,9 @@ constexpr Key kGaugeKeys[] = {
     {"relay", "local_addresses", "prefixes"},
     {"relay", "streams", "open"},             // issue 15: TCP / TLS connections now
     {"relay", "streams", "max_connections"},
+    {"relay", "streams", "rendezvous_nodes"},  // nodes on the rendezvous over a stream now
+    {"edge", "relay_streams", "open"},       // issue 15: the edge's TCP / TLS connections now
+    {"edge", "sockets", "flows_in_userspace"},  // flows forwarded by tgwd now (stream relay paths)
 };
 
 // Keys PREFIX + VALUE in one section that are one family with a label.
@@ -246,6 +249,14 @@ void addStatus(Exposition& e, const json& status) {
     e.add("tgw_edge_peers", "gauge", help, {{"path", "direct"}}, std::to_string(direct));
     e.add("tgw_edge_peers", "gauge", help, {{"path", "relay"}}, std::to_string(relay));
     e.add("tgw_edge_peers", "gauge", help, {{"path", "none"}}, std::to_string(none));
+    // Issue 15: of the relayed peers, how their relay path reaches the relay (a tgwd that
+    // says so).
+    const char* transportHelp = "peers whose active path is the relay, by the transport to the relay (udp, tcp, tls)";
+    for (const char* t : {"udp", "tcp", "tls"}) {
+      if (!peers.contains("relay_udp")) break;
+      e.add("tgw_edge_relay_peers", "gauge", transportHelp, {{"transport", t}},
+            std::to_string(peers.value(std::string("relay_") + t, uint64_t{0})));
+    }
   }
   e.add("tgw_edge_flows", "gauge", "flows configured on the edge", {}, formatValue(at(status, {"edge", "flows"})));
 }

@@ -23,6 +23,8 @@
 #include "shell/next_hop_watch.h"
 #include "shell/portmap_shell.h"
 #include "shell/pref64_watch.h"
+#include "shell/relay_streams.h"
+#include "shell/userspace_flows.h"
 #include "shell/udp_endpoints.h"
 #include "shell/xdp_mode.h"
 #include "turnclient/client.h"
@@ -97,6 +99,8 @@ struct EdgeRole::Impl {
   config::EdgeConfig cfg;
   event_base* base = nullptr;
   std::unique_ptr<shell::UdpEndpoints> sockets;
+  // The relay over TCP and TLS (issue 15): the connections the node's RelaySource races.
+  std::unique_ptr<shell::RelayStreams> relayStreams;
   std::vector<SockAddr> locals;  // the sockets' endpoints, IPv4 first
   // The birthday search's extra sockets open now (in `sockets` too; Node::takeSocketRequests).
   std::set<SockAddr> extraSockets;
@@ -105,6 +109,8 @@ struct EdgeRole::Impl {
   std::set<SockAddr> keptSockets;
   log::LogLimiter extraLog{1.0, 10.0};
   std::unique_ptr<dataplane::EdgeFastPath> fastPath;
+  // In front of fastPath: flows on a stream relay path are forwarded by tgwd (issue 15).
+  std::unique_ptr<shell::UserspaceFlows> userFlows;
   // Managed neighbour entries for the next hop towards each flow's application: XDP delivers
   // to it through bpf_fib_lookup, which cannot resolve a neighbour itself (edge_no_neigh).
   std::unique_ptr<dataplane::ManagedNeighbours> neighbours;
@@ -142,6 +148,7 @@ struct EdgeRole::Impl {
   metrics::Histogram timeToDirect{kTimeToDirectBounds};
 
   ~Impl() {
+    relayStreams.reset();
     portmap.reset();
     pings.clear();
     sockets.reset();
@@ -318,6 +325,7 @@ struct EdgeRole::Impl {
   }
 
   dataplane::ForwardingTable& table() {
+    if (userFlows) return *userFlows;
     return fastPath ? static_cast<dataplane::ForwardingTable&>(*fastPath) : offTable;
   }
 
@@ -358,9 +366,13 @@ struct EdgeRole::Impl {
       }
     }
     for (const auto& d : node->takeSends()) sockets->send(d);
-    // In the daemon, data frames belong to the fast path; one that got here (no fast path,
-    // or XDP passed it up) is counted and dropped.
-    counters.dataInUserspace += node->takeDeliveries().size();
+    pumpRelayStreams();
+    // In the daemon, data frames belong to the fast path, except for flows on a stream relay
+    // path (tgwd forwards those, userFlows); any other that got here (no fast path, or XDP
+    // passed it up) is counted and dropped.
+    for (const auto& d : node->takeDeliveries()) {
+      if (!userFlows || !userFlows->deliver(d.flowId, d.payload)) ++counters.dataInUserspace;
+    }
     for (const auto& r : node->takePongReports()) onPong(r);
     for (const auto& c : node->engine().takePathChanges()) logPathChange(c);
     for (const auto& n : node->takeNotices()) logNotice(n);
@@ -439,6 +451,27 @@ struct EdgeRole::Impl {
     return std::to_string(id);
   }
 
+  // The node's stream requests (candidates/relay_source.h) carried out: closes, opens (from
+  // the edge's address of the relay's family), then whole messages to write.
+  void pumpRelayStreams() {
+    const auto closes = node->takeStreamCloses();
+    const auto opens = node->takeStreamOpens();
+    auto sends = node->takeStreamSends();
+    if (!relayStreams) return;
+    for (uint64_t id : closes) relayStreams->close(id);
+    for (const auto& o : opens) {
+      IpAddr localIp;
+      for (const auto& l : locals) {
+        if (l.family() == o.server.family()) {
+          localIp = l.ip();
+          break;
+        }
+      }
+      relayStreams->open(o.id, o.transport, o.server, localIp);
+    }
+    for (auto& m : sends) relayStreams->send(m.id, std::move(m.bytes));
+  }
+
   // Each condition once when it begins (warning) and once when it ends (info), at a bounded
   // rate: a peer whose registration flaps cannot fill the log.
   void logNotice(const edge::Notice& n) {
@@ -469,6 +502,7 @@ struct EdgeRole::Impl {
     log::info("path_change", {{"peer", name},
                               {"from", describe(c.from)},
                               {"to", describe(c.to)},
+                              {"to_kind", c.to ? c.to->kindName() : "none"},  // relay-udp / -tcp / -tls
                               {"reason", std::string(engine::toString(c.reason))}});
   }
 
@@ -587,6 +621,22 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
     log::info("edge_listening", {{"endpoint", local.toString()}, {"interface", cfg.interface}});
   }
 
+  // TURN over TCP and TLS, raced with UDP (issue 15).
+  if (cfg.relay && (cfg.relay->tcp || cfg.relay->tlsPort)) {
+    impl.relayStreams = std::make_unique<shell::RelayStreams>(
+        base, [&impl](uint64_t id, const SockAddr& local) { impl.node->streamOpened(id, local, Clock::now()); },
+        [&impl](uint64_t id, std::span<const uint8_t> bytes) { impl.node->onStreamMessage(id, bytes, Clock::now()); },
+        [&impl](uint64_t id, const std::string&) { impl.node->streamClosed(id, Clock::now()); },
+        [&impl] { impl.afterNode(); });
+    if (cfg.relay->tlsPort) {
+      shell::TlsClientOptions to;
+      to.caFile = cfg.relay->tlsCaFile;
+      to.serverName = cfg.relay->tlsServerName;
+      to.pinSha256 = cfg.relay->tlsPinSha256;
+      if (auto ok = impl.relayStreams->setTls(std::move(to)); !ok) return fail(ok.error().message);
+    }
+  }
+
   // The fast path, and what a previous tgwd left in its pinned maps.
   edge::Reconciliation reconciled;
   if (cfg.xdpMode == config::XdpMode::Off) {
@@ -636,6 +686,10 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
         return fail("flow " + std::to_string(f.id) + ": " + ok.error().message);
       }
     }
+    impl.userFlows = std::make_unique<shell::UserspaceFlows>(
+        base, *impl.fastPath,
+        [&impl](uint32_t flow, std::span<const uint8_t> payload) { impl.node->sendApp(flow, payload, Clock::now()); },
+        [&impl] { impl.afterNode(); });
     // Without it the fast path still works, once each application has sent (its ARP or
     // neighbour solicitation creates the entry): a warning, not a refusal.
     auto nb = dataplane::ManagedNeighbours::open();
@@ -763,8 +817,44 @@ nlohmann::json EdgeRole::portmapStatus() const {
 
 const metrics::Histogram& EdgeRole::timeToDirect() const { return impl_->timeToDirect; }
 
+// The edge's TURN-over-TCP/TLS connections and the race (issue 15); null without streams.
+nlohmann::json EdgeRole::relayStreamStats() const {
+  nlohmann::json streams = nullptr;
+  if (impl_->relayStreams) {
+    const auto& s = impl_->relayStreams->counters();
+    streams = {{"open", impl_->relayStreams->openCount()},
+               {"connects", s.connects},
+               {"opened", s.opened},
+               {"connect_failed", s.connectFailed},
+               {"tls_handshakes", s.tlsHandshakes},
+               {"tls_verify_failed", s.tlsVerifyFailed},
+               {"tls_errors", s.tlsErrors},
+               {"closed_by_server", s.closedByServer},
+               {"closed_garbage", s.closedGarbage},
+               {"closed_errors", s.closedErrors},
+               {"rx_messages", s.rxMessages},
+               {"rx_bytes", s.rxBytes},
+               {"tx_messages", s.txMessages},
+               {"tx_bytes", s.txBytes},
+               {"send_queue_drops", s.sendQueueDrops},
+               {"tx_no_connection", s.txNoConnection}};
+    if (const auto* relay = impl_->node->relay()) {
+      const auto& r = relay->raceCounters();
+      streams["transport"] = dataplane::toString(relay->transport());  // of the allocation in use
+      streams["race_won_udp"] = r.wonUdp;
+      streams["race_won_tcp"] = r.wonTcp;
+      streams["race_won_tls"] = r.wonTls;
+      streams["race_back_to_udp"] = r.backToUdp;
+      streams["race_udp_retries_on_stream"] = r.udpRetriesOnStream;
+      streams["race_streams_failed"] = r.streamsFailed;
+    }
+  }
+  return streams;
+}
+
 nlohmann::json EdgeRole::socketStats() const {
   const auto& c = impl_->counters;
+  const auto* uf = impl_->userFlows.get();
   const auto& io = impl_->sockets->counters();
   const auto watch = impl_->nextHopWatch ? impl_->nextHopWatch->counters() : NextHopWatch::Counters{};
   nlohmann::json sockets = nlohmann::json::array();
@@ -801,6 +891,15 @@ nlohmann::json EdgeRole::socketStats() const {
                                 {"closed", c.extraClosed},
                                 {"close_unknown", c.extraCloseUnknown},
                                 {"in_fast_path", impl_->fastPath ? impl_->fastPath->extraSockets().size() : 0}}},
+          {"flows_in_userspace", uf ? uf->userspaceFlows() : 0},
+          {"userspace_flow_entries", uf ? uf->counters().entered : 0},
+          {"userspace_flow_returns", uf ? uf->counters().left : 0},
+          {"userspace_flow_failures", uf ? uf->counters().enterFailed : 0},
+          {"userspace_app_datagrams", uf ? uf->counters().appDatagrams : 0},
+          {"userspace_drained", uf ? uf->counters().drained : 0},
+          {"userspace_not_from_app", uf ? uf->counters().notFromApp : 0},
+          {"userspace_delivered", uf ? uf->counters().delivered : 0},
+          {"userspace_deliver_errors", uf ? uf->counters().deliverErrors : 0},
           {"path_changes", c.pathChanges},
           {"path_changes_dropped", impl_->node->engine().pathChangesDropped()},
           {"timer_wakeups", impl_->timer->wakeups()},

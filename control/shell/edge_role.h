@@ -57,6 +57,7 @@ class EdgeRole {
   // answered or `timeout` passed.
   Result<void> ping(const crypto::PublicKey& peer, Duration timeout, std::function<void(edge::PingResult)> done);
   // Socket-level counters (datagrams in/out, errors), for `tgwctl stats`.
+  nlohmann::json relayStreamStats() const;
   nlohmann::json socketStats() const;
   // Seconds from the role's start to each peer's first direct path (`stats`: edge.time_to_direct).
   const metrics::Histogram& timeToDirect() const;

@@ -472,11 +472,21 @@ void RelayRole::afterServers() {
 
 void RelayRole::onRendezvous(const SockAddr& local, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
   rendezvous_->onDatagram(bytes, from, local, now);
-  for (const auto& d : rendezvous_->takeSends()) send(d);
+  for (const auto& d : rendezvous_->takeSends()) sendRendezvous(d);
+}
+
+void RelayRole::sendRendezvous(const Datagram& d) {
+  auto it = rendezvousStreams_.find(d.to);
+  if (it == rendezvousStreams_.end() || !streams_) {
+    send(d);
+    return;
+  }
+  streams_->send(turn::StreamSend{it->second.first, it->second.second, d.to, turn::wrapRendezvousForStream(d.bytes)});
 }
 
 void RelayRole::onRendezvousTimer() {
   rendezvous_->onTimer(Clock::now());
+  for (const auto& d : rendezvous_->takeSends()) sendRendezvous(d);
   afterServers();
 }
 
@@ -581,6 +591,15 @@ void RelayRole::reloadTls() {
 
 void RelayRole::onStreamMessage(std::span<const uint8_t> bytes, turn::Transport transport, const SockAddr& from,
                                 const SockAddr& local, TimePoint now) {
+  // The rendezvous on the stream (issue 15): its messages come unwrapped, first byte 0x0E.
+  if (!bytes.empty() && bytes[0] == TGW_FRAME_RENDEZVOUS) {
+    if (!rendezvous_) return;
+    ++rendezvousStreamMessages_;
+    rendezvousStreams_[from] = {transport, local};
+    rendezvous_->onDatagram(bytes, from, local, now);
+    for (const auto& d : rendezvous_->takeSends()) sendRendezvous(d);
+    return;
+  }
   if (turn_ && turn_->onStreamMessage(bytes, transport, from, local, now)) {
     for (const auto& d : turn_->takeSends()) send(d);  // towards peers
     return;
@@ -602,6 +621,10 @@ void RelayRole::onStreamMessage(std::span<const uint8_t> bytes, turn::Transport 
 void RelayRole::onStreamClosed(turn::Transport transport, const SockAddr& from, const SockAddr& local,
                                TimePoint now) {
   if (turn_) turn_->onStreamClosed(transport, from, local, now);
+  if (auto it = rendezvousStreams_.find(from);
+      it != rendezvousStreams_.end() && it->second == std::make_pair(transport, local)) {
+    rendezvousStreams_.erase(it);
+  }
 }
 
 nlohmann::json RelayRole::streamStats() const {
@@ -630,7 +653,9 @@ nlohmann::json RelayRole::streamStats() const {
           {"closed_tls_old_version", c.closedTlsOldVersion},
           {"tls_reloads", tlsReloads_},
           {"tls_reload_failures", tlsReloadFailures_},
-          {"stun_answers_dropped", streamStunDropped_}};
+          {"stun_answers_dropped", streamStunDropped_},
+          {"rendezvous_messages", rendezvousStreamMessages_},
+          {"rendezvous_nodes", rendezvousStreams_.size()}};
 }
 
 // ---- liveness: the fast path does not outlive tgwd (xdp/liveness.bpf.h) ----------------------

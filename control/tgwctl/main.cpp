@@ -147,11 +147,14 @@ std::string ms(const Json& v) {
   return b;
 }
 
-// "direct 192.168.1.10:41641 -> 198.18.2.1:41641" or "none".
+// direct, relay-udp, relay-tcp or relay-tls (path_kind, issue 15; kind from an older tgwd).
+std::string kindText(const Json& p) { return num(p.contains("path_kind") ? p["path_kind"] : p["kind"]); }
+
+// "direct    192.168.1.10:41641 -> 198.18.2.1:41641" or "none".
 std::string pathText(const Json& p) {
   if (!p.is_object()) return "none";
   char kind[16];
-  std::snprintf(kind, sizeof kind, "%-6s", num(p["kind"]).c_str());
+  std::snprintf(kind, sizeof kind, "%-9s", kindText(p).c_str());
   return std::string(kind) + " " + num(p["local"]) + " -> " + num(p["remote"]);
 }
 
@@ -265,13 +268,13 @@ void printPeers(const Json& r) {
     std::printf("no peers configured\n");
     return;
   }
-  std::printf("%-16s %-7s %-22s %11s %-10s %s\n", "PEER", "PATH", "REMOTE", "RTT", "RELAY", "FLOWS");
+  std::printf("%-16s %-9s %-22s %11s %-10s %s\n", "PEER", "PATH", "REMOTE", "RTT", "RELAY", "FLOWS");
   for (const auto& p : peers) {
     std::string flows;
     for (const auto& f : p["flows"]) flows += (flows.empty() ? "" : ",") + num(f);
     const auto& a = p["active"];
-    std::printf("%-16s %-7s %-22s %11s %-10s %s\n", num(p["name"]).c_str(),
-                a.is_object() ? num(a["kind"]).c_str() : "none", a.is_object() ? num(a["remote"]).c_str() : "-",
+    std::printf("%-16s %-9s %-22s %11s %-10s %s\n", num(p["name"]).c_str(),
+                a.is_object() ? kindText(a).c_str() : "none", a.is_object() ? num(a["remote"]).c_str() : "-",
                 ms(p["rtt_ms"]).c_str(), p["relay"].is_object() ? num(p["relay"]["state"]).c_str() : "none",
                 flows.empty() ? "-" : flows.c_str());
   }
@@ -290,12 +293,12 @@ void printPaths(const Json& r) {
       std::printf("  active path suspect for %.2f s (data goes out, nothing comes back): probing it and the relay\n",
                   p["suspect_since_s"].get<double>());
     }
-    std::printf("    %-6s %-22s %-22s %-10s %-9s %11s %11s %10s\n", "KIND", "LOCAL", "REMOTE", "CANDIDATE", "STATE", "RTT",
+    std::printf("    %-9s %-22s %-22s %-10s %-9s %11s %11s %10s\n", "KIND", "LOCAL", "REMOTE", "CANDIDATE", "STATE", "RTT",
                 "SRTT", "LAST PONG");
     for (const auto& e : p["paths"]) {
       std::string pong = e["last_pong_ago_s"].is_number() ? num(e["last_pong_ago_s"]) + " s ago" : "never";
-      std::printf("  %c %-6s %-22s %-22s %-10s %-9s %11s %11s %10s\n", e["carries_flows"].get<bool>() ? '*' : ' ',
-                  num(e["kind"]).c_str(), num(e["local"]).c_str(), num(e["remote"]).c_str(),
+      std::printf("  %c %-9s %-22s %-22s %-10s %-9s %11s %11s %10s\n", e["carries_flows"].get<bool>() ? '*' : ' ',
+                  kindText(e).c_str(), num(e["local"]).c_str(), num(e["remote"]).c_str(),
                   num(e["candidate"]).c_str(), num(e["state"]).c_str(), ms(e["rtt_ms"]).c_str(),
                   ms(e.contains("srtt_ms") ? e["srtt_ms"] : Json()).c_str(), pong.c_str());
     }

@@ -48,6 +48,30 @@ std::optional<StreamMessage> StreamFramer::next() {
   if (avail == 0) return std::nullopt;
   const uint8_t* p = buf_.data() + head_;
   const uint8_t first = p[0];
+  if (first == kStreamRendezvousMarker) {
+    // tgw's rendezvous (issue 15): [0x0E][0x00][length][a rendezvous message]. RFC 7983 puts
+    // STUN's first byte at 0..3, and a STUN header here would need the magic cookie at bytes
+    // 4..7, where this frame has the message's own first byte, 0x0E.
+    if (avail < 2) return std::nullopt;
+    if (p[1] != 0) {
+      error_ = StreamError::Garbage;
+      return std::nullopt;
+    }
+    if (avail < kStreamRendezvousHeader) return std::nullopt;
+    const size_t length = rd16(p + 2);
+    const size_t total = kStreamRendezvousHeader + length;
+    if (total > maxMessage_) {
+      error_ = StreamError::Oversize;
+      return std::nullopt;
+    }
+    if (length == 0 || (avail > kStreamRendezvousHeader && p[kStreamRendezvousHeader] != kStreamRendezvousMarker)) {
+      error_ = StreamError::Garbage;
+      return std::nullopt;
+    }
+    if (avail < total) return std::nullopt;
+    head_ += total;
+    return StreamMessage{StreamMessageKind::Rendezvous, {p + kStreamRendezvousHeader, length}};
+  }
   if (first < 0x40) {  // STUN: the two top bits of the type are zero (RFC 8489 section 5)
     if (avail >= 8 && rd32(p + 4) != TGW_STUN_MAGIC_COOKIE) {
       error_ = StreamError::Garbage;
@@ -83,6 +107,17 @@ std::optional<StreamMessage> StreamFramer::next() {
   }
   error_ = StreamError::Garbage;
   return std::nullopt;
+}
+
+std::vector<uint8_t> wrapRendezvousForStream(std::span<const uint8_t> message) {
+  std::vector<uint8_t> out;
+  out.reserve(kStreamRendezvousHeader + message.size());
+  out.push_back(kStreamRendezvousMarker);
+  out.push_back(0);
+  out.push_back(static_cast<uint8_t>(message.size() >> 8));
+  out.push_back(static_cast<uint8_t>(message.size() & 0xff));
+  out.insert(out.end(), message.begin(), message.end());
+  return out;
 }
 
 void padChannelDataForStream(std::vector<uint8_t>& message) {

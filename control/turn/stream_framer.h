@@ -42,14 +42,25 @@ enum class StreamError : uint8_t {
 };
 std::string_view toString(StreamError e);
 
+// tgw's rendezvous on the same streams (issue 15): its messages (first byte 0x0E,
+// TGW_FRAME_RENDEZVOUS) are not self-delimiting, so on a stream each is wrapped as
+// [0x0E][0x00][length, 16 bits big-endian][the message], no padding. It cannot be taken for
+// STUN (RFC 7983: STUN's first byte is 0..3; a STUN header would carry the magic cookie at
+// bytes 4..7, where this frame has the message's first byte, 0x0E) nor for ChannelData
+// (0x40..0x7F). A second byte other than 0, an empty message or one not starting with 0x0E is
+// garbage; one longer than maxMessage with its header is oversize.
+inline constexpr uint8_t kStreamRendezvousMarker = 0x0E;
+inline constexpr size_t kStreamRendezvousHeader = 4;
+
 // What kind of message next() returned.
-enum class StreamMessageKind : uint8_t { Stun, ChannelData };
+enum class StreamMessageKind : uint8_t { Stun, ChannelData, Rendezvous };
 
 struct StreamMessage {
   StreamMessageKind kind = StreamMessageKind::Stun;
-  // The whole message: a STUN message, or ChannelData's header and data without its
-  // padding (what turn::Server reads from a UDP datagram). Valid until the next push() or
-  // next().
+  // The whole message: a STUN message, ChannelData's header and data without its padding
+  // (what turn::Server reads from a UDP datagram), or a rendezvous message without its
+  // wrapper (what rendezvous::Server reads from a UDP datagram). Valid until the next push()
+  // or next().
   std::span<const uint8_t> bytes;
 };
 
@@ -80,6 +91,9 @@ class StreamFramer {
   uint16_t maxChannel_;
   std::optional<StreamError> error_;
 };
+
+// A rendezvous message (first byte 0x0E) wrapped for a stream (see kStreamRendezvousMarker).
+std::vector<uint8_t> wrapRendezvousForStream(std::span<const uint8_t> message);
 
 // ChannelData to a stream client: `message` (header and data, as buildChannelData writes it)
 // padded with zeros to a multiple of four (RFC 8656 section 12.5). STUN messages need none.

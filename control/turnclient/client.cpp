@@ -8,6 +8,7 @@
 #include "crypto/hashes.h"
 #include "tgw/channel_data.h"
 #include "turn/channel_data.h"
+#include "turn/stream_framer.h"
 
 namespace tgw::turnclient {
 namespace {
@@ -138,6 +139,7 @@ struct Client::Impl {
   explicit Impl(Config config) : cfg(std::move(config)) {
     cfg.maxChannels = std::min<size_t>(cfg.maxChannels, TGW_CHANNEL_MAX - TGW_CHANNEL_MIN + 1);
     reclaimTried.assign(cfg.reclaimCredentials.size() + 1, false);
+    if (cfg.stream) cfg.retransmit = netcheck::RetransmitPolicy{kStreamTransactionTimeout, 1, 1};
   }
 
   bool haveCredentials() const { return !cfg.credentials.username.empty(); }
@@ -994,7 +996,9 @@ Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, T
   if (data.size() > kMaxPeerData) return fail("data too long for one TURN datagram");
   auto ch = m.channels.find(peer);
   if (ch != m.channels.end() && ch->second.confirmed) {
-    m.emit(turn::buildChannelData(ch->second.number, data), now);
+    auto message = turn::buildChannelData(ch->second.number, data);
+    if (m.cfg.stream) turn::padChannelDataForStream(message);
+    m.emit(std::move(message), now);
     ++m.c.channelDataSent;
     return {};
   }

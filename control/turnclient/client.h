@@ -157,7 +157,17 @@ struct Config {
   size_t maxPermissions = 256;     // addPeer() beyond this fails
   size_t maxChannels = 256;        // bindChannel() beyond this fails (hard limit 4096)
   Duration keepalive = kKeepaliveInterval;  // zero: no keepalives
+  // Over TCP or TLS (issue 15; RFC 8656 section 3.1): the owner carries every message on a
+  // stream to the server. Requests are sent once and time out after kStreamTransactionTimeout
+  // (RFC 8489 section 6.2.2: no retransmissions over a reliable transport; `retransmit` is
+  // ignored), and ChannelData is padded to a multiple of four bytes (RFC 8656 section 12.5),
+  // so every Datagram taken is one whole message ready for the stream. Incoming messages are
+  // whole, as turn::StreamFramer cuts them. Relayed traffic to peers stays UDP.
+  bool stream = false;
 };
+
+// RFC 8489 section 6.2.2: over a reliable transport a transaction times out after Ti = 39.5 s.
+inline constexpr Duration kStreamTransactionTimeout = 39500ms;
 
 // ---- events ----
 struct Allocated {

@@ -1,5 +1,7 @@
 #include "edge_lab.h"
 
+#include <fstream>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -52,6 +54,15 @@ Result<void> EdgeLab::restartRelay() {
   if (!daemon) return fail(daemon.error().message);
   relay_ = std::move(*daemon);
   return {};
+}
+
+Result<void> EdgeLab::extendRelayConfig(const std::string& toml) {
+  {
+    std::ofstream f(relayExample_, std::ios::app);
+    f << "\n" << toml << "\n";
+    if (!f) return fail("cannot write " + relayExample_.string());
+  }
+  return restartRelay();
 }
 
 std::string EdgeLab::appNetns(const std::string& site) const {

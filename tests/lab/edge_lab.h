@@ -47,6 +47,9 @@ class EdgeLab {
   const std::string& relayKey() const { return relayKey_; }
   // Restarts the relay's tgwd (same config and key).
   Result<void> restartRelay();
+  // Appends TOML (a section of the relay's config, "[relay.streams]\n...") to the relay's
+  // config and restarts it with it.
+  Result<void> extendRelayConfig(const std::string& toml);
 
   // Prepares gateways at sites a and b for each other with one flow, writes both configs
   // (the peers' keys need both key files first). Call once, before start().

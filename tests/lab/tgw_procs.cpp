@@ -321,7 +321,8 @@ Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesy
   f << "\n";
   if (!spec.relayKey.empty()) {
     f << "[edge.relay]\naddress = " << quoted(spec.relayAddress) << "\nkey = " << quoted(spec.relayKey)
-      << "\nusername = " << quoted(spec.relayUser) << "\npassword = " << quoted(spec.relayPassword) << "\n\n";
+      << "\nusername = " << quoted(spec.relayUser) << "\npassword = " << quoted(spec.relayPassword) << "\n"
+      << spec.extraRelay << "\n";
   }
   for (const auto& p : spec.peers)
     f << "[[edge.peer]]\nname = " << quoted(p.name) << "\nkey = " << quoted(p.key) << "\n\n";

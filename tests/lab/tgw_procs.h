@@ -165,6 +165,7 @@ struct EdgeSpec {
   std::vector<FlowSpec> flows;
   std::string logLevel = "info";
   std::string extraEdge;            // more [edge] keys, TOML lines ("nat64_discovery = false\n")
+  std::string extraRelay;           // more [edge.relay] keys, TOML lines ("tls_port = 5349\n")
   // [edge.portmap] (issue 13): NAT-PMP, PCP and UPnP-IGD on the home router, on by default.
   bool natpmp = true, pcp = true, upnp = true;
   int portmapRepairSeconds = 0;  // 0: the default

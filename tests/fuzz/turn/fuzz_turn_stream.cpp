@@ -38,10 +38,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     while (auto m = f.next()) {
       check(!broke);
       check(m->bytes.size() <= f.maxMessage());
-      check(offset + m->bytes.size() <= i + n);
-      check(std::memcmp(m->bytes.data(), in.data() + offset, m->bytes.size()) == 0);
+      // A rendezvous message comes without its 4-byte wrapper (issue 15).
+      const size_t wrapper = m->kind == StreamMessageKind::Rendezvous ? kStreamRendezvousHeader : 0;
+      check(offset + wrapper + m->bytes.size() <= i + n);
+      check(std::memcmp(m->bytes.data(), in.data() + offset + wrapper, m->bytes.size()) == 0);
       size_t consumed = m->bytes.size();
-      if (m->kind == StreamMessageKind::ChannelData) {
+      if (m->kind == StreamMessageKind::Rendezvous) {
+        check(!m->bytes.empty() && m->bytes[0] == kStreamRendezvousMarker);
+        consumed += wrapper;
+      } else if (m->kind == StreamMessageKind::ChannelData) {
         check(m->bytes.size() >= 4);
         check(size_t((m->bytes[2] << 8) | m->bytes[3]) + 4 == m->bytes.size());
         consumed = (consumed + 3) & ~size_t{3};
@@ -52,7 +57,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(offset <= i + n);
       std::vector<uint8_t> out(m->bytes.begin(), m->bytes.end());
       if (m->kind == StreamMessageKind::ChannelData) padChannelDataForStream(out);
-      check(out.size() % 4 == 0);
+      if (m->kind == StreamMessageKind::Rendezvous) {
+        out = wrapRendezvousForStream(m->bytes);
+        check(out.size() == consumed);
+      } else {
+        check(out.size() % 4 == 0);
+      }
       q.push(std::move(out));
       check(q.bytes() <= q.maxBytes());
       if (flags & 4) q.consume(q.front().size() / 2 + 1);

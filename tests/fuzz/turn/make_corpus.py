@@ -86,6 +86,10 @@ def padded(ch, payload):
     return chandata(ch, payload, (4 - len(payload) % 4) % 4)
 
 
+def rdv(message):
+    return bytes([0x0E, 0]) + struct.pack('>H', len(message)) + message
+
+
 # Stream inputs: [chunk size - 1][flags: 1 small max, 2 RFC 5766 channels, 4 drain queue][stream].
 def stream(chunk, flags, data):
     return bytes([chunk - 1, flags]) + data
@@ -106,6 +110,11 @@ STREAM = {
     'garbage-after-good': stream(5, 0, stun_msg(1) + b'\xff\xff'),
     'odd-stun-length': stream(256, 0, struct.pack('>HHI', 1, 2, MAGIC) + b'\x00' * 14),
     'queue-pressure': stream(64, 1, padded(0x4000, b'q' * 40) * 20),
+    # The rendezvous on streams (issue 15): [0x0E][0x00][length][message starting 0x0E].
+    'rendezvous-mixed': stream(3, 0, stun_msg(1) + rdv(b'\x0e\x01hello') + padded(0x4000, b'abc') + rdv(b'\x0e')),
+    'rendezvous-bad-second-byte': stream(256, 0, b'\x0e\x01\x00\x01\x0e'),
+    'rendezvous-not-rendezvous': stream(256, 0, b'\x0e\x00\x00\x02\x00\x01'),
+    'rendezvous-oversize-small-max': stream(16, 1, rdv(b'\x0e' + b'r' * 80)),
 }
 
 

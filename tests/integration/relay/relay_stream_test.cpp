@@ -22,10 +22,13 @@
 
 #include "config/config.h"
 #include "crypto/hashes.h"
+#include "crypto/node_key.h"
 #include "daemon/daemon.h"
 #include "relay_test_util.h"
 #include "shell/control_server.h"
+#include "rendezvous/client.h"
 #include "stun/message.h"
+#include "tgw/frames.h"
 #include "turn/stream_framer.h"
 
 namespace tgw {
@@ -142,7 +145,8 @@ class RelayStream : public ::testing::Test {
                        "[relay.streams]\n" + streamsExtra() + tls +
                        "[relay.turn]\nrealm = \"" + kRealm + "\"\nmin_port = " + std::to_string(minPort_) +
                        "\nmax_port = " + std::to_string(minPort_ + 3) + "\n" +
-                       "[[relay.turn.user]]\nname = \"" + kUser + "\"\npassword = \"" + kPassword + "\"\n";
+                       "[[relay.turn.user]]\nname = \"" + kUser + "\"\npassword = \"" + kPassword + "\"\n" +
+                       extraConfig();
     auto cfg = config::parse(text, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.error().message;
     auto d = Daemon::create(*cfg);
@@ -156,6 +160,7 @@ class RelayStream : public ::testing::Test {
     key_ = crypto::longTermKey(kUser, kRealm, kPassword);
   }
   virtual std::string streamsExtra() const { return ""; }
+  virtual std::string extraConfig() { return ""; }
   virtual bool wantTls() const { return false; }
 
   // A self-signed certificate and its key (0600) in a fresh folder, for tls_port.
@@ -507,6 +512,51 @@ TEST_F(RelayStreamTls, SighupReloadsTheCertificateWithoutDroppingConnections) {
   ASSERT_TRUE(fourth.startTls(TLS1_3_VERSION));
   EXPECT_EQ(fourth.peerName(), "renewed.test");
   EXPECT_EQ(stats()["streams"]["tls_reloads"], 1);
+}
+
+// The rendezvous on the stream (issue 15): HELLO and REGISTER wrapped as [0x0E][0x00][len]
+// reach the relay's rendezvous server, its CHALLENGE and REGISTERED come back wrapped on the
+// same connection, and the node stays known through it until the connection closes.
+class RelayStreamRendezvous : public RelayStream {
+ protected:
+  std::string extraConfig() override {
+    keyFile_ = "/tmp/tgw-relay-stream-rdv-" + std::to_string(getpid()) + ".key";
+    auto key = crypto::NodeKey::loadOrCreate(keyFile_);
+    EXPECT_TRUE(key.ok());
+    if (key.ok()) relayKey_ = key->publicKey();
+    return "[relay.rendezvous]\nkey_file = \"" + keyFile_ + "\"\n";
+  }
+  void TearDown() override {
+    RelayStream::TearDown();
+    if (!keyFile_.empty()) ::unlink(keyFile_.c_str());
+  }
+  std::string keyFile_;
+  crypto::PublicKey relayKey_{};
+};
+
+TEST_F(RelayStreamRendezvous, ANodeRegistersOverTheStream) {
+  TcpClient c;
+  ASSERT_TRUE(c.connectTo(server_, 0, &ns_));
+  rendezvous::ClientConfig rc;
+  rc.server = server_;
+  rc.serverKey = relayKey_;
+  rendezvous::Client node(crypto::NodeKey::generate(), rc, 1);
+  auto out = node.start(Clock::now());
+  for (int round = 0; round < 4 && !node.registered(); ++round) {
+    ASSERT_FALSE(out.empty()) << "round " << round;
+    for (const auto& d : out) c.write(turn::wrapRendezvousForStream(d.bytes));
+    out.clear();
+    auto answer = c.next();
+    ASSERT_FALSE(answer.empty()) << "no wrapped answer on the stream, round " << round;
+    ASSERT_EQ(answer[0], TGW_FRAME_RENDEZVOUS) << "the framer unwrapped it";
+    out = node.onDatagram(answer, server_, Clock::now());
+  }
+  EXPECT_TRUE(node.registered());
+  EXPECT_TRUE(eventually([](const nlohmann::json& r) { return r["streams"].value("rendezvous_nodes", 0) == 1; }));
+  EXPECT_GE(stats()["streams"].value("rendezvous_messages", 0), 2);
+  ::shutdown(c.fd, SHUT_RDWR);
+  EXPECT_TRUE(eventually([](const nlohmann::json& r) { return r["streams"].value("rendezvous_nodes", 1) == 0; }))
+      << "forgotten with its connection";
 }
 
 }  // namespace

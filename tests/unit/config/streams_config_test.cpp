@@ -168,6 +168,50 @@ TEST_F(StreamsTls, AnExpiredCertificateIsAWarning) {
   auto fresh = parse(tls("a.crt", "a.key"), (dir_ / "relay.toml").string());
   ASSERT_TRUE(fresh.ok());
   EXPECT_TRUE(fresh->warnings.empty());
+
+// [edge.relay] (issue 15): TURN over TCP (on by default) and TLS, the relay verified by a CA
+// file or a pinned key; errors name the file, line and key.
+const std::string kEdgeRelay =
+    "[edge]\nkey_file = \"/var/lib/tgw/node.key\"\ninterface = \"wan0\"\n[edge.relay]\naddress = \"198.18.0.1\"\n"
+    "key = \"tgw:cbe2767c9782c9df32172d8d223d819241d694dc5baf71fc3ffc61f6eed46ddd\"\n";
+const std::string kPin = "tls_pin_sha256 = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n";
+
+TEST(EdgeRelayStreams, TcpByDefaultTlsOnlyWithAWayToVerifyTheRelay) {
+  auto c = parse(kEdgeRelay, "t.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->edge->relay->tcp);
+  EXPECT_FALSE(c->edge->relay->tlsPort);
+  auto off = parse(kEdgeRelay + "tcp = false\n", "t.toml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->edge->relay->tcp);
+  auto pinned = parse(kEdgeRelay + "tls_port = 443\n" + kPin, "t.toml");
+  ASSERT_TRUE(pinned.ok()) << pinned.error().message;
+  EXPECT_EQ(pinned->edge->relay->tlsPort, 443);
+  ASSERT_TRUE(pinned->edge->relay->tlsPinSha256);
+  EXPECT_EQ((*pinned->edge->relay->tlsPinSha256)[31], 31);
+  EXPECT_EQ(errorOf(kEdgeRelay + "tls_port = 443\n"),
+            "t.toml:7: edge.relay.tls_port: expected a way to verify the relay: tls_ca_file (its CA) or "
+            "tls_pin_sha256 (its public key), or both, got neither");
+  EXPECT_EQ(errorOf(kEdgeRelay + kPin),
+            "t.toml:7: edge.relay.tls_port: expected a TLS port (5349, or 443) with tls_pin_sha256, got nothing");
+  EXPECT_EQ(errorOf(kEdgeRelay + "tls_port = 443\ntls_pin_sha256 = \"abc\"\n"),
+            "t.toml:8: edge.relay.tls_pin_sha256: expected the base64 SHA-256 of the relay's public key (44 "
+            "characters), got \"abc\"");
+  EXPECT_EQ(errorOf(kEdgeRelay + "tcp = 1\n"), "t.toml:7: edge.relay.tcp: expected true or false, got 1");
+  EXPECT_EQ(errorOf(kEdgeRelay + "tls_port = 443\ntls_ca_file = \"/nonexistent/ca.pem\"\n"),
+            "t.toml:8: edge.relay.tls_ca_file: expected a readable file, got \"/nonexistent/ca.pem\"");
+}
+
+TEST_F(StreamsTls, TheEdgeTakesACaFileFromItsFolderAndRefusesOneThatIsNotPem) {
+  const std::string cfg = (dir_ / "edge.toml").string();
+  auto c = parse(kEdgeRelay + "tls_port = 5349\ntls_ca_file = \"a.crt\"\ntls_server_name = \"relay.test\"\n", cfg);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->edge->relay->tlsCaFile, file("a.crt"));
+  EXPECT_EQ(c->edge->relay->tlsServerName, "relay.test");
+  EXPECT_FALSE(c->edge->relay->tlsPinSha256);
+  EXPECT_EQ(errorOf(kEdgeRelay + "tls_port = 5349\ntls_ca_file = \"a.key\"\n", cfg),
+            cfg + ":8: edge.relay.tls_ca_file: expected PEM certificates (-----BEGIN CERTIFICATE-----), got \"" +
+                file("a.key") + "\"");
 }
 
 }  // namespace

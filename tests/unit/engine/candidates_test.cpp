@@ -3,6 +3,7 @@
 // two; a server down: the other still answers).
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 
 #include "candidates/mapped_source.h"
@@ -13,6 +14,7 @@
 #include "sim/network.h"
 #include "stun/server.h"
 #include "turn/server.h"
+#include "turn/stream_framer.h"
 
 namespace tgw::candidates {
 namespace {
@@ -273,6 +275,264 @@ TEST_F(RelaySourceAgainstServer, AProbeOfALiveAllocationRenewsIt) {
   EXPECT_EQ(source->client().counters().refreshes, 1u);
   EXPECT_EQ(source->client().refreshAt(), t0 + 10s + 300s);
   EXPECT_EQ(source->generation(), 1u);
+}
+
+// The race over UDP, TCP and TLS (issue 15), against tgw's turn::Server through its stream
+// API: what the source writes on a stream is cut by a turn::StreamFramer as the relay's shell
+// cuts it, and what the server writes back is cut by another as the edge's shell does. UDP
+// can be dropped (a network that blocks it), a stream refused.
+class RelayRace : public RelaySourceAgainstServer {
+ protected:
+  using RT = dataplane::RelayTransport;
+  RelayRace() {
+    turnclient::Config c;
+    c.server = kListen;
+    c.credentials = {"edge", "edge-pass"};
+    RelayStreams st;
+    st.tcp = kListen;
+    st.tls = kTls;
+    source = std::make_unique<RelaySource>(c, kSocket, st);
+  }
+
+  struct Conn {
+    StreamOpen open;
+    SockAddr local;  // the client's end, as the server sees it
+    turn::StreamFramer toServer, toClient;
+    bool up = false;
+  };
+
+  // Answers the source's connection requests: accepted (up, with a fresh local port) unless
+  // refused for that transport.
+  void connect(TimePoint now) {
+    for (const auto& o : source->takeStreamOpens()) {
+      opens.push_back(o);
+      const bool refuse = (o.transport == RT::Tcp && refuseTcp) || (o.transport == RT::Tls && refuseTls);
+      if (refuse) {
+        source->streamClosed(o.id, now);
+        continue;
+      }
+      auto& c = conns[o.id];
+      c.open = o;
+      c.local = SockAddr(kSocket.ip(), static_cast<uint16_t>(40000 + o.id));
+      c.up = true;
+      source->streamOpened(o.id, c.local, now);
+    }
+    for (auto id : source->takeStreamCloses()) {
+      closes.push_back(id);
+      if (auto it = conns.find(id); it != conns.end() && it->second.up) {
+        it->second.up = false;
+        server->onStreamClosed(transportOf(it->second), it->second.local, listenOf(it->second), now);
+      }
+    }
+  }
+  turn::Transport transportOf(const Conn& c) const {
+    return c.open.transport == RT::Tls ? turn::Transport::Tls : turn::Transport::Tcp;
+  }
+  SockAddr listenOf(const Conn& c) const { return c.open.transport == RT::Tls ? kTls : kListen; }
+
+  void pumpAll(TimePoint now) {
+    for (int rounds = 0; rounds < 30; ++rounds) {
+      connect(now);
+      bool moved = false;
+      for (const auto& d : source->takeSends()) {
+        moved = true;
+        ++udpSent;
+        if (udpBlocked) continue;
+        server->onClientDatagram(d.bytes, d.from, d.to, now);
+        for (const auto& o : server->takeSends()) source->onDatagram(o.bytes, o.from, o.to, now);
+      }
+      for (auto& m : source->takeStreamSends()) {
+        moved = true;
+        auto& c = conns.at(m.id);
+        if (!c.up) continue;
+        if (m.bytes[0] >= 0x40) {
+          EXPECT_EQ(m.bytes.size() % 4, 0u) << "ChannelData padded on a stream";
+        }
+        c.toServer.push(m.bytes);
+        while (auto msg = c.toServer.next()) {
+          std::vector<uint8_t> copy(msg->bytes.begin(), msg->bytes.end());
+          server->onStreamMessage(copy, transportOf(c), c.local, listenOf(c), now);
+        }
+        for (auto& back : server->takeStreamSends()) {
+          for (auto& [id, cc] : conns) {
+            if (!cc.up || cc.local != back.client || transportOf(cc) != back.transport) continue;
+            cc.toClient.push(back.bytes);
+            while (auto msg = cc.toClient.next()) {
+              std::vector<uint8_t> copy(msg->bytes.begin(), msg->bytes.end());
+              source->onStreamMessage(id, copy, now);
+            }
+          }
+        }
+      }
+      if (!moved && source->takeStreamOpens().empty()) return;
+    }
+  }
+
+  // Runs timers from `from` to `to` in steps of 50 ms.
+  void runUntil(TimePoint from, TimePoint to) {
+    for (TimePoint t = from; t <= to; t += 50ms) {
+      if (source->nextDeadline() <= t) source->onTimer(t);
+      pumpAll(t);
+    }
+  }
+
+  std::vector<turnclient::Event> events() { return source->takeEvents(); }
+
+  const SockAddr kTls = sa("198.18.0.10:5349");
+  bool udpBlocked = false, refuseTcp = false, refuseTls = false;
+  uint64_t udpSent = 0;
+  std::map<uint64_t, Conn> conns;
+  std::vector<StreamOpen> opens;
+  std::vector<uint64_t> closes;
+};
+
+// UDP answers at once: it carries the relay path and no stream is ever opened.
+TEST_F(RelayRace, UdpAnsweringFirstOpensNoStream) {
+  source->gather(t0);
+  pumpAll(t0);
+  ASSERT_TRUE(source->allocated());
+  EXPECT_EQ(source->transport(), RT::Udp);
+  runUntil(t0, t0 + 2s);
+  EXPECT_TRUE(opens.empty()) << "the streams' turns never came";
+  EXPECT_EQ(source->raceCounters().wonUdp, 1u);
+}
+
+// UDP dropped: TCP starts kStreamStagger after UDP and wins; TLS, due another stagger later,
+// is never opened. The allocation is over the stream, its relayed address the candidate.
+TEST_F(RelayRace, UdpDroppedTcpWinsAfterTheStagger) {
+  udpBlocked = true;
+  source->gather(t0);
+  pumpAll(t0);
+  EXPECT_TRUE(opens.empty());
+  runUntil(t0, t0 + kStreamStagger - 50ms);
+  EXPECT_TRUE(opens.empty()) << "TCP waits for the stagger";
+  runUntil(t0 + kStreamStagger, t0 + 2s);
+  ASSERT_EQ(opens.size(), 1u);
+  EXPECT_EQ(opens[0].transport, RT::Tcp);
+  EXPECT_EQ(opens[0].server, kListen);
+  ASSERT_TRUE(source->allocated());
+  EXPECT_EQ(source->transport(), RT::Tcp);
+  EXPECT_TRUE(source->client().config().stream);
+  ASSERT_EQ(source->candidates().size(), 1u);
+  EXPECT_EQ(source->candidates()[0].kind, CandidateKind::Relayed);
+  EXPECT_EQ(server->allocations(t0 + 2s).size(), 1u);
+  EXPECT_EQ(source->raceCounters().wonTcp, 1u);
+  EXPECT_EQ(source->client().counters().retransmissions, 0u) << "no retransmissions on a stream";
+
+  // Data both ways over the stream: a channel to a peer, ChannelData padded (pumpAll checks).
+  const SockAddr peer = sa("198.18.5.5:5000");
+  ASSERT_TRUE(source->client().bindChannel(peer, t0 + 2s).ok());
+  pumpAll(t0 + 2s);
+  ASSERT_TRUE(source->client().channelFor(peer).has_value());
+  const std::vector<uint8_t> odd = {1, 2, 3, 4, 5};  // 5 bytes: 3 of padding
+  ASSERT_TRUE(source->client().send(peer, odd, t0 + 2s).ok());
+  pumpAll(t0 + 2s);
+  EXPECT_EQ(source->client().counters().channelDataSent, 1u);
+  EXPECT_EQ(server->counters().channelDataToPeer, 1u);
+  EXPECT_EQ(server->counters().droppedBadChannelData, 0u);
+  bool toPeer = false;
+  for (const auto& d : server->takeSends()) toPeer |= d.to == peer && d.bytes == odd;
+  EXPECT_TRUE(toPeer) << "the peer gets the 5 bytes, not the padding";
+  (void)events();
+  const std::vector<uint8_t> back = {9, 8, 7};
+  server->onPeerDatagram(back, peer, source->candidates()[0].addr, t0 + 3s);
+  for (auto& m : server->takeStreamSends()) {
+    auto& c = conns.at(opens[0].id);
+    c.toClient.push(m.bytes);
+    while (auto msg = c.toClient.next()) {
+      std::vector<uint8_t> copy(msg->bytes.begin(), msg->bytes.end());
+      source->onStreamMessage(opens[0].id, copy, t0 + 3s);
+    }
+  }
+  bool got = false;
+  for (const auto& e : events()) {
+    if (const auto* d = std::get_if<turnclient::PeerData>(&e)) got |= d->peer == peer && d->data == back && d->viaChannel;
+  }
+  EXPECT_TRUE(got) << "the peer's 3 bytes arrive as ChannelData on the stream";
+}
+
+// TCP refused: TLS, another stagger later, wins.
+TEST_F(RelayRace, TcpRefusedTlsWins) {
+  udpBlocked = true;
+  refuseTcp = true;
+  source->gather(t0);
+  runUntil(t0, t0 + 2 * kStreamStagger - 50ms);
+  ASSERT_EQ(opens.size(), 1u);
+  EXPECT_FALSE(source->allocated());
+  runUntil(t0 + 2 * kStreamStagger, t0 + 2s);
+  ASSERT_EQ(opens.size(), 2u);
+  EXPECT_EQ(opens[1].transport, RT::Tls);
+  EXPECT_EQ(opens[1].server, kTls);
+  ASSERT_TRUE(source->allocated());
+  EXPECT_EQ(source->transport(), RT::Tls);
+  EXPECT_EQ(source->raceCounters().wonTls, 1u);
+  EXPECT_EQ(source->raceCounters().streamsFailed, 1u);
+}
+
+// On a stream, UDP is tried every kUdpRetryOnStream; once it answers, the relay path moves
+// back to UDP (a new generation and candidate), and the stream's allocation lingers
+// kStreamLinger for what peers still send there, then its connection is closed.
+TEST_F(RelayRace, BackToUdpWithinOneHeartbeatOnceUdpAnswers) {
+  udpBlocked = true;
+  source->gather(t0);
+  runUntil(t0, t0 + 1s);
+  ASSERT_EQ(source->transport(), RT::Tcp);
+  const uint64_t generation = source->generation();
+  const auto tcpCandidate = source->candidates();
+  (void)events();
+  const uint64_t before = udpSent;
+  runUntil(t0 + 1s, t0 + 21s);
+  EXPECT_GE(source->raceCounters().udpRetriesOnStream, 3u) << "UDP tried again every heartbeat";
+  EXPECT_GT(udpSent, before);
+  EXPECT_EQ(source->transport(), RT::Tcp);
+
+  udpBlocked = false;
+  const TimePoint unblocked = t0 + 21s;
+  TimePoint back = kNever;
+  for (TimePoint t = unblocked; t <= unblocked + 10s; t += 50ms) {
+    if (source->nextDeadline() <= t) source->onTimer(t);
+    pumpAll(t);
+    if (source->transport() == RT::Udp) {
+      back = t;
+      break;
+    }
+  }
+  ASSERT_NE(back, kNever);
+  EXPECT_LE(back - unblocked, kUdpRetryOnStream) << "within one heartbeat";
+  EXPECT_TRUE(source->allocated());
+  EXPECT_EQ(source->generation(), generation + 1);
+  EXPECT_NE(source->candidates(), tcpCandidate);
+  EXPECT_EQ(source->raceCounters().backToUdp, 1u);
+  bool allocatedEvent = false;
+  for (const auto& e : events()) allocatedEvent |= std::holds_alternative<turnclient::Allocated>(e);
+  EXPECT_TRUE(allocatedEvent) << "the node binds its channels on the new allocation";
+  EXPECT_TRUE(closes.empty()) << "the stream lingers";
+  runUntil(back, back + kStreamLinger + 100ms);
+  EXPECT_EQ(closes.size(), 1u) << "then its connection is closed";
+  EXPECT_EQ(server->allocations(back + kStreamLinger + 100ms).size(), 1u) << "only the UDP allocation is left";
+}
+
+// The stream carrying the relay path closes: the allocation is lost (an event the node
+// acts on), the candidate withdrawn, and the race starts again.
+TEST_F(RelayRace, TheWinningStreamClosingLosesTheAllocationAndRacesAgain) {
+  udpBlocked = true;
+  source->gather(t0);
+  runUntil(t0, t0 + 1s);
+  ASSERT_EQ(source->transport(), RT::Tcp);
+  (void)events();
+  const uint64_t id = opens.at(0).id;
+  conns.at(id).up = false;
+  server->onStreamClosed(turn::Transport::Tcp, conns.at(id).local, kListen, t0 + 1s);
+  source->streamClosed(id, t0 + 1s);
+  bool lost = false;
+  for (const auto& e : events()) lost |= std::holds_alternative<turnclient::AllocationLost>(e);
+  EXPECT_TRUE(lost);
+  EXPECT_FALSE(source->allocated());
+  EXPECT_TRUE(source->candidates().empty());
+  runUntil(t0 + 1s, t0 + 3s);
+  ASSERT_TRUE(source->allocated()) << "a new stream allocation";
+  EXPECT_EQ(source->transport(), RT::Tcp);
+  EXPECT_GE(opens.size(), 2u);
 }
 
 }  // namespace

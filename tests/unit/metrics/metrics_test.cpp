@@ -187,5 +187,22 @@ TEST(Metrics, RelayStreamsOpenConnectionsAreAGaugeAndTheRestCounters) {
   EXPECT_NE(text.find("tgw_relay_streams_closed_idle_total 2"), std::string::npos) << text;
 }
 
+TEST(Metrics, TheEdgesStreamsAndItsRelayedPeersByTransport) {
+  // issue 15: the edge's relay_streams (open connections a gauge), its userspace flows (a
+  // gauge), and the relayed peers by the transport to the relay.
+  const auto text = expose(
+      json{{"edge", {{"relay_streams", {{"open", 1}, {"race_won_tls", 2}, {"transport", "tls"}}},
+                     {"sockets", {{"flows_in_userspace", 1}, {"userspace_delivered", 9}}}}}},
+      json{{"edge", {{"peers", {{"configured", 2}, {"direct", 0}, {"relay", 2}, {"relay_udp", 1}, {"relay_tcp", 0},
+                                {"relay_tls", 1}}}}}});
+  EXPECT_NE(text.find("# TYPE tgw_edge_relay_streams_open gauge\ntgw_edge_relay_streams_open 1"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("tgw_edge_relay_streams_race_won_tls_total 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE tgw_edge_sockets_flows_in_userspace gauge"), std::string::npos) << text;
+  EXPECT_NE(text.find("tgw_edge_sockets_userspace_delivered_total 9"), std::string::npos) << text;
+  EXPECT_NE(text.find("tgw_edge_relay_peers{transport=\"tls\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("tgw_edge_relay_peers{transport=\"udp\"} 1"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace tgw::metrics

@@ -190,5 +190,58 @@ TEST(StreamSendQueue, APartlyWrittenHeadThatLeavesNoRoomDropsTheNewMessage) {
   EXPECT_EQ(q.bytes(), 90u);
 }
 
+
+// The rendezvous on streams (issue 15): [0x0E][0x00][length][message], between STUN and
+// ChannelData, at every cut; the message comes out without its wrapper.
+TEST(StreamFramer, RendezvousMessagesAreWrappedAndComeOutWhole) {
+  const Bytes rdv = {0x0E, 0x01, 0xAA, 0xBB, 0xCC};  // 5 bytes: no padding on the wire
+  const Bytes wrapped = wrapRendezvousForStream(rdv);
+  ASSERT_EQ(wrapped, (Bytes{0x0E, 0x00, 0x00, 0x05, 0x0E, 0x01, 0xAA, 0xBB, 0xCC}));
+  const Bytes a = stunMessage(8), c = channelData(0x4001, 3, true);
+  Bytes stream = a;
+  stream.insert(stream.end(), wrapped.begin(), wrapped.end());
+  stream.insert(stream.end(), c.begin(), c.end());
+  stream.insert(stream.end(), wrapped.begin(), wrapped.end());
+  for (size_t chunk = 1; chunk <= stream.size(); ++chunk) {
+    StreamFramer f;
+    std::vector<StreamMessageKind> kinds;
+    std::vector<Bytes> out;
+    for (size_t i = 0; i < stream.size(); i += chunk) {
+      f.push(std::span<const uint8_t>(stream).subspan(i, std::min(chunk, stream.size() - i)));
+      while (auto m = f.next()) {
+        kinds.push_back(m->kind);
+        out.emplace_back(m->bytes.begin(), m->bytes.end());
+      }
+    }
+    ASSERT_FALSE(f.error()) << chunk;
+    ASSERT_EQ(out.size(), 4u) << chunk;
+    EXPECT_EQ(kinds[1], StreamMessageKind::Rendezvous);
+    EXPECT_EQ(out[1], rdv);
+    EXPECT_EQ(kinds[2], StreamMessageKind::ChannelData);
+    EXPECT_EQ(out[3], rdv);
+    EXPECT_EQ(f.buffered(), 0u);
+  }
+}
+
+TEST(StreamFramer, BadRendezvousWrappersBreakTheStream) {
+  struct Case {
+    const char* name;
+    Bytes bytes;
+    StreamError error;
+  };
+  const std::vector<Case> cases = {
+      {"second_byte_not_zero", {0x0E, 0x01, 0x00, 0x01, 0x0E}, StreamError::Garbage},
+      {"empty", {0x0E, 0x00, 0x00, 0x00}, StreamError::Garbage},
+      {"not_a_rendezvous_message", {0x0E, 0x00, 0x00, 0x02, 0x00, 0x01}, StreamError::Garbage},
+      {"oversize", {0x0E, 0x00, 0xFF, 0xFF, 0x0E}, StreamError::Oversize},
+  };
+  for (const auto& c : cases) {
+    StreamFramer f;
+    f.push(c.bytes);
+    EXPECT_FALSE(f.next()) << c.name;
+    EXPECT_EQ(f.error(), c.error) << c.name;
+  }
+}
+
 }  // namespace
 }  // namespace tgw::turn

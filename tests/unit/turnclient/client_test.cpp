@@ -246,6 +246,48 @@ TEST_F(ClientTest, Sha256WhenOffered) {
   EXPECT_EQ(client_->state(), Client::State::Allocated);
 }
 
+// Over TCP or TLS (issue 15): one transmission, no retransmission, the transaction times out
+// at Ti = 39.5 s (RFC 8489 section 6.2.2); ChannelData padded to a multiple of four (RFC 8656
+// section 12.5), and padded ChannelData from the server read as its length says.
+TEST_F(ClientTest, OnAStreamRequestsAreSentOnceAndChannelDataIsPadded) {
+  Config c = baseConfig();
+  c.stream = true;
+  make(c);
+  client_->start(kT0);
+  (void)one();
+  EXPECT_EQ(client_->nextDeadline(), kT0 + kStreamTransactionTimeout);
+  client_->onTimer(kT0 + kStreamTransactionTimeout - 1ms);
+  EXPECT_TRUE(all().empty());
+  client_->onTimer(kT0 + kStreamTransactionTimeout);
+  EXPECT_TRUE(all().empty()) << "no retransmission on a stream";
+  EXPECT_EQ(client_->state(), Client::State::Failed);
+  EXPECT_EQ(client_->counters().retransmissions, 0u);
+  EXPECT_EQ(client_->counters().transactionsTimedOut, 1u);
+
+  make(c);
+  allocate();
+  auto ch = client_->bindChannel(kPeer, kT0);
+  ASSERT_TRUE(ch.ok());
+  for (const auto& d : all()) {  // ChannelBind and the peer's CreatePermission
+    auto m = Message::parse(d.bytes);
+    ASSERT_TRUE(m.ok());
+    deliver(success(m->method(), m->transactionId(), md5Key()), kT0);
+  }
+  (void)client_->takeEvents();
+  ASSERT_TRUE(client_->channelFor(kPeer));
+  ASSERT_TRUE(client_->send(kPeer, std::vector<uint8_t>{1, 2, 3, 4, 5}, kT0).ok());
+  auto tx = all();
+  ASSERT_EQ(tx.size(), 1u);
+  EXPECT_EQ(tx[0].bytes, (std::vector<uint8_t>{static_cast<uint8_t>(*ch >> 8), static_cast<uint8_t>(*ch & 0xff), 0, 5,
+                                              1, 2, 3, 4, 5, 0, 0, 0}));
+  deliver({static_cast<uint8_t>(*ch >> 8), static_cast<uint8_t>(*ch & 0xff), 0, 2, 9, 8, 0, 0}, kT0);
+  auto ev = client_->takeEvents();
+  ASSERT_EQ(ev.size(), 1u);
+  const auto* d = std::get_if<PeerData>(&ev[0]);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->data, (std::vector<uint8_t>{9, 8}));
+}
+
 TEST_F(ClientTest, RetransmitsOnRfc8489ScheduleThenFails) {
   make();
   client_->start(kT0);
