@@ -168,6 +168,7 @@ TEST_F(StreamsTls, AnExpiredCertificateIsAWarning) {
   auto fresh = parse(tls("a.crt", "a.key"), (dir_ / "relay.toml").string());
   ASSERT_TRUE(fresh.ok());
   EXPECT_TRUE(fresh->warnings.empty());
+}
 
 // [edge.relay] (issue 15): TURN over TCP (on by default) and TLS, the relay verified by a CA
 // file or a pinned key; errors name the file, line and key.
