@@ -23,6 +23,9 @@ constexpr Key kGaugeKeys[] = {
     {"relay", "streams", "rendezvous_nodes"},  // nodes on the rendezvous over a stream now
     {"edge", "relay_streams", "open"},       // issue 15: the edge's TCP / TLS connections now
     {"edge", "sockets", "flows_in_userspace"},  // flows forwarded by tgwd now (stream relay paths)
+    {"edge", "birthday_sockets", "open"},        // issue 12: the search's extra sockets now
+    {"edge", "birthday_sockets", "kept"},
+    {"edge", "birthday_sockets", "in_fast_path"},
 };
 
 // Keys PREFIX + VALUE in one section that are one family with a label.

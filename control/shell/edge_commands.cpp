@@ -74,6 +74,7 @@ nlohmann::json edgeStats(const EdgeRole& role) {
   }
   out["xdp"] = xdp;
   out["sockets"] = role.socketStats();
+  out["birthday_sockets"] = role.birthdaySocketStats();
   out["relay_streams"] = role.relayStreamStats();
   out["time_to_direct"] = role.timeToDirect().toJson();
   // Port mapping's counters (metrics: tgw_edge_portmap_*_total).

@@ -852,6 +852,19 @@ nlohmann::json EdgeRole::relayStreamStats() const {
   return streams;
 }
 
+nlohmann::json EdgeRole::birthdaySocketStats() const {
+  const auto& c = impl_->counters;
+  return {{"open", impl_->extraSockets.size() + impl_->keptSockets.size()},
+          {"kept", impl_->keptSockets.size()},
+          {"requested", c.extraRequested},
+          {"opened", c.extraOpened},
+          {"over_budget", c.extraOverBudget},
+          {"failed", c.extraFailed},
+          {"closed", c.extraClosed},
+          {"close_unknown", c.extraCloseUnknown},
+          {"in_fast_path", impl_->fastPath ? impl_->fastPath->extraSockets().size() : 0}};
+}
+
 nlohmann::json EdgeRole::socketStats() const {
   const auto& c = impl_->counters;
   const auto* uf = impl_->userFlows.get();
@@ -882,15 +895,6 @@ nlohmann::json EdgeRole::socketStats() const {
           {"tx_errors", io.txErrors},
           {"tx_no_socket", io.txNoSocket},
           {"data_in_userspace", c.dataInUserspace},
-          {"birthday_sockets", {{"open", impl_->extraSockets.size() + impl_->keptSockets.size()},
-                                {"kept", impl_->keptSockets.size()},
-                                {"requested", c.extraRequested},
-                                {"opened", c.extraOpened},
-                                {"over_budget", c.extraOverBudget},
-                                {"failed", c.extraFailed},
-                                {"closed", c.extraClosed},
-                                {"close_unknown", c.extraCloseUnknown},
-                                {"in_fast_path", impl_->fastPath ? impl_->fastPath->extraSockets().size() : 0}}},
           {"flows_in_userspace", uf ? uf->userspaceFlows() : 0},
           {"userspace_flow_entries", uf ? uf->counters().entered : 0},
           {"userspace_flow_returns", uf ? uf->counters().left : 0},

@@ -12,7 +12,7 @@
 // XDP: a direct path from it registers it with the fast path (EdgeFastPath::extraSockets).
 // A restart with pinned maps keeps it: the fast path keeps the pinned path and its socket,
 // the new tgwd binds that port again and remembers the path (no new search); the socket is
-// closed once no path uses it. `tgwctl stats` counts them under sockets.birthday_sockets.
+// closed once no path uses it. `tgwctl stats` counts them under birthday_sockets.
 //
 // Restart: with a pin directory the fast path's maps and program outlive tgwd; a starting
 // EdgeRole keeps the paths it finds for configured flows until the engine has chosen its
@@ -59,6 +59,9 @@ class EdgeRole {
   // Socket-level counters (datagrams in/out, errors), for `tgwctl stats`.
   nlohmann::json relayStreamStats() const;
   nlohmann::json socketStats() const;
+  // The birthday search's extra sockets (issue 12): open, kept after a restart, asked for,
+  // opened, over the descriptor budget, failed, closed, in the fast path.
+  nlohmann::json birthdaySocketStats() const;
   // Seconds from the role's start to each peer's first direct path (`stats`: edge.time_to_direct).
   const metrics::Histogram& timeToDirect() const;
   // Port mapping (issue 13): the gateway, the protocol that answered, the external endpoint,

@@ -202,7 +202,7 @@ class Birthday : public ::testing::Test {
     // The hard side kept its winner alone, in the fast path's socket table; nothing of the
     // peer's data reached tgwd's sockets.
     auto sb = stats("b");
-    auto bs = sb["edge"]["sockets"]["birthday_sockets"];
+    auto bs = sb["edge"]["birthday_sockets"];
     SCOPED_TRACE("b's birthday_sockets: " + bs.dump());
     EXPECT_EQ(bs.value("open", uint64_t{99}), 1u);
     EXPECT_EQ(bs.value("in_fast_path", uint64_t{99}), 1u);
@@ -311,7 +311,7 @@ TEST_F(Birthday, RestartWithPinnedMapsKeepsTheWinningSocket) {
               std::chrono::duration<double>(SteadyClock::now() - restarted).count(), "s");
   EXPECT_EQ(e_->active("b").value("local", std::string()), winner) << "not on the kept socket";
   auto sb = stats("b");
-  auto bs = sb["edge"]["sockets"]["birthday_sockets"];
+  auto bs = sb["edge"]["birthday_sockets"];
   SCOPED_TRACE("b's birthday_sockets: " + bs.dump());
   EXPECT_EQ(bs.value("kept", uint64_t{0}), 1u);
   EXPECT_EQ(bs.value("in_fast_path", uint64_t{0}), 1u);
