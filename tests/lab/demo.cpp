@@ -177,7 +177,8 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
   std::printf("  time to the relay path   %s (from tgwd's start)\n", fmt(toRelay).c_str());
   if (holdDirect > 0) {
     std::printf("  time to the direct path  %s (held back for the first %.1f s; without the hold it is\n"
-                "                           usually a few hundred ms: --hold-direct 0)\n",
+                "                           usually under half a second from the start, tens of ms after\n"
+                "                           the relay path: --hold-direct 0)\n",
                 fmt(toDirect).c_str(), holdDirect);
   } else {
     std::printf("  time to the direct path  %s\n", fmt(toDirect).c_str());
