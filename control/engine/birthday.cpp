@@ -160,6 +160,7 @@ void Birthday::finish(BirthdayState state, std::string reason, TimePoint now) {
     probes_.clear();
   } else {
     ++sinks_.counters->failures;
+    lastFailure_ = view_.reason;
     closeSockets(std::nullopt);
     // Late pongs still win (their probes stay, bounded by the budget) until the next search.
     if (view_.role != BirthdayRole::Easy) {
@@ -203,6 +204,9 @@ void Birthday::maybeStart(const BirthdayEnv& env, TimePoint now) {
     return;
   }
   if (env.searching) {
+    // A new window (the peer came back, new candidates): the last failure is no longer the
+    // story; once the window ends a pending retry shows it again.
+    if (view_.state == BirthdayState::Failed) view_.state = BirthdayState::Idle;
     view_.reason = "waiting for the ordinary probes' window to end";
     wakeAt_ = env.searchUntil;
     return;
@@ -226,7 +230,11 @@ void Birthday::maybeStart(const BirthdayEnv& env, TimePoint now) {
   }
   if (now < retryAt_) {
     wakeAt_ = retryAt_;
-    return;  // the reason of the failed search stays
+    view_.state = BirthdayState::Failed;
+    view_.reason = lastFailure_ + " (searched again " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kBirthdayRetry).count()) +
+                   " s after it ended)";
+    return;
   }
   // Start: ask for our sockets.
   view_.role = isHard(remote) ? BirthdayRole::Predict : BirthdayRole::Hard;

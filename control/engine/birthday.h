@@ -230,6 +230,7 @@ class Birthday {
   TimePoint nextSendAt_{};
   TimePoint deadline_ = kNever;             // the current phase ends (timeout, end of window)
   TimePoint retryAt_{};
+  std::string lastFailure_;  // why the last search failed: shown again while its retry waits
   TimePoint lastAccepted_{};                // the peer's last message obeyed
   // Easy side: the target and the ports left to try.
   IpAddr target_;

@@ -207,6 +207,19 @@ TEST(BirthdayMachine, TheHardSideWaitsForTheWindowOpensSpraysThenTellsThePeer) {
   EXPECT_EQ(m.b.view().state, engine::BirthdayState::Failed);
   EXPECT_EQ(m.closes.size(), 200u);
   const TimePoint failedAt = m.b.view().endedAt;
+  const std::string why = m.b.view().reason;
+  EXPECT_FALSE(why.empty());
+  // A new ordinary window (the peer came back): the old failure is not the current state...
+  m.env.searching = true;
+  m.env.searchUntil = m.now + 4s;
+  m.b.onTimer(m.env, m.now);
+  EXPECT_EQ(m.b.view().state, engine::BirthdayState::Idle);
+  EXPECT_EQ(m.b.view().reason, "waiting for the ordinary probes' window to end");
+  // ...and once it ends, the pending retry shows the failure again, with when it is retried.
+  m.env.searching = false;
+  m.runUntil(m.now + 4s);
+  EXPECT_EQ(m.b.view().state, engine::BirthdayState::Failed);
+  EXPECT_EQ(m.b.view().reason, why + " (searched again 300 s after it ended)");
   // A peer that changes its NAT report does not bring the retry forward.
   m.b.setRemoteNat(disco::NatReport{false, 41642, {41642, 41642}});
   m.runUntil(failedAt + engine::kBirthdayRetry - 1ms);
@@ -332,7 +345,7 @@ TEST(BirthdayScenario, WithoutExtraSocketsThePairStaysRelayedAndSaysWhy) {
   EXPECT_TRUE(s.b->path()->isRelay());
   EXPECT_FALSE(s.a->firstDirect(t0));
   EXPECT_EQ(view(*s.b).state, engine::BirthdayState::Failed);
-  EXPECT_EQ(view(*s.b).reason, "the edge could not open any extra socket");
+  EXPECT_EQ(view(*s.b).reason, "the edge could not open any extra socket (searched again 300 s after it ended)");
   EXPECT_EQ(counters(*s.b).socketsFailed, engine::kBirthdaySockets);
   EXPECT_EQ(counters(*s.a).probesSent + counters(*s.b).probesSent, 0u);
   EXPECT_EQ(s.b->appReceived, s.b->appReceivedViaRelay);
