@@ -1272,6 +1272,12 @@ struct Server::Impl {
       bytes = b.finish();
       ++counters.dataIndications;
     }
+    // A stream client's framer closes the connection on a message over kStreamMaxMessage (and
+    // with it the allocation): a peer's large datagram is dropped here instead.
+    if (a.transport != Transport::Udp && ((bytes.size() + 3) & ~size_t{3}) > kStreamMaxMessage) {
+      ++counters.droppedTooLongForStream;
+      return;
+    }
     a.traffic.toClientPackets++;
     a.traffic.toClientBytes += data.size();
     counters.bytesToClient += data.size();

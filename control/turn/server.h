@@ -279,6 +279,7 @@ struct ServerCounters {
   uint64_t droppedDeniedPeer = 0;        // Send indication to a denied peer
   uint64_t droppedQuota = 0;             // over the allocation's bandwidth
   uint64_t droppedUnknownRelayed = 0;    // peer datagram to a relayed address not in use
+  uint64_t droppedTooLongForStream = 0;  // peer datagram too long for a stream client's message (kStreamMaxMessage)
   uint64_t droppedResponse = 0;          // TURN responses sent to the server: ignored
   // Failed authentications (issue 11): one block, kept last.
   uint64_t authFailures = 0;             // credentials checked and refused (also in errors_401)
@@ -341,6 +342,7 @@ struct ServerCounters {
     TGW_TURN_COUNTER("dropped_denied_peer", droppedDeniedPeer);
     TGW_TURN_COUNTER("dropped_quota", droppedQuota);
     TGW_TURN_COUNTER("dropped_unknown_relayed", droppedUnknownRelayed);
+    TGW_TURN_COUNTER("dropped_too_long_for_stream", droppedTooLongForStream);
     TGW_TURN_COUNTER("dropped_response", droppedResponse);
     TGW_TURN_COUNTER("auth_failures", authFailures);
     TGW_TURN_COUNTER("auth_throttled_source", authThrottledSource);

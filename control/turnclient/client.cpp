@@ -993,7 +993,10 @@ Result<void> Client::send(const SockAddr& peer, std::span<const uint8_t> data, T
     ++m.c.sendRefusedNotAllocated;
     return fail("no TURN allocation");
   }
-  if (data.size() > kMaxPeerData) return fail("data too long for one TURN datagram");
+  if (data.size() > (m.cfg.stream ? kMaxStreamPeerData : kMaxPeerData)) {
+    ++m.c.sendRefusedTooLong;
+    return fail(m.cfg.stream ? "data too long for one TURN message on a stream" : "data too long for one TURN datagram");
+  }
   auto ch = m.channels.find(peer);
   if (ch != m.channels.end() && ch->second.confirmed) {
     auto message = turn::buildChannelData(ch->second.number, data);

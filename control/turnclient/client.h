@@ -117,6 +117,10 @@ inline constexpr Duration kKeepaliveInterval = 15s;
 // and the largest Send indication adds 56 (header, IPv6 XOR-PEER-ADDRESS, DATA header,
 // FINGERPRINT).
 inline constexpr size_t kMaxPeerData = 65507 - 56;
+// Over TCP / TLS a whole message (ChannelData or a Send indication with its attributes) is at
+// most turn::kStreamMaxMessage (9216) bytes, or the relay closes the connection: the data that
+// always fits, whatever the peer's family and FINGERPRINT.
+inline constexpr size_t kMaxStreamPeerData = 9216 - 64;
 
 // RFC 8489 section 18.5 password algorithms.
 inline constexpr uint16_t kPasswordAlgorithmMd5 = 0x0001;
@@ -253,6 +257,7 @@ struct Counters {
   uint64_t keepalives = 0;            // Binding indications sent to keep the NAT mapping
   uint64_t sendRefusedNotAllocated = 0;  // send() before Allocated / after the end
   uint64_t sendRefusedNoPermission = 0;  // send() to a peer without addPeer / bindChannel
+  uint64_t sendRefusedTooLong = 0;       // longer than one message may carry (kMaxPeerData, on a stream kMaxStreamPeerData)
   uint64_t droppedNotFromServer = 0;     // datagram from another address than the server
   uint64_t droppedMalformed = 0;         // unparseable STUN, short ChannelData, bad indication
   uint64_t droppedNotStunOrChannel = 0;  // first byte neither STUN nor ChannelData
@@ -291,6 +296,7 @@ struct Counters {
     TGW_TURNCLIENT_COUNTER("keepalives", keepalives);
     TGW_TURNCLIENT_COUNTER("send_refused_not_allocated", sendRefusedNotAllocated);
     TGW_TURNCLIENT_COUNTER("send_refused_no_permission", sendRefusedNoPermission);
+    TGW_TURNCLIENT_COUNTER("send_refused_too_long", sendRefusedTooLong);
     TGW_TURNCLIENT_COUNTER("dropped_not_from_server", droppedNotFromServer);
     TGW_TURNCLIENT_COUNTER("dropped_malformed", droppedMalformed);
     TGW_TURNCLIENT_COUNTER("dropped_not_stun_or_channel", droppedNotStunOrChannel);

@@ -109,6 +109,43 @@ TEST_F(TurnStream, ChannelDataToAStreamClientIsPaddedToFourBytes) {
   EXPECT_EQ(d[0].bytes, (std::vector<uint8_t>{1, 2, 3}));
 }
 
+// A peer's datagram too long for one stream message (the client's framer would close the
+// connection, and the allocation with it) is dropped and counted; the largest that fits goes.
+TEST_F(TurnStream, APeerDatagramTooLongForTheStreamIsDroppedNotSent) {
+  const SockAddr relayed = allocateOver(Transport::Tcp);
+  onStream(alice.request(Method::CreatePermission,
+                         [](MessageBuilder& b) { b.addXorAddress(attr::kXorPeerAddress, kPeer); }),
+           alice, kT0 + 1s);
+  // As a Data indication: 20 + 12 (XOR-PEER-ADDRESS, IPv4) + 4 (DATA header) + data.
+  server().onPeerDatagram(std::vector<uint8_t>(kStreamMaxMessage - 36 + 1, 7), kPeer, relayed, kT0 + 2s);
+  EXPECT_TRUE(server().takeStreamSends().empty());
+  EXPECT_EQ(server().counters().droppedTooLongForStream, 1u);
+  server().onPeerDatagram(std::vector<uint8_t>(kStreamMaxMessage - 36, 7), kPeer, relayed, kT0 + 2s);
+  auto back = server().takeStreamSends();
+  ASSERT_EQ(back.size(), 1u) << server().counters().droppedTooLongForStream << " " << server().counters().droppedQuota
+                             << " " << server().counters().droppedNoPermission;
+  EXPECT_EQ(back[0].bytes.size(), kStreamMaxMessage);
+  StreamFramer f;  // the client's framer takes it whole
+  f.push(back[0].bytes);
+  auto m = f.next();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->bytes.size(), kStreamMaxMessage);
+  // A channel: 4 + data, padded.
+  auto bound = only(onStream(alice.request(Method::ChannelBind,
+                                           [](MessageBuilder& b) {
+                                             const uint8_t v[4] = {0x40, 0x01, 0, 0};
+                                             b.addRaw(attr::kChannelNumber, v);
+                                             b.addXorAddress(attr::kXorPeerAddress, kPeer);
+                                           }),
+                             alice, kT0 + 3s));
+  ASSERT_EQ(bound.cls(), Class::SuccessResponse);
+  server().onPeerDatagram(std::vector<uint8_t>(kStreamMaxMessage - 3, 7), kPeer, relayed, kT0 + 4s);
+  EXPECT_TRUE(server().takeStreamSends().empty());
+  EXPECT_EQ(server().counters().droppedTooLongForStream, 2u);
+  server().onPeerDatagram(std::vector<uint8_t>(kStreamMaxMessage - 4, 7), kPeer, relayed, kT0 + 4s);
+  EXPECT_EQ(server().takeStreamSends().size(), 1u);
+}
+
 TEST_F(TurnStream, TheTransportIsPartOfTheFiveTuple) {
   allocateOver(Transport::Tcp);
   // The same addresses over UDP: no allocation there (a Refresh gets 437), and a UDP

@@ -11,6 +11,7 @@
 #include "../stun/test_util.h"
 #include "inbound_total.h"
 #include "crypto/hashes.h"
+#include "turn/stream_framer.h"
 
 namespace tgw::turnclient {
 namespace {
@@ -286,6 +287,16 @@ TEST_F(ClientTest, OnAStreamRequestsAreSentOnceAndChannelDataIsPadded) {
   const auto* d = std::get_if<PeerData>(&ev[0]);
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(d->data, (std::vector<uint8_t>{9, 8}));
+
+  // Data a stream message cannot carry is refused here (the relay's framer would close the
+  // connection, and the allocation with it), counted; the largest that fits goes.
+  EXPECT_FALSE(client_->send(kPeer, std::vector<uint8_t>(kMaxStreamPeerData + 1, 1), kT0).ok());
+  EXPECT_EQ(client_->counters().sendRefusedTooLong, 1u);
+  EXPECT_TRUE(all().empty());
+  ASSERT_TRUE(client_->send(kPeer, std::vector<uint8_t>(kMaxStreamPeerData, 1), kT0).ok());
+  auto big = all();
+  ASSERT_EQ(big.size(), 1u);
+  EXPECT_LE(big[0].bytes.size(), turn::kStreamMaxMessage);
 }
 
 TEST_F(ClientTest, RetransmitsOnRfc8489ScheduleThenFails) {
