@@ -145,10 +145,9 @@ void RelayStreams::open(uint64_t id, dataplane::RelayTransport transport, const 
     ref.rbio = BIO_new(BIO_s_mem());
     ref.wbio = BIO_new(BIO_s_mem());
     if (ref.ssl == nullptr || ref.rbio == nullptr || ref.wbio == nullptr) {
-      if (ref.ssl == nullptr) {
-        BIO_free(ref.rbio);
-        BIO_free(ref.wbio);
-      }
+      // Not handed to the SSL object yet (SSL_set_bio below): ours to free, whichever failed.
+      BIO_free(ref.rbio);
+      BIO_free(ref.wbio);
       ref.rbio = ref.wbio = nullptr;
       return failLater("cannot start TLS: " + sslReason());
     }
