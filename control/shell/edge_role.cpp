@@ -467,7 +467,8 @@ struct EdgeRole::Impl {
           break;
         }
       }
-      relayStreams->open(o.id, o.transport, o.server, localIp);
+      // The certificate names the relay as configured, not a NAT64-synthesized address.
+      relayStreams->open(o.id, o.transport, o.server, localIp, node->unwrap(o.server).ip());
     }
     for (auto& m : sends) relayStreams->send(m.id, std::move(m.bytes));
   }

@@ -104,7 +104,7 @@ Result<void> RelayStreams::setTls(TlsClientOptions options) {
 }
 
 void RelayStreams::open(uint64_t id, dataplane::RelayTransport transport, const SockAddr& server,
-                        const IpAddr& localIp) {
+                        const IpAddr& localIp, std::optional<IpAddr> identity) {
   if (conns_.count(id) != 0) return;
   auto c = std::make_unique<Conn>();
   c->owner = this;
@@ -158,7 +158,7 @@ void RelayStreams::open(uint64_t id, dataplane::RelayTransport transport, const 
       SSL_set_tlsext_host_name(ref.ssl, name.c_str());
       if (!tlsOptions_.caFile.empty()) SSL_set1_host(ref.ssl, name.c_str());
     } else if (!tlsOptions_.caFile.empty()) {
-      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ref.ssl), server.ip().toString().c_str());
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ref.ssl), identity.value_or(server.ip()).toString().c_str());
     }
   }
   // Writable once connected (or failed: SO_ERROR says which).

@@ -87,8 +87,11 @@ class RelayStreams {
   Result<void> setTls(TlsClientOptions options);
   bool hasTls() const { return tls_ != nullptr; }
 
-  // Connects `id` to `server` from `localIp` (port 0: any). The outcome comes later.
-  void open(uint64_t id, dataplane::RelayTransport transport, const SockAddr& server, const IpAddr& localIp);
+  // Connects `id` to `server` from `localIp` (port 0: any). The outcome comes later. Without
+  // tls_server_name, a CA-verified certificate must name `identity` (default: server's
+  // address; behind a NAT64 the relay's own IPv4 address, not the synthesized one).
+  void open(uint64_t id, dataplane::RelayTransport transport, const SockAddr& server, const IpAddr& localIp,
+            std::optional<IpAddr> identity = std::nullopt);
   // Queues one whole message (counted when the connection is not open).
   void send(uint64_t id, std::vector<uint8_t> bytes);
   // Closes `id` (no callback for it).
