@@ -1119,6 +1119,18 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   return c;
 }
 
+// Fills `out` with "a.b.key" -> line for every key of `t` outside arrays of tables.
+void recordKeyLines(const toml::table& t, const std::string& prefix, std::map<std::string, int>& out) {
+  for (const auto& [k, v] : t) {
+    const std::string key = prefix + std::string(k.str());
+    if (const auto* sub = v.as_table()) {
+      recordKeyLines(*sub, key + ".", out);
+    } else if (!v.is_array_of_tables() && v.source().begin.line > 0) {
+      out[key] = static_cast<int>(v.source().begin.line);
+    }
+  }
+}
+
 Config build(const toml::table& root, const Reader& r) {
   r.onlyKeys(root, "", {"daemon", "relay", "edge"});
   Config c;
@@ -1169,6 +1181,7 @@ Result<Config> parse(std::string_view text, const std::string& path) {
     Config c = build(root, r);
     c.warnings = r.takeWarnings();
     c.inlineSecrets = r.inlineSecrets();
+    recordKeyLines(root, "", c.keyLines);
     return c;
   } catch (const toml::parse_error& e) {
     return fail(path + ":" + std::to_string(e.source().begin.line) + ": not valid TOML: " +
@@ -1188,6 +1201,11 @@ std::string secretFileHint(const Config& c) {
 }
 
 }  // namespace
+
+std::string Config::where(const std::string& key) const {
+  auto it = keyLines.find(key);
+  return it == keyLines.end() ? path : path + ":" + std::to_string(it->second);
+}
 
 Result<Config> load(const std::string& path) {
   std::error_code ec;
