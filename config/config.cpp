@@ -1222,10 +1222,16 @@ Result<Config> load(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return c;
   const std::string keys = c->inlineSecrets.front() + (c->inlineSecrets.size() > 1 ? ", ..." : "");
-  if ((st.st_uid != ::geteuid() && st.st_uid != 0) || (st.st_mode & 022) != 0) {
-    return fail(path + ": holds secrets (" + keys + ") but " + Reader::secretFileProblem(st) +
-                (st.st_mode & 022 ? ", and group or others may write it" : "") +
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    // "is owned by uid N, not by uid M or root"
+    return fail(path + ": holds secrets (" + keys + ") but " + Reader::secretFileProblem(st) + ": chown it" +
                 secretFileHint(*c));
+  }
+  if ((st.st_mode & 022) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return fail(path + ": holds secrets (" + keys + ") but has mode " + mode +
+                ", so group or others may write it: chmod 600 " + path + secretFileHint(*c));
   }
   if ((st.st_mode & 044) != 0) {
     c->warnings.push_back(path + ": holds secrets (" + keys + ") and group or others may read it: chmod 600 " + path +
