@@ -171,6 +171,20 @@ TEST_F(TgwdCheck, AControlSocketFolderThatCannotBeMadeIsAConfigError) {
   EXPECT_EQ(r.exitCode, 0) << r.output;
 }
 
+// SIGHUP on an edge (no relay): the log says what reloads for the role running, not the
+// relay's TLS certificate. tgwd runs for a second on loopback (no XDP, no pinning).
+TEST_F(TgwdCheck, SighupOnAnEdgeSpeaksOfTheEdge) {
+  if (geteuid() != 0) GTEST_SKIP() << "tgwd's edge needs root";
+  const int port = 20000 + getpid() % 20000;
+  const std::string cfg = edgeConfig("", "port = " + std::to_string(port) + "\npin_dir = \"\"\n");
+  const auto r = tgwd("--config " + cfg + " -v 2>&1 & p=$!; sleep 1.5; kill -HUP $p; sleep 0.5; kill -TERM $p; wait $p");
+  EXPECT_NE(r.output.find("reload reloaded=nothing why=\"the edge reloads nothing in place; a config change takes a "
+                          "restart\""),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("relay.streams"), std::string::npos) << r.output;
+}
+
 TEST_F(TgwdCheck, UsageMistakesAreSaid) {
   const std::string cfg = edgeConfig("", "");
   auto r = tgwd("--config " + cfg + " --check --public-key");
