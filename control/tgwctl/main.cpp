@@ -215,6 +215,9 @@ void printEdgeStatus(const Json& e) {
       std::printf(" (last answer %.1f s ago)", r["answered_ago_s"].get<double>());
     }
     std::printf("\n");
+    if (r.contains("last_error") && r["last_error"].is_string()) {
+      std::printf("              %s\n", r["last_error"].get<std::string>().c_str());
+    }
   } else {
     std::printf("  relay       none configured\n");
   }
