@@ -542,8 +542,10 @@ void printAllocations(const Json& r) {
   const auto& list = r["allocations"];
   std::printf("%zu allocation%s\n", list.size(), list.size() == 1 ? "" : "s");
   for (const auto& a : list) {
-    std::printf("\n%s  user %s  via %s  %s s left\n  relayed    ", num(a["client"]).c_str(), num(a["user"]).c_str(),
-                num(a["server"]).c_str(), num(a["time_left_s"]).c_str());
+    // transport: how the client reaches us (udp, tcp or tls; absent from an older tgwd).
+    std::printf("\n%s  user %s  via %s%s%s  %s s left\n  relayed    ", num(a["client"]).c_str(),
+                num(a["user"]).c_str(), num(a["server"]).c_str(), a.contains("transport") ? " over " : "",
+                a.contains("transport") ? num(a["transport"]).c_str() : "", num(a["time_left_s"]).c_str());
     for (const auto& x : a["relayed"]) std::printf(" %s", num(x).c_str());
     std::printf("\n  permissions");
     if (a["permissions"].empty()) std::printf(" none");

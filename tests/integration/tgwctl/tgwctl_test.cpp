@@ -104,6 +104,22 @@ class Tgwctl : public ::testing::Test {
       r.paths.push_back({relay_, std::nullopt, false});
       reply(edge::pingJson(r));
     });
+    // The relay's allocations as RelayRole shapes them: one over TCP.
+    const json traffic = {{"to_peer_packets", 3}, {"to_peer_bytes", 300}, {"to_client_packets", 4},
+                          {"to_client_bytes", 400}, {"dropped_quota_packets", 0}};
+    allocations_ = json{{"turn", true},
+                        {"allocations",
+                         {{{"user", "edge"},
+                           {"client", "198.18.1.1:50000"},
+                           {"server", "192.0.2.1:3478"},
+                           {"transport", "tcp"},
+                           {"relayed", {"192.0.2.1:49152"}},
+                           {"time_left_s", 590},
+                           {"permissions", json::array()},
+                           {"channels", json::array()},
+                           {"traffic", traffic},
+                           {"fast_path_slot", nullptr}}}}};
+    d_.add("allocations", "", [this](const api::Json&) -> Result<api::Json> { return allocations_; });
     base_ = event_base_new();
     auto s = api::ControlServer::open(base_, path_, std::nullopt, d_);
     ASSERT_TRUE(s.ok()) << s.error().message;
@@ -122,7 +138,7 @@ class Tgwctl : public ::testing::Test {
   std::string sock() const { return "--socket " + path_ + " "; }
 
   std::string dir_, path_;
-  json paths_, peers_, flows_, stats_;
+  json paths_, peers_, flows_, stats_, allocations_;
   json pingArgs_;
   dataplane::Path direct_, relay_;
   api::Dispatcher d_;
@@ -296,6 +312,15 @@ TEST_F(Tgwctl, NetcheckWithNoAnswerExitsOne) {
   EXPECT_NE(r.out.find("no STUN server answered"), std::string::npos) << r.out;
   // The report is still printed: what was tried.
   EXPECT_NE(r.out.find("127.0.0.1:9"), std::string::npos) << r.out;
+}
+
+// Each allocation's line says how its client reaches the relay (udp, tcp or tls), as the
+// JSON's "transport" does.
+TEST_F(Tgwctl, AllocationsSayTheTransport) {
+  auto r = tgwctl(sock() + "allocations");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("198.18.1.1:50000  user edge  via 192.0.2.1:3478 over tcp  590 s left\n"), std::string::npos)
+      << r.out;
 }
 
 // The control socket may follow the command too (`tgwctl status --socket PATH`), as --json may.
