@@ -104,6 +104,9 @@ class Tgwctl : public ::testing::Test {
       r.paths.push_back({relay_, std::nullopt, false});
       reply(edge::pingJson(r));
     });
+    d_.add("portmap", "", [](const api::Json&) -> Result<api::Json> {
+      return json{{"enabled", false}, {"why", "served by the test's control socket"}};
+    });
     // The relay's allocations as RelayRole shapes them: one over TCP.
     const json traffic = {{"to_peer_packets", 3}, {"to_peer_bytes", 300}, {"to_client_packets", 4},
                           {"to_client_bytes", 400}, {"dropped_quota_packets", 0}};
@@ -263,6 +266,11 @@ TEST_F(Tgwctl, ClearErrors) {
   EXPECT_EQ(r.status, 2) << "usage error: " << r.out;
   r = tgwctl(sock() + "ping site-b --timeout 0");
   EXPECT_EQ(r.status, 2) << r.out;
+  // The message says the range that is accepted (0 itself is not).
+  EXPECT_EQ(r.out, "tgwctl ping: --timeout expects seconds, more than 0 and at most 30, got '0'\n");
+  r = tgwctl("netcheck --server 127.0.0.1:9 --timeout 0");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_EQ(r.out, "tgwctl netcheck: --timeout expects seconds, more than 0 and at most 600, got '0'\n");
   r = tgwctl(sock() + "paths extra");
   EXPECT_EQ(r.status, 2) << r.out;
   r = tgwctl(sock() + "frobnicate");
@@ -321,6 +329,30 @@ TEST_F(Tgwctl, AllocationsSayTheTransport) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("198.18.1.1:50000  user edge  via 192.0.2.1:3478 over tcp  590 s left\n"), std::string::npos)
       << r.out;
+}
+
+// `netcheck --config FILE` asks that config's tgwd (daemon.control_socket) for the port
+// mapping, not the default socket; --socket still wins.
+TEST_F(Tgwctl, NetcheckAsksTheConfigsControlSocket) {
+  const std::string cfg = dir_ + "/edge.toml";
+  {
+    FILE* f = std::fopen(cfg.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f,
+                 "[daemon]\ncontrol_socket = \"%s\"\n[edge]\nkey_file = \"%s/node.key\"\ninterface = \"lo\"\n"
+                 "xdp_mode = \"off\"\nstun_servers = [\"127.0.0.1:9\", \"127.0.0.2:9\"]\n",
+                 path_.c_str(), dir_.c_str());
+    std::fclose(f);
+    chmod(cfg.c_str(), 0600);
+  }
+  auto r = tgwctl("netcheck --json --config " + cfg + " --dns 127.0.0.1:9 --timeout 1");
+  EXPECT_NE(r.out.find("served by the test's control socket"), std::string::npos) << r.out;
+  r = tgwctl("netcheck --json --config " + cfg + " --dns 127.0.0.1:9 --timeout 1 --socket " + dir_ + "/missing.sock");
+  EXPECT_EQ(r.out.find("served by the test's control socket"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tgwd did not answer on " + dir_ + "/missing.sock"), std::string::npos) << r.out;
+  r = tgwctl("--socket " + dir_ + "/missing.sock netcheck --json --config " + cfg + " --dns 127.0.0.1:9 --timeout 1");
+  EXPECT_NE(r.out.find("tgwd did not answer on " + dir_ + "/missing.sock"), std::string::npos) << r.out;
+  std::remove(cfg.c_str());
 }
 
 // The control socket may follow the command too (`tgwctl status --socket PATH`), as --json may.
