@@ -11,6 +11,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <set>
 
@@ -45,6 +46,14 @@ std::optional<std::set<IpAddr>> localAddresses() {
   }
   freeifaddrs(list);
   return out;
+}
+
+// net.ipv4.ip_nonlocal_bind / net.ipv6.ip_nonlocal_bind: binding an address not assigned
+// here works then, so it is not a problem.
+bool nonlocalBind(bool v6) {
+  std::ifstream in(v6 ? "/proc/sys/net/ipv6/ip_nonlocal_bind" : "/proc/sys/net/ipv4/ip_nonlocal_bind");
+  int on = 0;
+  return (in >> on) && on != 0;
 }
 
 // Why the control socket's folder cannot be had at start (ControlServer::open makes the last
@@ -95,7 +104,7 @@ HostCheck checkHost(const config::Config& cfg, const std::string& configPath) {
   auto assigned = [&](const std::string& key, const std::vector<IpAddr>& addresses) {
     if (!local) return;
     for (const auto& a : addresses) {
-      if (local->count(a) != 0) continue;
+      if (local->count(a) != 0 || nonlocalBind(a.isV6())) continue;
       problem(key, "expected an address assigned to an interface here, got \"" + a.toString() +
                        "\", which is not (`ip addr` lists them; tgwd runs in the network namespace it is started "
                        "in)");
