@@ -67,6 +67,14 @@ class Tgwctl : public ::testing::Test {
     paths_ = edge::pathsJson(*b.node, sc.now());
     peers_ = edge::peersJson(*b.node, sc.now());
     flows_ = edge::flowsJson(*b.node, &b.table, nullptr);
+    // b's status as the daemon wraps it (edge_commands' edgeStatus), with the relay's last
+    // error as a node whose TURN password is wrong has it (engine_scenarios tests the node).
+    json edgeStatus = edge::nodeStatusJson(*b.node, sc.now());
+    edgeStatus["fast_path"] = nullptr;
+    edgeStatus["relay"]["last_error"] =
+        "the relay refused our credentials (401): check edge.relay.username / password";
+    status_ = json{{"version", "test"}, {"pid", 1}, {"uptime_s", 30}, {"config", "/etc/tgw/edge.toml"},
+                   {"roles", {"edge"}}, {"edge", edgeStatus}};
     direct_ = *b.path();
     for (const auto& ps : b.node->engine().peer(0)->paths()) {
       if (ps.path.isRelay()) relay_ = ps.path;
@@ -75,6 +83,7 @@ class Tgwctl : public ::testing::Test {
     d_.add("paths", "", [this](const api::Json&) -> Result<api::Json> { return paths_; });
     d_.add("peers", "", [this](const api::Json&) -> Result<api::Json> { return peers_; });
     d_.add("flows", "", [this](const api::Json&) -> Result<api::Json> { return flows_; });
+    d_.add("status", "", [this](const api::Json&) -> Result<api::Json> { return status_; });
     // The edge's stats as EdgeRole::socketStats() shapes them (the rest of the edge's blocks
     // are flat counters).
     stats_ = json{{"edge",
@@ -141,7 +150,7 @@ class Tgwctl : public ::testing::Test {
   std::string sock() const { return "--socket " + path_ + " "; }
 
   std::string dir_, path_;
-  json paths_, peers_, flows_, stats_, allocations_;
+  json paths_, peers_, flows_, stats_, allocations_, status_;
   json pingArgs_;
   dataplane::Path direct_, relay_;
   api::Dispatcher d_;
@@ -320,6 +329,19 @@ TEST_F(Tgwctl, NetcheckWithNoAnswerExitsOne) {
   EXPECT_NE(r.out.find("no STUN server answered"), std::string::npos) << r.out;
   // The report is still printed: what was tried.
   EXPECT_NE(r.out.find("127.0.0.1:9"), std::string::npos) << r.out;
+}
+
+// The relay's last error (here: credentials refused) shows under the relay line.
+TEST_F(Tgwctl, StatusSaysTheRelaysLastError) {
+  auto r = tgwctl(sock() + "status");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto ls = lines(r.out);
+  const auto relay = std::find_if(ls.begin(), ls.end(), [](const std::string& l) { return l.starts_with("  relay "); });
+  ASSERT_NE(relay, ls.end()) << r.out;
+  ASSERT_NE(relay + 1, ls.end()) << r.out;
+  EXPECT_EQ(*(relay + 1),
+            "              the relay refused our credentials (401): check edge.relay.username / password")
+      << r.out;
 }
 
 // Each allocation's line says how its client reaches the relay (udp, tcp or tls), as the
