@@ -1119,6 +1119,18 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   return c;
 }
 
+// Fills `out` with "a.b.key" -> line for every key of `t` outside arrays of tables.
+void recordKeyLines(const toml::table& t, const std::string& prefix, std::map<std::string, int>& out) {
+  for (const auto& [k, v] : t) {
+    const std::string key = prefix + std::string(k.str());
+    if (const auto* sub = v.as_table()) {
+      recordKeyLines(*sub, key + ".", out);
+    } else if (!v.is_array_of_tables() && v.source().begin.line > 0) {
+      out[key] = static_cast<int>(v.source().begin.line);
+    }
+  }
+}
+
 Config build(const toml::table& root, const Reader& r) {
   r.onlyKeys(root, "", {"daemon", "relay", "edge"});
   Config c;
@@ -1169,6 +1181,7 @@ Result<Config> parse(std::string_view text, const std::string& path) {
     Config c = build(root, r);
     c.warnings = r.takeWarnings();
     c.inlineSecrets = r.inlineSecrets();
+    recordKeyLines(root, "", c.keyLines);
     return c;
   } catch (const toml::parse_error& e) {
     return fail(path + ":" + std::to_string(e.source().begin.line) + ": not valid TOML: " +
@@ -1189,6 +1202,11 @@ std::string secretFileHint(const Config& c) {
 
 }  // namespace
 
+std::string Config::where(const std::string& key) const {
+  auto it = keyLines.find(key);
+  return it == keyLines.end() ? path : path + ":" + std::to_string(it->second);
+}
+
 Result<Config> load(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return fail(path + ": is a folder, not a config file");
@@ -1204,10 +1222,16 @@ Result<Config> load(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return c;
   const std::string keys = c->inlineSecrets.front() + (c->inlineSecrets.size() > 1 ? ", ..." : "");
-  if ((st.st_uid != ::geteuid() && st.st_uid != 0) || (st.st_mode & 022) != 0) {
-    return fail(path + ": holds secrets (" + keys + ") but " + Reader::secretFileProblem(st) +
-                (st.st_mode & 022 ? ", and group or others may write it" : "") +
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    // "is owned by uid N, not by uid M or root"
+    return fail(path + ": holds secrets (" + keys + ") but " + Reader::secretFileProblem(st) + ": chown it" +
                 secretFileHint(*c));
+  }
+  if ((st.st_mode & 022) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return fail(path + ": holds secrets (" + keys + ") but has mode " + mode +
+                ", so group or others may write it: chmod 600 " + path + secretFileHint(*c));
   }
   if ((st.st_mode & 044) != 0) {
     c->warnings.push_back(path + ": holds secrets (" + keys + ") and group or others may read it: chmod 600 " + path +

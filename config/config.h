@@ -286,6 +286,12 @@ struct Config {
   std::vector<std::string> warnings;
   // Keys whose secret is written in the config itself (load() checks the file's mode).
   std::vector<std::string> inlineSecrets;
+  // The line each key given in the file is on ("relay.address" -> 12), for checks made after
+  // load() (tgwd's host checks) to name it like load()'s own errors do. Keys inside arrays of
+  // tables (edge.peers, ...) are not kept.
+  std::map<std::string, int> keyLines;
+  // "PATH:LINE" for `key`, or "PATH" when the file does not give it.
+  std::string where(const std::string& key) const;
 };
 
 Result<Config> load(const std::string& path);

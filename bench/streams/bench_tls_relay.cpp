@@ -206,7 +206,7 @@ class Bench {
 
 void usage(FILE* out) {
   std::fputs(
-      "Usage: bench_tls_relay [--rounds N] [--clients N] [--messages N] [--bytes N] [--interval MS]\n"
+      "Usage: bench_tls_relay [--rounds N] [--clients N] [--messages N] [--bytes N] [--interval MS] [--tcp]\n"
       "TURN over TLS: tgwd's relay beside coturn's turnserver, alternated, medians (root).\n"
       "  --rounds N     runs per system (default 3)\n"
       "  --clients N    TLS connections of turnutils_uclient (default 8)\n"

@@ -47,14 +47,23 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const config::Config& cfg) {
   // SIGHUP never stops tgwd (a terminal closing or `systemctl reload` sends it): it reloads
   // what can be reloaded in place, the relay's TLS certificate and key. The config file is
   // not read again: changing it takes a restart, and the log line says so.
-  d->loop_->onReload([daemon = d.get()] {
+  d->loop_->onReload([daemon = d.get(), relay = cfg.relay.has_value(), edge = cfg.edge.has_value()] {
     if (daemon->relay_ && daemon->relay_->hasTls()) {
       daemon->relay_->reloadTls();
       return;
     }
-    log::info("reload", {{"reloaded", "nothing"},
-                         {"why", "only relay.streams' TLS certificate and key reload in place; "
-                                 "a config change takes a restart"}});
+    // Said for the role(s) running: an edge has nothing of relay.streams to reload.
+    std::string why;
+    if (relay && edge) {
+      why = "the relay has no TLS certificate to reload (relay.streams with tls_port) and the edge reloads nothing "
+            "in place; a config change takes a restart";
+    } else if (relay) {
+      why = "the relay has no TLS certificate to reload (relay.streams with tls_port); a config change takes a "
+            "restart";
+    } else {
+      why = "the edge reloads nothing in place; a config change takes a restart";
+    }
+    log::info("reload", {{"reloaded", "nothing"}, {"why", why}});
   });
   if (cfg.edge) {
     auto edge = EdgeRole::create(base, *cfg.edge);

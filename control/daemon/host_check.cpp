@@ -1,9 +1,19 @@
 #include "daemon/host_check.h"
 
 #include <grp.h>
+#include <ifaddrs.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <set>
 
 #include "crypto/node_key.h"
 
@@ -14,18 +24,92 @@ namespace {
 bool userExists(const std::string& name) { return getpwnam(name.c_str()) != nullptr; }
 bool groupExists(const std::string& name) { return getgrnam(name.c_str()) != nullptr; }
 
+// The addresses assigned to this network namespace's interfaces; nullopt when they cannot be
+// listed (then nothing is said about them).
+std::optional<std::set<IpAddr>> localAddresses() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return std::nullopt;
+  std::set<IpAddr> out;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+      std::array<uint8_t, 4> b{};
+      std::memcpy(b.data(), &sin->sin_addr, 4);
+      out.insert(IpAddr::v4(b));
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+      std::array<uint8_t, 16> b{};
+      std::memcpy(b.data(), &sin6->sin6_addr, 16);
+      out.insert(IpAddr::v6(b));
+    }
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+// net.ipv4.ip_nonlocal_bind / net.ipv6.ip_nonlocal_bind: binding an address not assigned
+// here works then, so it is not a problem.
+bool nonlocalBind(bool v6) {
+  std::ifstream in(v6 ? "/proc/sys/net/ipv6/ip_nonlocal_bind" : "/proc/sys/net/ipv4/ip_nonlocal_bind");
+  int on = 0;
+  return (in >> on) && on != 0;
+}
+
+// Why the control socket's folder cannot be had at start (ControlServer::open makes the last
+// folder only, 0755), or "".
+std::string controlSocketFolderProblem(const std::string& socketPath) {
+  const auto slash = socketPath.rfind('/');
+  if (slash == std::string::npos || slash == 0) return {};
+  const std::string dir = socketPath.substr(0, slash);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    return S_ISDIR(st.st_mode) ? std::string() : dir + " is not a folder";
+  }
+  if (errno != ENOENT) return dir + " cannot be looked at (" + std::strerror(errno) + ")";
+  const auto up = dir.rfind('/');
+  const std::string parent = up == 0 || up == std::string::npos ? "/" : dir.substr(0, up);
+  if (::stat(parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return dir + " does not exist and neither does " + parent + " (tgwd makes the last folder only: mkdir -p " +
+           dir + ")";
+  }
+  if (::access(parent.c_str(), W_OK | X_OK) != 0) {
+    return dir + " does not exist and " + parent + " is not writable here (" + std::strerror(errno) + ")";
+  }
+  return {};
+}
+
 }  // namespace
 
 HostCheck checkHost(const config::Config& cfg, const std::string& configPath) {
   HostCheck out;
   auto problem = [&](const std::string& key, const std::string& what) {
-    out.problems.push_back(configPath + ": " + key + ": " + what);
+    auto line = cfg.keyLines.find(key);
+    out.problems.push_back(configPath + (line == cfg.keyLines.end() ? "" : ":" + std::to_string(line->second)) +
+                           ": " + key + ": " + what);
   };
   const auto& d = cfg.daemon;
   if (d.user && !userExists(*d.user)) problem("daemon.user", "no user '" + *d.user + "' on this host");
   if (d.group && !groupExists(*d.group)) problem("daemon.group", "no group '" + *d.group + "' on this host");
   if (d.controlGroup && !groupExists(*d.controlGroup))
     problem("daemon.control_group", "no group '" + *d.controlGroup + "' on this host");
+  if (auto why = controlSocketFolderProblem(d.controlSocket); !why.empty()) {
+    problem("daemon.control_socket", "expected a path whose folder exists or can be made, got \"" +
+                                         d.controlSocket + "\": " + why);
+  }
+
+  // Socket addresses must be assigned here, or binding them fails at start ("Cannot assign
+  // requested address"). --check runs where tgwd will run: in its network namespace.
+  const auto local = localAddresses();
+  auto assigned = [&](const std::string& key, const std::vector<IpAddr>& addresses) {
+    if (!local) return;
+    for (const auto& a : addresses) {
+      if (local->count(a) != 0 || nonlocalBind(a.isV6())) continue;
+      problem(key, "expected an address assigned to an interface here, got \"" + a.toString() +
+                       "\", which is not (`ip addr` lists them; tgwd runs in the network namespace it is started "
+                       "in)");
+    }
+  };
 
   auto interface = [&](const std::string& key, const std::string& name) {
     if (name.empty() || if_nametoindex(name.c_str()) != 0) return;
@@ -41,10 +125,13 @@ HostCheck checkHost(const config::Config& cfg, const std::string& configPath) {
     if (auto k = crypto::NodeKey::load(path); !k) problem(key, k.error().message);
   };
   if (cfg.relay) {
+    assigned("relay.address", cfg.relay->addresses);
+    assigned("relay.secondary_address", cfg.relay->secondaryAddresses);
     if (cfg.relay->xdpMode != config::XdpMode::Off) interface("relay.interface", cfg.relay->interface);
     if (cfg.relay->rendezvous) keyFile("relay.rendezvous.key_file", cfg.relay->rendezvous->keyFile);
   }
   if (cfg.edge) {
+    assigned("edge.addresses", cfg.edge->addresses);
     interface("edge.interface", cfg.edge->interface);
     if (cfg.edge->lanInterface != cfg.edge->interface) interface("edge.lan_interface", cfg.edge->lanInterface);
     keyFile("edge.key_file", cfg.edge->keyFile);

@@ -315,6 +315,7 @@ json nodeStatusJson(const Node& node, TimePoint now) {
     r["answered_ago_s"] = node.lastTurnAnswer() == TimePoint{}
                               ? json(nullptr)
                               : json(std::chrono::duration<double>(now - node.lastTurnAnswer()).count());
+    r["last_error"] = node.relayLastError().empty() ? json(nullptr) : json(node.relayLastError());
     s["relay"] = r;
   } else {
     s["relay"] = nullptr;

@@ -25,6 +25,23 @@ std::vector<uint8_t> dataFrame(uint32_t flowId, std::span<const uint8_t> payload
   return f;
 }
 
+// A TURN allocation's failure or loss in the operator's words: a refusal of our credentials
+// says which keys to check (the relay logs bad_integrity; without this the edge said only
+// "state failed").
+std::string relayErrorText(int code, const std::string& reason) {
+  const std::string keys = "check edge.relay.username / password (or rest_secret, and that the clocks agree)";
+  if (code == 401 && reason.find("no credentials configured") != std::string::npos) {
+    return "the relay requires credentials (401) and none are configured: set edge.relay.username / password";
+  }
+  if (code == 401) return "the relay refused our credentials (401): " + keys;
+  if (code == 441) return "the relay refused our credentials (441 Wrong Credentials): " + keys;
+  if (code == 437 && reason.find("441") != std::string::npos) {
+    return "the relay refused our credentials for our old allocation (437, then 441): " + keys;
+  }
+  if (code == 0) return "last error: " + reason;
+  return "last error: " + reason + (reason.rfind(std::to_string(code), 0) == 0 ? "" : " (" + std::to_string(code) + ")");
+}
+
 }  // namespace
 
 Node::Node(crypto::NodeKey key, NodeConfig config, dataplane::ForwardingTable& table)
@@ -409,6 +426,7 @@ void Node::handleTurnEvents(TimePoint now) {
   for (auto& e : relay_->takeEvents()) {
     if (auto* a = std::get_if<turnclient::Allocated>(&e)) {
       allocatedAt_ = now;
+      relayLastError_.clear();
       // The relay path moved to (or from) a stream: the rendezvous follows it (pumpRendezvous)
       // and registers again, so the relay delivers to us the new way.
       // A handshake under way went the old way (over UDP, dropped where UDP is blocked, or its
@@ -433,6 +451,12 @@ void Node::handleTurnEvents(TimePoint now) {
       // again. Only those learned before the relay last confirmed our allocation: a peer that
       // noticed the restart first has advertised its new address since, and keeps it.
       const auto* lost = std::get_if<turnclient::AllocationLost>(&e);
+      if (lost) {
+        relayLastError_ = relayErrorText(lost->code, lost->reason);
+      } else {
+        const auto& failed = std::get<turnclient::AllocationFailed>(e);
+        relayLastError_ = relayErrorText(failed.code, failed.reason);
+      }
       // A relay that lost our allocation (restarted) lost our registration too.
       rendezvousTransport_ = relay_->transport();
       if (lost) refreshRendezvous(now);
@@ -753,7 +777,8 @@ void Node::checkHealth(TimePoint now) {
              report ? "no TURN allocation at " + relay_->server().toString() + " (state " +
                           std::string(relay_->clientIfStarted() ? turnclient::toString(relay_->clientIfStarted()->state())
                                                                 : "idle") +
-                          "): peers without a direct path are unreachable"
+                          "): peers without a direct path are unreachable" +
+                          (relayLastError_.empty() ? std::string() : "; " + relayLastError_)
                     : "allocated again",
              now);
     }

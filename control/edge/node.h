@@ -263,6 +263,10 @@ class Node {
   // When our TURN server / the rendezvous last sent us anything ({}: never): an allocation
   // or a registration is only as good as the server's last word (tgwctl status).
   TimePoint lastTurnAnswer() const { return lastTurnAnswer_; }
+  // Why the last allocation attempt failed or the allocation was lost, in words for the
+  // operator ("the relay refused our credentials (401): ..."); "" after an allocation or
+  // before any failure. RelayUnreachable's detail and `tgwctl status` say it.
+  const std::string& relayLastError() const { return relayLastError_; }
   TimePoint lastRendezvousAnswer() const { return lastRendezvousAnswer_; }
   // When the current TURN allocation was made ({}: none yet).
   TimePoint allocatedAt() const { return allocatedAt_; }
@@ -367,6 +371,7 @@ class Node {
   TimePoint relayDownSince_ = kNever;
   bool udpBlockedReported_ = false;
   bool relayDownReported_ = false;
+  std::string relayLastError_;  // relayLastError()
   TimePoint nextHealthAt_ = kNever;
   std::vector<Notice> notices_;
   std::optional<Nat64Status> nat64_;

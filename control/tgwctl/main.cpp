@@ -72,7 +72,8 @@ constexpr Command kCommands[] = {
      "                      Then the NAT64 prefix by RFC 7050 (ipv4only.arpa through --dns,\n"
      "                      edge.dns_servers or /etc/resolv.conf): prefix, source, lifetime.\n"
      "                      (The prefix tgwd uses, RAs included: tgwctl status.)\n"
-     "                      Then tgwd's port mapping, when it answers on --socket\n"
+     "                      Then tgwd's port mapping, when it answers on --socket (default:\n"
+     "                      --config's daemon.control_socket, else /run/tgw/tgwd.sock)\n"
      "                      (NAT-PMP / PCP / UPnP-IGD on the router: tgwctl portmap).\n"
      "                      Exit status 1 when no STUN server answered (the report is\n"
      "                      printed all the same: it says what was tried)",
@@ -215,6 +216,9 @@ void printEdgeStatus(const Json& e) {
       std::printf(" (last answer %.1f s ago)", r["answered_ago_s"].get<double>());
     }
     std::printf("\n");
+    if (r.contains("last_error") && r["last_error"].is_string()) {
+      std::printf("              %s\n", r["last_error"].get<std::string>().c_str());
+    }
   } else {
     std::printf("  relay       none configured\n");
   }
@@ -539,8 +543,10 @@ void printAllocations(const Json& r) {
   const auto& list = r["allocations"];
   std::printf("%zu allocation%s\n", list.size(), list.size() == 1 ? "" : "s");
   for (const auto& a : list) {
-    std::printf("\n%s  user %s  via %s  %s s left\n  relayed    ", num(a["client"]).c_str(), num(a["user"]).c_str(),
-                num(a["server"]).c_str(), num(a["time_left_s"]).c_str());
+    // transport: how the client reaches us (udp, tcp or tls; absent from an older tgwd).
+    std::printf("\n%s  user %s  via %s%s%s  %s s left\n  relayed    ", num(a["client"]).c_str(),
+                num(a["user"]).c_str(), num(a["server"]).c_str(), a.contains("transport") ? " over " : "",
+                a.contains("transport") ? num(a["transport"]).c_str() : "", num(a["time_left_s"]).c_str());
     for (const auto& x : a["relayed"]) std::printf(" %s", num(x).c_str());
     std::printf("\n  permissions");
     if (a["permissions"].empty()) std::printf(" none");
@@ -620,7 +626,9 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
   return j;
 }
 
-int runNetcheck(int argc, char** argv, bool json, std::string socketPath) {
+// socketGiven: --socket was given before the command; without it (here or there), the
+// port-mapping section asks the control socket of --config's daemon.control_socket.
+int runNetcheck(int argc, char** argv, bool json, std::string socketPath, bool socketGiven) {
   std::vector<std::string> servers, dns;
   std::string configPath;
   double timeoutS = 0;
@@ -647,12 +655,16 @@ int runNetcheck(int argc, char** argv, bool json, std::string socketPath) {
           timeoutS = -1;
         }
         if (!(timeoutS > 0 && timeoutS <= 600)) {  // also refuses NaN
-          std::fprintf(stderr, "tgwctl netcheck: --timeout expects seconds between 0 and 600, got '%s'\n", optarg);
+          std::fprintf(stderr, "tgwctl netcheck: --timeout expects seconds, more than 0 and at most 600, got '%s'\n",
+                       optarg);
           return 2;
         }
         break;
       case 'j': json = true; break;
-      case 's': socketPath = optarg; break;
+      case 's':
+        socketPath = optarg;
+        socketGiven = true;
+        break;
       case ':':
         std::fprintf(stderr, "tgwctl netcheck: %s needs a value (see tgwctl netcheck --help)\n", argv[optind - 1]);
         return 2;
@@ -691,6 +703,7 @@ int runNetcheck(int argc, char** argv, bool json, std::string socketPath) {
     }
     if (cfg->edge) opts.servers.insert(opts.servers.end(), cfg->edge->stunServers.begin(), cfg->edge->stunServers.end());
     if (cfg->edge) resolvers.insert(resolvers.end(), cfg->edge->dnsServers.begin(), cfg->edge->dnsServers.end());
+    if (!socketGiven) socketPath = cfg->daemon.controlSocket;  // that config's tgwd
   }
   if (opts.servers.empty()) {
     std::fputs("tgwctl netcheck: no STUN servers: give --server ADDR[:PORT] (twice or more) or --config FILE\n",
@@ -757,6 +770,7 @@ int runNetcheck(int argc, char** argv, bool json, std::string socketPath) {
 
 int main(int argc, char** argv) {
   std::string socketPath = kDefaultSocket;
+  bool socketGiven = false;
   bool json = false;
   enum { kVersion = 1000 };
   const option longopts[] = {{"socket", required_argument, nullptr, 's'},
@@ -768,7 +782,10 @@ int main(int argc, char** argv) {
   // "+": stop at the command, so its own options are parsed by it.
   while ((opt = getopt_long(argc, argv, "+s:jh", longopts, nullptr)) != -1) {
     switch (opt) {
-      case 's': socketPath = optarg; break;
+      case 's':
+        socketPath = optarg;
+        socketGiven = true;
+        break;
       case 'j': json = true; break;
       case 'h': usage(stdout); return 0;
       case kVersion: std::printf("tgwctl %s\n", TGW_VERSION); return 0;
@@ -806,7 +823,7 @@ int main(int argc, char** argv) {
     }
     if (a == "--") break;
   }
-  if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json, socketPath);
+  if (cmd == "netcheck") return runNetcheck(argc - optind, argv + optind, json, socketPath, socketGiven);
 
   // Remaining commands ask the daemon; "--json" may also follow the command.
   Json args = Json::object();
@@ -827,7 +844,8 @@ int main(int argc, char** argv) {
         pingTimeoutS = -1;
       }
       if (!(pingTimeoutS > 0 && pingTimeoutS <= 30)) {  // also refuses NaN
-        std::fprintf(stderr, "tgwctl ping: --timeout expects seconds between 0 and 30, got '%s'\n", v.c_str());
+        std::fprintf(stderr, "tgwctl ping: --timeout expects seconds, more than 0 and at most 30, got '%s'\n",
+                     v.c_str());
         return 2;
       }
     } else if (cmd == "ping" && !args.contains("peer") && !a.starts_with("-")) {

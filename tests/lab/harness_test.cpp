@@ -89,6 +89,17 @@ TEST(LabDescription, RejectsBadItemsAndLeavesNothing) {
   EXPECT_TRUE(namespacesWithPrefix(prefix).empty());
 }
 
+// tgw-lab-up checks the description before building (a bad one: exit status 2, usage).
+TEST(LabDescription, TheGrammarIsCheckedWithoutBuilding) {
+  EXPECT_TRUE(Lab::checkDescription("relay; site a easy; site b hard cgnat\nhost h; site c none app ipv6").ok());
+  auto r = Lab::checkDescription("relay; site a medium");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "lab description: \" site a medium\": NAT kind must be none, easy or hard, got \"medium\"");
+  EXPECT_FALSE(Lab::checkDescription("relay; router x").ok());
+  EXPECT_FALSE(Lab::checkDescription("site a easy turbo").ok());
+  EXPECT_FALSE(Lab::checkDescription("relay a b").ok());
+}
+
 TEST(LabRouting, HostsReachTheRelayOverIpv4AndIpv6AndRoutedSitesKeepTheirAddress) {
   auto lab = Lab::fromDescription("relay; host h; site r none");
   ASSERT_TRUE(lab.ok()) << lab.error().message;

@@ -239,8 +239,17 @@ Result<std::unique_ptr<Lab>> Lab::create(std::string prefix, LabOptions options)
 
 Result<std::unique_ptr<Lab>> Lab::fromDescription(std::string_view description,
                                                   std::string prefix, LabOptions options) {
+  // The whole description first: a mistake in its last item builds nothing.
+  if (auto ok = walkDescription(description, nullptr); !ok) return fail(ok.error().message);
   auto lab = create(std::move(prefix), options);
   if (!lab) return lab;
+  if (auto ok = walkDescription(description, lab->get()); !ok) return fail(ok.error().message);
+  return lab;
+}
+
+Result<void> Lab::checkDescription(std::string_view description) { return walkDescription(description, nullptr); }
+
+Result<void> Lab::walkDescription(std::string_view description, Lab* lab) {
   std::string text(description);
   for (char& c : text)
     if (c == '\n') c = ';';
@@ -253,11 +262,13 @@ Result<std::unique_ptr<Lab>> Lab::fromDescription(std::string_view description,
     };
     if (w[0] == "relay") {
       if (w.size() > 2) return bad("expected `relay [NAME]`");
-      auto r = (*lab)->addRelay(w.size() == 2 ? w[1] : "relay");
+      if (lab == nullptr) continue;
+      auto r = lab->addRelay(w.size() == 2 ? w[1] : "relay");
       if (!r) return bad(r.error().message);
     } else if (w[0] == "host") {
       if (w.size() != 2) return bad("expected `host NAME`");
-      auto r = (*lab)->addHost(w[1]);
+      if (lab == nullptr) continue;
+      auto r = lab->addHost(w[1]);
       if (!r) return bad(r.error().message);
     } else if (w[0] == "site") {
       if (w.size() < 3)
@@ -275,13 +286,14 @@ Result<std::unique_ptr<Lab>> Lab::fromDescription(std::string_view description,
         else if (w[i].rfind("lan-of=", 0) == 0) siteOptions.lanOf = w[i].substr(7);
         else return bad("expected cgnat, cgnat-hard, cgnat-of=S, lan-of=S, app or ipv6, got \"" + w[i] + "\"");
       }
-      auto r = (*lab)->addSite(w[1], *nat, cgnat, siteOptions);
+      if (lab == nullptr) continue;
+      auto r = lab->addSite(w[1], *nat, cgnat, siteOptions);
       if (!r) return bad(r.error().message);
     } else {
       return bad("unknown item \"" + w[0] + "\" (relay, host, site)");
     }
   }
-  return lab;
+  return {};
 }
 
 namespace {

@@ -199,6 +199,9 @@ class Lab {
   static Result<std::unique_ptr<Lab>> fromDescription(std::string_view description,
                                                       std::string prefix = defaultPrefix(),
                                                       LabOptions options = {});
+  // The description's grammar only (no root, nothing built): what fromDescription would
+  // refuse before building (tgw-lab-up: a usage error, exit status 2).
+  static Result<void> checkDescription(std::string_view description);
   ~Lab();
   Lab(const Lab&) = delete;
   Lab& operator=(const Lab&) = delete;
@@ -276,6 +279,8 @@ class Lab {
 
  private:
   Lab(std::string prefix, LabOptions options);
+  // Reads the description; builds each item in `lab`, or only checks the grammar (nullptr).
+  static Result<void> walkDescription(std::string_view description, Lab* lab);
   Result<void> setUp();
   Result<void> addNamespace(const std::string& netns, bool forwarding);
   Result<void> ipIn(const std::string& netns, const std::string& args) const;

@@ -54,6 +54,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tgw-lab-up: expected DESCRIPTION [--seconds N]\n");
     return 2;
   }
+  // A description it cannot read is a usage error (2), said before root or tools are asked
+  // for; 1 is for a lab that could not be built.
+  if (auto r = tgw::lab::Lab::checkDescription(argv[1]); !r) {
+    std::fprintf(stderr, "tgw-lab-up: %s\n", r.error().message.c_str());
+    return 2;
+  }
   if (auto r = tgw::lab::available(); !r) {
     std::fprintf(stderr, "tgw-lab-up: %s\n", r.error().message.c_str());
     return 2;

@@ -67,6 +67,14 @@ class Tgwctl : public ::testing::Test {
     paths_ = edge::pathsJson(*b.node, sc.now());
     peers_ = edge::peersJson(*b.node, sc.now());
     flows_ = edge::flowsJson(*b.node, &b.table, nullptr);
+    // b's status as the daemon wraps it (edge_commands' edgeStatus), with the relay's last
+    // error as a node whose TURN password is wrong has it (engine_scenarios tests the node).
+    json edgeStatus = edge::nodeStatusJson(*b.node, sc.now());
+    edgeStatus["fast_path"] = nullptr;
+    edgeStatus["relay"]["last_error"] =
+        "the relay refused our credentials (401): check edge.relay.username / password";
+    status_ = json{{"version", "test"}, {"pid", 1}, {"uptime_s", 30}, {"config", "/etc/tgw/edge.toml"},
+                   {"roles", {"edge"}}, {"edge", edgeStatus}};
     direct_ = *b.path();
     for (const auto& ps : b.node->engine().peer(0)->paths()) {
       if (ps.path.isRelay()) relay_ = ps.path;
@@ -75,6 +83,7 @@ class Tgwctl : public ::testing::Test {
     d_.add("paths", "", [this](const api::Json&) -> Result<api::Json> { return paths_; });
     d_.add("peers", "", [this](const api::Json&) -> Result<api::Json> { return peers_; });
     d_.add("flows", "", [this](const api::Json&) -> Result<api::Json> { return flows_; });
+    d_.add("status", "", [this](const api::Json&) -> Result<api::Json> { return status_; });
     // The edge's stats as EdgeRole::socketStats() shapes them (the rest of the edge's blocks
     // are flat counters).
     stats_ = json{{"edge",
@@ -104,6 +113,25 @@ class Tgwctl : public ::testing::Test {
       r.paths.push_back({relay_, std::nullopt, false});
       reply(edge::pingJson(r));
     });
+    d_.add("portmap", "", [](const api::Json&) -> Result<api::Json> {
+      return json{{"enabled", false}, {"why", "served by the test's control socket"}};
+    });
+    // The relay's allocations as RelayRole shapes them: one over TCP.
+    const json traffic = {{"to_peer_packets", 3}, {"to_peer_bytes", 300}, {"to_client_packets", 4},
+                          {"to_client_bytes", 400}, {"dropped_quota_packets", 0}};
+    allocations_ = json{{"turn", true},
+                        {"allocations",
+                         {{{"user", "edge"},
+                           {"client", "198.18.1.1:50000"},
+                           {"server", "192.0.2.1:3478"},
+                           {"transport", "tcp"},
+                           {"relayed", {"192.0.2.1:49152"}},
+                           {"time_left_s", 590},
+                           {"permissions", json::array()},
+                           {"channels", json::array()},
+                           {"traffic", traffic},
+                           {"fast_path_slot", nullptr}}}}};
+    d_.add("allocations", "", [this](const api::Json&) -> Result<api::Json> { return allocations_; });
     base_ = event_base_new();
     auto s = api::ControlServer::open(base_, path_, std::nullopt, d_);
     ASSERT_TRUE(s.ok()) << s.error().message;
@@ -122,7 +150,7 @@ class Tgwctl : public ::testing::Test {
   std::string sock() const { return "--socket " + path_ + " "; }
 
   std::string dir_, path_;
-  json paths_, peers_, flows_, stats_;
+  json paths_, peers_, flows_, stats_, allocations_, status_;
   json pingArgs_;
   dataplane::Path direct_, relay_;
   api::Dispatcher d_;
@@ -247,6 +275,11 @@ TEST_F(Tgwctl, ClearErrors) {
   EXPECT_EQ(r.status, 2) << "usage error: " << r.out;
   r = tgwctl(sock() + "ping site-b --timeout 0");
   EXPECT_EQ(r.status, 2) << r.out;
+  // The message says the range that is accepted (0 itself is not).
+  EXPECT_EQ(r.out, "tgwctl ping: --timeout expects seconds, more than 0 and at most 30, got '0'\n");
+  r = tgwctl("netcheck --server 127.0.0.1:9 --timeout 0");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_EQ(r.out, "tgwctl netcheck: --timeout expects seconds, more than 0 and at most 600, got '0'\n");
   r = tgwctl(sock() + "paths extra");
   EXPECT_EQ(r.status, 2) << r.out;
   r = tgwctl(sock() + "frobnicate");
@@ -296,6 +329,52 @@ TEST_F(Tgwctl, NetcheckWithNoAnswerExitsOne) {
   EXPECT_NE(r.out.find("no STUN server answered"), std::string::npos) << r.out;
   // The report is still printed: what was tried.
   EXPECT_NE(r.out.find("127.0.0.1:9"), std::string::npos) << r.out;
+}
+
+// The relay's last error (here: credentials refused) shows under the relay line.
+TEST_F(Tgwctl, StatusSaysTheRelaysLastError) {
+  auto r = tgwctl(sock() + "status");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto ls = lines(r.out);
+  const auto relay = std::find_if(ls.begin(), ls.end(), [](const std::string& l) { return l.starts_with("  relay "); });
+  ASSERT_NE(relay, ls.end()) << r.out;
+  ASSERT_NE(relay + 1, ls.end()) << r.out;
+  EXPECT_EQ(*(relay + 1),
+            "              the relay refused our credentials (401): check edge.relay.username / password")
+      << r.out;
+}
+
+// Each allocation's line says how its client reaches the relay (udp, tcp or tls), as the
+// JSON's "transport" does.
+TEST_F(Tgwctl, AllocationsSayTheTransport) {
+  auto r = tgwctl(sock() + "allocations");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("198.18.1.1:50000  user edge  via 192.0.2.1:3478 over tcp  590 s left\n"), std::string::npos)
+      << r.out;
+}
+
+// `netcheck --config FILE` asks that config's tgwd (daemon.control_socket) for the port
+// mapping, not the default socket; --socket still wins.
+TEST_F(Tgwctl, NetcheckAsksTheConfigsControlSocket) {
+  const std::string cfg = dir_ + "/edge.toml";
+  {
+    FILE* f = std::fopen(cfg.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f,
+                 "[daemon]\ncontrol_socket = \"%s\"\n[edge]\nkey_file = \"%s/node.key\"\ninterface = \"lo\"\n"
+                 "xdp_mode = \"off\"\nstun_servers = [\"127.0.0.1:9\", \"127.0.0.2:9\"]\n",
+                 path_.c_str(), dir_.c_str());
+    std::fclose(f);
+    chmod(cfg.c_str(), 0600);
+  }
+  auto r = tgwctl("netcheck --json --config " + cfg + " --dns 127.0.0.1:9 --timeout 1");
+  EXPECT_NE(r.out.find("served by the test's control socket"), std::string::npos) << r.out;
+  r = tgwctl("netcheck --json --config " + cfg + " --dns 127.0.0.1:9 --timeout 1 --socket " + dir_ + "/missing.sock");
+  EXPECT_EQ(r.out.find("served by the test's control socket"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tgwd did not answer on " + dir_ + "/missing.sock"), std::string::npos) << r.out;
+  r = tgwctl("--socket " + dir_ + "/missing.sock netcheck --json --config " + cfg + " --dns 127.0.0.1:9 --timeout 1");
+  EXPECT_NE(r.out.find("tgwd did not answer on " + dir_ + "/missing.sock"), std::string::npos) << r.out;
+  std::remove(cfg.c_str());
 }
 
 // The control socket may follow the command too (`tgwctl status --socket PATH`), as --json may.

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace tgw {
@@ -72,11 +73,11 @@ TEST_F(TgwdCheck, UnknownUsersAndGroupsAreConfigErrors) {
   for (const std::string mode : {" --check", ""}) {  // the check, and a real start
     const auto r = tgwd("--config " + cfg + mode);
     EXPECT_EQ(r.exitCode, 2) << mode << "\n" << r.output;
-    EXPECT_NE(r.output.find(cfg + ": daemon.user: no user 'tgw-no-such-user' on this host"), std::string::npos)
+    EXPECT_NE(r.output.find(cfg + ":3: daemon.user: no user 'tgw-no-such-user' on this host"), std::string::npos)
         << r.output;
-    EXPECT_NE(r.output.find(cfg + ": daemon.group: no group 'tgw-no-such-group' on this host"), std::string::npos)
+    EXPECT_NE(r.output.find(cfg + ":4: daemon.group: no group 'tgw-no-such-group' on this host"), std::string::npos)
         << r.output;
-    EXPECT_NE(r.output.find(cfg + ": daemon.control_group: no group 'tgw-no-such-group'"), std::string::npos)
+    EXPECT_NE(r.output.find(cfg + ":5: daemon.control_group: no group 'tgw-no-such-group'"), std::string::npos)
         << r.output;
   }
 }
@@ -85,7 +86,7 @@ TEST_F(TgwdCheck, AMissingInterfaceIsAConfigError) {
   const std::string cfg = edgeConfig("", "", "tgwnosuch0");
   const auto r = tgwd("--config " + cfg + " --check");
   EXPECT_EQ(r.exitCode, 2) << r.output;
-  EXPECT_NE(r.output.find(cfg + ": edge.interface: no interface 'tgwnosuch0' here"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(cfg + ":5: edge.interface: no interface 'tgwnosuch0' here"), std::string::npos) << r.output;
 }
 
 TEST_F(TgwdCheck, AnUnusableKeyFileIsAConfigError) {
@@ -95,14 +96,93 @@ TEST_F(TgwdCheck, AnUnusableKeyFileIsAConfigError) {
   std::filesystem::permissions(key, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto r = tgwd("--config " + cfg + " --check");
   EXPECT_EQ(r.exitCode, 2) << r.output;
-  EXPECT_NE(r.output.find(cfg + ": edge.key_file: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(cfg + ":4: edge.key_file: "), std::string::npos) << r.output;
   // Readable by others: refused too (as tgwd's start refuses it).
   std::filesystem::remove(key);
   ASSERT_EQ(tgwd("--config " + cfg + " --public-key").exitCode, 0);  // a real key, 0600
   chmod(key.c_str(), 0644);
   r = tgwd("--config " + cfg + " --check");
   EXPECT_EQ(r.exitCode, 2) << r.output;
-  EXPECT_NE(r.output.find(cfg + ": edge.key_file: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(cfg + ":4: edge.key_file: "), std::string::npos) << r.output;
+}
+
+// Binding an address not assigned here fails at start ("Cannot assign requested address"):
+// --check says so first (192.0.2.0/24 is TEST-NET-1, on no interface of a test host).
+TEST_F(TgwdCheck, SocketAddressesNotAssignedHereAreConfigErrors) {
+  std::string cfg = edgeConfig("", "addresses = [\"192.0.2.77\"]\n");
+  for (const std::string mode : {" --check", ""}) {  // the check, and a real start
+    const auto r = tgwd("--config " + cfg + mode);
+    EXPECT_EQ(r.exitCode, 2) << mode << "\n" << r.output;
+    EXPECT_NE(r.output.find(cfg + ":8: edge.addresses: expected an address assigned to an interface here, got "
+                                  "\"192.0.2.77\", which is not (`ip addr` lists them"),
+              std::string::npos)
+        << r.output;
+  }
+  cfg = edgeConfig("", "addresses = [\"127.0.0.1\"]\n");
+  auto r = tgwd("--config " + cfg + " --check");
+  EXPECT_EQ(r.exitCode, 0) << r.output;
+
+  const auto relay = dir_ / "relay.toml";
+  std::ofstream(relay) << "[daemon]\ncontrol_socket = \"" << (dir_ / "tgwd.sock").string() << "\"\n"
+                       << "[relay]\nxdp_mode = \"off\"\naddress = \"127.0.0.1\"\nsecondary_address = \"192.0.2.78\"\n"
+                       << "stun_port = 34780\nstun_alternate_port = 34781\n";
+  r = tgwd("--config " + relay.string() + " --check");
+  EXPECT_EQ(r.exitCode, 2) << r.output;
+  EXPECT_NE(r.output.find(relay.string() + ":6: relay.secondary_address: expected an address assigned to an "
+                                           "interface here, got \"192.0.2.78\""),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("relay.address:"), std::string::npos) << r.output;  // 127.0.0.1 is here
+  std::ofstream(relay) << "[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.79\"\n"
+                       << "[daemon]\ncontrol_socket = \"" << (dir_ / "tgwd.sock").string() << "\"\n";
+  r = tgwd("--config " + relay.string() + " --check");
+  EXPECT_EQ(r.exitCode, 2) << r.output;
+  EXPECT_NE(r.output.find(relay.string() + ":3: relay.address: expected an address assigned to an interface "
+                                           "here, got \"192.0.2.79\""),
+            std::string::npos)
+      << r.output;
+}
+
+// tgwd makes the control socket's last folder only: a deeper missing folder fails at start.
+TEST_F(TgwdCheck, AControlSocketFolderThatCannotBeMadeIsAConfigError) {
+  const std::string missing = (dir_ / "no" / "such").string();
+  const auto path = dir_ / "edge.toml";
+  std::string cfg = edgeConfig("", "");
+  std::string text;
+  {
+    std::ifstream in(cfg);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string good = (dir_ / "tgwd.sock").string();
+  text.replace(text.find(good), good.size(), missing + "/tgwd.sock");
+  std::ofstream(path, std::ios::trunc) << text;
+  for (const std::string mode : {" --check", ""}) {
+    const auto r = tgwd("--config " + cfg + mode);
+    EXPECT_EQ(r.exitCode, 2) << mode << "\n" << r.output;
+    EXPECT_NE(r.output.find(cfg + ":2: daemon.control_socket: expected a path whose folder exists or can be made, "
+                                  "got \"" + missing + "/tgwd.sock\": " + missing + " does not exist and neither does " +
+                                  (dir_ / "no").string()),
+              std::string::npos)
+        << r.output;
+  }
+  // One missing folder under an existing one: made at start, so OK.
+  std::filesystem::create_directories(dir_ / "no");
+  const auto r = tgwd("--config " + cfg + " --check");
+  EXPECT_EQ(r.exitCode, 0) << r.output;
+}
+
+// SIGHUP on an edge (no relay): the log says what reloads for the role running, not the
+// relay's TLS certificate. tgwd runs for a second on loopback (no XDP, no pinning).
+TEST_F(TgwdCheck, SighupOnAnEdgeSpeaksOfTheEdge) {
+  if (geteuid() != 0) GTEST_SKIP() << "tgwd's edge needs root";
+  const int port = 20000 + getpid() % 20000;
+  const std::string cfg = edgeConfig("", "port = " + std::to_string(port) + "\npin_dir = \"\"\n");
+  const auto r = tgwd("--config " + cfg + " -v 2>&1 & p=$!; sleep 1.5; kill -HUP $p; sleep 0.5; kill -TERM $p; wait $p");
+  EXPECT_NE(r.output.find("reload reloaded=nothing why=\"the edge reloads nothing in place; a config change takes a "
+                          "restart\""),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("relay.streams"), std::string::npos) << r.output;
 }
 
 TEST_F(TgwdCheck, UsageMistakesAreSaid) {

@@ -288,9 +288,18 @@ TEST(ConfigTurn, SecretsInTheConfigAndDangerousValues) {
   std::filesystem::permissions(file, P::owner_read | P::owner_write | P::group_read | P::group_write);
   auto refused = load(file.string());
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.error().message.find("holds secrets (relay.turn.rest_secret)"), std::string::npos)
-      << refused.error().message;
-  EXPECT_NE(refused.error().message.find("chmod 600"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(refused.error().message, file.string() + ": holds secrets (relay.turn.rest_secret) but has mode 0660, so "
+                                                     "group or others may write it: chmod 600 " + file.string() +
+                                                     ", or move them to relay.turn.rest_secret_file / users_file");
+  // 0666: one reason, said once (it read "... (group or others may access it; chmod 600), and
+  // group or others may write it, or move them ...").
+  std::filesystem::permissions(file, P::owner_read | P::owner_write | P::group_read | P::group_write |
+                                         P::others_read | P::others_write);
+  refused = load(file.string());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message, file.string() + ": holds secrets (relay.turn.rest_secret) but has mode 0666, so "
+                                                     "group or others may write it: chmod 600 " + file.string() +
+                                                     ", or move them to relay.turn.rest_secret_file / users_file");
   std::filesystem::permissions(file, P::owner_read | P::owner_write | P::others_read);
   auto readable = load(file.string());
   ASSERT_TRUE(readable.ok()) << readable.error().message;

@@ -827,6 +827,28 @@ TEST_F(Scenarios, JitteryLanPathsDoNotFlap) {
 // that UDP appears blocked, that its relay is unreachable and that peer b has no path; B
 // that the rendezvous does not know A and that A has no path. When the network opens, each
 // condition ends once, and A gathers again at once (its first STUN round found nothing).
+// A wrong TURN password: the relay answers 401 to the credentialed Allocate (and logs
+// bad_integrity); the edge's RelayUnreachable says the credentials were refused and which
+// keys to check, not only "state failed". An allocation clears it.
+TEST_F(Scenarios, AWrongTurnPasswordIsSaidAsSuch) {
+  auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
+  a->configure = [](edge::NodeConfig& cfg) { cfg.turn->credentials.password = "not-the-secret"; };
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 30s);
+  const auto na = a->node->takeNotices();
+  const auto it = std::find_if(na.begin(), na.end(), [](const edge::Notice& n) {
+    return n.condition == edge::Condition::RelayUnreachable && n.active;
+  });
+  ASSERT_NE(it, na.end());
+  EXPECT_NE(it->detail.find("peers without a direct path are unreachable; the relay refused our credentials (401): "
+                            "check edge.relay.username / password"),
+            std::string::npos)
+      << it->detail;
+  EXPECT_NE(a->node->relayLastError().find("the relay refused our credentials (401)"), std::string::npos);
+  EXPECT_EQ(b->node->relayLastError(), "") << "b's password is right";
+  for (const auto& n : b->node->takeNotices()) EXPECT_NE(n.condition, edge::Condition::RelayUnreachable);
+}
+
 TEST_F(Scenarios, UdpBlockedIsSaidOnceOnBothSides) {
   auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());
   const IpAddr natAIp = ip("198.18.1.1");
