@@ -164,17 +164,24 @@ void addNumber(Exposition& e, std::string_view role, std::string_view section, s
   }
 }
 
-void addXdpRows(Exposition& e, std::string_view role, const json& rows) {
+// The (family, verdict, reason) rows of a per-packet program: stats.ROLE.xdp (the XDP program)
+// and stats.ROLE.dpdk (the DPDK backend's program, the same rows) -> tgw_PROGRAM_packets_total
+// and tgw_PROGRAM_bytes_total.
+void addProgramRows(Exposition& e, std::string_view role, std::string_view program, std::string_view what,
+                    const json& rows) {
+  const std::string name = "tgw_" + std::string(program);
   for (const auto& row : rows) {
     if (!row.is_object()) continue;
     Labels labels = {{"role", std::string(role)},
                      {"family", row.value("family", std::string())},
                      {"verdict", row.value("verdict", std::string())},
                      {"reason", row.value("reason", std::string())}};
-    e.add("tgw_xdp_packets_total", "counter", "packets the XDP program handled, by its verdict and reason", labels,
+    e.add(name + "_packets_total", "counter",
+          "packets the " + std::string(what) + " handled, by its verdict and reason", labels,
           formatValue(row.value("packets", json())));
-    e.add("tgw_xdp_bytes_total", "counter", "bytes of the packets the XDP program handled, by its verdict and reason",
-          labels, formatValue(row.value("bytes", json())));
+    e.add(name + "_bytes_total", "counter",
+          "bytes of the packets the " + std::string(what) + " handled, by its verdict and reason", labels,
+          formatValue(row.value("bytes", json())));
   }
 }
 
@@ -204,7 +211,9 @@ void addStats(Exposition& e, const json& stats) {
       if (v.is_number() || v.is_boolean()) {
         addNumber(e, role, "", section, v);
       } else if (section == "xdp" && v.is_array()) {
-        addXdpRows(e, role, v);
+        addProgramRows(e, role, "xdp", "XDP program", v);
+      } else if (section == "dpdk" && v.is_array()) {
+        addProgramRows(e, role, "dpdk", "DPDK program", v);
       } else if (isHistogram(v)) {
         addHistogram(e, role, section, v);
       } else if (v.is_object()) {

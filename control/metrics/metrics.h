@@ -8,6 +8,9 @@
 //   - stats.ROLE.xdp rows {family, verdict, reason, packets, bytes}
 //                                         -> tgw_xdp_packets_total / tgw_xdp_bytes_total
 //                                            {role, family, verdict, reason};
+//     stats.ROLE.dpdk rows (the DPDK backend's program, the same rows)
+//                                         -> tgw_dpdk_packets_total / tgw_dpdk_bytes_total
+//                                            {role, family, verdict, reason};
 //   - keys that name a label value (kLabelSplits: app_sent_direct / app_sent_relay, the disco
 //     codec's dropped_REASON) -> one family with a "path" or "reason" label;
 //   - a histogram object {"bounds_s", "counts", "sum_s", "count"} (Histogram::toJson) at
@@ -15,7 +18,7 @@
 //   - from status: tgw_build_info{version}, tgw_uptime_seconds, tgw_relay_turn_allocations,
 //     tgw_relay_turn_max_allocations, tgw_relay_rendezvous_registered_nodes,
 //     tgw_edge_peers{path="direct"|"relay"|"none"}, tgw_edge_flows.
-// Strings, arrays other than xdp, and nulls are not metrics and are skipped. Nothing is
+// Strings, arrays other than xdp and dpdk, and nulls are not metrics and are skipped. Nothing is
 // emitted per allocation, per peer or per flow: the series count does not grow with load.
 #pragma once
 

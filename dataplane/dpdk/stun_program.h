@@ -3,12 +3,13 @@
 // backend's polling loop (dataplane/dpdk/backend.cpp) and on a std::vector in a test with no
 // EAL at all (tests/dpdk/stun_parity_test.cpp runs every XDP fixture through it).
 //
-// The logic is xdp/include/tgw/stun_responder.h, shared with the XDP program
-// (xdp/stun_responder.bpf.c + xdp/xdp_program.bpf.h); this file supplies what the XDP adapter
-// supplies there, in the same order: the ports, the endpoint lookup, the per-prefix answer
-// budget, the resize (head first, then tail) and the verdict. Every packet ends with one
-// (family, verdict, reason) triple of tgw/stats.h, counted by the caller in its core's
-// CoreStats.
+// The program is a backend of the packet core (xdp/include/tgw/backend.h): stunHandle() runs
+// tgw_stun_handle() (tgw/stun_logic.h), the very steps the XDP programs run
+// (xdp/stun_responder.bpf.c, relay.bpf.c through xdp/xdp_program.bpf.h), and
+// stun_program.cpp supplies only the tgw_be_* functions they call: the frame and its
+// head / tail adjust over the room of an mbuf, the ports, the endpoint lookup and the
+// per-core answer budget. Every packet ends with one (family, verdict, reason) triple of
+// tgw/stats.h, counted by the caller in its core's CoreStats.
 //
 // Shape of every DPDK program (the relay's TURN forwarding and the edge come the same way once
 // the shared packet core lands): `Verdict handle(Frame&, ProgramCore&, now)`, read-only tables

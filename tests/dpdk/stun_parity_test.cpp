@@ -140,6 +140,30 @@ TEST(DpdkStunPath, NoRoomPassesTheRequestUpIntact) {
   EXPECT_EQ(Bytes(f.data, f.data + f.len), in);
 }
 
+// A request followed by more trailing bytes than the answer adds (Ethernet padding, or junk
+// after the IP datagram): the answer is shorter than the frame, so it is cut at the tail
+// (tgw_be_adjust_tail with delta < 0) and the cut bytes go back to the tailroom.
+TEST(DpdkStunPath, TrailingBytesAreCutAtTheTail) {
+  const Bytes request = udpFrame4(Ethernet{}, Ipv4{}, Udp{}, stun(Stun{}));
+  Bytes in = request;
+  in.insert(in.end(), 200, 0x00);
+  dataplane::StunResponder::Options o;
+  o.ports = {kPort};
+  o.endpoints = {bareEndpoint("198.18.0.1", kPort)};
+  o.budget = {0, 1};
+  auto tables = StunTables::build(o);
+  ASSERT_TRUE(tables) << tables.error().message;
+  StunCore core(3);
+  CoreStats stats;
+  for (uint32_t headroom : {kMbufHeadroom, 0u}) {
+    const PathRun r = runOne(in, *tables, core, stats, 1'000'000'000, headroom);
+    EXPECT_EQ(r.v.verdict, TGW_VERDICT_TX) << tgw_reason_name(r.v.reason);
+    EXPECT_EQ(r.v.reason, TGW_REASON_STUN_BINDING_ANSWERED);
+    EXPECT_LT(r.out.size(), in.size());
+    EXPECT_EQ(r.out, expectedBindingResponse4(Ethernet{}, Ipv4{}, Udp{}, Stun{}.tid));
+  }
+}
+
 // The per-prefix answer budget (the XDP test StunResponderBudget.OverBudgetPrefixesAreDropped,
 // same steps), with the clock passed in: 1 answer a second, bursts of 3.
 TEST(DpdkStunPath, OverBudgetPrefixesAreDropped) {

@@ -86,6 +86,30 @@ tgw_xdp_bytes_total{role="relay",family="ipv6",verdict="pass",reason="not_udp"} 
 )");
 }
 
+// The DPDK backend's program counts the same (family, verdict, reason) rows as XDP
+// (RelayRole::stats: relay.dpdk beside relay.xdp): they become their own families, with the
+// same labels, so a dashboard compares the two fast paths row for row.
+TEST(Metrics, DpdkRowsAreTheirOwnFamily) {
+  const json stats = json::parse(R"({"relay": {
+    "xdp": [],
+    "dpdk": [{"family": "ipv4", "verdict": "tx", "reason": "stun_binding", "packets": 7, "bytes": 420},
+             {"family": "ipv6", "verdict": "drop", "reason": "stun_over_budget", "packets": 2, "bytes": 180},
+             "not a row"],
+    "dpdk_ports": {"rx_packets": 9}}})");
+  EXPECT_EQ(expose(stats, json::object()), R"(# HELP tgw_dpdk_packets_total packets the DPDK program handled, by its verdict and reason
+# TYPE tgw_dpdk_packets_total counter
+tgw_dpdk_packets_total{role="relay",family="ipv4",verdict="tx",reason="stun_binding"} 7
+tgw_dpdk_packets_total{role="relay",family="ipv6",verdict="drop",reason="stun_over_budget"} 2
+# HELP tgw_dpdk_bytes_total bytes of the packets the DPDK program handled, by its verdict and reason
+# TYPE tgw_dpdk_bytes_total counter
+tgw_dpdk_bytes_total{role="relay",family="ipv4",verdict="tx",reason="stun_binding"} 420
+tgw_dpdk_bytes_total{role="relay",family="ipv6",verdict="drop",reason="stun_over_budget"} 180
+# HELP tgw_relay_dpdk_ports_rx_packets_total tgwctl stats: relay.dpdk_ports.rx_packets
+# TYPE tgw_relay_dpdk_ports_rx_packets_total counter
+tgw_relay_dpdk_ports_rx_packets_total 9
+)");
+}
+
 TEST(Metrics, NamesAreSanitised) {
   EXPECT_EQ(sanitizeName("tgw_relay_turn_ok"), "tgw_relay_turn_ok");
   EXPECT_EQ(sanitizeName("a:b_C9"), "a:b_C9");
