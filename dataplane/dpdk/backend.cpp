@@ -56,6 +56,14 @@ struct LoopCounters {
   static uint64_t get(const uint64_t& c) { return __atomic_load_n(&c, __ATOMIC_RELAXED); }
 };
 
+// A TX buffer's frames the queue did not take: freed and counted like the loop's other
+// counters (DPDK's rte_eth_tx_buffer_count_callback adds with a plain +=, which the control
+// thread's reads would race).
+void countUnsent(rte_mbuf** unsent, uint16_t count, void* userdata) {
+  for (uint16_t i = 0; i < count; ++i) rte_pktmbuf_free(unsent[i]);
+  LoopCounters::add(*static_cast<uint64_t*>(userdata), count);
+}
+
 // One worker's state: its queue, its program state and counters, its TX buffers. Allocated
 // with rte_zmalloc on the lcore's socket before the loop starts.
 struct alignas(64) Core {
@@ -382,8 +390,8 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
       if (*buf == nullptr) return fail("dpdk: no memory for a TX buffer");
       rte_eth_tx_buffer_init(*buf, kBurst);
     }
-    rte_eth_tx_buffer_set_err_callback(c->wireTx, rte_eth_tx_buffer_count_callback, &c->counters.wireTxFailed);
-    rte_eth_tx_buffer_set_err_callback(c->kernelTx, rte_eth_tx_buffer_count_callback, &c->counters.kernelTxFailed);
+    rte_eth_tx_buffer_set_err_callback(c->wireTx, &countUnsent, &c->counters.wireTxFailed);
+    rte_eth_tx_buffer_set_err_callback(c->kernelTx, &countUnsent, &c->counters.kernelTxFailed);
     queue++;
   }
 
