@@ -1,5 +1,6 @@
 // tgwctl: talks to tgwd over its control socket, and runs netcheck locally.
 #include <getopt.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -572,8 +574,20 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
   std::vector<std::pair<SockAddr, tgw::UniqueFd>> socks;
   for (const char* any : {"0.0.0.0", "::"}) {
     const SockAddr local(*tgw::IpAddr::parse(any), 0);
-    if (auto fd = tgw::shell::openUdpSocket(local)) socks.emplace_back(local, std::move(*fd));
+    if (auto fd = tgw::shell::openUdpSocket(local)) {
+      // ICMP errors (port or host unreachable) come back on the error queue: a resolver that
+      // refuses is known at once, not after the whole deadline.
+      const int on = 1;
+      if (local.isV4()) {
+        (void)::setsockopt(fd->get(), IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+      } else {
+        (void)::setsockopt(fd->get(), IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
+      }
+      socks.emplace_back(local, std::move(*fd));
+    }
   }
+  const std::set<SockAddr> asked(resolvers.begin(), resolvers.end());
+  std::set<SockAddr> refused;  // resolvers whose query came back as an ICMP error
   tgw::nat64::DnsDiscoveryConfig dc;
   dc.resolvers = std::move(resolvers);
   for (const auto& [local, fd] : socks) dc.locals.push_back(local);
@@ -600,6 +614,24 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
     const int n = ::poll(pfds.data(), pfds.size(), static_cast<int>(std::clamp<int64_t>(waitMs, 0, 60'000)));
     const tgw::TimePoint after = tgw::Clock::now();
     for (size_t i = 0; n > 0 && i < pfds.size(); ++i) {
+      if (pfds[i].revents & POLLERR) {
+        // The error queue names the query's destination: that resolver refused.
+        for (int k = 0; k < 8; ++k) {
+          uint8_t ignored[64];
+          char control[512];
+          sockaddr_storage dst{};
+          iovec iov{ignored, sizeof ignored};
+          msghdr mh{};
+          mh.msg_name = &dst;
+          mh.msg_namelen = sizeof dst;
+          mh.msg_iov = &iov;
+          mh.msg_iovlen = 1;
+          mh.msg_control = control;
+          mh.msg_controllen = sizeof control;
+          if (::recvmsg(pfds[i].fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
+          if (auto d = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&dst), mh.msg_namelen)) refused.insert(*d);
+        }
+      }
       if (!(pfds[i].revents & POLLIN)) continue;
       uint8_t buf[1500];
       sockaddr_storage from{};
@@ -609,10 +641,16 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
       if (got >= 0 && f) dd.onDatagram(std::span<const uint8_t>(buf, static_cast<size_t>(got)), *f, socks[i].first, after);
     }
     if (after >= dd.nextDeadline()) dd.onTimer(after);
+    if (!result && !asked.empty() && std::includes(refused.begin(), refused.end(), asked.begin(), asked.end())) break;
   }
   nlohmann::json j;
   if (!result) {
-    j = {{"result", "failed"}, {"why", "no answer within the deadline"}, {"prefixes", nlohmann::json::array()}};
+    std::string why = "no answer within the deadline";
+    if (!asked.empty() && std::includes(refused.begin(), refused.end(), asked.begin(), asked.end())) {
+      why = "every resolver refused the query (ICMP unreachable):";
+      for (const auto& r : asked) why += " " + r.toString();
+    }
+    j = {{"result", "failed"}, {"why", why}, {"prefixes", nlohmann::json::array()}};
     return j;
   }
   nlohmann::json prefixes = nlohmann::json::array();

@@ -329,6 +329,9 @@ TEST_F(Tgwctl, NetcheckWithNoAnswerExitsOne) {
   EXPECT_NE(r.out.find("no STUN server answered"), std::string::npos) << r.out;
   // The report is still printed: what was tried.
   EXPECT_NE(r.out.find("127.0.0.1:9"), std::string::npos) << r.out;
+  // The resolver's ICMP port unreachable ends the RFC 7050 check at once, said as such.
+  EXPECT_NE(r.out.find("every resolver refused the query (ICMP unreachable): 127.0.0.1:9"), std::string::npos)
+      << r.out;
 }
 
 // The relay's last error (here: credentials refused) shows under the relay line.
