@@ -79,6 +79,29 @@ nlohmann::json protocolJson(const portmap::ProtocolStatus& s, portmap::Protocol 
   return j;
 }
 
+// A UDP socket bound to an IPv4 multicast group's address and port (only datagrams to the
+// group arrive), joined on `ifindex`, shared with other listeners on the host (REUSEADDR /
+// REUSEPORT). With `mustJoin` false a refused join is only logged (the all-hosts group is
+// joined by every interface already). An error names the step; errno is the system's reason.
+Result<UniqueFd> openGroupListener(const SockAddr& group, int ifindex, bool mustJoin) {
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fail("socket");
+  const int on = 1;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) return fail("SO_REUSEADDR");
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) return fail("SO_REUSEPORT");
+  sockaddr_storage ss{};
+  const socklen_t len = group.toSockaddr(&ss);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind " + group.toString());
+  ip_mreqn mreq{};
+  std::memcpy(&mreq.imr_multiaddr, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, sizeof mreq.imr_multiaddr);
+  mreq.imr_ifindex = ifindex;
+  if (::setsockopt(fd.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) {
+    if (mustJoin) return fail("IP_ADD_MEMBERSHIP " + group.ip().toString());
+    if (errno != EADDRINUSE) log::debug("portmap_group_join", {{"group", group.toString()}, {"error", std::strerror(errno)}});
+  }
+  return fd;
+}
+
 }  // namespace
 
 // A socket and its read event: the announcement socket (224.0.0.1:5350, shared with other
@@ -152,25 +175,12 @@ void PortmapShell::openListener() {
               {{"error", listenerError_},
                {"effect", "a restarted router's mappings come back at the next repair (50 s), not within a second"}});
   };
-  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return fail("socket");
-  const int on = 1;
-  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) return fail("SO_REUSEADDR");
-  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) return fail("SO_REUSEPORT");
-  // Bound to the group: only datagrams to 224.0.0.1:5350 come here.
-  sockaddr_storage ss{};
-  const socklen_t len = kAnnounceV4.toSockaddr(&ss);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind 224.0.0.1:5350");
-  ip_mreqn mreq{};
-  mreq.imr_multiaddr.s_addr = htonl(0xE0000001u);
-  mreq.imr_ifindex = static_cast<int>(if_nametoindex(config_.interface.c_str()));
   // The all-hosts group is joined by every interface already; the explicit join names the
   // WAN interface (and is refused harmlessly where the kernel counts it as joined).
-  if (::setsockopt(fd.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0 && errno != EADDRINUSE) {
-    log::debug("portmap_announce_join", {{"error", std::strerror(errno)}});
-  }
+  auto fd = openGroupListener(kAnnounceV4, static_cast<int>(if_nametoindex(config_.interface.c_str())), false);
+  if (!fd) return fail(fd.error().message.c_str());
   auto l = std::make_unique<Listener>();
-  l->fd = std::move(fd);
+  l->fd = std::move(*fd);
   l->ev = event_new(
       base_, l->fd.get(), EV_READ | EV_PERSIST,
       [](evutil_socket_t sock, short, void* arg) {
@@ -197,7 +207,6 @@ void PortmapShell::openListener() {
 
 void PortmapShell::openSsdp() {
   const int ifindex = static_cast<int>(if_nametoindex(config_.interface.c_str()));
-  const int on = 1;
   const int off = 0;
   // The search socket: from the mapped socket's address, multicast out of the WAN interface.
   [&] {
@@ -241,19 +250,10 @@ void PortmapShell::openSsdp() {
               {{"error", notifyError_},
                {"effect", "a restarted UPnP router is noticed at the next re-add (repair_seconds), not at once"}});
   };
-  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return fail("socket");
-  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) return fail("SO_REUSEADDR");
-  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) return fail("SO_REUSEPORT");
-  sockaddr_storage ss{};
-  const socklen_t len = portmap::http::ssdpGroup().toSockaddr(&ss);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind 239.255.255.250:1900");
-  ip_mreqn mreq{};
-  mreq.imr_multiaddr.s_addr = htonl(0xEFFFFFFAu);  // 239.255.255.250
-  mreq.imr_ifindex = ifindex;
-  if (::setsockopt(fd.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) return fail("IP_ADD_MEMBERSHIP");
+  auto fd = openGroupListener(portmap::http::ssdpGroup(), ifindex, true);
+  if (!fd) return fail(fd.error().message.c_str());
   auto l = std::make_unique<Listener>();
-  l->fd = std::move(fd);
+  l->fd = std::move(*fd);
   l->ev = event_new(
       base_, l->fd.get(), EV_READ | EV_PERSIST,
       [](evutil_socket_t sock, short, void* arg) {
