@@ -505,12 +505,29 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
       apps[site] = *p;
     }
   }
+  // What a gateway's XDP dropped as an IPv6 UDP datagram with checksum 0 (RFC 8200 section
+  // 8.1 forbids it; the kernel drops those too). tayga translates the peer's IPv4 checksum
+  // incrementally and, about once in 65536 datagrams, writes the sum's other zero, 0x0000,
+  // where IPv6 needs 0xFFFF (seen in CI: 1 of 600, counted here and nowhere else). Such a
+  // loss is the NAT64's, and only such a loss is allowed, a few at most.
+  auto zeroChecksumDrops = [&](const std::string& site) {
+    uint64_t n = 0;
+    auto st = edges_.at(site).query("stats");
+    if (!st) return n;
+    for (const auto& row : (*st)["edge"]["xdp"]) {
+      if (row.value("reason", std::string()) == "edge_no_checksum") n += row.value("packets", uint64_t{0});
+    }
+    return n;
+  };
+  std::map<std::string, uint64_t> nat64Lost;
   for (const auto& [site, app] : apps) {
     auto r = udpAppReport(app, std::chrono::milliseconds(static_cast<int64_t>(kCount / kRate * 1000) + 15'000));
     ASSERT_TRUE(r) << site << ": " << r.error().message;
     SCOPED_TRACE("app at site " + site + ": " + r->dump());
+    nat64Lost[site] = zeroChecksumDrops(site);
+    EXPECT_LE(nat64Lost[site], 2u) << "more than the NAT64's rare zero checksum";
     EXPECT_EQ(r->value("sent", uint64_t{0}), kCount);
-    EXPECT_EQ(r->value("received", uint64_t{0}), kCount);
+    EXPECT_EQ(r->value("received", uint64_t{0}) + nat64Lost[site], kCount);
     EXPECT_EQ(r->value("corrupt", uint64_t{1}), 0u);
     EXPECT_EQ(r->value("duplicates", uint64_t{1}), 0u);
     EXPECT_EQ(r->value("from_elsewhere", uint64_t{1}), 0u);
@@ -564,7 +581,7 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
       ASSERT_TRUE(flows) << flows.error().message;
       SCOPED_TRACE("site " + site + ": " + flowEntry(*flows, kFlowId).dump());
       EXPECT_GE(flowCounter(*flows, kFlowId, "out_" + s.kind() + "_packets"), kCount);
-      EXPECT_GE(flowCounter(*flows, kFlowId, "in_" + s.kind() + "_packets"), kCount);
+      EXPECT_GE(flowCounter(*flows, kFlowId, "in_" + s.kind() + "_packets") + nat64Lost[site], kCount);
     }
   }
 }
