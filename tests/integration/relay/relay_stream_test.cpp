@@ -135,10 +135,12 @@ class RelayStream : public ::testing::Test {
   void SetUp() override {
     ns_ = relay_test::enterRelayAndPeerNamespaces();
     if (!ns_.error.empty()) GTEST_SKIP() << ns_.error;
-    port_ = freeUdpPort("198.18.0.1");
     const std::string tls = wantTls() ? makeCertificate() : "";
     ASSERT_EQ(wantTls(), !tls.empty()) << "openssl could not make a test certificate";
     minPort_ = 43000 + static_cast<uint16_t>(getpid() % 2000) * 4;
+    do {  // outside the relayed range (the config refuses an overlap)
+      port_ = freeUdpPort("198.18.0.1");
+    } while (port_ >= minPort_ && port_ <= minPort_ + 3);
     sock_ = "/tmp/tgw-relay-stream-test-" + std::to_string(getpid()) + ".sock";
     std::string text = "[daemon]\ncontrol_socket = \"" + sock_ + "\"\n[relay]\nxdp_mode = \"off\"\n" +
                        "address = \"198.18.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +

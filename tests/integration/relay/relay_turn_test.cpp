@@ -51,8 +51,12 @@ class RelayTurn : public ::testing::Test {
     if (!ns_.error.empty()) GTEST_SKIP() << ns_.error;
     // An address of the host the config does not name (a second address, as a real host has).
     ASSERT_TRUE(relay_test::sh("ip addr add 192.0.2.77/32 dev tgwit0"));
-    port_ = freeUdpPort("198.18.0.1");
     minPort_ = 41000 + static_cast<uint16_t>(getpid() % 2000) * 4;
+    // The STUN port the kernel picks must lie outside the relayed range (the config refuses
+    // an overlap; with a 1000-port range it happened in CI).
+    do {
+      port_ = freeUdpPort("198.18.0.1");
+    } while (port_ >= minPort_ && port_ < minPort_ + ports());
     sock_ = "/tmp/tgw-relay-turn-test-" + std::to_string(getpid()) + ".sock";
     std::string text = "[daemon]\ncontrol_socket = \"" + sock_ + "\"\n" + daemonExtra() + "[relay]\nxdp_mode = \"off\"\n" +
                        "address = \"198.18.0.1\"\nstun_port = " + std::to_string(port_) + "\n" +
