@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "dataplane/netlink_events.h"
+#include "shell_helpers.h"
 
 namespace tgw::dataplane {
 namespace {
 
-bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+using netlink_test::operUp;
+using netlink_test::sh;
 
 IpAddr ip(const char* text) { return IpAddr::parse(text).value(); }
 
@@ -30,6 +32,7 @@ class NetlinkEventsKernel : public ::testing::Test {
     ASSERT_TRUE(sh("ip link add nle0 type veth peer name nle1 && ip link set nle0 addrgenmode none && "
                    "ip link set nle1 addrgenmode none && ip link set nle1 up && ip link set nle0 up"))
         << "cannot make a veth pair";
+    ASSERT_TRUE(operUp("nle0") && operUp("nle1")) << "the veth pair did not come up within 3 s";
     ifindex_ = static_cast<int>(if_nametoindex("nle0"));
     ASSERT_GT(ifindex_, 0);
     auto e = NetlinkEvents::open();

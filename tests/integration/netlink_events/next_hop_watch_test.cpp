@@ -4,6 +4,8 @@
 // reported each. Real time: each run of the loop lasts a fixed time of its own timer.
 #include "shell/next_hop_watch.h"
 
+#include "shell_helpers.h"
+
 #include <event2/event.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
@@ -19,7 +21,8 @@
 namespace tgw {
 namespace {
 
-bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+using netlink_test::operUp;
+using netlink_test::sh;
 
 class NextHopWatchTest : public ::testing::Test {
  protected:
@@ -31,6 +34,7 @@ class NextHopWatchTest : public ::testing::Test {
                    "ip link set nhw1 addrgenmode none && ip link set nhw1 up && ip link set nhw0 up && "
                    "ip addr add 10.68.0.1/24 dev nhw0"))
         << "cannot make a veth pair";
+    ASSERT_TRUE(operUp("nhw0") && operUp("nhw1")) << "the veth pair did not come up within 3 s";
     base_ = event_base_new();
     ASSERT_NE(base_, nullptr);
     auto w = NextHopWatch::start(base_, {.nextHopsStale = [this] { flushes_.push_back(Clock::now()); },
