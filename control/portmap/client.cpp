@@ -152,7 +152,7 @@ void Client::send(Exchange& e, std::vector<uint8_t> request, int maxTransmission
   e.rto = kInitialRto;
   e.deadline = std::min(now + e.rto, giveUpAt);
   e.rto *= 2;
-  sends_.push_back(Datagram{config_.local, gatewayEndpoint(), e.request});
+  sends_.push_back(Datagram{source(), gatewayEndpoint(), e.request});
   ++counters_.requestsSent;
 }
 
@@ -163,7 +163,7 @@ Client::TimerResult Client::runTimer(Exchange& e, TimePoint now) {
     ++counters_.timeouts;
     return TimerResult::GaveUp;
   }
-  sends_.push_back(Datagram{config_.local, gatewayEndpoint(), e.request});
+  sends_.push_back(Datagram{source(), gatewayEndpoint(), e.request});
   ++e.sent;
   ++counters_.retransmissions;
   e.deadline = std::min(now + e.rto, e.giveUpAt);
@@ -504,8 +504,8 @@ void Client::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, co
     ++counters_.droppedNotFromGateway;
     return;
   }
-  const bool unicast = local.port() == config_.local.port() &&
-                       (local.ip() == config_.local.ip() || config_.local.ip().isUnspecified());
+  const SockAddr& src = source();
+  const bool unicast = local.port() == src.port() && (local.ip() == src.ip() || src.ip().isUnspecified());
   const uint8_t version = bytes.empty() ? natpmp::kVersion : bytes[0];
   if (version == natpmp::kVersion) {
     auto r = natpmp::decodeResponse(bytes);

@@ -2,10 +2,11 @@
 // MAP) to the default gateway, sans-I/O. It never touches a socket or a clock: the owner
 // feeds it every datagram from the gateway with `now` and the local endpoint it arrived
 // on, calls onTimer(now) at nextDeadline(), sends every datagram it takes (all from
-// Config::local to the gateway's port 5351) and handles every Event it takes.
+// Config::local, or Config::source when set, to the gateway's port 5351) and handles every
+// Event it takes.
 //
 // The owner has two kinds of sockets: Config::local (the port to be mapped: requests leave
-// from it and answers come back to it) and the announcement listeners (224.0.0.1:5350, and
+// from it and answers come back to it; or Config::source) and the announcement listeners (224.0.0.1:5350, and
 // ff02::1 port 5350 for IPv6). A datagram whose `local` is not Config::local came to a
 // listener and is read as an unsolicited announcement: PCP ANNOUNCE (RFC 6887 section
 // 14.1.3) or NAT-PMP's external address notification (RFC 6886 section 3.2.1).
@@ -121,6 +122,15 @@ const char* toString(Availability a);
 
 struct Config {
   SockAddr local;      // the port to map; its address is the PCP Client's IP Address
+  // The socket requests leave from and answers come back to; unset: `local` itself. PCP
+  // takes the internal port from the MAP data, not from the request's source port (RFC 6887
+  // section 11.1), so an IPv6 pinhole for the edge's port can be asked for from a socket of
+  // its own (same address, another port): the edge's IPv6 shell does, since a link-local
+  // gateway needs a scope id on the datagrams to it. NAT-PMP maps the source port's host
+  // only by address too, but the IPv4 shell keeps the edge's own socket (see
+  // shell/portmap_shell.h). Its address must be local's (the server checks the PCP Client's
+  // IP Address against the source address: ADDRESS_MISMATCH otherwise).
+  std::optional<SockAddr> source;
   IpAddr gateway;      // the default gateway (its port 5351)
   uint16_t gatewayPort = 5351;  // tests may change it
   bool natpmp = true;  // ignored (off) for an IPv6 local address
@@ -285,6 +295,7 @@ class Client {
 
   ProtocolStatus& st(Protocol p) { return p == Protocol::Pcp ? pcpStatus_ : natpmpStatus_; }
   SockAddr gatewayEndpoint() const { return SockAddr(config_.gateway, config_.gatewayPort); }
+  const SockAddr& source() const { return config_.source ? *config_.source : config_.local; }
 
   Config config_;
   State state_ = State::Idle;

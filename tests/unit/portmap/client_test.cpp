@@ -46,7 +46,7 @@ struct Harness {
 
   void pump() {
     for (auto& d : client.takeSends()) {
-      EXPECT_EQ(d.from, client.config().local);
+      EXPECT_EQ(d.from, client.config().source.value_or(client.config().local));
       EXPECT_EQ(d.to, SockAddr(client.config().gateway, 5351));
       sent.emplace_back(now, d.bytes);
       if (auto answer = gw.handle(d.bytes, d.from, now)) inflight.emplace(now + rtt, *answer);
@@ -67,7 +67,7 @@ struct Harness {
       if (arrival <= deadline) {
         Bytes b = inflight.begin()->second;
         inflight.erase(inflight.begin());
-        client.onDatagram(b, gw.address, client.config().local, now);
+        client.onDatagram(b, gw.address, client.config().source.value_or(client.config().local), now);
       } else {
         client.onTimer(now);
         ASSERT_GT(client.nextDeadline(), now) << "the deadline did not move";
@@ -626,6 +626,166 @@ TEST(PortmapClient, PcpMapsIpv6) {
             }()),
             c.local.ip());
   EXPECT_TRUE(std::all_of(map.begin() + 44, map.begin() + 60, [](uint8_t b) { return b == 0; }));
+}
+
+// An IPv6 firewall pinhole (RFC 6887 section 11: on a router that does not translate, MAP
+// opens the firewall and the external endpoint is the internal one), asked for the way the
+// edge's IPv6 shell does: from a socket of its own on the same address, to the router's
+// link-local address.
+const SockAddr kLocal6 = SockAddr::parse("[2001:db8:1:1::2]:41641").value();
+const SockAddr kSource6 = SockAddr::parse("[2001:db8:1:1::2]:50123").value();
+const SockAddr kAnnounceV6 = SockAddr::parse("[ff02::1]:5350").value();
+
+Config pinholeConfig() {
+  Config c;
+  c.local = kLocal6;
+  c.source = kSource6;
+  c.gateway = IpAddr::parse("fe80::1").value();
+  return c;
+}
+
+struct Pinhole : Harness {
+  explicit Pinhole(Config c = pinholeConfig(), uint64_t seed = 1) : Harness(std::move(c), seed) {
+    gw.address = SockAddr::parse("[fe80::1]:5351").value();
+    gw.firewall6 = true;
+  }
+};
+
+TEST(PortmapClientIpv6, PinholeAskedFromItsOwnSocketForTheMappedPort) {
+  Pinhole h;
+  h.start();
+  ASSERT_EQ(h.sent.size(), 1u);  // ANNOUNCE only: NAT-PMP cannot do IPv6
+  EXPECT_EQ(h.client.status(Protocol::NatPmp).availability, Availability::Disabled);
+  h.runFor(1s);
+  ASSERT_EQ(h.client.state(), Client::State::Mapped);
+  EXPECT_EQ(h.client.protocol(), Protocol::Pcp);
+  // The pinhole's external endpoint is the mapped socket itself, not the requesting one.
+  EXPECT_EQ(h.client.external(), kLocal6);
+  ASSERT_EQ(h.sent.size(), 2u);
+  const Bytes& map = h.sent[1].second;
+  std::array<uint8_t, 16> client{};
+  std::copy(map.begin() + 8, map.begin() + 24, client.begin());
+  EXPECT_EQ(IpAddr::v6(client), kLocal6.ip());     // PCP Client's IP Address
+  EXPECT_EQ(test::get16(map, 40), 41641);          // internal port: the edge's, not 50123
+  EXPECT_TRUE(std::all_of(map.begin() + 44, map.begin() + 60, [](uint8_t b) { return b == 0; }));  // "any" (::)
+  ASSERT_EQ(h.gw.table.size(), 1u);
+  EXPECT_EQ(h.gw.table.begin()->second.internalPort, 41641);
+  // An answer that came to the mapped port instead is not ours to read as an answer: it is
+  // taken as an announcement (nothing new: ignored), never as the MAP answer.
+  h.deliver(h.gw.pcpAnnounce(h.now), kLocal6);
+  EXPECT_EQ(h.client.counters().announcementsIgnored, 1u);
+}
+
+TEST(PortmapClientIpv6, NonceCheckedOnEveryAnswer) {
+  Pinhole h;
+  h.gw.corruptNonce = true;
+  h.start();
+  h.runFor(300ms);
+  EXPECT_EQ(h.client.state(), Client::State::Mapping);
+  EXPECT_EQ(h.client.counters().droppedNonceMismatch, 2u);
+  h.gw.corruptNonce = false;
+  h.runFor(1s);
+  ASSERT_EQ(h.client.state(), Client::State::Mapped);
+  // An off-path "update" with another nonce moving the pinhole elsewhere is dropped.
+  Bytes forged(60, 0);
+  forged[0] = 2;
+  forged[1] = 0x81;
+  test::put32(forged, 4, 7200);
+  test::put32(forged, 8, h.gw.epoch(h.now));
+  forged[36] = pcp::kProtocolUdp;
+  test::put16(forged, 40, 41641);
+  test::put16(forged, 42, 41641);
+  const auto other = IpAddr::parse("2001:db8:bad::1").value();
+  std::copy(other.bytes(), other.bytes() + 16, forged.begin() + 44);
+  h.deliver(forged, kSource6);
+  EXPECT_EQ(h.client.counters().droppedNonceMismatch, 3u);
+  EXPECT_EQ(h.client.external(), kLocal6);
+}
+
+TEST(PortmapClientIpv6, RenewedBetweenHalfAndFiveEighthsWithTheSameNonce) {
+  Config c = pinholeConfig();
+  c.lifetime = 600s;
+  c.repairInterval = 1h;
+  Pinhole h(c, 7);
+  h.start();
+  h.runFor(10ms);
+  ASSERT_EQ(h.client.state(), Client::State::Mapped);
+  const TimePoint confirmed = kT0 + 4ms;
+  EXPECT_GE(h.client.refreshAt() - confirmed, 300s);
+  EXPECT_LE(h.client.refreshAt() - confirmed, 375s);
+  EXPECT_EQ(h.client.lifetimeLeft(h.now), 600s - 6ms);
+  h.runUntil(h.client.refreshAt() + 10ms);
+  const auto maps = h.sendTimes(2, 1);
+  ASSERT_EQ(maps.size(), 2u);
+  const Bytes& renewal = h.sent.back().second;
+  EXPECT_EQ(renewal.size(), 60u);
+  EXPECT_TRUE(std::equal(h.client.nonce().begin(), h.client.nonce().end(), renewal.begin() + 24));
+  // The renewal suggests the pinhole it has: the host's own address and port.
+  std::array<uint8_t, 16> suggested{};
+  std::copy(renewal.begin() + 44, renewal.begin() + 60, suggested.begin());
+  EXPECT_EQ(IpAddr::v6(suggested), kLocal6.ip());
+  EXPECT_EQ(test::get16(renewal, 42), 41641);
+  EXPECT_EQ(h.client.counters().refreshes, 1u);
+  EXPECT_EQ(h.eventsOf(Event::Kind::Mapped).size(), 1u);
+  EXPECT_EQ(h.client.lifetimeLeft(h.now), 600s - 8ms);
+}
+
+TEST(PortmapClientIpv6, AnnounceOnFf02AfterRestartReopensWithinASecond) {
+  Pinhole h;
+  h.start();
+  h.runFor(30s);
+  ASSERT_EQ(h.client.state(), Client::State::Mapped);
+  h.gw.restart(h.now);  // the pinhole is gone, the epoch starts again at 0
+  ASSERT_TRUE(h.gw.table.empty());
+  const TimePoint restarted = h.now;
+  h.deliver(h.gw.pcpAnnounce(h.now), kAnnounceV6);
+  EXPECT_EQ(h.client.counters().announcements, 1u);
+  EXPECT_EQ(h.client.counters().restartsDetected, 1u);
+  h.runFor(1s);
+  ASSERT_EQ(h.gw.table.size(), 1u);
+  const auto maps = h.sendTimes(2, 1);
+  ASSERT_EQ(maps.size(), 2u);
+  EXPECT_LT(maps[1] - restarted, kAnnounceSpread);
+  // Copies (the router sends one per interface) and forgeries from elsewhere change nothing.
+  h.deliver(h.gw.pcpAnnounce(h.now), kAnnounceV6);
+  h.deliver(h.gw.pcpAnnounce(h.now), kAnnounceV6, SockAddr::parse("[fe80::66]:5351").value());
+  h.runFor(1s);
+  EXPECT_EQ(h.client.counters().announcementsIgnored, 1u);
+  EXPECT_EQ(h.client.counters().droppedNotFromGateway, 1u);
+  EXPECT_EQ(h.sendTimes(2, 1).size(), 2u);
+}
+
+TEST(PortmapClientIpv6, EpochGoingBackInARenewalAnswerIsARestart) {
+  Config c = pinholeConfig();
+  c.repairInterval = 10s;
+  Pinhole h(c);
+  h.start();
+  h.runFor(5s);
+  h.gw.restart(h.now);  // no announcement heard: the repair's answer shows it
+  h.runFor(10s);
+  EXPECT_EQ(h.client.counters().restartsDetected, 1u);
+  EXPECT_EQ(h.client.status(Protocol::Pcp).restarts, 1u);
+  ASSERT_EQ(h.gw.table.size(), 1u);  // the repair made it again
+  EXPECT_EQ(h.client.state(), Client::State::Mapped);
+  EXPECT_EQ(h.eventsOf(Event::Kind::Lost).size(), 0u);
+}
+
+TEST(PortmapClientIpv6, StopClosesThePinholeWithItsNonce) {
+  Pinhole h;
+  h.start();
+  h.runFor(1s);
+  ASSERT_EQ(h.gw.table.size(), 1u);
+  h.client.stop(h.now);
+  h.pump();
+  const Bytes& del = h.sent.back().second;
+  EXPECT_EQ(test::get32(del, 4), 0u);
+  EXPECT_TRUE(std::equal(h.client.nonce().begin(), h.client.nonce().end(), del.begin() + 24));
+  EXPECT_EQ(test::get16(del, 40), 41641);
+  h.runFor(1s);
+  EXPECT_TRUE(h.gw.table.empty());
+  EXPECT_EQ(h.client.state(), Client::State::Stopped);
+  EXPECT_EQ(h.client.counters().releases, 1u);
+  EXPECT_EQ(h.client.nextDeadline(), kNever);
 }
 
 TEST(PortmapClient, KeepsPrefix64ForTheNat64User) {

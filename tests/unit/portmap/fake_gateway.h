@@ -58,6 +58,9 @@ class FakeGateway {
   IpAddr external6 = IpAddr::parse("2001:db8:ffff::7").value();
   bool natpmp = true;
   bool pcp = true;
+  // IPv6 requests make firewall pinholes, as miniupnpd's CreatePCPMap_FW does: the external
+  // endpoint is the internal one (the PCP Client's address and the internal port).
+  bool firewall6 = false;
   bool pcpVersion1 = false;          // a PCP server of version 1: UNSUPP_VERSION to our 2
   std::optional<uint8_t> pcpMapResult;       // answer every PCP MAP with this code
   uint32_t pcpErrorLifetime = 30;            // miniupnpd: 30 s for short-lived errors
@@ -221,7 +224,8 @@ class FakeGateway {
       put32(b, 4, 0);
       return b;
     }
-    if (eport == 0) eport = iport;
+    const bool v4 = req[24 - 16 + 10] == 0xff && req[24 - 16 + 11] == 0xff;  // client address v4-mapped
+    if (eport == 0 || (firewall6 && !v4)) eport = iport;
     // miniupnpd: a rule on that port for another internal port moves us to the next port.
     while (table.count(eport) && table[eport].internalPort != iport) ++eport;
     lifetime = std::clamp(lifetime, minLifetime, maxLifetime);
@@ -229,7 +233,12 @@ class FakeGateway {
     b[3] = 0;
     put32(b, 4, lifetime);
     put16(b, 42, eport);
-    const bool v4 = req[24 - 16 + 10] == 0xff && req[24 - 16 + 11] == 0xff;  // client address v4-mapped
+    if (firewall6 && !v4) {
+      for (size_t i = 0; i < 16; ++i) b[44 + i] = req[8 + i];  // the client's own address
+      if (corruptNonce) b[24] ^= 0x01;
+      appendOptions(b);
+      return b;
+    }
     const IpAddr& ext = v4 ? external : external6;
     if (ext.isV4()) {
       for (size_t i = 0; i < 10; ++i) b[44 + i] = 0;
