@@ -21,6 +21,7 @@
 #include "shell/deadline_timer.h"
 #include "shell/descriptors.h"
 #include "shell/next_hop_watch.h"
+#include "shell/pinhole_shell.h"
 #include "shell/portmap_shell.h"
 #include "shell/pref64_watch.h"
 #include "shell/relay_streams.h"
@@ -135,6 +136,8 @@ struct EdgeRole::Impl {
   std::unique_ptr<shell::DeadlineTimer> nat64Timer;
   // Port mapping on the WAN's gateway (issue 13): the mapped candidate's source.
   std::unique_ptr<shell::PortmapShell> portmap;
+  // The IPv6 router's firewall pinhole for the IPv6 socket (PCP MAP; shell/pinhole_shell.h).
+  std::unique_ptr<shell::PinholeShell> pinhole;
   std::list<PendingPing> pings;
   Counters counters;
   // Time to direct: from start to each peer's first direct path (path changes as drained
@@ -150,6 +153,7 @@ struct EdgeRole::Impl {
   ~Impl() {
     relayStreams.reset();
     portmap.reset();
+    pinhole.reset();
     pings.clear();
     sockets.reset();
     dnsSockets.reset();
@@ -215,8 +219,20 @@ struct EdgeRole::Impl {
     afterNat64();
   }
 
-  // Port mapping of the IPv4 socket on the WAN's gateway ([edge.portmap]; shell/portmap_shell.h).
+  // Port mapping of the IPv4 socket on the WAN's gateway ([edge.portmap]; shell/portmap_shell.h),
+  // and a PCP firewall pinhole for the IPv6 socket on the IPv6 router (pcp switch;
+  // shell/pinhole_shell.h).
   void startPortmap(event_base* base) {
+    auto v6 = std::find_if(locals.begin(), locals.end(), [](const SockAddr& l) { return l.isV6(); });
+    if (cfg.portmap.pcp && v6 != locals.end()) {
+      shell::PinholeShellConfig hc;
+      hc.interface = cfg.interface;
+      hc.local = *v6;
+      hc.repairInterval = cfg.portmap.repair;
+      for (const auto& s : cfg.stunServers) hc.routeProbes.push_back(s.ip());
+      if (cfg.relay) hc.routeProbes.push_back(cfg.relay->address.ip());
+      pinhole = shell::PinholeShell::start(base, std::move(hc));
+    }
     auto v4 = std::find_if(locals.begin(), locals.end(), [](const SockAddr& l) { return l.isV4(); });
     if (!cfg.portmap.any() || v4 == locals.end()) return;
     shell::PortmapShellConfig pc;
@@ -536,7 +552,10 @@ EdgeRole::~EdgeRole() {
   Impl& impl = *impl_;
   // The router's mapping is deleted on every stop (pinned or not): a bounded wait (about 1 s)
   // for the gateway's answer, in the event loop, before anything else goes.
+  // The IPv6 pinhole's deletion goes out first and is answered in the same wait.
+  if (impl.pinhole && impl.node) impl.pinhole->beginStop();
   if (impl.portmap && impl.node) impl.portmap->stop();
+  if (impl.pinhole && impl.node) impl.pinhole->finishStop();
   if (!impl.node) {
     // create() failed after opening the fast path: with pinning, leave it as a running
     // gateway would (a previous tgwd's forwarding goes on; a bad config must not stop it).
@@ -711,6 +730,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
                    [&impl] {
                      impl.fastPath->flushNextHops();
                      if (impl.portmap) impl.portmap->recheckGateway();
+                     if (impl.pinhole) impl.pinhole->recheckGateway();
                      // A changed route may move an application's next hop: keep the new one
                      // resolved. At most once a second (each call asks the kernel per flow),
                      // the 30 s timer does the rest.
@@ -797,11 +817,19 @@ Result<void> EdgeRole::ping(const crypto::PublicKey& peer, Duration timeout, std
 
 nlohmann::json EdgeRole::portmapStatus() const {
   const Impl& impl = *impl_;
+  const TimePoint now = Clock::now();
+  // The IPv6 socket's firewall pinhole, beside the IPv4 mapping.
+  nlohmann::json ipv6 = impl.pinhole ? impl.pinhole->status(now)
+                                     : nlohmann::json{{"state", "off"},
+                                                      {"why", !impl.cfg.portmap.pcp ? "edge.portmap: pcp is off"
+                                                                                    : "the edge has no IPv6 socket"}};
   if (!impl.portmap) {
     return {{"enabled", false},
-            {"why", impl.cfg.portmap.any() ? "the edge has no IPv4 socket" : "edge.portmap: natpmp, pcp and upnp are off"}};
+            {"why", impl.cfg.portmap.any() ? "the edge has no IPv4 socket" : "edge.portmap: natpmp, pcp and upnp are off"},
+            {"ipv6", ipv6}};
   }
-  auto j = impl.portmap->status(Clock::now());
+  auto j = impl.portmap->status(now);
+  j["ipv6"] = ipv6;
   j["enabled"] = true;
   if (const auto* m = impl.node->mapped()) {
     j["advertised"] = m->agreement() == candidates::MappingAgreement::Agrees;

@@ -58,27 +58,6 @@ nlohmann::json upnpJson(const portmap::upnp::UpnpClient& u, TimePoint now) {
           {"retry_in_s", retryIn(u.retryAt(), now)}};
 }
 
-nlohmann::json protocolJson(const portmap::ProtocolStatus& s, portmap::Protocol p) {
-  nlohmann::json errors = nlohmann::json::object();
-  for (const auto& [code, n] : s.errors) {
-    const char* name = p == portmap::Protocol::Pcp ? portmap::pcp::resultName(code) : portmap::natpmp::resultName(code);
-    errors[std::to_string(code) + " " + name] = n;
-  }
-  nlohmann::json j = {{"availability", portmap::toString(s.availability)},
-                      {"epoch", s.epoch ? nlohmann::json(*s.epoch) : nlohmann::json(nullptr)},
-                      {"restarts", s.restarts},
-                      {"errors", errors},
-                      {"reason", s.reason}};
-  if (s.lastError) {
-    const char* name = p == portmap::Protocol::Pcp ? portmap::pcp::resultName(*s.lastError)
-                                                   : portmap::natpmp::resultName(*s.lastError);
-    j["last_error"] = std::to_string(*s.lastError) + " " + name;
-  } else {
-    j["last_error"] = nullptr;
-  }
-  return j;
-}
-
 // A UDP socket bound to an IPv4 multicast group's address and port (only datagrams to the
 // group arrive), joined on `ifindex`, shared with other listeners on the host (REUSEADDR /
 // REUSEPORT). With `mustJoin` false a refused join is only logged (the all-hosts group is
@@ -103,6 +82,49 @@ Result<UniqueFd> openGroupListener(const SockAddr& group, int ifindex, bool must
 }
 
 }  // namespace
+
+nlohmann::json portmapProtocolJson(const portmap::ProtocolStatus& s, portmap::Protocol p) {
+  nlohmann::json errors = nlohmann::json::object();
+  for (const auto& [code, n] : s.errors) {
+    const char* name = p == portmap::Protocol::Pcp ? portmap::pcp::resultName(code) : portmap::natpmp::resultName(code);
+    errors[std::to_string(code) + " " + name] = n;
+  }
+  nlohmann::json j = {{"availability", portmap::toString(s.availability)},
+                      {"epoch", s.epoch ? nlohmann::json(*s.epoch) : nlohmann::json(nullptr)},
+                      {"restarts", s.restarts},
+                      {"errors", errors},
+                      {"reason", s.reason}};
+  if (s.lastError) {
+    const char* name = p == portmap::Protocol::Pcp ? portmap::pcp::resultName(*s.lastError)
+                                                   : portmap::natpmp::resultName(*s.lastError);
+    j["last_error"] = std::to_string(*s.lastError) + " " + name;
+  } else {
+    j["last_error"] = nullptr;
+  }
+  return j;
+}
+
+nlohmann::json portmapCountersJson(const portmap::Counters& k) {
+  return {{"requests_sent", k.requestsSent},
+          {"retransmissions", k.retransmissions},
+          {"timeouts", k.timeouts},
+          {"answers", k.answers},
+          {"announcements", k.announcements},
+          {"announcements_ignored", k.announcementsIgnored},
+          {"unsolicited_map_updates", k.unsolicitedMapUpdates},
+          {"restarts_detected", k.restartsDetected},
+          {"refreshes", k.refreshes},
+          {"mapping_changes", k.mappingChanges},
+          {"releases", k.releases},
+          {"release_timeouts", k.releaseTimeouts},
+          {"dropped_not_from_gateway", k.droppedNotFromGateway},
+          {"dropped_natpmp_malformed", k.droppedNatpmpMalformed},
+          {"dropped_pcp_malformed", k.droppedPcpMalformed},
+          {"dropped_unknown_version", k.droppedUnknownVersion},
+          {"dropped_nonce_mismatch", k.droppedNonceMismatch},
+          {"dropped_wrong_mapping", k.droppedWrongMapping},
+          {"dropped_unexpected", k.droppedUnexpected}};
+}
 
 // A socket and its read event: the announcement socket (224.0.0.1:5350, shared with other
 // listeners on the host), the SSDP search socket and the NOTIFY listener.
@@ -707,8 +729,8 @@ nlohmann::json PortmapShell::status(TimePoint now) const {
                              {"stand_downs", standDowns_}};
   if (client_) {
     const auto& c = *client_;
-    j["pcp"] = protocolJson(c.status(portmap::Protocol::Pcp), portmap::Protocol::Pcp);
-    j["natpmp"] = protocolJson(c.status(portmap::Protocol::NatPmp), portmap::Protocol::NatPmp);
+    j["pcp"] = portmapProtocolJson(c.status(portmap::Protocol::Pcp), portmap::Protocol::Pcp);
+    j["natpmp"] = portmapProtocolJson(c.status(portmap::Protocol::NatPmp), portmap::Protocol::NatPmp);
     for (const char* p : {"pcp", "natpmp"}) {
       if (j[p]["availability"] == "unavailable") j[p]["retry_in_s"] = retryIn(c.retryAt(), now);
     }
@@ -766,26 +788,7 @@ nlohmann::json PortmapShell::status(TimePoint now) const {
     j["counters"] = counters;
     return j;
   }
-  const auto& k = client_->counters();
-  j["counters"] = {{"requests_sent", k.requestsSent},
-                   {"retransmissions", k.retransmissions},
-                   {"timeouts", k.timeouts},
-                   {"answers", k.answers},
-                   {"announcements", k.announcements},
-                   {"announcements_ignored", k.announcementsIgnored},
-                   {"unsolicited_map_updates", k.unsolicitedMapUpdates},
-                   {"restarts_detected", k.restartsDetected},
-                   {"refreshes", k.refreshes},
-                   {"mapping_changes", k.mappingChanges},
-                   {"releases", k.releases},
-                   {"release_timeouts", k.releaseTimeouts},
-                   {"dropped_not_from_gateway", k.droppedNotFromGateway},
-                   {"dropped_natpmp_malformed", k.droppedNatpmpMalformed},
-                   {"dropped_pcp_malformed", k.droppedPcpMalformed},
-                   {"dropped_unknown_version", k.droppedUnknownVersion},
-                   {"dropped_nonce_mismatch", k.droppedNonceMismatch},
-                   {"dropped_wrong_mapping", k.droppedWrongMapping},
-                   {"dropped_unexpected", k.droppedUnexpected}};
+  j["counters"] = portmapCountersJson(client_->counters());
   j["counters"].update(counters);
   return j;
 }

@@ -20,9 +20,8 @@
 // Announcements (RFC 6887 section 14.1.3, RFC 6886 section 3.2.1) arrive on a socket of their
 // own bound to 224.0.0.1:5350, SO_REUSEADDR / SO_REUSEPORT (other clients on the host listen
 // too), joined on the WAN interface; they are fed with that group endpoint as `local`, which
-// is how the client tells them from answers. IPv6 (ff02::1 port 5350) is not opened: the
-// edge maps only its IPv4 socket today (an IPv6 gateway is link-local, and IPv6 needs no
-// translation; a PCP firewall pinhole for IPv6 is future work).
+// is how the client tells them from answers. IPv6 (ff02::1 port 5350) is the IPv6 pinhole
+// shell's (shell/pinhole_shell.h), which asks the IPv6 router for a firewall pinhole.
 //
 // The gateway: the next hop of the route towards the edge's servers (the first STUN server,
 // else the relay, else a documentation address: a route lookup sends nothing), when it leaves
@@ -71,6 +70,11 @@
 struct event_base;
 
 namespace tgw::shell {
+
+// status / netcheck JSON of one protocol's view (availability, epoch, restarts, errors by
+// result code) and of a NAT-PMP / PCP client's counters; shared with the IPv6 pinhole shell.
+nlohmann::json portmapProtocolJson(const portmap::ProtocolStatus& s, portmap::Protocol p);
+nlohmann::json portmapCountersJson(const portmap::Counters& k);
 
 // The gateway is looked up again this often besides on route changes (a lookup is one
 // netlink round trip): a DHCP renewal that moved it is followed within seconds.

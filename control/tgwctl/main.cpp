@@ -162,10 +162,39 @@ std::string pathText(const Json& p) {
 }
 
 // One line per fact of `portmap` (status, and netcheck when tgwd answers).
+// The IPv6 socket's firewall pinhole (PCP MAP on the IPv6 router): open or why not, the
+// protocol, the lifetime left, errors by result code.
+void printPinhole(const Json& h, const char* indent) {
+  if (!h.is_object()) return;
+  std::printf("%spinhole6    ", indent);
+  if (h.value("pinhole", false)) {
+    std::printf("open by %s at router %s: %s, %s s left\n", num(h["protocol"]).c_str(), num(h["gateway"]).c_str(),
+                num(h["external"]).c_str(), num(h["lifetime_left_s"]).c_str());
+  } else {
+    std::printf("%s", num(h["state"]).c_str());
+    if (h["gateway"].is_string()) std::printf(" at router %s", num(h["gateway"]).c_str());
+    std::printf("\n");
+  }
+  if (h.contains("why")) std::printf("%s            %s\n", indent, num(h["why"]).c_str());
+  if (h.contains("pcp") && h["pcp"].is_object()) {
+    const auto& q = h["pcp"];
+    std::printf("%s            pcp     %s", indent, num(q["availability"]).c_str());
+    if (q.contains("reason") && q["reason"].is_string() && !q["reason"].get<std::string>().empty()) {
+      std::printf(" (%s)", num(q["reason"]).c_str());
+    }
+    if (q.contains("errors") && q["errors"].is_object()) {
+      for (const auto& [code, n] : q["errors"].items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
+    }
+    if (q.contains("retry_in_s") && q["retry_in_s"].is_number()) std::printf(", asking again in %s s", num(q["retry_in_s"]).c_str());
+    std::printf("\n");
+  }
+}
+
 void printPortmap(const Json& p, const char* indent) {
   if (!p.is_object()) return;
   if (!p.value("enabled", false)) {
     std::printf("%sportmap     off (%s)\n", indent, num(p["why"]).c_str());
+    if (p.contains("ipv6")) printPinhole(p["ipv6"], indent);
     return;
   }
   std::printf("%sportmap     %s", indent, num(p["state"]).c_str());
@@ -198,6 +227,7 @@ void printPortmap(const Json& p, const char* indent) {
     if (q.contains("retry_in_s") && q["retry_in_s"].is_number()) std::printf(", asking again in %s s", num(q["retry_in_s"]).c_str());
     std::printf("\n");
   }
+  if (p.contains("ipv6")) printPinhole(p["ipv6"], indent);
 }
 
 void printEdgeStatus(const Json& e) {

@@ -179,10 +179,20 @@ Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host) {
   return {};
 }
 
-Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site) {
+Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site, bool ipv6Firewall) {
   const auto nftFile = lab.tempDir() / ("miniupnpd-chains-" + site.name + ".nft");
-  std::ofstream(nftFile) << "table inet tgw_upnp {\n"
-                            "  chain forward { type filter hook forward priority filter; policy accept; jump upnp_forward; }\n"
+  const std::string forward =
+      ipv6Firewall ? "  chain forward { type filter hook forward priority filter; policy accept;\n"
+                     "    iifname \"wan0\" meta nfproto ipv6 ct state established,related accept\n"
+                     "    jump upnp_forward\n"
+                     "    iifname \"wan0\" meta nfproto ipv6 counter drop comment \"tgw_lab_fw6\"\n"
+                     "  }\n"
+                   : "  chain forward { type filter hook forward priority filter; policy accept; jump upnp_forward; }\n";
+  if (ipv6Firewall) {
+    auto del = lab.exec(site.natNetns, "nft delete table ip6 tgw_lab_fw");
+    if (!del.ok()) return fail("the lab's IPv6 firewall: " + del.output);
+  }
+  std::ofstream(nftFile) << "table inet tgw_upnp {\n" << forward <<
                             "  chain upnp_forward { }\n"
                             "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump upnp_prerouting; }\n"
                             "  chain upnp_prerouting { }\n"
@@ -194,13 +204,13 @@ Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site) {
   return {};
 }
 
-std::string miniupnpdConfig(const Site& site, bool upnp, bool natpmp) {
+std::string miniupnpdConfig(const Site& site, bool upnp, bool natpmp, bool ipv6) {
   const std::string ip = site.host.ipv4.at(0).toString();
   const std::string lan24 = ip.substr(0, ip.rfind('.')) + ".0/24";
   return std::string("ext_ifname=wan0\n"
                      "listening_ip=lan0\n"
-                     "ipv6_disable=yes\n"
                      "http_port=0\n") +
+         (ipv6 ? "" : "ipv6_disable=yes\n") +
          (natpmp ? "enable_natpmp=yes\n" : "enable_natpmp=no\n") +
          (upnp ? "enable_upnp=yes\n" : "enable_upnp=no\n") +
          "ext_perform_stun=yes\n"

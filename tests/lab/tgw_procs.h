@@ -105,8 +105,14 @@ Result<Process*> startTurnPeer(Lab& lab, const Host& host, bool ipv6 = false);
 // lan0, IPv4 only, NAT-PMP and PCP as asked (one switch in 2.3.1), UPnP as asked with HTTP on
 // a random port, STUN against the lab relay's two addresses, mappings allowed for the site's
 // LAN /24 only).
-Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site);
-std::string miniupnpdConfig(const Site& site, bool upnp, bool natpmp = true);
+// ipv6Firewall (a site with the ipv6 flag): the lab's stateful IPv6 firewall (table ip6
+// tgw_lab_fw, a base chain of its own) is moved into miniupnpd's forward chain, after the
+// jump to the chain miniupnpd fills: nftables runs every base chain on a hook, and an
+// accept in one does not spare a packet the drop of another, so a pinhole (an accept rule
+// in upnp_forward) works only when the drop sits in the same base chain, after the jump.
+Result<void> makeMiniupnpdChains(const Lab& lab, const Site& site, bool ipv6Firewall = false);
+// ipv6: IPv6 on (PCP over IPv6, firewall pinholes); off by default (ipv6_disable=yes).
+std::string miniupnpdConfig(const Site& site, bool upnp, bool natpmp = true, bool ipv6 = false);
 
 // What turnutils_uclient printed at its end: messages and application bytes sent and
 // received, lost messages, and error lines ("ERROR: ...", "... error NNN (...)").
