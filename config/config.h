@@ -197,7 +197,11 @@ inline constexpr std::chrono::seconds kDefaultEdgeForwardWithoutDaemon{30};
 // on by default. With natpmp or pcp on, the edge asks its default gateway (NAT-PMP, RFC 6886;
 // PCP, RFC 6887) and, with upnp on, its UPnP-IGD (SSDP, SOAP) for a mapping of its IPv4 port,
 // all at once, the first mapping made wins, and advertises it as a "mapped" candidate when
-// STUN sees the same external address.
+// STUN sees the same external address. With pcp on and an IPv6 socket, the edge also asks its
+// IPv6 default router for a PCP MAP of its IPv6 port: a firewall pinhole, so that peers'
+// first datagrams pass a stateful IPv6 firewall (shell/pinhole_shell.h). No switch of its
+// own: it opens only the edge's own port, which already takes unsolicited authenticated
+// datagrams from peers, and an operator who does not want a router asked turns pcp off.
 struct EdgePortmapConfig {
   bool natpmp = true;
   bool pcp = true;

@@ -78,7 +78,11 @@ nlohmann::json edgeStats(const EdgeRole& role) {
   out["relay_streams"] = role.relayStreamStats();
   out["time_to_direct"] = role.timeToDirect().toJson();
   // Port mapping's counters (metrics: tgw_edge_portmap_*_total).
-  if (auto pm = role.portmapStatus(); pm.contains("counters")) out["portmap"] = pm["counters"];
+  // The IPv6 pinhole's (tgw_edge_pinhole6_*_total).
+  if (auto pm = role.portmapStatus(); pm.contains("counters") || pm.contains("ipv6")) {
+    if (pm.contains("counters")) out["portmap"] = pm["counters"];
+    if (pm.contains("ipv6") && pm["ipv6"].contains("counters")) out["pinhole6"] = pm["ipv6"]["counters"];
+  }
   return out;
 }
 

@@ -172,6 +172,13 @@ void PinholeShell::read(int fd, bool announcement) {
     if (n < 0) break;
     ++(announcement ? announcementsReceived_ : answersReceived_);
     auto sa = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&from), fromLen);
+    // SockAddr keeps no scope: a link-local sender on another interface would look like
+    // the router. Counted and dropped here (the listener is bound to the WAN already).
+    if (sa && from.ss_family == AF_INET6 && isLinkLocal(sa->ip()) &&
+        reinterpret_cast<const sockaddr_in6&>(from).sin6_scope_id != static_cast<uint32_t>(gatewayIfindex_)) {
+      ++droppedOtherInterface_;
+      continue;
+    }
     if (sa && client_) {
       client_->onDatagram(std::span(buf, static_cast<size_t>(n)), *sa, announcement ? kAnnounceV6 : source_,
                           Clock::now());
@@ -340,7 +347,7 @@ nlohmann::json PinholeShell::status(TimePoint now) const {
     j["state"] = "off";
     j["why"] = !socket_ ? "no request socket: " + socketError_ : !gateway_ ? "no IPv6 router (" + gatewayWhy_ + ")" : "stopped";
     j["counters"] = {{"answers_received", answersReceived_}, {"announcements_received", announcementsReceived_},
-                     {"send_errors", sendErrors_}};
+                     {"send_errors", sendErrors_}, {"dropped_other_interface", droppedOtherInterface_}};
     return j;
   }
   const auto& c = *client_;
@@ -370,6 +377,7 @@ nlohmann::json PinholeShell::status(TimePoint now) const {
   j["counters"]["answers_received"] = answersReceived_;
   j["counters"]["announcements_received"] = announcementsReceived_;
   j["counters"]["send_errors"] = sendErrors_;
+  j["counters"]["dropped_other_interface"] = droppedOtherInterface_;
   return j;
 }
 

@@ -115,6 +115,7 @@ class PinholeShell {
   uint64_t answersReceived_ = 0;        // datagrams on the request socket
   uint64_t announcementsReceived_ = 0;  // datagrams on the listener
   uint64_t sendErrors_ = 0;
+  uint64_t droppedOtherInterface_ = 0;  // link-local senders on another interface
   bool stopping_ = false;
   TimePoint stopDeadline_ = kNever;
 };

@@ -166,26 +166,30 @@ std::string pathText(const Json& p) {
 // protocol, the lifetime left, errors by result code.
 void printPinhole(const Json& h, const char* indent) {
   if (!h.is_object()) return;
+  // Absent keys read as null (a const json's operator[] must not be asked for them).
+  auto at = [&h](const char* key) { return h.contains(key) ? h.at(key) : Json(nullptr); };
   std::printf("%spinhole6    ", indent);
   if (h.value("pinhole", false)) {
-    std::printf("open by %s at router %s: %s, %s s left\n", num(h["protocol"]).c_str(), num(h["gateway"]).c_str(),
-                num(h["external"]).c_str(), num(h["lifetime_left_s"]).c_str());
+    std::printf("open by %s at router %s: %s, %s s left\n", num(at("protocol")).c_str(), num(at("gateway")).c_str(),
+                num(at("external")).c_str(), num(at("lifetime_left_s")).c_str());
   } else {
-    std::printf("%s", num(h["state"]).c_str());
-    if (h["gateway"].is_string()) std::printf(" at router %s", num(h["gateway"]).c_str());
+    std::printf("%s", num(at("state")).c_str());
+    if (at("gateway").is_string()) std::printf(" at router %s", num(at("gateway")).c_str());
     std::printf("\n");
   }
-  if (h.contains("why")) std::printf("%s            %s\n", indent, num(h["why"]).c_str());
-  if (h.contains("pcp") && h["pcp"].is_object()) {
-    const auto& q = h["pcp"];
-    std::printf("%s            pcp     %s", indent, num(q["availability"]).c_str());
-    if (q.contains("reason") && q["reason"].is_string() && !q["reason"].get<std::string>().empty()) {
-      std::printf(" (%s)", num(q["reason"]).c_str());
+  if (h.contains("why")) std::printf("%s            %s\n", indent, num(at("why")).c_str());
+  if (h.contains("pcp") && h.at("pcp").is_object()) {
+    const auto& q = h.at("pcp");
+    std::printf("%s            pcp     %s", indent, num(q.value("availability", Json(nullptr))).c_str());
+    if (q.contains("reason") && q.at("reason").is_string() && !q.at("reason").get<std::string>().empty()) {
+      std::printf(" (%s)", num(q.at("reason")).c_str());
     }
-    if (q.contains("errors") && q["errors"].is_object()) {
-      for (const auto& [code, n] : q["errors"].items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
+    if (q.contains("errors") && q.at("errors").is_object()) {
+      for (const auto& [code, n] : q.at("errors").items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
     }
-    if (q.contains("retry_in_s") && q["retry_in_s"].is_number()) std::printf(", asking again in %s s", num(q["retry_in_s"]).c_str());
+    if (q.contains("retry_in_s") && q.at("retry_in_s").is_number()) {
+      std::printf(", asking again in %s s", num(q.at("retry_in_s")).c_str());
+    }
     std::printf("\n");
   }
 }
