@@ -113,9 +113,12 @@ class Tgwctl : public ::testing::Test {
       r.paths.push_back({relay_, std::nullopt, false});
       reply(edge::pingJson(r));
     });
-    d_.add("portmap", "", [](const api::Json&) -> Result<api::Json> {
-      return json{{"enabled", false}, {"why", "served by the test's control socket"}};
-    });
+    // As EdgeRole shapes it for an edge without IPv4: the IPv6 pinhole beside (here off, with
+    // only its state and why: tgwctl must not ask for the keys an open one has).
+    portmap_ = json{{"enabled", false},
+                    {"why", "served by the test's control socket"},
+                    {"ipv6", {{"state", "off"}, {"why", "no IPv6 router (no IPv6 route via a router on wan0)"}}}};
+    d_.add("portmap", "", [this](const api::Json&) -> Result<api::Json> { return portmap_; });
     // The relay's allocations as RelayRole shapes them: one over TCP.
     const json traffic = {{"to_peer_packets", 3}, {"to_peer_bytes", 300}, {"to_client_packets", 4},
                           {"to_client_bytes", 400}, {"dropped_quota_packets", 0}};
@@ -150,7 +153,7 @@ class Tgwctl : public ::testing::Test {
   std::string sock() const { return "--socket " + path_ + " "; }
 
   std::string dir_, path_;
-  json paths_, peers_, flows_, stats_, allocations_, status_;
+  json paths_, peers_, flows_, stats_, allocations_, status_, portmap_;
   json pingArgs_;
   dataplane::Path direct_, relay_;
   api::Dispatcher d_;
@@ -378,6 +381,30 @@ TEST_F(Tgwctl, NetcheckAsksTheConfigsControlSocket) {
   r = tgwctl("--socket " + dir_ + "/missing.sock netcheck --json --config " + cfg + " --dns 127.0.0.1:9 --timeout 1");
   EXPECT_NE(r.out.find("tgwd did not answer on " + dir_ + "/missing.sock"), std::string::npos) << r.out;
   std::remove(cfg.c_str());
+}
+
+// The IPv6 pinhole's lines: off and why (a status with few keys), then open (protocol,
+// router with its interface, endpoint, lifetime left).
+TEST_F(Tgwctl, PortmapSaysWhetherTheIpv6PinholeIsOpen) {
+  auto r = tgwctl(sock() + "portmap");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("pinhole6    off\n            no IPv6 router (no IPv6 route via a router on wan0)\n"),
+            std::string::npos)
+      << r.out;
+  portmap_["ipv6"] = json{{"state", "mapped"},
+                          {"pinhole", true},
+                          {"protocol", "pcp"},
+                          {"gateway", "fe80::1%wan0"},
+                          {"external", "[2001:db8:1:1::2]:41641"},
+                          {"lifetime_left_s", 7187},
+                          {"why", "pinhole open"},
+                          {"pcp", {{"availability", "available"}, {"reason", ""}, {"errors", json::object()}}}};
+  r = tgwctl(sock() + "portmap");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("pinhole6    open by pcp at router fe80::1%wan0: [2001:db8:1:1::2]:41641, 7187 s left\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("            pcp     available\n"), std::string::npos) << r.out;
 }
 
 // The control socket may follow the command too (`tgwctl status --socket PATH`), as --json may.
