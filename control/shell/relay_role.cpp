@@ -624,6 +624,9 @@ void RelayRole::onStreamClosed(turn::Transport transport, const SockAddr& from, 
   if (auto it = rendezvousStreams_.find(from);
       it != rendezvousStreams_.end() && it->second == std::make_pair(transport, local)) {
     rendezvousStreams_.erase(it);
+    // The node registered from this connection has no address any more: it registers again
+    // over its next one.
+    if (rendezvous_) rendezvous_->onStreamClosed(from);
   }
 }
 
@@ -783,6 +786,7 @@ nlohmann::json RelayRole::stats() const {
                          {"errors_rate_limited", c.errorsRateLimited},
                          {"expired", c.expired},
                          {"evicted", c.evicted},
+                         {"closed_with_stream", c.closedWithStream},
                          {"dropped_cookie_reused", c.droppedCookieReused},
                          {"dropped_proof_rate_limited", c.droppedProofRateLimited},
                          {"errors_source_full", c.errorsSourceFull},
