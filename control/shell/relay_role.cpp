@@ -512,10 +512,10 @@ Result<void> RelayRole::openStreams(uint64_t& descriptorRoom) {
   shell::StreamLimits limits;
   limits.maxConnections = sc.maxConnections;
   limits.maxPerSource = sc.maxConnectionsPerSource;
-  limits.sendQueueBytes = sc.sendQueueBytes;
+  limits.perConnection.sendQueueBytes = sc.sendQueueBytes;
   limits.handshakeTimeout = sc.handshakeTimeout;
   limits.idleTimeout = sc.idleTimeout;
-  if (cfg_.turn) limits.maxChannel = maxChannelOf(*cfg_.turn);
+  if (cfg_.turn) limits.perConnection.maxChannel = maxChannelOf(*cfg_.turn);
   // Half the room at most: each connection may hold an allocation's relayed socket as well.
   const uint64_t most = std::max<uint64_t>(1, descriptorRoom / 2);
   if (limits.maxConnections > most) {

@@ -26,14 +26,6 @@ timeval toTimeval(Duration d) {
   return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
 }
 
-std::string sslReason() {
-  const unsigned long e = ERR_peek_error();
-  char buf[256] = "no reason";
-  if (e != 0) ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return buf;
-}
-
 }  // namespace
 
 struct RelayStreams::Conn final : StreamPump::Handler {
@@ -85,14 +77,14 @@ RelayStreams::~RelayStreams() {
 
 Result<void> RelayStreams::setTls(TlsClientOptions options) {
   TlsContext ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx) return fail("cannot create a TLS client context: " + sslReason());
+  if (!ctx) return fail("cannot create a TLS client context: " + takeOpensslReason());
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION);
   if (!options.caFile.empty()) {
     if (SSL_CTX_load_verify_locations(ctx.get(), options.caFile.c_str(), nullptr) != 1) {
-      return fail("edge.relay.tls_ca_file \"" + options.caFile + "\": " + sslReason());
+      return fail("edge.relay.tls_ca_file \"" + options.caFile + "\": " + takeOpensslReason());
     }
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   } else {

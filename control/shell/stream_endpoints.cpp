@@ -179,12 +179,8 @@ void StreamEndpoints::accept(Listener& l) {
     c->opened = now;
     const bool tls = l.transport == turn::Transport::Tls;
     if (tls && !tls_) continue;
-    StreamPump::Options o;
-    o.maxMessage = limits_.maxMessage;
-    o.maxChannel = limits_.maxChannel;
-    o.sendQueueBytes = limits_.sendQueueBytes;
     auto pump = StreamPump::make(base_, std::move(fd), tls ? StreamPump::Tls::Server : StreamPump::Tls::None,
-                                 tls_.get(), o, counters_, *c);
+                                 tls_.get(), limits_.perConnection, counters_, *c);
     c->timer = event_new(base_, -1, 0, &StreamEndpoints::onTimer, c.get());
     if (!pump || c->timer == nullptr || !(*pump)->start()) {
       ++counters_.acceptErrors;

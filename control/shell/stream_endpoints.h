@@ -14,7 +14,7 @@
 //     (closed_idle);
 //   - a message over the framer's bound or bytes that are neither STUN nor ChannelData close
 //     the connection (closed_oversize, closed_garbage): a stream cannot resynchronise;
-//   - what waits to be written is at most sendQueueBytes per connection: whole messages are
+//   - what waits to be written is at most perConnection.sendQueueBytes: whole messages are
 //     dropped from the head beyond it (send_queue_drops), never cut, never an unbounded
 //     buffer;
 //   - reads take at most StreamPump::kReadBytesPerWakeup per connection per wakeup (fairness).
@@ -53,9 +53,7 @@ namespace tgw::shell {
 struct StreamLimits {
   uint32_t maxConnections = 4096;
   uint32_t maxPerSource = 16;
-  size_t sendQueueBytes = 64 * 1024;      // per connection
-  size_t maxMessage = turn::kStreamMaxMessage;
-  uint16_t maxChannel = TGW_CHANNEL_MAX;
+  StreamPump::Options perConnection;  // send queue (64 KiB), message and channel bounds
   Duration handshakeTimeout = std::chrono::seconds(10);
   Duration idleTimeout = std::chrono::seconds(660);
 };

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "shell/tls_context.h"
+
 namespace tgw::shell {
 
 std::string_view toString(StreamEnd e) {
@@ -54,11 +56,7 @@ Result<std::unique_ptr<StreamPump>> StreamPump::make(event_base* base, UniqueFd 
     BIO_free(p->rbio_);
     BIO_free(p->wbio_);
     p->rbio_ = p->wbio_ = nullptr;
-    const unsigned long e = ERR_peek_error();
-    char reason[256] = "no reason";
-    if (e != 0) ERR_error_string_n(e, reason, sizeof reason);
-    ERR_clear_error();
-    return fail(std::string("cannot start TLS: ") + reason);
+    return fail("cannot start TLS: " + takeOpensslReason());
   }
   SSL_set_bio(p->ssl_, p->rbio_, p->wbio_);  // the SSL object owns both from here
   if (tls == Tls::Server) {
@@ -287,14 +285,8 @@ void StreamPump::failSocket(const char* during, int err) {
 }
 
 void StreamPump::failTls(StreamEnd what, int sslError) {
-  StreamEnding e{what, "no reason", sslError, ERR_peek_error()};
-  if (e.opensslError != 0) {
-    char reason[256];
-    ERR_error_string_n(e.opensslError, reason, sizeof reason);
-    e.detail = reason;
-  }
-  ERR_clear_error();
-  endWith(std::move(e));
+  const unsigned long code = ERR_peek_error();
+  endWith(StreamEnding{what, takeOpensslReason(), sslError, code});
 }
 
 void StreamPump::endWith(StreamEnding ending) {
