@@ -56,13 +56,7 @@ class RelayStreamsTest : public ::testing::Test {
   }
   // Runs the loop until `done` or 3 s; `step` runs on each round (the test server's side).
   bool runUntil(const std::function<bool()>& done, const std::function<void()>& step = {}) {
-    for (int i = 0; i < 300; ++i) {
-      if (step) step();
-      if (done()) return true;
-      event_base_loop(base_, EVLOOP_NONBLOCK);
-      usleep(10'000);
-    }
-    return done();
+    return runLoopUntil(base_, done, step);
   }
   // The client's calls, marked: a callback while one runs is the bug.
   void open(uint64_t id, dataplane::RelayTransport t) {

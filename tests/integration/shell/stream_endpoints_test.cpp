@@ -57,13 +57,7 @@ class StreamEndpointsTest : public ::testing::Test {
     event_base_free(base_);
   }
   bool runUntil(const std::function<bool()>& done, const std::function<void()>& step = {}) {
-    for (int i = 0; i < 300; ++i) {
-      if (step) step();
-      if (done()) return true;
-      event_base_loop(base_, EVLOOP_NONBLOCK);
-      usleep(10'000);
-    }
-    return done();
+    return runLoopUntil(base_, done, step);
   }
   void connect() {
     client_ = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

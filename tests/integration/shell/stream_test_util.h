@@ -1,12 +1,16 @@
-// What the stream tests of the shell share: a whole STUN message to frame, and a
-// self-signed certificate made in memory for a TLS peer.
+// What the stream tests of the shell share: a whole STUN message to frame, the loop run until
+// a condition, and a self-signed certificate made in memory for a TLS peer.
 #pragma once
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <event2/event.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace tgw::shell {
@@ -16,6 +20,18 @@ inline std::vector<uint8_t> bindingRequest(uint8_t tag) {
   std::vector<uint8_t> m{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42};
   for (int i = 0; i < 12; ++i) m.push_back(tag);
   return m;
+}
+
+// Runs `base` until `done` or 3 s; `step` runs on each round (the test peer's side, which
+// lives in the same thread).
+inline bool runLoopUntil(event_base* base, const std::function<bool()>& done, const std::function<void()>& step = {}) {
+  for (int i = 0; i < 300; ++i) {
+    if (step) step();
+    if (done()) return true;
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    usleep(10'000);
+  }
+  return done();
 }
 
 // A self-signed certificate and key made in memory (EC P-256).
