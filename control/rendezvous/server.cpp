@@ -245,6 +245,14 @@ void Server::removeNode(const crypto::PublicKey& key) {
   nodes_.erase(it);
 }
 
+void Server::onStreamClosed(const SockAddr& from) {
+  auto a = byAddr_.find(from);
+  if (a == byAddr_.end()) return;
+  const crypto::PublicKey node = a->second;
+  removeNode(node);  // its entry in expiries_ is skipped when it comes up (no node)
+  ++counters_.closedWithStream;
+}
+
 void Server::onTimer(TimePoint now) {
   while (!expiries_.empty() && expiries_.begin()->first <= now) {
     auto [key, generation] = expiries_.begin()->second;

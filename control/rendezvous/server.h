@@ -41,7 +41,9 @@
 //     goes to the destination's address;
 //   - CHALLENGE, REGISTERED, DELIVER, ERROR (server-to-node kinds): counted drop.
 // Registrations expire after registrationLifetime without a new REGISTER; onTimer removes
-// them.
+// them. A node that registered over a stream (TCP or TLS, issue 15) is removed as soon as that
+// stream closes (onStreamClosed): its address was the connection's, which is gone, and a
+// DELIVER to it would leave as a UDP datagram to the peer's TCP port.
 //
 // Source addresses are not authenticated (UDP): a spoofer can make SENDs in a registered
 // node's name, but the blob is sealed by the true sender's key, so the receiving node drops
@@ -124,6 +126,7 @@ struct ServerCounters {
   uint64_t errorsRateLimited = 0;     // RateLimited errors sent (<= droppedRateLimited)
   uint64_t expired = 0;               // registrations removed by expiry
   uint64_t evicted = 0;               // registrations removed because another node took the address
+  uint64_t closedWithStream = 0;      // registrations removed because their stream closed
   // REGISTER bounds (issue 11), checked before the proof.
   uint64_t droppedCookieReused = 0;   // the cookie was checked cookieChecks times already
   uint64_t droppedProofRateLimited = 0;  // the source prefix's proof bucket was empty
@@ -143,6 +146,9 @@ class Server {
   void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
   // Removes expired registrations.
   void onTimer(TimePoint now);
+  // The stream whose source address is `from` closed: the node registered at `from`, if any,
+  // is removed (it registers again over its next connection, from a new address).
+  void onStreamClosed(const SockAddr& from);
   // The earliest registration expiry; kNever when nobody is registered.
   TimePoint nextDeadline() const;
   // What the server emitted since the last call, in order.

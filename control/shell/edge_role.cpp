@@ -866,6 +866,7 @@ nlohmann::json EdgeRole::relayStreamStats() const {
                {"tx_messages", s.txMessages},
                {"tx_bytes", s.txBytes},
                {"send_queue_drops", s.sendQueueDrops},
+               {"send_queue_drop_bytes", s.sendQueueDropBytes},
                {"tx_no_connection", s.txNoConnection}};
     if (const auto* relay = impl_->node->relay()) {
       const auto& r = relay->raceCounters();

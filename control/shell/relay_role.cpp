@@ -512,10 +512,10 @@ Result<void> RelayRole::openStreams(uint64_t& descriptorRoom) {
   shell::StreamLimits limits;
   limits.maxConnections = sc.maxConnections;
   limits.maxPerSource = sc.maxConnectionsPerSource;
-  limits.sendQueueBytes = sc.sendQueueBytes;
+  limits.perConnection.sendQueueBytes = sc.sendQueueBytes;
   limits.handshakeTimeout = sc.handshakeTimeout;
   limits.idleTimeout = sc.idleTimeout;
-  if (cfg_.turn) limits.maxChannel = maxChannelOf(*cfg_.turn);
+  if (cfg_.turn) limits.perConnection.maxChannel = maxChannelOf(*cfg_.turn);
   // Half the room at most: each connection may hold an allocation's relayed socket as well.
   const uint64_t most = std::max<uint64_t>(1, descriptorRoom / 2);
   if (limits.maxConnections > most) {
@@ -624,6 +624,9 @@ void RelayRole::onStreamClosed(turn::Transport transport, const SockAddr& from, 
   if (auto it = rendezvousStreams_.find(from);
       it != rendezvousStreams_.end() && it->second == std::make_pair(transport, local)) {
     rendezvousStreams_.erase(it);
+    // The node registered from this connection has no address any more: it registers again
+    // over its next one.
+    if (rendezvous_) rendezvous_->onStreamClosed(from);
   }
 }
 
@@ -783,6 +786,7 @@ nlohmann::json RelayRole::stats() const {
                          {"errors_rate_limited", c.errorsRateLimited},
                          {"expired", c.expired},
                          {"evicted", c.evicted},
+                         {"closed_with_stream", c.closedWithStream},
                          {"dropped_cookie_reused", c.droppedCookieReused},
                          {"dropped_proof_rate_limited", c.droppedProofRateLimited},
                          {"errors_source_full", c.errorsSourceFull},

@@ -1,9 +1,10 @@
 // The edge's connections to its TURN relay over TCP and TLS (issue 15; RFC 8656 section 3.1),
 // in the event loop: what candidates::RelaySource asks for (StreamOpen / close, identified by
 // its ids) made real. Each connection is a non-blocking connect from the edge's address, then
-// (TLS) an OpenSSL client handshake through memory BIOs, as the relay's StreamEndpoints do it
-// (one bounded queue of whole messages, TLS records made only when the previous ones are on
-// the socket), and the relay verified before the connection counts as open:
+// (TLS) an OpenSSL client handshake through memory BIOs in a shell::StreamPump, the one the
+// relay's StreamEndpoints use (one bounded queue of whole messages, TLS records made only when
+// the previous ones are on the socket), and the relay verified before the connection counts
+// as open:
 //   - with a CA file: the chain must lead to one of its certificates and the certificate must
 //     name the server name (SNI too), or carry the relay's IP address when no name is given;
 //   - with a pinned key: the SHA-256 of the certificate's SubjectPublicKeyInfo must match
@@ -11,10 +12,13 @@
 // What is read is cut into whole messages (turn::StreamFramer: STUN, ChannelData without its
 // padding); garbage or an oversize message closes the connection (a stream cannot
 // resynchronise). Bounded: kConnectTimeout to connect and verify, a drop-head send queue of
-// kSendQueueBytes (counted), at most kReadBytesPerWakeup per connection per wakeup.
+// kSendQueueBytes (counted), at most StreamPump::kReadBytesPerWakeup per connection per
+// wakeup.
 //
 // Every outcome comes back through the callbacks from the event loop, never from inside
-// open() / send() / close(): the owner may call those from its own callbacks.
+// open() / send() / close(): the owner may call those from its own callbacks. A connection
+// that fails while send() writes to it is reported from the loop right after (the pump defers
+// it), and send() to it counts tx_no_connection from then on.
 #pragma once
 
 #include <array>
@@ -32,6 +36,7 @@
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/forwarding_table.h"
+#include "shell/stream_pump.h"
 #include "shell/tls_context.h"
 #include "turn/stream_framer.h"
 
@@ -55,21 +60,17 @@ class RelayStreams {
   // What waits to be written per connection: 64 KiB, as the relay's default (about 50
   // messages of 1200 bytes); whole messages dropped from the head beyond it.
   static constexpr size_t kSendQueueBytes = 64 * 1024;
-  static constexpr size_t kReadBytesPerWakeup = 64 * 1024;
 
-  struct Counters {
+  // rx/tx messages and bytes, send queue drops, TLS handshakes: StreamPump::Counters.
+  struct Counters : StreamPump::Counters {
     uint64_t connects = 0;        // connections started
     uint64_t opened = 0;          // connected (TLS: handshake done and the relay verified)
     uint64_t connectFailed = 0;   // refused, unreachable, timed out
-    uint64_t tlsHandshakes = 0;
     uint64_t tlsVerifyFailed = 0;  // chain, name or pin did not match
     uint64_t tlsErrors = 0;       // any other TLS failure
     uint64_t closedByServer = 0;
     uint64_t closedGarbage = 0;   // bytes neither STUN nor ChannelData, or oversize
     uint64_t closedErrors = 0;
-    uint64_t rxMessages = 0, rxBytes = 0;
-    uint64_t txMessages = 0, txBytes = 0;
-    uint64_t sendQueueDrops = 0;  // whole messages dropped from a full queue
     uint64_t txNoConnection = 0;  // a message for a connection not open (yet, or any more)
   };
 
@@ -102,20 +103,14 @@ class RelayStreams {
 
  private:
   struct Conn;
-  static void onReadable(int fd, short, void* arg);
-  static void onWritable(int fd, short, void* arg);
+  static void onConnect(int fd, short, void* arg);
   static void onTimer(int, short, void* arg);
   static void onReap(int, short, void* arg);
-  void connected(Conn& c);
-  void readFrom(Conn& c);
-  void readTls(Conn& c);
   bool verifyPin(Conn& c);
   void opened(Conn& c);
-  void deliver(Conn& c, std::span<const uint8_t> bytes);
-  void flush(Conn& c);
-  void flushTls(Conn& c);
-  void want(Conn& c, bool write);
-  // Ends `c`; `why` empty: the owner closed it (no callback).
+  // Ends `c` for what its pump reported, counted and put into words.
+  void ended(Conn& c, const StreamEnding& e);
+  // Ends `c`; `why` empty: the owner closed it (no callback). Called from the loop only.
   void end(Conn& c, const std::string& why);
 
   event_base* base_;

@@ -55,35 +55,24 @@ struct StreamEndpoints::Listener {
   }
 };
 
-struct StreamEndpoints::Conn {
+struct StreamEndpoints::Conn final : StreamPump::Handler {
   StreamEndpoints* owner = nullptr;
   Key key;
   SockAddr from;
   SockAddr local;
   turn::Transport transport = turn::Transport::Tcp;
-  UniqueFd fd;
-  ::event* rd = nullptr;
-  ::event* wr = nullptr;
+  std::unique_ptr<StreamPump> pump;
   ::event* timer = nullptr;
-  turn::StreamFramer framer;
-  turn::StreamSendQueue queue;
   TimePoint opened{};
-  TimePoint lastActivity{};
   bool gotMessage = false;  // a whole message arrived: the handshake is over
-  bool writing = false;     // wr is added
   bool closed = false;
-  SSL* ssl = nullptr;           // Transport::Tls: with memory BIOs (rbio: records read, wbio: to write)
-  BIO* rbio = nullptr;
-  BIO* wbio = nullptr;
-  std::vector<uint8_t> raw;     // TLS records taken from wbio, not yet on the socket
-  size_t rawSent = 0;
-  Conn(size_t maxMessage, uint16_t maxChannel, size_t queueBytes)
-      : framer(maxMessage, maxChannel), queue(queueBytes) {}
   ~Conn() {
-    if (rd != nullptr) event_free(rd);
-    if (wr != nullptr) event_free(wr);
     if (timer != nullptr) event_free(timer);
-    if (ssl != nullptr) SSL_free(ssl);  // frees both BIOs
+  }
+  void onStreamMessage(std::span<const uint8_t> bytes, TimePoint now) override { owner->onMessage(*this, bytes, now); }
+  void onStreamEnd(const StreamEnding& e) override { owner->ended(*this, e); }
+  void afterStreamWakeup() override {
+    if (owner->afterWakeup_) owner->afterWakeup_();
   }
 };
 
@@ -181,39 +170,23 @@ void StreamEndpoints::accept(Listener& l) {
     int one = 1;
     ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // real-time data: no Nagle
     const TimePoint now = Clock::now();
-    auto c = std::make_unique<Conn>(limits_.maxMessage, limits_.maxChannel, limits_.sendQueueBytes);
+    auto c = std::make_unique<Conn>();
     c->owner = this;
     c->from = *from;
     c->local = l.local;
     c->transport = l.transport;
     c->key = Key{*from, l.local, l.transport};
-    c->fd = std::move(fd);
     c->opened = now;
-    c->lastActivity = now;
-    c->rd = event_new(base_, c->fd.get(), EV_READ | EV_PERSIST, &StreamEndpoints::onReadable, c.get());
-    c->wr = event_new(base_, c->fd.get(), EV_WRITE, &StreamEndpoints::onWritable, c.get());
+    const bool tls = l.transport == turn::Transport::Tls;
+    if (tls && !tls_) continue;
+    auto pump = StreamPump::make(base_, std::move(fd), tls ? StreamPump::Tls::Server : StreamPump::Tls::None,
+                                 tls_.get(), limits_.perConnection, counters_, *c);
     c->timer = event_new(base_, -1, 0, &StreamEndpoints::onTimer, c.get());
-    if (l.transport == turn::Transport::Tls) {
-      if (!tls_) continue;
-      c->ssl = SSL_new(tls_.get());
-      c->rbio = BIO_new(BIO_s_mem());
-      c->wbio = BIO_new(BIO_s_mem());
-      if (c->ssl == nullptr || c->rbio == nullptr || c->wbio == nullptr) {
-        if (c->ssl == nullptr) {
-          BIO_free(c->rbio);
-          BIO_free(c->wbio);
-        }
-        ++counters_.acceptErrors;
-        ERR_clear_error();
-        continue;
-      }
-      SSL_set_bio(c->ssl, c->rbio, c->wbio);
-      SSL_set_accept_state(c->ssl);
-    }
-    if (c->rd == nullptr || c->wr == nullptr || c->timer == nullptr || event_add(c->rd, nullptr) != 0) {
+    if (!pump || c->timer == nullptr || !(*pump)->start()) {
       ++counters_.acceptErrors;
       continue;
     }
+    c->pump = std::move(*pump);
     // A 5-tuple is unique while the connection lives; a stale entry cannot exist (close()
     // erases it), but be safe: the old one is closed first.
     if (auto old = conns_.find(c->key); old != conns_.end()) close(*old->second, StreamClose::Error);
@@ -228,7 +201,7 @@ void StreamEndpoints::accept(Listener& l) {
 }
 
 void StreamEndpoints::armTimer(Conn& c) {
-  const TimePoint at = c.gotMessage ? c.lastActivity + limits_.idleTimeout : c.opened + limits_.handshakeTimeout;
+  const TimePoint at = c.gotMessage ? c.pump->lastActivity() + limits_.idleTimeout : c.opened + limits_.handshakeTimeout;
   const timeval tv = toTimeval(at - Clock::now());
   event_add(c.timer, &tv);
 }
@@ -244,7 +217,7 @@ void StreamEndpoints::onTimer(int, short, void* arg) {
     } else {
       self->armTimer(*c);
     }
-  } else if (now >= c->lastActivity + self->limits_.idleTimeout) {
+  } else if (now >= c->pump->lastActivity() + self->limits_.idleTimeout) {
     self->close(*c, StreamClose::Idle);
   } else {
     self->armTimer(*c);  // there was activity since: sleep until the new deadline
@@ -252,194 +225,46 @@ void StreamEndpoints::onTimer(int, short, void* arg) {
   if (self->afterWakeup_) self->afterWakeup_();
 }
 
-void StreamEndpoints::onReadable(int, short, void* arg) {
-  auto* c = static_cast<Conn*>(arg);
-  StreamEndpoints* self = c->owner;
-  self->readFrom(*c);
-  if (self->afterWakeup_) self->afterWakeup_();
+void StreamEndpoints::onMessage(Conn& c, std::span<const uint8_t> bytes, TimePoint now) {
+  if (!c.gotMessage) {
+    c.gotMessage = true;
+    armTimer(c);
+  }
+  // The role may queue answers on this very connection; it stays alive (close() defers).
+  onMessage_(bytes, c.transport, c.from, c.local, now);
 }
 
-void StreamEndpoints::readFrom(Conn& c) {
-  std::array<uint8_t, 16384> buf;
-  size_t total = 0;
-  while (!c.closed && total < kReadBytesPerWakeup) {
-    const ssize_t n = ::recv(c.fd.get(), buf.data(), buf.size(), 0);
-    if (n == 0) {
-      close(c, StreamClose::ByClient);
-      return;
-    }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      close(c, errno == ECONNRESET ? StreamClose::ByClient : StreamClose::Error);
-      return;
-    }
-    total += static_cast<size_t>(n);
-    counters_.rxBytes += static_cast<uint64_t>(n);
-    const TimePoint now = Clock::now();
-    c.lastActivity = now;
-    if (c.ssl != nullptr) {
-      BIO_write(c.rbio, buf.data(), static_cast<int>(n));
-      readTls(c, now);
-      if (!c.closed) flush(c);  // handshake records, and what waited for the handshake
-      continue;
-    }
-    deliver(c, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), now);
+void StreamEndpoints::ended(Conn& c, const StreamEnding& e) {
+  switch (e.what) {
+    case StreamEnd::PeerClosed:
+    case StreamEnd::Reset:
+    case StreamEnd::CloseNotify: close(c, StreamClose::ByClient); return;
+    case StreamEnd::SocketError: close(c, StreamClose::Error); return;
+    case StreamEnd::Garbage: close(c, StreamClose::Garbage); return;
+    case StreamEnd::Oversize: close(c, StreamClose::Oversize); return;
+    case StreamEnd::TlsHandshake:
+    case StreamEnd::TlsRead:
+    case StreamEnd::TlsWrite:
+    case StreamEnd::Refused: break;
   }
-}
-
-void StreamEndpoints::readTls(Conn& c, TimePoint now) {
-  if (!SSL_is_init_finished(c.ssl)) {
-    const int r = SSL_do_handshake(c.ssl);
-    if (r != 1) {
-      const int e = SSL_get_error(c.ssl, r);
-      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
-      tlsFailed(c, "handshake", e);
-      return;
-    }
-    ++counters_.tlsHandshakes;
-  }
-  std::array<uint8_t, 16384> plain;
-  while (!c.closed) {
-    const int r = SSL_read(c.ssl, plain.data(), static_cast<int>(plain.size()));
-    if (r > 0) {
-      deliver(c, std::span<const uint8_t>(plain.data(), static_cast<size_t>(r)), now);
-      continue;
-    }
-    const int e = SSL_get_error(c.ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
-    if (e == SSL_ERROR_ZERO_RETURN) {  // close_notify: the client is done
-      ERR_clear_error();
-      close(c, StreamClose::ByClient);
-      return;
-    }
-    tlsFailed(c, "read", e);
-    return;
-  }
-}
-
-void StreamEndpoints::tlsFailed(Conn& c, const char* during, int sslError) {
-  const unsigned long e = ERR_peek_error();
-  char reason[256] = "no reason";
-  if (e != 0) ERR_error_string_n(e, reason, sizeof reason);
   // Clients such as coturn's uclient try the versions one by one: the old ones are refused.
-  if (e != 0 && ERR_GET_REASON(e) == SSL_R_UNSUPPORTED_PROTOCOL) ++counters_.closedTlsOldVersion;
-  ERR_clear_error();
+  if (e.opensslError != 0 && ERR_GET_REASON(e.opensslError) == SSL_R_UNSUPPORTED_PROTOCOL) {
+    ++counters_.closedTlsOldVersion;
+  }
+  const char* during = e.what == StreamEnd::TlsRead ? "read" : e.what == StreamEnd::TlsWrite ? "write" : "handshake";
   tlsLog_.write(Clock::now(), log::Level::Warn, "turn_tls_error",
-                {{"client", c.from.toString()}, {"during", during}, {"ssl_error", std::to_string(sslError)},
-                 {"reason", reason}});
+                {{"client", c.from.toString()}, {"during", during}, {"ssl_error", std::to_string(e.sslError)},
+                 {"reason", e.detail}});
   close(c, StreamClose::TlsError);
-}
-
-void StreamEndpoints::deliver(Conn& c, std::span<const uint8_t> bytes, TimePoint now) {
-  c.framer.push(bytes);
-  while (!c.closed) {
-    auto m = c.framer.next();
-    if (!m) break;
-    ++counters_.rxMessages;
-    if (!c.gotMessage) {
-      c.gotMessage = true;
-      armTimer(c);
-    }
-    // The role may queue answers on this very connection; it stays alive (close() defers).
-    onMessage_(m->bytes, c.transport, c.from, c.local, now);
-  }
-  if (c.closed) return;
-  if (auto e = c.framer.error()) {
-    close(c, *e == turn::StreamError::Garbage ? StreamClose::Garbage : StreamClose::Oversize);
-  }
 }
 
 void StreamEndpoints::send(const turn::StreamSend& s) {
   auto it = conns_.find(Key{s.client, s.local, s.transport});
-  if (it == conns_.end() || it->second->closed) {
+  if (it == conns_.end() || it->second->closed || it->second->pump->ended()) {
     ++counters_.txNoConnection;
     return;
   }
-  Conn& c = *it->second;
-  const uint64_t before = c.queue.droppedBytes();
-  const size_t dropped = c.queue.push(s.bytes);
-  if (dropped > 0) {
-    counters_.sendQueueDrops += dropped;
-    counters_.sendQueueDropBytes += c.queue.droppedBytes() - before;
-  }
-  if (!c.writing) flush(c);  // write now when the socket is not already backed up
-}
-
-void StreamEndpoints::onWritable(int, short, void* arg) {
-  auto* c = static_cast<Conn*>(arg);
-  StreamEndpoints* self = c->owner;
-  c->writing = false;
-  self->flush(*c);
-  if (self->afterWakeup_) self->afterWakeup_();
-}
-
-void StreamEndpoints::flush(Conn& c) {
-  if (c.ssl != nullptr) {
-    flushTls(c);
-    return;
-  }
-  while (!c.closed && !c.queue.empty()) {
-    auto bytes = c.queue.front();
-    const size_t messagesBefore = c.queue.messages();
-    const ssize_t n = ::send(c.fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-      close(c, errno == EPIPE || errno == ECONNRESET ? StreamClose::ByClient : StreamClose::Error);
-      return;
-    }
-    c.queue.consume(static_cast<size_t>(n));
-    counters_.txBytes += static_cast<uint64_t>(n);
-    counters_.txMessages += messagesBefore - c.queue.messages();
-    c.lastActivity = Clock::now();
-    if (static_cast<size_t>(n) < bytes.size()) break;  // the socket's buffer is full
-  }
-  if (!c.closed && !c.queue.empty() && !c.writing) {
-    c.writing = true;
-    event_add(c.wr, nullptr);
-  }
-}
-
-void StreamEndpoints::flushTls(Conn& c) {
-  while (!c.closed) {
-    // Records first: nothing new is encrypted while older records wait for the socket.
-    if (c.rawSent == c.raw.size()) {
-      c.raw.clear();
-      c.rawSent = 0;
-      const int pending = static_cast<int>(BIO_ctrl_pending(c.wbio));
-      if (pending > 0) {
-        c.raw.resize(static_cast<size_t>(pending));
-        const int got = BIO_read(c.wbio, c.raw.data(), pending);
-        c.raw.resize(got > 0 ? static_cast<size_t>(got) : 0);
-      } else if (!c.queue.empty() && SSL_is_init_finished(c.ssl)) {
-        auto m = c.queue.front();
-        const int w = SSL_write(c.ssl, m.data(), static_cast<int>(m.size()));
-        if (w <= 0) {
-          tlsFailed(c, "write", SSL_get_error(c.ssl, w));
-          return;
-        }
-        c.queue.consume(m.size());
-        ++counters_.txMessages;
-        continue;
-      } else {
-        return;  // nothing to write
-      }
-      if (c.raw.empty()) return;
-    }
-    const ssize_t n = ::send(c.fd.get(), c.raw.data() + c.rawSent, c.raw.size() - c.rawSent, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-      close(c, errno == EPIPE || errno == ECONNRESET ? StreamClose::ByClient : StreamClose::Error);
-      return;
-    }
-    c.rawSent += static_cast<size_t>(n);
-    counters_.txBytes += static_cast<uint64_t>(n);
-    c.lastActivity = Clock::now();
-    if (c.rawSent < c.raw.size()) break;  // the socket's buffer is full
-  }
-  if (!c.closed && c.rawSent < c.raw.size() && !c.writing) {
-    c.writing = true;
-    event_add(c.wr, nullptr);
-  }
+  it->second->pump->send(s.bytes);
 }
 
 void StreamEndpoints::close(Conn& c, StreamClose why) {
@@ -455,10 +280,8 @@ void StreamEndpoints::close(Conn& c, StreamClose why) {
     case StreamClose::TlsError: ++counters_.closedTlsErrors; break;
     case StreamClose::Shutdown: break;
   }
-  event_del(c.rd);
-  event_del(c.wr);
+  c.pump->close();  // the descriptor is free at once
   event_del(c.timer);
-  c.fd = UniqueFd();  // the descriptor is free at once
   const IpAddr src = sourceKey(c.from.ip());
   if (auto it = perSource_.find(src); it != perSource_.end() && --it->second == 0) perSource_.erase(it);
   log::debug("turn_stream_closed", {{"client", c.from.toString()}, {"listen", c.local.toString()},

@@ -14,18 +14,15 @@
 //     (closed_idle);
 //   - a message over the framer's bound or bytes that are neither STUN nor ChannelData close
 //     the connection (closed_oversize, closed_garbage): a stream cannot resynchronise;
-//   - what waits to be written is at most sendQueueBytes per connection: whole messages are
+//   - what waits to be written is at most perConnection.sendQueueBytes: whole messages are
 //     dropped from the head beyond it (send_queue_drops), never cut, never an unbounded
 //     buffer;
-//   - reads take at most kReadBytesPerWakeup per connection per wakeup (fairness).
-// TLS (Transport::Tls listeners): OpenSSL with memory BIOs, not bufferevent_openssl: the
-// socket is read and written by this class as for TCP, so one bounded, drop-head queue serves
-// both (bufferevent's output is an unbounded evbuffer, and cutting whole messages out of it
-// is not possible once they are encrypted), one timer rule covers the TLS handshake and the
-// first message, and the TLS layer holds at most one message's records beyond the queue
-// (a message is encrypted only when the previous records are on the socket). setTls()
-// changes the context for new connections only (SIGHUP reload); a failed handshake closes the
-// connection (closed_tls_errors).
+//   - reads take at most StreamPump::kReadBytesPerWakeup per connection per wakeup (fairness).
+// Each connection's bytes move through a shell::StreamPump (framing, the queue, and for TLS
+// OpenSSL through memory BIOs), the one the edge's RelayStreams use as well. TLS
+// (Transport::Tls listeners): one timer rule covers the TLS handshake and the first message;
+// setTls() changes the context for new connections only (SIGHUP reload); a failed handshake
+// closes the connection (closed_tls_errors).
 //
 // Out of descriptors at accept() (EMFILE / ENFILE) the listener pauses for kAcceptPause
 // (accept_errors) instead of spinning on a connection it cannot take.
@@ -43,6 +40,7 @@
 #include "base/result.h"
 #include "base/log.h"
 #include "base/sockaddr.h"
+#include "shell/stream_pump.h"
 #include "shell/tls_context.h"
 #include "turn/server.h"
 #include "turn/stream_framer.h"
@@ -55,9 +53,7 @@ namespace tgw::shell {
 struct StreamLimits {
   uint32_t maxConnections = 4096;
   uint32_t maxPerSource = 16;
-  size_t sendQueueBytes = 64 * 1024;      // per connection
-  size_t maxMessage = turn::kStreamMaxMessage;
-  uint16_t maxChannel = TGW_CHANNEL_MAX;
+  StreamPump::Options perConnection;  // send queue (64 KiB), message and channel bounds
   Duration handshakeTimeout = std::chrono::seconds(10);
   Duration idleTimeout = std::chrono::seconds(660);
 };
@@ -68,10 +64,10 @@ std::string_view toString(StreamClose c);
 
 class StreamEndpoints {
  public:
-  static constexpr size_t kReadBytesPerWakeup = 64 * 1024;
   static constexpr Duration kAcceptPause = std::chrono::milliseconds(100);
 
-  struct Counters {
+  // rx/tx messages and bytes, send queue drops, TLS handshakes: StreamPump::Counters.
+  struct Counters : StreamPump::Counters {
     uint64_t accepted = 0;
     uint64_t rejectedConnectionCap = 0;
     uint64_t rejectedSourceCap = 0;
@@ -82,14 +78,7 @@ class StreamEndpoints {
     uint64_t closedHandshakeTimeout = 0;
     uint64_t closedIdle = 0;
     uint64_t closedErrors = 0;
-    uint64_t rxMessages = 0;
-    uint64_t rxBytes = 0;
-    uint64_t txMessages = 0;
-    uint64_t txBytes = 0;
-    uint64_t sendQueueDrops = 0;       // whole messages dropped from a full send queue
-    uint64_t sendQueueDropBytes = 0;
     uint64_t txNoConnection = 0;       // a message for a connection that is gone
-    uint64_t tlsHandshakes = 0;        // completed
     uint64_t closedTlsErrors = 0;      // handshake failed, or a TLS record could not be read
     uint64_t closedTlsOldVersion = 0;  // of those: the client offered only TLS 1.1 or older
   };
@@ -97,7 +86,8 @@ class StreamEndpoints {
   // A whole message from a client (ChannelData without its padding).
   using OnMessage = std::function<void(std::span<const uint8_t> bytes, turn::Transport transport,
                                        const SockAddr& from, const SockAddr& local, TimePoint now)>;
-  // A connection ended, whoever ended it (the TURN server then deletes its allocation).
+  // A connection ended, whoever ended it (the TURN server then deletes its allocation);
+  // always from the event loop, never from inside send().
   using OnClosed = std::function<void(turn::Transport transport, const SockAddr& from, const SockAddr& local,
                                       StreamClose why, TimePoint now)>;
 
@@ -127,19 +117,12 @@ class StreamEndpoints {
   using Key = std::tuple<SockAddr, SockAddr, turn::Transport>;  // (client, local, transport)
 
   static void onAccept(int fd, short, void* arg);
-  static void onReadable(int fd, short, void* arg);
-  static void onWritable(int fd, short, void* arg);
   static void onTimer(int, short, void* arg);
   static void onReap(int, short, void* arg);
   void accept(Listener& l);
-  void readFrom(Conn& c);
-  void flush(Conn& c);
-  void flushTls(Conn& c);
-  void deliver(Conn& c, std::span<const uint8_t> bytes, TimePoint now);
-  // Runs the TLS handshake and reads the records rbio holds into the framer.
-  void readTls(Conn& c, TimePoint now);
-  // Closes `c` after a TLS failure, logging OpenSSL's reason (rate-limited).
-  void tlsFailed(Conn& c, const char* during, int sslError);
+  void onMessage(Conn& c, std::span<const uint8_t> bytes, TimePoint now);
+  // Closes `c` for what its pump reported (TLS failures logged with OpenSSL's reason, rate-limited).
+  void ended(Conn& c, const StreamEnding& e);
   void armTimer(Conn& c);
   void close(Conn& c, StreamClose why);
   IpAddr sourceKey(const IpAddr& ip) const;

@@ -18,6 +18,10 @@ struct SslCtxFree {
 };
 using TlsContext = std::unique_ptr<ssl_ctx_st, SslCtxFree>;
 
+// OpenSSL's reason for the failure just seen ("no reason" when it gave none); empties its
+// error queue, which the next operation on this thread would otherwise inherit.
+std::string takeOpensslReason();
+
 // Errors name the file and what is wrong with it (unreadable, not PEM, key not the
 // certificate's), with OpenSSL's reason.
 Result<TlsContext> loadTlsContext(const std::string& certificateFile, const std::string& keyFile);

@@ -559,6 +559,10 @@ TEST_F(RelayStreamRendezvous, ANodeRegistersOverTheStream) {
   ::shutdown(c.fd, SHUT_RDWR);
   EXPECT_TRUE(eventually([](const nlohmann::json& r) { return r["streams"].value("rendezvous_nodes", 1) == 0; }))
       << "forgotten with its connection";
+  // And the rendezvous server's registration with it: not left until expiry at an address
+  // that is no longer anyone's.
+  EXPECT_TRUE(eventually([](const nlohmann::json& r) { return r["rendezvous"].value("closed_with_stream", 0) == 1; }))
+      << stats().dump(2);
 }
 
 }  // namespace

@@ -477,6 +477,51 @@ TEST(Rendezvous, SourceAddressChangeMovesTheRegistration) {
   EXPECT_EQ(lab.server->counters().evicted, 0u);
 }
 
+// A node registered over a TCP or TLS stream (issue 15) is registered at the connection's
+// source address; when the connection closes, that registration goes (the relay tells the
+// server), instead of lingering until expiry with DELIVERs going nowhere.
+TEST(Rendezvous, ANodeWhoseStreamClosedIsForgotten) {
+  Lab lab;
+  auto& a = lab.add("198.18.1.2:40000");  // a's stream
+  auto& b = lab.add("198.18.2.3:41000");
+  lab.start(a);
+  lab.start(b);
+  ASSERT_EQ(lab.server->registeredNodes(), 2u);
+  lab.server->onStreamClosed(addr("198.18.1.2:40001"));  // another connection: nothing
+  EXPECT_EQ(lab.server->registeredNodes(), 2u);
+  EXPECT_EQ(lab.server->counters().closedWithStream, 0u);
+  lab.server->onStreamClosed(a.addr);
+  EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  EXPECT_EQ(lab.server->addressOf(a.key.publicKey(), lab.now), nullptr);
+  EXPECT_EQ(lab.server->counters().closedWithStream, 1u);
+  // b's call-me-maybe to a now gets UnknownDestination, not a DELIVER to a's old connection.
+  lab.fromServerLog.clear();
+  lab.pump(b.addr, b.client->sendTo(a.key.publicKey(), blobOf("to a"), lab.now).value());
+  EXPECT_EQ(lab.server->counters().errorsUnknownDestination, 1u);
+  EXPECT_EQ(lab.server->counters().delivered, 0u);
+  for (const auto& d : lab.fromServerLog) EXPECT_NE(d.to, a.addr);
+  // Its old expiry passes without effect; a registers again over its next connection.
+  lab.nodes.erase(lab.nodes.begin());  // a's old connection is silent
+  lab.advance(kRegistrationLifetime + 5s);
+  EXPECT_EQ(lab.server->counters().expired, 0u);
+  EXPECT_EQ(lab.server->registeredNodes(), 1u);  // b, refreshing
+  auto& again = lab.add("198.18.1.2:40002");
+  lab.start(again);
+  EXPECT_TRUE(again.client->registered());
+  EXPECT_EQ(lab.server->registeredNodes(), 2u);
+  // A node that moved from its stream to UDP stays where it moved when the stream closes.
+  auto& c = lab.add("198.18.3.4:42000");
+  lab.start(c);
+  const SockAddr stream = c.addr;
+  c.addr = addr("198.18.3.4:42001");
+  lab.pump(c.addr, c.client->sendTo(b.key.publicKey(), blobOf("moved"), lab.now).value());
+  ASSERT_NE(lab.server->addressOf(c.key.publicKey(), lab.now), nullptr);
+  lab.server->onStreamClosed(stream);
+  ASSERT_NE(lab.server->addressOf(c.key.publicKey(), lab.now), nullptr);
+  EXPECT_EQ(*lab.server->addressOf(c.key.publicKey(), lab.now), c.addr);
+  EXPECT_EQ(lab.server->counters().closedWithStream, 1u);
+}
+
 TEST(Rendezvous, TableIsBounded) {
   ServerConfig cfg;
   cfg.maxNodes = 2;

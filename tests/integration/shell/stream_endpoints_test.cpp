@@ -1,0 +1,170 @@
+// shell::StreamEndpoints (the relay's TCP and TLS listeners) on loopback with a real libevent
+// loop and a test client in this thread, without the daemon: whole messages both ways through
+// the shared StreamPump, a TLS client's close_notify, and a connection that breaks while the
+// role's send() writes to it reported from the loop afterwards, never from inside send()
+// (the role's onStreamClosed would otherwise run in the middle of its own afterServers()).
+#include "shell/stream_endpoints.h"
+
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "stream_test_util.h"
+
+namespace tgw::shell {
+namespace {
+
+class StreamEndpointsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = event_base_new();
+    ASSERT_NE(base_, nullptr);
+    // A free loopback port (bound and released), for listen() to name.
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    socklen_t len = sizeof sin;
+    ASSERT_EQ(::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&sin), &len), 0);
+    local_ = *SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&sin), len);
+    eps_ = std::make_unique<StreamEndpoints>(
+        base_, StreamLimits{},
+        [this](std::span<const uint8_t> b, turn::Transport t, const SockAddr& from, const SockAddr& local, TimePoint) {
+          EXPECT_EQ(local, local_);
+          got_.emplace_back(b.begin(), b.end());
+          from_ = from;
+          transport_ = t;
+        },
+        [this](turn::Transport, const SockAddr&, const SockAddr&, StreamClose why, TimePoint) {
+          closes_.push_back(why);
+          if (inSend_) ++closesInsideSend_;
+        },
+        [] {});
+  }
+  void TearDown() override {
+    eps_.reset();
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+    event_base_free(base_);
+  }
+  bool runUntil(const std::function<bool()>& done, const std::function<void()>& step = {}) {
+    return runLoopUntil(base_, done, step);
+  }
+  void connect() {
+    client_ = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_storage ss{};
+    const socklen_t len = local_.toSockaddr(&ss);
+    ASSERT_EQ(::connect(client_.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+    ASSERT_TRUE(runUntil([&] { return eps_->open() == 1; }));
+  }
+  void send(std::vector<uint8_t> m) {
+    inSend_ = true;
+    eps_->send(turn::StreamSend{transport_, local_, from_, std::move(m)});
+    inSend_ = false;
+  }
+  // Reads what the relay wrote until `n` bytes, or 3 s.
+  std::vector<uint8_t> readClient(size_t n) {
+    std::vector<uint8_t> out;
+    for (int i = 0; i < 300 && out.size() < n; ++i) {
+      event_base_loop(base_, EVLOOP_NONBLOCK);
+      uint8_t buf[4096];
+      const ssize_t got = ssl_ != nullptr ? SSL_read(ssl_, buf, sizeof buf)
+                                          : ::recv(client_.get(), buf, sizeof buf, MSG_DONTWAIT);
+      if (got > 0) {
+        out.insert(out.end(), buf, buf + got);
+      } else {
+        usleep(10'000);
+      }
+    }
+    return out;
+  }
+
+  event_base* base_ = nullptr;
+  SockAddr local_;
+  std::unique_ptr<StreamEndpoints> eps_;
+  UniqueFd client_;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  TestCert cert_;
+  std::vector<std::vector<uint8_t>> got_;
+  SockAddr from_;
+  turn::Transport transport_ = turn::Transport::Tcp;
+  std::vector<StreamClose> closes_;
+  bool inSend_ = false;
+  int closesInsideSend_ = 0;
+};
+
+TEST_F(StreamEndpointsTest, TcpMessagesBothWaysThenAResetInSendIsReportedFromTheLoop) {
+  ASSERT_TRUE(eps_->listen(local_, turn::Transport::Tcp).ok());
+  connect();
+  auto two = bindingRequest(1);
+  auto second = bindingRequest(2);
+  two.insert(two.end(), second.begin(), second.end());
+  ASSERT_EQ(::send(client_.get(), two.data(), two.size(), 0), static_cast<ssize_t>(two.size()));
+  ASSERT_TRUE(runUntil([&] { return got_.size() == 2; }));
+  EXPECT_EQ(got_[0], bindingRequest(1));
+  EXPECT_EQ(got_[1], bindingRequest(2));
+  send(bindingRequest(3));
+  EXPECT_EQ(readClient(20), bindingRequest(3));
+  // The client resets; the relay's next write fails inside send().
+  linger l{1, 0};
+  ASSERT_EQ(::setsockopt(client_.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
+  client_.reset();
+  usleep(50'000);
+  send(bindingRequest(4));
+  EXPECT_EQ(closesInsideSend_, 0) << "onClosed from inside send()";
+  EXPECT_TRUE(closes_.empty());
+  send(bindingRequest(5));  // broken already: counted, no write
+  ASSERT_TRUE(runUntil([&] { return !closes_.empty(); }));
+  ASSERT_EQ(closes_.size(), 1u);
+  EXPECT_EQ(closes_[0], StreamClose::ByClient);
+  const auto& c = eps_->counters();
+  EXPECT_EQ(c.closedByClient, 1u);
+  EXPECT_EQ(c.rxMessages, 2u);
+  EXPECT_EQ(c.rxBytes, 40u);
+  EXPECT_EQ(c.txMessages, 1u);
+  EXPECT_EQ(c.txBytes, 20u);
+  EXPECT_EQ(c.txNoConnection, 1u);
+  EXPECT_EQ(eps_->open(), 0u);
+}
+
+TEST_F(StreamEndpointsTest, TlsMessagesBothWaysThenCloseNotifyClosesByClient) {
+  TlsContext server(SSL_CTX_new(TLS_server_method()));
+  ASSERT_EQ(SSL_CTX_use_certificate(server.get(), cert_.cert), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey(server.get(), cert_.key), 1);
+  eps_->setTls(std::move(server));
+  ASSERT_TRUE(eps_->listen(local_, turn::Transport::Tls).ok());
+  connect();
+  ASSERT_EQ(::fcntl(client_.get(), F_SETFL, O_NONBLOCK), 0);
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  ssl_ = SSL_new(ctx_);
+  SSL_set_fd(ssl_, client_.get());
+  SSL_set_connect_state(ssl_);
+  ASSERT_TRUE(runUntil([&] { return SSL_is_init_finished(ssl_) && eps_->counters().tlsHandshakes == 1; },
+                       [&] { SSL_do_handshake(ssl_); }));
+  auto m = bindingRequest(6);
+  ASSERT_EQ(SSL_write(ssl_, m.data(), static_cast<int>(m.size())), static_cast<int>(m.size()));
+  ASSERT_TRUE(runUntil([&] { return got_.size() == 1; }));
+  EXPECT_EQ(got_[0], m);
+  EXPECT_EQ(transport_, turn::Transport::Tls);
+  send(bindingRequest(7));
+  EXPECT_EQ(readClient(20), bindingRequest(7));
+  SSL_shutdown(ssl_);  // close_notify
+  ASSERT_TRUE(runUntil([&] { return !closes_.empty(); }));
+  EXPECT_EQ(closes_[0], StreamClose::ByClient);
+  EXPECT_EQ(eps_->counters().closedByClient, 1u);
+  EXPECT_EQ(eps_->counters().closedTlsErrors, 0u);
+  EXPECT_EQ(eps_->counters().txMessages, 1u);
+}
+
+}  // namespace
+}  // namespace tgw::shell
