@@ -286,6 +286,16 @@ std::string twinByteDiff(const Bytes& twin, const Bytes& xdp) {
           xdp[msg + 6] == 0xA4 && xdp[msg + 7] == 0x42) {
         mark(msg + 8, 12);
         mark(l4 + 6, 2);
+        // A Data indication's XOR-PEER-ADDRESS first: an IPv6 address is XORed with the
+        // cookie and the transaction id; what it decodes to must be the same.
+        const size_t at = msg + 20;
+        if (xdp.size() >= at + 24 && xdp[at] == 0x00 && xdp[at + 1] == 0x12 && xdp[at + 5] == 0x02) {
+          for (size_t i = 0; i < 12; i++) {
+            if ((twin[at + 12 + i] ^ twin[msg + 8 + i]) != (xdp[at + 12 + i] ^ xdp[msg + 8 + i]))
+              return "XOR-PEER-ADDRESS decodes differently\n" + byteDiff(twin, xdp);
+          }
+          mark(at + 12, 12);
+        }
       }
       // The IPv4 ID is not in the UDP checksum; nothing else to allow.
     }
