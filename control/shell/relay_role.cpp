@@ -720,8 +720,10 @@ nlohmann::json RelayRole::status() const {
                  {"rest", c.restSecret.has_value()},
                  {"allocations", turn_->allocationCount()},
                  {"max_allocations", c.maxAllocations},  // after the descriptor clamp
-                 {"fast_path", fastPath_ != nullptr},
+                 {"fast_path", fastPath_ != nullptr || (dpdk_ && dpdk_->turnTable() != nullptr)},
                  {"fast_path_forwarding_off", forwardingOff_}};
+    // DPDK: its next-hop table (filled from the kernel's routes and neighbours).
+    if (dpdk_ && dpdk_->turnTable() != nullptr) s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
   } else {
     s["turn"] = nullptr;
   }

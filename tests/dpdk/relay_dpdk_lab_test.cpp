@@ -229,6 +229,12 @@ TEST(RelayDpdk, TurnChannelDataRelayedByTheDpdkCores) {
   auto r = uclient(kMessages);
   ASSERT_TRUE(parseUclientReport(r.output).intact(kMessages))
       << "exit " << r.exitCode << ":\n" << r.output << "\n" << daemon->show("stats").output;
+  auto afterStatus = daemon->query("status");
+  ASSERT_TRUE(afterStatus.ok());
+  EXPECT_EQ((*afterStatus)["relay"]["turn"].value("fast_path", false), true) << afterStatus->dump(2);
+  // The client and the peer (the allocations are gone, the refresh may have run since: at
+  // least none is fine, but never more than the two hosts).
+  EXPECT_LE((*afterStatus)["relay"]["turn"].value("fast_path_next_hops", 99u), 2u) << afterStatus->dump(2);
   auto after = daemon->query("stats");
   ASSERT_TRUE(after.ok());
   const uint64_t toPeer = dpdkRows(*after, "tx", "turn_to_peer") - dpdkRows(*before, "tx", "turn_to_peer");
