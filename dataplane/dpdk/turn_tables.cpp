@@ -307,6 +307,8 @@ struct NextHopRefresher::Impl {
   std::array<uint8_t, 6> mac{};
   uint32_t mtu = 1500;
   std::map<IpAddr, NextHopKey> installed;
+  IpAddr cursor;  // the last destination refreshed
+  bool cursorSet = false;
 };
 
 NextHopRefresher::~NextHopRefresher() = default;
@@ -368,14 +370,34 @@ static bool lookUp(dataplane::ManagedNeighbours& netlink, uint32_t wire,
   return tables.putNextHop(key, nh) == 0;
 }
 
-uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& destinations) {
+uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& destinations,
+                                   uint32_t budget) {
   Impl& m = *impl_;
-  std::map<IpAddr, NextHopKey> now;
-  for (const IpAddr& dst : destinations)
-    if (lookUp(*m.netlink, ifindex_, m.mac, m.mtu, tables, dst, askKernel_)) now[dst] = keyOf(dst);
-  for (const auto& [dst, key] : m.installed)
-    if (!now.count(dst)) tables.removeNextHop(key);
-  m.installed = std::move(now);
+  // Entries nobody sends to any more: gone (no kernel query).
+  for (auto it = m.installed.begin(); it != m.installed.end();) {
+    if (destinations.count(it->first)) {
+      ++it;
+      continue;
+    }
+    tables.removeNextHop(it->second);
+    it = m.installed.erase(it);
+  }
+  if (destinations.empty()) return 0;
+  // At most `budget` destinations asked for, round robin from where the last refresh ended.
+  auto it = m.cursorSet ? destinations.upper_bound(m.cursor) : destinations.begin();
+  const uint32_t n = std::min<uint32_t>(budget, static_cast<uint32_t>(destinations.size()));
+  for (uint32_t i = 0; i < n; i++, ++it) {
+    if (it == destinations.end()) it = destinations.begin();
+    const IpAddr& dst = *it;
+    if (lookUp(*m.netlink, ifindex_, m.mac, m.mtu, tables, dst, askKernel_)) {
+      m.installed[dst] = keyOf(dst);
+    } else if (auto had = m.installed.find(dst); had != m.installed.end()) {
+      tables.removeNextHop(had->second);  // no longer resolved: up to the kernel again
+      m.installed.erase(had);
+    }
+    m.cursor = dst;
+    m.cursorSet = true;
+  }
   return static_cast<uint32_t>(m.installed.size());
 }
 

@@ -222,8 +222,9 @@ class TurnTables final : public dataplane::TurnMaps {
 // interface. A destination routed out of another interface, or whose neighbour is not
 // resolved (no entry, INCOMPLETE, FAILED), gets no entry: its packets go up and the kernel
 // sends them (resolving the neighbour on the way, so a later refresh finds it). The control
-// thread calls refresh() every second and after a table change; a neighbour change reaches
-// the fast path with the next refresh (XDP's per-CPU cache: within a second too).
+// thread resolves a new entry's destinations as it writes the entry (resolve()) and calls
+// refresh() every second; a neighbour change reaches the fast path with the next refresh
+// that covers it (XDP's per-CPU cache: within a second).
 class NextHopRefresher {
  public:
   // askKernel: make managed neighbour entries for unresolved next hops (ManagedNeighbours:
@@ -231,9 +232,13 @@ class NextHopRefresher {
   static Result<std::unique_ptr<NextHopRefresher>> open(const std::string& wire,
                                                         bool askKernel = true);
   ~NextHopRefresher();
-  // Makes the table's next hops exactly those of `destinations` that resolve now. Returns
-  // how many entries it holds.
-  uint32_t refresh(TurnTables& tables, const std::set<IpAddr>& destinations);
+  // Drops the next hops of addresses no longer in `destinations`, and asks the kernel again
+  // about at most `budget` of them (round robin: with more, each is refreshed every
+  // size / budget calls; the control thread's second stays short whatever the number of
+  // allocations). Returns how many entries the table holds.
+  static constexpr uint32_t kRefreshBudget = 512;
+  uint32_t refresh(TurnTables& tables, const std::set<IpAddr>& destinations,
+                   uint32_t budget = kRefreshBudget);
   // One destination now (a new entry's: TurnMapTable::Limits::onDestination), added to what
   // refresh() keeps. An unresolved neighbour is asked for (a managed entry, as the edge's
   // ManagedNeighbours does): the kernel resolves it and a later refresh finds it.
