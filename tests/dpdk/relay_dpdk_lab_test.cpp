@@ -209,13 +209,18 @@ TEST(RelayDpdk, TurnChannelDataRelayedByTheDpdkCores) {
   auto status = daemon->query("status");
   ASSERT_TRUE(status.ok());
   EXPECT_EQ((*status)["relay"].value("dataplane", ""), "dpdk") << status->dump(2);
-  auto peer = startTurnPeer(l, l.host("p"), false);
-  ASSERT_TRUE(peer.ok()) << peer.error().message;
-  const std::string peerArgs = "-e " + l.host("p").ipv4.at(0).toString() + " -r 3480";
-  auto uclient = [&](int messages) {
+  const bool v6 = !l.host("c").ipv6.empty() && !l.host("p").ipv6.empty();
+  for (bool ipv6 : {false, true}) {
+    if (ipv6 && !v6) continue;
+    auto peer = startTurnPeer(l, l.host("p"), ipv6);
+    ASSERT_TRUE(peer.ok()) << peer.error().message;
+  }
+  auto uclient = [&](int messages, bool ipv6 = false) {
+    const std::string peerArgs =
+        "-e " + (ipv6 ? l.host("p").ipv6 : l.host("p").ipv4).at(0).toString() + " -r 3480";
     return l.exec(l.host("c").netns,
                   "turnutils_uclient -c -z 5 -l 120 -n " + std::to_string(messages) +
-                      " -u lab -w lab-password " + peerArgs + " 198.18.0.10",
+                      " -u lab -w lab-password " + peerArgs + (ipv6 ? " 2001:db8:0:1::10" : " 198.18.0.10"),
                   30s);
   };
   // A first short run: the relay's kernel learns the peer's link address (the DPDK next-hop
@@ -252,6 +257,32 @@ TEST(RelayDpdk, TurnChannelDataRelayedByTheDpdkCores) {
   auto shown = daemon->show("stats");
   EXPECT_NE(shown.output.find("turn_to_peer"), std::string::npos) << shown.output;
   if (std::getenv("TGW_LAB_SHOW")) std::printf("%s\n%s\n", r.output.c_str(), shown.output.c_str());
+
+  // IPv6 both ways (client and peer over IPv6): also the cores'.
+  if (v6) {
+    auto warm6 = uclient(10, true);
+    ASSERT_TRUE(parseUclientReport(warm6.output).intact(10)) << warm6.output;
+    auto before6 = daemon->query("stats");
+    ASSERT_TRUE(before6.ok());
+    constexpr int kMessages6 = 100;
+    auto r6 = uclient(kMessages6, true);
+    ASSERT_TRUE(parseUclientReport(r6.output).intact(kMessages6))
+        << "exit " << r6.exitCode << ":\n" << r6.output << "\n" << daemon->show("stats").output;
+    auto after6 = daemon->query("stats");
+    ASSERT_TRUE(after6.ok());
+    auto v6Rows = [](const nlohmann::json& stats, const std::string& reason) {
+      uint64_t n = 0;
+      for (const auto& row : stats["relay"]["dpdk"])
+        if (row.value("family", "") == "ipv6" && row.value("verdict", "") == "tx" && row.value("reason", "") == reason)
+          n += row.value("packets", uint64_t{0});
+      return n;
+    };
+    EXPECT_EQ(v6Rows(*after6, "turn_to_peer") - v6Rows(*before6, "turn_to_peer"), uint64_t{kMessages6})
+        << after6->dump(2);
+    EXPECT_EQ(v6Rows(*after6, "turn_to_client") - v6Rows(*before6, "turn_to_client"), uint64_t{kMessages6})
+        << after6->dump(2);
+    EXPECT_EQ(turnCount(*after6, "channel_data_to_peer"), turnCount(*after, "channel_data_to_peer"));
+  }
 
   const int st = daemon->process()->stop(5s);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << daemon->process()->log();
