@@ -265,6 +265,10 @@ Result<NeighbourState> ManagedNeighbours::state(const IpAddr& address, int ifind
       std::memcpy(&ext, data, 4);
       s.managed = (ext & NTF_EXT_MANAGED) != 0;
     }
+    if (type == NDA_LLADDR && len == s.linkAddress.size()) {
+      std::memcpy(s.linkAddress.data(), data, len);
+      s.hasLinkAddress = true;
+    }
   });
   return s;
 }

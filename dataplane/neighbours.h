@@ -18,6 +18,8 @@
 // touched: they need no resolution.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +54,8 @@ const char* toString(NeighbourAction a);
 struct NeighbourState {
   uint16_t nudState = 0;  // NUD_* (linux/neighbour.h)
   bool managed = false;
+  bool hasLinkAddress = false;  // NDA_LLADDR given (the DPDK relay's next hops need it)
+  std::array<uint8_t, 6> linkAddress{};
   bool reachable() const;  // NUD_REACHABLE
   std::string stateName() const;  // "REACHABLE", "INCOMPLETE", ...
 };

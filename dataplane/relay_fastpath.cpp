@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
+#include "dataplane/turn_map_table.h"
 
 // The skeleton names the structs of its .rodata: they must be declared first.
 #include "tgw/stun_responder.h"
@@ -21,80 +22,96 @@ static_assert(RelayFastPath::kMaxBytesPerSecond == TGW_TURN_RATE_MAX, "one limit
 
 namespace {
 
-__u32 familyOf(const SockAddr& a) { return a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6; }
-
-void copyAddr(__u8* out, const SockAddr& a) {
-  std::memset(out, 0, 16);
-  std::memcpy(out, a.ip().bytes(), a.ip().size());
-}
-
-tgw_turn_client_key clientKeyOf(const TurnChannelRoute& r) {
-  tgw_turn_client_key k{};
-  copyAddr(k.client, r.client);
-  copyAddr(k.server, r.server);
-  k.client_port = htons(r.client.port());
-  k.server_port = htons(r.server.port());
-  k.channel = htons(r.channel);
-  k.family = static_cast<__u8>(familyOf(r.client));
-  return k;
-}
-
-tgw_turn_peer_key peerKeyOf(const TurnChannelRoute& r) {
-  tgw_turn_peer_key k{};
-  copyAddr(k.peer, r.peer);
-  copyAddr(k.relayed, r.relayed);
-  k.peer_port = htons(r.peer.port());
-  k.relayed_port = htons(r.relayed.port());
-  k.family = static_cast<__u8>(familyOf(r.peer));
-  return k;
-}
-
-// The map value: rewrite to (src, dst) for packets carrying (keyA, keyB).
-tgw_turn_rewrite rewriteOf(const SockAddr& keyA, const SockAddr& keyB, const SockAddr& src,
-                           const SockAddr& dst, const TurnChannelRoute& r, __u8 flags) {
-  __u8 a[16], b[16], s[16], d[16];
-  copyAddr(a, keyA);
-  copyAddr(b, keyB);
-  copyAddr(s, src);
-  copyAddr(d, dst);
-  tgw_turn_rewrite rw{};
-  tgw_turn_rewrite_init(&rw, familyOf(src), a, b, htons(keyA.port()), htons(keyB.port()), s, d,
-                        htons(src.port()), htons(dst.port()), htons(r.channel), r.allocation,
-                        flags, monotonicNs(r.expires));
-  return rw;
-}
-
-tgw_turn_client_key sessionKeyOf(const TurnAllocationAddresses& a) {
-  tgw_turn_client_key k{};
-  copyAddr(k.client, a.client);
-  copyAddr(k.server, a.server);
-  k.client_port = htons(a.client.port());
-  k.server_port = htons(a.server.port());
-  k.channel = 0;  // never a channel: the 5-tuple itself
-  k.family = static_cast<__u8>(familyOf(a.client));
-  return k;
-}
-
-tgw_turn_relayed_key relayedKeyOf(const SockAddr& relayed) {
-  tgw_turn_relayed_key k{};
-  copyAddr(k.relayed, relayed);
-  k.relayed_port = htons(relayed.port());
-  k.family = static_cast<__u8>(familyOf(relayed));
-  return k;
-}
-
-tgw_turn_perm_key permKeyOf(uint32_t allocation, const IpAddr& peer) {
-  tgw_turn_perm_key k{};
-  k.allocation = allocation;
-  k.family = static_cast<__u8>(peer.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6);
-  std::memcpy(k.peer, peer.bytes(), peer.size());
-  return k;
-}
-
 Result<TypedMap<__u32, tgw_turn_alloc_stats>> bindAllocStats(const bpf_map* map) {
   return TypedMap<__u32, tgw_turn_alloc_stats>::bind(map);
 }
 
+}  // namespace
+
+// The TurnMaps of the XDP program: its BPF maps (the kernel's hash-map update replaces a value
+// whole for a reader: RCU). Each write also goes to the mirror, if any (tests).
+class BpfTurnMaps final : public TurnMaps {
+ public:
+  explicit BpfTurnMaps(tgw_relay* skel) : skel_(skel) {}
+  TurnMaps* mirror = nullptr;
+
+  int putClientRoute(const tgw_turn_client_key& k, const tgw_turn_rewrite& v) override {
+    if (mirror) mirror->putClientRoute(k, v);
+    return put(skel_->maps.tgw_turn_clients, &k, &v);
+  }
+  void removeClientRoute(const tgw_turn_client_key& k) override {
+    if (mirror) mirror->removeClientRoute(k);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &k);
+  }
+  int putPeerRoute(const tgw_turn_peer_key& k, const tgw_turn_rewrite& v) override {
+    if (mirror) mirror->putPeerRoute(k, v);
+    return put(skel_->maps.tgw_turn_peers, &k, &v);
+  }
+  void removePeerRoute(const tgw_turn_peer_key& k) override {
+    if (mirror) mirror->removePeerRoute(k);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_peers), &k);
+  }
+  int putSession(const tgw_turn_client_key& k, const tgw_turn_session& v) override {
+    if (mirror) mirror->putSession(k, v);
+    return put(skel_->maps.tgw_turn_sessions, &k, &v);
+  }
+  void removeSession(const tgw_turn_client_key& k) override {
+    if (mirror) mirror->removeSession(k);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_sessions), &k);
+  }
+  int putOwner(const tgw_turn_relayed_key& k, const tgw_turn_owner& v) override {
+    if (mirror) mirror->putOwner(k, v);
+    return put(skel_->maps.tgw_turn_relayed, &k, &v);
+  }
+  void removeOwner(const tgw_turn_relayed_key& k) override {
+    if (mirror) mirror->removeOwner(k);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_relayed), &k);
+  }
+  int putPermission(const tgw_turn_perm_key& k, const tgw_turn_perm& v) override {
+    if (mirror) mirror->putPermission(k, v);
+    return put(skel_->maps.tgw_turn_perms, &k, &v);
+  }
+  void removePermission(const tgw_turn_perm_key& k) override {
+    if (mirror) mirror->removePermission(k);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k);
+  }
+  int setAllocation(uint32_t slot, const tgw_turn_bucket& bucket, bool resetCounters) override {
+    if (mirror) mirror->setAllocation(slot, bucket, resetCounters);
+    const __u32 key = slot;
+    if (int err = put(skel_->maps.tgw_turn_allocs, &key, &bucket); err != 0) return err;
+    if (!resetCounters) return 0;
+    const int cpus = libbpf_num_possible_cpus();
+    std::vector<tgw_turn_alloc_stats> zeros(static_cast<size_t>(std::max(cpus, 1)));
+    return put(skel_->maps.tgw_turn_alloc_stats, &key, zeros.data());
+  }
+  TurnAllocationCounters allocationCounters(uint32_t slot) const override {
+    TurnAllocationCounters c;
+    auto stats = bindAllocStats(skel_->maps.tgw_turn_alloc_stats);
+    if (!stats) return c;
+    auto perCpu = stats->lookupPerCpu(slot);
+    if (!perCpu) {
+      log::warn("xdp.relay.counters_failed", {{"error", perCpu.error().message}});
+      return c;
+    }
+    for (const tgw_turn_alloc_stats& v : *perCpu) {
+      c.toPeerPackets += v.to_peer_packets;
+      c.toPeerBytes += v.to_peer_bytes;
+      c.toClientPackets += v.to_client_packets;
+      c.toClientBytes += v.to_client_bytes;
+      c.droppedQuotaPackets += v.quota_packets;
+      c.droppedQuotaBytes += v.quota_bytes;
+    }
+    return c;
+  }
+
+ private:
+  static int put(const bpf_map* map, const void* key, const void* value) {
+    return bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY) == 0 ? 0 : errno;
+  }
+  tgw_relay* skel_;
+};
+
+namespace {
 }  // namespace
 
 Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& options) {
@@ -170,6 +187,13 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   if (!writeLivenessDeadline(bpf_map__fd(maps.tgw_liveness), Clock::now() + options.liveness))
     return fail("relay fast path: cannot write the liveness deadline");
 
+  self->maps_ = std::make_unique<BpfTurnMaps>(self->skel_);
+  self->table_ = std::make_unique<TurnMapTable>(
+      TurnMapTable::Limits{"relay fast path", self->capacity_, self->maxRoutes_,
+                           self->maxPermissions_, options.maxChannel, options.relayPortMin,
+                           options.relayPortMax, options.relayAddresses, kMaxBytesPerSecond,
+                           nullptr},
+      *self->maps_);
   std::string addresses;
   for (const IpAddr& a : options.relayAddresses)
     addresses += (addresses.empty() ? "" : ",") + a.toString();
@@ -204,281 +228,12 @@ std::vector<CounterRow> RelayFastPath::counters() const {
   return StunResponder::readCounters(stats_);
 }
 
-Result<void> RelayFastPath::addAllocation(uint32_t allocation,
-                                          const TurnAllocationLimits& limits) {
-  if (allocation >= capacity_) return fail("relay fast path: allocation slot out of range");
-  if (limits.bytesPerSecond > kMaxBytesPerSecond || limits.burstBytes > kMaxBytesPerSecond)
-    return fail("relay fast path: bandwidth cap above " + std::to_string(kMaxBytesPerSecond) +
-                " bytes per second");
-  tgw_turn_bucket bucket{};
-  bucket.rate = limits.bytesPerSecond;
-  bucket.burst = limits.burstBytes != 0 ? limits.burstBytes : limits.bytesPerSecond;
-  bucket.tokens = bucket.burst;
-  bucket.last_ns = 0;  // the first packet finds the bucket idle, hence full
-  const __u32 key = allocation;
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_allocs), &key, &bucket, BPF_ANY) != 0)
-    return fail(std::string("relay fast path: allocation table: ") + std::strerror(errno), errno);
-  // Counters restart from zero, on every CPU.
-  const int cpus = libbpf_num_possible_cpus();
-  std::vector<tgw_turn_alloc_stats> zeros(static_cast<size_t>(std::max(cpus, 1)));
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_alloc_stats), &key, zeros.data(),
-                          BPF_ANY) != 0)
-    return fail(std::string("relay fast path: allocation counters: ") + std::strerror(errno),
-                errno);
-  allocations_[allocation] = limits;
-  return {};
-}
-
-void RelayFastPath::removeAllocation(uint32_t allocation) {
-  eraseAddresses(allocation);
-  if (auto it = byAllocation_.find(allocation); it != byAllocation_.end()) {
-    const std::set<RouteKey> keys = it->second;
-    for (const RouteKey& key : keys) eraseRoute(key);
-  }
-  if (allocations_.erase(allocation) != 0) {
-    tgw_turn_bucket bucket{};  // no cap: a slot without routes sees no packets anyway
-    const __u32 key = allocation;
-    bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_allocs), &key, &bucket, BPF_ANY);
-  }
-}
-
-void RelayFastPath::eraseRoute(const RouteKey& key) {
-  auto it = routes_.find(key);
-  if (it == routes_.end()) return;
-  const TurnChannelRoute& route = it->second;
-  const tgw_turn_client_key ck = clientKeyOf(route);
-  const tgw_turn_peer_key pk = peerKeyOf(route);
-  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck);
-  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_peers), &pk);
-  byPeer_.erase(PeerKey{route.relayed, route.peer});
-  if (auto a = byAllocation_.find(route.allocation); a != byAllocation_.end()) {
-    a->second.erase(key);
-    if (a->second.empty()) byAllocation_.erase(a);
-  }
-  routes_.erase(it);
-}
-
-Result<void> RelayFastPath::addChannel(const TurnChannelRoute& route) {
-  const std::string where = "relay fast path: channel " + std::to_string(route.channel) +
-                            " of " + route.client.toString() + ": ";
-  if (!allocations_.count(route.allocation)) return fail(where + "allocation slot not in use");
-  if (!tgw_channel_valid_upto(route.channel, options_.maxChannel))
-    return fail(where + "not a channel number of the configured range (" +
-                (options_.maxChannel == TGW_CHANNEL_MAX ? "RFC 8656 section 12" : "RFC 5766 section 11") +
-                ")");
-  if (route.client.family() != route.server.family() ||
-      route.relayed.family() != route.peer.family())
-    return fail(where + "addresses of one side differ in family");
-  if (route.client.family() != route.peer.family())
-    return fail(where + "cross-family route (no translation in the fast path)");
-  auto isRelayAddress = [&](const SockAddr& a) { return this->isRelayAddress(a); };
-  if (!isRelayAddress(route.relayed))
-    return fail(where + "relayed address " + route.relayed.toString() +
-                " is not one of the fast path's");
-
-  // Replace what has the same keys (as MemoryTurnTable does). The same route written again
-  // (both keys unchanged: a refresh of its deadline) is overwritten in place below, so that
-  // no packet misses it meanwhile.
-  const RouteKey key{route.client, route.server, route.channel};
-  const PeerKey peerKey{route.relayed, route.peer};
-  auto samePeer = byPeer_.find(peerKey);
-  const bool inPlace = samePeer != byPeer_.end() && samePeer->second == key;
-  if (!inPlace) {
-    if (samePeer != byPeer_.end()) eraseRoute(RouteKey{samePeer->second});
-    eraseRoute(key);
-    if (routes_.size() >= maxRoutes_) return fail(where + "route table full");
-  }
-
-  const __u8 flags = isRelayAddress(route.peer) ? TGW_TURN_F_LOCAL_PEER : 0;
-  const tgw_turn_client_key ck = clientKeyOf(route);
-  const tgw_turn_rewrite toPeer =
-      rewriteOf(route.client, route.server, route.relayed, route.peer, route, flags);
-  const tgw_turn_peer_key pk = peerKeyOf(route);
-  const tgw_turn_rewrite toClient =
-      rewriteOf(route.peer, route.relayed, route.server, route.client, route, 0);
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck, &toPeer, BPF_ANY) != 0) {
-    const int err = errno;
-    if (inPlace) eraseRoute(key);  // the old value may hold: nothing half-written stays
-    return fail(where + "client route: " + std::strerror(err), err);
-  }
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_peers), &pk, &toClient, BPF_ANY) != 0) {
-    const int err = errno;
-    if (inPlace) {
-      eraseRoute(key);
-    } else {
-      bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_clients), &ck);
-    }
-    return fail(where + "peer route: " + std::strerror(err), err);
-  }
-  if (inPlace) {
-    const uint32_t was = routes_.at(key).allocation;
-    if (auto a = byAllocation_.find(was); was != route.allocation && a != byAllocation_.end()) {
-      a->second.erase(key);
-      if (a->second.empty()) byAllocation_.erase(a);
-    }
-  }
-  routes_[key] = route;
-  byPeer_[peerKey] = key;
-  byAllocation_[route.allocation].insert(key);
-  return {};
-}
-
-void RelayFastPath::removeChannel(const TurnChannelRoute& route) {
-  eraseRoute(RouteKey{route.client, route.server, route.channel});
-}
-
-bool RelayFastPath::isRelayAddress(const SockAddr& a) const {
-  return std::find(options_.relayAddresses.begin(), options_.relayAddresses.end(), a.ip()) !=
-             options_.relayAddresses.end() &&
-         a.port() >= options_.relayPortMin && a.port() <= options_.relayPortMax;
-}
-
-void RelayFastPath::eraseAddresses(uint32_t allocation) {
-  if (auto p = permissions_.find(allocation); p != permissions_.end()) {
-    for (const auto& [peer, perm] : p->second) {
-      const tgw_turn_perm_key k = permKeyOf(allocation, peer);
-      bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k);
-    }
-    permissionCount_ -= p->second.size();
-    permissions_.erase(p);
-  }
-  auto it = addresses_.find(allocation);
-  if (it == addresses_.end()) return;
-  const TurnAllocationAddresses& a = it->second;
-  const tgw_turn_client_key sk = sessionKeyOf(a);
-  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_sessions), &sk);
-  for (const auto& r : {a.relayed4, a.relayed6}) {
-    if (!r) continue;
-    const tgw_turn_relayed_key rk = relayedKeyOf(*r);
-    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_relayed), &rk);
-  }
-  addresses_.erase(it);
-}
-
-Result<void> RelayFastPath::setAddresses(const TurnAllocationAddresses& a) {
-  const std::string where = "relay fast path: addresses of " + a.client.toString() + ": ";
-  if (!allocations_.count(a.allocation)) return fail(where + "allocation slot not in use");
-  if (a.client.family() != a.server.family()) return fail(where + "client and server differ in family");
-  for (const auto& r : {a.relayed4, a.relayed6}) {
-    if (r && !isRelayAddress(*r))
-      return fail(where + "relayed address " + r->toString() + " is not one of the fast path's");
-  }
-  if (a.relayed4 && !a.relayed4->isV4()) return fail(where + "relayed4 is not IPv4");
-  if (a.relayed6 && a.relayed6->isV4()) return fail(where + "relayed6 is not IPv6");
-
-  // What changed keys goes first; what keeps them is overwritten in place (no packet misses
-  // it meanwhile).
-  const int sessions = bpf_map__fd(skel_->maps.tgw_turn_sessions);
-  const int relayed = bpf_map__fd(skel_->maps.tgw_turn_relayed);
-  if (auto old = addresses_.find(a.allocation); old != addresses_.end()) {
-    const TurnAllocationAddresses& o = old->second;
-    if (o.client != a.client || o.server != a.server) {
-      const tgw_turn_client_key sk = sessionKeyOf(o);
-      bpf_map_delete_elem(sessions, &sk);
-    }
-    for (const auto& [was, now] : {std::pair{o.relayed4, a.relayed4}, std::pair{o.relayed6, a.relayed6}}) {
-      if (was && was != now) {
-        const tgw_turn_relayed_key rk = relayedKeyOf(*was);
-        bpf_map_delete_elem(relayed, &rk);
-      }
-    }
-    addresses_.erase(old);
-  }
-  tgw_turn_session ses{};
-  if (a.relayed4) {
-    std::memcpy(ses.relayed4, a.relayed4->ip().bytes(), 4);
-    ses.relayed4_port = htons(a.relayed4->port());
-  }
-  if (a.relayed6) {
-    std::memcpy(ses.relayed6, a.relayed6->ip().bytes(), 16);
-    ses.relayed6_port = htons(a.relayed6->port());
-  }
-  ses.allocation = a.allocation;
-  tgw_turn_owner own{};
-  copyAddr(own.client, a.client);
-  copyAddr(own.server, a.server);
-  own.client_port = htons(a.client.port());
-  own.server_port = htons(a.server.port());
-  own.allocation = a.allocation;
-  own.family = static_cast<__u8>(familyOf(a.client));
-
-  const tgw_turn_client_key sk = sessionKeyOf(a);
-  bool ok = bpf_map_update_elem(sessions, &sk, &ses, BPF_ANY) == 0;
-  for (const auto& r : {a.relayed4, a.relayed6}) {
-    if (!ok || !r) continue;
-    const tgw_turn_relayed_key rk = relayedKeyOf(*r);
-    ok = bpf_map_update_elem(relayed, &rk, &own, BPF_ANY) == 0;
-  }
-  addresses_[a.allocation] = a;
-  if (!ok) {
-    const int err = errno;
-    eraseAddresses(a.allocation);  // nothing half-written stays, permissions included
-    return fail(where + std::strerror(err), err);
-  }
-  return {};
-}
-
-Result<void> RelayFastPath::addPermission(const TurnPermission& p) {
-  const std::string where = "relay fast path: permission for " + p.peer.toString() + ": ";
-  if (!allocations_.count(p.allocation)) return fail(where + "allocation slot not in use");
-  if (!addresses_.count(p.allocation)) return fail(where + "allocation addresses not set");
-  auto& mine = permissions_[p.allocation];
-  const bool fresh = !mine.count(p.peer);
-  if (fresh && permissionCount_ >= maxPermissions_) {
-    if (mine.empty()) permissions_.erase(p.allocation);
-    return fail(where + "permission table full");
-  }
-  tgw_turn_perm v{};
-  v.expires_ns = monotonicNs(p.expires);
-  v.flags = (p.send ? TGW_TURN_PERM_SEND : 0u) | (p.data ? TGW_TURN_PERM_DATA : 0u) |
-            (p.local ? TGW_TURN_PERM_LOCAL : 0u);
-  const tgw_turn_perm_key k = permKeyOf(p.allocation, p.peer);
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k, &v, BPF_ANY) != 0) {
-    const int err = errno;
-    if (!fresh) removePermission(p.allocation, p.peer);  // the old value may hold: remove it
-    if (auto it = permissions_.find(p.allocation); it != permissions_.end() && it->second.empty())
-      permissions_.erase(it);
-    return fail(where + std::strerror(err), err);
-  }
-  if (fresh) ++permissionCount_;
-  mine[p.peer] = p;
-  return {};
-}
-
-void RelayFastPath::removePermission(uint32_t allocation, const IpAddr& peer) {
-  auto it = permissions_.find(allocation);
-  if (it == permissions_.end() || it->second.erase(peer) == 0) return;
-  --permissionCount_;
-  if (it->second.empty()) permissions_.erase(it);
-  const tgw_turn_perm_key k = permKeyOf(allocation, peer);
-  bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_turn_perms), &k);
-}
-
 void RelayFastPath::setLivenessDeadline(TimePoint deadline) {
   writeLivenessDeadline(bpf_map__fd(skel_->maps.tgw_liveness), deadline);
 }
 
 void RelayFastPath::flushNextHops() { bumpNextHopEpoch(bpf_map__fd(skel_->maps.tgw_nexthop_epoch)); }
 
-TurnAllocationCounters RelayFastPath::counters(uint32_t allocation) const {
-  TurnAllocationCounters c;
-  if (!allocations_.count(allocation)) return c;
-  auto stats = bindAllocStats(skel_->maps.tgw_turn_alloc_stats);
-  if (!stats) return c;
-  auto perCpu = stats->lookupPerCpu(allocation);
-  if (!perCpu) {
-    log::warn("xdp.relay.counters_failed", {{"error", perCpu.error().message}});
-    return c;
-  }
-  for (const tgw_turn_alloc_stats& v : *perCpu) {
-    c.toPeerPackets += v.to_peer_packets;
-    c.toPeerBytes += v.to_peer_bytes;
-    c.toClientPackets += v.to_client_packets;
-    c.toClientBytes += v.to_client_bytes;
-    c.droppedQuotaPackets += v.quota_packets;
-    c.droppedQuotaBytes += v.quota_bytes;
-  }
-  return c;
-}
+void RelayFastPath::setMirror(TurnMaps* mirror) { maps_->mirror = mirror; }
 
 }  // namespace tgw::dataplane

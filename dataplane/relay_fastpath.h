@@ -72,6 +72,7 @@
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/stun_responder.h"
+#include "dataplane/turn_map_table.h"
 #include "dataplane/turn_table.h"
 #include "dataplane/typed_map.h"
 #include "dataplane/xdp_attachment.h"
@@ -81,6 +82,8 @@
 struct tgw_relay;  // the bpftool skeleton (xdp/relay.skel.h)
 
 namespace tgw::dataplane {
+
+class BpfTurnMaps;  // relay_fastpath.cpp
 
 class RelayFastPath final : public TurnTable {
  public:
@@ -150,24 +153,45 @@ class RelayFastPath final : public TurnTable {
   int programFd() const;
   const TypedMap<tgw_stats_key, tgw_stats_value>& statsMap() const { return stats_; }
 
-  // TurnTable (dataplane/turn_table.h): same semantics as MemoryTurnTable.
+  // TurnTable (dataplane/turn_table.h): same semantics as MemoryTurnTable; the rules and
+  // the shadow are TurnMapTable's (dataplane/turn_map_table.h), shared with the DPDK backend.
   uint32_t capacity() const override { return capacity_; }
-  Result<void> addAllocation(uint32_t allocation, const TurnAllocationLimits& limits) override;
-  void removeAllocation(uint32_t allocation) override;
-  Result<void> addChannel(const TurnChannelRoute& route) override;
-  void removeChannel(const TurnChannelRoute& route) override;
+  Result<void> addAllocation(uint32_t allocation, const TurnAllocationLimits& limits) override {
+    return table_->addAllocation(allocation, limits);
+  }
+  void removeAllocation(uint32_t allocation) override { table_->removeAllocation(allocation); }
+  Result<void> addChannel(const TurnChannelRoute& route) override {
+    return table_->addChannel(route);
+  }
+  void removeChannel(const TurnChannelRoute& route) override { table_->removeChannel(route); }
   // Allocation counters overload TurnTable::counters(slot).
-  TurnAllocationCounters counters(uint32_t allocation) const override;
-
-  Result<void> setAddresses(const TurnAllocationAddresses& addresses) override;
-  Result<void> addPermission(const TurnPermission& permission) override;
-  void removePermission(uint32_t allocation, const IpAddr& peer) override;
+  TurnAllocationCounters counters(uint32_t allocation) const override {
+    return table_->counters(allocation);
+  }
+  Result<void> setAddresses(const TurnAllocationAddresses& addresses) override {
+    return table_->setAddresses(addresses);
+  }
+  Result<void> addPermission(const TurnPermission& permission) override {
+    return table_->addPermission(permission);
+  }
+  void removePermission(uint32_t allocation, const IpAddr& peer) override {
+    table_->removePermission(allocation, peer);
+  }
 
   // Routes installed now (what the maps hold), for tests and `tgwctl`.
-  size_t routeCount() const { return routes_.size(); }
+  size_t routeCount() const { return table_->routeCount(); }
   // Permissions installed now, and how many the table may hold.
-  size_t permissionCount() const { return permissionCount_; }
+  size_t permissionCount() const { return table_->permissionCount(); }
   uint64_t maxPermissions() const { return maxPermissions_; }
+
+  // The slot is in use (addAllocation'ed, not removed).
+  bool inUse(uint32_t allocation) const { return table_->inUse(allocation); }
+  // Every address the installed entries send to (TurnMapTable::destinations).
+  std::set<IpAddr> destinations() const { return table_->destinations(); }
+
+  // Tests: every write to the program's TURN maps is also made to `mirror` (the DPDK
+  // backend's tables in the parity test), so both hold the same entries. nullptr: none.
+  void setMirror(TurnMaps* mirror);
 
   // Forgets the next hops the program cached (bpf_fib_lookup's answers, kept per CPU for 1 s,
   // tgw/turn.h): a route or neighbour change then applies to the very next packet. Without
@@ -181,30 +205,14 @@ class RelayFastPath final : public TurnTable {
 
  private:
   RelayFastPath() = default;
-  using RouteKey = std::tuple<SockAddr, SockAddr, uint16_t>;  // (client, server, channel)
-  using PeerKey = std::pair<SockAddr, SockAddr>;               // (relayed, peer)
-  // Removes one route from both maps and every index.
-  void eraseRoute(const RouteKey& key);
-  // Removes an allocation's addresses and permissions from the maps.
-  void eraseAddresses(uint32_t allocation);
-  bool isRelayAddress(const SockAddr& a) const;
-
   tgw_relay* skel_ = nullptr;
   Options options_;
   uint32_t capacity_ = 0;
   uint32_t maxRoutes_ = 0;
-  TypedMap<tgw_stats_key, tgw_stats_value> stats_;
-  std::map<uint32_t, TurnAllocationLimits> allocations_;
-  // The userspace shadow of the two maps, indexed three ways so that every operation costs
-  // O(log n) whatever the table's size.
-  std::map<RouteKey, TurnChannelRoute> routes_;
-  std::map<PeerKey, RouteKey> byPeer_;
-  std::map<uint32_t, std::set<RouteKey>> byAllocation_;
-  // Indications: each slot's addresses and permissions, as the maps hold them.
   uint64_t maxPermissions_ = 0;
-  size_t permissionCount_ = 0;
-  std::map<uint32_t, TurnAllocationAddresses> addresses_;
-  std::map<uint32_t, std::map<IpAddr, TurnPermission>> permissions_;
+  TypedMap<tgw_stats_key, tgw_stats_value> stats_;
+  std::unique_ptr<BpfTurnMaps> maps_;
+  std::unique_ptr<TurnMapTable> table_;
   std::unique_ptr<XdpAttachment> attachment_;    // declared last: detached before skel_ goes
 };
 

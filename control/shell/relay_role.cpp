@@ -171,13 +171,16 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
                  {"fix", "raise the descriptor limit (LimitNOFILE= in the systemd unit, ulimit -n)"}});
       sc.maxAllocations = static_cast<uint32_t>(clamped);
     }
-    r->turn_ = std::make_unique<turn::Server>(std::move(sc), r->ports_, r->fastPath_.get());
+    dataplane::TurnTable* table = r->fastPath_ ? static_cast<dataplane::TurnTable*>(r->fastPath_.get())
+                                  : r->dpdk_        ? r->dpdk_->turnTable()
+                                                    : nullptr;
+    r->turn_ = std::make_unique<turn::Server>(std::move(sc), r->ports_, table);
     r->turnTimer_ = std::make_unique<shell::DeadlineTimer>(base, [rr = r.get()] { rr->onTurnTimer(); });
     log::info("turn_enabled", {{"realm", cfg.turn->realm},
                                {"users", std::to_string(cfg.turn->users.size())},
                                {"rest", cfg.turn->restSecret ? "yes" : "no"},
                                {"ports", std::to_string(cfg.turn->minPort) + "-" + std::to_string(cfg.turn->maxPort)},
-                               {"fast_path", r->fastPath_ ? "yes" : "no"}});
+                               {"fast_path", r->fastPath_ ? "yes" : table != nullptr ? "dpdk" : "no"}});
     for (const auto& [entry, why] : cfg.turn->unsafeAllow) {
       log::warn("turn_peer_allow_unsafe", {{"entry", entry.toString()}, {"why", why},
                                            {"override", "relay.turn.peer_allow_unsafe = true"}});
@@ -414,13 +417,26 @@ Result<void> RelayRole::startDpdk() {
   o.stun.ports = xdpStunPorts();
   o.stun.endpoints = xdpStunEndpoints();
   o.stun.budget = {cfg_.stunAnswersPerSecond, cfg_.stunAnswerBurst};
+  if (turnEnabled(cfg_)) {
+    // The same sizes as the XDP fast path's (attachFastPath).
+    dpdk::RelayBackendOptions::Turn t;
+    t.relayPortMin = cfg_.turn->minPort;
+    t.relayPortMax = cfg_.turn->maxPort;
+    t.relayAddresses = cfg_.turn->relayAddresses;
+    t.capacity = std::min<uint32_t>(cfg_.turn->maxAllocations, dataplane::RelayFastPath::kDefaultCapacity);
+    t.maxRoutes = static_cast<uint32_t>(
+        std::min<uint64_t>(uint64_t{t.capacity} *
+                               std::min<uint32_t>(cfg_.turn->maxChannelsPerAllocation, kFastPathRoutesPerAllocation),
+                           kMaxFastPathRoutes));
+    t.maxChannel = maxChannelOf(*cfg_.turn);
+    t.maxPermissions = std::min(uint64_t{t.capacity} * cfg_.turn->maxPermissionsPerAllocation,
+                                dataplane::RelayFastPath::kMaxPermissions);
+    o.turn = t;
+  }
   auto backend = dpdk::RelayBackend::start(o);
   if (!backend) return fail(backend.error().message + " (set relay.dataplane = \"xdp\" to run without DPDK)");
   dpdk_ = std::move(*backend);
-  if (turnEnabled(cfg_)) {
-    log::warn("dpdk_turn_on_sockets", {{"effect", "TURN is relayed by the sockets: the DPDK backend forwards no "
-                                                  "ChannelData yet"}});
-  }
+  if (dpdk_->turnTable() != nullptr) startLiveness();
   return {};
 }
 
@@ -675,7 +691,8 @@ void RelayRole::startLiveness() {
 }
 
 void RelayRole::onLivenessTimer() {
-  fastPath_->keepAlive(Clock::now());
+  if (fastPath_) fastPath_->keepAlive(Clock::now());
+  if (dpdk_) dpdk_->keepAlive(Clock::now());  // and its next hops from the kernel
   livenessTimer_->after(kLivenessPeriod);
 }
 
@@ -706,8 +723,10 @@ nlohmann::json RelayRole::status() const {
                  {"rest", c.restSecret.has_value()},
                  {"allocations", turn_->allocationCount()},
                  {"max_allocations", c.maxAllocations},  // after the descriptor clamp
-                 {"fast_path", fastPath_ != nullptr},
+                 {"fast_path", fastPath_ != nullptr || (dpdk_ && dpdk_->turnTable() != nullptr)},
                  {"fast_path_forwarding_off", forwardingOff_}};
+    // DPDK: its next-hop table (filled from the kernel's routes and neighbours).
+    if (dpdk_ && dpdk_->turnTable() != nullptr) s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
   } else {
     s["turn"] = nullptr;
   }
@@ -815,8 +834,9 @@ nlohmann::json RelayRole::allocations() const {
     for (const auto& a : turn_->allocations(Clock::now())) {
       nlohmann::json j = allocationJson(a);
       // What XDP forwarded alone (`traffic` is both paths together).
-      if (fastPath_ && a.slot) {
-        auto c = fastPath_->counters(*a.slot);
+      dataplane::TurnTable* table = fastPath_ ? fastPath_.get() : dpdk_ ? dpdk_->turnTable() : nullptr;
+      if (table != nullptr && a.slot) {
+        auto c = table->counters(*a.slot);
         j["fast_path_traffic"] = trafficJson({c.toPeerPackets, c.toPeerBytes, c.toClientPackets, c.toClientBytes,
                                               c.droppedQuotaPackets, c.droppedQuotaBytes});
       }

@@ -24,7 +24,11 @@
 #include <random>
 
 #include "base/log.h"
+#include "dataplane/dpdk/relay_program.h"
 #include "dataplane/dpdk/stun_program.h"
+#include "dataplane/dpdk/turn_tables.h"
+#include "dataplane/liveness.h"
+#include "dataplane/turn_map_table.h"
 #include "steer.skel.h"
 
 namespace tgw::dpdk {
@@ -67,10 +71,10 @@ void countUnsent(rte_mbuf** unsent, uint16_t count, void* userdata) {
 // One worker's state: its queue, its program state and counters, its TX buffers. Allocated
 // with rte_zmalloc on the lcore's socket before the loop starts.
 struct alignas(64) Core {
-  Core(uint16_t q, uint64_t seed) : queue(q), stun(seed) {}
+  Core(uint16_t q, uint64_t seed) : queue(q), relay(q, seed) {}
   uint16_t queue;
   unsigned lcore = 0;
-  StunCore stun;
+  RelayCore relay;  // its StunCore serves the STUN-only program too
   CoreStats stats;
   LoopCounters counters;
   rte_eth_dev_tx_buffer* wireTx = nullptr;
@@ -89,8 +93,17 @@ std::string dpdkError(const std::string& what, int err) {
 
 }  // namespace
 
+// How long the cores forward after the last keepAlive(): RelayFastPath::kDefaultLiveness.
+constexpr Duration kLiveness = std::chrono::seconds(3);
+
 struct RelayBackend::Impl {
   StunTables tables;
+  // TURN (options.turn): the tables, the server's view of them, the next hops' source.
+  std::unique_ptr<TurnTables> turnTables;
+  std::unique_ptr<dataplane::TurnMapTable> turnTable;
+  std::unique_ptr<NextHopRefresher> refresher;
+  RelayTables relay;
+  bool turnOn = false;
   uint16_t wire = 0;
   uint16_t tap = 0;
   rte_ether_addr tapMac{};
@@ -222,7 +235,8 @@ void RelayBackend::Impl::handleBurst(Core& core, rte_mbuf** pkts, uint16_t n, ui
     }
     uint8_t* start = rte_pktmbuf_mtod(m, uint8_t*);
     Frame f{start, m->data_len, rte_pktmbuf_headroom(m), rte_pktmbuf_tailroom(m)};
-    const Verdict v = stunHandle(f, tables, core.stun, nowNs);
+    const Verdict v = turnOn ? relayHandle(f, relay, core.relay, nowNs)
+                             : stunHandle(f, tables, core.relay.stun, nowNs);
     core.stats.count(v, received);
     switch (v.verdict) {
       case TGW_VERDICT_TX:
@@ -253,7 +267,11 @@ void RelayBackend::Impl::handleBurst(Core& core, rte_mbuf** pkts, uint16_t n, ui
 int RelayBackend::Impl::loop(Core& core) {
   rte_mbuf* pkts[kBurst];
   uint64_t lastDrain = rte_rdtsc();
+  if (turnOn) turnTables->grace().online(core.queue);
   while (!quit.load(std::memory_order_relaxed)) {
+    // No pointer into the TURN tables is held between iterations: what the control thread
+    // unlinked before now may be reused (turn_tables.h).
+    if (turnOn) turnTables->grace().quiescent(core.queue);
     const uint64_t now = rte_rdtsc();
     if (now - lastDrain > drainTsc) {
       rte_eth_tx_buffer_flush(wire, core.queue, core.wireTx);
@@ -274,6 +292,7 @@ int RelayBackend::Impl::loop(Core& core) {
   }
   rte_eth_tx_buffer_flush(wire, core.queue, core.wireTx);
   rte_eth_tx_buffer_flush(tap, core.queue, core.kernelTx);
+  if (turnOn) turnTables->grace().offline(core.queue);
   return 0;
 }
 
@@ -341,6 +360,37 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
     return fail("dpdk: " + std::to_string(o.queues) + " queues need " + std::to_string(o.queues) +
                 " worker lcores besides the main one (EAL -l), got " + std::to_string(rte_lcore_count() - 1));
 
+  if (o.turn) {
+    const auto& t = *o.turn;
+    auto refresher = NextHopRefresher::open(o.interface);
+    if (!refresher) return Unexpected<Error>{refresher.error()};
+    s.refresher = std::move(*refresher);
+    auto turnTables = TurnTables::create({t.capacity, t.maxRoutes != 0 ? t.maxRoutes : t.capacity,
+                                          t.maxPermissions, 4096, o.queues});
+    if (!turnTables) return Unexpected<Error>{turnTables.error()};
+    s.turnTables = std::move(*turnTables);
+    s.turnTable = std::make_unique<dataplane::TurnMapTable>(
+        dataplane::TurnMapTable::Limits{"dpdk fast path", t.capacity,
+                                        t.maxRoutes != 0 ? t.maxRoutes : t.capacity,
+                                        t.maxPermissions, t.maxChannel, t.relayPortMin,
+                                        t.relayPortMax, t.relayAddresses, TGW_TURN_RATE_MAX,
+                                        [&s](const IpAddr& dst) {
+                                          s.refresher->resolve(*s.turnTables, dst);
+                                        }},
+        *s.turnTables);
+
+    s.relay.stun = &s.tables;
+    s.relay.turn = tgw_turn_config{t.relayPortMin, t.relayPortMax,
+                                   static_cast<__u16>(t.maxChannel == TGW_CHANNEL_MAX_RFC5766
+                                                          ? TGW_TURN_CFG_RFC5766_CHANNELS
+                                                          : 0),
+                                   0};
+    s.relay.tables = s.turnTables.get();
+    s.relay.wireIfindex = s.refresher->wireIfindex();
+    s.turnTables->setLivenessDeadline(dataplane::monotonicNs(Clock::now() + kLiveness));
+    s.turnOn = true;
+  }
+
   const unsigned socket = rte_socket_id();
   const unsigned mbufs = o.queues * (kRxDescriptors + 2 * kTxDescriptors + 4 * kBurst) + 1024;
   s.pool = rte_pktmbuf_pool_create("tgw_mbufs", mbufs, kMbufCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(socket));
@@ -405,12 +455,17 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   }
   s.launched = true;
 
-  // Last: steer the STUN ports to the queues. Before this the kernel's sockets answer.
+  // Last: steer the STUN ports (and with TURN the relayed port range) to the queues. Before
+  // this the kernel's sockets answer.
   auto mapFd = findPortsMap(ifindex, o.interface);
   if (!mapFd) return Unexpected<Error>{mapFd.error()};
   s.portsMapFd = *mapFd;
   const __u8 on = 1;
-  for (uint16_t port : s.tables.ports()) {
+  std::vector<uint16_t> steered = s.tables.ports();
+  if (o.turn)
+    for (uint32_t p = o.turn->relayPortMin; p <= o.turn->relayPortMax; p++)
+      steered.push_back(static_cast<uint16_t>(p));
+  for (uint16_t port : steered) {
     const __u32 key = port;
     if (bpf_map_update_elem(s.portsMapFd, &key, &on, BPF_ANY) != 0)
       return fail(std::string("dpdk: marking port ") + std::to_string(port) + ": " + std::strerror(errno));
@@ -418,9 +473,12 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   }
   std::string portList;
   for (uint16_t port : s.tables.ports()) portList += (portList.empty() ? "" : ",") + std::to_string(port);
+  if (o.turn)
+    portList += "," + std::to_string(o.turn->relayPortMin) + "-" + std::to_string(o.turn->relayPortMax);
   log::info("dpdk.started", {{"interface", o.interface},
                              {"exception_interface", o.exceptionInterface},
                              {"queues", std::to_string(q)},
+                             {"turn", o.turn ? "yes" : "no"},
                              {"steered_ports", portList}});
   return self;
 }
@@ -450,6 +508,11 @@ void RelayBackend::stop() {
   s.cores.clear();
   if (s.pool != nullptr) rte_mempool_free(s.pool);
   s.pool = nullptr;
+  // DPDK memory (rte_hash, the grace state) before the EAL goes.
+  s.turnOn = false;
+  s.turnTable.reset();
+  s.turnTables.reset();
+  s.refresher.reset();
   rte_eal_cleanup();
   impl_.reset();
 }
@@ -484,6 +547,21 @@ std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const
           {"wire_tx_failed", sum.wireTxFailed},
           {"kernel_tx_failed", sum.kernelTxFailed},
           {"kernel_rx_drained", sum.kernelRxDrained}};
+}
+
+dataplane::TurnTable* RelayBackend::turnTable() {
+  return impl_ && impl_->turnOn ? impl_->turnTable.get() : nullptr;
+}
+
+void RelayBackend::keepAlive(TimePoint now) {
+  if (!impl_ || !impl_->turnOn) return;
+  Impl& s = *impl_;
+  s.turnTables->setLivenessDeadline(dataplane::monotonicNs(now + kLiveness));
+  s.refresher->refresh(*s.turnTables, s.turnTable->destinations());
+}
+
+uint32_t RelayBackend::nextHops() const {
+  return impl_ && impl_->turnOn ? impl_->turnTables->nextHopCount() : 0;
 }
 
 uint32_t RelayBackend::cores() const { return impl_ ? static_cast<uint32_t>(impl_->cores.size()) : 0; }

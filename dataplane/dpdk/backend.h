@@ -1,4 +1,5 @@
-// The DPDK backend of the relay (issue 16, first step: the STUN Binding responder). No DPDK
+// The DPDK backend of the relay (issue 16): the STUN Binding responder, and with options.turn
+// the TURN fast path (ChannelData, Send / Data indications; relay_program.h). No DPDK
 // type appears here: control/shell/relay_role.cpp picks the backend with relay.dataplane and
 // holds a RelayBackend; without -Ddpdk=enabled start() says how to get one.
 //
@@ -28,12 +29,16 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/result.h"
+#include "base/sockaddr.h"
 #include "dataplane/stun_responder.h"
+#include "dataplane/turn_table.h"
 
 namespace tgw::dpdk {
 
@@ -46,6 +51,20 @@ struct RelayBackendOptions {
   std::string exceptionInterface;  // the TAP's name in the kernel
   uint32_t queues = 1;             // wire queues = worker lcores (at least this many)
   dataplane::StunResponder::Options stun;
+
+  // TURN on DPDK (relay.turn set): ChannelData both ways, Send / Data indications, client to
+  // client, in the polling cores (relay_program.h), with the tables the TURN server writes
+  // through turnTable(). As RelayFastPath::Options says for XDP.
+  struct Turn {
+    uint16_t relayPortMin = 49152;
+    uint16_t relayPortMax = 65535;
+    std::vector<IpAddr> relayAddresses;
+    uint32_t capacity = 0;
+    uint32_t maxRoutes = 0;
+    uint64_t maxPermissions = 0;
+    uint16_t maxChannel = 0x4FFF;
+  };
+  std::optional<Turn> turn;
 };
 
 class RelayBackend {
@@ -72,6 +91,17 @@ class RelayBackend {
   std::vector<std::pair<std::string, uint64_t>> portCounters() const;
   // The worker lcores, one per queue.
   uint32_t cores() const;
+
+  // With options.turn: the TURN tables the server writes (dataplane::TurnMapTable over
+  // dpdk::TurnTables: same rules as RelayFastPath's); else nullptr.
+  dataplane::TurnTable* turnTable();
+  // With options.turn, every second from the control thread: pushes tgwd's liveness
+  // deadline to now + 3 s (past it the cores forward nothing, as XDP's
+  // RelayFastPath::keepAlive) and refreshes the next hops from the kernel's routes and
+  // neighbours (NextHopRefresher).
+  void keepAlive(TimePoint now);
+  // Next hops known now (tests, status).
+  uint32_t nextHops() const;
 
   struct Impl;
 

@@ -17,5 +17,8 @@ void RelayBackend::stop() {}
 std::vector<dataplane::CounterRow> RelayBackend::counters() const { return {}; }
 std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const { return {}; }
 uint32_t RelayBackend::cores() const { return 0; }
+dataplane::TurnTable* RelayBackend::turnTable() { return nullptr; }
+void RelayBackend::keepAlive(TimePoint) {}
+uint32_t RelayBackend::nextHops() const { return 0; }
 
 }  // namespace tgw::dpdk

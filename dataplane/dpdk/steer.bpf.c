@@ -8,7 +8,8 @@
  *
  * "tgw's traffic": unfragmented UDP (behind at most one VLAN tag; IPv6 without extension
  * headers) to a destination port marked in tgw_dpdk_ports. The backend marks the STUN ports
- * after DPDK has loaded this program; until then, and whenever no socket is bound on the
+ * (TURN's client side: ChannelData and Send indications arrive there) and, with TURN on DPDK,
+ * the whole relayed port range (peers' datagrams) after DPDK has loaded this program; until then, and whenever no socket is bound on the
  * queue (DPDK stopped or killed), bpf_redirect_map() falls back to XDP_PASS and the kernel's
  * sockets (tgwd's userspace STUN server) answer: never a black hole. Fragments always go to
  * the kernel, which reassembles them. */

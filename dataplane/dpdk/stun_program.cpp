@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "dataplane/dpdk/frame_ops.h"
+
 namespace tgw::dpdk {
 
 std::vector<dataplane::CounterRow> sumCounters(const std::vector<const CoreStats*>& cores) {
@@ -130,41 +132,13 @@ static inline __u8* tgw_be_data(TGW_BE_CTX* ctx) { return ctx->f.data; }
 static inline const __u8* tgw_be_data_end(TGW_BE_CTX* ctx) { return ctx->f.data + ctx->f.len; }
 static inline __u32 tgw_be_frame_len(TGW_BE_CTX* ctx) { return ctx->f.len; }
 
-// bpf_xdp_adjust_head / _tail over an mbuf's room (rte_pktmbuf_prepend / _adj / _append /
-// _trim): grow into the headroom or the tailroom, shrink giving it back; as in XDP, at least
-// an Ethernet header stays, and a refused adjust leaves the frame as it was. Grown bytes are
-// not cleared (XDP clears them): the STUN answer writes every byte of its length.
+// bpf_xdp_adjust_head / _tail over an mbuf's room (frame_ops.h). Grown bytes are not cleared
+// (XDP clears them): the STUN answer writes every byte of its length.
 static inline int tgw_be_adjust_head(TGW_BE_CTX* ctx, int delta) {
-  tgw::dpdk::Frame& f = ctx->f;
-  if (delta < 0) {
-    const uint32_t grow = static_cast<uint32_t>(-static_cast<int64_t>(delta));
-    if (grow > f.headroom) return -1;
-    f.data -= grow;
-    f.headroom -= grow;
-    f.len += grow;
-  } else {
-    const uint32_t cut = static_cast<uint32_t>(delta);
-    if (uint64_t{cut} + TGW_ETH_HLEN > f.len) return -1;
-    f.data += cut;
-    f.headroom += cut;
-    f.len -= cut;
-  }
-  return 0;
+  return tgw::dpdk::frameAdjustHead(ctx->f, delta);
 }
 static inline int tgw_be_adjust_tail(TGW_BE_CTX* ctx, int delta) {
-  tgw::dpdk::Frame& f = ctx->f;
-  if (delta > 0) {
-    const uint32_t grow = static_cast<uint32_t>(delta);
-    if (grow > f.tailroom) return -1;
-    f.tailroom -= grow;
-    f.len += grow;
-  } else {
-    const uint32_t cut = static_cast<uint32_t>(-static_cast<int64_t>(delta));
-    if (uint64_t{cut} + TGW_ETH_HLEN > f.len) return -1;
-    f.tailroom += cut;
-    f.len -= cut;
-  }
-  return 0;
+  return tgw::dpdk::frameAdjustTail(ctx->f, delta, false);
 }
 // The loop's clock, read once per burst (backend.cpp).
 static inline __u64 tgw_be_now_ns(TGW_BE_CTX* ctx) { return ctx->nowNs; }

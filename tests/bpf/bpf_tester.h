@@ -87,9 +87,30 @@ struct BpfProgram {
   std::function<void(Counters&)> readCounters;
 };
 
+// A second implementation of the same program (the DPDK backend's relay, tests/dpdk): with
+// one set, every frame the tester runs also goes through it, and its verdict, its output
+// bytes (but for what each draws at random: an IPv4 ID, its header checksum, a STUN
+// transaction id and the UDP checksum over it) and its counter deltas must be the XDP
+// program's; the twin's own output must carry valid checksums where XDP's do.
+struct TwinProgram {
+  std::function<XdpRun(const Bytes&)> run;
+  std::function<void(Counters&)> readCounters;
+};
+
 class BpfTester {
  public:
   explicit BpfTester(BpfProgram program) : program_(std::move(program)) {}
+
+  void setTwin(std::optional<TwinProgram> twin) { twin_ = std::move(twin); }
+  // A case that tests what the twin does differently by design (an XDP redirect, the
+  // kernel's forwarding switch) turns the comparison off while it runs (Paused's lifetime).
+  struct Paused {
+    explicit Paused(const BpfTester& t) : t_(t) { t_.twinPaused_ = true; }
+    ~Paused() { t_.twinPaused_ = false; }
+    const BpfTester& t_;
+  };
+  // Frames compared with the twin so far.
+  uint64_t twinRuns() const { return twinRuns_; }
 
   // One run, no checks (the frame arriving on program.ingressIfindex, if set).
   XdpRun run(const Bytes& in) const;
@@ -113,8 +134,16 @@ class BpfTester {
   }
 
  private:
+  XdpRun runKernel(const Bytes& in) const;
   BpfProgram program_;
+  std::optional<TwinProgram> twin_;
+  mutable bool twinPaused_ = false;
+  mutable uint64_t twinRuns_ = 0;
 };
+
+// Empty when `twin` equals `xdp` but for the fields each fills at random (TwinProgram), else
+// where they differ.
+std::string twinByteDiff(const Bytes& twin, const Bytes& xdp);
 
 // ---- the checks, for tests that run frames their own way --------------------------------
 

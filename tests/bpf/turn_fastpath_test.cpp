@@ -29,6 +29,9 @@
 #include "tests/bpf/responder_options.h"
 #include "tests/bpf/turn_netns.h"
 #include "tests/bpf/user_backend.h"
+#ifdef TGW_DPDK_TWIN
+#include "tests/dpdk/relay_twin.h"
+#endif
 #include "tgw/stats.h"
 
 namespace tgw::testing {
@@ -169,6 +172,12 @@ class TurnFastPathTest : public ::testing::Test {
     if (!mode) setupError_ = "attach: " + mode.error().message;
     ifindex0_ = if_nametoindex("tgwfp0");
     tester_.emplace(BpfProgram{relay_->programFd(), ifindex0_, readCounters});
+#ifdef TGW_DPDK_TWIN
+    // tests/dpdk: every frame also through the DPDK relay, compared (relay_twin.h).
+    twin_ = std::make_unique<DpdkTwin>();
+    if (std::string e = twin_->install(*relay_, o, "tgwfp0", *tester_); !e.empty())
+      setupError_ = "DPDK twin: " + e;
+#endif
   }
 
   // tgw_stats, and the six counters of every allocation slot.
@@ -186,6 +195,11 @@ class TurnFastPathTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
+#ifdef TGW_DPDK_TWIN
+    if (tester_) std::printf("DPDK twin: %llu frames compared\n",
+                             static_cast<unsigned long long>(tester_->twinRuns()));
+    twin_.reset();
+#endif
     tester_.reset();
     delete relay_;
     relay_ = nullptr;
@@ -261,6 +275,9 @@ class TurnFastPathTest : public ::testing::Test {
 
   static inline RelayFastPath* relay_ = nullptr;
   static inline std::optional<BpfTester> tester_;
+#ifdef TGW_DPDK_TWIN
+  static inline std::unique_ptr<DpdkTwin> twin_;
+#endif
   static inline std::string setupError_;
   static inline uint32_t ifindex0_ = 0;
 };
@@ -582,6 +599,8 @@ TEST_F(TurnFastPathTest, UnpermittedPeerGoesUp) {
 // Both clients allocated here: A's ChannelData to B's relayed address comes out as
 // ChannelData to B on B's channel, in one pass, out of the other interface.
 TEST_F(TurnFastPathTest, ClientToClient) {
+  // Client B is behind the other interface (a redirect): not the DPDK twin's (one port).
+  const BpfTester::Paused noTwin(*tester_);
   for (const bool v6 : {false, true}) {
     SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
     for (uint32_t slot = 0; slot < relay_->capacity(); slot++) relay_->removeAllocation(slot);
@@ -628,6 +647,8 @@ TEST_F(TurnFastPathTest, ClientToClient) {
 // on the socket path, where A sends to B's relayed address and B's allocation drops it), so
 // A counts it sent; B counts the quota drop.
 TEST_F(TurnFastPathTest, ClientToClientOverTheOtherCap) {
+  // Client B is behind the other interface (a redirect): not the DPDK twin's (one port).
+  const BpfTester::Paused noTwin(*tester_);
   const SockAddr server = sa("198.18.0.1:3478");
   const SockAddr relayedA = sa("198.18.0.1:50010");
   const SockAddr relayedB = sa("198.18.0.1:50011");
@@ -776,6 +797,9 @@ TEST_F(TurnFastPathTest, NextHopFollowsNeighbourChangeAfterFlush) {
 // bpf_fib_lookup answers only where forwarding is on (the ingress interface's setting):
 // without it everything goes up to the sockets, counted.
 TEST_F(TurnFastPathTest, ForwardingOffGoesUp) {
+  // The DPDK twin (tests/dpdk) differs here by design: its one port has no redirect, and its
+  // next hops come from routes and neighbours, not the ingress' forwarding switch.
+  const BpfTester::Paused noTwin(*tester_);
   const TurnChannelRoute r = route4();
   addAllocation(r.allocation);
   addChannel(r);
@@ -788,6 +812,9 @@ TEST_F(TurnFastPathTest, ForwardingOffGoesUp) {
 }
 
 TEST_F(TurnFastPathTest, RedirectToAnotherInterface) {
+  // The DPDK twin (tests/dpdk) differs here by design: its one port has no redirect, and its
+  // next hops come from routes and neighbours, not the ingress' forwarding switch.
+  const BpfTester::Paused noTwin(*tester_);
   TurnChannelRoute r = route4();
   r.peer = sa("198.18.1.2:7000");
   addAllocation(r.allocation);

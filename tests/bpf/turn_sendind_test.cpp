@@ -29,6 +29,9 @@
 #include "tests/bpf/packet_builder.h"
 #include "tests/bpf/responder_options.h"
 #include "tests/bpf/turn_netns.h"
+#ifdef TGW_DPDK_TWIN
+#include "tests/dpdk/relay_twin.h"
+#endif
 #include "tests/unit/turn/turn_harness.h"
 #include "tgw/stats.h"
 #include "tgw/turn.h"
@@ -162,6 +165,12 @@ class SendIndicationTest : public ::testing::Test {
     auto mode = relay_->attach("tgwfp0", dataplane::AttachMode::Native);
     if (!mode) setupError_ = "attach: " + mode.error().message;
     tester_.emplace(BpfProgram{relay_->programFd(), if_nametoindex("tgwfp0"), readCounters});
+#ifdef TGW_DPDK_TWIN
+    // tests/dpdk: every frame also through the DPDK relay, compared (relay_twin.h).
+    twin_ = std::make_unique<DpdkTwin>();
+    if (std::string e = twin_->install(*relay_, o, "tgwfp0", *tester_); !e.empty())
+      setupError_ = "DPDK twin: " + e;
+#endif
   }
   static void readCounters(Counters& c) {
     readStats(relay_->statsMap().fd(), c);
@@ -176,6 +185,11 @@ class SendIndicationTest : public ::testing::Test {
     }
   }
   static void TearDownTestSuite() {
+#ifdef TGW_DPDK_TWIN
+    if (tester_) std::printf("DPDK twin: %llu frames compared\n",
+                             static_cast<unsigned long long>(tester_->twinRuns()));
+    twin_.reset();
+#endif
     tester_.reset();
     delete relay_;
     relay_ = nullptr;
@@ -261,6 +275,9 @@ class SendIndicationTest : public ::testing::Test {
 
   static inline RelayFastPath* relay_ = nullptr;
   static inline std::optional<BpfTester> tester_;
+#ifdef TGW_DPDK_TWIN
+  static inline std::unique_ptr<DpdkTwin> twin_;
+#endif
   static inline std::string setupError_;
 };
 

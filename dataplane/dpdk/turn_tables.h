@@ -1,0 +1,256 @@
+// The relay's TURN tables on DPDK (issue 16): the TurnMaps (dataplane/turn_map_table.h) the
+// TURN server writes through TurnMapTable, held in DPDK hash tables that the polling cores
+// read without locks, plus the next-hop table, the bandwidth caps and the per-core counters.
+// Needs the EAL (rte_hash allocates from DPDK's memory): built with -Ddpdk=enabled only.
+//
+// Publishing a change (STYLE: "no packet sees half an entry; a change takes effect for the
+// next packet"). Each table is an rte_hash created with RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF
+// (readers never lock; one writer, the control thread) whose data is the index of the value
+// in an array the table owns (an indirection). A put writes the value into a free element of
+// the array first, then adds (or re-points) the key: rte_hash publishes the data word with a
+// release store, so a core that finds the key finds the whole value; the element the key
+// pointed to before, and the key slot of a deleted key (LF implies NO_FREE_ON_DEL), are freed
+// only after every polling core has passed a quiescent state (rte_rcu_qsbr, one report per
+// loop iteration, Grace below) — nobody still reads them. The next packet after put() or
+// remove() returns sees the change.
+//
+// Bandwidth caps: XDP keeps one bucket per allocation under a spin lock; the loop may not
+// lock, so each core keeps its own bucket of rate / cores and burst / cores (on one queue,
+// the lab's and veth's case, exactly XDP's). The cap itself is published with a sequence
+// number (the writer bumps it to odd, writes, bumps it to even; a core rereads on a change)
+// and a generation that tells each core to refill its bucket.
+//
+// Counters: per core (one writer each, relaxed atomic stores), summed on read; a slot's
+// counters restart by remembering the sums at that moment (no core's memory is written by
+// another thread).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/sockaddr.h"
+#include "dataplane/turn_map_table.h"
+#include "tgw/turn.h"
+
+struct rte_hash;
+struct rte_rcu_qsbr;
+
+namespace tgw::dpdk {
+
+// Quiescent-state based reclamation over rte_rcu_qsbr: readers are the polling cores
+// (ids 0..readers-1), the writer is the control thread.
+class Grace {
+ public:
+  static Result<std::unique_ptr<Grace>> create(uint32_t readers);
+  ~Grace();
+  Grace(const Grace&) = delete;
+  Grace& operator=(const Grace&) = delete;
+  // On reader `id`'s thread, before its first lookup / after its last.
+  void online(uint32_t id);
+  void offline(uint32_t id);
+  // Reader `id` holds no pointer into any table (once per loop iteration).
+  void quiescent(uint32_t id);
+  // Writer: a token for "everything unlinked before now"; done() once every online reader
+  // has reported since (never blocks).
+  uint64_t start();
+  bool done(uint64_t token);
+
+ private:
+  Grace() = default;
+  rte_rcu_qsbr* qs_ = nullptr;
+};
+
+// One published table: key K -> value V (both plain structs, keys zero-padded). Readers:
+// find(). Writer (one thread): put(), remove(), reclaim().
+class PublishedHashBase {
+ public:
+  // `entries` live keys at most; `valueSize` bytes per value.
+  static Result<std::unique_ptr<PublishedHashBase>> create(const std::string& what,
+                                                           uint32_t entries, uint32_t keySize,
+                                                           uint32_t valueSize, Grace& grace);
+  ~PublishedHashBase();
+  PublishedHashBase(const PublishedHashBase&) = delete;
+  PublishedHashBase& operator=(const PublishedHashBase&) = delete;
+
+  const void* find(const void* key) const;
+  int put(const void* key, const void* value);  // 0, ENOSPC (full), or another errno
+  void remove(const void* key);
+  // Frees what every reader has left behind (put and remove call it first).
+  void reclaim();
+  uint32_t size() const { return live_; }
+
+ private:
+  PublishedHashBase() = default;
+  struct Deferred {
+    uint64_t token;
+    int32_t keyPosition;  // -1: none
+    uint32_t value;       // UINT32_MAX: none
+  };
+  void defer(int32_t keyPosition, uint32_t value);
+
+  rte_hash* hash_ = nullptr;
+  Grace* grace_ = nullptr;
+  uint32_t valueSize_ = 0;
+  uint32_t entries_ = 0;
+  uint32_t live_ = 0;
+  std::unique_ptr<uint8_t[]> values_;  // (2 x entries) x valueSize: live and deferred
+  std::vector<uint32_t> free_;
+  std::vector<Deferred> deferred_;
+};
+
+template <typename K, typename V>
+class PublishedHash {
+ public:
+  static Result<PublishedHash> create(const std::string& what, uint32_t entries, Grace& grace) {
+    auto base = PublishedHashBase::create(what, entries, sizeof(K), sizeof(V), grace);
+    if (!base) return Unexpected<Error>{base.error()};
+    PublishedHash h;
+    h.base_ = std::move(*base);
+    return h;
+  }
+  const V* find(const K& key) const { return static_cast<const V*>(base_->find(&key)); }
+  int put(const K& key, const V& value) { return base_->put(&key, &value); }
+  void remove(const K& key) { base_->remove(&key); }
+  uint32_t size() const { return base_->size(); }
+  void reclaim() { base_->reclaim(); }
+
+ private:
+  std::unique_ptr<PublishedHashBase> base_;
+};
+
+// The next-hop table's key: the destination of a rewritten packet.
+struct NextHopKey {
+  uint8_t addr[16];  // IPv4 in the first 4 bytes, rest 0
+  uint32_t family;   // TGW_FAMILY_*
+};
+static_assert(sizeof(NextHopKey) == 20);
+
+// The relay's TURN tables for every core, and the per-core state that goes with them.
+class TurnTables final : public dataplane::TurnMaps {
+ public:
+  struct Sizes {
+    uint32_t capacity = 0;        // allocation slots
+    uint32_t maxRoutes = 0;       // channel routes (each direction one entry)
+    uint64_t maxPermissions = 0;
+    uint32_t maxNextHops = 4096;  // destinations with a known next hop
+    uint32_t cores = 1;           // polling cores (readers)
+  };
+  static Result<std::unique_ptr<TurnTables>> create(const Sizes& sizes);
+  ~TurnTables() override;
+
+  // ---- TurnMaps (the control thread) ----
+  int putClientRoute(const tgw_turn_client_key& k, const tgw_turn_rewrite& v) override;
+  void removeClientRoute(const tgw_turn_client_key& k) override;
+  int putPeerRoute(const tgw_turn_peer_key& k, const tgw_turn_rewrite& v) override;
+  void removePeerRoute(const tgw_turn_peer_key& k) override;
+  int putSession(const tgw_turn_client_key& k, const tgw_turn_session& v) override;
+  void removeSession(const tgw_turn_client_key& k) override;
+  int putOwner(const tgw_turn_relayed_key& k, const tgw_turn_owner& v) override;
+  void removeOwner(const tgw_turn_relayed_key& k) override;
+  int putPermission(const tgw_turn_perm_key& k, const tgw_turn_perm& v) override;
+  void removePermission(const tgw_turn_perm_key& k) override;
+  int setAllocation(uint32_t slot, const tgw_turn_bucket& bucket, bool resetCounters) override;
+  dataplane::TurnAllocationCounters allocationCounters(uint32_t slot) const override;
+
+  // The next hop towards `key` (filled by the control thread from the kernel's routes and
+  // neighbours, NextHopResolver in backend.cpp; tests fill it themselves). A missing entry:
+  // the packet goes up (turn_no_neigh) and the kernel resolves and sends it.
+  int putNextHop(const NextHopKey& key, const tgw_turn_nexthop& nh);
+  void removeNextHop(const NextHopKey& key);
+  uint32_t nextHopCount() const { return nexthops_.size(); }
+
+  // tgwd's liveness deadline (CLOCK_MONOTONIC ns): nothing is forwarded past it.
+  void setLivenessDeadline(uint64_t ns) { liveness_.store(ns, std::memory_order_release); }
+
+  Grace& grace() { return *grace_; }
+  uint32_t cores() const { return sizes_.cores; }
+
+  // ---- the polling cores (core = 0..cores-1) ----
+  const tgw_turn_rewrite* clientRoute(const tgw_turn_client_key& k) const {
+    return clients_.find(k);
+  }
+  const tgw_turn_rewrite* peerRoute(const tgw_turn_peer_key& k) const { return peers_.find(k); }
+  const tgw_turn_session* session(const tgw_turn_client_key& k) const {
+    return sessions_.find(k);
+  }
+  const tgw_turn_owner* owner(const tgw_turn_relayed_key& k) const { return owners_.find(k); }
+  const tgw_turn_perm* permission(const tgw_turn_perm_key& k) const { return perms_.find(k); }
+  const tgw_turn_nexthop* nextHop(const NextHopKey& k) const { return nexthops_.find(k); }
+  bool alive(uint64_t nowNs) const { return nowNs < liveness_.load(std::memory_order_acquire); }
+  // 1 when `bytes` fit the slot's cap on `core` (its share of it).
+  int charge(uint32_t core, uint32_t slot, uint64_t bytes, uint64_t nowNs);
+  void countSent(uint32_t core, uint32_t slot, uint64_t bytes, bool toClient);
+  void countQuota(uint32_t core, uint32_t slot, uint64_t bytes);
+
+ private:
+  TurnTables() = default;
+  struct Cap {  // per slot, written by the control thread (seqlock)
+    std::atomic<uint32_t> seq{0};
+    std::atomic<uint32_t> generation{0};
+    std::atomic<uint64_t> rate{0};
+    std::atomic<uint64_t> burst{0};
+  };
+  struct CoreBucket {  // per core per slot, the core's own
+    __u64 tokens = 0;  // tgw_turn_bucket_take's types
+    __u64 lastNs = 0;
+    uint32_t generation = 0;
+    uint32_t pad = 0;
+  };
+  Sizes sizes_;
+  std::unique_ptr<Grace> grace_;
+  PublishedHash<tgw_turn_client_key, tgw_turn_rewrite> clients_;
+  PublishedHash<tgw_turn_peer_key, tgw_turn_rewrite> peers_;
+  PublishedHash<tgw_turn_client_key, tgw_turn_session> sessions_;
+  PublishedHash<tgw_turn_relayed_key, tgw_turn_owner> owners_;
+  PublishedHash<tgw_turn_perm_key, tgw_turn_perm> perms_;
+  PublishedHash<NextHopKey, tgw_turn_nexthop> nexthops_;
+  std::unique_ptr<Cap[]> caps_;                                    // capacity
+  std::vector<std::unique_ptr<CoreBucket[]>> buckets_;             // cores x capacity
+  std::vector<std::unique_ptr<tgw_turn_alloc_stats[]>> stats_;     // cores x capacity
+  std::unique_ptr<tgw_turn_alloc_stats[]> base_;                   // sums at the last reset
+  std::atomic<uint64_t> liveness_{0};
+};
+
+// Fills a TurnTables' next hops from the kernel (the DPDK backend's answer to XDP's
+// bpf_fib_lookup, which DPDK cannot call): for each destination the TURN entries send to,
+// the kernel's route (RTM_GETROUTE) and its neighbour entry (RTM_GETNEIGH) on the wire
+// interface. A destination routed out of another interface, or whose neighbour is not
+// resolved (no entry, INCOMPLETE, FAILED), gets no entry: its packets go up and the kernel
+// sends them (resolving the neighbour on the way, so a later refresh finds it). The control
+// thread resolves a new entry's destinations as it writes the entry (resolve()) and calls
+// refresh() every second; a neighbour change reaches the fast path with the next refresh
+// that covers it (XDP's per-CPU cache: within a second).
+class NextHopRefresher {
+ public:
+  // askKernel: make managed neighbour entries for unresolved next hops (ManagedNeighbours:
+  // released again when this object goes); tests that set neighbours by hand pass false.
+  static Result<std::unique_ptr<NextHopRefresher>> open(const std::string& wire,
+                                                        bool askKernel = true);
+  ~NextHopRefresher();
+  // Drops the next hops of addresses no longer in `destinations`, and asks the kernel again
+  // about at most `budget` of them (round robin: with more, each is refreshed every
+  // size / budget calls; the control thread's second stays short whatever the number of
+  // allocations). Returns how many entries the table holds.
+  static constexpr uint32_t kRefreshBudget = 512;
+  uint32_t refresh(TurnTables& tables, const std::set<IpAddr>& destinations,
+                   uint32_t budget = kRefreshBudget);
+  // One destination now (a new entry's: TurnMapTable::Limits::onDestination), added to what
+  // refresh() keeps. An unresolved neighbour is asked for (a managed entry, as the edge's
+  // ManagedNeighbours does): the kernel resolves it and a later refresh finds it.
+  void resolve(TurnTables& tables, const IpAddr& destination);
+  uint32_t wireIfindex() const { return ifindex_; }
+
+ private:
+  NextHopRefresher() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint32_t ifindex_ = 0;
+  bool askKernel_ = true;
+};
+
+}  // namespace tgw::dpdk
