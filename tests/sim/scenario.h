@@ -145,8 +145,13 @@ struct SimEdge {
   // The fast path's source check for relayed data (tgw_edge_check_source): a data frame inside
   // ChannelData is dropped unless it comes from one of the flow's relay sources in the table
   // (Sources::relay or relayAlt: server and channel), as XDP drops it (edge_bad_source).
+  // The fast path sees a change of sources sourcesLag after the node made it (tgwd reads the
+  // relay's answer, the engine decides, the map write waits out a grace period: tens of ms),
+  // while the relay acts on a request the moment it takes it.
   bool checkRelaySources = false;
+  Duration sourcesLag{};
   uint64_t badRelaySource = 0;
+  std::vector<std::pair<TimePoint, dataplane::Sources>> sourcesSeen;  // (when written, what), kFlowId's
 
   std::optional<dataplane::Path> path() const {
     auto e = table.lookup(kFlowId);
