@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 
 #include "edge_lab.h"
@@ -70,6 +71,19 @@ class EdgeStream : public ::testing::Test {
            : "nft delete table inet tgw_block";
     auto r = e_->lab().exec(ns, cmd);
     ASSERT_EQ(r.exitCode, 0) << cmd << ": " << r.output;
+  }
+
+  // Every (reason: packets) the site's edge XDP program dropped.
+  std::map<std::string, uint64_t> xdpDropRows(const std::string& site) {
+    std::map<std::string, uint64_t> out;
+    auto stats = e_->edge(site).query("stats");
+    EXPECT_TRUE(stats) << stats.error().message;
+    if (!stats) return out;
+    for (const auto& row : (*stats)["edge"]["xdp"]) {
+      const uint64_t n = row.value("packets", uint64_t{0});
+      if (row.value("verdict", std::string()) == "drop" && n > 0) out[row.value("reason", std::string())] += n;
+    }
+    return out;
   }
 
   // Packets the site's edge XDP program dropped for `reason`.
@@ -190,6 +204,13 @@ TEST_F(EdgeStream, UdpBlockedSiteStartsOverTlsThenReturnsToUdpAndDirect) {
     printFigure("edge_stream.bad_source.at_" + site, static_cast<double>(badSource), "packets");
     EXPECT_EQ(lost, 0u);
     EXPECT_EQ(badSource, 0u) << "the fast path refused the peer's data";
+    printFigure("edge_stream.out_of_order.at_" + site, static_cast<double>(r.value("out_of_order", uint64_t{0})),
+                "datagrams");
+    printFigure("edge_stream.longest_gap.at_" + site, r.value("longest_gap_ms", 0.0), "ms");
+    // Nothing else dropped anywhere in either fast path (no reason at all, not only those above).
+    std::string drops;
+    for (const auto& [reason, n] : xdpDropRows(site)) drops += reason + "=" + std::to_string(n) + " ";
+    EXPECT_EQ(drops, "") << "XDP drops at site " << site;
   }
   for (const std::string site : {"a", "b"}) {
     auto s = e_->edge(site).query("stats");
