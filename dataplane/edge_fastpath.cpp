@@ -113,6 +113,10 @@ tgw_edge_flow flowValueOf(const Flow& flow, const std::optional<Path>& path, con
     v.relay = endpointOf(sources.relay->server);
     v.relay_channel = htons(sources.relay->channel);
   }
+  if (sources.relayAlt) {
+    v.relay_alt = endpointOf(sources.relayAlt->server);
+    v.relay_alt_channel = htons(sources.relayAlt->channel);
+  }
   const size_t n = std::min(sources.direct.size(), kMaxSources);
   for (size_t i = 0; i < n; i++) v.sources[i] = endpointOf(sources.direct[i]);
   v.source_count = static_cast<__u8>(n);
@@ -124,6 +128,8 @@ Sources sourcesOf(const tgw_edge_flow& v) {
   Sources out;
   if (v.relay_channel != 0)
     if (auto a = sockAddrOf(v.relay)) out.relay = RelaySource{*a, ntohs(v.relay_channel)};
+  if (v.relay_alt_channel != 0)
+    if (auto a = sockAddrOf(v.relay_alt)) out.relayAlt = RelaySource{*a, ntohs(v.relay_alt_channel)};
   for (size_t i = 0; i < std::min<size_t>(v.source_count, kMaxSources); i++)
     if (auto a = sockAddrOf(v.sources[i])) out.direct.push_back(*a);
   return out;
@@ -138,6 +144,9 @@ Result<void> checkSources(uint32_t flowId, const Sources& sources) {
     if (a.port() == 0) return fail(where + a.toString() + " has port 0");
   if (sources.relay && (sources.relay->channel < TGW_CHANNEL_MIN || sources.relay->channel > TGW_CHANNEL_MAX))
     return fail(where + "relay channel " + std::to_string(sources.relay->channel) + " out of range");
+  if (sources.relayAlt &&
+      (sources.relayAlt->channel < TGW_CHANNEL_MIN || sources.relayAlt->channel > TGW_CHANNEL_MAX))
+    return fail(where + "second relay channel " + std::to_string(sources.relayAlt->channel) + " out of range");
   return {};
 }
 

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -81,6 +82,11 @@ struct Path {
 //           previous one), most recently confirmed first, at most kMaxSources.
 //   relay:  ChannelData from our TURN server `server` on `channel`, the channel bound to the
 //           peer's relayed address on our allocation.
+//   relayAlt: a second such channel on the same allocation while the peer's relayed address
+//           changes (it moved its allocation): the channel being bound to its new address
+//           (the relay uses it from the moment it takes the ChannelBind, a round trip before
+//           our client hears so), or, for a while after, the one it replaced (frames still on
+//           their way). Never a channel of another allocation (numbers restart there).
 inline constexpr size_t kMaxSources = 8;  // as TGW_EDGE_MAX_SOURCES (tgw/edge.h)
 struct RelaySource {
   SockAddr server;
@@ -88,9 +94,14 @@ struct RelaySource {
   friend bool operator==(const RelaySource&, const RelaySource&) = default;
 };
 struct Sources {
+  Sources() = default;
+  Sources(std::vector<SockAddr> d, std::optional<RelaySource> r = std::nullopt,
+          std::optional<RelaySource> alt = std::nullopt)
+      : direct(std::move(d)), relay(std::move(r)), relayAlt(std::move(alt)) {}
   std::vector<SockAddr> direct;
   std::optional<RelaySource> relay;
-  bool empty() const { return direct.empty() && !relay; }
+  std::optional<RelaySource> relayAlt;
+  bool empty() const { return direct.empty() && !relay && !relayAlt; }
   friend bool operator==(const Sources&, const Sources&) = default;
 };
 

@@ -30,6 +30,13 @@ bool RelaySource::allocated() const {
   return active_ && leg(*active_).client && leg(*active_).client->state() == turnclient::Client::State::Allocated;
 }
 
+turnclient::Client* RelaySource::clientFor(Transport transport) {
+  Leg& l = leg(transport);
+  const bool carrying = active_ && *active_ == transport;
+  if (!l.client || (!carrying && l.lingerUntil == kNever)) return nullptr;
+  return l.client->state() == turnclient::Client::State::Allocated ? &*l.client : nullptr;
+}
+
 dataplane::RelayTransport RelaySource::transport() const { return active_ ? *active_ : Transport::Udp; }
 
 void RelaySource::gather(TimePoint now) {

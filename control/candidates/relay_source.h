@@ -139,6 +139,12 @@ class RelaySource final : public CandidateSource {
   turnclient::Client& client() { return *current(); }
   const turnclient::Client* clientIfStarted() const { return current(); }
   bool allocated() const;
+  // The allocated client of the leg over `transport`: the one carrying the relay path, or a
+  // former winner still lingering (kStreamLinger). A relay path made on the lingering
+  // allocation goes on through it until the path moves to the new one (its channel bound
+  // there): the new allocation has no channel (nor permission, for a moment) for the peer
+  // yet. Null when that leg has no allocation.
+  turnclient::Client* clientFor(dataplane::RelayTransport transport);
   // How the allocation carrying the relay path reaches the server (Udp before one exists).
   dataplane::RelayTransport transport() const;
   // The connection carrying the relay path; 0 when that is UDP or there is none. The

@@ -407,7 +407,15 @@ void Node::bindRelay(Peer& peer, TimePoint now) {
     if (peer.remoteRelayedAt > allocatedAt_) probeRelay(now);
     return;
   }
-  if (relay_->client().bindChannel(*peer.remoteRelayed, now)) peer.channelGeneration = relay_->generation();
+  if (auto number = relay_->client().bindChannel(*peer.remoteRelayed, now)) {
+    peer.channelGeneration = relay_->generation();
+    // The relay may use the channel before its answer reaches us: accepted from now on
+    // (kRelayChannelOverlap), beside the relay path's own. UDP only: a stream's never reaches
+    // the fast path.
+    if (relay_->transport() == dataplane::RelayTransport::Udp) {
+      engine_.setRelayAltSource(peer.id, dataplane::RelaySource{relay_->server(), *number}, kNever, now);
+    }
+  }
   queueSends(*relay_);
 }
 
@@ -462,6 +470,7 @@ void Node::handleTurnEvents(TimePoint now) {
       if (lost) refreshRendezvous(now);
       for (auto& p : peers_) {
         p.channelGeneration = 0;
+        p.pathChannel = 0;
         engine_.setRelayPath(p.id, std::nullopt, now);
         if (lost && p.remoteRelayedAt <= lost->confirmedAt) forgetRelayed(p);
       }
@@ -469,11 +478,21 @@ void Node::handleTurnEvents(TimePoint now) {
       if (Peer* p = peerByRelayed(b->peer)) {
         dataplane::Path path{dataplane::PathKind::Relay, relay_->socket(), relay_->server(), b->peer, b->channel};
         path.transport = relay_->transport();
-        engine_.setRelayPath(p->id, path, now);
+        // The channel it replaces, on this same allocation, still carries what the peer sent
+        // before it moved to its new one (kRelayChannelOverlap).
+        std::optional<dataplane::RelaySource> replaced;
+        if (p->pathChannel != 0 && p->pathChannel != b->channel && p->pathGeneration == relay_->generation()) {
+          replaced = dataplane::RelaySource{relay_->server(), p->pathChannel};
+        }
+        const bool udp = path.transport == dataplane::RelayTransport::Udp;
+        p->pathChannel = udp ? b->channel : 0;
+        p->pathGeneration = relay_->generation();
+        engine_.setRelayPath(p->id, path, now, replaced, replaced ? now + kRelayChannelOverlap : kNever);
       }
     } else if (auto* f = std::get_if<turnclient::ChannelFailed>(&e)) {
       if (Peer* p = peerByRelayed(f->peer)) {
         p->channelGeneration = 0;
+        p->pathChannel = 0;
         engine_.setRelayPath(p->id, std::nullopt, now);
       }
     } else if (auto* d = std::get_if<turnclient::PeerData>(&e)) {
@@ -539,7 +558,10 @@ void Node::onCallMeMaybe(Peer& peer, const disco::CallMeMaybe& cmm, TimePoint no
     peer.remoteRelayed = relayed;
     peer.remoteRelayedAt = now;
     peer.channelGeneration = 0;
-    if (!relayed) engine_.setRelayPath(peer.id, std::nullopt, now);
+    if (!relayed) {
+      peer.pathChannel = 0;
+      engine_.setRelayPath(peer.id, std::nullopt, now);
+    }
   }
   bindRelay(peer, now);
 }
@@ -656,7 +678,11 @@ void Node::sendOnPath(const dataplane::Path& path, std::vector<uint8_t> frame, T
     sends_.push_back(Datagram{path.local, path.remote, std::move(frame)});
     return;
   }
-  if (!relay_ || !relay_->allocated() || !relay_->client().send(path.peerRelayed, frame, now)) {
+  // Through the allocation the path was made on: after a move to another leg (a stream back
+  // to UDP) the path stays on the old, lingering one until its channel is bound on the new
+  // one, which has no channel (nor, for a moment, permission) for the peer yet.
+  turnclient::Client* client = relay_ ? relay_->clientFor(path.transport) : nullptr;
+  if (client == nullptr || !client->send(path.peerRelayed, frame, now)) {
     ++counters_.relaySendRefused;
     return;
   }

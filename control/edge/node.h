@@ -76,6 +76,15 @@ inline constexpr Duration kRelayProbeMinInterval = 10s;
 // A suspect direct path's look for a NAT rebinding (a STUN round and a relay probe) at most
 // every 5 s: a flow that keeps going quiet must not keep the STUN servers busy.
 inline constexpr Duration kRecheckMinInterval = 5s;
+// When a peer's relayed address changes (it made a new allocation: a move back from a stream
+// to UDP, a relay reallocation), our fast path accepts the peer's data on two channels of our
+// allocation: the one being bound to its new address from the moment the ChannelBind goes
+// out (the relay uses it as soon as it takes the request, a round trip before we hear so),
+// and the replaced one this long after the relay path moved (the peer sends on its old
+// allocation until its own new channel is bound, a round trip or a few retransmissions; its
+// old allocation lingers as long, candidates::kStreamLinger). Safe: a channel number is not
+// given to another peer of the allocation for minutes (turnclient::kChannelReuseDelay).
+inline constexpr Duration kRelayChannelOverlap = 10s;
 // Peer-reflexive addresses of our own, learned from pongs, kept for advertising.
 inline constexpr size_t kMaxLearnedLocal = 8;
 // The node's health (Notice below) is judged every second, and a condition is reported
@@ -279,6 +288,10 @@ class Node {
     std::optional<SockAddr> remoteRelayed;   // its relayed address (our allocation's family)
     TimePoint remoteRelayedAt{};             // when remoteRelayed was learned (it changed)
     uint64_t channelGeneration = 0;          // the allocation our channel to it is on
+    // The channel the engine's relay path (UDP) uses, and its allocation's generation: the
+    // replaced one stays a source for kRelayChannelOverlap when it was on the same allocation.
+    uint16_t pathChannel = 0;
+    uint64_t pathGeneration = 0;
     uint64_t cmmSentVersion = ~0ull;         // localVersion() last advertised to it
     TimePoint cmmSentAt{};
     Duration cmmBackoff = kCallMeMaybeRetry;  // until the next repeat

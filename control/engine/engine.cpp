@@ -69,9 +69,18 @@ void Engine::setRemoteCandidates(PeerId peer, std::span<const Candidate> candida
   }
 }
 
-void Engine::setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoint now) {
+void Engine::setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoint now,
+                          const std::optional<dataplane::RelaySource>& alt, TimePoint altUntil) {
   if (PeerPaths* p = mutablePeer(peer)) {
-    p->setRelayPath(relay, now);
+    p->setRelayPath(relay, now, alt, altUntil);
+    reschedule(peer);
+  }
+}
+
+void Engine::setRelayAltSource(PeerId peer, const std::optional<dataplane::RelaySource>& alt, TimePoint until,
+                               TimePoint now) {
+  if (PeerPaths* p = mutablePeer(peer)) {
+    p->setRelayAltSource(alt, until, now);
     reschedule(peer);
   }
 }

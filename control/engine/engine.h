@@ -43,7 +43,12 @@ class Engine {
 
   void addFlow(PeerId peer, const Flow& flow);
   void setRemoteCandidates(PeerId peer, std::span<const Candidate> candidates, TimePoint now);
-  void setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoint now);
+  // PeerPaths::setRelayPath (the second relay source with it: none unless given).
+  void setRelayPath(PeerId peer, const std::optional<Path>& relay, TimePoint now,
+                    const std::optional<dataplane::RelaySource>& alt = std::nullopt, TimePoint altUntil = kNever);
+  // PeerPaths::setRelayAltSource.
+  void setRelayAltSource(PeerId peer, const std::optional<dataplane::RelaySource>& alt, TimePoint until,
+                         TimePoint now);
   // After a restart: a direct path the pinned fast path still forwards the peer's flows on
   // (PeerPaths::rememberPath: active at once, pinged now, kept if it answers within
   // kTrustWindow, else the relay).

@@ -157,7 +157,9 @@ dataplane::Sources PeerPaths::allowedSources(TimePoint now) const {
   });
   dataplane::Sources out;
   for (size_t i = 0; i < confirmed.size() && i < dataplane::kMaxSources; i++) out.direct.push_back(confirmed[i].second);
-  if (auto relay = relayPath(); relay && relay->channel != 0) out.relay = dataplane::RelaySource{relay->remote, relay->channel};
+  if (auto relay = relayPath(); relay && relay->channel != 0 && !relay->isStreamRelay())
+    out.relay = dataplane::RelaySource{relay->remote, relay->channel};
+  if (relayAlt_ && now < relayAltUntil_ && relayAlt_ != out.relay) out.relayAlt = relayAlt_;
   return out;
 }
 
@@ -171,6 +173,7 @@ void PeerPaths::syncSources(TimePoint now) {
     const TimePoint last = lastAnswer(ps);
     if (last != TimePoint{}) sourcesExpireAt_ = std::min(sourcesExpireAt_, last + kSourceTrust);
   }
+  if (want.relayAlt) sourcesExpireAt_ = std::min(sourcesExpireAt_, relayAltUntil_);
   // The first sync writes even an empty set: what a previous run left is not ours.
   if (sourcesWritten_ && want == sources_) return;
   sourcesWritten_ = true;
@@ -218,9 +221,16 @@ void PeerPaths::setRemoteCandidates(std::span<const Candidate> candidates, TimeP
   syncSources(now);
 }
 
-void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
+void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now,
+                             const std::optional<dataplane::RelaySource>& alt, TimePoint altUntil) {
   const std::optional<Path> old = relayPath();
-  if (old == relay) return;
+  const bool altChanged = alt != relayAlt_ || (alt && altUntil != relayAltUntil_);
+  relayAlt_ = alt;
+  relayAltUntil_ = alt ? altUntil : kNever;
+  if (old == relay) {
+    if (altChanged) syncSources(now);
+    return;
+  }
   if (old) std::erase_if(paths_, [&](const PathState& ps) { return ps.path == *old; });
   if (relay) {
     // The relay path is always kept: it goes in even when the direct list is full.
@@ -233,6 +243,12 @@ void PeerPaths::setRelayPath(const std::optional<Path>& relay, TimePoint now) {
     setActive(relay, relay ? ChangeReason::RelayReady : ChangeReason::RelayLost, now);
   }
   if (relay) startSearch(now);
+  syncSources(now);
+}
+
+void PeerPaths::setRelayAltSource(const std::optional<dataplane::RelaySource>& alt, TimePoint until, TimePoint now) {
+  relayAlt_ = alt;
+  relayAltUntil_ = alt ? until : kNever;
   syncSources(now);
 }
 

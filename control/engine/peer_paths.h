@@ -228,8 +228,16 @@ class PeerPaths {
   // The peer's candidates (call-me-maybe). Replaces the previous list; learned
   // peer-reflexive paths and the active path stay. Starts a search when it brings a new pair.
   void setRemoteCandidates(std::span<const Candidate> candidates, TimePoint now);
-  // The relay path (both relayed addresses known, our allocation ready), or none (lost).
-  void setRelayPath(const std::optional<Path>& relay, TimePoint now);
+  // The relay path (both relayed addresses known, our allocation ready), or none (lost),
+  // and the second relay source that goes with it (setRelayAltSource), in one write of the
+  // sources: a channel that replaced another keeps the old one accepted a while.
+  void setRelayPath(const std::optional<Path>& relay, TimePoint now,
+                    const std::optional<dataplane::RelaySource>& alt = std::nullopt, TimePoint altUntil = kNever);
+  // A second relay source for the fast path (dataplane::Sources::relayAlt) until `until`, or
+  // none: while the peer's relayed address changes, the channel being bound to its new one,
+  // then the replaced one for a while (the edge decides; always a channel of the allocation
+  // the relay path's is on). Written with the sources at once; dropped at `until`.
+  void setRelayAltSource(const std::optional<dataplane::RelaySource>& alt, TimePoint until, TimePoint now);
   // Starts (or extends) a search now: rounds every kSearchRoundInterval.
   void startSearch(TimePoint now);
   // A direct path the fast path still forwards on after a restart. With no active path yet
@@ -257,7 +265,8 @@ class PeerPaths {
   // or that the peer listed and pinged us from (a sealed ping: the peer may switch to the
   // path on our pong, before our own probe is answered), or the remembered path (answered
   // when it was remembered); most recent first, at most dataplane::kMaxSources; and the
-  // relay path's channel on our TURN server.
+  // relay path's channel on our TURN server (a UDP relay path's: what comes over a stream
+  // never reaches the fast path), with the second one of setRelayAltSource while it lasts.
   dataplane::Sources allowedSources(TimePoint now) const;
   const dataplane::Sources& writtenSources() const { return sources_; }
   // Recomputes allowedSources(now) and writes it for every flow when it changed, or on the
@@ -337,6 +346,8 @@ class PeerPaths {
   TimePoint activeSince_{};        // when the active path last changed
   TimePoint relaySuspectAt_ = kNever;  // when the active relay path is next suspect
   bool activeRemembered_ = false;  // the active path came from rememberPath (trusted from activeSince_)
+  std::optional<dataplane::RelaySource> relayAlt_;  // setRelayAltSource
+  TimePoint relayAltUntil_ = kNever;
   dataplane::Sources sources_;        // what the flows' entries say (syncSources)
   bool sourcesWritten_ = false;       // syncSources wrote them at least once
   TimePoint sourcesExpireAt_ = kNever;  // when the oldest of sources_.direct runs out

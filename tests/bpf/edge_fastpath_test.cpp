@@ -468,7 +468,18 @@ TEST_F(EdgeFastPathTest, SourcesArePublishedWithTheEntry) {
   for (int i = 0; i < 9; i++) nine.direct.push_back(addr(("198.18.0." + std::to_string(10 + i) + ":1000").c_str()));
   EXPECT_FALSE(edge->setSources(7, nine).ok());
   EXPECT_FALSE(edge->setSources(7, Sources{{}, RelaySource{addr("198.18.0.99:3478"), 0x3FFF}}).ok());
+  EXPECT_FALSE(edge->setSources(7, Sources{{}, RelaySource{addr("198.18.0.99:3478"), 0x4001},
+                                           RelaySource{addr("198.18.0.99:3478"), 0x5000}}).ok());
   EXPECT_EQ(edge->sources(7), one);
+
+  // A second relay source (the peer's relayed address changing) goes in the same entry.
+  const Sources alt{{}, RelaySource{addr("198.18.0.99:3478"), 0x4001}, RelaySource{addr("198.18.0.99:3478"), 0x4002}};
+  ASSERT_TRUE(edge->setSources(7, alt).ok());
+  v = flowEntry(7);
+  EXPECT_EQ(v->relay_channel, htons(0x4001));
+  EXPECT_EQ(v->relay_alt_channel, htons(0x4002));
+  EXPECT_EQ(v->relay_alt.port, htons(3478));
+  EXPECT_EQ(edge->sources(7), alt);
 }
 
 TEST_F(EdgeFastPathTest, RefusesWhatTheFastPathCannotCarry) {

@@ -1270,6 +1270,54 @@ TEST_F(EdgeXdpTest, InRelayOnlyOnThePeersChannelFromOurTurnServer) {
   }
 }
 
+// While the peer's relayed address changes (relay_alt, forwarding_table.h Sources::relayAlt):
+// ChannelData from our TURN server is delivered on both channels, the relay path's and the
+// second one (the channel being bound to the peer's new address, or the one it replaced);
+// a third channel, the second channel from another port of the server, or the second
+// channel once it is withdrawn, is dropped as edge_bad_source.
+TEST_F(EdgeXdpTest, InRelayOnASecondChannelWhileThePeersAddressChanges) {
+  struct Row {
+    uint32_t family, flow, slot;
+    tgw_edge_flow entry;
+    SockAddr sock, local, app, turn, otherPort;
+  };
+  const Row rows[] = {
+      {TGW_FAMILY_IPV4, kFlow, kSlot, relay4(), kSock4, kLocal4, kApp4, kTurn4, sa("198.18.0.3:3479")},
+      {TGW_FAMILY_IPV6, kFlow6, kSlot6, relay6(), kSock6, kLocal6, kApp6, kTurn6, sa("[2001:db8::3]:3479")},
+  };
+  const Bytes data = appData(41);
+  constexpr uint16_t kBinding = kChannel + 5;  // the channel being bound
+  constexpr uint16_t kThird = kChannel + 6;
+  for (const Row& r : rows) {
+    SCOPED_TRACE(tgw_family_name(r.family));
+    tgw_edge_flow f = r.entry;  // relay source: r.turn on kChannel
+    f.relay_alt = endpoint(r.turn);
+    f.relay_alt_channel = htons(kBinding);
+    setFlow(r.flow, f);
+    const Delta bad{r.family, TGW_VERDICT_DROP, TGW_REASON_EDGE_BAD_SOURCE};
+    for (uint16_t ch : {kChannel, kBinding}) {
+      SCOPED_TRACE(ch);
+      expectRun(frame(kGwMac, kPeerMac, r.turn, r.sock, channelData(ch, dataFrame(r.flow, data))), XDP_TX,
+                frame(kAppMac, kGwMac, r.local, r.app, data, 64),
+                {r.family, TGW_VERDICT_TX, TGW_REASON_EDGE_IN_RELAY}, inRelay(r.slot, data.size()));
+    }
+    expectUntouched(frame(kGwMac, kPeerMac, r.turn, r.sock, channelData(kThird, dataFrame(r.flow, data))),
+                    XDP_DROP, bad, dropOther(r.slot));
+    expectUntouched(frame(kGwMac, kPeerMac, r.otherPort, r.sock, channelData(kBinding, dataFrame(r.flow, data))),
+                    XDP_DROP, bad, dropOther(r.slot));
+    f.relay_alt = tgw_edge_endpoint{};
+    f.relay_alt_channel = 0;
+    setFlow(r.flow, f);
+    expectUntouched(frame(kGwMac, kPeerMac, r.turn, r.sock, channelData(kBinding, dataFrame(r.flow, data))),
+                    XDP_DROP, bad, dropOther(r.slot));
+    FlowCounts want;
+    want.inRelayPackets = 2;
+    want.inRelayBytes = 2 * data.size();
+    want.dropOther = 3;
+    EXPECT_EQ(flowCounts(r.slot), want);
+  }
+}
+
 TEST_F(EdgeXdpTest, InCrossFamilyAndRedirect) {
   const SockAddr far4 = sa("198.18.1.2:6000");
   const SockAddr far6 = sa("[2001:db8:1::2]:6000");

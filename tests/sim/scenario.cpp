@@ -54,7 +54,7 @@ class SimRelay::Ports final : public turn::PortReserver {
                                           TimePoint now) {
       if (r_.dead_) return;
       r_.turn_->onPeerDatagram(b, from, to, now);
-      r_.flush(r_.turn_->takeSends());
+      r_.flushTurn();
     });
     if (bound) bound_.push_back(*bound);
     return bound;
@@ -93,11 +93,50 @@ void SimRelay::flush(const std::vector<Datagram>& out) {
   for (const auto& s : out) host_->send(s.from, s.to, s.bytes);
 }
 
+void SimRelay::flushTurn() {
+  flush(turn_->takeSends());
+  for (const auto& m : turn_->takeStreamSends()) {
+    if (streamOut) streamOut(m);
+  }
+}
+
+void SimRelay::flushRendezvous() {
+  for (const auto& d : rdv_->takeSends()) {
+    auto it = rdvStreams_.find(d.to);
+    if (it == rdvStreams_.end()) {
+      host_->send(d.from, d.to, d.bytes);
+    } else if (streamOut) {
+      streamOut(turn::StreamSend{it->second.first, it->second.second, d.to, turn::wrapRendezvousForStream(d.bytes)});
+    }
+  }
+}
+
+void SimRelay::onStreamMessage(const turn::StreamMessage& m, turn::Transport transport, const SockAddr& client,
+                               const SockAddr& listen, TimePoint now) {
+  if (dead_) return;
+  if (m.kind == turn::StreamMessageKind::Rendezvous) {
+    rdvStreams_[client] = {transport, listen};
+    rdv_->onDatagram(m.bytes, client, listen, now);
+    flushRendezvous();
+    return;
+  }
+  turn_->onStreamMessage(m.bytes, transport, client, listen, now);
+  flushTurn();
+}
+
+void SimRelay::onStreamClosed(turn::Transport transport, const SockAddr& client, const SockAddr& listen,
+                              TimePoint now) {
+  rdvStreams_.erase(client);
+  if (dead_) return;
+  turn_->onStreamClosed(transport, client, listen, now);
+  flushTurn();
+}
+
 void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now) {
   if (dead_ || bytes.empty()) return;
   if (bytes[0] == TGW_FRAME_RENDEZVOUS) {
     rdv_->onDatagram(bytes, from, to, now);
-    flush(rdv_->takeSends());
+    flushRendezvous();
     return;
   }
   if (bytes[0] < 4) {
@@ -114,7 +153,7 @@ void SimRelay::onListen(std::span<const uint8_t> bytes, const SockAddr& from, co
     stun.onDatagram(bytes, from, to, now);
     flush(stun.takeSends());
   }
-  flush(turn_->takeSends());
+  flushTurn();
 }
 
 TimePoint SimRelay::nextDeadline() const {
@@ -126,8 +165,8 @@ void SimRelay::onTimer(TimePoint now) {
   if (dead_) return;
   if (turn_->nextDeadline() <= now) turn_->onTimer(now);
   if (rdv_->nextDeadline() <= now) rdv_->onTimer(now);
-  flush(turn_->takeSends());
-  flush(rdv_->takeSends());
+  flushTurn();
+  flushRendezvous();
 }
 
 void SimRelay::kill() { dead_ = true; }
@@ -178,6 +217,7 @@ Duration SimEdge::longestGap(TimePoint from, TimePoint to) const {
 
 Scenario::Scenario(uint64_t seed) : net(seed) {
   relay = std::make_unique<SimRelay>(*this);
+  relay->streamOut = [this](const turn::StreamSend& s) { toClient(s); };
   stun2_ = &net.addHost(net.internet(), "stun2", {kStun2Ip4, kStun2Ip6}, sim::Link{15ms, 0});
   for (const IpAddr& ip : {kStun2Ip4, kStun2Ip6}) {
     auto server = std::make_unique<stun::Server>(stun::ServerConfig{ip, std::nullopt, kStunPort, std::nullopt, "stun2"});
@@ -215,10 +255,100 @@ void Scenario::bindEdgeSocket(SimEdge& e, const SockAddr& local, std::vector<Soc
   auto bound = e.host->bind(local, [this, ep](std::span<const uint8_t> b, const SockAddr& from, const SockAddr& to,
                                               TimePoint now) {
     if (!ep->node) return;
+    if (ep->checkRelaySources && badRelaySource(*ep, b, from)) {
+      ++ep->badRelaySource;
+      return;
+    }
     ep->node->onDatagram(b, from, to, now);
     flush(*ep);
   });
   if (bound) out.push_back(*bound);
+}
+
+bool Scenario::badRelaySource(SimEdge& e, std::span<const uint8_t> bytes, const SockAddr& from) {
+  // ChannelData (4-byte header) carrying a data frame: what the fast path takes.
+  if (bytes.size() < 4 + TGW_DATA_HLEN || (bytes[0] & 0xF0) != 0x40 || bytes[4] != TGW_FRAME_DATA) return false;
+  const uint16_t channel = static_cast<uint16_t>(bytes[0] << 8 | bytes[1]);
+  uint32_t flowId = 0;
+  for (int i = 0; i < 4; ++i) flowId = flowId << 8 | bytes[4 + 4 + i];
+  dataplane::Sources src = e.table.sources(flowId);
+  if (flowId == kFlowId) {
+    // What the fast path holds now: the last write at least sourcesLag old.
+    src = {};
+    for (const auto& [at, written] : e.sourcesSeen) {
+      if (at + e.sourcesLag <= now()) src = written;
+    }
+  }
+  for (const auto& r : {src.relay, src.relayAlt}) {
+    if (r && r->server == from && r->channel == channel) return false;
+  }
+  return true;
+}
+
+void Scenario::pumpStreams(SimEdge& e) {
+  SimEdge* ep = &e;
+  auto transportOf = [](const candidates::StreamOpen& o) {
+    return o.transport == dataplane::RelayTransport::Tls ? turn::Transport::Tls : turn::Transport::Tcp;
+  };
+  for (auto& o : e.node->takeStreamOpens()) {
+    SimEdge::Stream& st = e.streams[o.id];
+    st.open = o;
+    st.client = SockAddr(*e.host->address(o.server.family()), static_cast<uint16_t>(30000 + o.id % 20000));
+    const uint64_t id = o.id;
+    net.events().after(2 * kStreamLatency, [this, ep, id] {
+      auto it = ep->streams.find(id);
+      if (it == ep->streams.end() || !ep->node) return;
+      if (ep->refuseStreams || relay->dead()) {
+        ep->streams.erase(it);
+        ep->node->streamClosed(id, now());
+      } else {
+        it->second.up = true;
+        ep->node->streamOpened(id, it->second.client, now());
+      }
+      flush(*ep);
+    });
+  }
+  for (auto id : e.node->takeStreamCloses()) {
+    auto it = e.streams.find(id);
+    if (it == e.streams.end()) continue;
+    if (it->second.up) relay->onStreamClosed(transportOf(it->second.open), it->second.client, it->second.open.server, now());
+    e.streams.erase(it);
+  }
+  for (auto& m : e.node->takeStreamSends()) {
+    const uint64_t id = m.id;
+    net.events().after(kStreamLatency, [this, ep, id, transportOf, bytes = std::move(m.bytes)] {
+      auto it = ep->streams.find(id);
+      if (it == ep->streams.end() || !it->second.up) return;
+      SimEdge::Stream& st = it->second;
+      st.toServer.push(bytes);
+      while (auto msg = st.toServer.next()) relay->onStreamMessage(*msg, transportOf(st.open), st.client, st.open.server, now());
+    });
+  }
+}
+
+void Scenario::toClient(const turn::StreamSend& s) {
+  for (auto& e : edges) {
+    for (auto& [id, st] : e->streams) {
+      if (!st.up || st.client != s.client || st.open.server != s.local) continue;
+      SimEdge* ep = e.get();
+      const uint64_t sid = id;
+      net.events().after(kStreamLatency, [this, ep, sid, bytes = s.bytes] {
+        auto it = ep->streams.find(sid);
+        if (it == ep->streams.end() || !it->second.up || !ep->node) return;
+        it->second.toClient.push(bytes);
+        while (true) {
+          it = ep->streams.find(sid);
+          if (it == ep->streams.end()) break;
+          auto msg = it->second.toClient.next();
+          if (!msg) break;
+          std::vector<uint8_t> copy(msg->bytes.begin(), msg->bytes.end());  // a rendezvous one unwrapped
+          ep->node->onStreamMessage(sid, copy, now());
+          flush(*ep);
+        }
+      });
+      return;
+    }
+  }
 }
 
 void Scenario::serviceSockets(SimEdge& e) {
@@ -271,6 +401,7 @@ void Scenario::connect(SimEdge& a, SimEdge& b, TimePoint start) {
     rc.server = tc.server;
     rc.serverKey = relay->rendezvousKey();
     cfg.rendezvous = rc;
+    if (self->relayStreams && v4) cfg.relayStreams.tls = relay->tls4();
     const SockAddr appA = SockAddr(*IpAddr::parse("127.0.0.1"), 5000);
     const SockAddr appB = SockAddr(*IpAddr::parse("127.0.0.1"), 6000);
     cfg.peers = {edge::PeerConfig{other->name, other->key->publicKey(), {dataplane::Flow{kFlowId, self == &a ? appA : appB,
@@ -331,6 +462,11 @@ void Scenario::flush(SimEdge& e) {
   if (!e.node) return;
   serviceSockets(e);
   for (auto& s : e.node->takeSends()) e.host->send(s.from, s.to, s.bytes);
+  pumpStreams(e);
+  if (e.checkRelaySources) {
+    dataplane::Sources current = e.table.sources(kFlowId);
+    if (e.sourcesSeen.empty() || e.sourcesSeen.back().second != current) e.sourcesSeen.emplace_back(now(), std::move(current));
+  }
   collect(e);
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,7 @@
 #include "stun/message.h"
 #include "stun/server.h"
 #include "turn/server.h"
+#include "turn/stream_framer.h"
 
 namespace tgw::scenario {
 
@@ -31,6 +33,10 @@ inline const IpAddr kStun2Ip4 = *IpAddr::parse("198.18.0.2");
 inline const IpAddr kStun2Ip6 = *IpAddr::parse("2001:db8::2");
 inline constexpr uint16_t kStunPort = 3478;
 inline constexpr uint16_t kEdgePort = 41641;
+// The relay's TURN over TLS endpoint (SimEdge::relayStreams; TCP is on kStunPort).
+inline constexpr uint16_t kTlsPort = 5349;
+// One way along a simulated TCP / TLS connection to the relay (a connection takes two).
+inline constexpr Duration kStreamLatency = 20ms;
 // Application traffic: one datagram per direction every 20 ms (50 per second).
 inline constexpr Duration kAppInterval = 20ms;
 inline constexpr uint32_t kFlowId = 1;
@@ -46,6 +52,15 @@ class SimRelay {
   ~SimRelay();
   SockAddr listen4() const { return SockAddr(kRelayIp4, kStunPort); }
   SockAddr listen6() const { return SockAddr(kRelayIp6, kStunPort); }
+  SockAddr tls4() const { return SockAddr(kRelayIp4, kTlsPort); }
+  // The relay over streams (issue 15), as the relay's shell runs it: a whole message read
+  // from a client's connection to `listen` (turn::Server, or the rendezvous, whose answers
+  // then go back on that connection), and the connection gone.
+  void onStreamMessage(const turn::StreamMessage& m, turn::Transport transport, const SockAddr& client,
+                       const SockAddr& listen, TimePoint now);
+  void onStreamClosed(turn::Transport transport, const SockAddr& client, const SockAddr& listen, TimePoint now);
+  // Where the relay's messages for stream clients go (the Scenario's connections).
+  std::function<void(const turn::StreamSend&)> streamOut;
   const crypto::PublicKey& rendezvousKey() const { return rdv_->publicKey(); }
   TimePoint nextDeadline() const;
   void onTimer(TimePoint now);
@@ -78,6 +93,9 @@ class SimRelay {
   class Ports;
   void onListen(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& to, TimePoint now);
   void flush(const std::vector<Datagram>& out);
+  void flushTurn();        // turn_'s datagrams and stream messages
+  void flushRendezvous();  // rdv_'s datagrams, on a client's stream when it came that way
+  std::map<SockAddr, std::pair<turn::Transport, SockAddr>> rdvStreams_;  // client -> (transport, listen)
 
   sim::Host* host_;
   std::unique_ptr<Ports> ports_;
@@ -112,6 +130,28 @@ struct SimEdge {
   std::vector<SockAddr> extraSockets;
   size_t maxExtraSockets = 1024;
   uint64_t extraOpened = 0, extraClosed = 0, extraRefused = 0;
+  // The relay over TLS too (NodeConfig::relayStreams.tls = SimRelay::tls4()). Connections are
+  // modeled by the Scenario, outside the simulated network (a network's UDP block does not
+  // touch them): reliable, in order, kStreamLatency each way; refused while refuseStreams.
+  bool relayStreams = false;
+  bool refuseStreams = false;
+  struct Stream {
+    candidates::StreamOpen open;
+    SockAddr client;  // its local end, as the relay sees it
+    bool up = false;
+    turn::StreamFramer toServer, toClient;
+  };
+  std::map<uint64_t, Stream> streams;
+  // The fast path's source check for relayed data (tgw_edge_check_source): a data frame inside
+  // ChannelData is dropped unless it comes from one of the flow's relay sources in the table
+  // (Sources::relay or relayAlt: server and channel), as XDP drops it (edge_bad_source).
+  // The fast path sees a change of sources sourcesLag after the node made it (tgwd reads the
+  // relay's answer, the engine decides, the map write waits out a grace period: tens of ms),
+  // while the relay acts on a request the moment it takes it.
+  bool checkRelaySources = false;
+  Duration sourcesLag{};
+  uint64_t badRelaySource = 0;
+  std::vector<std::pair<TimePoint, dataplane::Sources>> sourcesSeen;  // (when written, what), kFlowId's
 
   std::optional<dataplane::Path> path() const {
     auto e = table.lookup(kFlowId);
@@ -162,6 +202,10 @@ class Scenario {
   void collect(SimEdge& e);
   void serviceSockets(SimEdge& e);
   void bindEdgeSocket(SimEdge& e, const SockAddr& local, std::vector<SockAddr>& out);
+  void pumpStreams(SimEdge& e);
+  void toClient(const turn::StreamSend& s);
+  // checkRelaySources: would the fast path drop this datagram?
+  bool badRelaySource(SimEdge& e, std::span<const uint8_t> bytes, const SockAddr& from);
   TimePoint nextApp_ = kNever;
   sim::Host* stun2_ = nullptr;
   std::vector<std::unique_ptr<stun::Server>> stun2Servers_;

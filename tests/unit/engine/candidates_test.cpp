@@ -507,8 +507,15 @@ TEST_F(RelayRace, BackToUdpWithinOneHeartbeatOnceUdpAnswers) {
   for (const auto& e : events()) allocatedEvent |= std::holds_alternative<turnclient::Allocated>(e);
   EXPECT_TRUE(allocatedEvent) << "the node binds its channels on the new allocation";
   EXPECT_TRUE(closes.empty()) << "the stream lingers";
+  // A relay path made on the stream's allocation goes on through it meanwhile (clientFor).
+  ASSERT_NE(source->clientFor(RT::Tcp), nullptr);
+  EXPECT_NE(source->clientFor(RT::Tcp), &source->client());
+  EXPECT_EQ(source->clientFor(RT::Tcp)->state(), turnclient::Client::State::Allocated);
+  EXPECT_EQ(source->clientFor(RT::Udp), &source->client());
+  EXPECT_EQ(source->clientFor(RT::Tls), nullptr);
   runUntil(back, back + kStreamLinger + 100ms);
   EXPECT_EQ(closes.size(), 1u) << "then its connection is closed";
+  EXPECT_EQ(source->clientFor(RT::Tcp), nullptr) << "and no path goes through it any more";
   EXPECT_EQ(server->allocations(back + kStreamLinger + 100ms).size(), 1u) << "only the UDP allocation is left";
 }
 

@@ -462,6 +462,39 @@ TEST_F(EngineTest, ManyPeersShareOneTimer) {
 
 std::vector<SockAddr> directSources(const dataplane::ForwardingTable& t) { return t.sources(kFlow.id).direct; }
 
+// While the peer's relayed address changes, a second channel of our allocation is accepted
+// (Sources::relayAlt): the one being bound (until the edge says otherwise), then, with the new
+// relay path, the replaced one until its deadline, written with the path in one go. A stream
+// relay path puts no relay source in the fast path (nothing of it arrives there), and a lost
+// relay path takes the second source with it.
+TEST_F(EngineTest, ASecondRelaySourceWhileThePeersRelayedAddressChanges) {
+  const dataplane::RelaySource oldChannel{kRelayServer, 0x4000}, binding{kRelayServer, 0x4001};
+  engine.setRelayPath(peer, kRelay, kT0);
+  engine.setRelayAltSource(peer, binding, kNever, kT0 + 1s);
+  EXPECT_EQ(table.sources(kFlow.id).relay, oldChannel);
+  EXPECT_EQ(table.sources(kFlow.id).relayAlt, binding);
+  Path moved = kRelay;
+  moved.peerRelayed = sa("198.18.0.1:50010");
+  moved.channel = 0x4001;
+  const uint64_t writes = table.sourceWrites(kFlow.id);
+  engine.setRelayPath(peer, moved, kT0 + 2s, oldChannel, kT0 + 12s);
+  EXPECT_EQ(table.sourceWrites(kFlow.id), writes + 1) << "one write: never the new channel alone";
+  EXPECT_EQ(table.sources(kFlow.id).relay, binding);
+  EXPECT_EQ(table.sources(kFlow.id).relayAlt, oldChannel);
+  runUntil(kT0 + 12s);
+  EXPECT_EQ(table.sources(kFlow.id).relay, binding);
+  EXPECT_FALSE(table.sources(kFlow.id).relayAlt) << "the replaced channel only until its deadline";
+
+  Path overTls = moved;
+  overTls.transport = dataplane::RelayTransport::Tls;
+  engine.setRelayPath(peer, overTls, kT0 + 13s);
+  EXPECT_FALSE(table.sources(kFlow.id).relay) << "a stream's channel never reaches the fast path";
+  engine.setRelayAltSource(peer, binding, kNever, kT0 + 14s);
+  EXPECT_EQ(table.sources(kFlow.id).relayAlt, binding);
+  engine.setRelayPath(peer, std::nullopt, kT0 + 15s);
+  EXPECT_TRUE(table.sources(kFlow.id).empty());
+}
+
 // Only endpoints that answered a ping are accepted (listed is not enough), most recently
 // answered first, the previous path's too after a switch; the relay path's channel on our
 // TURN server as soon as the relay path is known; a dropped candidate or a lost relay path

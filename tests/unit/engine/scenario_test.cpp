@@ -728,6 +728,65 @@ TEST_F(Scenarios, DirectPathCutWhileDataFlowsFailsOverWithin3s) {
   EXPECT_TRUE(a->onDirect() && b->onDirect());
 }
 
+// A site whose network drops UDP to the relay (issue 15): a reaches the relay over TLS, the
+// flow runs relayed (no direct path: the sites cannot reach each other). The block lifted, a's
+// relay path is back on UDP within one heartbeat, on a new allocation, and b binds a channel
+// to a's new relayed address. Nothing is refused or lost at the move: until a's channel to b
+// is bound on the new allocation a's frames go on the path's own, lingering TLS allocation
+// (Node::sendOnPath), and b's fast path (its source check emulated, checkRelaySources, seeing
+// each change of sources a moment late as XDP does) accepts a's data on the channel being
+// bound to a's new address from the moment b asks for it (the relay uses it as soon as it
+// takes the request), and on the replaced one for a while after.
+TEST_F(Scenarios, BackFromTlsToUdpRefusesAndLosesNothing) {
+  auto [a, b] = twoSites(easyNat(), easyNat());
+  sc.net.block(ip("198.18.1.1"), ip("198.18.2.1"));
+  sc.net.block(ip("198.18.1.1"), kRelayIp4);
+  a->relayStreams = true;
+  for (SimEdge* e : {a, b}) {
+    e->checkRelaySources = true;
+    e->sourcesLag = kAppInterval;  // a frame of a's on b's new channel lands within it
+  }
+  sc.connect(*a, *b, t0);
+  sc.runUntil(t0 + 10s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  EXPECT_EQ(a->path()->transport, dataplane::RelayTransport::Tls);
+  ASSERT_TRUE(b->path() && b->path()->isRelay());
+  EXPECT_EQ(b->path()->transport, dataplane::RelayTransport::Udp);
+  const SockAddr oldRelayed = relayedOf(*a);
+  sc.appTraffic = false;  // nothing on its way at the count
+  sc.runFor(1s);
+  sc.appTraffic = true;
+  const uint64_t refused = a->node->counters().relaySendRefused + b->node->counters().relaySendRefused;
+  const uint64_t sentA = a->appSent, sentB = b->appSent, recvA = a->appReceived, recvB = b->appReceived;
+  EXPECT_EQ(recvA, a->appReceivedViaRelay);
+
+  const TimePoint lifted = sc.now();
+  sc.net.unblock(ip("198.18.1.1"), kRelayIp4);
+  sc.runUntil(lifted + engine::kRelayHeartbeat + 3s);
+  ASSERT_TRUE(a->path() && a->path()->isRelay());
+  EXPECT_EQ(a->path()->transport, dataplane::RelayTransport::Udp);
+  EXPECT_EQ(a->node->relay()->raceCounters().backToUdp, 1u);
+  EXPECT_NE(relayedOf(*a), oldRelayed) << "a new allocation";
+  EXPECT_EQ(b->path()->peerRelayed, relayedOf(*a)) << "b rebound its channel to a's new relayed address";
+  sc.appTraffic = false;
+  sc.runFor(2s);  // what is on its way arrives
+
+  EXPECT_EQ(a->node->counters().relaySendRefused + b->node->counters().relaySendRefused, refused);
+  // Between the move and a's new channel, a's frames went on the path's own (TLS) allocation:
+  // none as a Send indication from the new one, which the relay drops silently until its
+  // permission is installed (a ChannelBind lost or late: a loss nobody counts) and which the
+  // peer's fast path cannot take (Data indications go up to tgwd).
+  EXPECT_EQ(a->node->relay()->client().counters().sendIndications, 0u);
+  EXPECT_EQ(a->badRelaySource, 0u);
+  EXPECT_EQ(b->badRelaySource, 0u);
+  EXPECT_EQ(b->appReceived - recvB, a->appSent - sentA) << "a to b";
+  EXPECT_EQ(a->appReceived - recvA, b->appSent - sentB) << "b to a";
+  // The replaced channel is accepted only for a while (edge::kRelayChannelOverlap).
+  sc.runFor(edge::kRelayChannelOverlap);
+  EXPECT_FALSE(b->table.sources(kFlowId).relayAlt);
+  EXPECT_TRUE(b->table.sources(kFlowId).relay);
+}
+
 // An idle flow keeps the heartbeat rule: the traffic watch acts only while data goes out.
 TEST_F(Scenarios, DirectPathCutWhileIdleWaitsForTheTrustWindow) {
   auto [a, b] = twoSites(portRestrictedNat(), portRestrictedNat());

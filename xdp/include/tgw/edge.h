@@ -243,12 +243,15 @@ TGW_INLINE int tgw_edge_from(const struct tgw_edge_endpoint *e, const struct tgw
 
 /* In: a data frame for flow f comes from the flow's peer (tgw_edge_flow, sources). relayed:
  * it arrived inside ChannelData on `channel` (as in memory): only our TURN server on the
- * channel bound for the peer; otherwise one of the peer's confirmed endpoints. Returns 0, or
+ * channel bound for the peer (or on relay_alt's, while the peer's relayed address changes);
+ * otherwise one of the peer's confirmed endpoints. Returns 0, or
  * TGW_REASON_EDGE_BAD_SOURCE. */
 TGW_INLINE __u32 tgw_edge_check_source(const struct tgw_edge_flow *f, const struct tgw_edge_pkt *pkt,
                                        int relayed, __be16 channel) {
   if (relayed) {
     if (f->relay_channel != 0 && channel == f->relay_channel && tgw_edge_from(&f->relay, pkt))
+      return 0;
+    if (f->relay_alt_channel != 0 && channel == f->relay_alt_channel && tgw_edge_from(&f->relay_alt, pkt))
       return 0;
     return TGW_REASON_EDGE_BAD_SOURCE;
   }

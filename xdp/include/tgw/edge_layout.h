@@ -82,13 +82,22 @@ struct tgw_edge_flow {
    * endpoints that answered authenticated disco (a pong), most recent first, the active
    * path's and the others' (during a path switch frames still arrive on the previous
    * path). ChannelData must come from our TURN server (`relay`) on `relay_channel`, the
-   * channel bound to the peer's relayed address. Anything else is dropped (edge_bad_source).
+   * channel bound to the peer's relayed address, or from `relay_alt` on `relay_alt_channel`
+   * (below). Anything else is dropped (edge_bad_source).
    * Published with the path, in the same entry (no second publication scheme). */
   struct tgw_edge_endpoint relay; /* family 0: no relay source */
   __be16 relay_channel;           /* 0: none (no channel bound for the peer) */
   __u8 source_count;              /* sources in use, at most TGW_EDGE_MAX_SOURCES */
   __u8 pad1;
   struct tgw_edge_endpoint sources[TGW_EDGE_MAX_SOURCES];
+  /* A second relay source while the peer's relayed address changes (it moved its
+   * allocation): the channel being bound to its new address, which the relay uses from the
+   * moment it takes the ChannelBind, a round trip before tgwd hears so; then, for a while,
+   * the channel it replaced (frames on their way). Always a channel of the same allocation
+   * as `relay_channel` (numbers restart on a new one). */
+  struct tgw_edge_endpoint relay_alt; /* family 0: none */
+  __be16 relay_alt_channel;           /* 0: none */
+  __u8 pad2[2];
 };
 
 /* Value of tgw_edge_hops (per-CPU array, key: tgw_edge_hop_index(slot, direction)): the
@@ -145,9 +154,10 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_edge_endpoint) == 20, "endpoint key without 
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_local) == 8, "flow id and slot");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_ref) == 4, "slot");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_head) == 1, "one byte: a write cannot tear");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 276, "flow value without holes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow) == 300, "flow value without holes");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, relay) == 92, "relay at 92");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, sources) == 116, "sources at 116");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, relay_alt) == 276, "second relay source at 276");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, src) == 4, "src at 4");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
