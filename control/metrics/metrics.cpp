@@ -20,7 +20,7 @@ constexpr Key kGaugeKeys[] = {
     {"relay", "local_addresses", "prefixes"},
     {"relay", "streams", "open"},             // issue 15: TCP / TLS connections now
     {"relay", "streams", "max_connections"},
-    {"relay", "streams", "rendezvous_nodes"},  // nodes on the rendezvous over a stream now
+    {"relay", "streams", "rendezvous_nodes"},  // nodes registered with the rendezvous over a stream now
     {"edge", "relay_streams", "open"},       // issue 15: the edge's TCP / TLS connections now
     {"edge", "sockets", "flows_in_userspace"},  // flows forwarded by tgwd now (stream relay paths)
     {"edge", "birthday_sockets", "open"},        // issue 12: the search's extra sockets now

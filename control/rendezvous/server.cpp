@@ -13,9 +13,11 @@ uint64_t stampOf(TimePoint t) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
-void send(std::vector<Datagram>& out, const SockAddr& from, const SockAddr& to, const Message& m) {
-  auto bytes = encode(m);
-  if (bytes) out.push_back(Datagram{from, to, std::move(*bytes)});
+void appendAddr(std::vector<uint8_t>& in, const SockAddr& a) {
+  in.push_back(a.isV4() ? 4 : 6);
+  in.insert(in.end(), a.ip().bytes(), a.ip().bytes() + a.ip().size());
+  in.push_back(static_cast<uint8_t>(a.port() >> 8));
+  in.push_back(static_cast<uint8_t>(a.port()));
 }
 
 }  // namespace
@@ -29,15 +31,24 @@ Server::Server(crypto::NodeKey key, ServerConfig config)
   crypto::randomBytes(cookieSecret_);
 }
 
-Cookie Server::makeCookie(const crypto::PublicKey& node, const SockAddr& from, uint64_t stamp) const {
+Server::Source Server::sourceOf(Transport transport, const SockAddr& from, const SockAddr& local) {
+  return Source{transport, from, transport == Transport::Udp ? SockAddr{} : local};
+}
+
+size_t Server::SourceHash::operator()(const Source& s) const noexcept {
+  return (std::hash<SockAddr>()(s.addr) * 31 + std::hash<SockAddr>()(s.conn)) * 3 + static_cast<size_t>(s.transport);
+}
+
+Cookie Server::makeCookie(const crypto::PublicKey& node, const Source& from, uint64_t stamp) const {
   std::vector<uint8_t> in;
-  in.reserve(8 + crypto::kKeySize + 1 + 16 + 2);
+  in.reserve(8 + crypto::kKeySize + 1 + 2 * (1 + 16 + 2));
   for (int shift = 56; shift >= 0; shift -= 8) in.push_back(static_cast<uint8_t>(stamp >> shift));
   in.insert(in.end(), node.bytes().begin(), node.bytes().end());
-  in.push_back(from.isV4() ? 4 : 6);
-  in.insert(in.end(), from.ip().bytes(), from.ip().bytes() + from.ip().size());
-  in.push_back(static_cast<uint8_t>(from.port() >> 8));
-  in.push_back(static_cast<uint8_t>(from.port()));
+  // A cookie sent over UDP does not register over a stream from the same address, nor one
+  // sent on a connection over another (ports are per protocol: another host may hold them).
+  in.push_back(static_cast<uint8_t>(from.transport));
+  appendAddr(in, from.addr);
+  if (from.transport != Transport::Udp) appendAddr(in, from.conn);
   auto mac = crypto::hmacSha256(cookieSecret_, in);
   Cookie c{};
   std::memcpy(c.data(), in.data(), 8);
@@ -45,7 +56,7 @@ Cookie Server::makeCookie(const crypto::PublicKey& node, const SockAddr& from, u
   return c;
 }
 
-bool Server::cookieValid(const Cookie& c, const crypto::PublicKey& node, const SockAddr& from, TimePoint now) const {
+bool Server::cookieValid(const Cookie& c, const crypto::PublicKey& node, const Source& from, TimePoint now) const {
   uint64_t stamp = 0;
   for (size_t i = 0; i < 8; ++i) stamp = stamp << 8 | c[i];
   Cookie expected = makeCookie(node, from, stamp);
@@ -56,19 +67,20 @@ bool Server::cookieValid(const Cookie& c, const crypto::PublicKey& node, const S
   return stamp <= nowStamp && nowStamp - stamp <= lifetime;
 }
 
-void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now) {
-  std::vector<Datagram>& out = sends_;
+void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
+                        Transport transport) {
   auto m = decode(bytes);
   if (!m) {
     ++counters_.droppedMalformed;
     return;
   }
+  const Source src = sourceOf(transport, from, local);
   if (auto* h = std::get_if<Hello>(&*m)) {
-    onHello(*h, from, local, now, out);
+    onHello(*h, src, local, now);
   } else if (auto* r = std::get_if<Register>(&*m)) {
-    onRegister(*r, from, local, now, out);
+    onRegister(*r, src, local, now);
   } else if (auto* s = std::get_if<Send>(&*m)) {
-    onSend(std::move(*s), from, local, now, out);
+    onSend(std::move(*s), src, local, now);
   } else {
     ++counters_.droppedUnexpected;
   }
@@ -76,10 +88,21 @@ void Server::onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, co
 
 std::vector<Datagram> Server::takeSends() { return std::exchange(sends_, {}); }
 
-void Server::onHello(const Hello& m, const SockAddr& from, const SockAddr& local, TimePoint now,
-                     std::vector<Datagram>& out) {
+std::vector<StreamSend> Server::takeStreamSends() { return std::exchange(streamSends_, {}); }
+
+void Server::emit(const Source& to, const SockAddr& local, const Message& m) {
+  auto bytes = encode(m);
+  if (!bytes) return;
+  if (to.transport == Transport::Udp) {
+    sends_.push_back(Datagram{local, to.addr, std::move(*bytes)});
+  } else {
+    streamSends_.push_back(StreamSend{to.transport, to.conn, to.addr, std::move(*bytes)});
+  }
+}
+
+void Server::onHello(const Hello& m, const Source& from, const SockAddr& local, TimePoint now) {
   ++counters_.hellos;
-  send(out, local, from, Challenge{publicKey(), makeCookie(m.node, from, stampOf(now))});
+  emit(from, local, Challenge{publicKey(), makeCookie(m.node, from, stampOf(now))});
 }
 
 size_t Server::CookieHash::operator()(const Cookie& c) const noexcept {
@@ -94,17 +117,23 @@ void Server::refused(std::string_view reason, const SockAddr& from, TimePoint no
   counters_.logSuppressed = refusedLog_.suppressed();
 }
 
-void Server::addToSource(const SockAddr& a) { ++nodesPerSource_[sourcePrefix(a.ip())]; }
-
-void Server::removeFromSource(const SockAddr& a) {
-  auto it = nodesPerSource_.find(sourcePrefix(a.ip()));
-  if (it != nodesPerSource_.end() && --it->second == 0) nodesPerSource_.erase(it);
+void Server::addToSource(const Source& s) {
+  ++nodesPerSource_[sourcePrefix(s.addr.ip())];
+  if (s.transport != Transport::Udp) ++streamNodes_;
 }
 
-bool Server::sourceHasRoom(const crypto::PublicKey& node, const SockAddr& from, TimePoint now) {
-  const IpAddr prefix = sourcePrefix(from.ip());
-  if (auto it = nodes_.find(node); it != nodes_.end() && sourcePrefix(it->second.addr.ip()) == prefix) return true;
-  if (auto a = byAddr_.find(from); a != byAddr_.end() && a->second != node) return true;  // takes its place
+void Server::removeFromSource(const Source& s) {
+  auto it = nodesPerSource_.find(sourcePrefix(s.addr.ip()));
+  if (it != nodesPerSource_.end() && --it->second == 0) nodesPerSource_.erase(it);
+  if (s.transport != Transport::Udp) --streamNodes_;
+}
+
+bool Server::sourceHasRoom(const crypto::PublicKey& node, const Source& from, TimePoint now) {
+  const IpAddr prefix = sourcePrefix(from.addr.ip());
+  if (auto it = nodes_.find(node); it != nodes_.end() && sourcePrefix(it->second.source.addr.ip()) == prefix) {
+    return true;
+  }
+  if (auto a = bySource_.find(from); a != bySource_.end() && a->second != node) return true;  // takes its place
   auto count = [&] {
     auto it = nodesPerSource_.find(prefix);
     return it == nodesPerSource_.end() ? size_t{0} : it->second;
@@ -114,8 +143,7 @@ bool Server::sourceHasRoom(const crypto::PublicKey& node, const SockAddr& from, 
   return count() < config_.maxNodesPerSource;
 }
 
-void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr& local, TimePoint now,
-                        std::vector<Datagram>& out) {
+void Server::onRegister(const Register& m, const Source& from, const SockAddr& local, TimePoint now) {
   if (!cookieValid(m.cookie, m.node, from, now)) {
     ++counters_.droppedBadCookie;
     return;
@@ -123,20 +151,20 @@ void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr&
   uint32_t& checks = cookieChecks_.touch(m.cookie);
   if (checks >= config_.cookieChecks) {
     ++counters_.droppedCookieReused;
-    refused("cookie_reused", from, now);
+    refused("cookie_reused", from.addr, now);
     return;
   }
   if (!sourceHasRoom(m.node, from, now)) {
     ++counters_.errorsSourceFull;
-    refused("source_full", from, now);
-    error(ErrorCode::TableFull, m.node, local, from, out);
+    refused("source_full", from.addr, now);
+    error(ErrorCode::TableFull, m.node, local, from);
     return;
   }
-  std::optional<RateLimiter>& bucket = proofBuckets_.touch(sourcePrefix(from.ip()));
+  std::optional<RateLimiter>& bucket = proofBuckets_.touch(sourcePrefix(from.addr.ip()));
   if (!bucket) bucket.emplace(config_.proofChecksPerSecond, config_.proofCheckBurst);
   if (!bucket->allow(now)) {
     ++counters_.droppedProofRateLimited;
-    refused("proof_rate", from, now);
+    refused("proof_rate", from.addr, now);
     return;
   }
   ++checks;
@@ -157,12 +185,12 @@ void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr&
     onTimer(now);
     if (nodes_.size() >= config_.maxNodes) {
       ++counters_.errorsTableFull;
-      error(ErrorCode::TableFull, m.node, local, from, out);
+      error(ErrorCode::TableFull, m.node, local, from);
       return;
     }
   }
   // The address now belongs to this node: whoever was registered there is gone.
-  if (auto a = byAddr_.find(from); a != byAddr_.end() && a->second != m.node) {
+  if (auto a = bySource_.find(from); a != bySource_.end() && a->second != m.node) {
     removeNode(a->second);
     ++counters_.evicted;
   }
@@ -170,7 +198,7 @@ void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr&
   if (it == nodes_.end()) {
     Node n;
     addToSource(from);
-    n.addr = from;
+    n.source = from;
     n.local = local;
     n.expires = expires;
     n.tokens = config_.burst;
@@ -179,29 +207,28 @@ void Server::onRegister(const Register& m, const SockAddr& from, const SockAddr&
     nodes_.emplace(m.node, n);
     expiries_.emplace(expires, std::make_pair(m.node, n.generation));
   } else {
-    if (it->second.addr != from) {
-      byAddr_.erase(it->second.addr);
-      removeFromSource(it->second.addr);
+    if (it->second.source != from) {
+      bySource_.erase(it->second.source);
+      removeFromSource(it->second.source);
       addToSource(from);
-      it->second.addr = from;
+      it->second.source = from;
       ++counters_.addressChanges;
     }
     it->second.local = local;
     it->second.expires = expires;
   }
-  byAddr_[from] = m.node;
+  bySource_[from] = m.node;
   ++counters_.registrations;
   auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(config_.registrationLifetime).count();
-  send(out, local, from, Registered{static_cast<uint32_t>(std::max<int64_t>(lifetime, 0)), m.cookie});
+  emit(from, local, Registered{static_cast<uint32_t>(std::max<int64_t>(lifetime, 0)), m.cookie});
 }
 
-void Server::onSend(Send&& m, const SockAddr& from, const SockAddr& local, TimePoint now,
-                    std::vector<Datagram>& out) {
-  auto a = byAddr_.find(from);
-  auto sender = a == byAddr_.end() ? nodes_.end() : nodes_.find(a->second);
+void Server::onSend(Send&& m, const Source& from, const SockAddr& local, TimePoint now) {
+  auto a = bySource_.find(from);
+  auto sender = a == bySource_.end() ? nodes_.end() : nodes_.find(a->second);
   if (sender == nodes_.end() || sender->second.expires <= now) {
     ++counters_.errorsNotRegistered;
-    error(ErrorCode::NotRegistered, m.to, local, from, out);
+    error(ErrorCode::NotRegistered, m.to, local, from);
     return;
   }
   Node& s = sender->second;
@@ -217,7 +244,7 @@ void Server::onSend(Send&& m, const SockAddr& from, const SockAddr& local, TimeP
       s.rateErrorSent = true;
       s.lastRateError = now;
       ++counters_.errorsRateLimited;
-      error(ErrorCode::RateLimited, m.to, local, from, out);
+      error(ErrorCode::RateLimited, m.to, local, from);
     }
     return;
   }
@@ -225,29 +252,29 @@ void Server::onSend(Send&& m, const SockAddr& from, const SockAddr& local, TimeP
   auto dest = nodes_.find(m.to);
   if (dest == nodes_.end() || dest->second.expires <= now) {
     ++counters_.errorsUnknownDestination;
-    error(ErrorCode::UnknownDestination, m.to, local, from, out);
+    error(ErrorCode::UnknownDestination, m.to, local, from);
     return;
   }
   ++counters_.delivered;
-  send(out, dest->second.local, dest->second.addr, Deliver{sender->first, std::move(m.blob)});
+  emit(dest->second.source, dest->second.local, Deliver{sender->first, std::move(m.blob)});
 }
 
-void Server::error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& local, const SockAddr& to,
-                   std::vector<Datagram>& out) {
-  send(out, local, to, ErrorMsg{code, key});
+void Server::error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& local, const Source& to) {
+  emit(to, local, ErrorMsg{code, key});
 }
 
 void Server::removeNode(const crypto::PublicKey& key) {
   auto it = nodes_.find(key);
   if (it == nodes_.end()) return;
-  if (auto a = byAddr_.find(it->second.addr); a != byAddr_.end() && a->second == key) byAddr_.erase(a);
-  removeFromSource(it->second.addr);
+  if (auto a = bySource_.find(it->second.source); a != bySource_.end() && a->second == key) bySource_.erase(a);
+  removeFromSource(it->second.source);
   nodes_.erase(it);
 }
 
-void Server::onStreamClosed(const SockAddr& from) {
-  auto a = byAddr_.find(from);
-  if (a == byAddr_.end()) return;
+void Server::onStreamClosed(Transport transport, const SockAddr& from, const SockAddr& local) {
+  if (transport == Transport::Udp) return;
+  auto a = bySource_.find(sourceOf(transport, from, local));
+  if (a == bySource_.end()) return;
   const crypto::PublicKey node = a->second;
   removeNode(node);  // its entry in expiries_ is skipped when it comes up (no node)
   ++counters_.closedWithStream;
@@ -273,7 +300,13 @@ TimePoint Server::nextDeadline() const { return expiries_.empty() ? kNever : exp
 const SockAddr* Server::addressOf(const crypto::PublicKey& node, TimePoint now) const {
   auto it = nodes_.find(node);
   if (it == nodes_.end() || it->second.expires <= now) return nullptr;
-  return &it->second.addr;
+  return &it->second.source.addr;
+}
+
+std::optional<Transport> Server::transportOf(const crypto::PublicKey& node, TimePoint now) const {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || it->second.expires <= now) return std::nullopt;
+  return it->second.source.transport;
 }
 
 }  // namespace tgw::rendezvous

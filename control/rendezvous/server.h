@@ -42,8 +42,15 @@
 //   - CHALLENGE, REGISTERED, DELIVER, ERROR (server-to-node kinds): counted drop.
 // Registrations expire after registrationLifetime without a new REGISTER; onTimer removes
 // them. A node that registered over a stream (TCP or TLS, issue 15) is removed as soon as that
-// stream closes (onStreamClosed): its address was the connection's, which is gone, and a
-// DELIVER to it would leave as a UDP datagram to the peer's TCP port.
+// stream closes (onStreamClosed): its address was the connection's, which is gone.
+//
+// "Source address" above means the source of the message on its transport (base/transport.h):
+// a UDP source is its address; a stream is its connection (transport, address, our endpoint).
+// Ports are per protocol, so a UDP source and a TCP connection may share an IP and port and
+// are two sources: each registers, SENDs and is delivered to on its own transport, the
+// cookie is bound to the transport (and for a stream to our endpoint), and a stream's close
+// removes only the node registered over that connection. Answers to UDP go to takeSends(),
+// to streams to takeStreamSends().
 //
 // Source addresses are not authenticated (UDP): a spoofer can make SENDs in a registered
 // node's name, but the blob is sealed by the true sender's key, so the receiving node drops
@@ -64,6 +71,7 @@
 #include "base/log.h"
 #include "base/rate_limiter.h"
 #include "base/sockaddr.h"
+#include "base/transport.h"
 #include "crypto/node_key.h"
 #include "crypto/seal.h"
 #include "rendezvous/message.h"
@@ -140,28 +148,52 @@ class Server {
 
   const crypto::PublicKey& publicKey() const { return key_.publicKey(); }
 
-  // One datagram from `from` on our endpoint `local`. What it answers is queued for
-  // takeSends(): replies leave from `local`, a DELIVER from the endpoint its destination
-  // registered at (the one its NAT mapping is open towards).
-  void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now);
+  // One datagram from `from` on our endpoint `local`, or (transport Tcp or Tls) one whole
+  // rendezvous message, unwrapped, from the client's connection (from, local). What it
+  // answers is queued: replies go back the way the message came (from `local`), a DELIVER
+  // goes the way its destination registered (from the endpoint its NAT mapping is open
+  // towards, or on its connection).
+  void onDatagram(std::span<const uint8_t> bytes, const SockAddr& from, const SockAddr& local, TimePoint now,
+                  Transport transport = Transport::Udp);
   // Removes expired registrations.
   void onTimer(TimePoint now);
-  // The stream whose source address is `from` closed: the node registered at `from`, if any,
-  // is removed (it registers again over its next connection, from a new address).
-  void onStreamClosed(const SockAddr& from);
+  // The connection (transport, from, local) closed: the node registered over it, if any, is
+  // removed (it registers again over its next connection, from a new address). A node
+  // registered over UDP from the same address, or over another connection, stays.
+  // Transport::Udp has no connection: nothing happens.
+  void onStreamClosed(Transport transport, const SockAddr& from, const SockAddr& local);
   // The earliest registration expiry; kNever when nobody is registered.
   TimePoint nextDeadline() const;
-  // What the server emitted since the last call, in order.
+  // What the server emitted for UDP since the last call, in order.
   std::vector<Datagram> takeSends();
+  // What the server emitted for streams since the last call, in order: rendezvous messages
+  // without the stream wrapper (the shell wraps them, turn::wrapRendezvousForStream).
+  std::vector<StreamSend> takeStreamSends();
 
   size_t registeredNodes() const { return nodes_.size(); }
-  // Where a registered node is (nullptr when not registered or expired at `now`).
+  // Of which registered over a stream (TCP or TLS).
+  size_t streamNodes() const { return streamNodes_; }
+  // Where a registered node is (nullptr when not registered or expired at `now`), and over
+  // which transport.
   const SockAddr* addressOf(const crypto::PublicKey& node, TimePoint now) const;
+  std::optional<Transport> transportOf(const crypto::PublicKey& node, TimePoint now) const;
   const ServerCounters& counters() const { return counters_; }
 
  private:
-  struct Node {
+  // Where a message came from: a UDP source address, or one stream connection.
+  struct Source {
+    Transport transport = Transport::Udp;
     SockAddr addr;
+    SockAddr conn;  // streams: our endpoint of the connection; UDP: unset (any of ours)
+    bool operator==(const Source&) const = default;
+  };
+  struct SourceHash {
+    size_t operator()(const Source& s) const noexcept;
+  };
+  static Source sourceOf(Transport transport, const SockAddr& from, const SockAddr& local);
+
+  struct Node {
+    Source source;
     SockAddr local;  // our endpoint its REGISTER arrived at: DELIVERs to it leave from there
     TimePoint expires;
     double tokens = 0;
@@ -171,21 +203,20 @@ class Server {
     uint64_t generation = 0;  // matches its one entry in expiries_
   };
 
-  Cookie makeCookie(const crypto::PublicKey& node, const SockAddr& from, uint64_t stamp) const;
-  bool cookieValid(const Cookie& c, const crypto::PublicKey& node, const SockAddr& from, TimePoint now) const;
-  void onHello(const Hello& m, const SockAddr& from, const SockAddr& local, TimePoint now,
-               std::vector<Datagram>& out);
-  void onRegister(const Register& m, const SockAddr& from, const SockAddr& local, TimePoint now,
-                  std::vector<Datagram>& out);
-  void onSend(Send&& m, const SockAddr& from, const SockAddr& local, TimePoint now, std::vector<Datagram>& out);
+  Cookie makeCookie(const crypto::PublicKey& node, const Source& from, uint64_t stamp) const;
+  bool cookieValid(const Cookie& c, const crypto::PublicKey& node, const Source& from, TimePoint now) const;
+  void onHello(const Hello& m, const Source& from, const SockAddr& local, TimePoint now);
+  void onRegister(const Register& m, const Source& from, const SockAddr& local, TimePoint now);
+  void onSend(Send&& m, const Source& from, const SockAddr& local, TimePoint now);
   void removeNode(const crypto::PublicKey& key);
   // Whether `node` may register at `from` under maxNodesPerSource.
-  bool sourceHasRoom(const crypto::PublicKey& node, const SockAddr& from, TimePoint now);
-  void addToSource(const SockAddr& a);
-  void removeFromSource(const SockAddr& a);
+  bool sourceHasRoom(const crypto::PublicKey& node, const Source& from, TimePoint now);
+  void addToSource(const Source& s);
+  void removeFromSource(const Source& s);
   void refused(std::string_view reason, const SockAddr& from, TimePoint now);
-  void error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& local, const SockAddr& to,
-             std::vector<Datagram>& out);
+  // Queues `m` for `to`, leaving from our endpoint `local`: a datagram, or on the connection.
+  void emit(const Source& to, const SockAddr& local, const Message& m);
+  void error(ErrorCode code, const crypto::PublicKey& key, const SockAddr& local, const Source& to);
 
   crypto::NodeKey key_;
   ServerConfig config_;
@@ -194,7 +225,8 @@ class Server {
   // what makes a REGISTER fresh. Its peer table is bounded (crypto::kDefaultMaxPeers).
   crypto::Sealer sealer_;
   std::unordered_map<crypto::PublicKey, Node> nodes_;
-  std::unordered_map<SockAddr, crypto::PublicKey> byAddr_;
+  std::unordered_map<Source, crypto::PublicKey, SourceHash> bySource_;
+  size_t streamNodes_ = 0;
   // One entry per node (tagged with its generation), at or before its expiry: a refresh
   // does not add entries; onTimer moves an entry whose node was refreshed.
   std::multimap<TimePoint, std::pair<crypto::PublicKey, uint64_t>> expiries_;
@@ -209,6 +241,7 @@ class Server {
   log::LogLimiter refusedLog_{kRefusedLogPerSecond, kRefusedLogBurst};
   ServerCounters counters_;
   std::vector<Datagram> sends_;  // until takeSends()
+  std::vector<StreamSend> streamSends_;  // until takeStreamSends()
 };
 
 }  // namespace tgw::rendezvous

@@ -487,22 +487,21 @@ void RelayRole::afterServers() {
 }
 
 void RelayRole::onRendezvous(const SockAddr& local, std::span<const uint8_t> bytes, const SockAddr& from, TimePoint now) {
-  rendezvous_->onDatagram(bytes, from, local, now);
-  for (const auto& d : rendezvous_->takeSends()) sendRendezvous(d);
+  rendezvous_->onDatagram(bytes, from, local, now, turn::Transport::Udp);
+  flushRendezvous();
 }
 
-void RelayRole::sendRendezvous(const Datagram& d) {
-  auto it = rendezvousStreams_.find(d.to);
-  if (it == rendezvousStreams_.end() || !streams_) {
-    send(d);
-    return;
+void RelayRole::flushRendezvous() {
+  for (const auto& d : rendezvous_->takeSends()) send(d);
+  for (const auto& s : rendezvous_->takeStreamSends()) {
+    // The server sends on a stream only to a node whose message came on one (streams_ set).
+    if (streams_) streams_->send(turn::StreamSend{s.transport, s.local, s.client, turn::wrapRendezvousForStream(s.bytes)});
   }
-  streams_->send(turn::StreamSend{it->second.first, it->second.second, d.to, turn::wrapRendezvousForStream(d.bytes)});
 }
 
 void RelayRole::onRendezvousTimer() {
   rendezvous_->onTimer(Clock::now());
-  for (const auto& d : rendezvous_->takeSends()) sendRendezvous(d);
+  flushRendezvous();
   afterServers();
 }
 
@@ -611,9 +610,8 @@ void RelayRole::onStreamMessage(std::span<const uint8_t> bytes, turn::Transport 
   if (!bytes.empty() && bytes[0] == TGW_FRAME_RENDEZVOUS) {
     if (!rendezvous_) return;
     ++rendezvousStreamMessages_;
-    rendezvousStreams_[from] = {transport, local};
-    rendezvous_->onDatagram(bytes, from, local, now);
-    for (const auto& d : rendezvous_->takeSends()) sendRendezvous(d);
+    rendezvous_->onDatagram(bytes, from, local, now, transport);
+    flushRendezvous();
     return;
   }
   if (turn_ && turn_->onStreamMessage(bytes, transport, from, local, now)) {
@@ -637,13 +635,9 @@ void RelayRole::onStreamMessage(std::span<const uint8_t> bytes, turn::Transport 
 void RelayRole::onStreamClosed(turn::Transport transport, const SockAddr& from, const SockAddr& local,
                                TimePoint now) {
   if (turn_) turn_->onStreamClosed(transport, from, local, now);
-  if (auto it = rendezvousStreams_.find(from);
-      it != rendezvousStreams_.end() && it->second == std::make_pair(transport, local)) {
-    rendezvousStreams_.erase(it);
-    // The node registered from this connection has no address any more: it registers again
-    // over its next one.
-    if (rendezvous_) rendezvous_->onStreamClosed(from);
-  }
+  // The node registered over this connection, if any, has no address any more: it registers
+  // again over its next one. A node registered over UDP from the same address stays.
+  if (rendezvous_) rendezvous_->onStreamClosed(transport, from, local);
 }
 
 nlohmann::json RelayRole::streamStats() const {
@@ -674,7 +668,7 @@ nlohmann::json RelayRole::streamStats() const {
           {"tls_reload_failures", tlsReloadFailures_},
           {"stun_answers_dropped", streamStunDropped_},
           {"rendezvous_messages", rendezvousStreamMessages_},
-          {"rendezvous_nodes", rendezvousStreams_.size()}};
+          {"rendezvous_nodes", rendezvous_ ? rendezvous_->streamNodes() : 0}};
 }
 
 // ---- liveness: the fast path does not outlive tgwd (xdp/liveness.bpf.h) ----------------------

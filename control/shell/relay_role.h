@@ -139,8 +139,9 @@ class RelayRole {
   void onRendezvousTimer();
   // Out of the listening or the relayed socket bound at `d.from`.
   void send(const Datagram& d);
-  // A rendezvous datagram: on the stream the node registered over (issue 15), else UDP.
-  void sendRendezvous(const Datagram& d);
+  // What the rendezvous server emitted: datagrams out of the listening sockets, messages for
+  // nodes on streams (issue 15) wrapped and queued on their connection.
+  void flushRendezvous();
   // Streams: one whole message from a client, and a connection's end.
   Result<void> openStreams(uint64_t& descriptorRoom);
   void onStreamMessage(std::span<const uint8_t> bytes, turn::Transport transport, const SockAddr& from,
@@ -179,13 +180,10 @@ class RelayRole {
   std::optional<dataplane::AttachMode> xdpAttached_;
   std::unique_ptr<shell::DeadlineTimer> livenessTimer_;  // with fastPath_: startLiveness()
   std::unique_ptr<shell::StreamEndpoints> streams_;      // [relay.streams]; null without
-  uint64_t streamStunDropped_ = 0;
-  // Nodes that speak the rendezvous over a stream (issue 15): their address -> the stream
-  // (transport, listening endpoint). One per open connection at most, erased when it closes.
-  std::map<SockAddr, std::pair<turn::Transport, SockAddr>> rendezvousStreams_;
+  uint64_t streamStunDropped_ = 0;  // STUN answers a stream cannot carry (another address / port)
   uint64_t rendezvousStreamMessages_ = 0;
   uint64_t tlsReloads_ = 0;
-  uint64_t tlsReloadFailures_ = 0;  // STUN answers a stream cannot carry (another address / port)
+  uint64_t tlsReloadFailures_ = 0;
 };
 
 }  // namespace tgw

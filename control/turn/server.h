@@ -89,6 +89,7 @@
 #include "base/datagram.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
+#include "base/transport.h"
 #include "dataplane/turn_table.h"
 #include "turn/policy.h"
 #include "tgw/channel_data.h"
@@ -112,20 +113,14 @@ class PortReserver {
   virtual void release(const SockAddr& relayed) = 0;
 };
 
-// How a client reaches a listening endpoint (the fifth element of the 5-tuple).
-enum class Transport : uint8_t { Udp, Tcp, Tls };
-inline std::string_view toString(Transport t) {
-  return t == Transport::Udp ? "udp" : t == Transport::Tcp ? "tcp" : "tls";
-}
+// How a client reaches a listening endpoint (the fifth element of the 5-tuple): base/transport.h.
+using ::tgw::Transport;
+using ::tgw::toString;
 
-// A message for a client on a stream: the shell queues it on the connection whose 5-tuple is
-// (client, local, transport). Complete and framed (ChannelData already padded).
-struct StreamSend {
-  Transport transport = Transport::Tcp;
-  SockAddr local;    // the listening endpoint the client connected to
-  SockAddr client;
-  std::vector<uint8_t> bytes;
-};
+// A message for a client on a stream (base/transport.h): the shell queues it on the
+// connection whose 5-tuple is (client, local, transport). TURN's are complete and framed
+// (ChannelData already padded).
+using ::tgw::StreamSend;
 
 // RFC 8656 section 3.2 / 7 / 9 / 12 lifetimes; each configurable.
 inline constexpr Duration kDefaultAllocationLifetime = 600s;  // RFC 8656 section 3.2

@@ -565,5 +565,87 @@ TEST_F(RelayStreamRendezvous, ANodeRegistersOverTheStream) {
       << stats().dump(2);
 }
 
+// Ports are per protocol: a node on UDP from the very IP and port of another node's TCP
+// connection is a second node. Each gets its CHALLENGE, REGISTERED and DELIVERs on its own
+// transport, and the connection's close forgets only the node on it.
+TEST_F(RelayStreamRendezvous, AUdpNodeAtAStreamsAddressIsAnotherNode) {
+  rendezvous::ClientConfig rc;
+  rc.server = server_;
+  rc.serverKey = relayKey_;
+  TcpClient c;
+  ASSERT_TRUE(c.connectTo(server_, 0, &ns_));
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ASSERT_EQ(::getsockname(c.fd, reinterpret_cast<sockaddr*>(&ss), &len), 0);
+  const SockAddr shared = SockAddr::fromSockaddr(reinterpret_cast<const sockaddr*>(&ss), len).value();
+  const int udp = relay_test::peerSocket(ns_, shared);
+  ASSERT_GE(udp, 0) << "UDP " << shared.toString() << " (the TCP connection's address)";
+
+  rendezvous::Client onStream(crypto::NodeKey::generate(), rc, 1);
+  rendezvous::Client onUdp(crypto::NodeKey::generate(), rc, 1);
+  rendezvous::Client other(crypto::NodeKey::generate(), rc, 1);
+  // Runs `out` through the stream, or a UDP socket, until nothing more is sent back.
+  auto overStream = [&](rendezvous::Client& n, std::vector<Datagram> out) {
+    for (int round = 0; round < 4 && !out.empty(); ++round) {
+      for (const auto& d : out) c.write(turn::wrapRendezvousForStream(d.bytes));
+      auto answer = c.next(1s);
+      if (answer.empty()) return;
+      out = n.onDatagram(answer, server_, Clock::now());
+    }
+  };
+  auto overUdp = [&](int fd, rendezvous::Client& n, std::vector<Datagram> out) {
+    for (int round = 0; round < 4 && !out.empty(); ++round) {
+      for (const auto& d : out) sendBytes(fd, server_, d.bytes);
+      auto [answer, from] = receive(fd);
+      if (answer.empty()) return;
+      out = n.onDatagram(answer, from, Clock::now());
+    }
+  };
+  overStream(onStream, onStream.start(Clock::now()));
+  ASSERT_TRUE(onStream.registered());
+  overUdp(udp, onUdp, onUdp.start(Clock::now()));
+  ASSERT_TRUE(onUdp.registered()) << "its CHALLENGE or REGISTERED went on the TCP stream";
+  overUdp(peer_, other, other.start(Clock::now()));
+  ASSERT_TRUE(other.registered());
+  EXPECT_EQ(stats()["rendezvous"].value("registrations", 0), 3);
+  EXPECT_EQ(stats()["rendezvous"].value("evicted", 1), 0);
+  EXPECT_EQ(stats()["streams"].value("rendezvous_nodes", 0), 1);
+
+  // A DELIVER to each, on its own transport.
+  // (A SEND has no answer but an error: sent, not waited on.)
+  auto send = [&](const crypto::PublicKey& to, const std::vector<uint8_t>& blob) {
+    auto out = other.sendTo(to, blob, Clock::now()).value();
+    for (const auto& d : out) sendBytes(peer_, server_, d.bytes);
+  };
+  const std::vector<uint8_t> toUdp(rendezvous::kMinBlob, 'u'), toStream(rendezvous::kMinBlob, 's');
+  send(onUdp.publicKey(), toUdp);
+  send(onStream.publicKey(), toStream);
+  auto [d1, from1] = receive(udp);
+  ASSERT_FALSE(d1.empty()) << "no DELIVER over UDP";
+  EXPECT_TRUE(onUdp.onDatagram(d1, from1, Clock::now()).empty());
+  auto got = onUdp.takeDeliveries();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].blob, toUdp);
+  auto d2 = c.next(2s);
+  ASSERT_FALSE(d2.empty()) << "no DELIVER on the stream";
+  EXPECT_TRUE(onStream.onDatagram(d2, server_, Clock::now()).empty());
+  got = onStream.takeDeliveries();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].blob, toStream);
+  EXPECT_TRUE(c.next(200ms).empty()) << "the UDP node's DELIVER came on the stream too";
+
+  // The connection closes: its node goes, the UDP node at the same address stays.
+  ::shutdown(c.fd, SHUT_RDWR);
+  EXPECT_TRUE(eventually([](const nlohmann::json& r) { return r["rendezvous"].value("closed_with_stream", 0) == 1; }))
+      << stats().dump(2);
+  EXPECT_EQ(stats()["streams"].value("rendezvous_nodes", 1), 0);
+  send(onUdp.publicKey(), toUdp);
+  auto [d3, from3] = receive(udp);
+  ASSERT_FALSE(d3.empty()) << "the UDP node was forgotten with the stream";
+  EXPECT_TRUE(onUdp.onDatagram(d3, from3, Clock::now()).empty());
+  EXPECT_EQ(onUdp.takeDeliveries().size(), 1u);
+  ::close(udp);
+}
+
 }  // namespace
 }  // namespace tgw

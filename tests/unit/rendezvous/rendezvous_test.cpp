@@ -1,11 +1,14 @@
 // The rendezvous server and client, wired directly (no network): the codec, the register
 // proof, delivery, the relay's blindness, errors, the rate limit, expiry, refresh, server
-// restart, address changes, bounded tables. Time is simulated.
+// restart, address changes, bounded tables, nodes over streams (a UDP source and a TCP
+// connection at one IP and port are two nodes). Time is simulated.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <deque>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "crypto/seal.h"
 #include "disco/message.h"
@@ -25,7 +28,8 @@ const TimePoint kT0 = TimePoint{} + std::chrono::hours(1000);
 SockAddr addr(const char* s) { return SockAddr::parse(s).value(); }
 const SockAddr kServerAddr = addr("198.18.0.1:3478");
 
-// One server and any number of clients exchanging datagrams instantly.
+// One server and any number of clients exchanging datagrams instantly, each over UDP or over
+// a stream (a TCP or TLS connection to kServerAddr from its address).
 struct Lab {
   NodeKey serverKey = NodeKey::generate();
   std::unique_ptr<Server> server;
@@ -34,10 +38,12 @@ struct Lab {
     NodeKey key;
     SockAddr addr;
     std::unique_ptr<Client> client;
+    Transport transport = Transport::Udp;
   };
   std::vector<std::unique_ptr<Node>> nodes;
   std::vector<Datagram> toServerLog;   // every datagram clients sent (what the relay sees)
-  std::vector<Datagram> fromServerLog;
+  std::vector<Datagram> fromServerLog;  // every answer (a stream's as {local, client, bytes})
+  std::vector<Transport> fromServerTransport;  // the transport of each in fromServerLog
 
   explicit Lab(ServerConfig cfg = {}) : server(std::make_unique<Server>(serverKey, cfg)) {}
 
@@ -47,32 +53,44 @@ struct Lab {
     return server->takeSends();
   }
 
-  Node& add(const char* where) {
-    auto n = std::make_unique<Node>(Node{NodeKey::generate(), addr(where), nullptr});
+  Node& add(const char* where, Transport transport = Transport::Udp) {
+    auto n = std::make_unique<Node>(Node{NodeKey::generate(), addr(where), nullptr, transport});
     n->client = std::make_unique<Client>(n->key, ClientConfig{kServerAddr, serverKey.publicKey()}, kCounterStart);
     nodes.push_back(std::move(n));
     return *nodes.back();
   }
 
-  // Delivers datagrams from `from` (a client) to the server and the answers back, until quiet.
-  void pump(const SockAddr& from, std::vector<Datagram> out) {
-    std::vector<std::pair<SockAddr, Datagram>> toServer;
-    for (auto& d : out) toServer.push_back({from, std::move(d)});
+  // Delivers datagrams from `from` (a client, over `transport`) to the server and the answers
+  // back, each to the node at its address on its transport, until quiet.
+  void pump(const SockAddr& from, std::vector<Datagram> out, Transport transport = Transport::Udp) {
+    std::deque<std::tuple<Transport, SockAddr, Datagram>> toServer;
+    for (auto& d : out) toServer.emplace_back(transport, from, std::move(d));
     while (!toServer.empty()) {
-      auto [src, d] = std::move(toServer.front());
-      toServer.erase(toServer.begin());
+      auto [t, src, d] = std::move(toServer.front());
+      toServer.pop_front();
       if (d.to != kServerAddr) continue;
       toServerLog.push_back(d);
-      for (auto& reply : ask(d.bytes, src, now)) {
+      server->onDatagram(d.bytes, src, kServerAddr, now, t);
+      std::vector<std::pair<Transport, Datagram>> replies;
+      for (auto& r : server->takeSends()) replies.emplace_back(Transport::Udp, std::move(r));
+      for (auto& r : server->takeStreamSends()) {
+        EXPECT_EQ(r.local, kServerAddr);  // on the connection the node made
+        replies.emplace_back(r.transport, Datagram{r.local, r.client, std::move(r.bytes)});
+      }
+      for (auto& [rt, reply] : replies) {
         fromServerLog.push_back(reply);
+        fromServerTransport.push_back(rt);
         for (auto& n : nodes) {
-          if (n->addr != reply.to) continue;
-          for (auto& next : n->client->onDatagram(reply.bytes, kServerAddr, now)) toServer.push_back({n->addr, next});
+          if (n->addr != reply.to || n->transport != rt) continue;
+          for (auto& next : n->client->onDatagram(reply.bytes, kServerAddr, now)) {
+            toServer.emplace_back(n->transport, n->addr, next);
+          }
         }
       }
     }
   }
-  void start(Node& n) { pump(n.addr, n.client->start(now)); }
+  void pump(const Node& n, std::vector<Datagram> out) { pump(n.addr, std::move(out), n.transport); }
+  void start(Node& n) { pump(n, n.client->start(now)); }
   // Advances time in steps, running every timer.
   void advance(Duration d, Duration step = 1s) {
     TimePoint end = now + d;
@@ -80,7 +98,7 @@ struct Lab {
       now = std::min(end, now + step);
       server->onTimer(now);
       for (auto& n : nodes) {
-        if (n->client->nextDeadline() <= now) pump(n->addr, n->client->onTimer(now));
+        if (n->client->nextDeadline() <= now) pump(*n, n->client->onTimer(now));
       }
     }
   }
@@ -482,21 +500,28 @@ TEST(Rendezvous, SourceAddressChangeMovesTheRegistration) {
 // server), instead of lingering until expiry with DELIVERs going nowhere.
 TEST(Rendezvous, ANodeWhoseStreamClosedIsForgotten) {
   Lab lab;
-  auto& a = lab.add("198.18.1.2:40000");  // a's stream
+  auto& a = lab.add("198.18.1.2:40000", Transport::Tcp);  // a's stream
   auto& b = lab.add("198.18.2.3:41000");
   lab.start(a);
   lab.start(b);
   ASSERT_EQ(lab.server->registeredNodes(), 2u);
-  lab.server->onStreamClosed(addr("198.18.1.2:40001"));  // another connection: nothing
+  EXPECT_EQ(lab.server->streamNodes(), 1u);
+  EXPECT_EQ(lab.server->transportOf(a.key.publicKey(), lab.now), Transport::Tcp);
+  // Other connections: another port, another transport, another of our endpoints. Nothing.
+  lab.server->onStreamClosed(Transport::Tcp, addr("198.18.1.2:40001"), kServerAddr);
+  lab.server->onStreamClosed(Transport::Tls, a.addr, kServerAddr);
+  lab.server->onStreamClosed(Transport::Tcp, a.addr, addr("198.18.0.1:443"));
+  lab.server->onStreamClosed(Transport::Udp, a.addr, kServerAddr);
   EXPECT_EQ(lab.server->registeredNodes(), 2u);
   EXPECT_EQ(lab.server->counters().closedWithStream, 0u);
-  lab.server->onStreamClosed(a.addr);
+  lab.server->onStreamClosed(Transport::Tcp, a.addr, kServerAddr);
   EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  EXPECT_EQ(lab.server->streamNodes(), 0u);
   EXPECT_EQ(lab.server->addressOf(a.key.publicKey(), lab.now), nullptr);
   EXPECT_EQ(lab.server->counters().closedWithStream, 1u);
   // b's call-me-maybe to a now gets UnknownDestination, not a DELIVER to a's old connection.
   lab.fromServerLog.clear();
-  lab.pump(b.addr, b.client->sendTo(a.key.publicKey(), blobOf("to a"), lab.now).value());
+  lab.pump(b, b.client->sendTo(a.key.publicKey(), blobOf("to a"), lab.now).value());
   EXPECT_EQ(lab.server->counters().errorsUnknownDestination, 1u);
   EXPECT_EQ(lab.server->counters().delivered, 0u);
   for (const auto& d : lab.fromServerLog) EXPECT_NE(d.to, a.addr);
@@ -505,21 +530,155 @@ TEST(Rendezvous, ANodeWhoseStreamClosedIsForgotten) {
   lab.advance(kRegistrationLifetime + 5s);
   EXPECT_EQ(lab.server->counters().expired, 0u);
   EXPECT_EQ(lab.server->registeredNodes(), 1u);  // b, refreshing
-  auto& again = lab.add("198.18.1.2:40002");
+  auto& again = lab.add("198.18.1.2:40002", Transport::Tcp);
   lab.start(again);
   EXPECT_TRUE(again.client->registered());
   EXPECT_EQ(lab.server->registeredNodes(), 2u);
-  // A node that moved from its stream to UDP stays where it moved when the stream closes.
-  auto& c = lab.add("198.18.3.4:42000");
+  // A node that moved from its stream to UDP (from the very same IP and port) stays where it
+  // moved when the stream closes.
+  auto& c = lab.add("198.18.3.4:42000", Transport::Tcp);
   lab.start(c);
-  const SockAddr stream = c.addr;
-  c.addr = addr("198.18.3.4:42001");
-  lab.pump(c.addr, c.client->sendTo(b.key.publicKey(), blobOf("moved"), lab.now).value());
+  c.transport = Transport::Udp;
+  lab.pump(c, c.client->sendTo(b.key.publicKey(), blobOf("moved"), lab.now).value());
+  EXPECT_EQ(c.client->counters().errorsNotRegistered, 1u);  // its UDP source is not its stream
   ASSERT_NE(lab.server->addressOf(c.key.publicKey(), lab.now), nullptr);
-  lab.server->onStreamClosed(stream);
+  EXPECT_EQ(lab.server->transportOf(c.key.publicKey(), lab.now), Transport::Udp);
+  lab.server->onStreamClosed(Transport::Tcp, c.addr, kServerAddr);
   ASSERT_NE(lab.server->addressOf(c.key.publicKey(), lab.now), nullptr);
   EXPECT_EQ(*lab.server->addressOf(c.key.publicKey(), lab.now), c.addr);
   EXPECT_EQ(lab.server->counters().closedWithStream, 1u);
+}
+
+// Ports are per protocol: a UDP source and a TCP connection with the same IP and port (two
+// hosts behind one NAT address, or one host's two sockets) are two sources. Both register,
+// neither evicts the other, each is answered and delivered to on its own transport, and each
+// one's SENDs are in its own name.
+TEST(Rendezvous, AUdpSourceAndAStreamAtOneAddressAreTwoNodes) {
+  Lab lab;
+  auto& u = lab.add("198.18.1.2:40000");
+  auto& t = lab.add("198.18.1.2:40000", Transport::Tcp);
+  auto& b = lab.add("198.18.2.3:41000");
+  lab.start(u);
+  lab.start(t);
+  lab.start(b);
+  EXPECT_TRUE(u.client->registered());
+  EXPECT_TRUE(t.client->registered());
+  EXPECT_EQ(lab.server->registeredNodes(), 3u);
+  EXPECT_EQ(lab.server->streamNodes(), 1u);
+  EXPECT_EQ(lab.server->counters().evicted, 0u);
+  EXPECT_EQ(lab.server->transportOf(u.key.publicKey(), lab.now), Transport::Udp);
+  EXPECT_EQ(lab.server->transportOf(t.key.publicKey(), lab.now), Transport::Tcp);
+
+  // b to each: the DELIVER goes out on the destination's transport only.
+  auto deliverTo = [&](Lab::Node& to, std::string_view text) {
+    lab.fromServerLog.clear();
+    lab.fromServerTransport.clear();
+    lab.pump(b, b.client->sendTo(to.key.publicKey(), blobOf(text), lab.now).value());
+    EXPECT_EQ(lab.fromServerLog.size(), 1u);
+    for (size_t i = 0; i < lab.fromServerLog.size(); ++i) {
+      EXPECT_TRUE(std::holds_alternative<Deliver>(decode(lab.fromServerLog[i].bytes).value()));
+      EXPECT_EQ(lab.fromServerLog[i].to, to.addr);
+      EXPECT_EQ(lab.fromServerTransport[i], to.transport);
+    }
+  };
+  deliverTo(u, "to udp");
+  auto gotU = u.client->takeDeliveries();
+  ASSERT_EQ(gotU.size(), 1u);
+  EXPECT_EQ(gotU[0].blob, blobOf("to udp"));
+  EXPECT_TRUE(t.client->takeDeliveries().empty());
+  deliverTo(t, "to tcp");
+  auto gotT = t.client->takeDeliveries();
+  ASSERT_EQ(gotT.size(), 1u);
+  EXPECT_EQ(gotT[0].blob, blobOf("to tcp"));
+  EXPECT_TRUE(u.client->takeDeliveries().empty());
+
+  // Each one's SEND is its own: b sees the right sender for each.
+  lab.pump(u, u.client->sendTo(b.key.publicKey(), blobOf("from udp"), lab.now).value());
+  lab.pump(t, t.client->sendTo(b.key.publicKey(), blobOf("from tcp"), lab.now).value());
+  auto gotB = b.client->takeDeliveries();
+  ASSERT_EQ(gotB.size(), 2u);
+  EXPECT_EQ(gotB[0].from, u.key.publicKey());
+  EXPECT_EQ(gotB[0].blob, blobOf("from udp"));
+  EXPECT_EQ(gotB[1].from, t.key.publicKey());
+  EXPECT_EQ(gotB[1].blob, blobOf("from tcp"));
+  EXPECT_EQ(lab.server->counters().delivered, 4u);
+  EXPECT_EQ(lab.server->counters().errorsNotRegistered, 0u);
+
+  // The stream closes: the TCP node goes, the UDP node at the same address stays and is
+  // still delivered to over UDP.
+  lab.server->onStreamClosed(Transport::Tcp, t.addr, kServerAddr);
+  EXPECT_EQ(lab.server->counters().closedWithStream, 1u);
+  EXPECT_EQ(lab.server->addressOf(t.key.publicKey(), lab.now), nullptr);
+  ASSERT_NE(lab.server->addressOf(u.key.publicKey(), lab.now), nullptr);
+  EXPECT_EQ(lab.server->transportOf(u.key.publicKey(), lab.now), Transport::Udp);
+  EXPECT_EQ(lab.server->registeredNodes(), 2u);
+  EXPECT_EQ(lab.server->streamNodes(), 0u);
+  deliverTo(u, "still udp");
+  EXPECT_EQ(u.client->takeDeliveries().size(), 1u);
+}
+
+// The reviewer's case alone: only a UDP node at the address, and a stream from that address
+// (which never registered) closes.
+TEST(Rendezvous, AStreamsCloseDoesNotTouchAUdpNodeAtItsAddress) {
+  Lab lab;
+  auto& u = lab.add("198.18.1.2:40000");
+  lab.start(u);
+  ASSERT_TRUE(u.client->registered());
+  lab.server->onStreamClosed(Transport::Tcp, u.addr, kServerAddr);
+  lab.server->onStreamClosed(Transport::Tls, u.addr, kServerAddr);
+  EXPECT_EQ(lab.server->registeredNodes(), 1u);
+  EXPECT_EQ(lab.server->counters().closedWithStream, 0u);
+  ASSERT_NE(lab.server->addressOf(u.key.publicKey(), lab.now), nullptr);
+  // A stream message from the address is not the UDP node's: a SEND on it is NotRegistered,
+  // answered on the stream.
+  auto peer = NodeKey::generate().publicKey();
+  lab.server->onDatagram(encode(Send{peer, blobOf("not mine")}).value(), u.addr, kServerAddr, lab.now,
+                         Transport::Tcp);
+  EXPECT_TRUE(lab.server->takeSends().empty());
+  auto onStream = lab.server->takeStreamSends();
+  ASSERT_EQ(onStream.size(), 1u);
+  EXPECT_EQ(onStream[0].transport, Transport::Tcp);
+  EXPECT_EQ(onStream[0].client, u.addr);
+  EXPECT_EQ(onStream[0].local, kServerAddr);
+  EXPECT_EQ(std::get<ErrorMsg>(decode(onStream[0].bytes).value()).code, ErrorCode::NotRegistered);
+  EXPECT_EQ(lab.server->counters().errorsNotRegistered, 1u);
+}
+
+// The cookie is bound to the transport (and a stream's to our endpoint): a CHALLENGE got over
+// UDP does not register over a connection from the same address, nor one got on a connection
+// over another connection.
+TEST(Rendezvous, ACookieIsBoundToItsTransport) {
+  Lab lab;
+  NodeKey node = NodeKey::generate();
+  const SockAddr from = addr("198.18.5.6:5000");
+  crypto::Sealer sealer(node, kCounterStart);
+  auto registerWith = [&](Transport hello, const SockAddr& helloLocal, Transport reg, const SockAddr& regLocal) {
+    lab.now += 1ms;
+    lab.server->onDatagram(encode(Hello{node.publicKey()}).value(), from, helloLocal, lab.now, hello);
+    auto udp = lab.server->takeSends();
+    auto streams = lab.server->takeStreamSends();
+    EXPECT_EQ(udp.size() + streams.size(), 1u);
+    const auto& bytes = udp.empty() ? streams.at(0).bytes : udp.at(0).bytes;
+    auto cookie = std::get<Challenge>(decode(bytes).value()).cookie;
+    Register r{node.publicKey(), cookie, {}};
+    EXPECT_TRUE(sealer.seal(lab.serverKey.publicKey(), proofPlaintext(cookie), r.proof).ok());
+    lab.server->onDatagram(encode(r).value(), from, regLocal, lab.now, reg);
+    auto a = lab.server->takeSends();
+    auto b = lab.server->takeStreamSends();
+    return a.size() + b.size() == 1;
+  };
+  const SockAddr tls = addr("198.18.0.1:443");
+  EXPECT_FALSE(registerWith(Transport::Udp, kServerAddr, Transport::Tcp, kServerAddr));
+  EXPECT_FALSE(registerWith(Transport::Tcp, kServerAddr, Transport::Udp, kServerAddr));
+  EXPECT_FALSE(registerWith(Transport::Tcp, kServerAddr, Transport::Tls, kServerAddr));
+  EXPECT_FALSE(registerWith(Transport::Tls, tls, Transport::Tls, kServerAddr));
+  EXPECT_EQ(lab.server->counters().droppedBadCookie, 4u);
+  EXPECT_EQ(lab.server->registeredNodes(), 0u);
+  // Over UDP the local endpoint is not part of it (as before); on one connection it registers.
+  EXPECT_TRUE(registerWith(Transport::Udp, kServerAddr, Transport::Udp, tls));
+  EXPECT_TRUE(registerWith(Transport::Tls, tls, Transport::Tls, tls));
+  EXPECT_EQ(lab.server->transportOf(node.publicKey(), lab.now), Transport::Tls);
+  EXPECT_EQ(lab.server->counters().droppedBadCookie, 4u);
 }
 
 TEST(Rendezvous, TableIsBounded) {

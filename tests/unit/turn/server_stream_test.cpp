@@ -163,6 +163,37 @@ TEST_F(TurnStream, TheTransportIsPartOfTheFiveTuple) {
   EXPECT_EQ(t.errorCode()->code, 437);
 }
 
+// The same client address over UDP and over TCP: two allocations, and each one's peer data
+// goes back on its own transport (a datagram for UDP, the connection for TCP), never the other.
+TEST_F(TurnStream, PeerDataGoesBackOnTheAllocationsOwnTransport) {
+  const SockAddr overTcp = allocateOver(Transport::Tcp);
+  auto u = fromClient(alice.request(Method::Allocate, udp), alice.addr, kT0 + 1s);
+  ASSERT_EQ(u.size(), 1u);
+  const SockAddr overUdp = *u[0].msg().xorAddress(attr::kXorRelayedAddress);
+  ASSERT_NE(overUdp, overTcp);
+  auto permit = [](MessageBuilder& b) { b.addXorAddress(attr::kXorPeerAddress, kPeer); };
+  EXPECT_EQ(only(onStream(alice.request(Method::CreatePermission, permit), alice, kT0 + 2s)).cls(),
+            Class::SuccessResponse);
+  auto p = fromClient(alice.request(Method::CreatePermission, permit), alice.addr, kT0 + 2s);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].msg().cls(), Class::SuccessResponse);
+
+  server().onPeerDatagram(std::vector<uint8_t>{1, 2, 3, 4}, kPeer, overUdp, kT0 + 3s);
+  EXPECT_TRUE(server().takeStreamSends().empty()) << "the UDP allocation's data went on the stream";
+  auto d = server().takeSends();
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].to, alice.addr);
+  EXPECT_EQ(d[0].from, kListen);
+
+  server().onPeerDatagram(std::vector<uint8_t>{5, 6, 7, 8}, kPeer, overTcp, kT0 + 3s);
+  EXPECT_TRUE(server().takeSends().empty()) << "the TCP allocation's data went out as a datagram";
+  auto st = server().takeStreamSends();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].transport, Transport::Tcp);
+  EXPECT_EQ(st[0].client, alice.addr);
+  EXPECT_EQ(st[0].local, kListen);
+}
+
 TEST_F(TurnStream, ClosingTheConnectionDeletesItsAllocationOnly) {
   const SockAddr relayed = allocateOver(Transport::Tcp);
   fromClient(alice.request(Method::Allocate, udp), alice.addr, kT0);
