@@ -769,7 +769,7 @@ int runDpdk(Bench& bench, const Options& options) {
         napi[key].push_back(r->napiBusy);
         offered[key].push_back(r->offered);
         const std::string limit = limitOf(*r, s.dpdk);
-        limits[key][limit]++;
+        limits[key][limit.substr(0, limit.find(" ("))]++;  // the kind, without its figures
         std::printf("  %s %-5s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s\n",
                     w.c_str(), s.name.c_str(), rate(r->rate).c_str(), rate(r->offered).c_str(), r->systemBusy * 100,
                     r->napiBusy * 100, r->nsPerResponse, limit.c_str());
