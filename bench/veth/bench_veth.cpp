@@ -29,6 +29,21 @@
 //   reflector  nop_tx as before (reflected ChannelData frames are counted)
 // Targets (issue 3): tgw >= 10 x coturn, tgw >= 0.7 x reflector. The generator's frames carry
 // full UDP checksums (tgw updates them incrementally).
+//
+// --dpdk (issue 16): the DPDK backend beside XDP, both workloads (STUN, then ChannelData; with
+// --turn ChannelData only), same path, same generator, alternated per round:
+//   xdp        tgwd, example relay config, xdp_mode = native
+//   dpdk       tgwd, the same config with relay.dataplane = "dpdk": net_af_xdp on wan0 with the
+//              steering XDP program, one polling worker on lcore 1 = the system's CPU, given
+//              real-time priority one below the napi thread's
+//   nop        the reflector
+// ChannelData: a real allocation and ChannelBind through tgwd's TURN server first (through
+// the TAP with DPDK). CPU per packet is the primary figure: all CPU time of the system's napi
+// thread and tgwd's threads over packets that reached the sink. A DPDK worker polls at 100 %,
+// so its figure includes idle polling: an upper bound of the path's cost. On veth it is far
+// from the program's own cost: the worker's samples are mostly empty recvfrom() polls while
+// most frames are lost at the redirect into the AF_XDP socket (see the README text of issue
+// 16). Each measurement names the limit it hit.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
@@ -56,6 +71,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <toml++/toml.h>
 
 #include "bench_gen.skel.h"
 #include "bench_sink.skel.h"
@@ -88,6 +105,7 @@ struct Options {
   bool verbose = false;  // print the veths' drop counters per measurement
   bool turn = false;     // TURN ChannelData relaying instead of STUN answers
   int dataBytes = 64;    // --turn: application bytes per ChannelData message
+  bool dpdk = false;     // tgwd's XDP relay vs tgwd's DPDK relay vs the reflector
 };
 
 // --turn: the addresses of the relayed flow (the lab's Internet router is client and peer).
@@ -160,9 +178,18 @@ tgw::Result<std::vector<uint8_t>> turnExchange(int fd, const std::vector<uint8_t
 
 // Allocate (with the 401 round trip for realm and nonce) and ChannelBind kTurnChannel to
 // turnPeer(), with long-term credentials (RFC 8656 sections 7, 11; RFC 8489 section 9.2).
-tgw::Result<void> allocateAndBind(int fd) {
+struct Credentials {
+  const char* user;
+  const char* realm;
+  const char* password;
+};
+const Credentials kCoturnCredentials{kTurnUser, kTurnRealm, kTurnPassword};
+// The user of config/examples/relay.toml (tgwd's TURN server with --dpdk).
+const Credentials kTgwdCredentials{"lab", "tgw.lab", "lab-password"};
+
+tgw::Result<void> allocateAndBind(int fd, const Credentials& cred) {
   using namespace tgw::stun;
-  const auto key = tgw::crypto::longTermKey(kTurnUser, kTurnRealm, kTurnPassword);
+  const auto key = tgw::crypto::longTermKey(cred.user, cred.realm, cred.password);
   const uint32_t udp = 17u << 24;  // REQUESTED-TRANSPORT: UDP
   auto first = turnExchange(fd, MessageBuilder(Method::Allocate, Class::Request, newTransactionId())
                                 .addU32(attr::kRequestedTransport, udp)
@@ -175,7 +202,7 @@ tgw::Result<void> allocateAndBind(int fd) {
   if (!nonce || !realm) return tgw::fail("Allocate: no 401 challenge");
   auto authed = [&](Method m) {
     MessageBuilder b(m, Class::Request, newTransactionId());
-    b.addString(attr::kUsername, kTurnUser).addString(attr::kRealm, *realm).addString(attr::kNonce, *nonce);
+    b.addString(attr::kUsername, cred.user).addString(attr::kRealm, *realm).addString(attr::kNonce, *nonce);
     return b;
   };
   auto alloc = turnExchange(fd, authed(Method::Allocate).addU32(attr::kRequestedTransport, udp).withIntegrity(key).finish());
@@ -224,7 +251,27 @@ struct Sample {
   double offered = 0;
   double systemBusy = 0;   // fraction of one core
   double nsPerResponse = 0;
+  double napiBusy = 0;     // of which the system's napi thread (fraction of one core)
+  std::map<std::string, int64_t> wireDeltas;  // ethtool -S of the relay's wan0, non-zero changes
 };
+
+// `ethtool -S IF` in `netns` as name -> value.
+std::map<std::string, int64_t> ethtoolStats(const Lab& lab, const std::string& netns, const std::string& ifname) {
+  std::map<std::string, int64_t> out;
+  auto r = lab.exec(netns, "ethtool -S " + ifname);
+  if (!r.ok()) return out;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);) {
+    auto colon = line.rfind(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    name.erase(0, name.find_first_not_of(" \t"));
+    char* end = nullptr;
+    long long v = std::strtoll(line.c_str() + colon + 1, &end, 10);
+    if (end != line.c_str() + colon + 1) out[name] = v;
+  }
+  return out;
+}
 
 class Bench {
  public:
@@ -247,8 +294,8 @@ class Bench {
     auto genMac = lab_.exec(lab_.internetNetns(), "cat /sys/class/net/" + genIf_ + "/address");
     auto sutMac = lab_.exec(relay.netns, "cat /sys/class/net/wan0/address");
     if (!genMac.ok() || !sutMac.ok()) return tgw::fail("cannot read MAC addresses");
-    frame_ = options_.turn ? channelDataFrame(parseMac(genMac.output), parseMac(sutMac.output), options_.dataBytes)
-                           : requestFrame(parseMac(genMac.output), parseMac(sutMac.output));
+    genMac_ = parseMac(genMac.output);
+    sutMac_ = parseMac(sutMac.output);
     // Static neighbour entries: nothing waits on ARP during a run (the sink passes ARP anyway).
     lab_.exec(lab_.internetNetns(), "ip neigh replace 198.18.0.10 lladdr " + sutMac.output.substr(0, 17) +
                                         " dev " + genIf_);
@@ -258,18 +305,33 @@ class Bench {
     sink_ = tgw_bench_sink__open_and_load();
     nop_ = tgw_nop_tx__open_and_load();
     if (!gen_ || !sink_ || !nop_) return tgw::fail("cannot load the benchmark's BPF programs");
-    if (frame_.size() > sizeof(gen_->bss->tgw_bench_template)) return tgw::fail("--data: frame too large for the generator");
-    std::memcpy(gen_->bss->tgw_bench_template, frame_.data(), frame_.size());
-    gen_->data->tgw_bench_len = static_cast<__u32>(frame_.size());
-    if (options_.turn) {
-      sink_->bss->tgw_bench_dest_only = 1;
-      sink_->bss->tgw_bench_dport_b = kPeerPort;
+    if (options_.turn || options_.dpdk) {
       // bpf_fib_lookup forwards only where forwarding is on (see relay_fastpath.h).
       auto fwd = lab_.exec(relay.netns, "sysctl -w net.ipv4.conf.all.forwarding=1 net.ipv4.conf.wan0.forwarding=1");
       if (!fwd.ok()) return tgw::fail("forwarding on in the relay namespace: " + fwd.output);
     }
+    if (options_.dpdk) {
+      // The TURN client's control messages reach tgwd through DPDK's TAP, which needs full
+      // UDP checksums (README, "DPDK backend").
+      auto off = lab_.exec(lab_.internetNetns(), "ethtool -K " + genIf_ + " tx off");
+      if (!off.ok()) return tgw::fail("ethtool -K " + genIf_ + " tx off: " + off.output);
+    }
+    if (auto r = setWorkload(options_.turn); !r) return r;
     if (auto r = attach(lab_.internetNetns(), genIf_, bpf_program__fd(sink_->progs.tgw_bench_sink)); !r) return r;
     return threaded(lab_.internetNetns(), genIf_);
+  }
+
+  // The generator's frame and what the sink counts: STUN Binding requests (answers: from or to
+  // the STUN port) or ChannelData (to the STUN port: reflected; to the peer's port: relayed).
+  tgw::Result<void> setWorkload(bool turn) {
+    turnWork_ = turn;
+    frame_ = turn ? channelDataFrame(genMac_, sutMac_, options_.dataBytes) : requestFrame(genMac_, sutMac_);
+    if (frame_.size() > sizeof(gen_->bss->tgw_bench_template)) return tgw::fail("--data: frame too large for the generator");
+    std::memcpy(gen_->bss->tgw_bench_template, frame_.data(), frame_.size());
+    gen_->data->tgw_bench_len = static_cast<__u32>(frame_.size());
+    sink_->bss->tgw_bench_dest_only = turn ? 1 : 0;
+    sink_->bss->tgw_bench_dport_b = turn ? kPeerPort : 0;
+    return {};
   }
 
   // "rx_dropped/tx_dropped" of both veth ends, for --verbose.
@@ -293,7 +355,8 @@ class Bench {
     int genIndex = 0;
     int error = 0;
     uint64_t before = 0, after = 0, sent = 0;
-    double elapsed = 0, cpuBefore = 0, cpuAfter = 0;
+    double elapsed = 0, cpuBefore = 0, cpuAfter = 0, napiBefore = 0, napiAfter = 0;
+    const auto wireBefore = ethtoolStats(lab_, lab_.host("relay").netns, "wan0");
     auto r = lab_.runIn(lab_.internetNetns(), [&] {
       cpu_set_t set;
       CPU_ZERO(&set);
@@ -316,6 +379,7 @@ class Bench {
       opts.batch_size = 64;
       before = __atomic_load_n(&sink_->bss->tgw_bench_counted, __ATOMIC_RELAXED);
       cpuBefore = cpuSeconds(systemPids_);
+      napiBefore = cpuSeconds(napiPids_);
       auto start = Clock::now();
       auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
       for (int calls = 0; Clock::now() < end && calls < 100000; ++calls) {
@@ -328,6 +392,7 @@ class Bench {
       elapsed = std::chrono::duration<double>(Clock::now() - start).count();
       after = __atomic_load_n(&sink_->bss->tgw_bench_counted, __ATOMIC_RELAXED);
       cpuAfter = cpuSeconds(systemPids_);
+      napiAfter = cpuSeconds(napiPids_);
     });
     if (!r) return tgw::fail(r.error().message);
     if (error) return tgw::fail("bpf_prog_test_run_opts (live frames): " + std::string(std::strerror(-error)));
@@ -337,12 +402,18 @@ class Bench {
     out.offered = static_cast<double>(sent) / elapsed;
     out.systemBusy = (cpuAfter - cpuBefore) / elapsed;
     out.nsPerResponse = responses > 0 ? (cpuAfter - cpuBefore) * 1e9 / responses : 0;
+    out.napiBusy = (napiAfter - napiBefore) / elapsed;
+    for (const auto& [name, v] : ethtoolStats(lab_, lab_.host("relay").netns, "wan0")) {
+      auto was = wireBefore.find(name);
+      int64_t d = v - (was == wireBefore.end() ? 0 : was->second);
+      if (d != 0) out.wireDeltas[name] = d;
+    }
     return out;
   }
 
   // System under test: start / stop.
   tgw::Result<void> startTgw() {
-    if (options_.turn) return startTgwTurn();
+    if (turnWork_) return startTgwTurn();
     // No answer budget: the generator sends every request from one source (issue 11's
     // budget would drop all but 1000 a second).
     auto d = RelayDaemon::start(lab_, lab_.host("relay"), "native", exampleRelayConfigPath(), true, 0);
@@ -353,10 +424,10 @@ class Bench {
   tgw::Result<void> startCoturn() {
     const Host& relay = lab_.host("relay");
     if (auto r = lab_.attachXdpVerdict(relay.netns, "wan0", XDP_PASS); !r) return r;
-    auto p = options_.turn ? startTurnRelay(lab_, relay) : startTurnserver(lab_, relay);
+    auto p = turnWork_ ? startTurnRelay(lab_, relay) : startTurnserver(lab_, relay);
     if (!p) return tgw::fail(p.error().message);
     turn_ = *p;
-    if (options_.turn) {
+    if (turnWork_) {
       // The allocation and the channel, from the client's own address: the generator's
       // frames then belong to this allocation's 5-tuple.
       auto fd = lab_.udpSocket(lab_.internetNetns(), turnClient());
@@ -366,7 +437,7 @@ class Bench {
       socklen_t len = turnServer().toSockaddr(&ss);
       if (connect(clientFd_, reinterpret_cast<sockaddr*>(&ss), len) != 0)
         return tgw::fail("connect: " + std::string(std::strerror(errno)));
-      if (auto r = allocateAndBind(clientFd_); !r) return tgw::fail("coturn: " + r.error().message);
+      if (auto r = allocateAndBind(clientFd_, kCoturnCredentials); !r) return tgw::fail("coturn: " + r.error().message);
     }
     return pinSystem({turn_->pid()});
   }
@@ -415,6 +486,88 @@ class Bench {
       out += " " + row.family + "/" + row.verdict + "/" + row.reason + "=" + std::to_string(row.packets);
     return out;
   }
+  // --dpdk: tgwd with the example relay config (TURN on, RFC 5780 answers, no answer budget),
+  // its fast path in XDP (native) or in DPDK (one polling worker on kSystemCpu). For ChannelData
+  // a real allocation and ChannelBind from the generator's client address first, through
+  // tgwd's TURN server, which installs the route in the fast path (XDP map or DPDK tables).
+  tgw::Result<void> startTgwdXdp() { return startTgwd(false); }
+  tgw::Result<void> startTgwdDpdk() { return startTgwd(true); }
+  tgw::Result<void> startTgwd(bool dpdk) {
+    if (dpdk && dpdkConfig_.empty()) {
+      auto c = writeDpdkConfig();
+      if (!c) return tgw::fail(c.error().message);
+      dpdkConfig_ = *c;
+    }
+    auto d = RelayDaemon::start(lab_, lab_.host("relay"), dpdk ? "" : "native",
+                                dpdk ? dpdkConfig_ : exampleRelayConfigPath(), true, 0);
+    if (!d) return tgw::fail(d.error().message);
+    daemon_ = *d;
+    if (turnWork_) {
+      auto fd = lab_.udpSocket(lab_.internetNetns(), turnClient());
+      if (!fd) return tgw::fail("client socket: " + fd.error().message);
+      clientFd_ = *fd;
+      sockaddr_storage ss{};
+      socklen_t len = turnServer().toSockaddr(&ss);
+      if (connect(clientFd_, reinterpret_cast<sockaddr*>(&ss), len) != 0)
+        return tgw::fail("connect: " + std::string(std::strerror(errno)));
+      if (auto r = allocateAndBind(clientFd_, kTgwdCredentials); !r)
+        return tgw::fail(std::string(dpdk ? "tgwd (dpdk)" : "tgwd (xdp)") + ": " + r.error().message +
+                         "\n" + daemon_->process()->log());
+    }
+    // Not pinned by this program: the EAL pins the DPDK worker to lcore 1 (= kSystemCpu) and
+    // tgwd's main thread to lcore 0; with XDP tgwd's threads only handle control traffic.
+    if (auto r = pinSystem({}); !r) return r;
+    systemPids_.push_back(daemon_->process()->pid());
+    if (dpdk) {
+      // The worker gets real-time priority as the XDP systems' napi threads do (on a shared
+      // machine other work on its core would otherwise take turns with it), one below the
+      // napi thread's so that the kernel half of its path (steering program, AF_XDP copy)
+      // still preempts it. Without this it got a quarter of its core on a loaded machine.
+      const std::string tasks = "/proc/" + std::to_string(daemon_->process()->pid()) + "/task";
+      int workers = 0;
+      for (const auto& e : std::filesystem::directory_iterator(tasks)) {
+        std::ifstream in(e.path() / "comm");
+        std::string comm;
+        std::getline(in, comm);
+        if (comm.rfind("rte-worker", 0) != 0 && comm.rfind("lcore-worker", 0) != 0) continue;
+        run({"chrt", "-f", "-p", "49", e.path().filename().string()});
+        workers++;
+      }
+      if (workers == 0) return tgw::fail("tgwd (dpdk): no DPDK worker thread found in " + tasks);
+    }
+    return {};
+  }
+  // The DPDK fast path's packets of one verdict and reason (all families), from tgwctl stats.
+  static uint64_t dpdkRows(const nlohmann::json& stats, const std::string& verdict, const std::string& reason) {
+    uint64_t n = 0;
+    if (!stats.contains("relay") || !stats["relay"].contains("dpdk")) return 0;
+    for (const auto& row : stats["relay"]["dpdk"])
+      if (row.value("verdict", "") == verdict && row.value("reason", "") == reason) n += row.value("packets", uint64_t{0});
+    return n;
+  }
+  // config/examples/relay.toml made a DPDK one, as tests/dpdk/relay_dpdk_lab_test.cpp does:
+  // no xdp_mode, dataplane = "dpdk", the EAL on lcores 0 (tgwd's main thread) and 1 (the
+  // polling worker), no hugepages, this lab's own file prefix.
+  tgw::Result<std::string> writeDpdkConfig() {
+    toml::table config;
+    try {
+      config = toml::parse_file(exampleRelayConfigPath());
+    } catch (const toml::parse_error& e) {
+      return tgw::fail(exampleRelayConfigPath() + ": " + std::string(e.description()));
+    }
+    auto* relay = config["relay"].as_table();
+    if (relay == nullptr) return tgw::fail(exampleRelayConfigPath() + ": no [relay]");
+    relay->erase("xdp_mode");
+    relay->insert_or_assign("dataplane", "dpdk");
+    toml::array eal{"-l", std::to_string(0) + "," + std::to_string(kSystemCpu), "--no-huge", "-m", "256",
+                    "--no-shconf", "--no-pci", "--no-telemetry", "--file-prefix", lab_.tempDir().filename().string()};
+    relay->insert_or_assign("dpdk", toml::table{{"eal_args", eal}});
+    const std::string path = (lab_.tempDir() / "bench-relay-dpdk.toml").string();
+    std::ofstream out(path);
+    out << config << "\n";
+    if (!out) return tgw::fail("cannot write " + path);
+    return path;
+  }
   tgw::Result<void> startReflector() {
     if (auto r = attach(lab_.host("relay").netns, "wan0", bpf_program__fd(nop_->progs.tgw_nop_tx)); !r) return r;
     return pinSystem({});
@@ -460,6 +613,7 @@ class Bench {
   tgw::Result<void> pinSystem(const std::vector<pid_t>& pids) {
     if (auto r = threaded(lab_.host("relay").netns, "wan0"); !r) return r;
     systemPids_ = pids;
+    napiPids_.clear();
     for (auto& [pid, name] : kernelThreads("napi/")) {
       if (foreign_.count(pid)) continue;
       bool generatorSide = name.rfind("napi/" + genIf_ + "-", 0) == 0;
@@ -471,7 +625,10 @@ class Bench {
       // Not for coturn: its napi thread would then starve turnserver's threads (measured:
       // half the rate of the default scheduling, which is what it keeps).
       if (generatorSide || pids.empty()) run({"chrt", "-f", "-p", "50", std::to_string(pid)});
-      if (!generatorSide) systemPids_.push_back(pid);
+      if (!generatorSide) {
+        systemPids_.push_back(pid);
+        napiPids_.push_back(pid);
+      }
     }
     for (pid_t p : pids) run({"taskset", "-apc", std::to_string(kSystemCpu), std::to_string(p)});
     return {};
@@ -485,6 +642,11 @@ class Bench {
   int clientFd_ = -1;                                         // --turn: coturn's client
   std::set<pid_t> foreign_;
   std::vector<pid_t> systemPids_;
+  std::vector<pid_t> napiPids_;  // the system's napi threads (a subset of systemPids_)
+  std::array<uint8_t, 6> genMac_{};
+  std::array<uint8_t, 6> sutMac_{};
+  bool turnWork_ = false;        // the current workload: ChannelData (else STUN requests)
+  std::string dpdkConfig_;       // --dpdk: the example relay config with dataplane = "dpdk"
   tgw_bench_gen* gen_ = nullptr;
   tgw_bench_sink* sink_ = nullptr;
   tgw_nop_tx* nop_ = nullptr;
@@ -503,13 +665,148 @@ std::string rate(double r) {
 }
 
 int usage(FILE* out, int code) {
-  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn [--data BYTES]]\n"
+  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk]\n"
              "STUN requests/s through veth: tgwd's XDP responder vs turnserver --stun-only vs a\n"
              "MAC-swap XDP_TX reflector, alternated, medians and ratios. Needs root.\n"
              "--turn: TURN ChannelData relayed/s instead: the relay's XDP program vs turnserver\n"
-             "relaying vs the reflector (--data: application bytes per message, default 64).\n",
+             "relaying vs the reflector (--data: application bytes per message, default 64).\n"
+             "--dpdk: tgwd's XDP fast path vs tgwd's DPDK fast path (relay.dataplane = \"dpdk\", one\n"
+             "polling worker on CPU 1) vs the reflector, STUN answers then ChannelData relayed (with\n"
+             "--turn: ChannelData only), one tgwd per measurement with the example relay config, a\n"
+             "real allocation and ChannelBind for ChannelData. Primary figure: CPU per packet (all\n"
+             "the system's CPU time over packets delivered: for DPDK idle polling included, so an\n"
+             "upper bound), then rates and which limit each hit. Needs a\n"
+             "-Ddpdk=enabled build of tgwd. About (rounds x 6 x (seconds + 3)) s.\n"
+             "Options: --rounds N (5) --seconds S per measurement (2) --batch frames per generator\n"
+             "call (262144) --verbose (veth and fast-path counters per measurement).\n",
              out);
   return code;
+}
+
+// Which limit a measurement hit. The generator: the system answered (almost) everything it
+// was offered. Otherwise an XDP system whose core is (nearly) saturated hit its program's
+// cost, and one whose core had time left lost frames on the veth. A DPDK worker polls at
+// 100 % whatever the load, so its core says nothing: it hit the kernel half of its path when
+// the napi thread (steering program, AF_XDP copy) had the core or when the steering program's
+// redirects into the AF_XDP socket failed (veth's drop counter), else its own loop.
+std::string limitOf(const Sample& s, bool dpdk) {
+  if (s.rate >= 0.95 * s.offered) return "generator";
+  if (dpdk) {
+    // veth's per-queue "drops" under XDP are the frames its program's verdict could not be
+    // carried out for: with DPDK, redirects into the AF_XDP socket that failed.
+    int64_t drops = 0, frames = 0;
+    for (const auto& [name, v] : s.wireDeltas) {
+      if (name.size() > 6 && name.compare(name.size() - 6, 6, "_drops") == 0) drops += v;
+      if (name.size() > 12 && name.compare(name.size() - 12, 12, "_xdp_packets") == 0) frames += v;
+    }
+    if (frames > 0 && drops * 10 >= frames)
+      return "AF_XDP delivery (" + std::to_string(drops * 100 / frames) + " % of redirects failed)";
+    return s.napiBusy >= 0.9 ? "napi (steer + AF_XDP copy)" : "DPDK worker";
+  }
+  if (s.systemBusy >= 0.9) return "program (core saturated)";
+  return "veth (core not saturated)";
+}
+
+// --dpdk: STUN answers and ChannelData relayed through tgwd's XDP fast path, tgwd's DPDK
+// fast path and the do-nothing reflector, alternated per round and workload.
+int runDpdk(Bench& bench, const Options& options) {
+  struct System {
+    std::string name;
+    std::string label;
+    tgw::Result<void> (Bench::*start)();
+    bool dpdk;
+  };
+  const std::vector<System> systems = {
+      {"xdp", "tgwd, XDP fast path (native)", &Bench::startTgwdXdp, false},
+      {"dpdk", "tgwd, DPDK fast path (1 worker)", &Bench::startTgwdDpdk, true},
+      {"nop", "do-nothing XDP_TX reflector", &Bench::startReflector, false}};
+  std::vector<bool> workloads = options.turn ? std::vector<bool>{true} : std::vector<bool>{false, true};
+  std::printf("bench_veth --dpdk: STUN Binding answers and TURN ChannelData (%d data bytes) relayed through one veth pair\n",
+              options.dataBytes);
+  std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n"
+              "  (the relay's napi thread and, for DPDK, the polling worker, lcore 1)\n",
+              kGeneratorCpu, options.batch, kSystemCpu);
+  std::printf("  %d rounds of %.1f s per system and workload, alternated\n", options.rounds, options.seconds);
+  // [workload][system] -> per-round figures
+  std::map<std::string, std::vector<double>> rates, costs, busy, napi, offered;
+  std::map<std::string, std::map<std::string, int>> limits;
+  for (int round = 1; round <= options.rounds; ++round) {
+    std::printf("round %d:\n", round);
+    for (bool turn : workloads) {
+      if (auto r = bench.setWorkload(turn); !r) {
+        std::fprintf(stderr, "bench_veth: %s\n", r.error().message.c_str());
+        return 1;
+      }
+      const std::string w = turn ? "turn" : "stun";
+      for (const auto& s : systems) {
+        if (auto r = (bench.*s.start)(); !r) {
+          std::fprintf(stderr, "\nbench_veth: starting %s: %s\n", s.name.c_str(), r.error().message.c_str());
+          bench.stop();
+          return 1;
+        }
+        (void)bench.measure(0.3);  // warm-up
+        auto r = bench.measure(options.seconds);
+        if (r && bench.daemon()) {
+          // The fast path must have done the work: its own counters, not the sockets'.
+          auto stats = bench.daemon()->query("stats");
+          uint64_t done = 0;
+          if (stats && s.dpdk) done = Bench::dpdkRows(*stats, "tx", turn ? "turn_to_peer" : "stun_binding_answered");
+          if (stats && !s.dpdk) done = xdpPackets(*stats, "tx") + xdpPackets(*stats, "redirect");
+          if (done == 0)
+            std::fprintf(stderr, "\nbench_veth: warning: %s: its fast path counted nothing sent\n%s\n", s.name.c_str(),
+                         bench.daemon()->show("stats").output.c_str());
+          if (options.verbose) std::printf("%s\n", bench.daemon()->show("stats").output.c_str());
+        }
+        bench.stop();
+        if (!r) {
+          std::fprintf(stderr, "\nbench_veth: %s: %s\n", s.name.c_str(), r.error().message.c_str());
+          return 1;
+        }
+        const std::string key = w + "/" + s.name;
+        rates[key].push_back(r->rate);
+        costs[key].push_back(r->nsPerResponse);
+        busy[key].push_back(r->systemBusy);
+        napi[key].push_back(r->napiBusy);
+        offered[key].push_back(r->offered);
+        const std::string limit = limitOf(*r, s.dpdk);
+        limits[key][limit.substr(0, limit.find(" ("))]++;  // the kind, without its figures
+        std::printf("  %s %-5s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s\n",
+                    w.c_str(), s.name.c_str(), rate(r->rate).c_str(), rate(r->offered).c_str(), r->systemBusy * 100,
+                    r->napiBusy * 100, r->nsPerResponse, limit.c_str());
+        if (options.verbose) {
+          std::string d;
+          for (const auto& [name, v] : r->wireDeltas) d += " " + name + "=" + std::to_string(v);
+          std::printf("    wan0 ethtool -S changes:%s\n", d.c_str());
+        }
+      }
+    }
+  }
+  std::printf("\nMedians over %d rounds. CPU per packet: the CPU time of everything the system runs\n"
+              "(its napi thread; tgwd's threads, for DPDK the worker polling at 100 %%) over packets\n"
+              "that reached the sink. For DPDK that counts idle polling too: an upper bound of\n"
+              "the path's cost (exact only if the worker never polled empty).\n\n",
+              options.rounds);
+  std::printf("| workload | system | CPU per packet | rate | offered | system core (napi) | limit | CPU vs XDP | rate vs XDP |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
+  for (bool turn : workloads) {
+    const std::string w = turn ? "turn" : "stun";
+    const double xdpCost = median(costs[w + "/xdp"]);
+    const double xdpRate = median(rates[w + "/xdp"]);
+    for (const auto& s : systems) {
+      const std::string key = w + "/" + s.name;
+      std::string limit;
+      for (const auto& [name, n] : limits[key])
+        limit += (limit.empty() ? "" : ", ") + name + (limits[key].size() > 1 ? " " + std::to_string(n) + "x" : "");
+      char row[512];
+      std::snprintf(row, sizeof row, "| %s | %s | %.0f ns | %s | %s | %.0f %% (%.0f %%) | %s | %.2f | %.2f |\n",
+                    turn ? "ChannelData relayed" : "STUN answered", s.label.c_str(), median(costs[key]),
+                    rate(median(rates[key])).c_str(), rate(median(offered[key])).c_str(), median(busy[key]) * 100,
+                    median(napi[key]) * 100, limit.c_str(), xdpCost > 0 ? median(costs[key]) / xdpCost : 0,
+                    xdpRate > 0 ? median(rates[key]) / xdpRate : 0);
+      std::fputs(row, stdout);
+    }
+  }
+  return 0;
 }
 
 }  // namespace
@@ -522,10 +819,11 @@ int main(int argc, char** argv) {
                              {"verbose", no_argument, nullptr, 'v'},
                              {"turn", no_argument, nullptr, 't'},
                              {"data", required_argument, nullptr, 'd'},
+                             {"dpdk", no_argument, nullptr, 'D'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:h", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:Dh", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
@@ -533,6 +831,7 @@ int main(int argc, char** argv) {
       case 'v': options.verbose = true; break;
       case 't': options.turn = true; break;
       case 'd': options.dataBytes = std::clamp(std::atoi(optarg), 1, 180); break;
+      case 'D': options.dpdk = true; break;
       case 'h': return usage(stdout, 0);
       default: return usage(stderr, 2);
     }
@@ -543,13 +842,14 @@ int main(int argc, char** argv) {
     return 77;
   }
   bool coturn = haveProgram("turnserver");
-  if (!options.turn && access(tgwdPath().c_str(), X_OK) != 0) {
+  if ((!options.turn || options.dpdk) && access(tgwdPath().c_str(), X_OK) != 0) {
     std::fprintf(stderr, "SKIP: bench_veth: tgwd not built at %s\n", tgwdPath().c_str());
     return 77;
   }
   if (std::thread::hardware_concurrency() < 2)
     std::fprintf(stderr, "bench_veth: warning: one CPU only; generator and system share it\n");
-  if (!coturn) std::fprintf(stderr, "bench_veth: coturn (turnserver) not installed: measuring without it\n");
+  if (!coturn && !options.dpdk)
+    std::fprintf(stderr, "bench_veth: coturn (turnserver) not installed: measuring without it\n");
 
   cleanUpOnSignal();  // Ctrl-C removes the lab too
   LabOptions labOptions;
@@ -564,6 +864,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_veth: %s\n", r.error().message.c_str());
     return 1;
   }
+  if (options.dpdk) return runDpdk(bench, options);
 
   struct System {
     std::string name;
