@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/jiffy_clock.h"
 #include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 #include "dataplane/typed_map.h"
@@ -830,6 +831,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   impl.skel = tgw_edge__open_opts(&openOpts);
   if (impl.skel == nullptr)
     return fail(std::string("edge fast path: open skeleton: ") + std::strerror(errno), errno);
+  writeJiffyClock(impl.skel->rodata->tgw_clock, "edge");
   auto& maps = impl.skel->maps;
   for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_flows, maps.tgw_edge_heads,
                      maps.tgw_edge_flow_stats})

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/jiffy_clock.h"
 #include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 
@@ -134,6 +135,7 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
                                                  options.stunEndpoints);
       !ok)
     return fail("relay fast path: " + ok.error().message);
+  writeJiffyClock(self->skel_->rodata->tgw_clock, "relay");
   self->skel_->rodata->tgw_turn_cfg.relay_port_min = options.relayPortMin;
   self->skel_->rodata->tgw_turn_cfg.relay_port_max = options.relayPortMax;
   self->skel_->rodata->tgw_turn_cfg.flags =

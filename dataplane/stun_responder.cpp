@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/jiffy_clock.h"
 
 // The skeleton names the structs of its .rodata: they must be declared first.
 #include "tgw/stun_responder.h"
@@ -131,6 +132,7 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
   writeConfig(self->skel_->rodata->tgw_stun_cfg, options.ports, options.budget);
   if (auto ok = writeEndpointKeys(self->skel_->rodata->tgw_stun_keys, options.endpoints); !ok)
     return Unexpected<Error>{ok.error()};
+  writeJiffyClock(self->skel_->rodata->tgw_clock, "stun_responder");
   if (int err = tgw_stun_responder__load(self->skel_); err != 0)
     return fail(std::string("stun responder: load (needs root / CAP_BPF): ") +
                     std::strerror(-err),

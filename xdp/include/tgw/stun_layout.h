@@ -8,6 +8,7 @@
 #ifndef TGW_STUN_LAYOUT_H
 #define TGW_STUN_LAYOUT_H
 
+#include "tgw/clock_layout.h" /* every program's .rodata has its clock (a skeleton names it) */
 #include "tgw/compat.h"
 #include "tgw/reflection.h"
 #include "tgw/stun.h"
