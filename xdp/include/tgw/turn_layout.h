@@ -72,9 +72,10 @@ struct tgw_turn_rewrite {
    * (TGW_REASON_TURN_ROUTE_EXPIRED): when its permission, channel or allocation ends (RFC
    * 8656 sections 9, 12), as the server computed it; the server writes a later one when a
    * Refresh, CreatePermission or ChannelBind extends them. Nanoseconds, not a coarser unit:
-   * the packet already reads the clock (bucket, next-hop cache), so the check is one
-   * compare, and the route ends no later than the server's own timer would remove it (up to
-   * one tick earlier: the program reads a coarse clock, xdp/clock.bpf.h).
+   * the packet already reads the clock (liveness, bucket), so the check is one compare, and
+   * the route ends no later than the server's own timer would remove it (up to about three
+   * ticks earlier: the program's clock is jiffies calibrated to CLOCK_MONOTONIC,
+   * xdp/clock.bpf.h).
    * TGW_TURN_NEVER: no deadline. */
   __u64 expires_ns;
 };
