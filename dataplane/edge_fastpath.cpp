@@ -5,7 +5,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +18,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/jiffy_clock.h"
 #include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 #include "dataplane/typed_map.h"
@@ -39,16 +39,6 @@ constexpr const char* kOwnerMap = "tgw_edge_owner";
 // WAN sockets the table holds: one per role and family, a few spare addresses, and the
 // birthday search's winning sockets (EdgeFastPath::extraSockets).
 constexpr uint32_t kMaxSockets = 64;
-// The kernel's HZ when its config cannot be read (Debian's and many distributions' default).
-constexpr int kAssumedHz = 250;
-
-// Whether libbpf can read the running kernel's config (where it looks for it).
-bool kernelConfigReadable() {
-  utsname u{};
-  if (uname(&u) == 0 && access((std::string("/boot/config-") + u.release).c_str(), R_OK) == 0) return true;
-  return access("/proc/config.gz", R_OK) == 0;
-}
-
 __u8 familyOf(const SockAddr& a) {
   return static_cast<__u8>(a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6);
 }
@@ -836,12 +826,9 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   self->impl_ = std::make_unique<Impl>();
   Impl& impl = *self->impl_;
   impl.options = options;
-  // The program reads the kernel's HZ (CONFIG_HZ, tgw/edge.h) through libbpf's kconfig, which
-  // libbpf takes from /boot/config-$(uname -r) or /proc/config.gz and refuses to load without.
-  // Where neither can be read (a container without the host's /boot, a kernel without
-  // IKCONFIG_PROC), libbpf is given the common HZ instead: the next-hop cache then lives
-  // kAssumedHz jiffies, 0.25-2.5 s for HZ 1000-100 (netlink changes flush it anyway).
-  const std::string kconfig = kernelConfigReadable() ? "" : "CONFIG_HZ=" + std::to_string(kAssumedHz) + "\n";
+  // The program reads the kernel's HZ (CONFIG_HZ, tgw/edge.h) through libbpf's kconfig
+  // (kernelConfigOverride, dataplane/nexthop_epoch.h: kAssumedHz where it cannot be read).
+  const std::string kconfig = kernelConfigOverride();
   if (!kconfig.empty()) {
     log::warn("xdp.edge.kernel_config_unreadable",
               {{"assumed_hz", std::to_string(kAssumedHz)},
@@ -853,6 +840,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   impl.skel = tgw_edge__open_opts(&openOpts);
   if (impl.skel == nullptr)
     return fail(std::string("edge fast path: open skeleton: ") + std::strerror(errno), errno);
+  writeJiffyClock(impl.skel->rodata->tgw_clock, "edge");
   auto& maps = impl.skel->maps;
   for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_flows, maps.tgw_edge_heads,
                      maps.tgw_edge_flow_stats})

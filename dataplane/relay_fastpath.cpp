@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/jiffy_clock.h"
 #include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 #include "dataplane/turn_map_table.h"
@@ -131,11 +132,27 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   self->options_ = options;
   self->capacity_ = options.capacity;
   self->maxRoutes_ = options.maxRoutes != 0 ? options.maxRoutes : options.capacity;
-  self->skel_ = tgw_relay__open();
+  // The next-hop cache's lifetime is the kernel's HZ in jiffies (CONFIG_HZ through libbpf's
+  // kconfig; kernelConfigOverride, dataplane/nexthop_epoch.h: kAssumedHz where unreadable).
+  const std::string kconfig = kernelConfigOverride();
+  if (!kconfig.empty()) {
+    log::warn("xdp.relay.kernel_config_unreadable",
+              {{"assumed_hz", std::to_string(kAssumedHz)},
+               {"effect", "next-hop cache lifetime 0.25-2.5 s instead of 1 s"}});
+  }
+  bpf_object_open_opts openOpts{};
+  openOpts.sz = sizeof(openOpts);
+  openOpts.kconfig = kconfig.empty() ? nullptr : kconfig.c_str();
+  self->skel_ = tgw_relay__open_opts(&openOpts);
   if (self->skel_ == nullptr)
     return fail(std::string("relay fast path: open skeleton: ") + std::strerror(errno), errno);
   StunResponder::writeConfig(self->skel_->rodata->tgw_stun_cfg, options.stunPorts,
                              options.stunBudget);
+  if (auto ok = StunResponder::writeEndpointKeys(self->skel_->rodata->tgw_stun_keys,
+                                                 options.stunEndpoints);
+      !ok)
+    return fail("relay fast path: " + ok.error().message);
+  writeJiffyClock(self->skel_->rodata->tgw_clock, "relay");
   self->skel_->rodata->tgw_turn_cfg.relay_port_min = options.relayPortMin;
   self->skel_->rodata->tgw_turn_cfg.relay_port_max = options.relayPortMax;
   self->skel_->rodata->tgw_turn_cfg.flags =

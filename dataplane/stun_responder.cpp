@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/jiffy_clock.h"
 
 // The skeleton names the structs of its .rodata: they must be declared first.
 #include "tgw/stun_responder.h"
@@ -84,14 +85,28 @@ void StunResponder::writeConfig(tgw_stun_config& rodata, const std::vector<uint1
   rodata.budget = tgw_budget_config_of(budget.answersPerSecond, budget.burst);
 }
 
+Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
+                                              const std::vector<Endpoint>& endpoints) {
+  auto table = encodeEndpoints(endpoints);
+  if (!table) return Unexpected<Error>{table.error()};
+  rodata = tgw_stun_endpoint_keys{};
+  for (size_t i = 0; i < table->size(); i++) rodata.key[i] = (*table)[i].first;
+  rodata.count = static_cast<__u32>(table->size());
+  return {};
+}
+
 Result<void> StunResponder::fillEndpoints(const bpf_map* map,
                                           const std::vector<Endpoint>& endpoints) {
   auto table = encodeEndpoints(endpoints);
   if (!table) return Unexpected<Error>{table.error()};
-  auto typed = TypedMap<tgw_stun_endpoint_key, tgw_stun_endpoint>::bind(map);
+  auto typed = TypedMap<__u32, tgw_stun_endpoint>::bind(map);
   if (!typed) return fail("stun responder: " + typed.error().message);
-  for (const auto& [key, value] : *table) {
-    if (auto ok = typed->update(key, value, BPF_NOEXIST); !ok)
+  if (typed->maxEntries() != TGW_STUN_MAX_ENDPOINTS)
+    return fail("stun responder: tgw_stun_endpoints has " + std::to_string(typed->maxEntries()) +
+                " entries, expected " + std::to_string(TGW_STUN_MAX_ENDPOINTS));
+  // Entry i answers writeEndpointKeys' key[i]: the same encoding, the same order.
+  for (size_t i = 0; i < table->size(); i++) {
+    if (auto ok = typed->update(static_cast<__u32>(i), (*table)[i].second, BPF_ANY); !ok)
       return fail("stun responder: endpoint table: " + ok.error().message);
   }
   return {};
@@ -115,6 +130,9 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
   if (self->skel_ == nullptr)
     return fail(std::string("stun responder: open skeleton: ") + std::strerror(errno), errno);
   writeConfig(self->skel_->rodata->tgw_stun_cfg, options.ports, options.budget);
+  if (auto ok = writeEndpointKeys(self->skel_->rodata->tgw_stun_keys, options.endpoints); !ok)
+    return Unexpected<Error>{ok.error()};
+  writeJiffyClock(self->skel_->rodata->tgw_clock, "stun_responder");
   if (int err = tgw_stun_responder__load(self->skel_); err != 0)
     return fail(std::string("stun responder: load (needs root / CAP_BPF): ") +
                     std::strerror(-err),

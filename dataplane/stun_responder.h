@@ -96,8 +96,8 @@ class StunResponder {
   const TypedMap<tgw_stats_key, tgw_stats_value>& statsMap() const { return stats_; }
 
   // Shared with RelayFastPath, whose program answers STUN the same way from the same maps:
-  // checks ports and endpoints (what load() refuses), fills a loaded tgw_stun_endpoints
-  // map, binds a loaded tgw_stats map, reads the counter rows.
+  // checks ports and endpoints (what load() refuses), writes the endpoints' keys and fills a
+  // loaded tgw_stun_endpoints map, binds a loaded tgw_stats map, reads the counter rows.
   static Result<void> checkOptions(const Options& options);
   // The endpoint table's entries, encoded with tgw_stun_endpoint_init() (also the DPDK
   // backend's table, dataplane/dpdk/stun_program.h); fails as load() does on a bad endpoint.
@@ -105,6 +105,11 @@ class StunResponder {
   static Result<EndpointTable> encodeEndpoints(const std::vector<Endpoint>& endpoints);
   static void writeConfig(tgw_stun_config& rodata, const std::vector<uint16_t>& ports,
                           const Budget& budget);
+  // The XDP program's endpoint table is an array (tgw_stun_endpoints, entry i) and its keys
+  // are in .rodata (tgw_stun_keys, key[i]): writeEndpointKeys before the program loads,
+  // fillEndpoints after, from the same endpoints.
+  static Result<void> writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
+                                        const std::vector<Endpoint>& endpoints);
   static Result<void> fillEndpoints(const bpf_map* map, const std::vector<Endpoint>& endpoints);
   static Result<TypedMap<tgw_stats_key, tgw_stats_value>> bindStats(const bpf_map* map);
   static std::vector<CounterRow> readCounters(

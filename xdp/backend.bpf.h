@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /* The XDP backend of the per-packet logic (tgw/backend.h): the context is struct xdp_md, the
  * frame is ctx->data .. ctx->data_end, resizes are bpf_xdp_adjust_head/_tail, the clock is
- * tgw_now_ns() (coarse, xdp/clock.bpf.h), randomness bpf_get_prandom_u32, and a frame
+ * tgw_now_ns() (jiffies, xdp/clock.bpf.h), randomness bpf_get_prandom_u32, and a frame
  * leaving by another interface is bpf_redirect'ed. Each program adds its tables' functions
  * (xdp_program.bpf.h: STUN; relay.bpf.c; edge.bpf.c) before including its logic header.
  * BPF C only; included before any tgw/ logic header. */
@@ -27,8 +27,10 @@ static __always_inline const __u8 *tgw_be_data_end(struct xdp_md *ctx) {
   return (const __u8 *)(long)ctx->data_end;
 }
 
+/* Every tgw program is SEC("xdp"), not frags-aware: its frames are linear, so the length is
+ * the data's (two loads, where bpf_xdp_get_buff_len is a helper call). */
 static __always_inline __u32 tgw_be_frame_len(struct xdp_md *ctx) {
-  return (__u32)bpf_xdp_get_buff_len(ctx);
+  return (__u32)(ctx->data_end - ctx->data);
 }
 
 static __always_inline int tgw_be_adjust_head(struct xdp_md *ctx, int delta) {

@@ -21,8 +21,10 @@
 #include <ostream>
 #include <source_location>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "dataplane/jiffy_clock.h"
 #include "dataplane/relay_fastpath.h"
 #include "tests/bpf/bpf_tester.h"
 #include "tests/bpf/packet_builder.h"
@@ -349,6 +351,49 @@ TEST_P(TurnFastPathFamilyTest, RouteForwardsUntilItsDeadline) {
   expectRun(f.toPeerIn, XDP_TX, f.toPeerOut, {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER},
             toPeer(r.allocation, 20));
   expectCounters(relay_->counters(r.allocation), {2, 40, 1, 20, 0, 0});
+}
+
+// The programs' clock (xdp/clock.bpf.h) is jiffies scaled by the loader's calibration
+// (dataplane/jiffy_clock.h): a route with half a second left still forwards (the clock is
+// a few ticks early at most, and a wrong HZ would have it seconds off by now: the relay was
+// loaded with the suite), one 1 ms past goes up. The same distances run again after a
+// second, so a clock that drifts (a wrong tick length) fails here too.
+TEST_P(TurnFastPathFamilyTest, DeadlineClockIsMonotonicWithinTicks) {
+  const uint32_t family = GetParam().family;
+  TurnChannelRoute r = route();
+  addAllocation(r.allocation);
+  for (int pass = 0; pass < 2; pass++) {
+    SCOPED_TRACE(pass);
+    if (pass == 1) std::this_thread::sleep_for(std::chrono::seconds(1));
+    r.expires = Clock::now() + std::chrono::milliseconds(500);
+    addChannel(r);
+    const BothWays f = bothWays(r, 20);
+    expectRun(f.toPeerIn, XDP_TX, f.toPeerOut, {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER},
+              toPeer(r.allocation, 20));
+    r.expires = Clock::now() - std::chrono::milliseconds(1);
+    addChannel(r);
+    expectRun(f.toPeerIn, XDP_PASS, f.toPeerIn,
+              {family, TGW_VERDICT_PASS, TGW_REASON_TURN_ROUTE_EXPIRED});
+  }
+}
+
+// The calibration itself: the estimate from the jiffies /proc/timer_list shows is never
+// behind the time it shows before them, and at most a few ticks ahead.
+TEST(JiffyClock, NeverBehindAtMostFourTicksAhead) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (/proc/timer_list)";
+  auto clock = tgw::dataplane::jiffyClock();
+  ASSERT_TRUE(clock) << clock.error().message;
+  ASSERT_TRUE(clock->nsPerJiffy == 1000000 || clock->nsPerJiffy == 3333333 ||
+              clock->nsPerJiffy == 4000000 || clock->nsPerJiffy == 10000000)
+      << clock->nsPerJiffy;
+  for (int i = 0; i < 20; i++) {
+    auto s = tgw::dataplane::detail::readTimerList();
+    ASSERT_TRUE(s) << s.error().message;
+    const uint64_t est = s->jiffies * clock->nsPerJiffy + clock->offsetNs;
+    EXPECT_GE(static_cast<int64_t>(est - s->nowNs), 0);
+    EXPECT_LE(static_cast<int64_t>(est - s->nowNs), static_cast<int64_t>(4 * clock->nsPerJiffy));
+    std::this_thread::sleep_for(std::chrono::milliseconds(7));
+  }
 }
 
 // tgwd gone (its liveness deadline passed): nothing is forwarded any more, whatever the
@@ -983,6 +1028,9 @@ TEST_F(TurnFastPathTest, UserspaceBuildMatchesXdp) {
   UserBackend be;
   userBackendMaps(relay_->programFd(), be);
   gUserStunPorts[0] = htons(kStunPort);
+  // The keys the loader wrote to the program's .rodata, in the same order.
+  ASSERT_TRUE(tgw::dataplane::StunResponder::writeEndpointKeys(
+      gUserStunKeys, {bareEndpoint("198.18.0.1", kStunPort), bareEndpoint("2001:db8::1", kStunPort)}));
   gUserTurnConfig = tgw_turn_config{kRelayPortMin, kRelayPortMax, 0, 0};
   struct Case {
     const char* name;

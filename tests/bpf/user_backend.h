@@ -73,6 +73,9 @@ struct UserBackend {
 namespace tgw::testing {
 inline tgw_turn_config gUserTurnConfig{};
 inline __be16 gUserStunPorts[TGW_STUN_MAX_PORTS] = {};
+// The STUN endpoints' keys, as the loader writes the program's .rodata (tgw_stun_keys):
+// key[i] is entry i of the tgw_stun_endpoints array.
+inline tgw_stun_endpoint_keys gUserStunKeys{};
 }  // namespace tgw::testing
 
 #define TGW_BACKEND 1
@@ -128,7 +131,11 @@ static inline void tgw_be_stun_ports(TGW_BE_CTX*, __be16 ports[TGW_STUN_MAX_PORT
 }
 static inline const struct tgw_stun_endpoint* tgw_be_stun_endpoint(
     TGW_BE_CTX* ctx, const struct tgw_stun_endpoint_key* key) {
-  return ctx->lookup<tgw_stun_endpoint>("tgw_stun_endpoints", key);
+  const tgw_stun_endpoint_keys& keys = tgw::testing::gUserStunKeys;
+  for (__u32 i = 0; i < keys.count && i < TGW_STUN_MAX_ENDPOINTS; i++)
+    if (std::memcmp(&keys.key[i], key, sizeof(*key)) == 0)
+      return ctx->lookup<tgw_stun_endpoint>("tgw_stun_endpoints", &i);
+  return nullptr;
 }
 static inline int tgw_be_stun_budget(TGW_BE_CTX*, const struct tgw_stun_plan*,
                                      const struct tgw_stun_request*) {

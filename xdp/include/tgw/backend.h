@@ -24,7 +24,8 @@
  *     Every pointer into the frame is invalid after a successful adjust.
  *   Time, randomness, liveness
  *     __u64 tgw_be_now_ns(TGW_BE_CTX *ctx);         CLOCK_MONOTONIC ns as deadlines are
- *                                                   written (XDP: coarse, plus one tick)
+ *                                                   written (XDP: jiffies calibrated to
+ *                                                   it, up to ~3 ticks early)
  *     __u32 tgw_be_random(TGW_BE_CTX *ctx);         32 random bits (IPv4 IDs, Data
  *                                                   indications' transaction ids)
  *     int tgw_be_alive(TGW_BE_CTX *ctx, __u64 now);  tgwd's liveness deadline not passed

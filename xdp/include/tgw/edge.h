@@ -180,7 +180,7 @@ TGW_INLINE __u32 tgw_edge_parse(const __u8 *data, const __u8 *data_end, struct t
     pkt->tos = ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, tos)];
     if (ihl != TGW_IPV4_HLEN_MIN) {
       pkt->unsupported = 1;
-    } else if (tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)) != 0) {
+    } else if (tgw_ipv4_hdr20_fold(ip) != 0) {
       /* The kernel drops it (ip_rcv); the fast path would write a valid header over it. */
       return TGW_REASON_L3_MALFORMED;
     }
@@ -579,7 +579,7 @@ TGW_INLINE int tgw_edge_write(__u8 *data, const __u8 *data_end, const struct tgw
     tgw_store16(ip + 10, 0);
     tgw_store32(ip + 12, tgw_load32(plan->src));
     tgw_store32(ip + 16, tgw_load32(plan->dst));
-    tgw_store16(ip + 10, tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)));
+    tgw_store16(ip + 10, tgw_ipv4_hdr20_fold(ip));
     udp = ip + TGW_IPV4_HLEN_MIN;
   } else {
     if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
@@ -650,7 +650,7 @@ TGW_INLINE int tgw_edge_write_icmp4(__u8 *data, const __u8 *data_end, __u32 mtu)
   tgw_store16(ip + 10, 0);
   tgw_store32(ip + 12, tgw_load32(orig_ip + 16));
   tgw_store32(ip + 16, tgw_load32(orig_ip + 12));
-  tgw_store16(ip + 10, tgw_csum_fold(tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2)));
+  tgw_store16(ip + 10, tgw_ipv4_hdr20_fold(ip));
   __u8 *icmp = ip + TGW_IPV4_HLEN_MIN;
   icmp[0] = 3; /* Destination Unreachable */
   icmp[1] = 4; /* Fragmentation Needed and DF set */

@@ -9,6 +9,7 @@
 #ifndef TGW_EDGE_LAYOUT_H
 #define TGW_EDGE_LAYOUT_H
 
+#include "tgw/clock_layout.h" /* every program's .rodata has its clock (a skeleton names it) */
 #include "tgw/compat.h"
 #include "tgw/net.h"
 

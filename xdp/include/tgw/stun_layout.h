@@ -1,5 +1,5 @@
 /* The STUN responder's tables: its configuration (.rodata in XDP) and the endpoint table
- * (tgw_stun_endpoints) the loader fills (dataplane/stun_responder.cpp, tgw_stun_endpoint_init).
+ * (tgw_stun_endpoints, its keys in .rodata in XDP) the loader fills (dataplane/stun_responder.cpp, tgw_stun_endpoint_init).
  * Written once for the XDP program, the DPDK backend and the control plane (STYLE.md rule
  * 2); the per-packet logic that reads them is in tgw/stun_responder.h, as Katran keeps its structs
  * (balancer_structs.h) apart from its parsing and encapsulation.
@@ -8,6 +8,7 @@
 #ifndef TGW_STUN_LAYOUT_H
 #define TGW_STUN_LAYOUT_H
 
+#include "tgw/clock_layout.h" /* every program's .rodata has its clock (a skeleton names it) */
 #include "tgw/compat.h"
 #include "tgw/reflection.h"
 #include "tgw/stun.h"
@@ -37,6 +38,16 @@ struct tgw_stun_endpoint_key {
   __u8 pad;      /* 0 */
 };
 
+/* The endpoints' keys, in the order of their entries in tgw_stun_endpoints (an array: entry
+ * i answers key[i]). In XDP they live in .rodata, written by the loader before the program
+ * loads (StunResponder::writeEndpointKeys): the lookup is a scan of `count` keys (at most
+ * 16, in practice one to four) and one array index, where a hash map's lookup hashed the 20
+ * bytes of the key on every answer. */
+struct tgw_stun_endpoint_keys {
+  struct tgw_stun_endpoint_key key[TGW_STUN_MAX_ENDPOINTS];
+  __u32 count; /* keys used, key[0 .. count) */
+};
+
 /* Value of tgw_stun_endpoints: what the response from this endpoint carries besides the
  * request-dependent XOR-MAPPED-ADDRESS (and MAPPED-ADDRESS). Written by userspace only
  * (the map is BPF_F_RDONLY_PROG), with tgw_stun_endpoint_init(). */
@@ -60,6 +71,8 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 24, "four ports, the budget"
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_config, budget) == 8, "no padding");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_key) == 20, "key: address, port, family");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) == 16, "port after address");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_keys) == 20 * TGW_STUN_MAX_ENDPOINTS + 4,
+                  "keys, count: no padding");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint) ==
                       8 + TGW_STUN_TAIL_MAX + 8 + TGW_STUN_CLASSIC_TAIL_MAX,
                   "no padding");

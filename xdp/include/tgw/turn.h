@@ -159,7 +159,7 @@ TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return stun_reason;
     /* The kernel drops a header whose checksum is wrong (ip_rcv), so the sockets never
      * relay it; neither does the fast path, which would write a valid checksum over it. */
-    if (!tgw_ipv4_csum_ok(ip, TGW_IPV4_HLEN_MIN)) return TGW_REASON_L3_MALFORMED;
+    if (tgw_ipv4_hdr20_fold(ip) != 0) return TGW_REASON_L3_MALFORMED;
     l4_len = TGW_NTOHS(tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len))) -
              TGW_IPV4_HLEN_MIN;
     plan->ip_word0 = tgw_load32(ip);
@@ -383,8 +383,7 @@ TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct 
     tgw_store16(ip + 10, 0);
     tgw_store32(ip + 12, tgw_load32(out->src));
     tgw_store32(ip + 16, tgw_load32(out->dst));
-    __u32 ip_sum = tgw_csum_add_words(0, ip, TGW_IPV4_HLEN_MIN / 2);
-    tgw_store16(ip + 10, tgw_csum_fold(ip_sum));
+    tgw_store16(ip + 10, tgw_ipv4_hdr20_fold(ip));
     udp = ip + TGW_IPV4_HLEN_MIN;
   } else {
     if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;

@@ -72,9 +72,10 @@ struct tgw_turn_rewrite {
    * (TGW_REASON_TURN_ROUTE_EXPIRED): when its permission, channel or allocation ends (RFC
    * 8656 sections 9, 12), as the server computed it; the server writes a later one when a
    * Refresh, CreatePermission or ChannelBind extends them. Nanoseconds, not a coarser unit:
-   * the packet already reads the clock (bucket, next-hop cache), so the check is one
-   * compare, and the route ends no later than the server's own timer would remove it (up to
-   * one tick earlier: the program reads a coarse clock, xdp/clock.bpf.h).
+   * the packet already reads the clock (liveness, bucket), so the check is one compare, and
+   * the route ends no later than the server's own timer would remove it (up to about three
+   * ticks earlier: the program's clock is jiffies calibrated to CLOCK_MONOTONIC,
+   * xdp/clock.bpf.h).
    * TGW_TURN_NEVER: no deadline. */
   __u64 expires_ns;
 };
@@ -113,9 +114,9 @@ struct tgw_turn_nexthop_key {
 };
 
 /* Value of tgw_turn_nexthops: bpf_fib_lookup costs about 300 ns (IPv4) to 600 ns (IPv6) per
- * call here, twice the rest of the forwarding work, so its answer is kept per CPU for
- * TGW_TURN_NEXTHOP_TTL_NS: a route, neighbour or MTU change reaches the fast path within
- * that time. RelayFastPath::flushNextHops() makes it immediate by bumping the one-entry
+ * call here, twice the rest of the forwarding work, so its answer is kept per CPU for one
+ * second (the kernel's HZ in jiffies, as the edge's: tgw/edge_layout.h): a route, neighbour
+ * or MTU change reaches the fast path within that time. RelayFastPath::flushNextHops() makes it immediate by bumping the one-entry
  * tgw_nexthop_epoch (xdp/nexthop_epoch.bpf.h) that every kept answer must match: one map write, and userspace
  * never writes a slot a packet may be filling. Failures are not kept. */
 struct tgw_turn_nexthop {
@@ -124,9 +125,12 @@ struct tgw_turn_nexthop {
   __u32 ifindex;    /* egress interface */
   __u32 ok_len;     /* largest IP length the lookup accepted (MTU check) */
   __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
-  __u64 expires_ns; /* tgw_now_ns() after which the entry is looked up again */
+  __u64 expires;    /* bpf_jiffies64() after which the entry is looked up again: the
+                     * jiffies counter is one load (the verifier inlines bpf_jiffies64),
+                     * the clock a helper call per relayed packet */
 };
-#define TGW_TURN_NEXTHOP_TTL_NS 1000000000ull /* 1 s */
+/* The lifetime in jiffies where the kernel's HZ is 0 (a guard, as the edge's). */
+#define TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT 1000
 #define TGW_TURN_NEXTHOP_ENTRIES 1024 /* a power of two */
 
 /* Value of tgw_turn_nexthops, a per-CPU array used as a direct-mapped cache (cheaper than a
