@@ -53,6 +53,15 @@ struct ConfigFailure {
   std::string message;
 };
 
+// A secret file's text (or one line of a users file) without its trailing line ending(s)
+// and blanks, and without leading blanks. Line breaks before the text are kept: a caller
+// that wants one line finds them.
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  const size_t start = s.find_first_not_of(" \t");
+  return start == std::string::npos ? std::string() : s.substr(start);
+}
+
 class Reader {
  public:
   explicit Reader(std::string path) : path_(std::move(path)) {}
@@ -202,16 +211,12 @@ class Reader {
   // A secret file's one line, blanks and the line ending around it dropped; a second line
   // is refused (a secret never holds a line break: most likely the wrong file).
   std::string readSecretLine(const toml::table& t, const std::string& prefix, const char* key) const {
-    std::string text = readSecretFile(t, prefix, key, str(t, prefix, key, ""));
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t')) {
-      text.pop_back();
-    }
+    std::string text = trimmed(readSecretFile(t, prefix, key, str(t, prefix, key, "")));
     if (text.find_first_of("\r\n") != std::string::npos) {
       failAt(t.get(key), lineOf(t), prefix + key, "a file holding the secret on one line",
              "\"" + pathFromConfig(str(t, prefix, key, "")) + "\", which has more lines");
     }
-    const size_t start = text.find_first_not_of(" \t");
-    return start == std::string::npos ? std::string() : text.substr(start);
+    return text;
   }
 
   // A dangerous but legal value: kept, and said once at start (tgwd logs Config::warnings).
@@ -412,13 +417,6 @@ void warnShortSecret(const Reader& r, const toml::table& t, int line, const std:
   r.warnAt(t.get(key), line, p + key,
            "a shared secret of " + std::to_string(secret->size()) +
                " bytes can be guessed offline from one captured credential; use 16 random bytes or more");
-}
-
-// Strips one trailing newline (and a \r before it) and surrounding blanks of a secret file.
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
-  size_t start = s.find_first_not_of(" \t");
-  return start == std::string::npos ? std::string() : s.substr(start);
 }
 
 TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& relay) {

@@ -614,6 +614,21 @@ TEST(ConfigEdge, RelayCredentials) {
   std::filesystem::remove_all(dir);
   EXPECT_EQ(twoLines, "t.toml:8: edge.relay.password_file: expected a file holding the secret on one line, got \"" +
                           (dir / "two.password").string() + "\", which has more lines");
+  // Blanks around the line and a CRLF ending are dropped (the users file's lines are trimmed
+  // by the same rule); a blank line before it is a second line.
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "crlf.password") << " \tspaced pw \r\n";
+  std::ofstream(dir / "late.password") << "\nlate\n";
+  for (const char* f : {"crlf.password", "late.password"}) {
+    std::filesystem::permissions(dir / f, std::filesystem::perms::owner_read);
+  }
+  auto crlf = parse(edge(relay + "username = \"alice\"\npassword_file = \"" + (dir / "crlf.password").string() + "\"\n"),
+                    "t.toml");
+  auto late = errorOf(edge(relay + "username = \"alice\"\npassword_file = \"" + (dir / "late.password").string() + "\"\n"));
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(crlf.ok()) << crlf.error().message;
+  EXPECT_EQ(crlf->edge->relay->password, "spaced pw");
+  EXPECT_NE(late.find("which has more lines"), std::string::npos) << late;
   EXPECT_EQ(errorOf(edge(relay + "password_file = \"/nonexistent/p\"\n")),
             "t.toml:7: edge.relay.password_file: expected a readable file, got \"/nonexistent/p\"");
 
