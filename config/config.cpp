@@ -226,6 +226,13 @@ class Reader {
     warnings_.push_back(path_ + ":" + std::to_string(line) + ": " + key + ": " + text);
   }
   std::vector<std::string> takeWarnings() const { return std::move(warnings_); }
+  // A default worth seeing, said by `tgwd --check` only; same form as a warning.
+  void noteAt(const toml::node* node, int fallbackLine, const std::string& key, const std::string& text) const {
+    int line = fallbackLine;
+    if (node != nullptr && node->source().begin.line > 0) line = static_cast<int>(node->source().begin.line);
+    notes_.push_back(path_ + ":" + std::to_string(line) + ": " + key + ": " + text);
+  }
+  std::vector<std::string> takeNotes() const { return std::move(notes_); }
   // Keys that put a secret in the config file itself (load() then checks the file's mode).
   void heldSecret(const std::string& key) const { inlineSecrets_.push_back(key); }
   const std::vector<std::string>& inlineSecrets() const { return inlineSecrets_; }
@@ -290,6 +297,7 @@ class Reader {
  private:
   std::string path_;
   mutable std::vector<std::string> warnings_;
+  mutable std::vector<std::string> notes_;
   mutable std::vector<std::string> inlineSecrets_;
 };
 
@@ -570,6 +578,18 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
     }
     c.unsafeAllow.emplace_back(a, why);
   }
+  // The override is legal but widens what TURN clients may reach: say what it lets through.
+  if (c.peerAllowUnsafe) {
+    std::string what;
+    for (const auto& [entry, why] : c.unsafeAllow) {
+      what += (what.empty() ? "" : "; ") + entry.toString() + " (" + why + ")";
+    }
+    r.warnAt(t.get("peer_allow_unsafe"), line, p + "peer_allow_unsafe",
+             what.empty() ? std::string("set, but no peer_allow entry needs it: it allows nothing more now, and would "
+                                        "accept without a word a later entry that reopens loopback, the unspecified "
+                                        "address or a whole family")
+                          : "TURN clients may relay to " + what);
+  }
   c.nat64Prefixes = cidrs(r, t, p, "nat64_prefixes");
   for (const Cidr& n : c.nat64Prefixes) {
     if (const std::string why = nat64PrefixProblem(n); !why.empty())
@@ -642,13 +662,18 @@ CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_
 
 namespace {
 
-StreamsConfig readStreams(const Reader& r, const toml::table& t) {
+StreamsConfig readStreams(const Reader& r, const toml::table& t, uint16_t stunPort) {
   const std::string p = "relay.streams.";
   r.onlyKeys(t, p, {"tcp", "max_connections", "max_connections_per_source", "send_queue_bytes",
                     "handshake_timeout_seconds", "idle_timeout_seconds", "tls_port", "certificate_file",
                     "key_file"});
   StreamsConfig c;
   c.tcp = r.boolean(t, p, "tcp", c.tcp);
+  // The table alone turns TCP on (the documented default): make that visible to --check.
+  if (c.tcp && t.get("tcp") == nullptr) {
+    r.noteAt(nullptr, Reader::lineOf(t), p + "tcp",
+             "TCP relay on port " + std::to_string(stunPort) + " (default; tcp = false turns it off)");
+  }
   c.maxConnections = static_cast<uint32_t>(r.integer(t, p, "max_connections", c.maxConnections, 1, 1u << 20));
   c.maxConnectionsPerSource = static_cast<uint32_t>(
       r.integer(t, p, "max_connections_per_source", c.maxConnectionsPerSource, 1, 1u << 20));
@@ -836,7 +861,7 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
     if (!st->is_table()) {
       r.failAt(st, Reader::lineOf(t), p + "streams", "a table ([relay.streams])", Reader::describe(*st));
     }
-    c.streams = readStreams(r, *st->as_table());
+    c.streams = readStreams(r, *st->as_table(), c.stunPort);
     // TCP takes the STUN port(s): TLS cannot share one (the bind would fail at start).
     const auto& sc = *c.streams;
     if (sc.tlsPort && sc.tcp && (*sc.tlsPort == c.stunPort || (c.stunAlternatePort && *sc.tlsPort == *c.stunAlternatePort))) {
@@ -991,6 +1016,21 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
                     "nat64_prefix", "nat64_discovery", "dns_servers", "portmap"});
   EdgeConfig c;
   c.stunServers = r.endpoints(t, p, "stun_servers", uint16_t{3478});
+  // One server per family works, but cannot tell an easy NAT from a hard one: that takes the
+  // mappings two servers see (StunSource, Node::natReport).
+  for (Family family : {Family::V4, Family::V6}) {
+    std::vector<SockAddr> of;
+    for (const auto& s : c.stunServers) {
+      if (s.family() == family) of.push_back(s);
+    }
+    if (of.size() != 1) continue;
+    r.warnAt(t.get("stun_servers"), line, p + "stun_servers",
+             std::string("one ") + (family == Family::V4 ? "IPv4" : "IPv6") + " STUN server (" + of[0].toString() +
+                 "): whether the NAT's mapping depends on the destination needs the mappings two servers see, so "
+                 "the edge sends its peers no NAT report and the birthday search through a hard NAT never starts; "
+                 "tgwctl netcheck can tell only if this server offers RFC 5780 (OTHER-ADDRESS); with it down there "
+                 "is no server-reflexive candidate. Give two servers at different addresses");
+  }
   c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the node key file (created when missing)"));
   c.interface = r.required(t, p, "interface", "the WAN network interface");
   c.lanInterface = r.str(t, p, "lan_interface", c.interface);
@@ -1178,6 +1218,7 @@ Result<Config> parse(std::string_view text, const std::string& path) {
     toml::table root = toml::parse(text, path);
     Config c = build(root, r);
     c.warnings = r.takeWarnings();
+    c.notes = r.takeNotes();
     c.inlineSecrets = r.inlineSecrets();
     recordKeyLines(root, "", c.keyLines);
     return c;

@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
   }
   if (check) {
     for (const auto& w : cfg->warnings) std::printf("warning: %s\n", w.c_str());
+    for (const auto& n : cfg->notes) std::printf("note: %s\n", n.c_str());
     for (const auto& n : host.notes) std::printf("note: %s\n", n.c_str());
     std::printf("%s: OK (roles:%s%s; control socket %s)\n", configPath.c_str(), cfg->relay ? " relay" : "",
                 cfg->edge ? " edge" : "", cfg->daemon.controlSocket.c_str());
