@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -1019,9 +1020,9 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   // One server per family works, but cannot tell an easy NAT from a hard one: that takes the
   // mappings two servers see (StunSource, Node::natReport).
   for (Family family : {Family::V4, Family::V6}) {
-    std::vector<SockAddr> of;
+    std::vector<SockAddr> of;  // distinct: the same server twice is still one
     for (const auto& s : c.stunServers) {
-      if (s.family() == family) of.push_back(s);
+      if (s.family() == family && std::find(of.begin(), of.end(), s) == of.end()) of.push_back(s);
     }
     if (of.size() != 1) continue;
     r.warnAt(t.get("stun_servers"), line, p + "stun_servers",

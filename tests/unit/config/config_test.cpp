@@ -520,6 +520,9 @@ TEST(ConfigEdge, OneStunServerPerFamilyIsAWarning) {
   EXPECT_NE(w.find("birthday search"), std::string::npos) << w;
   EXPECT_NE(w.find("Give two servers at different addresses"), std::string::npos) << w;
 
+  auto twice = parse(edge("stun_servers = [\"198.18.0.10\", \"198.18.0.10:3478\"]\n"), "t.toml");
+  ASSERT_TRUE(twice.ok()) << twice.error().message;
+  ASSERT_EQ(twice->warnings.size(), 1u) << "the same server twice is one server";
   auto two = parse(edge("stun_servers = [\"198.18.0.10\", \"198.18.0.11:3479\"]\n"), "t.toml");
   ASSERT_TRUE(two.ok());
   EXPECT_TRUE(two->warnings.empty());
