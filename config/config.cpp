@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -52,6 +53,15 @@ namespace {
 struct ConfigFailure {
   std::string message;
 };
+
+// A secret file's text (or one line of a users file) without its trailing line ending(s)
+// and blanks, and without leading blanks. Line breaks before the text are kept: a caller
+// that wants one line finds them.
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  const size_t start = s.find_first_not_of(" \t");
+  return start == std::string::npos ? std::string() : s.substr(start);
+}
 
 class Reader {
  public:
@@ -202,16 +212,12 @@ class Reader {
   // A secret file's one line, blanks and the line ending around it dropped; a second line
   // is refused (a secret never holds a line break: most likely the wrong file).
   std::string readSecretLine(const toml::table& t, const std::string& prefix, const char* key) const {
-    std::string text = readSecretFile(t, prefix, key, str(t, prefix, key, ""));
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t')) {
-      text.pop_back();
-    }
+    std::string text = trimmed(readSecretFile(t, prefix, key, str(t, prefix, key, "")));
     if (text.find_first_of("\r\n") != std::string::npos) {
       failAt(t.get(key), lineOf(t), prefix + key, "a file holding the secret on one line",
              "\"" + pathFromConfig(str(t, prefix, key, "")) + "\", which has more lines");
     }
-    const size_t start = text.find_first_not_of(" \t");
-    return start == std::string::npos ? std::string() : text.substr(start);
+    return text;
   }
 
   // A dangerous but legal value: kept, and said once at start (tgwd logs Config::warnings).
@@ -221,6 +227,13 @@ class Reader {
     warnings_.push_back(path_ + ":" + std::to_string(line) + ": " + key + ": " + text);
   }
   std::vector<std::string> takeWarnings() const { return std::move(warnings_); }
+  // A default worth seeing, said by `tgwd --check` only; same form as a warning.
+  void noteAt(const toml::node* node, int fallbackLine, const std::string& key, const std::string& text) const {
+    int line = fallbackLine;
+    if (node != nullptr && node->source().begin.line > 0) line = static_cast<int>(node->source().begin.line);
+    notes_.push_back(path_ + ":" + std::to_string(line) + ": " + key + ": " + text);
+  }
+  std::vector<std::string> takeNotes() const { return std::move(notes_); }
   // Keys that put a secret in the config file itself (load() then checks the file's mode).
   void heldSecret(const std::string& key) const { inlineSecrets_.push_back(key); }
   const std::vector<std::string>& inlineSecrets() const { return inlineSecrets_; }
@@ -285,6 +298,7 @@ class Reader {
  private:
   std::string path_;
   mutable std::vector<std::string> warnings_;
+  mutable std::vector<std::string> notes_;
   mutable std::vector<std::string> inlineSecrets_;
 };
 
@@ -412,13 +426,6 @@ void warnShortSecret(const Reader& r, const toml::table& t, int line, const std:
   r.warnAt(t.get(key), line, p + key,
            "a shared secret of " + std::to_string(secret->size()) +
                " bytes can be guessed offline from one captured credential; use 16 random bytes or more");
-}
-
-// Strips one trailing newline (and a \r before it) and surrounding blanks of a secret file.
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
-  size_t start = s.find_first_not_of(" \t");
-  return start == std::string::npos ? std::string() : s.substr(start);
 }
 
 TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& relay) {
@@ -572,6 +579,18 @@ TurnConfig readTurn(const Reader& r, const toml::table& t, const RelayConfig& re
     }
     c.unsafeAllow.emplace_back(a, why);
   }
+  // The override is legal but widens what TURN clients may reach: say what it lets through.
+  if (c.peerAllowUnsafe) {
+    std::string what;
+    for (const auto& [entry, why] : c.unsafeAllow) {
+      what += (what.empty() ? "" : "; ") + entry.toString() + " (" + why + ")";
+    }
+    r.warnAt(t.get("peer_allow_unsafe"), line, p + "peer_allow_unsafe",
+             what.empty() ? std::string("set, but no peer_allow entry needs it: it allows nothing more now, and would "
+                                        "accept without a word a later entry that reopens loopback, the unspecified "
+                                        "address or a whole family")
+                          : "TURN clients may relay to " + what);
+  }
   c.nat64Prefixes = cidrs(r, t, p, "nat64_prefixes");
   for (const Cidr& n : c.nat64Prefixes) {
     if (const std::string why = nat64PrefixProblem(n); !why.empty())
@@ -644,13 +663,18 @@ CertificateProblem checkCertificateAndKey(std::string_view certPem, std::string_
 
 namespace {
 
-StreamsConfig readStreams(const Reader& r, const toml::table& t) {
+StreamsConfig readStreams(const Reader& r, const toml::table& t, uint16_t stunPort) {
   const std::string p = "relay.streams.";
   r.onlyKeys(t, p, {"tcp", "max_connections", "max_connections_per_source", "send_queue_bytes",
                     "handshake_timeout_seconds", "idle_timeout_seconds", "tls_port", "certificate_file",
                     "key_file"});
   StreamsConfig c;
   c.tcp = r.boolean(t, p, "tcp", c.tcp);
+  // The table alone turns TCP on (the documented default): make that visible to --check.
+  if (c.tcp && t.get("tcp") == nullptr) {
+    r.noteAt(nullptr, Reader::lineOf(t), p + "tcp",
+             "TCP relay on port " + std::to_string(stunPort) + " (default; tcp = false turns it off)");
+  }
   c.maxConnections = static_cast<uint32_t>(r.integer(t, p, "max_connections", c.maxConnections, 1, 1u << 20));
   c.maxConnectionsPerSource = static_cast<uint32_t>(
       r.integer(t, p, "max_connections_per_source", c.maxConnectionsPerSource, 1, 1u << 20));
@@ -838,7 +862,7 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
     if (!st->is_table()) {
       r.failAt(st, Reader::lineOf(t), p + "streams", "a table ([relay.streams])", Reader::describe(*st));
     }
-    c.streams = readStreams(r, *st->as_table());
+    c.streams = readStreams(r, *st->as_table(), c.stunPort);
     // TCP takes the STUN port(s): TLS cannot share one (the bind would fail at start).
     const auto& sc = *c.streams;
     if (sc.tlsPort && sc.tcp && (*sc.tlsPort == c.stunPort || (c.stunAlternatePort && *sc.tlsPort == *c.stunAlternatePort))) {
@@ -993,6 +1017,21 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
                     "nat64_prefix", "nat64_discovery", "dns_servers", "portmap"});
   EdgeConfig c;
   c.stunServers = r.endpoints(t, p, "stun_servers", uint16_t{3478});
+  // One server per family works, but cannot tell an easy NAT from a hard one: that takes the
+  // mappings two servers see (StunSource, Node::natReport).
+  for (Family family : {Family::V4, Family::V6}) {
+    std::vector<SockAddr> of;  // distinct: the same server twice is still one
+    for (const auto& s : c.stunServers) {
+      if (s.family() == family && std::find(of.begin(), of.end(), s) == of.end()) of.push_back(s);
+    }
+    if (of.size() != 1) continue;
+    r.warnAt(t.get("stun_servers"), line, p + "stun_servers",
+             std::string("one ") + (family == Family::V4 ? "IPv4" : "IPv6") + " STUN server (" + of[0].toString() +
+                 "): whether the NAT's mapping depends on the destination needs the mappings two servers see, so "
+                 "the edge sends its peers no NAT report and the birthday search through a hard NAT never starts; "
+                 "tgwctl netcheck can tell only if this server offers RFC 5780 (OTHER-ADDRESS); with it down there "
+                 "is no server-reflexive candidate. Give two servers at different addresses");
+  }
   c.keyFile = r.pathFromConfig(r.required(t, p, "key_file", "the node key file (created when missing)"));
   c.interface = r.required(t, p, "interface", "the WAN network interface");
   c.lanInterface = r.str(t, p, "lan_interface", c.interface);
@@ -1180,6 +1219,7 @@ Result<Config> parse(std::string_view text, const std::string& path) {
     toml::table root = toml::parse(text, path);
     Config c = build(root, r);
     c.warnings = r.takeWarnings();
+    c.notes = r.takeNotes();
     c.inlineSecrets = r.inlineSecrets();
     recordKeyLines(root, "", c.keyLines);
     return c;

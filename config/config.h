@@ -288,6 +288,9 @@ struct Config {
   std::optional<EdgeConfig> edge;
   // Dangerous but legal values ("file:line: key: why"), for tgwd to log at start.
   std::vector<std::string> warnings;
+  // Defaults an operator may not expect, and what they turn on ("file:line: key: what"), for
+  // `tgwd --check` to say (e.g. TCP on the STUN port from an empty [relay.streams]).
+  std::vector<std::string> notes;
   // Keys whose secret is written in the config itself (load() checks the file's mode).
   std::vector<std::string> inlineSecrets;
   // The line each key given in the file is on ("relay.address" -> 12), for checks made after

@@ -125,7 +125,7 @@ stun::TransactionId Netcheck::startProbe(ProbeKind kind, size_t family, int sock
     b.withFingerprint();
   }
   b.padTo(stun::kFullAnswerRequestSize);
-  Probe p{kind, family, socketId, to, server, StunTransaction(b.finish(), policy), {}, {}, {}, {}};
+  Probe p{kind, family, socketId, to, server, StunTransaction(b.finish(), policy), {}, {}, {}, {}, {}};
   auto [it, inserted] = probes_.emplace(tid, std::move(p));
   (void)inserted;
   it->second.txn.start(now);
@@ -284,6 +284,10 @@ void Netcheck::advance(size_t f, TimePoint now) {
     } else if (hp->txn.state() == StunTransaction::State::TimedOut) {
       fr.hairpinning = Tristate::No;
       fr.hairpinningHow = "a request from a second socket to " + fr.mapped->toString() + " did not arrive";
+    } else if (!hp->unreachable.empty()) {
+      fr.hairpinning = Tristate::No;
+      fr.hairpinningHow = "a request from a second socket to " + fr.mapped->toString() + " was refused: " +
+                          hp->unreachable;
     } else if (!hp->sendError.empty()) {
       fr.hairpinningHow = "could not send to " + fr.mapped->toString() + ": " + hp->sendError;
     }
@@ -322,7 +326,8 @@ void Netcheck::advance(size_t f, TimePoint now) {
       startFilterTests(f, now);
     } else {
       fs.filteringDecided = true;
-      fr.filteringHow = "the filtering socket got no answer from " + base->to.toString();
+      fr.filteringHow = "the filtering socket got no answer from " + base->to.toString() +
+                        (base->unreachable.empty() ? "" : " (" + base->unreachable + ")");
     }
   }
 
@@ -421,6 +426,11 @@ void Netcheck::decideFiltering(size_t f) {
   }
   if (!both->sendError.empty() || !port->sendError.empty()) {
     fr.filteringHow = "could not send to " + server.toString() + ": " + (both->sendError.empty() ? port->sendError : both->sendError);
+    return;
+  }
+  if (!both->unreachable.empty() || !port->unreachable.empty()) {
+    fr.filteringHow = server.toString() + " refused CHANGE-REQUEST: " +
+                      (both->unreachable.empty() ? port->unreachable : both->unreachable);
     return;
   }
   if (both->txn.state() == S::Abandoned || port->txn.state() == S::Abandoned) {
@@ -575,20 +585,36 @@ void Netcheck::checkDone(TimePoint now) {
   report_.elapsed = now - started_;
 }
 
-void Netcheck::onSendError(int socketId, const SockAddr& to, bool permanent, const std::string& reason,
-                           TimePoint now) {
-  ++report_.counters.sendErrors;
-  if (!permanent || !startedFlag_ || done_) return;
+void Netcheck::endProbesTo(int socketId, const SockAddr& to, TimePoint now,
+                           const std::function<void(Probe&)>& record) {
+  if (!startedFlag_ || done_) return;
   std::vector<stun::TransactionId> ended;
   for (auto& [id, p] : probes_) {
     if (p.socketId != socketId || p.to != to || !p.txn.waiting()) continue;
     p.txn.abandon();
-    p.sendError = reason.empty() ? "send failed" : reason;
-    if (p.kind == ProbeKind::Basic && p.server) report_.servers[*p.server].sendError = p.sendError;
+    record(p);
     ended.push_back(id);
   }
   for (const auto& id : ended) probeFinished(probes_.at(id), now);
   checkDone(now);
+}
+
+void Netcheck::onSendError(int socketId, const SockAddr& to, bool permanent, const std::string& reason,
+                           TimePoint now) {
+  ++report_.counters.sendErrors;
+  if (!permanent) return;
+  endProbesTo(socketId, to, now, [&](Probe& p) {
+    p.sendError = reason.empty() ? "send failed" : reason;
+    if (p.kind == ProbeKind::Basic && p.server) report_.servers[*p.server].sendError = p.sendError;
+  });
+}
+
+void Netcheck::onUnreachable(int socketId, const SockAddr& to, const std::string& reason, TimePoint now) {
+  ++report_.counters.unreachable;
+  endProbesTo(socketId, to, now, [&](Probe& p) {
+    p.unreachable = reason.empty() ? "unreachable" : reason;
+    if (p.kind == ProbeKind::Basic && p.server) report_.servers[*p.server].unreachable = p.unreachable;
+  });
 }
 
 TimePoint Netcheck::nextDeadline() const {

@@ -121,6 +121,8 @@ struct ServerReport {
   std::optional<int> errorCode;
   std::string software;
   std::string sendError;  // why requests to it could not be sent, if they could not
+  // An ICMP error that ended its probes ("port unreachable from 192.0.2.1"), if one did.
+  std::string unreachable;
   bool viaNat64 = false;  // reached at prefix + IPv4 (Config::nat64Prefix)
 };
 
@@ -151,6 +153,7 @@ struct Counters {
   uint64_t unexpected = 0;     // unknown socket or transaction id, wrong class or socket
   uint64_t duplicates = 0;     // answers to a transaction already finished (copies, late ones)
   uint64_t sendErrors = 0;     // the shell could not send
+  uint64_t unreachable = 0;    // ICMP errors fed in (onUnreachable), ours or not
 };
 
 struct Report {
@@ -186,6 +189,12 @@ class Netcheck {
   // every waiting probe to that destination from that socket now, so that a host without,
   // say, IPv6 connectivity does not wait for timeouts; `reason` goes into the report.
   void onSendError(int socketId, const SockAddr& to, bool permanent, const std::string& reason, TimePoint now);
+  // An ICMP destination-unreachable error came back for a datagram `socketId` sent to `to`
+  // (the shell reads it from the socket's error queue). Always counted. Every waiting probe
+  // to `to` from that socket ends now instead of retransmitting into the void until it
+  // times out; `reason` ("port unreachable from 192.0.2.1") goes into the report. A
+  // hairpinning probe refused this way means the NAT does not hairpin.
+  void onUnreachable(int socketId, const SockAddr& to, const std::string& reason, TimePoint now);
   TimePoint nextDeadline() const;
   // Datagrams to send, in order; the queue is emptied.
   std::vector<Send> takeSends();
@@ -207,6 +216,7 @@ class Netcheck {
     std::optional<SockAddr> from;
     std::optional<int> errorCode;
     std::string sendError;
+    std::string unreachable;  // the ICMP error that ended it
   };
   struct FamilyState {
     Family family = Family::V4;
@@ -243,6 +253,8 @@ class Netcheck {
   int basicPending(size_t f) const;
   void checkDone(TimePoint now);
   void finishAtDeadline(TimePoint now);
+  // Ends every waiting probe from socketId to `to`; `record` notes the reason on each.
+  void endProbesTo(int socketId, const SockAddr& to, TimePoint now, const std::function<void(Probe&)>& record);
 
   Config config_;
   std::array<FamilyState, 2> families_;

@@ -37,15 +37,20 @@ void familyText(std::ostringstream& out, const FamilyReport& f, const std::vecto
     return;
   }
   if (!f.udp) {
-    std::string sendError;
-    bool allUnsent = true;
+    // Every server of the family failed the same way: say how; otherwise they were silent.
+    std::string sendError, unreachable;
+    bool allUnsent = true, allUnreachable = true;
     for (const auto& s : servers) {
       if (s.address.family() != f.family) continue;
       allUnsent &= !s.sendError.empty();
+      allUnreachable &= !s.unreachable.empty();
       if (sendError.empty()) sendError = s.sendError;
+      if (!s.unreachable.empty()) unreachable += (unreachable.empty() ? "" : "; ") + s.unreachable;
     }
-    line(out, name + ":", allUnsent && !sendError.empty() ? "no (could not send: " + sendError + ")"
-                                                          : "no (no STUN server answered)");
+    std::string v = "no (no STUN server answered)";
+    if (allUnsent && !sendError.empty()) v = "no (could not send: " + sendError + ")";
+    if (allUnreachable && !unreachable.empty()) v = "no (" + unreachable + ")";
+    line(out, name + ":", v);
     return;
   }
   std::string v = "yes, mapped " + (f.mapped ? f.mapped->toString() : std::string("?"));
@@ -115,7 +120,9 @@ std::string Report::toText() const {
     if (!s.tested) {
       v = "not tested (no local socket of its family)";
     } else if (!s.answered) {
-      v = s.sendError.empty() ? "no answer" : "not sent: " + s.sendError;
+      v = !s.sendError.empty()     ? "not sent: " + s.sendError
+          : !s.unreachable.empty() ? "unreachable: " + s.unreachable
+                                   : "no answer";
     } else {
       std::string rtt = s.rtt ? fmtMs(*s.rtt) : "?";
       if (rtt.size() < 9) rtt.insert(0, 9 - rtt.size(), ' ');
@@ -133,7 +140,8 @@ std::string Report::toText() const {
                               " retransmitted), received " + std::to_string(c.received) + ", ignored " +
                               std::to_string(c.bad) + " bad, " + std::to_string(c.unexpected) + " unexpected, " +
                               std::to_string(c.duplicates) + " duplicate" +
-                              (c.sendErrors ? ", " + std::to_string(c.sendErrors) + " send errors" : ""));
+                              (c.sendErrors ? ", " + std::to_string(c.sendErrors) + " send errors" : "") +
+                              (c.unreachable ? ", " + std::to_string(c.unreachable) + " ICMP unreachable" : ""));
   return out.str();
 }
 
@@ -158,6 +166,7 @@ nlohmann::json Report::toJson() const {
     sj["error_code"] = s.errorCode ? nlohmann::json(*s.errorCode) : nlohmann::json(nullptr);
     sj["software"] = s.software;
     sj["send_error"] = s.sendError.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.sendError);
+    sj["unreachable"] = s.unreachable.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.unreachable);
     j["servers"].push_back(sj);
   }
   j["counters"] = {{"sent", counters.sent},
@@ -166,7 +175,8 @@ nlohmann::json Report::toJson() const {
                    {"bad", counters.bad},
                    {"unexpected", counters.unexpected},
                    {"duplicates", counters.duplicates},
-                   {"send_errors", counters.sendErrors}};
+                   {"send_errors", counters.sendErrors},
+                   {"unreachable", counters.unreachable}};
   return j;
 }
 

@@ -14,6 +14,7 @@
 
 #include "base/fd.h"
 #include "nat64/rfc6052.h"
+#include "shell/icmp_errors.h"
 #include "shell/udp_endpoints.h"
 #include "base/log.h"
 
@@ -101,6 +102,10 @@ Result<Report> runNetcheck(const Options& options) {
         openErrors.push_back(fd.error().message);
         break;
       }
+      // A server whose port is closed answers with ICMP: known at once, not at the deadline.
+      if (!shell::enableIcmpErrors(fd->get(), family)) {
+        log::debug("netcheck_recverr_failed", {{"error", std::strerror(errno)}});
+      }
       LocalSocket ls;
       ls.id = static_cast<int>(fds.size());
       ls.family = family;
@@ -132,7 +137,9 @@ Result<Report> runNetcheck(const Options& options) {
     sockaddr_storage ss{};
     socklen_t len = s.to.toSockaddr(&ss);
     const int fd = fds.at(static_cast<size_t>(s.socketId)).get();
-    if (::sendto(fd, s.bytes.data(), s.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) >= 0) return;
+    if (shell::sendPastPendingError(fd, s.bytes.data(), s.bytes.size(), reinterpret_cast<sockaddr*>(&ss), len) >= 0) {
+      return;
+    }
     const int err = errno;
     log::debug("netcheck_send_failed", {{"to", s.to.toString()}, {"error", std::strerror(err)}});
     // No route, no such family, or refused by a local firewall: retrying will not help.
@@ -163,6 +170,12 @@ Result<Report> runNetcheck(const Options& options) {
     if (n > 0) {
       for (size_t i = 0; i < pfds.size(); ++i) {
         if (!(pfds[i].revents & (POLLIN | POLLERR))) continue;
+        if (pfds[i].revents & POLLERR) {
+          for (const auto& e : shell::readIcmpErrors(pfds[i].fd)) {
+            log::debug("netcheck_icmp_error", {{"to", e.destination.toString()}, {"error", e.describe()}});
+            if (e.unreachable()) nc.onUnreachable(static_cast<int>(i), e.destination, e.describe(), now);
+          }
+        }
         for (;;) {  // drain
           sockaddr_storage ss{};
           socklen_t len = sizeof ss;
@@ -170,7 +183,8 @@ Result<Report> runNetcheck(const Options& options) {
           if (got < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
             if (errno == EINTR) continue;
-            // ICMP errors (port unreachable) surface here on some kernels; ignore them.
+            // A queued ICMP error also sets the socket's pending error, which a read returns
+            // once; the error queue (above) has the details.
             if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) continue;
             break;
           }

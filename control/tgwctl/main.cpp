@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "nat64/dns_discovery.h"
 #include "nat64/resolv_conf.h"
+#include "shell/icmp_errors.h"
 #include "shell/netcheck_runner.h"
 #include "shell/udp_endpoints.h"
 
@@ -611,12 +612,7 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
     if (auto fd = tgw::shell::openUdpSocket(local)) {
       // ICMP errors (port or host unreachable) come back on the error queue: a resolver that
       // refuses is known at once, not after the whole deadline.
-      const int on = 1;
-      if (local.isV4()) {
-        (void)::setsockopt(fd->get(), IPPROTO_IP, IP_RECVERR, &on, sizeof on);
-      } else {
-        (void)::setsockopt(fd->get(), IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
-      }
+      (void)tgw::shell::enableIcmpErrors(fd->get(), local.family());
       socks.emplace_back(local, std::move(*fd));
     }
   }
@@ -635,7 +631,8 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
         if (local != d.from) continue;
         sockaddr_storage ss{};
         const socklen_t len = d.to.toSockaddr(&ss);
-        (void)::sendto(fd.get(), d.bytes.data(), d.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+        (void)tgw::shell::sendPastPendingError(fd.get(), d.bytes.data(), d.bytes.size(),
+                                               reinterpret_cast<sockaddr*>(&ss), len);
       }
     }
     if ((result = dd.takeResult())) break;
@@ -650,20 +647,8 @@ nlohmann::json nat64Check(std::vector<tgw::SockAddr> resolvers, tgw::Duration de
     for (size_t i = 0; n > 0 && i < pfds.size(); ++i) {
       if (pfds[i].revents & POLLERR) {
         // The error queue names the query's destination: that resolver refused.
-        for (int k = 0; k < 8; ++k) {
-          uint8_t ignored[64];
-          char control[512];
-          sockaddr_storage dst{};
-          iovec iov{ignored, sizeof ignored};
-          msghdr mh{};
-          mh.msg_name = &dst;
-          mh.msg_namelen = sizeof dst;
-          mh.msg_iov = &iov;
-          mh.msg_iovlen = 1;
-          mh.msg_control = control;
-          mh.msg_controllen = sizeof control;
-          if (::recvmsg(pfds[i].fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
-          if (auto d = SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&dst), mh.msg_namelen)) refused.insert(*d);
+        for (const auto& e : tgw::shell::readIcmpErrors(pfds[i].fd, 8)) {
+          if (e.unreachable()) refused.insert(e.destination);
         }
       }
       if (!(pfds[i].revents & POLLIN)) continue;

@@ -26,7 +26,9 @@ void usage(FILE* out) {
       "Options:\n"
       "  -c, --config FILE   the TOML config file (examples: config/examples/*.toml)\n"
       "      --check         validate the config file and what it names on this host (users,\n"
-      "                      groups, interfaces, key files), print a summary, and exit\n"
+      "                      groups, interfaces, key files), print warnings (legal but\n"
+      "                      risky or lossy values) and notes (defaults that turn something\n"
+      "                      on), a summary, and exit\n"
       "      --public-key    print each role's public node key, one line per key file in the\n"
       "                      config (\"edge tgw:...\", \"relay tgw:...\"), creating missing key\n"
       "                      files (0600), and exit; put the edge's key in its peers' configs\n"
@@ -109,6 +111,7 @@ int main(int argc, char** argv) {
   }
   if (check) {
     for (const auto& w : cfg->warnings) std::printf("warning: %s\n", w.c_str());
+    for (const auto& n : cfg->notes) std::printf("note: %s\n", n.c_str());
     for (const auto& n : host.notes) std::printf("note: %s\n", n.c_str());
     std::printf("%s: OK (roles:%s%s; control socket %s)\n", configPath.c_str(), cfg->relay ? " relay" : "",
                 cfg->edge ? " edge" : "", cfg->daemon.controlSocket.c_str());

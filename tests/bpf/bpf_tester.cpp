@@ -344,7 +344,7 @@ XdpRun BpfTester::expectRun(const Bytes& input, uint32_t verdict,
                             const std::optional<Bytes>& output,
                             const std::vector<StatDelta>& stats,
                             const std::vector<CounterDelta>& counterDeltas, Checksums checksums,
-                            std::source_location where) const {
+                            CallSite where) const {
   // Failures are reported at the caller's line.
   const char* file = where.file_name();
   const int line = static_cast<int>(where.line());

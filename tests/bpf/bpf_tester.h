@@ -16,7 +16,6 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <vector>
 
@@ -24,6 +23,24 @@
 #include "tests/bpf/packet_builder.h"
 
 namespace tgw::testing {
+
+// Where a check was called from, for its failure messages: std::source_location's interface.
+// libstdc++ 12's std::source_location needs __builtin_source_location, which clang before 15
+// (the fuzzing build's clang 14) lacks; __builtin_FILE / __builtin_LINE as default arguments
+// give the caller's location with gcc and clang alike, also through a default argument.
+class CallSite {
+ public:
+  static constexpr CallSite current(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
+    return CallSite(file, line);
+  }
+  constexpr const char* file_name() const { return file_; }
+  constexpr unsigned line() const { return line_; }
+
+ private:
+  constexpr CallSite(const char* file, unsigned line) : file_(file), line_(line) {}
+  const char* file_;
+  unsigned line_;
+};
 
 // ---- one run ---------------------------------------------------------------------------
 
@@ -123,12 +140,12 @@ class BpfTester {
                    const std::vector<StatDelta>& stats,
                    const std::vector<CounterDelta>& counters = {},
                    Checksums checksums = Checksums::kValid,
-                   std::source_location where = std::source_location::current()) const;
+                   CallSite where = CallSite::current()) const;
   // The common case: one stat slot moves by one frame.
   XdpRun expectRun(const Bytes& input, uint32_t verdict, const std::optional<Bytes>& output,
                    const StatDelta& stat, const std::vector<CounterDelta>& counters = {},
                    Checksums checksums = Checksums::kValid,
-                   std::source_location where = std::source_location::current()) const {
+                   CallSite where = CallSite::current()) const {
     return expectRun(input, verdict, output, std::vector<StatDelta>{stat}, counters, checksums,
                      where);
   }

@@ -29,7 +29,6 @@
 #include <cstring>
 #include <optional>
 #include <ostream>
-#include <source_location>
 #include <string>
 #include <vector>
 
@@ -461,14 +460,14 @@ class EdgeXdpTest : public ::testing::Test {
   static void expectRun(const Bytes& in, uint32_t verdict, const Bytes& expected,
                         const Delta& delta, const std::vector<CounterDelta>& flows = {},
                         Checksums checksums = Checksums::kValid,
-                        std::source_location where = std::source_location::current()) {
+                        CallSite where = CallSite::current()) {
     tester_->expectRun(in, verdict, expected, delta, flows, checksums, where);
   }
 
   // The frame is left as it was (passed or dropped without a rewrite).
   static void expectUntouched(const Bytes& in, uint32_t verdict, const Delta& delta,
                               const std::vector<CounterDelta>& flows = {},
-                              std::source_location where = std::source_location::current()) {
+                              CallSite where = CallSite::current()) {
     tester_->expectRun(in, verdict, kUnchanged, delta, flows, Checksums::kValid, where);
   }
 

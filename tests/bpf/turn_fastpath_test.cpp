@@ -19,7 +19,6 @@
 #include <memory>
 #include <optional>
 #include <ostream>
-#include <source_location>
 #include <string>
 #include <thread>
 #include <vector>
@@ -227,7 +226,7 @@ class TurnFastPathTest : public ::testing::Test {
   static void expectRun(const Bytes& in, uint32_t verdict, const Bytes& expected,
                         const Delta& delta, const std::vector<CounterDelta>& allocation = {},
                         Checksums checksums = Checksums::kValid,
-                        std::source_location where = std::source_location::current()) {
+                        CallSite where = CallSite::current()) {
     tester_->expectRun(in, verdict, expected, delta, allocation, checksums, where);
   }
 

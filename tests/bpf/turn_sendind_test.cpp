@@ -19,7 +19,6 @@
 #include <memory>
 #include <optional>
 #include <ostream>
-#include <source_location>
 #include <string>
 #include <vector>
 
@@ -244,7 +243,7 @@ class SendIndicationTest : public ::testing::Test {
 
   static void expectRun(const Bytes& in, uint32_t verdict, const std::optional<Bytes>& expected,
                         const StatDelta& delta, const std::vector<CounterDelta>& allocation = {},
-                        std::source_location where = std::source_location::current()) {
+                        CallSite where = CallSite::current()) {
     tester_->expectRun(in, verdict, expected, delta, allocation, Checksums::kValid, where);
   }
 
@@ -252,7 +251,7 @@ class SendIndicationTest : public ::testing::Test {
   // packet, so the expected frame takes the output's and everything else is checked as
   // expectRun checks it.
   static void expectDataIndication(const Alloc& a, const Bytes& data,
-                                   std::source_location where = std::source_location::current()) {
+                                   CallSite where = CallSite::current()) {
     SCOPED_TRACE(::testing::Message() << where.file_name() << ":" << where.line());
     const Bytes in = peerFrame(a, data);
     const Counters before = tester_->counters();
@@ -644,10 +643,16 @@ TEST_F(SendIndicationTest, CostPerPacket) {
     xdp_md ctx{};
     ctx.data_end = static_cast<uint32_t>(c.in.size());
     ctx.ingress_ifindex = if_nametoindex("tgwfp0");
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = c.in.data(), .data_out = out.data(),
-                .data_size_in = static_cast<uint32_t>(c.in.size()),
-                .data_size_out = static_cast<uint32_t>(out.size()), .ctx_in = &ctx,
-                .ctx_size_in = sizeof(ctx), .repeat = kRepeat);
+    // Not LIBBPF_OPTS: a GNU statement expression, refused by clang's -Wpedantic.
+    bpf_test_run_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.data_in = c.in.data();
+    opts.data_out = out.data();
+    opts.data_size_in = static_cast<uint32_t>(c.in.size());
+    opts.data_size_out = static_cast<uint32_t>(out.size());
+    opts.ctx_in = &ctx;
+    opts.ctx_size_in = sizeof(ctx);
+    opts.repeat = kRepeat;
     ASSERT_EQ(bpf_prog_test_run_opts(relay_->programFd(), &opts), 0) << c.name;
     EXPECT_EQ(checkCounterDeltas(before, tester_->counters(),
                                  {{TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_TURN_NO_NEIGH, kRepeat}},

@@ -190,5 +190,63 @@ TEST(RunNetcheck, SilentServerEndsAtTheDeadline) {
   EXPECT_NE(r->toText().find("no (no STUN server answered)"), std::string::npos) << r->toText();
 }
 
+// A loopback port that nobody listens on (bound, read, closed: the kernel answers datagrams
+// to it with ICMP port unreachable).
+std::optional<SockAddr> closedPort(const char* address) {
+  int fd = bindUdp(SockAddr(ip(address), 0));
+  if (fd < 0) return std::nullopt;
+  const SockAddr a(ip(address), portOf(fd));
+  ::close(fd);
+  return a;
+}
+
+// The ICMP error ends the run at once (IP_RECVERR / IPV6_RECVERR on the runner's sockets),
+// and the report names it, instead of four retransmissions and 5 s of silence per server.
+void expectEndsAtOnceNamingTheIcmpError(const char* address, FamilyReport Report::*family) {
+  auto closed = closedPort(address);
+  if (!closed) GTEST_SKIP() << "cannot bind a UDP socket on " << address;
+  Options o;
+  o.servers = {*closed};
+  o.deadline = 5s;
+  const auto begin = Clock::now();
+  auto r = runNetcheck(o);
+  const auto took = Clock::now() - begin;
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->udp);
+  EXPECT_FALSE(r->deadlineReached) << r->toText();
+  EXPECT_LT(took, 1s) << r->toText();
+  EXPECT_TRUE(((*r).*family).tested);
+  const std::string why = std::string("port unreachable from ") + address;
+  EXPECT_EQ(r->servers.at(0).unreachable, why) << r->toText();
+  EXPECT_NE(r->toText().find("no (" + why + ")"), std::string::npos) << r->toText();
+  EXPECT_GE(r->counters.unreachable, 1u);
+  EXPECT_EQ(r->counters.retransmissions, 0u);
+}
+
+TEST(RunNetcheck, ClosedPortEndsAtOnceWithTheReasonIpv4) {
+  expectEndsAtOnceNamingTheIcmpError("127.0.0.1", &Report::ipv4);
+}
+
+TEST(RunNetcheck, ClosedPortEndsAtOnceWithTheReasonIpv6) {
+  expectEndsAtOnceNamingTheIcmpError("::1", &Report::ipv6);
+}
+
+TEST(RunNetcheck, OneClosedOneAnsweringServer) {
+  LoopbackStunServer plain;
+  if (!plain.start(ip("127.0.0.3"), std::nullopt)) GTEST_SKIP() << "cannot bind UDP sockets on 127.0.0.3";
+  auto closed = closedPort("127.0.0.4");
+  if (!closed) GTEST_SKIP() << "cannot bind a UDP socket on 127.0.0.4";
+  Options o;
+  o.servers = {*closed, plain.address()};
+  auto r = runNetcheck(o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->ipv4.udp) << r->toText();
+  EXPECT_EQ(r->servers.at(0).unreachable, "port unreachable from 127.0.0.4") << r->toText();
+  EXPECT_TRUE(r->servers.at(1).answered);
+  // Not waited for, and its ICMP error (pending on the socket) fails no probe to the other.
+  EXPECT_LT(r->elapsed, 300ms) << r->toText();
+  EXPECT_EQ(r->counters.sendErrors, 0u) << "a closed port fails no probe to another server" << r->toText();
+}
+
 }  // namespace
 }  // namespace tgw::netcheck

@@ -330,8 +330,12 @@ TEST_F(Tgwctl, NetcheckWithNoAnswerExitsOne) {
                   dir_ + "/missing.sock");
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("no STUN server answered"), std::string::npos) << r.out;
-  // The report is still printed: what was tried.
+  // The report is still printed: what was tried, and why it failed (the ICMP errors, read
+  // at once rather than waiting out --timeout).
   EXPECT_NE(r.out.find("127.0.0.1:9"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("IPv4:           no (port unreachable from 127.0.0.1; port unreachable from 127.0.0.2)"),
+            std::string::npos)
+      << r.out;
   // The resolver's ICMP port unreachable ends the RFC 7050 check at once, said as such.
   EXPECT_NE(r.out.find("every resolver refused the query (ICMP unreachable): 127.0.0.1:9"), std::string::npos)
       << r.out;

@@ -185,6 +185,42 @@ TEST_F(TgwdCheck, SighupOnAnEdgeSpeaksOfTheEdge) {
   EXPECT_EQ(r.output.find("relay.streams"), std::string::npos) << r.output;
 }
 
+// What --check says of legal configs an operator may not mean: one STUN server (the NAT's
+// type cannot be told), peer_allow_unsafe (what it lets TURN clients reach), and TCP turned
+// on by an empty [relay.streams]. Each line names the file, line and key.
+TEST_F(TgwdCheck, SaysWhatALegalConfigLosesOrTurnsOn) {
+  std::string cfg = edgeConfig("", "");
+  {
+    std::ifstream in(cfg);
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    const std::string two = "stun_servers = [\"127.0.0.1:3478\", \"127.0.0.1:3479\"]";
+    text.replace(text.find(two), two.size(), "stun_servers = [\"127.0.0.1:3478\"]");
+    std::ofstream(cfg, std::ios::trunc) << text;
+  }
+  auto r = tgwd("--config " + cfg + " --check");
+  EXPECT_EQ(r.exitCode, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: " + cfg + ":7: edge.stun_servers: one IPv4 STUN server (127.0.0.1:3478): "),
+            std::string::npos)
+      << r.output;
+
+  const auto relay = dir_ / "relay.toml";
+  std::ofstream(relay) << "[daemon]\ncontrol_socket = \"" << (dir_ / "tgwd.sock").string() << "\"\n"
+                       << "[relay]\nxdp_mode = \"off\"\naddress = \"127.0.0.1\"\nstun_port = 34790\n"
+                       << "[relay.turn]\nrest_secret = \"0123456789abcdef0123\"\npeer_allow = [\"127.0.0.0/8\"]\n"
+                       << "peer_allow_unsafe = true\n[relay.streams]\n";
+  std::filesystem::permissions(relay, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  r = tgwd("--config " + relay.string() + " --check");
+  EXPECT_EQ(r.exitCode, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: " + relay.string() + ":10: relay.turn.peer_allow_unsafe: TURN clients may relay "
+                                                         "to 127.0.0.0/8 (it reopens loopback (127.0.0.0/8))"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("note: " + relay.string() + ":11: relay.streams.tcp: TCP relay on port 34790 (default; "
+                                                      "tcp = false turns it off)"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST_F(TgwdCheck, UsageMistakesAreSaid) {
   const std::string cfg = edgeConfig("", "");
   auto r = tgwd("--config " + cfg + " --check --public-key");

@@ -237,7 +237,21 @@ TEST(ConfigTurn, UnsafePeerAllowNeedsTheOverrideAndNat64PrefixesAreChecked) {
     auto c = parse(withTurn("rest_secret = \"s\"\npeer_allow_unsafe = true\n" + allow), "t.toml");
     ASSERT_TRUE(c.ok()) << c.error().message;
     ASSERT_EQ(c->relay->turn->unsafeAllow.size(), 1u) << entry;
+    // The override is said at start and by --check, with what it lets clients reach.
+    std::string all;
+    for (const auto& w : c->warnings) all += w + "\n";
+    const std::string want = "t.toml:6: relay.turn.peer_allow_unsafe: TURN clients may relay to " +
+                             c->relay->turn->unsafeAllow[0].first.toString() + " (" +
+                             c->relay->turn->unsafeAllow[0].second + ")";
+    EXPECT_NE(all.find(want), std::string::npos) << all;
   }
+  // Set with nothing that needs it: said too (it would let a later mistake through).
+  auto needless = parse(withTurn("rest_secret = \"0123456789abcdef\"\npeer_allow_unsafe = true\n"), "t.toml");
+  ASSERT_TRUE(needless.ok()) << needless.error().message;
+  ASSERT_EQ(needless->warnings.size(), 1u);
+  EXPECT_EQ(needless->warnings[0].rfind("t.toml:6: relay.turn.peer_allow_unsafe: set, but no peer_allow entry needs it", 0),
+            0u)
+      << needless->warnings[0];
   auto ok = parse(withTurn("rest_secret = \"s\"\npeer_allow = [\"10.0.0.0/8\", \"128.0.0.0/1\"]\n"
                            "nat64_prefixes = [\"64:ff9b:1::/96\", \"2001:db8:64::/48\"]\n"),
                   "t.toml");
@@ -491,6 +505,38 @@ std::string edge(std::string_view more = "") {
 }
 std::string peerB() { return std::string("[[edge.peer]]\nname = \"site-b\"\nkey = \"") + kKeyB + "\"\n"; }
 
+// One STUN server per family works but cannot tell an easy NAT from a hard one: a warning
+// that says what is lost, naming the file, line and key.
+TEST(ConfigEdge, OneStunServerPerFamilyIsAWarning) {
+  auto one = parse(edge("stun_servers = [\"198.18.0.10\"]\n"), "t.toml");
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  ASSERT_EQ(one->warnings.size(), 1u);
+  const std::string& w = one->warnings[0];
+  EXPECT_EQ(w.rfind("t.toml:4: edge.stun_servers: one IPv4 STUN server (198.18.0.10:3478): whether the NAT's mapping "
+                    "depends on the destination needs the mappings two servers see",
+                    0),
+            0u)
+      << w;
+  EXPECT_NE(w.find("birthday search"), std::string::npos) << w;
+  EXPECT_NE(w.find("Give two servers at different addresses"), std::string::npos) << w;
+
+  auto twice = parse(edge("stun_servers = [\"198.18.0.10\", \"198.18.0.10:3478\"]\n"), "t.toml");
+  ASSERT_TRUE(twice.ok()) << twice.error().message;
+  ASSERT_EQ(twice->warnings.size(), 1u) << "the same server twice is one server";
+  auto two = parse(edge("stun_servers = [\"198.18.0.10\", \"198.18.0.11:3479\"]\n"), "t.toml");
+  ASSERT_TRUE(two.ok());
+  EXPECT_TRUE(two->warnings.empty());
+  auto none = parse(edge(), "t.toml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->warnings.empty());
+  // Two IPv4 and one IPv6: the IPv6 side is the one that cannot tell.
+  auto mixed = parse(edge("stun_servers = [\"198.18.0.10\", \"198.18.0.11\", \"[2001:db8::10]\"]\n"), "t.toml");
+  ASSERT_TRUE(mixed.ok()) << mixed.error().message;
+  ASSERT_EQ(mixed->warnings.size(), 1u);
+  EXPECT_NE(mixed->warnings[0].find("one IPv6 STUN server ([2001:db8::10]:3478)"), std::string::npos)
+      << mixed->warnings[0];
+}
+
 TEST(ConfigEdge, Defaults) {
   auto c = parse(edge(), "t.toml");
   ASSERT_TRUE(c.ok()) << c.error().message;
@@ -614,6 +660,21 @@ TEST(ConfigEdge, RelayCredentials) {
   std::filesystem::remove_all(dir);
   EXPECT_EQ(twoLines, "t.toml:8: edge.relay.password_file: expected a file holding the secret on one line, got \"" +
                           (dir / "two.password").string() + "\", which has more lines");
+  // Blanks around the line and a CRLF ending are dropped (the users file's lines are trimmed
+  // by the same rule); a blank line before it is a second line.
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "crlf.password") << " \tspaced pw \r\n";
+  std::ofstream(dir / "late.password") << "\nlate\n";
+  for (const char* f : {"crlf.password", "late.password"}) {
+    std::filesystem::permissions(dir / f, std::filesystem::perms::owner_read);
+  }
+  auto crlf = parse(edge(relay + "username = \"alice\"\npassword_file = \"" + (dir / "crlf.password").string() + "\"\n"),
+                    "t.toml");
+  auto late = errorOf(edge(relay + "username = \"alice\"\npassword_file = \"" + (dir / "late.password").string() + "\"\n"));
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(crlf.ok()) << crlf.error().message;
+  EXPECT_EQ(crlf->edge->relay->password, "spaced pw");
+  EXPECT_NE(late.find("which has more lines"), std::string::npos) << late;
   EXPECT_EQ(errorOf(edge(relay + "password_file = \"/nonexistent/p\"\n")),
             "t.toml:7: edge.relay.password_file: expected a readable file, got \"/nonexistent/p\"");
 

@@ -40,6 +40,21 @@ TEST(StreamsConfig, AbsentMeansUdpOnlyAndTheDefaultsAreBounded) {
   EXPECT_EQ(s.sendQueueBytes, 64u << 10);
   EXPECT_EQ(s.handshakeTimeout, std::chrono::seconds(10));
   EXPECT_EQ(s.idleTimeout, std::chrono::seconds(660));
+  // The empty table turns TCP on: `tgwd --check` says so (a note, not a warning).
+  ASSERT_EQ(c->notes.size(), 1u);
+  EXPECT_EQ(c->notes[0], "t.toml:4: relay.streams.tcp: TCP relay on port 3478 (default; tcp = false turns it off)");
+  EXPECT_TRUE(c->warnings.empty());
+  EXPECT_TRUE(none->notes.empty());
+  auto port = parse("[relay]\nxdp_mode = \"off\"\naddress = \"192.0.2.1\"\nstun_port = 3490\n[relay.streams]\n", "t.toml");
+  ASSERT_TRUE(port.ok()) << port.error().message;
+  ASSERT_EQ(port->notes.size(), 1u);
+  EXPECT_EQ(port->notes[0], "t.toml:5: relay.streams.tcp: TCP relay on port 3490 (default; tcp = false turns it off)");
+  // Written out, on or off, it is no surprise.
+  for (const char* tcp : {"tcp = true\n", "tcp = false\n"}) {
+    auto written = parse(kRelay + tcp, "t.toml");
+    ASSERT_TRUE(written.ok()) << written.error().message;
+    EXPECT_TRUE(written->notes.empty()) << tcp;
+  }
 }
 
 TEST(StreamsConfig, ErrorsNameFileLineKeyAndExpectation) {

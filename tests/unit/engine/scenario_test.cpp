@@ -602,7 +602,9 @@ TEST_F(Scenarios, RelayRestartKeepsThePeersNewRelayedAddressLearnedBeforeOurLoss
   const uint64_t forgottenA = a->node->counters().peerRelayedForgotten;
   // Right after a's relay heartbeat was answered: a's next one (kRelayHeartbeat later) and
   // its probe (kRelayProbeAfter after that) come well after b's new address.
-  const auto heartbeat = [&] {
+  // Structured bindings are captured by name (init-captures): clang before 16 refuses them
+  // in a plain [&] (C++20's P1091/P1381, implemented in clang 16).
+  const auto heartbeat = [a = a, b = b] {
     const engine::PeerPaths* pp = a->node->engine().peer(*a->node->peerId(b->key->publicKey()));
     const auto* st = pp && pp->activePath() ? pp->find(*pp->activePath()) : nullptr;
     return st && st->lastPong >= st->lastPing ? st->lastPing : TimePoint{};
@@ -638,7 +640,7 @@ TEST_F(Scenarios, RelayRestartKeepsThePeersNewRelayedAddressLearnedBeforeOurLoss
   EXPECT_EQ(tcA.counters().allocationsLost, 0u) << "a has not noticed its own loss yet";
   // a learns its loss (the ChannelBind to B' on its old allocation, or its probe), allocates
   // again and binds its channel to B' on the new allocation: its relay path to b is back.
-  const auto backOnB = [&] {
+  const auto backOnB = [a = a, &newB] {
     return a->path() && a->path()->isRelay() && a->path()->peerRelayed == *newB;  // ChannelBound
   };
   while (!backOnB() && sc.now() < advertised + 10s) sc.runFor(10ms);

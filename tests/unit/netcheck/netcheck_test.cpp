@@ -654,6 +654,27 @@ TEST_F(NetcheckDirect, PermanentSendErrorEndsTheProbesToThatDestinationAtOnce) {
   EXPECT_NE(nc->report().toText().find("not sent: Network is unreachable"), std::string::npos) << nc->report().toText();
 }
 
+TEST_F(NetcheckDirect, IcmpUnreachableEndsTheProbesToThatDestinationAndNamesIt) {
+  nc->onUnreachable(7, sa("198.18.0.99:3478"), "port unreachable from 198.18.0.99", t0 + 1ms);  // not ours
+  EXPECT_FALSE(nc->done());
+  nc->onUnreachable(8, server, "port unreachable from 198.18.0.1", t0 + 1ms);  // not our socket
+  EXPECT_FALSE(nc->done());
+  nc->onUnreachable(7, server, "port unreachable from 198.18.0.1", t0 + 2ms);
+  EXPECT_TRUE(nc->done());
+  EXPECT_EQ(nc->report().counters.unreachable, 3u);
+  EXPECT_EQ(nc->report().servers[0].unreachable, "port unreachable from 198.18.0.1");
+  EXPECT_FALSE(nc->report().servers[0].answered);
+  EXPECT_FALSE(nc->report().deadlineReached);
+  EXPECT_EQ(nc->report().elapsed, 2ms);
+  const std::string text = nc->report().toText();
+  EXPECT_NE(text.find("IPv4:           no (port unreachable from 198.18.0.1)"), std::string::npos) << text;
+  EXPECT_NE(text.find("unreachable: port unreachable from 198.18.0.1"), std::string::npos) << text;
+  EXPECT_EQ(nc->report().toJson()["servers"][0]["unreachable"], "port unreachable from 198.18.0.1");
+  // A late answer changes nothing.
+  nc->onUnreachable(7, server, "port unreachable from 198.18.0.1", t0 + 3ms);
+  EXPECT_EQ(nc->report().elapsed, 2ms);
+}
+
 }  // namespace
 }  // namespace tgw::netcheck
 
