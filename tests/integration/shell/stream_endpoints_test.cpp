@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -36,8 +38,11 @@ class StreamEndpointsTest : public ::testing::Test {
     socklen_t len = sizeof sin;
     ASSERT_EQ(::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&sin), &len), 0);
     local_ = *SockAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&sin), len);
+    makeEndpoints(StreamLimits{});
+  }
+  void makeEndpoints(StreamLimits limits) {
     eps_ = std::make_unique<StreamEndpoints>(
-        base_, StreamLimits{},
+        base_, limits,
         [this](std::span<const uint8_t> b, turn::Transport t, const SockAddr& from, const SockAddr& local, TimePoint) {
           EXPECT_EQ(local, local_);
           got_.emplace_back(b.begin(), b.end());
@@ -59,8 +64,9 @@ class StreamEndpointsTest : public ::testing::Test {
   bool runUntil(const std::function<bool()>& done, const std::function<void()>& step = {}) {
     return runLoopUntil(base_, done, step);
   }
-  void connect() {
+  void connect(int rcvbuf = 0) {
     client_ = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (rcvbuf > 0) ::setsockopt(client_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_storage ss{};
     const socklen_t len = local_.toSockaddr(&ss);
     ASSERT_EQ(::connect(client_.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
@@ -164,6 +170,78 @@ TEST_F(StreamEndpointsTest, TlsMessagesBothWaysThenCloseNotifyClosesByClient) {
   EXPECT_EQ(eps_->counters().closedByClient, 1u);
   EXPECT_EQ(eps_->counters().closedTlsErrors, 0u);
   EXPECT_EQ(eps_->counters().txMessages, 1u);
+}
+
+// A TLS 1.3 client that sends KeyUpdate requests (each makes the relay's OpenSSL write a
+// KeyUpdate of its own) and a Binding request now and then (a whole message, so no timer
+// closes it), and never reads: the records the relay cannot write stay under the pump's hard
+// cap (2 x tlsBacklogBound()), reading pauses over the bound, and the stream is closed once
+// it stayed over the bound for backlogTimeout (closed_backlog). Before the fix the relay kept
+// reading and its TLS output grew without end.
+TEST_F(StreamEndpointsTest, TlsKeyUpdateFloodFromAClientThatNeverReadsIsBoundedThenClosed) {
+  StreamLimits limits;
+  limits.perConnection.sendQueueBytes = 4096;  // bound 4 KiB + kTlsBacklogSlack = 20 KiB
+  limits.perConnection.backlogTimeout = std::chrono::milliseconds(300);
+  makeEndpoints(limits);
+  const size_t bound = 4096 + StreamPump::kTlsBacklogSlack;
+  TlsContext server(SSL_CTX_new(TLS_server_method()));
+  ASSERT_EQ(SSL_CTX_use_certificate(server.get(), cert_.cert), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey(server.get(), cert_.key), 1);
+  eps_->setTls(std::move(server));
+  ASSERT_TRUE(eps_->listen(local_, turn::Transport::Tls).ok());
+  connect(4096);  // a small receive window: the kernel holds little of what the relay writes
+  ASSERT_EQ(::fcntl(client_.get(), F_SETFL, O_NONBLOCK), 0);
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
+  ssl_ = SSL_new(ctx_);
+  SSL_set_fd(ssl_, client_.get());
+  SSL_set_connect_state(ssl_);
+  ASSERT_TRUE(runUntil([&] { return SSL_is_init_finished(ssl_) && eps_->counters().tlsHandshakes == 1; },
+                       [&] { SSL_do_handshake(ssl_); }));
+  // From here the client's records go to a memory BIO, moved to the socket as it takes them:
+  // the client writes as fast as the relay reads, and reads nothing.
+  BIO* out = BIO_new(BIO_s_mem());
+  SSL_set0_wbio(ssl_, out);
+  std::vector<uint8_t> pending;
+  size_t pendingSent = 0;
+  uint64_t keyUpdates = 0, sentBytes = 0;
+  uint8_t tag = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (closes_.empty() && Clock::now() < deadline) {
+    if (pendingSent == pending.size()) {
+      for (int round = 0; round < 8; ++round) {
+        for (int i = 0; i < 31; ++i) {
+          ASSERT_EQ(SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED), 1);
+          ASSERT_EQ(SSL_do_handshake(ssl_), 1);
+          ++keyUpdates;
+        }
+        auto m = bindingRequest(tag++);
+        ASSERT_EQ(SSL_write(ssl_, m.data(), static_cast<int>(m.size())), static_cast<int>(m.size()));
+      }
+      pending.resize(BIO_ctrl_pending(out));
+      pending.resize(static_cast<size_t>(std::max(0, BIO_read(out, pending.data(), static_cast<int>(pending.size())))));
+      pendingSent = 0;
+    }
+    const ssize_t n = ::send(client_.get(), pending.data() + pendingSent, pending.size() - pendingSent,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      pendingSent += static_cast<size_t>(n);
+      sentBytes += static_cast<uint64_t>(n);
+    }
+    event_base_loop(base_, EVLOOP_NONBLOCK);
+    if (n <= 0) usleep(1000);  // the relay does not read (or the connection is gone)
+  }
+  const auto& c = eps_->counters();
+  EXPECT_GT(c.rxMessages, 0u);
+  EXPECT_GT(c.tlsBacklogPeak, bound) << "the flood never backed the relay up (" << keyUpdates << " KeyUpdates, "
+                                     << sentBytes << " bytes sent)";
+  EXPECT_LE(c.tlsBacklogPeak, 2 * bound) << "the relay's TLS output went over the hard cap";
+  EXPECT_GE(c.tlsBacklogPauses, 1u);
+  ASSERT_EQ(closes_.size(), 1u) << "not closed after " << keyUpdates << " KeyUpdates, " << sentBytes << " bytes";
+  EXPECT_EQ(closes_[0], StreamClose::Backlog);
+  EXPECT_EQ(c.closedBacklog, 1u);
+  EXPECT_EQ(c.closedTlsErrors, 0u);
+  EXPECT_EQ(eps_->open(), 0u);
 }
 
 }  // namespace
