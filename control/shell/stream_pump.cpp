@@ -136,10 +136,10 @@ void StreamPump::onEnded(int, short, void* arg) {
 void StreamPump::onStalled(int, short, void* arg) {
   auto* p = static_cast<StreamPump*>(arg);
   if (p->ended_ || !p->readPaused_) return;
-  const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(p->backlogTimeout_).count();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p->backlogTimeout_).count();
   p->endWith(StreamEnding{StreamEnd::Backlog, "TLS backlog of " + std::to_string(p->tlsBacklog()) +
                                                   " bytes over " + std::to_string(p->tlsBacklogBound()) +
-                                                  " for " + std::to_string(secs) + " ms: the peer does not read"});
+                                                  " for " + std::to_string(ms) + " ms: the peer does not read"});
   p->handler_.afterStreamWakeup();
 }
 

@@ -172,76 +172,130 @@ TEST_F(StreamEndpointsTest, TlsMessagesBothWaysThenCloseNotifyClosesByClient) {
   EXPECT_EQ(eps_->counters().txMessages, 1u);
 }
 
-// A TLS 1.3 client that sends KeyUpdate requests (each makes the relay's OpenSSL write a
-// KeyUpdate of its own) and a Binding request now and then (a whole message, so no timer
-// closes it), and never reads: the records the relay cannot write stay under the pump's hard
-// cap (2 x tlsBacklogBound()), reading pauses over the bound, and the stream is closed once
-// it stayed over the bound for backlogTimeout (closed_backlog). Before the fix the relay kept
-// reading and its TLS output grew without end.
-TEST_F(StreamEndpointsTest, TlsKeyUpdateFloodFromAClientThatNeverReadsIsBoundedThenClosed) {
-  StreamLimits limits;
-  limits.perConnection.sendQueueBytes = 4096;  // bound 4 KiB + kTlsBacklogSlack = 20 KiB
-  limits.perConnection.backlogTimeout = std::chrono::milliseconds(300);
-  makeEndpoints(limits);
-  const size_t bound = 4096 + StreamPump::kTlsBacklogSlack;
-  TlsContext server(SSL_CTX_new(TLS_server_method()));
-  ASSERT_EQ(SSL_CTX_use_certificate(server.get(), cert_.cert), 1);
-  ASSERT_EQ(SSL_CTX_use_PrivateKey(server.get(), cert_.key), 1);
-  eps_->setTls(std::move(server));
-  ASSERT_TRUE(eps_->listen(local_, turn::Transport::Tls).ok());
-  connect(4096);  // a small receive window: the kernel holds little of what the relay writes
-  ASSERT_EQ(::fcntl(client_.get(), F_SETFL, O_NONBLOCK), 0);
-  ctx_ = SSL_CTX_new(TLS_client_method());
-  SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
-  ssl_ = SSL_new(ctx_);
-  SSL_set_fd(ssl_, client_.get());
-  SSL_set_connect_state(ssl_);
-  ASSERT_TRUE(runUntil([&] { return SSL_is_init_finished(ssl_) && eps_->counters().tlsHandshakes == 1; },
-                       [&] { SSL_do_handshake(ssl_); }));
-  // From here the client's records go to a memory BIO, moved to the socket as it takes them:
-  // the client writes as fast as the relay reads, and reads nothing.
-  BIO* out = BIO_new(BIO_s_mem());
-  SSL_set0_wbio(ssl_, out);
-  std::vector<uint8_t> pending;
-  size_t pendingSent = 0;
-  uint64_t keyUpdates = 0, sentBytes = 0;
-  uint8_t tag = 0;
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (closes_.empty() && Clock::now() < deadline) {
-    if (pendingSent == pending.size()) {
-      for (int round = 0; round < 8; ++round) {
-        for (int i = 0; i < 31; ++i) {
-          ASSERT_EQ(SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED), 1);
-          ASSERT_EQ(SSL_do_handshake(ssl_), 1);
-          ++keyUpdates;
-        }
-        auto m = bindingRequest(tag++);
-        ASSERT_EQ(SSL_write(ssl_, m.data(), static_cast<int>(m.size())), static_cast<int>(m.size()));
+// A TLS 1.3 client whose records go to a memory BIO, moved to the socket as the socket takes
+// them (the test runs the relay's loop in this thread, so the client never blocks), and
+// which reads nothing unless the test says so.
+class TlsFloodClientTest : public StreamEndpointsTest {
+ protected:
+  static constexpr size_t kQueue = 4096;
+  static constexpr size_t kBound = kQueue + StreamPump::kTlsBacklogSlack;  // the pump's tlsBacklogBound()
+
+  void start(Duration backlogTimeout) {
+    StreamLimits limits;
+    limits.perConnection.sendQueueBytes = kQueue;
+    limits.perConnection.backlogTimeout = backlogTimeout;
+    makeEndpoints(limits);
+    TlsContext server(SSL_CTX_new(TLS_server_method()));
+    ASSERT_EQ(SSL_CTX_use_certificate(server.get(), cert_.cert), 1);
+    ASSERT_EQ(SSL_CTX_use_PrivateKey(server.get(), cert_.key), 1);
+    eps_->setTls(std::move(server));
+    ASSERT_TRUE(eps_->listen(local_, turn::Transport::Tls).ok());
+    connect(4096);  // a small receive window: the kernel holds little of what the relay writes
+    ASSERT_EQ(::fcntl(client_.get(), F_SETFL, O_NONBLOCK), 0);
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, client_.get());
+    SSL_set_connect_state(ssl_);
+    ASSERT_TRUE(runUntil([&] { return SSL_is_init_finished(ssl_) && eps_->counters().tlsHandshakes == 1; },
+                         [&] { SSL_do_handshake(ssl_); }));
+    out_ = BIO_new(BIO_s_mem());
+    SSL_set0_wbio(ssl_, out_);  // the SSL object owns it
+  }
+  // Rounds of 31 KeyUpdate requests (each makes the relay's OpenSSL write a KeyUpdate of its
+  // own) and one Binding request (a whole message: no timer closes the stream).
+  void queueRounds(int rounds) {
+    for (int round = 0; round < rounds; ++round) {
+      for (int i = 0; i < 31; ++i) {
+        ASSERT_EQ(SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED), 1);
+        ASSERT_EQ(SSL_do_handshake(ssl_), 1);
+        ++keyUpdates_;
       }
-      pending.resize(BIO_ctrl_pending(out));
-      pending.resize(static_cast<size_t>(std::max(0, BIO_read(out, pending.data(), static_cast<int>(pending.size())))));
-      pendingSent = 0;
+      queueMessage(bindingRequest(tag_++));
     }
-    const ssize_t n = ::send(client_.get(), pending.data() + pendingSent, pending.size() - pendingSent,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      pendingSent += static_cast<size_t>(n);
-      sentBytes += static_cast<uint64_t>(n);
+  }
+  void queueMessage(const std::vector<uint8_t>& m) {
+    ASSERT_EQ(SSL_write(ssl_, m.data(), static_cast<int>(m.size())), static_cast<int>(m.size()));
+  }
+  // Moves what the client wrote to the socket as far as it takes it, runs the relay's loop;
+  // with `drain`, reads (and throws away) what the relay wrote. True when bytes moved.
+  bool pump(bool drain) {
+    if (pendingSent_ == pending_.size()) {
+      pending_.resize(BIO_ctrl_pending(out_));
+      const int got = BIO_read(out_, pending_.data(), static_cast<int>(pending_.size()));
+      pending_.resize(static_cast<size_t>(std::max(0, got)));
+      pendingSent_ = 0;
+    }
+    bool moved = false;
+    if (pendingSent_ < pending_.size()) {
+      const ssize_t n = ::send(client_.get(), pending_.data() + pendingSent_, pending_.size() - pendingSent_,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        pendingSent_ += static_cast<size_t>(n);
+        sentBytes_ += static_cast<uint64_t>(n);
+        moved = true;
+      }
+    }
+    if (drain) {
+      uint8_t buf[16384];
+      while (::recv(client_.get(), buf, sizeof buf, MSG_DONTWAIT) > 0) moved = true;
     }
     event_base_loop(base_, EVLOOP_NONBLOCK);
-    if (n <= 0) usleep(1000);  // the relay does not read (or the connection is gone)
+    return moved;
+  }
+  bool allSent() const { return pendingSent_ == pending_.size() && BIO_ctrl_pending(out_) == 0; }
+  std::string what() const {
+    return std::to_string(keyUpdates_) + " KeyUpdates, " + std::to_string(sentBytes_) + " bytes sent";
+  }
+
+  BIO* out_ = nullptr;
+  std::vector<uint8_t> pending_;
+  size_t pendingSent_ = 0;
+  uint64_t keyUpdates_ = 0;
+  uint64_t sentBytes_ = 0;
+  uint8_t tag_ = 0;
+};
+
+// The client never reads: reading pauses once the relay's TLS backlog is over its bound, the
+// backlog never goes over the hard cap (2 x the bound), and the stream is closed once it
+// stayed over the bound for backlogTimeout (closed_backlog). Before the fix the relay kept
+// reading and its TLS output grew without end.
+TEST_F(TlsFloodClientTest, KeyUpdateFloodFromAClientThatNeverReadsIsBoundedThenClosed) {
+  start(std::chrono::milliseconds(300));
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (closes_.empty() && Clock::now() < deadline) {
+    if (allSent()) queueRounds(8);
+    if (!pump(false)) usleep(1000);  // the relay does not read (or the connection is gone)
   }
   const auto& c = eps_->counters();
   EXPECT_GT(c.rxMessages, 0u);
-  EXPECT_GT(c.tlsBacklogPeak, bound) << "the flood never backed the relay up (" << keyUpdates << " KeyUpdates, "
-                                     << sentBytes << " bytes sent)";
-  EXPECT_LE(c.tlsBacklogPeak, 2 * bound) << "the relay's TLS output went over the hard cap";
+  EXPECT_GT(c.tlsBacklogPeak, kBound) << "the flood never backed the relay up: " << what();
+  EXPECT_LE(c.tlsBacklogPeak, 2 * kBound) << "over the hard cap: " << what();
   EXPECT_GE(c.tlsBacklogPauses, 1u);
-  ASSERT_EQ(closes_.size(), 1u) << "not closed after " << keyUpdates << " KeyUpdates, " << sentBytes << " bytes";
+  ASSERT_EQ(closes_.size(), 1u) << "not closed: " << what();
   EXPECT_EQ(closes_[0], StreamClose::Backlog);
   EXPECT_EQ(c.closedBacklog, 1u);
   EXPECT_EQ(c.closedTlsErrors, 0u);
   EXPECT_EQ(eps_->open(), 0u);
+}
+
+// The same flood, then the client reads: the backlog drains, reading resumes, and a message
+// sent afterwards arrives; the stream stays open.
+TEST_F(TlsFloodClientTest, KeyUpdateFloodThrottlesThenReadingResumesOnceTheClientReads) {
+  start(std::chrono::seconds(3));
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (eps_->counters().tlsBacklogPauses == 0 && closes_.empty() && Clock::now() < deadline) {
+    if (allSent()) queueRounds(8);
+    if (!pump(false)) usleep(1000);
+  }
+  ASSERT_GE(eps_->counters().tlsBacklogPauses, 1u) << "never paused: " << what();
+  const auto last = bindingRequest(0xEE);
+  queueMessage(last);
+  ASSERT_TRUE(runUntil([&] { return !got_.empty() && got_.back() == last; }, [&] { pump(true); })) << what();
+  EXPECT_TRUE(closes_.empty());
+  EXPECT_EQ(eps_->open(), 1u);
+  EXPECT_EQ(eps_->counters().closedBacklog, 0u);
+  EXPECT_LE(eps_->counters().tlsBacklogPeak, 2 * kBound);
 }
 
 }  // namespace
