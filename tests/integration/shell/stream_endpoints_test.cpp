@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -201,6 +202,25 @@ class TlsFloodClientTest : public StreamEndpointsTest {
                          [&] { SSL_do_handshake(ssl_); }));
     out_ = BIO_new(BIO_s_mem());
     SSL_set0_wbio(ssl_, out_);  // the SSL object owns it
+    shrinkRelaySendBuffer();
+  }
+  // The relay's end of the connection is a descriptor of this process: a small, fixed send
+  // buffer there (no autotuning to megabytes) makes the relay's own backlog show soon.
+  void shrinkRelaySendBuffer() {
+    sockaddr_storage mine{};
+    socklen_t mineLen = sizeof mine;
+    ASSERT_EQ(::getsockname(client_.get(), reinterpret_cast<sockaddr*>(&mine), &mineLen), 0);
+    for (int fd = 3; fd < 4096; ++fd) {
+      if (fd == client_.get()) continue;
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || len != mineLen) continue;
+      if (std::memcmp(&peer, &mine, len) != 0) continue;
+      const int small = 4096;
+      ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+      return;
+    }
+    FAIL() << "the relay's end of the connection was not found";
   }
   // Rounds of 31 KeyUpdate requests (each makes the relay's OpenSSL write a KeyUpdate of its
   // own) and one Binding request (a whole message: no timer closes the stream).
