@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -171,6 +172,37 @@ TEST_F(StreamEndpointsTest, TlsMessagesBothWaysThenCloseNotifyClosesByClient) {
   EXPECT_EQ(eps_->counters().closedByClient, 1u);
   EXPECT_EQ(eps_->counters().closedTlsErrors, 0u);
   EXPECT_EQ(eps_->counters().txMessages, 1u);
+}
+
+// Another part of the daemon left an error on OpenSSL's per-thread queue before each turn of
+// the loop: the pump clears it before each SSL call, so a WANT_READ stays a WANT_READ (with the
+// stale error SSL_get_error() says SSL_ERROR_SSL and the handshake would fail).
+TEST_F(StreamEndpointsTest, AStaleOpensslErrorOfOtherCodeDoesNotFailTheStream) {
+  TlsContext server(SSL_CTX_new(TLS_server_method()));
+  ASSERT_EQ(SSL_CTX_use_certificate(server.get(), cert_.cert), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey(server.get(), cert_.key), 1);
+  eps_->setTls(std::move(server));
+  ASSERT_TRUE(eps_->listen(local_, turn::Transport::Tls).ok());
+  connect();
+  ASSERT_EQ(::fcntl(client_.get(), F_SETFL, O_NONBLOCK), 0);
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  ssl_ = SSL_new(ctx_);
+  SSL_set_fd(ssl_, client_.get());
+  SSL_set_connect_state(ssl_);
+  const auto stale = [] { ERR_raise(ERR_LIB_USER, ERR_R_INTERNAL_ERROR); };
+  ASSERT_TRUE(runUntil([&] { return SSL_is_init_finished(ssl_) && eps_->counters().tlsHandshakes == 1; },
+                       [&] {
+                         ERR_clear_error();  // the client's own calls
+                         SSL_do_handshake(ssl_);
+                         stale();  // what the relay's loop turn finds
+                       }));
+  auto m = bindingRequest(8);
+  ASSERT_EQ(SSL_write(ssl_, m.data(), static_cast<int>(m.size())), static_cast<int>(m.size()));
+  stale();
+  ASSERT_TRUE(runUntil([&] { return got_.size() == 1; }, stale));
+  EXPECT_TRUE(closes_.empty());
+  EXPECT_EQ(eps_->counters().closedTlsErrors, 0u);
+  ERR_clear_error();
 }
 
 // A TLS 1.3 client whose records go to a memory BIO, moved to the socket as the socket takes
