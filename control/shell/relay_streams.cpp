@@ -232,6 +232,10 @@ void RelayStreams::ended(Conn& c, const StreamEnding& e) {
       ++counters_.closedErrors;
       end(c, e.detail);
       return;
+    case StreamEnd::Backlog:  // the relay makes us write TLS records and does not read them
+      ++counters_.closedBacklog;
+      end(c, e.detail);
+      return;
     case StreamEnd::Garbage:
     case StreamEnd::Oversize:
       ++counters_.closedGarbage;

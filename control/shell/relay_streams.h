@@ -71,6 +71,7 @@ class RelayStreams {
     uint64_t closedByServer = 0;
     uint64_t closedGarbage = 0;   // bytes neither STUN nor ChannelData, or oversize
     uint64_t closedErrors = 0;
+    uint64_t closedBacklog = 0;   // TLS records the relay did not read (StreamEnd::Backlog)
     uint64_t txNoConnection = 0;  // a message for a connection not open (yet, or any more)
   };
 

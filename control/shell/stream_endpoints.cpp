@@ -38,6 +38,7 @@ std::string_view toString(StreamClose c) {
     case StreamClose::Error: return "error";
     case StreamClose::TlsError: return "tls_error";
     case StreamClose::Shutdown: return "shutdown";
+    case StreamClose::Backlog: return "backlog";
   }
   return "unknown";
 }
@@ -242,6 +243,7 @@ void StreamEndpoints::ended(Conn& c, const StreamEnding& e) {
     case StreamEnd::SocketError: close(c, StreamClose::Error); return;
     case StreamEnd::Garbage: close(c, StreamClose::Garbage); return;
     case StreamEnd::Oversize: close(c, StreamClose::Oversize); return;
+    case StreamEnd::Backlog: close(c, StreamClose::Backlog); return;
     case StreamEnd::TlsHandshake:
     case StreamEnd::TlsRead:
     case StreamEnd::TlsWrite:
@@ -279,6 +281,7 @@ void StreamEndpoints::close(Conn& c, StreamClose why) {
     case StreamClose::Error: ++counters_.closedErrors; break;
     case StreamClose::TlsError: ++counters_.closedTlsErrors; break;
     case StreamClose::Shutdown: break;
+    case StreamClose::Backlog: ++counters_.closedBacklog; break;
   }
   c.pump->close();  // the descriptor is free at once
   event_del(c.timer);

@@ -17,7 +17,10 @@
 //   - what waits to be written is at most perConnection.sendQueueBytes: whole messages are
 //     dropped from the head beyond it (send_queue_drops), never cut, never an unbounded
 //     buffer;
-//   - reads take at most StreamPump::kReadBytesPerWakeup per connection per wakeup (fairness).
+//   - reads take at most StreamPump::kReadBytesPerWakeup per connection per wakeup (fairness);
+//   - TLS records OpenSSL writes of its own (a KeyUpdate answered) are bounded as well: over
+//     StreamPump::tlsBacklogBound() reading pauses (tls_backlog_pauses), and a client that
+//     still does not read is closed (closed_backlog).
 // Each connection's bytes move through a shell::StreamPump (framing, the queue, and for TLS
 // OpenSSL through memory BIOs), the one the edge's RelayStreams use as well. TLS
 // (Transport::Tls listeners): one timer rule covers the TLS handshake and the first message;
@@ -59,7 +62,7 @@ struct StreamLimits {
 };
 
 // Why a connection ended (the counters, and the log at debug).
-enum class StreamClose : uint8_t { ByClient, Garbage, Oversize, HandshakeTimeout, Idle, Error, TlsError, Shutdown };
+enum class StreamClose : uint8_t { ByClient, Garbage, Oversize, HandshakeTimeout, Idle, Error, TlsError, Shutdown, Backlog };
 std::string_view toString(StreamClose c);
 
 class StreamEndpoints {
@@ -81,6 +84,7 @@ class StreamEndpoints {
     uint64_t txNoConnection = 0;       // a message for a connection that is gone
     uint64_t closedTlsErrors = 0;      // handshake failed, or a TLS record could not be read
     uint64_t closedTlsOldVersion = 0;  // of those: the client offered only TLS 1.1 or older
+    uint64_t closedBacklog = 0;        // TLS records the client did not read (StreamEnd::Backlog)
   };
 
   // A whole message from a client (ChannelData without its padding).

@@ -5,13 +5,25 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 
 #include "shell/tls_context.h"
 
 namespace tgw::shell {
+
+namespace {
+
+timeval toTimeval(Duration d) {
+  if (d < Duration::zero()) d = Duration::zero();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+}
+
+}  // namespace
 
 std::string_view toString(StreamEnd e) {
   switch (e) {
@@ -25,6 +37,7 @@ std::string_view toString(StreamEnd e) {
     case StreamEnd::TlsRead: return "tls_read";
     case StreamEnd::TlsWrite: return "tls_write";
     case StreamEnd::Refused: return "refused";
+    case StreamEnd::Backlog: return "backlog";
   }
   return "unknown";
 }
@@ -36,7 +49,8 @@ StreamPump::StreamPump(event_base* base, UniqueFd fd, Options options, Counters&
       queue_(options.sendQueueBytes),
       counters_(counters),
       handler_(handler),
-      lastActivity_(Clock::now()) {}
+      lastActivity_(Clock::now()),
+      backlogTimeout_(options.backlogTimeout) {}
 
 Result<std::unique_ptr<StreamPump>> StreamPump::make(event_base* base, UniqueFd fd, Tls tls, ssl_ctx_st* ctx,
                                                      Options options, Counters& counters, Handler& handler) {
@@ -45,7 +59,10 @@ Result<std::unique_ptr<StreamPump>> StreamPump::make(event_base* base, UniqueFd 
   p->rd_ = event_new(base, s, EV_READ | EV_PERSIST, &StreamPump::onReadable, p.get());
   p->wr_ = event_new(base, s, EV_WRITE, &StreamPump::onWritable, p.get());
   p->end_ = event_new(base, -1, 0, &StreamPump::onEnded, p.get());
-  if (p->rd_ == nullptr || p->wr_ == nullptr || p->end_ == nullptr) return fail("cannot watch the connection");
+  p->stall_ = event_new(base, -1, 0, &StreamPump::onStalled, p.get());
+  if (p->rd_ == nullptr || p->wr_ == nullptr || p->end_ == nullptr || p->stall_ == nullptr) {
+    return fail("cannot watch the connection");
+  }
   if (tls == Tls::None) return p;
   if (ctx == nullptr) return fail("no TLS context");
   p->ssl_ = SSL_new(ctx);
@@ -72,6 +89,7 @@ StreamPump::~StreamPump() {
   if (rd_ != nullptr) event_free(rd_);
   if (wr_ != nullptr) event_free(wr_);
   if (end_ != nullptr) event_free(end_);
+  if (stall_ != nullptr) event_free(stall_);
   if (ssl_ != nullptr) SSL_free(ssl_);  // frees both BIOs
 }
 
@@ -79,6 +97,7 @@ bool StreamPump::start() {
   if (ended_) return true;  // the failure is reported from the loop
   if (event_add(rd_, nullptr) != 0) return false;
   if (ssl_ != nullptr && !SSL_is_server(ssl_)) {
+    ERR_clear_error();  // a stale error of other code would make WANT_READ look fatal
     const int r = SSL_do_handshake(ssl_);  // the ClientHello
     if (r != 1) {
       const int e = SSL_get_error(ssl_, r);
@@ -114,10 +133,52 @@ void StreamPump::onEnded(int, short, void* arg) {
   p->handler_.afterStreamWakeup();
 }
 
+void StreamPump::onStalled(int, short, void* arg) {
+  auto* p = static_cast<StreamPump*>(arg);
+  if (p->ended_ || !p->readPaused_) return;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p->backlogTimeout_).count();
+  p->endWith(StreamEnding{StreamEnd::Backlog, "TLS backlog of " + std::to_string(p->tlsBacklog()) +
+                                                  " bytes over " + std::to_string(p->tlsBacklogBound()) +
+                                                  " for " + std::to_string(ms) + " ms: the peer does not read"});
+  p->handler_.afterStreamWakeup();
+}
+
+size_t StreamPump::tlsBacklog() const {
+  if (ssl_ == nullptr) return 0;
+  return BIO_ctrl_pending(wbio_) + (raw_.size() - rawSent_);
+}
+
+bool StreamPump::checkBacklog() {
+  if (ended_ || ssl_ == nullptr) return ended_;
+  const size_t b = tlsBacklog();
+  counters_.tlsBacklogPeak = std::max<uint64_t>(counters_.tlsBacklogPeak, b);
+  if (b > 2 * tlsBacklogBound()) {
+    endWith(StreamEnding{StreamEnd::Backlog, "TLS backlog of " + std::to_string(b) + " bytes over the cap of " +
+                                                 std::to_string(2 * tlsBacklogBound())});
+    return true;
+  }
+  if (b > tlsBacklogBound() && !readPaused_) {
+    // Nothing more is read (no recv, no SSL_read) until the socket took enough.
+    readPaused_ = true;
+    ++counters_.tlsBacklogPauses;
+    event_del(rd_);
+    const timeval tv = toTimeval(backlogTimeout_);
+    event_add(stall_, &tv);
+  }
+  return readPaused_;
+}
+
+void StreamPump::resumeIfDrained() {
+  if (ended_ || !readPaused_ || tlsBacklog() > tlsBacklogBound()) return;
+  readPaused_ = false;
+  event_del(stall_);
+  event_add(rd_, nullptr);  // level-triggered: what waits in the socket is read next turn
+}
+
 void StreamPump::readSome() {
   std::array<uint8_t, 16384> buf;
   size_t total = 0;
-  while (!ended_ && total < kReadBytesPerWakeup) {
+  while (!ended_ && !readPaused_ && total < kReadBytesPerWakeup) {
     const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
     if (n == 0) {
       endWith(StreamEnding{StreamEnd::PeerClosed, "end of stream"});
@@ -136,6 +197,7 @@ void StreamPump::readSome() {
       BIO_write(rbio_, buf.data(), static_cast<int>(n));
       readTls(now);
       flush();  // handshake records, and what waited for the handshake
+      if (checkBacklog()) return;  // ended, or reading paused
       continue;
     }
     deliver(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), now);
@@ -144,6 +206,7 @@ void StreamPump::readSome() {
 
 void StreamPump::readTls(TimePoint now) {
   if (!SSL_is_init_finished(ssl_)) {
+    ERR_clear_error();
     const int r = SSL_do_handshake(ssl_);
     if (r != 1) {
       const int e = SSL_get_error(ssl_, r);
@@ -163,6 +226,7 @@ void StreamPump::readTls(TimePoint now) {
   }
   std::array<uint8_t, 16384> plain;
   while (!ended_) {
+    ERR_clear_error();
     const int r = SSL_read(ssl_, plain.data(), static_cast<int>(plain.size()));
     if (r > 0) {
       deliver(std::span<const uint8_t>(plain.data(), static_cast<size_t>(r)), now);
@@ -250,8 +314,10 @@ void StreamPump::flushTls() {
         raw_.resize(static_cast<size_t>(pending));
         const int got = BIO_read(wbio_, raw_.data(), pending);
         raw_.resize(got > 0 ? static_cast<size_t>(got) : 0);
+        counters_.tlsBacklogPeak = std::max<uint64_t>(counters_.tlsBacklogPeak, tlsBacklog());
       } else if (established_ && !queue_.empty()) {
         auto m = queue_.front();
+        ERR_clear_error();
         const int w = SSL_write(ssl_, m.data(), static_cast<int>(m.size()));
         if (w <= 0) {
           failTls(StreamEnd::TlsWrite, SSL_get_error(ssl_, w));
@@ -261,9 +327,9 @@ void StreamPump::flushTls() {
         ++counters_.txMessages;
         continue;
       } else {
-        return;  // nothing to write
+        break;  // nothing to write
       }
-      if (raw_.empty()) return;
+      if (raw_.empty()) break;
     }
     const ssize_t n = ::send(fd_.get(), raw_.data() + rawSent_, raw_.size() - rawSent_, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
@@ -277,6 +343,7 @@ void StreamPump::flushTls() {
     if (rawSent_ < raw_.size()) break;  // the socket's buffer is full
   }
   if (rawSent_ < raw_.size()) wantWrite();
+  resumeIfDrained();
 }
 
 void StreamPump::failSocket(const char* during, int err) {
@@ -302,6 +369,8 @@ void StreamPump::close() {
   if (rd_ != nullptr) event_del(rd_);
   if (wr_ != nullptr) event_del(wr_);
   if (end_ != nullptr) event_del(end_);
+  if (stall_ != nullptr) event_del(stall_);
+  readPaused_ = false;
   ending_.reset();
   fd_.reset();  // the descriptor is free at once
 }

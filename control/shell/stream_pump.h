@@ -6,9 +6,21 @@
 //
 // TLS is OpenSSL through memory BIOs, not bufferevent_openssl: this class reads and writes the
 // socket as for TCP, so the one bounded, drop-head queue serves both (a bufferevent's output
-// is an unbounded evbuffer, and whole messages cannot be cut out of it once encrypted), and
-// the TLS layer holds at most one message's records beyond the queue: a message is encrypted
-// only when the previous records are all on the socket, which takes partial writes.
+// is an unbounded evbuffer, and whole messages cannot be cut out of it once encrypted). A
+// message is encrypted only when the previous records are all on the socket, so the owner's
+// messages put at most one message's records (<= sendQueueBytes and the records' overhead)
+// beyond the queue. OpenSSL also writes records of its own when it reads (the handshake, a
+// TLS 1.3 KeyUpdate answered, alerts), and a peer that sends them and never reads could
+// otherwise make the TLS output grow without end. So the records not yet on the socket (the
+// TLS backlog: wbio and raw_) are bounded:
+//   - above tlsBacklogBound() (sendQueueBytes + kTlsBacklogSlack: one whole message's records
+//     and a handshake flight fit under it, so the owner's messages alone never reach it)
+//     nothing more is read, neither from the socket nor from OpenSSL, until the socket took
+//     enough for the backlog to be under the bound again (tlsBacklogPauses);
+//   - still over it after Options::backlogTimeout, or over twice the bound at any time (what
+//     one read of at most 16 KiB made OpenSSL write), the stream ends (StreamEnd::Backlog).
+// The TLS backlog is thus at most 2 x tlsBacklogBound() per stream, and in steady state at
+// most the bound plus what one 16 KiB read produced.
 //
 // Bounded per wakeup: at most kReadBytesPerWakeup read from one stream (fairness); a message
 // over the framer's bound or bytes that are neither STUN nor ChannelData end the stream (it
@@ -61,6 +73,8 @@ enum class StreamEnd : uint8_t {
   TlsRead,       // a record that could not be read
   TlsWrite,      // SSL_write failed
   Refused,       // the owner's onStreamHandshake() refused the peer
+  Backlog,       // TLS records the peer does not read: over the hard cap, or over the bound
+                 // for longer than Options::backlogTimeout
 };
 std::string_view toString(StreamEnd e);
 
@@ -75,6 +89,9 @@ struct StreamEnding {
 class StreamPump {
  public:
   static constexpr size_t kReadBytesPerWakeup = 64 * 1024;
+  // Room above sendQueueBytes in the TLS backlog bound: the records' overhead of one whole
+  // message (22-29 bytes a 16 KiB record) and a handshake flight (a certificate chain).
+  static constexpr size_t kTlsBacklogSlack = 16 * 1024;
 
   // Summed over an owner's streams; the pump adds to them as bytes move.
   struct Counters {
@@ -85,6 +102,8 @@ class StreamPump {
     uint64_t sendQueueDrops = 0;      // whole messages dropped from a full send queue
     uint64_t sendQueueDropBytes = 0;
     uint64_t tlsHandshakes = 0;       // completed
+    uint64_t tlsBacklogPauses = 0;    // reading paused: the TLS backlog went over its bound
+    uint64_t tlsBacklogPeak = 0;      // the largest TLS backlog any stream held (bytes)
   };
 
   class Handler {
@@ -104,6 +123,8 @@ class StreamPump {
     size_t maxMessage = turn::kStreamMaxMessage;
     uint16_t maxChannel = TGW_CHANNEL_MAX;
     size_t sendQueueBytes = 64 * 1024;
+    // A TLS backlog over its bound for this long ends the stream (StreamEnd::Backlog).
+    Duration backlogTimeout = std::chrono::seconds(10);
   };
 
   // Takes `fd`, connected or with a connect under way (start() once it is connected). With
@@ -135,6 +156,10 @@ class StreamPump {
   int fd() const { return fd_.get(); }
   ssl_st* ssl() const { return ssl_; }  // nullptr for TCP
   const turn::StreamSendQueue& queue() const { return queue_; }
+  // TLS records not yet on the socket (OpenSSL's wbio and the batch being written); 0 for TCP.
+  size_t tlsBacklog() const;
+  size_t tlsBacklogBound() const { return queue_.maxBytes() + kTlsBacklogSlack; }
+  bool readPaused() const { return readPaused_; }
 
  private:
   StreamPump(event_base* base, UniqueFd fd, Options options, Counters& counters, Handler& handler);
@@ -142,6 +167,11 @@ class StreamPump {
   static void onReadable(int, short, void* arg);
   static void onWritable(int, short, void* arg);
   static void onEnded(int, short, void* arg);
+  static void onStalled(int, short, void* arg);
+  // After TLS wrote: pauses reading over the bound, ends the stream over the hard cap (true).
+  bool checkBacklog();
+  // After a write to the socket: reading resumes once the backlog is under the bound.
+  void resumeIfDrained();
   void readSome();
   // Moves the TLS handshake on, then reads the records rbio holds into the framer.
   void readTls(TimePoint now);
@@ -159,6 +189,7 @@ class StreamPump {
   ::event* rd_ = nullptr;
   ::event* wr_ = nullptr;
   ::event* end_ = nullptr;  // reports ending_ from the loop
+  ::event* stall_ = nullptr;  // TLS: the backlog stayed over its bound for backlogTimeout
   ssl_st* ssl_ = nullptr;   // with memory BIOs: rbio_ the records read, wbio_ those to write
   bio_st* rbio_ = nullptr;
   bio_st* wbio_ = nullptr;
@@ -172,6 +203,8 @@ class StreamPump {
   bool established_ = true;  // TLS: false until the handshake is done and accepted
   bool writing_ = false;     // wr_ is added
   bool ended_ = false;
+  bool readPaused_ = false;  // TLS backlog over its bound: rd_ is off, stall_ is armed
+  Duration backlogTimeout_;
   std::optional<StreamEnding> ending_;
 };
 
