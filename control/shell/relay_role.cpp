@@ -726,7 +726,10 @@ nlohmann::json RelayRole::status() const {
                  {"fast_path", fastPath_ != nullptr || (dpdk_ && dpdk_->turnTable() != nullptr)},
                  {"fast_path_forwarding_off", forwardingOff_}};
     // DPDK: its next-hop table (filled from the kernel's routes and neighbours).
-    if (dpdk_ && dpdk_->turnTable() != nullptr) s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
+    if (dpdk_ && dpdk_->turnTable() != nullptr) {
+      s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
+      s["turn"]["fast_path_next_hops_full"] = dpdk_->nextHopTableFull();
+    }
   } else {
     s["turn"] = nullptr;
   }

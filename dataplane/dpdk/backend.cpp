@@ -365,8 +365,10 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
     auto refresher = NextHopRefresher::open(o.interface);
     if (!refresher) return Unexpected<Error>{refresher.error()};
     s.refresher = std::move(*refresher);
-    auto turnTables = TurnTables::create({t.capacity, t.maxRoutes != 0 ? t.maxRoutes : t.capacity,
-                                          t.maxPermissions, 4096, o.queues});
+    const uint32_t maxRoutes = t.maxRoutes != 0 ? t.maxRoutes : t.capacity;
+    auto turnTables = TurnTables::create(
+        {t.capacity, maxRoutes, t.maxPermissions,
+         TurnTables::nextHopsFor(t.capacity, maxRoutes, t.maxPermissions), o.queues});
     if (!turnTables) return Unexpected<Error>{turnTables.error()};
     s.turnTables = std::move(*turnTables);
     s.turnTable = std::make_unique<dataplane::TurnMapTable>(
@@ -562,6 +564,10 @@ void RelayBackend::keepAlive(TimePoint now) {
 
 uint32_t RelayBackend::nextHops() const {
   return impl_ && impl_->turnOn ? impl_->turnTables->nextHopCount() : 0;
+}
+
+uint64_t RelayBackend::nextHopTableFull() const {
+  return impl_ && impl_->turnOn ? impl_->refresher->tableFull() : 0;
 }
 
 uint32_t RelayBackend::cores() const { return impl_ ? static_cast<uint32_t>(impl_->cores.size()) : 0; }

@@ -102,6 +102,8 @@ class RelayBackend {
   void keepAlive(TimePoint now);
   // Next hops known now (tests, status).
   uint32_t nextHops() const;
+  // Destinations not given a next hop because the table was full (NextHopRefresher::tableFull).
+  uint64_t nextHopTableFull() const;
 
   struct Impl;
 

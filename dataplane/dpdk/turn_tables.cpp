@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 
+#include "base/log.h"
 #include "dataplane/neighbours.h"
 
 namespace tgw::dpdk {
@@ -347,10 +348,17 @@ NextHopKey keyOf(const IpAddr& dst) {
 
 }  // namespace
 
+uint32_t TurnTables::nextHopsFor(uint32_t capacity, uint32_t maxRoutes, uint64_t maxPermissions) {
+  const uint64_t n = 2 * uint64_t{maxRoutes} + capacity + maxPermissions;
+  return static_cast<uint32_t>(std::clamp<uint64_t>(n, 64, kMaxNextHops));
+}
+
 // The next hop of `dst` on the wire, written into the table; false when there is none now.
-static bool lookUp(dataplane::ManagedNeighbours& netlink, uint32_t wire,
-                   const std::array<uint8_t, 6>& mac, uint32_t mtu, TurnTables& tables,
-                   const IpAddr& dst, bool askKernel) {
+bool NextHopRefresher::lookUp(TurnTables& tables, const IpAddr& dst) {
+  Impl& m = *impl_;
+  dataplane::ManagedNeighbours& netlink = *m.netlink;
+  const uint32_t wire = ifindex_;
+  const bool askKernel = askKernel_;
   auto hop = netlink.nextHop(dst);
   if (!hop || hop->local || hop->noArp || static_cast<uint32_t>(hop->ifindex) != wire) return false;
   auto neigh = netlink.state(hop->address, hop->ifindex);
@@ -361,13 +369,26 @@ static bool lookUp(dataplane::ManagedNeighbours& netlink, uint32_t wire,
   }
   tgw_turn_nexthop nh{};
   std::memcpy(nh.dmac, neigh->linkAddress.data(), 6);
-  std::memcpy(nh.smac, mac.data(), 6);
+  std::memcpy(nh.smac, m.mac.data(), 6);
   nh.ifindex = wire;
-  nh.ok_len = mtu;
+  nh.ok_len = m.mtu;
   const NextHopKey key = keyOf(dst);
   const tgw_turn_nexthop* had = tables.nextHop(key);
   if (had != nullptr && std::memcmp(had, &nh, sizeof nh) == 0) return true;
-  return tables.putNextHop(key, nh) == 0;
+  const int err = tables.putNextHop(key, nh);
+  if (err == ENOSPC) {
+    ++tableFull_;
+    const TimePoint now = Clock::now();
+    if (tableFullLogged_ == 0 || now - lastFullLog_ >= kFullLogInterval) {
+      log::warn("dpdk.nexthop_table_full",
+                {{"entries", std::to_string(tables.nextHopCount())},
+                 {"unwritten", std::to_string(tableFull_ - tableFullLogged_)},
+                 {"unwritten_total", std::to_string(tableFull_)}});
+      tableFullLogged_ = tableFull_;
+      lastFullLog_ = now;
+    }
+  }
+  return err == 0;
 }
 
 uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& destinations,
@@ -389,7 +410,7 @@ uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& d
   for (uint32_t i = 0; i < n; i++, ++it) {
     if (it == destinations.end()) it = destinations.begin();
     const IpAddr& dst = *it;
-    if (lookUp(*m.netlink, ifindex_, m.mac, m.mtu, tables, dst, askKernel_)) {
+    if (lookUp(tables, dst)) {
       m.installed[dst] = keyOf(dst);
     } else if (auto had = m.installed.find(dst); had != m.installed.end()) {
       tables.removeNextHop(had->second);  // no longer resolved: up to the kernel again
@@ -403,7 +424,7 @@ uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& d
 
 void NextHopRefresher::resolve(TurnTables& tables, const IpAddr& destination) {
   Impl& m = *impl_;
-  if (lookUp(*m.netlink, ifindex_, m.mac, m.mtu, tables, destination, askKernel_))
+  if (lookUp(tables, destination))
     m.installed[destination] = keyOf(destination);
 }
 

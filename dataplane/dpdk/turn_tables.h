@@ -28,10 +28,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/turn_map_table.h"
@@ -137,9 +139,14 @@ class TurnTables final : public dataplane::TurnMaps {
     uint32_t capacity = 0;        // allocation slots
     uint32_t maxRoutes = 0;       // channel routes (each direction one entry)
     uint64_t maxPermissions = 0;
-    uint32_t maxNextHops = 4096;  // destinations with a known next hop
+    uint32_t maxNextHops = 4096;  // destinations with a known next hop (nextHopsFor())
     uint32_t cores = 1;           // polling cores (readers)
   };
+  // Next hops enough for every destination the TURN entries can send to (TurnMapTable::
+  // destinations(): a route's peer and client, an allocation's client, a permitted peer),
+  // whatever the mix: 2 x routes + allocations + permissions, at most kMaxNextHops.
+  static constexpr uint32_t kMaxNextHops = 1u << 24;
+  static uint32_t nextHopsFor(uint32_t capacity, uint32_t maxRoutes, uint64_t maxPermissions);
   static Result<std::unique_ptr<TurnTables>> create(const Sizes& sizes);
   ~TurnTables() override;
 
@@ -244,9 +251,18 @@ class NextHopRefresher {
   // ManagedNeighbours does): the kernel resolves it and a later refresh finds it.
   void resolve(TurnTables& tables, const IpAddr& destination);
   uint32_t wireIfindex() const { return ifindex_; }
+  // Destinations resolved but not written because the next-hop table was full (ENOSPC):
+  // sent up to the kernel like an unresolved one, but counted here (and logged, at most
+  // once every kFullLogInterval) rather than as a missing neighbour.
+  uint64_t tableFull() const { return tableFull_; }
+  static constexpr std::chrono::seconds kFullLogInterval{10};
 
  private:
   NextHopRefresher() = default;
+  bool lookUp(TurnTables& tables, const IpAddr& dst);
+  uint64_t tableFull_ = 0;
+  uint64_t tableFullLogged_ = 0;
+  TimePoint lastFullLog_{};
   struct Impl;
   std::unique_ptr<Impl> impl_;
   uint32_t ifindex_ = 0;

@@ -216,3 +216,31 @@ TEST_F(TurnTablesTest, EachCoreTakesItsShareOfTheCap) {
 
 }  // namespace
 }  // namespace tgw::dpdk
+
+// The next-hop table holds one entry per destination the TURN entries can send to: two per
+// route, one per allocation's client, one per permission (not a fixed 4,096). A full one
+// answers ENOSPC (NextHopRefresher counts it as table-full, not as a missing neighbour).
+TEST(TurnTablesSizes, NextHopsCoverEveryDestination) {
+  EXPECT_EQ(TurnTables::nextHopsFor(10000, 10000, 640000), 2u * 10000 + 10000 + 640000);
+  EXPECT_EQ(TurnTables::nextHopsFor(1, 1, 1), 64u) << "a floor";
+  EXPECT_EQ(TurnTables::nextHopsFor(UINT32_MAX, UINT32_MAX, UINT64_MAX / 2), TurnTables::kMaxNextHops);
+}
+
+TEST_F(TurnTablesTest, NextHopTableFullAnswersEnospc) {
+  auto t = TurnTables::create({4, 4, 8, TurnTables::nextHopsFor(4, 4, 8), 1});
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  const uint32_t n = TurnTables::nextHopsFor(4, 4, 8);
+  tgw_turn_nexthop nh{};
+  nh.ok_len = 1500;
+  auto key = [](uint32_t i) {
+    NextHopKey k{};
+    k.family = TGW_FAMILY_IPV4;
+    std::memcpy(k.addr, &i, sizeof i);
+    return k;
+  };
+  for (uint32_t i = 0; i < n; i++) ASSERT_EQ((*t)->putNextHop(key(i), nh), 0) << i;
+  EXPECT_EQ((*t)->nextHopCount(), n);
+  EXPECT_EQ((*t)->putNextHop(key(n), nh), ENOSPC);
+  (*t)->removeNextHop(key(0));
+  EXPECT_EQ((*t)->putNextHop(key(n), nh), 0);
+}
