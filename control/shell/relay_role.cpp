@@ -436,7 +436,27 @@ Result<void> RelayRole::startDpdk() {
   auto backend = dpdk::RelayBackend::start(o);
   if (!backend) return fail(backend.error().message + " (set relay.dataplane = \"xdp\" to run without DPDK)");
   dpdk_ = std::move(*backend);
-  if (dpdk_->turnTable() != nullptr) startLiveness();
+  if (dpdk_->turnTable() != nullptr) {
+    startLiveness();
+    // As for XDP: a route or neighbour change empties the next-hop table within ~20 ms (the
+    // watch's pacing); sweepTimer_ resolves them all again, a batch every 10 ms.
+    sweepTimer_ = std::make_unique<shell::DeadlineTimer>(base_, [this] {
+      if (dpdk_->resolveStale()) sweepTimer_->after(kSweepPeriod);
+    });
+    auto watch = NextHopWatch::start(base_, {.nextHopsStale =
+                                                 [this] {
+                                                   dpdk_->nextHopsStale();
+                                                   sweepTimer_->after(std::chrono::milliseconds(0));
+                                                 },
+                                             .address = {}});
+    if (watch) {
+      nextHopWatch_ = std::move(*watch);
+    } else {
+      log::warn("next_hop_watch_off",
+                {{"error", watch.error().message},
+                 {"effect", "a route or neighbour change applies once the round robin re-checks it (up to destinations / 512 s)"}});
+    }
+  }
   return {};
 }
 

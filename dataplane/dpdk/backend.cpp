@@ -378,6 +378,9 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
                                         t.relayPortMax, t.relayAddresses, TGW_TURN_RATE_MAX,
                                         [&s](const IpAddr& dst) {
                                           s.refresher->resolve(*s.turnTables, dst);
+                                        },
+                                        [&s](const IpAddr& dst) {
+                                          s.refresher->forget(*s.turnTables, dst);
                                         }},
         *s.turnTables);
 
@@ -560,6 +563,17 @@ void RelayBackend::keepAlive(TimePoint now) {
   Impl& s = *impl_;
   s.turnTables->setLivenessDeadline(dataplane::monotonicNs(now + kLiveness));
   s.refresher->refresh(*s.turnTables, s.turnTable->destinations());
+}
+
+void RelayBackend::nextHopsStale() {
+  if (!impl_ || !impl_->turnOn) return;
+  impl_->refresher->markStale(*impl_->turnTables);
+}
+
+bool RelayBackend::resolveStale() {
+  if (!impl_ || !impl_->turnOn) return false;
+  Impl& s = *impl_;
+  return s.refresher->sweep(*s.turnTables, s.turnTable->destinations());
 }
 
 uint32_t RelayBackend::nextHops() const {

@@ -310,6 +310,9 @@ struct NextHopRefresher::Impl {
   std::map<IpAddr, NextHopKey> installed;
   IpAddr cursor;  // the last destination refreshed
   bool cursorSet = false;
+  bool sweeping = false;  // markStale() called, sweep() not done
+  IpAddr sweepCursor;     // the last destination swept
+  bool sweepCursorSet = false;
 };
 
 NextHopRefresher::~NextHopRefresher() = default;
@@ -391,25 +394,16 @@ bool NextHopRefresher::lookUp(TurnTables& tables, const IpAddr& dst) {
   return err == 0;
 }
 
-uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& destinations,
+uint32_t NextHopRefresher::refresh(TurnTables& tables, const Destinations& destinations,
                                    uint32_t budget) {
   Impl& m = *impl_;
-  // Entries nobody sends to any more: gone (no kernel query).
-  for (auto it = m.installed.begin(); it != m.installed.end();) {
-    if (destinations.count(it->first)) {
-      ++it;
-      continue;
-    }
-    tables.removeNextHop(it->second);
-    it = m.installed.erase(it);
-  }
-  if (destinations.empty()) return 0;
+  if (destinations.empty()) return static_cast<uint32_t>(m.installed.size());
   // At most `budget` destinations asked for, round robin from where the last refresh ended.
   auto it = m.cursorSet ? destinations.upper_bound(m.cursor) : destinations.begin();
   const uint32_t n = std::min<uint32_t>(budget, static_cast<uint32_t>(destinations.size()));
   for (uint32_t i = 0; i < n; i++, ++it) {
     if (it == destinations.end()) it = destinations.begin();
-    const IpAddr& dst = *it;
+    const IpAddr& dst = it->first;
     if (lookUp(tables, dst)) {
       m.installed[dst] = keyOf(dst);
     } else if (auto had = m.installed.find(dst); had != m.installed.end()) {
@@ -420,6 +414,53 @@ uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& d
     m.cursorSet = true;
   }
   return static_cast<uint32_t>(m.installed.size());
+}
+
+void NextHopRefresher::prune(TurnTables& tables, const Destinations& destinations) {
+  Impl& m = *impl_;
+  auto d = destinations.begin();
+  for (auto it = m.installed.begin(); it != m.installed.end();) {
+    while (d != destinations.end() && d->first < it->first) ++d;
+    if (d != destinations.end() && d->first == it->first) {
+      ++it;
+      continue;
+    }
+    tables.removeNextHop(it->second);
+    it = m.installed.erase(it);
+  }
+}
+
+void NextHopRefresher::forget(TurnTables& tables, const IpAddr& destination) {
+  Impl& m = *impl_;
+  auto it = m.installed.find(destination);
+  if (it == m.installed.end()) return;
+  tables.removeNextHop(it->second);
+  m.installed.erase(it);
+}
+
+void NextHopRefresher::markStale(TurnTables& tables) {
+  Impl& m = *impl_;
+  for (const auto& [dst, key] : m.installed) tables.removeNextHop(key);
+  m.installed.clear();
+  m.sweeping = true;
+  m.sweepCursorSet = false;
+}
+
+bool NextHopRefresher::sweeping() const { return impl_->sweeping; }
+
+bool NextHopRefresher::sweep(TurnTables& tables, const Destinations& destinations,
+                             uint32_t budget) {
+  Impl& m = *impl_;
+  if (!m.sweeping) return false;
+  auto it = m.sweepCursorSet ? destinations.upper_bound(m.sweepCursor) : destinations.begin();
+  for (uint32_t i = 0; i < budget && it != destinations.end(); i++, ++it) {
+    const IpAddr& dst = it->first;
+    if (lookUp(tables, dst)) m.installed[dst] = keyOf(dst);
+    m.sweepCursor = dst;
+    m.sweepCursorSet = true;
+  }
+  if (it == destinations.end()) m.sweeping = false;
+  return m.sweeping;
 }
 
 void NextHopRefresher::resolve(TurnTables& tables, const IpAddr& destination) {
