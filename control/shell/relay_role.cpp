@@ -434,7 +434,10 @@ Result<void> RelayRole::startDpdk() {
     o.turn = t;
   }
   auto backend = dpdk::RelayBackend::start(o);
-  if (!backend) return fail(backend.error().message + " (set relay.dataplane = \"xdp\" to run without DPDK)");
+  if (!backend)
+    return fail(backend.error().message +
+                "; `tgwd --check` checks relay.dpdk.eal_args and relay.dpdk.queues (relay.dataplane = \"xdp\" "
+                "runs without DPDK)");
   dpdk_ = std::move(*backend);
   if (dpdk_->turnTable() != nullptr) {
     startLiveness();
