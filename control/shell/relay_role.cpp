@@ -727,7 +727,10 @@ nlohmann::json RelayRole::status() const {
   std::string program = fastPath_ ? "relay_fastpath" : xdp_ ? "stun_responder" : dpdk_ ? "dpdk" : "none";
   nlohmann::json s = {
       {"interface", cfg_.interface},
-      {"xdp", {{"requested", std::string(config::toString(cfg_.xdpMode))},
+      // With dataplane = "dpdk" relay.xdp_mode is refused: XDP is not asked for (the DPDK
+      // backend's steering program is its own, shown as program "dpdk").
+      {"xdp", {{"requested", cfg_.dataplane == config::Dataplane::Dpdk ? std::string("off")
+                                                                       : std::string(config::toString(cfg_.xdpMode))},
                {"attached", xdpAttached_ ? std::string(dataplane::attachModeName(*xdpAttached_)) : std::string("off")},
                {"program", program}}},
       {"dataplane", std::string(config::toString(cfg_.dataplane))},
