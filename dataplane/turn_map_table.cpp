@@ -138,6 +138,12 @@ void TurnMapTable::eraseRoute(const RouteKey& key) {
 
 void TurnMapTable::holdDestination(const IpAddr& a) { ++destinations_[a]; }
 
+// An address onDestination was told of for an entry that then failed: gone again unless
+// another entry sends to it (the next-hop table keeps no orphans).
+void TurnMapTable::dropUnheld(const IpAddr& a) {
+  if (destinations_.count(a) == 0 && limits_.onDestinationGone) limits_.onDestinationGone(a);
+}
+
 void TurnMapTable::releaseDestination(const IpAddr& a) {
   auto it = destinations_.find(a);
   if (it == destinations_.end()) return;
@@ -190,6 +196,8 @@ Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
       rewriteOf(route.peer, route.relayed, route.server, route.client, route, 0);
   if (int err = maps_.putClientRoute(ck, toPeer); err != 0) {
     if (inPlace) eraseRoute(key);  // the old value may hold: nothing half-written stays
+    dropUnheld(route.peer.ip());
+    dropUnheld(route.client.ip());
     return fail(where + "client route: " + std::strerror(err), err);
   }
   if (int err = maps_.putPeerRoute(pk, toClient); err != 0) {
@@ -198,6 +206,8 @@ Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
     } else {
       maps_.removeClientRoute(ck);
     }
+    dropUnheld(route.peer.ip());
+    dropUnheld(route.client.ip());
     return fail(where + "peer route: " + std::strerror(err), err);
   }
   if (inPlace) {
@@ -339,6 +349,7 @@ Result<void> TurnMapTable::addPermission(const TurnPermission& p) {
     if (!fresh) removePermission(p.allocation, p.peer);  // the old value may hold: remove it
     if (auto it = permissions_.find(p.allocation); it != permissions_.end() && it->second.empty())
       permissions_.erase(it);
+    dropUnheld(p.peer);
     return fail(where + std::strerror(err), err);
   }
   if (fresh) {

@@ -98,6 +98,7 @@ class TurnMapTable final : public TurnTable {
   bool isRelayAddress(const SockAddr& a) const;
   void holdDestination(const IpAddr& a);
   void releaseDestination(const IpAddr& a);
+  void dropUnheld(const IpAddr& a);
 
   Limits limits_;
   TurnMaps& maps_;

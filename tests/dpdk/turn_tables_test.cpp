@@ -214,8 +214,6 @@ TEST_F(TurnTablesTest, EachCoreTakesItsShareOfTheCap) {
   EXPECT_EQ(t->charge(1, 4, 1'000'000, now), 1);
 }
 
-}  // namespace
-}  // namespace tgw::dpdk
 
 // The next-hop table holds one entry per destination the TURN entries can send to: two per
 // route, one per allocation's client, one per permission (not a fixed 4,096). A full one
@@ -295,3 +293,6 @@ TEST_F(TurnTablesTest, DestinationsFollowTheEntries) {
   EXPECT_TRUE(table.destinations().empty());
   EXPECT_EQ(gone.size(), 5u);
 }
+
+}  // namespace
+}  // namespace tgw::dpdk
