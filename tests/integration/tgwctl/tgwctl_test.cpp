@@ -363,6 +363,22 @@ TEST_F(Tgwctl, AllocationsSayTheTransport) {
       << r.out;
 }
 
+// A DPDK relay's status: STUN and TURN are both DPDK's now.
+TEST_F(Tgwctl, StatusOfADpdkRelaySaysTurnIsRelayedByDpdk) {
+  status_ = json{{"version", "test"}, {"pid", 1}, {"uptime_s", 30}, {"config", "/etc/tgw/relay.toml"},
+                 {"roles", {"relay"}},
+                 {"relay", {{"interface", "wan0"},
+                            {"dataplane", "dpdk"},
+                            {"xdp", {{"requested", "off"}, {"attached", "off"}, {"program", "dpdk"}}},
+                            {"stun", {{"endpoints", json::array()}, {"rfc5780", false}}}}}};
+  auto r = tgwctl(sock() + "status");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("  dataplane   dpdk (STUN answered and TURN relayed by DPDK; the rest through its TAP to "
+                       "the sockets)\n"),
+            std::string::npos)
+      << r.out;
+}
+
 // A channel the fast path carries, and the fast path's share of the traffic, are said as
 // "fast path" (XDP or DPDK alike), not "XDP".
 TEST_F(Tgwctl, AllocationsSayFastPathNotXdp) {
