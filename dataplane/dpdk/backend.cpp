@@ -372,7 +372,13 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
     auto turnTables = TurnTables::create(
         {t.capacity, maxRoutes, t.maxPermissions,
          TurnTables::nextHopsFor(t.capacity, maxRoutes, t.maxPermissions), o.queues});
-    if (!turnTables) return Unexpected<Error>{turnTables.error()};
+    // Sized by relay.turn's bounds (next hops: one per possible destination); the EAL's
+    // memory (-m) must hold them.
+    if (!turnTables)
+      return fail(turnTables.error().message +
+                  " (the TURN tables are sized by relay.turn.max_allocations and "
+                  "max_permissions_per_allocation: more EAL memory, -m in relay.dpdk.eal_args, or lower "
+                  "bounds)");
     s.turnTables = std::move(*turnTables);
     s.turnTable = std::make_unique<dataplane::TurnMapTable>(
         dataplane::TurnMapTable::Limits{"dpdk fast path", t.capacity,

@@ -56,7 +56,7 @@ Result<std::string> writeDpdkExample(const Lab& lab) {
   relay->erase("secondary_address");
   relay->erase("stun_alternate_port");
   relay->insert_or_assign("dataplane", "dpdk");
-  toml::array eal{"-l", "0,1", "--no-huge", "-m", "128", "--no-shconf", "--no-pci", "--no-telemetry", "--file-prefix",
+  toml::array eal{"-l", "0,1", "--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--no-telemetry", "--file-prefix",
                   lab.tempDir().filename().string()};
   relay->insert_or_assign("dpdk", toml::table{{"eal_args", eal}});
   const std::string path = (lab.tempDir() / "relay-dpdk-example.toml").string();
