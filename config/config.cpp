@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -724,6 +725,52 @@ StreamsConfig readStreams(const Reader& r, const toml::table& t, uint16_t stunPo
   return c;
 }
 
+// The EAL options DPDK 22.11's rte_eal_init accepts on Linux (eal_common_options.c: its
+// short and long options; the deprecated -w, --pci-whitelist, --pci-blacklist and
+// --master-lcore went in 21.11), with whether each takes a value: 1 required, 2 optional,
+// 0 none. Empty: `a` is one; otherwise what is wrong with it.
+std::string ealOptionProblem(const std::vector<std::string>& args, size_t& i) {
+  static const std::map<std::string, int> kShort = {
+      {"a", 1}, {"b", 1}, {"c", 1}, {"s", 1}, {"d", 1}, {"h", 0}, {"l", 1},
+      {"S", 1}, {"m", 1}, {"n", 1}, {"r", 1}, {"v", 0}};
+  static const std::map<std::string, int> kLong = {
+      {"base-virtaddr", 1}, {"create-uio-dev", 0}, {"file-prefix", 1}, {"help", 0},
+      {"huge-dir", 1}, {"huge-unlink", 2}, {"iova-mode", 1}, {"lcores", 1},
+      {"log-level", 1}, {"trace", 1}, {"trace-dir", 1}, {"trace-bufsz", 1},
+      {"trace-mode", 1}, {"main-lcore", 1}, {"mbuf-pool-ops-name", 1}, {"no-hpet", 0},
+      {"no-huge", 0}, {"no-pci", 0}, {"no-shconf", 0}, {"in-memory", 0}, {"block", 1},
+      {"allow", 1}, {"proc-type", 1}, {"socket-mem", 1}, {"socket-limit", 1},
+      {"syslog", 2}, {"vdev", 1}, {"vfio-intr", 1}, {"vfio-vf-token", 1},
+      {"vmware-tsc-map", 0}, {"legacy-mem", 0}, {"single-file-segments", 0},
+      {"match-allocations", 0}, {"telemetry", 0}, {"no-telemetry", 0},
+      {"force-max-simd-bitwidth", 1}, {"huge-worker-stack", 2}};
+  const std::string& a = args[i];
+  const bool last = i + 1 >= args.size();
+  if (a.rfind("--", 0) == 0 && a.size() > 2) {
+    const size_t eq = a.find('=');
+    const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    auto it = kLong.find(name);
+    if (it == kLong.end()) return "not an EAL option of DPDK 22.11";
+    if (it->second == 0 && eq != std::string::npos) return "takes no value";
+    if (it->second == 1 && eq == std::string::npos) {
+      if (last) return "needs a value";
+      ++i;  // the value is the next element
+    }
+    return "";
+  }
+  if (a.size() >= 2 && a[0] == '-' && a[1] != '-') {
+    auto it = kShort.find(a.substr(1, 1));
+    if (it == kShort.end()) return "not an EAL option of DPDK 22.11";
+    if (it->second == 0) return a.size() == 2 ? "" : "takes no value";
+    if (a.size() == 2) {  // -l 0-1: the value is the next element
+      if (last) return "needs a value";
+      ++i;
+    }
+    return "";
+  }
+  return "not an option (EAL would stop parsing here, and tgwd gives no application arguments)";
+}
+
 // [relay.dpdk] (dataplane = "dpdk"); `t` null: the defaults.
 DpdkConfig readDpdk(const Reader& r, const toml::table* t, const RelayConfig& relay, int relayLine) {
   const std::string p = "relay.dpdk.";
@@ -740,7 +787,15 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const RelayConfig& re
   const toml::node* argsNode = t != nullptr ? t->get("eal_args") : nullptr;
   const int line = t != nullptr ? Reader::lineOf(*t) : relayLine;
   bool noHuge = false, inMemory = false;
-  for (const auto& a : c.ealArgs) {
+  for (size_t i = 0; i < c.ealArgs.size(); i++) {
+    const std::string& a = c.ealArgs[i];
+    if (const std::string why = ealOptionProblem(c.ealArgs, i); !why.empty()) {
+      r.failAt(argsNode, line, p + "eal_args",
+               "EAL options as DPDK 22.11's rte_eal_init takes them (e.g. \"-l\", \"0-1\", \"--no-huge\", "
+               "\"--file-prefix=tgw\")",
+               "\"" + a + "\": " + why);
+      continue;
+    }
     noHuge = noHuge || a == "--no-huge";
     inMemory = inMemory || a == "--in-memory";
     // The backend names its ports itself (dataplane/dpdk/backend.h).

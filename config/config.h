@@ -145,8 +145,9 @@ std::string certificateValidityProblem(std::string_view certPem);
 
 // relay.dataplane: which fast path serves the relay (issue 16). Xdp: the XDP programs on
 // relay.interface (relay.xdp_mode). Dpdk: the DPDK backend (dataplane/dpdk/backend.h) on
-// relay.interface, configured by [relay.dpdk]; it answers STUN Binding requests, TURN goes
-// through the sockets.
+// relay.interface, configured by [relay.dpdk]; it answers STUN Binding requests and relays
+// TURN (channels, Send and Data indications) as XDP does; the rest goes through its TAP to
+// the sockets.
 enum class Dataplane { Xdp, Dpdk };
 std::string_view toString(Dataplane d);
 

@@ -209,7 +209,7 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
       TurnMapTable::Limits{"relay fast path", self->capacity_, self->maxRoutes_,
                            self->maxPermissions_, options.maxChannel, options.relayPortMin,
                            options.relayPortMax, options.relayAddresses, kMaxBytesPerSecond,
-                           nullptr},
+                           nullptr, nullptr},
       *self->maps_);
   std::string addresses;
   for (const IpAddr& a : options.relayAddresses)

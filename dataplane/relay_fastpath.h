@@ -187,7 +187,7 @@ class RelayFastPath final : public TurnTable {
   // The slot is in use (addAllocation'ed, not removed).
   bool inUse(uint32_t allocation) const { return table_->inUse(allocation); }
   // Every address the installed entries send to (TurnMapTable::destinations).
-  std::set<IpAddr> destinations() const { return table_->destinations(); }
+  const TurnMapTable::Destinations& destinations() const { return table_->destinations(); }
 
   // Tests: every write to the program's TURN maps is also made to `mirror` (the DPDK
   // backend's tables in the parity test), so both hold the same entries. nullptr: none.

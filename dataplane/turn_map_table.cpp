@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "dataplane/liveness.h"
@@ -129,7 +130,26 @@ void TurnMapTable::eraseRoute(const RouteKey& key) {
     a->second.erase(key);
     if (a->second.empty()) byAllocation_.erase(a);
   }
+  const IpAddr peer = route.peer.ip(), client = route.client.ip();
   routes_.erase(it);
+  releaseDestination(peer);
+  releaseDestination(client);
+}
+
+void TurnMapTable::holdDestination(const IpAddr& a) { ++destinations_[a]; }
+
+// An address onDestination was told of for an entry that then failed: gone again unless
+// another entry sends to it (the next-hop table keeps no orphans).
+void TurnMapTable::dropUnheld(const IpAddr& a) {
+  if (destinations_.count(a) == 0 && limits_.onDestinationGone) limits_.onDestinationGone(a);
+}
+
+void TurnMapTable::releaseDestination(const IpAddr& a) {
+  auto it = destinations_.find(a);
+  if (it == destinations_.end()) return;
+  if (--it->second != 0) return;
+  destinations_.erase(it);
+  if (limits_.onDestinationGone) limits_.onDestinationGone(a);
 }
 
 Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
@@ -176,6 +196,8 @@ Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
       rewriteOf(route.peer, route.relayed, route.server, route.client, route, 0);
   if (int err = maps_.putClientRoute(ck, toPeer); err != 0) {
     if (inPlace) eraseRoute(key);  // the old value may hold: nothing half-written stays
+    dropUnheld(route.peer.ip());
+    dropUnheld(route.client.ip());
     return fail(where + "client route: " + std::strerror(err), err);
   }
   if (int err = maps_.putPeerRoute(pk, toClient); err != 0) {
@@ -184,6 +206,8 @@ Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
     } else {
       maps_.removeClientRoute(ck);
     }
+    dropUnheld(route.peer.ip());
+    dropUnheld(route.client.ip());
     return fail(where + "peer route: " + std::strerror(err), err);
   }
   if (inPlace) {
@@ -194,6 +218,10 @@ Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
     }
   }
   routes_[key] = route;
+  if (!inPlace) {  // in place: the same client and peer (both keys unchanged)
+    holdDestination(route.peer.ip());
+    holdDestination(route.client.ip());
+  }
   byPeer_[peerKey] = key;
   byAllocation_[route.allocation].insert(key);
   return {};
@@ -211,16 +239,20 @@ bool TurnMapTable::isRelayAddress(const SockAddr& a) const {
 
 void TurnMapTable::eraseAddresses(uint32_t allocation) {
   if (auto p = permissions_.find(allocation); p != permissions_.end()) {
+    std::vector<IpAddr> peers;
     for (const auto& [peer, perm] : p->second) {
       const tgw_turn_perm_key k = permKeyOf(allocation, peer);
       maps_.removePermission(k);
+      peers.push_back(peer);
     }
     permissionCount_ -= p->second.size();
     permissions_.erase(p);
+    for (const IpAddr& peer : peers) releaseDestination(peer);
   }
   auto it = addresses_.find(allocation);
   if (it == addresses_.end()) return;
   const TurnAllocationAddresses& a = it->second;
+  const IpAddr client = a.client.ip();
   const tgw_turn_client_key sk = sessionKeyOf(a);
   maps_.removeSession(sk);
   for (const auto& r : {a.relayed4, a.relayed6}) {
@@ -229,6 +261,7 @@ void TurnMapTable::eraseAddresses(uint32_t allocation) {
     maps_.removeOwner(rk);
   }
   addresses_.erase(it);
+  releaseDestination(client);
 }
 
 Result<void> TurnMapTable::setAddresses(const TurnAllocationAddresses& a) {
@@ -244,8 +277,10 @@ Result<void> TurnMapTable::setAddresses(const TurnAllocationAddresses& a) {
 
   // What changed keys goes first; what keeps them is overwritten in place (no packet misses
   // it meanwhile).
+  std::optional<IpAddr> oldClient;  // released once the new one is held (no gap between)
   if (auto old = addresses_.find(a.allocation); old != addresses_.end()) {
     const TurnAllocationAddresses& o = old->second;
+    oldClient = o.client.ip();
     if (o.client != a.client || o.server != a.server) {
       const tgw_turn_client_key sk = sessionKeyOf(o);
       maps_.removeSession(sk);
@@ -285,6 +320,8 @@ Result<void> TurnMapTable::setAddresses(const TurnAllocationAddresses& a) {
     err = maps_.putOwner(rk, own);
   }
   addresses_[a.allocation] = a;
+  holdDestination(a.client.ip());
+  if (oldClient) releaseDestination(*oldClient);
   if (err != 0) {
     eraseAddresses(a.allocation);  // nothing half-written stays, permissions included
     return fail(where + std::strerror(err), err);
@@ -312,36 +349,31 @@ Result<void> TurnMapTable::addPermission(const TurnPermission& p) {
     if (!fresh) removePermission(p.allocation, p.peer);  // the old value may hold: remove it
     if (auto it = permissions_.find(p.allocation); it != permissions_.end() && it->second.empty())
       permissions_.erase(it);
+    dropUnheld(p.peer);
     return fail(where + std::strerror(err), err);
   }
-  if (fresh) ++permissionCount_;
+  if (fresh) {
+    ++permissionCount_;
+    holdDestination(p.peer);
+  }
   mine[p.peer] = p;
   return {};
 }
 
-void TurnMapTable::removePermission(uint32_t allocation, const IpAddr& peer) {
+void TurnMapTable::removePermission(uint32_t allocation, const IpAddr& peerRef) {
+  const IpAddr peer = peerRef;  // may be the key erased below
   auto it = permissions_.find(allocation);
   if (it == permissions_.end() || it->second.erase(peer) == 0) return;
   --permissionCount_;
   if (it->second.empty()) permissions_.erase(it);
   const tgw_turn_perm_key k = permKeyOf(allocation, peer);
   maps_.removePermission(k);
+  releaseDestination(peer);
 }
 TurnAllocationCounters TurnMapTable::counters(uint32_t allocation) const {
   if (!allocations_.count(allocation)) return {};
   return maps_.allocationCounters(allocation);
 }
 
-std::set<IpAddr> TurnMapTable::destinations() const {
-  std::set<IpAddr> out;
-  for (const auto& [key, r] : routes_) {
-    out.insert(r.peer.ip());
-    out.insert(r.client.ip());
-  }
-  for (const auto& [slot, a] : addresses_) out.insert(a.client.ip());
-  for (const auto& [slot, perms] : permissions_)
-    for (const auto& [peer, p] : perms) out.insert(peer);
-  return out;
-}
 
 }  // namespace tgw::dataplane

@@ -63,7 +63,12 @@ class TurnMapTable final : public TurnTable {
     // allocation's client, a permitted peer), before the entry is written: the DPDK backend
     // resolves its next hop there and then, so that the entry's first packet finds it.
     std::function<void(const IpAddr&)> onDestination;
+    // Called when no entry sends to an address any more (the last one went): the DPDK
+    // backend drops its next hop there and then (no periodic scan of all destinations).
+    std::function<void(const IpAddr&)> onDestinationGone;
   };
+  // Each address the installed entries send to, with how many entries do.
+  using Destinations = std::map<IpAddr, uint32_t>;
   TurnMapTable(Limits limits, TurnMaps& maps) : limits_(std::move(limits)), maps_(maps) {}
 
   uint32_t capacity() const override { return limits_.capacity; }
@@ -81,8 +86,9 @@ class TurnMapTable final : public TurnTable {
   uint64_t maxPermissions() const { return limits_.maxPermissions; }
   bool inUse(uint32_t allocation) const { return allocations_.count(allocation) != 0; }
   // Every address the installed entries send to (routes' peers and clients, allocations'
-  // clients, permitted peers): what a next-hop table must know.
-  std::set<IpAddr> destinations() const;
+  // clients, permitted peers): what a next-hop table must know. Kept as entries come and
+  // go (no rebuild).
+  const Destinations& destinations() const { return destinations_; }
 
  private:
   using RouteKey = std::tuple<SockAddr, SockAddr, uint16_t>;  // (client, server, channel)
@@ -90,6 +96,9 @@ class TurnMapTable final : public TurnTable {
   void eraseRoute(const RouteKey& key);
   void eraseAddresses(uint32_t allocation);
   bool isRelayAddress(const SockAddr& a) const;
+  void holdDestination(const IpAddr& a);
+  void releaseDestination(const IpAddr& a);
+  void dropUnheld(const IpAddr& a);
 
   Limits limits_;
   TurnMaps& maps_;
@@ -100,6 +109,7 @@ class TurnMapTable final : public TurnTable {
   size_t permissionCount_ = 0;
   std::map<uint32_t, TurnAllocationAddresses> addresses_;
   std::map<uint32_t, std::map<IpAddr, TurnPermission>> permissions_;
+  Destinations destinations_;
 };
 
 }  // namespace tgw::dataplane

@@ -434,9 +434,32 @@ Result<void> RelayRole::startDpdk() {
     o.turn = t;
   }
   auto backend = dpdk::RelayBackend::start(o);
-  if (!backend) return fail(backend.error().message + " (set relay.dataplane = \"xdp\" to run without DPDK)");
+  if (!backend)
+    return fail(backend.error().message +
+                "; `tgwd --check` checks relay.dpdk.eal_args and relay.dpdk.queues (relay.dataplane = \"xdp\" "
+                "runs without DPDK)");
   dpdk_ = std::move(*backend);
-  if (dpdk_->turnTable() != nullptr) startLiveness();
+  if (dpdk_->turnTable() != nullptr) {
+    startLiveness();
+    // As for XDP: a route or neighbour change empties the next-hop table within ~20 ms (the
+    // watch's pacing); sweepTimer_ resolves them all again, a batch every 10 ms.
+    sweepTimer_ = std::make_unique<shell::DeadlineTimer>(base_, [this] {
+      if (dpdk_->resolveStale()) sweepTimer_->after(kSweepPeriod);
+    });
+    auto watch = NextHopWatch::start(base_, {.nextHopsStale =
+                                                 [this] {
+                                                   dpdk_->nextHopsStale();
+                                                   sweepTimer_->after(std::chrono::milliseconds(0));
+                                                 },
+                                             .address = {}});
+    if (watch) {
+      nextHopWatch_ = std::move(*watch);
+    } else {
+      log::warn("next_hop_watch_off",
+                {{"error", watch.error().message},
+                 {"effect", "a route or neighbour change applies once the round robin re-checks it (up to destinations / 512 s)"}});
+    }
+  }
   return {};
 }
 
@@ -701,7 +724,10 @@ nlohmann::json RelayRole::status() const {
   std::string program = fastPath_ ? "relay_fastpath" : xdp_ ? "stun_responder" : dpdk_ ? "dpdk" : "none";
   nlohmann::json s = {
       {"interface", cfg_.interface},
-      {"xdp", {{"requested", std::string(config::toString(cfg_.xdpMode))},
+      // With dataplane = "dpdk" relay.xdp_mode is refused: XDP is not asked for (the DPDK
+      // backend's steering program is its own, shown as program "dpdk").
+      {"xdp", {{"requested", cfg_.dataplane == config::Dataplane::Dpdk ? std::string("off")
+                                                                       : std::string(config::toString(cfg_.xdpMode))},
                {"attached", xdpAttached_ ? std::string(dataplane::attachModeName(*xdpAttached_)) : std::string("off")},
                {"program", program}}},
       {"dataplane", std::string(config::toString(cfg_.dataplane))},
@@ -723,7 +749,10 @@ nlohmann::json RelayRole::status() const {
                  {"fast_path", fastPath_ != nullptr || (dpdk_ && dpdk_->turnTable() != nullptr)},
                  {"fast_path_forwarding_off", forwardingOff_}};
     // DPDK: its next-hop table (filled from the kernel's routes and neighbours).
-    if (dpdk_ && dpdk_->turnTable() != nullptr) s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
+    if (dpdk_ && dpdk_->turnTable() != nullptr) {
+      s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
+      s["turn"]["fast_path_next_hops_full"] = dpdk_->nextHopTableFull();
+    }
   } else {
     s["turn"] = nullptr;
   }

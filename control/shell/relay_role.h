@@ -178,6 +178,8 @@ class RelayRole {
   std::unique_ptr<NextHopWatch> nextHopWatch_;
   std::unique_ptr<shell::LocalAddressWatch> localAddresses_;  // the TURN peer policy's view
   std::optional<dataplane::AttachMode> xdpAttached_;
+  std::unique_ptr<shell::DeadlineTimer> sweepTimer_;  // with dpdk_: next hops resolved again
+  static constexpr std::chrono::milliseconds kSweepPeriod{10};
   std::unique_ptr<shell::DeadlineTimer> livenessTimer_;  // with fastPath_: startLiveness()
   std::unique_ptr<shell::StreamEndpoints> streams_;      // [relay.streams]; null without
   uint64_t streamStunDropped_ = 0;  // STUN answers a stream cannot carry (another address / port)

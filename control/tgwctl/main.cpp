@@ -44,12 +44,14 @@ constexpr Command kCommands[] = {
      "                      state, where the fast path is attached",
      false},
     {"stats", "stats",
-     "counters: XDP by (family, verdict, reason), userspace STUN, TURN,\n"
+     "counters: the fast path (XDP or DPDK) by (family, verdict, reason),\n"
+     "                      userspace STUN, TURN,\n"
      "                      rendezvous, the edge's engine, disco, TURN client, sockets",
      false},
     {"allocations", "allocations",
      "TURN allocations: user, client, relayed addresses, permissions,\n"
-     "                      channels (and whether XDP carries them), time left, traffic",
+     "                      channels (and whether the fast path, XDP or DPDK, carries\n"
+     "                      them), time left, traffic",
      false},
     {"peers", "peers", "the edge's peers: active path (direct or relay), its RTT, relay path", false},
     {"paths", "paths",
@@ -58,7 +60,8 @@ constexpr Command kCommands[] = {
      false},
     {"flows", "flows", "the edge's flows: local endpoint, application, path, fast-path counters", false},
     {"portmap", "portmap",
-     "port mapping on the site's router (NAT-PMP, PCP): gateway, the protocol\n"
+     "port mapping on the site's router (NAT-PMP, PCP, UPnP) and the IPv6\n"
+     "                      pinhole (pinhole6): gateway, the protocol\n"
      "                      that answered, external endpoint, lifetime left, errors by\n"
      "                      protocol and result code, advertised or why not",
      false},
@@ -398,7 +401,8 @@ void printStatus(const Json& s) {
     const auto& r = s["relay"];
     std::printf("relay:\n  interface   %s\n", num(r["interface"]).c_str());
     if (r.value("dataplane", std::string("xdp")) == "dpdk") {
-      std::printf("  dataplane   dpdk (STUN answered by DPDK; the rest through its TAP to the sockets)\n");
+      std::printf("  dataplane   dpdk (STUN answered and TURN relayed by DPDK; the rest through its TAP to the "
+                  "sockets)\n");
     } else {
       std::printf("  xdp         %s (requested %s)\n", num(r["xdp"]["attached"]).c_str(),
                   num(r["xdp"]["requested"]).c_str());
@@ -536,7 +540,11 @@ void printStats(const Json& s) {
       printXdpRows(r["xdp"]);
     }
     printCounters("Userspace STUN", r["stun"]);
-    if (r.contains("turn")) printCounters("TURN (socket path; XDP's share is in the table above)", r["turn"]);
+    if (r.contains("turn")) {
+      printCounters(r.contains("dpdk") ? "TURN (socket path; DPDK's share is in the table above)"
+                                       : "TURN (socket path; XDP's share is in the table above)",
+                    r["turn"]);
+    }
     if (r.contains("rendezvous")) printCounters("Rendezvous", r["rendezvous"]);
     printCounters("Sockets", r["sockets"]);
     printOtherCounters(r, {"xdp", "dpdk", "stun", "turn", "rendezvous", "sockets"});
@@ -594,11 +602,11 @@ void printAllocations(const Json& r) {
       char number[8];
       std::snprintf(number, sizeof number, "0x%04x", c["channel"].get<unsigned>());
       std::printf(" %s -> %s (%s s%s)", number, num(c["peer"]).c_str(), num(c["time_left_s"]).c_str(),
-                  c["fast_path"].get<bool>() ? ", XDP" : "");
+                  c["fast_path"].get<bool>() ? ", fast path" : "");
     }
     std::printf("\n  traffic     %s\n", traffic(a["traffic"]).c_str());
     if (a.contains("fast_path_traffic")) {
-      std::printf("  of it XDP   %s\n", traffic(a["fast_path_traffic"]).c_str());
+      std::printf("  fast path   %s\n", traffic(a["fast_path_traffic"]).c_str());
     }
   }
 }

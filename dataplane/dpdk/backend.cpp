@@ -343,7 +343,9 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
     int fd;
     ~CloseFd() { ::close(fd); }
   } closeObj{*objFd};
-  if (ret < 0) return fail(dpdkError("rte_eal_init (" + joined(args) + ")", rte_errno));
+  if (ret < 0)
+    return fail(dpdkError("rte_eal_init (" + joined(args) + ")", rte_errno) +
+                " (relay.dpdk.eal_args; `tgwd --check` checks its options)");
 
   auto impl = std::make_unique<Impl>();
   impl->tables = std::move(*tables);
@@ -358,16 +360,25 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
                 " did not probe: /dev/net/tun, CAP_NET_ADMIN)");
   if (rte_lcore_count() < o.queues + 1)
     return fail("dpdk: " + std::to_string(o.queues) + " queues need " + std::to_string(o.queues) +
-                " worker lcores besides the main one (EAL -l), got " + std::to_string(rte_lcore_count() - 1));
+                " worker lcores besides the main one, got " + std::to_string(rte_lcore_count() - 1) +
+                " (relay.dpdk.queues, or more lcores in the -l of relay.dpdk.eal_args)");
 
   if (o.turn) {
     const auto& t = *o.turn;
     auto refresher = NextHopRefresher::open(o.interface);
     if (!refresher) return Unexpected<Error>{refresher.error()};
     s.refresher = std::move(*refresher);
-    auto turnTables = TurnTables::create({t.capacity, t.maxRoutes != 0 ? t.maxRoutes : t.capacity,
-                                          t.maxPermissions, 4096, o.queues});
-    if (!turnTables) return Unexpected<Error>{turnTables.error()};
+    const uint32_t maxRoutes = t.maxRoutes != 0 ? t.maxRoutes : t.capacity;
+    auto turnTables = TurnTables::create(
+        {t.capacity, maxRoutes, t.maxPermissions,
+         TurnTables::nextHopsFor(t.capacity, maxRoutes, t.maxPermissions), o.queues});
+    // Sized by relay.turn's bounds (next hops: one per possible destination); the EAL's
+    // memory (-m) must hold them.
+    if (!turnTables)
+      return fail(turnTables.error().message +
+                  " (the TURN tables are sized by relay.turn.max_allocations and "
+                  "max_permissions_per_allocation: more EAL memory, -m in relay.dpdk.eal_args, or lower "
+                  "bounds)");
     s.turnTables = std::move(*turnTables);
     s.turnTable = std::make_unique<dataplane::TurnMapTable>(
         dataplane::TurnMapTable::Limits{"dpdk fast path", t.capacity,
@@ -376,6 +387,9 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
                                         t.relayPortMax, t.relayAddresses, TGW_TURN_RATE_MAX,
                                         [&s](const IpAddr& dst) {
                                           s.refresher->resolve(*s.turnTables, dst);
+                                        },
+                                        [&s](const IpAddr& dst) {
+                                          s.refresher->forget(*s.turnTables, dst);
                                         }},
         *s.turnTables);
 
@@ -398,12 +412,15 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
 
   const uint16_t q = static_cast<uint16_t>(o.queues);
   rte_eth_conf conf{};
-  if (int e = rte_eth_dev_configure(s.wire, q, q, &conf); e < 0) return fail(dpdkError("configure " + o.interface, e));
+  if (int e = rte_eth_dev_configure(s.wire, q, q, &conf); e < 0)
+    return fail(dpdkError("configure " + o.interface + " with " + std::to_string(q) + " queues", e) +
+                " (relay.dpdk.queues: at most " + o.interface + "'s channels, `ethtool -l`)");
   if (int e = rte_eth_dev_configure(s.tap, 1, q, &conf); e < 0)
     return fail(dpdkError("configure " + o.exceptionInterface, e));
   for (uint16_t i = 0; i < q; i++) {
     if (int e = rte_eth_rx_queue_setup(s.wire, i, kRxDescriptors, socket, nullptr, s.pool); e < 0)
-      return fail(dpdkError("rx queue " + std::to_string(i) + " of " + o.interface, e));
+      return fail(dpdkError("rx queue " + std::to_string(i) + " of " + o.interface, e) +
+                  " (relay.dpdk.queues: at most " + o.interface + "'s channels, `ethtool -l`)");
     if (int e = rte_eth_tx_queue_setup(s.wire, i, kTxDescriptors, socket, nullptr); e < 0)
       return fail(dpdkError("tx queue " + std::to_string(i) + " of " + o.interface, e));
     if (int e = rte_eth_tx_queue_setup(s.tap, i, kTxDescriptors, socket, nullptr); e < 0)
@@ -411,7 +428,9 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   }
   if (int e = rte_eth_rx_queue_setup(s.tap, 0, kRxDescriptors, socket, nullptr, s.pool); e < 0)
     return fail(dpdkError("rx queue of " + o.exceptionInterface, e));
-  if (int e = rte_eth_dev_start(s.wire); e < 0) return fail(dpdkError("start " + o.interface, e));
+  if (int e = rte_eth_dev_start(s.wire); e < 0)
+    return fail(dpdkError("start " + o.interface, e) + " (relay.dpdk.queues: at most " + o.interface +
+                "'s channels, `ethtool -l`)");
   s.portsStarted = true;
   if (int e = rte_eth_dev_start(s.tap); e < 0) return fail(dpdkError("start " + o.exceptionInterface, e));
   rte_eth_macaddr_get(s.tap, &s.tapMac);
@@ -560,8 +579,23 @@ void RelayBackend::keepAlive(TimePoint now) {
   s.refresher->refresh(*s.turnTables, s.turnTable->destinations());
 }
 
+void RelayBackend::nextHopsStale() {
+  if (!impl_ || !impl_->turnOn) return;
+  impl_->refresher->markStale(*impl_->turnTables);
+}
+
+bool RelayBackend::resolveStale() {
+  if (!impl_ || !impl_->turnOn) return false;
+  Impl& s = *impl_;
+  return s.refresher->sweep(*s.turnTables, s.turnTable->destinations());
+}
+
 uint32_t RelayBackend::nextHops() const {
   return impl_ && impl_->turnOn ? impl_->turnTables->nextHopCount() : 0;
+}
+
+uint64_t RelayBackend::nextHopTableFull() const {
+  return impl_ && impl_->turnOn ? impl_->refresher->tableFull() : 0;
 }
 
 uint32_t RelayBackend::cores() const { return impl_ ? static_cast<uint32_t>(impl_->cores.size()) : 0; }

@@ -100,8 +100,15 @@ class RelayBackend {
   // RelayFastPath::keepAlive) and refreshes the next hops from the kernel's routes and
   // neighbours (NextHopRefresher).
   void keepAlive(TimePoint now);
+  // A route or neighbour changed (the relay's NextHopWatch): every next hop leaves the
+  // table (those packets go to the kernel), then resolveStale() resolves them all again,
+  // NextHopRefresher::kSweepBudget per call; it answers true while more remain.
+  void nextHopsStale();
+  bool resolveStale();
   // Next hops known now (tests, status).
   uint32_t nextHops() const;
+  // Destinations not given a next hop because the table was full (NextHopRefresher::tableFull).
+  uint64_t nextHopTableFull() const;
 
   struct Impl;
 

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 
+#include "base/log.h"
 #include "dataplane/neighbours.h"
 
 namespace tgw::dpdk {
@@ -309,6 +310,9 @@ struct NextHopRefresher::Impl {
   std::map<IpAddr, NextHopKey> installed;
   IpAddr cursor;  // the last destination refreshed
   bool cursorSet = false;
+  bool sweeping = false;  // markStale() called, sweep() not done
+  IpAddr sweepCursor;     // the last destination swept
+  bool sweepCursorSet = false;
 };
 
 NextHopRefresher::~NextHopRefresher() = default;
@@ -347,10 +351,17 @@ NextHopKey keyOf(const IpAddr& dst) {
 
 }  // namespace
 
+uint32_t TurnTables::nextHopsFor(uint32_t capacity, uint32_t maxRoutes, uint64_t maxPermissions) {
+  const uint64_t n = 2 * uint64_t{maxRoutes} + capacity + maxPermissions;
+  return static_cast<uint32_t>(std::clamp<uint64_t>(n, 64, kMaxNextHops));
+}
+
 // The next hop of `dst` on the wire, written into the table; false when there is none now.
-static bool lookUp(dataplane::ManagedNeighbours& netlink, uint32_t wire,
-                   const std::array<uint8_t, 6>& mac, uint32_t mtu, TurnTables& tables,
-                   const IpAddr& dst, bool askKernel) {
+bool NextHopRefresher::lookUp(TurnTables& tables, const IpAddr& dst) {
+  Impl& m = *impl_;
+  dataplane::ManagedNeighbours& netlink = *m.netlink;
+  const uint32_t wire = ifindex_;
+  const bool askKernel = askKernel_;
   auto hop = netlink.nextHop(dst);
   if (!hop || hop->local || hop->noArp || static_cast<uint32_t>(hop->ifindex) != wire) return false;
   auto neigh = netlink.state(hop->address, hop->ifindex);
@@ -361,35 +372,39 @@ static bool lookUp(dataplane::ManagedNeighbours& netlink, uint32_t wire,
   }
   tgw_turn_nexthop nh{};
   std::memcpy(nh.dmac, neigh->linkAddress.data(), 6);
-  std::memcpy(nh.smac, mac.data(), 6);
+  std::memcpy(nh.smac, m.mac.data(), 6);
   nh.ifindex = wire;
-  nh.ok_len = mtu;
+  nh.ok_len = m.mtu;
   const NextHopKey key = keyOf(dst);
   const tgw_turn_nexthop* had = tables.nextHop(key);
   if (had != nullptr && std::memcmp(had, &nh, sizeof nh) == 0) return true;
-  return tables.putNextHop(key, nh) == 0;
+  const int err = tables.putNextHop(key, nh);
+  if (err == ENOSPC) {
+    ++tableFull_;
+    const TimePoint now = Clock::now();
+    if (tableFullLogged_ == 0 || now - lastFullLog_ >= kFullLogInterval) {
+      log::warn("dpdk.nexthop_table_full",
+                {{"entries", std::to_string(tables.nextHopCount())},
+                 {"unwritten", std::to_string(tableFull_ - tableFullLogged_)},
+                 {"unwritten_total", std::to_string(tableFull_)}});
+      tableFullLogged_ = tableFull_;
+      lastFullLog_ = now;
+    }
+  }
+  return err == 0;
 }
 
-uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& destinations,
+uint32_t NextHopRefresher::refresh(TurnTables& tables, const Destinations& destinations,
                                    uint32_t budget) {
   Impl& m = *impl_;
-  // Entries nobody sends to any more: gone (no kernel query).
-  for (auto it = m.installed.begin(); it != m.installed.end();) {
-    if (destinations.count(it->first)) {
-      ++it;
-      continue;
-    }
-    tables.removeNextHop(it->second);
-    it = m.installed.erase(it);
-  }
-  if (destinations.empty()) return 0;
+  if (destinations.empty()) return static_cast<uint32_t>(m.installed.size());
   // At most `budget` destinations asked for, round robin from where the last refresh ended.
   auto it = m.cursorSet ? destinations.upper_bound(m.cursor) : destinations.begin();
   const uint32_t n = std::min<uint32_t>(budget, static_cast<uint32_t>(destinations.size()));
   for (uint32_t i = 0; i < n; i++, ++it) {
     if (it == destinations.end()) it = destinations.begin();
-    const IpAddr& dst = *it;
-    if (lookUp(*m.netlink, ifindex_, m.mac, m.mtu, tables, dst, askKernel_)) {
+    const IpAddr& dst = it->first;
+    if (lookUp(tables, dst)) {
       m.installed[dst] = keyOf(dst);
     } else if (auto had = m.installed.find(dst); had != m.installed.end()) {
       tables.removeNextHop(had->second);  // no longer resolved: up to the kernel again
@@ -401,9 +416,56 @@ uint32_t NextHopRefresher::refresh(TurnTables& tables, const std::set<IpAddr>& d
   return static_cast<uint32_t>(m.installed.size());
 }
 
+void NextHopRefresher::prune(TurnTables& tables, const Destinations& destinations) {
+  Impl& m = *impl_;
+  auto d = destinations.begin();
+  for (auto it = m.installed.begin(); it != m.installed.end();) {
+    while (d != destinations.end() && d->first < it->first) ++d;
+    if (d != destinations.end() && d->first == it->first) {
+      ++it;
+      continue;
+    }
+    tables.removeNextHop(it->second);
+    it = m.installed.erase(it);
+  }
+}
+
+void NextHopRefresher::forget(TurnTables& tables, const IpAddr& destination) {
+  Impl& m = *impl_;
+  auto it = m.installed.find(destination);
+  if (it == m.installed.end()) return;
+  tables.removeNextHop(it->second);
+  m.installed.erase(it);
+}
+
+void NextHopRefresher::markStale(TurnTables& tables) {
+  Impl& m = *impl_;
+  for (const auto& [dst, key] : m.installed) tables.removeNextHop(key);
+  m.installed.clear();
+  m.sweeping = true;
+  m.sweepCursorSet = false;
+}
+
+bool NextHopRefresher::sweeping() const { return impl_->sweeping; }
+
+bool NextHopRefresher::sweep(TurnTables& tables, const Destinations& destinations,
+                             uint32_t budget) {
+  Impl& m = *impl_;
+  if (!m.sweeping) return false;
+  auto it = m.sweepCursorSet ? destinations.upper_bound(m.sweepCursor) : destinations.begin();
+  for (uint32_t i = 0; i < budget && it != destinations.end(); i++, ++it) {
+    const IpAddr& dst = it->first;
+    if (lookUp(tables, dst)) m.installed[dst] = keyOf(dst);
+    m.sweepCursor = dst;
+    m.sweepCursorSet = true;
+  }
+  if (it == destinations.end()) m.sweeping = false;
+  return m.sweeping;
+}
+
 void NextHopRefresher::resolve(TurnTables& tables, const IpAddr& destination) {
   Impl& m = *impl_;
-  if (lookUp(*m.netlink, ifindex_, m.mac, m.mtu, tables, destination, askKernel_))
+  if (lookUp(tables, destination))
     m.installed[destination] = keyOf(destination);
 }
 

@@ -28,10 +28,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/turn_map_table.h"
@@ -137,9 +139,14 @@ class TurnTables final : public dataplane::TurnMaps {
     uint32_t capacity = 0;        // allocation slots
     uint32_t maxRoutes = 0;       // channel routes (each direction one entry)
     uint64_t maxPermissions = 0;
-    uint32_t maxNextHops = 4096;  // destinations with a known next hop
+    uint32_t maxNextHops = 4096;  // destinations with a known next hop (nextHopsFor())
     uint32_t cores = 1;           // polling cores (readers)
   };
+  // Next hops enough for every destination the TURN entries can send to (TurnMapTable::
+  // destinations(): a route's peer and client, an allocation's client, a permitted peer),
+  // whatever the mix: 2 x routes + allocations + permissions, at most kMaxNextHops.
+  static constexpr uint32_t kMaxNextHops = 1u << 24;
+  static uint32_t nextHopsFor(uint32_t capacity, uint32_t maxRoutes, uint64_t maxPermissions);
   static Result<std::unique_ptr<TurnTables>> create(const Sizes& sizes);
   ~TurnTables() override;
 
@@ -222,31 +229,61 @@ class TurnTables final : public dataplane::TurnMaps {
 // interface. A destination routed out of another interface, or whose neighbour is not
 // resolved (no entry, INCOMPLETE, FAILED), gets no entry: its packets go up and the kernel
 // sends them (resolving the neighbour on the way, so a later refresh finds it). The control
-// thread resolves a new entry's destinations as it writes the entry (resolve()) and calls
-// refresh() every second; a neighbour change reaches the fast path with the next refresh
-// that covers it (XDP's per-CPU cache: within a second).
+// thread resolves a new entry's destinations as it writes the entry (resolve()), forgets a
+// destination when its last entry goes (forget()), and calls refresh() every second.
+// Route and neighbour changes: the relay's NextHopWatch (rtnetlink events, paced to ~20 ms,
+// as for XDP) calls markStale(), which takes every next hop out of the table at once, so
+// that from then on no packet goes to a MAC address the change may have made wrong: they
+// go up to the kernel, which sends them by its current routes and neighbours. sweep() then
+// resolves every destination again, `budget` of them per call (the relay role calls it
+// every 10 ms until it answers false), and the fast path takes them back as they come.
+// Without an event (a neighbour's MAC changed with no netlink report, the watch off), an
+// entry is re-checked by the round robin of refresh(): within destinations / kRefreshBudget
+// seconds.
 class NextHopRefresher {
  public:
+  using Destinations = dataplane::TurnMapTable::Destinations;
   // askKernel: make managed neighbour entries for unresolved next hops (ManagedNeighbours:
   // released again when this object goes); tests that set neighbours by hand pass false.
   static Result<std::unique_ptr<NextHopRefresher>> open(const std::string& wire,
                                                         bool askKernel = true);
   ~NextHopRefresher();
-  // Drops the next hops of addresses no longer in `destinations`, and asks the kernel again
-  // about at most `budget` of them (round robin: with more, each is refreshed every
-  // size / budget calls; the control thread's second stays short whatever the number of
-  // allocations). Returns how many entries the table holds.
+  // Asks the kernel again about at most `budget` destinations (round robin: with more, each
+  // is refreshed every size / budget calls; the control thread's second stays short
+  // whatever the number of allocations). Returns how many entries the table holds.
   static constexpr uint32_t kRefreshBudget = 512;
-  uint32_t refresh(TurnTables& tables, const std::set<IpAddr>& destinations,
+  uint32_t refresh(TurnTables& tables, const Destinations& destinations,
                    uint32_t budget = kRefreshBudget);
+  // Drops the next hops of addresses no longer in `destinations` (a walk of both: for
+  // callers without forget(), the parity tests).
+  void prune(TurnTables& tables, const Destinations& destinations);
+  // A destination no entry sends to any more (TurnMapTable::Limits::onDestinationGone).
+  void forget(TurnTables& tables, const IpAddr& destination);
+  // Routes or neighbours changed: every next hop out of the table (bounded by its size,
+  // rte_hash deletes), and a sweep of all destinations pending.
+  void markStale(TurnTables& tables);
+  // Resolves the next `budget` destinations of the pending sweep; true while more remain.
+  static constexpr uint32_t kSweepBudget = 1024;
+  bool sweep(TurnTables& tables, const Destinations& destinations,
+             uint32_t budget = kSweepBudget);
+  bool sweeping() const;
   // One destination now (a new entry's: TurnMapTable::Limits::onDestination), added to what
   // refresh() keeps. An unresolved neighbour is asked for (a managed entry, as the edge's
   // ManagedNeighbours does): the kernel resolves it and a later refresh finds it.
   void resolve(TurnTables& tables, const IpAddr& destination);
   uint32_t wireIfindex() const { return ifindex_; }
+  // Destinations resolved but not written because the next-hop table was full (ENOSPC):
+  // sent up to the kernel like an unresolved one, but counted here (and logged, at most
+  // once every kFullLogInterval) rather than as a missing neighbour.
+  uint64_t tableFull() const { return tableFull_; }
+  static constexpr std::chrono::seconds kFullLogInterval{10};
 
  private:
   NextHopRefresher() = default;
+  bool lookUp(TurnTables& tables, const IpAddr& dst);
+  uint64_t tableFull_ = 0;
+  uint64_t tableFullLogged_ = 0;
+  TimePoint lastFullLog_{};
   struct Impl;
   std::unique_ptr<Impl> impl_;
   uint32_t ifindex_ = 0;

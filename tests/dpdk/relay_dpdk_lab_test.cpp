@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 #include <toml++/toml.h>
@@ -55,7 +56,7 @@ Result<std::string> writeDpdkExample(const Lab& lab) {
   relay->erase("secondary_address");
   relay->erase("stun_alternate_port");
   relay->insert_or_assign("dataplane", "dpdk");
-  toml::array eal{"-l", "0,1", "--no-huge", "-m", "128", "--no-shconf", "--no-pci", "--no-telemetry", "--file-prefix",
+  toml::array eal{"-l", "0,1", "--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--no-telemetry", "--file-prefix",
                   lab.tempDir().filename().string()};
   relay->insert_or_assign("dpdk", toml::table{{"eal_args", eal}});
   const std::string path = (lab.tempDir() / "relay-dpdk-example.toml").string();
@@ -63,6 +64,38 @@ Result<std::string> writeDpdkExample(const Lab& lab) {
   out << config << "\n";
   if (!out) return fail("cannot write " + path);
   return path;
+}
+
+// `tgwd --check` on the relay host: queues beyond what wan0 (a veth: one receive channel)
+// has are refused there, naming the key, rather than failing at start.
+TEST(RelayDpdk, CheckRefusesMoreQueuesThanTheInterfaceHas) {
+#ifndef TGW_HAVE_DPDK
+  GTEST_SKIP() << "this build has no DPDK backend (meson setup -Ddpdk=enabled, with libdpdk-dev)";
+#endif
+  if (access(tgwdPath().c_str(), X_OK) != 0) GTEST_SKIP() << "tgwd not built at " << tgwdPath();
+  auto lab = Lab::fromDescription("relay; host c");
+  ASSERT_TRUE(lab.ok()) << lab.error().message;
+  Lab& l = **lab;
+  auto example = writeDpdkExample(l);
+  ASSERT_TRUE(example.ok()) << example.error().message;
+  auto ok = l.exec(l.host("relay").netns, tgwdPath() + " --check --config " + *example);
+  EXPECT_EQ(ok.output.find("relay.dpdk.queues"), std::string::npos) << ok.output;
+  std::string text;
+  {
+    std::ifstream in(*example);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t at = text.find("[relay.dpdk]");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.insert(text.find('\n', at) + 1, "queues = 2\n");
+  const std::string two = (l.tempDir() / "relay-dpdk-2q.toml").string();
+  std::ofstream(two) << text;
+  auto out = l.exec(l.host("relay").netns, tgwdPath() + " --check --config " + two);
+  EXPECT_FALSE(out.ok()) << out.output;
+  EXPECT_NE(out.output.find("relay.dpdk.queues: expected at most 1 (the receive channels of 'wan0', `ethtool -l`), "
+                            "got 2"),
+            std::string::npos)
+      << out.output;
 }
 
 TEST(RelayDpdk, StunAnsweredInDpdkTheRestByTheSocketsThroughTheTap) {

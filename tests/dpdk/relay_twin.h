@@ -109,6 +109,7 @@ class DpdkTwin {
   }
 
   XdpRun run(const Bytes& in) {
+    refresher_->prune(*tables_, relay_->destinations());
     refresher_->refresh(*tables_, relay_->destinations());
     const uint32_t zero = 0;
     uint64_t deadline = 0;

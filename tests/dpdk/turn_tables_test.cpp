@@ -214,5 +214,85 @@ TEST_F(TurnTablesTest, EachCoreTakesItsShareOfTheCap) {
   EXPECT_EQ(t->charge(1, 4, 1'000'000, now), 1);
 }
 
+
+// The next-hop table holds one entry per destination the TURN entries can send to: two per
+// route, one per allocation's client, one per permission (not a fixed 4,096). A full one
+// answers ENOSPC (NextHopRefresher counts it as table-full, not as a missing neighbour).
+TEST(TurnTablesSizes, NextHopsCoverEveryDestination) {
+  EXPECT_EQ(TurnTables::nextHopsFor(10000, 10000, 640000), 2u * 10000 + 10000 + 640000);
+  EXPECT_EQ(TurnTables::nextHopsFor(1, 1, 1), 64u) << "a floor";
+  EXPECT_EQ(TurnTables::nextHopsFor(UINT32_MAX, UINT32_MAX, UINT64_MAX / 2), TurnTables::kMaxNextHops);
+}
+
+TEST_F(TurnTablesTest, NextHopTableFullAnswersEnospc) {
+  auto t = TurnTables::create({4, 4, 8, TurnTables::nextHopsFor(4, 4, 8), 1});
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  const uint32_t n = TurnTables::nextHopsFor(4, 4, 8);
+  tgw_turn_nexthop nh{};
+  nh.ok_len = 1500;
+  auto key = [](uint32_t i) {
+    NextHopKey k{};
+    k.family = TGW_FAMILY_IPV4;
+    std::memcpy(k.addr, &i, sizeof i);
+    return k;
+  };
+  for (uint32_t i = 0; i < n; i++) ASSERT_EQ((*t)->putNextHop(key(i), nh), 0) << i;
+  EXPECT_EQ((*t)->nextHopCount(), n);
+  EXPECT_EQ((*t)->putNextHop(key(n), nh), ENOSPC);
+  (*t)->removeNextHop(key(0));
+  EXPECT_EQ((*t)->putNextHop(key(n), nh), 0);
+}
+
+// TurnMapTable keeps its destinations as entries come and go (no rebuild): each address
+// with how many entries send to it, onDestinationGone when the last one goes.
+TEST_F(TurnTablesTest, DestinationsFollowTheEntries) {
+  auto t = TurnTables::create({4, 8, 16, 64, 1});
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  const IpAddr relay = *IpAddr::parse("192.0.2.1");
+  std::vector<IpAddr> added, gone;
+  dataplane::TurnMapTable table(
+      {"test", 4, 8, 16, TGW_CHANNEL_MAX, 50000, 50099, {relay}, TGW_TURN_RATE_MAX,
+       [&](const IpAddr& a) { added.push_back(a); }, [&](const IpAddr& a) { gone.push_back(a); }},
+      **t);
+  const SockAddr client{*IpAddr::parse("198.51.100.7"), 4000};
+  const SockAddr server{relay, 3478};
+  const SockAddr relayed{relay, 50001};
+  const IpAddr peerA = *IpAddr::parse("203.0.113.5"), peerB = *IpAddr::parse("203.0.113.6");
+  ASSERT_TRUE(table.addAllocation(0, {}).ok());
+  ASSERT_TRUE(table.setAddresses({0, client, server, relayed, std::nullopt}).ok());
+  ASSERT_TRUE(table.addPermission({.allocation = 0, .peer = peerA}).ok());
+  ASSERT_TRUE(table.addPermission({.allocation = 0, .peer = peerA}).ok());  // a refresh: no second hold
+  ASSERT_TRUE(table.addPermission({.allocation = 0, .peer = peerB}).ok());
+  dataplane::TurnChannelRoute route{};
+  route.allocation = 0;
+  route.client = client;
+  route.server = server;
+  route.relayed = relayed;
+  route.peer = SockAddr{peerA, 9000};
+  route.channel = 0x4000;
+  ASSERT_TRUE(table.addChannel(route).ok());
+  ASSERT_TRUE(table.addChannel(route).ok());  // in place: no second hold
+  using D = dataplane::TurnMapTable::Destinations;
+  EXPECT_EQ(table.destinations(), (D{{client.ip(), 2}, {peerA, 2}, {peerB, 1}}));
+  EXPECT_FALSE(added.empty());
+
+  table.removePermission(0, peerB);
+  EXPECT_EQ(gone, std::vector<IpAddr>{peerB});
+  table.removePermission(0, peerA);
+  EXPECT_EQ(gone.size(), 1u) << "the channel still sends to peer A";
+  table.removeChannel(route);
+  EXPECT_EQ(gone, (std::vector<IpAddr>{peerB, peerA}));
+  EXPECT_EQ(table.destinations(), (D{{client.ip(), 1}}));
+  // Addresses replaced by others: the new client held before the old one goes.
+  const SockAddr client2{*IpAddr::parse("198.51.100.8"), 4000};
+  ASSERT_TRUE(table.setAddresses({0, client2, server, relayed, std::nullopt}).ok());
+  EXPECT_EQ(table.destinations(), (D{{client2.ip(), 1}}));
+  EXPECT_EQ(gone.back(), client.ip());
+  ASSERT_TRUE(table.addPermission({.allocation = 0, .peer = peerB}).ok());
+  table.removeAllocation(0);
+  EXPECT_TRUE(table.destinations().empty());
+  EXPECT_EQ(gone.size(), 5u);
+}
+
 }  // namespace
 }  // namespace tgw::dpdk

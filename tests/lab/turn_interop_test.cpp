@@ -426,7 +426,7 @@ TEST_P(TurnInterop, AllocationsShowTheChannelAndWhoCarriedIt) {
   auto text = daemon_->show("allocations");
   ASSERT_TRUE(text.ok()) << text.output;
   EXPECT_NE(text.output.find("user lab"), std::string::npos) << text.output;
-  EXPECT_EQ(text.output.find(", XDP)") != std::string::npos, xdp()) << text.output;
+  EXPECT_EQ(text.output.find(", fast path)") != std::string::npos, xdp()) << text.output;
   running->stop();
 }
 

@@ -293,6 +293,10 @@ TEST_F(Tgwctl, ClearErrors) {
   for (const char* c : {"status", "stats", "peers", "paths", "flows", "ping PEER", "netcheck", "allocations", "portmap"}) {
     EXPECT_NE(r.out.find(std::string("  ") + c), std::string::npos) << c;
   }
+  // The fast path is XDP or DPDK; port mapping is NAT-PMP, PCP, UPnP and the IPv6 pinhole.
+  EXPECT_NE(r.out.find("the fast path (XDP or DPDK)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(NAT-PMP, PCP, UPnP) and the IPv6"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("pinhole (pinhole6)"), std::string::npos) << r.out;
 }
 
 // Issue 11: `tgwctl COMMAND --help` prints that command's usage and exits 0 (it used to
@@ -361,6 +365,36 @@ TEST_F(Tgwctl, AllocationsSayTheTransport) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("198.18.1.1:50000  user edge  via 192.0.2.1:3478 over tcp  590 s left\n"), std::string::npos)
       << r.out;
+}
+
+// A DPDK relay's status: STUN and TURN are both DPDK's now.
+TEST_F(Tgwctl, StatusOfADpdkRelaySaysTurnIsRelayedByDpdk) {
+  status_ = json{{"version", "test"}, {"pid", 1}, {"uptime_s", 30}, {"config", "/etc/tgw/relay.toml"},
+                 {"roles", {"relay"}},
+                 {"relay", {{"interface", "wan0"},
+                            {"dataplane", "dpdk"},
+                            {"xdp", {{"requested", "off"}, {"attached", "off"}, {"program", "dpdk"}}},
+                            {"stun", {{"endpoints", json::array()}, {"rfc5780", false}}}}}};
+  auto r = tgwctl(sock() + "status");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("  dataplane   dpdk (STUN answered and TURN relayed by DPDK; the rest through its TAP to "
+                       "the sockets)\n"),
+            std::string::npos)
+      << r.out;
+}
+
+// A channel the fast path carries, and the fast path's share of the traffic, are said as
+// "fast path" (XDP or DPDK alike), not "XDP".
+TEST_F(Tgwctl, AllocationsSayFastPathNotXdp) {
+  auto& a = allocations_["allocations"][0];
+  a["channels"] = json::array({json{{"channel", 0x4000}, {"peer", "203.0.113.5:9000"}, {"time_left_s", 290},
+                                    {"fast_path", true}}});
+  a["fast_path_traffic"] = a["traffic"];
+  auto r = tgwctl(sock() + "allocations");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("0x4000 -> 203.0.113.5:9000 (290 s, fast path)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n  fast path   "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("XDP"), std::string::npos) << r.out;
 }
 
 // `netcheck --config FILE` asks that config's tgwd (daemon.control_socket) for the port
