@@ -3,7 +3,10 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
+#include <linux/if_xdp.h>
 #include <net/if.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +22,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -36,7 +40,14 @@ namespace tgw::dpdk {
 namespace {
 
 constexpr uint16_t kBurst = 32;            // l3fwd's MAX_PKT_BURST
-constexpr uint16_t kRxDescriptors = 1024;  // per queue
+// Per queue: the AF_XDP RX ring. It is all the buffering between the kernel half of the path
+// (steering program, copy into the socket: in softirq or a napi thread, which the worker
+// cannot preempt when it shares its core) and the worker: a burst the kernel handles while
+// the worker is off the core is lost beyond it (XDP_STATISTICS rx_ring_full, counted in
+// dpdk_ports as xsk_rx_ring_full). DPDK 22.11's net_af_xdp puts 2048 buffers in the fill ring
+// at start and refills what it receives, so more than 2048 would only move the loss to
+// xsk_rx_fill_ring_empty.
+constexpr uint16_t kRxDescriptors = 2048;
 constexpr uint16_t kTxDescriptors = 1024;
 constexpr uint64_t kDrainUs = 100;         // TX buffers flushed at least this often (l3fwd)
 constexpr unsigned kMbufCache = 256;
@@ -116,6 +127,9 @@ struct RelayBackend::Impl {
   int portsMapFd = -1;
   std::vector<uint16_t> marked;
   uint64_t drainTsc = 0;
+  // net_af_xdp's AF_XDP sockets (owned by DPDK, read with getsockopt(XDP_STATISTICS) only,
+  // forgotten before the ports close).
+  std::vector<int> xskFds;
 
   static int loopEntry(void* arg);
   int loop(Core& core);
@@ -200,6 +214,25 @@ Result<void> clearLeftoverSteering(int ifindex, const std::string& ifname) {
   if (err != 0) return fail("dpdk: detaching a leftover steering program from " + ifname + ": " + std::strerror(-err));
   log::warn("dpdk.leftover_steering_detached", {{"interface", ifname}, {"program_id", std::to_string(progId)}});
   return {};
+}
+
+// The AF_XDP sockets of this process: net_af_xdp's (tgwd opens none itself). DPDK 22.11
+// neither exposes them nor counts the kernel's drops beyond rx_dropped (imissed).
+std::vector<int> findXskFds() {
+  std::vector<int> fds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  const int own = dirfd(dir);
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const int fd = std::atoi(e->d_name);
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    if (fd != own && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_XDP)
+      fds.push_back(fd);
+  }
+  closedir(dir);
+  return fds;
 }
 
 std::string joined(const std::vector<std::string>& v) {
@@ -415,6 +448,11 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   s.portsStarted = true;
   if (int e = rte_eth_dev_start(s.tap); e < 0) return fail(dpdkError("start " + o.exceptionInterface, e));
   rte_eth_macaddr_get(s.tap, &s.tapMac);
+  s.xskFds = findXskFds();
+  if (s.xskFds.size() != q)
+    log::warn("dpdk.xsk_sockets", {{"expected", std::to_string(q)},
+                                   {"found", std::to_string(s.xskFds.size())},
+                                   {"effect", "dpdk_ports xsk_* counters incomplete"}});
   if (rpFilter("all") == 1 || rpFilter(o.exceptionInterface) == 1) {
     log::warn("dpdk.rp_filter_strict",
               {{"interface", o.exceptionInterface},
@@ -487,6 +525,7 @@ void RelayBackend::stop() {
   if (!impl_) return;
   Impl& s = *impl_;
   s.unmark();
+  s.xskFds.clear();
   if (s.launched) {
     s.quit = true;
     rte_eal_mp_wait_lcore();
@@ -539,6 +578,23 @@ std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const
       sum.kernelRxDrained += LoopCounters::get(l.kernelRxDrained);
     }
   }
+  // The kernel's side of each AF_XDP socket: frames the steering program redirected that the
+  // socket refused (rx_ring_full: the worker had not emptied the RX ring; fill_ring_empty: no
+  // buffer posted; rx_dropped: all refusals the kernel counts as drops, e.g. too long).
+  xdp_statistics xsk{};
+  if (impl_) {
+    for (int fd : impl_->xskFds) {
+      xdp_statistics one{};
+      socklen_t len = sizeof one;
+      if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &one, &len) != 0) continue;
+      xsk.rx_dropped += one.rx_dropped;
+      xsk.rx_invalid_descs += one.rx_invalid_descs;
+      xsk.tx_invalid_descs += one.tx_invalid_descs;
+      xsk.rx_ring_full += one.rx_ring_full;
+      xsk.rx_fill_ring_empty_descs += one.rx_fill_ring_empty_descs;
+      xsk.tx_ring_empty_descs += one.tx_ring_empty_descs;
+    }
+  }
   return {{"rx", sum.rx},
           {"tx", sum.tx},
           {"to_kernel", sum.toKernel},
@@ -546,7 +602,13 @@ std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const
           {"multi_segment_to_kernel", sum.multiSegment},
           {"wire_tx_failed", sum.wireTxFailed},
           {"kernel_tx_failed", sum.kernelTxFailed},
-          {"kernel_rx_drained", sum.kernelRxDrained}};
+          {"kernel_rx_drained", sum.kernelRxDrained},
+          {"xsk_rx_ring_full", xsk.rx_ring_full},
+          {"xsk_rx_fill_ring_empty", xsk.rx_fill_ring_empty_descs},
+          {"xsk_rx_dropped", xsk.rx_dropped},
+          {"xsk_rx_invalid_descs", xsk.rx_invalid_descs},
+          {"xsk_tx_invalid_descs", xsk.tx_invalid_descs},
+          {"xsk_tx_ring_empty", xsk.tx_ring_empty_descs}};
 }
 
 dataplane::TurnTable* RelayBackend::turnTable() {
