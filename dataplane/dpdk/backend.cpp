@@ -51,6 +51,15 @@ constexpr uint16_t kRxDescriptors = 2048;
 constexpr uint16_t kTxDescriptors = 1024;
 constexpr uint64_t kDrainUs = 100;         // TX buffers flushed at least this often (l3fwd)
 constexpr unsigned kMbufCache = 256;
+// After kIdlePolls empty polls in a row the worker sleeps kIdleNap. With net_af_xdp the kernel
+// half of the path (steering program, copy into the AF_XDP socket) runs in softirq or a napi
+// thread; where that shares the worker's core (veth, threaded NAPI) a worker that never sleeps
+// either starves it (worker above the napi thread: nothing arrives) or, below it, runs only
+// between its stints, whose frames beyond the RX ring's 2048 are lost. With the nap the worker
+// can sit above the napi thread: the kernel half runs while the worker naps and is preempted
+// by the worker within kIdleNap, so a stint never outgrows the ring.
+constexpr unsigned kIdlePolls = 16;
+constexpr timespec kIdleNap{0, 20'000};
 constexpr const char* kWireName = "net_af_xdp_tgw";
 constexpr const char* kTapName = "net_tap_tgw";
 constexpr const char* kPortsMap = "tgw_dpdk_ports";
@@ -66,6 +75,7 @@ struct LoopCounters {
   uint64_t wireTxFailed = 0;     // answers the wire's TX queue did not take, freed
   uint64_t kernelTxFailed = 0;   // frames the TAP did not take, freed (lost)
   uint64_t kernelRxDrained = 0;  // frames the kernel sent into the TAP, dropped
+  uint64_t idleNaps = 0;         // kIdleNap sleeps after kIdlePolls empty polls
 
   static void add(uint64_t& c, uint64_t n) { __atomic_store_n(&c, c + n, __ATOMIC_RELAXED); }
   static uint64_t get(const uint64_t& c) { return __atomic_load_n(&c, __ATOMIC_RELAXED); }
@@ -300,6 +310,7 @@ void RelayBackend::Impl::handleBurst(Core& core, rte_mbuf** pkts, uint16_t n, ui
 int RelayBackend::Impl::loop(Core& core) {
   rte_mbuf* pkts[kBurst];
   uint64_t lastDrain = rte_rdtsc();
+  unsigned idlePolls = 0;
   if (turnOn) turnTables->grace().online(core.queue);
   while (!quit.load(std::memory_order_relaxed)) {
     // No pointer into the TURN tables is held between iterations: what the control thread
@@ -315,6 +326,12 @@ int RelayBackend::Impl::loop(Core& core) {
     if (n > 0) {
       LoopCounters::add(core.counters.rx, n);
       handleBurst(core, pkts, n, monotonicNs());
+      idlePolls = 0;
+    } else if (++idlePolls >= kIdlePolls) {
+      // Give the core to the kernel half of the path for a moment (see kIdleNap).
+      nanosleep(&kIdleNap, nullptr);
+      idlePolls = 0;
+      LoopCounters::add(core.counters.idleNaps, 1);
     }
     if (core.queue == 0) {
       // The kernel's own frames into the TAP (IPv6 link-local chatter): not ours to send.
@@ -576,6 +593,7 @@ std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const
       sum.wireTxFailed += LoopCounters::get(l.wireTxFailed);
       sum.kernelTxFailed += LoopCounters::get(l.kernelTxFailed);
       sum.kernelRxDrained += LoopCounters::get(l.kernelRxDrained);
+      sum.idleNaps += LoopCounters::get(l.idleNaps);
     }
   }
   // The kernel's side of each AF_XDP socket: frames the steering program redirected that the
@@ -603,6 +621,7 @@ std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const
           {"wire_tx_failed", sum.wireTxFailed},
           {"kernel_tx_failed", sum.kernelTxFailed},
           {"kernel_rx_drained", sum.kernelRxDrained},
+          {"idle_naps", sum.idleNaps},
           {"xsk_rx_ring_full", xsk.rx_ring_full},
           {"xsk_rx_fill_ring_empty", xsk.rx_fill_ring_empty_descs},
           {"xsk_rx_dropped", xsk.rx_dropped},
