@@ -59,7 +59,7 @@ constexpr unsigned kAfXdpCompletions = 2048;  // its completion ring
 // either starves it (worker above the napi thread: nothing arrives) or, below it, runs only
 // between its stints, whose frames beyond the RX ring's 2048 are lost. With the nap the worker
 // can sit above the napi thread: the kernel half runs while the worker naps and is preempted
-// by the worker within kIdleNap, so a stint never outgrows the ring.
+// by the worker within kIdleNap, so a stint is bounded by the nap, not by the sender's burst.
 constexpr unsigned kIdlePolls = 16;
 constexpr timespec kIdleNap{0, 20'000};
 constexpr const char* kWireName = "net_af_xdp_tgw";
