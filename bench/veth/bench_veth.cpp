@@ -35,15 +35,13 @@
 //   xdp        tgwd, example relay config, xdp_mode = native
 //   dpdk       tgwd, the same config with relay.dataplane = "dpdk": net_af_xdp on wan0 with the
 //              steering XDP program, one polling worker on lcore 1 = the system's CPU, given
-//              real-time priority one below the napi thread's
+//              real-time priority one above the napi thread's (the worker naps when idle)
 //   nop        the reflector
 // ChannelData: a real allocation and ChannelBind through tgwd's TURN server first (through
 // the TAP with DPDK). CPU per packet is the primary figure: all CPU time of the system's napi
-// thread and tgwd's threads over packets that reached the sink. A DPDK worker polls at 100 %,
-// so its figure includes idle polling: an upper bound of the path's cost. On veth it is far
-// from the program's own cost: the worker's samples are mostly empty recvfrom() polls while
-// most frames are lost at the redirect into the AF_XDP socket (see the README text of issue
-// 16). Each measurement names the limit it hit.
+// thread and tgwd's threads over packets that reached the sink. A DPDK worker polls until it
+// has seen 16 empty polls, then naps 20 us, so its figure includes some idle polling: an upper
+// bound of the path's cost. Each measurement names the limit it hit.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
@@ -520,9 +518,12 @@ class Bench {
     systemPids_.push_back(daemon_->process()->pid());
     if (dpdk) {
       // The worker gets real-time priority as the XDP systems' napi threads do (on a shared
-      // machine other work on its core would otherwise take turns with it), one below the
-      // napi thread's so that the kernel half of its path (steering program, AF_XDP copy)
-      // still preempts it. Without this it got a quarter of its core on a loaded machine.
+      // machine other work on its core would otherwise take turns with it), one above the
+      // napi thread's: the napi thread (steering program, AF_XDP copy) runs while the worker
+      // naps when idle (backend.cpp, kIdleNap) and is preempted within the nap. One below,
+      // the napi thread handled whole generator bursts (~3000 frames) before the worker could
+      // run and the AF_XDP RX ring took only the first 1024-2048 (xsk_rx_ring_full /
+      // xsk_rx_fill_ring_empty: 80-90 % of the redirects failed).
       const std::string tasks = "/proc/" + std::to_string(daemon_->process()->pid()) + "/task";
       int workers = 0;
       for (const auto& e : std::filesystem::directory_iterator(tasks)) {
@@ -530,7 +531,7 @@ class Bench {
         std::string comm;
         std::getline(in, comm);
         if (comm.rfind("rte-worker", 0) != 0 && comm.rfind("lcore-worker", 0) != 0) continue;
-        run({"chrt", "-f", "-p", "49", e.path().filename().string()});
+        run({"chrt", "-f", "-p", "51", e.path().filename().string()});
         workers++;
       }
       if (workers == 0) return tgw::fail("tgwd (dpdk): no DPDK worker thread found in " + tasks);

@@ -3,7 +3,10 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
+#include <linux/if_xdp.h>
 #include <net/if.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +22,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -36,10 +40,28 @@ namespace tgw::dpdk {
 namespace {
 
 constexpr uint16_t kBurst = 32;            // l3fwd's MAX_PKT_BURST
-constexpr uint16_t kRxDescriptors = 1024;  // per queue
+// Per queue: the AF_XDP RX ring. It is all the buffering between the kernel half of the path
+// (steering program, copy into the socket: in softirq or a napi thread, which the worker
+// cannot preempt when it shares its core) and the worker: a burst the kernel handles while
+// the worker is off the core is lost beyond it (XDP_STATISTICS rx_ring_full, counted in
+// dpdk_ports as xsk_rx_ring_full). DPDK 22.11's net_af_xdp puts 2048 buffers in the fill ring
+// at start and refills what it receives, so more than 2048 would only move the loss to
+// xsk_rx_fill_ring_empty.
+constexpr uint16_t kRxDescriptors = 2048;
 constexpr uint16_t kTxDescriptors = 1024;
 constexpr uint64_t kDrainUs = 100;         // TX buffers flushed at least this often (l3fwd)
 constexpr unsigned kMbufCache = 256;
+constexpr unsigned kAfXdpFillBuffers = 2048;  // DPDK 22.11 net_af_xdp: buffers it posts per queue
+constexpr unsigned kAfXdpCompletions = 2048;  // its completion ring
+// After kIdlePolls empty polls in a row the worker sleeps kIdleNap. With net_af_xdp the kernel
+// half of the path (steering program, copy into the AF_XDP socket) runs in softirq or a napi
+// thread; where that shares the worker's core (veth, threaded NAPI) a worker that never sleeps
+// either starves it (worker above the napi thread: nothing arrives) or, below it, runs only
+// between its stints, whose frames beyond the RX ring's 2048 are lost. With the nap the worker
+// can sit above the napi thread: the kernel half runs while the worker naps and is preempted
+// by the worker within kIdleNap, so a stint is bounded by the nap, not by the sender's burst.
+constexpr unsigned kIdlePolls = 16;
+constexpr timespec kIdleNap{0, 20'000};
 constexpr const char* kWireName = "net_af_xdp_tgw";
 constexpr const char* kTapName = "net_tap_tgw";
 constexpr const char* kPortsMap = "tgw_dpdk_ports";
@@ -55,6 +77,7 @@ struct LoopCounters {
   uint64_t wireTxFailed = 0;     // answers the wire's TX queue did not take, freed
   uint64_t kernelTxFailed = 0;   // frames the TAP did not take, freed (lost)
   uint64_t kernelRxDrained = 0;  // frames the kernel sent into the TAP, dropped
+  uint64_t idleNaps = 0;         // kIdleNap sleeps after kIdlePolls empty polls
 
   static void add(uint64_t& c, uint64_t n) { __atomic_store_n(&c, c + n, __ATOMIC_RELAXED); }
   static uint64_t get(const uint64_t& c) { return __atomic_load_n(&c, __ATOMIC_RELAXED); }
@@ -116,6 +139,9 @@ struct RelayBackend::Impl {
   int portsMapFd = -1;
   std::vector<uint16_t> marked;
   uint64_t drainTsc = 0;
+  // net_af_xdp's AF_XDP sockets (owned by DPDK, read with getsockopt(XDP_STATISTICS) only,
+  // forgotten before the ports close).
+  std::vector<int> xskFds;
 
   static int loopEntry(void* arg);
   int loop(Core& core);
@@ -202,6 +228,25 @@ Result<void> clearLeftoverSteering(int ifindex, const std::string& ifname) {
   return {};
 }
 
+// The AF_XDP sockets of this process: net_af_xdp's (tgwd opens none itself). DPDK 22.11
+// neither exposes them nor counts the kernel's drops beyond rx_dropped (imissed).
+std::vector<int> findXskFds() {
+  std::vector<int> fds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  const int own = dirfd(dir);
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const int fd = std::atoi(e->d_name);
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    if (fd != own && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_XDP)
+      fds.push_back(fd);
+  }
+  closedir(dir);
+  return fds;
+}
+
 std::string joined(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& a : v) s += (s.empty() ? "" : " ") + a;
@@ -267,6 +312,7 @@ void RelayBackend::Impl::handleBurst(Core& core, rte_mbuf** pkts, uint16_t n, ui
 int RelayBackend::Impl::loop(Core& core) {
   rte_mbuf* pkts[kBurst];
   uint64_t lastDrain = rte_rdtsc();
+  unsigned idlePolls = 0;
   if (turnOn) turnTables->grace().online(core.queue);
   while (!quit.load(std::memory_order_relaxed)) {
     // No pointer into the TURN tables is held between iterations: what the control thread
@@ -282,6 +328,12 @@ int RelayBackend::Impl::loop(Core& core) {
     if (n > 0) {
       LoopCounters::add(core.counters.rx, n);
       handleBurst(core, pkts, n, monotonicNs());
+      idlePolls = 0;
+    } else if (++idlePolls >= kIdlePolls) {
+      // Give the core to the kernel half of the path for a moment (see kIdleNap).
+      nanosleep(&kIdleNap, nullptr);
+      idlePolls = 0;
+      LoopCounters::add(core.counters.idleNaps, 1);
     }
     if (core.queue == 0) {
       // The kernel's own frames into the TAP (IPv6 link-local chatter): not ours to send.
@@ -406,7 +458,14 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   }
 
   const unsigned socket = rte_socket_id();
-  const unsigned mbufs = o.queues * (kRxDescriptors + 2 * kTxDescriptors + 4 * kBurst) + 1024;
+  // net_af_xdp's RX and TX use this pool's mbufs as AF_XDP buffers: per queue about
+  // kAfXdpFillBuffers with the kernel (fill + RX rings), up to kTxDescriptors in the TX ring
+  // and kAfXdpCompletions waiting in the completion ring (net_af_xdp pulls it only when half
+  // full), and the loop's bursts; the mempool caches on top. Twice that: with the old size
+  // (RX + 2 TX rings) the pool ran dry under load on veth, the fill ring went empty
+  // (xsk_rx_fill_ring_empty) and the rate fell by about half; 2x and 6x measured the same.
+  const unsigned perQueue = 2 * (kAfXdpFillBuffers + kTxDescriptors + kAfXdpCompletions) + 4 * kBurst;
+  const unsigned mbufs = o.queues * perQueue + 2 * kMbufCache * (o.queues + 1) + 1024;
   s.pool = rte_pktmbuf_pool_create("tgw_mbufs", mbufs, kMbufCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(socket));
   if (s.pool == nullptr) return fail(dpdkError("mbuf pool of " + std::to_string(mbufs), rte_errno));
 
@@ -434,6 +493,11 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
   s.portsStarted = true;
   if (int e = rte_eth_dev_start(s.tap); e < 0) return fail(dpdkError("start " + o.exceptionInterface, e));
   rte_eth_macaddr_get(s.tap, &s.tapMac);
+  s.xskFds = findXskFds();
+  if (s.xskFds.size() != q)
+    log::warn("dpdk.xsk_sockets", {{"expected", std::to_string(q)},
+                                   {"found", std::to_string(s.xskFds.size())},
+                                   {"effect", "dpdk_ports xsk_* counters incomplete"}});
   if (rpFilter("all") == 1 || rpFilter(o.exceptionInterface) == 1) {
     log::warn("dpdk.rp_filter_strict",
               {{"interface", o.exceptionInterface},
@@ -506,6 +570,7 @@ void RelayBackend::stop() {
   if (!impl_) return;
   Impl& s = *impl_;
   s.unmark();
+  s.xskFds.clear();
   if (s.launched) {
     s.quit = true;
     rte_eal_mp_wait_lcore();
@@ -556,6 +621,24 @@ std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const
       sum.wireTxFailed += LoopCounters::get(l.wireTxFailed);
       sum.kernelTxFailed += LoopCounters::get(l.kernelTxFailed);
       sum.kernelRxDrained += LoopCounters::get(l.kernelRxDrained);
+      sum.idleNaps += LoopCounters::get(l.idleNaps);
+    }
+  }
+  // The kernel's side of each AF_XDP socket: frames the steering program redirected that the
+  // socket refused (rx_ring_full: the worker had not emptied the RX ring; fill_ring_empty: no
+  // buffer posted; rx_dropped: all refusals the kernel counts as drops, e.g. too long).
+  xdp_statistics xsk{};
+  if (impl_) {
+    for (int fd : impl_->xskFds) {
+      xdp_statistics one{};
+      socklen_t len = sizeof one;
+      if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &one, &len) != 0) continue;
+      xsk.rx_dropped += one.rx_dropped;
+      xsk.rx_invalid_descs += one.rx_invalid_descs;
+      xsk.tx_invalid_descs += one.tx_invalid_descs;
+      xsk.rx_ring_full += one.rx_ring_full;
+      xsk.rx_fill_ring_empty_descs += one.rx_fill_ring_empty_descs;
+      xsk.tx_ring_empty_descs += one.tx_ring_empty_descs;
     }
   }
   return {{"rx", sum.rx},
@@ -565,7 +648,14 @@ std::vector<std::pair<std::string, uint64_t>> RelayBackend::portCounters() const
           {"multi_segment_to_kernel", sum.multiSegment},
           {"wire_tx_failed", sum.wireTxFailed},
           {"kernel_tx_failed", sum.kernelTxFailed},
-          {"kernel_rx_drained", sum.kernelRxDrained}};
+          {"kernel_rx_drained", sum.kernelRxDrained},
+          {"idle_naps", sum.idleNaps},
+          {"xsk_rx_ring_full", xsk.rx_ring_full},
+          {"xsk_rx_fill_ring_empty", xsk.rx_fill_ring_empty_descs},
+          {"xsk_rx_dropped", xsk.rx_dropped},
+          {"xsk_rx_invalid_descs", xsk.rx_invalid_descs},
+          {"xsk_tx_invalid_descs", xsk.tx_invalid_descs},
+          {"xsk_tx_ring_empty", xsk.tx_ring_empty_descs}};
 }
 
 dataplane::TurnTable* RelayBackend::turnTable() {
