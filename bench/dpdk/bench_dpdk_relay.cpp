@@ -58,7 +58,7 @@ World& world() {
     x->table = std::make_unique<dataplane::TurnMapTable>(
         dataplane::TurnMapTable::Limits{"bench", 1024, 1024, 4096, TGW_CHANNEL_MAX, 50000, 50999,
                                         {sa("198.18.0.1:0").ip(), sa("[2001:db8::1]:0").ip()},
-                                        TGW_TURN_RATE_MAX, nullptr},
+                                        TGW_TURN_RATE_MAX, nullptr, nullptr},
         *x->tables);
     for (uint32_t slot : {1u, 2u}) (void)x->table->addAllocation(slot, {});
     (void)x->table->addChannel({1, sa("198.18.0.2:40000"), sa("198.18.0.1:3478"),
