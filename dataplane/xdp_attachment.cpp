@@ -2,10 +2,14 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
+#include <linux/sockios.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <xdp/libxdp.h>
 
 #include <cerrno>
@@ -140,6 +144,21 @@ const char* attachModeName(AttachMode mode) {
     case AttachMode::Auto: return "auto";
   }
   return "?";
+}
+
+std::optional<uint32_t> receiveQueues(const std::string& ifname) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  ethtool_channels ch{};
+  ch.cmd = ETHTOOL_GCHANNELS;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(&ch);
+  const int rc = ioctl(fd, SIOCETHTOOL, &ifr);
+  close(fd);
+  if (rc != 0) return std::nullopt;
+  const uint32_t n = ch.combined_count + ch.rx_count;
+  return n != 0 ? std::optional<uint32_t>(n) : std::nullopt;
 }
 
 Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attach(bpf_object* obj,

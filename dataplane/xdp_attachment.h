@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -23,6 +24,10 @@ namespace tgw::dataplane {
 enum class AttachMode { Native, Generic, Auto };
 
 const char* attachModeName(AttachMode mode);
+
+// The receive queues of `ifname` an AF_XDP socket can bind (ETHTOOL_GCHANNELS: combined plus
+// rx-only channels; veth reports 1 rx), or nullopt when the driver does not say.
+std::optional<uint32_t> receiveQueues(const std::string& ifname);
 
 class XdpAttachment {
  public:

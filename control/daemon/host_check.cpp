@@ -2,12 +2,9 @@
 
 #include <grp.h>
 #include <ifaddrs.h>
-#include <linux/ethtool.h>
-#include <linux/sockios.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pwd.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +17,7 @@
 #include <set>
 
 #include "crypto/node_key.h"
+#include "dataplane/xdp_attachment.h"
 
 namespace tgw {
 
@@ -54,23 +52,6 @@ std::optional<std::set<IpAddr>> localAddresses() {
 
 // net.ipv4.ip_nonlocal_bind / net.ipv6.ip_nonlocal_bind: binding an address not assigned
 // here works then, so it is not a problem.
-// The receive queues of `ifname` an AF_XDP socket can bind (ETHTOOL_GCHANNELS: combined plus
-// rx-only channels; veth reports 1 rx), or nullopt when the driver does not say.
-std::optional<uint32_t> rxQueues(const std::string& ifname) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  ethtool_channels ch{};
-  ch.cmd = ETHTOOL_GCHANNELS;
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_data = reinterpret_cast<char*>(&ch);
-  const int rc = ioctl(fd, SIOCETHTOOL, &ifr);
-  close(fd);
-  if (rc != 0) return std::nullopt;
-  const uint32_t n = ch.combined_count + ch.rx_count;
-  return n != 0 ? std::optional<uint32_t>(n) : std::nullopt;
-}
-
 bool nonlocalBind(bool v6) {
   std::ifstream in(v6 ? "/proc/sys/net/ipv6/ip_nonlocal_bind" : "/proc/sys/net/ipv4/ip_nonlocal_bind");
   int on = 0;
@@ -153,7 +134,7 @@ HostCheck checkHost(const config::Config& cfg, const std::string& configPath) {
     if (cfg.relay->dataplane == config::Dataplane::Dpdk && cfg.relay->dpdk &&
         if_nametoindex(cfg.relay->interface.c_str()) != 0) {
       const uint32_t want = cfg.relay->dpdk->queues;
-      if (auto have = rxQueues(cfg.relay->interface); have && want > *have) {
+      if (auto have = dataplane::receiveQueues(cfg.relay->interface); have && want > *have) {
         problem("relay.dpdk.queues", "expected at most " + std::to_string(*have) + " (the receive channels of '" +
                                          cfg.relay->interface + "', `ethtool -l`), got " + std::to_string(want));
       }
