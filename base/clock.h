@@ -22,6 +22,7 @@ inline constexpr TimePoint kNever = TimePoint::max();
 
 // A duration as a timeval, for the event loop's timers (the shells, not state machines).
 inline timeval toTimeval(Duration d) {
+  if (d < Duration::zero()) d = Duration::zero();  // a deadline already past: at once
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
   return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
 }

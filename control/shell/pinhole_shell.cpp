@@ -187,44 +187,11 @@ void PinholeShell::read(int fd, bool announcement) {
   after();
 }
 
-std::optional<IpAddr> PinholeShell::findGateway(std::string& why, int& ifindex) const {
-  auto nl = dataplane::ManagedNeighbours::open();
-  if (!nl) {
-    why = "cannot look up routes: " + nl.error().message;
-    return std::nullopt;
-  }
-  const int wan = static_cast<int>(if_nametoindex(config_.interface.c_str()));
-  std::vector<IpAddr> probes;
-  for (const auto& p : config_.routeProbes) {
-    if (p.isV6()) probes.push_back(p);
-  }
-  probes.push_back(kFallbackProbe);
-  why = "no IPv6 route via a router on " + config_.interface;
-  for (const auto& dest : probes) {
-    auto hop = (*nl)->nextHop(dest);
-    if (!hop) {
-      why = "no IPv6 route to " + dest.toString() + ": " + hop.error().message;
-      continue;
-    }
-    if (hop->ifindex != wan) {
-      why = "the route to " + dest.toString() + " leaves by " + hop->interface + ", not " + config_.interface;
-      continue;
-    }
-    if (hop->local || hop->address == dest) {
-      why = dest.toString() + " is on-link: no router between the edge and its servers";
-      continue;
-    }
-    ifindex = hop->ifindex;
-    return hop->address;
-  }
-  return std::nullopt;
-}
-
 void PinholeShell::recheckGateway() {
   if (stopping_) return;
   std::string why;
   int ifindex = 0;
-  const auto gw = findGateway(why, ifindex);
+  const auto gw = findWanRouter(config_.interface, config_.routeProbes, true, kFallbackProbe, why, ifindex);
   if (gw == gateway_ && ifindex == gatewayIfindex_ && (gw || why == gatewayWhy_)) return;
   useGateway(gw, ifindex, why);
 }

@@ -93,7 +93,6 @@ class PinholeShell {
   void openSocket();
   void openListener();
   void read(int fd, bool announcement);
-  std::optional<IpAddr> findGateway(std::string& why, int& ifindex) const;
   void useGateway(std::optional<IpAddr> gw, int ifindex, const std::string& why);
   void after();
 

@@ -306,33 +306,36 @@ void PortmapShell::readSsdp(int fd, const SockAddr& local) {
   afterUpnp();
 }
 
-std::optional<IpAddr> PortmapShell::findGateway(std::string& why) const {
+std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vector<IpAddr>& probes,
+                                    bool v6, const IpAddr& fallback, std::string& why, int& ifindex) {
   auto nl = dataplane::ManagedNeighbours::open();
   if (!nl) {
     why = "cannot look up routes: " + nl.error().message;
     return std::nullopt;
   }
-  const int wan = static_cast<int>(if_nametoindex(config_.interface.c_str()));
-  std::vector<IpAddr> probes;
-  for (const auto& p : config_.routeProbes) {
-    if (p.isV4()) probes.push_back(p);
+  const int wan = static_cast<int>(if_nametoindex(interface.c_str()));
+  std::vector<IpAddr> tried;
+  for (const auto& p : probes) {
+    if (p.isV6() == v6) tried.push_back(p);
   }
-  probes.push_back(kFallbackProbe);
-  why = "no IPv4 route via a gateway on " + config_.interface;
-  for (const auto& dest : probes) {
+  tried.push_back(fallback);
+  const std::string router = v6 ? "router" : "gateway";
+  why = std::string(v6 ? "no IPv6" : "no IPv4") + " route via a " + router + " on " + interface;
+  for (const auto& dest : tried) {
     auto hop = (*nl)->nextHop(dest);
     if (!hop) {
       why = "no route to " + dest.toString() + ": " + hop.error().message;
       continue;
     }
     if (hop->ifindex != wan) {
-      why = "the route to " + dest.toString() + " leaves by " + hop->interface + ", not " + config_.interface;
+      why = "the route to " + dest.toString() + " leaves by " + hop->interface + ", not " + interface;
       continue;
     }
     if (hop->local || hop->address == dest) {
-      why = dest.toString() + " is on-link: no gateway between the edge and its servers";
+      why = dest.toString() + " is on-link: no " + router + " between the edge and its servers";
       continue;
     }
+    ifindex = hop->ifindex;
     return hop->address;
   }
   return std::nullopt;
@@ -341,7 +344,8 @@ std::optional<IpAddr> PortmapShell::findGateway(std::string& why) const {
 void PortmapShell::recheckGateway() {
   if (stopping_) return;
   std::string why;
-  const auto gw = findGateway(why);
+  int ifindex = 0;
+  const auto gw = findWanRouter(config_.interface, config_.routeProbes, false, kFallbackProbe, why, ifindex);
   if (gw == gateway_ && (gw || why == gatewayWhy_)) return;
   useGateway(gw, why);
 }

@@ -18,16 +18,6 @@
 
 namespace tgw::shell {
 
-namespace {
-
-timeval toTimeval(Duration d) {
-  if (d < Duration::zero()) d = Duration::zero();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
-}
-
-}  // namespace
-
 struct RelayStreams::Conn final : StreamPump::Handler {
   RelayStreams* owner = nullptr;
   uint64_t id = 0;

@@ -20,12 +20,6 @@ namespace {
 
 constexpr int kBacklog = 128;
 
-timeval toTimeval(Duration d) {
-  if (d < Duration::zero()) d = Duration::zero();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
-}
-
 }  // namespace
 
 std::string_view toString(StreamClose c) {

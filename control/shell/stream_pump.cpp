@@ -15,16 +15,6 @@
 
 namespace tgw::shell {
 
-namespace {
-
-timeval toTimeval(Duration d) {
-  if (d < Duration::zero()) d = Duration::zero();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
-}
-
-}  // namespace
-
 std::string_view toString(StreamEnd e) {
   switch (e) {
     case StreamEnd::PeerClosed: return "peer_closed";
