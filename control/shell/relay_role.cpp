@@ -26,6 +26,31 @@ uint16_t maxChannelOf(const config::TurnConfig& t) {
   return t.channelNumbers == config::ChannelNumbers::Rfc5766 ? TGW_CHANNEL_MAX_RFC5766 : TGW_CHANNEL_MAX;
 }
 
+// The fast path's table sizes for the configured TURN quotas, the same for XDP and DPDK.
+// Slots: one per allocation, within the default capacity. Channel routes: each allocation may
+// bind up to max_channels_per_allocation channels, but most bind a few; 4 per slot, capped at
+// kMaxFastPathRoutes (two hash entries of about 150 bytes each per route: 262144 routes are
+// about 80 MB of kernel memory); channels beyond it are refused by addChannel and relayed by
+// the sockets. Permissions for Send / Data indications: every slot's whole quota, within
+// RelayFastPath::kMaxPermissions (beyond it the sockets carry the rest).
+struct FastPathSizes {
+  uint32_t capacity = 0;
+  uint32_t maxRoutes = 0;
+  uint16_t maxChannel = 0;
+  uint64_t maxPermissions = 0;
+};
+FastPathSizes fastPathSizes(const config::TurnConfig& t) {
+  FastPathSizes z;
+  z.capacity = std::min<uint32_t>(t.maxAllocations, dataplane::RelayFastPath::kDefaultCapacity);
+  z.maxRoutes = static_cast<uint32_t>(std::min<uint64_t>(
+      uint64_t{z.capacity} * std::min<uint32_t>(t.maxChannelsPerAllocation, kFastPathRoutesPerAllocation),
+      kMaxFastPathRoutes));
+  z.maxChannel = maxChannelOf(t);
+  z.maxPermissions = std::min(uint64_t{z.capacity} * t.maxPermissionsPerAllocation,
+                              dataplane::RelayFastPath::kMaxPermissions);
+  return z;
+}
+
 double secondsOf(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 // What a socket's buffers came to, for the log and `tgwctl status`.
@@ -362,21 +387,11 @@ Result<void> RelayRole::attachFastPath() {
   opts.relayPortMin = cfg_.turn->minPort;
   opts.relayPortMax = cfg_.turn->maxPort;
   opts.relayAddresses = cfg_.turn->relayAddresses;
-  // Enough slots for the configured allocation quota (one slot per allocation).
-  opts.capacity = std::min<uint32_t>(cfg_.turn->maxAllocations, dataplane::RelayFastPath::kDefaultCapacity);
-  // Channel routes: each allocation may bind up to max_channels_per_allocation channels, but
-  // most bind a few; 4 per slot, capped at kMaxFastPathRoutes (two hash entries of about
-  // 150 bytes each per route: 262144 routes are about 80 MB of kernel memory). Channels
-  // beyond it are refused by addChannel and relayed by the sockets.
-  opts.maxRoutes = static_cast<uint32_t>(
-      std::min<uint64_t>(uint64_t{opts.capacity} *
-                             std::min<uint32_t>(cfg_.turn->maxChannelsPerAllocation, kFastPathRoutesPerAllocation),
-                         kMaxFastPathRoutes));
-  opts.maxChannel = maxChannelOf(*cfg_.turn);
-  // Permissions for Send / Data indications (sendind): every slot's whole quota, within
-  // RelayFastPath::kMaxPermissions (beyond it the sockets carry the rest).
-  opts.maxPermissions = std::min(uint64_t{opts.capacity} * cfg_.turn->maxPermissionsPerAllocation,
-                                 dataplane::RelayFastPath::kMaxPermissions);
+  const FastPathSizes z = fastPathSizes(*cfg_.turn);
+  opts.capacity = z.capacity;
+  opts.maxRoutes = z.maxRoutes;
+  opts.maxChannel = z.maxChannel;
+  opts.maxPermissions = z.maxPermissions;
   auto prog = dataplane::RelayFastPath::load(opts);
   if (!prog) return fail("cannot load the relay's XDP program: " + prog.error().message +
                          " (set relay.xdp_mode = \"off\" to run without XDP)");
@@ -418,19 +433,16 @@ Result<void> RelayRole::startDpdk() {
   o.stun.endpoints = xdpStunEndpoints();
   o.stun.budget = {cfg_.stunAnswersPerSecond, cfg_.stunAnswerBurst};
   if (turnEnabled(cfg_)) {
-    // The same sizes as the XDP fast path's (attachFastPath).
+    // The same sizes as the XDP fast path's (fastPathSizes).
     dpdk::RelayBackendOptions::Turn t;
     t.relayPortMin = cfg_.turn->minPort;
     t.relayPortMax = cfg_.turn->maxPort;
     t.relayAddresses = cfg_.turn->relayAddresses;
-    t.capacity = std::min<uint32_t>(cfg_.turn->maxAllocations, dataplane::RelayFastPath::kDefaultCapacity);
-    t.maxRoutes = static_cast<uint32_t>(
-        std::min<uint64_t>(uint64_t{t.capacity} *
-                               std::min<uint32_t>(cfg_.turn->maxChannelsPerAllocation, kFastPathRoutesPerAllocation),
-                           kMaxFastPathRoutes));
-    t.maxChannel = maxChannelOf(*cfg_.turn);
-    t.maxPermissions = std::min(uint64_t{t.capacity} * cfg_.turn->maxPermissionsPerAllocation,
-                                dataplane::RelayFastPath::kMaxPermissions);
+    const FastPathSizes z = fastPathSizes(*cfg_.turn);
+    t.capacity = z.capacity;
+    t.maxRoutes = z.maxRoutes;
+    t.maxChannel = z.maxChannel;
+    t.maxPermissions = z.maxPermissions;
     o.turn = t;
   }
   auto backend = dpdk::RelayBackend::start(o);
