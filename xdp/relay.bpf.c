@@ -209,7 +209,7 @@ struct {
 static __noinline __u32 tgw_be_turn_next_hop(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
                                              const struct tgw_turn_rewrite *out, __u32 l3_len,
                                              struct tgw_turn_nexthop *nh) {
-  /* The cache's clock: jiffies (one load), not the deadlines' clock (a helper call). */
+  /* The cache's clock: raw jiffies (one load), independent of the deadlines' calibration. */
   __u64 now = bpf_jiffies64();
   const struct tgw_turn_plan *plan = &scr->plan;
   struct tgw_turn_nexthop_key *kp = &scr->be.nh_key;

@@ -32,6 +32,7 @@
 #include "dataplane/dpdk/stun_program.h"
 #include "dataplane/dpdk/turn_tables.h"
 #include "dataplane/liveness.h"
+#include "dataplane/relay_fastpath.h"
 #include "dataplane/turn_map_table.h"
 #include "steer.skel.h"
 
@@ -116,8 +117,8 @@ std::string dpdkError(const std::string& what, int err) {
 
 }  // namespace
 
-// How long the cores forward after the last keepAlive(): RelayFastPath::kDefaultLiveness.
-constexpr Duration kLiveness = std::chrono::seconds(3);
+// How long the cores forward after the last keepAlive(): the XDP fast path's grace.
+constexpr Duration kLiveness = dataplane::RelayFastPath::kDefaultLiveness;
 
 struct RelayBackend::Impl {
   StunTables tables;
@@ -433,8 +434,7 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
                   "bounds)");
     s.turnTables = std::move(*turnTables);
     s.turnTable = std::make_unique<dataplane::TurnMapTable>(
-        dataplane::TurnMapTable::Limits{"dpdk fast path", t.capacity,
-                                        t.maxRoutes != 0 ? t.maxRoutes : t.capacity,
+        dataplane::TurnMapTable::Limits{"dpdk fast path", t.capacity, maxRoutes,
                                         t.maxPermissions, t.maxChannel, t.relayPortMin,
                                         t.relayPortMax, t.relayAddresses, TGW_TURN_RATE_MAX,
                                         [&s](const IpAddr& dst) {

@@ -125,9 +125,9 @@ struct tgw_turn_nexthop {
   __u32 ifindex;    /* egress interface */
   __u32 ok_len;     /* largest IP length the lookup accepted (MTU check) */
   __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
-  __u64 expires;    /* bpf_jiffies64() after which the entry is looked up again: the
-                     * jiffies counter is one load (the verifier inlines bpf_jiffies64),
-                     * the clock a helper call per relayed packet */
+  __u64 expires;    /* bpf_jiffies64() after which the entry is looked up again: raw
+                     * jiffies (one load; the verifier inlines bpf_jiffies64), so the cache
+                     * does not depend on the deadlines' calibration */
 };
 /* The lifetime in jiffies where the kernel's HZ is 0 (a guard, as the edge's). */
 #define TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT 1000
