@@ -165,7 +165,6 @@ std::string pathText(const Json& p) {
   return std::string(kind) + " " + num(p["local"]) + " -> " + num(p["remote"]);
 }
 
-// One line per fact of `portmap` (status, and netcheck when tgwd answers).
 // The IPv6 socket's firewall pinhole (PCP MAP on the IPv6 router): open or why not, the
 // protocol, the lifetime left, errors by result code.
 void printPinhole(const Json& h, const char* indent) {
@@ -198,6 +197,7 @@ void printPinhole(const Json& h, const char* indent) {
   }
 }
 
+// One line per fact of `portmap` (status, and netcheck when tgwd answers).
 void printPortmap(const Json& p, const char* indent) {
   if (!p.is_object()) return;
   if (!p.value("enabled", false)) {
