@@ -28,18 +28,9 @@ struct RelayRun {
 #define TGW_BE_NOINLINE static inline
 
 // ---- tgw/backend.h -----------------------------------------------------------------------
-static inline __u8* tgw_be_data(TGW_BE_CTX* ctx) { return ctx->f.data; }
-static inline const __u8* tgw_be_data_end(TGW_BE_CTX* ctx) { return ctx->f.data + ctx->f.len; }
-static inline __u32 tgw_be_frame_len(TGW_BE_CTX* ctx) { return ctx->f.len; }
-static inline int tgw_be_adjust_head(TGW_BE_CTX* ctx, int delta) {
-  return tgw::dpdk::frameAdjustHead(ctx->f, delta);
-}
 // Grown tail bytes zeroed, as XDP's (a Data indication's padding).
-static inline int tgw_be_adjust_tail(TGW_BE_CTX* ctx, int delta) {
-  return tgw::dpdk::frameAdjustTail(ctx->f, delta, true);
-}
-// The loop's clock, read once per burst (backend.cpp).
-static inline __u64 tgw_be_now_ns(TGW_BE_CTX* ctx) { return ctx->nowNs; }
+#define TGW_DPDK_CLEAR_GROWN_TAIL 1
+#include "dataplane/dpdk/frame_seam.h"
 // xorshift64* per core (the XDP program's bpf_get_prandom_u32 is a per-CPU PRNG too).
 static inline __u32 tgw_be_random(TGW_BE_CTX* ctx) {
   uint64_t& x = ctx->core.rng;

@@ -128,20 +128,10 @@ struct StunRun {
 #define TGW_BE_CTX tgw::dpdk::StunRun
 #define TGW_BE_NOINLINE static inline
 
-static inline __u8* tgw_be_data(TGW_BE_CTX* ctx) { return ctx->f.data; }
-static inline const __u8* tgw_be_data_end(TGW_BE_CTX* ctx) { return ctx->f.data + ctx->f.len; }
-static inline __u32 tgw_be_frame_len(TGW_BE_CTX* ctx) { return ctx->f.len; }
-
-// bpf_xdp_adjust_head / _tail over an mbuf's room (frame_ops.h). Grown bytes are not cleared
-// (XDP clears them): the STUN answer writes every byte of its length.
-static inline int tgw_be_adjust_head(TGW_BE_CTX* ctx, int delta) {
-  return tgw::dpdk::frameAdjustHead(ctx->f, delta);
-}
-static inline int tgw_be_adjust_tail(TGW_BE_CTX* ctx, int delta) {
-  return tgw::dpdk::frameAdjustTail(ctx->f, delta, false);
-}
-// The loop's clock, read once per burst (backend.cpp).
-static inline __u64 tgw_be_now_ns(TGW_BE_CTX* ctx) { return ctx->nowNs; }
+// Grown bytes are not cleared (XDP clears them): the STUN answer writes every byte of its
+// length.
+#define TGW_DPDK_CLEAR_GROWN_TAIL 0
+#include "dataplane/dpdk/frame_seam.h"
 
 // ---- tgw/stun_logic.h --------------------------------------------------------------------
 static inline void tgw_be_stun_ports(TGW_BE_CTX* ctx, __be16 ports[TGW_STUN_MAX_PORTS]) {
