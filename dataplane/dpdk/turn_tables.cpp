@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -305,8 +306,12 @@ void TurnTables::countQuota(uint32_t core, uint32_t slot, uint64_t bytes) {
 
 struct NextHopRefresher::Impl {
   std::unique_ptr<dataplane::ManagedNeighbours> netlink;
-  std::array<uint8_t, 6> mac{};
-  uint32_t mtu = 1500;
+  struct Port {
+    uint32_t ifindex = 0;
+    std::array<uint8_t, 6> mac{};
+    uint32_t mtu = 1500;
+  };
+  std::vector<Port> ports;  // the interfaces next hops may name
   std::map<IpAddr, NextHopKey> installed;
   IpAddr cursor;  // the last destination refreshed
   bool cursorSet = false;
@@ -319,21 +324,41 @@ NextHopRefresher::~NextHopRefresher() = default;
 
 Result<std::unique_ptr<NextHopRefresher>> NextHopRefresher::open(const std::string& wire,
                                                                   bool askKernel) {
+  return open(std::vector<std::string>{wire}, askKernel);
+}
+
+Result<std::unique_ptr<NextHopRefresher>> NextHopRefresher::open(
+    const std::vector<std::string>& interfaces, bool askKernel) {
+  if (interfaces.empty()) return fail("dpdk next hops: no interface");
   std::unique_ptr<NextHopRefresher> r(new NextHopRefresher());
   r->impl_ = std::make_unique<Impl>();
   r->askKernel_ = askKernel;
-  r->ifindex_ = if_nametoindex(wire.c_str());
-  if (r->ifindex_ == 0) return fail("dpdk next hops: no interface " + wire);
   const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return fail(std::string("dpdk next hops: socket: ") + std::strerror(errno));
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, wire.c_str(), IFNAMSIZ - 1);
-  const bool mac = ioctl(s, SIOCGIFHWADDR, &ifr) == 0;
-  if (mac) std::memcpy(r->impl_->mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-  const bool mtu = ioctl(s, SIOCGIFMTU, &ifr) == 0;
-  if (mtu) r->impl_->mtu = static_cast<uint32_t>(ifr.ifr_mtu);
+  for (const std::string& name : interfaces) {
+    Impl::Port port;
+    port.ifindex = if_nametoindex(name.c_str());
+    if (port.ifindex == 0) {
+      close(s);
+      return fail("dpdk next hops: no interface " + name);
+    }
+    if (std::find(r->ifindexes_.begin(), r->ifindexes_.end(), port.ifindex) != r->ifindexes_.end())
+      continue;  // a one-interface edge names it twice
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    const bool mac = ioctl(s, SIOCGIFHWADDR, &ifr) == 0;
+    if (mac) std::memcpy(port.mac.data(), ifr.ifr_hwaddr.sa_data, 6);
+    const bool mtu = ioctl(s, SIOCGIFMTU, &ifr) == 0;
+    if (mtu) port.mtu = static_cast<uint32_t>(ifr.ifr_mtu);
+    if (!mac || !mtu) {
+      close(s);
+      return fail("dpdk next hops: cannot read " + name + "'s address and MTU");
+    }
+    r->impl_->ports.push_back(port);
+    r->ifindexes_.push_back(port.ifindex);
+  }
   close(s);
-  if (!mac || !mtu) return fail("dpdk next hops: cannot read " + wire + "'s address and MTU");
+  r->ifindex_ = r->ifindexes_.front();
   auto nl = dataplane::ManagedNeighbours::open();
   if (!nl) return fail("dpdk next hops: " + nl.error().message);
   r->impl_->netlink = std::move(*nl);
@@ -357,13 +382,16 @@ uint32_t TurnTables::nextHopsFor(uint32_t capacity, uint32_t maxRoutes, uint64_t
 }
 
 // The next hop of `dst` on the wire, written into the table; false when there is none now.
-bool NextHopRefresher::lookUp(TurnTables& tables, const IpAddr& dst) {
+bool NextHopRefresher::lookUp(NextHopTable& tables, const IpAddr& dst) {
   Impl& m = *impl_;
   dataplane::ManagedNeighbours& netlink = *m.netlink;
-  const uint32_t wire = ifindex_;
   const bool askKernel = askKernel_;
   auto hop = netlink.nextHop(dst);
-  if (!hop || hop->local || hop->noArp || static_cast<uint32_t>(hop->ifindex) != wire) return false;
+  if (!hop || hop->local || hop->noArp) return false;
+  const auto port = std::find_if(m.ports.begin(), m.ports.end(), [&](const Impl::Port& p) {
+    return p.ifindex == static_cast<uint32_t>(hop->ifindex);
+  });
+  if (port == m.ports.end()) return false;  // routed out of an interface not ours
   auto neigh = netlink.state(hop->address, hop->ifindex);
   constexpr uint16_t kUsable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT;
   if (!neigh || !neigh->hasLinkAddress || (neigh->nudState & kUsable) == 0) {
@@ -372,9 +400,9 @@ bool NextHopRefresher::lookUp(TurnTables& tables, const IpAddr& dst) {
   }
   tgw_turn_nexthop nh{};
   std::memcpy(nh.dmac, neigh->linkAddress.data(), 6);
-  std::memcpy(nh.smac, m.mac.data(), 6);
-  nh.ifindex = wire;
-  nh.ok_len = m.mtu;
+  std::memcpy(nh.smac, port->mac.data(), 6);
+  nh.ifindex = port->ifindex;
+  nh.ok_len = port->mtu;
   const NextHopKey key = keyOf(dst);
   const tgw_turn_nexthop* had = tables.nextHop(key);
   if (had != nullptr && std::memcmp(had, &nh, sizeof nh) == 0) return true;
@@ -394,7 +422,7 @@ bool NextHopRefresher::lookUp(TurnTables& tables, const IpAddr& dst) {
   return err == 0;
 }
 
-uint32_t NextHopRefresher::refresh(TurnTables& tables, const Destinations& destinations,
+uint32_t NextHopRefresher::refresh(NextHopTable& tables, const Destinations& destinations,
                                    uint32_t budget) {
   Impl& m = *impl_;
   if (destinations.empty()) return static_cast<uint32_t>(m.installed.size());
@@ -416,7 +444,7 @@ uint32_t NextHopRefresher::refresh(TurnTables& tables, const Destinations& desti
   return static_cast<uint32_t>(m.installed.size());
 }
 
-void NextHopRefresher::prune(TurnTables& tables, const Destinations& destinations) {
+void NextHopRefresher::prune(NextHopTable& tables, const Destinations& destinations) {
   Impl& m = *impl_;
   auto d = destinations.begin();
   for (auto it = m.installed.begin(); it != m.installed.end();) {
@@ -430,7 +458,7 @@ void NextHopRefresher::prune(TurnTables& tables, const Destinations& destination
   }
 }
 
-void NextHopRefresher::forget(TurnTables& tables, const IpAddr& destination) {
+void NextHopRefresher::forget(NextHopTable& tables, const IpAddr& destination) {
   Impl& m = *impl_;
   auto it = m.installed.find(destination);
   if (it == m.installed.end()) return;
@@ -438,7 +466,7 @@ void NextHopRefresher::forget(TurnTables& tables, const IpAddr& destination) {
   m.installed.erase(it);
 }
 
-void NextHopRefresher::markStale(TurnTables& tables) {
+void NextHopRefresher::markStale(NextHopTable& tables) {
   Impl& m = *impl_;
   for (const auto& [dst, key] : m.installed) tables.removeNextHop(key);
   m.installed.clear();
@@ -448,7 +476,7 @@ void NextHopRefresher::markStale(TurnTables& tables) {
 
 bool NextHopRefresher::sweeping() const { return impl_->sweeping; }
 
-bool NextHopRefresher::sweep(TurnTables& tables, const Destinations& destinations,
+bool NextHopRefresher::sweep(NextHopTable& tables, const Destinations& destinations,
                              uint32_t budget) {
   Impl& m = *impl_;
   if (!m.sweeping) return false;
@@ -463,7 +491,7 @@ bool NextHopRefresher::sweep(TurnTables& tables, const Destinations& destination
   return m.sweeping;
 }
 
-void NextHopRefresher::resolve(TurnTables& tables, const IpAddr& destination) {
+void NextHopRefresher::resolve(NextHopTable& tables, const IpAddr& destination) {
   Impl& m = *impl_;
   if (lookUp(tables, destination))
     m.installed[destination] = keyOf(destination);

@@ -132,8 +132,21 @@ struct NextHopKey {
 };
 static_assert(sizeof(NextHopKey) == 20);
 
+// A next-hop table the polling cores read and NextHopRefresher fills: the relay's
+// (TurnTables) and the edge's (EdgeTables, edge_tables.h). Values: tgw_turn_nexthop's dmac,
+// smac, ifindex and ok_len (the egress MTU); epoch and expires unused.
+class NextHopTable {
+ public:
+  virtual ~NextHopTable() = default;
+  // 0, ENOSPC (full), or another errno.
+  virtual int putNextHop(const NextHopKey& key, const tgw_turn_nexthop& nh) = 0;
+  virtual void removeNextHop(const NextHopKey& key) = 0;
+  virtual const tgw_turn_nexthop* nextHop(const NextHopKey& key) const = 0;
+  virtual uint32_t nextHopCount() const = 0;
+};
+
 // The relay's TURN tables for every core, and the per-core state that goes with them.
-class TurnTables final : public dataplane::TurnMaps {
+class TurnTables final : public dataplane::TurnMaps, public NextHopTable {
  public:
   struct Sizes {
     uint32_t capacity = 0;        // allocation slots
@@ -167,9 +180,9 @@ class TurnTables final : public dataplane::TurnMaps {
   // The next hop towards `key` (filled by the control thread from the kernel's routes and
   // neighbours, NextHopResolver in backend.cpp; tests fill it themselves). A missing entry:
   // the packet goes up (turn_no_neigh) and the kernel resolves and sends it.
-  int putNextHop(const NextHopKey& key, const tgw_turn_nexthop& nh);
-  void removeNextHop(const NextHopKey& key);
-  uint32_t nextHopCount() const { return nexthops_.size(); }
+  int putNextHop(const NextHopKey& key, const tgw_turn_nexthop& nh) override;
+  void removeNextHop(const NextHopKey& key) override;
+  uint32_t nextHopCount() const override { return nexthops_.size(); }
 
   // tgwd's liveness deadline (CLOCK_MONOTONIC ns): nothing is forwarded past it.
   void setLivenessDeadline(uint64_t ns) { liveness_.store(ns, std::memory_order_release); }
@@ -187,7 +200,7 @@ class TurnTables final : public dataplane::TurnMaps {
   }
   const tgw_turn_owner* owner(const tgw_turn_relayed_key& k) const { return owners_.find(k); }
   const tgw_turn_perm* permission(const tgw_turn_perm_key& k) const { return perms_.find(k); }
-  const tgw_turn_nexthop* nextHop(const NextHopKey& k) const { return nexthops_.find(k); }
+  const tgw_turn_nexthop* nextHop(const NextHopKey& k) const override { return nexthops_.find(k); }
   bool alive(uint64_t nowNs) const { return nowNs < liveness_.load(std::memory_order_acquire); }
   // 1 when `bytes` fit the slot's cap on `core` (its share of it).
   int charge(uint32_t core, uint32_t slot, uint64_t bytes, uint64_t nowNs);
@@ -223,7 +236,7 @@ class TurnTables final : public dataplane::TurnMaps {
   std::atomic<uint64_t> liveness_{0};
 };
 
-// Fills a TurnTables' next hops from the kernel (the DPDK backend's answer to XDP's
+// Fills a NextHopTable (TurnTables, EdgeTables) from the kernel (the DPDK backend's answer to XDP's
 // bpf_fib_lookup, which DPDK cannot call): for each destination the TURN entries send to,
 // the kernel's route (RTM_GETROUTE) and its neighbour entry (RTM_GETNEIGH) on the wire
 // interface. A destination routed out of another interface, or whose neighbour is not
@@ -247,31 +260,37 @@ class NextHopRefresher {
   // released again when this object goes); tests that set neighbours by hand pass false.
   static Result<std::unique_ptr<NextHopRefresher>> open(const std::string& wire,
                                                         bool askKernel = true);
+  // Next hops on any of `interfaces` (the edge: its WAN and its LAN port; the first is
+  // wireIfindex()); a destination routed out of another interface gets no entry.
+  static Result<std::unique_ptr<NextHopRefresher>> open(const std::vector<std::string>& interfaces,
+                                                        bool askKernel = true);
   ~NextHopRefresher();
   // Asks the kernel again about at most `budget` destinations (round robin: with more, each
   // is refreshed every size / budget calls; the control thread's second stays short
   // whatever the number of allocations). Returns how many entries the table holds.
   static constexpr uint32_t kRefreshBudget = 512;
-  uint32_t refresh(TurnTables& tables, const Destinations& destinations,
+  uint32_t refresh(NextHopTable& tables, const Destinations& destinations,
                    uint32_t budget = kRefreshBudget);
   // Drops the next hops of addresses no longer in `destinations` (a walk of both: for
   // callers without forget(), the parity tests).
-  void prune(TurnTables& tables, const Destinations& destinations);
+  void prune(NextHopTable& tables, const Destinations& destinations);
   // A destination no entry sends to any more (TurnMapTable::Limits::onDestinationGone).
-  void forget(TurnTables& tables, const IpAddr& destination);
+  void forget(NextHopTable& tables, const IpAddr& destination);
   // Routes or neighbours changed: every next hop out of the table (bounded by its size,
   // rte_hash deletes), and a sweep of all destinations pending.
-  void markStale(TurnTables& tables);
+  void markStale(NextHopTable& tables);
   // Resolves the next `budget` destinations of the pending sweep; true while more remain.
   static constexpr uint32_t kSweepBudget = 1024;
-  bool sweep(TurnTables& tables, const Destinations& destinations,
+  bool sweep(NextHopTable& tables, const Destinations& destinations,
              uint32_t budget = kSweepBudget);
   bool sweeping() const;
   // One destination now (a new entry's: TurnMapTable::Limits::onDestination), added to what
   // refresh() keeps. An unresolved neighbour is asked for (a managed entry, as the edge's
   // ManagedNeighbours does): the kernel resolves it and a later refresh finds it.
-  void resolve(TurnTables& tables, const IpAddr& destination);
+  void resolve(NextHopTable& tables, const IpAddr& destination);
   uint32_t wireIfindex() const { return ifindex_; }
+  // The ifindex of every interface next hops may name (open()'s order).
+  const std::vector<uint32_t>& ifindexes() const { return ifindexes_; }
   // Destinations resolved but not written because the next-hop table was full (ENOSPC):
   // sent up to the kernel like an unresolved one, but counted here (and logged, at most
   // once every kFullLogInterval) rather than as a missing neighbour.
@@ -280,13 +299,14 @@ class NextHopRefresher {
 
  private:
   NextHopRefresher() = default;
-  bool lookUp(TurnTables& tables, const IpAddr& dst);
+  bool lookUp(NextHopTable& tables, const IpAddr& dst);
   uint64_t tableFull_ = 0;
   uint64_t tableFullLogged_ = 0;
   TimePoint lastFullLog_{};
   struct Impl;
   std::unique_ptr<Impl> impl_;
   uint32_t ifindex_ = 0;
+  std::vector<uint32_t> ifindexes_;
   bool askKernel_ = true;
 };
 
