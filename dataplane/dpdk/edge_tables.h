@@ -130,7 +130,6 @@ class EdgeTables final : public dataplane::ForwardingTable, public NextHopTable 
   class Store;
   friend class Store;
   Result<void> waitGrace(uint32_t slot);
-  void recomputeDestinations();
 
   Options options_;
   std::unique_ptr<Grace> grace_;
