@@ -82,8 +82,10 @@ static inline struct tgw_edge_flow_stats* tgw_be_edge_flow_stats(TGW_BE_CTX* ctx
   return &ctx->core.delta;
 }
 // The next hop of the plan's destination from the table NextHopRefresher fills (the DPDK
-// answer to bpf_fib_lookup): none -> dropped as XDP's NO_NEIGH (edge_program.h); longer than
-// the egress port's MTU -> too big with that MTU, as bpf_fib_lookup's FRAG_NEEDED.
+// answer to bpf_fib_lookup, edge_program.h): no entry (no route on our ports) -> FIB_FAILED;
+// an entry with ifindex 0 (routed out of our port, neighbour not resolved yet) -> NO_NEIGH;
+// longer than the egress port's MTU -> too big with that MTU, as bpf_fib_lookup's
+// FRAG_NEEDED. All dropped by the logic, as XDP drops them.
 static inline __u32 tgw_be_edge_next_hop(TGW_BE_CTX* ctx, const struct tgw_edge_flow* f,
                                          __u32 dir, const struct tgw_edge_plan* plan,
                                          const struct tgw_edge_hop** out, __u32* mtu) {
@@ -92,7 +94,8 @@ static inline __u32 tgw_be_edge_next_hop(TGW_BE_CTX* ctx, const struct tgw_edge_
   std::memcpy(key.addr, plan->dst, plan->out_family == TGW_FAMILY_IPV4 ? 4 : 16);
   key.family = plan->out_family;
   const tgw_turn_nexthop* nh = ctx->t.tables->nextHop(key);
-  if (nh == nullptr) return TGW_REASON_EDGE_NO_NEIGH;
+  if (nh == nullptr) return TGW_REASON_EDGE_FIB_FAILED;
+  if (nh->ifindex == 0) return TGW_REASON_EDGE_NO_NEIGH;
   if (plan->ip_len > nh->ok_len) {
     *mtu = nh->ok_len;
     return TGW_REASON_EDGE_TOO_BIG_DROP;

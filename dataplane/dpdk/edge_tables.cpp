@@ -216,37 +216,54 @@ std::vector<dataplane::Flow> EdgeTables::flows() const { return rules_->flows();
 
 std::vector<SockAddr> EdgeTables::extraSockets() const { return rules_->extraSockets(); }
 
+tgw_edge_flow_stats EdgeTables::slotCounters(uint32_t slot) const {
+  tgw_edge_flow_stats c{};
+  if (slot >= options_.maxFlows) return c;
+  const tgw_edge_flow_stats& b = base_[slot];
+  for (const auto& core : stats_) {
+    const tgw_edge_flow_stats& s = core[slot];
+    c.out_direct_packets += load(s.out_direct_packets);
+    c.out_direct_bytes += load(s.out_direct_bytes);
+    c.out_relay_packets += load(s.out_relay_packets);
+    c.out_relay_bytes += load(s.out_relay_bytes);
+    c.in_direct_packets += load(s.in_direct_packets);
+    c.in_direct_bytes += load(s.in_direct_bytes);
+    c.in_relay_packets += load(s.in_relay_packets);
+    c.in_relay_bytes += load(s.in_relay_bytes);
+    c.drop_no_path += load(s.drop_no_path);
+    c.drop_too_big += load(s.drop_too_big);
+    c.drop_other += load(s.drop_other);
+  }
+  c.out_direct_packets -= b.out_direct_packets;
+  c.out_direct_bytes -= b.out_direct_bytes;
+  c.out_relay_packets -= b.out_relay_packets;
+  c.out_relay_bytes -= b.out_relay_bytes;
+  c.in_direct_packets -= b.in_direct_packets;
+  c.in_direct_bytes -= b.in_direct_bytes;
+  c.in_relay_packets -= b.in_relay_packets;
+  c.in_relay_bytes -= b.in_relay_bytes;
+  c.drop_no_path -= b.drop_no_path;
+  c.drop_too_big -= b.drop_too_big;
+  c.drop_other -= b.drop_other;
+  return c;
+}
+
 std::optional<dataplane::EdgeFlowCounters> EdgeTables::flowCounters(uint32_t flowId) const {
   const auto* e = rules_->entry(flowId);
   if (e == nullptr) return std::nullopt;
-  const uint32_t slot = e->slot;
-  const tgw_edge_flow_stats& b = base_[slot];
+  const tgw_edge_flow_stats s = slotCounters(e->slot);
   dataplane::EdgeFlowCounters c;
-  for (const auto& core : stats_) {
-    const tgw_edge_flow_stats& s = core[slot];
-    c.outDirectPackets += load(s.out_direct_packets);
-    c.outDirectBytes += load(s.out_direct_bytes);
-    c.outRelayPackets += load(s.out_relay_packets);
-    c.outRelayBytes += load(s.out_relay_bytes);
-    c.inDirectPackets += load(s.in_direct_packets);
-    c.inDirectBytes += load(s.in_direct_bytes);
-    c.inRelayPackets += load(s.in_relay_packets);
-    c.inRelayBytes += load(s.in_relay_bytes);
-    c.dropNoPath += load(s.drop_no_path);
-    c.dropTooBig += load(s.drop_too_big);
-    c.dropOther += load(s.drop_other);
-  }
-  c.outDirectPackets -= b.out_direct_packets;
-  c.outDirectBytes -= b.out_direct_bytes;
-  c.outRelayPackets -= b.out_relay_packets;
-  c.outRelayBytes -= b.out_relay_bytes;
-  c.inDirectPackets -= b.in_direct_packets;
-  c.inDirectBytes -= b.in_direct_bytes;
-  c.inRelayPackets -= b.in_relay_packets;
-  c.inRelayBytes -= b.in_relay_bytes;
-  c.dropNoPath -= b.drop_no_path;
-  c.dropTooBig -= b.drop_too_big;
-  c.dropOther -= b.drop_other;
+  c.outDirectPackets = s.out_direct_packets;
+  c.outDirectBytes = s.out_direct_bytes;
+  c.outRelayPackets = s.out_relay_packets;
+  c.outRelayBytes = s.out_relay_bytes;
+  c.inDirectPackets = s.in_direct_packets;
+  c.inDirectBytes = s.in_direct_bytes;
+  c.inRelayPackets = s.in_relay_packets;
+  c.inRelayBytes = s.in_relay_bytes;
+  c.dropNoPath = s.drop_no_path;
+  c.dropTooBig = s.drop_too_big;
+  c.dropOther = s.drop_other;
   return c;
 }
 
