@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "base/log.h"
@@ -14,6 +15,8 @@ namespace tgw::dpdk {
 namespace {
 
 constexpr const char* kWhat = "dpdk edge";
+// How long a publish spins for the cores' quiescent reports before yielding its CPU.
+constexpr auto kGraceSpin = std::chrono::microseconds(50);
 
 Result<void> fromErrno(const std::string& what, int err) {
   if (err == 0) return {};
@@ -170,16 +173,23 @@ Result<void> EdgeTables::waitGrace(uint32_t slot) {
   const uint64_t token = retiredAt_[slot];
   if (token == 0) return {};
   if (!grace_->done(token)) {
-    const TimePoint until = Clock::now() + options_.graceTimeout;
+    const TimePoint start = Clock::now();
+    const TimePoint until = start + options_.graceTimeout;
     while (!grace_->done(token)) {
-      if (Clock::now() >= until)
+      const TimePoint now = Clock::now();
+      if (now >= until)
         return fail(std::string(kWhat) + ": slot " + std::to_string(slot) +
                     ": a polling core reported no quiescent state within " +
                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                        options_.graceTimeout)
                                        .count()) +
                     " ms (a core stuck, or online but not polling)");
-      rte_pause();
+      // The cores report every loop iteration (microseconds): spin that long; then yield
+      // (a core descheduled by a busy machine may need the CPU this thread spins on).
+      if (now - start < kGraceSpin)
+        rte_pause();
+      else
+        std::this_thread::yield();
     }
   }
   retiredAt_[slot] = 0;
