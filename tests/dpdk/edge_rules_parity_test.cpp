@@ -7,6 +7,7 @@
 // (every flow's slot, its live entry byte for byte, its local endpoint key, the socket
 // table), and a frame each way for a random flow (out from its application, in from its
 // path's far end) must give the same verdict, the same bytes and the same flow counters.
+// Then EdgeNextHops' stale / sweep / forget over the tables it filled.
 // Runs in its own network namespace (tests/bpf/turn_netns.h); needs root, skips otherwise.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -295,6 +296,26 @@ TEST_F(EdgeRulesParity, SameCallsGiveTheSameTablesAndTheSameFrames) {
     }
     if (HasFatalFailure()) break;
   }
+  // A route or neighbour change (the watch's markStale): every next hop out at once, then
+  // swept back, destination by destination.
+  const uint32_t had = d.nextHopCount();
+  EXPECT_GT(had, 0u);
+  (*hops)->markStale();
+  EXPECT_EQ(d.nextHopCount(), 0u);
+  EXPECT_TRUE((*hops)->sweeping());
+  int sweeps = 0;
+  while ((*hops)->sweep(1) && sweeps < 100) sweeps++;
+  EXPECT_FALSE((*hops)->sweeping());
+  EXPECT_EQ(d.nextHopCount(), had);
+  EXPECT_GT(sweeps, 0) << "one destination per call: several calls";
+  // Flows gone: their destinations forgotten.
+  for (uint32_t id = 1; id <= 7; id++) {
+    x.eraseFlow(id);
+    d.eraseFlow(id);
+  }
+  (*hops)->update();
+  EXPECT_TRUE(d.destinations().empty());
+  EXPECT_EQ(d.nextHopCount(), 0u);
   std::printf("rules parity: %llu frames compared, %llu forwarded\n",
               static_cast<unsigned long long>(frames), static_cast<unsigned long long>(forwarded));
   EXPECT_GT(frames, 100u);
