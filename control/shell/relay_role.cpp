@@ -764,6 +764,18 @@ nlohmann::json RelayRole::status() const {
     if (dpdk_ && dpdk_->turnTable() != nullptr) {
       s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
       s["turn"]["fast_path_next_hops_full"] = dpdk_->nextHopTableFull();
+      // The re-resolves after a route or neighbour change (RelayBackend::staleSweeps): the
+      // last one's times are CLOCK_MONOTONIC, for lining up with other clocks (the lab test).
+      const auto w = dpdk_->staleSweeps();
+      s["turn"]["fast_path_next_hop_sweeps"] = {{"started", w.started},
+                                                {"completed", w.completed},
+                                                {"last_stale_monotonic_ns", w.lastStaleNs},
+                                                {"last_done_monotonic_ns", w.lastDoneNs},
+                                                {"last_us", (w.lastDoneNs - w.lastStaleNs) / 1000},
+                                                {"last_busy_us", w.lastBusyNs / 1000},
+                                                {"last_batches", w.lastBatches},
+                                                {"last_destinations", w.lastDestinations},
+                                                {"last_next_hops", w.lastNextHops}};
     }
   } else {
     s["turn"] = nullptr;
