@@ -46,6 +46,7 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
@@ -80,7 +81,11 @@ constexpr uint64_t kLossBoundNs = 150'000'000;
 // A frame is in flight for microseconds; one sent this long after the table was emptied
 // cannot have met the old entry.
 constexpr uint64_t kInFlightNs = 5'000'000;
+// ManyDestinations' extra peers: 1,000 (TGW_RESOLVE_PEERS=N, at most 14,000, measures more:
+// 1,000 per allocation, one more allocation per thousand).
 constexpr int kDummyPeers = 1000;
+constexpr int kPeersPerAllocation = 1000;
+constexpr int kMaxDummyPeers = 14000;  // max_allocations 16: the two Pairs and 14 more
 
 uint64_t nowNs() {
   timespec ts{};
@@ -265,6 +270,8 @@ class RelayDpdkResolve : public ::testing::Test {
       if (p->peer >= 0) close(p->peer);
       *p = Pair{};
     }
+    for (int fd : extraClients_) close(fd);
+    extraClients_.clear();
     events_.reset();
     daemon_.reset();
     lab_.reset();  // stops tgwd, deletes the namespaces
@@ -553,6 +560,7 @@ class RelayDpdkResolve : public ::testing::Test {
   static inline std::optional<RelayDaemon> daemon_;
   static inline Pair v4_, v6_;
   static inline std::unique_ptr<dataplane::NetlinkEvents> events_;
+  static inline std::vector<int> extraClients_;  // ManyDestinations' further allocations
 };
 
 // The router's MAC address changes under IPv4 traffic, five times.
@@ -650,32 +658,47 @@ TEST_F(RelayDpdkResolve, RouteChange) {
 // 1,000 more destinations (permitted peers of the IPv6 allocation, routed through the router)
 // to look up again after each change: frames meet the empty table and go through the kernel.
 TEST_F(RelayDpdkResolve, ManyDestinations) {
+  int peers = kDummyPeers;
+  if (const char* env = std::getenv("TGW_RESOLVE_PEERS")) peers = std::clamp(std::atoi(env), 1, kMaxDummyPeers);
   const Sweeps before = sweeps();
   std::vector<SockAddr> batch;
-  for (int i = 0; i < kDummyPeers; i++) {
+  std::optional<TurnClient> extra;
+  TurnClient* turn = &*v6_.turn;
+  for (int i = 0; i < peers; i++) {
+    if (i > 0 && i % kPeersPerAllocation == 0) {  // the next thousand on another allocation
+      auto fd = lab_->udpSocket(lab_->host("c").netns, SockAddr(lab_->host("c").ipv6.at(0), 0));
+      ASSERT_TRUE(fd.ok()) << fd.error().message;
+      extraClients_.push_back(*fd);
+      extra.emplace(*fd, v6_.server);
+      auto relayed = extra->allocate(true);
+      ASSERT_TRUE(relayed.ok()) << relayed.error().message;
+      turn = &*extra;
+    }
     // 2001:db8::1:0:x sort before the traffic's 2001:db8:0:2::2 and 2001:db8:0:3::2: the
     // sweep reaches those last.
     auto a = IpAddr::parse("2001:db8::1:0:" + std::to_string(i / 256) + ":" + std::to_string(i % 256 + 1));
     ASSERT_TRUE(a.ok());
     batch.emplace_back(*a, 9);
-    if (batch.size() == 50 || i == kDummyPeers - 1) {
-      auto r = v6_.turn->permit(batch);
+    if (batch.size() == 50 || i == peers - 1 || (i + 1) % kPeersPerAllocation == 0) {
+      auto r = turn->permit(batch);
       ASSERT_TRUE(r.ok()) << r.error().message;
       batch.clear();
     }
   }
-  ASSERT_TRUE(waitFor([&] { return sweeps().nextHops >= before.nextHops + kDummyPeers; }, 5s, 50ms))
+  // Each further allocation's client is a destination too (the same address as v6_'s).
+  ASSERT_TRUE(waitFor([&] { return sweeps().nextHops >= before.nextHops + uint64_t(peers); }, 10s, 50ms))
       << daemon_->show("status").output;
+  const std::string count = std::to_string(before.nextHops + uint64_t(peers));
   std::vector<Figures> all;
   for (int i = 1; i <= 3; i++) {
     char mac[18];
     std::snprintf(mac, sizeof mac, "02:00:5e:10:01:%02x", i);
-    const std::string what = "neighbour ipv6, 1004 dst #" + std::to_string(i);
+    const std::string what = "neighbour ipv6, " + count + " dst #" + std::to_string(i);
     all.push_back(checkedChange(v6_, what, [&] { setRouterMac(mac); }, neighbourTo(mac)));
     expectRelayedByDpdk(v6_, what);
     if (HasFailure()) break;
   }
-  report("neighbour change, ipv6, 1004 destinations", all);
+  report("neighbour change, ipv6, " + count + " destinations", all);
   // The window was long enough to see: frames met the empty table and tgwd's sockets relayed them.
   uint64_t bySockets = 0;
   for (const auto& f : all) bySockets += f.bySockets;
