@@ -355,6 +355,19 @@ class RelayDpdkResolve : public ::testing::Test {
     return s;
   }
 
+  // The figures once no sweep is under way (an earlier change's may still run: the table is
+  // then part empty).
+  static Sweeps settled() {
+    Sweeps s;
+    waitFor(
+        [&] {
+          s = sweeps();
+          return s.started == s.completed;
+        },
+        3s, 20ms);
+    return s;
+  }
+
   // Datagrams both ways through the relay for `total`; at `changeAt` the change runs on this
   // thread while a watcher times the first netlink report `matches` accepts.
   static Stream stream(Pair& p, std::chrono::milliseconds total, std::chrono::milliseconds changeAt,
@@ -365,8 +378,10 @@ class RelayDpdkResolve : public ::testing::Test {
     s.sentNs.assign(n, 0);
     s.atPeer.assign(n, 0);
     s.atClient.assign(n, 0);
-    std::atomic<bool> sending{true};
     std::atomic<bool> stop{false};
+    // "TGWR", the sequence number, this stream's number: a straggler of an earlier stream is
+    // not taken for one of this.
+    const uint32_t id = ++streams_;
     auto receiver = [&](int fd, std::vector<uint8_t>& got, size_t offset) {
       uint8_t buf[2048];
       for (;;) {
@@ -377,10 +392,11 @@ class RelayDpdkResolve : public ::testing::Test {
           continue;
         }
         const ssize_t len = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (len < static_cast<ssize_t>(offset + 8) || std::memcmp(buf + offset, "TGWR", 4) != 0) continue;
-        uint32_t seq = 0;
+        if (len < static_cast<ssize_t>(offset + 12) || std::memcmp(buf + offset, "TGWR", 4) != 0) continue;
+        uint32_t seq = 0, from = 0;
         std::memcpy(&seq, buf + offset + 4, 4);
-        if (seq < got.size()) got[seq] = 1;
+        std::memcpy(&from, buf + offset + 8, 4);
+        if (from == id && seq < got.size()) got[seq] = 1;
       }
     };
     std::thread atPeer(receiver, p.peer, std::ref(s.atPeer), 0);
@@ -405,6 +421,7 @@ class RelayDpdkResolve : public ::testing::Test {
       cd[2] = 0;
       cd[3] = kPayload;
       std::memcpy(cd.data() + 4, "TGWR", 4);
+      std::memcpy(cd.data() + 12, &id, 4);
       sockaddr_storage server{}, relayed{};
       const socklen_t serverLen = p.server.toSockaddr(&server);
       const socklen_t relayedLen = p.relayed.toSockaddr(&relayed);
@@ -415,7 +432,6 @@ class RelayDpdkResolve : public ::testing::Test {
         (void)sendto(p.client, cd.data(), cd.size(), 0, reinterpret_cast<sockaddr*>(&server), serverLen);
         (void)sendto(p.peer, cd.data() + 4, kPayload, 0, reinterpret_cast<sockaddr*>(&relayed), relayedLen);
       }
-      sending = false;
     });
     if (change) {
       std::this_thread::sleep_until(start + changeAt);
@@ -461,7 +477,7 @@ class RelayDpdkResolve : public ::testing::Test {
   static Figures checkedChange(Pair& p, const std::string& what, const std::function<void()>& change,
                                const std::function<bool(const dataplane::NetlinkChanges&)>& matches) {
     Figures f;
-    const Sweeps before = sweeps();
+    const Sweeps before = settled();
     auto statsBefore = daemon_->query("stats");
     EXPECT_TRUE(statsBefore.ok());
     const Stream s = stream(p, 1000ms, 300ms, change, matches);
@@ -561,6 +577,7 @@ class RelayDpdkResolve : public ::testing::Test {
   static inline Pair v4_, v6_;
   static inline std::unique_ptr<dataplane::NetlinkEvents> events_;
   static inline std::vector<int> extraClients_;  // ManyDestinations' further allocations
+  static inline uint32_t streams_ = 0;
 };
 
 // The router's MAC address changes under IPv4 traffic, five times.
@@ -660,7 +677,8 @@ TEST_F(RelayDpdkResolve, RouteChange) {
 TEST_F(RelayDpdkResolve, ManyDestinations) {
   int peers = kDummyPeers;
   if (const char* env = std::getenv("TGW_RESOLVE_PEERS")) peers = std::clamp(std::atoi(env), 1, kMaxDummyPeers);
-  const Sweeps before = sweeps();
+  const Sweeps before = settled();
+  ASSERT_GE(before.nextHops, 4u) << daemon_->show("status").output;
   std::vector<SockAddr> batch;
   std::optional<TurnClient> extra;
   TurnClient* turn = &*v6_.turn;
