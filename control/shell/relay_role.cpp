@@ -453,15 +453,16 @@ Result<void> RelayRole::startDpdk() {
   dpdk_ = std::move(*backend);
   if (dpdk_->turnTable() != nullptr) {
     startLiveness();
-    // As for XDP: a route or neighbour change empties the next-hop table within ~20 ms (the
-    // watch's pacing); sweepTimer_ resolves them all again, a batch every 10 ms.
+    // As for XDP: a route or neighbour change empties the next-hop table as the watch reads it
+    // (its pacing: FlushPacer); the first batch is resolved at once, the rest by sweepTimer_,
+    // a batch every 10 ms.
     sweepTimer_ = std::make_unique<shell::DeadlineTimer>(base_, [this] {
       if (dpdk_->resolveStale()) sweepTimer_->after(kSweepPeriod);
     });
     auto watch = NextHopWatch::start(base_, {.nextHopsStale =
                                                  [this] {
                                                    dpdk_->nextHopsStale();
-                                                   sweepTimer_->after(std::chrono::milliseconds(0));
+                                                   if (dpdk_->resolveStale()) sweepTimer_->after(kSweepPeriod);
                                                  },
                                              .address = {}});
     if (watch) {

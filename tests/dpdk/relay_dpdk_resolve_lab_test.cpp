@@ -24,8 +24,9 @@
 // like this test's clock). Checked: a sweep finished with the table back at its size; no
 // datagram lost that was sent more than 5 ms (kInFlightNs) after the table was emptied, nor
 // any sent more than kLossBound after the event, nor before the change — what is lost is what
-// the fast path sent to the old next hop during the watch's coalescing (FlushPacer::kCoalesce,
-// 20 ms), while the kernel's own path has followed at once; and a burst after it is counted by
+// the fast path sent to the old next hop before the watch read the change (it flushes at
+// once, FlushPacer; kMinInterval only after an earlier flush), while the kernel's own path has
+// followed at once; and a burst after it is counted by
 // the DPDK program (turn_to_peer, turn_to_client), none by the sockets. The figures (event to
 // table emptied, sweep, event to table full again, datagrams lost, datagrams the sockets
 // relayed in the window) are printed per change ("[resolve] ...") and as medians.
@@ -73,9 +74,10 @@ constexpr uint16_t kChannel = 0x4001;
 constexpr uint16_t kPeerPort = 5000;
 constexpr auto kInterval = std::chrono::microseconds(500);  // one datagram each way
 constexpr size_t kPayload = 64;
-// Frames sent to the old next hop before the table is emptied: the watch coalesces for 20 ms
-// (FlushPacer::kCoalesce; kMinInterval, 100 ms, only after an earlier flush, which the phases
-// leave far behind), plus scheduling on a busy 2-core VM (seen: 21-33 ms). Without the
+// Frames sent to the old next hop before the table is emptied: the watch flushes as it reads
+// the change (FlushPacer; kMinInterval, 100 ms, only after an earlier flush, which the phases
+// leave far behind), plus scheduling on a busy 2-core VM (with a 20 ms coalescing window
+// the watch once had: 21-33 ms). Without the
 // re-resolve the old next hop stays until keepAlive()'s round robin, up to a second.
 constexpr uint64_t kLossBoundNs = 150'000'000;
 // A frame is in flight for microseconds; one sent this long after the table was emptied
@@ -98,6 +100,9 @@ uint64_t nowNs() {
 }
 
 double ms(uint64_t ns) { return double(ns) / 1e6; }
+// From `from` to `to`, negative when `to` came first: tgwd's watch and this test's netlink
+// socket read the same event, and tgwd may empty the table before the test has timed it.
+double msFrom(uint64_t from, uint64_t to) { return double(static_cast<int64_t>(to - from)) / 1e6; }
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -544,9 +549,9 @@ class RelayDpdkResolve : public ::testing::Test {
                   what.c_str(), static_cast<unsigned long long>(lostEarly),
                   static_cast<unsigned long long>(lostAfterStale), ports.c_str());
     if (s.eventNs != 0 && full) {
-      f.toStale = ms(after.staleNs - s.eventNs);
-      f.sweep = ms(after.doneNs - after.staleNs);
-      f.total = ms(after.doneNs - s.eventNs);
+      f.toStale = msFrom(s.eventNs, after.staleNs);
+      f.sweep = msFrom(after.staleNs, after.doneNs);
+      f.total = msFrom(s.eventNs, after.doneNs);
       f.busy = double(after.busyUs) / 1e3;
     }
     std::printf("[resolve] %-28s event->stale %6.2f ms  sweep %6.2f ms (busy %6.2f ms, %3llu destinations)  "
