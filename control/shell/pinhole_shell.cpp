@@ -190,8 +190,9 @@ void PinholeShell::read(int fd, bool announcement) {
 void PinholeShell::recheckGateway() {
   if (stopping_) return;
   std::string why;
-  int ifindex = 0;
-  const auto gw = findWanRouter(config_.interface, config_.routeProbes, true, kFallbackProbe, why, ifindex);
+  const auto gw = findWanRouter(config_.interface, config_.routeProbes, true, kFallbackProbe, why);
+  // A router found is on the WAN interface: its index is the scope of a link-local router.
+  const int ifindex = gw ? static_cast<int>(if_nametoindex(config_.interface.c_str())) : 0;
   if (gw == gateway_ && ifindex == gatewayIfindex_ && (gw || why == gatewayWhy_)) return;
   useGateway(gw, ifindex, why);
 }

@@ -307,7 +307,7 @@ void PortmapShell::readSsdp(int fd, const SockAddr& local) {
 }
 
 std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vector<IpAddr>& probes,
-                                    bool v6, const IpAddr& fallback, std::string& why, int& ifindex) {
+                                    bool v6, const IpAddr& fallback, std::string& why) {
   auto nl = dataplane::ManagedNeighbours::open();
   if (!nl) {
     why = "cannot look up routes: " + nl.error().message;
@@ -335,7 +335,6 @@ std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vec
       why = dest.toString() + " is on-link: no " + router + " between the edge and its servers";
       continue;
     }
-    ifindex = hop->ifindex;
     return hop->address;
   }
   return std::nullopt;
@@ -344,8 +343,7 @@ std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vec
 void PortmapShell::recheckGateway() {
   if (stopping_) return;
   std::string why;
-  int ifindex = 0;
-  const auto gw = findWanRouter(config_.interface, config_.routeProbes, false, kFallbackProbe, why, ifindex);
+  const auto gw = findWanRouter(config_.interface, config_.routeProbes, false, kFallbackProbe, why);
   if (gw == gateway_ && (gw || why == gatewayWhy_)) return;
   useGateway(gw, why);
 }

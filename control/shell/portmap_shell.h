@@ -78,11 +78,11 @@ nlohmann::json portmapCountersJson(const portmap::Counters& k);
 
 // The router the WAN's Internet traffic leaves by, for one family: the next hop of the route
 // to each of `probes` of that family, then to `fallback` (an address standing for the
-// Internet), that leaves by `interface` and is not on-link. Otherwise nullopt, and `why` says
-// what was found. `ifindex` is the WAN's when a router is found. Shared by the IPv4 mapping
-// and the IPv6 pinhole.
+// Internet), that leaves by `interface` (so a router found is on that interface) and is not
+// on-link. Otherwise nullopt, and `why` says what was found. Shared by the IPv4 mapping and
+// the IPv6 pinhole.
 std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vector<IpAddr>& probes,
-                                    bool v6, const IpAddr& fallback, std::string& why, int& ifindex);
+                                    bool v6, const IpAddr& fallback, std::string& why);
 
 // The gateway is looked up again this often besides on route changes (a lookup is one
 // netlink round trip): a DHCP renewal that moved it is followed within seconds.
