@@ -209,6 +209,7 @@ void PinholeShell::useGateway(std::optional<IpAddr> gw, int ifindex, const std::
   gateway_ = gw;
   gatewayIfindex_ = gw ? ifindex : 0;
   gatewayWhy_ = gw ? "" : why;
+  refusals_.forgetAll();
   timeToPinhole_.reset();
   if (!gw) {
     log::info("pinhole6_no_gateway", {{"why", why}});
@@ -253,6 +254,7 @@ void PinholeShell::after() {
     switch (e.kind) {
       case portmap::Event::Kind::Mapped:
       case portmap::Event::Kind::Changed:
+        refusals_.forget("pcp");
         if (!timeToPinhole_) timeToPinhole_ = Clock::now() - startedAt_;
         log::info(e.kind == portmap::Event::Kind::Mapped ? "pinhole6_open" : "pinhole6_changed",
                   {{"external", e.external.toString()}, {"local", config_.local.toString()},
@@ -268,6 +270,8 @@ void PinholeShell::after() {
         break;
     }
   }
+  const auto& pcp = client_->status(portmap::Protocol::Pcp);
+  refusals_.note("pcp", pcp.availability, pcp.reason, gateway_);
   if (timers_->client) timers_->client->follow(client_->nextDeadline());
 }
 

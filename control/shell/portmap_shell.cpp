@@ -83,6 +83,20 @@ Result<UniqueFd> openGroupListener(const SockAddr& group, int ifindex, bool must
 
 }  // namespace
 
+bool isRefusal(portmap::Availability availability, std::string_view reason) {
+  return availability == portmap::Availability::Unavailable && reason.find("refused") != std::string_view::npos &&
+         reason.find("_version") == std::string_view::npos;
+}
+
+void RefusalLog::note(const char* protocol, portmap::Availability availability, const std::string& reason,
+                      const std::optional<IpAddr>& router) {
+  if (!isRefusal(availability, reason)) return;
+  auto it = said_.find(protocol);
+  if (it != said_.end() && it->second == reason) return;  // the same refusal, asked again
+  said_[protocol] = reason;
+  log::warn(event_, {{"protocol", protocol}, {"router", router ? router->toString() : "?"}, {"reason", reason}});
+}
+
 nlohmann::json portmapProtocolJson(const portmap::ProtocolStatus& s, portmap::Protocol p) {
   nlohmann::json errors = nlohmann::json::object();
   for (const auto& [code, n] : s.errors) {
@@ -366,6 +380,7 @@ void PortmapShell::useGateway(std::optional<IpAddr> gw, const std::string& why) 
   if (gateway_ || gw) ++gatewayChanges_;
   gateway_ = gw;
   gatewayWhy_ = gw ? "" : why;
+  refusals_.forgetAll();
   timeToMapping_.reset();
   timeToMappingProtocol_.clear();
   if (!gw) {
@@ -431,6 +446,7 @@ void PortmapShell::after() {
     switch (e.kind) {
       case portmap::Event::Kind::Mapped:
       case portmap::Event::Kind::Changed:
+        refusals_.forget(proto);
         noteMapped(proto);
         log::info(e.kind == portmap::Event::Kind::Mapped ? "portmap_mapped" : "portmap_changed",
                   {{"protocol", proto}, {"external", e.external.toString()}, {"local", config_.local.toString()},
@@ -448,6 +464,12 @@ void PortmapShell::after() {
         break;
     }
     if (!client_) break;  // stood down by offer()
+  }
+  if (client_) {
+    for (auto p : {portmap::Protocol::Pcp, portmap::Protocol::NatPmp}) {
+      const auto& st = client_->status(p);
+      refusals_.note(portmap::toString(p), st.availability, st.reason, gateway_);
+    }
   }
   if (timers_->client) timers_->client->follow(client_ ? client_->nextDeadline() : kNever);
 }
@@ -475,6 +497,7 @@ void PortmapShell::afterUpnp() {
       switch (e.kind) {
         case portmap::Event::Kind::Mapped:
         case portmap::Event::Kind::Changed:
+          refusals_.forget("upnp");
           noteMapped("upnp");
           log::info(e.kind == portmap::Event::Kind::Mapped ? "portmap_mapped" : "portmap_changed",
                     {{"protocol", "upnp"}, {"external", e.external.toString()}, {"local", config_.local.toString()},
@@ -495,6 +518,7 @@ void PortmapShell::afterUpnp() {
     }
     if (opens.empty()) break;
   }
+  if (upnp_) refusals_.note("upnp", upnp_->status().availability, upnp_->status().reason, gateway_);
   if (timers_->upnp) timers_->upnp->follow(upnp_ ? upnp_->nextDeadline() : kNever);
 }
 
