@@ -192,7 +192,15 @@ void printPinhole(const Json& h, const char* indent) {
     std::printf("open by %s at router %s: %s, %s s left\n", num(at("protocol")).c_str(), num(at("gateway")).c_str(),
                 num(at("external")).c_str(), num(at("lifetime_left_s")).c_str());
   } else {
-    std::printf("%s", num(at("state")).c_str());
+    // The client waits to ask again after a refusal as after silence: a refusal reads as one
+    // (the pcp line says when it asks again). The JSON keeps the client's state.
+    const Json pcp = at("pcp");
+    auto text = [&pcp](const char* key) {
+      return pcp.is_object() && pcp.contains(key) && pcp.at(key).is_string() ? pcp.at(key).get<std::string>() : std::string();
+    };
+    const bool refused = at("state") == "waiting" && text("availability") == "unavailable" &&
+                         text("reason").find("refused") != std::string::npos;
+    std::printf("%s", refused ? "refused" : num(at("state")).c_str());
     if (at("gateway").is_string()) std::printf(" at router %s", num(at("gateway")).c_str());
     std::printf("\n");
   }
