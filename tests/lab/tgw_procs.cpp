@@ -172,6 +172,22 @@ Result<void> enableRelayForwarding(const Lab& lab, const Host& relay) {
   return {};
 }
 
+Result<void> makeRelayCertificate(const Lab& lab, const std::string& netns, const std::string& dir,
+                                  const std::string& name, const std::string& san) {
+  const std::string& d = dir;
+  const std::string mk =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=lab-ca "
+      "-keyout " + d + "/ca.key -out " + d + "/ca.crt && "
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=relay.lab -keyout " + d + "/" + name +
+      ".key -out " + d + "/" + name + ".csr && "
+      "printf 'subjectAltName=" + san + "\\n' > " + d + "/san.ext && "
+      "openssl x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial "
+      "-days 2 -extfile " + d + "/san.ext -out " + d + "/" + name + ".crt";
+  auto r = lab.exec(netns, mk, 20s);
+  if (r.exitCode != 0) return fail("cannot make the relay's certificate: " + r.output);
+  return {};
+}
+
 Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host) {
   if (!haveProgram("ethtool")) return fail("ethtool is not installed");
   auto r = lab.exec(host.netns, "ethtool -K " + host.uplink + " tx off");

@@ -95,6 +95,12 @@ Result<void> writeTurnRelayExample(const std::filesystem::path& out,
 Result<void> enableRelayForwarding(const Lab& lab, const Host& relay);
 Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host);
 
+// A relay's TLS certificate from a CA of the test's: DIR/ca.crt (and ca.key), and DIR/NAME.crt
+// with its key DIR/NAME.key (EC P-256, 2 days) naming `san` ("IP:198.18.0.3", "DNS:relay.lab").
+// Made with openssl in `netns`; the key's mode is openssl's (the caller sets what it needs).
+Result<void> makeRelayCertificate(const Lab& lab, const std::string& netns, const std::string& dir,
+                                  const std::string& name, const std::string& san);
+
 // coturn's turnutils_peer (a UDP echo) on `host`'s first IPv4 (or IPv6) address, port 3480.
 // Waits until the port is bound.
 Result<Process*> startTurnPeer(Lab& lab, const Host& host, bool ipv6 = false);
