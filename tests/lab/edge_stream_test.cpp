@@ -88,9 +88,9 @@ class EdgeStream : public ::testing::Test {
 
   // Packets the site's edge XDP program dropped for `reason`.
   uint64_t xdpDrops(const std::string& site, const std::string& reason) {
-    const auto rows = xdpDropRows(site);
-    const auto it = rows.find(reason);
-    return it == rows.end() ? 0 : it->second;
+    auto stats = e_->edge(site).query("stats");
+    EXPECT_TRUE(stats) << stats.error().message;
+    return stats ? xdpPackets(*stats, "drop", reason, "edge") : 0;
   }
 
   std::unique_ptr<EdgeLab> e_;

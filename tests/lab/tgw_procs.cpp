@@ -101,11 +101,13 @@ ExecResult RelayDaemon::show(const std::string& command) const {
   return run({tgwctlPath(), "--socket", socket_.string(), command}, 5s);
 }
 
-uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict) {
+uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict, const std::string& reason,
+                    const std::string& role) {
   uint64_t sum = 0;
-  if (!stats.contains("relay") || !stats["relay"].contains("xdp")) return 0;
-  for (const auto& row : stats["relay"]["xdp"]) {
-    if (row.value("verdict", "") == verdict) sum += row.value("packets", uint64_t{0});
+  if (!stats.contains(role) || !stats[role].contains("xdp")) return 0;
+  for (const auto& row : stats[role]["xdp"]) {
+    if ((verdict.empty() || row.value("verdict", "") == verdict) && (reason.empty() || row.value("reason", "") == reason))
+      sum += row.value("packets", uint64_t{0});
   }
   return sum;
 }

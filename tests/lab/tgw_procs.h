@@ -58,9 +58,11 @@ class RelayDaemon {
   std::filesystem::path socket_;
 };
 
-// Packets the XDP program counted with this verdict ("tx", "pass", "drop"), all families
-// and reasons, in a `stats` reply.
-uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict);
+// Packets `role`'s XDP program ("relay" or "edge") counted with this verdict ("tx", "pass",
+// "drop") and reason ("edge_bad_source", ...; "" for either: any), all families, in a `stats`
+// reply.
+uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict, const std::string& reason = "",
+                    const std::string& role = "relay");
 // A userspace STUN counter ("binding_success", "requests", ...) in a `stats` reply.
 uint64_t stunCounter(const nlohmann::json& stats, const std::string& name);
 
