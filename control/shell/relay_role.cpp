@@ -206,10 +206,8 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
                                {"rest", cfg.turn->restSecret ? "yes" : "no"},
                                {"ports", std::to_string(cfg.turn->minPort) + "-" + std::to_string(cfg.turn->maxPort)},
                                {"fast_path", r->fastPath_ ? "yes" : table != nullptr ? "dpdk" : "no"}});
-    for (const auto& [entry, why] : cfg.turn->unsafeAllow) {
-      log::warn("turn_peer_allow_unsafe", {{"entry", entry.toString()}, {"why", why},
-                                           {"override", "relay.turn.peer_allow_unsafe = true"}});
-    }
+    // peer_allow entries that peer_allow_unsafe lets through are said once, by the config's
+    // warning (tgwd logs config_warning at start: each entry, why, and the file's line).
     // Every address the kernel delivers here is denied as a peer, followed as it changes.
     auto watch = shell::LocalAddressWatch::start(base, [rr = r.get()](const std::vector<Cidr>& prefixes) {
       rr->turn_->setLocalPrefixes(prefixes, Clock::now());
