@@ -81,11 +81,16 @@ class Reader {
     return {};
   }
 
-  [[noreturn]] void failAt(const toml::node* node, int fallbackLine, const std::string& key,
-                           const std::string& expected, const std::string& got = {}) const {
+  // "FILE:LINE: key: text", LINE the node's, or fallbackLine where it has none.
+  std::string located(const toml::node* node, int fallbackLine, const std::string& key, const std::string& text) const {
     int line = fallbackLine;
     if (node != nullptr && node->source().begin.line > 0) line = static_cast<int>(node->source().begin.line);
-    std::string msg = path_ + ":" + std::to_string(line) + ": " + key + ": expected " + expected;
+    return path_ + ":" + std::to_string(line) + ": " + key + ": " + text;
+  }
+
+  [[noreturn]] void failAt(const toml::node* node, int fallbackLine, const std::string& key,
+                           const std::string& expected, const std::string& got = {}) const {
+    std::string msg = located(node, fallbackLine, key, "expected " + expected);
     if (!got.empty()) msg += ", got " + got;
     throw ConfigFailure{msg};
   }
@@ -223,16 +228,12 @@ class Reader {
 
   // A dangerous but legal value: kept, and said once at start (tgwd logs Config::warnings).
   void warnAt(const toml::node* node, int fallbackLine, const std::string& key, const std::string& text) const {
-    int line = fallbackLine;
-    if (node != nullptr && node->source().begin.line > 0) line = static_cast<int>(node->source().begin.line);
-    warnings_.push_back(path_ + ":" + std::to_string(line) + ": " + key + ": " + text);
+    warnings_.push_back(located(node, fallbackLine, key, text));
   }
   std::vector<std::string> takeWarnings() const { return std::move(warnings_); }
   // A default worth seeing, said by `tgwd --check` only; same form as a warning.
   void noteAt(const toml::node* node, int fallbackLine, const std::string& key, const std::string& text) const {
-    int line = fallbackLine;
-    if (node != nullptr && node->source().begin.line > 0) line = static_cast<int>(node->source().begin.line);
-    notes_.push_back(path_ + ":" + std::to_string(line) + ": " + key + ": " + text);
+    notes_.push_back(located(node, fallbackLine, key, text));
   }
   std::vector<std::string> takeNotes() const { return std::move(notes_); }
   // Keys that put a secret in the config file itself (load() then checks the file's mode).

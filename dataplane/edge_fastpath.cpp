@@ -606,20 +606,10 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   self->impl_ = std::make_unique<Impl>();
   Impl& impl = *self->impl_;
   impl.options = options;
-  // The program reads the kernel's HZ (CONFIG_HZ, tgw/edge.h) through libbpf's kconfig
-  // (kernelConfigOverride, dataplane/nexthop_epoch.h: kAssumedHz where it cannot be read).
-  const std::string kconfig = kernelConfigOverride();
-  if (!kconfig.empty()) {
-    log::warn("xdp.edge.kernel_config_unreadable",
-              {{"assumed_hz", std::to_string(kAssumedHz)},
-               {"effect", "next-hop cache lifetime 0.25-2.5 s instead of 1 s"}});
-  }
-  bpf_object_open_opts openOpts{};
-  openOpts.sz = sizeof(openOpts);
-  openOpts.kconfig = kconfig.empty() ? nullptr : kconfig.c_str();
-  impl.skel = tgw_edge__open_opts(&openOpts);
+  impl.skel = tgw_edge__open();
   if (impl.skel == nullptr)
     return fail(std::string("edge fast path: open skeleton: ") + std::strerror(errno), errno);
+  // The clock, and the kernel's HZ the next-hop cache lifetime is (tgw/edge_layout.h).
   writeJiffyClock(impl.skel->rodata->tgw_clock, "edge");
   auto& maps = impl.skel->maps;
   for (bpf_map* m : {maps.tgw_edge_locals, maps.tgw_edge_flows, maps.tgw_edge_heads,

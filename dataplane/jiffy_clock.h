@@ -29,6 +29,7 @@
 namespace tgw::dataplane {
 
 struct JiffyClock {
+  uint64_t hz = 0;          // the kernel's HZ: jiffies per second
   uint64_t nsPerJiffy = 0;  // 10^9 / HZ
   uint64_t offsetNs = 0;    // CLOCK_MONOTONIC ns ~ jiffies * nsPerJiffy + offsetNs (mod 2^64)
 };
@@ -87,6 +88,7 @@ inline Result<JiffyClock> measureJiffyClock() {
   if (bestD > 0.08 * static_cast<double>(best))
     return fail("jiffies advance at " + std::to_string(hz) + " per second, not a kernel HZ");
   JiffyClock clock;
+  clock.hz = best;
   clock.nsPerJiffy = 1000000000ull / best;
   // c's time minus b's jiffies: at least the true offset (the tick of b's jiffy began before
   // c's time); then a tick since the last jiffy and a tick of lateness.
@@ -103,7 +105,8 @@ inline Result<JiffyClock> jiffyClock() {
 }
 
 // Writes the calibration into a program's .rodata (before it loads). Where it cannot be
-// measured the program reads the coarse clock instead (ns_per_jiffy 0), said once per load.
+// measured the program reads the coarse clock instead (ns_per_jiffy 0) and knows no HZ (hz 0),
+// said once per load.
 inline void writeJiffyClock(tgw_clock_config& rodata, const char* program) {
   rodata = tgw_clock_config{};
   auto clock = jiffyClock();
@@ -115,6 +118,7 @@ inline void writeJiffyClock(tgw_clock_config& rodata, const char* program) {
   }
   rodata.ns_per_jiffy = clock->nsPerJiffy;
   rodata.offset_ns = clock->offsetNs;
+  rodata.hz = clock->hz;
 }
 
 }  // namespace tgw::dataplane

@@ -1,6 +1,7 @@
 // Userspace side of xdp/nexthop_epoch.bpf.h: the relay's and the edge's flushNextHops()
 // bump their program's next-hop epoch, which makes every kept bpf_fib_lookup answer stale;
-// and the kernel config both programs' caches need for their lifetime (CONFIG_HZ).
+// and the kernel config the relay's cache needs for its lifetime (CONFIG_HZ; the edge's takes
+// the HZ its clock calibration measured, dataplane/jiffy_clock.h).
 #pragma once
 
 #include <bpf/bpf.h>
@@ -28,7 +29,7 @@ inline void bumpNextHopEpoch(int fd) {
 // The kernel's HZ when its config cannot be read (Debian's and many distributions' default).
 constexpr int kAssumedHz = 250;
 
-// Both programs keep their next hops for CONFIG_HZ jiffies (one second), the kernel's HZ
+// The relay keeps its next hops for CONFIG_HZ jiffies (one second), the kernel's HZ
 // read through libbpf's kconfig, which libbpf takes from /boot/config-$(uname -r) or
 // /proc/config.gz and refuses to load without. Where neither can be read (a container
 // without the host's /boot, a kernel without IKCONFIG_PROC), libbpf is given kAssumedHz

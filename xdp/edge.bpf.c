@@ -24,10 +24,6 @@
 #define AF_INET 2
 #define AF_INET6 10
 
-/* The kernel's tick rate (libbpf fills it from the kernel's config, or EdgeFastPath gives it
- * one where the config cannot be read: tgw/edge.h). */
-extern const unsigned int CONFIG_HZ __kconfig __weak;
-
 /* The maps of tgw/edge.h; max_entries are placeholders the loader resizes. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -172,7 +168,7 @@ static __always_inline __u32 tgw_be_edge_next_hop(struct xdp_md *ctx,
   __builtin_memcpy(hop->smac, fib.smac, TGW_ETH_ALEN);
   hop->ifindex = fib.ifindex;
   hop->ok_len = ok_len > plan->ip_len ? ok_len : plan->ip_len;
-  hop->expires = now + (CONFIG_HZ != 0 ? CONFIG_HZ : TGW_EDGE_HOP_TTL_HZ_DEFAULT);
+  hop->expires = now + (tgw_clock.hz != 0 ? tgw_clock.hz : TGW_EDGE_HOP_TTL_HZ_DEFAULT);
   hop->ingress = ingress;
   hop->epoch = epoch;
   hop->generation = f->generation;

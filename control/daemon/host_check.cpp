@@ -9,13 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <set>
 
+#include "base/sockaddr.h"
 #include "crypto/node_key.h"
 #include "dataplane/xdp_attachment.h"
 
@@ -34,17 +34,10 @@ std::optional<std::set<IpAddr>> localAddresses() {
   std::set<IpAddr> out;
   for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
     if (i->ifa_addr == nullptr) continue;
-    if (i->ifa_addr->sa_family == AF_INET) {
-      const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
-      std::array<uint8_t, 4> b{};
-      std::memcpy(b.data(), &sin->sin_addr, 4);
-      out.insert(IpAddr::v4(b));
-    } else if (i->ifa_addr->sa_family == AF_INET6) {
-      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
-      std::array<uint8_t, 16> b{};
-      std::memcpy(b.data(), &sin6->sin6_addr, 16);
-      out.insert(IpAddr::v6(b));
-    }
+    const int family = i->ifa_addr->sa_family;
+    if (family != AF_INET && family != AF_INET6) continue;
+    auto a = SockAddr::fromSockaddr(i->ifa_addr, family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+    if (a) out.insert(a->ip());
   }
   freeifaddrs(list);
   return out;
@@ -83,12 +76,10 @@ std::string controlSocketFolderProblem(const std::string& socketPath) {
 
 }  // namespace
 
-HostCheck checkHost(const config::Config& cfg, const std::string& configPath) {
+HostCheck checkHost(const config::Config& cfg) {
   HostCheck out;
   auto problem = [&](const std::string& key, const std::string& what) {
-    auto line = cfg.keyLines.find(key);
-    out.problems.push_back(configPath + (line == cfg.keyLines.end() ? "" : ":" + std::to_string(line->second)) +
-                           ": " + key + ": " + what);
+    out.problems.push_back(cfg.where(key) + ": " + key + ": " + what);
   };
   const auto& d = cfg.daemon;
   if (d.user && !userExists(*d.user)) problem("daemon.user", "no user '" + *d.user + "' on this host");

@@ -20,6 +20,7 @@ struct HostCheck {
   std::vector<std::string> notes;     // said by --check only (e.g. a key file to be created)
 };
 
-HostCheck checkHost(const config::Config& cfg, const std::string& configPath);
+// Problems are named at cfg.where(key), as the config's own errors are.
+HostCheck checkHost(const config::Config& cfg);
 
 }  // namespace tgw

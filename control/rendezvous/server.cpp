@@ -117,15 +117,17 @@ void Server::refused(std::string_view reason, const SockAddr& from, TimePoint no
   counters_.logSuppressed = refusedLog_.suppressed();
 }
 
-void Server::addToSource(const Source& s) {
-  ++nodesPerSource_[sourcePrefix(s.addr.ip())];
-  if (s.transport != Transport::Udp) ++streamNodes_;
-}
+void Server::addToSource(const Source& s) { ++nodesPerSource_[sourcePrefix(s.addr.ip())]; }
 
 void Server::removeFromSource(const Source& s) {
   auto it = nodesPerSource_.find(sourcePrefix(s.addr.ip()));
   if (it != nodesPerSource_.end() && --it->second == 0) nodesPerSource_.erase(it);
-  if (s.transport != Transport::Udp) --streamNodes_;
+}
+
+size_t Server::streamNodes() const {
+  return static_cast<size_t>(std::count_if(nodes_.begin(), nodes_.end(), [](const auto& n) {
+    return n.second.source.transport != Transport::Udp;
+  }));
 }
 
 bool Server::sourceHasRoom(const crypto::PublicKey& node, const Source& from, TimePoint now) {

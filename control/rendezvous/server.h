@@ -171,8 +171,9 @@ class Server {
   std::vector<StreamSend> takeStreamSends();
 
   size_t registeredNodes() const { return nodes_.size(); }
-  // Of which registered over a stream (TCP or TLS).
-  size_t streamNodes() const { return streamNodes_; }
+  // Of which registered over a stream (TCP or TLS); counted when asked (status, metrics), so
+  // that REGISTERs keep no count of their own.
+  size_t streamNodes() const;
   // Where a registered node is (nullptr when not registered or expired at `now`), and over
   // which transport.
   const SockAddr* addressOf(const crypto::PublicKey& node, TimePoint now) const;
@@ -226,7 +227,6 @@ class Server {
   crypto::Sealer sealer_;
   std::unordered_map<crypto::PublicKey, Node> nodes_;
   std::unordered_map<Source, crypto::PublicKey, SourceHash> bySource_;
-  size_t streamNodes_ = 0;
   // One entry per node (tagged with its generation), at or before its expiry: a refresh
   // does not add entries; onTimer moves an entry whose node was refreshed.
   std::multimap<TimePoint, std::pair<crypto::PublicKey, uint64_t>> expiries_;

@@ -10,7 +10,7 @@ namespace tgw {
 
 TimePoint FlushPacer::onChange(TimePoint now) {
   if (due_) return *due_;
-  TimePoint at = now + kCoalesce;
+  TimePoint at = now;
   if (last_) at = std::max(at, *last_ + kMinInterval);
   due_ = at;
   return at;
@@ -60,7 +60,13 @@ void NextHopWatch::onReadable() {
     }
   }
   if (!stale || pacer_.due()) return;
-  flush_->follow(pacer_.onChange(Clock::now()));
+  const TimePoint now = Clock::now();
+  const TimePoint at = pacer_.onChange(now);
+  if (at <= now) {
+    onFlush();
+  } else {
+    flush_->follow(at);
+  }
 }
 
 void NextHopWatch::onFlush() {

@@ -3,8 +3,8 @@
 // this watches rtnetlink (dataplane/netlink_events.h) from the event loop and, when a route
 // or a link changes, a neighbour changes its link-layer address or goes away
 // (NeighbourMemory: not its every state change), or events were lost, calls
-// `nextHopsStale` once per burst (FlushPacer), so the next packet asks the FIB again: a
-// router failover or a replaced host with a new MAC address costs milliseconds instead of up
+// `nextHopsStale` at once, then at most once per 100 ms of a burst (FlushPacer), so the next
+// packet asks the FIB again: a router failover or a replaced host with a new MAC address costs milliseconds instead of up
 // to a second of datagrams. Address changes go to `address` as they come.
 #pragma once
 
@@ -22,15 +22,18 @@ struct event;
 
 namespace tgw {
 
-// When to flush, sans-I/O: kCoalesce after the first change of a burst (a route table
-// rewrite sends a message per route), and never sooner than kMinInterval after the previous
-// flush, so churn (a routing daemon, a busy LAN) costs at most 10 flushes a second.
+// When to flush, sans-I/O: at once on a change after a quiet spell (a router failover or a
+// host's new MAC: the fast path stops using the old next hop within the read that saw it),
+// and never sooner than kMinInterval after the previous flush, so the rest of a burst (a
+// route table rewrite sends a message per route; what one read drains is one change) is
+// flushed once, kMinInterval later, and churn (a routing daemon, a busy LAN) costs at most
+// 10 flushes a second.
 class FlushPacer {
  public:
-  static constexpr Duration kCoalesce = 20ms;
   static constexpr Duration kMinInterval = 100ms;
 
-  // A change seen at `now`: when the flush is due (the pending one if there is one).
+  // A change seen at `now`: when the flush is due (the pending one if there is one); `now`
+  // itself after a quiet spell.
   TimePoint onChange(TimePoint now);
   // The flush ran at `now`.
   void flushed(TimePoint now);

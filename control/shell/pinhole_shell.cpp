@@ -190,8 +190,9 @@ void PinholeShell::read(int fd, bool announcement) {
 void PinholeShell::recheckGateway() {
   if (stopping_) return;
   std::string why;
-  int ifindex = 0;
-  const auto gw = findWanRouter(config_.interface, config_.routeProbes, true, kFallbackProbe, why, ifindex);
+  const auto gw = findWanRouter(config_.interface, config_.routeProbes, true, kFallbackProbe, why);
+  // A router found is on the WAN interface: its index is the scope of a link-local router.
+  const int ifindex = gw ? static_cast<int>(if_nametoindex(config_.interface.c_str())) : 0;
   if (gw == gateway_ && ifindex == gatewayIfindex_ && (gw || why == gatewayWhy_)) return;
   useGateway(gw, ifindex, why);
 }
@@ -208,6 +209,7 @@ void PinholeShell::useGateway(std::optional<IpAddr> gw, int ifindex, const std::
   gateway_ = gw;
   gatewayIfindex_ = gw ? ifindex : 0;
   gatewayWhy_ = gw ? "" : why;
+  refusals_.forgetAll();
   timeToPinhole_.reset();
   if (!gw) {
     log::info("pinhole6_no_gateway", {{"why", why}});
@@ -252,6 +254,7 @@ void PinholeShell::after() {
     switch (e.kind) {
       case portmap::Event::Kind::Mapped:
       case portmap::Event::Kind::Changed:
+        refusals_.forget("pcp");
         if (!timeToPinhole_) timeToPinhole_ = Clock::now() - startedAt_;
         log::info(e.kind == portmap::Event::Kind::Mapped ? "pinhole6_open" : "pinhole6_changed",
                   {{"external", e.external.toString()}, {"local", config_.local.toString()},
@@ -267,6 +270,8 @@ void PinholeShell::after() {
         break;
     }
   }
+  const auto& pcp = client_->status(portmap::Protocol::Pcp);
+  refusals_.note("pcp", pcp.availability, pcp.reason, gateway_);
   if (timers_->client) timers_->client->follow(client_->nextDeadline());
 }
 

@@ -52,6 +52,7 @@
 #include "base/clock.h"
 #include "base/sockaddr.h"
 #include "portmap/client.h"
+#include "shell/portmap_shell.h"
 
 struct event_base;
 
@@ -115,6 +116,7 @@ class PinholeShell {
   uint64_t announcementsReceived_ = 0;  // datagrams on the listener
   uint64_t sendErrors_ = 0;
   uint64_t droppedOtherInterface_ = 0;  // link-local senders on another interface
+  RefusalLog refusals_{"pinhole6_refused"};
   bool stopping_ = false;
   TimePoint stopDeadline_ = kNever;
 };

@@ -83,6 +83,20 @@ Result<UniqueFd> openGroupListener(const SockAddr& group, int ifindex, bool must
 
 }  // namespace
 
+bool isRefusal(portmap::Availability availability, std::string_view reason) {
+  return availability == portmap::Availability::Unavailable && reason.find("refused") != std::string_view::npos &&
+         reason.find("_version") == std::string_view::npos;
+}
+
+void RefusalLog::note(const char* protocol, portmap::Availability availability, const std::string& reason,
+                      const std::optional<IpAddr>& router) {
+  if (!isRefusal(availability, reason)) return;
+  auto it = said_.find(protocol);
+  if (it != said_.end() && it->second == reason) return;  // the same refusal, asked again
+  said_[protocol] = reason;
+  log::warn(event_, {{"protocol", protocol}, {"router", router ? router->toString() : "?"}, {"reason", reason}});
+}
+
 nlohmann::json portmapProtocolJson(const portmap::ProtocolStatus& s, portmap::Protocol p) {
   nlohmann::json errors = nlohmann::json::object();
   for (const auto& [code, n] : s.errors) {
@@ -307,7 +321,7 @@ void PortmapShell::readSsdp(int fd, const SockAddr& local) {
 }
 
 std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vector<IpAddr>& probes,
-                                    bool v6, const IpAddr& fallback, std::string& why, int& ifindex) {
+                                    bool v6, const IpAddr& fallback, std::string& why) {
   auto nl = dataplane::ManagedNeighbours::open();
   if (!nl) {
     why = "cannot look up routes: " + nl.error().message;
@@ -335,7 +349,6 @@ std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vec
       why = dest.toString() + " is on-link: no " + router + " between the edge and its servers";
       continue;
     }
-    ifindex = hop->ifindex;
     return hop->address;
   }
   return std::nullopt;
@@ -344,8 +357,7 @@ std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vec
 void PortmapShell::recheckGateway() {
   if (stopping_) return;
   std::string why;
-  int ifindex = 0;
-  const auto gw = findWanRouter(config_.interface, config_.routeProbes, false, kFallbackProbe, why, ifindex);
+  const auto gw = findWanRouter(config_.interface, config_.routeProbes, false, kFallbackProbe, why);
   if (gw == gateway_ && (gw || why == gatewayWhy_)) return;
   useGateway(gw, why);
 }
@@ -368,6 +380,7 @@ void PortmapShell::useGateway(std::optional<IpAddr> gw, const std::string& why) 
   if (gateway_ || gw) ++gatewayChanges_;
   gateway_ = gw;
   gatewayWhy_ = gw ? "" : why;
+  refusals_.forgetAll();
   timeToMapping_.reset();
   timeToMappingProtocol_.clear();
   if (!gw) {
@@ -433,6 +446,7 @@ void PortmapShell::after() {
     switch (e.kind) {
       case portmap::Event::Kind::Mapped:
       case portmap::Event::Kind::Changed:
+        refusals_.forget(proto);
         noteMapped(proto);
         log::info(e.kind == portmap::Event::Kind::Mapped ? "portmap_mapped" : "portmap_changed",
                   {{"protocol", proto}, {"external", e.external.toString()}, {"local", config_.local.toString()},
@@ -450,6 +464,12 @@ void PortmapShell::after() {
         break;
     }
     if (!client_) break;  // stood down by offer()
+  }
+  if (client_) {
+    for (auto p : {portmap::Protocol::Pcp, portmap::Protocol::NatPmp}) {
+      const auto& st = client_->status(p);
+      refusals_.note(portmap::toString(p), st.availability, st.reason, gateway_);
+    }
   }
   if (timers_->client) timers_->client->follow(client_ ? client_->nextDeadline() : kNever);
 }
@@ -477,6 +497,7 @@ void PortmapShell::afterUpnp() {
       switch (e.kind) {
         case portmap::Event::Kind::Mapped:
         case portmap::Event::Kind::Changed:
+          refusals_.forget("upnp");
           noteMapped("upnp");
           log::info(e.kind == portmap::Event::Kind::Mapped ? "portmap_mapped" : "portmap_changed",
                     {{"protocol", "upnp"}, {"external", e.external.toString()}, {"local", config_.local.toString()},
@@ -497,6 +518,7 @@ void PortmapShell::afterUpnp() {
     }
     if (opens.empty()) break;
   }
+  if (upnp_) refusals_.note("upnp", upnp_->status().availability, upnp_->status().reason, gateway_);
   if (timers_->upnp) timers_->upnp->follow(upnp_ ? upnp_->nextDeadline() : kNever);
 }
 

@@ -57,6 +57,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/clock.h"
@@ -78,11 +79,34 @@ nlohmann::json portmapCountersJson(const portmap::Counters& k);
 
 // The router the WAN's Internet traffic leaves by, for one family: the next hop of the route
 // to each of `probes` of that family, then to `fallback` (an address standing for the
-// Internet), that leaves by `interface` and is not on-link. Otherwise nullopt, and `why` says
-// what was found. `ifindex` is the WAN's when a router is found. Shared by the IPv4 mapping
-// and the IPv6 pinhole.
+// Internet), that leaves by `interface` (so a router found is on that interface) and is not
+// on-link. Otherwise nullopt, and `why` says what was found. Shared by the IPv4 mapping and
+// the IPv6 pinhole.
 std::optional<IpAddr> findWanRouter(const std::string& interface, const std::vector<IpAddr>& probes,
-                                    bool v6, const IpAddr& fallback, std::string& why, int& ifindex);
+                                    bool v6, const IpAddr& fallback, std::string& why);
+
+// Whether a protocol's view says the router refused (a result code or a UPnP fault, not
+// silence): Unavailable, its reason a refusal ("refused: ...", "refused for now: ...",
+// "AddPortMapping refused: ..."), but not a version mismatch ("refused: unsupp_version",
+// "unsupported_version": the gateway speaks the other protocol, which is tried instead).
+bool isRefusal(portmap::Availability availability, std::string_view reason);
+
+// Says a router's refusal of a mapping or pinhole once, at warn (`event`, with the protocol,
+// the router and the reason): when a protocol's view turns to a refusal, or to another one;
+// not again for the same refusal on each retry, only once the protocol mapped (forget) or
+// the router changed (forgetAll).
+class RefusalLog {
+ public:
+  explicit RefusalLog(const char* event) : event_(event) {}
+  void note(const char* protocol, portmap::Availability availability, const std::string& reason,
+            const std::optional<IpAddr>& router);
+  void forget(const char* protocol) { said_.erase(protocol); }
+  void forgetAll() { said_.clear(); }
+
+ private:
+  const char* event_;
+  std::map<std::string, std::string, std::less<>> said_;  // protocol -> the refusal said
+};
 
 // The gateway is looked up again this often besides on route changes (a lookup is one
 // netlink round trip): a DHCP renewal that moved it is followed within seconds.
@@ -187,6 +211,7 @@ class PortmapShell {
   std::string timeToMappingProtocol_;
   uint64_t gatewayChanges_ = 0;
   uint64_t announcementsReceived_ = 0;  // datagrams on the listener
+  RefusalLog refusals_{"portmap_refused"};
   bool stopping_ = false;
 };
 

@@ -206,10 +206,8 @@ Result<std::unique_ptr<RelayRole>> RelayRole::create(event_base* base, const con
                                {"rest", cfg.turn->restSecret ? "yes" : "no"},
                                {"ports", std::to_string(cfg.turn->minPort) + "-" + std::to_string(cfg.turn->maxPort)},
                                {"fast_path", r->fastPath_ ? "yes" : table != nullptr ? "dpdk" : "no"}});
-    for (const auto& [entry, why] : cfg.turn->unsafeAllow) {
-      log::warn("turn_peer_allow_unsafe", {{"entry", entry.toString()}, {"why", why},
-                                           {"override", "relay.turn.peer_allow_unsafe = true"}});
-    }
+    // peer_allow entries that peer_allow_unsafe lets through are said once, by the config's
+    // warning (tgwd logs config_warning at start: each entry, why, and the file's line).
     // Every address the kernel delivers here is denied as a peer, followed as it changes.
     auto watch = shell::LocalAddressWatch::start(base, [rr = r.get()](const std::vector<Cidr>& prefixes) {
       rr->turn_->setLocalPrefixes(prefixes, Clock::now());
@@ -453,15 +451,16 @@ Result<void> RelayRole::startDpdk() {
   dpdk_ = std::move(*backend);
   if (dpdk_->turnTable() != nullptr) {
     startLiveness();
-    // As for XDP: a route or neighbour change empties the next-hop table within ~20 ms (the
-    // watch's pacing); sweepTimer_ resolves them all again, a batch every 10 ms.
+    // As for XDP: a route or neighbour change empties the next-hop table as the watch reads it
+    // (its pacing: FlushPacer); the first batch is resolved at once, the rest by sweepTimer_,
+    // a batch every 10 ms.
     sweepTimer_ = std::make_unique<shell::DeadlineTimer>(base_, [this] {
       if (dpdk_->resolveStale()) sweepTimer_->after(kSweepPeriod);
     });
     auto watch = NextHopWatch::start(base_, {.nextHopsStale =
                                                  [this] {
                                                    dpdk_->nextHopsStale();
-                                                   sweepTimer_->after(std::chrono::milliseconds(0));
+                                                   if (dpdk_->resolveStale()) sweepTimer_->after(kSweepPeriod);
                                                  },
                                              .address = {}});
     if (watch) {
@@ -764,6 +763,18 @@ nlohmann::json RelayRole::status() const {
     if (dpdk_ && dpdk_->turnTable() != nullptr) {
       s["turn"]["fast_path_next_hops"] = dpdk_->nextHops();
       s["turn"]["fast_path_next_hops_full"] = dpdk_->nextHopTableFull();
+      // The re-resolves after a route or neighbour change (RelayBackend::staleSweeps): the
+      // last one's times are CLOCK_MONOTONIC, for lining up with other clocks (the lab test).
+      const auto w = dpdk_->staleSweeps();
+      s["turn"]["fast_path_next_hop_sweeps"] = {{"started", w.started},
+                                                {"completed", w.completed},
+                                                {"last_stale_monotonic_ns", w.lastStaleNs},
+                                                {"last_done_monotonic_ns", w.lastDoneNs},
+                                                {"last_us", (w.lastDoneNs - w.lastStaleNs) / 1000},
+                                                {"last_busy_us", w.lastBusyNs / 1000},
+                                                {"last_batches", w.lastBatches},
+                                                {"last_destinations", w.lastDestinations},
+                                                {"last_next_hops", w.lastNextHops}};
     }
   } else {
     s["turn"] = nullptr;

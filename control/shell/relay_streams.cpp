@@ -222,8 +222,7 @@ void RelayStreams::ended(Conn& c, const StreamEnding& e) {
       ++counters_.closedErrors;
       end(c, e.detail);
       return;
-    case StreamEnd::Backlog:  // the relay makes us write TLS records and does not read them
-      ++counters_.closedBacklog;
+    case StreamEnd::Backlog:  // the relay makes us write TLS records and does not read them (counted by the pump)
       end(c, e.detail);
       return;
     case StreamEnd::Garbage:

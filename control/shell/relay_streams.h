@@ -61,7 +61,8 @@ class RelayStreams {
   // messages of 1200 bytes); whole messages dropped from the head beyond it.
   static constexpr size_t kSendQueueBytes = 64 * 1024;
 
-  // rx/tx messages and bytes, send queue drops, TLS handshakes: StreamPump::Counters.
+  // rx/tx messages and bytes, send queue drops, TLS handshakes, streams closed for a TLS
+  // backlog (StreamEnd::Backlog): StreamPump::Counters.
   struct Counters : StreamPump::Counters {
     uint64_t connects = 0;        // connections started
     uint64_t opened = 0;          // connected (TLS: handshake done and the relay verified)
@@ -71,7 +72,6 @@ class RelayStreams {
     uint64_t closedByServer = 0;
     uint64_t closedGarbage = 0;   // bytes neither STUN nor ChannelData, or oversize
     uint64_t closedErrors = 0;
-    uint64_t closedBacklog = 0;   // TLS records the relay did not read (StreamEnd::Backlog)
     uint64_t txNoConnection = 0;  // a message for a connection not open (yet, or any more)
   };
 

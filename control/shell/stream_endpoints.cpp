@@ -275,7 +275,7 @@ void StreamEndpoints::close(Conn& c, StreamClose why) {
     case StreamClose::Error: ++counters_.closedErrors; break;
     case StreamClose::TlsError: ++counters_.closedTlsErrors; break;
     case StreamClose::Shutdown: break;
-    case StreamClose::Backlog: ++counters_.closedBacklog; break;
+    case StreamClose::Backlog: break;  // counted by the pump (StreamPump::Counters)
   }
   c.pump->close();  // the descriptor is free at once
   event_del(c.timer);

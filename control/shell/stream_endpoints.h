@@ -69,7 +69,8 @@ class StreamEndpoints {
  public:
   static constexpr Duration kAcceptPause = std::chrono::milliseconds(100);
 
-  // rx/tx messages and bytes, send queue drops, TLS handshakes: StreamPump::Counters.
+  // rx/tx messages and bytes, send queue drops, TLS handshakes, streams closed for a TLS
+  // backlog (StreamClose::Backlog): StreamPump::Counters.
   struct Counters : StreamPump::Counters {
     uint64_t accepted = 0;
     uint64_t rejectedConnectionCap = 0;
@@ -84,7 +85,6 @@ class StreamEndpoints {
     uint64_t txNoConnection = 0;       // a message for a connection that is gone
     uint64_t closedTlsErrors = 0;      // handshake failed, or a TLS record could not be read
     uint64_t closedTlsOldVersion = 0;  // of those: the client offered only TLS 1.1 or older
-    uint64_t closedBacklog = 0;        // TLS records the client did not read (StreamEnd::Backlog)
   };
 
   // A whole message from a client (ChannelData without its padding).

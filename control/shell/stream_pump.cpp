@@ -119,6 +119,7 @@ void StreamPump::onEnded(int, short, void* arg) {
   if (!p->ending_) return;
   const StreamEnding e = std::move(*p->ending_);
   p->ending_.reset();
+  if (e.what == StreamEnd::Backlog) ++p->counters_.closedBacklog;
   p->handler_.onStreamEnd(e);
   p->handler_.afterStreamWakeup();
 }

@@ -104,6 +104,7 @@ class StreamPump {
     uint64_t tlsHandshakes = 0;       // completed
     uint64_t tlsBacklogPauses = 0;    // reading paused: the TLS backlog went over its bound
     uint64_t tlsBacklogPeak = 0;      // the largest TLS backlog any stream held (bytes)
+    uint64_t closedBacklog = 0;       // streams ended for TLS records the peer did not read (StreamEnd::Backlog)
   };
 
   class Handler {

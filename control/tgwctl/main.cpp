@@ -165,6 +165,22 @@ std::string pathText(const Json& p) {
   return std::string(kind) + " " + num(p["local"]) + " -> " + num(p["remote"]);
 }
 
+// One protocol's line under the mapping or the pinhole: availability (reason), errors by
+// result code, when it asks again. A refusal is not final: the client asks again (a CGNAT's
+// router answers "no resources").
+void printProtocol(const Json& q, const char* proto, const char* indent) {
+  if (!q.is_object()) return;
+  // Absent keys read as null (a const json's operator[] must not be asked for them).
+  auto at = [&q](const char* key) { return q.contains(key) ? q.at(key) : Json(nullptr); };
+  std::printf("%s            %-7s %s", indent, proto, num(at("availability")).c_str());
+  if (at("reason").is_string() && !at("reason").get<std::string>().empty()) std::printf(" (%s)", num(at("reason")).c_str());
+  if (at("errors").is_object()) {
+    for (const auto& [code, n] : q.at("errors").items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
+  }
+  if (at("retry_in_s").is_number()) std::printf(", asking again in %s s", num(at("retry_in_s")).c_str());
+  std::printf("\n");
+}
+
 // The IPv6 socket's firewall pinhole (PCP MAP on the IPv6 router): open or why not, the
 // protocol, the lifetime left, errors by result code.
 void printPinhole(const Json& h, const char* indent) {
@@ -176,25 +192,20 @@ void printPinhole(const Json& h, const char* indent) {
     std::printf("open by %s at router %s: %s, %s s left\n", num(at("protocol")).c_str(), num(at("gateway")).c_str(),
                 num(at("external")).c_str(), num(at("lifetime_left_s")).c_str());
   } else {
-    std::printf("%s", num(at("state")).c_str());
+    // The client waits to ask again after a refusal as after silence: a refusal reads as one
+    // (the pcp line says when it asks again). The JSON keeps the client's state.
+    const Json pcp = at("pcp");
+    auto text = [&pcp](const char* key) {
+      return pcp.is_object() && pcp.contains(key) && pcp.at(key).is_string() ? pcp.at(key).get<std::string>() : std::string();
+    };
+    const bool refused = at("state") == "waiting" && text("availability") == "unavailable" &&
+                         text("reason").find("refused") != std::string::npos;
+    std::printf("%s", refused ? "refused" : num(at("state")).c_str());
     if (at("gateway").is_string()) std::printf(" at router %s", num(at("gateway")).c_str());
     std::printf("\n");
   }
   if (h.contains("why")) std::printf("%s            %s\n", indent, num(at("why")).c_str());
-  if (h.contains("pcp") && h.at("pcp").is_object()) {
-    const auto& q = h.at("pcp");
-    std::printf("%s            pcp     %s", indent, num(q.value("availability", Json(nullptr))).c_str());
-    if (q.contains("reason") && q.at("reason").is_string() && !q.at("reason").get<std::string>().empty()) {
-      std::printf(" (%s)", num(q.at("reason")).c_str());
-    }
-    if (q.contains("errors") && q.at("errors").is_object()) {
-      for (const auto& [code, n] : q.at("errors").items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
-    }
-    if (q.contains("retry_in_s") && q.at("retry_in_s").is_number()) {
-      std::printf(", asking again in %s s", num(q.at("retry_in_s")).c_str());
-    }
-    std::printf("\n");
-  }
+  printProtocol(at("pcp"), "pcp", indent);
 }
 
 // One line per fact of `portmap` (status, and netcheck when tgwd answers).
@@ -222,18 +233,7 @@ void printPortmap(const Json& p, const char* indent) {
                 num(p["why"]).c_str());
   }
   for (const char* proto : {"pcp", "natpmp", "upnp"}) {
-    if (!p.contains(proto) || !p[proto].is_object()) continue;
-    const auto& q = p[proto];
-    std::printf("%s            %-7s %s", indent, proto, num(q["availability"]).c_str());
-    if (q.contains("reason") && q["reason"].is_string() && !q["reason"].get<std::string>().empty()) {
-      std::printf(" (%s)", num(q["reason"]).c_str());
-    }
-    if (q.contains("errors") && q["errors"].is_object()) {
-      for (const auto& [code, n] : q["errors"].items()) std::printf(", %s x%s", code.c_str(), num(n).c_str());
-    }
-    // A refusal is not final: the client asks again (a CGNAT's router answers "no resources").
-    if (q.contains("retry_in_s") && q["retry_in_s"].is_number()) std::printf(", asking again in %s s", num(q["retry_in_s"]).c_str());
-    std::printf("\n");
+    if (p.contains(proto)) printProtocol(p.at(proto), proto, indent);
   }
   if (p.contains("ipv6")) printPinhole(p["ipv6"], indent);
 }

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  const tgw::HostCheck host = tgw::checkHost(*cfg, configPath);
+  const tgw::HostCheck host = tgw::checkHost(*cfg);
   if (!host.problems.empty()) {
     for (const auto& p : host.problems) std::fprintf(stderr, "tgwd: %s\n", p.c_str());
     return 2;

@@ -143,6 +143,13 @@ struct RelayBackend::Impl {
   // net_af_xdp's AF_XDP sockets (owned by DPDK, read with getsockopt(XDP_STATISTICS) only,
   // forgotten before the ports close).
   std::vector<int> xskFds;
+  // The stale sweep under way (nextHopsStale() to the resolveStale() that ends it) and the
+  // figures of the finished ones (staleSweeps()).
+  bool sweepPending = false;
+  uint64_t sweepStaleNs = 0;
+  uint64_t sweepBusyNs = 0;
+  uint32_t sweepBatches = 0;
+  RelayBackend::StaleSweeps sweeps;
 
   static int loopEntry(void* arg);
   int loop(Core& core);
@@ -672,12 +679,38 @@ void RelayBackend::keepAlive(TimePoint now) {
 void RelayBackend::nextHopsStale() {
   if (!impl_ || !impl_->turnOn) return;
   impl_->refresher->markStale(*impl_->turnTables);
+  Impl& s = *impl_;
+  s.sweepPending = true;
+  s.sweepStaleNs = monotonicNs();
+  s.sweepBusyNs = 0;
+  s.sweepBatches = 0;
+  ++s.sweeps.started;
 }
 
 bool RelayBackend::resolveStale() {
   if (!impl_ || !impl_->turnOn) return false;
   Impl& s = *impl_;
-  return s.refresher->sweep(*s.turnTables, s.turnTable->destinations());
+  const uint64_t begin = monotonicNs();
+  const bool more = s.refresher->sweep(*s.turnTables, s.turnTable->destinations());
+  if (!s.sweepPending) return more;
+  const uint64_t end = monotonicNs();
+  s.sweepBusyNs += end - begin;
+  ++s.sweepBatches;
+  if (!more) {
+    s.sweepPending = false;
+    ++s.sweeps.completed;
+    s.sweeps.lastStaleNs = s.sweepStaleNs;
+    s.sweeps.lastDoneNs = end;
+    s.sweeps.lastBusyNs = s.sweepBusyNs;
+    s.sweeps.lastBatches = s.sweepBatches;
+    s.sweeps.lastDestinations = static_cast<uint32_t>(s.turnTable->destinations().size());
+    s.sweeps.lastNextHops = s.turnTables->nextHopCount();
+  }
+  return more;
+}
+
+RelayBackend::StaleSweeps RelayBackend::staleSweeps() const {
+  return impl_ && impl_->turnOn ? impl_->sweeps : StaleSweeps{};
 }
 
 uint32_t RelayBackend::nextHops() const {

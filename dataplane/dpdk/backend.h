@@ -109,6 +109,23 @@ class RelayBackend {
   uint32_t nextHops() const;
   // Destinations not given a next hop because the table was full (NextHopRefresher::tableFull).
   uint64_t nextHopTableFull() const;
+  // The sweeps nextHopsStale() starts (status; tests/dpdk/relay_dpdk_resolve_lab_test.cpp):
+  // how many were asked for and how many reached their last destination, and the last
+  // finished one: from its nextHopsStale() to the resolveStale() call that ended it
+  // (CLOCK_MONOTONIC ns, comparable with another process's clock), the control thread's time
+  // inside those resolveStale() calls, how many calls and destinations it took. A
+  // nextHopsStale() during a sweep starts it again: the last one counts.
+  struct StaleSweeps {
+    uint64_t started = 0;
+    uint64_t completed = 0;
+    uint64_t lastStaleNs = 0;
+    uint64_t lastDoneNs = 0;
+    uint64_t lastBusyNs = 0;
+    uint32_t lastBatches = 0;
+    uint32_t lastDestinations = 0;
+    uint32_t lastNextHops = 0;  // next hops in the table when it ended
+  };
+  StaleSweeps staleSweeps() const;
 
   struct Impl;
 

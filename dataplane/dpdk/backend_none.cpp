@@ -20,5 +20,9 @@ uint32_t RelayBackend::cores() const { return 0; }
 dataplane::TurnTable* RelayBackend::turnTable() { return nullptr; }
 void RelayBackend::keepAlive(TimePoint) {}
 uint32_t RelayBackend::nextHops() const { return 0; }
+void RelayBackend::nextHopsStale() {}
+bool RelayBackend::resolveStale() { return false; }
+uint64_t RelayBackend::nextHopTableFull() const { return 0; }
+RelayBackend::StaleSweeps RelayBackend::staleSweeps() const { return {}; }
 
 }  // namespace tgw::dpdk

@@ -1527,10 +1527,11 @@ TEST_F(OneInterfaceTest, SendsBackOutTheSameInterface) {
 }
 
 // Where the kernel's config cannot be read (a container without the host's /boot, a kernel
-// without IKCONFIG_PROC), libbpf cannot resolve the program's CONFIG_HZ by itself and would
-// refuse to load it; EdgeFastPath gives it one. A child process hides both places libbpf
-// looks (tmpfs over /boot and over /proc) in a mount namespace of its own, and opens the
-// fast path on a veth of a network namespace of its own.
+// without IKCONFIG_PROC), the program still loads: it asks libbpf for no kernel config (its
+// HZ is the clock calibration's, tgw_clock_config.hz). A child process hides both places
+// libbpf would look (tmpfs over /boot and over /proc, which hides /proc/timer_list too: the
+// calibration fails, the fallback lifetime is used) in a mount namespace of its own, and
+// opens the fast path on a veth of a network namespace of its own.
 TEST(EdgeFastPathKernelConfig, LoadsWithoutAReadableKernelConfig) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts, XDP)";
   const pid_t child = fork();

@@ -34,6 +34,7 @@
 
 #include "base/sockaddr.h"
 #include "dataplane/edge_fastpath.h"
+#include "dataplane/jiffy_clock.h"
 #include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 #include "tests/bpf/bpf_tester.h"
@@ -306,6 +307,8 @@ class EdgeXdpTest : public ::testing::Test {
       setupError_ = std::string("open skeleton: ") + std::strerror(errno);
       return;
     }
+    // The clock and the kernel's HZ (the next-hop cache's lifetime), as EdgeFastPath writes them.
+    dataplane::writeJiffyClock(skel_->rodata->tgw_clock, "edge");
     bpf_map__set_max_entries(skel_->maps.tgw_edge_locals, 16);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_sockets, 16);
     bpf_map__set_max_entries(skel_->maps.tgw_edge_flows, 16);
@@ -1607,34 +1610,71 @@ TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 10));
 }
 
-// The next hop is kept per CPU (for up to a second): a neighbour change is seen once the cache
-// is flushed (or the entry expires), not before. Pinned to one CPU: the cache is per CPU.
-TEST_F(EdgeXdpTest, NextHopIsCachedUntilFlushed) {
-  const PinnedToCpu cpu0(0);
-  ASSERT_TRUE(cpu0.ok());
-  struct Restore {
-    ~Restore() { turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent"); }
-  } restore;
-  addLocal(kLocal4, kFlow);
-  setFlow(kFlow, direct4());
-  const Bytes data = appData(16);
-  const Bytes in = frame(kGwMac, kAppMac, kApp4, kLocal4, data);
-  const Bytes viaOld = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
-  const Delta sent{TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT};
-  expectRun(in, XDP_TX, viaOld, sent, outDirect(kSlot, 16));
-  ASSERT_TRUE(
-      turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent"));
-  {
+// The next-hop cache cases: one flow out to the peer (198.18.0.3), whose neighbour entry they
+// move to another MAC (put back after) to see when the program looks the next hop up again.
+// Pinned to one CPU: the cache is per CPU.
+class EdgeXdpNextHopTest : public EdgeXdpTest {
+ protected:
+  static constexpr Mac kMovedPeerMac{0x02, 0, 0, 0, 0, 0x33};
+
+  void SetUp() override {
+    EdgeXdpTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_TRUE(cpu0_.ok());
+    addLocal(kLocal4, kFlow);
+    setFlow(kFlow, direct4());
+    flushNextHops();  // none kept from an earlier case
+  }
+  void TearDown() override {
+    turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 dev tgwfp0 nud permanent");
+    EdgeXdpTest::TearDown();
+  }
+  static bool movePeer() {
+    return turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent");
+  }
+  // The application's datagram goes out to the peer's MAC `mac`.
+  void expectSentTo(const Mac& mac) {
+    expectRun(in_, XDP_TX, frame(mac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data_), 64),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 16));
+  }
+
+  // The same, sent to the cached MAC after the neighbour moved: XDP's per-CPU cache only
+  // (DPDK's next hops follow the table at once, edge_program.h: the twin is paused).
+  void expectCachedSentTo(const Mac& mac) {
 #ifdef TGW_DPDK_TWIN
-    // DPDK's next hops follow the table at once, without a per-CPU cache (edge_program.h).
     const BpfTester::Paused noTwin(*tester_);
 #endif
-    expectRun(in, XDP_TX, viaOld, sent, outDirect(kSlot, 16));
+    expectSentTo(mac);
   }
+
+  const PinnedToCpu cpu0_{0};
+  const Bytes data_ = appData(16);
+  const Bytes in_ = frame(kGwMac, kAppMac, kApp4, kLocal4, data_);
+};
+
+// The next hop is kept per CPU (for up to a second): a neighbour change is seen once the cache
+// is flushed (or the entry expires), not before.
+TEST_F(EdgeXdpNextHopTest, NextHopIsCachedUntilFlushed) {
+  expectSentTo(kPeerMac);
+  ASSERT_TRUE(movePeer());
+  expectCachedSentTo(kPeerMac);
   flushNextHops();
-  const Mac newMac{0x02, 0, 0, 0, 0, 0x33};
-  expectRun(in, XDP_TX, frame(newMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64), sent,
-            outDirect(kSlot, 16));
+  expectSentTo(kMovedPeerMac);
+}
+
+// The next hop lives one second, the kernel's HZ in jiffies as the loader's calibration
+// measured it (tgw_clock_config.hz): still used half a second after it was looked up, looked
+// up again a little over a second after (a wrong HZ, e.g. the 250-jiffy fallback on a HZ 1000
+// kernel, fails one side or the other).
+TEST_F(EdgeXdpNextHopTest, NextHopLivesOneSecond) {
+  if (auto clock = dataplane::jiffyClock(); !clock) GTEST_SKIP() << "no clock calibration: " << clock.error().message;
+  expectSentTo(kPeerMac);
+  const auto lookedUp = std::chrono::steady_clock::now();
+  ASSERT_TRUE(movePeer());
+  std::this_thread::sleep_until(lookedUp + std::chrono::milliseconds(500));
+  expectCachedSentTo(kPeerMac);
+  std::this_thread::sleep_until(lookedUp + std::chrono::milliseconds(1100));
+  expectSentTo(kMovedPeerMac);
 }
 
 // ---- the same logic in userspace (tgw/edge.h without BPF: what a DPDK backend runs) -------

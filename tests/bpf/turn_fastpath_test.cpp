@@ -386,6 +386,7 @@ TEST(JiffyClock, NeverBehindAtMostFourTicksAhead) {
   ASSERT_TRUE(clock->nsPerJiffy == 1000000 || clock->nsPerJiffy == 3333333 ||
               clock->nsPerJiffy == 4000000 || clock->nsPerJiffy == 10000000)
       << clock->nsPerJiffy;
+  EXPECT_EQ(clock->nsPerJiffy, 1000000000ull / clock->hz);  // the HZ the edge's next hops live
   for (int i = 0; i < 20; i++) {
     auto s = tgw::dataplane::detail::readTimerList();
     ASSERT_TRUE(s) << s.error().message;

@@ -320,8 +320,9 @@ TEST_F(EdgeNat, ConntrackFlushOnPortKeepingNatStaysDirect) {
 // the new host's gratuitous ARP does). The XDP program caches each next hop (MAC
 // addresses included) for up to a second; tgwd's rtnetlink watch (NextHopWatch) flushes it
 // within milliseconds of the neighbour change, so site a's application loses only what was
-// sent while the two commands ran and the watch's 20 ms coalescing window — 3-4 datagrams
-// seen; bounded here by 200 ms of traffic (two processes run on a busy 2-core machine).
+// sent while the two commands ran and the watch read the change (0-1 datagrams seen; 3-4 when
+// the watch still waited 20 ms before flushing); bounded here by 200 ms of traffic (two
+// processes run on a busy 2-core machine).
 // Without the flush the old MAC is used until the cached entry ages out, up to 1 s (94 lost
 // in the run that checked it).
 TEST_F(EdgeNat, AppReplacedByAHostWithAnotherMacKeepsReceiving) {

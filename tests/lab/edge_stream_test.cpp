@@ -90,14 +90,7 @@ class EdgeStream : public ::testing::Test {
   uint64_t xdpDrops(const std::string& site, const std::string& reason) {
     auto stats = e_->edge(site).query("stats");
     EXPECT_TRUE(stats) << stats.error().message;
-    uint64_t n = 0;
-    if (!stats) return n;
-    for (const auto& row : (*stats)["edge"]["xdp"]) {
-      if (row.value("verdict", std::string()) == "drop" && row.value("reason", std::string()) == reason) {
-        n += row.value("packets", uint64_t{0});
-      }
-    }
-    return n;
+    return stats ? xdpPackets(*stats, "drop", reason, "edge") : 0;
   }
 
   std::unique_ptr<EdgeLab> e_;
@@ -112,16 +105,8 @@ TEST_F(EdgeStream, UdpBlockedSiteStartsOverTlsThenReturnsToUdpAndDirect) {
 
   // The relay's certificate (its IP address in subjectAltName), from a CA of the test's.
   const std::string d = lab.tempDir().string();
-  const std::string mk =
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=lab-ca "
-      "-keyout " + d + "/ca.key -out " + d + "/ca.crt && "
-      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=relay.lab -keyout " + d +
-      "/tls-relay.key -out " + d + "/tls-relay.csr && "
-      "printf 'subjectAltName=IP:" + std::string(kRelayIp) + "\\n' > " + d + "/san.ext && "
-      "openssl x509 -req -in " + d + "/tls-relay.csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial "
-      "-days 2 -extfile " + d + "/san.ext -out " + d + "/tls-relay.crt";
-  auto cert = lab.exec(lab.host("relay").netns, mk, 20s);
-  ASSERT_EQ(cert.exitCode, 0) << cert.output;
+  auto cert = makeRelayCertificate(lab, lab.host("relay").netns, d, "tls-relay", "IP:" + std::string(kRelayIp));
+  ASSERT_TRUE(cert) << cert.error().message;
   ASSERT_EQ(::chmod((d + "/tls-relay.key").c_str(), 0600), 0);
   auto relay = e_->extendRelayConfig("[relay.streams]\ntls_port = " + std::to_string(kTlsPort) +
                                      "\ncertificate_file = \"" + d + "/tls-relay.crt\"\nkey_file = \"" + d + "/tls-relay.key\"\n");

@@ -927,11 +927,13 @@ Result<int> Lab::udpSocket(const std::string& netns, const SockAddr& bind) const
   return fd;
 }
 
-bool Lab::waitUdpBound(const std::string& netns, uint16_t port, Ms timeout) const {
+bool Lab::waitUdpBound(const std::string& netns, uint16_t port, Ms timeout, std::optional<Family> family) const {
   auto bound = [&] {
     bool found = false;
     auto r = runIn(netns, [&] {
-      for (const char* file : {"/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"}) {
+      for (const auto& [file, of] : {std::pair{"/proc/thread-self/net/udp", Family::V4},
+                                     std::pair{"/proc/thread-self/net/udp6", Family::V6}}) {
+        if (family && *family != of) continue;
         std::ifstream in(file);
         std::string line;
         std::getline(in, line);  // header

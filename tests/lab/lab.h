@@ -259,9 +259,10 @@ class Lab {
   Result<void> runIn(const std::string& netns, const std::function<void()>& fn) const;
   // A UDP socket (close-on-exec) bound to `bind` inside netns; the caller owns the fd.
   Result<int> udpSocket(const std::string& netns, const SockAddr& bind) const;
-  // Waits until something in netns has a UDP socket bound to `port` (any address).
+  // Waits until something in netns has a UDP socket bound to `port` (any address; with
+  // `family`, a socket of that family only: an IPv6 socket, whatever it also receives).
   bool waitUdpBound(const std::string& netns, uint16_t port,
-                    std::chrono::milliseconds timeout = 5s) const;
+                    std::chrono::milliseconds timeout = 5s, std::optional<Family> family = std::nullopt) const;
   // Attaches a native-mode XDP program returning XDP_PASS (or XDP_TX, for tests of the
   // lab itself) to ifname inside netns. It stays attached until the namespace goes.
   Result<void> attachXdpVerdict(const std::string& netns, const std::string& ifname,

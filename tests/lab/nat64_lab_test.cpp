@@ -511,13 +511,8 @@ TEST_F(Nat64Lab, Ipv6OnlySitesGoDirectToIpv4OnlyPeers) {
   // where IPv6 needs 0xFFFF (seen in CI: 1 of 600, counted here and nowhere else). Such a
   // loss is the NAT64's, and only such a loss is allowed, a few at most.
   auto zeroChecksumDrops = [&](const std::string& site) {
-    uint64_t n = 0;
     auto st = edges_.at(site).query("stats");
-    if (!st) return n;
-    for (const auto& row : (*st)["edge"]["xdp"]) {
-      if (row.value("reason", std::string()) == "edge_no_checksum") n += row.value("packets", uint64_t{0});
-    }
-    return n;
+    return st ? xdpPackets(*st, "", "edge_no_checksum", "edge") : uint64_t{0};
   };
   std::map<std::string, uint64_t> nat64Lost;
   for (const auto& [site, app] : apps) {

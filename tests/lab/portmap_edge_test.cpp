@@ -484,6 +484,17 @@ TEST_F(PortmapEdge, BehindACgnatTheMappingIsNotAdvertised) {
   // it is not final and when the edge asks again.
   if (pm["pcp"].is_object() && pm["pcp"]["errors"].contains("8 no_resources")) {
     EXPECT_EQ(pm["pcp"].value("reason", std::string()), "refused for now: no_resources") << pm.dump(2);
+    // The refusal is in tgwd's log too, at warn with the router, once (not once per retry).
+    const std::string log = e_->edge("c").log();
+    size_t said = 0;
+    for (size_t at = log.find("portmap_refused protocol=pcp"); at != std::string::npos;
+         at = log.find("portmap_refused protocol=pcp", at + 1)) {
+      ++said;
+      const std::string line = log.substr(at, log.find('\n', at) - at);
+      EXPECT_NE(line.find("no_resources"), std::string::npos) << line;
+      EXPECT_NE(line.find("router="), std::string::npos) << line;
+    }
+    EXPECT_EQ(said, 1u) << log;
     if (pm.value("state", std::string()) == "waiting") {
       EXPECT_TRUE(pm["pcp"]["retry_in_s"].is_number()) << pm.dump(2);
       EXPECT_NE(pm.value("why", std::string()).find("asking again in"), std::string::npos) << pm.dump(2);

@@ -84,8 +84,7 @@ class PortmapV6 : public ::testing::TestWithParam<std::string> {
                          logName);
     ASSERT_TRUE(p.ok()) << p.error().message;
     miniupnpd_ = *p;
-    ASSERT_TRUE(waitFor([&] { return lab().exec(site().natNetns, "ss -Hnlu").output.find("[::]:5351") != std::string::npos; },
-                        8s))
+    ASSERT_TRUE(lab().waitUdpBound(site().natNetns, 5351, 8s, Family::V6))
         << "miniupnpd did not bind [::]:5351:\n" << miniupnpd_->log();
   }
 

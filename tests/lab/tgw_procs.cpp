@@ -101,11 +101,13 @@ ExecResult RelayDaemon::show(const std::string& command) const {
   return run({tgwctlPath(), "--socket", socket_.string(), command}, 5s);
 }
 
-uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict) {
+uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict, const std::string& reason,
+                    const std::string& role) {
   uint64_t sum = 0;
-  if (!stats.contains("relay") || !stats["relay"].contains("xdp")) return 0;
-  for (const auto& row : stats["relay"]["xdp"]) {
-    if (row.value("verdict", "") == verdict) sum += row.value("packets", uint64_t{0});
+  if (!stats.contains(role) || !stats[role].contains("xdp")) return 0;
+  for (const auto& row : stats[role]["xdp"]) {
+    if ((verdict.empty() || row.value("verdict", "") == verdict) && (reason.empty() || row.value("reason", "") == reason))
+      sum += row.value("packets", uint64_t{0});
   }
   return sum;
 }
@@ -169,6 +171,22 @@ Result<void> enableRelayForwarding(const Lab& lab, const Host& relay) {
   auto r = lab.exec(relay.netns, "sysctl -qw net.ipv4.conf." + relay.uplink + ".forwarding=1 net.ipv6.conf." +
                                      relay.uplink + ".forwarding=1");
   if (!r.ok()) return fail("cannot enable forwarding on the relay: " + r.output);
+  return {};
+}
+
+Result<void> makeRelayCertificate(const Lab& lab, const std::string& netns, const std::string& dir,
+                                  const std::string& name, const std::string& san) {
+  const std::string& d = dir;
+  const std::string mk =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=lab-ca "
+      "-keyout " + d + "/ca.key -out " + d + "/ca.crt && "
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=relay.lab -keyout " + d + "/" + name +
+      ".key -out " + d + "/" + name + ".csr && "
+      "printf 'subjectAltName=" + san + "\\n' > " + d + "/san.ext && "
+      "openssl x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial "
+      "-days 2 -extfile " + d + "/san.ext -out " + d + "/" + name + ".crt";
+  auto r = lab.exec(netns, mk, 20s);
+  if (r.exitCode != 0) return fail("cannot make the relay's certificate: " + r.output);
   return {};
 }
 

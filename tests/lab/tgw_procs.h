@@ -58,9 +58,11 @@ class RelayDaemon {
   std::filesystem::path socket_;
 };
 
-// Packets the XDP program counted with this verdict ("tx", "pass", "drop"), all families
-// and reasons, in a `stats` reply.
-uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict);
+// Packets `role`'s XDP program ("relay" or "edge") counted with this verdict ("tx", "pass",
+// "drop") and reason ("edge_bad_source", ...; "" for either: any), all families, in a `stats`
+// reply.
+uint64_t xdpPackets(const nlohmann::json& stats, const std::string& verdict, const std::string& reason = "",
+                    const std::string& role = "relay");
 // A userspace STUN counter ("binding_success", "requests", ...) in a `stats` reply.
 uint64_t stunCounter(const nlohmann::json& stats, const std::string& name);
 
@@ -94,6 +96,12 @@ Result<void> writeTurnRelayExample(const std::filesystem::path& out,
 // carry only a partial UDP checksum, which XDP's incremental update cannot complete).
 Result<void> enableRelayForwarding(const Lab& lab, const Host& relay);
 Result<void> disableTxChecksumOffload(const Lab& lab, const Host& host);
+
+// A relay's TLS certificate from a CA of the test's: DIR/ca.crt (and ca.key), and DIR/NAME.crt
+// with its key DIR/NAME.key (EC P-256, 2 days) naming `san` ("IP:198.18.0.3", "DNS:relay.lab").
+// Made with openssl in `netns`; the key's mode is openssl's (the caller sets what it needs).
+Result<void> makeRelayCertificate(const Lab& lab, const std::string& netns, const std::string& dir,
+                                  const std::string& name, const std::string& san);
 
 // coturn's turnutils_peer (a UDP echo) on `host`'s first IPv4 (or IPv6) address, port 3480.
 // Waits until the port is bound.

@@ -40,14 +40,6 @@ constexpr const char* kRelayIp6 = "2001:db8:0:1::10";
 constexpr const char* kLongTerm = "-u lab -w lab-password";     // config/examples/relay.toml
 constexpr const char* kRest = "-u rest-user -W lab-shared-secret";
 
-uint64_t xdpCount(const nlohmann::json& stats, const std::string& verdict, const std::string& reason) {
-  uint64_t n = 0;
-  for (const auto& row : stats["relay"]["xdp"]) {
-    if (row.value("verdict", "") == verdict && row.value("reason", "") == reason) n += row.value("packets", uint64_t{0});
-  }
-  return n;
-}
-
 uint64_t turnCount(const nlohmann::json& stats, const std::string& name) {
   return stats["relay"]["turn"].value(name, uint64_t{0});
 }
@@ -143,8 +135,8 @@ TEST_P(TurnInterop, ChannelsWithLongTermCredentials) {
   const uint64_t socketToPeer = turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer");
   const uint64_t socketToClient =
       turnCount(after, "channel_data_to_client") - turnCount(before, "channel_data_to_client");
-  const uint64_t xdpToPeer = xdpCount(after, "tx", "turn_to_peer") - xdpCount(before, "tx", "turn_to_peer");
-  const uint64_t xdpToClient = xdpCount(after, "tx", "turn_to_client") - xdpCount(before, "tx", "turn_to_client");
+  const uint64_t xdpToPeer = xdpPackets(after, "tx", "turn_to_peer") - xdpPackets(before, "tx", "turn_to_peer");
+  const uint64_t xdpToClient = xdpPackets(after, "tx", "turn_to_client") - xdpPackets(before, "tx", "turn_to_client");
   if (xdp()) {
     EXPECT_EQ(xdpToPeer, static_cast<uint64_t>(kMessages)) << after.dump(2);
     EXPECT_EQ(xdpToClient, static_cast<uint64_t>(kMessages)) << after.dump(2);
@@ -182,9 +174,9 @@ void expectIndicationsCarried(bool xdp, const nlohmann::json& before, const nloh
                               uint64_t messages) {
   const uint64_t socketSend = turnCount(after, "send_indications") - turnCount(before, "send_indications");
   const uint64_t socketData = turnCount(after, "data_indications") - turnCount(before, "data_indications");
-  const uint64_t xdpSend = xdpCount(after, "tx", "turn_send_to_peer") - xdpCount(before, "tx", "turn_send_to_peer");
+  const uint64_t xdpSend = xdpPackets(after, "tx", "turn_send_to_peer") - xdpPackets(before, "tx", "turn_send_to_peer");
   const uint64_t xdpData =
-      xdpCount(after, "tx", "turn_data_indication") - xdpCount(before, "tx", "turn_data_indication");
+      xdpPackets(after, "tx", "turn_data_indication") - xdpPackets(before, "tx", "turn_data_indication");
   if (xdp) {
     EXPECT_EQ(xdpSend, messages) << after.dump(2);
     EXPECT_EQ(xdpData, messages) << after.dump(2);
@@ -196,8 +188,8 @@ void expectIndicationsCarried(bool xdp, const nlohmann::json& before, const nloh
     EXPECT_EQ(xdpSend + xdpData, 0u);
   }
   // Never as ChannelData.
-  EXPECT_EQ(xdpCount(after, "tx", "turn_to_peer"), xdpCount(before, "tx", "turn_to_peer"));
-  EXPECT_EQ(xdpCount(after, "tx", "turn_to_client"), xdpCount(before, "tx", "turn_to_client"));
+  EXPECT_EQ(xdpPackets(after, "tx", "turn_to_peer"), xdpPackets(before, "tx", "turn_to_peer"));
+  EXPECT_EQ(xdpPackets(after, "tx", "turn_to_client"), xdpPackets(before, "tx", "turn_to_client"));
 }
 
 TEST_P(TurnInterop, SendIndicationsWithLongTermCredentials) {
@@ -221,12 +213,12 @@ TEST_P(TurnInterop, SendIndicationsNeedingPadding) {
   auto after = stats();
   const uint64_t socketData = turnCount(after, "data_indications") - turnCount(before, "data_indications");
   const uint64_t xdpData =
-      xdpCount(after, "tx", "turn_data_indication") - xdpCount(before, "tx", "turn_data_indication");
+      xdpPackets(after, "tx", "turn_data_indication") - xdpPackets(before, "tx", "turn_data_indication");
   const uint64_t resizeFailed =
-      xdpCount(after, "pass", "turn_resize_failed") - xdpCount(before, "pass", "turn_resize_failed");
+      xdpPackets(after, "pass", "turn_resize_failed") - xdpPackets(before, "pass", "turn_resize_failed");
   EXPECT_EQ(socketData + xdpData, static_cast<uint64_t>(kMessages));
   if (xdp()) {
-    EXPECT_EQ(xdpCount(after, "tx", "turn_send_to_peer") - xdpCount(before, "tx", "turn_send_to_peer"),
+    EXPECT_EQ(xdpPackets(after, "tx", "turn_send_to_peer") - xdpPackets(before, "tx", "turn_send_to_peer"),
               static_cast<uint64_t>(kMessages));
     EXPECT_EQ(socketData, resizeFailed) << after.dump(2);
     std::printf("data indications with padding: %llu by XDP, %llu by the sockets (no tail room)\n",
@@ -260,7 +252,7 @@ TEST_P(TurnInterop, ChannelsWithRestCredentials) {
   ASSERT_TRUE(report.intact(kMessages)) << "exit " << r.exitCode << ":\n" << r.output;
   auto after = stats();
   const std::string path = xdp() ? "XDP" : "sockets";
-  const uint64_t toPeer = xdp() ? xdpCount(after, "tx", "turn_to_peer") - xdpCount(before, "tx", "turn_to_peer")
+  const uint64_t toPeer = xdp() ? xdpPackets(after, "tx", "turn_to_peer") - xdpPackets(before, "tx", "turn_to_peer")
                                 : turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer");
   EXPECT_EQ(toPeer, static_cast<uint64_t>(kMessages)) << "ChannelData to the peer through " << path;
 }
@@ -292,7 +284,7 @@ TEST_P(TurnInterop, ClientToClientThroughChannels) {
   ASSERT_TRUE(report.intact(2 * kPerClient)) << "exit " << r.exitCode << ":\n" << r.output;
   auto after = stats();
   const uint64_t c2c =
-      xdpCount(after, "tx", "turn_client_to_client") - xdpCount(before, "tx", "turn_client_to_client");
+      xdpPackets(after, "tx", "turn_client_to_client") - xdpPackets(before, "tx", "turn_client_to_client");
   if (xdp()) {
     // One XDP pass from one client to the other: ChannelData in, ChannelData out.
     EXPECT_EQ(c2c, static_cast<uint64_t>(2 * kPerClient)) << after.dump(2);
@@ -315,7 +307,7 @@ TEST_P(TurnInterop, ClientToClientThroughIndications) {
   // other client (a Data indication) in one pass, counted as turn_send_to_peer; the sockets
   // see none. Never as ChannelData.
   const uint64_t socketSend = turnCount(after, "send_indications") - turnCount(before, "send_indications");
-  const uint64_t xdpSend = xdpCount(after, "tx", "turn_send_to_peer") - xdpCount(before, "tx", "turn_send_to_peer");
+  const uint64_t xdpSend = xdpPackets(after, "tx", "turn_send_to_peer") - xdpPackets(before, "tx", "turn_send_to_peer");
   if (xdp()) {
     EXPECT_EQ(xdpSend, static_cast<uint64_t>(2 * kPerClient)) << after.dump(2);
     EXPECT_EQ(socketSend, 0u);
@@ -323,7 +315,7 @@ TEST_P(TurnInterop, ClientToClientThroughIndications) {
     EXPECT_EQ(socketSend, static_cast<uint64_t>(2 * kPerClient));
     EXPECT_EQ(xdpSend, 0u);
   }
-  EXPECT_EQ(xdpCount(after, "tx", "turn_client_to_client"), xdpCount(before, "tx", "turn_client_to_client"));
+  EXPECT_EQ(xdpPackets(after, "tx", "turn_client_to_client"), xdpPackets(before, "tx", "turn_client_to_client"));
 }
 
 // IPv6 end to end: client, relayed address and peer (REQUESTED-ADDRESS-FAMILY IPv6).
@@ -342,10 +334,10 @@ TEST_P(TurnInterop, ChannelsOverIpv6) {
   auto report = parseUclientReport(r.output);
   ASSERT_TRUE(report.intact(kMessages)) << "exit " << r.exitCode << ":\n" << r.output;
   auto after = stats();
-  const uint64_t toPeer = xdp() ? xdpCount(after, "tx", "turn_to_peer") - xdpCount(before, "tx", "turn_to_peer")
+  const uint64_t toPeer = xdp() ? xdpPackets(after, "tx", "turn_to_peer") - xdpPackets(before, "tx", "turn_to_peer")
                                 : turnCount(after, "channel_data_to_peer") - turnCount(before, "channel_data_to_peer");
   const uint64_t toClient = xdp()
-                                ? xdpCount(after, "tx", "turn_to_client") - xdpCount(before, "tx", "turn_to_client")
+                                ? xdpPackets(after, "tx", "turn_to_client") - xdpPackets(before, "tx", "turn_to_client")
                                 : turnCount(after, "channel_data_to_client") - turnCount(before, "channel_data_to_client");
   EXPECT_EQ(toPeer, static_cast<uint64_t>(kMessages)) << after.dump(2);
   EXPECT_EQ(toClient, static_cast<uint64_t>(kMessages)) << after.dump(2);

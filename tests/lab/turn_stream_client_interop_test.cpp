@@ -136,18 +136,13 @@ class TurnStreamClientInterop : public ::testing::Test {
     lab_ = std::move(*lab);
     dir_ = lab_->tempDir().string();
     const std::string& d = dir_;
-    const std::string mk =
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=lab-ca "
-        "-keyout " + d + "/ca.key -out " + d + "/ca.crt && "
-        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=relay.lab -keyout " + d +
-        "/relay.key -out " + d + "/relay.csr && "
-        "printf 'subjectAltName=DNS:relay.lab\\n' > " + d + "/san.ext && "
-        "openssl x509 -req -in " + d + "/relay.csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial "
-        "-days 2 -extfile " + d + "/san.ext -out " + d + "/relay.crt && "
-        "openssl x509 -in " + d + "/relay.crt -pubkey -noout | openssl pkey -pubin -outform der | "
-        "openssl dgst -sha256 -binary | base64 > " + d + "/pin";
-    auto cert = lab_->exec(lab_->host("relay").netns, mk, 20s);
-    ASSERT_EQ(cert.exitCode, 0) << cert.output;
+    auto made = makeRelayCertificate(*lab_, lab_->host("relay").netns, d, "relay", "DNS:relay.lab");
+    ASSERT_TRUE(made) << made.error().message;
+    // Its public key's pin (SHA-256 of the SubjectPublicKeyInfo, base64), for tls_pin.
+    const std::string pinCmd = "openssl x509 -in " + d + "/relay.crt -pubkey -noout | openssl pkey -pubin -outform der | "
+                               "openssl dgst -sha256 -binary | base64 > " + d + "/pin";
+    auto pinned = lab_->exec(lab_->host("relay").netns, pinCmd, 20s);
+    ASSERT_EQ(pinned.exitCode, 0) << pinned.output;
     ASSERT_EQ(::chmod((d + "/relay.key").c_str(), 0644), 0);  // coturn reads it as its own user
     auto coturn = startCoturn(*lab_, lab_->host("relay"), d);
     ASSERT_TRUE(coturn.ok()) << coturn.error().message;

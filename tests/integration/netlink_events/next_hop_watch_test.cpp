@@ -84,8 +84,8 @@ TEST_F(NextHopWatchTest, ChangesWhileRunningArePaced) {
   for (size_t i = 1; i < flushes_.size(); ++i) {
     EXPECT_GE(flushes_[i] - flushes_[i - 1], FlushPacer::kMinInterval - kTimerSlack);
   }
-  // Flushes happen from the first change + kCoalesce to the last + kMinInterval at most.
-  const size_t most = static_cast<size_t>((span + FlushPacer::kMinInterval + FlushPacer::kCoalesce) /
+  // Flushes happen from the first change to the last + kMinInterval at most.
+  const size_t most = static_cast<size_t>((span + FlushPacer::kMinInterval) /
                                           FlushPacer::kMinInterval) + 1;
   EXPECT_LE(flushes_.size(), most) << "burst of "
                                    << std::chrono::duration_cast<std::chrono::milliseconds>(span).count() << " ms";

@@ -445,6 +445,30 @@ TEST_F(Tgwctl, PortmapSaysWhetherTheIpv6PinholeIsOpen) {
   EXPECT_NE(r.out.find("            pcp     available\n"), std::string::npos) << r.out;
 }
 
+// A pinhole the router refused: the client waits to ask again, and the state word says
+// "refused" beside the refusal (the JSON keeps "waiting"); silence still reads "waiting".
+TEST_F(Tgwctl, PortmapSaysARefusedPinholeIsRefused) {
+  portmap_["ipv6"] = json{{"state", "waiting"},
+                          {"pinhole", false},
+                          {"gateway", "fe80::1%wan0"},
+                          {"why", "no pinhole: pcp unavailable (refused for now: no_resources)"},
+                          {"pcp", {{"availability", "unavailable"},
+                                   {"reason", "refused for now: no_resources"},
+                                   {"errors", {{"8 no_resources", 2}}},
+                                   {"retry_in_s", 41}}}};
+  auto r = tgwctl(sock() + "portmap");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("pinhole6    refused at router fe80::1%wan0\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("            pcp     unavailable (refused for now: no_resources), 8 no_resources x2, "
+                       "asking again in 41 s\n"),
+            std::string::npos)
+      << r.out;
+  portmap_["ipv6"]["pcp"] = json{{"availability", "unavailable"}, {"reason", "no answer"}, {"errors", json::object()}};
+  r = tgwctl(sock() + "portmap");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("pinhole6    waiting at router fe80::1%wan0\n"), std::string::npos) << r.out;
+}
+
 // The control socket may follow the command too (`tgwctl status --socket PATH`), as --json may.
 TEST_F(Tgwctl, TheSocketOptionMayFollowTheCommand) {
   for (const std::string& form : {"status --socket " + dir_ + "/missing.sock", "status -s " + dir_ + "/missing.sock",

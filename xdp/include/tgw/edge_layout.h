@@ -123,12 +123,13 @@ struct tgw_edge_hop {
   __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
   __u32 pad;
 };
-/* The lifetime in jiffies is the kernel's HZ (CONFIG_HZ, from libbpf's kconfig): 1 s. The
- * jiffies counter is one load (the verifier inlines bpf_jiffies64), where a clock read is a
- * helper call (bpf_ktime_get_ns: about 45 ns per packet on these VMs). Where the kernel's
- * config cannot be read, EdgeFastPath gives libbpf CONFIG_HZ=250 (the lifetime is then
- * 0.25-2.5 s); TGW_EDGE_HOP_TTL_HZ_DEFAULT only guards against a CONFIG_HZ of 0. */
-#define TGW_EDGE_HOP_TTL_HZ_DEFAULT 1000
+/* The lifetime in jiffies is the kernel's HZ, as the loader's clock calibration measured it
+ * (tgw_clock_config.hz, tgw/clock_layout.h): 1 s. The jiffies counter is one load (the
+ * verifier inlines bpf_jiffies64), where a clock read is a helper call (bpf_ktime_get_ns:
+ * about 45 ns per packet on these VMs). Where the calibration failed (hz 0), the lifetime is
+ * TGW_EDGE_HOP_TTL_HZ_DEFAULT jiffies, Debian's HZ: 0.25-2.5 s for HZ 1000-100 (route and
+ * neighbour changes flush the cache anyway, EdgeFastPath::flushNextHops). */
+#define TGW_EDGE_HOP_TTL_HZ_DEFAULT 250
 #define TGW_EDGE_DIR_OUT 0u
 #define TGW_EDGE_DIR_IN 1u
 
