@@ -12,13 +12,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <set>
 #include <utility>
 
 #include "base/log.h"
 #include "dataplane/jiffy_clock.h"
+#include "dataplane/edge_flow_table.h"
 #include "dataplane/liveness.h"
 #include "dataplane/nexthop_epoch.h"
 #include "dataplane/typed_map.h"
@@ -36,135 +36,7 @@ constexpr const char* kBpffsRoot = "/sys/fs/bpf";
 constexpr const char* kPeerRelayedMap = "tgw_edge_peer_relayed";
 // Our own one-entry map naming the network namespace whose gateway owns the pin directory.
 constexpr const char* kOwnerMap = "tgw_edge_owner";
-// WAN sockets the table holds: one per role and family, a few spare addresses, and the
-// birthday search's winning sockets (EdgeFastPath::extraSockets).
-constexpr uint32_t kMaxSockets = 64;
-__u8 familyOf(const SockAddr& a) {
-  return static_cast<__u8>(a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6);
-}
-
-void copyAddr(__u8* out, const SockAddr& a) {
-  std::memset(out, 0, 16);
-  std::memcpy(out, a.ip().bytes(), a.ip().size());
-}
-
-tgw_edge_endpoint endpointOf(const SockAddr& a) {
-  tgw_edge_endpoint e{};
-  copyAddr(e.addr, a);
-  e.port = htons(a.port());
-  e.family = familyOf(a);
-  return e;
-}
-
-std::optional<SockAddr> sockAddrOf(__u8 family, const __u8* addr, __be16 port) {
-  if (family == TGW_FAMILY_IPV4) {
-    std::array<uint8_t, 4> b{};
-    std::memcpy(b.data(), addr, 4);
-    return SockAddr(IpAddr::v4(b), ntohs(port));
-  }
-  if (family == TGW_FAMILY_IPV6) {
-    std::array<uint8_t, 16> b{};
-    std::memcpy(b.data(), addr, 16);
-    return SockAddr(IpAddr::v6(b), ntohs(port));
-  }
-  return std::nullopt;
-}
-
-std::optional<SockAddr> sockAddrOf(const tgw_edge_endpoint& e) {
-  return sockAddrOf(e.family, e.addr, e.port);
-}
-
-static_assert(kMaxSources == TGW_EDGE_MAX_SOURCES, "one bound on a flow's sources, both sides");
-
-// The map value for a flow, its path (nullopt: path NONE) and where its data may come from.
-tgw_edge_flow flowValueOf(const Flow& flow, const std::optional<Path>& path, const Sources& sources,
-                          uint32_t slot, uint32_t generation) {
-  tgw_edge_flow v{};
-  v.path_kind = TGW_EDGE_PATH_NONE;
-  if (path) {
-    v.path_kind = path->isRelay() ? TGW_EDGE_PATH_RELAY : TGW_EDGE_PATH_DIRECT;
-    v.path_family = familyOf(path->local);
-    v.channel = path->isRelay() ? htons(path->channel) : 0;
-    copyAddr(v.src, path->local);
-    copyAddr(v.dst, path->remote);
-    v.src_port = htons(path->local.port());
-    v.dst_port = htons(path->remote.port());
-  }
-  v.path_mtu = 0;
-  v.local_family = familyOf(flow.localEndpoint);
-  copyAddr(v.local, flow.localEndpoint);
-  copyAddr(v.app, flow.app);
-  v.local_port = htons(flow.localEndpoint.port());
-  v.app_port = htons(flow.app.port());
-  v.stats_slot = slot;
-  v.generation = generation;
-  v.flow_id = flow.id;
-  if (sources.relay) {
-    v.relay = endpointOf(sources.relay->server);
-    v.relay_channel = htons(sources.relay->channel);
-  }
-  if (sources.relayAlt) {
-    v.relay_alt = endpointOf(sources.relayAlt->server);
-    v.relay_alt_channel = htons(sources.relayAlt->channel);
-  }
-  const size_t n = std::min(sources.direct.size(), kMaxSources);
-  for (size_t i = 0; i < n; i++) v.sources[i] = endpointOf(sources.direct[i]);
-  v.source_count = static_cast<__u8>(n);
-  return v;
-}
-
-// What an entry says its flow's data may come from.
-Sources sourcesOf(const tgw_edge_flow& v) {
-  Sources out;
-  if (v.relay_channel != 0)
-    if (auto a = sockAddrOf(v.relay)) out.relay = RelaySource{*a, ntohs(v.relay_channel)};
-  if (v.relay_alt_channel != 0)
-    if (auto a = sockAddrOf(v.relay_alt)) out.relayAlt = RelaySource{*a, ntohs(v.relay_alt_channel)};
-  for (size_t i = 0; i < std::min<size_t>(v.source_count, kMaxSources); i++)
-    if (auto a = sockAddrOf(v.sources[i])) out.direct.push_back(*a);
-  return out;
-}
-
-Result<void> checkSources(uint32_t flowId, const Sources& sources) {
-  const std::string where = "edge fast path: flow " + std::to_string(flowId) + ": sources: ";
-  if (sources.direct.size() > kMaxSources)
-    return fail(where + std::to_string(sources.direct.size()) + " endpoints, at most " +
-                std::to_string(kMaxSources));
-  for (const SockAddr& a : sources.direct)
-    if (a.port() == 0) return fail(where + a.toString() + " has port 0");
-  if (sources.relay && (sources.relay->channel < TGW_CHANNEL_MIN || sources.relay->channel > TGW_CHANNEL_MAX))
-    return fail(where + "relay channel " + std::to_string(sources.relay->channel) + " out of range");
-  if (sources.relayAlt &&
-      (sources.relayAlt->channel < TGW_CHANNEL_MIN || sources.relayAlt->channel > TGW_CHANNEL_MAX))
-    return fail(where + "second relay channel " + std::to_string(sources.relayAlt->channel) + " out of range");
-  return {};
-}
-
-Result<void> checkFlow(const Flow& flow) {
-  const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
-  if (flow.id == 0) return fail(where + "flow id 0 is reserved");
-  if (flow.localEndpoint.family() != flow.app.family())
-    return fail(where + "local endpoint " + flow.localEndpoint.toString() + " and app " +
-                flow.app.toString() + " are of different families");
-  if (flow.localEndpoint.port() == 0 || flow.app.port() == 0)
-    return fail(where + "port 0 in local endpoint or app");
-  return {};
-}
-
-Result<void> checkPath(uint32_t flowId, const Path& path) {
-  const std::string where = "edge fast path: flow " + std::to_string(flowId) + ": path ";
-  if (path.kind != PathKind::Direct && path.kind != PathKind::Relay)
-    return fail(where + "of unknown kind");
-  if (path.local.family() != path.remote.family())
-    return fail(where + path.local.toString() + " -> " + path.remote.toString() +
-                " mixes families");
-  if (path.local.port() == 0 || path.remote.port() == 0) return fail(where + "has port 0");
-  if (path.isRelay() && path.channel != 0 &&
-      (path.channel < TGW_CHANNEL_MIN || path.channel > TGW_CHANNEL_MAX))
-    return fail(where + "channel " + std::to_string(path.channel) +
-                " outside 0x4000..0x4FFF (RFC 8656 section 12)");
-  return {};
-}
+using Entry = EdgeFlowTable::Entry;
 
 // Is `path` on a bpffs? Looks at the nearest existing ancestor.
 bool onBpffs(std::filesystem::path p) {
@@ -477,12 +349,8 @@ Result<tgw_edge_flow> EdgePathPublisher::live(uint32_t slot) const {
 }
 
 struct EdgeFastPath::Impl {
-  struct Entry {
-    Flow flow;
-    std::optional<Path> path;
-    uint32_t slot = 0;
-    uint32_t generation = 0;
-  };
+  // The rules' writes (edge_flow_table.h) into the program's maps.
+  class MapStore;
 
   tgw_edge* skel = nullptr;
   Options options;
@@ -494,25 +362,18 @@ struct EdgeFastPath::Impl {
   TypedMap<__u32, tgw_edge_flow_stats> flowStats;
   TypedMap<tgw_stats_key, tgw_stats_value> stats;
   int peerRelayedFd = -1;  // pinned side map, or -1 without pinning
+  // The forwarding rules (edge_flow_table.h), writing through `store`.
+  std::unique_ptr<MapStore> store;
+  std::unique_ptr<EdgeFlowTable> rules;
+  // What pinned maps held (readBack, pruneSideMaps, fillSockets), handed to `rules` by open().
   std::map<uint32_t, Entry> entries;
-  // Where each flow's data may come from (setSources), registered or not yet: every entry
-  // written carries its flow's.
   std::map<uint32_t, Sources> sources;
   std::map<SockAddr, uint32_t> byLocal;
-  // Sockets in tgw_edge_sockets that are not options.sockets: a direct path's local socket
-  // registered with its path (holdSocket), dropped once no path uses it (releaseUnused).
   std::set<SockAddr> extraSockets;
-  // Taken from the front, freed to the back: a freed slot is reused last, by when a grace
-  // period has long passed (EdgePathPublisher::retire).
-  std::deque<uint32_t> freeSlots;
   std::vector<std::unique_ptr<XdpAttachment>> attachments;
   bool opened = false;  // open() finished: only then may the destructor remove the pins
 
-  ~Impl() {
-    attachments.clear();  // before the skeleton's program goes
-    if (peerRelayedFd >= 0) close(peerRelayedFd);
-    if (skel != nullptr) tgw_edge__destroy(skel);
-  }
+  ~Impl();
 
   Result<void> zeroSlot(uint32_t slot) {
     std::vector<tgw_edge_flow_stats> zeros(flowStats.possibleCpus());
@@ -534,139 +395,17 @@ struct EdgeFastPath::Impl {
     return {};
   }
 
-  Result<void> writeFlow(const Entry& e) {
-    // A new entry, then the head flipped (tgw/edge.h): never a half-written path in flight.
-    auto it = sources.find(e.flow.id);
-    return publisher.publish(e.slot, flowValueOf(e.flow, e.path, it == sources.end() ? Sources{} : it->second,
-                                                 e.slot, e.generation));
-  }
-
-  void writePeerRelayed(const Entry& e) {
+  void writePeerRelayed(uint32_t flowId, const std::optional<Path>& path) {
     if (peerRelayedFd < 0) return;
-    const __u32 id = e.flow.id;
-    if (e.path && e.path->isRelay()) {
-      const tgw_edge_endpoint v = endpointOf(e.path->peerRelayed);
+    const __u32 id = flowId;
+    if (path && path->isRelay()) {
+      const tgw_edge_endpoint v = edgeEndpointOf(path->peerRelayed);
       if (bpf_map_update_elem(peerRelayedFd, &id, &v, BPF_ANY) != 0)
         log::warn("xdp.edge.peer_relayed_write", {{"flow", std::to_string(id)},
                                                   {"error", std::strerror(errno)}});
     } else {
       bpf_map_delete_elem(peerRelayedFd, &id);
     }
-  }
-
-  bool isMainSocket(const SockAddr& s) const {
-    return std::find(options.sockets.begin(), options.sockets.end(), s) != options.sockets.end();
-  }
-
-  // A direct path from a socket that is not one of options.sockets (the birthday search's
-  // winning socket: engine/birthday.h) is written with that socket in tgw_edge_sockets, added
-  // before the path is published, so the peer's data to it is taken by XDP from the first
-  // datagram on, never passed up to tgwd.
-  Result<void> holdSocket(uint32_t flowId, const std::optional<Path>& path) {
-    if (!path || !path->isDirect() || isMainSocket(path->local) || extraSockets.count(path->local)) return {};
-    if (byLocal.count(path->local))
-      return fail("edge fast path: flow " + std::to_string(flowId) + ": path from " + path->local.toString() +
-                  ", a flow's local endpoint");
-    if (options.sockets.size() + extraSockets.size() >= kMaxSockets)
-      return fail("edge fast path: flow " + std::to_string(flowId) + ": path from " + path->local.toString() +
-                  ": socket table full (" + std::to_string(kMaxSockets) + " sockets)");
-    if (auto ok = sockets.update(endpointOf(path->local), tgw_edge_socket{0}); !ok)
-      return fail("edge fast path: sockets: " + ok.error().message);
-    extraSockets.insert(path->local);
-    return {};
-  }
-
-  // Removes the extra sockets no flow's path uses any more (after a path moved or a flow
-  // went): the next datagram to such a port passes up to tgwd, which has closed it.
-  void releaseUnused() {
-    if (extraSockets.empty()) return;
-    std::set<SockAddr> used;
-    for (const auto& [id, e] : entries) {
-      if (e.path && e.path->isDirect()) used.insert(e.path->local);
-    }
-    for (auto it = extraSockets.begin(); it != extraSockets.end();) {
-      if (used.count(*it)) {
-        ++it;
-        continue;
-      }
-      (void)sockets.erase(endpointOf(*it));
-      it = extraSockets.erase(it);
-    }
-  }
-
-  // Registers or updates a flow with `path` (nullopt: none). New flows: the entry first,
-  // then the flow id and local endpoint keys, so a packet that finds a key finds the entry.
-  Result<void> put(const Flow& flow, const std::optional<Path>& path) {
-    if (auto ok = checkFlow(flow); !ok) return ok;
-    if (path)
-      if (auto ok = checkPath(flow.id, *path); !ok) return ok;
-    const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
-    // The program looks up data-looking datagrams in the sockets first and the rest in the
-    // locals first: an endpoint in both would take our STUN, TURN and disco for data.
-    if (isMainSocket(flow.localEndpoint) || extraSockets.count(flow.localEndpoint))
-      return fail(where + "local endpoint " + flow.localEndpoint.toString() + " is one of the edge's own sockets");
-    auto owner = byLocal.find(flow.localEndpoint);
-    if (owner != byLocal.end() && owner->second != flow.id)
-      return fail(where + "local endpoint " + flow.localEndpoint.toString() +
-                  " already belongs to flow " + std::to_string(owner->second));
-    if (auto ok = holdSocket(flow.id, path); !ok) return ok;
-    auto ok = putEntry(flow, path);
-    releaseUnused();  // the previous path's socket, or the one held for a failed write
-    return ok;
-  }
-
-  Result<void> putEntry(const Flow& flow, const std::optional<Path>& path) {
-    const std::string where = "edge fast path: flow " + std::to_string(flow.id) + ": ";
-    auto it = entries.find(flow.id);
-    if (it == entries.end()) {
-      if (freeSlots.empty())
-        return fail(where + "table full (" + std::to_string(options.maxFlows) + " flows)");
-      Entry e{flow, path, freeSlots.front(), 1};
-      // The slot's counters are zeroed once no packet of its previous flow can count.
-      if (publisher.mustWait(e.slot))
-        if (auto ok = publisher.waitGracePeriod(); !ok) return ok;
-      if (auto ok = zeroSlot(e.slot); !ok) return ok;
-      if (auto ok = zeroHops(e.slot); !ok) return ok;
-      if (auto ok = writeFlow(e); !ok) return fail(where + ok.error().message);
-      if (auto ok = flows.update(flow.id, tgw_edge_flow_ref{e.slot}); !ok) {
-        publisher.retire(e.slot);
-        return fail(where + ok.error().message);
-      }
-      const tgw_edge_local local{flow.id, e.slot};
-      if (auto ok = locals.update(endpointOf(flow.localEndpoint), local); !ok) {
-        (void)flows.erase(flow.id);
-        publisher.retire(e.slot);
-        return fail(where + ok.error().message);
-      }
-      freeSlots.pop_front();
-      writePeerRelayed(e);
-      byLocal[flow.localEndpoint] = flow.id;
-      entries.emplace(flow.id, e);
-      return {};
-    }
-    Entry e = it->second;
-    const SockAddr oldLocal = e.flow.localEndpoint;
-    e.flow = flow;
-    e.path = path;
-    e.generation++;
-    const bool moved = oldLocal != flow.localEndpoint;
-    if (moved) {
-      const tgw_edge_local local{flow.id, e.slot};
-      if (auto ok = locals.update(endpointOf(flow.localEndpoint), local); !ok)
-        return fail(where + ok.error().message);
-    }
-    if (auto ok = writeFlow(e); !ok) {
-      if (moved) (void)locals.erase(endpointOf(flow.localEndpoint));
-      return fail(where + ok.error().message);
-    }
-    if (moved) {
-      (void)locals.erase(endpointOf(oldLocal));
-      byLocal.erase(oldLocal);
-      byLocal[flow.localEndpoint] = flow.id;
-    }
-    writePeerRelayed(e);
-    it->second = e;
-    return {};
   }
 
   // Our sockets, exactly: the new ones added before stale ones (a previous tgwd's) go, so
@@ -685,15 +424,15 @@ struct EdgeFastPath::Impl {
     // the socket over (a bind of the same port) or clear the path (releaseUnused then drops it).
     for (const auto& [id, e] : entries) {
       if (!e.path || !e.path->isDirect() || wanted.count(e.path->local) || byLocal.count(e.path->local)) continue;
-      if (wanted.size() >= kMaxSockets) break;
+      if (wanted.size() >= kMaxEdgeSockets) break;
       wanted.insert(e.path->local);
       extraSockets.insert(e.path->local);
     }
     for (const SockAddr& s : wanted)
-      if (auto ok = sockets.update(endpointOf(s), tgw_edge_socket{0}); !ok)
+      if (auto ok = sockets.update(edgeEndpointOf(s), tgw_edge_socket{0}); !ok)
         return fail("edge fast path: sockets: " + ok.error().message);
     for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(sockets.fd())) {
-      auto a = sockAddrOf(k);
+      auto a = sockAddrOfEdge(k);
       if (!a || !wanted.count(*a)) (void)sockets.erase(k);
     }
     return {};
@@ -715,8 +454,8 @@ struct EdgeFastPath::Impl {
                    : Result<tgw_edge_flow>(fail("slot out of range or shared"));
       std::optional<SockAddr> local, app;
       if (v) {
-        local = sockAddrOf(v->local_family, v->local, v->local_port);
-        app = sockAddrOf(v->local_family, v->app, v->app_port);
+        local = sockAddrOfEdge(v->local_family, v->local, v->local_port);
+        app = sockAddrOfEdge(v->local_family, v->app, v->app_port);
       }
       if (id == 0 || !v || v->flow_id != id || !local || !app || byLocal.count(*local)) {
         log::warn("xdp.edge.pinned_flow_dropped",
@@ -730,8 +469,8 @@ struct EdgeFastPath::Impl {
       e.generation = v->generation;
       e.slot = slot;
       if (v->path_kind == TGW_EDGE_PATH_DIRECT || v->path_kind == TGW_EDGE_PATH_RELAY) {
-        auto src = sockAddrOf(v->path_family, v->src, v->src_port);
-        auto dst = sockAddrOf(v->path_family, v->dst, v->dst_port);
+        auto src = sockAddrOfEdge(v->path_family, v->src, v->src_port);
+        auto dst = sockAddrOfEdge(v->path_family, v->dst, v->dst_port);
         if (src && dst) {
           Path p;
           p.kind = v->path_kind == TGW_EDGE_PATH_RELAY ? PathKind::Relay : PathKind::Direct;
@@ -741,19 +480,16 @@ struct EdgeFastPath::Impl {
             p.channel = ntohs(v->channel);
             tgw_edge_endpoint pr{};
             if (peerRelayedFd >= 0 && bpf_map_lookup_elem(peerRelayedFd, &id, &pr) == 0)
-              if (auto a = sockAddrOf(pr)) p.peerRelayed = *a;
+              if (auto a = sockAddrOfEdge(pr)) p.peerRelayed = *a;
           }
           e.path = p;
         }
       }
-      if (Sources src = sourcesOf(*v); !src.empty()) sources[id] = src;
+      if (Sources src = edgeSourcesOf(*v); !src.empty()) sources[id] = src;
       usedSlots.insert(slot);
       byLocal[e.flow.localEndpoint] = id;
       entries.emplace(id, e);
     }
-    freeSlots.clear();
-    for (uint32_t s = 0; s < options.maxFlows; s++)
-      if (!usedSlots.count(s)) freeSlots.push_back(s);
     for (const auto& [id, e] : entries)
       if (e.path) found.push_back(ForwardingEntry{e.flow, *e.path});
     return found;
@@ -765,16 +501,16 @@ struct EdgeFastPath::Impl {
   void pruneSideMaps() {
     for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(locals.fd())) {
       auto v = locals.lookup(k);
-      auto a = sockAddrOf(k);
+      auto a = sockAddrOfEdge(k);
       if (!v || !a || byLocal.count(*a) == 0 || byLocal[*a] != v->flow_id ||
           v->slot != entries[v->flow_id].slot)
         (void)locals.erase(k);
     }
     for (const auto& [local, id] : byLocal) {
       const tgw_edge_local want{id, entries[id].slot};
-      auto have = locals.lookup(endpointOf(local));
+      auto have = locals.lookup(edgeEndpointOf(local));
       if (!have || have->flow_id != want.flow_id || have->slot != want.slot)
-        (void)locals.update(endpointOf(local), want);
+        (void)locals.update(edgeEndpointOf(local), want);
     }
     if (peerRelayedFd >= 0)
       for (const __u32 id : allKeys<__u32>(peerRelayedFd))
@@ -815,11 +551,55 @@ struct EdgeFastPath::Impl {
   }
 };
 
+class EdgeFastPath::Impl::MapStore final : public EdgeStore {
+ public:
+  explicit MapStore(Impl& m) : m_(m) {}
+  Result<void> putLocal(const tgw_edge_endpoint& key, const tgw_edge_local& value) override {
+    return m_.locals.update(key, value);
+  }
+  void eraseLocal(const tgw_edge_endpoint& key) override { (void)m_.locals.erase(key); }
+  Result<void> putSocket(const tgw_edge_endpoint& key) override {
+    return m_.sockets.update(key, tgw_edge_socket{0});
+  }
+  void eraseSocket(const tgw_edge_endpoint& key) override { (void)m_.sockets.erase(key); }
+  Result<void> putFlowRef(uint32_t flowId, const tgw_edge_flow_ref& ref) override {
+    return m_.flows.update(flowId, ref);
+  }
+  void eraseFlowRef(uint32_t flowId) override { (void)m_.flows.erase(flowId); }
+  Result<void> publish(uint32_t slot, const tgw_edge_flow& entry) override {
+    return m_.publisher.publish(slot, entry);
+  }
+  void retire(uint32_t slot) override { m_.publisher.retire(slot); }
+  // The slot's counters and next-hop cache zeroed once no packet of its previous flow can
+  // count or fill them.
+  Result<void> resetSlot(uint32_t slot) override {
+    if (m_.publisher.mustWait(slot))
+      if (auto ok = m_.publisher.waitGracePeriod(); !ok) return ok;
+    if (auto ok = m_.zeroSlot(slot); !ok) return ok;
+    return m_.zeroHops(slot);
+  }
+  void pathWritten(uint32_t flowId, const std::optional<Path>& path) override {
+    m_.writePeerRelayed(flowId, path);
+  }
+  void flowErased(uint32_t flowId) override {
+    if (m_.peerRelayedFd >= 0) bpf_map_delete_elem(m_.peerRelayedFd, &flowId);
+  }
+
+ private:
+  Impl& m_;
+};
+
+EdgeFastPath::Impl::~Impl() {
+  attachments.clear();  // before the skeleton's program goes
+  if (peerRelayedFd >= 0) close(peerRelayedFd);
+  if (skel != nullptr) tgw_edge__destroy(skel);
+}
+
 Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options) {
   if (options.wanInterface.empty()) return fail("edge fast path: no WAN interface");
   if (options.maxFlows == 0) return fail("edge fast path: max flows 0");
-  if (options.sockets.size() > kMaxSockets)
-    return fail("edge fast path: at most " + std::to_string(kMaxSockets) + " sockets");
+  if (options.sockets.size() > kMaxEdgeSockets)
+    return fail("edge fast path: at most " + std::to_string(kMaxEdgeSockets) + " sockets");
 
   installLibraryLogging();
   std::unique_ptr<EdgeFastPath> self(new EdgeFastPath());
@@ -847,7 +627,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
     bpf_map__set_max_entries(m, options.maxFlows);
   bpf_map__set_max_entries(maps.tgw_edge_paths, 2 * options.maxFlows);
   bpf_map__set_max_entries(maps.tgw_edge_hops, 2 * options.maxFlows);
-  bpf_map__set_max_entries(maps.tgw_edge_sockets, kMaxSockets);
+  bpf_map__set_max_entries(maps.tgw_edge_sockets, kMaxEdgeSockets);
 
   bool reused = false;
   bool pathsReused = false;  // a program may be reading them: the first write waits
@@ -947,13 +727,15 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
   if (!options.pinDir.empty())
     if (auto ok = impl.openPeerRelayed(options.pinDir); !ok) return Unexpected<Error>{ok.error()};
 
-  if (reused) {
-    self->pinned_ = impl.readBack();
-  } else {
-    for (uint32_t s = 0; s < options.maxFlows; s++) impl.freeSlots.push_back(s);
-  }
+  impl.store = std::make_unique<Impl::MapStore>(impl);
+  impl.rules = std::make_unique<EdgeFlowTable>(*impl.store, "edge fast path", options.sockets,
+                                               options.maxFlows);
+  if (reused) self->pinned_ = impl.readBack();
   impl.pruneSideMaps();
   if (auto ok = impl.fillSockets(); !ok) return Unexpected<Error>{ok.error()};
+  impl.rules->restore(std::exchange(impl.entries, {}), std::exchange(impl.sources, {}),
+                      std::exchange(impl.extraSockets, {}));
+  impl.byLocal.clear();
 
   std::vector<std::string> ifaces{options.wanInterface};
   if (!options.lanInterface.empty() && options.lanInterface != options.wanInterface)
@@ -977,7 +759,7 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
                                 {"lan", ifaces.back()},
                                 {"pin_dir", options.pinDir},
                                 {"max_flows", std::to_string(options.maxFlows)},
-                                {"pinned_flows", std::to_string(impl.entries.size())},
+                                {"pinned_flows", std::to_string(impl.rules->entries().size())},
                                 {"prog_fd", std::to_string(self->programFd())}});
   return self;
 }
@@ -994,82 +776,38 @@ EdgeFastPath::~EdgeFastPath() {
   impl_.reset();
 }
 
-Result<void> EdgeFastPath::addFlow(const Flow& flow) {
-  auto it = impl_->entries.find(flow.id);
-  // Registered as it is (a restart's reconcile adds every configured flow): nothing to
-  // publish, so no new generation, no next-hop lookups again, no grace-period wait.
-  if (it != impl_->entries.end() && it->second.flow == flow) return {};
-  return impl_->put(flow, it == impl_->entries.end() ? std::nullopt : it->second.path);
-}
+Result<void> EdgeFastPath::addFlow(const Flow& flow) { return impl_->rules->addFlow(flow); }
 
 Result<void> EdgeFastPath::setPath(const Flow& flow, const Path& path) {
-  return impl_->put(flow, path);
+  return impl_->rules->setPath(flow, path);
 }
 
 void EdgeFastPath::removeFlow(uint32_t flowId) {
-  auto it = impl_->entries.find(flowId);
-  if (it == impl_->entries.end() || !it->second.path) return;
-  if (auto ok = impl_->put(it->second.flow, std::nullopt); !ok)
+  if (auto ok = impl_->rules->removeFlow(flowId); !ok)
     log::warn("xdp.edge.remove_failed", {{"flow", std::to_string(flowId)},
                                          {"error", ok.error().message}});
 }
 
 std::optional<ForwardingEntry> EdgeFastPath::lookup(uint32_t flowId) const {
-  auto it = impl_->entries.find(flowId);
-  if (it == impl_->entries.end() || !it->second.path) return std::nullopt;
-  return ForwardingEntry{it->second.flow, *it->second.path};
+  return impl_->rules->lookup(flowId);
 }
 
 Result<void> EdgeFastPath::setSources(uint32_t flowId, const Sources& sources) {
-  if (auto ok = checkSources(flowId, sources); !ok) return ok;
-  auto have = impl_->sources.find(flowId);
-  if (have != impl_->sources.end() ? have->second == sources : sources.empty()) return {};
-  impl_->sources[flowId] = sources;
-  auto it = impl_->entries.find(flowId);
-  if (it == impl_->entries.end()) return {};  // written with the flow's first entry
-  Impl::Entry e = it->second;
-  e.generation++;
-  if (auto ok = impl_->writeFlow(e); !ok) return ok;
-  it->second = e;
-  return {};
+  return impl_->rules->setSources(flowId, sources);
 }
 
-Sources EdgeFastPath::sources(uint32_t flowId) const {
-  auto it = impl_->sources.find(flowId);
-  return it == impl_->sources.end() ? Sources{} : it->second;
-}
+Sources EdgeFastPath::sources(uint32_t flowId) const { return impl_->rules->sources(flowId); }
 
-std::vector<SockAddr> EdgeFastPath::extraSockets() const {
-  return {impl_->extraSockets.begin(), impl_->extraSockets.end()};
-}
+std::vector<SockAddr> EdgeFastPath::extraSockets() const { return impl_->rules->extraSockets(); }
 
-void EdgeFastPath::eraseFlow(uint32_t flowId) {
-  auto it = impl_->entries.find(flowId);
-  if (it == impl_->entries.end()) return;
-  const Impl::Entry e = it->second;
-  // The local endpoint first: no new packet is then classified to the flow.
-  (void)impl_->locals.erase(endpointOf(e.flow.localEndpoint));
-  (void)impl_->flows.erase(flowId);
-  if (impl_->peerRelayedFd >= 0) bpf_map_delete_elem(impl_->peerRelayedFd, &flowId);
-  impl_->byLocal.erase(e.flow.localEndpoint);
-  impl_->sources.erase(flowId);
-  // Packets already past the keys may still read the slot: not reused before a grace period.
-  impl_->publisher.retire(e.slot);
-  impl_->freeSlots.push_back(e.slot);
-  impl_->entries.erase(it);
-  impl_->releaseUnused();
-}
+void EdgeFastPath::eraseFlow(uint32_t flowId) { impl_->rules->eraseFlow(flowId); }
 
-std::vector<Flow> EdgeFastPath::flows() const {
-  std::vector<Flow> out;
-  for (const auto& [id, e] : impl_->entries) out.push_back(e.flow);
-  return out;
-}
+std::vector<Flow> EdgeFastPath::flows() const { return impl_->rules->flows(); }
 
 std::optional<EdgeFlowCounters> EdgeFastPath::flowCounters(uint32_t flowId) const {
-  auto it = impl_->entries.find(flowId);
-  if (it == impl_->entries.end()) return std::nullopt;
-  auto perCpu = impl_->flowStats.lookupPerCpu(it->second.slot);
+  const Entry* e = impl_->rules->entry(flowId);
+  if (e == nullptr) return std::nullopt;
+  auto perCpu = impl_->flowStats.lookupPerCpu(e->slot);
   if (!perCpu) return std::nullopt;
   EdgeFlowCounters c;
   for (const tgw_edge_flow_stats& v : *perCpu) {

@@ -1,6 +1,8 @@
 // EdgeFastPath: the edge's XDP program (xdp/edge.bpf.c) and its maps, the BPF
 // implementation of the ForwardingTable the path engine writes to (forwarding_table.h).
-// Wire and map layouts: xdp/include/tgw/edge.h.
+// Wire and map layouts: xdp/include/tgw/edge.h. The forwarding rules (validation, entries,
+// slots, generations, extra sockets) are EdgeFlowTable's (edge_flow_table.h), shared with the
+// DPDK backend's dpdk::EdgeTables; this class is their BPF-map store, the loader and pinning.
 //
 // Per packet, with no userspace involvement:
 //   - UDP to a flow's local endpoint (on the LAN interface, or the only interface): data

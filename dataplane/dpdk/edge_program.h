@@ -9,16 +9,20 @@
 // came in on, REDIRECT (EdgeCore::egressIfindex set) when it is the edge's other DPDK port,
 // ABORTED otherwise (a bug: the next-hop table holds entries on the two ports only).
 //
+// Next hops: EdgeTables' table, filled by a NextHopRefresher opened on the WAN and the LAN
+// port with setKeepUnresolved(true). As bpf_fib_lookup's answers, every one dropped by the
+// logic and counted (drop_other): no entry (no route out of our ports) -> edge_fib_failed; an
+// entry with ifindex 0 (routed out of our port, the neighbour not resolved yet: the refresher
+// asks the kernel to resolve it, a managed neighbour, and a later refresh fills it) ->
+// edge_no_neigh; longer than the egress port's MTU -> too big (ICMP), as FRAG_NEEDED.
+//
 // Differences from XDP, by design (the parity test pauses its twin for them):
-//   - No next hop in the table (the refresher found no route on our ports, or the neighbour is
-//     not resolved yet): dropped as XDP drops a bpf_fib_lookup NO_NEIGH (edge_no_neigh,
-//     drop_other); the refresher asks the kernel to resolve it (a managed neighbour), so a
-//     later refresh fills it. A destination routed out of a third interface, which XDP would
-//     redirect there, is dropped the same way.
+//   - A destination routed out of a third interface, which XDP would redirect there, has no
+//     entry: dropped, edge_fib_failed.
 //   - The MTU check is the egress port's MTU (NextHopRefresher's ok_len), not a route's mtu
-//     metric; forwarding need not be on (bpf_fib_lookup's edge_forwarding_off never happens).
+//     metric; IP forwarding need not be on (XDP's edge_forwarding_off never happens).
 //   - Next hops follow the table at once (refresh / markStale), not after XDP's per-CPU
-//     cache lifetime (1 s or flushNextHops()).
+//     cache lifetime (1 s, or flushNextHops()).
 #pragma once
 
 #include <cstdint>

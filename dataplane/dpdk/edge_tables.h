@@ -76,6 +76,9 @@ class EdgeTables final : public dataplane::ForwardingTable, public NextHopTable 
   std::vector<SockAddr> extraSockets() const;
   // Summed over cores since the flow's slot was taken.
   std::optional<dataplane::EdgeFlowCounters> flowCounters(uint32_t flowId) const override;
+  // Slot `slot`'s counters summed over cores since the slot was last taken (resetSlot),
+  // whatever flow holds it (zero out of range).
+  tgw_edge_flow_stats slotCounters(uint32_t slot) const;
 
   // ---- steering (the backend sends these UDP endpoints to DPDK) ----
   // WAN: our sockets and the extra sockets; LAN: every flow's local endpoint.
@@ -130,7 +133,6 @@ class EdgeTables final : public dataplane::ForwardingTable, public NextHopTable 
   class Store;
   friend class Store;
   Result<void> waitGrace(uint32_t slot);
-  void recomputeDestinations();
 
   Options options_;
   std::unique_ptr<Grace> grace_;

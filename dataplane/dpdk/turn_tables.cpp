@@ -396,13 +396,22 @@ bool NextHopRefresher::lookUp(NextHopTable& tables, const IpAddr& dst) {
   constexpr uint16_t kUsable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT;
   if (!neigh || !neigh->hasLinkAddress || (neigh->nudState & kUsable) == 0) {
     if (askKernel) (void)netlink.keep(dst);  // resolved by the kernel; found by a later refresh
-    return false;
+    if (!keepUnresolved_) return false;
   }
   tgw_turn_nexthop nh{};
+  if (!neigh || !neigh->hasLinkAddress || (neigh->nudState & kUsable) == 0) {
+    // Routed out of our port, neighbour not resolved yet (setKeepUnresolved): ifindex 0.
+    nh.ok_len = port->mtu;
+    return put(tables, dst, nh);
+  }
   std::memcpy(nh.dmac, neigh->linkAddress.data(), 6);
   std::memcpy(nh.smac, port->mac.data(), 6);
   nh.ifindex = port->ifindex;
   nh.ok_len = port->mtu;
+  return put(tables, dst, nh);
+}
+
+bool NextHopRefresher::put(NextHopTable& tables, const IpAddr& dst, const tgw_turn_nexthop& nh) {
   const NextHopKey key = keyOf(dst);
   const tgw_turn_nexthop* had = tables.nextHop(key);
   if (had != nullptr && std::memcmp(had, &nh, sizeof nh) == 0) return true;

@@ -289,6 +289,11 @@ class NextHopRefresher {
   // ManagedNeighbours does): the kernel resolves it and a later refresh finds it.
   void resolve(NextHopTable& tables, const IpAddr& destination);
   uint32_t wireIfindex() const { return ifindex_; }
+  // Unresolved neighbours written as entries with ifindex 0 (the edge: its program then tells
+  // "no neighbour yet", edge_no_neigh, from "no route on our ports", no entry:
+  // edge_fib_failed, as bpf_fib_lookup does). Off by default: the relay's program takes every
+  // entry as a next hop.
+  void setKeepUnresolved(bool on) { keepUnresolved_ = on; }
   // The ifindex of every interface next hops may name (open()'s order).
   const std::vector<uint32_t>& ifindexes() const { return ifindexes_; }
   // Destinations resolved but not written because the next-hop table was full (ENOSPC):
@@ -300,6 +305,7 @@ class NextHopRefresher {
  private:
   NextHopRefresher() = default;
   bool lookUp(NextHopTable& tables, const IpAddr& dst);
+  bool put(NextHopTable& tables, const IpAddr& dst, const tgw_turn_nexthop& nh);
   uint64_t tableFull_ = 0;
   uint64_t tableFullLogged_ = 0;
   TimePoint lastFullLog_{};
@@ -308,6 +314,7 @@ class NextHopRefresher {
   uint32_t ifindex_ = 0;
   std::vector<uint32_t> ifindexes_;
   bool askKernel_ = true;
+  bool keepUnresolved_ = false;
 };
 
 }  // namespace tgw::dpdk

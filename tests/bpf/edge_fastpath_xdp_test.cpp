@@ -45,6 +45,9 @@
 
 // The skeleton names the structs of its maps' values: declared first (tgw/edge.h).
 #include "edge.skel.h"
+#ifdef TGW_DPDK_TWIN
+#include "tests/dpdk/edge_twin.h"
+#endif
 
 namespace tgw::testing {
 namespace {
@@ -320,6 +323,23 @@ class EdgeXdpTest : public ::testing::Test {
     if (bpf_xdp_attach(static_cast<int>(ifindex0_), progFd(), XDP_FLAGS_DRV_MODE, nullptr) != 0)
       setupError_ = std::string("attach: ") + std::strerror(errno);
     tester_.emplace(BpfProgram{progFd(), ifindex0_, readCounters});
+#ifdef TGW_DPDK_TWIN
+    // tests/dpdk: every frame also through the DPDK edge, compared (edge_twin.h).
+    twin_ = std::make_unique<EdgeDpdkTwin>();
+    EdgeDpdkTwin::Maps maps;
+    maps.locals = bpf_map__fd(skel_->maps.tgw_edge_locals);
+    maps.sockets = bpf_map__fd(skel_->maps.tgw_edge_sockets);
+    maps.flows = bpf_map__fd(skel_->maps.tgw_edge_flows);
+    maps.heads = bpf_map__fd(skel_->maps.tgw_edge_heads);
+    maps.paths = bpf_map__fd(skel_->maps.tgw_edge_paths);
+    maps.liveness = bpf_map__fd(skel_->maps.tgw_liveness);
+    if (std::string e = twin_->install(
+            maps, kSlots, "tgwfp0", "tgwfp2",
+            [](uint32_t slot, size_t field) { return flowCounter(slot, kFlowStatFields[field]); },
+            std::size(kFlowStatFields), *tester_);
+        !e.empty())
+      setupError_ = "DPDK twin: " + e;
+#endif
   }
 
   // tgw_stats, and the counters of every flow slot.
@@ -343,6 +363,12 @@ class EdgeXdpTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
+#ifdef TGW_DPDK_TWIN
+    if (tester_) std::printf("DPDK twin: %llu frames compared\n",
+                             static_cast<unsigned long long>(tester_->twinRuns()));
+    if (tester_ && tester_->twinRuns() == 0) ADD_FAILURE() << "the DPDK twin compared no frame";
+    twin_.reset();
+#endif
     tester_.reset();
     publisher_.reset();
     if (ifindex0_ != 0) bpf_xdp_detach(static_cast<int>(ifindex0_), XDP_FLAGS_DRV_MODE, nullptr);
@@ -488,6 +514,9 @@ class EdgeXdpTest : public ::testing::Test {
   static constexpr uint32_t kSlots = 16;
   static constexpr uint32_t kFlowStatSlots = 16;  // tgw_edge_flow_stats' max_entries here
   static inline std::optional<BpfTester> tester_;
+#ifdef TGW_DPDK_TWIN
+  static inline std::unique_ptr<EdgeDpdkTwin> twin_;
+#endif
   static inline tgw_edge* skel_ = nullptr;
   static inline std::unique_ptr<dataplane::EdgePathPublisher> publisher_;
   static inline uint32_t generation_ = 0;
@@ -696,6 +725,11 @@ TEST_F(EdgeXdpTest, PathChangesUnderLoadNeverMixPaths) {
       writes += 2;
     }
   });
+#ifdef TGW_DPDK_TWIN
+  // The writer races XDP's maps on another CPU: the twin's mirror, taken after XDP's run,
+  // may hold another path than XDP saw (dpdk_edge_tables tests the DPDK flips under load).
+  const BpfTester::Paused noTwin(*tester_);
+#endif
   std::optional<PinnedToCpu> cpu0(std::in_place, 0);
   // Bounded: a count and a deadline.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
@@ -1550,6 +1584,10 @@ TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
   addLocal(kLocal6, kFlow6);
   setFlow(kFlow, direct4());
   setFlow(kFlow6, direct6());
+#ifdef TGW_DPDK_TWIN
+  // DPDK forwards whatever the kernel's forwarding switch says (edge_program.h).
+  std::optional<BpfTester::Paused> noTwin(std::in_place, *tester_);
+#endif
   expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_DROP,
                   {TGW_FAMILY_IPV4, TGW_VERDICT_DROP, TGW_REASON_EDGE_FORWARDING_OFF},
                   dropOther(kSlot));
@@ -1561,6 +1599,9 @@ TEST_F(EdgeXdpTest, ForwardingOffIsDroppedWithItsReason) {
   EXPECT_EQ(flowCounts(kSlot), want);
   EXPECT_EQ(flowCounts(kSlot6), want);
   ASSERT_TRUE(turnSh(on));
+#ifdef TGW_DPDK_TWIN
+  noTwin.reset();
+#endif
   expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, appData(10)), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, appData(10)), 64),
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 10));
@@ -1583,7 +1624,13 @@ TEST_F(EdgeXdpTest, NextHopIsCachedUntilFlushed) {
   expectRun(in, XDP_TX, viaOld, sent, outDirect(kSlot, 16));
   ASSERT_TRUE(
       turnSh("ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:33 dev tgwfp0 nud permanent"));
-  expectRun(in, XDP_TX, viaOld, sent, outDirect(kSlot, 16));
+  {
+#ifdef TGW_DPDK_TWIN
+    // DPDK's next hops follow the table at once, without a per-CPU cache (edge_program.h).
+    const BpfTester::Paused noTwin(*tester_);
+#endif
+    expectRun(in, XDP_TX, viaOld, sent, outDirect(kSlot, 16));
+  }
   flushNextHops();
   const Mac newMac{0x02, 0, 0, 0, 0, 0x33};
   expectRun(in, XDP_TX, frame(newMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64), sent,
