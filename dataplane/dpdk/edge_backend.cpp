@@ -1,0 +1,267 @@
+// The edge's DPDK backend: edgeHandle() over the shared ports and loops (edge_backend.h says
+// why this shape, ports.h how the loops run).
+#include "dataplane/dpdk/edge_backend.h"
+
+#include <set>
+
+#include "base/log.h"
+#include "dataplane/dpdk/edge_program.h"
+#include "dataplane/dpdk/edge_tables.h"
+#include "dataplane/dpdk/ports.h"
+#include "dataplane/dpdk/turn_tables.h"
+
+namespace tgw::dpdk {
+
+namespace {
+
+// The edge's per-packet program in the shared loop: wire 0 is the WAN, wire 1 the LAN (when
+// there are two). TX leaves by the ingress wire; REDIRECT by the wire whose ifindex the
+// program names (any other: dropped by the loop, counted as dropped).
+struct EdgeProgram {
+  using Core = EdgeCore;
+  EdgeProgramTables tables;
+  std::array<uint32_t, kMaxWires> ifindex{};
+  uint32_t wires = 1;
+
+  void online(uint16_t q) { tables.tables->grace().online(q); }
+  // No pointer into the tables is held between iterations (edge_tables.h).
+  void quiescent(uint16_t q) { tables.tables->grace().quiescent(q); }
+  void offline(uint16_t q) { tables.tables->grace().offline(q); }
+  Verdict handle(Frame& f, uint32_t ingress, uint32_t& egress, EdgeCore& core, uint64_t nowNs) {
+    const Verdict v = edgeHandle(f, ifindex[ingress], tables, core, nowNs);
+    if (v.verdict == TGW_VERDICT_REDIRECT) {
+      egress = kMaxWires;
+      for (uint32_t w = 0; w < wires; w++)
+        if (ifindex[w] == core.egressIfindex) egress = w;
+    }
+    return v;
+  }
+};
+
+}  // namespace
+
+struct EdgeBackend::Impl {
+  // The engine's view of the tables: every change goes to EdgeTables, then the steering marks
+  // and the next hops follow it (the new destinations resolved at once, not at the next
+  // keepAlive).
+  class Table final : public dataplane::ForwardingTable {
+   public:
+    explicit Table(Impl& s) : s_(s) {}
+    Result<void> setPath(const dataplane::Flow& flow, const dataplane::Path& path) override {
+      auto r = s_.tables->setPath(flow, path);
+      s_.follow();
+      return r;
+    }
+    void removeFlow(uint32_t flowId) override {
+      s_.tables->removeFlow(flowId);
+      s_.follow();
+    }
+    std::optional<dataplane::ForwardingEntry> lookup(uint32_t flowId) const override {
+      return s_.tables->lookup(flowId);
+    }
+    Result<void> setSources(uint32_t flowId, const dataplane::Sources& sources) override {
+      auto r = s_.tables->setSources(flowId, sources);
+      s_.follow();
+      return r;
+    }
+    dataplane::Sources sources(uint32_t flowId) const override { return s_.tables->sources(flowId); }
+    std::optional<dataplane::EdgeFlowCounters> flowCounters(uint32_t flowId) const override {
+      return s_.tables->flowCounters(flowId);
+    }
+
+   private:
+    Impl& s_;
+  };
+
+  Impl() : table(*this) {}
+
+  // Marks and next hops after a change of the tables (control thread).
+  void follow() {
+    if (!ports || !tables) return;
+    if (tables->endpointsGeneration() != markedGeneration) mark();
+    for (const auto& [dst, uses] : tables->destinations()) {
+      if (resolved.insert(dst).second) refresher->resolve(*tables, dst);
+    }
+    if (resolved.size() > tables->destinations().size()) {
+      for (auto it = resolved.begin(); it != resolved.end();) {
+        if (tables->destinations().contains(*it)) {
+          ++it;
+          continue;
+        }
+        refresher->forget(*tables, *it);
+        it = resolved.erase(it);
+      }
+    }
+  }
+
+  // The steered sets made equal to the tables' endpoints. A mark that fails (the steering map
+  // full) is logged; those datagrams go to the kernel's sockets, as without DPDK.
+  void mark() {
+    const auto wan = tables->wanEndpoints();
+    const auto lan = tables->lanEndpoints();
+    std::set<SockAddr> wanSet(wan.begin(), wan.end()), lanSet(lan.begin(), lan.end());
+    if (ports->wireCount() == 1) wanSet.insert(lanSet.begin(), lanSet.end());
+    bool ok = true;
+    if (auto r = ports->steering(0).setEndpoints(wanSet); !r) {
+      ok = false;
+      log::warn("dpdk.edge.steering", {{"interface", ports->wireName(0)}, {"error", r.error().message}});
+    }
+    if (ports->wireCount() > 1) {
+      if (auto r = ports->steering(1).setEndpoints(lanSet); !r) {
+        ok = false;
+        log::warn("dpdk.edge.steering", {{"interface", ports->wireName(1)}, {"error", r.error().message}});
+      }
+    }
+    if (ok) markedGeneration = tables->endpointsGeneration();
+  }
+
+  std::unique_ptr<EdgeTables> tables;
+  std::unique_ptr<NextHopRefresher> refresher;
+  std::set<IpAddr> resolved;  // destinations handed to refresher->resolve()
+  uint64_t markedGeneration = ~uint64_t{0};
+  EdgeProgram program;
+  Table table;
+  std::unique_ptr<Ports> ports;
+  Workers<EdgeProgram> workers;
+};
+
+bool EdgeBackend::available() { return true; }
+
+EdgeBackend::EdgeBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+EdgeBackend::~EdgeBackend() { stop(); }
+
+Result<std::unique_ptr<EdgeBackend>> EdgeBackend::start(const EdgeBackendOptions& o) {
+  const bool twoPorts = !o.lan.empty() && o.lan != o.wan;
+  std::vector<std::string> wires{o.wan};
+  if (twoPorts) wires.push_back(o.lan);
+  auto ports = Ports::open({o.ealArgs, wires, o.exceptionInterface, o.queues, "edge.dpdk"});
+  if (!ports) return Unexpected<Error>{ports.error()};
+
+  std::unique_ptr<EdgeBackend> self(new EdgeBackend(std::make_unique<Impl>()));
+  Impl& s = *self->impl_;
+  s.ports = std::move(*ports);
+
+  auto refresher = NextHopRefresher::open(wires);
+  if (!refresher) return Unexpected<Error>{refresher.error()};
+  s.refresher = std::move(*refresher);
+  // Unresolved neighbours as entries with ifindex 0: the program tells edge_no_neigh from
+  // edge_fib_failed, as bpf_fib_lookup does (edge_program.h).
+  s.refresher->setKeepUnresolved(true);
+  EdgeTables::Options to;
+  to.maxFlows = o.maxFlows;
+  to.cores = o.queues;
+  to.sockets = o.sockets;
+  to.liveness = o.liveness;
+  auto tables = EdgeTables::create(to);
+  if (!tables)
+    return fail(tables.error().message + " (the edge's tables live in the EAL's memory: more with -m in "
+                                         "edge.dpdk.eal_args)");
+  s.tables = std::move(*tables);
+  s.tables->keepAlive(Clock::now());
+
+  s.program.tables.tables = s.tables.get();
+  s.program.tables.wanIfindex = static_cast<uint32_t>(s.ports->wireIfindex(0));
+  s.program.tables.lanIfindex = static_cast<uint32_t>(s.ports->wireIfindex(twoPorts ? 1 : 0));
+  s.program.wires = s.ports->wireCount();
+  for (uint32_t w = 0; w < s.program.wires; w++) s.program.ifindex[w] = static_cast<uint32_t>(s.ports->wireIfindex(w));
+
+  if (auto ok = s.workers.start(*s.ports, s.program); !ok) return Unexpected<Error>{ok.error()};
+
+  // Last: steer our sockets to the queues. Before this the kernel's sockets get everything.
+  s.mark();
+  if (s.markedGeneration != s.tables->endpointsGeneration())
+    return fail("dpdk: marking the edge's sockets in the steering program failed (see dpdk.edge.steering)");
+  std::string socketList;
+  for (const SockAddr& a : o.sockets) socketList += (socketList.empty() ? "" : ",") + a.toString();
+  log::info("dpdk.edge.started", {{"wan", o.wan},
+                                  {"lan", twoPorts ? o.lan : o.wan},
+                                  {"exception_interface", o.exceptionInterface},
+                                  {"queues", std::to_string(o.queues)},
+                                  {"steered_sockets", socketList}});
+  return self;
+}
+
+void EdgeBackend::stop() {
+  if (!impl_) return;
+  Impl& s = *impl_;
+  // Unmarked first: the kernel takes the traffic back at once.
+  if (s.ports)
+    for (uint32_t w = 0; w < s.ports->wireCount(); w++) s.ports->steering(w).clear();
+  s.workers.stop();
+  // DPDK memory (rte_hash, the grace state) before the EAL goes.
+  s.refresher.reset();
+  s.tables.reset();
+  if (s.ports) s.ports->close();
+  impl_.reset();
+}
+
+dataplane::ForwardingTable& EdgeBackend::forwardingTable() { return impl_->table; }
+
+Result<void> EdgeBackend::addFlow(const dataplane::Flow& flow) {
+  if (!impl_) return fail("dpdk: the edge backend is stopped");
+  auto r = impl_->tables->addFlow(flow);
+  impl_->follow();
+  return r;
+}
+
+void EdgeBackend::eraseFlow(uint32_t flowId) {
+  if (!impl_) return;
+  impl_->tables->eraseFlow(flowId);
+  impl_->follow();
+}
+
+std::vector<dataplane::Flow> EdgeBackend::flows() const { return impl_ ? impl_->tables->flows() : std::vector<dataplane::Flow>{}; }
+
+std::vector<SockAddr> EdgeBackend::extraSockets() const {
+  return impl_ ? impl_->tables->extraSockets() : std::vector<SockAddr>{};
+}
+
+void EdgeBackend::keepAlive(TimePoint now) {
+  if (!impl_) return;
+  Impl& s = *impl_;
+  s.tables->keepAlive(now);
+  s.refresher->refresh(*s.tables, s.tables->destinations());
+  // A mark that failed before is tried again.
+  if (s.tables->endpointsGeneration() != s.markedGeneration) s.mark();
+}
+
+void EdgeBackend::nextHopsStale() {
+  if (!impl_) return;
+  impl_->refresher->markStale(*impl_->tables);
+}
+
+bool EdgeBackend::resolveStale() {
+  if (!impl_) return false;
+  return impl_->refresher->sweep(*impl_->tables, impl_->tables->destinations());
+}
+
+uint32_t EdgeBackend::nextHops() const { return impl_ ? impl_->tables->nextHopCount() : 0; }
+
+uint64_t EdgeBackend::nextHopTableFull() const { return impl_ ? impl_->refresher->tableFull() : 0; }
+
+std::vector<dataplane::CounterRow> EdgeBackend::counters() const {
+  if (!impl_) return {};
+  return sumCounters(impl_->workers.stats());
+}
+
+std::vector<std::pair<std::string, uint64_t>> EdgeBackend::portCounters() const {
+  if (!impl_ || !impl_->ports) return {};
+  return impl_->ports->counters(impl_->workers.loops(), {"wan", "lan"});
+}
+
+uint32_t EdgeBackend::cores() const { return impl_ ? static_cast<uint32_t>(impl_->workers.cores().size()) : 0; }
+
+std::vector<SockAddr> EdgeBackend::steeredWan() const {
+  if (!impl_ || !impl_->ports) return {};
+  const auto& e = impl_->ports->steering(0).endpoints();
+  return {e.begin(), e.end()};
+}
+
+std::vector<SockAddr> EdgeBackend::steeredLan() const {
+  if (!impl_ || !impl_->ports) return {};
+  const auto& e = impl_->ports->steering(impl_->ports->wireCount() > 1 ? 1 : 0).endpoints();
+  return {e.begin(), e.end()};
+}
+
+}  // namespace tgw::dpdk

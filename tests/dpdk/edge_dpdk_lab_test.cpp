@@ -1,0 +1,150 @@
+// The edge with dataplane = "dpdk" in the lab: the demo's setup (tests/lab/demo.cpp: "relay;
+// site a easy app; site b easy cgnat app") with site a's gateway forwarding its flow in tgwd's
+// DPDK backend (dataplane/dpdk/edge_backend.h) — net_af_xdp on its wan0 and on its LAN port,
+// the steering program sending DPDK only our socket (WAN) and the flow's local endpoint (LAN),
+// a TAP for what the program passes up (disco, STUN, TURN, rendezvous) — and site b's on XDP.
+// Once the flow is direct, each application sends numbered, checksummed datagrams: every one
+// must arrive intact both ways, carried by DPDK at site a (its per-flow counters are
+// EdgeTables', its program's rows count the redirects, its ports the frames; no XDP program
+// on site a, no data through tgwd's sockets). Then tgwd stops and leaves no XDP program and
+// no TAP behind. Skips when this build has no DPDK, or without root.
+//
+// CPU: the EAL pins a polling worker to lcore 1 while site a's tgwd runs.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "edge_lab.h"
+#include "lab.h"
+#include "tgw_procs.h"
+
+namespace tgw::lab {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint64_t kCount = 300;  // datagrams each way
+constexpr double kRate = 300;     // per second: one second of traffic
+
+// Packets of the DPDK program's rows at an edge with `verdict` (all reasons, all families).
+uint64_t dpdkRows(const nlohmann::json& stats, const std::string& verdict) {
+  uint64_t n = 0;
+  if (!stats["edge"].contains("dpdk")) return 0;
+  for (const auto& row : stats["edge"]["dpdk"])
+    if (row.value("verdict", "") == verdict) n += row.value("packets", uint64_t{0});
+  return n;
+}
+
+uint64_t dpdkPort(const nlohmann::json& stats, const std::string& name) {
+  if (!stats["edge"].contains("dpdk_ports")) return 0;
+  return stats["edge"]["dpdk_ports"].value(name, uint64_t{0});
+}
+
+// Site a's config (written by EdgeLab::pair for XDP) turned to dataplane = "dpdk": no
+// xdp_mode (refused with dpdk), the lab's EAL arguments with its own --file-prefix.
+Result<void> useDpdk(const std::filesystem::path& config, const Lab& lab) {
+  std::ifstream in(config);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string xdp = "xdp_mode = \"native\"\n";
+  const size_t at = text.find(xdp);
+  if (at == std::string::npos) return fail("no xdp_mode line in " + config.string());
+  text.replace(at, xdp.size(), "dataplane = \"dpdk\"\n");
+  text += "\n[edge.dpdk]\neal_args = [\"-l\", \"0,1\", \"--no-huge\", \"-m\", \"256\", \"--no-shconf\", \"--no-pci\", "
+          "\"--no-telemetry\", \"--file-prefix\", \"" +
+          lab.tempDir().filename().string() + "-a\"]\n";
+  std::ofstream out(config);
+  out << text;
+  if (!out) return fail("cannot write " + config.string());
+  return {};
+}
+
+TEST(EdgeDpdk, FlowForwardedByDpdkBothWaysIntact) {
+#ifndef TGW_HAVE_DPDK
+  GTEST_SKIP() << "this build has no DPDK backend (meson setup -Ddpdk=enabled, with libdpdk-dev)";
+#endif
+  if (auto missing = edgeLabMissing(); !missing.empty()) GTEST_SKIP() << missing;
+  auto built = EdgeLab::create("relay; site a easy app; site b easy cgnat app");
+  ASSERT_TRUE(built) << built.error().message;
+  EdgeLab& e = **built;
+  ASSERT_TRUE(e.pair("a", "b")) << "pair";
+  auto dpdk = useDpdk(e.edge("a").configPath(), e.lab());
+  ASSERT_TRUE(dpdk) << dpdk.error().message;
+  for (const char* site : {"a", "b"}) {
+    auto r = e.start(site);
+    ASSERT_TRUE(r) << r.error().message << "\n" << e.logs();
+  }
+  auto status = e.edge("a").query("status");
+  ASSERT_TRUE(status) << status.error().message;
+  SCOPED_TRACE("site a status: " + (*status)["edge"].dump());
+  ASSERT_EQ((*status)["edge"].value("dataplane", ""), "dpdk");
+  const auto& d = (*status)["edge"]["dpdk"];
+  // The flow's local endpoint is steered on the LAN port, our socket on the WAN port.
+  EXPECT_NE(d["steered_lan"].dump().find(e.flowLocal("a")), std::string::npos);
+  EXPECT_EQ(d["steered_wan"].size(), 1u);
+
+  // Both sides direct before the applications send: then every datagram must arrive.
+  ASSERT_TRUE(e.waitActive("a", "direct", 30s)) << e.showPaths("a") << "\n" << e.logs();
+  ASSERT_TRUE(e.waitActive("b", "direct", 10s)) << e.showPaths("b") << "\n" << e.logs();
+  auto before = e.edge("a").query("stats");
+  ASSERT_TRUE(before);
+
+  ASSERT_TRUE(e.startApps(kRate, kCount, 1.0));
+  auto reports = e.appReports(40s);
+  ASSERT_TRUE(reports) << reports.error().message << "\n" << e.logs();
+  for (const auto& [site, r] : *reports) {
+    SCOPED_TRACE("app at site " + site + ": " + r.dump());
+    EXPECT_EQ(r.value("sent", uint64_t{0}), kCount);
+    EXPECT_EQ(r.value("received", uint64_t{0}), kCount);
+    EXPECT_EQ(r.value("corrupt", uint64_t{1}), 0u);
+    EXPECT_EQ(r.value("duplicates", uint64_t{1}), 0u);
+    EXPECT_EQ(r.value("from_elsewhere", uint64_t{1}), 0u);
+  }
+  EXPECT_EQ(e.active("a").value("kind", std::string()), "direct") << e.showPaths("a");
+
+  // Carried by DPDK at site a: the per-flow counters `flows` shows are the DPDK tables' ...
+  auto flows = e.edge("a").query("flows");
+  ASSERT_TRUE(flows);
+  SCOPED_TRACE("site a flows: " + flows->dump());
+  EXPECT_GE(flowCounter(*flows, kFlowId, "out_direct_packets"), kCount);
+  EXPECT_GE(flowCounter(*flows, kFlowId, "in_direct_packets"), kCount);
+  // ... the program redirected each datagram between the ports, which received them ...
+  auto after = e.edge("a").query("stats");
+  ASSERT_TRUE(after);
+  SCOPED_TRACE("site a stats: " + (*after)["edge"].dump());
+  EXPECT_GE(dpdkRows(*after, "redirect") - dpdkRows(*before, "redirect"), 2 * kCount);
+  EXPECT_GE(dpdkPort(*after, "rx_lan") - dpdkPort(*before, "rx_lan"), kCount);
+  EXPECT_GE(dpdkPort(*after, "rx_wan") - dpdkPort(*before, "rx_wan"), kCount);
+  EXPECT_GE(dpdkPort(*after, "tx_wan") - dpdkPort(*before, "tx_wan"), kCount);
+  EXPECT_GE(dpdkPort(*after, "tx_lan") - dpdkPort(*before, "tx_lan"), kCount);
+  // ... the disco and STUN traffic went up through the TAP, none of it lost there ...
+  EXPECT_GE(dpdkPort(*after, "to_kernel"), 1u);
+  EXPECT_EQ(dpdkPort(*after, "kernel_tx_failed"), 0u);
+  EXPECT_EQ(dpdkPort(*after, "wire_tx_failed"), 0u);
+  // ... and neither XDP nor tgwd's sockets saw the data.
+  EXPECT_TRUE((*after)["edge"]["xdp"].empty());
+  EXPECT_EQ((*after)["edge"]["sockets"].value("data_in_userspace", uint64_t{1}), 0u);
+  std::printf("site a (DPDK): flow out_direct %llu in_direct %llu; program redirect %llu pass %llu drop %llu; "
+              "ports %s\n",
+              static_cast<unsigned long long>(flowCounter(*flows, kFlowId, "out_direct_packets")),
+              static_cast<unsigned long long>(flowCounter(*flows, kFlowId, "in_direct_packets")),
+              static_cast<unsigned long long>(dpdkRows(*after, "redirect")),
+              static_cast<unsigned long long>(dpdkRows(*after, "pass")),
+              static_cast<unsigned long long>(dpdkRows(*after, "drop")), (*after)["edge"]["dpdk_ports"].dump().c_str());
+  const std::string shown = e.edge("a").show("stats").output;
+  EXPECT_NE(shown.find("DPDK fast path"), std::string::npos) << shown;
+
+  // A clean stop: the steering programs and the TAP go with tgwd.
+  const std::string netns = e.lab().site("a").host.netns;
+  e.edge("a").stop();
+  auto links = e.lab().exec(netns, "ip -d link show");
+  EXPECT_EQ(links.output.find("xdp"), std::string::npos) << links.output;
+  EXPECT_EQ(links.output.find("tgwxwan0"), std::string::npos) << links.output;
+}
+
+}  // namespace
+}  // namespace tgw::lab
