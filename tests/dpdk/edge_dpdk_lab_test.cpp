@@ -7,7 +7,8 @@
 // must arrive intact both ways, carried by DPDK at site a (its per-flow counters are
 // EdgeTables', its program's rows count the redirects, its ports the frames; no XDP program
 // on site a, no data through tgwd's sockets). Then tgwd stops and leaves no XDP program and
-// no TAP behind. Skips when this build has no DPDK, or without root.
+// no TAP behind. Before the start, `tgwd --check` refuses more edge.dpdk.queues than the
+// ports have. Skips when this build has no DPDK, or without root.
 //
 // CPU: the EAL pins a polling worker to lcore 1 while site a's tgwd runs.
 #include <gtest/gtest.h>
@@ -74,6 +75,25 @@ TEST(EdgeDpdk, FlowForwardedByDpdkBothWaysIntact) {
   ASSERT_TRUE(e.pair("a", "b")) << "pair";
   auto dpdk = useDpdk(e.edge("a").configPath(), e.lab());
   ASSERT_TRUE(dpdk) << dpdk.error().message;
+  {
+    // `tgwd --check` at site a: the config passes; with more queues than the veths have
+    // receive channels it is refused there, naming the key, rather than failing at start.
+    const std::string netns = e.lab().site("a").host.netns;
+    const std::string config = e.edge("a").configPath().string();
+    auto ok = e.lab().exec(netns, tgwdPath() + " --check --config " + config);
+    EXPECT_EQ(ok.output.find("edge.dpdk"), std::string::npos) << ok.output;
+    std::ifstream in(config);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text.insert(text.find('\n', text.find("[edge.dpdk]")) + 1, "queues = 2\n");
+    const std::string two = (e.lab().tempDir() / "edge-dpdk-2q.toml").string();
+    std::ofstream(two) << text;
+    auto out = e.lab().exec(netns, tgwdPath() + " --check --config " + two);
+    EXPECT_FALSE(out.ok()) << out.output;
+    EXPECT_NE(out.output.find("edge.dpdk.queues: expected at most 1 (the receive channels of 'wan0', `ethtool -l`), "
+                              "got 2"),
+              std::string::npos)
+        << out.output;
+  }
   for (const char* site : {"a", "b"}) {
     auto r = e.start(site);
     ASSERT_TRUE(r) << r.error().message << "\n" << e.logs();
