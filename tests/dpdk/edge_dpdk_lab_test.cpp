@@ -1,5 +1,6 @@
 // The edge with dataplane = "dpdk" in the lab: the demo's setup (tests/lab/demo.cpp: "relay;
-// site a easy app; site b easy cgnat app") with site a's gateway forwarding its flow in tgwd's
+// site a easy app; site b easy cgnat app"; and once more with site a a one-interface
+// appliance, "site a easy") with site a's gateway forwarding its flow in tgwd's
 // DPDK backend (dataplane/dpdk/edge_backend.h) — net_af_xdp on its wan0 and on its LAN port,
 // the steering program sending DPDK only our socket (WAN) and the flow's local endpoint (LAN),
 // a TAP for what the program passes up (disco, STUN, TURN, rendezvous) — and site b's on XDP.
@@ -64,18 +65,18 @@ Result<void> useDpdk(const std::filesystem::path& config, const Lab& lab) {
   return {};
 }
 
-TEST(EdgeDpdk, FlowForwardedByDpdkBothWaysIntact) {
-#ifndef TGW_HAVE_DPDK
-  GTEST_SKIP() << "this build has no DPDK backend (meson setup -Ddpdk=enabled, with libdpdk-dev)";
-#endif
-  if (auto missing = edgeLabMissing(); !missing.empty()) GTEST_SKIP() << missing;
-  auto built = EdgeLab::create("relay; site a easy app; site b easy cgnat app");
+// The lab of `description` with site a on DPDK: the flow direct, then kCount datagrams each way.
+// twoPorts: site a's app is on its LAN port (the program REDIRECTs between wan0 and the LAN
+// port); else the app is the home router on wan0 (a one-interface appliance: the program
+// sends each datagram back out of wan0, TX). check: `tgwd --check` first.
+void flowOnDpdk(const std::string& description, bool twoPorts, bool check) {
+  auto built = EdgeLab::create(description);
   ASSERT_TRUE(built) << built.error().message;
   EdgeLab& e = **built;
   ASSERT_TRUE(e.pair("a", "b")) << "pair";
   auto dpdk = useDpdk(e.edge("a").configPath(), e.lab());
   ASSERT_TRUE(dpdk) << dpdk.error().message;
-  {
+  if (check) {
     // `tgwd --check` at site a: the config passes; with more queues than the veths have
     // receive channels it is refused there, naming the key, rather than failing at start.
     const std::string netns = e.lab().site("a").host.netns;
@@ -103,9 +104,10 @@ TEST(EdgeDpdk, FlowForwardedByDpdkBothWaysIntact) {
   SCOPED_TRACE("site a status: " + (*status)["edge"].dump());
   ASSERT_EQ((*status)["edge"].value("dataplane", ""), "dpdk");
   const auto& d = (*status)["edge"]["dpdk"];
-  // The flow's local endpoint is steered on the LAN port, our socket on the WAN port.
+  // The flow's local endpoint is steered on the LAN port, our socket on the WAN port (one
+  // port: both there).
   EXPECT_NE(d["steered_lan"].dump().find(e.flowLocal("a")), std::string::npos);
-  EXPECT_EQ(d["steered_wan"].size(), 1u);
+  EXPECT_EQ(d["steered_wan"].size(), twoPorts ? 1u : 2u);
 
   // Both sides direct before the applications send: then every datagram must arrive.
   ASSERT_TRUE(e.waitActive("a", "direct", 30s)) << e.showPaths("a") << "\n" << e.logs();
@@ -132,15 +134,23 @@ TEST(EdgeDpdk, FlowForwardedByDpdkBothWaysIntact) {
   SCOPED_TRACE("site a flows: " + flows->dump());
   EXPECT_GE(flowCounter(*flows, kFlowId, "out_direct_packets"), kCount);
   EXPECT_GE(flowCounter(*flows, kFlowId, "in_direct_packets"), kCount);
-  // ... the program redirected each datagram between the ports, which received them ...
+  // ... the program redirected each datagram between the ports (one port: sent it back out),
+  // which received them ...
   auto after = e.edge("a").query("stats");
   ASSERT_TRUE(after);
   SCOPED_TRACE("site a stats: " + (*after)["edge"].dump());
-  EXPECT_GE(dpdkRows(*after, "redirect") - dpdkRows(*before, "redirect"), 2 * kCount);
-  EXPECT_GE(dpdkPort(*after, "rx_lan") - dpdkPort(*before, "rx_lan"), kCount);
-  EXPECT_GE(dpdkPort(*after, "rx_wan") - dpdkPort(*before, "rx_wan"), kCount);
-  EXPECT_GE(dpdkPort(*after, "tx_wan") - dpdkPort(*before, "tx_wan"), kCount);
-  EXPECT_GE(dpdkPort(*after, "tx_lan") - dpdkPort(*before, "tx_lan"), kCount);
+  const char* verdict = twoPorts ? "redirect" : "tx";
+  EXPECT_GE(dpdkRows(*after, verdict) - dpdkRows(*before, verdict), 2 * kCount);
+  if (twoPorts) {
+    EXPECT_GE(dpdkPort(*after, "rx_lan") - dpdkPort(*before, "rx_lan"), kCount);
+    EXPECT_GE(dpdkPort(*after, "rx_wan") - dpdkPort(*before, "rx_wan"), kCount);
+    EXPECT_GE(dpdkPort(*after, "tx_wan") - dpdkPort(*before, "tx_wan"), kCount);
+    EXPECT_GE(dpdkPort(*after, "tx_lan") - dpdkPort(*before, "tx_lan"), kCount);
+  } else {
+    EXPECT_FALSE((*after)["edge"]["dpdk_ports"].contains("rx_lan"));
+    EXPECT_GE(dpdkPort(*after, "rx") - dpdkPort(*before, "rx"), 2 * kCount);
+    EXPECT_GE(dpdkPort(*after, "tx") - dpdkPort(*before, "tx"), 2 * kCount);
+  }
   // ... the disco and STUN traffic went up through the TAP, none of it lost there ...
   EXPECT_GE(dpdkPort(*after, "to_kernel"), 1u);
   EXPECT_EQ(dpdkPort(*after, "kernel_tx_failed"), 0u);
@@ -148,11 +158,12 @@ TEST(EdgeDpdk, FlowForwardedByDpdkBothWaysIntact) {
   // ... and neither XDP nor tgwd's sockets saw the data.
   EXPECT_TRUE((*after)["edge"]["xdp"].empty());
   EXPECT_EQ((*after)["edge"]["sockets"].value("data_in_userspace", uint64_t{1}), 0u);
-  std::printf("site a (DPDK): flow out_direct %llu in_direct %llu; program redirect %llu pass %llu drop %llu; "
+  std::printf("site a (DPDK, %s): flow out_direct %llu in_direct %llu; program %s %llu pass %llu drop %llu; "
               "ports %s\n",
+              twoPorts ? "two ports" : "one port",
               static_cast<unsigned long long>(flowCounter(*flows, kFlowId, "out_direct_packets")),
-              static_cast<unsigned long long>(flowCounter(*flows, kFlowId, "in_direct_packets")),
-              static_cast<unsigned long long>(dpdkRows(*after, "redirect")),
+              static_cast<unsigned long long>(flowCounter(*flows, kFlowId, "in_direct_packets")), verdict,
+              static_cast<unsigned long long>(dpdkRows(*after, verdict)),
               static_cast<unsigned long long>(dpdkRows(*after, "pass")),
               static_cast<unsigned long long>(dpdkRows(*after, "drop")), (*after)["edge"]["dpdk_ports"].dump().c_str());
   const std::string shown = e.edge("a").show("stats").output;
@@ -164,6 +175,24 @@ TEST(EdgeDpdk, FlowForwardedByDpdkBothWaysIntact) {
   auto links = e.lab().exec(netns, "ip -d link show");
   EXPECT_EQ(links.output.find("xdp"), std::string::npos) << links.output;
   EXPECT_EQ(links.output.find("tgwxwan0"), std::string::npos) << links.output;
+}
+
+// The two-interface gateway of the demo: the app on site a's LAN port.
+TEST(EdgeDpdk, TwoPortsFlowForwardedByDpdkBothWaysIntact) {
+#ifndef TGW_HAVE_DPDK
+  GTEST_SKIP() << "this build has no DPDK backend (meson setup -Ddpdk=enabled, with libdpdk-dev)";
+#endif
+  if (auto missing = edgeLabMissing(); !missing.empty()) GTEST_SKIP() << missing;
+  flowOnDpdk("relay; site a easy app; site b easy cgnat app", true, true);
+}
+
+// A one-interface appliance: the app (site a's home router) sends to the gateway's wan0.
+TEST(EdgeDpdk, OnePortFlowForwardedByDpdkBothWaysIntact) {
+#ifndef TGW_HAVE_DPDK
+  GTEST_SKIP() << "this build has no DPDK backend (meson setup -Ddpdk=enabled, with libdpdk-dev)";
+#endif
+  if (auto missing = edgeLabMissing(); !missing.empty()) GTEST_SKIP() << missing;
+  flowOnDpdk("relay; site a easy; site b easy cgnat app", false, false);
 }
 
 }  // namespace
