@@ -65,7 +65,8 @@ Result<void> useDpdk(const std::filesystem::path& config, const Lab& lab) {
   return {};
 }
 
-// The lab of `description` with site a on DPDK: the flow direct, then kCount datagrams each way.
+// The lab of `description` with site a on DPDK: the flow direct, a route change (DPDK's next
+// hops dropped and resolved again), then kCount datagrams each way.
 // twoPorts: site a's app is on its LAN port (the program REDIRECTs between wan0 and the LAN
 // port); else the app is the home router on wan0 (a one-interface appliance: the program
 // sends each datagram back out of wan0, TX). check: `tgwd --check` first.
@@ -112,6 +113,24 @@ void flowOnDpdk(const std::string& description, bool twoPorts, bool check) {
   // Both sides direct before the applications send: then every datagram must arrive.
   ASSERT_TRUE(e.waitActive("a", "direct", 30s)) << e.showPaths("a") << "\n" << e.logs();
   ASSERT_TRUE(e.waitActive("b", "direct", 10s)) << e.showPaths("b") << "\n" << e.logs();
+
+  // A route change (the edge's NextHopWatch) empties DPDK's next-hop table; the sweep
+  // resolves the peer's and the app's next hops again before the apps send.
+  auto nextHops = [&] {
+    auto st = e.edge("a").query("status");
+    return st ? (*st)["edge"]["dpdk"].value("next_hops", uint64_t{0}) : uint64_t{0};
+  };
+  auto flushes = [&] {
+    auto st = e.edge("a").query("stats");
+    return st ? (*st)["edge"]["sockets"].value("next_hop_flushes", uint64_t{0}) : uint64_t{0};
+  };
+  const uint64_t hops = nextHops();
+  EXPECT_GE(hops, 2u) << "the peer's and the app's next hops";
+  const uint64_t flushed = flushes();
+  ASSERT_TRUE(e.lab().exec(e.lab().site("a").host.netns, "ip route add blackhole 192.0.2.0/24").ok());
+  EXPECT_TRUE(waitFor([&] { return flushes() > flushed; }, 5s, 50ms)) << "no next-hop flush after a route change";
+  EXPECT_TRUE(waitFor([&] { return nextHops() >= hops; }, 5s, 50ms)) << "next hops not resolved again";
+
   auto before = e.edge("a").query("stats");
   ASSERT_TRUE(before);
 
