@@ -309,7 +309,7 @@ void printEdgeStatus(const Json& e) {
     };
     std::printf("  steered     wan: %s\n              lan: %s\n", list(d["steered_wan"]).c_str(),
                 list(d["steered_lan"]).c_str());
-    std::printf("  next hops   %s (not stored, table full: %s)\n", num(d["next_hops"]).c_str(),
+    std::printf("  next hops   %s (%s not stored: table full)\n", num(d["next_hops"]).c_str(),
                 num(d["next_hops_full"]).c_str());
   } else if (e.contains("fast_path") && e["fast_path"].is_object()) {
     std::printf("  xdp        ");

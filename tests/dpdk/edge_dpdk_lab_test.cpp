@@ -109,6 +109,13 @@ void flowOnDpdk(const std::string& description, bool twoPorts, bool check) {
   // port: both there).
   EXPECT_NE(d["steered_lan"].dump().find(e.flowLocal("a")), std::string::npos);
   EXPECT_EQ(d["steered_wan"].size(), twoPorts ? 1u : 2u);
+  EXPECT_EQ(d.value("pinned", true), false);
+  // As an operator sees it: DPDK, not XDP.
+  const std::string shownStatus = e.edge("a").show("status").output;
+  EXPECT_NE(shownStatus.find("dataplane   dpdk"), std::string::npos) << shownStatus;
+  EXPECT_NE(shownStatus.find("forwarding stops with tgwd"), std::string::npos) << shownStatus;
+  EXPECT_EQ(shownStatus.find("xdp"), std::string::npos) << shownStatus;
+  std::printf("%s", shownStatus.c_str());
 
   // Both sides direct before the applications send: then every datagram must arrive.
   ASSERT_TRUE(e.waitActive("a", "direct", 30s)) << e.showPaths("a") << "\n" << e.logs();
