@@ -95,30 +95,33 @@ struct EdgeBackend::Impl {
   }
 
   // The steered sets made equal to the tables' endpoints. A mark that fails (the steering map
-  // full) is logged; those datagrams go to the kernel's sockets, as without DPDK.
+  // full) is logged once per new error and tried again at each keepAlive; those datagrams go
+  // to the kernel's sockets meanwhile, as without DPDK.
   void mark() {
     const auto wan = tables->wanEndpoints();
     const auto lan = tables->lanEndpoints();
     std::set<SockAddr> wanSet(wan.begin(), wan.end()), lanSet(lan.begin(), lan.end());
     if (ports->wireCount() == 1) wanSet.insert(lanSet.begin(), lanSet.end());
-    bool ok = true;
-    if (auto r = ports->steering(0).setEndpoints(wanSet); !r) {
-      ok = false;
-      log::warn("dpdk.edge.steering", {{"interface", ports->wireName(0)}, {"error", r.error().message}});
-    }
+    std::string error;
+    if (auto r = ports->steering(0).setEndpoints(wanSet); !r) error = ports->wireName(0) + ": " + r.error().message;
     if (ports->wireCount() > 1) {
-      if (auto r = ports->steering(1).setEndpoints(lanSet); !r) {
-        ok = false;
-        log::warn("dpdk.edge.steering", {{"interface", ports->wireName(1)}, {"error", r.error().message}});
-      }
+      if (auto r = ports->steering(1).setEndpoints(lanSet); !r)
+        error += (error.empty() ? "" : "; ") + ports->wireName(1) + ": " + r.error().message;
     }
-    if (ok) markedGeneration = tables->endpointsGeneration();
+    if (error.empty()) {
+      markedGeneration = tables->endpointsGeneration();
+      steeringError.clear();
+    } else if (error != steeringError) {
+      steeringError = error;
+      log::warn("dpdk.edge.steering", {{"error", error}, {"effect", "those datagrams go to tgwd's sockets"}});
+    }
   }
 
   std::unique_ptr<EdgeTables> tables;
   std::unique_ptr<NextHopRefresher> refresher;
   std::set<IpAddr> resolved;  // destinations handed to refresher->resolve()
   uint64_t markedGeneration = ~uint64_t{0};
+  std::string steeringError;  // the last one logged
   EdgeProgram program;
   Table table;
   std::unique_ptr<Ports> ports;
