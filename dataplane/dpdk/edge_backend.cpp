@@ -2,6 +2,7 @@
 // why this shape, ports.h how the loops run).
 #include "dataplane/dpdk/edge_backend.h"
 
+#include <algorithm>
 #include <set>
 
 #include "base/log.h"
@@ -122,6 +123,7 @@ struct EdgeBackend::Impl {
   std::set<IpAddr> resolved;  // destinations handed to refresher->resolve()
   uint64_t markedGeneration = ~uint64_t{0};
   std::string steeringError;  // the last one logged
+  uint64_t revalidate = 0;     // destinations resolveStale() has still to look up again
   EdgeProgram program;
   Table table;
   std::unique_ptr<Ports> ports;
@@ -229,14 +231,24 @@ void EdgeBackend::keepAlive(TimePoint now) {
   if (s.tables->endpointsGeneration() != s.markedGeneration) s.mark();
 }
 
+// In place, unlike the relay's (NextHopRefresher::markStale empties the table first, its misses
+// go up to the kernel): the edge program drops a miss (edge_fib_failed, as XDP drops a failed
+// bpf_fib_lookup), and a neighbour change comes with every application's first ARP, so an
+// emptied table would drop the datagram that caused it. Each entry is looked up again and
+// rewritten, or removed when it no longer resolves: a changed next hop applies within the
+// sweep (milliseconds), where XDP's per-CPU cache takes up to its 1 s lifetime.
 void EdgeBackend::nextHopsStale() {
   if (!impl_) return;
-  impl_->refresher->markStale(*impl_->tables);
+  impl_->revalidate = impl_->tables->destinations().size();
 }
 
 bool EdgeBackend::resolveStale() {
-  if (!impl_) return false;
-  return impl_->refresher->sweep(*impl_->tables, impl_->tables->destinations());
+  if (!impl_ || impl_->revalidate == 0) return false;
+  Impl& s = *impl_;
+  const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(s.revalidate, NextHopRefresher::kSweepBudget));
+  s.refresher->refresh(*s.tables, s.tables->destinations(), n);
+  s.revalidate -= n;
+  return s.revalidate > 0;
 }
 
 uint32_t EdgeBackend::nextHops() const { return impl_ ? impl_->tables->nextHopCount() : 0; }

@@ -24,8 +24,8 @@
 //
 // Next hops: the cores never ask the kernel. NextHopRefresher fills the table from the kernel's
 // routes and neighbours on the WAN and LAN interfaces: every destination a path or an app
-// names, refreshed by keepAlive() each second, all of them again after a route or neighbour
-// change (nextHopsStale, resolveStale), a new one resolved when a path or flow brings it.
+// names, refreshed by keepAlive() each second, all of them again, in place, after a route or
+// neighbour change (nextHopsStale, resolveStale), a new one resolved when a path or flow brings it.
 //
 // Nothing is pinned: the cores are tgwd's threads, so forwarding stops with tgwd (XDP's
 // pinned program forwards on for edge.forward_without_daemon_seconds). The liveness deadline
@@ -87,9 +87,10 @@ class EdgeBackend {
   // Every second from the control thread: the liveness deadline to now + options.liveness,
   // the next hops refreshed from the kernel, the marks checked against the tables.
   void keepAlive(TimePoint now);
-  // A route or neighbour changed (the edge's NextHopWatch): every next hop leaves the table
-  // (those packets are dropped, edge_no_neigh, until resolved again), then resolveStale()
-  // resolves them all, NextHopRefresher::kSweepBudget per call; true while more remain.
+  // A route or neighbour changed (the edge's NextHopWatch): resolveStale() looks every next hop
+  // up again, NextHopRefresher::kSweepBudget per call, rewriting it in place (or removing it
+  // when it no longer resolves: then edge_fib_failed / edge_no_neigh drops); true while more
+  // remain. Not emptied first as the relay's: a miss here is a drop, not a pass to the kernel.
   void nextHopsStale();
   bool resolveStale();
   uint32_t nextHops() const;
