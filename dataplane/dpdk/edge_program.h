@@ -40,8 +40,8 @@ struct EdgeProgramTables {
   uint32_t lanIfindex = 0;  // the LAN port's; == wanIfindex for a one-interface edge
 };
 
-// One core's state.
-struct EdgeCore {
+// One core's state (its own cache lines).
+struct alignas(64) EdgeCore {
   explicit EdgeCore(uint32_t index, uint64_t seed = 1) : core(index), rng(seed | 1) {}
   uint32_t core;               // 0..cores-1: its counters, its reader id
   uint32_t egressIfindex = 0;  // set on REDIRECT: where the frame goes

@@ -120,6 +120,7 @@ class EdgeTables::Store final : public dataplane::EdgeStore {
     }
     for (const auto& a : {next.wan, next.lan})
       if (a) t_.destinations_[*a]++;
+    if (had.wan != next.wan || had.lan != next.lan) t_.destinationsGeneration_++;
     had = next;
   }
 
@@ -319,6 +320,45 @@ void EdgeTables::count(uint32_t core, uint32_t slot, const tgw_edge_flow_stats& 
   bump(s.drop_no_path, d.drop_no_path);
   bump(s.drop_too_big, d.drop_too_big);
   bump(s.drop_other, d.drop_other);
+}
+
+// ---- EdgeNextHops -------------------------------------------------------------------------
+
+Result<std::unique_ptr<EdgeNextHops>> EdgeNextHops::open(EdgeTables& tables,
+                                                         const std::string& wan,
+                                                         const std::string& lan,
+                                                         bool askKernel) {
+  std::vector<std::string> ports{wan};
+  if (!lan.empty() && lan != wan) ports.push_back(lan);
+  auto r = NextHopRefresher::open(ports, askKernel);
+  if (!r) return Unexpected<Error>{r.error()};
+  (*r)->setKeepUnresolved(true);  // no neighbour yet: edge_no_neigh, as bpf_fib_lookup
+  std::unique_ptr<EdgeNextHops> h(new EdgeNextHops(tables, std::move(*r)));
+  h->update();
+  return h;
+}
+
+void EdgeNextHops::update() {
+  if (knownGeneration_ == tables_.destinationsGeneration()) return;
+  const EdgeTables::Destinations& now = tables_.destinations();
+  for (const auto& [dst, n] : known_)
+    if (!now.count(dst)) refresher_->forget(tables_, dst);
+  for (const auto& [dst, n] : now)
+    if (!known_.count(dst)) refresher_->resolve(tables_, dst);
+  known_ = now;
+  knownGeneration_ = tables_.destinationsGeneration();
+}
+
+uint32_t EdgeNextHops::refresh(uint32_t budget) {
+  update();
+  return refresher_->refresh(tables_, tables_.destinations(), budget);
+}
+
+void EdgeNextHops::markStale() { refresher_->markStale(tables_); }
+
+bool EdgeNextHops::sweep(uint32_t budget) {
+  update();
+  return refresher_->sweep(tables_, tables_.destinations(), budget);
 }
 
 }  // namespace tgw::dpdk

@@ -93,6 +93,8 @@ class EdgeTables final : public dataplane::ForwardingTable, public NextHopTable 
   // hops (refresh / prune / sweep over it). Changes with every path and flow.
   using Destinations = std::map<IpAddr, uint32_t>;
   const Destinations& destinations() const { return destinations_; }
+  // Bumped whenever destinations() changes.
+  uint64_t destinationsGeneration() const { return destinationsGeneration_; }
   // NextHopTable (NextHopRefresher writes; the cores read nextHop()).
   int putNextHop(const NextHopKey& key, const tgw_turn_nexthop& nh) override;
   void removeNextHop(const NextHopKey& key) override;
@@ -149,6 +151,37 @@ class EdgeTables final : public dataplane::ForwardingTable, public NextHopTable 
   std::unique_ptr<Store> store_;
   std::unique_ptr<dataplane::EdgeFlowTable> rules_;
   Destinations destinations_;
+  uint64_t destinationsGeneration_ = 1;
+};
+
+// The edge's next hops from the kernel: a NextHopRefresher (turn_tables.h) on the WAN and the
+// LAN port (unresolved neighbours kept as ifindex-0 entries: edge_program.h) over
+// EdgeTables::destinations(). The control thread calls update() after writing flows and
+// paths (a new destination is resolved at once, a gone one forgotten), refresh() every
+// second, markStale() on a route or neighbour change (NextHopWatch, as the relay's
+// nextHopsStale()) and then sweep() every 10 ms while it answers true (resolveStale()).
+class EdgeNextHops {
+ public:
+  // lan == wan (or empty) for a one-interface edge. askKernel: as NextHopRefresher::open.
+  static Result<std::unique_ptr<EdgeNextHops>> open(EdgeTables& tables, const std::string& wan,
+                                                    const std::string& lan,
+                                                    bool askKernel = true);
+  void update();
+  uint32_t refresh(uint32_t budget = NextHopRefresher::kRefreshBudget);
+  void markStale();
+  bool sweep(uint32_t budget = NextHopRefresher::kSweepBudget);
+  bool sweeping() const { return refresher_->sweeping(); }
+  uint32_t wanIfindex() const { return refresher_->ifindexes().front(); }
+  uint32_t lanIfindex() const { return refresher_->ifindexes().back(); }
+  uint64_t tableFull() const { return refresher_->tableFull(); }
+
+ private:
+  EdgeNextHops(EdgeTables& t, std::unique_ptr<NextHopRefresher> r)
+      : tables_(t), refresher_(std::move(r)) {}
+  EdgeTables& tables_;
+  std::unique_ptr<NextHopRefresher> refresher_;
+  EdgeTables::Destinations known_;  // what update() last saw
+  uint64_t knownGeneration_ = 0;
 };
 
 }  // namespace tgw::dpdk

@@ -236,12 +236,15 @@ class TurnTables final : public dataplane::TurnMaps, public NextHopTable {
   std::atomic<uint64_t> liveness_{0};
 };
 
-// Fills a NextHopTable (TurnTables, EdgeTables) from the kernel (the DPDK backend's answer to XDP's
-// bpf_fib_lookup, which DPDK cannot call): for each destination the TURN entries send to,
-// the kernel's route (RTM_GETROUTE) and its neighbour entry (RTM_GETNEIGH) on the wire
-// interface. A destination routed out of another interface, or whose neighbour is not
-// resolved (no entry, INCOMPLETE, FAILED), gets no entry: its packets go up and the kernel
-// sends them (resolving the neighbour on the way, so a later refresh finds it). The control
+// Fills a NextHopTable (TurnTables; the edge's EdgeTables through EdgeNextHops, edge_tables.h)
+// from the kernel (the DPDK backend's answer to XDP's bpf_fib_lookup, which DPDK cannot call):
+// for each destination the entries send to, the kernel's route (RTM_GETROUTE) and its
+// neighbour entry (RTM_GETNEIGH) on one of the DPDK ports (the relay: its wire; the edge: its
+// WAN and LAN ports), with that port's MAC and MTU. A destination routed out of another
+// interface, or whose neighbour is not resolved (no entry, INCOMPLETE, FAILED), gets no entry
+// (with setKeepUnresolved, an unresolved one gets an ifindex-0 entry instead): the relay's
+// packets then go up and the kernel sends them (resolving the neighbour on the way, so a
+// later refresh finds it). The control
 // thread resolves a new entry's destinations as it writes the entry (resolve()), forgets a
 // destination when its last entry goes (forget()), and calls refresh() every second.
 // Route and neighbour changes: the relay's NextHopWatch (rtnetlink events, paced to ~20 ms,

@@ -241,12 +241,14 @@ TEST_F(EdgeTablesTest, SteeringAndDestinationsFollowTheFlows) {
   // A direct path from the birthday search's winning socket: that socket is steered too.
   const SockAddr winner = sa("198.18.0.1:45000");
   g = t->endpointsGeneration();
+  const uint64_t dg = t->destinationsGeneration();
   ASSERT_TRUE(t->setPath(Flow{7, kLocal, kApp}, directPath(winner)).ok());
   EXPECT_GT(t->endpointsGeneration(), g);
   EXPECT_EQ(t->wanEndpoints(), (std::vector<SockAddr>{kSock, winner}));
   EXPECT_EQ(t->extraSockets(), std::vector<SockAddr>{winner});
   EXPECT_NE(t->socket(dataplane::edgeEndpointOf(winner)), nullptr);
   EXPECT_EQ(t->destinations(), (EdgeTables::Destinations{{kApp.ip(), 1}, {kPeer.ip(), 1}}));
+  EXPECT_GT(t->destinationsGeneration(), dg);
   ASSERT_TRUE(t->setPath(Flow{7, kLocal, kApp}, relayPath()).ok());
   EXPECT_EQ(t->wanEndpoints(), std::vector<SockAddr>{kSock});
   EXPECT_EQ(t->socket(dataplane::edgeEndpointOf(winner)), nullptr);

@@ -6,9 +6,9 @@
 //     tgw_edge_locals, tgw_edge_flows, each slot's live tgw_edge_path entry) are mirrored into
 //     a dpdk::EdgeTables through its EdgeStore (the writes tgwd's rules make, EdgeFlowTable),
 //     each change written as the rules write it (an entry published, a key put or removed),
-//   - the next hops the DPDK backend's NextHopRefresher finds in the test namespace's kernel
-//     on the edge's two ports (tgwfp0 the WAN, tgwfp2 the LAN: the XDP cases' redirects),
-//     refreshed before every frame over EdgeTables::destinations(),
+//   - the next hops EdgeNextHops (a NextHopRefresher) finds in the test namespace's kernel on
+//     the edge's two ports (tgwfp0 the WAN, tgwfp2 the LAN: the XDP cases' redirects),
+//     updated and refreshed before every frame over EdgeTables::destinations(),
 //   - tgwd's liveness deadline read from the XDP program's own map,
 // and its verdict, bytes and counter deltas (the (family, verdict, reason) counters and every
 // flow slot's) compared (bpf_tester.cpp). The test thread reads as polling core 0, online only
@@ -77,13 +77,12 @@ class EdgeDpdkTwin {
     auto tables = dpdk::EdgeTables::create(o);
     if (!tables) return tables.error().message;
     tables_ = std::move(*tables);
-    auto refresher = dpdk::NextHopRefresher::open(std::vector<std::string>{wan, lan}, false);
-    if (!refresher) return refresher.error().message;
-    refresher_ = std::move(*refresher);
-    refresher_->setKeepUnresolved(true);  // no neighbour yet: edge_no_neigh, as XDP
+    auto hops = dpdk::EdgeNextHops::open(*tables_, wan, lan, false);
+    if (!hops) return hops.error().message;
+    hops_ = std::move(*hops);
     t_.tables = tables_.get();
-    t_.wanIfindex = refresher_->ifindexes().front();
-    t_.lanIfindex = refresher_->ifindexes().back();
+    t_.wanIfindex = hops_->wanIfindex();
+    t_.lanIfindex = hops_->lanIfindex();
     tester.setTwin(TwinProgram{[this](const Bytes& in) { return run(in); },
                                [this](Counters& c) { readCounters(c); }});
     return "";
@@ -163,8 +162,8 @@ class EdgeDpdkTwin {
     uint64_t deadline = 0;
     bpf_map_lookup_elem(maps_.liveness, &zero, &deadline);
     tables_->setLivenessDeadline(deadline);
-    refresher_->prune(*tables_, tables_->destinations());
-    refresher_->refresh(*tables_, tables_->destinations());
+    hops_->update();   // new destinations resolved, gone ones forgotten
+    hops_->refresh();  // every destination asked again (the control thread: every second)
   }
 
   XdpRun run(const Bytes& in) {
@@ -226,7 +225,7 @@ class EdgeDpdkTwin {
   std::function<std::string(uint32_t, size_t)> counterName_;
   size_t counterFields_ = 0;
   std::unique_ptr<dpdk::EdgeTables> tables_;
-  std::unique_ptr<dpdk::NextHopRefresher> refresher_;
+  std::unique_ptr<dpdk::EdgeNextHops> hops_;
   dpdk::EdgeProgramTables t_;
   dpdk::EdgeCore core_{0, 0x7467772d65646765ull};
   dpdk::CoreStats stats_;
