@@ -78,21 +78,9 @@ struct EdgeBackend::Impl {
 
   // Marks and next hops after a change of the tables (control thread).
   void follow() {
-    if (!ports || !tables) return;
+    if (!ports || !tables || !nextHops) return;
     if (tables->endpointsGeneration() != markedGeneration) mark();
-    for (const auto& [dst, uses] : tables->destinations()) {
-      if (resolved.insert(dst).second) refresher->resolve(*tables, dst);
-    }
-    if (resolved.size() > tables->destinations().size()) {
-      for (auto it = resolved.begin(); it != resolved.end();) {
-        if (tables->destinations().contains(*it)) {
-          ++it;
-          continue;
-        }
-        refresher->forget(*tables, *it);
-        it = resolved.erase(it);
-      }
-    }
+    nextHops->update();
   }
 
   // The steered sets made equal to the tables' endpoints. A mark that fails (the steering map
@@ -119,8 +107,7 @@ struct EdgeBackend::Impl {
   }
 
   std::unique_ptr<EdgeTables> tables;
-  std::unique_ptr<NextHopRefresher> refresher;
-  std::set<IpAddr> resolved;  // destinations handed to refresher->resolve()
+  std::unique_ptr<EdgeNextHops> nextHops;  // over tables: declared after, goes first
   uint64_t markedGeneration = ~uint64_t{0};
   std::string steeringError;  // the last one logged
   uint64_t revalidate = 0;     // destinations resolveStale() has still to look up again
@@ -147,12 +134,6 @@ Result<std::unique_ptr<EdgeBackend>> EdgeBackend::start(const EdgeBackendOptions
   Impl& s = *self->impl_;
   s.ports = std::move(*ports);
 
-  auto refresher = NextHopRefresher::open(wires);
-  if (!refresher) return Unexpected<Error>{refresher.error()};
-  s.refresher = std::move(*refresher);
-  // Unresolved neighbours as entries with ifindex 0: the program tells edge_no_neigh from
-  // edge_fib_failed, as bpf_fib_lookup does (edge_program.h).
-  s.refresher->setKeepUnresolved(true);
   EdgeTables::Options to;
   to.maxFlows = o.maxFlows;
   to.cores = o.queues;
@@ -164,6 +145,11 @@ Result<std::unique_ptr<EdgeBackend>> EdgeBackend::start(const EdgeBackendOptions
                                          "edge.dpdk.eal_args)");
   s.tables = std::move(*tables);
   s.tables->keepAlive(Clock::now());
+  // Unresolved neighbours as entries with ifindex 0: the program tells edge_no_neigh from
+  // edge_fib_failed, as bpf_fib_lookup does (edge_program.h).
+  auto nextHops = EdgeNextHops::open(*s.tables, o.wan, twoPorts ? o.lan : o.wan);
+  if (!nextHops) return Unexpected<Error>{nextHops.error()};
+  s.nextHops = std::move(*nextHops);
 
   s.program.tables.tables = s.tables.get();
   s.program.tables.wanIfindex = static_cast<uint32_t>(s.ports->wireIfindex(0));
@@ -195,7 +181,7 @@ void EdgeBackend::stop() {
     for (uint32_t w = 0; w < s.ports->wireCount(); w++) s.ports->steering(w).clear();
   s.workers.stop();
   // DPDK memory (rte_hash, the grace state) before the EAL goes.
-  s.refresher.reset();
+  s.nextHops.reset();
   s.tables.reset();
   if (s.ports) s.ports->close();
   impl_.reset();
@@ -226,12 +212,12 @@ void EdgeBackend::keepAlive(TimePoint now) {
   if (!impl_) return;
   Impl& s = *impl_;
   s.tables->keepAlive(now);
-  s.refresher->refresh(*s.tables, s.tables->destinations());
+  s.nextHops->refresh();
   // A mark that failed before is tried again.
   if (s.tables->endpointsGeneration() != s.markedGeneration) s.mark();
 }
 
-// In place, unlike the relay's (NextHopRefresher::markStale empties the table first, its misses
+// In place, unlike the relay's (markStale empties the table first, its misses
 // go up to the kernel): the edge program drops a miss (edge_fib_failed, as XDP drops a failed
 // bpf_fib_lookup), and a neighbour change comes with every application's first ARP, so an
 // emptied table would drop the datagram that caused it. Each entry is looked up again and
@@ -246,14 +232,14 @@ bool EdgeBackend::resolveStale() {
   if (!impl_ || impl_->revalidate == 0) return false;
   Impl& s = *impl_;
   const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(s.revalidate, NextHopRefresher::kSweepBudget));
-  s.refresher->refresh(*s.tables, s.tables->destinations(), n);
+  s.nextHops->refresh(n);
   s.revalidate -= n;
   return s.revalidate > 0;
 }
 
 uint32_t EdgeBackend::nextHops() const { return impl_ ? impl_->tables->nextHopCount() : 0; }
 
-uint64_t EdgeBackend::nextHopTableFull() const { return impl_ ? impl_->refresher->tableFull() : 0; }
+uint64_t EdgeBackend::nextHopTableFull() const { return impl_ ? impl_->nextHops->tableFull() : 0; }
 
 std::vector<dataplane::CounterRow> EdgeBackend::counters() const {
   if (!impl_) return {};
