@@ -772,9 +772,12 @@ std::string ealOptionProblem(const std::vector<std::string>& args, size_t& i) {
   return "not an option (EAL would stop parsing here, and tgwd gives no application arguments)";
 }
 
-// [relay.dpdk] (dataplane = "dpdk"); `t` null: the defaults.
-DpdkConfig readDpdk(const Reader& r, const toml::table* t, const RelayConfig& relay, int relayLine) {
-  const std::string p = "relay.dpdk.";
+// [relay.dpdk] or [edge.dpdk] (dataplane = "dpdk"); `t` null: the defaults. `role` is "relay" or
+// "edge"; `wires` the interfaces the backend opens (relay.interface; edge.interface and
+// edge.lan_interface), which the TAP's name must differ from; `roleLine` the role's table.
+DpdkConfig readDpdk(const Reader& r, const toml::table* t, const std::string& role,
+                    const std::vector<std::string>& wires, int roleLine) {
+  const std::string p = role + ".dpdk.";
   DpdkConfig c;
   if (t != nullptr) {
     r.onlyKeys(*t, p, {"eal_args", "queues", "exception_interface"});
@@ -786,7 +789,7 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const RelayConfig& re
     c.exceptionInterface = r.str(*t, p, "exception_interface", "");
   }
   const toml::node* argsNode = t != nullptr ? t->get("eal_args") : nullptr;
-  const int line = t != nullptr ? Reader::lineOf(*t) : relayLine;
+  const int line = t != nullptr ? Reader::lineOf(*t) : roleLine;
   bool noHuge = false, inMemory = false;
   for (size_t i = 0; i < c.ealArgs.size(); i++) {
     const std::string& a = c.ealArgs[i];
@@ -802,7 +805,9 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const RelayConfig& re
     // The backend names its ports itself (dataplane/dpdk/backend.h).
     if (a == "--vdev" || a.rfind("--vdev=", 0) == 0) {
       r.failAt(argsNode, line, p + "eal_args",
-               "no --vdev (tgwd adds net_af_xdp on relay.interface and net_tap on exception_interface)", "\"" + a + "\"");
+               "no --vdev (tgwd adds net_af_xdp on " + role + (role == "edge" ? ".interface (and lan_interface)" : ".interface") +
+                   " and net_tap on exception_interface)",
+               "\"" + a + "\"");
     }
   }
   if (noHuge && inMemory) {
@@ -811,10 +816,13 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const RelayConfig& re
              "--in-memory refuses)",
              "both");
   }
-  if (c.exceptionInterface.empty()) c.exceptionInterface = ("tgwx" + relay.interface).substr(0, 15);
-  if (c.exceptionInterface.size() > 15 || c.exceptionInterface == relay.interface) {
+  if (c.exceptionInterface.empty()) c.exceptionInterface = ("tgwx" + wires.front()).substr(0, 15);
+  if (c.exceptionInterface.size() > 15 ||
+      std::find(wires.begin(), wires.end(), c.exceptionInterface) != wires.end()) {
     r.failAt(t != nullptr ? t->get("exception_interface") : nullptr, line, p + "exception_interface",
-             "an interface name of 1 to 15 bytes other than relay.interface (the TAP tgwd creates)",
+             "an interface name of 1 to 15 bytes other than " +
+                 std::string(role == "edge" ? "edge.interface and edge.lan_interface" : "relay.interface") +
+                 " (the TAP tgwd creates)",
              "\"" + c.exceptionInterface + "\"");
   }
   return c;
@@ -858,7 +866,7 @@ RelayConfig readRelay(const Reader& r, const toml::table& t) {
   }
   if (c.dataplane == Dataplane::Dpdk) {
     const toml::node* d = t.get("dpdk");
-    c.dpdk = readDpdk(r, d != nullptr ? d->as_table() : nullptr, c, Reader::lineOf(t));
+    c.dpdk = readDpdk(r, d != nullptr ? d->as_table() : nullptr, "relay", {c.interface}, Reader::lineOf(t));
   }
   if (auto port = r.port(t, p, "stun_port")) c.stunPort = *port;
   c.stunAlternatePort = r.port(t, p, "stun_alternate_port");
@@ -1068,7 +1076,7 @@ bool validPeerName(std::string_view name) {
 EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   const std::string p = "edge.";
   const int line = Reader::lineOf(t);
-  r.onlyKeys(t, p, {"key_file", "interface", "lan_interface", "addresses", "port", "xdp_mode", "pin_dir",
+  r.onlyKeys(t, p, {"key_file", "interface", "lan_interface", "addresses", "port", "xdp_mode", "dataplane", "dpdk", "pin_dir",
                     "forward_without_daemon_seconds", "stun_servers", "static_endpoints", "relay", "peer", "flow",
                     "nat64_prefix", "nat64_discovery", "dns_servers", "portmap"});
   EdgeConfig c;
@@ -1097,10 +1105,48 @@ EdgeConfig readEdge(const Reader& r, const toml::table& t) {
   c.addresses = r.addresses(t, p, "addresses");
   if (auto port = r.port(t, p, "port")) c.port = *port;
   c.xdpMode = r.xdpMode(t, p);
+  // edge.dataplane: as relay.dataplane (readRelay), the edge's flows in the DPDK backend
+  // (dataplane/dpdk/edge_backend.h) instead of XDP.
+  const std::string dataplane = r.str(t, p, "dataplane", "xdp");
+  if (dataplane == "dpdk") {
+#ifndef TGW_HAVE_DPDK
+    r.failAt(t.get("dataplane"), line, p + "dataplane",
+             "\"xdp\" (this tgwd was built without DPDK: meson setup -Ddpdk=enabled)", "\"dpdk\"");
+#endif
+    c.dataplane = Dataplane::Dpdk;
+    if (t.get("xdp_mode") != nullptr) {
+      r.failAt(t.get("xdp_mode"), line, p + "xdp_mode",
+               "no xdp_mode with dataplane = \"dpdk\" (the DPDK backend attaches its own steering program)",
+               Reader::describe(*t.get("xdp_mode")));
+    }
+  } else if (dataplane != "xdp") {
+    r.failAt(t.get("dataplane"), line, p + "dataplane", "one of xdp, dpdk", "\"" + dataplane + "\"");
+  }
+  if (const toml::node* d = t.get("dpdk")) {
+    if (!d->is_table()) r.failAt(d, line, p + "dpdk", "a table ([edge.dpdk])", Reader::describe(*d));
+    if (c.dataplane != Dataplane::Dpdk) {
+      r.failAt(t.get("dataplane"), Reader::lineOf(*d->as_table()), p + "dataplane",
+               "\"dpdk\" with an [edge.dpdk] table", "\"" + dataplane + "\"");
+    }
+  }
+  if (c.dataplane == Dataplane::Dpdk) {
+    const toml::node* d = t.get("dpdk");
+    std::vector<std::string> wires{c.interface};
+    if (c.lanInterface != c.interface) wires.push_back(c.lanInterface);
+    c.dpdk = readDpdk(r, d != nullptr ? d->as_table() : nullptr, "edge", wires, line);
+  }
   c.pinDir = r.str(t, p, "pin_dir", c.pinDir);
   if (!c.pinDir.empty() && c.pinDir.front() != '/') {
     r.failAt(t.get("pin_dir"), line, p + "pin_dir", "an absolute path on bpffs, or \"\" for no pinning",
              "\"" + c.pinDir + "\"");
+  }
+  if (c.dataplane == Dataplane::Dpdk) {
+    // Nothing to pin: DPDK's loops are tgwd's threads, forwarding stops with tgwd.
+    if (t.get("pin_dir") != nullptr && !c.pinDir.empty()) {
+      r.warnAt(t.get("pin_dir"), line, p + "pin_dir",
+               "ignored with dataplane = \"dpdk\": nothing is pinned, forwarding stops with tgwd (set \"\")");
+    }
+    c.pinDir.clear();
   }
   // At least two of tgwd's one-second pushes (EdgeRole), at most an hour.
   c.forwardWithoutDaemon = std::chrono::seconds(r.integer(t, p, "forward_without_daemon_seconds",
@@ -1243,6 +1289,13 @@ Config build(const toml::table& root, const Reader& r) {
   const toml::table* edge = section("edge");
   if (edge != nullptr) c.edge = readEdge(r, *edge);
   if (!c.relay && !c.edge) r.failAt(nullptr, 1, "relay", "a [relay] or an [edge] section", "neither");
+  // The EAL is initialised once per process (dataplane/dpdk/ports.h): one DPDK backend per tgwd.
+  if (c.relay && c.edge && c.relay->dataplane == Dataplane::Dpdk && c.edge->dataplane == Dataplane::Dpdk) {
+    r.failAt(edge->get("dataplane"), Reader::lineOf(*edge), "edge.dataplane",
+             "\"xdp\" while relay.dataplane is \"dpdk\" (DPDK's EAL is initialised once per process: run the "
+             "relay and the edge on DPDK in two tgwd, each with its own config)",
+             "\"dpdk\"");
+  }
   // One XDP program per interface: the relay's and the edge's cannot share one.
   if (c.relay && c.edge && c.relay->xdpMode != XdpMode::Off && c.edge->xdpMode != XdpMode::Off) {
     // The key that names the clashing interface: lan_interface only when it is written

@@ -151,7 +151,7 @@ std::string certificateValidityProblem(std::string_view certPem);
 enum class Dataplane { Xdp, Dpdk };
 std::string_view toString(Dataplane d);
 
-// [relay.dpdk]: the DPDK backend's EAL and ports.
+// [relay.dpdk] / [edge.dpdk]: the DPDK backend's EAL and ports.
 struct DpdkConfig {
   // rte_eal_init()'s arguments (tgwd adds the two --vdev of its ports). The default suits a VM
   // without hugepages or PCI devices for DPDK: main lcore 0, one worker on lcore 1, 256 MiB
@@ -162,6 +162,7 @@ struct DpdkConfig {
                                    "--no-telemetry"};
   uint32_t queues = 1;             // wire queues, one worker lcore each (1..64)
   std::string exceptionInterface;  // the TAP to the kernel; default "tgwx" + relay.interface
+                                   // (edge: "tgwx" + edge.interface)
 };
 inline constexpr uint32_t kMaxDpdkQueues = 64;
 
@@ -262,7 +263,14 @@ struct EdgeConfig {
                                           // empty: the interface's (first IPv4, first global IPv6)
   uint16_t port = kDefaultEdgePort;
   XdpMode xdpMode = XdpMode::Auto;        // Off: tests only (no fast path, data dropped)
-  std::string pinDir{kDefaultEdgePinDir}; // "": no pinning (program detached on exit)
+  // edge.dataplane: the flows in XDP (EdgeFastPath) or in the DPDK backend
+  // (dataplane/dpdk/edge_backend.h) on interface and lan_interface, configured by [edge.dpdk]
+  // (the keys of [relay.dpdk]; exception_interface "tgwx" + interface by default). One DPDK
+  // backend per tgwd: not with relay.dataplane = "dpdk" too.
+  Dataplane dataplane = Dataplane::Xdp;
+  std::optional<DpdkConfig> dpdk;         // set when dataplane is Dpdk (defaults without [edge.dpdk])
+  std::string pinDir{kDefaultEdgePinDir}; // "": no pinning (program detached on exit); always ""
+                                          // with dpdk (forwarding stops with tgwd)
   std::chrono::seconds forwardWithoutDaemon = kDefaultEdgeForwardWithoutDaemon;  // 2..3600 s
   std::vector<SockAddr> stunServers;      // candidate gathering and netcheck; two or more
   std::vector<SockAddr> staticEndpoints;  // operator port forwards (static candidates)

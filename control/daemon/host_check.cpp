@@ -136,6 +136,18 @@ HostCheck checkHost(const config::Config& cfg) {
     assigned("edge.addresses", cfg.edge->addresses);
     interface("edge.interface", cfg.edge->interface);
     if (cfg.edge->lanInterface != cfg.edge->interface) interface("edge.lan_interface", cfg.edge->lanInterface);
+    // As relay.dpdk.queues: net_af_xdp opens queues 0..queues-1 of the WAN and of the LAN.
+    if (cfg.edge->dataplane == config::Dataplane::Dpdk && cfg.edge->dpdk) {
+      for (const std::string& ifname : {cfg.edge->interface, cfg.edge->lanInterface}) {
+        if (if_nametoindex(ifname.c_str()) == 0) continue;
+        const uint32_t want = cfg.edge->dpdk->queues;
+        if (auto have = dataplane::receiveQueues(ifname); have && want > *have) {
+          problem("edge.dpdk.queues", "expected at most " + std::to_string(*have) + " (the receive channels of '" +
+                                          ifname + "', `ethtool -l`), got " + std::to_string(want));
+          break;
+        }
+      }
+    }
     keyFile("edge.key_file", cfg.edge->keyFile);
   }
   return out;

@@ -20,7 +20,7 @@ void registerEdgeCommands(api::Dispatcher& dispatcher, EdgeRole& role) {
                  [&role](const api::Json&) -> Result<api::Json> { return edge::pathsJson(role.node(), Clock::now()); });
   dispatcher.add("flows", "the edge's flows: local endpoint, application, current path, fast-path counters",
                  [&role](const api::Json&) -> Result<api::Json> {
-                   return edge::flowsJson(role.node(), role.fastPath(), role.fastPath());
+                   return edge::flowsJson(role.node(), role.forwarding(), role.forwarding());
                  });
   dispatcher.add("portmap", "port mapping on the site's router: protocol, external endpoint, lifetime, errors, advertised or why not",
                  [&role](const api::Json&) -> Result<api::Json> { return role.portmapStatus(); });
@@ -59,6 +59,24 @@ nlohmann::json edgeStatus(const EdgeRole& role) {
     }
   }
   s["fast_path"] = role.fastPath() != nullptr ? nlohmann::json{{"attached", xdp}} : nlohmann::json(nullptr);
+  s["dataplane"] = std::string(config::toString(role.config().dataplane));
+  if (const auto* d = role.dpdk()) {
+    // The DPDK backend: its ports, cores, what its steering programs send to it, its next hops.
+    // Not pinned: forwarding stops with tgwd.
+    nlohmann::json wan = nlohmann::json::array(), lan = nlohmann::json::array();
+    for (const auto& e : d->steeredWan()) wan.push_back(e.toString());
+    for (const auto& e : d->steeredLan()) lan.push_back(e.toString());
+    const auto& c = role.config();
+    s["dpdk"] = {{"interface", c.interface},
+                 {"lan_interface", c.lanInterface},
+                 {"exception_interface", c.dpdk->exceptionInterface},
+                 {"cores", d->cores()},
+                 {"steered_wan", wan},
+                 {"steered_lan", lan},
+                 {"next_hops", d->nextHops()},
+                 {"next_hops_full", d->nextHopTableFull()},
+                 {"pinned", false}};
+  }
   s["portmap"] = role.portmapStatus();
   return s;
 }
@@ -73,6 +91,19 @@ nlohmann::json edgeStats(const EdgeRole& role) {
     }
   }
   out["xdp"] = xdp;
+  if (const auto* d = role.dpdk()) {
+    // The DPDK program's (family, verdict, reason) rows, named as XDP's, and its loops' own
+    // (as the relay's stats).
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : d->counters()) {
+      rows.push_back({{"family", row.family}, {"verdict", row.verdict}, {"reason", row.reason},
+                      {"packets", row.packets}, {"bytes", row.bytes}});
+    }
+    out["dpdk"] = rows;
+    nlohmann::json ports = nlohmann::json::object();
+    for (const auto& [name, v] : d->portCounters()) ports[name] = v;
+    out["dpdk_ports"] = ports;
+  }
   out["sockets"] = role.socketStats();
   out["birthday_sockets"] = role.birthdaySocketStats();
   out["relay_streams"] = role.relayStreamStats();

@@ -42,6 +42,9 @@ constexpr std::chrono::seconds kNeighbourRecheckMin{1};
 // How often the fast path's liveness deadline is pushed forward (its grace is
 // edge.forward_without_daemon_seconds, at least two periods).
 constexpr std::chrono::seconds kLivenessPeriod{1};
+// DPDK: after a route or neighbour change, the next hops are resolved again a batch
+// (NextHopRefresher::kSweepBudget) this often, as the relay's DPDK backend does.
+constexpr std::chrono::milliseconds kSweepPeriod{10};
 // Buckets of the time to direct (seconds from the edge's start to a peer's first direct
 // path): a search round is kSearchRoundInterval (1 s) and a search lasts kSearchDuration
 // (10 s); idle reprobes come every kIdleProbeInterval (30 s), so later buckets tell a path
@@ -110,7 +113,10 @@ struct EdgeRole::Impl {
   std::set<SockAddr> keptSockets;
   log::LogLimiter extraLog{1.0, 10.0};
   std::unique_ptr<dataplane::EdgeFastPath> fastPath;
-  // In front of fastPath: flows on a stream relay path are forwarded by tgwd (issue 15).
+  // edge.dataplane = "dpdk": the flows in DPDK instead (fastPath stays null).
+  std::unique_ptr<dpdk::EdgeBackend> dpdk;
+  std::unique_ptr<shell::DeadlineTimer> sweepTimer;  // dpdk->resolveStale() after a change
+  // In front of fastPath (or dpdk): flows on a stream relay path are forwarded by tgwd (issue 15).
   std::unique_ptr<shell::UserspaceFlows> userFlows;
   // Managed neighbour entries for the next hop towards each flow's application: XDP delivers
   // to it through bpf_fib_lookup, which cannot resolve a neighbour itself (edge_no_neigh).
@@ -289,8 +295,10 @@ struct EdgeRole::Impl {
 
   // The fast path forwards only while tgwd pushes its liveness deadline (EdgeFastPath::
   // keepAlive: now + edge.forward_without_daemon_seconds), here every kLivenessPeriod.
+  // DPDK: the same push, and its next hops refreshed from the kernel and its steering checked.
   void keepFastPathAlive() {
-    fastPath->keepAlive(Clock::now());
+    if (fastPath) fastPath->keepAlive(Clock::now());
+    if (dpdk) dpdk->keepAlive(Clock::now());
     livenessTimer->after(kLivenessPeriod);
   }
 
@@ -342,8 +350,17 @@ struct EdgeRole::Impl {
 
   dataplane::ForwardingTable& table() {
     if (userFlows) return *userFlows;
+    if (dpdk) return dpdk->forwardingTable();
     return fastPath ? static_cast<dataplane::ForwardingTable&>(*fastPath) : offTable;
   }
+
+  // The fast path's own table (XDP's or DPDK's), without userFlows in front.
+  dataplane::ForwardingTable* fastTable() {
+    if (dpdk) return &dpdk->forwardingTable();
+    return fastPath.get();
+  }
+
+  Result<void> startDpdk();
 
   void onTimer() {
     renewRestCredentials();
@@ -581,6 +598,58 @@ EdgeRole::~EdgeRole() {
     relay->client().close(Clock::now());
     for (const auto& d : relay->takeSends()) impl.sockets->send(d);
   }
+  if (impl.dpdk) {
+    // Nothing pinned on DPDK: forwarding stops here, the steering marks go first.
+    impl.dpdk->stop();
+    log::info("dpdk.edge.stopped", {{"interface", impl.cfg.interface}});
+  }
+}
+
+// edge.dataplane = "dpdk": the backend on the WAN (and LAN) interface, the configured flows in
+// its tables, its liveness and next hops kept by the control thread.
+Result<void> EdgeRole::Impl::startDpdk() {
+  dpdk::EdgeBackendOptions o;
+  o.ealArgs = cfg.dpdk->ealArgs;
+  o.wan = cfg.interface;
+  o.lan = cfg.lanInterface;
+  o.exceptionInterface = cfg.dpdk->exceptionInterface;
+  o.queues = cfg.dpdk->queues;
+  o.sockets = locals;
+  o.liveness = cfg.forwardWithoutDaemon;
+  auto backend = dpdk::EdgeBackend::start(o);
+  if (!backend)
+    return fail(backend.error().message +
+                "; `tgwd --check` checks edge.dpdk.eal_args and edge.dpdk.queues (edge.dataplane = \"xdp\" runs "
+                "without DPDK)");
+  dpdk = std::move(*backend);
+  for (const auto& f : edge::configuredFlows(cfg)) {
+    if (auto ok = dpdk->addFlow(f); !ok) return fail("flow " + std::to_string(f.id) + ": " + ok.error().message);
+  }
+  livenessTimer = std::make_unique<shell::DeadlineTimer>(base, [this] { keepFastPathAlive(); });
+  keepFastPathAlive();
+  // As the relay's: a route or neighbour change empties the next-hop table at once; the sweep
+  // resolves every destination again, a batch every kSweepPeriod.
+  sweepTimer = std::make_unique<shell::DeadlineTimer>(base, [this] {
+    if (dpdk->resolveStale()) sweepTimer->after(kSweepPeriod);
+  });
+  auto watch = NextHopWatch::start(base, {.nextHopsStale =
+                                              [this] {
+                                                dpdk->nextHopsStale();
+                                                sweepTimer->after(std::chrono::milliseconds(0));
+                                                if (portmap) portmap->recheckGateway();
+                                                if (pinhole) pinhole->recheckGateway();
+                                              },
+                                          .address = [this](const dataplane::NetlinkChanges::Address& a) {
+                                            onAddressChange(a);
+                                          }});
+  if (watch) {
+    nextHopWatch = std::move(*watch);
+  } else {
+    log::warn("next_hop_watch_off",
+              {{"error", watch.error().message},
+               {"effect", "a route or neighbour change applies once keepAlive's round robin re-checks it"}});
+  }
+  return {};
 }
 
 Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const config::EdgeConfig& cfg) {
@@ -659,7 +728,17 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
 
   // The fast path, and what a previous tgwd left in its pinned maps.
   edge::Reconciliation reconciled;
-  if (cfg.xdpMode == config::XdpMode::Off) {
+  if (cfg.dataplane == config::Dataplane::Dpdk) {
+    if (auto ok = impl.startDpdk(); !ok) return fail(ok.error().message);
+    dpdk::EdgeBackend& backend = *impl.dpdk;
+    impl.userFlows = std::make_unique<shell::UserspaceFlows>(
+        base,
+        shell::UserspaceFlows::FastPath{backend.forwardingTable(),
+                                        [&backend](uint32_t id) { backend.eraseFlow(id); },
+                                        [&backend] { return backend.flows(); }},
+        [&impl](uint32_t flow, std::span<const uint8_t> payload) { impl.node->sendApp(flow, payload, Clock::now()); },
+        [&impl] { impl.afterNode(); });
+  } else if (cfg.xdpMode == config::XdpMode::Off) {
     log::warn("xdp_off", {{"reason", "edge.xdp_mode = off: no fast path, application data is dropped"}});
   } else {
     dataplane::EdgeFastPath::Options fo;
@@ -765,7 +844,7 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
   log::info("edge_started", {{"key", impl.node->publicKey().toString()},
                              {"peers", std::to_string(cfg.peers.size())},
                              {"flows", std::to_string(cfg.flows.size())},
-                             {"fast_path", impl.fastPath ? "yes" : "no"},
+                             {"fast_path", impl.fastPath ? "xdp" : impl.dpdk ? "dpdk" : "no"},
                              {"remembered_paths", std::to_string(remembered)}});
   return role;
 }
@@ -773,6 +852,8 @@ Result<std::unique_ptr<EdgeRole>> EdgeRole::create(event_base* base, const confi
 const config::EdgeConfig& EdgeRole::config() const { return impl_->cfg; }
 const edge::Node& EdgeRole::node() const { return *impl_->node; }
 const dataplane::EdgeFastPath* EdgeRole::fastPath() const { return impl_->fastPath.get(); }
+const dpdk::EdgeBackend* EdgeRole::dpdk() const { return impl_->dpdk.get(); }
+const dataplane::ForwardingTable* EdgeRole::forwarding() const { return impl_->fastTable(); }
 
 std::string EdgeRole::peerName(const crypto::PublicKey& key) const {
   for (const auto& p : impl_->cfg.peers) {
@@ -895,7 +976,9 @@ nlohmann::json EdgeRole::birthdaySocketStats() const {
           {"failed", c.extraFailed},
           {"closed", c.extraClosed},
           {"close_unknown", c.extraCloseUnknown},
-          {"in_fast_path", impl_->fastPath ? impl_->fastPath->extraSockets().size() : 0}};
+          {"in_fast_path", impl_->fastPath ? impl_->fastPath->extraSockets().size()
+                           : impl_->dpdk ? impl_->dpdk->extraSockets().size()
+                                         : 0}};
 }
 
 nlohmann::json EdgeRole::socketStats() const {

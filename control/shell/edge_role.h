@@ -17,6 +17,12 @@
 // Restart: with a pin directory the fast path's maps and program outlive tgwd; a starting
 // EdgeRole keeps the paths it finds for configured flows until the engine has chosen its
 // own, and removes entries of flows no longer configured.
+//
+// edge.dataplane = "dpdk": the flows are forwarded by the DPDK backend
+// (dataplane/dpdk/edge_backend.h) instead of XDP; its tables are the Node's ForwardingTable.
+// Nothing is pinned (forwarding stops with tgwd); the backend's next hops follow the kernel
+// (keepAlive each second, NextHopWatch -> nextHopsStale / resolveStale) and it asks for the
+// neighbours itself, so no ManagedNeighbours.
 #pragma once
 
 #include <functional>
@@ -30,6 +36,7 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "config/config.h"
+#include "dataplane/dpdk/edge_backend.h"
 #include "dataplane/edge_fastpath.h"
 #include "edge/edge_json.h"
 #include "edge/node.h"
@@ -48,8 +55,14 @@ class EdgeRole {
 
   const config::EdgeConfig& config() const;
   const edge::Node& node() const;
-  // nullptr when the fast path is off (edge.xdp_mode = "off": tests only; data is dropped).
+  // nullptr when the fast path is off (edge.xdp_mode = "off": tests only; data is dropped)
+  // or on DPDK.
   const dataplane::EdgeFastPath* fastPath() const;
+  // edge.dataplane = "dpdk": the backend; else nullptr.
+  const dpdk::EdgeBackend* dpdk() const;
+  // The table the flows' packets follow (XDP's or DPDK's; nullptr without a fast path): its
+  // entries and per-flow counters (`tgwctl flows`).
+  const dataplane::ForwardingTable* forwarding() const;
   // The config's name for a peer's key ("" if unknown) and back.
   std::string peerName(const crypto::PublicKey& key) const;
   std::optional<crypto::PublicKey> peerKey(std::string_view name) const;

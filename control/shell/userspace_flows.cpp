@@ -26,7 +26,18 @@ struct UserspaceFlows::Entry {
 
 UserspaceFlows::UserspaceFlows(event_base* base, dataplane::EdgeFastPath& fastPath, OnApp onApp,
                                std::function<void()> afterWakeup)
-    : base_(base), fastPath_(fastPath), onApp_(std::move(onApp)), afterWakeup_(std::move(afterWakeup)) {}
+    : UserspaceFlows(base,
+                     FastPath{fastPath, [&fastPath](uint32_t id) { fastPath.eraseFlow(id); },
+                              [&fastPath] { return fastPath.flows(); }},
+                     std::move(onApp), std::move(afterWakeup)) {}
+
+UserspaceFlows::UserspaceFlows(event_base* base, FastPath fastPath, OnApp onApp, std::function<void()> afterWakeup)
+    : base_(base),
+      fastPath_(fastPath.table),
+      eraseFlow_(std::move(fastPath.eraseFlow)),
+      fastFlows_(std::move(fastPath.flows)),
+      onApp_(std::move(onApp)),
+      afterWakeup_(std::move(afterWakeup)) {}
 
 UserspaceFlows::~UserspaceFlows() { flows_.clear(); }
 
@@ -73,7 +84,7 @@ Result<void> UserspaceFlows::setPath(const dataplane::Flow& flow, const dataplan
     }
     (*bound)->erased = true;
     (*bound)->path = path;
-    fastPath_.eraseFlow(flow.id);
+    eraseFlow_(flow.id);
     ++counters_.entered;
     log::info("flow_to_userspace", {{"flow", std::to_string(flow.id)}, {"path", path.kindName()}});
     return {};
@@ -143,7 +154,7 @@ bool UserspaceFlows::deliver(uint32_t flowId, std::span<const uint8_t> payload) 
   if (auto it = flows_.find(flowId); it != flows_.end()) {
     e = it->second.get();
   } else {
-    const auto flows = fastPath_.flows();
+    const auto flows = fastFlows_();
     auto f = std::find_if(flows.begin(), flows.end(), [&](const dataplane::Flow& x) { return x.id == flowId; });
     if (f == flows.end()) return false;
     auto bound = bind(*f);

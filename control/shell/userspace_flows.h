@@ -54,6 +54,14 @@ class UserspaceFlows final : public dataplane::ForwardingTable {
   using OnApp = std::function<void(uint32_t flowId, std::span<const uint8_t> payload)>;
 
   UserspaceFlows(event_base* base, dataplane::EdgeFastPath& fastPath, OnApp onApp, std::function<void()> afterWakeup);
+  // The same in front of another fast path (the DPDK backend's, dpdk::EdgeBackend): its table
+  // and its eraseFlow / flows, as EdgeFastPath's.
+  struct FastPath {
+    dataplane::ForwardingTable& table;
+    std::function<void(uint32_t flowId)> eraseFlow;
+    std::function<std::vector<dataplane::Flow>()> flows;
+  };
+  UserspaceFlows(event_base* base, FastPath fastPath, OnApp onApp, std::function<void()> afterWakeup);
   ~UserspaceFlows() override;
   UserspaceFlows(const UserspaceFlows&) = delete;
   UserspaceFlows& operator=(const UserspaceFlows&) = delete;
@@ -82,7 +90,9 @@ class UserspaceFlows final : public dataplane::ForwardingTable {
   Entry* erased(uint32_t flowId) const;
 
   event_base* base_;
-  dataplane::EdgeFastPath& fastPath_;
+  dataplane::ForwardingTable& fastPath_;
+  std::function<void(uint32_t)> eraseFlow_;
+  std::function<std::vector<dataplane::Flow>()> fastFlows_;
   OnApp onApp_;
   std::function<void()> afterWakeup_;
   std::map<uint32_t, std::unique_ptr<Entry>> flows_;   // flows with a socket (erased: in tgwd)

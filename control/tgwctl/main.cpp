@@ -295,7 +295,23 @@ void printEdgeStatus(const Json& e) {
     }
     std::printf("\n");
   }
-  if (e.contains("fast_path") && e["fast_path"].is_object()) {
+  if (e.value("dataplane", std::string("xdp")) == "dpdk" && e.contains("dpdk") && e["dpdk"].is_object()) {
+    const auto& d = e["dpdk"];
+    std::string ports = num(d["interface"]);
+    if (d.value("lan_interface", Json("")) != d["interface"]) ports += " and " + num(d["lan_interface"]);
+    std::printf("  dataplane   dpdk (flows forwarded by DPDK on %s, %s core(s); the rest through its TAP %s to the "
+                "sockets; nothing pinned: forwarding stops with tgwd)\n",
+                ports.c_str(), num(d["cores"]).c_str(), num(d["exception_interface"]).c_str());
+    auto list = [](const Json& a) {
+      std::string out;
+      for (const auto& x : a) out += (out.empty() ? "" : " ") + num(x);
+      return out.empty() ? std::string("none") : out;
+    };
+    std::printf("  steered     wan: %s\n              lan: %s\n", list(d["steered_wan"]).c_str(),
+                list(d["steered_lan"]).c_str());
+    std::printf("  next hops   %s (%s not stored: table full)\n", num(d["next_hops"]).c_str(),
+                num(d["next_hops_full"]).c_str());
+  } else if (e.contains("fast_path") && e["fast_path"].is_object()) {
     std::printf("  xdp        ");
     for (const auto& a : e["fast_path"]["attached"]) {
       std::printf(" %s (%s)", num(a["interface"]).c_str(), num(a["mode"]).c_str());
@@ -552,7 +568,11 @@ void printStats(const Json& s) {
   if (s.contains("edge")) {
     const auto& e = s["edge"];
     if (s.contains("relay")) std::printf("\n== edge ==\n");
-    printXdpRows(e["xdp"]);
+    if (e.contains("dpdk")) {
+      printXdpRows(e["dpdk"], "DPDK fast path");
+    } else {
+      printXdpRows(e["xdp"]);
+    }
     const std::pair<const char*, const char*> blocks[] = {
         {"node", "Edge node"}, {"engine", "Path engine"}, {"disco", "Disco (sealed ping / pong / call-me-maybe)"},
         {"stun_client", "STUN client (reflexive candidates)"}, {"turn_client", "TURN client"},
@@ -568,8 +588,8 @@ void printStats(const Json& s) {
         printCounters(title, e[key]);
       }
     }
-    printOtherCounters(e, {"xdp", "node", "engine", "disco", "stun_client", "turn_client", "rendezvous_client",
-                           "sockets"});
+    printOtherCounters(e, {"xdp", "dpdk", "node", "engine", "disco", "stun_client", "turn_client",
+                           "rendezvous_client", "sockets"});
   }
   printOtherCounters(s, {"relay", "edge"});
 }

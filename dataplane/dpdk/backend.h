@@ -24,7 +24,9 @@
 // the TAP (l3fwd's shape): RX bursts of 32, each frame through the per-packet program
 // (stun_program.h: a function plus shared read-only tables plus per-core state), TX buffered
 // per port and flushed when a buffer fills or every kDrain (100 us). Nothing in the loop
-// allocates, locks or logs. The counters are per core and summed when read.
+// allocates, locks or logs. The counters are per core and summed when read. The EAL, the ports,
+// the steering marks and the loops are ports.h's, shared with the edge's backend
+// (edge_backend.h): the EAL is initialised once per process, so a tgwd runs one DPDK backend.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// relay.dataplane and [relay.dpdk]: the DPDK backend's configuration (config/config.h).
+// relay.dataplane and [relay.dpdk], edge.dataplane and [edge.dpdk]: the DPDK backends'
+// configuration (config/config.h).
 // Errors name file, line, key and what was expected, as every config error does.
 #include <gtest/gtest.h>
 
@@ -104,6 +105,91 @@ TEST(DpdkConfig, RefusalsNameLineKeyAndExpectation) {
 TEST(DpdkConfig, DpdkIsRefusedWithoutTheBackend) {
   EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n"),
             "r.toml:4: relay.dataplane: expected \"xdp\" (this tgwd was built without DPDK: meson setup "
+            "-Ddpdk=enabled), got \"dpdk\"");
+}
+#endif
+
+const std::string kEdge =
+    "[edge]\nkey_file = \"/tmp/k\"\ninterface = \"wan0\"\nlan_interface = \"lan0\"\n"
+    "stun_servers = [\"198.18.0.1\", \"198.18.0.2\"]\n";
+
+TEST(EdgeDpdkConfig, XdpIsTheDefault) {
+  auto c = parse(kEdge, "e.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->edge->dataplane, Dataplane::Xdp);
+  EXPECT_FALSE(c->edge->dpdk.has_value());
+  EXPECT_FALSE(c->edge->pinDir.empty());
+}
+
+#ifdef TGW_HAVE_DPDK
+TEST(EdgeDpdkConfig, DpdkWithoutATableTakesTheDefaults) {
+  auto c = parse(kEdge + "dataplane = \"dpdk\"\n", "e.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->edge->dataplane, Dataplane::Dpdk);
+  ASSERT_TRUE(c->edge->dpdk.has_value());
+  EXPECT_EQ(c->edge->dpdk->queues, 1u);
+  EXPECT_EQ(c->edge->dpdk->exceptionInterface, "tgwxwan0");
+  EXPECT_EQ(c->edge->dpdk->ealArgs, DpdkConfig{}.ealArgs);
+  // Nothing is pinned on DPDK: forwarding stops with tgwd.
+  EXPECT_TRUE(c->edge->pinDir.empty());
+  EXPECT_TRUE(c->warnings.empty());
+}
+
+TEST(EdgeDpdkConfig, TheTableIsRead) {
+  auto c = parse(kEdge + "dataplane = \"dpdk\"\n[edge.dpdk]\neal_args = [\"-l\", \"0-2\", \"--no-pci\"]\n"
+                         "queues = 2\nexception_interface = \"exc0\"\n",
+                 "e.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->edge->dpdk->ealArgs, (std::vector<std::string>{"-l", "0-2", "--no-pci"}));
+  EXPECT_EQ(c->edge->dpdk->queues, 2u);
+  EXPECT_EQ(c->edge->dpdk->exceptionInterface, "exc0");
+}
+
+TEST(EdgeDpdkConfig, AWrittenPinDirIsIgnoredWithAWarning) {
+  auto c = parse(kEdge + "dataplane = \"dpdk\"\npin_dir = \"/sys/fs/bpf/x\"\n", "e.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->edge->pinDir.empty());
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_NE(c->warnings[0].find("e.toml:7: edge.pin_dir: ignored with dataplane = \"dpdk\""), std::string::npos)
+      << c->warnings[0];
+}
+
+TEST(EdgeDpdkConfig, RefusalsNameLineKeyAndExpectation) {
+  EXPECT_EQ(errorOf(kEdge + "dataplane = \"vpp\"\n"), "r.toml:6: edge.dataplane: expected one of xdp, dpdk, got \"vpp\"");
+  EXPECT_EQ(errorOf(kEdge + "dataplane = \"dpdk\"\nxdp_mode = \"native\"\n"),
+            "r.toml:7: edge.xdp_mode: expected no xdp_mode with dataplane = \"dpdk\" (the DPDK backend attaches "
+            "its own steering program), got \"native\"");
+  EXPECT_EQ(errorOf(kEdge + "[edge.dpdk]\nqueues = 1\n"),
+            "r.toml:6: edge.dataplane: expected \"dpdk\" with an [edge.dpdk] table, got \"xdp\"");
+  EXPECT_EQ(errorOf(kEdge + "dataplane = \"dpdk\"\n[edge.dpdk]\nqueues = 65\n"),
+            "r.toml:8: edge.dpdk.queues: expected queues from 1 to 64, got 65");
+  EXPECT_EQ(errorOf(kEdge + "dataplane = \"dpdk\"\n[edge.dpdk]\neal_args = [\"--vdev=net_null0\"]\n"),
+            "r.toml:8: edge.dpdk.eal_args: expected no --vdev (tgwd adds net_af_xdp on edge.interface (and "
+            "lan_interface) and net_tap on exception_interface), got \"--vdev=net_null0\"");
+  EXPECT_EQ(errorOf(kEdge + "dataplane = \"dpdk\"\n[edge.dpdk]\nexception_interface = \"lan0\"\n"),
+            "r.toml:8: edge.dpdk.exception_interface: expected an interface name of 1 to 15 bytes other than "
+            "edge.interface and edge.lan_interface (the TAP tgwd creates), got \"lan0\"");
+  EXPECT_NE(errorOf(kEdge + "dataplane = \"dpdk\"\n[edge.dpdk]\neal_args = [\"--no-hugepages\"]\n")
+                .find("r.toml:8: edge.dpdk.eal_args: expected EAL options as DPDK 22.11's rte_eal_init takes them"),
+            std::string::npos);
+}
+
+// The EAL is once per process: a relay and an edge both on DPDK in one tgwd are refused.
+TEST(EdgeDpdkConfig, RelayAndEdgeBothOnDpdkAreRefused) {
+  const std::string relay = "[relay]\ninterface = \"rly0\"\naddress = \"192.0.2.1\"\ndataplane = \"dpdk\"\n";
+  const std::string err = errorOf(relay + kEdge + "dataplane = \"dpdk\"\n");
+  EXPECT_EQ(err.find("r.toml:10: edge.dataplane: expected \"xdp\" while relay.dataplane is \"dpdk\" (DPDK's EAL is "
+                     "initialised once per process"),
+            0u)
+      << err;
+  // One of the two on DPDK is fine.
+  auto c = parse(relay + kEdge, "r.toml");
+  EXPECT_TRUE(c) << c.error().message;
+}
+#else
+TEST(EdgeDpdkConfig, DpdkIsRefusedWithoutTheBackend) {
+  EXPECT_EQ(errorOf(kEdge + "dataplane = \"dpdk\"\n"),
+            "r.toml:6: edge.dataplane: expected \"xdp\" (this tgwd was built without DPDK: meson setup "
             "-Ddpdk=enabled), got \"dpdk\"");
 }
 #endif
