@@ -627,15 +627,15 @@ Result<void> EdgeRole::Impl::startDpdk() {
   }
   livenessTimer = std::make_unique<shell::DeadlineTimer>(base, [this] { keepFastPathAlive(); });
   keepFastPathAlive();
-  // As the relay's: a route or neighbour change empties the next-hop table at once; the sweep
-  // resolves every destination again, a batch every kSweepPeriod.
+  // A route or neighbour change: every next hop is looked up again in place (EdgeBackend::
+  // nextHopsStale), the first batch at once, the rest a batch every kSweepPeriod.
   sweepTimer = std::make_unique<shell::DeadlineTimer>(base, [this] {
     if (dpdk->resolveStale()) sweepTimer->after(kSweepPeriod);
   });
   auto watch = NextHopWatch::start(base, {.nextHopsStale =
                                               [this] {
                                                 dpdk->nextHopsStale();
-                                                sweepTimer->after(std::chrono::milliseconds(0));
+                                                if (dpdk->resolveStale()) sweepTimer->after(kSweepPeriod);
                                                 if (portmap) portmap->recheckGateway();
                                                 if (pinhole) pinhole->recheckGateway();
                                               },
