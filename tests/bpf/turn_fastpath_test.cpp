@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -143,9 +144,10 @@ class TurnFastPathTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { setUpRelay(TGW_CHANNEL_MAX); }
 
-  // Loads the relay with channel numbers up to maxChannel (RelayFastPath::Options) in a new
-  // namespace; each suite has its own, one after the other (gtest runs suites in turn).
-  static void setUpRelay(uint16_t maxChannel) {
+  // Loads the relay with channel numbers up to maxChannel and nextHopSlots next-hop slots
+  // (RelayFastPath::Options; 0: the default) in a new namespace; each suite has its own, one
+  // after the other (gtest runs suites in turn).
+  static void setUpRelay(uint16_t maxChannel, uint32_t nextHopSlots = 0) {
     if (geteuid() != 0) return;
     setupError_ = enterTurnNamespace();
     if (!setupError_.empty()) return;
@@ -159,6 +161,7 @@ class TurnFastPathTest : public ::testing::Test {
     o.capacity = 64;
     o.maxRoutes = 64;
     o.maxChannel = maxChannel;
+    o.nextHopSlots = nextHopSlots;
     // One program serves the whole binary: no keepAlive() timer runs here (SetUp pushes it).
     o.liveness = std::chrono::hours(1);
     auto loaded = RelayFastPath::load(o);
@@ -990,6 +993,64 @@ TEST_F(TurnFastPathRfc5766Test, WideRangeClassification) {
   EXPECT_FALSE(relay_->addChannel(tooHigh).ok());
   EXPECT_EQ(relay_->routeCount(), 1u);
   expectCounters(relay_->counters(r.allocation), {1, 12, 0, 0, 0, 0});
+}
+
+// Each (source, destination) pair a route rewrites to has a next-hop slot of its own by
+// default (TurnMapTable::Hop): the routes of both directions and families do.
+TEST_F(TurnFastPathTest, RoutesCarryTheirOwnNextHopSlots) {
+  const TurnChannelRoute r4 = route4(), r6 = route6();
+  addAllocation(r4.allocation);
+  addAllocation(r6.allocation);
+  addChannel(r4);
+  addChannel(r6);
+  EXPECT_EQ(relay_->nextHopSlots(), 128u) << "2 x maxRoutes";
+  std::set<uint32_t> slots, ids;
+  for (const auto& r : {r4, r6}) {
+    for (const auto& h : {relay_->hopOf(r.relayed.ip(), r.peer.ip()),
+                          relay_->hopOf(r.server.ip(), r.client.ip())}) {
+      EXPECT_NE(h.id, 0u);
+      EXPECT_LT(h.slot, relay_->nextHopSlots());
+      slots.insert(h.slot);
+      ids.insert(h.id);
+    }
+  }
+  EXPECT_EQ(slots.size(), 4u);
+  EXPECT_EQ(ids.size(), 4u);
+}
+
+// The same relay with one next-hop slot: every route's pair shares it, so each packet finds
+// the other pair's answer there (another id) and must look its own up, never take that one.
+class TurnFastPathSharedHopTest : public TurnFastPathTest {
+ protected:
+  static void SetUpTestSuite() { setUpRelay(TGW_CHANNEL_MAX, 1); }
+};
+
+TEST_F(TurnFastPathSharedHopTest, PairsSharingASlotEachGetTheirOwnNextHop) {
+  const TurnChannelRoute r4 = route4(), r6 = route6();
+  addAllocation(r4.allocation);
+  addAllocation(r6.allocation);
+  addChannel(r4);
+  addChannel(r6);
+  for (const auto& r : {r4, r6}) {
+    EXPECT_EQ(relay_->hopOf(r.relayed.ip(), r.peer.ip()).slot, 0u);
+    EXPECT_EQ(relay_->hopOf(r.server.ip(), r.client.ip()).slot, 0u);
+  }
+  const Bytes data = appData(20);
+  for (int round = 0; round < 2; round++) {
+    for (const auto& [r, family] : {std::pair{r4, TGW_FAMILY_IPV4}, std::pair{r6, TGW_FAMILY_IPV6}}) {
+      SCOPED_TRACE(std::string(family == TGW_FAMILY_IPV4 ? "IPv4" : "IPv6") + " round " +
+                   std::to_string(round));
+      // To the peer twice (the second finds its own answer), then to the client (another
+      // neighbour: the slot holds the peer's).
+      for (int i = 0; i < 2; i++)
+        expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+                  XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+                  {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER}, toPeer(r.allocation, 20));
+      expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
+                frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
+                {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT}, toClient(r.allocation, 20));
+    }
+  }
 }
 
 TEST(RelayFastPathOptions, MaxChannelMustBeOneOfTheTwoRanges) {
