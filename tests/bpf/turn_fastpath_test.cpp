@@ -591,6 +591,52 @@ TEST_F(TurnFastPathTest, FragmentableIpv4GetsItsOwnId) {
             "");
 }
 
+// With DF set the datagram is atomic (RFC 6864 section 4.1): the sender's ID goes out as it
+// came, no random ID is drawn (the fast path's one helper call per packet it saved), in both
+// directions, whatever the ID.
+TEST_F(TurnFastPathTest, AtomicIpv4KeepsTheSendersId) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(24);
+  for (const uint16_t id : {uint16_t{0}, uint16_t{0xBEEF}, uint16_t{0xFFFF}}) {
+    SCOPED_TRACE("id " + std::to_string(id));
+    Ipv4 ip;
+    ip.src = ip4(r.client);
+    ip.dst = ip4(r.server);
+    ip.id = id;  // DF set: the builder's default flags
+    Ipv4 want;
+    want.src = ip4(r.relayed);
+    want.dst = ip4(r.peer);
+    want.ttl = 64;
+    want.id = id;
+    expectRun(udpFrame4(Ethernet{kRelayMac, kClientMac, std::nullopt}, ip,
+                        Udp{r.client.port(), r.server.port(), std::nullopt},
+                        channelData(r.channel, data)),
+              XDP_TX,
+              udpFrame4(Ethernet{kPeerMac, kRelayMac, std::nullopt}, want,
+                        Udp{r.relayed.port(), r.peer.port(), std::nullopt}, data),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER}, toPeer(r.allocation, 24));
+    Ipv4 back;
+    back.src = ip4(r.peer);
+    back.dst = ip4(r.relayed);
+    back.id = id;
+    Ipv4 wantBack;
+    wantBack.src = ip4(r.server);
+    wantBack.dst = ip4(r.client);
+    wantBack.ttl = 64;
+    wantBack.id = id;
+    expectRun(udpFrame4(Ethernet{kRelayMac, kPeerMac, std::nullopt}, back,
+                        Udp{r.peer.port(), r.relayed.port(), std::nullopt}, data),
+              XDP_TX,
+              udpFrame4(Ethernet{kClientMac, kRelayMac, std::nullopt}, wantBack,
+                        Udp{r.server.port(), r.client.port(), std::nullopt},
+                        channelData(r.channel, data)),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT},
+              toClient(r.allocation, 24));
+  }
+}
+
 // An empty UDP datagram to the STUN port is not ChannelData, whatever the Ethernet padding
 // after it holds: it goes up as the sockets would see it (no first byte), not dropped.
 TEST_F(TurnFastPathTest, EmptyDatagramIsNotReadIntoEthernetPadding) {
