@@ -171,6 +171,12 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
     return fail("relay fast path: more than 2^32 permissions (" +
                 std::to_string(self->maxPermissions_) + ")");
   bpf_map__set_max_entries(maps.tgw_turn_perms, static_cast<__u32>(self->maxPermissions_));
+  self->nextHopSlots_ =
+      options.nextHopSlots != 0
+          ? options.nextHopSlots
+          : static_cast<uint32_t>(std::clamp<uint64_t>(uint64_t{2} * self->maxRoutes_, 64,
+                                                       kMaxNextHopSlots));
+  bpf_map__set_max_entries(maps.tgw_turn_hops, self->nextHopSlots_);
   if (int err = tgw_relay__load(self->skel_); err != 0)
     return fail(std::string("relay fast path: load (needs root / CAP_BPF): ") +
                     std::strerror(-err),
@@ -192,6 +198,8 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
     return fail("relay fast path: " + m.error().message);
   if (auto m = TypedMap<__u32, tgw_turn_nexthop_slot>::bind(maps.tgw_turn_nexthops); !m)
     return fail("relay fast path: " + m.error().message);
+  if (auto m = TypedMap<__u32, tgw_turn_hop_slot>::bind(maps.tgw_turn_hops); !m)
+    return fail("relay fast path: " + m.error().message);
   if (auto m = TypedMap<tgw_turn_client_key, tgw_turn_session>::bind(maps.tgw_turn_sessions); !m)
     return fail("relay fast path: " + m.error().message);
   if (auto m = TypedMap<tgw_turn_relayed_key, tgw_turn_owner>::bind(maps.tgw_turn_relayed); !m)
@@ -210,7 +218,7 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
                            self->maxPermissions_, options.maxChannel, options.relayPortMin,
                            options.relayPortMax, options.relayAddresses, kMaxBytesPerSecond,
                            nullptr, nullptr},
-      *self->maps_);
+      *self->maps_, self->nextHopSlots_);
   std::string addresses;
   for (const IpAddr& a : options.relayAddresses)
     addresses += (addresses.empty() ? "" : ",") + a.toString();
@@ -220,6 +228,7 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
                                  std::to_string(options.relayPortMax)},
              {"capacity", std::to_string(self->capacity_)},
              {"max_routes", std::to_string(self->maxRoutes_)},
+             {"next_hop_slots", std::to_string(self->nextHopSlots_)},
              {"prog_fd", std::to_string(self->programFd())}});
   return self;
 }

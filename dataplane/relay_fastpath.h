@@ -103,6 +103,8 @@ class RelayFastPath final : public TurnTable {
   // the entries are not preallocated, so 2^20 costs about 16 MB at load. Beyond it,
   // addPermission fails and the socket path carries those indications.
   static constexpr uint64_t kMaxPermissions = uint64_t{1} << 20;
+  // At most this many next-hop slots by default: 320 KB per CPU.
+  static constexpr uint32_t kMaxNextHopSlots = 8192;
 
   struct Options {
     // The STUN side, exactly as StunResponder::Options: ports (1..4) and endpoints (<= 16).
@@ -128,6 +130,11 @@ class RelayFastPath final : public TurnTable {
     // kPermissionsPerAllocation, at most kMaxPermissions (RFC 8656 section 9 sets no limit;
     // tgw's default quota is 64 per allocation).
     uint64_t maxPermissions = 0;
+    // Next-hop slots of the routes (tgw_turn_hops, per CPU, 40 bytes each; TurnMapTable::Hop):
+    // 0: 2 x maxRoutes, at least 64 and at most kMaxNextHopSlots. More (source, destination)
+    // pairs than slots share slots (a packet whose pair's answer another pair displaced on
+    // its CPU looks it up again).
+    uint32_t nextHopSlots = 0;
     // The liveness grace (kDefaultLiveness); tests that run one program for longer than
     // that without a keepAlive() raise it.
     Duration liveness = kDefaultLiveness;
@@ -183,6 +190,11 @@ class RelayFastPath final : public TurnTable {
   // Permissions installed now, and how many the table may hold.
   size_t permissionCount() const { return table_->permissionCount(); }
   uint64_t maxPermissions() const { return maxPermissions_; }
+  uint32_t nextHopSlots() const { return nextHopSlots_; }
+  // The next-hop slot and id the routes rewriting to (src, dst) carry (TurnMapTable::hopOf).
+  TurnMapTable::Hop hopOf(const IpAddr& src, const IpAddr& dst) const {
+    return table_->hopOf(src, dst);
+  }
 
   // The slot is in use (addAllocation'ed, not removed).
   bool inUse(uint32_t allocation) const { return table_->inUse(allocation); }
@@ -210,6 +222,7 @@ class RelayFastPath final : public TurnTable {
   uint32_t capacity_ = 0;
   uint32_t maxRoutes_ = 0;
   uint64_t maxPermissions_ = 0;
+  uint32_t nextHopSlots_ = 0;
   TypedMap<tgw_stats_key, tgw_stats_value> stats_;
   std::unique_ptr<BpfTurnMaps> maps_;
   std::unique_ptr<TurnMapTable> table_;

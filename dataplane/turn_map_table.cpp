@@ -42,9 +42,11 @@ tgw_turn_peer_key peerKeyOf(const TurnChannelRoute& r) {
   return k;
 }
 
-// The map value: rewrite to (src, dst) for packets carrying (keyA, keyB).
+// The map value: rewrite to (src, dst) for packets carrying (keyA, keyB), their next hop
+// cached in `hop`.
 tgw_turn_rewrite rewriteOf(const SockAddr& keyA, const SockAddr& keyB, const SockAddr& src,
-                           const SockAddr& dst, const TurnChannelRoute& r, __u8 flags) {
+                           const SockAddr& dst, const TurnChannelRoute& r, __u8 flags,
+                           TurnMapTable::Hop hop) {
   __u8 a[16], b[16], s[16], d[16];
   copyAddr(a, keyA);
   copyAddr(b, keyB);
@@ -54,6 +56,8 @@ tgw_turn_rewrite rewriteOf(const SockAddr& keyA, const SockAddr& keyB, const Soc
   tgw_turn_rewrite_init(&rw, familyOf(src), a, b, htons(keyA.port()), htons(keyB.port()), s, d,
                         htons(src.port()), htons(dst.port()), htons(r.channel), r.allocation,
                         flags, monotonicNs(r.expires));
+  rw.hop_slot = hop.slot;
+  rw.hop_id = hop.id;
   return rw;
 }
 
@@ -85,6 +89,43 @@ tgw_turn_perm_key permKeyOf(uint32_t allocation, const IpAddr& peer) {
 }
 
 }  // namespace
+
+TurnMapTable::TurnMapTable(Limits limits, TurnMaps& maps, uint32_t hopSlots)
+    : limits_(std::move(limits)), maps_(maps), hopSlots_(hopSlots) {
+  freeHopSlots_.reserve(hopSlots);
+  for (uint32_t slot = hopSlots; slot-- > 0;) freeHopSlots_.push_back(slot);
+}
+
+TurnMapTable::Hop TurnMapTable::holdHop(const IpAddr& src, const IpAddr& dst) {
+  if (hopSlots_ == 0) return {};
+  auto [it, fresh] = hops_.try_emplace(std::pair{src, dst});
+  HeldHop& h = it->second;
+  if (fresh) {
+    if (++lastHopId_ == 0) ++lastHopId_;  // 0 is "none"
+    h.hop.id = lastHopId_;
+    h.owned = !freeHopSlots_.empty();
+    if (h.owned) {
+      h.hop.slot = freeHopSlots_.back();
+      freeHopSlots_.pop_back();
+    } else {
+      h.hop.slot = h.hop.id % hopSlots_;
+    }
+  }
+  ++h.refs;
+  return h.hop;
+}
+
+void TurnMapTable::releaseHop(const IpAddr& src, const IpAddr& dst) {
+  auto it = hops_.find(std::pair{src, dst});
+  if (it == hops_.end() || --it->second.refs != 0) return;
+  if (it->second.owned) freeHopSlots_.push_back(it->second.hop.slot);
+  hops_.erase(it);
+}
+
+TurnMapTable::Hop TurnMapTable::hopOf(const IpAddr& src, const IpAddr& dst) const {
+  auto it = hops_.find(std::pair{src, dst});
+  return it == hops_.end() ? Hop{} : it->second.hop;
+}
 
 Result<void> TurnMapTable::addAllocation(uint32_t allocation,
                                           const TurnAllocationLimits& limits) {
@@ -131,6 +172,8 @@ void TurnMapTable::eraseRoute(const RouteKey& key) {
     if (a->second.empty()) byAllocation_.erase(a);
   }
   const IpAddr peer = route.peer.ip(), client = route.client.ip();
+  releaseHop(route.relayed.ip(), peer);
+  releaseHop(route.server.ip(), client);
   routes_.erase(it);
   releaseDestination(peer);
   releaseDestination(client);
@@ -187,15 +230,24 @@ Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
     limits_.onDestination(route.peer.ip());
     limits_.onDestination(route.client.ip());
   }
+  // Held once more for this route (in place: released again below, the route already holds
+  // them): what fails below releases them.
+  const Hop toPeerHop = holdHop(route.relayed.ip(), route.peer.ip());
+  const Hop toClientHop = holdHop(route.server.ip(), route.client.ip());
+  auto releaseHops = [&] {
+    releaseHop(route.relayed.ip(), route.peer.ip());
+    releaseHop(route.server.ip(), route.client.ip());
+  };
   const __u8 flags = isRelayAddress(route.peer) ? TGW_TURN_F_LOCAL_PEER : 0;
   const tgw_turn_client_key ck = clientKeyOf(route);
   const tgw_turn_rewrite toPeer =
-      rewriteOf(route.client, route.server, route.relayed, route.peer, route, flags);
+      rewriteOf(route.client, route.server, route.relayed, route.peer, route, flags, toPeerHop);
   const tgw_turn_peer_key pk = peerKeyOf(route);
   const tgw_turn_rewrite toClient =
-      rewriteOf(route.peer, route.relayed, route.server, route.client, route, 0);
+      rewriteOf(route.peer, route.relayed, route.server, route.client, route, 0, toClientHop);
   if (int err = maps_.putClientRoute(ck, toPeer); err != 0) {
     if (inPlace) eraseRoute(key);  // the old value may hold: nothing half-written stays
+    releaseHops();
     dropUnheld(route.peer.ip());
     dropUnheld(route.client.ip());
     return fail(where + "client route: " + std::strerror(err), err);
@@ -206,11 +258,13 @@ Result<void> TurnMapTable::addChannel(const TurnChannelRoute& route) {
     } else {
       maps_.removeClientRoute(ck);
     }
+    releaseHops();
     dropUnheld(route.peer.ip());
     dropUnheld(route.client.ip());
     return fail(where + "peer route: " + std::strerror(err), err);
   }
   if (inPlace) {
+    releaseHops();  // the route held them already
     const uint32_t was = routes_.at(key).allocation;
     if (auto a = byAllocation_.find(was); was != route.allocation && a != byAllocation_.end()) {
       a->second.erase(key);

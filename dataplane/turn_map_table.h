@@ -69,7 +69,10 @@ class TurnMapTable final : public TurnTable {
   };
   // Each address the installed entries send to, with how many entries do.
   using Destinations = std::map<IpAddr, uint32_t>;
-  TurnMapTable(Limits limits, TurnMaps& maps) : limits_(std::move(limits)), maps_(maps) {}
+  // hopSlots: the next-hop slots the routes are given (tgw_turn_rewrite.hop_slot and hop_id:
+  // the XDP program's per-CPU tgw_turn_hops has that many entries); 0: routes carry none (the
+  // DPDK backend keys its next hops by destination, dataplane/dpdk/turn_tables.h).
+  TurnMapTable(Limits limits, TurnMaps& maps, uint32_t hopSlots = 0);
 
   uint32_t capacity() const override { return limits_.capacity; }
   Result<void> addAllocation(uint32_t allocation, const TurnAllocationLimits& limits) override;
@@ -90,6 +93,19 @@ class TurnMapTable final : public TurnTable {
   // go (no rebuild).
   const Destinations& destinations() const { return destinations_; }
 
+  // A route's next hop as the maps carry it: one per (source, destination) address pair that
+  // installed routes rewrite to. `id` is the pair's own (never 0, not given again before
+  // 2^32 - 1 other pairs came), `slot` < hopSlots: the pair's alone while there are no more
+  // pairs than slots, else shared (id % hopSlots; the slot then holds whichever pair's answer
+  // a CPU looked up last). Both 0 without hop slots.
+  struct Hop {
+    uint32_t slot = 0;
+    uint32_t id = 0;
+  };
+  // The pair's hop while routes use it (tests); {0, 0} when none does.
+  Hop hopOf(const IpAddr& src, const IpAddr& dst) const;
+  size_t hopCount() const { return hops_.size(); }
+
  private:
   using RouteKey = std::tuple<SockAddr, SockAddr, uint16_t>;  // (client, server, channel)
   using PeerKey = std::pair<SockAddr, SockAddr>;               // (relayed, peer)
@@ -99,6 +115,8 @@ class TurnMapTable final : public TurnTable {
   void holdDestination(const IpAddr& a);
   void releaseDestination(const IpAddr& a);
   void dropUnheld(const IpAddr& a);
+  Hop holdHop(const IpAddr& src, const IpAddr& dst);
+  void releaseHop(const IpAddr& src, const IpAddr& dst);
 
   Limits limits_;
   TurnMaps& maps_;
@@ -110,6 +128,15 @@ class TurnMapTable final : public TurnTable {
   std::map<uint32_t, TurnAllocationAddresses> addresses_;
   std::map<uint32_t, std::map<IpAddr, TurnPermission>> permissions_;
   Destinations destinations_;
+  struct HeldHop {
+    Hop hop;
+    uint32_t refs = 0;  // routes (each direction one) that rewrite to the pair
+    bool owned = false; // the slot is the pair's alone (back to freeHopSlots_ when it goes)
+  };
+  uint32_t hopSlots_ = 0;
+  std::map<std::pair<IpAddr, IpAddr>, HeldHop> hops_;
+  std::vector<uint32_t> freeHopSlots_;  // at first, the lowest at the back
+  uint32_t lastHopId_ = 0;
 };
 
 }  // namespace tgw::dataplane

@@ -93,7 +93,16 @@ struct {
   __type(value, struct tgw_turn_alloc_stats);
 } tgw_turn_alloc_stats SEC(".maps");
 
-/* bpf_fib_lookup's answers, per CPU, for a second (tgw/turn_layout.h). */
+/* bpf_fib_lookup's answers, per CPU, for a second (tgw/turn_layout.h): by the route's
+ * hop_slot (tgw_turn_hops; sized by the loader, RelayFastPath::Options::nextHopSlots), or,
+ * for what carries none (the indications' rewrites), by a hash of the addresses. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct tgw_turn_hop_slot);
+} tgw_turn_hops SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, TGW_TURN_NEXTHOP_ENTRIES);
@@ -202,35 +211,15 @@ struct {
 } tgw_turn_scratch SEC(".maps");
 
 
-/* Next hop of a packet from out->src to out->dst: the MACs and the egress ifindex, from the
- * per-CPU cache or bpf_fib_lookup. Returns 0, or the reason to pass it up. */
-/* Its own BPF function (not inlined): its lookup structs then take stack once, not once per
- * caller's frame (the verifier's combined stack limit is 512 bytes). */
-static __noinline __u32 tgw_be_turn_next_hop(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
-                                             const struct tgw_turn_rewrite *out, __u32 l3_len,
-                                             struct tgw_turn_nexthop *nh) {
-  /* The cache's clock: raw jiffies (one load), independent of the deadlines' calibration. */
-  __u64 now = bpf_jiffies64();
+/* bpf_fib_lookup of a packet from out->src to out->dst, l3_len bytes long: nh's MACs and
+ * egress ifindex set (the caller sets the rest: five arguments at most). Returns 0, or the
+ * reason to pass it up. Its own BPF function (not inlined): its lookup struct then
+ * takes stack once, not once per caller's frame (the verifier's combined stack limit is 512
+ * bytes), and both caches share one copy of it. */
+static __noinline __u32 tgw_turn_fib(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
+                                     const struct tgw_turn_rewrite *out, __u32 l3_len,
+                                     struct tgw_turn_nexthop *nh) {
   const struct tgw_turn_plan *plan = &scr->plan;
-  struct tgw_turn_nexthop_key *kp = &scr->be.nh_key;
-  __builtin_memset(kp, 0, sizeof(*kp));
-  tgw_relay_copy_addr(kp->src, out->src);
-  tgw_relay_copy_addr(kp->dst, out->dst);
-  kp->ifindex = ctx->ingress_ifindex;
-  kp->family = (__u8)plan->family;
-  __u32 index = tgw_turn_nexthop_index(kp);
-  struct tgw_turn_nexthop_slot *slot = bpf_map_lookup_elem(&tgw_turn_nexthops, &index);
-  if (!slot) return TGW_REASON_TURN_FIB_FAILED; /* index < entries: unreachable */
-  __u32 epoch = tgw_nexthop_epoch_now();
-  __u32 ok_len = l3_len;
-  if (tgw_turn_nexthop_key_eq(&slot->key, kp) && slot->nh.epoch == epoch && now < slot->nh.expires) {
-    if (l3_len <= slot->nh.ok_len) {
-      *nh = slot->nh;
-      return 0;
-    }
-    ok_len = slot->nh.ok_len; /* a longer packet: ask again, keep what was accepted */
-  }
-
   struct bpf_fib_lookup *fp = &scr->be.fib;
   __builtin_memset(fp, 0, sizeof(*fp));
   fp->l4_protocol = TGW_IPPROTO_UDP;
@@ -256,9 +245,76 @@ static __noinline __u32 tgw_be_turn_next_hop(struct xdp_md *ctx, struct tgw_turn
   __builtin_memcpy(nh->dmac, fp->dmac, TGW_ETH_ALEN);
   __builtin_memcpy(nh->smac, fp->smac, TGW_ETH_ALEN);
   nh->ifindex = fp->ifindex;
+  return 0;
+}
+
+/* The rest of a fresh answer: the largest length accepted, the epoch, the expiry. */
+static __always_inline void tgw_turn_nexthop_stamp(struct tgw_turn_nexthop *nh, __u32 l3_len,
+                                                   __u32 ok_len, __u32 epoch, __u64 now) {
   nh->ok_len = ok_len > l3_len ? ok_len : l3_len;
   nh->epoch = epoch;
   nh->expires = now + (CONFIG_HZ != 0 ? CONFIG_HZ : TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT);
+}
+
+/* A kept answer still holds: looked up in this epoch, less than a second ago. */
+static __always_inline int tgw_turn_nexthop_fresh(const struct tgw_turn_nexthop *kept,
+                                                  __u32 epoch, __u64 now) {
+  return kept->epoch == epoch && now < kept->expires;
+}
+
+/* Next hop of a packet from out->src to out->dst: the MACs and the egress ifindex, from the
+ * per-CPU cache or bpf_fib_lookup. Returns 0, or the reason to pass it up. A route carries
+ * its slot (out->hop_id, tgw/turn_layout.h): one array index, one id and ifindex compare.
+ * The indications' rewrites, built per packet, carry none: theirs are cached by a hash of
+ * the 40-byte address key. Failures are not kept. */
+static __noinline __u32 tgw_be_turn_next_hop(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
+                                             const struct tgw_turn_rewrite *out, __u32 l3_len,
+                                             struct tgw_turn_nexthop *nh) {
+  /* The cache's clock: raw jiffies (one load), independent of the deadlines' calibration. */
+  __u64 now = bpf_jiffies64();
+  __u32 epoch = tgw_nexthop_epoch_now();
+  __u32 ok_len = l3_len;
+  __u32 id = out->hop_id;
+  if (id != 0) {
+    __u32 index = out->hop_slot;
+    struct tgw_turn_hop_slot *hop = bpf_map_lookup_elem(&tgw_turn_hops, &index);
+    if (!hop) return TGW_REASON_TURN_FIB_FAILED; /* slots < entries by construction */
+    if (hop->id == id && hop->ifindex == ctx->ingress_ifindex &&
+        tgw_turn_nexthop_fresh(&hop->nh, epoch, now)) {
+      if (l3_len <= hop->nh.ok_len) {
+        *nh = hop->nh;
+        return 0;
+      }
+      ok_len = hop->nh.ok_len; /* a longer packet: ask again, keep what was accepted */
+    }
+    tgw_turn_nexthop_stamp(nh, l3_len, ok_len, epoch, now);
+    __u32 miss = tgw_turn_fib(ctx, scr, out, l3_len, nh);
+    if (miss != 0) return miss;
+    hop->id = id; /* this CPU's slot: nobody else writes it */
+    hop->ifindex = ctx->ingress_ifindex;
+    hop->nh = *nh;
+    return 0;
+  }
+
+  struct tgw_turn_nexthop_key *kp = &scr->be.nh_key;
+  __builtin_memset(kp, 0, sizeof(*kp));
+  tgw_relay_copy_addr(kp->src, out->src);
+  tgw_relay_copy_addr(kp->dst, out->dst);
+  kp->ifindex = ctx->ingress_ifindex;
+  kp->family = (__u8)scr->plan.family;
+  __u32 index = tgw_turn_nexthop_index(kp);
+  struct tgw_turn_nexthop_slot *slot = bpf_map_lookup_elem(&tgw_turn_nexthops, &index);
+  if (!slot) return TGW_REASON_TURN_FIB_FAILED; /* index < entries: unreachable */
+  if (tgw_turn_nexthop_key_eq(&slot->key, kp) && tgw_turn_nexthop_fresh(&slot->nh, epoch, now)) {
+    if (l3_len <= slot->nh.ok_len) {
+      *nh = slot->nh;
+      return 0;
+    }
+    ok_len = slot->nh.ok_len;
+  }
+  tgw_turn_nexthop_stamp(nh, l3_len, ok_len, epoch, now);
+  __u32 miss = tgw_turn_fib(ctx, scr, out, l3_len, nh);
+  if (miss != 0) return miss;
   slot->key = *kp; /* this CPU's slot: nobody else writes it */
   slot->nh = *nh;
   return 0;

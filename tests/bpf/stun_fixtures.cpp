@@ -259,6 +259,29 @@ std::vector<Fixture> stunResponderFixtures() {
     s.tid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     f.push_back(answers("v4_other_fields_software", udpFrame4(eth, other, ou, stun(s)),
                         expect4(eth, other, ou, s.tid), TGW_FAMILY_IPV4));
+    // The answer's IPv4 header checksum is the request's updated for TTL and length (RFC
+    // 1624), not summed again: TTLs above, at and below 64 with options, and a request whose
+    // checksum is 0x0000 (its other words sum to 0xFFFF), each against a full computation.
+    for (const uint8_t ttl : {uint8_t{255}, uint8_t{64}, uint8_t{1}}) {
+      Ipv4 t = ip4;
+      t.ttl = ttl;
+      t.options = {0x94, 0x04, 0x00, 0x00};  // Router Alert
+      f.push_back(answers("v4_ttl_" + std::to_string(ttl) + "_options",
+                          udpFrame4(eth, t, udp, bindingRequest()), expect4(eth, t, udp, tid),
+                          TGW_FAMILY_IPV4));
+    }
+    {
+      Ipv4 z = ip4;
+      for (uint32_t id = 0; id <= 0xFFFF; id++) {
+        z.id = static_cast<uint16_t>(id);
+        const Bytes b = udpFrame4(eth, z, udp, bindingRequest());
+        if (b[14 + 10] == 0 && b[14 + 11] == 0) break;
+      }
+      const Bytes zero = udpFrame4(eth, z, udp, bindingRequest());
+      if (zero[14 + 10] == 0 && zero[14 + 11] == 0)
+        f.push_back(answers("v4_header_checksum_zero", zero, expect4(eth, z, udp, tid),
+                            TGW_FAMILY_IPV4));
+    }
     Ipv6 other6 = ip6;
     other6.src = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55};
     other6.trafficClass = 0x2e;

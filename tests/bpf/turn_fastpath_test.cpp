@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -143,9 +144,10 @@ class TurnFastPathTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { setUpRelay(TGW_CHANNEL_MAX); }
 
-  // Loads the relay with channel numbers up to maxChannel (RelayFastPath::Options) in a new
-  // namespace; each suite has its own, one after the other (gtest runs suites in turn).
-  static void setUpRelay(uint16_t maxChannel) {
+  // Loads the relay with channel numbers up to maxChannel and nextHopSlots next-hop slots
+  // (RelayFastPath::Options; 0: the default) in a new namespace; each suite has its own, one
+  // after the other (gtest runs suites in turn).
+  static void setUpRelay(uint16_t maxChannel, uint32_t nextHopSlots = 0) {
     if (geteuid() != 0) return;
     setupError_ = enterTurnNamespace();
     if (!setupError_.empty()) return;
@@ -159,6 +161,7 @@ class TurnFastPathTest : public ::testing::Test {
     o.capacity = 64;
     o.maxRoutes = 64;
     o.maxChannel = maxChannel;
+    o.nextHopSlots = nextHopSlots;
     // One program serves the whole binary: no keepAlive() timer runs here (SetUp pushes it).
     o.liveness = std::chrono::hours(1);
     auto loaded = RelayFastPath::load(o);
@@ -589,6 +592,52 @@ TEST_F(TurnFastPathTest, FragmentableIpv4GetsItsOwnId) {
             "");
 }
 
+// With DF set the datagram is atomic (RFC 6864 section 4.1): the sender's ID goes out as it
+// came, no random ID is drawn (the fast path's one helper call per packet it saved), in both
+// directions, whatever the ID.
+TEST_F(TurnFastPathTest, AtomicIpv4KeepsTheSendersId) {
+  const TurnChannelRoute r = route4();
+  addAllocation(r.allocation);
+  addChannel(r);
+  const Bytes data = appData(24);
+  for (const uint16_t id : {uint16_t{0}, uint16_t{0xBEEF}, uint16_t{0xFFFF}}) {
+    SCOPED_TRACE("id " + std::to_string(id));
+    Ipv4 ip;
+    ip.src = ip4(r.client);
+    ip.dst = ip4(r.server);
+    ip.id = id;  // DF set: the builder's default flags
+    Ipv4 want;
+    want.src = ip4(r.relayed);
+    want.dst = ip4(r.peer);
+    want.ttl = 64;
+    want.id = id;
+    expectRun(udpFrame4(Ethernet{kRelayMac, kClientMac, std::nullopt}, ip,
+                        Udp{r.client.port(), r.server.port(), std::nullopt},
+                        channelData(r.channel, data)),
+              XDP_TX,
+              udpFrame4(Ethernet{kPeerMac, kRelayMac, std::nullopt}, want,
+                        Udp{r.relayed.port(), r.peer.port(), std::nullopt}, data),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER}, toPeer(r.allocation, 24));
+    Ipv4 back;
+    back.src = ip4(r.peer);
+    back.dst = ip4(r.relayed);
+    back.id = id;
+    Ipv4 wantBack;
+    wantBack.src = ip4(r.server);
+    wantBack.dst = ip4(r.client);
+    wantBack.ttl = 64;
+    wantBack.id = id;
+    expectRun(udpFrame4(Ethernet{kRelayMac, kPeerMac, std::nullopt}, back,
+                        Udp{r.peer.port(), r.relayed.port(), std::nullopt}, data),
+              XDP_TX,
+              udpFrame4(Ethernet{kClientMac, kRelayMac, std::nullopt}, wantBack,
+                        Udp{r.server.port(), r.client.port(), std::nullopt},
+                        channelData(r.channel, data)),
+              {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT},
+              toClient(r.allocation, 24));
+  }
+}
+
 // An empty UDP datagram to the STUN port is not ChannelData, whatever the Ethernet padding
 // after it holds: it goes up as the sockets would see it (no first byte), not dropped.
 TEST_F(TurnFastPathTest, EmptyDatagramIsNotReadIntoEthernetPadding) {
@@ -991,6 +1040,64 @@ TEST_F(TurnFastPathRfc5766Test, WideRangeClassification) {
   EXPECT_FALSE(relay_->addChannel(tooHigh).ok());
   EXPECT_EQ(relay_->routeCount(), 1u);
   expectCounters(relay_->counters(r.allocation), {1, 12, 0, 0, 0, 0});
+}
+
+// Each (source, destination) pair a route rewrites to has a next-hop slot of its own by
+// default (TurnMapTable::Hop): the routes of both directions and families do.
+TEST_F(TurnFastPathTest, RoutesCarryTheirOwnNextHopSlots) {
+  const TurnChannelRoute r4 = route4(), r6 = route6();
+  addAllocation(r4.allocation);
+  addAllocation(r6.allocation);
+  addChannel(r4);
+  addChannel(r6);
+  EXPECT_EQ(relay_->nextHopSlots(), 128u) << "2 x maxRoutes";
+  std::set<uint32_t> slots, ids;
+  for (const auto& r : {r4, r6}) {
+    for (const auto& h : {relay_->hopOf(r.relayed.ip(), r.peer.ip()),
+                          relay_->hopOf(r.server.ip(), r.client.ip())}) {
+      EXPECT_NE(h.id, 0u);
+      EXPECT_LT(h.slot, relay_->nextHopSlots());
+      slots.insert(h.slot);
+      ids.insert(h.id);
+    }
+  }
+  EXPECT_EQ(slots.size(), 4u);
+  EXPECT_EQ(ids.size(), 4u);
+}
+
+// The same relay with one next-hop slot: every route's pair shares it, so each packet finds
+// the other pair's answer there (another id) and must look its own up, never take that one.
+class TurnFastPathSharedHopTest : public TurnFastPathTest {
+ protected:
+  static void SetUpTestSuite() { setUpRelay(TGW_CHANNEL_MAX, 1); }
+};
+
+TEST_F(TurnFastPathSharedHopTest, PairsSharingASlotEachGetTheirOwnNextHop) {
+  const TurnChannelRoute r4 = route4(), r6 = route6();
+  addAllocation(r4.allocation);
+  addAllocation(r6.allocation);
+  addChannel(r4);
+  addChannel(r6);
+  for (const auto& r : {r4, r6}) {
+    EXPECT_EQ(relay_->hopOf(r.relayed.ip(), r.peer.ip()).slot, 0u);
+    EXPECT_EQ(relay_->hopOf(r.server.ip(), r.client.ip()).slot, 0u);
+  }
+  const Bytes data = appData(20);
+  for (int round = 0; round < 2; round++) {
+    for (const auto& [r, family] : {std::pair{r4, TGW_FAMILY_IPV4}, std::pair{r6, TGW_FAMILY_IPV6}}) {
+      SCOPED_TRACE(std::string(family == TGW_FAMILY_IPV4 ? "IPv4" : "IPv6") + " round " +
+                   std::to_string(round));
+      // To the peer twice (the second finds its own answer), then to the client (another
+      // neighbour: the slot holds the peer's).
+      for (int i = 0; i < 2; i++)
+        expectRun(frame(kRelayMac, kClientMac, r.client, r.server, channelData(r.channel, data)),
+                  XDP_TX, frame(kPeerMac, kRelayMac, r.relayed, r.peer, data, 64),
+                  {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_PEER}, toPeer(r.allocation, 20));
+      expectRun(frame(kRelayMac, kPeerMac, r.peer, r.relayed, data), XDP_TX,
+                frame(kClientMac, kRelayMac, r.server, r.client, channelData(r.channel, data), 64),
+                {family, TGW_VERDICT_TX, TGW_REASON_TURN_TO_CLIENT}, toClient(r.allocation, 20));
+    }
+  }
 }
 
 TEST(RelayFastPathOptions, MaxChannelMustBeOneOfTheTwoRanges) {

@@ -174,14 +174,31 @@ TGW_INLINE __u16 tgw_ipv4_hdr20_fold(const __u8 *ip) {
 
 /* True when the IPv4 header at ip (hlen bytes, 20..60, a multiple of 4) sums to zero with its
  * checksum (RFC 791, RFC 1071): the kernel drops the others (ip_rcv), so neither the TURN fast
- * path nor the STUN responder may act on them. The loop is bounded for the verifier; the
- * caller has put hlen bytes at ip inside the frame (or on the stack). */
+ * path nor the STUN responder may act on them. In 32-bit words as tgw_ipv4_hdr20_fold, the
+ * options' words (none in the usual header) in a loop bounded for the verifier that ends at
+ * hlen: 5 loads for a 20-byte header where 16-bit words took 30 conditional adds. The caller
+ * has put hlen bytes at ip inside the frame (or on the stack, 4-aligned). */
 TGW_INLINE int tgw_ipv4_csum_ok(const __u8 *ip, __u32 hlen) {
-  __u32 sum = 0;
-  for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 2; i++) {
-    if (i < hlen / 2) sum += tgw_load16(ip + 2 * i);
+  __u64 s = (__u64)tgw_load32(ip) + tgw_load32(ip + 4) + tgw_load32(ip + 8) +
+            tgw_load32(ip + 12) + tgw_load32(ip + 16);
+  for (__u32 i = TGW_IPV4_HLEN_MIN / 4; i < TGW_IPV4_HLEN_MAX / 4; i++) {
+    if (i >= hlen / 4) break;
+    s += tgw_load32(ip + 4 * i);
   }
-  return tgw_csum_fold(sum) == 0;
+  s = (s & 0xFFFFFFFFull) + (s >> 32);
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
+  return (__u16)~s == 0;
+}
+
+/* RFC 1624 equation 3, one 16-bit word at a time: the sum to fold (tgw_csum_fold) into the
+ * new checksum of a header whose checksum was `check` and whose words `old` became `now`
+ * (as in memory). Start from tgw_csum_update_start(check), add each change. Exact for a
+ * header whose checksum was right; a wrong one stays wrong by as much. */
+TGW_INLINE __u32 tgw_csum_update_start(__u16 check) { return (__u16)~check; }
+TGW_INLINE __u32 tgw_csum_update16(__u32 sum, __u16 old, __u16 now) {
+  return sum + (__u16)~old + now;
 }
 
 #endif /* TGW_NET_H */

@@ -22,7 +22,8 @@
  *       const struct tgw_turn_rewrite *out, __u32 l3_len, struct tgw_turn_nexthop *nh);
  *       the next hop of a packet from out->src to out->dst (family out->family, IPv4 TOS in
  *       scr->plan.ip_word0), l3_len bytes long: 0 with *nh set, or TGW_REASON_TURN_NO_NEIGH /
- *       TGW_REASON_TURN_FIB_FAILED
+ *       TGW_REASON_TURN_FIB_FAILED. out->hop_slot / hop_id name the route's next-hop slot
+ *       (0: none, as in every rewrite built here); a backend may use them or not
  *   int tgw_be_turn_charge(TGW_BE_CTX *ctx, __u32 allocation, __u64 bytes, __u64 now);
  *       1 when the allocation's bandwidth cap lets `bytes` pass (tgw_turn_bucket_take)
  *   void tgw_be_turn_count_sent(TGW_BE_CTX *ctx, __u32 allocation, __u64 bytes, int to_client);
@@ -174,6 +175,7 @@ TGW_BE_NOINLINE __u32 tgw_relay_send(TGW_BE_CTX *ctx, struct tgw_turn_scratch *s
   out->dst_port = send->peer_port;
   out->family = (__u8)plan->family;
   out->allocation = ses->allocation;
+  out->hop_id = 0; /* no route: the keyed next-hop cache */
 
   __u64 now = tgw_be_now_ns(ctx);
   if (!tgw_be_alive(ctx, now)) return TGW_REASON_TURN_LIVENESS;
@@ -439,6 +441,7 @@ TGW_BE_NOINLINE __u32 tgw_relay_data_indication(TGW_BE_CTX *ctx, struct tgw_turn
   out->dst_port = own->client_port;
   out->family = (__u8)plan->family;
   out->allocation = own->allocation;
+  out->hop_id = 0; /* no route: the keyed next-hop cache */
 
   __u32 l3_len = plan->l4_off - TGW_ETH_HLEN + new_udp_len;
   struct tgw_turn_nexthop *fib = &scr->nh;

@@ -58,9 +58,10 @@
  * (xdp_program.bpf.h).
  * Everything after MAPPED-ADDRESS does not depend on the request: the loader encodes it once
  * per endpoint (tgw_stun_endpoint_init(), the "tail") with its checksum sum, and the fast
- * path copies it. IP and UDP lengths and checksums recomputed from scratch
- * (the request's UDP checksum may be only partial on veth / with offloads, so it is never
- * updated incrementally). IPv4 options are kept as they were.
+ * path copies it. IP and UDP lengths set; the UDP checksum recomputed from scratch (the
+ * request's may be only partial on veth / with offloads, so it is never updated
+ * incrementally); the IPv4 header checksum, verified on the request, updated for the words
+ * that change (RFC 1624). IPv4 options are kept as they were.
  *
  * Valid as BPF C, C11 and C++20 (STYLE.md rule 2). */
 #ifndef TGW_STUN_RESPONDER_H
@@ -465,11 +466,14 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)] = TGW_DEFAULT_TTL;
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len),
                 TGW_HTONS((__u16)(ip_hlen + l4_len)));
-    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), 0);
-    __u32 ip_sum = 0;
-    for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 2; i++) {
-      if (i < ip_hlen / 2) ip_sum += tgw_load16(ip + 2 * i);
-    }
+    /* The header checksum updated for the two words that changed (RFC 1624; the swapped
+     * addresses sum the same), not summed again: the request's was verified in
+     * tgw_stun_classify. */
+    __u32 ip_sum = tgw_csum_update_start(tgw_load16(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check)));
+    ip_sum = tgw_csum_update16(ip_sum, tgw_load16(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len)),
+                               tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len)));
+    ip_sum = tgw_csum_update16(ip_sum, tgw_load16(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)),
+                               tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)));
     tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), tgw_csum_fold(ip_sum));
 
     /* XOR-MAPPED-ADDRESS, IPv4 (RFC 8489 section 14.2); classic: MAPPED-ADDRESS, plain. */

@@ -1167,6 +1167,8 @@ TGW_INLINE void tgw_turn_rewrite_init(struct tgw_turn_rewrite *rw, __u32 family,
   rw->family = (__u8)family;
   rw->allocation = allocation;
   rw->expires_ns = expires_ns;
+  rw->hop_slot = 0; /* no next hop of its own: the caller gives it one (hop_id) */
+  rw->hop_id = 0;
   rw->in_sum = tgw_turn_addr_sum(key_a, key_b, key_port_a, key_port_b, family);
   rw->out_sum = tgw_turn_addr_sum(rw->src, rw->dst, src_port, dst_port, family);
 }

@@ -78,6 +78,15 @@ struct tgw_turn_rewrite {
    * xdp/clock.bpf.h).
    * TGW_TURN_NEVER: no deadline. */
   __u64 expires_ns;
+  /* The next hop of the rewritten packets (src to dst), carried by the route so that a
+   * packet finds its cached bpf_fib_lookup answer by one array index and one compare
+   * instead of hashing and comparing 40 bytes of addresses: slot hop_slot of tgw_turn_hops
+   * (struct tgw_turn_hop_slot) holds it while that slot's id is hop_id. The control plane
+   * (dataplane/turn_map_table.cpp) gives each (src, dst) address pair its own id, never
+   * reused, and a slot of its own while there are enough. hop_id 0: none (the next hop is
+   * found through the keyed cache, tgw_turn_nexthops). */
+  __u32 hop_slot;
+  __u32 hop_id;
 };
 #define TGW_TURN_NEVER (~0ull)
 
@@ -133,9 +142,20 @@ struct tgw_turn_nexthop {
 #define TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT 1000
 #define TGW_TURN_NEXTHOP_ENTRIES 1024 /* a power of two */
 
+/* Value of tgw_turn_hops, a per-CPU array indexed by tgw_turn_rewrite.hop_slot: the next
+ * hop of the (src, dst) pair whose hop_id is `id`, looked up for packets arriving on
+ * `ifindex`. A slot two pairs share (more pairs than slots) holds the last one looked up;
+ * the other's packets miss and look theirs up again. id 0: empty. */
+struct tgw_turn_hop_slot {
+  struct tgw_turn_nexthop nh;
+  __u32 id;
+  __u32 ifindex; /* ingress interface */
+};
+
 /* Value of tgw_turn_nexthops, a per-CPU array used as a direct-mapped cache (cheaper than a
- * hash map: one array index, one key comparison): slot tgw_turn_nexthop_index(key) holds the
- * last next hop looked up for a key hashing there. family 0: empty. */
+ * hash map: one array index, one key comparison) for the rewrites that carry no hop slot
+ * (the Send and Data indications', built per packet): slot tgw_turn_nexthop_index(key) holds
+ * the last next hop looked up for a key hashing there. family 0: empty. */
 struct tgw_turn_nexthop_slot {
   struct tgw_turn_nexthop_key key;
   struct tgw_turn_nexthop nh;
@@ -149,7 +169,9 @@ TGW_STATIC_ASSERT((TGW_TURN_NEXTHOP_ENTRIES & (TGW_TURN_NEXTHOP_ENTRIES - 1)) ==
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_client_key) == 40, "client key without holes");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_client_key, channel) == 36, "channel at 36");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_peer_key) == 40, "peer key without holes");
-TGW_STATIC_ASSERT(sizeof(struct tgw_turn_rewrite) == 56, "rewrite without holes");
+TGW_STATIC_ASSERT(sizeof(struct tgw_turn_rewrite) == 64, "rewrite without holes");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_rewrite, hop_slot) == 56, "next hop at 56");
+TGW_STATIC_ASSERT(sizeof(struct tgw_turn_hop_slot) == 40, "hop slot: value, id, ifindex");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_rewrite, allocation) == 44, "slot at 44");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_rewrite, expires_ns) == 48, "deadline at 48");
 TGW_STATIC_ASSERT(sizeof(struct tgw_turn_bucket) == 40, "bucket: lock and four u64");
