@@ -309,8 +309,8 @@ Result<void> ManagedNeighbours::remove(const NextHop& hop) {
 Result<ManagedNeighbours::Entry> ManagedNeighbours::keep(const IpAddr& destination) {
   auto hop = nextHop(destination);
   if (!hop) return fail(hop.error().message);
-  for (auto& e : entries_) {
-    if (e.hop.address != hop->address || e.hop.ifindex != hop->ifindex) continue;
+  if (auto known = byHop_.find({hop->address, hop->ifindex}); known != byHop_.end()) {
+    Entry& e = entries_[known->second];
     // Kept already; one of ours that somebody deleted (a neighbour flush) or changed comes back.
     if (e.owned()) {
       auto now = state(hop->address, hop->ifindex);
@@ -318,8 +318,9 @@ Result<ManagedNeighbours::Entry> ManagedNeighbours::keep(const IpAddr& destinati
       if (!now || !now->managed) {
         if (auto ok = setManaged(*hop, now.ok()); !ok) return fail(ok.error().message);
         e.action = now ? NeighbourAction::MadeManaged : NeighbourAction::Created;
-        log::info("neighbour_restored", {{"address", hop->address.toString()}, {"interface", hop->interface},
-                                         {"action", toString(e.action)}});
+        restoredLog_.write(Clock::now(), log::Level::Info, "neighbour_restored",
+                           {{"address", hop->address.toString()}, {"interface", hop->interface},
+                            {"action", toString(e.action)}});
       }
     }
     return e;
@@ -342,6 +343,7 @@ Result<ManagedNeighbours::Entry> ManagedNeighbours::keep(const IpAddr& destinati
       entry.action = NeighbourAction::MadeManaged;
     }
   }
+  byHop_.emplace(std::make_pair(hop->address, hop->ifindex), entries_.size());
   entries_.push_back(entry);
   return entry;
 }
@@ -356,6 +358,7 @@ void ManagedNeighbours::release() {
     }
   }
   entries_.clear();
+  byHop_.clear();
 }
 
 }  // namespace tgw::dataplane

@@ -20,11 +20,13 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "base/fd.h"
+#include "base/log.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 
@@ -104,6 +106,10 @@ class ManagedNeighbours {
   uint32_t seq_ = 0;
   bool keepOnExit_ = false;
   std::vector<Entry> entries_;
+  std::map<std::pair<IpAddr, int>, size_t> byHop_;  // (hop address, ifindex) -> entries_ index
+  // neighbour_restored: the kernel's neighbour GC can evict many entries at once (more
+  // neighbours than gc_thresh3), and each comes back on its next keep().
+  log::LogLimiter restoredLog_{1.0, 5.0};
 };
 
 }  // namespace tgw::dataplane

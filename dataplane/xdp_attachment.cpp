@@ -275,8 +275,12 @@ Result<std::unique_ptr<XdpAttachment>> XdpAttachment::attachReplacing(int progFd
   const Attached old = attachedProgram(index);
   if (old.id != 0 && old.name != progName.substr(0, BPF_OBJ_NAME_LEN - 1))
     return fail(what + ": interface already has XDP program '" + old.name + "' (id " +
-                    std::to_string(old.id) + ", " + attachModeName(old.mode) +
-                    ") attached; detach it first",
+                    std::to_string(old.id) + ", " + attachModeName(old.mode) + ") attached; " +
+                    (old.name == "tgw_dpdk_steer"
+                         ? "it is the DPDK backend's steering program, left by a tgwd with dataplane = "
+                           "\"dpdk\" that was killed (a DPDK start removes it itself): if no tgwd uses DPDK on " +
+                               ifname + ", detach it with: ip link set dev " + ifname + " xdp off"
+                         : "detach it first (ip link set dev " + ifname + " xdp off)"),
                 EBUSY);
 
   int err = 0;

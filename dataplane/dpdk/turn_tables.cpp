@@ -313,6 +313,16 @@ struct NextHopRefresher::Impl {
   };
   std::vector<Port> ports;  // the interfaces next hops may name
   std::map<IpAddr, NextHopKey> installed;
+  // When each unresolved neighbour (next-hop address, interface) last had the kernel asked to
+  // resolve it (keep()): at most once per kAskAgain, as the XDP edge re-keeps its
+  // applications' neighbours (every 30 s); a route moved to another next hop asks at once.
+  // Asking on every refresh and sweep made a churn loop with many unreachable destinations:
+  // entries the kernel's neighbour GC evicts were made again each time, each a netlink event
+  // that flushed and re-resolved the whole table. Entries older than kAskAgain are pruned
+  // once the map outgrows kAskedPrune.
+  std::map<std::pair<IpAddr, int>, TimePoint> asked;
+  static constexpr Duration kAskAgain = std::chrono::seconds(30);
+  static constexpr size_t kAskedPrune = 65536;
   IpAddr cursor;  // the last destination refreshed
   bool cursorSet = false;
   bool sweeping = false;  // markStale() called, sweep() not done
@@ -395,7 +405,7 @@ bool NextHopRefresher::lookUp(NextHopTable& tables, const IpAddr& dst) {
   auto neigh = netlink.state(hop->address, hop->ifindex);
   constexpr uint16_t kUsable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT;
   if (!neigh || !neigh->hasLinkAddress || (neigh->nudState & kUsable) == 0) {
-    if (askKernel) (void)netlink.keep(dst);  // resolved by the kernel; found by a later refresh
+    if (askKernel) askKernelFor(dst, *hop);  // resolved by the kernel; found by a later refresh
     if (!keepUnresolved_) return false;
   }
   tgw_turn_nexthop nh{};
@@ -409,6 +419,19 @@ bool NextHopRefresher::lookUp(NextHopTable& tables, const IpAddr& dst) {
   nh.ifindex = port->ifindex;
   nh.ok_len = port->mtu;
   return put(tables, dst, nh);
+}
+
+void NextHopRefresher::askKernelFor(const IpAddr& dst, const dataplane::NextHop& hop) {
+  Impl& m = *impl_;
+  const TimePoint now = Clock::now();
+  auto [it, fresh] = m.asked.try_emplace({hop.address, hop.ifindex}, now);
+  if (!fresh) {
+    if (now - it->second < Impl::kAskAgain) return;
+    it->second = now;
+  }
+  (void)m.netlink->keep(dst);
+  if (m.asked.size() > Impl::kAskedPrune)
+    std::erase_if(m.asked, [&](const auto& e) { return now - e.second >= Impl::kAskAgain; });
 }
 
 bool NextHopRefresher::put(NextHopTable& tables, const IpAddr& dst, const tgw_turn_nexthop& nh) {

@@ -42,6 +42,10 @@
 struct rte_hash;
 struct rte_rcu_qsbr;
 
+namespace tgw::dataplane {
+struct NextHop;  // dataplane/neighbours.h
+}
+
 namespace tgw::dpdk {
 
 // Quiescent-state based reclamation over rte_rcu_qsbr: readers are the polling cores
@@ -308,6 +312,9 @@ class NextHopRefresher {
  private:
   NextHopRefresher() = default;
   bool lookUp(NextHopTable& tables, const IpAddr& dst);
+  // Asks the kernel to resolve dst's neighbour `hop` (a managed entry), at most once per
+  // Impl::kAskAgain per neighbour.
+  void askKernelFor(const IpAddr& dst, const dataplane::NextHop& hop);
   bool put(NextHopTable& tables, const IpAddr& dst, const tgw_turn_nexthop& nh);
   uint64_t tableFull_ = 0;
   uint64_t tableFullLogged_ = 0;
