@@ -340,6 +340,8 @@ class Bench {
  public:
   Bench(Lab& lab, Options options) : lab_(lab), options_(options) {}
   ~Bench() {
+    // In the gateway's namespace: its destructor detaches by interface index.
+    if (edgeXdp_) (void)lab_.runIn(lab_.host("relay").netns, [&] { edgeXdp_.reset(); });
     detach(lab_.host("relay").netns, "wan0");
     if (sink_) {
       detach(lab_.internetNetns(), genIf_);
@@ -469,9 +471,12 @@ class Bench {
       auto c = edgeXdp_->flowCounters(kEdgeFlowId);
       return c ? (edgeIn_ ? c->inDirectPackets : c->outDirectPackets) : 0;
     }
-    const std::string key = edgeIn_ ? "flow in_direct " : "flow out_direct ";
-    auto at = edgeChildLog_.find(key);
-    return at == std::string::npos ? 0 : std::strtoull(edgeChildLog_.c_str() + at + key.size(), nullptr, 10);
+    // serveEdgeDpdk's "flow out_direct N in_direct M ..." line.
+    auto at = edgeChildLog_.find("flow out_direct ");
+    if (at == std::string::npos) return 0;
+    unsigned long long out = 0, in = 0;
+    if (std::sscanf(edgeChildLog_.c_str() + at, "flow out_direct %llu in_direct %llu", &out, &in) != 2) return 0;
+    return edgeIn_ ? in : out;
   }
   const std::string& edgeChildLog() const { return edgeChildLog_; }
 
