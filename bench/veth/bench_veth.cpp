@@ -375,6 +375,12 @@ class Bench {
       auto fwd = lab_.exec(relay.netns, "sysctl -w net.ipv4.conf.all.forwarding=1 net.ipv4.conf.wan0.forwarding=1");
       if (!fwd.ok()) return tgw::fail("forwarding on in the relay namespace: " + fwd.output);
     }
+    if (options_.edge) {
+      // The edge checks both families at open (xdp.edge.forwarding_off): IPv6 on as tgwd's
+      // lab gateways have it, so that the run's output carries no warning.
+      auto fwd6 = lab_.exec(relay.netns, "sysctl -w net.ipv6.conf.all.forwarding=1 net.ipv6.conf.wan0.forwarding=1");
+      if (!fwd6.ok()) return tgw::fail("IPv6 forwarding on in the relay namespace: " + fwd6.output);
+    }
     if (options_.dpdk) {
       // The TURN client's control messages reach tgwd through DPDK's TAP, which needs full
       // UDP checksums (README, "DPDK backend").
