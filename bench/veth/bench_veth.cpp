@@ -675,26 +675,24 @@ class Bench {
   }
   // The DPDK worker threads of process `pid` at SCHED_FIFO 51.
   tgw::Result<void> raiseWorkers(pid_t pid) {
-    {
-      // The worker gets real-time priority as the XDP systems' napi threads do (on a shared
-      // machine other work on its core would otherwise take turns with it), one above the
-      // napi thread's: the napi thread (steering program, AF_XDP copy) runs while the worker
-      // naps when idle (backend.cpp, kIdleNap) and is preempted within the nap. One below,
-      // the napi thread handled whole generator bursts (~3000 frames) before the worker could
-      // run and the AF_XDP RX ring took only the first 1024-2048 (xsk_rx_ring_full /
-      // xsk_rx_fill_ring_empty: 80-90 % of the redirects failed).
-      const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
-      int workers = 0;
-      for (const auto& e : std::filesystem::directory_iterator(tasks)) {
-        std::ifstream in(e.path() / "comm");
-        std::string comm;
-        std::getline(in, comm);
-        if (comm.rfind("rte-worker", 0) != 0 && comm.rfind("lcore-worker", 0) != 0) continue;
-        run({"chrt", "-f", "-p", "51", e.path().filename().string()});
-        workers++;
-      }
-      if (workers == 0) return tgw::fail("no DPDK worker thread found in " + tasks);
+    // The worker gets real-time priority as the XDP systems' napi threads do (on a shared
+    // machine other work on its core would otherwise take turns with it), one above the
+    // napi thread's: the napi thread (steering program, AF_XDP copy) runs while the worker
+    // naps when idle (backend.cpp, kIdleNap) and is preempted within the nap. One below,
+    // the napi thread handled whole generator bursts (~3000 frames) before the worker could
+    // run and the AF_XDP RX ring took only the first 1024-2048 (xsk_rx_ring_full /
+    // xsk_rx_fill_ring_empty: 80-90 % of the redirects failed).
+    const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+    int workers = 0;
+    for (const auto& e : std::filesystem::directory_iterator(tasks)) {
+      std::ifstream in(e.path() / "comm");
+      std::string comm;
+      std::getline(in, comm);
+      if (comm.rfind("rte-worker", 0) != 0 && comm.rfind("lcore-worker", 0) != 0) continue;
+      run({"chrt", "-f", "-p", "51", e.path().filename().string()});
+      workers++;
     }
+    if (workers == 0) return tgw::fail("no DPDK worker thread found in " + tasks);
     return {};
   }
   // The DPDK fast path's packets of one verdict and reason (all families), from tgwctl stats.
