@@ -42,6 +42,31 @@
 // thread and tgwd's threads over packets that reached the sink. A DPDK worker polls until it
 // has seen 16 empty polls, then naps 20 us, so its figure includes some idle polling: an upper
 // bound of the path's cost. Each measurement names the limit it hit.
+//
+// --edge (issue 16): the edge's forwarding on XDP beside the same on DPDK, same path, same
+// generator, alternated per round and direction. The relay namespace is a one-interface edge
+// gateway (as bench/edge's "one-interface" case and the lab's one-port DPDK edge): flow 7 with
+// local endpoint 198.18.0.10:5000 and application 198.18.0.1:7000, our WAN socket
+// 198.18.0.10:41641 and a direct path to the peer 198.18.0.1:41641, written into the table
+// as tgwd's path engine does (setPath, setSources: the peer's endpoint); no tgwd, no sockets.
+// Application and peer are both the generator's side of the veth, so the gateway sends each
+// datagram back out of wan0. Directions (--data application bytes, full UDP checksums):
+//   out  the application's datagrams to the local endpoint; sent on to the peer as tgw data
+//        frames (8-byte data header pushed, IP/UDP rewritten); the sink counts UDP to 41641
+//   in   data frames from the peer to our socket; delivered to the application from the
+//        local endpoint (header stripped); the sink counts UDP to 7000
+// Systems:
+//   xdp   EdgeFastPath (xdp/edge.bpf.c, native) loaded and attached by this program
+//   dpdk  dpdk::EdgeBackend (edge.dataplane = "dpdk": net_af_xdp on wan0 with the steering
+//         program, one polling worker on lcore 1 = the system's CPU, the exception TAP) in a
+//         child process (this program run with --serve-edge-dpdk: the EAL starts once per
+//         process), the flow and path written the same way; the worker at real-time priority
+//         one above the napi thread's, as with --dpdk
+//   nop   the reflector (the sink counts reflected frames: to the port they were sent to)
+// CPU per packet (primary) and rates as with --dpdk: the system's napi thread plus, for DPDK,
+// every thread of the child (the worker, idle polling included: an upper bound), over packets
+// that reached the sink. The fast path's own counters must show the flow's packets forwarded
+// (per-flow out_direct / in_direct), else a warning.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
@@ -51,6 +76,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,11 +102,14 @@
 #include "bench_sink.skel.h"
 #include "bench/xdp/bench_util.h"
 #include "crypto/hashes.h"
+#include "dataplane/dpdk/edge_backend.h"
+#include "dataplane/edge_fastpath.h"
 #include "dataplane/relay_fastpath.h"
 #include "lab.h"
 #include "nop_tx.skel.h"
 #include "stun/message.h"
 #include "tests/bpf/packet_builder.h"
+#include "tgw/frames.h"
 #include "tgw_procs.h"
 #include "veth_util.h"
 
@@ -104,7 +133,43 @@ struct Options {
   bool turn = false;     // TURN ChannelData relaying instead of STUN answers
   int dataBytes = 64;    // --turn: application bytes per ChannelData message
   bool dpdk = false;     // tgwd's XDP relay vs tgwd's DPDK relay vs the reflector
+  bool edge = false;     // the edge's XDP fast path vs its DPDK backend vs the reflector
 };
+
+// --edge: the one-interface gateway's flow (see the top of this file).
+constexpr uint32_t kEdgeFlowId = 7;
+tgw::SockAddr edgeLocal() { return *tgw::SockAddr::parse("198.18.0.10:5000"); }
+tgw::SockAddr edgeSocket() { return *tgw::SockAddr::parse("198.18.0.10:41641"); }
+tgw::SockAddr edgeApp() { return *tgw::SockAddr::parse("198.18.0.1:7000"); }
+tgw::SockAddr edgePeer() { return *tgw::SockAddr::parse("198.18.0.1:41641"); }
+tgw::dataplane::Flow edgeFlow() { return {kEdgeFlowId, edgeLocal(), edgeApp()}; }
+tgw::dataplane::Path edgeDirectPath() {
+  tgw::dataplane::Path p;
+  p.kind = tgw::dataplane::PathKind::Direct;
+  p.local = edgeSocket();
+  p.remote = edgePeer();
+  return p;
+}
+
+// --edge: the generator's frame: out, the application's datagram to the local endpoint; in, a
+// data frame (tgw/frames.h: type, 3 reserved bytes, flow id) from the peer to our socket.
+std::vector<uint8_t> edgeFrame(const std::array<uint8_t, 6>& src, const std::array<uint8_t, 6>& dst, bool in,
+                               int bytes) {
+  using namespace tgw::testing;
+  Bytes payload;
+  if (in) {
+    payload = {TGW_FRAME_DATA, 0, 0, 0};
+    put32(payload, kEdgeFlowId);
+  }
+  for (int i = 0; i < bytes; i++) payload.push_back(static_cast<uint8_t>('a' + i % 26));
+  const tgw::SockAddr from = in ? edgePeer() : edgeApp();
+  const tgw::SockAddr to = in ? edgeSocket() : edgeLocal();
+  Ipv4 ip;
+  std::copy(from.ip().bytes(), from.ip().bytes() + 4, ip.src.begin());
+  std::copy(to.ip().bytes(), to.ip().bytes() + 4, ip.dst.begin());
+  ip.ttl = 64;
+  return udpFrame4(Ethernet{dst, src, std::nullopt}, ip, Udp{from.port(), to.port(), std::nullopt}, payload);
+}
 
 // --turn: the addresses of the relayed flow (the lab's Internet router is client and peer).
 constexpr uint16_t kTurnChannel = 0x4000;
@@ -275,6 +340,8 @@ class Bench {
  public:
   Bench(Lab& lab, Options options) : lab_(lab), options_(options) {}
   ~Bench() {
+    // In the gateway's namespace: its destructor detaches by interface index.
+    if (edgeXdp_) (void)lab_.runIn(lab_.host("relay").netns, [&] { edgeXdp_.reset(); });
     detach(lab_.host("relay").netns, "wan0");
     if (sink_) {
       detach(lab_.internetNetns(), genIf_);
@@ -303,10 +370,16 @@ class Bench {
     sink_ = tgw_bench_sink__open_and_load();
     nop_ = tgw_nop_tx__open_and_load();
     if (!gen_ || !sink_ || !nop_) return tgw::fail("cannot load the benchmark's BPF programs");
-    if (options_.turn || options_.dpdk) {
+    if (options_.turn || options_.dpdk || options_.edge) {
       // bpf_fib_lookup forwards only where forwarding is on (see relay_fastpath.h).
       auto fwd = lab_.exec(relay.netns, "sysctl -w net.ipv4.conf.all.forwarding=1 net.ipv4.conf.wan0.forwarding=1");
       if (!fwd.ok()) return tgw::fail("forwarding on in the relay namespace: " + fwd.output);
+    }
+    if (options_.edge) {
+      // The edge checks both families at open (xdp.edge.forwarding_off): IPv6 on as tgwd's
+      // lab gateways have it, so that the run's output carries no warning.
+      auto fwd6 = lab_.exec(relay.netns, "sysctl -w net.ipv6.conf.all.forwarding=1 net.ipv6.conf.wan0.forwarding=1");
+      if (!fwd6.ok()) return tgw::fail("IPv6 forwarding on in the relay namespace: " + fwd6.output);
     }
     if (options_.dpdk) {
       // The TURN client's control messages reach tgwd through DPDK's TAP, which needs full
@@ -331,6 +404,87 @@ class Bench {
     sink_->bss->tgw_bench_dport_b = turn ? kPeerPort : 0;
     return {};
   }
+
+  // --edge: the direction's frame (see edgeFrame); the sink counts UDP to one port, set by the
+  // system's start (the edge's target, or for the reflector the port the frame was sent to).
+  tgw::Result<void> setEdgeWorkload(bool in) {
+    turnWork_ = false;
+    edgeIn_ = in;
+    frame_ = edgeFrame(genMac_, sutMac_, in, options_.dataBytes);
+    if (frame_.size() > sizeof(gen_->bss->tgw_bench_template)) return tgw::fail("--data: frame too large for the generator");
+    std::memcpy(gen_->bss->tgw_bench_template, frame_.data(), frame_.size());
+    gen_->data->tgw_bench_len = static_cast<__u32>(frame_.size());
+    sink_->bss->tgw_bench_dest_only = 1;
+    return {};
+  }
+  // The port the sink counts for an edge (out: the peer's; in: the application's).
+  void sinkEdgeTarget() { sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeApp().port() : edgePeer().port(); }
+
+  // --edge, xdp: EdgeFastPath on wan0 (native) with the flow on its direct path, as tgwd's path
+  // engine writes it.
+  tgw::Result<void> startEdgeXdp() {
+    sinkEdgeTarget();
+    std::string error;
+    auto r = lab_.runIn(lab_.host("relay").netns, [&] {
+      tgw::dataplane::EdgeFastPath::Options o;
+      o.wanInterface = "wan0";
+      o.mode = tgw::dataplane::AttachMode::Native;
+      o.sockets = {edgeSocket()};
+      o.maxFlows = 64;
+      o.liveness = std::chrono::hours(24);  // no tgwd pushes it: forwards for the whole run
+      auto opened = tgw::dataplane::EdgeFastPath::open(o);
+      if (!opened) {
+        error = opened.error().message;
+        return;
+      }
+      edgeXdp_ = std::move(*opened);
+      if (auto p = edgeXdp_->setPath(edgeFlow(), edgeDirectPath()); !p) error = "setPath: " + p.error().message;
+      else if (auto so = edgeXdp_->setSources(kEdgeFlowId, tgw::dataplane::Sources{{edgePeer()}}); !so)
+        error = "setSources: " + so.error().message;
+    });
+    if (!r) return r;
+    if (!error.empty()) return tgw::fail("edge fast path: " + error);
+    return pinSystem({});
+  }
+  // --edge, dpdk: the same flow in dpdk::EdgeBackend, in a child process (serveEdgeDpdk).
+  tgw::Result<void> startEdgeDpdk() {
+    sinkEdgeTarget();
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return tgw::fail("readlink /proc/self/exe: " + std::string(std::strerror(errno)));
+    self[n] = 0;
+    const std::string prefix = lab_.tempDir().filename().string() + "-edge";
+    auto p = lab_.spawn(lab_.host("relay").netns, {self, "--serve-edge-dpdk", prefix},
+                        "bench-edge-dpdk-" + std::to_string(++edgeStarts_) + ".log");
+    if (!p) return tgw::fail(p.error().message);
+    edgeChild_ = *p;
+    bool ready = waitFor([&] { return !edgeChild_->running() || edgeChild_->log().find("ready\n") != std::string::npos; },
+                         30s, 50ms);
+    if (!edgeChild_->running() || !ready)
+      return tgw::fail("edge DPDK backend did not start:\n" + edgeChild_->log());
+    if (auto r = pinSystem({}); !r) return r;
+    systemPids_.push_back(edgeChild_->pid());
+    return raiseWorkers(edgeChild_->pid());
+  }
+  tgw::Result<void> startEdgeReflector() {
+    sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeSocket().port() : edgeLocal().port();
+    return startReflector();
+  }
+  // The flow's packets the edge forwarded in the current direction (out_direct or in_direct),
+  // from the XDP program's per-flow counters or the DPDK child's last report; and that report.
+  uint64_t edgeForwarded() const {
+    if (edgeXdp_) {
+      auto c = edgeXdp_->flowCounters(kEdgeFlowId);
+      return c ? (edgeIn_ ? c->inDirectPackets : c->outDirectPackets) : 0;
+    }
+    // serveEdgeDpdk's "flow out_direct N in_direct M ..." line.
+    auto at = edgeChildLog_.find("flow out_direct ");
+    if (at == std::string::npos) return 0;
+    unsigned long long out = 0, in = 0;
+    if (std::sscanf(edgeChildLog_.c_str() + at, "flow out_direct %llu in_direct %llu", &out, &in) != 2) return 0;
+    return edgeIn_ ? in : out;
+  }
+  const std::string& edgeChildLog() const { return edgeChildLog_; }
 
   // "rx_dropped/tx_dropped" of both veth ends, for --verbose.
   std::string drops() const {
@@ -516,26 +670,29 @@ class Bench {
     // tgwd's main thread to lcore 0; with XDP tgwd's threads only handle control traffic.
     if (auto r = pinSystem({}); !r) return r;
     systemPids_.push_back(daemon_->process()->pid());
-    if (dpdk) {
-      // The worker gets real-time priority as the XDP systems' napi threads do (on a shared
-      // machine other work on its core would otherwise take turns with it), one above the
-      // napi thread's: the napi thread (steering program, AF_XDP copy) runs while the worker
-      // naps when idle (backend.cpp, kIdleNap) and is preempted within the nap. One below,
-      // the napi thread handled whole generator bursts (~3000 frames) before the worker could
-      // run and the AF_XDP RX ring took only the first 1024-2048 (xsk_rx_ring_full /
-      // xsk_rx_fill_ring_empty: 80-90 % of the redirects failed).
-      const std::string tasks = "/proc/" + std::to_string(daemon_->process()->pid()) + "/task";
-      int workers = 0;
-      for (const auto& e : std::filesystem::directory_iterator(tasks)) {
-        std::ifstream in(e.path() / "comm");
-        std::string comm;
-        std::getline(in, comm);
-        if (comm.rfind("rte-worker", 0) != 0 && comm.rfind("lcore-worker", 0) != 0) continue;
-        run({"chrt", "-f", "-p", "51", e.path().filename().string()});
-        workers++;
-      }
-      if (workers == 0) return tgw::fail("tgwd (dpdk): no DPDK worker thread found in " + tasks);
+    if (dpdk) return raiseWorkers(daemon_->process()->pid());
+    return {};
+  }
+  // The DPDK worker threads of process `pid` at SCHED_FIFO 51.
+  tgw::Result<void> raiseWorkers(pid_t pid) {
+    // The worker gets real-time priority as the XDP systems' napi threads do (on a shared
+    // machine other work on its core would otherwise take turns with it), one above the
+    // napi thread's: the napi thread (steering program, AF_XDP copy) runs while the worker
+    // naps when idle (backend.cpp, kIdleNap) and is preempted within the nap. One below,
+    // the napi thread handled whole generator bursts (~3000 frames) before the worker could
+    // run and the AF_XDP RX ring took only the first 1024-2048 (xsk_rx_ring_full /
+    // xsk_rx_fill_ring_empty: 80-90 % of the redirects failed).
+    const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+    int workers = 0;
+    for (const auto& e : std::filesystem::directory_iterator(tasks)) {
+      std::ifstream in(e.path() / "comm");
+      std::string comm;
+      std::getline(in, comm);
+      if (comm.rfind("rte-worker", 0) != 0 && comm.rfind("lcore-worker", 0) != 0) continue;
+      run({"chrt", "-f", "-p", "51", e.path().filename().string()});
+      workers++;
     }
+    if (workers == 0) return tgw::fail("no DPDK worker thread found in " + tasks);
     return {};
   }
   // The DPDK fast path's packets of one verdict and reason (all families), from tgwctl stats.
@@ -577,6 +734,12 @@ class Bench {
     if (daemon_) daemon_->process()->stop();
     daemon_.reset();
     if (fastPath_) (void)lab_.runIn(lab_.host("relay").netns, [&] { fastPath_.reset(); });
+    if (edgeXdp_) (void)lab_.runIn(lab_.host("relay").netns, [&] { edgeXdp_.reset(); });
+    if (edgeChild_) {
+      edgeChild_->stop(10s);  // SIGTERM: it reports its counters and stops the backend
+      edgeChildLog_ = edgeChild_->log();
+    }
+    edgeChild_ = nullptr;
     if (clientFd_ >= 0) close(clientFd_);
     clientFd_ = -1;
     if (turn_) turn_->stop();
@@ -640,6 +803,11 @@ class Bench {
   std::string genIf_;
   std::vector<uint8_t> frame_;
   std::unique_ptr<tgw::dataplane::RelayFastPath> fastPath_;  // --turn: tgw's system
+  std::unique_ptr<tgw::dataplane::EdgeFastPath> edgeXdp_;    // --edge: the XDP system
+  Process* edgeChild_ = nullptr;                              // --edge: the DPDK system
+  std::string edgeChildLog_;                                  // its output once stopped
+  int edgeStarts_ = 0;
+  bool edgeIn_ = false;                                       // --edge: the in direction
   int clientFd_ = -1;                                         // --turn: coturn's client
   std::set<pid_t> foreign_;
   std::vector<pid_t> systemPids_;
@@ -666,7 +834,7 @@ std::string rate(double r) {
 }
 
 int usage(FILE* out, int code) {
-  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk]\n"
+  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk] [--edge]\n"
              "STUN requests/s through veth: tgwd's XDP responder vs turnserver --stun-only vs a\n"
              "MAC-swap XDP_TX reflector, alternated, medians and ratios. Needs root.\n"
              "--turn: TURN ChannelData relayed/s instead: the relay's XDP program vs turnserver\n"
@@ -678,6 +846,11 @@ int usage(FILE* out, int code) {
              "the system's CPU time over packets delivered: for DPDK idle polling included, so an\n"
              "upper bound), then rates and which limit each hit. Needs a\n"
              "-Ddpdk=enabled build of tgwd. About (rounds x 6 x (seconds + 3)) s.\n"
+             "--edge: the edge forwarding one flow on a direct path (one-interface gateway): its XDP\n"
+             "fast path vs its DPDK backend (edge.dataplane = \"dpdk\", one polling worker on CPU 1, in a\n"
+             "child process) vs the reflector, out (app -> data frames) then in (data frames -> app),\n"
+             "--data application bytes (default 64); figures as with --dpdk, ratios to the reflector.\n"
+             "Needs a -Ddpdk=enabled build. About (rounds x 6 x (seconds + 3)) s.\n"
              "Options: --rounds N (5) --seconds S per measurement (2) --batch frames per generator\n"
              "call (262144) --verbose (veth and fast-path counters per measurement).\n",
              out);
@@ -810,9 +983,168 @@ int runDpdk(Bench& bench, const Options& options) {
   return 0;
 }
 
+// --edge: the edge's XDP fast path, its DPDK backend and the reflector, alternated per round
+// and direction; the table as runDpdk's.
+int runEdge(Bench& bench, const Options& options) {
+  struct System {
+    std::string name;
+    std::string label;
+    tgw::Result<void> (Bench::*start)();
+    bool dpdk;
+  };
+  const std::vector<System> systems = {
+      {"xdp", "edge, XDP fast path (native)", &Bench::startEdgeXdp, false},
+      {"dpdk", "edge, DPDK backend (1 worker)", &Bench::startEdgeDpdk, true},
+      {"nop", "do-nothing XDP_TX reflector", &Bench::startEdgeReflector, false}};
+  std::printf("bench_veth --edge: one flow's datagrams (%d application bytes) forwarded by a one-interface edge\n"
+              "gateway through one veth pair: out (application -> tgw data frames to the peer) and in (data\n"
+              "frames from the peer -> the application)\n",
+              options.dataBytes);
+  std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n"
+              "  (the gateway's napi thread and, for DPDK, the polling worker, lcore 1)\n",
+              kGeneratorCpu, options.batch, kSystemCpu);
+  std::printf("  %d rounds of %.1f s per system and direction, alternated\n", options.rounds, options.seconds);
+  std::map<std::string, std::vector<double>> rates, costs, busy, napi, offered;
+  std::map<std::string, std::map<std::string, int>> limits;
+  for (int round = 1; round <= options.rounds; ++round) {
+    std::printf("round %d:\n", round);
+    for (bool in : {false, true}) {
+      if (auto r = bench.setEdgeWorkload(in); !r) {
+        std::fprintf(stderr, "bench_veth: %s\n", r.error().message.c_str());
+        return 1;
+      }
+      const std::string w = in ? "in" : "out";
+      for (const auto& s : systems) {
+        if (auto r = (bench.*s.start)(); !r) {
+          std::fprintf(stderr, "\nbench_veth: starting %s: %s\n", s.name.c_str(), r.error().message.c_str());
+          bench.stop();
+          return 1;
+        }
+        (void)bench.measure(0.3);  // warm-up: caches, next hops
+        auto r = bench.measure(options.seconds);
+        uint64_t forwarded = 0;
+        if (s.name == "xdp") forwarded = bench.edgeForwarded();
+        bench.stop();
+        if (s.dpdk) forwarded = bench.edgeForwarded();  // reported by the child as it stops
+        if (s.dpdk && options.verbose) std::printf("%s", bench.edgeChildLog().c_str());
+        if (!r) {
+          std::fprintf(stderr, "\nbench_veth: %s: %s\n", s.name.c_str(), r.error().message.c_str());
+          return 1;
+        }
+        // The fast path must have done the work: its own per-flow counters.
+        if (s.name != "nop" && forwarded == 0)
+          std::fprintf(stderr, "\nbench_veth: warning: %s: the flow's %s_direct counter is 0\n%s\n", s.name.c_str(),
+                       w.c_str(), s.dpdk ? bench.edgeChildLog().c_str() : "");
+        const std::string key = w + "/" + s.name;
+        rates[key].push_back(r->rate);
+        costs[key].push_back(r->nsPerResponse);
+        busy[key].push_back(r->systemBusy);
+        napi[key].push_back(r->napiBusy);
+        offered[key].push_back(r->offered);
+        const std::string limit = limitOf(*r, s.dpdk);
+        limits[key][limit.substr(0, limit.find(" ("))]++;
+        std::printf("  %-3s %-4s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s\n",
+                    w.c_str(), s.name.c_str(), rate(r->rate).c_str(), rate(r->offered).c_str(), r->systemBusy * 100,
+                    r->napiBusy * 100, r->nsPerResponse, limit.c_str());
+        if (options.verbose) {
+          std::string d;
+          for (const auto& [name, v] : r->wireDeltas) d += " " + name + "=" + std::to_string(v);
+          std::printf("    wan0 ethtool -S changes:%s\n", d.c_str());
+        }
+      }
+    }
+  }
+  std::printf("\nMedians over %d rounds. CPU per packet: the CPU time of everything the system runs\n"
+              "(the gateway's napi thread; for DPDK also the child's threads, the worker polling) over\n"
+              "packets that reached the sink. For DPDK that counts idle polling too: an upper bound of\n"
+              "the path's cost. Ratios: to the do-nothing reflector measured in the same rounds.\n\n",
+              options.rounds);
+  std::printf("| direction | system | CPU per packet | rate | offered | system core (napi) | limit | CPU vs nop | rate vs nop |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
+  for (bool in : {false, true}) {
+    const std::string w = in ? "in" : "out";
+    const double nopCost = median(costs[w + "/nop"]);
+    const double nopRate = median(rates[w + "/nop"]);
+    for (const auto& s : systems) {
+      const std::string key = w + "/" + s.name;
+      std::string limit;
+      for (const auto& [name, n] : limits[key])
+        limit += (limit.empty() ? "" : ", ") + name + (limits[key].size() > 1 ? " " + std::to_string(n) + "x" : "");
+      char row[512];
+      std::snprintf(row, sizeof row, "| %s | %s | %.0f ns | %s | %s | %.0f %% (%.0f %%) | %s | %.2f | %.2f |\n",
+                    in ? "in (data frame -> app)" : "out (app -> data frame)", s.label.c_str(), median(costs[key]),
+                    rate(median(rates[key])).c_str(), rate(median(offered[key])).c_str(), median(busy[key]) * 100,
+                    median(napi[key]) * 100, limit.c_str(), nopCost > 0 ? median(costs[key]) / nopCost : 0,
+                    nopRate > 0 ? median(rates[key]) / nopRate : 0);
+      std::fputs(row, stdout);
+    }
+  }
+  return 0;
+}
+
+// --serve-edge-dpdk PREFIX (run by startEdgeDpdk in the gateway's namespace): the edge's DPDK
+// backend with the bench's flow on its direct path, as tgwd's edge role sets it up (EAL on
+// lcores 0 and kSystemCpu, --file-prefix PREFIX, the exception TAP tgwxwan0). Prints "ready"
+// once forwarding, keeps the liveness deadline and next hops fresh each second, and on
+// SIGTERM or SIGINT prints the flow's and the program's counters and stops the backend.
+int serveEdgeDpdk(const std::string& prefix) {
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGTERM);
+  sigaddset(&stopSignals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);  // before the EAL's threads: they inherit it
+  tgw::dpdk::EdgeBackendOptions o;
+  o.ealArgs = {"-l", std::to_string(kGeneratorCpu) + "," + std::to_string(kSystemCpu), "--no-huge", "-m", "256",
+               "--no-shconf", "--no-pci", "--no-telemetry", "--file-prefix", prefix};
+  o.wan = "wan0";
+  o.exceptionInterface = "tgwxwan0";
+  o.sockets = {edgeSocket()};
+  o.maxFlows = 64;
+  o.liveness = std::chrono::hours(24);
+  auto backend = tgw::dpdk::EdgeBackend::start(o);
+  if (!backend) {
+    std::fprintf(stderr, "edge DPDK backend: %s\n", backend.error().message.c_str());
+    return 1;
+  }
+  auto& b = **backend;
+  auto& table = b.forwardingTable();
+  if (auto r = b.addFlow(edgeFlow()); !r) {
+    std::fprintf(stderr, "addFlow: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  if (auto r = table.setPath(edgeFlow(), edgeDirectPath()); !r) {
+    std::fprintf(stderr, "setPath: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  if (auto r = table.setSources(kEdgeFlowId, tgw::dataplane::Sources{{edgePeer()}}); !r) {
+    std::fprintf(stderr, "setSources: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  b.keepAlive(tgw::Clock::now());
+  std::printf("ready\n");
+  std::fflush(stdout);
+  const timespec second{1, 0};
+  while (sigtimedwait(&stopSignals, nullptr, &second) < 0) b.keepAlive(tgw::Clock::now());
+  auto c = table.flowCounters(kEdgeFlowId);
+  std::printf("flow out_direct %llu in_direct %llu drop_no_path %llu drop_other %llu\n",
+              static_cast<unsigned long long>(c ? c->outDirectPackets : 0),
+              static_cast<unsigned long long>(c ? c->inDirectPackets : 0),
+              static_cast<unsigned long long>(c ? c->dropNoPath : 0),
+              static_cast<unsigned long long>(c ? c->dropOther : 0));
+  for (const auto& row : b.counters())
+    std::printf("program %s/%s/%s %llu\n", row.family.c_str(), row.verdict.c_str(), row.reason.c_str(),
+                static_cast<unsigned long long>(row.packets));
+  for (const auto& [name, v] : b.portCounters())
+    std::printf("port %s %llu\n", name.c_str(), static_cast<unsigned long long>(v));
+  std::fflush(stdout);
+  b.stop();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--serve-edge-dpdk") return serveEdgeDpdk(argv[2]);
   Options options;
   const option longopts[] = {{"rounds", required_argument, nullptr, 'r'},
                              {"seconds", required_argument, nullptr, 's'},
@@ -821,10 +1153,11 @@ int main(int argc, char** argv) {
                              {"turn", no_argument, nullptr, 't'},
                              {"data", required_argument, nullptr, 'd'},
                              {"dpdk", no_argument, nullptr, 'D'},
+                             {"edge", no_argument, nullptr, 'E'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:Dh", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:DEh", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
@@ -833,6 +1166,7 @@ int main(int argc, char** argv) {
       case 't': options.turn = true; break;
       case 'd': options.dataBytes = std::clamp(std::atoi(optarg), 1, 180); break;
       case 'D': options.dpdk = true; break;
+      case 'E': options.edge = true; break;
       case 'h': return usage(stdout, 0);
       default: return usage(stderr, 2);
     }
@@ -843,13 +1177,18 @@ int main(int argc, char** argv) {
     return 77;
   }
   bool coturn = haveProgram("turnserver");
-  if ((!options.turn || options.dpdk) && access(tgwdPath().c_str(), X_OK) != 0) {
+  if (options.edge && (options.turn || options.dpdk)) return usage(stderr, 2);
+  if (options.edge && !tgw::dpdk::EdgeBackend::available()) {
+    std::fprintf(stderr, "SKIP: bench_veth --edge: this build has no DPDK backend (meson setup -Ddpdk=enabled)\n");
+    return 77;
+  }
+  if (!options.edge && (!options.turn || options.dpdk) && access(tgwdPath().c_str(), X_OK) != 0) {
     std::fprintf(stderr, "SKIP: bench_veth: tgwd not built at %s\n", tgwdPath().c_str());
     return 77;
   }
   if (std::thread::hardware_concurrency() < 2)
     std::fprintf(stderr, "bench_veth: warning: one CPU only; generator and system share it\n");
-  if (!coturn && !options.dpdk)
+  if (!coturn && !options.dpdk && !options.edge)
     std::fprintf(stderr, "bench_veth: coturn (turnserver) not installed: measuring without it\n");
 
   cleanUpOnSignal();  // Ctrl-C removes the lab too
@@ -866,6 +1205,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (options.dpdk) return runDpdk(bench, options);
+  if (options.edge) return runEdge(bench, options);
 
   struct System {
     std::string name;

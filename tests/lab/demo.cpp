@@ -5,14 +5,19 @@
 // shows the flow start on the relay and move to a direct path (`tgwctl paths` at both
 // moments, the fast path's per-flow counters from `tgwctl flows`), prints a summary and
 // removes everything it made. Needs root. Exit 0 when every check passed, 77 when the lab
-// cannot run here.
+// cannot run here. --dpdk: site a's gateway forwards on tgwd's DPDK backend (edge.dataplane =
+// "dpdk", its polling worker on CPU 1), --dpdk=both: site b's too (its worker on CPU 0); the
+// demo then shows that site's DPDK program and port counters instead of XDP's and checks that
+// DPDK, not XDP nor tgwd's sockets, carried the direct traffic there.
 #include <getopt.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <string>
+#include <utility>
 #include <thread>
 
 #include "edge_lab.h"
@@ -44,7 +49,7 @@ struct Checks {
 
 void usage(FILE* out) {
   std::fputs(
-      "Usage: tgw-demo [--seconds N] [--hold-direct S] [--keep-logs]\n"
+      "Usage: tgw-demo [--seconds N] [--hold-direct S] [--dpdk[=a|both]] [--keep-logs]\n"
       "\n"
       "Builds a network lab in namespaces (needs root): a relay, site a behind a home NAT,\n"
       "site b behind a home NAT behind a CGNAT, tgwd's edge role at both sites and a UDP\n"
@@ -53,6 +58,9 @@ void usage(FILE* out) {
       "10). --hold-direct S: site a's router drops everything but the relay's traffic for the\n"
       "first S seconds (default 3; 0: no hold, and the direct path usually wins within a few\n"
       "hundred milliseconds, before the relay path shows), so the relay phase can be seen.\n"
+      "--dpdk: site a's gateway forwards on tgwd's DPDK backend (edge.dataplane = \"dpdk\": a\n"
+      "polling worker on CPU 1; needs a -Ddpdk=enabled build), --dpdk=both: site b's too (its\n"
+      "worker on CPU 0); the DPDK program's and ports' counters are shown for that site.\n"
       "Exit status 0 when every check passed. TGW_TGWD / TGW_TGWCTL / TGW_UDP_APP override\n"
       "the programs' paths.\n",
       out);
@@ -60,8 +68,37 @@ void usage(FILE* out) {
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
-  std::printf("tgw demo: a UDP flow between two NATed sites, on the relay first, then direct, in XDP\n");
+// The fast path's own counters at a site: XDP's (family, verdict, reason) rows, or with DPDK
+// the program's rows (named as XDP's) and its ports' counters.
+void showProgramCounters(const nlohmann::json& stats, bool dpdk) {
+  const char* table = dpdk ? "dpdk" : "xdp";
+  if (!stats.contains("edge") || !stats["edge"].contains(table)) {
+    std::printf("    (no %s counters in tgwctl stats)\n", table);
+    return;
+  }
+  const nlohmann::json& rows = stats["edge"][table];
+  std::printf("    %s program (family verdict reason: packets)\n", dpdk ? "DPDK" : "XDP");
+  for (const auto& row : rows)
+    std::printf("      %-5s %-9s %-28s %llu\n", row.value("family", "").c_str(), row.value("verdict", "").c_str(),
+                row.value("reason", "").c_str(), static_cast<unsigned long long>(row.value("packets", uint64_t{0})));
+  if (!dpdk || !stats["edge"].contains("dpdk_ports")) return;
+  std::string line;
+  for (const auto& [name, v] : stats["edge"]["dpdk_ports"].items())
+    if (v.is_number() && v.get<uint64_t>() != 0) line += " " + name + "=" + std::to_string(v.get<uint64_t>());
+  std::printf("    DPDK ports (non-zero):%s\n", line.c_str());
+}
+
+uint64_t programPackets(const nlohmann::json& stats, const std::string& table, const std::string& verdict) {
+  uint64_t n = 0;
+  if (!stats.contains("edge") || !stats["edge"].contains(table)) return 0;
+  for (const auto& row : stats["edge"][table])
+    if (row.value("verdict", "") == verdict) n += row.value("packets", uint64_t{0});
+  return n;
+}
+
+int runDemo(double sendSeconds, double holdDirect, bool keepLogs, bool dpdkA, bool dpdkB) {
+  const char* planes = dpdkA && dpdkB ? "in DPDK at both sites" : dpdkA ? "in DPDK at site a, XDP at site b" : "in XDP";
+  std::printf("tgw demo: a UDP flow between two NATed sites, on the relay first, then direct, %s\n", planes);
   if (auto r = available(); !r) {
     std::fprintf(stderr, "tgw-demo: cannot build the lab: %s\n", r.error().message.c_str());
     return 77;  // "skipped" to meson, which also runs the demo as a lab test
@@ -89,11 +126,19 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
               b.lanAddress.toString().c_str(), b.host.ipv4[0].toString().c_str(), b.natWan.toString().c_str(),
               b.publicAddress.toString().c_str());
 
-  auto paired = e.pair("a", "b");
+  EdgeSiteOptions oa, ob;
+  oa.dpdk = dpdkA;
+  ob.dpdk = dpdkB;
+  ob.dpdkLcores = "1,0";  // both on DPDK: each gateway's worker on a core of its own
+  auto paired = e.pair("a", "b", oa, ob);
   if (!paired) {
     std::fprintf(stderr, "tgw-demo: %s\n", paired.error().message.c_str());
     return 1;
   }
+  for (const auto& [site, on] : {std::pair{"a", dpdkA}, std::pair{"b", dpdkB}})
+    std::printf("  site %s      gateway forwards with %s\n", site,
+                on ? (std::string("DPDK (edge.dataplane = \"dpdk\", polling worker on CPU ") + (site[0] == 'a' ? "1" : "0") + ")").c_str()
+                   : "XDP (xdp_mode = native)");
   std::printf("  flow %u      a: %s <-> app %s    b: %s <-> app %s\n", kFlowId, e.flowLocal("a").c_str(),
               e.appBind("a").c_str(), e.flowLocal("b").c_str(), e.appBind("b").c_str());
 
@@ -170,6 +215,18 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
   indent(e.showFlows("a"));
   std::printf("  site b:\n");
   indent(e.showFlows("b"));
+  heading("The fast path's program counters (tgwctl stats)");
+  std::map<std::string, nlohmann::json> stats;
+  for (const auto& [site, on] : {std::pair{std::string("a"), dpdkA}, std::pair{std::string("b"), dpdkB}}) {
+    auto st = e.edge(site).query("stats");
+    std::printf("  site %s:\n", site.c_str());
+    if (!st) {
+      std::printf("    (tgwctl stats: %s)\n", st.error().message.c_str());
+      continue;
+    }
+    stats[site] = *st;
+    showProgramCounters(*st, on);
+  }
 
   heading("Summary");
   Checks checks;
@@ -219,9 +276,23 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
   checks.expect(toDirect.has_value() && final.is_object() && final.value("kind", std::string()) == "direct",
                 "the flow upgraded to a direct path and stayed there");
   checks.expect(corrupt == 0 && duplicates == 0, "no corrupt or duplicated datagram");
+  const std::string carriers = dpdkA == dpdkB ? (dpdkA ? "DPDK" : "XDP") : dpdkA ? "DPDK (a) and XDP (b)" : "XDP (a) and DPDK (b)";
   checks.expect(directOut > 0 && directIn > 0,
-                "XDP carried the direct traffic (a out_direct " + std::to_string(directOut) + ", b in_direct " +
+                carriers + " carried the direct traffic (a out_direct " + std::to_string(directOut) + ", b in_direct " +
                     std::to_string(directIn) + ")");
+  for (const auto& [site, on] : {std::pair{std::string("a"), dpdkA}, std::pair{std::string("b"), dpdkB}}) {
+    if (!on) continue;
+    // DPDK's program forwarded (REDIRECT between the gateway's two ports), XDP had nothing
+    // attached, and no data went through tgwd's sockets.
+    const nlohmann::json& st = stats[site];
+    const uint64_t redirected = programPackets(st, "dpdk", "redirect");
+    const bool noXdp = st.contains("edge") && st["edge"]["xdp"].empty();
+    const uint64_t userspace = st.contains("edge") ? st["edge"]["sockets"].value("data_in_userspace", uint64_t{1}) : 1;
+    checks.expect(redirected > 0 && noXdp && userspace == 0,
+                  "site " + site + ": DPDK forwarded the flow (program redirect " + std::to_string(redirected) +
+                      ", no XDP rows: " + (noXdp ? "yes" : "no") + ", data through tgwd's sockets " +
+                      std::to_string(userspace) + ")");
+  }
   if (checks.failed) std::printf("%s\n", e.logs().c_str());
 
   heading("Cleaning up");
@@ -238,11 +309,12 @@ int runDemo(double sendSeconds, double holdDirect, bool keepLogs) {
 
 int main(int argc, char** argv) {
   double sendSeconds = 10, holdDirect = 3;
-  bool keepLogs = false;
-  enum { kKeep = 1000, kSeconds, kHold };
+  bool keepLogs = false, dpdkA = false, dpdkB = false;
+  enum { kKeep = 1000, kSeconds, kHold, kDpdk };
   const option longopts[] = {{"seconds", required_argument, nullptr, kSeconds},
                              {"hold-direct", required_argument, nullptr, kHold},
                              {"keep-logs", no_argument, nullptr, kKeep},
+                             {"dpdk", optional_argument, nullptr, kDpdk},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
@@ -252,6 +324,16 @@ int main(int argc, char** argv) {
         case kSeconds: sendSeconds = std::stod(optarg); break;
         case kHold: holdDirect = std::stod(optarg); break;
         case kKeep: keepLogs = true; break;
+        case kDpdk: {
+          const std::string which = optarg ? optarg : "a";
+          if (which != "a" && which != "both") {
+            usage(stderr);
+            return 2;
+          }
+          dpdkA = true;
+          dpdkB = which == "both";
+          break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
       }
@@ -266,5 +348,5 @@ int main(int argc, char** argv) {
   }
   cleanUpOnSignal();  // Ctrl-C removes the lab too
   setvbuf(stdout, nullptr, _IOLBF, 0);
-  return runDemo(sendSeconds, holdDirect, keepLogs);
+  return runDemo(sendSeconds, holdDirect, keepLogs, dpdkA, dpdkB);
 }

@@ -91,6 +91,11 @@ Result<void> EdgeLab::pair(const std::string& a, const std::string& b, EdgeSiteO
     spec.lanInterface = s.lanInterface;
     spec.port = o.port;
     spec.xdpMode = o.xdpMode;
+    if (o.dpdk) {
+      spec.dataplane = "dpdk";
+      spec.dpdkEalArgs = {"-l", o.dpdkLcores, "--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--no-telemetry",
+                          "--file-prefix", lab_->tempDir().filename().string() + "-" + site};
+    }
     spec.natpmp = o.natpmp;
     spec.pcp = o.pcp;
     spec.upnp = o.upnp;

@@ -30,6 +30,10 @@ struct EdgeSiteOptions {
   uint16_t port = 41641;    // edge.port
   bool pinned = false;      // pin_dir under the lab's own bpffs
   std::string xdpMode = "native";
+  // true: edge.dataplane = "dpdk" (no xdp_mode), the EAL on lcores `dpdkLcores` (the first is
+  // the main lcore, the second the polling worker's), no hugepages, the lab's own file prefix.
+  bool dpdk = false;
+  std::string dpdkLcores = "0,1";
   bool natpmp = true, pcp = true, upnp = true;  // [edge.portmap]
   int portmapRepairSeconds = 0;     // edge.portmap.repair_seconds (0: the default)
   uint64_t maxOpenFiles = 0;        // daemon.max_open_files (0: not set)

@@ -341,8 +341,12 @@ Result<void> writeEdgeConfig(const std::filesystem::path& out, const std::filesy
   f << "\n[edge]\nkey_file = " << quoted(keyFile.string()) << "\ninterface = " << quoted(spec.interface) << "\n";
   if (!spec.lanInterface.empty()) f << "lan_interface = " << quoted(spec.lanInterface) << "\n";
   if (!spec.addresses.empty()) f << "addresses = " << quotedList(spec.addresses) << "\n";
-  f << "port = " << spec.port << "\nxdp_mode = " << quoted(spec.xdpMode) << "\npin_dir = "
-    << quoted(spec.pinDir) << "\nstun_servers = " << quotedList(spec.stunServers) << "\n" << spec.extraEdge << "\n";
+  f << "port = " << spec.port << "\n";
+  if (spec.dataplane.empty()) f << "xdp_mode = " << quoted(spec.xdpMode) << "\n";
+  else f << "dataplane = " << quoted(spec.dataplane) << "\n";
+  f << "pin_dir = " << quoted(spec.pinDir) << "\nstun_servers = " << quotedList(spec.stunServers) << "\n"
+    << spec.extraEdge << "\n";
+  if (spec.dataplane == "dpdk") f << "[edge.dpdk]\neal_args = " << quotedList(spec.dpdkEalArgs) << "\n\n";
   f << "[edge.portmap]\nnatpmp = " << (spec.natpmp ? "true" : "false") << "\npcp = " << (spec.pcp ? "true" : "false")
     << "\nupnp = " << (spec.upnp ? "true" : "false") << "\n";
   if (spec.portmapRepairSeconds > 0) f << "repair_seconds = " << spec.portmapRepairSeconds << "\n";

@@ -170,6 +170,10 @@ struct EdgeSpec {
   std::vector<std::string> addresses;
   uint16_t port = 41641;
   std::string xdpMode = "native";
+  // edge.dataplane: "" (the default, XDP) or "dpdk" (then no xdp_mode, and [edge.dpdk] with
+  // eal_args = dpdkEalArgs).
+  std::string dataplane;
+  std::vector<std::string> dpdkEalArgs;
   std::string pinDir;               // "" = no pinning
   std::vector<std::string> stunServers = {"198.18.0.10:3478", "198.18.0.11:3479"};
   std::string relayAddress = "198.18.0.10:3478";
