@@ -127,7 +127,7 @@ TEST(DpdkConfig, AnOwnedDeviceMakesTheInterfaceTheTap) {
 TEST(DpdkConfig, OwnedDeviceRefusalsNameTheKeys) {
   const std::string d = kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\n";
   EXPECT_EQ(errorOf(d + "device = \"0000:03:00.0\"\neal_args = [\"-l\", \"0,1\", \"--no-pci\"]\n"),
-            "r.toml:6: relay.dpdk.eal_args: expected no --no-pci with a PCI relay.dpdk.device (\"0000:03:00.0\": the "
+            "r.toml:7: relay.dpdk.eal_args: expected no --no-pci with a PCI relay.dpdk.device (\"0000:03:00.0\": the "
             "EAL would not see it), got \"--no-pci\"");
   EXPECT_EQ(errorOf(d + "device = \"03:00.0\"\n"),
             "r.toml:6: relay.dpdk.device: expected a PCI address bound to vfio-pci or uio_pci_generic "
