@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <toml++/toml.h>
 
@@ -155,6 +156,29 @@ TEST(RelayDpdkOwned, ArpPingStunAndTurnThroughAnOwnedPortAndItsTap) {
 
   auto check = l.exec(relay.netns, tgwdPath() + " --check --config " + *example);
   EXPECT_TRUE(check.ok()) << check.output;
+  // --check refuses an interface that is not a multi-queue TAP and a vdev's missing interface.
+  {
+    std::string text;
+    {
+      std::ifstream in(*example);
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    auto replaced = [&](const std::string& from, const std::string& to) {
+      std::string t = text;
+      t.replace(t.find(from), from.size(), to);
+      const std::string path = (l.tempDir() / "relay-dpdk-owned-bad.toml").string();
+      std::ofstream(path) << t;
+      return l.exec(relay.netns, tgwdPath() + " --check --config " + path);
+    };
+    auto notTap = replaced(std::string("interface = '") + kTap + "'", "interface = 'wan0'");
+    EXPECT_FALSE(notTap.ok()) << notTap.output;
+    EXPECT_NE(notTap.output.find("relay.interface: expected a multi-queue TAP with relay.dpdk.device"),
+              std::string::npos)
+        << notTap.output;
+    auto noNic = replaced("iface=wan0", "iface=nic9");
+    EXPECT_FALSE(noNic.ok()) << noNic.output;
+    EXPECT_NE(noNic.output.find("relay.dpdk.device: no interface 'nic9' here"), std::string::npos) << noNic.output;
+  }
 
   auto daemon = RelayDaemon::start(l, relay, "", *example, false);
   ASSERT_TRUE(daemon.ok()) << daemon.error().message;
