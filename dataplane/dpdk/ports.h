@@ -21,8 +21,13 @@
 //     operator's addresses and routes are on it, what the program PASSes goes up through it
 //     (unicast to another MAC included: the kernel drops those as another host's), and core 0
 //     forwards what the kernel sends into it out of the wire (kernelToWire). The TAP is one the
-//     operator made persistent beforehand (`ip tuntap add mode tap multi_queue`): net_tap
-//     attaches to it, so its addresses outlive tgwd.
+//     operator made persistent beforehand (`ip tuntap add mode tap multi_queue`): DPDK 22.11's
+//     net_tap attaches to an existing TAP of that name (TUNSETIFF) and leaves it when it closes,
+//     so tgwd's sockets find their addresses at start and the addresses outlive tgwd. The link
+//     goes down when tgwd stops: IPv4 addresses stay, IPv6 ones only with
+//     net.ipv6.conf.TAP.keep_addr_on_down=1, and the kernel drops routes through it (connected
+//     ones return when the next tgwd brings it up; others are the network configuration's to
+//     put back). Seen in tests/dpdk/relay_dpdk_owned_lab_test.cpp.
 #pragma once
 
 #include <rte_ethdev.h>

@@ -12,8 +12,10 @@
 // through port <-> TAP (the kernel answers, kernel_to_wire counts its frames out of the port);
 // a bare STUN Binding request answered by DPDK alone; TURN with coturn's turnutils_uclient:
 // Allocate / CreatePermission / ChannelBind up through the TAP to tgwd's server and its answers
-// back out of the port, ChannelData relayed by the DPDK core both ways, every message back; the
-// TAP and its addresses outlive tgwd. Skips without DPDK in this build, or without root.
+// back out of the port, ChannelData relayed by the DPDK core both ways, every message back;
+// `tgwd --check` refusing a relay.interface that is no TAP and a vdev without its interface; the
+// TAP and its addresses outliving tgwd, and a second tgwd on them answering again. Skips
+// without DPDK in this build, or without root.
 //
 // CPU: the EAL pins a polling worker to lcore 1 for the seconds the daemon runs.
 #include <gtest/gtest.h>
@@ -84,6 +86,8 @@ Result<void> makeOwnedStandIn(Lab& l, const Host& relay) {
       "sysctl -qw net.ipv6.conf.wan0.disable_ipv6=1",
       "nft add table netdev tgwowned",
       "nft add chain netdev tgwowned in '{ type filter hook ingress device wan0 priority 0; policy drop; }'",
+      // IPv6 addresses go when a link goes down (tgwd's stop) unless kept.
+      "sysctl -qw net.ipv6.conf." + t + ".keep_addr_on_down=1",
       "ip link set " + t + " up"};
   for (const IpAddr& a : relay.ipv4) cmds.push_back("ip addr add " + a.toString() + "/24 dev " + t);
   for (const IpAddr& a : relay.ipv6) cmds.push_back("ip -6 addr add " + a.toString() + "/64 dev " + t + " nodad");
@@ -263,6 +267,23 @@ TEST(RelayDpdkOwned, ArpPingStunAndTurnThroughAnOwnedPortAndItsTap) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << daemon->process()->log();
   auto addrs = l.exec(relay.netns, std::string("ip addr show dev ") + kTap);
   EXPECT_NE(addrs.output.find("198.18.0.10/24"), std::string::npos) << addrs.output;
+  EXPECT_NE(addrs.output.find("2001:db8:0:1::10/64"), std::string::npos) << addrs.output;
+  if (std::getenv("TGW_LAB_SHOW"))
+    std::printf("after stop:\n%s%s\n", addrs.output.c_str(),
+                l.exec(relay.netns, std::string("ip route show dev ") + kTap).output.c_str());
+
+  // A second tgwd attaches to the same TAP and answers again (the routes the link lost when it
+  // went down with the first are put back, as an operator's network configuration would).
+  auto again = RelayDaemon::start(l, relay, "", *example, false);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  auto routes2 = addRoutes(l, relay);
+  ASSERT_TRUE(routes2.ok()) << routes2.error().message;
+  auto stun2 = l.exec(c.netns, "turnutils_stunclient -p 3478 198.18.0.10", 10s);
+  EXPECT_TRUE(stun2.ok()) << stun2.output << "\n" << again->process()->log();
+  auto ping2 = l.exec(c.netns, "python3 " + pingPy + " 198.18.0.10", 15s);
+  EXPECT_TRUE(ping2.ok()) << ping2.output << "\n" << again->show("stats").output;
+  const int st2 = again->process()->stop(5s);
+  EXPECT_TRUE(WIFEXITED(st2) && WEXITSTATUS(st2) == 0) << again->process()->log();
 }
 
 }  // namespace
