@@ -14,7 +14,6 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 
-#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
