@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -19,6 +20,8 @@
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
+
+#include "base/pci_address.h"
 
 namespace tgw::config {
 
@@ -772,6 +775,32 @@ std::string ealOptionProblem(const std::vector<std::string>& args, size_t& i) {
   return "not an option (EAL would stop parsing here, and tgwd gives no application arguments)";
 }
 
+}  // namespace
+
+std::string dpdkDeviceProblem(const std::string& d) {
+  if (isPciAddress(d)) return "";
+  if (d.find_first_of(" \t\n\"'") != std::string::npos) return "no spaces or quotes";
+  const std::string name = d.substr(0, d.find(','));
+  // The vdev drivers tgwd takes as an owned wire (dataplane/dpdk/ports.h): each needs its name's
+  // prefix and its iface=.
+  if (name.rfind("net_af_packet", 0) != 0) {
+    if (d.find(':') != std::string::npos)
+      return "not a PCI address in DPDK's full form DDDD:BB:DD.F (e.g. 0000:03:00.0)";
+    return "neither a PCI address (DDDD:BB:DD.F) nor a vdev of a supported driver (net_af_packet)";
+  }
+  if (dpdkDeviceInterface(d).empty()) return "a net_af_packet vdev needs iface=<interface>";
+  return "";
+}
+
+std::string dpdkDeviceInterface(const std::string& d) {
+  size_t at = d.find(",iface=");
+  if (at == std::string::npos) return "";
+  at += 7;
+  return d.substr(at, d.find(',', at) - at);
+}
+
+namespace {
+
 // [relay.dpdk] or [edge.dpdk] (dataplane = "dpdk"); `t` null: the defaults. `role` is "relay" or
 // "edge"; `wires` the interfaces the backend opens (relay.interface; edge.interface and
 // edge.lan_interface), which the TAP's name must differ from; `roleLine` the role's table.
@@ -780,13 +809,34 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const std::string& ro
   const std::string p = role + ".dpdk.";
   DpdkConfig c;
   if (t != nullptr) {
-    r.onlyKeys(*t, p, {"eal_args", "queues", "exception_interface"});
+    r.onlyKeys(*t, p, {"eal_args", "queues", "exception_interface", "device"});
     if (const toml::node* args = t->get("eal_args")) {
       if (!args->is_array()) r.failAt(args, Reader::lineOf(*t), p + "eal_args", "an array of strings", Reader::describe(*args));
       c.ealArgs = r.strings(*t, p, "eal_args");
     }
     c.queues = static_cast<uint32_t>(r.integer(*t, p, "queues", c.queues, 1, kMaxDpdkQueues, "queues"));
     c.exceptionInterface = r.str(*t, p, "exception_interface", "");
+    c.device = r.str(*t, p, "device", "");
+  }
+  const bool owned = !c.device.empty();
+  const toml::node* deviceNode = t != nullptr ? t->get("device") : nullptr;
+  if (owned) {
+    const int at = t != nullptr ? Reader::lineOf(*t) : roleLine;
+    if (role != "relay")
+      r.failAt(deviceNode, at, p + "device", "no device: a port DPDK owns is the relay's only (edge.dpdk runs on "
+               "net_af_xdp over edge.interface and edge.lan_interface)", "\"" + c.device + "\"");
+    if (const std::string why = dpdkDeviceProblem(c.device); !why.empty())
+      r.failAt(deviceNode, at, p + "device",
+               "a PCI address bound to vfio-pci or uio_pci_generic (\"0000:03:00.0\") or a vdev of a supported "
+               "driver (\"net_af_packet0,iface=nic0\")",
+               "\"" + c.device + "\": " + why);
+    if (!c.exceptionInterface.empty())
+      r.failAt(t->get("exception_interface"), at, p + "exception_interface",
+               "no exception_interface with " + p + "device (relay.interface names the TAP that is the kernel's "
+               "interface for the device)", "\"" + c.exceptionInterface + "\"");
+    // A PCI device needs the PCI bus the default eal_args switch off.
+    if (isPciAddress(c.device) && (t == nullptr || t->get("eal_args") == nullptr))
+      std::erase(c.ealArgs, std::string("--no-pci"));
   }
   const toml::node* argsNode = t != nullptr ? t->get("eal_args") : nullptr;
   const int line = t != nullptr ? Reader::lineOf(*t) : roleLine;
@@ -802,6 +852,10 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const std::string& ro
     }
     noHuge = noHuge || a == "--no-huge";
     inMemory = inMemory || a == "--in-memory";
+    if (owned && isPciAddress(c.device) && a == "--no-pci") {
+      r.failAt(argsNode, line, p + "eal_args",
+               "no --no-pci with a PCI " + p + "device (\"" + c.device + "\": the EAL would not see it)", "\"" + a + "\"");
+    }
     // The backend names its ports itself (dataplane/dpdk/backend.h).
     if (a == "--vdev" || a.rfind("--vdev=", 0) == 0) {
       r.failAt(argsNode, line, p + "eal_args",
@@ -815,6 +869,11 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const std::string& ro
              "--no-shconf rather than --in-memory with --no-huge (DPDK 22.11: --no-huge means legacy memory, which "
              "--in-memory refuses)",
              "both");
+  }
+  // Owned: the TAP is relay.interface itself.
+  if (owned) {
+    c.exceptionInterface = wires.front();
+    return c;
   }
   if (c.exceptionInterface.empty()) c.exceptionInterface = ("tgwx" + wires.front()).substr(0, 15);
   if (c.exceptionInterface.size() > 15 ||

@@ -162,8 +162,21 @@ struct DpdkConfig {
                                    "--no-telemetry"};
   uint32_t queues = 1;             // wire queues, one worker lcore each (1..64)
   std::string exceptionInterface;  // the TAP to the kernel; default "tgwx" + relay.interface
-                                   // (edge: "tgwx" + edge.interface)
+                                   // (edge: "tgwx" + edge.interface); with device: relay.interface
+  // relay.dpdk.device: a wire DPDK owns instead of net_af_xdp on relay.interface
+  // (dataplane/dpdk/ports.h, "owned"): a PCI address bound to vfio-pci or uio_pci_generic
+  // ("0000:03:00.0"; tgwd drops --no-pci from the default eal_args, and refuses it in written
+  // ones) or a net_af_packet vdev spec ("net_af_packet0,iface=nic0": a virtual NIC, the lab's
+  // stand-in). relay.interface then names a persistent TAP made beforehand (`ip tuntap add dev
+  // IF mode tap multi_queue`) that is the kernel's interface for the wire: the operator's
+  // addresses and routes go on it and tgwd gives it the device's MAC. No exception_interface.
+  // Empty: net_af_xdp on relay.interface with the steering program. Relay only.
+  std::string device;
 };
+// relay.dpdk.device's form: "" when fine, else why not (config.cpp; --check looks at the host).
+std::string dpdkDeviceProblem(const std::string& device);
+// A vdev device's iface= (the interface it takes over), "" without one.
+std::string dpdkDeviceInterface(const std::string& device);
 inline constexpr uint32_t kMaxDpdkQueues = 64;
 
 struct RelayConfig {

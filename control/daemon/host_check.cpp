@@ -15,11 +15,49 @@
 #include <optional>
 #include <set>
 
+#include "base/pci_address.h"
 #include "base/sockaddr.h"
 #include "crypto/node_key.h"
 #include "dataplane/xdp_attachment.h"
 
 namespace tgw {
+
+namespace {
+
+// relay.dpdk.device on this host: a PCI function bound to a driver DPDK can own it through
+// (vfio-pci, uio_pci_generic), or a net_af_packet vdev's interface; relay.interface a
+// persistent multi-queue TAP (net_tap attaches to it; dataplane/dpdk/ports.h, "owned").
+template <class Problem>
+void ownedDeviceProblems(const std::string& interface, const std::string& device, Problem& problem) {
+  if (isPciAddress(device)) {
+    const std::string dir = "/sys/bus/pci/devices/" + device;
+    struct stat st {};
+    if (stat(dir.c_str(), &st) != 0) {
+      problem("relay.dpdk.device", "no PCI device " + device + " here (`lspci -D` lists them)");
+    } else {
+      char link[256] = {};
+      const ssize_t n = readlink((dir + "/driver").c_str(), link, sizeof link - 1);
+      std::string driver = n > 0 ? std::string(link, size_t(n)) : "";
+      driver = driver.substr(driver.rfind('/') + 1);
+      if (driver != "vfio-pci" && driver != "uio_pci_generic")
+        problem("relay.dpdk.device", "expected " + device + " bound to vfio-pci or uio_pci_generic, got " +
+                                         (driver.empty() ? std::string("no driver") : "driver " + driver) +
+                                         " (dpdk-devbind.py --bind=vfio-pci " + device + ")");
+    }
+  } else if (const std::string iface = config::dpdkDeviceInterface(device);
+             !iface.empty() && if_nametoindex(iface.c_str()) == 0) {
+    problem("relay.dpdk.device", "no interface '" + iface + "' here for \"" + device + "\" (`ip link` lists them)");
+  }
+  if (if_nametoindex(interface.c_str()) == 0) return;  // said by relay.interface's check
+  std::ifstream f("/sys/class/net/" + interface + "/tun_flags");
+  unsigned flags = 0;
+  if (!(f >> std::hex >> flags) || (flags & 0x0002) == 0 || (flags & 0x0100) == 0)
+    problem("relay.interface", "expected a multi-queue TAP with relay.dpdk.device (the kernel's interface for the "
+                               "device: ip tuntap add dev " + interface + " mode tap multi_queue), got '" + interface +
+                               "', which is not one");
+}
+
+}  // namespace
 
 namespace {
 
@@ -121,8 +159,11 @@ HostCheck checkHost(const config::Config& cfg) {
     assigned("relay.address", cfg.relay->addresses);
     assigned("relay.secondary_address", cfg.relay->secondaryAddresses);
     if (cfg.relay->xdpMode != config::XdpMode::Off) interface("relay.interface", cfg.relay->interface);
+    const bool owned = cfg.relay->dataplane == config::Dataplane::Dpdk && cfg.relay->dpdk &&
+                       !cfg.relay->dpdk->device.empty();
+    if (owned) ownedDeviceProblems(cfg.relay->interface, cfg.relay->dpdk->device, problem);
     // net_af_xdp opens queues 0..queues-1 of the interface: more than it has fail at start.
-    if (cfg.relay->dataplane == config::Dataplane::Dpdk && cfg.relay->dpdk &&
+    if (!owned && cfg.relay->dataplane == config::Dataplane::Dpdk && cfg.relay->dpdk &&
         if_nametoindex(cfg.relay->interface.c_str()) != 0) {
       const uint32_t want = cfg.relay->dpdk->queues;
       if (auto have = dataplane::receiveQueues(cfg.relay->interface); have && want > *have) {

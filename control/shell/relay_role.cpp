@@ -426,6 +426,7 @@ Result<void> RelayRole::startDpdk() {
   o.ealArgs = cfg_.dpdk->ealArgs;
   o.interface = cfg_.interface;
   o.exceptionInterface = cfg_.dpdk->exceptionInterface;
+  o.device = cfg_.dpdk->device;
   o.queues = cfg_.dpdk->queues;
   o.stun.ports = xdpStunPorts();
   o.stun.endpoints = xdpStunEndpoints();

@@ -77,7 +77,10 @@ RelayBackend::~RelayBackend() { stop(); }
 Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOptions& o) {
   auto tables = StunTables::build(o.stun);
   if (!tables) return Unexpected<Error>{tables.error()};
-  auto ports = Ports::open({o.ealArgs, {o.interface}, o.exceptionInterface, o.queues, "relay.dpdk"});
+  // Owned (o.device): relay.interface is the TAP, the kernel's interface for the wire.
+  const bool owned = !o.device.empty();
+  auto ports = Ports::open(
+      {o.ealArgs, {owned ? o.device : o.interface}, owned ? o.interface : o.exceptionInterface, o.queues, "relay.dpdk", o.device});
   if (!ports) return Unexpected<Error>{ports.error()};
 
   auto impl = std::make_unique<Impl>();
@@ -131,6 +134,13 @@ Result<std::unique_ptr<RelayBackend>> RelayBackend::start(const RelayBackendOpti
 
   if (auto ok = s.workers.start(*s.ports, s.program); !ok) return Unexpected<Error>{ok.error()};
 
+  if (owned) {
+    log::info("dpdk.started", {{"device", o.device},
+                               {"interface", o.interface},
+                               {"queues", std::to_string(o.queues)},
+                               {"turn", o.turn ? "yes" : "no"}});
+    return self;
+  }
   // Last: steer the STUN ports (and with TURN the relayed port range) to the queues. Before
   // this the kernel's sockets answer.
   std::set<uint16_t> steered(s.tables.ports().begin(), s.tables.ports().end());

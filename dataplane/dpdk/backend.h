@@ -15,7 +15,10 @@
 //     arrival interface differs). Replies from those sockets leave through the kernel's own
 //     route out of relay.interface. What the kernel sends into the TAP (its IPv6 link-local
 //     chatter) is drained and dropped.
-// Why not net_af_packet on a veth: an AF_PACKET socket gets a copy of each frame while the
+// With relay.dpdk.device the wire is a port DPDK owns instead (a NIC bound to vfio-pci): every
+// frame reaches the loop, PASS goes up through the TAP, which is relay.interface and carries
+// the port's MAC, and what the kernel sends into the TAP leaves by the port (ports.h).
+// Why not net_af_packet on a veth (as a shared wire): an AF_PACKET socket gets a copy of each frame while the
 // kernel stack still gets the frame, so a request DPDK answered would be answered a second time
 // by tgwd's userspace server. The backend names its ports itself (relay.dpdk.eal_args refuses
 // --vdev), so it is never used.
@@ -49,8 +52,12 @@ struct RelayBackendOptions {
   // lcores, memory (--no-huge on these VMs), --no-pci, a --file-prefix... The backend adds the
   // two --vdev arguments of its ports.
   std::vector<std::string> ealArgs;
-  std::string interface;           // the wire (net_af_xdp on it)
-  std::string exceptionInterface;  // the TAP's name in the kernel
+  std::string interface;           // the wire (net_af_xdp on it); with `device`, the TAP
+  std::string exceptionInterface;  // the TAP's name in the kernel (unused with `device`)
+  // relay.dpdk.device: a wire DPDK owns (ports.h, "owned"): a PCI address bound to vfio-pci /
+  // uio_pci_generic or a vdev spec. `interface` is then the persistent TAP that is the
+  // kernel's interface for that wire (its addresses, routes, ARP / ND); no steering program.
+  std::string device;
   uint32_t queues = 1;             // wire queues = worker lcores (at least this many)
   dataplane::StunResponder::Options stun;
 

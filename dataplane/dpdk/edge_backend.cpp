@@ -127,7 +127,7 @@ Result<std::unique_ptr<EdgeBackend>> EdgeBackend::start(const EdgeBackendOptions
   const bool twoPorts = !o.lan.empty() && o.lan != o.wan;
   std::vector<std::string> wires{o.wan};
   if (twoPorts) wires.push_back(o.lan);
-  auto ports = Ports::open({o.ealArgs, wires, o.exceptionInterface, o.queues, "edge.dpdk"});
+  auto ports = Ports::open({o.ealArgs, wires, o.exceptionInterface, o.queues, "edge.dpdk", ""});
   if (!ports) return Unexpected<Error>{ports.error()};
 
   std::unique_ptr<EdgeBackend> self(new EdgeBackend(std::make_unique<Impl>()));

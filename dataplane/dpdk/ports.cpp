@@ -148,6 +148,8 @@ tgw_dpdk_steer_key steerKey(const SockAddr& a) {
 
 }  // namespace
 
+std::string deviceName(const std::string& d) { return d.substr(0, d.find(',')); }
+
 uint64_t monotonicNs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no system call
@@ -273,30 +275,55 @@ Result<std::unique_ptr<Ports>> Ports::open(const PortsOptions& o) {
   if (o.wires.empty() || o.wires.size() > kMaxWires) return fail("dpdk: one or two wire interfaces");
   std::unique_ptr<Ports> self(new Ports());
   Ports& s = *self;
-  for (const std::string& name : o.wires) {
-    const int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-    if (ifindex == 0) return fail("dpdk: no interface " + name);
-    if (auto ok = clearLeftoverSteering(ifindex, name); !ok) return Unexpected<Error>{ok.error()};
-    Wire w;
-    w.name = name;
-    w.ifindex = ifindex;
-    w.steering = std::make_unique<Steering>();
-    s.wires_.push_back(std::move(w));
-  }
-
-  auto objFd = steerObjectFd();
-  if (!objFd) return Unexpected<Error>{objFd.error()};
-  // net_af_xdp opens the object when its first queue is set up: the file stays until then.
-  struct CloseFd {
-    int fd;
-    ~CloseFd() { ::close(fd); }
-  } closeObj{*objFd};
+  s.owned_ = !o.device.empty();
   std::vector<std::string> args{"tgwd"};
   args.insert(args.end(), o.ealArgs.begin(), o.ealArgs.end());
-  for (size_t i = 0; i < o.wires.size(); i++) {
-    args.push_back("--vdev");
-    args.push_back(std::string(kWireNames[i]) + ",iface=" + o.wires[i] + ",start_queue=0,queue_count=" +
-                   std::to_string(o.queues) + ",xdp_prog=/proc/self/fd/" + std::to_string(*objFd));
+  // Held until the EAL has opened it (net_af_xdp opens the object when its first queue is set
+  // up, in open() below): closed when open() returns.
+  struct CloseFd {
+    int fd = -1;
+    ~CloseFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closeObj;
+  if (s.owned_) {
+    if (o.wires.size() != 1) return fail("dpdk: an owned device is the one wire");
+    // The TAP is the kernel's interface for the wire: a persistent one the operator made, so
+    // its addresses and routes are there before tgwd binds and after it stops.
+    if (if_nametoindex(o.exceptionInterface.c_str()) == 0)
+      return fail("dpdk: no interface " + o.exceptionInterface + " (with " + sec + ".device, " +
+                  sec.substr(0, sec.find('.')) + ".interface names a persistent TAP made beforehand: ip tuntap add dev " +
+                  o.exceptionInterface + " mode tap multi_queue)");
+    Wire w;
+    w.name = o.device;
+    w.steering = std::make_unique<Steering>();  // never opened: no steering on an owned wire
+    s.wires_.push_back(std::move(w));
+    if (isPciAddress(o.device)) {
+      args.push_back("-a");
+      args.push_back(o.device);
+    } else {
+      args.push_back("--vdev");
+      args.push_back(o.device);
+    }
+  } else {
+    for (const std::string& name : o.wires) {
+      const int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+      if (ifindex == 0) return fail("dpdk: no interface " + name);
+      if (auto ok = clearLeftoverSteering(ifindex, name); !ok) return Unexpected<Error>{ok.error()};
+      Wire w;
+      w.name = name;
+      w.ifindex = ifindex;
+      w.steering = std::make_unique<Steering>();
+      s.wires_.push_back(std::move(w));
+    }
+    auto objFd = steerObjectFd();
+    if (!objFd) return Unexpected<Error>{objFd.error()};
+    closeObj.fd = *objFd;
+    for (size_t i = 0; i < o.wires.size(); i++) {
+      args.push_back("--vdev");
+      args.push_back(std::string(kWireNames[i]) + ",iface=" + o.wires[i] + ",start_queue=0,queue_count=" +
+                     std::to_string(o.queues) + ",xdp_prog=/proc/self/fd/" + std::to_string(*objFd));
+    }
   }
   args.push_back("--vdev");
   args.push_back(std::string(kTapName) + ",iface=" + o.exceptionInterface);
@@ -312,7 +339,15 @@ Result<std::unique_ptr<Ports>> Ports::open(const PortsOptions& o) {
   s.eal_ = true;
   s.drainTsc_ = (rte_get_tsc_hz() + 999'999) / 1'000'000 * kDrainUs;
 
-  for (size_t i = 0; i < s.wires_.size(); i++) {
+  if (s.owned_) {
+    const std::string name = deviceName(o.device);
+    if (rte_eth_dev_get_port_by_name(name.c_str(), &s.wires_[0].port) != 0)
+      return fail("dpdk: no port " + name + " (" + sec + ".device \"" + o.device + "\" did not probe: " +
+                  (isPciAddress(o.device) ? "is it bound to vfio-pci or uio_pci_generic (dpdk-devbind.py --status)?"
+                                          : "does its driver's interface exist?") +
+                  ")");
+  }
+  for (size_t i = 0; i < s.wires_.size() && !s.owned_; i++) {
     if (rte_eth_dev_get_port_by_name(kWireNames[i], &s.wires_[i].port) != 0)
       return fail(std::string("dpdk: no port ") + kWireNames[i] + " (net_af_xdp on " + o.wires[i] + " did not probe)");
   }
@@ -352,6 +387,13 @@ Result<std::unique_ptr<Ports>> Ports::open(const PortsOptions& o) {
         return fail(dpdkError("tx queue " + std::to_string(i) + " of " + w.name, e));
     }
   }
+  if (s.owned_) {
+    // The kernel's interface for the wire answers ARP / ND with the port's MAC.
+    rte_ether_addr mac{};
+    if (int e = rte_eth_macaddr_get(s.wires_[0].port, &mac); e < 0) return fail(dpdkError("MAC of " + o.device, e));
+    if (int e = rte_eth_dev_default_mac_addr_set(s.tap_, &mac); e < 0)
+      return fail(dpdkError("setting the MAC of " + o.exceptionInterface + " to " + o.device + "'s", e));
+  }
   if (int e = rte_eth_dev_configure(s.tap_, 1, q, &conf); e < 0)
     return fail(dpdkError("configure " + o.exceptionInterface, e));
   for (uint16_t i = 0; i < q; i++)
@@ -364,6 +406,13 @@ Result<std::unique_ptr<Ports>> Ports::open(const PortsOptions& o) {
     if (int e = rte_eth_dev_start(w.port); e < 0) return fail(dpdkError("start " + w.name, e) + " (" + channels + ")");
   if (int e = rte_eth_dev_start(s.tap_); e < 0) return fail(dpdkError("start " + o.exceptionInterface, e));
   rte_eth_macaddr_get(s.tap_, &s.tapMac_);
+  if (s.owned_) {
+    // The TAP is the interface: every frame reaches the loop, no steering, no rp_filter issue.
+    char mac[RTE_ETHER_ADDR_FMT_SIZE];
+    rte_ether_format_addr(mac, sizeof mac, &s.tapMac_);
+    log::info("dpdk.owned_port", {{"device", o.device}, {"interface", o.exceptionInterface}, {"mac", mac}});
+    return self;
+  }
   s.xskFds_ = findXskFds();
   if (s.xskFds_.size() != size_t{q} * wires)
     log::warn("dpdk.xsk_sockets", {{"expected", std::to_string(size_t{q} * wires)},
@@ -443,6 +492,7 @@ std::vector<std::pair<std::string, uint64_t>> Ports::counters(const std::vector<
     sum.wireTxFailed += LoopCounters::get(l.wireTxFailed);
     sum.kernelTxFailed += LoopCounters::get(l.kernelTxFailed);
     sum.kernelRxDrained += LoopCounters::get(l.kernelRxDrained);
+    sum.kernelToWire += LoopCounters::get(l.kernelToWire);
     sum.idleNaps += LoopCounters::get(l.idleNaps);
   }
   // The kernel's side of each AF_XDP socket: frames the steering program redirected that the
@@ -480,6 +530,7 @@ std::vector<std::pair<std::string, uint64_t>> Ports::counters(const std::vector<
       {"wire_tx_failed", sum.wireTxFailed},
       {"kernel_tx_failed", sum.kernelTxFailed},
       {"kernel_rx_drained", sum.kernelRxDrained},
+      {"kernel_to_wire", sum.kernelToWire},
       {"idle_naps", sum.idleNaps},
       {"xsk_rx_ring_full", xsk.rx_ring_full},
       {"xsk_rx_fill_ring_empty", xsk.rx_fill_ring_empty_descs},

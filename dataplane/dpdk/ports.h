@@ -9,6 +9,25 @@
 // every kDrainUs; after kIdlePolls empty polls it naps kIdleNap (the kernel half of the AF_XDP
 // path may share its core). Core 0 also drains what the kernel sends into the TAP. Nothing in
 // the loop allocates, locks or logs; its counters are per core (LoopCounters, CoreStats).
+//
+// Two kinds of wire port:
+//   - shared (PortsOptions::device empty): net_af_xdp on an interface the kernel keeps. The
+//     steering program sends tgw's UDP to DPDK; ARP / ND, addresses and routes stay with the
+//     kernel's interface, replies leave through it, and what the kernel sends into the TAP is
+//     drained and dropped (kernelRxDrained).
+//   - owned (PortsOptions::device set: a PCI device bound to vfio-pci / uio_pci_generic, or a
+//     vdev such as net_af_packet): DPDK has the wire alone and every frame reaches the loop.
+//     The TAP is then the kernel's interface for that wire: it carries the port's MAC, the
+//     operator's addresses and routes are on it, what the program PASSes goes up through it
+//     (unicast to another MAC included: the kernel drops those as another host's), and core 0
+//     forwards what the kernel sends into it out of the wire (kernelToWire). The TAP is one the
+//     operator made persistent beforehand (`ip tuntap add mode tap multi_queue`): DPDK 22.11's
+//     net_tap attaches to an existing TAP of that name (TUNSETIFF) and leaves it when it closes,
+//     so tgwd's sockets find their addresses at start and the addresses outlive tgwd. The link
+//     goes down when tgwd stops: IPv4 addresses stay, IPv6 ones only with
+//     net.ipv6.conf.TAP.keep_addr_on_down=1, and the kernel drops routes through it (connected
+//     ones return when the next tgwd brings it up; others are the network configuration's to
+//     put back). Seen in tests/dpdk/relay_dpdk_owned_lab_test.cpp.
 #pragma once
 
 #include <rte_ethdev.h>
@@ -30,6 +49,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/pci_address.h"
 #include "base/result.h"
 #include "base/sockaddr.h"
 #include "dataplane/dpdk/stun_program.h"
@@ -58,7 +78,8 @@ struct LoopCounters {
   uint64_t multiSegment = 0;     // chained mbufs: to the kernel without the program
   uint64_t wireTxFailed = 0;     // frames a wire's TX queue did not take, freed
   uint64_t kernelTxFailed = 0;   // frames the TAP did not take, freed (lost)
-  uint64_t kernelRxDrained = 0;  // frames the kernel sent into the TAP, dropped
+  uint64_t kernelRxDrained = 0;  // frames the kernel sent into the TAP, dropped (shared wire)
+  uint64_t kernelToWire = 0;     // frames the kernel sent into the TAP, out of the wire (owned)
   uint64_t idleNaps = 0;         // kIdleNap sleeps after kIdlePolls empty polls
 
   static void add(uint64_t& c, uint64_t n) { __atomic_store_n(&c, c + n, __ATOMIC_RELAXED); }
@@ -83,6 +104,10 @@ struct PortsOptions {
   std::string exceptionInterface;  // the TAP's name in the kernel
   uint32_t queues = 1;             // queues per wire = worker lcores
   std::string section;             // "relay.dpdk", "edge.dpdk": named in errors
+  // An owned wire instead of `wires` (one wire): a PCI address ("0000:03:00.0", added to the
+  // EAL's allow list) or a vdev spec ("net_af_packet0,iface=nic0"). exceptionInterface is then
+  // the kernel's interface for the wire, a persistent TAP that must exist.
+  std::string device;
 };
 
 // The marks of one wire's steering program (steer.bpf.c): UDP destination ports (any address)
@@ -128,6 +153,7 @@ class Ports {
   int wireIfindex(uint32_t i) const { return wires_[i].ifindex; }
   const std::string& wireName(uint32_t i) const { return wires_[i].name; }
   Steering& steering(uint32_t i) { return *wires_[i].steering; }
+  bool owned() const { return owned_; }
   uint16_t tap() const { return tap_; }
   const rte_ether_addr& tapMac() const { return tapMac_; }
   uint16_t queues() const { return queues_; }
@@ -157,12 +183,15 @@ class Ports {
   uint64_t drainTsc_ = 0;
   bool started_ = false;
   bool eal_ = false;
+  bool owned_ = false;
   // net_af_xdp's AF_XDP sockets (owned by DPDK, read with getsockopt(XDP_STATISTICS) only,
   // forgotten before the ports close).
   std::vector<int> xskFds_;
 };
 
 uint64_t monotonicNs();
+// The port's name DPDK gives the device: the PCI address, or the vdev's name before its first ",".
+std::string deviceName(const std::string& device);
 
 // One burst through the program, each frame to its port's TX buffer, the TAP or freed.
 // Program: Verdict handle(Frame&, uint32_t ingressWire, uint32_t& egressWire, Program::Core&,
@@ -201,14 +230,15 @@ inline void runBurst(const Ports& ports, LoopCore& core, typename Program::Core&
         rte_eth_tx_buffer(ports.wire(egress), core.queue, core.wireTx[egress], m);
         break;
       case TGW_VERDICT_PASS: {
-        // To the kernel: a unicast frame gets the TAP's address, or the kernel would take it
-        // for another host's; broadcast and multicast go as they came. The program may have
+        // To the kernel: on a shared wire a unicast frame gets the TAP's address, or the kernel
+        // would take it for another host's; broadcast and multicast go as they came. An owned
+        // wire's TAP has the port's MAC: frames go as they came. The program may have
         // moved the frame: the mbuf follows.
         m->data_off = static_cast<uint16_t>(f.data - static_cast<uint8_t*>(m->buf_addr));
         m->data_len = static_cast<uint16_t>(f.len);
         m->pkt_len = f.len;
         auto* eth = reinterpret_cast<rte_ether_hdr*>(f.data);
-        if (f.len >= sizeof(rte_ether_hdr) && rte_is_unicast_ether_addr(&eth->dst_addr))
+        if (!ports.owned() && f.len >= sizeof(rte_ether_hdr) && rte_is_unicast_ether_addr(&eth->dst_addr))
           rte_ether_addr_copy(&ports.tapMac(), &eth->dst_addr);
         LoopCounters::add(core.counters.toKernel, 1);
         rte_eth_tx_buffer(ports.tap(), core.queue, core.kernelTx, m);
@@ -257,10 +287,17 @@ int pollLoop(const Ports& ports, LoopCore& core, typename Program::Core& pc, Pro
       LoopCounters::add(core.counters.idleNaps, 1);
     }
     if (core.queue == 0) {
-      // The kernel's own frames into the TAP (IPv6 link-local chatter): not ours to send.
+      // What the kernel sends into the TAP: on an owned wire its frames for the wire (ARP, ND,
+      // the sockets' replies), out of it; on a shared wire its own link-local chatter (its
+      // replies leave by its own interface), dropped. One burst per iteration.
       const uint16_t k = rte_eth_rx_burst(ports.tap(), 0, pkts, kBurst);
-      for (uint16_t i = 0; i < k; i++) rte_pktmbuf_free(pkts[i]);
-      if (k > 0) LoopCounters::add(core.counters.kernelRxDrained, k);
+      if (k > 0 && ports.owned()) {
+        for (uint16_t i = 0; i < k; i++) rte_eth_tx_buffer(ports.wire(0), 0, core.wireTx[0], pkts[i]);
+        LoopCounters::add(core.counters.kernelToWire, k);
+      } else if (k > 0) {
+        for (uint16_t i = 0; i < k; i++) rte_pktmbuf_free(pkts[i]);
+        LoopCounters::add(core.counters.kernelRxDrained, k);
+      }
     }
   }
   for (uint32_t w = 0; w < wires; w++) rte_eth_tx_buffer_flush(ports.wire(w), core.queue, core.wireTx[w]);

@@ -3,6 +3,7 @@
 // Errors name file, line, key and what was expected, as every config error does.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "config/config.h"
@@ -100,6 +101,52 @@ TEST(DpdkConfig, RefusalsNameLineKeyAndExpectation) {
             std::string::npos);
   EXPECT_EQ(errorOf("[relay]\naddress = \"192.0.2.1\"\ndataplane = \"dpdk\"\n"),
             "r.toml:1: relay.interface: expected the network interface DPDK's net_af_xdp port opens, got nothing");
+}
+
+// relay.dpdk.device: a port DPDK owns (dataplane/dpdk/ports.h, "owned"); relay.interface is
+// then the TAP, and the exception TAP is that one.
+TEST(DpdkConfig, AnOwnedDeviceMakesTheInterfaceTheTap) {
+  const std::string tap = "[relay]\ninterface = \"tgwo0\"\naddress = \"192.0.2.1\"\ndataplane = \"dpdk\"\n";
+  auto c = parse(tap + "[relay.dpdk]\ndevice = \"net_af_packet0,iface=nic0\"\n", "r.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->relay->dpdk->device, "net_af_packet0,iface=nic0");
+  EXPECT_EQ(c->relay->dpdk->exceptionInterface, "tgwo0");
+  EXPECT_EQ(dpdkDeviceInterface(c->relay->dpdk->device), "nic0");
+  // A PCI device: the default eal_args lose --no-pci, which would hide it from the EAL.
+  auto pci = parse(tap + "[relay.dpdk]\ndevice = \"0000:03:00.0\"\n", "r.toml");
+  ASSERT_TRUE(pci) << pci.error().message;
+  EXPECT_EQ(std::count(pci->relay->dpdk->ealArgs.begin(), pci->relay->dpdk->ealArgs.end(), "--no-pci"), 0);
+  EXPECT_EQ(std::count(c->relay->dpdk->ealArgs.begin(), c->relay->dpdk->ealArgs.end(), "--no-pci"), 1);
+  // Without the key: today's net_af_xdp mode, the TAP beside the wire.
+  auto shared = parse(kRelay + "dataplane = \"dpdk\"\n", "r.toml");
+  ASSERT_TRUE(shared) << shared.error().message;
+  EXPECT_EQ(shared->relay->dpdk->device, "");
+  EXPECT_EQ(shared->relay->dpdk->exceptionInterface, "tgwxwan0");
+}
+
+TEST(DpdkConfig, OwnedDeviceRefusalsNameTheKeys) {
+  const std::string d = kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\n";
+  EXPECT_EQ(errorOf(d + "device = \"0000:03:00.0\"\neal_args = [\"-l\", \"0,1\", \"--no-pci\"]\n"),
+            "r.toml:7: relay.dpdk.eal_args: expected no --no-pci with a PCI relay.dpdk.device (\"0000:03:00.0\": the "
+            "EAL would not see it), got \"--no-pci\"");
+  EXPECT_EQ(errorOf(d + "device = \"03:00.0\"\n"),
+            "r.toml:6: relay.dpdk.device: expected a PCI address bound to vfio-pci or uio_pci_generic "
+            "(\"0000:03:00.0\") or a vdev of a supported driver (\"net_af_packet0,iface=nic0\"), got \"03:00.0\": not "
+            "a PCI address in DPDK's full form DDDD:BB:DD.F (e.g. 0000:03:00.0)");
+  EXPECT_NE(errorOf(d + "device = \"net_null0\"\n")
+                .find("got \"net_null0\": neither a PCI address (DDDD:BB:DD.F) nor a vdev of a supported driver "
+                      "(net_af_packet)"),
+            std::string::npos);
+  EXPECT_NE(errorOf(d + "device = \"net_af_packet0\"\n").find("a net_af_packet vdev needs iface=<interface>"),
+            std::string::npos);
+  EXPECT_EQ(errorOf(d + "device = \"0000:03:00.0\"\nexception_interface = \"tap9\"\n"),
+            "r.toml:7: relay.dpdk.exception_interface: expected no exception_interface with relay.dpdk.device "
+            "(relay.interface names the TAP that is the kernel's interface for the device), got \"tap9\"");
+  EXPECT_NE(errorOf("[edge]\nkey_file = \"/tmp/k\"\ninterface = \"wan0\"\nlan_interface = \"lan0\"\n"
+                    "stun_servers = [\"198.18.0.1\", \"198.18.0.2\"]\ndataplane = \"dpdk\"\n[edge.dpdk]\n"
+                    "device = \"0000:03:00.0\"\n")
+                .find("edge.dpdk.device: expected no device: a port DPDK owns is the relay's only"),
+            std::string::npos);
 }
 #else
 TEST(DpdkConfig, DpdkIsRefusedWithoutTheBackend) {
