@@ -777,6 +777,58 @@ std::string ealOptionProblem(const std::vector<std::string>& args, size_t& i) {
 
 }  // namespace
 
+std::optional<std::vector<unsigned>> dpdkLcores(const std::vector<std::string>& args) {
+  std::set<unsigned> cores;
+  bool named = false;
+  auto list = [&](const std::string& v) {  // "0,2-3"
+    size_t at = 0;
+    while (at <= v.size()) {
+      const size_t comma = std::min(v.find(',', at), v.size());
+      const std::string item = v.substr(at, comma - at);
+      const size_t dash = item.find('-');
+      try {
+        const unsigned lo = static_cast<unsigned>(std::stoul(item.substr(0, dash)));
+        const unsigned hi = dash == std::string::npos ? lo : static_cast<unsigned>(std::stoul(item.substr(dash + 1)));
+        for (unsigned c = lo; c <= hi && c < 1024; c++) cores.insert(c);
+      } catch (const std::exception&) {
+        return false;
+      }
+      at = comma + 1;
+    }
+    return true;
+  };
+  for (size_t i = 0; i < args.size(); i++) {
+    const std::string& a = args[i];
+    if (a == "--lcores" || a.rfind("--lcores=", 0) == 0) return std::nullopt;
+    std::string value;
+    char kind = 0;
+    if ((a == "-l" || a == "-c") && i + 1 < args.size()) {
+      kind = a[1];
+      value = args[++i];
+    } else if (a.size() > 2 && (a.rfind("-l", 0) == 0 || a.rfind("-c", 0) == 0)) {
+      kind = a[1];
+      value = a.substr(a[2] == '=' ? 3 : 2);
+    } else {
+      continue;
+    }
+    named = true;
+    cores.clear();  // the last one given counts
+    if (kind == 'l') {
+      if (!list(value)) return std::nullopt;
+    } else {
+      try {
+        const unsigned long long mask = std::stoull(value, nullptr, 16);
+        for (unsigned c = 0; c < 64; c++)
+          if (mask >> c & 1) cores.insert(c);
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    }
+  }
+  if (!named) return std::nullopt;
+  return std::vector<unsigned>(cores.begin(), cores.end());
+}
+
 std::string dpdkDeviceProblem(const std::string& d) {
   if (isPciAddress(d)) return "";
   if (d.find_first_of(" \t\n\"'") != std::string::npos) return "no spaces or quotes";
@@ -863,6 +915,14 @@ DpdkConfig readDpdk(const Reader& r, const toml::table* t, const std::string& ro
                    " and net_tap on exception_interface)",
                "\"" + a + "\"");
     }
+  }
+  // One main lcore and a worker per queue (dataplane/dpdk/ports.cpp refuses fewer at start).
+  if (const auto lcores = dpdkLcores(c.ealArgs); lcores && lcores->size() < uint64_t{c.queues} + 1) {
+    r.failAt(argsNode, line, p + "eal_args",
+             "at least " + std::to_string(c.queues + 1) + " lcores for " + p + "queues = " + std::to_string(c.queues) +
+                 " (the first is the main lcore, each queue's worker needs one more: e.g. \"-l\", \"0-" +
+                 std::to_string(c.queues) + "\")",
+             std::to_string(lcores->size()));
   }
   if (noHuge && inMemory) {
     r.failAt(argsNode, line, p + "eal_args",

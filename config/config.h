@@ -177,6 +177,11 @@ struct DpdkConfig {
 std::string dpdkDeviceProblem(const std::string& device);
 // A vdev device's iface= (the interface it takes over), "" without one.
 std::string dpdkDeviceInterface(const std::string& device);
+// The lcores eal_args gives the EAL with -l / -l=LIST ("0,1", "0-3,6") or -c MASK, sorted;
+// nullopt when it names none that way (then the EAL takes every CPU of the process's affinity)
+// or uses --lcores (its CPU-set syntax is not read here). The first is the main lcore; the rest
+// run the polling workers, one per queue.
+std::optional<std::vector<unsigned>> dpdkLcores(const std::vector<std::string>& ealArgs);
 inline constexpr uint32_t kMaxDpdkQueues = 64;
 
 struct RelayConfig {

@@ -5,6 +5,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,6 +56,33 @@ void ownedDeviceProblems(const std::string& interface, const std::string& device
     problem("relay.interface", "expected a multi-queue TAP with relay.dpdk.device (the kernel's interface for the "
                                "device: ip tuntap add dev " + interface + " mode tap multi_queue), got '" + interface +
                                "', which is not one");
+}
+
+// [ROLE.dpdk] on this host: the lcores eal_args names are CPUs this process may run on (the EAL
+// refuses others with a page of usage text), and exception_interface, when it exists already, is
+// a TAP (net_tap creates it, or attaches to a TAP of that name; any other interface fails).
+template <class Problem>
+void dpdkHostProblems(const std::string& role, const config::DpdkConfig& d, bool owned, Problem& problem) {
+  if (const auto lcores = config::dpdkLcores(d.ealArgs)) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+      std::string have;
+      for (unsigned c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &allowed)) have += (have.empty() ? "" : ",") + std::to_string(c);
+      for (unsigned c : *lcores) {
+        if (c < CPU_SETSIZE && CPU_ISSET(c, &allowed)) continue;
+        problem(role + ".dpdk.eal_args", "lcores among this host's CPUs (" + have + "), got lcore " + std::to_string(c));
+        break;
+      }
+    }
+  }
+  if (owned || d.exceptionInterface.empty() || if_nametoindex(d.exceptionInterface.c_str()) == 0) return;
+  std::ifstream f("/sys/class/net/" + d.exceptionInterface + "/tun_flags");
+  unsigned flags = 0;
+  if (!(f >> std::hex >> flags) || (flags & 0x0002) == 0)
+    problem(role + ".dpdk.exception_interface",
+            "a TAP's name (tgwd creates it), got '" + d.exceptionInterface + "', an existing interface that is not a TAP");
 }
 
 }  // namespace
@@ -162,6 +190,8 @@ HostCheck checkHost(const config::Config& cfg) {
     const bool owned = cfg.relay->dataplane == config::Dataplane::Dpdk && cfg.relay->dpdk &&
                        !cfg.relay->dpdk->device.empty();
     if (owned) ownedDeviceProblems(cfg.relay->interface, cfg.relay->dpdk->device, problem);
+    if (cfg.relay->dataplane == config::Dataplane::Dpdk && cfg.relay->dpdk)
+      dpdkHostProblems("relay", *cfg.relay->dpdk, owned, problem);
     // net_af_xdp opens queues 0..queues-1 of the interface: more than it has fail at start.
     if (!owned && cfg.relay->dataplane == config::Dataplane::Dpdk && cfg.relay->dpdk &&
         if_nametoindex(cfg.relay->interface.c_str()) != 0) {
@@ -179,6 +209,7 @@ HostCheck checkHost(const config::Config& cfg) {
     if (cfg.edge->lanInterface != cfg.edge->interface) interface("edge.lan_interface", cfg.edge->lanInterface);
     // As relay.dpdk.queues: net_af_xdp opens queues 0..queues-1 of the WAN and of the LAN.
     if (cfg.edge->dataplane == config::Dataplane::Dpdk && cfg.edge->dpdk) {
+      dpdkHostProblems("edge", *cfg.edge->dpdk, false, problem);
       for (const std::string& ifname : {cfg.edge->interface, cfg.edge->lanInterface}) {
         if (if_nametoindex(ifname.c_str()) == 0) continue;
         const uint32_t want = cfg.edge->dpdk->queues;

@@ -447,7 +447,14 @@ void Ports::close() {
   }
   if (pool_ != nullptr) rte_mempool_free(pool_);
   pool_ = nullptr;
-  if (eal_) rte_eal_cleanup();
+  if (eal_) {
+    // The EAL's runtime directory (/var/run/dpdk/<file-prefix>) stays behind, empty with
+    // --no-shconf: removed, so that runs with their own prefixes do not pile them up. rmdir
+    // leaves a directory that still holds something (another process's files).
+    const std::string runtimeDir = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    if (!runtimeDir.empty()) (void)::rmdir(runtimeDir.c_str());
+  }
   eal_ = false;
 }
 

@@ -105,6 +105,28 @@ TEST(DpdkConfig, RefusalsNameLineKeyAndExpectation) {
 
 // relay.dpdk.device: a port DPDK owns (dataplane/dpdk/ports.h, "owned"); relay.interface is
 // then the TAP, and the exception TAP is that one.
+// One main lcore and a worker per queue: fewer is refused by the config, not at start.
+TEST(DpdkConfig, TooFewLcoresForTheQueuesAreRefused) {
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\neal_args = [\"-l\", \"0\", \"--no-huge\"]\n"),
+            "r.toml:6: relay.dpdk.eal_args: expected at least 2 lcores for relay.dpdk.queues = 1 (the first is the "
+            "main lcore, each queue's worker needs one more: e.g. \"-l\", \"0-1\"), got 1");
+  EXPECT_EQ(errorOf(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\neal_args = [\"-c\", \"0x5\"]\nqueues = 2\n"),
+            "r.toml:6: relay.dpdk.eal_args: expected at least 3 lcores for relay.dpdk.queues = 2 (the first is the "
+            "main lcore, each queue's worker needs one more: e.g. \"-l\", \"0-2\"), got 2");
+  EXPECT_TRUE(parse(kRelay + "dataplane = \"dpdk\"\n[relay.dpdk]\neal_args = [\"-l\", \"0-1,3\"]\nqueues = 2\n", "r.toml"));
+}
+
+TEST(DpdkConfig, LcoresAreReadFromListsAndMasks) {
+  using V = std::vector<unsigned>;
+  EXPECT_EQ(dpdkLcores({"-l", "0-3,6"}), V({0, 1, 2, 3, 6}));
+  EXPECT_EQ(dpdkLcores({"-l1,0"}), V({0, 1}));
+  EXPECT_EQ(dpdkLcores({"-c", "0x5"}), V({0, 2}));
+  EXPECT_EQ(dpdkLcores({"-l", "0", "-l", "2-3"}), V({2, 3}));  // the last one counts
+  EXPECT_EQ(dpdkLcores({"--no-huge"}), std::nullopt);         // every CPU of the affinity
+  EXPECT_EQ(dpdkLcores({"--lcores", "(0-1)@0"}), std::nullopt);
+  EXPECT_EQ(dpdkLcores({"-l", "x"}), std::nullopt);
+}
+
 TEST(DpdkConfig, AnOwnedDeviceMakesTheInterfaceTheTap) {
   const std::string tap = "[relay]\ninterface = \"tgwo0\"\naddress = \"192.0.2.1\"\ndataplane = \"dpdk\"\n";
   auto c = parse(tap + "[relay.dpdk]\ndevice = \"net_af_packet0,iface=nic0\"\n", "r.toml");
