@@ -143,7 +143,7 @@ struct tgw_budget_config {
   __u64 tolerance_ns; /* (burst - 1) * interval_ns */
 };
 
-/* Key of tgw_stun_budget (LRU hash): the source prefix. Zeroed before it is filled. */
+/* A remembered prefix of the budget table: the source prefix. Zeroed before it is filled. */
 struct tgw_budget_key {
   __u8 prefix[8]; /* IPv4: the first 3 bytes of the address; IPv6: the first 7 */
   __u32 family;   /* enum tgw_family */
