@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <random>
 #include <utility>
 
 #include "base/log.h"
@@ -83,6 +84,9 @@ void StunResponder::writeConfig(tgw_stun_config& rodata, const std::vector<uint1
   for (size_t i = 0; i < TGW_STUN_MAX_PORTS; i++)
     rodata.ports[i] = i < ports.size() ? htons(ports[i]) : 0;
   rodata.budget = tgw_budget_config_of(budget.answersPerSecond, budget.burst);
+  // The budget table's set of a prefix is unknown to a remote party without the seed.
+  std::random_device random;
+  rodata.budget_seed = (uint64_t{random()} << 32) | random();
 }
 
 Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,

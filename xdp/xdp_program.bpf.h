@@ -37,24 +37,40 @@ struct {
   __type(value, struct tgw_stun_endpoint);
 } tgw_stun_endpoints SEC(".maps");
 
-/* The answer budget per source prefix (tgw/reflection.h): one timestamp per /24 or /56,
- * the least recently answered forgotten first. Shared by all CPUs; tgw_budget_take()'s
- * unlocked update may let a few extra answers through a race, never many. */
+/* The answer budget per source prefix (tgw/reflection.h): one timestamp per /24 or /56 in a
+ * set-associative table (TGW_BUDGET_SETS sets of TGW_BUDGET_WAYS prefixes), the set chosen
+ * by a seeded hash of the prefix, the least recently answered of a full set forgotten first.
+ * An array, not an LRU hash map: its lookup is one load the verifier inlines, where the LRU
+ * map's hashed the key in a helper call and took about 40 ns per answer. Shared by all CPUs;
+ * tgw_budget_set_take()'s unlocked update may let a few extra answers through a race, never
+ * many. */
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, TGW_BUDGET_ENTRIES);
-  __type(key, struct tgw_budget_key);
-  __type(value, tgw_budget_value);
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, TGW_BUDGET_SETS);
+  __type(key, __u32);
+  __type(value, struct tgw_budget_set);
 } tgw_stun_budget SEC(".maps");
+
+/* Spends one answer of the prefix *key (tgw_budget_key_of()). 1: answer; 0: over budget. A
+ * global function: the verifier checks the set's ways once, not on every path of the relay
+ * into the STUN answer. */
+__attribute__((noinline)) int tgw_stun_budget_spend(const struct tgw_budget_key *key) {
+  if (!key) return 1;
+  struct tgw_budget_config cfg;
+  cfg.interval_ns = tgw_stun_cfg.budget.interval_ns;
+  cfg.tolerance_ns = tgw_stun_cfg.budget.tolerance_ns;
+  if (cfg.interval_ns == 0) return 1;
+  __u32 index = tgw_budget_set_of(key, tgw_stun_cfg.budget_seed);
+  struct tgw_budget_set *set = bpf_map_lookup_elem(&tgw_stun_budget, &index);
+  if (!set) return 1; /* not reached: the index is below TGW_BUDGET_SETS */
+  return tgw_budget_set_take(set, key, tgw_now_ns(), &cfg);
+}
 
 /* Spends one answer of the request's source prefix. 1: answer; 0: over budget. */
 static __always_inline int tgw_be_stun_budget(struct xdp_md *ctx, const struct tgw_stun_plan *plan,
                                               const struct tgw_stun_request *req) {
   (void)ctx;
-  struct tgw_budget_config cfg;
-  cfg.interval_ns = tgw_stun_cfg.budget.interval_ns;
-  cfg.tolerance_ns = tgw_stun_cfg.budget.tolerance_ns;
-  if (cfg.interval_ns == 0) return 1;
+  if (tgw_stun_cfg.budget.interval_ns == 0) return 1;
   struct tgw_budget_key key;
   /* One call per family: constant offsets (a selected one became pointer arithmetic the
    * verifier refuses, "bitwise operator |= on pointer"). */
@@ -62,16 +78,7 @@ static __always_inline int tgw_be_stun_budget(struct xdp_md *ctx, const struct t
     tgw_budget_key_of(&key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
   else
     tgw_budget_key_of(&key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
-  const __u64 now = tgw_now_ns();
-  tgw_budget_value *tat = bpf_map_lookup_elem(&tgw_stun_budget, &key);
-  if (!tat) {
-    /* First answer to this prefix (or forgotten): as if its bucket were full. */
-    tgw_budget_value fresh = 0;
-    tgw_budget_take(&fresh, now, &cfg);
-    bpf_map_update_elem(&tgw_stun_budget, &key, &fresh, BPF_ANY);
-    return 1;
-  }
-  return tgw_budget_take(tat, now, &cfg);
+  return tgw_stun_budget_spend(&key);
 }
 
 /* Copies the ports out of .rodata through volatile reads: passing a pointer to the const

@@ -142,7 +142,7 @@ static inline const struct tgw_stun_endpoint* tgw_be_stun_endpoint(
   return ctx->tables.lookup(*key);
 }
 // Spends one answer of the request's source prefix in the core's table (the XDP adapter's
-// tgw_be_stun_budget in xdp_program.bpf.h spends it in the LRU map).
+// tgw_be_stun_budget in xdp_program.bpf.h spends it in its set-associative array).
 static inline int tgw_be_stun_budget(TGW_BE_CTX* ctx, const struct tgw_stun_plan* plan,
                                      const struct tgw_stun_request* req) {
   const tgw_stun_config& cfg = ctx->tables.config();

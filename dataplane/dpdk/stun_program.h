@@ -75,7 +75,7 @@ std::vector<dataplane::CounterRow> sumCounters(const std::vector<const CoreStats
 // /24 or /56). A fixed table allocated once: kSets sets of kWays entries, the set chosen by a
 // seeded hash of the prefix (a remote party cannot aim at one set without the seed); a new
 // prefix in a full set takes the place of the entry with the oldest timestamp — the least
-// recently answered, as XDP's LRU hash forgets first. Per core: with k RX queues a prefix
+// recently answered, as XDP's table (tgw_budget_set_take) forgets first. Per core: with k RX queues a prefix
 // whose flows RSS spreads over k cores can get up to k times its budget (XDP shares one map
 // across CPUs); on one queue (veth, af_xdp here) the bound is XDP's.
 class BudgetTable {

@@ -14,7 +14,8 @@
  *     was sent to, and source port 0 (tgw_martian_source4/6());
  *   - a per-source-prefix answer budget in the fast path: a generic cell rate algorithm
  *     (one timestamp per /24 or /56) allowing `rate` answers per second with bursts of
- *     `burst` (tgw_budget_take()).
+ *     `burst` (tgw_budget_take()), the timestamps in a fixed set-associative table
+ *     (tgw_budget_set_take()).
  *
  * Valid as BPF C, C11 and C++20 (STYLE.md rule 2). */
 #ifndef TGW_REFLECTION_H
@@ -127,7 +128,9 @@ TGW_INLINE int tgw_reflection_refused(__u32 reason) {
 
 #define TGW_BUDGET_PREFIX4 24 /* bits: one budget per IPv4 /24 */
 #define TGW_BUDGET_PREFIX6 56 /* bits: one budget per IPv6 /56 (a typical site) */
-#define TGW_BUDGET_ENTRIES 65536 /* prefixes remembered (LRU); ~6 MiB of kernel memory */
+#define TGW_BUDGET_WAYS 4 /* prefixes per set of the table */
+#define TGW_BUDGET_SETS 16384 /* sets (a power of two): 65536 prefixes, 1.5 MiB */
+#define TGW_BUDGET_ENTRIES (TGW_BUDGET_SETS * TGW_BUDGET_WAYS) /* prefixes remembered */
 /* Defaults: a CGNAT /24 holds thousands of clients refreshing their mappings every ~25 s, well
  * under 1000 answers a second; a victim prefix receives at most that many answers of at most
  * 3x their requests' size. */
@@ -140,7 +143,7 @@ struct tgw_budget_config {
   __u64 tolerance_ns; /* (burst - 1) * interval_ns */
 };
 
-/* Key of tgw_stun_budget (LRU hash): the source prefix. Zeroed before it is filled. */
+/* A remembered prefix of the budget table: the source prefix. Zeroed before it is filled. */
 struct tgw_budget_key {
   __u8 prefix[8]; /* IPv4: the first 3 bytes of the address; IPv6: the first 7 */
   __u32 family;   /* enum tgw_family */
@@ -149,10 +152,26 @@ struct tgw_budget_key {
 /* Value: the theoretical arrival time (ns) of the next conforming answer. */
 typedef __u64 tgw_budget_value;
 
+/* One remembered prefix: its key (family 0: an empty way) and its timestamp. */
+struct tgw_budget_entry {
+  struct tgw_budget_key key;
+  __u32 pad;
+  tgw_budget_value tat;
+};
+
+/* One set of the table (XDP: a value of the tgw_stun_budget array): the prefixes whose
+ * tgw_budget_set_of() is this set's index. */
+struct tgw_budget_set {
+  struct tgw_budget_entry way[TGW_BUDGET_WAYS];
+};
+
 TGW_STATIC_ASSERT(sizeof(struct tgw_budget_config) == 16, "two u64");
 TGW_STATIC_ASSERT(sizeof(struct tgw_budget_key) == 12, "prefix and family, no padding");
 TGW_STATIC_ASSERT(TGW_BUDGET_PREFIX4 % 8 == 0 && TGW_BUDGET_PREFIX6 % 8 == 0, "whole bytes");
 TGW_STATIC_ASSERT(TGW_BUDGET_PREFIX6 / 8 <= 8, "the v6 prefix fits the key");
+TGW_STATIC_ASSERT(sizeof(struct tgw_budget_entry) == 24, "key, pad, timestamp");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_budget_entry, tat) == 16, "8-aligned timestamp");
+TGW_STATIC_ASSERT((TGW_BUDGET_SETS & (TGW_BUDGET_SETS - 1)) == 0, "a power of two");
 
 /* The config for `rate` answers per second (0 = no budget) and bursts of `burst` (>= 1). */
 TGW_INLINE struct tgw_budget_config tgw_budget_config_of(__u32 rate, __u32 burst) {
@@ -182,6 +201,47 @@ TGW_INLINE int tgw_budget_take(tgw_budget_value *tat, __u64 now_ns,
   if (t > now_ns + cfg->tolerance_ns) return 0;
   *tat = (t > now_ns ? t : now_ns) + cfg->interval_ns;
   return 1;
+}
+
+/* The set of the budget table (TGW_BUDGET_SETS of them) a prefix lands in: a seeded 64-bit
+ * mix of the key (two rounds of a multiply-xorshift). The seed is random per load, so a
+ * remote party cannot aim many prefixes at one set. */
+TGW_INLINE __u32 tgw_budget_set_of(const struct tgw_budget_key *key, __u64 seed) {
+  const __u64 a = (__u64)tgw_load32(key->prefix) | ((__u64)tgw_load32(key->prefix + 4) << 32);
+  __u64 h = (a ^ seed) * 0x9E3779B97F4A7C15ull;
+  h ^= h >> 29;
+  h = (h ^ ((__u64)key->family << 32) ^ (seed >> 7)) * 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 32;
+  return (__u32)h & (TGW_BUDGET_SETS - 1u);
+}
+
+/* Takes one answer from the budget of `key`'s prefix in its set (tgw_budget_set_of()) at
+ * now_ns: 1 answer, 0 over budget. A prefix not in the set (first answer, or forgotten) takes
+ * an empty way, else the way with the oldest timestamp — the least recently answered, and
+ * never a prefix over its budget, whose timestamp lies ahead — and starts as if its bucket
+ * were full. Unlocked, as tgw_budget_take(): CPUs racing on one set can let a few extra
+ * answers through or forget a prefix early, never many. */
+TGW_INLINE int tgw_budget_set_take(struct tgw_budget_set *set, const struct tgw_budget_key *key,
+                                   __u64 now_ns, const struct tgw_budget_config *cfg) {
+  if (cfg->interval_ns == 0) return 1;
+  const __u32 k0 = tgw_load32(key->prefix), k1 = tgw_load32(key->prefix + 4);
+  const __u32 k2 = key->family;
+  __u32 victim = 0;
+  for (__u32 i = 0; i < TGW_BUDGET_WAYS; i++) {
+    struct tgw_budget_entry *e = &set->way[i];
+    if (e->key.family == k2 && tgw_load32(e->key.prefix) == k0 &&
+        tgw_load32(e->key.prefix + 4) == k1)
+      return tgw_budget_take(&e->tat, now_ns, cfg);
+  }
+  for (__u32 i = 1; i < TGW_BUDGET_WAYS; i++) {
+    const struct tgw_budget_entry *v = &set->way[victim];
+    const struct tgw_budget_entry *e = &set->way[i];
+    if (v->key.family != 0 && (e->key.family == 0 || e->tat < v->tat)) victim = i;
+  }
+  struct tgw_budget_entry *e = &set->way[victim];
+  e->key = *key;
+  e->tat = 0;
+  return tgw_budget_take(&e->tat, now_ns, cfg);
 }
 
 #endif /* TGW_REFLECTION_H */

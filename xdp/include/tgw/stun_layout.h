@@ -27,6 +27,7 @@
 struct tgw_stun_config {
   __be16 ports[TGW_STUN_MAX_PORTS]; /* UDP ports answered, network byte order; 0 = unused */
   struct tgw_budget_config budget;  /* answers per source prefix (tgw/reflection.h) */
+  __u64 budget_seed;                /* tgw_budget_set_of()'s seed, random per load */
 };
 
 /* Key of tgw_stun_endpoints: the local endpoint a request arrived on. Zeroed before it is
@@ -67,7 +68,7 @@ struct tgw_stun_endpoint {
                                  * RFC 5780 mode, as far as a bare request's 3x allows */
 };
 
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 24, "four ports, the budget");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 32, "four ports, the budget, its seed");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_config, budget) == 8, "no padding");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_key) == 20, "key: address, port, family");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) == 16, "port after address");

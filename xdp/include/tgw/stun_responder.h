@@ -421,7 +421,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   __u8 *stun = udp + TGW_UDP_HLEN;
   __u8 *attr = stun + TGW_STUN_HEADER_LEN;
   __u32 fixed_len; /* UDP length before the tail: header, STUN header, the address attrs */
-  __u32 sum = 0;
+  __u64 sum = 0; /* the UDP checksum's, in 32-bit words where it reads the frame */
 
   if (plan->family == TGW_FAMILY_IPV4) {
     fixed_len = TGW_STUN_RESP_L4_LEN_V4 + (rfc5780 ? TGW_STUN_ADDR_ATTR_LEN_V4 : 0);
@@ -482,7 +482,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, family)] = TGW_STUN_FAMILY_IPV4;
 
     /* Pseudo-header (RFC 768): both addresses, protocol, UDP length. */
-    sum = tgw_csum_add_words(sum, ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr), 4);
+    sum = tgw_csum_add_words32(sum, ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr), 2);
   } else {
     const __u8 *client_addr = req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
     __u8 *saddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
@@ -501,10 +501,10 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     attr[TGW_OFFSETOF(struct tgw_stun_xor_addr6, family)] = TGW_STUN_FAMILY_IPV6;
 
     /* Pseudo-header (RFC 8200 section 8.1): addresses, 32-bit length, next header. */
-    sum = tgw_csum_add_words(sum, saddr, 16);
+    sum = tgw_csum_add_words32(sum, saddr, 8);
   }
-  sum = tgw_csum_add16(sum, TGW_HTONS((__u16)l4_len));
-  sum = tgw_csum_add16(sum, TGW_HTONS(TGW_IPPROTO_UDP));
+  sum += TGW_HTONS((__u16)l4_len); /* (tgw_csum_add16 would cut the sum to 32 bits) */
+  sum += TGW_HTONS(TGW_IPPROTO_UDP);
 
   /* UDP header: ports swapped. */
   tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source), req->dport);
@@ -534,9 +534,9 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   /* UDP checksum over header, STUN header and XOR-MAPPED-ADDRESS, all written above. The
    * lengths are constants per branch so each loop unrolls behind one bounds check. */
   if (plan->family == TGW_FAMILY_IPV4)
-    sum = tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V4 / 2);
+    sum = tgw_csum_add_words32(sum, udp, TGW_STUN_RESP_L4_LEN_V4 / 4);
   else
-    sum = tgw_csum_add_words(sum, udp, TGW_STUN_RESP_L4_LEN_V6 / 2);
+    sum = tgw_csum_add_words32(sum, udp, TGW_STUN_RESP_L4_LEN_V6 / 4);
 
   /* MAPPED-ADDRESS (RFC 5780 section 6.1 keeps it for RFC 3489 clients): the client's
    * address and port, plain. Each branch re-checks data_end for its constant length. */
@@ -550,7 +550,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
       ma[5] = TGW_STUN_FAMILY_IPV4;
       tgw_store16(ma + 6, req->sport);
       tgw_store32(ma + 8, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)));
-      sum = tgw_csum_add_words(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V4 / 2);
+      sum = tgw_csum_add_words32(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V4 / 4);
     } else {
       __u8 *ma = udp + TGW_STUN_RESP_L4_LEN_V6;
       if (ma + TGW_STUN_ADDR_ATTR_LEN_V6 > data_end) return TGW_REASON_RESPOND_FAILED;
@@ -561,7 +561,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
       tgw_store16(ma + 6, req->sport);
       for (int i = 0; i < 16; i += 4)
         tgw_store32(ma + 8 + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
-      sum = tgw_csum_add_words(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V6 / 2);
+      sum = tgw_csum_add_words32(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V6 / 4);
     }
   }
 
@@ -587,7 +587,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
     sum += ep->tail_sum;
   }
 
-  __u16 check = tgw_csum_fold(sum);
+  __u16 check = tgw_csum_fold64(sum);
   /* A computed zero is sent as all ones: zero means "no checksum" (RFC 768; forbidden for
    * UDP over IPv6, RFC 8200 section 8.1). */
   if (check == 0) check = 0xFFFF;
