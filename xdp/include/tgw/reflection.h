@@ -217,9 +217,9 @@ TGW_INLINE __u32 tgw_budget_set_of(const struct tgw_budget_key *key, __u64 seed)
 
 /* Takes one answer from the budget of `key`'s prefix in its set (tgw_budget_set_of()) at
  * now_ns: 1 answer, 0 over budget. A prefix not in the set (first answer, or forgotten) takes
- * an empty way, else the way with the oldest timestamp — the least recently answered, and
- * never a prefix over its budget, whose timestamp lies ahead — and starts as if its bucket
- * were full. Unlocked, as tgw_budget_take(): CPUs racing on one set can let a few extra
+ * an empty way, else the way with the oldest timestamp — the least recently answered; a
+ * prefix over its budget (its timestamp lies ahead) goes only when every way of its set is
+ * over budget too, and then the least over — and starts as if its bucket were full. Unlocked, as tgw_budget_take(): CPUs racing on one set can let a few extra
  * answers through or forget a prefix early, never many. */
 TGW_INLINE int tgw_budget_set_take(struct tgw_budget_set *set, const struct tgw_budget_key *key,
                                    __u64 now_ns, const struct tgw_budget_config *cfg) {
