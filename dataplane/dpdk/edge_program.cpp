@@ -32,14 +32,7 @@ struct EdgeRun {
 // Grown tail bytes zeroed, as XDP's (the edge grows no tail today; kept as XDP's anyway).
 #define TGW_DPDK_CLEAR_GROWN_TAIL 1
 #include "dataplane/dpdk/frame_seam.h"
-// xorshift64* per core, as the relay's (the edge logic draws none today).
-static inline __u32 tgw_be_random(TGW_BE_CTX* ctx) {
-  uint64_t& x = ctx->core.rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  return static_cast<__u32>((x * 0x2545F4914F6CDD1Dull) >> 32);
-}
+static inline __u32 tgw_be_random(TGW_BE_CTX* ctx) { return tgw::dpdk::coreRandom(ctx->core.rng); }
 static inline int tgw_be_alive(TGW_BE_CTX* ctx, __u64 now) { return ctx->t.tables->alive(now); }
 // Back out of the ingress port (TX), out of the edge's other DPDK port (REDIRECT), else a bug
 // (the next-hop table holds entries on the two ports only: edge_program.h).

@@ -30,6 +30,15 @@ inline int frameAdjustHead(Frame& f, int delta) {
   return 0;
 }
 
+// A core's 32 random bits (xorshift64*; the XDP programs' bpf_get_prandom_u32 is a per-CPU PRNG
+// too): IPv4 IDs, Data indications' transaction ids. `state` is the core's, never 0.
+inline uint32_t coreRandom(uint64_t& state) {
+  state ^= state >> 12;
+  state ^= state << 25;
+  state ^= state >> 27;
+  return static_cast<uint32_t>((state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
 // `clear`: grown bytes are zeroed, as XDP's are (the relay's Data indications rely on it for
 // their padding; the STUN answer writes every byte and skips it).
 inline int frameAdjustTail(Frame& f, int delta, bool clear) {

@@ -31,14 +31,7 @@ struct RelayRun {
 // Grown tail bytes zeroed, as XDP's (a Data indication's padding).
 #define TGW_DPDK_CLEAR_GROWN_TAIL 1
 #include "dataplane/dpdk/frame_seam.h"
-// xorshift64* per core (the XDP program's bpf_get_prandom_u32 is a per-CPU PRNG too).
-static inline __u32 tgw_be_random(TGW_BE_CTX* ctx) {
-  uint64_t& x = ctx->core.rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  return static_cast<__u32>((x * 0x2545F4914F6CDD1Dull) >> 32);
-}
+static inline __u32 tgw_be_random(TGW_BE_CTX* ctx) { return tgw::dpdk::coreRandom(ctx->core.rng); }
 static inline int tgw_be_alive(TGW_BE_CTX* ctx, __u64 now) { return ctx->t.tables->alive(now); }
 // Every next hop in the table is on the DPDK port (relay_program.h): back out of it.
 static inline void tgw_be_send(TGW_BE_CTX* ctx, __u32 ifindex, __u32* verdict) {
