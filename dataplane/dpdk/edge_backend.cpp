@@ -85,7 +85,7 @@ struct EdgeBackend::Impl {
 
   // The steered sets made equal to the tables' endpoints. A mark that fails (the steering map
   // full) is logged once per new error and tried again at each keepAlive; those datagrams go
-  // to the kernel's sockets meanwhile, as without DPDK.
+  // to the kernel meanwhile (a WAN socket's to tgwd; a flow's local endpoint has no socket).
   void mark() {
     const auto wan = tables->wanEndpoints();
     const auto lan = tables->lanEndpoints();
@@ -102,7 +102,10 @@ struct EdgeBackend::Impl {
       steeringError.clear();
     } else if (error != steeringError) {
       steeringError = error;
-      log::warn("dpdk.edge.steering", {{"error", error}, {"effect", "those datagrams go to tgwd's sockets"}});
+      log::warn("dpdk.edge.steering",
+                {{"error", error},
+                 {"effect", "those datagrams go to the kernel: on the WAN to tgwd's sockets (not forwarded in DPDK), "
+                            "on the LAN to no socket (lost)"}});
     }
   }
 
