@@ -35,6 +35,7 @@
 #include "dataplane/dpdk/edge_program.h"
 #include "dataplane/dpdk/edge_tables.h"
 #include "tests/bpf/bpf_tester.h"
+#include "tests/dpdk/test_eal.h"
 #include "tgw/edge.h"
 
 namespace tgw::testing {
@@ -42,19 +43,7 @@ namespace tgw::testing {
 class EdgeDpdkTwin {
  public:
   // Starts the EAL once per process (no hugepages, no devices): rte_hash needs its memory.
-  static std::string initEal() {
-    static std::string error = [] {
-      std::vector<std::string> args = {"tgw-edge-twin", "-l", "0", "--no-huge", "-m", "128",
-                                       "--no-pci", "--no-shconf", "--no-telemetry",
-                                       "--log-level", "lib.*:error"};
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0)
-        return std::string("rte_eal_init: ") + rte_strerror(rte_errno);
-      return std::string();
-    }();
-    return error;
-  }
+  static std::string initEal() { return initTestEal("tgw-edge-twin"); }
 
   // The twin of the program whose maps are given (fds stay the caller's), with `slots` flow
   // slots and counters named by `counterName(slot, field index)` as the XDP side names them.

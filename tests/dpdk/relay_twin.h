@@ -27,25 +27,14 @@
 #include "dataplane/dpdk/relay_program.h"
 #include "dataplane/relay_fastpath.h"
 #include "tests/bpf/bpf_tester.h"
+#include "tests/dpdk/test_eal.h"
 
 namespace tgw::testing {
 
 class DpdkTwin {
  public:
   // Starts the EAL once per process (no hugepages, no devices): rte_hash needs its memory.
-  static std::string initEal() {
-    static std::string error = [] {
-      std::vector<std::string> args = {"tgw-twin", "-l", "0", "--no-huge", "-m", "128",
-                                       "--no-pci", "--no-shconf", "--no-telemetry",
-                                       "--log-level", "lib.*:error"};
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0)
-        return std::string("rte_eal_init: ") + rte_strerror(rte_errno);
-      return std::string();
-    }();
-    return error;
-  }
+  static std::string initEal() { return initTestEal("tgw-twin"); }
 
   // The twin of `relay` (loaded with `o`), frames arriving on `wire`. Empty, or what failed.
   std::string install(dataplane::RelayFastPath& relay,
