@@ -94,6 +94,20 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_udp_hdr) == TGW_UDP_HLEN, "UDP header is 8 b
 #define TGW_NTOHS(x) TGW_HTONS(x)
 #define TGW_NTOHL(x) TGW_HTONL(x)
 
+/* Words composed in a register as they will lie in memory, for one 32-bit store: `first` at
+ * the lower address. A word written as two 16-bit (or four 8-bit) stores and read back whole
+ * (a checksum loop over what was just written) cannot be forwarded from the store buffer: the
+ * load waits for the stores to reach the cache, about 10-15 cycles each (found by sampling
+ * the STUN answer's JIT code). Composed once and stored whole, the word is also the value to
+ * add to a checksum, with no load at all. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define TGW_MEM_PAIR16(first, second) ((__u32)(__u16)(first) | ((__u32)(__u16)(second) << 16))
+#define TGW_MEM_PAIR8(first, second) ((__u16)((__u8)(first) | ((__u16)(__u8)(second) << 8)))
+#else
+#define TGW_MEM_PAIR16(first, second) (((__u32)(__u16)(first) << 16) | (__u32)(__u16)(second))
+#define TGW_MEM_PAIR8(first, second) ((__u16)(((__u16)(__u8)(first) << 8) | (__u8)(second)))
+#endif
+
 /* Forces inlining: in BPF, a non-inlined static function taking packet pointers would be a
  * BPF-to-BPF call, which is fine for the verifier but costs a call per packet. */
 #define TGW_INLINE static inline __attribute__((always_inline))

@@ -94,14 +94,18 @@ struct tgw_stun_plan {
 struct tgw_stun_request {
   __u8 ip[TGW_IPV4_HLEN_MAX];             /* IPv4 header with options, or the IPv6 header */
   __u8 cookie_tid[4 + TGW_STUN_TID_LEN];  /* magic cookie and transaction id */
-  __u8 eth[TGW_PARSE_L3_OFF_MAX];         /* Ethernet header (and VLAN tags) as received */
-  __be16 sport;
+  __be16 sport;                           /* the UDP header's first word, as it lies */
   __be16 dport;
+  __u8 eth[TGW_PARSE_L3_OFF_MAX];         /* Ethernet header (and VLAN tags) as received */
 } __attribute__((aligned(8)));
 
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_request) == 104, "saved request: 102 bytes, 8-aligned");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, cookie_tid) % 4 == 0, "word access");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, eth) % 4 == 0, "word access");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_request, sport) % 4 == 0 &&
+                      TGW_OFFSETOF(struct tgw_stun_request, dport) ==
+                          TGW_OFFSETOF(struct tgw_stun_request, sport) + 2,
+                  "both ports in one word");
 TGW_STATIC_ASSERT(TGW_IPV4_HLEN_MAX >= TGW_IPV6_HLEN, "ip[] holds an IPv6 header too");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport) ==
                       TGW_OFFSETOF(struct tgw_stun_xor_addr6, xport),
@@ -243,13 +247,23 @@ TGW_INLINE __u32 tgw_stun_classify(const __u8 *data, const __u8 *data_end, const
   if (data + TGW_PARSE_L3_OFF_MAX > data_end) return TGW_REASON_RESPOND_FAILED;
   for (__u32 i = 0; i < TGW_PARSE_L3_OFF_MAX - 2; i += 4) tgw_store32(req->eth + i, tgw_load32(data + i));
   tgw_store16(req->eth + TGW_PARSE_L3_OFF_MAX - 2, tgw_load16(data + TGW_PARSE_L3_OFF_MAX - 2));
-  if (tgw_copy_words(req->ip, ip, data_end, (plan->l4_off - l3_off) / 4, TGW_IPV4_HLEN_MAX / 4) != 0)
+  /* The IP header: its first 40 bytes in one straight copy behind one check, whatever the
+   * family (an answerable IPv4 request has at least 20 + 8 + 20 bytes from its IP header on;
+   * an IPv4 header without options brings 20 bytes of UDP and STUN along, unused); IPv4
+   * options beyond those 40 bytes, rare, word by word. A loop with a check per word cost
+   * about a tenth of the STUN answer. */
+  if (ip + TGW_IPV6_HLEN > data_end) return TGW_REASON_RESPOND_FAILED;
+  for (__u32 i = 0; i < TGW_IPV6_HLEN; i += 4) tgw_store32(req->ip + i, tgw_load32(ip + i));
+  const __u32 ip_words = (plan->l4_off - l3_off) / 4;
+  if (ip_words > TGW_IPV6_HLEN / 4 &&
+      tgw_copy_words(req->ip + TGW_IPV6_HLEN, ip + TGW_IPV6_HLEN, data_end,
+                     ip_words - TGW_IPV6_HLEN / 4, (TGW_IPV4_HLEN_MAX - TGW_IPV6_HLEN) / 4) != 0)
     return TGW_REASON_RESPOND_FAILED;
-  req->sport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
-  req->dport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest));
+  /* Both ports in one word (saved as they lie, source first). */
+  tgw_store32((__u8 *)&req->sport, tgw_load32(udp));
   if (udp + TGW_UDP_HLEN + TGW_STUN_HEADER_LEN > data_end) return TGW_REASON_RESPOND_FAILED;
-  if (tgw_copy_words(req->cookie_tid, udp + TGW_UDP_HLEN + 4, data_end, 4, 4) != 0)
-    return TGW_REASON_RESPOND_FAILED;
+  for (__u32 i = 0; i < 4 + TGW_STUN_TID_LEN; i += 4)
+    tgw_store32(req->cookie_tid + i, tgw_load32(udp + TGW_UDP_HLEN + 4 + i));
 
   /* Never reflect (tgw/reflection.h): martian sources, source port 0, and an IPv4 header
    * the stack would drop for its checksum (the answer would carry a valid one). Checked on
@@ -272,9 +286,13 @@ TGW_INLINE void tgw_stun_endpoint_key_of(const struct tgw_stun_plan *plan,
                                          const struct tgw_stun_request *req,
                                          struct tgw_stun_endpoint_key *key) {
   for (int i = 0; i < 16; i += 4) tgw_store32(key->addr + i, 0);
-  key->port = req->dport;
-  key->family = (__u8)plan->family;
-  key->pad = 0;
+  /* Port, family and pad in one store: tgw_stun_endpoint_index() reads them as one word, and
+   * a word read back from three narrower stores waits for them (net.h, TGW_MEM_PAIR16). */
+  TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, family) ==
+                        TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) + 2,
+                    "port, family, pad: one word");
+  tgw_store32((__u8 *)key + TGW_OFFSETOF(struct tgw_stun_endpoint_key, port),
+              TGW_MEM_PAIR16(req->dport, TGW_MEM_PAIR8(plan->family, 0)));
   if (plan->family == TGW_FAMILY_IPV4) {
     tgw_store32(key->addr, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)));
   } else {
@@ -453,118 +471,135 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   tgw_store32(data + 16, tgw_load32(req->eth + 16));
   tgw_store16(data + 20, tgw_load16(req->eth + 20));
 
-  /* IP header: the request's, addresses swapped, TTL / hop limit reset, length set. */
-  for (__u32 i = 0; i < TGW_IPV4_HLEN_MAX / 4; i++) {
-    if (i >= ip_hlen / 4) break;
-    tgw_store32(ip + 4 * i, tgw_load32(req->ip + 4 * i));
-  }
+  /* From here on every word is composed in a register and stored whole, and the UDP checksum
+   * adds those register values: nothing just written is read back (a word read back from
+   * narrower stores waits for them, net.h TGW_MEM_PAIR16; about a tenth of the answer). */
+  const __u32 ports = tgw_load32((const __u8 *)&req->sport); /* source, destination */
+  const __be16 udp_len = TGW_HTONS((__u16)l4_len);
   if (plan->family == TGW_FAMILY_IPV4) {
-    __u32 client_addr = tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
-    tgw_store32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr),
-                tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)));
-    tgw_store32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr), client_addr);
-    ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)] = TGW_DEFAULT_TTL;
-    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len),
-                TGW_HTONS((__u16)(ip_hlen + l4_len)));
-    /* The header checksum updated for the two words that changed (RFC 1624; the swapped
+    /* IP header: the request's, addresses swapped, TTL reset, length set, options kept. */
+    const __u32 client_addr = tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
+    const __u32 server_addr = tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr));
+    const __be16 tot_len = TGW_HTONS((__u16)(ip_hlen + l4_len));
+    const __u16 ttl_proto =
+        TGW_MEM_PAIR8(TGW_DEFAULT_TTL, req->ip[TGW_OFFSETOF(struct tgw_ipv4_hdr, protocol)]);
+    /* The header checksum updated for the two words that change (RFC 1624; the swapped
      * addresses sum the same), not summed again: the request's was verified in
      * tgw_stun_classify. */
     __u32 ip_sum = tgw_csum_update_start(tgw_load16(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check)));
     ip_sum = tgw_csum_update16(ip_sum, tgw_load16(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len)),
-                               tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, tot_len)));
+                               tot_len);
     ip_sum = tgw_csum_update16(ip_sum, tgw_load16(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)),
-                               tgw_load16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, ttl)));
-    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, check), tgw_csum_fold(ip_sum));
+                               ttl_proto);
+    tgw_store32(ip, TGW_MEM_PAIR16(tgw_load16(req->ip), tot_len));
+    tgw_store32(ip + 4, tgw_load32(req->ip + 4));
+    tgw_store32(ip + 8, TGW_MEM_PAIR16(ttl_proto, tgw_csum_fold(ip_sum)));
+    tgw_store32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr), server_addr);
+    tgw_store32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr), client_addr);
+    for (__u32 i = TGW_IPV4_HLEN_MIN / 4; i < TGW_IPV4_HLEN_MAX / 4; i++) {
+      if (i >= ip_hlen / 4) break;
+      tgw_store32(ip + 4 * i, tgw_load32(req->ip + 4 * i));
+    }
+    /* Pseudo-header (RFC 768): both addresses, protocol, UDP length. */
+    sum += (__u64)client_addr + server_addr;
 
     /* XOR-MAPPED-ADDRESS, IPv4 (RFC 8489 section 14.2); classic: MAPPED-ADDRESS, plain. */
-    tgw_store32(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xaddr),
-                classic ? client_addr : client_addr ^ TGW_HTONL(TGW_STUN_MAGIC_COOKIE));
-    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, family)] = TGW_STUN_FAMILY_IPV4;
-
-    /* Pseudo-header (RFC 768): both addresses, protocol, UDP length. */
-    sum = tgw_csum_add_words32(sum, ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr), 2);
+    const __u32 xaddr = classic ? client_addr : client_addr ^ TGW_HTONL(TGW_STUN_MAGIC_COOKIE);
+    tgw_store32(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xaddr), xaddr);
+    sum += xaddr;
   } else {
+    /* IP header: the request's first word, then length, next header and hop limit in one,
+     * addresses swapped. */
     const __u8 *client_addr = req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
+    const __u8 *server_addr = req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr);
     __u8 *saddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr);
     __u8 *daddr = ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr);
     __u8 *xaddr = attr + TGW_OFFSETOF(struct tgw_stun_xor_addr6, xaddr);
+    tgw_store32(ip, tgw_load32(req->ip));
+    tgw_store32(ip + 4, TGW_MEM_PAIR16(udp_len, TGW_MEM_PAIR8(req->ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, nexthdr)],
+                                                              TGW_DEFAULT_TTL)));
     for (int i = 0; i < 16; i += 4) {
-      tgw_store32(saddr + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
-      tgw_store32(daddr + i, tgw_load32(client_addr + i));
+      const __u32 c = tgw_load32(client_addr + i);
+      const __u32 s = tgw_load32(server_addr + i);
+      tgw_store32(saddr + i, s);
+      tgw_store32(daddr + i, c);
       /* X-Address: XORed with the cookie then the transaction id (RFC 8489 section 14.2);
        * classic: the address itself. */
-      tgw_store32(xaddr + i, tgw_load32(client_addr + i) ^
-                                 (classic ? 0u : tgw_load32(req->cookie_tid + i)));
+      const __u32 x = c ^ (classic ? 0u : tgw_load32(req->cookie_tid + i));
+      tgw_store32(xaddr + i, x);
+      /* Pseudo-header (RFC 8200 section 8.1): addresses, 32-bit length, next header. */
+      sum += (__u64)c + s + x;
     }
-    ip[TGW_OFFSETOF(struct tgw_ipv6_hdr, hop_limit)] = TGW_DEFAULT_TTL;
-    tgw_store16(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, payload_len), TGW_HTONS((__u16)l4_len));
-    attr[TGW_OFFSETOF(struct tgw_stun_xor_addr6, family)] = TGW_STUN_FAMILY_IPV6;
-
-    /* Pseudo-header (RFC 8200 section 8.1): addresses, 32-bit length, next header. */
-    sum = tgw_csum_add_words32(sum, saddr, 8);
   }
-  sum += TGW_HTONS((__u16)l4_len); /* (tgw_csum_add16 would cut the sum to 32 bits) */
+  sum += udp_len; /* (tgw_csum_add16 would cut the sum to 32 bits) */
   sum += TGW_HTONS(TGW_IPPROTO_UDP);
 
-  /* UDP header: ports swapped. */
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source), req->dport);
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest), req->sport);
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS((__u16)l4_len));
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), 0);
+  /* UDP header: ports swapped (the halves of the saved word exchanged, in either byte
+   * order); the checksum is stored last. */
+  const __u32 swapped = (ports >> 16) | (ports << 16);
+  tgw_store32(udp, swapped);
+  sum += swapped;
+  sum += udp_len; /* the UDP length field; the checksum field counts as 0 */
 
   /* STUN header: Binding success, same cookie and transaction id. */
-  __u16 attrs_len = (__u16)(l4_len - TGW_UDP_HLEN - TGW_STUN_HEADER_LEN);
-  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, type), TGW_HTONS(TGW_STUN_BINDING_SUCCESS));
-  tgw_store16(stun + TGW_OFFSETOF(struct tgw_stun_hdr, length), TGW_HTONS(attrs_len));
-  for (int i = 0; i < 16; i += 4)
-    tgw_store32(stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie) + i,
-                tgw_load32(req->cookie_tid + i));
-  __u32 xma_len = tgw_stun_addr_attr_len(plan->family);
-  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, type),
-              classic ? TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS)
-                      : TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS));
-  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_attr_hdr, length), TGW_HTONS((__u16)(xma_len - 4)));
-  attr[TGW_OFFSETOF(struct tgw_stun_xor_addr4, reserved)] = 0;
-  /* X-Port: the client's port XORed with the cookie's top half; same offset in both forms
-   * (and in MAPPED-ADDRESS, where the port is plain). */
-  tgw_store16(attr + TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport),
-              classic ? req->sport
-                      : (__u16)(req->sport ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
-
-  /* UDP checksum over header, STUN header and XOR-MAPPED-ADDRESS, all written above. The
-   * lengths are constants per branch so each loop unrolls behind one bounds check. */
-  if (plan->family == TGW_FAMILY_IPV4)
-    sum = tgw_csum_add_words32(sum, udp, TGW_STUN_RESP_L4_LEN_V4 / 4);
-  else
-    sum = tgw_csum_add_words32(sum, udp, TGW_STUN_RESP_L4_LEN_V6 / 4);
+  const __u32 stun_w0 = TGW_MEM_PAIR16(TGW_HTONS(TGW_STUN_BINDING_SUCCESS),
+                                       TGW_HTONS((__u16)(l4_len - TGW_UDP_HLEN - TGW_STUN_HEADER_LEN)));
+  tgw_store32(stun, stun_w0);
+  sum += stun_w0;
+  for (int i = 0; i < 16; i += 4) {
+    const __u32 w = tgw_load32(req->cookie_tid + i);
+    tgw_store32(stun + TGW_OFFSETOF(struct tgw_stun_hdr, cookie) + i, w);
+    sum += w;
+  }
+  /* The address attribute's type and length, then reserved, family and X-Port: the client's
+   * port XORed with the cookie's top half (plain in MAPPED-ADDRESS); the same offsets in
+   * both forms. */
+  const __u32 xma_len = tgw_stun_addr_attr_len(plan->family);
+  const __u8 stun_family =
+      plan->family == TGW_FAMILY_IPV4 ? TGW_STUN_FAMILY_IPV4 : TGW_STUN_FAMILY_IPV6;
+  const __be16 sport = req->sport;
+  const __u32 attr_w0 = TGW_MEM_PAIR16(classic ? TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS)
+                                               : TGW_HTONS(TGW_STUN_ATTR_XOR_MAPPED_ADDRESS),
+                                       TGW_HTONS((__u16)(xma_len - 4)));
+  const __u32 attr_w1 = TGW_MEM_PAIR16(
+      TGW_MEM_PAIR8(0, stun_family),
+      classic ? sport : (__u16)(sport ^ TGW_HTONS((__u16)(TGW_STUN_MAGIC_COOKIE >> 16))));
+  TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_xor_addr4, reserved) == 4 &&
+                        TGW_OFFSETOF(struct tgw_stun_xor_addr4, xport) == 6,
+                    "reserved, family, X-Port: the attribute's second word");
+  tgw_store32(attr, attr_w0);
+  tgw_store32(attr + 4, attr_w1);
+  sum += (__u64)attr_w0 + attr_w1;
 
   /* MAPPED-ADDRESS (RFC 5780 section 6.1 keeps it for RFC 3489 clients): the client's
    * address and port, plain. Each branch re-checks data_end for its constant length. */
   if (rfc5780) {
+    const __u32 ma_w1 = TGW_MEM_PAIR16(TGW_MEM_PAIR8(0, stun_family), sport);
     if (plan->family == TGW_FAMILY_IPV4) {
       __u8 *ma = udp + TGW_STUN_RESP_L4_LEN_V4;
       if (ma + TGW_STUN_ADDR_ATTR_LEN_V4 > data_end) return TGW_REASON_RESPOND_FAILED;
-      tgw_store16(ma, TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS));
-      tgw_store16(ma + 2, TGW_HTONS(TGW_STUN_ADDR_ATTR_LEN_V4 - 4));
-      ma[4] = 0;
-      ma[5] = TGW_STUN_FAMILY_IPV4;
-      tgw_store16(ma + 6, req->sport);
-      tgw_store32(ma + 8, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)));
-      sum = tgw_csum_add_words32(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V4 / 4);
+      const __u32 ma_w0 = TGW_MEM_PAIR16(TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS),
+                                         TGW_HTONS(TGW_STUN_ADDR_ATTR_LEN_V4 - 4));
+      const __u32 a = tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
+      tgw_store32(ma, ma_w0);
+      tgw_store32(ma + 4, ma_w1);
+      tgw_store32(ma + 8, a);
+      sum += (__u64)ma_w0 + ma_w1 + a;
     } else {
       __u8 *ma = udp + TGW_STUN_RESP_L4_LEN_V6;
       if (ma + TGW_STUN_ADDR_ATTR_LEN_V6 > data_end) return TGW_REASON_RESPOND_FAILED;
-      tgw_store16(ma, TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS));
-      tgw_store16(ma + 2, TGW_HTONS(TGW_STUN_ADDR_ATTR_LEN_V6 - 4));
-      ma[4] = 0;
-      ma[5] = TGW_STUN_FAMILY_IPV6;
-      tgw_store16(ma + 6, req->sport);
-      for (int i = 0; i < 16; i += 4)
-        tgw_store32(ma + 8 + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
-      sum = tgw_csum_add_words32(sum, ma, TGW_STUN_ADDR_ATTR_LEN_V6 / 4);
+      const __u32 ma_w0 = TGW_MEM_PAIR16(TGW_HTONS(TGW_STUN_ATTR_MAPPED_ADDRESS),
+                                         TGW_HTONS(TGW_STUN_ADDR_ATTR_LEN_V6 - 4));
+      tgw_store32(ma, ma_w0);
+      tgw_store32(ma + 4, ma_w1);
+      sum += (__u64)ma_w0 + ma_w1;
+      for (int i = 0; i < 16; i += 4) {
+        const __u32 a = tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i);
+        tgw_store32(ma + 8 + i, a);
+        sum += a;
+      }
     }
   }
-
   /* The endpoint's tail (RESPONSE-ORIGIN, OTHER-ADDRESS, SOFTWARE), word by word: a bounded
    * loop with a data_end check per word, since the verifier cannot relate tail_len to the
    * frame's length. Its checksum share was summed once by the loader. */
@@ -591,7 +626,7 @@ TGW_INLINE __u32 tgw_stun_respond(__u8 *data, const __u8 *data_end,
   /* A computed zero is sent as all ones: zero means "no checksum" (RFC 768; forbidden for
    * UDP over IPv6, RFC 8200 section 8.1). */
   if (check == 0) check = 0xFFFF;
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), check);
+  tgw_store32(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_MEM_PAIR16(udp_len, check));
   return classic ? TGW_REASON_STUN_CLASSIC_ANSWERED : TGW_REASON_STUN_BINDING_ANSWERED;
 }
 
