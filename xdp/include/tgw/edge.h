@@ -569,17 +569,21 @@ TGW_INLINE int tgw_edge_write(__u8 *data, const __u8 *data_end, const struct tgw
   if (plan->out_family == TGW_FAMILY_IPV4) {
     if (ip + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
     tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV4));
-    ip[0] = 0x45;
-    ip[1] = plan->tos;
-    tgw_store16(ip + 2, TGW_HTONS((__u16)plan->ip_len));
-    tgw_store16(ip + 4, 0);
-    tgw_store16(ip + 6, TGW_HTONS(0x4000)); /* DF */
-    ip[8] = TGW_DEFAULT_TTL;
-    ip[9] = TGW_IPPROTO_UDP;
-    tgw_store16(ip + 10, 0);
-    tgw_store32(ip + 12, tgw_load32(plan->src));
-    tgw_store32(ip + 16, tgw_load32(plan->dst));
-    tgw_store16(ip + 10, tgw_ipv4_hdr20_fold(ip));
+    /* Each word composed in a register, stored whole, and summed from the register: a
+     * checksum read back from byte and 16-bit stores waits for them (net.h,
+     * TGW_MEM_PAIR16). Version and IHL, TOS, length; ID 0, DF; TTL, UDP, checksum. */
+    const __u32 w0 = TGW_MEM_PAIR16(TGW_MEM_PAIR8(0x45, plan->tos), TGW_HTONS((__u16)plan->ip_len));
+    const __u32 w1 = TGW_MEM_PAIR16(0, TGW_HTONS(0x4000));
+    const __u16 ttl_proto = TGW_MEM_PAIR8(TGW_DEFAULT_TTL, TGW_IPPROTO_UDP);
+    const __u32 src = tgw_load32(plan->src);
+    const __u32 dst = tgw_load32(plan->dst);
+    const __u16 check =
+        tgw_csum_fold64((__u64)w0 + w1 + TGW_MEM_PAIR16(ttl_proto, 0) + src + dst);
+    tgw_store32(ip, w0);
+    tgw_store32(ip + 4, w1);
+    tgw_store32(ip + 8, TGW_MEM_PAIR16(ttl_proto, check));
+    tgw_store32(ip + 12, src);
+    tgw_store32(ip + 16, dst);
     udp = ip + TGW_IPV4_HLEN_MIN;
   } else {
     if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
@@ -594,10 +598,9 @@ TGW_INLINE int tgw_edge_write(__u8 *data, const __u8 *data_end, const struct tgw
     }
     udp = ip + TGW_IPV6_HLEN;
   }
-  tgw_store16(udp, plan->sport);
-  tgw_store16(udp + 2, plan->dport);
-  tgw_store16(udp + 4, TGW_HTONS((__u16)(plan->ip_len - tgw_edge_ip_hlen(plan->out_family))));
-  tgw_store16(udp + 6, plan->check);
+  tgw_store32(udp, TGW_MEM_PAIR16(plan->sport, plan->dport));
+  tgw_store32(udp + 4, TGW_MEM_PAIR16(TGW_HTONS((__u16)(plan->ip_len - tgw_edge_ip_hlen(plan->out_family))),
+                                      plan->check));
   __u8 *p = udp + TGW_UDP_HLEN;
   if (plan->push_len == 0) return 0;
   if (plan->channel != 0) {
