@@ -361,7 +361,9 @@ class Bench {
  public:
   Bench(Lab& lab, Options options) : lab_(lab), options_(options) {}
   ~Bench() {
-    // In the gateway's namespace: its destructor detaches by interface index.
+    // In the gateway's namespace: their destructors detach by interface index, which outside
+    // it would name another interface (an early exit with the TURN fast path loaded did).
+    if (fastPath_) (void)lab_.runIn(lab_.host("relay").netns, [&] { fastPath_.reset(); });
     if (edgeXdp_) (void)lab_.runIn(lab_.host("relay").netns, [&] { edgeXdp_.reset(); });
     detach(lab_.host("relay").netns, "wan0");
     if (sink_) {
