@@ -72,12 +72,7 @@ static __always_inline int tgw_be_stun_budget(struct xdp_md *ctx, const struct t
   (void)ctx;
   if (tgw_stun_cfg.budget.interval_ns == 0) return 1;
   struct tgw_budget_key key;
-  /* One call per family: constant offsets (a selected one became pointer arithmetic the
-   * verifier refuses, "bitwise operator |= on pointer"). */
-  if (plan->family == TGW_FAMILY_IPV4)
-    tgw_budget_key_of(&key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
-  else
-    tgw_budget_key_of(&key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
+  tgw_stun_budget_key_of(plan, req, &key);
   return tgw_stun_budget_spend(&key);
 }
 

@@ -51,10 +51,7 @@ static inline int tgw_be_stun_budget(TGW_BE_CTX* ctx, const struct tgw_stun_plan
   const tgw_stun_config& cfg = ctx->t.stun->config();
   if (cfg.budget.interval_ns == 0) return 1;
   tgw_budget_key key;
-  if (plan->family == TGW_FAMILY_IPV4)
-    tgw_budget_key_of(&key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
-  else
-    tgw_budget_key_of(&key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
+  tgw_stun_budget_key_of(plan, req, &key);
   return ctx->core.stun.budget.take(key, tgw_be_now_ns(ctx), cfg.budget);
 }
 

@@ -30,51 +30,16 @@ std::vector<dataplane::CounterRow> sumCounters(const std::vector<const CoreStats
 
 // ---- budget ------------------------------------------------------------------------------
 
-BudgetTable::BudgetTable(uint64_t seed)
-    : seed_(seed | 1), entries_(new Entry[size_t{kSets} * kWays]()) {}
-
-namespace {
-
-// A seeded 64-bit mix of the 12-byte key (two rounds of a multiply-xorshift): cheap, and the
-// set a prefix lands in is unknown without the seed.
-uint32_t setOf(const tgw_budget_key& key, uint64_t seed, uint32_t sets) {
-  uint64_t a = 0;
-  uint32_t b = 0;
-  std::memcpy(&a, key.prefix, 8);
-  std::memcpy(&b, &key.family, 4);
-  uint64_t h = (a ^ seed) * 0x9E3779B97F4A7C15ull;
-  h ^= h >> 29;
-  h = (h ^ (uint64_t{b} << 32) ^ (seed >> 7)) * 0xBF58476D1CE4E5B9ull;
-  h ^= h >> 32;
-  return static_cast<uint32_t>(h) & (sets - 1);
-}
-
-bool sameKey(const tgw_budget_key& a, const tgw_budget_key& b) {
-  return std::memcmp(&a, &b, sizeof a) == 0;
-}
-
-}  // namespace
+BudgetTable::BudgetTable(uint64_t seed) : seed_(seed), sets_(new tgw_budget_set[kSets]()) {}
 
 int BudgetTable::take(const tgw_budget_key& key, uint64_t nowNs, const tgw_budget_config& cfg) {
-  if (cfg.interval_ns == 0) return 1;
-  static_assert((kSets & (kSets - 1)) == 0, "a power of two");
-  Entry* set = &entries_[size_t{setOf(key, seed_, kSets)} * kWays];
-  Entry* victim = &set[0];
-  for (uint32_t i = 0; i < kWays; i++) {
-    Entry& e = set[i];
-    if (e.key.family != 0 && sameKey(e.key, key)) return tgw_budget_take(&e.tat, nowNs, &cfg);
-    // An empty way first, else the oldest timestamp.
-    if (victim->key.family != 0 && (e.key.family == 0 || e.tat < victim->tat)) victim = &e;
-  }
-  // First answer to this prefix (or forgotten): as if its bucket were full, as in XDP.
-  victim->key = key;
-  victim->tat = 0;
-  return tgw_budget_take(&victim->tat, nowNs, &cfg);
+  return tgw_budget_set_take(&sets_[tgw_budget_set_of(&key, seed_)], &key, nowNs, &cfg);
 }
 
 uint32_t BudgetTable::size() const {
   uint32_t n = 0;
-  for (size_t i = 0; i < size_t{kSets} * kWays; i++) n += entries_[i].key.family != 0 ? 1 : 0;
+  for (uint32_t i = 0; i < kSets; i++)
+    for (const tgw_budget_entry& e : sets_[i].way) n += e.key.family != 0 ? 1 : 0;
   return n;
 }
 
@@ -148,10 +113,7 @@ static inline int tgw_be_stun_budget(TGW_BE_CTX* ctx, const struct tgw_stun_plan
   const tgw_stun_config& cfg = ctx->tables.config();
   if (cfg.budget.interval_ns == 0) return 1;
   tgw_budget_key key;
-  if (plan->family == TGW_FAMILY_IPV4)
-    tgw_budget_key_of(&key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
-  else
-    tgw_budget_key_of(&key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
+  tgw_stun_budget_key_of(plan, req, &key);
   return ctx->core.budget.take(key, tgw_be_now_ns(ctx), cfg.budget);
 }
 

@@ -71,17 +71,16 @@ struct alignas(64) CoreStats {
 // (dataplane::StunResponder::readCounters), so `tgwctl stats` reads the same for both.
 std::vector<dataplane::CounterRow> sumCounters(const std::vector<const CoreStats*>& cores);
 
-// The per-source-prefix answer budget of one core (tgw/reflection.h: one GCRA timestamp per
-// /24 or /56). A fixed table allocated once: kSets sets of kWays entries, the set chosen by a
-// seeded hash of the prefix (a remote party cannot aim at one set without the seed); a new
-// prefix in a full set takes the place of the entry with the oldest timestamp — the least
-// recently answered, as XDP's table (tgw_budget_set_take) forgets first. Per core: with k RX queues a prefix
-// whose flows RSS spreads over k cores can get up to k times its budget (XDP shares one map
-// across CPUs); on one queue (veth, af_xdp here) the bound is XDP's.
+// The STUN answer budget per source prefix (tgw/reflection.h), one table per core: XDP's
+// set-associative table itself (TGW_BUDGET_SETS sets of TGW_BUDGET_WAYS prefixes, the set
+// chosen by tgw_budget_set_of's seeded hash, tgw_budget_set_take's rule: the least recently
+// answered prefix of a full set is forgotten first), allocated once, about 1.5 MiB. Per core:
+// with k RX queues a prefix whose flows RSS spreads over k cores can get up to k times its
+// budget (XDP shares one map across CPUs); on one queue (veth, af_xdp here) the bound is XDP's.
 class BudgetTable {
  public:
-  static constexpr uint32_t kWays = 4;
-  static constexpr uint32_t kSets = 4096;  // 16384 prefixes per core, ~384 KiB
+  static constexpr uint32_t kSets = TGW_BUDGET_SETS;
+  static constexpr uint32_t kWays = TGW_BUDGET_WAYS;
 
   explicit BudgetTable(uint64_t seed);
   // Spends one answer of `key`'s prefix at now_ns: 1 answer, 0 over budget.
@@ -90,14 +89,8 @@ class BudgetTable {
   uint32_t size() const;
 
  private:
-  struct Entry {
-    tgw_budget_key key;  // family 0: empty
-    uint32_t pad;
-    tgw_budget_value tat;
-  };
-  static_assert(sizeof(Entry) == 24);
   uint64_t seed_;
-  std::unique_ptr<Entry[]> entries_;  // kSets * kWays, allocated once
+  std::unique_ptr<tgw_budget_set[]> sets_;  // kSets, allocated once, zeroed (every way empty)
 };
 
 // The STUN responder's tables, shared read-only by every core: the ports, the budget's

@@ -251,7 +251,10 @@ TEST(DpdkBudgetTable, BoundedAndEvictsTheOldest) {
       ASSERT_EQ(table.take(hot, now, cfg), 1) << i;
     }
   }
-  EXPECT_EQ(table.size(), capacity);
+  // Bounded, and about full: 16 prefixes per set on average leave the odd set with a way
+  // never taken.
+  EXPECT_LE(table.size(), capacity);
+  EXPECT_GT(table.size(), capacity - capacity / 100);
   // The hot prefix was remembered all along: two at once exceed its burst of 2 after its
   // last answer just now.
   EXPECT_EQ(table.take(hot, now, cfg), 1);

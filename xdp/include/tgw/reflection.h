@@ -181,14 +181,22 @@ TGW_INLINE struct tgw_budget_config tgw_budget_config_of(__u32 rate, __u32 burst
   return c;
 }
 
-/* Fills key with the prefix of a source address (4 or 16 bytes as in memory). */
+/* Fills key with the prefix of a source address (4 or 16 bytes as in memory). In whole
+ * words masked to the prefix (the mask's bytes in network order, as the address's): a key
+ * written byte by byte and read back in words (tgw_budget_set_of) waits for the stores
+ * (net.h, TGW_MEM_PAIR16). */
 TGW_INLINE void tgw_budget_key_of(struct tgw_budget_key *key, __u32 family, const __u8 *saddr) {
-  for (int i = 0; i < 8; i++) key->prefix[i] = 0;
-  key->family = family;
-  const __u32 n = family == TGW_FAMILY_IPV4 ? TGW_BUDGET_PREFIX4 / 8 : TGW_BUDGET_PREFIX6 / 8;
-  for (__u32 i = 0; i < 8; i++) {
-    if (i < n) key->prefix[i] = saddr[i];
+  TGW_STATIC_ASSERT(TGW_BUDGET_PREFIX4 == 24 && TGW_BUDGET_PREFIX6 == 56,
+                    "three bytes of an IPv4 address, seven of an IPv6 one: the masks below");
+  const __u32 w0 = tgw_load32(saddr);
+  if (family == TGW_FAMILY_IPV4) {
+    tgw_store32(key->prefix, w0 & TGW_HTONL(0xFFFFFF00u));
+    tgw_store32(key->prefix + 4, 0);
+  } else {
+    tgw_store32(key->prefix, w0);
+    tgw_store32(key->prefix + 4, tgw_load32(saddr + 4) & TGW_HTONL(0xFFFFFF00u));
   }
+  key->family = family;
 }
 
 /* Takes one answer from a prefix's budget at `now_ns` (GCRA, RFC 2697's cousin): returns 1

@@ -301,6 +301,18 @@ TGW_INLINE void tgw_stun_endpoint_key_of(const struct tgw_stun_plan *plan,
   }
 }
 
+/* The answer budget's key (tgw/reflection.h) of a classified request: its source prefix.
+ * One call per family: constant offsets (a selected one became pointer arithmetic the BPF
+ * verifier refuses, "bitwise operator |= on pointer"). */
+TGW_INLINE void tgw_stun_budget_key_of(const struct tgw_stun_plan *plan,
+                                       const struct tgw_stun_request *req,
+                                       struct tgw_budget_key *key) {
+  if (plan->family == TGW_FAMILY_IPV4)
+    tgw_budget_key_of(key, TGW_FAMILY_IPV4, req->ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr));
+  else
+    tgw_budget_key_of(key, TGW_FAMILY_IPV6, req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr));
+}
+
 /* Writes a plain (not XORed) address attribute — MAPPED-ADDRESS, RESPONSE-ORIGIN,
  * OTHER-ADDRESS (RFC 8489 section 14.1) — of `family` at p: type, length, a zero byte, the
  * family, port and address as in network order. p has tgw_stun_addr_attr_len() bytes. */
