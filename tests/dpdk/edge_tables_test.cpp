@@ -8,8 +8,6 @@
 // next-hop destinations following the flows, and one packet each way through edgeHandle.
 // Needs the EAL (no hugepages, no devices).
 #include <gtest/gtest.h>
-#include <rte_eal.h>
-#include <rte_errno.h>
 
 #include <arpa/inet.h>
 
@@ -23,6 +21,8 @@
 #include "dataplane/dpdk/edge_program.h"
 #include "dataplane/dpdk/edge_tables.h"
 
+#include "tests/dpdk/test_eal.h"
+
 namespace tgw::dpdk {
 namespace {
 
@@ -30,19 +30,7 @@ using dataplane::Flow;
 using dataplane::Path;
 using dataplane::PathKind;
 
-std::string ealError() {
-  static std::string error = [] {
-    std::vector<std::string> args = {"tgw-edge-tables", "-l", "0", "--no-huge", "-m", "128",
-                                     "--no-pci", "--no-shconf", "--no-telemetry", "--log-level",
-                                     "lib.*:error"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0)
-      return std::string("rte_eal_init: ") + rte_strerror(rte_errno);
-    return std::string();
-  }();
-  return error;
-}
+std::string ealError() { return tgw::testing::initTestEal("tgw-edge-tables"); }
 
 SockAddr sa(const char* text) {
   auto a = SockAddr::parse(text);

@@ -7,8 +7,6 @@
 // counters summed and restarted, each core's share of a bandwidth cap. Needs the EAL (no
 // hugepages, no devices); skips when it cannot start.
 #include <gtest/gtest.h>
-#include <rte_eal.h>
-#include <rte_errno.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,21 +17,12 @@
 
 #include "dataplane/dpdk/turn_tables.h"
 
+#include "tests/dpdk/test_eal.h"
+
 namespace tgw::dpdk {
 namespace {
 
-std::string ealError() {
-  static std::string error = [] {
-    std::vector<std::string> args = {"tgw-tables", "-l", "0", "--no-huge", "-m", "128", "--no-pci",
-                                     "--no-shconf", "--no-telemetry", "--log-level", "lib.*:error"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0)
-      return std::string("rte_eal_init: ") + rte_strerror(rte_errno);
-    return std::string();
-  }();
-  return error;
-}
+std::string ealError() { return tgw::testing::initTestEal("tgw-tables"); }
 
 tgw_turn_client_key keyOf(uint32_t n) {
   tgw_turn_client_key k{};
