@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "dataplane/dpdk/core_counters.h"
 #include "dataplane/liveness.h"
 
 namespace tgw::dpdk {
@@ -24,7 +25,6 @@ Result<void> fromErrno(const std::string& what, int err) {
   return fail(std::string(kWhat) + ": " + what + ": " + std::strerror(err), err);
 }
 
-__u64 load(const __u64& v) { return __atomic_load_n(&v, __ATOMIC_RELAXED); }
 void bump(__u64& v, uint64_t by) {
   if (by != 0) __atomic_store_n(&v, __atomic_load_n(&v, __ATOMIC_RELAXED) + by, __ATOMIC_RELAXED);
 }
@@ -81,22 +81,7 @@ class EdgeTables::Store final : public dataplane::EdgeStore {
       return fail(std::string(kWhat) + ": slot " + std::to_string(slot) + " out of range");
     // No packet of the slot's previous flow counts any more: its sums become the new zero.
     if (auto ok = t_.waitGrace(slot); !ok) return ok;
-    tgw_edge_flow_stats sum{};
-    for (const auto& core : t_.stats_) {
-      const tgw_edge_flow_stats& s = core[slot];
-      sum.out_direct_packets += load(s.out_direct_packets);
-      sum.out_direct_bytes += load(s.out_direct_bytes);
-      sum.out_relay_packets += load(s.out_relay_packets);
-      sum.out_relay_bytes += load(s.out_relay_bytes);
-      sum.in_direct_packets += load(s.in_direct_packets);
-      sum.in_direct_bytes += load(s.in_direct_bytes);
-      sum.in_relay_packets += load(s.in_relay_packets);
-      sum.in_relay_bytes += load(s.in_relay_bytes);
-      sum.drop_no_path += load(s.drop_no_path);
-      sum.drop_too_big += load(s.drop_too_big);
-      sum.drop_other += load(s.drop_other);
-    }
-    t_.base_[slot] = sum;
+    t_.base_[slot] = sumOverCores(t_.stats_, slot);
     return {};
   }
 
@@ -228,35 +213,8 @@ std::vector<dataplane::Flow> EdgeTables::flows() const { return rules_->flows();
 std::vector<SockAddr> EdgeTables::extraSockets() const { return rules_->extraSockets(); }
 
 tgw_edge_flow_stats EdgeTables::slotCounters(uint32_t slot) const {
-  tgw_edge_flow_stats c{};
-  if (slot >= options_.maxFlows) return c;
-  const tgw_edge_flow_stats& b = base_[slot];
-  for (const auto& core : stats_) {
-    const tgw_edge_flow_stats& s = core[slot];
-    c.out_direct_packets += load(s.out_direct_packets);
-    c.out_direct_bytes += load(s.out_direct_bytes);
-    c.out_relay_packets += load(s.out_relay_packets);
-    c.out_relay_bytes += load(s.out_relay_bytes);
-    c.in_direct_packets += load(s.in_direct_packets);
-    c.in_direct_bytes += load(s.in_direct_bytes);
-    c.in_relay_packets += load(s.in_relay_packets);
-    c.in_relay_bytes += load(s.in_relay_bytes);
-    c.drop_no_path += load(s.drop_no_path);
-    c.drop_too_big += load(s.drop_too_big);
-    c.drop_other += load(s.drop_other);
-  }
-  c.out_direct_packets -= b.out_direct_packets;
-  c.out_direct_bytes -= b.out_direct_bytes;
-  c.out_relay_packets -= b.out_relay_packets;
-  c.out_relay_bytes -= b.out_relay_bytes;
-  c.in_direct_packets -= b.in_direct_packets;
-  c.in_direct_bytes -= b.in_direct_bytes;
-  c.in_relay_packets -= b.in_relay_packets;
-  c.in_relay_bytes -= b.in_relay_bytes;
-  c.drop_no_path -= b.drop_no_path;
-  c.drop_too_big -= b.drop_too_big;
-  c.drop_other -= b.drop_other;
-  return c;
+  if (slot >= options_.maxFlows) return tgw_edge_flow_stats{};
+  return sinceReset(stats_, slot, base_[slot]);
 }
 
 std::optional<dataplane::EdgeFlowCounters> EdgeTables::flowCounters(uint32_t flowId) const {

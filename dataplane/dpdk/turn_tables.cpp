@@ -18,6 +18,7 @@
 #include <map>
 
 #include "base/log.h"
+#include "dataplane/dpdk/core_counters.h"
 #include "dataplane/neighbours.h"
 
 namespace tgw::dpdk {
@@ -203,7 +204,6 @@ int TurnTables::putNextHop(const NextHopKey& key, const tgw_turn_nexthop& nh) {
 void TurnTables::removeNextHop(const NextHopKey& key) { nexthops_.remove(key); }
 
 namespace {
-__u64 load(const __u64& v) { return __atomic_load_n(&v, __ATOMIC_RELAXED); }
 void bump(__u64& v, uint64_t by) {
   __atomic_store_n(&v, __atomic_load_n(&v, __ATOMIC_RELAXED) + by, __ATOMIC_RELAXED);
 }
@@ -221,17 +221,7 @@ int TurnTables::setAllocation(uint32_t slot, const tgw_turn_bucket& bucket, bool
                        std::memory_order_relaxed);
   cap.seq.store(seq + 2, std::memory_order_release);
   if (resetCounters) {
-    tgw_turn_alloc_stats sum{};
-    for (const auto& core : stats_) {
-      const tgw_turn_alloc_stats& s = core[slot];
-      sum.to_peer_packets += load(s.to_peer_packets);
-      sum.to_peer_bytes += load(s.to_peer_bytes);
-      sum.to_client_packets += load(s.to_client_packets);
-      sum.to_client_bytes += load(s.to_client_bytes);
-      sum.quota_packets += load(s.quota_packets);
-      sum.quota_bytes += load(s.quota_bytes);
-    }
-    base_[slot] = sum;
+    base_[slot] = sumOverCores(stats_, slot);
   }
   return 0;
 }
@@ -239,22 +229,13 @@ int TurnTables::setAllocation(uint32_t slot, const tgw_turn_bucket& bucket, bool
 dataplane::TurnAllocationCounters TurnTables::allocationCounters(uint32_t slot) const {
   dataplane::TurnAllocationCounters c;
   if (slot >= sizes_.capacity) return c;
-  for (const auto& core : stats_) {
-    const tgw_turn_alloc_stats& s = core[slot];
-    c.toPeerPackets += load(s.to_peer_packets);
-    c.toPeerBytes += load(s.to_peer_bytes);
-    c.toClientPackets += load(s.to_client_packets);
-    c.toClientBytes += load(s.to_client_bytes);
-    c.droppedQuotaPackets += load(s.quota_packets);
-    c.droppedQuotaBytes += load(s.quota_bytes);
-  }
-  const tgw_turn_alloc_stats& b = base_[slot];
-  c.toPeerPackets -= b.to_peer_packets;
-  c.toPeerBytes -= b.to_peer_bytes;
-  c.toClientPackets -= b.to_client_packets;
-  c.toClientBytes -= b.to_client_bytes;
-  c.droppedQuotaPackets -= b.quota_packets;
-  c.droppedQuotaBytes -= b.quota_bytes;
+  const tgw_turn_alloc_stats s = sinceReset(stats_, slot, base_[slot]);
+  c.toPeerPackets = s.to_peer_packets;
+  c.toPeerBytes = s.to_peer_bytes;
+  c.toClientPackets = s.to_client_packets;
+  c.toClientBytes = s.to_client_bytes;
+  c.droppedQuotaPackets = s.quota_packets;
+  c.droppedQuotaBytes = s.quota_bytes;
   return c;
 }
 
