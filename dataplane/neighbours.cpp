@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "base/log.h"
 #include "dataplane/netlink_events.h"
@@ -128,7 +130,33 @@ Result<std::unique_ptr<ManagedNeighbours>> ManagedNeighbours::open() {
   sockaddr_nl local{};
   local.nl_family = AF_NETLINK;
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return fail(errnoText("netlink bind"));
-  return std::unique_ptr<ManagedNeighbours>(new ManagedNeighbours(std::move(fd)));
+  std::unique_ptr<ManagedNeighbours> self(new ManagedNeighbours(std::move(fd)));
+  for (const char* path : {"/proc/sys/net/ipv4/neigh/default/gc_thresh3", "/proc/sys/net/ipv6/neigh/default/gc_thresh3"}) {
+    std::ifstream in(path);
+    size_t v = 0;
+    if (in >> v && v > 0) self->gcThresh3_ = self->gcThresh3_ == 0 ? v : std::min(self->gcThresh3_, v);
+  }
+  // Only the first network namespace shows the (global) limit: elsewhere, the kernel's default.
+  if (self->gcThresh3_ == 0) {
+    self->gcThresh3_ = kDefaultGcThresh3;
+    self->gcThresh3Assumed_ = true;
+  }
+  return self;
+}
+
+// Past gc_thresh3 the kernel's neighbour GC evicts entries, managed ones too; each evicted one
+// of ours is made again at its next keep() (neighbour_restored), and until then its
+// application's datagrams find no next hop (edge_no_neigh). Said once, at three quarters.
+void ManagedNeighbours::warnNearLimit() {
+  if (nearLimitWarned_ || gcThresh3_ == 0 || owned_ * 4 < gcThresh3_ * 3) return;
+  nearLimitWarned_ = true;
+  log::warn("managed_neighbours_near_limit",
+            {{"entries", std::to_string(owned_)},
+             {"gc_thresh3", std::to_string(gcThresh3_) + (gcThresh3Assumed_ ? " (the kernel's default; not readable in "
+                                                                              "this network namespace)"
+                                                                            : "")},
+             {"advice", "raise net.ipv4.neigh.default.gc_thresh3 and gc_thresh2 (and the ipv6 ones) above the "
+                        "number of applications the edge forwards to, or the kernel evicts their next hops"}});
 }
 
 ManagedNeighbours::~ManagedNeighbours() {
@@ -345,6 +373,10 @@ Result<ManagedNeighbours::Entry> ManagedNeighbours::keep(const IpAddr& destinati
   }
   byHop_.emplace(std::make_pair(hop->address, hop->ifindex), entries_.size());
   entries_.push_back(entry);
+  if (entry.owned()) {
+    owned_++;
+    warnNearLimit();
+  }
   return entry;
 }
 
@@ -359,6 +391,7 @@ void ManagedNeighbours::release() {
   }
   entries_.clear();
   byHop_.clear();
+  owned_ = 0;
 }
 
 }  // namespace tgw::dataplane

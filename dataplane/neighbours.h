@@ -89,6 +89,14 @@ class ManagedNeighbours {
   void keepOnExit() { keepOnExit_ = true; }
 
   const std::vector<Entry>& entries() const { return entries_; }
+  // The kernel's neighbour table limit that open() read (gc_thresh3, IPv4 and IPv6: the
+  // smaller; its default, 1024, where it cannot be read); when our entries reach three
+  // quarters of it a warning says to raise it, once.
+  size_t gcThresh3() const { return gcThresh3_; }
+  void setGcThresh3(size_t entries) {  // tests
+    gcThresh3_ = entries;
+    gcThresh3Assumed_ = false;
+  }
 
   // The route lookup keep() makes (RTM_GETROUTE).
   Result<NextHop> nextHop(const IpAddr& destination);
@@ -110,6 +118,15 @@ class ManagedNeighbours {
   // neighbour_restored: the kernel's neighbour GC can evict many entries at once (more
   // neighbours than gc_thresh3), and each comes back on its next keep().
   log::LogLimiter restoredLog_{1.0, 5.0};
+  // The kernel's neighbour table limit (net.ipv{4,6}.neigh.default.gc_thresh3, the smaller,
+  // global but shown only in the first network namespace), read at open(), and whether the
+  // warning that our entries near it was given.
+  static constexpr size_t kDefaultGcThresh3 = 1024;
+  size_t gcThresh3_ = 0;
+  bool gcThresh3Assumed_ = false;  // not readable here: kDefaultGcThresh3
+  size_t owned_ = 0;  // entries_ that are owned()
+  bool nearLimitWarned_ = false;
+  void warnNearLimit();
 };
 
 }  // namespace tgw::dataplane

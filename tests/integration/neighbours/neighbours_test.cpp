@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace tgw::dataplane {
 namespace {
@@ -98,6 +99,24 @@ TEST_F(Neighbours, OnLinkAndRoutedAppsGetAManagedEntryThatResolvesWithoutTraffic
     ASSERT_FALSE(s.ok()) << app << " still there: " << s->stateName();
     EXPECT_EQ(s.error().code, ENOENT) << s.error().message;
   }
+}
+
+// Past gc_thresh3 the kernel's GC evicts managed entries too: at three quarters of it the
+// operator is told, once, to raise it.
+TEST_F(Neighbours, NearTheKernelsNeighbourLimitTheOperatorIsToldOnce) {
+  EXPECT_GT(n_->gcThresh3(), 0u) << "gc_thresh3 read from /proc";
+  std::vector<std::string> lines;
+  log::setSink([&](std::string_view l) {
+    if (l.find("managed_neighbours_near_limit") != std::string_view::npos) lines.emplace_back(l);
+  });
+  n_->setGcThresh3(4);
+  for (const char* app : {"10.9.0.2", "10.9.0.3"}) ASSERT_TRUE(n_->keep(ip(app)));
+  EXPECT_TRUE(lines.empty()) << "two of four";
+  for (const char* app : {"10.9.0.4", "10.9.0.5", "10.9.0.6"}) ASSERT_TRUE(n_->keep(ip(app)));
+  log::setSink(nullptr);
+  ASSERT_EQ(lines.size(), 1u) << "said once, at three of four";
+  EXPECT_NE(lines[0].find("entries=3"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("gc_thresh3=4"), std::string::npos) << lines[0];
 }
 
 TEST_F(Neighbours, RoutedAppResolvesItsRouter) {
