@@ -167,8 +167,9 @@ struct tgw_turn_plan {
   union {
     struct tgw_turn_client_key client; /* TGW_REASON_TURN_TO_PEER: look this up */
     struct tgw_turn_peer_key peer;     /* TGW_REASON_TURN_TO_CLIENT: look this up */
-  } key;
+  } key __attribute__((aligned(8))); /* written in 64-bit words (tgw_turn_plan_frame) */
 };
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_plan, key) == 40, "plan: 40 bytes, then the key");
 
 /* The part of classifying common to every TURN frame (ChannelData, peer datagrams, Send
  * indications): the IP and UDP checks, the plan's lengths and IP words, and the key's two
