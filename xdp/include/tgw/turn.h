@@ -391,6 +391,15 @@ TGW_INLINE __u16 tgw_turn_udp_check(const struct tgw_turn_plan *plan,
   return check == 0 ? 0xFFFF : check;
 }
 
+/* Writes the Ethernet header (dmac, smac, type as in memory) in 32-bit words; the caller has
+ * checked that the frame holds it. */
+TGW_INLINE void tgw_turn_write_eth(__u8 *data, const __u8 *dmac, const __u8 *smac, __u16 type) {
+  tgw_store32(data, tgw_load32(dmac));
+  tgw_store32(data + 4, tgw_turn_mem32(tgw_load16(dmac + 4), tgw_load16(smac)));
+  tgw_store32(data + 8, tgw_load32(smac + 2));
+  tgw_store16(data + 12, type);
+}
+
 /* Writes Ethernet, IP and UDP headers for a UDP length of udp_len (tgw_turn_write, and the
  * Data indication, whose STUN prefix the caller writes after them). Returns 0, or -1 if the
  * frame is shorter than the headers (nothing written then). The headers are composed in
@@ -399,18 +408,12 @@ TGW_INLINE __u16 tgw_turn_udp_check(const struct tgw_turn_plan *plan,
 TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct tgw_turn_plan *plan,
                                  const struct tgw_turn_rewrite *out, __u32 udp_len,
                                  const __u8 *dmac, const __u8 *smac, __u16 udp_check) {
-  __u32 hdr = TGW_ETH_HLEN + (plan->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : TGW_IPV6_HLEN) +
-              TGW_UDP_HLEN;
-  if ((__u64)(data_end - data) < hdr) return -1;
-  if (data + TGW_ETH_HLEN > data_end) return -1;
-  tgw_store32(data, tgw_load32(dmac));
-  tgw_store32(data + 4, tgw_turn_mem32(tgw_load16(dmac + 4), tgw_load16(smac)));
-  tgw_store32(data + 8, tgw_load32(smac + 2));
+  /* One bounds check per family, for the whole header (constant offsets after it). */
   __u8 *ip = data + TGW_ETH_HLEN;
   __u8 *udp;
   if (plan->family == TGW_FAMILY_IPV4) {
-    if (ip + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
-    tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV4));
+    if (data + TGW_ETH_HLEN + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
+    tgw_turn_write_eth(data, dmac, smac, TGW_HTONS(TGW_ETH_P_IPV4));
     /* Version 4, IHL 5, TOS as received, total length; ID and flags from the plan; TTL,
      * protocol, checksum; addresses. */
     __u32 w0 = (plan->ip_word0 & tgw_turn_mem32(tgw_turn_mem16(0, 0xFF), 0)) |
@@ -428,8 +431,8 @@ TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct 
     tgw_store32(ip + 16, w4);
     udp = ip + TGW_IPV4_HLEN_MIN;
   } else {
-    if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
-    tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV6));
+    if (data + TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
+    tgw_turn_write_eth(data, dmac, smac, TGW_HTONS(TGW_ETH_P_IPV6));
     tgw_store32(ip, plan->ip_word0);
     tgw_store32(ip + 4, tgw_turn_mem32(TGW_HTONS((__u16)udp_len),
                                        tgw_turn_mem16(TGW_IPPROTO_UDP, TGW_DEFAULT_TTL)));
@@ -461,9 +464,7 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
   if ((__u64)(data_end - data) < hdr) return -1;
   if (tgw_turn_write_l4(data, data_end, plan, out, udp_len, dmac, smac, udp_check) != 0) return -1;
   if (to_client) {
-    __u8 *udp = data + hdr - TGW_CHANNELDATA_HLEN - TGW_UDP_HLEN;
-    if (udp + TGW_UDP_HLEN > data_end) return -1;
-    __u8 *cd = udp + TGW_UDP_HLEN;
+    __u8 *cd = data + hdr - TGW_CHANNELDATA_HLEN;
     if (cd + TGW_CHANNELDATA_HLEN > data_end) return -1;
     tgw_store32(cd, tgw_turn_mem32(out->channel, TGW_HTONS((__u16)plan->data_len)));
   }
