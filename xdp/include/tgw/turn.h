@@ -52,26 +52,10 @@
 #include "tgw/turn_layout.h"
 
 
-/* Words as in memory composed in registers, for writing a frame's headers or a map key in
- * 32- and 64-bit stores instead of 8- and 16-bit ones. A load wider than the store that
- * wrote its bytes (a checksum over a header just written, the hash table's 32-bit hash and
- * 64-bit compare over a key) cannot be forwarded from the store buffer: it waits until the
- * narrow stores reach the cache, about a dozen cycles each time, which the relay's profile
- * showed on its hottest lines. first: the word at the lower address. */
-TGW_INLINE __u16 tgw_turn_mem16(__u8 first, __u8 second) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  return (__u16)(first | ((__u16)second << 8));
-#else
-  return (__u16)(((__u16)first << 8) | second);
-#endif
-}
-TGW_INLINE __u32 tgw_turn_mem32(__u16 first, __u16 second) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  return (__u32)first | ((__u32)second << 16);
-#else
-  return ((__u32)first << 16) | second;
-#endif
-}
+/* A 64-bit word as it will lie in memory (tgw/net.h's TGW_MEM_PAIR16 for two 32-bit words),
+ * and 64-bit loads and stores, for the route keys: built in 32-bit words or narrower, a key is
+ * read at once by the hash table (32-bit jhash words, 64-bit compares), which the store
+ * buffer cannot forward from narrower stores (the relay's profile showed the stall). */
 TGW_INLINE __u64 tgw_turn_mem64(__u32 first, __u32 second) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   return (__u64)first | ((__u64)second << 32);
@@ -303,7 +287,7 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
     __u32 out_l3_extra = sp->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : 0;
     if (udp_len + TGW_CHANNELDATA_HLEN + out_l3_extra > 0xFFFFu) return TGW_REASON_TURN_UNSUPPORTED;
     /* (peer_port, relayed_port), then (family, pad[3]) */
-    tgw_turn_key_tail(ck, ports, tgw_turn_mem32(tgw_turn_mem16((__u8)sp->family, 0), 0));
+    tgw_turn_key_tail(ck, ports, TGW_MEM_PAIR16(TGW_MEM_PAIR8((__u8)sp->family, 0), 0));
     plan->data_len = payload_len;
     plan->cd_channel = 0;
     return TGW_REASON_TURN_TO_CLIENT;
@@ -335,7 +319,7 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
     plan->pad_bytes[i] = *b;
   }
   /* (client_port, server_port), then (channel, family, pad) */
-  tgw_turn_key_tail(ck, ports, tgw_turn_mem32(channel, tgw_turn_mem16((__u8)sp->family, 0)));
+  tgw_turn_key_tail(ck, ports, TGW_MEM_PAIR16(channel, TGW_MEM_PAIR8((__u8)sp->family, 0)));
   return TGW_REASON_TURN_TO_PEER;
 }
 
@@ -352,8 +336,8 @@ TGW_INLINE void tgw_turn_plan_set_id(struct tgw_turn_plan *plan, __u32 random) {
   if (!tgw_turn_plan_needs_id(plan)) return;
   /* The ID's two bytes (network order) replaced in a register: the word is read whole
    * when the header is written. */
-  plan->ip_word1 = (plan->ip_word1 & tgw_turn_mem32(0, 0xFFFF)) |
-                   tgw_turn_mem32(TGW_HTONS((__u16)random), 0);
+  plan->ip_word1 = (plan->ip_word1 & TGW_MEM_PAIR16(0, 0xFFFF)) |
+                   TGW_MEM_PAIR16(TGW_HTONS((__u16)random), 0);
 }
 
 /* The new UDP checksum, as in memory, for rewriting a classified packet with `in` (the route
@@ -395,7 +379,7 @@ TGW_INLINE __u16 tgw_turn_udp_check(const struct tgw_turn_plan *plan,
  * checked that the frame holds it. */
 TGW_INLINE void tgw_turn_write_eth(__u8 *data, const __u8 *dmac, const __u8 *smac, __u16 type) {
   tgw_store32(data, tgw_load32(dmac));
-  tgw_store32(data + 4, tgw_turn_mem32(tgw_load16(dmac + 4), tgw_load16(smac)));
+  tgw_store32(data + 4, TGW_MEM_PAIR16(tgw_load16(dmac + 4), tgw_load16(smac)));
   tgw_store32(data + 8, tgw_load32(smac + 2));
   tgw_store16(data + 12, type);
 }
@@ -404,7 +388,7 @@ TGW_INLINE void tgw_turn_write_eth(__u8 *data, const __u8 *dmac, const __u8 *sma
  * Data indication, whose STUN prefix the caller writes after them). Returns 0, or -1 if the
  * frame is shorter than the headers (nothing written then). The headers are composed in
  * registers and written in 32-bit words, the IPv4 header's checksum summed from those
- * registers (tgw_turn_mem32): no narrow store is read back. */
+ * registers (TGW_MEM_PAIR16): no narrow store is read back. */
 TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct tgw_turn_plan *plan,
                                  const struct tgw_turn_rewrite *out, __u32 udp_len,
                                  const __u8 *dmac, const __u8 *smac, __u16 udp_check) {
@@ -416,14 +400,14 @@ TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct 
     tgw_turn_write_eth(data, dmac, smac, TGW_HTONS(TGW_ETH_P_IPV4));
     /* Version 4, IHL 5, TOS as received, total length; ID and flags from the plan; TTL,
      * protocol, checksum; addresses. */
-    __u32 w0 = (plan->ip_word0 & tgw_turn_mem32(tgw_turn_mem16(0, 0xFF), 0)) |
-               tgw_turn_mem32(tgw_turn_mem16(0x45, 0),
+    __u32 w0 = (plan->ip_word0 & TGW_MEM_PAIR16(TGW_MEM_PAIR8(0, 0xFF), 0)) |
+               TGW_MEM_PAIR16(TGW_MEM_PAIR8(0x45, 0),
                               TGW_HTONS((__u16)(TGW_IPV4_HLEN_MIN + udp_len)));
     __u32 w1 = plan->ip_word1;
-    __u32 w2 = tgw_turn_mem32(tgw_turn_mem16(TGW_DEFAULT_TTL, TGW_IPPROTO_UDP), 0);
+    __u32 w2 = TGW_MEM_PAIR16(TGW_MEM_PAIR8(TGW_DEFAULT_TTL, TGW_IPPROTO_UDP), 0);
     __u32 w3 = tgw_load32(out->src);
     __u32 w4 = tgw_load32(out->dst);
-    w2 |= tgw_turn_mem32(0, tgw_csum_fold64((__u64)w0 + w1 + w2 + w3 + w4));
+    w2 |= TGW_MEM_PAIR16(0, tgw_csum_fold64((__u64)w0 + w1 + w2 + w3 + w4));
     tgw_store32(ip, w0);
     tgw_store32(ip + 4, w1);
     tgw_store32(ip + 8, w2);
@@ -434,8 +418,8 @@ TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct 
     if (data + TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
     tgw_turn_write_eth(data, dmac, smac, TGW_HTONS(TGW_ETH_P_IPV6));
     tgw_store32(ip, plan->ip_word0);
-    tgw_store32(ip + 4, tgw_turn_mem32(TGW_HTONS((__u16)udp_len),
-                                       tgw_turn_mem16(TGW_IPPROTO_UDP, TGW_DEFAULT_TTL)));
+    tgw_store32(ip + 4, TGW_MEM_PAIR16(TGW_HTONS((__u16)udp_len),
+                                       TGW_MEM_PAIR8(TGW_IPPROTO_UDP, TGW_DEFAULT_TTL)));
     for (int i = 0; i < 16; i += 4) {
       tgw_store32(ip + 8 + i, tgw_load32(out->src + i));
       tgw_store32(ip + 24 + i, tgw_load32(out->dst + i));
@@ -444,7 +428,7 @@ TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct 
   }
   /* (source, dest) as the rewrite holds them, then (len, check) */
   tgw_store32(udp, tgw_load32((const __u8 *)&out->src_port));
-  tgw_store32(udp + 4, tgw_turn_mem32(TGW_HTONS((__u16)udp_len), udp_check));
+  tgw_store32(udp + 4, TGW_MEM_PAIR16(TGW_HTONS((__u16)udp_len), udp_check));
   return 0;
 }
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_rewrite, dst_port) ==
@@ -466,7 +450,7 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
   if (to_client) {
     __u8 *cd = data + hdr - TGW_CHANNELDATA_HLEN;
     if (cd + TGW_CHANNELDATA_HLEN > data_end) return -1;
-    tgw_store32(cd, tgw_turn_mem32(out->channel, TGW_HTONS((__u16)plan->data_len)));
+    tgw_store32(cd, TGW_MEM_PAIR16(out->channel, TGW_HTONS((__u16)plan->data_len)));
   }
   return 0;
 }
@@ -943,7 +927,7 @@ TGW_INLINE __u32 tgw_turn_classify_send(const __u8 *data, const __u8 *data_end,
   __u32 r = tgw_turn_plan_frame(data, data_end, sp, stun_reason, plan, &ports);
   if (r != 0) return r;
   /* (client_port, server_port), then (channel 0, family, pad) */
-  tgw_turn_key_tail(&plan->key.client, ports, tgw_turn_mem32(0, tgw_turn_mem16((__u8)sp->family, 0)));
+  tgw_turn_key_tail(&plan->key.client, ports, TGW_MEM_PAIR16(0, TGW_MEM_PAIR8((__u8)sp->family, 0)));
   plan->cd_channel = 0;
   __u32 msg_len = plan->udp_len - TGW_UDP_HLEN;
   if (msg_len > TGW_TURN_SEND_MAX_LEN) return TGW_REASON_TURN_SEND_UNSUPPORTED;
