@@ -8,6 +8,14 @@
  * their own and keep their state in the per-CPU tgw_turn_scratch: the verifier allows 512
  * bytes of stack for a whole call chain. What it shares with xdp/stun_responder.bpf.c (maps,
  * STUN backend, exit) is in xdp_program.bpf.h. */
+#include "tgw/turn_layout.h"
+
+/* Set by the loader before the program is loaded (skeleton .rodata). Defined first: .rodata
+ * keeps the order of definition, so the TURN config shares its cache line with the clock and
+ * the STUN ports (read by every packet too) instead of lying past the STUN keys, a line of
+ * its own to fetch per packet. */
+const volatile struct tgw_turn_config tgw_turn_cfg = {};
+
 #include "liveness.bpf.h"
 #include "nexthop_epoch.bpf.h"
 #include "xdp_program.bpf.h"
@@ -25,9 +33,6 @@ struct tgw_turn_scratch; /* tgw/relay_logic.h */
 
 #define AF_INET 2
 #define AF_INET6 10
-
-/* Set by the loader before the program is loaded (skeleton .rodata). */
-const volatile struct tgw_turn_config tgw_turn_cfg = {};
 
 /* The kernel's tick rate: the next-hop cache's lifetime in jiffies (libbpf fills it from the
  * kernel's config, or RelayFastPath gives it one where the config cannot be read). */
