@@ -52,6 +52,22 @@
 #include "tgw/turn_layout.h"
 
 
+/* A 64-bit word as it will lie in memory (tgw/net.h's TGW_MEM_PAIR16 for two 32-bit words),
+ * and 64-bit loads and stores, for the route keys: built in 32-bit words or narrower, a key is
+ * read at once by the hash table (32-bit jhash words, 64-bit compares), which the store
+ * buffer cannot forward from narrower stores (the relay's profile showed the stall). */
+TGW_INLINE __u64 tgw_turn_mem64(__u32 first, __u32 second) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return (__u64)first | ((__u64)second << 32);
+#else
+  return ((__u64)first << 32) | second;
+#endif
+}
+typedef __u64 __attribute__((may_alias)) tgw_turn_alias_u64;
+TGW_INLINE __u64 tgw_turn_load64(const __u8 *p) { return *(const tgw_turn_alias_u64 *)p; }
+TGW_INLINE void tgw_turn_store64(__u8 *p, __u64 v) { *(tgw_turn_alias_u64 *)p = v; }
+
+
 TGW_INLINE __u32 tgw_turn_nexthop_index(const struct tgw_turn_nexthop_key *k) {
   __u32 h = k->ifindex;
   for (int i = 0; i < 16; i += 4) h ^= tgw_load32(k->src + i) ^ tgw_load32(k->dst + i) * 2654435761u;
@@ -135,17 +151,19 @@ struct tgw_turn_plan {
   union {
     struct tgw_turn_client_key client; /* TGW_REASON_TURN_TO_PEER: look this up */
     struct tgw_turn_peer_key peer;     /* TGW_REASON_TURN_TO_CLIENT: look this up */
-  } key;
+  } key __attribute__((aligned(8))); /* written in 64-bit words (tgw_turn_plan_frame) */
 };
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_plan, key) == 40, "plan: 40 bytes, then the key");
 
 /* The part of classifying common to every TURN frame (ChannelData, peer datagrams, Send
  * indications): the IP and UDP checks, the plan's lengths and IP words, and the key's two
- * addresses (source, destination) through the client key's layout. Returns 0, or the reason
- * to end with. *sport / *dport: the UDP ports, network order. */
+ * addresses (source, destination) through the client key's layout, each in two 64-bit
+ * stores. Returns 0, or the reason to end with. *ports_out: the UDP header's first word (source
+ * and destination port) as in memory, which the caller stores with the key's last four bytes
+ * (tgw_turn_key_tail) in one 64-bit word. */
 TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
                                      const struct tgw_stun_plan *sp, __u32 stun_reason,
-                                     struct tgw_turn_plan *plan, __be16 *sport_out,
-                                     __be16 *dport_out) {
+                                     struct tgw_turn_plan *plan, __u32 *ports_out) {
   __u32 l4_off = sp->l4_off;
   if (l4_off > TGW_STUN_L3_OFF_MAX + TGW_IPV4_HLEN_MAX) return stun_reason;
   const __u8 *udp = data + l4_off;
@@ -182,40 +200,49 @@ TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
   /* Frames shorter than 60 bytes arrive padded: the padding is cut with the rest. */
   plan->trailer_len = (__u32)(data_end - (udp + udp_len));
   if (plan->trailer_len > TGW_TURN_TRAILER_MAX) return TGW_REASON_TURN_UNSUPPORTED;
-  __be16 sport = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
-  __be16 dport_be = (__be16)tgw_load16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest));
+  const __u32 ports = tgw_load32(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source));
 
-  /* Both keys start with (remote address, local address): fill them through the client
-   * key's layout, which the peer key shares up to the ports. */
+  /* Both keys start with (remote address, local address): filled through the client key's
+   * layout, which the peer key shares up to the ports. The address offsets constant in each
+   * branch: an offset selected by the family ahead of them is a second read of sp->family
+   * the verifier cannot tie to this one (it refused the relay, reading an IPv6 address at
+   * the IPv4 offset). */
   struct tgw_turn_client_key *ck = &plan->key.client;
-  for (int i = 0; i < 16; i += 4) {
-    tgw_store32(ck->client + i, 0);
-    tgw_store32(ck->server + i, 0);
-  }
-  ck->client_port = 0;
-  ck->server_port = 0;
-  ck->channel = 0;
-  ck->family = 0;
-  ck->pad = 0;
-  /* The address offsets constant in each branch: an offset selected by the family ahead of
-   * them is a second read of sp->family the verifier cannot tie to this one (it refused the
-   * relay, reading an IPv6 address at the IPv4 offset). */
   if (sp->family == TGW_FAMILY_IPV4) {
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return stun_reason;
-    tgw_store32(ck->client, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)));
-    tgw_store32(ck->server, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)));
+    tgw_turn_store64(ck->client,
+                     tgw_turn_mem64(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)), 0));
+    tgw_turn_store64(ck->client + 8, 0);
+    tgw_turn_store64(ck->server,
+                     tgw_turn_mem64(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)), 0));
+    tgw_turn_store64(ck->server + 8, 0);
   } else {
     if (ip + TGW_IPV6_HLEN > data_end) return stun_reason;
-    for (int i = 0; i < 16; i += 4) {
-      tgw_store32(ck->client + i, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
-      tgw_store32(ck->server + i, tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
+    for (int i = 0; i < 16; i += 8) {
+      tgw_turn_store64(ck->client + i,
+                       tgw_turn_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
+      tgw_turn_store64(ck->server + i,
+                       tgw_turn_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
     }
   }
-
-  *sport_out = sport;
-  *dport_out = dport_be;
+  *ports_out = ports;
   return 0;
 }
+
+/* The keys' last eight bytes, as in memory, in one store: the ports word (from
+ * tgw_turn_plan_frame), then the client key's (channel, family, pad) or the peer key's
+ * (family, pad[3]) as `tail`. */
+TGW_INLINE void tgw_turn_key_tail(struct tgw_turn_client_key *ck, __u32 ports, __u32 tail) {
+  tgw_turn_store64((__u8 *)&ck->client_port, tgw_turn_mem64(ports, tail));
+}
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_client_key, client_port) == 32 &&
+                      TGW_OFFSETOF(struct tgw_turn_client_key, server_port) == 34 &&
+                      TGW_OFFSETOF(struct tgw_turn_client_key, family) == 38,
+                  "client key: ports, then channel, family, pad");
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_peer_key, peer_port) == 32 &&
+                      TGW_OFFSETOF(struct tgw_turn_peer_key, relayed_port) == 34 &&
+                      TGW_OFFSETOF(struct tgw_turn_peer_key, family) == 36,
+                  "peer key: ports, then family, pad[3]");
 
 /* Classifies a frame the STUN classifier (tgw_stun_classify) returned `stun_reason` for,
  * with its plan `sp`. A payload to a STUN port is ChannelData when its first byte is
@@ -247,8 +274,8 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
     if (first < TGW_DEMUX_CHANNELDATA_MIN || first > cd_first_max) return stun_reason;
   }
 
-  __be16 sport, dport_be;
-  __u32 r = tgw_turn_plan_frame(data, data_end, sp, stun_reason, plan, &sport, &dport_be);
+  __u32 ports;
+  __u32 r = tgw_turn_plan_frame(data, data_end, sp, stun_reason, plan, &ports);
   if (r != 0) return r;
   const __u32 udp_len = plan->udp_len;
   const __u32 payload_len = udp_len - TGW_UDP_HLEN;
@@ -259,13 +286,8 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
      * nearly 64 KiB gets there (fuzz_xdp_turn's length check on such a seed). */
     __u32 out_l3_extra = sp->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : 0;
     if (udp_len + TGW_CHANNELDATA_HLEN + out_l3_extra > 0xFFFFu) return TGW_REASON_TURN_UNSUPPORTED;
-    struct tgw_turn_peer_key *pk = &plan->key.peer;
-    pk->peer_port = sport;
-    pk->relayed_port = dport_be;
-    pk->family = (__u8)sp->family;
-    pk->pad[0] = 0;
-    pk->pad[1] = 0;
-    pk->pad[2] = 0;
+    /* (peer_port, relayed_port), then (family, pad[3]) */
+    tgw_turn_key_tail(ck, ports, TGW_MEM_PAIR16(TGW_MEM_PAIR8((__u8)sp->family, 0), 0));
     plan->data_len = payload_len;
     plan->cd_channel = 0;
     return TGW_REASON_TURN_TO_CLIENT;
@@ -296,10 +318,8 @@ TGW_INLINE __u32 tgw_turn_classify(const __u8 *data, const __u8 *data_end,
     if (b + 1 > data_end) return TGW_REASON_TURN_CD_TRUNCATED;
     plan->pad_bytes[i] = *b;
   }
-  ck->client_port = sport;
-  ck->server_port = dport_be;
-  ck->channel = channel;
-  ck->family = (__u8)sp->family;
+  /* (client_port, server_port), then (channel, family, pad) */
+  tgw_turn_key_tail(ck, ports, TGW_MEM_PAIR16(channel, TGW_MEM_PAIR8((__u8)sp->family, 0)));
   return TGW_REASON_TURN_TO_PEER;
 }
 
@@ -314,9 +334,10 @@ TGW_INLINE int tgw_turn_plan_needs_id(const struct tgw_turn_plan *plan) {
 }
 TGW_INLINE void tgw_turn_plan_set_id(struct tgw_turn_plan *plan, __u32 random) {
   if (!tgw_turn_plan_needs_id(plan)) return;
-  __u8 *w = (__u8 *)&plan->ip_word1;
-  w[0] = (__u8)(random >> 8);
-  w[1] = (__u8)random;
+  /* The ID's two bytes (network order) replaced in a register: the word is read whole
+   * when the header is written. */
+  plan->ip_word1 = (plan->ip_word1 & TGW_MEM_PAIR16(0, 0xFFFF)) |
+                   TGW_MEM_PAIR16(TGW_HTONS((__u16)random), 0);
 }
 
 /* The new UDP checksum, as in memory, for rewriting a classified packet with `in` (the route
@@ -354,56 +375,65 @@ TGW_INLINE __u16 tgw_turn_udp_check(const struct tgw_turn_plan *plan,
   return check == 0 ? 0xFFFF : check;
 }
 
+/* Writes the Ethernet header (dmac, smac, type as in memory) in 32-bit words; the caller has
+ * checked that the frame holds it. */
+TGW_INLINE void tgw_turn_write_eth(__u8 *data, const __u8 *dmac, const __u8 *smac, __u16 type) {
+  tgw_store32(data, tgw_load32(dmac));
+  tgw_store32(data + 4, TGW_MEM_PAIR16(tgw_load16(dmac + 4), tgw_load16(smac)));
+  tgw_store32(data + 8, tgw_load32(smac + 2));
+  tgw_store16(data + 12, type);
+}
+
 /* Writes Ethernet, IP and UDP headers for a UDP length of udp_len (tgw_turn_write, and the
  * Data indication, whose STUN prefix the caller writes after them). Returns 0, or -1 if the
- * frame is shorter than the headers (nothing written then). */
+ * frame is shorter than the headers (nothing written then). The headers are composed in
+ * registers and written in 32-bit words, the IPv4 header's checksum summed from those
+ * registers (TGW_MEM_PAIR16): no narrow store is read back. */
 TGW_INLINE int tgw_turn_write_l4(__u8 *data, const __u8 *data_end, const struct tgw_turn_plan *plan,
                                  const struct tgw_turn_rewrite *out, __u32 udp_len,
                                  const __u8 *dmac, const __u8 *smac, __u16 udp_check) {
-  __u32 hdr = TGW_ETH_HLEN + (plan->family == TGW_FAMILY_IPV4 ? TGW_IPV4_HLEN_MIN : TGW_IPV6_HLEN) +
-              TGW_UDP_HLEN;
-  if ((__u64)(data_end - data) < hdr) return -1;
-  if (data + TGW_ETH_HLEN > data_end) return -1;
-  for (int i = 0; i < TGW_ETH_ALEN; i += 2) {
-    tgw_store16(data + i, tgw_load16(dmac + i));
-    tgw_store16(data + TGW_ETH_ALEN + i, tgw_load16(smac + i));
-  }
+  /* One bounds check per family, for the whole header (constant offsets after it). */
   __u8 *ip = data + TGW_ETH_HLEN;
   __u8 *udp;
   if (plan->family == TGW_FAMILY_IPV4) {
-    if (ip + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
-    tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV4));
-    /* Version 4, IHL 5, TOS as received; ID and flags from the plan. */
-    ip[0] = 0x45;
-    ip[1] = ((const __u8 *)&plan->ip_word0)[1];
-    tgw_store16(ip + 2, TGW_HTONS((__u16)(TGW_IPV4_HLEN_MIN + udp_len)));
-    tgw_store32(ip + 4, plan->ip_word1);
-    ip[8] = TGW_DEFAULT_TTL;
-    ip[9] = TGW_IPPROTO_UDP;
-    tgw_store16(ip + 10, 0);
-    tgw_store32(ip + 12, tgw_load32(out->src));
-    tgw_store32(ip + 16, tgw_load32(out->dst));
-    tgw_store16(ip + 10, tgw_ipv4_hdr20_fold(ip));
+    if (data + TGW_ETH_HLEN + TGW_IPV4_HLEN_MIN + TGW_UDP_HLEN > data_end) return -1;
+    tgw_turn_write_eth(data, dmac, smac, TGW_HTONS(TGW_ETH_P_IPV4));
+    /* Version 4, IHL 5, TOS as received, total length; ID and flags from the plan; TTL,
+     * protocol, checksum; addresses. */
+    __u32 w0 = (plan->ip_word0 & TGW_MEM_PAIR16(TGW_MEM_PAIR8(0, 0xFF), 0)) |
+               TGW_MEM_PAIR16(TGW_MEM_PAIR8(0x45, 0),
+                              TGW_HTONS((__u16)(TGW_IPV4_HLEN_MIN + udp_len)));
+    __u32 w1 = plan->ip_word1;
+    __u32 w2 = TGW_MEM_PAIR16(TGW_MEM_PAIR8(TGW_DEFAULT_TTL, TGW_IPPROTO_UDP), 0);
+    __u32 w3 = tgw_load32(out->src);
+    __u32 w4 = tgw_load32(out->dst);
+    w2 |= TGW_MEM_PAIR16(0, tgw_csum_fold64((__u64)w0 + w1 + w2 + w3 + w4));
+    tgw_store32(ip, w0);
+    tgw_store32(ip + 4, w1);
+    tgw_store32(ip + 8, w2);
+    tgw_store32(ip + 12, w3);
+    tgw_store32(ip + 16, w4);
     udp = ip + TGW_IPV4_HLEN_MIN;
   } else {
-    if (ip + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
-    tgw_store16(data + 12, TGW_HTONS(TGW_ETH_P_IPV6));
+    if (data + TGW_ETH_HLEN + TGW_IPV6_HLEN + TGW_UDP_HLEN > data_end) return -1;
+    tgw_turn_write_eth(data, dmac, smac, TGW_HTONS(TGW_ETH_P_IPV6));
     tgw_store32(ip, plan->ip_word0);
-    tgw_store16(ip + 4, TGW_HTONS((__u16)udp_len));
-    ip[6] = TGW_IPPROTO_UDP;
-    ip[7] = TGW_DEFAULT_TTL;
+    tgw_store32(ip + 4, TGW_MEM_PAIR16(TGW_HTONS((__u16)udp_len),
+                                       TGW_MEM_PAIR8(TGW_IPPROTO_UDP, TGW_DEFAULT_TTL)));
     for (int i = 0; i < 16; i += 4) {
       tgw_store32(ip + 8 + i, tgw_load32(out->src + i));
       tgw_store32(ip + 24 + i, tgw_load32(out->dst + i));
     }
     udp = ip + TGW_IPV6_HLEN;
   }
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, source), out->src_port);
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, dest), out->dst_port);
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, len), TGW_HTONS((__u16)udp_len));
-  tgw_store16(udp + TGW_OFFSETOF(struct tgw_udp_hdr, check), udp_check);
+  /* (source, dest) as the rewrite holds them, then (len, check) */
+  tgw_store32(udp, tgw_load32((const __u8 *)&out->src_port));
+  tgw_store32(udp + 4, TGW_MEM_PAIR16(TGW_HTONS((__u16)udp_len), udp_check));
   return 0;
 }
+TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_rewrite, dst_port) ==
+                      TGW_OFFSETOF(struct tgw_turn_rewrite, src_port) + 2,
+                  "the rewrite's ports in the UDP header's order");
 
 /* Writes the output's headers at data: Ethernet (dmac, smac from the next hop), IP, UDP, and
  * with to_client the ChannelData header. The frame must already have its output size:
@@ -418,13 +448,9 @@ TGW_INLINE int tgw_turn_write(__u8 *data, const __u8 *data_end, const struct tgw
   if ((__u64)(data_end - data) < hdr) return -1;
   if (tgw_turn_write_l4(data, data_end, plan, out, udp_len, dmac, smac, udp_check) != 0) return -1;
   if (to_client) {
-    __u8 *udp = data + hdr - TGW_CHANNELDATA_HLEN - TGW_UDP_HLEN;
-    if (udp + TGW_UDP_HLEN > data_end) return -1;
-    __u8 *cd = udp + TGW_UDP_HLEN;
+    __u8 *cd = data + hdr - TGW_CHANNELDATA_HLEN;
     if (cd + TGW_CHANNELDATA_HLEN > data_end) return -1;
-    tgw_store16(cd + TGW_OFFSETOF(struct tgw_channeldata_hdr, channel), out->channel);
-    tgw_store16(cd + TGW_OFFSETOF(struct tgw_channeldata_hdr, length),
-                TGW_HTONS((__u16)plan->data_len));
+    tgw_store32(cd, TGW_MEM_PAIR16(out->channel, TGW_HTONS((__u16)plan->data_len)));
   }
   return 0;
 }
@@ -897,14 +923,11 @@ TGW_INLINE __u32 tgw_turn_classify_send(const __u8 *data, const __u8 *data_end,
   const __u8 *msg = udp + TGW_UDP_HLEN;
   if (tgw_load16(msg) != TGW_HTONS(TGW_STUN_SEND_INDICATION)) return stun_reason;
 
-  __be16 sport, dport;
-  __u32 r = tgw_turn_plan_frame(data, data_end, sp, stun_reason, plan, &sport, &dport);
+  __u32 ports;
+  __u32 r = tgw_turn_plan_frame(data, data_end, sp, stun_reason, plan, &ports);
   if (r != 0) return r;
-  struct tgw_turn_client_key *ck = &plan->key.client;
-  ck->client_port = sport;
-  ck->server_port = dport;
-  ck->channel = 0;
-  ck->family = (__u8)sp->family;
+  /* (client_port, server_port), then (channel 0, family, pad) */
+  tgw_turn_key_tail(&plan->key.client, ports, TGW_MEM_PAIR16(0, TGW_MEM_PAIR8((__u8)sp->family, 0)));
   plan->cd_channel = 0;
   __u32 msg_len = plan->udp_len - TGW_UDP_HLEN;
   if (msg_len > TGW_TURN_SEND_MAX_LEN) return TGW_REASON_TURN_SEND_UNSUPPORTED;
