@@ -132,18 +132,9 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   self->options_ = options;
   self->capacity_ = options.capacity;
   self->maxRoutes_ = options.maxRoutes != 0 ? options.maxRoutes : options.capacity;
-  // The next-hop cache's lifetime is the kernel's HZ in jiffies (CONFIG_HZ through libbpf's
-  // kconfig; kernelConfigOverride, dataplane/nexthop_epoch.h: kAssumedHz where unreadable).
-  const std::string kconfig = kernelConfigOverride();
-  if (!kconfig.empty()) {
-    log::warn("xdp.relay.kernel_config_unreadable",
-              {{"assumed_hz", std::to_string(kAssumedHz)},
-               {"effect", "next-hop cache lifetime 0.25-2.5 s instead of 1 s"}});
-  }
-  bpf_object_open_opts openOpts{};
-  openOpts.sz = sizeof(openOpts);
-  openOpts.kconfig = kconfig.empty() ? nullptr : kconfig.c_str();
-  self->skel_ = tgw_relay__open_opts(&openOpts);
+  // The next-hop cache's lifetime is one second in jiffies: the HZ the clock calibration
+  // measures (writeJiffyClock below), as the edge's; no kernel config is read.
+  self->skel_ = tgw_relay__open();
   if (self->skel_ == nullptr)
     return fail(std::string("relay fast path: open skeleton: ") + std::strerror(errno), errno);
   StunResponder::writeConfig(self->skel_->rodata->tgw_stun_cfg, options.stunPorts,

@@ -34,10 +34,6 @@ struct tgw_turn_scratch; /* tgw/relay_logic.h */
 #define AF_INET 2
 #define AF_INET6 10
 
-/* The kernel's tick rate: the next-hop cache's lifetime in jiffies (libbpf fills it from the
- * kernel's config, or RelayFastPath gives it one where the config cannot be read). */
-extern const unsigned int CONFIG_HZ __kconfig __weak;
-
 /* Routes, both directions; sized by the loader (RelayFastPath::Options::maxRoutes). */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -286,7 +282,9 @@ static __always_inline void tgw_turn_nexthop_stamp(struct tgw_turn_nexthop *nh, 
                                                    __u32 ok_len, __u32 epoch, __u64 now) {
   nh->ok_len = ok_len > l3_len ? ok_len : l3_len;
   nh->epoch = epoch;
-  nh->expires = now + (CONFIG_HZ != 0 ? CONFIG_HZ : TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT);
+  /* One second: the HZ the loader's clock calibration measured (xdp/clock.bpf.h), as the
+   * edge's; where it failed, TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT jiffies. */
+  nh->expires = now + (tgw_clock.hz != 0 ? tgw_clock.hz : TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT);
 }
 
 /* Next hop of a packet from out->src to out->dst: the MACs and the egress ifindex, from the

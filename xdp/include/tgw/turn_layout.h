@@ -135,11 +135,13 @@ struct tgw_turn_nexthop {
   __u32 ok_len;     /* largest IP length the lookup accepted (MTU check) */
   __u32 epoch;      /* tgw_nexthop_epoch's value when it was looked up */
   __u64 expires;    /* bpf_jiffies64() after which the entry is looked up again: raw
-                     * jiffies (one load; the verifier inlines bpf_jiffies64), so the cache
-                     * does not depend on the deadlines' calibration */
+                     * jiffies (one load; the verifier inlines bpf_jiffies64), one second's
+                     * worth as the clock calibration measured HZ (tgw_clock_config.hz) */
 };
-/* The lifetime in jiffies where the kernel's HZ is 0 (a guard, as the edge's). */
-#define TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT 1000
+/* The lifetime in jiffies where the calibration failed (hz 0), as the edge's
+ * (TGW_EDGE_HOP_TTL_HZ_DEFAULT): Debian's HZ, 0.25-2.5 s for HZ 1000-100; route and neighbour
+ * changes flush the cache anyway (RelayFastPath::flushNextHops). */
+#define TGW_TURN_NEXTHOP_TTL_HZ_DEFAULT 250
 #define TGW_TURN_NEXTHOP_ENTRIES 1024 /* a power of two */
 
 /* Value of tgw_turn_hops, a per-CPU array indexed by tgw_turn_rewrite.hop_slot: the next
