@@ -63,9 +63,21 @@ TGW_INLINE __u64 tgw_turn_mem64(__u32 first, __u32 second) {
   return ((__u64)first << 32) | second;
 #endif
 }
+/* As tgw/net.h's 16- and 32-bit ones: BPF reads the field directly, C and C++ through memcpy
+ * (an IPv6 address in a frame is not 8-aligned; the sanitizers of the fuzzing build refuse a
+ * misaligned typed load). */
+#if defined(__bpf__)
 typedef __u64 __attribute__((may_alias)) tgw_turn_alias_u64;
 TGW_INLINE __u64 tgw_turn_load64(const __u8 *p) { return *(const tgw_turn_alias_u64 *)p; }
 TGW_INLINE void tgw_turn_store64(__u8 *p, __u64 v) { *(tgw_turn_alias_u64 *)p = v; }
+#else
+TGW_INLINE __u64 tgw_turn_load64(const __u8 *p) {
+  __u64 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+TGW_INLINE void tgw_turn_store64(__u8 *p, __u64 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+#endif
 
 
 TGW_INLINE __u32 tgw_turn_nexthop_index(const struct tgw_turn_nexthop_key *k) {
