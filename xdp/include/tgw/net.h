@@ -103,9 +103,11 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_udp_hdr) == TGW_UDP_HLEN, "UDP header is 8 b
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define TGW_MEM_PAIR16(first, second) ((__u32)(__u16)(first) | ((__u32)(__u16)(second) << 16))
 #define TGW_MEM_PAIR8(first, second) ((__u16)((__u8)(first) | ((__u16)(__u8)(second) << 8)))
+#define TGW_MEM_PAIR32(first, second) ((__u64)(__u32)(first) | ((__u64)(__u32)(second) << 32))
 #else
 #define TGW_MEM_PAIR16(first, second) (((__u32)(__u16)(first) << 16) | (__u32)(__u16)(second))
 #define TGW_MEM_PAIR8(first, second) ((__u16)(((__u16)(__u8)(first) << 8) | (__u8)(second)))
+#define TGW_MEM_PAIR32(first, second) (((__u64)(__u32)(first) << 32) | (__u64)(__u32)(second))
 #endif
 
 /* Forces inlining: in BPF, a non-inlined static function taking packet pointers would be a
@@ -121,10 +123,13 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_udp_hdr) == TGW_UDP_HLEN, "UDP header is 8 b
 #if defined(__bpf__)
 typedef __u16 __attribute__((may_alias)) tgw_alias_u16;
 typedef __u32 __attribute__((may_alias)) tgw_alias_u32;
+typedef __u64 __attribute__((may_alias)) tgw_alias_u64;
 TGW_INLINE __u16 tgw_load16(const __u8 *p) { return *(const tgw_alias_u16 *)p; }
 TGW_INLINE __u32 tgw_load32(const __u8 *p) { return *(const tgw_alias_u32 *)p; }
+TGW_INLINE __u64 tgw_load64(const __u8 *p) { return *(const tgw_alias_u64 *)p; }
 TGW_INLINE void tgw_store16(__u8 *p, __u16 v) { *(tgw_alias_u16 *)p = v; }
 TGW_INLINE void tgw_store32(__u8 *p, __u32 v) { *(tgw_alias_u32 *)p = v; }
+TGW_INLINE void tgw_store64(__u8 *p, __u64 v) { *(tgw_alias_u64 *)p = v; }
 #else
 TGW_INLINE __u16 tgw_load16(const __u8 *p) {
   __u16 v;
@@ -136,8 +141,14 @@ TGW_INLINE __u32 tgw_load32(const __u8 *p) {
   __builtin_memcpy(&v, p, sizeof(v));
   return v;
 }
+TGW_INLINE __u64 tgw_load64(const __u8 *p) {
+  __u64 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
 TGW_INLINE void tgw_store16(__u8 *p, __u16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
 TGW_INLINE void tgw_store32(__u8 *p, __u32 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+TGW_INLINE void tgw_store64(__u8 *p, __u64 v) { __builtin_memcpy(p, &v, sizeof(v)); }
 #endif
 
 /* Swaps two 6-byte Ethernet addresses (three 16-bit words each). */

@@ -52,33 +52,10 @@
 #include "tgw/turn_layout.h"
 
 
-/* A 64-bit word as it will lie in memory (tgw/net.h's TGW_MEM_PAIR16 for two 32-bit words),
- * and 64-bit loads and stores, for the route keys: built in 32-bit words or narrower, a key is
- * read at once by the hash table (32-bit jhash words, 64-bit compares), which the store
- * buffer cannot forward from narrower stores (the relay's profile showed the stall). */
-TGW_INLINE __u64 tgw_turn_mem64(__u32 first, __u32 second) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  return (__u64)first | ((__u64)second << 32);
-#else
-  return ((__u64)first << 32) | second;
-#endif
-}
-/* As tgw/net.h's 16- and 32-bit ones: BPF reads the field directly, C and C++ through memcpy
- * (an IPv6 address in a frame is not 8-aligned; the sanitizers of the fuzzing build refuse a
- * misaligned typed load). */
-#if defined(__bpf__)
-typedef __u64 __attribute__((may_alias)) tgw_turn_alias_u64;
-TGW_INLINE __u64 tgw_turn_load64(const __u8 *p) { return *(const tgw_turn_alias_u64 *)p; }
-TGW_INLINE void tgw_turn_store64(__u8 *p, __u64 v) { *(tgw_turn_alias_u64 *)p = v; }
-#else
-TGW_INLINE __u64 tgw_turn_load64(const __u8 *p) {
-  __u64 v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-TGW_INLINE void tgw_turn_store64(__u8 *p, __u64 v) { __builtin_memcpy(p, &v, sizeof(v)); }
-#endif
-
+/* The route keys are written in 64-bit words (tgw/net.h's tgw_store64, TGW_MEM_PAIR32): built
+ * in 32-bit words or narrower, a key is read at once by the hash table (32-bit jhash words,
+ * 64-bit compares), which the store buffer cannot forward from narrower stores (the relay's
+ * profile showed the stall). */
 
 TGW_INLINE __u32 tgw_turn_nexthop_index(const struct tgw_turn_nexthop_key *k) {
   __u32 h = k->ifindex;
@@ -222,19 +199,19 @@ TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
   struct tgw_turn_client_key *ck = &plan->key.client;
   if (sp->family == TGW_FAMILY_IPV4) {
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return stun_reason;
-    tgw_turn_store64(ck->client,
-                     tgw_turn_mem64(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)), 0));
-    tgw_turn_store64(ck->client + 8, 0);
-    tgw_turn_store64(ck->server,
-                     tgw_turn_mem64(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)), 0));
-    tgw_turn_store64(ck->server + 8, 0);
+    tgw_store64(ck->client,
+                     TGW_MEM_PAIR32(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)), 0));
+    tgw_store64(ck->client + 8, 0);
+    tgw_store64(ck->server,
+                     TGW_MEM_PAIR32(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)), 0));
+    tgw_store64(ck->server + 8, 0);
   } else {
     if (ip + TGW_IPV6_HLEN > data_end) return stun_reason;
     for (int i = 0; i < 16; i += 8) {
-      tgw_turn_store64(ck->client + i,
-                       tgw_turn_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
-      tgw_turn_store64(ck->server + i,
-                       tgw_turn_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
+      tgw_store64(ck->client + i,
+                       tgw_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
+      tgw_store64(ck->server + i,
+                       tgw_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
     }
   }
   *ports_out = ports;
@@ -245,7 +222,7 @@ TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
  * tgw_turn_plan_frame), then the client key's (channel, family, pad) or the peer key's
  * (family, pad[3]) as `tail`. */
 TGW_INLINE void tgw_turn_key_tail(struct tgw_turn_client_key *ck, __u32 ports, __u32 tail) {
-  tgw_turn_store64((__u8 *)&ck->client_port, tgw_turn_mem64(ports, tail));
+  tgw_store64((__u8 *)&ck->client_port, TGW_MEM_PAIR32(ports, tail));
 }
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_turn_client_key, client_port) == 32 &&
                       TGW_OFFSETOF(struct tgw_turn_client_key, server_port) == 34 &&
