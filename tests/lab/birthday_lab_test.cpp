@@ -21,6 +21,7 @@
 // Times to direct are printed as "LAB-FIGURE name value unit".
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -163,10 +164,23 @@ class Birthday : public ::testing::Test {
     SCOPED_TRACE("a: " + pa.dump() + "\nb: " + pb.dump());
     EXPECT_EQ(pb["birthday"].value("role", std::string()), "hard");
     EXPECT_EQ(pb["birthday"].value("state", std::string()), "won");
-    EXPECT_EQ(pa["birthday"].value("role", std::string()), "easy");
-    EXPECT_EQ(pa["birthday"].value("state", std::string()), "won");
+    // Rarely the hard side's own pings find the pair before the easy side starts: a random
+    // NAT may give one of the hard side's extra sockets, towards the easy side, the external
+    // port of a server-reflexive candidate the easy side is already probing (a mapping is
+    // unique per destination, not per port; about 256 x 2 / 64k, seen once in a fresh-clone
+    // CI run). Direct all the same, through the search; the easy side then never sprays.
+    const bool foundByHardSide =
+        pa["birthday"].value("state", std::string()) == "idle" &&
+        pa["birthday"].value("reason", std::string()).find("direct path is active") != std::string::npos;
+    if (!foundByHardSide) {
+      EXPECT_EQ(pa["birthday"].value("role", std::string()), "easy");
+      EXPECT_EQ(pa["birthday"].value("state", std::string()), "won");
+    }
     const uint64_t probes = pa["birthday"].value("probes_sent", uint64_t{0});
-    EXPECT_GT(probes, 0u);
+    if (!foundByHardSide) {
+      EXPECT_GT(probes, 0u);
+    }
+    const uint64_t hardProbes = pb["birthday"].value("probes_sent", uint64_t{0});
     printFigure(scenario + ".probes", static_cast<double>(probes), "probes");
     auto local = SockAddr::parse(pb["active"].value("local", std::string()));
     ASSERT_TRUE(local) << "b's active path has no local endpoint";
@@ -225,7 +239,10 @@ class Birthday : public ::testing::Test {
     // The NATs' tables: up during the search, back to their baseline after the timeout.
     const std::string hardNat = e_->lab().site("b").natNetns;
     const std::string easyNat = e_->lab().site("a").natNetns;
-    EXPECT_GE(peak[hardNat], baseline[hardNat] + opened * 3 / 4) << "the hard side's spray mappings were not seen";
+    // The hard side pings from each socket until the search is won: all of them, unless its
+    // own pings won first.
+    const uint64_t sprayed = foundByHardSide ? std::min<uint64_t>(opened, hardProbes) : opened;
+    EXPECT_GE(peak[hardNat], baseline[hardNat] + sprayed * 3 / 4) << "the hard side's spray mappings were not seen";
     EXPECT_GE(peak[easyNat], baseline[easyNat] + probes / 2) << "the easy side's probes were not seen";
     std::map<std::string, uint64_t> last;
     const auto waitStart = SteadyClock::now();
