@@ -295,7 +295,8 @@ static __always_inline void tgw_turn_nexthop_stamp(struct tgw_turn_nexthop *nh, 
 static __noinline __u32 tgw_turn_next_hop_slow(struct xdp_md *ctx, struct tgw_turn_scratch *scr,
                                               const struct tgw_turn_rewrite *out, __u32 l3_len,
                                               struct tgw_turn_nexthop *nh) {
-  /* The cache's clock: raw jiffies (one load), independent of the deadlines' calibration. */
+  /* The cache's clock: raw jiffies (one load); its lifetime is the calibrated HZ
+   * (tgw_turn_nexthop_stamp). */
   __u64 now = bpf_jiffies64();
   __u32 epoch = tgw_nexthop_epoch_now();
   __u32 ok_len = l3_len;
