@@ -312,8 +312,14 @@ Result<Json> call(const std::string& socketPath, const std::string& cmd, const J
     return fail(errnoText("cannot connect to tgwd at " + socketPath) + " (is tgwd running? see --socket)");
   }
   std::string req = Json{{"cmd", cmd}, {"args", args}}.dump() + "\n";
+  // A server that refuses the peer (its credential check) writes why and closes at once,
+  // maybe before the request is sent: the send then fails (EPIPE, ECONNRESET) but the
+  // refusal is still there to read, and it says more than "broken pipe".
+  std::string sendError;
   if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    return fail(errnoText("send to " + socketPath));
+    const int err = errno;
+    sendError = errnoText("send to " + socketPath);
+    if (err != EPIPE && err != ECONNRESET) return fail(sendError);
   }
   std::string buf;
   auto deadline = Clock::now() + timeout;
@@ -331,6 +337,7 @@ Result<Json> call(const std::string& socketPath, const std::string& cmd, const J
     buf.append(chunk, static_cast<size_t>(n));
     if (buf.size() > (16u << 20)) return fail("reply from tgwd too large");
   }
+  if (!sendError.empty() && buf.find('\n') == std::string::npos) return fail(sendError);
   Json reply = Json::parse(buf, nullptr, false);
   if (reply.is_discarded() || !reply.is_object()) return fail("tgwd sent a reply that is not JSON");
   if (!reply.value("ok", false)) {
