@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -94,9 +95,29 @@ Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
   auto table = encodeEndpoints(endpoints);
   if (!table) return Unexpected<Error>{table.error()};
   rodata = tgw_stun_endpoint_keys{};
-  for (size_t i = 0; i < table->size(); i++) rodata.key[i] = (*table)[i].first;
+  for (size_t i = 0; i < table->size(); i++)
+    std::memcpy(rodata.key[i], &(*table)[i].first, sizeof(tgw_stun_endpoint_key));
   rodata.count = static_cast<__u32>(table->size());
-  return {};
+  // Multipliers that give every key a slot of its own (tgw/stun_layout.h). Different keys
+  // (encodeEndpoints refuses a key listed twice) collide under a draw with probability about
+  // 1/64 per pair: with 16 keys about one draw in seven succeeds, so 1000 draws all failing
+  // does not happen; the error is for a broken hash, not for bad luck.
+  std::random_device random;
+  for (int draw = 0; draw < 1000; draw++) {
+    for (__u64& m : rodata.mult) m = (uint64_t{random()} << 32) | random() | 1;
+    std::array<__u8, TGW_STUN_SLOTS> slot{};
+    bool distinct = true;
+    for (__u32 i = 0; i < rodata.count && distinct; i++) {
+      __u8& s = slot[tgw_stun_endpoint_slot(&rodata, rodata.key[i])];
+      distinct = s == 0;
+      s = static_cast<__u8>(i + 1);
+    }
+    if (!distinct) continue;
+    std::memcpy(rodata.slot, slot.data(), sizeof rodata.slot);
+    return {};
+  }
+  return fail("stun responder: no hash of the " + std::to_string(rodata.count) +
+              " endpoints' keys gives each a slot of its own");
 }
 
 Result<void> StunResponder::fillEndpoints(const bpf_map* map,

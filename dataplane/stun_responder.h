@@ -106,8 +106,9 @@ class StunResponder {
   static void writeConfig(tgw_stun_config& rodata, const std::vector<uint16_t>& ports,
                           const Budget& budget);
   // The XDP program's endpoint table is an array (tgw_stun_endpoints, entry i) and its keys
-  // are in .rodata (tgw_stun_keys, key[i]): writeEndpointKeys before the program loads,
-  // fillEndpoints after, from the same endpoints.
+  // are in .rodata (tgw_stun_keys, key[i], with their perfect hash: tgw/stun_layout.h):
+  // writeEndpointKeys before the program loads, fillEndpoints after, from the same
+  // endpoints. The DPDK backend keeps the same keys (dataplane/dpdk/stun_program.h).
   static Result<void> writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
                                         const std::vector<Endpoint>& endpoints);
   static Result<void> fillEndpoints(const bpf_map* map, const std::vector<Endpoint>& endpoints);

@@ -20,15 +20,17 @@
  * the ports as constants. */
 const volatile struct tgw_stun_config tgw_stun_cfg = {};
 
-/* The STUN endpoints' keys (family, local address, port), entry i of tgw_stun_endpoints
- * answering key[i] (tgw/stun_layout.h); set by the loader before the program is loaded. */
+/* The STUN endpoints' keys (family, local address, port) and their perfect hash, entry i of
+ * tgw_stun_endpoints answering key[i] (tgw/stun_layout.h); set by the loader before the
+ * program is loaded. */
 const volatile struct tgw_stun_endpoint_keys tgw_stun_keys = {};
 
 /* The relay's STUN endpoints: what the response from each carries besides the mapped address
  * (tgw/stun_responder.h), entry i for tgw_stun_keys.key[i]. Filled by the loader before
  * attaching; read-only to the program. An array, not a hash map keyed by the endpoint: a
- * hash lookup hashes the key's 20 bytes per answer (jhash, a call), the scan of a few .rodata
- * keys is a handful of compares and the array index one load (the verifier inlines it). */
+ * hash lookup hashes the key's 20 bytes per answer (jhash, a call); tgw_stun_endpoint_find()
+ * over the .rodata keys is a few multiplies and one compare, and the array index one load
+ * (the verifier inlines it). */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, TGW_STUN_MAX_ENDPOINTS);
@@ -83,32 +85,11 @@ static __always_inline void tgw_be_stun_ports(struct xdp_md *ctx, __be16 ports[T
   for (int i = 0; i < TGW_STUN_MAX_PORTS; i++) ports[i] = tgw_stun_cfg.ports[i];
 }
 
-/* The index of the endpoint whose key is *key (tgw_stun_keys), or -1. A global function: the
- * verifier checks it once, alone; inlined, each key the scan could match was another path
- * into the STUN answer, which took the relay past the verifier's million instructions. */
-__attribute__((noinline)) int tgw_stun_endpoint_index(const struct tgw_stun_endpoint_key *key) {
-  if (!key) return -1;
-  /* The port, family and pad in one word: the usual mismatch costs one compare. */
-  const __u32 tail = tgw_load32((const __u8 *)key + 16);
-  const __u32 count = tgw_stun_keys.count;
-  for (__u32 i = 0; i < TGW_STUN_MAX_ENDPOINTS; i++) {
-    if (i >= count) break;
-    /* Volatile reads: through a plain pointer clang folds .rodata to its zero initializer.
-     * Keys are 20 bytes in a 4-aligned struct: word-aligned. */
-    const volatile __u32 *k = (const volatile __u32 *)&tgw_stun_keys.key[i];
-    if (k[4] != tail) continue;
-    __u32 diff = 0;
-    for (int w = 0; w < 4; w++) diff |= k[w] ^ tgw_load32(key->addr + 4 * w);
-    if (diff == 0) return (int)i;
-  }
-  return -1;
-}
-
 /* The endpoint a request arrived on (tgw_stun_endpoints), or NULL: userspace answers. */
 static __always_inline const struct tgw_stun_endpoint *tgw_be_stun_endpoint(
     struct xdp_md *ctx, const struct tgw_stun_endpoint_key *key) {
   (void)ctx;
-  int index = tgw_stun_endpoint_index(key);
+  int index = tgw_stun_endpoint_find(&tgw_stun_keys, key);
   if (index < 0) return NULL;
   __u32 i = (__u32)index;
   return bpf_map_lookup_elem(&tgw_stun_endpoints, &i);

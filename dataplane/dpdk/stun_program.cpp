@@ -53,18 +53,15 @@ Result<StunTables> StunTables::build(const dataplane::StunResponder::Options& op
   StunTables t;
   dataplane::StunResponder::writeConfig(t.cfg_, options.ports, options.budget);
   t.ports_ = options.ports;
-  for (const auto& [key, value] : *encoded) {
-    t.keys_[t.count_] = key;
-    t.values_[t.count_] = value;
-    t.count_++;
-  }
+  if (auto ok = dataplane::StunResponder::writeEndpointKeys(t.keys_, options.endpoints); !ok)
+    return Unexpected<Error>{ok.error()};
+  for (size_t i = 0; i < encoded->size(); i++) t.values_[i] = (*encoded)[i].second;
   return t;
 }
 
 const tgw_stun_endpoint* StunTables::lookup(const tgw_stun_endpoint_key& key) const {
-  for (uint32_t i = 0; i < count_; i++)
-    if (std::memcmp(&keys_[i], &key, sizeof key) == 0) return &values_[i];
-  return nullptr;
+  const int i = tgw_stun_endpoint_find(&keys_, &key);
+  return i < 0 ? nullptr : &values_[static_cast<size_t>(i)];
 }
 
 // ---- the per-packet function: a backend of the packet core (tgw/backend.h) ----------------

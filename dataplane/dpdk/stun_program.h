@@ -94,8 +94,8 @@ class BudgetTable {
 };
 
 // The STUN responder's tables, shared read-only by every core: the ports, the budget's
-// parameters and the endpoint table (at most TGW_STUN_MAX_ENDPOINTS entries: a linear scan of
-// 20-byte keys beats a hash at that size, and it is never written once the loops run).
+// parameters and the endpoint table (at most TGW_STUN_MAX_ENDPOINTS entries, found by the
+// keys' perfect hash as in XDP: tgw/stun_layout.h; never written once the loops run).
 class StunTables {
  public:
   // Checks and encodes the options exactly as the XDP loader does
@@ -110,8 +110,7 @@ class StunTables {
  private:
   tgw_stun_config cfg_{};
   std::vector<uint16_t> ports_;
-  uint32_t count_ = 0;
-  std::array<tgw_stun_endpoint_key, TGW_STUN_MAX_ENDPOINTS> keys_{};
+  tgw_stun_endpoint_keys keys_{};
   std::array<tgw_stun_endpoint, TGW_STUN_MAX_ENDPOINTS> values_{};
 };
 

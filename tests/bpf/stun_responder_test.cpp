@@ -4,8 +4,10 @@
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -220,6 +222,58 @@ TEST_P(StunResponderMutationTest, EverySingleByteMutationIsHandled) {
 INSTANTIATE_TEST_SUITE_P(Golden, StunResponderMutationTest,
                          ::testing::Values("v4", "v6", "v4_vlan_options"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// The endpoints' perfect hash (tgw/stun_layout.h), which the XDP programs, the DPDK backend
+// and the user backend all look endpoints up with: every key finds its own entry whatever
+// the multipliers drawn, and a key that differs from every endpoint's in any one field
+// (address, port, family) finds none. No root needed.
+tgw_stun_endpoint_key keyOf(const SockAddr& a) {
+  tgw_stun_endpoint_key key{};
+  std::memcpy(key.addr, a.ip().bytes(), a.ip().size());
+  key.port = htons(a.port());
+  key.family = static_cast<__u8>(a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6);
+  return key;
+}
+
+TEST(StunEndpointKeys, EachEndpointFindsItsOwnEntryAndNoOtherKeyFindsOne) {
+  // The most endpoints there can be: both families, neighbouring addresses and ports (the
+  // keys a hash separates worst: they differ in a bit or two).
+  std::vector<StunResponder::Endpoint> endpoints;
+  for (int i = 0; i < TGW_STUN_MAX_ENDPOINTS / 4; i++)
+    for (uint16_t port : {3478, 3479}) {
+      endpoints.push_back(bareEndpoint("198.18.0." + std::to_string(1 + i), port));
+      endpoints.push_back(bareEndpoint("2001:db8::" + std::to_string(1 + i), port));
+    }
+  ASSERT_EQ(endpoints.size(), size_t{TGW_STUN_MAX_ENDPOINTS});
+  for (int draw = 0; draw < 200; draw++) {
+    tgw_stun_endpoint_keys keys{};
+    auto ok = StunResponder::writeEndpointKeys(keys, endpoints);
+    ASSERT_TRUE(ok) << ok.error().message;
+    ASSERT_EQ(keys.count, __u32{TGW_STUN_MAX_ENDPOINTS});
+    for (size_t i = 0; i < endpoints.size(); i++) {
+      tgw_stun_endpoint_key key = keyOf(endpoints[i].local);
+      ASSERT_EQ(tgw_stun_endpoint_find(&keys, &key), static_cast<int>(i))
+          << endpoints[i].local.toString() << " draw " << draw;
+      tgw_stun_endpoint_key other = key;
+      other.port = htons(static_cast<uint16_t>(endpoints[i].local.port() + 2));
+      EXPECT_EQ(tgw_stun_endpoint_find(&keys, &other), -1) << "another port";
+      other = key;
+      other.addr[3] ^= 0x40;
+      EXPECT_EQ(tgw_stun_endpoint_find(&keys, &other), -1) << "another address";
+      other = key;
+      other.family = static_cast<__u8>(key.family == TGW_FAMILY_IPV4 ? TGW_FAMILY_IPV6
+                                                                   : TGW_FAMILY_IPV4);
+      EXPECT_EQ(tgw_stun_endpoint_find(&keys, &other), -1) << "another family";
+    }
+  }
+  // No endpoints: nothing is found (the fast path passes every request up).
+  tgw_stun_endpoint_keys none{};
+  ASSERT_TRUE(StunResponder::writeEndpointKeys(none, {}));
+  tgw_stun_endpoint_key key = keyOf(endpoints[0].local);
+  EXPECT_EQ(tgw_stun_endpoint_find(&none, &key), -1);
+  tgw_stun_endpoint_key zero{};
+  EXPECT_EQ(tgw_stun_endpoint_find(&none, &zero), -1);
+}
 
 // The builder itself must agree with known-good bytes, or the fixtures prove nothing: the
 // RFC 5769 section 2.2 IPv4 response's XOR-MAPPED-ADDRESS (192.0.2.1:32853).

@@ -131,11 +131,10 @@ static inline void tgw_be_stun_ports(TGW_BE_CTX*, __be16 ports[TGW_STUN_MAX_PORT
 }
 static inline const struct tgw_stun_endpoint* tgw_be_stun_endpoint(
     TGW_BE_CTX* ctx, const struct tgw_stun_endpoint_key* key) {
-  const tgw_stun_endpoint_keys& keys = tgw::testing::gUserStunKeys;
-  for (__u32 i = 0; i < keys.count && i < TGW_STUN_MAX_ENDPOINTS; i++)
-    if (std::memcmp(&keys.key[i], key, sizeof(*key)) == 0)
-      return ctx->lookup<tgw_stun_endpoint>("tgw_stun_endpoints", &i);
-  return nullptr;
+  const int found = tgw_stun_endpoint_find(&tgw::testing::gUserStunKeys, key);
+  if (found < 0) return nullptr;
+  const __u32 i = static_cast<__u32>(found);
+  return ctx->lookup<tgw_stun_endpoint>("tgw_stun_endpoints", &i);
 }
 static inline int tgw_be_stun_budget(TGW_BE_CTX*, const struct tgw_stun_plan*,
                                      const struct tgw_stun_request*) {

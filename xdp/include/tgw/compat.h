@@ -12,4 +12,13 @@
 
 #define TGW_OFFSETOF(type, member) __builtin_offsetof(type, member)
 
+/* Qualifies a pointer to what a BPF program keeps in .rodata (`const volatile` objects the
+ * loader writes before the program loads): read through a plain pointer, clang folds the
+ * loads to the zero initializer. Elsewhere the same tables are ordinary memory. */
+#if defined(__bpf__)
+#define TGW_RODATA volatile
+#else
+#define TGW_RODATA
+#endif
+
 #endif /* TGW_COMPAT_H */

@@ -40,13 +40,26 @@ struct tgw_stun_endpoint_key {
 };
 
 /* The endpoints' keys, in the order of their entries in tgw_stun_endpoints (an array: entry
- * i answers key[i]). In XDP they live in .rodata, written by the loader before the program
- * loads (StunResponder::writeEndpointKeys): the lookup is a scan of `count` keys (at most
- * 16, in practice one to four) and one array index, where a hash map's lookup hashed the 20
- * bytes of the key on every answer. */
+ * i answers key i), and a perfect hash of them. In XDP they live in .rodata, written by the
+ * loader before the program loads (StunResponder::writeEndpointKeys); the DPDK backend and
+ * the tests keep the same table in memory. The lookup (tgw_stun_endpoint_find(),
+ * tgw/stun_responder.h) has no loop and makes no call: the key's five words hashed with five
+ * multipliers (multiply-shift vector hashing: for two different keys, random multipliers
+ * give the same slot with probability about 1/TGW_STUN_SLOTS), one byte of slot[] read, one
+ * key compared. The loader draws multipliers until the keys' slots all differ (with at most
+ * 16 keys in 64 slots, about one draw in seven succeeds). A hash map's lookup hashed the 20
+ * bytes in a helper call; the scan before this one was a BPF-to-BPF call, and on CPUs with
+ * the SRSO mitigation every return from a call goes through a costly thunk. */
+#define TGW_STUN_SLOTS 64       /* slot[]: a power of two, four times the endpoints */
+#define TGW_STUN_SLOT_SHIFT 58  /* 64 - log2(TGW_STUN_SLOTS) */
+#define TGW_STUN_KEY_WORDS 5    /* sizeof(struct tgw_stun_endpoint_key) / 4 */
 struct tgw_stun_endpoint_keys {
-  struct tgw_stun_endpoint_key key[TGW_STUN_MAX_ENDPOINTS];
+  __u8 slot[TGW_STUN_SLOTS];     /* 1 + the index of the key hashing here; 0: none (one line) */
+  __u64 mult[TGW_STUN_KEY_WORDS]; /* the hash's multipliers, random per load */
+  /* key i (a struct tgw_stun_endpoint_key) as the words the hash and the compare read */
+  __u32 key[TGW_STUN_MAX_ENDPOINTS][TGW_STUN_KEY_WORDS];
   __u32 count; /* keys used, key[0 .. count) */
+  __u32 pad;   /* 0 */
 };
 
 /* Value of tgw_stun_endpoints: what the response from this endpoint carries besides the
@@ -72,8 +85,13 @@ TGW_STATIC_ASSERT(sizeof(struct tgw_stun_config) == 32, "four ports, the budget,
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_config, budget) == 8, "no padding");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_key) == 20, "key: address, port, family");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) == 16, "port after address");
-TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_keys) == 20 * TGW_STUN_MAX_ENDPOINTS + 4,
-                  "keys, count: no padding");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_key) == 4 * TGW_STUN_KEY_WORDS, "key words");
+TGW_STATIC_ASSERT(TGW_STUN_SLOTS == 1 << (64 - TGW_STUN_SLOT_SHIFT), "slot bits");
+TGW_STATIC_ASSERT(TGW_STUN_SLOTS >= 4 * TGW_STUN_MAX_ENDPOINTS, "room to spread the keys");
+TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint_keys) ==
+                      TGW_STUN_SLOTS + 8 * TGW_STUN_KEY_WORDS +
+                          4 * TGW_STUN_KEY_WORDS * TGW_STUN_MAX_ENDPOINTS + 8,
+                  "slots, multipliers, keys, count: no padding");
 TGW_STATIC_ASSERT(sizeof(struct tgw_stun_endpoint) ==
                       8 + TGW_STUN_TAIL_MAX + 8 + TGW_STUN_CLASSIC_TAIL_MAX,
                   "no padding");

@@ -8,7 +8,8 @@
  *      it then fills a plan and saves what the response needs from the request (struct
  *      tgw_stun_request).
  *   2. The caller looks up the endpoint the request arrived on (tgw_stun_endpoint_key_of():
- *      family, local address, local port; XDP: the tgw_stun_endpoints hash map, one lookup).
+ *      family, local address, local port; tgw_stun_endpoint_find(): a perfect hash of the
+ *      endpoints' keys, one compare, then one array index).
  *      No entry: the request goes up with TGW_REASON_STUN_UNKNOWN_ENDPOINT and userspace,
  *      which knows every endpoint, answers it — so the answer never depends on where it was
  *      made. With the entry, tgw_stun_plan_endpoint() completes the plan's lengths.
@@ -286,7 +287,7 @@ TGW_INLINE void tgw_stun_endpoint_key_of(const struct tgw_stun_plan *plan,
                                          const struct tgw_stun_request *req,
                                          struct tgw_stun_endpoint_key *key) {
   for (int i = 0; i < 16; i += 4) tgw_store32(key->addr + i, 0);
-  /* Port, family and pad in one store: tgw_stun_endpoint_index() reads them as one word, and
+  /* Port, family and pad in one store: tgw_stun_endpoint_find() reads the key as words, and
    * a word read back from three narrower stores waits for them (net.h, TGW_MEM_PAIR16). */
   TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_stun_endpoint_key, family) ==
                         TGW_OFFSETOF(struct tgw_stun_endpoint_key, port) + 2,
@@ -299,6 +300,27 @@ TGW_INLINE void tgw_stun_endpoint_key_of(const struct tgw_stun_plan *plan,
     for (int i = 0; i < 16; i += 4)
       tgw_store32(key->addr + i, tgw_load32(req->ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
   }
+}
+
+/* The slot of a key: sum of word[w] * mult[w], its top bits. */
+TGW_INLINE __u32 tgw_stun_endpoint_slot(const TGW_RODATA struct tgw_stun_endpoint_keys *keys,
+                                        const __u32 word[TGW_STUN_KEY_WORDS]) {
+  __u64 h = 0;
+  for (int w = 0; w < TGW_STUN_KEY_WORDS; w++) h += (__u64)word[w] * keys->mult[w];
+  return (__u32)(h >> TGW_STUN_SLOT_SHIFT);
+}
+
+/* The index of the endpoint whose key is *key, or -1. */
+TGW_INLINE int tgw_stun_endpoint_find(const TGW_RODATA struct tgw_stun_endpoint_keys *keys,
+                                      const struct tgw_stun_endpoint_key *key) {
+  __u32 word[TGW_STUN_KEY_WORDS];
+  for (int w = 0; w < TGW_STUN_KEY_WORDS; w++) word[w] = tgw_load32((const __u8 *)key + 4 * w);
+  __u32 i = keys->slot[tgw_stun_endpoint_slot(keys, word)];
+  if (i == 0 || i > TGW_STUN_MAX_ENDPOINTS) return -1;
+  i -= 1;
+  __u32 diff = 0;
+  for (int w = 0; w < TGW_STUN_KEY_WORDS; w++) diff |= keys->key[i][w] ^ word[w];
+  return diff == 0 ? (int)i : -1;
 }
 
 /* The answer budget's key (tgw/reflection.h) of a classified request: its source prefix.
