@@ -135,6 +135,7 @@ struct Options {
   bool dpdk = false;     // tgwd's XDP relay vs tgwd's DPDK relay vs the reflector
   bool edge = false;     // the edge's XDP fast path vs its DPDK backend vs the reflector
   bool progStats = false; // the kernel's BPF run-time statistics of wan0's XDP program
+  bool noDpdk = false;    // --edge without its DPDK system (the XDP program and the reflector)
 };
 
 // --edge: the one-interface gateway's flow (see the top of this file).
@@ -874,7 +875,7 @@ std::string rate(double r) {
 }
 
 int usage(FILE* out, int code) {
-  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk] [--edge]\n"
+  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk] [--edge [--no-dpdk]] [--prog-stats]\n"
              "STUN requests/s through veth: tgwd's XDP responder vs turnserver --stun-only vs a\n"
              "MAC-swap XDP_TX reflector, alternated, medians and ratios. Needs root.\n"
              "--turn: TURN ChannelData relayed/s instead: the relay's XDP program vs turnserver\n"
@@ -890,10 +891,11 @@ int usage(FILE* out, int code) {
              "fast path vs its DPDK backend (edge.dataplane = \"dpdk\", one polling worker on CPU 1, in a\n"
              "child process) vs the reflector, out (app -> data frames) then in (data frames -> app),\n"
              "--data application bytes (default 64); figures as with --dpdk, ratios to the reflector.\n"
-             "Needs a -Ddpdk=enabled build. About (rounds x 6 x (seconds + 3)) s.\n"
+             "Needs a -Ddpdk=enabled build. About (rounds x 6 x (seconds + 3)) s. --no-dpdk: the\n"
+             "XDP fast path and the reflector only.\n"
              "Options: --rounds N (5) --seconds S per measurement (2) --batch frames per generator\n"
              "call (262144) --verbose (veth and fast-path counters per measurement).\n"
-             "--prog-stats (STUN and --turn): also the XDP program's own time per run, from the\n"
+             "--prog-stats (STUN, --turn, --edge): also the XDP program's own time per run, from the\n"
              "kernel's BPF statistics (bpf_enable_stats, on for the whole run: it adds two clock\n"
              "reads, some tens of ns, to every run of every program, so the CPU figures rise too),\n"
              "and the programs' ratio.\n",
@@ -1036,10 +1038,11 @@ int runEdge(Bench& bench, const Options& options) {
     tgw::Result<void> (Bench::*start)();
     bool dpdk;
   };
-  const std::vector<System> systems = {
+  std::vector<System> systems = {
       {"xdp", "edge, XDP fast path (native)", &Bench::startEdgeXdp, false},
       {"dpdk", "edge, DPDK backend (1 worker)", &Bench::startEdgeDpdk, true},
       {"nop", "do-nothing XDP_TX reflector", &Bench::startEdgeReflector, false}};
+  if (options.noDpdk) systems.erase(systems.begin() + 1);
   std::printf("bench_veth --edge: one flow's datagrams (%d application bytes) forwarded by a one-interface edge\n"
               "gateway through one veth pair: out (application -> tgw data frames to the peer) and in (data\n"
               "frames from the peer -> the application)\n",
@@ -1048,7 +1051,7 @@ int runEdge(Bench& bench, const Options& options) {
               "  (the gateway's napi thread and, for DPDK, the polling worker, lcore 1)\n",
               kGeneratorCpu, options.batch, kSystemCpu);
   std::printf("  %d rounds of %.1f s per system and direction, alternated\n", options.rounds, options.seconds);
-  std::map<std::string, std::vector<double>> rates, costs, busy, napi, offered;
+  std::map<std::string, std::vector<double>> rates, costs, busy, napi, offered, progNs;
   std::map<std::string, std::map<std::string, int>> limits;
   for (int round = 1; round <= options.rounds; ++round) {
     std::printf("round %d:\n", round);
@@ -1085,11 +1088,16 @@ int runEdge(Bench& bench, const Options& options) {
         busy[key].push_back(r->systemBusy);
         napi[key].push_back(r->napiBusy);
         offered[key].push_back(r->offered);
+        progNs[key].push_back(r->progNsPerRun);
         const std::string limit = limitOf(*r, s.dpdk);
         limits[key][limit.substr(0, limit.find(" ("))]++;
-        std::printf("  %-3s %-4s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s\n",
+        std::printf("  %-3s %-4s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s",
                     w.c_str(), s.name.c_str(), rate(r->rate).c_str(), rate(r->offered).c_str(), r->systemBusy * 100,
                     r->napiBusy * 100, r->nsPerResponse, limit.c_str());
+        // For DPDK, wan0's program is the steering program, not the edge's.
+        if (options.progStats && r->progNsPerRun > 0)
+          std::printf("; %s %4.0f ns/run", s.dpdk ? "steering XDP" : "XDP program", r->progNsPerRun);
+        std::printf("\n");
         if (options.verbose) {
           std::string d;
           for (const auto& [name, v] : r->wireDeltas) d += " " + name + "=" + std::to_string(v);
@@ -1121,6 +1129,14 @@ int runEdge(Bench& bench, const Options& options) {
                     median(napi[key]) * 100, limit.c_str(), nopCost > 0 ? median(costs[key]) / nopCost : 0,
                     nopRate > 0 ? median(rates[key]) / nopRate : 0);
       std::fputs(row, stdout);
+    }
+  }
+  if (options.progStats) {
+    std::printf("\nXDP program per run (kernel bpf_stats, incl. its two clock reads; medians):\n");
+    for (const char* w : {"out", "in"}) {
+      const double edge = median(progNs[std::string(w) + "/xdp"]);
+      const double nop = median(progNs[std::string(w) + "/nop"]);
+      std::printf("  %-3s edge %.0f ns, reflector %.0f ns, %.0f ns above\n", w, edge, nop, edge - nop);
     }
   }
   return 0;
@@ -1199,10 +1215,11 @@ int main(int argc, char** argv) {
                              {"dpdk", no_argument, nullptr, 'D'},
                              {"edge", no_argument, nullptr, 'E'},
                              {"prog-stats", no_argument, nullptr, 'P'},
+                             {"no-dpdk", no_argument, nullptr, 'N'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:DEPh", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:DEPNh", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
@@ -1213,6 +1230,7 @@ int main(int argc, char** argv) {
       case 'D': options.dpdk = true; break;
       case 'E': options.edge = true; break;
       case 'P': options.progStats = true; break;
+      case 'N': options.noDpdk = true; break;
       case 'h': return usage(stdout, 0);
       default: return usage(stderr, 2);
     }
@@ -1224,14 +1242,15 @@ int main(int argc, char** argv) {
   }
   bool coturn = haveProgram("turnserver");
   if (options.edge && (options.turn || options.dpdk)) return usage(stderr, 2);
-  if (options.progStats && (options.edge || options.dpdk)) return usage(stderr, 2);
+  if (options.progStats && options.dpdk) return usage(stderr, 2);
+  if (options.noDpdk && !options.edge) return usage(stderr, 2);
   // --prog-stats: the kernel keeps BPF run-time statistics while this descriptor is open.
   int statsFd = -1;
   if (options.progStats && (statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME)) < 0) {
     std::fprintf(stderr, "bench_veth: bpf_enable_stats: %s\n", std::strerror(errno));
     return 1;
   }
-  if (options.edge && !tgw::dpdk::EdgeBackend::available()) {
+  if (options.edge && !options.noDpdk && !tgw::dpdk::EdgeBackend::available()) {
     std::fprintf(stderr, "SKIP: bench_veth --edge: this build has no DPDK backend (meson setup -Ddpdk=enabled)\n");
     return 77;
   }
