@@ -81,11 +81,22 @@ TGW_INLINE int tgw_edge_flow_is_local(const struct tgw_edge_flow *f,
   return f->flow_id != 0 && diff == 0;
 }
 
+/* In: the datagram's destination is the socket the flow's live path uses (its entry's src):
+ * one of our sockets by construction, so the common data frame needs no tgw_edge_sockets
+ * lookup (tgw/edge_logic.h). */
+TGW_INLINE int tgw_edge_flow_is_path_socket(const struct tgw_edge_flow *f,
+                                            const struct tgw_edge_endpoint *dst) {
+  __u32 diff = (__u32)(f->path_family ^ dst->family) | (__u32)(f->src_port ^ dst->port);
+  for (int i = 0; i < 16; i += 4) diff |= tgw_load32(f->src + i) ^ tgw_load32(dst->addr + i);
+  return f->path_kind != TGW_EDGE_PATH_NONE && diff == 0;
+}
+
 /* ---- Forwarding logic (pure: no maps, no helpers) -------------------------------------------
  *
  * The XDP program (and a DPDK backend) runs, per frame:
  *   tgw_edge_parse()            Ethernet / IPv4 (or IPv6) / UDP; the destination endpoint
- *   lookup of pkt.dst           in tgw_edge_locals (out) or tgw_edge_sockets (in)
+ *   lookup of pkt.dst           in tgw_edge_locals (out) or tgw_edge_sockets (in; not needed
+ *                               when it is the socket of the flow's live path)
  *   tgw_edge_classify_in()      for our sockets: data frame, ChannelData(data), or control
  *   tgw_edge_sum_payload()      only for a partial checksum (below)
  *   tgw_edge_plan_out/_in()     sizes, the new UDP checksum (RFC 1624, incremental)

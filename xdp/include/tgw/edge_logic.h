@@ -188,25 +188,55 @@ TGW_INLINE __u32 tgw_edge_handle_out(TGW_BE_CTX *ctx, struct tgw_edge_pkt *pkt,
   return reason;
 }
 
-/* In: a datagram to one of our sockets. */
-TGW_INLINE __u32 tgw_edge_handle_in(TGW_BE_CTX *ctx, struct tgw_edge_pkt *pkt,
-                                       __u32 *verdict) {
-  *verdict = TGW_VERDICT_PASS;
+/* In, before it is known that the datagram is for one of our sockets: what it carries
+ * (tgw_edge_classify_in()) and, for a data frame, its flow's live entry. Pure but for the
+ * flow's lookup, so a datagram that turns out not to be ours (an application's to a local
+ * endpoint) has changed nothing. */
+struct tgw_edge_in {
+  const struct tgw_edge_flow *f; /* the flow's live entry; NULL: none (or not data) */
+  __u32 reason;                  /* tgw_edge_classify_in()'s, or EDGE_UNSUPPORTED */
+  __u32 kind;                    /* TGW_EDGE_IN_* */
+  __u32 flow_id, hdr_len, pad_len;
+};
+
+TGW_INLINE void tgw_edge_find_in(TGW_BE_CTX *ctx, const struct tgw_edge_pkt *pkt,
+                                 struct tgw_edge_in *in) {
+  in->f = 0;
+  in->kind = TGW_EDGE_IN_CONTROL;
+  in->flow_id = 0;
+  in->hdr_len = 0;
+  in->pad_len = 0;
   /* The payload is read at fixed offsets: with IPv4 options tgwd's socket decides. */
+  if (pkt->unsupported) {
+    in->reason = TGW_REASON_EDGE_UNSUPPORTED;
+    return;
+  }
+  in->reason = tgw_edge_classify_in(tgw_be_data(ctx), tgw_be_data_end(ctx), pkt, &in->kind,
+                                    &in->flow_id, &in->hdr_len, &in->pad_len);
+  if (in->reason != 0 || in->kind == TGW_EDGE_IN_CONTROL) return;
+  const struct tgw_edge_flow_ref *ref = tgw_be_edge_flow_ref(ctx, &in->flow_id);
+  if (!ref) return;
+  const struct tgw_edge_flow *f = tgw_be_edge_live_flow(ctx, ref->slot);
+  /* Another flow's: a recycled hash element read in flight (tgw/edge.h). */
+  if (f && f->flow_id == in->flow_id) in->f = f;
+}
+
+/* In: a datagram to one of our sockets, found (tgw_edge_find_in()) as *in says. */
+TGW_INLINE __u32 tgw_edge_handle_in(TGW_BE_CTX *ctx, struct tgw_edge_pkt *pkt,
+                                    const struct tgw_edge_in *in, __u32 *verdict) {
+  *verdict = TGW_VERDICT_PASS;
   if (pkt->unsupported) return TGW_REASON_EDGE_UNSUPPORTED;
   const __u8 *data = tgw_be_data(ctx);
   const __u8 *data_end = tgw_be_data_end(ctx);
-  __u32 kind, flow_id = 0, hdr_len = 0, pad_len = 0;
-  __u32 reason = tgw_edge_classify_in(data, data_end, pkt, &kind, &flow_id, &hdr_len, &pad_len);
+  const __u32 kind = in->kind, flow_id = in->flow_id, hdr_len = in->hdr_len;
+  const __u32 pad_len = in->pad_len;
+  __u32 reason = in->reason;
   if (reason == 0 && kind == TGW_EDGE_IN_CONTROL) return TGW_REASON_EDGE_CONTROL;
   *verdict = TGW_VERDICT_DROP;
   /* The first fragment of a data frame: the rest would reach tgwd's socket. */
   if (pkt->first_fragment) return TGW_REASON_IP_FRAGMENT;
   if (reason != 0) return reason;
-  const struct tgw_edge_flow_ref *ref = tgw_be_edge_flow_ref(ctx, &flow_id);
-  if (!ref) return TGW_REASON_EDGE_UNKNOWN_FLOW;
-  const struct tgw_edge_flow *f = tgw_be_edge_live_flow(ctx, ref->slot);
-  /* Another flow's: a recycled hash element read in flight (tgw/edge.h). */
+  const struct tgw_edge_flow *f = in->f;
   if (!f || f->flow_id != flow_id) return TGW_REASON_EDGE_UNKNOWN_FLOW;
   if (!tgw_be_alive(ctx, tgw_be_now_ns(ctx))) return TGW_REASON_EDGE_LIVENESS;
   struct tgw_edge_flow_stats *st = tgw_be_edge_flow_stats(ctx, f);
@@ -278,18 +308,26 @@ TGW_INLINE __u32 tgw_edge_handle(TGW_BE_CTX *ctx, __u32 *family, __u32 *verdict)
   if (reason != 0) return reason;
   if (pkt.trailer_len > TGW_EDGE_TRAILER_MAX) return TGW_REASON_EDGE_UNSUPPORTED;
   /* What looks like our data (a data frame, or ChannelData: first byte 0x0C or 0x40..0x4F)
-   * is looked up in tgw_edge_sockets first, the rest in tgw_edge_locals first: the common
-   * packet of either direction costs one hash lookup, not a miss and a hit. Both are tried
-   * either way: a wrong guess costs only the miss. */
+   * is taken as in-bound first: its flow is found by the id it carries, and when it came to
+   * the socket of the flow's live path (the common case) that settles that it is ours with
+   * no tgw_edge_sockets lookup; else that lookup decides. The rest is looked up in
+   * tgw_edge_locals first. The common packet of either direction costs one hash lookup;
+   * both tables are tried either way: a wrong guess costs only a miss. */
   const __u8 *payload = data + TGW_ETH_HLEN + (pkt.ip_hlen & 0x3Fu) + TGW_UDP_HLEN;
   int data_like = payload + 1 <= data_end &&
                   (payload[0] == TGW_FRAME_DATA || (payload[0] & 0xF0u) == 0x40u);
-  if (data_like && tgw_be_edge_socket(ctx, &pkt.dst))
-    return tgw_edge_handle_in(ctx, &pkt, verdict);
+  struct tgw_edge_in in;
+  if (data_like) {
+    tgw_edge_find_in(ctx, &pkt, &in);
+    if ((in.f && tgw_edge_flow_is_path_socket(in.f, &pkt.dst)) || tgw_be_edge_socket(ctx, &pkt.dst))
+      return tgw_edge_handle_in(ctx, &pkt, &in, verdict);
+  }
   const struct tgw_edge_local *local = tgw_be_edge_local(ctx, &pkt.dst);
   if (local) return tgw_edge_handle_out(ctx, &pkt, local, verdict);
-  if (!data_like && tgw_be_edge_socket(ctx, &pkt.dst))
-    return tgw_edge_handle_in(ctx, &pkt, verdict);
+  if (!data_like && tgw_be_edge_socket(ctx, &pkt.dst)) {
+    tgw_edge_find_in(ctx, &pkt, &in);
+    return tgw_edge_handle_in(ctx, &pkt, &in, verdict);
+  }
   return TGW_REASON_EDGE_NOT_OURS;
 }
 
