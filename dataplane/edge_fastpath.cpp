@@ -375,16 +375,6 @@ struct EdgeFastPath::Impl {
 
   ~Impl();
 
-  // After every change of tgw_edge_locals: the program's per-CPU cache of it
-  // (tgw_edge_local_cache, xdp/edge.bpf.c) is valid only in the epoch it was filled in.
-  // Bumped after the change, so a packet that sees the new epoch reads the changed map.
-  void localsChanged() {
-    if (!bumpEpochMap(bpf_map__fd(skel->maps.tgw_edge_lepoch)))
-      log::error("xdp.edge.locals_epoch_failed",
-                 {{"error", std::strerror(errno)},
-                  {"effect", "the fast path's cache of local endpoints may keep a removed one"}});
-  }
-
   Result<void> zeroSlot(uint32_t slot) {
     std::vector<tgw_edge_flow_stats> zeros(flowStats.possibleCpus());
     if (bpf_map_update_elem(flowStats.fd(), &slot, zeros.data(), BPF_ANY) != 0)
@@ -509,7 +499,6 @@ struct EdgeFastPath::Impl {
   // byLocal): run after every open, since either may have been pinned or adopted while
   // tgw_edge_flows was not (then the shadow is empty and every key in them is stale).
   void pruneSideMaps() {
-    localsChanged();  // a cache filled by an attached program before this open: stale
     for (const tgw_edge_endpoint& k : allKeys<tgw_edge_endpoint>(locals.fd())) {
       auto v = locals.lookup(k);
       auto a = sockAddrOfEdge(k);
@@ -523,7 +512,6 @@ struct EdgeFastPath::Impl {
       if (!have || have->flow_id != want.flow_id || have->slot != want.slot)
         (void)locals.update(edgeEndpointOf(local), want);
     }
-    localsChanged();
     if (peerRelayedFd >= 0)
       for (const __u32 id : allKeys<__u32>(peerRelayedFd))
         if (!entries.count(id) || !entries[id].path || !entries[id].path->isRelay())
@@ -567,14 +555,9 @@ class EdgeFastPath::Impl::MapStore final : public EdgeStore {
  public:
   explicit MapStore(Impl& m) : m_(m) {}
   Result<void> putLocal(const tgw_edge_endpoint& key, const tgw_edge_local& value) override {
-    auto ok = m_.locals.update(key, value);
-    m_.localsChanged();
-    return ok;
+    return m_.locals.update(key, value);
   }
-  void eraseLocal(const tgw_edge_endpoint& key) override {
-    (void)m_.locals.erase(key);
-    m_.localsChanged();
-  }
+  void eraseLocal(const tgw_edge_endpoint& key) override { (void)m_.locals.erase(key); }
   Result<void> putSocket(const tgw_edge_endpoint& key) override {
     return m_.sockets.update(key, tgw_edge_socket{0});
   }
@@ -638,12 +621,10 @@ Result<std::unique_ptr<EdgeFastPath>> EdgeFastPath::open(const Options& options)
 
   bool reused = false;
   bool pathsReused = false;  // a program may be reading them: the first write waits
-  // tgw_edge_lepoch with tgw_edge_locals: a restarted tgwd's changes must reach the cache of
-  // the program still attached.
-  const std::vector<bpf_map*> stateMaps{maps.tgw_edge_locals,     maps.tgw_edge_lepoch,
-                                        maps.tgw_edge_sockets,    maps.tgw_edge_flows,
-                                        maps.tgw_edge_heads,      maps.tgw_edge_paths,
-                                        maps.tgw_edge_flow_stats, maps.tgw_stats};
+  const std::vector<bpf_map*> stateMaps{maps.tgw_edge_locals,     maps.tgw_edge_sockets,
+                                        maps.tgw_edge_flows,      maps.tgw_edge_heads,
+                                        maps.tgw_edge_paths,      maps.tgw_edge_flow_stats,
+                                        maps.tgw_stats};
   std::set<const bpf_map*> pinnedFound;
   if (!options.pinDir.empty()) {
     if (auto ok = preparePinDir(options.pinDir); !ok) return Unexpected<Error>{ok.error()};

@@ -13,18 +13,11 @@
 
 namespace tgw::dataplane {
 
-// Adds one to the __u32 in a one-entry array map (an epoch the program compares its cached
-// entries with). False, errno set, if the map could not be read or written.
-inline bool bumpEpochMap(int fd) {
-  const __u32 key = 0;
-  __u32 epoch = 0;
-  return bpf_map_lookup_elem(fd, &key, &epoch) == 0 &&
-         (++epoch, bpf_map_update_elem(fd, &key, &epoch, BPF_ANY)) == 0;
-}
-
 // One map write, however many answers are kept. `fd`: the program's tgw_nexthop_epoch.
 inline void bumpNextHopEpoch(int fd) {
-  if (!bumpEpochMap(fd)) {
+  const __u32 key = 0;
+  __u32 epoch = 0;
+  if (bpf_map_lookup_elem(fd, &key, &epoch) != 0 || (++epoch, bpf_map_update_elem(fd, &key, &epoch, BPF_ANY)) != 0) {
     log::warn("xdp.flush_next_hops_failed", {{"error", std::strerror(errno)},
                                              {"effect", "cached next hops age out within their lifetime instead"}});
   }

@@ -84,32 +84,6 @@ struct {
   __type(value, struct tgw_edge_hop);
 } tgw_edge_hops SEC(".maps");
 
-/* The epoch of tgw_edge_locals: userspace bumps it after every change of that map
- * (EdgeFastPath's store), which makes every CPU's tgw_edge_local_cache stale at once. Pinned
- * with the other state (a restarted tgwd's changes reach the cache of a program still
- * attached). A name of at most 15 characters: maps are adopted from an attached program by
- * their kernel name. */
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __uint(map_flags, BPF_F_RDONLY_PROG);
-  __type(key, __u32);
-  __type(value, __u32);
-} tgw_edge_lepoch SEC(".maps");
-
-/* A per-CPU cache of tgw_edge_locals in front of it (tgw/edge_layout.h,
- * struct tgw_edge_local_cached): a hash map lookup (a call, jhash over the 20-byte key, a
- * key compare through memcmp) cost more than all the rest of an outbound datagram's lookups;
- * this is one multiply, one array index and a compare of five words. A hit is what the map
- * held in the current epoch; the flow it names is then checked as the map's answer is
- * (tgw_edge_flow_is_local). */
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, TGW_EDGE_LOCAL_CACHE);
-  __type(key, __u32);
-  __type(value, struct tgw_edge_local_cached);
-} tgw_edge_local_cache SEC(".maps");
-
 /* Slot `slot`'s live entry (tgw/edge.h: read in place, never written while a packet may
  * read it), or NULL. The caller checks that it is the flow it wanted. */
 static __always_inline const struct tgw_edge_flow *tgw_be_edge_live_flow(struct xdp_md *ctx,
@@ -221,25 +195,7 @@ static __always_inline __u64 tgw_be_edge_payload_sum(struct xdp_md *ctx, __u32 o
 static __always_inline const struct tgw_edge_local *tgw_be_edge_local(
     struct xdp_md *ctx, const struct tgw_edge_endpoint *key) {
   (void)ctx;
-  __u32 zero = 0;
-  const __u32 *ep = bpf_map_lookup_elem(&tgw_edge_lepoch, &zero);
-  const __u32 epoch = ep ? *ep : 0;
-  __u32 word[5];
-  for (int w = 0; w < 5; w++) word[w] = tgw_load32((const __u8 *)key + 4 * w);
-  __u32 index = tgw_edge_local_cache_index(word);
-  struct tgw_edge_local_cached *c = bpf_map_lookup_elem(&tgw_edge_local_cache, &index);
-  if (!c) return bpf_map_lookup_elem(&tgw_edge_locals, key); /* index < entries: unreachable */
-  __u32 diff = c->epoch ^ epoch;
-  for (int w = 0; w < 5; w++) diff |= c->key[w] ^ word[w];
-  if (diff == 0 && c->filled) return &c->local;
-  const struct tgw_edge_local *l = bpf_map_lookup_elem(&tgw_edge_locals, key);
-  if (!l) return 0;
-  /* This CPU's entry: nobody else writes it, and no packet of this CPU reads it meanwhile. */
-  for (int w = 0; w < 5; w++) c->key[w] = word[w];
-  c->local = *l;
-  c->epoch = epoch;
-  c->filled = 1;
-  return &c->local;
+  return bpf_map_lookup_elem(&tgw_edge_locals, key);
 }
 
 static __always_inline const struct tgw_edge_socket *tgw_be_edge_socket(

@@ -385,7 +385,6 @@ class EdgeXdpTest : public ::testing::Test {
     ASSERT_NE(skel_, nullptr);
     // Every case starts from empty tables and zero flow counters.
     clearHash(skel_->maps.tgw_edge_locals, sizeof(tgw_edge_endpoint));
-    localsChanged();
     clearHash(skel_->maps.tgw_edge_sockets, sizeof(tgw_edge_endpoint));
     clearHash(skel_->maps.tgw_edge_flows, sizeof(uint32_t));
     // Heads and entries zeroed (flow id 0: no flow); no packet runs between the cases, so
@@ -446,12 +445,6 @@ class EdgeXdpTest : public ::testing::Test {
     const tgw_edge_local value{flow, slot};
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.tgw_edge_locals), &key, &value, BPF_ANY),
               0);
-    localsChanged();
-  }
-  // As the loader after every change of tgw_edge_locals: the program's per-CPU cache of it
-  // (xdp/edge.bpf.c) holds only what the map held in the current epoch.
-  static void localsChanged() {
-    ASSERT_TRUE(dataplane::bumpEpochMap(bpf_map__fd(skel_->maps.tgw_edge_lepoch)));
   }
   static void addLocal(const SockAddr& a, uint32_t flow) { addLocal(a, flow, slotOf(flow)); }
   // A path change as tgwd makes it (tgw/edge.h): the flow's slot (f.stats_slot) in
@@ -870,36 +863,6 @@ TEST_F(EdgeXdpTest, RecycledKeysNeverReachAnotherFlowsEntry) {
   expectRun(frame(kGwMac, kAppMac, kApp4, otherLocal, data), XDP_TX,
             frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kOther, data), 64),
             {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot6, 20));
-}
-
-// The program keeps a per-CPU cache of tgw_edge_locals (xdp/edge.bpf.c) that answers only in
-// the epoch it was filled in: a local endpoint erased, and the epoch bumped as the loader does
-// after every change of the map, is not forwarded again though the cache held it. Pinned to
-// one CPU: the cache is per CPU.
-TEST_F(EdgeXdpTest, AnErasedLocalEndpointIsNotForwardedFromTheCache) {
-  cpu_set_t was;
-  ASSERT_EQ(sched_getaffinity(0, sizeof was, &was), 0);
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(sched_getcpu(), &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
-  addLocal(kLocal4, kFlow);
-  setFlow(kFlow, direct4());
-  const Bytes data = appData(20);
-  const Bytes out = frame(kPeerMac, kGwMac, kSock4, kPeer4, dataFrame(kFlow, data), 64);
-  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX, out,
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 20));
-  const tgw_edge_endpoint key = endpoint(kLocal4);
-  ASSERT_EQ(bpf_map_delete_elem(bpf_map__fd(skel_->maps.tgw_edge_locals), &key), 0);
-#ifndef TGW_DPDK_TWIN
-  // Before the bump the cache still answers: it is there (the DPDK backend keeps none).
-  expectRun(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_TX, out,
-            {TGW_FAMILY_IPV4, TGW_VERDICT_TX, TGW_REASON_EDGE_OUT_DIRECT}, outDirect(kSlot, 20));
-#endif
-  localsChanged();
-  expectUntouched(frame(kGwMac, kAppMac, kApp4, kLocal4, data), XDP_PASS,
-                  {TGW_FAMILY_IPV4, TGW_VERDICT_PASS, TGW_REASON_EDGE_NOT_OURS});
-  ASSERT_EQ(sched_setaffinity(0, sizeof was, &was), 0);
 }
 
 // A restarted tgwd's publisher (fresh = false: a program may be reading any entry of the

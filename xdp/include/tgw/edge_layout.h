@@ -133,25 +133,6 @@ struct tgw_edge_hop {
 #define TGW_EDGE_DIR_OUT 0u
 #define TGW_EDGE_DIR_IN 1u
 
-/* Value of tgw_edge_local_cache (per-CPU array, TGW_EDGE_LOCAL_CACHE entries, key:
- * tgw_edge_local_cache_index() of the endpoint; XDP only, xdp/edge.bpf.c): what
- * tgw_edge_locals held for one local endpoint, valid while tgw_edge_lepoch (bumped by
- * userspace after every change of tgw_edge_locals) still has the value it was read in. Not
- * pinned: a new program starts with an empty cache. */
-#define TGW_EDGE_LOCAL_CACHE 64 /* a power of two */
-struct tgw_edge_local_cached {
-  __u32 key[5];                /* the struct tgw_edge_endpoint, as words */
-  struct tgw_edge_local local; /* tgw_edge_locals' value */
-  __u32 epoch;                 /* tgw_edge_lepoch when it was read */
-  __u32 filled;                /* 0: never filled */
-};
-
-/* The cache entry of an endpoint (its five words): a multiplicative hash, top bits. */
-TGW_INLINE __u32 tgw_edge_local_cache_index(const __u32 word[5]) {
-  const __u32 x = word[0] ^ word[1] ^ word[2] ^ word[3] ^ (word[4] * 0x9E3779B1u);
-  return (x * 0x9E3779B1u) >> 26; /* 32 - log2(TGW_EDGE_LOCAL_CACHE) */
-}
-
 /* Value of tgw_edge_flow_stats (per-CPU array, one slot per flow). Bytes are application
  * payload bytes (tgw and ChannelData headers excluded). */
 struct tgw_edge_flow_stats {
@@ -183,19 +164,16 @@ TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, src) == 4, "src at 4");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, local) == 44, "local at 44");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, stats_slot) == 80, "slot at 80");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_flow, flow_id) == 88, "flow id at 88");
-TGW_STATIC_ASSERT(sizeof(struct tgw_edge_local_cached) == 36, "key, value, epoch, filled");
-TGW_STATIC_ASSERT(TGW_EDGE_LOCAL_CACHE == 1 << (32 - 26), "the index's shift");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_flow_stats) == 96, "twelve u64");
 TGW_STATIC_ASSERT(sizeof(struct tgw_edge_hop) == 48, "hop without holes");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_hop, epoch) == 40, "epoch at 40");
 TGW_STATIC_ASSERT(TGW_OFFSETOF(struct tgw_edge_hop, expires) == 32, "expiry at 32");
 
 /* Map names (pinned under the pin directory by these names; the loader and tests use
- * them): tgw_edge_locals (and its epoch, tgw_edge_lepoch), tgw_edge_sockets, tgw_edge_flows,
- * tgw_edge_heads, tgw_edge_paths, tgw_edge_flow_stats, and tgw_stats (per (family, verdict,
- * reason), tgw/stats.h). The program also keeps two per-CPU caches, no state worth pinning:
- * tgw_edge_hops, bpf_fib_lookup's answers per flow (1 s; EdgeFastPath::flushNextHops, an
- * epoch bump, xdp/nexthop_epoch.bpf.h, applies a route or neighbour change at once), and
- * tgw_edge_local_cache, tgw_edge_locals' answers (above). */
+ * them): tgw_edge_locals, tgw_edge_sockets, tgw_edge_flows, tgw_edge_heads, tgw_edge_paths,
+ * tgw_edge_flow_stats, and tgw_stats (per (family, verdict, reason), tgw/stats.h). The
+ * program also keeps tgw_edge_hops, its per-CPU, per-flow cache of bpf_fib_lookup's answers
+ * (1 s): no state worth pinning; EdgeFastPath::flushNextHops (an epoch bump,
+ * xdp/nexthop_epoch.bpf.h) applies a route or neighbour change at once. */
 
 #endif /* TGW_EDGE_LAYOUT_H */
