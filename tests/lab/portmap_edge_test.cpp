@@ -443,9 +443,16 @@ TEST_F(PortmapEdge, WithoutMiniupnpdTheHardNatStaysRelayed) {
   ASSERT_TRUE(e_->pair("a", "b"));
   ASSERT_NO_FATAL_FAILURE(start("a"));
   ASSERT_NO_FATAL_FAILURE(start("b"));
+  const auto started = std::chrono::steady_clock::now();
   ASSERT_TRUE(e_->waitActive("b", "relay", 10s));
-  // The first search round's full length (engine kSearchDuration, 10 s) passes on the relay.
-  const bool wentDirect = waitFor([&] { return !activeDirectRemote("b").empty(); }, 11s, 100ms);
+  // The first search round (engine kSearchDuration, 10 s from the start) passes on the relay.
+  // Not longer: after it the birthday search (issue 12) may find the hard NAT's mapping
+  // towards b (lab_birthday's case), which a window of 11 s from the relay caught once under
+  // load (direct 10.1 s after the start).
+  const bool wentDirect = waitFor([&] { return !activeDirectRemote("b").empty(); },
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      started + 9500ms - std::chrono::steady_clock::now()),
+                                  100ms);
   EXPECT_FALSE(wentDirect) << e_->active("b").dump();
   auto pm = portmap("a");
   EXPECT_FALSE(pm.value("advertised", true)) << pm.dump(2);
