@@ -51,12 +51,6 @@
 #include "tgw/stun_responder.h"
 #include "tgw/turn_layout.h"
 
-
-/* The route keys are written in 64-bit words (tgw/net.h's tgw_store64, TGW_MEM_PAIR32): built
- * in 32-bit words or narrower, a key is read at once by the hash table (32-bit jhash words,
- * 64-bit compares), which the store buffer cannot forward from narrower stores (the relay's
- * profile showed the stall). */
-
 TGW_INLINE __u32 tgw_turn_nexthop_index(const struct tgw_turn_nexthop_key *k) {
   __u32 h = k->ifindex;
   for (int i = 0; i < 16; i += 4) h ^= tgw_load32(k->src + i) ^ tgw_load32(k->dst + i) * 2654435761u;
@@ -195,23 +189,23 @@ TGW_INLINE __u32 tgw_turn_plan_frame(const __u8 *data, const __u8 *data_end,
    * layout, which the peer key shares up to the ports. The address offsets constant in each
    * branch: an offset selected by the family ahead of them is a second read of sp->family
    * the verifier cannot tie to this one (it refused the relay, reading an IPv6 address at
-   * the IPv4 offset). */
+   * the IPv4 offset). Written in 64-bit words (tgw/net.h's tgw_store64, TGW_MEM_PAIR32): the
+   * hash table reads a key at once (32-bit jhash words, 64-bit compares), which the store
+   * buffer cannot forward from narrower stores (the relay's profile showed the stall). */
   struct tgw_turn_client_key *ck = &plan->key.client;
   if (sp->family == TGW_FAMILY_IPV4) {
     if (ip + TGW_IPV4_HLEN_MIN > data_end) return stun_reason;
     tgw_store64(ck->client,
-                     TGW_MEM_PAIR32(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)), 0));
+                TGW_MEM_PAIR32(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, saddr)), 0));
     tgw_store64(ck->client + 8, 0);
     tgw_store64(ck->server,
-                     TGW_MEM_PAIR32(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)), 0));
+                TGW_MEM_PAIR32(tgw_load32(ip + TGW_OFFSETOF(struct tgw_ipv4_hdr, daddr)), 0));
     tgw_store64(ck->server + 8, 0);
   } else {
     if (ip + TGW_IPV6_HLEN > data_end) return stun_reason;
     for (int i = 0; i < 16; i += 8) {
-      tgw_store64(ck->client + i,
-                       tgw_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
-      tgw_store64(ck->server + i,
-                       tgw_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
+      tgw_store64(ck->client + i, tgw_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, saddr) + i));
+      tgw_store64(ck->server + i, tgw_load64(ip + TGW_OFFSETOF(struct tgw_ipv6_hdr, daddr) + i));
     }
   }
   *ports_out = ports;
