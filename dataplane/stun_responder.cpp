@@ -94,10 +94,18 @@ Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
                                               const std::vector<Endpoint>& endpoints) {
   auto table = encodeEndpoints(endpoints);
   if (!table) return Unexpected<Error>{table.error()};
+  return writeEndpointKeys(rodata, *table);
+}
+
+Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
+                                              const EndpointTable& table) {
+  if (table.size() > TGW_STUN_MAX_ENDPOINTS)
+    return fail("stun responder: at most " + std::to_string(TGW_STUN_MAX_ENDPOINTS) +
+                " endpoints, got " + std::to_string(table.size()));
   rodata = tgw_stun_endpoint_keys{};
-  for (size_t i = 0; i < table->size(); i++)
-    std::memcpy(rodata.key[i], &(*table)[i].first, sizeof(tgw_stun_endpoint_key));
-  rodata.count = static_cast<__u32>(table->size());
+  for (size_t i = 0; i < table.size(); i++)
+    std::memcpy(rodata.key[i], &table[i].first, sizeof(tgw_stun_endpoint_key));
+  rodata.count = static_cast<__u32>(table.size());
   // Multipliers that give every key a slot of its own (tgw/stun_layout.h). Different keys
   // (encodeEndpoints refuses a key listed twice) collide under a draw with probability about
   // 1/64 per pair: with 16 keys about one draw in seven succeeds, so 1000 draws all failing

@@ -111,6 +111,9 @@ class StunResponder {
   // endpoints. The DPDK backend keeps the same keys (dataplane/dpdk/stun_program.h).
   static Result<void> writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
                                         const std::vector<Endpoint>& endpoints);
+  // The same from a table encodeEndpoints() made (its keys, in its order).
+  static Result<void> writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
+                                        const EndpointTable& table);
   static Result<void> fillEndpoints(const bpf_map* map, const std::vector<Endpoint>& endpoints);
   static Result<TypedMap<tgw_stats_key, tgw_stats_value>> bindStats(const bpf_map* map);
   static std::vector<CounterRow> readCounters(

@@ -53,7 +53,7 @@ Result<StunTables> StunTables::build(const dataplane::StunResponder::Options& op
   StunTables t;
   dataplane::StunResponder::writeConfig(t.cfg_, options.ports, options.budget);
   t.ports_ = options.ports;
-  if (auto ok = dataplane::StunResponder::writeEndpointKeys(t.keys_, options.endpoints); !ok)
+  if (auto ok = dataplane::StunResponder::writeEndpointKeys(t.keys_, *encoded); !ok)
     return Unexpected<Error>{ok.error()};
   for (size_t i = 0; i < encoded->size(); i++) t.values_[i] = (*encoded)[i].second;
   return t;

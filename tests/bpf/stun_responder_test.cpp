@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -226,14 +225,8 @@ INSTANTIATE_TEST_SUITE_P(Golden, StunResponderMutationTest,
 // The endpoints' perfect hash (tgw/stun_layout.h), which the XDP programs, the DPDK backend
 // and the user backend all look endpoints up with: every key finds its own entry whatever
 // the multipliers drawn, and a key that differs from every endpoint's in any one field
-// (address, port, family) finds none. No root needed.
-tgw_stun_endpoint_key keyOf(const SockAddr& a) {
-  tgw_stun_endpoint_key key{};
-  std::memcpy(key.addr, a.ip().bytes(), a.ip().size());
-  key.port = htons(a.port());
-  key.family = static_cast<__u8>(a.isV4() ? TGW_FAMILY_IPV4 : TGW_FAMILY_IPV6);
-  return key;
-}
+// (address, port, family) finds none. No root needed. The keys are the loader's encoding
+// (StunResponder::encodeEndpoints), as the fast path builds them from a request.
 
 TEST(StunEndpointKeys, EachEndpointFindsItsOwnEntryAndNoOtherKeyFindsOne) {
   // The most endpoints there can be: both families, neighbouring addresses and ports (the
@@ -245,13 +238,15 @@ TEST(StunEndpointKeys, EachEndpointFindsItsOwnEntryAndNoOtherKeyFindsOne) {
       endpoints.push_back(bareEndpoint("2001:db8::" + std::to_string(1 + i), port));
     }
   ASSERT_EQ(endpoints.size(), size_t{TGW_STUN_MAX_ENDPOINTS});
+  auto table = StunResponder::encodeEndpoints(endpoints);
+  ASSERT_TRUE(table) << table.error().message;
   for (int draw = 0; draw < 200; draw++) {
     tgw_stun_endpoint_keys keys{};
     auto ok = StunResponder::writeEndpointKeys(keys, endpoints);
     ASSERT_TRUE(ok) << ok.error().message;
     ASSERT_EQ(keys.count, __u32{TGW_STUN_MAX_ENDPOINTS});
     for (size_t i = 0; i < endpoints.size(); i++) {
-      tgw_stun_endpoint_key key = keyOf(endpoints[i].local);
+      const tgw_stun_endpoint_key key = (*table)[i].first;
       ASSERT_EQ(tgw_stun_endpoint_find(&keys, &key), static_cast<int>(i))
           << endpoints[i].local.toString() << " draw " << draw;
       tgw_stun_endpoint_key other = key;
@@ -268,9 +263,8 @@ TEST(StunEndpointKeys, EachEndpointFindsItsOwnEntryAndNoOtherKeyFindsOne) {
   }
   // No endpoints: nothing is found (the fast path passes every request up).
   tgw_stun_endpoint_keys none{};
-  ASSERT_TRUE(StunResponder::writeEndpointKeys(none, {}));
-  tgw_stun_endpoint_key key = keyOf(endpoints[0].local);
-  EXPECT_EQ(tgw_stun_endpoint_find(&none, &key), -1);
+  ASSERT_TRUE(StunResponder::writeEndpointKeys(none, std::vector<StunResponder::Endpoint>{}));
+  EXPECT_EQ(tgw_stun_endpoint_find(&none, &(*table)[0].first), -1);
   tgw_stun_endpoint_key zero{};
   EXPECT_EQ(tgw_stun_endpoint_find(&none, &zero), -1);
 }
