@@ -193,32 +193,31 @@ TGW_INLINE __u32 tgw_edge_handle_out(TGW_BE_CTX *ctx, struct tgw_edge_pkt *pkt,
  * flow's lookup, so a datagram that turns out not to be ours (an application's to a local
  * endpoint) has changed nothing. */
 struct tgw_edge_in {
-  const struct tgw_edge_flow *f; /* the flow's live entry; NULL: none (or not data) */
-  __u32 reason;                  /* tgw_edge_classify_in()'s, or EDGE_UNSUPPORTED */
+  const struct tgw_edge_flow *f; /* the flow's live entry (its id checked); NULL: none */
+  __u32 reason;                  /* tgw_edge_classify_in()'s */
   __u32 kind;                    /* TGW_EDGE_IN_* */
-  __u32 flow_id, hdr_len, pad_len;
+  __u32 hdr_len, pad_len;
 };
 
 TGW_INLINE void tgw_edge_find_in(TGW_BE_CTX *ctx, const struct tgw_edge_pkt *pkt,
                                  struct tgw_edge_in *in) {
   in->f = 0;
+  in->reason = 0;
   in->kind = TGW_EDGE_IN_CONTROL;
-  in->flow_id = 0;
   in->hdr_len = 0;
   in->pad_len = 0;
-  /* The payload is read at fixed offsets: with IPv4 options tgwd's socket decides. */
-  if (pkt->unsupported) {
-    in->reason = TGW_REASON_EDGE_UNSUPPORTED;
-    return;
-  }
+  /* The payload is read at fixed offsets: with IPv4 options tgwd's socket decides
+   * (tgw_edge_handle_in passes it up). */
+  if (pkt->unsupported) return;
+  __u32 flow_id = 0;
   in->reason = tgw_edge_classify_in(tgw_be_data(ctx), tgw_be_data_end(ctx), pkt, &in->kind,
-                                    &in->flow_id, &in->hdr_len, &in->pad_len);
+                                    &flow_id, &in->hdr_len, &in->pad_len);
   if (in->reason != 0 || in->kind == TGW_EDGE_IN_CONTROL) return;
-  const struct tgw_edge_flow_ref *ref = tgw_be_edge_flow_ref(ctx, &in->flow_id);
+  const struct tgw_edge_flow_ref *ref = tgw_be_edge_flow_ref(ctx, &flow_id);
   if (!ref) return;
   const struct tgw_edge_flow *f = tgw_be_edge_live_flow(ctx, ref->slot);
   /* Another flow's: a recycled hash element read in flight (tgw/edge.h). */
-  if (f && f->flow_id == in->flow_id) in->f = f;
+  if (f && f->flow_id == flow_id) in->f = f;
 }
 
 /* In: a datagram to one of our sockets, found (tgw_edge_find_in()) as *in says. */
@@ -228,8 +227,7 @@ TGW_INLINE __u32 tgw_edge_handle_in(TGW_BE_CTX *ctx, struct tgw_edge_pkt *pkt,
   if (pkt->unsupported) return TGW_REASON_EDGE_UNSUPPORTED;
   const __u8 *data = tgw_be_data(ctx);
   const __u8 *data_end = tgw_be_data_end(ctx);
-  const __u32 kind = in->kind, flow_id = in->flow_id, hdr_len = in->hdr_len;
-  const __u32 pad_len = in->pad_len;
+  const __u32 kind = in->kind, hdr_len = in->hdr_len, pad_len = in->pad_len;
   __u32 reason = in->reason;
   if (reason == 0 && kind == TGW_EDGE_IN_CONTROL) return TGW_REASON_EDGE_CONTROL;
   *verdict = TGW_VERDICT_DROP;
@@ -237,7 +235,7 @@ TGW_INLINE __u32 tgw_edge_handle_in(TGW_BE_CTX *ctx, struct tgw_edge_pkt *pkt,
   if (pkt->first_fragment) return TGW_REASON_IP_FRAGMENT;
   if (reason != 0) return reason;
   const struct tgw_edge_flow *f = in->f;
-  if (!f || f->flow_id != flow_id) return TGW_REASON_EDGE_UNKNOWN_FLOW;
+  if (!f) return TGW_REASON_EDGE_UNKNOWN_FLOW;
   if (!tgw_be_alive(ctx, tgw_be_now_ns(ctx))) return TGW_REASON_EDGE_LIVENESS;
   struct tgw_edge_flow_stats *st = tgw_be_edge_flow_stats(ctx, f);
 
