@@ -1042,7 +1042,7 @@ int runEdge(Bench& bench, const Options& options) {
       {"xdp", "edge, XDP fast path (native)", &Bench::startEdgeXdp, false},
       {"dpdk", "edge, DPDK backend (1 worker)", &Bench::startEdgeDpdk, true},
       {"nop", "do-nothing XDP_TX reflector", &Bench::startEdgeReflector, false}};
-  if (options.noDpdk) systems.erase(systems.begin() + 1);
+  if (options.noDpdk) std::erase_if(systems, [](const System& s) { return s.dpdk; });
   std::printf("bench_veth --edge: one flow's datagrams (%d application bytes) forwarded by a one-interface edge\n"
               "gateway through one veth pair: out (application -> tgw data frames to the peer) and in (data\n"
               "frames from the peer -> the application)\n",
