@@ -32,9 +32,8 @@ std::string_view toString(StreamEnd e) {
   return "unknown";
 }
 
-StreamPump::StreamPump(event_base* base, UniqueFd fd, Options options, Counters& counters, Handler& handler)
-    : base_(base),
-      fd_(std::move(fd)),
+StreamPump::StreamPump(UniqueFd fd, Options options, Counters& counters, Handler& handler)
+    : fd_(std::move(fd)),
       framer_(options.maxMessage, options.maxChannel),
       queue_(options.sendQueueBytes),
       counters_(counters),
@@ -44,7 +43,7 @@ StreamPump::StreamPump(event_base* base, UniqueFd fd, Options options, Counters&
 
 Result<std::unique_ptr<StreamPump>> StreamPump::make(event_base* base, UniqueFd fd, Tls tls, ssl_ctx_st* ctx,
                                                      Options options, Counters& counters, Handler& handler) {
-  std::unique_ptr<StreamPump> p(new StreamPump(base, std::move(fd), options, counters, handler));
+  std::unique_ptr<StreamPump> p(new StreamPump(std::move(fd), options, counters, handler));
   const int s = p->fd_.get();
   p->rd_ = event_new(base, s, EV_READ | EV_PERSIST, &StreamPump::onReadable, p.get());
   p->wr_ = event_new(base, s, EV_WRITE, &StreamPump::onWritable, p.get());

@@ -163,7 +163,7 @@ class StreamPump {
   bool readPaused() const { return readPaused_; }
 
  private:
-  StreamPump(event_base* base, UniqueFd fd, Options options, Counters& counters, Handler& handler);
+  StreamPump(UniqueFd fd, Options options, Counters& counters, Handler& handler);
 
   static void onReadable(int, short, void* arg);
   static void onWritable(int, short, void* arg);
@@ -185,7 +185,6 @@ class StreamPump {
   // Ends the stream now (events off, descriptor closed) and reports it from the loop.
   void endWith(StreamEnding ending);
 
-  event_base* base_;
   UniqueFd fd_;
   ::event* rd_ = nullptr;
   ::event* wr_ = nullptr;

@@ -32,7 +32,6 @@ struct EdgeRun {
 // Grown tail bytes zeroed, as XDP's (the edge grows no tail today; kept as XDP's anyway).
 #define TGW_DPDK_CLEAR_GROWN_TAIL 1
 #include "dataplane/dpdk/frame_seam.h"
-static inline __u32 tgw_be_random(TGW_BE_CTX* ctx) { return tgw::dpdk::coreRandom(ctx->core.rng); }
 static inline int tgw_be_alive(TGW_BE_CTX* ctx, __u64 now) { return ctx->t.tables->alive(now); }
 // Back out of the ingress port (TX), out of the edge's other DPDK port (REDIRECT), else a bug
 // (the next-hop table holds entries on the two ports only: edge_program.h).
