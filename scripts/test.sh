@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite: unit, integration and bpf, then the lab,
-# in ./build (gcc), then the fuzz suite in ./build-fuzz (clang: every fuzzer's corpus replayed
-# under AddressSanitizer and UndefinedBehaviorSanitizer). Needs root for the bpf and lab
-# suites (they skip, and say why, without it). Every part runs even when another fails; the
-# exit status is non-zero if any failed.
+# in ./build (clang, scripts/build.sh), then the fuzz suite in ./build-fuzz (clang: every
+# fuzzer's corpus replayed under AddressSanitizer and UndefinedBehaviorSanitizer). Needs root
+# for the bpf and lab suites (they skip, and say why, without it). Every part runs even when
+# another fails; the exit status is non-zero if any failed.
 #
 # Time: the lab waits far more than it computes (namespaces, timers, other programs), so it
 # runs four tests at a time, and the fuzzing build compiles meanwhile at the lowest priority
