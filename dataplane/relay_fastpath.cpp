@@ -139,9 +139,9 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
     return fail(std::string("relay fast path: open skeleton: ") + std::strerror(errno), errno);
   StunResponder::writeConfig(self->skel_->rodata->tgw_stun_cfg, options.stunPorts,
                              options.stunBudget);
-  if (auto ok = StunResponder::writeEndpointKeys(self->skel_->rodata->tgw_stun_keys,
-                                                 options.stunEndpoints);
-      !ok)
+  auto table = StunResponder::encodeEndpoints(options.stunEndpoints);
+  if (!table) return fail("relay fast path: " + table.error().message);
+  if (auto ok = StunResponder::writeEndpointKeys(self->skel_->rodata->tgw_stun_keys, *table); !ok)
     return fail("relay fast path: " + ok.error().message);
   writeJiffyClock(self->skel_->rodata->tgw_clock, "relay");
   self->skel_->rodata->tgw_turn_cfg.relay_port_min = options.relayPortMin;
@@ -176,7 +176,7 @@ Result<std::unique_ptr<RelayFastPath>> RelayFastPath::load(const Options& option
   auto stats = StunResponder::bindStats(maps.tgw_stats);
   if (!stats) return fail("relay fast path: " + stats.error().message);
   self->stats_ = std::move(*stats);
-  if (auto ok = StunResponder::fillEndpoints(maps.tgw_stun_endpoints, options.stunEndpoints); !ok)
+  if (auto ok = StunResponder::fillEndpoints(maps.tgw_stun_endpoints, *table); !ok)
     return fail("relay fast path: " + ok.error().message);
   // Check the route and allocation maps against the C structs once (TypedMap::bind).
   if (auto m = TypedMap<tgw_turn_client_key, tgw_turn_rewrite>::bind(maps.tgw_turn_clients); !m)

@@ -91,13 +91,6 @@ void StunResponder::writeConfig(tgw_stun_config& rodata, const std::vector<uint1
 }
 
 Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
-                                              const std::vector<Endpoint>& endpoints) {
-  auto table = encodeEndpoints(endpoints);
-  if (!table) return Unexpected<Error>{table.error()};
-  return writeEndpointKeys(rodata, *table);
-}
-
-Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
                                               const EndpointTable& table) {
   if (table.size() > TGW_STUN_MAX_ENDPOINTS)
     return fail("stun responder: at most " + std::to_string(TGW_STUN_MAX_ENDPOINTS) +
@@ -128,18 +121,15 @@ Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
               " endpoints' keys gives each a slot of its own");
 }
 
-Result<void> StunResponder::fillEndpoints(const bpf_map* map,
-                                          const std::vector<Endpoint>& endpoints) {
-  auto table = encodeEndpoints(endpoints);
-  if (!table) return Unexpected<Error>{table.error()};
+Result<void> StunResponder::fillEndpoints(const bpf_map* map, const EndpointTable& table) {
   auto typed = TypedMap<__u32, tgw_stun_endpoint>::bind(map);
   if (!typed) return fail("stun responder: " + typed.error().message);
   if (typed->maxEntries() != TGW_STUN_MAX_ENDPOINTS)
     return fail("stun responder: tgw_stun_endpoints has " + std::to_string(typed->maxEntries()) +
                 " entries, expected " + std::to_string(TGW_STUN_MAX_ENDPOINTS));
-  // Entry i answers writeEndpointKeys' key[i]: the same encoding, the same order.
-  for (size_t i = 0; i < table->size(); i++) {
-    if (auto ok = typed->update(static_cast<__u32>(i), (*table)[i].second, BPF_ANY); !ok)
+  // Entry i answers writeEndpointKeys' key[i]: the table's i-th pair.
+  for (size_t i = 0; i < table.size(); i++) {
+    if (auto ok = typed->update(static_cast<__u32>(i), table[i].second, BPF_ANY); !ok)
       return fail("stun responder: endpoint table: " + ok.error().message);
   }
   return {};
@@ -163,7 +153,9 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
   if (self->skel_ == nullptr)
     return fail(std::string("stun responder: open skeleton: ") + std::strerror(errno), errno);
   writeConfig(self->skel_->rodata->tgw_stun_cfg, options.ports, options.budget);
-  if (auto ok = writeEndpointKeys(self->skel_->rodata->tgw_stun_keys, options.endpoints); !ok)
+  auto table = encodeEndpoints(options.endpoints);
+  if (!table) return Unexpected<Error>{table.error()};
+  if (auto ok = writeEndpointKeys(self->skel_->rodata->tgw_stun_keys, *table); !ok)
     return Unexpected<Error>{ok.error()};
   writeJiffyClock(self->skel_->rodata->tgw_clock, "stun_responder");
   if (int err = tgw_stun_responder__load(self->skel_); err != 0)
@@ -174,7 +166,7 @@ Result<std::unique_ptr<StunResponder>> StunResponder::load(const Options& option
   auto stats = bindStats(self->skel_->maps.tgw_stats);
   if (!stats) return fail("stun responder: " + stats.error().message);
   self->stats_ = std::move(*stats);
-  if (auto ok = fillEndpoints(self->skel_->maps.tgw_stun_endpoints, options.endpoints); !ok)
+  if (auto ok = fillEndpoints(self->skel_->maps.tgw_stun_endpoints, *table); !ok)
     return Unexpected<Error>{ok.error()};
   std::string endpointList;
   for (const Endpoint& e : options.endpoints)

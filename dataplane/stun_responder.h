@@ -107,14 +107,11 @@ class StunResponder {
                           const Budget& budget);
   // The XDP program's endpoint table is an array (tgw_stun_endpoints, entry i) and its keys
   // are in .rodata (tgw_stun_keys, key[i], with their perfect hash: tgw/stun_layout.h):
-  // writeEndpointKeys before the program loads, fillEndpoints after, from the same
-  // endpoints. The DPDK backend keeps the same keys (dataplane/dpdk/stun_program.h).
-  static Result<void> writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
-                                        const std::vector<Endpoint>& endpoints);
-  // The same from a table encodeEndpoints() made (its keys, in its order).
-  static Result<void> writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
-                                        const EndpointTable& table);
-  static Result<void> fillEndpoints(const bpf_map* map, const std::vector<Endpoint>& endpoints);
+  // writeEndpointKeys before the program loads, fillEndpoints after, both from one table
+  // encodeEndpoints() made: key[i] and entry i are its i-th pair. The DPDK backend keeps the
+  // same keys (dataplane/dpdk/stun_program.h).
+  static Result<void> writeEndpointKeys(tgw_stun_endpoint_keys& rodata, const EndpointTable& table);
+  static Result<void> fillEndpoints(const bpf_map* map, const EndpointTable& table);
   static Result<TypedMap<tgw_stats_key, tgw_stats_value>> bindStats(const bpf_map* map);
   static std::vector<CounterRow> readCounters(
       const TypedMap<tgw_stats_key, tgw_stats_value>& stats);

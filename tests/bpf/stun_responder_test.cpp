@@ -242,7 +242,7 @@ TEST(StunEndpointKeys, EachEndpointFindsItsOwnEntryAndNoOtherKeyFindsOne) {
   ASSERT_TRUE(table) << table.error().message;
   for (int draw = 0; draw < 200; draw++) {
     tgw_stun_endpoint_keys keys{};
-    auto ok = StunResponder::writeEndpointKeys(keys, endpoints);
+    auto ok = StunResponder::writeEndpointKeys(keys, *table);
     ASSERT_TRUE(ok) << ok.error().message;
     ASSERT_EQ(keys.count, __u32{TGW_STUN_MAX_ENDPOINTS});
     for (size_t i = 0; i < endpoints.size(); i++) {
@@ -263,7 +263,7 @@ TEST(StunEndpointKeys, EachEndpointFindsItsOwnEntryAndNoOtherKeyFindsOne) {
   }
   // No endpoints: nothing is found (the fast path passes every request up).
   tgw_stun_endpoint_keys none{};
-  ASSERT_TRUE(StunResponder::writeEndpointKeys(none, std::vector<StunResponder::Endpoint>{}));
+  ASSERT_TRUE(StunResponder::writeEndpointKeys(none, StunResponder::EndpointTable{}));
   EXPECT_EQ(tgw_stun_endpoint_find(&none, &(*table)[0].first), -1);
   tgw_stun_endpoint_key zero{};
   EXPECT_EQ(tgw_stun_endpoint_find(&none, &zero), -1);

@@ -1137,8 +1137,10 @@ TEST_F(TurnFastPathTest, UserspaceBuildMatchesXdp) {
   userBackendMaps(relay_->programFd(), be);
   gUserStunPorts[0] = htons(kStunPort);
   // The keys the loader wrote to the program's .rodata, in the same order.
-  ASSERT_TRUE(tgw::dataplane::StunResponder::writeEndpointKeys(
-      gUserStunKeys, {bareEndpoint("198.18.0.1", kStunPort), bareEndpoint("2001:db8::1", kStunPort)}));
+  auto keys = tgw::dataplane::StunResponder::encodeEndpoints(
+      {bareEndpoint("198.18.0.1", kStunPort), bareEndpoint("2001:db8::1", kStunPort)});
+  ASSERT_TRUE(keys) << keys.error().message;
+  ASSERT_TRUE(tgw::dataplane::StunResponder::writeEndpointKeys(gUserStunKeys, *keys));
   gUserTurnConfig = tgw_turn_config{kRelayPortMin, kRelayPortMax, 0, 0};
   struct Case {
     const char* name;
