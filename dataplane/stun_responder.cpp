@@ -99,10 +99,9 @@ Result<void> StunResponder::writeEndpointKeys(tgw_stun_endpoint_keys& rodata,
   for (size_t i = 0; i < table.size(); i++)
     std::memcpy(rodata.key[i], &table[i].first, sizeof(tgw_stun_endpoint_key));
   rodata.count = static_cast<__u32>(table.size());
-  // Multipliers that give every key a slot of its own (tgw/stun_layout.h). Different keys
-  // (encodeEndpoints refuses a key listed twice) collide under a draw with probability about
-  // 1/64 per pair: with 16 keys about one draw in seven succeeds, so 1000 draws all failing
-  // does not happen; the error is for a broken hash, not for bad luck.
+  // Multipliers drawn until every key has a slot of its own (tgw/stun_layout.h says how
+  // often a draw succeeds; encodeEndpoints refuses a key listed twice): 1000 failed draws
+  // mean a broken hash, not bad luck.
   std::random_device random;
   for (int draw = 0; draw < 1000; draw++) {
     for (__u64& m : rodata.mult) m = (uint64_t{random()} << 32) | random() | 1;
