@@ -22,6 +22,12 @@ NopPrograms::~NopPrograms() {
 }
 
 int NopPrograms::txFd() const { return bpf_program__fd(skel_->progs.tgw_nop_tx); }
+int NopPrograms::workFd() const { return bpf_program__fd(skel_->progs.tgw_nop_work); }
+
+void NopPrograms::setWorkSteps(unsigned steps) { skel_->bss->tgw_nop_work_steps = steps; }
+
+uint64_t NopPrograms::workResult() const { return skel_->bss->tgw_nop_work_result; }
+
 int NopPrograms::passFd() const { return bpf_program__fd(skel_->progs.tgw_nop_pass); }
 
 Result<std::unique_ptr<XdpAttachment>> NopPrograms::attachTx(const std::string& ifname,

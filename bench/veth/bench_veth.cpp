@@ -67,6 +67,10 @@
 // every thread of the child (the worker, idle polling included: an upper bound), over packets
 // that reached the sink. The fast path's own counters must show the flow's packets forwarded
 // (per-flow out_direct / in_direct), else a warning.
+//
+// --work N[,N...] (STUN, --turn, --edge): more reflectors beside the others, "nop+N": the
+// reflector after N steps of register work that depend on each other (xdp/nop_tx.bpf.c,
+// tgw_nop_work), to show what a program's length alone costs on this path.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
@@ -88,6 +92,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <map>
 #include <set>
@@ -104,6 +109,7 @@
 #include "crypto/hashes.h"
 #include "dataplane/dpdk/edge_backend.h"
 #include "dataplane/edge_fastpath.h"
+#include "dataplane/nop_programs.h"
 #include "dataplane/relay_fastpath.h"
 #include "lab.h"
 #include "nop_tx.skel.h"
@@ -136,7 +142,24 @@ struct Options {
   bool edge = false;     // the edge's XDP fast path vs its DPDK backend vs the reflector
   bool progStats = false; // the kernel's BPF run-time statistics of wan0's XDP program
   bool noDpdk = false;    // --edge without its DPDK system (the XDP program and the reflector)
+  std::vector<unsigned> work;  // --work: reflectors doing this many steps of work, beside the others
 };
+
+// --work N[,N...]: the steps, each 0..NopPrograms::kMaxWorkSteps; false if the list is bad.
+bool parseWork(const char* text, std::vector<unsigned>& out) {
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long v = std::strtoul(item.c_str(), &end, 10);
+    if (item.empty() || *end != 0 || errno != 0 || v > tgw::dataplane::NopPrograms::kMaxWorkSteps) return false;
+    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(static_cast<unsigned>(v));
+  }
+  return !out.empty();
+}
+
+std::string workLabel(unsigned steps) { return "reflector + " + std::to_string(steps) + " work steps"; }
 
 // --edge: the one-interface gateway's flow (see the top of this file).
 constexpr uint32_t kEdgeFlowId = 7;
@@ -494,6 +517,10 @@ class Bench {
     sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeSocket().port() : edgeLocal().port();
     return startReflector();
   }
+  tgw::Result<void> startEdgeWorkReflector(unsigned steps) {
+    sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeSocket().port() : edgeLocal().port();
+    return startWorkReflector(steps);
+  }
   // The flow's packets the edge forwarded in the current direction (out_direct or in_direct),
   // from the XDP program's per-flow counters or the DPDK child's last report; and that report.
   uint64_t edgeForwarded() const {
@@ -765,6 +792,12 @@ class Bench {
     if (auto r = attach(lab_.host("relay").netns, "wan0", bpf_program__fd(nop_->progs.tgw_nop_tx)); !r) return r;
     return pinSystem({});
   }
+  // --work: the reflector after `steps` steps of dependent register work (xdp/nop_tx.bpf.c).
+  tgw::Result<void> startWorkReflector(unsigned steps) {
+    nop_->bss->tgw_nop_work_steps = steps;
+    if (auto r = attach(lab_.host("relay").netns, "wan0", bpf_program__fd(nop_->progs.tgw_nop_work)); !r) return r;
+    return pinSystem({});
+  }
   void stop() {
     if (daemon_) daemon_->process()->stop();
     daemon_.reset();
@@ -875,7 +908,7 @@ std::string rate(double r) {
 }
 
 int usage(FILE* out, int code) {
-  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk] [--edge [--no-dpdk]] [--prog-stats]\n"
+  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk] [--edge [--no-dpdk]] [--prog-stats] [--work N[,N...]]\n"
              "STUN requests/s through veth: tgwd's XDP responder vs turnserver --stun-only vs a\n"
              "MAC-swap XDP_TX reflector, alternated, medians and ratios. Needs root.\n"
              "--turn: TURN ChannelData relayed/s instead: the relay's XDP program vs turnserver\n"
@@ -899,7 +932,10 @@ int usage(FILE* out, int code) {
              "kernel's BPF statistics (bpf_enable_stats, on for the whole run: it adds two clock\n"
              "reads, some tens of ns, to every run of every program), and the programs' ratio. The\n"
              "CPU figures rise too, unevenly (here the reflector's by about 120 ns per packet,\n"
-             "tgw's by 20-60): take the CPU ratio from a run without it.\n",
+             "tgw's by 20-60): take the CPU ratio from a run without it.\n"
+             "--work N[,N...] (STUN, --turn, --edge): also reflectors that do N steps of work before\n"
+             "their MAC swap (each step two dependent register operations; N up to 1024), alternated\n"
+             "with the others: what a program's length alone costs on this path.\n",
              out);
   return code;
 }
@@ -1036,14 +1072,17 @@ int runEdge(Bench& bench, const Options& options) {
   struct System {
     std::string name;
     std::string label;
-    tgw::Result<void> (Bench::*start)();
+    std::function<tgw::Result<void>()> start;
     bool dpdk;
   };
   std::vector<System> systems = {
-      {"xdp", "edge, XDP fast path (native)", &Bench::startEdgeXdp, false},
-      {"dpdk", "edge, DPDK backend (1 worker)", &Bench::startEdgeDpdk, true},
-      {"nop", "do-nothing XDP_TX reflector", &Bench::startEdgeReflector, false}};
+      {"xdp", "edge, XDP fast path (native)", [&] { return bench.startEdgeXdp(); }, false},
+      {"dpdk", "edge, DPDK backend (1 worker)", [&] { return bench.startEdgeDpdk(); }, true},
+      {"nop", "do-nothing XDP_TX reflector", [&] { return bench.startEdgeReflector(); }, false}};
   if (options.noDpdk) std::erase_if(systems, [](const System& s) { return s.dpdk; });
+  for (unsigned steps : options.work)
+    systems.push_back({"nop+" + std::to_string(steps), workLabel(steps),
+                       [&bench, steps] { return bench.startEdgeWorkReflector(steps); }, false});
   std::printf("bench_veth --edge: one flow's datagrams (%d application bytes) forwarded by a one-interface edge\n"
               "gateway through one veth pair: out (application -> tgw data frames to the peer) and in (data\n"
               "frames from the peer -> the application)\n",
@@ -1063,7 +1102,7 @@ int runEdge(Bench& bench, const Options& options) {
       }
       const std::string w = in ? "in" : "out";
       for (const auto& s : systems) {
-        if (auto r = (bench.*s.start)(); !r) {
+        if (auto r = s.start(); !r) {
           std::fprintf(stderr, "\nbench_veth: starting %s: %s\n", s.name.c_str(), r.error().message.c_str());
           bench.stop();
           return 1;
@@ -1080,7 +1119,7 @@ int runEdge(Bench& bench, const Options& options) {
           return 1;
         }
         // The fast path must have done the work: its own per-flow counters.
-        if (s.name != "nop" && forwarded == 0)
+        if ((s.name == "xdp" || s.dpdk) && forwarded == 0)
           std::fprintf(stderr, "\nbench_veth: warning: %s: the flow's %s_direct counter is 0\n%s\n", s.name.c_str(),
                        w.c_str(), s.dpdk ? bench.edgeChildLog().c_str() : "");
         const std::string key = w + "/" + s.name;
@@ -1092,7 +1131,7 @@ int runEdge(Bench& bench, const Options& options) {
         progNs[key].push_back(r->progNsPerRun);
         const std::string limit = limitOf(*r, s.dpdk);
         limits[key][limit.substr(0, limit.find(" ("))]++;
-        std::printf("  %-3s %-4s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s",
+        std::printf("  %-3s %-8s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s",
                     w.c_str(), s.name.c_str(), rate(r->rate).c_str(), rate(r->offered).c_str(), r->systemBusy * 100,
                     r->napiBusy * 100, r->nsPerResponse, limit.c_str());
         // For DPDK, wan0's program is the steering program, not the edge's.
@@ -1219,10 +1258,11 @@ int main(int argc, char** argv) {
                              {"edge", no_argument, nullptr, 'E'},
                              {"prog-stats", no_argument, nullptr, 'P'},
                              {"no-dpdk", no_argument, nullptr, 'N'},
+                             {"work", required_argument, nullptr, 'W'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:DEPNh", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:DEPNW:h", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
@@ -1234,6 +1274,13 @@ int main(int argc, char** argv) {
       case 'E': options.edge = true; break;
       case 'P': options.progStats = true; break;
       case 'N': options.noDpdk = true; break;
+      case 'W':
+        if (!parseWork(optarg, options.work)) {
+          std::fprintf(stderr, "bench_veth: --work: expected steps 0..%u separated by commas, got \"%s\"\n",
+                       tgw::dataplane::NopPrograms::kMaxWorkSteps, optarg);
+          return 2;
+        }
+        break;
       case 'h': return usage(stdout, 0);
       default: return usage(stderr, 2);
     }
@@ -1247,6 +1294,7 @@ int main(int argc, char** argv) {
   if (options.edge && (options.turn || options.dpdk)) return usage(stderr, 2);
   if (options.progStats && options.dpdk) return usage(stderr, 2);
   if (options.noDpdk && !options.edge) return usage(stderr, 2);
+  if (!options.work.empty() && options.dpdk) return usage(stderr, 2);
   // --prog-stats: the kernel keeps BPF run-time statistics while this descriptor is open.
   int statsFd = -1;
   if (options.progStats && (statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME)) < 0) {
@@ -1285,15 +1333,19 @@ int main(int argc, char** argv) {
   struct System {
     std::string name;
     std::string label;
-    tgw::Result<void> (Bench::*start)();
+    std::function<tgw::Result<void>()> start;
   };
   const bool turn = options.turn;
+  Bench* b = &bench;
   std::vector<System> systems = {{"tgw", turn ? "tgw (relay XDP program, TURN fast path)" : "tgw (tgwd, its XDP STUN answer)",
-                                  &Bench::startTgw}};
+                                  [b] { return b->startTgw(); }}};
   if (coturn)
     systems.push_back({"coturn", turn ? "coturn (turnserver relaying)" : "coturn (turnserver --stun-only)",
-                       &Bench::startCoturn});
-  systems.push_back({"reflector", "reflector (nop_tx: MAC swap, XDP_TX)", &Bench::startReflector});
+                       [b] { return b->startCoturn(); }});
+  systems.push_back({"reflector", "reflector (nop_tx: MAC swap, XDP_TX)", [b] { return b->startReflector(); }});
+  for (unsigned steps : options.work)
+    systems.push_back({"nop+" + std::to_string(steps), workLabel(steps),
+                       [b, steps] { return b->startWorkReflector(steps); }});
 
   if (turn)
     std::printf("bench_veth --turn: TURN ChannelData messages (%d data bytes) relayed per second through one veth pair\n",
@@ -1307,7 +1359,7 @@ int main(int argc, char** argv) {
   for (int round = 1; round <= options.rounds; ++round) {
     std::printf("round %d:\n", round);
     for (const auto& s : systems) {
-      if (auto r = (bench.*s.start)(); !r) {
+      if (auto r = s.start(); !r) {
         std::fprintf(stderr, "\nbench_veth: starting %s: %s\n", s.name.c_str(), r.error().message.c_str());
         bench.stop();
         return 1;
@@ -1347,6 +1399,11 @@ int main(int argc, char** argv) {
               turn ? "relayed" : "answers");
   for (const auto& s : systems)
     std::printf("  %-40s %12.0f /s  %6.0f ns\n", s.label.c_str(), median(rates[s.name]), median(costs[s.name]));
+  for (unsigned steps : options.work) {
+    const std::string key = "nop+" + std::to_string(steps);
+    std::printf("  reflector + %u steps: %+.0f ns per packet over the reflector\n", steps,
+                median(costs[key]) - median(costs["reflector"]));
+  }
   double tgw = median(rates["tgw"]);
   double reflector = median(rates["reflector"]);
   if (coturn) {

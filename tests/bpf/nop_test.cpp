@@ -33,6 +33,33 @@ TEST_F(NopTest, TxSwapsMacsOnly) {
   EXPECT_EQ(r.out, want);
 }
 
+// The work program reflects as tx does, after exactly the steps it was given (its result
+// says how many it ran), capped at kMaxWorkSteps.
+TEST_F(NopTest, WorkRunsItsStepsThenSwapsMacs) {
+  const Bytes in = udpFrame4(Ethernet{}, Ipv4{}, Udp{}, stun(Stun{}));
+  Bytes want = in;
+  std::swap_ranges(want.begin(), want.begin() + 6, want.begin() + 6);
+  auto expected = [&](unsigned steps) {
+    uint64_t x = in[0], y = in[1];
+    for (unsigned i = 0; i < steps; ++i) {
+      x += y;
+      y ^= x;
+    }
+    return x ^ y;
+  };
+  ASSERT_NE(expected(36), expected(37));  // the result tells step counts apart
+  for (unsigned steps : {0u, 1u, 37u, dataplane::NopPrograms::kMaxWorkSteps}) {
+    nop_->setWorkSteps(steps);
+    const XdpRun r = runXdp(nop_->workFd(), in);
+    EXPECT_EQ(r.retval, XDP_TX) << steps;
+    EXPECT_EQ(r.out, want) << steps;
+    EXPECT_EQ(nop_->workResult(), expected(steps)) << steps;
+  }
+  nop_->setWorkSteps(dataplane::NopPrograms::kMaxWorkSteps + 5);
+  (void)runXdp(nop_->workFd(), in);
+  EXPECT_EQ(nop_->workResult(), expected(dataplane::NopPrograms::kMaxWorkSteps));
+}
+
 TEST_F(NopTest, PassLeavesFrameAlone) {
   const Bytes in = udpFrame6(Ethernet{}, Ipv6{}, Udp{}, stun(Stun{}));
   const XdpRun r = runXdp(nop_->passFd(), in);
