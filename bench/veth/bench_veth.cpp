@@ -143,7 +143,11 @@ struct Options {
   bool progStats = false; // the kernel's BPF run-time statistics of wan0's XDP program
   bool noDpdk = false;    // --edge without its DPDK system (the XDP program and the reflector)
   std::vector<unsigned> work;  // --work: reflectors doing this many steps of work, beside the others
+  double rate = 0;             // --rate: frames offered per second (0: as fast as the generator goes)
 };
+
+// --rate: frames per generator call (then a sleep until the rate allows the next).
+constexpr int kPacedCall = 4096;
 
 // --work N[,N...]: the steps, each 0..NopPrograms::kMaxWorkSteps; false if the list is bad.
 bool parseWork(const char* text, std::vector<unsigned>& out) {
@@ -579,7 +583,10 @@ class Bench {
       opts.data_size_in = static_cast<uint32_t>(frame_.size());
       opts.ctx_in = &ctx;
       opts.ctx_size_in = sizeof ctx;
-      opts.repeat = static_cast<uint32_t>(options_.batch);
+      // --rate: smaller calls, each followed by a sleep until the rate allows the next.
+      const uint32_t perCall = options_.rate > 0 ? static_cast<uint32_t>(std::min<int>(options_.batch, kPacedCall))
+                                                 : static_cast<uint32_t>(options_.batch);
+      opts.repeat = perCall;
       opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
       opts.batch_size = 64;
       before = __atomic_load_n(&sink_->bss->tgw_bench_counted, __ATOMIC_RELAXED);
@@ -587,12 +594,15 @@ class Bench {
       napiBefore = cpuSeconds(napiPids_);
       auto start = Clock::now();
       auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-      for (int calls = 0; Clock::now() < end && calls < 100000; ++calls) {
+      for (int calls = 0; Clock::now() < end && calls < 1000000; ++calls) {
         if (int e = bpf_prog_test_run_opts(bpf_program__fd(gen_->progs.tgw_bench_gen), &opts); e != 0) {
           error = e;
           break;
         }
-        sent += static_cast<uint64_t>(options_.batch);
+        sent += perCall;
+        if (options_.rate > 0)
+          std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                                                    static_cast<double>(sent) / options_.rate)));
       }
       elapsed = std::chrono::duration<double>(Clock::now() - start).count();
       after = __atomic_load_n(&sink_->bss->tgw_bench_counted, __ATOMIC_RELAXED);
@@ -908,7 +918,7 @@ std::string rate(double r) {
 }
 
 int usage(FILE* out, int code) {
-  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk] [--edge [--no-dpdk]] [--prog-stats] [--work N[,N...]]\n"
+  std::fputs("Usage: bench_veth [--rounds N] [--seconds S] [--batch FRAMES] [--verbose] [--turn] [--data BYTES] [--dpdk] [--edge [--no-dpdk]] [--prog-stats] [--work N[,N...]] [--rate PPS]\n"
              "STUN requests/s through veth: tgwd's XDP responder vs turnserver --stun-only vs a\n"
              "MAC-swap XDP_TX reflector, alternated, medians and ratios. Needs root.\n"
              "--turn: TURN ChannelData relayed/s instead: the relay's XDP program vs turnserver\n"
@@ -935,7 +945,11 @@ int usage(FILE* out, int code) {
              "tgw's by 20-60): take the CPU ratio from a run without it.\n"
              "--work N[,N...] (STUN, --turn, --edge): also reflectors that do N steps of work before\n"
              "their MAC swap (each step two dependent register operations; N up to 1024), alternated\n"
-             "with the others: what a program's length alone costs on this path.\n",
+             "with the others: what a program's length alone costs on this path.\n"
+             "--rate PPS (e.g. 1.5M): offer this many frames per second (calls of 4096 frames, paced)\n"
+             "instead of as many as the generator makes, so every system carries the same load: the\n"
+             "CPU per packet then compares like with like (at full speed the offered rate drifts\n"
+             "between systems and phases of the machine, and the napi thread's batches with it).\n",
              out);
   return code;
 }
@@ -1259,10 +1273,11 @@ int main(int argc, char** argv) {
                              {"prog-stats", no_argument, nullptr, 'P'},
                              {"no-dpdk", no_argument, nullptr, 'N'},
                              {"work", required_argument, nullptr, 'W'},
+                             {"rate", required_argument, nullptr, 'R'},
                              {"help", no_argument, nullptr, 'h'},
                              {nullptr, 0, nullptr, 0}};
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:DEPNW:h", longopts, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "r:s:b:vtd:DEPNW:R:h", longopts, nullptr)) != -1) {
     switch (opt) {
       case 'r': options.rounds = std::clamp(std::atoi(optarg), 1, 50); break;
       case 's': options.seconds = std::clamp(std::atof(optarg), 0.2, 30.0); break;
@@ -1281,6 +1296,18 @@ int main(int argc, char** argv) {
           return 2;
         }
         break;
+      case 'R': {
+        char* end = nullptr;
+        double v = std::strtod(optarg, &end);
+        if (end != optarg && (*end == 'M' || *end == 'm')) v *= 1e6, ++end;
+        else if (end != optarg && (*end == 'k' || *end == 'K')) v *= 1e3, ++end;
+        if (end == optarg || *end != 0 || !(v >= 1e3 && v <= 1e8)) {
+          std::fprintf(stderr, "bench_veth: --rate: expected frames per second from 1k to 100M (e.g. 1500000 or 1.5M), got \"%s\"\n", optarg);
+          return 2;
+        }
+        options.rate = v;
+        break;
+      }
       case 'h': return usage(stdout, 0);
       default: return usage(stderr, 2);
     }
