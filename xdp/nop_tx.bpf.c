@@ -3,9 +3,10 @@
  *  - tgw_nop_tx: swaps the Ethernet addresses and sends the frame back (XDP_TX). The
  *    cheapest possible reflector, the ceiling the STUN responder is measured against.
  *  - tgw_nop_work: the same after tgw_nop_work_steps steps of work that depend on each other
- *    (two ALU operations each, on registers: no memory, no helper). bench_veth --work runs it
- *    beside the reflector to show what a program's length alone costs on a path (README,
- *    "What a program's length costs on veth").
+ *    (a step: one loop iteration whose add and xor take the last step's results; registers
+ *    only, no memory, no helper; about 0.6 ns). bench_veth --work runs it beside the
+ *    reflector to show what a program's length alone costs on a path (README, "Measured
+ *    figures", the eighth round).
  *  - tgw_nop_pass: XDP_PASS. Attached to the far side of a veth pair so that frames sent
  *    there with XDP_TX / redirect are not dropped (on veth, a frame reaching a peer without
  *    an XDP program or GRO is dropped; see LAB.md). */
@@ -35,10 +36,10 @@ int tgw_nop_work(struct xdp_md *ctx) {
   __u8 *data = (__u8 *)(long)ctx->data;
   const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
   if (data + TGW_ETH_HLEN > data_end) return XDP_PASS;
-  __u32 steps = tgw_nop_work_steps;
+  __u64 steps = tgw_nop_work_steps;
   if (steps > TGW_NOP_WORK_MAX) steps = TGW_NOP_WORK_MAX;
   __u64 x = data[0], y = data[1];
-  for (__u32 i = 0; i < steps; i++) {
+  for (__u64 i = 0; i < steps; i++) {
     x += y;
     y ^= x;
     asm volatile("" : "+r"(x), "+r"(y)); /* no closed form, no unrolling into one */

@@ -71,6 +71,7 @@
 // --work N[,N...] (STUN, --turn, --edge): more reflectors beside the others, "nop+N": the
 // reflector after N steps of register work that depend on each other (xdp/nop_tx.bpf.c,
 // tgw_nop_work), to show what a program's length alone costs on this path.
+// --rate PPS: the generator paced (framesPerCall), so that every system is offered one load.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
@@ -146,21 +147,37 @@ struct Options {
   double rate = 0;             // --rate: frames offered per second (0: as fast as the generator goes)
 };
 
-// --rate: frames per generator call (then a sleep until the rate allows the next).
-constexpr int kPacedCall = 4096;
+// --rate: frames per generator call, about a millisecond's worth (then a sleep until the rate
+// allows the next), 64..4096; --batch caps it too. Each call's frames go out as fast as the
+// generator makes them: a burst the system's ring must absorb.
+int framesPerCall(const Options& o) {
+  if (o.rate <= 0) return o.batch;
+  return std::min(o.batch, std::clamp(static_cast<int>(o.rate / 1000), 64, 4096));
+}
 
-// --work N[,N...]: the steps, each 0..NopPrograms::kMaxWorkSteps; false if the list is bad.
-bool parseWork(const char* text, std::vector<unsigned>& out) {
+// "generator: ... (N frames per call)" for the modes' headers, with the rate when paced.
+std::string generatorLine(const Options& o) {
+  char b[160];
+  if (o.rate > 0)
+    std::snprintf(b, sizeof b, "paced at %.0f frames/s, %d frames per call", o.rate, framesPerCall(o));
+  else
+    std::snprintf(b, sizeof b, "%d frames per call", o.batch);
+  return b;
+}
+
+// --work N[,N...]: the steps, each 0..NopPrograms::kMaxWorkSteps, added to `out`; false if the
+// list is bad (an empty item, a sign, blanks, a number out of range).
+bool parseWork(const std::string& text, std::vector<unsigned>& out) {
+  if (text.empty() || text.back() == ',') return false;
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    char* end = nullptr;
-    errno = 0;
-    unsigned long v = std::strtoul(item.c_str(), &end, 10);
-    if (item.empty() || *end != 0 || errno != 0 || v > tgw::dataplane::NopPrograms::kMaxWorkSteps) return false;
+    if (item.empty() || item.size() > 4 || item.find_first_not_of("0123456789") != std::string::npos) return false;
+    const unsigned long v = std::stoul(item);
+    if (v > tgw::dataplane::NopPrograms::kMaxWorkSteps) return false;
     if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(static_cast<unsigned>(v));
   }
-  return !out.empty();
+  return true;
 }
 
 std::string workLabel(unsigned steps) { return "reflector + " + std::to_string(steps) + " work steps"; }
@@ -584,8 +601,7 @@ class Bench {
       opts.ctx_in = &ctx;
       opts.ctx_size_in = sizeof ctx;
       // --rate: smaller calls, each followed by a sleep until the rate allows the next.
-      const uint32_t perCall = options_.rate > 0 ? static_cast<uint32_t>(std::min<int>(options_.batch, kPacedCall))
-                                                 : static_cast<uint32_t>(options_.batch);
+      const auto perCall = static_cast<uint32_t>(framesPerCall(options_));
       opts.repeat = perCall;
       opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
       opts.batch_size = 64;
@@ -611,6 +627,9 @@ class Bench {
     });
     if (!r) return tgw::fail(r.error().message);
     if (error) return tgw::fail("bpf_prog_test_run_opts (live frames): " + std::string(std::strerror(-error)));
+    if (options_.rate > 0 && elapsed > 0 && static_cast<double>(sent) / elapsed < 0.98 * options_.rate)
+      std::fprintf(stderr, "bench_veth: warning: --rate %.0f not reached: the generator offered %.0f frames/s\n",
+                   options_.rate, static_cast<double>(sent) / elapsed);
     if (cpuAfter < cpuBefore)
       return tgw::fail("the system's CPU time went down during the measurement: a thread counted as the system's "
                        "ended (another lab or bench running on this machine?)");
@@ -944,12 +963,14 @@ int usage(FILE* out, int code) {
              "CPU figures rise too, unevenly (here the reflector's by about 120 ns per packet,\n"
              "tgw's by 20-60): take the CPU ratio from a run without it.\n"
              "--work N[,N...] (STUN, --turn, --edge): also reflectors that do N steps of work before\n"
-             "their MAC swap (each step two dependent register operations; N up to 1024), alternated\n"
-             "with the others: what a program's length alone costs on this path.\n"
-             "--rate PPS (e.g. 1.5M): offer this many frames per second (calls of 4096 frames, paced)\n"
-             "instead of as many as the generator makes, so every system carries the same load: the\n"
-             "CPU per packet then compares like with like (at full speed the offered rate drifts\n"
-             "between systems and phases of the machine, and the napi thread's batches with it).\n",
+             "their MAC swap (a step: one loop iteration whose add and xor depend on the last step's,\n"
+             "about 0.6 ns; N up to 1024), alternated with the others: what a program's length alone\n"
+             "costs on this path.\n"
+             "--rate PPS (e.g. 1.5M): offer this many frames per second (paced calls of a millisecond's\n"
+             "frames, 64 to 4096, each sent as one burst) instead of as many as the generator makes,\n"
+             "so every system is offered the same load (at full speed the offered rate drifts between\n"
+             "systems and phases of the machine, and the napi thread's batches with it). What arrives\n"
+             "may still differ: a burst can overflow a slower system's ring. Warns if not reached.\n",
              out);
   return code;
 }
@@ -994,9 +1015,9 @@ int runDpdk(Bench& bench, const Options& options) {
   std::vector<bool> workloads = options.turn ? std::vector<bool>{true} : std::vector<bool>{false, true};
   std::printf("bench_veth --dpdk: STUN Binding answers and TURN ChannelData (%d data bytes) relayed through one veth pair\n",
               options.dataBytes);
-  std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n"
+  std::printf("  generator: XDP live frames on CPU %d (%s); system under test: CPU %d\n"
               "  (the relay's napi thread and, for DPDK, the polling worker, lcore 1)\n",
-              kGeneratorCpu, options.batch, kSystemCpu);
+              kGeneratorCpu, generatorLine(options).c_str(), kSystemCpu);
   std::printf("  %d rounds of %.1f s per system and workload, alternated\n", options.rounds, options.seconds);
   // [workload][system] -> per-round figures
   std::map<std::string, std::vector<double>> rates, costs, busy, napi, offered;
@@ -1101,9 +1122,9 @@ int runEdge(Bench& bench, const Options& options) {
               "gateway through one veth pair: out (application -> tgw data frames to the peer) and in (data\n"
               "frames from the peer -> the application)\n",
               options.dataBytes);
-  std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n"
+  std::printf("  generator: XDP live frames on CPU %d (%s); system under test: CPU %d\n"
               "  (the gateway's napi thread and, for DPDK, the polling worker, lcore 1)\n",
-              kGeneratorCpu, options.batch, kSystemCpu);
+              kGeneratorCpu, generatorLine(options).c_str(), kSystemCpu);
   std::printf("  %d rounds of %.1f s per system and direction, alternated\n", options.rounds, options.seconds);
   std::map<std::string, std::vector<double>> rates, costs, busy, napi, offered, progNs;
   std::map<std::string, std::map<std::string, int>> limits;
@@ -1133,6 +1154,7 @@ int runEdge(Bench& bench, const Options& options) {
           return 1;
         }
         // The fast path must have done the work: its own per-flow counters.
+        if (r->rate == 0) std::fprintf(stderr, "\nbench_veth: warning: %s: the sink counted nothing\n", s.name.c_str());
         if ((s.name == "xdp" || s.dpdk) && forwarded == 0)
           std::fprintf(stderr, "\nbench_veth: warning: %s: the flow's %s_direct counter is 0\n%s\n", s.name.c_str(),
                        w.c_str(), s.dpdk ? bench.edgeChildLog().c_str() : "");
@@ -1185,12 +1207,19 @@ int runEdge(Bench& bench, const Options& options) {
       std::fputs(row, stdout);
     }
   }
+  for (unsigned steps : options.work)
+    for (const char* w : {"out", "in"})
+      std::printf("%s reflector + %u steps: %+.0f ns per packet over the reflector\n", w, steps,
+                  median(costs[std::string(w) + "/nop+" + std::to_string(steps)]) - median(costs[std::string(w) + "/nop"]));
   if (options.progStats) {
     std::printf("\nXDP program per run (kernel bpf_stats, incl. its two clock reads; medians):\n");
     for (const char* w : {"out", "in"}) {
       const double edge = median(progNs[std::string(w) + "/xdp"]);
       const double nop = median(progNs[std::string(w) + "/nop"]);
       std::printf("  %-3s edge %.0f ns, reflector %.0f ns, %.0f ns above\n", w, edge, nop, edge - nop);
+      for (unsigned steps : options.work)
+        std::printf("  %-3s reflector + %u steps %.0f ns\n", w, steps,
+                    median(progNs[std::string(w) + "/nop+" + std::to_string(steps)]));
     }
     std::printf("The statistics raise the CPU figures unevenly (the reflector's most): take the CPU\n"
                 "ratio from a run without --prog-stats.\n");
@@ -1290,7 +1319,7 @@ int main(int argc, char** argv) {
       case 'P': options.progStats = true; break;
       case 'N': options.noDpdk = true; break;
       case 'W':
-        if (!parseWork(optarg, options.work)) {
+        if (!parseWork(optarg ? optarg : "", options.work)) {
           std::fprintf(stderr, "bench_veth: --work: expected steps 0..%u separated by commas, got \"%s\"\n",
                        tgw::dataplane::NopPrograms::kMaxWorkSteps, optarg);
           return 2;
@@ -1299,7 +1328,7 @@ int main(int argc, char** argv) {
       case 'R': {
         char* end = nullptr;
         double v = std::strtod(optarg, &end);
-        if (end != optarg && (*end == 'M' || *end == 'm')) v *= 1e6, ++end;
+        if (end != optarg && *end == 'M') v *= 1e6, ++end;
         else if (end != optarg && (*end == 'k' || *end == 'K')) v *= 1e3, ++end;
         if (end == optarg || *end != 0 || !(v >= 1e3 && v <= 1e8)) {
           std::fprintf(stderr, "bench_veth: --rate: expected frames per second from 1k to 100M (e.g. 1500000 or 1.5M), got \"%s\"\n", optarg);
@@ -1312,16 +1341,20 @@ int main(int argc, char** argv) {
       default: return usage(stderr, 2);
     }
   }
+  // Combinations that make no sense, before anything needs root.
+  if (options.edge && (options.turn || options.dpdk)) return usage(stderr, 2);
+  if (options.progStats && options.dpdk) return usage(stderr, 2);
+  if (options.noDpdk && !options.edge) return usage(stderr, 2);
+  if (!options.work.empty() && options.dpdk) {
+    std::fprintf(stderr, "bench_veth: --work runs with STUN, --turn or --edge, not with --dpdk\n");
+    return 2;
+  }
   setvbuf(stdout, nullptr, _IOLBF, 0);
   if (auto r = available(); !r) {
     std::fprintf(stderr, "SKIP: bench_veth: %s\n", r.error().message.c_str());
     return 77;
   }
   bool coturn = haveProgram("turnserver");
-  if (options.edge && (options.turn || options.dpdk)) return usage(stderr, 2);
-  if (options.progStats && options.dpdk) return usage(stderr, 2);
-  if (options.noDpdk && !options.edge) return usage(stderr, 2);
-  if (!options.work.empty() && options.dpdk) return usage(stderr, 2);
   // --prog-stats: the kernel keeps BPF run-time statistics while this descriptor is open.
   int statsFd = -1;
   if (options.progStats && (statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME)) < 0) {
@@ -1379,8 +1412,8 @@ int main(int argc, char** argv) {
                 options.dataBytes);
   else
     std::printf("bench_veth: STUN Binding requests answered per second through one veth pair\n");
-  std::printf("  generator: XDP live frames on CPU %d (%d frames per call); system under test: CPU %d\n",
-              kGeneratorCpu, options.batch, kSystemCpu);
+  std::printf("  generator: XDP live frames on CPU %d (%s); system under test: CPU %d\n",
+              kGeneratorCpu, generatorLine(options).c_str(), kSystemCpu);
   std::printf("  %d rounds of %.1f s per system, alternated\n", options.rounds, options.seconds);
   std::map<std::string, std::vector<double>> rates, costs, progNs;
   for (int round = 1; round <= options.rounds; ++round) {
@@ -1411,6 +1444,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "\nbench_veth: %s: %s\n", s.name.c_str(), r.error().message.c_str());
         return 1;
       }
+      if (r->rate == 0) std::fprintf(stderr, "\nbench_veth: warning: %s: the sink counted nothing\n", s.name.c_str());
       rates[s.name].push_back(r->rate);
       costs[s.name].push_back(r->nsPerResponse);
       progNs[s.name].push_back(r->progNsPerRun);
@@ -1454,6 +1488,9 @@ int main(int argc, char** argv) {
     std::printf("  XDP program per run (kernel bpf_stats, incl. its two clock reads): tgw %.0f ns, reflector "
                 "%.0f ns, %.0f ns above\n",
                 tgwProg, nopProg, tgwProg - nopProg);
+    for (unsigned steps : options.work)
+      std::printf("  XDP program per run, reflector + %u steps: %.0f ns\n", steps,
+                  median(progNs["nop+" + std::to_string(steps)]));
   }
   if (statsFd >= 0) close(statsFd);
   double ratio = reflector > 0 ? tgw / reflector : 0;
