@@ -1319,7 +1319,7 @@ int main(int argc, char** argv) {
       case 'P': options.progStats = true; break;
       case 'N': options.noDpdk = true; break;
       case 'W':
-        if (!parseWork(optarg ? optarg : "", options.work)) {
+        if (!parseWork(optarg, options.work)) {
           std::fprintf(stderr, "bench_veth: --work: expected steps 0..%u separated by commas, got \"%s\"\n",
                        tgw::dataplane::NopPrograms::kMaxWorkSteps, optarg);
           return 2;
@@ -1396,16 +1396,15 @@ int main(int argc, char** argv) {
     std::function<tgw::Result<void>()> start;
   };
   const bool turn = options.turn;
-  Bench* b = &bench;
   std::vector<System> systems = {{"tgw", turn ? "tgw (relay XDP program, TURN fast path)" : "tgw (tgwd, its XDP STUN answer)",
-                                  [b] { return b->startTgw(); }}};
+                                  [&bench] { return bench.startTgw(); }}};
   if (coturn)
     systems.push_back({"coturn", turn ? "coturn (turnserver relaying)" : "coturn (turnserver --stun-only)",
-                       [b] { return b->startCoturn(); }});
-  systems.push_back({"reflector", "reflector (nop_tx: MAC swap, XDP_TX)", [b] { return b->startReflector(); }});
+                       [&bench] { return bench.startCoturn(); }});
+  systems.push_back({"reflector", "reflector (nop_tx: MAC swap, XDP_TX)", [&bench] { return bench.startReflector(); }});
   for (unsigned steps : options.work)
     systems.push_back({"nop+" + std::to_string(steps), workLabel(steps),
-                       [b, steps] { return b->startWorkReflector(steps); }});
+                       [&bench, steps] { return bench.startWorkReflector(steps); }});
 
   if (turn)
     std::printf("bench_veth --turn: TURN ChannelData messages (%d data bytes) relayed per second through one veth pair\n",
