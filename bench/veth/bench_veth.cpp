@@ -382,6 +382,7 @@ struct Sample {
   double napiBusy = 0;     // of which the system's napi thread (fraction of one core)
   double progNsPerRun = 0; // --prog-stats: wan0's XDP program, ns per run (kernel bpf_stats)
   std::map<std::string, int64_t> wireDeltas;  // ethtool -S of the relay's wan0, non-zero changes
+  std::map<std::string, int64_t> genDeltas;   // the same of the generator's end of the veth
 };
 
 // `ethtool -S IF` in `netns` as name -> value.
@@ -581,6 +582,7 @@ class Bench {
     uint64_t before = 0, after = 0, sent = 0;
     double elapsed = 0, cpuBefore = 0, cpuAfter = 0, napiBefore = 0, napiAfter = 0;
     const auto wireBefore = ethtoolStats(lab_, lab_.host("relay").netns, "wan0");
+    const auto genBefore = ethtoolStats(lab_, lab_.internetNetns(), genIf_);
     const auto progBefore = options_.progStats ? xdpRunStats(lab_, lab_.host("relay").netns, "wan0")
                                                : std::pair<uint64_t, uint64_t>{0, 0};
     auto r = lab_.runIn(lab_.internetNetns(), [&] {
@@ -650,6 +652,11 @@ class Bench {
       auto was = wireBefore.find(name);
       int64_t d = v - (was == wireBefore.end() ? 0 : was->second);
       if (d != 0) out.wireDeltas[name] = d;
+    }
+    for (const auto& [name, v] : ethtoolStats(lab_, lab_.internetNetns(), genIf_)) {
+      auto was = genBefore.find(name);
+      int64_t d = v - (was == genBefore.end() ? 0 : was->second);
+      if (d != 0) out.genDeltas[name] = d;
     }
     return out;
   }
@@ -979,8 +986,10 @@ int usage(FILE* out, int code) {
 // was offered. Otherwise an XDP system whose core is (nearly) saturated hit its program's
 // cost, and one whose core had time left lost frames on the veth. A DPDK worker polls at
 // 100 % whatever the load, so its core says nothing: it hit the kernel half of its path when
-// the napi thread (steering program, AF_XDP copy) had the core or when the steering program's
-// redirects into the AF_XDP socket failed (veth's drop counter), else its own loop.
+// the napi thread (steering program, AF_XDP copy) had the core, when the steering program's
+// redirects into the AF_XDP socket failed (veth's drop counter), or when the gateway's veth
+// ring refused the generator's frames while the napi thread that drains it waited behind the
+// worker on the shared core (the generator's end: xdp_xmit_errors), else its own loop.
 std::string limitOf(const Sample& s, bool dpdk) {
   if (s.rate >= 0.95 * s.offered) return "generator";
   if (dpdk) {
@@ -993,6 +1002,14 @@ std::string limitOf(const Sample& s, bool dpdk) {
     }
     if (frames > 0 && drops * 10 >= frames)
       return "AF_XDP delivery (" + std::to_string(drops * 100 / frames) + " % of redirects failed)";
+    int64_t sent = 0, refused = 0;
+    for (const auto& [name, v] : s.genDeltas) {
+      if (name.size() > 16 && name.compare(name.size() - 16, 16, "_xdp_xmit_errors") == 0) refused += v;
+      else if (name.size() > 9 && name.compare(name.size() - 9, 9, "_xdp_xmit") == 0) sent += v;
+    }
+    if (sent + refused > 0 && refused * 10 >= sent + refused)
+      return "veth ring, napi behind the worker (" + std::to_string(refused * 100 / (sent + refused)) +
+             " % of frames refused)";
     return s.napiBusy >= 0.9 ? "napi (steer + AF_XDP copy)" : "DPDK worker";
   }
   if (s.systemBusy >= 0.9) return "program (core saturated)";
@@ -1069,6 +1086,9 @@ int runDpdk(Bench& bench, const Options& options) {
           std::string d;
           for (const auto& [name, v] : r->wireDeltas) d += " " + name + "=" + std::to_string(v);
           std::printf("    wan0 ethtool -S changes:%s\n", d.c_str());
+          d.clear();
+          for (const auto& [name, v] : r->genDeltas) d += " " + name + "=" + std::to_string(v);
+          std::printf("    generator's end ethtool -S changes:%s\n", d.c_str());
         }
       }
     }
@@ -1178,6 +1198,9 @@ int runEdge(Bench& bench, const Options& options) {
           std::string d;
           for (const auto& [name, v] : r->wireDeltas) d += " " + name + "=" + std::to_string(v);
           std::printf("    wan0 ethtool -S changes:%s\n", d.c_str());
+          d.clear();
+          for (const auto& [name, v] : r->genDeltas) d += " " + name + "=" + std::to_string(v);
+          std::printf("    generator's end ethtool -S changes:%s\n", d.c_str());
         }
       }
     }
