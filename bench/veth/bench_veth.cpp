@@ -383,6 +383,15 @@ struct Sample {
   double progNsPerRun = 0; // --prog-stats: wan0's XDP program, ns per run (kernel bpf_stats)
   std::map<std::string, int64_t> wireDeltas;  // ethtool -S of the relay's wan0, non-zero changes
   std::map<std::string, int64_t> genDeltas;   // the same of the generator's end of the veth
+
+  // --verbose: both ends' changes, a line each.
+  void printDeltas() const {
+    for (const auto& [label, deltas] : {std::pair{"wan0", &wireDeltas}, {"generator's end", &genDeltas}}) {
+      std::string d;
+      for (const auto& [name, v] : *deltas) d += " " + name + "=" + std::to_string(v);
+      std::printf("    %s ethtool -S changes:%s\n", label, d.c_str());
+    }
+  }
 };
 
 // `ethtool -S IF` in `netns` as name -> value.
@@ -399,6 +408,18 @@ std::map<std::string, int64_t> ethtoolStats(const Lab& lab, const std::string& n
     char* end = nullptr;
     long long v = std::strtoll(line.c_str() + colon + 1, &end, 10);
     if (end != line.c_str() + colon + 1) out[name] = v;
+  }
+  return out;
+}
+
+// The counters of `after` that changed since `before` (a counter new in `after` from 0).
+std::map<std::string, int64_t> changes(const std::map<std::string, int64_t>& before,
+                                       const std::map<std::string, int64_t>& after) {
+  std::map<std::string, int64_t> out;
+  for (const auto& [name, v] : after) {
+    auto was = before.find(name);
+    int64_t d = v - (was == before.end() ? 0 : was->second);
+    if (d != 0) out[name] = d;
   }
   return out;
 }
@@ -488,6 +509,8 @@ class Bench {
   }
   // The port the sink counts for an edge (out: the peer's; in: the application's).
   void sinkEdgeTarget() { sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeApp().port() : edgePeer().port(); }
+  // The port a reflected edge frame comes back to (in: our socket's; out: the local endpoint's).
+  void sinkEdgeReflected() { sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeSocket().port() : edgeLocal().port(); }
 
   // --edge, xdp: EdgeFastPath on wan0 (native) with the flow on its direct path, as tgwd's path
   // engine writes it.
@@ -535,12 +558,13 @@ class Bench {
     systemPids_.push_back(edgeChild_->pid());
     return raiseWorkers(edgeChild_->pid());
   }
+  // The reflectors on the edge's frames: the sink counts them at the port they were sent to.
   tgw::Result<void> startEdgeReflector() {
-    sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeSocket().port() : edgeLocal().port();
+    sinkEdgeReflected();
     return startReflector();
   }
   tgw::Result<void> startEdgeWorkReflector(unsigned steps) {
-    sink_->bss->tgw_bench_dport_b = edgeIn_ ? edgeSocket().port() : edgeLocal().port();
+    sinkEdgeReflected();
     return startWorkReflector(steps);
   }
   // The flow's packets the edge forwarded in the current direction (out_direct or in_direct),
@@ -648,16 +672,8 @@ class Bench {
         out.progNsPerRun = static_cast<double>(progAfter.second - progBefore.second) /
                            static_cast<double>(progAfter.first - progBefore.first);
     }
-    for (const auto& [name, v] : ethtoolStats(lab_, lab_.host("relay").netns, "wan0")) {
-      auto was = wireBefore.find(name);
-      int64_t d = v - (was == wireBefore.end() ? 0 : was->second);
-      if (d != 0) out.wireDeltas[name] = d;
-    }
-    for (const auto& [name, v] : ethtoolStats(lab_, lab_.internetNetns(), genIf_)) {
-      auto was = genBefore.find(name);
-      int64_t d = v - (was == genBefore.end() ? 0 : was->second);
-      if (d != 0) out.genDeltas[name] = d;
-    }
+    out.wireDeltas = changes(wireBefore, ethtoolStats(lab_, lab_.host("relay").netns, "wan0"));
+    out.genDeltas = changes(genBefore, ethtoolStats(lab_, lab_.internetNetns(), genIf_));
     return out;
   }
 
@@ -997,15 +1013,15 @@ std::string limitOf(const Sample& s, bool dpdk) {
     // carried out for: with DPDK, redirects into the AF_XDP socket that failed.
     int64_t drops = 0, frames = 0;
     for (const auto& [name, v] : s.wireDeltas) {
-      if (name.size() > 6 && name.compare(name.size() - 6, 6, "_drops") == 0) drops += v;
-      if (name.size() > 12 && name.compare(name.size() - 12, 12, "_xdp_packets") == 0) frames += v;
+      if (name.ends_with("_drops")) drops += v;
+      if (name.ends_with("_xdp_packets")) frames += v;
     }
     if (frames > 0 && drops * 10 >= frames)
       return "AF_XDP delivery (" + std::to_string(drops * 100 / frames) + " % of redirects failed)";
     int64_t sent = 0, refused = 0;
     for (const auto& [name, v] : s.genDeltas) {
-      if (name.size() > 16 && name.compare(name.size() - 16, 16, "_xdp_xmit_errors") == 0) refused += v;
-      else if (name.size() > 9 && name.compare(name.size() - 9, 9, "_xdp_xmit") == 0) sent += v;
+      if (name.ends_with("_xdp_xmit_errors")) refused += v;
+      else if (name.ends_with("_xdp_xmit")) sent += v;
     }
     if (sent + refused > 0 && refused * 10 >= sent + refused)
       return "veth ring, napi behind the worker (" + std::to_string(refused * 100 / (sent + refused)) +
@@ -1082,14 +1098,7 @@ int runDpdk(Bench& bench, const Options& options) {
         std::printf("  %s %-5s %10s of %10s offered; CPU %3.0f%% (napi %3.0f%%), %6.0f ns/packet; limit: %s\n",
                     w.c_str(), s.name.c_str(), rate(r->rate).c_str(), rate(r->offered).c_str(), r->systemBusy * 100,
                     r->napiBusy * 100, r->nsPerResponse, limit.c_str());
-        if (options.verbose) {
-          std::string d;
-          for (const auto& [name, v] : r->wireDeltas) d += " " + name + "=" + std::to_string(v);
-          std::printf("    wan0 ethtool -S changes:%s\n", d.c_str());
-          d.clear();
-          for (const auto& [name, v] : r->genDeltas) d += " " + name + "=" + std::to_string(v);
-          std::printf("    generator's end ethtool -S changes:%s\n", d.c_str());
-        }
+        if (options.verbose) r->printDeltas();
       }
     }
   }
@@ -1194,14 +1203,7 @@ int runEdge(Bench& bench, const Options& options) {
         if (options.progStats && r->progNsPerRun > 0)
           std::printf("; %s %4.0f ns/run", s.dpdk ? "steering XDP" : "XDP program", r->progNsPerRun);
         std::printf("\n");
-        if (options.verbose) {
-          std::string d;
-          for (const auto& [name, v] : r->wireDeltas) d += " " + name + "=" + std::to_string(v);
-          std::printf("    wan0 ethtool -S changes:%s\n", d.c_str());
-          d.clear();
-          for (const auto& [name, v] : r->genDeltas) d += " " + name + "=" + std::to_string(v);
-          std::printf("    generator's end ethtool -S changes:%s\n", d.c_str());
-        }
+        if (options.verbose) r->printDeltas();
       }
     }
   }
